@@ -1,0 +1,159 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+	"gopkg.in/yaml.v3"
+
+	"github.com/nanoseg/nanoseg/lab"
+)
+
+// defaultConfigFile is read when it exists and no --config is given.
+const defaultConfigFile = "/etc/nanoseg/config.yaml"
+
+// Config is nanoseg's whole configuration. Each part is a plain struct of the
+// package that uses it; viper fills it from, in increasing precedence, the
+// defaults, the YAML config file, NANOSEG_* environment variables (a key's
+// dots become underscores: lab.stateDir is NANOSEG_LAB_STATEDIR) and flags.
+type Config struct {
+	Log LogConfig  `mapstructure:"log" yaml:"log"`
+	Lab lab.Config `mapstructure:"lab" yaml:"lab"`
+}
+
+// LogConfig says how nanoseg logs.
+type LogConfig struct {
+	// Level is debug, info, warn or error.
+	Level string `mapstructure:"level" yaml:"level"`
+	// Format is text or json.
+	Format string `mapstructure:"format" yaml:"format"`
+}
+
+// Defaults returns the configuration used where nothing else is set.
+func Defaults() Config {
+	return Config{
+		Log: LogConfig{Level: "info", Format: "text"},
+		Lab: lab.DefaultConfig(),
+	}
+}
+
+// Validate reports every invalid setting at once, each with its key.
+func (c Config) Validate() error {
+	var errs []error
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level: %q is not one of debug, info, warn, error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log.format: %q is not one of text, json", c.Log.Format))
+	}
+	if err := c.Lab.Validate(); err != nil {
+		errs = append(errs, prefixErr("lab.", err))
+	}
+	return errors.Join(errs...)
+}
+
+func prefixErr(prefix string, err error) error {
+	var out []error
+	for _, line := range strings.Split(err.Error(), "\n") {
+		out = append(out, errors.New(prefix+line))
+	}
+	return errors.Join(out...)
+}
+
+// loadConfig builds the effective configuration from defaults, the config
+// file (configPath, or defaultConfigFile if it exists), the environment and
+// the flags of the running command.
+func loadConfig(configPath string, flags *pflag.FlagSet, bind map[string]string) (Config, string, error) {
+	v := viper.New()
+	d := Defaults()
+	flat, err := flatten(d)
+	if err != nil {
+		return Config{}, "", err
+	}
+	for k, val := range flat {
+		v.SetDefault(k, val)
+	}
+	v.SetEnvPrefix("NANOSEG")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	for key, flag := range bind {
+		if f := flags.Lookup(flag); f != nil {
+			if err := v.BindPFlag(key, f); err != nil {
+				return Config{}, "", fmt.Errorf("bind flag --%s: %w", flag, err)
+			}
+		}
+	}
+	used := ""
+	if configPath == "" {
+		if _, err := os.Stat(defaultConfigFile); err == nil {
+			configPath = defaultConfigFile
+		}
+	}
+	if configPath != "" {
+		raw, err := os.ReadFile(configPath)
+		if err != nil {
+			return Config{}, "", fmt.Errorf("read config file: %w", err)
+		}
+		v.SetConfigType("yaml")
+		if err := v.ReadConfig(bytes.NewReader(raw)); err != nil {
+			return Config{}, "", fmt.Errorf("config file %s: %w", configPath, err)
+		}
+		used = configPath
+	}
+	var c Config
+	if err := v.UnmarshalExact(&c); err != nil {
+		return Config{}, "", fmt.Errorf("config file %s: %w", configPath, err)
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, "", fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	return c, used, nil
+}
+
+// flatten turns a config struct into dotted keys with their values, through
+// its YAML form, so that viper knows every key (needed for environment
+// variables) without a hand-kept list.
+func flatten(c Config) (map[string]any, error) {
+	raw, err := yaml.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("marshal defaults: %w", err)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("unmarshal defaults: %w", err)
+	}
+	out := map[string]any{}
+	var walk func(prefix string, m map[string]any)
+	walk = func(prefix string, m map[string]any) {
+		for k, v := range m {
+			if sub, ok := v.(map[string]any); ok {
+				walk(prefix+k+".", sub)
+				continue
+			}
+			out[prefix+k] = v
+		}
+	}
+	walk("", m)
+	return out, nil
+}
+
+// newLogger returns the logger that c asks for, writing to stderr.
+func newLogger(c LogConfig) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

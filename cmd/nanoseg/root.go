@@ -1,0 +1,119 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+
+	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
+)
+
+// Set at build time with -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  = ""
+)
+
+// app carries what every subcommand needs once the configuration is loaded.
+type app struct {
+	configPath string
+	configUsed string
+	cfg        Config
+	log        *slog.Logger
+	// bind maps configuration keys to flag names of the running command.
+	bind map[string]string
+}
+
+// exitCoder is an error that asks for a specific exit code.
+type exitCoder interface {
+	error
+	ExitCode() int
+}
+
+func asExitCoder(err error, target *exitCoder) bool { return errors.As(err, target) }
+
+func newRootCmd() *cobra.Command {
+	a := &app{bind: map[string]string{
+		"log.level":    "log-level",
+		"log.format":   "log-format",
+		"lab.stateDir": "state-dir",
+	}}
+	root := &cobra.Command{
+		Use:   "nanoseg",
+		Short: "Network microsegmentation for containers: observe, propose, audit, enforce",
+		Long: `nanoseg observes which workloads talk to which, proposes per-workload
+allow-list policies (nanosegments) from that graph and what people declare,
+and enforces them with nftables inside each container's network namespace.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, used, err := loadConfig(a.configPath, cmd.Flags(), a.bind)
+			if err != nil {
+				return err
+			}
+			a.cfg, a.configUsed = cfg, used
+			a.log = newLogger(cfg.Log)
+			return nil
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.configPath, "config", "", "YAML config file (default "+defaultConfigFile+" if it exists)")
+	pf.String("log-level", "", "log level: debug, info, warn, error")
+	pf.String("log-format", "", "log format: text or json")
+	root.AddCommand(newVersionCmd(), newConfigCmd(a), newLabCmd(a))
+	return root
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print nanoseg's version and commit",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v, c := buildVersion()
+			fmt.Fprintf(cmd.OutOrStdout(), "nanoseg %s (commit %s)\n", v, c)
+			return nil
+		},
+	}
+}
+
+// buildVersion returns the version and commit set at link time, falling back
+// to the VCS revision that the Go toolchain records.
+func buildVersion() (string, string) {
+	v, c := version, commit
+	if info, ok := debug.ReadBuildInfo(); ok && c == "" {
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" {
+				c = s.Value
+			}
+		}
+	}
+	if c == "" {
+		c = "unknown"
+	}
+	return v, c
+}
+
+func newConfigCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{Use: "config", Short: "Inspect nanoseg's configuration"}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "show",
+		Short: "Print the effective configuration (defaults, file, NANOSEG_* environment, flags) as YAML",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out, err := yaml.Marshal(a.cfg)
+			if err != nil {
+				return fmt.Errorf("marshal config: %w", err)
+			}
+			src := a.configUsed
+			if src == "" {
+				src = "none"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "# config file: %s\n%s", src, out)
+			return nil
+		},
+	})
+	return cmd
+}
