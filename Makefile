@@ -36,8 +36,8 @@ vet: ## go vet
 demo: build ## the main job: bring up the shop lab, show its traffic, tear it down (root)
 	./scripts/demo.sh
 
-generate: ## regenerate generated code and manifests
-	@echo "nothing to generate yet"
+generate: ## regenerate generated code and manifests (controller-gen: deep-copy, CRDs)
+	./hack/generate.sh
 
 verify: generate ## fail if generated files are stale
 	@git diff --exit-code -- manifests/crds policies || { echo "generated files are stale: run make generate"; exit 1; }

@@ -1,0 +1,211 @@
+package v1alpha1
+
+import (
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// Mode says what the dataplane does with connections a NanoSegment does not
+// allow.
+// +kubebuilder:validation:Enum=observe;audit;enforce
+type Mode string
+
+const (
+	// ModeObserve filters nothing; new connections are logged. An observing
+	// NanoSegment takes no part in verdicts.
+	ModeObserve Mode = "observe"
+	// ModeAudit lets would-be-denied connections through and logs them
+	// (verdict audit-deny).
+	ModeAudit Mode = "audit"
+	// ModeEnforce drops would-be-denied connections and logs them,
+	// rate-limited.
+	ModeEnforce Mode = "enforce"
+)
+
+// Protocol is a transport protocol a Port applies to.
+// +kubebuilder:validation:Enum=TCP;UDP;SCTP;ICMP
+type Protocol string
+
+// The protocols a Port may name. TCP, UDP and SCTP are those of
+// corev1.Protocol; ICMP covers ICMP and ICMPv6.
+const (
+	ProtocolTCP  Protocol = "TCP"
+	ProtocolUDP  Protocol = "UDP"
+	ProtocolSCTP Protocol = "SCTP"
+	ProtocolICMP Protocol = "ICMP"
+)
+
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:shortName=nseg,categories=nanoseg
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// NanoSegment is the allow-list policy of one workload identity: the pods of
+// its namespace that spec.selector selects. Like a Kubernetes NetworkPolicy it
+// isolates the selected pods in the directions of spec.policyTypes, and a
+// connection in an isolated direction is allowed only if some rule of some
+// policy selecting the pod allows it; unlike a NetworkPolicy it has a mode,
+// DNS-name and host peers, ICMP, and rule provenance.
+type NanoSegment struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   NanoSegmentSpec   `json:"spec"`
+	Status NanoSegmentStatus `json:"status,omitempty"`
+}
+
+// NanoSegmentSpec is the desired policy of one workload identity.
+type NanoSegmentSpec struct {
+	// Selector selects the pods of the workload identity in the NanoSegment's
+	// namespace, as NetworkPolicySpec.podSelector does: an empty selector
+	// selects every pod of the namespace.
+	Selector metav1.LabelSelector `json:"selector"`
+
+	// Mode is observe, audit or enforce; empty means observe.
+	// +optional
+	Mode Mode `json:"mode,omitempty"`
+
+	// PolicyTypes lists the directions the NanoSegment isolates, defaulted as
+	// in NetworkPolicySpec: when empty, Ingress always, and Egress when the
+	// egress list is non-empty.
+	// +optional
+	// +listType=set
+	PolicyTypes []networkingv1.PolicyType `json:"policyTypes,omitempty"`
+
+	// Ingress lists the rules that allow connections to the selected pods.
+	// +optional
+	Ingress []Rule `json:"ingress,omitempty"`
+
+	// Egress lists the rules that allow connections from the selected pods.
+	// +optional
+	Egress []Rule `json:"egress,omitempty"`
+}
+
+// Rule allows connections with any of its peers on any of its ports. An
+// empty peer list means every peer (inside the cluster or not); an empty port
+// list means every port of every protocol, as for NetworkPolicyIngressRule.
+type Rule struct {
+	// ID names the rule stably across revisions; verdicts, rule sets and
+	// counters carry it. Unique within the NanoSegment: 1-63 characters of
+	// [a-z0-9-].
+	ID string `json:"id"`
+
+	// Peers are the other sides of the connection; any one matching suffices.
+	// +optional
+	Peers []Peer `json:"peers,omitempty"`
+
+	// Ports are the destination ports; any one matching suffices.
+	// +optional
+	Ports []Port `json:"ports,omitempty"`
+
+	// Provenance says why the rule exists.
+	// +optional
+	Provenance Provenance `json:"provenance,omitempty"`
+}
+
+// Peer is one other side of a connection. Exactly one of the groups
+// {podSelector, namespaceSelector}, ipBlock, dnsName, host is set. With
+// podSelector and namespaceSelector together a pod must match both, as in
+// NetworkPolicyPeer; podSelector alone selects pods of the NanoSegment's own
+// namespace; namespaceSelector alone selects every pod of the matching
+// namespaces (an empty one: every pod of every namespace).
+type Peer struct {
+	// +optional
+	PodSelector *metav1.LabelSelector `json:"podSelector,omitempty"`
+	// +optional
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+	// IPBlock matches addresses in CIDR but not in any of Except; it matches
+	// pod addresses too.
+	// +optional
+	IPBlock *IPBlock `json:"ipBlock,omitempty"`
+	// DNSName matches addresses the workload resolved for this name: an exact
+	// name ("api.example.com") or a one-label wildcard ("*.example.com",
+	// which matches "a.example.com" but neither "example.com" nor
+	// "a.b.example.com").
+	// +optional
+	DNSName string `json:"dnsName,omitempty"`
+	// Host matches the addresses of the node the pod runs on.
+	// +optional
+	Host bool `json:"host,omitempty"`
+}
+
+// IPBlock is a CIDR with exceptions, as networkingv1.IPBlock.
+type IPBlock struct {
+	// CIDR such as "198.19.0.0/16" or "2001:db8::/64".
+	CIDR string `json:"cidr"`
+	// Except lists CIDRs inside CIDR that do not match.
+	// +optional
+	Except []string `json:"except,omitempty"`
+}
+
+// Port is a destination port or range on one protocol. A nil Port means every
+// port of Protocol. Port may be a name, resolved at each destination pod to
+// the number of its container port of that name and protocol. EndPort, with a
+// numeric Port, makes the inclusive range [Port, EndPort]. For ICMP, Port is
+// an ICMP type (0-255) and EndPort is not allowed.
+type Port struct {
+	// Protocol defaults to TCP.
+	// +optional
+	Protocol Protocol `json:"protocol,omitempty"`
+	// +optional
+	Port *intstr.IntOrString `json:"port,omitempty"`
+	// +optional
+	EndPort *int32 `json:"endPort,omitempty"`
+}
+
+// Provenance says why a rule exists: a person or an imported object declared
+// it, or the observed graph proposed it.
+type Provenance struct {
+	// +optional
+	Declared *Declared `json:"declared,omitempty"`
+	// +optional
+	Observed *Observed `json:"observed,omitempty"`
+}
+
+// Declared records who declared a rule.
+type Declared struct {
+	// By names the author: a user, or "NetworkPolicy <namespace>/<name>" for
+	// an imported rule.
+	By string `json:"by"`
+	// +optional
+	At *metav1.Time `json:"at,omitempty"`
+}
+
+// Observed records the edges of the observed graph a rule was inferred from.
+type Observed struct {
+	// Edges are the edges' keys, "<source> -> <destination> <PROTO>/<port>",
+	// sorted.
+	Edges []string `json:"edges"`
+	// FirstSeen is the start of the earliest flow of those edges.
+	FirstSeen metav1.Time `json:"firstSeen"`
+	// LastSeen is the end of the latest flow of those edges.
+	LastSeen metav1.Time `json:"lastSeen"`
+	// Flows counts the connections of those edges.
+	Flows int64 `json:"flows"`
+}
+
+// NanoSegmentStatus is what the controller last did with a NanoSegment.
+type NanoSegmentStatus struct {
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Endpoints counts the endpoints the NanoSegment selected when compiled.
+	// +optional
+	Endpoints int32 `json:"endpoints,omitempty"`
+	// Conditions follow the Kubernetes conventions (Ready, Valid).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// NanoSegmentList is a list of NanoSegments.
+type NanoSegmentList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []NanoSegment `json:"items"`
+}
