@@ -1,0 +1,276 @@
+package lab
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// NetnsPrefix starts the name of every network namespace any lab creates:
+// "nanoseg-lab-<lab>.<part>". Lab names hold no dot, so the namespaces of
+// lab "shop" never share a prefix with those of lab "shop-2".
+const NetnsPrefix = "nanoseg-lab-"
+
+func netnsName(lab, part string) string { return NetnsPrefix + lab + "." + part }
+
+// labPrefix starts the name of every namespace of lab.
+func labPrefix(lab string) string { return NetnsPrefix + lab + "." }
+
+// Plan is a topology resolved into endpoints with names and addresses. It
+// is written to the lab's state directory before anything is created, so
+// that `lab down` can find everything the lab made, and it is what other
+// parts of nanoseg read as the lab's inventory.
+type Plan struct {
+	Lab string `json:"lab"`
+	// TopologyHash is the SHA-256 of the topology file's bytes, hex.
+	TopologyHash string     `json:"topologyHash"`
+	Topology     Topology   `json:"topology"`
+	Switch       string     `json:"switch"` // netns name of the lab switch
+	Endpoints    []Endpoint `json:"endpoints"`
+	// DNSv4 and DNSv6 are the addresses of the first replica of the DNS
+	// workload: every endpoint's resolver.
+	DNSv4 netip.Addr `json:"dnsV4"`
+	DNSv6 netip.Addr `json:"dnsV6"`
+}
+
+// Endpoint is one network namespace of the lab: a replica of a workload,
+// or an external service.
+type Endpoint struct {
+	// Netns is the name under /run/netns.
+	Netns     string `json:"netns"`
+	Namespace string `json:"namespace,omitempty"` // empty for externals
+	Workload  string `json:"workload"`            // workload or external name
+	Replica   int    `json:"replica"`
+	// Labels are the workload's labels (the pod labels of a replica).
+	Labels map[string]string `json:"labels,omitempty"`
+	// External is true for services outside the cluster; DNSName is then
+	// the name they are reached by.
+	External bool   `json:"external,omitempty"`
+	DNSName  string `json:"dnsName,omitempty"`
+	Ports    []Port `json:"ports,omitempty"`
+	// SwitchPort is the name of the veth end in the switch namespace.
+	SwitchPort string     `json:"switchPort"`
+	IPv4       netip.Addr `json:"ipv4"`
+	IPv6       netip.Addr `json:"ipv6"`
+}
+
+// ID returns "namespace/workload-replica" for a workload replica and
+// "external/name" for an external service: the handle people use.
+func (e Endpoint) ID() string {
+	if e.External {
+		return "external/" + e.Workload
+	}
+	return fmt.Sprintf("%s/%s-%d", e.Namespace, e.Workload, e.Replica)
+}
+
+// Key returns "namespace/workload" (or "external/name").
+func (e Endpoint) Key() string {
+	if e.External {
+		return "external/" + e.Workload
+	}
+	return e.Namespace + "/" + e.Workload
+}
+
+// FQDN returns the name the lab's DNS server gives this endpoint's workload
+// ("api.shop.svc.cluster.local") or external ("payments.example").
+func (e Endpoint) FQDN() string {
+	if e.External {
+		return e.DNSName
+	}
+	return e.Workload + "." + e.Namespace + "." + ClusterZone
+}
+
+// Lookup returns the endpoint that holds addr.
+func (p *Plan) Lookup(addr netip.Addr) (Endpoint, bool) {
+	addr = addr.Unmap()
+	for _, e := range p.Endpoints {
+		if e.IPv4 == addr || e.IPv6 == addr {
+			return e, true
+		}
+	}
+	return Endpoint{}, false
+}
+
+// Find returns the endpoints whose ID, Key, Netns or FQDN equals ref; a
+// workload key ("shop/frontend") returns all its replicas.
+func (p *Plan) Find(ref string) []Endpoint {
+	var out []Endpoint
+	for _, e := range p.Endpoints {
+		if e.ID() == ref || e.Key() == ref || e.Netns == ref || e.FQDN() == ref || (e.External && e.Workload == ref) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// NewPlan resolves t into a plan. raw is the topology file's bytes, hashed
+// to tell a changed topology from the running one.
+func NewPlan(t *Topology, raw []byte) (*Plan, error) {
+	p, err := t.allocate()
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(raw)
+	p.TopologyHash = hex.EncodeToString(sum[:])
+	return p, nil
+}
+
+// allocate names every endpoint and gives it addresses: fixed ones first,
+// then the next free address of its range. Collisions are errors.
+func (t *Topology) allocate() (*Plan, error) {
+	p := &Plan{Lab: t.Name, Topology: *t, Switch: netnsName(t.Name, "switch")}
+	used := map[netip.Addr]string{}
+	var errs []error
+	claim := func(path, s string, allowed netip.Prefix) netip.Addr {
+		a, err := netip.ParseAddr(s)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%s: %q is not an IP address", path, s))
+		case !allowed.Contains(a):
+			errs = append(errs, fmt.Errorf("%s: %s is outside the lab range %s", path, a, allowed))
+		case used[a] != "":
+			errs = append(errs, fmt.Errorf("%s: address collision: %s is also %s", path, a, used[a]))
+		default:
+			used[a] = path
+			return a
+		}
+		return netip.Addr{}
+	}
+	port := 0
+	add := func(e Endpoint) {
+		port++
+		e.SwitchPort = fmt.Sprintf("v%d", port)
+		p.Endpoints = append(p.Endpoints, e)
+	}
+	// Fixed addresses first, in file order.
+	for i, w := range t.Workloads {
+		for r := 0; r < w.Replicas; r++ {
+			e := Endpoint{Netns: netnsName(t.Name, fmt.Sprintf("%s-%s-%d", w.Namespace, w.Name, r)),
+				Namespace: w.Namespace, Workload: w.Name, Replica: r, Labels: w.Labels, Ports: w.Ports}
+			if r < len(w.IPv4) {
+				e.IPv4 = claim(fmt.Sprintf("workloads[%d].ipv4[%d]", i, r), w.IPv4[r], AllowedV4)
+			}
+			if r < len(w.IPv6) {
+				e.IPv6 = claim(fmt.Sprintf("workloads[%d].ipv6[%d]", i, r), w.IPv6[r], AllowedV6)
+			}
+			add(e)
+		}
+	}
+	for i, x := range t.Externals {
+		e := Endpoint{Netns: netnsName(t.Name, "ext-"+x.Name),
+			Workload: x.Name, External: true, DNSName: x.DNS, Ports: x.Ports}
+		if len(x.IPv4) > 0 {
+			e.IPv4 = claim(fmt.Sprintf("externals[%d].ipv4[0]", i), x.IPv4[0], AllowedV4)
+		}
+		if len(x.IPv6) > 0 {
+			e.IPv6 = claim(fmt.Sprintf("externals[%d].ipv6[0]", i), x.IPv6[0], AllowedV6)
+		}
+		add(e)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	next := func(pfx netip.Prefix, a netip.Addr) netip.Addr {
+		for a = a.Next(); used[a] != "" && pfx.Contains(a); a = a.Next() {
+		}
+		used[a] = "allocated"
+		return a
+	}
+	c4, c6 := netip.MustParseAddr("198.18.0.9"), netip.MustParseAddr("2001:db8:18::9")
+	x4, x6 := netip.MustParseAddr("198.19.0.9"), netip.MustParseAddr("2001:db8:19::9")
+	for i := range p.Endpoints {
+		e := &p.Endpoints[i]
+		if !e.IPv4.IsValid() {
+			if e.External {
+				x4 = next(ExternalV4, x4)
+				e.IPv4 = x4
+			} else {
+				c4 = next(ClusterV4, c4)
+				e.IPv4 = c4
+			}
+		}
+		if !e.IPv6.IsValid() {
+			if e.External {
+				x6 = next(ExternalV6, x6)
+				e.IPv6 = x6
+			} else {
+				c6 = next(ClusterV6, c6)
+				e.IPv6 = c6
+			}
+		}
+	}
+	for _, e := range p.Endpoints {
+		if !e.External && e.Key() == t.DNS && e.Replica == 0 {
+			p.DNSv4, p.DNSv6 = e.IPv4, e.IPv6
+		}
+	}
+	return p, nil
+}
+
+// Names returns the DNS names the lab answers, each with its addresses in
+// endpoint order: a workload's name maps to all its replicas.
+func (p *Plan) Names() map[string][]netip.Addr {
+	out := map[string][]netip.Addr{}
+	for _, e := range p.Endpoints {
+		n := strings.ToLower(e.FQDN())
+		out[n] = append(out[n], e.IPv4, e.IPv6)
+	}
+	return out
+}
+
+// Dir returns the state directory of lab name under the configured root.
+func (c Config) Dir(name string) string { return filepath.Join(c.StateDir, name) }
+
+// Labs returns the names of the labs that have state under c.StateDir,
+// sorted.
+func (c Config) Labs() ([]string, error) {
+	ents, err := os.ReadDir(c.StateDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list labs: %w", err)
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+const planFile = "plan.json"
+
+// LoadPlan reads the plan of the running lab name.
+func LoadPlan(c Config, name string) (*Plan, error) {
+	raw, err := os.ReadFile(filepath.Join(c.Dir(name), planFile))
+	if err != nil {
+		return nil, fmt.Errorf("load lab %s: %w", name, err)
+	}
+	var p Plan
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return nil, fmt.Errorf("load lab %s: %w", name, err)
+	}
+	return &p, nil
+}
+
+func writeJSON(path string, v any) error {
+	raw, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, raw, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
