@@ -75,6 +75,7 @@ func labNames(a *app, name string) ([]string, error) {
 
 func newLabStatusCmd(a *app) *cobra.Command {
 	var name, output string
+	var check bool
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "List the lab's endpoints with processes, addresses and live traffic counts",
@@ -95,6 +96,27 @@ func newLabStatusCmd(a *app) *cobra.Command {
 					return fmt.Errorf("lab status: %w", err)
 				}
 				all[n] = sts
+			}
+			if check {
+				var silent []string
+				for _, n := range names {
+					for _, s := range all[n] {
+						if s.Problem != "" {
+							silent = append(silent, fmt.Sprintf("%s/%s: %s", n, s.Endpoint.ID(), s.Problem))
+						}
+						if s.Stats == nil {
+							continue
+						}
+						for _, t := range s.Stats.Talks {
+							if t.OK == 0 {
+								silent = append(silent, fmt.Sprintf("%s/%s -> %s:%d/%s: no successful connection (%s)", n, s.Endpoint.ID(), t.To, t.Port, t.Protocol, t.LastError))
+							}
+						}
+					}
+				}
+				if len(silent) > 0 {
+					return probeFailed{fmt.Errorf("lab status --check:\n  %s", strings.Join(silent, "\n  "))}
+				}
 			}
 			if output == "json" {
 				enc := json.NewEncoder(cmd.OutOrStdout())
@@ -125,6 +147,7 @@ func newLabStatusCmd(a *app) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&name, "name", "", "lab name (default: every lab that is up)")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+	cmd.Flags().BoolVar(&check, "check", false, "exit 1 if an endpoint has no process or a client has had no successful connection")
 	return cmd
 }
 
@@ -155,8 +178,8 @@ func newLabDownCmd(a *app) *cobra.Command {
 	return cmd
 }
 
-// probeFailed makes `lab probe` exit 1 on a refused or dropped connection,
-// and 2 (cobra's usual) on bad input.
+// probeFailed makes `lab probe` and `lab status --check` exit 1 when the
+// lab does not carry the traffic asked about.
 type probeFailed struct{ error }
 
 func (probeFailed) ExitCode() int { return 1 }

@@ -1,0 +1,124 @@
+package lab
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+const base = `kind: LabTopology
+name: t
+dns: kube-system/dns
+namespaces:
+  - {name: shop}
+  - {name: kube-system}
+workloads:
+  - name: dns
+    namespace: kube-system
+    ports: [{port: 53, protocol: UDP}]
+  - name: api
+    namespace: shop
+    ports: [{name: http, port: 8080}]
+  - name: web
+    namespace: shop
+    replicas: 2
+    talks: [{to: api, port: http}]
+externals:
+  - {name: pay, dns: pay.example, ports: [{port: 443}]}
+`
+
+func TestParseShop(t *testing.T) {
+	raw, err := os.ReadFile("../manifests/lab/shop.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	top, err := Parse(raw)
+	if err != nil {
+		t.Fatalf("shop.yaml: %v", err)
+	}
+	p, err := NewPlan(top, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(p.Find("shop/frontend")); got != 2 {
+		t.Errorf("shop/frontend has %d endpoints, want 2", got)
+	}
+	seen := map[string]bool{}
+	for _, e := range p.Endpoints {
+		for _, a := range []string{e.IPv4.String(), e.IPv6.String()} {
+			if seen[a] {
+				t.Errorf("address %s given twice", a)
+			}
+			seen[a] = true
+		}
+		if !AllowedV4.Contains(e.IPv4) || !AllowedV6.Contains(e.IPv6) {
+			t.Errorf("%s has %s, %s outside the lab ranges", e.ID(), e.IPv4, e.IPv6)
+		}
+		if e.External != ExternalV4.Contains(e.IPv4) {
+			t.Errorf("%s: external=%v but IPv4 %s", e.ID(), e.External, e.IPv4)
+		}
+	}
+	if !p.DNSv4.IsValid() || p.DNSv4 != p.Find("kube-system/dns")[0].IPv4 {
+		t.Errorf("DNS server address %s is not the dns workload's", p.DNSv4)
+	}
+	if e, ok := p.Lookup(p.Find("shop/db")[0].IPv6); !ok || e.Key() != "shop/db" {
+		t.Errorf("Lookup(db's IPv6) = %v, %v", e.Key(), ok)
+	}
+	api := p.Find("shop/api")[0]
+	tt, err := p.resolveTalk("shop", top.Workloads[1].Talks[0])
+	if err != nil || tt.port != 8080 || tt.name != api.FQDN() {
+		t.Errorf("frontend's talk resolves to %+v, %v; want %s:8080 (named port http at api)", tt, err, api.FQDN())
+	}
+}
+
+// TestParseRefusesBadInput checks that each kind of bad topology is refused
+// with the field path and the problem named.
+func TestParseRefusesBadInput(t *testing.T) {
+	cases := []struct {
+		name, old, new string
+		want           []string
+	}{
+		{"unknown field", "replicas: 2", "replicas: 2\n    colour: blue", []string{"line", "colour"}},
+		{"duplicate workload", "  - name: web\n", "  - name: api\n", []string{"workloads[2].name", `duplicate workload "shop/api"`}},
+		{"port out of range", "port: 8080", "port: 70000", []string{"workloads[1].ports[0].port", "70000 is out of range"}},
+		{"bad protocol", "{port: 443}", "{port: 443, protocol: ICMP}", []string{"externals[0].ports[0].protocol", `"ICMP" is not TCP or UDP`}},
+		{"unknown peer", "to: api,", "to: nosuch,", []string{"workloads[2].talks[0].to", `peer "nosuch" does not exist`}},
+		{"unknown named port", "port: http}", "port: https}", []string{"workloads[2].talks[0].port", `named port "https"`}},
+		{"address collision", "ports: [{name: http, port: 8080}]",
+			"ports: [{name: http, port: 8080}]\n    ipv4: [198.18.0.50]\n  - name: db\n    namespace: shop\n    ipv4: [198.18.0.50]",
+			[]string{"workloads[2].ipv4[0]", "address collision: 198.18.0.50"}},
+		{"address outside lab", "ports: [{name: http, port: 8080}]", "ports: [{name: http, port: 8080}]\n    ipv4: [10.0.0.1]",
+			[]string{"workloads[1].ipv4[0]", "outside the lab range"}},
+		{"undeclared namespace", "namespace: shop\n    ports", "namespace: shoop\n    ports", []string{"workloads[1].namespace", `"shoop" is not declared`}},
+		{"bad interval", "port: http}", "port: http, every: 1ms}", []string{"workloads[2].talks[0].every"}},
+		{"missing dns", "dns: kube-system/dns", "dns: kube-system/nodns", []string{"dns:", "does not exist"}},
+		{"wrong kind", "kind: LabTopology", "kind: Topology", []string{"kind:"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if !strings.Contains(base, c.old) {
+				t.Fatalf("test bug: %q not in base", c.old)
+			}
+			_, err := Parse([]byte(strings.Replace(base, c.old, c.new, 1)))
+			if err == nil {
+				t.Fatal("bad topology accepted")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+	if _, err := Parse([]byte(base)); err != nil {
+		t.Fatalf("base topology refused: %v", err)
+	}
+}
+
+func TestParseReportsEveryProblem(t *testing.T) {
+	bad := strings.Replace(strings.Replace(base, "port: 8080", "port: 0", 1), "to: api,", "to: nosuch,", 1)
+	_, err := Parse([]byte(bad))
+	if err == nil || !strings.Contains(err.Error(), "ports[0].port") || !strings.Contains(err.Error(), "talks[0].to") {
+		t.Fatalf("want both problems reported, got %v", err)
+	}
+}
