@@ -1,0 +1,89 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runCLI runs the command tree with args and returns stdout and the error.
+func runCLI(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := newRootCmd()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	return out.String(), err
+}
+
+// TestConfigPrecedence checks the documented order: defaults < config file
+// < NANOSEG_* environment < flags.
+func TestConfigPrecedence(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(file, []byte("log:\n  level: warn\n  format: json\nlab:\n  stateDir: /tmp/from-file\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCLI(t, "config", "show", "--config", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"level: warn", "format: json", "stateDir: /tmp/from-file", "# config file: " + file} {
+		if !strings.Contains(out, want) {
+			t.Errorf("file only: output lacks %q:\n%s", want, out)
+		}
+	}
+	t.Setenv("NANOSEG_LOG_LEVEL", "error")
+	t.Setenv("NANOSEG_LAB_STATEDIR", "/tmp/from-env")
+	out, err = runCLI(t, "config", "show", "--config", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"level: error", "format: json", "stateDir: /tmp/from-env"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("env over file: output lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = runCLI(t, "config", "show", "--config", file, "--log-level", "debug")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "level: debug") {
+		t.Errorf("flag over env: output lacks level: debug:\n%s", out)
+	}
+}
+
+func TestConfigRefusesBadInput(t *testing.T) {
+	dir := t.TempDir()
+	cases := map[string]struct{ yaml, want string }{
+		"unknown key": {"log:\n  colour: red\n", "colour"},
+		"bad level":   {"log:\n  level: loud\n", `log.level: "loud" is not one of`},
+		"relative":    {"lab:\n  stateDir: run/lab\n", "lab.stateDir"},
+		"not yaml":    {"log: [\n", "config file"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			file := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".yaml")
+			if err := os.WriteFile(file, []byte(c.yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := runCLI(t, "config", "show", "--config", file)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("got %v, want an error mentioning %q", err, c.want)
+			}
+		})
+	}
+	if _, err := runCLI(t, "config", "show", "--log-format", "xml"); err == nil || !strings.Contains(err.Error(), "log.format") {
+		t.Errorf("bad flag value: got %v", err)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out, err := runCLI(t, "version")
+	if err != nil || !strings.HasPrefix(out, "nanoseg ") || !strings.Contains(out, "commit") {
+		t.Fatalf("version: %q, %v", out, err)
+	}
+}
