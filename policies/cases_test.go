@@ -1,0 +1,30 @@
+package policies
+
+import (
+	"path/filepath"
+	"testing"
+)
+
+// TestCases runs every case file of testdata/cases (the shared verdict cases
+// of ../shared/cases/netpol plus our own) and fails on every mismatch.
+func TestCases(t *testing.T) {
+	files, err := filepath.Glob("testdata/cases/*.yaml")
+	if err != nil || len(files) < 5 {
+		t.Fatalf("glob cases: %v, %d files", err, len(files))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			c, err := LoadCase(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ms, err := c.Run()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range ms {
+				t.Error(m)
+			}
+		})
+	}
+}
