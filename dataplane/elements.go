@@ -1,0 +1,241 @@
+package dataplane
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+)
+
+// Element is one element of a verdict map as the kernel holds it: a peer
+// prefix, a protocol (ProtoAny for the any-protocol maps), an inclusive port
+// range (0-65535 for protocols without ports and for ProtoAny) and the rule
+// id whose chain the element jumps to.
+type Element struct {
+	Dir      Direction
+	Peer     netip.Prefix
+	Protocol Protocol
+	PortFrom uint16
+	PortTo   uint16
+	RuleID   string
+}
+
+// Entry returns e in rule set terms.
+func (e Element) Entry() Entry {
+	en := Entry{Peer: e.Peer, Protocol: e.Protocol, RuleID: e.RuleID}
+	if e.Protocol.HasPorts() && !(e.PortFrom == 0 && e.PortTo == 65535) {
+		en.Port = int(e.PortFrom)
+		if e.PortTo != e.PortFrom {
+			en.EndPort = int(e.PortTo)
+		}
+	}
+	return en
+}
+
+// setName returns the verdict map e belongs to.
+func (e Element) setName() string {
+	v6 := e.Peer.Addr().Is6()
+	anyp := e.Protocol == ProtoAny
+	switch {
+	case e.Dir == Ingress && !v6 && !anyp:
+		return SetIngress4
+	case e.Dir == Ingress && v6 && !anyp:
+		return SetIngress6
+	case e.Dir == Ingress && !v6:
+		return SetIngressAny4
+	case e.Dir == Ingress:
+		return SetIngressAny6
+	case !v6 && !anyp:
+		return SetEgress4
+	case v6 && !anyp:
+		return SetEgress6
+	case !v6:
+		return SetEgressAny4
+	}
+	return SetEgressAny6
+}
+
+// box is an entry as a rectangle: address range × port range.
+type box struct {
+	lo, hi   netip.Addr
+	plo, phi uint16
+	pfx      netip.Prefix // the original prefix while the box is uncut
+	idx      int          // position of the entry in its direction
+	id       string
+}
+
+// Elements returns the verdict map elements of a valid rule set, sorted by
+// map, address, protocol and port.
+//
+// The kernel's concatenated interval maps (nft_set_pipapo) refuse
+// overlapping elements, while entries may overlap. Elements therefore cuts
+// the entries of one direction, family and protocol into disjoint pieces:
+// where entries overlap, the earlier entry (lower index) keeps the overlap
+// and its rule id counts it. Cut address ranges are split into prefixes.
+// Cost: entries whose address ranges overlap nothing are passed through
+// (sort, O(n log n)); a cluster of k mutually reachable overlapping entries
+// costs O(k²) box subtractions.
+func Elements(rs RuleSet) []Element {
+	var out []Element
+	for _, d := range []struct {
+		dir     Direction
+		entries []Entry
+	}{{Ingress, rs.Ingress}, {Egress, rs.Egress}} {
+		type key struct {
+			v6    bool
+			proto Protocol
+		}
+		groups := map[key][]box{}
+		var keys []key
+		for i, e := range d.entries {
+			p := e.Peer.Masked()
+			k := key{p.Addr().Is6(), e.proto()}
+			plo, phi := e.portRange()
+			if !k.proto.HasPorts() {
+				plo, phi = 0, 65535
+			}
+			if _, ok := groups[k]; !ok {
+				keys = append(keys, k)
+			}
+			groups[k] = append(groups[k], box{lo: p.Addr(), hi: lastAddr(p), plo: plo, phi: phi, pfx: p, idx: i, id: e.RuleID})
+		}
+		for _, k := range keys {
+			for _, b := range disjoint(groups[k]) {
+				for _, p := range b.prefixes() {
+					out = append(out, Element{Dir: d.dir, Peer: p, Protocol: k.proto, PortFrom: b.plo, PortTo: b.phi, RuleID: b.id})
+				}
+			}
+		}
+	}
+	slices.SortFunc(out, compareElements)
+	return out
+}
+
+func compareElements(a, b Element) int {
+	return cmp.Or(cmp.Compare(a.setName(), b.setName()),
+		a.Peer.Addr().Compare(b.Peer.Addr()),
+		cmp.Compare(a.Peer.Bits(), b.Peer.Bits()),
+		cmp.Compare(a.Protocol, b.Protocol),
+		cmp.Compare(a.PortFrom, b.PortFrom),
+		cmp.Compare(a.PortTo, b.PortTo),
+		cmp.Compare(a.RuleID, b.RuleID))
+}
+
+// disjoint returns boxes covering exactly the union of bs, pairwise
+// disjoint, each overlap kept by the box with the lowest idx.
+func disjoint(bs []box) []box {
+	slices.SortStableFunc(bs, func(a, b box) int { return a.lo.Compare(b.lo) })
+	var out []box
+	for i := 0; i < len(bs); {
+		j, hi := i+1, bs[i].hi
+		for j < len(bs) && bs[j].lo.Compare(hi) <= 0 {
+			if bs[j].hi.Compare(hi) > 0 {
+				hi = bs[j].hi
+			}
+			j++
+		}
+		cluster := bs[i:j]
+		i = j
+		if len(cluster) == 1 {
+			out = append(out, cluster[0])
+			continue
+		}
+		slices.SortFunc(cluster, func(a, b box) int { return cmp.Compare(a.idx, b.idx) })
+		var kept []box
+		for _, b := range cluster {
+			pieces := []box{b}
+			for _, a := range kept {
+				var next []box
+				for _, p := range pieces {
+					next = append(next, subtract(p, a)...)
+				}
+				pieces = next
+				if len(pieces) == 0 {
+					break
+				}
+			}
+			kept = append(kept, pieces...)
+		}
+		out = append(out, kept...)
+	}
+	return out
+}
+
+// subtract returns p minus a as at most four disjoint boxes.
+func subtract(p, a box) []box {
+	if p.hi.Less(a.lo) || a.hi.Less(p.lo) || p.phi < a.plo || a.phi < p.plo {
+		return []box{p}
+	}
+	cut := func(lo, hi netip.Addr, plo, phi uint16) box {
+		return box{lo: lo, hi: hi, plo: plo, phi: phi, idx: p.idx, id: p.id}
+	}
+	var out []box
+	if p.lo.Less(a.lo) {
+		out = append(out, cut(p.lo, a.lo.Prev(), p.plo, p.phi))
+	}
+	if a.hi.Less(p.hi) {
+		out = append(out, cut(a.hi.Next(), p.hi, p.plo, p.phi))
+	}
+	mlo, mhi := p.lo, p.hi
+	if mlo.Less(a.lo) {
+		mlo = a.lo
+	}
+	if a.hi.Less(mhi) {
+		mhi = a.hi
+	}
+	if p.plo < a.plo {
+		out = append(out, cut(mlo, mhi, p.plo, a.plo-1))
+	}
+	if a.phi < p.phi {
+		out = append(out, cut(mlo, mhi, a.phi+1, p.phi))
+	}
+	return out
+}
+
+// prefixes returns the prefixes covering b's address range exactly.
+func (b box) prefixes() []netip.Prefix {
+	if b.pfx.IsValid() {
+		return []netip.Prefix{b.pfx}
+	}
+	return rangePrefixes(b.lo, b.hi)
+}
+
+// rangePrefixes splits the inclusive range lo..hi into the fewest prefixes.
+func rangePrefixes(lo, hi netip.Addr) []netip.Prefix {
+	var out []netip.Prefix
+	for lo.IsValid() && lo.Compare(hi) <= 0 {
+		var p netip.Prefix
+		for bits := 0; bits <= lo.BitLen(); bits++ {
+			c := netip.PrefixFrom(lo, bits).Masked()
+			if c.Addr() == lo && lastAddr(c).Compare(hi) <= 0 {
+				p = c
+				break
+			}
+		}
+		out = append(out, p)
+		last := lastAddr(p)
+		if last == hi {
+			break
+		}
+		lo = last.Next()
+	}
+	return out
+}
+
+// lastAddr returns the highest address in p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr()
+	if a.Is4() {
+		b := a.As4()
+		setHostBits(b[:], p.Bits())
+		return netip.AddrFrom4(b)
+	}
+	b := a.As16()
+	setHostBits(b[:], p.Bits())
+	return netip.AddrFrom16(b)
+}
+
+func setHostBits(b []byte, bits int) {
+	for i := bits; i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+}

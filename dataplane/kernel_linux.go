@@ -1,0 +1,675 @@
+//go:build linux
+
+package dataplane
+
+// Apply and read-back: one endpoint's table, through one netlink socket
+// opened in the endpoint's netns by file descriptor (nftables.WithNetNSFd);
+// the process thread never changes namespace.
+//
+// Apply reads the table back first and sends the difference in a single
+// batch, committed by one Flush (one nfnetlink transaction: the kernel holds
+// the old table or the new one, never a mix):
+//   - no table: create everything;
+//   - a table whose base chains, policy chains or maps differ from what
+//     Render makes (altered behind our back): delete and re-create it in the
+//     same batch, so there is no window without rules;
+//   - otherwise (adoption, updates): add and delete map elements in place,
+//     add or delete the chains and counters of rule ids that appear or go,
+//     and rewrite the policy and rule chains only when the mode, name or
+//     LogAllowed changed. Base chains and maps are never rebuilt.
+//
+// google/nftables v0.3.0 puts all elements of one SetAddElements call into
+// one netlink attribute, whose length is a uint16, and sends the whole batch
+// in one sendmsg. Apply therefore splits elements into messages of at most
+// elemsPerMessage elements (all in the same batch, so still one transaction;
+// the library splits them itself only from google/nftables PR #303 on) and
+// raises the socket's send buffer (SO_SNDBUFFORCE) to fit the batch, since
+// netlink refuses a message larger than the send buffer (EMSGSIZE).
+//
+// Sources: nft(8); netlink(7); google/nftables conn.go and set.go (v0.3.0);
+// google/nftables issues #303 (element batches) and #350 (buffer sizes);
+// Linux net/netlink/af_netlink.c (netlink_sendmsg size check).
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// elemsPerMessage bounds the elements of one NEWSETELEM/DELSETELEM message
+// so that its element list stays below 64 KiB: an element of the largest
+// kind (IPv6 key and key end, goto with a 105-byte chain name) encodes to
+// less than 250 bytes.
+const elemsPerMessage = 200
+
+// Dataplane programs and reads back endpoint tables. It holds no state
+// between calls: the kernel is the state. Safe for concurrent use on
+// different endpoints; calls on one endpoint must not overlap (Reconciler
+// serialises them).
+type Dataplane struct {
+	log *slog.Logger
+}
+
+// New returns a Dataplane logging to log (nil: discard).
+func New(log *slog.Logger) *Dataplane {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Dataplane{log: log.With("component", "dataplane")}
+}
+
+// Counter is what the kernel counted for one rule id: packets and bytes of
+// connection-opening packets its entries let through (see render.go).
+type Counter struct {
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
+}
+
+// State is what the kernel holds for one endpoint, in rule set terms.
+type State struct {
+	// Present reports whether the table exists.
+	Present bool
+	// RuleSet is the rule set the table implements: name and mode from the
+	// default verdict's log prefix, LogAllowed from the rule chains, and one
+	// entry per map element (entries that overlapped were cut into
+	// disjoint pieces by Elements, so compare with Elements, or use Equal).
+	RuleSet RuleSet
+	// Counters maps each rule id to its counter.
+	Counters map[string]Counter
+	// Elements are the decoded map elements, sorted as Elements sorts.
+	Elements []Element
+
+	layout layout
+}
+
+// Equal reports whether the kernel holds exactly what Apply(desired) would
+// program: the same chains with the same rules (compared by their comment,
+// the rule's nft form), the same maps and counters, and the same elements.
+// An invalid desired rule set is never equal.
+func (s *State) Equal(desired RuleSet) bool {
+	if !s.Present {
+		return false
+	}
+	o, err := Render(desired)
+	if err != nil {
+		return false
+	}
+	return s.layout.equal(layoutOf(o)) && slices.Equal(s.Elements, Elements(desired))
+}
+
+// layout is the comparable shape of a table, without elements: chain name →
+// rule comments (base chains get a first pseudo-comment with hook and
+// policy), map names with key type, counter names.
+type layout struct {
+	chains   map[string][]string
+	sets     []string
+	counters []string
+}
+
+func (l layout) equal(m layout) bool {
+	if len(l.chains) != len(m.chains) {
+		return false
+	}
+	for k, v := range l.chains {
+		w, ok := m.chains[k]
+		if !ok || !slices.Equal(v, w) {
+			return false
+		}
+	}
+	return slices.Equal(l.sets, m.sets) && slices.Equal(l.counters, m.counters)
+}
+
+// skeletonEqual compares what updates never touch: base chains, policy
+// chains' existence and the maps.
+func (l layout) skeletonEqual(m layout) bool {
+	for _, c := range []string{ChainInput, ChainOutput} {
+		if !slices.Equal(l.chains[c], m.chains[c]) {
+			return false
+		}
+	}
+	for _, c := range []string{ChainIngress, ChainEgress} {
+		if _, ok := l.chains[c]; !ok {
+			return false
+		}
+	}
+	return slices.Equal(l.sets, m.sets)
+}
+
+func chainHeader(c *nftables.Chain) string {
+	if c.Hooknum == nil {
+		return ""
+	}
+	var prio int32
+	if c.Priority != nil {
+		prio = int32(*c.Priority)
+	}
+	pol := "accept"
+	if c.Policy != nil && *c.Policy == nftables.ChainPolicyDrop {
+		pol = "drop"
+	}
+	return fmt.Sprintf("type %s hook %d priority %d policy %s", c.Type, *c.Hooknum, prio, pol)
+}
+
+func setHeader(s *nftables.Set) string {
+	// google/nftables v0.3.0 does not decode a concatenated key type when
+	// reading sets back; the key layout is checked per element instead
+	// (decodeElement), and a table with undecodable elements is rebuilt.
+	return fmt.Sprintf("%s map=%t interval=%t concat=%t", s.Name, s.IsMap, s.Interval, s.Concatenation)
+}
+
+
+// layoutOf returns the layout of rendered objects.
+func layoutOf(o *Objects) layout {
+	l := layout{chains: map[string][]string{}}
+	for _, c := range o.Chains {
+		l.chains[c.Name] = nil
+		if h := chainHeader(c); h != "" {
+			l.chains[c.Name] = []string{h}
+		}
+	}
+	for _, r := range o.Rules {
+		l.chains[r.Chain.Name] = append(l.chains[r.Chain.Name], ruleComment(r))
+	}
+	for _, s := range o.Sets {
+		l.sets = append(l.sets, setHeader(s))
+	}
+	for _, c := range o.Counters {
+		l.counters = append(l.counters, c.Name)
+	}
+	slices.Sort(l.sets)
+	slices.Sort(l.counters)
+	return l
+}
+
+// dial opens a lasting nftables connection in the netns of nsFd, with
+// buffers large enough for big batches.
+func dial(nsFd int) (*nftables.Conn, error) {
+	bufs := func(c *netlink.Conn) error {
+		rc, err := c.SyscallConn()
+		if err != nil {
+			return fmt.Errorf("raw netlink socket: %w", err)
+		}
+		var serr error
+		cerr := rc.Control(func(fd uintptr) {
+			for _, o := range [][2]int{{unix.SO_SNDBUFFORCE, 64 << 20}, {unix.SO_RCVBUFFORCE, 16 << 20}} {
+				if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o[0], o[1]); err != nil {
+					serr = errors.Join(serr, fmt.Errorf("setsockopt %d: %w", o[0], err))
+				}
+			}
+		})
+		return errors.Join(cerr, serr)
+	}
+	c, err := nftables.New(nftables.WithNetNSFd(nsFd), nftables.AsLasting(), nftables.WithSockOptions(bufs))
+	if err != nil {
+		return nil, fmt.Errorf("open nftables netlink socket: %w", err)
+	}
+	return c, nil
+}
+
+// openNetns opens the netns bind-mounted or linked at nsPath (for example
+// /run/netns/NAME or /proc/PID/ns/net).
+func openNetns(nsPath string) (*os.File, error) {
+	f, err := os.Open(nsPath)
+	if err != nil {
+		return nil, fmt.Errorf("open netns: %w", err)
+	}
+	return f, nil
+}
+
+// Read returns what the kernel holds in the netns at nsPath.
+func (d *Dataplane) Read(nsPath string) (*State, error) {
+	f, err := openNetns(nsPath)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", nsPath, err)
+	}
+	defer f.Close()
+	c, err := dial(int(f.Fd()))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", nsPath, err)
+	}
+	defer c.CloseLasting()
+	s, _, err := read(c)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", nsPath, err)
+	}
+	return s, nil
+}
+
+// kernelTable is what read keeps for computing a delta.
+type kernelTable struct {
+	chains map[string]*nftables.Chain
+	sets   map[string]*nftables.Set
+}
+
+// read dumps the table, retrying a bounded number of times when a dump is
+// interrupted by a concurrent change (EINTR from nfnetlink).
+func read(c *nftables.Conn) (*State, *kernelTable, error) {
+	var err error
+	for range 3 {
+		var s *State
+		var kt *kernelTable
+		s, kt, err = readOnce(c)
+		if err == nil {
+			return s, kt, nil
+		}
+		if !errors.Is(err, unix.EINTR) && !errors.Is(err, unix.EBUSY) {
+			break
+		}
+	}
+	return nil, nil, err
+}
+
+func readOnce(c *nftables.Conn) (*State, *kernelTable, error) {
+	s := &State{Counters: map[string]Counter{}, layout: layout{chains: map[string][]string{}}}
+	kt := &kernelTable{chains: map[string]*nftables.Chain{}, sets: map[string]*nftables.Set{}}
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list tables: %w", err)
+	}
+	var t *nftables.Table
+	for _, x := range tables {
+		if x.Name == TableName {
+			t = x
+		}
+	}
+	if t == nil {
+		return s, kt, nil
+	}
+	s.Present = true
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list chains: %w", err)
+	}
+	for _, ch := range chains {
+		if ch.Table.Name != TableName {
+			continue
+		}
+		kt.chains[ch.Name] = ch
+		s.layout.chains[ch.Name] = nil
+		if h := chainHeader(ch); h != "" {
+			s.layout.chains[ch.Name] = []string{h}
+		}
+		rules, err := c.GetRules(t, ch)
+		if err != nil {
+			return nil, nil, fmt.Errorf("list rules of chain %s: %w", ch.Name, err)
+		}
+		for _, r := range rules {
+			s.layout.chains[ch.Name] = append(s.layout.chains[ch.Name], ruleComment(r))
+			for _, e := range r.Exprs {
+				l, ok := e.(*expr.Log)
+				if !ok {
+					continue
+				}
+				verdict, id, err := ParseLogPrefix(string(l.Data))
+				if err != nil {
+					continue
+				}
+				switch {
+				case ch.Name == ChainIngress && verdict == VerdictObserve:
+					s.RuleSet.Mode, s.RuleSet.Name = ModeObserve, id
+				case ch.Name == ChainIngress && verdict == VerdictAuditDeny:
+					s.RuleSet.Mode, s.RuleSet.Name = ModeAudit, id
+				case ch.Name == ChainIngress && verdict == VerdictDeny:
+					s.RuleSet.Mode, s.RuleSet.Name = ModeEnforce, id
+				case strings.HasPrefix(ch.Name, RuleChainPrefix) && verdict == VerdictAllow:
+					s.RuleSet.LogAllowed = true
+				}
+			}
+		}
+	}
+	sets, err := c.GetSets(t)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list sets: %w", err)
+	}
+	for _, set := range sets {
+		kt.sets[set.Name] = set
+		s.layout.sets = append(s.layout.sets, setHeader(set))
+		def := slices.IndexFunc(setDefs, func(d struct {
+			name string
+			id   uint32
+			v6   bool
+			anyp bool
+		}) bool {
+			return d.name == set.Name
+		})
+		if def < 0 {
+			continue
+		}
+		elems, err := c.GetSetElements(set)
+		if err != nil {
+			return nil, nil, fmt.Errorf("list elements of %s: %w", set.Name, err)
+		}
+		for _, el := range elems {
+			e, err := decodeElement(el, set.Name, setDefs[def].v6, setDefs[def].anyp)
+			if err != nil {
+				// Not ours: the table was altered; Apply rebuilds it.
+				s.layout.sets = append(s.layout.sets, fmt.Sprintf("%s: undecodable element: %v", set.Name, err))
+				continue
+			}
+			s.Elements = append(s.Elements, e)
+		}
+	}
+	slices.Sort(s.layout.sets)
+	slices.SortFunc(s.Elements, compareElements)
+	for _, e := range s.Elements {
+		en := e.Entry()
+		if e.Dir == Ingress {
+			s.RuleSet.Ingress = append(s.RuleSet.Ingress, en)
+		} else {
+			s.RuleSet.Egress = append(s.RuleSet.Egress, en)
+		}
+	}
+	objs, err := c.GetNamedObjects(t)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list objects: %w", err)
+	}
+	for _, o := range objs {
+		n, ok := o.(*nftables.NamedObj)
+		if !ok || n.Type != nftables.ObjTypeCounter {
+			continue
+		}
+		s.layout.counters = append(s.layout.counters, n.Name)
+		if ctr, ok := n.Obj.(*expr.Counter); ok {
+			s.Counters[strings.TrimPrefix(n.Name, RuleChainPrefix)] = Counter{Packets: ctr.Packets, Bytes: ctr.Bytes}
+		}
+	}
+	slices.Sort(s.layout.counters)
+	return s, kt, nil
+}
+
+// decodeElement turns a map element read from the kernel into an Element.
+func decodeElement(el nftables.SetElement, set string, v6, anyp bool) (Element, error) {
+	alen := 4
+	if v6 {
+		alen = 16
+	}
+	want := alen + 4
+	if !anyp {
+		want += 4
+	}
+	if len(el.Key) != want || len(el.KeyEnd) != want {
+		return Element{}, fmt.Errorf("key of %d/%d bytes, want %d", len(el.Key), len(el.KeyEnd), want)
+	}
+	lo, _ := netip.AddrFromSlice(el.Key[:alen])
+	hi, _ := netip.AddrFromSlice(el.KeyEnd[:alen])
+	pfx := rangePrefixes(lo, hi)
+	if len(pfx) != 1 {
+		return Element{}, fmt.Errorf("address range %s-%s is not one prefix", lo, hi)
+	}
+	e := Element{Dir: Ingress, Peer: pfx[0], Protocol: ProtoAny, PortFrom: 0, PortTo: 65535}
+	if strings.HasPrefix(set, string(Egress)) {
+		e.Dir = Egress
+	}
+	if !anyp {
+		e.Protocol = protocolOf(el.Key[alen])
+		if e.Protocol == "" || el.KeyEnd[alen] != el.Key[alen] {
+			return Element{}, fmt.Errorf("protocol %d-%d not one known protocol", el.Key[alen], el.KeyEnd[alen])
+		}
+		e.PortFrom = binary.BigEndian.Uint16(el.Key[alen+4:])
+		e.PortTo = binary.BigEndian.Uint16(el.KeyEnd[alen+4:])
+	} else if el.Key[alen] != 0 || el.KeyEnd[alen] != 255 {
+		return Element{}, fmt.Errorf("protocol range %d-%d, want 0-255", el.Key[alen], el.KeyEnd[alen])
+	}
+	chain, err := verdictChain(el)
+	if err != nil {
+		return Element{}, err
+	}
+	e.RuleID, _ = strings.CutPrefix(chain, RuleChainPrefix)
+	return e, nil
+}
+
+// verdictChain returns the chain of a goto/jump map element.
+func verdictChain(el nftables.SetElement) (string, error) {
+	if el.VerdictData != nil {
+		return el.VerdictData.Chain, nil
+	}
+	ad, err := netlink.NewAttributeDecoder(el.Val)
+	if err != nil {
+		return "", fmt.Errorf("decode verdict: %w", err)
+	}
+	var chain string
+	for ad.Next() {
+		if ad.Type() == unix.NFTA_VERDICT_CHAIN {
+			chain = strings.TrimRight(string(ad.Bytes()), "\x00")
+		}
+	}
+	if err := ad.Err(); err != nil {
+		return "", fmt.Errorf("decode verdict: %w", err)
+	}
+	if chain == "" {
+		return "", errors.New("element without goto chain")
+	}
+	return chain, nil
+}
+
+// ApplyResult says what one Apply did.
+type ApplyResult struct {
+	Created   bool // the table did not exist
+	Rebuilt   bool // the table was altered and was replaced in the same transaction
+	Rewritten bool // policy and rule chains were rewritten (mode, name or LogAllowed changed)
+	Added     int  // map elements added
+	Deleted   int  // map elements deleted
+	Cut       int  // conntrack entries deleted because the new rule set disallows them
+	Unchanged bool // the kernel already held the rule set; nothing was sent
+}
+
+// Apply programs rs into the netns at nsPath in one transaction (see the
+// file comment) and, when rs enforces and is tighter than what the kernel
+// held, deletes the conntrack entries of established connections rs does not
+// allow (CutConnections). An invalid rs returns an error wrapping ErrInvalid
+// and leaves the kernel untouched; a failed transaction leaves the previous
+// table in place.
+func (d *Dataplane) Apply(nsPath string, rs RuleSet) (ApplyResult, error) {
+	var res ApplyResult
+	o, err := Render(rs)
+	if err != nil {
+		return res, fmt.Errorf("apply %s: %w", nsPath, err)
+	}
+	f, err := openNetns(nsPath)
+	if err != nil {
+		return res, fmt.Errorf("apply %s: %w", nsPath, err)
+	}
+	defer f.Close()
+	c, err := dial(int(f.Fd()))
+	if err != nil {
+		return res, fmt.Errorf("apply %s: %w", nsPath, err)
+	}
+	defer c.CloseLasting()
+	cur, kt, err := read(c)
+	if err != nil {
+		return res, fmt.Errorf("apply %s: %w", nsPath, err)
+	}
+	want := layoutOf(o)
+	desired := Elements(rs)
+	tighter := false
+	switch {
+	case cur.layout.equal(want) && slices.Equal(cur.Elements, desired):
+		res.Unchanged = true
+		return res, nil
+	case !cur.Present:
+		res.Created = true
+		err = create(c, o)
+		res.Added = len(desired)
+	case !cur.layout.skeletonEqual(want):
+		res.Rebuilt = true
+		c.DelTable(o.Table)
+		err = create(c, o)
+		res.Added, res.Deleted = len(desired), len(cur.Elements)
+		tighter = true
+	default:
+		tighter = cur.RuleSet.Mode != ModeEnforce
+		res, err = queueDelta(c, o, cur, kt, desired)
+		tighter = tighter || res.Deleted > 0
+	}
+	if err != nil {
+		return ApplyResult{}, fmt.Errorf("apply %s: %w", nsPath, err)
+	}
+	if err := c.Flush(); err != nil {
+		return ApplyResult{}, fmt.Errorf("apply %s: commit transaction: %w", nsPath, err)
+	}
+	d.log.Debug("applied", "netns", nsPath, "ruleset", rs, "created", res.Created, "rebuilt", res.Rebuilt,
+		"added", res.Added, "deleted", res.Deleted)
+	if rs.Mode == ModeEnforce && tighter && !res.Created {
+		n, err := CutConnections(int(f.Fd()), rs)
+		res.Cut = n
+		if err != nil {
+			return res, fmt.Errorf("apply %s: %w", nsPath, err)
+		}
+		if n > 0 {
+			d.log.Info("cut connections the new rule set disallows", "netns", nsPath, "count", n)
+		}
+	}
+	return res, nil
+}
+
+// create queues the whole table o.
+func create(c *nftables.Conn, o *Objects) error {
+	c.AddTable(o.Table)
+	for _, ch := range o.Chains {
+		c.AddChain(ch)
+	}
+	for _, ctr := range o.Counters {
+		c.AddObj(ctr)
+	}
+	for _, s := range o.Sets {
+		if err := c.AddSet(s, nil); err != nil {
+			return fmt.Errorf("add map %s: %w", s.Name, err)
+		}
+		if err := addElements(c, s, o.Elements[s.Name]); err != nil {
+			return err
+		}
+	}
+	for _, r := range o.Rules {
+		c.AddRule(r)
+	}
+	return nil
+}
+
+func addElements(c *nftables.Conn, s *nftables.Set, els []nftables.SetElement) error {
+	for chunk := range slices.Chunk(els, elemsPerMessage) {
+		if err := c.SetAddElements(s, chunk); err != nil {
+			return fmt.Errorf("add elements to %s: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
+func delElements(c *nftables.Conn, s *nftables.Set, els []nftables.SetElement) error {
+	for chunk := range slices.Chunk(els, elemsPerMessage) {
+		if err := c.SetDeleteElements(s, chunk); err != nil {
+			return fmt.Errorf("delete elements from %s: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
+// queueDelta queues the delta from the intact table cur to o.
+func queueDelta(c *nftables.Conn, o *Objects, cur *State, kt *kernelTable, desired []Element) (ApplyResult, error) {
+	var res ApplyResult
+	want := layoutOf(o)
+	rulesOf := map[string][]*nftables.Rule{}
+	for _, r := range o.Rules {
+		rulesOf[r.Chain.Name] = append(rulesOf[r.Chain.Name], r)
+	}
+	haveCounter := map[string]bool{}
+	for _, n := range cur.layout.counters {
+		haveCounter[n] = true
+	}
+	// New counters and rule chains, and rule chains whose rules differ.
+	for _, ctr := range o.Counters {
+		if !haveCounter[ctr.Name] {
+			c.AddObj(ctr)
+		}
+	}
+	for _, ch := range o.Chains {
+		if ch.Hooknum != nil {
+			continue
+		}
+		have, ok := cur.layout.chains[ch.Name]
+		switch {
+		case !ok:
+			c.AddChain(ch)
+		case slices.Equal(have, want.chains[ch.Name]):
+			continue
+		default:
+			c.FlushChain(ch)
+			res.Rewritten = true
+		}
+		for _, r := range rulesOf[ch.Name] {
+			c.AddRule(r)
+		}
+	}
+	// Elements in place.
+	del := map[string][]nftables.SetElement{}
+	add := map[string][]nftables.SetElement{}
+	i, j := 0, 0
+	for i < len(cur.Elements) || j < len(desired) {
+		var k int
+		switch {
+		case i == len(cur.Elements):
+			k = 1
+		case j == len(desired):
+			k = -1
+		default:
+			k = compareElements(cur.Elements[i], desired[j])
+		}
+		switch {
+		case k == 0:
+			i++
+			j++
+		case k < 0:
+			e := cur.Elements[i]
+			del[e.setName()] = append(del[e.setName()], encodeElement(e))
+			res.Deleted++
+			i++
+		default:
+			e := desired[j]
+			add[e.setName()] = append(add[e.setName()], encodeElement(e))
+			res.Added++
+			j++
+		}
+	}
+	for _, s := range o.Sets {
+		ks := kt.sets[s.Name]
+		if err := delElements(c, ks, del[s.Name]); err != nil {
+			return res, err
+		}
+		if err := addElements(c, ks, add[s.Name]); err != nil {
+			return res, err
+		}
+	}
+	// Rule chains and counters no longer used, and foreign chains.
+	var gone []string
+	for name := range cur.layout.chains {
+		if _, ok := want.chains[name]; !ok {
+			gone = append(gone, name)
+		}
+	}
+	slices.Sort(gone)
+	for _, name := range gone {
+		ch := kt.chains[name]
+		c.FlushChain(ch)
+		c.DelChain(ch)
+	}
+	wantCounter := map[string]bool{}
+	for _, ctr := range o.Counters {
+		wantCounter[ctr.Name] = true
+	}
+	for _, n := range cur.layout.counters {
+		if !wantCounter[n] {
+			c.DeleteObject(&nftables.NamedObj{Table: o.Table, Name: n, Type: nftables.ObjTypeCounter})
+		}
+	}
+	return res, nil
+}
+

@@ -1,0 +1,91 @@
+package dataplane
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Kernel object names. Tests and the read-back use these; nothing else in
+// the netns may create objects in TableName.
+const (
+	// TableName is the one table of family inet that nanoseg owns in every
+	// endpoint netns.
+	TableName = "nanoseg"
+	// ChainInput and ChainOutput are the base chains on the input and
+	// output hooks (priority filter, policy accept).
+	ChainInput  = "input"
+	ChainOutput = "output"
+	// ChainIngress and ChainEgress hold the mode-dependent rules: the
+	// invalid drop, the set lookups and the default verdict. The base
+	// chains goto them; a mode change rewrites only these and the rule
+	// chains.
+	ChainIngress = "ingress"
+	ChainEgress  = "egress"
+	// RuleChainPrefix starts the name of the chain of one rule id
+	// ("rule-<id>"), the goto target of that id's set elements, and of its
+	// named counter object.
+	RuleChainPrefix = "rule-"
+)
+
+// Set names: one verdict map per direction and address family for entries
+// with a protocol (key address . l4proto . port) and one for entries of
+// any protocol (key address . l4proto, l4proto 0-255).
+const (
+	SetIngress4    = "ingress-v4"
+	SetIngress6    = "ingress-v6"
+	SetEgress4     = "egress-v4"
+	SetEgress6     = "egress-v6"
+	SetIngressAny4 = "ingress-any-v4"
+	SetIngressAny6 = "ingress-any-v6"
+	SetEgressAny4  = "egress-any-v4"
+	SetEgressAny6  = "egress-any-v6"
+)
+
+// NFLOGGroup is the nfnetlink_log group every verdict record goes to.
+const NFLOGGroup = 18
+
+// Verdicts carried in log prefixes.
+const (
+	VerdictObserve   = "observe"    // observe mode: every new connection
+	VerdictAllow     = "allow"      // an entry allowed it (RuleSet.LogAllowed)
+	VerdictAuditDeny = "audit-deny" // audit mode: no entry allows it; let through
+	VerdictDeny      = "deny"       // enforce mode: no entry allows it; dropped
+)
+
+// LogPrefixPrefix starts every nanoseg log prefix.
+const LogPrefixPrefix = "nanoseg:"
+
+// LogPrefix returns the NFLOG prefix of a verdict record:
+// "nanoseg:<verdict>:<id>", where verdict is one of the Verdict constants
+// and id is the matching rule id, or the rule set's name when no entry
+// matched (audit-deny, deny, and observe without a match). It is at most
+// 127 bytes for ids that pass ValidID. The observer parses it with the same
+// grammar (see doc.go); ParseLogPrefix is its inverse.
+func LogPrefix(verdict, id string) string { return LogPrefixPrefix + verdict + ":" + id }
+
+// ParseLogPrefix splits a prefix made by LogPrefix into verdict and id.
+// It returns an error for anything else. A trailing NUL or space, as the
+// kernel may deliver, is ignored.
+func ParseLogPrefix(prefix string) (verdict, id string, err error) {
+	prefix = strings.TrimRight(prefix, "\x00 ")
+	rest, ok := strings.CutPrefix(prefix, LogPrefixPrefix)
+	if !ok {
+		return "", "", fmt.Errorf("parse log prefix %q: not nanoseg's", prefix)
+	}
+	verdict, id, ok = strings.Cut(rest, ":")
+	if !ok {
+		return "", "", fmt.Errorf("parse log prefix %q: no id", prefix)
+	}
+	switch verdict {
+	case VerdictObserve, VerdictAllow, VerdictAuditDeny, VerdictDeny:
+	default:
+		return "", "", fmt.Errorf("parse log prefix %q: unknown verdict %q", prefix, verdict)
+	}
+	if err := ValidID(id); err != nil {
+		return "", "", fmt.Errorf("parse log prefix %q: %w", prefix, err)
+	}
+	return verdict, id, nil
+}
+
+// RuleChain returns the name of the chain and counter object of rule id.
+func RuleChain(id string) string { return RuleChainPrefix + id }

@@ -1,0 +1,357 @@
+package dataplane
+
+// Render: rule set → nftables objects, pure (no netlink). Apply (kernel.go)
+// sends what Render returns, so this file is where the table's layout lives.
+//
+// The table, in nft(8) syntax (each rule's comment carries this form, and
+// the read-back compares comments to detect altered rules):
+//
+//	table inet nanoseg {
+//	  counter rule-<id> { }                       # one per rule id
+//	  map ingress-v4 { type ipv4_addr . inet_proto . inet_service : verdict; flags interval; }
+//	  map ingress-any-v4 { type ipv4_addr . inet_proto : verdict; flags interval; }
+//	  ... the same for ingress-v6, ingress-any-v6, egress-*
+//	  chain input {
+//	    type filter hook input priority filter; policy accept;
+//	    ct state established,related accept      # fast path; ICMP errors of allowed connections are "related"
+//	    iifname "lo" accept
+//	    icmpv6 type 133-137 accept               # neighbour discovery, router discovery, redirect
+//	    icmpv6 type 130-132 accept               # MLD
+//	    icmpv6 type 143 accept                   # MLDv2 report
+//	    goto ingress
+//	  }
+//	  chain ingress {                            # rewritten when the mode changes
+//	    meta l4proto != sctp ct state invalid drop         # audit, enforce
+//	    meta nfproto ipv4 ip saddr . meta l4proto vmap @ingress-any-v4
+//	    meta nfproto ipv4 ip saddr . meta l4proto . th dport vmap @ingress-v4
+//	    meta nfproto ipv6 ip6 saddr . meta l4proto vmap @ingress-any-v6
+//	    meta nfproto ipv6 ip6 saddr . meta l4proto . th dport vmap @ingress-v6
+//	    log prefix "nanoseg:observe:<name>" group 18                   # observe
+//	    log prefix "nanoseg:audit-deny:<name>" group 18 accept          # audit
+//	    limit rate 10/second burst 20 packets log prefix "nanoseg:deny:<name>" group 18  # enforce
+//	    drop                                                            # enforce
+//	  }
+//	  chain rule-<id> {
+//	    counter name "rule-<id>"
+//	    log prefix "nanoseg:observe:<id>" group 18   # observe; "allow" with LogAllowed
+//	    accept
+//	  }
+//	  output, egress: the same with oifname and daddr.
+//	}
+//
+// Why this shape:
+//   - Allowed peers live in verdict maps whose elements goto the chain of
+//     their rule id, so one lookup (pipapo, cost independent of the number of
+//     elements) both decides and attributes a new connection.
+//   - Per-rule counters are named counter objects referenced from the rule
+//     chain, so rewriting a rule chain on a mode change keeps its counts. They
+//     count the packets (and bytes) of connection-opening packets only: once
+//     accepted, a connection's later packets take the conntrack fast path and
+//     never reach the maps.
+//   - Entries of any protocol are in their own maps (key address . l4proto,
+//     l4proto 0-255) looked up first: pipapo refuses overlapping elements, and
+//     an any-protocol entry would overlap every protocol entry of its peer.
+//     Overlaps within one map are cut apart by Elements.
+//   - ct state invalid is dropped except for SCTP: SCTP conntrack may call
+//     valid handshake packets invalid (collisions, multi-homing), and the
+//     issue requires SCTP's handshake to survive. Observe mode drops nothing.
+//
+// Sources: nft(8) (sets, maps, concatenations, verdict maps, log, limit,
+// counter objects); the Linux nf_tables uapi (include/uapi/linux/netfilter/
+// nf_tables.h) for registers and attributes; nft_set_pipapo.c for
+// concatenated interval sets refusing overlaps; google/nftables v0.3.0.
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"golang.org/x/sys/unix"
+)
+
+// Objects is a rendered rule set: everything Apply puts in one endpoint's
+// table, in creation order. Rules point at their chain; Elements holds each
+// map's elements by map name.
+type Objects struct {
+	Table    *nftables.Table
+	Chains   []*nftables.Chain
+	Counters []*nftables.NamedObj
+	Sets     []*nftables.Set
+	Elements map[string][]nftables.SetElement
+	Rules    []*nftables.Rule
+}
+
+// Enforce-mode deny log rate limit: LogRate records per second, bursts of
+// LogBurst, per direction of one endpoint.
+const (
+	LogRate  = 10
+	LogBurst = 20
+)
+
+// Registers (nf_tables.h: NFT_REG_VERDICT 0, NFT_REG_1 1 spans the 32-bit
+// registers NFT_REG32_00..03 = 8..11).
+const (
+	regVerdict = 0
+	reg1       = 1
+	reg32_01   = 9
+	reg32_02   = 10
+	reg32_04   = 12
+	reg32_05   = 13
+)
+
+// Set ids are fixed so Render is deterministic; they are only used to
+// reference a set created in the same transaction.
+var setDefs = []struct {
+	name string
+	id   uint32
+	v6   bool
+	anyp bool
+}{
+	{SetIngress4, 1, false, false}, {SetIngressAny4, 2, false, true},
+	{SetIngress6, 3, true, false}, {SetIngressAny6, 4, true, true},
+	{SetEgress4, 5, false, false}, {SetEgressAny4, 6, false, true},
+	{SetEgress6, 7, true, false}, {SetEgressAny6, 8, true, true},
+}
+
+// Table returns the table object Render and Apply use.
+func Table() *nftables.Table {
+	return &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
+}
+
+// ruleIDs returns the distinct rule ids of rs in order of first use.
+func ruleIDs(rs RuleSet) []string {
+	seen := map[string]bool{}
+	var ids []string
+	for _, es := range [][]Entry{rs.Ingress, rs.Egress} {
+		for _, e := range es {
+			if !seen[e.RuleID] {
+				seen[e.RuleID] = true
+				ids = append(ids, e.RuleID)
+			}
+		}
+	}
+	return ids
+}
+
+// Render validates rs and returns the nftables objects of its table. It
+// touches no kernel. Errors: those of Validate (wrapping ErrInvalid).
+func Render(rs RuleSet) (*Objects, error) {
+	if err := rs.Validate(); err != nil {
+		return nil, fmt.Errorf("render rule set: %w", err)
+	}
+	t := Table()
+	o := &Objects{Table: t, Elements: map[string][]nftables.SetElement{}}
+	policy := nftables.ChainPolicyAccept
+	in := &nftables.Chain{Name: ChainInput, Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &policy}
+	out := &nftables.Chain{Name: ChainOutput, Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityFilter, Policy: &policy}
+	ing := &nftables.Chain{Name: ChainIngress, Table: t}
+	eg := &nftables.Chain{Name: ChainEgress, Table: t}
+	o.Chains = append(o.Chains, in, out, ing, eg)
+
+	for _, d := range setDefs {
+		o.Sets = append(o.Sets, newSet(t, d.name, d.id, d.v6, d.anyp))
+	}
+	for _, e := range Elements(rs) {
+		o.Elements[e.setName()] = append(o.Elements[e.setName()], encodeElement(e))
+	}
+	o.Rules = append(o.Rules, baseRules(in, true)...)
+	o.Rules = append(o.Rules, baseRules(out, false)...)
+	o.Rules = append(o.Rules, policyRules(ing, rs, Ingress)...)
+	o.Rules = append(o.Rules, policyRules(eg, rs, Egress)...)
+	for _, id := range ruleIDs(rs) {
+		c := &nftables.Chain{Name: RuleChain(id), Table: t}
+		o.Chains = append(o.Chains, c)
+		o.Counters = append(o.Counters, &nftables.NamedObj{Table: t, Name: RuleChain(id), Type: nftables.ObjTypeCounter, Obj: &expr.Counter{}})
+		o.Rules = append(o.Rules, ruleChainRules(c, rs, id)...)
+	}
+	return o, nil
+}
+
+// newSet returns the verdict map name.
+func newSet(t *nftables.Table, name string, id uint32, v6, anyp bool) *nftables.Set {
+	addr := nftables.TypeIPAddr
+	if v6 {
+		addr = nftables.TypeIP6Addr
+	}
+	key := nftables.MustConcatSetType(addr, nftables.TypeInetProto, nftables.TypeInetService)
+	if anyp {
+		key = nftables.MustConcatSetType(addr, nftables.TypeInetProto)
+	}
+	return &nftables.Set{Table: t, Name: name, ID: id, IsMap: true, Interval: true, Concatenation: true,
+		KeyType: key, DataType: nftables.TypeVerdict}
+}
+
+// encodeElement returns the set element of e: key and key end are the
+// concatenated fields, each padded to 4 bytes (address . l4proto [. port]).
+func encodeElement(e Element) nftables.SetElement {
+	lo, hi := e.Peer.Masked().Addr().AsSlice(), lastAddr(e.Peer).AsSlice()
+	var plo, phi byte = 0, 255
+	if n, ok := e.Protocol.Number(); ok {
+		plo, phi = n, n
+	}
+	key := append(lo, plo, 0, 0, 0)
+	end := append(hi, phi, 0, 0, 0)
+	if e.Protocol != ProtoAny {
+		key = binary.BigEndian.AppendUint16(key, e.PortFrom)
+		key = append(key, 0, 0)
+		end = binary.BigEndian.AppendUint16(end, e.PortTo)
+		end = append(end, 0, 0)
+	}
+	return nftables.SetElement{Key: key, KeyEnd: end,
+		VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: RuleChain(e.RuleID)}}
+}
+
+// comment returns rule userdata carrying text as the rule's comment.
+func comment(text string) []byte {
+	return userdata.AppendString(nil, userdata.TypeComment, text)
+}
+
+// ruleComment returns the comment of r (its nft form).
+func ruleComment(r *nftables.Rule) string {
+	c, _ := userdata.GetString(r.UserData, userdata.TypeComment)
+	return c
+}
+
+func rule(c *nftables.Chain, text string, exprs ...expr.Any) *nftables.Rule {
+	return &nftables.Rule{Table: c.Table, Chain: c, Exprs: exprs, UserData: comment(text)}
+}
+
+func native32(v uint32) []byte {
+	b := make([]byte, 4)
+	binary.NativeEndian.PutUint32(b, v)
+	return b
+}
+
+// ifname returns name NUL-padded to IFNAMSIZ, as meta iifname compares it.
+func ifname(name string) []byte {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, name)
+	return b
+}
+
+func ctStateIs(bits uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: reg1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: native32(bits), Xor: native32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: native32(0)},
+	}
+}
+
+func icmpv6Types(from, to byte) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.IPPROTO_ICMPV6}},
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+		&expr.Range{Op: expr.CmpOpEq, Register: reg1, FromData: []byte{from}, ToData: []byte{to}},
+	}
+}
+
+func accept() *expr.Verdict { return &expr.Verdict{Kind: expr.VerdictAccept} }
+
+// baseRules returns the rules of the input (in) or output base chain.
+func baseRules(c *nftables.Chain, in bool) []*nftables.Rule {
+	lo, ifKey, target := "iifname", expr.MetaKeyIIFNAME, ChainIngress
+	if !in {
+		lo, ifKey, target = "oifname", expr.MetaKeyOIFNAME, ChainEgress
+	}
+	return []*nftables.Rule{
+		rule(c, "ct state established,related accept",
+			append(ctStateIs(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), accept())...),
+		rule(c, lo+` "lo" accept`,
+			&expr.Meta{Key: ifKey, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: ifname("lo")}, accept()),
+		rule(c, "icmpv6 type 133-137 accept", append(icmpv6Types(133, 137), accept())...),
+		rule(c, "icmpv6 type 130-132 accept", append(icmpv6Types(130, 132), accept())...),
+		rule(c, "icmpv6 type 143 accept", append(icmpv6Types(143, 143), accept())...),
+		rule(c, "goto "+target, &expr.Verdict{Kind: expr.VerdictGoto, Chain: target}),
+	}
+}
+
+// lookup returns the rule "meta nfproto F addr . meta l4proto [. th dport]
+// vmap @set".
+func lookup(c *nftables.Chain, name string, id uint32, v6, anyp, ingress bool) *nftables.Rule {
+	nfproto, off, alen, proreg, portreg := byte(unix.NFPROTO_IPV4), uint32(12), uint32(4), uint32(reg32_01), uint32(reg32_02)
+	fam, field := "ipv4", "ip"
+	if v6 {
+		nfproto, off, alen, proreg, portreg = unix.NFPROTO_IPV6, 8, 16, reg32_04, reg32_05
+		fam, field = "ipv6", "ip6"
+	}
+	which := "saddr"
+	if !ingress {
+		which = "daddr"
+		off += alen
+	}
+	exprs := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{nfproto}},
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: alen},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: proreg},
+	}
+	text := fmt.Sprintf("meta nfproto %s %s %s . meta l4proto", fam, field, which)
+	if !anyp {
+		exprs = append(exprs, &expr.Payload{DestRegister: portreg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2})
+		text += " . th dport"
+	}
+	exprs = append(exprs, &expr.Lookup{SourceRegister: reg1, DestRegister: regVerdict, IsDestRegSet: true, SetName: name, SetID: id})
+	return rule(c, text+" vmap @"+name, exprs...)
+}
+
+func logExpr(prefix string) *expr.Log {
+	return &expr.Log{Key: 1<<unix.NFTA_LOG_PREFIX | 1<<unix.NFTA_LOG_GROUP, Group: NFLOGGroup, Data: []byte(prefix)}
+}
+
+// policyRules returns the mode-dependent rules of the ingress or egress
+// chain c.
+func policyRules(c *nftables.Chain, rs RuleSet, dir Direction) []*nftables.Rule {
+	var rules []*nftables.Rule
+	if rs.Mode != ModeObserve {
+		rules = append(rules, rule(c, "meta l4proto != sctp ct state invalid drop",
+			append(append([]expr.Any{
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+				&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: []byte{unix.IPPROTO_SCTP}},
+			}, ctStateIs(expr.CtStateBitINVALID)...), &expr.Verdict{Kind: expr.VerdictDrop})...))
+	}
+	for _, d := range setDefs {
+		if (d.name[0] == 'i') != (dir == Ingress) {
+			continue
+		}
+		rules = append(rules, lookup(c, d.name, d.id, d.v6, d.anyp, dir == Ingress))
+	}
+	switch rs.Mode {
+	case ModeObserve:
+		p := LogPrefix(VerdictObserve, rs.Name)
+		rules = append(rules, rule(c, fmt.Sprintf("log prefix %q group %d", p, NFLOGGroup), logExpr(p)))
+	case ModeAudit:
+		p := LogPrefix(VerdictAuditDeny, rs.Name)
+		rules = append(rules, rule(c, fmt.Sprintf("log prefix %q group %d accept", p, NFLOGGroup), logExpr(p), accept()))
+	case ModeEnforce:
+		p := LogPrefix(VerdictDeny, rs.Name)
+		rules = append(rules,
+			rule(c, fmt.Sprintf("limit rate %d/second burst %d packets log prefix %q group %d", LogRate, LogBurst, p, NFLOGGroup),
+				&expr.Limit{Type: expr.LimitTypePkts, Rate: LogRate, Unit: expr.LimitTimeSecond, Burst: LogBurst}, logExpr(p)),
+			rule(c, "drop", &expr.Verdict{Kind: expr.VerdictDrop}))
+	}
+	return rules
+}
+
+// ruleChainRules returns the rules of the chain of rule id.
+func ruleChainRules(c *nftables.Chain, rs RuleSet, id string) []*nftables.Rule {
+	rules := []*nftables.Rule{rule(c, fmt.Sprintf("counter name %q", RuleChain(id)),
+		&expr.Objref{Type: int(nftables.ObjTypeCounter), Name: RuleChain(id)})}
+	verdict := ""
+	switch {
+	case rs.Mode == ModeObserve:
+		verdict = VerdictObserve
+	case rs.LogAllowed:
+		verdict = VerdictAllow
+	}
+	if verdict != "" {
+		p := LogPrefix(verdict, id)
+		rules = append(rules, rule(c, fmt.Sprintf("log prefix %q group %d", p, NFLOGGroup), logExpr(p)))
+	}
+	return append(rules, rule(c, "accept", accept()))
+}

@@ -1,0 +1,291 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+)
+
+// Mode says what an endpoint's table does with new connections that no
+// entry allows. The three values are DESIGN.md's modes.
+type Mode string
+
+const (
+	// ModeObserve filters nothing and logs every new connection (verdict
+	// "observe", with the matching rule id or the rule set's name).
+	ModeObserve Mode = "observe"
+	// ModeAudit lets every connection through and logs new connections no
+	// entry allows (verdict "audit-deny").
+	ModeAudit Mode = "audit"
+	// ModeEnforce drops new connections no entry allows and logs them,
+	// rate-limited (verdict "deny").
+	ModeEnforce Mode = "enforce"
+)
+
+// Protocol is the layer-4 protocol of an entry, in lower case as nft(8)
+// spells it; ProtoAny matches every protocol and takes no port.
+type Protocol string
+
+const (
+	ProtoAny    Protocol = "any"
+	ProtoTCP    Protocol = "tcp"
+	ProtoUDP    Protocol = "udp"
+	ProtoSCTP   Protocol = "sctp"
+	ProtoICMP   Protocol = "icmp"   // IPv4 peers only
+	ProtoICMPv6 Protocol = "icmpv6" // IPv6 peers only
+)
+
+// Number returns the IANA protocol number of p (the value of nft's
+// `meta l4proto`) and whether p is a known single protocol. ProtoAny and
+// unknown values return false.
+func (p Protocol) Number() (uint8, bool) {
+	switch p {
+	case ProtoTCP:
+		return 6, true
+	case ProtoUDP:
+		return 17, true
+	case ProtoSCTP:
+		return 132, true
+	case ProtoICMP:
+		return 1, true
+	case ProtoICMPv6:
+		return 58, true
+	}
+	return 0, false
+}
+
+// HasPorts reports whether entries of p may name a port (TCP, UDP, SCTP).
+func (p Protocol) HasPorts() bool {
+	return p == ProtoTCP || p == ProtoUDP || p == ProtoSCTP
+}
+
+// protocolOf maps an IANA protocol number back to a Protocol ("" if none).
+func protocolOf(n uint8) Protocol {
+	for _, p := range []Protocol{ProtoTCP, ProtoUDP, ProtoSCTP, ProtoICMP, ProtoICMPv6} {
+		if v, _ := p.Number(); v == n {
+			return p
+		}
+	}
+	return ""
+}
+
+// Direction is ingress (traffic to the endpoint, matched on its source
+// address) or egress (traffic from it, matched on its destination address).
+type Direction string
+
+const (
+	Ingress Direction = "ingress"
+	Egress  Direction = "egress"
+)
+
+// Entry allows one peer on one protocol and port or port range, and
+// carries the id of the policy rule it came from.
+//
+// Port and EndPort follow NetworkPolicy's port / endPort: Port 0 means all
+// ports; EndPort 0 means the single port Port; otherwise the inclusive range
+// Port..EndPort. Ports apply to TCP, UDP and SCTP only.
+type Entry struct {
+	Peer     netip.Prefix `json:"peer"`              // IPv4 or IPv6 address or prefix
+	Protocol Protocol     `json:"protocol"`          // "" means ProtoAny
+	Port     int          `json:"port,omitempty"`    // 1..65535, or 0 for all ports
+	EndPort  int          `json:"endPort,omitempty"` // Port..65535, or 0
+	RuleID   string       `json:"ruleID"`            // see ValidID
+}
+
+// proto returns e.Protocol with "" read as ProtoAny.
+func (e Entry) proto() Protocol {
+	if e.Protocol == "" {
+		return ProtoAny
+	}
+	return e.Protocol
+}
+
+// portRange returns the inclusive port range e covers.
+func (e Entry) portRange() (uint16, uint16) {
+	switch {
+	case e.Port == 0:
+		return 0, 65535
+	case e.EndPort == 0:
+		return uint16(e.Port), uint16(e.Port)
+	}
+	return uint16(e.Port), uint16(e.EndPort)
+}
+
+// String renders e in nft-like words, for error messages and logs.
+func (e Entry) String() string {
+	s := fmt.Sprintf("%s %s", e.Peer, e.proto())
+	switch {
+	case e.Port != 0 && e.EndPort != 0:
+		s += fmt.Sprintf(" %d-%d", e.Port, e.EndPort)
+	case e.Port != 0:
+		s += fmt.Sprintf(" %d", e.Port)
+	}
+	return s + " rule " + e.RuleID
+}
+
+// RuleSet is everything that applies to one endpoint: the only thing the
+// dataplane understands (DESIGN.md, "Words").
+type RuleSet struct {
+	// Name identifies the endpoint's rule set; it is the id of the
+	// verdict log for connections no entry allows (see LogPrefix), so it
+	// obeys ValidID.
+	Name string `json:"name"`
+	Mode Mode   `json:"mode"`
+	// LogAllowed also logs new connections an entry allows, with verdict
+	// "allow" and the entry's rule id, in audit and enforce mode.
+	LogAllowed bool    `json:"logAllowed,omitempty"`
+	Ingress    []Entry `json:"ingress,omitempty"`
+	Egress     []Entry `json:"egress,omitempty"`
+}
+
+// LogValue implements slog.LogValuer: name, mode and entry counts, never
+// the entries.
+func (rs RuleSet) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("name", rs.Name), slog.String("mode", string(rs.Mode)),
+		slog.Int("ingress", len(rs.Ingress)), slog.Int("egress", len(rs.Egress)))
+}
+
+// MaxIDLen is the longest rule id or rule set name, in bytes: the longest
+// log prefix, "nanoseg:audit-deny:" plus the id, then stays within the
+// kernel's 127 usable bytes (NF_LOG_PREFIXLEN 128 with the NUL), and a rule
+// chain name "rule-<id>" within NFT_NAME_MAXLEN.
+const MaxIDLen = 100
+
+// ValidID reports whether id can be a rule id or rule set name: 1 to
+// MaxIDLen bytes of ASCII letters, digits, '.', '_', '-' and '/'. The colon
+// is excluded because it separates the fields of a log prefix.
+func ValidID(id string) error {
+	if id == "" {
+		return errors.New("empty id")
+	}
+	if len(id) > MaxIDLen {
+		return fmt.Errorf("id %.20q... is %d bytes, more than %d", id, len(id), MaxIDLen)
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("._-/", c) >= 0) {
+			return fmt.Errorf("id %q: character %q not in [A-Za-z0-9._/-]", id, c)
+		}
+	}
+	return nil
+}
+
+// ErrInvalid is wrapped by every error Validate returns.
+var ErrInvalid = errors.New("invalid rule set")
+
+// Validate checks rs and reports every problem at once, each naming the
+// entry (direction, index and the entry itself). The error wraps ErrInvalid.
+// It refuses: an unknown mode; a bad name or rule id (ValidID); an invalid
+// prefix or an IPv4-mapped IPv6 one; an unknown protocol; ICMP with an IPv6
+// peer or ICMPv6 with an IPv4 one; a port outside 1..65535; an end port
+// without a port, outside 1..65535 or before the port; a port on a protocol
+// without ports.
+func (rs RuleSet) Validate() error {
+	var errs []error
+	switch rs.Mode {
+	case ModeObserve, ModeAudit, ModeEnforce:
+	default:
+		errs = append(errs, fmt.Errorf("mode %q: want observe, audit or enforce", rs.Mode))
+	}
+	if err := ValidID(rs.Name); err != nil {
+		errs = append(errs, fmt.Errorf("name: %w", err))
+	}
+	check := func(dir Direction, i int, e Entry) {
+		bad := func(format string, a ...any) {
+			errs = append(errs, fmt.Errorf("%s[%d] (%s): %s", dir, i, e, fmt.Sprintf(format, a...)))
+		}
+		if !e.Peer.IsValid() {
+			bad("invalid peer prefix")
+		} else if e.Peer.Addr().Is4In6() {
+			bad("IPv4-mapped IPv6 peer; use the IPv4 form")
+		}
+		p := e.proto()
+		if _, ok := p.Number(); !ok && p != ProtoAny {
+			bad("unknown protocol %q", e.Protocol)
+		}
+		if e.Peer.IsValid() {
+			if p == ProtoICMP && e.Peer.Addr().Is6() {
+				bad("icmp with an IPv6 peer; use icmpv6")
+			}
+			if p == ProtoICMPv6 && e.Peer.Addr().Is4() {
+				bad("icmpv6 with an IPv4 peer; use icmp")
+			}
+		}
+		if e.Port < 0 || e.Port > 65535 {
+			bad("port %d outside 1..65535", e.Port)
+		}
+		if e.EndPort != 0 {
+			switch {
+			case e.Port == 0:
+				bad("end port %d without a port", e.EndPort)
+			case e.EndPort < 1 || e.EndPort > 65535:
+				bad("end port %d outside 1..65535", e.EndPort)
+			case e.EndPort < e.Port:
+				bad("end port %d before port %d", e.EndPort, e.Port)
+			}
+		}
+		if (e.Port != 0 || e.EndPort != 0) && !p.HasPorts() {
+			bad("port on protocol %s, which has none", p)
+		}
+		if err := ValidID(e.RuleID); err != nil {
+			bad("rule id: %v", err)
+		}
+	}
+	for i, e := range rs.Ingress {
+		check(Ingress, i, e)
+	}
+	for i, e := range rs.Egress {
+		check(Egress, i, e)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
+	}
+	return nil
+}
+
+// Allows reports whether a new connection in direction dir with the peer
+// address peer, protocol number proto and destination port port (ignored for
+// protocols without ports) is allowed by an entry of rs, and by which rule
+// id (any-protocol entries first, then the first matching entry, as in the
+// kernel). The mode is not
+// consulted. It is the Go twin of the kernel lookup, used to decide which
+// established connections a tightening cuts.
+func (rs RuleSet) Allows(dir Direction, peer netip.Addr, proto uint8, port uint16) (string, bool) {
+	entries := rs.Ingress
+	if dir == Egress {
+		entries = rs.Egress
+	}
+	peer = peer.Unmap()
+	// Any-protocol entries first: the kernel looks them up before the
+	// protocol and port set (see render.go).
+	for _, e := range entries {
+		if e.proto() == ProtoAny && e.Peer.Masked().Contains(peer) {
+			return e.RuleID, true
+		}
+	}
+	for _, e := range entries {
+		if !e.Peer.Masked().Contains(peer) {
+			continue
+		}
+		p := e.proto()
+		if p == ProtoAny {
+			continue
+		}
+		{
+			n, _ := p.Number()
+			if n != proto {
+				continue
+			}
+			if p.HasPorts() {
+				lo, hi := e.portRange()
+				if port < lo || port > hi {
+					continue
+				}
+			}
+		}
+		return e.RuleID, true
+	}
+	return "", false
+}
