@@ -167,7 +167,6 @@ func setHeader(s *nftables.Set) string {
 	return fmt.Sprintf("%s map=%t interval=%t concat=%t", s.Name, s.IsMap, s.Interval, s.Concatenation)
 }
 
-
 // layoutOf returns the layout of rendered objects.
 func layoutOf(o *Objects) layout {
 	l := layout{chains: map[string][]string{}}
@@ -672,4 +671,3 @@ func queueDelta(c *nftables.Conn, o *Objects, cur *State, kt *kernelTable, desir
 	}
 	return res, nil
 }
-
