@@ -110,16 +110,19 @@ func (d DirectionVerdict) reason() string {
 	if len(d.Isolating) == 0 {
 		return fmt.Sprintf("%s: no policy isolates %s", d.Direction, subj)
 	}
-	if len(d.Allowing) > 0 {
-		names := make([]string, len(d.Allowing))
-		for i, r := range d.Allowing {
-			names[i] = r.String()
-		}
-		return fmt.Sprintf("%s of %s allowed by %s", d.Direction, subj, strings.Join(names, ", "))
+	allowing := make([]string, len(d.Allowing))
+	for i, r := range d.Allowing {
+		allowing[i] = r.String()
+	}
+	if d.Action == Allow {
+		return fmt.Sprintf("%s of %s allowed by %s", d.Direction, subj, strings.Join(allowing, ", "))
 	}
 	names := make([]string, len(d.Isolating))
 	for i, r := range d.Isolating {
 		names[i] = r.String()
+	}
+	if len(allowing) > 0 {
+		return fmt.Sprintf("%s of %s %s: isolated by %s; only auditing rules allow it (%s)", d.Direction, subj, d.Action, strings.Join(names, ", "), strings.Join(allowing, ", "))
 	}
 	return fmt.Sprintf("%s of %s %s: isolated by %s and no rule allows it", d.Direction, subj, d.Action, strings.Join(names, ", "))
 }
@@ -190,7 +193,9 @@ func resolve(w World, e Endpoint) (resolved, error) {
 //     matched by selectors.
 //
 // NanoSegments join the union by mode: enforce as a NetworkPolicy; audit
-// turns what only it would deny into AuditDeny; observe takes no part. The
+// turns what only it would deny into AuditDeny and never widens what the
+// enforcing policies allow (what they deny stays denied); observe takes no
+// part. The
 // verdict names every isolating policy and every allowing rule.
 func Evaluate(world World, set PolicySet, conn Connection) Verdict {
 	v := Verdict{Connection: conn, Action: Deny}
