@@ -1,0 +1,55 @@
+package observer
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the observer's Prometheus counters. Names and labels:
+//
+//	nanoseg_observer_flows_total{source="conntrack|verdict-log"}      flow records emitted
+//	nanoseg_observer_events_lost_total{source="conntrack|verdict-log|dns"} socket overflows (ENOBUFS, each losing ≥1 event)
+//	nanoseg_observer_decode_errors_total{decoder="conntrack|verdict-log|dns"} malformed input skipped
+//	nanoseg_observer_resyncs_total                                     conntrack dumps after an overflow
+//	nanoseg_observer_dns_answers_total                                 address answers learnt
+type Metrics struct {
+	Flows        *prometheus.CounterVec
+	EventsLost   *prometheus.CounterVec
+	DecodeErrors *prometheus.CounterVec
+	Resyncs      prometheus.Counter
+	DNSAnswers   prometheus.Counter
+}
+
+// NewMetrics creates the observer's counters and registers them on reg
+// (nil: not registered). It fails if reg already holds them.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		Flows: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "nanoseg", Subsystem: "observer",
+			Name: "flows_total", Help: "Flow records emitted, by source."}, []string{"source"}),
+		EventsLost: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "nanoseg", Subsystem: "observer",
+			Name: "events_lost_total", Help: "Netlink or packet socket overflows (ENOBUFS); each lost at least one event."}, []string{"source"}),
+		DecodeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "nanoseg", Subsystem: "observer",
+			Name: "decode_errors_total", Help: "Malformed messages or packets skipped, by decoder."}, []string{"decoder"}),
+		Resyncs: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "nanoseg", Subsystem: "observer",
+			Name: "resyncs_total", Help: "Conntrack table dumps after an event socket overflow."}),
+		DNSAnswers: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "nanoseg", Subsystem: "observer",
+			Name: "dns_answers_total", Help: "Address answers learnt from DNS responses."}),
+	}
+	// Pre-create the label values so that zeros are exported.
+	for _, s := range []string{string(SourceConntrack), string(SourceVerdictLog)} {
+		m.Flows.WithLabelValues(s)
+	}
+	for _, s := range []string{"conntrack", "verdict-log", "dns"} {
+		m.EventsLost.WithLabelValues(s)
+		m.DecodeErrors.WithLabelValues(s)
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.Flows, m.EventsLost, m.DecodeErrors, m.Resyncs, m.DNSAnswers} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register observer metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,136 @@
+package observer
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"github.com/ti-mo/netfilter"
+)
+
+// nfnetlink_log constants, from include/uapi/linux/netfilter/nfnetlink_log.h.
+const (
+	nfulnlMsgPacket = 0 // NFULNL_MSG_PACKET
+	nfulnlMsgConfig = 1 // NFULNL_MSG_CONFIG
+
+	nfulaPacketHdr = 1  // NFULA_PACKET_HDR: be16 hw_protocol, u8 hook, pad
+	nfulaTimestamp = 3  // NFULA_TIMESTAMP: be64 sec, be64 usec
+	nfulaPayload   = 9  // NFULA_PAYLOAD: the packet from its network header
+	nfulaPrefix    = 10 // NFULA_PREFIX: NUL-terminated string
+
+	nfulaCfgCmd   = 1 // NFULA_CFG_CMD: u8 command
+	nfulaCfgMode  = 2 // NFULA_CFG_MODE: be32 copy_range, u8 copy_mode, pad
+	nfulaCfgFlags = 6 // NFULA_CFG_FLAGS: be16
+
+	nfulnlCfgCmdBind   = 1 // NFULNL_CFG_CMD_BIND
+	nfulnlCfgCmdUnbind = 2 // NFULNL_CFG_CMD_UNBIND
+	nfulnlCopyPacket   = 2 // NFULNL_COPY_PACKET
+
+	hookLocalIn  = 1 // NF_INET_LOCAL_IN
+	hookLocalOut = 3 // NF_INET_LOCAL_OUT
+)
+
+// verdictLogRecord is one decoded NFLOG packet message.
+type verdictLogRecord struct {
+	Prefix  string
+	Hook    uint8
+	HasHook bool
+	Time    time.Time // zero when the kernel sent no timestamp
+	Payload []byte    // IP packet; aliases the message
+}
+
+// decodeVerdictLog decodes one nfnetlink_log packet message. Messages of
+// other types fail with ErrMalformedPacket. It never panics.
+func decodeVerdictLog(msg netlink.Message) (rec verdictLogRecord, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("decode verdict log: recovered %v: %w", r, ErrMalformedPacket)
+		}
+	}()
+	h, ad, err := netfilter.DecodeNetlink(msg)
+	if err != nil {
+		return rec, fmt.Errorf("decode verdict log header: %v: %w", err, ErrMalformedPacket)
+	}
+	if h.SubsystemID != netfilter.NFSubsysULOG || h.MessageType != nfulnlMsgPacket {
+		return rec, fmt.Errorf("decode verdict log: message %s/%d: %w", h.SubsystemID, h.MessageType, ErrMalformedPacket)
+	}
+	for ad.Next() {
+		switch ad.Type() {
+		case nfulaPacketHdr:
+			if b := ad.Bytes(); len(b) >= 3 {
+				rec.Hook, rec.HasHook = b[2], true
+			}
+		case nfulaTimestamp:
+			if b := ad.Bytes(); len(b) >= 16 {
+				sec, usec := binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:])
+				if sec < 1<<40 && usec < 1e6 {
+					rec.Time = time.Unix(int64(sec), int64(usec)*1000)
+				}
+			}
+		case nfulaPayload:
+			rec.Payload = ad.Bytes()
+		case nfulaPrefix:
+			b := ad.Bytes()
+			for i, c := range b {
+				if c == 0 {
+					b = b[:i]
+					break
+				}
+			}
+			rec.Prefix = string(b)
+		}
+	}
+	if err := ad.Err(); err != nil {
+		return rec, fmt.Errorf("decode verdict log attributes: %v: %w", err, ErrMalformedPacket)
+	}
+	if len(rec.Payload) == 0 {
+		return rec, fmt.Errorf("decode verdict log: no payload: %w", ErrMalformedPacket)
+	}
+	return rec, nil
+}
+
+// verdictDecoder turns NFLOG messages into flow records; one per goroutine.
+type verdictDecoder struct {
+	pkt *packetDecoder
+}
+
+func newVerdictDecoder() *verdictDecoder { return &verdictDecoder{pkt: newPacketDecoder()} }
+
+// decode turns one NFLOG message into a PhaseComplete flow record of
+// endpoint. isLocal tells the endpoint's own addresses, for packets logged
+// outside the input and output hooks. ErrNotNanoseg marks someone else's
+// log rule; other errors are decode errors.
+func (d *verdictDecoder) decode(msg netlink.Message, endpoint string, isLocal func(netip.Addr) bool) (Flow, error) {
+	rec, err := decodeVerdictLog(msg)
+	if err != nil {
+		return Flow{}, err
+	}
+	v, id, err := ParsePrefix(rec.Prefix)
+	if err != nil {
+		return Flow{}, err
+	}
+	pi, err := d.pkt.decode(rec.Payload)
+	if err != nil {
+		return Flow{}, err
+	}
+	f := Flow{Phase: PhaseComplete, Source: SourceVerdictLog, Endpoint: endpoint,
+		Protocol: ProtocolName(pi.Proto), Src: pi.Src, Dst: pi.Dst, SrcPort: pi.SrcPort, DstPort: pi.DstPort,
+		Start: rec.Time, Verdict: v, RuleID: id, PacketsOut: 1, BytesOut: uint64(len(rec.Payload))}
+	if pi.HasICMP {
+		t, c := pi.ICMPType, pi.ICMPCode
+		f.ICMPType, f.ICMPCode = &t, &c
+	}
+	switch {
+	case rec.HasHook && rec.Hook == hookLocalOut:
+		f.Direction = Egress
+	case rec.HasHook && rec.Hook == hookLocalIn:
+		f.Direction = Ingress
+	case isLocal != nil && isLocal(pi.Src):
+		f.Direction = Egress
+	default:
+		f.Direction = Ingress
+	}
+	return f, nil
+}

@@ -1,0 +1,560 @@
+//go:build linux
+
+// Design: the observer attaches to each endpoint network namespace by file
+// descriptor and opens three sockets there:
+//
+//   - a NETLINK_NETFILTER socket joined to the conntrack NEW and DESTROY
+//     multicast groups (ti-mo/netfilter, netlink.Config.NetNS), decoded with
+//     ti-mo/conntrack. Conntrack accounting and timestamps are switched on in
+//     the netns first (net.netfilter.nf_conntrack_acct and
+//     nf_conntrack_timestamp are per-netns sysctls, written through /proc/sys
+//     from a thread inside the netns), so DESTROY carries packets, bytes,
+//     start and stop. On ENOBUFS the socket lost events: the observer counts
+//     it, logs it, dumps the conntrack table and reconciles it with the
+//     connections it knows are open, so nothing that is still tracked is
+//     missed.
+//   - a NETLINK_NETFILTER socket bound to the dataplane's NFLOG group
+//     (nfnetlink_log config messages; instances are per netns), whose
+//     packets carry the verdict prefix and the packet.
+//   - an AF_PACKET SOCK_DGRAM socket with a classic BPF filter that keeps
+//     UDP and TCP packets from port 53, opened on a thread inside the netns
+//     (internal/nsenter), for the DNS answers the endpoint receives.
+//
+// Each socket is read by one goroutine; closing the socket from a goroutine
+// that watches the context stops it. Sources: conntrack(8),
+// nf_conntrack-sysctl (Documentation/networking/nf_conntrack-sysctl.rst),
+// include/uapi/linux/netfilter/nfnetlink_log.h, packet(7), netlink(7).
+
+package observer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"github.com/nanoseg/nanoseg/internal/nsenter"
+	"github.com/ti-mo/conntrack"
+	"github.com/ti-mo/netfilter"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Config tunes the observer. The zero value is usable: Defaults fills it.
+type Config struct {
+	// NFLOGGroup is the verdict-log group (0: DefaultNFLOGGroup).
+	NFLOGGroup uint16 `json:"nflogGroup" yaml:"nflogGroup"`
+	// ConntrackReadBuffer is the receive buffer of each conntrack event
+	// socket in bytes (0: 4 MiB; set with SO_RCVBUFFORCE, so root may
+	// exceed net.core.rmem_max).
+	ConntrackReadBuffer int `json:"conntrackReadBuffer" yaml:"conntrackReadBuffer"`
+	// VerdictLog and DNS switch those sources on (Defaults: both on).
+	VerdictLog bool `json:"verdictLog" yaml:"verdictLog"`
+	DNS        bool `json:"dns" yaml:"dns"`
+}
+
+// Defaults returns the default configuration.
+func Defaults() Config {
+	return Config{NFLOGGroup: DefaultNFLOGGroup, ConntrackReadBuffer: 4 << 20, VerdictLog: true, DNS: true}
+}
+
+// Validate reports configuration errors.
+func (c Config) Validate() error {
+	var errs []error
+	if c.ConntrackReadBuffer < 0 {
+		errs = append(errs, fmt.Errorf("conntrackReadBuffer %d: must be >= 0", c.ConntrackReadBuffer))
+	}
+	return errors.Join(errs...)
+}
+
+// Endpoint is one network namespace to observe.
+type Endpoint struct {
+	// Name labels its flow records (Flow.Endpoint); usually the netns name.
+	Name string
+	// Path is the netns bind mount, e.g. /run/netns/NAME.
+	Path string
+	// Addrs are the endpoint's own addresses; nil: read from the netns
+	// (and re-read when a flow matches none of them).
+	Addrs []netip.Addr
+}
+
+// Observer watches endpoint namespaces and hands every flow record to a
+// handler.
+type Observer struct {
+	cfg     Config
+	eps     []Endpoint
+	handle  func(Flow)
+	names   *Names
+	metrics *Metrics
+	log     *slog.Logger
+	ready   chan struct{}
+
+	// beforeReceive, when set (tests), runs before each conntrack event
+	// receive: a test holds it to make the socket overflow.
+	beforeReceive func()
+}
+
+// New returns an observer of endpoints. handle receives every flow record,
+// from several goroutines at once, and must not block for long (a slow
+// handler makes the conntrack socket overflow; that is counted and
+// resynced). names learns DNS answers (nil: a private table, see Names);
+// metrics may be nil; logger nil discards.
+func New(cfg Config, endpoints []Endpoint, handle func(Flow), names *Names, metrics *Metrics, logger *slog.Logger) (*Observer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("validate observer config: %w", err)
+	}
+	d := Defaults()
+	if cfg.NFLOGGroup == 0 {
+		cfg.NFLOGGroup = d.NFLOGGroup
+	}
+	if cfg.ConntrackReadBuffer == 0 {
+		cfg.ConntrackReadBuffer = d.ConntrackReadBuffer
+	}
+	if handle == nil {
+		handle = func(Flow) {}
+	}
+	if names == nil {
+		names = NewNames(0)
+	}
+	if metrics == nil {
+		metrics, _ = NewMetrics(nil)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Observer{cfg: cfg, eps: endpoints, handle: handle, names: names, metrics: metrics,
+		log: logger.With("component", "observer"), ready: make(chan struct{})}, nil
+}
+
+// Names returns the observer's DNS name table.
+func (o *Observer) Names() *Names { return o.names }
+
+// Ready is closed once every socket of every endpoint is open: traffic
+// after that is observed.
+func (o *Observer) Ready() <-chan struct{} { return o.ready }
+
+// Run opens the sockets of every endpoint and reads them until ctx ends.
+// It returns nil on a clean stop, or the first error opening an endpoint or
+// reading a socket (after closing everything).
+func (o *Observer) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	var closers []io.Closer
+	defer func() {
+		for _, c := range closers {
+			_ = c.Close()
+		}
+	}()
+	fail := func(err error) { cancel(err) }
+	for i := range o.eps {
+		ep, err := o.attach(&o.eps[i])
+		if err != nil {
+			cancel(nil)
+			for _, c := range closers {
+				_ = c.Close()
+			}
+			closers = nil
+			wg.Wait()
+			return fmt.Errorf("observe %s: %w", o.eps[i].Name, err)
+		}
+		closers = append(closers, ep)
+		ep.start(ctx, &wg, fail)
+	}
+	close(o.ready)
+	<-ctx.Done()
+	for _, c := range closers {
+		_ = c.Close()
+	}
+	closers = nil
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+// endpointState is one attached endpoint: its sockets and state.
+type endpointState struct {
+	o    *Observer
+	ep   *Endpoint
+	ns   netns.NsHandle
+	log  *slog.Logger
+	ct   *netlink.Conn
+	nfl  *netlink.Conn
+	pkt  *os.File
+	addr struct {
+		sync.RWMutex
+		set     map[netip.Addr]bool
+		fixed   bool
+		refresh time.Time
+	}
+	closeOnce sync.Once
+}
+
+func (o *Observer) attach(ep *Endpoint) (_ *endpointState, err error) {
+	s := &endpointState{o: o, ep: ep, log: o.log.With("netns", ep.Name)}
+	s.ns, err = netns.GetFromPath(ep.Path)
+	if err != nil {
+		return nil, fmt.Errorf("open netns %s: %w", ep.Path, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = s.Close()
+		}
+	}()
+	if err := EnableAccounting(s.ns); err != nil {
+		return nil, err
+	}
+	s.addr.set = map[netip.Addr]bool{}
+	if ep.Addrs != nil {
+		s.addr.fixed = true
+		for _, a := range ep.Addrs {
+			s.addr.set[a.Unmap()] = true
+		}
+	} else if err := s.refreshAddrs(); err != nil {
+		return nil, err
+	}
+	cfg := &netlink.Config{NetNS: int(s.ns)}
+	if s.ct, err = netlink.Dial(unix.NETLINK_NETFILTER, cfg); err != nil {
+		return nil, fmt.Errorf("dial conntrack events: %w", err)
+	}
+	if err := setReadBufferForce(s.ct, o.cfg.ConntrackReadBuffer); err != nil {
+		return nil, err
+	}
+	for _, g := range []netfilter.NetlinkGroup{netfilter.GroupCTNew, netfilter.GroupCTDestroy} {
+		if err := s.ct.JoinGroup(uint32(g)); err != nil {
+			return nil, fmt.Errorf("join conntrack group %d: %w", g, err)
+		}
+	}
+	if o.cfg.VerdictLog {
+		if s.nfl, err = bindNFLOG(cfg, o.cfg.NFLOGGroup); err != nil {
+			return nil, err
+		}
+	}
+	if o.cfg.DNS {
+		if s.pkt, err = openDNSCapture(s.ns); err != nil {
+			return nil, err
+		}
+	}
+	s.log.Debug("attached", "addrs", len(s.addr.set))
+	return s, nil
+}
+
+// Close closes every socket of s; blocked reads return.
+func (s *endpointState) Close() error {
+	s.closeOnce.Do(func() {
+		if s.ct != nil {
+			_ = s.ct.Close()
+		}
+		if s.nfl != nil {
+			_ = s.nfl.Close()
+		}
+		if s.pkt != nil {
+			_ = s.pkt.Close()
+		}
+		if s.ns.IsOpen() {
+			_ = s.ns.Close()
+		}
+	})
+	return nil
+}
+
+func (s *endpointState) start(ctx context.Context, wg *sync.WaitGroup, fail func(error)) {
+	run := func(name string, fn func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(ctx); err != nil && ctx.Err() == nil {
+				fail(fmt.Errorf("observe %s: %s: %w", s.ep.Name, name, err))
+			}
+		}()
+	}
+	run("conntrack", s.readConntrack)
+	if s.nfl != nil {
+		run("verdict log", s.readVerdictLog)
+	}
+	if s.pkt != nil {
+		run("dns", s.readDNS)
+	}
+}
+
+// isLocal reports whether a is one of the endpoint's addresses.
+func (s *endpointState) isLocal(a netip.Addr) bool {
+	s.addr.RLock()
+	defer s.addr.RUnlock()
+	return s.addr.set[a]
+}
+
+// refreshAddrs reads the endpoint's addresses from its netns.
+func (s *endpointState) refreshAddrs() error {
+	var addrs []net.Addr
+	err := nsenter.Do(s.ns, func() error {
+		var err error
+		addrs, err = net.InterfaceAddrs()
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("list addresses: %w", err)
+	}
+	set := map[netip.Addr]bool{}
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			set[p.Addr().Unmap()] = true
+		}
+	}
+	s.addr.Lock()
+	s.addr.set, s.addr.refresh = set, time.Now()
+	s.addr.Unlock()
+	return nil
+}
+
+// maybeRefreshAddrs re-reads the addresses, at most once a second, when a
+// connection matches none of them (an address added after attach).
+func (s *endpointState) maybeRefreshAddrs(src, dst netip.Addr) {
+	s.addr.RLock()
+	known := s.addr.fixed || s.addr.set[src] || s.addr.set[dst] || time.Since(s.addr.refresh) < time.Second
+	s.addr.RUnlock()
+	if !known {
+		if err := s.refreshAddrs(); err != nil {
+			s.log.Warn("refresh addresses", "err", err)
+		}
+	}
+}
+
+func (s *endpointState) emit(f Flow) {
+	s.o.metrics.Flows.WithLabelValues(string(f.Source)).Inc()
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("flow", "flow", &f)
+	}
+	s.o.handle(f)
+}
+
+// openConn is what the conntrack reader remembers of a live connection.
+type openConn struct {
+	name string
+}
+
+// maxOpen bounds the live-connection table of one endpoint; beyond it the
+// oldest knowledge is dropped at the next resync (a DESTROY whose NEW is
+// forgotten then counts as a complete flow, once).
+const maxOpen = 1 << 20
+
+func (s *endpointState) readConntrack(ctx context.Context) error {
+	open := map[uint32]openConn{}
+	pruned := map[uint32]bool{} // closed by a resync; their DESTROY may still come
+	for {
+		if s.o.beforeReceive != nil {
+			s.o.beforeReceive()
+		}
+		msgs, err := s.ct.Receive()
+		if err != nil {
+			if ctx.Err() != nil || isClosed(err) {
+				return nil
+			}
+			if errors.Is(err, unix.ENOBUFS) {
+				s.o.metrics.EventsLost.WithLabelValues("conntrack").Inc()
+				s.log.Warn("conntrack event socket overflowed (ENOBUFS); resyncing from a conntrack dump")
+				if err := s.resync(open, pruned); err != nil {
+					s.log.Error("resync conntrack", "err", err)
+				}
+				continue
+			}
+			return fmt.Errorf("receive conntrack event: %w", err)
+		}
+		now := time.Now()
+		for _, m := range msgs {
+			var ev conntrack.Event
+			if err := ev.Unmarshal(m); err != nil || ev.Flow == nil {
+				s.o.metrics.DecodeErrors.WithLabelValues("conntrack").Inc()
+				s.log.Debug("skip conntrack event", "err", err)
+				continue
+			}
+			ct := ev.Flow
+			switch ev.Type {
+			case conntrack.EventNew:
+				if _, dup := open[ct.ID]; dup {
+					continue // already known from a resync dump
+				}
+				s.maybeRefreshAddrs(ct.TupleOrig.IP.SourceAddress.Unmap(), ct.TupleOrig.IP.DestinationAddress.Unmap())
+				f := fromConntrack(ct, PhaseStart, s.ep.Name, s.isLocal, now)
+				f.RemoteName, _ = s.o.names.Lookup(f.Remote(), now)
+				if len(open) < maxOpen {
+					open[ct.ID] = openConn{name: f.RemoteName}
+				}
+				s.emit(f)
+			case conntrack.EventDestroy:
+				phase := PhaseEnd
+				oc, known := open[ct.ID]
+				if !known && !pruned[ct.ID] {
+					phase = PhaseComplete // its NEW was lost
+				}
+				delete(open, ct.ID)
+				delete(pruned, ct.ID)
+				f := fromConntrack(ct, phase, s.ep.Name, s.isLocal, now)
+				f.RemoteName = oc.name
+				if !known {
+					f.RemoteName, _ = s.o.names.Lookup(f.Remote(), now)
+				}
+				s.emit(f)
+			}
+		}
+	}
+}
+
+// resync dumps the conntrack table of the netns and reconciles it with
+// open: entries it did not know become start records (Resynced), known
+// entries missing from the table become end records without counters.
+func (s *endpointState) resync(open map[uint32]openConn, pruned map[uint32]bool) error {
+	s.o.metrics.Resyncs.Inc()
+	c, err := conntrack.Dial(&netlink.Config{NetNS: int(s.ns)})
+	if err != nil {
+		return fmt.Errorf("dial conntrack: %w", err)
+	}
+	defer c.Close()
+	var flows []conntrack.Flow
+	for attempt := 0; ; attempt++ {
+		flows, err = c.Dump(nil)
+		if err == nil || attempt == 3 || !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("dump conntrack: %w", err)
+	}
+	now := time.Now()
+	seen := make(map[uint32]bool, len(flows))
+	added := 0
+	for i := range flows {
+		ct := &flows[i]
+		seen[ct.ID] = true
+		if _, ok := open[ct.ID]; ok {
+			continue
+		}
+		f := fromConntrack(ct, PhaseStart, s.ep.Name, s.isLocal, now)
+		f.PacketsOut, f.BytesOut = ct.CountersOrig.Packets, ct.CountersOrig.Bytes
+		f.PacketsIn, f.BytesIn = ct.CountersReply.Packets, ct.CountersReply.Bytes
+		f.Resynced = true
+		f.RemoteName, _ = s.o.names.Lookup(f.Remote(), now)
+		open[ct.ID] = openConn{name: f.RemoteName}
+		added++
+		s.emit(f)
+	}
+	ended := 0
+	clear(pruned)
+	for id, oc := range open {
+		if seen[id] {
+			continue
+		}
+		delete(open, id)
+		pruned[id] = true
+		ended++
+		_ = oc
+	}
+	s.log.Info("conntrack resync", "tracked", len(flows), "recovered", added, "ended", ended)
+	return nil
+}
+
+func (s *endpointState) readVerdictLog(ctx context.Context) error {
+	dec := newVerdictDecoder()
+	type key struct {
+		src, dst netip.AddrPort
+		proto    string
+		verdict  Verdict
+		rule     string
+	}
+	recent := map[key]time.Time{}
+	const repeatWindow = 2 * time.Minute // TCP SYN retransmissions back off up to ~2 minutes
+	for {
+		msgs, err := s.nfl.Receive()
+		if err != nil {
+			if ctx.Err() != nil || isClosed(err) {
+				return nil
+			}
+			if errors.Is(err, unix.ENOBUFS) {
+				s.o.metrics.EventsLost.WithLabelValues("verdict-log").Inc()
+				s.log.Warn("verdict log socket overflowed (ENOBUFS); some verdict records are lost")
+				continue
+			}
+			return fmt.Errorf("receive verdict log: %w", err)
+		}
+		now := time.Now()
+		for _, m := range msgs {
+			f, err := dec.decode(m, s.ep.Name, s.isLocal)
+			if errors.Is(err, ErrNotNanoseg) {
+				continue
+			}
+			if err != nil {
+				s.o.metrics.DecodeErrors.WithLabelValues("verdict-log").Inc()
+				s.log.Debug("skip verdict log message", "err", err)
+				continue
+			}
+			k := key{netip.AddrPortFrom(f.Src, f.SrcPort), netip.AddrPortFrom(f.Dst, f.DstPort), f.Protocol, f.Verdict, f.RuleID}
+			if f.ICMPType == nil { // each ICMP echo is its own attempt
+				if t, ok := recent[k]; ok && now.Sub(t) < repeatWindow {
+					continue
+				}
+				if len(recent) > 1<<16 {
+					for k2, t := range recent {
+						if now.Sub(t) >= repeatWindow {
+							delete(recent, k2)
+						}
+					}
+				}
+				if len(recent) <= 1<<16 {
+					recent[k] = now
+				}
+			}
+			if f.Start.IsZero() {
+				f.Start = now
+			}
+			f.RemoteName, _ = s.o.names.Lookup(f.Remote(), now)
+			s.emit(f)
+		}
+	}
+}
+
+func (s *endpointState) readDNS(ctx context.Context) error {
+	dec := newDNSDecoder()
+	buf := make([]byte, 1<<16)
+	for {
+		n, err := s.pkt.Read(buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, os.ErrClosed) {
+				return nil
+			}
+			if errors.Is(err, unix.ENOBUFS) {
+				s.o.metrics.EventsLost.WithLabelValues("dns").Inc()
+				continue
+			}
+			return fmt.Errorf("read DNS capture: %w", err)
+		}
+		answers, err := dec.decode(buf[:n])
+		if err != nil {
+			s.o.metrics.DecodeErrors.WithLabelValues("dns").Inc()
+			s.log.Debug("skip DNS packet", "err", err)
+			continue
+		}
+		now := time.Now()
+		for _, a := range answers {
+			s.o.names.Put(a, now)
+			s.o.metrics.DNSAnswers.Inc()
+			s.log.Debug("dns answer", "name", a.Name, "addr", a.Addr, "ttl", a.TTL)
+		}
+	}
+}
+
+func isClosed(err error) bool {
+	if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) || errors.Is(err, unix.EBADF) {
+		return true
+	}
+	var op *netlink.OpError
+	return errors.As(err, &op) && op.Err != nil && op.Err.Error() == "use of closed file"
+}
