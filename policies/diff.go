@@ -1,0 +1,162 @@
+package policies
+
+import (
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+
+	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+)
+
+// DiffReport compares a proposal with the active policies over a window's
+// edges.
+type DiffReport struct {
+	// Added lists proposal rules that allow some edge no active rule of the
+	// same direction allows.
+	Added []RuleRef `json:"added"`
+	// Unused lists active rules (of isolating directions) that no edge of
+	// the window matched.
+	Unused []RuleRef `json:"unused"`
+	// Denied lists the edges the active policies deny or audit-deny, with
+	// the verdict's reason.
+	Denied []DeniedEdge `json:"denied"`
+}
+
+// DeniedEdge is an edge of the window and the active policies' verdict.
+type DeniedEdge struct {
+	Edge   string `json:"edge"`
+	Action Action `json:"action"`
+	Reason string `json:"reason"`
+	Flows  int64  `json:"flows"`
+}
+
+// edgeWorld is a world made of the identities of edges: one pod per
+// identity, in a namespace labelled only kubernetes.io/metadata.name,
+// addressed from 2001:db8:ffff::/48 (the documentation range).
+type edgeWorld struct {
+	*MemWorld
+	podOf map[string]string // identity key -> pod key
+}
+
+func newEdgeWorld(edges []Edge) *edgeWorld {
+	w := &edgeWorld{MemWorld: &MemWorld{}, podOf: map[string]string{}}
+	base := netip.MustParseAddr("2001:db8:ffff::").As16()
+	n := 0
+	addID := func(i Identity) {
+		i = i.Normalize()
+		k := i.Key()
+		if _, ok := w.podOf[k]; ok {
+			return
+		}
+		if _, ok := w.Namespace(i.Namespace); !ok {
+			_ = w.AddNamespace(Namespace{Name: i.Namespace, Labels: map[string]string{LabelNamespaceName: i.Namespace}})
+		}
+		n++
+		a := base
+		a[12], a[13], a[14], a[15] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+		name := "id-" + shortHash(k)
+		_ = w.AddPod(Pod{Namespace: i.Namespace, Name: name, Labels: i.Labels, IPs: []netip.Addr{netip.AddrFrom16(a)}})
+		w.podOf[k] = i.Namespace + "/" + name
+	}
+	for _, e := range edges {
+		if e.SourceExternal == nil {
+			addID(e.Source)
+		}
+		if e.Destination != nil {
+			addID(*e.Destination)
+		}
+	}
+	return w
+}
+
+func (w *edgeWorld) connection(e Edge) Connection {
+	c := Connection{Protocol: e.protocol(), Port: e.Port}
+	if e.SourceExternal != nil {
+		c.From = Endpoint{IP: e.SourceExternal.Address}
+	} else {
+		c.From = Endpoint{Pod: w.podOf[e.Source.Normalize().Key()]}
+	}
+	if e.Destination != nil {
+		c.To = Endpoint{Pod: w.podOf[e.Destination.Normalize().Key()]}
+	} else if e.External != nil {
+		c.To = Endpoint{IP: e.External.Address, DNSName: e.External.DNSName}
+	}
+	return c
+}
+
+// Diff compares proposal with active over edges. Both are evaluated on a
+// world built from the edges' identities (namespaces carry only their
+// kubernetes.io/metadata.name label, so active namespaceSelectors on other
+// namespace labels do not match there). The proposal is evaluated as if
+// enforced. Output is sorted.
+func Diff(proposal []v1alpha1.NanoSegment, active PolicySet, edges []Edge) (DiffReport, error) {
+	rep := DiffReport{Added: []RuleRef{}, Unused: []RuleRef{}, Denied: []DeniedEdge{}}
+	enforced := make([]v1alpha1.NanoSegment, len(proposal))
+	for i := range proposal {
+		proposal[i].DeepCopyInto(&enforced[i])
+		enforced[i].Spec.Mode = v1alpha1.ModeEnforce
+	}
+	prop, err := NewPolicySet(nil, enforced)
+	if err != nil {
+		return rep, fmt.Errorf("diff: compile proposal: %w", err)
+	}
+	w := newEdgeWorld(edges)
+	used := map[RuleRef]bool{}
+	added := map[RuleRef]bool{}
+	for _, e := range edges {
+		if e.Destination == nil && e.External == nil {
+			continue
+		}
+		c := w.connection(e)
+		va := Evaluate(w, active, c)
+		for _, r := range append(slices.Clone(va.Egress.Allowing), va.Ingress.Allowing...) {
+			used[r] = true
+		}
+		if va.Action != Allow {
+			rep.Denied = append(rep.Denied, DeniedEdge{Edge: e.Key(), Action: va.Action, Reason: va.Reason(), Flows: e.Flows})
+		}
+		vp := Evaluate(w, prop, c)
+		if len(va.Egress.Allowing) == 0 {
+			for _, r := range vp.Egress.Allowing {
+				added[r] = true
+			}
+		}
+		if len(va.Ingress.Allowing) == 0 {
+			for _, r := range vp.Ingress.Allowing {
+				added[r] = true
+			}
+		}
+	}
+	for _, p := range active.Policies() {
+		if p.Mode == v1alpha1.ModeObserve {
+			continue
+		}
+		for d := range 2 {
+			if !p.Isolates[d] {
+				continue
+			}
+			for _, r := range p.Rules[d] {
+				if ref := (RuleRef{p.Ref, r.ID}); !used[ref] {
+					rep.Unused = append(rep.Unused, ref)
+				}
+			}
+		}
+	}
+	rep.Added = slices.SortedFunc(maps.Keys(added), func(a, b RuleRef) int {
+		return compareStrings(a.String(), b.String())
+	})
+	slices.SortFunc(rep.Unused, func(a, b RuleRef) int { return compareStrings(a.String(), b.String()) })
+	slices.SortStableFunc(rep.Denied, func(a, b DeniedEdge) int { return compareStrings(a.Edge, b.Edge) })
+	return rep, nil
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
