@@ -451,6 +451,11 @@ func verdictChain(el nftables.SetElement) (string, error) {
 	return chain, nil
 }
 
+// ErrCutConnections is wrapped by Apply's error when the new rule set was
+// committed but cutting the connections it disallows failed: the kernel
+// holds the new rule set; some disallowed connections may live on.
+var ErrCutConnections = errors.New("cut disallowed connections")
+
 // ApplyResult says what one Apply did.
 type ApplyResult struct {
 	Created   bool // the table did not exist
@@ -522,7 +527,7 @@ func (d *Dataplane) Apply(nsPath string, rs RuleSet) (ApplyResult, error) {
 		n, err := CutConnections(int(f.Fd()), rs)
 		res.Cut = n
 		if err != nil {
-			return res, fmt.Errorf("apply %s: %w", nsPath, err)
+			return res, fmt.Errorf("apply %s: %w: %w", nsPath, ErrCutConnections, err)
 		}
 		if n > 0 {
 			d.log.Info("cut connections the new rule set disallows", "netns", nsPath, "count", n)
