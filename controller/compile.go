@@ -1,0 +1,545 @@
+package controller
+
+// Compilation: policies plus the inventory become one dataplane rule set per
+// endpoint (pod). The meaning is policies.Evaluate's (Kubernetes
+// NetworkPolicy semantics, https://kubernetes.io/docs/concepts/services-networking/network-policies/);
+// compile_test.go checks the two agree connection by connection.
+//
+// Incremental: the Compiler keeps, for every selector peer of every rule, the
+// set of pods it matches, and for every policy the pods it selects. When one
+// pod changes, only the peer sets and selections that matched it before or
+// match it after change, and only the rule sets of the pod itself and of the
+// pods selected by a policy with such a peer are rebuilt.
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/nanoseg/nanoseg/dataplane"
+	"github.com/nanoseg/nanoseg/policies"
+	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+)
+
+// CompileInput is what a full compile needs: the namespaces and pods of the
+// inventory, the active policies, node addresses (for host peers) and the
+// addresses each DNS name resolved to (for DNS-name peers; lower case, no
+// trailing dot).
+type CompileInput struct {
+	Namespaces []policies.Namespace
+	Pods       []policies.Pod
+	Policies   policies.PolicySet
+	Hosts      []netip.Addr
+	Names      map[string][]netip.Addr
+}
+
+// peerRef names one peer of one rule of one policy.
+type peerRef struct {
+	policy int
+	dir    policies.Direction
+	rule   int
+	peer   int
+}
+
+// Compiler holds the compiled state: rule sets by pod key, and the indexes
+// that make a one-pod change cheap. Not safe for concurrent use.
+type Compiler struct {
+	namespaces map[string]policies.Namespace
+	pods       map[string]policies.Pod
+	podsByNS   map[string]map[string]bool
+	policies   []*policies.Policy
+	hosts      []netip.Addr
+	names      map[string][]netip.Addr
+
+	byNS        map[string][]int            // namespace -> indexes of its policies
+	namedEgress []bool                      // policy has egress named ports to address peers
+	selected    []map[string]bool           // policy index -> selected pod keys
+	peerPods    map[peerRef]map[string]bool // selector peer -> matching pod keys
+	selectorP   []peerRef                   // every selector peer
+	ruleSets    map[string]dataplane.RuleSet
+	warnings    map[string]bool
+}
+
+// NewCompiler compiles in fully: one rule set per participating pod.
+func NewCompiler(in CompileInput) (*Compiler, error) {
+	c := &Compiler{
+		namespaces: map[string]policies.Namespace{},
+		pods:       map[string]policies.Pod{},
+		podsByNS:   map[string]map[string]bool{},
+		policies:   in.Policies.Policies(),
+		hosts:      slices.Clone(in.Hosts),
+		names:      in.Names,
+		peerPods:   map[peerRef]map[string]bool{},
+		ruleSets:   map[string]dataplane.RuleSet{},
+		warnings:   map[string]bool{},
+	}
+	for _, ns := range in.Namespaces {
+		c.namespaces[ns.Name] = ns
+	}
+	for _, p := range in.Pods {
+		if _, ok := c.namespaces[p.Namespace]; !ok {
+			return nil, fmt.Errorf("compile: pod %s: namespace %s: %w", p.Key(), p.Namespace, policies.ErrNotFound)
+		}
+		c.pods[p.Key()] = p
+		if c.podsByNS[p.Namespace] == nil {
+			c.podsByNS[p.Namespace] = map[string]bool{}
+		}
+		c.podsByNS[p.Namespace][p.Key()] = true
+	}
+	c.selected = make([]map[string]bool, len(c.policies))
+	c.byNS = map[string][]int{}
+	for i, pol := range c.policies {
+		c.byNS[pol.Namespace] = append(c.byNS[pol.Namespace], i)
+		c.namedEgress = append(c.namedEgress, hasNamedEgressToAddresses(pol))
+		c.selected[i] = map[string]bool{}
+		for k := range c.podsByNS[pol.Namespace] {
+			if p := c.pods[k]; p.Participates() && pol.Selector.Matches(labelsOf(p.Labels)) {
+				c.selected[i][k] = true
+			}
+		}
+		for d := range 2 {
+			for ri, r := range pol.Rules[d] {
+				for pi, peer := range r.Peers {
+					if !peer.IsSelector() {
+						continue
+					}
+					ref := peerRef{i, policies.Direction(d), ri, pi}
+					c.selectorP = append(c.selectorP, ref)
+					set := map[string]bool{}
+					for _, ns := range c.peerNamespaces(pol, peer) {
+						for k := range c.podsByNS[ns] {
+							if p := c.pods[k]; p.Participates() && (peer.PodSelector == nil || peer.PodSelector.Matches(labelsOf(p.Labels))) {
+								set[k] = true
+							}
+						}
+					}
+					c.peerPods[ref] = set
+				}
+			}
+		}
+	}
+	for k := range c.pods {
+		c.rebuild(k)
+	}
+	return c, nil
+}
+
+// peerNamespaces returns the namespaces a selector peer of pol looks in.
+func (c *Compiler) peerNamespaces(pol *policies.Policy, peer policies.CompiledPeer) []string {
+	if peer.NamespaceSelector == nil {
+		return []string{pol.Namespace}
+	}
+	var out []string
+	for name, ns := range c.namespaces {
+		if peer.NamespaceSelector.Matches(labelsOf(ns.Labels)) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+func (c *Compiler) peerMatches(ref peerRef, p policies.Pod) bool {
+	if !p.Participates() {
+		return false
+	}
+	pol := c.policies[ref.policy]
+	peer := pol.Rules[ref.dir][ref.rule].Peers[ref.peer]
+	if peer.NamespaceSelector == nil {
+		if p.Namespace != pol.Namespace {
+			return false
+		}
+	} else if !peer.NamespaceSelector.Matches(labelsOf(c.namespaces[p.Namespace].Labels)) {
+		return false
+	}
+	return peer.PodSelector == nil || peer.PodSelector.Matches(labelsOf(p.Labels))
+}
+
+// RuleSets returns every rule set by pod key ("namespace/name").
+func (c *Compiler) RuleSets() map[string]dataplane.RuleSet { return c.ruleSets }
+
+// RuleSet returns the rule set of pod key.
+func (c *Compiler) RuleSet(key string) (dataplane.RuleSet, bool) {
+	rs, ok := c.ruleSets[key]
+	return rs, ok
+}
+
+// Warnings lists what the compile could not express exactly (sorted, no
+// duplicates): unresolved DNS names, ICMP types widened to all ICMP, modes
+// mixed on one endpoint.
+func (c *Compiler) Warnings() []string {
+	return slices.Sorted(maps.Keys(c.warnings))
+}
+
+// UpdatePod adds pod p or replaces the pod of its key (labels, addresses,
+// phase, ports) and rebuilds only the rule sets it affects, which it returns
+// sorted. p's namespace must exist.
+func (c *Compiler) UpdatePod(p policies.Pod) ([]string, error) {
+	if _, ok := c.namespaces[p.Namespace]; !ok {
+		return nil, fmt.Errorf("update pod %s: namespace %s: %w", p.Key(), p.Namespace, policies.ErrNotFound)
+	}
+	old, had := c.pods[p.Key()]
+	c.pods[p.Key()] = p
+	if c.podsByNS[p.Namespace] == nil {
+		c.podsByNS[p.Namespace] = map[string]bool{}
+	}
+	c.podsByNS[p.Namespace][p.Key()] = true
+	return c.changed(p.Key(), old, had, &p), nil
+}
+
+// DeletePod removes pod key and rebuilds the rule sets it affected.
+func (c *Compiler) DeletePod(key string) ([]string, error) {
+	old, ok := c.pods[key]
+	if !ok {
+		return nil, fmt.Errorf("delete pod %s: %w", key, policies.ErrNotFound)
+	}
+	delete(c.pods, key)
+	delete(c.podsByNS[old.Namespace], key)
+	return c.changed(key, old, true, nil), nil
+}
+
+func (c *Compiler) changed(key string, old policies.Pod, had bool, now *policies.Pod) []string {
+	affected := map[string]bool{key: true}
+	touch := func(pi int) {
+		for k := range c.selected[pi] {
+			affected[k] = true
+		}
+	}
+	for i, pol := range c.policies {
+		if pol.Namespace == old.Namespace || (now != nil && pol.Namespace == now.Namespace) {
+			if now != nil && now.Participates() && now.Namespace == pol.Namespace && pol.Selector.Matches(labelsOf(now.Labels)) {
+				c.selected[i][key] = true
+			} else {
+				delete(c.selected[i], key)
+			}
+		}
+		// Address-based peers (ipBlock, every peer) that could hold the pod's
+		// addresses matter only for named ports, resolved at the destination.
+		if c.namedEgress[i] {
+			touch(i)
+		}
+	}
+	for _, ref := range c.selectorP {
+		was := had && c.peerPods[ref][key]
+		is := now != nil && c.peerMatches(ref, *now)
+		if is {
+			c.peerPods[ref][key] = true
+		} else {
+			delete(c.peerPods[ref], key)
+		}
+		if was || is {
+			touch(ref.policy)
+		}
+	}
+	if now == nil {
+		delete(c.ruleSets, key)
+		delete(affected, key)
+	}
+	out := slices.Sorted(maps.Keys(affected))
+	for _, k := range out {
+		c.rebuild(k)
+	}
+	return out
+}
+
+func hasNamedEgressToAddresses(pol *policies.Policy) bool {
+	for _, r := range pol.Rules[policies.Egress] {
+		named := false
+		for _, p := range r.Ports {
+			named = named || p.Name != ""
+		}
+		if !named {
+			continue
+		}
+		if r.AllPeers {
+			return true
+		}
+		for _, p := range r.Peers {
+			if p.IPBlock != nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+var modeRank = map[v1alpha1.Mode]int{v1alpha1.ModeObserve: 0, v1alpha1.ModeAudit: 1, v1alpha1.ModeEnforce: 2}
+
+// rebuild compiles the rule set of pod key from the indexes.
+//
+// The rule set's mode is the strongest mode among the policies that isolate
+// the pod. A direction isolated by policies of that mode gets the union of
+// their rules; a direction isolated only by weaker policies, or by none, gets
+// an allow-everything entry (a rule set has one mode, so a weaker direction
+// is not filtered; a warning says so).
+func (c *Compiler) rebuild(key string) {
+	p, ok := c.pods[key]
+	if !ok {
+		return
+	}
+	rs := dataplane.RuleSet{Name: key, Mode: dataplane.ModeObserve}
+	if !p.Participates() {
+		c.ruleSets[key] = rs
+		return
+	}
+	best := -1
+	var isolating [2][]int
+	mine := c.byNS[p.Namespace]
+	for _, i := range mine {
+		pol := c.policies[i]
+		if !c.selected[i][key] || pol.Mode == v1alpha1.ModeObserve {
+			continue
+		}
+		best = max(best, modeRank[pol.Mode])
+	}
+	if best < 0 {
+		c.ruleSets[key] = rs
+		return
+	}
+	for _, i := range mine {
+		pol := c.policies[i]
+		if !c.selected[i][key] || modeRank[pol.Mode] != best {
+			if c.selected[i][key] && pol.Mode != v1alpha1.ModeObserve && modeRank[pol.Mode] < best {
+				c.warnings[fmt.Sprintf("%s: %s is %s but a stronger policy selects the pod; its rules are not applied", key, pol.Ref, pol.Mode)] = true
+			}
+			continue
+		}
+		for d := range 2 {
+			if pol.Isolates[d] {
+				isolating[d] = append(isolating[d], i)
+			}
+		}
+	}
+	if best == modeRank[v1alpha1.ModeEnforce] {
+		rs.Mode = dataplane.ModeEnforce
+	} else {
+		rs.Mode = dataplane.ModeAudit
+	}
+	for d := range 2 {
+		dir := policies.Direction(d)
+		var entries []dataplane.Entry
+		if len(isolating[d]) == 0 {
+			entries = allowAll("not-isolated")
+		}
+		for _, pi := range isolating[d] {
+			pol := c.policies[pi]
+			for ri, r := range pol.Rules[d] {
+				entries = append(entries, c.ruleEntries(pi, dir, ri, r, p)...)
+			}
+		}
+		entries = dedupEntries(entries)
+		if dir == policies.Ingress {
+			rs.Ingress = entries
+		} else {
+			rs.Egress = entries
+		}
+	}
+	c.ruleSets[key] = rs
+}
+
+func allowAll(id string) []dataplane.Entry {
+	return []dataplane.Entry{
+		{Peer: netip.MustParsePrefix("0.0.0.0/0"), RuleID: id},
+		{Peer: netip.MustParsePrefix("::/0"), RuleID: id},
+	}
+}
+
+// RuleID returns the dataplane rule id of rule of pol: "np/<ns>/<name>/<rule>"
+// for a NetworkPolicy, "seg/<ns>/<name>/<rule>" for a NanoSegment, shortened
+// with a hash when longer than dataplane.MaxIDLen.
+func RuleID(pol policies.PolicyRef, rule string) string {
+	kind := "seg"
+	if pol.Kind == "NetworkPolicy" {
+		kind = "np"
+	}
+	id := kind + "/" + pol.Namespace + "/" + pol.Name + "/" + rule
+	if len(id) > dataplane.MaxIDLen {
+		h := fnv32(id)
+		id = fmt.Sprintf("%s-%08x", id[:dataplane.MaxIDLen-9], h)
+	}
+	return id
+}
+
+func fnv32(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h
+}
+
+// peerTarget is one address of a peer and, when it is a pod's, its named
+// ports.
+type peerTarget struct {
+	prefix netip.Prefix
+	pod    *policies.Pod
+}
+
+func (c *Compiler) ruleEntries(pi int, dir policies.Direction, ri int, r policies.CompiledRule, self policies.Pod) []dataplane.Entry {
+	pol := c.policies[pi]
+	id := RuleID(pol.Ref, r.ID)
+	var targets []peerTarget
+	needPods := false
+	for _, port := range r.Ports {
+		needPods = needPods || (port.Name != "" && dir == policies.Egress)
+	}
+	addPod := func(k string) {
+		p := c.pods[k]
+		for _, a := range p.IPs {
+			targets = append(targets, peerTarget{netip.PrefixFrom(a, a.BitLen()), &p})
+		}
+	}
+	if r.AllPeers {
+		if needPods {
+			for _, k := range slices.Sorted(maps.Keys(c.pods)) {
+				if c.pods[k].Participates() {
+					addPod(k)
+				}
+			}
+		} else {
+			targets = append(targets, peerTarget{prefix: netip.MustParsePrefix("0.0.0.0/0")}, peerTarget{prefix: netip.MustParsePrefix("::/0")})
+		}
+	}
+	for pe, peer := range r.Peers {
+		switch {
+		case peer.IsSelector():
+			for _, k := range slices.Sorted(maps.Keys(c.peerPods[peerRef{pi, dir, ri, pe}])) {
+				addPod(k)
+			}
+		case peer.IPBlock != nil:
+			if needPods {
+				for _, k := range slices.Sorted(maps.Keys(c.pods)) {
+					p := c.pods[k]
+					for _, a := range p.IPs {
+						if p.Participates() && peer.IPBlock.Contains(a) {
+							targets = append(targets, peerTarget{netip.PrefixFrom(a, a.BitLen()), &p})
+						}
+					}
+				}
+				continue
+			}
+			for _, pre := range subtractPrefixes(peer.IPBlock.CIDR, peer.IPBlock.Except) {
+				targets = append(targets, peerTarget{prefix: pre})
+			}
+		case peer.DNSName != "":
+			found := false
+			for name, addrs := range c.names {
+				if policies.MatchDNSName(peer.DNSName, name) {
+					found = true
+					for _, a := range addrs {
+						targets = append(targets, peerTarget{prefix: netip.PrefixFrom(a, a.BitLen())})
+					}
+				}
+			}
+			if !found {
+				c.warnings[fmt.Sprintf("%s rule %s: DNS name %s not resolved yet; it allows nothing until it is", pol.Ref, r.ID, peer.DNSName)] = true
+			}
+		case peer.Host:
+			for _, a := range c.hosts {
+				targets = append(targets, peerTarget{prefix: netip.PrefixFrom(a, a.BitLen())})
+			}
+		}
+	}
+	var out []dataplane.Entry
+	for _, t := range targets {
+		if r.AllPorts {
+			out = append(out, dataplane.Entry{Peer: t.prefix, RuleID: id})
+			continue
+		}
+		for _, port := range r.Ports {
+			e := dataplane.Entry{Peer: t.prefix, RuleID: id}
+			switch port.Protocol {
+			case v1alpha1.ProtocolTCP:
+				e.Protocol = dataplane.ProtoTCP
+			case v1alpha1.ProtocolUDP:
+				e.Protocol = dataplane.ProtoUDP
+			case v1alpha1.ProtocolSCTP:
+				e.Protocol = dataplane.ProtoSCTP
+			case v1alpha1.ProtocolICMP:
+				e.Protocol = dataplane.ProtoICMP
+				if t.prefix.Addr().Is6() {
+					e.Protocol = dataplane.ProtoICMPv6
+				}
+				if !port.Any {
+					c.warnings[fmt.Sprintf("%s rule %s: ICMP type %d compiled as every ICMP type (rule sets carry no ICMP type)", pol.Ref, r.ID, port.Port)] = true
+				}
+				out = append(out, e)
+				continue
+			}
+			switch {
+			case port.Any:
+			case port.Name != "":
+				// Named ports resolve at the destination pod: self for
+				// ingress, the peer pod for egress.
+				dst := &self
+				if dir == policies.Egress {
+					dst = t.pod
+				}
+				if dst == nil {
+					continue
+				}
+				n, ok := port.ResolveNamed(dst.Ports)
+				if !ok {
+					continue
+				}
+				e.Port = int(n)
+			default:
+				e.Port = int(port.Port)
+				if port.EndPort != port.Port {
+					e.EndPort = int(port.EndPort)
+				}
+			}
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// subtractPrefixes returns p minus every prefix of except, as a list of
+// prefixes (splitting p in halves around each exception).
+func subtractPrefixes(p netip.Prefix, except []netip.Prefix) []netip.Prefix {
+	overlap := false
+	for _, e := range except {
+		if e.Bits() <= p.Bits() && e.Contains(p.Addr()) {
+			return nil
+		}
+		if p.Overlaps(e) {
+			overlap = true
+		}
+	}
+	if !overlap || p.Bits() == p.Addr().BitLen() {
+		return []netip.Prefix{p}
+	}
+	lo := netip.PrefixFrom(p.Addr(), p.Bits()+1)
+	hiAddr := p.Addr().As16()
+	bit := p.Bits()
+	if p.Addr().Is4() {
+		bit += 96
+	}
+	hiAddr[bit/8] |= 0x80 >> (bit % 8)
+	ha := netip.AddrFrom16(hiAddr)
+	if p.Addr().Is4() {
+		ha = ha.Unmap()
+	}
+	hi := netip.PrefixFrom(ha, p.Bits()+1)
+	return append(subtractPrefixes(lo, except), subtractPrefixes(hi, except)...)
+}
+
+func dedupEntries(es []dataplane.Entry) []dataplane.Entry {
+	slices.SortFunc(es, func(a, b dataplane.Entry) int {
+		return cmp.Or(
+			a.Peer.Addr().Compare(b.Peer.Addr()), cmp.Compare(a.Peer.Bits(), b.Peer.Bits()),
+			strings.Compare(string(a.Protocol), string(b.Protocol)), cmp.Compare(a.Port, b.Port),
+			cmp.Compare(a.EndPort, b.EndPort), strings.Compare(a.RuleID, b.RuleID))
+	})
+	return slices.CompactFunc(es, func(a, b dataplane.Entry) bool {
+		return a.Peer == b.Peer && a.Protocol == b.Protocol && a.Port == b.Port && a.EndPort == b.EndPort
+	})
+}
+
+func labelsOf(m map[string]string) labels.Set { return labels.Set(m) }
