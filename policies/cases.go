@@ -382,3 +382,33 @@ func (c *Case) Run() ([]Mismatch, error) {
 	}
 	return out, nil
 }
+
+// WorldFile is a world without expectations: the namespaces, pods and
+// policies fields of a case file (the same format, strictly parsed).
+type WorldFile struct {
+	Namespaces []CaseNamespace `json:"namespaces,omitempty"`
+	Pods       []CasePod       `json:"pods,omitempty"`
+	Policies   []Object        `json:"policies,omitempty"`
+}
+
+// LoadWorld reads a world file strictly and returns its state; errors name
+// the file and field path.
+func LoadWorld(file string) (*CaseState, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read world: %w", err)
+	}
+	var wf WorldFile
+	if err := DecodeStrict(file, data, &wf); err != nil {
+		return nil, err
+	}
+	c := &Case{Name: file, Namespaces: wf.Namespaces, Pods: wf.Pods, Policies: wf.Policies}
+	if errs := c.validate(); len(errs) > 0 {
+		return nil, fmt.Errorf("validate %s: %w: %w", file, ErrInvalid, errs.ToAggregate())
+	}
+	st, err := c.NewCaseState()
+	if err != nil {
+		return nil, fmt.Errorf("load world %s: %w", file, err)
+	}
+	return st, nil
+}

@@ -1,0 +1,468 @@
+package main
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	sigsyaml "sigs.k8s.io/yaml"
+
+	"github.com/nanoseg/nanoseg/policies"
+	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+)
+
+// policyFailed is returned when a check finds mismatches: exit code 1, the
+// details already printed.
+type policyFailed struct{ msg string }
+
+func (e policyFailed) Error() string { return e.msg }
+func (policyFailed) ExitCode() int   { return 1 }
+
+func newPolicyCmd(a *app) *cobra.Command {
+	_ = a
+	cmd := &cobra.Command{
+		Use:   "policy",
+		Short: "Check, explain, infer, import and export policies (NanoSegments and NetworkPolicies)",
+	}
+	cmd.AddCommand(newPolicyCheckCmd(), newPolicyExplainCmd(), newPolicyMatrixCmd(), newPolicyProposeCmd(),
+		newPolicyDiffCmd(), newPolicyImportCmd(), newPolicyExportCmd())
+	return cmd
+}
+
+func newPolicyCheckCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "check CASE.yaml...",
+		Short: "Run verdict case files and print every mismatch; exit 1 on any",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out := cmd.OutOrStdout()
+			failed := 0
+			for _, f := range args {
+				c, err := policies.LoadCase(f)
+				if err != nil {
+					fmt.Fprintf(out, "FAIL %s: %v\n", f, err)
+					failed++
+					continue
+				}
+				ms, err := c.Run()
+				for _, m := range ms {
+					fmt.Fprintf(out, "FAIL %s: %s\n", f, m)
+				}
+				if err != nil {
+					fmt.Fprintf(out, "FAIL %s: %v\n", f, err)
+				}
+				if err != nil || len(ms) > 0 {
+					failed++
+					continue
+				}
+				fmt.Fprintf(out, "ok   %s (%s)\n", f, c.Name)
+			}
+			if failed > 0 {
+				return policyFailed{fmt.Sprintf("%d of %d case files failed", failed, len(args))}
+			}
+			return nil
+		},
+	}
+}
+
+// worldFlags are the flags that say where the world and policies come from.
+type worldFlags struct {
+	world    string
+	caseFile string
+	policies []string
+}
+
+func (f *worldFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.world, "world", "", "world file: namespaces, pods and optional policies (case-file format)")
+	cmd.Flags().StringVar(&f.caseFile, "case", "", "case file: its world and initial policies")
+	cmd.Flags().StringArrayVar(&f.policies, "policies", nil, "YAML file of NetworkPolicies and NanoSegments (repeatable)")
+}
+
+func (f *worldFlags) load() (*policies.CaseState, policies.PolicySet, error) {
+	var st *policies.CaseState
+	var err error
+	switch {
+	case f.world != "" && f.caseFile != "":
+		return nil, policies.PolicySet{}, errors.New("give --world or --case, not both")
+	case f.world != "":
+		st, err = policies.LoadWorld(f.world)
+	case f.caseFile != "":
+		var c *policies.Case
+		if c, err = policies.LoadCase(f.caseFile); err == nil {
+			st, err = c.NewCaseState()
+		}
+	default:
+		return nil, policies.PolicySet{}, errors.New("need --world FILE or --case FILE")
+	}
+	if err != nil {
+		return nil, policies.PolicySet{}, err
+	}
+	for _, pf := range f.policies {
+		objs, err := readObjects(pf)
+		if err != nil {
+			return nil, policies.PolicySet{}, err
+		}
+		for _, o := range objs {
+			st.Policies[o.Ref().String()] = o
+		}
+	}
+	set, err := st.Set()
+	return st, set, err
+}
+
+func readObjects(file string) ([]policies.Object, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read policies: %w", err)
+	}
+	return policies.ParseObjects(file, data)
+}
+
+// parsePortProto parses "5432/TCP" (protocol defaults to TCP).
+func parsePortProto(s string) (int32, v1alpha1.Protocol, error) {
+	num, proto, _ := strings.Cut(s, "/")
+	n, err := strconv.ParseInt(num, 10, 32)
+	if err != nil || n < 0 || n > 65535 {
+		return 0, "", fmt.Errorf("parse port %q: want PORT[/TCP|UDP|SCTP|ICMP]", s)
+	}
+	p := v1alpha1.Protocol(strings.ToUpper(proto))
+	switch p {
+	case "":
+		p = v1alpha1.ProtocolTCP
+	case v1alpha1.ProtocolTCP, v1alpha1.ProtocolUDP, v1alpha1.ProtocolSCTP, v1alpha1.ProtocolICMP:
+	default:
+		return 0, "", fmt.Errorf("parse port %q: unknown protocol %q", s, proto)
+	}
+	return int32(n), p, nil
+}
+
+func newPolicyExplainCmd() *cobra.Command {
+	var wf worldFlags
+	var from, to, port, output string
+	cmd := &cobra.Command{
+		Use:   "explain --from NS/POD|IP --to NS/POD|IP --port PORT/PROTO (--world FILE|--case FILE) [--policies FILE...]",
+		Short: "Say whether one connection is allowed, and which policy and rule decided",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, set, err := wf.load()
+			if err != nil {
+				return err
+			}
+			f, err := policies.ParseEndpoint(from)
+			if err != nil {
+				return err
+			}
+			t, err := policies.ParseEndpoint(to)
+			if err != nil {
+				return err
+			}
+			n, proto, err := parsePortProto(port)
+			if err != nil {
+				return err
+			}
+			v := policies.Evaluate(st.World, set, policies.Connection{From: f, To: t, Protocol: proto, Port: n})
+			out := cmd.OutOrStdout()
+			if output == "json" {
+				return writeJSON(out, v)
+			}
+			fmt.Fprintf(out, "%s: %s\n  %s\n", v.Connection, v.Action, strings.ReplaceAll(v.Reason(), "; ", "\n  "))
+			for _, w := range policies.SelectsNothing(st.World, set) {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
+			}
+			if v.Err != "" {
+				return errors.New(v.Err)
+			}
+			return nil
+		},
+	}
+	wf.add(cmd)
+	cmd.Flags().StringVar(&from, "from", "", "source: namespace/pod or an address")
+	cmd.Flags().StringVar(&to, "to", "", "destination: namespace/pod or an address")
+	cmd.Flags().StringVar(&port, "port", "", "destination port and protocol, such as 5432/TCP")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	for _, f := range []string{"from", "to", "port"} {
+		_ = cmd.MarkFlagRequired(f)
+	}
+	return cmd
+}
+
+type matrixCell struct {
+	From     string `json:"from"`
+	To       string `json:"to"`
+	Port     int32  `json:"port"`
+	Protocol string `json:"protocol"`
+	Action   string `json:"action"`
+	Reason   string `json:"reason"`
+}
+
+func newPolicyMatrixCmd() *cobra.Command {
+	var wf worldFlags
+	var ports []string
+	var output string
+	cmd := &cobra.Command{
+		Use:   "matrix (--world FILE|--case FILE) [--policies FILE...] [--ports 80/TCP,53/UDP]",
+		Short: "Print the truth table of a world: pods × pods × ports, as a table, CSV or JSON",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, set, err := wf.load()
+			if err != nil {
+				return err
+			}
+			pods := st.World.Pods()
+			var cells []matrixCell
+			for _, pp := range ports {
+				n, proto, err := parsePortProto(pp)
+				if err != nil {
+					return err
+				}
+				for _, f := range pods {
+					for _, t := range pods {
+						v := policies.Evaluate(st.World, set, policies.Connection{From: policies.Endpoint{Pod: f.Key()}, To: policies.Endpoint{Pod: t.Key()}, Protocol: proto, Port: n})
+						cells = append(cells, matrixCell{f.Key(), t.Key(), n, string(proto), string(v.Action), v.Reason()})
+					}
+				}
+			}
+			out := cmd.OutOrStdout()
+			switch output {
+			case "json":
+				return writeJSON(out, cells)
+			case "csv":
+				w := csv.NewWriter(out)
+				_ = w.Write([]string{"from", "to", "port", "protocol", "action", "reason"})
+				for _, c := range cells {
+					_ = w.Write([]string{c.From, c.To, strconv.Itoa(int(c.Port)), c.Protocol, c.Action, c.Reason})
+				}
+				w.Flush()
+				return w.Error()
+			case "table":
+				i := 0
+				for _, pp := range ports {
+					fmt.Fprintf(out, "port %s (rows: from, columns: to; A allow, . deny, a audit-deny)\n", pp)
+					tw := tabwriter.NewWriter(out, 0, 0, 1, ' ', 0)
+					fmt.Fprint(tw, "\t")
+					for _, t := range pods {
+						fmt.Fprintf(tw, "%s\t", t.Key())
+					}
+					fmt.Fprintln(tw)
+					for _, f := range pods {
+						fmt.Fprintf(tw, "%s\t", f.Key())
+						for range pods {
+							mark := map[string]string{"allow": "A", "deny": ".", "audit-deny": "a"}[cells[i].Action]
+							fmt.Fprintf(tw, "%s\t", mark)
+							i++
+						}
+						fmt.Fprintln(tw)
+					}
+					if err := tw.Flush(); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			return fmt.Errorf("unknown output %q: want table, csv or json", output)
+		},
+	}
+	wf.add(cmd)
+	cmd.Flags().StringSliceVar(&ports, "ports", []string{"80/TCP"}, "ports to tabulate, PORT/PROTO")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, csv or json")
+	return cmd
+}
+
+func readEdges(file string) ([]policies.Edge, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read edges: %w", err)
+	}
+	var edges []policies.Edge
+	if err := json.Unmarshal(data, &edges); err != nil {
+		return nil, fmt.Errorf("parse edges %s: %w", file, err)
+	}
+	return edges, nil
+}
+
+func newPolicyProposeCmd() *cobra.Command {
+	var edgesFile, identitiesFile string
+	cmd := &cobra.Command{
+		Use:   "propose --edges FILE [--identities FILE]",
+		Short: "Infer one NanoSegment per workload identity from observed edges (YAML on stdout)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			edges, err := readEdges(edgesFile)
+			if err != nil {
+				return err
+			}
+			var ids []policies.Identity
+			if identitiesFile != "" {
+				data, err := os.ReadFile(identitiesFile)
+				if err != nil {
+					return fmt.Errorf("read identities: %w", err)
+				}
+				if err := json.Unmarshal(data, &ids); err != nil {
+					return fmt.Errorf("parse identities %s: %w", identitiesFile, err)
+				}
+			}
+			segs := policies.Propose(edges, ids)
+			objs := make([]any, len(segs))
+			for i := range segs {
+				objs[i] = segs[i]
+			}
+			return writeYAMLStream(cmd.OutOrStdout(), objs)
+		},
+	}
+	cmd.Flags().StringVar(&edgesFile, "edges", "", "JSON array of edges")
+	cmd.Flags().StringVar(&identitiesFile, "identities", "", "JSON array of every known identity {namespace, labels}")
+	_ = cmd.MarkFlagRequired("edges")
+	return cmd
+}
+
+func newPolicyDiffCmd() *cobra.Command {
+	var edgesFile, proposal string
+	var active []string
+	cmd := &cobra.Command{
+		Use:   "diff --edges FILE --proposal FILE --policies FILE...",
+		Short: "Compare a proposal with the active policies: rules added, rules unused, flows denied",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			edges, err := readEdges(edgesFile)
+			if err != nil {
+				return err
+			}
+			var prop []v1alpha1.NanoSegment
+			if proposal != "" {
+				objs, err := readObjects(proposal)
+				if err != nil {
+					return err
+				}
+				_, prop = policies.SplitObjects(objs)
+			}
+			var all []policies.Object
+			for _, f := range active {
+				objs, err := readObjects(f)
+				if err != nil {
+					return err
+				}
+				all = append(all, objs...)
+			}
+			set, err := policies.NewPolicySet(policies.SplitObjects(all))
+			if err != nil {
+				return err
+			}
+			rep, err := policies.Diff(prop, set, edges)
+			if err != nil {
+				return err
+			}
+			return writeJSON(cmd.OutOrStdout(), rep)
+		},
+	}
+	cmd.Flags().StringVar(&edgesFile, "edges", "", "JSON array of edges")
+	cmd.Flags().StringVar(&proposal, "proposal", "", "YAML of proposed NanoSegments")
+	cmd.Flags().StringArrayVar(&active, "policies", nil, "YAML of the active policies (repeatable)")
+	_ = cmd.MarkFlagRequired("edges")
+	return cmd
+}
+
+func newPolicyImportCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "import FILE...",
+		Short: "Convert NetworkPolicy YAML into NanoSegments (YAML on stdout)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var out []any
+			for _, f := range args {
+				objs, err := readObjects(f)
+				if err != nil {
+					return err
+				}
+				for _, o := range objs {
+					if o.NetworkPolicy == nil {
+						out = append(out, o.NanoSegment)
+						continue
+					}
+					s, err := policies.ImportNetworkPolicy(o.NetworkPolicy)
+					if err != nil {
+						return err
+					}
+					out = append(out, s)
+				}
+			}
+			return writeYAMLStream(cmd.OutOrStdout(), out)
+		},
+	}
+}
+
+func newPolicyExportCmd() *cobra.Command {
+	var to string
+	cmd := &cobra.Command{
+		Use:   "export FILE... [--to networkpolicy|cilium]",
+		Short: "Convert NanoSegments into NetworkPolicy or CiliumNetworkPolicy YAML; what cannot be expressed is reported on stderr",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var out []any
+			var probs []policies.Problem
+			for _, f := range args {
+				objs, err := readObjects(f)
+				if err != nil {
+					return err
+				}
+				for _, o := range objs {
+					s := o.NanoSegment
+					if s == nil {
+						if s, err = policies.ImportNetworkPolicy(o.NetworkPolicy); err != nil {
+							return err
+						}
+					}
+					switch to {
+					case "networkpolicy":
+						np, p := policies.ExportNetworkPolicy(s)
+						out, probs = append(out, np), append(probs, p...)
+					case "cilium":
+						c, p := policies.ExportCilium(s)
+						out, probs = append(out, c), append(probs, p...)
+					default:
+						return fmt.Errorf("unknown export target %q: want networkpolicy or cilium", to)
+					}
+				}
+			}
+			for _, p := range probs {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", p)
+			}
+			return writeYAMLStream(cmd.OutOrStdout(), out)
+		},
+	}
+	cmd.Flags().StringVar(&to, "to", "networkpolicy", "networkpolicy or cilium")
+	return cmd
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("encode json: %w", err)
+	}
+	return nil
+}
+
+func writeYAMLStream(w io.Writer, objs []any) error {
+	for i, o := range objs {
+		b, err := sigsyaml.Marshal(o)
+		if err != nil {
+			return fmt.Errorf("encode yaml: %w", err)
+		}
+		if i > 0 {
+			if _, err := io.WriteString(w, "---\n"); err != nil {
+				return err
+			}
+		}
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
