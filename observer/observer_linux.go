@@ -47,7 +47,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Config tunes the observer. The zero value is usable: Defaults fills it.
+// Config tunes the observer. The zero value means the defaults.
 type Config struct {
 	// NFLOGGroup is the verdict-log group (0: DefaultNFLOGGroup).
 	NFLOGGroup uint16 `json:"nflogGroup" yaml:"nflogGroup"`
@@ -55,14 +55,15 @@ type Config struct {
 	// socket in bytes (0: 4 MiB; set with SO_RCVBUFFORCE, so root may
 	// exceed net.core.rmem_max).
 	ConntrackReadBuffer int `json:"conntrackReadBuffer" yaml:"conntrackReadBuffer"`
-	// VerdictLog and DNS switch those sources on (Defaults: both on).
-	VerdictLog bool `json:"verdictLog" yaml:"verdictLog"`
-	DNS        bool `json:"dns" yaml:"dns"`
+	// DisableVerdictLog and DisableDNS switch those sources off (the
+	// conntrack source is always on).
+	DisableVerdictLog bool `json:"disableVerdictLog" yaml:"disableVerdictLog"`
+	DisableDNS        bool `json:"disableDNS" yaml:"disableDNS"`
 }
 
 // Defaults returns the default configuration.
 func Defaults() Config {
-	return Config{NFLOGGroup: DefaultNFLOGGroup, ConntrackReadBuffer: 4 << 20, VerdictLog: true, DNS: true}
+	return Config{NFLOGGroup: DefaultNFLOGGroup, ConntrackReadBuffer: 4 << 20}
 }
 
 // Validate reports configuration errors.
@@ -95,6 +96,9 @@ type Observer struct {
 	metrics *Metrics
 	log     *slog.Logger
 	ready   chan struct{}
+
+	mu       sync.RWMutex
+	attached []*endpointState
 
 	// beforeReceive, when set (tests), runs before each conntrack event
 	// receive: a test holds it to make the socket overflow.
@@ -136,6 +140,21 @@ func New(cfg Config, endpoints []Endpoint, handle func(Flow), names *Names, metr
 // Names returns the observer's DNS name table.
 func (o *Observer) Names() *Names { return o.names }
 
+// Observed reports whether addr belongs to an endpoint this observer is
+// attached to: the `observed` argument of NewAggregator, so that a
+// connection between two observed endpoints is counted once.
+func (o *Observer) Observed(addr netip.Addr) bool {
+	addr = addr.Unmap()
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	for _, s := range o.attached {
+		if s.isLocal(addr) {
+			return true
+		}
+	}
+	return false
+}
+
 // Ready is closed once every socket of every endpoint is open: traffic
 // after that is observed.
 func (o *Observer) Ready() <-chan struct{} { return o.ready }
@@ -166,6 +185,9 @@ func (o *Observer) Run(ctx context.Context) error {
 			return fmt.Errorf("observe %s: %w", o.eps[i].Name, err)
 		}
 		closers = append(closers, ep)
+		o.mu.Lock()
+		o.attached = append(o.attached, ep)
+		o.mu.Unlock()
 		ep.start(ctx, &wg, fail)
 	}
 	close(o.ready)
@@ -234,12 +256,12 @@ func (o *Observer) attach(ep *Endpoint) (_ *endpointState, err error) {
 			return nil, fmt.Errorf("join conntrack group %d: %w", g, err)
 		}
 	}
-	if o.cfg.VerdictLog {
+	if !o.cfg.DisableVerdictLog {
 		if s.nfl, err = bindNFLOG(cfg, o.cfg.NFLOGGroup); err != nil {
 			return nil, err
 		}
 	}
-	if o.cfg.DNS {
+	if !o.cfg.DisableDNS {
 		if s.pkt, err = openDNSCapture(s.ns); err != nil {
 			return nil, err
 		}
