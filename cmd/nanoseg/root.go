@@ -62,7 +62,7 @@ and enforces them with nftables inside each container's network namespace.`,
 	pf.StringVar(&a.configPath, "config", "", "YAML config file (default "+defaultConfigFile+" if it exists)")
 	pf.String("log-level", "", "log level: debug, info, warn, error")
 	pf.String("log-format", "", "log format: text or json")
-	root.AddCommand(newVersionCmd(), newConfigCmd(a), newLabCmd(a), newPolicyCmd(a))
+	root.AddCommand(newVersionCmd(), newConfigCmd(a), newLabCmd(a), newPolicyCmd(a), newObserveCmd(a))
 	return root
 }
 
