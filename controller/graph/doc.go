@@ -1,0 +1,16 @@
+// Package graph turns observed edges (observer.Edge) into the communication
+// graph that network engineers review, and writes it as JSON, DOT
+// (Graphviz), GraphML, Mermaid, or a self-contained HTML page with an inline
+// SVG drawing.
+//
+// Build merges edges that share source, destination, protocol and port (for
+// example from several observation windows or nodes), applies a Filter
+// (namespaces, workloads, verdict, time window), and sorts nodes and edges,
+// so that the same edges, in any order, give the same bytes in every
+// format. No writer reads the clock: Graph.GeneratedAt appears in the output
+// only when the caller sets it.
+//
+// Every name in the graph (namespaces, workloads, labels, DNS names) comes
+// from user input or from the network, so every writer escapes it for its
+// format.
+package graph

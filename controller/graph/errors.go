@@ -1,0 +1,11 @@
+package graph
+
+import "errors"
+
+// ErrUnknownVerdict is returned by ParseVerdict for a name that is not one
+// of observed, allowed, audit-deny or deny.
+var ErrUnknownVerdict = errors.New("unknown verdict")
+
+// ErrUnknownFormat is returned by Write for a format that is not one of
+// Formats.
+var ErrUnknownFormat = errors.New("unknown format")

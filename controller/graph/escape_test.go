@@ -1,0 +1,143 @@
+package graph
+
+import (
+	"bytes"
+	"encoding/xml"
+	"io"
+	"strings"
+	"testing"
+
+	"golang.org/x/net/html"
+
+	"github.com/nanoseg/nanoseg/observer"
+)
+
+// hostileEdges carry names that try to break out of every format.
+func hostileEdges() []observer.Edge {
+	evil := observer.Peer{Namespace: `ns"<script>alert(1)</script>`, Workload: "w\"];\n x -> y [label=\"pwn", Labels: map[string]string{"a&b": `"><img src=x onerror=alert(1)>`}}
+	quote := observer.Peer{Namespace: "q", Workload: `back\slash\`}
+	mermaid := observer.Peer{Namespace: "m", Workload: "a]) --> evil[(\"x\") %% click n0 call alert() `md` #quot; |x|"}
+	ext := observer.Peer{External: true, Name: "</svg><script>alert(2)</script>\r\n\x00\x1b"}
+	return []observer.Edge{
+		{Source: evil, Destination: quote, Protocol: "TCP", Port: 1, Flows: 1},
+		{Source: quote, Destination: ext, Protocol: "udp", Port: 2, Flows: 2, Verdicts: observer.VerdictCounts{Denied: 2}},
+		{Source: mermaid, Destination: evil, Protocol: "tcp", Port: 3, Flows: 3, Verdicts: observer.VerdictCounts{AuditDenied: 1}},
+	}
+}
+
+func TestEscapingHTML(t *testing.T) {
+	g := Build(hostileEdges(), Filter{})
+	out := render(t, FormatHTML, g)
+	for _, bad := range []string{"<script>alert", "<img", "</svg><script>", "onerror=alert(1)>"} {
+		if bytes.Contains(out, []byte(bad)) {
+			t.Errorf("HTML contains unescaped %q", bad)
+		}
+	}
+	// Exactly one script element (ours), and the document parses with
+	// every SVG element inside the one svg.
+	doc, err := html.Parse(bytes.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scripts, svgs := 0, 0
+	var walk func(*html.Node)
+	walk = func(n *html.Node) {
+		if n.Type == html.ElementNode {
+			switch n.Data {
+			case "script":
+				scripts++
+			case "svg":
+				svgs++
+			case "img":
+				t.Error("an img element was injected")
+			}
+			for _, a := range n.Attr {
+				if strings.HasPrefix(a.Key, "on") {
+					t.Errorf("event handler attribute %q on <%s>", a.Key, n.Data)
+				}
+			}
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			walk(c)
+		}
+	}
+	walk(doc)
+	if scripts != 1 || svgs != 1 {
+		t.Errorf("%d script and %d svg elements, want 1 and 1", scripts, svgs)
+	}
+}
+
+func TestEscapingDOT(t *testing.T) {
+	g := Build(hostileEdges(), Filter{})
+	out := string(render(t, FormatDOT, g))
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "x -> y") && !strings.Contains(l, `\"`) {
+			t.Errorf("injected edge: %q", l)
+		}
+	}
+	if strings.Contains(out, "\r") || strings.Contains(out, "\x00") {
+		t.Error("control characters in DOT")
+	}
+	if !strings.Contains(out, `"q/back\\slash\\ "`) {
+		t.Errorf("trailing backslash not escaped:\n%s", out)
+	}
+}
+
+func TestEscapingMermaid(t *testing.T) {
+	g := Build(hostileEdges(), Filter{})
+	out := string(render(t, FormatMermaid, g))
+	for i, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if i == 0 {
+			continue
+		}
+		// Outside the one quoted string per line, only generated IDs and
+		// fixed syntax remain.
+		if strings.Count(l, `"`) != 0 && strings.Count(l, `"`) != 2 && strings.Count(l, `"`) != 4 {
+			t.Errorf("line %d has %d quotes: %q", i, strings.Count(l, `"`), l)
+		}
+		for _, bad := range []string{"<", ">", "`", "%%", "click"} {
+			outside := l
+			for strings.Count(outside, `"`) >= 2 {
+				a := strings.Index(outside, `"`)
+				b := strings.Index(outside[a+1:], `"`) + a + 1
+				outside = outside[:a] + outside[b+1:]
+			}
+			if strings.Contains(outside, bad) && !strings.HasPrefix(strings.TrimSpace(l), "n") {
+				t.Errorf("line %d: %q outside quotes: %q", i, bad, l)
+			}
+		}
+		if strings.ContainsAny(l, "<`\r") {
+			t.Errorf("line %d: raw markup character: %q", i, l)
+		}
+	}
+}
+
+func TestEscapingGraphML(t *testing.T) {
+	g := Build(hostileEdges(), Filter{})
+	out := render(t, FormatGraphML, g)
+	dec := xml.NewDecoder(bytes.NewReader(out))
+	elems := map[string]int{}
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("graphml is not well-formed XML: %v", err)
+		}
+		if se, ok := tok.(xml.StartElement); ok {
+			elems[se.Name.Local]++
+		}
+	}
+	if elems["script"] != 0 || elems["img"] != 0 || elems["svg"] != 0 {
+		t.Errorf("injected elements: %v", elems)
+	}
+	golden(t, "hostile.graphml", out)
+}
+
+func TestEscapingGolden(t *testing.T) {
+	g := Build(hostileEdges(), Filter{})
+	golden(t, "hostile.dot", render(t, FormatDOT, g))
+	golden(t, "hostile.mmd", render(t, FormatMermaid, g))
+	golden(t, "hostile.html", render(t, FormatHTML, g))
+}

@@ -1,0 +1,386 @@
+package graph
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nanoseg/nanoseg/observer"
+)
+
+// Node kinds.
+const (
+	// KindWorkload is a workload identity (namespace and workload name).
+	KindWorkload = "workload"
+	// KindExternal is a peer outside the inventory, named by the DNS name a
+	// workload asked for or by its address.
+	KindExternal = "external"
+)
+
+// Graph is the communication graph: nodes sorted by ID, and edges sorted
+// by source ID, destination ID, protocol and port. Build makes one.
+//
+// JSON form (stable; fields only added):
+//
+//	{"generatedAt":"2026-11-30T06:00:00Z",          // only when set
+//	 "since":"…","until":"…",                        // only when filtered by time
+//	 "nodes":[{"id":"shop/api","kind":"workload","namespace":"shop",
+//	           "workload":"api","labels":{"app":"api"}},
+//	          {"id":"payments.example","kind":"external","name":"payments.example"}],
+//	 "edges":[{"source":"shop/api","destination":"payments.example",
+//	           "protocol":"tcp","port":443,"label":"TCP/443 · 60 flows",
+//	           "firstSeen":"…","lastSeen":"…","flows":60,
+//	           "packetsOut":600,"bytesOut":72000,"packetsIn":480,"bytesIn":96000,
+//	           "verdicts":{"observed":60}}]}
+type Graph struct {
+	// GeneratedAt is when the graph was made; zero (and left out of every
+	// output) unless the caller sets it.
+	GeneratedAt time.Time `json:"generatedAt,omitzero"`
+	// Since and Until are the filter's time window, zero when unbounded.
+	Since time.Time `json:"since,omitzero"`
+	Until time.Time `json:"until,omitzero"`
+	Nodes []Node    `json:"nodes"`
+	Edges []Edge    `json:"edges"`
+}
+
+// Node is one workload identity or one external peer.
+type Node struct {
+	// ID is "namespace/workload" for a workload and the DNS name or the
+	// address for an external peer. IDs are unique within a Graph: in the
+	// rare case that two peers give the same ID (an external name equal to
+	// a workload's ID, or names holding "/"), the later one in the order
+	// workloads (by namespace, name), externals (by name, address) gets a
+	// suffix "#2", "#3", ...
+	ID string `json:"id"`
+	// Kind is KindWorkload or KindExternal.
+	Kind      string            `json:"kind"`
+	Namespace string            `json:"namespace,omitempty"`
+	Workload  string            `json:"workload,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	// Name is an external peer's DNS name, Addr its address when no name
+	// was seen.
+	Name string `json:"name,omitempty"`
+	Addr string `json:"addr,omitempty"`
+}
+
+// External reports whether n is an external peer.
+func (n Node) External() bool { return n.Kind == KindExternal }
+
+// Label is the node's short display name: the workload name, or the
+// external peer's name or address.
+func (n Node) Label() string {
+	if n.External() {
+		return cmp.Or(n.Name, n.Addr, n.ID)
+	}
+	return n.Workload
+}
+
+// Edge is the traffic from one node to another on one protocol and
+// destination port, merged over every observed edge with that key.
+type Edge struct {
+	// Source and Destination are node IDs.
+	Source      string `json:"source"`
+	Destination string `json:"destination"`
+	// Protocol is lower case: "tcp", "udp", "icmp", ...
+	Protocol string `json:"protocol"`
+	// Port is the destination port, 0 for protocols without ports.
+	Port uint16 `json:"port,omitempty"`
+	// Label is "TCP/5432 · 120 flows" (see Edge.Text).
+	Label string `json:"label"`
+	// FirstSeen and LastSeen bound the observed flows.
+	FirstSeen time.Time `json:"firstSeen,omitzero"`
+	LastSeen  time.Time `json:"lastSeen,omitzero"`
+	// Flows counts connections; packets and bytes are "Out" from source to
+	// destination and "In" back, in packets and bytes.
+	Flows      uint64                 `json:"flows"`
+	PacketsOut uint64                 `json:"packetsOut,omitempty"`
+	BytesOut   uint64                 `json:"bytesOut,omitempty"`
+	PacketsIn  uint64                 `json:"packetsIn,omitempty"`
+	BytesIn    uint64                 `json:"bytesIn,omitempty"`
+	Verdicts   observer.VerdictCounts `json:"verdicts"`
+}
+
+// Service is the protocol and port in upper case: "TCP/5432", or "ICMP"
+// for protocols without ports.
+func (e Edge) Service() string {
+	p := strings.ToUpper(e.Protocol)
+	if e.Port == 0 {
+		return p
+	}
+	return p + "/" + strconv.Itoa(int(e.Port))
+}
+
+// Text is the edge's label: "TCP/5432 · 120 flows" ("1 flow" when one).
+func (e Edge) Text() string {
+	unit := "flows"
+	if e.Flows == 1 {
+		unit = "flow"
+	}
+	return fmt.Sprintf("%s · %d %s", e.Service(), e.Flows, unit)
+}
+
+// Worst is the most severe verdict the edge carries: VerdictDeny if any
+// flow was denied, else VerdictAuditDeny if any was audit-denied, else
+// VerdictAllowed if any was allowed by a rule, else VerdictObserved.
+func (e Edge) Worst() Verdict {
+	switch {
+	case e.Verdicts.Denied > 0:
+		return VerdictDeny
+	case e.Verdicts.AuditDenied > 0:
+		return VerdictAuditDeny
+	case e.Verdicts.Allowed > 0:
+		return VerdictAllowed
+	}
+	return VerdictObserved
+}
+
+// Verdict names a verdict an edge can carry, for filtering and styling.
+type Verdict string
+
+// Verdicts, as accepted by ParseVerdict and the --verdict flag.
+const (
+	VerdictObserved  Verdict = "observed"
+	VerdictAllowed   Verdict = "allowed"
+	VerdictAuditDeny Verdict = "audit-deny"
+	VerdictDeny      Verdict = "deny"
+)
+
+// ParseVerdict parses "observed", "allowed", "audit-deny" or "deny" (also
+// "audit-denied", "auditDenied" and "denied"), case-insensitively. The
+// empty string is the empty Verdict (no verdict filter). Other names give
+// an error wrapping ErrUnknownVerdict.
+func ParseVerdict(s string) (Verdict, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "":
+		return "", nil
+	case "observed":
+		return VerdictObserved, nil
+	case "allowed", "allow":
+		return VerdictAllowed, nil
+	case "audit-deny", "audit-denied", "auditdenied", "audit":
+		return VerdictAuditDeny, nil
+	case "deny", "denied":
+		return VerdictDeny, nil
+	}
+	return "", fmt.Errorf("parse verdict %q (want observed, allowed, audit-deny or deny): %w", s, ErrUnknownVerdict)
+}
+
+// count returns how many of the edge's flows carry v.
+func count(vc observer.VerdictCounts, v Verdict) uint64 {
+	switch v {
+	case VerdictObserved:
+		return vc.Observed
+	case VerdictAllowed:
+		return vc.Allowed
+	case VerdictAuditDeny:
+		return vc.AuditDenied
+	case VerdictDeny:
+		return vc.Denied
+	}
+	return 0
+}
+
+// Filter selects the observed edges a graph is built from, before they
+// are merged: an edge record from an earlier window that ended before Since
+// adds nothing. The zero Filter keeps everything; the conditions that are
+// set must all hold.
+type Filter struct {
+	// Namespaces keeps an edge when its source or destination workload is
+	// in one of these namespaces.
+	Namespaces []string
+	// Workloads keeps an edge when its source or destination is one of
+	// these workloads, each "namespace/workload".
+	Workloads []string
+	// Verdict keeps an edge that has at least one flow with this verdict.
+	Verdict Verdict
+	// Since keeps an edge last seen at or after Since; Until keeps an edge
+	// first seen at or before Until (the edge overlaps [Since, Until]).
+	Since, Until time.Time
+}
+
+func (f Filter) keep(e observer.Edge) bool {
+	if len(f.Namespaces) > 0 && !inNamespaces(e.Source, f.Namespaces) && !inNamespaces(e.Destination, f.Namespaces) {
+		return false
+	}
+	if len(f.Workloads) > 0 && !isWorkload(e.Source, f.Workloads) && !isWorkload(e.Destination, f.Workloads) {
+		return false
+	}
+	if f.Verdict != "" && count(e.Verdicts, f.Verdict) == 0 {
+		return false
+	}
+	if !f.Since.IsZero() && e.LastSeen.Before(f.Since) {
+		return false
+	}
+	if !f.Until.IsZero() && e.FirstSeen.After(f.Until) {
+		return false
+	}
+	return true
+}
+
+func inNamespaces(p observer.Peer, nss []string) bool {
+	return !p.External && slices.Contains(nss, p.Namespace)
+}
+
+func isWorkload(p observer.Peer, ws []string) bool {
+	return !p.External && slices.Contains(ws, p.Namespace+"/"+p.Workload)
+}
+
+// peerKey identifies a peer: workloads by namespace and name, externals by
+// name or address.
+type peerKey struct {
+	external           bool
+	ns, workload, name string
+	addr               netip.Addr
+}
+
+func keyOf(p observer.Peer) peerKey {
+	if !p.External {
+		return peerKey{ns: p.Namespace, workload: p.Workload}
+	}
+	if p.Name != "" {
+		return peerKey{external: true, name: p.Name}
+	}
+	return peerKey{external: true, addr: p.Addr.Unmap()}
+}
+
+func compareKeys(a, b peerKey) int {
+	// Workloads first, by namespace and name; then externals by name, then
+	// by address.
+	if a.external != b.external {
+		if a.external {
+			return 1
+		}
+		return -1
+	}
+	return cmp.Or(cmp.Compare(a.ns, b.ns), cmp.Compare(a.workload, b.workload),
+		cmp.Compare(a.name, b.name), a.addr.Compare(b.addr))
+}
+
+type edgeKey struct {
+	src, dst peerKey
+	proto    string
+	port     uint16
+}
+
+// Build returns the graph of the edges that f keeps. Edges with the same
+// source, destination, protocol (case-insensitive) and port are merged:
+// counters are summed, FirstSeen is the earliest and LastSeen the latest,
+// and workload labels are united (on a conflict the smaller value wins, so
+// that the order of edges never matters). Nodes are the ends of the kept
+// edges. Build does not modify edges.
+func Build(edges []observer.Edge, f Filter) *Graph {
+	nodes := map[peerKey]*Node{}
+	merged := map[edgeKey]*Edge{}
+	ends := map[edgeKey][2]peerKey{}
+	for _, oe := range edges {
+		if !f.keep(oe) {
+			continue
+		}
+		sk, dk := keyOf(oe.Source), keyOf(oe.Destination)
+		addNode(nodes, sk, oe.Source)
+		addNode(nodes, dk, oe.Destination)
+		proto := strings.ToLower(oe.Protocol)
+		k := edgeKey{src: sk, dst: dk, proto: proto, port: oe.Port}
+		e := merged[k]
+		if e == nil {
+			e = &Edge{Protocol: proto, Port: oe.Port, FirstSeen: oe.FirstSeen, LastSeen: oe.LastSeen}
+			merged[k] = e
+			ends[k] = [2]peerKey{sk, dk}
+		}
+		if !oe.FirstSeen.IsZero() && (e.FirstSeen.IsZero() || oe.FirstSeen.Before(e.FirstSeen)) {
+			e.FirstSeen = oe.FirstSeen
+		}
+		if oe.LastSeen.After(e.LastSeen) {
+			e.LastSeen = oe.LastSeen
+		}
+		e.Flows += oe.Flows
+		e.PacketsOut += oe.PacketsOut
+		e.BytesOut += oe.BytesOut
+		e.PacketsIn += oe.PacketsIn
+		e.BytesIn += oe.BytesIn
+		e.Verdicts.Observed += oe.Verdicts.Observed
+		e.Verdicts.Allowed += oe.Verdicts.Allowed
+		e.Verdicts.AuditDenied += oe.Verdicts.AuditDenied
+		e.Verdicts.Denied += oe.Verdicts.Denied
+	}
+
+	keys := slices.SortedFunc(maps.Keys(nodes), compareKeys)
+	ids := make(map[peerKey]string, len(keys))
+	used := make(map[string]bool, len(keys))
+	g := &Graph{Since: f.Since, Until: f.Until, Nodes: make([]Node, 0, len(keys)), Edges: make([]Edge, 0, len(merged))}
+	for _, k := range keys {
+		n := nodes[k]
+		// Workloads come first, so a clash renames the external.
+		base := n.ID
+		for i := 2; used[n.ID]; i++ {
+			n.ID = base + "#" + strconv.Itoa(i)
+		}
+		used[n.ID] = true
+		ids[k] = n.ID
+		g.Nodes = append(g.Nodes, *n)
+	}
+	slices.SortFunc(g.Nodes, func(a, b Node) int { return cmp.Compare(a.ID, b.ID) })
+	for k, e := range merged {
+		e.Source, e.Destination = ids[ends[k][0]], ids[ends[k][1]]
+		e.Label = e.Text()
+		g.Edges = append(g.Edges, *e)
+	}
+	slices.SortFunc(g.Edges, func(a, b Edge) int {
+		return cmp.Or(cmp.Compare(a.Source, b.Source), cmp.Compare(a.Destination, b.Destination),
+			cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Port, b.Port))
+	})
+	return g
+}
+
+func addNode(nodes map[peerKey]*Node, k peerKey, p observer.Peer) {
+	n := nodes[k]
+	if n == nil {
+		n = &Node{}
+		if k.external {
+			n.Kind, n.Name = KindExternal, k.name
+			if k.name == "" {
+				n.Addr = k.addr.String()
+			}
+			n.ID = cmp.Or(n.Name, n.Addr)
+		} else {
+			n.Kind, n.Namespace, n.Workload = KindWorkload, k.ns, k.workload
+			n.ID = k.ns + "/" + k.workload
+		}
+		nodes[k] = n
+	}
+	for lk, lv := range p.Labels {
+		if old, ok := n.Labels[lk]; ok && old <= lv {
+			continue
+		}
+		if n.Labels == nil {
+			n.Labels = map[string]string{}
+		}
+		n.Labels[lk] = lv
+	}
+}
+
+// node returns the node with ID id, and whether there is one.
+func (g *Graph) node(id string) (Node, bool) {
+	i, ok := slices.BinarySearchFunc(g.Nodes, id, func(n Node, id string) int { return cmp.Compare(n.ID, id) })
+	if !ok {
+		return Node{}, false
+	}
+	return g.Nodes[i], true
+}
+
+// namespaces returns the namespaces of the graph's workloads, sorted.
+func (g *Graph) namespaces() []string {
+	var nss []string
+	for _, n := range g.Nodes {
+		if !n.External() && !slices.Contains(nss, n.Namespace) {
+			nss = append(nss, n.Namespace)
+		}
+	}
+	slices.Sort(nss)
+	return nss
+}

@@ -1,0 +1,283 @@
+package graph
+
+import (
+	_ "embed"
+	"fmt"
+	"html/template"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+//go:embed page.html.tmpl
+var pageTemplate string
+
+// page parses the page template once.
+var page = sync.OnceValues(func() (*template.Template, error) {
+	return template.New("page").Parse(pageTemplate)
+})
+
+// WriteHTML writes g as one self-contained HTML page: a header with counts,
+// a legend, an inline SVG drawing (layered left to right, see layout.go;
+// namespaces by colour, external peers as grey dashed pills, denied edges
+// red, audit-denied edges orange and dashed), and a table of every edge.
+// A small inline script highlights a node's or edge's neighbourhood on
+// hover and filters by text; the page loads nothing else (no external
+// scripts, fonts or styles). Every name goes through html/template's
+// contextual escaping. Errors come from w.
+func WriteHTML(w io.Writer, g *Graph) error {
+	t, err := page()
+	if err != nil {
+		return fmt.Errorf("parse page template: %w", err)
+	}
+	if err := t.Execute(w, newPageData(g)); err != nil {
+		return fmt.Errorf("write graph html: %w", err)
+	}
+	return nil
+}
+
+type pageData struct {
+	Title, Summary, Window, GeneratedAt string
+	Width, Height                       string
+	Legend                              []pageLegend
+	Markers                             []pageMarker
+	Nodes                               []pageNode
+	Pairs                               []pagePair
+	Rows                                []pageRow
+
+	ExternalFill, ExternalStroke, ColorNormal, ColorAuditDeny, ColorDeny string
+}
+
+type pageLegend struct{ Name, Fill, Stroke string }
+
+type pageMarker struct{ ID, Color string }
+
+type pageNode struct {
+	ID, Title, Name, Sub, Edges, Search string
+	X, Y, W, H, RX, TX, NameY, SubY     string
+	Fill, Stroke                        string
+	Dashed                              bool
+}
+
+type pagePair struct {
+	ID, From, To, D, Color, Marker, Class, Title, Search string
+	Dashed                                               bool
+	LX, LY, LW, LH                                       string
+	Lines                                                []pageLine
+}
+
+type pageLine struct{ X, Y, Text string }
+
+type pageRow struct {
+	Class, Pair, Source, Destination, Service, Flows, BytesOut, BytesIn, FirstSeen, LastSeen, Verdicts string
+}
+
+// markers names the arrowhead of each edge colour.
+var markers = []pageMarker{{"arrow", colorNormal}, {"arrow-audit", colorAuditDeny}, {"arrow-deny", colorDeny}}
+
+func newPageData(g *Graph) pageData {
+	L := computeLayout(g)
+	colors := nsColors(g)
+	d := pageData{
+		Title:          "nanoseg communication graph",
+		Width:          num(L.width),
+		Height:         num(L.height),
+		Markers:        markers,
+		ExternalFill:   externalFill,
+		ExternalStroke: externalStroke,
+		ColorNormal:    colorNormal,
+		ColorAuditDeny: colorAuditDeny,
+		ColorDeny:      colorDeny,
+	}
+	workloads, externals := 0, 0
+	for _, n := range g.Nodes {
+		if n.External() {
+			externals++
+		} else {
+			workloads++
+		}
+	}
+	var flows, denied, audited uint64
+	for _, e := range g.Edges {
+		flows += e.Flows
+		denied += e.Verdicts.Denied
+		audited += e.Verdicts.AuditDenied
+	}
+	d.Summary = fmt.Sprintf("%s, %s, %s, %s", plural(workloads, "workload"), plural(externals, "external peer"),
+		plural(len(g.Edges), "edge"), plural(int(flows), "flow"))
+	if audited > 0 {
+		d.Summary += fmt.Sprintf(", %d audit-denied", audited)
+	}
+	if denied > 0 {
+		d.Summary += fmt.Sprintf(", %d denied", denied)
+	}
+	switch {
+	case !g.Since.IsZero() && !g.Until.IsZero():
+		d.Window = "from " + stamp(g.Since) + " to " + stamp(g.Until)
+	case !g.Since.IsZero():
+		d.Window = "since " + stamp(g.Since)
+	case !g.Until.IsZero():
+		d.Window = "until " + stamp(g.Until)
+	}
+	if !g.GeneratedAt.IsZero() {
+		d.GeneratedAt = stamp(g.GeneratedAt)
+	}
+	for _, ns := range g.namespaces() {
+		c := palette[colors[ns]]
+		d.Legend = append(d.Legend, pageLegend{cleanText(ns), c.fill, c.stroke})
+	}
+
+	nodeEdges := make([][]string, len(g.Nodes))
+	idx := make(map[string]int, len(g.Nodes))
+	for i, n := range g.Nodes {
+		idx[n.ID] = i
+	}
+	for pi, pp := range L.pairs {
+		id := "p" + strconv.Itoa(pi)
+		nodeEdges[pp.src] = append(nodeEdges[pp.src], id)
+		if pp.dst != pp.src {
+			nodeEdges[pp.dst] = append(nodeEdges[pp.dst], id)
+		}
+		worst := VerdictObserved
+		var titles, search []string
+		for _, ei := range pp.edges {
+			e := g.Edges[ei]
+			if severity(e.Worst()) > severity(worst) {
+				worst = e.Worst()
+			}
+			titles = append(titles, edgeTitle(e))
+			search = append(search, e.Text(), string(e.Worst()))
+			d.Rows = append(d.Rows, pageRow{
+				Class:       string(e.Worst()),
+				Pair:        id,
+				Source:      cleanText(e.Source),
+				Destination: cleanText(e.Destination),
+				Service:     e.Service(),
+				Flows:       strconv.FormatUint(e.Flows, 10),
+				BytesOut:    humanBytes(e.BytesOut),
+				BytesIn:     humanBytes(e.BytesIn),
+				FirstSeen:   stamp(e.FirstSeen),
+				LastSeen:    stamp(e.LastSeen),
+				Verdicts:    verdictText(e),
+			})
+		}
+		color, dashed := edgeColor(worst)
+		marker := "arrow"
+		switch worst {
+		case VerdictDeny:
+			marker = "arrow-deny"
+		case VerdictAuditDeny:
+			marker = "arrow-audit"
+		}
+		src, dst := g.Nodes[pp.src].ID, g.Nodes[pp.dst].ID
+		p := pagePair{
+			ID: id, From: "n" + strconv.Itoa(pp.src), To: "n" + strconv.Itoa(pp.dst),
+			D: pathData(pp.points, pp.self), Color: color, Dashed: dashed, Marker: marker,
+			Class:  string(worst),
+			Title:  cleanText(src+" → "+dst) + "\n" + strings.Join(titles, "\n"),
+			Search: strings.ToLower(cleanText(strings.Join(search, " "))),
+			LX:     num(pp.label.x), LY: num(pp.label.y), LW: num(pp.label.w), LH: num(pp.label.h),
+		}
+		for i, l := range pp.lines {
+			p.Lines = append(p.Lines, pageLine{
+				X:    num(pp.label.x + pp.label.w/2),
+				Y:    num(pp.label.y + 2 + labelLineH*float64(i) + 11),
+				Text: l,
+			})
+		}
+		d.Pairs = append(d.Pairs, p)
+	}
+
+	for i, n := range g.Nodes {
+		pn := L.nodes[i]
+		maxChars := int((L.nodeW - 16) / titleChar)
+		if n.External() {
+			maxChars = int((L.nodeW - 16 - nodeH/2) / titleChar)
+		}
+		node := pageNode{
+			ID:     "n" + strconv.Itoa(i),
+			Title:  nodeTitle(n),
+			Name:   truncate(cleanText(n.Label()), maxChars),
+			Edges:  strings.Join(nodeEdges[i], " "),
+			Search: strings.ToLower(cleanText(n.ID + " " + n.Namespace + " " + n.Kind)),
+			X:      num(pn.x), Y: num(pn.y), W: num(pn.w), H: num(pn.h),
+			RX: "8", TX: num(pn.x + pn.w/2), NameY: num(pn.y + 20), SubY: num(pn.y + 36),
+		}
+		if n.External() {
+			node.Sub = "external"
+			node.RX = num(pn.h / 2)
+			node.Fill, node.Stroke, node.Dashed = externalFill, externalStroke, true
+		} else {
+			c := palette[colors[n.Namespace]]
+			node.Sub = truncate(cleanText(n.Namespace), int((L.nodeW-16)/labelChar))
+			node.Fill, node.Stroke = c.fill, c.stroke
+		}
+		d.Nodes = append(d.Nodes, node)
+	}
+	return d
+}
+
+func severity(v Verdict) int {
+	switch v {
+	case VerdictDeny:
+		return 3
+	case VerdictAuditDeny:
+		return 2
+	case VerdictAllowed:
+		return 1
+	}
+	return 0
+}
+
+func plural(n int, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return strconv.Itoa(n) + " " + unit + "s"
+}
+
+// stamp formats t in UTC to the second, or "" when zero.
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2006-01-02 15:04:05Z")
+}
+
+// verdictText is "observed 12, audit-deny 3", leaving out zero counts.
+func verdictText(e Edge) string {
+	var parts []string
+	for _, v := range []struct {
+		name string
+		n    uint64
+	}{{"observed", e.Verdicts.Observed}, {"allowed", e.Verdicts.Allowed}, {"audit-deny", e.Verdicts.AuditDenied}, {"deny", e.Verdicts.Denied}} {
+		if v.n > 0 {
+			parts = append(parts, v.name+" "+strconv.FormatUint(v.n, 10))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func edgeTitle(e Edge) string {
+	s := fmt.Sprintf("%s: %d flows, %s out, %s in", e.Service(), e.Flows, humanBytes(e.BytesOut), humanBytes(e.BytesIn))
+	if v := verdictText(e); v != "" {
+		s += "; " + v
+	}
+	if !e.FirstSeen.IsZero() {
+		s += "; seen " + stamp(e.FirstSeen) + " – " + stamp(e.LastSeen)
+	}
+	return s
+}
+
+func nodeTitle(n Node) string {
+	s := cleanText(n.ID)
+	if n.External() {
+		s += " (external)"
+	}
+	for _, k := range sortedKeys(n.Labels) {
+		s += "\n" + cleanText(k+"="+n.Labels[k])
+	}
+	return s
+}
