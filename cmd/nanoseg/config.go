@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/viper"
 	"gopkg.in/yaml.v3"
 
+	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/lab"
 )
 
@@ -23,8 +24,15 @@ const defaultConfigFile = "/etc/nanoseg/config.yaml"
 // defaults, the YAML config file, NANOSEG_* environment variables (a key's
 // dots become underscores: lab.stateDir is NANOSEG_LAB_STATEDIR) and flags.
 type Config struct {
-	Log LogConfig  `mapstructure:"log" yaml:"log"`
-	Lab lab.Config `mapstructure:"lab" yaml:"lab"`
+	Log   LogConfig              `mapstructure:"log" yaml:"log"`
+	Lab   lab.Config             `mapstructure:"lab" yaml:"lab"`
+	Agent controller.AgentConfig `mapstructure:"agent" yaml:"agent"`
+	// Server is where CLI commands reach the agent's API: a unix socket
+	// path, or an https:// or http:// URL (with Token); empty means
+	// agent.socket.
+	Server string `mapstructure:"server" yaml:"server"`
+	// Token is the bearer token sent to a TCP server.
+	Token string `mapstructure:"token" yaml:"token"`
 }
 
 // LogConfig says how nanoseg logs.
@@ -39,7 +47,8 @@ type LogConfig struct {
 func Defaults() Config {
 	return Config{
 		Log: LogConfig{Level: "info", Format: "text"},
-		Lab: lab.DefaultConfig(),
+		Lab:    lab.DefaultConfig(),
+		Agent: controller.DefaultAgentConfig(),
 	}
 }
 
@@ -58,6 +67,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.Lab.Validate(); err != nil {
 		errs = append(errs, prefixErr("lab.", err))
+	}
+	if err := c.Agent.Validate(); err != nil {
+		errs = append(errs, prefixErr("agent.", err))
 	}
 	return errors.Join(errs...)
 }

@@ -38,7 +38,16 @@ func newRootCmd() *cobra.Command {
 	a := &app{bind: map[string]string{
 		"log.level":    "log-level",
 		"log.format":   "log-format",
-		"lab.stateDir": "state-dir",
+		"lab.stateDir":      "state-dir",
+		"agent.lab":         "lab",
+		"agent.labelsFile":  "labels",
+		"agent.stateFile":   "state-file",
+		"agent.socket":      "socket",
+		"agent.listen":      "listen",
+		"agent.tokenFile":   "token-file",
+		"agent.metricsAddr": "metrics-addr",
+		"server":            "server",
+		"token":             "token",
 	}}
 	root := &cobra.Command{
 		Use:   "nanoseg",
@@ -62,7 +71,9 @@ and enforces them with nftables inside each container's network namespace.`,
 	pf.StringVar(&a.configPath, "config", "", "YAML config file (default "+defaultConfigFile+" if it exists)")
 	pf.String("log-level", "", "log level: debug, info, warn, error")
 	pf.String("log-format", "", "log format: text or json")
-	root.AddCommand(newVersionCmd(), newConfigCmd(a), newLabCmd(a), newPolicyCmd(a), newObserveCmd(a))
+	pf.String("server", "", "the agent's API: unix socket path or http(s):// URL (default agent.socket)")
+	pf.String("token", "", "bearer token for a TCP server")
+	root.AddCommand(newVersionCmd(), newConfigCmd(a), newLabCmd(a), newAgentCmd(a), newStatusCmd(a), newPromoteCmd(a), newRollbackCmd(a), newHistoryCmd(a), newPolicyCmd(a), newObserveCmd(a))
 	return root
 }
 

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nanoseg/nanoseg/controller"
+	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+)
+
+func newAgentCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the standalone agent: observer, controller and dataplane for this host's endpoints",
+		Long: `Run the standalone agent. It observes every endpoint of its inventory (a running
+lab with --lab, named network namespaces described by --labels, or both),
+keeps edges, policy revisions and the promotion history in one store file,
+programs each endpoint's nftables table, and serves the API on a unix socket
+(and on TCP only with --token-file or TLS client certificates).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if os.Geteuid() != 0 {
+				return fmt.Errorf("agent: needs root: it programs nftables and reads conntrack in other network namespaces")
+			}
+			a.log.Info("effective configuration", "agent", fmt.Sprintf("%+v", a.cfg.Agent))
+			ag, err := controller.NewAgent(a.cfg.Agent, a.cfg.Lab, a.log, nil)
+			if err != nil {
+				return fmt.Errorf("agent: %w", err)
+			}
+			return ag.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.String("lab", "", "manage the endpoints of this running lab")
+	f.String("labels", "", "labels file describing named network namespaces")
+	f.String("state-file", "", "store file (default /var/lib/nanoseg/state.db)")
+	f.String("socket", "", "unix socket of the API (default /run/nanoseg/agent.sock)")
+	f.String("listen", "", "also serve the API on this TCP address (needs --token-file or TLS client certificates)")
+	f.String("token-file", "", "file holding the bearer token TCP clients must send")
+	f.String("metrics-addr", "", "serve Prometheus metrics here (default 127.0.0.1:9618; empty string to disable)")
+	return cmd
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func newStatusCmd(a *app) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show per workload its mode, revision, rule hits, and would-deny or denied flows since promotion",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var st []controller.WorkloadStatus
+			if err := newClient(a).do(cmd.Context(), "GET", "/v1/status", nil, nil, &st); err != nil {
+				return fmt.Errorf("status: %w", err)
+			}
+			w := cmd.OutOrStdout()
+			if output == "json" {
+				return printJSON(w, st)
+			}
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "WORKLOAD\tMODE\tREV\tENDPOINTS\tIN SYNC\tRULE HITS (pkts)\tWOULD-DENY\tDENIED")
+			for _, s := range st {
+				sync, hits := 0, uint64(0)
+				for _, e := range s.Endpoints {
+					if e.InSync {
+						sync++
+					}
+				}
+				for _, h := range s.RuleHits {
+					hits += h.Packets
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d/%d\t%d\t%d\t%d\n", s.Workload, s.Mode, s.Revision, len(s.Endpoints), sync, len(s.Endpoints), hits, s.WouldDeny, s.Denied)
+			}
+			tw.Flush()
+			for _, s := range st {
+				if len(s.Breaks) == 0 {
+					continue
+				}
+				what := "denied since promotion"
+				if s.Mode == v1alpha1.ModeAudit {
+					what = "enforcing would break"
+				}
+				fmt.Fprintf(w, "\n%s: %s:\n", s.Workload, what)
+				for _, b := range s.Breaks {
+					fmt.Fprintf(w, "  %-10s %s -> %s %s/%d  x%d  (rule set %s)\n", b.Verdict, b.Source, b.Destination, strings.ToUpper(b.Protocol), b.Port, b.Count, b.RuleID)
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+	return cmd
+}
+
+func printPromotion(w io.Writer, r controller.PromoteResult) {
+	p := r.Promotion
+	fmt.Fprintf(w, "%s %s: %s rev %d -> %s rev %d (event %d, by %s: %q)\n", p.Action, p.Workload, p.FromMode, p.FromRevision, p.ToMode, p.ToRevision, p.Seq, p.Who, p.Reason)
+	if r.Converged {
+		fmt.Fprintln(w, "dataplane converged: every endpoint holds the new rule set")
+		return
+	}
+	fmt.Fprintln(w, "dataplane NOT converged:")
+	for n, e := range r.Errors {
+		fmt.Fprintf(w, "  %s: %s\n", n, e)
+	}
+}
+
+// notConverged makes promote and rollback exit 1 when the event was
+// recorded but the dataplane did not converge.
+type notConverged struct{ error }
+
+func (notConverged) ExitCode() int { return 1 }
+
+func newPromoteCmd(a *app) *cobra.Command {
+	var req controller.PromoteRequest
+	var to string
+	cmd := &cobra.Command{
+		Use:   "promote WORKLOAD --to audit|enforce [--revision N] --reason TEXT",
+		Short: "Change a workload's mode (and revision); recorded with who, when and why",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req.Workload, req.To = args[0], v1alpha1.Mode(to)
+			var res controller.PromoteResult
+			if err := newClient(a).do(cmd.Context(), "POST", "/v1/promote", nil, req, &res); err != nil {
+				return fmt.Errorf("promote: %w", err)
+			}
+			printPromotion(cmd.OutOrStdout(), res)
+			if !res.Converged {
+				return notConverged{fmt.Errorf("promote: recorded, but the dataplane did not converge")}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&to, "to", "", "observe, audit or enforce")
+	cmd.Flags().IntVar(&req.Revision, "revision", 0, "policy revision (default: the latest)")
+	cmd.Flags().StringVar(&req.Reason, "reason", "", "why (recorded in the history)")
+	_ = cmd.MarkFlagRequired("to")
+	_ = cmd.MarkFlagRequired("reason")
+	return cmd
+}
+
+func newRollbackCmd(a *app) *cobra.Command {
+	var req controller.RollbackRequest
+	cmd := &cobra.Command{
+		Use:   "rollback WORKLOAD [--to-revision N] [--reason TEXT]",
+		Short: "Undo a workload's last promotion, or return to revision N; recorded like a promotion",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req.Workload = args[0]
+			var res controller.PromoteResult
+			if err := newClient(a).do(cmd.Context(), "POST", "/v1/rollback", nil, req, &res); err != nil {
+				return fmt.Errorf("rollback: %w", err)
+			}
+			printPromotion(cmd.OutOrStdout(), res)
+			if !res.Converged {
+				return notConverged{fmt.Errorf("rollback: recorded, but the dataplane did not converge")}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&req.ToRevision, "to-revision", 0, "return to this revision, keeping the mode")
+	cmd.Flags().StringVar(&req.Reason, "reason", "", "why (recorded in the history)")
+	return cmd
+}
+
+func newHistoryCmd(a *app) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "history [WORKLOAD]",
+		Short: "Show the promotion history (hash-chained, append-only)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			q := url.Values{}
+			if len(args) == 1 {
+				q.Set("workload", args[0])
+			}
+			var hist []controller.Promotion
+			if err := newClient(a).do(cmd.Context(), "GET", "/v1/history", q, nil, &hist); err != nil {
+				return fmt.Errorf("history: %w", err)
+			}
+			if output == "json" {
+				return printJSON(cmd.OutOrStdout(), hist)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SEQ\tAT\tWHO\tWORKLOAD\tACTION\tFROM\tTO\tREASON")
+			for _, p := range hist {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s@%d\t%s@%d\t%s\n", p.Seq, p.At.Format("2006-01-02T15:04:05Z"), p.Who, p.Workload, p.Action,
+					p.FromMode, p.FromRevision, p.ToMode, p.ToRevision, strconv.Quote(p.Reason))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+	return cmd
+}

@@ -1,0 +1,47 @@
+package controller
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/nanoseg/nanoseg/dataplane"
+	"github.com/nanoseg/nanoseg/policies"
+	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+)
+
+// compileRuleSets returns one rule set per endpoint (by netns name) for the
+// active policies over world (whose pods are named by netns), with DNS-name
+// peers resolved through names (address → names). Endpoints no enforcing
+// or auditing policy selects get an observe rule set, which filters nothing
+// and keeps connection tracking and the verdict log on for the observer.
+func compileRuleSets(world *policies.MemWorld, active []ActivePolicy, eps []Endpoint, names map[netip.Addr][]string) (map[string]dataplane.RuleSet, []string, error) {
+	segs := make([]v1alpha1.NanoSegment, 0, len(active))
+	for _, a := range active {
+		segs = append(segs, *a.Policy)
+	}
+	set, err := policies.NewPolicySet(nil, segs)
+	if err != nil {
+		return nil, nil, fmt.Errorf("compile active policies: %w", err)
+	}
+	byName := map[string][]netip.Addr{}
+	for addr, ns := range names {
+		for _, n := range ns {
+			n = strings.ToLower(strings.TrimSuffix(n, "."))
+			byName[n] = append(byName[n], addr)
+		}
+	}
+	c, err := NewCompiler(CompileInput{Namespaces: world.Namespaces(), Pods: world.Pods(), Policies: set, Names: byName})
+	if err != nil {
+		return nil, nil, err
+	}
+	out := map[string]dataplane.RuleSet{}
+	for _, e := range eps {
+		rs, ok := c.RuleSet(e.Namespace + "/" + e.Netns)
+		if !ok {
+			rs = dataplane.RuleSet{Name: e.Namespace + "/" + e.Netns, Mode: dataplane.ModeObserve}
+		}
+		out[e.Netns] = rs
+	}
+	return out, c.Warnings(), nil
+}

@@ -1,0 +1,91 @@
+package controller
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"time"
+)
+
+// AgentConfig configures the standalone agent.
+type AgentConfig struct {
+	// StateFile is the agent's store (bbolt file).
+	StateFile string `mapstructure:"stateFile" yaml:"stateFile"`
+	// Socket is the unix socket of the local API (mode 0660, root).
+	Socket string `mapstructure:"socket" yaml:"socket"`
+	// Listen is a TCP address for the API ("" = off). It is refused unless
+	// TokenFile or TLS client certificates are configured.
+	Listen string `mapstructure:"listen" yaml:"listen"`
+	// TokenFile holds the bearer token TCP clients must send.
+	TokenFile string `mapstructure:"tokenFile" yaml:"tokenFile"`
+	// TLSCert and TLSKey serve TCP over TLS; TLSClientCA, when set, makes
+	// the server require client certificates signed by it.
+	TLSCert     string `mapstructure:"tlsCert" yaml:"tlsCert"`
+	TLSKey      string `mapstructure:"tlsKey" yaml:"tlsKey"`
+	TLSClientCA string `mapstructure:"tlsClientCA" yaml:"tlsClientCA"`
+	// MetricsAddr serves Prometheus metrics on /metrics ("" = off).
+	MetricsAddr string `mapstructure:"metricsAddr" yaml:"metricsAddr"`
+	// Lab names a running lab whose endpoints the agent manages.
+	Lab string `mapstructure:"lab" yaml:"lab"`
+	// LabelsFile describes named network namespaces (see LabelsFile).
+	LabelsFile string `mapstructure:"labelsFile" yaml:"labelsFile"`
+	// FlushInterval is how often observed edges and verdict events are
+	// committed to the store: a crash loses at most this much observation.
+	FlushInterval time.Duration `mapstructure:"flushInterval" yaml:"flushInterval"`
+	// InventoryInterval is how often the inventory is re-read, so that
+	// endpoints that appear or disappear are picked up.
+	InventoryInterval time.Duration `mapstructure:"inventoryInterval" yaml:"inventoryInterval"`
+	// DriftInterval is how often every endpoint's table is compared with
+	// its desired rule set and repaired.
+	DriftInterval time.Duration `mapstructure:"driftInterval" yaml:"driftInterval"`
+}
+
+// DefaultAgentConfig returns the agent settings used where nothing else is set.
+func DefaultAgentConfig() AgentConfig {
+	return AgentConfig{
+		StateFile:         "/var/lib/nanoseg/state.db",
+		Socket:            "/run/nanoseg/agent.sock",
+		MetricsAddr:       "127.0.0.1:9618",
+		FlushInterval:     2 * time.Second,
+		InventoryInterval: 2 * time.Second,
+		DriftInterval:     5 * time.Second,
+	}
+}
+
+// Validate reports every invalid setting at once, each with its key.
+func (c AgentConfig) Validate() error {
+	var errs []error
+	bad := func(key, format string, a ...any) { errs = append(errs, fmt.Errorf(key+": "+format, a...)) }
+	if !filepath.IsAbs(c.StateFile) {
+		bad("stateFile", "%q must be an absolute path", c.StateFile)
+	}
+	if !filepath.IsAbs(c.Socket) {
+		bad("socket", "%q must be an absolute path", c.Socket)
+	}
+	if c.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			bad("listen", "%q is not host:port", c.Listen)
+		}
+		if c.TokenFile == "" && c.TLSClientCA == "" {
+			bad("listen", "a TCP listener needs tokenFile or tlsClientCA: nanoseg never serves its API on TCP without authentication")
+		}
+		if c.TLSClientCA != "" && (c.TLSCert == "" || c.TLSKey == "") {
+			bad("tlsClientCA", "client certificates need tlsCert and tlsKey for the server")
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("tlsCert", "tlsCert and tlsKey go together")
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			bad("metricsAddr", "%q is not host:port", c.MetricsAddr)
+		}
+	}
+	for key, d := range map[string]time.Duration{"flushInterval": c.FlushInterval, "inventoryInterval": c.InventoryInterval, "driftInterval": c.DriftInterval} {
+		if d < 100*time.Millisecond || d > time.Hour {
+			bad(key, "%s must be between 100ms and 1h", d)
+		}
+	}
+	return errors.Join(errs...)
+}

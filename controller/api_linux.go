@@ -1,0 +1,356 @@
+//go:build linux
+
+// The agent's API: HTTP+JSON over a unix socket, and over TCP only with a
+// bearer token or TLS client certificates. docs/api.md lists the routes.
+//
+// Design: the unix socket is created mode 0660 in a directory only root can
+// write, and the caller's identity is its peer credentials (SO_PEERCRED), so
+// every recorded promotion names the local user who asked. On TCP every
+// request must carry `Authorization: Bearer <token>` (compared in constant
+// time) or come over TLS with a client certificate the configured CA
+// signed; anything else is answered 401 before any handler runs. Sources:
+// unix(7) (SO_PEERCRED), RFC 6750 (bearer tokens), crypto/tls.
+package controller
+
+import (
+	"context"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sys/unix"
+)
+
+type ctxKey int
+
+const callerKey ctxKey = 0
+
+// caller returns who made the request, for recorded events.
+func caller(r *http.Request) string {
+	if s, ok := r.Context().Value(callerKey).(string); ok && s != "" {
+		return s
+	}
+	return "unknown"
+}
+
+// unixCaller names the process on the other end of a unix socket.
+func unixCaller(c net.Conn) string {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return ""
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return ""
+	}
+	var cred *unix.Ucred
+	_ = raw.Control(func(fd uintptr) {
+		cred, _ = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	})
+	if cred == nil {
+		return ""
+	}
+	name := strconv.Itoa(int(cred.Uid))
+	if u, err := user.LookupId(name); err == nil {
+		name = u.Username
+	}
+	return fmt.Sprintf("%s (uid %d, pid %d)", name, cred.Uid, cred.Pid)
+}
+
+// Handler returns the API's HTTP handler (without authentication).
+func (a *Agent) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", a.api(func(r *http.Request) (any, error) { return a.Status() }))
+	mux.HandleFunc("GET /v1/inventory", a.api(func(r *http.Request) (any, error) { return a.inv.Endpoints(), nil }))
+	mux.HandleFunc("GET /v1/edges", a.api(func(r *http.Request) (any, error) {
+		w, err := window(r)
+		if err != nil {
+			return nil, err
+		}
+		if err := a.flush(); err != nil {
+			return nil, err
+		}
+		since := time.Time{}
+		if w > 0 {
+			since = time.Now().Add(-w)
+		}
+		return a.store.Edges(since)
+	}))
+	mux.HandleFunc("GET /v1/revisions", a.api(func(r *http.Request) (any, error) {
+		w := r.URL.Query().Get("workload")
+		if n := r.URL.Query().Get("revision"); n != "" {
+			num, err := strconv.Atoi(n)
+			if err != nil {
+				return nil, fmt.Errorf("%w: revision: %q is not a number", ErrInvalid, n)
+			}
+			return a.store.Revision(w, num)
+		}
+		ws := []string{w}
+		if w == "" {
+			var err error
+			if ws, err = a.store.Workloads(); err != nil {
+				return nil, err
+			}
+		}
+		out := []Revision{}
+		for _, w := range ws {
+			rs, err := a.store.Revisions(w)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, rs...)
+		}
+		return out, nil
+	}))
+	mux.HandleFunc("POST /v1/policies", a.api(func(r *http.Request) (any, error) {
+		raw, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
+		if err != nil {
+			return nil, err
+		}
+		file := r.URL.Query().Get("file")
+		if file == "" {
+			file = "request"
+		}
+		return a.ApplyPolicies(file, raw, caller(r))
+	}))
+	mux.HandleFunc("POST /v1/propose", a.api(func(r *http.Request) (any, error) {
+		w, err := window(r)
+		if err != nil {
+			return nil, err
+		}
+		return a.Propose(w, caller(r))
+	}))
+	mux.HandleFunc("GET /v1/diff", a.api(func(r *http.Request) (any, error) {
+		w, err := window(r)
+		if err != nil {
+			return nil, err
+		}
+		return a.Diff(r.URL.Query().Get("workload"), w)
+	}))
+	mux.HandleFunc("POST /v1/promote", a.api(func(r *http.Request) (any, error) {
+		var req PromoteRequest
+		if err := decodeJSON(r, &req); err != nil {
+			return nil, err
+		}
+		return a.Promote(r.Context(), req, caller(r))
+	}))
+	mux.HandleFunc("POST /v1/rollback", a.api(func(r *http.Request) (any, error) {
+		var req RollbackRequest
+		if err := decodeJSON(r, &req); err != nil {
+			return nil, err
+		}
+		return a.Rollback(r.Context(), req, caller(r))
+	}))
+	mux.HandleFunc("GET /v1/history", a.api(func(r *http.Request) (any, error) {
+		return a.store.History(r.URL.Query().Get("workload"))
+	}))
+	mux.HandleFunc("GET /v1/verdicts", a.api(func(r *http.Request) (any, error) {
+		w, err := window(r)
+		if err != nil {
+			return nil, err
+		}
+		if err := a.flush(); err != nil {
+			return nil, err
+		}
+		since := time.Time{}
+		if w > 0 {
+			since = time.Now().Add(-w)
+		}
+		return a.store.Verdicts(since)
+	}))
+	return mux
+}
+
+func window(r *http.Request) (time.Duration, error) {
+	s := r.URL.Query().Get("window")
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%w: window: %q is not a duration such as 5m", ErrInvalid, s)
+	}
+	return d, nil
+}
+
+func decodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: request body: %v", ErrInvalid, err)
+	}
+	return nil
+}
+
+// APIError is the body of every error answer.
+type APIError struct {
+	Error string `json:"error"`
+}
+
+func (a *Agent) api(f func(*http.Request) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		v, err := f(r)
+		w.Header().Set("Content-Type", "application/json")
+		if err != nil {
+			code := http.StatusInternalServerError
+			switch {
+			case errors.Is(err, ErrInvalid):
+				code = http.StatusBadRequest
+			case errors.Is(err, ErrNotFound):
+				code = http.StatusNotFound
+			case errors.Is(err, ErrConflict):
+				code = http.StatusConflict
+			}
+			w.WriteHeader(code)
+			_ = json.NewEncoder(w).Encode(APIError{Error: strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": ")})
+			return
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(v)
+	}
+}
+
+// RequireAuth wraps h so that only requests with the bearer token, or over
+// TLS with a verified client certificate, reach it; others get 401.
+func RequireAuth(h http.Handler, token string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		who := ""
+		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+			who = "cert:" + r.TLS.PeerCertificates[0].Subject.CommonName
+		}
+		if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && token != "" &&
+			subtle.ConstantTimeCompare([]byte(tok), []byte(token)) == 1 {
+			who = "token"
+		}
+		if who == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="nanoseg"`)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_ = json.NewEncoder(w).Encode(APIError{Error: "unauthenticated: send Authorization: Bearer <token> or a client certificate"})
+			return
+		}
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey, who+" from "+r.RemoteAddr)))
+	})
+}
+
+// Serve runs the API on the unix socket, on TCP if configured, and the
+// metrics endpoint, until ctx is done.
+func (a *Agent) Serve(ctx context.Context) error {
+	if err := os.MkdirAll(filepath.Dir(a.cfg.Socket), 0o755); err != nil {
+		return fmt.Errorf("create socket directory: %w", err)
+	}
+	_ = os.Remove(a.cfg.Socket)
+	ul, err := net.Listen("unix", a.cfg.Socket)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", a.cfg.Socket, err)
+	}
+	if err := os.Chmod(a.cfg.Socket, 0o660); err != nil {
+		ul.Close()
+		return fmt.Errorf("chmod %s: %w", a.cfg.Socket, err)
+	}
+	h := a.Handler()
+	servers := []*http.Server{{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, callerKey, unixCaller(c))
+		},
+	}}
+	listeners := []net.Listener{ul}
+	if a.cfg.Listen != "" {
+		tl, srv, err := a.tcpServer(h)
+		if err != nil {
+			ul.Close()
+			return err
+		}
+		servers, listeners = append(servers, srv), append(listeners, tl)
+	}
+	if a.cfg.MetricsAddr != "" {
+		ml, err := net.Listen("tcp", a.cfg.MetricsAddr)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return fmt.Errorf("listen for metrics on %s: %w", a.cfg.MetricsAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
+		servers = append(servers, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second})
+		listeners = append(listeners, ml)
+	}
+	errc := make(chan error, len(servers))
+	for i, s := range servers {
+		go func() { errc <- s.Serve(listeners[i]) }()
+	}
+	a.log.Info("api listening", "socket", a.cfg.Socket, "tcp", a.cfg.Listen, "metrics", a.cfg.MetricsAddr)
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+	defer cancel()
+	for _, s := range servers {
+		_ = s.Shutdown(sctx)
+	}
+	_ = os.Remove(a.cfg.Socket)
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func (a *Agent) tcpServer(h http.Handler) (net.Listener, *http.Server, error) {
+	token := ""
+	if a.cfg.TokenFile != "" {
+		raw, err := os.ReadFile(a.cfg.TokenFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read token file: %w", err)
+		}
+		token = strings.TrimSpace(string(raw))
+		if len(token) < 16 {
+			return nil, nil, fmt.Errorf("token file %s: the token must have at least 16 characters", a.cfg.TokenFile)
+		}
+	}
+	l, err := net.Listen("tcp", a.cfg.Listen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen on %s: %w", a.cfg.Listen, err)
+	}
+	srv := &http.Server{Handler: RequireAuth(h, token), ReadHeaderTimeout: 10 * time.Second}
+	if a.cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(a.cfg.TLSCert, a.cfg.TLSKey)
+		if err != nil {
+			l.Close()
+			return nil, nil, fmt.Errorf("load TLS certificate: %w", err)
+		}
+		tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		if a.cfg.TLSClientCA != "" {
+			pem, err := os.ReadFile(a.cfg.TLSClientCA)
+			if err != nil {
+				l.Close()
+				return nil, nil, fmt.Errorf("read client CA: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				l.Close()
+				return nil, nil, fmt.Errorf("client CA %s: no PEM certificate", a.cfg.TLSClientCA)
+			}
+			tc.ClientCAs, tc.ClientAuth = pool, tls.VerifyClientCertIfGiven
+		}
+		l = tls.NewListener(l, tc)
+	}
+	return l, srv, nil
+}

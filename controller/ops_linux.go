@@ -1,0 +1,307 @@
+//go:build linux
+
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/nanoseg/nanoseg/policies"
+	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+)
+
+// ErrInvalid marks a request the agent refuses because of its content.
+var ErrInvalid = errors.New("invalid request")
+
+// ConvergeTimeout bounds how long a promotion or rollback waits for the
+// dataplane to converge before it answers.
+const ConvergeTimeout = 15 * time.Second
+
+// workloadOf returns the inventory workload ("namespace/workload") that seg
+// selects: its namespace and label selector must select the identity of
+// exactly one workload.
+func (a *Agent) workloadOf(seg *v1alpha1.NanoSegment) (string, error) {
+	sel, err := metav1.LabelSelectorAsSelector(&seg.Spec.Selector)
+	if err != nil {
+		return "", fmt.Errorf("%w: spec.selector: %v", ErrInvalid, err)
+	}
+	match := map[string]bool{}
+	for _, e := range a.inv.Endpoints() {
+		if e.Namespace == seg.Namespace && sel.Matches(labels.Set(e.Labels)) {
+			match[e.Key()] = true
+		}
+	}
+	keys := make([]string, 0, len(match))
+	for k := range match {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	switch len(keys) {
+	case 0:
+		return "", fmt.Errorf("%w: nanosegment %s/%s: spec.selector selects no workload in namespace %q", ErrInvalid, seg.Namespace, seg.Name, seg.Namespace)
+	case 1:
+		return keys[0], nil
+	}
+	return "", fmt.Errorf("%w: nanosegment %s/%s: spec.selector selects %d workloads (%v); a nanosegment is the policy of one workload", ErrInvalid, seg.Namespace, seg.Name, len(keys), keys)
+}
+
+// ProposeResult is one workload's proposal and where it went.
+type ProposeResult struct {
+	Workload string   `json:"workload"`
+	Revision Revision `json:"revision"`
+	// New is false when the proposal equals the latest revision, which is
+	// then returned instead of storing a copy.
+	New bool `json:"new"`
+}
+
+// Propose infers one nanosegment per workload from the edges last seen
+// within window (all edges for 0) and stores each that differs from the
+// workload's latest revision as a new proposed revision.
+func (a *Agent) Propose(window time.Duration, who string) ([]ProposeResult, error) {
+	if err := a.flush(); err != nil {
+		return nil, err
+	}
+	since := time.Time{}
+	if window > 0 {
+		since = time.Now().Add(-window)
+	}
+	edges, err := a.store.Edges(since)
+	if err != nil {
+		return nil, err
+	}
+	var ids []policies.Identity
+	for _, w := range a.inv.Workloads() {
+		eps := a.inv.Workload(w)
+		ids = append(ids, policies.Identity{Namespace: eps[0].Namespace, Labels: policies.IdentityLabels(eps[0].Labels)})
+	}
+	segs := policies.Propose(PolicyEdges(edges), ids)
+	var out []ProposeResult
+	for i := range segs {
+		seg := &segs[i]
+		w, err := a.workloadOf(seg)
+		if err != nil {
+			a.log.Warn("proposal matches no single workload", "nanosegment", seg.Namespace+"/"+seg.Name, "err", err)
+			continue
+		}
+		res := ProposeResult{Workload: w}
+		if last, err := a.store.LatestRevision(w); err == nil && equality.Semantic.DeepEqual(last.Policy.Spec, seg.Spec) {
+			res.Revision = last
+			out = append(out, res)
+			continue
+		}
+		r, err := a.store.AddRevision(Revision{Workload: w, Origin: OriginProposed, CreatedAt: time.Now().UTC(), CreatedBy: who, Policy: seg})
+		if err != nil {
+			return out, err
+		}
+		res.Revision, res.New = r, true
+		out = append(out, res)
+	}
+	return out, nil
+}
+
+// ApplyPolicies stores the nanosegments in the YAML or JSON document raw
+// (file names errors) as declared revisions, after validating every one:
+// one invalid object stores nothing.
+func (a *Agent) ApplyPolicies(file string, raw []byte, who string) ([]Revision, error) {
+	objs, err := policies.ParseObjects(file, raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	nps, segs := policies.SplitObjects(objs)
+	for i := range nps {
+		seg, err := policies.ImportNetworkPolicy(&nps[i])
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: import NetworkPolicy %s/%s: %v", ErrInvalid, file, nps[i].Namespace, nps[i].Name, err)
+		}
+		segs = append(segs, *seg)
+	}
+	if len(segs) == 0 {
+		return nil, fmt.Errorf("%w: %s: no NanoSegment or NetworkPolicy objects", ErrInvalid, file)
+	}
+	var errs []error
+	targets := make([]string, len(segs))
+	for i := range segs {
+		if verrs := policies.ValidateNanoSegment(&segs[i]); len(verrs) > 0 {
+			errs = append(errs, fmt.Errorf("%s: nanosegment %s/%s: %v", file, segs[i].Namespace, segs[i].Name, verrs.ToAggregate()))
+			continue
+		}
+		w, err := a.workloadOf(&segs[i])
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %v", file, errors.Unwrap(err)))
+			continue
+		}
+		targets[i] = w
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%w:\n%w", ErrInvalid, errors.Join(errs...))
+	}
+	now := time.Now().UTC()
+	var out []Revision
+	for i := range segs {
+		seg := segs[i]
+		for j := range seg.Spec.Ingress {
+			markDeclared(&seg.Spec.Ingress[j], who, now)
+		}
+		for j := range seg.Spec.Egress {
+			markDeclared(&seg.Spec.Egress[j], who, now)
+		}
+		r, err := a.store.AddRevision(Revision{Workload: targets[i], Origin: OriginDeclared, CreatedAt: now, CreatedBy: who, Policy: &seg})
+		if err != nil {
+			return out, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func markDeclared(r *v1alpha1.Rule, who string, at time.Time) {
+	if r.Provenance.Declared == nil && r.Provenance.Observed == nil {
+		t := metav1.NewTime(at)
+		r.Provenance.Declared = &v1alpha1.Declared{By: who, At: &t}
+	}
+}
+
+// PromoteRequest asks for a workload's mode (and optionally revision) to
+// change.
+type PromoteRequest struct {
+	Workload string        `json:"workload"`
+	To       v1alpha1.Mode `json:"to"`
+	// Revision 0 means the latest revision.
+	Revision int    `json:"revision,omitempty"`
+	Reason   string `json:"reason"`
+}
+
+// PromoteResult is the recorded event and whether the dataplane converged.
+type PromoteResult struct {
+	Promotion Promotion `json:"promotion"`
+	// Converged is true when every endpoint of the workload holds the new
+	// rule set; Errors name the endpoints that failed.
+	Converged bool              `json:"converged"`
+	Errors    map[string]string `json:"errors,omitempty"`
+}
+
+// Promote records a promotion of req.Workload and waits until the
+// dataplane has converged (at most ConvergeTimeout).
+func (a *Agent) Promote(ctx context.Context, req PromoteRequest, who string) (PromoteResult, error) {
+	switch req.To {
+	case v1alpha1.ModeObserve, v1alpha1.ModeAudit, v1alpha1.ModeEnforce:
+	default:
+		return PromoteResult{}, fmt.Errorf("%w: to: %q is not observe, audit or enforce", ErrInvalid, req.To)
+	}
+	if req.Reason == "" {
+		return PromoteResult{}, fmt.Errorf("%w: reason: required: say why", ErrInvalid)
+	}
+	if len(a.inv.Workload(req.Workload)) == 0 {
+		return PromoteResult{}, fmt.Errorf("%w: workload %q is not in the inventory (known: %v)", ErrInvalid, req.Workload, a.inv.Workloads())
+	}
+	rev := req.Revision
+	if rev == 0 {
+		last, err := a.store.LatestRevision(req.Workload)
+		if err != nil {
+			return PromoteResult{}, fmt.Errorf("%w: workload %s has no policy revision yet: propose or apply one first", ErrInvalid, req.Workload)
+		}
+		rev = last.Number
+	} else if _, err := a.store.Revision(req.Workload, rev); err != nil {
+		return PromoteResult{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	p, err := a.store.Record(Promotion{At: time.Now().UTC(), Who: who, Workload: req.Workload, Action: ActionPromote,
+		ToMode: req.To, ToRevision: rev, Reason: req.Reason}, nil)
+	if err != nil {
+		return PromoteResult{}, err
+	}
+	return a.converge(ctx, p)
+}
+
+// RollbackRequest asks to undo a workload's last promotion, or to return
+// to revision ToRevision (keeping the current mode).
+type RollbackRequest struct {
+	Workload   string `json:"workload"`
+	ToRevision int    `json:"toRevision,omitempty"`
+	Reason     string `json:"reason"`
+}
+
+// Rollback records a rollback and waits for the dataplane like Promote.
+// Without ToRevision it returns to the state before the latest promotion
+// that no rollback has undone yet.
+func (a *Agent) Rollback(ctx context.Context, req RollbackRequest, who string) (PromoteResult, error) {
+	if len(a.inv.Workload(req.Workload)) == 0 {
+		return PromoteResult{}, fmt.Errorf("%w: workload %q is not in the inventory (known: %v)", ErrInvalid, req.Workload, a.inv.Workloads())
+	}
+	if req.Reason == "" {
+		req.Reason = "rollback"
+	}
+	cur, err := a.store.State(req.Workload)
+	if err != nil {
+		return PromoteResult{}, err
+	}
+	ev := Promotion{At: time.Now().UTC(), Who: who, Workload: req.Workload, Action: ActionRollback, Reason: req.Reason}
+	if req.ToRevision > 0 {
+		if _, err := a.store.Revision(req.Workload, req.ToRevision); err != nil {
+			return PromoteResult{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		ev.ToMode, ev.ToRevision = cur.Mode, req.ToRevision
+	} else {
+		hist, err := a.store.History(req.Workload)
+		if err != nil {
+			return PromoteResult{}, err
+		}
+		target := undoTarget(hist)
+		if target == nil {
+			return PromoteResult{}, fmt.Errorf("%w: workload %s has no promotion to roll back", ErrInvalid, req.Workload)
+		}
+		ev.ToMode, ev.ToRevision, ev.Undoes = target.FromMode, target.FromRevision, target.Seq
+	}
+	p, err := a.store.Record(ev, &cur)
+	if err != nil {
+		return PromoteResult{}, err
+	}
+	return a.converge(ctx, p)
+}
+
+// undoTarget returns the latest promotion of hist that no rollback undid.
+func undoTarget(hist []Promotion) *Promotion {
+	undone := map[uint64]bool{}
+	for i := len(hist) - 1; i >= 0; i-- {
+		p := hist[i]
+		if p.Action == ActionRollback {
+			if p.Undoes != 0 {
+				undone[p.Undoes] = true
+			}
+			continue
+		}
+		if !undone[p.Seq] {
+			return &hist[i]
+		}
+	}
+	return nil
+}
+
+func (a *Agent) converge(ctx context.Context, p Promotion) (PromoteResult, error) {
+	res := PromoteResult{Promotion: p}
+	g := a.requestReconcile()
+	wctx, cancel := context.WithTimeout(ctx, ConvergeTimeout)
+	defer cancel()
+	if err := a.waitReconciled(wctx, g); err != nil {
+		return res, nil // recorded; convergence not confirmed
+	}
+	res.Converged = true
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, e := range a.inv.Workload(p.Workload) {
+		if err := a.lastErr[e.Netns]; err != nil {
+			if res.Errors == nil {
+				res.Errors = map[string]string{}
+			}
+			res.Errors[e.Netns] = err.Error()
+			res.Converged = false
+		}
+	}
+	return res, nil
+}

@@ -1,0 +1,186 @@
+//go:build linux
+
+package controller
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/nanoseg/nanoseg/dataplane"
+	"github.com/nanoseg/nanoseg/policies"
+	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+)
+
+// WorkloadStatus is one workload as `nanoseg status` shows it.
+type WorkloadStatus struct {
+	Workload string        `json:"workload"`
+	Mode     v1alpha1.Mode `json:"mode"`
+	Revision int           `json:"revision"`
+	Since    time.Time     `json:"since,omitzero"`
+	// Endpoints are the workload's namespaces with their dataplane state.
+	Endpoints []EndpointState `json:"endpoints"`
+	// RuleHits are the kernel's counters per rule id, summed over the
+	// workload's endpoints: connection-opening packets and their bytes.
+	RuleHits []RuleHit `json:"ruleHits,omitempty"`
+	// WouldDeny counts audit-deny events and Denied deny events that
+	// involve the workload since its last promotion.
+	WouldDeny int `json:"wouldDeny"`
+	Denied    int `json:"denied"`
+	// Breaks lists what enforcing would break (audit mode) or what
+	// enforcement blocks: denied edges since promotion, most frequent first.
+	Breaks []DeniedCount `json:"breaks,omitempty"`
+}
+
+// EndpointState is one endpoint's dataplane state.
+type EndpointState struct {
+	Netns  string `json:"netns"`
+	InSync bool   `json:"inSync"` // the kernel holds the desired rule set
+	Error  string `json:"error,omitempty"`
+}
+
+// RuleHit is one rule id's counters.
+type RuleHit struct {
+	RuleID  string `json:"ruleID"`
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
+}
+
+// DeniedCount is a (source, destination, protocol, port) with how often it
+// was audit-denied or denied.
+type DeniedCount struct {
+	Verdict     string `json:"verdict"`
+	Source      string `json:"source"`
+	Destination string `json:"destination"`
+	Protocol    string `json:"protocol"`
+	Port        uint16 `json:"port"`
+	Count       int    `json:"count"`
+	RuleID      string `json:"ruleID"`
+}
+
+// Status reports every workload of the inventory.
+func (a *Agent) Status() ([]WorkloadStatus, error) {
+	if err := a.flush(); err != nil {
+		return nil, err
+	}
+	dp := dataplane.New(nil)
+	var out []WorkloadStatus
+	for _, w := range a.inv.Workloads() {
+		st, err := a.store.State(w)
+		if err != nil {
+			return nil, err
+		}
+		ws := WorkloadStatus{Workload: w, Mode: st.Mode, Revision: st.Revision, Since: st.Since}
+		hits := map[string]*RuleHit{}
+		for _, e := range a.inv.Workload(w) {
+			es := EndpointState{Netns: e.Netns}
+			if rst, ok := a.rec.Status(e.Netns); ok {
+				if rst.Err != nil {
+					es.Error = rst.Err.Error()
+				}
+			}
+			ks, err := dp.Read(e.Path)
+			if err != nil {
+				es.Error = err.Error()
+			} else {
+				if rst, ok := a.rec.Status(e.Netns); ok {
+					es.InSync = ks.Equal(rst.Desired)
+				}
+				for id, c := range ks.Counters {
+					h := hits[id]
+					if h == nil {
+						h = &RuleHit{RuleID: id}
+						hits[id] = h
+					}
+					h.Packets += c.Packets
+					h.Bytes += c.Bytes
+				}
+			}
+			ws.Endpoints = append(ws.Endpoints, es)
+		}
+		for _, h := range hits {
+			ws.RuleHits = append(ws.RuleHits, *h)
+		}
+		sort.Slice(ws.RuleHits, func(i, j int) bool { return ws.RuleHits[i].RuleID < ws.RuleHits[j].RuleID })
+		evs, err := a.store.Verdicts(st.Since)
+		if err != nil {
+			return nil, err
+		}
+		ws.Breaks = countDenied(evs, w)
+		for _, b := range ws.Breaks {
+			if b.Verdict == "audit-deny" {
+				ws.WouldDeny += b.Count
+			} else {
+				ws.Denied += b.Count
+			}
+		}
+		out = append(out, ws)
+	}
+	return out, nil
+}
+
+// countDenied groups the verdict events that involve workload.
+func countDenied(evs []VerdictEvent, workload string) []DeniedCount {
+	m := map[DeniedCount]int{}
+	for _, e := range evs {
+		if e.Source != workload && e.Destination != workload {
+			continue
+		}
+		k := DeniedCount{Verdict: e.Verdict, Source: e.Source, Destination: e.Destination, Protocol: e.Protocol, Port: e.Port, RuleID: e.RuleID}
+		m[k]++
+	}
+	out := make([]DeniedCount, 0, len(m))
+	for k, n := range m {
+		k.Count = n
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Count != out[j].Count {
+			return out[i].Count > out[j].Count
+		}
+		return fmt.Sprint(out[i]) < fmt.Sprint(out[j])
+	})
+	return out
+}
+
+// Diff compares the latest revision of workload (every workload for "")
+// with the active policies over the edges of window (0: all).
+func (a *Agent) Diff(workload string, window time.Duration) (policies.DiffReport, error) {
+	if err := a.flush(); err != nil {
+		return policies.DiffReport{}, err
+	}
+	since := time.Time{}
+	if window > 0 {
+		since = time.Now().Add(-window)
+	}
+	edges, err := a.store.Edges(since)
+	if err != nil {
+		return policies.DiffReport{}, err
+	}
+	active, err := a.Active()
+	if err != nil {
+		return policies.DiffReport{}, err
+	}
+	var segs []v1alpha1.NanoSegment
+	for _, ap := range active {
+		segs = append(segs, *ap.Policy)
+	}
+	set, err := policies.NewPolicySet(nil, segs)
+	if err != nil {
+		return policies.DiffReport{}, err
+	}
+	var proposal []v1alpha1.NanoSegment
+	ws := a.inv.Workloads()
+	if workload != "" {
+		if len(a.inv.Workload(workload)) == 0 {
+			return policies.DiffReport{}, fmt.Errorf("%w: workload %q is not in the inventory", ErrInvalid, workload)
+		}
+		ws = []string{workload}
+	}
+	for _, w := range ws {
+		if r, err := a.store.LatestRevision(w); err == nil {
+			proposal = append(proposal, *r.Policy)
+		}
+	}
+	return policies.Diff(proposal, set, PolicyEdges(edges))
+}
