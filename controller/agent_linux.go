@@ -16,6 +16,7 @@
 //     waits until a pass that started after it has finished.
 //   - drift: the dataplane reconciler compares tables with their desired
 //     rule sets every DriftInterval and repairs them.
+//
 // State that must survive a restart lives only in the store; on start the
 // agent re-compiles from it and the dataplane adopts the tables it finds
 // without flushing them, so enforcement has no window across a restart.

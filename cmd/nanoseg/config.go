@@ -46,8 +46,8 @@ type LogConfig struct {
 // Defaults returns the configuration used where nothing else is set.
 func Defaults() Config {
 	return Config{
-		Log: LogConfig{Level: "info", Format: "text"},
-		Lab:    lab.DefaultConfig(),
+		Log:   LogConfig{Level: "info", Format: "text"},
+		Lab:   lab.DefaultConfig(),
 		Agent: controller.DefaultAgentConfig(),
 	}
 }

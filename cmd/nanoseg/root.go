@@ -36,8 +36,8 @@ func asExitCoder(err error, target *exitCoder) bool { return errors.As(err, targ
 
 func newRootCmd() *cobra.Command {
 	a := &app{bind: map[string]string{
-		"log.level":    "log-level",
-		"log.format":   "log-format",
+		"log.level":         "log-level",
+		"log.format":        "log-format",
 		"lab.stateDir":      "state-dir",
 		"agent.lab":         "lab",
 		"agent.labelsFile":  "labels",
