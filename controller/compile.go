@@ -17,7 +17,6 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
-	"strings"
 
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -46,6 +45,13 @@ type peerRef struct {
 	peer   int
 }
 
+// ruleRef names one rule of one policy.
+type ruleRef struct {
+	policy int
+	dir    policies.Direction
+	rule   int
+}
+
 // Compiler holds the compiled state: rule sets by pod key, and the indexes
 // that make a one-pod change cheap. Not safe for concurrent use.
 type Compiler struct {
@@ -63,6 +69,7 @@ type Compiler struct {
 	selectorP   []peerRef                   // every selector peer
 	ruleSets    map[string]dataplane.RuleSet
 	warnings    map[string]bool
+	targets     map[ruleRef][]peerTarget // cached peer addresses of a rule
 }
 
 // NewCompiler compiles in fully: one rule set per participating pod.
@@ -77,6 +84,7 @@ func NewCompiler(in CompileInput) (*Compiler, error) {
 		peerPods:   map[peerRef]map[string]bool{},
 		ruleSets:   map[string]dataplane.RuleSet{},
 		warnings:   map[string]bool{},
+		targets:    map[ruleRef][]peerTarget{},
 	}
 	for _, ns := range in.Namespaces {
 		c.namespaces[ns.Name] = ns
@@ -93,6 +101,7 @@ func NewCompiler(in CompileInput) (*Compiler, error) {
 	}
 	c.selected = make([]map[string]bool, len(c.policies))
 	c.byNS = map[string][]int{}
+	memo := map[string]map[string]bool{}
 	for i, pol := range c.policies {
 		c.byNS[pol.Namespace] = append(c.byNS[pol.Namespace], i)
 		c.namedEgress = append(c.namedEgress, hasNamedEgressToAddresses(pol))
@@ -110,14 +119,23 @@ func NewCompiler(in CompileInput) (*Compiler, error) {
 					}
 					ref := peerRef{i, policies.Direction(d), ri, pi}
 					c.selectorP = append(c.selectorP, ref)
-					set := map[string]bool{}
-					for _, ns := range c.peerNamespaces(pol, peer) {
-						for k := range c.podsByNS[ns] {
-							if p := c.pods[k]; p.Participates() && (peer.PodSelector == nil || peer.PodSelector.Matches(labelsOf(p.Labels))) {
-								set[k] = true
+					memoKey := selectorString(peer.PodSelector) + "\x00" + selectorString(peer.NamespaceSelector)
+					if peer.NamespaceSelector == nil {
+						memoKey += "\x00" + pol.Namespace
+					}
+					set, ok := memo[memoKey]
+					if !ok {
+						set = map[string]bool{}
+						for _, ns := range c.peerNamespaces(pol, peer) {
+							for k := range c.podsByNS[ns] {
+								if p := c.pods[k]; p.Participates() && (peer.PodSelector == nil || peer.PodSelector.Matches(labelsOf(p.Labels))) {
+									set[k] = true
+								}
 							}
 						}
+						memo[memoKey] = set
 					}
+					set = maps.Clone(set)
 					c.peerPods[ref] = set
 				}
 			}
@@ -221,6 +239,9 @@ func (c *Compiler) changed(key string, old policies.Pod, had bool, now *policies
 		// addresses matter only for named ports, resolved at the destination.
 		if c.namedEgress[i] {
 			touch(i)
+			for ri := range pol.Rules[policies.Egress] {
+				delete(c.targets, ruleRef{i, policies.Egress, ri})
+			}
 		}
 	}
 	for _, ref := range c.selectorP {
@@ -232,6 +253,8 @@ func (c *Compiler) changed(key string, old policies.Pod, had bool, now *policies
 			delete(c.peerPods[ref], key)
 		}
 		if was || is {
+			// Membership, addresses or named ports may have changed.
+			delete(c.targets, ruleRef{ref.policy, ref.dir, ref.rule})
 			touch(ref.policy)
 		}
 	}
@@ -331,7 +354,8 @@ func (c *Compiler) rebuild(key string) {
 				entries = append(entries, c.ruleEntries(pi, dir, ri, r, p)...)
 			}
 		}
-		entries = dedupEntries(entries)
+		// Entries stay in policy and rule order; overlaps between rules are
+		// left to the dataplane, which keeps the earlier entry's rule id.
 		if dir == policies.Ingress {
 			rs.Ingress = entries
 		} else {
@@ -383,69 +407,17 @@ type peerTarget struct {
 func (c *Compiler) ruleEntries(pi int, dir policies.Direction, ri int, r policies.CompiledRule, self policies.Pod) []dataplane.Entry {
 	pol := c.policies[pi]
 	id := RuleID(pol.Ref, r.ID)
-	var targets []peerTarget
-	needPods := false
-	for _, port := range r.Ports {
-		needPods = needPods || (port.Name != "" && dir == policies.Egress)
+	rr := ruleRef{pi, dir, ri}
+	targets, ok := c.targets[rr]
+	if !ok {
+		targets = c.ruleTargets(pi, dir, ri, r)
+		c.targets[rr] = targets
 	}
-	addPod := func(k string) {
-		p := c.pods[k]
-		for _, a := range p.IPs {
-			targets = append(targets, peerTarget{netip.PrefixFrom(a, a.BitLen()), &p})
-		}
+	n := len(r.Ports)
+	if n == 0 {
+		n = 1
 	}
-	if r.AllPeers {
-		if needPods {
-			for _, k := range slices.Sorted(maps.Keys(c.pods)) {
-				if c.pods[k].Participates() {
-					addPod(k)
-				}
-			}
-		} else {
-			targets = append(targets, peerTarget{prefix: netip.MustParsePrefix("0.0.0.0/0")}, peerTarget{prefix: netip.MustParsePrefix("::/0")})
-		}
-	}
-	for pe, peer := range r.Peers {
-		switch {
-		case peer.IsSelector():
-			for _, k := range slices.Sorted(maps.Keys(c.peerPods[peerRef{pi, dir, ri, pe}])) {
-				addPod(k)
-			}
-		case peer.IPBlock != nil:
-			if needPods {
-				for _, k := range slices.Sorted(maps.Keys(c.pods)) {
-					p := c.pods[k]
-					for _, a := range p.IPs {
-						if p.Participates() && peer.IPBlock.Contains(a) {
-							targets = append(targets, peerTarget{netip.PrefixFrom(a, a.BitLen()), &p})
-						}
-					}
-				}
-				continue
-			}
-			for _, pre := range subtractPrefixes(peer.IPBlock.CIDR, peer.IPBlock.Except) {
-				targets = append(targets, peerTarget{prefix: pre})
-			}
-		case peer.DNSName != "":
-			found := false
-			for name, addrs := range c.names {
-				if policies.MatchDNSName(peer.DNSName, name) {
-					found = true
-					for _, a := range addrs {
-						targets = append(targets, peerTarget{prefix: netip.PrefixFrom(a, a.BitLen())})
-					}
-				}
-			}
-			if !found {
-				c.warnings[fmt.Sprintf("%s rule %s: DNS name %s not resolved yet; it allows nothing until it is", pol.Ref, r.ID, peer.DNSName)] = true
-			}
-		case peer.Host:
-			for _, a := range c.hosts {
-				targets = append(targets, peerTarget{prefix: netip.PrefixFrom(a, a.BitLen())})
-			}
-		}
-	}
-	var out []dataplane.Entry
+	out := make([]dataplane.Entry, 0, len(targets)*n)
 	for _, t := range targets {
 		if r.AllPorts {
 			out = append(out, dataplane.Entry{Peer: t.prefix, RuleID: id})
@@ -500,6 +472,79 @@ func (c *Compiler) ruleEntries(pi int, dir policies.Direction, ri int, r policie
 	return out
 }
 
+// ruleTargets returns the peer addresses of rule r (with the pod holding
+// each, when there is one), sorted and without duplicates.
+func (c *Compiler) ruleTargets(pi int, dir policies.Direction, ri int, r policies.CompiledRule) []peerTarget {
+	pol := c.policies[pi]
+	var targets []peerTarget
+	needPods := false
+	for _, port := range r.Ports {
+		needPods = needPods || (port.Name != "" && dir == policies.Egress)
+	}
+	addPod := func(k string) {
+		p := c.pods[k]
+		pp := &p
+		for _, a := range p.IPs {
+			targets = append(targets, peerTarget{netip.PrefixFrom(a, a.BitLen()), pp})
+		}
+	}
+	if r.AllPeers {
+		if needPods {
+			for _, k := range slices.Sorted(maps.Keys(c.pods)) {
+				if c.pods[k].Participates() {
+					addPod(k)
+				}
+			}
+		} else {
+			targets = append(targets, peerTarget{prefix: netip.MustParsePrefix("0.0.0.0/0")}, peerTarget{prefix: netip.MustParsePrefix("::/0")})
+		}
+	}
+	for pe, peer := range r.Peers {
+		switch {
+		case peer.IsSelector():
+			for _, k := range slices.Sorted(maps.Keys(c.peerPods[peerRef{pi, dir, ri, pe}])) {
+				addPod(k)
+			}
+		case peer.IPBlock != nil:
+			if needPods {
+				for _, k := range slices.Sorted(maps.Keys(c.pods)) {
+					p := c.pods[k]
+					for _, a := range p.IPs {
+						if p.Participates() && peer.IPBlock.Contains(a) {
+							targets = append(targets, peerTarget{netip.PrefixFrom(a, a.BitLen()), &p})
+						}
+					}
+				}
+				continue
+			}
+			for _, pre := range subtractPrefixes(peer.IPBlock.CIDR, peer.IPBlock.Except) {
+				targets = append(targets, peerTarget{prefix: pre})
+			}
+		case peer.DNSName != "":
+			found := false
+			for name, addrs := range c.names {
+				if policies.MatchDNSName(peer.DNSName, name) {
+					found = true
+					for _, a := range addrs {
+						targets = append(targets, peerTarget{prefix: netip.PrefixFrom(a, a.BitLen())})
+					}
+				}
+			}
+			if !found {
+				c.warnings[fmt.Sprintf("%s rule %s: DNS name %s not resolved yet; it allows nothing until it is", pol.Ref, r.ID, peer.DNSName)] = true
+			}
+		case peer.Host:
+			for _, a := range c.hosts {
+				targets = append(targets, peerTarget{prefix: netip.PrefixFrom(a, a.BitLen())})
+			}
+		}
+	}
+	slices.SortFunc(targets, func(a, b peerTarget) int {
+		return cmp.Or(a.prefix.Addr().Compare(b.prefix.Addr()), cmp.Compare(a.prefix.Bits(), b.prefix.Bits()))
+	})
+	return slices.CompactFunc(targets, func(a, b peerTarget) bool { return a.prefix == b.prefix })
+}
+
 // subtractPrefixes returns p minus every prefix of except, as a list of
 // prefixes (splitting p in halves around each exception).
 func subtractPrefixes(p netip.Prefix, except []netip.Prefix) []netip.Prefix {
@@ -530,16 +575,11 @@ func subtractPrefixes(p netip.Prefix, except []netip.Prefix) []netip.Prefix {
 	return append(subtractPrefixes(lo, except), subtractPrefixes(hi, except)...)
 }
 
-func dedupEntries(es []dataplane.Entry) []dataplane.Entry {
-	slices.SortFunc(es, func(a, b dataplane.Entry) int {
-		return cmp.Or(
-			a.Peer.Addr().Compare(b.Peer.Addr()), cmp.Compare(a.Peer.Bits(), b.Peer.Bits()),
-			strings.Compare(string(a.Protocol), string(b.Protocol)), cmp.Compare(a.Port, b.Port),
-			cmp.Compare(a.EndPort, b.EndPort), strings.Compare(a.RuleID, b.RuleID))
-	})
-	return slices.CompactFunc(es, func(a, b dataplane.Entry) bool {
-		return a.Peer == b.Peer && a.Protocol == b.Protocol && a.Port == b.Port && a.EndPort == b.EndPort
-	})
-}
-
 func labelsOf(m map[string]string) labels.Set { return labels.Set(m) }
+
+func selectorString(s labels.Selector) string {
+	if s == nil {
+		return "<nil>"
+	}
+	return s.String()
+}

@@ -295,8 +295,7 @@ func Propose(edges []Edge, identities []Identity) []v1alpha1.NanoSegment {
 		idx.add(i)
 	}
 	segs := map[string]*segAcc{}
-	seg := func(i Identity) *segAcc {
-		i = i.Normalize()
+	seg := func(i Identity) *segAcc { // i is normalized
 		k := i.Key()
 		s := segs[k]
 		if s == nil {
@@ -313,7 +312,7 @@ func Propose(edges []Edge, identities []Identity) []v1alpha1.NanoSegment {
 			idx.add(*e.Destination)
 		}
 	}
-	add := func(s *segAcc, dir Direction, peerKey string, peer func() (v1alpha1.Peer, string), e Edge) {
+	add := func(s *segAcc, dir Direction, peerKey string, peer func() (v1alpha1.Peer, string), e Edge, edgeKey string) {
 		r := s.rules[dir][peerKey]
 		if r == nil {
 			p, id := peer()
@@ -321,12 +320,15 @@ func Propose(edges []Edge, identities []Identity) []v1alpha1.NanoSegment {
 			s.rules[dir][peerKey] = r
 		}
 		proto := e.protocol()
-		port := v1alpha1.Port{Protocol: proto}
-		if proto != v1alpha1.ProtocolICMP || e.Port != 0 {
-			port.Port = intOrStringPtr(intstr.FromInt32(e.Port))
+		pk := string(proto) + "/" + fmt.Sprintf("%05d", e.Port)
+		if _, ok := r.ports[pk]; !ok {
+			port := v1alpha1.Port{Protocol: proto}
+			if proto != v1alpha1.ProtocolICMP || e.Port != 0 {
+				port.Port = intOrStringPtr(intstr.FromInt32(e.Port))
+			}
+			r.ports[pk] = port
 		}
-		r.ports[fmt.Sprintf("%s/%05d", proto, e.Port)] = port
-		r.edges[e.Key()] = true
+		r.edges[edgeKey] = true
 		if r.first.IsZero() || (!e.FirstSeen.IsZero() && e.FirstSeen.Before(r.first)) {
 			r.first = e.FirstSeen
 		}
@@ -339,27 +341,38 @@ func Propose(edges []Edge, identities []Identity) []v1alpha1.NanoSegment {
 		if e.Destination == nil && e.External == nil {
 			continue
 		}
+		var src, dst Identity
+		var srcK, dstK string
+		if e.SourceExternal == nil {
+			src = e.Source.Normalize()
+			srcK = src.Key()
+		} else {
+			srcK = e.SourceExternal.Key()
+		}
+		if e.Destination != nil {
+			dst = e.Destination.Normalize()
+			dstK = dst.Key()
+		} else {
+			dstK = e.External.Key()
+		}
+		edgeKey := fmt.Sprintf("%s -> %s %s/%d", srcK, dstK, e.protocol(), e.Port)
 		// Egress of the source.
 		if e.SourceExternal == nil {
-			src := e.Source.Normalize()
 			if e.Destination != nil {
-				dst := e.Destination.Normalize()
-				add(seg(src), Egress, dst.Key(), func() (v1alpha1.Peer, string) { return idx.identityPeer(dst, src.Namespace) }, e)
+				add(seg(src), Egress, dstK, func() (v1alpha1.Peer, string) { return idx.identityPeer(dst, src.Namespace) }, e, edgeKey)
 			} else {
 				ext := *e.External
-				add(seg(src), Egress, ext.Key(), func() (v1alpha1.Peer, string) { return externalPeer(ext) }, e)
+				add(seg(src), Egress, dstK, func() (v1alpha1.Peer, string) { return externalPeer(ext) }, e, edgeKey)
 			}
 		}
 		// Ingress of the destination.
 		if e.Destination != nil {
-			dst := e.Destination.Normalize()
 			if e.SourceExternal != nil {
 				ext := *e.SourceExternal
 				ext.DNSName = "" // ingress peers are matched by address
-				add(seg(dst), Ingress, ext.Key(), func() (v1alpha1.Peer, string) { return externalPeer(ext) }, e)
+				add(seg(dst), Ingress, ext.Key(), func() (v1alpha1.Peer, string) { return externalPeer(ext) }, e, edgeKey)
 			} else {
-				src := e.Source.Normalize()
-				add(seg(dst), Ingress, src.Key(), func() (v1alpha1.Peer, string) { return idx.identityPeer(src, dst.Namespace) }, e)
+				add(seg(dst), Ingress, srcK, func() (v1alpha1.Peer, string) { return idx.identityPeer(src, dst.Namespace) }, e, edgeKey)
 			}
 		}
 	}

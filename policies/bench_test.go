@@ -1,0 +1,94 @@
+package policies
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+)
+
+// benchSet makes n NanoSegments in namespace "a", each selecting app=w<i%50>
+// and allowing ingress from app=w<(i+1)%50> on TCP 8000+i.
+func benchSet(b *testing.B, n int) (*MemWorld, PolicySet) {
+	b.Helper()
+	w := &MemWorld{}
+	_ = w.AddNamespace(Namespace{Name: "a", Labels: map[string]string{LabelNamespaceName: "a"}})
+	for i := range 500 {
+		_ = w.AddPod(Pod{Namespace: "a", Name: fmt.Sprintf("p%d", i), Labels: map[string]string{"app": fmt.Sprintf("w%d", i%50), "pod-template-hash": "x"},
+			IPs: []netip.Addr{netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)})}})
+	}
+	segs := make([]v1alpha1.NanoSegment, n)
+	for i := range segs {
+		port := intstr.FromInt32(int32(8000 + i%1000))
+		segs[i] = v1alpha1.NanoSegment{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("s%d", i), Namespace: "a"},
+			Spec: v1alpha1.NanoSegmentSpec{
+				Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app": fmt.Sprintf("w%d", i%50)}},
+				Mode:     v1alpha1.ModeEnforce,
+				Ingress: []v1alpha1.Rule{{ID: "r", Peers: []v1alpha1.Peer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": fmt.Sprintf("w%d", (i+1)%50)}}}},
+					Ports: []v1alpha1.Port{{Protocol: "TCP", Port: &port}}}},
+			},
+		}
+	}
+	set, err := NewPolicySet(nil, segs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return w, set
+}
+
+// BenchmarkEvaluate evaluates one connection against 100 and 1000 policies,
+// all in the destination's namespace.
+func BenchmarkEvaluate(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("policies=%d", n), func(b *testing.B) {
+			w, set := benchSet(b, n)
+			c := Connection{From: Endpoint{Pod: "a/p1"}, To: Endpoint{Pod: "a/p0"}, Protocol: "TCP", Port: 8000}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if v := Evaluate(w, set, c); v.Action != Allow {
+					b.Fatal(v.Reason())
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e3, "µs/conn")
+		})
+	}
+}
+
+// benchEdges makes n edges among 1000 identities in 10 namespaces, with
+// replicas (pod-template-hash) and externals.
+func benchEdges(n int) []Edge {
+	t0 := time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
+	edges := make([]Edge, n)
+	for i := range edges {
+		src := Identity{Namespace: fmt.Sprintf("ns%d", i%10), Labels: map[string]string{"app": fmt.Sprintf("a%d", i%100), "tier": fmt.Sprintf("t%d", i%3), "pod-template-hash": fmt.Sprintf("h%d", i%7)}}
+		e := Edge{Source: src, Protocol: "TCP", Port: int32(1000 + i%50), FirstSeen: t0.Add(time.Duration(i) * time.Second), LastSeen: t0.Add(time.Duration(i+60) * time.Second), Flows: 3, Bytes: 1000}
+		if i%5 == 0 {
+			e.External = &External{Address: netip.AddrFrom4([4]byte{198, 19, byte(i >> 8), byte(i)})}
+		} else {
+			d := Identity{Namespace: fmt.Sprintf("ns%d", (i/10)%10), Labels: map[string]string{"app": fmt.Sprintf("a%d", (i/7)%100)}}
+			e.Destination = &d
+		}
+		edges[i] = e
+	}
+	return edges
+}
+
+// BenchmarkPropose infers policy from 100k edges.
+func BenchmarkPropose(b *testing.B) {
+	edges := benchEdges(100_000)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if segs := Propose(edges, nil); len(segs) == 0 {
+			b.Fatal("no proposal")
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/propose")
+}
