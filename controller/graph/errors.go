@@ -9,3 +9,7 @@ var ErrUnknownVerdict = errors.New("unknown verdict")
 // ErrUnknownFormat is returned by Write for a format that is not one of
 // Formats.
 var ErrUnknownFormat = errors.New("unknown format")
+
+// ErrBadEdge is returned by DecodeEdges for a JSON value that decodes but
+// is not an edge.
+var ErrBadEdge = errors.New("bad edge")

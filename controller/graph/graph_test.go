@@ -60,6 +60,20 @@ func TestGolden(t *testing.T) {
 	}
 }
 
+// TestGoldenInput keeps the fixture as JSON lines: sample input for
+// `nanoseg graph --edges` and a check that the observer's edge JSON form
+// stays stable.
+func TestGoldenInput(t *testing.T) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	for _, e := range shopEdges() {
+		if err := enc.Encode(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	golden(t, "shop-edges.jsonl", b.Bytes())
+}
+
 func TestGoldenFiltered(t *testing.T) {
 	g := Build(shopEdges(), Filter{Verdict: VerdictDeny})
 	golden(t, "shop-denied.dot", render(t, FormatDOT, g))

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -61,7 +63,9 @@ func WriteMermaid(w io.Writer, g *Graph) error {
 	}
 	fmt.Fprintf(bw, "  classDef external fill:%s,stroke:%s,stroke-dasharray:4 3\n", externalFill, externalStroke)
 	for i, c := range palette {
-		fmt.Fprintf(bw, "  classDef ns%d fill:%s,stroke:%s\n", i, c.fill, c.stroke)
+		if slices.Contains(slices.Collect(maps.Values(colors)), i) {
+			fmt.Fprintf(bw, "  classDef ns%d fill:%s,stroke:%s\n", i, c.fill, c.stroke)
+		}
 	}
 	if len(red) > 0 {
 		fmt.Fprintf(bw, "  linkStyle %s stroke:%s,stroke-width:2px,color:%s\n", strings.Join(red, ","), colorDeny, colorDeny)

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nanoseg/nanoseg/controller/graph"
+	"github.com/nanoseg/nanoseg/observer"
+)
+
+// edgeSource fetches the observed edges of the window [since, until] (zero:
+// unbounded) from a running agent. It is the hook for the agent's API:
+// until it is wired, it is nil and `nanoseg graph` needs --edges.
+var edgeSource func(ctx context.Context, a *app, since, until time.Time) ([]observer.Edge, error)
+
+// errNoEdgeSource is returned when neither --edges nor an agent is available.
+var errNoEdgeSource = errors.New("no --edges file given and no agent reachable")
+
+type graphOptions struct {
+	edgesFile  string
+	output     string
+	outFile    string
+	namespaces []string
+	workloads  []string
+	verdict    string
+	since      string
+	until      string
+}
+
+func newGraphCmd(a *app) *cobra.Command {
+	var o graphOptions
+	cmd := &cobra.Command{
+		Use:   "graph [--edges FILE] [-o json|dot|graphml|mermaid|html] [--out FILE]",
+		Short: "Export the communication graph as JSON, DOT, GraphML, Mermaid or an HTML page",
+		Long: `graph exports the communication graph: nodes for workloads and external
+peers, edges labelled with protocol/port, flow and byte counts, first and last
+seen, and verdict counts.
+
+The edges come from --edges FILE: observer edges as a JSON array, as JSON lines
+(one edge per line), or as the windows that "nanoseg observe --edges -o json"
+prints ({"start":…,"end":…,"edges":[…]} per line); "-" reads standard input.
+
+Filters combine: --namespace and --workload keep an edge when either end
+matches (both flags repeat), --verdict keeps edges with at least one flow of
+that verdict, --since keeps edges seen in the last DURATION (or since an
+RFC 3339 time).
+
+The output format is -o, else taken from the --out file's extension
+(.json, .dot, .graphml, .mmd, .html), else JSON.`,
+		Example: `  nanoseg graph --edges edges.json -o html --out graph.html
+  nanoseg graph --edges edges.jsonl --namespace shop --verdict deny -o dot | dot -Tsvg > denied.svg
+  nanoseg observe --lab shop --edges -o json --count 1 | nanoseg graph --edges - -o mermaid`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runGraph(cmd, a, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.edgesFile, "edges", "", "file of observed edges (JSON array or JSON lines; - for standard input)")
+	f.StringVarP(&o.output, "output", "o", "", "output format: json, dot, graphml, mermaid, html (default from --out, else json)")
+	f.StringVar(&o.outFile, "out", "", "write to this file instead of standard output")
+	f.StringArrayVar(&o.namespaces, "namespace", nil, "keep edges with a workload in this namespace at either end (repeatable)")
+	f.StringArrayVar(&o.workloads, "workload", nil, "keep edges with this workload, NAMESPACE/NAME, at either end (repeatable)")
+	f.StringVar(&o.verdict, "verdict", "", "keep edges with a flow of this verdict: observed, allowed, audit-deny, deny")
+	f.StringVar(&o.since, "since", "", "keep edges seen in the last DURATION (e.g. 15m) or since an RFC 3339 time")
+	f.StringVar(&o.until, "until", "", "keep edges first seen before DURATION ago or an RFC 3339 time")
+	return cmd
+}
+
+func runGraph(cmd *cobra.Command, a *app, o graphOptions) error {
+	now := time.Now().UTC().Truncate(time.Second)
+	filter, err := o.filter(now)
+	if err != nil {
+		return err
+	}
+	format, err := o.format()
+	if err != nil {
+		return err
+	}
+	var edges []observer.Edge
+	switch {
+	case o.edgesFile != "":
+		edges, err = readEdgesFile(o.edgesFile, cmd.InOrStdin())
+	case edgeSource != nil:
+		edges, err = edgeSource(cmd.Context(), a, filter.Since, filter.Until)
+		if err != nil {
+			err = fmt.Errorf("fetch edges from the agent: %w", err)
+		}
+	default:
+		err = errNoEdgeSource
+	}
+	if err != nil {
+		return err
+	}
+	g := graph.Build(edges, filter)
+	g.GeneratedAt = now
+	if a.log != nil {
+		a.log.Debug("graph built", "edgesIn", len(edges), "nodes", len(g.Nodes), "edges", len(g.Edges), "format", format)
+	}
+	if o.outFile == "" || o.outFile == "-" {
+		return graph.Write(cmd.OutOrStdout(), format, g)
+	}
+	return writeFileAtomic(o.outFile, func(w io.Writer) error { return graph.Write(w, format, g) })
+}
+
+// filter turns the flags into a graph.Filter; durations count back from now.
+func (o graphOptions) filter(now time.Time) (graph.Filter, error) {
+	var errs []error
+	f := graph.Filter{Namespaces: o.namespaces}
+	for _, w := range o.workloads {
+		ns, name, ok := strings.Cut(w, "/")
+		if !ok || ns == "" || name == "" {
+			errs = append(errs, fmt.Errorf("parse --workload %q: want NAMESPACE/NAME", w))
+			continue
+		}
+		f.Workloads = append(f.Workloads, w)
+	}
+	v, err := graph.ParseVerdict(o.verdict)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	f.Verdict = v
+	if f.Since, err = parseWhen(o.since, now); err != nil {
+		errs = append(errs, fmt.Errorf("parse --since: %w", err))
+	}
+	if f.Until, err = parseWhen(o.until, now); err != nil {
+		errs = append(errs, fmt.Errorf("parse --until: %w", err))
+	}
+	if !f.Since.IsZero() && !f.Until.IsZero() && f.Until.Before(f.Since) {
+		errs = append(errs, fmt.Errorf("check window: --until %s is before --since %s", f.Until.Format(time.RFC3339), f.Since.Format(time.RFC3339)))
+	}
+	return f, errors.Join(errs...)
+}
+
+// parseWhen parses a duration back from now ("15m") or an RFC 3339 time;
+// "" is the zero time.
+func parseWhen(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return time.Time{}, fmt.Errorf("negative duration %q", s)
+		}
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is neither a duration (15m, 2h) nor an RFC 3339 time", s)
+	}
+	return t, nil
+}
+
+// format returns -o, else the format of --out's extension, else JSON.
+func (o graphOptions) format() (graph.Format, error) {
+	if o.output != "" {
+		f := graph.Format(strings.ToLower(o.output))
+		if f == "mmd" {
+			f = graph.FormatMermaid
+		}
+		for _, known := range graph.Formats {
+			if f == known {
+				return f, nil
+			}
+		}
+		return "", fmt.Errorf("parse --output %q: %w (want json, dot, graphml, mermaid or html)", o.output, graph.ErrUnknownFormat)
+	}
+	if f, ok := graph.FormatOf(o.outFile); ok {
+		return f, nil
+	}
+	return graph.FormatJSON, nil
+}
+
+// readEdgesFile reads observer edges from path ("-": stdin); see
+// graph.DecodeEdges for the forms accepted.
+func readEdgesFile(path string, stdin io.Reader) ([]observer.Edge, error) {
+	var r io.Reader = stdin
+	name := "standard input"
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("read edges: %w", err)
+		}
+		defer f.Close()
+		r, name = f, path
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("read edges %s: %w", name, err)
+	}
+	edges, err := graph.DecodeEdges(data)
+	if err != nil {
+		return nil, fmt.Errorf("read edges %s: %w", name, err)
+	}
+	return edges, nil
+}
+
+// writeFileAtomic writes path through a temporary file in the same folder
+// and renames it into place, so a reader never sees half a graph.
+func writeFileAtomic(path string, write func(io.Writer) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	bw := bufio.NewWriter(tmp)
+	if err := write(bw); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("chmod %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("rename into %s: %w", path, err)
+	}
+	return nil
+}
