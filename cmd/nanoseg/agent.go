@@ -127,19 +127,48 @@ func (notConverged) ExitCode() int { return 1 }
 func newPromoteCmd(a *app) *cobra.Command {
 	var req controller.PromoteRequest
 	var to string
+	var all bool
 	cmd := &cobra.Command{
-		Use:   "promote WORKLOAD --to audit|enforce [--revision N] --reason TEXT",
+		Use:   "promote (WORKLOAD | --all) --to observe|audit|enforce [--revision N] --reason TEXT",
 		Short: "Change a workload's mode (and revision); recorded with who, when and why",
-		Args:  cobra.ExactArgs(1),
+		Long: `Change a workload's mode, and with --revision its policy revision (default:
+the latest). Each promotion is recorded (who, when, from, to, why) in the
+agent's hash-chained history, and the command waits until every endpoint of
+the workload holds the new rule set. --all promotes every workload that has a
+policy revision, one recorded event each.`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req.Workload, req.To = args[0], v1alpha1.Mode(to)
-			var res controller.PromoteResult
-			if err := newClient(a).do(cmd.Context(), "POST", "/v1/promote", nil, req, &res); err != nil {
-				return fmt.Errorf("promote: %w", err)
+			var targets []string
+			switch {
+			case all && len(args) == 0 && req.Revision == 0:
+				ws, err := revisionWorkloads(cmd.Context(), a)
+				if err != nil {
+					return fmt.Errorf("promote: %w", err)
+				}
+				if len(ws) == 0 {
+					return fmt.Errorf("promote --all: no workload has a policy revision; run `nanoseg policy propose` first")
+				}
+				targets = ws
+			case !all && len(args) == 1:
+				targets = args
+			default:
+				return fmt.Errorf("promote: give one WORKLOAD, or --all without WORKLOAD and --revision")
 			}
-			printPromotion(cmd.OutOrStdout(), res)
-			if !res.Converged {
-				return notConverged{fmt.Errorf("promote: recorded, but the dataplane did not converge")}
+			failed := 0
+			for _, w := range targets {
+				r := req
+				r.Workload, r.To = w, v1alpha1.Mode(to)
+				var res controller.PromoteResult
+				if err := newClient(a).do(cmd.Context(), "POST", "/v1/promote", nil, r, &res); err != nil {
+					return fmt.Errorf("promote %s: %w", w, err)
+				}
+				printPromotion(cmd.OutOrStdout(), res)
+				if !res.Converged {
+					failed++
+				}
+			}
+			if failed > 0 {
+				return notConverged{fmt.Errorf("promote: recorded, but the dataplane did not converge for %d workloads", failed)}
 			}
 			return nil
 		},
@@ -147,6 +176,7 @@ func newPromoteCmd(a *app) *cobra.Command {
 	cmd.Flags().StringVar(&to, "to", "", "observe, audit or enforce")
 	cmd.Flags().IntVar(&req.Revision, "revision", 0, "policy revision (default: the latest)")
 	cmd.Flags().StringVar(&req.Reason, "reason", "", "why (recorded in the history)")
+	cmd.Flags().BoolVar(&all, "all", false, "every workload that has a policy revision")
 	_ = cmd.MarkFlagRequired("to")
 	_ = cmd.MarkFlagRequired("reason")
 	return cmd

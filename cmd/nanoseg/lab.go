@@ -16,7 +16,7 @@ import (
 func newLabCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "lab", Short: "Run a lab of container-like network namespaces from a topology file"}
 	cmd.PersistentFlags().String("state-dir", "", "directory of the labs' state (default /run/nanoseg/lab)")
-	cmd.AddCommand(newLabUpCmd(a), newLabStatusCmd(a), newLabDownCmd(a), newLabProbeCmd(a), newLabEndpointCmd(a))
+	cmd.AddCommand(newLabUpCmd(a), newLabStatusCmd(a), newLabDownCmd(a), newLabProbeCmd(a), newLabCheckCmd(a), newLabEdgesCmd(a), newLabEndpointCmd(a))
 	return cmd
 }
 
@@ -205,15 +205,9 @@ func newLabProbeCmd(a *app) *cobra.Command {
 			if family != 4 && family != 6 {
 				return fmt.Errorf("lab probe: --family: %d is not 4 or 6", family)
 			}
-			if name == "" {
-				labs, err := a.cfg.Lab.Labs()
-				if err != nil {
-					return err
-				}
-				if len(labs) != 1 {
-					return fmt.Errorf("lab probe: --name is required when %d labs are up", len(labs))
-				}
-				name = labs[0]
+			name, err := labName(a, name)
+			if err != nil {
+				return fmt.Errorf("lab probe: %w", err)
 			}
 			p, err := lab.LoadPlan(a.cfg.Lab, name)
 			if err != nil {
@@ -274,5 +268,64 @@ func newLabEndpointCmd(a *app) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&name, "lab", "", "lab name")
 	cmd.Flags().StringVar(&endpoint, "endpoint", "", "endpoint netns name")
+	return cmd
+}
+
+// labName returns name, or the only lab that is up.
+func labName(a *app, name string) (string, error) {
+	if name != "" {
+		return name, nil
+	}
+	labs, err := a.cfg.Lab.Labs()
+	if err != nil {
+		return "", err
+	}
+	if len(labs) != 1 {
+		return "", fmt.Errorf("--name is required when %d labs are up", len(labs))
+	}
+	return labs[0], nil
+}
+
+func newLabCheckCmd(a *app) *cobra.Command {
+	var name string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Connect once for every declared talk of every replica, over IPv4 and IPv6; exit 1 if any fails",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := lab.RequireRoot(); err != nil {
+				return fmt.Errorf("lab check: %w", err)
+			}
+			n, err := labName(a, name)
+			if err != nil {
+				return fmt.Errorf("lab check: %w", err)
+			}
+			p, err := lab.LoadPlan(a.cfg.Lab, n)
+			if err != nil {
+				return fmt.Errorf("lab check: %w", err)
+			}
+			res, err := lab.ProbeTalks(cmd.Context(), p, []int{4, 6}, timeout)
+			if err != nil {
+				return fmt.Errorf("lab check: %w", err)
+			}
+			failed := 0
+			w := cmd.OutOrStdout()
+			for _, r := range res {
+				mark := "ok  "
+				if r.Err != "" {
+					mark, failed = "FAIL", failed+1
+				}
+				fmt.Fprintf(w, "%s %-24s -> %-26s %5d/%s IPv%d %s\n", mark, r.From.ID(), r.DstKey, r.Port, r.Protocol, r.Family, r.Err)
+			}
+			fmt.Fprintf(w, "%d of %d declared connections work\n", len(res)-failed, len(res))
+			if failed > 0 {
+				return probeFailed{fmt.Errorf("lab check: %d declared connections failed", failed)}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "lab name (default: the only lab that is up)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Second, "per connection")
 	return cmd
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	sigsyaml "sigs.k8s.io/yaml"
@@ -31,8 +32,8 @@ func newPolicyCmd(a *app) *cobra.Command {
 		Use:   "policy",
 		Short: "Check, explain, infer, import and export policies (NanoSegments and NetworkPolicies)",
 	}
-	cmd.AddCommand(newPolicyCheckCmd(), newPolicyExplainCmd(), newPolicyMatrixCmd(), newPolicyProposeCmd(),
-		newPolicyDiffCmd(), newPolicyImportCmd(), newPolicyExportCmd())
+	cmd.AddCommand(newPolicyCheckCmd(), newPolicyExplainCmd(), newPolicyMatrixCmd(), newPolicyProposeCmd(a),
+		newPolicyDiffCmd(a), newPolicyImportCmd(), newPolicyExportCmd())
 	return cmd
 }
 
@@ -287,13 +288,23 @@ func readEdges(file string) ([]policies.Edge, error) {
 	return edges, nil
 }
 
-func newPolicyProposeCmd() *cobra.Command {
-	var edgesFile, identitiesFile string
+func newPolicyProposeCmd(a *app) *cobra.Command {
+	var edgesFile, identitiesFile, outDir string
+	var window time.Duration
 	cmd := &cobra.Command{
-		Use:   "propose --edges FILE [--identities FILE]",
-		Short: "Infer one NanoSegment per workload identity from observed edges (YAML on stdout)",
-		Args:  cobra.NoArgs,
+		Use:   "propose [--edges FILE [--identities FILE]] [--window D] [--out DIR]",
+		Short: "Infer one NanoSegment per workload identity from observed edges",
+		Long: `Infer one NanoSegment per workload identity from observed edges.
+Without --edges it asks the running agent, which proposes from the edges of
+--window and stores each changed proposal as a new revision (review it with
+` + "`policy show`" + `, compare with ` + "`policy diff`" + `, activate with ` + "`promote`" + `); --out writes
+one YAML file per workload. With --edges it works offline on an edges file
+and prints YAML.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if edgesFile == "" {
+				return proposeFromAgent(cmd, a, window, outDir)
+			}
 			edges, err := readEdges(edgesFile)
 			if err != nil {
 				return err
@@ -316,20 +327,30 @@ func newPolicyProposeCmd() *cobra.Command {
 			return writeYAMLStream(cmd.OutOrStdout(), objs)
 		},
 	}
-	cmd.Flags().StringVar(&edgesFile, "edges", "", "JSON array of edges")
+	cmd.Flags().StringVar(&edgesFile, "edges", "", "JSON array of edges (offline; default: ask the agent)")
 	cmd.Flags().StringVar(&identitiesFile, "identities", "", "JSON array of every known identity {namespace, labels}")
-	_ = cmd.MarkFlagRequired("edges")
+	cmd.Flags().DurationVar(&window, "window", 0, "agent: propose from edges last seen within this window (default: all)")
+	cmd.Flags().StringVar(&outDir, "out", "", "agent: also write one YAML file per workload into this directory")
 	return cmd
 }
 
-func newPolicyDiffCmd() *cobra.Command {
-	var edgesFile, proposal string
+func newPolicyDiffCmd(a *app) *cobra.Command {
+	var edgesFile, proposal, workload, output string
 	var active []string
+	var window time.Duration
 	cmd := &cobra.Command{
-		Use:   "diff --edges FILE --proposal FILE --policies FILE...",
+		Use:   "diff [--workload W] [--window D] | diff --edges FILE --proposal FILE --policies FILE...",
 		Short: "Compare a proposal with the active policies: rules added, rules unused, flows denied",
-		Args:  cobra.NoArgs,
+		Long: `Compare a proposal with the active policies over observed edges: proposal
+rules that would be added, active rules unused in the window, and flows of the
+window that the active policies deny or (in audit mode) would deny: what
+enforcing would break. Without --edges it asks the running agent (the latest
+revision of each workload against what is active).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if edgesFile == "" {
+				return diffFromAgent(cmd, a, workload, window, output)
+			}
 			edges, err := readEdges(edgesFile)
 			if err != nil {
 				return err
@@ -361,10 +382,12 @@ func newPolicyDiffCmd() *cobra.Command {
 			return writeJSON(cmd.OutOrStdout(), rep)
 		},
 	}
-	cmd.Flags().StringVar(&edgesFile, "edges", "", "JSON array of edges")
+	cmd.Flags().StringVar(&edgesFile, "edges", "", "JSON array of edges (offline; default: ask the agent)")
 	cmd.Flags().StringVar(&proposal, "proposal", "", "YAML of proposed NanoSegments")
 	cmd.Flags().StringArrayVar(&active, "policies", nil, "YAML of the active policies (repeatable)")
-	_ = cmd.MarkFlagRequired("edges")
+	cmd.Flags().StringVar(&workload, "workload", "", "agent: only this workload (namespace/workload)")
+	cmd.Flags().DurationVar(&window, "window", 0, "agent: edges last seen within this window (default: all)")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "agent: text or json")
 	return cmd
 }
 

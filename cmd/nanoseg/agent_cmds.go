@@ -1,0 +1,368 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+
+	"github.com/nanoseg/nanoseg/controller"
+	"github.com/nanoseg/nanoseg/lab"
+	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/policies"
+)
+
+func init() { edgeSource = agentEdges }
+
+// agentEdges fetches the edges last seen since since (zero: all) from the
+// agent.
+func agentEdges(ctx context.Context, a *app, since, _ time.Time) ([]observer.Edge, error) {
+	q := url.Values{}
+	if !since.IsZero() {
+		q.Set("window", time.Since(since).Round(time.Second).String())
+	}
+	var edges []observer.Edge
+	err := newClient(a).do(ctx, "GET", "/v1/edges", q, nil, &edges)
+	return edges, err
+}
+
+// revisionWorkloads returns the workloads that have a revision, sorted.
+func revisionWorkloads(ctx context.Context, a *app) ([]string, error) {
+	var revs []controller.Revision
+	if err := newClient(a).do(ctx, "GET", "/v1/revisions", nil, nil, &revs); err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for _, r := range revs {
+		seen[r.Workload] = true
+	}
+	out := make([]string, 0, len(seen))
+	for w := range seen {
+		out = append(out, w)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func newVerdictsCmd(a *app) *cobra.Command {
+	var window, verdict, from, to, output string
+	var port int
+	var expect bool
+	cmd := &cobra.Command{
+		Use:   "verdicts",
+		Short: "List audit-denied and denied connection attempts the agent recorded",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			q := url.Values{}
+			if window != "" {
+				q.Set("window", window)
+			}
+			var evs []controller.VerdictEvent
+			if err := newClient(a).do(cmd.Context(), "GET", "/v1/verdicts", q, nil, &evs); err != nil {
+				return fmt.Errorf("verdicts: %w", err)
+			}
+			var keep []controller.VerdictEvent
+			for _, e := range evs {
+				if (verdict == "" || e.Verdict == verdict) && (from == "" || e.Source == from) &&
+					(to == "" || e.Destination == to) && (port == 0 || int(e.Port) == port) {
+					keep = append(keep, e)
+				}
+			}
+			if output == "json" {
+				if err := printJSON(cmd.OutOrStdout(), keep); err != nil {
+					return err
+				}
+			} else {
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "AT\tVERDICT\tSOURCE\tDESTINATION\tPORT\tLOGGED IN\tRULE SET")
+				for _, e := range keep {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/%d\t%s\t%s\n", e.At.UTC().Format(time.RFC3339), e.Verdict, e.Source, e.Destination,
+						strings.ToUpper(e.Protocol), e.Port, e.Endpoint, e.RuleID)
+				}
+				tw.Flush()
+			}
+			if expect && len(keep) == 0 {
+				return notConverged{fmt.Errorf("verdicts: none matched")}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&window, "window", "", "only the last DURATION (e.g. 10m); default: all")
+	f.StringVar(&verdict, "verdict", "", "audit-deny or deny")
+	f.StringVar(&from, "from", "", "source workload (namespace/workload) or address")
+	f.StringVar(&to, "to", "", "destination workload, DNS name or address")
+	f.IntVar(&port, "port", 0, "destination port")
+	f.StringVarP(&output, "output", "o", "table", "table or json")
+	f.BoolVar(&expect, "expect", false, "exit 1 if nothing matched")
+	return cmd
+}
+
+// addAgentPolicyCmds adds the agent-backed policy subcommands to pc.
+func addAgentPolicyCmds(pc *cobra.Command, a *app) *cobra.Command {
+	pc.AddCommand(newPolicyShowCmd(a), newPolicyApplyCmd(a))
+	return pc
+}
+
+func newPolicyShowCmd(a *app) *cobra.Command {
+	var revision int
+	var output string
+	cmd := &cobra.Command{
+		Use:   "show [WORKLOAD] [--revision N]",
+		Short: "Show stored policy revisions (from the agent): a list, or one revision as YAML",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			q := url.Values{}
+			if len(args) == 1 {
+				q.Set("workload", args[0])
+			}
+			c := newClient(a)
+			if revision > 0 {
+				if len(args) == 0 {
+					return fmt.Errorf("policy show: --revision needs a WORKLOAD")
+				}
+				q.Set("revision", fmt.Sprint(revision))
+				var r controller.Revision
+				if err := c.do(cmd.Context(), "GET", "/v1/revisions", q, nil, &r); err != nil {
+					return fmt.Errorf("policy show: %w", err)
+				}
+				return writeRevisionYAML(cmd.OutOrStdout(), r)
+			}
+			var revs []controller.Revision
+			if err := c.do(cmd.Context(), "GET", "/v1/revisions", q, nil, &revs); err != nil {
+				return fmt.Errorf("policy show: %w", err)
+			}
+			if output == "yaml" {
+				for _, r := range revs {
+					fmt.Fprintln(cmd.OutOrStdout(), "---")
+					if err := writeRevisionYAML(cmd.OutOrStdout(), r); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "WORKLOAD\tREV\tORIGIN\tCREATED\tBY\tINGRESS RULES\tEGRESS RULES")
+			for _, r := range revs {
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%d\n", r.Workload, r.Number, r.Origin, r.CreatedAt.UTC().Format(time.RFC3339), r.CreatedBy,
+					len(r.Policy.Spec.Ingress), len(r.Policy.Spec.Egress))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().IntVar(&revision, "revision", 0, "print this revision as YAML")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or yaml")
+	return cmd
+}
+
+func writeRevisionYAML(w interface{ Write([]byte) (int, error) }, r controller.Revision) error {
+	raw, err := yaml.Marshal(r.Policy)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "# %s revision %d, %s by %s at %s\n", r.Workload, r.Number, r.Origin, r.CreatedBy, r.CreatedAt.UTC().Format(time.RFC3339))
+	_, err = w.Write(raw)
+	return err
+}
+
+func newPolicyApplyCmd(a *app) *cobra.Command {
+	var files []string
+	cmd := &cobra.Command{
+		Use:   "apply -f FILE...",
+		Short: "Store NanoSegments (or NetworkPolicies, imported) from YAML as declared revisions; nothing is stored if any is invalid",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(files) == 0 {
+				return fmt.Errorf("policy apply: -f FILE is required")
+			}
+			c := newClient(a)
+			for _, f := range files {
+				raw, err := os.ReadFile(f)
+				if err != nil {
+					return fmt.Errorf("policy apply: %w", err)
+				}
+				var revs []controller.Revision
+				if err := c.do(cmd.Context(), "POST", "/v1/policies", url.Values{"file": {f}}, raw, &revs); err != nil {
+					return fmt.Errorf("policy apply: %w", err)
+				}
+				for _, r := range revs {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: stored as revision %d (declared by %s); promote it to take effect\n", r.Workload, r.Number, r.CreatedBy)
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringArrayVarP(&files, "file", "f", nil, "YAML file (repeatable)")
+	return cmd
+}
+
+// writeProposals writes one YAML file per proposed revision into dir.
+func writeProposals(dir string, res []controller.ProposeResult) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, r := range res {
+		name := strings.ReplaceAll(r.Workload, "/", "_") + ".yaml"
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			return err
+		}
+		err = writeRevisionYAML(f, r.Revision)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// edgeWant is one workload-level edge a lab declares.
+type edgeWant struct {
+	src, dst string
+	port     int
+	proto    string
+}
+
+func newLabEdgesCmd(a *app) *cobra.Command {
+	var name string
+	var wait time.Duration
+	cmd := &cobra.Command{
+		Use:   "edges",
+		Short: "Check that the agent has observed every edge the lab declares (each talk, and DNS for every client)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			n, err := labName(a, name)
+			if err != nil {
+				return fmt.Errorf("lab edges: %w", err)
+			}
+			p, err := lab.LoadPlan(a.cfg.Lab, n)
+			if err != nil {
+				return fmt.Errorf("lab edges: %w", err)
+			}
+			talks, err := p.DeclaredTalks()
+			if err != nil {
+				return fmt.Errorf("lab edges: %w", err)
+			}
+			want := map[edgeWant]bool{}
+			for _, t := range talks {
+				want[edgeWant{t.From.Key(), t.DstKey, t.Port, strings.ToLower(t.Protocol)}] = false
+				want[edgeWant{t.From.Key(), p.Topology.DNS, 53, "udp"}] = false
+			}
+			deadline := time.Now().Add(wait)
+			for {
+				edges, err := agentEdges(cmd.Context(), a, time.Time{}, time.Time{})
+				if err != nil {
+					return fmt.Errorf("lab edges: %w", err)
+				}
+				for _, e := range edges {
+					dst := e.Destination.String()
+					k := edgeWant{e.Source.String(), dst, int(e.Port), e.Protocol}
+					if _, ok := want[k]; ok {
+						want[k] = true
+					}
+				}
+				missing := 0
+				for _, seen := range want {
+					if !seen {
+						missing++
+					}
+				}
+				if missing == 0 || time.Now().After(deadline) {
+					keys := make([]edgeWant, 0, len(want))
+					for k := range want {
+						keys = append(keys, k)
+					}
+					sort.Slice(keys, func(i, j int) bool { return fmt.Sprint(keys[i]) < fmt.Sprint(keys[j]) })
+					for _, k := range keys {
+						mark := "seen   "
+						if !want[k] {
+							mark = "MISSING"
+						}
+						fmt.Fprintf(cmd.OutOrStdout(), "%s %-22s -> %-22s %s/%d\n", mark, k.src, k.dst, strings.ToUpper(k.proto), k.port)
+					}
+					if missing > 0 {
+						return probeFailed{fmt.Errorf("lab edges: %d of %d declared edges not observed after %s", missing, len(want), wait)}
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "all %d declared edges observed\n", len(want))
+					return nil
+				}
+				select {
+				case <-cmd.Context().Done():
+					return cmd.Context().Err()
+				case <-time.After(time.Second):
+				}
+			}
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "lab name (default: the only lab that is up)")
+	cmd.Flags().DurationVar(&wait, "wait", 30*time.Second, "keep checking this long")
+	return cmd
+}
+
+// proposeFromAgent asks the agent to propose and store revisions.
+func proposeFromAgent(cmd *cobra.Command, a *app, window time.Duration, outDir string) error {
+	q := url.Values{}
+	if window > 0 {
+		q.Set("window", window.String())
+	}
+	var res []controller.ProposeResult
+	if err := newClient(a).do(cmd.Context(), "POST", "/v1/propose", q, nil, &res); err != nil {
+		return fmt.Errorf("policy propose: %w", err)
+	}
+	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "WORKLOAD\tREVISION\tNEW\tINGRESS RULES\tEGRESS RULES")
+	for _, r := range res {
+		fmt.Fprintf(tw, "%s\t%d\t%v\t%d\t%d\n", r.Workload, r.Revision.Number, r.New, len(r.Revision.Policy.Spec.Ingress), len(r.Revision.Policy.Spec.Egress))
+	}
+	tw.Flush()
+	if outDir != "" {
+		if err := writeProposals(outDir, res); err != nil {
+			return fmt.Errorf("policy propose: write %s: %w", outDir, err)
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "wrote %d proposals to %s\n", len(res), outDir)
+	}
+	return nil
+}
+
+// diffFromAgent prints the agent's diff of the latest revisions against
+// the active policies.
+func diffFromAgent(cmd *cobra.Command, a *app, workload string, window time.Duration, output string) error {
+	q := url.Values{}
+	if workload != "" {
+		q.Set("workload", workload)
+	}
+	if window > 0 {
+		q.Set("window", window.String())
+	}
+	var rep policies.DiffReport
+	if err := newClient(a).do(cmd.Context(), "GET", "/v1/diff", q, nil, &rep); err != nil {
+		return fmt.Errorf("policy diff: %w", err)
+	}
+	w := cmd.OutOrStdout()
+	if output == "json" {
+		return printJSON(w, rep)
+	}
+	fmt.Fprintf(w, "rules the proposal would add: %d\n", len(rep.Added))
+	for _, r := range rep.Added {
+		fmt.Fprintf(w, "  + %v\n", r)
+	}
+	fmt.Fprintf(w, "active rules unused in the window: %d\n", len(rep.Unused))
+	for _, r := range rep.Unused {
+		fmt.Fprintf(w, "  ? %v\n", r)
+	}
+	fmt.Fprintf(w, "observed flows the active policies deny or would deny: %d\n", len(rep.Denied))
+	for _, d := range rep.Denied {
+		fmt.Fprintf(w, "  ! %-10s %s  (%d flows; %s)\n", d.Action, d.Edge, d.Flows, d.Reason)
+	}
+	return nil
+}
