@@ -41,6 +41,7 @@ func WriteHTML(w io.Writer, g *Graph) error {
 type pageData struct {
 	Title, Summary, Window, GeneratedAt string
 	Width, Height                       string
+	MinWidth                            string // the drawing shrinks to fit the window down to this width
 	Legend                              []pageLegend
 	Markers                             []pageMarker
 	Nodes                               []pageNode
@@ -84,6 +85,7 @@ func newPageData(g *Graph) pageData {
 		Title:          "nanoseg communication graph",
 		Width:          num(L.width),
 		Height:         num(L.height),
+		MinWidth:       strconv.Itoa(int(min(L.width, max(L.width*0.7, 900)))),
 		Markers:        markers,
 		ExternalFill:   externalFill,
 		ExternalStroke: externalStroke,

@@ -386,10 +386,16 @@ func computeLayout(g *Graph) *layout {
 				segs = append(segs, seg{pp.points[i], pp.points[i+1]})
 			}
 		}
-		if len(segs) > 2 {
-			// Prefer the segment next to the destination, then the one next
-			// to the source, then the middle ones.
-			segs = append([]seg{segs[0], segs[len(segs)-1]}, segs[1:len(segs)-1]...)
+		// Prefer the segment next to the end with fewer paths (the label
+		// then tells which of that node's few paths it is): by default the
+		// destination, the source when more paths enter the destination
+		// than leave the source. Then the other end, then the middle.
+		if len(segs) > 1 {
+			first, second := segs[0], segs[len(segs)-1]
+			if len(in[p.dst]) > len(out[p.src]) {
+				first, second = second, first
+			}
+			segs = append([]seg{first, second}, segs[1:len(segs)-1]...)
 		}
 		var best rect
 		found := false
