@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,8 +19,10 @@ import (
 )
 
 // edgeSource fetches the observed edges of the window [since, until] (zero:
-// unbounded) from a running agent. It is the hook for the agent's API:
-// until it is wired, it is nil and `nanoseg graph` needs --edges.
+// unbounded) from a running agent, when no --edges file is given. It is the
+// hook for the agent's API (wired in agent_cmds.go); while it is nil,
+// `nanoseg graph` needs --edges. A *net.OpError in its error chain means
+// the agent was not reachable.
 var edgeSource func(ctx context.Context, a *app, since, until time.Time) ([]observer.Edge, error)
 
 // errNoEdgeSource is returned when neither --edges nor an agent is available.
@@ -92,7 +95,11 @@ func runGraph(cmd *cobra.Command, a *app, o graphOptions) error {
 		edges, err = readEdgesFile(o.edgesFile, cmd.InOrStdin())
 	case edgeSource != nil:
 		edges, err = edgeSource(cmd.Context(), a, filter.Since, filter.Until)
-		if err != nil {
+		var opErr *net.OpError
+		switch {
+		case errors.As(err, &opErr):
+			err = fmt.Errorf("%s: %w", errNoEdgeSource, err)
+		case err != nil:
 			err = fmt.Errorf("fetch edges from the agent: %w", err)
 		}
 	default:
