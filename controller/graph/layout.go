@@ -12,6 +12,7 @@ package graph
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,6 +33,8 @@ const (
 	labelChar  = 6.3 // approximate width of an 11px character
 	labelLineH = 14.0
 	sweeps     = 6
+	// maxLabelLines is the most lines an edge label has.
+	maxLabelLines = 3
 )
 
 // pair is every edge from one node to another, drawn as one path.
@@ -266,7 +269,21 @@ func computeLayout(g *Graph) *layout {
 		}
 	}
 
-	// Sizes and coordinates.
+	// Sizes and coordinates, with more room between rows while labels
+	// do not find a free spot.
+	L, crowded := place(g, items, columns, pairs, in, out, col, rowGap)
+	for gap := rowGap * 1.6; crowded > 0 && gap < rowGap*5; gap *= 1.6 {
+		L, crowded = place(g, items, columns, pairs, in, out, col, gap)
+	}
+	return L
+}
+
+// place gives items and nodes their coordinates with gap between the rows
+// of a column, routes the pairs and places their labels. It returns the
+// layout and how many labels found no free spot.
+func place(g *Graph, items []item, columns [][]int, pairs []pair, in, out [][]int, col []int, rowGap float64) (*layout, int) {
+	n, ncols := len(g.Nodes), len(columns)
+	crowded := 0
 	nodeW := minNodeW
 	for _, nd := range g.Nodes {
 		pad := 28.0
@@ -345,7 +362,17 @@ func computeLayout(g *Graph) *layout {
 	}
 	for pi, p := range pairs {
 		pp := placedPair{pair: p}
-		for _, ei := range p.edges {
+		// At most maxLabelLines lines: the first services, then a summary
+		// of the rest (the tooltip and the table list every edge).
+		for i, ei := range p.edges {
+			if i == maxLabelLines-1 && len(p.edges) > maxLabelLines {
+				var flows uint64
+				for _, ej := range p.edges[i:] {
+					flows += g.Edges[ej].Flows
+				}
+				pp.lines = append(pp.lines, fmt.Sprintf("+%d more · %d flows", len(p.edges)-i, flows))
+				break
+			}
 			pp.lines = append(pp.lines, g.Edges[ei].Text())
 		}
 		lw := 0.0
@@ -399,9 +426,14 @@ func computeLayout(g *Graph) *layout {
 		}
 		var best rect
 		found := false
-		for _, t := range []float64{0.5, 0.38, 0.62, 0.28, 0.72, 0.2, 0.8} {
+		for _, t := range []float64{0.5, 0.38, 0.62, 0.28, 0.72, 0.2, 0.8, -1, -2} {
 			for _, s := range segs {
 				c := bezierAt(s.a, s.b, t)
+				if t < 0 {
+					// Last resorts: just above or below the middle.
+					c = bezierAt(s.a, s.b, 0.5)
+					c.y += (lh + 4) * (t*2 + 3) // -1 → +1 height, -2 → -1 height
+				}
 				r := rect{c.x - lw/2, c.y - lh/2, lw, lh}
 				if !found {
 					best, found = r, true // fall back to the first candidate
@@ -412,6 +444,7 @@ func computeLayout(g *Graph) *layout {
 				}
 			}
 		}
+		crowded++
 	placed:
 		pp.label = best
 		taken = append(taken, best)
@@ -434,7 +467,7 @@ func computeLayout(g *Graph) *layout {
 			slices.Reverse(pp.points)
 		}
 	}
-	return L
+	return L, crowded
 }
 
 func (L *layout) shift(dy float64) {

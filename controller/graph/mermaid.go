@@ -58,13 +58,13 @@ func WriteMermaid(w io.Writer, g *Graph) error {
 		if n.External() {
 			fmt.Fprintf(bw, "  class n%d external\n", i)
 		} else {
-			fmt.Fprintf(bw, "  class n%d ns%d\n", i, colors[n.Namespace])
+			fmt.Fprintf(bw, "  class n%d color%d\n", i, colors[n.Namespace])
 		}
 	}
 	fmt.Fprintf(bw, "  classDef external fill:%s,stroke:%s,stroke-dasharray:4 3\n", externalFill, externalStroke)
 	for i, c := range palette {
 		if slices.Contains(slices.Collect(maps.Values(colors)), i) {
-			fmt.Fprintf(bw, "  classDef ns%d fill:%s,stroke:%s\n", i, c.fill, c.stroke)
+			fmt.Fprintf(bw, "  classDef color%d fill:%s,stroke:%s\n", i, c.fill, c.stroke)
 		}
 	}
 	if len(red) > 0 {
