@@ -10,6 +10,13 @@
 // format. No writer reads the clock: Graph.GeneratedAt appears in the output
 // only when the caller sets it.
 //
+// DecodeEdges reads the edges themselves: a JSON array, JSON lines, or the
+// windows that `nanoseg observe --edges -o json` prints, with errors that
+// name the line.
+//
+// The HTML page lays the graph out itself (layout.go: layered, left to
+// right, deterministic) and draws it as inline SVG; it needs no network.
+//
 // Every name in the graph (namespaces, workloads, labels, DNS names) comes
 // from user input or from the network, so every writer escapes it for its
 // format.

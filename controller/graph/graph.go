@@ -44,8 +44,35 @@ type Graph struct {
 	// Since and Until are the filter's time window, zero when unbounded.
 	Since time.Time `json:"since,omitzero"`
 	Until time.Time `json:"until,omitzero"`
-	Nodes []Node    `json:"nodes"`
-	Edges []Edge    `json:"edges"`
+	// Selection is the rest of the filter the graph was built with, so
+	// that a reader knows what was left out.
+	Selection Selection `json:"filter,omitzero"`
+	Nodes     []Node    `json:"nodes"`
+	Edges     []Edge    `json:"edges"`
+}
+
+// Selection records a Filter's namespaces and workloads (sorted) and
+// verdict. JSON: {"namespaces":["shop"],"workloads":["shop/db"],"verdict":"deny"},
+// each field left out when empty.
+type Selection struct {
+	Namespaces []string `json:"namespaces,omitempty"`
+	Workloads  []string `json:"workloads,omitempty"`
+	Verdict    Verdict  `json:"verdict,omitempty"`
+}
+
+// String is "namespace shop, workload shop/db, verdict deny", or "".
+func (s Selection) String() string {
+	var parts []string
+	for _, ns := range s.Namespaces {
+		parts = append(parts, "namespace "+ns)
+	}
+	for _, w := range s.Workloads {
+		parts = append(parts, "workload "+w)
+	}
+	if s.Verdict != "" {
+		parts = append(parts, "verdict "+string(s.Verdict))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Node is one workload identity or one external peer.
@@ -312,7 +339,8 @@ func Build(edges []observer.Edge, f Filter) *Graph {
 	keys := slices.SortedFunc(maps.Keys(nodes), compareKeys)
 	ids := make(map[peerKey]string, len(keys))
 	used := make(map[string]bool, len(keys))
-	g := &Graph{Since: f.Since, Until: f.Until, Nodes: make([]Node, 0, len(keys)), Edges: make([]Edge, 0, len(merged))}
+	sel := Selection{Namespaces: sortedSet(f.Namespaces), Workloads: sortedSet(f.Workloads), Verdict: f.Verdict}
+	g := &Graph{Since: f.Since, Until: f.Until, Selection: sel, Nodes: make([]Node, 0, len(keys)), Edges: make([]Edge, 0, len(merged))}
 	for _, k := range keys {
 		n := nodes[k]
 		// Workloads come first, so a clash renames the external.
@@ -383,4 +411,14 @@ func (g *Graph) namespaces() []string {
 	}
 	slices.Sort(nss)
 	return nss
+}
+
+// sortedSet returns the distinct strings of ss, sorted; nil when empty.
+func sortedSet(ss []string) []string {
+	if len(ss) == 0 {
+		return nil
+	}
+	out := slices.Clone(ss)
+	slices.Sort(out)
+	return slices.Compact(out)
 }

@@ -75,8 +75,9 @@ func TestGoldenInput(t *testing.T) {
 }
 
 func TestGoldenFiltered(t *testing.T) {
-	g := Build(shopEdges(), Filter{Verdict: VerdictDeny})
+	g := Build(shopEdges(), Filter{Verdict: VerdictDeny, Namespaces: []string{"shop", "shop"}})
 	golden(t, "shop-denied.dot", render(t, FormatDOT, g))
+	golden(t, "shop-denied.json", render(t, FormatJSON, g))
 }
 
 func TestBuildMergesAndSorts(t *testing.T) {

@@ -123,6 +123,9 @@ func newPageData(g *Graph) pageData {
 	case !g.Until.IsZero():
 		d.Window = "until " + stamp(g.Until)
 	}
+	if sel := g.Selection.String(); sel != "" {
+		d.Window = strings.TrimPrefix(d.Window+" · "+cleanText(sel), " · ")
+	}
 	if !g.GeneratedAt.IsZero() {
 		d.GeneratedAt = stamp(g.GeneratedAt)
 	}
