@@ -1,0 +1,225 @@
+package evidence
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/nanoseg/nanoseg/dataplane"
+	"github.com/nanoseg/nanoseg/policies"
+	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+)
+
+// RuleOf returns a verdict-map element in bundle terms.
+func RuleOf(e dataplane.Element) Rule {
+	return Rule{Direction: string(e.Dir), Peer: e.Peer.String(), Protocol: string(e.Protocol), PortFrom: int(e.PortFrom), PortTo: int(e.PortTo), RuleID: e.RuleID}
+}
+
+// String renders r as "ingress 198.18.0.5/32 tcp 5432 rule ID".
+func (r Rule) String() string {
+	ports := fmt.Sprintf("%d-%d", r.PortFrom, r.PortTo)
+	if r.PortFrom == r.PortTo {
+		ports = fmt.Sprint(r.PortFrom)
+	}
+	return fmt.Sprintf("%s %s %s %s rule %s", r.Direction, r.Peer, r.Protocol, ports, r.RuleID)
+}
+
+// CompareRules returns the elements of desired the kernel lacks (missing)
+// and the kernel's elements that are not desired (extra). Both inputs are
+// element lists as dataplane.Elements and State.Elements give them.
+func CompareRules(desired, kernel []dataplane.Element) (missing, extra []Rule) {
+	have := map[dataplane.Element]int{}
+	for _, e := range kernel {
+		have[e]++
+	}
+	for _, e := range desired {
+		if have[e] > 0 {
+			have[e]--
+			continue
+		}
+		missing = append(missing, RuleOf(e))
+	}
+	want := map[dataplane.Element]int{}
+	for _, e := range desired {
+		want[e]++
+	}
+	for _, e := range kernel {
+		if want[e] > 0 {
+			want[e]--
+			continue
+		}
+		extra = append(extra, RuleOf(e))
+	}
+	return missing, extra
+}
+
+// Drift describes in words how a table read back from the kernel differs
+// from the desired rule set, given whether dataplane.State.Equal held. It
+// returns the words and the missing and extra entries; no words when equal.
+func Drift(present, equal bool, kernel dataplane.RuleSet, kernelElems []dataplane.Element, desired dataplane.RuleSet) (words []string, missing, extra []Rule) {
+	if equal {
+		return nil, nil, nil
+	}
+	if !present {
+		return []string{"the table inet " + dataplane.TableName + " is missing from the endpoint's netns"}, nil, nil
+	}
+	if kernel.Mode != desired.Mode {
+		words = append(words, fmt.Sprintf("mode is %s, want %s", kernel.Mode, desired.Mode))
+	}
+	if kernel.Name != desired.Name {
+		words = append(words, fmt.Sprintf("rule set name is %q, want %q", kernel.Name, desired.Name))
+	}
+	missing, extra = CompareRules(dataplane.Elements(desired), kernelElems)
+	for _, r := range missing {
+		words = append(words, "missing entry: "+r.String())
+	}
+	for _, r := range extra {
+		words = append(words, "unexpected entry: "+r.String())
+	}
+	if len(words) == 0 {
+		words = append(words, "the table's chains, rules, maps or counters differ from what nanoseg programs (altered outside nanoseg)")
+	}
+	return words, missing, extra
+}
+
+// Count is a rule's kernel counter: connection-opening packets and their
+// bytes.
+type Count struct {
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
+}
+
+// Snapshot is the kernel's per-rule counters of every endpoint at one time:
+// netns → rule id → counter.
+type Snapshot struct {
+	At       time.Time                   `json:"at"`
+	Counters map[string]map[string]Count `json:"counters"`
+}
+
+// WindowCounters computes each rule's hits in the window that starts at
+// start: the current counters minus those of the earliest snapshot taken at
+// or after start (the counted interval then starts at that snapshot); with
+// no such snapshot, or for a rule the snapshot does not hold, the totals
+// since the rule was programmed. A counter lower than its snapshot (the
+// table was re-created) counts from zero, marked "reset". workloadOf maps a
+// netns to its workload. Rules come sorted by workload, netns and rule id;
+// unused are those with no packet in the window.
+func WindowCounters(now map[string]map[string]Count, snaps []Snapshot, start time.Time, workloadOf func(netns string) string) (rules, unused []RuleCounter) {
+	var base *Snapshot
+	for i := range snaps {
+		s := &snaps[i]
+		if !s.At.Before(start) && (base == nil || s.At.Before(base.At)) {
+			base = s
+		}
+	}
+	for netns, m := range now {
+		for id, c := range m {
+			rc := RuleCounter{Workload: workloadOf(netns), Netns: netns, RuleID: id, TotalPackets: c.Packets, TotalBytes: c.Bytes,
+				WindowPackets: c.Packets, WindowBytes: c.Bytes, Baseline: "programmed"}
+			if base != nil {
+				if old, ok := base.Counters[netns][id]; ok {
+					rc.CountedFrom = base.At.UTC()
+					if c.Packets >= old.Packets && c.Bytes >= old.Bytes {
+						rc.WindowPackets, rc.WindowBytes, rc.Baseline = c.Packets-old.Packets, c.Bytes-old.Bytes, "snapshot"
+					} else {
+						rc.Baseline = "reset"
+					}
+				}
+			}
+			rules = append(rules, rc)
+		}
+	}
+	sort.Slice(rules, func(i, j int) bool {
+		a, b := rules[i], rules[j]
+		if a.Workload != b.Workload {
+			return a.Workload < b.Workload
+		}
+		if a.Netns != b.Netns {
+			return a.Netns < b.Netns
+		}
+		return a.RuleID < b.RuleID
+	})
+	for _, r := range rules {
+		if r.WindowPackets == 0 {
+			unused = append(unused, r)
+		}
+	}
+	return rules, unused
+}
+
+// PruneSnapshots keeps the snapshots of the last keep duration before now,
+// and at most max of them (the newest).
+func PruneSnapshots(snaps []Snapshot, now time.Time, keep time.Duration, max int) []Snapshot {
+	var out []Snapshot
+	for _, s := range snaps {
+		if now.Sub(s.At) <= keep {
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
+	if len(out) > max {
+		out = out[len(out)-max:]
+	}
+	return out
+}
+
+// ReachTarget is one workload for reachability: its key, one pod of it in
+// the policy world ("namespace/podname"), and its declared ports.
+type ReachTarget struct {
+	Workload string
+	Pods     []string
+	Ports    []Port
+}
+
+// Reach computes the reachability summary over targets: for every source
+// workload, destination workload and declared destination port (TCP, UDP,
+// SCTP), whether a connection would pass with no policy (always) and with
+// set in world, as policies.Evaluate predicts (NetworkPolicy semantics).
+// A workload to itself counts only when it has two pods (replica to
+// replica). A path counts as reachable now when Evaluate allows or
+// audit-denies it (audit lets it through). Each pair is evaluated between
+// the first pods of each workload (replicas share their identity, so their
+// verdicts agree) and between the first and second pod for a workload to
+// itself.
+func Reach(world policies.World, set policies.PolicySet, targets []ReachTarget) Reachability {
+	var r Reachability
+	pairsBefore, pairsNow := map[[2]string]bool{}, map[[2]string]bool{}
+	pairs := map[[2]string]bool{}
+	for _, s := range targets {
+		for _, d := range targets {
+			if len(s.Pods) == 0 || len(d.Pods) == 0 {
+				continue
+			}
+			from, to := s.Pods[0], d.Pods[0]
+			if s.Workload == d.Workload {
+				if len(d.Pods) < 2 {
+					continue
+				}
+				to = d.Pods[1]
+			}
+			for _, p := range d.Ports {
+				conn := policies.Connection{From: policies.Endpoint{Pod: from}, To: policies.Endpoint{Pod: to}, Protocol: v1alpha1.Protocol(p.Protocol), Port: int32(p.Port)}
+				v := policies.Evaluate(world, set, conn)
+				key := [2]string{s.Workload, d.Workload}
+				pairs[key] = true
+				r.PathsTotal++
+				r.PathsBefore++
+				pairsBefore[key] = true
+				if v.Action != policies.Deny {
+					r.PathsNow++
+					pairsNow[key] = true
+				}
+				if v.Action == policies.AuditDeny {
+					r.PathsAuditOnly++
+				}
+				r.Rows = append(r.Rows, ReachPath{Source: s.Workload, Destination: d.Workload, Port: p.Port, Protocol: p.Protocol,
+					Before: string(policies.Allow), Now: string(v.Action), Reason: v.Reason()})
+			}
+		}
+	}
+	r.PairsTotal, r.PairsBefore, r.PairsNow = len(pairs), len(pairsBefore), len(pairsNow)
+	if r.PathsBefore > 0 {
+		r.ReductionPercent = 100 * float64(r.PathsBefore-r.PathsNow) / float64(r.PathsBefore)
+	}
+	return r
+}

@@ -1,0 +1,174 @@
+package evidence
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+	"html/template"
+	"strings"
+	"sync"
+	"time"
+)
+
+//go:embed report.html.tmpl
+var reportTemplate string
+
+var report = sync.OnceValues(func() (*template.Template, error) {
+	return template.New("report").Parse(reportTemplate)
+})
+
+type reportMeta struct {
+	GeneratedAt, WindowStart, Host, Agent, Lab, RequestedBy string
+	ChainOK                                                 bool
+	ChainText                                               string
+}
+
+type reportData struct {
+	Meta                                         reportMeta
+	Scope, Window, Frameworks                    string
+	NWorkloads, NEndpoints, NEnforced, NAudit    int
+	NObserve, NInSync, NRules, NDeniedEvents     int
+	NUsed, NUnused, NCounters, NHistory          int
+	PathsTotal, PathsBefore, PathsNow, AuditOnly int
+	PairsTotal, PairsBefore, PairsNow            int
+	Reduction                                    string
+	Inventory                                    []reportWorkload
+	Active                                       []reportActive
+	History                                      []reportEvent
+	Rules                                        []reportRules
+	Counters                                     []reportCounter
+	Denied                                       []reportDenied
+	Reach                                        []ReachPath
+	Probes                                       *ProbeRun
+	ProbeStart, ProbeEnd, ProbeTimeout           string
+}
+
+type reportWorkload struct {
+	Key, Labels string
+	Endpoints   []struct{ Netns, Addrs, Ports string }
+}
+
+type reportActive struct {
+	Workload, Mode, Origin, Since, PromotedBy, Reason string
+	Revision                                          int
+	Seq                                               uint64
+}
+
+type reportEvent struct {
+	Seq                                         uint64
+	At, Who, Workload, Action, From, To, Reason string
+	Hash                                        string
+}
+
+type reportRules struct {
+	Netns, Workload, Mode string
+	N                     int
+	InSync                bool
+	Drift                 []string
+}
+
+type reportCounter struct {
+	RuleCounter
+	From string
+}
+
+type reportDenied struct {
+	DeniedFlow
+	First, Last string
+}
+
+// ReportHTML renders b as one self-contained HTML page (no scripts, no
+// external resources; printable): a summary, then inventory, policies and
+// history, rules and drift, counters, denied flows, reachability and
+// probes. Every number carries its unit and every time is RFC 3339 UTC.
+// Errors: template failures.
+func ReportHTML(b *Bundle) ([]byte, error) {
+	t, err := report()
+	if err != nil {
+		return nil, fmt.Errorf("parse report template: %w", err)
+	}
+	d := reportData{
+		Meta: reportMeta{GeneratedAt: ts(b.Meta.GeneratedAt), WindowStart: ts(b.Meta.WindowStart), Host: b.Meta.Host, Agent: b.Meta.Agent,
+			Lab: b.Meta.Lab, RequestedBy: b.Meta.RequestedBy, ChainOK: b.Policies.Chain.Verified},
+		Scope: b.Meta.Scope, Window: time.Duration(b.Meta.Window).String(), Frameworks: strings.Join(b.Meta.Frameworks, "; "),
+		NWorkloads: len(b.Inventory), NRules: len(b.Rules), NDeniedEvents: len(b.Denied.Events), NCounters: len(b.Counters.Rules),
+		NUnused: len(b.Counters.Unused), NHistory: len(b.Policies.History),
+		PathsTotal: b.Reachability.PathsTotal, PathsBefore: b.Reachability.PathsBefore, PathsNow: b.Reachability.PathsNow,
+		AuditOnly: b.Reachability.PathsAuditOnly, PairsTotal: b.Reachability.PairsTotal, PairsBefore: b.Reachability.PairsBefore,
+		PairsNow: b.Reachability.PairsNow, Reduction: fmt.Sprintf("%.1f", b.Reachability.ReductionPercent), Reach: b.Reachability.Rows,
+		Probes: b.Probes,
+	}
+	if d.Scope == "" {
+		d.Scope = "every workload"
+	}
+	if b.Policies.Chain.Verified {
+		d.Meta.ChainText = "verified"
+	} else {
+		d.Meta.ChainText = "BROKEN: " + b.Policies.Chain.Error
+	}
+	d.NUsed = d.NCounters - d.NUnused
+	for _, w := range b.Inventory {
+		rw := reportWorkload{Key: w.Key, Labels: labelString(w.Identity)}
+		for _, e := range w.Endpoints {
+			var ports []string
+			for _, p := range e.Ports {
+				s := fmt.Sprintf("%d/%s", p.Port, p.Protocol)
+				if p.Name != "" {
+					s += " (" + p.Name + ")"
+				}
+				ports = append(ports, s)
+			}
+			rw.Endpoints = append(rw.Endpoints, struct{ Netns, Addrs, Ports string }{e.Netns, strings.Join(e.Addrs, ", "), strings.Join(ports, ", ")})
+		}
+		d.NEndpoints += len(w.Endpoints)
+		d.Inventory = append(d.Inventory, rw)
+	}
+	modes := map[string]string{}
+	for _, a := range b.Policies.Active {
+		modes[a.Workload] = a.Mode
+		d.Active = append(d.Active, reportActive{Workload: a.Workload, Mode: a.Mode, Origin: a.Origin, Since: ts(a.Since), PromotedBy: a.PromotedBy,
+			Reason: a.Reason, Revision: a.Revision, Seq: a.PromotionSeq})
+	}
+	for _, w := range b.Inventory {
+		switch modes[w.Key] {
+		case "enforce":
+			d.NEnforced++
+		case "audit":
+			d.NAudit++
+		default:
+			d.NObserve++
+		}
+	}
+	for _, p := range b.Policies.History {
+		d.History = append(d.History, reportEvent{Seq: p.Seq, At: ts(p.At), Who: p.Who, Workload: p.Workload, Action: p.Action,
+			From: fmt.Sprintf("%s rev %d", p.FromMode, p.FromRevision), To: fmt.Sprintf("%s rev %d", p.ToMode, p.ToRevision), Reason: p.Reason, Hash: p.Hash})
+	}
+	for _, r := range b.Rules {
+		if r.InSync {
+			d.NInSync++
+		}
+		drift := r.Drift
+		if r.Error != "" {
+			drift = append([]string{"read error: " + r.Error}, drift...)
+		}
+		d.Rules = append(d.Rules, reportRules{Netns: r.Netns, Workload: r.Workload, Mode: r.Mode, N: len(r.Programmed), InSync: r.InSync, Drift: drift})
+	}
+	for _, c := range b.Counters.Rules {
+		from := ts(c.CountedFrom)
+		if c.Baseline != "snapshot" {
+			from = "rule programmed (" + c.Baseline + ")"
+		}
+		d.Counters = append(d.Counters, reportCounter{RuleCounter: c, From: from})
+	}
+	for _, f := range b.Denied.Flows {
+		d.Denied = append(d.Denied, reportDenied{DeniedFlow: f, First: ts(f.First), Last: ts(f.Last)})
+	}
+	if b.Probes != nil {
+		d.ProbeStart, d.ProbeEnd, d.ProbeTimeout = ts(b.Probes.Started), ts(b.Probes.Finished), time.Duration(b.Probes.Timeout).String()
+	}
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, d); err != nil {
+		return nil, fmt.Errorf("write report html: %w", err)
+	}
+	return buf.Bytes(), nil
+}
