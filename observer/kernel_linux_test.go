@@ -192,36 +192,43 @@ func TestKernelUDPAndICMP(t *testing.T) {
 	}
 }
 
+// ping sends ICMP echo requests to dst, one every 300ms (a fresh link may
+// drop the first while neighbour discovery runs), until a reply comes or 3s
+// pass.
 func ping(typ icmp.Type, network, dst string) error {
 	c, err := icmp.ListenPacket(network, "")
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	msg := icmp.Message{Type: typ, Body: &icmp.Echo{ID: 0x4242, Seq: 1, Data: []byte("nanoseg")}}
-	b, err := msg.Marshal(nil)
-	if err != nil {
-		return err
+	proto := 1
+	if typ == ipv6.ICMPTypeEchoRequest {
+		proto = 58
 	}
-	if _, err := c.WriteTo(b, &net.IPAddr{IP: net.ParseIP(dst)}); err != nil {
-		return err
-	}
-	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
 	buf := make([]byte, 1500)
-	for {
-		n, _, err := c.ReadFrom(buf)
+	deadline := time.Now().Add(3 * time.Second)
+	for seq := 1; time.Now().Before(deadline); seq++ {
+		msg := icmp.Message{Type: typ, Body: &icmp.Echo{ID: 0x4242, Seq: seq, Data: []byte("nanoseg")}}
+		b, err := msg.Marshal(nil)
 		if err != nil {
 			return err
 		}
-		proto := 1
-		if typ == ipv6.ICMPTypeEchoRequest {
-			proto = 58
+		if _, err := c.WriteTo(b, &net.IPAddr{IP: net.ParseIP(dst)}); err != nil {
+			return err
 		}
-		m, err := icmp.ParseMessage(proto, buf[:n])
-		if err == nil && (m.Type == ipv4.ICMPTypeEchoReply || m.Type == ipv6.ICMPTypeEchoReply) {
-			return nil
+		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		for {
+			n, _, err := c.ReadFrom(buf)
+			if err != nil {
+				break
+			}
+			m, err := icmp.ParseMessage(proto, buf[:n])
+			if err == nil && (m.Type == ipv4.ICMPTypeEchoReply || m.Type == ipv6.ICMPTypeEchoReply) {
+				return nil
+			}
 		}
 	}
+	return fmt.Errorf("no echo reply from %s", dst)
 }
 
 // TestKernelDNSNamesExternalPeer: the client asks the lab's DNS server for

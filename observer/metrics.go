@@ -19,6 +19,16 @@ type Metrics struct {
 	DecodeErrors *prometheus.CounterVec
 	Resyncs      prometheus.Counter
 	DNSAnswers   prometheus.Counter
+
+	flowsCT, flowsLog prometheus.Counter // cached children of Flows
+}
+
+// flows returns the child of Flows for src without a label lookup.
+func (m *Metrics) flows(src Source) prometheus.Counter {
+	if src == SourceConntrack {
+		return m.flowsCT
+	}
+	return m.flowsLog
 }
 
 // NewMetrics creates the observer's counters and registers them on reg
@@ -37,9 +47,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "dns_answers_total", Help: "Address answers learnt from DNS responses."}),
 	}
 	// Pre-create the label values so that zeros are exported.
-	for _, s := range []string{string(SourceConntrack), string(SourceVerdictLog)} {
-		m.Flows.WithLabelValues(s)
-	}
+	m.flowsCT = m.Flows.WithLabelValues(string(SourceConntrack))
+	m.flowsLog = m.Flows.WithLabelValues(string(SourceVerdictLog))
 	for _, s := range []string{"conntrack", "verdict-log", "dns"} {
 		m.EventsLost.WithLabelValues(s)
 		m.DecodeErrors.WithLabelValues(s)

@@ -113,10 +113,13 @@ func bindNFLOG(cfg *netlink.Config, group uint16) (*netlink.Conn, error) {
 	return c, nil
 }
 
-// openDNSCapture opens an AF_PACKET SOCK_DGRAM socket on all interfaces of
-// ns (on a thread inside ns) with dnsFilter attached, non-blocking, as an
-// *os.File so that Close unblocks Read.
-func openDNSCapture(ns netns.NsHandle) (*os.File, error) {
+// openDNSCapture opens an AF_PACKET SOCK_DGRAM socket for ethertype
+// ethType (unix.ETH_P_IP or unix.ETH_P_IPV6) on all interfaces of ns (on a
+// thread inside ns) with dnsFilter attached, non-blocking, as an *os.File
+// so that Close unblocks Read. A protocol-specific packet socket sees
+// received packets only (answers come in), and unlike an ETH_P_ALL tap it
+// costs nothing on transmit.
+func openDNSCapture(ns netns.NsHandle, ethType uint16) (*os.File, error) {
 	raw, err := bpf.Assemble(dnsFilter)
 	if err != nil {
 		return nil, fmt.Errorf("assemble DNS filter: %w", err)
@@ -128,7 +131,7 @@ func openDNSCapture(ns netns.NsHandle) (*os.File, error) {
 	var fd int
 	err = nsenter.Do(ns, func() error {
 		var err error
-		proto := int(htons(unix.ETH_P_ALL))
+		proto := int(htons(ethType))
 		// Protocol 0 first: no packet is queued before the filter is in place.
 		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 		if err != nil {

@@ -16,7 +16,7 @@
 //   - a NETLINK_NETFILTER socket bound to the dataplane's NFLOG group
 //     (nfnetlink_log config messages; instances are per netns), whose
 //     packets carry the verdict prefix and the packet.
-//   - an AF_PACKET SOCK_DGRAM socket with a classic BPF filter that keeps
+//   - two AF_PACKET SOCK_DGRAM sockets (IPv4, IPv6) with a classic BPF filter that keeps
 //     UDP and TCP packets from port 53, opened on a thread inside the netns
 //     (internal/nsenter), for the DNS answers the endpoint receives.
 //
@@ -211,7 +211,7 @@ type endpointState struct {
 	log  *slog.Logger
 	ct   *netlink.Conn
 	nfl  *netlink.Conn
-	pkt  *os.File
+	pkt  []*os.File // DNS capture: IPv4, IPv6
 	addr struct {
 		sync.RWMutex
 		set     map[netip.Addr]bool
@@ -262,8 +262,12 @@ func (o *Observer) attach(ep *Endpoint) (_ *endpointState, err error) {
 		}
 	}
 	if !o.cfg.DisableDNS {
-		if s.pkt, err = openDNSCapture(s.ns); err != nil {
-			return nil, err
+		for _, et := range []uint16{unix.ETH_P_IP, unix.ETH_P_IPV6} {
+			f, err := openDNSCapture(s.ns, et)
+			if err != nil {
+				return nil, err
+			}
+			s.pkt = append(s.pkt, f)
 		}
 	}
 	s.log.Debug("attached", "addrs", len(s.addr.set))
@@ -279,8 +283,8 @@ func (s *endpointState) Close() error {
 		if s.nfl != nil {
 			_ = s.nfl.Close()
 		}
-		if s.pkt != nil {
-			_ = s.pkt.Close()
+		for _, f := range s.pkt {
+			_ = f.Close()
 		}
 		if s.ns.IsOpen() {
 			_ = s.ns.Close()
@@ -303,8 +307,8 @@ func (s *endpointState) start(ctx context.Context, wg *sync.WaitGroup, fail func
 	if s.nfl != nil {
 		run("verdict log", s.readVerdictLog)
 	}
-	if s.pkt != nil {
-		run("dns", s.readDNS)
+	for _, f := range s.pkt {
+		run("dns", func(ctx context.Context) error { return s.readDNS(ctx, f) })
 	}
 }
 
@@ -352,7 +356,7 @@ func (s *endpointState) maybeRefreshAddrs(src, dst netip.Addr) {
 }
 
 func (s *endpointState) emit(f Flow) {
-	s.o.metrics.Flows.WithLabelValues(string(f.Source)).Inc()
+	s.o.metrics.flows(f.Source).Inc()
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		s.log.Debug("flow", "flow", &f)
 	}
@@ -372,6 +376,7 @@ const maxOpen = 1 << 20
 func (s *endpointState) readConntrack(ctx context.Context) error {
 	open := map[uint32]openConn{}
 	pruned := map[uint32]bool{} // closed by a resync; their DESTROY may still come
+	var ev ctEvent
 	for {
 		if s.o.beforeReceive != nil {
 			s.o.beforeReceive()
@@ -393,34 +398,32 @@ func (s *endpointState) readConntrack(ctx context.Context) error {
 		}
 		now := time.Now()
 		for _, m := range msgs {
-			var ev conntrack.Event
-			if err := ev.Unmarshal(m); err != nil || ev.Flow == nil {
+			if err := decodeCTEvent(m, &ev); err != nil {
 				s.o.metrics.DecodeErrors.WithLabelValues("conntrack").Inc()
 				s.log.Debug("skip conntrack event", "err", err)
 				continue
 			}
-			ct := ev.Flow
 			switch ev.Type {
-			case conntrack.EventNew:
-				if _, dup := open[ct.ID]; dup {
+			case ctNew:
+				if _, dup := open[ev.ID]; dup {
 					continue // already known from a resync dump
 				}
-				s.maybeRefreshAddrs(ct.TupleOrig.IP.SourceAddress.Unmap(), ct.TupleOrig.IP.DestinationAddress.Unmap())
-				f := fromConntrack(ct, PhaseStart, s.ep.Name, s.isLocal, now)
+				s.maybeRefreshAddrs(ev.Src, ev.Dst)
+				f := ev.flowRecord(PhaseStart, s.ep.Name, s.isLocal, now)
 				f.RemoteName, _ = s.o.names.Lookup(f.Remote(), now)
 				if len(open) < maxOpen {
-					open[ct.ID] = openConn{name: f.RemoteName}
+					open[ev.ID] = openConn{name: f.RemoteName}
 				}
 				s.emit(f)
-			case conntrack.EventDestroy:
+			case ctDestroy:
 				phase := PhaseEnd
-				oc, known := open[ct.ID]
-				if !known && !pruned[ct.ID] {
+				oc, known := open[ev.ID]
+				if !known && !pruned[ev.ID] {
 					phase = PhaseComplete // its NEW was lost
 				}
-				delete(open, ct.ID)
-				delete(pruned, ct.ID)
-				f := fromConntrack(ct, phase, s.ep.Name, s.isLocal, now)
+				delete(open, ev.ID)
+				delete(pruned, ev.ID)
+				f := ev.flowRecord(phase, s.ep.Name, s.isLocal, now)
 				f.RemoteName = oc.name
 				if !known {
 					f.RemoteName, _ = s.o.names.Lookup(f.Remote(), now)
@@ -455,17 +458,17 @@ func (s *endpointState) resync(open map[uint32]openConn, pruned map[uint32]bool)
 	seen := make(map[uint32]bool, len(flows))
 	added := 0
 	for i := range flows {
-		ct := &flows[i]
-		seen[ct.ID] = true
-		if _, ok := open[ct.ID]; ok {
+		ev := ctEventFromFlow(&flows[i])
+		seen[ev.ID] = true
+		if _, ok := open[ev.ID]; ok {
 			continue
 		}
-		f := fromConntrack(ct, PhaseStart, s.ep.Name, s.isLocal, now)
-		f.PacketsOut, f.BytesOut = ct.CountersOrig.Packets, ct.CountersOrig.Bytes
-		f.PacketsIn, f.BytesIn = ct.CountersReply.Packets, ct.CountersReply.Bytes
+		f := ev.flowRecord(PhaseStart, s.ep.Name, s.isLocal, now)
+		f.PacketsOut, f.BytesOut = ev.PacketsOrig, ev.BytesOrig
+		f.PacketsIn, f.BytesIn = ev.PacketsReply, ev.BytesReply
 		f.Resynced = true
 		f.RemoteName, _ = s.o.names.Lookup(f.Remote(), now)
-		open[ct.ID] = openConn{name: f.RemoteName}
+		open[ev.ID] = openConn{name: f.RemoteName}
 		added++
 		s.emit(f)
 	}
@@ -543,11 +546,11 @@ func (s *endpointState) readVerdictLog(ctx context.Context) error {
 	}
 }
 
-func (s *endpointState) readDNS(ctx context.Context) error {
+func (s *endpointState) readDNS(ctx context.Context, pkt *os.File) error {
 	dec := newDNSDecoder()
 	buf := make([]byte, 1<<16)
 	for {
-		n, err := s.pkt.Read(buf)
+		n, err := pkt.Read(buf)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, os.ErrClosed) {
 				return nil

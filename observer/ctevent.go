@@ -1,0 +1,294 @@
+package observer
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"github.com/ti-mo/conntrack"
+)
+
+// ctEvent is the part of a conntrack event the observer uses, decoded
+// without allocating (decodeCTEvent) from the ctnetlink message, or copied
+// from a ti-mo/conntrack Flow of a table dump (ctEventFromFlow).
+type ctEvent struct {
+	Type             ctEventType
+	ID               uint32
+	Proto            uint8
+	Src, Dst         netip.Addr
+	SrcPort, DstPort uint16
+	ICMP             bool
+	ICMPType         uint8
+	ICMPCode         uint8
+	PacketsOrig      uint64
+	BytesOrig        uint64
+	PacketsReply     uint64
+	BytesReply       uint64
+	Start, Stop      time.Time
+}
+
+type ctEventType uint8
+
+const (
+	ctOther ctEventType = iota
+	ctNew
+	ctUpdate
+	ctDestroy
+)
+
+// ctnetlink attribute types, from include/uapi/linux/netfilter/nfnetlink_conntrack.h.
+const (
+	ctaTupleOrig     = 1
+	ctaCountersOrig  = 9
+	ctaCountersReply = 10
+	ctaID            = 12
+	ctaTimestamp     = 20
+
+	ctaTupleIP    = 1
+	ctaTupleProto = 2
+
+	ctaIPv4Src = 1
+	ctaIPv4Dst = 2
+	ctaIPv6Src = 3
+	ctaIPv6Dst = 4
+
+	ctaProtoNum     = 1
+	ctaProtoSrcPort = 2
+	ctaProtoDstPort = 3
+	ctaProtoICMPTyp = 5
+	ctaProtoICMPCod = 6
+	ctaProtoICMP6Ty = 8
+	ctaProtoICMP6Co = 9
+
+	ctaCountersPackets = 1
+	ctaCountersBytes   = 2
+
+	ctaTimestampStart = 1
+	ctaTimestampStop  = 2
+
+	nfnlSubsysCTNetlink = 1
+	ipctnlMsgCtNew      = 0
+	ipctnlMsgCtDelete   = 2
+)
+
+// nlAttrs walks the netlink attributes in b: each call of next returns the
+// type (flags masked) and payload of one attribute; ok is false at the end
+// or on a malformed attribute (err set).
+type nlAttrs struct {
+	b   []byte
+	err bool
+}
+
+func (a *nlAttrs) next() (typ uint16, data []byte, ok bool) {
+	if len(a.b) < 4 {
+		if len(a.b) != 0 {
+			a.err = true
+		}
+		return 0, nil, false
+	}
+	l := int(binary.NativeEndian.Uint16(a.b))
+	typ = binary.NativeEndian.Uint16(a.b[2:]) & 0x3fff // drop NLA_F_NESTED, NLA_F_NET_BYTEORDER
+	if l < 4 || l > len(a.b) {
+		a.err = true
+		return 0, nil, false
+	}
+	data = a.b[4:l]
+	adv := (l + 3) &^ 3
+	if adv > len(a.b) {
+		adv = len(a.b)
+	}
+	a.b = a.b[adv:]
+	return typ, data, true
+}
+
+// decodeCTEvent decodes one ctnetlink event message. It fails with
+// ErrMalformedPacket on a truncated or inconsistent message and never
+// panics; messages of other subsystems give Type ctOther.
+func decodeCTEvent(m netlink.Message, ev *ctEvent) error {
+	*ev = ctEvent{}
+	t := uint16(m.Header.Type)
+	if t>>8 != nfnlSubsysCTNetlink {
+		return nil
+	}
+	switch t & 0xff {
+	case ipctnlMsgCtNew:
+		ev.Type = ctUpdate
+		if m.Header.Flags&(netlink.Create|netlink.Excl) != 0 {
+			ev.Type = ctNew
+		}
+	case ipctnlMsgCtDelete:
+		ev.Type = ctDestroy
+	default:
+		return nil
+	}
+	if len(m.Data) < 4 {
+		return fmt.Errorf("decode conntrack event: %d bytes: %w", len(m.Data), ErrMalformedPacket)
+	}
+	top := nlAttrs{b: m.Data[4:]}
+	haveTuple := false
+	for typ, data, ok := top.next(); ok; typ, data, ok = top.next() {
+		switch typ {
+		case ctaTupleOrig:
+			if err := ev.decodeTuple(data); err != nil {
+				return err
+			}
+			haveTuple = true
+		case ctaID:
+			if len(data) >= 4 {
+				ev.ID = binary.BigEndian.Uint32(data)
+			}
+		case ctaCountersOrig:
+			ev.PacketsOrig, ev.BytesOrig = decodeCounters(data)
+		case ctaCountersReply:
+			ev.PacketsReply, ev.BytesReply = decodeCounters(data)
+		case ctaTimestamp:
+			ts := nlAttrs{b: data}
+			for typ, d, ok := ts.next(); ok; typ, d, ok = ts.next() {
+				if len(d) < 8 {
+					continue
+				}
+				ns := binary.BigEndian.Uint64(d)
+				if ns == 0 || ns > 1<<62 {
+					continue
+				}
+				switch typ {
+				case ctaTimestampStart:
+					ev.Start = time.Unix(0, int64(ns))
+				case ctaTimestampStop:
+					ev.Stop = time.Unix(0, int64(ns))
+				}
+			}
+		}
+	}
+	if top.err {
+		return fmt.Errorf("decode conntrack event: bad attribute: %w", ErrMalformedPacket)
+	}
+	if !haveTuple || !ev.Src.IsValid() || !ev.Dst.IsValid() {
+		return fmt.Errorf("decode conntrack event: no original tuple: %w", ErrMalformedPacket)
+	}
+	return nil
+}
+
+func (ev *ctEvent) decodeTuple(b []byte) error {
+	tu := nlAttrs{b: b}
+	for typ, data, ok := tu.next(); ok; typ, data, ok = tu.next() {
+		switch typ {
+		case ctaTupleIP:
+			ip := nlAttrs{b: data}
+			for typ, d, ok := ip.next(); ok; typ, d, ok = ip.next() {
+				var a netip.Addr
+				switch {
+				case (typ == ctaIPv4Src || typ == ctaIPv4Dst) && len(d) == 4:
+					a = netip.AddrFrom4([4]byte(d))
+				case (typ == ctaIPv6Src || typ == ctaIPv6Dst) && len(d) == 16:
+					a = netip.AddrFrom16([16]byte(d)).Unmap()
+				default:
+					continue
+				}
+				if typ == ctaIPv4Src || typ == ctaIPv6Src {
+					ev.Src = a
+				} else {
+					ev.Dst = a
+				}
+			}
+			if ip.err {
+				return fmt.Errorf("decode conntrack tuple: bad address: %w", ErrMalformedPacket)
+			}
+		case ctaTupleProto:
+			p := nlAttrs{b: data}
+			for typ, d, ok := p.next(); ok; typ, d, ok = p.next() {
+				switch {
+				case typ == ctaProtoNum && len(d) >= 1:
+					ev.Proto = d[0]
+				case typ == ctaProtoSrcPort && len(d) >= 2:
+					ev.SrcPort = binary.BigEndian.Uint16(d)
+				case typ == ctaProtoDstPort && len(d) >= 2:
+					ev.DstPort = binary.BigEndian.Uint16(d)
+				case (typ == ctaProtoICMPTyp || typ == ctaProtoICMP6Ty) && len(d) >= 1:
+					ev.ICMP, ev.ICMPType = true, d[0]
+				case (typ == ctaProtoICMPCod || typ == ctaProtoICMP6Co) && len(d) >= 1:
+					ev.ICMP, ev.ICMPCode = true, d[0]
+				}
+			}
+			if p.err {
+				return fmt.Errorf("decode conntrack tuple: bad protocol: %w", ErrMalformedPacket)
+			}
+		}
+	}
+	if tu.err {
+		return fmt.Errorf("decode conntrack tuple: %w", ErrMalformedPacket)
+	}
+	return nil
+}
+
+func decodeCounters(b []byte) (packets, bytes uint64) {
+	c := nlAttrs{b: b}
+	for typ, d, ok := c.next(); ok; typ, d, ok = c.next() {
+		var v uint64
+		switch len(d) {
+		case 8:
+			v = binary.BigEndian.Uint64(d)
+		case 4:
+			v = uint64(binary.BigEndian.Uint32(d))
+		default:
+			continue
+		}
+		switch typ {
+		case ctaCountersPackets, 3: // CTA_COUNTERS32_PACKETS
+			packets = v
+		case ctaCountersBytes, 4: // CTA_COUNTERS32_BYTES
+			bytes = v
+		}
+	}
+	return packets, bytes
+}
+
+// ctEventFromFlow copies a dumped conntrack entry into a ctEvent.
+func ctEventFromFlow(ct *conntrack.Flow) ctEvent {
+	o := ct.TupleOrig
+	return ctEvent{Type: ctNew, ID: ct.ID, Proto: o.Proto.Protocol,
+		Src: o.IP.SourceAddress.Unmap(), Dst: o.IP.DestinationAddress.Unmap(),
+		SrcPort: o.Proto.SourcePort, DstPort: o.Proto.DestinationPort,
+		ICMP:     o.Proto.ICMPv4 || o.Proto.ICMPv6 || o.Proto.Protocol == 1 || o.Proto.Protocol == 58,
+		ICMPType: o.Proto.ICMPType, ICMPCode: o.Proto.ICMPCode,
+		PacketsOrig: ct.CountersOrig.Packets, BytesOrig: ct.CountersOrig.Bytes,
+		PacketsReply: ct.CountersReply.Packets, BytesReply: ct.CountersReply.Bytes,
+		Start: ct.Timestamp.Start, Stop: ct.Timestamp.Stop}
+}
+
+// flowRecord turns a conntrack event of endpoint into a flow record. The
+// original tuple is the side that opened the connection; the endpoint's own
+// addresses (isLocal) give the direction: egress when it is the original
+// source, ingress otherwise. Counters and End are set except at PhaseStart.
+func (ev *ctEvent) flowRecord(phase Phase, endpoint string, isLocal func(netip.Addr) bool, now time.Time) Flow {
+	f := Flow{Phase: phase, Source: SourceConntrack, Endpoint: endpoint, Protocol: ProtocolName(ev.Proto),
+		Src: ev.Src, Dst: ev.Dst, Verdict: VerdictObserved, ConntrackID: ev.ID}
+	if ev.ICMP || ev.Proto == 1 || ev.Proto == 58 {
+		t, c := ev.ICMPType, ev.ICMPCode
+		f.ICMPType, f.ICMPCode = &t, &c
+	} else {
+		f.SrcPort, f.DstPort = ev.SrcPort, ev.DstPort
+	}
+	f.Direction = Ingress
+	if isLocal == nil || isLocal(f.Src) || !isLocal(f.Dst) {
+		f.Direction = Egress
+	}
+	f.Start = ev.Start
+	if phase != PhaseStart {
+		f.End = ev.Stop
+		if f.End.IsZero() {
+			f.End = now
+		}
+		f.PacketsOut, f.BytesOut = ev.PacketsOrig, ev.BytesOrig
+		f.PacketsIn, f.BytesIn = ev.PacketsReply, ev.BytesReply
+	}
+	if f.Start.IsZero() || f.Start.After(now) {
+		f.Start = now
+		if !f.End.IsZero() && f.End.Before(f.Start) {
+			f.Start = f.End
+		}
+	}
+	return f
+}
