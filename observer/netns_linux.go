@@ -76,7 +76,8 @@ func setReadBufferForce(c *netlink.Conn, bytes int) error {
 }
 
 // bindNFLOG opens a NETLINK_NETFILTER socket (in cfg.NetNS) bound to NFLOG
-// group, copying up to 256 bytes of each packet (headers are enough).
+// group, copying up to 256 bytes of each packet (headers are enough) and
+// flushing batches after 10ms.
 // Only one socket per netns can bind a group: EBUSY means another reader.
 func bindNFLOG(cfg *netlink.Config, group uint16) (*netlink.Conn, error) {
 	c, err := netlink.Dial(unix.NETLINK_NETFILTER, cfg)
@@ -103,6 +104,14 @@ func bindNFLOG(cfg *netlink.Config, group uint16) (*netlink.Conn, error) {
 		return nil, fmt.Errorf("verdict log group %d: %w", group, err)
 	}
 	if err := send("set NFLOG copy mode", []netfilter.Attribute{{Type: nfulaCfgMode, Data: mode}}); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("verdict log group %d: %w", group, err)
+	}
+	// The kernel batches up to 100 packets or 1s by default; flush after
+	// 10ms or 32 packets so records (and their times) are prompt.
+	if err := send("set NFLOG flush timeout", []netfilter.Attribute{
+		{Type: nfulaCfgTimeout, Data: netfilter.Uint32Bytes(1)},
+		{Type: nfulaCfgQThresh, Data: netfilter.Uint32Bytes(32)}}); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("verdict log group %d: %w", group, err)
 	}

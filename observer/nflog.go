@@ -20,9 +20,11 @@ const (
 	nfulaPayload   = 9  // NFULA_PAYLOAD: the packet from its network header
 	nfulaPrefix    = 10 // NFULA_PREFIX: NUL-terminated string
 
-	nfulaCfgCmd   = 1 // NFULA_CFG_CMD: u8 command
-	nfulaCfgMode  = 2 // NFULA_CFG_MODE: be32 copy_range, u8 copy_mode, pad
-	nfulaCfgFlags = 6 // NFULA_CFG_FLAGS: be16
+	nfulaCfgCmd     = 1 // NFULA_CFG_CMD: u8 command
+	nfulaCfgMode    = 2 // NFULA_CFG_MODE: be32 copy_range, u8 copy_mode, pad
+	nfulaCfgTimeout = 4 // NFULA_CFG_TIMEOUT: be32 flush timeout, 1/100 s
+	nfulaCfgQThresh = 5 // NFULA_CFG_QTHRESH: be32 packets per batch
+	nfulaCfgFlags   = 6 // NFULA_CFG_FLAGS: be16
 
 	nfulnlCfgCmdBind   = 1 // NFULNL_CFG_CMD_BIND
 	nfulnlCfgCmdUnbind = 2 // NFULNL_CFG_CMD_UNBIND

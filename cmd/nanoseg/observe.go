@@ -64,7 +64,7 @@ observe-mode table in endpoints that have no nanoseg table yet.`,
 	f.StringVar(&o.labName, "lab", "", "observe every workload endpoint of this running lab (its plan is the inventory)")
 	f.StringSliceVar(&o.netns, "netns", nil, "observe these named network namespaces (under /run/netns); with --lab, only these")
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
-	f.StringVar(&o.workload, "workload", "", "only flows or edges with this workload on either side")
+	f.StringVar(&o.workload, "workload", "", "only flows or edges with this workload (or external DNS name) on either side")
 	f.StringVar(&o.namespace, "namespace", "", "only flows or edges with this namespace on either side")
 	f.StringVar(&o.verdict, "verdict", "", "only this verdict: observed, allowed, audit-denied, denied")
 	f.Uint16Var(&o.port, "port", 0, "only this destination port")
@@ -164,16 +164,22 @@ func runObserve(ctx context.Context, a *app, o observeOptions, w io.Writer) erro
 	if len(eps) == 0 {
 		return errors.New("observe: no endpoints to observe")
 	}
-	if o.track {
-		dp := dataplane.New(log)
-		for _, e := range eps {
-			st, err := dp.Read(e.Path)
-			if err != nil {
-				return fmt.Errorf("observe: %w", err)
-			}
-			if st.Present {
-				continue
-			}
+	dp := dataplane.New(log)
+	for _, e := range eps {
+		st, err := dp.Read(e.Path)
+		if err != nil && !o.track {
+			log.Warn("read nanoseg table", "netns", e.Name, "err", err)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("observe: %w", err)
+		}
+		if st.Present {
+			continue
+		}
+		if !o.track {
+			log.Warn("no nanoseg table in this netns: conntrack may not track its connections (use --track)", "netns", e.Name)
+		} else {
 			name := strings.TrimPrefix(e.Name, lab.NetnsPrefix)
 			if _, err := dp.Apply(e.Path, dataplane.RuleSet{Name: name, Mode: dataplane.ModeObserve}); err != nil {
 				return fmt.Errorf("observe: track %s: %w", e.Name, err)
@@ -248,6 +254,9 @@ func (o observeOptions) matchFlow(f observer.Flow, inv observer.Inventory) bool 
 	if o.workload == "" && o.namespace == "" {
 		return true
 	}
+	if o.namespace == "" && f.RemoteName == o.workload {
+		return true // an external peer, by its DNS name
+	}
 	if inv == nil {
 		return false
 	}
@@ -285,6 +294,9 @@ func (o observeOptions) matchEdge(e observer.Edge) bool {
 		return true
 	}
 	for _, p := range []observer.Peer{e.Source, e.Destination} {
+		if p.External && o.namespace == "" && p.Name == o.workload {
+			return true
+		}
 		if !p.External && (o.workload == "" || p.Workload == o.workload) && (o.namespace == "" || p.Namespace == o.namespace) {
 			return true
 		}
