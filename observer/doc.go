@@ -2,6 +2,51 @@
 // the dataplane's NFLOG verdict log, DNS answers), turns it into flow records
 // and aggregates them into the edges of the communication graph.
 //
+// # Sources (observer_linux.go)
+//
+// For every endpoint network namespace the Observer opens, by file
+// descriptor or on a thread locked inside the namespace:
+//
+//   - a ctnetlink socket on the conntrack NEW and DESTROY groups, with
+//     conntrack accounting and timestamps switched on in that namespace
+//     (EnableAccounting), decoded without allocating (ctevent.go). NEW gives
+//     a PhaseStart record, DESTROY a PhaseEnd record with packets, bytes and
+//     times. A namespace tracks connections only once an nftables rule there
+//     uses ct, as the dataplane's table does.
+//   - the verdict log: NFLOG group DefaultNFLOGGroup (18), prefix
+//     "nanoseg:<observe|allow|audit-deny|deny>:<rule id>" (ParsePrefix), the
+//     logged packet decoded with gopacket. One PhaseComplete record per
+//     connection attempt (retransmissions within two minutes are dropped).
+//   - AF_PACKET sockets with a classic BPF filter for DNS responses (UDP and
+//     TCP from port 53) received by the endpoint, decoded with gopacket's
+//     layers.DNS into address → asked-name answers held for their TTL
+//     (Names), so that an external address is reported by the name the
+//     workload asked for.
+//
+// # Never losing data silently
+//
+// An overflowing conntrack event socket (ENOBUFS) is counted
+// (nanoseg_observer_events_lost_total), logged, and followed by a dump of the
+// conntrack table: entries the observer did not know become start records
+// marked Resynced (with the counters of the dump), known ones that vanished
+// are forgotten (their end and final counters went with the overflow), and
+// a DESTROY whose NEW was lost becomes a PhaseComplete record. Every
+// connection that is still in the table at the dump (a closed TCP
+// connection stays there through TIME_WAIT, 120s by default) is therefore
+// counted exactly once; only a connection that both began and left the
+// table during the overflow is lost, and the loss is counted. Malformed messages are counted
+// (nanoseg_observer_decode_errors_total) and skipped; the decoders are fuzzed
+// (fuzz_test.go, corpus in testdata/fuzz).
+//
+// # Edges (aggregate.go)
+//
+// An Aggregator folds records into edges keyed by (source workload,
+// destination workload or external peer, protocol, destination port); the
+// source port never appears, replicas collapse into their workload, and an
+// address the Inventory does not know is an external peer named by DNS
+// where an answer was seen. A connection whose two ends are both observed
+// is counted once, at the client's egress; see Aggregator for the rule.
+//
 // It never imports the dataplane package; it reads the verdict log through
 // the prefix format that the dataplane documents.
 package observer

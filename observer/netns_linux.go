@@ -1,5 +1,10 @@
 //go:build linux
 
+// Per-netns setup: conntrack sysctls written from a thread inside the
+// netns, the nfnetlink_log binding of the verdict-log group, and the DNS
+// packet sockets. Sources: nf_conntrack-sysctl.rst, nfnetlink_log.h,
+// packet(7), Documentation/networking/filter.rst.
+
 package observer
 
 import (
