@@ -99,6 +99,7 @@ type Observer struct {
 
 	mu       sync.RWMutex
 	attached []*endpointState
+	local    map[netip.Addr]bool // union of the attached endpoints' addresses
 
 	// beforeReceive, when set (tests), runs before each conntrack event
 	// receive: a test holds it to make the socket overflow.
@@ -144,15 +145,23 @@ func (o *Observer) Names() *Names { return o.names }
 // attached to: the `observed` argument of NewAggregator, so that a
 // connection between two observed endpoints is counted once.
 func (o *Observer) Observed(addr netip.Addr) bool {
-	addr = addr.Unmap()
 	o.mu.RLock()
 	defer o.mu.RUnlock()
+	return o.local[addr.Unmap()] && !addr.IsLoopback()
+}
+
+// rebuildLocal recomputes the union of the attached endpoints' addresses.
+func (o *Observer) rebuildLocal() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.local = map[netip.Addr]bool{}
 	for _, s := range o.attached {
-		if s.isLocal(addr) {
-			return true
+		s.addr.RLock()
+		for a := range s.addr.set {
+			o.local[a] = true
 		}
+		s.addr.RUnlock()
 	}
-	return false
 }
 
 // Ready is closed once every socket of every endpoint is open: traffic
@@ -188,6 +197,7 @@ func (o *Observer) Run(ctx context.Context) error {
 		o.mu.Lock()
 		o.attached = append(o.attached, ep)
 		o.mu.Unlock()
+		o.rebuildLocal()
 		ep.start(ctx, &wg, fail)
 	}
 	close(o.ready)
@@ -339,6 +349,9 @@ func (s *endpointState) refreshAddrs() error {
 	s.addr.Lock()
 	s.addr.set, s.addr.refresh = set, time.Now()
 	s.addr.Unlock()
+	if s.o != nil {
+		s.o.rebuildLocal()
+	}
 	return nil
 }
 
