@@ -180,14 +180,15 @@ type ReachTarget struct {
 // audit-denies it (audit lets it through). Each pair is evaluated between
 // the first pods of each workload (replicas share their identity, so their
 // verdicts agree) and between the first and second pod for a workload to
-// itself.
-func Reach(world policies.World, set policies.PolicySet, targets []ReachTarget) Reachability {
+// itself. include, when not nil, keeps only the (source, destination)
+// workload pairs it returns true for (a scope).
+func Reach(world policies.World, set policies.PolicySet, targets []ReachTarget, include func(src, dst string) bool) Reachability {
 	var r Reachability
 	pairsBefore, pairsNow := map[[2]string]bool{}, map[[2]string]bool{}
 	pairs := map[[2]string]bool{}
 	for _, s := range targets {
 		for _, d := range targets {
-			if len(s.Pods) == 0 || len(d.Pods) == 0 {
+			if len(s.Pods) == 0 || len(d.Pods) == 0 || (include != nil && !include(s.Workload, d.Workload)) {
 				continue
 			}
 			from, to := s.Pods[0], d.Pods[0]

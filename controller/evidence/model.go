@@ -311,7 +311,8 @@ type Probe struct {
 	Reason      string `json:"reason"`
 	// Outcome is connected, refused (the destination answered with a
 	// reset or port unreachable: the network let it through), reply (UDP
-	// answered), timeout (nothing came back: dropped), or error.
+	// answered), timeout (nothing came back: dropped on the way), dropped
+	// at source (the source's own rules refused to send: EPERM), or error.
 	Outcome    string  `json:"outcome"`
 	Reached    bool    `json:"reached"`
 	Match      bool    `json:"match"`

@@ -1,0 +1,537 @@
+//go:build linux
+
+// The agent's evidence API: live verification and the signed evidence
+// bundle (see package evidence for its contents and integrity).
+//
+//	POST /v1/verify            body VerifyRequest            → evidence.ProbeRun (JSON)
+//	POST /v1/evidence/export   body ExportRequest            → the bundle as a gzip tar
+//	GET  /v1/evidence/key                                    → EvidenceKey (JSON)
+//
+// Design: the bundle is assembled and signed here, next to the agent's
+// state, so the signing key never leaves the host; the client receives the
+// signed files and writes them where it likes. State kept for evidence, in
+// <state dir>/evidence/ unless the request names another key file:
+// signing.key (0600) and signing.key.pub, chain-head.json (the last export's
+// manifest hash and sequence: the next export links to it), and
+// counter-snapshots.json (the per-rule kernel counters at each export, so a
+// later export can report hits over its window). One mutex serialises
+// exports, so the chain has no fork.
+package controller
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nanoseg/nanoseg/controller/evidence"
+	"github.com/nanoseg/nanoseg/dataplane"
+	"github.com/nanoseg/nanoseg/policies"
+)
+
+// evidenceMu serialises exports: chain head and counter snapshots.
+var evidenceMu sync.Mutex
+
+// ExportRequest asks for an evidence bundle. Zero fields take defaults.
+type ExportRequest struct {
+	// Window is the reporting window as a Go duration ("1h", default 1h).
+	Window string `json:"window,omitempty"`
+	// Scope: "" (everything), a namespace ("shop") or a workload ("shop/api").
+	Scope string `json:"scope,omitempty"`
+	// NoProbes skips the live probe run.
+	NoProbes bool `json:"noProbes,omitempty"`
+	// Probe bounds the probe run (its Scope is the export's).
+	Probe VerifyRequest `json:"probe,omitzero"`
+	// KeyFile is the signing key's path on the agent's host (absolute;
+	// default <state dir>/evidence/signing.key); created on first use.
+	KeyFile string `json:"keyFile,omitempty"`
+	// NoPDF skips the PDF rendering of the report.
+	NoPDF bool `json:"noPDF,omitempty"`
+}
+
+// EvidenceKey describes the agent's evidence signing key.
+type EvidenceKey struct {
+	PublicKey string `json:"publicKey"` // base64 ed25519
+	KeyID     string `json:"keyID"`
+	Path      string `json:"path"` // of the private key, on the agent's host
+}
+
+// Export headers of the bundle answer.
+const (
+	HeaderManifestSHA256 = "X-Nanoseg-Manifest-Sha256"
+	HeaderSequence       = "X-Nanoseg-Evidence-Sequence"
+	HeaderBundleName     = "X-Nanoseg-Evidence-Name"
+)
+
+// evidenceRoutes registers the evidence API on mux.
+func (a *Agent) evidenceRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/verify", a.api(func(r *http.Request) (any, error) {
+		var req VerifyRequest
+		if err := decodeOptional(r, &req); err != nil {
+			return nil, err
+		}
+		return a.Verify(r.Context(), req)
+	}))
+	mux.HandleFunc("GET /v1/evidence/key", a.api(func(r *http.Request) (any, error) {
+		path, err := a.evidenceKeyFile(r.URL.Query().Get("keyFile"))
+		if err != nil {
+			return nil, err
+		}
+		evidenceMu.Lock()
+		defer evidenceMu.Unlock()
+		if _, err := evidence.LoadOrCreateKey(path); err != nil {
+			return nil, err
+		}
+		pk, err := evidence.ReadPublicKey(path + ".pub")
+		if err != nil {
+			return nil, err
+		}
+		return EvidenceKey{PublicKey: base64.StdEncoding.EncodeToString(pk), KeyID: evidence.KeyID(pk), Path: path}, nil
+	}))
+	mux.HandleFunc("POST /v1/evidence/export", func(w http.ResponseWriter, r *http.Request) {
+		var req ExportRequest
+		err := decodeOptional(r, &req)
+		var res *ExportResult
+		if err == nil {
+			res, err = a.Export(r.Context(), req, caller(r))
+		}
+		if err != nil {
+			a.api(func(*http.Request) (any, error) { return nil, err })(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/gzip")
+		w.Header().Set(HeaderManifestSHA256, res.ManifestSHA256)
+		w.Header().Set(HeaderSequence, strconv.FormatUint(res.Sequence, 10))
+		w.Header().Set(HeaderBundleName, res.Name)
+		_, _ = w.Write(res.Archive)
+	})
+}
+
+// decodeOptional decodes a JSON body into v, accepting an empty body.
+// Errors wrap ErrInvalid.
+func decodeOptional(r *http.Request, v any) error {
+	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("read request body: %w", err)
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: request body: %v", ErrInvalid, err)
+	}
+	return nil
+}
+
+// evidenceDir is where the agent keeps evidence state: next to its store.
+func (a *Agent) evidenceDir() string { return filepath.Join(filepath.Dir(a.cfg.StateFile), "evidence") }
+
+// evidenceKeyFile returns the signing key path: override (absolute) or
+// the default in evidenceDir.
+func (a *Agent) evidenceKeyFile(override string) (string, error) {
+	if override == "" {
+		return filepath.Join(a.evidenceDir(), "signing.key"), nil
+	}
+	if !filepath.IsAbs(override) {
+		return "", fmt.Errorf("%w: keyFile: %q must be an absolute path on the agent's host", ErrInvalid, override)
+	}
+	return filepath.Clean(override), nil
+}
+
+// ExportResult is a signed bundle.
+type ExportResult struct {
+	Name           string // directory name inside the archive
+	Files          map[string][]byte
+	Archive        []byte // gzip tar of Files under Name/
+	ManifestSHA256 string
+	Sequence       uint64
+}
+
+// Export assembles, signs and archives an evidence bundle (see package
+// evidence), links it to the previous export and records it as the new
+// chain head. who is recorded as the requester. Errors: ErrInvalid for a
+// bad window, scope or key path; store, kernel read, signing or key errors.
+// Kernel read failures of single endpoints are reported in the bundle, not
+// as errors.
+func (a *Agent) Export(ctx context.Context, req ExportRequest, who string) (*ExportResult, error) {
+	window := time.Hour
+	if req.Window != "" {
+		d, err := time.ParseDuration(req.Window)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("%w: window: %q is not a positive duration such as 1h", ErrInvalid, req.Window)
+		}
+		window = d
+	}
+	keyFile, err := a.evidenceKeyFile(req.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	allEps := a.inv.Endpoints()
+	if req.Scope != "" && !scopeKnown(allEps, req.Scope) {
+		return nil, fmt.Errorf("%w: scope %q is neither a namespace nor a workload of the inventory", ErrInvalid, req.Scope)
+	}
+	evidenceMu.Lock()
+	defer evidenceMu.Unlock()
+	key, err := evidence.LoadOrCreateKey(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.flush(); err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	b := &evidence.Bundle{Meta: evidence.Meta{GeneratedAt: now, Agent: agentVersion(), Lab: a.cfg.Lab, Scope: req.Scope,
+		Window: evidence.Duration(window), WindowStart: now.Add(-window), RequestedBy: who,
+		Frameworks: []string{"PCI DSS 4.0 requirement 11.4.5 (segmentation controls tested)", "NIST SP 800-53 SC-7 (boundary protection)"}}}
+	b.Meta.Host, _ = os.Hostname()
+
+	var eps []Endpoint
+	scoped := map[string]bool{}
+	for _, e := range allEps {
+		if inScope(req.Scope, e.Key()) {
+			eps = append(eps, e)
+			scoped[e.Key()] = true
+		}
+	}
+	b.Inventory = inventorySection(eps)
+	if b.Policies, err = a.policiesSection(scoped); err != nil {
+		return nil, err
+	}
+
+	// Rules and counters: read every endpoint (counters of all are kept
+	// for later windows), report those in scope.
+	desired, err := a.compileAll()
+	if err != nil {
+		a.log.Warn("compile rule sets for evidence", "err", err)
+	}
+	dp := dataplane.New(nil)
+	counts := map[string]map[string]evidence.Count{}
+	workloadOf := map[string]string{}
+	for _, e := range allEps {
+		workloadOf[e.Netns] = e.Key()
+		ks, rerr := dp.Read(e.Path)
+		if rerr == nil {
+			m := map[string]evidence.Count{}
+			for id, c := range ks.Counters {
+				m[id] = evidence.Count{Packets: c.Packets, Bytes: c.Bytes}
+			}
+			counts[e.Netns] = m
+		}
+		if !scoped[e.Key()] {
+			continue
+		}
+		want := desired[e.Netns]
+		if st, ok := a.rec.Status(e.Netns); ok && st.Desired.Name != "" {
+			want = st.Desired
+		}
+		er := evidence.EndpointRules{Netns: e.Netns, Workload: e.Key(), DesiredMode: string(want.Mode)}
+		for _, el := range dataplane.Elements(want) {
+			er.Desired = append(er.Desired, evidence.RuleOf(el))
+		}
+		if rerr != nil {
+			er.Error = rerr.Error()
+			er.Drift = []string{"cannot read the table back: " + rerr.Error()}
+			b.Rules = append(b.Rules, er)
+			continue
+		}
+		er.Present, er.Mode, er.Name = ks.Present, string(ks.RuleSet.Mode), ks.RuleSet.Name
+		for _, el := range ks.Elements {
+			er.Programmed = append(er.Programmed, evidence.RuleOf(el))
+		}
+		er.InSync = ks.Equal(want)
+		er.Drift, er.Missing, er.Extra = evidence.Drift(ks.Present, er.InSync, ks.RuleSet, ks.Elements, want)
+		b.Rules = append(b.Rules, er)
+	}
+	snapPath := filepath.Join(a.evidenceDir(), "counter-snapshots.json")
+	snaps, err := readSnapshots(snapPath)
+	if err != nil {
+		a.log.Warn("read counter snapshots; counting since rules were programmed", "err", err)
+	}
+	scopedCounts := map[string]map[string]evidence.Count{}
+	for n, m := range counts {
+		if scoped[workloadOf[n]] {
+			scopedCounts[n] = m
+		}
+	}
+	b.Counters.Rules, b.Counters.Unused = evidence.WindowCounters(scopedCounts, snaps, b.Meta.WindowStart, func(n string) string { return workloadOf[n] })
+	snaps = evidence.PruneSnapshots(append(snaps, evidence.Snapshot{At: now, Counters: counts}), now, 31*24*time.Hour, 2000)
+	if err := writeSnapshots(snapPath, snaps); err != nil {
+		a.log.Warn("write counter snapshots", "err", err)
+	}
+
+	evs, err := a.store.Verdicts(b.Meta.WindowStart)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range evs {
+		if req.Scope != "" && !inScope(req.Scope, e.Source) && !inScope(req.Scope, e.Destination) {
+			continue
+		}
+		if len(b.Denied.Events) >= evidence.MaxEvents {
+			b.Denied.Truncated = true
+			continue
+		}
+		b.Denied.Events = append(b.Denied.Events, evidence.VerdictEvent{At: e.At.UTC(), Endpoint: e.Endpoint, Verdict: e.Verdict, RuleID: e.RuleID,
+			Source: e.Source, Destination: e.Destination, Protocol: e.Protocol, Port: int(e.Port)})
+	}
+	b.Denied.Flows = evidence.GroupDenied(b.Denied.Events)
+
+	world, set, err := a.policyWorld()
+	if err != nil {
+		return nil, err
+	}
+	b.Reachability = evidence.Reach(world, set, reachTargets(allEps), func(s, d string) bool { return scoped[s] || scoped[d] })
+
+	if !req.NoProbes {
+		pr := req.Probe
+		pr.Scope = req.Scope
+		if b.Probes, err = a.Verify(ctx, pr); err != nil {
+			return nil, err
+		}
+	}
+
+	files, err := evidence.Files(b)
+	if err != nil {
+		return nil, err
+	}
+	var notes []string
+	if req.NoPDF {
+		notes = append(notes, "report.pdf not produced: PDF rendering was not requested")
+	} else if pdf, note := renderPDF(ctx, files["report.html"]); pdf != nil {
+		files["report.pdf"] = pdf
+	} else {
+		notes = append(notes, note)
+	}
+	if b.Probes == nil {
+		notes = append(notes, "probes.json and probes.csv absent: the export was made without live probes")
+	}
+	headPath := filepath.Join(filepath.Dir(keyFile), "chain-head.json")
+	head, err := evidence.ReadChainHead(headPath)
+	if err != nil {
+		return nil, err
+	}
+	m := evidence.Manifest{CreatedAt: now, Sequence: 1, Notes: notes}
+	if head != nil {
+		m.Sequence, m.Previous = head.Sequence+1, head
+	}
+	sum, err := evidence.Sign(files, m, key)
+	if err != nil {
+		return nil, err
+	}
+	name := "nanoseg-evidence-" + now.Format("20060102T150405Z")
+	archive, err := evidence.TarGz(files, name, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := evidence.WriteChainHead(headPath, evidence.ChainHead{Sequence: m.Sequence, ManifestSHA256: sum, CreatedAt: now}); err != nil {
+		return nil, err
+	}
+	a.log.Info("evidence exported", "sequence", m.Sequence, "manifest", sum, "files", len(files), "by", who)
+	return &ExportResult{Name: name, Files: files, Archive: archive, ManifestSHA256: sum, Sequence: m.Sequence}, nil
+}
+
+func inventorySection(eps []Endpoint) []evidence.Workload {
+	byW := map[string]*evidence.Workload{}
+	var keys []string
+	for _, e := range eps {
+		w := byW[e.Key()]
+		if w == nil {
+			w = &evidence.Workload{Key: e.Key(), Namespace: e.Namespace, Name: e.Workload, Identity: policies.IdentityLabels(e.Labels)}
+			byW[e.Key()] = w
+			keys = append(keys, e.Key())
+		}
+		ep := evidence.Endpoint{Netns: e.Netns}
+		for _, ad := range e.Addrs {
+			ep.Addrs = append(ep.Addrs, ad.String())
+		}
+		for _, p := range e.Ports {
+			proto := string(p.Protocol)
+			if proto == "" {
+				proto = "TCP"
+			}
+			ep.Ports = append(ep.Ports, evidence.Port{Name: p.Name, Port: int(p.Port), Protocol: proto})
+		}
+		w.Endpoints = append(w.Endpoints, ep)
+	}
+	sort.Strings(keys)
+	out := make([]evidence.Workload, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, *byW[k])
+	}
+	return out
+}
+
+func (a *Agent) policiesSection(scoped map[string]bool) (evidence.Policies, error) {
+	var p evidence.Policies
+	hist, err := a.store.History("")
+	if err != nil {
+		return p, err
+	}
+	bySeq := map[uint64]Promotion{}
+	for _, h := range hist {
+		bySeq[h.Seq] = h
+		p.History = append(p.History, evidence.Promotion{Seq: h.Seq, At: h.At.UTC(), Who: h.Who, Workload: h.Workload, Action: string(h.Action),
+			FromMode: string(h.FromMode), ToMode: string(h.ToMode), FromRevision: h.FromRevision, ToRevision: h.ToRevision,
+			Reason: h.Reason, Undoes: h.Undoes, PrevHash: h.PrevHash, Hash: h.Hash})
+	}
+	p.Chain = evidence.ChainCheck{Events: len(hist), Verified: true}
+	if err := VerifyPromotions(hist); err != nil {
+		p.Chain.Verified, p.Chain.Error = false, err.Error()
+	}
+	if len(hist) > 0 {
+		p.Chain.Head = hist[len(hist)-1].Hash
+	}
+	active, err := a.Active()
+	if err != nil {
+		return p, err
+	}
+	for _, ap := range active {
+		if !scoped[ap.State.Workload] {
+			continue
+		}
+		ar := evidence.ActiveRevision{Workload: ap.State.Workload, Mode: string(ap.State.Mode), Revision: ap.State.Revision,
+			Since: ap.State.Since.UTC(), PromotionSeq: ap.State.Seq}
+		if rev, err := a.store.Revision(ap.State.Workload, ap.State.Revision); err == nil {
+			ar.Origin, ar.CreatedAt, ar.CreatedBy = string(rev.Origin), rev.CreatedAt.UTC(), rev.CreatedBy
+		}
+		if raw, err := json.Marshal(ap.Policy); err == nil {
+			ar.Policy = raw
+		}
+		if ev, ok := bySeq[ap.State.Seq]; ok {
+			ar.PromotedBy, ar.Reason = ev.Who, ev.Reason
+		}
+		p.Active = append(p.Active, ar)
+	}
+	return p, nil
+}
+
+// reachTargets groups eps by workload, pods named as in the agent's world.
+func reachTargets(eps []Endpoint) []evidence.ReachTarget {
+	byW := map[string][]Endpoint{}
+	for _, e := range eps {
+		byW[e.Key()] = append(byW[e.Key()], e)
+	}
+	keys := make([]string, 0, len(byW))
+	for k := range byW {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]evidence.ReachTarget, 0, len(keys))
+	for _, k := range keys {
+		t := evidence.ReachTarget{Workload: k, Ports: declaredPorts(byW[k])}
+		for _, e := range byW[k] {
+			t.Pods = append(t.Pods, e.Namespace+"/"+e.Netns)
+		}
+		sort.Strings(t.Pods)
+		out = append(out, t)
+	}
+	return out
+}
+
+func readSnapshots(path string) ([]evidence.Snapshot, error) {
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read counter snapshots: %w", err)
+	}
+	var s []evidence.Snapshot
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, fmt.Errorf("decode counter snapshots %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func writeSnapshots(path string, s []evidence.Snapshot) error {
+	raw, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("encode counter snapshots: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("create evidence directory: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, raw, 0o600); err != nil {
+		return fmt.Errorf("write counter snapshots: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write counter snapshots: %w", err)
+	}
+	return nil
+}
+
+// pdfConverters are the HTML-to-PDF converters tried, in order.
+var pdfConverters = []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"}
+
+// renderPDF prints html to PDF with a headless Chromium when one is
+// installed, within 60 seconds. It returns the PDF, or nil and a note
+// saying why there is none.
+func renderPDF(ctx context.Context, html []byte) ([]byte, string) {
+	bin := ""
+	for _, c := range pdfConverters {
+		if p, err := exec.LookPath(c); err == nil {
+			bin = p
+			break
+		}
+	}
+	if bin == "" {
+		return nil, "report.pdf not produced: no HTML-to-PDF converter installed (looked for " + strings.Join(pdfConverters, ", ") + ")"
+	}
+	dir, err := os.MkdirTemp("", "nanoseg-pdf-")
+	if err != nil {
+		return nil, "report.pdf not produced: " + err.Error()
+	}
+	defer os.RemoveAll(dir)
+	in, out := filepath.Join(dir, "report.html"), filepath.Join(dir, "report.pdf")
+	if err := os.WriteFile(in, html, 0o600); err != nil {
+		return nil, "report.pdf not produced: " + err.Error()
+	}
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--no-pdf-header-footer",
+		"--user-data-dir="+filepath.Join(dir, "profile"), "--print-to-pdf="+out, "file://"+in)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Sprintf("report.pdf not produced: %s failed: %v: %s", filepath.Base(bin), err, firstLine(msg))
+	}
+	pdf, err := os.ReadFile(out)
+	if err != nil || len(pdf) == 0 {
+		return nil, fmt.Sprintf("report.pdf not produced: %s wrote no PDF", filepath.Base(bin))
+	}
+	return pdf, ""
+}
+
+func firstLine(b []byte) string {
+	s, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	return s
+}
+
+// agentVersion returns the main module's version and VCS revision.
+func agentVersion() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := info.Main.Version
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" {
+			v += " (" + s.Value + ")"
+		}
+	}
+	return v
+}

@@ -1,0 +1,252 @@
+package controller
+
+// Live verification, the pure half: which probes to run and what policy
+// predicts for each. verify_linux.go runs them.
+//
+// Design: the matrix is every source workload × every destination workload
+// × every declared port of the destination (TCP, UDP and SCTP ports; SCTP is
+// predicted but not probed). A workload to itself counts only replica to
+// replica. Each path is probed once, from one endpoint of the source to one
+// endpoint of the destination; the two endpoints and the address family
+// are chosen from the path's FNV-1a hash, so the same inventory always
+// gives the same probes and, across paths, both families are exercised.
+// When the matrix is larger than the budget, paths are ranked by the
+// SHA-256 of "nanoseg-verify/v1|<src>|<dst>|<port>/<proto>" and the lowest
+// ranks kept: half the budget for paths policy allows and half for paths it
+// denies (a class smaller than its half leaves the rest to the other), so
+// a sample always tests both that allowed paths work and that forbidden
+// ones are closed. The prediction is policies.Evaluate over the agent's
+// world (pods named by netns) and the active policies; a connection is
+// expected to get through when the verdict is allow or audit-deny (audit
+// mode lets it pass). This is the segmentation test PCI DSS 4.0
+// requirement 11.4.5 asks for, run from inside the segments.
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash/fnv"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nanoseg/nanoseg/controller/evidence"
+	"github.com/nanoseg/nanoseg/policies"
+	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+)
+
+// VerifyRequest asks for a live probe run. Zero fields take defaults.
+type VerifyRequest struct {
+	// Scope limits the matrix to paths whose source or destination is in
+	// a namespace ("shop") or is a workload ("shop/api"); "" is all.
+	Scope string `json:"scope,omitempty"`
+	// MaxProbes bounds the number of probes (default 512, at most 4096).
+	MaxProbes int `json:"maxProbes,omitempty"`
+	// TimeoutMS is each probe's timeout in milliseconds (default 1000,
+	// 100 to 10000).
+	TimeoutMS int `json:"timeoutMs,omitempty"`
+	// Parallel is how many probes run at once (default 8, 1 to 32).
+	Parallel int `json:"parallel,omitempty"`
+}
+
+// Defaults and bounds of VerifyRequest.
+const (
+	DefaultMaxProbes   = 512
+	MaxMaxProbes       = 4096
+	DefaultProbeTimout = time.Second
+	DefaultParallel    = 8
+)
+
+// normalize fills defaults and checks bounds. Errors wrap ErrInvalid.
+func (r *VerifyRequest) normalize() error {
+	if r.MaxProbes == 0 {
+		r.MaxProbes = DefaultMaxProbes
+	}
+	if r.TimeoutMS == 0 {
+		r.TimeoutMS = int(DefaultProbeTimout / time.Millisecond)
+	}
+	if r.Parallel == 0 {
+		r.Parallel = DefaultParallel
+	}
+	var bad []string
+	if r.MaxProbes < 1 || r.MaxProbes > MaxMaxProbes {
+		bad = append(bad, fmt.Sprintf("maxProbes: %d is not between 1 and %d", r.MaxProbes, MaxMaxProbes))
+	}
+	if r.TimeoutMS < 100 || r.TimeoutMS > 10000 {
+		bad = append(bad, fmt.Sprintf("timeoutMs: %d is not between 100 and 10000", r.TimeoutMS))
+	}
+	if r.Parallel < 1 || r.Parallel > 32 {
+		bad = append(bad, fmt.Sprintf("parallel: %d is not between 1 and 32", r.Parallel))
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+// ProbeMethod describes the matrix and sampling in the report.
+const ProbeMethod = "every source workload x every destination workload x every declared port of the destination " +
+	"(a workload to itself only replica to replica; SCTP predicted but not probed); one probe per path, from an endpoint of the source " +
+	"to an endpoint of the destination, endpoints and address family (IPv4/IPv6) chosen by the FNV-1a hash of the path; " +
+	"when the matrix exceeds the budget, the paths with the lowest SHA-256 of \"nanoseg-verify/v1|src|dst|port/proto\" are kept, " +
+	"half the budget for paths policy allows and half for paths it denies. TCP: a completed handshake is reached, a reset is reached " +
+	"(refused), no answer within the timeout is blocked. UDP: one datagram (a DNS query on port 53) and a reply or port-unreachable " +
+	"is reached, silence is blocked. Expected to reach: policy verdict allow or audit-deny."
+
+// probePlan is one planned probe.
+type probePlan struct {
+	evidence.Probe
+	src  Endpoint
+	addr netip.AddrPort
+	rank string
+}
+
+// inScope reports whether workload key w is in scope ("" everything, a
+// namespace, or a workload key).
+func inScope(scope, w string) bool {
+	if scope == "" || scope == w {
+		return true
+	}
+	ns, _, _ := strings.Cut(w, "/")
+	return !strings.Contains(scope, "/") && ns == scope
+}
+
+func pathHash(s string) uint32 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(s))
+	return h.Sum32()
+}
+
+// planProbes builds the probe matrix over eps (the inventory) for the
+// paths in scope, predicts each with policies.Evaluate over world and set,
+// and samples it down to max probes. It returns the planned probes sorted
+// by source, destination and port, and the size of the matrix.
+func planProbes(eps []Endpoint, world policies.World, set policies.PolicySet, scope string, max int) ([]probePlan, int) {
+	byW := map[string][]Endpoint{}
+	for _, e := range eps {
+		byW[e.Key()] = append(byW[e.Key()], e)
+	}
+	ws := make([]string, 0, len(byW))
+	for w := range byW {
+		ws = append(ws, w)
+		sort.Slice(byW[w], func(i, j int) bool { return byW[w][i].Netns < byW[w][j].Netns })
+	}
+	sort.Strings(ws)
+	var allowed, denied []probePlan
+	matrix := 0
+	for _, sw := range ws {
+		for _, dw := range ws {
+			if !inScope(scope, sw) && !inScope(scope, dw) {
+				continue
+			}
+			srcs, dsts := byW[sw], byW[dw]
+			if sw == dw && len(dsts) < 2 {
+				continue
+			}
+			for _, pt := range declaredPorts(dsts) {
+				matrix++
+				if pt.Protocol == "SCTP" {
+					continue
+				}
+				key := fmt.Sprintf("%s|%s|%d/%s", sw, dw, pt.Port, pt.Protocol)
+				h := pathHash(key)
+				si := int(h % uint32(len(srcs)))
+				di := int((h / 7) % uint32(len(dsts)))
+				if sw == dw && si == di {
+					di = (di + 1) % len(dsts)
+				}
+				src, dst := srcs[si], dsts[di]
+				addr, ok := pickAddr(dst.Addrs, h%2 == 1)
+				if !ok {
+					continue
+				}
+				conn := policies.Connection{From: policies.Endpoint{Pod: src.Namespace + "/" + src.Netns}, To: policies.Endpoint{Pod: dst.Namespace + "/" + dst.Netns},
+					Protocol: v1alpha1.Protocol(pt.Protocol), Port: int32(pt.Port)}
+				v := policies.Evaluate(world, set, conn)
+				sum := sha256.Sum256([]byte("nanoseg-verify/v1|" + key))
+				p := probePlan{src: src, addr: netip.AddrPortFrom(addr, uint16(pt.Port)), rank: hex.EncodeToString(sum[:]),
+					Probe: evidence.Probe{Source: sw, SourceNetns: src.Netns, Destination: dw, DestNetns: dst.Netns,
+						Address: netip.AddrPortFrom(addr, uint16(pt.Port)).String(), Protocol: pt.Protocol, Port: pt.Port,
+						Expected: string(v.Action), ExpectReach: v.Action != policies.Deny, Reason: v.Reason()}}
+				if p.ExpectReach {
+					allowed = append(allowed, p)
+				} else {
+					denied = append(denied, p)
+				}
+			}
+		}
+	}
+	out := sample(allowed, denied, max)
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Source != b.Source {
+			return a.Source < b.Source
+		}
+		if a.Destination != b.Destination {
+			return a.Destination < b.Destination
+		}
+		if a.Port != b.Port {
+			return a.Port < b.Port
+		}
+		return a.Protocol < b.Protocol
+	})
+	return out, matrix
+}
+
+// sample keeps at most max plans: the lowest ranks of each class, half the
+// budget each, a class's unused half going to the other.
+func sample(allowed, denied []probePlan, max int) []probePlan {
+	if len(allowed)+len(denied) <= max {
+		return append(allowed, denied...)
+	}
+	byRank := func(ps []probePlan) {
+		sort.Slice(ps, func(i, j int) bool { return ps[i].rank < ps[j].rank })
+	}
+	byRank(allowed)
+	byRank(denied)
+	na := min(len(allowed), max/2)
+	nd := min(len(denied), max-na)
+	na = min(len(allowed), max-nd)
+	return append(allowed[:na:na], denied[:nd]...)
+}
+
+// declaredPorts returns the union of the declared ports of eps, sorted.
+func declaredPorts(eps []Endpoint) []evidence.Port {
+	seen := map[evidence.Port]bool{}
+	var out []evidence.Port
+	for _, e := range eps {
+		for _, p := range e.Ports {
+			proto := string(p.Protocol)
+			if proto == "" {
+				proto = "TCP"
+			}
+			k := evidence.Port{Port: int(p.Port), Protocol: strings.ToUpper(proto)}
+			if !seen[k] {
+				seen[k] = true
+				k.Name = p.Name
+				out = append(out, k)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Port != out[j].Port {
+			return out[i].Port < out[j].Port
+		}
+		return out[i].Protocol < out[j].Protocol
+	})
+	return out
+}
+
+// pickAddr returns an IPv6 address of addrs when v6 (else IPv4), falling
+// back to the other family.
+func pickAddr(addrs []netip.Addr, v6 bool) (netip.Addr, bool) {
+	for _, want := range []bool{v6, !v6} {
+		for _, a := range addrs {
+			if is6 := a.Is6() && !a.Is4In6(); is6 == want {
+				return a, true
+			}
+		}
+	}
+	return netip.Addr{}, false
+}
