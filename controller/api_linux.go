@@ -171,6 +171,7 @@ func (a *Agent) Handler() http.Handler {
 		}
 		return a.store.Verdicts(since)
 	}))
+	a.evidenceRoutes(mux)
 	return mux
 }
 
