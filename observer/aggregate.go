@@ -124,6 +124,11 @@ type edgeKey struct {
 // reply never becomes a flow the other way; verdict-log records count a
 // flow only when they deny it (conntrack then never confirms the
 // connection, so no conntrack record counts it).
+//
+// The rule assumes every observed endpoint tracks connections (the
+// dataplane's table, or `nanoseg observe --track`, makes it so): a client
+// netns without a ct-using rule yields no egress record, and its server's
+// ingress record is then skipped too.
 type Aggregator struct {
 	mu       sync.Mutex
 	inv      Inventory

@@ -68,6 +68,11 @@ func ctStateNew() []expr.Any {
 
 // denyLogged is `tcp dport PORT ct state new log group 18 prefix PREFIX drop`.
 func denyLogged(output bool, port uint16, prefix string) nftRule {
+	return logged(output, port, prefix, expr.VerdictDrop)
+}
+
+// logged is `tcp dport PORT ct state new log group 18 prefix PREFIX <verdict>`.
+func logged(output bool, port uint16, prefix string, verdict expr.VerdictKind) nftRule {
 	e := []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
@@ -77,7 +82,7 @@ func denyLogged(output bool, port uint16, prefix string) nftRule {
 	e = append(e, ctStateNew()...)
 	e = append(e,
 		&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX, Group: DefaultNFLOGGroup, Data: []byte(prefix)},
-		&expr.Verdict{Kind: expr.VerdictDrop})
+		&expr.Verdict{Kind: verdict})
 	return nftRule{output: output, exprs: e}
 }
 

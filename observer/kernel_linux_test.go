@@ -4,6 +4,7 @@ package observer
 
 import (
 	"fmt"
+	"github.com/google/nftables/expr"
 	"net"
 	"net/netip"
 	"os"
@@ -337,8 +338,11 @@ func TestKernelDNSNamesExternalPeer(t *testing.T) {
 func TestKernelDeniedByRule(t *testing.T) {
 	cli, srv := pair(t,
 		[]nftRule{denyLogged(true, 9998, "nanoseg:deny:egress-rule")},
-		[]nftRule{denyLogged(false, 9999, "nanoseg:deny:test-rule"), denyLogged(false, 9997, "someone-else")})
+		[]nftRule{denyLogged(false, 9999, "nanoseg:deny:test-rule"), denyLogged(false, 9997, "someone-else"),
+			logged(false, 9996, "nanoseg:audit-deny:audit-rule", expr.VerdictAccept)})
 	h := startObserver(t, Config{}, shopInventory(), nil, cli, srv)
+	echoServer(t, srv, "198.18.1.2:9996")
+	dialEcho(t, cli, "198.18.1.2:9996", 1)
 	cli.Do(t, func() error {
 		for _, port := range []int{9999, 9998, 9997} {
 			c, err := net.DialTimeout("tcp", fmt.Sprintf("198.18.1.2:%d", port), 1500*time.Millisecond)
@@ -357,6 +361,19 @@ func TestKernelDeniedByRule(t *testing.T) {
 	var got []Flow
 	for _, f := range h.snapshot() {
 		if f.Source == SourceVerdictLog {
+			got = append(got, f)
+		}
+	}
+	waitFor(t, 2*time.Second, "audit-denied edge", func() bool {
+		e, _ := h.edge("shop/frontend", "shop/api", "tcp", 9996)
+		return e.Verdicts.AuditDenied == 1 && e.Flows == 1
+	})
+	if e, _ := h.edge("shop/frontend", "shop/api", "tcp", 9996); e.Flows != 1 || e.Verdicts.Observed != 1 {
+		t.Errorf("audit-denied connection counted %d times: %+v", e.Flows, e)
+	}
+	got = got[:0]
+	for _, f := range h.snapshot() {
+		if f.Source == SourceVerdictLog && f.DstPort != 9996 {
 			got = append(got, f)
 		}
 	}
