@@ -3,11 +3,13 @@
 package observer
 
 import (
+	"context"
 	"fmt"
 	"github.com/google/nftables/expr"
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -482,4 +484,20 @@ func TestKernelOverflowResync(t *testing.T) {
 	}
 	t.Logf("lost=%v resyncs=%v resynced records=%d", counterValue(h.metrics.EventsLost.WithLabelValues("conntrack")),
 		counterValue(h.metrics.Resyncs), resynced)
+}
+
+// TestKernelRunErrors: a missing netns fails Run with the endpoint named;
+// a second Run is refused.
+func TestKernelRunErrors(t *testing.T) {
+	nettest.RequireRoot(t)
+	o, err := New(Config{}, []Endpoint{{Name: "gone", Path: "/run/netns/nanoseg-test-does-not-exist"}}, nil, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "observe gone") {
+		t.Errorf("Run on a missing netns: %v", err)
+	}
+	if err := o.Run(context.Background()); err == nil {
+		t.Error("second Run accepted")
+	}
 }

@@ -37,6 +37,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mdlayher/netlink"
@@ -96,6 +97,7 @@ type Observer struct {
 	metrics *Metrics
 	log     *slog.Logger
 	ready   chan struct{}
+	ran     atomic.Bool
 
 	mu       sync.RWMutex
 	attached []*endpointState
@@ -165,13 +167,16 @@ func (o *Observer) rebuildLocal() {
 }
 
 // Ready is closed once every socket of every endpoint is open: traffic
-// after that is observed.
+// after that is observed. It stays open if Run fails to attach.
 func (o *Observer) Ready() <-chan struct{} { return o.ready }
 
 // Run opens the sockets of every endpoint and reads them until ctx ends.
 // It returns nil on a clean stop, or the first error opening an endpoint or
-// reading a socket (after closing everything).
+// reading a socket (after closing everything). An Observer runs once.
 func (o *Observer) Run(ctx context.Context) error {
+	if o.ran.Swap(true) {
+		return errors.New("run observer: already ran")
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
