@@ -61,6 +61,7 @@ observe-mode table in endpoints that have no nanoseg table yet.`,
 		},
 	}
 	f := cmd.Flags()
+	f.String("state-dir", "", "directory of the labs' state (default /run/nanoseg/lab)")
 	f.StringVar(&o.labName, "lab", "", "observe every workload endpoint of this running lab (its plan is the inventory)")
 	f.StringSliceVar(&o.netns, "netns", nil, "observe these named network namespaces (under /run/netns); with --lab, only these")
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
