@@ -1,32 +1,80 @@
 #!/usr/bin/env bash
-# The main job (README's first command, through `make demo`): bring up the
-# shop lab, show its live traffic, and take it down again, also on failure.
-# Exits non-zero if any step's check fails.
+# The main job (README's first command, through `make demo`): the whole
+# nanoseg story on the shop lab. Observe, graph, propose, audit, catch the
+# intruder, enforce, prove every legitimate edge still works, tear down.
+# Exits non-zero as soon as any step's check fails; tears down always.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NANOSEG=${NANOSEG:-./bin/nanoseg}
 TOPOLOGY=${TOPOLOGY:-manifests/lab/shop.yaml}
+OUT=${OUT:-$PWD/out}
 LAB=$(awk '/^name:/{print $2; exit}' "$TOPOLOGY")
+STATE="$OUT/demo"
+export NANOSEG_SERVER="$STATE/agent.sock"
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+start=$(date +%s)
+step() { printf '\n\033[1m== [%3ss] %s\033[0m\n' "$(( $(date +%s) - start ))" "$*"; }
 fail() { printf '\033[31mFAIL: %s\033[0m\n' "$*" >&2; exit 1; }
 
-if [ "$(id -u)" != 0 ]; then
-  fail "the demo needs root: it creates network namespaces (run: sudo make demo)"
-fi
-trap 'step "tearing the lab down"; "$NANOSEG" lab down --name "$LAB" || true' EXIT
+[ "$(id -u)" = 0 ] || fail "the demo needs root: it creates network namespaces and nftables tables (run: sudo make demo)"
 
-step "1. bringing up the $LAB lab from $TOPOLOGY"
+agent_pid=""
+cleanup() {
+  rc=$?
+  step "tearing everything down"
+  if [ -n "$agent_pid" ]; then kill "$agent_pid" 2>/dev/null || true; wait "$agent_pid" 2>/dev/null || true; fi
+  "$NANOSEG" lab down --name "$LAB" || true
+  if [ "$rc" = 0 ]; then printf '\n\033[32mdemo passed in %ss\033[0m\n' "$(( $(date +%s) - start ))"; fi
+}
+trap cleanup EXIT
+
+rm -rf "$STATE" "$OUT/policies" "$OUT/graph.html" "$OUT/graph.dot"
+mkdir -p "$STATE"
+
+step "1. bring up the $LAB lab ($TOPOLOGY): one network namespace per replica, real servers and clients"
 "$NANOSEG" lab up -f "$TOPOLOGY"
 
-step "2. letting the lab's clients talk for 5 seconds"
-sleep 5
-"$NANOSEG" lab status --name "$LAB"
-"$NANOSEG" lab status --name "$LAB" --check >/dev/null || fail "not every client reached its server"
-echo "every client reached its server"
+step "2. start the agent in observe mode: nothing is filtered, every connection is recorded"
+"$NANOSEG" agent --lab "$LAB" --state-file "$STATE/state.db" --socket "$STATE/agent.sock" \
+  --metrics-addr "" >"$STATE/agent.log" 2>&1 &
+agent_pid=$!
+for _ in $(seq 50); do [ -S "$STATE/agent.sock" ] && break; sleep 0.2; done
+[ -S "$STATE/agent.sock" ] || { cat "$STATE/agent.log"; fail "the agent did not start"; }
 
-step "3. the intruder can still reach the database (nothing is enforced yet)"
-"$NANOSEG" lab probe --name "$LAB" --from shop/intruder --to shop/db --port 5432
-"$NANOSEG" lab probe --name "$LAB" --from shop/intruder --to shop/db --port 5432 --family 6
+step "3. let the lab's traffic run until every declared edge is observed"
+"$NANOSEG" lab edges --name "$LAB" --wait 40s || fail "not every declared edge was observed"
 
-step "done: the lab works; later steps of the story (observe, propose, audit, enforce) come with the agent"
+step "4. write the communication graph for review: $OUT/graph.html and $OUT/graph.dot"
+"$NANOSEG" graph -o html --out "$OUT/graph.html"
+"$NANOSEG" graph -o dot --out "$OUT/graph.dot"
+[ -s "$OUT/graph.html" ] && [ -s "$OUT/graph.dot" ] || fail "graph files are empty"
+echo "wrote $OUT/graph.html ($(wc -c <"$OUT/graph.html") bytes) and $OUT/graph.dot ($(grep -c -- '->' "$OUT/graph.dot") edges)"
+
+step "5. propose one nanosegment per workload from the observed graph: $OUT/policies/"
+"$NANOSEG" policy propose --out "$OUT/policies"
+echo; echo "the proposal for shop/db:"; cat "$OUT/policies/shop_db.yaml"
+
+step "6. promote every workload to audit: would-be-denied connections are logged, not dropped"
+"$NANOSEG" promote --all --to audit --reason "demo: review what enforcing would break"
+
+step "7. the intruder tries lateral movement to the database: it gets through, and is recorded as audit-deny"
+"$NANOSEG" lab probe --name "$LAB" --from shop/intruder --to shop/db --port 5432 || fail "in audit mode the intruder's connection must pass"
+sleep 2.5
+"$NANOSEG" verdicts --verdict audit-deny --from shop/intruder --to shop/db --expect || fail "no audit-deny recorded for the intruder"
+"$NANOSEG" status
+"$NANOSEG" lab check --name "$LAB" >/dev/null || fail "audit mode broke a declared connection"
+
+step "8. promote every workload to enforce"
+"$NANOSEG" promote --all --to enforce --reason "demo: audit showed only the intruder would be denied"
+
+step "9. the intruder is dropped; every legitimate edge still works, over IPv4 and IPv6"
+if "$NANOSEG" lab probe --name "$LAB" --from shop/intruder --to shop/db --port 5432 --timeout 1s; then
+  fail "the intruder reached the database under enforcement"
+fi
+sleep 2.5
+"$NANOSEG" verdicts --verdict deny --from shop/intruder --to shop/db --expect || fail "no deny recorded for the intruder"
+"$NANOSEG" lab check --name "$LAB" || fail "enforcement broke a declared connection"
+"$NANOSEG" status
+"$NANOSEG" history
+
+step "done: observed, proposed, audited, enforced; the intruder is denied and nothing legitimate broke"

@@ -238,7 +238,7 @@ func newLabEdgesCmd(a *app) *cobra.Command {
 	var wait time.Duration
 	cmd := &cobra.Command{
 		Use:   "edges",
-		Short: "Check that the agent has observed every edge the lab declares (each talk, and DNS for every client)",
+		Short: "Check that the agent has observed every edge the lab declares (each talk, and DNS over UDP and TCP for every client)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			n, err := labName(a, name)
@@ -256,7 +256,9 @@ func newLabEdgesCmd(a *app) *cobra.Command {
 			want := map[edgeWant]bool{}
 			for _, t := range talks {
 				want[edgeWant{t.From.Key(), t.DstKey, t.Port, strings.ToLower(t.Protocol)}] = false
+				// Clients resolve over UDP, and over TCP every fourth lookup.
 				want[edgeWant{t.From.Key(), p.Topology.DNS, 53, "udp"}] = false
+				want[edgeWant{t.From.Key(), p.Topology.DNS, 53, "tcp"}] = false
 			}
 			deadline := time.Now().Add(wait)
 			for {

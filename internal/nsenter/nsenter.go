@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -74,12 +75,52 @@ func DoPath(path string, fn func() error) error {
 	return Do(h, fn)
 }
 
+// ensureRunDir makes RunDir a shared mount point of its own, as iproute2's
+// `ip netns add` does. Without it, the first `ip netns add` on the machine
+// bind-mounts RunDir over itself and hides every namespace mounted before,
+// which then can no longer be unmounted by path (the remove fails with
+// EBUSY). Source: iproute2 ip/ipnetns.c (netns_add), mount(2) MS_SHARED.
+func ensureRunDir() error {
+	if err := os.MkdirAll(RunDir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", RunDir, err)
+	}
+	if isMountPoint(RunDir) {
+		return nil
+	}
+	if err := unix.Mount(RunDir, RunDir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind-mount %s: %w", RunDir, err)
+	}
+	if err := unix.Mount("", RunDir, "none", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("make %s shared: %w", RunDir, err)
+	}
+	return nil
+}
+
+// isMountPoint reports whether dir is the mount point of a mount in this
+// process's mount namespace (/proc/self/mountinfo, field 5).
+func isMountPoint(dir string) bool {
+	raw, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && f[4] == dir {
+			return true
+		}
+	}
+	return false
+}
+
 // NewNamed creates a network namespace bind-mounted at Path(name) and
 // returns an open handle to it; the caller closes the handle. The calling
 // thread's namespace is unchanged. It fails if the name exists already.
 func NewNamed(name string) (netns.NsHandle, error) {
 	if _, err := os.Stat(Path(name)); err == nil {
 		return netns.None(), fmt.Errorf("create netns %s: %w", name, os.ErrExist)
+	}
+	if err := ensureRunDir(); err != nil {
+		return netns.None(), err
 	}
 	type result struct {
 		h   netns.NsHandle
@@ -123,11 +164,18 @@ func DeleteNamed(name string) error {
 	if _, err := os.Stat(Path(name)); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	// EINVAL: the file exists but nothing is mounted on it (a crash between
-	// creating the file and bind-mounting it); the file still goes.
-	if err := unix.Unmount(Path(name), unix.MNT_DETACH); err != nil &&
-		!errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("unmount netns %s: %w", name, err)
+	// Unmount until nothing is mounted there: when /run/netns is a shared
+	// mount (iproute2 makes it one), a namespace can be mounted on the file
+	// more than once. EINVAL ends the loop: the file is no mount point (also
+	// after a crash between creating the file and bind-mounting it).
+	for i := 0; i < 8; i++ {
+		err := unix.Unmount(Path(name), unix.MNT_DETACH)
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("unmount netns %s: %w", name, err)
+		}
 	}
 	if err := os.Remove(Path(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("delete netns %s: %w", name, err)
