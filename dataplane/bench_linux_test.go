@@ -1,0 +1,290 @@
+//go:build linux
+
+package dataplane
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/nanoseg/nanoseg/internal/nettest"
+	"golang.org/x/sys/unix"
+)
+
+// Connection-rate benchmarks follow KERNEL.md: sequential TCP connect and
+// close from the client netns to the server netns, closed with SO_LINGER 0
+// (no TIME_WAIT to exhaust the ephemeral ports), fresh namespaces per
+// variant, and the no-table baseline measured in the same run, interleaved
+// with the variant in rounds, so the reported ratio compares like with like.
+
+// benchEntries returns n TCP entries for peers that never connect
+// (198.19.0.0/16, several ports once the addresses run out), followed by
+// the entry allowing the benchmark client.
+func benchEntries(n int) []Entry {
+	es := make([]Entry, 0, n+1)
+	for i := range n {
+		a := netip.AddrFrom4([4]byte{198, 19, byte(i >> 8), byte(i)})
+		es = append(es, Entry{Peer: netip.PrefixFrom(a, 32), Protocol: ProtoTCP, Port: 1000 + i>>16, RuleID: fmt.Sprintf("peer-%d", i%100)})
+	}
+	return append(es, Entry{Peer: netip.PrefixFrom(client4[0], 32), Protocol: ProtoTCP, Port: 80, RuleID: "client"})
+}
+
+// applyRuleChains programs the iptables-style layout into ns: one rule per
+// entry in one chain, the client's rule last, then drop.
+func applyRuleChains(b *testing.B, ns *nettest.Netns, entries []Entry) {
+	b.Helper()
+	withConn(b, ns, func(c *nftables.Conn) {
+		t := &nftables.Table{Name: "bench", Family: nftables.TableFamilyINet}
+		c.AddTable(t)
+		pol := nftables.ChainPolicyAccept
+		ch := c.AddChain(&nftables.Chain{Name: "input", Table: t, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &pol})
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: append(ctStateIs(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), accept())})
+		for i, e := range entries {
+			a := e.Peer.Addr().As4()
+			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{
+				&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a[:]},
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{byte(e.Port >> 8), byte(e.Port)}},
+				&expr.Counter{}, accept(),
+			}})
+			if i%2000 == 1999 { // keep one batch within the socket buffers
+				if err := c.Flush(); err != nil {
+					b.Fatalf("flush rules: %v", err)
+				}
+			}
+		}
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}})
+	})
+}
+
+func withConn(b *testing.B, ns *nettest.Netns, fn func(c *nftables.Conn)) {
+	f, err := openNetns(ns.Path())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	c, err := dial(int(f.Fd()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.CloseLasting()
+	fn(c)
+	if err := c.Flush(); err != nil {
+		b.Fatalf("flush: %v", err)
+	}
+}
+
+// connectLoop opens and closes n TCP connections from the client of p to
+// the server's port 80 and returns the elapsed time. All sockets are made
+// on one thread inside the client netns.
+func connectLoop(b *testing.B, p pair, n int) time.Duration {
+	var d time.Duration
+	p.client.Do(b, func() error {
+		dst := &unix.SockaddrInet4{Port: 80, Addr: server4.As4()}
+		start := time.Now()
+		for range n {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+			_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &unix.Timeval{Sec: 2})
+			if err := unix.Connect(fd, dst); err != nil {
+				unix.Close(fd)
+				return fmt.Errorf("connect: %w", err)
+			}
+			unix.Close(fd)
+		}
+		d = time.Since(start)
+		return nil
+	})
+	return d
+}
+
+// acceptLoop accepts and closes connections on port 80 in p's server.
+func acceptLoop(b *testing.B, p pair) {
+	var l net.Listener
+	p.server.Do(b, func() error {
+		var err error
+		l, err = net.Listen("tcp4", ":80")
+		return err
+	})
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	b.Cleanup(func() { l.Close() })
+}
+
+func BenchmarkConnRate(b *testing.B) {
+	nettest.RequireRoot(b)
+	variants := []struct {
+		name  string
+		n     int
+		chain bool
+	}{
+		{"set-0", 0, false}, // the table with only the client's entry: the cost of conntrack and the table
+		{"set-1k", 1000, false}, {"set-10k", 10000, false}, {"set-100k", 100000, false},
+		{"chain-1k", 1000, true}, {"chain-10k", 10000, true},
+	}
+	for _, v := range variants {
+		b.Run(v.name, func(b *testing.B) {
+			base, test := newPair(b), newPair(b)
+			acceptLoop(b, base)
+			acceptLoop(b, test)
+			if v.chain {
+				applyRuleChains(b, test.server, benchEntries(v.n))
+			} else {
+				rs := RuleSet{Name: "bench", Mode: ModeEnforce, Ingress: benchEntries(v.n)}
+				if _, err := New(nil).Apply(test.server.Path(), rs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			connectLoop(b, base, 200) // warm up both
+			connectLoop(b, test, 200)
+			const round = 500
+			var tb, tt time.Duration
+			var nb, nt int
+			b.ResetTimer()
+			for done := 0; done < b.N; done += 2 * round {
+				tb += connectLoop(b, base, round)
+				tt += connectLoop(b, test, round)
+				nb += round
+				nt += round
+			}
+			b.StopTimer()
+			rb, rt := float64(nb)/tb.Seconds(), float64(nt)/tt.Seconds()
+			b.ReportMetric(rt, "conns/s")
+			b.ReportMetric(rb, "baseline-conns/s")
+			b.ReportMetric(rt/rb, "ratio")
+		})
+	}
+}
+
+// smallRuleSet is a typical endpoint: a dozen entries.
+func smallRuleSet(i int) RuleSet {
+	rs := RuleSet{Name: fmt.Sprintf("ep-%d", i), Mode: ModeEnforce}
+	for j := range 6 {
+		rs.Ingress = append(rs.Ingress, Entry{Peer: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 1, byte(j)}), 32), Protocol: ProtoTCP, Port: 80, RuleID: "web"})
+		rs.Egress = append(rs.Egress, Entry{Peer: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 2, byte(j)}), 32), Protocol: ProtoUDP, Port: 53, RuleID: "dns"})
+	}
+	return rs
+}
+
+// applyAll applies rs(i) to every namespace with a few workers and fails
+// the benchmark on the first error.
+func applyAll(b *testing.B, dp *Dataplane, nss []*nettest.Netns, rs func(int) RuleSet) {
+	var wg sync.WaitGroup
+	errs := make(chan error, len(nss))
+	work := make(chan int)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				if _, err := dp.Apply(nss[i].Path(), rs(i)); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	for i := range nss {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+}
+
+func deleteTables(b *testing.B, nss []*nettest.Netns) {
+	for _, ns := range nss {
+		withConn(b, ns, func(c *nftables.Conn) { c.DelTable(Table()) })
+	}
+}
+
+// BenchmarkApplyFresh: time to program a fresh rule set into 1, 100 and
+// 1000 endpoint namespaces (4 workers).
+func BenchmarkApplyFresh(b *testing.B) {
+	nettest.RequireRoot(b)
+	for _, n := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprintf("endpoints-%d", n), func(b *testing.B) {
+			nss := make([]*nettest.Netns, n)
+			for i := range nss {
+				nss[i] = nettest.New(b)
+			}
+			dp := New(nil)
+			b.ResetTimer()
+			for range b.N {
+				applyAll(b, dp, nss, smallRuleSet)
+				b.StopTimer()
+				deleteTables(b, nss)
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*n), "µs/endpoint")
+		})
+	}
+}
+
+// BenchmarkPeer1000: 1000 endpoints hold a rule set. "add": time to add
+// one more peer (a new address for an existing rule id, so only a map
+// element changes) to all of them; each iteration adds another. "remove":
+// time to remove one peer again from all of them, which in enforce mode
+// includes the conntrack scan that cuts disallowed connections (4 workers).
+func BenchmarkPeer1000(b *testing.B) {
+	nettest.RequireRoot(b)
+	const n = 1000
+	nss := make([]*nettest.Netns, n)
+	for i := range nss {
+		nss[i] = nettest.New(b)
+	}
+	dp := New(nil)
+	applyAll(b, dp, nss, smallRuleSet)
+	extra := 0
+	withPeers := func(k int) func(int) RuleSet {
+		return func(i int) RuleSet {
+			rs := smallRuleSet(i)
+			for j := range k {
+				a := netip.AddrFrom4([4]byte{198, 18, 10 + byte(j>>8), byte(j)})
+				rs.Ingress = append(rs.Ingress, Entry{Peer: netip.PrefixFrom(a, 32), Protocol: ProtoTCP, Port: 443, RuleID: "web"})
+			}
+			return rs
+		}
+	}
+	b.Run("add", func(b *testing.B) {
+		for range b.N {
+			extra++
+			applyAll(b, dp, nss, withPeers(extra))
+		}
+		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/1000-endpoints")
+	})
+	b.Run("remove", func(b *testing.B) {
+		for range b.N {
+			b.StopTimer()
+			extra++
+			applyAll(b, dp, nss, withPeers(extra))
+			b.StartTimer()
+			extra--
+			applyAll(b, dp, nss, withPeers(extra))
+		}
+		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/1000-endpoints")
+	})
+}

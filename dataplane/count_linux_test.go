@@ -1,0 +1,39 @@
+//go:build linux
+
+package dataplane
+
+import (
+	"os"
+	"testing"
+	"time"
+)
+
+// TestConntrackCount: the per-netns entry count that lets CutConnections
+// skip the (host-wide) conntrack dump is 0 in a fresh netns and counts a
+// connection.
+func TestConntrackCount(t *testing.T) {
+	p := newPair(t)
+	serve(t, p.server, 80)
+	mustApply(t, New(nil), p.server, serverRuleSet(families[0], ModeEnforce))
+	f, err := os.Open(p.server.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	start := time.Now()
+	n, err := conntrackCount(int(f.Fd()))
+	if err != nil || n != 0 {
+		t.Fatalf("count in a netns without connections = %d, %v; want 0", n, err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("count took %v", d)
+	}
+	c, err := dialTCP(p.client, client4[0], ap(server4, 80), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if n, err := conntrackCount(int(f.Fd())); err != nil || n == 0 {
+		t.Errorf("count with one connection = %d, %v; want > 0", n, err)
+	}
+}
