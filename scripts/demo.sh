@@ -28,7 +28,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-rm -rf "$STATE" "$OUT/policies" "$OUT/graph.html" "$OUT/graph.dot"
+rm -rf "$STATE" "$OUT/policies" "$OUT/graph.html" "$OUT/graph.dot" "$OUT/evidence" "$OUT/evidence.tar.gz"
 mkdir -p "$STATE"
 
 step "1. bring up the $LAB lab ($TOPOLOGY): one network namespace per replica, real servers and clients"
@@ -58,7 +58,7 @@ step "6. promote every workload to audit: would-be-denied connections are logged
 "$NANOSEG" promote --all --to audit --reason "demo: review what enforcing would break"
 
 step "7. the intruder tries lateral movement to the database: it gets through, and is recorded as audit-deny"
-"$NANOSEG" lab probe --name "$LAB" --from shop/intruder --to shop/db --port 5432 || fail "in audit mode the intruder's connection must pass"
+"$NANOSEG" lab probe --name "$LAB" --from shop/intruder --to shop/db --no-dns --port 5432 || fail "in audit mode the intruder's connection must pass"
 sleep 2.5
 "$NANOSEG" verdicts --verdict audit-deny --from shop/intruder --to shop/db --expect || fail "no audit-deny recorded for the intruder"
 "$NANOSEG" status
@@ -68,7 +68,7 @@ step "8. promote every workload to enforce"
 "$NANOSEG" promote --all --to enforce --reason "demo: audit showed only the intruder would be denied"
 
 step "9. the intruder is dropped; every legitimate edge still works, over IPv4 and IPv6"
-if "$NANOSEG" lab probe --name "$LAB" --from shop/intruder --to shop/db --port 5432 --timeout 1s; then
+if "$NANOSEG" lab probe --name "$LAB" --from shop/intruder --to shop/db --no-dns --port 5432 --timeout 1s; then
   fail "the intruder reached the database under enforcement"
 fi
 sleep 2.5
@@ -77,4 +77,13 @@ sleep 2.5
 "$NANOSEG" status
 "$NANOSEG" history
 
-step "done: observed, proposed, audited, enforced; the intruder is denied and nothing legitimate broke"
+step "10. live verification: probe every allowed and denied path from inside the endpoints"
+"$NANOSEG" verify || fail "a live probe disagrees with the active policies"
+
+step "11. export signed segmentation evidence: $OUT/evidence/"
+"$NANOSEG" evidence export --out "$OUT/evidence" --window 1h --tar --replace || fail "evidence export failed"
+
+step "12. check the bundle: every digest, the signature pinned to the agent's key, the promotion history chain"
+"$NANOSEG" evidence verify "$OUT/evidence" --public-key "$STATE/evidence/signing.key.pub" || fail "the evidence bundle does not verify"
+
+step "done: observed, proposed, audited, enforced, verified, evidenced; the intruder is denied and nothing legitimate broke"

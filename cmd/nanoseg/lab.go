@@ -188,12 +188,15 @@ func newLabProbeCmd(a *app) *cobra.Command {
 	var name, from, to, proto string
 	var port, family int
 	var timeout time.Duration
+	var noDNS bool
 	cmd := &cobra.Command{
 		Use:   "probe --from ENDPOINT --to PEER --port N",
 		Short: "Try one connection from inside a lab endpoint; exit 0 if it is answered, 1 if not",
 		Long: `Try one connection from inside a lab endpoint, as its workload would.
 --from is an endpoint ("shop/intruder-0") or a workload ("shop/intruder", first replica).
---to is a workload ("shop/db"), an external DNS name ("payments.example") or an IP address.`,
+--to is a workload ("shop/db"), an external DNS name ("payments.example") or an IP address.
+A workload's name is resolved through the lab's DNS server, as its clients do,
+unless --no-dns connects to its address directly.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := lab.RequireRoot(); err != nil {
@@ -220,6 +223,12 @@ func newLabProbeCmd(a *app) *cobra.Command {
 			target := to
 			if dst := p.Find(to); len(dst) > 0 {
 				target = dst[0].FQDN()
+				if noDNS {
+					target = dst[0].IPv4.String()
+					if family == 6 {
+						target = dst[0].IPv6.String()
+					}
+				}
 			}
 			cl, err := lab.NewClient(p, src[0])
 			if err != nil {
@@ -243,6 +252,7 @@ func newLabProbeCmd(a *app) *cobra.Command {
 	f.StringVar(&proto, "protocol", "TCP", "TCP or UDP")
 	f.IntVar(&family, "family", 4, "IP family: 4 or 6")
 	f.DurationVar(&timeout, "timeout", 2*time.Second, "give up after this long")
+	f.BoolVar(&noDNS, "no-dns", false, "connect to the destination's address without asking the lab's DNS server (as a scanner would)")
 	return cmd
 }
 
