@@ -93,7 +93,7 @@ func connectLoop(b *testing.B, p pair, n int) time.Duration {
 	p.client.Do(b, func() error {
 		dst := &unix.SockaddrInet4{Port: 80, Addr: server4.As4()}
 		start := time.Now()
-		for range n {
+		for i := 0; i < n; i++ {
 			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 			if err != nil {
 				return err
@@ -102,6 +102,10 @@ func connectLoop(b *testing.B, p pair, n int) time.Duration {
 			_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &unix.Timeval{Sec: 2})
 			if err := unix.Connect(fd, dst); err != nil {
 				unix.Close(fd)
+				if err == unix.EINTR { // a runtime signal; try this one again
+					i--
+					continue
+				}
 				return fmt.Errorf("connect: %w", err)
 			}
 			unix.Close(fd)

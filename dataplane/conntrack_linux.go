@@ -45,15 +45,15 @@ func CutConnections(nsFd int, rs RuleSet) (int, error) {
 	if rs.Mode != ModeEnforce {
 		return 0, nil
 	}
-	local, err := localAddrs(nsFd)
-	if err != nil {
-		return 0, err
-	}
 	// A dump walks the kernel's conntrack hash, which all namespaces share
 	// (about 10 ms on an idle host); the entry count is per netns and cheap,
 	// so an empty netns skips the dump.
 	if n, err := conntrackCount(nsFd); err == nil && n == 0 {
 		return 0, nil
+	}
+	local, err := localAddrs(nsFd)
+	if err != nil {
+		return 0, err
 	}
 	ct, err := conntrack.Dial(&netlink.Config{NetNS: nsFd})
 	if err != nil {

@@ -4,4 +4,54 @@
 //
 // It imports neither client-go nor the policies package: the rule set is the
 // only thing it understands.
+//
+// # Files
+//
+//   - ruleset.go: RuleSet, Entry, Mode, Protocol; Validate (every problem at
+//     once, each naming its entry); Allows, the Go twin of the kernel lookup.
+//   - elements.go: Elements, the disjoint map elements of a rule set
+//     (overlapping entries are cut apart; the earlier entry wins).
+//   - render.go: Render, rule set → nftables objects, with the table's
+//     layout in nft syntax and why it is so.
+//   - names.go: kernel object names, NFLOGGroup and the log prefix contract.
+//   - kernel_linux.go: Dataplane.Apply (one transaction, in-place element
+//     updates, adoption, rebuild of altered tables) and Dataplane.Read.
+//   - conntrack_linux.go: CutConnections, deleting exactly the conntrack
+//     entries a tightened enforcing rule set disallows.
+//   - reconciler_linux.go: Reconciler, desired rule sets per endpoint, drift
+//     repair by coalesced periodic comparison, per-endpoint errors.
+//
+// # Verdict log contract (read by the observer)
+//
+// Every verdict record goes to nfnetlink_log group NFLOGGroup (18) of the
+// endpoint's netns, with the prefix
+//
+//	nanoseg:<verdict>:<id>
+//
+// where <verdict> is one of
+//
+//	observe     observe mode: a new connection (every one is logged)
+//	allow       audit or enforce mode with RuleSet.LogAllowed: an entry allowed a new connection
+//	audit-deny  audit mode: no entry allows the new connection; it was let through
+//	deny        enforce mode: no entry allows the new connection; it was dropped (records rate-limited to LogRate/s, burst LogBurst)
+//
+// and <id> is the rule id of the entry that matched (observe, allow), or the
+// rule set's Name when no entry matched (observe, audit-deny, deny). Ids are
+// 1 to MaxIDLen (100) bytes of [A-Za-z0-9._/-], so a prefix has no further
+// colon and is at most 119 bytes, within the kernel's 127. A record is made
+// for connection-opening packets only (anything not established or
+// related); a retransmitted opening packet makes another record. The
+// direction is not in the prefix: the logged packet's addresses tell it.
+// LogPrefix builds a prefix and ParseLogPrefix parses one; the observer must
+// not import this package (deps_test.go) and implements the same grammar.
+//
+// # Counters
+//
+// Each rule id has a named counter object "rule-<id>" in the table, counting
+// packets and bytes of the connection-opening packets its entries accepted
+// (established traffic takes the conntrack fast path and is not counted per
+// rule). Read returns them as State.Counters.
+//
+// Sources: DESIGN.md ("Kernel objects"), issue 3, nft(8), the Linux
+// nf_tables and nfnetlink_log uapi headers.
 package dataplane
