@@ -115,7 +115,11 @@ func newConfigCmd(a *app) *cobra.Command {
 		Short: "Print the effective configuration (defaults, file, NANOSEG_* environment, flags) as YAML",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			out, err := yaml.Marshal(a.cfg)
+			shown := a.cfg
+			if shown.Token != "" {
+				shown.Token = "<redacted>"
+			}
+			out, err := yaml.Marshal(shown)
 			if err != nil {
 				return fmt.Errorf("marshal config: %w", err)
 			}
