@@ -31,27 +31,65 @@ func (e Element) Entry() Entry {
 	return en
 }
 
+// mapKind says which of the three maps of a direction and family an
+// element is in.
+type mapKind int
+
+const (
+	kindAny   mapKind = iota // any protocol: address . l4proto, interval
+	kindExact                // one address, one port: hash
+	kindRange                // the rest: interval
+)
+
+// mapDef is one verdict map.
+type mapDef struct {
+	name string
+	id   uint32 // fixed, so Render is deterministic
+	dir  Direction
+	v6   bool
+	kind mapKind
+}
+
+// mapDefs lists the maps in lookup order per direction and family.
+var mapDefs = []mapDef{
+	{SetIngressAny4, 1, Ingress, false, kindAny}, {SetIngressExact4, 2, Ingress, false, kindExact}, {SetIngress4, 3, Ingress, false, kindRange},
+	{SetIngressAny6, 4, Ingress, true, kindAny}, {SetIngressExact6, 5, Ingress, true, kindExact}, {SetIngress6, 6, Ingress, true, kindRange},
+	{SetEgressAny4, 7, Egress, false, kindAny}, {SetEgressExact4, 8, Egress, false, kindExact}, {SetEgress4, 9, Egress, false, kindRange},
+	{SetEgressAny6, 10, Egress, true, kindAny}, {SetEgressExact6, 11, Egress, true, kindExact}, {SetEgress6, 12, Egress, true, kindRange},
+}
+
+// kind returns the map kind of e.
+func (e Element) kind() mapKind {
+	switch {
+	case e.Protocol == ProtoAny:
+		return kindAny
+	case e.Protocol.HasPorts() && e.PortFrom == e.PortTo && e.Peer.IsSingleIP():
+		return kindExact
+	}
+	return kindRange
+}
+
+// entryKind returns the map kind of a valid entry.
+func entryKind(e Entry) mapKind {
+	p := e.proto()
+	switch {
+	case p == ProtoAny:
+		return kindAny
+	case p.HasPorts() && e.Port != 0 && (e.EndPort == 0 || e.EndPort == e.Port) && e.Peer.IsSingleIP():
+		return kindExact
+	}
+	return kindRange
+}
+
 // setName returns the verdict map e belongs to.
 func (e Element) setName() string {
-	v6 := e.Peer.Addr().Is6()
-	anyp := e.Protocol == ProtoAny
-	switch {
-	case e.Dir == Ingress && !v6 && !anyp:
-		return SetIngress4
-	case e.Dir == Ingress && v6 && !anyp:
-		return SetIngress6
-	case e.Dir == Ingress && !v6:
-		return SetIngressAny4
-	case e.Dir == Ingress:
-		return SetIngressAny6
-	case !v6 && !anyp:
-		return SetEgress4
-	case v6 && !anyp:
-		return SetEgress6
-	case !v6:
-		return SetEgressAny4
+	v6, k := e.Peer.Addr().Is6(), e.kind()
+	for _, d := range mapDefs {
+		if d.dir == e.Dir && d.v6 == v6 && d.kind == k {
+			return d.name
+		}
 	}
-	return SetEgressAny6
+	return ""
 }
 
 // box is an entry as a rectangle: address range × port range.
@@ -66,9 +104,11 @@ type box struct {
 // Elements returns the verdict map elements of a valid rule set, sorted by
 // map, address, protocol and port.
 //
-// The kernel's concatenated interval maps (nft_set_pipapo) refuse
-// overlapping elements, while entries may overlap. Elements therefore cuts
-// the entries of one direction, family and protocol into disjoint pieces:
+// Entries of one address and one port go to the exact (hash) maps, where
+// identical keys collapse to the first entry. The kernel's concatenated
+// interval maps (nft_set_pipapo) refuse overlapping elements, while entries
+// may overlap. Elements therefore cuts the other entries of one direction,
+// family and protocol into disjoint pieces:
 // where entries overlap, the earlier entry (lower index) keeps the overlap
 // and its rule id counts it. Cut address ranges are split into prefixes.
 // Cost: entries whose address ranges overlap nothing are passed through
@@ -83,12 +123,13 @@ func Elements(rs RuleSet) []Element {
 		type key struct {
 			v6    bool
 			proto Protocol
+			kind  mapKind
 		}
 		groups := map[key][]box{}
 		var keys []key
 		for i, e := range d.entries {
 			p := e.Peer.Masked()
-			k := key{p.Addr().Is6(), e.proto()}
+			k := key{p.Addr().Is6(), e.proto(), entryKind(e)}
 			plo, phi := e.portRange()
 			if !k.proto.HasPorts() {
 				plo, phi = 0, 65535
@@ -99,6 +140,20 @@ func Elements(rs RuleSet) []Element {
 			groups[k] = append(groups[k], box{lo: p.Addr(), hi: lastAddr(p), plo: plo, phi: phi, pfx: p, idx: i, id: e.RuleID})
 		}
 		for _, k := range keys {
+			if k.kind == kindExact {
+				// Hash map: identical keys collapse to the first entry;
+				// different keys never overlap.
+				seen := map[box]bool{}
+				for _, b := range groups[k] {
+					kb := box{lo: b.lo, plo: b.plo}
+					if seen[kb] {
+						continue
+					}
+					seen[kb] = true
+					out = append(out, Element{Dir: d.dir, Peer: b.pfx, Protocol: k.proto, PortFrom: b.plo, PortTo: b.phi, RuleID: b.id})
+				}
+				continue
+			}
 			for _, b := range disjoint(groups[k]) {
 				for _, p := range b.prefixes() {
 					out = append(out, Element{Dir: d.dir, Peer: p, Protocol: k.proto, PortFrom: b.plo, PortTo: b.phi, RuleID: b.id})

@@ -333,14 +333,7 @@ func readOnce(c *nftables.Conn) (*State, *kernelTable, error) {
 	for _, set := range sets {
 		kt.sets[set.Name] = set
 		s.layout.sets = append(s.layout.sets, setHeader(set))
-		def := slices.IndexFunc(setDefs, func(d struct {
-			name string
-			id   uint32
-			v6   bool
-			anyp bool
-		}) bool {
-			return d.name == set.Name
-		})
+		def := slices.IndexFunc(mapDefs, func(d mapDef) bool { return d.name == set.Name })
 		if def < 0 {
 			continue
 		}
@@ -349,7 +342,7 @@ func readOnce(c *nftables.Conn) (*State, *kernelTable, error) {
 			return nil, nil, fmt.Errorf("list elements of %s: %w", set.Name, err)
 		}
 		for _, el := range elems {
-			e, err := decodeElement(el, set.Name, setDefs[def].v6, setDefs[def].anyp)
+			e, err := decodeElement(el, mapDefs[def])
 			if err != nil {
 				// Not ours: the table was altered; Apply rebuilds it.
 				s.layout.sets = append(s.layout.sets, fmt.Sprintf("%s: undecodable element: %v", set.Name, err))
@@ -387,7 +380,11 @@ func readOnce(c *nftables.Conn) (*State, *kernelTable, error) {
 }
 
 // decodeElement turns a map element read from the kernel into an Element.
-func decodeElement(el nftables.SetElement, set string, v6, anyp bool) (Element, error) {
+func decodeElement(el nftables.SetElement, d mapDef) (Element, error) {
+	set, v6, anyp := d.name, d.v6, d.kind == kindAny
+	if d.kind == kindExact {
+		el.KeyEnd = el.Key
+	}
 	alen := 4
 	if v6 {
 		alen = 16

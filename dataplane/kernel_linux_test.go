@@ -398,7 +398,9 @@ func bigRuleSet(f family, mode Mode, n4, n6 int, salt int) RuleSet {
 	}
 	for i := range n6 {
 		a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, 14: byte(i >> 8), 15: byte(i)})
-		rs.Ingress = append(rs.Ingress, Entry{Peer: netip.PrefixFrom(a, 128), Protocol: ProtoTCP, Port: 1000 + salt, RuleID: fmt.Sprintf("peer-%d", i%50)})
+		// A port range: these go to the interval (pipapo) map, the IPv4
+		// ones above to the exact (hash) map.
+		rs.Ingress = append(rs.Ingress, Entry{Peer: netip.PrefixFrom(a, 128), Protocol: ProtoTCP, Port: 1000 + salt, EndPort: 1001 + salt, RuleID: fmt.Sprintf("peer-%d", i%50)})
 	}
 	return rs
 }
@@ -420,6 +422,13 @@ func TestLargeSetComplete(t *testing.T) {
 	st := mustRead(t, dp, p.server)
 	if len(st.Elements) != 20003 || !st.Equal(rs) {
 		t.Fatalf("read back %d elements, equal=%v; want 20003, true", len(st.Elements), st.Equal(rs))
+	}
+	perMap := map[string]int{}
+	for _, e := range st.Elements {
+		perMap[e.setName()]++
+	}
+	if perMap[SetIngressExact4] != 10001 || perMap[SetIngress6] != 10000 {
+		t.Errorf("elements per map: %v; want 10001 in %s and 10000 in %s", perMap, SetIngressExact4, SetIngress6)
 	}
 	if err := probeTCP(p.client, f.clients[0], ap(f.server, 80), time.Second); err != nil {
 		t.Errorf("allowed connection with 20k elements: %v", err)

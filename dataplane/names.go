@@ -27,18 +27,25 @@ const (
 	RuleChainPrefix = "rule-"
 )
 
-// Set names: one verdict map per direction and address family for entries
-// with a protocol (key address . l4proto . port) and one for entries of
-// any protocol (key address . l4proto, l4proto 0-255).
+// Set names. Per direction and address family three verdict maps, looked
+// up in this order: entries of any protocol (key address . l4proto with
+// l4proto 0-255, interval); exact entries, one address and one port (key
+// address . l4proto . port, hash: constant lookup cost however many); all
+// other entries (key address . l4proto . port, interval: prefixes and port
+// ranges, pipapo).
 const (
-	SetIngress4    = "ingress-v4"
-	SetIngress6    = "ingress-v6"
-	SetEgress4     = "egress-v4"
-	SetEgress6     = "egress-v6"
-	SetIngressAny4 = "ingress-any-v4"
-	SetIngressAny6 = "ingress-any-v6"
-	SetEgressAny4  = "egress-any-v4"
-	SetEgressAny6  = "egress-any-v6"
+	SetIngressExact4 = "ingress-exact-v4"
+	SetIngressExact6 = "ingress-exact-v6"
+	SetEgressExact4  = "egress-exact-v4"
+	SetEgressExact6  = "egress-exact-v6"
+	SetIngress4      = "ingress-v4"
+	SetIngress6      = "ingress-v6"
+	SetEgress4       = "egress-v4"
+	SetEgress6       = "egress-v6"
+	SetIngressAny4   = "ingress-any-v4"
+	SetIngressAny6   = "ingress-any-v6"
+	SetEgressAny4    = "egress-any-v4"
+	SetEgressAny6    = "egress-any-v6"
 )
 
 // NFLOGGroup is the nfnetlink_log group every verdict record goes to.

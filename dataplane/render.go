@@ -8,9 +8,10 @@ package dataplane
 //
 //	table inet nanoseg {
 //	  counter rule-<id> { }                       # one per rule id
-//	  map ingress-v4 { type ipv4_addr . inet_proto . inet_service : verdict; flags interval; }
 //	  map ingress-any-v4 { type ipv4_addr . inet_proto : verdict; flags interval; }
-//	  ... the same for ingress-v6, ingress-any-v6, egress-*
+//	  map ingress-exact-v4 { type ipv4_addr . inet_proto . inet_service : verdict; }
+//	  map ingress-v4 { type ipv4_addr . inet_proto . inet_service : verdict; flags interval; }
+//	  ... the same for ingress-*-v6, egress-*
 //	  chain input {
 //	    type filter hook input priority filter; policy accept;
 //	    ct state established,related accept      # fast path; ICMP errors of allowed connections are "related"
@@ -23,9 +24,9 @@ package dataplane
 //	  chain ingress {                            # rewritten when the mode changes
 //	    meta l4proto != sctp ct state invalid drop         # audit, enforce
 //	    meta nfproto ipv4 ip saddr . meta l4proto vmap @ingress-any-v4
+//	    meta nfproto ipv4 ip saddr . meta l4proto . th dport vmap @ingress-exact-v4
 //	    meta nfproto ipv4 ip saddr . meta l4proto . th dport vmap @ingress-v4
-//	    meta nfproto ipv6 ip6 saddr . meta l4proto vmap @ingress-any-v6
-//	    meta nfproto ipv6 ip6 saddr . meta l4proto . th dport vmap @ingress-v6
+//	    ... the same for ipv6 (ip6 saddr)
 //	    log prefix "nanoseg:observe:<name>" group 18                   # observe
 //	    log prefix "nanoseg:audit-deny:<name>" group 18 accept          # audit
 //	    limit rate 10/second burst 20 packets log prefix "nanoseg:deny:<name>" group 18  # enforce
@@ -52,6 +53,10 @@ package dataplane
 //     l4proto 0-255) looked up first: pipapo refuses overlapping elements, and
 //     an any-protocol entry would overlap every protocol entry of its peer.
 //     Overlaps within one map are cut apart by Elements.
+//   - Entries of one address and one port (the common case: a peer's
+//     address and a service port) go to a hash map, whose lookup cost does
+//     not grow with its size; pipapo's does, slowly (it ANDs bitmaps as wide
+//     as the number of elements). Only prefixes and ranges use pipapo.
 //   - ct state invalid is dropped except for SCTP: SCTP conntrack may call
 //     valid handshake packets invalid (collisions, multi-homing), and the
 //     issue requires SCTP's handshake to survive. Observe mode drops nothing.
@@ -101,20 +106,6 @@ const (
 	reg32_05   = 13
 )
 
-// Set ids are fixed so Render is deterministic; they are only used to
-// reference a set created in the same transaction.
-var setDefs = []struct {
-	name string
-	id   uint32
-	v6   bool
-	anyp bool
-}{
-	{SetIngress4, 1, false, false}, {SetIngressAny4, 2, false, true},
-	{SetIngress6, 3, true, false}, {SetIngressAny6, 4, true, true},
-	{SetEgress4, 5, false, false}, {SetEgressAny4, 6, false, true},
-	{SetEgress6, 7, true, false}, {SetEgressAny6, 8, true, true},
-}
-
 // Table returns the table object Render and Apply use.
 func Table() *nftables.Table {
 	return &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
@@ -152,8 +143,8 @@ func Render(rs RuleSet) (*Objects, error) {
 	eg := &nftables.Chain{Name: ChainEgress, Table: t}
 	o.Chains = append(o.Chains, in, out, ing, eg)
 
-	for _, d := range setDefs {
-		o.Sets = append(o.Sets, newSet(t, d.name, d.id, d.v6, d.anyp))
+	for _, d := range mapDefs {
+		o.Sets = append(o.Sets, newSet(t, d))
 	}
 	for _, e := range Elements(rs) {
 		o.Elements[e.setName()] = append(o.Elements[e.setName()], encodeElement(e))
@@ -171,17 +162,17 @@ func Render(rs RuleSet) (*Objects, error) {
 	return o, nil
 }
 
-// newSet returns the verdict map name.
-func newSet(t *nftables.Table, name string, id uint32, v6, anyp bool) *nftables.Set {
+// newSet returns the verdict map d.
+func newSet(t *nftables.Table, d mapDef) *nftables.Set {
 	addr := nftables.TypeIPAddr
-	if v6 {
+	if d.v6 {
 		addr = nftables.TypeIP6Addr
 	}
 	key := nftables.MustConcatSetType(addr, nftables.TypeInetProto, nftables.TypeInetService)
-	if anyp {
+	if d.kind == kindAny {
 		key = nftables.MustConcatSetType(addr, nftables.TypeInetProto)
 	}
-	return &nftables.Set{Table: t, Name: name, ID: id, IsMap: true, Interval: true, Concatenation: true,
+	return &nftables.Set{Table: t, Name: d.name, ID: d.id, IsMap: true, Interval: d.kind != kindExact, Concatenation: true,
 		KeyType: key, DataType: nftables.TypeVerdict}
 }
 
@@ -200,6 +191,9 @@ func encodeElement(e Element) nftables.SetElement {
 		key = append(key, 0, 0)
 		end = binary.BigEndian.AppendUint16(end, e.PortTo)
 		end = append(end, 0, 0)
+	}
+	if e.kind() == kindExact {
+		end = nil
 	}
 	return nftables.SetElement{Key: key, KeyEnd: end,
 		VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: RuleChain(e.RuleID)}}
@@ -273,7 +267,8 @@ func baseRules(c *nftables.Chain, in bool) []*nftables.Rule {
 
 // lookup returns the rule "meta nfproto F addr . meta l4proto [. th dport]
 // vmap @set".
-func lookup(c *nftables.Chain, name string, id uint32, v6, anyp, ingress bool) *nftables.Rule {
+func lookup(c *nftables.Chain, d mapDef) *nftables.Rule {
+	name, id, v6, anyp, ingress := d.name, d.id, d.v6, d.kind == kindAny, d.dir == Ingress
 	nfproto, off, alen, proreg, portreg := byte(unix.NFPROTO_IPV4), uint32(12), uint32(4), uint32(reg32_01), uint32(reg32_02)
 	fam, field := "ipv4", "ip"
 	if v6 {
@@ -315,11 +310,10 @@ func policyRules(c *nftables.Chain, rs RuleSet, dir Direction) []*nftables.Rule 
 				&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: []byte{unix.IPPROTO_SCTP}},
 			}, ctStateIs(expr.CtStateBitINVALID)...), &expr.Verdict{Kind: expr.VerdictDrop})...))
 	}
-	for _, d := range setDefs {
-		if (d.name[0] == 'i') != (dir == Ingress) {
-			continue
+	for _, d := range mapDefs {
+		if d.dir == dir {
+			rules = append(rules, lookup(c, d))
 		}
-		rules = append(rules, lookup(c, d.name, d.id, d.v6, d.anyp, dir == Ingress))
 	}
 	switch rs.Mode {
 	case ModeObserve:

@@ -212,15 +212,16 @@ func TestElementsDisjointFirstWins(t *testing.T) {
 		}
 		got := ""
 		a := netip.MustParseAddr(p.addr)
-		for _, e := range els {
-			if e.Dir != Ingress || !e.Peer.Contains(a) {
-				continue
-			}
-			n, _ := e.Protocol.Number()
-			if e.Protocol == ProtoAny || n == p.proto && p.port >= e.PortFrom && p.port <= e.PortTo {
-				got = e.RuleID
-				if e.Protocol == ProtoAny {
-					break
+	kinds:
+		for _, k := range []mapKind{kindAny, kindExact, kindRange} {
+			for _, e := range els {
+				if e.Dir != Ingress || e.kind() != k || !e.Peer.Contains(a) {
+					continue
+				}
+				n, _ := e.Protocol.Number()
+				if e.Protocol == ProtoAny || n == p.proto && p.port >= e.PortFrom && p.port <= e.PortTo {
+					got = e.RuleID
+					break kinds
 				}
 			}
 		}

@@ -248,8 +248,8 @@ func (rs RuleSet) Validate() error {
 // Allows reports whether a new connection in direction dir with the peer
 // address peer, protocol number proto and destination port port (ignored for
 // protocols without ports) is allowed by an entry of rs, and by which rule
-// id (any-protocol entries first, then the first matching entry, as in the
-// kernel). The mode is not
+// id (in the kernel's order: any-protocol entries, then exact entries, then
+// the rest, first match within each). The mode is not
 // consulted. It is the Go twin of the kernel lookup, used to decide which
 // established connections a tightening cuts.
 func (rs RuleSet) Allows(dir Direction, peer netip.Addr, proto uint8, port uint16) (string, bool) {
@@ -258,34 +258,24 @@ func (rs RuleSet) Allows(dir Direction, peer netip.Addr, proto uint8, port uint1
 		entries = rs.Egress
 	}
 	peer = peer.Unmap()
-	// Any-protocol entries first: the kernel looks them up before the
-	// protocol and port set (see render.go).
-	for _, e := range entries {
-		if e.proto() == ProtoAny && e.Peer.Masked().Contains(peer) {
-			return e.RuleID, true
-		}
-	}
-	for _, e := range entries {
-		if !e.Peer.Masked().Contains(peer) {
-			continue
-		}
-		p := e.proto()
-		if p == ProtoAny {
-			continue
-		}
-		{
-			n, _ := p.Number()
-			if n != proto {
+	// The kernel's lookup order (render.go): any-protocol entries, then
+	// exact entries (one address, one port), then the rest; within each,
+	// the first matching entry.
+	for _, kind := range []mapKind{kindAny, kindExact, kindRange} {
+		for _, e := range entries {
+			if entryKind(e) != kind || !e.Peer.Masked().Contains(peer) {
 				continue
 			}
-			if p.HasPorts() {
-				lo, hi := e.portRange()
-				if port < lo || port > hi {
+			if p := e.proto(); p != ProtoAny {
+				if n, _ := p.Number(); n != proto {
+					continue
+				}
+				if lo, hi := e.portRange(); p.HasPorts() && (port < lo || port > hi) {
 					continue
 				}
 			}
+			return e.RuleID, true
 		}
-		return e.RuleID, true
 	}
 	return "", false
 }
