@@ -427,8 +427,8 @@ func TestLargeSetComplete(t *testing.T) {
 	for _, e := range st.Elements {
 		perMap[e.setName()]++
 	}
-	if perMap[SetIngressExact4] != 10001 || perMap[SetIngress6] != 10000 {
-		t.Errorf("elements per map: %v; want 10001 in %s and 10000 in %s", perMap, SetIngressExact4, SetIngress6)
+	if perMap[SetIngressExact4] != 10000 || perMap[SetIngress6] != 10000 {
+		t.Errorf("elements per map: %v; want 10000 in %s and in %s", perMap, SetIngressExact4, SetIngress6)
 	}
 	if err := probeTCP(p.client, f.clients[0], ap(f.server, 80), time.Second); err != nil {
 		t.Errorf("allowed connection with 20k elements: %v", err)
