@@ -23,6 +23,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -98,9 +99,15 @@ type Reconciler struct {
 	log  *slog.Logger
 	kick chan struct{}
 
+	passes atomic.Int64
+
 	mu        sync.Mutex
 	endpoints map[string]*endpoint
 }
+
+// Passes returns how many reconcile passes Run has made (for tests and
+// metrics).
+func (r *Reconciler) Passes() int64 { return r.passes.Load() }
 
 // NewReconciler returns a Reconciler over dp. Errors: cfg.Validate's.
 func NewReconciler(dp *Dataplane, cfg ReconcilerConfig) (*Reconciler, error) {
@@ -246,6 +253,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			}
 		}
 		last = r.cfg.Clock.Now()
+		r.passes.Add(1)
 		if n, err := r.Sync(ctx); err != nil {
 			r.log.Error("reconcile pass", "repaired", n, "err", err)
 		} else if n > 0 {
