@@ -26,6 +26,10 @@ type AgentConfig struct {
 	TLSClientCA string `mapstructure:"tlsClientCA" yaml:"tlsClientCA"`
 	// MetricsAddr serves Prometheus metrics on /metrics ("" = off).
 	MetricsAddr string `mapstructure:"metricsAddr" yaml:"metricsAddr"`
+	// EvidenceKeyFile is the ed25519 key that signs evidence bundles
+	// (created on first use, mode 0600; "" = evidence/signing.key next to
+	// StateFile). The chain head of exported bundles is kept beside it.
+	EvidenceKeyFile string `mapstructure:"evidenceKeyFile" yaml:"evidenceKeyFile"`
 	// Lab names a running lab whose endpoints the agent manages.
 	Lab string `mapstructure:"lab" yaml:"lab"`
 	// LabelsFile describes named network namespaces (see LabelsFile).
@@ -59,6 +63,9 @@ func (c AgentConfig) Validate() error {
 	bad := func(key, format string, a ...any) { errs = append(errs, fmt.Errorf(key+": "+format, a...)) }
 	if !filepath.IsAbs(c.StateFile) {
 		bad("stateFile", "%q must be an absolute path", c.StateFile)
+	}
+	if c.EvidenceKeyFile != "" && !filepath.IsAbs(c.EvidenceKeyFile) {
+		bad("evidenceKeyFile", "%q must be an absolute path", c.EvidenceKeyFile)
 	}
 	if !filepath.IsAbs(c.Socket) {
 		bad("socket", "%q must be an absolute path", c.Socket)

@@ -55,8 +55,9 @@ type ExportRequest struct {
 	NoProbes bool `json:"noProbes,omitempty"`
 	// Probe bounds the probe run (its Scope is the export's).
 	Probe VerifyRequest `json:"probe,omitzero"`
-	// KeyFile is the signing key's path on the agent's host (absolute;
-	// default <state dir>/evidence/signing.key); created on first use.
+	// KeyFile, when set, must name the agent's configured signing key
+	// (agent.evidenceKeyFile, default <state dir>/evidence/signing.key,
+	// created on first use); requests cannot choose another path.
 	KeyFile string `json:"keyFile,omitempty"`
 	// NoPDF skips the PDF rendering of the report.
 	NoPDF bool `json:"noPDF,omitempty"`
@@ -141,16 +142,19 @@ func decodeOptional(r *http.Request, v any) error {
 // evidenceDir is where the agent keeps evidence state: next to its store.
 func (a *Agent) evidenceDir() string { return filepath.Join(filepath.Dir(a.cfg.StateFile), "evidence") }
 
-// evidenceKeyFile returns the signing key path: override (absolute) or
-// the default in evidenceDir.
+// evidenceKeyFile returns the configured signing key path; override, from a
+// request, is accepted only when it names that same file.
 func (a *Agent) evidenceKeyFile(override string) (string, error) {
-	if override == "" {
-		return filepath.Join(a.evidenceDir(), "signing.key"), nil
+	path := a.cfg.EvidenceKeyFile
+	if path == "" {
+		path = filepath.Join(a.evidenceDir(), "signing.key")
 	}
-	if !filepath.IsAbs(override) {
-		return "", fmt.Errorf("%w: keyFile: %q must be an absolute path on the agent's host", ErrInvalid, override)
+	// The key's place is the agent's configuration, never a request's:
+	// an API client must not make the agent create keys elsewhere.
+	if override != "" && filepath.Clean(override) != path {
+		return "", fmt.Errorf("%w: keyFile: %q is not the agent's signing key (set agent.evidenceKeyFile in the agent's configuration)", ErrInvalid, override)
 	}
-	return filepath.Clean(override), nil
+	return path, nil
 }
 
 // ExportResult is a signed bundle.

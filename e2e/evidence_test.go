@@ -374,7 +374,7 @@ func deleteEntries(t *testing.T, netns string, addrs []netip.Addr, port uint16) 
 	}
 	table := &nftables.Table{Family: nftables.TableFamilyINet, Name: dataplane.TableName}
 	n := 0
-	for _, setName := range []string{dataplane.SetIngress4, dataplane.SetIngress6} {
+	for _, setName := range []string{dataplane.SetIngressExact4, dataplane.SetIngressExact6, dataplane.SetIngress4, dataplane.SetIngress6} {
 		set, err := c.GetSetByName(table, setName)
 		if err != nil {
 			t.Fatalf("get set %s: %v", setName, err)
@@ -390,8 +390,12 @@ func deleteEntries(t *testing.T, netns string, addrs []netip.Addr, port uint16) 
 				if len(el.Key) < len(raw)+8 || !bytes.Equal(el.Key[:len(raw)], raw) {
 					continue
 				}
+				// Exact maps hold single keys; interval maps key ranges.
 				lo := binary.BigEndian.Uint16(el.Key[len(raw)+4:])
-				hi := binary.BigEndian.Uint16(el.KeyEnd[len(raw)+4:])
+				hi := lo
+				if len(el.KeyEnd) >= len(raw)+6 {
+					hi = binary.BigEndian.Uint16(el.KeyEnd[len(raw)+4:])
+				}
 				if lo <= port && port <= hi {
 					del = append(del, el)
 				}

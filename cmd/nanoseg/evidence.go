@@ -88,7 +88,6 @@ CSV files with the same facts, manifest.json and manifest.sig. Check it with
 	f.BoolVar(&replace, "replace", false, "replace a bundle already in DIR")
 	f.BoolVar(&req.NoProbes, "no-probes", false, "skip the live probe run")
 	f.BoolVar(&req.NoPDF, "no-pdf", false, "skip the PDF rendering of the report")
-	f.StringVar(&req.KeyFile, "key-file", "", "signing key path on the agent's host (default: evidence/signing.key next to the agent's state)")
 	f.IntVar(&req.Probe.MaxProbes, "max-probes", 0, "at most this many probes (default 512)")
 	return cmd
 }
