@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/nanoseg/nanoseg/internal/nettest"
+	"golang.org/x/sys/unix"
 )
 
 type family struct {
@@ -500,4 +501,42 @@ func TestSCTPKernel(t *testing.T) {
 		t.Skipf("kernel lacks SCTP sockets (%v): SCTP is covered by render golden files and RuleSet tests only", err)
 	}
 	t.Skip("SCTP sockets exist, but no SCTP packet test is written yet")
+}
+
+// flushNeighbours empties the IPv6 neighbour cache of ns, so the next
+// packet needs neighbour discovery.
+func flushNeighbours(t *testing.T, ns *nettest.Netns) {
+	t.Helper()
+	h := ns.Netlink(t)
+	neighs, err := h.NeighList(0, unix.AF_INET6)
+	if err != nil {
+		t.Fatalf("list neighbours: %v", err)
+	}
+	for _, n := range neighs {
+		n := n
+		_ = h.NeighDel(&n)
+	}
+}
+
+// TestNeighbourDiscoveryStrictEgress: with an enforcing rule set that
+// allows nothing egress, IPv6 neighbour discovery still works (the server
+// must solicit the client's address to answer), while a connection the
+// server opens itself is dropped.
+func TestNeighbourDiscoveryStrictEgress(t *testing.T) {
+	nettest.RequireRoot(t)
+	f := families[1]
+	p := newPair(t)
+	serve(t, p.server, 80)
+	serve(t, p.client, 81)
+	dp := New(nil)
+	rs := RuleSet{Name: "strict", Mode: ModeEnforce, Ingress: []Entry{{Peer: f.lan, Protocol: ProtoTCP, Port: 80, RuleID: "web"}}}
+	mustApply(t, dp, p.server, rs)
+	flushNeighbours(t, p.server)
+	flushNeighbours(t, p.client)
+	if err := probeTCP(p.client, f.clients[0], ap(f.server, 80), 2*time.Second); err != nil {
+		t.Errorf("IPv6 connection with neighbour discovery under strict egress: %v", err)
+	}
+	if err := probeTCP(p.server, f.server, ap(f.clients[0], 81), blocked); err == nil {
+		t.Errorf("server opened a connection that no egress entry allows")
+	}
 }
