@@ -9,8 +9,10 @@
 //
 //   - ruleset.go: RuleSet, Entry, Mode, Protocol; Validate (every problem at
 //     once, each naming its entry); Allows, the Go twin of the kernel lookup.
-//   - elements.go: Elements, the disjoint map elements of a rule set
-//     (overlapping entries are cut apart; the earlier entry wins).
+//   - elements.go: Elements, the map elements of a rule set: any-protocol
+//     entries, exact entries (one address, one port; hash maps) and the rest
+//     (interval maps, overlaps cut apart, the earlier entry wins), looked up
+//     in that order, which decides the rule id an overlap is counted to.
 //   - render.go: Render, rule set → nftables objects, with the table's
 //     layout in nft syntax and why it is so.
 //   - names.go: kernel object names, NFLOGGroup and the log prefix contract.
