@@ -30,6 +30,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"sync"
 	"time"
@@ -386,6 +387,11 @@ func (a *Agent) reconcile() {
 		for i, e := range eps {
 			rs, ok := sets[e.Netns]
 			if !ok {
+				continue
+			}
+			// Unchanged since the last successful apply: nothing to send.
+			// The drift loop still compares the kernel with it.
+			if st, ok := a.rec.Status(e.Netns); ok && st.Err == nil && !st.LastSync.IsZero() && reflect.DeepEqual(st.Desired, rs) {
 				continue
 			}
 			wg.Add(1)
