@@ -520,7 +520,8 @@ func (d *Dataplane) Apply(nsPath string, rs RuleSet) (ApplyResult, error) {
 	}
 	d.log.Debug("applied", "netns", nsPath, "ruleset", rs, "created", res.Created, "rebuilt", res.Rebuilt,
 		"added", res.Added, "deleted", res.Deleted)
-	if rs.Mode == ModeEnforce && tighter && !res.Created {
+	// A new table is a tightening too: the netns filtered nothing before.
+	if rs.Mode == ModeEnforce && (tighter || res.Created) {
 		n, err := CutConnections(int(f.Fd()), rs)
 		res.Cut = n
 		if err != nil {

@@ -343,13 +343,23 @@ func TestDriftRestored(t *testing.T) {
 	}
 	tamper("delete table", func(c *nftables.Conn) { c.DelTable(Table()) })
 	tamper("flush ingress chain", func(c *nftables.Conn) { c.FlushChain(&nftables.Chain{Name: ChainIngress, Table: Table()}) })
+	tamper("delete a base chain rule", func(c *nftables.Conn) {
+		rules, err := c.GetRules(Table(), &nftables.Chain{Name: ChainInput, Table: Table()})
+		if err != nil || len(rules) == 0 {
+			t.Fatalf("list input rules: %v", err)
+		}
+		if err := c.DelRule(rules[0]); err != nil {
+			t.Fatal(err)
+		}
+	})
+	tamper("add a foreign chain", func(c *nftables.Conn) { c.AddChain(&nftables.Chain{Name: "foreign", Table: Table()}) })
 	tamper("delete element", func(c *nftables.Conn) {
 		s := &nftables.Set{Name: SetIngress4, Table: Table()}
 		els := Elements(rs)
 		_ = c.SetDeleteElements(s, []nftables.SetElement{encodeElement(els[0])})
 	})
-	if st, _ := r.Status("server"); st.Repairs < 3 || st.Err != nil {
-		t.Errorf("status %+v, want >= 3 repairs and no error", st)
+	if st, _ := r.Status("server"); st.Repairs < 5 || st.Err != nil {
+		t.Errorf("status %+v, want >= 5 repairs and no error", st)
 	}
 }
 
