@@ -121,21 +121,7 @@ func (s *Store) MergeEdges(edges []observer.Edge) error {
 
 func mergeEdge(a, b observer.Edge) observer.Edge {
 	out := a
-	if !b.FirstSeen.IsZero() && (out.FirstSeen.IsZero() || b.FirstSeen.Before(out.FirstSeen)) {
-		out.FirstSeen = b.FirstSeen
-	}
-	if b.LastSeen.After(out.LastSeen) {
-		out.LastSeen = b.LastSeen
-	}
-	out.Flows += b.Flows
-	out.PacketsOut += b.PacketsOut
-	out.BytesOut += b.BytesOut
-	out.PacketsIn += b.PacketsIn
-	out.BytesIn += b.BytesIn
-	out.Verdicts.Observed += b.Verdicts.Observed
-	out.Verdicts.Allowed += b.Verdicts.Allowed
-	out.Verdicts.AuditDenied += b.Verdicts.AuditDenied
-	out.Verdicts.Denied += b.Verdicts.Denied
+	out.Add(b)
 	if out.Destination.Name == "" && b.Destination.Name != "" {
 		out.Destination.Name = b.Destination.Name
 	}

@@ -99,6 +99,27 @@ type Edge struct {
 	Verdicts    VerdictCounts `json:"verdicts"`
 }
 
+// Add folds o's counters into e: flows, packets, bytes and verdict counts
+// are summed, FirstSeen keeps the earliest non-zero time and LastSeen the
+// latest. e's peers, protocol and port stay as they are.
+func (e *Edge) Add(o Edge) {
+	if !o.FirstSeen.IsZero() && (e.FirstSeen.IsZero() || o.FirstSeen.Before(e.FirstSeen)) {
+		e.FirstSeen = o.FirstSeen
+	}
+	if o.LastSeen.After(e.LastSeen) {
+		e.LastSeen = o.LastSeen
+	}
+	e.Flows += o.Flows
+	e.PacketsOut += o.PacketsOut
+	e.BytesOut += o.BytesOut
+	e.PacketsIn += o.PacketsIn
+	e.BytesIn += o.BytesIn
+	e.Verdicts.Observed += o.Verdicts.Observed
+	e.Verdicts.Allowed += o.Verdicts.Allowed
+	e.Verdicts.AuditDenied += o.Verdicts.AuditDenied
+	e.Verdicts.Denied += o.Verdicts.Denied
+}
+
 // peerKey identifies a Peer without allocating.
 type peerKey struct {
 	ns, workload, name string

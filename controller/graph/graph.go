@@ -302,7 +302,7 @@ type edgeKey struct {
 // edges. Build does not modify edges.
 func Build(edges []observer.Edge, f Filter) *Graph {
 	nodes := map[peerKey]*Node{}
-	merged := map[edgeKey]*Edge{}
+	merged := map[edgeKey]*observer.Edge{}
 	ends := map[edgeKey][2]peerKey{}
 	for _, oe := range edges {
 		if !f.keep(oe) {
@@ -315,25 +315,11 @@ func Build(edges []observer.Edge, f Filter) *Graph {
 		k := edgeKey{src: sk, dst: dk, proto: proto, port: oe.Port}
 		e := merged[k]
 		if e == nil {
-			e = &Edge{Protocol: proto, Port: oe.Port, FirstSeen: oe.FirstSeen, LastSeen: oe.LastSeen}
+			e = &observer.Edge{Protocol: proto, Port: oe.Port}
 			merged[k] = e
 			ends[k] = [2]peerKey{sk, dk}
 		}
-		if !oe.FirstSeen.IsZero() && (e.FirstSeen.IsZero() || oe.FirstSeen.Before(e.FirstSeen)) {
-			e.FirstSeen = oe.FirstSeen
-		}
-		if oe.LastSeen.After(e.LastSeen) {
-			e.LastSeen = oe.LastSeen
-		}
-		e.Flows += oe.Flows
-		e.PacketsOut += oe.PacketsOut
-		e.BytesOut += oe.BytesOut
-		e.PacketsIn += oe.PacketsIn
-		e.BytesIn += oe.BytesIn
-		e.Verdicts.Observed += oe.Verdicts.Observed
-		e.Verdicts.Allowed += oe.Verdicts.Allowed
-		e.Verdicts.AuditDenied += oe.Verdicts.AuditDenied
-		e.Verdicts.Denied += oe.Verdicts.Denied
+		e.Add(oe)
 	}
 
 	keys := slices.SortedFunc(maps.Keys(nodes), compareKeys)
@@ -353,10 +339,12 @@ func Build(edges []observer.Edge, f Filter) *Graph {
 		g.Nodes = append(g.Nodes, *n)
 	}
 	slices.SortFunc(g.Nodes, func(a, b Node) int { return cmp.Compare(a.ID, b.ID) })
-	for k, e := range merged {
-		e.Source, e.Destination = ids[ends[k][0]], ids[ends[k][1]]
+	for k, m := range merged {
+		e := Edge{Source: ids[ends[k][0]], Destination: ids[ends[k][1]], Protocol: m.Protocol, Port: m.Port,
+			FirstSeen: m.FirstSeen, LastSeen: m.LastSeen, Flows: m.Flows, PacketsOut: m.PacketsOut, BytesOut: m.BytesOut,
+			PacketsIn: m.PacketsIn, BytesIn: m.BytesIn, Verdicts: m.Verdicts}
 		e.Label = e.Text()
-		g.Edges = append(g.Edges, *e)
+		g.Edges = append(g.Edges, e)
 	}
 	slices.SortFunc(g.Edges, func(a, b Edge) int {
 		return cmp.Or(cmp.Compare(a.Source, b.Source), cmp.Compare(a.Destination, b.Destination),
