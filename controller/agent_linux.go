@@ -150,8 +150,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 	}
 	run("reconcile", a.reconcileLoop)
-	run("flush", a.flushLoop)
-	run("inventory", a.inventoryLoop)
+	run("flush", func(ctx context.Context) { a.every(ctx, a.cfg.FlushInterval, "flush observations", a.flush) })
+	run("inventory", func(ctx context.Context) {
+		a.every(ctx, a.cfg.InventoryInterval, "refresh inventory", func() error { return a.refreshInventory(ctx) })
+	})
 	run("drift", func(ctx context.Context) { _ = a.rec.Run(ctx) })
 	ctx, cancel := context.WithCancelCause(ctx)
 	run("api", func(ctx context.Context) {
@@ -176,16 +178,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
-func (a *Agent) inventoryLoop(ctx context.Context) {
-	t := time.NewTicker(a.cfg.InventoryInterval)
+// every runs f every d until ctx is done, logging its errors as what.
+func (a *Agent) every(ctx context.Context, d time.Duration, what string, f func() error) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := a.refreshInventory(ctx); err != nil {
-				a.log.Warn("refresh inventory", "err", err)
+			if err := f(); err != nil {
+				a.log.Warn(what, "err", err)
 			}
 		}
 	}
@@ -292,21 +295,6 @@ func (a *Agent) peerName(addr netip.Addr) string {
 		return n
 	}
 	return addr.String()
-}
-
-func (a *Agent) flushLoop(ctx context.Context) {
-	t := time.NewTicker(a.cfg.FlushInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := a.flush(); err != nil {
-				a.log.Warn("flush observations", "err", err)
-			}
-		}
-	}
 }
 
 // flush commits the aggregated edges and pending verdict events.

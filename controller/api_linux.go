@@ -76,16 +76,9 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/status", a.api(func(r *http.Request) (any, error) { return a.Status() }))
 	mux.HandleFunc("GET /v1/inventory", a.api(func(r *http.Request) (any, error) { return a.inv.Endpoints(), nil }))
 	mux.HandleFunc("GET /v1/edges", a.api(func(r *http.Request) (any, error) {
-		w, err := window(r)
+		since, err := a.flushedSince(r)
 		if err != nil {
 			return nil, err
-		}
-		if err := a.flush(); err != nil {
-			return nil, err
-		}
-		since := time.Time{}
-		if w > 0 {
-			since = time.Now().Add(-w)
 		}
 		return a.store.Edges(since)
 	}))
@@ -158,21 +151,35 @@ func (a *Agent) Handler() http.Handler {
 		return a.store.History(r.URL.Query().Get("workload"))
 	}))
 	mux.HandleFunc("GET /v1/verdicts", a.api(func(r *http.Request) (any, error) {
-		w, err := window(r)
+		since, err := a.flushedSince(r)
 		if err != nil {
 			return nil, err
-		}
-		if err := a.flush(); err != nil {
-			return nil, err
-		}
-		since := time.Time{}
-		if w > 0 {
-			since = time.Now().Add(-w)
 		}
 		return a.store.Verdicts(since)
 	}))
 	a.evidenceRoutes(mux)
 	return mux
+}
+
+// flushedSince commits pending observations and returns the start of the
+// request's window (the zero time for all).
+func (a *Agent) flushedSince(r *http.Request) (time.Time, error) {
+	w, err := window(r)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if err := a.flush(); err != nil {
+		return time.Time{}, err
+	}
+	return windowStart(w), nil
+}
+
+// windowStart returns now minus w, or the zero time (everything) for w <= 0.
+func windowStart(w time.Duration) time.Time {
+	if w <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(-w)
 }
 
 func window(r *http.Request) (time.Duration, error) {

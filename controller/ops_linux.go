@@ -68,11 +68,7 @@ func (a *Agent) Propose(window time.Duration, who string) ([]ProposeResult, erro
 	if err := a.flush(); err != nil {
 		return nil, err
 	}
-	since := time.Time{}
-	if window > 0 {
-		since = time.Now().Add(-window)
-	}
-	edges, err := a.store.Edges(since)
+	edges, err := a.store.Edges(windowStart(window))
 	if err != nil {
 		return nil, err
 	}

@@ -149,11 +149,7 @@ func (a *Agent) Diff(workload string, window time.Duration) (policies.DiffReport
 	if err := a.flush(); err != nil {
 		return policies.DiffReport{}, err
 	}
-	since := time.Time{}
-	if window > 0 {
-		since = time.Now().Add(-window)
-	}
-	edges, err := a.store.Edges(since)
+	edges, err := a.store.Edges(windowStart(window))
 	if err != nil {
 		return policies.DiffReport{}, err
 	}
