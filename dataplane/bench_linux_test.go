@@ -68,6 +68,19 @@ func applyRuleChains(b *testing.B, ns *nettest.Netns, entries []Entry) {
 	})
 }
 
+// applyConntrackOnly programs a table whose only rule makes the netns
+// track connections.
+func applyConntrackOnly(b *testing.B, ns *nettest.Netns) {
+	withConn(b, ns, func(c *nftables.Conn) {
+		t := &nftables.Table{Name: "bench", Family: nftables.TableFamilyINet}
+		c.AddTable(t)
+		pol := nftables.ChainPolicyAccept
+		ch := c.AddChain(&nftables.Chain{Name: "input", Table: t, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &pol})
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: append(ctStateIs(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), accept())})
+	})
+}
+
 func withConn(b *testing.B, ns *nettest.Netns, fn func(c *nftables.Conn)) {
 	f, err := openNetns(ns.Path())
 	if err != nil {
@@ -149,6 +162,9 @@ func BenchmarkConnRate(b *testing.B) {
 		n     int
 		chain bool
 	}{
+		// conntrack-only: one rule, "ct state established,related accept",
+		// nothing else: the floor any stateful table pays.
+		{"conntrack-only", -1, true},
 		{"set-1k", 1000, false}, {"set-10k", 10000, false}, {"set-100k", 100000, false},
 		{"chain-1k", 1000, true}, {"chain-10k", 10000, true},
 	}
@@ -162,9 +178,12 @@ func BenchmarkConnRate(b *testing.B) {
 			if _, err := dp.Apply(empty.server.Path(), RuleSet{Name: "bench", Mode: ModeEnforce, Ingress: benchEntries(0)}); err != nil {
 				b.Fatal(err)
 			}
-			if v.chain {
+			switch {
+			case v.n < 0:
+				applyConntrackOnly(b, test.server)
+			case v.chain:
 				applyRuleChains(b, test.server, benchEntries(v.n))
-			} else {
+			default:
 				rs := RuleSet{Name: "bench", Mode: ModeEnforce, Ingress: benchEntries(v.n)}
 				if _, err := dp.Apply(test.server.Path(), rs); err != nil {
 					b.Fatal(err)
