@@ -44,6 +44,9 @@ type ReconcilerConfig struct {
 	Resync time.Duration
 	// MinInterval is the least time between two passes (default 1s).
 	MinInterval time.Duration
+	// Workers is how many endpoints a pass compares and repairs at once
+	// (default 8; the work mostly waits for the kernel).
+	Workers int
 	// Clock defaults to the wall clock.
 	Clock Clock
 	// Log defaults to discard.
@@ -58,6 +61,9 @@ func (c *ReconcilerConfig) Defaults() {
 	if c.MinInterval == 0 {
 		c.MinInterval = time.Second
 	}
+	if c.Workers == 0 {
+		c.Workers = 8
+	}
 	if c.Clock == nil {
 		c.Clock = realClock{}
 	}
@@ -66,8 +72,12 @@ func (c *ReconcilerConfig) Defaults() {
 	}
 }
 
-// Validate refuses negative durations and MinInterval above Resync.
+// Validate refuses negative durations or workers and MinInterval above
+// Resync.
 func (c ReconcilerConfig) Validate() error {
+	if c.Workers < 0 {
+		return fmt.Errorf("reconciler config: negative Workers %d", c.Workers)
+	}
 	if c.Resync < 0 || c.MinInterval < 0 || c.MinInterval > c.Resync {
 		return fmt.Errorf("reconciler config: want 0 <= MinInterval (%s) <= Resync (%s)", c.MinInterval, c.Resync)
 	}
@@ -179,33 +189,49 @@ func (r *Reconciler) Trigger() {
 	}
 }
 
-// Sync compares every endpoint with its desired rule set once and
-// re-applies those that drifted (table deleted or altered). It returns the
+// Sync compares every endpoint with its desired rule set once, Workers at
+// a time, and re-applies those that drifted (table deleted or altered). It returns the
 // number of endpoints repaired and the joined errors of those that failed.
 func (r *Reconciler) Sync(ctx context.Context) (int, error) {
 	r.mu.Lock()
 	names := slices.Sorted(maps.Keys(r.endpoints))
 	r.mu.Unlock()
-	repaired := 0
-	var errs []error
+	var (
+		mu       sync.Mutex
+		repaired int
+		errs     []error
+		wg       sync.WaitGroup
+	)
+	work := make(chan string)
+	for range r.cfg.Workers {
+		wg.Go(func() {
+			for name := range work {
+				r.mu.Lock()
+				ep, ok := r.endpoints[name]
+				r.mu.Unlock()
+				if !ok {
+					continue
+				}
+				fixed, err := r.syncOne(name, ep)
+				mu.Lock()
+				if fixed {
+					repaired++
+				}
+				if err != nil {
+					errs = append(errs, err)
+				}
+				mu.Unlock()
+			}
+		})
+	}
 	for _, name := range names {
 		if ctx.Err() != nil {
 			break
 		}
-		r.mu.Lock()
-		ep, ok := r.endpoints[name]
-		r.mu.Unlock()
-		if !ok {
-			continue
-		}
-		fixed, err := r.syncOne(name, ep)
-		if fixed {
-			repaired++
-		}
-		if err != nil {
-			errs = append(errs, err)
-		}
+		work <- name
 	}
+	close(work)
+	wg.Wait()
 	return repaired, errors.Join(errs...)
 }
 
