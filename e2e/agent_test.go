@@ -170,6 +170,28 @@ func TestAgentStory(t *testing.T) {
 		}
 	}
 
+	// Rollback undoes shop/db's last promotion (back to audit, where the
+	// intruder gets through), and is recorded; promoting again restores.
+	out = e.mustRun("rollback", "shop/db", "--reason", "test rollback")
+	if !strings.Contains(out, "enforce rev 1 -> audit rev 1") {
+		t.Fatalf("rollback of shop/db:\n%s", out)
+	}
+	if st := e.status()["shop/db"]; st.Mode != v1alpha1.ModeAudit {
+		t.Fatalf("after rollback shop/db is %s, want audit", st.Mode)
+	}
+	// The intruder's own egress still enforces; shop/db's ingress no longer does.
+	e.mustRun("rollback", "shop/intruder", "--reason", "test rollback")
+	e.mustRun("lab", "probe", "--name", e.name, "--from", "shop/intruder", "--to", "shop/db", "--no-dns", "--port", "5432")
+	e.mustRun("promote", "shop/db", "--to", "enforce", "--reason", "after rollback")
+	e.mustRun("promote", "shop/intruder", "--to", "enforce", "--reason", "after rollback")
+	var hist []controller.Promotion
+	if err := json.Unmarshal([]byte(e.mustRun("history", "shop/db", "-o", "json")), &hist); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(hist); n != 4 || hist[2].Action != controller.ActionRollback || hist[2].Undoes != hist[1].Seq {
+		t.Errorf("shop/db history after rollback: %+v", hist)
+	}
+
 	// Restart under load: a legitimate client and the intruder connect in
 	// a loop while the agent stops and starts again.
 	p, err := lab.LoadPlan(lab.Config{StateDir: e.labState}, e.name)
