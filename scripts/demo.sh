@@ -68,9 +68,10 @@ step "8. promote every workload to enforce"
 "$NANOSEG" promote --all --to enforce --reason "demo: audit showed only the intruder would be denied"
 
 step "9. the intruder is dropped; every legitimate edge still works, over IPv4 and IPv6"
-if "$NANOSEG" lab probe --name "$LAB" --from shop/intruder --to shop/db --no-dns --port 5432 --timeout 1s; then
-  fail "the intruder reached the database under enforcement"
+if probe=$("$NANOSEG" lab probe --name "$LAB" --from shop/intruder --to shop/db --no-dns --port 5432 --timeout 1s 2>&1); then
+  fail "the intruder reached the database under enforcement: $probe"
 fi
+echo "dropped, as it must be: ${probe%%$'\n'*}"
 sleep 2.5
 "$NANOSEG" verdicts --verdict deny --from shop/intruder --to shop/db --expect || fail "no deny recorded for the intruder"
 "$NANOSEG" lab check --name "$LAB" || fail "enforcement broke a declared connection"
