@@ -27,17 +27,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/nanoseg/nanoseg/dataplane"
 	"github.com/nanoseg/nanoseg/lab"
@@ -59,9 +62,14 @@ type Agent struct {
 	obsM   *observer.Metrics
 	reg    *prometheus.Registry
 
+	token string   // bearer token of the TCP API ("" without one)
+	lock  *os.File // held while the agent manages its inventory
+
 	mu        sync.Mutex
 	observers map[string]context.CancelFunc // by netns
 	pending   []VerdictEvent
+	probes    map[probeKey]time.Time // the agent's own probes (verify_linux.go)
+	probePort uint32
 	seenNames map[netip.Addr]string // remote address → DNS name seen by the observer
 
 	// reconcile generations: want is bumped by every change, done is the
@@ -89,22 +97,37 @@ func NewAgent(cfg AgentConfig, labCfg lab.Config, log *slog.Logger, reg *prometh
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
+	token, err := readToken(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if c, err := net.DialTimeout("unix", cfg.Socket, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("another agent is serving %s: stop it first, or give this one another socket", cfg.Socket)
+	}
+	lock, err := lockInventory(cfg, labCfg)
+	if err != nil {
+		return nil, err
+	}
 	st, err := openStoreDir(cfg.StateFile)
 	if err != nil {
+		lock.Close()
 		return nil, err
 	}
 	m, err := observer.NewMetrics(reg)
 	if err != nil {
 		st.Close()
+		lock.Close()
 		return nil, fmt.Errorf("register observer metrics: %w", err)
 	}
 	dp := dataplane.New(log)
 	rec, err := dataplane.NewReconciler(dp, dataplane.ReconcilerConfig{Resync: cfg.DriftInterval, MinInterval: cfg.DriftInterval / 5, Log: log})
 	if err != nil {
 		st.Close()
+		lock.Close()
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, labCfg: labCfg, log: log.With("component", "agent"), store: st, inv: NewInventory(nil, nil, nil),
+	a := &Agent{cfg: cfg, token: token, lock: lock, labCfg: labCfg, log: log.With("component", "agent"), store: st, inv: NewInventory(nil, nil, nil),
 		rec: rec, names: observer.NewNames(0), obsCfg: observer.Defaults(), obsM: m, reg: reg,
 		observers: map[string]context.CancelFunc{}, seenNames: map[netip.Addr]string{}, lastErr: map[string]error{},
 		kick: make(chan struct{}, 1)}
@@ -134,6 +157,7 @@ func (a *Agent) Registry() *prometheus.Registry { return a.reg }
 // Run runs the agent until ctx is done, then flushes and closes the store.
 // It returns nil on a clean stop.
 func (a *Agent) Run(ctx context.Context) error {
+	defer a.lock.Close()
 	defer a.store.Close()
 	if err := a.refreshInventory(ctx); err != nil {
 		return err
@@ -267,8 +291,12 @@ func (a *Agent) startObserver(ctx context.Context, e Endpoint) {
 	}()
 }
 
-// handleFlow receives every flow record of every endpoint.
+// handleFlow receives every flow record of every endpoint. The agent's
+// own probes are not traffic of the workloads and are left out.
 func (a *Agent) handleFlow(f observer.Flow) {
+	if a.isProbe(f) {
+		return
+	}
 	a.agg.Add(f)
 	if f.RemoteName != "" || f.Verdict == observer.VerdictAuditDenied || f.Verdict == observer.VerdictDenied {
 		a.mu.Lock()
@@ -496,15 +524,60 @@ func netnsAddrs(path string) ([]netip.Addr, error) {
 	return out, nil
 }
 
-// presentEndpoints keeps the endpoints whose netns exists.
+// presentEndpoints keeps the endpoints whose netns exists, with the inode
+// of the namespace mounted at their path.
 func presentEndpoints(eps []Endpoint) []Endpoint {
 	var out []Endpoint
 	for _, e := range eps {
-		if _, err := os.Stat(e.Path); err == nil {
+		var st unix.Stat_t
+		if err := unix.Stat(e.Path, &st); err == nil {
+			e.NetnsInode = st.Ino
 			out = append(out, e)
 		}
 	}
 	return out
+}
+
+// lockInventory takes an exclusive lock that keeps a second agent from
+// managing the same endpoints: beside the lab's state for a lab, beside the
+// labels file otherwise. The lock goes with the process, also on kill -9.
+func lockInventory(cfg AgentConfig, labCfg lab.Config) (*os.File, error) {
+	path := cfg.LabelsFile + ".agent.lock"
+	if cfg.Lab != "" {
+		if _, err := os.Stat(labCfg.Dir(cfg.Lab)); err != nil {
+			return nil, fmt.Errorf("agent.lab: lab %q is not up (no state in %s): run `nanoseg lab up` first", cfg.Lab, labCfg.Dir(cfg.Lab))
+		}
+		path = filepath.Join(labCfg.Dir(cfg.Lab), "agent.lock")
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock inventory: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another agent already manages these endpoints (lock %s held): two agents would fight over the same tables", path)
+		}
+		return nil, fmt.Errorf("lock inventory %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// readToken reads the TCP API's bearer token when a TCP listener is
+// configured, refusing a missing, empty or short one before anything starts.
+func readToken(cfg AgentConfig) (string, error) {
+	if cfg.Listen == "" || cfg.TokenFile == "" {
+		return "", nil
+	}
+	raw, err := os.ReadFile(cfg.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("agent.tokenFile: %w", err)
+	}
+	token := strings.TrimSpace(string(raw))
+	if len(token) < 16 {
+		return "", fmt.Errorf("agent.tokenFile: %s: the token must have at least 16 characters", cfg.TokenFile)
+	}
+	return token, nil
 }
 
 // openStoreDir creates the store file's directory (0700) and opens it.

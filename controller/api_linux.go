@@ -322,17 +322,7 @@ func (a *Agent) Serve(ctx context.Context) error {
 }
 
 func (a *Agent) tcpServer(h http.Handler) (net.Listener, *http.Server, error) {
-	token := ""
-	if a.cfg.TokenFile != "" {
-		raw, err := os.ReadFile(a.cfg.TokenFile)
-		if err != nil {
-			return nil, nil, fmt.Errorf("read token file: %w", err)
-		}
-		token = strings.TrimSpace(string(raw))
-		if len(token) < 16 {
-			return nil, nil, fmt.Errorf("token file %s: the token must have at least 16 characters", a.cfg.TokenFile)
-		}
-	}
+	token := a.token
 	l, err := net.Listen("tcp", a.cfg.Listen)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen on %s: %w", a.cfg.Listen, err)

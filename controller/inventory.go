@@ -23,6 +23,10 @@ type Endpoint struct {
 	// Netns is the name under /run/netns; Path its bind mount.
 	Netns string `json:"netns"`
 	Path  string `json:"path"`
+	// NetnsInode identifies the namespace behind Path (its nsfs inode): a
+	// namespace deleted and created again under the same name is a new
+	// endpoint. 0 when unknown.
+	NetnsInode uint64 `json:"netnsInode,omitempty"`
 	// Namespace and Workload name the workload; Labels are the endpoint's
 	// own (pod) labels, noise included.
 	Namespace string            `json:"namespace"`
@@ -56,7 +60,8 @@ func NewInventory(eps []Endpoint, namespaces map[string]map[string]string, exter
 }
 
 // Replace swaps the inventory's contents and returns the netns names of
-// endpoints added and removed.
+// endpoints added and removed. A netns name whose namespace changed (another
+// NetnsInode) is in both lists: removed, then added.
 func (inv *Inventory) Replace(eps []Endpoint, namespaces map[string]map[string]string, externals map[netip.Addr]string) (added, removed []string) {
 	m := map[string]Endpoint{}
 	byAddr := map[netip.Addr]Endpoint{}
@@ -68,13 +73,13 @@ func (inv *Inventory) Replace(eps []Endpoint, namespaces map[string]map[string]s
 	}
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
-	for n := range m {
-		if _, ok := inv.endpoints[n]; !ok {
+	for n, e := range m {
+		if old, ok := inv.endpoints[n]; !ok || old.NetnsInode != e.NetnsInode {
 			added = append(added, n)
 		}
 	}
-	for n := range inv.endpoints {
-		if _, ok := m[n]; !ok {
+	for n, old := range inv.endpoints {
+		if e, ok := m[n]; !ok || old.NetnsInode != e.NetnsInode {
 			removed = append(removed, n)
 		}
 	}

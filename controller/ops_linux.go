@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -130,7 +131,7 @@ func (a *Agent) ApplyPolicies(file string, raw []byte, who string) ([]Revision, 
 		}
 		w, err := a.workloadOf(&segs[i])
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %v", file, errors.Unwrap(err)))
+			errs = append(errs, fmt.Errorf("%s: %s", file, strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": ")))
 			continue
 		}
 		targets[i] = w
@@ -191,8 +192,11 @@ func (a *Agent) Promote(ctx context.Context, req PromoteRequest, who string) (Pr
 	default:
 		return PromoteResult{}, fmt.Errorf("%w: to: %q is not observe, audit or enforce", ErrInvalid, req.To)
 	}
-	if req.Reason == "" {
+	if strings.TrimSpace(req.Reason) == "" {
 		return PromoteResult{}, fmt.Errorf("%w: reason: required: say why", ErrInvalid)
+	}
+	if req.Revision < 0 {
+		return PromoteResult{}, fmt.Errorf("%w: revision: %d is not a revision number (1, 2, ...; 0 for the latest)", ErrInvalid, req.Revision)
 	}
 	if len(a.inv.Workload(req.Workload)) == 0 {
 		return PromoteResult{}, fmt.Errorf("%w: workload %q is not in the inventory (known: %v)", ErrInvalid, req.Workload, a.inv.Workloads())
@@ -224,8 +228,9 @@ type RollbackRequest struct {
 }
 
 // Rollback records a rollback and waits for the dataplane like Promote.
-// Without ToRevision it returns to the state before the latest promotion
-// that no rollback has undone yet.
+// Without ToRevision it undoes the most recent change still in effect (a
+// promotion, or a rollback to a revision): the workload returns to the
+// state before it. Repeated plain rollbacks walk further back.
 func (a *Agent) Rollback(ctx context.Context, req RollbackRequest, who string) (PromoteResult, error) {
 	if len(a.inv.Workload(req.Workload)) == 0 {
 		return PromoteResult{}, fmt.Errorf("%w: workload %q is not in the inventory (known: %v)", ErrInvalid, req.Workload, a.inv.Workloads())
@@ -261,15 +266,15 @@ func (a *Agent) Rollback(ctx context.Context, req RollbackRequest, who string) (
 	return a.converge(ctx, p)
 }
 
-// undoTarget returns the latest promotion of hist that no rollback undid.
+// undoTarget returns the latest event of hist that is not itself an undo
+// and that no later undo reverted: the most recent change still in effect,
+// whether a promotion or a rollback to a revision.
 func undoTarget(hist []Promotion) *Promotion {
 	undone := map[uint64]bool{}
 	for i := len(hist) - 1; i >= 0; i-- {
 		p := hist[i]
-		if p.Action == ActionRollback {
-			if p.Undoes != 0 {
-				undone[p.Undoes] = true
-			}
+		if p.Undoes != 0 {
+			undone[p.Undoes] = true
 			continue
 		}
 		if !undone[p.Seq] {

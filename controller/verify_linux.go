@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"syscall"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/nanoseg/nanoseg/controller/evidence"
 	"github.com/nanoseg/nanoseg/internal/nsenter"
+	"github.com/nanoseg/nanoseg/observer"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
@@ -62,7 +64,7 @@ func (a *Agent) Verify(ctx context.Context, req VerifyRequest) (*evidence.ProbeR
 			defer func() { <-sem }()
 			r := p.Probe
 			start := time.Now()
-			r.Outcome, r.Reached, r.Detail = probe(ctx, p.src.Path, p.Protocol, p.addr.String(), timeout)
+			r.Outcome, r.Reached, r.Detail = a.probe(ctx, p.src.Path, p.Protocol, p.addr, timeout)
 			r.DurationMS = float64(time.Since(start).Microseconds()) / 1000
 			r.Match = r.Reached == r.ExpectReach
 			run.Results[i] = r
@@ -117,11 +119,69 @@ func scopeKnown(eps []Endpoint, scope string) bool {
 	return false
 }
 
+// Probe source ports: probes bind their source port in ProbePortMin to
+// ProbePortMax, above Linux's default ephemeral range (32768-60999), and
+// register (source port, destination) before connecting, so the agent
+// recognises their flows and verdict-log records and keeps them out of the
+// observed graph, the verdict events and so out of proposals.
+const (
+	ProbePortMin = 61000
+	ProbePortMax = 65535
+)
+
+// probeKey identifies a probe's connection as the observer reports it.
+type probeKey struct {
+	srcPort uint16
+	dst     netip.AddrPort
+}
+
+// probeMemory is how long a probe's flows are recognised: longer than a
+// TCP connection's conntrack entry lingers after a reset.
+const probeMemory = 3 * time.Minute
+
+// markProbe picks a free probe source port for dst, records it and returns it.
+func (a *Agent) markProbe(dst netip.AddrPort) uint16 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := time.Now()
+	if a.probes == nil {
+		a.probes = map[probeKey]time.Time{}
+	}
+	for k, at := range a.probes {
+		if now.Sub(at) > probeMemory {
+			delete(a.probes, k)
+		}
+	}
+	for range ProbePortMax - ProbePortMin + 1 {
+		a.probePort++
+		port := uint16(ProbePortMin + int(a.probePort)%(ProbePortMax-ProbePortMin+1))
+		k := probeKey{srcPort: port, dst: dst}
+		if _, used := a.probes[k]; !used {
+			a.probes[k] = now
+			return port
+		}
+	}
+	return 0 // every port in use for dst: let the kernel choose
+}
+
+// isProbe reports whether flow record f belongs to one of the agent's probes.
+func (a *Agent) isProbe(f observer.Flow) bool {
+	if f.SrcPort < ProbePortMin {
+		return false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ok := a.probes[probeKey{srcPort: f.SrcPort, dst: netip.AddrPortFrom(f.Dst.Unmap(), f.DstPort)}]
+	return ok
+}
+
 // probe makes one connection attempt from the netns at nsPath to addr
-// over proto (TCP or UDP) and returns its outcome (connected, refused,
-// reply, timeout, dropped at source, error), whether the network let it through, and a
-// detail for errors. It closes everything it opens.
-func probe(ctx context.Context, nsPath, proto, addr string, timeout time.Duration) (string, bool, string) {
+// over proto (TCP or UDP), from a registered probe source port, and returns
+// its outcome (connected, refused, reply, timeout, dropped at source,
+// error), whether the network let it through, and a detail for errors. It
+// closes everything it opens; TCP probes close with a reset, leaving no
+// TIME_WAIT behind.
+func (a *Agent) probe(ctx context.Context, nsPath, proto string, addr netip.AddrPort, timeout time.Duration) (string, bool, string) {
 	if err := ctx.Err(); err != nil {
 		return "error", false, err.Error()
 	}
@@ -135,19 +195,27 @@ func probe(ctx context.Context, nsPath, proto, addr string, timeout time.Duratio
 	if proto == "UDP" {
 		network = "udp"
 	}
+	port := int(a.markProbe(netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())))
+	d := net.Dialer{Timeout: timeout}
+	if network == "tcp" {
+		d.LocalAddr = &net.TCPAddr{Port: port}
+	} else {
+		d.LocalAddr = &net.UDPAddr{Port: port}
+	}
 	err = nsenter.Do(h, func() (err error) {
-		conn, err = net.DialTimeout(network, addr, timeout)
+		conn, err = d.Dial(network, addr.String())
 		return err
 	})
 	if err != nil {
 		return classify(err)
 	}
 	defer conn.Close()
-	if network == "tcp" {
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
 		return "connected", true, ""
 	}
 	_ = conn.SetDeadline(time.Now().Add(timeout))
-	if _, err := conn.Write(udpPayload(addr)); err != nil {
+	if _, err := conn.Write(udpPayload(addr.String())); err != nil {
 		return classify(err)
 	}
 	buf := make([]byte, 1500)

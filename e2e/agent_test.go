@@ -356,6 +356,20 @@ spec:
 		t.Errorf("refused requests changed stored revisions or history")
 	}
 
+	// A second agent on the same lab, or on the same socket, is refused.
+	for _, args := range [][]string{
+		{"agent", "--lab", e.name, "--state-file", filepath.Join(t.TempDir(), "s.db"), "--socket", filepath.Join(t.TempDir(), "a.sock"), "--metrics-addr", ""},
+		{"agent", "--lab", e.name, "--state-file", filepath.Join(t.TempDir(), "s.db"), "--socket", e.sock, "--metrics-addr", ""},
+	} {
+		out, err := nanoseg(t, e.labState, nil, args...)
+		if err == nil || !strings.Contains(out, "another agent") {
+			t.Errorf("second agent %v: err=%v\n%s", args, err, out)
+		}
+	}
+	if _, err := e.run("status"); err != nil {
+		t.Errorf("the first agent is unreachable after a refused second one: %v", err)
+	}
+
 	// TCP: unauthenticated and wrong-token requests are refused.
 	url := fmt.Sprintf("http://127.0.0.1:%d/v1/status", port)
 	for _, tok := range []string{"", "wrong-token-0123456789"} {

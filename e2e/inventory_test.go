@@ -99,6 +99,23 @@ endpoints:
 		return nil
 	})
 
+	// Deleted and created again under the same name at once: a new
+	// namespace, which gets its own table.
+	if err := nsenter.DeleteNamed(name); err != nil {
+		t.Fatal(err)
+	}
+	if h, err = nsenter.NewNamed(name); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	waitFor(t, 10*time.Second, func() error {
+		st, err := dataplane.New(nil).Read(nsenter.Path(name))
+		if err != nil || !st.Present {
+			return fmt.Errorf("table in the re-created netns: %+v, %v", st, err)
+		}
+		return nil
+	})
+
 	if err := nsenter.DeleteNamed(name); err != nil {
 		t.Fatal(err)
 	}

@@ -205,6 +205,12 @@ unless --no-dns connects to its address directly.`,
 			if from == "" || to == "" || port == 0 {
 				return fmt.Errorf("lab probe: --from, --to and --port are required")
 			}
+			if port < 1 || port > 65535 {
+				return fmt.Errorf("lab probe: --port: %d is out of range 1-65535", port)
+			}
+			if timeout <= 0 {
+				return fmt.Errorf("lab probe: --timeout: %s must be positive", timeout)
+			}
 			if family != 4 && family != 6 {
 				return fmt.Errorf("lab probe: --family: %d is not 4 or 6", family)
 			}
