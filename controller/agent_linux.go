@@ -309,7 +309,7 @@ func (a *Agent) handleFlow(f observer.Flow) {
 				v = "audit-deny"
 			}
 			a.pending = append(a.pending, VerdictEvent{At: f.Start, Endpoint: f.Endpoint, Verdict: v, RuleID: f.RuleID,
-				Source: a.peerName(f.Src), Destination: a.peerName(f.Dst), Protocol: f.Protocol, Port: f.DstPort})
+				Source: a.peerName(f.Src), SrcPort: f.SrcPort, Destination: a.peerName(f.Dst), Protocol: f.Protocol, Port: f.DstPort})
 		}
 		a.mu.Unlock()
 	}
@@ -328,6 +328,18 @@ func (a *Agent) peerName(addr netip.Addr) string {
 // flush commits the aggregated edges and pending verdict events.
 func (a *Agent) flush() error {
 	edges := a.agg.Take()
+	// A connection can be seen a moment before the DNS answer that named
+	// its address; by now the name is known, so the edge joins the named one.
+	now := time.Now()
+	for i := range edges {
+		for _, p := range []*observer.Peer{&edges[i].Source, &edges[i].Destination} {
+			if p.External && p.Name == "" && p.Addr.IsValid() {
+				if n, ok := a.names.Lookup(p.Addr, now); ok {
+					*p = observer.Peer{External: true, Name: n}
+				}
+			}
+		}
+	}
 	a.mu.Lock()
 	evs := a.pending
 	a.pending = nil

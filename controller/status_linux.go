@@ -5,6 +5,7 @@ package controller
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/nanoseg/nanoseg/dataplane"
@@ -54,8 +55,9 @@ type DeniedCount struct {
 	Destination string `json:"destination"`
 	Protocol    string `json:"protocol"`
 	Port        uint16 `json:"port"`
-	Count       int    `json:"count"`
-	RuleID      string `json:"ruleID"`
+	Count       int    `json:"count"` // connection attempts
+	// RuleID lists, comma-separated, the rule sets that logged them.
+	RuleID string `json:"ruleID"`
 }
 
 // Status reports every workload of the inventory.
@@ -119,20 +121,44 @@ func (a *Agent) Status() ([]WorkloadStatus, error) {
 	return out, nil
 }
 
-// countDenied groups the verdict events that involve workload.
+// countDenied groups the verdict events that involve workload by verdict,
+// source, destination, protocol and port, counting connection attempts: an
+// attempt logged at both ends (the client's egress and the server's
+// ingress) counts once, and RuleID lists every rule set that logged it.
 func countDenied(evs []VerdictEvent, workload string) []DeniedCount {
-	m := map[DeniedCount]int{}
+	type attempt struct {
+		group   DeniedCount
+		srcPort uint16
+	}
+	seen := map[attempt]bool{}
+	counts := map[DeniedCount]int{}
+	rules := map[DeniedCount]map[string]bool{}
 	for _, e := range evs {
 		if e.Source != workload && e.Destination != workload {
 			continue
 		}
-		k := DeniedCount{Verdict: e.Verdict, Source: e.Source, Destination: e.Destination, Protocol: e.Protocol, Port: e.Port, RuleID: e.RuleID}
-		m[k]++
+		g := DeniedCount{Verdict: e.Verdict, Source: e.Source, Destination: e.Destination, Protocol: e.Protocol, Port: e.Port}
+		if rules[g] == nil {
+			rules[g] = map[string]bool{}
+		}
+		rules[g][e.RuleID] = true
+		at := attempt{g, e.SrcPort}
+		if e.SrcPort != 0 && seen[at] {
+			continue
+		}
+		seen[at] = true
+		counts[g]++
 	}
-	out := make([]DeniedCount, 0, len(m))
-	for k, n := range m {
-		k.Count = n
-		out = append(out, k)
+	out := make([]DeniedCount, 0, len(counts))
+	for g, n := range counts {
+		g.Count = n
+		ids := make([]string, 0, len(rules[g]))
+		for id := range rules[g] {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		g.RuleID = strings.Join(ids, ",")
+		out = append(out, g)
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Count != out[j].Count {

@@ -451,7 +451,8 @@ type VerdictEvent struct {
 	Endpoint    string    `json:"endpoint"` // netns name where it was logged
 	Verdict     string    `json:"verdict"`  // audit-deny or deny
 	RuleID      string    `json:"ruleID"`
-	Source      string    `json:"source"`      // workload or address
+	Source      string    `json:"source"` // workload or address
+	SrcPort     uint16    `json:"srcPort,omitempty"`
 	Destination string    `json:"destination"` // workload, DNS name or address
 	Protocol    string    `json:"protocol"`
 	Port        uint16    `json:"port"`

@@ -134,7 +134,8 @@ func (t *Topology) allocate() (*Plan, error) {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("%s: %q is not an IP address", path, s))
 		case !allowed.Contains(a):
-			errs = append(errs, fmt.Errorf("%s: %s is outside the lab range %s", path, a, allowed))
+			errs = append(errs, fmt.Errorf("%s: %s is outside the range %s (workloads: %s and %s, externals: %s and %s)",
+				path, a, allowed, ClusterV4, ClusterV6, ExternalV4, ExternalV6))
 		case used[a] != "":
 			errs = append(errs, fmt.Errorf("%s: address collision: %s is also %s", path, a, used[a]))
 		default:
@@ -144,7 +145,12 @@ func (t *Topology) allocate() (*Plan, error) {
 		return netip.Addr{}
 	}
 	port := 0
-	add := func(e Endpoint) {
+	netnsOf := map[string]string{}
+	add := func(path string, e Endpoint) {
+		if other, ok := netnsOf[e.Netns]; ok {
+			errs = append(errs, fmt.Errorf("%s: its network namespace name %s is also the one of %s; rename one of them", path, e.Netns, other))
+		}
+		netnsOf[e.Netns] = path
 		port++
 		e.SwitchPort = fmt.Sprintf("v%d", port)
 		p.Endpoints = append(p.Endpoints, e)
@@ -155,24 +161,24 @@ func (t *Topology) allocate() (*Plan, error) {
 			e := Endpoint{Netns: netnsName(t.Name, fmt.Sprintf("%s-%s-%d", w.Namespace, w.Name, r)),
 				Namespace: w.Namespace, Workload: w.Name, Replica: r, Labels: w.Labels, Ports: w.Ports}
 			if r < len(w.IPv4) {
-				e.IPv4 = claim(fmt.Sprintf("workloads[%d].ipv4[%d]", i, r), w.IPv4[r], AllowedV4)
+				e.IPv4 = claim(fmt.Sprintf("workloads[%d].ipv4[%d]", i, r), w.IPv4[r], ClusterV4)
 			}
 			if r < len(w.IPv6) {
-				e.IPv6 = claim(fmt.Sprintf("workloads[%d].ipv6[%d]", i, r), w.IPv6[r], AllowedV6)
+				e.IPv6 = claim(fmt.Sprintf("workloads[%d].ipv6[%d]", i, r), w.IPv6[r], ClusterV6)
 			}
-			add(e)
+			add(fmt.Sprintf("workloads[%d] replica %d", i, r), e)
 		}
 	}
 	for i, x := range t.Externals {
 		e := Endpoint{Netns: netnsName(t.Name, "ext-"+x.Name),
 			Workload: x.Name, External: true, DNSName: x.DNS, Ports: x.Ports}
 		if len(x.IPv4) > 0 {
-			e.IPv4 = claim(fmt.Sprintf("externals[%d].ipv4[0]", i), x.IPv4[0], AllowedV4)
+			e.IPv4 = claim(fmt.Sprintf("externals[%d].ipv4[0]", i), x.IPv4[0], ExternalV4)
 		}
 		if len(x.IPv6) > 0 {
-			e.IPv6 = claim(fmt.Sprintf("externals[%d].ipv6[0]", i), x.IPv6[0], AllowedV6)
+			e.IPv6 = claim(fmt.Sprintf("externals[%d].ipv6[0]", i), x.IPv6[0], ExternalV6)
 		}
-		add(e)
+		add(fmt.Sprintf("externals[%d]", i), e)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

@@ -110,6 +110,11 @@ func Up(ctx context.Context, c Config, path string, o UpOptions) (*UpResult, err
 		}
 		log.Info("lab is incomplete; removing it before bringing it up again", "lab", p.Lab)
 	}
+	if _, err := LoadPlan(c, p.Lab); err != nil {
+		if procs := findProcesses(p.Lab); len(procs) > 0 {
+			return nil, fmt.Errorf("lab %s is running with its state in another directory than %s (%d endpoint processes); use that state directory, or take it down there", p.Lab, c.StateDir, len(procs))
+		}
+	}
 	if err := Down(ctx, c, p.Lab, log); err != nil {
 		return nil, fmt.Errorf("remove leftovers of lab %s: %w", p.Lab, err)
 	}

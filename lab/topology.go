@@ -53,17 +53,38 @@ type Workload struct {
 	Talks    []Talk `yaml:"talks"`
 	// IPv4 and IPv6 optionally fix each replica's address, in replica order;
 	// replicas without one get the next free address.
-	IPv4 []string `yaml:"ipv4"`
-	IPv6 []string `yaml:"ipv6"`
+	IPv4 Addrs `yaml:"ipv4"`
+	IPv6 Addrs `yaml:"ipv6"`
+}
+
+// Addrs is a list of addresses; a single address may be written without
+// the list brackets.
+type Addrs []string
+
+// UnmarshalYAML accepts one address or a list of addresses.
+func (a *Addrs) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		*a = Addrs{n.Value}
+		return nil
+	case yaml.SequenceNode:
+		var l []string
+		if err := n.Decode(&l); err != nil {
+			return err
+		}
+		*a = l
+		return nil
+	}
+	return fmt.Errorf("line %d: want an address or a list of addresses", n.Line)
 }
 
 // External is a service outside the "cluster", reachable by a DNS name.
 type External struct {
 	Name  string   `yaml:"name"`
 	DNS   string   `yaml:"dns"`
-	Ports []Port   `yaml:"ports"`
-	IPv4  []string `yaml:"ipv4"`
-	IPv6  []string `yaml:"ipv6"`
+	Ports []Port `yaml:"ports"`
+	IPv4  Addrs  `yaml:"ipv4"`
+	IPv6  Addrs  `yaml:"ipv6"`
 }
 
 // Port is a listening port: number 1-65535, protocol TCP or UDP (default

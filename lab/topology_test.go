@@ -11,6 +11,7 @@ name: t
 dns: kube-system/dns
 namespaces:
   - {name: shop}
+  - {name: shop-api}
   - {name: kube-system}
 workloads:
   - name: dns
@@ -88,7 +89,11 @@ func TestParseRefusesBadInput(t *testing.T) {
 			"ports: [{name: http, port: 8080}]\n    ipv4: [198.18.0.50]\n  - name: db\n    namespace: shop\n    ipv4: [198.18.0.50]",
 			[]string{"workloads[2].ipv4[0]", "address collision: 198.18.0.50"}},
 		{"address outside lab", "ports: [{name: http, port: 8080}]", "ports: [{name: http, port: 8080}]\n    ipv4: [10.0.0.1]",
-			[]string{"workloads[1].ipv4[0]", "outside the lab range"}},
+			[]string{"workloads[1].ipv4[0]", "outside the range 198.18.0.0/16"}},
+		{"workload in the externals' range", "ports: [{name: http, port: 8080}]", "ports: [{name: http, port: 8080}]\n    ipv4: 198.19.0.10",
+			[]string{"workloads[1].ipv4[0]", "198.19.0.10 is outside the range 198.18.0.0/16"}},
+		{"netns name collision", "externals:", "  - {name: api-x, namespace: shop}\n  - {name: x, namespace: shop-api}\nexternals:",
+			[]string{"is also the one of"}},
 		{"undeclared namespace", "namespace: shop\n    ports", "namespace: shoop\n    ports", []string{"workloads[1].namespace", `"shoop" is not declared`}},
 		{"bad interval", "port: http}", "port: http, every: 1ms}", []string{"workloads[2].talks[0].every"}},
 		{"missing dns", "dns: kube-system/dns", "dns: kube-system/nodns", []string{"dns:", "does not exist"}},

@@ -95,7 +95,7 @@ func newStatusCmd(a *app) *cobra.Command {
 				}
 				fmt.Fprintf(w, "\n%s: %s:\n", s.Workload, what)
 				for _, b := range s.Breaks {
-					fmt.Fprintf(w, "  %-10s %s -> %s %s/%d  x%d  (rule set %s)\n", b.Verdict, b.Source, b.Destination, strings.ToUpper(b.Protocol), b.Port, b.Count, b.RuleID)
+					fmt.Fprintf(w, "  %-10s %s -> %s %s/%d  x%d  (logged by %s)\n", b.Verdict, b.Source, b.Destination, strings.ToUpper(b.Protocol), b.Port, b.Count, b.RuleID)
 				}
 			}
 			return nil

@@ -108,8 +108,12 @@ func newLabStatusCmd(a *app) *cobra.Command {
 							continue
 						}
 						for _, t := range s.Stats.Talks {
-							if t.OK == 0 {
-								silent = append(silent, fmt.Sprintf("%s/%s -> %s:%d/%s: no successful connection (%s)", n, s.Endpoint.ID(), t.To, t.Port, t.Protocol, t.LastError))
+							switch {
+							case t.OK > 0:
+							case t.Attempts == 0:
+								silent = append(silent, fmt.Sprintf("%s/%s -> %s:%d/%s: no connection attempted yet", n, s.Endpoint.ID(), t.To, t.Port, t.Protocol))
+							default:
+								silent = append(silent, fmt.Sprintf("%s/%s -> %s:%d/%s: no successful connection in %d attempts (last error: %s)", n, s.Endpoint.ID(), t.To, t.Port, t.Protocol, t.Attempts, t.LastError))
 							}
 						}
 					}
