@@ -80,8 +80,8 @@ func (a *Addrs) UnmarshalYAML(n *yaml.Node) error {
 
 // External is a service outside the "cluster", reachable by a DNS name.
 type External struct {
-	Name  string   `yaml:"name"`
-	DNS   string   `yaml:"dns"`
+	Name  string `yaml:"name"`
+	DNS   string `yaml:"dns"`
 	Ports []Port `yaml:"ports"`
 	IPv4  Addrs  `yaml:"ipv4"`
 	IPv6  Addrs  `yaml:"ipv6"`
