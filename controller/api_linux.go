@@ -148,7 +148,11 @@ func (a *Agent) Handler() http.Handler {
 		return a.Rollback(r.Context(), req, caller(r))
 	}))
 	mux.HandleFunc("GET /v1/history", a.api(func(r *http.Request) (any, error) {
-		return a.store.History(r.URL.Query().Get("workload"))
+		h, err := a.store.History(r.URL.Query().Get("workload"))
+		if h == nil {
+			h = []Promotion{}
+		}
+		return h, err
 	}))
 	mux.HandleFunc("GET /v1/verdicts", a.api(func(r *http.Request) (any, error) {
 		since, err := a.flushedSince(r)
@@ -240,8 +244,10 @@ func RequireAuth(h http.Handler, token string) http.Handler {
 		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
 			who = "cert:" + r.TLS.PeerCertificates[0].Subject.CommonName
 		}
-		if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && token != "" &&
-			subtle.ConstantTimeCompare([]byte(tok), []byte(token)) == 1 {
+		// The scheme is case-insensitive (RFC 7235, section 2.1).
+		scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		if strings.EqualFold(scheme, "Bearer") && token != "" &&
+			subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(token)) == 1 {
 			who = "token"
 		}
 		if who == "" {

@@ -66,7 +66,7 @@ func (a *Agent) Status() ([]WorkloadStatus, error) {
 		return nil, err
 	}
 	dp := dataplane.New(nil)
-	var out []WorkloadStatus
+	out := []WorkloadStatus{}
 	for _, w := range a.inv.Workloads() {
 		st, err := a.store.State(w)
 		if err != nil {

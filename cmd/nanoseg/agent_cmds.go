@@ -61,6 +61,9 @@ func newVerdictsCmd(a *app) *cobra.Command {
 		Short: "List audit-denied and denied connection attempts the agent recorded",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if verdict != "" && verdict != "audit-deny" && verdict != "deny" {
+				return fmt.Errorf("verdicts: --verdict: %q is not audit-deny or deny", verdict)
+			}
 			q := url.Values{}
 			if window != "" {
 				q.Set("window", window)

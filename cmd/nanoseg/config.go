@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sort"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -92,8 +93,13 @@ func loadConfig(configPath string, flags *pflag.FlagSet, bind map[string]string)
 	if err != nil {
 		return Config{}, "", err
 	}
+	known := map[string]bool{}
 	for k, val := range flat {
 		v.SetDefault(k, val)
+		known[envName(k)] = true
+	}
+	if err := checkEnv(known); err != nil {
+		return Config{}, "", err
 	}
 	v.SetEnvPrefix("NANOSEG")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
@@ -124,12 +130,49 @@ func loadConfig(configPath string, flags *pflag.FlagSet, bind map[string]string)
 	}
 	var c Config
 	if err := v.UnmarshalExact(&c); err != nil {
-		return Config{}, "", fmt.Errorf("config file %s: %w", configPath, err)
+		src := "configuration (defaults, NANOSEG_* environment, flags)"
+		if configPath != "" {
+			src = "config file " + configPath + " or NANOSEG_* environment"
+		}
+		return Config{}, "", fmt.Errorf("%s: %w", src, err)
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, "", fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	return c, used, nil
+}
+
+// envName returns the environment variable of configuration key k:
+// "agent.flushInterval" is NANOSEG_AGENT_FLUSHINTERVAL.
+func envName(k string) string {
+	return "NANOSEG_" + strings.ToUpper(strings.ReplaceAll(k, ".", "_"))
+}
+
+// envExempt are NANOSEG_* variables that are not configuration keys.
+var envExempt = map[string]bool{
+	"NANOSEG_LAB_TEST_PAUSE_AFTER": true, // a test hook of the lab (lab/process_linux.go)
+}
+
+// checkEnv refuses NANOSEG_* variables that name no configuration key, so a
+// misspelt variable does not go unnoticed.
+func checkEnv(known map[string]bool) error {
+	var bad []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "NANOSEG_") && !known[name] && !envExempt[name] {
+			bad = append(bad, name)
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	sort.Strings(bad)
+	names := make([]string, 0, len(known))
+	for k := range known {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return fmt.Errorf("environment: %s: no such setting (known: %s)", strings.Join(bad, ", "), strings.Join(names, ", "))
 }
 
 // flatten turns a config struct into dotted keys with their values, through

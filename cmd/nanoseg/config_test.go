@@ -87,3 +87,11 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("version: %q, %v", out, err)
 	}
 }
+
+func TestConfigRefusesUnknownEnvironment(t *testing.T) {
+	t.Setenv("NANOSEG_AGENT_FLUSHINTERVALL", "5s")
+	_, err := runCLI(t, "config", "show")
+	if err == nil || !strings.Contains(err.Error(), "NANOSEG_AGENT_FLUSHINTERVALL: no such setting") {
+		t.Fatalf("misspelt variable: got %v", err)
+	}
+}

@@ -184,6 +184,9 @@ func (o graphOptions) format() (graph.Format, error) {
 	if f, ok := graph.FormatOf(o.outFile); ok {
 		return f, nil
 	}
+	if ext := filepath.Ext(o.outFile); ext != "" && o.outFile != "-" && !strings.EqualFold(ext, ".json") {
+		return "", fmt.Errorf("--out %s: no format for %q; give -o json, dot, graphml, mermaid or html", o.outFile, ext)
+	}
 	return graph.FormatJSON, nil
 }
 
