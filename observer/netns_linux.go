@@ -8,6 +8,7 @@
 package observer
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -106,6 +107,10 @@ func bindNFLOG(cfg *netlink.Config, group uint16) (*netlink.Conn, error) {
 	mode := []byte{0, 0, 1, 0, nfulnlCopyPacket, 0} // be32 copy_range 256, copy_mode, pad
 	if err := send("bind NFLOG group", []netfilter.Attribute{{Type: nfulaCfgCmd, Data: []byte{nfulnlCfgCmdBind}}}); err != nil {
 		c.Close()
+		if errors.Is(err, unix.EPERM) {
+			// nfnetlink_log gives a group to one socket per netns.
+			return nil, fmt.Errorf("verdict log group %d: %w (another process, such as a running nanoseg agent, already reads it in this netns; ask the agent instead, or observe with --no-verdict-log)", group, err)
+		}
 		return nil, fmt.Errorf("verdict log group %d: %w", group, err)
 	}
 	if err := send("set NFLOG copy mode", []netfilter.Attribute{{Type: nfulaCfgMode, Data: mode}}); err != nil {

@@ -23,17 +23,18 @@ import (
 
 // observeOptions are the flags of `nanoseg observe`.
 type observeOptions struct {
-	labName   string
-	netns     []string
-	output    string
-	workload  string
-	namespace string
-	verdict   string
-	port      uint16
-	edges     bool
-	window    time.Duration
-	count     int
-	track     bool
+	noVerdictLog bool
+	labName      string
+	netns        []string
+	output       string
+	workload     string
+	namespace    string
+	verdict      string
+	port         uint16
+	edges        bool
+	window       time.Duration
+	count        int
+	track        bool
 }
 
 func newObserveCmd(a *app) *cobra.Command {
@@ -63,6 +64,7 @@ observe-mode table in endpoints that have no nanoseg table yet.`,
 	f := cmd.Flags()
 	f.String("state-dir", "", "directory of the labs' state (default /run/nanoseg/lab)")
 	f.StringVar(&o.labName, "lab", "", "observe every workload endpoint of this running lab (its plan is the inventory)")
+	f.BoolVar(&o.noVerdictLog, "no-verdict-log", false, "do not read the verdict log (needed while a nanoseg agent reads it)")
 	f.StringSliceVar(&o.netns, "netns", nil, "observe these named network namespaces (under /run/netns); with --lab, only these")
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	f.StringVar(&o.workload, "workload", "", "only flows or edges with this workload (or external DNS name) on either side")
@@ -208,7 +210,7 @@ func runObserve(ctx context.Context, a *app, o observeOptions, w io.Writer) erro
 		}
 		fmt.Fprintf(w, "%s %s%s\n", f.Start.Local().Format("15:04:05.000"), f.String(), identities(f, inv))
 	}
-	obs, err := observer.New(observer.Config{}, eps, handle, names, nil, log)
+	obs, err := observer.New(observer.Config{DisableVerdictLog: o.noVerdictLog}, eps, handle, names, nil, log)
 	if err != nil {
 		return fmt.Errorf("observe: %w", err)
 	}
