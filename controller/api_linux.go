@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -229,6 +230,10 @@ func (a *Agent) api(f func(*http.Request) (any, error)) http.HandlerFunc {
 			w.WriteHeader(code)
 			_ = json.NewEncoder(w).Encode(APIError{Error: strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": ")})
 			return
+		}
+		// A list with nothing in it is [], never null.
+		if rv := reflect.ValueOf(v); rv.Kind() == reflect.Slice && rv.IsNil() {
+			v = []struct{}{}
 		}
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
