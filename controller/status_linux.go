@@ -151,13 +151,12 @@ func countDenied(evs []VerdictEvent, workload string) []DeniedCount {
 	}
 	out := make([]DeniedCount, 0, len(counts))
 	for g, n := range counts {
-		g.Count = n
 		ids := make([]string, 0, len(rules[g]))
 		for id := range rules[g] {
 			ids = append(ids, id)
 		}
 		sort.Strings(ids)
-		g.RuleID = strings.Join(ids, ",")
+		g.Count, g.RuleID = n, strings.Join(ids, ",")
 		out = append(out, g)
 	}
 	sort.Slice(out, func(i, j int) bool {

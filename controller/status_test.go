@@ -1,0 +1,20 @@
+package controller
+
+import (
+	"testing"
+)
+
+// TestCountDeniedOncePerAttempt: an attempt logged by both ends' rule sets
+// counts once and names both; other workloads' events are left out.
+func TestCountDeniedOncePerAttempt(t *testing.T) {
+	evs := []VerdictEvent{
+		{Verdict: "audit-deny", Source: "shop/intruder", SrcPort: 40000, Destination: "shop/db", Protocol: "tcp", Port: 5432, RuleID: "shop/db-0"},
+		{Verdict: "audit-deny", Source: "shop/intruder", SrcPort: 40000, Destination: "shop/db", Protocol: "tcp", Port: 5432, RuleID: "shop/intruder-0"},
+		{Verdict: "audit-deny", Source: "shop/intruder", SrcPort: 40001, Destination: "shop/db", Protocol: "tcp", Port: 5432, RuleID: "shop/db-0"},
+		{Verdict: "deny", Source: "shop/web", SrcPort: 40002, Destination: "shop/api", Protocol: "tcp", Port: 80, RuleID: "x"},
+	}
+	got := countDenied(evs, "shop/db")
+	if len(got) != 1 || got[0].Count != 2 || got[0].RuleID != "shop/db-0,shop/intruder-0" {
+		t.Fatalf("countDenied = %+v; want one group of 2 attempts logged by both rule sets", got)
+	}
+}
