@@ -88,7 +88,7 @@ func (a *Agent) Propose(window time.Duration, who string) ([]ProposeResult, erro
 			continue
 		}
 		res := ProposeResult{Workload: w}
-		if last, err := a.store.LatestRevision(w); err == nil && equality.Semantic.DeepEqual(last.Policy.Spec, seg.Spec) {
+		if last, err := a.store.LatestRevision(w); err == nil && sameRules(last.Policy, seg) {
 			res.Revision = last
 			out = append(out, res)
 			continue
@@ -149,6 +149,11 @@ func (a *Agent) ApplyPolicies(file string, raw []byte, who string) ([]Revision, 
 		for j := range seg.Spec.Egress {
 			markDeclared(&seg.Spec.Egress[j], who, now)
 		}
+		// The same rules as the latest revision: nothing new to store.
+		if last, err := a.store.LatestRevision(targets[i]); err == nil && sameRules(last.Policy, &seg) {
+			out = append(out, last)
+			continue
+		}
 		r, err := a.store.AddRevision(Revision{Workload: targets[i], Origin: OriginDeclared, CreatedAt: now, CreatedBy: who, Policy: &seg})
 		if err != nil {
 			return out, err
@@ -156,6 +161,23 @@ func (a *Agent) ApplyPolicies(file string, raw []byte, who string) ([]Revision, 
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// sameRules reports whether a and b select the same workload with the same
+// rules, whatever their provenance (who declared them, which edges, when)
+// and their spec.mode (promotions decide the mode).
+func sameRules(a, b *v1alpha1.NanoSegment) bool {
+	strip := func(s *v1alpha1.NanoSegment) v1alpha1.NanoSegmentSpec {
+		sp := *s.Spec.DeepCopy()
+		sp.Mode = ""
+		for _, rs := range [][]v1alpha1.Rule{sp.Ingress, sp.Egress} {
+			for i := range rs {
+				rs[i].Provenance = v1alpha1.Provenance{}
+			}
+		}
+		return sp
+	}
+	return a != nil && b != nil && a.Namespace == b.Namespace && equality.Semantic.DeepEqual(strip(a), strip(b))
 }
 
 func markDeclared(r *v1alpha1.Rule, who string, at time.Time) {

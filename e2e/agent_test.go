@@ -326,6 +326,14 @@ func TestAgentKillDuringPromotion(t *testing.T) {
 		t.Errorf("history after kills: %v", err)
 	}
 
+	// Applying rules equal to the latest revision stores nothing new.
+	good := filepath.Join(t.TempDir(), "db.yaml")
+	_ = os.WriteFile(good, []byte(e.mustRun("policy", "show", "shop/db", "--revision", "1")), 0o644)
+	first := e.mustRun("policy", "apply", "-f", good)
+	if second := e.mustRun("policy", "apply", "-f", good); !strings.Contains(first, "shop/db: revision 1 (proposed") || first != second {
+		t.Errorf("applying the same file twice:\n%s\n%s", first, second)
+	}
+
 	// Bad input changes nothing.
 	revsBefore := e.mustRun("policy", "show")
 	histBefore := e.mustRun("history", "-o", "json")

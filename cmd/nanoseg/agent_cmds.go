@@ -197,7 +197,7 @@ func newPolicyApplyCmd(a *app) *cobra.Command {
 					return fmt.Errorf("policy apply: %w", err)
 				}
 				for _, r := range revs {
-					fmt.Fprintf(cmd.OutOrStdout(), "%s: stored as revision %d (declared by %s); promote it to take effect\n", r.Workload, r.Number, r.CreatedBy)
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: revision %d (%s by %s at %s); promote it to take effect\n", r.Workload, r.Number, r.Origin, r.CreatedBy, r.CreatedAt.UTC().Format(time.RFC3339))
 				}
 			}
 			return nil

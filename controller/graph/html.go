@@ -161,8 +161,8 @@ func newPageData(g *Graph) pageData {
 				Destination: cleanText(e.Destination),
 				Service:     e.Service(),
 				Flows:       strconv.FormatUint(e.Flows, 10),
-				BytesOut:    humanBytes(e.BytesOut),
-				BytesIn:     humanBytes(e.BytesIn),
+				BytesOut:    edgeBytes(e, e.BytesOut),
+				BytesIn:     edgeBytes(e, e.BytesIn),
 				FirstSeen:   stamp(e.FirstSeen),
 				LastSeen:    stamp(e.LastSeen),
 				Verdicts:    verdictText(e),
@@ -266,7 +266,7 @@ func verdictText(e Edge) string {
 }
 
 func edgeTitle(e Edge) string {
-	s := fmt.Sprintf("%s: %d flows, %s out, %s in", e.Service(), e.Flows, humanBytes(e.BytesOut), humanBytes(e.BytesIn))
+	s := fmt.Sprintf("%s: %d flows, %s out, %s in", e.Service(), e.Flows, edgeBytes(e, e.BytesOut), edgeBytes(e, e.BytesIn))
 	if v := verdictText(e); v != "" {
 		s += "; " + v
 	}

@@ -61,6 +61,16 @@ func cleanText(s string) string {
 	}, s)
 }
 
+// edgeBytes formats a byte counter of e; counters arrive with the end of a
+// connection (conntrack accounting), so an edge with flows and no bytes yet
+// says "pending" rather than a false zero.
+func edgeBytes(e Edge, n uint64) string {
+	if n == 0 && e.PacketsOut == 0 && e.PacketsIn == 0 && e.Flows > 0 {
+		return "pending"
+	}
+	return humanBytes(n)
+}
+
 // humanBytes formats n bytes with binary units: "512 B", "1.5 KiB".
 func humanBytes(n uint64) string {
 	const unit = 1024
