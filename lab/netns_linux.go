@@ -73,19 +73,12 @@ func Create(ctx context.Context, c Config, p *Plan, log *slog.Logger) (err error
 			}
 		}
 	}()
-	sw, err := nsenter.NewNamed(p.Switch)
+	sw, swnl, err := newNamespace(p.Switch)
 	if err != nil {
 		return err
 	}
 	defer sw.Close()
-	swnl, err := netlink.NewHandleAt(sw)
-	if err != nil {
-		return fmt.Errorf("netlink in %s: %w", p.Switch, err)
-	}
 	defer swnl.Close()
-	if err := linkUp(swnl, "lo"); err != nil {
-		return err
-	}
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: BridgeName}}
 	if err := swnl.LinkAdd(br); err != nil {
 		return fmt.Errorf("add bridge in %s: %w", p.Switch, err)
@@ -107,19 +100,12 @@ func Create(ctx context.Context, c Config, p *Plan, log *slog.Logger) (err error
 }
 
 func createEndpoint(swnl *netlink.Handle, br *netlink.Bridge, p *Plan, e Endpoint) error {
-	h, err := nsenter.NewNamed(e.Netns)
+	h, nl, err := newNamespace(e.Netns)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	nl, err := netlink.NewHandleAt(h)
-	if err != nil {
-		return fmt.Errorf("netlink in %s: %w", e.Netns, err)
-	}
 	defer nl.Close()
-	if err := linkUp(nl, "lo"); err != nil {
-		return err
-	}
 	veth := &netlink.Veth{
 		LinkAttrs:     netlink.LinkAttrs{Name: e.SwitchPort, MasterIndex: br.Index},
 		PeerName:      EndpointLink,
@@ -157,6 +143,26 @@ func createEndpoint(swnl *netlink.Handle, br *netlink.Bridge, p *Plan, e Endpoin
 		return fmt.Errorf("write resolv.conf: %w", err)
 	}
 	return nil
+}
+
+// newNamespace creates the named namespace name with lo up and returns it
+// with a netlink handle in it; the caller closes both.
+func newNamespace(name string) (netns.NsHandle, *netlink.Handle, error) {
+	h, err := nsenter.NewNamed(name)
+	if err != nil {
+		return h, nil, err
+	}
+	nl, err := netlink.NewHandleAt(h)
+	if err != nil {
+		h.Close()
+		return h, nil, fmt.Errorf("netlink in %s: %w", name, err)
+	}
+	if err := linkUp(nl, "lo"); err != nil {
+		nl.Close()
+		h.Close()
+		return h, nil, err
+	}
+	return h, nl, nil
 }
 
 func linkUp(nl *netlink.Handle, name string) error {
