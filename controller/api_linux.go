@@ -162,6 +162,10 @@ func (a *Agent) Handler() http.Handler {
 		}
 		return a.store.Verdicts(since)
 	}))
+	mux.HandleFunc("GET /v1/explain", a.api(func(r *http.Request) (any, error) {
+		q := r.URL.Query()
+		return a.Explain(q.Get("from"), q.Get("to"), q.Get("port"))
+	}))
 	a.evidenceRoutes(mux)
 	return mux
 }

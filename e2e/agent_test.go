@@ -170,6 +170,14 @@ func TestAgentStory(t *testing.T) {
 		}
 	}
 
+	// The agent explains its verdicts with the policies in force.
+	if out := e.mustRun("policy", "explain", "--from", "shop/api", "--to", "shop/db", "--port", "5432/TCP"); !strings.Contains(out, ": allow") {
+		t.Errorf("explain api -> db:\n%s", out)
+	}
+	if out, _ := e.run("policy", "explain", "--from", "shop/intruder", "--to", "shop/db", "--port", "5432/TCP"); !strings.Contains(out, ": deny") || !strings.Contains(out, "shop/db") {
+		t.Errorf("explain intruder -> db:\n%s", out)
+	}
+
 	// Rollback undoes shop/db's last promotion (back to audit, where the
 	// intruder gets through), and is recorded; promoting again restores.
 	out = e.mustRun("rollback", "shop/db", "--reason", "test rollback")

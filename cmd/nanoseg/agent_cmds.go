@@ -371,3 +371,20 @@ func diffFromAgent(cmd *cobra.Command, a *app, workload string, window time.Dura
 	}
 	return nil
 }
+
+// explainFromAgent asks the agent to evaluate one connection.
+func explainFromAgent(cmd *cobra.Command, a *app, from, to, port, output string) error {
+	var v policies.Verdict
+	q := url.Values{"from": {from}, "to": {to}, "port": {port}}
+	if err := newClient(a).do(cmd.Context(), "GET", "/v1/explain", q, nil, &v); err != nil {
+		return fmt.Errorf("policy explain: %w", err)
+	}
+	if output == "json" {
+		return printJSON(cmd.OutOrStdout(), v)
+	}
+	if v.Err != "" {
+		return fmt.Errorf("policy explain: %s", v.Err)
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "%s -> %s %s: %s\n  %s\n", from, to, port, v.Action, strings.ReplaceAll(v.Reason(), "; ", "\n  "))
+	return nil
+}

@@ -32,7 +32,7 @@ func newPolicyCmd(a *app) *cobra.Command {
 		Use:   "policy",
 		Short: "Check, explain, infer, import and export policies (NanoSegments and NetworkPolicies)",
 	}
-	cmd.AddCommand(newPolicyCheckCmd(), newPolicyExplainCmd(), newPolicyMatrixCmd(), newPolicyProposeCmd(a),
+	cmd.AddCommand(newPolicyCheckCmd(), newPolicyExplainCmd(a), newPolicyMatrixCmd(), newPolicyProposeCmd(a),
 		newPolicyDiffCmd(a), newPolicyImportCmd(), newPolicyExportCmd())
 	return cmd
 }
@@ -144,14 +144,21 @@ func parsePortProto(s string) (int32, v1alpha1.Protocol, error) {
 	return int32(n), p, nil
 }
 
-func newPolicyExplainCmd() *cobra.Command {
+func newPolicyExplainCmd(a *app) *cobra.Command {
 	var wf worldFlags
 	var from, to, port, output string
 	cmd := &cobra.Command{
-		Use:   "explain --from NS/POD|IP --to NS/POD|IP --port PORT/PROTO (--world FILE|--case FILE) [--policies FILE...]",
+		Use:   "explain --from NS/POD|IP --to NS/POD|IP --port PORT/PROTO [--world FILE|--case FILE] [--policies FILE...]",
 		Short: "Say whether one connection is allowed, and which policy and rule decided",
-		Args:  cobra.NoArgs,
+		Long: `Say whether one connection is allowed, and which policy and rule decided.
+With --world or --case it evaluates files; without, it asks the running agent
+about its inventory and active policies (--from and --to may then also be
+workloads such as shop/api).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if wf.world == "" && wf.caseFile == "" {
+				return explainFromAgent(cmd, a, from, to, port, output)
+			}
 			st, set, err := wf.load()
 			if err != nil {
 				return err

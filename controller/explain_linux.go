@@ -1,0 +1,69 @@
+//go:build linux
+
+package controller
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/nanoseg/nanoseg/policies"
+	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+)
+
+// Explain evaluates one connection against the active policies with the
+// semantics of policies.Evaluate (Kubernetes NetworkPolicy). from and to
+// are a workload ("shop/api", its first endpoint), an endpoint
+// ("namespace/netns") or an address; port is "5432/TCP".
+func (a *Agent) Explain(from, to, port string) (policies.Verdict, error) {
+	f, err := a.endpointRef("from", from)
+	if err != nil {
+		return policies.Verdict{}, err
+	}
+	t, err := a.endpointRef("to", to)
+	if err != nil {
+		return policies.Verdict{}, err
+	}
+	num, proto, ok := strings.Cut(port, "/")
+	n, perr := strconv.Atoi(num)
+	if !ok || perr != nil || n < 0 || n > 65535 {
+		return policies.Verdict{}, fmt.Errorf("%w: port: %q is not PORT/PROTOCOL such as 5432/TCP", ErrInvalid, port)
+	}
+	p := v1alpha1.Protocol(strings.ToUpper(proto))
+	switch p {
+	case v1alpha1.ProtocolTCP, v1alpha1.ProtocolUDP, v1alpha1.ProtocolSCTP, v1alpha1.ProtocolICMP:
+	default:
+		return policies.Verdict{}, fmt.Errorf("%w: port: protocol %q is not TCP, UDP, SCTP or ICMP", ErrInvalid, proto)
+	}
+	names := a.knownNames()
+	world, err := a.inv.World(names)
+	if err != nil {
+		return policies.Verdict{}, err
+	}
+	active, err := a.Active()
+	if err != nil {
+		return policies.Verdict{}, err
+	}
+	segs := make([]v1alpha1.NanoSegment, 0, len(active))
+	for _, ap := range active {
+		segs = append(segs, *ap.Policy)
+	}
+	set, err := policies.NewPolicySet(nil, segs)
+	if err != nil {
+		return policies.Verdict{}, err
+	}
+	return policies.Evaluate(world, set, policies.Connection{From: f, To: t, Protocol: p, Port: int32(n)}), nil
+}
+
+// endpointRef turns a workload key into its first endpoint's pod, and
+// passes anything else to policies.ParseEndpoint.
+func (a *Agent) endpointRef(field, ref string) (policies.Endpoint, error) {
+	if eps := a.inv.Workload(ref); len(eps) > 0 {
+		return policies.ParseEndpoint(eps[0].Namespace + "/" + eps[0].Netns)
+	}
+	e, err := policies.ParseEndpoint(ref)
+	if err != nil {
+		return e, fmt.Errorf("%w: %s: %v (known workloads: %v)", ErrInvalid, field, err, a.inv.Workloads())
+	}
+	return e, nil
+}
