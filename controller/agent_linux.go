@@ -559,7 +559,10 @@ func lockInventory(cfg AgentConfig, labCfg lab.Config) (*os.File, error) {
 		if _, err := os.Stat(labCfg.Dir(cfg.Lab)); err != nil {
 			return nil, fmt.Errorf("agent.lab: lab %q is not up (no state in %s): run `nanoseg lab up` first", cfg.Lab, labCfg.Dir(cfg.Lab))
 		}
-		path = filepath.Join(labCfg.Dir(cfg.Lab), "agent.lock")
+		// Beside the lab's state directory, not in it: `lab down` removes
+		// the directory, and the lock must outlive a lab re-created under
+		// a running agent.
+		path = filepath.Join(labCfg.StateDir, "."+cfg.Lab+".agent.lock")
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {

@@ -125,7 +125,13 @@ func (a *Agent) Handler() http.Handler {
 		if err != nil {
 			return nil, err
 		}
-		return a.Propose(w, caller(r))
+		include := false
+		if v := r.URL.Query().Get("includeDenied"); v != "" {
+			if include, err = strconv.ParseBool(v); err != nil {
+				return nil, fmt.Errorf("%w: includeDenied: %q is not true or false", ErrInvalid, v)
+			}
+		}
+		return a.Propose(w, include, caller(r))
 	}))
 	mux.HandleFunc("GET /v1/diff", a.api(func(r *http.Request) (any, error) {
 		w, err := window(r)

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/nanoseg/nanoseg/observer"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
@@ -62,16 +63,38 @@ type ProposeResult struct {
 	New bool `json:"new"`
 }
 
+// ProposeReport is what Propose did: one result per workload, and the
+// edges it left out because the policies in force deny or audit-deny them.
+type ProposeReport struct {
+	Proposals []ProposeResult `json:"proposals"`
+	// Excluded lists "source -> destination PROTO/port (n denied, m
+	// audit-denied)" for every edge left out.
+	Excluded []string `json:"excluded"`
+}
+
 // Propose infers one nanosegment per workload from the edges last seen
 // within window (all edges for 0) and stores each that differs from the
-// workload's latest revision as a new proposed revision.
-func (a *Agent) Propose(window time.Duration, who string) ([]ProposeResult, error) {
+// workload's latest revision as a new proposed revision. Edges that a
+// rule set denied or audit-denied are left out unless includeDenied: a
+// proposal must never quietly allow what the policies in force refuse
+// (`policy diff` shows those flows for a person to decide).
+func (a *Agent) Propose(window time.Duration, includeDenied bool, who string) (ProposeReport, error) {
+	rep := ProposeReport{Proposals: []ProposeResult{}, Excluded: []string{}}
 	if err := a.flush(); err != nil {
-		return nil, err
+		return rep, err
 	}
-	edges, err := a.store.Edges(windowStart(window))
+	all, err := a.store.Edges(windowStart(window))
 	if err != nil {
-		return nil, err
+		return rep, err
+	}
+	var edges []observer.Edge
+	for _, e := range all {
+		if v := e.Verdicts; !includeDenied && v.Denied+v.AuditDenied > 0 {
+			rep.Excluded = append(rep.Excluded, fmt.Sprintf("%s -> %s %s/%d (%d denied, %d audit-denied)",
+				e.Source, e.Destination, strings.ToUpper(e.Protocol), e.Port, v.Denied, v.AuditDenied))
+			continue
+		}
+		edges = append(edges, e)
 	}
 	var ids []policies.Identity
 	for _, w := range a.inv.Workloads() {
@@ -79,7 +102,6 @@ func (a *Agent) Propose(window time.Duration, who string) ([]ProposeResult, erro
 		ids = append(ids, policies.Identity{Namespace: eps[0].Namespace, Labels: policies.IdentityLabels(eps[0].Labels)})
 	}
 	segs := policies.Propose(PolicyEdges(edges), ids)
-	var out []ProposeResult
 	for i := range segs {
 		seg := &segs[i]
 		w, err := a.workloadOf(seg)
@@ -90,17 +112,17 @@ func (a *Agent) Propose(window time.Duration, who string) ([]ProposeResult, erro
 		res := ProposeResult{Workload: w}
 		if last, err := a.store.LatestRevision(w); err == nil && sameRules(last.Policy, seg) {
 			res.Revision = last
-			out = append(out, res)
+			rep.Proposals = append(rep.Proposals, res)
 			continue
 		}
 		r, err := a.store.AddRevision(Revision{Workload: w, Origin: OriginProposed, CreatedAt: time.Now().UTC(), CreatedBy: who, Policy: seg})
 		if err != nil {
-			return out, err
+			return rep, err
 		}
 		res.Revision, res.New = r, true
-		out = append(out, res)
+		rep.Proposals = append(rep.Proposals, res)
 	}
-	return out, nil
+	return rep, nil
 }
 
 // ApplyPolicies stores the nanosegments in the YAML or JSON document raw

@@ -124,35 +124,57 @@ func (a *Agent) Status() ([]WorkloadStatus, error) {
 // countDenied groups the verdict events that involve workload by verdict,
 // source, destination, protocol and port, counting connection attempts: an
 // attempt logged at both ends (the client's egress and the server's
-// ingress) counts once, and RuleID lists every rule set that logged it.
+// ingress) counts once, with the stronger verdict when the two ends' modes
+// differ (deny over audit-deny), and RuleID lists every rule set that
+// logged it.
 func countDenied(evs []VerdictEvent, workload string) []DeniedCount {
-	type attempt struct {
-		group   DeniedCount
-		srcPort uint16
+	type attemptKey struct {
+		src, dst, proto string
+		srcPort, port   uint16
+		solo            int // events without a source port are each their own attempt
 	}
-	seen := map[attempt]bool{}
-	counts := map[DeniedCount]int{}
-	rules := map[DeniedCount]map[string]bool{}
-	for _, e := range evs {
+	type attempt struct {
+		verdict string
+		rules   map[string]bool
+	}
+	var order []attemptKey
+	attempts := map[attemptKey]*attempt{}
+	for i, e := range evs {
 		if e.Source != workload && e.Destination != workload {
 			continue
 		}
-		g := DeniedCount{Verdict: e.Verdict, Source: e.Source, Destination: e.Destination, Protocol: e.Protocol, Port: e.Port}
-		if rules[g] == nil {
-			rules[g] = map[string]bool{}
+		k := attemptKey{src: e.Source, dst: e.Destination, proto: e.Protocol, srcPort: e.SrcPort, port: e.Port}
+		if e.SrcPort == 0 {
+			k.solo = i + 1
 		}
-		rules[g][e.RuleID] = true
-		at := attempt{g, e.SrcPort}
-		if e.SrcPort != 0 && seen[at] {
-			continue
+		at := attempts[k]
+		if at == nil {
+			at = &attempt{verdict: e.Verdict, rules: map[string]bool{}}
+			attempts[k] = at
+			order = append(order, k)
 		}
-		seen[at] = true
+		if e.Verdict == "deny" {
+			at.verdict = "deny"
+		}
+		at.rules[e.RuleID] = true
+	}
+	groups := map[DeniedCount]map[string]bool{}
+	counts := map[DeniedCount]int{}
+	for _, k := range order {
+		at := attempts[k]
+		g := DeniedCount{Verdict: at.verdict, Source: k.src, Destination: k.dst, Protocol: k.proto, Port: k.port}
+		if groups[g] == nil {
+			groups[g] = map[string]bool{}
+		}
+		for id := range at.rules {
+			groups[g][id] = true
+		}
 		counts[g]++
 	}
 	out := make([]DeniedCount, 0, len(counts))
 	for g, n := range counts {
-		ids := make([]string, 0, len(rules[g]))
-		for id := range rules[g] {
+		ids := make([]string, 0, len(groups[g]))
+		for id := range groups[g] {
 			ids = append(ids, id)
 		}
 		sort.Strings(ids)

@@ -17,4 +17,13 @@ func TestCountDeniedOncePerAttempt(t *testing.T) {
 	if len(got) != 1 || got[0].Count != 2 || got[0].RuleID != "shop/db-0,shop/intruder-0" {
 		t.Fatalf("countDenied = %+v; want one group of 2 attempts logged by both rule sets", got)
 	}
+	// The ends in different modes: the client audits, the server enforces.
+	mixed := []VerdictEvent{
+		{Verdict: "audit-deny", Source: "shop/intruder", SrcPort: 40010, Destination: "shop/db", Protocol: "tcp", Port: 5432, RuleID: "shop/intruder-0"},
+		{Verdict: "deny", Source: "shop/intruder", SrcPort: 40010, Destination: "shop/db", Protocol: "tcp", Port: 5432, RuleID: "shop/db-0"},
+	}
+	got = countDenied(mixed, "shop/db")
+	if len(got) != 1 || got[0].Verdict != "deny" || got[0].Count != 1 {
+		t.Fatalf("mixed modes: countDenied = %+v; want one deny", got)
+	}
 }

@@ -155,6 +155,15 @@ func TestAgentStory(t *testing.T) {
 		t.Errorf("policy diff does not show that enforcing would break intruder -> db:\n%s", out)
 	}
 
+	// Proposing again never re-allows what the policies in force refuse.
+	out = e.mustRun("policy", "propose")
+	if !strings.Contains(out, "shop/intruder -> shop/db TCP/5432") || !strings.Contains(out, "left out") {
+		t.Errorf("propose after the audit-deny does not leave the intruder's edge out:\n%s", out)
+	}
+	if show := e.mustRun("policy", "show", "shop/db"); strings.Count(show, "\nshop/db ") != 1 {
+		t.Errorf("propose stored a new shop/db revision from denied traffic:\n%s", show)
+	}
+
 	e.mustRun("promote", "--all", "--to", "enforce", "--reason", "test enforce")
 	if out, err := e.run("lab", "probe", "--name", e.name, "--from", "shop/intruder", "--to", "shop/db", "--no-dns", "--port", "5432", "--timeout", "1s"); err == nil {
 		t.Fatalf("intruder reached db under enforcement:\n%s", out)

@@ -315,26 +315,36 @@ func newLabEdgesCmd(a *app) *cobra.Command {
 }
 
 // proposeFromAgent asks the agent to propose and store revisions.
-func proposeFromAgent(cmd *cobra.Command, a *app, window time.Duration, outDir string) error {
+func proposeFromAgent(cmd *cobra.Command, a *app, window time.Duration, includeDenied bool, outDir string) error {
 	q := url.Values{}
 	if window > 0 {
 		q.Set("window", window.String())
 	}
-	var res []controller.ProposeResult
-	if err := newClient(a).do(cmd.Context(), "POST", "/v1/propose", q, nil, &res); err != nil {
+	if includeDenied {
+		q.Set("includeDenied", "true")
+	}
+	var rep controller.ProposeReport
+	if err := newClient(a).do(cmd.Context(), "POST", "/v1/propose", q, nil, &rep); err != nil {
 		return fmt.Errorf("policy propose: %w", err)
 	}
-	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+	w := cmd.OutOrStdout()
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "WORKLOAD\tREVISION\tNEW\tINGRESS RULES\tEGRESS RULES")
-	for _, r := range res {
+	for _, r := range rep.Proposals {
 		fmt.Fprintf(tw, "%s\t%d\t%v\t%d\t%d\n", r.Workload, r.Revision.Number, r.New, len(r.Revision.Policy.Spec.Ingress), len(r.Revision.Policy.Spec.Egress))
 	}
 	tw.Flush()
+	if len(rep.Excluded) > 0 {
+		fmt.Fprintf(w, "left out, because the policies in force deny them (review with `policy diff`; --include-denied to propose them anyway):\n")
+		for _, e := range rep.Excluded {
+			fmt.Fprintf(w, "  %s\n", e)
+		}
+	}
 	if outDir != "" {
-		if err := writeProposals(outDir, res); err != nil {
+		if err := writeProposals(outDir, rep.Proposals); err != nil {
 			return fmt.Errorf("policy propose: write %s: %w", outDir, err)
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "wrote %d proposals to %s\n", len(res), outDir)
+		fmt.Fprintf(w, "wrote %d proposals to %s\n", len(rep.Proposals), outDir)
 	}
 	return nil
 }

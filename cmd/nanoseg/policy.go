@@ -298,6 +298,7 @@ func readEdges(file string) ([]policies.Edge, error) {
 func newPolicyProposeCmd(a *app) *cobra.Command {
 	var edgesFile, identitiesFile, outDir string
 	var window time.Duration
+	var includeDenied bool
 	cmd := &cobra.Command{
 		Use:   "propose [--edges FILE [--identities FILE]] [--window D] [--out DIR]",
 		Short: "Infer one NanoSegment per workload identity from observed edges",
@@ -309,8 +310,11 @@ one YAML file per workload. With --edges it works offline on an edges file
 and prints YAML.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if window < 0 {
+				return fmt.Errorf("policy propose: --window: %s must not be negative", window)
+			}
 			if edgesFile == "" {
-				return proposeFromAgent(cmd, a, window, outDir)
+				return proposeFromAgent(cmd, a, window, includeDenied, outDir)
 			}
 			edges, err := readEdges(edgesFile)
 			if err != nil {
@@ -338,6 +342,7 @@ and prints YAML.`,
 	cmd.Flags().StringVar(&identitiesFile, "identities", "", "JSON array of every known identity {namespace, labels}")
 	cmd.Flags().DurationVar(&window, "window", 0, "agent: propose from edges last seen within this window (default: all)")
 	cmd.Flags().StringVar(&outDir, "out", "", "agent: also write one YAML file per workload into this directory")
+	cmd.Flags().BoolVar(&includeDenied, "include-denied", false, "agent: also propose edges that the policies in force deny or audit-deny")
 	return cmd
 }
 
@@ -355,6 +360,9 @@ enforcing would break. Without --edges it asks the running agent (the latest
 revision of each workload against what is active).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if window < 0 {
+				return fmt.Errorf("policy diff: --window: %s must not be negative", window)
+			}
 			if edgesFile == "" {
 				return diffFromAgent(cmd, a, workload, window, output)
 			}
