@@ -37,12 +37,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/nanoseg/nanoseg/dataplane"
+	"github.com/nanoseg/nanoseg/internal/nsenter"
 	"github.com/nanoseg/nanoseg/lab"
 	"github.com/nanoseg/nanoseg/observer"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
@@ -62,8 +64,9 @@ type Agent struct {
 	obsM   *observer.Metrics
 	reg    *prometheus.Registry
 
-	token string   // bearer token of the TCP API ("" without one)
-	lock  *os.File // held while the agent manages its inventory
+	token     string     // bearer token of the TCP API ("" without one)
+	refreshMu sync.Mutex // one inventory refresh at a time (ticker and netns watch)
+	lock      *os.File   // held while the agent manages its inventory
 
 	mu        sync.Mutex
 	observers map[string]context.CancelFunc // by netns
@@ -178,6 +181,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	run("inventory", func(ctx context.Context) {
 		a.every(ctx, a.cfg.InventoryInterval, "refresh inventory", func() error { return a.refreshInventory(ctx) })
 	})
+	run("netns-watch", a.watchNetns)
 	run("drift", func(ctx context.Context) { _ = a.rec.Run(ctx) })
 	ctx, cancel := context.WithCancelCause(ctx)
 	run("api", func(ctx context.Context) {
@@ -218,10 +222,53 @@ func (a *Agent) every(ctx context.Context, d time.Duration, what string, f func(
 	}
 }
 
+// watchNetns refreshes the inventory as soon as a named network namespace
+// appears or disappears (inotify on /run/netns), so a new endpoint gets its
+// rule set within milliseconds instead of at the next InventoryInterval
+// tick; the tick stays as the fallback. Events are coalesced over 50 ms.
+func (a *Agent) watchNetns(ctx context.Context) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		a.log.Warn("watch network namespaces; relying on the periodic refresh", "err", err)
+		return
+	}
+	defer w.Close()
+	if err := w.Add(nsenter.RunDir); err != nil {
+		a.log.Warn("watch network namespaces; relying on the periodic refresh", "dir", nsenter.RunDir, "err", err)
+		return
+	}
+	var pending <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-w.Events:
+			if !ok {
+				return
+			}
+			if ev.Op&(fsnotify.Create|fsnotify.Remove) != 0 && pending == nil {
+				pending = time.After(50 * time.Millisecond)
+			}
+		case err, ok := <-w.Errors:
+			if !ok {
+				return
+			}
+			a.log.Debug("watch network namespaces", "err", err)
+		case <-pending:
+			pending = nil
+			if err := a.refreshInventory(ctx); err != nil {
+				a.log.Warn("refresh inventory", "err", err)
+			}
+		}
+	}
+}
+
 // refreshInventory re-reads the inventory sources, starts observers for new
 // endpoints, stops those of vanished ones, and asks for a reconcile pass
 // when anything changed.
 func (a *Agent) refreshInventory(ctx context.Context) error {
+	a.refreshMu.Lock()
+	defer a.refreshMu.Unlock()
 	var eps []Endpoint
 	nss := map[string]map[string]string{}
 	ext := map[netip.Addr]string{}
