@@ -172,6 +172,7 @@ func (a *Agent) Handler() http.Handler {
 		q := r.URL.Query()
 		return a.Explain(q.Get("from"), q.Get("to"), q.Get("port"))
 	}))
+	mux.HandleFunc("GET /v1/world", a.api(func(r *http.Request) (any, error) { return a.World() }))
 	a.evidenceRoutes(mux)
 	return mux
 }

@@ -67,3 +67,44 @@ func (a *Agent) endpointRef(field, ref string) (policies.Endpoint, error) {
 	}
 	return e, nil
 }
+
+// AgentWorld is the agent's world in the shape of a verdict case file:
+// namespaces, one pod per endpoint (named "<workload>-<n>" in netns order),
+// and the active nanosegments with their promoted modes.
+type AgentWorld struct {
+	Namespaces   []policies.CaseNamespace `json:"namespaces"`
+	Pods         []policies.CasePod       `json:"pods"`
+	NanoSegments []v1alpha1.NanoSegment   `json:"nanosegments"`
+}
+
+// World returns the agent's inventory and active policies as an AgentWorld.
+func (a *Agent) World() (AgentWorld, error) {
+	w := AgentWorld{Namespaces: []policies.CaseNamespace{}, Pods: []policies.CasePod{}, NanoSegments: []v1alpha1.NanoSegment{}}
+	world, err := a.inv.World(nil)
+	if err != nil {
+		return w, err
+	}
+	for _, ns := range world.Namespaces() {
+		w.Namespaces = append(w.Namespaces, policies.CaseNamespace{Name: ns.Name, Labels: ns.Labels})
+	}
+	n := map[string]int{}
+	for _, e := range a.inv.Endpoints() {
+		p := policies.CasePod{Namespace: e.Namespace, Name: fmt.Sprintf("%s-%d", e.Workload, n[e.Key()]), Labels: e.Labels}
+		n[e.Key()]++
+		for _, ip := range e.Addrs {
+			p.IPs = append(p.IPs, ip.String())
+		}
+		for _, pt := range e.Ports {
+			p.Ports = append(p.Ports, policies.CasePort{Name: pt.Name, Port: pt.Port, Protocol: pt.Protocol})
+		}
+		w.Pods = append(w.Pods, p)
+	}
+	active, err := a.Active()
+	if err != nil {
+		return w, err
+	}
+	for _, ap := range active {
+		w.NanoSegments = append(w.NanoSegments, *ap.Policy)
+	}
+	return w, nil
+}

@@ -187,6 +187,11 @@ func TestAgentStory(t *testing.T) {
 		t.Errorf("explain intruder -> db:\n%s", out)
 	}
 
+	mx := e.mustRun("policy", "matrix", "--ports", "5432/TCP", "-o", "csv")
+	if !strings.Contains(mx, "shop/api-0,shop/db-0,5432,TCP,allow") || !strings.Contains(mx, "shop/intruder-0,shop/db-0,5432,TCP,deny") {
+		t.Errorf("policy matrix from the agent:\n%s", mx)
+	}
+
 	// Rollback undoes shop/db's last promotion (back to audit, where the
 	// intruder gets through), and is recorded; promoting again restores.
 	out = e.mustRun("rollback", "shop/db", "--reason", "test rollback")

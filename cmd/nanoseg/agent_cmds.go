@@ -398,3 +398,17 @@ func explainFromAgent(cmd *cobra.Command, a *app, from, to, port, output string)
 	fmt.Fprintf(cmd.OutOrStdout(), "%s -> %s %s: %s\n  %s\n", from, to, port, v.Action, strings.ReplaceAll(v.Reason(), "; ", "\n  "))
 	return nil
 }
+
+// agentWorld fetches the agent's world and active policies as a case state
+// (pods named "<workload>-<n>").
+func agentWorld(a *app) (*policies.CaseState, error) {
+	var w controller.AgentWorld
+	if err := newClient(a).do(context.Background(), "GET", "/v1/world", nil, nil, &w); err != nil {
+		return nil, fmt.Errorf("no --world or --case given, and the agent's world: %w", err)
+	}
+	c := &policies.Case{Name: "agent", Namespaces: w.Namespaces, Pods: w.Pods}
+	for i := range w.NanoSegments {
+		c.Policies = append(c.Policies, policies.Object{NanoSegment: &w.NanoSegments[i]})
+	}
+	return c.NewCaseState()
+}

@@ -32,7 +32,7 @@ func newPolicyCmd(a *app) *cobra.Command {
 		Use:   "policy",
 		Short: "Check, explain, infer, import and export policies (NanoSegments and NetworkPolicies)",
 	}
-	cmd.AddCommand(newPolicyCheckCmd(), newPolicyExplainCmd(a), newPolicyMatrixCmd(), newPolicyProposeCmd(a),
+	cmd.AddCommand(newPolicyCheckCmd(), newPolicyExplainCmd(a), newPolicyMatrixCmd(a), newPolicyProposeCmd(a),
 		newPolicyDiffCmd(a), newPolicyImportCmd(), newPolicyExportCmd())
 	return cmd
 }
@@ -78,6 +78,9 @@ type worldFlags struct {
 	world    string
 	caseFile string
 	policies []string
+	// agent, when set, is asked for its world and active policies when
+	// neither --world nor --case is given.
+	agent *app
 }
 
 func (f *worldFlags) add(cmd *cobra.Command) {
@@ -99,6 +102,8 @@ func (f *worldFlags) load() (*policies.CaseState, policies.PolicySet, error) {
 		if c, err = policies.LoadCase(f.caseFile); err == nil {
 			st, err = c.NewCaseState()
 		}
+	case f.agent != nil:
+		st, err = agentWorld(f.agent)
 	default:
 		return nil, policies.PolicySet{}, errors.New("need --world FILE or --case FILE")
 	}
@@ -210,12 +215,12 @@ type matrixCell struct {
 	Reason   string `json:"reason"`
 }
 
-func newPolicyMatrixCmd() *cobra.Command {
-	var wf worldFlags
+func newPolicyMatrixCmd(a *app) *cobra.Command {
+	wf := worldFlags{agent: a}
 	var ports []string
 	var output string
 	cmd := &cobra.Command{
-		Use:   "matrix (--world FILE|--case FILE) [--policies FILE...] [--ports 80/TCP,53/UDP]",
+		Use:   "matrix [--world FILE|--case FILE] [--policies FILE...] [--ports 80/TCP,53/UDP]",
 		Short: "Print the truth table of a world: pods × pods × ports, as a table, CSV or JSON",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
