@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nanoseg/nanoseg/dataplane"
+	"github.com/nanoseg/nanoseg/observer"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
@@ -224,6 +225,16 @@ func (a *Agent) Diff(workload string, window time.Duration) (policies.DiffReport
 		if r, err := a.store.LatestRevision(w); err == nil {
 			proposal = append(proposal, *r.Policy)
 		}
+	}
+	if workload != "" {
+		// Only the workload's own edges: its rules and its flows.
+		var mine []observer.Edge
+		for _, e := range edges {
+			if e.Source.String() == workload || e.Destination.String() == workload {
+				mine = append(mine, e)
+			}
+		}
+		edges = mine
 	}
 	return policies.Diff(proposal, set, PolicyEdges(edges))
 }

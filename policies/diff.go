@@ -55,7 +55,17 @@ func newEdgeWorld(edges []Edge) *edgeWorld {
 		n++
 		a := base
 		a[12], a[13], a[14], a[15] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+		// Name the identity's pod by its app label, as people know the
+		// workload; the hash keeps names unique otherwise.
 		name := "id-" + shortHash(k)
+		for _, l := range []string{"app.kubernetes.io/name", "app", "k8s-app"} {
+			if v := i.Labels[l]; v != "" {
+				if _, taken := w.Pod(i.Namespace, v); !taken {
+					name = v
+				}
+				break
+			}
+		}
 		_ = w.AddPod(Pod{Namespace: i.Namespace, Name: name, Labels: i.Labels, IPs: []netip.Addr{netip.AddrFrom16(a)}})
 		w.podOf[k] = i.Namespace + "/" + name
 	}
