@@ -160,7 +160,12 @@ func (a *Agent) Registry() *prometheus.Registry { return a.reg }
 // Run runs the agent until ctx is done, then flushes and closes the store.
 // It returns nil on a clean stop.
 func (a *Agent) Run(ctx context.Context) error {
-	defer a.lock.Close()
+	defer func() {
+		// Remove the lock file while still holding the lock: an agent
+		// starting now either held it first or finds no file to wait on.
+		_ = os.Remove(a.lock.Name())
+		a.lock.Close()
+	}()
 	defer a.store.Close()
 	if err := a.refreshInventory(ctx); err != nil {
 		return err
