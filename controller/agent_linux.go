@@ -402,9 +402,6 @@ func (a *Agent) flush() error {
 	return a.store.AddVerdicts(evs)
 }
 
-// Flush commits what the agent observed so far (for the API's readers).
-func (a *Agent) Flush() error { return a.flush() }
-
 // requestReconcile asks for a pass and returns the generation that a pass
 // must reach to include this request.
 func (a *Agent) requestReconcile() uint64 {

@@ -137,14 +137,6 @@ func (inv *Inventory) Lookup(addr netip.Addr) (observer.Identity, bool) {
 	return observer.Identity{Namespace: e.Namespace, Workload: e.Workload, Labels: policies.IdentityLabels(e.Labels)}, true
 }
 
-// ExternalName returns the DNS name the lab gives external address addr.
-func (inv *Inventory) ExternalName(addr netip.Addr) (string, bool) {
-	inv.mu.RLock()
-	defer inv.mu.RUnlock()
-	n, ok := inv.externals[addr.Unmap()]
-	return n, ok
-}
-
 // Externals returns the lab's external addresses with their DNS names.
 func (inv *Inventory) Externals() map[netip.Addr]string {
 	inv.mu.RLock()

@@ -327,12 +327,6 @@ func (l *nflog) wait(prefix string, timeout time.Duration) bool {
 
 func (l *nflog) has(prefix string) bool { return l.wait(prefix, 0) }
 
-func (l *nflog) reset() {
-	l.mu.Lock()
-	l.prefixes = nil
-	l.mu.Unlock()
-}
-
 // sctpSocket tries to open an SCTP socket; it fails where the kernel has
 // no CONFIG_IP_SCTP (KERNEL.md).
 func sctpSocket() (int, error) {

@@ -17,7 +17,6 @@ package lab
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -509,5 +508,3 @@ func (c *Client) Talk(ctx context.Context, target string, port int, protocol str
 func (c Config) StatsPath(lab string, e Endpoint) string {
 	return filepath.Join(c.Dir(lab), "stats", e.Netns+".json")
 }
-
-var errNotRunning = errors.New("not running")

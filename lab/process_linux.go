@@ -318,7 +318,7 @@ func Status(c Config, lab string) (*Plan, []EndpointStatus, error) {
 	for _, e := range p.Endpoints {
 		st := EndpointStatus{Endpoint: e, PID: procs[e.Netns]}
 		if st.PID == 0 {
-			st.Problem = errNotRunning.Error()
+			st.Problem = "no endpoint process running"
 		}
 		if s, err := readStats(c, lab, e); err == nil {
 			st.Stats = &s

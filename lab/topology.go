@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"regexp"
 	"sort"
 	"strconv"
@@ -161,20 +160,6 @@ var (
 	labelKey     = regexp.MustCompile(`^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
 	labelValue   = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$`)
 )
-
-// ParseFile reads and validates the topology file at path. Errors name the
-// file, the field path and the problem, all of them at once.
-func ParseFile(path string) (*Topology, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read topology: %w", err)
-	}
-	t, err := Parse(raw)
-	if err != nil {
-		return nil, prefixLines(path+": ", err)
-	}
-	return t, nil
-}
 
 // Parse decodes and validates a topology from YAML bytes.
 func Parse(raw []byte) (*Topology, error) {

@@ -10,15 +10,6 @@ import (
 	"github.com/nanoseg/nanoseg/observer"
 )
 
-// ReadEdges reads all of r and decodes it with DecodeEdges.
-func ReadEdges(r io.Reader) ([]observer.Edge, error) {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return nil, fmt.Errorf("read edges: %w", err)
-	}
-	return DecodeEdges(data)
-}
-
 // DecodeEdges decodes a sequence of JSON values, each an edge, an array of
 // edges, or an object with an "edges" array (a window printed by
 // `nanoseg observe --edges -o json`). So a JSON array, JSON lines and

@@ -380,15 +380,6 @@ func addNode(nodes map[peerKey]*Node, k peerKey, p observer.Peer) {
 	}
 }
 
-// node returns the node with ID id, and whether there is one.
-func (g *Graph) node(id string) (Node, bool) {
-	i, ok := slices.BinarySearchFunc(g.Nodes, id, func(n Node, id string) int { return cmp.Compare(n.ID, id) })
-	if !ok {
-		return Node{}, false
-	}
-	return g.Nodes[i], true
-}
-
 // namespaces returns the namespaces of the graph's workloads, sorted.
 func (g *Graph) namespaces() []string {
 	var nss []string

@@ -64,17 +64,6 @@ func Do(h netns.NsHandle, fn func() error) error {
 	return <-errc
 }
 
-// DoPath is Do for the namespace bind-mounted at path (for example
-// Path("nanoseg-shop-switch")).
-func DoPath(path string, fn func() error) error {
-	h, err := netns.GetFromPath(path)
-	if err != nil {
-		return fmt.Errorf("open netns %s: %w", path, err)
-	}
-	defer h.Close()
-	return Do(h, fn)
-}
-
 // ensureRunDir makes RunDir a shared mount point of its own, as iproute2's
 // `ip netns add` does. Without it, the first `ip netns add` on the machine
 // bind-mounts RunDir over itself and hides every namespace mounted before,
