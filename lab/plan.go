@@ -183,33 +183,34 @@ func (t *Topology) allocate() (*Plan, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	next := func(pfx netip.Prefix, a netip.Addr) netip.Addr {
-		for a = a.Next(); used[a] != "" && pfx.Contains(a); a = a.Next() {
+	// Allocation starts at host .10 of each range and skips pinned addresses.
+	last := map[netip.Prefix]netip.Addr{}
+	for _, pfx := range []netip.Prefix{ClusterV4, ClusterV6, ExternalV4, ExternalV6} {
+		a := pfx.Addr()
+		for range 9 {
+			a = a.Next()
 		}
-		used[a] = "allocated"
+		last[pfx] = a
+	}
+	next := func(pfx netip.Prefix) netip.Addr {
+		a := last[pfx].Next()
+		for used[a] != "" && pfx.Contains(a) {
+			a = a.Next()
+		}
+		used[a], last[pfx] = "allocated", a
 		return a
 	}
-	c4, c6 := netip.MustParseAddr("198.18.0.9"), netip.MustParseAddr("2001:db8:18::9")
-	x4, x6 := netip.MustParseAddr("198.19.0.9"), netip.MustParseAddr("2001:db8:19::9")
 	for i := range p.Endpoints {
 		e := &p.Endpoints[i]
+		v4, v6 := ClusterV4, ClusterV6
+		if e.External {
+			v4, v6 = ExternalV4, ExternalV6
+		}
 		if !e.IPv4.IsValid() {
-			if e.External {
-				x4 = next(ExternalV4, x4)
-				e.IPv4 = x4
-			} else {
-				c4 = next(ClusterV4, c4)
-				e.IPv4 = c4
-			}
+			e.IPv4 = next(v4)
 		}
 		if !e.IPv6.IsValid() {
-			if e.External {
-				x6 = next(ExternalV6, x6)
-				e.IPv6 = x6
-			} else {
-				c6 = next(ClusterV6, c6)
-				e.IPv6 = c6
-			}
+			e.IPv6 = next(v6)
 		}
 	}
 	for _, e := range p.Endpoints {

@@ -93,14 +93,7 @@ func importPorts(in []networkingv1.NetworkPolicyPort) []v1alpha1.Port {
 		if p.Protocol != nil {
 			q.Protocol = v1alpha1.Protocol(*p.Protocol)
 		}
-		if p.Port != nil {
-			v := *p.Port
-			q.Port = &v
-		}
-		if p.EndPort != nil {
-			v := *p.EndPort
-			q.EndPort = &v
-		}
+		q.Port, q.EndPort = copyPortRange(p.Port, p.EndPort)
 		out = append(out, q)
 	}
 	return out
@@ -182,14 +175,7 @@ func exportRule(ref, path string, r v1alpha1.Rule) ([]networkingv1.NetworkPolicy
 			proto = corev1.Protocol(p.Protocol)
 		}
 		q := networkingv1.NetworkPolicyPort{Protocol: &proto}
-		if p.Port != nil {
-			v := *p.Port
-			q.Port = &v
-		}
-		if p.EndPort != nil {
-			v := *p.EndPort
-			q.EndPort = &v
-		}
+		q.Port, q.EndPort = copyPortRange(p.Port, p.EndPort)
 		ports = append(ports, q)
 	}
 	if (len(r.Peers) > 0 && len(peers) == 0) || (len(r.Ports) > 0 && len(ports) == 0) {
@@ -201,3 +187,20 @@ func exportRule(ref, path string, r v1alpha1.Rule) ([]networkingv1.NetworkPolicy
 
 // intOrStringPtr is a helper for tests and inference.
 func intOrStringPtr(v intstr.IntOrString) *intstr.IntOrString { return &v }
+
+// copyPortRange returns copies of a port (number or name) and an end port,
+// nil where the input is nil, so that converted policies share no memory
+// with their source.
+func copyPortRange(port *intstr.IntOrString, end *int32) (*intstr.IntOrString, *int32) {
+	var p *intstr.IntOrString
+	var e *int32
+	if port != nil {
+		v := *port
+		p = &v
+	}
+	if end != nil {
+		v := *end
+		e = &v
+	}
+	return p, e
+}
