@@ -15,6 +15,8 @@ import (
 	"github.com/spf13/cobra"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	"github.com/nanoseg/nanoseg/controller"
+	"github.com/nanoseg/nanoseg/controller/graph"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
@@ -288,14 +290,21 @@ func newPolicyMatrixCmd(a *app) *cobra.Command {
 	return cmd
 }
 
+// readEdges reads edges for inference: the observer's edges as nanoseg
+// writes them (`observe --edges -o json`, the agent's /v1/edges; see
+// graph.DecodeEdges), or a JSON array of policies.Edge (identities with
+// labels).
 func readEdges(file string) ([]policies.Edge, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("read edges: %w", err)
 	}
+	if obs, oerr := graph.DecodeEdges(data); oerr == nil {
+		return controller.PolicyEdges(obs), nil
+	}
 	var edges []policies.Edge
 	if err := json.Unmarshal(data, &edges); err != nil {
-		return nil, fmt.Errorf("parse edges %s: %w", file, err)
+		return nil, fmt.Errorf("parse edges %s: neither observer edges nor policy edges: %w", file, err)
 	}
 	return edges, nil
 }
@@ -343,7 +352,7 @@ and prints YAML.`,
 			return writeYAMLStream(cmd.OutOrStdout(), objs)
 		},
 	}
-	cmd.Flags().StringVar(&edgesFile, "edges", "", "JSON array of edges (offline; default: ask the agent)")
+	cmd.Flags().StringVar(&edgesFile, "edges", "", "edges file: observer edges (JSON or JSON lines) or policy edges (offline; default: ask the agent)")
 	cmd.Flags().StringVar(&identitiesFile, "identities", "", "JSON array of every known identity {namespace, labels}")
 	cmd.Flags().DurationVar(&window, "window", 0, "agent: propose from edges last seen within this window (default: all)")
 	cmd.Flags().StringVar(&outDir, "out", "", "agent: also write one YAML file per workload into this directory")
@@ -402,7 +411,7 @@ revision of each workload against what is active).`,
 			return writeJSON(cmd.OutOrStdout(), rep)
 		},
 	}
-	cmd.Flags().StringVar(&edgesFile, "edges", "", "JSON array of edges (offline; default: ask the agent)")
+	cmd.Flags().StringVar(&edgesFile, "edges", "", "edges file: observer edges (JSON or JSON lines) or policy edges (offline; default: ask the agent)")
 	cmd.Flags().StringVar(&proposal, "proposal", "", "YAML of proposed NanoSegments")
 	cmd.Flags().StringArrayVar(&active, "policies", nil, "YAML of the active policies (repeatable)")
 	cmd.Flags().StringVar(&workload, "workload", "", "agent: only this workload (namespace/workload)")

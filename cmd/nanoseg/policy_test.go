@@ -61,4 +61,9 @@ func TestPolicyExplainAndExport(t *testing.T) {
 	if err != nil || strings.Count(out, "kind: NanoSegment") != 4 {
 		t.Errorf("propose: %v\n%s", err, out)
 	}
+	// The observer's own edge format (JSON lines, as `observe --edges -o json` writes).
+	out, err = runPolicy(t, "propose", "--edges", "../../controller/graph/testdata/shop-edges.jsonl")
+	if err != nil || strings.Count(out, "kind: NanoSegment") != 7 || !strings.Contains(out, "dnsName: payments.example") {
+		t.Errorf("propose from observer edges: %v\n%s", err, out)
+	}
 }
