@@ -16,13 +16,9 @@ import (
 // or auditing policy selects get an observe rule set, which filters nothing
 // and keeps connection tracking and the verdict log on for the observer.
 func compileRuleSets(world *policies.MemWorld, active []ActivePolicy, eps []Endpoint, names map[netip.Addr][]string) (map[string]dataplane.RuleSet, []string, error) {
-	segs := make([]v1alpha1.NanoSegment, 0, len(active))
-	for _, a := range active {
-		segs = append(segs, *a.Policy)
-	}
-	set, err := policies.NewPolicySet(nil, segs)
+	set, err := activeSet(active)
 	if err != nil {
-		return nil, nil, fmt.Errorf("compile active policies: %w", err)
+		return nil, nil, err
 	}
 	byName := map[string][]netip.Addr{}
 	for addr, ns := range names {
@@ -44,4 +40,23 @@ func compileRuleSets(world *policies.MemWorld, active []ActivePolicy, eps []Endp
 		out[e.Netns] = rs
 	}
 	return out, c.Warnings(), nil
+}
+
+// activeSegments returns the nanosegments of active, with their promoted modes.
+func activeSegments(active []ActivePolicy) []v1alpha1.NanoSegment {
+	segs := make([]v1alpha1.NanoSegment, 0, len(active))
+	for _, ap := range active {
+		segs = append(segs, *ap.Policy)
+	}
+	return segs
+}
+
+// activeSet compiles active into the policy set that evaluation, compile
+// and diff use.
+func activeSet(active []ActivePolicy) (policies.PolicySet, error) {
+	set, err := policies.NewPolicySet(nil, activeSegments(active))
+	if err != nil {
+		return policies.PolicySet{}, fmt.Errorf("compile active policies: %w", err)
+	}
+	return set, nil
 }

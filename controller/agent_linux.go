@@ -135,13 +135,9 @@ func NewAgent(cfg AgentConfig, labCfg lab.Config, log *slog.Logger, reg *prometh
 		observers: map[string]context.CancelFunc{}, seenNames: map[netip.Addr]string{}, lastErr: map[string]error{},
 		kick: make(chan struct{}, 1)}
 	a.genCond = sync.NewCond(&a.genMu)
-	a.agg = observer.NewAggregator(a, a.names, a.isEndpoint)
+	a.agg = observer.NewAggregator(a.inv, a.names, a.isEndpoint)
 	return a, nil
 }
-
-// Lookup implements observer.Inventory: lab externals resolve to nothing
-// (they are external peers) and endpoints to their workload identity.
-func (a *Agent) Lookup(addr netip.Addr) (observer.Identity, bool) { return a.inv.Lookup(addr) }
 
 func (a *Agent) isEndpoint(addr netip.Addr) bool {
 	_, ok := a.inv.Lookup(addr)

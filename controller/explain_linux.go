@@ -35,20 +35,7 @@ func (a *Agent) Explain(from, to, port string) (policies.Verdict, error) {
 	default:
 		return policies.Verdict{}, fmt.Errorf("%w: port: protocol %q is not TCP, UDP, SCTP or ICMP", ErrInvalid, proto)
 	}
-	names := a.knownNames()
-	world, err := a.inv.World(names)
-	if err != nil {
-		return policies.Verdict{}, err
-	}
-	active, err := a.Active()
-	if err != nil {
-		return policies.Verdict{}, err
-	}
-	segs := make([]v1alpha1.NanoSegment, 0, len(active))
-	for _, ap := range active {
-		segs = append(segs, *ap.Policy)
-	}
-	set, err := policies.NewPolicySet(nil, segs)
+	world, set, err := a.policyWorld()
 	if err != nil {
 		return policies.Verdict{}, err
 	}
@@ -103,8 +90,6 @@ func (a *Agent) World() (AgentWorld, error) {
 	if err != nil {
 		return w, err
 	}
-	for _, ap := range active {
-		w.NanoSegments = append(w.NanoSegments, *ap.Policy)
-	}
+	w.NanoSegments = activeSegments(active)
 	return w, nil
 }

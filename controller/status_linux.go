@@ -205,11 +205,7 @@ func (a *Agent) Diff(workload string, window time.Duration) (policies.DiffReport
 	if err != nil {
 		return policies.DiffReport{}, err
 	}
-	var segs []v1alpha1.NanoSegment
-	for _, ap := range active {
-		segs = append(segs, *ap.Policy)
-	}
-	set, err := policies.NewPolicySet(nil, segs)
+	set, err := activeSet(active)
 	if err != nil {
 		return policies.DiffReport{}, err
 	}

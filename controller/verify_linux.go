@@ -29,7 +29,6 @@ import (
 	"github.com/nanoseg/nanoseg/internal/nsenter"
 	"github.com/nanoseg/nanoseg/observer"
 	"github.com/nanoseg/nanoseg/policies"
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
 // Verify runs the live probe matrix of req (see verify.go for the method)
@@ -98,13 +97,9 @@ func (a *Agent) policyWorld() (*policies.MemWorld, policies.PolicySet, error) {
 	if err != nil {
 		return nil, policies.PolicySet{}, err
 	}
-	segs := make([]v1alpha1.NanoSegment, 0, len(active))
-	for _, ap := range active {
-		segs = append(segs, *ap.Policy)
-	}
-	set, err := policies.NewPolicySet(nil, segs)
+	set, err := activeSet(active)
 	if err != nil {
-		return nil, policies.PolicySet{}, fmt.Errorf("compile active policies: %w", err)
+		return nil, policies.PolicySet{}, err
 	}
 	return world, set, nil
 }
