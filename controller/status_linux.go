@@ -77,18 +77,15 @@ func (a *Agent) Status() ([]WorkloadStatus, error) {
 		hits := map[string]*RuleHit{}
 		for _, e := range a.inv.Workload(w) {
 			es := EndpointState{Netns: e.Netns}
-			if rst, ok := a.rec.Status(e.Netns); ok {
-				if rst.Err != nil {
-					es.Error = rst.Err.Error()
-				}
+			rst, known := a.rec.Status(e.Netns)
+			if known && rst.Err != nil {
+				es.Error = rst.Err.Error()
 			}
 			ks, err := dp.Read(e.Path)
 			if err != nil {
 				es.Error = err.Error()
 			} else {
-				if rst, ok := a.rec.Status(e.Netns); ok {
-					es.InSync = ks.Equal(rst.Desired)
-				}
+				es.InSync = known && ks.Equal(rst.Desired)
 				for id, c := range ks.Counters {
 					h := hits[id]
 					if h == nil {
