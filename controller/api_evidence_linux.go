@@ -37,7 +37,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nanoseg/nanoseg/controller/evidence"
+	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/dataplane"
 	"github.com/nanoseg/nanoseg/policies"
 )

@@ -31,7 +31,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nanoseg/nanoseg/controller/evidence"
+	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )

@@ -25,7 +25,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/vishvananda/netns"
 
-	"github.com/nanoseg/nanoseg/controller/evidence"
+	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/internal/nsenter"
 	"github.com/nanoseg/nanoseg/observer"
 	"github.com/nanoseg/nanoseg/policies"

@@ -21,7 +21,7 @@ import (
 
 	"github.com/google/nftables"
 
-	"github.com/nanoseg/nanoseg/controller/evidence"
+	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/dataplane"
 	"github.com/nanoseg/nanoseg/lab"
 )

@@ -16,7 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nanoseg/nanoseg/controller"
-	"github.com/nanoseg/nanoseg/controller/evidence"
+	"github.com/nanoseg/nanoseg/evidence"
 )
 
 func newEvidenceCmd(a *app) *cobra.Command {

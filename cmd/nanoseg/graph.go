@@ -14,7 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nanoseg/nanoseg/controller/graph"
+	"github.com/nanoseg/nanoseg/graph"
 	"github.com/nanoseg/nanoseg/observer"
 )
 

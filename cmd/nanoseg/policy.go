@@ -16,7 +16,7 @@ import (
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/nanoseg/nanoseg/controller"
-	"github.com/nanoseg/nanoseg/controller/graph"
+	"github.com/nanoseg/nanoseg/graph"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )

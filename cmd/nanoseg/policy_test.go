@@ -62,7 +62,7 @@ func TestPolicyExplainAndExport(t *testing.T) {
 		t.Errorf("propose: %v\n%s", err, out)
 	}
 	// The observer's own edge format (JSON lines, as `observe --edges -o json` writes).
-	out, err = runPolicy(t, "propose", "--edges", "../../controller/graph/testdata/shop-edges.jsonl")
+	out, err = runPolicy(t, "propose", "--edges", "../../graph/testdata/shop-edges.jsonl")
 	if err != nil || strings.Count(out, "kind: NanoSegment") != 7 || !strings.Contains(out, "dnsName: payments.example") {
 		t.Errorf("propose from observer edges: %v\n%s", err, out)
 	}

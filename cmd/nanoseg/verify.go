@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nanoseg/nanoseg/controller"
-	"github.com/nanoseg/nanoseg/controller/evidence"
+	"github.com/nanoseg/nanoseg/evidence"
 )
 
 // verifyMismatch makes `nanoseg verify` exit 1 when a probe's outcome
