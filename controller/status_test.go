@@ -2,12 +2,14 @@ package controller
 
 import (
 	"testing"
+
+	"github.com/nanoseg/nanoseg/store"
 )
 
 // TestCountDeniedOncePerAttempt: an attempt logged by both ends' rule sets
 // counts once and names both; other workloads' events are left out.
 func TestCountDeniedOncePerAttempt(t *testing.T) {
-	evs := []VerdictEvent{
+	evs := []store.VerdictEvent{
 		{Verdict: "audit-deny", Source: "shop/intruder", SrcPort: 40000, Destination: "shop/db", Protocol: "tcp", Port: 5432, RuleID: "shop/db-0"},
 		{Verdict: "audit-deny", Source: "shop/intruder", SrcPort: 40000, Destination: "shop/db", Protocol: "tcp", Port: 5432, RuleID: "shop/intruder-0"},
 		{Verdict: "audit-deny", Source: "shop/intruder", SrcPort: 40001, Destination: "shop/db", Protocol: "tcp", Port: 5432, RuleID: "shop/db-0"},
@@ -18,7 +20,7 @@ func TestCountDeniedOncePerAttempt(t *testing.T) {
 		t.Fatalf("countDenied = %+v; want one group of 2 attempts logged by both rule sets", got)
 	}
 	// The ends in different modes: the client audits, the server enforces.
-	mixed := []VerdictEvent{
+	mixed := []store.VerdictEvent{
 		{Verdict: "audit-deny", Source: "shop/intruder", SrcPort: 40010, Destination: "shop/db", Protocol: "tcp", Port: 5432, RuleID: "shop/intruder-0"},
 		{Verdict: "deny", Source: "shop/intruder", SrcPort: 40010, Destination: "shop/db", Protocol: "tcp", Port: 5432, RuleID: "shop/db-0"},
 	}

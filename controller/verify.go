@@ -1,7 +1,8 @@
 package controller
 
-// Live verification, the pure half: which probes to run and what policy
-// predicts for each. verify_linux.go runs them.
+// Live verification: which probes to run, what policy predicts for each,
+// and the comparison with what the probes (run by the node, Node.Probe)
+// found.
 //
 // Design: the matrix is every source workload × every destination workload
 // × every declared port of the destination (TCP, UDP and SCTP ports; SCTP is
@@ -22,6 +23,7 @@ package controller
 // requirement 11.4.5 asks for, run from inside the segments.
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -29,9 +31,11 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nanoseg/nanoseg/evidence"
+	"github.com/nanoseg/nanoseg/inventory"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
@@ -97,7 +101,7 @@ const ProbeMethod = "every source workload x every destination workload x every 
 // probePlan is one planned probe.
 type probePlan struct {
 	evidence.Probe
-	src  Endpoint
+	src  inventory.Endpoint
 	addr netip.AddrPort
 	rank string
 }
@@ -122,8 +126,8 @@ func pathHash(s string) uint32 {
 // paths in scope, predicts each with policies.Evaluate over world and set,
 // and samples it down to max probes. It returns the planned probes sorted
 // by source, destination and port, and the size of the matrix.
-func planProbes(eps []Endpoint, world policies.World, set policies.PolicySet, scope string, max int) ([]probePlan, int) {
-	byW := map[string][]Endpoint{}
+func planProbes(eps []inventory.Endpoint, world policies.World, set policies.PolicySet, scope string, max int) ([]probePlan, int) {
+	byW := map[string][]inventory.Endpoint{}
 	for _, e := range eps {
 		byW[e.Key()] = append(byW[e.Key()], e)
 	}
@@ -212,7 +216,7 @@ func sample(allowed, denied []probePlan, max int) []probePlan {
 }
 
 // declaredPorts returns the union of the declared ports of eps, sorted.
-func declaredPorts(eps []Endpoint) []evidence.Port {
+func declaredPorts(eps []inventory.Endpoint) []evidence.Port {
 	seen := map[evidence.Port]bool{}
 	var out []evidence.Port
 	for _, e := range eps {
@@ -249,4 +253,70 @@ func pickAddr(addrs []netip.Addr, v6 bool) (netip.Addr, bool) {
 		}
 	}
 	return netip.Addr{}, false
+}
+
+// Verify runs the live probe matrix of req (see verify.go for the method)
+// and compares each outcome with the verdict policy predicts. A probe
+// whose outcome differs from the prediction is a mismatch; Mismatches
+// counts them. Errors: an invalid request (ErrInvalid), an unknown scope,
+// or failing to compile the active policies; a probe that fails is a
+// result, not an error.
+func (s *Service) Verify(ctx context.Context, req VerifyRequest) (*evidence.ProbeRun, error) {
+	if err := req.normalize(); err != nil {
+		return nil, err
+	}
+	eps := s.inv.Endpoints()
+	if req.Scope != "" && !scopeKnown(eps, req.Scope) {
+		return nil, fmt.Errorf("%w: scope %q is neither a namespace nor a workload of the inventory", ErrInvalid, req.Scope)
+	}
+	world, set, err := s.policyWorld()
+	if err != nil {
+		return nil, err
+	}
+	plans, matrix := planProbes(eps, world, set, req.Scope, req.MaxProbes)
+	timeout := time.Duration(req.TimeoutMS) * time.Millisecond
+	run := &evidence.ProbeRun{Started: time.Now().UTC(), Method: ProbeMethod, Matrix: matrix, Probed: len(plans),
+		Timeout: evidence.Duration(timeout), Parallel: req.Parallel, Results: make([]evidence.Probe, len(plans))}
+	sem := make(chan struct{}, req.Parallel)
+	var wg sync.WaitGroup
+	for i, p := range plans {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			r := p.Probe
+			start := time.Now()
+			o := s.node.Probe(ctx, p.src, p.Protocol, p.addr, timeout)
+			r.Outcome, r.Reached, r.Detail = o.Outcome, o.Reached, o.Detail
+			r.DurationMS = float64(time.Since(start).Microseconds()) / 1000
+			r.Match = r.Reached == r.ExpectReach
+			run.Results[i] = r
+		}()
+	}
+	wg.Wait()
+	run.Finished = time.Now().UTC()
+	for _, r := range run.Results {
+		if r.ExpectReach {
+			run.ExpectedAllowed++
+		} else {
+			run.ExpectedDenied++
+		}
+		if !r.Match {
+			run.Mismatches++
+			s.log.Warn("probe mismatch", "from", r.SourceNetns, "to", r.Address, "protocol", r.Protocol, "expected", r.Expected, "outcome", r.Outcome)
+		}
+	}
+	s.log.Info("verify finished", "probes", run.Probed, "mismatches", run.Mismatches, "duration", run.Finished.Sub(run.Started))
+	return run, nil
+}
+
+// scopeKnown reports whether scope names a namespace or workload of eps.
+func scopeKnown(eps []inventory.Endpoint, scope string) bool {
+	for _, e := range eps {
+		if inScope(scope, e.Key()) {
+			return true
+		}
+	}
+	return false
 }

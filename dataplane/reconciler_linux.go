@@ -161,6 +161,59 @@ func (r *Reconciler) Set(name, nsPath string, rs RuleSet) (ApplyResult, error) {
 	return res, err
 }
 
+// Desired is the rule set one endpoint should hold.
+type Desired struct {
+	Name    string // the endpoint's name
+	NetNS   string // path of its netns
+	RuleSet RuleSet
+}
+
+// SetAll makes every endpoint of ds hold its rule set: it applies, Workers
+// at a time, each rule set that differs from the one its endpoint last
+// applied successfully (or whose last apply or comparison failed, or whose
+// netns path changed), skips the unchanged ones (the periodic comparison
+// still checks their tables), and returns when every apply has finished,
+// with the error of each endpoint that failed, by name (nil map: none).
+// Endpoints applied are as with Set; other endpoints are unaffected.
+func (r *Reconciler) SetAll(ds []Desired) map[string]error {
+	var (
+		mu   sync.Mutex
+		errs map[string]error
+		wg   sync.WaitGroup
+	)
+	work := make(chan Desired)
+	for range r.cfg.Workers {
+		wg.Go(func() {
+			for d := range work {
+				if _, err := r.Set(d.Name, d.NetNS, d.RuleSet); err != nil {
+					mu.Lock()
+					if errs == nil {
+						errs = map[string]error{}
+					}
+					errs[d.Name] = err
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for _, d := range ds {
+		if r.unchanged(d) {
+			continue
+		}
+		work <- d
+	}
+	close(work)
+	wg.Wait()
+	return errs
+}
+
+// unchanged reports whether d's endpoint already holds d's rule set as far
+// as the reconciler knows: applied successfully, nothing failed since.
+func (r *Reconciler) unchanged(d Desired) bool {
+	st, ok := r.Status(d.Name)
+	return ok && st.Err == nil && !st.LastSync.IsZero() && st.NetNS == d.NetNS && st.Desired.Equal(d.RuleSet)
+}
+
 // Remove forgets the endpoint name; its table stays in the kernel.
 func (r *Reconciler) Remove(name string) {
 	r.mu.Lock()

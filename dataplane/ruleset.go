@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -138,6 +139,14 @@ type RuleSet struct {
 	LogAllowed bool    `json:"logAllowed,omitempty"`
 	Ingress    []Entry `json:"ingress,omitempty"`
 	Egress     []Entry `json:"egress,omitempty"`
+}
+
+// Equal reports whether rs and o are the same rule set: same name, mode,
+// logging and entries in the same order (a nil and an empty list are
+// equal).
+func (rs RuleSet) Equal(o RuleSet) bool {
+	return rs.Name == o.Name && rs.Mode == o.Mode && rs.LogAllowed == o.LogAllowed &&
+		slices.Equal(rs.Ingress, o.Ingress) && slices.Equal(rs.Egress, o.Egress)
 }
 
 // LogValue implements slog.LogValuer: name, mode and entry counts, never

@@ -8,8 +8,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -21,8 +19,10 @@ import (
 
 	"github.com/google/nftables"
 
-	"github.com/nanoseg/nanoseg/evidence"
+	"github.com/nanoseg/nanoseg/client"
 	"github.com/nanoseg/nanoseg/dataplane"
+	"github.com/nanoseg/nanoseg/evidence"
+	"github.com/nanoseg/nanoseg/inventory"
 	"github.com/nanoseg/nanoseg/lab"
 )
 
@@ -83,18 +83,13 @@ func TestEvidence(t *testing.T) {
 			t.Logf("agent log:\n%s", raw)
 		}
 	})
-	api := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", sock)
-	}}}
+	api := client.New(sock, "")
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		resp, err := api.Get("http://agent/v1/inventory")
+		var eps []inventory.Endpoint
+		err := api.Do(context.Background(), "GET", "/v1/inventory", nil, nil, &eps)
 		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
+			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("agent API did not come up: %v", err)
@@ -102,11 +97,9 @@ func TestEvidence(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	time.Sleep(8 * time.Second) // observe every scheduled talk a few times
-	resp, err := api.Post("http://agent/v1/propose", "application/json", nil)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("propose: %v %v", err, resp)
+	if err := api.Do(context.Background(), "POST", "/v1/propose", nil, nil, nil); err != nil {
+		t.Fatalf("propose: %v", err)
 	}
-	resp.Body.Close()
 	cli := func(args ...string) (string, error) {
 		return nanoseg(t, state, nil, append([]string{"--server", sock}, args...)...)
 	}

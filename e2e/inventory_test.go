@@ -16,6 +16,7 @@ import (
 	"github.com/nanoseg/nanoseg/dataplane"
 	"github.com/nanoseg/nanoseg/internal/nettest"
 	"github.com/nanoseg/nanoseg/internal/nsenter"
+	"github.com/nanoseg/nanoseg/inventory"
 )
 
 // TestAgentPicksUpEndpoints runs the agent on a labels file that names a
@@ -55,17 +56,17 @@ endpoints:
 		}
 	})
 	env := []string{"NANOSEG_SERVER=" + sock}
-	inventory := func() []controller.Endpoint {
+	inventory := func() []inventory.Endpoint {
 		out, err := nanoseg(t, dir, env, "status", "-o", "json")
 		if err != nil {
 			return nil
 		}
 		var st []controller.WorkloadStatus
 		_ = json.Unmarshal([]byte(out), &st)
-		var eps []controller.Endpoint
+		var eps []inventory.Endpoint
 		for _, s := range st {
 			for _, e := range s.Endpoints {
-				eps = append(eps, controller.Endpoint{Netns: e.Netns, Workload: s.Workload})
+				eps = append(eps, inventory.Endpoint{Netns: e.Netns, Workload: s.Workload})
 			}
 		}
 		return eps

@@ -12,8 +12,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nanoseg/nanoseg/agent"
 	"github.com/nanoseg/nanoseg/controller"
+	"github.com/nanoseg/nanoseg/inventory"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+	"github.com/nanoseg/nanoseg/store"
 )
 
 func newAgentCmd(a *app) *cobra.Command {
@@ -31,7 +34,7 @@ programs each endpoint's nftables table, and serves the API on a unix socket
 				return fmt.Errorf("agent: needs root: it programs nftables and reads conntrack in other network namespaces")
 			}
 			a.log.Info("effective configuration", "agent", fmt.Sprintf("%+v", a.cfg.Agent))
-			ag, err := controller.NewAgent(a.cfg.Agent, a.cfg.Lab, a.log, nil)
+			ag, err := agent.New(a.cfg.Agent, inventory.LabSource{Config: a.cfg.Lab}, a.log, nil)
 			if err != nil {
 				return fmt.Errorf("agent: %w", err)
 			}
@@ -63,7 +66,7 @@ func newStatusCmd(a *app) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var st []controller.WorkloadStatus
-			if err := newClient(a).do(cmd.Context(), "GET", "/v1/status", nil, nil, &st); err != nil {
+			if err := newClient(a).Do(cmd.Context(), "GET", "/v1/status", nil, nil, &st); err != nil {
 				return fmt.Errorf("status: %w", err)
 			}
 			w := cmd.OutOrStdout()
@@ -159,7 +162,7 @@ policy revision, one recorded event each.`,
 				r := req
 				r.Workload, r.To = w, v1alpha1.Mode(to)
 				var res controller.PromoteResult
-				if err := newClient(a).do(cmd.Context(), "POST", "/v1/promote", nil, r, &res); err != nil {
+				if err := newClient(a).Do(cmd.Context(), "POST", "/v1/promote", nil, r, &res); err != nil {
 					return fmt.Errorf("promote %s: %w", w, err)
 				}
 				printPromotion(cmd.OutOrStdout(), res)
@@ -191,7 +194,7 @@ func newRollbackCmd(a *app) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Workload = args[0]
 			var res controller.PromoteResult
-			if err := newClient(a).do(cmd.Context(), "POST", "/v1/rollback", nil, req, &res); err != nil {
+			if err := newClient(a).Do(cmd.Context(), "POST", "/v1/rollback", nil, req, &res); err != nil {
 				return fmt.Errorf("rollback: %w", err)
 			}
 			printPromotion(cmd.OutOrStdout(), res)
@@ -217,8 +220,8 @@ func newHistoryCmd(a *app) *cobra.Command {
 			if len(args) == 1 {
 				q.Set("workload", args[0])
 			}
-			var hist []controller.Promotion
-			if err := newClient(a).do(cmd.Context(), "GET", "/v1/history", q, nil, &hist); err != nil {
+			var hist []store.Promotion
+			if err := newClient(a).Do(cmd.Context(), "GET", "/v1/history", q, nil, &hist); err != nil {
 				return fmt.Errorf("history: %w", err)
 			}
 			if output == "json" {

@@ -18,6 +18,7 @@ import (
 	"github.com/nanoseg/nanoseg/lab"
 	"github.com/nanoseg/nanoseg/observer"
 	"github.com/nanoseg/nanoseg/policies"
+	"github.com/nanoseg/nanoseg/store"
 )
 
 func init() { edgeSource = agentEdges }
@@ -30,14 +31,14 @@ func agentEdges(ctx context.Context, a *app, since, _ time.Time) ([]observer.Edg
 		q.Set("window", time.Since(since).Round(time.Second).String())
 	}
 	var edges []observer.Edge
-	err := newClient(a).do(ctx, "GET", "/v1/edges", q, nil, &edges)
+	err := newClient(a).Do(ctx, "GET", "/v1/edges", q, nil, &edges)
 	return edges, err
 }
 
 // revisionWorkloads returns the workloads that have a revision, sorted.
 func revisionWorkloads(ctx context.Context, a *app) ([]string, error) {
-	var revs []controller.Revision
-	if err := newClient(a).do(ctx, "GET", "/v1/revisions", nil, nil, &revs); err != nil {
+	var revs []store.Revision
+	if err := newClient(a).Do(ctx, "GET", "/v1/revisions", nil, nil, &revs); err != nil {
 		return nil, err
 	}
 	seen := map[string]bool{}
@@ -68,11 +69,11 @@ func newVerdictsCmd(a *app) *cobra.Command {
 			if window != "" {
 				q.Set("window", window)
 			}
-			var evs []controller.VerdictEvent
-			if err := newClient(a).do(cmd.Context(), "GET", "/v1/verdicts", q, nil, &evs); err != nil {
+			var evs []store.VerdictEvent
+			if err := newClient(a).Do(cmd.Context(), "GET", "/v1/verdicts", q, nil, &evs); err != nil {
 				return fmt.Errorf("verdicts: %w", err)
 			}
-			var keep []controller.VerdictEvent
+			var keep []store.VerdictEvent
 			for _, e := range evs {
 				if (verdict == "" || e.Verdict == verdict) && (from == "" || e.Source == from) &&
 					(to == "" || e.Destination == to) && (port == 0 || int(e.Port) == port) {
@@ -133,14 +134,14 @@ func newPolicyShowCmd(a *app) *cobra.Command {
 					return fmt.Errorf("policy show: --revision needs a WORKLOAD")
 				}
 				q.Set("revision", fmt.Sprint(revision))
-				var r controller.Revision
-				if err := c.do(cmd.Context(), "GET", "/v1/revisions", q, nil, &r); err != nil {
+				var r store.Revision
+				if err := c.Do(cmd.Context(), "GET", "/v1/revisions", q, nil, &r); err != nil {
 					return fmt.Errorf("policy show: %w", err)
 				}
 				return writeRevisionYAML(cmd.OutOrStdout(), r)
 			}
-			var revs []controller.Revision
-			if err := c.do(cmd.Context(), "GET", "/v1/revisions", q, nil, &revs); err != nil {
+			var revs []store.Revision
+			if err := c.Do(cmd.Context(), "GET", "/v1/revisions", q, nil, &revs); err != nil {
 				return fmt.Errorf("policy show: %w", err)
 			}
 			if output == "yaml" {
@@ -166,7 +167,7 @@ func newPolicyShowCmd(a *app) *cobra.Command {
 	return cmd
 }
 
-func writeRevisionYAML(w interface{ Write([]byte) (int, error) }, r controller.Revision) error {
+func writeRevisionYAML(w interface{ Write([]byte) (int, error) }, r store.Revision) error {
 	raw, err := yaml.Marshal(r.Policy)
 	if err != nil {
 		return err
@@ -192,8 +193,8 @@ func newPolicyApplyCmd(a *app) *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("policy apply: %w", err)
 				}
-				var revs []controller.Revision
-				if err := c.do(cmd.Context(), "POST", "/v1/policies", url.Values{"file": {f}}, raw, &revs); err != nil {
+				var revs []store.Revision
+				if err := c.Do(cmd.Context(), "POST", "/v1/policies", url.Values{"file": {f}}, raw, &revs); err != nil {
 					return fmt.Errorf("policy apply: %w", err)
 				}
 				for _, r := range revs {
@@ -324,7 +325,7 @@ func proposeFromAgent(cmd *cobra.Command, a *app, window time.Duration, includeD
 		q.Set("includeDenied", "true")
 	}
 	var rep controller.ProposeReport
-	if err := newClient(a).do(cmd.Context(), "POST", "/v1/propose", q, nil, &rep); err != nil {
+	if err := newClient(a).Do(cmd.Context(), "POST", "/v1/propose", q, nil, &rep); err != nil {
 		return fmt.Errorf("policy propose: %w", err)
 	}
 	w := cmd.OutOrStdout()
@@ -360,7 +361,7 @@ func diffFromAgent(cmd *cobra.Command, a *app, workload string, window time.Dura
 		q.Set("window", window.String())
 	}
 	var rep policies.DiffReport
-	if err := newClient(a).do(cmd.Context(), "GET", "/v1/diff", q, nil, &rep); err != nil {
+	if err := newClient(a).Do(cmd.Context(), "GET", "/v1/diff", q, nil, &rep); err != nil {
 		return fmt.Errorf("policy diff: %w", err)
 	}
 	w := cmd.OutOrStdout()
@@ -386,7 +387,7 @@ func diffFromAgent(cmd *cobra.Command, a *app, workload string, window time.Dura
 func explainFromAgent(cmd *cobra.Command, a *app, from, to, port, output string) error {
 	var v policies.Verdict
 	q := url.Values{"from": {from}, "to": {to}, "port": {port}}
-	if err := newClient(a).do(cmd.Context(), "GET", "/v1/explain", q, nil, &v); err != nil {
+	if err := newClient(a).Do(cmd.Context(), "GET", "/v1/explain", q, nil, &v); err != nil {
 		return fmt.Errorf("policy explain: %w", err)
 	}
 	if output == "json" {
@@ -403,7 +404,7 @@ func explainFromAgent(cmd *cobra.Command, a *app, from, to, port, output string)
 // (pods named "<workload>-<n>").
 func agentWorld(a *app) (*policies.CaseState, error) {
 	var w controller.AgentWorld
-	if err := newClient(a).do(context.Background(), "GET", "/v1/world", nil, nil, &w); err != nil {
+	if err := newClient(a).Do(context.Background(), "GET", "/v1/world", nil, nil, &w); err != nil {
 		return nil, fmt.Errorf("no --world or --case given, and the agent's world: %w", err)
 	}
 	c := &policies.Case{Name: "agent", Namespaces: w.Namespaces, Pods: w.Pods}

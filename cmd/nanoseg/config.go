@@ -13,7 +13,7 @@ import (
 	"github.com/spf13/viper"
 	"gopkg.in/yaml.v3"
 
-	"github.com/nanoseg/nanoseg/controller"
+	"github.com/nanoseg/nanoseg/agent"
 	"github.com/nanoseg/nanoseg/lab"
 )
 
@@ -25,9 +25,9 @@ const defaultConfigFile = "/etc/nanoseg/config.yaml"
 // defaults, the YAML config file, NANOSEG_* environment variables (a key's
 // dots become underscores: lab.stateDir is NANOSEG_LAB_STATEDIR) and flags.
 type Config struct {
-	Log   LogConfig              `mapstructure:"log" yaml:"log"`
-	Lab   lab.Config             `mapstructure:"lab" yaml:"lab"`
-	Agent controller.AgentConfig `mapstructure:"agent" yaml:"agent"`
+	Log   LogConfig    `mapstructure:"log" yaml:"log"`
+	Lab   lab.Config   `mapstructure:"lab" yaml:"lab"`
+	Agent agent.Config `mapstructure:"agent" yaml:"agent"`
 	// Server is where CLI commands reach the agent's API: a unix socket
 	// path, or an https:// or http:// URL (with Token); empty means
 	// agent.socket.
@@ -49,7 +49,7 @@ func Defaults() Config {
 	return Config{
 		Log:   LogConfig{Level: "info", Format: "text"},
 		Lab:   lab.DefaultConfig(),
-		Agent: controller.DefaultAgentConfig(),
+		Agent: agent.Defaults(),
 	}
 }
 

@@ -2,21 +2,20 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/nanoseg/nanoseg/client"
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/evidence"
+	"github.com/nanoseg/nanoseg/store"
 )
 
 func newEvidenceCmd(a *app) *cobra.Command {
@@ -55,7 +54,7 @@ CSV files with the same facts, manifest.json and manifest.sig. Check it with
 					return fmt.Errorf("evidence export: remove old bundle: %w", err)
 				}
 			}
-			archive, hdr, err := postRaw(cmd.Context(), newClient(a), "/v1/evidence/export", req)
+			archive, hdr, err := newClient(a).PostRaw(cmd.Context(), "/v1/evidence/export", req)
 			if err != nil {
 				return fmt.Errorf("evidence export: %w", err)
 			}
@@ -68,7 +67,7 @@ CSV files with the same facts, manifest.json and manifest.sig. Check it with
 			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "evidence bundle %s: %d files in %s (sequence %s, manifest SHA-256 %s)\n",
-				hdr.Get(controller.HeaderBundleName), len(files), out, hdr.Get(controller.HeaderSequence), hdr.Get(controller.HeaderManifestSHA256))
+				hdr.Get(client.HeaderBundleName), len(files), out, hdr.Get(client.HeaderSequence), hdr.Get(client.HeaderManifestSHA256))
 			if tarball {
 				p := strings.TrimSuffix(filepath.Clean(out), "/") + ".tar.gz"
 				if err := os.WriteFile(p, archive, 0o644); err != nil {
@@ -90,46 +89,6 @@ CSV files with the same facts, manifest.json and manifest.sig. Check it with
 	f.BoolVar(&req.NoPDF, "no-pdf", false, "skip the PDF rendering of the report")
 	f.IntVar(&req.Probe.MaxProbes, "max-probes", 0, "at most this many probes (default 512)")
 	return cmd
-}
-
-// postRaw posts body as JSON to path and returns the raw answer and its
-// headers; an error answer is decoded as the API's error.
-func postRaw(ctx context.Context, c *client, path string, body any) ([]byte, http.Header, error) {
-	raw, err := json.Marshal(body)
-	if err != nil {
-		return nil, nil, fmt.Errorf("encode request: %w", err)
-	}
-	req, err := http.NewRequestWithContext(ctx, "POST", c.base+path, bytes.NewReader(raw))
-	if err != nil {
-		return nil, nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	hc := *c.http
-	hc.Timeout = 0 // the export runs probes and a PDF renderer; ctx bounds it
-	resp, err := hc.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, nil, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<30))
-	if err != nil {
-		return nil, nil, fmt.Errorf("read agent answer: %w", err)
-	}
-	if resp.StatusCode/100 != 2 {
-		var e controller.APIError
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return nil, nil, errors.New(e.Error)
-		}
-		return nil, nil, fmt.Errorf("agent answered %s", resp.Status)
-	}
-	return data, resp.Header, nil
 }
 
 // printBundleSummary prints the headline facts of bundle.json.
@@ -179,11 +138,11 @@ exported just before. It names the first file that does not match and exits 1.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o := evidence.VerifyOptions{CheckHistory: func(raw []byte) error {
-				var ps []controller.Promotion
+				var ps []store.Promotion
 				if err := json.Unmarshal(raw, &ps); err != nil {
 					return fmt.Errorf("decode: %w", err)
 				}
-				return controller.VerifyPromotions(ps)
+				return store.VerifyPromotions(ps)
 			}}
 			if pubKey != "" {
 				k, err := evidence.ReadPublicKey(pubKey)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 
+	"github.com/nanoseg/nanoseg/client"
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 )
@@ -132,4 +133,14 @@ func newConfigCmd(a *app) *cobra.Command {
 		},
 	})
 	return cmd
+}
+
+// newClient returns an API client for the configured server (a unix
+// socket path or an http(s):// URL; default: the agent's socket).
+func newClient(a *app) *client.Client {
+	server := a.cfg.Server
+	if server == "" {
+		server = a.cfg.Agent.Socket
+	}
+	return client.New(server, a.cfg.Token)
 }

@@ -37,9 +37,9 @@ endpoint addresses and close every socket they open.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			req.TimeoutMS = int(timeout / time.Millisecond)
 			var run evidence.ProbeRun
-			c := newClient(a)
-			c.http.Timeout = 0 // a full matrix may take longer than a minute; ctx (Ctrl-C) bounds it
-			if err := c.do(cmd.Context(), "POST", "/v1/verify", nil, req, &run); err != nil {
+			// A full matrix may take longer than a minute; ctx (Ctrl-C) bounds it.
+			c := newClient(a).WithTimeout(0)
+			if err := c.Do(cmd.Context(), "POST", "/v1/verify", nil, req, &run); err != nil {
 				return fmt.Errorf("verify: %w", err)
 			}
 			w := cmd.OutOrStdout()

@@ -1,4 +1,4 @@
-package controller
+package agent
 
 import (
 	"errors"
@@ -8,8 +8,8 @@ import (
 	"time"
 )
 
-// AgentConfig configures the standalone agent.
-type AgentConfig struct {
+// Config configures the standalone agent.
+type Config struct {
 	// StateFile is the agent's store (bbolt file).
 	StateFile string `mapstructure:"stateFile" yaml:"stateFile"`
 	// Socket is the unix socket of the local API (mode 0660, root).
@@ -32,7 +32,8 @@ type AgentConfig struct {
 	EvidenceKeyFile string `mapstructure:"evidenceKeyFile" yaml:"evidenceKeyFile"`
 	// Lab names a running lab whose endpoints the agent manages.
 	Lab string `mapstructure:"lab" yaml:"lab"`
-	// LabelsFile describes named network namespaces (see LabelsFile).
+	// LabelsFile describes named network namespaces (see
+	// inventory.LabelsFile).
 	LabelsFile string `mapstructure:"labelsFile" yaml:"labelsFile"`
 	// FlushInterval is how often observed edges and verdict events are
 	// committed to the store: a crash loses at most this much observation.
@@ -45,9 +46,9 @@ type AgentConfig struct {
 	DriftInterval time.Duration `mapstructure:"driftInterval" yaml:"driftInterval"`
 }
 
-// DefaultAgentConfig returns the agent settings used where nothing else is set.
-func DefaultAgentConfig() AgentConfig {
-	return AgentConfig{
+// Defaults returns the agent settings used where nothing else is set.
+func Defaults() Config {
+	return Config{
 		StateFile:         "/var/lib/nanoseg/state.db",
 		Socket:            "/run/nanoseg/agent.sock",
 		MetricsAddr:       "127.0.0.1:9618",
@@ -58,7 +59,7 @@ func DefaultAgentConfig() AgentConfig {
 }
 
 // Validate reports every invalid setting at once, each with its key.
-func (c AgentConfig) Validate() error {
+func (c Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, a ...any) { errs = append(errs, fmt.Errorf(key+": "+format, a...)) }
 	if !filepath.IsAbs(c.StateFile) {

@@ -1,49 +1,38 @@
-//go:build linux
+package controller
 
-// The agent's evidence API: live verification and the signed evidence
-// bundle (see package evidence for its contents and integrity).
-//
-//	POST /v1/verify            body VerifyRequest            → evidence.ProbeRun (JSON)
-//	POST /v1/evidence/export   body ExportRequest            → the bundle as a gzip tar
-//	GET  /v1/evidence/key                                    → EvidenceKey (JSON)
+// Evidence: the signed evidence bundle (see package evidence for its
+// contents and integrity), served by POST /v1/evidence/export and
+// GET /v1/evidence/key (server/).
 //
 // Design: the bundle is assembled and signed here, next to the agent's
 // state, so the signing key never leaves the host; the client receives the
 // signed files and writes them where it likes. State kept for evidence, in
-// <state dir>/evidence/ unless the request names another key file:
+// Config.EvidenceDir (<state dir>/evidence/ for the agent):
 // signing.key (0600) and signing.key.pub, chain-head.json (the last export's
 // manifest hash and sequence: the next export links to it), and
 // counter-snapshots.json (the per-rule kernel counters at each export, so a
 // later export can report hits over its window). One mutex serialises
 // exports, so the chain has no fork.
-package controller
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"sort"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nanoseg/nanoseg/evidence"
-	"github.com/nanoseg/nanoseg/dataplane"
+	"github.com/nanoseg/nanoseg/inventory"
 	"github.com/nanoseg/nanoseg/policies"
+	"github.com/nanoseg/nanoseg/store"
 )
-
-// evidenceMu serialises exports: chain head and counter snapshots.
-var evidenceMu sync.Mutex
 
 // ExportRequest asks for an evidence bundle. Zero fields take defaults.
 type ExportRequest struct {
@@ -70,84 +59,32 @@ type EvidenceKey struct {
 	Path      string `json:"path"` // of the private key, on the agent's host
 }
 
-// Export headers of the bundle answer.
-const (
-	HeaderManifestSHA256 = "X-Nanoseg-Manifest-Sha256"
-	HeaderSequence       = "X-Nanoseg-Evidence-Sequence"
-	HeaderBundleName     = "X-Nanoseg-Evidence-Name"
-)
-
-// evidenceRoutes registers the evidence API on mux.
-func (a *Agent) evidenceRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /v1/verify", a.api(func(r *http.Request) (any, error) {
-		var req VerifyRequest
-		if err := decodeOptional(r, &req); err != nil {
-			return nil, err
-		}
-		return a.Verify(r.Context(), req)
-	}))
-	mux.HandleFunc("GET /v1/evidence/key", a.api(func(r *http.Request) (any, error) {
-		path, err := a.evidenceKeyFile(r.URL.Query().Get("keyFile"))
-		if err != nil {
-			return nil, err
-		}
-		evidenceMu.Lock()
-		defer evidenceMu.Unlock()
-		if _, err := evidence.LoadOrCreateKey(path); err != nil {
-			return nil, err
-		}
-		pk, err := evidence.ReadPublicKey(path + ".pub")
-		if err != nil {
-			return nil, err
-		}
-		return EvidenceKey{PublicKey: base64.StdEncoding.EncodeToString(pk), KeyID: evidence.KeyID(pk), Path: path}, nil
-	}))
-	mux.HandleFunc("POST /v1/evidence/export", func(w http.ResponseWriter, r *http.Request) {
-		var req ExportRequest
-		err := decodeOptional(r, &req)
-		var res *ExportResult
-		if err == nil {
-			res, err = a.Export(r.Context(), req, caller(r))
-		}
-		if err != nil {
-			a.api(func(*http.Request) (any, error) { return nil, err })(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "application/gzip")
-		w.Header().Set(HeaderManifestSHA256, res.ManifestSHA256)
-		w.Header().Set(HeaderSequence, strconv.FormatUint(res.Sequence, 10))
-		w.Header().Set(HeaderBundleName, res.Name)
-		_, _ = w.Write(res.Archive)
-	})
-}
-
-// decodeOptional decodes a JSON body into v, accepting an empty body.
-// Errors wrap ErrInvalid.
-func decodeOptional(r *http.Request, v any) error {
-	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+// EvidenceKey returns the signing key's public half, creating the key on
+// first use. keyFile, when set, must name the configured key file
+// (ErrInvalid otherwise).
+func (s *Service) EvidenceKey(keyFile string) (EvidenceKey, error) {
+	path, err := s.evidenceKeyFile(keyFile)
 	if err != nil {
-		return fmt.Errorf("read request body: %w", err)
+		return EvidenceKey{}, err
 	}
-	if len(bytes.TrimSpace(raw)) == 0 {
-		return nil
+	s.evidenceMu.Lock()
+	defer s.evidenceMu.Unlock()
+	if _, err := evidence.LoadOrCreateKey(path); err != nil {
+		return EvidenceKey{}, err
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: request body: %v", ErrInvalid, err)
+	pk, err := evidence.ReadPublicKey(path + ".pub")
+	if err != nil {
+		return EvidenceKey{}, err
 	}
-	return nil
+	return EvidenceKey{PublicKey: base64.StdEncoding.EncodeToString(pk), KeyID: evidence.KeyID(pk), Path: path}, nil
 }
-
-// evidenceDir is where the agent keeps evidence state: next to its store.
-func (a *Agent) evidenceDir() string { return filepath.Join(filepath.Dir(a.cfg.StateFile), "evidence") }
 
 // evidenceKeyFile returns the configured signing key path; override, from a
 // request, is accepted only when it names that same file.
-func (a *Agent) evidenceKeyFile(override string) (string, error) {
-	path := a.cfg.EvidenceKeyFile
+func (s *Service) evidenceKeyFile(override string) (string, error) {
+	path := s.cfg.EvidenceKeyFile
 	if path == "" {
-		path = filepath.Join(a.evidenceDir(), "signing.key")
+		path = filepath.Join(s.cfg.EvidenceDir, "signing.key")
 	}
 	// The key's place is the agent's configuration, never a request's:
 	// an API client must not make the agent create keys elsewhere.
@@ -172,7 +109,7 @@ type ExportResult struct {
 // bad window, scope or key path; store, kernel read, signing or key errors.
 // Kernel read failures of single endpoints are reported in the bundle, not
 // as errors.
-func (a *Agent) Export(ctx context.Context, req ExportRequest, who string) (*ExportResult, error) {
+func (s *Service) Export(ctx context.Context, req ExportRequest, who string) (*ExportResult, error) {
 	window := time.Hour
 	if req.Window != "" {
 		d, err := time.ParseDuration(req.Window)
@@ -181,30 +118,30 @@ func (a *Agent) Export(ctx context.Context, req ExportRequest, who string) (*Exp
 		}
 		window = d
 	}
-	keyFile, err := a.evidenceKeyFile(req.KeyFile)
+	keyFile, err := s.evidenceKeyFile(req.KeyFile)
 	if err != nil {
 		return nil, err
 	}
-	allEps := a.inv.Endpoints()
+	allEps := s.inv.Endpoints()
 	if req.Scope != "" && !scopeKnown(allEps, req.Scope) {
 		return nil, fmt.Errorf("%w: scope %q is neither a namespace nor a workload of the inventory", ErrInvalid, req.Scope)
 	}
-	evidenceMu.Lock()
-	defer evidenceMu.Unlock()
+	s.evidenceMu.Lock()
+	defer s.evidenceMu.Unlock()
 	key, err := evidence.LoadOrCreateKey(keyFile)
 	if err != nil {
 		return nil, err
 	}
-	if err := a.flush(); err != nil {
+	if err := s.node.Flush(); err != nil {
 		return nil, err
 	}
 	now := time.Now().UTC()
-	b := &evidence.Bundle{Meta: evidence.Meta{GeneratedAt: now, Agent: agentVersion(), Lab: a.cfg.Lab, Scope: req.Scope,
+	b := &evidence.Bundle{Meta: evidence.Meta{GeneratedAt: now, Agent: agentVersion(), Lab: s.cfg.Lab, Scope: req.Scope,
 		Window: evidence.Duration(window), WindowStart: now.Add(-window), RequestedBy: who,
 		Frameworks: []string{"PCI DSS 4.0 requirement 11.4.5 (segmentation controls tested)", "NIST SP 800-53 SC-7 (boundary protection)"}}}
 	b.Meta.Host, _ = os.Hostname()
 
-	var eps []Endpoint
+	var eps []inventory.Endpoint
 	scoped := map[string]bool{}
 	for _, e := range allEps {
 		if inScope(req.Scope, e.Key()) {
@@ -213,58 +150,28 @@ func (a *Agent) Export(ctx context.Context, req ExportRequest, who string) (*Exp
 		}
 	}
 	b.Inventory = inventorySection(eps)
-	if b.Policies, err = a.policiesSection(scoped); err != nil {
+	if b.Policies, err = s.policiesSection(scoped); err != nil {
 		return nil, err
 	}
 
 	// Rules and counters: read every endpoint (counters of all are kept
 	// for later windows), report those in scope.
-	desired, err := a.compileAll()
-	if err != nil {
-		a.log.Warn("compile rule sets for evidence", "err", err)
-	}
-	dp := dataplane.New(nil)
 	counts := map[string]map[string]evidence.Count{}
 	workloadOf := map[string]string{}
 	for _, e := range allEps {
 		workloadOf[e.Netns] = e.Key()
-		ks, rerr := dp.Read(e.Path)
-		if rerr == nil {
-			m := map[string]evidence.Count{}
-			for id, c := range ks.Counters {
-				m[id] = evidence.Count{Packets: c.Packets, Bytes: c.Bytes}
-			}
-			counts[e.Netns] = m
+		sync := s.node.Read(e.Netns, scoped[e.Key()])
+		if sync.ReadErr == nil {
+			counts[e.Netns] = sync.Counters
 		}
-		if !scoped[e.Key()] {
-			continue
+		if scoped[e.Key()] && sync.Rules != nil {
+			b.Rules = append(b.Rules, *sync.Rules)
 		}
-		want := desired[e.Netns]
-		if st, ok := a.rec.Status(e.Netns); ok && st.Desired.Name != "" {
-			want = st.Desired
-		}
-		er := evidence.EndpointRules{Netns: e.Netns, Workload: e.Key(), DesiredMode: string(want.Mode)}
-		for _, el := range dataplane.Elements(want) {
-			er.Desired = append(er.Desired, evidence.RuleOf(el))
-		}
-		if rerr != nil {
-			er.Error = rerr.Error()
-			er.Drift = []string{"cannot read the table back: " + rerr.Error()}
-			b.Rules = append(b.Rules, er)
-			continue
-		}
-		er.Present, er.Mode, er.Name = ks.Present, string(ks.RuleSet.Mode), ks.RuleSet.Name
-		for _, el := range ks.Elements {
-			er.Programmed = append(er.Programmed, evidence.RuleOf(el))
-		}
-		er.InSync = ks.Equal(want)
-		er.Drift, er.Missing, er.Extra = evidence.Drift(ks.Present, er.InSync, ks.RuleSet, ks.Elements, want)
-		b.Rules = append(b.Rules, er)
 	}
-	snapPath := filepath.Join(a.evidenceDir(), "counter-snapshots.json")
+	snapPath := filepath.Join(s.cfg.EvidenceDir, "counter-snapshots.json")
 	snaps, err := readSnapshots(snapPath)
 	if err != nil {
-		a.log.Warn("read counter snapshots; counting since rules were programmed", "err", err)
+		s.log.Warn("read counter snapshots; counting since rules were programmed", "err", err)
 	}
 	scopedCounts := map[string]map[string]evidence.Count{}
 	for n, m := range counts {
@@ -275,10 +182,10 @@ func (a *Agent) Export(ctx context.Context, req ExportRequest, who string) (*Exp
 	b.Counters.Rules, b.Counters.Unused = evidence.WindowCounters(scopedCounts, snaps, b.Meta.WindowStart, func(n string) string { return workloadOf[n] })
 	snaps = evidence.PruneSnapshots(append(snaps, evidence.Snapshot{At: now, Counters: counts}), now, 31*24*time.Hour, 2000)
 	if err := writeSnapshots(snapPath, snaps); err != nil {
-		a.log.Warn("write counter snapshots", "err", err)
+		s.log.Warn("write counter snapshots", "err", err)
 	}
 
-	evs, err := a.store.Verdicts(b.Meta.WindowStart)
+	evs, err := s.obs.Verdicts(b.Meta.WindowStart)
 	if err != nil {
 		return nil, err
 	}
@@ -295,7 +202,7 @@ func (a *Agent) Export(ctx context.Context, req ExportRequest, who string) (*Exp
 	}
 	b.Denied.Flows = evidence.GroupDenied(b.Denied.Events)
 
-	world, set, err := a.policyWorld()
+	world, set, err := s.policyWorld()
 	if err != nil {
 		return nil, err
 	}
@@ -304,7 +211,7 @@ func (a *Agent) Export(ctx context.Context, req ExportRequest, who string) (*Exp
 	if !req.NoProbes {
 		pr := req.Probe
 		pr.Scope = req.Scope
-		if b.Probes, err = a.Verify(ctx, pr); err != nil {
+		if b.Probes, err = s.Verify(ctx, pr); err != nil {
 			return nil, err
 		}
 	}
@@ -345,11 +252,11 @@ func (a *Agent) Export(ctx context.Context, req ExportRequest, who string) (*Exp
 	if err := evidence.WriteChainHead(headPath, evidence.ChainHead{Sequence: m.Sequence, ManifestSHA256: sum, CreatedAt: now}); err != nil {
 		return nil, err
 	}
-	a.log.Info("evidence exported", "sequence", m.Sequence, "manifest", sum, "files", len(files), "by", who)
+	s.log.Info("evidence exported", "sequence", m.Sequence, "manifest", sum, "files", len(files), "by", who)
 	return &ExportResult{Name: name, Files: files, Archive: archive, ManifestSHA256: sum, Sequence: m.Sequence}, nil
 }
 
-func inventorySection(eps []Endpoint) []evidence.Workload {
+func inventorySection(eps []inventory.Endpoint) []evidence.Workload {
 	byW := map[string]*evidence.Workload{}
 	var keys []string
 	for _, e := range eps {
@@ -380,13 +287,13 @@ func inventorySection(eps []Endpoint) []evidence.Workload {
 	return out
 }
 
-func (a *Agent) policiesSection(scoped map[string]bool) (evidence.Policies, error) {
+func (s *Service) policiesSection(scoped map[string]bool) (evidence.Policies, error) {
 	var p evidence.Policies
-	hist, err := a.store.History("")
+	hist, err := s.store.History("")
 	if err != nil {
 		return p, err
 	}
-	bySeq := map[uint64]Promotion{}
+	bySeq := map[uint64]store.Promotion{}
 	for _, h := range hist {
 		bySeq[h.Seq] = h
 		p.History = append(p.History, evidence.Promotion{Seq: h.Seq, At: h.At.UTC(), Who: h.Who, Workload: h.Workload, Action: string(h.Action),
@@ -394,13 +301,13 @@ func (a *Agent) policiesSection(scoped map[string]bool) (evidence.Policies, erro
 			Reason: h.Reason, Undoes: h.Undoes, PrevHash: h.PrevHash, Hash: h.Hash})
 	}
 	p.Chain = evidence.ChainCheck{Events: len(hist), Verified: true}
-	if err := VerifyPromotions(hist); err != nil {
+	if err := store.VerifyPromotions(hist); err != nil {
 		p.Chain.Verified, p.Chain.Error = false, err.Error()
 	}
 	if len(hist) > 0 {
 		p.Chain.Head = hist[len(hist)-1].Hash
 	}
-	active, err := a.Active()
+	active, err := s.Active()
 	if err != nil {
 		return p, err
 	}
@@ -410,7 +317,7 @@ func (a *Agent) policiesSection(scoped map[string]bool) (evidence.Policies, erro
 		}
 		ar := evidence.ActiveRevision{Workload: ap.State.Workload, Mode: string(ap.State.Mode), Revision: ap.State.Revision,
 			Since: ap.State.Since.UTC(), PromotionSeq: ap.State.Seq}
-		if rev, err := a.store.Revision(ap.State.Workload, ap.State.Revision); err == nil {
+		if rev, err := s.store.Revision(ap.State.Workload, ap.State.Revision); err == nil {
 			ar.Origin, ar.CreatedAt, ar.CreatedBy = string(rev.Origin), rev.CreatedAt.UTC(), rev.CreatedBy
 		}
 		if raw, err := json.Marshal(ap.Policy); err == nil {
@@ -425,8 +332,8 @@ func (a *Agent) policiesSection(scoped map[string]bool) (evidence.Policies, erro
 }
 
 // reachTargets groups eps by workload, pods named as in the agent's world.
-func reachTargets(eps []Endpoint) []evidence.ReachTarget {
-	byW := map[string][]Endpoint{}
+func reachTargets(eps []inventory.Endpoint) []evidence.ReachTarget {
+	byW := map[string][]inventory.Endpoint{}
 	for _, e := range eps {
 		byW[e.Key()] = append(byW[e.Key()], e)
 	}

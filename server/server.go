@@ -1,7 +1,6 @@
-//go:build linux
-
-// The agent's API: HTTP+JSON over a unix socket, and over TCP only with a
-// bearer token or TLS client certificates. docs/api.md lists the routes.
+// Package server is nanoseg's HTTP API over controller.Service: HTTP+JSON
+// over a unix socket, and over TCP only with a bearer token or TLS client
+// certificates, plus the Prometheus metrics endpoint. docs/api.md lists the routes.
 //
 // Design: the unix socket is created mode 0660 in a directory only root can
 // write, and the caller's identity is its peer credentials (SO_PEERCRED), so
@@ -10,7 +9,7 @@
 // time) or come over TLS with a client certificate the configured CA
 // signed; anything else is answered 401 before any handler runs. Sources:
 // unix(7) (SO_PEERCRED), RFC 6750 (bearer tokens), crypto/tls.
-package controller
+package server
 
 import (
 	"context"
@@ -21,18 +20,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"os/user"
 	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nanoseg/nanoseg/client"
+	"github.com/nanoseg/nanoseg/controller"
+	"github.com/nanoseg/nanoseg/store"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/sys/unix"
 )
 
 type ctxKey int
@@ -47,69 +49,66 @@ func caller(r *http.Request) string {
 	return "unknown"
 }
 
-// unixCaller names the process on the other end of a unix socket.
-func unixCaller(c net.Conn) string {
-	uc, ok := c.(*net.UnixConn)
-	if !ok {
-		return ""
+// Config configures a Server.
+type Config struct {
+	// Socket is the unix socket of the local API (mode 0660).
+	Socket string
+	// Listen is a TCP address for the API ("" = off); every request on it
+	// must authenticate (Token or TLS client certificates).
+	Listen string
+	// Token is the bearer token TCP clients must send ("" = none).
+	Token string
+	// TLSCert and TLSKey serve TCP over TLS; TLSClientCA, when set, makes
+	// the server accept client certificates signed by it.
+	TLSCert, TLSKey, TLSClientCA string
+	// MetricsAddr serves Prometheus metrics on /metrics ("" = off).
+	MetricsAddr string
+	// Metrics gathers the metrics served (nil: none registered).
+	Metrics prometheus.Gatherer
+}
+
+// Server serves the API of one controller.Service.
+type Server struct {
+	svc *controller.Service
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns a server for svc. log nil discards.
+func New(svc *controller.Service, cfg Config, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	raw, err := uc.SyscallConn()
-	if err != nil {
-		return ""
+	if cfg.Metrics == nil {
+		cfg.Metrics = prometheus.NewRegistry()
 	}
-	var cred *unix.Ucred
-	_ = raw.Control(func(fd uintptr) {
-		cred, _ = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	})
-	if cred == nil {
-		return ""
-	}
-	name := strconv.Itoa(int(cred.Uid))
-	if u, err := user.LookupId(name); err == nil {
-		name = u.Username
-	}
-	return fmt.Sprintf("%s (uid %d, pid %d)", name, cred.Uid, cred.Pid)
+	return &Server{svc: svc, cfg: cfg, log: log.With("component", "server")}
 }
 
 // Handler returns the API's HTTP handler (without authentication).
-func (a *Agent) Handler() http.Handler {
+func (a *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", a.api(func(r *http.Request) (any, error) { return a.Status() }))
-	mux.HandleFunc("GET /v1/inventory", a.api(func(r *http.Request) (any, error) { return a.inv.Endpoints(), nil }))
-	mux.HandleFunc("GET /v1/edges", a.api(func(r *http.Request) (any, error) {
-		since, err := a.flushedSince(r)
+	mux.HandleFunc("GET /v1/status", api(func(r *http.Request) (any, error) { return a.svc.Status() }))
+	mux.HandleFunc("GET /v1/inventory", api(func(r *http.Request) (any, error) { return a.svc.Endpoints(), nil }))
+	mux.HandleFunc("GET /v1/edges", api(func(r *http.Request) (any, error) {
+		w, err := window(r)
 		if err != nil {
 			return nil, err
 		}
-		return a.store.Edges(since)
+		return a.svc.Edges(w)
 	}))
-	mux.HandleFunc("GET /v1/revisions", a.api(func(r *http.Request) (any, error) {
+	mux.HandleFunc("GET /v1/revisions", api(func(r *http.Request) (any, error) {
 		w := r.URL.Query().Get("workload")
 		if n := r.URL.Query().Get("revision"); n != "" {
 			num, err := strconv.Atoi(n)
 			if err != nil {
-				return nil, fmt.Errorf("%w: revision: %q is not a number", ErrInvalid, n)
+				return nil, fmt.Errorf("%w: revision: %q is not a number", controller.ErrInvalid, n)
 			}
-			return a.store.Revision(w, num)
+			return a.svc.Revision(w, num)
 		}
-		ws := []string{w}
-		if w == "" {
-			var err error
-			if ws, err = a.store.Workloads(); err != nil {
-				return nil, err
-			}
-		}
-		out := []Revision{}
-		for _, w := range ws {
-			rs, err := a.store.Revisions(w)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, rs...)
-		}
-		return out, nil
+		return a.svc.Revisions(w)
 	}))
-	mux.HandleFunc("POST /v1/policies", a.api(func(r *http.Request) (any, error) {
+	mux.HandleFunc("POST /v1/policies", api(func(r *http.Request) (any, error) {
 		raw, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
 		if err != nil {
 			return nil, err
@@ -118,9 +117,9 @@ func (a *Agent) Handler() http.Handler {
 		if file == "" {
 			file = "request"
 		}
-		return a.ApplyPolicies(file, raw, caller(r))
+		return a.svc.ApplyPolicies(file, raw, caller(r))
 	}))
-	mux.HandleFunc("POST /v1/propose", a.api(func(r *http.Request) (any, error) {
+	mux.HandleFunc("POST /v1/propose", api(func(r *http.Request) (any, error) {
 		w, err := window(r)
 		if err != nil {
 			return nil, err
@@ -128,74 +127,49 @@ func (a *Agent) Handler() http.Handler {
 		include := false
 		if v := r.URL.Query().Get("includeDenied"); v != "" {
 			if include, err = strconv.ParseBool(v); err != nil {
-				return nil, fmt.Errorf("%w: includeDenied: %q is not true or false", ErrInvalid, v)
+				return nil, fmt.Errorf("%w: includeDenied: %q is not true or false", controller.ErrInvalid, v)
 			}
 		}
-		return a.Propose(w, include, caller(r))
+		return a.svc.Propose(w, include, caller(r))
 	}))
-	mux.HandleFunc("GET /v1/diff", a.api(func(r *http.Request) (any, error) {
+	mux.HandleFunc("GET /v1/diff", api(func(r *http.Request) (any, error) {
 		w, err := window(r)
 		if err != nil {
 			return nil, err
 		}
-		return a.Diff(r.URL.Query().Get("workload"), w)
+		return a.svc.Diff(r.URL.Query().Get("workload"), w)
 	}))
-	mux.HandleFunc("POST /v1/promote", a.api(func(r *http.Request) (any, error) {
-		var req PromoteRequest
+	mux.HandleFunc("POST /v1/promote", api(func(r *http.Request) (any, error) {
+		var req controller.PromoteRequest
 		if err := decodeJSON(r, &req); err != nil {
 			return nil, err
 		}
-		return a.Promote(r.Context(), req, caller(r))
+		return a.svc.Promote(r.Context(), req, caller(r))
 	}))
-	mux.HandleFunc("POST /v1/rollback", a.api(func(r *http.Request) (any, error) {
-		var req RollbackRequest
+	mux.HandleFunc("POST /v1/rollback", api(func(r *http.Request) (any, error) {
+		var req controller.RollbackRequest
 		if err := decodeJSON(r, &req); err != nil {
 			return nil, err
 		}
-		return a.Rollback(r.Context(), req, caller(r))
+		return a.svc.Rollback(r.Context(), req, caller(r))
 	}))
-	mux.HandleFunc("GET /v1/history", a.api(func(r *http.Request) (any, error) {
-		h, err := a.store.History(r.URL.Query().Get("workload"))
-		if h == nil {
-			h = []Promotion{}
-		}
-		return h, err
+	mux.HandleFunc("GET /v1/history", api(func(r *http.Request) (any, error) {
+		return a.svc.History(r.URL.Query().Get("workload"))
 	}))
-	mux.HandleFunc("GET /v1/verdicts", a.api(func(r *http.Request) (any, error) {
-		since, err := a.flushedSince(r)
+	mux.HandleFunc("GET /v1/verdicts", api(func(r *http.Request) (any, error) {
+		w, err := window(r)
 		if err != nil {
 			return nil, err
 		}
-		return a.store.Verdicts(since)
+		return a.svc.Verdicts(w)
 	}))
-	mux.HandleFunc("GET /v1/explain", a.api(func(r *http.Request) (any, error) {
+	mux.HandleFunc("GET /v1/explain", api(func(r *http.Request) (any, error) {
 		q := r.URL.Query()
-		return a.Explain(q.Get("from"), q.Get("to"), q.Get("port"))
+		return a.svc.Explain(q.Get("from"), q.Get("to"), q.Get("port"))
 	}))
-	mux.HandleFunc("GET /v1/world", a.api(func(r *http.Request) (any, error) { return a.World() }))
+	mux.HandleFunc("GET /v1/world", api(func(r *http.Request) (any, error) { return a.svc.World() }))
 	a.evidenceRoutes(mux)
 	return mux
-}
-
-// flushedSince commits pending observations and returns the start of the
-// request's window (the zero time for all).
-func (a *Agent) flushedSince(r *http.Request) (time.Time, error) {
-	w, err := window(r)
-	if err != nil {
-		return time.Time{}, err
-	}
-	if err := a.flush(); err != nil {
-		return time.Time{}, err
-	}
-	return windowStart(w), nil
-}
-
-// windowStart returns now minus w, or the zero time (everything) for w <= 0.
-func windowStart(w time.Duration) time.Time {
-	if w <= 0 {
-		return time.Time{}
-	}
-	return time.Now().Add(-w)
 }
 
 func window(r *http.Request) (time.Duration, error) {
@@ -205,7 +179,7 @@ func window(r *http.Request) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d < 0 {
-		return 0, fmt.Errorf("%w: window: %q is not a duration such as 5m", ErrInvalid, s)
+		return 0, fmt.Errorf("%w: window: %q is not a duration such as 5m", controller.ErrInvalid, s)
 	}
 	return d, nil
 }
@@ -214,32 +188,29 @@ func decodeJSON(r *http.Request, v any) error {
 	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: request body: %v", ErrInvalid, err)
+		return fmt.Errorf("%w: request body: %v", controller.ErrInvalid, err)
 	}
 	return nil
 }
 
-// APIError is the body of every error answer.
-type APIError struct {
-	Error string `json:"error"`
-}
-
-func (a *Agent) api(f func(*http.Request) (any, error)) http.HandlerFunc {
+// api answers f's value as JSON, or its error with the status its kind
+// calls for (400 invalid, 404 not found, 409 conflict, 500 otherwise).
+func api(f func(*http.Request) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		v, err := f(r)
 		w.Header().Set("Content-Type", "application/json")
 		if err != nil {
 			code := http.StatusInternalServerError
 			switch {
-			case errors.Is(err, ErrInvalid):
+			case errors.Is(err, controller.ErrInvalid):
 				code = http.StatusBadRequest
-			case errors.Is(err, ErrNotFound):
+			case errors.Is(err, store.ErrNotFound):
 				code = http.StatusNotFound
-			case errors.Is(err, ErrConflict):
+			case errors.Is(err, store.ErrConflict):
 				code = http.StatusConflict
 			}
 			w.WriteHeader(code)
-			_ = json.NewEncoder(w).Encode(APIError{Error: strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": ")})
+			_ = json.NewEncoder(w).Encode(client.APIError{Error: strings.TrimPrefix(err.Error(), controller.ErrInvalid.Error()+": ")})
 			return
 		}
 		// A list with nothing in it is [], never null.
@@ -270,7 +241,7 @@ func RequireAuth(h http.Handler, token string) http.Handler {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="nanoseg"`)
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusUnauthorized)
-			_ = json.NewEncoder(w).Encode(APIError{Error: "unauthenticated: send Authorization: Bearer <token> or a client certificate"})
+			_ = json.NewEncoder(w).Encode(client.APIError{Error: "unauthenticated: send Authorization: Bearer <token> or a client certificate"})
 			return
 		}
 		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey, who+" from "+r.RemoteAddr)))
@@ -278,8 +249,9 @@ func RequireAuth(h http.Handler, token string) http.Handler {
 }
 
 // Serve runs the API on the unix socket, on TCP if configured, and the
-// metrics endpoint, until ctx is done.
-func (a *Agent) Serve(ctx context.Context) error {
+// metrics endpoint, until ctx is done; it returns nil then, or the error
+// that stopped a listener.
+func (a *Server) Serve(ctx context.Context) error {
 	if err := os.MkdirAll(filepath.Dir(a.cfg.Socket), 0o755); err != nil {
 		return fmt.Errorf("create socket directory: %w", err)
 	}
@@ -318,7 +290,7 @@ func (a *Agent) Serve(ctx context.Context) error {
 			return fmt.Errorf("listen for metrics on %s: %w", a.cfg.MetricsAddr, err)
 		}
 		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
+		mux.Handle("GET /metrics", promhttp.HandlerFor(a.cfg.Metrics, promhttp.HandlerOpts{}))
 		servers = append(servers, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second})
 		listeners = append(listeners, ml)
 	}
@@ -343,8 +315,8 @@ func (a *Agent) Serve(ctx context.Context) error {
 	return err
 }
 
-func (a *Agent) tcpServer(h http.Handler) (net.Listener, *http.Server, error) {
-	token := a.token
+func (a *Server) tcpServer(h http.Handler) (net.Listener, *http.Server, error) {
+	token := a.cfg.Token
 	l, err := net.Listen("tcp", a.cfg.Listen)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen on %s: %w", a.cfg.Listen, err)

@@ -1,4 +1,4 @@
-package controller
+package compile
 
 // Compilation: policies plus the inventory become one dataplane rule set per
 // endpoint (pod). The meaning is policies.Evaluate's (Kubernetes

@@ -1,5 +1,3 @@
-//go:build linux
-
 package controller
 
 import (
@@ -8,10 +6,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nanoseg/nanoseg/dataplane"
 	"github.com/nanoseg/nanoseg/observer"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+	"github.com/nanoseg/nanoseg/store"
 )
 
 // WorkloadStatus is one workload as `nanoseg status` shows it.
@@ -61,32 +59,32 @@ type DeniedCount struct {
 	RuleID string `json:"ruleID"`
 }
 
-// Status reports every workload of the inventory.
-func (a *Agent) Status() ([]WorkloadStatus, error) {
-	if err := a.flush(); err != nil {
+// Status reports every workload of the inventory: its state, its
+// endpoints' dataplane state and counters (read from the node), and the
+// verdict events since its last promotion.
+func (s *Service) Status() ([]WorkloadStatus, error) {
+	if err := s.node.Flush(); err != nil {
 		return nil, err
 	}
-	dp := dataplane.New(nil)
 	out := []WorkloadStatus{}
-	for _, w := range a.inv.Workloads() {
-		st, err := a.store.State(w)
+	for _, w := range s.inv.Workloads() {
+		st, err := s.store.State(w)
 		if err != nil {
 			return nil, err
 		}
 		ws := WorkloadStatus{Workload: w, Mode: st.Mode, Revision: st.Revision, Since: st.Since}
 		hits := map[string]*RuleHit{}
-		for _, e := range a.inv.Workload(w) {
+		for _, e := range s.inv.Workload(w) {
 			es := EndpointState{Netns: e.Netns}
-			rst, known := a.rec.Status(e.Netns)
-			if known && rst.Err != nil {
-				es.Error = rst.Err.Error()
+			sync := s.node.Read(e.Netns, false)
+			if sync.Known && sync.Err != nil {
+				es.Error = sync.Err.Error()
 			}
-			ks, err := dp.Read(e.Path)
-			if err != nil {
-				es.Error = err.Error()
+			if sync.ReadErr != nil {
+				es.Error = sync.ReadErr.Error()
 			} else {
-				es.InSync = known && ks.Equal(rst.Desired)
-				for id, c := range ks.Counters {
+				es.InSync = sync.Known && sync.InSync
+				for id, c := range sync.Counters {
 					h := hits[id]
 					if h == nil {
 						h = &RuleHit{RuleID: id}
@@ -102,7 +100,7 @@ func (a *Agent) Status() ([]WorkloadStatus, error) {
 			ws.RuleHits = append(ws.RuleHits, *h)
 		}
 		sort.Slice(ws.RuleHits, func(i, j int) bool { return ws.RuleHits[i].RuleID < ws.RuleHits[j].RuleID })
-		evs, err := a.store.Verdicts(st.Since)
+		evs, err := s.obs.Verdicts(st.Since)
 		if err != nil {
 			return nil, err
 		}
@@ -125,7 +123,7 @@ func (a *Agent) Status() ([]WorkloadStatus, error) {
 // ingress) counts once, with the stronger verdict when the two ends' modes
 // differ (deny over audit-deny), and RuleID lists every rule set that
 // logged it.
-func countDenied(evs []VerdictEvent, workload string) []DeniedCount {
+func countDenied(evs []store.VerdictEvent, workload string) []DeniedCount {
 	type attemptKey struct {
 		src, dst, proto string
 		srcPort, port   uint16
@@ -190,15 +188,15 @@ func countDenied(evs []VerdictEvent, workload string) []DeniedCount {
 
 // Diff compares the latest revision of workload (every workload for "")
 // with the active policies over the edges of window (0: all).
-func (a *Agent) Diff(workload string, window time.Duration) (policies.DiffReport, error) {
-	if err := a.flush(); err != nil {
+func (s *Service) Diff(workload string, window time.Duration) (policies.DiffReport, error) {
+	if err := s.node.Flush(); err != nil {
 		return policies.DiffReport{}, err
 	}
-	edges, err := a.store.Edges(windowStart(window))
+	edges, err := s.obs.Edges(windowStart(window))
 	if err != nil {
 		return policies.DiffReport{}, err
 	}
-	active, err := a.Active()
+	active, err := s.Active()
 	if err != nil {
 		return policies.DiffReport{}, err
 	}
@@ -207,15 +205,15 @@ func (a *Agent) Diff(workload string, window time.Duration) (policies.DiffReport
 		return policies.DiffReport{}, err
 	}
 	var proposal []v1alpha1.NanoSegment
-	ws := a.inv.Workloads()
+	ws := s.inv.Workloads()
 	if workload != "" {
-		if len(a.inv.Workload(workload)) == 0 {
+		if len(s.inv.Workload(workload)) == 0 {
 			return policies.DiffReport{}, fmt.Errorf("%w: workload %q is not in the inventory", ErrInvalid, workload)
 		}
 		ws = []string{workload}
 	}
 	for _, w := range ws {
-		if r, err := a.store.LatestRevision(w); err == nil {
+		if r, err := s.store.LatestRevision(w); err == nil {
 			proposal = append(proposal, *r.Policy)
 		}
 	}

@@ -1,5 +1,3 @@
-//go:build linux
-
 package controller
 
 import (
@@ -17,25 +15,19 @@ import (
 	"github.com/nanoseg/nanoseg/observer"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+	"github.com/nanoseg/nanoseg/store"
 )
-
-// ErrInvalid marks a request the agent refuses because of its content.
-var ErrInvalid = errors.New("invalid request")
-
-// ConvergeTimeout bounds how long a promotion or rollback waits for the
-// dataplane to converge before it answers.
-const ConvergeTimeout = 15 * time.Second
 
 // workloadOf returns the inventory workload ("namespace/workload") that seg
 // selects: its namespace and label selector must select the identity of
 // exactly one workload.
-func (a *Agent) workloadOf(seg *v1alpha1.NanoSegment) (string, error) {
+func (s *Service) workloadOf(seg *v1alpha1.NanoSegment) (string, error) {
 	sel, err := metav1.LabelSelectorAsSelector(&seg.Spec.Selector)
 	if err != nil {
 		return "", fmt.Errorf("%w: spec.selector: %v", ErrInvalid, err)
 	}
 	match := map[string]bool{}
-	for _, e := range a.inv.Endpoints() {
+	for _, e := range s.inv.Endpoints() {
 		if e.Namespace == seg.Namespace && sel.Matches(labels.Set(e.Labels)) {
 			match[e.Key()] = true
 		}
@@ -56,8 +48,8 @@ func (a *Agent) workloadOf(seg *v1alpha1.NanoSegment) (string, error) {
 
 // ProposeResult is one workload's proposal and where it went.
 type ProposeResult struct {
-	Workload string   `json:"workload"`
-	Revision Revision `json:"revision"`
+	Workload string         `json:"workload"`
+	Revision store.Revision `json:"revision"`
 	// New is false when the proposal equals the latest revision, which is
 	// then returned instead of storing a copy.
 	New bool `json:"new"`
@@ -78,12 +70,12 @@ type ProposeReport struct {
 // rule set denied or audit-denied are left out unless includeDenied: a
 // proposal must never quietly allow what the policies in force refuse
 // (`policy diff` shows those flows for a person to decide).
-func (a *Agent) Propose(window time.Duration, includeDenied bool, who string) (ProposeReport, error) {
+func (s *Service) Propose(window time.Duration, includeDenied bool, who string) (ProposeReport, error) {
 	rep := ProposeReport{Proposals: []ProposeResult{}, Excluded: []string{}}
-	if err := a.flush(); err != nil {
+	if err := s.node.Flush(); err != nil {
 		return rep, err
 	}
-	all, err := a.store.Edges(windowStart(window))
+	all, err := s.obs.Edges(windowStart(window))
 	if err != nil {
 		return rep, err
 	}
@@ -97,25 +89,25 @@ func (a *Agent) Propose(window time.Duration, includeDenied bool, who string) (P
 		edges = append(edges, e)
 	}
 	var ids []policies.Identity
-	for _, w := range a.inv.Workloads() {
-		eps := a.inv.Workload(w)
+	for _, w := range s.inv.Workloads() {
+		eps := s.inv.Workload(w)
 		ids = append(ids, policies.Identity{Namespace: eps[0].Namespace, Labels: policies.IdentityLabels(eps[0].Labels)})
 	}
 	segs := policies.Propose(PolicyEdges(edges), ids)
 	for i := range segs {
 		seg := &segs[i]
-		w, err := a.workloadOf(seg)
+		w, err := s.workloadOf(seg)
 		if err != nil {
-			a.log.Warn("proposal matches no single workload", "nanosegment", seg.Namespace+"/"+seg.Name, "err", err)
+			s.log.Warn("proposal matches no single workload", "nanosegment", seg.Namespace+"/"+seg.Name, "err", err)
 			continue
 		}
 		res := ProposeResult{Workload: w}
-		if last, err := a.store.LatestRevision(w); err == nil && sameRules(last.Policy, seg) {
+		if last, err := s.store.LatestRevision(w); err == nil && sameRules(last.Policy, seg) {
 			res.Revision = last
 			rep.Proposals = append(rep.Proposals, res)
 			continue
 		}
-		r, err := a.store.AddRevision(Revision{Workload: w, Origin: OriginProposed, CreatedAt: time.Now().UTC(), CreatedBy: who, Policy: seg})
+		r, err := s.store.AddRevision(store.Revision{Workload: w, Origin: store.OriginProposed, CreatedAt: time.Now().UTC(), CreatedBy: who, Policy: seg})
 		if err != nil {
 			return rep, err
 		}
@@ -128,7 +120,7 @@ func (a *Agent) Propose(window time.Duration, includeDenied bool, who string) (P
 // ApplyPolicies stores the nanosegments in the YAML or JSON document raw
 // (file names errors) as declared revisions, after validating every one:
 // one invalid object stores nothing.
-func (a *Agent) ApplyPolicies(file string, raw []byte, who string) ([]Revision, error) {
+func (s *Service) ApplyPolicies(file string, raw []byte, who string) ([]store.Revision, error) {
 	objs, err := policies.ParseObjects(file, raw)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -151,7 +143,7 @@ func (a *Agent) ApplyPolicies(file string, raw []byte, who string) ([]Revision, 
 			errs = append(errs, fmt.Errorf("%s: nanosegment %s/%s: %v", file, segs[i].Namespace, segs[i].Name, verrs.ToAggregate()))
 			continue
 		}
-		w, err := a.workloadOf(&segs[i])
+		w, err := s.workloadOf(&segs[i])
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %s", file, strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": ")))
 			continue
@@ -162,7 +154,7 @@ func (a *Agent) ApplyPolicies(file string, raw []byte, who string) ([]Revision, 
 		return nil, fmt.Errorf("%w:\n%w", ErrInvalid, errors.Join(errs...))
 	}
 	now := time.Now().UTC()
-	var out []Revision
+	var out []store.Revision
 	for i := range segs {
 		seg := segs[i]
 		for j := range seg.Spec.Ingress {
@@ -172,11 +164,11 @@ func (a *Agent) ApplyPolicies(file string, raw []byte, who string) ([]Revision, 
 			markDeclared(&seg.Spec.Egress[j], who, now)
 		}
 		// The same rules as the latest revision: nothing new to store.
-		if last, err := a.store.LatestRevision(targets[i]); err == nil && sameRules(last.Policy, &seg) {
+		if last, err := s.store.LatestRevision(targets[i]); err == nil && sameRules(last.Policy, &seg) {
 			out = append(out, last)
 			continue
 		}
-		r, err := a.store.AddRevision(Revision{Workload: targets[i], Origin: OriginDeclared, CreatedAt: now, CreatedBy: who, Policy: &seg})
+		r, err := s.store.AddRevision(store.Revision{Workload: targets[i], Origin: store.OriginDeclared, CreatedAt: now, CreatedBy: who, Policy: &seg})
 		if err != nil {
 			return out, err
 		}
@@ -221,7 +213,7 @@ type PromoteRequest struct {
 
 // PromoteResult is the recorded event and whether the dataplane converged.
 type PromoteResult struct {
-	Promotion Promotion `json:"promotion"`
+	Promotion store.Promotion `json:"promotion"`
 	// Converged is true when every endpoint of the workload holds the new
 	// rule set; Errors name the endpoints that failed.
 	Converged bool              `json:"converged"`
@@ -229,8 +221,8 @@ type PromoteResult struct {
 }
 
 // Promote records a promotion of req.Workload and waits until the
-// dataplane has converged (at most ConvergeTimeout).
-func (a *Agent) Promote(ctx context.Context, req PromoteRequest, who string) (PromoteResult, error) {
+// dataplane has converged (at most Config.ConvergeTimeout).
+func (s *Service) Promote(ctx context.Context, req PromoteRequest, who string) (PromoteResult, error) {
 	switch req.To {
 	case v1alpha1.ModeObserve, v1alpha1.ModeAudit, v1alpha1.ModeEnforce:
 	default:
@@ -242,25 +234,25 @@ func (a *Agent) Promote(ctx context.Context, req PromoteRequest, who string) (Pr
 	if req.Revision < 0 {
 		return PromoteResult{}, fmt.Errorf("%w: revision: %d is not a revision number (1, 2, ...; 0 for the latest)", ErrInvalid, req.Revision)
 	}
-	if len(a.inv.Workload(req.Workload)) == 0 {
-		return PromoteResult{}, fmt.Errorf("%w: workload %q is not in the inventory (known: %v)", ErrInvalid, req.Workload, a.inv.Workloads())
+	if len(s.inv.Workload(req.Workload)) == 0 {
+		return PromoteResult{}, fmt.Errorf("%w: workload %q is not in the inventory (known: %v)", ErrInvalid, req.Workload, s.inv.Workloads())
 	}
 	rev := req.Revision
 	if rev == 0 {
-		last, err := a.store.LatestRevision(req.Workload)
+		last, err := s.store.LatestRevision(req.Workload)
 		if err != nil {
 			return PromoteResult{}, fmt.Errorf("%w: workload %s has no policy revision yet: propose or apply one first", ErrInvalid, req.Workload)
 		}
 		rev = last.Number
-	} else if _, err := a.store.Revision(req.Workload, rev); err != nil {
+	} else if _, err := s.store.Revision(req.Workload, rev); err != nil {
 		return PromoteResult{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	p, err := a.store.Record(Promotion{At: time.Now().UTC(), Who: who, Workload: req.Workload, Action: ActionPromote,
+	p, err := s.store.Record(store.Promotion{At: time.Now().UTC(), Who: who, Workload: req.Workload, Action: store.ActionPromote,
 		ToMode: req.To, ToRevision: rev, Reason: req.Reason}, nil)
 	if err != nil {
 		return PromoteResult{}, err
 	}
-	return a.converge(ctx, p)
+	return s.converge(ctx, p)
 }
 
 // RollbackRequest asks to undo a workload's last promotion, or to return
@@ -275,25 +267,25 @@ type RollbackRequest struct {
 // Without ToRevision it undoes the most recent change still in effect (a
 // promotion, or a rollback to a revision): the workload returns to the
 // state before it. Repeated plain rollbacks walk further back.
-func (a *Agent) Rollback(ctx context.Context, req RollbackRequest, who string) (PromoteResult, error) {
-	if len(a.inv.Workload(req.Workload)) == 0 {
-		return PromoteResult{}, fmt.Errorf("%w: workload %q is not in the inventory (known: %v)", ErrInvalid, req.Workload, a.inv.Workloads())
+func (s *Service) Rollback(ctx context.Context, req RollbackRequest, who string) (PromoteResult, error) {
+	if len(s.inv.Workload(req.Workload)) == 0 {
+		return PromoteResult{}, fmt.Errorf("%w: workload %q is not in the inventory (known: %v)", ErrInvalid, req.Workload, s.inv.Workloads())
 	}
 	if req.Reason == "" {
 		req.Reason = "rollback"
 	}
-	cur, err := a.store.State(req.Workload)
+	cur, err := s.store.State(req.Workload)
 	if err != nil {
 		return PromoteResult{}, err
 	}
-	ev := Promotion{At: time.Now().UTC(), Who: who, Workload: req.Workload, Action: ActionRollback, Reason: req.Reason}
+	ev := store.Promotion{At: time.Now().UTC(), Who: who, Workload: req.Workload, Action: store.ActionRollback, Reason: req.Reason}
 	if req.ToRevision > 0 {
-		if _, err := a.store.Revision(req.Workload, req.ToRevision); err != nil {
+		if _, err := s.store.Revision(req.Workload, req.ToRevision); err != nil {
 			return PromoteResult{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 		ev.ToMode, ev.ToRevision = cur.Mode, req.ToRevision
 	} else {
-		hist, err := a.store.History(req.Workload)
+		hist, err := s.store.History(req.Workload)
 		if err != nil {
 			return PromoteResult{}, err
 		}
@@ -303,17 +295,17 @@ func (a *Agent) Rollback(ctx context.Context, req RollbackRequest, who string) (
 		}
 		ev.ToMode, ev.ToRevision, ev.Undoes = target.FromMode, target.FromRevision, target.Seq
 	}
-	p, err := a.store.Record(ev, &cur)
+	p, err := s.store.Record(ev, &cur)
 	if err != nil {
 		return PromoteResult{}, err
 	}
-	return a.converge(ctx, p)
+	return s.converge(ctx, p)
 }
 
 // undoTarget returns the latest event of hist that is not itself an undo
 // and that no later undo reverted: the most recent change still in effect,
 // whether a promotion or a rollback to a revision.
-func undoTarget(hist []Promotion) *Promotion {
+func undoTarget(hist []store.Promotion) *store.Promotion {
 	undone := map[uint64]bool{}
 	for i := len(hist) - 1; i >= 0; i-- {
 		p := hist[i]
@@ -328,19 +320,21 @@ func undoTarget(hist []Promotion) *Promotion {
 	return nil
 }
 
-func (a *Agent) converge(ctx context.Context, p Promotion) (PromoteResult, error) {
+// converge hands the new policies to the node and waits (at most
+// ConvergeTimeout) until the endpoints whose rule sets changed are
+// applied; the result is converged when every endpoint of p's workload
+// holds its rule set.
+func (s *Service) converge(ctx context.Context, p store.Promotion) (PromoteResult, error) {
 	res := PromoteResult{Promotion: p}
-	g := a.requestReconcile()
-	wctx, cancel := context.WithTimeout(ctx, ConvergeTimeout)
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.ConvergeTimeout)
 	defer cancel()
-	if err := a.waitReconciled(wctx, g); err != nil {
+	if err := s.Enforce(wctx); err != nil {
+		s.log.Warn("converge after promotion", "workload", p.Workload, "seq", p.Seq, "err", err)
 		return res, nil // recorded; convergence not confirmed
 	}
 	res.Converged = true
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for _, e := range a.inv.Workload(p.Workload) {
-		if err := a.lastErr[e.Netns]; err != nil {
+	for _, e := range s.inv.Workload(p.Workload) {
+		if err := s.node.Applied(e.Netns).Err; err != nil {
 			if res.Errors == nil {
 				res.Errors = map[string]string{}
 			}

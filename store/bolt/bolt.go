@@ -1,6 +1,5 @@
-package controller
-
-// The agent's store: one bbolt file.
+// Package bolt is the standalone agent's store: one bbolt file that
+// implements store.Store (file format: the buckets below, JSON values).
 //
 // Why bbolt: it is a pure-Go, single-file, copy-on-write B+tree with ACID
 // transactions (etcd's storage engine, maintained by the etcd project). A
@@ -21,11 +20,10 @@ package controller
 //	state       workload → WorkloadState JSON
 //	promotions  sequence (8 bytes BE) → Promotion JSON, hash-chained
 //	verdicts    time (8 bytes BE ns) + sequence → VerdictEvent JSON
+package bolt
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,6 +31,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/nanoseg/nanoseg/store"
 
 	"github.com/nanoseg/nanoseg/observer"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
@@ -46,23 +46,14 @@ var (
 	bucketVerdicts   = []byte("verdicts")
 )
 
-// Errors callers check with errors.Is.
-var (
-	ErrNotFound = errors.New("not found")
-	// ErrConflict: the workload changed since the caller read it.
-	ErrConflict = errors.New("conflict")
-	// ErrChainBroken: the promotion history does not verify.
-	ErrChainBroken = errors.New("promotion history hash chain broken")
-)
-
 // Store is the agent's state in one file. Safe for concurrent use.
 type Store struct {
 	db *bolt.DB
 }
 
-// OpenStore opens or creates the store file at path (mode 0600). It fails
+// Open opens or creates the store file at path (mode 0600). It fails
 // after one second if another process holds the file.
-func OpenStore(path string) (*Store, error) {
+func Open(path string) (*Store, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, fmt.Errorf("open store %s: another process (another agent?) holds it: %w", path, err)
@@ -85,13 +76,10 @@ func OpenStore(path string) (*Store, error) {
 	return &Store{db: db}, nil
 }
 
+var _ store.Store = (*Store)(nil)
+
 // Close closes the store file.
 func (s *Store) Close() error { return s.db.Close() }
-
-// edgeKey identifies an edge: source, destination, protocol, port.
-func edgeKey(e observer.Edge) []byte {
-	return []byte(fmt.Sprintf("%s|%s|%s|%d", e.Source.String(), e.Destination.String(), e.Protocol, e.Port))
-}
 
 // MergeEdges adds edges to the stored ones in one transaction: counters are
 // summed, FirstSeen keeps the earliest and LastSeen the latest time.
@@ -102,13 +90,13 @@ func (s *Store) MergeEdges(edges []observer.Edge) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketEdges)
 		for _, e := range edges {
-			k := edgeKey(e)
+			k := store.EdgeKey(e)
 			if raw := b.Get(k); raw != nil {
 				var old observer.Edge
 				if err := json.Unmarshal(raw, &old); err != nil {
 					return fmt.Errorf("decode edge %s: %w", k, err)
 				}
-				e = mergeEdge(old, e)
+				e = store.MergeEdge(old, e)
 			}
 			raw, err := json.Marshal(e)
 			if err != nil {
@@ -120,15 +108,6 @@ func (s *Store) MergeEdges(edges []observer.Edge) error {
 		}
 		return nil
 	})
-}
-
-func mergeEdge(a, b observer.Edge) observer.Edge {
-	out := a
-	out.Add(b)
-	if out.Destination.Name == "" && b.Destination.Name != "" {
-		out.Destination.Name = b.Destination.Name
-	}
-	return out
 }
 
 // Edges returns the stored edges last seen at or after since (all edges for
@@ -150,26 +129,6 @@ func (s *Store) Edges(since time.Time) ([]observer.Edge, error) {
 	return out, err
 }
 
-// Origin says where a policy revision came from.
-type Origin string
-
-// Origins of revisions.
-const (
-	OriginProposed Origin = "proposed" // inferred from observed edges
-	OriginDeclared Origin = "declared" // applied from YAML by a person
-)
-
-// Revision is one stored version of a workload's nanosegment. Numbers start
-// at 1 per workload and only grow.
-type Revision struct {
-	Workload  string                `json:"workload"` // "namespace/workload"
-	Number    int                   `json:"number"`
-	Origin    Origin                `json:"origin"`
-	CreatedAt time.Time             `json:"createdAt"`
-	CreatedBy string                `json:"createdBy"`
-	Policy    *v1alpha1.NanoSegment `json:"policy"`
-}
-
 func u64(n uint64) []byte {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], n)
@@ -178,7 +137,7 @@ func u64(n uint64) []byte {
 
 // AddRevision stores r as the workload's next revision and returns it with
 // its number set.
-func (s *Store) AddRevision(r Revision) (Revision, error) {
+func (s *Store) AddRevision(r store.Revision) (store.Revision, error) {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.Bucket(bucketRevisions).CreateBucketIfNotExists([]byte(r.Workload))
 		if err != nil {
@@ -196,41 +155,41 @@ func (s *Store) AddRevision(r Revision) (Revision, error) {
 		return b.Put(u64(n), raw)
 	})
 	if err != nil {
-		return Revision{}, fmt.Errorf("add revision of %s: %w", r.Workload, err)
+		return store.Revision{}, fmt.Errorf("add revision of %s: %w", r.Workload, err)
 	}
 	return r, nil
 }
 
 // Revision returns revision n of workload, or ErrNotFound.
-func (s *Store) Revision(workload string, n int) (Revision, error) {
-	var r Revision
+func (s *Store) Revision(workload string, n int) (store.Revision, error) {
+	var r store.Revision
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRevisions).Bucket([]byte(workload))
 		if b == nil || n < 1 {
-			return ErrNotFound
+			return store.ErrNotFound
 		}
 		raw := b.Get(u64(uint64(n)))
 		if raw == nil {
-			return ErrNotFound
+			return store.ErrNotFound
 		}
 		return json.Unmarshal(raw, &r)
 	})
 	if err != nil {
-		return Revision{}, fmt.Errorf("revision %d of %s: %w", n, workload, err)
+		return store.Revision{}, fmt.Errorf("revision %d of %s: %w", n, workload, err)
 	}
 	return r, nil
 }
 
 // Revisions returns every revision of workload, oldest first.
-func (s *Store) Revisions(workload string) ([]Revision, error) {
-	var out []Revision
+func (s *Store) Revisions(workload string) ([]store.Revision, error) {
+	var out []store.Revision
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRevisions).Bucket([]byte(workload))
 		if b == nil {
 			return nil
 		}
 		return b.ForEach(func(_, v []byte) error {
-			var r Revision
+			var r store.Revision
 			if err := json.Unmarshal(v, &r); err != nil {
 				return err
 			}
@@ -243,70 +202,21 @@ func (s *Store) Revisions(workload string) ([]Revision, error) {
 
 // LatestRevision returns the highest-numbered revision of workload, or
 // ErrNotFound.
-func (s *Store) LatestRevision(workload string) (Revision, error) {
+func (s *Store) LatestRevision(workload string) (store.Revision, error) {
 	rs, err := s.Revisions(workload)
 	if err != nil {
-		return Revision{}, err
+		return store.Revision{}, err
 	}
 	if len(rs) == 0 {
-		return Revision{}, fmt.Errorf("revisions of %s: %w", workload, ErrNotFound)
+		return store.Revision{}, fmt.Errorf("revisions of %s: %w", workload, store.ErrNotFound)
 	}
 	return rs[len(rs)-1], nil
 }
 
-// WorkloadState is what is active for a workload: a mode and a revision
-// (0: no policy yet, so nothing is filtered).
-type WorkloadState struct {
-	Workload string        `json:"workload"`
-	Mode     v1alpha1.Mode `json:"mode"`
-	Revision int           `json:"revision"`
-	Since    time.Time     `json:"since"`
-	// Seq is the promotion event that set this state (0: never promoted).
-	Seq uint64 `json:"seq"`
-}
-
-// Action is what a promotion event did.
-type Action string
-
-// Actions of promotion events.
-const (
-	ActionPromote  Action = "promote"
-	ActionRollback Action = "rollback"
-)
-
-// Promotion is one recorded change of a workload's mode or revision. The
-// history is append-only and hash-chained: Hash is the SHA-256 (hex) of
-// PrevHash and the event's other fields in canonical JSON, so an edit or a
-// gap anywhere breaks every later hash.
-type Promotion struct {
-	Seq          uint64        `json:"seq"`
-	At           time.Time     `json:"at"`
-	Who          string        `json:"who"`
-	Workload     string        `json:"workload"`
-	Action       Action        `json:"action"`
-	FromMode     v1alpha1.Mode `json:"fromMode"`
-	ToMode       v1alpha1.Mode `json:"toMode"`
-	FromRevision int           `json:"fromRevision"`
-	ToRevision   int           `json:"toRevision"`
-	Reason       string        `json:"reason"`
-	// Undoes is the Seq of the promotion a rollback reverted.
-	Undoes   uint64 `json:"undoes,omitempty"`
-	PrevHash string `json:"prevHash"`
-	Hash     string `json:"hash"`
-}
-
-// chainHash computes p's Hash from its other fields.
-func chainHash(p Promotion) string {
-	p.Hash = ""
-	raw, _ := json.Marshal(p) // a struct of plain fields: cannot fail
-	sum := sha256.Sum256(raw)
-	return hex.EncodeToString(sum[:])
-}
-
 // State returns the state of workload; a workload never promoted is in
 // observe mode with revision 0.
-func (s *Store) State(workload string) (WorkloadState, error) {
-	var st WorkloadState
+func (s *Store) State(workload string) (store.WorkloadState, error) {
+	var st store.WorkloadState
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
 		st, err = stateIn(tx, workload)
@@ -315,12 +225,12 @@ func (s *Store) State(workload string) (WorkloadState, error) {
 	return st, err
 }
 
-func stateIn(tx *bolt.Tx, workload string) (WorkloadState, error) {
+func stateIn(tx *bolt.Tx, workload string) (store.WorkloadState, error) {
 	raw := tx.Bucket(bucketState).Get([]byte(workload))
 	if raw == nil {
-		return WorkloadState{Workload: workload, Mode: v1alpha1.ModeObserve}, nil
+		return store.WorkloadState{Workload: workload, Mode: v1alpha1.ModeObserve}, nil
 	}
-	var st WorkloadState
+	var st store.WorkloadState
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return st, fmt.Errorf("decode state of %s: %w", workload, err)
 	}
@@ -329,11 +239,11 @@ func stateIn(tx *bolt.Tx, workload string) (WorkloadState, error) {
 
 // States returns the state of every workload that was ever promoted,
 // sorted by workload.
-func (s *Store) States() ([]WorkloadState, error) {
-	var out []WorkloadState
+func (s *Store) States() ([]store.WorkloadState, error) {
+	var out []store.WorkloadState
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketState).ForEach(func(_, v []byte) error {
-			var st WorkloadState
+			var st store.WorkloadState
 			if err := json.Unmarshal(v, &st); err != nil {
 				return err
 			}
@@ -348,27 +258,27 @@ func (s *Store) States() ([]WorkloadState, error) {
 // Record appends promotion event p and sets the workload's state to
 // (p.ToMode, p.ToRevision) in one transaction, filling Seq, From*, PrevHash
 // and Hash. If expect is not nil and the workload's current state differs
-// from it, nothing changes and ErrConflict is returned. The revision must
+// from it, nothing changes and an error wrapping store.ErrConflict is returned. The revision must
 // exist (or be 0).
-func (s *Store) Record(p Promotion, expect *WorkloadState) (Promotion, error) {
+func (s *Store) Record(p store.Promotion, expect *store.WorkloadState) (store.Promotion, error) {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		cur, err := stateIn(tx, p.Workload)
 		if err != nil {
 			return err
 		}
 		if expect != nil && (cur.Mode != expect.Mode || cur.Revision != expect.Revision) {
-			return fmt.Errorf("%w: %s is %s at revision %d now", ErrConflict, p.Workload, cur.Mode, cur.Revision)
+			return fmt.Errorf("%w: %s is %s at revision %d now", store.ErrConflict, p.Workload, cur.Mode, cur.Revision)
 		}
 		if p.ToRevision != 0 {
 			rb := tx.Bucket(bucketRevisions).Bucket([]byte(p.Workload))
 			if rb == nil || rb.Get(u64(uint64(p.ToRevision))) == nil {
-				return fmt.Errorf("revision %d of %s: %w", p.ToRevision, p.Workload, ErrNotFound)
+				return fmt.Errorf("revision %d of %s: %w", p.ToRevision, p.Workload, store.ErrNotFound)
 			}
 		}
 		pb := tx.Bucket(bucketPromotions)
 		prev := ""
 		if k, v := pb.Cursor().Last(); k != nil {
-			var last Promotion
+			var last store.Promotion
 			if err := json.Unmarshal(v, &last); err != nil {
 				return fmt.Errorf("decode last promotion: %w", err)
 			}
@@ -379,7 +289,7 @@ func (s *Store) Record(p Promotion, expect *WorkloadState) (Promotion, error) {
 			return err
 		}
 		p.Seq, p.FromMode, p.FromRevision, p.PrevHash = seq, cur.Mode, cur.Revision, prev
-		p.Hash = chainHash(p)
+		p.Hash = store.ChainHash(p)
 		raw, err := json.Marshal(p)
 		if err != nil {
 			return err
@@ -387,7 +297,7 @@ func (s *Store) Record(p Promotion, expect *WorkloadState) (Promotion, error) {
 		if err := pb.Put(u64(seq), raw); err != nil {
 			return err
 		}
-		st := WorkloadState{Workload: p.Workload, Mode: p.ToMode, Revision: p.ToRevision, Since: p.At, Seq: seq}
+		st := store.WorkloadState{Workload: p.Workload, Mode: p.ToMode, Revision: p.ToRevision, Since: p.At, Seq: seq}
 		raw, err = json.Marshal(st)
 		if err != nil {
 			return err
@@ -395,18 +305,18 @@ func (s *Store) Record(p Promotion, expect *WorkloadState) (Promotion, error) {
 		return tx.Bucket(bucketState).Put([]byte(p.Workload), raw)
 	})
 	if err != nil {
-		return Promotion{}, fmt.Errorf("record %s of %s: %w", p.Action, p.Workload, err)
+		return store.Promotion{}, fmt.Errorf("record %s of %s: %w", p.Action, p.Workload, err)
 	}
 	return p, nil
 }
 
 // History returns the promotion events of workload (all workloads for ""),
 // oldest first.
-func (s *Store) History(workload string) ([]Promotion, error) {
-	var out []Promotion
+func (s *Store) History(workload string) ([]store.Promotion, error) {
+	var out []store.Promotion
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketPromotions).ForEach(func(_, v []byte) error {
-			var p Promotion
+			var p store.Promotion
 			if err := json.Unmarshal(v, &p); err != nil {
 				return err
 			}
@@ -419,50 +329,8 @@ func (s *Store) History(workload string) ([]Promotion, error) {
 	return out, err
 }
 
-// VerifyChain checks the whole promotion history: sequence numbers without
-// gaps, each PrevHash equal to the previous Hash, each Hash recomputed. It
-// returns ErrChainBroken naming the first event that does not verify.
-func (s *Store) VerifyChain() error {
-	all, err := s.History("")
-	if err != nil {
-		return err
-	}
-	return VerifyPromotions(all)
-}
-
-// VerifyPromotions checks a promotion history read from anywhere (the
-// store, an evidence bundle) as VerifyChain does.
-func VerifyPromotions(all []Promotion) error {
-	prev := ""
-	for i, p := range all {
-		switch {
-		case p.Seq != uint64(i+1):
-			return fmt.Errorf("%w: event %d has sequence %d (gap or reorder)", ErrChainBroken, i+1, p.Seq)
-		case p.PrevHash != prev:
-			return fmt.Errorf("%w: event %d does not link to event %d", ErrChainBroken, p.Seq, p.Seq-1)
-		case chainHash(p) != p.Hash:
-			return fmt.Errorf("%w: event %d was altered", ErrChainBroken, p.Seq)
-		}
-		prev = p.Hash
-	}
-	return nil
-}
-
-// VerdictEvent is one audit-denied or denied connection attempt.
-type VerdictEvent struct {
-	At          time.Time `json:"at"`
-	Endpoint    string    `json:"endpoint"` // netns name where it was logged
-	Verdict     string    `json:"verdict"`  // audit-deny or deny
-	RuleID      string    `json:"ruleID"`
-	Source      string    `json:"source"` // workload or address
-	SrcPort     uint16    `json:"srcPort,omitempty"`
-	Destination string    `json:"destination"` // workload, DNS name or address
-	Protocol    string    `json:"protocol"`
-	Port        uint16    `json:"port"`
-}
-
 // AddVerdicts appends verdict events in one transaction.
-func (s *Store) AddVerdicts(evs []VerdictEvent) error {
+func (s *Store) AddVerdicts(evs []store.VerdictEvent) error {
 	if len(evs) == 0 {
 		return nil
 	}
@@ -487,13 +355,13 @@ func (s *Store) AddVerdicts(evs []VerdictEvent) error {
 }
 
 // Verdicts returns the verdict events at or after since, oldest first.
-func (s *Store) Verdicts(since time.Time) ([]VerdictEvent, error) {
-	var out []VerdictEvent
+func (s *Store) Verdicts(since time.Time) ([]store.VerdictEvent, error) {
+	var out []store.VerdictEvent
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketVerdicts).Cursor()
 		start := u64(uint64(max(since.UnixNano(), 0)))
 		for k, v := c.Seek(start); k != nil; k, v = c.Next() {
-			var e VerdictEvent
+			var e store.VerdictEvent
 			if err := json.Unmarshal(v, &e); err != nil {
 				return err
 			}

@@ -6,16 +6,17 @@ import (
 	"testing"
 
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+	"github.com/nanoseg/nanoseg/store"
 )
 
 // TestUndoTargetWalksBack: a plain rollback undoes the most recent change
 // still in effect, rollbacks to a revision included, and repeated plain
 // rollbacks walk further back.
 func TestUndoTargetWalksBack(t *testing.T) {
-	hist := []Promotion{
-		{Seq: 1, Action: ActionPromote, FromMode: v1alpha1.ModeObserve, FromRevision: 0, ToMode: v1alpha1.ModeEnforce, ToRevision: 7},
-		{Seq: 2, Action: ActionPromote, FromMode: v1alpha1.ModeEnforce, FromRevision: 7, ToMode: v1alpha1.ModeAudit, ToRevision: 7},
-		{Seq: 3, Action: ActionRollback, FromMode: v1alpha1.ModeAudit, FromRevision: 7, ToMode: v1alpha1.ModeAudit, ToRevision: 1},
+	hist := []store.Promotion{
+		{Seq: 1, Action: store.ActionPromote, FromMode: v1alpha1.ModeObserve, FromRevision: 0, ToMode: v1alpha1.ModeEnforce, ToRevision: 7},
+		{Seq: 2, Action: store.ActionPromote, FromMode: v1alpha1.ModeEnforce, FromRevision: 7, ToMode: v1alpha1.ModeAudit, ToRevision: 7},
+		{Seq: 3, Action: store.ActionRollback, FromMode: v1alpha1.ModeAudit, FromRevision: 7, ToMode: v1alpha1.ModeAudit, ToRevision: 1},
 	}
 	want := []struct {
 		seq  uint64
@@ -27,7 +28,7 @@ func TestUndoTargetWalksBack(t *testing.T) {
 		if got == nil || got.Seq != w.seq || got.FromMode != w.mode || got.FromRevision != w.rev {
 			t.Fatalf("rollback %d undoes %+v; want event %d back to %s@%d", i+1, got, w.seq, w.mode, w.rev)
 		}
-		hist = append(hist, Promotion{Seq: uint64(len(hist) + 1), Action: ActionRollback, Undoes: got.Seq,
+		hist = append(hist, store.Promotion{Seq: uint64(len(hist) + 1), Action: store.ActionRollback, Undoes: got.Seq,
 			FromMode: got.ToMode, ToMode: got.FromMode, ToRevision: got.FromRevision})
 	}
 	if got := undoTarget(hist); got != nil {

@@ -1,6 +1,6 @@
 //go:build linux
 
-package controller
+package agent
 
 // Agent benchmarks (issue 6, "Benchmarks"): promotion latency for 10, 100
 // and 1000 endpoints, and agent memory with 1000 endpoints and 100k edges.
@@ -30,10 +30,11 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/dataplane"
 	"github.com/nanoseg/nanoseg/internal/nettest"
 	"github.com/nanoseg/nanoseg/internal/nsenter"
-	"github.com/nanoseg/nanoseg/lab"
+	"github.com/nanoseg/nanoseg/inventory"
 	"github.com/nanoseg/nanoseg/observer"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
@@ -206,12 +207,12 @@ spec:
 // registered first, so the agent stops before its namespaces go.
 func startBenchAgent(b *testing.B, dir, labels string) *Agent {
 	b.Helper()
-	cfg := DefaultAgentConfig()
+	cfg := Defaults()
 	cfg.StateFile = filepath.Join(dir, "state.db")
 	cfg.Socket = filepath.Join(dir, "agent.sock")
 	cfg.MetricsAddr = ""
 	cfg.LabelsFile = labels
-	a, err := NewAgent(cfg, lab.Config{}, nil, nil)
+	a, err := New(cfg, inventory.LabSource{}, nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -251,12 +252,12 @@ func startBenchAgent(b *testing.B, dir, labels string) *Agent {
 // benchPromote promotes workload w to mode and fails b unless every
 // endpoint converged.
 func benchPromote(b *testing.B, a *Agent, w string, mode v1alpha1.Mode) {
-	res, err := a.Promote(context.Background(), PromoteRequest{Workload: w, To: mode, Reason: "benchmark"}, "bench")
+	res, err := a.Service().Promote(context.Background(), controller.PromoteRequest{Workload: w, To: mode, Reason: "benchmark"}, "bench")
 	if err != nil {
 		b.Fatal(err)
 	}
 	if !res.Converged {
-		b.Fatalf("promote %s to %s: not converged within %v: %v", w, mode, ConvergeTimeout, res.Errors)
+		b.Fatalf("promote %s to %s: not converged within %v: %v", w, mode, controller.DefaultConvergeTimeout, res.Errors)
 	}
 }
 
@@ -302,16 +303,16 @@ func BenchmarkAgentPromote(b *testing.B) {
 			names := benchNamespaces(b, fmt.Sprint(n), n)
 			a := startBenchAgent(b, dir, writeBenchLabels(b, dir, names, 1))
 			const w = "bench/app"
-			if _, err := a.ApplyPolicies("bench.yaml", []byte(benchPolicy("app")), "bench"); err != nil {
+			if _, err := a.Service().ApplyPolicies("bench.yaml", []byte(benchPolicy("app")), "bench"); err != nil {
 				b.Fatal(err)
 			}
 			benchPromote(b, a, w, v1alpha1.ModeAudit) // creates the policy chains
-			st, ok := a.rec.Status(names[0])
+			desired, ok := a.Node().Desired(names[0])
 			if !ok {
 				b.Fatalf("no rule set for %s", names[0])
 			}
-			b.Logf("rule set per endpoint: %d ingress, %d egress entries", len(st.Desired.Ingress), len(st.Desired.Egress))
-			single := singleApply(b, st.Desired, 20)
+			b.Logf("rule set per endpoint: %d ingress, %d egress entries", len(desired.Ingress), len(desired.Egress))
+			single := singleApply(b, desired, 20)
 			b.ReportAllocs()
 			modes := []v1alpha1.Mode{v1alpha1.ModeEnforce, v1alpha1.ModeAudit}
 			i := 0
@@ -404,7 +405,7 @@ func BenchmarkAgentMemory(b *testing.B) {
 	for k := range workloads {
 		docs = append(docs, benchPolicy(benchWorkload(k, workloads)))
 	}
-	if _, err := a.ApplyPolicies("bench.yaml", []byte(strings.Join(docs, "---\n")), "bench"); err != nil {
+	if _, err := a.Service().ApplyPolicies("bench.yaml", []byte(strings.Join(docs, "---\n")), "bench"); err != nil {
 		b.Fatal(err)
 	}
 	for k := range workloads {

@@ -1,5 +1,3 @@
-//go:build linux
-
 package controller
 
 import (
@@ -15,12 +13,12 @@ import (
 // semantics of policies.Evaluate (Kubernetes NetworkPolicy). from and to
 // are a workload ("shop/api", its first endpoint), an endpoint
 // ("namespace/netns") or an address; port is "5432/TCP".
-func (a *Agent) Explain(from, to, port string) (policies.Verdict, error) {
-	f, err := a.endpointRef("from", from)
+func (s *Service) Explain(from, to, port string) (policies.Verdict, error) {
+	f, err := s.endpointRef("from", from)
 	if err != nil {
 		return policies.Verdict{}, err
 	}
-	t, err := a.endpointRef("to", to)
+	t, err := s.endpointRef("to", to)
 	if err != nil {
 		return policies.Verdict{}, err
 	}
@@ -35,7 +33,7 @@ func (a *Agent) Explain(from, to, port string) (policies.Verdict, error) {
 	default:
 		return policies.Verdict{}, fmt.Errorf("%w: port: protocol %q is not TCP, UDP, SCTP or ICMP", ErrInvalid, proto)
 	}
-	world, set, err := a.policyWorld()
+	world, set, err := s.policyWorld()
 	if err != nil {
 		return policies.Verdict{}, err
 	}
@@ -44,13 +42,13 @@ func (a *Agent) Explain(from, to, port string) (policies.Verdict, error) {
 
 // endpointRef turns a workload key into its first endpoint's pod, and
 // passes anything else to policies.ParseEndpoint.
-func (a *Agent) endpointRef(field, ref string) (policies.Endpoint, error) {
-	if eps := a.inv.Workload(ref); len(eps) > 0 {
+func (s *Service) endpointRef(field, ref string) (policies.Endpoint, error) {
+	if eps := s.inv.Workload(ref); len(eps) > 0 {
 		return policies.ParseEndpoint(eps[0].Namespace + "/" + eps[0].Netns)
 	}
 	e, err := policies.ParseEndpoint(ref)
 	if err != nil {
-		return e, fmt.Errorf("%w: %s: %v (known workloads: %v)", ErrInvalid, field, err, a.inv.Workloads())
+		return e, fmt.Errorf("%w: %s: %v (known workloads: %v)", ErrInvalid, field, err, s.inv.Workloads())
 	}
 	return e, nil
 }
@@ -65,9 +63,9 @@ type AgentWorld struct {
 }
 
 // World returns the agent's inventory and active policies as an AgentWorld.
-func (a *Agent) World() (AgentWorld, error) {
+func (s *Service) World() (AgentWorld, error) {
 	w := AgentWorld{Namespaces: []policies.CaseNamespace{}, Pods: []policies.CasePod{}, NanoSegments: []v1alpha1.NanoSegment{}}
-	world, err := a.inv.World(nil)
+	world, err := s.inv.World(nil)
 	if err != nil {
 		return w, err
 	}
@@ -75,7 +73,7 @@ func (a *Agent) World() (AgentWorld, error) {
 		w.Namespaces = append(w.Namespaces, policies.CaseNamespace{Name: ns.Name, Labels: ns.Labels})
 	}
 	n := map[string]int{}
-	for _, e := range a.inv.Endpoints() {
+	for _, e := range s.inv.Endpoints() {
 		p := policies.CasePod{Namespace: e.Namespace, Name: fmt.Sprintf("%s-%d", e.Workload, n[e.Key()]), Labels: e.Labels}
 		n[e.Key()]++
 		for _, ip := range e.Addrs {
@@ -86,7 +84,7 @@ func (a *Agent) World() (AgentWorld, error) {
 		}
 		w.Pods = append(w.Pods, p)
 	}
-	active, err := a.Active()
+	active, err := s.Active()
 	if err != nil {
 		return w, err
 	}

@@ -1,0 +1,273 @@
+//go:build linux
+
+// The standalone agent: one process with the controller service, the node
+// side and the API server over one bbolt store, for the endpoints of one
+// host.
+//
+// Design: one goroutine per concern, all stopped by one context.
+//   - inventory: the sources are listed every InventoryInterval and
+//     whenever they notify (the /run/netns watch); each snapshot goes to
+//     the node (node.Node.SetInventory), which starts and stops observers
+//     and recompiles what the change affects.
+//   - node: flushes observations to the store every FlushInterval and
+//     repairs drift every DriftInterval (node.Node.Run).
+//   - api: the server over the controller service (server.Server.Serve);
+//     promotions and rollbacks hand the policies in force to the node and
+//     wait until the endpoints they changed are applied.
+//
+// State that must survive a restart lives only in the store; on start the
+// agent lists the inventory, then hands the policies in force to the node
+// before anything else, and the dataplane adopts the tables it finds
+// without flushing them, so enforcement has no window across a restart.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
+
+	"github.com/nanoseg/nanoseg/controller"
+	"github.com/nanoseg/nanoseg/inventory"
+	"github.com/nanoseg/nanoseg/node"
+	"github.com/nanoseg/nanoseg/server"
+	"github.com/nanoseg/nanoseg/store/bolt"
+)
+
+// Agent is the standalone nanoseg agent.
+type Agent struct {
+	cfg   Config
+	log   *slog.Logger
+	store *bolt.Store
+	inv   *inventory.Index
+	src   inventory.Source
+	node  *node.Node
+	svc   *controller.Service
+	srv   *server.Server
+	reg   *prometheus.Registry
+
+	refreshMu sync.Mutex // one inventory refresh at a time (ticker and watch)
+	lock      *os.File   // held while the agent manages its inventory
+}
+
+// New opens the store and prepares the agent; Run starts it. labs locates
+// running labs (its Config; its Name is set from cfg.Lab). reg receives
+// the agent's metrics (nil: a private registry). Errors: an invalid
+// configuration, no inventory, a bad token file, another agent on the
+// socket or the same endpoints, or a store that cannot be opened.
+func New(cfg Config, labs inventory.LabSource, log *slog.Logger, reg *prometheus.Registry) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Lab == "" && cfg.LabelsFile == "" {
+		return nil, errors.New("agent: no inventory: set lab (a running lab's name) or labelsFile")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	token, err := readToken(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if c, err := net.DialTimeout("unix", cfg.Socket, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("another agent is serving %s: stop it first, or give this one another socket", cfg.Socket)
+	}
+	labs.Name = cfg.Lab
+	lock, err := lockInventory(cfg, labs)
+	if err != nil {
+		return nil, err
+	}
+	st, err := openStoreDir(cfg.StateFile)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	var sources []inventory.Source
+	if cfg.Lab != "" {
+		sources = append(sources, labs)
+	}
+	if cfg.LabelsFile != "" {
+		sources = append(sources, inventory.LabelsFileSource{Path: cfg.LabelsFile})
+	}
+	inv := inventory.NewIndex(nil, nil, nil)
+	nd, err := node.New(node.Config{FlushInterval: cfg.FlushInterval, DriftInterval: cfg.DriftInterval}, inv, st, reg, log)
+	if err != nil {
+		st.Close()
+		lock.Close()
+		return nil, err
+	}
+	svc := controller.New(controller.Config{EvidenceDir: filepath.Join(filepath.Dir(cfg.StateFile), "evidence"),
+		EvidenceKeyFile: cfg.EvidenceKeyFile, Lab: cfg.Lab}, st, st, inv, nd, log)
+	srv := server.New(svc, server.Config{Socket: cfg.Socket, Listen: cfg.Listen, Token: token, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
+		TLSClientCA: cfg.TLSClientCA, MetricsAddr: cfg.MetricsAddr, Metrics: reg}, log)
+	return &Agent{cfg: cfg, log: log.With("component", "agent"), store: st, inv: inv, src: inventory.NetnsSource{Source: inventory.Merge(sources...)},
+		node: nd, svc: svc, srv: srv, reg: reg, lock: lock}, nil
+}
+
+// Store returns the agent's store.
+func (a *Agent) Store() *bolt.Store { return a.store }
+
+// Inventory returns the agent's inventory index.
+func (a *Agent) Inventory() *inventory.Index { return a.inv }
+
+// Node returns the agent's node side.
+func (a *Agent) Node() *node.Node { return a.node }
+
+// Service returns the agent's controller service.
+func (a *Agent) Service() *controller.Service { return a.svc }
+
+// Server returns the agent's API server.
+func (a *Agent) Server() *server.Server { return a.srv }
+
+// Registry returns the agent's metrics registry.
+func (a *Agent) Registry() *prometheus.Registry { return a.reg }
+
+// Run runs the agent until ctx is done, then flushes and closes the store.
+// It returns nil on a clean stop, or the error that stopped the API.
+func (a *Agent) Run(ctx context.Context) error {
+	defer func() {
+		// Remove the lock file while still holding the lock: an agent
+		// starting now either held it first or finds no file to wait on.
+		_ = os.Remove(a.lock.Name())
+		a.lock.Close()
+	}()
+	defer a.store.Close()
+	if err := a.refreshInventory(ctx); err != nil {
+		return err
+	}
+	// First pass before anything else: adopt and converge.
+	if err := a.svc.Enforce(ctx); err != nil {
+		a.log.Error("enforce policies", "err", err)
+	}
+	var wg sync.WaitGroup
+	run := func(name string, f func(context.Context)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(ctx)
+			a.log.Debug("stopped", "loop", name)
+		}()
+	}
+	nodeCtx, stopNode := context.WithCancel(context.WithoutCancel(ctx))
+	nodeDone := make(chan struct{})
+	go func() {
+		defer close(nodeDone)
+		_ = a.node.Run(nodeCtx)
+	}()
+	run("inventory", func(ctx context.Context) {
+		t := time.NewTicker(a.cfg.InventoryInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := a.refreshInventory(ctx); err != nil {
+					a.log.Warn("refresh inventory", "err", err)
+				}
+			}
+		}
+	})
+	run("inventory-watch", func(ctx context.Context) {
+		err := a.src.Watch(ctx, func() {
+			if err := a.refreshInventory(ctx); err != nil {
+				a.log.Warn("refresh inventory", "err", err)
+			}
+		})
+		if err != nil {
+			a.log.Warn("watch inventory; relying on the periodic refresh", "err", err)
+		}
+	})
+	ctx, cancel := context.WithCancelCause(ctx)
+	run("api", func(ctx context.Context) {
+		if err := a.srv.Serve(ctx); err != nil {
+			cancel(err)
+		}
+	})
+	a.log.Info("agent running", "endpoints", len(a.inv.Endpoints()), "store", a.cfg.StateFile)
+	<-ctx.Done()
+	wg.Wait()
+	// The node stops last: its final flush commits what the observers saw.
+	stopNode()
+	<-nodeDone
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// refreshInventory lists the inventory sources and hands the snapshot to
+// the node.
+func (a *Agent) refreshInventory(ctx context.Context) error {
+	a.refreshMu.Lock()
+	defer a.refreshMu.Unlock()
+	snap, err := a.src.List(ctx)
+	if err != nil {
+		return err
+	}
+	a.node.SetInventory(ctx, snap)
+	return nil
+}
+
+// lockInventory takes an exclusive lock that keeps a second agent from
+// managing the same endpoints: beside the lab's state for a lab, beside the
+// labels file otherwise. The lock goes with the process, also on kill -9.
+func lockInventory(cfg Config, labs inventory.LabSource) (*os.File, error) {
+	path := cfg.LabelsFile + ".agent.lock"
+	if cfg.Lab != "" {
+		if _, err := os.Stat(labs.Dir()); err != nil {
+			return nil, fmt.Errorf("agent.lab: lab %q is not up (no state in %s): run `nanoseg lab up` first", cfg.Lab, labs.Dir())
+		}
+		path = labs.LockPath()
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock inventory: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another agent already manages these endpoints (lock %s held): two agents would fight over the same tables", path)
+		}
+		return nil, fmt.Errorf("lock inventory %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// readToken reads the TCP API's bearer token when a TCP listener is
+// configured, refusing a missing, empty or short one before anything starts.
+func readToken(cfg Config) (string, error) {
+	if cfg.Listen == "" || cfg.TokenFile == "" {
+		return "", nil
+	}
+	raw, err := os.ReadFile(cfg.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("agent.tokenFile: %w", err)
+	}
+	token := strings.TrimSpace(string(raw))
+	if len(token) < 16 {
+		return "", fmt.Errorf("agent.tokenFile: %s: the token must have at least 16 characters", cfg.TokenFile)
+	}
+	return token, nil
+}
+
+// openStoreDir creates the store file's directory (0700) and opens it.
+func openStoreDir(path string) (*bolt.Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create state directory: %w", err)
+	}
+	return bolt.Open(path)
+}

@@ -1,0 +1,56 @@
+package compile
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/nanoseg/nanoseg/dataplane"
+	"github.com/nanoseg/nanoseg/policies"
+	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+)
+
+// Input returns the input of a full compile: the namespaces and pods of
+// world (pods named by netns, keyed "namespace/netns"), the nanosegments
+// in force segs (each with its promoted mode), and DNS-name peers resolved
+// through names (address → names).
+func Input(world *policies.MemWorld, segs []v1alpha1.NanoSegment, names map[netip.Addr][]string) (CompileInput, error) {
+	set, err := ActiveSet(segs)
+	if err != nil {
+		return CompileInput{}, err
+	}
+	return CompileInput{Namespaces: world.Namespaces(), Pods: world.Pods(), Policies: set, Names: NamesByDNS(names)}, nil
+}
+
+// NamesByDNS inverts names (address → DNS names) into DNS name (lower
+// case, no trailing dot) → addresses, as CompileInput.Names wants.
+func NamesByDNS(names map[netip.Addr][]string) map[string][]netip.Addr {
+	byName := map[string][]netip.Addr{}
+	for addr, ns := range names {
+		for _, n := range ns {
+			n = strings.ToLower(strings.TrimSuffix(n, "."))
+			byName[n] = append(byName[n], addr)
+		}
+	}
+	return byName
+}
+
+// For returns the rule set of pod key. Pods no enforcing or auditing
+// policy selects get an observe rule set, which filters nothing and keeps
+// connection tracking and the verdict log on for the observer.
+func (c *Compiler) For(key string) dataplane.RuleSet {
+	if rs, ok := c.RuleSet(key); ok {
+		return rs
+	}
+	return dataplane.RuleSet{Name: key, Mode: dataplane.ModeObserve}
+}
+
+// ActiveSet compiles the nanosegments in force (each with its promoted
+// mode) into the policy set that evaluation, compile and diff use.
+func ActiveSet(segs []v1alpha1.NanoSegment) (policies.PolicySet, error) {
+	set, err := policies.NewPolicySet(nil, segs)
+	if err != nil {
+		return policies.PolicySet{}, fmt.Errorf("compile active policies: %w", err)
+	}
+	return set, nil
+}

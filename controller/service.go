@@ -1,0 +1,295 @@
+package controller
+
+// The service: every operation of nanoseg over its seams. It holds no
+// state of its own beyond configuration: policies, promotions and
+// observations are in the store, endpoints in the inventory, rule sets and
+// kernel state on the node. It has no build tags and makes no kernel call,
+// so it runs wherever the seams do (standalone agent, Kubernetes
+// controller) and is unit-tested with fakes.
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nanoseg/nanoseg/compile"
+	"github.com/nanoseg/nanoseg/evidence"
+	"github.com/nanoseg/nanoseg/inventory"
+	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/policies"
+	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+	"github.com/nanoseg/nanoseg/store"
+)
+
+// ErrInvalid marks a request the service refuses because of its content.
+var ErrInvalid = errors.New("invalid request")
+
+// Inventory is the service's view of the endpoints: *inventory.Index
+// implements it.
+type Inventory interface {
+	// Endpoints returns every endpoint, sorted by netns name.
+	Endpoints() []inventory.Endpoint
+	// Workload returns the endpoints of workload key "namespace/workload".
+	Workload(key string) []inventory.Endpoint
+	// Workloads returns the workload keys, sorted.
+	Workloads() []string
+	// Externals returns external addresses with their DNS names.
+	Externals() map[netip.Addr]string
+	// World returns the inventory as a policy world (pods named by netns)
+	// with the DNS names in names attached for DNS peers.
+	World(names map[netip.Addr][]string) (*policies.MemWorld, error)
+}
+
+// Node is the node side as the service sees it: it programs the rule sets
+// compiled from the policies in force, reports its endpoints' dataplane
+// state, hands over pending observations and probes from inside
+// endpoints. node.Node implements it on Linux; tests use fakes.
+type Node interface {
+	// Enforce makes the node hold the rule sets compiled from segs (the
+	// nanosegments in force, each with its promoted mode) and returns
+	// when every endpoint whose rule set changed has been applied, or
+	// with ctx's error when ctx ends first. An endpoint that fails to
+	// apply is not an error here: Applied reports it.
+	Enforce(ctx context.Context, segs []v1alpha1.NanoSegment) error
+	// Applied returns what the node knows of endpoint netns without
+	// reading the kernel: whether it applied a rule set, and the error of
+	// the last apply or drift comparison.
+	Applied(netns string) EndpointSync
+	// Read reads endpoint netns's table back from the kernel: in sync,
+	// per-rule counters and, when rules is true, desired and programmed
+	// rules for evidence.
+	Read(netns string, rules bool) EndpointSync
+	// Flush commits the observations pending on the node (edges, verdict
+	// events) to the observation sink.
+	Flush() error
+	// Names returns the DNS names the node saw in answers (address →
+	// name).
+	Names() map[netip.Addr]string
+	// Probe makes one connection attempt from inside endpoint src to addr
+	// over proto (TCP or UDP) within timeout, kept out of the observed
+	// graph, and reports its outcome.
+	Probe(ctx context.Context, src inventory.Endpoint, proto string, addr netip.AddrPort, timeout time.Duration) ProbeOutcome
+}
+
+// EndpointSync is a node's view of one endpoint's dataplane.
+type EndpointSync struct {
+	// Known: the node has applied a rule set to the endpoint.
+	Known bool
+	// Err is the error of the last apply or drift comparison.
+	Err error
+	// The fields below are filled by Node.Read only.
+	ReadErr  error                     // reading the table back failed
+	InSync   bool                      // the kernel holds the desired rule set
+	Counters map[string]evidence.Count // per rule id
+	Rules    *evidence.EndpointRules   // desired and programmed rules (Read with rules)
+}
+
+// ProbeOutcome is the result of one probe: Outcome is connected, refused,
+// reply, timeout, dropped at source or error; Reached whether the network
+// let it through; Detail the error text for errors.
+type ProbeOutcome struct {
+	Outcome string
+	Reached bool
+	Detail  string
+}
+
+// Config configures a Service.
+type Config struct {
+	// EvidenceDir keeps the evidence state: the default signing key,
+	// chain-head.json and counter-snapshots.json.
+	EvidenceDir string
+	// EvidenceKeyFile is the ed25519 key that signs evidence bundles
+	// ("" = EvidenceDir/signing.key).
+	EvidenceKeyFile string
+	// Lab is the lab the inventory comes from, recorded in evidence ("").
+	Lab string
+	// ConvergeTimeout bounds how long a promotion or rollback waits for
+	// the dataplane (default DefaultConvergeTimeout).
+	ConvergeTimeout time.Duration
+}
+
+// DefaultConvergeTimeout bounds how long a promotion or rollback waits for
+// the dataplane to converge before it answers.
+const DefaultConvergeTimeout = 15 * time.Second
+
+// Service is nanoseg's operations over a policy store, an observation
+// reader, an inventory and a node. Safe for concurrent use.
+type Service struct {
+	cfg   Config
+	log   *slog.Logger
+	store store.PolicyStore
+	obs   store.ObservationReader
+	inv   Inventory
+	node  Node
+
+	enforceMu  sync.Mutex // one Enforce at a time, with the policies read under it
+	evidenceMu sync.Mutex // serialises exports: chain head and counter snapshots
+}
+
+// New returns a service over the seams. log nil discards.
+func New(cfg Config, ps store.PolicyStore, obs store.ObservationReader, inv Inventory, node Node, log *slog.Logger) *Service {
+	if cfg.ConvergeTimeout == 0 {
+		cfg.ConvergeTimeout = DefaultConvergeTimeout
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Service{cfg: cfg, log: log.With("component", "controller"), store: ps, obs: obs, inv: inv, node: node}
+}
+
+// ActivePolicy is a workload's policy as it is in force: the revision's
+// nanosegment with the workload's promoted mode.
+type ActivePolicy struct {
+	State  store.WorkloadState
+	Policy *v1alpha1.NanoSegment
+}
+
+// Active returns the active policy of every workload with a revision.
+func (s *Service) Active() ([]ActivePolicy, error) {
+	states, err := s.store.States()
+	if err != nil {
+		return nil, err
+	}
+	var out []ActivePolicy
+	for _, st := range states {
+		if st.Revision == 0 {
+			continue
+		}
+		r, err := s.store.Revision(st.Workload, st.Revision)
+		if err != nil {
+			return nil, err
+		}
+		p := r.Policy.DeepCopy()
+		p.Spec.Mode = st.Mode
+		out = append(out, ActivePolicy{State: st, Policy: p})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].State.Workload < out[j].State.Workload })
+	return out, nil
+}
+
+// activeSegments returns the nanosegments of active, with their promoted modes.
+func activeSegments(active []ActivePolicy) []v1alpha1.NanoSegment {
+	segs := make([]v1alpha1.NanoSegment, 0, len(active))
+	for _, ap := range active {
+		segs = append(segs, *ap.Policy)
+	}
+	return segs
+}
+
+// Enforce hands the policies in force to the node and waits as
+// Node.Enforce does. The agent calls it at start; promotions and rollbacks
+// call it after recording.
+func (s *Service) Enforce(ctx context.Context) error {
+	s.enforceMu.Lock()
+	defer s.enforceMu.Unlock()
+	active, err := s.Active()
+	if err != nil {
+		return err
+	}
+	return s.node.Enforce(ctx, activeSegments(active))
+}
+
+// knownNames returns every DNS name known for an address: inventory
+// externals and names the node saw in DNS answers.
+func (s *Service) knownNames() map[netip.Addr][]string {
+	out := map[netip.Addr][]string{}
+	for addr, n := range s.inv.Externals() {
+		out[addr] = append(out[addr], n)
+	}
+	for addr, n := range s.node.Names() {
+		out[addr] = append(out[addr], n)
+	}
+	return out
+}
+
+// policyWorld returns the policy world and the active policies as a
+// policy set, as the node's compiler sees them.
+func (s *Service) policyWorld() (*policies.MemWorld, policies.PolicySet, error) {
+	active, err := s.Active()
+	if err != nil {
+		return nil, policies.PolicySet{}, err
+	}
+	world, err := s.inv.World(s.knownNames())
+	if err != nil {
+		return nil, policies.PolicySet{}, err
+	}
+	set, err := activeSet(active)
+	if err != nil {
+		return nil, policies.PolicySet{}, err
+	}
+	return world, set, nil
+}
+
+// activeSet compiles active into the policy set that evaluation and diff use.
+func activeSet(active []ActivePolicy) (policies.PolicySet, error) {
+	return compile.ActiveSet(activeSegments(active))
+}
+
+// Endpoints returns the inventory's endpoints, sorted by netns.
+func (s *Service) Endpoints() []inventory.Endpoint { return s.inv.Endpoints() }
+
+// Edges commits pending observations and returns the edges last seen
+// within window (all for 0).
+func (s *Service) Edges(window time.Duration) ([]observer.Edge, error) {
+	if err := s.node.Flush(); err != nil {
+		return nil, err
+	}
+	return s.obs.Edges(windowStart(window))
+}
+
+// Verdicts commits pending observations and returns the verdict events of
+// window (all for 0), oldest first.
+func (s *Service) Verdicts(window time.Duration) ([]store.VerdictEvent, error) {
+	if err := s.node.Flush(); err != nil {
+		return nil, err
+	}
+	return s.obs.Verdicts(windowStart(window))
+}
+
+// Revision returns revision n of workload (ErrNotFound if none).
+func (s *Service) Revision(workload string, n int) (store.Revision, error) {
+	return s.store.Revision(workload, n)
+}
+
+// Revisions returns every revision of workload, or of every workload for
+// "", oldest first per workload.
+func (s *Service) Revisions(workload string) ([]store.Revision, error) {
+	ws := []string{workload}
+	if workload == "" {
+		var err error
+		if ws, err = s.store.Workloads(); err != nil {
+			return nil, err
+		}
+	}
+	out := []store.Revision{}
+	for _, w := range ws {
+		rs, err := s.store.Revisions(w)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rs...)
+	}
+	return out, nil
+}
+
+// History returns the promotion events of workload (all for ""), oldest
+// first; never nil.
+func (s *Service) History(workload string) ([]store.Promotion, error) {
+	h, err := s.store.History(workload)
+	if h == nil {
+		h = []store.Promotion{}
+	}
+	return h, err
+}
+
+// windowStart returns now minus w, or the zero time (everything) for w <= 0.
+func windowStart(w time.Duration) time.Time {
+	if w <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(-w)
+}

@@ -1,0 +1,14 @@
+// Package inventory is the endpoint source seam and what is built on it.
+//
+//   - Source (source.go): list and watch the endpoints of a node with their
+//     identities, addresses and named ports, the namespaces with their
+//     labels, and known external names. Implementations: LabSource
+//     (lab.go, a running lab), LabelsFileSource (labels.go, named network
+//     namespaces described by a YAML file), NetnsSource (netns_linux.go,
+//     keeps the namespaces that exist and watches /run/netns). A
+//     Kubernetes source (informers on Pods and Namespaces) is meant to be
+//     one more implementation of Source, in its own file or package.
+//   - Index (inventory.go): the endpoints of the last snapshot indexed by
+//     address, the address → identity lookup of the observer, and the
+//     World of policy evaluation (policies.MemWorld).
+package inventory

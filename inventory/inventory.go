@@ -1,0 +1,207 @@
+package inventory
+
+import (
+	"fmt"
+	"maps"
+	"net/netip"
+	"sort"
+	"sync"
+
+	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/policies"
+)
+
+// Endpoint is one network namespace whose traffic the node observes and
+// whose rule set it programs.
+type Endpoint struct {
+	// Netns is the name under /run/netns; Path its bind mount.
+	Netns string `json:"netns"`
+	Path  string `json:"path"`
+	// NetnsInode identifies the namespace behind Path (its nsfs inode): a
+	// namespace deleted and created again under the same name is a new
+	// endpoint. 0 when unknown.
+	NetnsInode uint64 `json:"netnsInode,omitempty"`
+	// Namespace and Workload name the workload; Labels are the endpoint's
+	// own (pod) labels, noise included.
+	Namespace string            `json:"namespace"`
+	Workload  string            `json:"workload"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	Addrs     []netip.Addr      `json:"addrs"`
+	// Ports are the endpoint's named container ports, for named ports in
+	// policies (resolved at the destination, as NetworkPolicy does).
+	Ports []policies.ContainerPort `json:"ports,omitempty"`
+}
+
+// Key returns "namespace/workload".
+func (e Endpoint) Key() string { return e.Namespace + "/" + e.Workload }
+
+// Pod returns the endpoint as a running pod of policy evaluation and
+// compilation: named by its netns, so its key is "namespace/netns".
+func (e Endpoint) Pod() policies.Pod {
+	return policies.Pod{Namespace: e.Namespace, Name: e.Netns, Labels: e.Labels, IPs: e.Addrs, Ports: e.Ports}
+}
+
+// Index is the set of endpoints and namespaces one node knows, from its
+// sources, indexed by address: the address → identity lookup of the
+// observer and the world of policy evaluation. Safe for concurrent use.
+type Index struct {
+	mu         sync.RWMutex
+	endpoints  map[string]Endpoint // by netns
+	byAddr     map[netip.Addr]Endpoint
+	namespaces map[string]map[string]string
+	externals  map[netip.Addr]string // lab externals: address → DNS name
+}
+
+// NewIndex returns an index holding endpoints and namespaces
+// (namespace name → labels).
+func NewIndex(eps []Endpoint, namespaces map[string]map[string]string, externals map[netip.Addr]string) *Index {
+	inv := &Index{}
+	inv.Replace(eps, namespaces, externals)
+	return inv
+}
+
+// Replace swaps the inventory's contents and returns the netns names of
+// endpoints added and removed. A netns name whose namespace changed (another
+// NetnsInode) is in both lists: removed, then added.
+func (inv *Index) Replace(eps []Endpoint, namespaces map[string]map[string]string, externals map[netip.Addr]string) (added, removed []string) {
+	m := map[string]Endpoint{}
+	byAddr := map[netip.Addr]Endpoint{}
+	for _, e := range eps {
+		m[e.Netns] = e
+		for _, a := range e.Addrs {
+			byAddr[a] = e
+		}
+	}
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	for n, e := range m {
+		if old, ok := inv.endpoints[n]; !ok || old.NetnsInode != e.NetnsInode {
+			added = append(added, n)
+		}
+	}
+	for n, old := range inv.endpoints {
+		if e, ok := m[n]; !ok || old.NetnsInode != e.NetnsInode {
+			removed = append(removed, n)
+		}
+	}
+	sort.Strings(added)
+	sort.Strings(removed)
+	inv.endpoints, inv.byAddr, inv.namespaces, inv.externals = m, byAddr, namespaces, externals
+	return added, removed
+}
+
+// Endpoints returns every endpoint, sorted by netns name.
+func (inv *Index) Endpoints() []Endpoint {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	out := make([]Endpoint, 0, len(inv.endpoints))
+	for _, e := range inv.endpoints {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Netns < out[j].Netns })
+	return out
+}
+
+// Endpoint returns the endpoint of netns name and whether it is known.
+func (inv *Index) Endpoint(netns string) (Endpoint, bool) {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	e, ok := inv.endpoints[netns]
+	return e, ok
+}
+
+// Namespaces returns a copy of the namespaces (name → labels).
+func (inv *Index) Namespaces() map[string]map[string]string {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	out := make(map[string]map[string]string, len(inv.namespaces))
+	for n, l := range inv.namespaces {
+		out[n] = maps.Clone(l)
+	}
+	return out
+}
+
+// Workload returns the endpoints of workload key "namespace/workload".
+func (inv *Index) Workload(key string) []Endpoint {
+	var out []Endpoint
+	for _, e := range inv.Endpoints() {
+		if e.Key() == key {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Workloads returns the workload keys, sorted.
+func (inv *Index) Workloads() []string {
+	seen := map[string]bool{}
+	for _, e := range inv.Endpoints() {
+		seen[e.Key()] = true
+	}
+	out := make([]string, 0, len(seen))
+	for k := range seen {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Lookup resolves addr to its workload identity (observer.Inventory).
+func (inv *Index) Lookup(addr netip.Addr) (observer.Identity, bool) {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	e, ok := inv.byAddr[addr.Unmap()]
+	if !ok {
+		return observer.Identity{}, false
+	}
+	return observer.Identity{Namespace: e.Namespace, Workload: e.Workload, Labels: policies.IdentityLabels(e.Labels)}, true
+}
+
+// Externals returns the lab's external addresses with their DNS names.
+func (inv *Index) Externals() map[netip.Addr]string {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	out := make(map[netip.Addr]string, len(inv.externals))
+	for a, n := range inv.externals {
+		out[a] = n
+	}
+	return out
+}
+
+// World returns the inventory as a policies world: its namespaces and one
+// running pod per endpoint (pod name = netns name), with the DNS names in
+// names (address → names, may be nil) attached for DNS peers.
+func (inv *Index) World(names map[netip.Addr][]string) (*policies.MemWorld, error) {
+	inv.mu.RLock()
+	var nss []policies.Namespace
+	for n, l := range inv.namespaces {
+		nss = append(nss, policies.Namespace{Name: n, Labels: l})
+	}
+	var pods []policies.Pod
+	for _, e := range inv.endpoints {
+		pods = append(pods, e.Pod())
+	}
+	inv.mu.RUnlock()
+	sort.Slice(nss, func(i, j int) bool { return nss[i].Name < nss[j].Name })
+	sort.Slice(pods, func(i, j int) bool { return pods[i].Key() < pods[j].Key() })
+	w, err := policies.NewMemWorld(nss, pods)
+	if err != nil {
+		return nil, fmt.Errorf("build world: %w", err)
+	}
+	for a, ns := range names {
+		for _, n := range ns {
+			w.AddName(a, n)
+		}
+	}
+	return w, nil
+}
+
+// withNamespaceName adds the label the Kubernetes API server puts on every
+// namespace (kubernetes.io/metadata.name), as NetworkPolicy selectors expect.
+func withNamespaceName(name string, l map[string]string) map[string]string {
+	out := map[string]string{"kubernetes.io/metadata.name": name}
+	for k, v := range l {
+		out[k] = v
+	}
+	return out
+}

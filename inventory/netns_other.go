@@ -1,0 +1,13 @@
+//go:build !linux
+
+package inventory
+
+import (
+	"errors"
+	"net/netip"
+)
+
+// NetnsAddrs needs Linux network namespaces.
+func NetnsAddrs(path string) ([]netip.Addr, error) {
+	return nil, errors.New("read netns addresses: network namespaces need Linux")
+}

@@ -1,0 +1,72 @@
+package inventory
+
+import (
+	"context"
+	"net/netip"
+)
+
+// Snapshot is what an inventory source knows at one moment.
+type Snapshot struct {
+	Endpoints []Endpoint
+	// Namespaces maps namespace name → labels (with
+	// kubernetes.io/metadata.name, as the Kubernetes API server sets it).
+	Namespaces map[string]map[string]string
+	// Externals maps addresses outside the inventory to the DNS name they
+	// are known by (a lab's externals).
+	Externals map[netip.Addr]string
+}
+
+// Source is the endpoint source seam: where a node learns which endpoints
+// exist, with their identities (namespace, workload, labels), addresses and
+// named ports. Implementations: LabSource (a running lab), LabelsFileSource
+// (named netns described by a labels file), NetnsSource (keeps the
+// endpoints whose netns exists and watches /run/netns); a Kubernetes source
+// (informers on Pods and Namespaces) will be another.
+type Source interface {
+	// List returns what the source knows now.
+	List(ctx context.Context) (Snapshot, error)
+	// Watch calls notify whenever List may answer differently (calls may
+	// be coalesced, and may be spurious), until ctx ends; it returns nil
+	// then, or an error when it cannot watch (callers then rely on
+	// listing periodically).
+	Watch(ctx context.Context, notify func()) error
+}
+
+// Merge returns a Source listing the endpoints of every source in order;
+// a namespace or external named by several takes the last one's labels.
+// Watch watches all of them.
+func Merge(sources ...Source) Source { return merged(sources) }
+
+type merged []Source
+
+func (m merged) List(ctx context.Context) (Snapshot, error) {
+	out := Snapshot{Namespaces: map[string]map[string]string{}, Externals: map[netip.Addr]string{}}
+	for _, s := range m {
+		snap, err := s.List(ctx)
+		if err != nil {
+			return Snapshot{}, err
+		}
+		out.Endpoints = append(out.Endpoints, snap.Endpoints...)
+		for k, v := range snap.Namespaces {
+			out.Namespaces[k] = v
+		}
+		for k, v := range snap.Externals {
+			out.Externals[k] = v
+		}
+	}
+	return out, nil
+}
+
+func (m merged) Watch(ctx context.Context, notify func()) error {
+	errc := make(chan error, len(m))
+	for _, s := range m {
+		go func() { errc <- s.Watch(ctx, notify) }()
+	}
+	var first error
+	for range m {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}

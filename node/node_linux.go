@@ -1,0 +1,459 @@
+//go:build linux
+
+// The node side: what runs on every host that has endpoints.
+//
+// Design: one goroutine per concern, all stopped by one context.
+//   - inventory: SetInventory (called by the agent on every inventory
+//     change) updates the index, gives new endpoints an observer and
+//     stops those of vanished ones, and updates the rule sets through the
+//     incremental compiler (compile.Compiler.UpdatePod / DeletePod).
+//   - observation: each endpoint's observer hands flow records to one
+//     Aggregator; every FlushInterval the aggregated edges and the
+//     audit-deny / deny verdict events are committed to the observation
+//     sink in one change each, so a crash loses at most one interval.
+//   - reconcile: Enforce (the policies in force changed) recompiles every
+//     rule set; after either kind of change the rule sets go to one
+//     dataplane.Reconciler, which skips the endpoints whose rule set did
+//     not change and applies the others with its bounded workers; Enforce
+//     returns when they are applied.
+//   - drift: the reconciler compares tables with their desired rule sets
+//     every DriftInterval and repairs them.
+//
+// Until the first Enforce the node programs nothing: on a restart the
+// dataplane adopts the tables it finds without flushing them, so
+// enforcement has no window across a restart.
+package node
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"reflect"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nanoseg/nanoseg/compile"
+	"github.com/nanoseg/nanoseg/controller"
+	"github.com/nanoseg/nanoseg/dataplane"
+	"github.com/nanoseg/nanoseg/evidence"
+	"github.com/nanoseg/nanoseg/inventory"
+	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/policies"
+	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+	"github.com/nanoseg/nanoseg/store"
+)
+
+// Config configures a Node.
+type Config struct {
+	// FlushInterval is how often observations go to the sink.
+	FlushInterval time.Duration
+	// DriftInterval is how often every table is compared with its desired
+	// rule set and repaired.
+	DriftInterval time.Duration
+}
+
+// Node observes and programs the endpoints of one host. It implements
+// controller.Node.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	inv    *inventory.Index
+	sink   store.ObservationSink
+	dp     *dataplane.Dataplane
+	rec    *dataplane.Reconciler
+	agg    *observer.Aggregator
+	names  *observer.Names
+	obsCfg observer.Config
+	obsM   *observer.Metrics
+
+	mu        sync.Mutex
+	observers map[string]context.CancelFunc // by netns
+	pending   []store.VerdictEvent
+	probes    map[probeKey]time.Time // the node's own probes (probe_linux.go)
+	probePort uint32
+	seenNames map[netip.Addr]string // remote address → DNS name seen by the observer
+
+	// compile state, under compileMu: one compile and apply at a time.
+	compileMu sync.Mutex
+	enforced  bool                   // Enforce was called at least once
+	segs      []v1alpha1.NanoSegment // the policies in force
+	comp      *compile.Compiler
+	compNames map[netip.Addr][]string      // DNS names comp was built with
+	compNS    map[string]map[string]string // namespaces comp was built with
+	pods      map[string]policies.Pod      // pods comp holds, by key
+}
+
+var _ controller.Node = (*Node)(nil)
+
+// New returns a node over the index inv (which SetInventory keeps
+// current), committing observations to sink. reg receives the observer's
+// metrics; log nil discards.
+func New(cfg Config, inv *inventory.Index, sink store.ObservationSink, reg prometheus.Registerer, log *slog.Logger) (*Node, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m, err := observer.NewMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("register observer metrics: %w", err)
+	}
+	dp := dataplane.New(log)
+	rec, err := dataplane.NewReconciler(dp, dataplane.ReconcilerConfig{Resync: cfg.DriftInterval, MinInterval: cfg.DriftInterval / 5, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: log.With("component", "node"), inv: inv, sink: sink, dp: dp, rec: rec,
+		names: observer.NewNames(0), obsCfg: observer.Defaults(), obsM: m,
+		observers: map[string]context.CancelFunc{}, seenNames: map[netip.Addr]string{}}
+	n.agg = observer.NewAggregator(inv, n.names, n.isEndpoint)
+	return n, nil
+}
+
+func (n *Node) isEndpoint(addr netip.Addr) bool {
+	_, ok := n.inv.Lookup(addr)
+	return ok
+}
+
+// Run flushes observations every FlushInterval and runs the drift loop
+// until ctx is done; then it stops the observers, flushes once more and
+// returns nil.
+func (n *Node) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = n.rec.Run(ctx) })
+	wg.Go(func() {
+		t := time.NewTicker(n.cfg.FlushInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := n.Flush(); err != nil {
+					n.log.Warn("flush observations", "err", err)
+				}
+			}
+		}
+	})
+	<-ctx.Done()
+	wg.Wait()
+	n.mu.Lock()
+	for _, cancel := range n.observers {
+		cancel()
+	}
+	n.mu.Unlock()
+	if err := n.Flush(); err != nil {
+		n.log.Warn("final flush", "err", err)
+	}
+	return nil
+}
+
+// SetInventory makes snap the node's inventory: observers start for new
+// endpoints (under ctx) and stop for vanished ones, and, once policies
+// are enforced, the rule sets that the change affects are recompiled and
+// applied. It reports whether anything changed.
+func (n *Node) SetInventory(ctx context.Context, snap inventory.Snapshot) bool {
+	added, removed := n.inv.Replace(snap.Endpoints, snap.Namespaces, snap.Externals)
+	changed := len(added) > 0 || len(removed) > 0
+	if changed {
+		n.log.Info("inventory changed", "added", added, "removed", removed)
+		byName := map[string]inventory.Endpoint{}
+		for _, e := range snap.Endpoints {
+			byName[e.Netns] = e
+		}
+		n.mu.Lock()
+		for _, name := range removed {
+			if cancel := n.observers[name]; cancel != nil {
+				cancel()
+				delete(n.observers, name)
+			}
+			n.rec.Remove(name)
+		}
+		n.mu.Unlock()
+		for _, name := range added {
+			n.startObserver(ctx, byName[name])
+		}
+	}
+	n.compileMu.Lock()
+	defer n.compileMu.Unlock()
+	if !n.enforced {
+		return changed
+	}
+	if err := n.updateLocked(); err != nil {
+		n.log.Error("compile rule sets", "err", err)
+		return changed
+	}
+	n.applyLocked()
+	return changed
+}
+
+func (n *Node) startObserver(ctx context.Context, e inventory.Endpoint) {
+	octx, cancel := context.WithCancel(ctx)
+	o, err := observer.New(n.obsCfg, []observer.Endpoint{{Name: e.Netns, Path: e.Path, Addrs: e.Addrs}}, n.handleFlow, n.names, n.obsM, n.log)
+	if err != nil {
+		cancel()
+		n.log.Warn("start observer", "netns", e.Netns, "err", err)
+		return
+	}
+	n.mu.Lock()
+	n.observers[e.Netns] = cancel
+	n.mu.Unlock()
+	go func() {
+		if err := o.Run(octx); err != nil && octx.Err() == nil {
+			n.log.Warn("observer stopped", "netns", e.Netns, "err", err)
+		}
+	}()
+}
+
+// Enforce implements controller.Node: it recompiles every rule set from
+// segs and applies those that changed, returning when they are applied
+// (or with ctx's error when ctx ends first; the apply then still
+// finishes).
+func (n *Node) Enforce(ctx context.Context, segs []v1alpha1.NanoSegment) error {
+	done := make(chan error, 1)
+	go func() {
+		n.compileMu.Lock()
+		defer n.compileMu.Unlock()
+		n.segs, n.enforced = segs, true
+		if err := n.compileLocked(); err != nil {
+			n.log.Error("compile rule sets", "err", err)
+			done <- err
+			return
+		}
+		n.applyLocked()
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// knownNames returns every DNS name known for an address: inventory
+// externals and names the observer saw in DNS answers.
+func (n *Node) knownNames() map[netip.Addr][]string {
+	out := map[netip.Addr][]string{}
+	for addr, name := range n.inv.Externals() {
+		out[addr] = append(out[addr], name)
+	}
+	for addr, name := range n.Names() {
+		out[addr] = append(out[addr], name)
+	}
+	return out
+}
+
+// compileLocked compiles every rule set from scratch.
+func (n *Node) compileLocked() error {
+	names := n.knownNames()
+	world, err := n.inv.World(names)
+	if err != nil {
+		return err
+	}
+	in, err := compile.Input(world, n.segs, names)
+	if err != nil {
+		return err
+	}
+	c, err := compile.NewCompiler(in)
+	if err != nil {
+		return err
+	}
+	for _, w := range c.Warnings() {
+		n.log.Debug("compile warning", "warning", w)
+	}
+	n.comp, n.compNames, n.compNS = c, names, n.inv.Namespaces()
+	n.pods = map[string]policies.Pod{}
+	for _, p := range in.Pods {
+		n.pods[p.Key()] = p
+	}
+	return nil
+}
+
+// updateLocked brings the compiler up to date with the inventory: pod by
+// pod (UpdatePod, DeletePod) when only endpoints changed, from scratch when
+// namespaces or known DNS names changed too.
+func (n *Node) updateLocked() error {
+	if n.comp == nil || !reflect.DeepEqual(n.compNS, n.inv.Namespaces()) || !sameNames(n.compNames, n.knownNames()) {
+		return n.compileLocked()
+	}
+	now := map[string]policies.Pod{}
+	for _, e := range n.inv.Endpoints() {
+		p := e.Pod()
+		now[p.Key()] = p
+	}
+	for k, p := range now {
+		if old, ok := n.pods[k]; ok && reflect.DeepEqual(old, p) {
+			continue
+		}
+		if _, err := n.comp.UpdatePod(p); err != nil {
+			return n.compileLocked()
+		}
+	}
+	for k := range n.pods {
+		if _, ok := now[k]; !ok {
+			if _, err := n.comp.DeletePod(k); err != nil {
+				return n.compileLocked()
+			}
+		}
+	}
+	n.pods = now
+	return nil
+}
+
+func sameNames(a, b map[netip.Addr][]string) bool {
+	return maps.EqualFunc(a, b, func(x, y []string) bool {
+		x, y = slices.Clone(x), slices.Clone(y)
+		slices.Sort(x)
+		slices.Sort(y)
+		return slices.Equal(x, y)
+	})
+}
+
+// applyLocked hands every endpoint's rule set to the reconciler, which
+// applies the changed ones; one endpoint's failure leaves the others
+// alone.
+func (n *Node) applyLocked() {
+	eps := n.inv.Endpoints()
+	ds := make([]dataplane.Desired, 0, len(eps))
+	for _, e := range eps {
+		ds = append(ds, dataplane.Desired{Name: e.Netns, NetNS: e.Path, RuleSet: n.comp.For(e.Namespace + "/" + e.Netns)})
+	}
+	for name, err := range n.rec.SetAll(ds) {
+		n.log.Warn("apply rule set", "netns", name, "err", err)
+	}
+}
+
+// Applied implements controller.Node.
+func (n *Node) Applied(netns string) controller.EndpointSync {
+	st, ok := n.rec.Status(netns)
+	return controller.EndpointSync{Known: ok, Err: st.Err}
+}
+
+// Desired returns the rule set endpoint netns last applied successfully,
+// and whether there is one.
+func (n *Node) Desired(netns string) (dataplane.RuleSet, bool) {
+	st, ok := n.rec.Status(netns)
+	return st.Desired, ok && st.Desired.Name != ""
+}
+
+// Read implements controller.Node: it reads the endpoint's table back.
+func (n *Node) Read(netns string, rules bool) controller.EndpointSync {
+	out := n.Applied(netns)
+	rst, known := n.rec.Status(netns)
+	e, ok := n.inv.Endpoint(netns)
+	if !ok {
+		out.ReadErr = fmt.Errorf("endpoint %s is not in the inventory", netns)
+		return out
+	}
+	ks, err := n.dp.Read(e.Path)
+	if err != nil {
+		out.ReadErr = err
+	} else {
+		out.InSync = known && ks.Equal(rst.Desired)
+		out.Counters = map[string]evidence.Count{}
+		for id, c := range ks.Counters {
+			out.Counters[id] = evidence.Count{Packets: c.Packets, Bytes: c.Bytes}
+		}
+	}
+	if !rules {
+		return out
+	}
+	var want dataplane.RuleSet
+	n.compileMu.Lock()
+	if n.comp != nil {
+		want = n.comp.For(e.Namespace + "/" + e.Netns)
+	}
+	n.compileMu.Unlock()
+	if known && rst.Desired.Name != "" {
+		want = rst.Desired
+	}
+	er := evidence.EndpointRules{Netns: e.Netns, Workload: e.Key(), DesiredMode: string(want.Mode)}
+	for _, el := range dataplane.Elements(want) {
+		er.Desired = append(er.Desired, evidence.RuleOf(el))
+	}
+	if err != nil {
+		er.Error = err.Error()
+		er.Drift = []string{"cannot read the table back: " + err.Error()}
+		out.Rules = &er
+		return out
+	}
+	er.Present, er.Mode, er.Name = ks.Present, string(ks.RuleSet.Mode), ks.RuleSet.Name
+	for _, el := range ks.Elements {
+		er.Programmed = append(er.Programmed, evidence.RuleOf(el))
+	}
+	er.InSync = ks.Equal(want)
+	er.Drift, er.Missing, er.Extra = evidence.Drift(ks.Present, er.InSync, ks.RuleSet, ks.Elements, want)
+	out.Rules = &er
+	return out
+}
+
+// Names implements controller.Node.
+func (n *Node) Names() map[netip.Addr]string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return maps.Clone(n.seenNames)
+}
+
+// handleFlow receives every flow record of every endpoint. The node's
+// own probes are not traffic of the workloads and are left out.
+func (n *Node) handleFlow(f observer.Flow) {
+	if n.isProbe(f) {
+		return
+	}
+	n.agg.Add(f)
+	if f.RemoteName != "" || f.Verdict == observer.VerdictAuditDenied || f.Verdict == observer.VerdictDenied {
+		n.mu.Lock()
+		if f.RemoteName != "" {
+			n.seenNames[f.Remote()] = f.RemoteName
+		}
+		if f.Verdict == observer.VerdictAuditDenied || f.Verdict == observer.VerdictDenied {
+			v := "deny"
+			if f.Verdict == observer.VerdictAuditDenied {
+				v = "audit-deny"
+			}
+			n.pending = append(n.pending, store.VerdictEvent{At: f.Start, Endpoint: f.Endpoint, Verdict: v, RuleID: f.RuleID,
+				Source: n.peerName(f.Src), SrcPort: f.SrcPort, Destination: n.peerName(f.Dst), Protocol: f.Protocol, Port: f.DstPort})
+		}
+		n.mu.Unlock()
+	}
+}
+
+func (n *Node) peerName(addr netip.Addr) string {
+	if id, ok := n.inv.Lookup(addr); ok {
+		return id.Namespace + "/" + id.Workload
+	}
+	if name, ok := n.names.Lookup(addr, time.Now()); ok {
+		return name
+	}
+	return addr.String()
+}
+
+// Flush implements controller.Node: it commits the aggregated edges and
+// pending verdict events to the sink.
+func (n *Node) Flush() error {
+	edges := n.agg.Take()
+	// A connection can be seen a moment before the DNS answer that named
+	// its address; by now the name is known, so the edge joins the named one.
+	now := time.Now()
+	for i := range edges {
+		for _, p := range []*observer.Peer{&edges[i].Source, &edges[i].Destination} {
+			if p.External && p.Name == "" && p.Addr.IsValid() {
+				if name, ok := n.names.Lookup(p.Addr, now); ok {
+					*p = observer.Peer{External: true, Name: name}
+				}
+			}
+		}
+	}
+	n.mu.Lock()
+	evs := n.pending
+	n.pending = nil
+	n.mu.Unlock()
+	if err := n.sink.MergeEdges(edges); err != nil {
+		return err
+	}
+	return n.sink.AddVerdicts(evs)
+}

@@ -1,0 +1,66 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/nanoseg/nanoseg/client"
+	"github.com/nanoseg/nanoseg/controller"
+)
+
+// evidenceRoutes registers the evidence API on mux:
+//
+//	POST /v1/verify            body VerifyRequest            → evidence.ProbeRun (JSON)
+//	POST /v1/evidence/export   body ExportRequest            → the bundle as a gzip tar
+//	GET  /v1/evidence/key                                    → EvidenceKey (JSON)
+func (a *Server) evidenceRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/verify", api(func(r *http.Request) (any, error) {
+		var req controller.VerifyRequest
+		if err := decodeOptional(r, &req); err != nil {
+			return nil, err
+		}
+		return a.svc.Verify(r.Context(), req)
+	}))
+	mux.HandleFunc("GET /v1/evidence/key", api(func(r *http.Request) (any, error) {
+		return a.svc.EvidenceKey(r.URL.Query().Get("keyFile"))
+	}))
+	mux.HandleFunc("POST /v1/evidence/export", func(w http.ResponseWriter, r *http.Request) {
+		var req controller.ExportRequest
+		err := decodeOptional(r, &req)
+		var res *controller.ExportResult
+		if err == nil {
+			res, err = a.svc.Export(r.Context(), req, caller(r))
+		}
+		if err != nil {
+			api(func(*http.Request) (any, error) { return nil, err })(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/gzip")
+		w.Header().Set(client.HeaderManifestSHA256, res.ManifestSHA256)
+		w.Header().Set(client.HeaderSequence, strconv.FormatUint(res.Sequence, 10))
+		w.Header().Set(client.HeaderBundleName, res.Name)
+		_, _ = w.Write(res.Archive)
+	})
+}
+
+// decodeOptional decodes a JSON body into v, accepting an empty body.
+// Errors wrap controller.ErrInvalid.
+func decodeOptional(r *http.Request, v any) error {
+	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("read request body: %w", err)
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: request body: %v", controller.ErrInvalid, err)
+	}
+	return nil
+}
