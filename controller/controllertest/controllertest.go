@@ -1,0 +1,148 @@
+// Package controllertest has fakes of the controller's seams for tests
+// that run without root: a Node that records what it is asked to enforce,
+// and a small shop inventory.
+package controllertest
+
+import (
+	"context"
+	"maps"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/nanoseg/nanoseg/controller"
+	"github.com/nanoseg/nanoseg/evidence"
+	"github.com/nanoseg/nanoseg/inventory"
+	"github.com/nanoseg/nanoseg/policies"
+	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+)
+
+// Node is a fake controller.Node. Set its exported fields before use;
+// it is safe for concurrent use.
+type Node struct {
+	mu       sync.Mutex
+	enforced [][]v1alpha1.NanoSegment
+	flushes  int
+
+	// Errs are the apply errors Applied and Read report, by netns.
+	Errs map[string]error
+	// Block, when not nil, makes Enforce wait until it is closed or ctx
+	// ends (a dataplane that does not converge in time).
+	Block chan struct{}
+	// Counters are the per-rule counters Read reports, by netns.
+	Counters map[string]map[string]evidence.Count
+	// SeenNames are the DNS names Names reports.
+	SeenNames map[netip.Addr]string
+	// Reach decides a probe's outcome (nil: every probe times out).
+	Reach func(src inventory.Endpoint, proto string, addr netip.AddrPort) bool
+}
+
+var _ controller.Node = (*Node)(nil)
+
+// Enforce implements controller.Node: it records segs.
+func (n *Node) Enforce(ctx context.Context, segs []v1alpha1.NanoSegment) error {
+	if n.Block != nil {
+		select {
+		case <-n.Block:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.enforced = append(n.enforced, segs)
+	return nil
+}
+
+// Enforced returns the policies of every Enforce call so far, oldest first.
+func (n *Node) Enforced() [][]v1alpha1.NanoSegment {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([][]v1alpha1.NanoSegment(nil), n.enforced...)
+}
+
+// Mode returns the mode of the nanosegment of namespace/name in the last
+// Enforce call, or "" when it is not there.
+func (n *Node) Mode(namespace, name string) v1alpha1.Mode {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.enforced) == 0 {
+		return ""
+	}
+	for _, s := range n.enforced[len(n.enforced)-1] {
+		if s.Namespace == namespace && s.Name == name {
+			return s.Spec.Mode
+		}
+	}
+	return ""
+}
+
+// Applied implements controller.Node.
+func (n *Node) Applied(netns string) controller.EndpointSync {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return controller.EndpointSync{Known: len(n.enforced) > 0, Err: n.Errs[netns]}
+}
+
+// Read implements controller.Node: in sync unless the endpoint has an
+// error, with the configured counters.
+func (n *Node) Read(netns string, rules bool) controller.EndpointSync {
+	s := n.Applied(netns)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s.InSync = s.Known && s.Err == nil
+	s.Counters = maps.Clone(n.Counters[netns])
+	if rules {
+		s.Rules = &evidence.EndpointRules{Netns: netns, InSync: s.InSync, Present: s.Known}
+	}
+	return s
+}
+
+// Flush implements controller.Node: it counts calls.
+func (n *Node) Flush() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.flushes++
+	return nil
+}
+
+// Flushes returns how often Flush was called.
+func (n *Node) Flushes() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.flushes
+}
+
+// Names implements controller.Node.
+func (n *Node) Names() map[netip.Addr]string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return maps.Clone(n.SeenNames)
+}
+
+// Probe implements controller.Node through Reach.
+func (n *Node) Probe(_ context.Context, src inventory.Endpoint, proto string, addr netip.AddrPort, _ time.Duration) controller.ProbeOutcome {
+	if n.Reach != nil && n.Reach(src, proto, addr) {
+		return controller.ProbeOutcome{Outcome: "connected", Reached: true}
+	}
+	return controller.ProbeOutcome{Outcome: "timeout"}
+}
+
+// Shop returns an inventory of namespace shop: web (web-0, web-1, port
+// 80/TCP), db (db-0, port 5432/TCP named postgres) and intruder
+// (intruder-0), labelled app=<workload>, with addresses in 198.18.0.0/24
+// and 2001:db8::/64.
+func Shop() *inventory.Index {
+	ep := func(netns, w string, last byte, ports ...policies.ContainerPort) inventory.Endpoint {
+		return inventory.Endpoint{Netns: netns, Path: "/run/netns/" + netns, Namespace: "shop", Workload: w,
+			Labels: map[string]string{"app": w, "pod-template-hash": "abc" + netns},
+			Addrs:  []netip.Addr{netip.AddrFrom4([4]byte{198, 18, 0, last}), netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: last})}, Ports: ports}
+	}
+	eps := []inventory.Endpoint{
+		ep("web-0", "web", 1, policies.ContainerPort{Name: "http", Port: 80, Protocol: "TCP"}),
+		ep("web-1", "web", 2, policies.ContainerPort{Name: "http", Port: 80, Protocol: "TCP"}),
+		ep("db-0", "db", 3, policies.ContainerPort{Name: "postgres", Port: 5432, Protocol: "TCP"}),
+		ep("intruder-0", "intruder", 4),
+	}
+	return inventory.NewIndex(eps, map[string]map[string]string{"shop": {"kubernetes.io/metadata.name": "shop"}}, nil)
+}

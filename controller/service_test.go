@@ -1,0 +1,467 @@
+package controller_test
+
+// Unit tests of the service over the in-memory store, the shop inventory
+// and a fake node: no root, no kernel.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nanoseg/nanoseg/controller"
+	"github.com/nanoseg/nanoseg/controller/controllertest"
+	"github.com/nanoseg/nanoseg/evidence"
+	"github.com/nanoseg/nanoseg/inventory"
+	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/policies"
+	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+	"github.com/nanoseg/nanoseg/store"
+)
+
+const dbPolicy = `apiVersion: nanoseg.io/v1alpha1
+kind: NanoSegment
+metadata: {name: db, namespace: shop}
+spec:
+  selector: {matchLabels: {app: db}}
+  ingress:
+    - id: from-web
+      peers: [{podSelector: {matchLabels: {app: web}}}]
+      ports: [{protocol: TCP, port: 5432}]
+`
+
+type fixture struct {
+	svc  *controller.Service
+	mem  *store.Mem
+	node *controllertest.Node
+}
+
+func newFixture(t *testing.T) fixture {
+	t.Helper()
+	mem := store.NewMem()
+	node := &controllertest.Node{}
+	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), node, nil)
+	return fixture{svc: svc, mem: mem, node: node}
+}
+
+// apply stores dbPolicy (with spec.ingress port p) as a declared revision.
+func (f fixture) apply(t *testing.T, port string) store.Revision {
+	t.Helper()
+	revs, err := f.svc.ApplyPolicies("db.yaml", []byte(strings.Replace(dbPolicy, "port: 5432", "port: "+port, 1)), "alice")
+	if err != nil || len(revs) != 1 {
+		t.Fatalf("apply: %v, %v", revs, err)
+	}
+	return revs[0]
+}
+
+func (f fixture) promote(t *testing.T, to v1alpha1.Mode, rev int) controller.PromoteResult {
+	t.Helper()
+	res, err := f.svc.Promote(context.Background(), controller.PromoteRequest{Workload: "shop/db", To: to, Revision: rev, Reason: "test"}, "ops")
+	if err != nil {
+		t.Fatalf("promote shop/db to %s rev %d: %v", to, rev, err)
+	}
+	return res
+}
+
+func (f fixture) state(t *testing.T, w string) store.WorkloadState {
+	t.Helper()
+	st, err := f.mem.State(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func edge(src, dst string, port uint16, v observer.VerdictCounts) observer.Edge {
+	t0 := time.Now().Add(-time.Minute)
+	return observer.Edge{
+		Source:      observer.Peer{Namespace: "shop", Workload: src, Labels: map[string]string{"app": src}},
+		Destination: observer.Peer{Namespace: "shop", Workload: dst, Labels: map[string]string{"app": dst}},
+		Protocol:    "tcp", Port: port, FirstSeen: t0, LastSeen: t0, Flows: 1, Verdicts: v,
+	}
+}
+
+func TestProposeStoresNewRevisionsAndLeavesDeniedOut(t *testing.T) {
+	f := newFixture(t)
+	if err := f.mem.MergeEdges([]observer.Edge{
+		edge("web", "db", 5432, observer.VerdictCounts{Observed: 3}),
+		edge("intruder", "db", 5432, observer.VerdictCounts{Observed: 1, AuditDenied: 1}),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := f.svc.Propose(0, false, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.node.Flushes() == 0 {
+		t.Error("Propose did not flush the node's pending observations first")
+	}
+	if len(rep.Excluded) != 1 || !strings.Contains(rep.Excluded[0], "shop/intruder -> shop/db TCP/5432 (0 denied, 1 audit-denied)") {
+		t.Errorf("excluded = %q, want the intruder's audit-denied edge", rep.Excluded)
+	}
+	byW := map[string]controller.ProposeResult{}
+	for _, p := range rep.Proposals {
+		byW[p.Workload] = p
+	}
+	db, ok := byW["shop/db"]
+	if !ok || !db.New || db.Revision.Number != 1 || db.Revision.Origin != store.OriginProposed || db.Revision.CreatedBy != "alice" {
+		t.Fatalf("shop/db proposal = %+v (all: %+v)", db, rep.Proposals)
+	}
+	if got := len(db.Revision.Policy.Spec.Ingress); got != 1 {
+		t.Errorf("shop/db proposal has %d ingress rules, want 1 (from web only)", got)
+	}
+	// Same edges again: nothing new is stored.
+	rep, err = f.svc.Propose(0, false, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range rep.Proposals {
+		if p.New {
+			t.Errorf("second proposal stored a copy: %+v", p)
+		}
+	}
+	if revs, _ := f.mem.Revisions("shop/db"); len(revs) != 1 {
+		t.Errorf("shop/db has %d revisions after proposing twice, want 1", len(revs))
+	}
+	// With the denied edge included, db's proposal changes.
+	rep, err = f.svc.Propose(0, true, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Excluded) != 0 {
+		t.Errorf("includeDenied still excluded %q", rep.Excluded)
+	}
+	if revs, _ := f.mem.Revisions("shop/db"); len(revs) != 2 {
+		t.Errorf("shop/db has %d revisions after including the denied edge, want 2", len(revs))
+	}
+}
+
+func TestApplyPoliciesValidatesAllBeforeStoring(t *testing.T) {
+	f := newFixture(t)
+	r := f.apply(t, "5432")
+	if r.Number != 1 || r.Workload != "shop/db" || r.Origin != store.OriginDeclared {
+		t.Fatalf("revision = %+v", r)
+	}
+	if d := r.Policy.Spec.Ingress[0].Provenance.Declared; d == nil || d.By != "alice" {
+		t.Errorf("declared rule provenance = %+v, want by alice", r.Policy.Spec.Ingress[0].Provenance)
+	}
+	if again := f.apply(t, "5432"); again.Number != 1 {
+		t.Errorf("the same rules again stored revision %d, want 1 returned", again.Number)
+	}
+	nobody := strings.Replace(dbPolicy, "{app: db}}\n  ingress", "{app: nobody}}\n  ingress", 1)
+	nobody = strings.Replace(nobody, "name: db,", "name: nobody,", 1)
+	_, err := f.svc.ApplyPolicies("two.yaml", []byte(strings.Replace(dbPolicy, "5432", "5433", 1)+"---\n"+nobody), "alice")
+	if !errors.Is(err, controller.ErrInvalid) || !strings.Contains(err.Error(), "selects no workload") {
+		t.Fatalf("a document with one selector matching nothing: %v, want ErrInvalid naming it", err)
+	}
+	if revs, _ := f.mem.Revisions("shop/db"); len(revs) != 1 {
+		t.Errorf("a refused document stored something: shop/db has %d revisions", len(revs))
+	}
+	if _, err := f.svc.ApplyPolicies("empty.yaml", []byte("{}\n"), "alice"); !errors.Is(err, controller.ErrInvalid) {
+		t.Errorf("a document without policies: %v, want ErrInvalid", err)
+	}
+}
+
+func TestPromoteRefusals(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	for name, req := range map[string]controller.PromoteRequest{
+		"unknown mode":      {Workload: "shop/db", To: "block", Reason: "r"},
+		"no reason":         {Workload: "shop/db", To: v1alpha1.ModeAudit, Reason: "  "},
+		"negative revision": {Workload: "shop/db", To: v1alpha1.ModeAudit, Revision: -1, Reason: "r"},
+		"unknown workload":  {Workload: "shop/cache", To: v1alpha1.ModeAudit, Reason: "r"},
+		"no revision yet":   {Workload: "shop/db", To: v1alpha1.ModeAudit, Reason: "r"},
+	} {
+		if _, err := f.svc.Promote(ctx, req, "ops"); !errors.Is(err, controller.ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", name, err)
+		}
+	}
+	f.apply(t, "5432")
+	if _, err := f.svc.Promote(ctx, controller.PromoteRequest{Workload: "shop/db", To: v1alpha1.ModeAudit, Revision: 7, Reason: "r"}, "ops"); !errors.Is(err, controller.ErrInvalid) {
+		t.Errorf("missing revision 7: %v, want ErrInvalid", err)
+	}
+	if h, _ := f.mem.History(""); len(h) != 0 {
+		t.Errorf("refused promotions recorded %d events", len(h))
+	}
+	if n := len(f.node.Enforced()); n != 0 {
+		t.Errorf("refused promotions reached the node %d times", n)
+	}
+}
+
+func TestPromoteRecordsAndConverges(t *testing.T) {
+	f := newFixture(t)
+	f.apply(t, "5432")
+	r2 := f.apply(t, "5433")
+	res := f.promote(t, v1alpha1.ModeAudit, 1)
+	p := res.Promotion
+	if !res.Converged || p.Seq != 1 || p.Who != "ops" || p.FromMode != v1alpha1.ModeObserve || p.ToMode != v1alpha1.ModeAudit || p.ToRevision != 1 {
+		t.Fatalf("promotion = %+v", res)
+	}
+	if m := f.node.Mode("shop", "db"); m != v1alpha1.ModeAudit {
+		t.Errorf("node enforces shop/db in %q, want audit", m)
+	}
+	// Revision 0: the latest.
+	res = f.promote(t, v1alpha1.ModeEnforce, 0)
+	if res.Promotion.ToRevision != r2.Number || res.Promotion.FromRevision != 1 {
+		t.Errorf("promotion to the latest = %+v, want revision %d from 1", res.Promotion, r2.Number)
+	}
+	if st := f.state(t, "shop/db"); st.Mode != v1alpha1.ModeEnforce || st.Revision != 2 || st.Seq != 2 {
+		t.Errorf("state = %+v", st)
+	}
+	// One endpoint fails to apply: recorded, not converged, the endpoint named.
+	f.node.Errs = map[string]error{"db-0": errors.New("netlink: boom")}
+	res = f.promote(t, v1alpha1.ModeAudit, 0)
+	if res.Converged || res.Errors["db-0"] != "netlink: boom" || res.Promotion.Seq != 3 {
+		t.Errorf("promotion with a failing endpoint = %+v", res)
+	}
+	// An endpoint of another workload failing does not matter to shop/db.
+	f.node.Errs = map[string]error{"web-0": errors.New("boom")}
+	if res = f.promote(t, v1alpha1.ModeEnforce, 0); !res.Converged {
+		t.Errorf("web-0's error made shop/db not converged: %+v", res)
+	}
+}
+
+func TestPromoteTimesOutWithoutConverging(t *testing.T) {
+	f := newFixture(t)
+	f.apply(t, "5432")
+	f.node.Block = make(chan struct{}) // never converges
+	res := f.promote(t, v1alpha1.ModeEnforce, 0)
+	if res.Converged || res.Promotion.Seq != 1 {
+		t.Errorf("promotion without convergence = %+v, want recorded and not converged", res)
+	}
+	if st := f.state(t, "shop/db"); st.Mode != v1alpha1.ModeEnforce {
+		t.Errorf("state = %+v, want the promotion recorded anyway", st)
+	}
+}
+
+// TestPromoteAll promotes every workload with a revision, as `nanoseg
+// promote --all` does through the API: one recorded event each.
+func TestPromoteAll(t *testing.T) {
+	f := newFixture(t)
+	f.apply(t, "5432")
+	web := strings.NewReplacer("name: db", "name: web", "{app: db}", "{app: web}", "{app: web}}]", "{app: intruder}}]").Replace(dbPolicy)
+	if _, err := f.svc.ApplyPolicies("web.yaml", []byte(web), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	revs, err := f.svc.Revisions("")
+	if err != nil || len(revs) != 2 {
+		t.Fatalf("revisions = %+v, %v", revs, err)
+	}
+	for _, r := range revs {
+		res, err := f.svc.Promote(context.Background(), controller.PromoteRequest{Workload: r.Workload, To: v1alpha1.ModeEnforce, Reason: "all"}, "ops")
+		if err != nil || !res.Converged {
+			t.Fatalf("promote %s: %+v, %v", r.Workload, res, err)
+		}
+	}
+	for _, w := range []string{"shop/db", "shop/web"} {
+		if st := f.state(t, w); st.Mode != v1alpha1.ModeEnforce || st.Revision != 1 {
+			t.Errorf("%s state = %+v", w, st)
+		}
+	}
+	if m := f.node.Mode("shop", "web"); m != v1alpha1.ModeEnforce {
+		t.Errorf("node enforces shop/web in %q", m)
+	}
+	if h, _ := f.svc.History(""); len(h) != 2 {
+		t.Errorf("history has %d events, want 2", len(h))
+	}
+}
+
+func TestRollback(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	rollback := func(to int) controller.PromoteResult {
+		t.Helper()
+		res, err := f.svc.Rollback(ctx, controller.RollbackRequest{Workload: "shop/db", ToRevision: to}, "ops")
+		if err != nil {
+			t.Fatalf("rollback to %d: %v", to, err)
+		}
+		return res
+	}
+	if _, err := f.svc.Rollback(ctx, controller.RollbackRequest{Workload: "shop/db"}, "ops"); !errors.Is(err, controller.ErrInvalid) {
+		t.Errorf("rollback without promotions: %v, want ErrInvalid", err)
+	}
+	if _, err := f.svc.Rollback(ctx, controller.RollbackRequest{Workload: "shop/nope"}, "ops"); !errors.Is(err, controller.ErrInvalid) {
+		t.Errorf("rollback of an unknown workload: %v, want ErrInvalid", err)
+	}
+	f.apply(t, "5432")
+	f.apply(t, "5433")
+	f.promote(t, v1alpha1.ModeAudit, 1)   // 1: observe@0 -> audit@1
+	f.promote(t, v1alpha1.ModeEnforce, 2) // 2: audit@1 -> enforce@2
+
+	// Plain rollback undoes the latest change in effect.
+	res := rollback(0)
+	p := res.Promotion
+	if p.Action != store.ActionRollback || p.Undoes != 2 || p.ToMode != v1alpha1.ModeAudit || p.ToRevision != 1 || p.Reason != "rollback" {
+		t.Fatalf("first rollback = %+v", p)
+	}
+	if m := f.node.Mode("shop", "db"); m != v1alpha1.ModeAudit {
+		t.Errorf("node enforces shop/db in %q after rollback, want audit", m)
+	}
+	// Again: walks further back, to before promotion 1.
+	if p = rollback(0).Promotion; p.Undoes != 1 || p.ToMode != v1alpha1.ModeObserve || p.ToRevision != 0 {
+		t.Fatalf("second rollback = %+v", p)
+	}
+	if st := f.state(t, "shop/db"); st.Mode != v1alpha1.ModeObserve || st.Revision != 0 {
+		t.Errorf("state after two rollbacks = %+v", st)
+	}
+	if len(f.node.Enforced()[len(f.node.Enforced())-1]) != 0 {
+		t.Error("node still enforces a policy for shop/db at revision 0")
+	}
+	if _, err := f.svc.Rollback(ctx, controller.RollbackRequest{Workload: "shop/db"}, "ops"); !errors.Is(err, controller.ErrInvalid) {
+		t.Errorf("rollback with nothing left to undo: %v, want ErrInvalid", err)
+	}
+	// --to-revision keeps the mode.
+	f.promote(t, v1alpha1.ModeEnforce, 2)
+	if p = rollback(1).Promotion; p.ToMode != v1alpha1.ModeEnforce || p.ToRevision != 1 || p.Undoes != 0 || p.FromRevision != 2 {
+		t.Errorf("rollback to revision 1 = %+v", p)
+	}
+	// ... and is itself a change a plain rollback undoes.
+	if p = rollback(0).Promotion; p.ToRevision != 2 || p.ToMode != v1alpha1.ModeEnforce {
+		t.Errorf("undo of the rollback to revision 1 = %+v, want back to revision 2", p)
+	}
+	if _, err := f.svc.Rollback(ctx, controller.RollbackRequest{Workload: "shop/db", ToRevision: 9}, "ops"); !errors.Is(err, controller.ErrInvalid) {
+		t.Errorf("rollback to a missing revision: %v, want ErrInvalid", err)
+	}
+	if err := store.VerifyChain(f.mem); err != nil {
+		t.Errorf("history after rollbacks: %v", err)
+	}
+}
+
+// TestHistoryChainInEvidence: the evidence bundle reports whether the
+// promotion history verifies, and an edited event breaks it.
+func TestHistoryChainInEvidence(t *testing.T) {
+	f := newFixture(t)
+	f.apply(t, "5432")
+	f.promote(t, v1alpha1.ModeAudit, 0)
+	f.promote(t, v1alpha1.ModeEnforce, 0)
+	bundle := func() evidence.Bundle {
+		t.Helper()
+		res, err := f.svc.Export(context.Background(), controller.ExportRequest{NoProbes: true, NoPDF: true}, "auditor")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b evidence.Bundle
+		if err := json.Unmarshal(res.Files["bundle.json"], &b); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	b := bundle()
+	if c := b.Policies.Chain; !c.Verified || c.Events != 2 || c.Head == "" {
+		t.Errorf("chain of a fresh history = %+v", c)
+	}
+	if len(b.Policies.Active) != 1 || b.Policies.Active[0].Mode != "enforce" || b.Policies.Active[0].PromotedBy != "ops" {
+		t.Errorf("active = %+v", b.Policies.Active)
+	}
+	f.mem.TamperHistory(1, func(p *store.Promotion) { p.Who = "mallory" })
+	if c := bundle().Policies.Chain; c.Verified || !strings.Contains(c.Error, "event 1 was altered") {
+		t.Errorf("chain after an edit = %+v, want broken at event 1", c)
+	}
+}
+
+func TestStatus(t *testing.T) {
+	f := newFixture(t)
+	f.apply(t, "5432")
+	f.promote(t, v1alpha1.ModeAudit, 0)
+	f.node.Counters = map[string]map[string]evidence.Count{"db-0": {"shop/db/from-web": {Packets: 3, Bytes: 180}}}
+	f.node.Errs = map[string]error{"web-1": errors.New("apply failed")}
+	now := time.Now()
+	if err := f.mem.AddVerdicts([]store.VerdictEvent{
+		{At: now, Verdict: "audit-deny", RuleID: "shop/db-0", Source: "shop/intruder", SrcPort: 40000, Destination: "shop/db", Protocol: "tcp", Port: 5432},
+		{At: now, Verdict: "audit-deny", RuleID: "shop/db-0", Source: "shop/intruder", SrcPort: 40001, Destination: "shop/db", Protocol: "tcp", Port: 5432},
+		{At: now.Add(-time.Hour), Verdict: "deny", Source: "shop/intruder", SrcPort: 1, Destination: "shop/db", Protocol: "tcp", Port: 5432},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sts, err := f.svc.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byW := map[string]controller.WorkloadStatus{}
+	for _, s := range sts {
+		byW[s.Workload] = s
+	}
+	if len(sts) != 3 {
+		t.Fatalf("status has %d workloads, want 3: %+v", len(sts), sts)
+	}
+	db := byW["shop/db"]
+	if db.Mode != v1alpha1.ModeAudit || db.Revision != 1 || len(db.Endpoints) != 1 || !db.Endpoints[0].InSync {
+		t.Errorf("shop/db status = %+v", db)
+	}
+	if len(db.RuleHits) != 1 || db.RuleHits[0].Packets != 3 || db.RuleHits[0].Bytes != 180 {
+		t.Errorf("shop/db rule hits = %+v", db.RuleHits)
+	}
+	// The deny an hour ago was before the promotion: not counted.
+	if db.WouldDeny != 2 || db.Denied != 0 || len(db.Breaks) != 1 || db.Breaks[0].Count != 2 {
+		t.Errorf("shop/db would-deny %d, denied %d, breaks %+v", db.WouldDeny, db.Denied, db.Breaks)
+	}
+	web := byW["shop/web"]
+	if web.Mode != v1alpha1.ModeObserve || len(web.Endpoints) != 2 || web.Endpoints[1].InSync || web.Endpoints[1].Error != "apply failed" {
+		t.Errorf("shop/web status = %+v", web)
+	}
+}
+
+func TestExplain(t *testing.T) {
+	f := newFixture(t)
+	f.apply(t, "5432")
+	explain := func(from, to, port string) policies.Action {
+		t.Helper()
+		v, err := f.svc.Explain(from, to, port)
+		if err != nil {
+			t.Fatalf("explain %s -> %s %s: %v", from, to, port, err)
+		}
+		return v.Action
+	}
+	// Revision 1 exists but nothing is promoted: everything is allowed.
+	if a := explain("shop/intruder", "shop/db", "5432/TCP"); a != policies.Allow {
+		t.Errorf("before promotion: intruder -> db = %s, want allow", a)
+	}
+	f.promote(t, v1alpha1.ModeEnforce, 0)
+	if a := explain("shop/web", "shop/db", "5432/tcp"); a != policies.Allow {
+		t.Errorf("web -> db = %s, want allow", a)
+	}
+	if a := explain("shop/intruder", "shop/db", "5432/TCP"); a != policies.Deny {
+		t.Errorf("intruder -> db = %s, want deny", a)
+	}
+	if a := explain("198.18.0.4", "shop/db-0", "5432/TCP"); a != policies.Deny {
+		t.Errorf("intruder's address -> db's endpoint = %s, want deny", a)
+	}
+	if a := explain("shop/web", "shop/db", "5433/TCP"); a != policies.Deny {
+		t.Errorf("web -> db on another port = %s, want deny", a)
+	}
+	for _, bad := range [][3]string{{"shop/web", "shop/db", "5432"}, {"shop/web", "shop/db", "5432/GRE"}, {"shop/web", "shop/db", "99999/TCP"}, {"nowhere", "shop/db", "5432/TCP"}} {
+		if _, err := f.svc.Explain(bad[0], bad[1], bad[2]); !errors.Is(err, controller.ErrInvalid) {
+			t.Errorf("explain %q: %v, want ErrInvalid", bad, err)
+		}
+	}
+}
+
+func TestVerifyComparesProbesWithPolicy(t *testing.T) {
+	f := newFixture(t)
+	f.apply(t, "5432")
+	f.promote(t, v1alpha1.ModeEnforce, 0)
+	// A dataplane that lets everything through: every denied path is a
+	// mismatch, every allowed one a match.
+	f.node.Reach = func(_ inventory.Endpoint, _ string, _ netip.AddrPort) bool { return true }
+	run, err := f.svc.Verify(context.Background(), controller.VerifyRequest{Scope: "shop/db"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.Probed == 0 || run.ExpectedDenied == 0 || run.ExpectedAllowed == 0 {
+		t.Fatalf("probe run = %+v, want allowed and denied paths", run)
+	}
+	if run.Mismatches != run.ExpectedDenied {
+		t.Errorf("mismatches = %d, want the %d denied paths", run.Mismatches, run.ExpectedDenied)
+	}
+	for _, r := range run.Results {
+		if r.Destination == "shop/db" && r.Source == "shop/web" && !r.ExpectReach {
+			t.Errorf("web -> db predicted denied: %+v", r)
+		}
+	}
+	if _, err := f.svc.Verify(context.Background(), controller.VerifyRequest{Scope: "billing"}); !errors.Is(err, controller.ErrInvalid) {
+		t.Errorf("unknown scope: %v, want ErrInvalid", err)
+	}
+}
