@@ -26,7 +26,10 @@ var fence = []struct {
 		"the observer reads the verdict log by its documented prefix, never the dataplane's code"},
 	{"lab", []string{"k8s.io/client-go", "github.com/spf13/viper", mod + "controller", mod + "dataplane", mod + "observer", mod + "policies"},
 		"the lab is the world under test; it must not depend on what it tests"},
-	{"controller", []string{"github.com/spf13/viper"}, "only cmd/ reads configuration sources"},
+	{"controller", []string{"github.com/spf13/viper", mod + "node", mod + "agent", mod + "server", mod + "store/bolt", "go.etcd.io/bbolt"},
+		"the controller service runs over the seams (store, inventory, Node interfaces), never over their standalone implementations; only cmd/ reads configuration sources"},
+	{"compile", []string{"github.com/spf13/viper", mod + "observer", mod + "lab", mod + "controller", mod + "store"},
+		"compile is pure: policies and the inventory in, rule sets out"},
 }
 
 type pkg struct {
