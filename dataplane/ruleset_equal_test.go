@@ -19,9 +19,13 @@ func TestRuleSetEqual(t *testing.T) {
 		"name":        func(r *RuleSet) { r.Name = "shop/db-1" },
 		"mode":        func(r *RuleSet) { r.Mode = ModeAudit },
 		"log allowed": func(r *RuleSet) { r.LogAllowed = true },
-		"port":        func(r *RuleSet) { r.Ingress = []Entry{{Peer: base.Ingress[0].Peer, Protocol: ProtoTCP, Port: 5433, RuleID: "r1"}} },
-		"rule id":     func(r *RuleSet) { r.Ingress = []Entry{{Peer: base.Ingress[0].Peer, Protocol: ProtoTCP, Port: 5432, RuleID: "r2"}} },
-		"egress":      func(r *RuleSet) { r.Egress = []Entry{{Peer: netip.MustParsePrefix("198.18.0.2/32")}} },
+		"port": func(r *RuleSet) {
+			r.Ingress = []Entry{{Peer: base.Ingress[0].Peer, Protocol: ProtoTCP, Port: 5433, RuleID: "r1"}}
+		},
+		"rule id": func(r *RuleSet) {
+			r.Ingress = []Entry{{Peer: base.Ingress[0].Peer, Protocol: ProtoTCP, Port: 5432, RuleID: "r2"}}
+		},
+		"egress": func(r *RuleSet) { r.Egress = []Entry{{Peer: netip.MustParsePrefix("198.18.0.2/32")}} },
 	} {
 		other := base
 		change(&other)
