@@ -14,8 +14,57 @@ import (
 var reportTemplate string
 
 var report = sync.OnceValues(func() (*template.Template, error) {
-	return template.New("report").Parse(reportTemplate)
+	return template.New("report").Funcs(template.FuncMap{
+		"brk":      breakAfter,
+		"hash":     hashGroups,
+		"plural":   plural[int],
+		"plural64": plural[uint64],
+	}).Parse(reportTemplate)
 })
+
+// breakAfter writes s as segments that each end after a "/" or a ".", each
+// segment kept whole (CSS white-space: nowrap) with a line-break
+// opportunity (<wbr>) between them: "seg/kube-system/dns/from-monitoring-
+// prometheus" wraps only at its slashes, and its column is as wide as its
+// longest segment instead of one character.
+func breakAfter(s string) template.HTML {
+	var b strings.Builder
+	for s != "" {
+		i := strings.IndexAny(s, "/.") + 1
+		if i == 0 {
+			i = len(s)
+		}
+		if b.Len() > 0 {
+			b.WriteString("<wbr>")
+		}
+		b.WriteString("<span>" + template.HTMLEscapeString(s[:i]) + "</span>")
+		s = s[i:]
+	}
+	return template.HTML(b.String())
+}
+
+// hashGroups writes a hex digest in groups of 16 digits that may wrap
+// between groups, so a SHA-256 takes two or four even lines.
+func hashGroups(h string) template.HTML {
+	var b strings.Builder
+	for len(h) > 0 {
+		n := min(16, len(h))
+		if b.Len() > 0 {
+			b.WriteString("<wbr>")
+		}
+		b.WriteString("<span>" + template.HTMLEscapeString(h[:n]) + "</span>")
+		h = h[n:]
+	}
+	return template.HTML(b.String())
+}
+
+// plural writes n with the singular or plural noun: "1 rule", "2 rules".
+func plural[T int | uint64](n T, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
 
 type reportMeta struct {
 	GeneratedAt, WindowStart, Host, Agent, Lab, RequestedBy string
@@ -69,7 +118,13 @@ type reportRules struct {
 
 type reportCounter struct {
 	RuleCounter
-	From string
+	// First: the first rule of its endpoint; the report heads each
+	// endpoint's rules with its workload and netns.
+	First bool
+	// FromWords and FromTime say where the window's count starts: a
+	// snapshot's time, when the rule was programmed (no time known), or
+	// when the table was re-created (after FromTime).
+	FromWords, FromTime string
 }
 
 type reportDenied struct {
@@ -81,7 +136,10 @@ type reportDenied struct {
 // external resources; printable): a summary, then inventory, policies and
 // history, rules and drift, counters, denied flows, reachability and
 // probes. Every number carries its unit and every time is RFC 3339 UTC.
-// Errors: template failures.
+// Printed (report.pdf is this page printed by a headless Chromium), every
+// table repeats its column names on each page and each page is numbered;
+// rule ids and netns names wrap only after "/" and ".". Errors: template
+// failures.
 func ReportHTML(b *Bundle) ([]byte, error) {
 	t, err := report()
 	if err != nil {
@@ -108,7 +166,7 @@ func ReportHTML(b *Bundle) ([]byte, error) {
 	}
 	d.NUsed = d.NCounters - d.NUnused
 	for _, w := range b.Inventory {
-		rw := reportWorkload{Key: w.Key, Labels: labelString(w.Identity)}
+		rw := reportWorkload{Key: w.Key, Labels: strings.ReplaceAll(labelString(w.Identity), ",", ", ")}
 		for _, e := range w.Endpoints {
 			var ports []string
 			for _, p := range e.Ports {
@@ -153,12 +211,17 @@ func ReportHTML(b *Bundle) ([]byte, error) {
 		}
 		d.Rules = append(d.Rules, reportRules{Netns: r.Netns, Workload: r.Workload, Mode: r.Mode, N: len(r.Programmed), InSync: r.InSync, Drift: drift})
 	}
-	for _, c := range b.Counters.Rules {
-		from := ts(c.CountedFrom)
-		if c.Baseline != "snapshot" {
-			from = "rule programmed (" + c.Baseline + ")"
+	for i, c := range b.Counters.Rules {
+		rc := reportCounter{RuleCounter: c, First: i == 0 || b.Counters.Rules[i-1].Netns != c.Netns}
+		switch c.Baseline {
+		case "snapshot":
+			rc.FromTime = ts(c.CountedFrom)
+		case "reset":
+			rc.FromWords, rc.FromTime = "table re-created after", ts(c.CountedFrom)
+		default:
+			rc.FromWords = "rule programmed"
 		}
-		d.Counters = append(d.Counters, reportCounter{RuleCounter: c, From: from})
+		d.Counters = append(d.Counters, rc)
 	}
 	for _, f := range b.Denied.Flows {
 		d.Denied = append(d.Denied, reportDenied{DeniedFlow: f, First: ts(f.First), Last: ts(f.Last)})

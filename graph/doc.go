@@ -14,6 +14,11 @@
 // windows that `nanoseg observe --edges -o json` prints, with errors that
 // name the line.
 //
+// An edge's label splits its flows into allowed, audit-denied and denied
+// when any was denied or audit-denied (Edge.Split), and the drawings colour
+// it by the verdict of most of its flows (Edge.Dominant), not by the worst
+// one: a path that works and was denied twice is not drawn as denied.
+//
 // The HTML page lays the graph out itself (layout.go: layered, left to
 // right, deterministic) and draws it as inline SVG; it needs no network.
 //

@@ -9,8 +9,10 @@ import (
 
 // WriteDOT writes g as a Graphviz digraph: one cluster per namespace
 // holding its workloads, external peers as grey dashed ellipses outside
-// every cluster, and one line per edge labelled "TCP/5432 · 120 flows";
-// denied edges are red, audit-denied edges orange and dashed. Every name
+// every cluster, and one line per edge labelled "TCP/5432 · 120 flows"
+// (with the split when any flow was denied or audit-denied, see
+// Edge.Text); edges whose flows were mostly denied are red, mostly
+// audit-denied orange and dashed (Edge.Dominant). Every name
 // is written as a quoted DOT string with backslashes and quotes escaped
 // and control characters turned into spaces, so that no name can end a
 // string or inject a Graphviz escape such as \N. Errors come from w.
@@ -43,7 +45,7 @@ func WriteDOT(w io.Writer, g *Graph) error {
 	}
 	for _, e := range g.Edges {
 		attrs := "label=" + dotQuote(e.Text())
-		switch c, dashed := edgeColor(e.Worst()); {
+		switch c, dashed := edgeColor(e.Dominant()); {
 		case dashed:
 			attrs += fmt.Sprintf(`, color="%s", fontcolor="%s", style=dashed`, c, c)
 		case c != colorNormal:

@@ -142,18 +142,117 @@ func (e Edge) Service() string {
 	return p + "/" + strconv.Itoa(int(e.Port))
 }
 
-// Text is the edge's label: "TCP/5432 · 120 flows" ("1 flow" when one).
+// Text is the edge's label: "TCP/5432 · 120 flows" ("1 flow" when one),
+// followed by the split of its flows when any was denied or audit-denied:
+// "TCP/5432 · 616 flows (614 allowed, 2 denied)" (see Split).
 func (e Edge) Text() string {
+	a, au, d := e.Split()
+	return spansText(labelSpans(e.Service(), e.Flows, a, au, d))
+}
+
+// Split divides the edge's flows by what happened to them: denied
+// (dropped by a policy in enforce mode), auditDenied (would have been
+// dropped; the policy is in audit mode, so they went through), and
+// allowed, the rest of Flows: connections that got through with no deny
+// or audit-deny verdict, whether a rule allowed them or nothing was
+// enforced (never below zero). The counts come from Verdicts: denied and
+// audit-denied attempts are logged once each (the log is rate limited, so
+// a burst may count fewer).
+func (e Edge) Split() (allowed, auditDenied, denied uint64) {
+	auditDenied, denied = e.Verdicts.AuditDenied, e.Verdicts.Denied
+	if e.Flows > auditDenied+denied {
+		allowed = e.Flows - auditDenied - denied
+	}
+	return allowed, auditDenied, denied
+}
+
+// Dominant is the verdict of the largest share of Split, the more severe
+// one on a tie: VerdictDeny, VerdictAuditDeny, or, when most flows were
+// allowed, VerdictAllowed if an allow rule logged any and VerdictObserved
+// otherwise. Drawings colour an edge by it, so an edge with 614 allowed
+// flows and 2 denied ones is not drawn as a denied path; Worst names the
+// most severe verdict of any flow.
+func (e Edge) Dominant() Verdict {
+	a, au, d := e.Split()
+	return dominant(a, au, d, e.Verdicts.Allowed > 0)
+}
+
+func dominant(allowed, auditDenied, denied uint64, logged bool) Verdict {
+	switch {
+	case denied > 0 && denied >= allowed && denied >= auditDenied:
+		return VerdictDeny
+	case auditDenied > 0 && auditDenied >= allowed:
+		return VerdictAuditDeny
+	case logged:
+		return VerdictAllowed
+	}
+	return VerdictObserved
+}
+
+// span is one part of an edge label; verdict is set on a count of flows
+// with that verdict.
+type span struct {
+	text    string
+	verdict Verdict
+}
+
+// labelSpans is "head · N flows", then " (A allowed, B audit-denied, C
+// denied)" when B or C is not zero (see splitSpans).
+func labelSpans(head string, flows, allowed, auditDenied, denied uint64) []span {
+	out := []span{headSpan(head, flows)}
+	if split := splitSpans(allowed, auditDenied, denied); split != nil {
+		out = append(out, span{text: " ("})
+		out = append(append(out, split...), span{text: ")"})
+	}
+	return out
+}
+
+// headSpan is "head · N flows" ("1 flow" when one).
+func headSpan(head string, flows uint64) span {
 	unit := "flows"
-	if e.Flows == 1 {
+	if flows == 1 {
 		unit = "flow"
 	}
-	return fmt.Sprintf("%s · %d %s", e.Service(), e.Flows, unit)
+	return span{text: fmt.Sprintf("%s · %d %s", head, flows, unit)}
+}
+
+// splitSpans is "A allowed, B audit-denied, C denied" with the zero
+// counts left out, each count tagged with its verdict; nil when no flow
+// was denied or audit-denied (then every flow was allowed and the label
+// says nothing more).
+func splitSpans(allowed, auditDenied, denied uint64) []span {
+	if auditDenied == 0 && denied == 0 {
+		return nil
+	}
+	var out []span
+	for _, p := range []struct {
+		n    uint64
+		word string
+		v    Verdict
+	}{{allowed, "allowed", VerdictAllowed}, {auditDenied, "audit-denied", VerdictAuditDeny}, {denied, "denied", VerdictDeny}} {
+		if p.n == 0 {
+			continue
+		}
+		if out != nil {
+			out = append(out, span{text: ", "})
+		}
+		out = append(out, span{text: fmt.Sprintf("%d %s", p.n, p.word), verdict: p.v})
+	}
+	return out
+}
+
+func spansText(ss []span) string {
+	var b strings.Builder
+	for _, s := range ss {
+		b.WriteString(s.text)
+	}
+	return b.String()
 }
 
 // Worst is the most severe verdict the edge carries: VerdictDeny if any
 // flow was denied, else VerdictAuditDeny if any was audit-denied, else
 // VerdictAllowed if any was allowed by a rule, else VerdictObserved.
+// GraphML writes it as the edge's "verdict"; drawings colour by Dominant.
 func (e Edge) Worst() Verdict {
 	switch {
 	case e.Verdicts.Denied > 0:

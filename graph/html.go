@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"cmp"
 	_ "embed"
 	"fmt"
 	"html/template"
@@ -21,8 +22,11 @@ var page = sync.OnceValues(func() (*template.Template, error) {
 
 // WriteHTML writes g as one self-contained HTML page: a header with counts,
 // a legend, an inline SVG drawing (layered left to right, see layout.go;
-// namespaces by colour, external peers as grey dashed pills, denied edges
-// red, audit-denied edges orange and dashed), and a table of every edge.
+// namespaces by colour, external peers as grey dashed pills; an edge is
+// red when most of its flows were denied, orange and dashed when most were
+// audit-denied (Edge.Dominant), and its label gives the split with the
+// denied and audit-denied counts in their colour), and a table of every
+// edge with its allowed, audit-denied and denied flows.
 // A small inline script highlights a node's or edge's neighbourhood on
 // hover and filters by text; the page loads nothing else (no external
 // scripts, fonts or styles). Every name goes through html/template's
@@ -69,10 +73,20 @@ type pagePair struct {
 	Lines                                                []pageLine
 }
 
-type pageLine struct{ X, Y, Text string }
+type pageLine struct {
+	X, Y  string
+	Spans []pageSpan
+}
+
+// pageSpan is part of a label line; Class is the verdict of a count
+// ("deny", "audit-deny"), empty for plain text.
+type pageSpan struct{ Text, Class string }
 
 type pageRow struct {
-	Class, Pair, Source, Destination, Service, Flows, BytesOut, BytesIn, FirstSeen, LastSeen, Verdicts string
+	Class, Pair, Source, Destination, Service, Flows, BytesOut, BytesIn, FirstSeen, LastSeen string
+	Allowed, AuditDenied, Denied                                                             string
+	// Title lists the verdict records behind the split.
+	Title string
 }
 
 // markers names the arrowhead of each edge colour.
@@ -145,17 +159,18 @@ func newPageData(g *Graph) pageData {
 		if pp.dst != pp.src {
 			nodeEdges[pp.dst] = append(nodeEdges[pp.dst], id)
 		}
-		worst := VerdictObserved
+		var allowed, auditDenied, denied uint64
+		logged := false
 		var titles, search []string
 		for _, ei := range pp.edges {
 			e := g.Edges[ei]
-			if severity(e.Worst()) > severity(worst) {
-				worst = e.Worst()
-			}
+			a, au, de := e.Split()
+			allowed, auditDenied, denied = allowed+a, auditDenied+au, denied+de
+			logged = logged || e.Verdicts.Allowed > 0
 			titles = append(titles, edgeTitle(e))
-			search = append(search, e.Text(), string(e.Worst()))
+			search = append(search, e.Text(), string(e.Dominant()), string(e.Worst()))
 			d.Rows = append(d.Rows, pageRow{
-				Class:       string(e.Worst()),
+				Class:       string(e.Dominant()),
 				Pair:        id,
 				Source:      cleanText(e.Source),
 				Destination: cleanText(e.Destination),
@@ -165,12 +180,17 @@ func newPageData(g *Graph) pageData {
 				BytesIn:     edgeBytes(e, e.BytesIn),
 				FirstSeen:   stamp(e.FirstSeen),
 				LastSeen:    stamp(e.LastSeen),
-				Verdicts:    verdictText(e),
+				Allowed:     strconv.FormatUint(a, 10),
+				AuditDenied: strconv.FormatUint(au, 10),
+				Denied:      strconv.FormatUint(de, 10),
+				Title:       "verdict records: " + cmp.Or(verdictText(e), "none"),
 			})
 		}
-		color, dashed := edgeColor(worst)
+		// The pair is drawn in the colour of most of its flows.
+		dom := dominant(allowed, auditDenied, denied, logged)
+		color, dashed := edgeColor(dom)
 		marker := "arrow"
-		switch worst {
+		switch dom {
 		case VerdictDeny:
 			marker = "arrow-deny"
 		case VerdictAuditDeny:
@@ -180,17 +200,24 @@ func newPageData(g *Graph) pageData {
 		p := pagePair{
 			ID: id, From: "n" + strconv.Itoa(pp.src), To: "n" + strconv.Itoa(pp.dst),
 			D: pathData(pp.points, pp.self), Color: color, Dashed: dashed, Marker: marker,
-			Class:  string(worst),
+			Class:  string(dom),
 			Title:  cleanText(src+" → "+dst) + "\n" + strings.Join(titles, "\n"),
 			Search: strings.ToLower(cleanText(strings.Join(search, " "))),
 			LX:     num(pp.label.x), LY: num(pp.label.y), LW: num(pp.label.w), LH: num(pp.label.h),
 		}
 		for i, l := range pp.lines {
-			p.Lines = append(p.Lines, pageLine{
-				X:    num(pp.label.x + pp.label.w/2),
-				Y:    num(pp.label.y + 2 + labelLineH*float64(i) + 11),
-				Text: l,
-			})
+			line := pageLine{
+				X: num(pp.label.x + pp.label.w/2),
+				Y: num(pp.label.y + 2 + labelLineH*float64(i) + 11),
+			}
+			for _, sp := range l {
+				cls := ""
+				if sp.verdict == VerdictDeny || sp.verdict == VerdictAuditDeny {
+					cls = string(sp.verdict)
+				}
+				line.Spans = append(line.Spans, pageSpan{Text: sp.text, Class: cls})
+			}
+			p.Lines = append(p.Lines, line)
 		}
 		d.Pairs = append(d.Pairs, p)
 	}
@@ -224,18 +251,6 @@ func newPageData(g *Graph) pageData {
 	return d
 }
 
-func severity(v Verdict) int {
-	switch v {
-	case VerdictDeny:
-		return 3
-	case VerdictAuditDeny:
-		return 2
-	case VerdictAllowed:
-		return 1
-	}
-	return 0
-}
-
 func plural(n int, unit string) string {
 	if n == 1 {
 		return "1 " + unit
@@ -265,10 +280,13 @@ func verdictText(e Edge) string {
 	return strings.Join(parts, ", ")
 }
 
+// edgeTitle is the edge's tooltip: "TCP/5432 · 616 flows (614 allowed,
+// 2 denied), 252.7 KiB out, 0 B in; verdict records: observed 614, deny 2;
+// seen … – …".
 func edgeTitle(e Edge) string {
-	s := fmt.Sprintf("%s: %d flows, %s out, %s in", e.Service(), e.Flows, edgeBytes(e, e.BytesOut), edgeBytes(e, e.BytesIn))
+	s := fmt.Sprintf("%s, %s out, %s in", e.Text(), edgeBytes(e, e.BytesOut), edgeBytes(e, e.BytesIn))
 	if v := verdictText(e); v != "" {
-		s += "; " + v
+		s += "; verdict records: " + v
 	}
 	if !e.FirstSeen.IsZero() {
 		s += "; seen " + stamp(e.FirstSeen) + " – " + stamp(e.LastSeen)

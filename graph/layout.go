@@ -73,7 +73,7 @@ type placedPair struct {
 	pair
 	points []point // from source to destination
 	label  rect
-	lines  []string
+	lines  [][]span // label lines, each cut into parts (see pairLabel)
 	self   bool
 }
 
@@ -83,6 +83,49 @@ type layout struct {
 	nodeW         float64
 	nodes         []placedNode
 	pairs         []placedPair
+}
+
+// pairLabel is the label of a pair of nodes: for each edge a line
+// "TCP/5432 · 616 flows" and, when any of its flows was denied or
+// audit-denied, a second line "614 allowed, 2 denied"; at most
+// maxLabelLines lines, the edges that do not fit summed up as "+2 more ·
+// 40 flows" (the tooltip and the table list every edge).
+func pairLabel(g *Graph, edges []int) [][]span {
+	block := func(head string, flows, a, au, d uint64) [][]span {
+		out := [][]span{{headSpan(head, flows)}}
+		if split := splitSpans(a, au, d); split != nil {
+			out = append(out, split)
+		}
+		return out
+	}
+	summary := func(rest []int, first bool) [][]span {
+		if len(rest) == 0 {
+			return nil
+		}
+		var flows, a, au, d uint64
+		for _, ei := range rest {
+			ea, eau, ed := g.Edges[ei].Split()
+			flows, a, au, d = flows+g.Edges[ei].Flows, a+ea, au+eau, d+ed
+		}
+		head := fmt.Sprintf("+%d more", len(rest))
+		if first {
+			head = fmt.Sprintf("%d services", len(rest))
+		}
+		return block(head, flows, a, au, d)
+	}
+	var lines [][]span
+	for i, ei := range edges {
+		e := g.Edges[ei]
+		a, au, d := e.Split()
+		b := block(e.Service(), e.Flows, a, au, d)
+		// Room for this edge and at least the summary of the rest, which
+		// the previous step made sure fits.
+		if len(lines)+len(b)+len(summary(edges[i+1:], false)) > maxLabelLines {
+			return append(lines, summary(edges[i:], len(lines) == 0)...)
+		}
+		lines = append(lines, b...)
+	}
+	return lines
 }
 
 func textWidth(s string, per float64) float64 { return float64(utf8.RuneCountInString(s)) * per }
@@ -362,22 +405,10 @@ func place(g *Graph, items []item, columns [][]int, pairs []pair, in, out [][]in
 	}
 	for pi, p := range pairs {
 		pp := placedPair{pair: p}
-		// At most maxLabelLines lines: the first services, then a summary
-		// of the rest (the tooltip and the table list every edge).
-		for i, ei := range p.edges {
-			if i == maxLabelLines-1 && len(p.edges) > maxLabelLines {
-				var flows uint64
-				for _, ej := range p.edges[i:] {
-					flows += g.Edges[ej].Flows
-				}
-				pp.lines = append(pp.lines, fmt.Sprintf("+%d more · %d flows", len(p.edges)-i, flows))
-				break
-			}
-			pp.lines = append(pp.lines, g.Edges[ei].Text())
-		}
+		pp.lines = pairLabel(g, p.edges)
 		lw := 0.0
 		for _, l := range pp.lines {
-			lw = max(lw, textWidth(l, labelChar))
+			lw = max(lw, textWidth(spansText(l), labelChar))
 		}
 		lw += 10
 		lh := float64(len(pp.lines))*labelLineH + 4

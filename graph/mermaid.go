@@ -13,9 +13,10 @@ import (
 // WriteMermaid writes g as a Mermaid flowchart (left to right): one
 // subgraph per namespace holding its workloads, external peers as
 // stadium-shaped nodes, and one link per edge labelled
-// "TCP/5432 · 120 flows". Denied links are red, audit-denied links orange
-// and dashed (linkStyle). Mermaid IDs are generated ("n0", "ns0", ...), never
-// taken from names; every name is written inside double quotes with
+// "TCP/5432 · 120 flows" (with the split when any flow was denied or
+// audit-denied, see Edge.Text). Links whose flows were mostly denied are
+// red, mostly audit-denied orange and dashed (linkStyle, Edge.Dominant).
+// Mermaid IDs are generated ("n0", "ns0", ...), never taken from names; every name is written inside double quotes with
 // Mermaid entity codes for the characters that could end the string or
 // form markup (" # < > & ` | and friends). Errors come from w.
 func WriteMermaid(w io.Writer, g *Graph) error {
@@ -47,7 +48,7 @@ func WriteMermaid(w io.Writer, g *Graph) error {
 	var red, orange []string
 	for i, e := range g.Edges {
 		fmt.Fprintf(bw, "  %s -->|%s| %s\n", ids[e.Source], mermaidQuote(e.Text()), ids[e.Destination])
-		switch e.Worst() {
+		switch e.Dominant() {
 		case VerdictDeny:
 			red = append(red, strconv.Itoa(i))
 		case VerdictAuditDeny:

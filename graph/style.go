@@ -20,7 +20,7 @@ var palette = []struct{ fill, stroke string }{
 	{"#ffedd5", "#ea580c"}, // orange
 }
 
-// Colours of external peers and of edges by their worst verdict.
+// Colours of external peers and of edges by their dominant verdict.
 const (
 	externalFill   = "#f3f4f6"
 	externalStroke = "#6b7280"
@@ -30,7 +30,7 @@ const (
 )
 
 // edgeColor returns the stroke colour and whether the stroke is dashed for
-// an edge whose worst verdict is v.
+// an edge whose dominant verdict (Edge.Dominant) is v.
 func edgeColor(v Verdict) (string, bool) {
 	switch v {
 	case VerdictDeny:

@@ -122,66 +122,95 @@ func NewPlan(t *Topology, raw []byte) (*Plan, error) {
 	return p, nil
 }
 
-// allocate names every endpoint and gives it addresses: fixed ones first,
-// then the next free address of its range. Collisions are errors.
-func (t *Topology) allocate() (*Plan, error) {
-	p := &Plan{Lab: t.Name, Topology: *t, Switch: netnsName(t.Name, "switch")}
+// pinned checks every address the topology fixes and returns the valid
+// ones by field path ("workloads[1].ipv4[0]"). Each address must parse,
+// lie in its range (ClusterV4/ClusterV6 for workloads, ExternalV4/ExternalV6
+// for externals) and be given once; every listed address is checked, also
+// those beyond a workload's replica count, and every problem is reported.
+func (t *Topology) pinned() (map[string]netip.Addr, []error) {
+	out := map[string]netip.Addr{}
 	used := map[netip.Addr]string{}
 	var errs []error
-	claim := func(path, s string, allowed netip.Prefix) netip.Addr {
-		a, err := netip.ParseAddr(s)
-		switch {
-		case err != nil:
-			errs = append(errs, fmt.Errorf("%s: %q is not an IP address", path, s))
-		case !allowed.Contains(a):
-			errs = append(errs, fmt.Errorf("%s: %s is outside the range %s (workloads: %s and %s, externals: %s and %s)",
-				path, a, allowed, ClusterV4, ClusterV6, ExternalV4, ExternalV6))
-		case used[a] != "":
-			errs = append(errs, fmt.Errorf("%s: address collision: %s is also %s", path, a, used[a]))
-		default:
-			used[a] = path
-			return a
+	claim := func(field string, list Addrs, allowed netip.Prefix) {
+		for j, s := range list {
+			path := fmt.Sprintf("%s[%d]", field, j)
+			a, err := netip.ParseAddr(s)
+			switch {
+			case err != nil:
+				errs = append(errs, fmt.Errorf("%s: %q is not an IP address", path, s))
+			case !allowed.Contains(a):
+				errs = append(errs, fmt.Errorf("%s: %s is outside the range %s (workloads: %s and %s, externals: %s and %s)",
+					path, a, allowed, ClusterV4, ClusterV6, ExternalV4, ExternalV6))
+			case used[a] != "":
+				errs = append(errs, fmt.Errorf("%s: address collision: %s is also %s", path, a, used[a]))
+			default:
+				used[a] = path
+				out[path] = a
+			}
 		}
-		return netip.Addr{}
 	}
-	port := 0
+	for i, w := range t.Workloads {
+		claim(fmt.Sprintf("workloads[%d].ipv4", i), w.IPv4, ClusterV4)
+		claim(fmt.Sprintf("workloads[%d].ipv6", i), w.IPv6, ClusterV6)
+	}
+	for i, x := range t.Externals {
+		claim(fmt.Sprintf("externals[%d].ipv4", i), x.IPv4, ExternalV4)
+		claim(fmt.Sprintf("externals[%d].ipv6", i), x.IPv6, ExternalV6)
+	}
+	return out, errs
+}
+
+// endpoints names every endpoint of t, in file order, with its pinned
+// addresses (zero where the file fixes none) and its switch port. Two
+// endpoints whose network namespace names coincide are errors.
+func (t *Topology) endpoints(pinned map[string]netip.Addr) ([]Endpoint, []error) {
+	var out []Endpoint
+	var errs []error
 	netnsOf := map[string]string{}
 	add := func(path string, e Endpoint) {
 		if other, ok := netnsOf[e.Netns]; ok {
 			errs = append(errs, fmt.Errorf("%s: its network namespace name %s is also the one of %s; rename one of them", path, e.Netns, other))
 		}
 		netnsOf[e.Netns] = path
-		port++
-		e.SwitchPort = fmt.Sprintf("v%d", port)
-		p.Endpoints = append(p.Endpoints, e)
+		e.SwitchPort = fmt.Sprintf("v%d", len(out)+1)
+		out = append(out, e)
 	}
-	// Fixed addresses first, in file order.
 	for i, w := range t.Workloads {
-		for r := 0; r < w.Replicas; r++ {
+		// At most MaxReplicas: Validate names a larger count and
+		// still calls this to check the names.
+		for r := 0; r < min(w.Replicas, MaxReplicas); r++ {
 			e := Endpoint{Netns: netnsName(t.Name, fmt.Sprintf("%s-%s-%d", w.Namespace, w.Name, r)),
 				Namespace: w.Namespace, Workload: w.Name, Replica: r, Labels: w.Labels, Ports: w.Ports}
-			if r < len(w.IPv4) {
-				e.IPv4 = claim(fmt.Sprintf("workloads[%d].ipv4[%d]", i, r), w.IPv4[r], ClusterV4)
-			}
-			if r < len(w.IPv6) {
-				e.IPv6 = claim(fmt.Sprintf("workloads[%d].ipv6[%d]", i, r), w.IPv6[r], ClusterV6)
-			}
+			e.IPv4 = pinned[fmt.Sprintf("workloads[%d].ipv4[%d]", i, r)]
+			e.IPv6 = pinned[fmt.Sprintf("workloads[%d].ipv6[%d]", i, r)]
 			add(fmt.Sprintf("workloads[%d] replica %d", i, r), e)
 		}
 	}
 	for i, x := range t.Externals {
 		e := Endpoint{Netns: netnsName(t.Name, "ext-"+x.Name),
 			Workload: x.Name, External: true, DNSName: x.DNS, Ports: x.Ports}
-		if len(x.IPv4) > 0 {
-			e.IPv4 = claim(fmt.Sprintf("externals[%d].ipv4[0]", i), x.IPv4[0], ExternalV4)
-		}
-		if len(x.IPv6) > 0 {
-			e.IPv6 = claim(fmt.Sprintf("externals[%d].ipv6[0]", i), x.IPv6[0], ExternalV6)
-		}
+		e.IPv4 = pinned[fmt.Sprintf("externals[%d].ipv4[0]", i)]
+		e.IPv6 = pinned[fmt.Sprintf("externals[%d].ipv6[0]", i)]
 		add(fmt.Sprintf("externals[%d]", i), e)
 	}
-	if len(errs) > 0 {
+	return out, errs
+}
+
+// allocate names every endpoint and gives it addresses: fixed ones first,
+// then the next free address of its range. Any problem of the fixed
+// addresses or the namespace names is an error; Validate reports the same
+// problems with the rest of the file's.
+func (t *Topology) allocate() (*Plan, error) {
+	p := &Plan{Lab: t.Name, Topology: *t, Switch: netnsName(t.Name, "switch")}
+	pinned, errs := t.pinned()
+	eps, epErrs := t.endpoints(pinned)
+	if errs = append(errs, epErrs...); len(errs) > 0 {
 		return nil, errors.Join(errs...)
+	}
+	p.Endpoints = eps
+	used := map[netip.Addr]string{}
+	for path, a := range pinned {
+		used[a] = path
 	}
 	// Allocation starts at host .10 of each range and skips pinned addresses.
 	last := map[netip.Prefix]netip.Addr{}

@@ -161,6 +161,9 @@ var (
 	labelValue   = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$`)
 )
 
+// MaxReplicas is the most replicas one workload may have.
+const MaxReplicas = 64
+
 // Parse decodes and validates a topology from YAML bytes.
 func Parse(raw []byte) (*Topology, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
@@ -252,8 +255,8 @@ func (t *Topology) Validate() error {
 			bad(p+".name", "duplicate workload %q", w.Key())
 		}
 		wl[w.Key()] = w
-		if w.Replicas < 1 || w.Replicas > 64 {
-			bad(p+".replicas", "%d is out of range 1-64", w.Replicas)
+		if w.Replicas < 1 || w.Replicas > MaxReplicas {
+			bad(p+".replicas", "%d is out of range 1-%d", w.Replicas, MaxReplicas)
 		}
 		validateLabels(p+".labels", w.Labels, bad)
 		validatePorts(p+".ports", w.Ports, bad)
@@ -333,11 +336,12 @@ func (t *Topology) Validate() error {
 	} else if !hasPort(w.Ports, 53, "UDP") {
 		bad("dns", "workload %q has no port 53/UDP", t.DNS)
 	}
-	if len(errs) == 0 {
-		if _, err := t.allocate(); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	// Addresses and namespace names are checked whatever else is wrong,
+	// so that one run names every problem.
+	_, addrErrs := t.pinned()
+	_, nsErrs := t.endpoints(nil)
+	errs = append(errs, addrErrs...)
+	errs = append(errs, nsErrs...)
 	return errors.Join(errs...)
 }
 

@@ -127,3 +127,30 @@ func TestParseReportsEveryProblem(t *testing.T) {
 		t.Fatalf("want both problems reported, got %v", err)
 	}
 }
+
+// TestParseReportsEveryAddressProblem is issue 11 item 12: a replica given
+// two addresses, one of them outside the workloads' range, is refused with
+// both problems named, next to the file's other problems.
+func TestParseReportsEveryAddressProblem(t *testing.T) {
+	bad := strings.Replace(base, "ports: [{name: http, port: 8080}]",
+		"ports: [{name: http, port: 8080}]\n    ipv4: [198.18.0.10, 10.0.0.1]\n    ipv6: [2001:db8:18::10, 2001:db8:18::10, nonsense]", 1)
+	bad = strings.Replace(bad, "to: api,", "to: nosuch,", 1)
+	bad = strings.Replace(bad, "ports: [{port: 443}]}", "ports: [{port: 443}], ipv4: [198.18.0.10]}", 1)
+	_, err := Parse([]byte(bad))
+	if err == nil {
+		t.Fatal("bad topology accepted")
+	}
+	for _, w := range []string{
+		"workloads[1].ipv4: 2 addresses for 1 replicas",
+		"workloads[1].ipv4[1]: 10.0.0.1 is outside the range 198.18.0.0/16",
+		"workloads[1].ipv6: 3 addresses for 1 replicas",
+		"workloads[1].ipv6[1]: address collision: 2001:db8:18::10 is also workloads[1].ipv6[0]",
+		`workloads[1].ipv6[2]: "nonsense" is not an IP address`,
+		"externals[0].ipv4[0]: 198.18.0.10 is outside the range 198.19.0.0/16",
+		"workloads[2].talks[0].to",
+	} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error does not say %q:\n%v", w, err)
+		}
+	}
+}

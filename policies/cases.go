@@ -15,9 +15,9 @@ import (
 )
 
 // Case is one verdict case file, in the format of
-// ../shared/cases/netpol/README.md: a world, policies, connections with their
-// expected verdict, and optional ordered steps that change the world or the
-// policies, each followed by its own connections.
+// policies/testdata/cases/README.md: a world, policies, connections with
+// their expected verdict, and optional ordered steps that change the world or
+// the policies, each followed by its own connections.
 type Case struct {
 	Name        string           `json:"name"`
 	About       string           `json:"about,omitempty"`

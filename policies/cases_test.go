@@ -5,8 +5,8 @@ import (
 	"testing"
 )
 
-// TestCases runs every case file of testdata/cases (the shared verdict cases
-// of ../shared/cases/netpol plus our own) and fails on every mismatch.
+// TestCases runs every case file of testdata/cases and fails on every
+// mismatch.
 func TestCases(t *testing.T) {
 	files, err := filepath.Glob("testdata/cases/*.yaml")
 	if err != nil || len(files) < 5 {

@@ -46,7 +46,11 @@ func newGraphCmd(a *app) *cobra.Command {
 		Short: "Export the communication graph as JSON, DOT, GraphML, Mermaid or an HTML page",
 		Long: `graph exports the communication graph: nodes for workloads and external
 peers, edges labelled with protocol/port, flow and byte counts, first and last
-seen, and verdict counts.
+seen, and verdict counts. When any flow of an edge was denied or audit-denied,
+its label splits the flows: "TCP/5432 · 616 flows (614 allowed, 2 denied)";
+the HTML, DOT and Mermaid drawings colour an edge by the verdict of most of
+its flows (red: mostly denied, orange dashed: mostly audit-denied), so a path
+that works but was denied twice is not drawn as a denied path.
 
 The edges come from --edges FILE: observer edges as a JSON array, as JSON lines
 (one edge per line), or as the windows that "nanoseg observe --edges -o json"

@@ -24,7 +24,7 @@ func runPolicy(t *testing.T, args ...string) (string, error) {
 }
 
 func TestPolicyCheck(t *testing.T) {
-	good := "../../policies/testdata/cases/endport-range.yaml"
+	good := "../../policies/testdata/cases/port-range-inclusive.yaml"
 	if out, err := runPolicy(t, "check", good); err != nil || !strings.Contains(out, "ok ") {
 		t.Fatalf("check good: %v\n%s", err, out)
 	}
@@ -33,7 +33,7 @@ func TestPolicyCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
-	wrong := strings.Replace(string(data), "port: 8005, protocol: TCP, expect: allow", "port: 8005, protocol: TCP, expect: deny", 1)
+	wrong := strings.Replace(string(data), "port: 10007, protocol: UDP, expect: allow", "port: 10007, protocol: UDP, expect: deny", 1)
 	if err := os.WriteFile(bad, []byte(wrong), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -42,15 +42,15 @@ func TestPolicyCheck(t *testing.T) {
 	if err == nil || !asExitCoder(err, &ec) || ec.ExitCode() != 1 {
 		t.Fatalf("check bad: want exit code 1, got %v", err)
 	}
-	if !strings.Contains(out, "FAIL "+bad+": connections[2]: default/fighter -> default/station 8005/TCP: expected deny, got allow") {
+	if !strings.Contains(out, "FAIL "+bad+": connections[2]: media/edge -> media/relay 10007/UDP: expected deny, got allow") {
 		t.Errorf("output lacks the mismatch:\n%s", out)
 	}
 }
 
 func TestPolicyExplainAndExport(t *testing.T) {
-	out, err := runPolicy(t, "explain", "--case", "../../policies/testdata/cases/named-port-per-pod.yaml",
-		"--from", "default/client", "--to", "default/web-2", "--port", "8080/TCP")
-	if err != nil || !strings.Contains(out, "8080/TCP: allow") || !strings.Contains(out, "NetworkPolicy default/web-http-from-client rule ingress-0") {
+	out, err := runPolicy(t, "explain", "--case", "../../policies/testdata/cases/named-port-resolves-per-destination.yaml",
+		"--from", "monitoring/prometheus", "--to", "shop/api-2", "--port", "9102/TCP")
+	if err != nil || !strings.Contains(out, "9102/TCP: allow") || !strings.Contains(out, "NetworkPolicy shop/api-metrics-from-monitoring rule ingress-0") {
 		t.Errorf("explain: %v\n%s", err, out)
 	}
 	out, err = runPolicy(t, "export", "--to", "networkpolicy", "../../policies/testdata/segments/web.yaml")
@@ -65,5 +65,32 @@ func TestPolicyExplainAndExport(t *testing.T) {
 	out, err = runPolicy(t, "propose", "--edges", "../../graph/testdata/shop-edges.jsonl")
 	if err != nil || strings.Count(out, "kind: NanoSegment") != 7 || !strings.Contains(out, "dnsName: payments.example") {
 		t.Errorf("propose from observer edges: %v\n%s", err, out)
+	}
+}
+
+// TestReadmePolicyCheck runs the README's `nanoseg policy check` example
+// from the repository root: its files are the project's own and it passes.
+func TestReadmePolicyCheck(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pattern string
+	for _, l := range strings.Split(string(readme), "\n") {
+		if rest, ok := strings.CutPrefix(l, "nanoseg policy check "); ok {
+			pattern = strings.Fields(rest)[0]
+			break
+		}
+	}
+	if pattern == "" {
+		t.Fatal("README has no `nanoseg policy check` example")
+	}
+	files, err := filepath.Glob(filepath.Join("../..", pattern))
+	if err != nil || len(files) < 5 {
+		t.Fatalf("README's %s matches %d files in this repository (%v)", pattern, len(files), err)
+	}
+	out, err := runPolicy(t, append([]string{"check"}, files...)...)
+	if err != nil || strings.Count(out, "ok ") != len(files) {
+		t.Errorf("README's example fails: %v\n%s", err, out)
 	}
 }
