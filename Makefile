@@ -17,7 +17,7 @@ help: ## list the targets
 build: ## build bin/nanoseg
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/nanoseg
 
-test: fmt-check vet build ## gofmt check, go vet, unit tests, and (as root) kernel and end-to-end tests
+test: fmt-check vet verify build ## gofmt check, go vet, generated files check, unit tests, and (as root) kernel and end-to-end tests
 	@if [ "$$(id -u)" != 0 ]; then echo "make test: not root: kernel tests will skip (they need network namespaces); run as root for the full suite"; fi
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
