@@ -21,8 +21,8 @@ import (
 
 	"github.com/google/nftables"
 
-	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/dataplane"
+	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/lab"
 )
 
