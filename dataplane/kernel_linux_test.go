@@ -502,17 +502,6 @@ func TestConnectLoopDuringUpdates(t *testing.T) {
 	t.Logf("%d connections during 20 updates, none failed", attempts.Load())
 }
 
-// TestSCTPKernel: the kernel of these machines has SCTP conntrack but no
-// SCTP sockets (KERNEL.md), so SCTP is covered by the render golden files
-// and the RuleSet tests only; this test says so where that is the case.
-func TestSCTPKernel(t *testing.T) {
-	nettest.RequireRoot(t)
-	if _, err := sctpSocket(); err != nil {
-		t.Skipf("kernel lacks SCTP sockets (%v): SCTP is covered by render golden files and RuleSet tests only", err)
-	}
-	t.Skip("SCTP sockets exist, but no SCTP packet test is written yet")
-}
-
 // flushNeighbours empties the IPv6 neighbour cache of ns, so the next
 // packet needs neighbour discovery.
 func flushNeighbours(t *testing.T, ns *nettest.Netns) {
