@@ -34,6 +34,7 @@ import (
 	"github.com/nanoseg/nanoseg/internal/nettest"
 	"github.com/nanoseg/nanoseg/internal/nsenter"
 	"github.com/nanoseg/nanoseg/lab"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/observer"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
@@ -266,15 +267,15 @@ func singleApply(b *testing.B, rs dataplane.RuleSet, reps int) time.Duration {
 	b.Helper()
 	path := nsenter.Path(benchNamespaces(b, "single", 1)[0])
 	dp := dataplane.New(nil)
-	rs.Mode = dataplane.ModeAudit
+	rs.Mode = model.ModeAudit
 	if _, err := dp.Apply(path, rs); err != nil {
 		b.Fatal(err)
 	}
 	start := time.Now()
 	for i := range reps {
-		rs.Mode = dataplane.ModeEnforce
+		rs.Mode = model.ModeEnforce
 		if i%2 == 1 {
-			rs.Mode = dataplane.ModeAudit
+			rs.Mode = model.ModeAudit
 		}
 		if _, err := dp.Apply(path, rs); err != nil {
 			b.Fatal(err)

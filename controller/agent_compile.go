@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/nanoseg/nanoseg/dataplane"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
@@ -35,7 +36,7 @@ func compileRuleSets(world *policies.MemWorld, active []ActivePolicy, eps []Endp
 	for _, e := range eps {
 		rs, ok := c.RuleSet(e.Namespace + "/" + e.Netns)
 		if !ok {
-			rs = dataplane.RuleSet{Name: e.Namespace + "/" + e.Netns, Mode: dataplane.ModeObserve}
+			rs = dataplane.RuleSet{Name: e.Namespace + "/" + e.Netns, Mode: model.ModeObserve}
 		}
 		out[e.Netns] = rs
 	}

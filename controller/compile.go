@@ -21,6 +21,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/nanoseg/nanoseg/dataplane"
+	"github.com/nanoseg/nanoseg/internal/verdictlog"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
@@ -304,7 +306,7 @@ func (c *Compiler) rebuild(key string) {
 	if !ok {
 		return
 	}
-	rs := dataplane.RuleSet{Name: key, Mode: dataplane.ModeObserve}
+	rs := dataplane.RuleSet{Name: key, Mode: model.ModeObserve}
 	if !p.Participates() {
 		c.ruleSets[key] = rs
 		return
@@ -338,9 +340,9 @@ func (c *Compiler) rebuild(key string) {
 		}
 	}
 	if best == modeRank[v1alpha1.ModeEnforce] {
-		rs.Mode = dataplane.ModeEnforce
+		rs.Mode = model.ModeEnforce
 	} else {
-		rs.Mode = dataplane.ModeAudit
+		rs.Mode = model.ModeAudit
 	}
 	for d := range 2 {
 		dir := policies.Direction(d)
@@ -374,16 +376,16 @@ func allowAll(id string) []dataplane.Entry {
 
 // RuleID returns the dataplane rule id of rule of pol: "np/<ns>/<name>/<rule>"
 // for a NetworkPolicy, "seg/<ns>/<name>/<rule>" for a NanoSegment, shortened
-// with a hash when longer than dataplane.MaxIDLen.
+// with a hash when longer than verdictlog.MaxIDLen.
 func RuleID(pol policies.PolicyRef, rule string) string {
 	kind := "seg"
 	if pol.Kind == "NetworkPolicy" {
 		kind = "np"
 	}
 	id := kind + "/" + pol.Namespace + "/" + pol.Name + "/" + rule
-	if len(id) > dataplane.MaxIDLen {
+	if len(id) > verdictlog.MaxIDLen {
 		h := fnv32(id)
-		id = fmt.Sprintf("%s-%08x", id[:dataplane.MaxIDLen-9], h)
+		id = fmt.Sprintf("%s-%08x", id[:verdictlog.MaxIDLen-9], h)
 	}
 	return id
 }
@@ -427,15 +429,15 @@ func (c *Compiler) ruleEntries(pi int, dir policies.Direction, ri int, r policie
 			e := dataplane.Entry{Peer: t.prefix, RuleID: id}
 			switch port.Protocol {
 			case v1alpha1.ProtocolTCP:
-				e.Protocol = dataplane.ProtoTCP
+				e.Protocol = model.ProtocolTCP
 			case v1alpha1.ProtocolUDP:
-				e.Protocol = dataplane.ProtoUDP
+				e.Protocol = model.ProtocolUDP
 			case v1alpha1.ProtocolSCTP:
-				e.Protocol = dataplane.ProtoSCTP
+				e.Protocol = model.ProtocolSCTP
 			case v1alpha1.ProtocolICMP:
-				e.Protocol = dataplane.ProtoICMP
+				e.Protocol = model.ProtocolICMP
 				if t.prefix.Addr().Is6() {
-					e.Protocol = dataplane.ProtoICMPv6
+					e.Protocol = model.ProtocolICMPv6
 				}
 				if !port.Any {
 					c.warnings[fmt.Sprintf("%s rule %s: ICMP type %d compiled as every ICMP type (rule sets carry no ICMP type)", pol.Ref, r.ID, port.Port)] = true

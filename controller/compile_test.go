@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/nanoseg/nanoseg/dataplane"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
@@ -26,8 +27,8 @@ func protoNumber(p v1alpha1.Protocol) uint8 {
 }
 
 // allows is the dataplane's answer for one direction of a rule set.
-func allows(rs dataplane.RuleSet, ok bool, dir dataplane.Direction, peer netip.Addr, proto v1alpha1.Protocol, port int32) bool {
-	if !ok || rs.Mode == dataplane.ModeObserve {
+func allows(rs dataplane.RuleSet, ok bool, dir model.Direction, peer netip.Addr, proto v1alpha1.Protocol, port int32) bool {
+	if !ok || rs.Mode == model.ModeObserve {
 		return true
 	}
 	_, allowed := rs.Allows(dir, peer, protoNumber(proto), uint16(port))
@@ -109,7 +110,7 @@ func TestCompileMatchesEvaluate(t *testing.T) {
 							want := policies.Evaluate(st.World, set, conn).Action == policies.Allow
 							srs, sok := comp.RuleSet(fk)
 							drs, dok := comp.RuleSet(tk)
-							got := allows(srs, sok, dataplane.Egress, ta, proto, port) && allows(drs, dok, dataplane.Ingress, fa, proto, port)
+							got := allows(srs, sok, model.Egress, ta, proto, port) && allows(drs, dok, model.Ingress, fa, proto, port)
 							if got != want {
 								t.Errorf("%s step %d: %s: rule sets say %v, Evaluate %v", filepath.Base(f), step, conn, got, want)
 							}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nanoseg/nanoseg/dataplane"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 func testKey(t *testing.T) ed25519.PrivateKey {
@@ -313,9 +314,9 @@ func TestChainHeadRoundTrip(t *testing.T) {
 
 func TestDriftAndCounters(t *testing.T) {
 	pfx := netip.MustParsePrefix("198.18.0.2/32")
-	desired := dataplane.RuleSet{Name: "shop/db", Mode: dataplane.ModeEnforce, Ingress: []dataplane.Entry{
-		{Peer: pfx, Protocol: dataplane.ProtoTCP, Port: 5432, RuleID: "r1"},
-		{Peer: pfx, Protocol: dataplane.ProtoTCP, Port: 9090, RuleID: "r2"}}}
+	desired := dataplane.RuleSet{Name: "shop/db", Mode: model.ModeEnforce, Ingress: []dataplane.Entry{
+		{Peer: pfx, Protocol: model.ProtocolTCP, Port: 5432, RuleID: "r1"},
+		{Peer: pfx, Protocol: model.ProtocolTCP, Port: 9090, RuleID: "r2"}}}
 	elems := dataplane.Elements(desired)
 	words, missing, extra := Drift(true, false, desired, elems[1:], desired)
 	if len(missing) != 1 || len(extra) != 0 || len(words) != 1 || !strings.Contains(words[0], "missing entry") {

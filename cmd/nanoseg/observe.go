@@ -18,6 +18,7 @@ import (
 	"github.com/nanoseg/nanoseg/dataplane"
 	"github.com/nanoseg/nanoseg/internal/nsenter"
 	"github.com/nanoseg/nanoseg/lab"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/observer"
 )
 
@@ -184,7 +185,7 @@ func runObserve(ctx context.Context, a *app, o observeOptions, w io.Writer) erro
 			log.Warn("no nanoseg table in this netns: conntrack may not track its connections (use --track)", "netns", e.Name)
 		} else {
 			name := strings.TrimPrefix(e.Name, lab.NetnsPrefix)
-			if _, err := dp.Apply(e.Path, dataplane.RuleSet{Name: name, Mode: dataplane.ModeObserve}); err != nil {
+			if _, err := dp.Apply(e.Path, dataplane.RuleSet{Name: name, Mode: model.ModeObserve}); err != nil {
 				return fmt.Errorf("observe: track %s: %w", e.Name, err)
 			}
 		}
