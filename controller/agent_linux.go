@@ -46,6 +46,7 @@ import (
 	"github.com/nanoseg/nanoseg/dataplane"
 	"github.com/nanoseg/nanoseg/internal/nsenter"
 	"github.com/nanoseg/nanoseg/lab"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/observer"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
@@ -323,7 +324,7 @@ func (a *Agent) refreshInventory(ctx context.Context) error {
 
 func (a *Agent) startObserver(ctx context.Context, e Endpoint) {
 	octx, cancel := context.WithCancel(ctx)
-	o, err := observer.New(a.obsCfg, []observer.Endpoint{{Name: e.Netns, Path: e.Path, Addrs: e.Addrs}}, a.handleFlow, a.names, a.obsM, a.log)
+	o, err := observer.New(a.obsCfg, []model.Endpoint{{Netns: e.Netns, Path: e.Path, Addrs: e.Addrs}}, a.handleFlow, a.names, a.obsM, a.log)
 	if err != nil {
 		cancel()
 		a.log.Warn("start observer", "netns", e.Netns, "err", err)
@@ -341,22 +342,18 @@ func (a *Agent) startObserver(ctx context.Context, e Endpoint) {
 
 // handleFlow receives every flow record of every endpoint. The agent's
 // own probes are not traffic of the workloads and are left out.
-func (a *Agent) handleFlow(f observer.Flow) {
+func (a *Agent) handleFlow(f model.Flow) {
 	if a.isProbe(f) {
 		return
 	}
 	a.agg.Add(f)
-	if f.RemoteName != "" || f.Verdict == observer.VerdictAuditDenied || f.Verdict == observer.VerdictDenied {
+	if f.RemoteName != "" || f.Verdict == model.VerdictAuditDeny || f.Verdict == model.VerdictDeny {
 		a.mu.Lock()
 		if f.RemoteName != "" {
 			a.seenNames[f.Remote()] = f.RemoteName
 		}
-		if f.Verdict == observer.VerdictAuditDenied || f.Verdict == observer.VerdictDenied {
-			v := "deny"
-			if f.Verdict == observer.VerdictAuditDenied {
-				v = "audit-deny"
-			}
-			a.pending = append(a.pending, VerdictEvent{At: f.Start, Endpoint: f.Endpoint, Verdict: v, RuleID: f.RuleID,
+		if f.Verdict == model.VerdictAuditDeny || f.Verdict == model.VerdictDeny {
+			a.pending = append(a.pending, VerdictEvent{At: f.Start, Endpoint: f.Endpoint, Verdict: f.Verdict, RuleID: f.RuleID,
 				Source: a.peerName(f.Src), SrcPort: f.SrcPort, Destination: a.peerName(f.Dst), Protocol: f.Protocol, Port: f.DstPort})
 		}
 		a.mu.Unlock()
@@ -380,10 +377,10 @@ func (a *Agent) flush() error {
 	// its address; by now the name is known, so the edge joins the named one.
 	now := time.Now()
 	for i := range edges {
-		for _, p := range []*observer.Peer{&edges[i].Source, &edges[i].Destination} {
+		for _, p := range []*model.Peer{&edges[i].Source, &edges[i].Destination} {
 			if p.External && p.Name == "" && p.Addr.IsValid() {
 				if n, ok := a.names.Lookup(p.Addr, now); ok {
-					*p = observer.Peer{External: true, Name: n}
+					*p = model.Peer{External: true, Name: n}
 				}
 			}
 		}

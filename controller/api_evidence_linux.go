@@ -37,8 +37,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/dataplane"
+	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/policies"
 )
 
@@ -290,8 +290,8 @@ func (a *Agent) Export(ctx context.Context, req ExportRequest, who string) (*Exp
 			b.Denied.Truncated = true
 			continue
 		}
-		b.Denied.Events = append(b.Denied.Events, evidence.VerdictEvent{At: e.At.UTC(), Endpoint: e.Endpoint, Verdict: e.Verdict, RuleID: e.RuleID,
-			Source: e.Source, Destination: e.Destination, Protocol: e.Protocol, Port: int(e.Port)})
+		e.At = e.At.UTC()
+		b.Denied.Events = append(b.Denied.Events, e)
 	}
 	b.Denied.Flows = evidence.GroupDenied(b.Denied.Events)
 
@@ -389,9 +389,8 @@ func (a *Agent) policiesSection(scoped map[string]bool) (evidence.Policies, erro
 	bySeq := map[uint64]Promotion{}
 	for _, h := range hist {
 		bySeq[h.Seq] = h
-		p.History = append(p.History, evidence.Promotion{Seq: h.Seq, At: h.At.UTC(), Who: h.Who, Workload: h.Workload, Action: string(h.Action),
-			FromMode: string(h.FromMode), ToMode: string(h.ToMode), FromRevision: h.FromRevision, ToRevision: h.ToRevision,
-			Reason: h.Reason, Undoes: h.Undoes, PrevHash: h.PrevHash, Hash: h.Hash})
+		h.At = h.At.UTC()
+		p.History = append(p.History, h)
 	}
 	p.Chain = evidence.ChainCheck{Events: len(hist), Verified: true}
 	if err := VerifyPromotions(hist); err != nil {

@@ -24,7 +24,6 @@ import (
 	"github.com/nanoseg/nanoseg/internal/verdictlog"
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
 // CompileInput is what a full compile needs: the namespaces and pods of the
@@ -292,7 +291,7 @@ func hasNamedEgressToAddresses(pol *policies.Policy) bool {
 	return false
 }
 
-var modeRank = map[v1alpha1.Mode]int{v1alpha1.ModeObserve: 0, v1alpha1.ModeAudit: 1, v1alpha1.ModeEnforce: 2}
+var modeRank = map[model.Mode]int{model.ModeObserve: 0, model.ModeAudit: 1, model.ModeEnforce: 2}
 
 // rebuild compiles the rule set of pod key from the indexes.
 //
@@ -316,7 +315,7 @@ func (c *Compiler) rebuild(key string) {
 	mine := c.byNS[p.Namespace]
 	for _, i := range mine {
 		pol := c.policies[i]
-		if !c.selected[i][key] || pol.Mode == v1alpha1.ModeObserve {
+		if !c.selected[i][key] || pol.Mode == model.ModeObserve {
 			continue
 		}
 		best = max(best, modeRank[pol.Mode])
@@ -328,7 +327,7 @@ func (c *Compiler) rebuild(key string) {
 	for _, i := range mine {
 		pol := c.policies[i]
 		if !c.selected[i][key] || modeRank[pol.Mode] != best {
-			if c.selected[i][key] && pol.Mode != v1alpha1.ModeObserve && modeRank[pol.Mode] < best {
+			if c.selected[i][key] && pol.Mode != model.ModeObserve && modeRank[pol.Mode] < best {
 				c.warnings[fmt.Sprintf("%s: %s is %s but a stronger policy selects the pod; its rules are not applied", key, pol.Ref, pol.Mode)] = true
 			}
 			continue
@@ -339,7 +338,7 @@ func (c *Compiler) rebuild(key string) {
 			}
 		}
 	}
-	if best == modeRank[v1alpha1.ModeEnforce] {
+	if best == modeRank[model.ModeEnforce] {
 		rs.Mode = model.ModeEnforce
 	} else {
 		rs.Mode = model.ModeAudit
@@ -428,13 +427,13 @@ func (c *Compiler) ruleEntries(pi int, dir policies.Direction, ri int, r policie
 		for _, port := range r.Ports {
 			e := dataplane.Entry{Peer: t.prefix, RuleID: id}
 			switch port.Protocol {
-			case v1alpha1.ProtocolTCP:
+			case model.ProtocolTCP:
 				e.Protocol = model.ProtocolTCP
-			case v1alpha1.ProtocolUDP:
+			case model.ProtocolUDP:
 				e.Protocol = model.ProtocolUDP
-			case v1alpha1.ProtocolSCTP:
+			case model.ProtocolSCTP:
 				e.Protocol = model.ProtocolSCTP
-			case v1alpha1.ProtocolICMP:
+			case model.ProtocolICMP:
 				e.Protocol = model.ProtocolICMP
 				if t.prefix.Addr().Is6() {
 					e.Protocol = model.ProtocolICMPv6

@@ -13,10 +13,9 @@ import (
 	"github.com/nanoseg/nanoseg/dataplane"
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
-func protoNumber(p v1alpha1.Protocol) uint8 {
+func protoNumber(p model.Protocol) uint8 {
 	switch p {
 	case "UDP":
 		return 17
@@ -27,7 +26,7 @@ func protoNumber(p v1alpha1.Protocol) uint8 {
 }
 
 // allows is the dataplane's answer for one direction of a rule set.
-func allows(rs dataplane.RuleSet, ok bool, dir model.Direction, peer netip.Addr, proto v1alpha1.Protocol, port int32) bool {
+func allows(rs dataplane.RuleSet, ok bool, dir model.Direction, peer netip.Addr, proto model.Protocol, port int32) bool {
 	if !ok || rs.Mode == model.ModeObserve {
 		return true
 	}
@@ -103,7 +102,7 @@ func TestCompileMatchesEvaluate(t *testing.T) {
 			for _, from := range eps {
 				for _, to := range eps {
 					for _, port := range []int32{53, 80, 666, 3868, 5432, 7999, 8000, 8010, 8011, 8080} {
-						for _, proto := range []v1alpha1.Protocol{"TCP", "UDP", "SCTP"} {
+						for _, proto := range []model.Protocol{"TCP", "UDP", "SCTP"} {
 							fa, fk := addrOf(st.World, from)
 							ta, tk := addrOf(st.World, to)
 							conn := policies.Connection{From: policies.Endpoint{IP: fa}, To: policies.Endpoint{IP: ta}, Protocol: proto, Port: port}

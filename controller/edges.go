@@ -3,28 +3,27 @@ package controller
 import (
 	"strings"
 
-	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
 // PolicyEdges converts observed edges into the policies package's edges
 // (identity labels only, upper-case protocol, ICMP for both ICMP
 // versions). Edges of protocols a policy cannot name are skipped.
-func PolicyEdges(edges []observer.Edge) []policies.Edge {
+func PolicyEdges(edges []model.Edge) []policies.Edge {
 	out := make([]policies.Edge, 0, len(edges))
 	for _, e := range edges {
 		pe := policies.Edge{Port: int32(e.Port), FirstSeen: e.FirstSeen, LastSeen: e.LastSeen,
 			Flows: int64(e.Flows), Bytes: int64(e.BytesOut + e.BytesIn)}
-		switch strings.ToLower(e.Protocol) {
+		switch strings.ToLower(string(e.Protocol)) {
 		case "tcp":
-			pe.Protocol = v1alpha1.ProtocolTCP
+			pe.Protocol = model.ProtocolTCP
 		case "udp":
-			pe.Protocol = v1alpha1.ProtocolUDP
+			pe.Protocol = model.ProtocolUDP
 		case "sctp":
-			pe.Protocol = v1alpha1.ProtocolSCTP
+			pe.Protocol = model.ProtocolSCTP
 		case "icmp", "ipv6-icmp", "icmpv6":
-			pe.Protocol, pe.Port = v1alpha1.ProtocolICMP, 0
+			pe.Protocol, pe.Port = model.ProtocolICMP, 0
 		default:
 			continue
 		}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
@@ -29,9 +30,9 @@ func (a *Agent) Explain(from, to, port string) (policies.Verdict, error) {
 	if !ok || perr != nil || n < 0 || n > 65535 {
 		return policies.Verdict{}, fmt.Errorf("%w: port: %q is not PORT/PROTOCOL such as 5432/TCP", ErrInvalid, port)
 	}
-	p := v1alpha1.Protocol(strings.ToUpper(proto))
+	p := model.Protocol(strings.ToUpper(proto))
 	switch p {
-	case v1alpha1.ProtocolTCP, v1alpha1.ProtocolUDP, v1alpha1.ProtocolSCTP, v1alpha1.ProtocolICMP:
+	case model.ProtocolTCP, model.ProtocolUDP, model.ProtocolSCTP, model.ProtocolICMP:
 	default:
 		return policies.Verdict{}, fmt.Errorf("%w: port: protocol %q is not TCP, UDP, SCTP or ICMP", ErrInvalid, proto)
 	}

@@ -12,9 +12,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/nanoseg/nanoseg/lab"
-	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
 // Endpoint is one network namespace whose traffic the agent observes and
@@ -127,14 +126,14 @@ func (inv *Inventory) Workloads() []string {
 }
 
 // Lookup resolves addr to its workload identity (observer.Inventory).
-func (inv *Inventory) Lookup(addr netip.Addr) (observer.Identity, bool) {
+func (inv *Inventory) Lookup(addr netip.Addr) (model.Identity, bool) {
 	inv.mu.RLock()
 	defer inv.mu.RUnlock()
 	e, ok := inv.byAddr[addr.Unmap()]
 	if !ok {
-		return observer.Identity{}, false
+		return model.Identity{}, false
 	}
-	return observer.Identity{Namespace: e.Namespace, Workload: e.Workload, Labels: policies.IdentityLabels(e.Labels)}, true
+	return model.Identity{Namespace: e.Namespace, Workload: e.Workload, Labels: policies.IdentityLabels(e.Labels)}, true
 }
 
 // Externals returns the lab's external addresses with their DNS names.
@@ -198,7 +197,7 @@ func LabInventory(c lab.Config, name string) ([]Endpoint, map[string]map[string]
 		ep := Endpoint{Netns: e.Netns, Path: "/run/netns/" + e.Netns, Namespace: e.Namespace, Workload: e.Workload,
 			Labels: e.Labels, Addrs: []netip.Addr{e.IPv4, e.IPv6}}
 		for _, pt := range e.Ports {
-			ep.Ports = append(ep.Ports, policies.ContainerPort{Name: pt.Name, Port: int32(pt.Port), Protocol: v1alpha1.Protocol(pt.Protocol)})
+			ep.Ports = append(ep.Ports, policies.ContainerPort{Name: pt.Name, Port: int32(pt.Port), Protocol: model.Protocol(pt.Protocol)})
 		}
 		eps = append(eps, ep)
 	}
@@ -299,7 +298,7 @@ func ReadLabelsFile(path string) ([]Endpoint, map[string]map[string]string, erro
 			if pt.Port < 1 || pt.Port > 65535 {
 				errs = append(errs, fmt.Errorf("%s.ports[%d].port: %d is out of range 1-65535", p, j, pt.Port))
 			}
-			ep.Ports = append(ep.Ports, policies.ContainerPort{Name: pt.Name, Port: pt.Port, Protocol: v1alpha1.Protocol(proto)})
+			ep.Ports = append(ep.Ports, policies.ContainerPort{Name: pt.Name, Port: pt.Port, Protocol: model.Protocol(proto)})
 		}
 		eps = append(eps, ep)
 	}

@@ -9,17 +9,17 @@ import (
 	"time"
 
 	"github.com/nanoseg/nanoseg/dataplane"
-	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
 // WorkloadStatus is one workload as `nanoseg status` shows it.
 type WorkloadStatus struct {
-	Workload string        `json:"workload"`
-	Mode     v1alpha1.Mode `json:"mode"`
-	Revision int           `json:"revision"`
-	Since    time.Time     `json:"since,omitzero"`
+	Workload string     `json:"workload"`
+	Mode     model.Mode `json:"mode"`
+	Revision int        `json:"revision"`
+	Since    time.Time  `json:"since,omitzero"`
 	// Endpoints are the workload's namespaces with their dataplane state.
 	Endpoints []EndpointState `json:"endpoints"`
 	// RuleHits are the kernel's counters per rule id, summed over the
@@ -51,12 +51,12 @@ type RuleHit struct {
 // DeniedCount is a (source, destination, protocol, port) with how often it
 // was audit-denied or denied.
 type DeniedCount struct {
-	Verdict     string `json:"verdict"`
-	Source      string `json:"source"`
-	Destination string `json:"destination"`
-	Protocol    string `json:"protocol"`
-	Port        uint16 `json:"port"`
-	Count       int    `json:"count"` // connection attempts
+	Verdict     model.Verdict  `json:"verdict"`
+	Source      string         `json:"source"`
+	Destination string         `json:"destination"`
+	Protocol    model.Protocol `json:"protocol"`
+	Port        uint16         `json:"port"`
+	Count       int            `json:"count"` // connection attempts
 	// RuleID lists, comma-separated, the rule sets that logged them.
 	RuleID string `json:"ruleID"`
 }
@@ -108,7 +108,7 @@ func (a *Agent) Status() ([]WorkloadStatus, error) {
 		}
 		ws.Breaks = countDenied(evs, w)
 		for _, b := range ws.Breaks {
-			if b.Verdict == "audit-deny" {
+			if b.Verdict == model.VerdictAuditDeny {
 				ws.WouldDeny += b.Count
 			} else {
 				ws.Denied += b.Count
@@ -127,12 +127,13 @@ func (a *Agent) Status() ([]WorkloadStatus, error) {
 // logged it.
 func countDenied(evs []VerdictEvent, workload string) []DeniedCount {
 	type attemptKey struct {
-		src, dst, proto string
-		srcPort, port   uint16
-		solo            int // events without a source port are each their own attempt
+		src, dst      string
+		proto         model.Protocol
+		srcPort, port uint16
+		solo          int // events without a source port are each their own attempt
 	}
 	type attempt struct {
-		verdict string
+		verdict model.Verdict
 		rules   map[string]bool
 	}
 	var order []attemptKey
@@ -151,8 +152,8 @@ func countDenied(evs []VerdictEvent, workload string) []DeniedCount {
 			attempts[k] = at
 			order = append(order, k)
 		}
-		if e.Verdict == "deny" {
-			at.verdict = "deny"
+		if e.Verdict == model.VerdictDeny {
+			at.verdict = model.VerdictDeny
 		}
 		at.rules[e.RuleID] = true
 	}
@@ -221,7 +222,7 @@ func (a *Agent) Diff(workload string, window time.Duration) (policies.DiffReport
 	}
 	if workload != "" {
 		// Only the workload's own edges: its rules and its flows.
-		var mine []observer.Edge
+		var mine []model.Edge
 		for _, e := range edges {
 			if e.Source.String() == workload || e.Destination.String() == workload {
 				mine = append(mine, e)

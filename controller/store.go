@@ -16,16 +16,14 @@ package controller
 //
 // Buckets:
 //
-//	edges       edge key → observer.Edge (JSON), counters merged on flush
+//	edges       edge key → model.Edge (JSON), counters merged on flush
 //	revisions   workload → (revision number, 8 bytes BE → Revision JSON)
 //	state       workload → WorkloadState JSON
 //	promotions  sequence (8 bytes BE) → Promotion JSON, hash-chained
 //	verdicts    time (8 bytes BE ns) + sequence → VerdictEvent JSON
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,7 +32,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
@@ -52,7 +50,10 @@ var (
 	// ErrConflict: the workload changed since the caller read it.
 	ErrConflict = errors.New("conflict")
 	// ErrChainBroken: the promotion history does not verify.
-	ErrChainBroken = errors.New("promotion history hash chain broken")
+	//
+	// Deprecated: temporary alias for the issue-10 merge; use
+	// model.ErrChainBroken.
+	ErrChainBroken = model.ErrChainBroken
 )
 
 // Store is the agent's state in one file. Safe for concurrent use.
@@ -89,13 +90,13 @@ func OpenStore(path string) (*Store, error) {
 func (s *Store) Close() error { return s.db.Close() }
 
 // edgeKey identifies an edge: source, destination, protocol, port.
-func edgeKey(e observer.Edge) []byte {
+func edgeKey(e model.Edge) []byte {
 	return []byte(fmt.Sprintf("%s|%s|%s|%d", e.Source.String(), e.Destination.String(), e.Protocol, e.Port))
 }
 
 // MergeEdges adds edges to the stored ones in one transaction: counters are
 // summed, FirstSeen keeps the earliest and LastSeen the latest time.
-func (s *Store) MergeEdges(edges []observer.Edge) error {
+func (s *Store) MergeEdges(edges []model.Edge) error {
 	if len(edges) == 0 {
 		return nil
 	}
@@ -104,7 +105,7 @@ func (s *Store) MergeEdges(edges []observer.Edge) error {
 		for _, e := range edges {
 			k := edgeKey(e)
 			if raw := b.Get(k); raw != nil {
-				var old observer.Edge
+				var old model.Edge
 				if err := json.Unmarshal(raw, &old); err != nil {
 					return fmt.Errorf("decode edge %s: %w", k, err)
 				}
@@ -122,7 +123,7 @@ func (s *Store) MergeEdges(edges []observer.Edge) error {
 	})
 }
 
-func mergeEdge(a, b observer.Edge) observer.Edge {
+func mergeEdge(a, b model.Edge) model.Edge {
 	out := a
 	out.Add(b)
 	if out.Destination.Name == "" && b.Destination.Name != "" {
@@ -133,11 +134,11 @@ func mergeEdge(a, b observer.Edge) observer.Edge {
 
 // Edges returns the stored edges last seen at or after since (all edges for
 // the zero time), sorted by key.
-func (s *Store) Edges(since time.Time) ([]observer.Edge, error) {
-	var out []observer.Edge
+func (s *Store) Edges(since time.Time) ([]model.Edge, error) {
+	var out []model.Edge
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketEdges).ForEach(func(k, v []byte) error {
-			var e observer.Edge
+			var e model.Edge
 			if err := json.Unmarshal(v, &e); err != nil {
 				return fmt.Errorf("decode edge %s: %w", k, err)
 			}
@@ -257,51 +258,32 @@ func (s *Store) LatestRevision(workload string) (Revision, error) {
 // WorkloadState is what is active for a workload: a mode and a revision
 // (0: no policy yet, so nothing is filtered).
 type WorkloadState struct {
-	Workload string        `json:"workload"`
-	Mode     v1alpha1.Mode `json:"mode"`
-	Revision int           `json:"revision"`
-	Since    time.Time     `json:"since"`
+	Workload string     `json:"workload"`
+	Mode     model.Mode `json:"mode"`
+	Revision int        `json:"revision"`
+	Since    time.Time  `json:"since"`
 	// Seq is the promotion event that set this state (0: never promoted).
 	Seq uint64 `json:"seq"`
 }
 
 // Action is what a promotion event did.
-type Action string
+//
+// Deprecated: temporary alias for the issue-10 merge; use model.Action.
+type Action = model.Action
 
 // Actions of promotion events.
+//
+// Deprecated: temporary aliases for the issue-10 merge; use model's.
 const (
-	ActionPromote  Action = "promote"
-	ActionRollback Action = "rollback"
+	ActionPromote  = model.ActionPromote
+	ActionRollback = model.ActionRollback
 )
 
-// Promotion is one recorded change of a workload's mode or revision. The
-// history is append-only and hash-chained: Hash is the SHA-256 (hex) of
-// PrevHash and the event's other fields in canonical JSON, so an edit or a
-// gap anywhere breaks every later hash.
-type Promotion struct {
-	Seq          uint64        `json:"seq"`
-	At           time.Time     `json:"at"`
-	Who          string        `json:"who"`
-	Workload     string        `json:"workload"`
-	Action       Action        `json:"action"`
-	FromMode     v1alpha1.Mode `json:"fromMode"`
-	ToMode       v1alpha1.Mode `json:"toMode"`
-	FromRevision int           `json:"fromRevision"`
-	ToRevision   int           `json:"toRevision"`
-	Reason       string        `json:"reason"`
-	// Undoes is the Seq of the promotion a rollback reverted.
-	Undoes   uint64 `json:"undoes,omitempty"`
-	PrevHash string `json:"prevHash"`
-	Hash     string `json:"hash"`
-}
-
-// chainHash computes p's Hash from its other fields.
-func chainHash(p Promotion) string {
-	p.Hash = ""
-	raw, _ := json.Marshal(p) // a struct of plain fields: cannot fail
-	sum := sha256.Sum256(raw)
-	return hex.EncodeToString(sum[:])
-}
+// Promotion is one recorded change of a workload's mode or revision,
+// hash-chained (see model.Promotion).
+//
+// Deprecated: temporary alias for the issue-10 merge; use model.Promotion.
+type Promotion = model.Promotion
 
 // State returns the state of workload; a workload never promoted is in
 // observe mode with revision 0.
@@ -318,7 +300,7 @@ func (s *Store) State(workload string) (WorkloadState, error) {
 func stateIn(tx *bolt.Tx, workload string) (WorkloadState, error) {
 	raw := tx.Bucket(bucketState).Get([]byte(workload))
 	if raw == nil {
-		return WorkloadState{Workload: workload, Mode: v1alpha1.ModeObserve}, nil
+		return WorkloadState{Workload: workload, Mode: model.ModeObserve}, nil
 	}
 	var st WorkloadState
 	if err := json.Unmarshal(raw, &st); err != nil {
@@ -379,7 +361,7 @@ func (s *Store) Record(p Promotion, expect *WorkloadState) (Promotion, error) {
 			return err
 		}
 		p.Seq, p.FromMode, p.FromRevision, p.PrevHash = seq, cur.Mode, cur.Revision, prev
-		p.Hash = chainHash(p)
+		p.Hash = p.ChainHash()
 		raw, err := json.Marshal(p)
 		if err != nil {
 			return err
@@ -432,34 +414,15 @@ func (s *Store) VerifyChain() error {
 
 // VerifyPromotions checks a promotion history read from anywhere (the
 // store, an evidence bundle) as VerifyChain does.
-func VerifyPromotions(all []Promotion) error {
-	prev := ""
-	for i, p := range all {
-		switch {
-		case p.Seq != uint64(i+1):
-			return fmt.Errorf("%w: event %d has sequence %d (gap or reorder)", ErrChainBroken, i+1, p.Seq)
-		case p.PrevHash != prev:
-			return fmt.Errorf("%w: event %d does not link to event %d", ErrChainBroken, p.Seq, p.Seq-1)
-		case chainHash(p) != p.Hash:
-			return fmt.Errorf("%w: event %d was altered", ErrChainBroken, p.Seq)
-		}
-		prev = p.Hash
-	}
-	return nil
-}
+//
+// Deprecated: temporary alias for the issue-10 merge; use
+// model.VerifyPromotions.
+func VerifyPromotions(all []Promotion) error { return model.VerifyPromotions(all) }
 
 // VerdictEvent is one audit-denied or denied connection attempt.
-type VerdictEvent struct {
-	At          time.Time `json:"at"`
-	Endpoint    string    `json:"endpoint"` // netns name where it was logged
-	Verdict     string    `json:"verdict"`  // audit-deny or deny
-	RuleID      string    `json:"ruleID"`
-	Source      string    `json:"source"` // workload or address
-	SrcPort     uint16    `json:"srcPort,omitempty"`
-	Destination string    `json:"destination"` // workload, DNS name or address
-	Protocol    string    `json:"protocol"`
-	Port        uint16    `json:"port"`
-}
+//
+// Deprecated: temporary alias for the issue-10 merge; use model.VerdictEvent.
+type VerdictEvent = model.VerdictEvent
 
 // AddVerdicts appends verdict events in one transaction.
 func (s *Store) AddVerdicts(evs []VerdictEvent) error {

@@ -9,7 +9,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
@@ -27,19 +27,19 @@ func openTestStore(t *testing.T) (*Store, string) {
 func TestStoreMergesEdges(t *testing.T) {
 	s, path := openTestStore(t)
 	t0 := time.Date(2026, 11, 30, 6, 0, 0, 0, time.UTC)
-	e := observer.Edge{
-		Source:      observer.Peer{Namespace: "shop", Workload: "api"},
-		Destination: observer.Peer{Namespace: "shop", Workload: "db"},
+	e := model.Edge{
+		Source:      model.Peer{Namespace: "shop", Workload: "api"},
+		Destination: model.Peer{Namespace: "shop", Workload: "db"},
 		Protocol:    "tcp", Port: 5432, FirstSeen: t0, LastSeen: t0.Add(time.Second), Flows: 2, BytesOut: 100,
-		Verdicts: observer.VerdictCounts{Observed: 2},
+		Verdicts: model.VerdictCounts{Observed: 2},
 	}
 	later := e
 	later.FirstSeen, later.LastSeen, later.Flows, later.BytesOut = t0.Add(time.Minute), t0.Add(2*time.Minute), 3, 50
-	later.Verdicts = observer.VerdictCounts{Denied: 1}
-	if err := s.MergeEdges([]observer.Edge{e}); err != nil {
+	later.Verdicts = model.VerdictCounts{Denied: 1}
+	if err := s.MergeEdges([]model.Edge{e}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.MergeEdges([]observer.Edge{later}); err != nil {
+	if err := s.MergeEdges([]model.Edge{later}); err != nil {
 		t.Fatal(err)
 	}
 	// Reopen: what was committed survives.
@@ -74,25 +74,25 @@ func TestStorePromotionsAreChainedAndChecked(t *testing.T) {
 		t.Fatalf("second revision number %d", r2.Number)
 	}
 	at := time.Date(2026, 11, 30, 6, 0, 0, 0, time.UTC)
-	p1, err := s.Record(Promotion{At: at, Who: "ops", Workload: "shop/db", Action: ActionPromote, ToMode: v1alpha1.ModeAudit, ToRevision: 1, Reason: "try"}, nil)
+	p1, err := s.Record(Promotion{At: at, Who: "ops", Workload: "shop/db", Action: ActionPromote, ToMode: model.ModeAudit, ToRevision: 1, Reason: "try"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p1.FromMode != v1alpha1.ModeObserve || p1.FromRevision != 0 || p1.Seq != 1 {
+	if p1.FromMode != model.ModeObserve || p1.FromRevision != 0 || p1.Seq != 1 {
 		t.Errorf("first promotion = %+v", p1)
 	}
-	stale := WorkloadState{Mode: v1alpha1.ModeObserve}
-	if _, err := s.Record(Promotion{Workload: "shop/db", Action: ActionPromote, ToMode: v1alpha1.ModeEnforce, ToRevision: 1}, &stale); !errors.Is(err, ErrConflict) {
+	stale := WorkloadState{Mode: model.ModeObserve}
+	if _, err := s.Record(Promotion{Workload: "shop/db", Action: ActionPromote, ToMode: model.ModeEnforce, ToRevision: 1}, &stale); !errors.Is(err, ErrConflict) {
 		t.Errorf("promotion from a stale state: %v, want ErrConflict", err)
 	}
-	if _, err := s.Record(Promotion{Workload: "shop/db", Action: ActionPromote, ToMode: v1alpha1.ModeEnforce, ToRevision: 9}, nil); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Record(Promotion{Workload: "shop/db", Action: ActionPromote, ToMode: model.ModeEnforce, ToRevision: 9}, nil); !errors.Is(err, ErrNotFound) {
 		t.Errorf("promotion to a missing revision: %v, want ErrNotFound", err)
 	}
-	if _, err := s.Record(Promotion{At: at, Workload: "shop/db", Action: ActionPromote, ToMode: v1alpha1.ModeEnforce, ToRevision: 2}, nil); err != nil {
+	if _, err := s.Record(Promotion{At: at, Workload: "shop/db", Action: ActionPromote, ToMode: model.ModeEnforce, ToRevision: 2}, nil); err != nil {
 		t.Fatal(err)
 	}
 	st, _ := s.State("shop/db")
-	if st.Mode != v1alpha1.ModeEnforce || st.Revision != 2 || st.Seq != 2 {
+	if st.Mode != model.ModeEnforce || st.Revision != 2 || st.Seq != 2 {
 		t.Errorf("state = %+v", st)
 	}
 	if err := s.VerifyChain(); err != nil {

@@ -32,8 +32,8 @@ import (
 	"time"
 
 	"github.com/nanoseg/nanoseg/evidence"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
 // VerifyRequest asks for a live probe run. Zero fields take defaults.
@@ -162,7 +162,7 @@ func planProbes(eps []Endpoint, world policies.World, set policies.PolicySet, sc
 					continue
 				}
 				conn := policies.Connection{From: policies.Endpoint{Pod: src.Namespace + "/" + src.Netns}, To: policies.Endpoint{Pod: dst.Namespace + "/" + dst.Netns},
-					Protocol: v1alpha1.Protocol(pt.Protocol), Port: int32(pt.Port)}
+					Protocol: model.Protocol(pt.Protocol), Port: int32(pt.Port)}
 				v := policies.Evaluate(world, set, conn)
 				sum := sha256.Sum256([]byte("nanoseg-verify/v1|" + key))
 				p := probePlan{src: src, addr: netip.AddrPortFrom(addr, uint16(pt.Port)), rank: hex.EncodeToString(sum[:]),

@@ -27,7 +27,7 @@ import (
 
 	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/internal/nsenter"
-	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 )
 
@@ -160,7 +160,7 @@ func (a *Agent) markProbe(dst netip.AddrPort) uint16 {
 }
 
 // isProbe reports whether flow record f belongs to one of the agent's probes.
-func (a *Agent) isProbe(f observer.Flow) bool {
+func (a *Agent) isProbe(f model.Flow) bool {
 	if f.SrcPort < ProbePortMin {
 		return false
 	}

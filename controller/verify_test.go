@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/nanoseg/nanoseg/evidence"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
@@ -35,7 +36,7 @@ func verifyWorld(t *testing.T) ([]Endpoint, *policies.MemWorld, policies.PolicyS
 	port := intstr.FromInt32(8080)
 	set, err := policies.NewPolicySet(nil, []v1alpha1.NanoSegment{{
 		ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: "shop"},
-		Spec: v1alpha1.NanoSegmentSpec{Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "api"}}, Mode: v1alpha1.ModeEnforce,
+		Spec: v1alpha1.NanoSegmentSpec{Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "api"}}, Mode: model.ModeEnforce,
 			Ingress: []v1alpha1.Rule{{ID: "from-web", Peers: []v1alpha1.Peer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}}},
 				Ports: []v1alpha1.Port{{Protocol: "TCP", Port: &port}}}}},
 	}})

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // TimeFormat is how every timestamp of a bundle is written: RFC 3339 in UTC.
@@ -76,8 +78,8 @@ func Files(b *Bundle) (map[string][]byte, error) {
 
 	rows = nil
 	for _, p := range b.Policies.History {
-		rows = append(rows, []string{strconv.FormatUint(p.Seq, 10), ts(p.At), p.Who, p.Workload, p.Action, p.FromMode, strconv.Itoa(p.FromRevision),
-			p.ToMode, strconv.Itoa(p.ToRevision), p.Reason, p.PrevHash, p.Hash})
+		rows = append(rows, []string{strconv.FormatUint(p.Seq, 10), ts(p.At), p.Who, p.Workload, string(p.Action), string(p.FromMode), strconv.Itoa(p.FromRevision),
+			string(p.ToMode), strconv.Itoa(p.ToRevision), p.Reason, p.PrevHash, p.Hash})
 	}
 	putCSV("promotions.csv", []string{"seq", "at_utc", "who", "workload", "action", "from_mode", "from_revision", "to_mode", "to_revision", "reason", "prev_hash_sha256", "hash_sha256"}, rows)
 
@@ -113,13 +115,13 @@ func Files(b *Bundle) (map[string][]byte, error) {
 
 	rows = nil
 	for _, f := range b.Denied.Flows {
-		rows = append(rows, []string{f.Verdict, f.Source, f.Destination, f.Protocol, strconv.Itoa(f.Port), f.RuleID, strconv.Itoa(f.Count), ts(f.First), ts(f.Last)})
+		rows = append(rows, []string{string(f.Verdict), f.Source, f.Destination, string(f.Protocol), strconv.Itoa(f.Port), f.RuleID, strconv.Itoa(f.Count), ts(f.First), ts(f.Last)})
 	}
 	putCSV("denied.csv", []string{"verdict", "source", "destination", "protocol", "port", "rule_id", "events", "first_utc", "last_utc"}, rows)
 
 	rows = nil
 	for _, e := range b.Denied.Events {
-		rows = append(rows, []string{ts(e.At), e.Endpoint, e.Verdict, e.Source, e.Destination, e.Protocol, strconv.Itoa(e.Port), e.RuleID})
+		rows = append(rows, []string{ts(e.At), e.Endpoint, string(e.Verdict), e.Source, e.Destination, string(e.Protocol), strconv.Itoa(int(e.Port)), e.RuleID})
 	}
 	putCSV("verdict-events.csv", []string{"at_utc", "endpoint_netns", "verdict", "source", "destination", "protocol", "port", "rule_id"}, rows)
 
@@ -163,7 +165,7 @@ func (b *Bundle) normalize() {
 		b.Policies.Active = []ActiveRevision{}
 	}
 	if b.Policies.History == nil {
-		b.Policies.History = []Promotion{}
+		b.Policies.History = []model.Promotion{}
 	}
 	for i := range b.Policies.History {
 		b.Policies.History[i].At = b.Policies.History[i].At.UTC()
@@ -185,7 +187,7 @@ func (b *Bundle) normalize() {
 		b.Denied.Flows = []DeniedFlow{}
 	}
 	if b.Denied.Events == nil {
-		b.Denied.Events = []VerdictEvent{}
+		b.Denied.Events = []model.VerdictEvent{}
 	}
 	for i := range b.Denied.Events {
 		b.Denied.Events[i].At = b.Denied.Events[i].At.UTC()
@@ -216,18 +218,20 @@ func labelString(l map[string]string) string {
 
 // GroupDenied groups verdict events by verdict, source, destination,
 // protocol, port and rule id; the most frequent group comes first.
-func GroupDenied(evs []VerdictEvent) []DeniedFlow {
+func GroupDenied(evs []model.VerdictEvent) []DeniedFlow {
 	type key struct {
-		v, s, d, p string
-		port       int
-		rule       string
+		v    model.Verdict
+		s, d string
+		p    model.Protocol
+		port uint16
+		rule string
 	}
 	m := map[key]*DeniedFlow{}
 	for _, e := range evs {
 		k := key{e.Verdict, e.Source, e.Destination, e.Protocol, e.Port, e.RuleID}
 		f := m[k]
 		if f == nil {
-			f = &DeniedFlow{Verdict: e.Verdict, Source: e.Source, Destination: e.Destination, Protocol: e.Protocol, Port: e.Port, RuleID: e.RuleID, First: e.At.UTC()}
+			f = &DeniedFlow{Verdict: e.Verdict, Source: e.Source, Destination: e.Destination, Protocol: e.Protocol, Port: int(e.Port), RuleID: e.RuleID, First: e.At.UTC()}
 			m[k] = f
 		}
 		f.Count++

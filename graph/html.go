@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/nanoseg/nanoseg/model"
 )
 
 //go:embed page.html.tmpl
@@ -145,7 +147,7 @@ func newPageData(g *Graph) pageData {
 		if pp.dst != pp.src {
 			nodeEdges[pp.dst] = append(nodeEdges[pp.dst], id)
 		}
-		worst := VerdictObserved
+		worst := model.VerdictObserved
 		var titles, search []string
 		for _, ei := range pp.edges {
 			e := g.Edges[ei]
@@ -171,9 +173,9 @@ func newPageData(g *Graph) pageData {
 		color, dashed := edgeColor(worst)
 		marker := "arrow"
 		switch worst {
-		case VerdictDeny:
+		case model.VerdictDeny:
 			marker = "arrow-deny"
-		case VerdictAuditDeny:
+		case model.VerdictAuditDeny:
 			marker = "arrow-audit"
 		}
 		src, dst := g.Nodes[pp.src].ID, g.Nodes[pp.dst].ID
@@ -224,13 +226,13 @@ func newPageData(g *Graph) pageData {
 	return d
 }
 
-func severity(v Verdict) int {
+func severity(v model.Verdict) int {
 	switch v {
-	case VerdictDeny:
+	case model.VerdictDeny:
 		return 3
-	case VerdictAuditDeny:
+	case model.VerdictAuditDeny:
 		return 2
-	case VerdictAllowed:
+	case model.VerdictAllow:
 		return 1
 	}
 	return 0
@@ -252,20 +254,17 @@ func stamp(t time.Time) string {
 }
 
 // verdictText is "observed 12, audit-deny 3", leaving out zero counts.
-func verdictText(e Edge) string {
+func verdictText(e Link) string {
 	var parts []string
-	for _, v := range []struct {
-		name string
-		n    uint64
-	}{{"observed", e.Verdicts.Observed}, {"allowed", e.Verdicts.Allowed}, {"audit-deny", e.Verdicts.AuditDenied}, {"deny", e.Verdicts.Denied}} {
-		if v.n > 0 {
-			parts = append(parts, v.name+" "+strconv.FormatUint(v.n, 10))
+	for _, v := range model.Verdicts {
+		if n := e.Verdicts.Of(v); n > 0 {
+			parts = append(parts, string(v)+" "+strconv.FormatUint(n, 10))
 		}
 	}
 	return strings.Join(parts, ", ")
 }
 
-func edgeTitle(e Edge) string {
+func edgeTitle(e Link) string {
 	s := fmt.Sprintf("%s: %d flows, %s out, %s in", e.Service(), e.Flows, edgeBytes(e, e.BytesOut), edgeBytes(e, e.BytesIn))
 	if v := verdictText(e); v != "" {
 		s += "; " + v

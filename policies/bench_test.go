@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
@@ -29,7 +30,7 @@ func benchSet(b *testing.B, n int) (*MemWorld, PolicySet) {
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("s%d", i), Namespace: "a"},
 			Spec: v1alpha1.NanoSegmentSpec{
 				Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app": fmt.Sprintf("w%d", i%50)}},
-				Mode:     v1alpha1.ModeEnforce,
+				Mode:     model.ModeEnforce,
 				Ingress: []v1alpha1.Rule{{ID: "r", Peers: []v1alpha1.Peer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": fmt.Sprintf("w%d", (i+1)%50)}}}},
 					Ports: []v1alpha1.Port{{Protocol: "TCP", Port: &port}}}},
 			},

@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
@@ -111,7 +112,7 @@ func ExportCilium(s *v1alpha1.NanoSegment) (*CiliumNetworkPolicy, []Problem) {
 		Metadata:   metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace, Labels: maps.Clone(s.Labels)},
 	}
 	c.Spec.EndpointSelector = withNamespace(&s.Spec.Selector, s.Namespace)
-	if s.Spec.Mode != v1alpha1.ModeEnforce {
+	if s.Spec.Mode != model.ModeEnforce {
 		probs = append(probs, Problem{ref, "spec.mode", "mode " + string(modeOr(s.Spec.Mode)) + " has no CiliumNetworkPolicy equivalent; the exported policy enforces"})
 	}
 	iso := EffectivePolicyTypes(s.Spec.PolicyTypes, len(s.Spec.Egress))
@@ -190,9 +191,9 @@ func ExportCilium(s *v1alpha1.NanoSegment) (*CiliumNetworkPolicy, []Problem) {
 	return c, probs
 }
 
-func modeOr(m v1alpha1.Mode) v1alpha1.Mode {
+func modeOr(m model.Mode) model.Mode {
 	if m == "" {
-		return v1alpha1.ModeObserve
+		return model.ModeObserve
 	}
 	return m
 }
@@ -243,9 +244,9 @@ func ciliumPorts(ports []v1alpha1.Port) ([]CiliumPortRule, []CiliumICMPRule) {
 	for _, p := range ports {
 		proto := p.Protocol
 		if proto == "" {
-			proto = v1alpha1.ProtocolTCP
+			proto = model.ProtocolTCP
 		}
-		if proto == v1alpha1.ProtocolICMP {
+		if proto == model.ProtocolICMP {
 			if p.Port == nil {
 				// Cilium's icmps fields name one type each: list them all.
 				for t := range int32(256) {

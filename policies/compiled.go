@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
@@ -56,7 +57,7 @@ func (r RuleRef) String() string { return r.Policy.String() + " rule " + r.Rule 
 // or CompileNetworkPolicy; the zero value selects nothing.
 type Policy struct {
 	Ref       PolicyRef
-	Mode      v1alpha1.Mode
+	Mode      model.Mode
 	Namespace string
 	Selector  labels.Selector
 	// Isolates says, per Direction, whether the policy isolates the selected
@@ -113,7 +114,7 @@ func (b CompiledIPBlock) Contains(addr netip.Addr) bool {
 // CompiledPort is a protocol with all its ports (Any), one numeric port or
 // range [Port, EndPort], or a named port.
 type CompiledPort struct {
-	Protocol v1alpha1.Protocol
+	Protocol model.Protocol
 	Any      bool
 	Port     int32
 	EndPort  int32 // equal to Port for a single port
@@ -123,7 +124,7 @@ type CompiledPort struct {
 // Matches reports whether the port allows proto/port at a destination pod
 // declaring dstPorts (nil when the destination is not a participating pod,
 // so a named port matches nothing there).
-func (p CompiledPort) Matches(proto v1alpha1.Protocol, port int32, dstPorts []ContainerPort) bool {
+func (p CompiledPort) Matches(proto model.Protocol, port int32, dstPorts []ContainerPort) bool {
 	if p.Protocol != proto {
 		return false
 	}
@@ -169,7 +170,7 @@ func CompileNetworkPolicy(np *networkingv1.NetworkPolicy) (*Policy, error) {
 		return nil, err
 	}
 	p.Ref.Kind = "NetworkPolicy"
-	p.Mode = v1alpha1.ModeEnforce
+	p.Mode = model.ModeEnforce
 	return p, nil
 }
 
@@ -210,7 +211,7 @@ func compileSegment(s *v1alpha1.NanoSegment) (*Policy, error) {
 	}
 	mode := s.Spec.Mode
 	if mode == "" {
-		mode = v1alpha1.ModeObserve
+		mode = model.ModeObserve
 	}
 	p := &Policy{
 		Ref:       PolicyRef{Kind: v1alpha1.Kind, Namespace: s.Namespace, Name: s.Name},
@@ -274,7 +275,7 @@ func compileRule(r v1alpha1.Rule) (CompiledRule, error) {
 func compilePort(port v1alpha1.Port) CompiledPort {
 	cp := CompiledPort{Protocol: port.Protocol}
 	if cp.Protocol == "" {
-		cp.Protocol = v1alpha1.ProtocolTCP
+		cp.Protocol = model.ProtocolTCP
 	}
 	switch {
 	case port.Port == nil:

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
@@ -105,7 +106,7 @@ func Diff(proposal []v1alpha1.NanoSegment, active PolicySet, edges []Edge) (Diff
 	enforced := make([]v1alpha1.NanoSegment, len(proposal))
 	for i := range proposal {
 		proposal[i].DeepCopyInto(&enforced[i])
-		enforced[i].Spec.Mode = v1alpha1.ModeEnforce
+		enforced[i].Spec.Mode = model.ModeEnforce
 	}
 	prop, err := NewPolicySet(nil, enforced)
 	if err != nil {
@@ -139,7 +140,7 @@ func Diff(proposal []v1alpha1.NanoSegment, active PolicySet, edges []Edge) (Diff
 		}
 	}
 	for _, p := range active.Policies() {
-		if p.Mode == v1alpha1.ModeObserve {
+		if p.Mode == model.ModeObserve {
 			continue
 		}
 		for d := range 2 {

@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // Action is a verdict's outcome.
@@ -56,10 +56,10 @@ func ParseEndpoint(s string) (Endpoint, error) {
 // Connection is one connection attempt: From opens it to To's Port over
 // Protocol (an ICMP type for ICMP).
 type Connection struct {
-	From     Endpoint          `json:"from"`
-	To       Endpoint          `json:"to"`
-	Protocol v1alpha1.Protocol `json:"protocol"`
-	Port     int32             `json:"port"`
+	From     Endpoint       `json:"from"`
+	To       Endpoint       `json:"to"`
+	Protocol model.Protocol `json:"protocol"`
+	Port     int32          `json:"port"`
 }
 
 // String returns "from -> to port/PROTO".
@@ -235,11 +235,11 @@ func evalDirection(set PolicySet, dir Direction, subject, peer resolved, conn Co
 	dv.Subject = subject.pod.Key()
 	var enfIso, enfAllow, audIso, audAllow bool
 	for _, p := range set.byNS[subject.pod.Namespace] {
-		if p.Mode == v1alpha1.ModeObserve || !p.Isolates[dir] || !p.Selector.Matches(labelSet(subject.pod.Labels)) {
+		if p.Mode == model.ModeObserve || !p.Isolates[dir] || !p.Selector.Matches(labelSet(subject.pod.Labels)) {
 			continue
 		}
 		dv.Isolating = append(dv.Isolating, p.Ref)
-		enforce := p.Mode == v1alpha1.ModeEnforce
+		enforce := p.Mode == model.ModeEnforce
 		if enforce {
 			enfIso = true
 		} else {
@@ -268,7 +268,7 @@ func evalDirection(set PolicySet, dir Direction, subject, peer resolved, conn Co
 // ruleMatches reports whether rule r of a policy in namespace policyNS
 // allows a connection with peer on proto/port, dstPorts being the named
 // ports of the destination pod.
-func ruleMatches(policyNS string, r CompiledRule, peer resolved, proto v1alpha1.Protocol, port int32, dstPorts []ContainerPort) bool {
+func ruleMatches(policyNS string, r CompiledRule, peer resolved, proto model.Protocol, port int32, dstPorts []ContainerPort) bool {
 	if !r.AllPorts {
 		ok := false
 		for _, p := range r.Ports {

@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
@@ -91,16 +92,16 @@ func (e External) Key() string {
 // port over a window. Exactly one of Destination and External is set;
 // SourceExternal replaces Source for connections from outside.
 type Edge struct {
-	Source         Identity          `json:"source"`
-	SourceExternal *External         `json:"sourceExternal,omitempty"`
-	Destination    *Identity         `json:"destination,omitempty"`
-	External       *External         `json:"external,omitempty"`
-	Protocol       v1alpha1.Protocol `json:"protocol"`
-	Port           int32             `json:"port"`
-	FirstSeen      time.Time         `json:"firstSeen"`
-	LastSeen       time.Time         `json:"lastSeen"`
-	Flows          int64             `json:"flows"`
-	Bytes          int64             `json:"bytes"`
+	Source         Identity       `json:"source"`
+	SourceExternal *External      `json:"sourceExternal,omitempty"`
+	Destination    *Identity      `json:"destination,omitempty"`
+	External       *External      `json:"external,omitempty"`
+	Protocol       model.Protocol `json:"protocol"`
+	Port           int32          `json:"port"`
+	FirstSeen      time.Time      `json:"firstSeen"`
+	LastSeen       time.Time      `json:"lastSeen"`
+	Flows          int64          `json:"flows"`
+	Bytes          int64          `json:"bytes"`
 }
 
 func (e Edge) srcKey() string {
@@ -125,9 +126,9 @@ func (e Edge) Key() string {
 	return fmt.Sprintf("%s -> %s %s/%d", e.srcKey(), e.dstKey(), e.protocol(), e.Port)
 }
 
-func (e Edge) protocol() v1alpha1.Protocol {
+func (e Edge) protocol() model.Protocol {
 	if e.Protocol == "" {
-		return v1alpha1.ProtocolTCP
+		return model.ProtocolTCP
 	}
 	return e.Protocol
 }
@@ -323,7 +324,7 @@ func Propose(edges []Edge, identities []Identity) []v1alpha1.NanoSegment {
 		pk := string(proto) + "/" + fmt.Sprintf("%05d", e.Port)
 		if _, ok := r.ports[pk]; !ok {
 			port := v1alpha1.Port{Protocol: proto}
-			if proto != v1alpha1.ProtocolICMP || e.Port != 0 {
+			if proto != model.ProtocolICMP || e.Port != 0 {
 				port.Port = intOrStringPtr(intstr.FromInt32(e.Port))
 			}
 			r.ports[pk] = port
@@ -390,7 +391,7 @@ func Propose(edges []Edge, identities []Identity) []v1alpha1.NanoSegment {
 		}
 		ns.Name = uniqueName(names, s.id.Namespace, segmentName(sel, s.id.Key()), s.id.Key())
 		ns.Spec.Selector = metav1.LabelSelector{MatchLabels: sel}
-		ns.Spec.Mode = v1alpha1.ModeObserve
+		ns.Spec.Mode = model.ModeObserve
 		ns.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}
 		ns.Spec.Ingress = buildRules(s.rules[Ingress], "from")
 		ns.Spec.Egress = buildRules(s.rules[Egress], "to")

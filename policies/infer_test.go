@@ -9,6 +9,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
@@ -72,7 +73,7 @@ func TestPropose(t *testing.T) {
 		}
 	}
 	for i := range segs {
-		segs[i].Spec.Mode = v1alpha1.ModeEnforce
+		segs[i].Spec.Mode = model.ModeEnforce
 	}
 	set, err := NewPolicySet(nil, segs)
 	if err != nil {

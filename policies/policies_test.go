@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 func TestParseCaseBadInput(t *testing.T) {
@@ -127,7 +127,7 @@ func testWorld(t testing.TB) *MemWorld {
 	return w
 }
 
-func conn(from, to string, proto v1alpha1.Protocol, port int32) Connection {
+func conn(from, to string, proto model.Protocol, port int32) Connection {
 	f, _ := ParseEndpoint(from)
 	tt, _ := ParseEndpoint(to)
 	return Connection{From: f, To: tt, Protocol: proto, Port: port}

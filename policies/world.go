@@ -10,7 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // Namespace is a namespace of the world with its labels. The API server adds
@@ -25,7 +25,7 @@ type Namespace struct {
 type ContainerPort struct {
 	Name     string
 	Port     int32
-	Protocol v1alpha1.Protocol
+	Protocol model.Protocol
 }
 
 // Pod is one pod (or container endpoint) of the world.

@@ -16,7 +16,7 @@ import (
 
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/lab"
-	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 )
 
@@ -24,12 +24,12 @@ func init() { edgeSource = agentEdges }
 
 // agentEdges fetches the edges last seen since since (zero: all) from the
 // agent.
-func agentEdges(ctx context.Context, a *app, since, _ time.Time) ([]observer.Edge, error) {
+func agentEdges(ctx context.Context, a *app, since, _ time.Time) ([]model.Edge, error) {
 	q := url.Values{}
 	if !since.IsZero() {
 		q.Set("window", time.Since(since).Round(time.Second).String())
 	}
-	var edges []observer.Edge
+	var edges []model.Edge
 	err := newClient(a).do(ctx, "GET", "/v1/edges", q, nil, &edges)
 	return edges, err
 }
@@ -74,7 +74,7 @@ func newVerdictsCmd(a *app) *cobra.Command {
 			}
 			var keep []controller.VerdictEvent
 			for _, e := range evs {
-				if (verdict == "" || e.Verdict == verdict) && (from == "" || e.Source == from) &&
+				if (verdict == "" || string(e.Verdict) == verdict) && (from == "" || e.Source == from) &&
 					(to == "" || e.Destination == to) && (port == 0 || int(e.Port) == port) {
 					keep = append(keep, e)
 				}
@@ -88,7 +88,7 @@ func newVerdictsCmd(a *app) *cobra.Command {
 				fmt.Fprintln(tw, "AT\tVERDICT\tSOURCE\tDESTINATION\tPORT\tLOGGED IN\tRULE SET")
 				for _, e := range keep {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/%d\t%s\t%s\n", e.At.UTC().Format(time.RFC3339), e.Verdict, e.Source, e.Destination,
-						strings.ToUpper(e.Protocol), e.Port, e.Endpoint, e.RuleID)
+						e.Protocol, e.Port, e.Endpoint, e.RuleID)
 				}
 				tw.Flush()
 			}
@@ -229,11 +229,20 @@ func writeProposals(dir string, res []controller.ProposeResult) error {
 	return nil
 }
 
+// labProtocol reads a lab topology's protocol word in model's spelling
+// (lab files may write "tcp"); unknown words are kept as written.
+func labProtocol(s string) model.Protocol {
+	if p, err := model.ParseProtocol(s); err == nil {
+		return p
+	}
+	return model.Protocol(s)
+}
+
 // edgeWant is one workload-level edge a lab declares.
 type edgeWant struct {
 	src, dst string
 	port     int
-	proto    string
+	proto    model.Protocol
 }
 
 func newLabEdgesCmd(a *app) *cobra.Command {
@@ -258,10 +267,10 @@ func newLabEdgesCmd(a *app) *cobra.Command {
 			}
 			want := map[edgeWant]bool{}
 			for _, t := range talks {
-				want[edgeWant{t.From.Key(), t.DstKey, t.Port, strings.ToLower(t.Protocol)}] = false
+				want[edgeWant{t.From.Key(), t.DstKey, t.Port, labProtocol(t.Protocol)}] = false
 				// Clients resolve over UDP, and over TCP every fourth lookup.
-				want[edgeWant{t.From.Key(), p.Topology.DNS, 53, "udp"}] = false
-				want[edgeWant{t.From.Key(), p.Topology.DNS, 53, "tcp"}] = false
+				want[edgeWant{t.From.Key(), p.Topology.DNS, 53, model.ProtocolUDP}] = false
+				want[edgeWant{t.From.Key(), p.Topology.DNS, 53, model.ProtocolTCP}] = false
 			}
 			deadline := time.Now().Add(wait)
 			for {
@@ -293,7 +302,7 @@ func newLabEdgesCmd(a *app) *cobra.Command {
 						if !want[k] {
 							mark = "MISSING"
 						}
-						fmt.Fprintf(cmd.OutOrStdout(), "%s %-22s -> %-22s %s/%d\n", mark, k.src, k.dst, strings.ToUpper(k.proto), k.port)
+						fmt.Fprintf(cmd.OutOrStdout(), "%s %-22s -> %-22s %s/%d\n", mark, k.src, k.dst, k.proto, k.port)
 					}
 					if missing > 0 {
 						return probeFailed{fmt.Errorf("lab edges: %d of %d declared edges not observed after %s", missing, len(want), wait)}

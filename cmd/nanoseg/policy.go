@@ -17,6 +17,7 @@ import (
 
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/graph"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
@@ -134,17 +135,17 @@ func readObjects(file string) ([]policies.Object, error) {
 }
 
 // parsePortProto parses "5432/TCP" (protocol defaults to TCP).
-func parsePortProto(s string) (int32, v1alpha1.Protocol, error) {
+func parsePortProto(s string) (int32, model.Protocol, error) {
 	num, proto, _ := strings.Cut(s, "/")
 	n, err := strconv.ParseInt(num, 10, 32)
 	if err != nil || n < 0 || n > 65535 {
 		return 0, "", fmt.Errorf("parse port %q: want PORT[/TCP|UDP|SCTP|ICMP]", s)
 	}
-	p := v1alpha1.Protocol(strings.ToUpper(proto))
+	p := model.Protocol(strings.ToUpper(proto))
 	switch p {
 	case "":
-		p = v1alpha1.ProtocolTCP
-	case v1alpha1.ProtocolTCP, v1alpha1.ProtocolUDP, v1alpha1.ProtocolSCTP, v1alpha1.ProtocolICMP:
+		p = model.ProtocolTCP
+	case model.ProtocolTCP, model.ProtocolUDP, model.ProtocolSCTP, model.ProtocolICMP:
 	default:
 		return 0, "", fmt.Errorf("parse port %q: unknown protocol %q", s, proto)
 	}
