@@ -39,7 +39,7 @@ import (
 
 	"github.com/nanoseg/nanoseg/dataplane"
 	"github.com/nanoseg/nanoseg/evidence"
-	"github.com/nanoseg/nanoseg/policies"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // evidenceMu serialises exports: chain head and counter snapshots.
@@ -355,7 +355,7 @@ func inventorySection(eps []Endpoint) []evidence.Workload {
 	for _, e := range eps {
 		w := byW[e.Key()]
 		if w == nil {
-			w = &evidence.Workload{Key: e.Key(), Namespace: e.Namespace, Name: e.Workload, Identity: policies.IdentityLabels(e.Labels)}
+			w = &evidence.Workload{Key: e.Key(), Namespace: e.Namespace, Name: e.Workload, Identity: model.IdentityLabels(e.Labels)}
 			byW[e.Key()] = w
 			keys = append(keys, e.Key())
 		}

@@ -41,7 +41,7 @@ type CompileInput struct {
 // peerRef names one peer of one rule of one policy.
 type peerRef struct {
 	policy int
-	dir    policies.Direction
+	dir    model.Direction
 	rule   int
 	peer   int
 }
@@ -49,7 +49,7 @@ type peerRef struct {
 // ruleRef names one rule of one policy.
 type ruleRef struct {
 	policy int
-	dir    policies.Direction
+	dir    model.Direction
 	rule   int
 }
 
@@ -118,7 +118,7 @@ func NewCompiler(in CompileInput) (*Compiler, error) {
 					if !peer.IsSelector() {
 						continue
 					}
-					ref := peerRef{i, policies.Direction(d), ri, pi}
+					ref := peerRef{i, model.Directions[d], ri, pi}
 					c.selectorP = append(c.selectorP, ref)
 					memoKey := selectorString(peer.PodSelector) + "\x00" + selectorString(peer.NamespaceSelector)
 					if peer.NamespaceSelector == nil {
@@ -167,7 +167,7 @@ func (c *Compiler) peerMatches(ref peerRef, p policies.Pod) bool {
 		return false
 	}
 	pol := c.policies[ref.policy]
-	peer := pol.Rules[ref.dir][ref.rule].Peers[ref.peer]
+	peer := pol.Rules[ref.dir.Index()][ref.rule].Peers[ref.peer]
 	if peer.NamespaceSelector == nil {
 		if p.Namespace != pol.Namespace {
 			return false
@@ -240,8 +240,8 @@ func (c *Compiler) changed(key string, old policies.Pod, had bool, now *policies
 		// addresses matter only for named ports, resolved at the destination.
 		if c.namedEgress[i] {
 			touch(i)
-			for ri := range pol.Rules[policies.Egress] {
-				delete(c.targets, ruleRef{i, policies.Egress, ri})
+			for ri := range pol.Rules[model.Egress.Index()] {
+				delete(c.targets, ruleRef{i, model.Egress, ri})
 			}
 		}
 	}
@@ -271,7 +271,7 @@ func (c *Compiler) changed(key string, old policies.Pod, had bool, now *policies
 }
 
 func hasNamedEgressToAddresses(pol *policies.Policy) bool {
-	for _, r := range pol.Rules[policies.Egress] {
+	for _, r := range pol.Rules[model.Egress.Index()] {
 		named := false
 		for _, p := range r.Ports {
 			named = named || p.Name != ""
@@ -344,7 +344,7 @@ func (c *Compiler) rebuild(key string) {
 		rs.Mode = model.ModeAudit
 	}
 	for d := range 2 {
-		dir := policies.Direction(d)
+		dir := model.Directions[d]
 		var entries []dataplane.Entry
 		if len(isolating[d]) == 0 {
 			entries = allowAll("not-isolated")
@@ -357,7 +357,7 @@ func (c *Compiler) rebuild(key string) {
 		}
 		// Entries stay in policy and rule order; overlaps between rules are
 		// left to the dataplane, which keeps the earlier entry's rule id.
-		if dir == policies.Ingress {
+		if dir == model.Ingress {
 			rs.Ingress = entries
 		} else {
 			rs.Egress = entries
@@ -405,7 +405,7 @@ type peerTarget struct {
 	pod    *policies.Pod
 }
 
-func (c *Compiler) ruleEntries(pi int, dir policies.Direction, ri int, r policies.CompiledRule, self policies.Pod) []dataplane.Entry {
+func (c *Compiler) ruleEntries(pi int, dir model.Direction, ri int, r policies.CompiledRule, self policies.Pod) []dataplane.Entry {
 	pol := c.policies[pi]
 	id := RuleID(pol.Ref, r.ID)
 	rr := ruleRef{pi, dir, ri}
@@ -450,7 +450,7 @@ func (c *Compiler) ruleEntries(pi int, dir policies.Direction, ri int, r policie
 				// Named ports resolve at the destination pod: self for
 				// ingress, the peer pod for egress.
 				dst := &self
-				if dir == policies.Egress {
+				if dir == model.Egress {
 					dst = t.pod
 				}
 				if dst == nil {
@@ -475,12 +475,12 @@ func (c *Compiler) ruleEntries(pi int, dir policies.Direction, ri int, r policie
 
 // ruleTargets returns the peer addresses of rule r (with the pod holding
 // each, when there is one), sorted and without duplicates.
-func (c *Compiler) ruleTargets(pi int, dir policies.Direction, ri int, r policies.CompiledRule) []peerTarget {
+func (c *Compiler) ruleTargets(pi int, dir model.Direction, ri int, r policies.CompiledRule) []peerTarget {
 	pol := c.policies[pi]
 	var targets []peerTarget
 	needPods := false
 	for _, port := range r.Ports {
-		needPods = needPods || (port.Name != "" && dir == policies.Egress)
+		needPods = needPods || (port.Name != "" && dir == model.Egress)
 	}
 	addPod := func(k string) {
 		p := c.pods[k]

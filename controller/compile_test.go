@@ -41,7 +41,7 @@ func addrOf(w policies.World, ep string) (netip.Addr, string) {
 		}
 		return a, ""
 	}
-	e, _ := policies.ParseEndpoint(ep)
+	e, _ := policies.ParseConnEnd(ep)
 	ns, name, _ := stringsCut(e.Pod)
 	p, _ := w.Pod(ns, name)
 	return p.IPs[0], p.Key()
@@ -105,7 +105,7 @@ func TestCompileMatchesEvaluate(t *testing.T) {
 						for _, proto := range []model.Protocol{"TCP", "UDP", "SCTP"} {
 							fa, fk := addrOf(st.World, from)
 							ta, tk := addrOf(st.World, to)
-							conn := policies.Connection{From: policies.Endpoint{IP: fa}, To: policies.Endpoint{IP: ta}, Protocol: proto, Port: port}
+							conn := policies.Connection{From: policies.ConnEnd{IP: fa}, To: policies.ConnEnd{IP: ta}, Protocol: proto, Port: port}
 							want := policies.Evaluate(st.World, set, conn).Action == policies.Allow
 							srs, sok := comp.RuleSet(fk)
 							drs, dok := comp.RuleSet(tk)
@@ -140,7 +140,7 @@ func synthetic(nsCount, podsPerNS, policiesPerNS int) CompileInput {
 			}
 			a := netip.AddrFrom4([4]byte{198, 18, byte(n), byte(i)})
 			in.Pods = append(in.Pods, policies.Pod{Namespace: ns, Name: fmt.Sprintf("p-%d", i), Labels: labels, IPs: []netip.Addr{a},
-				Ports: []policies.ContainerPort{{Name: "http", Port: int32(8080 + i%3), Protocol: "TCP"}}})
+				Ports: []model.ContainerPort{{Name: "http", Port: int32(8080 + i%3), Protocol: "TCP"}}})
 		}
 		for i := range policiesPerNS {
 			doc := fmt.Sprintf(`

@@ -44,12 +44,12 @@ func (a *Agent) Explain(from, to, port string) (policies.Verdict, error) {
 }
 
 // endpointRef turns a workload key into its first endpoint's pod, and
-// passes anything else to policies.ParseEndpoint.
-func (a *Agent) endpointRef(field, ref string) (policies.Endpoint, error) {
+// passes anything else to policies.ParseConnEnd.
+func (a *Agent) endpointRef(field, ref string) (policies.ConnEnd, error) {
 	if eps := a.inv.Workload(ref); len(eps) > 0 {
-		return policies.ParseEndpoint(eps[0].Namespace + "/" + eps[0].Netns)
+		return policies.ParseConnEnd(eps[0].Namespace + "/" + eps[0].Netns)
 	}
-	e, err := policies.ParseEndpoint(ref)
+	e, err := policies.ParseConnEnd(ref)
 	if err != nil {
 		return e, fmt.Errorf("%w: %s: %v (known workloads: %v)", ErrInvalid, field, err, a.inv.Workloads())
 	}

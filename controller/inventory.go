@@ -18,27 +18,9 @@ import (
 
 // Endpoint is one network namespace whose traffic the agent observes and
 // whose rule set it programs.
-type Endpoint struct {
-	// Netns is the name under /run/netns; Path its bind mount.
-	Netns string `json:"netns"`
-	Path  string `json:"path"`
-	// NetnsInode identifies the namespace behind Path (its nsfs inode): a
-	// namespace deleted and created again under the same name is a new
-	// endpoint. 0 when unknown.
-	NetnsInode uint64 `json:"netnsInode,omitempty"`
-	// Namespace and Workload name the workload; Labels are the endpoint's
-	// own (pod) labels, noise included.
-	Namespace string            `json:"namespace"`
-	Workload  string            `json:"workload"`
-	Labels    map[string]string `json:"labels,omitempty"`
-	Addrs     []netip.Addr      `json:"addrs"`
-	// Ports are the endpoint's named container ports, for named ports in
-	// policies (resolved at the destination, as NetworkPolicy does).
-	Ports []policies.ContainerPort `json:"ports,omitempty"`
-}
-
-// Key returns "namespace/workload".
-func (e Endpoint) Key() string { return e.Namespace + "/" + e.Workload }
+//
+// Deprecated: temporary alias for the issue-10 merge; use model.Endpoint.
+type Endpoint = model.Endpoint
 
 // Inventory is the set of endpoints and namespaces one agent knows, from a
 // lab plan, a labels file, or both. Safe for concurrent use.
@@ -133,7 +115,7 @@ func (inv *Inventory) Lookup(addr netip.Addr) (model.Identity, bool) {
 	if !ok {
 		return model.Identity{}, false
 	}
-	return model.Identity{Namespace: e.Namespace, Workload: e.Workload, Labels: policies.IdentityLabels(e.Labels)}, true
+	return model.Identity{Namespace: e.Namespace, Workload: e.Workload, Labels: model.IdentityLabels(e.Labels)}, true
 }
 
 // Externals returns the lab's external addresses with their DNS names.
@@ -197,7 +179,7 @@ func LabInventory(c lab.Config, name string) ([]Endpoint, map[string]map[string]
 		ep := Endpoint{Netns: e.Netns, Path: "/run/netns/" + e.Netns, Namespace: e.Namespace, Workload: e.Workload,
 			Labels: e.Labels, Addrs: []netip.Addr{e.IPv4, e.IPv6}}
 		for _, pt := range e.Ports {
-			ep.Ports = append(ep.Ports, policies.ContainerPort{Name: pt.Name, Port: int32(pt.Port), Protocol: model.Protocol(pt.Protocol)})
+			ep.Ports = append(ep.Ports, model.ContainerPort{Name: pt.Name, Port: int32(pt.Port), Protocol: model.Protocol(pt.Protocol)})
 		}
 		eps = append(eps, ep)
 	}
@@ -298,7 +280,7 @@ func ReadLabelsFile(path string) ([]Endpoint, map[string]map[string]string, erro
 			if pt.Port < 1 || pt.Port > 65535 {
 				errs = append(errs, fmt.Errorf("%s.ports[%d].port: %d is out of range 1-65535", p, j, pt.Port))
 			}
-			ep.Ports = append(ep.Ports, policies.ContainerPort{Name: pt.Name, Port: pt.Port, Protocol: model.Protocol(proto)})
+			ep.Ports = append(ep.Ports, model.ContainerPort{Name: pt.Name, Port: pt.Port, Protocol: model.Protocol(proto)})
 		}
 		eps = append(eps, ep)
 	}

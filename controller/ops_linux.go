@@ -96,12 +96,11 @@ func (a *Agent) Propose(window time.Duration, includeDenied bool, who string) (P
 		}
 		edges = append(edges, e)
 	}
-	var ids []policies.Identity
+	var ids []model.Identity
 	for _, w := range a.inv.Workloads() {
-		eps := a.inv.Workload(w)
-		ids = append(ids, policies.Identity{Namespace: eps[0].Namespace, Labels: policies.IdentityLabels(eps[0].Labels)})
+		ids = append(ids, a.inv.Workload(w)[0].Identity())
 	}
-	segs := policies.Propose(PolicyEdges(edges), ids)
+	segs := policies.Propose(edges, ids)
 	for i := range segs {
 		seg := &segs[i]
 		w, err := a.workloadOf(seg)

@@ -230,5 +230,5 @@ func (a *Agent) Diff(workload string, window time.Duration) (policies.DiffReport
 		}
 		edges = mine
 	}
-	return policies.Diff(proposal, set, PolicyEdges(edges))
+	return policies.Diff(proposal, set, edges)
 }

@@ -161,7 +161,7 @@ func planProbes(eps []Endpoint, world policies.World, set policies.PolicySet, sc
 				if !ok {
 					continue
 				}
-				conn := policies.Connection{From: policies.Endpoint{Pod: src.Namespace + "/" + src.Netns}, To: policies.Endpoint{Pod: dst.Namespace + "/" + dst.Netns},
+				conn := policies.Connection{From: policies.ConnEnd{Pod: src.Namespace + "/" + src.Netns}, To: policies.ConnEnd{Pod: dst.Namespace + "/" + dst.Netns},
 					Protocol: model.Protocol(pt.Protocol), Port: int32(pt.Port)}
 				v := policies.Evaluate(world, set, conn)
 				sum := sha256.Sum256([]byte("nanoseg-verify/v1|" + key))

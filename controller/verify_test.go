@@ -18,15 +18,15 @@ import (
 // 9090/TCP), shop/dns (53/UDP); api admits only web on 8080, in enforce.
 func verifyWorld(t *testing.T) ([]Endpoint, *policies.MemWorld, policies.PolicySet) {
 	t.Helper()
-	ep := func(netns, w string, last byte, ports ...policies.ContainerPort) Endpoint {
+	ep := func(netns, w string, last byte, ports ...model.ContainerPort) Endpoint {
 		return Endpoint{Netns: netns, Path: "/run/netns/" + netns, Namespace: "shop", Workload: w, Labels: map[string]string{"app": w},
 			Addrs: []netip.Addr{netip.AddrFrom4([4]byte{198, 18, 0, last}), netip.MustParseAddr("2001:db8::" + string('a'+rune(last)))}, Ports: ports}
 	}
 	eps := []Endpoint{
-		ep("web-0", "web", 1, policies.ContainerPort{Port: 80, Protocol: "TCP"}),
-		ep("web-1", "web", 2, policies.ContainerPort{Port: 80, Protocol: "TCP"}),
-		ep("api-0", "api", 3, policies.ContainerPort{Port: 8080, Protocol: "TCP"}, policies.ContainerPort{Port: 9090, Protocol: "TCP"}),
-		ep("dns-0", "dns", 4, policies.ContainerPort{Port: 53, Protocol: "UDP"}),
+		ep("web-0", "web", 1, model.ContainerPort{Port: 80, Protocol: "TCP"}),
+		ep("web-1", "web", 2, model.ContainerPort{Port: 80, Protocol: "TCP"}),
+		ep("api-0", "api", 3, model.ContainerPort{Port: 8080, Protocol: "TCP"}, model.ContainerPort{Port: 9090, Protocol: "TCP"}),
+		ep("dns-0", "dns", 4, model.ContainerPort{Port: 53, Protocol: "UDP"}),
 	}
 	inv := NewInventory(eps, map[string]map[string]string{"shop": {"kubernetes.io/metadata.name": "shop"}}, nil)
 	w, err := inv.World(nil)

@@ -199,7 +199,7 @@ func Reach(world policies.World, set policies.PolicySet, targets []ReachTarget, 
 				to = d.Pods[1]
 			}
 			for _, p := range d.Ports {
-				conn := policies.Connection{From: policies.Endpoint{Pod: from}, To: policies.Endpoint{Pod: to}, Protocol: model.Protocol(p.Protocol), Port: int32(p.Port)}
+				conn := policies.Connection{From: policies.ConnEnd{Pod: from}, To: policies.ConnEnd{Pod: to}, Protocol: model.Protocol(p.Protocol), Port: int32(p.Port)}
 				v := policies.Evaluate(world, set, conn)
 				key := [2]string{s.Workload, d.Workload}
 				pairs[key] = true

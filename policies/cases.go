@@ -186,10 +186,10 @@ func validateProtocol(p model.Protocol, fp *field.Path) field.ErrorList {
 
 func (c CaseConnection) validate(fp *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	if _, err := ParseEndpoint(c.From); err != nil {
+	if _, err := ParseConnEnd(c.From); err != nil {
 		errs = append(errs, field.Invalid(fp.Child("from"), c.From, "want namespace/name or an IP address"))
 	}
-	if _, err := ParseEndpoint(c.To); err != nil {
+	if _, err := ParseConnEnd(c.To); err != nil {
 		errs = append(errs, field.Invalid(fp.Child("to"), c.To, "want namespace/name or an IP address"))
 	}
 	if c.Port < 0 || c.Port > 65535 {
@@ -216,18 +216,18 @@ func (p CasePod) pod() Pod {
 		if proto == "" {
 			proto = model.ProtocolTCP
 		}
-		out.Ports = append(out.Ports, ContainerPort{Name: cp.Name, Port: cp.Port, Protocol: proto})
+		out.Ports = append(out.Ports, model.ContainerPort{Name: cp.Name, Port: cp.Port, Protocol: proto})
 	}
 	return out
 }
 
 // Connection converts a case connection; Protocol defaults to TCP.
 func (c CaseConnection) Connection() (Connection, error) {
-	from, err := ParseEndpoint(c.From)
+	from, err := ParseConnEnd(c.From)
 	if err != nil {
 		return Connection{}, err
 	}
-	to, err := ParseEndpoint(c.To)
+	to, err := ParseConnEnd(c.To)
 	if err != nil {
 		return Connection{}, err
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
+	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -116,23 +117,23 @@ func ExportCilium(s *v1alpha1.NanoSegment) (*CiliumNetworkPolicy, []Problem) {
 		probs = append(probs, Problem{ref, "spec.mode", "mode " + string(modeOr(s.Spec.Mode)) + " has no CiliumNetworkPolicy equivalent; the exported policy enforces"})
 	}
 	iso := EffectivePolicyTypes(s.Spec.PolicyTypes, len(s.Spec.Egress))
-	c.Spec.EnableDefaultDeny = CiliumDefaultDeny{Ingress: iso[Ingress], Egress: iso[Egress]}
+	c.Spec.EnableDefaultDeny = CiliumDefaultDeny{Ingress: iso[model.Ingress.Index()], Egress: iso[model.Egress.Index()]}
 	for d, rules := range [2][]v1alpha1.Rule{s.Spec.Ingress, s.Spec.Egress} {
-		dir := Direction(d)
-		if !iso[dir] {
+		dir := model.Directions[d]
+		if !iso[dir.Index()] {
 			if len(rules) > 0 {
-				probs = append(probs, Problem{ref, "spec." + dir.String(), "left out: policyTypes does not include " + dir.String() + ", so these rules have no effect"})
+				probs = append(probs, Problem{ref, "spec." + strings.ToLower(string(dir)), "left out: policyTypes does not include " + string(dir) + ", so these rules have no effect"})
 			}
 			continue
 		}
 		for i, r := range rules {
-			path := fmt.Sprintf("spec.%s[%d]", dir, i)
+			path := fmt.Sprintf("spec.%s[%d]", strings.ToLower(string(dir)), i)
 			l4, icmps := ciliumPorts(r.Ports)
 			base := CiliumRule{ToPorts: l4, ICMPs: icmps}
 			var out []CiliumRule
 			if len(r.Peers) == 0 {
 				cr := base
-				if dir == Ingress {
+				if dir == model.Ingress {
 					cr.FromEntities = []string{"all"}
 				} else {
 					cr.ToEntities = []string{"all"}
@@ -145,27 +146,27 @@ func ExportCilium(s *v1alpha1.NanoSegment) (*CiliumNetworkPolicy, []Problem) {
 				switch {
 				case p.PodSelector != nil || p.NamespaceSelector != nil:
 					sel := ciliumPeerSelector(p, s.Namespace)
-					if dir == Ingress {
+					if dir == model.Ingress {
 						cr.FromEndpoints = []metav1.LabelSelector{sel}
 					} else {
 						cr.ToEndpoints = []metav1.LabelSelector{sel}
 					}
 				case p.IPBlock != nil:
 					cidr := CiliumCIDR{CIDR: p.IPBlock.CIDR, Except: p.IPBlock.Except}
-					if dir == Ingress {
+					if dir == model.Ingress {
 						cr.FromCIDRSet = []CiliumCIDR{cidr}
 					} else {
 						cr.ToCIDRSet = []CiliumCIDR{cidr}
 					}
 					probs = append(probs, Problem{ref, pp + ".ipBlock", "rule " + r.ID + ": Cilium CIDR rules do not match pod addresses, NetworkPolicy ipBlock does"})
 				case p.Host:
-					if dir == Ingress {
+					if dir == model.Ingress {
 						cr.FromEntities = []string{"host"}
 					} else {
 						cr.ToEntities = []string{"host"}
 					}
 				case p.DNSName != "":
-					if dir == Ingress {
+					if dir == model.Ingress {
 						probs = append(probs, Problem{ref, pp + ".dnsName", "rule " + r.ID + ": Cilium cannot match ingress peers by DNS name; peer left out"})
 						continue
 					}
@@ -181,7 +182,7 @@ func ExportCilium(s *v1alpha1.NanoSegment) (*CiliumNetworkPolicy, []Problem) {
 			if len(r.Peers) > 0 && len(out) == 0 {
 				probs = append(probs, Problem{ref, path, "rule " + r.ID + " left out: none of its peers is expressible"})
 			}
-			if dir == Ingress {
+			if dir == model.Ingress {
 				c.Spec.Ingress = append(c.Spec.Ingress, out...)
 			} else {
 				c.Spec.Egress = append(c.Spec.Egress, out...)

@@ -15,23 +15,6 @@ import (
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
-// Direction is ingress (towards the selected pod) or egress (from it).
-type Direction int
-
-// The two directions of a policy.
-const (
-	Ingress Direction = iota
-	Egress
-)
-
-// String returns "ingress" or "egress".
-func (d Direction) String() string {
-	if d == Egress {
-		return "egress"
-	}
-	return "ingress"
-}
-
 // PolicyRef names a policy: its kind (NetworkPolicy or NanoSegment),
 // namespace and name.
 type PolicyRef struct {
@@ -60,10 +43,10 @@ type Policy struct {
 	Mode      model.Mode
 	Namespace string
 	Selector  labels.Selector
-	// Isolates says, per Direction, whether the policy isolates the selected
+	// Isolates says, per direction (model.Direction.Index), whether the policy isolates the selected
 	// pods in that direction (policyTypes after defaulting).
 	Isolates [2]bool
-	// Rules holds, per Direction, the allow rules.
+	// Rules holds, per direction (model.Direction.Index), the allow rules.
 	Rules [2][]CompiledRule
 }
 
@@ -124,7 +107,7 @@ type CompiledPort struct {
 // Matches reports whether the port allows proto/port at a destination pod
 // declaring dstPorts (nil when the destination is not a participating pod,
 // so a named port matches nothing there).
-func (p CompiledPort) Matches(proto model.Protocol, port int32, dstPorts []ContainerPort) bool {
+func (p CompiledPort) Matches(proto model.Protocol, port int32, dstPorts []model.ContainerPort) bool {
 	if p.Protocol != proto {
 		return false
 	}
@@ -145,7 +128,7 @@ func (p CompiledPort) Matches(proto model.Protocol, port int32, dstPorts []Conta
 
 // ResolveNamed returns the number a named port has at a destination pod
 // declaring dstPorts, and whether it has one.
-func (p CompiledPort) ResolveNamed(dstPorts []ContainerPort) (int32, bool) {
+func (p CompiledPort) ResolveNamed(dstPorts []model.ContainerPort) (int32, bool) {
 	for _, cp := range dstPorts {
 		if cp.Name == p.Name && cp.Protocol == p.Protocol {
 			return cp.Port, true
@@ -189,16 +172,16 @@ func CompileNanoSegment(s *v1alpha1.NanoSegment) (*Policy, error) {
 func EffectivePolicyTypes(types []networkingv1.PolicyType, egressRules int) [2]bool {
 	var iso [2]bool
 	if len(types) == 0 {
-		iso[Ingress] = true
-		iso[Egress] = egressRules > 0
+		iso[model.Ingress.Index()] = true
+		iso[model.Egress.Index()] = egressRules > 0
 		return iso
 	}
 	for _, t := range types {
 		switch t {
 		case networkingv1.PolicyTypeIngress:
-			iso[Ingress] = true
+			iso[model.Ingress.Index()] = true
 		case networkingv1.PolicyTypeEgress:
-			iso[Egress] = true
+			iso[model.Egress.Index()] = true
 		}
 	}
 	return iso

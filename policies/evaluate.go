@@ -20,10 +20,11 @@ const (
 	AuditDeny Action = "audit-deny"
 )
 
-// Endpoint is one side of a connection: a pod by "namespace/name", or an
+// ConnEnd is one end of a connection being evaluated (not an inventory
+// endpoint, see model.Endpoint): a pod by "namespace/name", or an
 // address (which may belong to a pod). DNSName, when set, is the name the
 // other side resolved the address from; Host marks a node address.
-type Endpoint struct {
+type ConnEnd struct {
 	Pod     string     `json:"pod,omitempty"`
 	IP      netip.Addr `json:"ip,omitzero"`
 	DNSName string     `json:"dnsName,omitempty"`
@@ -31,7 +32,7 @@ type Endpoint struct {
 }
 
 // String returns the pod key or the address.
-func (e Endpoint) String() string {
+func (e ConnEnd) String() string {
 	if e.Pod != "" {
 		return e.Pod
 	}
@@ -41,23 +42,23 @@ func (e Endpoint) String() string {
 	return e.IP.String()
 }
 
-// ParseEndpoint parses "namespace/name" or an IPv4/IPv6 address.
-func ParseEndpoint(s string) (Endpoint, error) {
+// ParseConnEnd parses "namespace/name" or an IPv4/IPv6 address.
+func ParseConnEnd(s string) (ConnEnd, error) {
 	if addr, err := netip.ParseAddr(s); err == nil {
-		return Endpoint{IP: addr}, nil
+		return ConnEnd{IP: addr}, nil
 	}
 	ns, name, ok := strings.Cut(s, "/")
 	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
-		return Endpoint{}, fmt.Errorf("parse endpoint %q: want namespace/name or an IP address: %w", s, ErrInvalid)
+		return ConnEnd{}, fmt.Errorf("parse endpoint %q: want namespace/name or an IP address: %w", s, ErrInvalid)
 	}
-	return Endpoint{Pod: s}, nil
+	return ConnEnd{Pod: s}, nil
 }
 
 // Connection is one connection attempt: From opens it to To's Port over
 // Protocol (an ICMP type for ICMP).
 type Connection struct {
-	From     Endpoint       `json:"from"`
-	To       Endpoint       `json:"to"`
+	From     ConnEnd       `json:"from"`
+	To       ConnEnd       `json:"to"`
 	Protocol model.Protocol `json:"protocol"`
 	Port     int32          `json:"port"`
 }
@@ -70,7 +71,7 @@ func (c Connection) String() string {
 // DirectionVerdict is the outcome of one direction: egress at the source, or
 // ingress at the destination.
 type DirectionVerdict struct {
-	Direction string `json:"direction"`
+	Direction model.Direction `json:"direction"`
 	// Subject is the pod whose policies were consulted, or empty when the
 	// endpoint is not a participating pod.
 	Subject string `json:"subject,omitempty"`
@@ -104,27 +105,28 @@ func (v Verdict) Reason() string {
 
 func (d DirectionVerdict) reason() string {
 	subj := d.Subject
+	dir := strings.ToLower(string(d.Direction)) // prose: "egress of shop/api ..."
 	if subj == "" {
-		return d.Direction + ": not a pod, no policy applies"
+		return dir + ": not a pod, no policy applies"
 	}
 	if len(d.Isolating) == 0 {
-		return fmt.Sprintf("%s: no policy isolates %s", d.Direction, subj)
+		return fmt.Sprintf("%s: no policy isolates %s", dir, subj)
 	}
 	allowing := make([]string, len(d.Allowing))
 	for i, r := range d.Allowing {
 		allowing[i] = r.String()
 	}
 	if d.Action == Allow {
-		return fmt.Sprintf("%s of %s allowed by %s", d.Direction, subj, strings.Join(allowing, ", "))
+		return fmt.Sprintf("%s of %s allowed by %s", dir, subj, strings.Join(allowing, ", "))
 	}
 	names := make([]string, len(d.Isolating))
 	for i, r := range d.Isolating {
 		names[i] = r.String()
 	}
 	if len(allowing) > 0 {
-		return fmt.Sprintf("%s of %s %s: isolated by %s; only auditing rules allow it (%s)", d.Direction, subj, d.Action, strings.Join(names, ", "), strings.Join(allowing, ", "))
+		return fmt.Sprintf("%s of %s %s: isolated by %s; only auditing rules allow it (%s)", dir, subj, d.Action, strings.Join(names, ", "), strings.Join(allowing, ", "))
 	}
-	return fmt.Sprintf("%s of %s %s: isolated by %s and no rule allows it", d.Direction, subj, d.Action, strings.Join(names, ", "))
+	return fmt.Sprintf("%s of %s %s: isolated by %s and no rule allows it", dir, subj, d.Action, strings.Join(names, ", "))
 }
 
 // resolved is an endpoint looked up in the world.
@@ -136,7 +138,7 @@ type resolved struct {
 	host    bool
 }
 
-func resolve(w World, e Endpoint) (resolved, error) {
+func resolve(w World, e ConnEnd) (resolved, error) {
 	r := resolved{addr: e.IP, host: e.Host}
 	if e.DNSName != "" {
 		r.names = []string{normalizeDNS(e.DNSName)}
@@ -199,7 +201,7 @@ func resolve(w World, e Endpoint) (resolved, error) {
 // verdict names every isolating policy and every allowing rule.
 func Evaluate(world World, set PolicySet, conn Connection) Verdict {
 	v := Verdict{Connection: conn, Action: Deny}
-	v.Egress.Direction, v.Ingress.Direction = Egress.String(), Ingress.String()
+	v.Egress.Direction, v.Ingress.Direction = model.Egress, model.Ingress
 	src, err := resolve(world, conn.From)
 	if err != nil {
 		v.Err = err.Error()
@@ -210,12 +212,12 @@ func Evaluate(world World, set PolicySet, conn Connection) Verdict {
 		v.Err = err.Error()
 		return v
 	}
-	var dstPorts []ContainerPort
+	var dstPorts []model.ContainerPort
 	if dst.pod != nil {
 		dstPorts = dst.pod.Ports
 	}
-	v.Egress = evalDirection(set, Egress, src, dst, conn, dstPorts)
-	v.Ingress = evalDirection(set, Ingress, dst, src, conn, dstPorts)
+	v.Egress = evalDirection(set, model.Egress, src, dst, conn, dstPorts)
+	v.Ingress = evalDirection(set, model.Ingress, dst, src, conn, dstPorts)
 	switch {
 	case v.Egress.Action == Deny || v.Ingress.Action == Deny:
 		v.Action = Deny
@@ -227,15 +229,15 @@ func Evaluate(world World, set PolicySet, conn Connection) Verdict {
 	return v
 }
 
-func evalDirection(set PolicySet, dir Direction, subject, peer resolved, conn Connection, dstPorts []ContainerPort) DirectionVerdict {
-	dv := DirectionVerdict{Direction: dir.String(), Action: Allow}
+func evalDirection(set PolicySet, dir model.Direction, subject, peer resolved, conn Connection, dstPorts []model.ContainerPort) DirectionVerdict {
+	dv := DirectionVerdict{Direction: dir, Action: Allow}
 	if subject.pod == nil {
 		return dv
 	}
 	dv.Subject = subject.pod.Key()
 	var enfIso, enfAllow, audIso, audAllow bool
 	for _, p := range set.byNS[subject.pod.Namespace] {
-		if p.Mode == model.ModeObserve || !p.Isolates[dir] || !p.Selector.Matches(labelSet(subject.pod.Labels)) {
+		if p.Mode == model.ModeObserve || !p.Isolates[dir.Index()] || !p.Selector.Matches(labelSet(subject.pod.Labels)) {
 			continue
 		}
 		dv.Isolating = append(dv.Isolating, p.Ref)
@@ -245,7 +247,7 @@ func evalDirection(set PolicySet, dir Direction, subject, peer resolved, conn Co
 		} else {
 			audIso = true
 		}
-		for _, r := range p.Rules[dir] {
+		for _, r := range p.Rules[dir.Index()] {
 			if ruleMatches(p.Namespace, r, peer, conn.Protocol, conn.Port, dstPorts) {
 				dv.Allowing = append(dv.Allowing, RuleRef{Policy: p.Ref, Rule: r.ID})
 				if enforce {
@@ -268,7 +270,7 @@ func evalDirection(set PolicySet, dir Direction, subject, peer resolved, conn Co
 // ruleMatches reports whether rule r of a policy in namespace policyNS
 // allows a connection with peer on proto/port, dstPorts being the named
 // ports of the destination pod.
-func ruleMatches(policyNS string, r CompiledRule, peer resolved, proto model.Protocol, port int32, dstPorts []ContainerPort) bool {
+func ruleMatches(policyNS string, r CompiledRule, peer resolved, proto model.Protocol, port int32, dstPorts []model.ContainerPort) bool {
 	if !r.AllPorts {
 		ok := false
 		for _, p := range r.Ports {

@@ -3,6 +3,7 @@ package policies
 import (
 	"fmt"
 	"maps"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -53,10 +54,10 @@ func ImportNetworkPolicy(np *networkingv1.NetworkPolicy) (*v1alpha1.NanoSegment,
 	s.Spec.Selector = *np.Spec.PodSelector.DeepCopy()
 	s.Spec.Mode = model.ModeEnforce
 	iso := EffectivePolicyTypes(np.Spec.PolicyTypes, len(np.Spec.Egress))
-	if iso[Ingress] {
+	if iso[model.Ingress.Index()] {
 		s.Spec.PolicyTypes = append(s.Spec.PolicyTypes, networkingv1.PolicyTypeIngress)
 	}
-	if iso[Egress] {
+	if iso[model.Egress.Index()] {
 		s.Spec.PolicyTypes = append(s.Spec.PolicyTypes, networkingv1.PolicyTypeEgress)
 	}
 	prov := v1alpha1.Provenance{Declared: &v1alpha1.Declared{By: by}}
@@ -122,14 +123,14 @@ func ExportNetworkPolicy(s *v1alpha1.NanoSegment) (*networkingv1.NetworkPolicy, 
 		probs = append(probs, Problem{ref, "spec.mode", fmt.Sprintf("mode %s has no NetworkPolicy equivalent; the exported policy enforces", mode)})
 	}
 	iso := EffectivePolicyTypes(s.Spec.PolicyTypes, len(s.Spec.Egress))
-	if iso[Ingress] {
+	if iso[model.Ingress.Index()] {
 		np.Spec.PolicyTypes = append(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress)
 	}
-	if iso[Egress] {
+	if iso[model.Egress.Index()] {
 		np.Spec.PolicyTypes = append(np.Spec.PolicyTypes, networkingv1.PolicyTypeEgress)
 	}
 	for d, rules := range [2][]v1alpha1.Rule{s.Spec.Ingress, s.Spec.Egress} {
-		dir := Direction(d).String()
+		dir := strings.ToLower(string(model.Directions[d]))
 		for i, r := range rules {
 			path := fmt.Sprintf("spec.%s[%d]", dir, i)
 			peers, ports, ok, p := exportRule(ref, path, r)
@@ -137,7 +138,7 @@ func ExportNetworkPolicy(s *v1alpha1.NanoSegment) (*networkingv1.NetworkPolicy, 
 			if !ok {
 				continue
 			}
-			if Direction(d) == Ingress {
+			if d == model.Ingress.Index() {
 				np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{From: peers, Ports: ports})
 			} else {
 				np.Spec.Egress = append(np.Spec.Egress, networkingv1.NetworkPolicyEgressRule{To: peers, Ports: ports})

@@ -128,8 +128,8 @@ func testWorld(t testing.TB) *MemWorld {
 }
 
 func conn(from, to string, proto model.Protocol, port int32) Connection {
-	f, _ := ParseEndpoint(from)
-	tt, _ := ParseEndpoint(to)
+	f, _ := ParseConnEnd(from)
+	tt, _ := ParseConnEnd(to)
 	return Connection{From: f, To: tt, Protocol: proto, Port: port}
 }
 

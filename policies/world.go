@@ -20,14 +20,6 @@ type Namespace struct {
 	Labels map[string]string
 }
 
-// ContainerPort is a port a pod's container declares; named ports of
-// policies resolve against it at the destination pod.
-type ContainerPort struct {
-	Name     string
-	Port     int32
-	Protocol model.Protocol
-}
-
 // Pod is one pod (or container endpoint) of the world.
 type Pod struct {
 	Namespace   string
@@ -36,7 +28,7 @@ type Pod struct {
 	IPs         []netip.Addr
 	Phase       corev1.PodPhase // empty means Running
 	HostNetwork bool
-	Ports       []ContainerPort
+	Ports       []model.ContainerPort
 }
 
 // Key returns "namespace/name".
