@@ -106,7 +106,7 @@ func TestCompileMatchesEvaluate(t *testing.T) {
 							fa, fk := addrOf(st.World, from)
 							ta, tk := addrOf(st.World, to)
 							conn := policies.Connection{From: policies.ConnEnd{IP: fa}, To: policies.ConnEnd{IP: ta}, Protocol: proto, Port: port}
-							want := policies.Evaluate(st.World, set, conn).Action == policies.Allow
+							want := policies.Evaluate(st.World, set, conn).Action == model.VerdictAllow
 							srs, sok := comp.RuleSet(fk)
 							drs, dok := comp.RuleSet(tk)
 							got := allows(srs, sok, model.Egress, ta, proto, port) && allows(drs, dok, model.Ingress, fa, proto, port)

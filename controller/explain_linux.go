@@ -16,29 +16,29 @@ import (
 // semantics of policies.Evaluate (Kubernetes NetworkPolicy). from and to
 // are a workload ("shop/api", its first endpoint), an endpoint
 // ("namespace/netns") or an address; port is "5432/TCP".
-func (a *Agent) Explain(from, to, port string) (policies.Verdict, error) {
+func (a *Agent) Explain(from, to, port string) (policies.Evaluation, error) {
 	f, err := a.endpointRef("from", from)
 	if err != nil {
-		return policies.Verdict{}, err
+		return policies.Evaluation{}, err
 	}
 	t, err := a.endpointRef("to", to)
 	if err != nil {
-		return policies.Verdict{}, err
+		return policies.Evaluation{}, err
 	}
 	num, proto, ok := strings.Cut(port, "/")
 	n, perr := strconv.Atoi(num)
 	if !ok || perr != nil || n < 0 || n > 65535 {
-		return policies.Verdict{}, fmt.Errorf("%w: port: %q is not PORT/PROTOCOL such as 5432/TCP", ErrInvalid, port)
+		return policies.Evaluation{}, fmt.Errorf("%w: port: %q is not PORT/PROTOCOL such as 5432/TCP", ErrInvalid, port)
 	}
 	p := model.Protocol(strings.ToUpper(proto))
 	switch p {
 	case model.ProtocolTCP, model.ProtocolUDP, model.ProtocolSCTP, model.ProtocolICMP:
 	default:
-		return policies.Verdict{}, fmt.Errorf("%w: port: protocol %q is not TCP, UDP, SCTP or ICMP", ErrInvalid, proto)
+		return policies.Evaluation{}, fmt.Errorf("%w: port: protocol %q is not TCP, UDP, SCTP or ICMP", ErrInvalid, proto)
 	}
 	world, set, err := a.policyWorld()
 	if err != nil {
-		return policies.Verdict{}, err
+		return policies.Evaluation{}, err
 	}
 	return policies.Evaluate(world, set, policies.Connection{From: f, To: t, Protocol: p, Port: int32(n)}), nil
 }

@@ -206,15 +206,15 @@ func Reach(world policies.World, set policies.PolicySet, targets []ReachTarget, 
 				r.PathsTotal++
 				r.PathsBefore++
 				pairsBefore[key] = true
-				if v.Action != policies.Deny {
+				if v.Action != model.VerdictDeny {
 					r.PathsNow++
 					pairsNow[key] = true
 				}
-				if v.Action == policies.AuditDeny {
+				if v.Action == model.VerdictAuditDeny {
 					r.PathsAuditOnly++
 				}
 				r.Rows = append(r.Rows, ReachPath{Source: s.Workload, Destination: d.Workload, Port: p.Port, Protocol: p.Protocol,
-					Before: string(policies.Allow), Now: string(v.Action), Reason: v.Reason()})
+					Before: string(model.VerdictAllow), Now: string(v.Action), Reason: v.Reason()})
 			}
 		}
 	}

@@ -53,7 +53,7 @@ func BenchmarkEvaluate(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				if v := Evaluate(w, set, c); v.Action != Allow {
+				if v := Evaluate(w, set, c); v.Action != model.VerdictAllow {
 					b.Fatal(v.Reason())
 				}
 			}

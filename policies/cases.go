@@ -59,7 +59,7 @@ type CaseConnection struct {
 	To       string         `json:"to"`
 	Port     int32          `json:"port"`
 	Protocol model.Protocol `json:"protocol,omitempty"`
-	Expect   Action         `json:"expect"`
+	Expect   model.Verdict  `json:"expect"`
 }
 
 // CaseStep is one ordered change; its parts apply in the order of the
@@ -197,9 +197,9 @@ func (c CaseConnection) validate(fp *field.Path) field.ErrorList {
 	}
 	errs = append(errs, validateProtocol(c.Protocol, fp.Child("protocol"))...)
 	switch c.Expect {
-	case Allow, Deny, AuditDeny:
+	case model.VerdictAllow, model.VerdictDeny, model.VerdictAuditDeny:
 	default:
-		errs = append(errs, field.NotSupported(fp.Child("expect"), c.Expect, []Action{Allow, Deny, AuditDeny}))
+		errs = append(errs, field.NotSupported(fp.Child("expect"), c.Expect, []model.Verdict{model.VerdictAllow, model.VerdictDeny, model.VerdictAuditDeny}))
 	}
 	return errs
 }
@@ -244,7 +244,7 @@ type Mismatch struct {
 	Step       int
 	Index      int
 	Connection CaseConnection
-	Got        Verdict
+	Got        Evaluation
 }
 
 // String returns a line naming the step, the connection, both verdicts and

@@ -26,10 +26,10 @@ type DiffReport struct {
 
 // DeniedEdge is an edge of the window and the active policies' verdict.
 type DeniedEdge struct {
-	Edge   string `json:"edge"`
-	Action Action `json:"action"`
-	Reason string `json:"reason"`
-	Flows  int64  `json:"flows"`
+	Edge   string        `json:"edge"`
+	Action model.Verdict `json:"action"`
+	Reason string        `json:"reason"`
+	Flows  int64         `json:"flows"`
 }
 
 // edgeWorld is a world made of the identities of edges: one pod per
@@ -127,7 +127,7 @@ func Diff(proposal []v1alpha1.NanoSegment, active PolicySet, observed []model.Ed
 		for _, r := range append(slices.Clone(va.Egress.Allowing), va.Ingress.Allowing...) {
 			used[r] = true
 		}
-		if va.Action != Allow {
+		if va.Action != model.VerdictAllow {
 			rep.Denied = append(rep.Denied, DeniedEdge{Edge: e.key(), Action: va.Action, Reason: va.Reason(), Flows: int64(e.Flows)})
 		}
 		vp := Evaluate(w, prop, c)

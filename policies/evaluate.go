@@ -8,18 +8,6 @@ import (
 	"github.com/nanoseg/nanoseg/model"
 )
 
-// Action is a verdict's outcome.
-type Action string
-
-// The outcomes of a verdict.
-const (
-	Allow Action = "allow"
-	Deny  Action = "deny"
-	// AuditDeny: only a policy in audit mode would deny; the connection
-	// passes and is logged.
-	AuditDeny Action = "audit-deny"
-)
-
 // ConnEnd is one end of a connection being evaluated (not an inventory
 // endpoint, see model.Endpoint): a pod by "namespace/name", or an
 // address (which may belong to a pod). DNSName, when set, is the name the
@@ -57,8 +45,8 @@ func ParseConnEnd(s string) (ConnEnd, error) {
 // Connection is one connection attempt: From opens it to To's Port over
 // Protocol (an ICMP type for ICMP).
 type Connection struct {
-	From     ConnEnd       `json:"from"`
-	To       ConnEnd       `json:"to"`
+	From     ConnEnd        `json:"from"`
+	To       ConnEnd        `json:"to"`
 	Protocol model.Protocol `json:"protocol"`
 	Port     int32          `json:"port"`
 }
@@ -68,14 +56,14 @@ func (c Connection) String() string {
 	return fmt.Sprintf("%s -> %s %d/%s", c.From, c.To, c.Port, c.Protocol)
 }
 
-// DirectionVerdict is the outcome of one direction: egress at the source, or
+// DirectionEvaluation is the outcome of one direction: egress at the source, or
 // ingress at the destination.
-type DirectionVerdict struct {
+type DirectionEvaluation struct {
 	Direction model.Direction `json:"direction"`
 	// Subject is the pod whose policies were consulted, or empty when the
 	// endpoint is not a participating pod.
-	Subject string `json:"subject,omitempty"`
-	Action  Action `json:"action"`
+	Subject string        `json:"subject,omitempty"`
+	Action  model.Verdict `json:"action"`
 	// Isolating lists the enforcing and auditing policies that select the
 	// subject in this direction; empty means no policy isolates it.
 	Isolating []PolicyRef `json:"isolating,omitempty"`
@@ -83,27 +71,28 @@ type DirectionVerdict struct {
 	Allowing []RuleRef `json:"allowing,omitempty"`
 }
 
-// Verdict is the answer of Evaluate.
-type Verdict struct {
-	Connection Connection       `json:"connection"`
-	Action     Action           `json:"action"`
-	Egress     DirectionVerdict `json:"egress"`
-	Ingress    DirectionVerdict `json:"ingress"`
+// Evaluation is the answer of Evaluate: the verdict on a connection (Action)
+// and why.
+type Evaluation struct {
+	Connection Connection          `json:"connection"`
+	Action     model.Verdict       `json:"action"`
+	Egress     DirectionEvaluation `json:"egress"`
+	Ingress    DirectionEvaluation `json:"ingress"`
 	// Err is set when the connection names a pod the world does not hold;
-	// Action is then Deny.
+	// Action is then deny.
 	Err string `json:"error,omitempty"`
 }
 
 // Reason says in one line which policy and rule decided, or that no policy
 // isolates the pair.
-func (v Verdict) Reason() string {
+func (v Evaluation) Reason() string {
 	if v.Err != "" {
 		return "error: " + v.Err
 	}
 	return v.Egress.reason() + "; " + v.Ingress.reason()
 }
 
-func (d DirectionVerdict) reason() string {
+func (d DirectionEvaluation) reason() string {
 	subj := d.Subject
 	dir := strings.ToLower(string(d.Direction)) // prose: "egress of shop/api ..."
 	if subj == "" {
@@ -116,7 +105,7 @@ func (d DirectionVerdict) reason() string {
 	for i, r := range d.Allowing {
 		allowing[i] = r.String()
 	}
-	if d.Action == Allow {
+	if d.Action == model.VerdictAllow {
 		return fmt.Sprintf("%s of %s allowed by %s", dir, subj, strings.Join(allowing, ", "))
 	}
 	names := make([]string, len(d.Isolating))
@@ -195,12 +184,12 @@ func resolve(w World, e ConnEnd) (resolved, error) {
 //     matched by selectors.
 //
 // NanoSegments join the union by mode: enforce as a NetworkPolicy; audit
-// turns what only it would deny into AuditDeny and never widens what the
+// turns what only it would deny into audit-deny and never widens what the
 // enforcing policies allow (what they deny stays denied); observe takes no
 // part. The
 // verdict names every isolating policy and every allowing rule.
-func Evaluate(world World, set PolicySet, conn Connection) Verdict {
-	v := Verdict{Connection: conn, Action: Deny}
+func Evaluate(world World, set PolicySet, conn Connection) Evaluation {
+	v := Evaluation{Connection: conn, Action: model.VerdictDeny}
 	v.Egress.Direction, v.Ingress.Direction = model.Egress, model.Ingress
 	src, err := resolve(world, conn.From)
 	if err != nil {
@@ -219,18 +208,18 @@ func Evaluate(world World, set PolicySet, conn Connection) Verdict {
 	v.Egress = evalDirection(set, model.Egress, src, dst, conn, dstPorts)
 	v.Ingress = evalDirection(set, model.Ingress, dst, src, conn, dstPorts)
 	switch {
-	case v.Egress.Action == Deny || v.Ingress.Action == Deny:
-		v.Action = Deny
-	case v.Egress.Action == AuditDeny || v.Ingress.Action == AuditDeny:
-		v.Action = AuditDeny
+	case v.Egress.Action == model.VerdictDeny || v.Ingress.Action == model.VerdictDeny:
+		v.Action = model.VerdictDeny
+	case v.Egress.Action == model.VerdictAuditDeny || v.Ingress.Action == model.VerdictAuditDeny:
+		v.Action = model.VerdictAuditDeny
 	default:
-		v.Action = Allow
+		v.Action = model.VerdictAllow
 	}
 	return v
 }
 
-func evalDirection(set PolicySet, dir model.Direction, subject, peer resolved, conn Connection, dstPorts []model.ContainerPort) DirectionVerdict {
-	dv := DirectionVerdict{Direction: dir, Action: Allow}
+func evalDirection(set PolicySet, dir model.Direction, subject, peer resolved, conn Connection, dstPorts []model.ContainerPort) DirectionEvaluation {
+	dv := DirectionEvaluation{Direction: dir, Action: model.VerdictAllow}
 	if subject.pod == nil {
 		return dv
 	}
@@ -260,9 +249,9 @@ func evalDirection(set PolicySet, dir model.Direction, subject, peer resolved, c
 	}
 	switch {
 	case enfIso && !enfAllow:
-		dv.Action = Deny
+		dv.Action = model.VerdictDeny
 	case (enfIso || audIso) && !enfAllow && !audAllow:
-		dv.Action = AuditDeny
+		dv.Action = model.VerdictAuditDeny
 	}
 	return dv
 }

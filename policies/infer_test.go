@@ -95,7 +95,7 @@ func TestPropose(t *testing.T) {
 	bad := edges[2] // api -> db 5432: try db -> api and api -> db 5433
 	for _, e := range []model.Edge{{Source: bad.Destination, Destination: bad.Source, Protocol: model.ProtocolTCP, Port: 8080}, {Source: bad.Source, Destination: bad.Destination, Protocol: model.ProtocolTCP, Port: 5433}} {
 		ie, _ := inferable(e)
-		if v := Evaluate(w, set, w.connection(ie)); v.Action != Deny {
+		if v := Evaluate(w, set, w.connection(ie)); v.Action != model.VerdictDeny {
 			t.Errorf("unobserved %s: got %s", ie.key(), v.Action)
 		}
 	}

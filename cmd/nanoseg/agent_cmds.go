@@ -393,7 +393,7 @@ func diffFromAgent(cmd *cobra.Command, a *app, workload string, window time.Dura
 
 // explainFromAgent asks the agent to evaluate one connection.
 func explainFromAgent(cmd *cobra.Command, a *app, from, to, port, output string) error {
-	var v policies.Verdict
+	var v policies.Evaluation
 	q := url.Values{"from": {from}, "to": {to}, "port": {port}}
 	if err := newClient(a).do(cmd.Context(), "GET", "/v1/explain", q, nil, &v); err != nil {
 		return fmt.Errorf("policy explain: %w", err)
