@@ -168,7 +168,7 @@ func planProbes(eps []Endpoint, world policies.World, set policies.PolicySet, sc
 				p := probePlan{src: src, addr: netip.AddrPortFrom(addr, uint16(pt.Port)), rank: hex.EncodeToString(sum[:]),
 					Probe: evidence.Probe{Source: sw, SourceNetns: src.Netns, Destination: dw, DestNetns: dst.Netns,
 						Address: netip.AddrPortFrom(addr, uint16(pt.Port)).String(), Protocol: pt.Protocol, Port: pt.Port,
-						Expected: string(v.Action), ExpectReach: v.Action != model.VerdictDeny, Reason: v.Reason()}}
+						Expected: v.Action, ExpectReach: v.Action != model.VerdictDeny, Reason: v.Reason()}}
 				if p.ExpectReach {
 					allowed = append(allowed, p)
 				} else {

@@ -12,7 +12,7 @@ import (
 
 // RuleOf returns a verdict-map element in bundle terms.
 func RuleOf(e dataplane.Element) Rule {
-	return Rule{Direction: string(e.Dir), Peer: e.Peer.String(), Protocol: string(e.Protocol), PortFrom: int(e.PortFrom), PortTo: int(e.PortTo), RuleID: e.RuleID}
+	return Rule{Direction: e.Dir, Peer: e.Peer.String(), Protocol: e.Protocol, PortFrom: int(e.PortFrom), PortTo: int(e.PortTo), RuleID: e.RuleID}
 }
 
 // String renders r as "ingress 198.18.0.5/32 tcp 5432 rule ID".
@@ -214,7 +214,7 @@ func Reach(world policies.World, set policies.PolicySet, targets []ReachTarget, 
 					r.PathsAuditOnly++
 				}
 				r.Rows = append(r.Rows, ReachPath{Source: s.Workload, Destination: d.Workload, Port: p.Port, Protocol: p.Protocol,
-					Before: string(model.VerdictAllow), Now: string(v.Action), Reason: v.Reason()})
+					Before: model.VerdictAllow, Now: v.Action, Reason: v.Reason()})
 			}
 		}
 	}

@@ -123,12 +123,12 @@ type ChainCheck struct {
 // Rule is one allow entry of a rule set as programmed (one verdict-map
 // element): direction, peer prefix, protocol, inclusive port range, rule id.
 type Rule struct {
-	Direction string `json:"direction"` // ingress or egress
-	Peer      string `json:"peer"`      // address prefix
-	Protocol  string `json:"protocol"`  // tcp, udp, sctp, icmp, any ...
-	PortFrom  int    `json:"portFrom"`
-	PortTo    int    `json:"portTo"`
-	RuleID    string `json:"ruleID"`
+	Direction model.Direction `json:"direction"` // Ingress or Egress
+	Peer      string          `json:"peer"`      // address prefix
+	Protocol  model.Protocol  `json:"protocol"`  // TCP, UDP, SCTP, ICMP, ICMPv6, or "any"
+	PortFrom  int             `json:"portFrom"`
+	PortTo    int             `json:"portTo"`
+	RuleID    string          `json:"ruleID"`
 }
 
 // EndpointRules is what one endpoint's table holds, read back from the
@@ -239,13 +239,13 @@ type Reachability struct {
 
 // ReachPath is one (source, destination, port) triple.
 type ReachPath struct {
-	Source      string `json:"source"`
-	Destination string `json:"destination"`
-	Port        int    `json:"port"`
-	Protocol    string `json:"protocol"`
-	Before      string `json:"before"` // allow (no policy)
-	Now         string `json:"now"`    // allow, audit-deny or deny
-	Reason      string `json:"reason"`
+	Source      string        `json:"source"`
+	Destination string        `json:"destination"`
+	Port        int           `json:"port"`
+	Protocol    string        `json:"protocol"`
+	Before      model.Verdict `json:"before"` // allow (no policy)
+	Now         model.Verdict `json:"now"`    // allow, audit-deny or deny
+	Reason      string        `json:"reason"`
 }
 
 // ProbeRun is one live verification: real connections from inside
@@ -278,9 +278,9 @@ type Probe struct {
 	Port        int    `json:"port"`
 	// Expected is the predicted verdict (allow, audit-deny, deny);
 	// ExpectReach whether the connection should get through.
-	Expected    string `json:"expected"`
-	ExpectReach bool   `json:"expectReach"`
-	Reason      string `json:"reason"`
+	Expected    model.Verdict `json:"expected"`
+	ExpectReach bool          `json:"expectReach"`
+	Reason      string        `json:"reason"`
 	// Outcome is connected, refused (the destination answered with a
 	// reset or port unreachable: the network let it through), reply (UDP
 	// answered), timeout (nothing came back: dropped on the way), dropped

@@ -96,7 +96,7 @@ func Files(b *Bundle) (map[string][]byte, error) {
 			rules []Rule
 		}{{"programmed", r.Programmed}, {"missing", r.Missing}, {"extra", r.Extra}} {
 			for _, e := range x.rules {
-				rows = append(rows, []string{r.Workload, r.Netns, x.state, strconv.FormatBool(r.InSync), e.Direction, e.Peer, e.Protocol,
+				rows = append(rows, []string{r.Workload, r.Netns, x.state, strconv.FormatBool(r.InSync), string(e.Direction), e.Peer, string(e.Protocol),
 					strconv.Itoa(e.PortFrom), strconv.Itoa(e.PortTo), e.RuleID})
 			}
 		}
@@ -127,7 +127,7 @@ func Files(b *Bundle) (map[string][]byte, error) {
 
 	rows = nil
 	for _, r := range b.Reachability.Rows {
-		rows = append(rows, []string{r.Source, r.Destination, strconv.Itoa(r.Port), r.Protocol, r.Before, r.Now, r.Reason})
+		rows = append(rows, []string{r.Source, r.Destination, strconv.Itoa(r.Port), r.Protocol, string(r.Before), string(r.Now), r.Reason})
 	}
 	putCSV("reachability.csv", []string{"source", "destination", "port", "protocol", "before_no_policy", "now", "reason"}, rows)
 
@@ -135,7 +135,7 @@ func Files(b *Bundle) (map[string][]byte, error) {
 		rows = nil
 		for _, p := range b.Probes.Results {
 			rows = append(rows, []string{p.Source, p.SourceNetns, p.Destination, p.DestNetns, p.Address, p.Protocol, strconv.Itoa(p.Port),
-				p.Expected, strconv.FormatBool(p.ExpectReach), p.Outcome, strconv.FormatBool(p.Reached), strconv.FormatBool(p.Match),
+				string(p.Expected), strconv.FormatBool(p.ExpectReach), p.Outcome, strconv.FormatBool(p.Reached), strconv.FormatBool(p.Match),
 				strconv.FormatFloat(p.DurationMS, 'f', 1, 64), p.Detail})
 		}
 		putCSV("probes.csv", []string{"source", "source_netns", "destination", "destination_netns", "address", "protocol", "port", "expected", "expect_reach",

@@ -73,7 +73,7 @@ The output format is -o, else taken from the --out file's extension
 	f.StringVar(&o.outFile, "out", "", "write to this file instead of standard output")
 	f.StringArrayVar(&o.namespaces, "namespace", nil, "keep edges with a workload in this namespace at either end (repeatable)")
 	f.StringArrayVar(&o.workloads, "workload", nil, "keep edges with this workload, NAMESPACE/NAME, at either end (repeatable)")
-	f.StringVar(&o.verdict, "verdict", "", "keep edges with a flow of this verdict: observed, allowed, audit-deny, deny")
+	f.StringVar(&o.verdict, "verdict", "", "keep edges with a flow of this verdict: observed, allow, audit-deny, deny")
 	f.StringVar(&o.since, "since", "", "keep edges seen in the last DURATION (e.g. 15m) or since an RFC 3339 time")
 	f.StringVar(&o.until, "until", "", "keep edges first seen before DURATION ago or an RFC 3339 time")
 	return cmd

@@ -327,12 +327,9 @@ func (o observeOptions) printEdges(w io.Writer, all []model.Edge, start, end tim
 
 func verdictString(v model.VerdictCounts) string {
 	var parts []string
-	for _, p := range []struct {
-		name string
-		n    uint64
-	}{{"observed", v.Observed}, {"allowed", v.Allowed}, {"audit-denied", v.AuditDenied}, {"denied", v.Denied}} {
-		if p.n > 0 {
-			parts = append(parts, fmt.Sprintf("%s=%d", p.name, p.n))
+	for _, w := range model.Verdicts {
+		if n := v.Of(w); n > 0 {
+			parts = append(parts, fmt.Sprintf("%s=%d", w, n))
 		}
 	}
 	if len(parts) == 0 {
