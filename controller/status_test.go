@@ -2,16 +2,18 @@ package controller
 
 import (
 	"testing"
+
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // TestCountDeniedOncePerAttempt: an attempt logged by both ends' rule sets
 // counts once and names both; other workloads' events are left out.
 func TestCountDeniedOncePerAttempt(t *testing.T) {
 	evs := []VerdictEvent{
-		{Verdict: "audit-deny", Source: "shop/intruder", SrcPort: 40000, Destination: "shop/db", Protocol: "tcp", Port: 5432, RuleID: "shop/db-0"},
-		{Verdict: "audit-deny", Source: "shop/intruder", SrcPort: 40000, Destination: "shop/db", Protocol: "tcp", Port: 5432, RuleID: "shop/intruder-0"},
-		{Verdict: "audit-deny", Source: "shop/intruder", SrcPort: 40001, Destination: "shop/db", Protocol: "tcp", Port: 5432, RuleID: "shop/db-0"},
-		{Verdict: "deny", Source: "shop/web", SrcPort: 40002, Destination: "shop/api", Protocol: "tcp", Port: 80, RuleID: "x"},
+		{Verdict: "audit-deny", Source: "shop/intruder", SrcPort: 40000, Destination: "shop/db", Protocol: model.ProtocolTCP, Port: 5432, RuleID: "shop/db-0"},
+		{Verdict: "audit-deny", Source: "shop/intruder", SrcPort: 40000, Destination: "shop/db", Protocol: model.ProtocolTCP, Port: 5432, RuleID: "shop/intruder-0"},
+		{Verdict: "audit-deny", Source: "shop/intruder", SrcPort: 40001, Destination: "shop/db", Protocol: model.ProtocolTCP, Port: 5432, RuleID: "shop/db-0"},
+		{Verdict: "deny", Source: "shop/web", SrcPort: 40002, Destination: "shop/api", Protocol: model.ProtocolTCP, Port: 80, RuleID: "x"},
 	}
 	got := countDenied(evs, "shop/db")
 	if len(got) != 1 || got[0].Count != 2 || got[0].RuleID != "shop/db-0,shop/intruder-0" {
@@ -19,8 +21,8 @@ func TestCountDeniedOncePerAttempt(t *testing.T) {
 	}
 	// The ends in different modes: the client audits, the server enforces.
 	mixed := []VerdictEvent{
-		{Verdict: "audit-deny", Source: "shop/intruder", SrcPort: 40010, Destination: "shop/db", Protocol: "tcp", Port: 5432, RuleID: "shop/intruder-0"},
-		{Verdict: "deny", Source: "shop/intruder", SrcPort: 40010, Destination: "shop/db", Protocol: "tcp", Port: 5432, RuleID: "shop/db-0"},
+		{Verdict: "audit-deny", Source: "shop/intruder", SrcPort: 40010, Destination: "shop/db", Protocol: model.ProtocolTCP, Port: 5432, RuleID: "shop/intruder-0"},
+		{Verdict: "deny", Source: "shop/intruder", SrcPort: 40010, Destination: "shop/db", Protocol: model.ProtocolTCP, Port: 5432, RuleID: "shop/db-0"},
 	}
 	got = countDenied(mixed, "shop/db")
 	if len(got) != 1 || got[0].Verdict != "deny" || got[0].Count != 1 {

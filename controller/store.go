@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -89,9 +90,16 @@ func OpenStore(path string) (*Store, error) {
 // Close closes the store file.
 func (s *Store) Close() error { return s.db.Close() }
 
-// edgeKey identifies an edge: source, destination, protocol, port.
+// edgeKey identifies an edge: source, destination, protocol, port. The
+// protocol keeps the spelling store files had before the one vocabulary
+// (lower case, "ipv6-icmp"), so that edges merge into the records of
+// existing files instead of beside them.
 func edgeKey(e model.Edge) []byte {
-	return []byte(fmt.Sprintf("%s|%s|%s|%d", e.Source.String(), e.Destination.String(), e.Protocol, e.Port))
+	proto := strings.ToLower(string(e.Protocol))
+	if e.Protocol == model.ProtocolICMPv6 {
+		proto = "ipv6-icmp"
+	}
+	return []byte(fmt.Sprintf("%s|%s|%s|%d", e.Source.String(), e.Destination.String(), proto, e.Port))
 }
 
 // MergeEdges adds edges to the stored ones in one transaction: counters are

@@ -30,7 +30,7 @@ func TestStoreMergesEdges(t *testing.T) {
 	e := model.Edge{
 		Source:      model.Peer{Namespace: "shop", Workload: "api"},
 		Destination: model.Peer{Namespace: "shop", Workload: "db"},
-		Protocol:    "tcp", Port: 5432, FirstSeen: t0, LastSeen: t0.Add(time.Second), Flows: 2, BytesOut: 100,
+		Protocol:    model.ProtocolTCP, Port: 5432, FirstSeen: t0, LastSeen: t0.Add(time.Second), Flows: 2, BytesOut: 100,
 		Verdicts: model.VerdictCounts{Observed: 2},
 	}
 	later := e
