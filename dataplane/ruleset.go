@@ -80,7 +80,7 @@ func (e Entry) String() string {
 // dataplane understands (DESIGN.md, "Words").
 type RuleSet struct {
 	// Name identifies the endpoint's rule set; it is the id of the
-	// verdict log for connections no entry allows (see LogPrefix), so it
+	// verdict log for connections no entry allows (see verdictlog.Format), so it
 	// obeys ValidID.
 	Name string     `json:"name"`
 	Mode model.Mode `json:"mode"`
