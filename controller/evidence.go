@@ -30,7 +30,7 @@ import (
 
 	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/inventory"
-	"github.com/nanoseg/nanoseg/policies"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/store"
 )
 
@@ -197,8 +197,8 @@ func (s *Service) Export(ctx context.Context, req ExportRequest, who string) (*E
 			b.Denied.Truncated = true
 			continue
 		}
-		b.Denied.Events = append(b.Denied.Events, evidence.VerdictEvent{At: e.At.UTC(), Endpoint: e.Endpoint, Verdict: e.Verdict, RuleID: e.RuleID,
-			Source: e.Source, Destination: e.Destination, Protocol: e.Protocol, Port: int(e.Port)})
+		e.At = e.At.UTC()
+		b.Denied.Events = append(b.Denied.Events, e)
 	}
 	b.Denied.Flows = evidence.GroupDenied(b.Denied.Events)
 
@@ -262,7 +262,7 @@ func inventorySection(eps []inventory.Endpoint) []evidence.Workload {
 	for _, e := range eps {
 		w := byW[e.Key()]
 		if w == nil {
-			w = &evidence.Workload{Key: e.Key(), Namespace: e.Namespace, Name: e.Workload, Identity: policies.IdentityLabels(e.Labels)}
+			w = &evidence.Workload{Key: e.Key(), Namespace: e.Namespace, Name: e.Workload, Identity: model.IdentityLabels(e.Labels)}
 			byW[e.Key()] = w
 			keys = append(keys, e.Key())
 		}
@@ -296,9 +296,8 @@ func (s *Service) policiesSection(scoped map[string]bool) (evidence.Policies, er
 	bySeq := map[uint64]store.Promotion{}
 	for _, h := range hist {
 		bySeq[h.Seq] = h
-		p.History = append(p.History, evidence.Promotion{Seq: h.Seq, At: h.At.UTC(), Who: h.Who, Workload: h.Workload, Action: string(h.Action),
-			FromMode: string(h.FromMode), ToMode: string(h.ToMode), FromRevision: h.FromRevision, ToRevision: h.ToRevision,
-			Reason: h.Reason, Undoes: h.Undoes, PrevHash: h.PrevHash, Hash: h.Hash})
+		h.At = h.At.UTC()
+		p.History = append(p.History, h)
 	}
 	p.Chain = evidence.ChainCheck{Events: len(hist), Verified: true}
 	if err := store.VerifyPromotions(hist); err != nil {

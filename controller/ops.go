@@ -12,7 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
-	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 	"github.com/nanoseg/nanoseg/store"
@@ -79,21 +79,20 @@ func (s *Service) Propose(window time.Duration, includeDenied bool, who string) 
 	if err != nil {
 		return rep, err
 	}
-	var edges []observer.Edge
+	var edges []model.Edge
 	for _, e := range all {
 		if v := e.Verdicts; !includeDenied && v.Denied+v.AuditDenied > 0 {
 			rep.Excluded = append(rep.Excluded, fmt.Sprintf("%s -> %s %s/%d (%d denied, %d audit-denied)",
-				e.Source, e.Destination, strings.ToUpper(e.Protocol), e.Port, v.Denied, v.AuditDenied))
+				e.Source, e.Destination, e.Protocol, e.Port, v.Denied, v.AuditDenied))
 			continue
 		}
 		edges = append(edges, e)
 	}
-	var ids []policies.Identity
+	var ids []model.Identity
 	for _, w := range s.inv.Workloads() {
-		eps := s.inv.Workload(w)
-		ids = append(ids, policies.Identity{Namespace: eps[0].Namespace, Labels: policies.IdentityLabels(eps[0].Labels)})
+		ids = append(ids, s.inv.Workload(w)[0].Identity())
 	}
-	segs := policies.Propose(PolicyEdges(edges), ids)
+	segs := policies.Propose(edges, ids)
 	for i := range segs {
 		seg := &segs[i]
 		w, err := s.workloadOf(seg)
@@ -204,8 +203,8 @@ func markDeclared(r *v1alpha1.Rule, who string, at time.Time) {
 // PromoteRequest asks for a workload's mode (and optionally revision) to
 // change.
 type PromoteRequest struct {
-	Workload string        `json:"workload"`
-	To       v1alpha1.Mode `json:"to"`
+	Workload string     `json:"workload"`
+	To       model.Mode `json:"to"`
 	// Revision 0 means the latest revision.
 	Revision int    `json:"revision,omitempty"`
 	Reason   string `json:"reason"`
@@ -224,7 +223,7 @@ type PromoteResult struct {
 // dataplane has converged (at most Config.ConvergeTimeout).
 func (s *Service) Promote(ctx context.Context, req PromoteRequest, who string) (PromoteResult, error) {
 	switch req.To {
-	case v1alpha1.ModeObserve, v1alpha1.ModeAudit, v1alpha1.ModeEnforce:
+	case model.ModeObserve, model.ModeAudit, model.ModeEnforce:
 	default:
 		return PromoteResult{}, fmt.Errorf("%w: to: %q is not observe, audit or enforce", ErrInvalid, req.To)
 	}

@@ -19,7 +19,7 @@ import (
 	"github.com/nanoseg/nanoseg/compile"
 	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/inventory"
-	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 	"github.com/nanoseg/nanoseg/store"
@@ -234,7 +234,7 @@ func (s *Service) Endpoints() []inventory.Endpoint { return s.inv.Endpoints() }
 
 // Edges commits pending observations and returns the edges last seen
 // within window (all for 0).
-func (s *Service) Edges(window time.Duration) ([]observer.Edge, error) {
+func (s *Service) Edges(window time.Duration) ([]model.Edge, error) {
 	if err := s.node.Flush(); err != nil {
 		return nil, err
 	}

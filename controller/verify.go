@@ -36,8 +36,8 @@ import (
 
 	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/inventory"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
 // VerifyRequest asks for a live probe run. Zero fields take defaults.
@@ -165,14 +165,14 @@ func planProbes(eps []inventory.Endpoint, world policies.World, set policies.Pol
 				if !ok {
 					continue
 				}
-				conn := policies.Connection{From: policies.Endpoint{Pod: src.Namespace + "/" + src.Netns}, To: policies.Endpoint{Pod: dst.Namespace + "/" + dst.Netns},
-					Protocol: v1alpha1.Protocol(pt.Protocol), Port: int32(pt.Port)}
+				conn := policies.Connection{From: policies.ConnEnd{Pod: src.Namespace + "/" + src.Netns}, To: policies.ConnEnd{Pod: dst.Namespace + "/" + dst.Netns},
+					Protocol: model.Protocol(pt.Protocol), Port: int32(pt.Port)}
 				v := policies.Evaluate(world, set, conn)
 				sum := sha256.Sum256([]byte("nanoseg-verify/v1|" + key))
 				p := probePlan{src: src, addr: netip.AddrPortFrom(addr, uint16(pt.Port)), rank: hex.EncodeToString(sum[:]),
 					Probe: evidence.Probe{Source: sw, SourceNetns: src.Netns, Destination: dw, DestNetns: dst.Netns,
 						Address: netip.AddrPortFrom(addr, uint16(pt.Port)).String(), Protocol: pt.Protocol, Port: pt.Port,
-						Expected: string(v.Action), ExpectReach: v.Action != policies.Deny, Reason: v.Reason()}}
+						Expected: v.Action, ExpectReach: v.Action != model.VerdictDeny, Reason: v.Reason()}}
 				if p.ExpectReach {
 					allowed = append(allowed, p)
 				} else {

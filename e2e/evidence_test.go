@@ -189,7 +189,7 @@ func TestEvidence(t *testing.T) {
 			continue
 		}
 		for _, p := range r.Programmed {
-			if p.Direction == "ingress" && p.Peer == apiEp.IPv4.String()+"/32" && p.Protocol == "tcp" && p.PortFrom <= 5432 && p.PortTo >= 5432 {
+			if p.Direction == "Ingress" && p.Peer == apiEp.IPv4.String()+"/32" && p.Protocol == "TCP" && p.PortFrom <= 5432 && p.PortTo >= 5432 {
 				ruleID = p.RuleID
 			}
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/nanoseg/nanoseg/internal/nettest"
 	"github.com/nanoseg/nanoseg/internal/nsenter"
 	"github.com/nanoseg/nanoseg/inventory"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // TestAgentPicksUpEndpoints runs the agent on a labels file that names a
@@ -94,7 +95,7 @@ endpoints:
 			return fmt.Errorf("inventory after the netns appeared: %v", eps)
 		}
 		st, err := dataplane.New(nil).Read(nsenter.Path(name))
-		if err != nil || !st.Present || st.RuleSet.Mode != dataplane.ModeObserve {
+		if err != nil || !st.Present || st.RuleSet.Mode != model.ModeObserve {
 			return fmt.Errorf("table in the new netns: %+v, %v", st, err)
 		}
 		return nil

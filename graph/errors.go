@@ -3,7 +3,7 @@ package graph
 import "errors"
 
 // ErrUnknownVerdict is returned by ParseVerdict for a name that is not one
-// of observed, allowed, audit-deny or deny.
+// of observed, allow, audit-deny or deny.
 var ErrUnknownVerdict = errors.New("unknown verdict")
 
 // ErrUnknownFormat is returned by Write for a format that is not one of

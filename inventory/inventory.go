@@ -7,37 +7,19 @@ import (
 	"sort"
 	"sync"
 
-	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 )
 
 // Endpoint is one network namespace whose traffic the node observes and
 // whose rule set it programs.
-type Endpoint struct {
-	// Netns is the name under /run/netns; Path its bind mount.
-	Netns string `json:"netns"`
-	Path  string `json:"path"`
-	// NetnsInode identifies the namespace behind Path (its nsfs inode): a
-	// namespace deleted and created again under the same name is a new
-	// endpoint. 0 when unknown.
-	NetnsInode uint64 `json:"netnsInode,omitempty"`
-	// Namespace and Workload name the workload; Labels are the endpoint's
-	// own (pod) labels, noise included.
-	Namespace string            `json:"namespace"`
-	Workload  string            `json:"workload"`
-	Labels    map[string]string `json:"labels,omitempty"`
-	Addrs     []netip.Addr      `json:"addrs"`
-	// Ports are the endpoint's named container ports, for named ports in
-	// policies (resolved at the destination, as NetworkPolicy does).
-	Ports []policies.ContainerPort `json:"ports,omitempty"`
-}
+//
+// Deprecated: temporary alias for the issue-10 merge; use model.Endpoint.
+type Endpoint = model.Endpoint
 
-// Key returns "namespace/workload".
-func (e Endpoint) Key() string { return e.Namespace + "/" + e.Workload }
-
-// Pod returns the endpoint as a running pod of policy evaluation and
+// Pod returns endpoint e as a running pod of policy evaluation and
 // compilation: named by its netns, so its key is "namespace/netns".
-func (e Endpoint) Pod() policies.Pod {
+func Pod(e model.Endpoint) policies.Pod {
 	return policies.Pod{Namespace: e.Namespace, Name: e.Netns, Labels: e.Labels, IPs: e.Addrs, Ports: e.Ports}
 }
 
@@ -147,14 +129,14 @@ func (inv *Index) Workloads() []string {
 }
 
 // Lookup resolves addr to its workload identity (observer.Inventory).
-func (inv *Index) Lookup(addr netip.Addr) (observer.Identity, bool) {
+func (inv *Index) Lookup(addr netip.Addr) (model.Identity, bool) {
 	inv.mu.RLock()
 	defer inv.mu.RUnlock()
 	e, ok := inv.byAddr[addr.Unmap()]
 	if !ok {
-		return observer.Identity{}, false
+		return model.Identity{}, false
 	}
-	return observer.Identity{Namespace: e.Namespace, Workload: e.Workload, Labels: policies.IdentityLabels(e.Labels)}, true
+	return model.Identity{Namespace: e.Namespace, Workload: e.Workload, Labels: model.IdentityLabels(e.Labels)}, true
 }
 
 // Externals returns the lab's external addresses with their DNS names.
@@ -179,7 +161,7 @@ func (inv *Index) World(names map[netip.Addr][]string) (*policies.MemWorld, erro
 	}
 	var pods []policies.Pod
 	for _, e := range inv.endpoints {
-		pods = append(pods, e.Pod())
+		pods = append(pods, Pod(e))
 	}
 	inv.mu.RUnlock()
 	sort.Slice(nss, func(i, j int) bool { return nss[i].Name < nss[j].Name })

@@ -7,8 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/nanoseg/nanoseg/lab"
-	"github.com/nanoseg/nanoseg/policies"
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // LabSource is the inventory of a running lab (see package lab), read from
@@ -69,7 +68,7 @@ func labInventory(c lab.Config, name string) ([]Endpoint, map[string]map[string]
 		ep := Endpoint{Netns: e.Netns, Path: "/run/netns/" + e.Netns, Namespace: e.Namespace, Workload: e.Workload,
 			Labels: e.Labels, Addrs: []netip.Addr{e.IPv4, e.IPv6}}
 		for _, pt := range e.Ports {
-			ep.Ports = append(ep.Ports, policies.ContainerPort{Name: pt.Name, Port: int32(pt.Port), Protocol: v1alpha1.Protocol(pt.Protocol)})
+			ep.Ports = append(ep.Ports, model.ContainerPort{Name: pt.Name, Port: int32(pt.Port), Protocol: model.Protocol(pt.Protocol)})
 		}
 		eps = append(eps, ep)
 	}

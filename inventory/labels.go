@@ -8,10 +8,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/nanoseg/nanoseg/model"
 	"gopkg.in/yaml.v3"
-
-	"github.com/nanoseg/nanoseg/policies"
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
 // LabelsFileSource is the inventory of named network namespaces described
@@ -127,7 +125,7 @@ func ReadLabelsFile(path string) ([]Endpoint, map[string]map[string]string, erro
 			if pt.Port < 1 || pt.Port > 65535 {
 				errs = append(errs, fmt.Errorf("%s.ports[%d].port: %d is out of range 1-65535", p, j, pt.Port))
 			}
-			ep.Ports = append(ep.Ports, policies.ContainerPort{Name: pt.Name, Port: pt.Port, Protocol: v1alpha1.Protocol(proto)})
+			ep.Ports = append(ep.Ports, model.ContainerPort{Name: pt.Name, Port: pt.Port, Protocol: model.Protocol(proto)})
 		}
 		eps = append(eps, ep)
 	}

@@ -27,7 +27,7 @@ import (
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/internal/nsenter"
 	"github.com/nanoseg/nanoseg/inventory"
-	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // Probe source ports: probes bind their source port in ProbePortMin to
@@ -76,7 +76,7 @@ func (n *Node) markProbe(dst netip.AddrPort) uint16 {
 }
 
 // isProbe reports whether flow record f belongs to one of the node's probes.
-func (n *Node) isProbe(f observer.Flow) bool {
+func (n *Node) isProbe(f model.Flow) bool {
 	if f.SrcPort < ProbePortMin {
 		return false
 	}

@@ -8,8 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nanoseg/nanoseg/observer"
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // Mem is a Store in memory, with the semantics of the bbolt store
@@ -18,7 +17,7 @@ import (
 // for concurrent use. The zero value is ready.
 type Mem struct {
 	mu        sync.Mutex
-	edges     map[string]observer.Edge
+	edges     map[string]model.Edge
 	revisions map[string][]Revision
 	states    map[string]WorkloadState
 	history   []Promotion
@@ -36,11 +35,11 @@ func copyRevision(r Revision) Revision {
 }
 
 // MergeEdges implements ObservationSink.
-func (m *Mem) MergeEdges(edges []observer.Edge) error {
+func (m *Mem) MergeEdges(edges []model.Edge) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.edges == nil {
-		m.edges = map[string]observer.Edge{}
+		m.edges = map[string]model.Edge{}
 	}
 	for _, e := range edges {
 		k := string(EdgeKey(e))
@@ -53,10 +52,10 @@ func (m *Mem) MergeEdges(edges []observer.Edge) error {
 }
 
 // Edges implements ObservationReader.
-func (m *Mem) Edges(since time.Time) ([]observer.Edge, error) {
+func (m *Mem) Edges(since time.Time) ([]model.Edge, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []observer.Edge
+	var out []model.Edge
 	for _, e := range m.edges {
 		if since.IsZero() || !e.LastSeen.Before(since) {
 			out = append(out, e)
@@ -139,7 +138,7 @@ func (m *Mem) state(workload string) WorkloadState {
 	if st, ok := m.states[workload]; ok {
 		return st
 	}
-	return WorkloadState{Workload: workload, Mode: v1alpha1.ModeObserve}
+	return WorkloadState{Workload: workload, Mode: model.ModeObserve}
 }
 
 // State implements PolicyStore.

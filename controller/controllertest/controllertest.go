@@ -13,7 +13,7 @@ import (
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/inventory"
-	"github.com/nanoseg/nanoseg/policies"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
@@ -63,7 +63,7 @@ func (n *Node) Enforced() [][]v1alpha1.NanoSegment {
 
 // Mode returns the mode of the nanosegment of namespace/name in the last
 // Enforce call, or "" when it is not there.
-func (n *Node) Mode(namespace, name string) v1alpha1.Mode {
+func (n *Node) Mode(namespace, name string) model.Mode {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if len(n.enforced) == 0 {
@@ -133,15 +133,15 @@ func (n *Node) Probe(_ context.Context, src inventory.Endpoint, proto string, ad
 // (intruder-0), labelled app=<workload>, with addresses in 198.18.0.0/24
 // and 2001:db8::/64.
 func Shop() *inventory.Index {
-	ep := func(netns, w string, last byte, ports ...policies.ContainerPort) inventory.Endpoint {
+	ep := func(netns, w string, last byte, ports ...model.ContainerPort) inventory.Endpoint {
 		return inventory.Endpoint{Netns: netns, Path: "/run/netns/" + netns, Namespace: "shop", Workload: w,
 			Labels: map[string]string{"app": w, "pod-template-hash": "abc" + netns},
 			Addrs:  []netip.Addr{netip.AddrFrom4([4]byte{198, 18, 0, last}), netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: last})}, Ports: ports}
 	}
 	eps := []inventory.Endpoint{
-		ep("web-0", "web", 1, policies.ContainerPort{Name: "http", Port: 80, Protocol: "TCP"}),
-		ep("web-1", "web", 2, policies.ContainerPort{Name: "http", Port: 80, Protocol: "TCP"}),
-		ep("db-0", "db", 3, policies.ContainerPort{Name: "postgres", Port: 5432, Protocol: "TCP"}),
+		ep("web-0", "web", 1, model.ContainerPort{Name: "http", Port: 80, Protocol: "TCP"}),
+		ep("web-1", "web", 2, model.ContainerPort{Name: "http", Port: 80, Protocol: "TCP"}),
+		ep("db-0", "db", 3, model.ContainerPort{Name: "postgres", Port: 5432, Protocol: "TCP"}),
 		ep("intruder-0", "intruder", 4),
 	}
 	return inventory.NewIndex(eps, map[string]map[string]string{"shop": {"kubernetes.io/metadata.name": "shop"}}, nil)

@@ -15,7 +15,7 @@
 //
 // Buckets:
 //
-//	edges       edge key → observer.Edge (JSON), counters merged on flush
+//	edges       edge key → model.Edge (JSON), counters merged on flush
 //	revisions   workload → (revision number, 8 bytes BE → Revision JSON)
 //	state       workload → WorkloadState JSON
 //	promotions  sequence (8 bytes BE) → Promotion JSON, hash-chained
@@ -32,10 +32,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/store"
-
-	"github.com/nanoseg/nanoseg/observer"
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
 var (
@@ -83,7 +81,7 @@ func (s *Store) Close() error { return s.db.Close() }
 
 // MergeEdges adds edges to the stored ones in one transaction: counters are
 // summed, FirstSeen keeps the earliest and LastSeen the latest time.
-func (s *Store) MergeEdges(edges []observer.Edge) error {
+func (s *Store) MergeEdges(edges []model.Edge) error {
 	if len(edges) == 0 {
 		return nil
 	}
@@ -92,7 +90,7 @@ func (s *Store) MergeEdges(edges []observer.Edge) error {
 		for _, e := range edges {
 			k := store.EdgeKey(e)
 			if raw := b.Get(k); raw != nil {
-				var old observer.Edge
+				var old model.Edge
 				if err := json.Unmarshal(raw, &old); err != nil {
 					return fmt.Errorf("decode edge %s: %w", k, err)
 				}
@@ -112,11 +110,11 @@ func (s *Store) MergeEdges(edges []observer.Edge) error {
 
 // Edges returns the stored edges last seen at or after since (all edges for
 // the zero time), sorted by key.
-func (s *Store) Edges(since time.Time) ([]observer.Edge, error) {
-	var out []observer.Edge
+func (s *Store) Edges(since time.Time) ([]model.Edge, error) {
+	var out []model.Edge
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketEdges).ForEach(func(k, v []byte) error {
-			var e observer.Edge
+			var e model.Edge
 			if err := json.Unmarshal(v, &e); err != nil {
 				return fmt.Errorf("decode edge %s: %w", k, err)
 			}
@@ -228,7 +226,7 @@ func (s *Store) State(workload string) (store.WorkloadState, error) {
 func stateIn(tx *bolt.Tx, workload string) (store.WorkloadState, error) {
 	raw := tx.Bucket(bucketState).Get([]byte(workload))
 	if raw == nil {
-		return store.WorkloadState{Workload: workload, Mode: v1alpha1.ModeObserve}, nil
+		return store.WorkloadState{Workload: workload, Mode: model.ModeObserve}, nil
 	}
 	var st store.WorkloadState
 	if err := json.Unmarshal(raw, &st); err != nil {
@@ -289,7 +287,7 @@ func (s *Store) Record(p store.Promotion, expect *store.WorkloadState) (store.Pr
 			return err
 		}
 		p.Seq, p.FromMode, p.FromRevision, p.PrevHash = seq, cur.Mode, cur.Revision, prev
-		p.Hash = store.ChainHash(p)
+		p.Hash = p.ChainHash()
 		raw, err := json.Marshal(p)
 		if err != nil {
 			return err

@@ -9,6 +9,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 	"github.com/nanoseg/nanoseg/store"
 	"github.com/nanoseg/nanoseg/store/storetest"
@@ -51,7 +52,7 @@ func TestStoreChainBreaksOnEdit(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := time.Date(2026, 11, 30, 6, 0, 0, 0, time.UTC)
-	for _, m := range []v1alpha1.Mode{v1alpha1.ModeAudit, v1alpha1.ModeEnforce} {
+	for _, m := range []model.Mode{model.ModeAudit, model.ModeEnforce} {
 		if _, err := s.Record(store.Promotion{At: at, Who: "ops", Workload: "shop/db", Action: store.ActionPromote, ToMode: m, ToRevision: 1, Reason: "try"}, nil); err != nil {
 			t.Fatal(err)
 		}
