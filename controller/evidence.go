@@ -29,9 +29,7 @@ import (
 	"time"
 
 	"github.com/nanoseg/nanoseg/evidence"
-	"github.com/nanoseg/nanoseg/inventory"
 	"github.com/nanoseg/nanoseg/model"
-	"github.com/nanoseg/nanoseg/store"
 )
 
 // ExportRequest asks for an evidence bundle. Zero fields take defaults.
@@ -141,7 +139,7 @@ func (s *Service) Export(ctx context.Context, req ExportRequest, who string) (*E
 		Frameworks: []string{"PCI DSS 4.0 requirement 11.4.5 (segmentation controls tested)", "NIST SP 800-53 SC-7 (boundary protection)"}}}
 	b.Meta.Host, _ = os.Hostname()
 
-	var eps []inventory.Endpoint
+	var eps []model.Endpoint
 	scoped := map[string]bool{}
 	for _, e := range allEps {
 		if inScope(req.Scope, e.Key()) {
@@ -256,7 +254,7 @@ func (s *Service) Export(ctx context.Context, req ExportRequest, who string) (*E
 	return &ExportResult{Name: name, Files: files, Archive: archive, ManifestSHA256: sum, Sequence: m.Sequence}, nil
 }
 
-func inventorySection(eps []inventory.Endpoint) []evidence.Workload {
+func inventorySection(eps []model.Endpoint) []evidence.Workload {
 	byW := map[string]*evidence.Workload{}
 	var keys []string
 	for _, e := range eps {
@@ -293,14 +291,14 @@ func (s *Service) policiesSection(scoped map[string]bool) (evidence.Policies, er
 	if err != nil {
 		return p, err
 	}
-	bySeq := map[uint64]store.Promotion{}
+	bySeq := map[uint64]model.Promotion{}
 	for _, h := range hist {
 		bySeq[h.Seq] = h
 		h.At = h.At.UTC()
 		p.History = append(p.History, h)
 	}
 	p.Chain = evidence.ChainCheck{Events: len(hist), Verified: true}
-	if err := store.VerifyPromotions(hist); err != nil {
+	if err := model.VerifyPromotions(hist); err != nil {
 		p.Chain.Verified, p.Chain.Error = false, err.Error()
 	}
 	if len(hist) > 0 {
@@ -331,8 +329,8 @@ func (s *Service) policiesSection(scoped map[string]bool) (evidence.Policies, er
 }
 
 // reachTargets groups eps by workload, pods named as in the agent's world.
-func reachTargets(eps []inventory.Endpoint) []evidence.ReachTarget {
-	byW := map[string][]inventory.Endpoint{}
+func reachTargets(eps []model.Endpoint) []evidence.ReachTarget {
+	byW := map[string][]model.Endpoint{}
 	for _, e := range eps {
 		byW[e.Key()] = append(byW[e.Key()], e)
 	}

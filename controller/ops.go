@@ -212,7 +212,7 @@ type PromoteRequest struct {
 
 // PromoteResult is the recorded event and whether the dataplane converged.
 type PromoteResult struct {
-	Promotion store.Promotion `json:"promotion"`
+	Promotion model.Promotion `json:"promotion"`
 	// Converged is true when every endpoint of the workload holds the new
 	// rule set; Errors name the endpoints that failed.
 	Converged bool              `json:"converged"`
@@ -246,7 +246,7 @@ func (s *Service) Promote(ctx context.Context, req PromoteRequest, who string) (
 	} else if _, err := s.store.Revision(req.Workload, rev); err != nil {
 		return PromoteResult{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	p, err := s.store.Record(store.Promotion{At: time.Now().UTC(), Who: who, Workload: req.Workload, Action: store.ActionPromote,
+	p, err := s.store.Record(model.Promotion{At: time.Now().UTC(), Who: who, Workload: req.Workload, Action: model.ActionPromote,
 		ToMode: req.To, ToRevision: rev, Reason: req.Reason}, nil)
 	if err != nil {
 		return PromoteResult{}, err
@@ -277,7 +277,7 @@ func (s *Service) Rollback(ctx context.Context, req RollbackRequest, who string)
 	if err != nil {
 		return PromoteResult{}, err
 	}
-	ev := store.Promotion{At: time.Now().UTC(), Who: who, Workload: req.Workload, Action: store.ActionRollback, Reason: req.Reason}
+	ev := model.Promotion{At: time.Now().UTC(), Who: who, Workload: req.Workload, Action: model.ActionRollback, Reason: req.Reason}
 	if req.ToRevision > 0 {
 		if _, err := s.store.Revision(req.Workload, req.ToRevision); err != nil {
 			return PromoteResult{}, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -304,7 +304,7 @@ func (s *Service) Rollback(ctx context.Context, req RollbackRequest, who string)
 // undoTarget returns the latest event of hist that is not itself an undo
 // and that no later undo reverted: the most recent change still in effect,
 // whether a promotion or a rollback to a revision.
-func undoTarget(hist []store.Promotion) *store.Promotion {
+func undoTarget(hist []model.Promotion) *model.Promotion {
 	undone := map[uint64]bool{}
 	for i := len(hist) - 1; i >= 0; i-- {
 		p := hist[i]
@@ -323,7 +323,7 @@ func undoTarget(hist []store.Promotion) *store.Promotion {
 // ConvergeTimeout) until the endpoints whose rule sets changed are
 // applied; the result is converged when every endpoint of p's workload
 // holds its rule set.
-func (s *Service) converge(ctx context.Context, p store.Promotion) (PromoteResult, error) {
+func (s *Service) converge(ctx context.Context, p model.Promotion) (PromoteResult, error) {
 	res := PromoteResult{Promotion: p}
 	wctx, cancel := context.WithTimeout(ctx, s.cfg.ConvergeTimeout)
 	defer cancel()

@@ -15,7 +15,6 @@ import (
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/controller/controllertest"
 	"github.com/nanoseg/nanoseg/evidence"
-	"github.com/nanoseg/nanoseg/inventory"
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/store"
 )
@@ -292,7 +291,7 @@ func TestRollback(t *testing.T) {
 	// Plain rollback undoes the latest change in effect.
 	res := rollback(0)
 	p := res.Promotion
-	if p.Action != store.ActionRollback || p.Undoes != 2 || p.ToMode != model.ModeAudit || p.ToRevision != 1 || p.Reason != "rollback" {
+	if p.Action != model.ActionRollback || p.Undoes != 2 || p.ToMode != model.ModeAudit || p.ToRevision != 1 || p.Reason != "rollback" {
 		t.Fatalf("first rollback = %+v", p)
 	}
 	if m := f.node.Mode("shop", "db"); m != model.ModeAudit {
@@ -354,7 +353,7 @@ func TestHistoryChainInEvidence(t *testing.T) {
 	if len(b.Policies.Active) != 1 || b.Policies.Active[0].Mode != "enforce" || b.Policies.Active[0].PromotedBy != "ops" {
 		t.Errorf("active = %+v", b.Policies.Active)
 	}
-	f.mem.TamperHistory(1, func(p *store.Promotion) { p.Who = "mallory" })
+	f.mem.TamperHistory(1, func(p *model.Promotion) { p.Who = "mallory" })
 	if c := bundle().Policies.Chain; c.Verified || !strings.Contains(c.Error, "event 1 was altered") {
 		t.Errorf("chain after an edit = %+v, want broken at event 1", c)
 	}
@@ -367,7 +366,7 @@ func TestStatus(t *testing.T) {
 	f.node.Counters = map[string]map[string]evidence.Count{"db-0": {"shop/db/from-web": {Packets: 3, Bytes: 180}}}
 	f.node.Errs = map[string]error{"web-1": errors.New("apply failed")}
 	now := time.Now()
-	if err := f.mem.AddVerdicts([]store.VerdictEvent{
+	if err := f.mem.AddVerdicts([]model.VerdictEvent{
 		{At: now, Verdict: "audit-deny", RuleID: "shop/db-0", Source: "shop/intruder", SrcPort: 40000, Destination: "shop/db", Protocol: model.ProtocolTCP, Port: 5432},
 		{At: now, Verdict: "audit-deny", RuleID: "shop/db-0", Source: "shop/intruder", SrcPort: 40001, Destination: "shop/db", Protocol: model.ProtocolTCP, Port: 5432},
 		{At: now.Add(-time.Hour), Verdict: "deny", Source: "shop/intruder", SrcPort: 1, Destination: "shop/db", Protocol: model.ProtocolTCP, Port: 5432},
@@ -443,7 +442,7 @@ func TestVerifyComparesProbesWithPolicy(t *testing.T) {
 	f.promote(t, model.ModeEnforce, 0)
 	// A dataplane that lets everything through: every denied path is a
 	// mismatch, every allowed one a match.
-	f.node.Reach = func(_ inventory.Endpoint, _ string, _ netip.AddrPort) bool { return true }
+	f.node.Reach = func(_ model.Endpoint, _ string, _ netip.AddrPort) bool { return true }
 	run, err := f.svc.Verify(context.Background(), controller.VerifyRequest{Scope: "shop/db"})
 	if err != nil {
 		t.Fatal(err)

@@ -9,7 +9,6 @@ import (
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
-	"github.com/nanoseg/nanoseg/store"
 )
 
 // WorkloadStatus is one workload as `nanoseg status` shows it.
@@ -123,7 +122,7 @@ func (s *Service) Status() ([]WorkloadStatus, error) {
 // ingress) counts once, with the stronger verdict when the two ends' modes
 // differ (deny over audit-deny), and RuleID lists every rule set that
 // logged it.
-func countDenied(evs []store.VerdictEvent, workload string) []DeniedCount {
+func countDenied(evs []model.VerdictEvent, workload string) []DeniedCount {
 	type attemptKey struct {
 		src, dst      string
 		proto         model.Protocol

@@ -17,13 +17,13 @@ import (
 
 // verifyWorld: shop/web (2 replicas, 80/TCP), shop/api (8080/TCP,
 // 9090/TCP), shop/dns (53/UDP); api admits only web on 8080, in enforce.
-func verifyWorld(t *testing.T) ([]inventory.Endpoint, *policies.MemWorld, policies.PolicySet) {
+func verifyWorld(t *testing.T) ([]model.Endpoint, *policies.MemWorld, policies.PolicySet) {
 	t.Helper()
-	ep := func(netns, w string, last byte, ports ...model.ContainerPort) inventory.Endpoint {
-		return inventory.Endpoint{Netns: netns, Path: "/run/netns/" + netns, Namespace: "shop", Workload: w, Labels: map[string]string{"app": w},
+	ep := func(netns, w string, last byte, ports ...model.ContainerPort) model.Endpoint {
+		return model.Endpoint{Netns: netns, Path: "/run/netns/" + netns, Namespace: "shop", Workload: w, Labels: map[string]string{"app": w},
 			Addrs: []netip.Addr{netip.AddrFrom4([4]byte{198, 18, 0, last}), netip.MustParseAddr("2001:db8::" + string('a'+rune(last)))}, Ports: ports}
 	}
-	eps := []inventory.Endpoint{
+	eps := []model.Endpoint{
 		ep("web-0", "web", 1, model.ContainerPort{Port: 80, Protocol: "TCP"}),
 		ep("web-1", "web", 2, model.ContainerPort{Port: 80, Protocol: "TCP"}),
 		ep("api-0", "api", 3, model.ContainerPort{Port: 8080, Protocol: "TCP"}, model.ContainerPort{Port: 9090, Protocol: "TCP"}),

@@ -21,7 +21,6 @@ import (
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/lab"
 	"github.com/nanoseg/nanoseg/model"
-	"github.com/nanoseg/nanoseg/store"
 )
 
 // agentEnv is one lab with an agent, for the story tests.
@@ -207,11 +206,11 @@ func TestAgentStory(t *testing.T) {
 	e.mustRun("lab", "probe", "--name", e.name, "--from", "shop/intruder", "--to", "shop/db", "--no-dns", "--port", "5432")
 	e.mustRun("promote", "shop/db", "--to", "enforce", "--reason", "after rollback")
 	e.mustRun("promote", "shop/intruder", "--to", "enforce", "--reason", "after rollback")
-	var hist []store.Promotion
+	var hist []model.Promotion
 	if err := json.Unmarshal([]byte(e.mustRun("history", "shop/db", "-o", "json")), &hist); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(hist); n != 4 || hist[2].Action != store.ActionRollback || hist[2].Undoes != hist[1].Seq {
+	if n := len(hist); n != 4 || hist[2].Action != model.ActionRollback || hist[2].Undoes != hist[1].Seq {
 		t.Errorf("shop/db history after rollback: %+v", hist)
 	}
 
@@ -341,11 +340,11 @@ func TestAgentKillDuringPromotion(t *testing.T) {
 		}
 	}
 	// The history still verifies as a chain.
-	var hist []store.Promotion
+	var hist []model.Promotion
 	if err := json.Unmarshal([]byte(e.mustRun("history", "-o", "json")), &hist); err != nil {
 		t.Fatal(err)
 	}
-	if err := store.VerifyPromotions(hist); err != nil {
+	if err := model.VerifyPromotions(hist); err != nil {
 		t.Errorf("history after kills: %v", err)
 	}
 

@@ -22,8 +22,8 @@ import (
 	"github.com/nanoseg/nanoseg/client"
 	"github.com/nanoseg/nanoseg/dataplane"
 	"github.com/nanoseg/nanoseg/evidence"
-	"github.com/nanoseg/nanoseg/inventory"
 	"github.com/nanoseg/nanoseg/lab"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // TestEvidence runs the compliance evidence path on the shop lab after
@@ -86,7 +86,7 @@ func TestEvidence(t *testing.T) {
 	api := client.New(sock, "")
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		var eps []inventory.Endpoint
+		var eps []model.Endpoint
 		err := api.Do(context.Background(), "GET", "/v1/inventory", nil, nil, &eps)
 		if err == nil {
 			break

@@ -16,7 +16,6 @@ import (
 	"github.com/nanoseg/nanoseg/dataplane"
 	"github.com/nanoseg/nanoseg/internal/nettest"
 	"github.com/nanoseg/nanoseg/internal/nsenter"
-	"github.com/nanoseg/nanoseg/inventory"
 	"github.com/nanoseg/nanoseg/model"
 )
 
@@ -57,17 +56,17 @@ endpoints:
 		}
 	})
 	env := []string{"NANOSEG_SERVER=" + sock}
-	inventory := func() []inventory.Endpoint {
+	inventory := func() []model.Endpoint {
 		out, err := nanoseg(t, dir, env, "status", "-o", "json")
 		if err != nil {
 			return nil
 		}
 		var st []controller.WorkloadStatus
 		_ = json.Unmarshal([]byte(out), &st)
-		var eps []inventory.Endpoint
+		var eps []model.Endpoint
 		for _, s := range st {
 			for _, e := range s.Endpoints {
-				eps = append(eps, inventory.Endpoint{Netns: e.Netns, Workload: s.Workload})
+				eps = append(eps, model.Endpoint{Netns: e.Netns, Workload: s.Workload})
 			}
 		}
 		return eps

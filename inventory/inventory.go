@@ -11,12 +11,6 @@ import (
 	"github.com/nanoseg/nanoseg/policies"
 )
 
-// Endpoint is one network namespace whose traffic the node observes and
-// whose rule set it programs.
-//
-// Deprecated: temporary alias for the issue-10 merge; use model.Endpoint.
-type Endpoint = model.Endpoint
-
 // Pod returns endpoint e as a running pod of policy evaluation and
 // compilation: named by its netns, so its key is "namespace/netns".
 func Pod(e model.Endpoint) policies.Pod {
@@ -28,15 +22,15 @@ func Pod(e model.Endpoint) policies.Pod {
 // observer and the world of policy evaluation. Safe for concurrent use.
 type Index struct {
 	mu         sync.RWMutex
-	endpoints  map[string]Endpoint // by netns
-	byAddr     map[netip.Addr]Endpoint
+	endpoints  map[string]model.Endpoint // by netns
+	byAddr     map[netip.Addr]model.Endpoint
 	namespaces map[string]map[string]string
 	externals  map[netip.Addr]string // lab externals: address → DNS name
 }
 
 // NewIndex returns an index holding endpoints and namespaces
 // (namespace name → labels).
-func NewIndex(eps []Endpoint, namespaces map[string]map[string]string, externals map[netip.Addr]string) *Index {
+func NewIndex(eps []model.Endpoint, namespaces map[string]map[string]string, externals map[netip.Addr]string) *Index {
 	inv := &Index{}
 	inv.Replace(eps, namespaces, externals)
 	return inv
@@ -45,9 +39,9 @@ func NewIndex(eps []Endpoint, namespaces map[string]map[string]string, externals
 // Replace swaps the inventory's contents and returns the netns names of
 // endpoints added and removed. A netns name whose namespace changed (another
 // NetnsInode) is in both lists: removed, then added.
-func (inv *Index) Replace(eps []Endpoint, namespaces map[string]map[string]string, externals map[netip.Addr]string) (added, removed []string) {
-	m := map[string]Endpoint{}
-	byAddr := map[netip.Addr]Endpoint{}
+func (inv *Index) Replace(eps []model.Endpoint, namespaces map[string]map[string]string, externals map[netip.Addr]string) (added, removed []string) {
+	m := map[string]model.Endpoint{}
+	byAddr := map[netip.Addr]model.Endpoint{}
 	for _, e := range eps {
 		m[e.Netns] = e
 		for _, a := range e.Addrs {
@@ -73,10 +67,10 @@ func (inv *Index) Replace(eps []Endpoint, namespaces map[string]map[string]strin
 }
 
 // Endpoints returns every endpoint, sorted by netns name.
-func (inv *Index) Endpoints() []Endpoint {
+func (inv *Index) Endpoints() []model.Endpoint {
 	inv.mu.RLock()
 	defer inv.mu.RUnlock()
-	out := make([]Endpoint, 0, len(inv.endpoints))
+	out := make([]model.Endpoint, 0, len(inv.endpoints))
 	for _, e := range inv.endpoints {
 		out = append(out, e)
 	}
@@ -85,7 +79,7 @@ func (inv *Index) Endpoints() []Endpoint {
 }
 
 // Endpoint returns the endpoint of netns name and whether it is known.
-func (inv *Index) Endpoint(netns string) (Endpoint, bool) {
+func (inv *Index) Endpoint(netns string) (model.Endpoint, bool) {
 	inv.mu.RLock()
 	defer inv.mu.RUnlock()
 	e, ok := inv.endpoints[netns]
@@ -104,8 +98,8 @@ func (inv *Index) Namespaces() map[string]map[string]string {
 }
 
 // Workload returns the endpoints of workload key "namespace/workload".
-func (inv *Index) Workload(key string) []Endpoint {
-	var out []Endpoint
+func (inv *Index) Workload(key string) []model.Endpoint {
+	var out []model.Endpoint
 	for _, e := range inv.Endpoints() {
 		if e.Key() == key {
 			out = append(out, e)

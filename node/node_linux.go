@@ -74,7 +74,7 @@ type Node struct {
 
 	mu        sync.Mutex
 	observers map[string]context.CancelFunc // by netns
-	pending   []store.VerdictEvent
+	pending   []model.VerdictEvent
 	probes    map[probeKey]time.Time // the node's own probes (probe_linux.go)
 	probePort uint32
 	seenNames map[netip.Addr]string // remote address → DNS name seen by the observer
@@ -161,7 +161,7 @@ func (n *Node) SetInventory(ctx context.Context, snap inventory.Snapshot) bool {
 	changed := len(added) > 0 || len(removed) > 0
 	if changed {
 		n.log.Info("inventory changed", "added", added, "removed", removed)
-		byName := map[string]inventory.Endpoint{}
+		byName := map[string]model.Endpoint{}
 		for _, e := range snap.Endpoints {
 			byName[e.Netns] = e
 		}
@@ -191,7 +191,7 @@ func (n *Node) SetInventory(ctx context.Context, snap inventory.Snapshot) bool {
 	return changed
 }
 
-func (n *Node) startObserver(ctx context.Context, e inventory.Endpoint) {
+func (n *Node) startObserver(ctx context.Context, e model.Endpoint) {
 	octx, cancel := context.WithCancel(ctx)
 	o, err := observer.New(n.obsCfg, []model.Endpoint{{Netns: e.Netns, Path: e.Path, Addrs: e.Addrs}}, n.handleFlow, n.names, n.obsM, n.log)
 	if err != nil {

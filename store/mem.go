@@ -20,8 +20,8 @@ type Mem struct {
 	edges     map[string]model.Edge
 	revisions map[string][]Revision
 	states    map[string]WorkloadState
-	history   []Promotion
-	verdicts  []VerdictEvent
+	history   []model.Promotion
+	verdicts  []model.VerdictEvent
 }
 
 var _ Store = (*Mem)(nil)
@@ -66,7 +66,7 @@ func (m *Mem) Edges(since time.Time) ([]model.Edge, error) {
 }
 
 // AddVerdicts implements ObservationSink.
-func (m *Mem) AddVerdicts(evs []VerdictEvent) error {
+func (m *Mem) AddVerdicts(evs []model.VerdictEvent) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.verdicts = append(m.verdicts, evs...)
@@ -76,10 +76,10 @@ func (m *Mem) AddVerdicts(evs []VerdictEvent) error {
 }
 
 // Verdicts implements ObservationReader.
-func (m *Mem) Verdicts(since time.Time) ([]VerdictEvent, error) {
+func (m *Mem) Verdicts(since time.Time) ([]model.VerdictEvent, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []VerdictEvent
+	var out []model.VerdictEvent
 	for _, e := range m.verdicts {
 		if !e.At.Before(since) {
 			out = append(out, e)
@@ -162,22 +162,22 @@ func (m *Mem) States() ([]WorkloadState, error) {
 
 // Record implements PolicyStore: the state change and the history append
 // happen under one lock, all or nothing.
-func (m *Mem) Record(p Promotion, expect *WorkloadState) (Promotion, error) {
+func (m *Mem) Record(p model.Promotion, expect *WorkloadState) (model.Promotion, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cur := m.state(p.Workload)
 	if expect != nil && (cur.Mode != expect.Mode || cur.Revision != expect.Revision) {
-		return Promotion{}, fmt.Errorf("record %s of %s: %w: %s is %s at revision %d now", p.Action, p.Workload, ErrConflict, p.Workload, cur.Mode, cur.Revision)
+		return model.Promotion{}, fmt.Errorf("record %s of %s: %w: %s is %s at revision %d now", p.Action, p.Workload, ErrConflict, p.Workload, cur.Mode, cur.Revision)
 	}
 	if p.ToRevision != 0 && (p.ToRevision < 0 || p.ToRevision > len(m.revisions[p.Workload])) {
-		return Promotion{}, fmt.Errorf("record %s of %s: revision %d of %s: %w", p.Action, p.Workload, p.ToRevision, p.Workload, ErrNotFound)
+		return model.Promotion{}, fmt.Errorf("record %s of %s: revision %d of %s: %w", p.Action, p.Workload, p.ToRevision, p.Workload, ErrNotFound)
 	}
 	prev := ""
 	if n := len(m.history); n > 0 {
 		prev = m.history[n-1].Hash
 	}
 	p.Seq, p.FromMode, p.FromRevision, p.PrevHash = uint64(len(m.history)+1), cur.Mode, cur.Revision, prev
-	p.Hash = ChainHash(p)
+	p.Hash = p.ChainHash()
 	m.history = append(m.history, p)
 	if m.states == nil {
 		m.states = map[string]WorkloadState{}
@@ -187,10 +187,10 @@ func (m *Mem) Record(p Promotion, expect *WorkloadState) (Promotion, error) {
 }
 
 // History implements PolicyStore.
-func (m *Mem) History(workload string) ([]Promotion, error) {
+func (m *Mem) History(workload string) ([]model.Promotion, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []Promotion
+	var out []model.Promotion
 	for _, p := range m.history {
 		if workload == "" || p.Workload == workload {
 			out = append(out, p)
@@ -220,7 +220,7 @@ func (m *Mem) Workloads() ([]string, error) {
 
 // TamperHistory replaces history event seq (1-based) with edit's result,
 // without fixing the hash chain: for tests that check the chain breaks.
-func (m *Mem) TamperHistory(seq uint64, edit func(*Promotion)) {
+func (m *Mem) TamperHistory(seq uint64, edit func(*model.Promotion)) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if seq >= 1 && seq <= uint64(len(m.history)) {

@@ -20,15 +20,15 @@ func TestMemChainBreaksOnTamper(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, mode := range []model.Mode{model.ModeAudit, model.ModeEnforce} {
-		if _, err := m.Record(store.Promotion{Workload: "shop/db", Action: store.ActionPromote, ToMode: mode, ToRevision: 1, Reason: "r"}, nil); err != nil {
+		if _, err := m.Record(model.Promotion{Workload: "shop/db", Action: model.ActionPromote, ToMode: mode, ToRevision: 1, Reason: "r"}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := store.VerifyChain(m); err != nil {
 		t.Fatal(err)
 	}
-	m.TamperHistory(1, func(p *store.Promotion) { p.Who = "mallory" })
-	if err := store.VerifyChain(m); !errors.Is(err, store.ErrChainBroken) {
-		t.Errorf("tampered chain: %v, want ErrChainBroken", err)
+	m.TamperHistory(1, func(p *model.Promotion) { p.Who = "mallory" })
+	if err := store.VerifyChain(m); !errors.Is(err, model.ErrChainBroken) {
+		t.Errorf("tampered chain: %v, want model.ErrChainBroken", err)
 	}
 }

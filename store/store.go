@@ -15,11 +15,6 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrConflict: the workload changed since the caller read it.
 	ErrConflict = errors.New("conflict")
-	// ErrChainBroken: the promotion history does not verify.
-	//
-	// Deprecated: temporary alias for the issue-10 merge; use
-	// model.ErrChainBroken.
-	ErrChainBroken = model.ErrChainBroken
 )
 
 // PolicyStore keeps policy revisions, the state of every workload (mode and
@@ -51,10 +46,10 @@ type PolicyStore interface {
 	// expect is not nil and the current state differs from it, nothing
 	// changes and the error wraps ErrConflict; a missing revision (other
 	// than 0) wraps ErrNotFound.
-	Record(p Promotion, expect *WorkloadState) (Promotion, error)
+	Record(p model.Promotion, expect *WorkloadState) (model.Promotion, error)
 	// History returns the promotion events of workload (all for ""),
 	// oldest first.
-	History(workload string) ([]Promotion, error)
+	History(workload string) ([]model.Promotion, error)
 	// Workloads returns every workload with revisions or state, sorted.
 	Workloads() ([]string, error)
 }
@@ -66,7 +61,7 @@ type ObservationSink interface {
 	// time (see MergeEdge).
 	MergeEdges(edges []model.Edge) error
 	// AddVerdicts appends verdict events in one change.
-	AddVerdicts(evs []VerdictEvent) error
+	AddVerdicts(evs []model.VerdictEvent) error
 }
 
 // ObservationReader reads what was observed.
@@ -75,7 +70,7 @@ type ObservationReader interface {
 	// zero time), sorted by EdgeKey.
 	Edges(since time.Time) ([]model.Edge, error)
 	// Verdicts returns the verdict events at or after since, oldest first.
-	Verdicts(since time.Time) ([]VerdictEvent, error)
+	Verdicts(since time.Time) ([]model.VerdictEvent, error)
 }
 
 // Observations is an observation sink that can be read back.
@@ -144,48 +139,12 @@ type WorkloadState struct {
 	Seq uint64 `json:"seq"`
 }
 
-// Action is what a promotion event did.
-//
-// Deprecated: temporary alias for the issue-10 merge; use model.Action.
-type Action = model.Action
-
-// Actions of promotion events.
-//
-// Deprecated: temporary aliases for the issue-10 merge; use model's.
-const (
-	ActionPromote  = model.ActionPromote
-	ActionRollback = model.ActionRollback
-)
-
-// Promotion is one recorded change of a workload's mode or revision,
-// hash-chained (see model.Promotion).
-//
-// Deprecated: temporary alias for the issue-10 merge; use model.Promotion.
-type Promotion = model.Promotion
-
-// ChainHash computes p's Hash from its other fields.
-//
-// Deprecated: temporary alias for the issue-10 merge; use
-// model.Promotion.ChainHash.
-func ChainHash(p Promotion) string { return p.ChainHash() }
-
-// VerifyPromotions checks a whole promotion history read from anywhere.
-//
-// Deprecated: temporary alias for the issue-10 merge; use
-// model.VerifyPromotions.
-func VerifyPromotions(all []Promotion) error { return model.VerifyPromotions(all) }
-
-// VerifyChain checks the whole promotion history of s as VerifyPromotions
-// does.
+// VerifyChain checks the whole promotion history of s as
+// model.VerifyPromotions does.
 func VerifyChain(s PolicyStore) error {
 	all, err := s.History("")
 	if err != nil {
 		return err
 	}
-	return VerifyPromotions(all)
+	return model.VerifyPromotions(all)
 }
-
-// VerdictEvent is one audit-denied or denied connection attempt.
-//
-// Deprecated: temporary alias for the issue-10 merge; use model.VerdictEvent.
-type VerdictEvent = model.VerdictEvent

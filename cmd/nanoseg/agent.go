@@ -15,7 +15,6 @@ import (
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/inventory"
 	"github.com/nanoseg/nanoseg/model"
-	"github.com/nanoseg/nanoseg/store"
 )
 
 func newAgentCmd(a *app) *cobra.Command {
@@ -219,7 +218,7 @@ func newHistoryCmd(a *app) *cobra.Command {
 			if len(args) == 1 {
 				q.Set("workload", args[0])
 			}
-			var hist []store.Promotion
+			var hist []model.Promotion
 			if err := newClient(a).Do(cmd.Context(), "GET", "/v1/history", q, nil, &hist); err != nil {
 				return fmt.Errorf("history: %w", err)
 			}

@@ -69,11 +69,11 @@ func newVerdictsCmd(a *app) *cobra.Command {
 			if window != "" {
 				q.Set("window", window)
 			}
-			var evs []store.VerdictEvent
+			var evs []model.VerdictEvent
 			if err := newClient(a).Do(cmd.Context(), "GET", "/v1/verdicts", q, nil, &evs); err != nil {
 				return fmt.Errorf("verdicts: %w", err)
 			}
-			var keep []store.VerdictEvent
+			var keep []model.VerdictEvent
 			for _, e := range evs {
 				if (verdict == "" || string(e.Verdict) == verdict) && (from == "" || e.Source == from) &&
 					(to == "" || e.Destination == to) && (port == 0 || int(e.Port) == port) {

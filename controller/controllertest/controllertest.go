@@ -34,7 +34,7 @@ type Node struct {
 	// SeenNames are the DNS names Names reports.
 	SeenNames map[netip.Addr]string
 	// Reach decides a probe's outcome (nil: every probe times out).
-	Reach func(src inventory.Endpoint, proto string, addr netip.AddrPort) bool
+	Reach func(src model.Endpoint, proto string, addr netip.AddrPort) bool
 }
 
 var _ controller.Node = (*Node)(nil)
@@ -121,7 +121,7 @@ func (n *Node) Names() map[netip.Addr]string {
 }
 
 // Probe implements controller.Node through Reach.
-func (n *Node) Probe(_ context.Context, src inventory.Endpoint, proto string, addr netip.AddrPort, _ time.Duration) controller.ProbeOutcome {
+func (n *Node) Probe(_ context.Context, src model.Endpoint, proto string, addr netip.AddrPort, _ time.Duration) controller.ProbeOutcome {
 	if n.Reach != nil && n.Reach(src, proto, addr) {
 		return controller.ProbeOutcome{Outcome: "connected", Reached: true}
 	}
@@ -133,12 +133,12 @@ func (n *Node) Probe(_ context.Context, src inventory.Endpoint, proto string, ad
 // (intruder-0), labelled app=<workload>, with addresses in 198.18.0.0/24
 // and 2001:db8::/64.
 func Shop() *inventory.Index {
-	ep := func(netns, w string, last byte, ports ...model.ContainerPort) inventory.Endpoint {
-		return inventory.Endpoint{Netns: netns, Path: "/run/netns/" + netns, Namespace: "shop", Workload: w,
+	ep := func(netns, w string, last byte, ports ...model.ContainerPort) model.Endpoint {
+		return model.Endpoint{Netns: netns, Path: "/run/netns/" + netns, Namespace: "shop", Workload: w,
 			Labels: map[string]string{"app": w, "pod-template-hash": "abc" + netns},
 			Addrs:  []netip.Addr{netip.AddrFrom4([4]byte{198, 18, 0, last}), netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: last})}, Ports: ports}
 	}
-	eps := []inventory.Endpoint{
+	eps := []model.Endpoint{
 		ep("web-0", "web", 1, model.ContainerPort{Name: "http", Port: 80, Protocol: "TCP"}),
 		ep("web-1", "web", 2, model.ContainerPort{Name: "http", Port: 80, Protocol: "TCP"}),
 		ep("db-0", "db", 3, model.ContainerPort{Name: "postgres", Port: 5432, Protocol: "TCP"}),

@@ -258,7 +258,7 @@ func (s *Store) States() ([]store.WorkloadState, error) {
 // and Hash. If expect is not nil and the workload's current state differs
 // from it, nothing changes and an error wrapping store.ErrConflict is returned. The revision must
 // exist (or be 0).
-func (s *Store) Record(p store.Promotion, expect *store.WorkloadState) (store.Promotion, error) {
+func (s *Store) Record(p model.Promotion, expect *store.WorkloadState) (model.Promotion, error) {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		cur, err := stateIn(tx, p.Workload)
 		if err != nil {
@@ -276,7 +276,7 @@ func (s *Store) Record(p store.Promotion, expect *store.WorkloadState) (store.Pr
 		pb := tx.Bucket(bucketPromotions)
 		prev := ""
 		if k, v := pb.Cursor().Last(); k != nil {
-			var last store.Promotion
+			var last model.Promotion
 			if err := json.Unmarshal(v, &last); err != nil {
 				return fmt.Errorf("decode last promotion: %w", err)
 			}
@@ -303,18 +303,18 @@ func (s *Store) Record(p store.Promotion, expect *store.WorkloadState) (store.Pr
 		return tx.Bucket(bucketState).Put([]byte(p.Workload), raw)
 	})
 	if err != nil {
-		return store.Promotion{}, fmt.Errorf("record %s of %s: %w", p.Action, p.Workload, err)
+		return model.Promotion{}, fmt.Errorf("record %s of %s: %w", p.Action, p.Workload, err)
 	}
 	return p, nil
 }
 
 // History returns the promotion events of workload (all workloads for ""),
 // oldest first.
-func (s *Store) History(workload string) ([]store.Promotion, error) {
-	var out []store.Promotion
+func (s *Store) History(workload string) ([]model.Promotion, error) {
+	var out []model.Promotion
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketPromotions).ForEach(func(_, v []byte) error {
-			var p store.Promotion
+			var p model.Promotion
 			if err := json.Unmarshal(v, &p); err != nil {
 				return err
 			}
@@ -328,7 +328,7 @@ func (s *Store) History(workload string) ([]store.Promotion, error) {
 }
 
 // AddVerdicts appends verdict events in one transaction.
-func (s *Store) AddVerdicts(evs []store.VerdictEvent) error {
+func (s *Store) AddVerdicts(evs []model.VerdictEvent) error {
 	if len(evs) == 0 {
 		return nil
 	}
@@ -353,13 +353,13 @@ func (s *Store) AddVerdicts(evs []store.VerdictEvent) error {
 }
 
 // Verdicts returns the verdict events at or after since, oldest first.
-func (s *Store) Verdicts(since time.Time) ([]store.VerdictEvent, error) {
-	var out []store.VerdictEvent
+func (s *Store) Verdicts(since time.Time) ([]model.VerdictEvent, error) {
+	var out []model.VerdictEvent
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketVerdicts).Cursor()
 		start := u64(uint64(max(since.UnixNano(), 0)))
 		for k, v := c.Seek(start); k != nil; k, v = c.Next() {
-			var e store.VerdictEvent
+			var e model.VerdictEvent
 			if err := json.Unmarshal(v, &e); err != nil {
 				return err
 			}

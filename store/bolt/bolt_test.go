@@ -53,7 +53,7 @@ func TestStoreChainBreaksOnEdit(t *testing.T) {
 	}
 	at := time.Date(2026, 11, 30, 6, 0, 0, 0, time.UTC)
 	for _, m := range []model.Mode{model.ModeAudit, model.ModeEnforce} {
-		if _, err := s.Record(store.Promotion{At: at, Who: "ops", Workload: "shop/db", Action: store.ActionPromote, ToMode: m, ToRevision: 1, Reason: "try"}, nil); err != nil {
+		if _, err := s.Record(model.Promotion{At: at, Who: "ops", Workload: "shop/db", Action: model.ActionPromote, ToMode: m, ToRevision: 1, Reason: "try"}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -67,7 +67,7 @@ func TestStoreChainBreaksOnEdit(t *testing.T) {
 	}
 	_ = db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketPromotions)
-		var p store.Promotion
+		var p model.Promotion
 		_ = json.Unmarshal(b.Get(u64(1)), &p)
 		p.Reason = "edited"
 		raw, _ := json.Marshal(p)
@@ -80,7 +80,7 @@ func TestStoreChainBreaksOnEdit(t *testing.T) {
 	}
 	defer s.Close()
 	err = store.VerifyChain(s)
-	if !errors.Is(err, store.ErrChainBroken) || err.Error() == "" {
+	if !errors.Is(err, model.ErrChainBroken) || err.Error() == "" {
 		t.Fatalf("edited chain verifies: %v", err)
 	}
 }

@@ -75,24 +75,24 @@ func promotionsChained(t *testing.T, s store.Store, reopen func(*testing.T, stor
 		t.Errorf("latest revision of a workload without any: %v, want ErrNotFound", err)
 	}
 	at := time.Date(2026, 11, 30, 6, 0, 0, 0, time.UTC)
-	p1, err := s.Record(store.Promotion{At: at, Who: "ops", Workload: "shop/db", Action: store.ActionPromote, ToMode: model.ModeAudit, ToRevision: 1, Reason: "try"}, nil)
+	p1, err := s.Record(model.Promotion{At: at, Who: "ops", Workload: "shop/db", Action: model.ActionPromote, ToMode: model.ModeAudit, ToRevision: 1, Reason: "try"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p1.FromMode != model.ModeObserve || p1.FromRevision != 0 || p1.Seq != 1 || p1.PrevHash != "" || p1.Hash != store.ChainHash(p1) {
+	if p1.FromMode != model.ModeObserve || p1.FromRevision != 0 || p1.Seq != 1 || p1.PrevHash != "" || p1.Hash != p1.ChainHash() {
 		t.Errorf("first promotion = %+v", p1)
 	}
 	stale := store.WorkloadState{Mode: model.ModeObserve}
-	if _, err := s.Record(store.Promotion{Workload: "shop/db", Action: store.ActionPromote, ToMode: model.ModeEnforce, ToRevision: 1}, &stale); !errors.Is(err, store.ErrConflict) {
+	if _, err := s.Record(model.Promotion{Workload: "shop/db", Action: model.ActionPromote, ToMode: model.ModeEnforce, ToRevision: 1}, &stale); !errors.Is(err, store.ErrConflict) {
 		t.Errorf("promotion from a stale state: %v, want ErrConflict", err)
 	}
-	if _, err := s.Record(store.Promotion{Workload: "shop/db", Action: store.ActionPromote, ToMode: model.ModeEnforce, ToRevision: 9}, nil); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.Record(model.Promotion{Workload: "shop/db", Action: model.ActionPromote, ToMode: model.ModeEnforce, ToRevision: 9}, nil); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("promotion to a missing revision: %v, want ErrNotFound", err)
 	}
 	if st, _ := s.State("shop/db"); st.Mode != model.ModeAudit || st.Revision != 1 || st.Seq != 1 {
 		t.Errorf("refused promotions changed the state: %+v", st)
 	}
-	p2, err := s.Record(store.Promotion{At: at, Workload: "shop/db", Action: store.ActionPromote, ToMode: model.ModeEnforce, ToRevision: 2}, nil)
+	p2, err := s.Record(model.Promotion{At: at, Workload: "shop/db", Action: model.ActionPromote, ToMode: model.ModeEnforce, ToRevision: 2}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,19 +117,19 @@ func promotionsChained(t *testing.T, s store.Store, reopen func(*testing.T, stor
 	if len(hist) != 2 {
 		t.Fatalf("history has %d events, want 2", len(hist))
 	}
-	if err := store.VerifyPromotions(hist[1:]); !errors.Is(err, store.ErrChainBroken) {
+	if err := model.VerifyPromotions(hist[1:]); !errors.Is(err, model.ErrChainBroken) {
 		t.Errorf("history with a gap verifies: %v", err)
 	}
-	edited := append([]store.Promotion(nil), hist...)
+	edited := append([]model.Promotion(nil), hist...)
 	edited[0].Reason = "edited"
-	if err := store.VerifyPromotions(edited); !errors.Is(err, store.ErrChainBroken) {
+	if err := model.VerifyPromotions(edited); !errors.Is(err, model.ErrChainBroken) {
 		t.Errorf("edited history verifies: %v", err)
 	}
 }
 
 func verdictsSince(t *testing.T, s store.Store) {
 	t0 := time.Date(2026, 11, 30, 6, 0, 0, 0, time.UTC)
-	evs := []store.VerdictEvent{
+	evs := []model.VerdictEvent{
 		{At: t0.Add(2 * time.Second), Verdict: "deny", Source: "shop/web", Destination: "shop/db", Protocol: model.ProtocolTCP, Port: 5432},
 		{At: t0, Verdict: "audit-deny", Source: "shop/web", Destination: "shop/db", Protocol: model.ProtocolTCP, Port: 5432},
 	}
