@@ -2,7 +2,7 @@ package graph
 
 import "errors"
 
-// ErrUnknownVerdict is returned by ParseVerdict for a name that is not one
+// ErrUnknownVerdict is wrapped by ParseVerdictFilter for a name that is not one
 // of observed, allow, audit-deny or deny.
 var ErrUnknownVerdict = errors.New("unknown verdict")
 
