@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -87,6 +88,41 @@ func TestImportFences(t *testing.T) {
 			if imp == "os/signal" || imp == "github.com/spf13/viper" {
 				t.Errorf("%s imports %s: only cmd/ handles signals and configuration sources", p.ImportPath, imp)
 			}
+		}
+	}
+}
+
+// leaves are the packages that may import only the standard library and
+// the module packages listed: model is the vocabulary every package may
+// import, internal/verdictlog the verdict-log grammar shared by dataplane
+// and observer. DESIGN.md ("Layout and who may import whom") is the source.
+var leaves = map[string][]string{
+	"model":               nil,
+	"internal/verdictlog": {mod + "model"},
+}
+
+// TestVocabularyIsALeaf fails when a leaf package reaches anything but the
+// standard library and the packages its entry in leaves allows, and when a
+// leaf no longer exists.
+func TestVocabularyIsALeaf(t *testing.T) {
+	seen := map[string]bool{}
+	for _, p := range listPackages(t) {
+		rel := strings.TrimPrefix(p.ImportPath, mod)
+		ok, listed := leaves[rel]
+		if !listed {
+			continue
+		}
+		seen[rel] = true
+		for _, d := range p.Deps {
+			std := !strings.Contains(strings.Split(d, "/")[0], ".")
+			if !std && !slices.Contains(ok, d) {
+				t.Errorf("%s imports %s: it may import only the standard library and %v", p.ImportPath, d, ok)
+			}
+		}
+	}
+	for rel := range leaves {
+		if !seen[rel] {
+			t.Errorf("package %s no longer exists: update this fence", rel)
 		}
 	}
 }

@@ -35,8 +35,7 @@ import (
 	"github.com/nanoseg/nanoseg/internal/nettest"
 	"github.com/nanoseg/nanoseg/internal/nsenter"
 	"github.com/nanoseg/nanoseg/inventory"
-	"github.com/nanoseg/nanoseg/observer"
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // agentBenchPrefix starts the name of every namespace these benchmarks
@@ -251,7 +250,7 @@ func startBenchAgent(b *testing.B, dir, labels string) *Agent {
 
 // benchPromote promotes workload w to mode and fails b unless every
 // endpoint converged.
-func benchPromote(b *testing.B, a *Agent, w string, mode v1alpha1.Mode) {
+func benchPromote(b *testing.B, a *Agent, w string, mode model.Mode) {
 	res, err := a.Service().Promote(context.Background(), controller.PromoteRequest{Workload: w, To: mode, Reason: "benchmark"}, "bench")
 	if err != nil {
 		b.Fatal(err)
@@ -267,15 +266,15 @@ func singleApply(b *testing.B, rs dataplane.RuleSet, reps int) time.Duration {
 	b.Helper()
 	path := nsenter.Path(benchNamespaces(b, "single", 1)[0])
 	dp := dataplane.New(nil)
-	rs.Mode = dataplane.ModeAudit
+	rs.Mode = model.ModeAudit
 	if _, err := dp.Apply(path, rs); err != nil {
 		b.Fatal(err)
 	}
 	start := time.Now()
 	for i := range reps {
-		rs.Mode = dataplane.ModeEnforce
+		rs.Mode = model.ModeEnforce
 		if i%2 == 1 {
-			rs.Mode = dataplane.ModeAudit
+			rs.Mode = model.ModeAudit
 		}
 		if _, err := dp.Apply(path, rs); err != nil {
 			b.Fatal(err)
@@ -306,7 +305,7 @@ func BenchmarkAgentPromote(b *testing.B) {
 			if _, err := a.Service().ApplyPolicies("bench.yaml", []byte(benchPolicy("app")), "bench"); err != nil {
 				b.Fatal(err)
 			}
-			benchPromote(b, a, w, v1alpha1.ModeAudit) // creates the policy chains
+			benchPromote(b, a, w, model.ModeAudit) // creates the policy chains
 			desired, ok := a.Node().Desired(names[0])
 			if !ok {
 				b.Fatalf("no rule set for %s", names[0])
@@ -314,7 +313,7 @@ func BenchmarkAgentPromote(b *testing.B) {
 			b.Logf("rule set per endpoint: %d ingress, %d egress entries", len(desired.Ingress), len(desired.Egress))
 			single := singleApply(b, desired, 20)
 			b.ReportAllocs()
-			modes := []v1alpha1.Mode{v1alpha1.ModeEnforce, v1alpha1.ModeAudit}
+			modes := []model.Mode{model.ModeEnforce, model.ModeAudit}
 			i := 0
 			for b.Loop() {
 				benchPromote(b, a, w, modes[i%2])
@@ -332,23 +331,23 @@ func BenchmarkAgentPromote(b *testing.B) {
 // benchEdges returns n (at most 100k) distinct edges from the workloads of
 // a 10-workload inventory: half to workloads (100 pairs × TCP ports 1000
 // onwards), half to external addresses in 198.19.0.0/16 on TCP 443.
-func benchEdges(n int) []observer.Edge {
+func benchEdges(n int) []model.Edge {
 	now := time.Now().UTC()
-	out := make([]observer.Edge, 0, n)
-	peer := func(i int) observer.Peer {
+	out := make([]model.Edge, 0, n)
+	peer := func(i int) model.Peer {
 		w := benchWorkload(i, 10)
-		return observer.Peer{Namespace: "bench", Workload: w, Labels: map[string]string{"app": w}}
+		return model.Peer{Namespace: "bench", Workload: w, Labels: map[string]string{"app": w}}
 	}
 	for i := range n {
 		j := i / 2
-		e := observer.Edge{Source: peer(j), Protocol: "tcp", FirstSeen: now, LastSeen: now, Flows: 3,
-			PacketsOut: 18, BytesOut: 1200, PacketsIn: 12, BytesIn: 4000, Verdicts: observer.VerdictCounts{Observed: 3}}
+		e := model.Edge{Source: peer(j), Protocol: model.ProtocolTCP, FirstSeen: now, LastSeen: now, Flows: 3,
+			PacketsOut: 18, BytesOut: 1200, PacketsIn: 12, BytesIn: 4000, Verdicts: model.VerdictCounts{Observed: 3}}
 		if i%2 == 0 {
 			e.Destination = peer(j / 10)
 			e.Port = uint16(1000 + j/100)
 		} else {
 			k := j / 10
-			e.Destination = observer.Peer{External: true, Addr: netip.AddrFrom4([4]byte{198, 19, byte(k >> 8), byte(k)})}
+			e.Destination = model.Peer{External: true, Addr: netip.AddrFrom4([4]byte{198, 19, byte(k >> 8), byte(k)})}
 			e.Port = 443
 		}
 		out = append(out, e)
@@ -409,7 +408,7 @@ func BenchmarkAgentMemory(b *testing.B) {
 		b.Fatal(err)
 	}
 	for k := range workloads {
-		benchPromote(b, a, "bench/"+benchWorkload(k, workloads), v1alpha1.ModeAudit)
+		benchPromote(b, a, "bench/"+benchWorkload(k, workloads), model.ModeAudit)
 	}
 	all := benchEdges(edges)
 	for i := 0; i < len(all); i += batch {

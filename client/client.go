@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/nanoseg/nanoseg/controller"
-	"github.com/nanoseg/nanoseg/store"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // APIError is the body of every error answer of the API.
@@ -175,12 +175,12 @@ func (c *Client) Status(ctx context.Context) ([]controller.WorkloadStatus, error
 }
 
 // History returns GET /v1/history for workload ("" all).
-func (c *Client) History(ctx context.Context, workload string) ([]store.Promotion, error) {
+func (c *Client) History(ctx context.Context, workload string) ([]model.Promotion, error) {
 	q := url.Values{}
 	if workload != "" {
 		q.Set("workload", workload)
 	}
-	var h []store.Promotion
+	var h []model.Promotion
 	err := c.Do(ctx, "GET", "/v1/history", q, nil, &h)
 	return h, err
 }

@@ -21,8 +21,9 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/nanoseg/nanoseg/dataplane"
+	"github.com/nanoseg/nanoseg/internal/verdictlog"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
 // CompileInput is what a full compile needs: the namespaces and pods of the
@@ -40,7 +41,7 @@ type CompileInput struct {
 // peerRef names one peer of one rule of one policy.
 type peerRef struct {
 	policy int
-	dir    policies.Direction
+	dir    model.Direction
 	rule   int
 	peer   int
 }
@@ -48,7 +49,7 @@ type peerRef struct {
 // ruleRef names one rule of one policy.
 type ruleRef struct {
 	policy int
-	dir    policies.Direction
+	dir    model.Direction
 	rule   int
 }
 
@@ -117,7 +118,7 @@ func NewCompiler(in CompileInput) (*Compiler, error) {
 					if !peer.IsSelector() {
 						continue
 					}
-					ref := peerRef{i, policies.Direction(d), ri, pi}
+					ref := peerRef{i, model.Directions[d], ri, pi}
 					c.selectorP = append(c.selectorP, ref)
 					memoKey := selectorString(peer.PodSelector) + "\x00" + selectorString(peer.NamespaceSelector)
 					if peer.NamespaceSelector == nil {
@@ -166,7 +167,7 @@ func (c *Compiler) peerMatches(ref peerRef, p policies.Pod) bool {
 		return false
 	}
 	pol := c.policies[ref.policy]
-	peer := pol.Rules[ref.dir][ref.rule].Peers[ref.peer]
+	peer := pol.Rules[ref.dir.Index()][ref.rule].Peers[ref.peer]
 	if peer.NamespaceSelector == nil {
 		if p.Namespace != pol.Namespace {
 			return false
@@ -239,8 +240,8 @@ func (c *Compiler) changed(key string, old policies.Pod, had bool, now *policies
 		// addresses matter only for named ports, resolved at the destination.
 		if c.namedEgress[i] {
 			touch(i)
-			for ri := range pol.Rules[policies.Egress] {
-				delete(c.targets, ruleRef{i, policies.Egress, ri})
+			for ri := range pol.Rules[model.Egress.Index()] {
+				delete(c.targets, ruleRef{i, model.Egress, ri})
 			}
 		}
 	}
@@ -270,7 +271,7 @@ func (c *Compiler) changed(key string, old policies.Pod, had bool, now *policies
 }
 
 func hasNamedEgressToAddresses(pol *policies.Policy) bool {
-	for _, r := range pol.Rules[policies.Egress] {
+	for _, r := range pol.Rules[model.Egress.Index()] {
 		named := false
 		for _, p := range r.Ports {
 			named = named || p.Name != ""
@@ -290,7 +291,7 @@ func hasNamedEgressToAddresses(pol *policies.Policy) bool {
 	return false
 }
 
-var modeRank = map[v1alpha1.Mode]int{v1alpha1.ModeObserve: 0, v1alpha1.ModeAudit: 1, v1alpha1.ModeEnforce: 2}
+var modeRank = map[model.Mode]int{model.ModeObserve: 0, model.ModeAudit: 1, model.ModeEnforce: 2}
 
 // rebuild compiles the rule set of pod key from the indexes.
 //
@@ -304,7 +305,7 @@ func (c *Compiler) rebuild(key string) {
 	if !ok {
 		return
 	}
-	rs := dataplane.RuleSet{Name: key, Mode: dataplane.ModeObserve}
+	rs := dataplane.RuleSet{Name: key, Mode: model.ModeObserve}
 	if !p.Participates() {
 		c.ruleSets[key] = rs
 		return
@@ -314,7 +315,7 @@ func (c *Compiler) rebuild(key string) {
 	mine := c.byNS[p.Namespace]
 	for _, i := range mine {
 		pol := c.policies[i]
-		if !c.selected[i][key] || pol.Mode == v1alpha1.ModeObserve {
+		if !c.selected[i][key] || pol.Mode == model.ModeObserve {
 			continue
 		}
 		best = max(best, modeRank[pol.Mode])
@@ -326,7 +327,7 @@ func (c *Compiler) rebuild(key string) {
 	for _, i := range mine {
 		pol := c.policies[i]
 		if !c.selected[i][key] || modeRank[pol.Mode] != best {
-			if c.selected[i][key] && pol.Mode != v1alpha1.ModeObserve && modeRank[pol.Mode] < best {
+			if c.selected[i][key] && pol.Mode != model.ModeObserve && modeRank[pol.Mode] < best {
 				c.warnings[fmt.Sprintf("%s: %s is %s but a stronger policy selects the pod; its rules are not applied", key, pol.Ref, pol.Mode)] = true
 			}
 			continue
@@ -337,13 +338,13 @@ func (c *Compiler) rebuild(key string) {
 			}
 		}
 	}
-	if best == modeRank[v1alpha1.ModeEnforce] {
-		rs.Mode = dataplane.ModeEnforce
+	if best == modeRank[model.ModeEnforce] {
+		rs.Mode = model.ModeEnforce
 	} else {
-		rs.Mode = dataplane.ModeAudit
+		rs.Mode = model.ModeAudit
 	}
 	for d := range 2 {
-		dir := policies.Direction(d)
+		dir := model.Directions[d]
 		var entries []dataplane.Entry
 		if len(isolating[d]) == 0 {
 			entries = allowAll("not-isolated")
@@ -356,7 +357,7 @@ func (c *Compiler) rebuild(key string) {
 		}
 		// Entries stay in policy and rule order; overlaps between rules are
 		// left to the dataplane, which keeps the earlier entry's rule id.
-		if dir == policies.Ingress {
+		if dir == model.Ingress {
 			rs.Ingress = entries
 		} else {
 			rs.Egress = entries
@@ -374,16 +375,16 @@ func allowAll(id string) []dataplane.Entry {
 
 // RuleID returns the dataplane rule id of rule of pol: "np/<ns>/<name>/<rule>"
 // for a NetworkPolicy, "seg/<ns>/<name>/<rule>" for a NanoSegment, shortened
-// with a hash when longer than dataplane.MaxIDLen.
+// with a hash when longer than verdictlog.MaxIDLen.
 func RuleID(pol policies.PolicyRef, rule string) string {
 	kind := "seg"
 	if pol.Kind == "NetworkPolicy" {
 		kind = "np"
 	}
 	id := kind + "/" + pol.Namespace + "/" + pol.Name + "/" + rule
-	if len(id) > dataplane.MaxIDLen {
+	if len(id) > verdictlog.MaxIDLen {
 		h := fnv32(id)
-		id = fmt.Sprintf("%s-%08x", id[:dataplane.MaxIDLen-9], h)
+		id = fmt.Sprintf("%s-%08x", id[:verdictlog.MaxIDLen-9], h)
 	}
 	return id
 }
@@ -404,7 +405,7 @@ type peerTarget struct {
 	pod    *policies.Pod
 }
 
-func (c *Compiler) ruleEntries(pi int, dir policies.Direction, ri int, r policies.CompiledRule, self policies.Pod) []dataplane.Entry {
+func (c *Compiler) ruleEntries(pi int, dir model.Direction, ri int, r policies.CompiledRule, self policies.Pod) []dataplane.Entry {
 	pol := c.policies[pi]
 	id := RuleID(pol.Ref, r.ID)
 	rr := ruleRef{pi, dir, ri}
@@ -426,16 +427,16 @@ func (c *Compiler) ruleEntries(pi int, dir policies.Direction, ri int, r policie
 		for _, port := range r.Ports {
 			e := dataplane.Entry{Peer: t.prefix, RuleID: id}
 			switch port.Protocol {
-			case v1alpha1.ProtocolTCP:
-				e.Protocol = dataplane.ProtoTCP
-			case v1alpha1.ProtocolUDP:
-				e.Protocol = dataplane.ProtoUDP
-			case v1alpha1.ProtocolSCTP:
-				e.Protocol = dataplane.ProtoSCTP
-			case v1alpha1.ProtocolICMP:
-				e.Protocol = dataplane.ProtoICMP
+			case model.ProtocolTCP:
+				e.Protocol = model.ProtocolTCP
+			case model.ProtocolUDP:
+				e.Protocol = model.ProtocolUDP
+			case model.ProtocolSCTP:
+				e.Protocol = model.ProtocolSCTP
+			case model.ProtocolICMP:
+				e.Protocol = model.ProtocolICMP
 				if t.prefix.Addr().Is6() {
-					e.Protocol = dataplane.ProtoICMPv6
+					e.Protocol = model.ProtocolICMPv6
 				}
 				if !port.Any {
 					c.warnings[fmt.Sprintf("%s rule %s: ICMP type %d compiled as every ICMP type (rule sets carry no ICMP type)", pol.Ref, r.ID, port.Port)] = true
@@ -449,7 +450,7 @@ func (c *Compiler) ruleEntries(pi int, dir policies.Direction, ri int, r policie
 				// Named ports resolve at the destination pod: self for
 				// ingress, the peer pod for egress.
 				dst := &self
-				if dir == policies.Egress {
+				if dir == model.Egress {
 					dst = t.pod
 				}
 				if dst == nil {
@@ -474,12 +475,12 @@ func (c *Compiler) ruleEntries(pi int, dir policies.Direction, ri int, r policie
 
 // ruleTargets returns the peer addresses of rule r (with the pod holding
 // each, when there is one), sorted and without duplicates.
-func (c *Compiler) ruleTargets(pi int, dir policies.Direction, ri int, r policies.CompiledRule) []peerTarget {
+func (c *Compiler) ruleTargets(pi int, dir model.Direction, ri int, r policies.CompiledRule) []peerTarget {
 	pol := c.policies[pi]
 	var targets []peerTarget
 	needPods := false
 	for _, port := range r.Ports {
-		needPods = needPods || (port.Name != "" && dir == policies.Egress)
+		needPods = needPods || (port.Name != "" && dir == model.Egress)
 	}
 	addPod := func(k string) {
 		p := c.pods[k]

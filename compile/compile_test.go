@@ -11,11 +11,11 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/nanoseg/nanoseg/dataplane"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
-func protoNumber(p v1alpha1.Protocol) uint8 {
+func protoNumber(p model.Protocol) uint8 {
 	switch p {
 	case "UDP":
 		return 17
@@ -26,8 +26,8 @@ func protoNumber(p v1alpha1.Protocol) uint8 {
 }
 
 // allows is the dataplane's answer for one direction of a rule set.
-func allows(rs dataplane.RuleSet, ok bool, dir dataplane.Direction, peer netip.Addr, proto v1alpha1.Protocol, port int32) bool {
-	if !ok || rs.Mode == dataplane.ModeObserve {
+func allows(rs dataplane.RuleSet, ok bool, dir model.Direction, peer netip.Addr, proto model.Protocol, port int32) bool {
+	if !ok || rs.Mode == model.ModeObserve {
 		return true
 	}
 	_, allowed := rs.Allows(dir, peer, protoNumber(proto), uint16(port))
@@ -41,7 +41,7 @@ func addrOf(w policies.World, ep string) (netip.Addr, string) {
 		}
 		return a, ""
 	}
-	e, _ := policies.ParseEndpoint(ep)
+	e, _ := policies.ParseConnEnd(ep)
 	ns, name, _ := stringsCut(e.Pod)
 	p, _ := w.Pod(ns, name)
 	return p.IPs[0], p.Key()
@@ -102,14 +102,14 @@ func TestCompileMatchesEvaluate(t *testing.T) {
 			for _, from := range eps {
 				for _, to := range eps {
 					for _, port := range []int32{53, 80, 666, 3868, 5432, 7999, 8000, 8010, 8011, 8080} {
-						for _, proto := range []v1alpha1.Protocol{"TCP", "UDP", "SCTP"} {
+						for _, proto := range []model.Protocol{"TCP", "UDP", "SCTP"} {
 							fa, fk := addrOf(st.World, from)
 							ta, tk := addrOf(st.World, to)
-							conn := policies.Connection{From: policies.Endpoint{IP: fa}, To: policies.Endpoint{IP: ta}, Protocol: proto, Port: port}
-							want := policies.Evaluate(st.World, set, conn).Action == policies.Allow
+							conn := policies.Connection{From: policies.ConnEnd{IP: fa}, To: policies.ConnEnd{IP: ta}, Protocol: proto, Port: port}
+							want := policies.Evaluate(st.World, set, conn).Action == model.VerdictAllow
 							srs, sok := comp.RuleSet(fk)
 							drs, dok := comp.RuleSet(tk)
-							got := allows(srs, sok, dataplane.Egress, ta, proto, port) && allows(drs, dok, dataplane.Ingress, fa, proto, port)
+							got := allows(srs, sok, model.Egress, ta, proto, port) && allows(drs, dok, model.Ingress, fa, proto, port)
 							if got != want {
 								t.Errorf("%s step %d: %s: rule sets say %v, Evaluate %v", filepath.Base(f), step, conn, got, want)
 							}
@@ -140,7 +140,7 @@ func synthetic(nsCount, podsPerNS, policiesPerNS int) CompileInput {
 			}
 			a := netip.AddrFrom4([4]byte{198, 18, byte(n), byte(i)})
 			in.Pods = append(in.Pods, policies.Pod{Namespace: ns, Name: fmt.Sprintf("p-%d", i), Labels: labels, IPs: []netip.Addr{a},
-				Ports: []policies.ContainerPort{{Name: "http", Port: int32(8080 + i%3), Protocol: "TCP"}}})
+				Ports: []model.ContainerPort{{Name: "http", Port: int32(8080 + i%3), Protocol: "TCP"}}})
 		}
 		for i := range policiesPerNS {
 			doc := fmt.Sprintf(`

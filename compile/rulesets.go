@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/nanoseg/nanoseg/dataplane"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
@@ -42,7 +43,7 @@ func (c *Compiler) For(key string) dataplane.RuleSet {
 	if rs, ok := c.RuleSet(key); ok {
 		return rs
 	}
-	return dataplane.RuleSet{Name: key, Mode: dataplane.ModeObserve}
+	return dataplane.RuleSet{Name: key, Mode: model.ModeObserve}
 }
 
 // ActiveSet compiles the nanosegments in force (each with its promoted

@@ -29,9 +29,7 @@ import (
 	"time"
 
 	"github.com/nanoseg/nanoseg/evidence"
-	"github.com/nanoseg/nanoseg/inventory"
-	"github.com/nanoseg/nanoseg/policies"
-	"github.com/nanoseg/nanoseg/store"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // ExportRequest asks for an evidence bundle. Zero fields take defaults.
@@ -141,7 +139,7 @@ func (s *Service) Export(ctx context.Context, req ExportRequest, who string) (*E
 		Frameworks: []string{"PCI DSS 4.0 requirement 11.4.5 (segmentation controls tested)", "NIST SP 800-53 SC-7 (boundary protection)"}}}
 	b.Meta.Host, _ = os.Hostname()
 
-	var eps []inventory.Endpoint
+	var eps []model.Endpoint
 	scoped := map[string]bool{}
 	for _, e := range allEps {
 		if inScope(req.Scope, e.Key()) {
@@ -197,8 +195,8 @@ func (s *Service) Export(ctx context.Context, req ExportRequest, who string) (*E
 			b.Denied.Truncated = true
 			continue
 		}
-		b.Denied.Events = append(b.Denied.Events, evidence.VerdictEvent{At: e.At.UTC(), Endpoint: e.Endpoint, Verdict: e.Verdict, RuleID: e.RuleID,
-			Source: e.Source, Destination: e.Destination, Protocol: e.Protocol, Port: int(e.Port)})
+		e.At = e.At.UTC()
+		b.Denied.Events = append(b.Denied.Events, e)
 	}
 	b.Denied.Flows = evidence.GroupDenied(b.Denied.Events)
 
@@ -256,13 +254,13 @@ func (s *Service) Export(ctx context.Context, req ExportRequest, who string) (*E
 	return &ExportResult{Name: name, Files: files, Archive: archive, ManifestSHA256: sum, Sequence: m.Sequence}, nil
 }
 
-func inventorySection(eps []inventory.Endpoint) []evidence.Workload {
+func inventorySection(eps []model.Endpoint) []evidence.Workload {
 	byW := map[string]*evidence.Workload{}
 	var keys []string
 	for _, e := range eps {
 		w := byW[e.Key()]
 		if w == nil {
-			w = &evidence.Workload{Key: e.Key(), Namespace: e.Namespace, Name: e.Workload, Identity: policies.IdentityLabels(e.Labels)}
+			w = &evidence.Workload{Key: e.Key(), Namespace: e.Namespace, Name: e.Workload, Identity: model.IdentityLabels(e.Labels)}
 			byW[e.Key()] = w
 			keys = append(keys, e.Key())
 		}
@@ -293,15 +291,14 @@ func (s *Service) policiesSection(scoped map[string]bool) (evidence.Policies, er
 	if err != nil {
 		return p, err
 	}
-	bySeq := map[uint64]store.Promotion{}
+	bySeq := map[uint64]model.Promotion{}
 	for _, h := range hist {
 		bySeq[h.Seq] = h
-		p.History = append(p.History, evidence.Promotion{Seq: h.Seq, At: h.At.UTC(), Who: h.Who, Workload: h.Workload, Action: string(h.Action),
-			FromMode: string(h.FromMode), ToMode: string(h.ToMode), FromRevision: h.FromRevision, ToRevision: h.ToRevision,
-			Reason: h.Reason, Undoes: h.Undoes, PrevHash: h.PrevHash, Hash: h.Hash})
+		h.At = h.At.UTC()
+		p.History = append(p.History, h)
 	}
 	p.Chain = evidence.ChainCheck{Events: len(hist), Verified: true}
-	if err := store.VerifyPromotions(hist); err != nil {
+	if err := model.VerifyPromotions(hist); err != nil {
 		p.Chain.Verified, p.Chain.Error = false, err.Error()
 	}
 	if len(hist) > 0 {
@@ -332,8 +329,8 @@ func (s *Service) policiesSection(scoped map[string]bool) (evidence.Policies, er
 }
 
 // reachTargets groups eps by workload, pods named as in the agent's world.
-func reachTargets(eps []inventory.Endpoint) []evidence.ReachTarget {
-	byW := map[string][]inventory.Endpoint{}
+func reachTargets(eps []model.Endpoint) []evidence.ReachTarget {
+	byW := map[string][]model.Endpoint{}
 	for _, e := range eps {
 		byW[e.Key()] = append(byW[e.Key()], e)
 	}

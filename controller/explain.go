@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
@@ -13,40 +14,40 @@ import (
 // semantics of policies.Evaluate (Kubernetes NetworkPolicy). from and to
 // are a workload ("shop/api", its first endpoint), an endpoint
 // ("namespace/netns") or an address; port is "5432/TCP".
-func (s *Service) Explain(from, to, port string) (policies.Verdict, error) {
+func (s *Service) Explain(from, to, port string) (policies.Evaluation, error) {
 	f, err := s.endpointRef("from", from)
 	if err != nil {
-		return policies.Verdict{}, err
+		return policies.Evaluation{}, err
 	}
 	t, err := s.endpointRef("to", to)
 	if err != nil {
-		return policies.Verdict{}, err
+		return policies.Evaluation{}, err
 	}
 	num, proto, ok := strings.Cut(port, "/")
 	n, perr := strconv.Atoi(num)
 	if !ok || perr != nil || n < 0 || n > 65535 {
-		return policies.Verdict{}, fmt.Errorf("%w: port: %q is not PORT/PROTOCOL such as 5432/TCP", ErrInvalid, port)
+		return policies.Evaluation{}, fmt.Errorf("%w: port: %q is not PORT/PROTOCOL such as 5432/TCP", ErrInvalid, port)
 	}
-	p := v1alpha1.Protocol(strings.ToUpper(proto))
+	p := model.Protocol(strings.ToUpper(proto))
 	switch p {
-	case v1alpha1.ProtocolTCP, v1alpha1.ProtocolUDP, v1alpha1.ProtocolSCTP, v1alpha1.ProtocolICMP:
+	case model.ProtocolTCP, model.ProtocolUDP, model.ProtocolSCTP, model.ProtocolICMP:
 	default:
-		return policies.Verdict{}, fmt.Errorf("%w: port: protocol %q is not TCP, UDP, SCTP or ICMP", ErrInvalid, proto)
+		return policies.Evaluation{}, fmt.Errorf("%w: port: protocol %q is not TCP, UDP, SCTP or ICMP", ErrInvalid, proto)
 	}
 	world, set, err := s.policyWorld()
 	if err != nil {
-		return policies.Verdict{}, err
+		return policies.Evaluation{}, err
 	}
 	return policies.Evaluate(world, set, policies.Connection{From: f, To: t, Protocol: p, Port: int32(n)}), nil
 }
 
 // endpointRef turns a workload key into its first endpoint's pod, and
-// passes anything else to policies.ParseEndpoint.
-func (s *Service) endpointRef(field, ref string) (policies.Endpoint, error) {
+// passes anything else to policies.ParseConnEnd.
+func (s *Service) endpointRef(field, ref string) (policies.ConnEnd, error) {
 	if eps := s.inv.Workload(ref); len(eps) > 0 {
-		return policies.ParseEndpoint(eps[0].Namespace + "/" + eps[0].Netns)
+		return policies.ParseConnEnd(eps[0].Namespace + "/" + eps[0].Netns)
 	}
-	e, err := policies.ParseEndpoint(ref)
+	e, err := policies.ParseConnEnd(ref)
 	if err != nil {
 		return e, fmt.Errorf("%w: %s: %v (known workloads: %v)", ErrInvalid, field, err, s.inv.Workloads())
 	}

@@ -12,7 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
-	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 	"github.com/nanoseg/nanoseg/store"
@@ -79,21 +79,20 @@ func (s *Service) Propose(window time.Duration, includeDenied bool, who string) 
 	if err != nil {
 		return rep, err
 	}
-	var edges []observer.Edge
+	var edges []model.Edge
 	for _, e := range all {
 		if v := e.Verdicts; !includeDenied && v.Denied+v.AuditDenied > 0 {
 			rep.Excluded = append(rep.Excluded, fmt.Sprintf("%s -> %s %s/%d (%d denied, %d audit-denied)",
-				e.Source, e.Destination, strings.ToUpper(e.Protocol), e.Port, v.Denied, v.AuditDenied))
+				e.Source, e.Destination, e.Protocol, e.Port, v.Denied, v.AuditDenied))
 			continue
 		}
 		edges = append(edges, e)
 	}
-	var ids []policies.Identity
+	var ids []model.Identity
 	for _, w := range s.inv.Workloads() {
-		eps := s.inv.Workload(w)
-		ids = append(ids, policies.Identity{Namespace: eps[0].Namespace, Labels: policies.IdentityLabels(eps[0].Labels)})
+		ids = append(ids, s.inv.Workload(w)[0].Identity())
 	}
-	segs := policies.Propose(PolicyEdges(edges), ids)
+	segs := policies.Propose(edges, ids)
 	for i := range segs {
 		seg := &segs[i]
 		w, err := s.workloadOf(seg)
@@ -204,8 +203,8 @@ func markDeclared(r *v1alpha1.Rule, who string, at time.Time) {
 // PromoteRequest asks for a workload's mode (and optionally revision) to
 // change.
 type PromoteRequest struct {
-	Workload string        `json:"workload"`
-	To       v1alpha1.Mode `json:"to"`
+	Workload string     `json:"workload"`
+	To       model.Mode `json:"to"`
 	// Revision 0 means the latest revision.
 	Revision int    `json:"revision,omitempty"`
 	Reason   string `json:"reason"`
@@ -213,7 +212,7 @@ type PromoteRequest struct {
 
 // PromoteResult is the recorded event and whether the dataplane converged.
 type PromoteResult struct {
-	Promotion store.Promotion `json:"promotion"`
+	Promotion model.Promotion `json:"promotion"`
 	// Converged is true when every endpoint of the workload holds the new
 	// rule set; Errors name the endpoints that failed.
 	Converged bool              `json:"converged"`
@@ -224,7 +223,7 @@ type PromoteResult struct {
 // dataplane has converged (at most Config.ConvergeTimeout).
 func (s *Service) Promote(ctx context.Context, req PromoteRequest, who string) (PromoteResult, error) {
 	switch req.To {
-	case v1alpha1.ModeObserve, v1alpha1.ModeAudit, v1alpha1.ModeEnforce:
+	case model.ModeObserve, model.ModeAudit, model.ModeEnforce:
 	default:
 		return PromoteResult{}, fmt.Errorf("%w: to: %q is not observe, audit or enforce", ErrInvalid, req.To)
 	}
@@ -247,7 +246,7 @@ func (s *Service) Promote(ctx context.Context, req PromoteRequest, who string) (
 	} else if _, err := s.store.Revision(req.Workload, rev); err != nil {
 		return PromoteResult{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	p, err := s.store.Record(store.Promotion{At: time.Now().UTC(), Who: who, Workload: req.Workload, Action: store.ActionPromote,
+	p, err := s.store.Record(model.Promotion{At: time.Now().UTC(), Who: who, Workload: req.Workload, Action: model.ActionPromote,
 		ToMode: req.To, ToRevision: rev, Reason: req.Reason}, nil)
 	if err != nil {
 		return PromoteResult{}, err
@@ -278,7 +277,7 @@ func (s *Service) Rollback(ctx context.Context, req RollbackRequest, who string)
 	if err != nil {
 		return PromoteResult{}, err
 	}
-	ev := store.Promotion{At: time.Now().UTC(), Who: who, Workload: req.Workload, Action: store.ActionRollback, Reason: req.Reason}
+	ev := model.Promotion{At: time.Now().UTC(), Who: who, Workload: req.Workload, Action: model.ActionRollback, Reason: req.Reason}
 	if req.ToRevision > 0 {
 		if _, err := s.store.Revision(req.Workload, req.ToRevision); err != nil {
 			return PromoteResult{}, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -305,7 +304,7 @@ func (s *Service) Rollback(ctx context.Context, req RollbackRequest, who string)
 // undoTarget returns the latest event of hist that is not itself an undo
 // and that no later undo reverted: the most recent change still in effect,
 // whether a promotion or a rollback to a revision.
-func undoTarget(hist []store.Promotion) *store.Promotion {
+func undoTarget(hist []model.Promotion) *model.Promotion {
 	undone := map[uint64]bool{}
 	for i := len(hist) - 1; i >= 0; i-- {
 		p := hist[i]
@@ -324,7 +323,7 @@ func undoTarget(hist []store.Promotion) *store.Promotion {
 // ConvergeTimeout) until the endpoints whose rule sets changed are
 // applied; the result is converged when every endpoint of p's workload
 // holds its rule set.
-func (s *Service) converge(ctx context.Context, p store.Promotion) (PromoteResult, error) {
+func (s *Service) converge(ctx context.Context, p model.Promotion) (PromoteResult, error) {
 	res := PromoteResult{Promotion: p}
 	wctx, cancel := context.WithTimeout(ctx, s.cfg.ConvergeTimeout)
 	defer cancel()

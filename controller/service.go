@@ -18,8 +18,7 @@ import (
 
 	"github.com/nanoseg/nanoseg/compile"
 	"github.com/nanoseg/nanoseg/evidence"
-	"github.com/nanoseg/nanoseg/inventory"
-	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 	"github.com/nanoseg/nanoseg/store"
@@ -32,9 +31,9 @@ var ErrInvalid = errors.New("invalid request")
 // implements it.
 type Inventory interface {
 	// Endpoints returns every endpoint, sorted by netns name.
-	Endpoints() []inventory.Endpoint
+	Endpoints() []model.Endpoint
 	// Workload returns the endpoints of workload key "namespace/workload".
-	Workload(key string) []inventory.Endpoint
+	Workload(key string) []model.Endpoint
 	// Workloads returns the workload keys, sorted.
 	Workloads() []string
 	// Externals returns external addresses with their DNS names.
@@ -72,7 +71,7 @@ type Node interface {
 	// Probe makes one connection attempt from inside endpoint src to addr
 	// over proto (TCP or UDP) within timeout, kept out of the observed
 	// graph, and reports its outcome.
-	Probe(ctx context.Context, src inventory.Endpoint, proto string, addr netip.AddrPort, timeout time.Duration) ProbeOutcome
+	Probe(ctx context.Context, src model.Endpoint, proto string, addr netip.AddrPort, timeout time.Duration) ProbeOutcome
 }
 
 // EndpointSync is a node's view of one endpoint's dataplane.
@@ -230,11 +229,11 @@ func activeSet(active []ActivePolicy) (policies.PolicySet, error) {
 }
 
 // Endpoints returns the inventory's endpoints, sorted by netns.
-func (s *Service) Endpoints() []inventory.Endpoint { return s.inv.Endpoints() }
+func (s *Service) Endpoints() []model.Endpoint { return s.inv.Endpoints() }
 
 // Edges commits pending observations and returns the edges last seen
 // within window (all for 0).
-func (s *Service) Edges(window time.Duration) ([]observer.Edge, error) {
+func (s *Service) Edges(window time.Duration) ([]model.Edge, error) {
 	if err := s.node.Flush(); err != nil {
 		return nil, err
 	}
@@ -243,7 +242,7 @@ func (s *Service) Edges(window time.Duration) ([]observer.Edge, error) {
 
 // Verdicts commits pending observations and returns the verdict events of
 // window (all for 0), oldest first.
-func (s *Service) Verdicts(window time.Duration) ([]store.VerdictEvent, error) {
+func (s *Service) Verdicts(window time.Duration) ([]model.VerdictEvent, error) {
 	if err := s.node.Flush(); err != nil {
 		return nil, err
 	}
@@ -278,10 +277,10 @@ func (s *Service) Revisions(workload string) ([]store.Revision, error) {
 
 // History returns the promotion events of workload (all for ""), oldest
 // first; never nil.
-func (s *Service) History(workload string) ([]store.Promotion, error) {
+func (s *Service) History(workload string) ([]model.Promotion, error) {
 	h, err := s.store.History(workload)
 	if h == nil {
-		h = []store.Promotion{}
+		h = []model.Promotion{}
 	}
 	return h, err
 }

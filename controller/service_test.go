@@ -15,10 +15,7 @@ import (
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/controller/controllertest"
 	"github.com/nanoseg/nanoseg/evidence"
-	"github.com/nanoseg/nanoseg/inventory"
-	"github.com/nanoseg/nanoseg/observer"
-	"github.com/nanoseg/nanoseg/policies"
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/store"
 )
 
@@ -57,7 +54,7 @@ func (f fixture) apply(t *testing.T, port string) store.Revision {
 	return revs[0]
 }
 
-func (f fixture) promote(t *testing.T, to v1alpha1.Mode, rev int) controller.PromoteResult {
+func (f fixture) promote(t *testing.T, to model.Mode, rev int) controller.PromoteResult {
 	t.Helper()
 	res, err := f.svc.Promote(context.Background(), controller.PromoteRequest{Workload: "shop/db", To: to, Revision: rev, Reason: "test"}, "ops")
 	if err != nil {
@@ -75,20 +72,20 @@ func (f fixture) state(t *testing.T, w string) store.WorkloadState {
 	return st
 }
 
-func edge(src, dst string, port uint16, v observer.VerdictCounts) observer.Edge {
+func edge(src, dst string, port uint16, v model.VerdictCounts) model.Edge {
 	t0 := time.Now().Add(-time.Minute)
-	return observer.Edge{
-		Source:      observer.Peer{Namespace: "shop", Workload: src, Labels: map[string]string{"app": src}},
-		Destination: observer.Peer{Namespace: "shop", Workload: dst, Labels: map[string]string{"app": dst}},
-		Protocol:    "tcp", Port: port, FirstSeen: t0, LastSeen: t0, Flows: 1, Verdicts: v,
+	return model.Edge{
+		Source:      model.Peer{Namespace: "shop", Workload: src, Labels: map[string]string{"app": src}},
+		Destination: model.Peer{Namespace: "shop", Workload: dst, Labels: map[string]string{"app": dst}},
+		Protocol:    model.ProtocolTCP, Port: port, FirstSeen: t0, LastSeen: t0, Flows: 1, Verdicts: v,
 	}
 }
 
 func TestProposeStoresNewRevisionsAndLeavesDeniedOut(t *testing.T) {
 	f := newFixture(t)
-	if err := f.mem.MergeEdges([]observer.Edge{
-		edge("web", "db", 5432, observer.VerdictCounts{Observed: 3}),
-		edge("intruder", "db", 5432, observer.VerdictCounts{Observed: 1, AuditDenied: 1}),
+	if err := f.mem.MergeEdges([]model.Edge{
+		edge("web", "db", 5432, model.VerdictCounts{Observed: 3}),
+		edge("intruder", "db", 5432, model.VerdictCounts{Observed: 1, AuditDenied: 1}),
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -170,17 +167,17 @@ func TestPromoteRefusals(t *testing.T) {
 	ctx := context.Background()
 	for name, req := range map[string]controller.PromoteRequest{
 		"unknown mode":      {Workload: "shop/db", To: "block", Reason: "r"},
-		"no reason":         {Workload: "shop/db", To: v1alpha1.ModeAudit, Reason: "  "},
-		"negative revision": {Workload: "shop/db", To: v1alpha1.ModeAudit, Revision: -1, Reason: "r"},
-		"unknown workload":  {Workload: "shop/cache", To: v1alpha1.ModeAudit, Reason: "r"},
-		"no revision yet":   {Workload: "shop/db", To: v1alpha1.ModeAudit, Reason: "r"},
+		"no reason":         {Workload: "shop/db", To: model.ModeAudit, Reason: "  "},
+		"negative revision": {Workload: "shop/db", To: model.ModeAudit, Revision: -1, Reason: "r"},
+		"unknown workload":  {Workload: "shop/cache", To: model.ModeAudit, Reason: "r"},
+		"no revision yet":   {Workload: "shop/db", To: model.ModeAudit, Reason: "r"},
 	} {
 		if _, err := f.svc.Promote(ctx, req, "ops"); !errors.Is(err, controller.ErrInvalid) {
 			t.Errorf("%s: %v, want ErrInvalid", name, err)
 		}
 	}
 	f.apply(t, "5432")
-	if _, err := f.svc.Promote(ctx, controller.PromoteRequest{Workload: "shop/db", To: v1alpha1.ModeAudit, Revision: 7, Reason: "r"}, "ops"); !errors.Is(err, controller.ErrInvalid) {
+	if _, err := f.svc.Promote(ctx, controller.PromoteRequest{Workload: "shop/db", To: model.ModeAudit, Revision: 7, Reason: "r"}, "ops"); !errors.Is(err, controller.ErrInvalid) {
 		t.Errorf("missing revision 7: %v, want ErrInvalid", err)
 	}
 	if h, _ := f.mem.History(""); len(h) != 0 {
@@ -195,31 +192,31 @@ func TestPromoteRecordsAndConverges(t *testing.T) {
 	f := newFixture(t)
 	f.apply(t, "5432")
 	r2 := f.apply(t, "5433")
-	res := f.promote(t, v1alpha1.ModeAudit, 1)
+	res := f.promote(t, model.ModeAudit, 1)
 	p := res.Promotion
-	if !res.Converged || p.Seq != 1 || p.Who != "ops" || p.FromMode != v1alpha1.ModeObserve || p.ToMode != v1alpha1.ModeAudit || p.ToRevision != 1 {
+	if !res.Converged || p.Seq != 1 || p.Who != "ops" || p.FromMode != model.ModeObserve || p.ToMode != model.ModeAudit || p.ToRevision != 1 {
 		t.Fatalf("promotion = %+v", res)
 	}
-	if m := f.node.Mode("shop", "db"); m != v1alpha1.ModeAudit {
+	if m := f.node.Mode("shop", "db"); m != model.ModeAudit {
 		t.Errorf("node enforces shop/db in %q, want audit", m)
 	}
 	// Revision 0: the latest.
-	res = f.promote(t, v1alpha1.ModeEnforce, 0)
+	res = f.promote(t, model.ModeEnforce, 0)
 	if res.Promotion.ToRevision != r2.Number || res.Promotion.FromRevision != 1 {
 		t.Errorf("promotion to the latest = %+v, want revision %d from 1", res.Promotion, r2.Number)
 	}
-	if st := f.state(t, "shop/db"); st.Mode != v1alpha1.ModeEnforce || st.Revision != 2 || st.Seq != 2 {
+	if st := f.state(t, "shop/db"); st.Mode != model.ModeEnforce || st.Revision != 2 || st.Seq != 2 {
 		t.Errorf("state = %+v", st)
 	}
 	// One endpoint fails to apply: recorded, not converged, the endpoint named.
 	f.node.Errs = map[string]error{"db-0": errors.New("netlink: boom")}
-	res = f.promote(t, v1alpha1.ModeAudit, 0)
+	res = f.promote(t, model.ModeAudit, 0)
 	if res.Converged || res.Errors["db-0"] != "netlink: boom" || res.Promotion.Seq != 3 {
 		t.Errorf("promotion with a failing endpoint = %+v", res)
 	}
 	// An endpoint of another workload failing does not matter to shop/db.
 	f.node.Errs = map[string]error{"web-0": errors.New("boom")}
-	if res = f.promote(t, v1alpha1.ModeEnforce, 0); !res.Converged {
+	if res = f.promote(t, model.ModeEnforce, 0); !res.Converged {
 		t.Errorf("web-0's error made shop/db not converged: %+v", res)
 	}
 }
@@ -228,11 +225,11 @@ func TestPromoteTimesOutWithoutConverging(t *testing.T) {
 	f := newFixture(t)
 	f.apply(t, "5432")
 	f.node.Block = make(chan struct{}) // never converges
-	res := f.promote(t, v1alpha1.ModeEnforce, 0)
+	res := f.promote(t, model.ModeEnforce, 0)
 	if res.Converged || res.Promotion.Seq != 1 {
 		t.Errorf("promotion without convergence = %+v, want recorded and not converged", res)
 	}
-	if st := f.state(t, "shop/db"); st.Mode != v1alpha1.ModeEnforce {
+	if st := f.state(t, "shop/db"); st.Mode != model.ModeEnforce {
 		t.Errorf("state = %+v, want the promotion recorded anyway", st)
 	}
 }
@@ -251,17 +248,17 @@ func TestPromoteAll(t *testing.T) {
 		t.Fatalf("revisions = %+v, %v", revs, err)
 	}
 	for _, r := range revs {
-		res, err := f.svc.Promote(context.Background(), controller.PromoteRequest{Workload: r.Workload, To: v1alpha1.ModeEnforce, Reason: "all"}, "ops")
+		res, err := f.svc.Promote(context.Background(), controller.PromoteRequest{Workload: r.Workload, To: model.ModeEnforce, Reason: "all"}, "ops")
 		if err != nil || !res.Converged {
 			t.Fatalf("promote %s: %+v, %v", r.Workload, res, err)
 		}
 	}
 	for _, w := range []string{"shop/db", "shop/web"} {
-		if st := f.state(t, w); st.Mode != v1alpha1.ModeEnforce || st.Revision != 1 {
+		if st := f.state(t, w); st.Mode != model.ModeEnforce || st.Revision != 1 {
 			t.Errorf("%s state = %+v", w, st)
 		}
 	}
-	if m := f.node.Mode("shop", "web"); m != v1alpha1.ModeEnforce {
+	if m := f.node.Mode("shop", "web"); m != model.ModeEnforce {
 		t.Errorf("node enforces shop/web in %q", m)
 	}
 	if h, _ := f.svc.History(""); len(h) != 2 {
@@ -288,23 +285,23 @@ func TestRollback(t *testing.T) {
 	}
 	f.apply(t, "5432")
 	f.apply(t, "5433")
-	f.promote(t, v1alpha1.ModeAudit, 1)   // 1: observe@0 -> audit@1
-	f.promote(t, v1alpha1.ModeEnforce, 2) // 2: audit@1 -> enforce@2
+	f.promote(t, model.ModeAudit, 1)   // 1: observe@0 -> audit@1
+	f.promote(t, model.ModeEnforce, 2) // 2: audit@1 -> enforce@2
 
 	// Plain rollback undoes the latest change in effect.
 	res := rollback(0)
 	p := res.Promotion
-	if p.Action != store.ActionRollback || p.Undoes != 2 || p.ToMode != v1alpha1.ModeAudit || p.ToRevision != 1 || p.Reason != "rollback" {
+	if p.Action != model.ActionRollback || p.Undoes != 2 || p.ToMode != model.ModeAudit || p.ToRevision != 1 || p.Reason != "rollback" {
 		t.Fatalf("first rollback = %+v", p)
 	}
-	if m := f.node.Mode("shop", "db"); m != v1alpha1.ModeAudit {
+	if m := f.node.Mode("shop", "db"); m != model.ModeAudit {
 		t.Errorf("node enforces shop/db in %q after rollback, want audit", m)
 	}
 	// Again: walks further back, to before promotion 1.
-	if p = rollback(0).Promotion; p.Undoes != 1 || p.ToMode != v1alpha1.ModeObserve || p.ToRevision != 0 {
+	if p = rollback(0).Promotion; p.Undoes != 1 || p.ToMode != model.ModeObserve || p.ToRevision != 0 {
 		t.Fatalf("second rollback = %+v", p)
 	}
-	if st := f.state(t, "shop/db"); st.Mode != v1alpha1.ModeObserve || st.Revision != 0 {
+	if st := f.state(t, "shop/db"); st.Mode != model.ModeObserve || st.Revision != 0 {
 		t.Errorf("state after two rollbacks = %+v", st)
 	}
 	if len(f.node.Enforced()[len(f.node.Enforced())-1]) != 0 {
@@ -314,12 +311,12 @@ func TestRollback(t *testing.T) {
 		t.Errorf("rollback with nothing left to undo: %v, want ErrInvalid", err)
 	}
 	// --to-revision keeps the mode.
-	f.promote(t, v1alpha1.ModeEnforce, 2)
-	if p = rollback(1).Promotion; p.ToMode != v1alpha1.ModeEnforce || p.ToRevision != 1 || p.Undoes != 0 || p.FromRevision != 2 {
+	f.promote(t, model.ModeEnforce, 2)
+	if p = rollback(1).Promotion; p.ToMode != model.ModeEnforce || p.ToRevision != 1 || p.Undoes != 0 || p.FromRevision != 2 {
 		t.Errorf("rollback to revision 1 = %+v", p)
 	}
 	// ... and is itself a change a plain rollback undoes.
-	if p = rollback(0).Promotion; p.ToRevision != 2 || p.ToMode != v1alpha1.ModeEnforce {
+	if p = rollback(0).Promotion; p.ToRevision != 2 || p.ToMode != model.ModeEnforce {
 		t.Errorf("undo of the rollback to revision 1 = %+v, want back to revision 2", p)
 	}
 	if _, err := f.svc.Rollback(ctx, controller.RollbackRequest{Workload: "shop/db", ToRevision: 9}, "ops"); !errors.Is(err, controller.ErrInvalid) {
@@ -335,8 +332,8 @@ func TestRollback(t *testing.T) {
 func TestHistoryChainInEvidence(t *testing.T) {
 	f := newFixture(t)
 	f.apply(t, "5432")
-	f.promote(t, v1alpha1.ModeAudit, 0)
-	f.promote(t, v1alpha1.ModeEnforce, 0)
+	f.promote(t, model.ModeAudit, 0)
+	f.promote(t, model.ModeEnforce, 0)
 	bundle := func() evidence.Bundle {
 		t.Helper()
 		res, err := f.svc.Export(context.Background(), controller.ExportRequest{NoProbes: true, NoPDF: true}, "auditor")
@@ -356,7 +353,7 @@ func TestHistoryChainInEvidence(t *testing.T) {
 	if len(b.Policies.Active) != 1 || b.Policies.Active[0].Mode != "enforce" || b.Policies.Active[0].PromotedBy != "ops" {
 		t.Errorf("active = %+v", b.Policies.Active)
 	}
-	f.mem.TamperHistory(1, func(p *store.Promotion) { p.Who = "mallory" })
+	f.mem.TamperHistory(1, func(p *model.Promotion) { p.Who = "mallory" })
 	if c := bundle().Policies.Chain; c.Verified || !strings.Contains(c.Error, "event 1 was altered") {
 		t.Errorf("chain after an edit = %+v, want broken at event 1", c)
 	}
@@ -365,14 +362,14 @@ func TestHistoryChainInEvidence(t *testing.T) {
 func TestStatus(t *testing.T) {
 	f := newFixture(t)
 	f.apply(t, "5432")
-	f.promote(t, v1alpha1.ModeAudit, 0)
+	f.promote(t, model.ModeAudit, 0)
 	f.node.Counters = map[string]map[string]evidence.Count{"db-0": {"shop/db/from-web": {Packets: 3, Bytes: 180}}}
 	f.node.Errs = map[string]error{"web-1": errors.New("apply failed")}
 	now := time.Now()
-	if err := f.mem.AddVerdicts([]store.VerdictEvent{
-		{At: now, Verdict: "audit-deny", RuleID: "shop/db-0", Source: "shop/intruder", SrcPort: 40000, Destination: "shop/db", Protocol: "tcp", Port: 5432},
-		{At: now, Verdict: "audit-deny", RuleID: "shop/db-0", Source: "shop/intruder", SrcPort: 40001, Destination: "shop/db", Protocol: "tcp", Port: 5432},
-		{At: now.Add(-time.Hour), Verdict: "deny", Source: "shop/intruder", SrcPort: 1, Destination: "shop/db", Protocol: "tcp", Port: 5432},
+	if err := f.mem.AddVerdicts([]model.VerdictEvent{
+		{At: now, Verdict: "audit-deny", RuleID: "shop/db-0", Source: "shop/intruder", SrcPort: 40000, Destination: "shop/db", Protocol: model.ProtocolTCP, Port: 5432},
+		{At: now, Verdict: "audit-deny", RuleID: "shop/db-0", Source: "shop/intruder", SrcPort: 40001, Destination: "shop/db", Protocol: model.ProtocolTCP, Port: 5432},
+		{At: now.Add(-time.Hour), Verdict: "deny", Source: "shop/intruder", SrcPort: 1, Destination: "shop/db", Protocol: model.ProtocolTCP, Port: 5432},
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -388,7 +385,7 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("status has %d workloads, want 3: %+v", len(sts), sts)
 	}
 	db := byW["shop/db"]
-	if db.Mode != v1alpha1.ModeAudit || db.Revision != 1 || len(db.Endpoints) != 1 || !db.Endpoints[0].InSync {
+	if db.Mode != model.ModeAudit || db.Revision != 1 || len(db.Endpoints) != 1 || !db.Endpoints[0].InSync {
 		t.Errorf("shop/db status = %+v", db)
 	}
 	if len(db.RuleHits) != 1 || db.RuleHits[0].Packets != 3 || db.RuleHits[0].Bytes != 180 {
@@ -399,7 +396,7 @@ func TestStatus(t *testing.T) {
 		t.Errorf("shop/db would-deny %d, denied %d, breaks %+v", db.WouldDeny, db.Denied, db.Breaks)
 	}
 	web := byW["shop/web"]
-	if web.Mode != v1alpha1.ModeObserve || len(web.Endpoints) != 2 || web.Endpoints[1].InSync || web.Endpoints[1].Error != "apply failed" {
+	if web.Mode != model.ModeObserve || len(web.Endpoints) != 2 || web.Endpoints[1].InSync || web.Endpoints[1].Error != "apply failed" {
 		t.Errorf("shop/web status = %+v", web)
 	}
 }
@@ -407,7 +404,7 @@ func TestStatus(t *testing.T) {
 func TestExplain(t *testing.T) {
 	f := newFixture(t)
 	f.apply(t, "5432")
-	explain := func(from, to, port string) policies.Action {
+	explain := func(from, to, port string) model.Verdict {
 		t.Helper()
 		v, err := f.svc.Explain(from, to, port)
 		if err != nil {
@@ -416,20 +413,20 @@ func TestExplain(t *testing.T) {
 		return v.Action
 	}
 	// Revision 1 exists but nothing is promoted: everything is allowed.
-	if a := explain("shop/intruder", "shop/db", "5432/TCP"); a != policies.Allow {
+	if a := explain("shop/intruder", "shop/db", "5432/TCP"); a != model.VerdictAllow {
 		t.Errorf("before promotion: intruder -> db = %s, want allow", a)
 	}
-	f.promote(t, v1alpha1.ModeEnforce, 0)
-	if a := explain("shop/web", "shop/db", "5432/tcp"); a != policies.Allow {
+	f.promote(t, model.ModeEnforce, 0)
+	if a := explain("shop/web", "shop/db", "5432/tcp"); a != model.VerdictAllow {
 		t.Errorf("web -> db = %s, want allow", a)
 	}
-	if a := explain("shop/intruder", "shop/db", "5432/TCP"); a != policies.Deny {
+	if a := explain("shop/intruder", "shop/db", "5432/TCP"); a != model.VerdictDeny {
 		t.Errorf("intruder -> db = %s, want deny", a)
 	}
-	if a := explain("198.18.0.4", "shop/db-0", "5432/TCP"); a != policies.Deny {
+	if a := explain("198.18.0.4", "shop/db-0", "5432/TCP"); a != model.VerdictDeny {
 		t.Errorf("intruder's address -> db's endpoint = %s, want deny", a)
 	}
-	if a := explain("shop/web", "shop/db", "5433/TCP"); a != policies.Deny {
+	if a := explain("shop/web", "shop/db", "5433/TCP"); a != model.VerdictDeny {
 		t.Errorf("web -> db on another port = %s, want deny", a)
 	}
 	for _, bad := range [][3]string{{"shop/web", "shop/db", "5432"}, {"shop/web", "shop/db", "5432/GRE"}, {"shop/web", "shop/db", "99999/TCP"}, {"nowhere", "shop/db", "5432/TCP"}} {
@@ -442,10 +439,10 @@ func TestExplain(t *testing.T) {
 func TestVerifyComparesProbesWithPolicy(t *testing.T) {
 	f := newFixture(t)
 	f.apply(t, "5432")
-	f.promote(t, v1alpha1.ModeEnforce, 0)
+	f.promote(t, model.ModeEnforce, 0)
 	// A dataplane that lets everything through: every denied path is a
 	// mismatch, every allowed one a match.
-	f.node.Reach = func(_ inventory.Endpoint, _ string, _ netip.AddrPort) bool { return true }
+	f.node.Reach = func(_ model.Endpoint, _ string, _ netip.AddrPort) bool { return true }
 	run, err := f.svc.Verify(context.Background(), controller.VerifyRequest{Scope: "shop/db"})
 	if err != nil {
 		t.Fatal(err)

@@ -6,18 +6,17 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
-	"github.com/nanoseg/nanoseg/store"
 )
 
 // WorkloadStatus is one workload as `nanoseg status` shows it.
 type WorkloadStatus struct {
-	Workload string        `json:"workload"`
-	Mode     v1alpha1.Mode `json:"mode"`
-	Revision int           `json:"revision"`
-	Since    time.Time     `json:"since,omitzero"`
+	Workload string     `json:"workload"`
+	Mode     model.Mode `json:"mode"`
+	Revision int        `json:"revision"`
+	Since    time.Time  `json:"since,omitzero"`
 	// Endpoints are the workload's namespaces with their dataplane state.
 	Endpoints []EndpointState `json:"endpoints"`
 	// RuleHits are the kernel's counters per rule id, summed over the
@@ -49,12 +48,12 @@ type RuleHit struct {
 // DeniedCount is a (source, destination, protocol, port) with how often it
 // was audit-denied or denied.
 type DeniedCount struct {
-	Verdict     string `json:"verdict"`
-	Source      string `json:"source"`
-	Destination string `json:"destination"`
-	Protocol    string `json:"protocol"`
-	Port        uint16 `json:"port"`
-	Count       int    `json:"count"` // connection attempts
+	Verdict     model.Verdict  `json:"verdict"`
+	Source      string         `json:"source"`
+	Destination string         `json:"destination"`
+	Protocol    model.Protocol `json:"protocol"`
+	Port        uint16         `json:"port"`
+	Count       int            `json:"count"` // connection attempts
 	// RuleID lists, comma-separated, the rule sets that logged them.
 	RuleID string `json:"ruleID"`
 }
@@ -106,7 +105,7 @@ func (s *Service) Status() ([]WorkloadStatus, error) {
 		}
 		ws.Breaks = countDenied(evs, w)
 		for _, b := range ws.Breaks {
-			if b.Verdict == "audit-deny" {
+			if b.Verdict == model.VerdictAuditDeny {
 				ws.WouldDeny += b.Count
 			} else {
 				ws.Denied += b.Count
@@ -123,14 +122,15 @@ func (s *Service) Status() ([]WorkloadStatus, error) {
 // ingress) counts once, with the stronger verdict when the two ends' modes
 // differ (deny over audit-deny), and RuleID lists every rule set that
 // logged it.
-func countDenied(evs []store.VerdictEvent, workload string) []DeniedCount {
+func countDenied(evs []model.VerdictEvent, workload string) []DeniedCount {
 	type attemptKey struct {
-		src, dst, proto string
-		srcPort, port   uint16
-		solo            int // events without a source port are each their own attempt
+		src, dst      string
+		proto         model.Protocol
+		srcPort, port uint16
+		solo          int // events without a source port are each their own attempt
 	}
 	type attempt struct {
-		verdict string
+		verdict model.Verdict
 		rules   map[string]bool
 	}
 	var order []attemptKey
@@ -149,8 +149,8 @@ func countDenied(evs []store.VerdictEvent, workload string) []DeniedCount {
 			attempts[k] = at
 			order = append(order, k)
 		}
-		if e.Verdict == "deny" {
-			at.verdict = "deny"
+		if e.Verdict == model.VerdictDeny {
+			at.verdict = model.VerdictDeny
 		}
 		at.rules[e.RuleID] = true
 	}
@@ -219,7 +219,7 @@ func (s *Service) Diff(workload string, window time.Duration) (policies.DiffRepo
 	}
 	if workload != "" {
 		// Only the workload's own edges: its rules and its flows.
-		var mine []observer.Edge
+		var mine []model.Edge
 		for _, e := range edges {
 			if e.Source.String() == workload || e.Destination.String() == workload {
 				mine = append(mine, e)
@@ -227,5 +227,5 @@ func (s *Service) Diff(workload string, window time.Duration) (policies.DiffRepo
 		}
 		edges = mine
 	}
-	return policies.Diff(proposal, set, PolicyEdges(edges))
+	return policies.Diff(proposal, set, edges)
 }

@@ -35,9 +35,8 @@ import (
 	"time"
 
 	"github.com/nanoseg/nanoseg/evidence"
-	"github.com/nanoseg/nanoseg/inventory"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
 // VerifyRequest asks for a live probe run. Zero fields take defaults.
@@ -101,7 +100,7 @@ const ProbeMethod = "every source workload x every destination workload x every 
 // probePlan is one planned probe.
 type probePlan struct {
 	evidence.Probe
-	src  inventory.Endpoint
+	src  model.Endpoint
 	addr netip.AddrPort
 	rank string
 }
@@ -126,8 +125,8 @@ func pathHash(s string) uint32 {
 // paths in scope, predicts each with policies.Evaluate over world and set,
 // and samples it down to max probes. It returns the planned probes sorted
 // by source, destination and port, and the size of the matrix.
-func planProbes(eps []inventory.Endpoint, world policies.World, set policies.PolicySet, scope string, max int) ([]probePlan, int) {
-	byW := map[string][]inventory.Endpoint{}
+func planProbes(eps []model.Endpoint, world policies.World, set policies.PolicySet, scope string, max int) ([]probePlan, int) {
+	byW := map[string][]model.Endpoint{}
 	for _, e := range eps {
 		byW[e.Key()] = append(byW[e.Key()], e)
 	}
@@ -165,14 +164,14 @@ func planProbes(eps []inventory.Endpoint, world policies.World, set policies.Pol
 				if !ok {
 					continue
 				}
-				conn := policies.Connection{From: policies.Endpoint{Pod: src.Namespace + "/" + src.Netns}, To: policies.Endpoint{Pod: dst.Namespace + "/" + dst.Netns},
-					Protocol: v1alpha1.Protocol(pt.Protocol), Port: int32(pt.Port)}
+				conn := policies.Connection{From: policies.ConnEnd{Pod: src.Namespace + "/" + src.Netns}, To: policies.ConnEnd{Pod: dst.Namespace + "/" + dst.Netns},
+					Protocol: model.Protocol(pt.Protocol), Port: int32(pt.Port)}
 				v := policies.Evaluate(world, set, conn)
 				sum := sha256.Sum256([]byte("nanoseg-verify/v1|" + key))
 				p := probePlan{src: src, addr: netip.AddrPortFrom(addr, uint16(pt.Port)), rank: hex.EncodeToString(sum[:]),
 					Probe: evidence.Probe{Source: sw, SourceNetns: src.Netns, Destination: dw, DestNetns: dst.Netns,
 						Address: netip.AddrPortFrom(addr, uint16(pt.Port)).String(), Protocol: pt.Protocol, Port: pt.Port,
-						Expected: string(v.Action), ExpectReach: v.Action != policies.Deny, Reason: v.Reason()}}
+						Expected: v.Action, ExpectReach: v.Action != model.VerdictDeny, Reason: v.Reason()}}
 				if p.ExpectReach {
 					allowed = append(allowed, p)
 				} else {
@@ -216,7 +215,7 @@ func sample(allowed, denied []probePlan, max int) []probePlan {
 }
 
 // declaredPorts returns the union of the declared ports of eps, sorted.
-func declaredPorts(eps []inventory.Endpoint) []evidence.Port {
+func declaredPorts(eps []model.Endpoint) []evidence.Port {
 	seen := map[evidence.Port]bool{}
 	var out []evidence.Port
 	for _, e := range eps {
@@ -312,7 +311,7 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (*evidence.Prob
 }
 
 // scopeKnown reports whether scope names a namespace or workload of eps.
-func scopeKnown(eps []inventory.Endpoint, scope string) bool {
+func scopeKnown(eps []model.Endpoint, scope string) bool {
 	for _, e := range eps {
 		if inScope(scope, e.Key()) {
 			return true

@@ -10,23 +10,24 @@ import (
 
 	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/inventory"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
 // verifyWorld: shop/web (2 replicas, 80/TCP), shop/api (8080/TCP,
 // 9090/TCP), shop/dns (53/UDP); api admits only web on 8080, in enforce.
-func verifyWorld(t *testing.T) ([]inventory.Endpoint, *policies.MemWorld, policies.PolicySet) {
+func verifyWorld(t *testing.T) ([]model.Endpoint, *policies.MemWorld, policies.PolicySet) {
 	t.Helper()
-	ep := func(netns, w string, last byte, ports ...policies.ContainerPort) inventory.Endpoint {
-		return inventory.Endpoint{Netns: netns, Path: "/run/netns/" + netns, Namespace: "shop", Workload: w, Labels: map[string]string{"app": w},
+	ep := func(netns, w string, last byte, ports ...model.ContainerPort) model.Endpoint {
+		return model.Endpoint{Netns: netns, Path: "/run/netns/" + netns, Namespace: "shop", Workload: w, Labels: map[string]string{"app": w},
 			Addrs: []netip.Addr{netip.AddrFrom4([4]byte{198, 18, 0, last}), netip.MustParseAddr("2001:db8::" + string('a'+rune(last)))}, Ports: ports}
 	}
-	eps := []inventory.Endpoint{
-		ep("web-0", "web", 1, policies.ContainerPort{Port: 80, Protocol: "TCP"}),
-		ep("web-1", "web", 2, policies.ContainerPort{Port: 80, Protocol: "TCP"}),
-		ep("api-0", "api", 3, policies.ContainerPort{Port: 8080, Protocol: "TCP"}, policies.ContainerPort{Port: 9090, Protocol: "TCP"}),
-		ep("dns-0", "dns", 4, policies.ContainerPort{Port: 53, Protocol: "UDP"}),
+	eps := []model.Endpoint{
+		ep("web-0", "web", 1, model.ContainerPort{Port: 80, Protocol: "TCP"}),
+		ep("web-1", "web", 2, model.ContainerPort{Port: 80, Protocol: "TCP"}),
+		ep("api-0", "api", 3, model.ContainerPort{Port: 8080, Protocol: "TCP"}, model.ContainerPort{Port: 9090, Protocol: "TCP"}),
+		ep("dns-0", "dns", 4, model.ContainerPort{Port: 53, Protocol: "UDP"}),
 	}
 	inv := inventory.NewIndex(eps, map[string]map[string]string{"shop": {"kubernetes.io/metadata.name": "shop"}}, nil)
 	w, err := inv.World(nil)
@@ -36,7 +37,7 @@ func verifyWorld(t *testing.T) ([]inventory.Endpoint, *policies.MemWorld, polici
 	port := intstr.FromInt32(8080)
 	set, err := policies.NewPolicySet(nil, []v1alpha1.NanoSegment{{
 		ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: "shop"},
-		Spec: v1alpha1.NanoSegmentSpec{Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "api"}}, Mode: v1alpha1.ModeEnforce,
+		Spec: v1alpha1.NanoSegmentSpec{Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "api"}}, Mode: model.ModeEnforce,
 			Ingress: []v1alpha1.Rule{{ID: "from-web", Peers: []v1alpha1.Peer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}}},
 				Ports: []v1alpha1.Port{{Protocol: "TCP", Port: &port}}}}},
 	}})

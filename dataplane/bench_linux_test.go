@@ -13,8 +13,10 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
-	"github.com/nanoseg/nanoseg/internal/nettest"
 	"golang.org/x/sys/unix"
+
+	"github.com/nanoseg/nanoseg/internal/nettest"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // Connection-rate benchmarks follow KERNEL.md: sequential TCP connect and
@@ -30,9 +32,9 @@ func benchEntries(n int) []Entry {
 	es := make([]Entry, 0, n+1)
 	for i := range n {
 		a := netip.AddrFrom4([4]byte{198, 19, byte(i >> 8), byte(i)})
-		es = append(es, Entry{Peer: netip.PrefixFrom(a, 32), Protocol: ProtoTCP, Port: 1000 + i>>16, RuleID: fmt.Sprintf("peer-%d", i%100)})
+		es = append(es, Entry{Peer: netip.PrefixFrom(a, 32), Protocol: model.ProtocolTCP, Port: 1000 + i>>16, RuleID: fmt.Sprintf("peer-%d", i%100)})
 	}
-	return append(es, Entry{Peer: netip.PrefixFrom(client4[0], 32), Protocol: ProtoTCP, Port: 80, RuleID: "client"})
+	return append(es, Entry{Peer: netip.PrefixFrom(client4[0], 32), Protocol: model.ProtocolTCP, Port: 80, RuleID: "client"})
 }
 
 // applyRuleChains programs the iptables-style layout into ns: one rule per
@@ -176,7 +178,7 @@ func BenchmarkConnRate(b *testing.B) {
 				acceptLoop(b, p)
 			}
 			dp := New(nil)
-			if _, err := dp.Apply(empty.server.Path(), RuleSet{Name: "bench", Mode: ModeEnforce, Ingress: benchEntries(0)}); err != nil {
+			if _, err := dp.Apply(empty.server.Path(), RuleSet{Name: "bench", Mode: model.ModeEnforce, Ingress: benchEntries(0)}); err != nil {
 				b.Fatal(err)
 			}
 			switch {
@@ -185,7 +187,7 @@ func BenchmarkConnRate(b *testing.B) {
 			case v.chain:
 				applyRuleChains(b, test.server, benchEntries(v.n))
 			default:
-				rs := RuleSet{Name: "bench", Mode: ModeEnforce, Ingress: benchEntries(v.n)}
+				rs := RuleSet{Name: "bench", Mode: model.ModeEnforce, Ingress: benchEntries(v.n)}
 				if _, err := dp.Apply(test.server.Path(), rs); err != nil {
 					b.Fatal(err)
 				}
@@ -216,10 +218,10 @@ func BenchmarkConnRate(b *testing.B) {
 
 // smallRuleSet is a typical endpoint: a dozen entries.
 func smallRuleSet(i int) RuleSet {
-	rs := RuleSet{Name: fmt.Sprintf("ep-%d", i), Mode: ModeEnforce}
+	rs := RuleSet{Name: fmt.Sprintf("ep-%d", i), Mode: model.ModeEnforce}
 	for j := range 6 {
-		rs.Ingress = append(rs.Ingress, Entry{Peer: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 1, byte(j)}), 32), Protocol: ProtoTCP, Port: 80, RuleID: "web"})
-		rs.Egress = append(rs.Egress, Entry{Peer: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 2, byte(j)}), 32), Protocol: ProtoUDP, Port: 53, RuleID: "dns"})
+		rs.Ingress = append(rs.Ingress, Entry{Peer: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 1, byte(j)}), 32), Protocol: model.ProtocolTCP, Port: 80, RuleID: "web"})
+		rs.Egress = append(rs.Egress, Entry{Peer: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 2, byte(j)}), 32), Protocol: model.ProtocolUDP, Port: 53, RuleID: "dns"})
 	}
 	return rs
 }
@@ -308,7 +310,7 @@ func BenchmarkPeer1000(b *testing.B) {
 			rs := smallRuleSet(i)
 			for j := range k {
 				a := netip.AddrFrom4([4]byte{198, 18, 10 + byte(j>>8), byte(j)})
-				rs.Ingress = append(rs.Ingress, Entry{Peer: netip.PrefixFrom(a, 32), Protocol: ProtoTCP, Port: 443, RuleID: "web"})
+				rs.Ingress = append(rs.Ingress, Entry{Peer: netip.PrefixFrom(a, 32), Protocol: model.ProtocolTCP, Port: 443, RuleID: "web"})
 			}
 			return rs
 		}

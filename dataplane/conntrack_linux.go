@@ -35,6 +35,8 @@ import (
 	vnl "github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // CutConnections deletes, in the netns of nsFd, the conntrack entries of
@@ -42,7 +44,7 @@ import (
 // does nothing unless rs enforces. Errors: opening conntrack or rtnetlink in
 // the netns, dumping, or deleting (an entry already gone is not an error).
 func CutConnections(nsFd int, rs RuleSet) (int, error) {
-	if rs.Mode != ModeEnforce {
+	if rs.Mode != model.ModeEnforce {
 		return 0, nil
 	}
 	// A dump walks the kernel's conntrack hash, which all namespaces share
@@ -91,15 +93,15 @@ func disallowed(f conntrack.Flow, local map[netip.Addr]bool, rs RuleSet) bool {
 	if p.Protocol == unix.IPPROTO_ICMPV6 && p.ICMPType >= 130 && p.ICMPType <= 143 {
 		return false
 	}
-	var dir Direction
+	var dir model.Direction
 	var peer netip.Addr
 	switch {
 	case local[src] && local[dst]:
 		return false
 	case local[dst]:
-		dir, peer = Ingress, src
+		dir, peer = model.Ingress, src
 	case local[src]:
-		dir, peer = Egress, dst
+		dir, peer = model.Egress, dst
 	default:
 		return false
 	}

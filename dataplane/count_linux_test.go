@@ -6,6 +6,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // TestConntrackCount: the per-netns entry count that lets CutConnections
@@ -15,7 +17,7 @@ import (
 func TestConntrackCount(t *testing.T) {
 	p := newPair(t)
 	serve(t, p.server, 80)
-	mustApply(t, New(nil), p.server, serverRuleSet(families[0], ModeEnforce))
+	mustApply(t, New(nil), p.server, serverRuleSet(families[0], model.ModeEnforce))
 	f, err := os.Open(p.server.Path())
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,8 @@
 //
 // # Files
 //
-//   - ruleset.go: RuleSet, Entry, Mode, Protocol; Validate (every problem at
+//   - ruleset.go: RuleSet, Entry (modes, protocols and directions are
+//     model's; ProtocolAny for any protocol); Validate (every problem at
 //     once, each naming its entry); Allows, the Go twin of the kernel lookup.
 //   - elements.go: Elements, the map elements of a rule set: any-protocol
 //     entries, exact entries (one address, one port; hash maps) and the rest
@@ -15,7 +16,7 @@
 //     in that order, which decides the rule id an overlap is counted to.
 //   - render.go: Render, rule set → nftables objects, with the table's
 //     layout in nft syntax and why it is so.
-//   - names.go: kernel object names, NFLOGGroup and the log prefix contract.
+//   - names.go: kernel object names.
 //   - kernel_linux.go: Dataplane.Apply (one transaction, in-place element
 //     updates, adoption, rebuild of altered tables) and Dataplane.Read.
 //   - conntrack_linux.go: CutConnections, deleting exactly the conntrack
@@ -25,27 +26,29 @@
 //
 // # Verdict log contract (read by the observer)
 //
-// Every verdict record goes to nfnetlink_log group NFLOGGroup (18) of the
-// endpoint's netns, with the prefix
+// Every verdict record goes to nfnetlink_log group verdictlog.Group (18) of
+// the endpoint's netns, with the prefix verdictlog.Format writes
 //
 //	nanoseg:<verdict>:<id>
 //
 // where <verdict> is one of
 //
-//	observe     observe mode: a new connection (every one is logged)
+//	observed    observe mode: a new connection (every one is logged)
 //	allow       audit or enforce mode with RuleSet.LogAllowed: an entry allowed a new connection
 //	audit-deny  audit mode: no entry allows the new connection; it was let through
 //	deny        enforce mode: no entry allows the new connection; it was dropped (records rate-limited to LogRate/s, burst LogBurst)
 //
-// and <id> is the rule id of the entry that matched (observe, allow), or the
-// rule set's Name when no entry matched (observe, audit-deny, deny). Ids are
-// 1 to MaxIDLen (100) bytes of [A-Za-z0-9._/-], so a prefix has no further
-// colon and is at most 119 bytes, within the kernel's 127. A record is made
+// and <id> is the rule id of the entry that matched (observed, allow), or the
+// rule set's Name when no entry matched (observed, audit-deny, deny). Ids
+// obey verdictlog.ValidID: 1 to 100 bytes of [A-Za-z0-9._/-], so a prefix
+// has no further colon and is at most 119 bytes, within the kernel's 127. A record is made
 // for connection-opening packets only (anything not established or
 // related); a retransmitted opening packet makes another record. The
 // direction is not in the prefix: the logged packet's addresses tell it.
-// LogPrefix builds a prefix and ParseLogPrefix parses one; the observer must
-// not import this package (deps_test.go) and implements the same grammar.
+// The grammar lives in internal/verdictlog, which the observer parses with
+// (the observer must not import this package, see deps_test.go). Tables
+// programmed before the one vocabulary say "observe"; Read and the observer
+// still understand it.
 //
 // # Counters
 //

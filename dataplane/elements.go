@@ -4,16 +4,18 @@ import (
 	"cmp"
 	"net/netip"
 	"slices"
+
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // Element is one element of a verdict map as the kernel holds it: a peer
-// prefix, a protocol (ProtoAny for the any-protocol maps), an inclusive port
-// range (0-65535 for protocols without ports and for ProtoAny) and the rule
+// prefix, a protocol (ProtocolAny for the any-protocol maps), an inclusive port
+// range (0-65535 for protocols without ports and for ProtocolAny) and the rule
 // id whose chain the element jumps to.
 type Element struct {
-	Dir      Direction
+	Dir      model.Direction
 	Peer     netip.Prefix
-	Protocol Protocol
+	Protocol model.Protocol
 	PortFrom uint16
 	PortTo   uint16
 	RuleID   string
@@ -45,23 +47,23 @@ const (
 type mapDef struct {
 	name string
 	id   uint32 // fixed, so Render is deterministic
-	dir  Direction
+	dir  model.Direction
 	v6   bool
 	kind mapKind
 }
 
 // mapDefs lists the maps in lookup order per direction and family.
 var mapDefs = []mapDef{
-	{SetIngressAny4, 1, Ingress, false, kindAny}, {SetIngressExact4, 2, Ingress, false, kindExact}, {SetIngress4, 3, Ingress, false, kindRange},
-	{SetIngressAny6, 4, Ingress, true, kindAny}, {SetIngressExact6, 5, Ingress, true, kindExact}, {SetIngress6, 6, Ingress, true, kindRange},
-	{SetEgressAny4, 7, Egress, false, kindAny}, {SetEgressExact4, 8, Egress, false, kindExact}, {SetEgress4, 9, Egress, false, kindRange},
-	{SetEgressAny6, 10, Egress, true, kindAny}, {SetEgressExact6, 11, Egress, true, kindExact}, {SetEgress6, 12, Egress, true, kindRange},
+	{SetIngressAny4, 1, model.Ingress, false, kindAny}, {SetIngressExact4, 2, model.Ingress, false, kindExact}, {SetIngress4, 3, model.Ingress, false, kindRange},
+	{SetIngressAny6, 4, model.Ingress, true, kindAny}, {SetIngressExact6, 5, model.Ingress, true, kindExact}, {SetIngress6, 6, model.Ingress, true, kindRange},
+	{SetEgressAny4, 7, model.Egress, false, kindAny}, {SetEgressExact4, 8, model.Egress, false, kindExact}, {SetEgress4, 9, model.Egress, false, kindRange},
+	{SetEgressAny6, 10, model.Egress, true, kindAny}, {SetEgressExact6, 11, model.Egress, true, kindExact}, {SetEgress6, 12, model.Egress, true, kindRange},
 }
 
 // kind returns the map kind of e.
 func (e Element) kind() mapKind {
 	switch {
-	case e.Protocol == ProtoAny:
+	case e.Protocol == ProtocolAny:
 		return kindAny
 	case e.Protocol.HasPorts() && e.PortFrom == e.PortTo && e.Peer.IsSingleIP():
 		return kindExact
@@ -73,7 +75,7 @@ func (e Element) kind() mapKind {
 func entryKind(e Entry) mapKind {
 	p := e.proto()
 	switch {
-	case p == ProtoAny:
+	case p == ProtocolAny:
 		return kindAny
 	case p.HasPorts() && e.Port != 0 && (e.EndPort == 0 || e.EndPort == e.Port) && e.Peer.IsSingleIP():
 		return kindExact
@@ -117,12 +119,12 @@ type box struct {
 func Elements(rs RuleSet) []Element {
 	var out []Element
 	for _, d := range []struct {
-		dir     Direction
+		dir     model.Direction
 		entries []Entry
-	}{{Ingress, rs.Ingress}, {Egress, rs.Egress}} {
+	}{{model.Ingress, rs.Ingress}, {model.Egress, rs.Egress}} {
 		type key struct {
 			v6    bool
-			proto Protocol
+			proto model.Protocol
 			kind  mapKind
 		}
 		groups := map[key][]box{}

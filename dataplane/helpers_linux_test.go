@@ -15,12 +15,14 @@ import (
 	"time"
 
 	"github.com/mdlayher/netlink"
-	"github.com/nanoseg/nanoseg/internal/nettest"
-	"github.com/nanoseg/nanoseg/internal/nsenter"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
+
+	"github.com/nanoseg/nanoseg/internal/nettest"
+	"github.com/nanoseg/nanoseg/internal/nsenter"
+	"github.com/nanoseg/nanoseg/internal/verdictlog"
 )
 
 // Test topology: client netns (several addresses, for prefix edges) and
@@ -230,7 +232,7 @@ func probeICMP(ns *nettest.Netns, src, dst netip.Addr, timeout time.Duration) er
 	}
 }
 
-// nflog reads verdict log prefixes from NFLOGGroup in one netns.
+// nflog reads verdict log prefixes from verdictlog.Group in one netns.
 type nflog struct {
 	mu       sync.Mutex
 	prefixes []string
@@ -247,7 +249,7 @@ const (
 	nfulnlCmdBind   = 1
 )
 
-// listenNFLOG binds NFLOGGroup in ns and collects prefixes until cleanup.
+// listenNFLOG binds verdictlog.Group in ns and collects prefixes until cleanup.
 func listenNFLOG(t testing.TB, ns *nettest.Netns) *nflog {
 	t.Helper()
 	f, err := os.Open(ns.Path())
@@ -260,7 +262,7 @@ func listenNFLOG(t testing.TB, ns *nettest.Netns) *nflog {
 		t.Fatalf("dial nfnetlink_log: %v", err)
 	}
 	hdr := []byte{unix.AF_UNSPEC, 0, 0, 0}
-	binary.BigEndian.PutUint16(hdr[2:], NFLOGGroup)
+	binary.BigEndian.PutUint16(hdr[2:], verdictlog.Group)
 	// Bind the group, and flush every record at once (queue threshold 1;
 	// the default batches up to 100 records or 1 s).
 	attrs, _ := netlink.MarshalAttributes([]netlink.Attribute{
@@ -273,7 +275,7 @@ func listenNFLOG(t testing.TB, ns *nettest.Netns) *nflog {
 	})
 	if err != nil {
 		c.Close()
-		t.Fatalf("bind NFLOG group %d: %v", NFLOGGroup, err)
+		t.Fatalf("bind NFLOG group %d: %v", verdictlog.Group, err)
 	}
 	l := &nflog{conn: c}
 	done := make(chan struct{})

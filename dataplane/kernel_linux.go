@@ -44,6 +44,9 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/nanoseg/nanoseg/internal/verdictlog"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // elemsPerMessage bounds the elements of one NEWSETELEM/DELSETELEM message
@@ -309,18 +312,18 @@ func readOnce(c *nftables.Conn) (*State, *kernelTable, error) {
 				if !ok {
 					continue
 				}
-				verdict, id, err := ParseLogPrefix(string(l.Data))
+				verdict, id, err := verdictlog.Parse(string(l.Data))
 				if err != nil {
 					continue
 				}
 				switch {
-				case ch.Name == ChainIngress && verdict == VerdictObserve:
-					s.RuleSet.Mode, s.RuleSet.Name = ModeObserve, id
-				case ch.Name == ChainIngress && verdict == VerdictAuditDeny:
-					s.RuleSet.Mode, s.RuleSet.Name = ModeAudit, id
-				case ch.Name == ChainIngress && verdict == VerdictDeny:
-					s.RuleSet.Mode, s.RuleSet.Name = ModeEnforce, id
-				case strings.HasPrefix(ch.Name, RuleChainPrefix) && verdict == VerdictAllow:
+				case ch.Name == ChainIngress && verdict == model.VerdictObserved:
+					s.RuleSet.Mode, s.RuleSet.Name = model.ModeObserve, id
+				case ch.Name == ChainIngress && verdict == model.VerdictAuditDeny:
+					s.RuleSet.Mode, s.RuleSet.Name = model.ModeAudit, id
+				case ch.Name == ChainIngress && verdict == model.VerdictDeny:
+					s.RuleSet.Mode, s.RuleSet.Name = model.ModeEnforce, id
+				case strings.HasPrefix(ch.Name, RuleChainPrefix) && verdict == model.VerdictAllow:
 					s.RuleSet.LogAllowed = true
 				}
 			}
@@ -355,7 +358,7 @@ func readOnce(c *nftables.Conn) (*State, *kernelTable, error) {
 	slices.SortFunc(s.Elements, compareElements)
 	for _, e := range s.Elements {
 		en := e.Entry()
-		if e.Dir == Ingress {
+		if e.Dir == model.Ingress {
 			s.RuleSet.Ingress = append(s.RuleSet.Ingress, en)
 		} else {
 			s.RuleSet.Egress = append(s.RuleSet.Egress, en)
@@ -402,9 +405,9 @@ func decodeElement(el nftables.SetElement, d mapDef) (Element, error) {
 	if len(pfx) != 1 {
 		return Element{}, fmt.Errorf("address range %s-%s is not one prefix", lo, hi)
 	}
-	e := Element{Dir: Ingress, Peer: pfx[0], Protocol: ProtoAny, PortFrom: 0, PortTo: 65535}
-	if strings.HasPrefix(set, string(Egress)) {
-		e.Dir = Egress
+	e := Element{Dir: model.Ingress, Peer: pfx[0], Protocol: ProtocolAny, PortFrom: 0, PortTo: 65535}
+	if strings.HasPrefix(set, ChainEgress) {
+		e.Dir = model.Egress
 	}
 	if !anyp {
 		e.Protocol = protocolOf(el.Key[alen])
@@ -508,7 +511,7 @@ func (d *Dataplane) Apply(nsPath string, rs RuleSet) (ApplyResult, error) {
 		res.Added, res.Deleted = len(desired), len(cur.Elements)
 		tighter = true
 	default:
-		tighter = cur.RuleSet.Mode != ModeEnforce
+		tighter = cur.RuleSet.Mode != model.ModeEnforce
 		res, err = queueDelta(c, o, cur, kt, desired)
 		tighter = tighter || res.Deleted > 0
 	}
@@ -521,7 +524,7 @@ func (d *Dataplane) Apply(nsPath string, rs RuleSet) (ApplyResult, error) {
 	d.log.Debug("applied", "netns", nsPath, "ruleset", rs, "created", res.Created, "rebuilt", res.Rebuilt,
 		"added", res.Added, "deleted", res.Deleted)
 	// A new table is a tightening too: the netns filtered nothing before.
-	if rs.Mode == ModeEnforce && (tighter || res.Created) {
+	if rs.Mode == model.ModeEnforce && (tighter || res.Created) {
 		n, err := CutConnections(int(f.Fd()), rs)
 		res.Cut = n
 		if err != nil {

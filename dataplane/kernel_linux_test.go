@@ -14,8 +14,11 @@ import (
 	"time"
 
 	"github.com/google/nftables"
-	"github.com/nanoseg/nanoseg/internal/nettest"
 	"golang.org/x/sys/unix"
+
+	"github.com/nanoseg/nanoseg/internal/nettest"
+	"github.com/nanoseg/nanoseg/internal/verdictlog"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 type family struct {
@@ -24,13 +27,13 @@ type family struct {
 	clients        []netip.Addr
 	lan            netip.Prefix
 	edge           netip.Prefix // covers clients[2] and clients[3], not [1] or [4]
-	icmp           Protocol
+	icmp           model.Protocol
 	icmpTestedFrom netip.Addr
 }
 
 var families = []family{
-	{"ipv4", server4, client4, netip.MustParsePrefix("198.18.0.0/24"), netip.MustParsePrefix("198.18.0.8/30"), ProtoICMP, client4[0]},
-	{"ipv6", server6, client6, netip.MustParsePrefix("2001:db8::/64"), netip.MustParsePrefix("2001:db8::8/126"), ProtoICMPv6, client6[0]},
+	{"ipv4", server4, client4, netip.MustParsePrefix("198.18.0.0/24"), netip.MustParsePrefix("198.18.0.8/30"), model.ProtocolICMP, client4[0]},
+	{"ipv6", server6, client6, netip.MustParsePrefix("2001:db8::/64"), netip.MustParsePrefix("2001:db8::8/126"), model.ProtocolICMPv6, client6[0]},
 }
 
 func ap(a netip.Addr, port int) netip.AddrPort { return netip.AddrPortFrom(a, uint16(port)) }
@@ -56,10 +59,10 @@ func mustRead(t testing.TB, dp *Dataplane, ns *nettest.Netns) *State {
 // serverRuleSet allows TCP and UDP 80 from the client LAN and ICMP from
 // the first client address, ingress; nothing egress (strict: replies are
 // established, neighbour discovery passes by itself).
-func serverRuleSet(f family, mode Mode) RuleSet {
+func serverRuleSet(f family, mode model.Mode) RuleSet {
 	return RuleSet{Name: "ep-" + string(mode), Mode: mode, Ingress: []Entry{
-		{Peer: f.lan, Protocol: ProtoTCP, Port: 80, RuleID: "web"},
-		{Peer: f.lan, Protocol: ProtoUDP, Port: 80, RuleID: "udp80"},
+		{Peer: f.lan, Protocol: model.ProtocolTCP, Port: 80, RuleID: "web"},
+		{Peer: f.lan, Protocol: model.ProtocolUDP, Port: 80, RuleID: "udp80"},
 		{Peer: netip.PrefixFrom(f.icmpTestedFrom, f.icmpTestedFrom.BitLen()), Protocol: f.icmp, RuleID: "ping"},
 	}}
 }
@@ -69,7 +72,7 @@ func serverRuleSet(f family, mode Mode) RuleSet {
 // log carries the documented prefixes; counters count; read-back equals.
 func TestModesRealPackets(t *testing.T) {
 	nettest.RequireRoot(t)
-	for _, mode := range []Mode{ModeObserve, ModeAudit, ModeEnforce} {
+	for _, mode := range []model.Mode{model.ModeObserve, model.ModeAudit, model.ModeEnforce} {
 		for _, f := range families {
 			t.Run(string(mode)+"/"+f.name, func(t *testing.T) {
 				t.Parallel()
@@ -96,7 +99,7 @@ func TestModesRealPackets(t *testing.T) {
 					{"icmp from other", false, func() error { return probeICMP(p.client, f.clients[1], f.server, blocked) }},
 				} {
 					err := pr.fn()
-					wantPass := pr.allowed || mode != ModeEnforce
+					wantPass := pr.allowed || mode != model.ModeEnforce
 					if wantPass && err != nil {
 						t.Errorf("%s: want pass, got %v", pr.name, err)
 					}
@@ -106,16 +109,16 @@ func TestModesRealPackets(t *testing.T) {
 				}
 				var want, notWant []string
 				switch mode {
-				case ModeObserve:
-					want = []string{LogPrefix(VerdictObserve, "web"), LogPrefix(VerdictObserve, "udp80"),
-						LogPrefix(VerdictObserve, "ping"), LogPrefix(VerdictObserve, rs.Name)}
-					notWant = []string{LogPrefix(VerdictDeny, rs.Name), LogPrefix(VerdictAuditDeny, rs.Name)}
-				case ModeAudit:
-					want = []string{LogPrefix(VerdictAuditDeny, rs.Name)}
-					notWant = []string{LogPrefix(VerdictObserve, "web"), LogPrefix(VerdictDeny, rs.Name)}
-				case ModeEnforce:
-					want = []string{LogPrefix(VerdictDeny, rs.Name)}
-					notWant = []string{LogPrefix(VerdictAuditDeny, rs.Name), LogPrefix(VerdictObserve, "web")}
+				case model.ModeObserve:
+					want = []string{verdictlog.Format(model.VerdictObserved, "web"), verdictlog.Format(model.VerdictObserved, "udp80"),
+						verdictlog.Format(model.VerdictObserved, "ping"), verdictlog.Format(model.VerdictObserved, rs.Name)}
+					notWant = []string{verdictlog.Format(model.VerdictDeny, rs.Name), verdictlog.Format(model.VerdictAuditDeny, rs.Name)}
+				case model.ModeAudit:
+					want = []string{verdictlog.Format(model.VerdictAuditDeny, rs.Name)}
+					notWant = []string{verdictlog.Format(model.VerdictObserved, "web"), verdictlog.Format(model.VerdictDeny, rs.Name)}
+				case model.ModeEnforce:
+					want = []string{verdictlog.Format(model.VerdictDeny, rs.Name)}
+					notWant = []string{verdictlog.Format(model.VerdictAuditDeny, rs.Name), verdictlog.Format(model.VerdictObserved, "web")}
 				}
 				for _, w := range want {
 					if !logs.wait(w, time.Second) {
@@ -151,8 +154,8 @@ func TestEdgesOfRangesAndPrefixes(t *testing.T) {
 			p := newPair(t)
 			serve(t, p.server, 7999, 8000, 8001, 8002, 8003)
 			dp := New(nil)
-			rs := RuleSet{Name: "edges", Mode: ModeEnforce, Ingress: []Entry{
-				{Peer: f.edge, Protocol: ProtoTCP, Port: 8000, EndPort: 8002, RuleID: "range"}}}
+			rs := RuleSet{Name: "edges", Mode: model.ModeEnforce, Ingress: []Entry{
+				{Peer: f.edge, Protocol: model.ProtocolTCP, Port: 8000, EndPort: 8002, RuleID: "range"}}}
 			mustApply(t, dp, p.server, rs)
 			in, below, first, last, above := f.clients[2], f.clients[1], f.clients[2], f.clients[3], f.clients[4]
 			for _, pr := range []struct {
@@ -185,19 +188,19 @@ func TestEstablishedSurvivesAllowingUpdates(t *testing.T) {
 	p := newPair(t)
 	serve(t, p.server, 80)
 	dp := New(nil)
-	rs := serverRuleSet(f, ModeEnforce)
+	rs := serverRuleSet(f, model.ModeEnforce)
 	mustApply(t, dp, p.server, rs)
 	c, err := dialTCP(p.client, f.clients[0], ap(f.server, 80), time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	other := Entry{Peer: netip.MustParsePrefix("198.19.0.0/16"), Protocol: ProtoTCP, Port: 22, RuleID: "ssh"}
+	other := Entry{Peer: netip.MustParsePrefix("198.19.0.0/16"), Protocol: model.ProtocolTCP, Port: 22, RuleID: "ssh"}
 	steps := []func(RuleSet) RuleSet{
 		func(r RuleSet) RuleSet { r.Ingress = append(append([]Entry{}, r.Ingress...), other); return r },
 		func(r RuleSet) RuleSet { r.LogAllowed = true; return r },
-		func(r RuleSet) RuleSet { r.Mode = ModeAudit; return r },
-		func(r RuleSet) RuleSet { r.Mode = ModeEnforce; r.Ingress = r.Ingress[:1]; return r },
+		func(r RuleSet) RuleSet { r.Mode = model.ModeAudit; return r },
+		func(r RuleSet) RuleSet { r.Mode = model.ModeEnforce; r.Ingress = r.Ingress[:1]; return r },
 	}
 	for i, step := range steps {
 		rs = step(rs)
@@ -224,7 +227,7 @@ func TestAuditToEnforceCutsDisallowed(t *testing.T) {
 			p := newPair(t)
 			serve(t, p.server, 80, 81)
 			dp := New(nil)
-			rs := serverRuleSet(f, ModeAudit)
+			rs := serverRuleSet(f, model.ModeAudit)
 			mustApply(t, dp, p.server, rs)
 			good, err := dialTCP(p.client, f.clients[0], ap(f.server, 80), time.Second)
 			if err != nil {
@@ -239,7 +242,7 @@ func TestAuditToEnforceCutsDisallowed(t *testing.T) {
 			if err := echo(bad, time.Second); err != nil {
 				t.Fatal(err)
 			}
-			rs.Mode = ModeEnforce
+			rs.Mode = model.ModeEnforce
 			res := mustApply(t, dp, p.server, rs)
 			if res.Cut != 1 {
 				t.Errorf("Apply cut %d conntrack entries, want 1", res.Cut)
@@ -261,15 +264,15 @@ func TestValidationFailureAndAdoption(t *testing.T) {
 	p := newPair(t)
 	serve(t, p.server, 80)
 	dp := New(nil)
-	rs := serverRuleSet(f, ModeEnforce)
+	rs := serverRuleSet(f, model.ModeEnforce)
 	mustApply(t, dp, p.server, rs)
 	if err := probeTCP(p.client, f.clients[0], ap(f.server, 80), time.Second); err != nil {
 		t.Fatal(err)
 	}
 	before := mustRead(t, dp, p.server)
 	bad := rs
-	bad.Ingress = append([]Entry{{Peer: f.lan, Protocol: ProtoTCP, Port: 0, EndPort: 5, RuleID: "bad"}}, rs.Ingress...)
-	bad.Mode = ModeObserve
+	bad.Ingress = append([]Entry{{Peer: f.lan, Protocol: model.ProtocolTCP, Port: 0, EndPort: 5, RuleID: "bad"}}, rs.Ingress...)
+	bad.Mode = model.ModeObserve
 	if _, err := dp.Apply(p.server.Path(), bad); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("Apply(invalid) = %v, want ErrInvalid", err)
 	}
@@ -283,7 +286,7 @@ func TestValidationFailureAndAdoption(t *testing.T) {
 	if res := mustApply(t, dp2, p.server, rs); !res.Unchanged {
 		t.Errorf("adoption: %+v, want Unchanged", res)
 	}
-	rs.Ingress = append(rs.Ingress, Entry{Peer: netip.MustParsePrefix("198.19.0.1/32"), Protocol: ProtoTCP, Port: 443, RuleID: "web"})
+	rs.Ingress = append(rs.Ingress, Entry{Peer: netip.MustParsePrefix("198.19.0.1/32"), Protocol: model.ProtocolTCP, Port: 443, RuleID: "web"})
 	res := mustApply(t, dp2, p.server, rs)
 	if res.Added != 1 || res.Deleted != 0 || res.Rebuilt || res.Rewritten || res.Created {
 		t.Errorf("adding one peer: %+v, want exactly one element added", res)
@@ -306,7 +309,7 @@ func TestDriftRestored(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs := serverRuleSet(f, ModeEnforce)
+	rs := serverRuleSet(f, model.ModeEnforce)
 	if _, err := r.Set("server", p.server.Path(), rs); err != nil {
 		t.Fatal(err)
 	}
@@ -372,12 +375,12 @@ func TestFailedEndpointIsolated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rsA, rsB := serverRuleSet(families[0], ModeAudit), serverRuleSet(families[1], ModeEnforce)
+	rsA, rsB := serverRuleSet(families[0], model.ModeAudit), serverRuleSet(families[1], model.ModeEnforce)
 	if _, err := r.Set("a", a.Path(), rsA); err != nil {
 		t.Fatal(err)
 	}
 	badB := rsB
-	badB.Ingress = []Entry{{Peer: families[1].lan, Protocol: ProtoICMPv6, Port: 1, RuleID: "x"}}
+	badB.Ingress = []Entry{{Peer: families[1].lan, Protocol: model.ProtocolICMPv6, Port: 1, RuleID: "x"}}
 	if _, err := r.Set("b", b.Path(), rsB); err != nil {
 		t.Fatal(err)
 	}
@@ -401,17 +404,17 @@ func TestFailedEndpointIsolated(t *testing.T) {
 // bigRuleSet returns n4 IPv4 and n6 IPv6 single-address TCP entries (from
 // 198.19.0.0/16 and 2001:db8:ffff::/48, away from the test LAN) plus the
 // rule set of serverRuleSet.
-func bigRuleSet(f family, mode Mode, n4, n6 int, salt int) RuleSet {
+func bigRuleSet(f family, mode model.Mode, n4, n6 int, salt int) RuleSet {
 	rs := serverRuleSet(f, mode)
 	for i := range n4 {
 		a := netip.AddrFrom4([4]byte{198, 19, byte(i >> 8), byte(i)})
-		rs.Ingress = append(rs.Ingress, Entry{Peer: netip.PrefixFrom(a, 32), Protocol: ProtoTCP, Port: 1000 + salt, RuleID: fmt.Sprintf("peer-%d", i%50)})
+		rs.Ingress = append(rs.Ingress, Entry{Peer: netip.PrefixFrom(a, 32), Protocol: model.ProtocolTCP, Port: 1000 + salt, RuleID: fmt.Sprintf("peer-%d", i%50)})
 	}
 	for i := range n6 {
 		a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, 14: byte(i >> 8), 15: byte(i)})
 		// A port range: these go to the interval (pipapo) map, the IPv4
 		// ones above to the exact (hash) map.
-		rs.Ingress = append(rs.Ingress, Entry{Peer: netip.PrefixFrom(a, 128), Protocol: ProtoTCP, Port: 1000 + salt, EndPort: 1001 + salt, RuleID: fmt.Sprintf("peer-%d", i%50)})
+		rs.Ingress = append(rs.Ingress, Entry{Peer: netip.PrefixFrom(a, 128), Protocol: model.ProtocolTCP, Port: 1000 + salt, EndPort: 1001 + salt, RuleID: fmt.Sprintf("peer-%d", i%50)})
 	}
 	return rs
 }
@@ -425,7 +428,7 @@ func TestLargeSetComplete(t *testing.T) {
 	p := newPair(t)
 	serve(t, p.server, 80, 81)
 	dp := New(nil)
-	rs := bigRuleSet(f, ModeEnforce, 10000, 10000, 0)
+	rs := bigRuleSet(f, model.ModeEnforce, 10000, 10000, 0)
 	res := mustApply(t, dp, p.server, rs)
 	if !res.Created || res.Added != 20003 {
 		t.Errorf("Apply: %+v, want created with 20003 elements", res)
@@ -447,7 +450,7 @@ func TestLargeSetComplete(t *testing.T) {
 	if err := probeTCP(p.client, f.clients[0], ap(f.server, 81), blocked); err == nil {
 		t.Errorf("disallowed connection got through with 20k elements")
 	}
-	rs.Ingress = append(rs.Ingress, Entry{Peer: netip.MustParsePrefix("198.18.200.1/32"), Protocol: ProtoUDP, Port: 5, RuleID: "one"})
+	rs.Ingress = append(rs.Ingress, Entry{Peer: netip.MustParsePrefix("198.18.200.1/32"), Protocol: model.ProtocolUDP, Port: 5, RuleID: "one"})
 	if res := mustApply(t, dp, p.server, rs); res.Added != 1 || res.Deleted != 0 || res.Rebuilt {
 		t.Errorf("one-peer update: %+v", res)
 	}
@@ -461,8 +464,8 @@ func TestConnectLoopDuringUpdates(t *testing.T) {
 	p := newPair(t)
 	serve(t, p.server, 80)
 	dp := New(nil)
-	a := bigRuleSet(f, ModeEnforce, 1000, 0, 0)
-	b := bigRuleSet(f, ModeAudit, 500, 500, 1)
+	a := bigRuleSet(f, model.ModeEnforce, 1000, 0, 0)
+	b := bigRuleSet(f, model.ModeAudit, 500, 500, 1)
 	b.LogAllowed = true
 	mustApply(t, dp, p.server, a)
 	var attempts, failures atomic.Int64
@@ -528,7 +531,7 @@ func TestNeighbourDiscoveryStrictEgress(t *testing.T) {
 	serve(t, p.server, 80)
 	serve(t, p.client, 81)
 	dp := New(nil)
-	rs := RuleSet{Name: "strict", Mode: ModeEnforce, Ingress: []Entry{{Peer: f.lan, Protocol: ProtoTCP, Port: 80, RuleID: "web"}}}
+	rs := RuleSet{Name: "strict", Mode: model.ModeEnforce, Ingress: []Entry{{Peer: f.lan, Protocol: model.ProtocolTCP, Port: 80, RuleID: "web"}}}
 	mustApply(t, dp, p.server, rs)
 	flushNeighbours(t, p.server)
 	flushNeighbours(t, p.client)

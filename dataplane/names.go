@@ -1,10 +1,5 @@
 package dataplane
 
-import (
-	"fmt"
-	"strings"
-)
-
 // Kernel object names. Tests and the read-back use these; nothing else in
 // the netns may create objects in TableName.
 const (
@@ -48,51 +43,8 @@ const (
 	SetEgressAny6    = "egress-any-v6"
 )
 
-// NFLOGGroup is the nfnetlink_log group every verdict record goes to.
-const NFLOGGroup = 18
-
-// Verdicts carried in log prefixes.
-const (
-	VerdictObserve   = "observe"    // observe mode: every new connection
-	VerdictAllow     = "allow"      // an entry allowed it (RuleSet.LogAllowed)
-	VerdictAuditDeny = "audit-deny" // audit mode: no entry allows it; let through
-	VerdictDeny      = "deny"       // enforce mode: no entry allows it; dropped
-)
-
-// LogPrefixPrefix starts every nanoseg log prefix.
-const LogPrefixPrefix = "nanoseg:"
-
-// LogPrefix returns the NFLOG prefix of a verdict record:
-// "nanoseg:<verdict>:<id>", where verdict is one of the Verdict constants
-// and id is the matching rule id, or the rule set's name when no entry
-// matched (audit-deny, deny, and observe without a match). It is at most
-// 127 bytes for ids that pass ValidID. The observer parses it with the same
-// grammar (see doc.go); ParseLogPrefix is its inverse.
-func LogPrefix(verdict, id string) string { return LogPrefixPrefix + verdict + ":" + id }
-
-// ParseLogPrefix splits a prefix made by LogPrefix into verdict and id.
-// It returns an error for anything else. A trailing NUL or space, as the
-// kernel may deliver, is ignored.
-func ParseLogPrefix(prefix string) (verdict, id string, err error) {
-	prefix = strings.TrimRight(prefix, "\x00 ")
-	rest, ok := strings.CutPrefix(prefix, LogPrefixPrefix)
-	if !ok {
-		return "", "", fmt.Errorf("parse log prefix %q: not nanoseg's", prefix)
-	}
-	verdict, id, ok = strings.Cut(rest, ":")
-	if !ok {
-		return "", "", fmt.Errorf("parse log prefix %q: no id", prefix)
-	}
-	switch verdict {
-	case VerdictObserve, VerdictAllow, VerdictAuditDeny, VerdictDeny:
-	default:
-		return "", "", fmt.Errorf("parse log prefix %q: unknown verdict %q", prefix, verdict)
-	}
-	if err := ValidID(id); err != nil {
-		return "", "", fmt.Errorf("parse log prefix %q: %w", prefix, err)
-	}
-	return verdict, id, nil
-}
+// Verdict records go to nfnetlink_log group verdictlog.Group with the
+// prefix verdictlog.Format(verdict, id): "nanoseg:<verdict>:<id>".
 
 // RuleChain returns the name of the chain and counter object of rule id.
 func RuleChain(id string) string { return RuleChainPrefix + id }

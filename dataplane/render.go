@@ -74,6 +74,9 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"golang.org/x/sys/unix"
+
+	"github.com/nanoseg/nanoseg/internal/verdictlog"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // Objects is a rendered rule set: everything Apply puts in one endpoint's
@@ -151,8 +154,8 @@ func Render(rs RuleSet) (*Objects, error) {
 	}
 	o.Rules = append(o.Rules, baseRules(in, true)...)
 	o.Rules = append(o.Rules, baseRules(out, false)...)
-	o.Rules = append(o.Rules, policyRules(ing, rs, Ingress)...)
-	o.Rules = append(o.Rules, policyRules(eg, rs, Egress)...)
+	o.Rules = append(o.Rules, policyRules(ing, rs, model.Ingress)...)
+	o.Rules = append(o.Rules, policyRules(eg, rs, model.Egress)...)
 	for _, id := range ruleIDs(rs) {
 		c := &nftables.Chain{Name: RuleChain(id), Table: t}
 		o.Chains = append(o.Chains, c)
@@ -186,7 +189,7 @@ func encodeElement(e Element) nftables.SetElement {
 	}
 	key := append(lo, plo, 0, 0, 0)
 	end := append(hi, phi, 0, 0, 0)
-	if e.Protocol != ProtoAny {
+	if e.Protocol != ProtocolAny {
 		key = binary.BigEndian.AppendUint16(key, e.PortFrom)
 		key = append(key, 0, 0)
 		end = binary.BigEndian.AppendUint16(end, e.PortTo)
@@ -268,7 +271,7 @@ func baseRules(c *nftables.Chain, in bool) []*nftables.Rule {
 // lookup returns the rule "meta nfproto F addr . meta l4proto [. th dport]
 // vmap @set".
 func lookup(c *nftables.Chain, d mapDef) *nftables.Rule {
-	name, id, v6, anyp, ingress := d.name, d.id, d.v6, d.kind == kindAny, d.dir == Ingress
+	name, id, v6, anyp, ingress := d.name, d.id, d.v6, d.kind == kindAny, d.dir == model.Ingress
 	nfproto, off, alen, proreg, portreg := byte(unix.NFPROTO_IPV4), uint32(12), uint32(4), uint32(reg32_01), uint32(reg32_02)
 	fam, field := "ipv4", "ip"
 	if v6 {
@@ -296,14 +299,14 @@ func lookup(c *nftables.Chain, d mapDef) *nftables.Rule {
 }
 
 func logExpr(prefix string) *expr.Log {
-	return &expr.Log{Key: 1<<unix.NFTA_LOG_PREFIX | 1<<unix.NFTA_LOG_GROUP, Group: NFLOGGroup, Data: []byte(prefix)}
+	return &expr.Log{Key: 1<<unix.NFTA_LOG_PREFIX | 1<<unix.NFTA_LOG_GROUP, Group: verdictlog.Group, Data: []byte(prefix)}
 }
 
 // policyRules returns the mode-dependent rules of the ingress or egress
 // chain c.
-func policyRules(c *nftables.Chain, rs RuleSet, dir Direction) []*nftables.Rule {
+func policyRules(c *nftables.Chain, rs RuleSet, dir model.Direction) []*nftables.Rule {
 	var rules []*nftables.Rule
-	if rs.Mode != ModeObserve {
+	if rs.Mode != model.ModeObserve {
 		rules = append(rules, rule(c, "meta l4proto != sctp ct state invalid drop",
 			append(append([]expr.Any{
 				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
@@ -316,16 +319,16 @@ func policyRules(c *nftables.Chain, rs RuleSet, dir Direction) []*nftables.Rule 
 		}
 	}
 	switch rs.Mode {
-	case ModeObserve:
-		p := LogPrefix(VerdictObserve, rs.Name)
-		rules = append(rules, rule(c, fmt.Sprintf("log prefix %q group %d", p, NFLOGGroup), logExpr(p)))
-	case ModeAudit:
-		p := LogPrefix(VerdictAuditDeny, rs.Name)
-		rules = append(rules, rule(c, fmt.Sprintf("log prefix %q group %d accept", p, NFLOGGroup), logExpr(p), accept()))
-	case ModeEnforce:
-		p := LogPrefix(VerdictDeny, rs.Name)
+	case model.ModeObserve:
+		p := verdictlog.Format(model.VerdictObserved, rs.Name)
+		rules = append(rules, rule(c, fmt.Sprintf("log prefix %q group %d", p, verdictlog.Group), logExpr(p)))
+	case model.ModeAudit:
+		p := verdictlog.Format(model.VerdictAuditDeny, rs.Name)
+		rules = append(rules, rule(c, fmt.Sprintf("log prefix %q group %d accept", p, verdictlog.Group), logExpr(p), accept()))
+	case model.ModeEnforce:
+		p := verdictlog.Format(model.VerdictDeny, rs.Name)
 		rules = append(rules,
-			rule(c, fmt.Sprintf("limit rate %d/second burst %d packets log prefix %q group %d", LogRate, LogBurst, p, NFLOGGroup),
+			rule(c, fmt.Sprintf("limit rate %d/second burst %d packets log prefix %q group %d", LogRate, LogBurst, p, verdictlog.Group),
 				&expr.Limit{Type: expr.LimitTypePkts, Rate: LogRate, Unit: expr.LimitTimeSecond, Burst: LogBurst}, logExpr(p)),
 			rule(c, "drop", &expr.Verdict{Kind: expr.VerdictDrop}))
 	}
@@ -336,16 +339,16 @@ func policyRules(c *nftables.Chain, rs RuleSet, dir Direction) []*nftables.Rule 
 func ruleChainRules(c *nftables.Chain, rs RuleSet, id string) []*nftables.Rule {
 	rules := []*nftables.Rule{rule(c, fmt.Sprintf("counter name %q", RuleChain(id)),
 		&expr.Objref{Type: int(nftables.ObjTypeCounter), Name: RuleChain(id)})}
-	verdict := ""
+	var verdict model.Verdict
 	switch {
-	case rs.Mode == ModeObserve:
-		verdict = VerdictObserve
+	case rs.Mode == model.ModeObserve:
+		verdict = model.VerdictObserved
 	case rs.LogAllowed:
-		verdict = VerdictAllow
+		verdict = model.VerdictAllow
 	}
 	if verdict != "" {
-		p := LogPrefix(verdict, id)
-		rules = append(rules, rule(c, fmt.Sprintf("log prefix %q group %d", p, NFLOGGroup), logExpr(p)))
+		p := verdictlog.Format(verdict, id)
+		rules = append(rules, rule(c, fmt.Sprintf("log prefix %q group %d", p, verdictlog.Group), logExpr(p)))
 	}
 	return append(rules, rule(c, "accept", accept()))
 }

@@ -13,6 +13,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/nftables"
+
+	"github.com/nanoseg/nanoseg/internal/verdictlog"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files under testdata/")
@@ -21,30 +24,30 @@ var pfx = netip.MustParsePrefix
 
 // goldenRuleSets are rendered into testdata/<name>.golden.
 var goldenRuleSets = map[string]RuleSet{
-	"observe": {Name: "shop/web", Mode: ModeObserve,
+	"observe": {Name: "shop/web", Mode: model.ModeObserve,
 		Ingress: []Entry{
-			{Peer: pfx("198.18.0.10/32"), Protocol: ProtoTCP, Port: 80, RuleID: "allow-http"},
-			{Peer: pfx("2001:db8::/64"), Protocol: ProtoTCP, Port: 443, RuleID: "allow-https"},
+			{Peer: pfx("198.18.0.10/32"), Protocol: model.ProtocolTCP, Port: 80, RuleID: "allow-http"},
+			{Peer: pfx("2001:db8::/64"), Protocol: model.ProtocolTCP, Port: 443, RuleID: "allow-https"},
 		},
-		Egress: []Entry{{Peer: pfx("198.18.1.0/24"), Protocol: ProtoUDP, Port: 53, RuleID: "dns"}},
+		Egress: []Entry{{Peer: pfx("198.18.1.0/24"), Protocol: model.ProtocolUDP, Port: 53, RuleID: "dns"}},
 	},
-	"audit-log-allowed": {Name: "shop/db", Mode: ModeAudit, LogAllowed: true,
+	"audit-log-allowed": {Name: "shop/db", Mode: model.ModeAudit, LogAllowed: true,
 		Ingress: []Entry{
-			{Peer: pfx("198.18.0.0/16"), Protocol: ProtoTCP, Port: 5432, EndPort: 5440, RuleID: "pg"},
-			{Peer: pfx("198.18.2.2/32"), Protocol: ProtoICMP, RuleID: "ping"},
-			{Peer: pfx("2001:db8:1::/48"), Protocol: ProtoICMPv6, RuleID: "ping6"},
+			{Peer: pfx("198.18.0.0/16"), Protocol: model.ProtocolTCP, Port: 5432, EndPort: 5440, RuleID: "pg"},
+			{Peer: pfx("198.18.2.2/32"), Protocol: model.ProtocolICMP, RuleID: "ping"},
+			{Peer: pfx("2001:db8:1::/48"), Protocol: model.ProtocolICMPv6, RuleID: "ping6"},
 		},
 	},
-	"enforce-overlap-sctp": {Name: "telco/amf", Mode: ModeEnforce,
+	"enforce-overlap-sctp": {Name: "telco/amf", Mode: model.ModeEnforce,
 		Ingress: []Entry{
-			{Peer: pfx("198.18.0.5/32"), Protocol: ProtoTCP, Port: 80, RuleID: "narrow"},
-			{Peer: pfx("198.18.0.0/24"), Protocol: ProtoTCP, Port: 1, EndPort: 1024, RuleID: "wide"},
-			{Peer: pfx("198.18.0.0/24"), Protocol: ProtoSCTP, Port: 38412, RuleID: "ngap"},
+			{Peer: pfx("198.18.0.5/32"), Protocol: model.ProtocolTCP, Port: 80, RuleID: "narrow"},
+			{Peer: pfx("198.18.0.0/24"), Protocol: model.ProtocolTCP, Port: 1, EndPort: 1024, RuleID: "wide"},
+			{Peer: pfx("198.18.0.0/24"), Protocol: model.ProtocolSCTP, Port: 38412, RuleID: "ngap"},
 			{Peer: pfx("198.18.3.0/24"), RuleID: "any-proto"},
-			{Peer: pfx("198.18.3.7/32"), Protocol: ProtoUDP, Port: 9, RuleID: "shadowed-by-any"},
-			{Peer: pfx("2001:db8::1/128"), Protocol: ProtoSCTP, Port: 36412, EndPort: 36422, RuleID: "s1ap"},
+			{Peer: pfx("198.18.3.7/32"), Protocol: model.ProtocolUDP, Port: 9, RuleID: "shadowed-by-any"},
+			{Peer: pfx("2001:db8::1/128"), Protocol: model.ProtocolSCTP, Port: 36412, EndPort: 36422, RuleID: "s1ap"},
 		},
-		Egress: []Entry{{Peer: pfx("0.0.0.0/0"), Protocol: ProtoTCP, Port: 443, RuleID: "web-out"}},
+		Egress: []Entry{{Peer: pfx("0.0.0.0/0"), Protocol: model.ProtocolTCP, Port: 443, RuleID: "web-out"}},
 	},
 }
 
@@ -120,22 +123,22 @@ func TestRenderIsDeterministic(t *testing.T) {
 func TestValidateReportsEveryBadEntry(t *testing.T) {
 	rs := RuleSet{Name: "bad name!", Mode: "lockdown",
 		Ingress: []Entry{
-			{Peer: pfx("198.18.0.1/32"), Protocol: ProtoTCP, Port: 80, RuleID: "ok"},
-			{Peer: pfx("198.18.0.1/32"), Protocol: ProtoTCP, Port: 70000, RuleID: "port-high"},
-			{Peer: pfx("198.18.0.1/32"), Protocol: ProtoTCP, Port: -1, RuleID: "port-negative"},
-			{Peer: pfx("198.18.0.1/32"), Protocol: ProtoUDP, Port: 90, EndPort: 80, RuleID: "end-before-start"},
-			{Peer: pfx("198.18.0.1/32"), Protocol: ProtoUDP, EndPort: 80, RuleID: "end-without-port"},
-			{Peer: netip.Prefix{}, Protocol: ProtoTCP, Port: 1, RuleID: "no-prefix"},
-			{Peer: pfx("198.18.0.1/32"), Protocol: ProtoICMP, Port: 8, RuleID: "icmp-port"},
-			{Peer: pfx("198.18.0.1/32"), Protocol: ProtoAny, Port: 8, RuleID: "any-port"},
-			{Peer: pfx("2001:db8::1/128"), Protocol: ProtoICMP, RuleID: "icmp-v6-peer"},
-			{Peer: pfx("198.18.0.1/32"), Protocol: ProtoICMPv6, RuleID: "icmpv6-v4-peer"},
+			{Peer: pfx("198.18.0.1/32"), Protocol: model.ProtocolTCP, Port: 80, RuleID: "ok"},
+			{Peer: pfx("198.18.0.1/32"), Protocol: model.ProtocolTCP, Port: 70000, RuleID: "port-high"},
+			{Peer: pfx("198.18.0.1/32"), Protocol: model.ProtocolTCP, Port: -1, RuleID: "port-negative"},
+			{Peer: pfx("198.18.0.1/32"), Protocol: model.ProtocolUDP, Port: 90, EndPort: 80, RuleID: "end-before-start"},
+			{Peer: pfx("198.18.0.1/32"), Protocol: model.ProtocolUDP, EndPort: 80, RuleID: "end-without-port"},
+			{Peer: netip.Prefix{}, Protocol: model.ProtocolTCP, Port: 1, RuleID: "no-prefix"},
+			{Peer: pfx("198.18.0.1/32"), Protocol: model.ProtocolICMP, Port: 8, RuleID: "icmp-port"},
+			{Peer: pfx("198.18.0.1/32"), Protocol: ProtocolAny, Port: 8, RuleID: "any-port"},
+			{Peer: pfx("2001:db8::1/128"), Protocol: model.ProtocolICMP, RuleID: "icmp-v6-peer"},
+			{Peer: pfx("198.18.0.1/32"), Protocol: model.ProtocolICMPv6, RuleID: "icmpv6-v4-peer"},
 			{Peer: pfx("198.18.0.1/32"), Protocol: "gre", RuleID: "unknown-proto"},
 			{Peer: pfx("::ffff:198.18.0.1/128"), RuleID: "mapped"},
 		},
 		Egress: []Entry{
 			{Peer: pfx("198.18.0.1/32"), RuleID: "has:colon"},
-			{Peer: pfx("198.18.0.1/32"), RuleID: strings.Repeat("x", MaxIDLen+1)},
+			{Peer: pfx("198.18.0.1/32"), RuleID: strings.Repeat("x", verdictlog.MaxIDLen+1)},
 			{Peer: pfx("198.18.0.1/32"), RuleID: ""},
 		},
 	}
@@ -144,41 +147,19 @@ func TestValidateReportsEveryBadEntry(t *testing.T) {
 		t.Fatalf("Validate = %v, want ErrInvalid", err)
 	}
 	msg := err.Error()
-	for _, want := range []string{`mode "lockdown"`, "name: id", "ingress[1]", "port 70000", "ingress[2]", "ingress[3]", "end port 80 before port 90",
-		"ingress[4]", "end port 80 without a port", "ingress[5]", "invalid peer prefix", "ingress[6]", "port on protocol icmp",
-		"ingress[7]", "port on protocol any", "ingress[8]", "icmp with an IPv6 peer", "ingress[9]", "icmpv6 with an IPv4 peer",
-		"ingress[10]", `unknown protocol "gre"`, "ingress[11]", "IPv4-mapped", "egress[0]", `character ':'`, "egress[1]", "more than 100", "egress[2]", "empty id"} {
+	for _, want := range []string{`mode "lockdown"`, "name: id", "Ingress[1]", "port 70000", "Ingress[2]", "Ingress[3]", "end port 80 before port 90",
+		"Ingress[4]", "end port 80 without a port", "Ingress[5]", "invalid peer prefix", "Ingress[6]", "port on protocol ICMP",
+		"Ingress[7]", "port on protocol any", "Ingress[8]", "ICMP with an IPv6 peer", "Ingress[9]", "ICMPv6 with an IPv4 peer",
+		"Ingress[10]", `unknown protocol "gre"`, "Ingress[11]", "IPv4-mapped", "Egress[0]", `character ':'`, "Egress[1]", "more than 100", "Egress[2]", "empty id"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error does not mention %q:\n%s", want, msg)
 		}
 	}
-	if strings.Contains(msg, "ingress[0]") {
+	if strings.Contains(msg, "Ingress[0]") {
 		t.Errorf("error names the valid entry ingress[0]:\n%s", msg)
 	}
 	if _, err := Render(rs); !errors.Is(err, ErrInvalid) {
 		t.Errorf("Render of invalid rule set = %v, want ErrInvalid", err)
-	}
-}
-
-func TestLogPrefix(t *testing.T) {
-	long := strings.Repeat("a", MaxIDLen)
-	for _, v := range []string{VerdictObserve, VerdictAllow, VerdictAuditDeny, VerdictDeny} {
-		p := LogPrefix(v, long)
-		if len(p) > 127 {
-			t.Errorf("LogPrefix(%s, max id) is %d bytes, more than 127", v, len(p))
-		}
-		gv, gid, err := ParseLogPrefix(p + "\x00")
-		if err != nil || gv != v || gid != long {
-			t.Errorf("ParseLogPrefix(LogPrefix(%s)) = %q, %q, %v", v, gv, gid, err)
-		}
-	}
-	if got := LogPrefix(VerdictDeny, "shop/web"); got != "nanoseg:deny:shop/web" {
-		t.Errorf("LogPrefix = %q", got)
-	}
-	for _, bad := range []string{"other:deny:x", "nanoseg:deny", "nanoseg:maybe:x", "nanoseg:deny:a:b"} {
-		if _, _, err := ParseLogPrefix(bad); err == nil {
-			t.Errorf("ParseLogPrefix(%q) succeeded", bad)
-		}
 	}
 }
 
@@ -206,7 +187,7 @@ func TestElementsDisjointFirstWins(t *testing.T) {
 		{"198.18.3.7", 17, 9, "any-proto"}, {"198.18.3.255", 47, 0, "any-proto"}, {"198.18.0.9", 132, 38412, "ngap"},
 		{"2001:db8::1", 132, 36422, "s1ap"}, {"2001:db8::1", 132, 36423, ""},
 	} {
-		id, _ := rs.Allows(Ingress, netip.MustParseAddr(p.addr), p.proto, p.port)
+		id, _ := rs.Allows(model.Ingress, netip.MustParseAddr(p.addr), p.proto, p.port)
 		if id != p.want {
 			t.Errorf("Allows(%s %d %d) = %q, want %q", p.addr, p.proto, p.port, id, p.want)
 		}
@@ -215,11 +196,11 @@ func TestElementsDisjointFirstWins(t *testing.T) {
 	kinds:
 		for _, k := range []mapKind{kindAny, kindExact, kindRange} {
 			for _, e := range els {
-				if e.Dir != Ingress || e.kind() != k || !e.Peer.Contains(a) {
+				if e.Dir != model.Ingress || e.kind() != k || !e.Peer.Contains(a) {
 					continue
 				}
 				n, _ := e.Protocol.Number()
-				if e.Protocol == ProtoAny || n == p.proto && p.port >= e.PortFrom && p.port <= e.PortTo {
+				if e.Protocol == ProtocolAny || n == p.proto && p.port >= e.PortFrom && p.port <= e.PortTo {
 					got = e.RuleID
 					break kinds
 				}

@@ -6,80 +6,30 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
-	"strings"
+
+	"github.com/nanoseg/nanoseg/internal/verdictlog"
+	"github.com/nanoseg/nanoseg/model"
 )
 
-// Mode says what an endpoint's table does with new connections that no
-// entry allows. The three values are DESIGN.md's modes.
-type Mode string
+// ProtocolAny is the protocol of an entry (and of a read-back element)
+// that matches every protocol and takes no port; an Entry may also leave
+// Protocol empty for it. Named protocols are model's (TCP, UDP, SCTP, ICMP
+// for IPv4 peers, ICMPv6 for IPv6 peers); nft(8) spells them in lower case.
+const ProtocolAny model.Protocol = "any"
 
-const (
-	// ModeObserve filters nothing and logs every new connection (verdict
-	// "observe", with the matching rule id or the rule set's name).
-	ModeObserve Mode = "observe"
-	// ModeAudit lets every connection through and logs new connections no
-	// entry allows (verdict "audit-deny").
-	ModeAudit Mode = "audit"
-	// ModeEnforce drops new connections no entry allows and logs them,
-	// rate-limited (verdict "deny").
-	ModeEnforce Mode = "enforce"
-)
-
-// Protocol is the layer-4 protocol of an entry, in lower case as nft(8)
-// spells it; ProtoAny matches every protocol and takes no port.
-type Protocol string
-
-const (
-	ProtoAny    Protocol = "any"
-	ProtoTCP    Protocol = "tcp"
-	ProtoUDP    Protocol = "udp"
-	ProtoSCTP   Protocol = "sctp"
-	ProtoICMP   Protocol = "icmp"   // IPv4 peers only
-	ProtoICMPv6 Protocol = "icmpv6" // IPv6 peers only
-)
-
-// Number returns the IANA protocol number of p (the value of nft's
-// `meta l4proto`) and whether p is a known single protocol. ProtoAny and
-// unknown values return false.
-func (p Protocol) Number() (uint8, bool) {
-	switch p {
-	case ProtoTCP:
-		return 6, true
-	case ProtoUDP:
-		return 17, true
-	case ProtoSCTP:
-		return 132, true
-	case ProtoICMP:
-		return 1, true
-	case ProtoICMPv6:
-		return 58, true
-	}
-	return 0, false
+// knownProtocol reports whether p is one an entry may name.
+func knownProtocol(p model.Protocol) bool {
+	return p == ProtocolAny || slices.Contains(model.Protocols, p)
 }
 
-// HasPorts reports whether entries of p may name a port (TCP, UDP, SCTP).
-func (p Protocol) HasPorts() bool {
-	return p == ProtoTCP || p == ProtoUDP || p == ProtoSCTP
-}
-
-// protocolOf maps an IANA protocol number back to a Protocol ("" if none).
-func protocolOf(n uint8) Protocol {
-	for _, p := range []Protocol{ProtoTCP, ProtoUDP, ProtoSCTP, ProtoICMP, ProtoICMPv6} {
-		if v, _ := p.Number(); v == n {
-			return p
-		}
+// protocolOf maps an IANA protocol number back to a named protocol ("" if
+// none).
+func protocolOf(n uint8) model.Protocol {
+	if p := model.ProtocolFromNumber(n); slices.Contains(model.Protocols, p) {
+		return p
 	}
 	return ""
 }
-
-// Direction is ingress (traffic to the endpoint, matched on its source
-// address) or egress (traffic from it, matched on its destination address).
-type Direction string
-
-const (
-	Ingress Direction = "ingress"
-	Egress  Direction = "egress"
-)
 
 // Entry allows one peer on one protocol and port or port range, and
 // carries the id of the policy rule it came from.
@@ -88,17 +38,17 @@ const (
 // ports; EndPort 0 means the single port Port; otherwise the inclusive range
 // Port..EndPort. Ports apply to TCP, UDP and SCTP only.
 type Entry struct {
-	Peer     netip.Prefix `json:"peer"`              // IPv4 or IPv6 address or prefix
-	Protocol Protocol     `json:"protocol"`          // "" means ProtoAny
-	Port     int          `json:"port,omitempty"`    // 1..65535, or 0 for all ports
-	EndPort  int          `json:"endPort,omitempty"` // Port..65535, or 0
-	RuleID   string       `json:"ruleID"`            // see ValidID
+	Peer     netip.Prefix   `json:"peer"`              // IPv4 or IPv6 address or prefix
+	Protocol model.Protocol `json:"protocol"`          // "" means ProtocolAny
+	Port     int            `json:"port,omitempty"`    // 1..65535, or 0 for all ports
+	EndPort  int            `json:"endPort,omitempty"` // Port..65535, or 0
+	RuleID   string         `json:"ruleID"`            // see verdictlog.ValidID
 }
 
-// proto returns e.Protocol with "" read as ProtoAny.
-func (e Entry) proto() Protocol {
+// proto returns e.Protocol with "" read as ProtocolAny.
+func (e Entry) proto() model.Protocol {
 	if e.Protocol == "" {
-		return ProtoAny
+		return ProtocolAny
 	}
 	return e.Protocol
 }
@@ -130,10 +80,10 @@ func (e Entry) String() string {
 // dataplane understands (DESIGN.md, "Words").
 type RuleSet struct {
 	// Name identifies the endpoint's rule set; it is the id of the
-	// verdict log for connections no entry allows (see LogPrefix), so it
+	// verdict log for connections no entry allows (see verdictlog.Format), so it
 	// obeys ValidID.
-	Name string `json:"name"`
-	Mode Mode   `json:"mode"`
+	Name string     `json:"name"`
+	Mode model.Mode `json:"mode"`
 	// LogAllowed also logs new connections an entry allows, with verdict
 	// "allow" and the entry's rule id, in audit and enforce mode.
 	LogAllowed bool    `json:"logAllowed,omitempty"`
@@ -156,30 +106,9 @@ func (rs RuleSet) LogValue() slog.Value {
 		slog.Int("ingress", len(rs.Ingress)), slog.Int("egress", len(rs.Egress)))
 }
 
-// MaxIDLen is the longest rule id or rule set name, in bytes: the longest
-// log prefix, "nanoseg:audit-deny:" plus the id, then stays within the
-// kernel's 127 usable bytes (NF_LOG_PREFIXLEN 128 with the NUL), and a rule
-// chain name "rule-<id>" within NFT_NAME_MAXLEN.
-const MaxIDLen = 100
-
-// ValidID reports whether id can be a rule id or rule set name: 1 to
-// MaxIDLen bytes of ASCII letters, digits, '.', '_', '-' and '/'. The colon
-// is excluded because it separates the fields of a log prefix.
-func ValidID(id string) error {
-	if id == "" {
-		return errors.New("empty id")
-	}
-	if len(id) > MaxIDLen {
-		return fmt.Errorf("id %.20q... is %d bytes, more than %d", id, len(id), MaxIDLen)
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("._-/", c) >= 0) {
-			return fmt.Errorf("id %q: character %q not in [A-Za-z0-9._/-]", id, c)
-		}
-	}
-	return nil
-}
+// Rule ids and rule set names obey verdictlog.ValidID: 1 to
+// verdictlog.MaxIDLen bytes of [A-Za-z0-9._/-], so that the log prefix and
+// the rule chain name "rule-<id>" fit the kernel's limits.
 
 // ErrInvalid is wrapped by every error Validate returns.
 var ErrInvalid = errors.New("invalid rule set")
@@ -194,14 +123,14 @@ var ErrInvalid = errors.New("invalid rule set")
 func (rs RuleSet) Validate() error {
 	var errs []error
 	switch rs.Mode {
-	case ModeObserve, ModeAudit, ModeEnforce:
+	case model.ModeObserve, model.ModeAudit, model.ModeEnforce:
 	default:
 		errs = append(errs, fmt.Errorf("mode %q: want observe, audit or enforce", rs.Mode))
 	}
-	if err := ValidID(rs.Name); err != nil {
+	if err := verdictlog.ValidID(rs.Name); err != nil {
 		errs = append(errs, fmt.Errorf("name: %w", err))
 	}
-	check := func(dir Direction, i int, e Entry) {
+	check := func(dir model.Direction, i int, e Entry) {
 		bad := func(format string, a ...any) {
 			errs = append(errs, fmt.Errorf("%s[%d] (%s): %s", dir, i, e, fmt.Sprintf(format, a...)))
 		}
@@ -211,15 +140,15 @@ func (rs RuleSet) Validate() error {
 			bad("IPv4-mapped IPv6 peer; use the IPv4 form")
 		}
 		p := e.proto()
-		if _, ok := p.Number(); !ok && p != ProtoAny {
+		if !knownProtocol(p) {
 			bad("unknown protocol %q", e.Protocol)
 		}
 		if e.Peer.IsValid() {
-			if p == ProtoICMP && e.Peer.Addr().Is6() {
-				bad("icmp with an IPv6 peer; use icmpv6")
+			if p == model.ProtocolICMP && e.Peer.Addr().Is6() {
+				bad("ICMP with an IPv6 peer; use ICMPv6")
 			}
-			if p == ProtoICMPv6 && e.Peer.Addr().Is4() {
-				bad("icmpv6 with an IPv4 peer; use icmp")
+			if p == model.ProtocolICMPv6 && e.Peer.Addr().Is4() {
+				bad("ICMPv6 with an IPv4 peer; use ICMP")
 			}
 		}
 		if e.Port < 0 || e.Port > 65535 {
@@ -238,15 +167,15 @@ func (rs RuleSet) Validate() error {
 		if (e.Port != 0 || e.EndPort != 0) && !p.HasPorts() {
 			bad("port on protocol %s, which has none", p)
 		}
-		if err := ValidID(e.RuleID); err != nil {
+		if err := verdictlog.ValidID(e.RuleID); err != nil {
 			bad("rule id: %v", err)
 		}
 	}
 	for i, e := range rs.Ingress {
-		check(Ingress, i, e)
+		check(model.Ingress, i, e)
 	}
 	for i, e := range rs.Egress {
-		check(Egress, i, e)
+		check(model.Egress, i, e)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
@@ -261,9 +190,9 @@ func (rs RuleSet) Validate() error {
 // the rest, first match within each). The mode is not
 // consulted. It is the Go twin of the kernel lookup, used to decide which
 // established connections a tightening cuts.
-func (rs RuleSet) Allows(dir Direction, peer netip.Addr, proto uint8, port uint16) (string, bool) {
+func (rs RuleSet) Allows(dir model.Direction, peer netip.Addr, proto uint8, port uint16) (string, bool) {
 	entries := rs.Ingress
-	if dir == Egress {
+	if dir == model.Egress {
 		entries = rs.Egress
 	}
 	peer = peer.Unmap()
@@ -275,7 +204,7 @@ func (rs RuleSet) Allows(dir Direction, peer netip.Addr, proto uint8, port uint1
 			if entryKind(e) != kind || !e.Peer.Masked().Contains(peer) {
 				continue
 			}
-			if p := e.proto(); p != ProtoAny {
+			if p := e.proto(); p != ProtocolAny {
 				if n, _ := p.Number(); n != proto {
 					continue
 				}

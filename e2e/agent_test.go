@@ -20,8 +20,7 @@ import (
 
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/lab"
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
-	"github.com/nanoseg/nanoseg/store"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // agentEnv is one lab with an agent, for the story tests.
@@ -148,7 +147,7 @@ func TestAgentStory(t *testing.T) {
 		}
 		return nil
 	})
-	if st := e.status()["shop/db"]; st.Mode != v1alpha1.ModeAudit || st.WouldDeny == 0 {
+	if st := e.status()["shop/db"]; st.Mode != model.ModeAudit || st.WouldDeny == 0 {
 		t.Errorf("shop/db in audit: %+v; want mode audit and would-deny > 0", st)
 	}
 	e.mustRun("lab", "check", "--name", e.name)
@@ -175,7 +174,7 @@ func TestAgentStory(t *testing.T) {
 	})
 	e.mustRun("lab", "check", "--name", e.name)
 	for w, st := range e.status() {
-		if st.Mode != v1alpha1.ModeEnforce || st.Revision != 1 {
+		if st.Mode != model.ModeEnforce || st.Revision != 1 {
 			t.Errorf("%s: mode %s revision %d, want enforce 1", w, st.Mode, st.Revision)
 		}
 	}
@@ -199,7 +198,7 @@ func TestAgentStory(t *testing.T) {
 	if !strings.Contains(out, "enforce rev 1 -> audit rev 1") {
 		t.Fatalf("rollback of shop/db:\n%s", out)
 	}
-	if st := e.status()["shop/db"]; st.Mode != v1alpha1.ModeAudit {
+	if st := e.status()["shop/db"]; st.Mode != model.ModeAudit {
 		t.Fatalf("after rollback shop/db is %s, want audit", st.Mode)
 	}
 	// The intruder's own egress still enforces; shop/db's ingress no longer does.
@@ -207,11 +206,11 @@ func TestAgentStory(t *testing.T) {
 	e.mustRun("lab", "probe", "--name", e.name, "--from", "shop/intruder", "--to", "shop/db", "--no-dns", "--port", "5432")
 	e.mustRun("promote", "shop/db", "--to", "enforce", "--reason", "after rollback")
 	e.mustRun("promote", "shop/intruder", "--to", "enforce", "--reason", "after rollback")
-	var hist []store.Promotion
+	var hist []model.Promotion
 	if err := json.Unmarshal([]byte(e.mustRun("history", "shop/db", "-o", "json")), &hist); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(hist); n != 4 || hist[2].Action != store.ActionRollback || hist[2].Undoes != hist[1].Seq {
+	if n := len(hist); n != 4 || hist[2].Action != model.ActionRollback || hist[2].Undoes != hist[1].Seq {
 		t.Errorf("shop/db history after rollback: %+v", hist)
 	}
 
@@ -263,7 +262,7 @@ func TestAgentStory(t *testing.T) {
 		t.Errorf("history changed across the restart")
 	}
 	for w, st := range e.status() {
-		if st.Mode != v1alpha1.ModeEnforce || st.Revision != 1 {
+		if st.Mode != model.ModeEnforce || st.Revision != 1 {
 			t.Errorf("after restart %s: mode %s revision %d, want enforce 1", w, st.Mode, st.Revision)
 		}
 		for _, ep := range st.Endpoints {
@@ -304,7 +303,7 @@ func TestAgentKillDuringPromotion(t *testing.T) {
 	e.mustRun("lab", "edges", "--name", e.name, "--wait", "40s")
 	e.mustRun("policy", "propose")
 	e.mustRun("promote", "shop/db", "--to", "audit", "--reason", "start")
-	modes := []v1alpha1.Mode{v1alpha1.ModeEnforce, v1alpha1.ModeAudit}
+	modes := []model.Mode{model.ModeEnforce, model.ModeAudit}
 	for i, delay := range []time.Duration{0, 2 * time.Millisecond, 10 * time.Millisecond, 40 * time.Millisecond} {
 		before := e.status()["shop/db"].Mode
 		to := modes[i%2]
@@ -333,7 +332,7 @@ func TestAgentKillDuringPromotion(t *testing.T) {
 		// The kernel enforces what the store says: the intruder gets
 		// through in audit and not in enforce.
 		_, err := e.run("lab", "probe", "--name", e.name, "--from", "shop/intruder", "--to", "shop/db", "--no-dns", "--port", "5432", "--timeout", "1s")
-		if (err == nil) != (st.Mode == v1alpha1.ModeAudit) {
+		if (err == nil) != (st.Mode == model.ModeAudit) {
 			t.Errorf("kill after %s: store says %s but the intruder probe got err=%v", delay, st.Mode, err)
 		}
 		if _, err := e.run("history"); err != nil {
@@ -341,11 +340,11 @@ func TestAgentKillDuringPromotion(t *testing.T) {
 		}
 	}
 	// The history still verifies as a chain.
-	var hist []store.Promotion
+	var hist []model.Promotion
 	if err := json.Unmarshal([]byte(e.mustRun("history", "-o", "json")), &hist); err != nil {
 		t.Fatal(err)
 	}
-	if err := store.VerifyPromotions(hist); err != nil {
+	if err := model.VerifyPromotions(hist); err != nil {
 		t.Errorf("history after kills: %v", err)
 	}
 

@@ -22,8 +22,8 @@ import (
 	"github.com/nanoseg/nanoseg/client"
 	"github.com/nanoseg/nanoseg/dataplane"
 	"github.com/nanoseg/nanoseg/evidence"
-	"github.com/nanoseg/nanoseg/inventory"
 	"github.com/nanoseg/nanoseg/lab"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // TestEvidence runs the compliance evidence path on the shop lab after
@@ -86,7 +86,7 @@ func TestEvidence(t *testing.T) {
 	api := client.New(sock, "")
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		var eps []inventory.Endpoint
+		var eps []model.Endpoint
 		err := api.Do(context.Background(), "GET", "/v1/inventory", nil, nil, &eps)
 		if err == nil {
 			break
@@ -189,7 +189,7 @@ func TestEvidence(t *testing.T) {
 			continue
 		}
 		for _, p := range r.Programmed {
-			if p.Direction == "ingress" && p.Peer == apiEp.IPv4.String()+"/32" && p.Protocol == "tcp" && p.PortFrom <= 5432 && p.PortTo >= 5432 {
+			if p.Direction == "Ingress" && p.Peer == apiEp.IPv4.String()+"/32" && p.Protocol == "TCP" && p.PortFrom <= 5432 && p.PortTo >= 5432 {
 				ruleID = p.RuleID
 			}
 		}

@@ -16,7 +16,7 @@ import (
 	"github.com/nanoseg/nanoseg/dataplane"
 	"github.com/nanoseg/nanoseg/internal/nettest"
 	"github.com/nanoseg/nanoseg/internal/nsenter"
-	"github.com/nanoseg/nanoseg/inventory"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // TestAgentPicksUpEndpoints runs the agent on a labels file that names a
@@ -56,17 +56,17 @@ endpoints:
 		}
 	})
 	env := []string{"NANOSEG_SERVER=" + sock}
-	inventory := func() []inventory.Endpoint {
+	inventory := func() []model.Endpoint {
 		out, err := nanoseg(t, dir, env, "status", "-o", "json")
 		if err != nil {
 			return nil
 		}
 		var st []controller.WorkloadStatus
 		_ = json.Unmarshal([]byte(out), &st)
-		var eps []inventory.Endpoint
+		var eps []model.Endpoint
 		for _, s := range st {
 			for _, e := range s.Endpoints {
-				eps = append(eps, inventory.Endpoint{Netns: e.Netns, Workload: s.Workload})
+				eps = append(eps, model.Endpoint{Netns: e.Netns, Workload: s.Workload})
 			}
 		}
 		return eps
@@ -94,7 +94,7 @@ endpoints:
 			return fmt.Errorf("inventory after the netns appeared: %v", eps)
 		}
 		st, err := dataplane.New(nil).Read(nsenter.Path(name))
-		if err != nil || !st.Present || st.RuleSet.Mode != dataplane.ModeObserve {
+		if err != nil || !st.Present || st.RuleSet.Mode != model.ModeObserve {
 			return fmt.Errorf("table in the new netns: %+v, %v", st, err)
 		}
 		return nil

@@ -6,13 +6,13 @@ import (
 	"time"
 
 	"github.com/nanoseg/nanoseg/dataplane"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
 // RuleOf returns a verdict-map element in bundle terms.
 func RuleOf(e dataplane.Element) Rule {
-	return Rule{Direction: string(e.Dir), Peer: e.Peer.String(), Protocol: string(e.Protocol), PortFrom: int(e.PortFrom), PortTo: int(e.PortTo), RuleID: e.RuleID}
+	return Rule{Direction: e.Dir, Peer: e.Peer.String(), Protocol: e.Protocol, PortFrom: int(e.PortFrom), PortTo: int(e.PortTo), RuleID: e.RuleID}
 }
 
 // String renders r as "ingress 198.18.0.5/32 tcp 5432 rule ID".
@@ -199,22 +199,22 @@ func Reach(world policies.World, set policies.PolicySet, targets []ReachTarget, 
 				to = d.Pods[1]
 			}
 			for _, p := range d.Ports {
-				conn := policies.Connection{From: policies.Endpoint{Pod: from}, To: policies.Endpoint{Pod: to}, Protocol: v1alpha1.Protocol(p.Protocol), Port: int32(p.Port)}
+				conn := policies.Connection{From: policies.ConnEnd{Pod: from}, To: policies.ConnEnd{Pod: to}, Protocol: model.Protocol(p.Protocol), Port: int32(p.Port)}
 				v := policies.Evaluate(world, set, conn)
 				key := [2]string{s.Workload, d.Workload}
 				pairs[key] = true
 				r.PathsTotal++
 				r.PathsBefore++
 				pairsBefore[key] = true
-				if v.Action != policies.Deny {
+				if v.Action != model.VerdictDeny {
 					r.PathsNow++
 					pairsNow[key] = true
 				}
-				if v.Action == policies.AuditDeny {
+				if v.Action == model.VerdictAuditDeny {
 					r.PathsAuditOnly++
 				}
 				r.Rows = append(r.Rows, ReachPath{Source: s.Workload, Destination: d.Workload, Port: p.Port, Protocol: p.Protocol,
-					Before: string(policies.Allow), Now: string(v.Action), Reason: v.Reason()})
+					Before: model.VerdictAllow, Now: v.Action, Reason: v.Reason()})
 			}
 		}
 	}

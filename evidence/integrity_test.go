@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nanoseg/nanoseg/dataplane"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 func testKey(t *testing.T) ed25519.PrivateKey {
@@ -31,9 +32,9 @@ func sampleBundle() *Bundle {
 	return &Bundle{
 		Meta:      Meta{GeneratedAt: at, Host: "h", Agent: "dev", Window: Duration(time.Hour), WindowStart: at.Add(-time.Hour), RequestedBy: "root"},
 		Inventory: []Workload{{Key: "shop/api", Namespace: "shop", Name: "api", Identity: map[string]string{"app": "api"}, Endpoints: []Endpoint{{Netns: "n-api", Addrs: []string{"198.18.0.2"}, Ports: []Port{{Name: "http", Port: 8080, Protocol: "TCP"}}}}}},
-		Policies: Policies{History: []Promotion{{Seq: 1, At: at, Who: "root", Workload: "shop/api", Action: "promote", ToMode: "enforce", ToRevision: 1, Hash: "ab"}},
+		Policies: Policies{History: []model.Promotion{{Seq: 1, At: at, Who: "root", Workload: "shop/api", Action: "promote", ToMode: "enforce", ToRevision: 1, Hash: "ab"}},
 			Chain: ChainCheck{Events: 1, Verified: true}},
-		Denied: Denied{Events: []VerdictEvent{{At: at, Verdict: "deny", Source: "shop/intruder", Destination: "shop/db", Protocol: "tcp", Port: 5432, RuleID: "x"}}},
+		Denied: Denied{Events: []model.VerdictEvent{{At: at, Verdict: "deny", Source: "shop/intruder", Destination: "shop/db", Protocol: model.ProtocolTCP, Port: 5432, RuleID: "x"}}},
 		Probes: &ProbeRun{Probed: 1, Results: []Probe{{Source: "shop/api", Destination: "shop/db", Outcome: "connected", Match: true}}},
 	}
 }
@@ -227,7 +228,7 @@ func TestVerifyHistoryHook(t *testing.T) {
 	key := testKey(t)
 	dir, _ := writeBundle(t, key, 1, nil)
 	_, err := Verify(dir, VerifyOptions{CheckHistory: func(raw []byte) error {
-		var ps []Promotion
+		var ps []model.Promotion
 		if err := json.Unmarshal(raw, &ps); err != nil {
 			return err
 		}
@@ -313,9 +314,9 @@ func TestChainHeadRoundTrip(t *testing.T) {
 
 func TestDriftAndCounters(t *testing.T) {
 	pfx := netip.MustParsePrefix("198.18.0.2/32")
-	desired := dataplane.RuleSet{Name: "shop/db", Mode: dataplane.ModeEnforce, Ingress: []dataplane.Entry{
-		{Peer: pfx, Protocol: dataplane.ProtoTCP, Port: 5432, RuleID: "r1"},
-		{Peer: pfx, Protocol: dataplane.ProtoTCP, Port: 9090, RuleID: "r2"}}}
+	desired := dataplane.RuleSet{Name: "shop/db", Mode: model.ModeEnforce, Ingress: []dataplane.Entry{
+		{Peer: pfx, Protocol: model.ProtocolTCP, Port: 5432, RuleID: "r1"},
+		{Peer: pfx, Protocol: model.ProtocolTCP, Port: 9090, RuleID: "r2"}}}
 	elems := dataplane.Elements(desired)
 	words, missing, extra := Drift(true, false, desired, elems[1:], desired)
 	if len(missing) != 1 || len(extra) != 0 || len(words) != 1 || !strings.Contains(words[0], "missing entry") {

@@ -3,6 +3,8 @@ package evidence
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // Bundle is everything one evidence export states. Times are UTC; counts
@@ -86,8 +88,8 @@ type Port struct {
 type Policies struct {
 	Active []ActiveRevision `json:"active"`
 	// History is every promotion event of the store, oldest first, as the
-	// store holds it (hash-chained; see Promotion).
-	History []Promotion `json:"history"`
+	// store holds it (hash-chained; model.VerifyPromotions checks it).
+	History []model.Promotion `json:"history"`
 	// Chain is the result of verifying History's hash chain at export.
 	Chain ChainCheck `json:"chain"`
 }
@@ -110,24 +112,6 @@ type ActiveRevision struct {
 	Policy json.RawMessage `json:"policy,omitempty"`
 }
 
-// Promotion is one promotion history event. Its JSON form is the store's,
-// field for field, so the chain can be re-verified from the bundle.
-type Promotion struct {
-	Seq          uint64    `json:"seq"`
-	At           time.Time `json:"at"`
-	Who          string    `json:"who"`
-	Workload     string    `json:"workload"`
-	Action       string    `json:"action"`
-	FromMode     string    `json:"fromMode"`
-	ToMode       string    `json:"toMode"`
-	FromRevision int       `json:"fromRevision"`
-	ToRevision   int       `json:"toRevision"`
-	Reason       string    `json:"reason"`
-	Undoes       uint64    `json:"undoes,omitempty"`
-	PrevHash     string    `json:"prevHash"`
-	Hash         string    `json:"hash"`
-}
-
 // ChainCheck is the outcome of a hash-chain verification.
 type ChainCheck struct {
 	Events   int    `json:"events"`
@@ -139,12 +123,12 @@ type ChainCheck struct {
 // Rule is one allow entry of a rule set as programmed (one verdict-map
 // element): direction, peer prefix, protocol, inclusive port range, rule id.
 type Rule struct {
-	Direction string `json:"direction"` // ingress or egress
-	Peer      string `json:"peer"`      // address prefix
-	Protocol  string `json:"protocol"`  // tcp, udp, sctp, icmp, any ...
-	PortFrom  int    `json:"portFrom"`
-	PortTo    int    `json:"portTo"`
-	RuleID    string `json:"ruleID"`
+	Direction model.Direction `json:"direction"` // Ingress or Egress
+	Peer      string          `json:"peer"`      // address prefix
+	Protocol  model.Protocol  `json:"protocol"`  // TCP, UDP, SCTP, ICMP, ICMPv6, or "any"
+	PortFrom  int             `json:"portFrom"`
+	PortTo    int             `json:"portTo"`
+	RuleID    string          `json:"ruleID"`
 }
 
 // EndpointRules is what one endpoint's table holds, read back from the
@@ -212,7 +196,7 @@ type Denied struct {
 	Flows []DeniedFlow `json:"flows"`
 	// Events are the individual events, oldest first (bounded by the
 	// dataplane's log rate limit: 10 per second per endpoint in enforce).
-	Events []VerdictEvent `json:"events"`
+	Events []model.VerdictEvent `json:"events"`
 	// Truncated: Events was cut to MaxEvents.
 	Truncated bool `json:"truncated,omitempty"`
 }
@@ -222,27 +206,15 @@ const MaxEvents = 10000
 
 // DeniedFlow is a group of verdict events.
 type DeniedFlow struct {
-	Verdict     string    `json:"verdict"` // audit-deny or deny
-	Source      string    `json:"source"`
-	Destination string    `json:"destination"`
-	Protocol    string    `json:"protocol"`
-	Port        int       `json:"port"`
-	RuleID      string    `json:"ruleID"`
-	Count       int       `json:"count"` // events
-	First       time.Time `json:"first"`
-	Last        time.Time `json:"last"`
-}
-
-// VerdictEvent is one logged audit-denied or denied connection attempt.
-type VerdictEvent struct {
-	At          time.Time `json:"at"`
-	Endpoint    string    `json:"endpoint"`
-	Verdict     string    `json:"verdict"`
-	RuleID      string    `json:"ruleID"`
-	Source      string    `json:"source"`
-	Destination string    `json:"destination"`
-	Protocol    string    `json:"protocol"`
-	Port        int       `json:"port"`
+	Verdict     model.Verdict  `json:"verdict"` // audit-deny or deny
+	Source      string         `json:"source"`
+	Destination string         `json:"destination"`
+	Protocol    model.Protocol `json:"protocol"`
+	Port        int            `json:"port"`
+	RuleID      string         `json:"ruleID"`
+	Count       int            `json:"count"` // events
+	First       time.Time      `json:"first"`
+	Last        time.Time      `json:"last"`
 }
 
 // Reachability compares which workload pairs could talk on the
@@ -267,13 +239,13 @@ type Reachability struct {
 
 // ReachPath is one (source, destination, port) triple.
 type ReachPath struct {
-	Source      string `json:"source"`
-	Destination string `json:"destination"`
-	Port        int    `json:"port"`
-	Protocol    string `json:"protocol"`
-	Before      string `json:"before"` // allow (no policy)
-	Now         string `json:"now"`    // allow, audit-deny or deny
-	Reason      string `json:"reason"`
+	Source      string        `json:"source"`
+	Destination string        `json:"destination"`
+	Port        int           `json:"port"`
+	Protocol    string        `json:"protocol"`
+	Before      model.Verdict `json:"before"` // allow (no policy)
+	Now         model.Verdict `json:"now"`    // allow, audit-deny or deny
+	Reason      string        `json:"reason"`
 }
 
 // ProbeRun is one live verification: real connections from inside
@@ -306,9 +278,9 @@ type Probe struct {
 	Port        int    `json:"port"`
 	// Expected is the predicted verdict (allow, audit-deny, deny);
 	// ExpectReach whether the connection should get through.
-	Expected    string `json:"expected"`
-	ExpectReach bool   `json:"expectReach"`
-	Reason      string `json:"reason"`
+	Expected    model.Verdict `json:"expected"`
+	ExpectReach bool          `json:"expectReach"`
+	Reason      string        `json:"reason"`
 	// Outcome is connected, refused (the destination answered with a
 	// reset or port unreachable: the network let it through), reply (UDP
 	// answered), timeout (nothing came back: dropped on the way), dropped

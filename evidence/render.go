@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // TimeFormat is how every timestamp of a bundle is written: RFC 3339 in UTC.
@@ -76,8 +78,8 @@ func Files(b *Bundle) (map[string][]byte, error) {
 
 	rows = nil
 	for _, p := range b.Policies.History {
-		rows = append(rows, []string{strconv.FormatUint(p.Seq, 10), ts(p.At), p.Who, p.Workload, p.Action, p.FromMode, strconv.Itoa(p.FromRevision),
-			p.ToMode, strconv.Itoa(p.ToRevision), p.Reason, p.PrevHash, p.Hash})
+		rows = append(rows, []string{strconv.FormatUint(p.Seq, 10), ts(p.At), p.Who, p.Workload, string(p.Action), string(p.FromMode), strconv.Itoa(p.FromRevision),
+			string(p.ToMode), strconv.Itoa(p.ToRevision), p.Reason, p.PrevHash, p.Hash})
 	}
 	putCSV("promotions.csv", []string{"seq", "at_utc", "who", "workload", "action", "from_mode", "from_revision", "to_mode", "to_revision", "reason", "prev_hash_sha256", "hash_sha256"}, rows)
 
@@ -94,7 +96,7 @@ func Files(b *Bundle) (map[string][]byte, error) {
 			rules []Rule
 		}{{"programmed", r.Programmed}, {"missing", r.Missing}, {"extra", r.Extra}} {
 			for _, e := range x.rules {
-				rows = append(rows, []string{r.Workload, r.Netns, x.state, strconv.FormatBool(r.InSync), e.Direction, e.Peer, e.Protocol,
+				rows = append(rows, []string{r.Workload, r.Netns, x.state, strconv.FormatBool(r.InSync), string(e.Direction), e.Peer, string(e.Protocol),
 					strconv.Itoa(e.PortFrom), strconv.Itoa(e.PortTo), e.RuleID})
 			}
 		}
@@ -113,19 +115,19 @@ func Files(b *Bundle) (map[string][]byte, error) {
 
 	rows = nil
 	for _, f := range b.Denied.Flows {
-		rows = append(rows, []string{f.Verdict, f.Source, f.Destination, f.Protocol, strconv.Itoa(f.Port), f.RuleID, strconv.Itoa(f.Count), ts(f.First), ts(f.Last)})
+		rows = append(rows, []string{string(f.Verdict), f.Source, f.Destination, string(f.Protocol), strconv.Itoa(f.Port), f.RuleID, strconv.Itoa(f.Count), ts(f.First), ts(f.Last)})
 	}
 	putCSV("denied.csv", []string{"verdict", "source", "destination", "protocol", "port", "rule_id", "events", "first_utc", "last_utc"}, rows)
 
 	rows = nil
 	for _, e := range b.Denied.Events {
-		rows = append(rows, []string{ts(e.At), e.Endpoint, e.Verdict, e.Source, e.Destination, e.Protocol, strconv.Itoa(e.Port), e.RuleID})
+		rows = append(rows, []string{ts(e.At), e.Endpoint, string(e.Verdict), e.Source, e.Destination, string(e.Protocol), strconv.Itoa(int(e.Port)), e.RuleID})
 	}
 	putCSV("verdict-events.csv", []string{"at_utc", "endpoint_netns", "verdict", "source", "destination", "protocol", "port", "rule_id"}, rows)
 
 	rows = nil
 	for _, r := range b.Reachability.Rows {
-		rows = append(rows, []string{r.Source, r.Destination, strconv.Itoa(r.Port), r.Protocol, r.Before, r.Now, r.Reason})
+		rows = append(rows, []string{r.Source, r.Destination, strconv.Itoa(r.Port), r.Protocol, string(r.Before), string(r.Now), r.Reason})
 	}
 	putCSV("reachability.csv", []string{"source", "destination", "port", "protocol", "before_no_policy", "now", "reason"}, rows)
 
@@ -133,7 +135,7 @@ func Files(b *Bundle) (map[string][]byte, error) {
 		rows = nil
 		for _, p := range b.Probes.Results {
 			rows = append(rows, []string{p.Source, p.SourceNetns, p.Destination, p.DestNetns, p.Address, p.Protocol, strconv.Itoa(p.Port),
-				p.Expected, strconv.FormatBool(p.ExpectReach), p.Outcome, strconv.FormatBool(p.Reached), strconv.FormatBool(p.Match),
+				string(p.Expected), strconv.FormatBool(p.ExpectReach), p.Outcome, strconv.FormatBool(p.Reached), strconv.FormatBool(p.Match),
 				strconv.FormatFloat(p.DurationMS, 'f', 1, 64), p.Detail})
 		}
 		putCSV("probes.csv", []string{"source", "source_netns", "destination", "destination_netns", "address", "protocol", "port", "expected", "expect_reach",
@@ -163,7 +165,7 @@ func (b *Bundle) normalize() {
 		b.Policies.Active = []ActiveRevision{}
 	}
 	if b.Policies.History == nil {
-		b.Policies.History = []Promotion{}
+		b.Policies.History = []model.Promotion{}
 	}
 	for i := range b.Policies.History {
 		b.Policies.History[i].At = b.Policies.History[i].At.UTC()
@@ -185,7 +187,7 @@ func (b *Bundle) normalize() {
 		b.Denied.Flows = []DeniedFlow{}
 	}
 	if b.Denied.Events == nil {
-		b.Denied.Events = []VerdictEvent{}
+		b.Denied.Events = []model.VerdictEvent{}
 	}
 	for i := range b.Denied.Events {
 		b.Denied.Events[i].At = b.Denied.Events[i].At.UTC()
@@ -216,18 +218,20 @@ func labelString(l map[string]string) string {
 
 // GroupDenied groups verdict events by verdict, source, destination,
 // protocol, port and rule id; the most frequent group comes first.
-func GroupDenied(evs []VerdictEvent) []DeniedFlow {
+func GroupDenied(evs []model.VerdictEvent) []DeniedFlow {
 	type key struct {
-		v, s, d, p string
-		port       int
-		rule       string
+		v    model.Verdict
+		s, d string
+		p    model.Protocol
+		port uint16
+		rule string
 	}
 	m := map[key]*DeniedFlow{}
 	for _, e := range evs {
 		k := key{e.Verdict, e.Source, e.Destination, e.Protocol, e.Port, e.RuleID}
 		f := m[k]
 		if f == nil {
-			f = &DeniedFlow{Verdict: e.Verdict, Source: e.Source, Destination: e.Destination, Protocol: e.Protocol, Port: e.Port, RuleID: e.RuleID, First: e.At.UTC()}
+			f = &DeniedFlow{Verdict: e.Verdict, Source: e.Source, Destination: e.Destination, Protocol: e.Protocol, Port: int(e.Port), RuleID: e.RuleID, First: e.At.UTC()}
 			m[k] = f
 		}
 		f.Count++

@@ -198,7 +198,7 @@ func ReportHTML(b *Bundle) ([]byte, error) {
 		}
 	}
 	for _, p := range b.Policies.History {
-		d.History = append(d.History, reportEvent{Seq: p.Seq, At: ts(p.At), Who: p.Who, Workload: p.Workload, Action: p.Action,
+		d.History = append(d.History, reportEvent{Seq: p.Seq, At: ts(p.At), Who: p.Who, Workload: p.Workload, Action: string(p.Action),
 			From: fmt.Sprintf("%s rev %d", p.FromMode, p.FromRevision), To: fmt.Sprintf("%s rev %d", p.ToMode, p.ToRevision), Reason: p.Reason, Hash: p.Hash})
 	}
 	for _, r := range b.Rules {

@@ -38,7 +38,7 @@ func TestReportSelfContainedWithUnits(t *testing.T) {
 	if c := string(files["counters.csv"]); !strings.Contains(c, "window_packets,window_bytes") || !strings.Contains(c, "shop/db,n-db,r1,25,1500,2026-01-02T02:04:05Z,snapshot,30,1800,false") {
 		t.Errorf("counters.csv:\n%s", c)
 	}
-	if d := string(files["denied.csv"]); !strings.Contains(d, "deny,shop/intruder,shop/db,tcp,5432,x,1,2026-01-02T03:04:05Z,2026-01-02T03:04:05Z") {
+	if d := string(files["denied.csv"]); !strings.Contains(d, "deny,shop/intruder,shop/db,TCP,5432,x,1,2026-01-02T03:04:05Z,2026-01-02T03:04:05Z") {
 		t.Errorf("denied.csv:\n%s", d)
 	}
 }

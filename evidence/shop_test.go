@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"time"
+
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // shopBundle is an export of the shop lab as the agent makes it: eleven
@@ -61,7 +63,7 @@ func shopBundle() *Bundle {
 				Name: w.ns + "/" + n}
 			for i, rule := range w.rules {
 				id := "seg/" + w.ns + "/" + w.name + "/" + rule
-				er.Programmed = append(er.Programmed, Rule{Direction: "ingress", Peer: "198.18.0.0/16", Protocol: "tcp", PortFrom: 9090, PortTo: 9090, RuleID: id})
+				er.Programmed = append(er.Programmed, Rule{Direction: model.Ingress, Peer: "198.18.0.0/16", Protocol: model.ProtocolTCP, PortFrom: 9090, PortTo: 9090, RuleID: id})
 				c := RuleCounter{Workload: key, Netns: n, RuleID: id, TotalPackets: uint64(40000 + 997*i), TotalBytes: uint64(2400000 + 59820*i)}
 				switch i % 3 {
 				case 0:
@@ -82,8 +84,8 @@ func shopBundle() *Bundle {
 			if key == "shop/cache" {
 				er.InSync, er.Mode = false, "audit"
 				er.Drift = []string{"mode is audit, want enforce",
-					"missing entry: ingress 198.18.0.12/32 tcp 6379 rule seg/shop/cache/from-api",
-					"unexpected entry: ingress 0.0.0.0/0 tcp 6379 rule seg/shop/cache/from-anywhere-added-by-hand"}
+					"missing entry: Ingress 198.18.0.12/32 TCP 6379 rule seg/shop/cache/from-api",
+					"unexpected entry: Ingress 0.0.0.0/0 TCP 6379 rule seg/shop/cache/from-anywhere-added-by-hand"}
 			}
 			b.Rules = append(b.Rules, er)
 		}
@@ -93,8 +95,8 @@ func shopBundle() *Bundle {
 		}
 		for _, step := range []struct{ from, to string }{{"observe", "audit"}, {"audit", "enforce"}} {
 			seq++
-			p := Promotion{Seq: seq, At: start.Add(time.Duration(seq) * 7 * time.Minute), Who: "uid 1000 (alice)", Workload: key, Action: "promote",
-				FromMode: step.from, ToMode: step.to, FromRevision: 1, ToRevision: 1,
+			p := model.Promotion{Seq: seq, At: start.Add(time.Duration(seq) * 7 * time.Minute), Who: "uid 1000 (alice)", Workload: key, Action: model.ActionPromote,
+				FromMode: model.Mode(step.from), ToMode: model.Mode(step.to), FromRevision: 1, ToRevision: 1,
 				Reason: "change CHG-2291: " + step.to + " after a week without unexpected denials", PrevHash: prev}
 			p.Hash = hash(fmt.Sprint(p))
 			prev = p.Hash
@@ -106,12 +108,12 @@ func shopBundle() *Bundle {
 	}
 	b.Policies.Chain.Events, b.Policies.Chain.Head = len(b.Policies.History), prev
 	for i := range 14 {
-		b.Denied.Events = append(b.Denied.Events, VerdictEvent{At: start.Add(time.Duration(i) * time.Hour), Endpoint: netns("shop", "db", 0),
-			Verdict: "deny", RuleID: "shop/" + netns("shop", "db", 0), Source: "shop/intruder", Destination: "shop/db", Protocol: "tcp", Port: 5432})
+		b.Denied.Events = append(b.Denied.Events, model.VerdictEvent{At: start.Add(time.Duration(i) * time.Hour), Endpoint: netns("shop", "db", 0),
+			Verdict: "deny", RuleID: "shop/" + netns("shop", "db", 0), Source: "shop/intruder", Destination: "shop/db", Protocol: model.ProtocolTCP, Port: 5432})
 	}
 	for i := range 3 {
-		b.Denied.Events = append(b.Denied.Events, VerdictEvent{At: start.Add(time.Duration(i) * 5 * time.Hour), Endpoint: netns("shop", "api", 0),
-			Verdict: "audit-deny", RuleID: "shop/" + netns("shop", "api", 0), Source: "monitoring/prometheus", Destination: "shop/api", Protocol: "tcp", Port: 8080})
+		b.Denied.Events = append(b.Denied.Events, model.VerdictEvent{At: start.Add(time.Duration(i) * 5 * time.Hour), Endpoint: netns("shop", "api", 0),
+			Verdict: "audit-deny", RuleID: "shop/" + netns("shop", "api", 0), Source: "monitoring/prometheus", Destination: "shop/api", Protocol: model.ProtocolTCP, Port: 8080})
 	}
 	b.Denied.Flows = GroupDenied(b.Denied.Events)
 	r := &b.Reachability

@@ -6,30 +6,30 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // syntheticEdges returns about n edges among n/5 workloads in 8 namespaces
 // and a few external peers, deterministically.
-func syntheticEdges(n int) []observer.Edge {
+func syntheticEdges(n int) []model.Edge {
 	workloads := max(n/5, 2)
-	peer := func(i int) observer.Peer {
+	peer := func(i int) model.Peer {
 		if i%17 == 16 {
-			return observer.Peer{External: true, Name: fmt.Sprintf("ext%d.example", i%5)}
+			return model.Peer{External: true, Name: fmt.Sprintf("ext%d.example", i%5)}
 		}
-		return observer.Peer{Namespace: fmt.Sprintf("ns%d", i%8), Workload: fmt.Sprintf("w%d", i)}
+		return model.Peer{Namespace: fmt.Sprintf("ns%d", i%8), Workload: fmt.Sprintf("w%d", i)}
 	}
-	es := make([]observer.Edge, 0, n)
+	es := make([]model.Edge, 0, n)
 	for i := range n {
 		src := i % workloads
 		if src%17 == 16 {
 			src--
 		}
 		dst := (src*7 + i*13 + 1) % workloads
-		es = append(es, observer.Edge{
-			Source: peer(src), Destination: peer(dst), Protocol: "tcp", Port: uint16(8000 + i%50),
+		es = append(es, model.Edge{
+			Source: peer(src), Destination: peer(dst), Protocol: model.ProtocolTCP, Port: uint16(8000 + i%50),
 			FirstSeen: t0, LastSeen: t0.Add(time.Duration(i) * time.Second), Flows: uint64(i + 1),
-			Verdicts: observer.VerdictCounts{Observed: uint64(i + 1)},
+			Verdicts: model.VerdictCounts{Observed: uint64(i + 1)},
 		})
 	}
 	return es

@@ -1,4 +1,4 @@
-// Package graph turns observed edges (observer.Edge) into the communication
+// Package graph turns observed edges (model.Edge) into the communication
 // graph that network engineers review, and writes it as JSON, DOT
 // (Graphviz), GraphML, Mermaid, or a self-contained HTML page with an inline
 // SVG drawing.

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // DecodeEdges decodes a sequence of JSON values, each an edge, an array of
@@ -18,9 +18,9 @@ import (
 // nor an external name or address, or no protocol) is an error wrapping
 // ErrBadEdge. Every error starts with the line (1-based) where the bad
 // value starts or where the syntax error is: "line 3: ...".
-func DecodeEdges(data []byte) ([]observer.Edge, error) {
+func DecodeEdges(data []byte) ([]model.Edge, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
-	var edges []observer.Edge
+	var edges []model.Edge
 	for {
 		// Where the next value starts, past the whitespace before it.
 		start := dec.InputOffset()
@@ -62,10 +62,10 @@ func DecodeEdges(data []byte) ([]observer.Edge, error) {
 	}
 }
 
-func decodeEdgeValue(raw json.RawMessage) ([]observer.Edge, error) {
+func decodeEdgeValue(raw json.RawMessage) ([]model.Edge, error) {
 	switch raw[0] {
 	case '[':
-		var es []observer.Edge
+		var es []model.Edge
 		if err := json.Unmarshal(raw, &es); err != nil {
 			return nil, fmt.Errorf("decode edge array: %w", err)
 		}
@@ -77,28 +77,28 @@ func decodeEdgeValue(raw json.RawMessage) ([]observer.Edge, error) {
 		}
 		if list, ok := probe["edges"]; ok {
 			if _, isEdge := probe["source"]; !isEdge {
-				var es []observer.Edge
+				var es []model.Edge
 				if err := json.Unmarshal(list, &es); err != nil {
 					return nil, fmt.Errorf("decode edges of window: %w", err)
 				}
 				return es, nil
 			}
 		}
-		var e observer.Edge
+		var e model.Edge
 		if err := json.Unmarshal(raw, &e); err != nil {
 			return nil, fmt.Errorf("decode edge: %w", err)
 		}
-		return []observer.Edge{e}, nil
+		return []model.Edge{e}, nil
 	}
 	return nil, fmt.Errorf("decode edge: want an object or an array, got %.20s", raw)
 }
 
 // checkEdge rejects values that decoded but are no edge (e.g. a typo in
 // every field name).
-func checkEdge(e observer.Edge) error {
+func checkEdge(e model.Edge) error {
 	for _, end := range []struct {
 		name string
-		p    observer.Peer
+		p    model.Peer
 	}{{"source", e.Source}, {"destination", e.Destination}} {
 		if end.p.External && end.p.Name == "" && !end.p.Addr.IsValid() {
 			return fmt.Errorf("check edge: external %s has neither name nor addr: %w", end.name, ErrBadEdge)

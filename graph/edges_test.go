@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 func TestDecodeEdgesForms(t *testing.T) {
@@ -28,7 +28,7 @@ func TestDecodeEdgesForms(t *testing.T) {
 	}
 	var windows bytes.Buffer
 	enc = json.NewEncoder(&windows)
-	for _, half := range [][]observer.Edge{want[:5], want[5:]} {
+	for _, half := range [][]model.Edge{want[:5], want[5:]} {
 		if err := enc.Encode(map[string]any{"start": t0, "end": t0, "edges": half}); err != nil {
 			t.Fatal(err)
 		}

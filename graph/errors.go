@@ -2,8 +2,8 @@ package graph
 
 import "errors"
 
-// ErrUnknownVerdict is returned by ParseVerdict for a name that is not one
-// of observed, allowed, audit-deny or deny.
+// ErrUnknownVerdict is wrapped by ParseVerdictFilter for a name that is not one
+// of observed, allow, audit-deny or deny.
 var ErrUnknownVerdict = errors.New("unknown verdict")
 
 // ErrUnknownFormat is returned by Write for a format that is not one of

@@ -9,19 +9,19 @@ import (
 
 	"golang.org/x/net/html"
 
-	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // hostileEdges carry names that try to break out of every format.
-func hostileEdges() []observer.Edge {
-	evil := observer.Peer{Namespace: `ns"<script>alert(1)</script>`, Workload: "w\"];\n x -> y [label=\"pwn", Labels: map[string]string{"a&b": `"><img src=x onerror=alert(1)>`}}
-	quote := observer.Peer{Namespace: "q", Workload: `back\slash\`}
-	mermaid := observer.Peer{Namespace: "m", Workload: "a]) --> evil[(\"x\") %% click n0 call alert() `md` #quot; |x|"}
-	ext := observer.Peer{External: true, Name: "</svg><script>alert(2)</script>\r\n\x00\x1b"}
-	return []observer.Edge{
+func hostileEdges() []model.Edge {
+	evil := model.Peer{Namespace: `ns"<script>alert(1)</script>`, Workload: "w\"];\n x -> y [label=\"pwn", Labels: map[string]string{"a&b": `"><img src=x onerror=alert(1)>`}}
+	quote := model.Peer{Namespace: "q", Workload: `back\slash\`}
+	mermaid := model.Peer{Namespace: "m", Workload: "a]) --> evil[(\"x\") %% click n0 call alert() `md` #quot; |x|"}
+	ext := model.Peer{External: true, Name: "</svg><script>alert(2)</script>\r\n\x00\x1b"}
+	return []model.Edge{
 		{Source: evil, Destination: quote, Protocol: "TCP", Port: 1, Flows: 1},
-		{Source: quote, Destination: ext, Protocol: "udp", Port: 2, Flows: 2, Verdicts: observer.VerdictCounts{Denied: 2}},
-		{Source: mermaid, Destination: evil, Protocol: "tcp", Port: 3, Flows: 3, Verdicts: observer.VerdictCounts{AuditDenied: 1}},
+		{Source: quote, Destination: ext, Protocol: model.ProtocolUDP, Port: 2, Flows: 2, Verdicts: model.VerdictCounts{Denied: 2}},
+		{Source: mermaid, Destination: evil, Protocol: model.ProtocolTCP, Port: 3, Flows: 3, Verdicts: model.VerdictCounts{AuditDenied: 1}},
 	}
 }
 

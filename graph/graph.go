@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // Node kinds.
@@ -48,16 +48,16 @@ type Graph struct {
 	// that a reader knows what was left out.
 	Selection Selection `json:"filter,omitzero"`
 	Nodes     []Node    `json:"nodes"`
-	Edges     []Edge    `json:"edges"`
+	Edges     []Link    `json:"edges"`
 }
 
 // Selection records a Filter's namespaces and workloads (sorted) and
 // verdict. JSON: {"namespaces":["shop"],"workloads":["shop/db"],"verdict":"deny"},
 // each field left out when empty.
 type Selection struct {
-	Namespaces []string `json:"namespaces,omitempty"`
-	Workloads  []string `json:"workloads,omitempty"`
-	Verdict    Verdict  `json:"verdict,omitempty"`
+	Namespaces []string      `json:"namespaces,omitempty"`
+	Workloads  []string      `json:"workloads,omitempty"`
+	Verdict    model.Verdict `json:"verdict,omitempty"`
 }
 
 // String is "namespace shop, workload shop/db, verdict deny", or "".
@@ -107,14 +107,14 @@ func (n Node) Label() string {
 	return n.Workload
 }
 
-// Edge is the traffic from one node to another on one protocol and
+// Link is the traffic from one node to another on one protocol and
 // destination port, merged over every observed edge with that key.
-type Edge struct {
+type Link struct {
 	// Source and Destination are node IDs.
 	Source      string `json:"source"`
 	Destination string `json:"destination"`
-	// Protocol is lower case: "tcp", "udp", "icmp", ...
-	Protocol string `json:"protocol"`
+	// Protocol is model's: "TCP", "UDP", "ICMP", ...
+	Protocol model.Protocol `json:"protocol"`
 	// Port is the destination port, 0 for protocols without ports.
 	Port uint16 `json:"port,omitempty"`
 	// Label is "TCP/5432 · 120 flows" (see Edge.Text).
@@ -124,18 +124,18 @@ type Edge struct {
 	LastSeen  time.Time `json:"lastSeen,omitzero"`
 	// Flows counts connections; packets and bytes are "Out" from source to
 	// destination and "In" back, in packets and bytes.
-	Flows      uint64                 `json:"flows"`
-	PacketsOut uint64                 `json:"packetsOut,omitempty"`
-	BytesOut   uint64                 `json:"bytesOut,omitempty"`
-	PacketsIn  uint64                 `json:"packetsIn,omitempty"`
-	BytesIn    uint64                 `json:"bytesIn,omitempty"`
-	Verdicts   observer.VerdictCounts `json:"verdicts"`
+	Flows      uint64              `json:"flows"`
+	PacketsOut uint64              `json:"packetsOut,omitempty"`
+	BytesOut   uint64              `json:"bytesOut,omitempty"`
+	PacketsIn  uint64              `json:"packetsIn,omitempty"`
+	BytesIn    uint64              `json:"bytesIn,omitempty"`
+	Verdicts   model.VerdictCounts `json:"verdicts"`
 }
 
-// Service is the protocol and port in upper case: "TCP/5432", or "ICMP"
-// for protocols without ports.
-func (e Edge) Service() string {
-	p := strings.ToUpper(e.Protocol)
+// Service is the protocol and port: "TCP/5432", or "ICMP" for protocols
+// without ports.
+func (e Link) Service() string {
+	p := string(e.Protocol)
 	if e.Port == 0 {
 		return p
 	}
@@ -145,7 +145,7 @@ func (e Edge) Service() string {
 // Text is the edge's label: "TCP/5432 · 120 flows" ("1 flow" when one),
 // followed by the split of its flows when any was denied or audit-denied:
 // "TCP/5432 · 616 flows (614 allowed, 2 denied)" (see Split).
-func (e Edge) Text() string {
+func (e Link) Text() string {
 	a, au, d := e.Split()
 	return spansText(labelSpans(e.Service(), e.Flows, a, au, d))
 }
@@ -158,7 +158,7 @@ func (e Edge) Text() string {
 // enforced (never below zero). The counts come from Verdicts: denied and
 // audit-denied attempts are logged once each (the log is rate limited, so
 // a burst may count fewer).
-func (e Edge) Split() (allowed, auditDenied, denied uint64) {
+func (e Link) Split() (allowed, auditDenied, denied uint64) {
 	auditDenied, denied = e.Verdicts.AuditDenied, e.Verdicts.Denied
 	if e.Flows > auditDenied+denied {
 		allowed = e.Flows - auditDenied - denied
@@ -167,33 +167,33 @@ func (e Edge) Split() (allowed, auditDenied, denied uint64) {
 }
 
 // Dominant is the verdict of the largest share of Split, the more severe
-// one on a tie: VerdictDeny, VerdictAuditDeny, or, when most flows were
-// allowed, VerdictAllowed if an allow rule logged any and VerdictObserved
+// one on a tie: model.VerdictDeny, model.VerdictAuditDeny, or, when most flows were
+// allowed, model.VerdictAllow if an allow rule logged any and model.VerdictObserved
 // otherwise. Drawings colour an edge by it, so an edge with 614 allowed
 // flows and 2 denied ones is not drawn as a denied path; Worst names the
 // most severe verdict of any flow.
-func (e Edge) Dominant() Verdict {
+func (e Link) Dominant() model.Verdict {
 	a, au, d := e.Split()
 	return dominant(a, au, d, e.Verdicts.Allowed > 0)
 }
 
-func dominant(allowed, auditDenied, denied uint64, logged bool) Verdict {
+func dominant(allowed, auditDenied, denied uint64, logged bool) model.Verdict {
 	switch {
 	case denied > 0 && denied >= allowed && denied >= auditDenied:
-		return VerdictDeny
+		return model.VerdictDeny
 	case auditDenied > 0 && auditDenied >= allowed:
-		return VerdictAuditDeny
+		return model.VerdictAuditDeny
 	case logged:
-		return VerdictAllowed
+		return model.VerdictAllow
 	}
-	return VerdictObserved
+	return model.VerdictObserved
 }
 
 // span is one part of an edge label; verdict is set on a count of flows
 // with that verdict.
 type span struct {
 	text    string
-	verdict Verdict
+	verdict model.Verdict
 }
 
 // labelSpans is "head · N flows", then " (A allowed, B audit-denied, C
@@ -228,8 +228,8 @@ func splitSpans(allowed, auditDenied, denied uint64) []span {
 	for _, p := range []struct {
 		n    uint64
 		word string
-		v    Verdict
-	}{{allowed, "allowed", VerdictAllowed}, {auditDenied, "audit-denied", VerdictAuditDeny}, {denied, "denied", VerdictDeny}} {
+		v    model.Verdict
+	}{{allowed, "allowed", model.VerdictAllow}, {auditDenied, "audit-denied", model.VerdictAuditDeny}, {denied, "denied", model.VerdictDeny}} {
 		if p.n == 0 {
 			continue
 		}
@@ -249,66 +249,39 @@ func spansText(ss []span) string {
 	return b.String()
 }
 
-// Worst is the most severe verdict the edge carries: VerdictDeny if any
-// flow was denied, else VerdictAuditDeny if any was audit-denied, else
-// VerdictAllowed if any was allowed by a rule, else VerdictObserved.
+// Worst is the most severe verdict the edge carries: model.VerdictDeny if any
+// flow was denied, else model.VerdictAuditDeny if any was audit-denied, else
+// model.VerdictAllow if any was allowed by a rule, else model.VerdictObserved.
 // GraphML writes it as the edge's "verdict"; drawings colour by Dominant.
-func (e Edge) Worst() Verdict {
+func (e Link) Worst() model.Verdict {
 	switch {
 	case e.Verdicts.Denied > 0:
-		return VerdictDeny
+		return model.VerdictDeny
 	case e.Verdicts.AuditDenied > 0:
-		return VerdictAuditDeny
+		return model.VerdictAuditDeny
 	case e.Verdicts.Allowed > 0:
-		return VerdictAllowed
+		return model.VerdictAllow
 	}
-	return VerdictObserved
+	return model.VerdictObserved
 }
 
-// Verdict names a verdict an edge can carry, for filtering and styling.
-type Verdict string
-
-// Verdicts, as accepted by ParseVerdict and the --verdict flag.
-const (
-	VerdictObserved  Verdict = "observed"
-	VerdictAllowed   Verdict = "allowed"
-	VerdictAuditDeny Verdict = "audit-deny"
-	VerdictDeny      Verdict = "deny"
-)
-
-// ParseVerdict parses "observed", "allowed", "audit-deny" or "deny" (also
-// "audit-denied", "auditDenied" and "denied"), case-insensitively. The
-// empty string is the empty Verdict (no verdict filter). Other names give
-// an error wrapping ErrUnknownVerdict.
-func ParseVerdict(s string) (Verdict, error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
+// ParseVerdictFilter parses the --verdict flag of the graph commands: a
+// verdict in any case and any spelling model.ParseVerdict knows ("observed",
+// "allow", "audit-deny", "deny", "allowed", "audit-denied", "denied"), or
+// "audit" / "auditDenied". The empty string is the empty model.Verdict (no
+// verdict filter). Other names give an error wrapping ErrUnknownVerdict.
+func ParseVerdictFilter(s string) (model.Verdict, error) {
+	w := strings.ToLower(strings.TrimSpace(s))
+	switch w {
 	case "":
 		return "", nil
-	case "observed":
-		return VerdictObserved, nil
-	case "allowed", "allow":
-		return VerdictAllowed, nil
-	case "audit-deny", "audit-denied", "auditdenied", "audit":
-		return VerdictAuditDeny, nil
-	case "deny", "denied":
-		return VerdictDeny, nil
+	case "audit", "auditdenied":
+		return model.VerdictAuditDeny, nil
 	}
-	return "", fmt.Errorf("parse verdict %q (want observed, allowed, audit-deny or deny): %w", s, ErrUnknownVerdict)
-}
-
-// count returns how many of the edge's flows carry v.
-func count(vc observer.VerdictCounts, v Verdict) uint64 {
-	switch v {
-	case VerdictObserved:
-		return vc.Observed
-	case VerdictAllowed:
-		return vc.Allowed
-	case VerdictAuditDeny:
-		return vc.AuditDenied
-	case VerdictDeny:
-		return vc.Denied
+	if v, err := model.ParseVerdict(w); err == nil {
+		return v, nil
 	}
-	return 0
+	return "", fmt.Errorf("parse verdict %q (want observed, allow, audit-deny or deny): %w", s, ErrUnknownVerdict)
 }
 
 // Filter selects the observed edges a graph is built from, before they
@@ -323,20 +296,20 @@ type Filter struct {
 	// these workloads, each "namespace/workload".
 	Workloads []string
 	// Verdict keeps an edge that has at least one flow with this verdict.
-	Verdict Verdict
+	Verdict model.Verdict
 	// Since keeps an edge last seen at or after Since; Until keeps an edge
 	// first seen at or before Until (the edge overlaps [Since, Until]).
 	Since, Until time.Time
 }
 
-func (f Filter) keep(e observer.Edge) bool {
+func (f Filter) keep(e model.Edge) bool {
 	if len(f.Namespaces) > 0 && !inNamespaces(e.Source, f.Namespaces) && !inNamespaces(e.Destination, f.Namespaces) {
 		return false
 	}
 	if len(f.Workloads) > 0 && !isWorkload(e.Source, f.Workloads) && !isWorkload(e.Destination, f.Workloads) {
 		return false
 	}
-	if f.Verdict != "" && count(e.Verdicts, f.Verdict) == 0 {
+	if f.Verdict != "" && e.Verdicts.Of(f.Verdict) == 0 {
 		return false
 	}
 	if !f.Since.IsZero() && e.LastSeen.Before(f.Since) {
@@ -348,11 +321,11 @@ func (f Filter) keep(e observer.Edge) bool {
 	return true
 }
 
-func inNamespaces(p observer.Peer, nss []string) bool {
+func inNamespaces(p model.Peer, nss []string) bool {
 	return !p.External && slices.Contains(nss, p.Namespace)
 }
 
-func isWorkload(p observer.Peer, ws []string) bool {
+func isWorkload(p model.Peer, ws []string) bool {
 	return !p.External && slices.Contains(ws, p.Namespace+"/"+p.Workload)
 }
 
@@ -364,7 +337,7 @@ type peerKey struct {
 	addr               netip.Addr
 }
 
-func keyOf(p observer.Peer) peerKey {
+func keyOf(p model.Peer) peerKey {
 	if !p.External {
 		return peerKey{ns: p.Namespace, workload: p.Workload}
 	}
@@ -389,19 +362,19 @@ func compareKeys(a, b peerKey) int {
 
 type edgeKey struct {
 	src, dst peerKey
-	proto    string
+	proto    model.Protocol
 	port     uint16
 }
 
 // Build returns the graph of the edges that f keeps. Edges with the same
-// source, destination, protocol (case-insensitive) and port are merged:
+// source, destination, protocol and port are merged:
 // counters are summed, FirstSeen is the earliest and LastSeen the latest,
 // and workload labels are united (on a conflict the smaller value wins, so
 // that the order of edges never matters). Nodes are the ends of the kept
 // edges. Build does not modify edges.
-func Build(edges []observer.Edge, f Filter) *Graph {
+func Build(edges []model.Edge, f Filter) *Graph {
 	nodes := map[peerKey]*Node{}
-	merged := map[edgeKey]*observer.Edge{}
+	merged := map[edgeKey]*model.Edge{}
 	ends := map[edgeKey][2]peerKey{}
 	for _, oe := range edges {
 		if !f.keep(oe) {
@@ -410,11 +383,11 @@ func Build(edges []observer.Edge, f Filter) *Graph {
 		sk, dk := keyOf(oe.Source), keyOf(oe.Destination)
 		addNode(nodes, sk, oe.Source)
 		addNode(nodes, dk, oe.Destination)
-		proto := strings.ToLower(oe.Protocol)
+		proto := oe.Protocol
 		k := edgeKey{src: sk, dst: dk, proto: proto, port: oe.Port}
 		e := merged[k]
 		if e == nil {
-			e = &observer.Edge{Protocol: proto, Port: oe.Port}
+			e = &model.Edge{Protocol: proto, Port: oe.Port}
 			merged[k] = e
 			ends[k] = [2]peerKey{sk, dk}
 		}
@@ -425,7 +398,7 @@ func Build(edges []observer.Edge, f Filter) *Graph {
 	ids := make(map[peerKey]string, len(keys))
 	used := make(map[string]bool, len(keys))
 	sel := Selection{Namespaces: sortedSet(f.Namespaces), Workloads: sortedSet(f.Workloads), Verdict: f.Verdict}
-	g := &Graph{Since: f.Since, Until: f.Until, Selection: sel, Nodes: make([]Node, 0, len(keys)), Edges: make([]Edge, 0, len(merged))}
+	g := &Graph{Since: f.Since, Until: f.Until, Selection: sel, Nodes: make([]Node, 0, len(keys)), Edges: make([]Link, 0, len(merged))}
 	for _, k := range keys {
 		n := nodes[k]
 		// Workloads come first, so a clash renames the external.
@@ -439,20 +412,20 @@ func Build(edges []observer.Edge, f Filter) *Graph {
 	}
 	slices.SortFunc(g.Nodes, func(a, b Node) int { return cmp.Compare(a.ID, b.ID) })
 	for k, m := range merged {
-		e := Edge{Source: ids[ends[k][0]], Destination: ids[ends[k][1]], Protocol: m.Protocol, Port: m.Port,
+		e := Link{Source: ids[ends[k][0]], Destination: ids[ends[k][1]], Protocol: m.Protocol, Port: m.Port,
 			FirstSeen: m.FirstSeen, LastSeen: m.LastSeen, Flows: m.Flows, PacketsOut: m.PacketsOut, BytesOut: m.BytesOut,
 			PacketsIn: m.PacketsIn, BytesIn: m.BytesIn, Verdicts: m.Verdicts}
 		e.Label = e.Text()
 		g.Edges = append(g.Edges, e)
 	}
-	slices.SortFunc(g.Edges, func(a, b Edge) int {
+	slices.SortFunc(g.Edges, func(a, b Link) int {
 		return cmp.Or(cmp.Compare(a.Source, b.Source), cmp.Compare(a.Destination, b.Destination),
 			cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Port, b.Port))
 	})
 	return g
 }
 
-func addNode(nodes map[peerKey]*Node, k peerKey, p observer.Peer) {
+func addNode(nodes map[peerKey]*Node, k peerKey, p model.Peer) {
 	n := nodes[k]
 	if n == nil {
 		n = &Node{}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -75,7 +75,7 @@ func TestGoldenInput(t *testing.T) {
 }
 
 func TestGoldenFiltered(t *testing.T) {
-	g := Build(shopEdges(), Filter{Verdict: VerdictDeny, Namespaces: []string{"shop", "shop"}})
+	g := Build(shopEdges(), Filter{Verdict: model.VerdictDeny, Namespaces: []string{"shop", "shop"}})
 	golden(t, "shop-denied.dot", render(t, FormatDOT, g))
 	golden(t, "shop-denied.json", render(t, FormatJSON, g))
 }
@@ -92,7 +92,7 @@ func TestBuildMergesAndSorts(t *testing.T) {
 		t.Errorf("node IDs (-want +got):\n%s", diff)
 	}
 	// Two frontend records merge into one edge.
-	var fe []Edge
+	var fe []Link
 	for _, e := range g.Edges {
 		if e.Source == "shop/frontend" && e.Destination == "shop/api" {
 			fe = append(fe, e)
@@ -111,7 +111,7 @@ func TestBuildMergesAndSorts(t *testing.T) {
 	if len(g.Edges) != 19 {
 		t.Errorf("%d edges, want 19", len(g.Edges))
 	}
-	if !slices.IsSortedFunc(g.Edges, func(a, b Edge) int {
+	if !slices.IsSortedFunc(g.Edges, func(a, b Link) int {
 		return strings.Compare(a.Source+"\x00"+a.Destination, b.Source+"\x00"+b.Destination)
 	}) {
 		t.Error("edges are not sorted")
@@ -136,10 +136,10 @@ func TestFilter(t *testing.T) {
 		{"namespace unknown", Filter{Namespaces: []string{"nope"}}, 0, 0},
 		{"workload db either end", Filter{Workloads: []string{"shop/db"}}, 5, 4},
 		{"workload and namespace", Filter{Workloads: []string{"shop/db"}, Namespaces: []string{"monitoring"}}, 2, 1},
-		{"verdict deny", Filter{Verdict: VerdictDeny}, 2, 1},
-		{"verdict audit-deny", Filter{Verdict: VerdictAuditDeny}, 2, 1},
-		{"verdict allowed", Filter{Verdict: VerdictAllowed}, 0, 0},
-		{"verdict observed", Filter{Verdict: VerdictObserved}, 9, 18},
+		{"verdict deny", Filter{Verdict: model.VerdictDeny}, 2, 1},
+		{"verdict audit-deny", Filter{Verdict: model.VerdictAuditDeny}, 2, 1},
+		{"verdict allowed", Filter{Verdict: model.VerdictAllow}, 0, 0},
+		{"verdict observed", Filter{Verdict: model.VerdictObserved}, 9, 18},
 		{"since excludes old", Filter{Since: t0.Add(9 * time.Minute)}, 8, 16},
 		{"until excludes late", Filter{Until: t0.Add(5 * time.Minute)}, 8, 16},
 		{"window", Filter{Since: t0.Add(6 * time.Minute), Until: t0.Add(7 * time.Minute)}, 9, 18},
@@ -156,15 +156,15 @@ func TestFilter(t *testing.T) {
 }
 
 func TestParseVerdict(t *testing.T) {
-	for in, want := range map[string]Verdict{"": "", "observed": VerdictObserved, "Allowed": VerdictAllowed,
-		"audit-deny": VerdictAuditDeny, "auditDenied": VerdictAuditDeny, "deny": VerdictDeny, "denied": VerdictDeny} {
-		got, err := ParseVerdict(in)
+	for in, want := range map[string]model.Verdict{"": "", "observed": model.VerdictObserved, "Allowed": model.VerdictAllow,
+		"audit-deny": model.VerdictAuditDeny, "auditDenied": model.VerdictAuditDeny, "deny": model.VerdictDeny, "denied": model.VerdictDeny} {
+		got, err := ParseVerdictFilter(in)
 		if err != nil || got != want {
-			t.Errorf("ParseVerdict(%q) = %q, %v; want %q", in, got, err, want)
+			t.Errorf("ParseVerdictFilter(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	if _, err := ParseVerdict("drop"); !errors.Is(err, ErrUnknownVerdict) {
-		t.Errorf("ParseVerdict(drop) error = %v, want ErrUnknownVerdict", err)
+	if _, err := ParseVerdictFilter("drop"); !errors.Is(err, ErrUnknownVerdict) {
+		t.Errorf("ParseVerdictFilter(drop) error = %v, want ErrUnknownVerdict", err)
 	}
 }
 
@@ -210,7 +210,7 @@ type parsedGraphML struct {
 }
 
 func TestGraphMLParses(t *testing.T) {
-	for _, edges := range [][]observer.Edge{shopEdges(), hostileEdges()} {
+	for _, edges := range [][]model.Edge{shopEdges(), hostileEdges()} {
 		var doc parsedGraphML
 		g := Build(edges, Filter{})
 		out := render(t, FormatGraphML, g)
@@ -251,7 +251,7 @@ func TestGraphMLParses(t *testing.T) {
 }
 
 func TestDOTShape(t *testing.T) {
-	for _, edges := range [][]observer.Edge{shopEdges(), hostileEdges()} {
+	for _, edges := range [][]model.Edge{shopEdges(), hostileEdges()} {
 		g := Build(edges, Filter{})
 		out := string(render(t, FormatDOT, g))
 		// Braces balance outside quoted strings; every edge is one line.
@@ -338,10 +338,10 @@ func TestEmptyGraph(t *testing.T) {
 
 func TestCycleAndSelfLoop(t *testing.T) {
 	a, b, c := wl("x", "a", nil), wl("x", "b", nil), wl("x", "c", nil)
-	e := func(s, d observer.Peer) observer.Edge {
-		return observer.Edge{Source: s, Destination: d, Protocol: "tcp", Port: 80, Flows: 1}
+	e := func(s, d model.Peer) model.Edge {
+		return model.Edge{Source: s, Destination: d, Protocol: model.ProtocolTCP, Port: 80, Flows: 1}
 	}
-	g := Build([]observer.Edge{e(a, b), e(b, c), e(c, a), e(a, a), e(b, a)}, Filter{})
+	g := Build([]model.Edge{e(a, b), e(b, c), e(c, a), e(a, a), e(b, a)}, Filter{})
 	out := string(render(t, FormatHTML, g))
 	if n := strings.Count(out, `<g class="edge `); n != 5 {
 		t.Errorf("%d edge groups, want 5", n)

@@ -118,7 +118,7 @@ func WriteGraphML(w io.Writer, g *Graph) error {
 	for i, e := range g.Edges {
 		d := []gmlData{
 			{"label", e.Text()},
-			{"protocol", e.Protocol},
+			{"protocol", string(e.Protocol)},
 			{"port", strconv.Itoa(int(e.Port))},
 			{"flows", u64(e.Flows)},
 			{"packetsOut", u64(e.PacketsOut)},

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // TestDOTWithGraphviz lets Graphviz parse the DOT output, when it is
@@ -16,7 +16,7 @@ func TestDOTWithGraphviz(t *testing.T) {
 	if err != nil {
 		t.Skip("Graphviz dot not installed")
 	}
-	for name, edges := range map[string][]observer.Edge{"shop": shopEdges(), "hostile": hostileEdges()} {
+	for name, edges := range map[string][]model.Edge{"shop": shopEdges(), "hostile": hostileEdges()} {
 		g := Build(edges, Filter{})
 		cmd := exec.Command(dot, "-Tplain")
 		cmd.Stdin = bytes.NewReader(render(t, FormatDOT, g))

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/nanoseg/nanoseg/model"
 )
 
 //go:embed page.html.tmpl
@@ -191,9 +193,9 @@ func newPageData(g *Graph) pageData {
 		color, dashed := edgeColor(dom)
 		marker := "arrow"
 		switch dom {
-		case VerdictDeny:
+		case model.VerdictDeny:
 			marker = "arrow-deny"
-		case VerdictAuditDeny:
+		case model.VerdictAuditDeny:
 			marker = "arrow-audit"
 		}
 		src, dst := g.Nodes[pp.src].ID, g.Nodes[pp.dst].ID
@@ -212,7 +214,7 @@ func newPageData(g *Graph) pageData {
 			}
 			for _, sp := range l {
 				cls := ""
-				if sp.verdict == VerdictDeny || sp.verdict == VerdictAuditDeny {
+				if sp.verdict.Denies() {
 					cls = string(sp.verdict)
 				}
 				line.Spans = append(line.Spans, pageSpan{Text: sp.text, Class: cls})
@@ -267,14 +269,11 @@ func stamp(t time.Time) string {
 }
 
 // verdictText is "observed 12, audit-deny 3", leaving out zero counts.
-func verdictText(e Edge) string {
+func verdictText(e Link) string {
 	var parts []string
-	for _, v := range []struct {
-		name string
-		n    uint64
-	}{{"observed", e.Verdicts.Observed}, {"allowed", e.Verdicts.Allowed}, {"audit-deny", e.Verdicts.AuditDenied}, {"deny", e.Verdicts.Denied}} {
-		if v.n > 0 {
-			parts = append(parts, v.name+" "+strconv.FormatUint(v.n, 10))
+	for _, v := range model.Verdicts {
+		if n := e.Verdicts.Of(v); n > 0 {
+			parts = append(parts, string(v)+" "+strconv.FormatUint(n, 10))
 		}
 	}
 	return strings.Join(parts, ", ")
@@ -283,7 +282,7 @@ func verdictText(e Edge) string {
 // edgeTitle is the edge's tooltip: "TCP/5432 · 616 flows (614 allowed,
 // 2 denied), 252.7 KiB out, 0 B in; verdict records: observed 614, deny 2;
 // seen … – …".
-func edgeTitle(e Edge) string {
+func edgeTitle(e Link) string {
 	s := fmt.Sprintf("%s, %s out, %s in", e.Text(), edgeBytes(e, e.BytesOut), edgeBytes(e, e.BytesIn))
 	if v := verdictText(e); v != "" {
 		s += "; verdict records: " + v

@@ -14,7 +14,7 @@ func WriteJSON(w io.Writer, g *Graph) error {
 		c.Nodes = []Node{}
 	}
 	if c.Edges == nil {
-		c.Edges = []Edge{}
+		c.Edges = []Link{}
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

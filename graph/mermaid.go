@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // WriteMermaid writes g as a Mermaid flowchart (left to right): one
@@ -49,9 +51,9 @@ func WriteMermaid(w io.Writer, g *Graph) error {
 	for i, e := range g.Edges {
 		fmt.Fprintf(bw, "  %s -->|%s| %s\n", ids[e.Source], mermaidQuote(e.Text()), ids[e.Destination])
 		switch e.Dominant() {
-		case VerdictDeny:
+		case model.VerdictDeny:
 			red = append(red, strconv.Itoa(i))
-		case VerdictAuditDeny:
+		case model.VerdictAuditDeny:
 			orange = append(orange, strconv.Itoa(i))
 		}
 	}

@@ -9,28 +9,28 @@ import (
 
 	"golang.org/x/net/html"
 
-	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // mixedEdges: api → db mostly allowed with 2 denied attempts (the case of
 // issue 11 item 5), frontend → api mostly audit-denied, intruder → db
 // only denied, and a tie (2 allowed, 2 denied) from cache to db.
-func mixedEdges() []observer.Edge {
+func mixedEdges() []model.Edge {
 	api, db := wl("shop", "api", nil), wl("shop", "db", nil)
 	frontend, intruder, cache := wl("shop", "frontend", nil), wl("shop", "intruder", nil), wl("shop", "cache", nil)
-	e := func(src, dst observer.Peer, port uint16, flows uint64, vc observer.VerdictCounts) observer.Edge {
-		return observer.Edge{Source: src, Destination: dst, Protocol: "tcp", Port: port, Flows: flows, Verdicts: vc,
+	e := func(src, dst model.Peer, port uint16, flows uint64, vc model.VerdictCounts) model.Edge {
+		return model.Edge{Source: src, Destination: dst, Protocol: model.ProtocolTCP, Port: port, Flows: flows, Verdicts: vc,
 			FirstSeen: t0, LastSeen: t0.Add(10 * time.Minute), PacketsOut: flows * 6, BytesOut: flows * 420}
 	}
-	return []observer.Edge{
-		e(api, db, 5432, 616, observer.VerdictCounts{Observed: 614, Denied: 2}),
-		e(frontend, api, 8080, 10, observer.VerdictCounts{Observed: 10, AuditDenied: 7}),
-		e(intruder, db, 5432, 4, observer.VerdictCounts{Denied: 4}),
-		e(cache, db, 5432, 4, observer.VerdictCounts{Observed: 2, Denied: 2}),
+	return []model.Edge{
+		e(api, db, 5432, 616, model.VerdictCounts{Observed: 614, Denied: 2}),
+		e(frontend, api, 8080, 10, model.VerdictCounts{Observed: 10, AuditDenied: 7}),
+		e(intruder, db, 5432, 4, model.VerdictCounts{Denied: 4}),
+		e(cache, db, 5432, 4, model.VerdictCounts{Observed: 2, Denied: 2}),
 	}
 }
 
-func edgeOf(t *testing.T, g *Graph, src, dst string) Edge {
+func edgeOf(t *testing.T, g *Graph, src, dst string) Link {
 	t.Helper()
 	for _, e := range g.Edges {
 		if e.Source == src && e.Destination == dst {
@@ -38,7 +38,7 @@ func edgeOf(t *testing.T, g *Graph, src, dst string) Edge {
 		}
 	}
 	t.Fatalf("no edge %s → %s", src, dst)
-	return Edge{}
+	return Link{}
 }
 
 // TestEdgeSplit is issue 11 item 5: an edge whose flows were almost all
@@ -50,13 +50,13 @@ func TestEdgeSplit(t *testing.T) {
 	tests := []struct {
 		src, dst               string
 		allowed, audit, denied uint64
-		dominant               Verdict
+		dominant               model.Verdict
 		label                  string
 	}{
-		{"shop/api", "shop/db", 614, 0, 2, VerdictObserved, "TCP/5432 · 616 flows (614 allowed, 2 denied)"},
-		{"shop/frontend", "shop/api", 3, 7, 0, VerdictAuditDeny, "TCP/8080 · 10 flows (3 allowed, 7 audit-denied)"},
-		{"shop/intruder", "shop/db", 0, 0, 4, VerdictDeny, "TCP/5432 · 4 flows (4 denied)"},
-		{"shop/cache", "shop/db", 2, 0, 2, VerdictDeny, "TCP/5432 · 4 flows (2 allowed, 2 denied)"},
+		{"shop/api", "shop/db", 614, 0, 2, model.VerdictObserved, "TCP/5432 · 616 flows (614 allowed, 2 denied)"},
+		{"shop/frontend", "shop/api", 3, 7, 0, model.VerdictAuditDeny, "TCP/8080 · 10 flows (3 allowed, 7 audit-denied)"},
+		{"shop/intruder", "shop/db", 0, 0, 4, model.VerdictDeny, "TCP/5432 · 4 flows (4 denied)"},
+		{"shop/cache", "shop/db", 2, 0, 2, model.VerdictDeny, "TCP/5432 · 4 flows (2 allowed, 2 denied)"},
 	}
 	for _, tt := range tests {
 		e := edgeOf(t, g, tt.src, tt.dst)
@@ -77,7 +77,7 @@ func TestEdgeSplit(t *testing.T) {
 	}
 	// --verdict deny still keeps every edge with at least one denied flow
 	// (README, `nanoseg graph --help`), however it is drawn.
-	if n := len(Build(mixedEdges(), Filter{Verdict: VerdictDeny}).Edges); n != 3 {
+	if n := len(Build(mixedEdges(), Filter{Verdict: model.VerdictDeny}).Edges); n != 3 {
 		t.Errorf("--verdict deny keeps %d edges, want 3", n)
 	}
 }

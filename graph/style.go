@@ -5,6 +5,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // palette holds the fill and stroke colours given to namespaces in sorted
@@ -31,11 +33,11 @@ const (
 
 // edgeColor returns the stroke colour and whether the stroke is dashed for
 // an edge whose dominant verdict (Edge.Dominant) is v.
-func edgeColor(v Verdict) (string, bool) {
+func edgeColor(v model.Verdict) (string, bool) {
 	switch v {
-	case VerdictDeny:
+	case model.VerdictDeny:
 		return colorDeny, false
-	case VerdictAuditDeny:
+	case model.VerdictAuditDeny:
 		return colorAuditDeny, true
 	}
 	return colorNormal, false
@@ -64,7 +66,7 @@ func cleanText(s string) string {
 // edgeBytes formats a byte counter of e; counters arrive with the end of a
 // connection (conntrack accounting), so an edge with flows and no bytes yet
 // says "pending" rather than a false zero.
-func edgeBytes(e Edge, n uint64) string {
+func edgeBytes(e Link, n uint64) string {
 	if n == 0 && e.PacketsOut == 0 && e.PacketsIn == 0 && e.Flows > 0 {
 		return "pending"
 	}

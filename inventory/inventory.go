@@ -7,37 +7,13 @@ import (
 	"sort"
 	"sync"
 
-	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 )
 
-// Endpoint is one network namespace whose traffic the node observes and
-// whose rule set it programs.
-type Endpoint struct {
-	// Netns is the name under /run/netns; Path its bind mount.
-	Netns string `json:"netns"`
-	Path  string `json:"path"`
-	// NetnsInode identifies the namespace behind Path (its nsfs inode): a
-	// namespace deleted and created again under the same name is a new
-	// endpoint. 0 when unknown.
-	NetnsInode uint64 `json:"netnsInode,omitempty"`
-	// Namespace and Workload name the workload; Labels are the endpoint's
-	// own (pod) labels, noise included.
-	Namespace string            `json:"namespace"`
-	Workload  string            `json:"workload"`
-	Labels    map[string]string `json:"labels,omitempty"`
-	Addrs     []netip.Addr      `json:"addrs"`
-	// Ports are the endpoint's named container ports, for named ports in
-	// policies (resolved at the destination, as NetworkPolicy does).
-	Ports []policies.ContainerPort `json:"ports,omitempty"`
-}
-
-// Key returns "namespace/workload".
-func (e Endpoint) Key() string { return e.Namespace + "/" + e.Workload }
-
-// Pod returns the endpoint as a running pod of policy evaluation and
+// Pod returns endpoint e as a running pod of policy evaluation and
 // compilation: named by its netns, so its key is "namespace/netns".
-func (e Endpoint) Pod() policies.Pod {
+func Pod(e model.Endpoint) policies.Pod {
 	return policies.Pod{Namespace: e.Namespace, Name: e.Netns, Labels: e.Labels, IPs: e.Addrs, Ports: e.Ports}
 }
 
@@ -46,15 +22,15 @@ func (e Endpoint) Pod() policies.Pod {
 // observer and the world of policy evaluation. Safe for concurrent use.
 type Index struct {
 	mu         sync.RWMutex
-	endpoints  map[string]Endpoint // by netns
-	byAddr     map[netip.Addr]Endpoint
+	endpoints  map[string]model.Endpoint // by netns
+	byAddr     map[netip.Addr]model.Endpoint
 	namespaces map[string]map[string]string
 	externals  map[netip.Addr]string // lab externals: address → DNS name
 }
 
 // NewIndex returns an index holding endpoints and namespaces
 // (namespace name → labels).
-func NewIndex(eps []Endpoint, namespaces map[string]map[string]string, externals map[netip.Addr]string) *Index {
+func NewIndex(eps []model.Endpoint, namespaces map[string]map[string]string, externals map[netip.Addr]string) *Index {
 	inv := &Index{}
 	inv.Replace(eps, namespaces, externals)
 	return inv
@@ -63,9 +39,9 @@ func NewIndex(eps []Endpoint, namespaces map[string]map[string]string, externals
 // Replace swaps the inventory's contents and returns the netns names of
 // endpoints added and removed. A netns name whose namespace changed (another
 // NetnsInode) is in both lists: removed, then added.
-func (inv *Index) Replace(eps []Endpoint, namespaces map[string]map[string]string, externals map[netip.Addr]string) (added, removed []string) {
-	m := map[string]Endpoint{}
-	byAddr := map[netip.Addr]Endpoint{}
+func (inv *Index) Replace(eps []model.Endpoint, namespaces map[string]map[string]string, externals map[netip.Addr]string) (added, removed []string) {
+	m := map[string]model.Endpoint{}
+	byAddr := map[netip.Addr]model.Endpoint{}
 	for _, e := range eps {
 		m[e.Netns] = e
 		for _, a := range e.Addrs {
@@ -91,10 +67,10 @@ func (inv *Index) Replace(eps []Endpoint, namespaces map[string]map[string]strin
 }
 
 // Endpoints returns every endpoint, sorted by netns name.
-func (inv *Index) Endpoints() []Endpoint {
+func (inv *Index) Endpoints() []model.Endpoint {
 	inv.mu.RLock()
 	defer inv.mu.RUnlock()
-	out := make([]Endpoint, 0, len(inv.endpoints))
+	out := make([]model.Endpoint, 0, len(inv.endpoints))
 	for _, e := range inv.endpoints {
 		out = append(out, e)
 	}
@@ -103,7 +79,7 @@ func (inv *Index) Endpoints() []Endpoint {
 }
 
 // Endpoint returns the endpoint of netns name and whether it is known.
-func (inv *Index) Endpoint(netns string) (Endpoint, bool) {
+func (inv *Index) Endpoint(netns string) (model.Endpoint, bool) {
 	inv.mu.RLock()
 	defer inv.mu.RUnlock()
 	e, ok := inv.endpoints[netns]
@@ -122,8 +98,8 @@ func (inv *Index) Namespaces() map[string]map[string]string {
 }
 
 // Workload returns the endpoints of workload key "namespace/workload".
-func (inv *Index) Workload(key string) []Endpoint {
-	var out []Endpoint
+func (inv *Index) Workload(key string) []model.Endpoint {
+	var out []model.Endpoint
 	for _, e := range inv.Endpoints() {
 		if e.Key() == key {
 			out = append(out, e)
@@ -147,14 +123,14 @@ func (inv *Index) Workloads() []string {
 }
 
 // Lookup resolves addr to its workload identity (observer.Inventory).
-func (inv *Index) Lookup(addr netip.Addr) (observer.Identity, bool) {
+func (inv *Index) Lookup(addr netip.Addr) (model.Identity, bool) {
 	inv.mu.RLock()
 	defer inv.mu.RUnlock()
 	e, ok := inv.byAddr[addr.Unmap()]
 	if !ok {
-		return observer.Identity{}, false
+		return model.Identity{}, false
 	}
-	return observer.Identity{Namespace: e.Namespace, Workload: e.Workload, Labels: policies.IdentityLabels(e.Labels)}, true
+	return model.Identity{Namespace: e.Namespace, Workload: e.Workload, Labels: model.IdentityLabels(e.Labels)}, true
 }
 
 // Externals returns the lab's external addresses with their DNS names.
@@ -179,7 +155,7 @@ func (inv *Index) World(names map[netip.Addr][]string) (*policies.MemWorld, erro
 	}
 	var pods []policies.Pod
 	for _, e := range inv.endpoints {
-		pods = append(pods, e.Pod())
+		pods = append(pods, Pod(e))
 	}
 	inv.mu.RUnlock()
 	sort.Slice(nss, func(i, j int) bool { return nss[i].Name < nss[j].Name })

@@ -7,8 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/nanoseg/nanoseg/lab"
-	"github.com/nanoseg/nanoseg/policies"
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // LabSource is the inventory of a running lab (see package lab), read from
@@ -50,7 +49,7 @@ func (s LabSource) LockPath() string {
 }
 
 // labInventory reads the plan of the running lab name.
-func labInventory(c lab.Config, name string) ([]Endpoint, map[string]map[string]string, map[netip.Addr]string, error) {
+func labInventory(c lab.Config, name string) ([]model.Endpoint, map[string]map[string]string, map[netip.Addr]string, error) {
 	p, err := lab.LoadPlan(c, name)
 	if err != nil {
 		return nil, nil, nil, err
@@ -60,16 +59,16 @@ func labInventory(c lab.Config, name string) ([]Endpoint, map[string]map[string]
 		nss[n.Name] = withNamespaceName(n.Name, n.Labels)
 	}
 	ext := map[netip.Addr]string{}
-	var eps []Endpoint
+	var eps []model.Endpoint
 	for _, e := range p.Endpoints {
 		if e.External {
 			ext[e.IPv4], ext[e.IPv6] = e.DNSName, e.DNSName
 			continue
 		}
-		ep := Endpoint{Netns: e.Netns, Path: "/run/netns/" + e.Netns, Namespace: e.Namespace, Workload: e.Workload,
+		ep := model.Endpoint{Netns: e.Netns, Path: "/run/netns/" + e.Netns, Namespace: e.Namespace, Workload: e.Workload,
 			Labels: e.Labels, Addrs: []netip.Addr{e.IPv4, e.IPv6}}
 		for _, pt := range e.Ports {
-			ep.Ports = append(ep.Ports, policies.ContainerPort{Name: pt.Name, Port: int32(pt.Port), Protocol: v1alpha1.Protocol(pt.Protocol)})
+			ep.Ports = append(ep.Ports, model.ContainerPort{Name: pt.Name, Port: int32(pt.Port), Protocol: model.Protocol(pt.Protocol)})
 		}
 		eps = append(eps, ep)
 	}

@@ -8,10 +8,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/nanoseg/nanoseg/model"
 	"gopkg.in/yaml.v3"
-
-	"github.com/nanoseg/nanoseg/policies"
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
 // LabelsFileSource is the inventory of named network namespaces described
@@ -77,7 +75,7 @@ type LabelsFile struct {
 // returns its endpoints (addresses from the file; fill the rest with
 // addresses read from the netns) and namespaces. Errors name the file and
 // the field.
-func ReadLabelsFile(path string) ([]Endpoint, map[string]map[string]string, error) {
+func ReadLabelsFile(path string) ([]model.Endpoint, map[string]map[string]string, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read labels file: %w", err)
@@ -93,7 +91,7 @@ func ReadLabelsFile(path string) ([]Endpoint, map[string]map[string]string, erro
 	for _, n := range f.Namespaces {
 		nss[n.Name] = withNamespaceName(n.Name, n.Labels)
 	}
-	var eps []Endpoint
+	var eps []model.Endpoint
 	seen := map[string]bool{}
 	for i, e := range f.Endpoints {
 		p := fmt.Sprintf("%s: endpoints[%d]", path, i)
@@ -110,7 +108,7 @@ func ReadLabelsFile(path string) ([]Endpoint, map[string]map[string]string, erro
 		if _, ok := nss[e.Namespace]; !ok && e.Namespace != "" {
 			nss[e.Namespace] = withNamespaceName(e.Namespace, nil)
 		}
-		ep := Endpoint{Netns: e.Netns, Path: "/run/netns/" + e.Netns, Namespace: e.Namespace, Workload: e.Workload, Labels: e.Labels}
+		ep := model.Endpoint{Netns: e.Netns, Path: "/run/netns/" + e.Netns, Namespace: e.Namespace, Workload: e.Workload, Labels: e.Labels}
 		for j, a := range e.Addrs {
 			addr, err := netip.ParseAddr(a)
 			if err != nil {
@@ -127,7 +125,7 @@ func ReadLabelsFile(path string) ([]Endpoint, map[string]map[string]string, erro
 			if pt.Port < 1 || pt.Port > 65535 {
 				errs = append(errs, fmt.Errorf("%s.ports[%d].port: %d is out of range 1-65535", p, j, pt.Port))
 			}
-			ep.Ports = append(ep.Ports, policies.ContainerPort{Name: pt.Name, Port: pt.Port, Protocol: v1alpha1.Protocol(proto)})
+			ep.Ports = append(ep.Ports, model.ContainerPort{Name: pt.Name, Port: pt.Port, Protocol: model.Protocol(proto)})
 		}
 		eps = append(eps, ep)
 	}

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nanoseg/nanoseg/internal/nsenter"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // NetnsSource wraps a source whose endpoints are named network namespaces:
@@ -112,8 +113,8 @@ func NetnsAddrs(path string) ([]netip.Addr, error) {
 
 // presentEndpoints keeps the endpoints whose netns exists, with the inode
 // of the namespace mounted at their path.
-func presentEndpoints(eps []Endpoint) []Endpoint {
-	var out []Endpoint
+func presentEndpoints(eps []model.Endpoint) []model.Endpoint {
+	var out []model.Endpoint
 	for _, e := range eps {
 		var st unix.Stat_t
 		if err := unix.Stat(e.Path, &st); err == nil {

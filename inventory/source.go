@@ -3,11 +3,13 @@ package inventory
 import (
 	"context"
 	"net/netip"
+
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // Snapshot is what an inventory source knows at one moment.
 type Snapshot struct {
-	Endpoints []Endpoint
+	Endpoints []model.Endpoint
 	// Namespaces maps namespace name → labels (with
 	// kubernetes.io/metadata.name, as the Kubernetes API server sets it).
 	Namespaces map[string]map[string]string

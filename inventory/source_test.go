@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nanoseg/nanoseg/model"
 )
 
 type staticSource Snapshot
@@ -18,9 +20,9 @@ func (staticSource) Watch(ctx context.Context, _ func()) error {
 }
 
 func TestMergeAndIndex(t *testing.T) {
-	a := staticSource{Endpoints: []Endpoint{{Netns: "web-0", Namespace: "shop", Workload: "web", Labels: map[string]string{"app": "web", "pod-template-hash": "x"},
+	a := staticSource{Endpoints: []model.Endpoint{{Netns: "web-0", Namespace: "shop", Workload: "web", Labels: map[string]string{"app": "web", "pod-template-hash": "x"},
 		Addrs: []netip.Addr{netip.MustParseAddr("198.18.0.1")}}}, Namespaces: map[string]map[string]string{"shop": {"team": "a"}}}
-	b := staticSource{Endpoints: []Endpoint{{Netns: "db-0", Namespace: "shop", Workload: "db", Addrs: []netip.Addr{netip.MustParseAddr("198.18.0.2")}}},
+	b := staticSource{Endpoints: []model.Endpoint{{Netns: "db-0", Namespace: "shop", Workload: "db", Addrs: []netip.Addr{netip.MustParseAddr("198.18.0.2")}}},
 		Namespaces: map[string]map[string]string{"shop": {"team": "b"}}, Externals: map[netip.Addr]string{netip.MustParseAddr("198.19.0.1"): "pay.example"}}
 	snap, err := Merge(a, b).List(context.Background())
 	if err != nil {
@@ -41,7 +43,7 @@ func TestMergeAndIndex(t *testing.T) {
 	if ws := idx.Workloads(); strings.Join(ws, ",") != "shop/db,shop/web" {
 		t.Errorf("workloads = %v", ws)
 	}
-	moved := append([]Endpoint(nil), snap.Endpoints...)
+	moved := append([]model.Endpoint(nil), snap.Endpoints...)
 	moved[0].NetnsInode = 7 // web-0 re-created under the same name
 	added, removed = idx.Replace(moved, snap.Namespaces, nil)
 	if strings.Join(added, ",") != "web-0" || strings.Join(removed, ",") != "web-0" {

@@ -42,6 +42,7 @@ import (
 	"github.com/nanoseg/nanoseg/dataplane"
 	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/inventory"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/observer"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
@@ -73,7 +74,7 @@ type Node struct {
 
 	mu        sync.Mutex
 	observers map[string]context.CancelFunc // by netns
-	pending   []store.VerdictEvent
+	pending   []model.VerdictEvent
 	probes    map[probeKey]time.Time // the node's own probes (probe_linux.go)
 	probePort uint32
 	seenNames map[netip.Addr]string // remote address → DNS name seen by the observer
@@ -160,7 +161,7 @@ func (n *Node) SetInventory(ctx context.Context, snap inventory.Snapshot) bool {
 	changed := len(added) > 0 || len(removed) > 0
 	if changed {
 		n.log.Info("inventory changed", "added", added, "removed", removed)
-		byName := map[string]inventory.Endpoint{}
+		byName := map[string]model.Endpoint{}
 		for _, e := range snap.Endpoints {
 			byName[e.Netns] = e
 		}
@@ -190,9 +191,9 @@ func (n *Node) SetInventory(ctx context.Context, snap inventory.Snapshot) bool {
 	return changed
 }
 
-func (n *Node) startObserver(ctx context.Context, e inventory.Endpoint) {
+func (n *Node) startObserver(ctx context.Context, e model.Endpoint) {
 	octx, cancel := context.WithCancel(ctx)
-	o, err := observer.New(n.obsCfg, []observer.Endpoint{{Name: e.Netns, Path: e.Path, Addrs: e.Addrs}}, n.handleFlow, n.names, n.obsM, n.log)
+	o, err := observer.New(n.obsCfg, []model.Endpoint{{Netns: e.Netns, Path: e.Path, Addrs: e.Addrs}}, n.handleFlow, n.names, n.obsM, n.log)
 	if err != nil {
 		cancel()
 		n.log.Warn("start observer", "netns", e.Netns, "err", err)
@@ -282,7 +283,7 @@ func (n *Node) updateLocked() error {
 	}
 	now := map[string]policies.Pod{}
 	for _, e := range n.inv.Endpoints() {
-		p := e.Pod()
+		p := inventory.Pod(e)
 		now[p.Key()] = p
 	}
 	for k, p := range now {
@@ -400,22 +401,18 @@ func (n *Node) Names() map[netip.Addr]string {
 
 // handleFlow receives every flow record of every endpoint. The node's
 // own probes are not traffic of the workloads and are left out.
-func (n *Node) handleFlow(f observer.Flow) {
+func (n *Node) handleFlow(f model.Flow) {
 	if n.isProbe(f) {
 		return
 	}
 	n.agg.Add(f)
-	if f.RemoteName != "" || f.Verdict == observer.VerdictAuditDenied || f.Verdict == observer.VerdictDenied {
+	if f.RemoteName != "" || f.Verdict == model.VerdictAuditDeny || f.Verdict == model.VerdictDeny {
 		n.mu.Lock()
 		if f.RemoteName != "" {
 			n.seenNames[f.Remote()] = f.RemoteName
 		}
-		if f.Verdict == observer.VerdictAuditDenied || f.Verdict == observer.VerdictDenied {
-			v := "deny"
-			if f.Verdict == observer.VerdictAuditDenied {
-				v = "audit-deny"
-			}
-			n.pending = append(n.pending, store.VerdictEvent{At: f.Start, Endpoint: f.Endpoint, Verdict: v, RuleID: f.RuleID,
+		if f.Verdict == model.VerdictAuditDeny || f.Verdict == model.VerdictDeny {
+			n.pending = append(n.pending, model.VerdictEvent{At: f.Start, Endpoint: f.Endpoint, Verdict: f.Verdict, RuleID: f.RuleID,
 				Source: n.peerName(f.Src), SrcPort: f.SrcPort, Destination: n.peerName(f.Dst), Protocol: f.Protocol, Port: f.DstPort})
 		}
 		n.mu.Unlock()
@@ -440,10 +437,10 @@ func (n *Node) Flush() error {
 	// its address; by now the name is known, so the edge joins the named one.
 	now := time.Now()
 	for i := range edges {
-		for _, p := range []*observer.Peer{&edges[i].Source, &edges[i].Destination} {
+		for _, p := range []*model.Peer{&edges[i].Source, &edges[i].Destination} {
 			if p.External && p.Name == "" && p.Addr.IsValid() {
 				if name, ok := n.names.Lookup(p.Addr, now); ok {
-					*p = observer.Peer{External: true, Name: name}
+					*p = model.Peer{External: true, Name: name}
 				}
 			}
 		}

@@ -26,8 +26,7 @@ import (
 
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/internal/nsenter"
-	"github.com/nanoseg/nanoseg/inventory"
-	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // Probe source ports: probes bind their source port in ProbePortMin to
@@ -76,7 +75,7 @@ func (n *Node) markProbe(dst netip.AddrPort) uint16 {
 }
 
 // isProbe reports whether flow record f belongs to one of the node's probes.
-func (n *Node) isProbe(f observer.Flow) bool {
+func (n *Node) isProbe(f model.Flow) bool {
 	if f.SrcPort < ProbePortMin {
 		return false
 	}
@@ -91,7 +90,7 @@ func (n *Node) isProbe(f observer.Flow) bool {
 // port. The outcome is connected, refused, reply, timeout, dropped at
 // source or error. It closes everything it opens; TCP probes close with a
 // reset, leaving no TIME_WAIT behind.
-func (n *Node) Probe(ctx context.Context, src inventory.Endpoint, proto string, addr netip.AddrPort, timeout time.Duration) controller.ProbeOutcome {
+func (n *Node) Probe(ctx context.Context, src model.Endpoint, proto string, addr netip.AddrPort, timeout time.Duration) controller.ProbeOutcome {
 	outcome, reached, detail := n.probe(ctx, src.Path, proto, addr, timeout)
 	return controller.ProbeOutcome{Outcome: outcome, Reached: reached, Detail: detail}
 }

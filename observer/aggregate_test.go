@@ -5,26 +5,28 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // testInventory: a4, a4b (replicas of shop/frontend), b4 (shop/api).
 var a4b = netip.MustParseAddr("198.18.0.11")
 
 func testInventory() Inventory {
-	return InventoryFunc(func(a netip.Addr) (Identity, bool) {
+	return InventoryFunc(func(a netip.Addr) (model.Identity, bool) {
 		switch a {
 		case a4, a4b, a6:
-			return Identity{Namespace: "shop", Workload: "frontend", Labels: map[string]string{"app": "frontend"}}, true
+			return model.Identity{Namespace: "shop", Workload: "frontend", Labels: map[string]string{"app": "frontend"}}, true
 		case b4:
-			return Identity{Namespace: "shop", Workload: "api"}, true
+			return model.Identity{Namespace: "shop", Workload: "api"}, true
 		}
-		return Identity{}, false
+		return model.Identity{}, false
 	})
 }
 
-func ctFlow(phase Phase, dir Direction, src netip.Addr, sport uint16, dst netip.Addr, dport uint16) Flow {
-	return Flow{Phase: phase, Source: SourceConntrack, Direction: dir, Protocol: "tcp", Src: src, SrcPort: sport,
-		Dst: dst, DstPort: dport, Verdict: VerdictObserved, Start: time.Unix(100, 0)}
+func ctFlow(phase model.Phase, dir model.Direction, src netip.Addr, sport uint16, dst netip.Addr, dport uint16) model.Flow {
+	return model.Flow{Phase: phase, Source: model.SourceConntrack, Direction: dir, Protocol: model.ProtocolTCP, Src: src, SrcPort: sport,
+		Dst: dst, DstPort: dport, Verdict: model.VerdictObserved, Start: time.Unix(100, 0)}
 }
 
 func TestAggregateReplicasAndPorts(t *testing.T) {
@@ -34,8 +36,8 @@ func TestAggregateReplicasAndPorts(t *testing.T) {
 		if i%2 == 1 {
 			src = a4b
 		}
-		agg.Add(ctFlow(PhaseStart, Egress, src, uint16(40000+i), b4, 8080))
-		end := ctFlow(PhaseEnd, Egress, src, uint16(40000+i), b4, 8080)
+		agg.Add(ctFlow(model.PhaseStart, model.Egress, src, uint16(40000+i), b4, 8080))
+		end := ctFlow(model.PhaseEnd, model.Egress, src, uint16(40000+i), b4, 8080)
 		end.PacketsOut, end.BytesOut, end.PacketsIn, end.BytesIn = 5, 300, 4, 200
 		agg.Add(end)
 	}
@@ -44,7 +46,7 @@ func TestAggregateReplicasAndPorts(t *testing.T) {
 		t.Fatalf("edges %+v, want one (replicas collapse, source ports dropped)", es)
 	}
 	e := es[0]
-	if e.Source.String() != "shop/frontend" || e.Destination.String() != "shop/api" || e.Port != 8080 || e.Protocol != "tcp" ||
+	if e.Source.String() != "shop/frontend" || e.Destination.String() != "shop/api" || e.Port != 8080 || e.Protocol != model.ProtocolTCP ||
 		e.Flows != 10 || e.Verdicts.Observed != 10 || e.BytesOut != 3000 || e.BytesIn != 2000 || e.PacketsOut != 50 {
 		t.Errorf("edge %+v", e)
 	}
@@ -54,25 +56,25 @@ func TestAggregateBothEndsCountOnce(t *testing.T) {
 	observed := func(a netip.Addr) bool { return a == a4 || a == b4 }
 	agg := NewAggregator(testInventory(), nil, observed)
 	// Client side (egress at a4) and server side (ingress at b4) of one connection.
-	agg.Add(ctFlow(PhaseStart, Egress, a4, 40000, b4, 8080))
-	agg.Add(ctFlow(PhaseStart, Ingress, a4, 40000, b4, 8080))
+	agg.Add(ctFlow(model.PhaseStart, model.Egress, a4, 40000, b4, 8080))
+	agg.Add(ctFlow(model.PhaseStart, model.Ingress, a4, 40000, b4, 8080))
 	// An unobserved external client: counted at the server's ingress.
-	agg.Add(ctFlow(PhaseStart, Ingress, x4, 50000, b4, 8080))
+	agg.Add(ctFlow(model.PhaseStart, model.Ingress, x4, 50000, b4, 8080))
 	// A denied attempt logged at the server's ingress from the observed client:
 	// the verdict is counted, the flow was counted at the client.
-	deny := Flow{Phase: PhaseComplete, Source: SourceVerdictLog, Direction: Ingress, Protocol: "tcp",
-		Src: a4, SrcPort: 40001, Dst: b4, DstPort: 8080, Verdict: VerdictDenied, RuleID: "r"}
-	agg.Add(ctFlow(PhaseStart, Egress, a4, 40001, b4, 8080))
+	deny := model.Flow{Phase: model.PhaseComplete, Source: model.SourceVerdictLog, Direction: model.Ingress, Protocol: model.ProtocolTCP,
+		Src: a4, SrcPort: 40001, Dst: b4, DstPort: 8080, Verdict: model.VerdictDeny, RuleID: "r"}
+	agg.Add(ctFlow(model.PhaseStart, model.Egress, a4, 40001, b4, 8080))
 	agg.Add(deny)
 	// A denied attempt at the client's egress: conntrack never confirms it, the log counts it.
 	deny2 := deny
-	deny2.Direction, deny2.SrcPort, deny2.DstPort = Egress, 40002, 9090
+	deny2.Direction, deny2.SrcPort, deny2.DstPort = model.Egress, 40002, 9090
 	agg.Add(deny2)
 	es := agg.Edges()
 	if len(es) != 3 {
 		t.Fatalf("edges: %+v", es)
 	}
-	byDst := map[string]Edge{}
+	byDst := map[string]model.Edge{}
 	for _, e := range es {
 		byDst[e.Source.String()+">"+e.Destination.String()+":"+strconv.Itoa(int(e.Port))] = e
 	}
@@ -95,9 +97,9 @@ func TestAggregateExternalNamedByDNS(t *testing.T) {
 	names.Put(DNSAnswer{"payments.example", x4, time.Hour}, now)
 	names.Put(DNSAnswer{"payments.example", x6, time.Hour}, now)
 	agg := NewAggregator(testInventory(), names, nil)
-	agg.Add(ctFlow(PhaseStart, Egress, a4, 1, x4, 443))
-	agg.Add(ctFlow(PhaseStart, Egress, a6, 2, x6, 443))
-	agg.Add(ctFlow(PhaseStart, Egress, a4, 3, netip.MustParseAddr("198.19.0.99"), 443))
+	agg.Add(ctFlow(model.PhaseStart, model.Egress, a4, 1, x4, 443))
+	agg.Add(ctFlow(model.PhaseStart, model.Egress, a6, 2, x6, 443))
+	agg.Add(ctFlow(model.PhaseStart, model.Egress, a4, 3, netip.MustParseAddr("198.19.0.99"), 443))
 	es := agg.Edges()
 	if len(es) != 2 {
 		t.Fatalf("edges %+v", es)

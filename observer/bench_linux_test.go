@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nanoseg/nanoseg/internal/nettest"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // BenchmarkObservedConnRate compares the rate of new TCP connections
@@ -110,7 +111,7 @@ func BenchmarkObservedConnRate(b *testing.B) {
 		waitFor(b, 10*time.Second, "all observed", func() bool {
 			n := 0
 			for _, f := range h.snapshot() {
-				if f.Counts() && f.Direction == Egress && f.DstPort == 8080 {
+				if f.Counts() && f.Direction == model.Egress && f.DstPort == 8080 {
 					n++
 				}
 			}

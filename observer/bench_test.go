@@ -11,6 +11,8 @@ import (
 	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/conntrack"
 	"github.com/ti-mo/netfilter"
+
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // ctEventMessage builds a conntrack NEW (or DESTROY) event message as the
@@ -80,9 +82,9 @@ func TestConntrackEventDecode(t *testing.T) {
 			mine.PacketsOrig != ref.PacketsOrig || mine.BytesReply != ref.BytesReply {
 			t.Errorf("decodeCTEvent %+v, ti-mo/conntrack %+v", mine, ref)
 		}
-		phase := PhaseStart
+		phase := model.PhaseStart
 		if destroy {
-			phase = PhaseEnd
+			phase = model.PhaseEnd
 			if mine.Type != ctDestroy {
 				t.Errorf("type %v", mine.Type)
 			}
@@ -90,7 +92,7 @@ func TestConntrackEventDecode(t *testing.T) {
 			t.Errorf("type %v", mine.Type)
 		}
 		f := mine.flowRecord(phase, "ep", func(a netip.Addr) bool { return a == a4 }, time.Now())
-		if f.Src != a4 || f.Dst != b4 || f.SrcPort != 40000 || f.DstPort != 8080 || f.Direction != Egress || f.ConntrackID != 77 || f.Protocol != "tcp" {
+		if f.Src != a4 || f.Dst != b4 || f.SrcPort != 40000 || f.DstPort != 8080 || f.Direction != model.Egress || f.ConntrackID != 77 || f.Protocol != model.ProtocolTCP {
 			t.Errorf("flow %+v", f)
 		}
 		if destroy && (f.PacketsOut != 6 || f.BytesIn != 1200) {
@@ -122,9 +124,9 @@ func BenchmarkPipeline(b *testing.B) {
 				if err := decodeCTEvent(msgs[i%len(msgs)], &ev); err != nil {
 					b.Fatal(err)
 				}
-				phase := PhaseStart
+				phase := model.PhaseStart
 				if ev.Type == ctDestroy {
-					phase = PhaseEnd
+					phase = model.PhaseEnd
 				}
 				agg.Add(ev.flowRecord(phase, "ep", local, now))
 			}
@@ -144,7 +146,7 @@ func BenchmarkEdgeMemory(b *testing.B) {
 		agg := NewAggregator(inv, nil, nil)
 		for j := 0; j < edges; j++ {
 			// 1000 workloads × 100 ports = 100k distinct edges.
-			f := Flow{Phase: PhaseStart, Source: SourceConntrack, Direction: Egress, Protocol: "tcp",
+			f := model.Flow{Phase: model.PhaseStart, Source: model.SourceConntrack, Direction: model.Egress, Protocol: model.ProtocolTCP,
 				Src: addrs[j%1000], SrcPort: 40000, Dst: addrs[(j+1)%1000], DstPort: uint16(1000 + j/1000), Start: time.Unix(int64(j), 0)}
 			agg.Add(f)
 		}
@@ -159,15 +161,15 @@ func BenchmarkEdgeMemory(b *testing.B) {
 }
 
 func benchInventory(n int) (Inventory, []netip.Addr) {
-	m := make(map[netip.Addr]Identity, n)
+	m := make(map[netip.Addr]model.Identity, n)
 	addrs := make([]netip.Addr, n)
 	for i := range addrs {
 		var b [4]byte
 		binary.BigEndian.PutUint32(b[:], 198<<24|18<<16|uint32(i+1))
 		addrs[i] = netip.AddrFrom4(b)
-		m[addrs[i]] = Identity{Namespace: "ns", Workload: fmt.Sprintf("w%d", i), Labels: map[string]string{"app": fmt.Sprintf("w%d", i)}}
+		m[addrs[i]] = model.Identity{Namespace: "ns", Workload: fmt.Sprintf("w%d", i), Labels: map[string]string{"app": fmt.Sprintf("w%d", i)}}
 	}
-	return InventoryFunc(func(a netip.Addr) (Identity, bool) { id, ok := m[a]; return id, ok }), addrs
+	return InventoryFunc(func(a netip.Addr) (model.Identity, bool) { id, ok := m[a]; return id, ok }), addrs
 }
 
 // BenchmarkDecodeBaseline is the baseline of BenchmarkPipeline's decode

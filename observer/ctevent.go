@@ -8,11 +8,13 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/conntrack"
+
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // ctEvent is the part of a conntrack event the observer uses, decoded
 // without allocating (decodeCTEvent) from the ctnetlink message, or copied
-// from a ti-mo/conntrack Flow of a table dump (ctEventFromFlow).
+// from a ti-mo/conntrack model.Flow of a table dump (ctEventFromFlow).
 type ctEvent struct {
 	Type             ctEventType
 	ID               uint32
@@ -261,22 +263,22 @@ func ctEventFromFlow(ct *conntrack.Flow) ctEvent {
 // flowRecord turns a conntrack event of endpoint into a flow record. The
 // original tuple is the side that opened the connection; the endpoint's own
 // addresses (isLocal) give the direction: egress when it is the original
-// source, ingress otherwise. Counters and End are set except at PhaseStart.
-func (ev *ctEvent) flowRecord(phase Phase, endpoint string, isLocal func(netip.Addr) bool, now time.Time) Flow {
-	f := Flow{Phase: phase, Source: SourceConntrack, Endpoint: endpoint, Protocol: ProtocolName(ev.Proto),
-		Src: ev.Src, Dst: ev.Dst, Verdict: VerdictObserved, ConntrackID: ev.ID}
+// source, ingress otherwise. Counters and End are set except at model.PhaseStart.
+func (ev *ctEvent) flowRecord(phase model.Phase, endpoint string, isLocal func(netip.Addr) bool, now time.Time) model.Flow {
+	f := model.Flow{Phase: phase, Source: model.SourceConntrack, Endpoint: endpoint, Protocol: model.ProtocolFromNumber(ev.Proto),
+		Src: ev.Src, Dst: ev.Dst, Verdict: model.VerdictObserved, ConntrackID: ev.ID}
 	if ev.ICMP || ev.Proto == 1 || ev.Proto == 58 {
 		t, c := ev.ICMPType, ev.ICMPCode
 		f.ICMPType, f.ICMPCode = &t, &c
 	} else {
 		f.SrcPort, f.DstPort = ev.SrcPort, ev.DstPort
 	}
-	f.Direction = Ingress
+	f.Direction = model.Ingress
 	if isLocal == nil || isLocal(f.Src) || !isLocal(f.Dst) {
-		f.Direction = Egress
+		f.Direction = model.Egress
 	}
 	f.Start = ev.Start
-	if phase != PhaseStart {
+	if phase != model.PhaseStart {
 		f.End = ev.Stop
 		if f.End.IsZero() {
 			f.End = now

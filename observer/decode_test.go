@@ -8,37 +8,10 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/net/bpf"
-)
 
-func TestParsePrefix(t *testing.T) {
-	for _, tc := range []struct {
-		in      string
-		v       Verdict
-		id      string
-		wantErr error
-	}{
-		{"nanoseg:deny:test-rule", VerdictDenied, "test-rule", nil},
-		{"nanoseg:audit-deny:shop/api/ingress/0\x00", VerdictAuditDenied, "shop/api/ingress/0", nil},
-		{"nanoseg:allow:r:1 ", VerdictAllowed, "r:1", nil},
-		{"nanoseg:observe:default", VerdictObserved, "default", nil},
-		{"other:deny:x", "", "", ErrNotNanoseg},
-		{"", "", "", ErrNotNanoseg},
-		{"nanoseg:deny", "", "", ErrMalformedPrefix},
-		{"nanoseg:drop:x", "", "", ErrMalformedPrefix},
-		{"nanoseg:deny:", "", "", ErrMalformedPrefix},
-		{"nanoseg:deny:a b", "", "", ErrMalformedPrefix},
-	} {
-		v, id, err := ParsePrefix(tc.in)
-		if !errors.Is(err, tc.wantErr) || v != tc.v || id != tc.id {
-			t.Errorf("ParsePrefix(%q) = %q, %q, %v; want %q, %q, %v", tc.in, v, id, err, tc.v, tc.id, tc.wantErr)
-		}
-		if tc.wantErr == nil {
-			if got := FormatPrefix(v, id); got != "nanoseg:"+map[Verdict]string{VerdictDenied: "deny", VerdictAuditDenied: "audit-deny", VerdictAllowed: "allow", VerdictObserved: "observe"}[v]+":"+id {
-				t.Errorf("FormatPrefix(%q, %q) = %q", v, id, got)
-			}
-		}
-	}
-}
+	"github.com/nanoseg/nanoseg/internal/verdictlog"
+	"github.com/nanoseg/nanoseg/model"
+)
 
 func TestDecodeVerdictLog(t *testing.T) {
 	d := newVerdictDecoder()
@@ -47,18 +20,18 @@ func TestDecodeVerdictLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Verdict != VerdictDenied || f.RuleID != "test-rule" || f.Direction != Egress || f.Protocol != "tcp" ||
-		f.Src != a4 || f.Dst != b4 || f.SrcPort != 40000 || f.DstPort != 8080 || f.Phase != PhaseComplete || f.Source != SourceVerdictLog {
+	if f.Verdict != model.VerdictDeny || f.RuleID != "test-rule" || f.Direction != model.Egress || f.Protocol != model.ProtocolTCP ||
+		f.Src != a4 || f.Dst != b4 || f.SrcPort != 40000 || f.DstPort != 8080 || f.Phase != model.PhaseComplete || f.Source != model.SourceVerdictLog {
 		t.Errorf("decoded %+v", f)
 	}
 	if f.Start.Unix() != 1764481700 {
 		t.Errorf("start %v", f.Start)
 	}
 	f, err = d.decode(nflogMessage(t, "nanoseg:audit-deny:r2", hookLocalIn, udpPacket(t, netip.AddrPortFrom(x6, 5000), netip.AddrPortFrom(a6, 53), []byte("x"))), "ep", nil)
-	if err != nil || f.Direction != Ingress || f.Protocol != "udp" || f.Verdict != VerdictAuditDenied {
+	if err != nil || f.Direction != model.Ingress || f.Protocol != model.ProtocolUDP || f.Verdict != model.VerdictAuditDeny {
 		t.Errorf("decoded %+v, %v", f, err)
 	}
-	if _, err := d.decode(nflogMessage(t, "someone-else", hookLocalIn, syn), "ep", nil); !errors.Is(err, ErrNotNanoseg) {
+	if _, err := d.decode(nflogMessage(t, "someone-else", hookLocalIn, syn), "ep", nil); !errors.Is(err, verdictlog.ErrNotNanoseg) {
 		t.Errorf("foreign prefix: %v", err)
 	}
 	for _, bad := range [][]byte{nil, {1}, {2, 0, 0, 18, 8, 0}, syn} {

@@ -10,12 +10,12 @@
 //   - a ctnetlink socket on the conntrack NEW and DESTROY groups, with
 //     conntrack accounting and timestamps switched on in that namespace
 //     (EnableAccounting), decoded without allocating (ctevent.go). NEW gives
-//     a PhaseStart record, DESTROY a PhaseEnd record with packets, bytes and
+//     a model.PhaseStart record, DESTROY a model.PhaseEnd record with packets, bytes and
 //     times. A namespace tracks connections only once an nftables rule there
 //     uses ct, as the dataplane's table does.
-//   - the verdict log: NFLOG group DefaultNFLOGGroup (18), prefix
-//     "nanoseg:<observe|allow|audit-deny|deny>:<rule id>" (ParsePrefix), the
-//     logged packet decoded with gopacket. One PhaseComplete record per
+//   - the verdict log: NFLOG group verdictlog.Group (18), prefix
+//     "nanoseg:<verdict>:<rule id>" (internal/verdictlog), the
+//     logged packet decoded with gopacket. One model.PhaseComplete record per
 //     connection attempt (retransmissions within two minutes are dropped).
 //   - AF_PACKET sockets with a classic BPF filter for DNS responses (UDP and
 //     TCP from port 53) received by the endpoint, decoded with gopacket's
@@ -30,7 +30,7 @@
 // conntrack table: entries the observer did not know become start records
 // marked Resynced (with the counters of the dump), known ones that vanished
 // are forgotten (their end and final counters went with the overflow), and
-// a DESTROY whose NEW was lost becomes a PhaseComplete record. Every
+// a DESTROY whose NEW was lost becomes a model.PhaseComplete record. Every
 // connection that is still in the table at the dump (a closed TCP
 // connection stays there through TIME_WAIT, 120s by default) is therefore
 // counted exactly once; only a connection that both began and left the

@@ -33,22 +33,6 @@ func FuzzVerdictLog(f *testing.F) {
 	})
 }
 
-// FuzzPrefix parses arbitrary prefixes.
-func FuzzPrefix(f *testing.F) {
-	for _, s := range []string{"nanoseg:deny:r", "nanoseg:observe:x/y", "nanoseg::", "nanoseg:deny:\x00", "other"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		v, id, err := ParsePrefix(s)
-		if err != nil {
-			return
-		}
-		if v2, id2, err := ParsePrefix(FormatPrefix(v, id)); err != nil || v2 != v || id2 != id {
-			t.Fatalf("round trip of %q: %q %q %v", s, v2, id2, err)
-		}
-	})
-}
-
 // FuzzDNS decodes data as a captured IP packet carrying a DNS response.
 func FuzzDNS(f *testing.F) {
 	resp := dnsResponse(f, "payments.example", "cdn.example", 60, x4, x6)

@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/ti-mo/netfilter"
+
+	"github.com/nanoseg/nanoseg/internal/verdictlog"
 )
 
 // Test packet builders (gopacket serialization).
@@ -89,7 +91,7 @@ func nflogMessage(t testing.TB, prefix string, hook uint8, payload []byte) netli
 		{Type: nfulaPrefix, Data: append([]byte(prefix), 0)},
 		{Type: nfulaPayload, Data: payload},
 	}
-	m, err := netfilter.MarshalNetlink(netfilter.Header{SubsystemID: netfilter.NFSubsysULOG, MessageType: nfulnlMsgPacket, Family: netfilter.ProtoIPv4, ResourceID: DefaultNFLOGGroup}, attrs)
+	m, err := netfilter.MarshalNetlink(netfilter.Header{SubsystemID: netfilter.NFSubsysULOG, MessageType: nfulnlMsgPacket, Family: netfilter.ProtoIPv4, ResourceID: verdictlog.Group}, attrs)
 	if err != nil {
 		t.Fatalf("marshal nflog: %v", err)
 	}

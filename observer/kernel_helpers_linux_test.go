@@ -16,9 +16,12 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
-	"github.com/nanoseg/nanoseg/internal/nettest"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/nanoseg/nanoseg/internal/nettest"
+	"github.com/nanoseg/nanoseg/internal/verdictlog"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // nftRule is a test-only rule in the obstest table.
@@ -81,7 +84,7 @@ func logged(output bool, port uint16, prefix string, verdict expr.VerdictKind) n
 	}
 	e = append(e, ctStateNew()...)
 	e = append(e,
-		&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX, Group: DefaultNFLOGGroup, Data: []byte(prefix)},
+		&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX, Group: verdictlog.Group, Data: []byte(prefix)},
 		&expr.Verdict{Kind: verdict})
 	return nftRule{output: output, exprs: e}
 }
@@ -191,7 +194,7 @@ type harness struct {
 	agg     *Aggregator
 	metrics *Metrics
 	mu      sync.Mutex
-	flows   []Flow
+	flows   []model.Flow
 	done    chan error
 }
 
@@ -204,11 +207,11 @@ func startObserver(t testing.TB, cfg Config, inv Inventory, hook func(), nss ...
 		t.Fatal(err)
 	}
 	names := NewNames(0)
-	var eps []Endpoint
+	var eps []model.Endpoint
 	for _, ns := range nss {
-		eps = append(eps, Endpoint{Name: ns.Name, Path: ns.Path()})
+		eps = append(eps, model.Endpoint{Netns: ns.Name, Path: ns.Path()})
 	}
-	h.obs, err = New(cfg, eps, func(f Flow) {
+	h.obs, err = New(cfg, eps, func(f model.Flow) {
 		h.mu.Lock()
 		h.flows = append(h.flows, f)
 		h.mu.Unlock()
@@ -254,19 +257,19 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-func (h *harness) snapshot() []Flow {
+func (h *harness) snapshot() []model.Flow {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return append([]Flow(nil), h.flows...)
+	return append([]model.Flow(nil), h.flows...)
 }
 
-func (h *harness) edge(src, dst, proto string, port uint16) (Edge, bool) {
+func (h *harness) edge(src, dst string, proto model.Protocol, port uint16) (model.Edge, bool) {
 	for _, e := range h.agg.Edges() {
 		if e.Source.String() == src && e.Destination.String() == dst && e.Protocol == proto && e.Port == port {
 			return e, true
 		}
 	}
-	return Edge{}, false
+	return model.Edge{}, false
 }
 
 var errTimeout = errors.New("timeout")

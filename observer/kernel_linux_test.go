@@ -5,7 +5,6 @@ package observer
 import (
 	"context"
 	"fmt"
-	"github.com/google/nftables/expr"
 	"net"
 	"net/netip"
 	"os"
@@ -13,11 +12,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables/expr"
+
 	"github.com/miekg/dns"
-	"github.com/nanoseg/nanoseg/internal/nettest"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
+
+	"github.com/nanoseg/nanoseg/internal/nettest"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // Addresses of the two-namespace tests: client (shop/frontend) and server
@@ -32,14 +35,14 @@ var (
 )
 
 func shopInventory() Inventory {
-	return InventoryFunc(func(a netip.Addr) (Identity, bool) {
+	return InventoryFunc(func(a netip.Addr) (model.Identity, bool) {
 		switch {
 		case a == cli4 || a == cli6 || pfx("198.18.2.0/23").Contains(a) && a.As4()[3] == 1:
-			return Identity{Namespace: "shop", Workload: "frontend"}, true
+			return model.Identity{Namespace: "shop", Workload: "frontend"}, true
 		case a == srv4 || a == srv6 || pfx("198.18.2.0/23").Contains(a) && a.As4()[3] == 2:
-			return Identity{Namespace: "shop", Workload: "api"}, true
+			return model.Identity{Namespace: "shop", Workload: "api"}, true
 		}
-		return Identity{}, false
+		return model.Identity{}, false
 	})
 }
 
@@ -94,34 +97,34 @@ func TestKernelThousandShortConnections(t *testing.T) {
 	dialEcho(t, cli, "198.18.1.2:8080", n)
 	t.Logf("%d connections in %v (%.2f ms each)", n, time.Since(start), float64(time.Since(start).Microseconds())/1000/n)
 	waitFor(t, 10*time.Second, "1000 flows on the edge", func() bool {
-		e, _ := h.edge("shop/frontend", "shop/api", "tcp", 8080)
+		e, _ := h.edge("shop/frontend", "shop/api", model.ProtocolTCP, 8080)
 		return e.Flows >= n
 	})
 	// Ends arrive with accounting.
 	waitFor(t, 30*time.Second, "end records with counters", func() bool {
-		e, _ := h.edge("shop/frontend", "shop/api", "tcp", 8080)
+		e, _ := h.edge("shop/frontend", "shop/api", model.ProtocolTCP, 8080)
 		return e.BytesOut > 0 && e.BytesIn > 0
 	})
 	time.Sleep(200 * time.Millisecond)
-	e, _ := h.edge("shop/frontend", "shop/api", "tcp", 8080)
+	e, _ := h.edge("shop/frontend", "shop/api", model.ProtocolTCP, 8080)
 	if e.Flows != n || e.Verdicts.Observed != n {
 		t.Errorf("edge counts %d flows (%d observed), want exactly %d", e.Flows, e.Verdicts.Observed, n)
 	}
 	var ends int
 	var egress, ingress int
 	for _, f := range h.snapshot() {
-		if f.Phase == PhaseEnd && f.Direction == Egress && f.DstPort == 8080 {
+		if f.Phase == model.PhaseEnd && f.Direction == model.Egress && f.DstPort == 8080 {
 			ends++
 			if f.PacketsOut == 0 || f.BytesIn == 0 || f.End.Before(f.Start) {
 				t.Errorf("end record without counters or times: %+v", f)
 				break
 			}
 		}
-		if f.Phase == PhaseStart && f.DstPort == 8080 {
-			if f.Direction == Egress && f.Endpoint == cli.Name {
+		if f.Phase == model.PhaseStart && f.DstPort == 8080 {
+			if f.Direction == model.Egress && f.Endpoint == cli.Name {
 				egress++
 			}
-			if f.Direction == Ingress && f.Endpoint == srv.Name {
+			if f.Direction == model.Ingress && f.Endpoint == srv.Name {
 				ingress++
 			}
 		}
@@ -183,13 +186,13 @@ func TestKernelUDPAndICMP(t *testing.T) {
 		return ping(ipv6.ICMPTypeEchoRequest, "ip6:ipv6-icmp", "2001:db8:1::2")
 	})
 	waitFor(t, 5*time.Second, "udp and icmp edges", func() bool {
-		u, ok1 := h.edge("shop/frontend", "shop/api", "udp", 5353)
-		i4, ok2 := h.edge("shop/frontend", "shop/api", "icmp", 0)
-		i6, ok3 := h.edge("shop/frontend", "shop/api", "ipv6-icmp", 0)
+		u, ok1 := h.edge("shop/frontend", "shop/api", model.ProtocolUDP, 5353)
+		i4, ok2 := h.edge("shop/frontend", "shop/api", model.ProtocolICMP, 0)
+		i6, ok3 := h.edge("shop/frontend", "shop/api", model.ProtocolICMPv6, 0)
 		return ok1 && ok2 && ok3 && u.Flows == 1 && i4.Flows == 1 && i6.Flows == 1
 	})
 	for _, f := range h.snapshot() {
-		if f.Protocol == "icmp" && (f.ICMPType == nil || *f.ICMPType != 8) {
+		if f.Protocol == model.ProtocolICMP && (f.ICMPType == nil || *f.ICMPType != 8) {
 			t.Errorf("icmp record without echo type: %+v", f)
 		}
 	}
@@ -318,14 +321,14 @@ func TestKernelDNSNamesExternalPeer(t *testing.T) {
 	dialEcho(t, cli, "198.19.0.10:443", 2)
 	dialEcho(t, cli, "[2001:db8:19::10]:443", 1)
 	waitFor(t, 5*time.Second, "edge to payments.example", func() bool {
-		e, ok := h.edge("shop/frontend", "payments.example", "tcp", 443)
+		e, ok := h.edge("shop/frontend", "payments.example", model.ProtocolTCP, 443)
 		return ok && e.Flows == 3
 	})
-	if _, ok := h.edge("shop/frontend", "shop/api", "udp", 53); !ok {
+	if _, ok := h.edge("shop/frontend", "shop/api", model.ProtocolUDP, 53); !ok {
 		t.Errorf("no DNS edge frontend -> api udp/53: %+v", h.agg.Edges())
 	}
 	for _, f := range h.snapshot() {
-		if f.DstPort == 443 && f.Direction == Egress && f.RemoteName != "payments.example" {
+		if f.DstPort == 443 && f.Direction == model.Egress && f.RemoteName != "payments.example" {
 			t.Errorf("flow to %v not named: %+v", f.Dst, f)
 		}
 	}
@@ -356,26 +359,26 @@ func TestKernelDeniedByRule(t *testing.T) {
 		return nil
 	})
 	waitFor(t, 5*time.Second, "denied edges", func() bool {
-		e1, ok1 := h.edge("shop/frontend", "shop/api", "tcp", 9999)
-		e2, ok2 := h.edge("shop/frontend", "shop/api", "tcp", 9998)
+		e1, ok1 := h.edge("shop/frontend", "shop/api", model.ProtocolTCP, 9999)
+		e2, ok2 := h.edge("shop/frontend", "shop/api", model.ProtocolTCP, 9998)
 		return ok1 && ok2 && e1.Verdicts.Denied == 1 && e2.Verdicts.Denied == 1
 	})
-	var got []Flow
+	var got []model.Flow
 	for _, f := range h.snapshot() {
-		if f.Source == SourceVerdictLog {
+		if f.Source == model.SourceVerdictLog {
 			got = append(got, f)
 		}
 	}
 	waitFor(t, 2*time.Second, "audit-denied edge", func() bool {
-		e, _ := h.edge("shop/frontend", "shop/api", "tcp", 9996)
+		e, _ := h.edge("shop/frontend", "shop/api", model.ProtocolTCP, 9996)
 		return e.Verdicts.AuditDenied == 1 && e.Flows == 1
 	})
-	if e, _ := h.edge("shop/frontend", "shop/api", "tcp", 9996); e.Flows != 1 || e.Verdicts.Observed != 1 {
+	if e, _ := h.edge("shop/frontend", "shop/api", model.ProtocolTCP, 9996); e.Flows != 1 || e.Verdicts.Observed != 1 {
 		t.Errorf("audit-denied connection counted %d times: %+v", e.Flows, e)
 	}
 	got = got[:0]
 	for _, f := range h.snapshot() {
-		if f.Source == SourceVerdictLog && f.DstPort != 9996 {
+		if f.Source == model.SourceVerdictLog && f.DstPort != 9996 {
 			got = append(got, f)
 		}
 	}
@@ -385,17 +388,17 @@ func TestKernelDeniedByRule(t *testing.T) {
 	for _, f := range got {
 		switch f.DstPort {
 		case 9999:
-			if f.RuleID != "test-rule" || f.Verdict != VerdictDenied || f.Direction != Ingress || f.Endpoint != srv.Name {
+			if f.RuleID != "test-rule" || f.Verdict != model.VerdictDeny || f.Direction != model.Ingress || f.Endpoint != srv.Name {
 				t.Errorf("ingress deny %+v", f)
 			}
 		case 9998:
-			if f.RuleID != "egress-rule" || f.Verdict != VerdictDenied || f.Direction != Egress || f.Endpoint != cli.Name {
+			if f.RuleID != "egress-rule" || f.Verdict != model.VerdictDeny || f.Direction != model.Egress || f.Endpoint != cli.Name {
 				t.Errorf("egress deny %+v", f)
 			}
 		}
 	}
-	e1, _ := h.edge("shop/frontend", "shop/api", "tcp", 9999)
-	e2, _ := h.edge("shop/frontend", "shop/api", "tcp", 9998)
+	e1, _ := h.edge("shop/frontend", "shop/api", model.ProtocolTCP, 9999)
+	e2, _ := h.edge("shop/frontend", "shop/api", model.ProtocolTCP, 9998)
 	if e1.Flows != 1 || e2.Flows != 1 {
 		t.Errorf("denied attempts counted %d and %d times, want 1 each (edges %+v, %+v)", e1.Flows, e2.Flows, e1, e2)
 	}
@@ -416,7 +419,7 @@ func TestKernelReplicasCollapse(t *testing.T) {
 	dialEcho(t, r0, "198.18.2.2:8080", 5)
 	dialEcho(t, r1, "198.18.3.2:8080", 7)
 	waitFor(t, 5*time.Second, "one edge with 12 flows", func() bool {
-		e, _ := h.edge("shop/frontend", "shop/api", "tcp", 8080)
+		e, _ := h.edge("shop/frontend", "shop/api", model.ProtocolTCP, 8080)
 		return e.Flows == 12
 	})
 	if n := h.agg.Len(); n != 1 {
@@ -457,11 +460,11 @@ func TestKernelOverflowResync(t *testing.T) {
 		return counterValue(h.metrics.Resyncs) >= 1
 	})
 	waitFor(t, 5*time.Second, "all connections counted", func() bool {
-		e, _ := h.edge("shop/frontend", "shop/api", "tcp", 8080)
+		e, _ := h.edge("shop/frontend", "shop/api", model.ProtocolTCP, 8080)
 		return e.Flows >= n+1
 	})
 	time.Sleep(300 * time.Millisecond)
-	e, _ := h.edge("shop/frontend", "shop/api", "tcp", 8080)
+	e, _ := h.edge("shop/frontend", "shop/api", model.ProtocolTCP, 8080)
 	if e.Flows != n+1 {
 		t.Errorf("edge flows %d, want exactly %d", e.Flows, n+1)
 	}
@@ -490,7 +493,7 @@ func TestKernelOverflowResync(t *testing.T) {
 // a second Run is refused.
 func TestKernelRunErrors(t *testing.T) {
 	nettest.RequireRoot(t)
-	o, err := New(Config{}, []Endpoint{{Name: "gone", Path: "/run/netns/nanoseg-test-does-not-exist"}}, nil, nil, nil, nil)
+	o, err := New(Config{}, []model.Endpoint{{Netns: "gone", Path: "/run/netns/nanoseg-test-does-not-exist"}}, nil, nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,23 +14,25 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netns"
+
 	"github.com/nanoseg/nanoseg/internal/nettest"
 	"github.com/nanoseg/nanoseg/lab"
-	"github.com/vishvananda/netns"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // labInventory resolves workload replicas of a lab plan; externals are
 // left unknown so that DNS names them.
 func labInventory(p *lab.Plan) Inventory {
-	m := map[netip.Addr]Identity{}
+	m := map[netip.Addr]model.Identity{}
 	for _, e := range p.Endpoints {
 		if !e.External {
 			for _, a := range []netip.Addr{e.IPv4, e.IPv6} {
-				m[a] = Identity{Namespace: e.Namespace, Workload: e.Workload}
+				m[a] = model.Identity{Namespace: e.Namespace, Workload: e.Workload}
 			}
 		}
 	}
-	return InventoryFunc(func(a netip.Addr) (Identity, bool) { id, ok := m[a.Unmap()]; return id, ok })
+	return InventoryFunc(func(a netip.Addr) (model.Identity, bool) { id, ok := m[a.Unmap()]; return id, ok })
 }
 
 // TestKernelLabShop brings up manifests/lab/shop.yaml in-process, observes
@@ -97,8 +99,9 @@ func TestKernelLabShop(t *testing.T) {
 	}
 
 	type want struct {
-		src, dst, proto string
-		port            uint16
+		src, dst string
+		proto    model.Protocol
+		port     uint16
 	}
 	var wants []want
 	externals := map[string]bool{}
@@ -124,17 +127,17 @@ func TestKernelLabShop(t *testing.T) {
 			if !externals[dst] && !strings.Contains(dst, "/") {
 				dst = w.Namespace + "/" + dst
 			}
-			port, proto := tk.Port.Number, strings.ToLower(tk.Protocol)
+			port, proto := tk.Port.Number, model.Protocol(strings.ToUpper(tk.Protocol))
 			for _, p := range ports(dst) {
 				if (tk.Port.Name != "" && p.Name == tk.Port.Name) || (tk.Port.Name == "" && p.Port == tk.Port.Number) {
 					port = p.Port
 					if proto == "" {
-						proto = strings.ToLower(p.Protocol)
+						proto = model.Protocol(strings.ToUpper(p.Protocol))
 					}
 				}
 			}
 			if proto == "" {
-				proto = "tcp"
+				proto = model.ProtocolTCP
 			}
 			wants = append(wants, want{w.Key(), dst, proto, uint16(port)})
 		}

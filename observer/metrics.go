@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // Metrics are the observer's Prometheus counters. Names and labels:
@@ -24,8 +26,8 @@ type Metrics struct {
 }
 
 // flows returns the child of Flows for src without a label lookup.
-func (m *Metrics) flows(src Source) prometheus.Counter {
-	if src == SourceConntrack {
+func (m *Metrics) flows(src model.FlowSource) prometheus.Counter {
+	if src == model.SourceConntrack {
 		return m.flowsCT
 	}
 	return m.flowsLog
@@ -36,7 +38,7 @@ func (m *Metrics) flows(src Source) prometheus.Counter {
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		Flows: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "nanoseg", Subsystem: "observer",
-			Name: "flows_total", Help: "Flow records emitted, by source."}, []string{"source"}),
+			Name: "flows_total", Help: "model.Flow records emitted, by source."}, []string{"source"}),
 		EventsLost: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "nanoseg", Subsystem: "observer",
 			Name: "events_lost_total", Help: "Netlink or packet socket overflows (ENOBUFS); each lost at least one event."}, []string{"source"}),
 		DecodeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "nanoseg", Subsystem: "observer",
@@ -47,8 +49,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "dns_answers_total", Help: "Address answers learnt from DNS responses."}),
 	}
 	// Pre-create the label values so that zeros are exported.
-	m.flowsCT = m.Flows.WithLabelValues(string(SourceConntrack))
-	m.flowsLog = m.Flows.WithLabelValues(string(SourceVerdictLog))
+	m.flowsCT = m.Flows.WithLabelValues(string(model.SourceConntrack))
+	m.flowsLog = m.Flows.WithLabelValues(string(model.SourceVerdictLog))
 	for _, s := range []string{"conntrack", "verdict-log", "dns"} {
 		m.EventsLost.WithLabelValues(s)
 		m.DecodeErrors.WithLabelValues(s)

@@ -14,11 +14,12 @@ import (
 	"strings"
 
 	"github.com/mdlayher/netlink"
-	"github.com/nanoseg/nanoseg/internal/nsenter"
 	"github.com/ti-mo/netfilter"
 	"github.com/vishvananda/netns"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/nanoseg/nanoseg/internal/nsenter"
 )
 
 // Per-netns conntrack sysctls the observer switches on. Both apply to

@@ -8,6 +8,9 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/netfilter"
+
+	"github.com/nanoseg/nanoseg/internal/verdictlog"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // nfnetlink_log constants, from include/uapi/linux/netfilter/nfnetlink_log.h.
@@ -100,25 +103,25 @@ type verdictDecoder struct {
 
 func newVerdictDecoder() *verdictDecoder { return &verdictDecoder{pkt: newPacketDecoder()} }
 
-// decode turns one NFLOG message into a PhaseComplete flow record of
+// decode turns one NFLOG message into a model.PhaseComplete flow record of
 // endpoint. isLocal tells the endpoint's own addresses, for packets logged
-// outside the input and output hooks. ErrNotNanoseg marks someone else's
+// outside the input and output hooks. verdictlog.ErrNotNanoseg marks someone else's
 // log rule; other errors are decode errors.
-func (d *verdictDecoder) decode(msg netlink.Message, endpoint string, isLocal func(netip.Addr) bool) (Flow, error) {
+func (d *verdictDecoder) decode(msg netlink.Message, endpoint string, isLocal func(netip.Addr) bool) (model.Flow, error) {
 	rec, err := decodeVerdictLog(msg)
 	if err != nil {
-		return Flow{}, err
+		return model.Flow{}, err
 	}
-	v, id, err := ParsePrefix(rec.Prefix)
+	v, id, err := verdictlog.Parse(rec.Prefix)
 	if err != nil {
-		return Flow{}, err
+		return model.Flow{}, err
 	}
 	pi, err := d.pkt.decode(rec.Payload)
 	if err != nil {
-		return Flow{}, err
+		return model.Flow{}, err
 	}
-	f := Flow{Phase: PhaseComplete, Source: SourceVerdictLog, Endpoint: endpoint,
-		Protocol: ProtocolName(pi.Proto), Src: pi.Src, Dst: pi.Dst, SrcPort: pi.SrcPort, DstPort: pi.DstPort,
+	f := model.Flow{Phase: model.PhaseComplete, Source: model.SourceVerdictLog, Endpoint: endpoint,
+		Protocol: model.ProtocolFromNumber(pi.Proto), Src: pi.Src, Dst: pi.Dst, SrcPort: pi.SrcPort, DstPort: pi.DstPort,
 		Start: rec.Time, Verdict: v, RuleID: id, PacketsOut: 1, BytesOut: uint64(len(rec.Payload))}
 	if pi.HasICMP {
 		t, c := pi.ICMPType, pi.ICMPCode
@@ -126,13 +129,13 @@ func (d *verdictDecoder) decode(msg netlink.Message, endpoint string, isLocal fu
 	}
 	switch {
 	case rec.HasHook && rec.Hook == hookLocalOut:
-		f.Direction = Egress
+		f.Direction = model.Egress
 	case rec.HasHook && rec.Hook == hookLocalIn:
-		f.Direction = Ingress
+		f.Direction = model.Ingress
 	case isLocal != nil && isLocal(pi.Src):
-		f.Direction = Egress
+		f.Direction = model.Egress
 	default:
-		f.Direction = Ingress
+		f.Direction = model.Ingress
 	}
 	return f, nil
 }

@@ -41,16 +41,19 @@ import (
 	"time"
 
 	"github.com/mdlayher/netlink"
-	"github.com/nanoseg/nanoseg/internal/nsenter"
 	"github.com/ti-mo/conntrack"
 	"github.com/ti-mo/netfilter"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/nanoseg/nanoseg/internal/nsenter"
+	"github.com/nanoseg/nanoseg/internal/verdictlog"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // Config tunes the observer. The zero value means the defaults.
 type Config struct {
-	// NFLOGGroup is the verdict-log group (0: DefaultNFLOGGroup).
+	// NFLOGGroup is the verdict-log group (0: verdictlog.Group).
 	NFLOGGroup uint16 `json:"nflogGroup" yaml:"nflogGroup"`
 	// ConntrackReadBuffer is the receive buffer of each conntrack event
 	// socket in bytes (0: 4 MiB; set with SO_RCVBUFFORCE, so root may
@@ -64,7 +67,7 @@ type Config struct {
 
 // Defaults returns the default configuration.
 func Defaults() Config {
-	return Config{NFLOGGroup: DefaultNFLOGGroup, ConntrackReadBuffer: 4 << 20}
+	return Config{NFLOGGroup: verdictlog.Group, ConntrackReadBuffer: 4 << 20}
 }
 
 // Validate reports configuration errors.
@@ -76,23 +79,12 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Endpoint is one network namespace to observe.
-type Endpoint struct {
-	// Name labels its flow records (Flow.Endpoint); usually the netns name.
-	Name string
-	// Path is the netns bind mount, e.g. /run/netns/NAME.
-	Path string
-	// Addrs are the endpoint's own addresses; nil: read from the netns
-	// (and re-read when a flow matches none of them).
-	Addrs []netip.Addr
-}
-
 // Observer watches endpoint namespaces and hands every flow record to a
 // handler.
 type Observer struct {
 	cfg     Config
-	eps     []Endpoint
-	handle  func(Flow)
+	eps     []model.Endpoint
+	handle  func(model.Flow)
 	names   *Names
 	metrics *Metrics
 	log     *slog.Logger
@@ -113,7 +105,7 @@ type Observer struct {
 // handler makes the conntrack socket overflow; that is counted and
 // resynced). names learns DNS answers (nil: a private table, see Names);
 // metrics may be nil; logger nil discards.
-func New(cfg Config, endpoints []Endpoint, handle func(Flow), names *Names, metrics *Metrics, logger *slog.Logger) (*Observer, error) {
+func New(cfg Config, endpoints []model.Endpoint, handle func(model.Flow), names *Names, metrics *Metrics, logger *slog.Logger) (*Observer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("validate observer config: %w", err)
 	}
@@ -125,7 +117,7 @@ func New(cfg Config, endpoints []Endpoint, handle func(Flow), names *Names, metr
 		cfg.ConntrackReadBuffer = d.ConntrackReadBuffer
 	}
 	if handle == nil {
-		handle = func(Flow) {}
+		handle = func(model.Flow) {}
 	}
 	if names == nil {
 		names = NewNames(0)
@@ -196,7 +188,7 @@ func (o *Observer) Run(ctx context.Context) error {
 			}
 			closers = nil
 			wg.Wait()
-			return fmt.Errorf("observe %s: %w", o.eps[i].Name, err)
+			return fmt.Errorf("observe %s: %w", o.eps[i].Netns, err)
 		}
 		closers = append(closers, ep)
 		o.mu.Lock()
@@ -221,7 +213,7 @@ func (o *Observer) Run(ctx context.Context) error {
 // endpointState is one attached endpoint: its sockets and state.
 type endpointState struct {
 	o    *Observer
-	ep   *Endpoint
+	ep   *model.Endpoint
 	ns   netns.NsHandle
 	log  *slog.Logger
 	ct   *netlink.Conn
@@ -236,8 +228,8 @@ type endpointState struct {
 	closeOnce sync.Once
 }
 
-func (o *Observer) attach(ep *Endpoint) (_ *endpointState, err error) {
-	s := &endpointState{o: o, ep: ep, log: o.log.With("netns", ep.Name)}
+func (o *Observer) attach(ep *model.Endpoint) (_ *endpointState, err error) {
+	s := &endpointState{o: o, ep: ep, log: o.log.With("netns", ep.Netns)}
 	s.ns, err = netns.GetFromPath(ep.Path)
 	if err != nil {
 		return nil, fmt.Errorf("open netns %s: %w", ep.Path, err)
@@ -314,7 +306,7 @@ func (s *endpointState) start(ctx context.Context, wg *sync.WaitGroup, fail func
 		go func() {
 			defer wg.Done()
 			if err := fn(ctx); err != nil && ctx.Err() == nil {
-				fail(fmt.Errorf("observe %s: %s: %w", s.ep.Name, name, err))
+				fail(fmt.Errorf("observe %s: %s: %w", s.ep.Netns, name, err))
 			}
 		}()
 	}
@@ -373,7 +365,7 @@ func (s *endpointState) maybeRefreshAddrs(src, dst netip.Addr) {
 	}
 }
 
-func (s *endpointState) emit(f Flow) {
+func (s *endpointState) emit(f model.Flow) {
 	s.o.metrics.flows(f.Source).Inc()
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		s.log.Debug("flow", "flow", &f)
@@ -427,21 +419,21 @@ func (s *endpointState) readConntrack(ctx context.Context) error {
 					continue // already known from a resync dump
 				}
 				s.maybeRefreshAddrs(ev.Src, ev.Dst)
-				f := ev.flowRecord(PhaseStart, s.ep.Name, s.isLocal, now)
+				f := ev.flowRecord(model.PhaseStart, s.ep.Netns, s.isLocal, now)
 				f.RemoteName, _ = s.o.names.Lookup(f.Remote(), now)
 				if len(open) < maxOpen {
 					open[ev.ID] = openConn{name: f.RemoteName}
 				}
 				s.emit(f)
 			case ctDestroy:
-				phase := PhaseEnd
+				phase := model.PhaseEnd
 				oc, known := open[ev.ID]
 				if !known && !pruned[ev.ID] {
-					phase = PhaseComplete // its NEW was lost
+					phase = model.PhaseComplete // its NEW was lost
 				}
 				delete(open, ev.ID)
 				delete(pruned, ev.ID)
-				f := ev.flowRecord(phase, s.ep.Name, s.isLocal, now)
+				f := ev.flowRecord(phase, s.ep.Netns, s.isLocal, now)
 				f.RemoteName = oc.name
 				if !known {
 					f.RemoteName, _ = s.o.names.Lookup(f.Remote(), now)
@@ -481,7 +473,7 @@ func (s *endpointState) resync(open map[uint32]openConn, pruned map[uint32]bool)
 		if _, ok := open[ev.ID]; ok {
 			continue
 		}
-		f := ev.flowRecord(PhaseStart, s.ep.Name, s.isLocal, now)
+		f := ev.flowRecord(model.PhaseStart, s.ep.Netns, s.isLocal, now)
 		f.PacketsOut, f.BytesOut = ev.PacketsOrig, ev.BytesOrig
 		f.PacketsIn, f.BytesIn = ev.PacketsReply, ev.BytesReply
 		f.Resynced = true
@@ -509,8 +501,8 @@ func (s *endpointState) readVerdictLog(ctx context.Context) error {
 	dec := newVerdictDecoder()
 	type key struct {
 		src, dst netip.AddrPort
-		proto    string
-		verdict  Verdict
+		proto    model.Protocol
+		verdict  model.Verdict
 		rule     string
 	}
 	recent := map[key]time.Time{}
@@ -530,8 +522,8 @@ func (s *endpointState) readVerdictLog(ctx context.Context) error {
 		}
 		now := time.Now()
 		for _, m := range msgs {
-			f, err := dec.decode(m, s.ep.Name, s.isLocal)
-			if errors.Is(err, ErrNotNanoseg) {
+			f, err := dec.decode(m, s.ep.Netns, s.isLocal)
+			if errors.Is(err, verdictlog.ErrNotNanoseg) {
 				continue
 			}
 			if err != nil {

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
@@ -29,7 +30,7 @@ func benchSet(b *testing.B, n int) (*MemWorld, PolicySet) {
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("s%d", i), Namespace: "a"},
 			Spec: v1alpha1.NanoSegmentSpec{
 				Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app": fmt.Sprintf("w%d", i%50)}},
-				Mode:     v1alpha1.ModeEnforce,
+				Mode:     model.ModeEnforce,
 				Ingress: []v1alpha1.Rule{{ID: "r", Peers: []v1alpha1.Peer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": fmt.Sprintf("w%d", (i+1)%50)}}}},
 					Ports: []v1alpha1.Port{{Protocol: "TCP", Port: &port}}}},
 			},
@@ -48,11 +49,11 @@ func BenchmarkEvaluate(b *testing.B) {
 	for _, n := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("policies=%d", n), func(b *testing.B) {
 			w, set := benchSet(b, n)
-			c := Connection{From: Endpoint{Pod: "a/p1"}, To: Endpoint{Pod: "a/p0"}, Protocol: "TCP", Port: 8000}
+			c := Connection{From: ConnEnd{Pod: "a/p1"}, To: ConnEnd{Pod: "a/p0"}, Protocol: "TCP", Port: 8000}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				if v := Evaluate(w, set, c); v.Action != Allow {
+				if v := Evaluate(w, set, c); v.Action != model.VerdictAllow {
 					b.Fatal(v.Reason())
 				}
 			}
@@ -63,17 +64,16 @@ func BenchmarkEvaluate(b *testing.B) {
 
 // benchEdges makes n edges among 1000 identities in 10 namespaces, with
 // replicas (pod-template-hash) and externals.
-func benchEdges(n int) []Edge {
+func benchEdges(n int) []model.Edge {
 	t0 := time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
-	edges := make([]Edge, n)
+	edges := make([]model.Edge, n)
 	for i := range edges {
-		src := Identity{Namespace: fmt.Sprintf("ns%d", i%10), Labels: map[string]string{"app": fmt.Sprintf("a%d", i%100), "tier": fmt.Sprintf("t%d", i%3), "pod-template-hash": fmt.Sprintf("h%d", i%7)}}
-		e := Edge{Source: src, Protocol: "TCP", Port: int32(1000 + i%50), FirstSeen: t0.Add(time.Duration(i) * time.Second), LastSeen: t0.Add(time.Duration(i+60) * time.Second), Flows: 3, Bytes: 1000}
+		src := model.Peer{Namespace: fmt.Sprintf("ns%d", i%10), Workload: fmt.Sprintf("a%d", i%100), Labels: map[string]string{"app": fmt.Sprintf("a%d", i%100), "tier": fmt.Sprintf("t%d", i%3), "pod-template-hash": fmt.Sprintf("h%d", i%7)}}
+		e := model.Edge{Source: src, Protocol: model.ProtocolTCP, Port: uint16(1000 + i%50), FirstSeen: t0.Add(time.Duration(i) * time.Second), LastSeen: t0.Add(time.Duration(i+60) * time.Second), Flows: 3, BytesOut: 1000}
 		if i%5 == 0 {
-			e.External = &External{Address: netip.AddrFrom4([4]byte{198, 19, byte(i >> 8), byte(i)})}
+			e.Destination = model.Peer{External: true, Addr: netip.AddrFrom4([4]byte{198, 19, byte(i >> 8), byte(i)})}
 		} else {
-			d := Identity{Namespace: fmt.Sprintf("ns%d", (i/10)%10), Labels: map[string]string{"app": fmt.Sprintf("a%d", (i/7)%100)}}
-			e.Destination = &d
+			e.Destination = model.Peer{Namespace: fmt.Sprintf("ns%d", (i/10)%10), Workload: fmt.Sprintf("a%d", (i/7)%100), Labels: map[string]string{"app": fmt.Sprintf("a%d", (i/7)%100)}}
 		}
 		edges[i] = e
 	}

@@ -11,7 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // Case is one verdict case file, in the format of
@@ -47,19 +47,19 @@ type CasePod struct {
 
 // CasePort is a named container port of a case pod; Protocol defaults to TCP.
 type CasePort struct {
-	Name     string            `json:"name"`
-	Port     int32             `json:"port"`
-	Protocol v1alpha1.Protocol `json:"protocol,omitempty"`
+	Name     string         `json:"name"`
+	Port     int32          `json:"port"`
+	Protocol model.Protocol `json:"protocol,omitempty"`
 }
 
 // CaseConnection is a connection and its expected verdict (allow or deny;
 // audit-deny is accepted for NanoSegments in audit mode).
 type CaseConnection struct {
-	From     string            `json:"from"`
-	To       string            `json:"to"`
-	Port     int32             `json:"port"`
-	Protocol v1alpha1.Protocol `json:"protocol,omitempty"`
-	Expect   Action            `json:"expect"`
+	From     string         `json:"from"`
+	To       string         `json:"to"`
+	Port     int32          `json:"port"`
+	Protocol model.Protocol `json:"protocol,omitempty"`
+	Expect   model.Verdict  `json:"expect"`
 }
 
 // CaseStep is one ordered change; its parts apply in the order of the
@@ -176,20 +176,20 @@ func (p CasePod) validate(fp *field.Path) field.ErrorList {
 	return errs
 }
 
-func validateProtocol(p v1alpha1.Protocol, fp *field.Path) field.ErrorList {
+func validateProtocol(p model.Protocol, fp *field.Path) field.ErrorList {
 	switch p {
-	case "", v1alpha1.ProtocolTCP, v1alpha1.ProtocolUDP, v1alpha1.ProtocolSCTP, v1alpha1.ProtocolICMP:
+	case "", model.ProtocolTCP, model.ProtocolUDP, model.ProtocolSCTP, model.ProtocolICMP:
 		return nil
 	}
-	return field.ErrorList{field.NotSupported(fp, p, []v1alpha1.Protocol{v1alpha1.ProtocolTCP, v1alpha1.ProtocolUDP, v1alpha1.ProtocolSCTP, v1alpha1.ProtocolICMP})}
+	return field.ErrorList{field.NotSupported(fp, p, []model.Protocol{model.ProtocolTCP, model.ProtocolUDP, model.ProtocolSCTP, model.ProtocolICMP})}
 }
 
 func (c CaseConnection) validate(fp *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	if _, err := ParseEndpoint(c.From); err != nil {
+	if _, err := ParseConnEnd(c.From); err != nil {
 		errs = append(errs, field.Invalid(fp.Child("from"), c.From, "want namespace/name or an IP address"))
 	}
-	if _, err := ParseEndpoint(c.To); err != nil {
+	if _, err := ParseConnEnd(c.To); err != nil {
 		errs = append(errs, field.Invalid(fp.Child("to"), c.To, "want namespace/name or an IP address"))
 	}
 	if c.Port < 0 || c.Port > 65535 {
@@ -197,9 +197,9 @@ func (c CaseConnection) validate(fp *field.Path) field.ErrorList {
 	}
 	errs = append(errs, validateProtocol(c.Protocol, fp.Child("protocol"))...)
 	switch c.Expect {
-	case Allow, Deny, AuditDeny:
+	case model.VerdictAllow, model.VerdictDeny, model.VerdictAuditDeny:
 	default:
-		errs = append(errs, field.NotSupported(fp.Child("expect"), c.Expect, []Action{Allow, Deny, AuditDeny}))
+		errs = append(errs, field.NotSupported(fp.Child("expect"), c.Expect, []model.Verdict{model.VerdictAllow, model.VerdictDeny, model.VerdictAuditDeny}))
 	}
 	return errs
 }
@@ -214,26 +214,26 @@ func (p CasePod) pod() Pod {
 	for _, cp := range p.Ports {
 		proto := cp.Protocol
 		if proto == "" {
-			proto = v1alpha1.ProtocolTCP
+			proto = model.ProtocolTCP
 		}
-		out.Ports = append(out.Ports, ContainerPort{Name: cp.Name, Port: cp.Port, Protocol: proto})
+		out.Ports = append(out.Ports, model.ContainerPort{Name: cp.Name, Port: cp.Port, Protocol: proto})
 	}
 	return out
 }
 
 // Connection converts a case connection; Protocol defaults to TCP.
 func (c CaseConnection) Connection() (Connection, error) {
-	from, err := ParseEndpoint(c.From)
+	from, err := ParseConnEnd(c.From)
 	if err != nil {
 		return Connection{}, err
 	}
-	to, err := ParseEndpoint(c.To)
+	to, err := ParseConnEnd(c.To)
 	if err != nil {
 		return Connection{}, err
 	}
 	proto := c.Protocol
 	if proto == "" {
-		proto = v1alpha1.ProtocolTCP
+		proto = model.ProtocolTCP
 	}
 	return Connection{From: from, To: to, Protocol: proto, Port: c.Port}, nil
 }
@@ -244,7 +244,7 @@ type Mismatch struct {
 	Step       int
 	Index      int
 	Connection CaseConnection
-	Got        Verdict
+	Got        Evaluation
 }
 
 // String returns a line naming the step, the connection, both verdicts and

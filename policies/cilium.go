@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
+	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
@@ -111,27 +113,27 @@ func ExportCilium(s *v1alpha1.NanoSegment) (*CiliumNetworkPolicy, []Problem) {
 		Metadata:   metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace, Labels: maps.Clone(s.Labels)},
 	}
 	c.Spec.EndpointSelector = withNamespace(&s.Spec.Selector, s.Namespace)
-	if s.Spec.Mode != v1alpha1.ModeEnforce {
+	if s.Spec.Mode != model.ModeEnforce {
 		probs = append(probs, Problem{ref, "spec.mode", "mode " + string(modeOr(s.Spec.Mode)) + " has no CiliumNetworkPolicy equivalent; the exported policy enforces"})
 	}
 	iso := EffectivePolicyTypes(s.Spec.PolicyTypes, len(s.Spec.Egress))
-	c.Spec.EnableDefaultDeny = CiliumDefaultDeny{Ingress: iso[Ingress], Egress: iso[Egress]}
+	c.Spec.EnableDefaultDeny = CiliumDefaultDeny{Ingress: iso[model.Ingress.Index()], Egress: iso[model.Egress.Index()]}
 	for d, rules := range [2][]v1alpha1.Rule{s.Spec.Ingress, s.Spec.Egress} {
-		dir := Direction(d)
-		if !iso[dir] {
+		dir := model.Directions[d]
+		if !iso[dir.Index()] {
 			if len(rules) > 0 {
-				probs = append(probs, Problem{ref, "spec." + dir.String(), "left out: policyTypes does not include " + dir.String() + ", so these rules have no effect"})
+				probs = append(probs, Problem{ref, "spec." + strings.ToLower(string(dir)), "left out: policyTypes does not include " + string(dir) + ", so these rules have no effect"})
 			}
 			continue
 		}
 		for i, r := range rules {
-			path := fmt.Sprintf("spec.%s[%d]", dir, i)
+			path := fmt.Sprintf("spec.%s[%d]", strings.ToLower(string(dir)), i)
 			l4, icmps := ciliumPorts(r.Ports)
 			base := CiliumRule{ToPorts: l4, ICMPs: icmps}
 			var out []CiliumRule
 			if len(r.Peers) == 0 {
 				cr := base
-				if dir == Ingress {
+				if dir == model.Ingress {
 					cr.FromEntities = []string{"all"}
 				} else {
 					cr.ToEntities = []string{"all"}
@@ -144,27 +146,27 @@ func ExportCilium(s *v1alpha1.NanoSegment) (*CiliumNetworkPolicy, []Problem) {
 				switch {
 				case p.PodSelector != nil || p.NamespaceSelector != nil:
 					sel := ciliumPeerSelector(p, s.Namespace)
-					if dir == Ingress {
+					if dir == model.Ingress {
 						cr.FromEndpoints = []metav1.LabelSelector{sel}
 					} else {
 						cr.ToEndpoints = []metav1.LabelSelector{sel}
 					}
 				case p.IPBlock != nil:
 					cidr := CiliumCIDR{CIDR: p.IPBlock.CIDR, Except: p.IPBlock.Except}
-					if dir == Ingress {
+					if dir == model.Ingress {
 						cr.FromCIDRSet = []CiliumCIDR{cidr}
 					} else {
 						cr.ToCIDRSet = []CiliumCIDR{cidr}
 					}
 					probs = append(probs, Problem{ref, pp + ".ipBlock", "rule " + r.ID + ": Cilium CIDR rules do not match pod addresses, NetworkPolicy ipBlock does"})
 				case p.Host:
-					if dir == Ingress {
+					if dir == model.Ingress {
 						cr.FromEntities = []string{"host"}
 					} else {
 						cr.ToEntities = []string{"host"}
 					}
 				case p.DNSName != "":
-					if dir == Ingress {
+					if dir == model.Ingress {
 						probs = append(probs, Problem{ref, pp + ".dnsName", "rule " + r.ID + ": Cilium cannot match ingress peers by DNS name; peer left out"})
 						continue
 					}
@@ -180,7 +182,7 @@ func ExportCilium(s *v1alpha1.NanoSegment) (*CiliumNetworkPolicy, []Problem) {
 			if len(r.Peers) > 0 && len(out) == 0 {
 				probs = append(probs, Problem{ref, path, "rule " + r.ID + " left out: none of its peers is expressible"})
 			}
-			if dir == Ingress {
+			if dir == model.Ingress {
 				c.Spec.Ingress = append(c.Spec.Ingress, out...)
 			} else {
 				c.Spec.Egress = append(c.Spec.Egress, out...)
@@ -190,9 +192,9 @@ func ExportCilium(s *v1alpha1.NanoSegment) (*CiliumNetworkPolicy, []Problem) {
 	return c, probs
 }
 
-func modeOr(m v1alpha1.Mode) v1alpha1.Mode {
+func modeOr(m model.Mode) model.Mode {
 	if m == "" {
-		return v1alpha1.ModeObserve
+		return model.ModeObserve
 	}
 	return m
 }
@@ -243,9 +245,9 @@ func ciliumPorts(ports []v1alpha1.Port) ([]CiliumPortRule, []CiliumICMPRule) {
 	for _, p := range ports {
 		proto := p.Protocol
 		if proto == "" {
-			proto = v1alpha1.ProtocolTCP
+			proto = model.ProtocolTCP
 		}
-		if proto == v1alpha1.ProtocolICMP {
+		if proto == model.ProtocolICMP {
 			if p.Port == nil {
 				// Cilium's icmps fields name one type each: list them all.
 				for t := range int32(256) {

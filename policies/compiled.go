@@ -11,25 +11,9 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
-
-// Direction is ingress (towards the selected pod) or egress (from it).
-type Direction int
-
-// The two directions of a policy.
-const (
-	Ingress Direction = iota
-	Egress
-)
-
-// String returns "ingress" or "egress".
-func (d Direction) String() string {
-	if d == Egress {
-		return "egress"
-	}
-	return "ingress"
-}
 
 // PolicyRef names a policy: its kind (NetworkPolicy or NanoSegment),
 // namespace and name.
@@ -56,13 +40,13 @@ func (r RuleRef) String() string { return r.Policy.String() + " rule " + r.Rule 
 // or CompileNetworkPolicy; the zero value selects nothing.
 type Policy struct {
 	Ref       PolicyRef
-	Mode      v1alpha1.Mode
+	Mode      model.Mode
 	Namespace string
 	Selector  labels.Selector
-	// Isolates says, per Direction, whether the policy isolates the selected
+	// Isolates says, per direction (model.Direction.Index), whether the policy isolates the selected
 	// pods in that direction (policyTypes after defaulting).
 	Isolates [2]bool
-	// Rules holds, per Direction, the allow rules.
+	// Rules holds, per direction (model.Direction.Index), the allow rules.
 	Rules [2][]CompiledRule
 }
 
@@ -113,7 +97,7 @@ func (b CompiledIPBlock) Contains(addr netip.Addr) bool {
 // CompiledPort is a protocol with all its ports (Any), one numeric port or
 // range [Port, EndPort], or a named port.
 type CompiledPort struct {
-	Protocol v1alpha1.Protocol
+	Protocol model.Protocol
 	Any      bool
 	Port     int32
 	EndPort  int32 // equal to Port for a single port
@@ -123,7 +107,7 @@ type CompiledPort struct {
 // Matches reports whether the port allows proto/port at a destination pod
 // declaring dstPorts (nil when the destination is not a participating pod,
 // so a named port matches nothing there).
-func (p CompiledPort) Matches(proto v1alpha1.Protocol, port int32, dstPorts []ContainerPort) bool {
+func (p CompiledPort) Matches(proto model.Protocol, port int32, dstPorts []model.ContainerPort) bool {
 	if p.Protocol != proto {
 		return false
 	}
@@ -144,7 +128,7 @@ func (p CompiledPort) Matches(proto v1alpha1.Protocol, port int32, dstPorts []Co
 
 // ResolveNamed returns the number a named port has at a destination pod
 // declaring dstPorts, and whether it has one.
-func (p CompiledPort) ResolveNamed(dstPorts []ContainerPort) (int32, bool) {
+func (p CompiledPort) ResolveNamed(dstPorts []model.ContainerPort) (int32, bool) {
 	for _, cp := range dstPorts {
 		if cp.Name == p.Name && cp.Protocol == p.Protocol {
 			return cp.Port, true
@@ -169,7 +153,7 @@ func CompileNetworkPolicy(np *networkingv1.NetworkPolicy) (*Policy, error) {
 		return nil, err
 	}
 	p.Ref.Kind = "NetworkPolicy"
-	p.Mode = v1alpha1.ModeEnforce
+	p.Mode = model.ModeEnforce
 	return p, nil
 }
 
@@ -188,16 +172,16 @@ func CompileNanoSegment(s *v1alpha1.NanoSegment) (*Policy, error) {
 func EffectivePolicyTypes(types []networkingv1.PolicyType, egressRules int) [2]bool {
 	var iso [2]bool
 	if len(types) == 0 {
-		iso[Ingress] = true
-		iso[Egress] = egressRules > 0
+		iso[model.Ingress.Index()] = true
+		iso[model.Egress.Index()] = egressRules > 0
 		return iso
 	}
 	for _, t := range types {
 		switch t {
 		case networkingv1.PolicyTypeIngress:
-			iso[Ingress] = true
+			iso[model.Ingress.Index()] = true
 		case networkingv1.PolicyTypeEgress:
-			iso[Egress] = true
+			iso[model.Egress.Index()] = true
 		}
 	}
 	return iso
@@ -210,7 +194,7 @@ func compileSegment(s *v1alpha1.NanoSegment) (*Policy, error) {
 	}
 	mode := s.Spec.Mode
 	if mode == "" {
-		mode = v1alpha1.ModeObserve
+		mode = model.ModeObserve
 	}
 	p := &Policy{
 		Ref:       PolicyRef{Kind: v1alpha1.Kind, Namespace: s.Namespace, Name: s.Name},
@@ -274,7 +258,7 @@ func compileRule(r v1alpha1.Rule) (CompiledRule, error) {
 func compilePort(port v1alpha1.Port) CompiledPort {
 	cp := CompiledPort{Protocol: port.Protocol}
 	if cp.Protocol == "" {
-		cp.Protocol = v1alpha1.ProtocolTCP
+		cp.Protocol = model.ProtocolTCP
 	}
 	switch {
 	case port.Port == nil:

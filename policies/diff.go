@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
@@ -25,10 +26,10 @@ type DiffReport struct {
 
 // DeniedEdge is an edge of the window and the active policies' verdict.
 type DeniedEdge struct {
-	Edge   string `json:"edge"`
-	Action Action `json:"action"`
-	Reason string `json:"reason"`
-	Flows  int64  `json:"flows"`
+	Edge   string        `json:"edge"`
+	Action model.Verdict `json:"action"`
+	Reason string        `json:"reason"`
+	Flows  int64         `json:"flows"`
 }
 
 // edgeWorld is a world made of the identities of edges: one pod per
@@ -39,11 +40,11 @@ type edgeWorld struct {
 	podOf map[string]string // identity key -> pod key
 }
 
-func newEdgeWorld(edges []Edge) *edgeWorld {
+func newEdgeWorld(edges []inferEdge) *edgeWorld {
 	w := &edgeWorld{MemWorld: &MemWorld{}, podOf: map[string]string{}}
 	base := netip.MustParseAddr("2001:db8:ffff::").As16()
 	n := 0
-	addID := func(i Identity) {
+	addID := func(i model.Identity) {
 		i = i.Normalize()
 		k := i.Key()
 		if _, ok := w.podOf[k]; ok {
@@ -70,27 +71,27 @@ func newEdgeWorld(edges []Edge) *edgeWorld {
 		w.podOf[k] = i.Namespace + "/" + name
 	}
 	for _, e := range edges {
-		if e.SourceExternal == nil {
-			addID(e.Source)
+		if !e.Source.External {
+			addID(e.Source.Identity())
 		}
-		if e.Destination != nil {
-			addID(*e.Destination)
+		if !e.Destination.External {
+			addID(e.Destination.Identity())
 		}
 	}
 	return w
 }
 
-func (w *edgeWorld) connection(e Edge) Connection {
-	c := Connection{Protocol: e.protocol(), Port: e.Port}
-	if e.SourceExternal != nil {
-		c.From = Endpoint{IP: e.SourceExternal.Address}
+func (w *edgeWorld) connection(e inferEdge) Connection {
+	c := Connection{Protocol: e.proto, Port: e.port}
+	if e.Source.External {
+		c.From = ConnEnd{IP: e.Source.Addr}
 	} else {
-		c.From = Endpoint{Pod: w.podOf[e.Source.Normalize().Key()]}
+		c.From = ConnEnd{Pod: w.podOf[e.srcK]}
 	}
-	if e.Destination != nil {
-		c.To = Endpoint{Pod: w.podOf[e.Destination.Normalize().Key()]}
-	} else if e.External != nil {
-		c.To = Endpoint{IP: e.External.Address, DNSName: e.External.DNSName}
+	if e.Destination.External {
+		c.To = ConnEnd{IP: e.Destination.Addr, DNSName: e.Destination.Name}
+	} else {
+		c.To = ConnEnd{Pod: w.podOf[e.dstK]}
 	}
 	return c
 }
@@ -100,12 +101,18 @@ func (w *edgeWorld) connection(e Edge) Connection {
 // kubernetes.io/metadata.name label, so active namespaceSelectors on other
 // namespace labels do not match there). The proposal is evaluated as if
 // enforced. Output is sorted.
-func Diff(proposal []v1alpha1.NanoSegment, active PolicySet, edges []Edge) (DiffReport, error) {
+func Diff(proposal []v1alpha1.NanoSegment, active PolicySet, observed []model.Edge) (DiffReport, error) {
+	var edges []inferEdge
+	for _, e := range observed {
+		if ie, ok := inferable(e); ok {
+			edges = append(edges, ie)
+		}
+	}
 	rep := DiffReport{Added: []RuleRef{}, Unused: []RuleRef{}, Denied: []DeniedEdge{}}
 	enforced := make([]v1alpha1.NanoSegment, len(proposal))
 	for i := range proposal {
 		proposal[i].DeepCopyInto(&enforced[i])
-		enforced[i].Spec.Mode = v1alpha1.ModeEnforce
+		enforced[i].Spec.Mode = model.ModeEnforce
 	}
 	prop, err := NewPolicySet(nil, enforced)
 	if err != nil {
@@ -115,16 +122,13 @@ func Diff(proposal []v1alpha1.NanoSegment, active PolicySet, edges []Edge) (Diff
 	used := map[RuleRef]bool{}
 	added := map[RuleRef]bool{}
 	for _, e := range edges {
-		if e.Destination == nil && e.External == nil {
-			continue
-		}
 		c := w.connection(e)
 		va := Evaluate(w, active, c)
 		for _, r := range append(slices.Clone(va.Egress.Allowing), va.Ingress.Allowing...) {
 			used[r] = true
 		}
-		if va.Action != Allow {
-			rep.Denied = append(rep.Denied, DeniedEdge{Edge: e.Key(), Action: va.Action, Reason: va.Reason(), Flows: e.Flows})
+		if va.Action != model.VerdictAllow {
+			rep.Denied = append(rep.Denied, DeniedEdge{Edge: e.key(), Action: va.Action, Reason: va.Reason(), Flows: int64(e.Flows)})
 		}
 		vp := Evaluate(w, prop, c)
 		if len(va.Egress.Allowing) == 0 {
@@ -139,7 +143,7 @@ func Diff(proposal []v1alpha1.NanoSegment, active PolicySet, edges []Edge) (Diff
 		}
 	}
 	for _, p := range active.Policies() {
-		if p.Mode == v1alpha1.ModeObserve {
+		if p.Mode == model.ModeObserve {
 			continue
 		}
 		for d := range 2 {

@@ -5,25 +5,14 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+	"github.com/nanoseg/nanoseg/model"
 )
 
-// Action is a verdict's outcome.
-type Action string
-
-// The outcomes of a verdict.
-const (
-	Allow Action = "allow"
-	Deny  Action = "deny"
-	// AuditDeny: only a policy in audit mode would deny; the connection
-	// passes and is logged.
-	AuditDeny Action = "audit-deny"
-)
-
-// Endpoint is one side of a connection: a pod by "namespace/name", or an
+// ConnEnd is one end of a connection being evaluated (not an inventory
+// endpoint, see model.Endpoint): a pod by "namespace/name", or an
 // address (which may belong to a pod). DNSName, when set, is the name the
 // other side resolved the address from; Host marks a node address.
-type Endpoint struct {
+type ConnEnd struct {
 	Pod     string     `json:"pod,omitempty"`
 	IP      netip.Addr `json:"ip,omitzero"`
 	DNSName string     `json:"dnsName,omitempty"`
@@ -31,7 +20,7 @@ type Endpoint struct {
 }
 
 // String returns the pod key or the address.
-func (e Endpoint) String() string {
+func (e ConnEnd) String() string {
 	if e.Pod != "" {
 		return e.Pod
 	}
@@ -41,25 +30,25 @@ func (e Endpoint) String() string {
 	return e.IP.String()
 }
 
-// ParseEndpoint parses "namespace/name" or an IPv4/IPv6 address.
-func ParseEndpoint(s string) (Endpoint, error) {
+// ParseConnEnd parses "namespace/name" or an IPv4/IPv6 address.
+func ParseConnEnd(s string) (ConnEnd, error) {
 	if addr, err := netip.ParseAddr(s); err == nil {
-		return Endpoint{IP: addr}, nil
+		return ConnEnd{IP: addr}, nil
 	}
 	ns, name, ok := strings.Cut(s, "/")
 	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
-		return Endpoint{}, fmt.Errorf("parse endpoint %q: want namespace/name or an IP address: %w", s, ErrInvalid)
+		return ConnEnd{}, fmt.Errorf("parse endpoint %q: want namespace/name or an IP address: %w", s, ErrInvalid)
 	}
-	return Endpoint{Pod: s}, nil
+	return ConnEnd{Pod: s}, nil
 }
 
 // Connection is one connection attempt: From opens it to To's Port over
 // Protocol (an ICMP type for ICMP).
 type Connection struct {
-	From     Endpoint          `json:"from"`
-	To       Endpoint          `json:"to"`
-	Protocol v1alpha1.Protocol `json:"protocol"`
-	Port     int32             `json:"port"`
+	From     ConnEnd        `json:"from"`
+	To       ConnEnd        `json:"to"`
+	Protocol model.Protocol `json:"protocol"`
+	Port     int32          `json:"port"`
 }
 
 // String returns "from -> to port/PROTO".
@@ -67,14 +56,14 @@ func (c Connection) String() string {
 	return fmt.Sprintf("%s -> %s %d/%s", c.From, c.To, c.Port, c.Protocol)
 }
 
-// DirectionVerdict is the outcome of one direction: egress at the source, or
+// DirectionEvaluation is the outcome of one direction: egress at the source, or
 // ingress at the destination.
-type DirectionVerdict struct {
-	Direction string `json:"direction"`
+type DirectionEvaluation struct {
+	Direction model.Direction `json:"direction"`
 	// Subject is the pod whose policies were consulted, or empty when the
 	// endpoint is not a participating pod.
-	Subject string `json:"subject,omitempty"`
-	Action  Action `json:"action"`
+	Subject string        `json:"subject,omitempty"`
+	Action  model.Verdict `json:"action"`
 	// Isolating lists the enforcing and auditing policies that select the
 	// subject in this direction; empty means no policy isolates it.
 	Isolating []PolicyRef `json:"isolating,omitempty"`
@@ -82,49 +71,51 @@ type DirectionVerdict struct {
 	Allowing []RuleRef `json:"allowing,omitempty"`
 }
 
-// Verdict is the answer of Evaluate.
-type Verdict struct {
-	Connection Connection       `json:"connection"`
-	Action     Action           `json:"action"`
-	Egress     DirectionVerdict `json:"egress"`
-	Ingress    DirectionVerdict `json:"ingress"`
+// Evaluation is the answer of Evaluate: the verdict on a connection (Action)
+// and why.
+type Evaluation struct {
+	Connection Connection          `json:"connection"`
+	Action     model.Verdict       `json:"action"`
+	Egress     DirectionEvaluation `json:"egress"`
+	Ingress    DirectionEvaluation `json:"ingress"`
 	// Err is set when the connection names a pod the world does not hold;
-	// Action is then Deny.
+	// Action is then deny.
 	Err string `json:"error,omitempty"`
 }
 
 // Reason says in one line which policy and rule decided, or that no policy
 // isolates the pair.
-func (v Verdict) Reason() string {
+func (v Evaluation) Reason() string {
 	if v.Err != "" {
 		return "error: " + v.Err
 	}
 	return v.Egress.reason() + "; " + v.Ingress.reason()
 }
 
-func (d DirectionVerdict) reason() string {
+func (d DirectionEvaluation) reason() string {
 	subj := d.Subject
+	dir := strings.ToLower(string(d.Direction)) // prose: "egress of shop/api ..."
 	if subj == "" {
-		return d.Direction + ": not a pod, no policy applies"
+		return dir + ": not a pod, no policy applies"
 	}
 	if len(d.Isolating) == 0 {
-		return fmt.Sprintf("%s: no policy isolates %s", d.Direction, subj)
+		return fmt.Sprintf("%s: no policy isolates %s", dir, subj)
 	}
 	allowing := make([]string, len(d.Allowing))
 	for i, r := range d.Allowing {
 		allowing[i] = r.String()
 	}
-	if d.Action == Allow {
-		return fmt.Sprintf("%s of %s allowed by %s", d.Direction, subj, strings.Join(allowing, ", "))
+	if d.Action == model.VerdictAllow {
+		return fmt.Sprintf("%s of %s allowed by %s", dir, subj, strings.Join(allowing, ", "))
 	}
 	names := make([]string, len(d.Isolating))
 	for i, r := range d.Isolating {
 		names[i] = r.String()
 	}
 	if len(allowing) > 0 {
-		return fmt.Sprintf("%s of %s %s: isolated by %s; only auditing rules allow it (%s)", d.Direction, subj, d.Action, strings.Join(names, ", "), strings.Join(allowing, ", "))
+		return fmt.Sprintf("%s of %s %s: isolated by %s; only auditing rules allow it (%s)", dir, subj, d.Action, strings.Join(names, ", "), strings.Join(allowing, ", "))
 	}
-	return fmt.Sprintf("%s of %s %s: isolated by %s and no rule allows it", d.Direction, subj, d.Action, strings.Join(names, ", "))
+	return fmt.Sprintf("%s of %s %s: isolated by %s and no rule allows it", dir, subj, d.Action, strings.Join(names, ", "))
 }
 
 // resolved is an endpoint looked up in the world.
@@ -136,7 +127,7 @@ type resolved struct {
 	host    bool
 }
 
-func resolve(w World, e Endpoint) (resolved, error) {
+func resolve(w World, e ConnEnd) (resolved, error) {
 	r := resolved{addr: e.IP, host: e.Host}
 	if e.DNSName != "" {
 		r.names = []string{normalizeDNS(e.DNSName)}
@@ -193,13 +184,13 @@ func resolve(w World, e Endpoint) (resolved, error) {
 //     matched by selectors.
 //
 // NanoSegments join the union by mode: enforce as a NetworkPolicy; audit
-// turns what only it would deny into AuditDeny and never widens what the
+// turns what only it would deny into audit-deny and never widens what the
 // enforcing policies allow (what they deny stays denied); observe takes no
 // part. The
 // verdict names every isolating policy and every allowing rule.
-func Evaluate(world World, set PolicySet, conn Connection) Verdict {
-	v := Verdict{Connection: conn, Action: Deny}
-	v.Egress.Direction, v.Ingress.Direction = Egress.String(), Ingress.String()
+func Evaluate(world World, set PolicySet, conn Connection) Evaluation {
+	v := Evaluation{Connection: conn, Action: model.VerdictDeny}
+	v.Egress.Direction, v.Ingress.Direction = model.Egress, model.Ingress
 	src, err := resolve(world, conn.From)
 	if err != nil {
 		v.Err = err.Error()
@@ -210,42 +201,42 @@ func Evaluate(world World, set PolicySet, conn Connection) Verdict {
 		v.Err = err.Error()
 		return v
 	}
-	var dstPorts []ContainerPort
+	var dstPorts []model.ContainerPort
 	if dst.pod != nil {
 		dstPorts = dst.pod.Ports
 	}
-	v.Egress = evalDirection(set, Egress, src, dst, conn, dstPorts)
-	v.Ingress = evalDirection(set, Ingress, dst, src, conn, dstPorts)
+	v.Egress = evalDirection(set, model.Egress, src, dst, conn, dstPorts)
+	v.Ingress = evalDirection(set, model.Ingress, dst, src, conn, dstPorts)
 	switch {
-	case v.Egress.Action == Deny || v.Ingress.Action == Deny:
-		v.Action = Deny
-	case v.Egress.Action == AuditDeny || v.Ingress.Action == AuditDeny:
-		v.Action = AuditDeny
+	case v.Egress.Action == model.VerdictDeny || v.Ingress.Action == model.VerdictDeny:
+		v.Action = model.VerdictDeny
+	case v.Egress.Action == model.VerdictAuditDeny || v.Ingress.Action == model.VerdictAuditDeny:
+		v.Action = model.VerdictAuditDeny
 	default:
-		v.Action = Allow
+		v.Action = model.VerdictAllow
 	}
 	return v
 }
 
-func evalDirection(set PolicySet, dir Direction, subject, peer resolved, conn Connection, dstPorts []ContainerPort) DirectionVerdict {
-	dv := DirectionVerdict{Direction: dir.String(), Action: Allow}
+func evalDirection(set PolicySet, dir model.Direction, subject, peer resolved, conn Connection, dstPorts []model.ContainerPort) DirectionEvaluation {
+	dv := DirectionEvaluation{Direction: dir, Action: model.VerdictAllow}
 	if subject.pod == nil {
 		return dv
 	}
 	dv.Subject = subject.pod.Key()
 	var enfIso, enfAllow, audIso, audAllow bool
 	for _, p := range set.byNS[subject.pod.Namespace] {
-		if p.Mode == v1alpha1.ModeObserve || !p.Isolates[dir] || !p.Selector.Matches(labelSet(subject.pod.Labels)) {
+		if p.Mode == model.ModeObserve || !p.Isolates[dir.Index()] || !p.Selector.Matches(labelSet(subject.pod.Labels)) {
 			continue
 		}
 		dv.Isolating = append(dv.Isolating, p.Ref)
-		enforce := p.Mode == v1alpha1.ModeEnforce
+		enforce := p.Mode == model.ModeEnforce
 		if enforce {
 			enfIso = true
 		} else {
 			audIso = true
 		}
-		for _, r := range p.Rules[dir] {
+		for _, r := range p.Rules[dir.Index()] {
 			if ruleMatches(p.Namespace, r, peer, conn.Protocol, conn.Port, dstPorts) {
 				dv.Allowing = append(dv.Allowing, RuleRef{Policy: p.Ref, Rule: r.ID})
 				if enforce {
@@ -258,9 +249,9 @@ func evalDirection(set PolicySet, dir Direction, subject, peer resolved, conn Co
 	}
 	switch {
 	case enfIso && !enfAllow:
-		dv.Action = Deny
+		dv.Action = model.VerdictDeny
 	case (enfIso || audIso) && !enfAllow && !audAllow:
-		dv.Action = AuditDeny
+		dv.Action = model.VerdictAuditDeny
 	}
 	return dv
 }
@@ -268,7 +259,7 @@ func evalDirection(set PolicySet, dir Direction, subject, peer resolved, conn Co
 // ruleMatches reports whether rule r of a policy in namespace policyNS
 // allows a connection with peer on proto/port, dstPorts being the named
 // ports of the destination pod.
-func ruleMatches(policyNS string, r CompiledRule, peer resolved, proto v1alpha1.Protocol, port int32, dstPorts []ContainerPort) bool {
+func ruleMatches(policyNS string, r CompiledRule, peer resolved, proto model.Protocol, port int32, dstPorts []model.ContainerPort) bool {
 	if !r.AllPorts {
 		ok := false
 		for _, p := range r.Ports {

@@ -11,6 +11,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
@@ -143,7 +144,7 @@ func TestRoundTrip(t *testing.T) {
 			for _, from := range eps {
 				for _, to := range eps {
 					for port := range ports {
-						for _, proto := range []v1alpha1.Protocol{"TCP", "UDP", "SCTP"} {
+						for _, proto := range []model.Protocol{"TCP", "UDP", "SCTP"} {
 							cn := conn(from, to, proto, port)
 							want := Evaluate(st.World, sets[0], cn).Action
 							for i := 1; i < 3; i++ {

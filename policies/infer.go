@@ -18,21 +18,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
-
-// NoiseLabels are pod labels that differ between replicas or revisions of
-// one workload and so never identify it: they are dropped from identities.
-var NoiseLabels = []string{
-	"pod-template-hash",
-	"controller-revision-hash",
-	"pod-template-generation",
-	"statefulset.kubernetes.io/pod-name",
-	"apps.kubernetes.io/pod-index",
-	"controller-uid",
-	"batch.kubernetes.io/controller-uid",
-	"batch.kubernetes.io/job-completion-index",
-}
 
 // selectorKeyPriority orders label keys when choosing the smallest selector:
 // well-known naming keys first, then the rest by name.
@@ -41,101 +29,69 @@ var selectorKeyPriority = []string{"app.kubernetes.io/name", "app", "k8s-app", "
 // LabelNamespaceName is the label the API server puts on every namespace.
 const LabelNamespaceName = "kubernetes.io/metadata.name"
 
-// Identity is a workload identity: a namespace and identity labels.
-type Identity struct {
-	Namespace string            `json:"namespace"`
-	Labels    map[string]string `json:"labels,omitempty"`
+// inferEdge is a model.Edge as inference reads it: protocol and port as a
+// policy can name them (ICMPv6 is ICMP, whose "port" is 0), and the keys of
+// both ends.
+type inferEdge struct {
+	model.Edge
+	proto      model.Protocol
+	port       int32
+	srcK, dstK string
 }
 
-// IdentityLabels returns labels without NoiseLabels.
-func IdentityLabels(labels map[string]string) map[string]string {
-	out := maps.Clone(labels)
-	for _, k := range NoiseLabels {
-		delete(out, k)
+// peerKey returns the inference key of a peer: the normalized identity's
+// Key for a workload, the DNS name or address for an external peer.
+func peerKey(p model.Peer) string {
+	if p.External {
+		return p.ExternalKey()
 	}
-	return out
+	return p.Identity().Normalize().Key()
 }
 
-// Normalize returns the identity with noise labels dropped.
-func (i Identity) Normalize() Identity {
-	return Identity{Namespace: i.Namespace, Labels: IdentityLabels(i.Labels)}
-}
-
-// Key returns "namespace{k=v,...}" with sorted labels; equal identities have
-// equal keys.
-func (i Identity) Key() string {
-	keys := slices.Sorted(maps.Keys(i.Labels))
-	parts := make([]string, len(keys))
-	for j, k := range keys {
-		parts[j] = k + "=" + i.Labels[k]
+// inferable returns e as inference reads it, and false for edges a policy
+// cannot name (a protocol other than TCP, UDP, SCTP, ICMP, ICMPv6, or an end
+// that is neither a workload nor a named or addressed external peer).
+func inferable(e model.Edge) (inferEdge, bool) {
+	ie := inferEdge{Edge: e, proto: e.Protocol, port: int32(e.Port)}
+	switch e.Protocol {
+	case model.ProtocolTCP, model.ProtocolUDP, model.ProtocolSCTP:
+	case "":
+		ie.proto = model.ProtocolTCP
+	case model.ProtocolICMP, model.ProtocolICMPv6:
+		ie.proto, ie.port = model.ProtocolICMP, 0
+	default:
+		return ie, false
 	}
-	return i.Namespace + "{" + strings.Join(parts, ",") + "}"
-}
-
-// External is a peer outside the workloads: a DNS name the observer saw the
-// address resolved from, and/or the address.
-type External struct {
-	DNSName string     `json:"dnsName,omitempty"`
-	Address netip.Addr `json:"address,omitzero"`
-}
-
-// Key returns the DNS name when known, else the address.
-func (e External) Key() string {
-	if e.DNSName != "" {
-		return normalizeDNS(e.DNSName)
+	for _, p := range []model.Peer{e.Source, e.Destination} {
+		if p.External && p.Name == "" && !p.Addr.IsValid() {
+			return ie, false
+		}
 	}
-	return e.Address.String()
+	ie.srcK, ie.dstK = peerKey(e.Source), peerKey(e.Destination)
+	return ie, true
 }
 
-// Edge is flows aggregated by source, destination, protocol and destination
-// port over a window. Exactly one of Destination and External is set;
-// SourceExternal replaces Source for connections from outside.
-type Edge struct {
-	Source         Identity          `json:"source"`
-	SourceExternal *External         `json:"sourceExternal,omitempty"`
-	Destination    *Identity         `json:"destination,omitempty"`
-	External       *External         `json:"external,omitempty"`
-	Protocol       v1alpha1.Protocol `json:"protocol"`
-	Port           int32             `json:"port"`
-	FirstSeen      time.Time         `json:"firstSeen"`
-	LastSeen       time.Time         `json:"lastSeen"`
-	Flows          int64             `json:"flows"`
-	Bytes          int64             `json:"bytes"`
+// key returns "<source> -> <destination> <PROTO>/<port>".
+func (e inferEdge) key() string {
+	return fmt.Sprintf("%s -> %s %s/%d", e.srcK, e.dstK, e.proto, e.port)
 }
 
-func (e Edge) srcKey() string {
-	if e.SourceExternal != nil {
-		return e.SourceExternal.Key()
+// EdgeKey returns the key inference gives edge e in provenance and diff
+// reports: "<source> -> <destination> <PROTO>/<port>", sources and
+// destinations as normalized identity keys ("ns{k=v,...}") or external
+// names / addresses; "" for an edge a policy cannot name.
+func EdgeKey(e model.Edge) string {
+	ie, ok := inferable(e)
+	if !ok {
+		return ""
 	}
-	return e.Source.Normalize().Key()
-}
-
-func (e Edge) dstKey() string {
-	if e.Destination != nil {
-		return e.Destination.Normalize().Key()
-	}
-	if e.External != nil {
-		return e.External.Key()
-	}
-	return "?"
-}
-
-// Key returns "<source> -> <destination> <PROTO>/<port>".
-func (e Edge) Key() string {
-	return fmt.Sprintf("%s -> %s %s/%d", e.srcKey(), e.dstKey(), e.protocol(), e.Port)
-}
-
-func (e Edge) protocol() v1alpha1.Protocol {
-	if e.Protocol == "" {
-		return v1alpha1.ProtocolTCP
-	}
-	return e.Protocol
+	return ie.key()
 }
 
 // identityIndex knows every identity by namespace and finds the smallest
 // selector for each.
 type identityIndex struct {
-	byNS map[string]map[string]Identity
+	byNS map[string]map[string]model.Identity
 	sel  map[string]selResult
 }
 
@@ -145,14 +101,14 @@ type selResult struct {
 }
 
 func newIdentityIndex() *identityIndex {
-	return &identityIndex{byNS: map[string]map[string]Identity{}, sel: map[string]selResult{}}
+	return &identityIndex{byNS: map[string]map[string]model.Identity{}, sel: map[string]selResult{}}
 }
 
-func (x *identityIndex) add(i Identity) {
+func (x *identityIndex) add(i model.Identity) {
 	i = i.Normalize()
 	m := x.byNS[i.Namespace]
 	if m == nil {
-		m = map[string]Identity{}
+		m = map[string]model.Identity{}
 		x.byNS[i.Namespace] = m
 	}
 	m[i.Key()] = i
@@ -162,7 +118,7 @@ func (x *identityIndex) add(i Identity) {
 // identity of its namespace carries entirely, trying keys in
 // selectorKeyPriority order; ok is false when none exists (another identity's
 // labels include all of i's), and all labels are returned.
-func (x *identityIndex) selector(i Identity) (map[string]string, bool) {
+func (x *identityIndex) selector(i model.Identity) (map[string]string, bool) {
 	i = i.Normalize()
 	key := i.Key()
 	if r, ok := x.sel[key]; ok {
@@ -178,7 +134,7 @@ func (x *identityIndex) selector(i Identity) (map[string]string, bool) {
 		}
 		return cmp.Or(cmp.Compare(pa, pb), strings.Compare(a, b))
 	})
-	var others []Identity
+	var others []model.Identity
 	for k, o := range x.byNS[i.Namespace] {
 		if k != key {
 			others = append(others, o)
@@ -274,7 +230,7 @@ type ruleAcc struct {
 }
 
 type segAcc struct {
-	id    Identity
+	id    model.Identity
 	rules [2]map[string]*ruleAcc
 }
 
@@ -289,13 +245,19 @@ type segAcc struct {
 // /128). Every rule's provenance lists its edges, first and last seen and
 // flow count. Segments are in mode observe, isolate both directions, and are
 // sorted by namespace and name: the same edges always give the same output.
-func Propose(edges []Edge, identities []Identity) []v1alpha1.NanoSegment {
+func Propose(observed []model.Edge, identities []model.Identity) []v1alpha1.NanoSegment {
+	var edges []inferEdge
+	for _, e := range observed {
+		if ie, ok := inferable(e); ok {
+			edges = append(edges, ie)
+		}
+	}
 	idx := newIdentityIndex()
 	for _, i := range identities {
 		idx.add(i)
 	}
 	segs := map[string]*segAcc{}
-	seg := func(i Identity) *segAcc { // i is normalized
+	seg := func(i model.Identity) *segAcc { // i is normalized
 		k := i.Key()
 		s := segs[k]
 		if s == nil {
@@ -305,26 +267,26 @@ func Propose(edges []Edge, identities []Identity) []v1alpha1.NanoSegment {
 		return s
 	}
 	for _, e := range edges {
-		if e.SourceExternal == nil {
-			idx.add(e.Source)
+		if !e.Source.External {
+			idx.add(e.Source.Identity())
 		}
-		if e.Destination != nil {
-			idx.add(*e.Destination)
+		if !e.Destination.External {
+			idx.add(e.Destination.Identity())
 		}
 	}
-	add := func(s *segAcc, dir Direction, peerKey string, peer func() (v1alpha1.Peer, string), e Edge, edgeKey string) {
-		r := s.rules[dir][peerKey]
+	add := func(s *segAcc, dir model.Direction, peerKey string, peer func() (v1alpha1.Peer, string), e inferEdge, edgeKey string) {
+		r := s.rules[dir.Index()][peerKey]
 		if r == nil {
 			p, id := peer()
 			r = &ruleAcc{peer: p, peerID: id, ports: map[string]v1alpha1.Port{}, edges: map[string]bool{}}
-			s.rules[dir][peerKey] = r
+			s.rules[dir.Index()][peerKey] = r
 		}
-		proto := e.protocol()
-		pk := string(proto) + "/" + fmt.Sprintf("%05d", e.Port)
+		proto := e.proto
+		pk := string(proto) + "/" + fmt.Sprintf("%05d", e.port)
 		if _, ok := r.ports[pk]; !ok {
 			port := v1alpha1.Port{Protocol: proto}
-			if proto != v1alpha1.ProtocolICMP || e.Port != 0 {
-				port.Port = intOrStringPtr(intstr.FromInt32(e.Port))
+			if proto != model.ProtocolICMP || e.port != 0 {
+				port.Port = intOrStringPtr(intstr.FromInt32(e.port))
 			}
 			r.ports[pk] = port
 		}
@@ -335,44 +297,29 @@ func Propose(edges []Edge, identities []Identity) []v1alpha1.NanoSegment {
 		if e.LastSeen.After(r.last) {
 			r.last = e.LastSeen
 		}
-		r.flows += e.Flows
+		r.flows += int64(e.Flows)
 	}
 	for _, e := range edges {
-		if e.Destination == nil && e.External == nil {
-			continue
-		}
-		var src, dst Identity
-		var srcK, dstK string
-		if e.SourceExternal == nil {
-			src = e.Source.Normalize()
-			srcK = src.Key()
-		} else {
-			srcK = e.SourceExternal.Key()
-		}
-		if e.Destination != nil {
-			dst = e.Destination.Normalize()
-			dstK = dst.Key()
-		} else {
-			dstK = e.External.Key()
-		}
-		edgeKey := fmt.Sprintf("%s -> %s %s/%d", srcK, dstK, e.protocol(), e.Port)
+		src, dst := e.Source.Identity().Normalize(), e.Destination.Identity().Normalize()
+		srcK, dstK := e.srcK, e.dstK
+		edgeKey := e.key()
 		// Egress of the source.
-		if e.SourceExternal == nil {
-			if e.Destination != nil {
-				add(seg(src), Egress, dstK, func() (v1alpha1.Peer, string) { return idx.identityPeer(dst, src.Namespace) }, e, edgeKey)
+		if !e.Source.External {
+			if !e.Destination.External {
+				add(seg(src), model.Egress, dstK, func() (v1alpha1.Peer, string) { return idx.identityPeer(dst, src.Namespace) }, e, edgeKey)
 			} else {
-				ext := *e.External
-				add(seg(src), Egress, dstK, func() (v1alpha1.Peer, string) { return externalPeer(ext) }, e, edgeKey)
+				ext := e.Destination
+				add(seg(src), model.Egress, dstK, func() (v1alpha1.Peer, string) { return externalPeer(ext) }, e, edgeKey)
 			}
 		}
 		// Ingress of the destination.
-		if e.Destination != nil {
-			if e.SourceExternal != nil {
-				ext := *e.SourceExternal
-				ext.DNSName = "" // ingress peers are matched by address
-				add(seg(dst), Ingress, ext.Key(), func() (v1alpha1.Peer, string) { return externalPeer(ext) }, e, edgeKey)
+		if !e.Destination.External {
+			if e.Source.External {
+				ext := e.Source
+				ext.Name = "" // ingress peers are matched by address
+				add(seg(dst), model.Ingress, ext.ExternalKey(), func() (v1alpha1.Peer, string) { return externalPeer(ext) }, e, edgeKey)
 			} else {
-				add(seg(dst), Ingress, srcK, func() (v1alpha1.Peer, string) { return idx.identityPeer(src, dst.Namespace) }, e, edgeKey)
+				add(seg(dst), model.Ingress, srcK, func() (v1alpha1.Peer, string) { return idx.identityPeer(src, dst.Namespace) }, e, edgeKey)
 			}
 		}
 	}
@@ -390,10 +337,10 @@ func Propose(edges []Edge, identities []Identity) []v1alpha1.NanoSegment {
 		}
 		ns.Name = uniqueName(names, s.id.Namespace, segmentName(sel, s.id.Key()), s.id.Key())
 		ns.Spec.Selector = metav1.LabelSelector{MatchLabels: sel}
-		ns.Spec.Mode = v1alpha1.ModeObserve
+		ns.Spec.Mode = model.ModeObserve
 		ns.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}
-		ns.Spec.Ingress = buildRules(s.rules[Ingress], "from")
-		ns.Spec.Egress = buildRules(s.rules[Egress], "to")
+		ns.Spec.Ingress = buildRules(s.rules[model.Ingress.Index()], "from")
+		ns.Spec.Egress = buildRules(s.rules[model.Egress.Index()], "to")
 		out = append(out, ns)
 	}
 	slices.SortFunc(out, func(a, b v1alpha1.NanoSegment) int {
@@ -431,7 +378,7 @@ func buildRules(acc map[string]*ruleAcc, prefix string) []v1alpha1.Rule {
 
 // identityPeer returns the peer selecting identity i from a policy in
 // namespace policyNS, and a readable id part.
-func (x *identityIndex) identityPeer(i Identity, policyNS string) (v1alpha1.Peer, string) {
+func (x *identityIndex) identityPeer(i model.Identity, policyNS string) (v1alpha1.Peer, string) {
 	sel, _ := x.selector(i)
 	p := v1alpha1.Peer{PodSelector: &metav1.LabelSelector{MatchLabels: sel}}
 	id := segmentName(sel, i.Key())
@@ -442,11 +389,13 @@ func (x *identityIndex) identityPeer(i Identity, policyNS string) (v1alpha1.Peer
 	return p, id
 }
 
-func externalPeer(e External) (v1alpha1.Peer, string) {
-	if e.DNSName != "" {
-		return v1alpha1.Peer{DNSName: normalizeDNS(e.DNSName)}, normalizeDNS(e.DNSName)
+// externalPeer returns the policy peer of external peer e: its DNS name
+// when known, else its address as a /32 or /128.
+func externalPeer(e model.Peer) (v1alpha1.Peer, string) {
+	if e.Name != "" {
+		return v1alpha1.Peer{DNSName: normalizeDNS(e.Name)}, normalizeDNS(e.Name)
 	}
-	return v1alpha1.Peer{IPBlock: &v1alpha1.IPBlock{CIDR: netip.PrefixFrom(e.Address, e.Address.BitLen()).String()}}, e.Address.String()
+	return v1alpha1.Peer{IPBlock: &v1alpha1.IPBlock{CIDR: netip.PrefixFrom(e.Addr, e.Addr.BitLen()).String()}}, e.Addr.String()
 }
 
 var nonID = regexp.MustCompile(`[^a-z0-9]+`)

@@ -9,16 +9,17 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
-func loadEdges(t testing.TB, file string) []Edge {
+func loadEdges(t testing.TB, file string) []model.Edge {
 	t.Helper()
 	data, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var edges []Edge
+	var edges []model.Edge
 	if err := json.Unmarshal(data, &edges); err != nil {
 		t.Fatal(err)
 	}
@@ -46,12 +47,12 @@ func marshalSegments(t testing.TB, segs []v1alpha1.NanoSegment) []byte {
 // and that, enforced, it allows every observed edge and denies unobserved ones.
 func TestPropose(t *testing.T) {
 	edges := loadEdges(t, "testdata/edges/shop.json")
-	known := []Identity{{Namespace: "shop", Labels: map[string]string{"app": "api", "tier": "canary"}}}
+	known := []model.Identity{{Namespace: "shop", Labels: map[string]string{"app": "api", "tier": "canary"}}}
 	segs := Propose(edges, known)
 	out := marshalSegments(t, segs)
 	golden(t, "shop.proposal.yaml", out)
 	for i := 0; i < 5; i++ {
-		sh := append([]Edge(nil), edges...)
+		sh := append([]model.Edge(nil), edges...)
 		rand.Shuffle(len(sh), func(a, b int) { sh[a], sh[b] = sh[b], sh[a] })
 		if again := marshalSegments(t, Propose(sh, known)); string(again) != string(out) {
 			t.Fatal("shuffled edges give different output")
@@ -72,7 +73,7 @@ func TestPropose(t *testing.T) {
 		}
 	}
 	for i := range segs {
-		segs[i].Spec.Mode = v1alpha1.ModeEnforce
+		segs[i].Spec.Mode = model.ModeEnforce
 	}
 	set, err := NewPolicySet(nil, segs)
 	if err != nil {
@@ -85,11 +86,17 @@ func TestPropose(t *testing.T) {
 	if len(rep.Denied) != 0 || len(rep.Unused) != 0 {
 		t.Errorf("enforced proposal: denied %v, unused %v", rep.Denied, rep.Unused)
 	}
-	w := newEdgeWorld(edges)
+	var all []inferEdge
+	for _, e := range edges {
+		ie, _ := inferable(e)
+		all = append(all, ie)
+	}
+	w := newEdgeWorld(all)
 	bad := edges[2] // api -> db 5432: try db -> api and api -> db 5433
-	for _, e := range []Edge{{Source: *bad.Destination, Destination: &bad.Source, Protocol: "TCP", Port: 8080}, {Source: bad.Source, Destination: bad.Destination, Protocol: "TCP", Port: 5433}} {
-		if v := Evaluate(w, set, w.connection(e)); v.Action != Deny {
-			t.Errorf("unobserved %s: got %s", e.Key(), v.Action)
+	for _, e := range []model.Edge{{Source: bad.Destination, Destination: bad.Source, Protocol: model.ProtocolTCP, Port: 8080}, {Source: bad.Source, Destination: bad.Destination, Protocol: model.ProtocolTCP, Port: 5433}} {
+		ie, _ := inferable(e)
+		if v := Evaluate(w, set, w.connection(ie)); v.Action != model.VerdictDeny {
+			t.Errorf("unobserved %s: got %s", ie.key(), v.Action)
 		}
 	}
 }
@@ -123,18 +130,18 @@ spec:
 
 func TestSmallestSelector(t *testing.T) {
 	x := newIdentityIndex()
-	ids := []Identity{
-		{"a", map[string]string{"app": "web", "tier": "front", "zone": "1"}},
-		{"a", map[string]string{"app": "web", "tier": "back", "zone": "1"}},
-		{"a", map[string]string{"app": "db", "zone": "1"}},
-		{"a", map[string]string{"zone": "1"}},
+	ids := []model.Identity{
+		{Namespace: "a", Labels: map[string]string{"app": "web", "tier": "front", "zone": "1"}},
+		{Namespace: "a", Labels: map[string]string{"app": "web", "tier": "back", "zone": "1"}},
+		{Namespace: "a", Labels: map[string]string{"app": "db", "zone": "1"}},
+		{Namespace: "a", Labels: map[string]string{"zone": "1"}},
 	}
 	for _, i := range ids {
 		x.add(i)
 	}
 	for i, want := range []string{"a{tier=front}", "a{tier=back}", "a{app=db}", "a{zone=1}"} {
 		sel, ok := x.selector(ids[i])
-		if got := (Identity{"a", sel}).Key(); got != want || ok != (i != 3) {
+		if got := (model.Identity{Namespace: "a", Labels: sel}).Key(); got != want || ok != (i != 3) {
 			t.Errorf("selector(%s) = %s %v, want %s", ids[i].Key(), got, ok, want)
 		}
 	}

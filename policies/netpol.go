@@ -3,12 +3,14 @@ package policies
 import (
 	"fmt"
 	"maps"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
@@ -50,12 +52,12 @@ func ImportNetworkPolicy(np *networkingv1.NetworkPolicy) (*v1alpha1.NanoSegment,
 		},
 	}
 	s.Spec.Selector = *np.Spec.PodSelector.DeepCopy()
-	s.Spec.Mode = v1alpha1.ModeEnforce
+	s.Spec.Mode = model.ModeEnforce
 	iso := EffectivePolicyTypes(np.Spec.PolicyTypes, len(np.Spec.Egress))
-	if iso[Ingress] {
+	if iso[model.Ingress.Index()] {
 		s.Spec.PolicyTypes = append(s.Spec.PolicyTypes, networkingv1.PolicyTypeIngress)
 	}
-	if iso[Egress] {
+	if iso[model.Egress.Index()] {
 		s.Spec.PolicyTypes = append(s.Spec.PolicyTypes, networkingv1.PolicyTypeEgress)
 	}
 	prov := v1alpha1.Provenance{Declared: &v1alpha1.Declared{By: by}}
@@ -89,9 +91,9 @@ func importPeers(in []networkingv1.NetworkPolicyPeer) []v1alpha1.Peer {
 func importPorts(in []networkingv1.NetworkPolicyPort) []v1alpha1.Port {
 	var out []v1alpha1.Port
 	for _, p := range in {
-		q := v1alpha1.Port{Protocol: v1alpha1.ProtocolTCP}
+		q := v1alpha1.Port{Protocol: model.ProtocolTCP}
 		if p.Protocol != nil {
-			q.Protocol = v1alpha1.Protocol(*p.Protocol)
+			q.Protocol = model.Protocol(*p.Protocol)
 		}
 		q.Port, q.EndPort = copyPortRange(p.Port, p.EndPort)
 		out = append(out, q)
@@ -113,22 +115,22 @@ func ExportNetworkPolicy(s *v1alpha1.NanoSegment) (*networkingv1.NetworkPolicy, 
 		ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace, Labels: maps.Clone(s.Labels)},
 	}
 	np.Spec.PodSelector = *s.Spec.Selector.DeepCopy()
-	if s.Spec.Mode != v1alpha1.ModeEnforce {
+	if s.Spec.Mode != model.ModeEnforce {
 		mode := s.Spec.Mode
 		if mode == "" {
-			mode = v1alpha1.ModeObserve
+			mode = model.ModeObserve
 		}
 		probs = append(probs, Problem{ref, "spec.mode", fmt.Sprintf("mode %s has no NetworkPolicy equivalent; the exported policy enforces", mode)})
 	}
 	iso := EffectivePolicyTypes(s.Spec.PolicyTypes, len(s.Spec.Egress))
-	if iso[Ingress] {
+	if iso[model.Ingress.Index()] {
 		np.Spec.PolicyTypes = append(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress)
 	}
-	if iso[Egress] {
+	if iso[model.Egress.Index()] {
 		np.Spec.PolicyTypes = append(np.Spec.PolicyTypes, networkingv1.PolicyTypeEgress)
 	}
 	for d, rules := range [2][]v1alpha1.Rule{s.Spec.Ingress, s.Spec.Egress} {
-		dir := Direction(d).String()
+		dir := strings.ToLower(string(model.Directions[d]))
 		for i, r := range rules {
 			path := fmt.Sprintf("spec.%s[%d]", dir, i)
 			peers, ports, ok, p := exportRule(ref, path, r)
@@ -136,7 +138,7 @@ func ExportNetworkPolicy(s *v1alpha1.NanoSegment) (*networkingv1.NetworkPolicy, 
 			if !ok {
 				continue
 			}
-			if Direction(d) == Ingress {
+			if d == model.Ingress.Index() {
 				np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{From: peers, Ports: ports})
 			} else {
 				np.Spec.Egress = append(np.Spec.Egress, networkingv1.NetworkPolicyEgressRule{To: peers, Ports: ports})
@@ -166,7 +168,7 @@ func exportRule(ref, path string, r v1alpha1.Rule) ([]networkingv1.NetworkPolicy
 	}
 	var ports []networkingv1.NetworkPolicyPort
 	for j, p := range r.Ports {
-		if p.Protocol == v1alpha1.ProtocolICMP {
+		if p.Protocol == model.ProtocolICMP {
 			probs = append(probs, Problem{ref, fmt.Sprintf("%s.ports[%d]", path, j), fmt.Sprintf("rule %s: ICMP cannot be expressed in a NetworkPolicy; port left out", r.ID)})
 			continue
 		}

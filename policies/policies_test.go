@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 func TestParseCaseBadInput(t *testing.T) {
@@ -127,9 +127,9 @@ func testWorld(t testing.TB) *MemWorld {
 	return w
 }
 
-func conn(from, to string, proto v1alpha1.Protocol, port int32) Connection {
-	f, _ := ParseEndpoint(from)
-	tt, _ := ParseEndpoint(to)
+func conn(from, to string, proto model.Protocol, port int32) Connection {
+	f, _ := ParseConnEnd(from)
+	tt, _ := ParseConnEnd(to)
 	return Connection{From: f, To: tt, Protocol: proto, Port: port}
 }
 
@@ -158,17 +158,17 @@ spec:
 	tests := []struct {
 		mode string
 		c    Connection
-		want Action
+		want model.Verdict
 	}{
-		{"enforce", conn("a/web", "198.19.0.1", "TCP", 443), Allow},
-		{"enforce", conn("a/web", "198.19.0.2", "TCP", 443), Deny}, // a.b.example.com: two labels
-		{"enforce", conn("a/web", "198.19.0.1", "TCP", 80), Deny},
-		{"enforce", conn("a/web", "198.18.255.1", "ICMP", 8), Allow},
-		{"enforce", conn("a/web", "198.18.255.1", "ICMP", 0), Deny},
-		{"enforce", conn("a/db", "a/web", "TCP", 80), Deny},
-		{"audit", conn("a/web", "198.19.0.2", "TCP", 443), AuditDeny},
-		{"audit", conn("a/web", "198.19.0.1", "TCP", 443), Allow},
-		{"observe", conn("a/web", "198.19.0.2", "TCP", 443), Allow},
+		{"enforce", conn("a/web", "198.19.0.1", "TCP", 443), model.VerdictAllow},
+		{"enforce", conn("a/web", "198.19.0.2", "TCP", 443), model.VerdictDeny}, // a.b.example.com: two labels
+		{"enforce", conn("a/web", "198.19.0.1", "TCP", 80), model.VerdictDeny},
+		{"enforce", conn("a/web", "198.18.255.1", "ICMP", 8), model.VerdictAllow},
+		{"enforce", conn("a/web", "198.18.255.1", "ICMP", 0), model.VerdictDeny},
+		{"enforce", conn("a/db", "a/web", "TCP", 80), model.VerdictDeny},
+		{"audit", conn("a/web", "198.19.0.2", "TCP", 443), model.VerdictAuditDeny},
+		{"audit", conn("a/web", "198.19.0.1", "TCP", 443), model.VerdictAllow},
+		{"observe", conn("a/web", "198.19.0.2", "TCP", 443), model.VerdictAllow},
 	}
 	for _, tt := range tests {
 		set := mustObjects(t, seg(tt.mode))
@@ -188,16 +188,16 @@ spec:
 `)
 	for _, tt := range []struct {
 		c    Connection
-		want Action
+		want model.Verdict
 	}{
-		{conn("a/web", "198.19.0.2", "TCP", 443), Allow},  // allowed by the NetworkPolicy
-		{conn("a/web", "198.19.0.1", "TCP", 443), Deny},   // an auditing NanoSegment never widens enforcement
-		{conn("a/web", "198.19.0.3", "TCP", 443), Deny},   // the enforcing policy denies
-		{conn("a/web", "198.18.255.1", "ICMP", 8), Deny},  // likewise
-		{conn("a/web", "198.18.255.1", "ICMP", 3), Deny},  // enforced isolation
-		{conn("a/web", "a/db", "TCP", 5432), Deny},        // not in any rule
-		{conn("a/db", "198.19.0.3", "TCP", 5432), Allow},  // db not isolated
-		{conn("a/nope", "198.19.0.3", "TCP", 5432), Deny}, // unknown pod
+		{conn("a/web", "198.19.0.2", "TCP", 443), model.VerdictAllow},  // allowed by the NetworkPolicy
+		{conn("a/web", "198.19.0.1", "TCP", 443), model.VerdictDeny},   // an auditing NanoSegment never widens enforcement
+		{conn("a/web", "198.19.0.3", "TCP", 443), model.VerdictDeny},   // the enforcing policy denies
+		{conn("a/web", "198.18.255.1", "ICMP", 8), model.VerdictDeny},  // likewise
+		{conn("a/web", "198.18.255.1", "ICMP", 3), model.VerdictDeny},  // enforced isolation
+		{conn("a/web", "a/db", "TCP", 5432), model.VerdictDeny},        // not in any rule
+		{conn("a/db", "198.19.0.3", "TCP", 5432), model.VerdictAllow},  // db not isolated
+		{conn("a/nope", "198.19.0.3", "TCP", 5432), model.VerdictDeny}, // unknown pod
 	} {
 		v := Evaluate(w, set, tt.c)
 		if v.Action != tt.want {
@@ -236,12 +236,12 @@ spec:
 `)
 	v := Evaluate(w, set, conn("a/web", "a/db", "TCP", 5432))
 	want := "egress: no policy isolates a/web; ingress of a/db allowed by NetworkPolicy a/db rule ingress-0"
-	if v.Action != Allow || v.Reason() != want {
+	if v.Action != model.VerdictAllow || v.Reason() != want {
 		t.Errorf("got %s %q, want allow %q", v.Action, v.Reason(), want)
 	}
 	v = Evaluate(w, set, conn("a/web", "a/db", "TCP", 80))
 	want = "egress: no policy isolates a/web; ingress of a/db deny: isolated by NetworkPolicy a/db and no rule allows it"
-	if v.Action != Deny || v.Reason() != want {
+	if v.Action != model.VerdictDeny || v.Reason() != want {
 		t.Errorf("got %s %q, want deny %q", v.Action, v.Reason(), want)
 	}
 	if ws := SelectsNothing(w, mustObjects(t, strings.ReplaceAll(`

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
@@ -37,9 +38,9 @@ func ValidateNanoSegment(s *v1alpha1.NanoSegment) field.ErrorList {
 	spec := field.NewPath("spec")
 	errs = append(errs, validateSelector(&s.Spec.Selector, spec.Child("selector"))...)
 	switch s.Spec.Mode {
-	case "", v1alpha1.ModeObserve, v1alpha1.ModeAudit, v1alpha1.ModeEnforce:
+	case "", model.ModeObserve, model.ModeAudit, model.ModeEnforce:
 	default:
-		errs = append(errs, field.NotSupported(spec.Child("mode"), s.Spec.Mode, []v1alpha1.Mode{v1alpha1.ModeObserve, v1alpha1.ModeAudit, v1alpha1.ModeEnforce}))
+		errs = append(errs, field.NotSupported(spec.Child("mode"), s.Spec.Mode, []model.Mode{model.ModeObserve, model.ModeAudit, model.ModeEnforce}))
 	}
 	errs = append(errs, validatePolicyTypes(s.Spec.PolicyTypes, spec.Child("policyTypes"))...)
 	ids := map[string]*field.Path{}
@@ -173,8 +174,8 @@ func validateDNSName(name string, p *field.Path) field.ErrorList {
 func validatePort(port v1alpha1.Port, p *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	switch port.Protocol {
-	case "", v1alpha1.ProtocolTCP, v1alpha1.ProtocolUDP, v1alpha1.ProtocolSCTP:
-	case v1alpha1.ProtocolICMP:
+	case "", model.ProtocolTCP, model.ProtocolUDP, model.ProtocolSCTP:
+	case model.ProtocolICMP:
 		if port.Port != nil && (port.Port.Type != intstr.Int || port.Port.IntVal < 0 || port.Port.IntVal > 255) {
 			errs = append(errs, field.Invalid(p.Child("port"), port.Port.String(), "an ICMP port is an ICMP type, 0-255"))
 		}
@@ -183,7 +184,7 @@ func validatePort(port v1alpha1.Port, p *field.Path) field.ErrorList {
 		}
 		return errs
 	default:
-		errs = append(errs, field.NotSupported(p.Child("protocol"), port.Protocol, []v1alpha1.Protocol{v1alpha1.ProtocolTCP, v1alpha1.ProtocolUDP, v1alpha1.ProtocolSCTP, v1alpha1.ProtocolICMP}))
+		errs = append(errs, field.NotSupported(p.Child("protocol"), port.Protocol, []model.Protocol{model.ProtocolTCP, model.ProtocolUDP, model.ProtocolSCTP, model.ProtocolICMP}))
 	}
 	return append(errs, validatePortNumber(port.Port, port.EndPort, p)...)
 }

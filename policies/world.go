@@ -10,7 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // Namespace is a namespace of the world with its labels. The API server adds
@@ -18,14 +18,6 @@ import (
 type Namespace struct {
 	Name   string
 	Labels map[string]string
-}
-
-// ContainerPort is a port a pod's container declares; named ports of
-// policies resolve against it at the destination pod.
-type ContainerPort struct {
-	Name     string
-	Port     int32
-	Protocol v1alpha1.Protocol
 }
 
 // Pod is one pod (or container endpoint) of the world.
@@ -36,7 +28,7 @@ type Pod struct {
 	IPs         []netip.Addr
 	Phase       corev1.PodPhase // empty means Running
 	HostNetwork bool
-	Ports       []ContainerPort
+	Ports       []model.ContainerPort
 }
 
 // Key returns "namespace/name".

@@ -12,6 +12,7 @@ import (
 	"github.com/nanoseg/nanoseg/client"
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/controller/controllertest"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/server"
 	"github.com/nanoseg/nanoseg/store"
 )
@@ -119,7 +120,7 @@ func TestClientRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	h, err := c.History(ctx, "shop/db")
-	if err != nil || len(h) != 2 || store.VerifyPromotions(h) != nil {
+	if err != nil || len(h) != 2 || model.VerifyPromotions(h) != nil {
 		t.Errorf("history = %+v, %v", h, err)
 	}
 	st, err := c.Status(ctx)

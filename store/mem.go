@@ -8,8 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nanoseg/nanoseg/observer"
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // Mem is a Store in memory, with the semantics of the bbolt store
@@ -18,11 +17,11 @@ import (
 // for concurrent use. The zero value is ready.
 type Mem struct {
 	mu        sync.Mutex
-	edges     map[string]observer.Edge
+	edges     map[string]model.Edge
 	revisions map[string][]Revision
 	states    map[string]WorkloadState
-	history   []Promotion
-	verdicts  []VerdictEvent
+	history   []model.Promotion
+	verdicts  []model.VerdictEvent
 }
 
 var _ Store = (*Mem)(nil)
@@ -36,11 +35,11 @@ func copyRevision(r Revision) Revision {
 }
 
 // MergeEdges implements ObservationSink.
-func (m *Mem) MergeEdges(edges []observer.Edge) error {
+func (m *Mem) MergeEdges(edges []model.Edge) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.edges == nil {
-		m.edges = map[string]observer.Edge{}
+		m.edges = map[string]model.Edge{}
 	}
 	for _, e := range edges {
 		k := string(EdgeKey(e))
@@ -53,10 +52,10 @@ func (m *Mem) MergeEdges(edges []observer.Edge) error {
 }
 
 // Edges implements ObservationReader.
-func (m *Mem) Edges(since time.Time) ([]observer.Edge, error) {
+func (m *Mem) Edges(since time.Time) ([]model.Edge, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []observer.Edge
+	var out []model.Edge
 	for _, e := range m.edges {
 		if since.IsZero() || !e.LastSeen.Before(since) {
 			out = append(out, e)
@@ -67,7 +66,7 @@ func (m *Mem) Edges(since time.Time) ([]observer.Edge, error) {
 }
 
 // AddVerdicts implements ObservationSink.
-func (m *Mem) AddVerdicts(evs []VerdictEvent) error {
+func (m *Mem) AddVerdicts(evs []model.VerdictEvent) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.verdicts = append(m.verdicts, evs...)
@@ -77,10 +76,10 @@ func (m *Mem) AddVerdicts(evs []VerdictEvent) error {
 }
 
 // Verdicts implements ObservationReader.
-func (m *Mem) Verdicts(since time.Time) ([]VerdictEvent, error) {
+func (m *Mem) Verdicts(since time.Time) ([]model.VerdictEvent, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []VerdictEvent
+	var out []model.VerdictEvent
 	for _, e := range m.verdicts {
 		if !e.At.Before(since) {
 			out = append(out, e)
@@ -139,7 +138,7 @@ func (m *Mem) state(workload string) WorkloadState {
 	if st, ok := m.states[workload]; ok {
 		return st
 	}
-	return WorkloadState{Workload: workload, Mode: v1alpha1.ModeObserve}
+	return WorkloadState{Workload: workload, Mode: model.ModeObserve}
 }
 
 // State implements PolicyStore.
@@ -163,22 +162,22 @@ func (m *Mem) States() ([]WorkloadState, error) {
 
 // Record implements PolicyStore: the state change and the history append
 // happen under one lock, all or nothing.
-func (m *Mem) Record(p Promotion, expect *WorkloadState) (Promotion, error) {
+func (m *Mem) Record(p model.Promotion, expect *WorkloadState) (model.Promotion, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cur := m.state(p.Workload)
 	if expect != nil && (cur.Mode != expect.Mode || cur.Revision != expect.Revision) {
-		return Promotion{}, fmt.Errorf("record %s of %s: %w: %s is %s at revision %d now", p.Action, p.Workload, ErrConflict, p.Workload, cur.Mode, cur.Revision)
+		return model.Promotion{}, fmt.Errorf("record %s of %s: %w: %s is %s at revision %d now", p.Action, p.Workload, ErrConflict, p.Workload, cur.Mode, cur.Revision)
 	}
 	if p.ToRevision != 0 && (p.ToRevision < 0 || p.ToRevision > len(m.revisions[p.Workload])) {
-		return Promotion{}, fmt.Errorf("record %s of %s: revision %d of %s: %w", p.Action, p.Workload, p.ToRevision, p.Workload, ErrNotFound)
+		return model.Promotion{}, fmt.Errorf("record %s of %s: revision %d of %s: %w", p.Action, p.Workload, p.ToRevision, p.Workload, ErrNotFound)
 	}
 	prev := ""
 	if n := len(m.history); n > 0 {
 		prev = m.history[n-1].Hash
 	}
 	p.Seq, p.FromMode, p.FromRevision, p.PrevHash = uint64(len(m.history)+1), cur.Mode, cur.Revision, prev
-	p.Hash = ChainHash(p)
+	p.Hash = p.ChainHash()
 	m.history = append(m.history, p)
 	if m.states == nil {
 		m.states = map[string]WorkloadState{}
@@ -188,10 +187,10 @@ func (m *Mem) Record(p Promotion, expect *WorkloadState) (Promotion, error) {
 }
 
 // History implements PolicyStore.
-func (m *Mem) History(workload string) ([]Promotion, error) {
+func (m *Mem) History(workload string) ([]model.Promotion, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []Promotion
+	var out []model.Promotion
 	for _, p := range m.history {
 		if workload == "" || p.Workload == workload {
 			out = append(out, p)
@@ -221,7 +220,7 @@ func (m *Mem) Workloads() ([]string, error) {
 
 // TamperHistory replaces history event seq (1-based) with edit's result,
 // without fixing the hash chain: for tests that check the chain breaks.
-func (m *Mem) TamperHistory(seq uint64, edit func(*Promotion)) {
+func (m *Mem) TamperHistory(seq uint64, edit func(*model.Promotion)) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if seq >= 1 && seq <= uint64(len(m.history)) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 	"github.com/nanoseg/nanoseg/store"
 	"github.com/nanoseg/nanoseg/store/storetest"
@@ -18,16 +19,16 @@ func TestMemChainBreaksOnTamper(t *testing.T) {
 	if _, err := m.AddRevision(store.Revision{Workload: "shop/db", Policy: &v1alpha1.NanoSegment{}}); err != nil {
 		t.Fatal(err)
 	}
-	for _, mode := range []v1alpha1.Mode{v1alpha1.ModeAudit, v1alpha1.ModeEnforce} {
-		if _, err := m.Record(store.Promotion{Workload: "shop/db", Action: store.ActionPromote, ToMode: mode, ToRevision: 1, Reason: "r"}, nil); err != nil {
+	for _, mode := range []model.Mode{model.ModeAudit, model.ModeEnforce} {
+		if _, err := m.Record(model.Promotion{Workload: "shop/db", Action: model.ActionPromote, ToMode: mode, ToRevision: 1, Reason: "r"}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := store.VerifyChain(m); err != nil {
 		t.Fatal(err)
 	}
-	m.TamperHistory(1, func(p *store.Promotion) { p.Who = "mallory" })
-	if err := store.VerifyChain(m); !errors.Is(err, store.ErrChainBroken) {
-		t.Errorf("tampered chain: %v, want ErrChainBroken", err)
+	m.TamperHistory(1, func(p *model.Promotion) { p.Who = "mallory" })
+	if err := store.VerifyChain(m); !errors.Is(err, model.ErrChainBroken) {
+		t.Errorf("tampered chain: %v, want model.ErrChainBroken", err)
 	}
 }

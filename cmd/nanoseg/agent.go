@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"os"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -15,8 +14,7 @@ import (
 	"github.com/nanoseg/nanoseg/agent"
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/inventory"
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
-	"github.com/nanoseg/nanoseg/store"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 func newAgentCmd(a *app) *cobra.Command {
@@ -93,12 +91,12 @@ func newStatusCmd(a *app) *cobra.Command {
 					continue
 				}
 				what := "denied since promotion"
-				if s.Mode == v1alpha1.ModeAudit {
+				if s.Mode == model.ModeAudit {
 					what = "enforcing would break"
 				}
 				fmt.Fprintf(w, "\n%s: %s:\n", s.Workload, what)
 				for _, b := range s.Breaks {
-					fmt.Fprintf(w, "  %-10s %s -> %s %s/%d  x%d  (logged by %s)\n", b.Verdict, b.Source, b.Destination, strings.ToUpper(b.Protocol), b.Port, b.Count, b.RuleID)
+					fmt.Fprintf(w, "  %-10s %s -> %s %s/%d  x%d  (logged by %s)\n", b.Verdict, b.Source, b.Destination, b.Protocol, b.Port, b.Count, b.RuleID)
 				}
 			}
 			return nil
@@ -160,7 +158,7 @@ policy revision, one recorded event each.`,
 			failed := 0
 			for _, w := range targets {
 				r := req
-				r.Workload, r.To = w, v1alpha1.Mode(to)
+				r.Workload, r.To = w, model.Mode(to)
 				var res controller.PromoteResult
 				if err := newClient(a).Do(cmd.Context(), "POST", "/v1/promote", nil, r, &res); err != nil {
 					return fmt.Errorf("promote %s: %w", w, err)
@@ -220,7 +218,7 @@ func newHistoryCmd(a *app) *cobra.Command {
 			if len(args) == 1 {
 				q.Set("workload", args[0])
 			}
-			var hist []store.Promotion
+			var hist []model.Promotion
 			if err := newClient(a).Do(cmd.Context(), "GET", "/v1/history", q, nil, &hist); err != nil {
 				return fmt.Errorf("history: %w", err)
 			}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/lab"
-	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/store"
 )
@@ -25,12 +25,12 @@ func init() { edgeSource = agentEdges }
 
 // agentEdges fetches the edges last seen since since (zero: all) from the
 // agent.
-func agentEdges(ctx context.Context, a *app, since, _ time.Time) ([]observer.Edge, error) {
+func agentEdges(ctx context.Context, a *app, since, _ time.Time) ([]model.Edge, error) {
 	q := url.Values{}
 	if !since.IsZero() {
 		q.Set("window", time.Since(since).Round(time.Second).String())
 	}
-	var edges []observer.Edge
+	var edges []model.Edge
 	err := newClient(a).Do(ctx, "GET", "/v1/edges", q, nil, &edges)
 	return edges, err
 }
@@ -69,13 +69,13 @@ func newVerdictsCmd(a *app) *cobra.Command {
 			if window != "" {
 				q.Set("window", window)
 			}
-			var evs []store.VerdictEvent
+			var evs []model.VerdictEvent
 			if err := newClient(a).Do(cmd.Context(), "GET", "/v1/verdicts", q, nil, &evs); err != nil {
 				return fmt.Errorf("verdicts: %w", err)
 			}
-			var keep []store.VerdictEvent
+			var keep []model.VerdictEvent
 			for _, e := range evs {
-				if (verdict == "" || e.Verdict == verdict) && (from == "" || e.Source == from) &&
+				if (verdict == "" || string(e.Verdict) == verdict) && (from == "" || e.Source == from) &&
 					(to == "" || e.Destination == to) && (port == 0 || int(e.Port) == port) {
 					keep = append(keep, e)
 				}
@@ -89,7 +89,7 @@ func newVerdictsCmd(a *app) *cobra.Command {
 				fmt.Fprintln(tw, "AT\tVERDICT\tSOURCE\tDESTINATION\tPORT\tLOGGED IN\tRULE SET")
 				for _, e := range keep {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/%d\t%s\t%s\n", e.At.UTC().Format(time.RFC3339), e.Verdict, e.Source, e.Destination,
-						strings.ToUpper(e.Protocol), e.Port, e.Endpoint, e.RuleID)
+						e.Protocol, e.Port, e.Endpoint, e.RuleID)
 				}
 				tw.Flush()
 			}
@@ -230,11 +230,20 @@ func writeProposals(dir string, res []controller.ProposeResult) error {
 	return nil
 }
 
+// labProtocol reads a lab topology's protocol word in model's spelling
+// (lab files may write "tcp"); unknown words are kept as written.
+func labProtocol(s string) model.Protocol {
+	if p, err := model.ParseProtocol(s); err == nil {
+		return p
+	}
+	return model.Protocol(s)
+}
+
 // edgeWant is one workload-level edge a lab declares.
 type edgeWant struct {
 	src, dst string
 	port     int
-	proto    string
+	proto    model.Protocol
 }
 
 func newLabEdgesCmd(a *app) *cobra.Command {
@@ -259,10 +268,10 @@ func newLabEdgesCmd(a *app) *cobra.Command {
 			}
 			want := map[edgeWant]bool{}
 			for _, t := range talks {
-				want[edgeWant{t.From.Key(), t.DstKey, t.Port, strings.ToLower(t.Protocol)}] = false
+				want[edgeWant{t.From.Key(), t.DstKey, t.Port, labProtocol(t.Protocol)}] = false
 				// Clients resolve over UDP, and over TCP every fourth lookup.
-				want[edgeWant{t.From.Key(), p.Topology.DNS, 53, "udp"}] = false
-				want[edgeWant{t.From.Key(), p.Topology.DNS, 53, "tcp"}] = false
+				want[edgeWant{t.From.Key(), p.Topology.DNS, 53, model.ProtocolUDP}] = false
+				want[edgeWant{t.From.Key(), p.Topology.DNS, 53, model.ProtocolTCP}] = false
 			}
 			deadline := time.Now().Add(wait)
 			for {
@@ -294,7 +303,7 @@ func newLabEdgesCmd(a *app) *cobra.Command {
 						if !want[k] {
 							mark = "MISSING"
 						}
-						fmt.Fprintf(cmd.OutOrStdout(), "%s %-22s -> %-22s %s/%d\n", mark, k.src, k.dst, strings.ToUpper(k.proto), k.port)
+						fmt.Fprintf(cmd.OutOrStdout(), "%s %-22s -> %-22s %s/%d\n", mark, k.src, k.dst, k.proto, k.port)
 					}
 					if missing > 0 {
 						return probeFailed{fmt.Errorf("lab edges: %d of %d declared edges not observed after %s", missing, len(want), wait)}
@@ -385,7 +394,7 @@ func diffFromAgent(cmd *cobra.Command, a *app, workload string, window time.Dura
 
 // explainFromAgent asks the agent to evaluate one connection.
 func explainFromAgent(cmd *cobra.Command, a *app, from, to, port, output string) error {
-	var v policies.Verdict
+	var v policies.Evaluation
 	q := url.Values{"from": {from}, "to": {to}, "port": {port}}
 	if err := newClient(a).Do(cmd.Context(), "GET", "/v1/explain", q, nil, &v); err != nil {
 		return fmt.Errorf("policy explain: %w", err)

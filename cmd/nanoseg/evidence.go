@@ -15,7 +15,7 @@ import (
 	"github.com/nanoseg/nanoseg/client"
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/evidence"
-	"github.com/nanoseg/nanoseg/store"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 func newEvidenceCmd(a *app) *cobra.Command {
@@ -138,11 +138,11 @@ exported just before. It names the first file that does not match and exits 1.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o := evidence.VerifyOptions{CheckHistory: func(raw []byte) error {
-				var ps []store.Promotion
+				var ps []model.Promotion
 				if err := json.Unmarshal(raw, &ps); err != nil {
 					return fmt.Errorf("decode: %w", err)
 				}
-				return store.VerifyPromotions(ps)
+				return model.VerifyPromotions(ps)
 			}}
 			if pubKey != "" {
 				k, err := evidence.ReadPublicKey(pubKey)

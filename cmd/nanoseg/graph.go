@@ -15,7 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nanoseg/nanoseg/graph"
-	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // edgeSource fetches the observed edges of the window [since, until] (zero:
@@ -23,7 +23,7 @@ import (
 // hook for the agent's API (wired in agent_cmds.go); while it is nil,
 // `nanoseg graph` needs --edges. A *net.OpError in its error chain means
 // the agent was not reachable.
-var edgeSource func(ctx context.Context, a *app, since, until time.Time) ([]observer.Edge, error)
+var edgeSource func(ctx context.Context, a *app, since, until time.Time) ([]model.Edge, error)
 
 // errNoEdgeSource is returned when neither --edges nor an agent is available.
 var errNoEdgeSource = errors.New("no --edges file given and no agent reachable")
@@ -77,7 +77,7 @@ The output format is -o, else taken from the --out file's extension
 	f.StringVar(&o.outFile, "out", "", "write to this file instead of standard output")
 	f.StringArrayVar(&o.namespaces, "namespace", nil, "keep edges with a workload in this namespace at either end (repeatable)")
 	f.StringArrayVar(&o.workloads, "workload", nil, "keep edges with this workload, NAMESPACE/NAME, at either end (repeatable)")
-	f.StringVar(&o.verdict, "verdict", "", "keep edges with a flow of this verdict: observed, allowed, audit-deny, deny")
+	f.StringVar(&o.verdict, "verdict", "", "keep edges with a flow of this verdict: observed, allow, audit-deny, deny")
 	f.StringVar(&o.since, "since", "", "keep edges seen in the last DURATION (e.g. 15m) or since an RFC 3339 time")
 	f.StringVar(&o.until, "until", "", "keep edges first seen before DURATION ago or an RFC 3339 time")
 	return cmd
@@ -93,7 +93,7 @@ func runGraph(cmd *cobra.Command, a *app, o graphOptions) error {
 	if err != nil {
 		return err
 	}
-	var edges []observer.Edge
+	var edges []model.Edge
 	switch {
 	case o.edgesFile != "":
 		edges, err = readEdgesFile(o.edgesFile, cmd.InOrStdin())
@@ -135,7 +135,7 @@ func (o graphOptions) filter(now time.Time) (graph.Filter, error) {
 		}
 		f.Workloads = append(f.Workloads, w)
 	}
-	v, err := graph.ParseVerdict(o.verdict)
+	v, err := graph.ParseVerdictFilter(o.verdict)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -196,7 +196,7 @@ func (o graphOptions) format() (graph.Format, error) {
 
 // readEdgesFile reads observer edges from path ("-": stdin); see
 // graph.DecodeEdges for the forms accepted.
-func readEdgesFile(path string, stdin io.Reader) ([]observer.Edge, error) {
+func readEdgesFile(path string, stdin io.Reader) ([]model.Edge, error) {
 	var r io.Reader = stdin
 	name := "standard input"
 	if path != "-" {

@@ -18,6 +18,7 @@ import (
 	"github.com/nanoseg/nanoseg/dataplane"
 	"github.com/nanoseg/nanoseg/internal/nsenter"
 	"github.com/nanoseg/nanoseg/lab"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/observer"
 )
 
@@ -48,7 +49,7 @@ from conntrack events, the dataplane's NFLOG verdict log and the DNS answers
 the endpoints receive.
 
 Without --edges it streams flow records: one line per record for people, or
-one JSON object per line with -o json (the form documented on observer.Flow).
+one JSON object per line with -o json (the form documented on model.Flow).
 With --edges it aggregates flows into edges (source workload, destination
 workload or external peer, protocol, destination port) and prints the edges
 of each --window as it closes (-o json: one object per window).
@@ -69,7 +70,7 @@ observe-mode table in endpoints that have no nanoseg table yet.`,
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	f.StringVar(&o.workload, "workload", "", "only flows or edges with this workload (or external DNS name) on either side")
 	f.StringVar(&o.namespace, "namespace", "", "only flows or edges with this namespace on either side")
-	f.StringVar(&o.verdict, "verdict", "", "only this verdict: observed, allowed, audit-denied, denied")
+	f.StringVar(&o.verdict, "verdict", "", "only this verdict: observed, allow, audit-deny, deny")
 	f.Uint16Var(&o.port, "port", 0, "only this destination port")
 	f.BoolVar(&o.edges, "edges", false, "print aggregated edges per window instead of flow records")
 	f.DurationVar(&o.window, "window", 30*time.Second, "edge aggregation window (with --edges)")
@@ -81,7 +82,7 @@ observe-mode table in endpoints that have no nanoseg table yet.`,
 // labInventory adapts a lab plan to observer.Inventory: workload replicas
 // are identities (noise labels removed); externals are not, so that they
 // are named by the DNS answers their clients receive.
-type labInventory map[netip.Addr]observer.Identity
+type labInventory map[netip.Addr]model.Identity
 
 func newLabInventory(p *lab.Plan) labInventory {
 	inv := labInventory{}
@@ -89,7 +90,7 @@ func newLabInventory(p *lab.Plan) labInventory {
 		if e.External {
 			continue
 		}
-		id := observer.Identity{Namespace: e.Namespace, Workload: e.Workload, Labels: identityLabels(e.Labels)}
+		id := model.Identity{Namespace: e.Namespace, Workload: e.Workload, Labels: model.IdentityLabels(e.Labels)}
 		for _, a := range []netip.Addr{e.IPv4, e.IPv6} {
 			if a.IsValid() {
 				inv[a.Unmap()] = id
@@ -100,22 +101,9 @@ func newLabInventory(p *lab.Plan) labInventory {
 }
 
 // Lookup implements observer.Inventory.
-func (l labInventory) Lookup(a netip.Addr) (observer.Identity, bool) {
+func (l labInventory) Lookup(a netip.Addr) (model.Identity, bool) {
 	id, ok := l[a.Unmap()]
 	return id, ok
-}
-
-// identityLabels drops the labels that differ between replicas or
-// revisions of one workload (DESIGN.md "workload identity").
-func identityLabels(in map[string]string) map[string]string {
-	out := make(map[string]string, len(in))
-	for k, v := range in {
-		if k == "pod-template-hash" || k == "controller-revision-hash" {
-			continue
-		}
-		out[k] = v
-	}
-	return out
 }
 
 func runObserve(ctx context.Context, a *app, o observeOptions, w io.Writer) error {
@@ -125,10 +113,12 @@ func runObserve(ctx context.Context, a *app, o observeOptions, w io.Writer) erro
 	if o.output != "text" && o.output != "json" {
 		return fmt.Errorf("observe: --output %q is not text or json", o.output)
 	}
-	switch observer.Verdict(o.verdict) {
-	case "", observer.VerdictObserved, observer.VerdictAllowed, observer.VerdictAuditDenied, observer.VerdictDenied:
-	default:
-		return fmt.Errorf("observe: --verdict %q is not observed, allowed, audit-denied or denied", o.verdict)
+	if o.verdict != "" {
+		v, err := model.ParseVerdict(o.verdict)
+		if err != nil {
+			return fmt.Errorf("observe: --verdict: %w", err)
+		}
+		o.verdict = string(v)
 	}
 	if o.edges && o.window <= 0 {
 		return fmt.Errorf("observe: --window %v must be positive", o.window)
@@ -138,7 +128,7 @@ func runObserve(ctx context.Context, a *app, o observeOptions, w io.Writer) erro
 		log = slog.New(slog.DiscardHandler)
 	}
 	var inv observer.Inventory
-	var eps []observer.Endpoint
+	var eps []model.Endpoint
 	only := map[string]bool{}
 	for _, n := range o.netns {
 		only[n] = true
@@ -154,14 +144,14 @@ func runObserve(ctx context.Context, a *app, o observeOptions, w io.Writer) erro
 				continue
 			}
 			delete(only, e.Netns)
-			eps = append(eps, observer.Endpoint{Name: e.Netns, Path: nsenter.Path(e.Netns)})
+			eps = append(eps, model.Endpoint{Netns: e.Netns, Path: nsenter.Path(e.Netns)})
 		}
 		if len(only) > 0 {
 			return fmt.Errorf("observe: lab %s has no workload endpoint netns %v", o.labName, keys(only))
 		}
 	} else {
 		for _, n := range o.netns {
-			eps = append(eps, observer.Endpoint{Name: n, Path: nsenter.Path(n)})
+			eps = append(eps, model.Endpoint{Netns: n, Path: nsenter.Path(n)})
 		}
 	}
 	if len(eps) == 0 {
@@ -171,7 +161,7 @@ func runObserve(ctx context.Context, a *app, o observeOptions, w io.Writer) erro
 	for _, e := range eps {
 		st, err := dp.Read(e.Path)
 		if err != nil && !o.track {
-			log.Warn("read nanoseg table", "netns", e.Name, "err", err)
+			log.Warn("read nanoseg table", "netns", e.Netns, "err", err)
 			continue
 		}
 		if err != nil {
@@ -181,11 +171,11 @@ func runObserve(ctx context.Context, a *app, o observeOptions, w io.Writer) erro
 			continue
 		}
 		if !o.track {
-			log.Warn("no nanoseg table in this netns: conntrack may not track its connections (use --track)", "netns", e.Name)
+			log.Warn("no nanoseg table in this netns: conntrack may not track its connections (use --track)", "netns", e.Netns)
 		} else {
-			name := strings.TrimPrefix(e.Name, lab.NetnsPrefix)
-			if _, err := dp.Apply(e.Path, dataplane.RuleSet{Name: name, Mode: dataplane.ModeObserve}); err != nil {
-				return fmt.Errorf("observe: track %s: %w", e.Name, err)
+			name := strings.TrimPrefix(e.Netns, lab.NetnsPrefix)
+			if _, err := dp.Apply(e.Path, dataplane.RuleSet{Name: name, Mode: model.ModeObserve}); err != nil {
+				return fmt.Errorf("observe: track %s: %w", e.Netns, err)
 			}
 		}
 	}
@@ -194,7 +184,7 @@ func runObserve(ctx context.Context, a *app, o observeOptions, w io.Writer) erro
 	var agg *observer.Aggregator
 	var out sync.Mutex
 	enc := json.NewEncoder(w)
-	handle := func(f observer.Flow) {
+	handle := func(f model.Flow) {
 		if agg != nil {
 			agg.Add(f)
 			return
@@ -247,7 +237,7 @@ func runObserve(ctx context.Context, a *app, o observeOptions, w io.Writer) erro
 }
 
 // matchFlow applies the filters to a flow record.
-func (o observeOptions) matchFlow(f observer.Flow, inv observer.Inventory) bool {
+func (o observeOptions) matchFlow(f model.Flow, inv observer.Inventory) bool {
 	if o.verdict != "" && string(f.Verdict) != o.verdict {
 		return false
 	}
@@ -271,24 +261,24 @@ func (o observeOptions) matchFlow(f observer.Flow, inv observer.Inventory) bool 
 	return false
 }
 
-func (o observeOptions) matchEdge(e observer.Edge) bool {
+func (o observeOptions) matchEdge(e model.Edge) bool {
 	if o.port != 0 && e.Port != o.port {
 		return false
 	}
-	switch observer.Verdict(o.verdict) {
-	case observer.VerdictObserved:
+	switch model.Verdict(o.verdict) {
+	case model.VerdictObserved:
 		if e.Verdicts.Observed == 0 {
 			return false
 		}
-	case observer.VerdictAllowed:
+	case model.VerdictAllow:
 		if e.Verdicts.Allowed == 0 {
 			return false
 		}
-	case observer.VerdictAuditDenied:
+	case model.VerdictAuditDeny:
 		if e.Verdicts.AuditDenied == 0 {
 			return false
 		}
-	case observer.VerdictDenied:
+	case model.VerdictDeny:
 		if e.Verdicts.Denied == 0 {
 			return false
 		}
@@ -296,7 +286,7 @@ func (o observeOptions) matchEdge(e observer.Edge) bool {
 	if o.workload == "" && o.namespace == "" {
 		return true
 	}
-	for _, p := range []observer.Peer{e.Source, e.Destination} {
+	for _, p := range []model.Peer{e.Source, e.Destination} {
 		if p.External && o.namespace == "" && p.Name == o.workload {
 			return true
 		}
@@ -309,13 +299,13 @@ func (o observeOptions) matchEdge(e observer.Edge) bool {
 
 // edgeWindow is the JSON form of one window of edges.
 type edgeWindow struct {
-	Start time.Time       `json:"start"`
-	End   time.Time       `json:"end"`
-	Edges []observer.Edge `json:"edges"`
+	Start time.Time    `json:"start"`
+	End   time.Time    `json:"end"`
+	Edges []model.Edge `json:"edges"`
 }
 
-func (o observeOptions) printEdges(w io.Writer, all []observer.Edge, start, end time.Time) {
-	edges := make([]observer.Edge, 0, len(all))
+func (o observeOptions) printEdges(w io.Writer, all []model.Edge, start, end time.Time) {
+	edges := make([]model.Edge, 0, len(all))
 	for _, e := range all {
 		if o.matchEdge(e) {
 			edges = append(edges, e)
@@ -335,14 +325,11 @@ func (o observeOptions) printEdges(w io.Writer, all []observer.Edge, start, end 
 	_ = tw.Flush()
 }
 
-func verdictString(v observer.VerdictCounts) string {
+func verdictString(v model.VerdictCounts) string {
 	var parts []string
-	for _, p := range []struct {
-		name string
-		n    uint64
-	}{{"observed", v.Observed}, {"allowed", v.Allowed}, {"audit-denied", v.AuditDenied}, {"denied", v.Denied}} {
-		if p.n > 0 {
-			parts = append(parts, fmt.Sprintf("%s=%d", p.name, p.n))
+	for _, w := range model.Verdicts {
+		if n := v.Of(w); n > 0 {
+			parts = append(parts, fmt.Sprintf("%s=%d", w, n))
 		}
 	}
 	if len(parts) == 0 {
@@ -352,7 +339,7 @@ func verdictString(v observer.VerdictCounts) string {
 }
 
 // identities renders " src=ns/workload dst=ns/workload" for the known ends of f.
-func identities(f observer.Flow, inv observer.Inventory) string {
+func identities(f model.Flow, inv observer.Inventory) string {
 	if inv == nil {
 		return ""
 	}

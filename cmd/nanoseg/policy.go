@@ -15,8 +15,8 @@ import (
 	"github.com/spf13/cobra"
 	sigsyaml "sigs.k8s.io/yaml"
 
-	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/graph"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
@@ -134,17 +134,17 @@ func readObjects(file string) ([]policies.Object, error) {
 }
 
 // parsePortProto parses "5432/TCP" (protocol defaults to TCP).
-func parsePortProto(s string) (int32, v1alpha1.Protocol, error) {
+func parsePortProto(s string) (int32, model.Protocol, error) {
 	num, proto, _ := strings.Cut(s, "/")
 	n, err := strconv.ParseInt(num, 10, 32)
 	if err != nil || n < 0 || n > 65535 {
 		return 0, "", fmt.Errorf("parse port %q: want PORT[/TCP|UDP|SCTP|ICMP]", s)
 	}
-	p := v1alpha1.Protocol(strings.ToUpper(proto))
+	p := model.Protocol(strings.ToUpper(proto))
 	switch p {
 	case "":
-		p = v1alpha1.ProtocolTCP
-	case v1alpha1.ProtocolTCP, v1alpha1.ProtocolUDP, v1alpha1.ProtocolSCTP, v1alpha1.ProtocolICMP:
+		p = model.ProtocolTCP
+	case model.ProtocolTCP, model.ProtocolUDP, model.ProtocolSCTP, model.ProtocolICMP:
 	default:
 		return 0, "", fmt.Errorf("parse port %q: unknown protocol %q", s, proto)
 	}
@@ -170,11 +170,11 @@ workloads such as shop/api).`,
 			if err != nil {
 				return err
 			}
-			f, err := policies.ParseEndpoint(from)
+			f, err := policies.ParseConnEnd(from)
 			if err != nil {
 				return err
 			}
-			t, err := policies.ParseEndpoint(to)
+			t, err := policies.ParseConnEnd(to)
 			if err != nil {
 				return err
 			}
@@ -239,7 +239,7 @@ func newPolicyMatrixCmd(a *app) *cobra.Command {
 				}
 				for _, f := range pods {
 					for _, t := range pods {
-						v := policies.Evaluate(st.World, set, policies.Connection{From: policies.Endpoint{Pod: f.Key()}, To: policies.Endpoint{Pod: t.Key()}, Protocol: proto, Port: n})
+						v := policies.Evaluate(st.World, set, policies.Connection{From: policies.ConnEnd{Pod: f.Key()}, To: policies.ConnEnd{Pod: t.Key()}, Protocol: proto, Port: n})
 						cells = append(cells, matrixCell{f.Key(), t.Key(), n, string(proto), string(v.Action), v.Reason()})
 					}
 				}
@@ -290,21 +290,16 @@ func newPolicyMatrixCmd(a *app) *cobra.Command {
 	return cmd
 }
 
-// readEdges reads edges for inference: the observer's edges as nanoseg
-// writes them (`observe --edges -o json`, the agent's /v1/edges; see
-// graph.DecodeEdges), or a JSON array of policies.Edge (identities with
-// labels).
-func readEdges(file string) ([]policies.Edge, error) {
+// readEdges reads edges for inference: edges as nanoseg writes them
+// (`observe --edges -o json`, the agent's /v1/edges; see graph.DecodeEdges).
+func readEdges(file string) ([]model.Edge, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("read edges: %w", err)
 	}
-	if obs, oerr := graph.DecodeEdges(data); oerr == nil {
-		return controller.PolicyEdges(obs), nil
-	}
-	var edges []policies.Edge
-	if err := json.Unmarshal(data, &edges); err != nil {
-		return nil, fmt.Errorf("parse edges %s: neither observer edges nor policy edges: %w", file, err)
+	edges, err := graph.DecodeEdges(data)
+	if err != nil {
+		return nil, fmt.Errorf("parse edges %s: %w", file, err)
 	}
 	return edges, nil
 }
@@ -334,7 +329,7 @@ and prints YAML.`,
 			if err != nil {
 				return err
 			}
-			var ids []policies.Identity
+			var ids []model.Identity
 			if identitiesFile != "" {
 				data, err := os.ReadFile(identitiesFile)
 				if err != nil {
@@ -352,8 +347,8 @@ and prints YAML.`,
 			return writeYAMLStream(cmd.OutOrStdout(), objs)
 		},
 	}
-	cmd.Flags().StringVar(&edgesFile, "edges", "", "edges file: observer edges (JSON or JSON lines) or policy edges (offline; default: ask the agent)")
-	cmd.Flags().StringVar(&identitiesFile, "identities", "", "JSON array of every known identity {namespace, labels}")
+	cmd.Flags().StringVar(&edgesFile, "edges", "", "edges file: edges as observe --edges -o json or /v1/edges write them, JSON or JSON lines (offline; default: ask the agent)")
+	cmd.Flags().StringVar(&identitiesFile, "identities", "", "JSON array of every known identity {namespace, workload, labels}")
 	cmd.Flags().DurationVar(&window, "window", 0, "agent: propose from edges last seen within this window (default: all)")
 	cmd.Flags().StringVar(&outDir, "out", "", "agent: also write one YAML file per workload into this directory")
 	cmd.Flags().BoolVar(&includeDenied, "include-denied", false, "agent: also propose edges that the policies in force deny or audit-deny")
@@ -411,7 +406,7 @@ revision of each workload against what is active).`,
 			return writeJSON(cmd.OutOrStdout(), rep)
 		},
 	}
-	cmd.Flags().StringVar(&edgesFile, "edges", "", "edges file: observer edges (JSON or JSON lines) or policy edges (offline; default: ask the agent)")
+	cmd.Flags().StringVar(&edgesFile, "edges", "", "edges file: edges as observe --edges -o json or /v1/edges write them, JSON or JSON lines (offline; default: ask the agent)")
 	cmd.Flags().StringVar(&proposal, "proposal", "", "YAML of proposed NanoSegments")
 	cmd.Flags().StringArrayVar(&active, "policies", nil, "YAML of the active policies (repeatable)")
 	cmd.Flags().StringVar(&workload, "workload", "", "agent: only this workload (namespace/workload)")

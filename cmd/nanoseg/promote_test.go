@@ -11,7 +11,7 @@ import (
 
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/controller/controllertest"
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/server"
 	"github.com/nanoseg/nanoseg/store"
 )
@@ -57,7 +57,7 @@ func TestPromoteAll(t *testing.T) {
 		t.Errorf("output:\n%s", out)
 	}
 	for _, w := range []string{"shop/db", "shop/web"} {
-		if st, _ := mem.State(w); st.Mode != v1alpha1.ModeAudit || st.Revision != 1 {
+		if st, _ := mem.State(w); st.Mode != model.ModeAudit || st.Revision != 1 {
 			t.Errorf("%s: %+v", w, st)
 		}
 	}

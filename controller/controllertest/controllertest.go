@@ -13,7 +13,7 @@ import (
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/inventory"
-	"github.com/nanoseg/nanoseg/policies"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
@@ -34,7 +34,7 @@ type Node struct {
 	// SeenNames are the DNS names Names reports.
 	SeenNames map[netip.Addr]string
 	// Reach decides a probe's outcome (nil: every probe times out).
-	Reach func(src inventory.Endpoint, proto string, addr netip.AddrPort) bool
+	Reach func(src model.Endpoint, proto string, addr netip.AddrPort) bool
 }
 
 var _ controller.Node = (*Node)(nil)
@@ -63,7 +63,7 @@ func (n *Node) Enforced() [][]v1alpha1.NanoSegment {
 
 // Mode returns the mode of the nanosegment of namespace/name in the last
 // Enforce call, or "" when it is not there.
-func (n *Node) Mode(namespace, name string) v1alpha1.Mode {
+func (n *Node) Mode(namespace, name string) model.Mode {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if len(n.enforced) == 0 {
@@ -121,7 +121,7 @@ func (n *Node) Names() map[netip.Addr]string {
 }
 
 // Probe implements controller.Node through Reach.
-func (n *Node) Probe(_ context.Context, src inventory.Endpoint, proto string, addr netip.AddrPort, _ time.Duration) controller.ProbeOutcome {
+func (n *Node) Probe(_ context.Context, src model.Endpoint, proto string, addr netip.AddrPort, _ time.Duration) controller.ProbeOutcome {
 	if n.Reach != nil && n.Reach(src, proto, addr) {
 		return controller.ProbeOutcome{Outcome: "connected", Reached: true}
 	}
@@ -133,15 +133,15 @@ func (n *Node) Probe(_ context.Context, src inventory.Endpoint, proto string, ad
 // (intruder-0), labelled app=<workload>, with addresses in 198.18.0.0/24
 // and 2001:db8::/64.
 func Shop() *inventory.Index {
-	ep := func(netns, w string, last byte, ports ...policies.ContainerPort) inventory.Endpoint {
-		return inventory.Endpoint{Netns: netns, Path: "/run/netns/" + netns, Namespace: "shop", Workload: w,
+	ep := func(netns, w string, last byte, ports ...model.ContainerPort) model.Endpoint {
+		return model.Endpoint{Netns: netns, Path: "/run/netns/" + netns, Namespace: "shop", Workload: w,
 			Labels: map[string]string{"app": w, "pod-template-hash": "abc" + netns},
 			Addrs:  []netip.Addr{netip.AddrFrom4([4]byte{198, 18, 0, last}), netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: last})}, Ports: ports}
 	}
-	eps := []inventory.Endpoint{
-		ep("web-0", "web", 1, policies.ContainerPort{Name: "http", Port: 80, Protocol: "TCP"}),
-		ep("web-1", "web", 2, policies.ContainerPort{Name: "http", Port: 80, Protocol: "TCP"}),
-		ep("db-0", "db", 3, policies.ContainerPort{Name: "postgres", Port: 5432, Protocol: "TCP"}),
+	eps := []model.Endpoint{
+		ep("web-0", "web", 1, model.ContainerPort{Name: "http", Port: 80, Protocol: "TCP"}),
+		ep("web-1", "web", 2, model.ContainerPort{Name: "http", Port: 80, Protocol: "TCP"}),
+		ep("db-0", "db", 3, model.ContainerPort{Name: "postgres", Port: 5432, Protocol: "TCP"}),
 		ep("intruder-0", "intruder", 4),
 	}
 	return inventory.NewIndex(eps, map[string]map[string]string{"shop": {"kubernetes.io/metadata.name": "shop"}}, nil)

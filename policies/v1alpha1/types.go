@@ -4,36 +4,8 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-)
 
-// Mode says what the dataplane does with connections a NanoSegment does not
-// allow.
-// +kubebuilder:validation:Enum=observe;audit;enforce
-type Mode string
-
-const (
-	// ModeObserve filters nothing; new connections are logged. An observing
-	// NanoSegment takes no part in verdicts.
-	ModeObserve Mode = "observe"
-	// ModeAudit lets would-be-denied connections through and logs them
-	// (verdict audit-deny).
-	ModeAudit Mode = "audit"
-	// ModeEnforce drops would-be-denied connections and logs them,
-	// rate-limited.
-	ModeEnforce Mode = "enforce"
-)
-
-// Protocol is a transport protocol a Port applies to.
-// +kubebuilder:validation:Enum=TCP;UDP;SCTP;ICMP
-type Protocol string
-
-// The protocols a Port may name. TCP, UDP and SCTP are those of
-// corev1.Protocol; ICMP covers ICMP and ICMPv6.
-const (
-	ProtocolTCP  Protocol = "TCP"
-	ProtocolUDP  Protocol = "UDP"
-	ProtocolSCTP Protocol = "SCTP"
-	ProtocolICMP Protocol = "ICMP"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // +kubebuilder:object:root=true
@@ -64,8 +36,9 @@ type NanoSegmentSpec struct {
 	Selector metav1.LabelSelector `json:"selector"`
 
 	// Mode is observe, audit or enforce; empty means observe.
+	// +kubebuilder:validation:Enum=observe;audit;enforce
 	// +optional
-	Mode Mode `json:"mode,omitempty"`
+	Mode model.Mode `json:"mode,omitempty"`
 
 	// PolicyTypes lists the directions the NanoSegment isolates, defaulted as
 	// in NetworkPolicySpec: when empty, Ingress always, and Egress when the
@@ -147,8 +120,9 @@ type IPBlock struct {
 // an ICMP type (0-255) and EndPort is not allowed.
 type Port struct {
 	// Protocol defaults to TCP.
+	// +kubebuilder:validation:Enum=TCP;UDP;SCTP;ICMP
 	// +optional
-	Protocol Protocol `json:"protocol,omitempty"`
+	Protocol model.Protocol `json:"protocol,omitempty"`
 	// +optional
 	Port *intstr.IntOrString `json:"port,omitempty"`
 	// +optional

@@ -15,7 +15,7 @@
 //
 // Buckets:
 //
-//	edges       edge key → observer.Edge (JSON), counters merged on flush
+//	edges       edge key → model.Edge (JSON), counters merged on flush
 //	revisions   workload → (revision number, 8 bytes BE → Revision JSON)
 //	state       workload → WorkloadState JSON
 //	promotions  sequence (8 bytes BE) → Promotion JSON, hash-chained
@@ -32,10 +32,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/store"
-
-	"github.com/nanoseg/nanoseg/observer"
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
 var (
@@ -83,7 +81,7 @@ func (s *Store) Close() error { return s.db.Close() }
 
 // MergeEdges adds edges to the stored ones in one transaction: counters are
 // summed, FirstSeen keeps the earliest and LastSeen the latest time.
-func (s *Store) MergeEdges(edges []observer.Edge) error {
+func (s *Store) MergeEdges(edges []model.Edge) error {
 	if len(edges) == 0 {
 		return nil
 	}
@@ -92,7 +90,7 @@ func (s *Store) MergeEdges(edges []observer.Edge) error {
 		for _, e := range edges {
 			k := store.EdgeKey(e)
 			if raw := b.Get(k); raw != nil {
-				var old observer.Edge
+				var old model.Edge
 				if err := json.Unmarshal(raw, &old); err != nil {
 					return fmt.Errorf("decode edge %s: %w", k, err)
 				}
@@ -112,11 +110,11 @@ func (s *Store) MergeEdges(edges []observer.Edge) error {
 
 // Edges returns the stored edges last seen at or after since (all edges for
 // the zero time), sorted by key.
-func (s *Store) Edges(since time.Time) ([]observer.Edge, error) {
-	var out []observer.Edge
+func (s *Store) Edges(since time.Time) ([]model.Edge, error) {
+	var out []model.Edge
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketEdges).ForEach(func(k, v []byte) error {
-			var e observer.Edge
+			var e model.Edge
 			if err := json.Unmarshal(v, &e); err != nil {
 				return fmt.Errorf("decode edge %s: %w", k, err)
 			}
@@ -228,7 +226,7 @@ func (s *Store) State(workload string) (store.WorkloadState, error) {
 func stateIn(tx *bolt.Tx, workload string) (store.WorkloadState, error) {
 	raw := tx.Bucket(bucketState).Get([]byte(workload))
 	if raw == nil {
-		return store.WorkloadState{Workload: workload, Mode: v1alpha1.ModeObserve}, nil
+		return store.WorkloadState{Workload: workload, Mode: model.ModeObserve}, nil
 	}
 	var st store.WorkloadState
 	if err := json.Unmarshal(raw, &st); err != nil {
@@ -260,7 +258,7 @@ func (s *Store) States() ([]store.WorkloadState, error) {
 // and Hash. If expect is not nil and the workload's current state differs
 // from it, nothing changes and an error wrapping store.ErrConflict is returned. The revision must
 // exist (or be 0).
-func (s *Store) Record(p store.Promotion, expect *store.WorkloadState) (store.Promotion, error) {
+func (s *Store) Record(p model.Promotion, expect *store.WorkloadState) (model.Promotion, error) {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		cur, err := stateIn(tx, p.Workload)
 		if err != nil {
@@ -278,7 +276,7 @@ func (s *Store) Record(p store.Promotion, expect *store.WorkloadState) (store.Pr
 		pb := tx.Bucket(bucketPromotions)
 		prev := ""
 		if k, v := pb.Cursor().Last(); k != nil {
-			var last store.Promotion
+			var last model.Promotion
 			if err := json.Unmarshal(v, &last); err != nil {
 				return fmt.Errorf("decode last promotion: %w", err)
 			}
@@ -289,7 +287,7 @@ func (s *Store) Record(p store.Promotion, expect *store.WorkloadState) (store.Pr
 			return err
 		}
 		p.Seq, p.FromMode, p.FromRevision, p.PrevHash = seq, cur.Mode, cur.Revision, prev
-		p.Hash = store.ChainHash(p)
+		p.Hash = p.ChainHash()
 		raw, err := json.Marshal(p)
 		if err != nil {
 			return err
@@ -305,18 +303,18 @@ func (s *Store) Record(p store.Promotion, expect *store.WorkloadState) (store.Pr
 		return tx.Bucket(bucketState).Put([]byte(p.Workload), raw)
 	})
 	if err != nil {
-		return store.Promotion{}, fmt.Errorf("record %s of %s: %w", p.Action, p.Workload, err)
+		return model.Promotion{}, fmt.Errorf("record %s of %s: %w", p.Action, p.Workload, err)
 	}
 	return p, nil
 }
 
 // History returns the promotion events of workload (all workloads for ""),
 // oldest first.
-func (s *Store) History(workload string) ([]store.Promotion, error) {
-	var out []store.Promotion
+func (s *Store) History(workload string) ([]model.Promotion, error) {
+	var out []model.Promotion
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketPromotions).ForEach(func(_, v []byte) error {
-			var p store.Promotion
+			var p model.Promotion
 			if err := json.Unmarshal(v, &p); err != nil {
 				return err
 			}
@@ -330,7 +328,7 @@ func (s *Store) History(workload string) ([]store.Promotion, error) {
 }
 
 // AddVerdicts appends verdict events in one transaction.
-func (s *Store) AddVerdicts(evs []store.VerdictEvent) error {
+func (s *Store) AddVerdicts(evs []model.VerdictEvent) error {
 	if len(evs) == 0 {
 		return nil
 	}
@@ -355,13 +353,13 @@ func (s *Store) AddVerdicts(evs []store.VerdictEvent) error {
 }
 
 // Verdicts returns the verdict events at or after since, oldest first.
-func (s *Store) Verdicts(since time.Time) ([]store.VerdictEvent, error) {
-	var out []store.VerdictEvent
+func (s *Store) Verdicts(since time.Time) ([]model.VerdictEvent, error) {
+	var out []model.VerdictEvent
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketVerdicts).Cursor()
 		start := u64(uint64(max(since.UnixNano(), 0)))
 		for k, v := c.Seek(start); k != nil; k, v = c.Next() {
-			var e store.VerdictEvent
+			var e model.VerdictEvent
 			if err := json.Unmarshal(v, &e); err != nil {
 				return err
 			}

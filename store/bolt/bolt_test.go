@@ -9,6 +9,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 	"github.com/nanoseg/nanoseg/store"
 	"github.com/nanoseg/nanoseg/store/storetest"
@@ -51,8 +52,8 @@ func TestStoreChainBreaksOnEdit(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := time.Date(2026, 11, 30, 6, 0, 0, 0, time.UTC)
-	for _, m := range []v1alpha1.Mode{v1alpha1.ModeAudit, v1alpha1.ModeEnforce} {
-		if _, err := s.Record(store.Promotion{At: at, Who: "ops", Workload: "shop/db", Action: store.ActionPromote, ToMode: m, ToRevision: 1, Reason: "try"}, nil); err != nil {
+	for _, m := range []model.Mode{model.ModeAudit, model.ModeEnforce} {
+		if _, err := s.Record(model.Promotion{At: at, Who: "ops", Workload: "shop/db", Action: model.ActionPromote, ToMode: m, ToRevision: 1, Reason: "try"}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -66,7 +67,7 @@ func TestStoreChainBreaksOnEdit(t *testing.T) {
 	}
 	_ = db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketPromotions)
-		var p store.Promotion
+		var p model.Promotion
 		_ = json.Unmarshal(b.Get(u64(1)), &p)
 		p.Reason = "edited"
 		raw, _ := json.Marshal(p)
@@ -79,7 +80,7 @@ func TestStoreChainBreaksOnEdit(t *testing.T) {
 	}
 	defer s.Close()
 	err = store.VerifyChain(s)
-	if !errors.Is(err, store.ErrChainBroken) || err.Error() == "" {
+	if !errors.Is(err, model.ErrChainBroken) || err.Error() == "" {
 		t.Fatalf("edited chain verifies: %v", err)
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nanoseg/nanoseg/observer"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 	"github.com/nanoseg/nanoseg/store"
 )
@@ -28,19 +28,19 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, reopen func(t *testi
 
 func mergesEdges(t *testing.T, s store.Store, reopen func(*testing.T, store.Store) store.Store) {
 	t0 := time.Date(2026, 11, 30, 6, 0, 0, 0, time.UTC)
-	e := observer.Edge{
-		Source:      observer.Peer{Namespace: "shop", Workload: "api"},
-		Destination: observer.Peer{Namespace: "shop", Workload: "db"},
-		Protocol:    "tcp", Port: 5432, FirstSeen: t0, LastSeen: t0.Add(time.Second), Flows: 2, BytesOut: 100,
-		Verdicts: observer.VerdictCounts{Observed: 2},
+	e := model.Edge{
+		Source:      model.Peer{Namespace: "shop", Workload: "api"},
+		Destination: model.Peer{Namespace: "shop", Workload: "db"},
+		Protocol:    model.ProtocolTCP, Port: 5432, FirstSeen: t0, LastSeen: t0.Add(time.Second), Flows: 2, BytesOut: 100,
+		Verdicts: model.VerdictCounts{Observed: 2},
 	}
 	later := e
 	later.FirstSeen, later.LastSeen, later.Flows, later.BytesOut = t0.Add(time.Minute), t0.Add(2*time.Minute), 3, 50
-	later.Verdicts = observer.VerdictCounts{Denied: 1}
-	if err := s.MergeEdges([]observer.Edge{e}); err != nil {
+	later.Verdicts = model.VerdictCounts{Denied: 1}
+	if err := s.MergeEdges([]model.Edge{e}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.MergeEdges([]observer.Edge{later}); err != nil {
+	if err := s.MergeEdges([]model.Edge{later}); err != nil {
 		t.Fatal(err)
 	}
 	// Reopen: what was committed survives.
@@ -75,33 +75,33 @@ func promotionsChained(t *testing.T, s store.Store, reopen func(*testing.T, stor
 		t.Errorf("latest revision of a workload without any: %v, want ErrNotFound", err)
 	}
 	at := time.Date(2026, 11, 30, 6, 0, 0, 0, time.UTC)
-	p1, err := s.Record(store.Promotion{At: at, Who: "ops", Workload: "shop/db", Action: store.ActionPromote, ToMode: v1alpha1.ModeAudit, ToRevision: 1, Reason: "try"}, nil)
+	p1, err := s.Record(model.Promotion{At: at, Who: "ops", Workload: "shop/db", Action: model.ActionPromote, ToMode: model.ModeAudit, ToRevision: 1, Reason: "try"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p1.FromMode != v1alpha1.ModeObserve || p1.FromRevision != 0 || p1.Seq != 1 || p1.PrevHash != "" || p1.Hash != store.ChainHash(p1) {
+	if p1.FromMode != model.ModeObserve || p1.FromRevision != 0 || p1.Seq != 1 || p1.PrevHash != "" || p1.Hash != p1.ChainHash() {
 		t.Errorf("first promotion = %+v", p1)
 	}
-	stale := store.WorkloadState{Mode: v1alpha1.ModeObserve}
-	if _, err := s.Record(store.Promotion{Workload: "shop/db", Action: store.ActionPromote, ToMode: v1alpha1.ModeEnforce, ToRevision: 1}, &stale); !errors.Is(err, store.ErrConflict) {
+	stale := store.WorkloadState{Mode: model.ModeObserve}
+	if _, err := s.Record(model.Promotion{Workload: "shop/db", Action: model.ActionPromote, ToMode: model.ModeEnforce, ToRevision: 1}, &stale); !errors.Is(err, store.ErrConflict) {
 		t.Errorf("promotion from a stale state: %v, want ErrConflict", err)
 	}
-	if _, err := s.Record(store.Promotion{Workload: "shop/db", Action: store.ActionPromote, ToMode: v1alpha1.ModeEnforce, ToRevision: 9}, nil); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.Record(model.Promotion{Workload: "shop/db", Action: model.ActionPromote, ToMode: model.ModeEnforce, ToRevision: 9}, nil); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("promotion to a missing revision: %v, want ErrNotFound", err)
 	}
-	if st, _ := s.State("shop/db"); st.Mode != v1alpha1.ModeAudit || st.Revision != 1 || st.Seq != 1 {
+	if st, _ := s.State("shop/db"); st.Mode != model.ModeAudit || st.Revision != 1 || st.Seq != 1 {
 		t.Errorf("refused promotions changed the state: %+v", st)
 	}
-	p2, err := s.Record(store.Promotion{At: at, Workload: "shop/db", Action: store.ActionPromote, ToMode: v1alpha1.ModeEnforce, ToRevision: 2}, nil)
+	p2, err := s.Record(model.Promotion{At: at, Workload: "shop/db", Action: model.ActionPromote, ToMode: model.ModeEnforce, ToRevision: 2}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p2.PrevHash != p1.Hash || p2.FromMode != v1alpha1.ModeAudit || p2.FromRevision != 1 {
+	if p2.PrevHash != p1.Hash || p2.FromMode != model.ModeAudit || p2.FromRevision != 1 {
 		t.Errorf("second promotion = %+v, want it linked to the first", p2)
 	}
 	s = reopen(t, s)
 	st, _ := s.State("shop/db")
-	if st.Mode != v1alpha1.ModeEnforce || st.Revision != 2 || st.Seq != 2 {
+	if st.Mode != model.ModeEnforce || st.Revision != 2 || st.Seq != 2 {
 		t.Errorf("state = %+v", st)
 	}
 	if sts, _ := s.States(); len(sts) != 1 || sts[0] != st {
@@ -117,21 +117,21 @@ func promotionsChained(t *testing.T, s store.Store, reopen func(*testing.T, stor
 	if len(hist) != 2 {
 		t.Fatalf("history has %d events, want 2", len(hist))
 	}
-	if err := store.VerifyPromotions(hist[1:]); !errors.Is(err, store.ErrChainBroken) {
+	if err := model.VerifyPromotions(hist[1:]); !errors.Is(err, model.ErrChainBroken) {
 		t.Errorf("history with a gap verifies: %v", err)
 	}
-	edited := append([]store.Promotion(nil), hist...)
+	edited := append([]model.Promotion(nil), hist...)
 	edited[0].Reason = "edited"
-	if err := store.VerifyPromotions(edited); !errors.Is(err, store.ErrChainBroken) {
+	if err := model.VerifyPromotions(edited); !errors.Is(err, model.ErrChainBroken) {
 		t.Errorf("edited history verifies: %v", err)
 	}
 }
 
 func verdictsSince(t *testing.T, s store.Store) {
 	t0 := time.Date(2026, 11, 30, 6, 0, 0, 0, time.UTC)
-	evs := []store.VerdictEvent{
-		{At: t0.Add(2 * time.Second), Verdict: "deny", Source: "shop/web", Destination: "shop/db", Protocol: "tcp", Port: 5432},
-		{At: t0, Verdict: "audit-deny", Source: "shop/web", Destination: "shop/db", Protocol: "tcp", Port: 5432},
+	evs := []model.VerdictEvent{
+		{At: t0.Add(2 * time.Second), Verdict: "deny", Source: "shop/web", Destination: "shop/db", Protocol: model.ProtocolTCP, Port: 5432},
+		{At: t0, Verdict: "audit-deny", Source: "shop/web", Destination: "shop/db", Protocol: model.ProtocolTCP, Port: 5432},
 	}
 	if err := s.AddVerdicts(evs); err != nil {
 		t.Fatal(err)

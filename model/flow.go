@@ -1,51 +1,25 @@
-package observer
+package model
 
 import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"strconv"
 	"time"
 )
 
-// Direction says which way a flow goes as seen from the endpoint that
-// observed it: egress when the endpoint opened the connection, ingress when
-// a peer opened it towards the endpoint.
-type Direction string
-
-// The two directions of a flow.
-const (
-	Egress  Direction = "egress"
-	Ingress Direction = "ingress"
-)
-
-// Verdict is what nanoseg's rules said about a flow. Conntrack alone only
-// knows that a connection happened (VerdictObserved); the dataplane's verdict
-// log adds the other three with a rule id.
-type Verdict string
-
-// Verdicts, in the vocabulary of DESIGN.md. The verdict-log prefix spells
-// them observe|allow|audit-deny|deny (see ParsePrefix).
-const (
-	VerdictObserved    Verdict = "observed"
-	VerdictAllowed     Verdict = "allowed"
-	VerdictAuditDenied Verdict = "audit-denied"
-	VerdictDenied      Verdict = "denied"
-)
-
-// Source says which kernel mechanism produced a flow record.
-type Source string
+// FlowSource says which kernel mechanism produced a flow record.
+type FlowSource string
 
 // Sources of flow records.
 const (
 	// SourceConntrack: a conntrack event (NEW or DESTROY) of the endpoint's
 	// netns, or an entry of a conntrack dump after an overflow (Resynced).
-	SourceConntrack Source = "conntrack"
+	SourceConntrack FlowSource = "conntrack"
 	// SourceVerdictLog: one packet of the dataplane's NFLOG group.
-	SourceVerdictLog Source = "verdict-log"
+	SourceVerdictLog FlowSource = "verdict-log"
 )
 
-// Phase says which part of a connection's life a record describes.
+// Phase says which part of a connection's life a flow record describes.
 type Phase string
 
 // Phases of a flow record. A connection yields one PhaseStart and one
@@ -60,12 +34,12 @@ const (
 )
 
 // Flow is one connection (or one logged connection attempt) as seen from
-// one endpoint netns.
+// one endpoint netns (DESIGN.md "Words").
 //
 // JSON form (stable; new fields are only ever added, with omitempty):
 //
 //	{"phase":"end","source":"conntrack","endpoint":"nanoseg-lab-shop-shop-api-0",
-//	 "direction":"egress","protocol":"tcp","src":"198.18.0.10","srcPort":41234,
+//	 "direction":"Egress","protocol":"TCP","src":"198.18.0.10","srcPort":41234,
 //	 "dst":"198.19.0.10","dstPort":443,"start":"2026-11-30T05:48:20.1Z",
 //	 "end":"2026-11-30T05:48:20.2Z","packetsOut":6,"bytesOut":420,
 //	 "packetsIn":4,"bytesIn":1337,"verdict":"observed","remoteName":"payments.example",
@@ -77,28 +51,28 @@ const (
 // UTC; End is absent while the connection lives. Ports are 0 for protocols
 // without ports; ICMP flows carry ICMPType/ICMPCode instead.
 type Flow struct {
-	Phase     Phase     `json:"phase"`
-	Source    Source    `json:"source"`
-	Endpoint  string    `json:"endpoint"` // netns name of the observing endpoint
-	Direction Direction `json:"direction"`
-	// Protocol is the lower-case IANA keyword: tcp, udp, sctp, icmp,
-	// ipv6-icmp, or the protocol number in decimal.
-	Protocol string     `json:"protocol"`
-	Src      netip.Addr `json:"src"`
-	SrcPort  uint16     `json:"srcPort,omitempty"`
-	Dst      netip.Addr `json:"dst"`
-	DstPort  uint16     `json:"dstPort,omitempty"`
-	ICMPType *uint8     `json:"icmpType,omitempty"`
-	ICMPCode *uint8     `json:"icmpCode,omitempty"`
-	Start    time.Time  `json:"start"`
-	End      time.Time  `json:"end,omitzero"`
+	Phase     Phase      `json:"phase"`
+	Source    FlowSource `json:"source"`
+	Endpoint  string     `json:"endpoint"` // netns name of the observing endpoint
+	Direction Direction  `json:"direction"`
+	Protocol  Protocol   `json:"protocol"`
+	Src       netip.Addr `json:"src"`
+	SrcPort   uint16     `json:"srcPort,omitempty"`
+	Dst       netip.Addr `json:"dst"`
+	DstPort   uint16     `json:"dstPort,omitempty"`
+	ICMPType  *uint8     `json:"icmpType,omitempty"`
+	ICMPCode  *uint8     `json:"icmpCode,omitempty"`
+	Start     time.Time  `json:"start"`
+	End       time.Time  `json:"end,omitzero"`
 	// Counters need conntrack accounting (the observer turns it on per
 	// netns); they are set on PhaseEnd and on resynced records.
-	PacketsOut uint64  `json:"packetsOut,omitempty"`
-	BytesOut   uint64  `json:"bytesOut,omitempty"`
-	PacketsIn  uint64  `json:"packetsIn,omitempty"`
-	BytesIn    uint64  `json:"bytesIn,omitempty"`
-	Verdict    Verdict `json:"verdict"`
+	PacketsOut uint64 `json:"packetsOut,omitempty"`
+	BytesOut   uint64 `json:"bytesOut,omitempty"`
+	PacketsIn  uint64 `json:"packetsIn,omitempty"`
+	BytesIn    uint64 `json:"bytesIn,omitempty"`
+	// Verdict is VerdictObserved for conntrack records; the verdict-log
+	// prefix's verdict otherwise.
+	Verdict Verdict `json:"verdict"`
 	// RuleID is the rule id from the verdict-log prefix; empty for
 	// conntrack records.
 	RuleID string `json:"ruleId,omitempty"`
@@ -127,7 +101,7 @@ func (f *Flow) Remote() netip.Addr {
 func (f *Flow) Counts() bool { return f.Phase == PhaseStart || f.Phase == PhaseComplete }
 
 // String renders f as one line for people, e.g.
-// "start egress tcp 198.18.0.10:41234 -> 198.19.0.10:443 (payments.example) observed [nanoseg-lab-shop-shop-api-0]".
+// "start Egress TCP 198.18.0.10:41234 -> 198.19.0.10:443 (payments.example) observed [nanoseg-lab-shop-shop-api-0]".
 func (f *Flow) String() string {
 	s := fmt.Sprintf("%s %s %s %s -> %s", f.Phase, f.Direction, f.Protocol,
 		hostPort(f.Src, f.SrcPort), hostPort(f.Dst, f.DstPort))
@@ -161,7 +135,7 @@ func (f *Flow) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("phase", string(f.Phase)),
 		slog.String("dir", string(f.Direction)),
-		slog.String("proto", f.Protocol),
+		slog.String("proto", string(f.Protocol)),
 		slog.String("src", hostPort(f.Src, f.SrcPort)),
 		slog.String("dst", hostPort(f.Dst, f.DstPort)),
 		slog.String("verdict", string(f.Verdict)),
@@ -173,22 +147,4 @@ func hostPort(a netip.Addr, port uint16) string {
 		return a.String()
 	}
 	return netip.AddrPortFrom(a, port).String()
-}
-
-// ProtocolName returns the lower-case IANA keyword of IP protocol number p
-// (tcp, udp, sctp, icmp, ipv6-icmp), or p in decimal for others.
-func ProtocolName(p uint8) string {
-	switch p {
-	case 1:
-		return "icmp"
-	case 6:
-		return "tcp"
-	case 17:
-		return "udp"
-	case 58:
-		return "ipv6-icmp"
-	case 132:
-		return "sctp"
-	}
-	return strconv.Itoa(int(p))
 }

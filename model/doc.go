@@ -1,0 +1,18 @@
+// Package model is nanoseg's vocabulary: the words of DESIGN.md ("Words")
+// as Go types, each with one spelling. Every other package may import it;
+// it imports only the standard library.
+//
+// Spellings:
+//
+//   - Protocol: the Kubernetes NetworkPolicy API's ("TCP", "UDP", "SCTP"),
+//     plus "ICMP" and "ICMPv6".
+//   - Direction: NetworkPolicy policyTypes' ("Ingress", "Egress").
+//   - Verdict: DESIGN.md's ("allow", "audit-deny", "deny"), plus "observed"
+//     for a flow no rule decided.
+//   - Mode: DESIGN.md's ("observe", "audit", "enforce").
+//
+// Decoding is tolerant of the spellings older nanoseg versions wrote
+// (lower-case protocols and directions, "allowed"/"audit-denied"/"denied"),
+// so state files and edge files written by them still load; encoding always
+// writes the one spelling above.
+package model

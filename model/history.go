@@ -1,0 +1,93 @@
+package model
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// VerdictEvent is one logged audit-denied or denied connection attempt, as
+// the observation sink keeps it and evidence bundles list it.
+//
+// JSON: {"at":"…","endpoint":"nanoseg-lab-shop-db-0","verdict":"deny",
+// "ruleID":"shop.db","source":"shop/web","srcPort":41234,
+// "destination":"shop/db","protocol":"TCP","port":5432}.
+type VerdictEvent struct {
+	At          time.Time `json:"at"`
+	Endpoint    string    `json:"endpoint"` // netns name where it was logged
+	Verdict     Verdict   `json:"verdict"`  // audit-deny or deny
+	RuleID      string    `json:"ruleID"`
+	Source      string    `json:"source"` // workload or address
+	SrcPort     uint16    `json:"srcPort,omitempty"`
+	Destination string    `json:"destination"` // workload, DNS name or address
+	Protocol    Protocol  `json:"protocol"`
+	Port        uint16    `json:"port"`
+}
+
+// Action is what a promotion event did.
+type Action string
+
+// Actions of promotion events.
+const (
+	ActionPromote  Action = "promote"
+	ActionRollback Action = "rollback"
+)
+
+// ErrChainBroken: a promotion history does not verify.
+var ErrChainBroken = errors.New("promotion history hash chain broken")
+
+// Promotion is one recorded change of a workload's mode or revision
+// (DESIGN.md "Words"): who, when, which revision, why. The history is
+// append-only and hash-chained: Hash is the SHA-256 (hex) of the event's
+// JSON form with Hash empty (so PrevHash included), so an edit or a gap
+// anywhere breaks every later hash. The JSON form is therefore frozen:
+// fields, their order and their tags must not change, or histories
+// recorded earlier stop verifying.
+type Promotion struct {
+	Seq          uint64    `json:"seq"`
+	At           time.Time `json:"at"`
+	Who          string    `json:"who"`
+	Workload     string    `json:"workload"`
+	Action       Action    `json:"action"`
+	FromMode     Mode      `json:"fromMode"`
+	ToMode       Mode      `json:"toMode"`
+	FromRevision int       `json:"fromRevision"`
+	ToRevision   int       `json:"toRevision"`
+	Reason       string    `json:"reason"`
+	// Undoes is the Seq of the promotion a rollback reverted.
+	Undoes   uint64 `json:"undoes,omitempty"`
+	PrevHash string `json:"prevHash"`
+	Hash     string `json:"hash"`
+}
+
+// ChainHash computes p's Hash from its other fields.
+func (p Promotion) ChainHash() string {
+	p.Hash = ""
+	raw, _ := json.Marshal(p) // a struct of plain fields: cannot fail
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:])
+}
+
+// VerifyPromotions checks a whole promotion history, oldest first, read
+// from anywhere (a store, an evidence bundle): sequence numbers 1, 2, …
+// without gaps, each PrevHash equal to the previous Hash (the first one
+// empty), each Hash recomputed. It returns an error wrapping ErrChainBroken
+// naming the first event that does not verify.
+func VerifyPromotions(all []Promotion) error {
+	prev := ""
+	for i, p := range all {
+		switch {
+		case p.Seq != uint64(i+1):
+			return fmt.Errorf("%w: event %d has sequence %d (gap or reorder)", ErrChainBroken, i+1, p.Seq)
+		case p.PrevHash != prev:
+			return fmt.Errorf("%w: event %d does not link to event %d", ErrChainBroken, p.Seq, p.Seq-1)
+		case p.ChainHash() != p.Hash:
+			return fmt.Errorf("%w: event %d was altered", ErrChainBroken, p.Seq)
+		}
+		prev = p.Hash
+	}
+	return nil
+}
