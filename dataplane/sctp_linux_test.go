@@ -34,6 +34,8 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/mdlayher/netlink"
 	"github.com/nanoseg/nanoseg/internal/nettest"
+	"github.com/nanoseg/nanoseg/internal/verdictlog"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/ti-mo/conntrack"
 	"golang.org/x/sys/unix"
 )
@@ -176,8 +178,8 @@ func TestSCTPKernel(t *testing.T) {
 			client, server := listenSCTP(t, p.client, cli), listenSCTP(t, p.server, f.server)
 			logs := listenNFLOG(t, p.server)
 			dp := New(nil)
-			rs := RuleSet{Name: "sctp", Mode: ModeEnforce, Ingress: []Entry{
-				{Peer: f.lan, Protocol: ProtoSCTP, Port: sctpAllowed, RuleID: "ngap"},
+			rs := RuleSet{Name: "sctp", Mode: model.ModeEnforce, Ingress: []Entry{
+				{Peer: f.lan, Protocol: model.ProtocolSCTP, Port: sctpAllowed, RuleID: "ngap"},
 			}}
 			mustApply(t, dp, p.server, rs)
 
@@ -220,8 +222,8 @@ func TestSCTPKernel(t *testing.T) {
 			// Denied: an INIT to another port is dropped by the table.
 			client.send(t, f.server, sctpPacket(t, cport+1, sctpDenied, 0, layers.SCTPInit{
 				SCTPChunk: layers.SCTPChunk{Type: layers.SCTPChunkTypeInit}, InitiateTag: tagC + 1, AdvertisedReceiverWindowCredit: 65536, OutboundStreams: 1, InboundStreams: 1, InitialTSN: 1}))
-			if !logs.wait(LogPrefix(VerdictDeny, rs.Name), 2*time.Second) {
-				t.Errorf("no %q verdict log for the INIT to port %d", LogPrefix(VerdictDeny, rs.Name), sctpDenied)
+			if !logs.wait(verdictlog.Format(model.VerdictDeny, rs.Name), 2*time.Second) {
+				t.Errorf("no %q verdict log for the INIT to port %d", verdictlog.Format(model.VerdictDeny, rs.Name), sctpDenied)
 			}
 			if _, _, ok := server.recv(t, sctpDenied, blocked); ok {
 				t.Errorf("INIT to port %d delivered to the server, want dropped", sctpDenied)
