@@ -206,7 +206,7 @@ func markDeclared(r *v1alpha1.Rule, who string, at time.Time) {
 type PromoteRequest struct {
 	Workload string        `json:"workload"`
 	To       v1alpha1.Mode `json:"to"`
-	// Revision 0 means the latest revision.
+	// Revision 0 means the latest revision; a negative one is refused.
 	Revision int    `json:"revision,omitempty"`
 	Reason   string `json:"reason"`
 }
@@ -231,8 +231,8 @@ func (s *Service) Promote(ctx context.Context, req PromoteRequest, who string) (
 	if strings.TrimSpace(req.Reason) == "" {
 		return PromoteResult{}, fmt.Errorf("%w: reason: required: say why", ErrInvalid)
 	}
-	if req.Revision < 0 {
-		return PromoteResult{}, fmt.Errorf("%w: revision: %d is not a revision number (1, 2, ...; 0 for the latest)", ErrInvalid, req.Revision)
+	if err := notNegative("revision", req.Revision, "0 for the latest"); err != nil {
+		return PromoteResult{}, err
 	}
 	if len(s.inv.Workload(req.Workload)) == 0 {
 		return PromoteResult{}, fmt.Errorf("%w: workload %q is not in the inventory (known: %v)", ErrInvalid, req.Workload, s.inv.Workloads())
@@ -255,8 +255,18 @@ func (s *Service) Promote(ctx context.Context, req PromoteRequest, who string) (
 	return s.converge(ctx, p)
 }
 
-// RollbackRequest asks to undo a workload's last promotion, or to return
-// to revision ToRevision (keeping the current mode).
+// notNegative refuses a negative revision number n given in field, with
+// what zero means in that field.
+func notNegative(field string, n int, zero string) error {
+	if n < 0 {
+		return fmt.Errorf("%w: %s: %d is negative (revisions are 1, 2, ...; %s)", ErrInvalid, field, n, zero)
+	}
+	return nil
+}
+
+// RollbackRequest asks to undo a workload's last promotion (ToRevision 0),
+// or to return to revision ToRevision (keeping the current mode); a
+// negative ToRevision is refused.
 type RollbackRequest struct {
 	Workload   string `json:"workload"`
 	ToRevision int    `json:"toRevision,omitempty"`
@@ -268,6 +278,9 @@ type RollbackRequest struct {
 // promotion, or a rollback to a revision): the workload returns to the
 // state before it. Repeated plain rollbacks walk further back.
 func (s *Service) Rollback(ctx context.Context, req RollbackRequest, who string) (PromoteResult, error) {
+	if err := notNegative("toRevision", req.ToRevision, "0 to undo the last change"); err != nil {
+		return PromoteResult{}, err
+	}
 	if len(s.inv.Workload(req.Workload)) == 0 {
 		return PromoteResult{}, fmt.Errorf("%w: workload %q is not in the inventory (known: %v)", ErrInvalid, req.Workload, s.inv.Workloads())
 	}

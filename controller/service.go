@@ -10,6 +10,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"sort"
@@ -250,8 +251,12 @@ func (s *Service) Verdicts(window time.Duration) ([]store.VerdictEvent, error) {
 	return s.obs.Verdicts(windowStart(window))
 }
 
-// Revision returns revision n of workload (ErrNotFound if none).
+// Revision returns revision n of workload (ErrNotFound if none, ErrInvalid
+// for a negative n).
 func (s *Service) Revision(workload string, n int) (store.Revision, error) {
+	if n < 0 {
+		return store.Revision{}, fmt.Errorf("%w: revision: %d is negative (revisions are 1, 2, ...)", ErrInvalid, n)
+	}
 	return s.store.Revision(workload, n)
 }
 

@@ -465,3 +465,30 @@ func TestVerifyComparesProbesWithPolicy(t *testing.T) {
 		t.Errorf("unknown scope: %v, want ErrInvalid", err)
 	}
 }
+
+// TestNegativeRevisionsRefused: a negative revision is refused everywhere
+// with the field named, and records nothing (issue 11, item 7): it used to
+// mean "undo the last promotion" in a rollback.
+func TestNegativeRevisionsRefused(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.apply(t, "5432")
+	f.promote(t, v1alpha1.ModeAudit, 1)
+	_, err := f.svc.Rollback(ctx, controller.RollbackRequest{Workload: "shop/db", ToRevision: -1}, "ops")
+	if !errors.Is(err, controller.ErrInvalid) || !strings.Contains(err.Error(), "toRevision: -1 is negative") {
+		t.Errorf("rollback to revision -1: %v, want ErrInvalid naming toRevision", err)
+	}
+	_, err = f.svc.Promote(ctx, controller.PromoteRequest{Workload: "shop/db", To: v1alpha1.ModeEnforce, Revision: -3, Reason: "r"}, "ops")
+	if !errors.Is(err, controller.ErrInvalid) || !strings.Contains(err.Error(), "revision: -3 is negative") {
+		t.Errorf("promote to revision -3: %v, want ErrInvalid naming revision", err)
+	}
+	if _, err := f.svc.Revision("shop/db", -1); !errors.Is(err, controller.ErrInvalid) || !strings.Contains(err.Error(), "revision: -1 is negative") {
+		t.Errorf("revision -1: %v, want ErrInvalid naming revision", err)
+	}
+	if h, _ := f.mem.History(""); len(h) != 1 {
+		t.Errorf("history has %d events after refused requests, want 1", len(h))
+	}
+	if st := f.state(t, "shop/db"); st.Mode != v1alpha1.ModeAudit || st.Revision != 1 {
+		t.Errorf("state after refused requests = %+v, want audit at revision 1", st)
+	}
+}

@@ -127,3 +127,43 @@ func TestClientRoundTrip(t *testing.T) {
 		t.Errorf("status = %+v, %v", st, err)
 	}
 }
+
+// TestNegativeRevisionsRefused: API bodies and queries with a negative
+// revision are answered 400 naming the field, and nothing is recorded
+// (issue 11, item 7).
+func TestNegativeRevisionsRefused(t *testing.T) {
+	srv, mem := newServer(t)
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	c := client.New(ts.URL, "")
+	ctx := context.Background()
+	pol := "apiVersion: nanoseg.io/v1alpha1\nkind: NanoSegment\nmetadata: {name: db, namespace: shop}\nspec:\n  selector: {matchLabels: {app: db}}\n"
+	if err := c.Do(ctx, "POST", "/v1/policies", nil, []byte(pol), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Promote(ctx, controller.PromoteRequest{Workload: "shop/db", To: "audit", Reason: "go"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		method, path, body, want string
+	}{
+		{"POST", "/v1/rollback", `{"workload": "shop/db", "toRevision": -1, "reason": "x"}`, "toRevision: -1 is negative"},
+		{"POST", "/v1/promote", `{"workload": "shop/db", "to": "enforce", "revision": -3, "reason": "x"}`, "revision: -3 is negative"},
+		{"GET", "/v1/revisions?workload=shop/db&revision=-1", "", "revision: -1 is negative"},
+	} {
+		req, _ := http.NewRequest(tc.method, ts.URL+tc.path, strings.NewReader(tc.body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e client.APIError
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(e.Error, tc.want) {
+			t.Errorf("%s %s %s: %d %q, want 400 with %q", tc.method, tc.path, tc.body, resp.StatusCode, e.Error, tc.want)
+		}
+	}
+	if h, _ := mem.History(""); len(h) != 1 {
+		t.Errorf("history has %d events after refused requests, want 1", len(h))
+	}
+}

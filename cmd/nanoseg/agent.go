@@ -121,6 +121,14 @@ func printPromotion(w io.Writer, r controller.PromoteResult) {
 	}
 }
 
+// flagNotNegative refuses a negative revision number n given with flag.
+func flagNotNegative(flag string, n int) error {
+	if n < 0 {
+		return fmt.Errorf("%s: %d is negative (revisions are 1, 2, ...)", flag, n)
+	}
+	return nil
+}
+
 // notConverged makes promote and rollback exit 1 when the event was
 // recorded but the dataplane did not converge.
 type notConverged struct{ error }
@@ -141,6 +149,9 @@ the workload holds the new rule set. --all promotes every workload that has a
 policy revision, one recorded event each.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := flagNotNegative("--revision", req.Revision); err != nil {
+				return fmt.Errorf("promote: %w", err)
+			}
 			var targets []string
 			switch {
 			case all && len(args) == 0 && req.Revision == 0:
@@ -192,6 +203,9 @@ func newRollbackCmd(a *app) *cobra.Command {
 		Short: "Undo a workload's last promotion, or return to revision N; recorded like a promotion",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := flagNotNegative("--to-revision", req.ToRevision); err != nil {
+				return fmt.Errorf("rollback: %w", err)
+			}
 			req.Workload = args[0]
 			var res controller.PromoteResult
 			if err := newClient(a).Do(cmd.Context(), "POST", "/v1/rollback", nil, req, &res); err != nil {

@@ -124,6 +124,9 @@ func newPolicyShowCmd(a *app) *cobra.Command {
 		Short: "Show stored policy revisions (from the agent): a list, or one revision as YAML",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := flagNotNegative("--revision", revision); err != nil {
+				return fmt.Errorf("policy show: %w", err)
+			}
 			q := url.Values{}
 			if len(args) == 1 {
 				q.Set("workload", args[0])

@@ -79,3 +79,37 @@ func TestPromoteAll(t *testing.T) {
 type errFake string
 
 func (e errFake) Error() string { return string(e) }
+
+// TestNegativeRevisionFlags: --revision and --to-revision refuse negative
+// numbers before asking the agent, naming the flag (issue 11, item 7).
+func TestNegativeRevisionFlags(t *testing.T) {
+	mem := store.NewMem()
+	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), &controllertest.Node{}, nil)
+	ts := httptest.NewServer(server.New(svc, server.Config{}, nil).Handler())
+	defer ts.Close()
+	doc := "apiVersion: nanoseg.io/v1alpha1\nkind: NanoSegment\nmetadata: {name: db, namespace: shop}\nspec:\n  selector: {matchLabels: {app: db}}\n"
+	if _, err := svc.ApplyPolicies("db.yaml", []byte(doc), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runAgainst(t, ts.URL, "promote", "shop/db", "--to", "audit", "--reason", "start"); err != nil {
+		t.Fatalf("promote: %v\n%s", err, out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"rollback", "shop/db", "--to-revision", "-5"}, "rollback: --to-revision: -5 is negative"},
+		{[]string{"promote", "shop/db", "--to", "enforce", "--revision", "-3", "--reason", "x"}, "promote: --revision: -3 is negative"},
+		{[]string{"policy", "show", "shop/db", "--revision", "-1"}, "policy show: --revision: -1 is negative"},
+	} {
+		if out, err := runAgainst(t, ts.URL, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v\n%s\nwant an error with %q", tc.args, err, out, tc.want)
+		}
+	}
+	if h, _ := mem.History(""); len(h) != 1 {
+		t.Errorf("history has %d events after refused commands, want 1", len(h))
+	}
+	if st, _ := mem.State("shop/db"); st.Mode != v1alpha1.ModeAudit {
+		t.Errorf("state after refused commands = %+v, want audit", st)
+	}
+}
