@@ -214,6 +214,10 @@ type PromoteRequest struct {
 // PromoteResult is the recorded event and whether the dataplane converged.
 type PromoteResult struct {
 	Promotion store.Promotion `json:"promotion"`
+	// Unchanged is true when the workload already had the requested mode
+	// and revision: nothing was recorded, and Promotion is the event that
+	// set that state.
+	Unchanged bool `json:"unchanged,omitempty"`
 	// Converged is true when every endpoint of the workload holds the new
 	// rule set; Errors name the endpoints that failed.
 	Converged bool              `json:"converged"`
@@ -221,7 +225,9 @@ type PromoteResult struct {
 }
 
 // Promote records a promotion of req.Workload and waits until the
-// dataplane has converged (at most Config.ConvergeTimeout).
+// dataplane has converged (at most Config.ConvergeTimeout). A workload
+// already in that mode at that revision is answered Unchanged, and
+// nothing is recorded.
 func (s *Service) Promote(ctx context.Context, req PromoteRequest, who string) (PromoteResult, error) {
 	switch req.To {
 	case v1alpha1.ModeObserve, v1alpha1.ModeAudit, v1alpha1.ModeEnforce:
@@ -247,12 +253,57 @@ func (s *Service) Promote(ctx context.Context, req PromoteRequest, who string) (
 	} else if _, err := s.store.Revision(req.Workload, rev); err != nil {
 		return PromoteResult{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	p, err := s.store.Record(store.Promotion{At: time.Now().UTC(), Who: who, Workload: req.Workload, Action: store.ActionPromote,
-		ToMode: req.To, ToRevision: rev, Reason: req.Reason}, nil)
-	if err != nil {
-		return PromoteResult{}, err
+	return s.record(ctx, store.Promotion{Who: who, Workload: req.Workload, Action: store.ActionPromote, Reason: req.Reason},
+		func(store.WorkloadState) (v1alpha1.Mode, int) { return req.To, rev })
+}
+
+// record records ev, a change of ev.Workload from its current state cur to
+// the mode and revision to(cur), and waits for the dataplane. When the
+// workload is already there nothing is recorded and the node is not asked
+// again: the result is Unchanged. The check and the record are one step:
+// a change by someone else in between makes it read the state again (a
+// few times, then the store's ErrConflict).
+func (s *Service) record(ctx context.Context, ev store.Promotion, to func(cur store.WorkloadState) (v1alpha1.Mode, int)) (PromoteResult, error) {
+	for attempt := 1; ; attempt++ {
+		cur, err := s.store.State(ev.Workload)
+		if err != nil {
+			return PromoteResult{}, err
+		}
+		ev.ToMode, ev.ToRevision = to(cur)
+		if cur.Mode == ev.ToMode && cur.Revision == ev.ToRevision {
+			return s.unchanged(cur)
+		}
+		ev.At = time.Now().UTC()
+		p, err := s.store.Record(ev, &cur)
+		if errors.Is(err, store.ErrConflict) && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			return PromoteResult{}, err
+		}
+		return s.converge(ctx, p)
 	}
-	return s.converge(ctx, p)
+}
+
+// unchanged answers a request for the state cur already is: the event
+// that set it (none for a workload never promoted) and whether the
+// workload's endpoints hold their rule sets, as far as the node knows.
+func (s *Service) unchanged(cur store.WorkloadState) (PromoteResult, error) {
+	res := PromoteResult{Unchanged: true, Promotion: store.Promotion{Workload: cur.Workload, FromMode: cur.Mode, ToMode: cur.Mode,
+		FromRevision: cur.Revision, ToRevision: cur.Revision, At: cur.Since}}
+	if cur.Seq != 0 {
+		hist, err := s.store.History(cur.Workload)
+		if err != nil {
+			return PromoteResult{}, err
+		}
+		for _, p := range hist {
+			if p.Seq == cur.Seq {
+				res.Promotion = p
+			}
+		}
+	}
+	s.endpointErrors(&res)
+	return res, nil
 }
 
 // notNegative refuses a negative revision number n given in field, with
@@ -273,8 +324,8 @@ type RollbackRequest struct {
 	Reason     string `json:"reason"`
 }
 
-// Rollback records a rollback and waits for the dataplane like Promote.
-// Without ToRevision it undoes the most recent change still in effect (a
+// Rollback records a rollback and waits for the dataplane like Promote;
+// a rollback to the revision in force is Unchanged. Without ToRevision it undoes the most recent change still in effect (a
 // promotion, or a rollback to a revision): the workload returns to the
 // state before it. Repeated plain rollbacks walk further back.
 func (s *Service) Rollback(ctx context.Context, req RollbackRequest, who string) (PromoteResult, error) {
@@ -287,27 +338,26 @@ func (s *Service) Rollback(ctx context.Context, req RollbackRequest, who string)
 	if req.Reason == "" {
 		req.Reason = "rollback"
 	}
-	cur, err := s.store.State(req.Workload)
-	if err != nil {
-		return PromoteResult{}, err
-	}
-	ev := store.Promotion{At: time.Now().UTC(), Who: who, Workload: req.Workload, Action: store.ActionRollback, Reason: req.Reason}
+	ev := store.Promotion{Who: who, Workload: req.Workload, Action: store.ActionRollback, Reason: req.Reason}
 	if req.ToRevision > 0 {
 		if _, err := s.store.Revision(req.Workload, req.ToRevision); err != nil {
 			return PromoteResult{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
-		ev.ToMode, ev.ToRevision = cur.Mode, req.ToRevision
-	} else {
-		hist, err := s.store.History(req.Workload)
-		if err != nil {
-			return PromoteResult{}, err
-		}
-		target := undoTarget(hist)
-		if target == nil {
-			return PromoteResult{}, fmt.Errorf("%w: workload %s has no promotion to roll back", ErrInvalid, req.Workload)
-		}
-		ev.ToMode, ev.ToRevision, ev.Undoes = target.FromMode, target.FromRevision, target.Seq
+		return s.record(ctx, ev, func(cur store.WorkloadState) (v1alpha1.Mode, int) { return cur.Mode, req.ToRevision })
 	}
+	cur, err := s.store.State(req.Workload)
+	if err != nil {
+		return PromoteResult{}, err
+	}
+	hist, err := s.store.History(req.Workload)
+	if err != nil {
+		return PromoteResult{}, err
+	}
+	target := undoTarget(hist)
+	if target == nil {
+		return PromoteResult{}, fmt.Errorf("%w: workload %s has no promotion to roll back", ErrInvalid, req.Workload)
+	}
+	ev.At, ev.ToMode, ev.ToRevision, ev.Undoes = time.Now().UTC(), target.FromMode, target.FromRevision, target.Seq
 	p, err := s.store.Record(ev, &cur)
 	if err != nil {
 		return PromoteResult{}, err
@@ -345,8 +395,15 @@ func (s *Service) converge(ctx context.Context, p store.Promotion) (PromoteResul
 		s.log.Warn("converge after promotion", "workload", p.Workload, "seq", p.Seq, "err", err)
 		return res, nil // recorded; convergence not confirmed
 	}
+	s.endpointErrors(&res)
+	return res, nil
+}
+
+// endpointErrors sets res converged unless an endpoint of its workload
+// failed to apply its rule set, which Errors then names.
+func (s *Service) endpointErrors(res *PromoteResult) {
 	res.Converged = true
-	for _, e := range s.inv.Workload(p.Workload) {
+	for _, e := range s.inv.Workload(res.Promotion.Workload) {
 		if err := s.node.Applied(e.Netns).Err; err != nil {
 			if res.Errors == nil {
 				res.Errors = map[string]string{}
@@ -355,5 +412,4 @@ func (s *Service) converge(ctx context.Context, p store.Promotion) (PromoteResul
 			res.Converged = false
 		}
 	}
-	return res, nil
 }

@@ -492,3 +492,59 @@ func TestNegativeRevisionsRefused(t *testing.T) {
 		t.Errorf("state after refused requests = %+v, want audit at revision 1", st)
 	}
 }
+
+// TestNoOpPromotionsRecordNothing: promoting a workload to the mode and
+// revision it already has, or rolling it back to the revision it is at,
+// answers "unchanged" with the event that set the state, and records
+// nothing: history, hash chain, evidence and the node stay as they were
+// (issue 11, item 8).
+func TestNoOpPromotionsRecordNothing(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.apply(t, "5432")
+	first := f.promote(t, v1alpha1.ModeAudit, 1)
+	enforced := len(f.node.Enforced())
+	for name, do := range map[string]func() (controller.PromoteResult, error){
+		"promote to the same revision": func() (controller.PromoteResult, error) {
+			return f.svc.Promote(ctx, controller.PromoteRequest{Workload: "shop/db", To: v1alpha1.ModeAudit, Revision: 1, Reason: "again"}, "ops")
+		},
+		"promote to the latest, which is in force": func() (controller.PromoteResult, error) {
+			return f.svc.Promote(ctx, controller.PromoteRequest{Workload: "shop/db", To: v1alpha1.ModeAudit, Reason: "again"}, "ops")
+		},
+		"rollback to the revision in force": func() (controller.PromoteResult, error) {
+			return f.svc.Rollback(ctx, controller.RollbackRequest{Workload: "shop/db", ToRevision: 1}, "ops")
+		},
+	} {
+		res, err := do()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !res.Unchanged || res.Promotion.Seq != first.Promotion.Seq || !res.Converged {
+			t.Errorf("%s = %+v, want unchanged, converged, naming event %d", name, res, first.Promotion.Seq)
+		}
+	}
+	if h, _ := f.mem.History(""); len(h) != 1 {
+		t.Errorf("history has %d events after no-op requests, want 1", len(h))
+	}
+	if st := f.state(t, "shop/db"); st.Seq != 1 || !st.Since.Equal(first.Promotion.At) {
+		t.Errorf("state = %+v, want still set by event 1", st)
+	}
+	if n := len(f.node.Enforced()); n != enforced {
+		t.Errorf("no-op requests reached the node %d times", n-enforced)
+	}
+	res, err := f.svc.Export(ctx, controller.ExportRequest{NoProbes: true, NoPDF: true}, "auditor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b evidence.Bundle
+	if err := json.Unmarshal(res.Files["bundle.json"], &b); err != nil {
+		t.Fatal(err)
+	}
+	if c := b.Policies.Chain; !c.Verified || c.Events != 1 || len(b.Policies.History) != 1 {
+		t.Errorf("evidence chain = %+v with %d events, want 1 verified event", c, len(b.Policies.History))
+	}
+	// A real change is still recorded.
+	if res := f.promote(t, v1alpha1.ModeEnforce, 1); res.Unchanged || res.Promotion.Seq != 2 {
+		t.Errorf("promotion to enforce = %+v, want recorded as event 2", res)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -108,11 +109,22 @@ func newStatusCmd(a *app) *cobra.Command {
 	return cmd
 }
 
-func printPromotion(w io.Writer, r controller.PromoteResult) {
+// printPromotion prints what a promotion or rollback (action) did.
+func printPromotion(w io.Writer, action string, r controller.PromoteResult) {
 	p := r.Promotion
-	fmt.Fprintf(w, "%s %s: %s rev %d -> %s rev %d (event %d, by %s: %q)\n", p.Action, p.Workload, p.FromMode, p.FromRevision, p.ToMode, p.ToRevision, p.Seq, p.Who, p.Reason)
+	switch {
+	case r.Unchanged && p.Seq == 0:
+		fmt.Fprintf(w, "%s %s: no change: already %s rev %d; nothing recorded\n", action, p.Workload, p.ToMode, p.ToRevision)
+	case r.Unchanged:
+		fmt.Fprintf(w, "%s %s: no change: already %s rev %d (event %d, by %s at %s); nothing recorded\n", action, p.Workload, p.ToMode, p.ToRevision,
+			p.Seq, p.Who, p.At.UTC().Format(time.RFC3339))
+	default:
+		fmt.Fprintf(w, "%s %s: %s rev %d -> %s rev %d (event %d, by %s: %q)\n", p.Action, p.Workload, p.FromMode, p.FromRevision, p.ToMode, p.ToRevision, p.Seq, p.Who, p.Reason)
+	}
 	if r.Converged {
-		fmt.Fprintln(w, "dataplane converged: every endpoint holds the new rule set")
+		if !r.Unchanged {
+			fmt.Fprintln(w, "dataplane converged: every endpoint holds the new rule set")
+		}
 		return
 	}
 	fmt.Fprintln(w, "dataplane NOT converged:")
@@ -169,6 +181,7 @@ policy revision, one recorded event each.`,
 				return fmt.Errorf("promote: give one WORKLOAD, or --all without WORKLOAD and --revision")
 			}
 			failed := 0
+			var there []string
 			for _, w := range targets {
 				r := req
 				r.Workload, r.To = w, v1alpha1.Mode(to)
@@ -176,10 +189,16 @@ policy revision, one recorded event each.`,
 				if err := newClient(a).Do(cmd.Context(), "POST", "/v1/promote", nil, r, &res); err != nil {
 					return fmt.Errorf("promote %s: %w", w, err)
 				}
-				printPromotion(cmd.OutOrStdout(), res)
+				printPromotion(cmd.OutOrStdout(), "promote", res)
+				if res.Unchanged {
+					there = append(there, w)
+				}
 				if !res.Converged {
 					failed++
 				}
+			}
+			if all && len(there) > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "already there (nothing recorded): %s\n", strings.Join(there, ", "))
 			}
 			if failed > 0 {
 				return notConverged{fmt.Errorf("promote: recorded, but the dataplane did not converge for %d workloads", failed)}
@@ -211,9 +230,9 @@ func newRollbackCmd(a *app) *cobra.Command {
 			if err := newClient(a).Do(cmd.Context(), "POST", "/v1/rollback", nil, req, &res); err != nil {
 				return fmt.Errorf("rollback: %w", err)
 			}
-			printPromotion(cmd.OutOrStdout(), res)
+			printPromotion(cmd.OutOrStdout(), "rollback", res)
 			if !res.Converged {
-				return notConverged{fmt.Errorf("rollback: recorded, but the dataplane did not converge")}
+				return notConverged{fmt.Errorf("rollback: the dataplane did not converge")}
 			}
 			return nil
 		},

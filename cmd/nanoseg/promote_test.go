@@ -113,3 +113,35 @@ func TestNegativeRevisionFlags(t *testing.T) {
 		t.Errorf("state after refused commands = %+v, want audit", st)
 	}
 }
+
+// TestPromoteAllReportsAlreadyThere: `promote --all` run twice records
+// nothing the second time and says which workloads were already there
+// (issue 11, item 8).
+func TestPromoteAllReportsAlreadyThere(t *testing.T) {
+	mem := store.NewMem()
+	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), &controllertest.Node{}, nil)
+	ts := httptest.NewServer(server.New(svc, server.Config{}, nil).Handler())
+	defer ts.Close()
+	for _, app := range []string{"db", "web"} {
+		doc := "apiVersion: nanoseg.io/v1alpha1\nkind: NanoSegment\nmetadata: {name: " + app + ", namespace: shop}\nspec:\n  selector: {matchLabels: {app: " + app + "}}\n"
+		if _, err := svc.ApplyPolicies(app+".yaml", []byte(doc), "alice"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := runAgainst(t, ts.URL, "promote", "shop/db", "--to", "audit", "--reason", "first"); err != nil {
+		t.Fatalf("promote shop/db: %v\n%s", err, out)
+	}
+	out, err := runAgainst(t, ts.URL, "promote", "--all", "--to", "audit", "--reason", "everyone")
+	if err != nil {
+		t.Fatalf("promote --all: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "promote shop/db: no change: already audit rev 1 (event 1") || !strings.Contains(out, "promote shop/web: observe rev 0 -> audit rev 1") {
+		t.Errorf("promote --all output:\n%s", out)
+	}
+	if !strings.Contains(out, "already there (nothing recorded): shop/db") {
+		t.Errorf("promote --all does not list the workloads already there:\n%s", out)
+	}
+	if h, _ := mem.History(""); len(h) != 2 {
+		t.Errorf("history has %d events, want 2 (shop/db once, shop/web once)", len(h))
+	}
+}
