@@ -71,7 +71,8 @@ func (c *Client) WithTimeout(d time.Duration) *Client {
 }
 
 // Do sends method path with body (JSON-encoded unless it is []byte) and
-// decodes the answer into out (nil: discard).
+// decodes the answer into out (nil: discard). An error answer is a
+// *StatusError; any other error means no complete answer arrived.
 func (c *Client) Do(ctx context.Context, method, path string, q url.Values, body any, out any) error {
 	var rd io.Reader
 	switch b := body.(type) {
@@ -121,12 +122,22 @@ func (c *Client) Do(ctx context.Context, method, path string, q url.Values, body
 	return nil
 }
 
+// StatusError is an error answer of the API: the agent received the
+// request and refused or failed it. Any other error of Do means the answer
+// did not arrive (the request may or may not have taken effect).
+type StatusError struct {
+	Code    int    // HTTP status code
+	Message string // the API's message, or the status line
+}
+
+func (e *StatusError) Error() string { return e.Message }
+
 func answerError(resp *http.Response, raw []byte) error {
 	var e APIError
 	if json.Unmarshal(raw, &e) == nil && e.Error != "" {
-		return errors.New(e.Error)
+		return &StatusError{Code: resp.StatusCode, Message: e.Error}
 	}
-	return fmt.Errorf("agent answered %s", resp.Status)
+	return &StatusError{Code: resp.StatusCode, Message: "agent answered " + resp.Status}
 }
 
 // PostRaw posts body as JSON to path and returns the raw answer and its

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -14,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nanoseg/nanoseg/agent"
+	"github.com/nanoseg/nanoseg/client"
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/inventory"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
@@ -133,6 +136,131 @@ func printPromotion(w io.Writer, action string, r controller.PromoteResult) {
 	}
 }
 
+// promoteOutcome is what became of one workload's promotion.
+type promoteOutcome int
+
+// Outcomes, in the order the summary lists them.
+const (
+	outcomePromoted promoteOutcome = iota
+	outcomeAlreadyThere
+	outcomeFailed
+	outcomeUnknown
+	outcomeNotAttempted
+	nOutcomes
+)
+
+var outcomeNames = [nOutcomes]string{"promoted", "already there (nothing recorded)", "failed", "unknown (check `nanoseg history`)", "not attempted"}
+
+// promoteEach promotes every workload of targets (req.Workload is set for
+// each) in order, printing each result to w. An error answer fails that
+// workload and goes on with the next; a lost answer makes it ask the
+// agent's history whether that promotion committed, and stop. With many
+// targets (or all) it ends with one line per outcome. The error says how
+// many were not promoted; it exits 1, as does a dataplane that did not
+// converge.
+func promoteEach(ctx context.Context, c *client.Client, w io.Writer, req controller.PromoteRequest, targets []string, all bool) error {
+	filter := ""
+	if len(targets) == 1 {
+		filter = targets[0]
+	}
+	before, err := c.History(ctx, filter)
+	if err != nil {
+		return fmt.Errorf("promote: read the agent's history first: %w", err)
+	}
+	var head uint64
+	for _, p := range before {
+		head = max(head, p.Seq)
+	}
+	many := all || len(targets) > 1
+	var by [nOutcomes][]string
+	unconverged := 0
+	var lastErr error
+	for i, wl := range targets {
+		r := req
+		r.Workload = wl
+		res, err := c.Promote(ctx, r)
+		var se *client.StatusError
+		switch {
+		case err == nil:
+			printPromotion(w, "promote", res)
+			if res.Unchanged {
+				by[outcomeAlreadyThere] = append(by[outcomeAlreadyThere], wl)
+			} else {
+				by[outcomePromoted] = append(by[outcomePromoted], wl)
+			}
+			if !res.Converged {
+				unconverged++
+			}
+			continue
+		case errors.As(err, &se):
+			lastErr = fmt.Errorf("promote %s: %w", wl, err)
+			if many {
+				fmt.Fprintln(w, lastErr)
+			}
+			by[outcomeFailed] = append(by[outcomeFailed], wl)
+			continue
+		}
+		// No answer: the promotion may have committed.
+		o, msg := lostAnswer(ctx, c, r, head, err)
+		if many {
+			fmt.Fprintln(w, msg)
+		}
+		lastErr = errors.New(msg)
+		by[o] = append(by[o], wl)
+		by[outcomeNotAttempted] = append(by[outcomeNotAttempted], targets[i+1:]...)
+		break
+	}
+	if many {
+		for o, ws := range by {
+			if len(ws) > 0 {
+				fmt.Fprintf(w, "%s: %s\n", outcomeNames[o], strings.Join(ws, ", "))
+			}
+		}
+	}
+	notDone := len(by[outcomeFailed]) + len(by[outcomeUnknown]) + len(by[outcomeNotAttempted])
+	switch {
+	case lastErr != nil && (notDone == 0 || !many):
+		// One workload, or a lost answer that committed as the last one.
+		return lastErr
+	case notDone > 0:
+		var parts []string
+		for _, o := range []struct {
+			o    promoteOutcome
+			name string
+		}{{outcomeFailed, "failed"}, {outcomeUnknown, "unknown"}, {outcomeNotAttempted, "not attempted"}} {
+			if n := len(by[o.o]); n > 0 {
+				parts = append(parts, fmt.Sprintf("%d %s", n, o.name))
+			}
+		}
+		return fmt.Errorf("promote: %d of %d workloads not promoted (%s)", notDone, len(targets), strings.Join(parts, ", "))
+	case unconverged > 0:
+		return notConverged{fmt.Errorf("promote: the dataplane did not converge for %d workloads", unconverged)}
+	}
+	return nil
+}
+
+// lostAnswer decides what became of promotion req whose answer did not
+// arrive (err), from the agent's history if it still answers: an event
+// for the workload after head, to the requested mode (and revision),
+// committed it.
+func lostAnswer(ctx context.Context, c *client.Client, req controller.PromoteRequest, head uint64, err error) (promoteOutcome, string) {
+	what := fmt.Sprintf("promote %s: no answer from the agent (%v)", req.Workload, err)
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	hist, herr := c.WithTimeout(10*time.Second).History(hctx, req.Workload)
+	if herr != nil {
+		return outcomeUnknown, fmt.Sprintf("%s, and its history cannot be read (%v): it may or may not have committed", what, herr)
+	}
+	for _, p := range hist {
+		if p.Seq > head && p.Workload == req.Workload && p.Action == store.ActionPromote && p.ToMode == req.To &&
+			(req.Revision == 0 || p.ToRevision == req.Revision) {
+			return outcomePromoted, fmt.Sprintf("%s; the agent's history has event %d: it committed (%s rev %d -> %s rev %d); see `nanoseg status` for the dataplane",
+				what, p.Seq, p.FromMode, p.FromRevision, p.ToMode, p.ToRevision)
+		}
+	}
+	return outcomeFailed, what + "; the agent's history has no such event: not recorded"
+}
+
 // flagNotNegative refuses a negative revision number n given with flag.
 func flagNotNegative(flag string, n int) error {
 	if n < 0 {
@@ -157,8 +285,15 @@ func newPromoteCmd(a *app) *cobra.Command {
 		Long: `Change a workload's mode, and with --revision its policy revision (default:
 the latest). Each promotion is recorded (who, when, from, to, why) in the
 agent's hash-chained history, and the command waits until every endpoint of
-the workload holds the new rule set. --all promotes every workload that has a
-policy revision, one recorded event each.`,
+the workload holds the new rule set. A workload already in that mode at that
+revision is reported as "no change" and nothing is recorded. --all promotes
+every workload that has a policy revision, one recorded event each, and ends
+with what was promoted, already there, failed, unknown or not attempted.
+
+When the agent's answer is lost (the connection dropped, the agent died),
+the command asks the agent's history whether that promotion committed,
+stops there, and exits 1: run it again once the agent is back; the
+workloads already promoted are then reported as already there.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := flagNotNegative("--revision", req.Revision); err != nil {
@@ -180,30 +315,9 @@ policy revision, one recorded event each.`,
 			default:
 				return fmt.Errorf("promote: give one WORKLOAD, or --all without WORKLOAD and --revision")
 			}
-			failed := 0
-			var there []string
-			for _, w := range targets {
-				r := req
-				r.Workload, r.To = w, v1alpha1.Mode(to)
-				var res controller.PromoteResult
-				if err := newClient(a).Do(cmd.Context(), "POST", "/v1/promote", nil, r, &res); err != nil {
-					return fmt.Errorf("promote %s: %w", w, err)
-				}
-				printPromotion(cmd.OutOrStdout(), "promote", res)
-				if res.Unchanged {
-					there = append(there, w)
-				}
-				if !res.Converged {
-					failed++
-				}
-			}
-			if all && len(there) > 0 {
-				fmt.Fprintf(cmd.OutOrStdout(), "already there (nothing recorded): %s\n", strings.Join(there, ", "))
-			}
-			if failed > 0 {
-				return notConverged{fmt.Errorf("promote: recorded, but the dataplane did not converge for %d workloads", failed)}
-			}
-			return nil
+			r := req
+			r.To = v1alpha1.Mode(to)
+			return promoteEach(cmd.Context(), newClient(a), cmd.OutOrStdout(), r, targets, all)
 		},
 	}
 	cmd.Flags().StringVar(&to, "to", "", "observe, audit or enforce")

@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -143,5 +146,114 @@ func TestPromoteAllReportsAlreadyThere(t *testing.T) {
 	}
 	if h, _ := mem.History(""); len(h) != 2 {
 		t.Errorf("history has %d events, want 2 (shop/db once, shop/web once)", len(h))
+	}
+}
+
+// dropAfter wraps an API handler so that the nth POST /v1/promote loses
+// its answer: the connection is closed after the handler ran (commit) or
+// before (noCommit). After that, dead makes every request fail the same
+// way (the agent is gone).
+type dropAfter struct {
+	h              http.Handler
+	n              int
+	noCommit, dead bool
+
+	mu       sync.Mutex
+	promotes int
+	dropped  bool
+}
+
+func (d *dropAfter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	d.mu.Lock()
+	if r.Method == "POST" && r.URL.Path == "/v1/promote" {
+		d.promotes++
+	}
+	drop := d.promotes == d.n && !d.dropped && r.URL.Path == "/v1/promote"
+	gone := d.dropped && d.dead
+	d.dropped = d.dropped || drop
+	d.mu.Unlock()
+	if drop && !d.noCommit {
+		d.h.ServeHTTP(httptest.NewRecorder(), r) // committed; the answer is lost
+	}
+	if drop || gone {
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+		return
+	}
+	d.h.ServeHTTP(w, r)
+}
+
+// TestPromoteAllSaysWhatCommitted: when the connection to the agent drops
+// during `promote --all`, the CLI asks the agent's history (when it still
+// answers) whether that promotion committed, prints what was promoted,
+// what was already there, what failed and what was not attempted, and
+// exits non-zero (issue 11, item 6).
+func TestPromoteAllSaysWhatCommitted(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		noCommit, dead bool
+		want           []string
+		events         int
+	}{
+		{"committed, agent still answers", false, false, []string{
+			"promote shop/intruder: no answer from the agent (EOF); the agent's history has event 2: it committed",
+			"promoted: shop/intruder", "already there (nothing recorded): shop/db", "not attempted: shop/web"}, 2},
+		{"not committed, agent still answers", true, false, []string{
+			"promote shop/intruder: no answer from the agent (EOF); the agent's history has no such event: not recorded",
+			"already there (nothing recorded): shop/db", "failed: shop/intruder", "not attempted: shop/web"}, 1},
+		{"committed, agent gone", false, true, []string{
+			"promote shop/intruder: no answer from the agent (EOF), and its history cannot be read",
+			"already there (nothing recorded): shop/db", "unknown (check `nanoseg history`): shop/intruder", "not attempted: shop/web"}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mem := store.NewMem()
+			svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), &controllertest.Node{}, nil)
+			for _, app := range []string{"db", "intruder", "web"} {
+				doc := "apiVersion: nanoseg.io/v1alpha1\nkind: NanoSegment\nmetadata: {name: " + app + ", namespace: shop}\nspec:\n  selector: {matchLabels: {app: " + app + "}}\n"
+				if _, err := svc.ApplyPolicies(app+".yaml", []byte(doc), "alice"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// shop/db is in audit already: event 1.
+			if _, err := svc.Promote(context.Background(), controller.PromoteRequest{Workload: "shop/db", To: v1alpha1.ModeAudit, Revision: 1, Reason: "start"}, "alice"); err != nil {
+				t.Fatal(err)
+			}
+			ts := httptest.NewServer(&dropAfter{h: server.New(svc, server.Config{}, nil).Handler(), n: 2, noCommit: tc.noCommit, dead: tc.dead})
+			defer ts.Close()
+			out, err := runAgainst(t, ts.URL, "promote", "--all", "--to", "audit", "--reason", "everyone")
+			if err == nil || !strings.Contains(err.Error(), "not promoted") {
+				t.Errorf("promote --all with a lost answer: %v, want an error saying how many were not promoted\n%s", err, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			if h, _ := mem.History(""); len(h) != tc.events {
+				t.Errorf("history has %d events, want %d", len(h), tc.events)
+			}
+			if st, _ := mem.State("shop/web"); st.Seq != 0 {
+				t.Errorf("shop/web was promoted after the agent stopped answering: %+v", st)
+			}
+		})
+	}
+}
+
+// TestPromoteOneSaysWhetherItCommitted: a single promotion whose answer is
+// lost is checked against the agent's history too.
+func TestPromoteOneSaysWhetherItCommitted(t *testing.T) {
+	mem := store.NewMem()
+	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), &controllertest.Node{}, nil)
+	doc := "apiVersion: nanoseg.io/v1alpha1\nkind: NanoSegment\nmetadata: {name: db, namespace: shop}\nspec:\n  selector: {matchLabels: {app: db}}\n"
+	if _, err := svc.ApplyPolicies("db.yaml", []byte(doc), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(&dropAfter{h: server.New(svc, server.Config{}, nil).Handler(), n: 1})
+	defer ts.Close()
+	out, err := runAgainst(t, ts.URL, "promote", "shop/db", "--to", "enforce", "--reason", "go")
+	if err == nil || !strings.Contains(err.Error(), "promote shop/db: no answer from the agent (EOF); the agent's history has event 1: it committed") {
+		t.Errorf("promote with a lost answer: %v\n%s", err, out)
 	}
 }
