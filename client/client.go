@@ -26,6 +26,11 @@ type APIError struct {
 	Error string `json:"error"`
 }
 
+// HeaderWarning, on an answer, says the answer may be incomplete and
+// why: a read-only route answers from what is stored when the pending
+// observations could not be committed.
+const HeaderWarning = "X-Nanoseg-Warning"
+
 // Headers of the evidence export answer (POST /v1/evidence/export).
 const (
 	HeaderManifestSHA256 = "X-Nanoseg-Manifest-Sha256"
@@ -38,6 +43,16 @@ type Client struct {
 	http  *http.Client
 	base  string
 	token string
+	warn  func(string)
+}
+
+// OnWarning returns a copy of c that calls f with the HeaderWarning of
+// every answer that carries one (an answer from what is stored when the
+// agent could not commit its latest observations).
+func (c *Client) OnWarning(f func(msg string)) *Client {
+	out := *c
+	out.warn = f
+	return &out
 }
 
 // New returns a client for server: a unix socket path or an http(s)://
@@ -106,6 +121,9 @@ func (c *Client) Do(ctx context.Context, method, path string, q url.Values, body
 		return err
 	}
 	defer resp.Body.Close()
+	if msg := resp.Header.Get(HeaderWarning); msg != "" && c.warn != nil {
+		c.warn(msg)
+	}
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return err
@@ -183,6 +201,18 @@ func (c *Client) Status(ctx context.Context) ([]controller.WorkloadStatus, error
 	var st []controller.WorkloadStatus
 	err := c.Do(ctx, "GET", "/v1/status", nil, nil, &st)
 	return st, err
+}
+
+// Verdicts returns GET /v1/verdicts for window ("" all, else a duration
+// such as "10m").
+func (c *Client) Verdicts(ctx context.Context, window string) ([]store.VerdictEvent, error) {
+	q := url.Values{}
+	if window != "" {
+		q.Set("window", window)
+	}
+	var evs []store.VerdictEvent
+	err := c.Do(ctx, "GET", "/v1/verdicts", q, nil, &evs)
+	return evs, err
 }
 
 // History returns GET /v1/history for workload ("" all).

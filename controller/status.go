@@ -61,11 +61,9 @@ type DeniedCount struct {
 
 // Status reports every workload of the inventory: its state, its
 // endpoints' dataplane state and counters (read from the node), and the
-// verdict events since its last promotion.
+// stored verdict events since its last promotion. It writes nothing (see
+// CommitObservations).
 func (s *Service) Status() ([]WorkloadStatus, error) {
-	if err := s.node.Flush(); err != nil {
-		return nil, err
-	}
 	out := []WorkloadStatus{}
 	for _, w := range s.inv.Workloads() {
 		st, err := s.store.State(w)
@@ -187,11 +185,9 @@ func countDenied(evs []store.VerdictEvent, workload string) []DeniedCount {
 }
 
 // Diff compares the latest revision of workload (every workload for "")
-// with the active policies over the edges of window (0: all).
+// with the active policies over the stored edges of window (0: all). It
+// writes nothing (see CommitObservations).
 func (s *Service) Diff(workload string, window time.Duration) (policies.DiffReport, error) {
-	if err := s.node.Flush(); err != nil {
-		return policies.DiffReport{}, err
-	}
 	edges, err := s.obs.Edges(windowStart(window))
 	if err != nil {
 		return policies.DiffReport{}, err

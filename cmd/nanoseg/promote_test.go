@@ -257,3 +257,30 @@ func TestPromoteOneSaysWhetherItCommitted(t *testing.T) {
 		t.Errorf("promote with a lost answer: %v\n%s", err, out)
 	}
 }
+
+// TestReadsWarnWhenFlushFails: `status` and `verdicts` answer from what
+// is stored when the agent cannot commit pending observations, and print
+// the agent's warning (issue 11, item 11).
+func TestReadsWarnWhenFlushFails(t *testing.T) {
+	mem := store.NewMem()
+	node := &controllertest.Node{FlushErr: errFake("write state.db: no space left on device")}
+	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), node, nil)
+	ts := httptest.NewServer(server.New(svc, server.Config{}, nil).Handler())
+	defer ts.Close()
+	if err := mem.AddVerdicts([]store.VerdictEvent{{At: time.Now(), Verdict: "deny", Source: "shop/intruder", SrcPort: 40000, Destination: "shop/db", Protocol: "tcp", Port: 5432}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"status"}, {"verdicts"}} {
+		out, err := runAgainst(t, ts.URL, args...)
+		if err != nil {
+			t.Errorf("%v with a failing flush: %v\n%s", args, err, out)
+			continue
+		}
+		if !strings.Contains(out, "warning: ") || !strings.Contains(out, "no space left on device") {
+			t.Errorf("%v does not print the agent's warning:\n%s", args, out)
+		}
+	}
+	if out, _ := runAgainst(t, ts.URL, "verdicts"); !strings.Contains(out, "shop/intruder") {
+		t.Errorf("verdicts lacks the stored deny:\n%s", out)
+	}
+}
