@@ -55,38 +55,46 @@ type ProposeResult struct {
 	New bool `json:"new"`
 }
 
-// ProposeReport is what Propose did: one result per workload, and the
-// edges it left out because the policies in force deny or audit-deny them.
+// ProposeReport is what Propose did: one result per workload, the edges
+// it left out because the policies in force deny or audit-deny them, and
+// the workloads that got no proposal.
 type ProposeReport struct {
 	Proposals []ProposeResult `json:"proposals"`
-	// Excluded lists "source -> destination PROTO/port (n denied, m
-	// audit-denied)" for every edge left out.
+	// Excluded lists, for every edge left out, "source -> destination
+	// PROTO/port: n denied and m audit-denied in the window, the last at
+	// TIME by WORKLOAD revision N (MODE); the policies in force still
+	// deny it".
 	Excluded []string `json:"excluded"`
+	// Skipped lists the workloads observed in the window that got no
+	// proposal, and why.
+	Skipped []string `json:"skipped"`
 }
 
 // Propose infers one nanosegment per workload from the edges last seen
 // within window (all edges for 0) and stores each that differs from the
-// workload's latest revision as a new proposed revision. Edges that a
-// rule set denied or audit-denied are left out unless includeDenied: a
+// workload's latest revision as a new proposed revision. Unless
+// includeDenied, an edge is left out when the verdict log shows it denied
+// or audit-denied within the window and the policies in force now still
+// deny or audit-deny it (policies.Evaluate on the current inventory): a
 // proposal must never quietly allow what the policies in force refuse
-// (`policy diff` shows those flows for a person to decide).
+// (`policy diff` shows those flows for a person to decide). Denials older
+// than the window, or under a policy no longer in force that the policies
+// in force allow, leave nothing out.
 func (s *Service) Propose(window time.Duration, includeDenied bool, who string) (ProposeReport, error) {
-	rep := ProposeReport{Proposals: []ProposeResult{}, Excluded: []string{}}
+	rep := ProposeReport{Proposals: []ProposeResult{}, Excluded: []string{}, Skipped: []string{}}
 	if err := s.node.Flush(); err != nil {
 		return rep, err
 	}
-	all, err := s.obs.Edges(windowStart(window))
+	since := windowStart(window)
+	all, err := s.obs.Edges(since)
 	if err != nil {
 		return rep, err
 	}
-	var edges []observer.Edge
-	for _, e := range all {
-		if v := e.Verdicts; !includeDenied && v.Denied+v.AuditDenied > 0 {
-			rep.Excluded = append(rep.Excluded, fmt.Sprintf("%s -> %s %s/%d (%d denied, %d audit-denied)",
-				e.Source, e.Destination, strings.ToUpper(e.Protocol), e.Port, v.Denied, v.AuditDenied))
-			continue
+	edges := all
+	if !includeDenied {
+		if edges, err = s.leaveOutDenied(all, since, &rep); err != nil {
+			return rep, err
 		}
-		edges = append(edges, e)
 	}
 	var ids []policies.Identity
 	for _, w := range s.inv.Workloads() {
@@ -94,13 +102,16 @@ func (s *Service) Propose(window time.Duration, includeDenied bool, who string) 
 		ids = append(ids, policies.Identity{Namespace: eps[0].Namespace, Labels: policies.IdentityLabels(eps[0].Labels)})
 	}
 	segs := policies.Propose(PolicyEdges(edges), ids)
+	proposed := map[string]bool{}
 	for i := range segs {
 		seg := &segs[i]
 		w, err := s.workloadOf(seg)
 		if err != nil {
 			s.log.Warn("proposal matches no single workload", "nanosegment", seg.Namespace+"/"+seg.Name, "err", err)
+			rep.Skipped = append(rep.Skipped, strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
 			continue
 		}
+		proposed[w] = true
 		res := ProposeResult{Workload: w}
 		if last, err := s.store.LatestRevision(w); err == nil && sameRules(last.Policy, seg) {
 			res.Revision = last
@@ -114,7 +125,59 @@ func (s *Service) Propose(window time.Duration, includeDenied bool, who string) 
 		res.Revision, res.New = r, true
 		rep.Proposals = append(rep.Proposals, res)
 	}
+	// A workload observed in the window never vanishes without a word.
+	observed := map[string]bool{}
+	for _, e := range all {
+		for _, p := range []observer.Peer{e.Source, e.Destination} {
+			if !p.External && len(s.inv.Workload(p.String())) > 0 {
+				observed[p.String()] = true
+			}
+		}
+	}
+	for _, w := range s.inv.Workloads() {
+		if observed[w] && !proposed[w] {
+			rep.Skipped = append(rep.Skipped, w+": no proposal: every edge of it in the window was left out")
+		}
+	}
 	return rep, nil
+}
+
+// leaveOutDenied returns the edges of all that a proposal may use, adding
+// to rep.Excluded the ones it leaves out (see Propose).
+func (s *Service) leaveOutDenied(all []observer.Edge, since time.Time, rep *ProposeReport) ([]observer.Edge, error) {
+	evs, err := s.obs.Verdicts(since)
+	if err != nil {
+		return nil, err
+	}
+	byEdge := edgeDenials(evs)
+	if len(byEdge) == 0 {
+		return all, nil
+	}
+	world, set, err := s.policyWorld()
+	if err != nil {
+		return nil, err
+	}
+	names := s.knownNames()
+	hist := map[string][]store.Promotion{}
+	var keep []observer.Edge
+	for _, e := range all {
+		d := byEdge[observedEdgeKey(e)]
+		if d == nil {
+			keep = append(keep, e)
+			continue
+		}
+		now, evalErr := s.stillDenied(world, set, names, e)
+		if evalErr == nil && now == policies.Allow {
+			keep = append(keep, e)
+			continue
+		}
+		by, err := s.deniedBy(d.last, hist)
+		if err != nil {
+			return nil, err
+		}
+		rep.Excluded = append(rep.Excluded, excludedLine(e, d, by, now, evalErr))
+	}
+	return keep, nil
 }
 
 // ApplyPolicies stores the nanosegments in the YAML or JSON document raw

@@ -84,11 +84,36 @@ func edge(src, dst string, port uint16, v observer.VerdictCounts) observer.Edge 
 	}
 }
 
+// recent returns an edge last seen 10 s ago with the given lifetime
+// verdict counters.
+func recent(src, dst string, port uint16, v observer.VerdictCounts) observer.Edge {
+	e := edge(src, dst, port, v)
+	e.LastSeen = time.Now().Add(-10 * time.Second)
+	return e
+}
+
+// deny returns a verdict event of an attempt from src to dst:port at,
+// logged by endpoint netns.
+func deny(at time.Time, verdict, netns, src, dst string, srcPort, port uint16) store.VerdictEvent {
+	return store.VerdictEvent{At: at, Endpoint: netns, Verdict: verdict, RuleID: "shop/" + netns, Source: "shop/" + src, SrcPort: srcPort,
+		Destination: "shop/" + dst, Protocol: "tcp", Port: port}
+}
+
 func TestProposeStoresNewRevisionsAndLeavesDeniedOut(t *testing.T) {
 	f := newFixture(t)
+	f.apply(t, "5432") // db: ingress from web only
+	f.promote(t, v1alpha1.ModeAudit, 1)
+	audited := time.Now()
 	if err := f.mem.MergeEdges([]observer.Edge{
-		edge("web", "db", 5432, observer.VerdictCounts{Observed: 3}),
-		edge("intruder", "db", 5432, observer.VerdictCounts{Observed: 1, AuditDenied: 1}),
+		recent("web", "db", 5432, observer.VerdictCounts{Observed: 3}),
+		recent("intruder", "db", 5432, observer.VerdictCounts{Observed: 1, AuditDenied: 1}),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// One attempt, logged at both ends.
+	if err := f.mem.AddVerdicts([]store.VerdictEvent{
+		deny(audited, "audit-deny", "db-0", "intruder", "db", 40000, 5432),
+		deny(audited, "audit-deny", "intruder-0", "intruder", "db", 40000, 5432),
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -99,19 +124,24 @@ func TestProposeStoresNewRevisionsAndLeavesDeniedOut(t *testing.T) {
 	if f.node.Flushes() == 0 {
 		t.Error("Propose did not flush the node's pending observations first")
 	}
-	if len(rep.Excluded) != 1 || !strings.Contains(rep.Excluded[0], "shop/intruder -> shop/db TCP/5432 (0 denied, 1 audit-denied)") {
-		t.Errorf("excluded = %q, want the intruder's audit-denied edge", rep.Excluded)
+	want := "shop/intruder -> shop/db TCP/5432: 1 audit-denied in the window, the last at " + audited.UTC().Format(time.RFC3339) +
+		" by shop/db revision 1 (audit); the policies in force still audit-deny it"
+	if len(rep.Excluded) != 1 || rep.Excluded[0] != want {
+		t.Errorf("excluded = %q, want [%q]", rep.Excluded, want)
 	}
 	byW := map[string]controller.ProposeResult{}
 	for _, p := range rep.Proposals {
 		byW[p.Workload] = p
 	}
 	db, ok := byW["shop/db"]
-	if !ok || !db.New || db.Revision.Number != 1 || db.Revision.Origin != store.OriginProposed || db.Revision.CreatedBy != "alice" {
+	if !ok || !db.New || db.Revision.Number != 2 || db.Revision.Origin != store.OriginProposed || db.Revision.CreatedBy != "alice" {
 		t.Fatalf("shop/db proposal = %+v (all: %+v)", db, rep.Proposals)
 	}
 	if got := len(db.Revision.Policy.Spec.Ingress); got != 1 {
 		t.Errorf("shop/db proposal has %d ingress rules, want 1 (from web only)", got)
+	}
+	if len(rep.Skipped) != 1 || !strings.Contains(rep.Skipped[0], "shop/intruder") {
+		t.Errorf("skipped = %q, want shop/intruder named (its only edge was left out)", rep.Skipped)
 	}
 	// Same edges again: nothing new is stored.
 	rep, err = f.svc.Propose(0, false, "alice")
@@ -123,8 +153,8 @@ func TestProposeStoresNewRevisionsAndLeavesDeniedOut(t *testing.T) {
 			t.Errorf("second proposal stored a copy: %+v", p)
 		}
 	}
-	if revs, _ := f.mem.Revisions("shop/db"); len(revs) != 1 {
-		t.Errorf("shop/db has %d revisions after proposing twice, want 1", len(revs))
+	if revs, _ := f.mem.Revisions("shop/db"); len(revs) != 2 {
+		t.Errorf("shop/db has %d revisions after proposing twice, want 2", len(revs))
 	}
 	// With the denied edge included, db's proposal changes.
 	rep, err = f.svc.Propose(0, true, "alice")
@@ -134,8 +164,90 @@ func TestProposeStoresNewRevisionsAndLeavesDeniedOut(t *testing.T) {
 	if len(rep.Excluded) != 0 {
 		t.Errorf("includeDenied still excluded %q", rep.Excluded)
 	}
-	if revs, _ := f.mem.Revisions("shop/db"); len(revs) != 2 {
-		t.Errorf("shop/db has %d revisions after including the denied edge, want 2", len(revs))
+	if revs, _ := f.mem.Revisions("shop/db"); len(revs) != 3 {
+		t.Errorf("shop/db has %d revisions after including the denied edge, want 3", len(revs))
+	}
+}
+
+// TestProposeCountsOnlyDenialsInWindowThatStillHold: denials older than
+// the window, or under a policy no longer in force, leave nothing out, and
+// no workload vanishes from the proposal (issue 11, item 2: after a
+// rollback, `propose --window 1m` left out edges for denials of a revision
+// no longer in force, and whole workloads' rules with them).
+func TestProposeCountsOnlyDenialsInWindowThatStillHold(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.apply(t, "5432") // db: ingress from web only
+	f.promote(t, v1alpha1.ModeEnforce, 1)
+	// Under enforce, 90 s ago: intruder -> db and web -> db 80 (a port
+	// revision 1 does not allow) were denied.
+	old := time.Now().Add(-90 * time.Second)
+	if err := f.mem.AddVerdicts([]store.VerdictEvent{
+		deny(old, "deny", "db-0", "intruder", "db", 40000, 5432),
+		deny(old.Add(time.Second), "deny", "db-0", "intruder", "db", 40001, 5432),
+		deny(old, "deny", "db-0", "web", "db", 40002, 5433),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Rollback(ctx, controller.RollbackRequest{Workload: "shop/db"}, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	// The edges' lifetime counters carry the old denials; all were seen
+	// again within the last minute.
+	if err := f.mem.MergeEdges([]observer.Edge{
+		recent("web", "db", 5432, observer.VerdictCounts{Observed: 700}),
+		recent("web", "db", 5433, observer.VerdictCounts{Observed: 3, Denied: 1}),
+		recent("intruder", "db", 5432, observer.VerdictCounts{Observed: 5, Denied: 2}),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := f.svc.Propose(time.Minute, false, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Excluded) != 0 {
+		t.Errorf("excluded %q for denials older than the window under a revision rolled back", rep.Excluded)
+	}
+	byW := map[string]controller.ProposeResult{}
+	for _, p := range rep.Proposals {
+		byW[p.Workload] = p
+	}
+	for w, rules := range map[string]int{"shop/db": 2, "shop/web": 1, "shop/intruder": 1} {
+		p, ok := byW[w]
+		if !ok {
+			t.Errorf("%s missing from the proposal: %+v", w, rep.Proposals)
+			continue
+		}
+		if n := len(p.Revision.Policy.Spec.Ingress) + len(p.Revision.Policy.Spec.Egress); n != rules {
+			t.Errorf("%s proposal has %d rules, want %d", w, n, rules)
+		}
+	}
+
+	// Denied inside the window under the policy in force: left out,
+	// naming the revision and when. A denial in the window of an edge the
+	// policy in force allows leaves nothing out.
+	f.promote(t, v1alpha1.ModeEnforce, 1)
+	now := time.Now()
+	if err := f.mem.AddVerdicts([]store.VerdictEvent{
+		deny(now, "deny", "db-0", "intruder", "db", 41000, 5432),
+		deny(now, "deny", "intruder-0", "intruder", "db", 41000, 5432),
+		deny(now, "deny", "db-0", "web", "db", 41001, 5432),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = f.svc.Propose(time.Minute, false, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "shop/intruder -> shop/db TCP/5432: 1 denied in the window, the last at " + now.UTC().Format(time.RFC3339) +
+		" by shop/db revision 1 (enforce); the policies in force still deny it"
+	if len(rep.Excluded) != 1 || rep.Excluded[0] != want {
+		t.Errorf("excluded = %q, want [%q]", rep.Excluded, want)
+	}
+	for _, p := range rep.Proposals {
+		if p.Workload == "shop/web" && len(p.Revision.Policy.Spec.Egress) != 1 {
+			t.Errorf("shop/web proposal lost its egress to db: %+v", p.Revision.Policy.Spec)
+		}
 	}
 }
 

@@ -115,6 +115,57 @@ func (s *Service) Status() ([]WorkloadStatus, error) {
 	return out, nil
 }
 
+// attempt is one connection attempt as the verdict log recorded it: the
+// events of every end that logged it (the client's egress, the server's
+// ingress).
+type attempt struct {
+	src, dst, proto string
+	port            uint16
+	// verdict is deny when any end denied it, else audit-deny.
+	verdict string
+	events  []store.VerdictEvent
+}
+
+// edgeKey identifies the edge of an attempt as observer.Edge.String names
+// its peers: "source|destination|protocol|port".
+func (a *attempt) edgeKey() string {
+	return fmt.Sprintf("%s|%s|%s|%d", a.src, a.dst, strings.ToLower(a.proto), a.port)
+}
+
+// attempts groups the events of evs that keep accepts (nil: all) into
+// connection attempts, in the order of their first event: events with the
+// same source, destination, protocol, port and source port are one
+// attempt; an event without a source port is an attempt of its own.
+func attempts(evs []store.VerdictEvent, keep func(store.VerdictEvent) bool) []*attempt {
+	type attemptKey struct {
+		src, dst, proto string
+		srcPort, port   uint16
+		solo            int
+	}
+	var out []*attempt
+	byKey := map[attemptKey]*attempt{}
+	for i, e := range evs {
+		if keep != nil && !keep(e) {
+			continue
+		}
+		k := attemptKey{src: e.Source, dst: e.Destination, proto: e.Protocol, srcPort: e.SrcPort, port: e.Port}
+		if e.SrcPort == 0 {
+			k.solo = i + 1
+		}
+		at := byKey[k]
+		if at == nil {
+			at = &attempt{src: e.Source, dst: e.Destination, proto: e.Protocol, port: e.Port, verdict: e.Verdict}
+			byKey[k] = at
+			out = append(out, at)
+		}
+		if e.Verdict == "deny" {
+			at.verdict = "deny"
+		}
+		at.events = append(at.events, e)
+	}
+	return out
+}
+
 // countDenied groups the verdict events that involve workload by verdict,
 // source, destination, protocol and port, counting connection attempts: an
 // attempt logged at both ends (the client's egress and the server's
@@ -122,46 +173,15 @@ func (s *Service) Status() ([]WorkloadStatus, error) {
 // differ (deny over audit-deny), and RuleID lists every rule set that
 // logged it.
 func countDenied(evs []store.VerdictEvent, workload string) []DeniedCount {
-	type attemptKey struct {
-		src, dst, proto string
-		srcPort, port   uint16
-		solo            int // events without a source port are each their own attempt
-	}
-	type attempt struct {
-		verdict string
-		rules   map[string]bool
-	}
-	var order []attemptKey
-	attempts := map[attemptKey]*attempt{}
-	for i, e := range evs {
-		if e.Source != workload && e.Destination != workload {
-			continue
-		}
-		k := attemptKey{src: e.Source, dst: e.Destination, proto: e.Protocol, srcPort: e.SrcPort, port: e.Port}
-		if e.SrcPort == 0 {
-			k.solo = i + 1
-		}
-		at := attempts[k]
-		if at == nil {
-			at = &attempt{verdict: e.Verdict, rules: map[string]bool{}}
-			attempts[k] = at
-			order = append(order, k)
-		}
-		if e.Verdict == "deny" {
-			at.verdict = "deny"
-		}
-		at.rules[e.RuleID] = true
-	}
 	groups := map[DeniedCount]map[string]bool{}
 	counts := map[DeniedCount]int{}
-	for _, k := range order {
-		at := attempts[k]
-		g := DeniedCount{Verdict: at.verdict, Source: k.src, Destination: k.dst, Protocol: k.proto, Port: k.port}
+	for _, at := range attempts(evs, func(e store.VerdictEvent) bool { return e.Source == workload || e.Destination == workload }) {
+		g := DeniedCount{Verdict: at.verdict, Source: at.src, Destination: at.dst, Protocol: at.proto, Port: at.port}
 		if groups[g] == nil {
 			groups[g] = map[string]bool{}
 		}
-		for id := range at.rules {
-			groups[g][id] = true
+		for _, e := range at.events {
+			groups[g][e.RuleID] = true
 		}
 		counts[g]++
 	}

@@ -339,9 +339,15 @@ func proposeFromAgent(cmd *cobra.Command, a *app, window time.Duration, includeD
 	}
 	tw.Flush()
 	if len(rep.Excluded) > 0 {
-		fmt.Fprintf(w, "left out, because the policies in force deny them (review with `policy diff`; --include-denied to propose them anyway):\n")
+		fmt.Fprintf(w, "left out, because they were denied in the window and the policies in force still deny them (review with `policy diff`; --include-denied to propose them anyway):\n")
 		for _, e := range rep.Excluded {
 			fmt.Fprintf(w, "  %s\n", e)
+		}
+	}
+	if len(rep.Skipped) > 0 {
+		fmt.Fprintf(w, "no proposal:\n")
+		for _, s := range rep.Skipped {
+			fmt.Fprintf(w, "  %s\n", s)
 		}
 	}
 	if outDir != "" {
