@@ -125,21 +125,28 @@ func (s *Service) Propose(window time.Duration, includeDenied bool, who string) 
 		res.Revision, res.New = r, true
 		rep.Proposals = append(rep.Proposals, res)
 	}
-	// A workload observed in the window never vanishes without a word.
-	observed := map[string]bool{}
-	for _, e := range all {
-		for _, p := range []observer.Peer{e.Source, e.Destination} {
-			if !p.External && len(s.inv.Workload(p.String())) > 0 {
-				observed[p.String()] = true
-			}
-		}
-	}
+	// A workload observed in the window never vanishes without a word
+	// (one whose proposal selects no single workload is named above).
+	observed, kept := peersOf(all), peersOf(edges)
 	for _, w := range s.inv.Workloads() {
-		if observed[w] && !proposed[w] {
+		if observed[w] && !kept[w] && !proposed[w] {
 			rep.Skipped = append(rep.Skipped, w+": no proposal: every edge of it in the window was left out")
 		}
 	}
 	return rep, nil
+}
+
+// peersOf returns the workload keys of the internal peers of edges.
+func peersOf(edges []observer.Edge) map[string]bool {
+	out := map[string]bool{}
+	for _, e := range edges {
+		for _, p := range []observer.Peer{e.Source, e.Destination} {
+			if !p.External {
+				out[p.String()] = true
+			}
+		}
+	}
+	return out
 }
 
 // leaveOutDenied returns the edges of all that a proposal may use, adding
