@@ -26,6 +26,11 @@ type APIError struct {
 	Error string `json:"error"`
 }
 
+// HeaderWarning, on an answer, says the answer may be incomplete and
+// why: a read-only route answers from what is stored when the pending
+// observations could not be committed.
+const HeaderWarning = "X-Nanoseg-Warning"
+
 // Headers of the evidence export answer (POST /v1/evidence/export).
 const (
 	HeaderManifestSHA256 = "X-Nanoseg-Manifest-Sha256"
@@ -38,6 +43,16 @@ type Client struct {
 	http  *http.Client
 	base  string
 	token string
+	warn  func(string)
+}
+
+// OnWarning returns a copy of c that calls f with the HeaderWarning of
+// every answer that carries one (an answer from what is stored when the
+// agent could not commit its latest observations).
+func (c *Client) OnWarning(f func(msg string)) *Client {
+	out := *c
+	out.warn = f
+	return &out
 }
 
 // New returns a client for server: a unix socket path or an http(s)://
@@ -71,7 +86,8 @@ func (c *Client) WithTimeout(d time.Duration) *Client {
 }
 
 // Do sends method path with body (JSON-encoded unless it is []byte) and
-// decodes the answer into out (nil: discard).
+// decodes the answer into out (nil: discard). An error answer is a
+// *StatusError; any other error means no complete answer arrived.
 func (c *Client) Do(ctx context.Context, method, path string, q url.Values, body any, out any) error {
 	var rd io.Reader
 	switch b := body.(type) {
@@ -105,6 +121,9 @@ func (c *Client) Do(ctx context.Context, method, path string, q url.Values, body
 		return err
 	}
 	defer resp.Body.Close()
+	if msg := resp.Header.Get(HeaderWarning); msg != "" && c.warn != nil {
+		c.warn(msg)
+	}
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return err
@@ -121,12 +140,22 @@ func (c *Client) Do(ctx context.Context, method, path string, q url.Values, body
 	return nil
 }
 
+// StatusError is an error answer of the API: the agent received the
+// request and refused or failed it. Any other error of Do means the answer
+// did not arrive (the request may or may not have taken effect).
+type StatusError struct {
+	Code    int    // HTTP status code
+	Message string // the API's message, or the status line
+}
+
+func (e *StatusError) Error() string { return e.Message }
+
 func answerError(resp *http.Response, raw []byte) error {
 	var e APIError
 	if json.Unmarshal(raw, &e) == nil && e.Error != "" {
-		return errors.New(e.Error)
+		return &StatusError{Code: resp.StatusCode, Message: e.Error}
 	}
-	return fmt.Errorf("agent answered %s", resp.Status)
+	return &StatusError{Code: resp.StatusCode, Message: "agent answered " + resp.Status}
 }
 
 // PostRaw posts body as JSON to path and returns the raw answer and its
@@ -172,6 +201,18 @@ func (c *Client) Status(ctx context.Context) ([]controller.WorkloadStatus, error
 	var st []controller.WorkloadStatus
 	err := c.Do(ctx, "GET", "/v1/status", nil, nil, &st)
 	return st, err
+}
+
+// Verdicts returns GET /v1/verdicts for window ("" all, else a duration
+// such as "10m").
+func (c *Client) Verdicts(ctx context.Context, window string) ([]model.VerdictEvent, error) {
+	q := url.Values{}
+	if window != "" {
+		q.Set("window", window)
+	}
+	var evs []model.VerdictEvent
+	err := c.Do(ctx, "GET", "/v1/verdicts", q, nil, &evs)
+	return evs, err
 }
 
 // History returns GET /v1/history for workload ("" all).

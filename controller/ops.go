@@ -55,51 +55,62 @@ type ProposeResult struct {
 	New bool `json:"new"`
 }
 
-// ProposeReport is what Propose did: one result per workload, and the
-// edges it left out because the policies in force deny or audit-deny them.
+// ProposeReport is what Propose did: one result per workload, the edges
+// it left out because the policies in force deny or audit-deny them, and
+// the workloads that got no proposal.
 type ProposeReport struct {
 	Proposals []ProposeResult `json:"proposals"`
-	// Excluded lists "source -> destination PROTO/port (n denied, m
-	// audit-denied)" for every edge left out.
+	// Excluded lists, for every edge left out, "source -> destination
+	// PROTO/port: n denied and m audit-denied in the window, the last at
+	// TIME by WORKLOAD revision N (MODE); the policies in force still
+	// deny it".
 	Excluded []string `json:"excluded"`
+	// Skipped lists the workloads observed in the window that got no
+	// proposal, and why.
+	Skipped []string `json:"skipped"`
 }
 
 // Propose infers one nanosegment per workload from the edges last seen
 // within window (all edges for 0) and stores each that differs from the
-// workload's latest revision as a new proposed revision. Edges that a
-// rule set denied or audit-denied are left out unless includeDenied: a
+// workload's latest revision as a new proposed revision. Unless
+// includeDenied, an edge is left out when the verdict log shows it denied
+// or audit-denied within the window and the policies in force now still
+// deny or audit-deny it (policies.Evaluate on the current inventory): a
 // proposal must never quietly allow what the policies in force refuse
-// (`policy diff` shows those flows for a person to decide).
+// (`policy diff` shows those flows for a person to decide). Denials older
+// than the window, or under a policy no longer in force that the policies
+// in force allow, leave nothing out.
 func (s *Service) Propose(window time.Duration, includeDenied bool, who string) (ProposeReport, error) {
-	rep := ProposeReport{Proposals: []ProposeResult{}, Excluded: []string{}}
+	rep := ProposeReport{Proposals: []ProposeResult{}, Excluded: []string{}, Skipped: []string{}}
 	if err := s.node.Flush(); err != nil {
 		return rep, err
 	}
-	all, err := s.obs.Edges(windowStart(window))
+	since := windowStart(window)
+	all, err := s.obs.Edges(since)
 	if err != nil {
 		return rep, err
 	}
-	var edges []model.Edge
-	for _, e := range all {
-		if v := e.Verdicts; !includeDenied && v.Denied+v.AuditDenied > 0 {
-			rep.Excluded = append(rep.Excluded, fmt.Sprintf("%s -> %s %s/%d (%d denied, %d audit-denied)",
-				e.Source, e.Destination, e.Protocol, e.Port, v.Denied, v.AuditDenied))
-			continue
+	edges := all
+	if !includeDenied {
+		if edges, err = s.leaveOutDenied(all, since, &rep); err != nil {
+			return rep, err
 		}
-		edges = append(edges, e)
 	}
 	var ids []model.Identity
 	for _, w := range s.inv.Workloads() {
 		ids = append(ids, s.inv.Workload(w)[0].Identity())
 	}
 	segs := policies.Propose(edges, ids)
+	proposed := map[string]bool{}
 	for i := range segs {
 		seg := &segs[i]
 		w, err := s.workloadOf(seg)
 		if err != nil {
 			s.log.Warn("proposal matches no single workload", "nanosegment", seg.Namespace+"/"+seg.Name, "err", err)
+			rep.Skipped = append(rep.Skipped, strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
 			continue
 		}
+		proposed[w] = true
 		res := ProposeResult{Workload: w}
 		if last, err := s.store.LatestRevision(w); err == nil && sameRules(last.Policy, seg) {
 			res.Revision = last
@@ -113,7 +124,66 @@ func (s *Service) Propose(window time.Duration, includeDenied bool, who string) 
 		res.Revision, res.New = r, true
 		rep.Proposals = append(rep.Proposals, res)
 	}
+	// A workload observed in the window never vanishes without a word
+	// (one whose proposal selects no single workload is named above).
+	observed, kept := peersOf(all), peersOf(edges)
+	for _, w := range s.inv.Workloads() {
+		if observed[w] && !kept[w] && !proposed[w] {
+			rep.Skipped = append(rep.Skipped, w+": no proposal: every edge of it in the window was left out")
+		}
+	}
 	return rep, nil
+}
+
+// peersOf returns the workload keys of the internal peers of edges.
+func peersOf(edges []model.Edge) map[string]bool {
+	out := map[string]bool{}
+	for _, e := range edges {
+		for _, p := range []model.Peer{e.Source, e.Destination} {
+			if !p.External {
+				out[p.String()] = true
+			}
+		}
+	}
+	return out
+}
+
+// leaveOutDenied returns the edges of all that a proposal may use, adding
+// to rep.Excluded the ones it leaves out (see Propose).
+func (s *Service) leaveOutDenied(all []model.Edge, since time.Time, rep *ProposeReport) ([]model.Edge, error) {
+	evs, err := s.obs.Verdicts(since)
+	if err != nil {
+		return nil, err
+	}
+	byEdge := edgeDenials(evs)
+	if len(byEdge) == 0 {
+		return all, nil
+	}
+	world, set, err := s.policyWorld()
+	if err != nil {
+		return nil, err
+	}
+	names := s.knownNames()
+	hist := map[string][]model.Promotion{}
+	var keep []model.Edge
+	for _, e := range all {
+		d := byEdge[observedEdgeKey(e)]
+		if d == nil {
+			keep = append(keep, e)
+			continue
+		}
+		now, evalErr := s.stillDenied(world, set, names, e)
+		if evalErr == nil && now == model.VerdictAllow {
+			keep = append(keep, e)
+			continue
+		}
+		by, err := s.deniedBy(d.last, hist)
+		if err != nil {
+			return nil, err
+		}
+		rep.Excluded = append(rep.Excluded, excludedLine(e, d, by, now, evalErr))
+	}
+	return keep, nil
 }
 
 // ApplyPolicies stores the nanosegments in the YAML or JSON document raw
@@ -205,7 +275,7 @@ func markDeclared(r *v1alpha1.Rule, who string, at time.Time) {
 type PromoteRequest struct {
 	Workload string     `json:"workload"`
 	To       model.Mode `json:"to"`
-	// Revision 0 means the latest revision.
+	// Revision 0 means the latest revision; a negative one is refused.
 	Revision int    `json:"revision,omitempty"`
 	Reason   string `json:"reason"`
 }
@@ -213,6 +283,10 @@ type PromoteRequest struct {
 // PromoteResult is the recorded event and whether the dataplane converged.
 type PromoteResult struct {
 	Promotion model.Promotion `json:"promotion"`
+	// Unchanged is true when the workload already had the requested mode
+	// and revision: nothing was recorded, and Promotion is the event that
+	// set that state.
+	Unchanged bool `json:"unchanged,omitempty"`
 	// Converged is true when every endpoint of the workload holds the new
 	// rule set; Errors name the endpoints that failed.
 	Converged bool              `json:"converged"`
@@ -220,7 +294,9 @@ type PromoteResult struct {
 }
 
 // Promote records a promotion of req.Workload and waits until the
-// dataplane has converged (at most Config.ConvergeTimeout).
+// dataplane has converged (at most Config.ConvergeTimeout). A workload
+// already in that mode at that revision is answered Unchanged, and
+// nothing is recorded.
 func (s *Service) Promote(ctx context.Context, req PromoteRequest, who string) (PromoteResult, error) {
 	switch req.To {
 	case model.ModeObserve, model.ModeAudit, model.ModeEnforce:
@@ -230,8 +306,8 @@ func (s *Service) Promote(ctx context.Context, req PromoteRequest, who string) (
 	if strings.TrimSpace(req.Reason) == "" {
 		return PromoteResult{}, fmt.Errorf("%w: reason: required: say why", ErrInvalid)
 	}
-	if req.Revision < 0 {
-		return PromoteResult{}, fmt.Errorf("%w: revision: %d is not a revision number (1, 2, ...; 0 for the latest)", ErrInvalid, req.Revision)
+	if err := notNegative("revision", req.Revision, "0 for the latest"); err != nil {
+		return PromoteResult{}, err
 	}
 	if len(s.inv.Workload(req.Workload)) == 0 {
 		return PromoteResult{}, fmt.Errorf("%w: workload %q is not in the inventory (known: %v)", ErrInvalid, req.Workload, s.inv.Workloads())
@@ -246,54 +322,111 @@ func (s *Service) Promote(ctx context.Context, req PromoteRequest, who string) (
 	} else if _, err := s.store.Revision(req.Workload, rev); err != nil {
 		return PromoteResult{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	p, err := s.store.Record(model.Promotion{At: time.Now().UTC(), Who: who, Workload: req.Workload, Action: model.ActionPromote,
-		ToMode: req.To, ToRevision: rev, Reason: req.Reason}, nil)
-	if err != nil {
-		return PromoteResult{}, err
-	}
-	return s.converge(ctx, p)
+	return s.record(ctx, model.Promotion{Who: who, Workload: req.Workload, Action: model.ActionPromote, Reason: req.Reason},
+		func(store.WorkloadState) (model.Mode, int) { return req.To, rev })
 }
 
-// RollbackRequest asks to undo a workload's last promotion, or to return
-// to revision ToRevision (keeping the current mode).
+// record records ev, a change of ev.Workload from its current state cur to
+// the mode and revision to(cur), and waits for the dataplane. When the
+// workload is already there nothing is recorded and the node is not asked
+// again: the result is Unchanged. The check and the record are one step:
+// a change by someone else in between makes it read the state again (a
+// few times, then the store's ErrConflict).
+func (s *Service) record(ctx context.Context, ev model.Promotion, to func(cur store.WorkloadState) (model.Mode, int)) (PromoteResult, error) {
+	for attempt := 1; ; attempt++ {
+		cur, err := s.store.State(ev.Workload)
+		if err != nil {
+			return PromoteResult{}, err
+		}
+		ev.ToMode, ev.ToRevision = to(cur)
+		if cur.Mode == ev.ToMode && cur.Revision == ev.ToRevision {
+			return s.unchanged(cur)
+		}
+		ev.At = time.Now().UTC()
+		p, err := s.store.Record(ev, &cur)
+		if errors.Is(err, store.ErrConflict) && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			return PromoteResult{}, err
+		}
+		return s.converge(ctx, p)
+	}
+}
+
+// unchanged answers a request for the state cur already is: the event
+// that set it (none for a workload never promoted) and whether the
+// workload's endpoints hold their rule sets, as far as the node knows.
+func (s *Service) unchanged(cur store.WorkloadState) (PromoteResult, error) {
+	res := PromoteResult{Unchanged: true, Promotion: model.Promotion{Workload: cur.Workload, FromMode: cur.Mode, ToMode: cur.Mode,
+		FromRevision: cur.Revision, ToRevision: cur.Revision, At: cur.Since}}
+	if cur.Seq != 0 {
+		hist, err := s.store.History(cur.Workload)
+		if err != nil {
+			return PromoteResult{}, err
+		}
+		for _, p := range hist {
+			if p.Seq == cur.Seq {
+				res.Promotion = p
+			}
+		}
+	}
+	s.endpointErrors(&res)
+	return res, nil
+}
+
+// notNegative refuses a negative revision number n given in field, with
+// what zero means in that field.
+func notNegative(field string, n int, zero string) error {
+	if n < 0 {
+		return fmt.Errorf("%w: %s: %d is negative (revisions are 1, 2, ...; %s)", ErrInvalid, field, n, zero)
+	}
+	return nil
+}
+
+// RollbackRequest asks to undo a workload's last promotion (ToRevision 0),
+// or to return to revision ToRevision (keeping the current mode); a
+// negative ToRevision is refused.
 type RollbackRequest struct {
 	Workload   string `json:"workload"`
 	ToRevision int    `json:"toRevision,omitempty"`
 	Reason     string `json:"reason"`
 }
 
-// Rollback records a rollback and waits for the dataplane like Promote.
-// Without ToRevision it undoes the most recent change still in effect (a
+// Rollback records a rollback and waits for the dataplane like Promote;
+// a rollback to the revision in force is Unchanged. Without ToRevision it undoes the most recent change still in effect (a
 // promotion, or a rollback to a revision): the workload returns to the
 // state before it. Repeated plain rollbacks walk further back.
 func (s *Service) Rollback(ctx context.Context, req RollbackRequest, who string) (PromoteResult, error) {
+	if err := notNegative("toRevision", req.ToRevision, "0 to undo the last change"); err != nil {
+		return PromoteResult{}, err
+	}
 	if len(s.inv.Workload(req.Workload)) == 0 {
 		return PromoteResult{}, fmt.Errorf("%w: workload %q is not in the inventory (known: %v)", ErrInvalid, req.Workload, s.inv.Workloads())
 	}
 	if req.Reason == "" {
 		req.Reason = "rollback"
 	}
-	cur, err := s.store.State(req.Workload)
-	if err != nil {
-		return PromoteResult{}, err
-	}
-	ev := model.Promotion{At: time.Now().UTC(), Who: who, Workload: req.Workload, Action: model.ActionRollback, Reason: req.Reason}
+	ev := model.Promotion{Who: who, Workload: req.Workload, Action: model.ActionRollback, Reason: req.Reason}
 	if req.ToRevision > 0 {
 		if _, err := s.store.Revision(req.Workload, req.ToRevision); err != nil {
 			return PromoteResult{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
-		ev.ToMode, ev.ToRevision = cur.Mode, req.ToRevision
-	} else {
-		hist, err := s.store.History(req.Workload)
-		if err != nil {
-			return PromoteResult{}, err
-		}
-		target := undoTarget(hist)
-		if target == nil {
-			return PromoteResult{}, fmt.Errorf("%w: workload %s has no promotion to roll back", ErrInvalid, req.Workload)
-		}
-		ev.ToMode, ev.ToRevision, ev.Undoes = target.FromMode, target.FromRevision, target.Seq
+		return s.record(ctx, ev, func(cur store.WorkloadState) (model.Mode, int) { return cur.Mode, req.ToRevision })
 	}
+	cur, err := s.store.State(req.Workload)
+	if err != nil {
+		return PromoteResult{}, err
+	}
+	hist, err := s.store.History(req.Workload)
+	if err != nil {
+		return PromoteResult{}, err
+	}
+	target := undoTarget(hist)
+	if target == nil {
+		return PromoteResult{}, fmt.Errorf("%w: workload %s has no promotion to roll back", ErrInvalid, req.Workload)
+	}
+	ev.At, ev.ToMode, ev.ToRevision, ev.Undoes = time.Now().UTC(), target.FromMode, target.FromRevision, target.Seq
 	p, err := s.store.Record(ev, &cur)
 	if err != nil {
 		return PromoteResult{}, err
@@ -331,8 +464,15 @@ func (s *Service) converge(ctx context.Context, p model.Promotion) (PromoteResul
 		s.log.Warn("converge after promotion", "workload", p.Workload, "seq", p.Seq, "err", err)
 		return res, nil // recorded; convergence not confirmed
 	}
+	s.endpointErrors(&res)
+	return res, nil
+}
+
+// endpointErrors sets res converged unless an endpoint of its workload
+// failed to apply its rule set, which Errors then names.
+func (s *Service) endpointErrors(res *PromoteResult) {
 	res.Converged = true
-	for _, e := range s.inv.Workload(p.Workload) {
+	for _, e := range s.inv.Workload(res.Promotion.Workload) {
 		if err := s.node.Applied(e.Netns).Err; err != nil {
 			if res.Errors == nil {
 				res.Errors = map[string]string{}
@@ -341,5 +481,4 @@ func (s *Service) converge(ctx context.Context, p model.Promotion) (PromoteResul
 			res.Converged = false
 		}
 	}
-	return res, nil
 }

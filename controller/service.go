@@ -10,6 +10,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"sort"
@@ -231,26 +232,37 @@ func activeSet(active []ActivePolicy) (policies.PolicySet, error) {
 // Endpoints returns the inventory's endpoints, sorted by netns.
 func (s *Service) Endpoints() []model.Endpoint { return s.inv.Endpoints() }
 
-// Edges commits pending observations and returns the edges last seen
-// within window (all for 0).
-func (s *Service) Edges(window time.Duration) ([]model.Edge, error) {
+// CommitObservations commits the observations pending on the node (edges
+// and verdict events of the last flush interval) to the store. The reads
+// (Status, Edges, Verdicts, Diff) never write: they answer from what is
+// stored, so a store that cannot be written (a full disk) never fails
+// them. Call this first for an answer that includes the latest
+// observations; when it fails, the answer lacks them and the caller says
+// so (the API sets client.HeaderWarning).
+func (s *Service) CommitObservations() error {
 	if err := s.node.Flush(); err != nil {
-		return nil, err
+		return fmt.Errorf("commit pending observations: %w", err)
 	}
+	return nil
+}
+
+// Edges returns the stored edges last seen within window (all for 0).
+func (s *Service) Edges(window time.Duration) ([]model.Edge, error) {
 	return s.obs.Edges(windowStart(window))
 }
 
-// Verdicts commits pending observations and returns the verdict events of
-// window (all for 0), oldest first.
+// Verdicts returns the stored verdict events of window (all for 0),
+// oldest first.
 func (s *Service) Verdicts(window time.Duration) ([]model.VerdictEvent, error) {
-	if err := s.node.Flush(); err != nil {
-		return nil, err
-	}
 	return s.obs.Verdicts(windowStart(window))
 }
 
-// Revision returns revision n of workload (ErrNotFound if none).
+// Revision returns revision n of workload (ErrNotFound if none, ErrInvalid
+// for a negative n).
 func (s *Service) Revision(workload string, n int) (store.Revision, error) {
+	if n < 0 {
+		return store.Revision{}, fmt.Errorf("%w: revision: %d is negative (revisions are 1, 2, ...)", ErrInvalid, n)
+	}
 	return s.store.Revision(workload, n)
 }
 

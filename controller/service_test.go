@@ -81,11 +81,36 @@ func edge(src, dst string, port uint16, v model.VerdictCounts) model.Edge {
 	}
 }
 
+// recent returns an edge last seen 10 s ago with the given lifetime
+// verdict counters.
+func recent(src, dst string, port uint16, v model.VerdictCounts) model.Edge {
+	e := edge(src, dst, port, v)
+	e.LastSeen = time.Now().Add(-10 * time.Second)
+	return e
+}
+
+// deny returns a verdict event of an attempt from src to dst:port at,
+// logged by endpoint netns.
+func deny(at time.Time, verdict model.Verdict, netns, src, dst string, srcPort, port uint16) model.VerdictEvent {
+	return model.VerdictEvent{At: at, Endpoint: netns, Verdict: verdict, RuleID: "shop/" + netns, Source: "shop/" + src, SrcPort: srcPort,
+		Destination: "shop/" + dst, Protocol: model.ProtocolTCP, Port: port}
+}
+
 func TestProposeStoresNewRevisionsAndLeavesDeniedOut(t *testing.T) {
 	f := newFixture(t)
+	f.apply(t, "5432") // db: ingress from web only
+	f.promote(t, model.ModeAudit, 1)
+	audited := time.Now()
 	if err := f.mem.MergeEdges([]model.Edge{
-		edge("web", "db", 5432, model.VerdictCounts{Observed: 3}),
-		edge("intruder", "db", 5432, model.VerdictCounts{Observed: 1, AuditDenied: 1}),
+		recent("web", "db", 5432, model.VerdictCounts{Observed: 3}),
+		recent("intruder", "db", 5432, model.VerdictCounts{Observed: 1, AuditDenied: 1}),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// One attempt, logged at both ends.
+	if err := f.mem.AddVerdicts([]model.VerdictEvent{
+		deny(audited, "audit-deny", "db-0", "intruder", "db", 40000, 5432),
+		deny(audited, "audit-deny", "intruder-0", "intruder", "db", 40000, 5432),
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -96,19 +121,24 @@ func TestProposeStoresNewRevisionsAndLeavesDeniedOut(t *testing.T) {
 	if f.node.Flushes() == 0 {
 		t.Error("Propose did not flush the node's pending observations first")
 	}
-	if len(rep.Excluded) != 1 || !strings.Contains(rep.Excluded[0], "shop/intruder -> shop/db TCP/5432 (0 denied, 1 audit-denied)") {
-		t.Errorf("excluded = %q, want the intruder's audit-denied edge", rep.Excluded)
+	want := "shop/intruder -> shop/db TCP/5432: 1 audit-denied in the window, the last at " + audited.UTC().Format(time.RFC3339) +
+		" by shop/db revision 1 (audit); the policies in force still audit-deny it"
+	if len(rep.Excluded) != 1 || rep.Excluded[0] != want {
+		t.Errorf("excluded = %q, want [%q]", rep.Excluded, want)
 	}
 	byW := map[string]controller.ProposeResult{}
 	for _, p := range rep.Proposals {
 		byW[p.Workload] = p
 	}
 	db, ok := byW["shop/db"]
-	if !ok || !db.New || db.Revision.Number != 1 || db.Revision.Origin != store.OriginProposed || db.Revision.CreatedBy != "alice" {
+	if !ok || !db.New || db.Revision.Number != 2 || db.Revision.Origin != store.OriginProposed || db.Revision.CreatedBy != "alice" {
 		t.Fatalf("shop/db proposal = %+v (all: %+v)", db, rep.Proposals)
 	}
 	if got := len(db.Revision.Policy.Spec.Ingress); got != 1 {
 		t.Errorf("shop/db proposal has %d ingress rules, want 1 (from web only)", got)
+	}
+	if len(rep.Skipped) != 1 || !strings.Contains(rep.Skipped[0], "shop/intruder") {
+		t.Errorf("skipped = %q, want shop/intruder named (its only edge was left out)", rep.Skipped)
 	}
 	// Same edges again: nothing new is stored.
 	rep, err = f.svc.Propose(0, false, "alice")
@@ -120,8 +150,8 @@ func TestProposeStoresNewRevisionsAndLeavesDeniedOut(t *testing.T) {
 			t.Errorf("second proposal stored a copy: %+v", p)
 		}
 	}
-	if revs, _ := f.mem.Revisions("shop/db"); len(revs) != 1 {
-		t.Errorf("shop/db has %d revisions after proposing twice, want 1", len(revs))
+	if revs, _ := f.mem.Revisions("shop/db"); len(revs) != 2 {
+		t.Errorf("shop/db has %d revisions after proposing twice, want 2", len(revs))
 	}
 	// With the denied edge included, db's proposal changes.
 	rep, err = f.svc.Propose(0, true, "alice")
@@ -131,8 +161,90 @@ func TestProposeStoresNewRevisionsAndLeavesDeniedOut(t *testing.T) {
 	if len(rep.Excluded) != 0 {
 		t.Errorf("includeDenied still excluded %q", rep.Excluded)
 	}
-	if revs, _ := f.mem.Revisions("shop/db"); len(revs) != 2 {
-		t.Errorf("shop/db has %d revisions after including the denied edge, want 2", len(revs))
+	if revs, _ := f.mem.Revisions("shop/db"); len(revs) != 3 {
+		t.Errorf("shop/db has %d revisions after including the denied edge, want 3", len(revs))
+	}
+}
+
+// TestProposeCountsOnlyDenialsInWindowThatStillHold: denials older than
+// the window, or under a policy no longer in force, leave nothing out, and
+// no workload vanishes from the proposal (issue 11, item 2: after a
+// rollback, `propose --window 1m` left out edges for denials of a revision
+// no longer in force, and whole workloads' rules with them).
+func TestProposeCountsOnlyDenialsInWindowThatStillHold(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.apply(t, "5432") // db: ingress from web only
+	f.promote(t, model.ModeEnforce, 1)
+	// Under enforce, 90 s ago: intruder -> db and web -> db 80 (a port
+	// revision 1 does not allow) were denied.
+	old := time.Now().Add(-90 * time.Second)
+	if err := f.mem.AddVerdicts([]model.VerdictEvent{
+		deny(old, "deny", "db-0", "intruder", "db", 40000, 5432),
+		deny(old.Add(time.Second), "deny", "db-0", "intruder", "db", 40001, 5432),
+		deny(old, "deny", "db-0", "web", "db", 40002, 5433),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Rollback(ctx, controller.RollbackRequest{Workload: "shop/db"}, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	// The edges' lifetime counters carry the old denials; all were seen
+	// again within the last minute.
+	if err := f.mem.MergeEdges([]model.Edge{
+		recent("web", "db", 5432, model.VerdictCounts{Observed: 700}),
+		recent("web", "db", 5433, model.VerdictCounts{Observed: 3, Denied: 1}),
+		recent("intruder", "db", 5432, model.VerdictCounts{Observed: 5, Denied: 2}),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := f.svc.Propose(time.Minute, false, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Excluded) != 0 {
+		t.Errorf("excluded %q for denials older than the window under a revision rolled back", rep.Excluded)
+	}
+	byW := map[string]controller.ProposeResult{}
+	for _, p := range rep.Proposals {
+		byW[p.Workload] = p
+	}
+	for w, rules := range map[string]int{"shop/db": 2, "shop/web": 1, "shop/intruder": 1} {
+		p, ok := byW[w]
+		if !ok {
+			t.Errorf("%s missing from the proposal: %+v", w, rep.Proposals)
+			continue
+		}
+		if n := len(p.Revision.Policy.Spec.Ingress) + len(p.Revision.Policy.Spec.Egress); n != rules {
+			t.Errorf("%s proposal has %d rules, want %d", w, n, rules)
+		}
+	}
+
+	// Denied inside the window under the policy in force: left out,
+	// naming the revision and when. A denial in the window of an edge the
+	// policy in force allows leaves nothing out.
+	f.promote(t, model.ModeEnforce, 1)
+	now := time.Now()
+	if err := f.mem.AddVerdicts([]model.VerdictEvent{
+		deny(now, "deny", "db-0", "intruder", "db", 41000, 5432),
+		deny(now, "deny", "intruder-0", "intruder", "db", 41000, 5432),
+		deny(now, "deny", "db-0", "web", "db", 41001, 5432),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = f.svc.Propose(time.Minute, false, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "shop/intruder -> shop/db TCP/5432: 1 denied in the window, the last at " + now.UTC().Format(time.RFC3339) +
+		" by shop/db revision 1 (enforce); the policies in force still deny it"
+	if len(rep.Excluded) != 1 || rep.Excluded[0] != want {
+		t.Errorf("excluded = %q, want [%q]", rep.Excluded, want)
+	}
+	for _, p := range rep.Proposals {
+		if p.Workload == "shop/web" && len(p.Revision.Policy.Spec.Egress) != 1 {
+			t.Errorf("shop/web proposal lost its egress to db: %+v", p.Revision.Policy.Spec)
+		}
 	}
 }
 
@@ -460,5 +572,88 @@ func TestVerifyComparesProbesWithPolicy(t *testing.T) {
 	}
 	if _, err := f.svc.Verify(context.Background(), controller.VerifyRequest{Scope: "billing"}); !errors.Is(err, controller.ErrInvalid) {
 		t.Errorf("unknown scope: %v, want ErrInvalid", err)
+	}
+}
+
+// TestNegativeRevisionsRefused: a negative revision is refused everywhere
+// with the field named, and records nothing (issue 11, item 7): it used to
+// mean "undo the last promotion" in a rollback.
+func TestNegativeRevisionsRefused(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.apply(t, "5432")
+	f.promote(t, model.ModeAudit, 1)
+	_, err := f.svc.Rollback(ctx, controller.RollbackRequest{Workload: "shop/db", ToRevision: -1}, "ops")
+	if !errors.Is(err, controller.ErrInvalid) || !strings.Contains(err.Error(), "toRevision: -1 is negative") {
+		t.Errorf("rollback to revision -1: %v, want ErrInvalid naming toRevision", err)
+	}
+	_, err = f.svc.Promote(ctx, controller.PromoteRequest{Workload: "shop/db", To: model.ModeEnforce, Revision: -3, Reason: "r"}, "ops")
+	if !errors.Is(err, controller.ErrInvalid) || !strings.Contains(err.Error(), "revision: -3 is negative") {
+		t.Errorf("promote to revision -3: %v, want ErrInvalid naming revision", err)
+	}
+	if _, err := f.svc.Revision("shop/db", -1); !errors.Is(err, controller.ErrInvalid) || !strings.Contains(err.Error(), "revision: -1 is negative") {
+		t.Errorf("revision -1: %v, want ErrInvalid naming revision", err)
+	}
+	if h, _ := f.mem.History(""); len(h) != 1 {
+		t.Errorf("history has %d events after refused requests, want 1", len(h))
+	}
+	if st := f.state(t, "shop/db"); st.Mode != model.ModeAudit || st.Revision != 1 {
+		t.Errorf("state after refused requests = %+v, want audit at revision 1", st)
+	}
+}
+
+// TestNoOpPromotionsRecordNothing: promoting a workload to the mode and
+// revision it already has, or rolling it back to the revision it is at,
+// answers "unchanged" with the event that set the state, and records
+// nothing: history, hash chain, evidence and the node stay as they were
+// (issue 11, item 8).
+func TestNoOpPromotionsRecordNothing(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.apply(t, "5432")
+	first := f.promote(t, model.ModeAudit, 1)
+	enforced := len(f.node.Enforced())
+	for name, do := range map[string]func() (controller.PromoteResult, error){
+		"promote to the same revision": func() (controller.PromoteResult, error) {
+			return f.svc.Promote(ctx, controller.PromoteRequest{Workload: "shop/db", To: model.ModeAudit, Revision: 1, Reason: "again"}, "ops")
+		},
+		"promote to the latest, which is in force": func() (controller.PromoteResult, error) {
+			return f.svc.Promote(ctx, controller.PromoteRequest{Workload: "shop/db", To: model.ModeAudit, Reason: "again"}, "ops")
+		},
+		"rollback to the revision in force": func() (controller.PromoteResult, error) {
+			return f.svc.Rollback(ctx, controller.RollbackRequest{Workload: "shop/db", ToRevision: 1}, "ops")
+		},
+	} {
+		res, err := do()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !res.Unchanged || res.Promotion.Seq != first.Promotion.Seq || !res.Converged {
+			t.Errorf("%s = %+v, want unchanged, converged, naming event %d", name, res, first.Promotion.Seq)
+		}
+	}
+	if h, _ := f.mem.History(""); len(h) != 1 {
+		t.Errorf("history has %d events after no-op requests, want 1", len(h))
+	}
+	if st := f.state(t, "shop/db"); st.Seq != 1 || !st.Since.Equal(first.Promotion.At) {
+		t.Errorf("state = %+v, want still set by event 1", st)
+	}
+	if n := len(f.node.Enforced()); n != enforced {
+		t.Errorf("no-op requests reached the node %d times", n-enforced)
+	}
+	res, err := f.svc.Export(ctx, controller.ExportRequest{NoProbes: true, NoPDF: true}, "auditor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b evidence.Bundle
+	if err := json.Unmarshal(res.Files["bundle.json"], &b); err != nil {
+		t.Fatal(err)
+	}
+	if c := b.Policies.Chain; !c.Verified || c.Events != 1 || len(b.Policies.History) != 1 {
+		t.Errorf("evidence chain = %+v with %d events, want 1 verified event", c, len(b.Policies.History))
+	}
+	// A real change is still recorded.
+	if res := f.promote(t, model.ModeEnforce, 1); res.Unchanged || res.Promotion.Seq != 2 {
+		t.Errorf("promotion to enforce = %+v, want recorded as event 2", res)
 	}
 }

@@ -60,11 +60,9 @@ type DeniedCount struct {
 
 // Status reports every workload of the inventory: its state, its
 // endpoints' dataplane state and counters (read from the node), and the
-// verdict events since its last promotion.
+// stored verdict events since its last promotion. It writes nothing (see
+// CommitObservations).
 func (s *Service) Status() ([]WorkloadStatus, error) {
-	if err := s.node.Flush(); err != nil {
-		return nil, err
-	}
 	out := []WorkloadStatus{}
 	for _, w := range s.inv.Workloads() {
 		st, err := s.store.State(w)
@@ -116,6 +114,59 @@ func (s *Service) Status() ([]WorkloadStatus, error) {
 	return out, nil
 }
 
+// attempt is one connection attempt as the verdict log recorded it: the
+// events of every end that logged it (the client's egress, the server's
+// ingress).
+type attempt struct {
+	src, dst string
+	proto    model.Protocol
+	port     uint16
+	// verdict is deny when any end denied it, else audit-deny.
+	verdict model.Verdict
+	events  []model.VerdictEvent
+}
+
+// edgeKey identifies the edge of an attempt as model.Edge.String names
+// its peers: "source|destination|protocol|port".
+func (a *attempt) edgeKey() string {
+	return fmt.Sprintf("%s|%s|%s|%d", a.src, a.dst, a.proto, a.port)
+}
+
+// attempts groups the events of evs that keep accepts (nil: all) into
+// connection attempts, in the order of their first event: events with the
+// same source, destination, protocol, port and source port are one
+// attempt; an event without a source port is an attempt of its own.
+func attempts(evs []model.VerdictEvent, keep func(model.VerdictEvent) bool) []*attempt {
+	type attemptKey struct {
+		src, dst      string
+		proto         model.Protocol
+		srcPort, port uint16
+		solo          int
+	}
+	var out []*attempt
+	byKey := map[attemptKey]*attempt{}
+	for i, e := range evs {
+		if keep != nil && !keep(e) {
+			continue
+		}
+		k := attemptKey{src: e.Source, dst: e.Destination, proto: e.Protocol, srcPort: e.SrcPort, port: e.Port}
+		if e.SrcPort == 0 {
+			k.solo = i + 1
+		}
+		at := byKey[k]
+		if at == nil {
+			at = &attempt{src: e.Source, dst: e.Destination, proto: e.Protocol, port: e.Port, verdict: e.Verdict}
+			byKey[k] = at
+			out = append(out, at)
+		}
+		if e.Verdict == model.VerdictDeny {
+			at.verdict = model.VerdictDeny
+		}
+		at.events = append(at.events, e)
+	}
+	return out
+}
+
 // countDenied groups the verdict events that involve workload by verdict,
 // source, destination, protocol and port, counting connection attempts: an
 // attempt logged at both ends (the client's egress and the server's
@@ -123,47 +174,15 @@ func (s *Service) Status() ([]WorkloadStatus, error) {
 // differ (deny over audit-deny), and RuleID lists every rule set that
 // logged it.
 func countDenied(evs []model.VerdictEvent, workload string) []DeniedCount {
-	type attemptKey struct {
-		src, dst      string
-		proto         model.Protocol
-		srcPort, port uint16
-		solo          int // events without a source port are each their own attempt
-	}
-	type attempt struct {
-		verdict model.Verdict
-		rules   map[string]bool
-	}
-	var order []attemptKey
-	attempts := map[attemptKey]*attempt{}
-	for i, e := range evs {
-		if e.Source != workload && e.Destination != workload {
-			continue
-		}
-		k := attemptKey{src: e.Source, dst: e.Destination, proto: e.Protocol, srcPort: e.SrcPort, port: e.Port}
-		if e.SrcPort == 0 {
-			k.solo = i + 1
-		}
-		at := attempts[k]
-		if at == nil {
-			at = &attempt{verdict: e.Verdict, rules: map[string]bool{}}
-			attempts[k] = at
-			order = append(order, k)
-		}
-		if e.Verdict == model.VerdictDeny {
-			at.verdict = model.VerdictDeny
-		}
-		at.rules[e.RuleID] = true
-	}
 	groups := map[DeniedCount]map[string]bool{}
 	counts := map[DeniedCount]int{}
-	for _, k := range order {
-		at := attempts[k]
-		g := DeniedCount{Verdict: at.verdict, Source: k.src, Destination: k.dst, Protocol: k.proto, Port: k.port}
+	for _, at := range attempts(evs, func(e model.VerdictEvent) bool { return e.Source == workload || e.Destination == workload }) {
+		g := DeniedCount{Verdict: at.verdict, Source: at.src, Destination: at.dst, Protocol: at.proto, Port: at.port}
 		if groups[g] == nil {
 			groups[g] = map[string]bool{}
 		}
-		for id := range at.rules {
-			groups[g][id] = true
+		for _, e := range at.events {
+			groups[g][e.RuleID] = true
 		}
 		counts[g]++
 	}
@@ -187,11 +206,9 @@ func countDenied(evs []model.VerdictEvent, workload string) []DeniedCount {
 }
 
 // Diff compares the latest revision of workload (every workload for "")
-// with the active policies over the edges of window (0: all).
+// with the active policies over the stored edges of window (0: all). It
+// writes nothing (see CommitObservations).
 func (s *Service) Diff(workload string, window time.Duration) (policies.DiffReport, error) {
-	if err := s.node.Flush(); err != nil {
-		return policies.DiffReport{}, err
-	}
 	edges, err := s.obs.Edges(windowStart(window))
 	if err != nil {
 		return policies.DiffReport{}, err

@@ -30,11 +30,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/nanoseg/nanoseg/client"
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/store"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 type ctxKey int
@@ -88,9 +89,9 @@ func New(svc *controller.Service, cfg Config, log *slog.Logger) *Server {
 // Handler returns the API's HTTP handler (without authentication).
 func (a *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", api(func(r *http.Request) (any, error) { return a.svc.Status() }))
+	mux.HandleFunc("GET /v1/status", a.read(func(r *http.Request) (any, error) { return a.svc.Status() }))
 	mux.HandleFunc("GET /v1/inventory", api(func(r *http.Request) (any, error) { return a.svc.Endpoints(), nil }))
-	mux.HandleFunc("GET /v1/edges", api(func(r *http.Request) (any, error) {
+	mux.HandleFunc("GET /v1/edges", a.read(func(r *http.Request) (any, error) {
 		w, err := window(r)
 		if err != nil {
 			return nil, err
@@ -132,7 +133,7 @@ func (a *Server) Handler() http.Handler {
 		}
 		return a.svc.Propose(w, include, caller(r))
 	}))
-	mux.HandleFunc("GET /v1/diff", api(func(r *http.Request) (any, error) {
+	mux.HandleFunc("GET /v1/diff", a.read(func(r *http.Request) (any, error) {
 		w, err := window(r)
 		if err != nil {
 			return nil, err
@@ -156,7 +157,7 @@ func (a *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/history", api(func(r *http.Request) (any, error) {
 		return a.svc.History(r.URL.Query().Get("workload"))
 	}))
-	mux.HandleFunc("GET /v1/verdicts", api(func(r *http.Request) (any, error) {
+	mux.HandleFunc("GET /v1/verdicts", a.read(func(r *http.Request) (any, error) {
 		w, err := window(r)
 		if err != nil {
 			return nil, err
@@ -170,6 +171,23 @@ func (a *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/world", api(func(r *http.Request) (any, error) { return a.svc.World() }))
 	a.evidenceRoutes(mux)
 	return mux
+}
+
+// read answers f like api, for a route that reads observations: it first
+// commits the node's pending observations; when that fails (a full disk),
+// it answers from what is stored anyway, says so in the
+// client.HeaderWarning header and logs it. A read never fails because the
+// store cannot be written.
+func (a *Server) read(f func(*http.Request) (any, error)) http.HandlerFunc {
+	h := api(f)
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := a.svc.CommitObservations(); err != nil {
+			a.log.Warn("answering from what is stored", "path", r.URL.Path, "err", err)
+			msg := strings.Join(strings.Fields(err.Error()+": answered from what is stored, without the latest observations"), " ")
+			w.Header().Set(client.HeaderWarning, msg)
+		}
+		h(w, r)
+	}
 }
 
 func window(r *http.Request) (time.Duration, error) {

@@ -1,8 +1,11 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -126,5 +129,97 @@ func TestClientRoundTrip(t *testing.T) {
 	st, err := c.Status(ctx)
 	if err != nil || len(st) != 3 {
 		t.Errorf("status = %+v, %v", st, err)
+	}
+}
+
+// TestNegativeRevisionsRefused: API bodies and queries with a negative
+// revision are answered 400 naming the field, and nothing is recorded
+// (issue 11, item 7).
+func TestNegativeRevisionsRefused(t *testing.T) {
+	srv, mem := newServer(t)
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	c := client.New(ts.URL, "")
+	ctx := context.Background()
+	pol := "apiVersion: nanoseg.io/v1alpha1\nkind: NanoSegment\nmetadata: {name: db, namespace: shop}\nspec:\n  selector: {matchLabels: {app: db}}\n"
+	if err := c.Do(ctx, "POST", "/v1/policies", nil, []byte(pol), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Promote(ctx, controller.PromoteRequest{Workload: "shop/db", To: "audit", Reason: "go"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		method, path, body, want string
+	}{
+		{"POST", "/v1/rollback", `{"workload": "shop/db", "toRevision": -1, "reason": "x"}`, "toRevision: -1 is negative"},
+		{"POST", "/v1/promote", `{"workload": "shop/db", "to": "enforce", "revision": -3, "reason": "x"}`, "revision: -3 is negative"},
+		{"GET", "/v1/revisions?workload=shop/db&revision=-1", "", "revision: -1 is negative"},
+	} {
+		req, _ := http.NewRequest(tc.method, ts.URL+tc.path, strings.NewReader(tc.body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e client.APIError
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(e.Error, tc.want) {
+			t.Errorf("%s %s %s: %d %q, want 400 with %q", tc.method, tc.path, tc.body, resp.StatusCode, e.Error, tc.want)
+		}
+	}
+	if h, _ := mem.History(""); len(h) != 1 {
+		t.Errorf("history has %d events after refused requests, want 1", len(h))
+	}
+}
+
+// TestReadsAnswerWhenFlushFails: when the node's pending observations
+// cannot be committed (a full disk), read-only routes still answer from
+// what is stored, with a warning header and a log line, never an error
+// (issue 11, item 11).
+func TestReadsAnswerWhenFlushFails(t *testing.T) {
+	mem := store.NewMem()
+	node := &controllertest.Node{FlushErr: errors.New("write state.db: no space left on device")}
+	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), node, nil)
+	var logs bytes.Buffer
+	ts := httptest.NewServer(server.New(svc, server.Config{}, slog.New(slog.NewTextHandler(&logs, nil))).Handler())
+	defer ts.Close()
+	now := time.Now()
+	if err := mem.AddVerdicts([]model.VerdictEvent{{At: now, Verdict: "deny", Source: "shop/intruder", SrcPort: 40000, Destination: "shop/db", Protocol: "tcp", Port: 5432}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/v1/status", "/v1/verdicts", "/v1/edges?window=5m", "/v1/diff"} {
+		logs.Reset()
+		resp, err := http.Get(ts.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body json.RawMessage
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s with a failing flush: %d %s, want 200", path, resp.StatusCode, body)
+			continue
+		}
+		if w := resp.Header.Get(client.HeaderWarning); !strings.Contains(w, "no space left on device") || !strings.Contains(w, "from what is stored") {
+			t.Errorf("GET %s: warning header %q, want the flush error and that the answer is from what is stored", path, w)
+		}
+		if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "no space left on device") {
+			t.Errorf("GET %s: no warning logged:\n%s", path, logs.String())
+		}
+	}
+	// The stored verdict is in the answer.
+	evs, err := client.New(ts.URL, "").Verdicts(context.Background(), "")
+	if err != nil || len(evs) != 1 || evs[0].Source != "shop/intruder" {
+		t.Errorf("verdicts = %+v, %v; want the stored deny", evs, err)
+	}
+	// Without a failure there is no warning.
+	node.FlushErr = nil
+	resp, err := http.Get(ts.URL + "/v1/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if w := resp.Header.Get(client.HeaderWarning); w != "" {
+		t.Errorf("warning %q without a failure", w)
 	}
 }

@@ -1,17 +1,22 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/nanoseg/nanoseg/agent"
+	"github.com/nanoseg/nanoseg/client"
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/inventory"
 	"github.com/nanoseg/nanoseg/model"
@@ -106,17 +111,161 @@ func newStatusCmd(a *app) *cobra.Command {
 	return cmd
 }
 
-func printPromotion(w io.Writer, r controller.PromoteResult) {
+// printPromotion prints what a promotion or rollback (action) did.
+func printPromotion(w io.Writer, action string, r controller.PromoteResult) {
 	p := r.Promotion
-	fmt.Fprintf(w, "%s %s: %s rev %d -> %s rev %d (event %d, by %s: %q)\n", p.Action, p.Workload, p.FromMode, p.FromRevision, p.ToMode, p.ToRevision, p.Seq, p.Who, p.Reason)
+	switch {
+	case r.Unchanged && p.Seq == 0:
+		fmt.Fprintf(w, "%s %s: no change: already %s rev %d; nothing recorded\n", action, p.Workload, p.ToMode, p.ToRevision)
+	case r.Unchanged:
+		fmt.Fprintf(w, "%s %s: no change: already %s rev %d (event %d, by %s at %s); nothing recorded\n", action, p.Workload, p.ToMode, p.ToRevision,
+			p.Seq, p.Who, p.At.UTC().Format(time.RFC3339))
+	default:
+		fmt.Fprintf(w, "%s %s: %s rev %d -> %s rev %d (event %d, by %s: %q)\n", p.Action, p.Workload, p.FromMode, p.FromRevision, p.ToMode, p.ToRevision, p.Seq, p.Who, p.Reason)
+	}
 	if r.Converged {
-		fmt.Fprintln(w, "dataplane converged: every endpoint holds the new rule set")
+		if !r.Unchanged {
+			fmt.Fprintln(w, "dataplane converged: every endpoint holds the new rule set")
+		}
 		return
 	}
 	fmt.Fprintln(w, "dataplane NOT converged:")
 	for n, e := range r.Errors {
 		fmt.Fprintf(w, "  %s: %s\n", n, e)
 	}
+}
+
+// promoteOutcome is what became of one workload's promotion.
+type promoteOutcome int
+
+// Outcomes, in the order the summary lists them.
+const (
+	outcomePromoted promoteOutcome = iota
+	outcomeAlreadyThere
+	outcomeFailed
+	outcomeUnknown
+	outcomeNotAttempted
+	nOutcomes
+)
+
+var outcomeNames = [nOutcomes]string{"promoted", "already there (nothing recorded)", "failed", "unknown (check `nanoseg history`)", "not attempted"}
+
+// promoteEach promotes every workload of targets (req.Workload is set for
+// each) in order, printing each result to w. An error answer fails that
+// workload and goes on with the next; a lost answer makes it ask the
+// agent's history whether that promotion committed, and stop. With many
+// targets (or all) it ends with one line per outcome. The error says how
+// many were not promoted; it exits 1, as does a dataplane that did not
+// converge.
+func promoteEach(ctx context.Context, c *client.Client, w io.Writer, req controller.PromoteRequest, targets []string, all bool) error {
+	filter := ""
+	if len(targets) == 1 {
+		filter = targets[0]
+	}
+	before, err := c.History(ctx, filter)
+	if err != nil {
+		return fmt.Errorf("promote: read the agent's history first: %w", err)
+	}
+	var head uint64
+	for _, p := range before {
+		head = max(head, p.Seq)
+	}
+	many := all || len(targets) > 1
+	var by [nOutcomes][]string
+	unconverged := 0
+	var lastErr error
+	for i, wl := range targets {
+		r := req
+		r.Workload = wl
+		res, err := c.Promote(ctx, r)
+		var se *client.StatusError
+		switch {
+		case err == nil:
+			printPromotion(w, "promote", res)
+			if res.Unchanged {
+				by[outcomeAlreadyThere] = append(by[outcomeAlreadyThere], wl)
+			} else {
+				by[outcomePromoted] = append(by[outcomePromoted], wl)
+			}
+			if !res.Converged {
+				unconverged++
+			}
+			continue
+		case errors.As(err, &se):
+			lastErr = fmt.Errorf("promote %s: %w", wl, err)
+			if many {
+				fmt.Fprintln(w, lastErr)
+			}
+			by[outcomeFailed] = append(by[outcomeFailed], wl)
+			continue
+		}
+		// No answer: the promotion may have committed.
+		o, msg := lostAnswer(ctx, c, r, head, err)
+		if many {
+			fmt.Fprintln(w, msg)
+		}
+		lastErr = errors.New(msg)
+		by[o] = append(by[o], wl)
+		by[outcomeNotAttempted] = append(by[outcomeNotAttempted], targets[i+1:]...)
+		break
+	}
+	if many {
+		for o, ws := range by {
+			if len(ws) > 0 {
+				fmt.Fprintf(w, "%s: %s\n", outcomeNames[o], strings.Join(ws, ", "))
+			}
+		}
+	}
+	notDone := len(by[outcomeFailed]) + len(by[outcomeUnknown]) + len(by[outcomeNotAttempted])
+	switch {
+	case lastErr != nil && (notDone == 0 || !many):
+		// One workload, or a lost answer that committed as the last one.
+		return lastErr
+	case notDone > 0:
+		var parts []string
+		for _, o := range []struct {
+			o    promoteOutcome
+			name string
+		}{{outcomeFailed, "failed"}, {outcomeUnknown, "unknown"}, {outcomeNotAttempted, "not attempted"}} {
+			if n := len(by[o.o]); n > 0 {
+				parts = append(parts, fmt.Sprintf("%d %s", n, o.name))
+			}
+		}
+		return fmt.Errorf("promote: %d of %d workloads not promoted (%s)", notDone, len(targets), strings.Join(parts, ", "))
+	case unconverged > 0:
+		return notConverged{fmt.Errorf("promote: the dataplane did not converge for %d workloads", unconverged)}
+	}
+	return nil
+}
+
+// lostAnswer decides what became of promotion req whose answer did not
+// arrive (err), from the agent's history if it still answers: an event
+// for the workload after head, to the requested mode (and revision),
+// committed it.
+func lostAnswer(ctx context.Context, c *client.Client, req controller.PromoteRequest, head uint64, err error) (promoteOutcome, string) {
+	what := fmt.Sprintf("promote %s: no answer from the agent (%v)", req.Workload, err)
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	hist, herr := c.WithTimeout(10*time.Second).History(hctx, req.Workload)
+	if herr != nil {
+		return outcomeUnknown, fmt.Sprintf("%s, and its history cannot be read (%v): it may or may not have committed", what, herr)
+	}
+	for _, p := range hist {
+		if p.Seq > head && p.Workload == req.Workload && p.Action == model.ActionPromote && p.ToMode == req.To &&
+			(req.Revision == 0 || p.ToRevision == req.Revision) {
+			return outcomePromoted, fmt.Sprintf("%s; the agent's history has event %d: it committed (%s rev %d -> %s rev %d); see `nanoseg status` for the dataplane",
+				what, p.Seq, p.FromMode, p.FromRevision, p.ToMode, p.ToRevision)
+		}
+	}
+	return outcomeFailed, what + "; the agent's history has no such event: not recorded"
+}
+
+// flagNotNegative refuses a negative revision number n given with flag.
+func flagNotNegative(flag string, n int) error {
+	if n < 0 {
+		return fmt.Errorf("%s: %d is negative (revisions are 1, 2, ...)", flag, n)
+	}
+	return nil
 }
 
 // notConverged makes promote and rollback exit 1 when the event was
@@ -135,10 +284,20 @@ func newPromoteCmd(a *app) *cobra.Command {
 		Long: `Change a workload's mode, and with --revision its policy revision (default:
 the latest). Each promotion is recorded (who, when, from, to, why) in the
 agent's hash-chained history, and the command waits until every endpoint of
-the workload holds the new rule set. --all promotes every workload that has a
-policy revision, one recorded event each.`,
+the workload holds the new rule set. A workload already in that mode at that
+revision is reported as "no change" and nothing is recorded. --all promotes
+every workload that has a policy revision, one recorded event each, and ends
+with what was promoted, already there, failed, unknown or not attempted.
+
+When the agent's answer is lost (the connection dropped, the agent died),
+the command asks the agent's history whether that promotion committed,
+stops there, and exits 1: run it again once the agent is back; the
+workloads already promoted are then reported as already there.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := flagNotNegative("--revision", req.Revision); err != nil {
+				return fmt.Errorf("promote: %w", err)
+			}
 			var targets []string
 			switch {
 			case all && len(args) == 0 && req.Revision == 0:
@@ -155,23 +314,9 @@ policy revision, one recorded event each.`,
 			default:
 				return fmt.Errorf("promote: give one WORKLOAD, or --all without WORKLOAD and --revision")
 			}
-			failed := 0
-			for _, w := range targets {
-				r := req
-				r.Workload, r.To = w, model.Mode(to)
-				var res controller.PromoteResult
-				if err := newClient(a).Do(cmd.Context(), "POST", "/v1/promote", nil, r, &res); err != nil {
-					return fmt.Errorf("promote %s: %w", w, err)
-				}
-				printPromotion(cmd.OutOrStdout(), res)
-				if !res.Converged {
-					failed++
-				}
-			}
-			if failed > 0 {
-				return notConverged{fmt.Errorf("promote: recorded, but the dataplane did not converge for %d workloads", failed)}
-			}
-			return nil
+			r := req
+			r.To = model.Mode(to)
+			return promoteEach(cmd.Context(), newClient(a), cmd.OutOrStdout(), r, targets, all)
 		},
 	}
 	cmd.Flags().StringVar(&to, "to", "", "observe, audit or enforce")
@@ -190,14 +335,17 @@ func newRollbackCmd(a *app) *cobra.Command {
 		Short: "Undo a workload's last promotion, or return to revision N; recorded like a promotion",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := flagNotNegative("--to-revision", req.ToRevision); err != nil {
+				return fmt.Errorf("rollback: %w", err)
+			}
 			req.Workload = args[0]
 			var res controller.PromoteResult
 			if err := newClient(a).Do(cmd.Context(), "POST", "/v1/rollback", nil, req, &res); err != nil {
 				return fmt.Errorf("rollback: %w", err)
 			}
-			printPromotion(cmd.OutOrStdout(), res)
+			printPromotion(cmd.OutOrStdout(), "rollback", res)
 			if !res.Converged {
-				return notConverged{fmt.Errorf("rollback: recorded, but the dataplane did not converge")}
+				return notConverged{fmt.Errorf("rollback: the dataplane did not converge")}
 			}
 			return nil
 		},

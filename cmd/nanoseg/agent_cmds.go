@@ -124,6 +124,9 @@ func newPolicyShowCmd(a *app) *cobra.Command {
 		Short: "Show stored policy revisions (from the agent): a list, or one revision as YAML",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := flagNotNegative("--revision", revision); err != nil {
+				return fmt.Errorf("policy show: %w", err)
+			}
 			q := url.Values{}
 			if len(args) == 1 {
 				q.Set("workload", args[0])
@@ -345,9 +348,15 @@ func proposeFromAgent(cmd *cobra.Command, a *app, window time.Duration, includeD
 	}
 	tw.Flush()
 	if len(rep.Excluded) > 0 {
-		fmt.Fprintf(w, "left out, because the policies in force deny them (review with `policy diff`; --include-denied to propose them anyway):\n")
+		fmt.Fprintf(w, "left out, because they were denied in the window and the policies in force still deny them (review with `policy diff`; --include-denied to propose them anyway):\n")
 		for _, e := range rep.Excluded {
 			fmt.Fprintf(w, "  %s\n", e)
+		}
+	}
+	if len(rep.Skipped) > 0 {
+		fmt.Fprintf(w, "no proposal:\n")
+		for _, s := range rep.Skipped {
+			fmt.Fprintf(w, "  %s\n", s)
 		}
 	}
 	if outDir != "" {

@@ -315,7 +315,11 @@ func newPolicyProposeCmd(a *app) *cobra.Command {
 Without --edges it asks the running agent, which proposes from the edges of
 --window and stores each changed proposal as a new revision (review it with
 ` + "`policy show`" + `, compare with ` + "`policy diff`" + `, activate with ` + "`promote`" + `); --out writes
-one YAML file per workload. With --edges it works offline on an edges file
+one YAML file per workload. The agent leaves out an edge that was denied or
+audit-denied within --window and that the policies in force now still deny
+or audit-deny, and says which revision denied it and when (--include-denied
+keeps it); denials older than the window, or under a policy no longer in
+force, leave nothing out. With --edges it works offline on an edges file
 and prints YAML.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -351,7 +355,7 @@ and prints YAML.`,
 	cmd.Flags().StringVar(&identitiesFile, "identities", "", "JSON array of every known identity {namespace, workload, labels}")
 	cmd.Flags().DurationVar(&window, "window", 0, "agent: propose from edges last seen within this window (default: all)")
 	cmd.Flags().StringVar(&outDir, "out", "", "agent: also write one YAML file per workload into this directory")
-	cmd.Flags().BoolVar(&includeDenied, "include-denied", false, "agent: also propose edges that the policies in force deny or audit-deny")
+	cmd.Flags().BoolVar(&includeDenied, "include-denied", false, "agent: also propose edges denied in the window that the policies in force still deny or audit-deny")
 	return cmd
 }
 

@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -79,3 +82,205 @@ func TestPromoteAll(t *testing.T) {
 type errFake string
 
 func (e errFake) Error() string { return string(e) }
+
+// TestNegativeRevisionFlags: --revision and --to-revision refuse negative
+// numbers before asking the agent, naming the flag (issue 11, item 7).
+func TestNegativeRevisionFlags(t *testing.T) {
+	mem := store.NewMem()
+	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), &controllertest.Node{}, nil)
+	ts := httptest.NewServer(server.New(svc, server.Config{}, nil).Handler())
+	defer ts.Close()
+	doc := "apiVersion: nanoseg.io/v1alpha1\nkind: NanoSegment\nmetadata: {name: db, namespace: shop}\nspec:\n  selector: {matchLabels: {app: db}}\n"
+	if _, err := svc.ApplyPolicies("db.yaml", []byte(doc), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runAgainst(t, ts.URL, "promote", "shop/db", "--to", "audit", "--reason", "start"); err != nil {
+		t.Fatalf("promote: %v\n%s", err, out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"rollback", "shop/db", "--to-revision", "-5"}, "rollback: --to-revision: -5 is negative"},
+		{[]string{"promote", "shop/db", "--to", "enforce", "--revision", "-3", "--reason", "x"}, "promote: --revision: -3 is negative"},
+		{[]string{"policy", "show", "shop/db", "--revision", "-1"}, "policy show: --revision: -1 is negative"},
+	} {
+		if out, err := runAgainst(t, ts.URL, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v\n%s\nwant an error with %q", tc.args, err, out, tc.want)
+		}
+	}
+	if h, _ := mem.History(""); len(h) != 1 {
+		t.Errorf("history has %d events after refused commands, want 1", len(h))
+	}
+	if st, _ := mem.State("shop/db"); st.Mode != model.ModeAudit {
+		t.Errorf("state after refused commands = %+v, want audit", st)
+	}
+}
+
+// TestPromoteAllReportsAlreadyThere: `promote --all` run twice records
+// nothing the second time and says which workloads were already there
+// (issue 11, item 8).
+func TestPromoteAllReportsAlreadyThere(t *testing.T) {
+	mem := store.NewMem()
+	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), &controllertest.Node{}, nil)
+	ts := httptest.NewServer(server.New(svc, server.Config{}, nil).Handler())
+	defer ts.Close()
+	for _, app := range []string{"db", "web"} {
+		doc := "apiVersion: nanoseg.io/v1alpha1\nkind: NanoSegment\nmetadata: {name: " + app + ", namespace: shop}\nspec:\n  selector: {matchLabels: {app: " + app + "}}\n"
+		if _, err := svc.ApplyPolicies(app+".yaml", []byte(doc), "alice"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := runAgainst(t, ts.URL, "promote", "shop/db", "--to", "audit", "--reason", "first"); err != nil {
+		t.Fatalf("promote shop/db: %v\n%s", err, out)
+	}
+	out, err := runAgainst(t, ts.URL, "promote", "--all", "--to", "audit", "--reason", "everyone")
+	if err != nil {
+		t.Fatalf("promote --all: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "promote shop/db: no change: already audit rev 1 (event 1") || !strings.Contains(out, "promote shop/web: observe rev 0 -> audit rev 1") {
+		t.Errorf("promote --all output:\n%s", out)
+	}
+	if !strings.Contains(out, "already there (nothing recorded): shop/db") {
+		t.Errorf("promote --all does not list the workloads already there:\n%s", out)
+	}
+	if h, _ := mem.History(""); len(h) != 2 {
+		t.Errorf("history has %d events, want 2 (shop/db once, shop/web once)", len(h))
+	}
+}
+
+// dropAfter wraps an API handler so that the nth POST /v1/promote loses
+// its answer: the connection is closed after the handler ran (commit) or
+// before (noCommit). After that, dead makes every request fail the same
+// way (the agent is gone).
+type dropAfter struct {
+	h              http.Handler
+	n              int
+	noCommit, dead bool
+
+	mu       sync.Mutex
+	promotes int
+	dropped  bool
+}
+
+func (d *dropAfter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	d.mu.Lock()
+	if r.Method == "POST" && r.URL.Path == "/v1/promote" {
+		d.promotes++
+	}
+	drop := d.promotes == d.n && !d.dropped && r.URL.Path == "/v1/promote"
+	gone := d.dropped && d.dead
+	d.dropped = d.dropped || drop
+	d.mu.Unlock()
+	if drop && !d.noCommit {
+		d.h.ServeHTTP(httptest.NewRecorder(), r) // committed; the answer is lost
+	}
+	if drop || gone {
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+		return
+	}
+	d.h.ServeHTTP(w, r)
+}
+
+// TestPromoteAllSaysWhatCommitted: when the connection to the agent drops
+// during `promote --all`, the CLI asks the agent's history (when it still
+// answers) whether that promotion committed, prints what was promoted,
+// what was already there, what failed and what was not attempted, and
+// exits non-zero (issue 11, item 6).
+func TestPromoteAllSaysWhatCommitted(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		noCommit, dead bool
+		want           []string
+		events         int
+	}{
+		{"committed, agent still answers", false, false, []string{
+			"promote shop/intruder: no answer from the agent (EOF); the agent's history has event 2: it committed",
+			"promoted: shop/intruder", "already there (nothing recorded): shop/db", "not attempted: shop/web"}, 2},
+		{"not committed, agent still answers", true, false, []string{
+			"promote shop/intruder: no answer from the agent (EOF); the agent's history has no such event: not recorded",
+			"already there (nothing recorded): shop/db", "failed: shop/intruder", "not attempted: shop/web"}, 1},
+		{"committed, agent gone", false, true, []string{
+			"promote shop/intruder: no answer from the agent (EOF), and its history cannot be read",
+			"already there (nothing recorded): shop/db", "unknown (check `nanoseg history`): shop/intruder", "not attempted: shop/web"}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mem := store.NewMem()
+			svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), &controllertest.Node{}, nil)
+			for _, app := range []string{"db", "intruder", "web"} {
+				doc := "apiVersion: nanoseg.io/v1alpha1\nkind: NanoSegment\nmetadata: {name: " + app + ", namespace: shop}\nspec:\n  selector: {matchLabels: {app: " + app + "}}\n"
+				if _, err := svc.ApplyPolicies(app+".yaml", []byte(doc), "alice"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// shop/db is in audit already: event 1.
+			if _, err := svc.Promote(context.Background(), controller.PromoteRequest{Workload: "shop/db", To: model.ModeAudit, Revision: 1, Reason: "start"}, "alice"); err != nil {
+				t.Fatal(err)
+			}
+			ts := httptest.NewServer(&dropAfter{h: server.New(svc, server.Config{}, nil).Handler(), n: 2, noCommit: tc.noCommit, dead: tc.dead})
+			defer ts.Close()
+			out, err := runAgainst(t, ts.URL, "promote", "--all", "--to", "audit", "--reason", "everyone")
+			if err == nil || !strings.Contains(err.Error(), "not promoted") {
+				t.Errorf("promote --all with a lost answer: %v, want an error saying how many were not promoted\n%s", err, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			if h, _ := mem.History(""); len(h) != tc.events {
+				t.Errorf("history has %d events, want %d", len(h), tc.events)
+			}
+			if st, _ := mem.State("shop/web"); st.Seq != 0 {
+				t.Errorf("shop/web was promoted after the agent stopped answering: %+v", st)
+			}
+		})
+	}
+}
+
+// TestPromoteOneSaysWhetherItCommitted: a single promotion whose answer is
+// lost is checked against the agent's history too.
+func TestPromoteOneSaysWhetherItCommitted(t *testing.T) {
+	mem := store.NewMem()
+	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), &controllertest.Node{}, nil)
+	doc := "apiVersion: nanoseg.io/v1alpha1\nkind: NanoSegment\nmetadata: {name: db, namespace: shop}\nspec:\n  selector: {matchLabels: {app: db}}\n"
+	if _, err := svc.ApplyPolicies("db.yaml", []byte(doc), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(&dropAfter{h: server.New(svc, server.Config{}, nil).Handler(), n: 1})
+	defer ts.Close()
+	out, err := runAgainst(t, ts.URL, "promote", "shop/db", "--to", "enforce", "--reason", "go")
+	if err == nil || !strings.Contains(err.Error(), "promote shop/db: no answer from the agent (EOF); the agent's history has event 1: it committed") {
+		t.Errorf("promote with a lost answer: %v\n%s", err, out)
+	}
+}
+
+// TestReadsWarnWhenFlushFails: `status` and `verdicts` answer from what
+// is stored when the agent cannot commit pending observations, and print
+// the agent's warning (issue 11, item 11).
+func TestReadsWarnWhenFlushFails(t *testing.T) {
+	mem := store.NewMem()
+	node := &controllertest.Node{FlushErr: errFake("write state.db: no space left on device")}
+	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), node, nil)
+	ts := httptest.NewServer(server.New(svc, server.Config{}, nil).Handler())
+	defer ts.Close()
+	if err := mem.AddVerdicts([]model.VerdictEvent{{At: time.Now(), Verdict: "deny", Source: "shop/intruder", SrcPort: 40000, Destination: "shop/db", Protocol: "tcp", Port: 5432}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"status"}, {"verdicts"}} {
+		out, err := runAgainst(t, ts.URL, args...)
+		if err != nil {
+			t.Errorf("%v with a failing flush: %v\n%s", args, err, out)
+			continue
+		}
+		if !strings.Contains(out, "warning: ") || !strings.Contains(out, "no space left on device") {
+			t.Errorf("%v does not print the agent's warning:\n%s", args, out)
+		}
+	}
+	if out, _ := runAgainst(t, ts.URL, "verdicts"); !strings.Contains(out, "shop/intruder") {
+		t.Errorf("verdicts lacks the stored deny:\n%s", out)
+	}
+}

@@ -3,12 +3,15 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"os"
 	"runtime/debug"
 
-	"github.com/nanoseg/nanoseg/client"
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
+
+	"github.com/nanoseg/nanoseg/client"
 )
 
 // Set at build time with -ldflags "-X main.version=... -X main.commit=...".
@@ -25,6 +28,8 @@ type app struct {
 	log        *slog.Logger
 	// bind maps configuration keys to flag names of the running command.
 	bind map[string]string
+	// stderr is the running command's error output (warnings).
+	stderr io.Writer
 }
 
 // exitCoder is an error that asks for a specific exit code.
@@ -65,6 +70,7 @@ and enforces them with nftables inside each container's network namespace.`,
 			}
 			a.cfg, a.configUsed = cfg, used
 			a.log = newLogger(cfg.Log)
+			a.stderr = cmd.ErrOrStderr()
 			return nil
 		},
 	}
@@ -142,5 +148,9 @@ func newClient(a *app) *client.Client {
 	if server == "" {
 		server = a.cfg.Agent.Socket
 	}
-	return client.New(server, a.cfg.Token)
+	stderr := a.stderr
+	if stderr == nil {
+		stderr = os.Stderr
+	}
+	return client.New(server, a.cfg.Token).OnWarning(func(msg string) { fmt.Fprintf(stderr, "warning: %s\n", msg) })
 }

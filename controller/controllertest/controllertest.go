@@ -33,6 +33,9 @@ type Node struct {
 	Counters map[string]map[string]evidence.Count
 	// SeenNames are the DNS names Names reports.
 	SeenNames map[netip.Addr]string
+	// FlushErr, when set, is what Flush returns (a store that cannot be
+	// written, such as a full disk).
+	FlushErr error
 	// Reach decides a probe's outcome (nil: every probe times out).
 	Reach func(src model.Endpoint, proto string, addr netip.AddrPort) bool
 }
@@ -98,12 +101,12 @@ func (n *Node) Read(netns string, rules bool) controller.EndpointSync {
 	return s
 }
 
-// Flush implements controller.Node: it counts calls.
+// Flush implements controller.Node: it counts calls and returns FlushErr.
 func (n *Node) Flush() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.flushes++
-	return nil
+	return n.FlushErr
 }
 
 // Flushes returns how often Flush was called.
