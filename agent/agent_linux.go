@@ -38,6 +38,7 @@ import (
 
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/inventory"
+	"github.com/nanoseg/nanoseg/inventory/host"
 	"github.com/nanoseg/nanoseg/node"
 	"github.com/nanoseg/nanoseg/server"
 	"github.com/nanoseg/nanoseg/store/bolt"
@@ -64,7 +65,7 @@ type Agent struct {
 // the agent's metrics (nil: a private registry). Errors: an invalid
 // configuration, no inventory, a bad token file, another agent on the
 // socket or the same endpoints, or a store that cannot be opened.
-func New(cfg Config, labs inventory.LabSource, log *slog.Logger, reg *prometheus.Registry) (*Agent, error) {
+func New(cfg Config, labs host.LabSource, log *slog.Logger, reg *prometheus.Registry) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -100,7 +101,7 @@ func New(cfg Config, labs inventory.LabSource, log *slog.Logger, reg *prometheus
 		sources = append(sources, labs)
 	}
 	if cfg.LabelsFile != "" {
-		sources = append(sources, inventory.LabelsFileSource{Path: cfg.LabelsFile})
+		sources = append(sources, host.LabelsFileSource{Path: cfg.LabelsFile})
 	}
 	inv := inventory.NewIndex(nil, nil, nil)
 	nd, err := node.New(node.Config{FlushInterval: cfg.FlushInterval, DriftInterval: cfg.DriftInterval}, inv, st, reg, log)
@@ -113,7 +114,7 @@ func New(cfg Config, labs inventory.LabSource, log *slog.Logger, reg *prometheus
 		EvidenceKeyFile: cfg.EvidenceKeyFile, Lab: cfg.Lab}, st, st, inv, nd, log)
 	srv := server.New(svc, server.Config{Socket: cfg.Socket, Listen: cfg.Listen, Token: token, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
 		TLSClientCA: cfg.TLSClientCA, MetricsAddr: cfg.MetricsAddr, Metrics: reg}, log)
-	return &Agent{cfg: cfg, log: log.With("component", "agent"), store: st, inv: inv, src: inventory.NetnsSource{Source: inventory.Merge(sources...)},
+	return &Agent{cfg: cfg, log: log.With("component", "agent"), store: st, inv: inv, src: host.NetnsSource{Source: inventory.Merge(sources...)},
 		node: nd, svc: svc, srv: srv, reg: reg, lock: lock}, nil
 }
 
@@ -225,7 +226,7 @@ func (a *Agent) refreshInventory(ctx context.Context) error {
 // lockInventory takes an exclusive lock that keeps a second agent from
 // managing the same endpoints: beside the lab's state for a lab, beside the
 // labels file otherwise. The lock goes with the process, also on kill -9.
-func lockInventory(cfg Config, labs inventory.LabSource) (*os.File, error) {
+func lockInventory(cfg Config, labs host.LabSource) (*os.File, error) {
 	path := cfg.LabelsFile + ".agent.lock"
 	if cfg.Lab != "" {
 		if _, err := os.Stat(labs.Dir()); err != nil {

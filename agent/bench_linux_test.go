@@ -34,7 +34,7 @@ import (
 	"github.com/nanoseg/nanoseg/dataplane"
 	"github.com/nanoseg/nanoseg/internal/nettest"
 	"github.com/nanoseg/nanoseg/internal/nsenter"
-	"github.com/nanoseg/nanoseg/inventory"
+	"github.com/nanoseg/nanoseg/inventory/host"
 	"github.com/nanoseg/nanoseg/model"
 )
 
@@ -211,7 +211,7 @@ func startBenchAgent(b *testing.B, dir, labels string) *Agent {
 	cfg.Socket = filepath.Join(dir, "agent.sock")
 	cfg.MetricsAddr = ""
 	cfg.LabelsFile = labels
-	a, err := New(cfg, inventory.LabSource{}, nil, nil)
+	a, err := New(cfg, host.LabSource{}, nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

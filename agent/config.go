@@ -33,7 +33,7 @@ type Config struct {
 	// Lab names a running lab whose endpoints the agent manages.
 	Lab string `mapstructure:"lab" yaml:"lab"`
 	// LabelsFile describes named network namespaces (see
-	// inventory.LabelsFile).
+	// host.LabelsFile).
 	LabelsFile string `mapstructure:"labelsFile" yaml:"labelsFile"`
 	// FlushInterval is how often observed edges and verdict events are
 	// committed to the store: a crash loses at most this much observation.

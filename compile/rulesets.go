@@ -1,7 +1,6 @@
 package compile
 
 import (
-	"fmt"
 	"net/netip"
 	"strings"
 
@@ -16,7 +15,7 @@ import (
 // in force segs (each with its promoted mode), and DNS-name peers resolved
 // through names (address → names).
 func Input(world *policies.MemWorld, segs []v1alpha1.NanoSegment, names map[netip.Addr][]string) (CompileInput, error) {
-	set, err := ActiveSet(segs)
+	set, err := policies.ActiveSet(segs)
 	if err != nil {
 		return CompileInput{}, err
 	}
@@ -44,14 +43,4 @@ func (c *Compiler) For(key string) dataplane.RuleSet {
 		return rs
 	}
 	return dataplane.RuleSet{Name: key, Mode: model.ModeObserve}
-}
-
-// ActiveSet compiles the nanosegments in force (each with its promoted
-// mode) into the policy set that evaluation, compile and diff use.
-func ActiveSet(segs []v1alpha1.NanoSegment) (policies.PolicySet, error) {
-	set, err := policies.NewPolicySet(nil, segs)
-	if err != nil {
-		return policies.PolicySet{}, fmt.Errorf("compile active policies: %w", err)
-	}
-	return set, nil
 }

@@ -17,7 +17,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nanoseg/nanoseg/compile"
 	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
@@ -226,7 +225,7 @@ func (s *Service) policyWorld() (*policies.MemWorld, policies.PolicySet, error) 
 
 // activeSet compiles active into the policy set that evaluation and diff use.
 func activeSet(active []ActivePolicy) (policies.PolicySet, error) {
-	return compile.ActiveSet(activeSegments(active))
+	return policies.ActiveSet(activeSegments(active))
 }
 
 // Endpoints returns the inventory's endpoints, sorted by netns.

@@ -5,15 +5,9 @@ import (
 	"sort"
 	"time"
 
-	"github.com/nanoseg/nanoseg/dataplane"
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 )
-
-// RuleOf returns a verdict-map element in bundle terms.
-func RuleOf(e dataplane.Element) Rule {
-	return Rule{Direction: e.Dir, Peer: e.Peer.String(), Protocol: e.Protocol, PortFrom: int(e.PortFrom), PortTo: int(e.PortTo), RuleID: e.RuleID}
-}
 
 // String renders r as "ingress 198.18.0.5/32 tcp 5432 rule ID".
 func (r Rule) String() string {
@@ -22,64 +16,6 @@ func (r Rule) String() string {
 		ports = fmt.Sprint(r.PortFrom)
 	}
 	return fmt.Sprintf("%s %s %s %s rule %s", r.Direction, r.Peer, r.Protocol, ports, r.RuleID)
-}
-
-// CompareRules returns the elements of desired the kernel lacks (missing)
-// and the kernel's elements that are not desired (extra). Both inputs are
-// element lists as dataplane.Elements and State.Elements give them.
-func CompareRules(desired, kernel []dataplane.Element) (missing, extra []Rule) {
-	have := map[dataplane.Element]int{}
-	for _, e := range kernel {
-		have[e]++
-	}
-	for _, e := range desired {
-		if have[e] > 0 {
-			have[e]--
-			continue
-		}
-		missing = append(missing, RuleOf(e))
-	}
-	want := map[dataplane.Element]int{}
-	for _, e := range desired {
-		want[e]++
-	}
-	for _, e := range kernel {
-		if want[e] > 0 {
-			want[e]--
-			continue
-		}
-		extra = append(extra, RuleOf(e))
-	}
-	return missing, extra
-}
-
-// Drift describes in words how a table read back from the kernel differs
-// from the desired rule set, given whether dataplane.State.Equal held. It
-// returns the words and the missing and extra entries; no words when equal.
-func Drift(present, equal bool, kernel dataplane.RuleSet, kernelElems []dataplane.Element, desired dataplane.RuleSet) (words []string, missing, extra []Rule) {
-	if equal {
-		return nil, nil, nil
-	}
-	if !present {
-		return []string{"the table inet " + dataplane.TableName + " is missing from the endpoint's netns"}, nil, nil
-	}
-	if kernel.Mode != desired.Mode {
-		words = append(words, fmt.Sprintf("mode is %s, want %s", kernel.Mode, desired.Mode))
-	}
-	if kernel.Name != desired.Name {
-		words = append(words, fmt.Sprintf("rule set name is %q, want %q", kernel.Name, desired.Name))
-	}
-	missing, extra = CompareRules(dataplane.Elements(desired), kernelElems)
-	for _, r := range missing {
-		words = append(words, "missing entry: "+r.String())
-	}
-	for _, r := range extra {
-		words = append(words, "unexpected entry: "+r.String())
-	}
-	if len(words) == 0 {
-		words = append(words, "the table's chains, rules, maps or counters differ from what nanoseg programs (altered outside nanoseg)")
-	}
-	return words, missing, extra
 }
 
 // Count is a rule's kernel counter: connection-opening packets and their

@@ -172,9 +172,11 @@ func (inv *Index) World(names map[netip.Addr][]string) (*policies.MemWorld, erro
 	return w, nil
 }
 
-// withNamespaceName adds the label the Kubernetes API server puts on every
-// namespace (kubernetes.io/metadata.name), as NetworkPolicy selectors expect.
-func withNamespaceName(name string, l map[string]string) map[string]string {
+// WithNamespaceName returns a copy of the namespace labels l with the label
+// the Kubernetes API server puts on every namespace
+// (kubernetes.io/metadata.name: name), as NetworkPolicy namespace selectors
+// expect; l itself is not modified.
+func WithNamespaceName(name string, l map[string]string) map[string]string {
 	out := map[string]string{"kubernetes.io/metadata.name": name}
 	for k, v := range l {
 		out[k] = v

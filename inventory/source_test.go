@@ -3,8 +3,6 @@ package inventory
 import (
 	"context"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -48,34 +46,5 @@ func TestMergeAndIndex(t *testing.T) {
 	added, removed = idx.Replace(moved, snap.Namespaces, nil)
 	if strings.Join(added, ",") != "web-0" || strings.Join(removed, ",") != "web-0" {
 		t.Errorf("re-created namespace: added %v removed %v, want web-0 in both", added, removed)
-	}
-}
-
-func TestReadLabelsFileReportsEveryProblem(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "labels.yaml")
-	doc := `endpoints:
-  - {netns: a/b, namespace: shop, workload: web}
-  - {netns: db-0, namespace: shop}
-  - {netns: web-0, namespace: shop, workload: web, addrs: [nope], ports: [{port: 0}]}
-`
-	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	_, _, err := ReadLabelsFile(path)
-	if err == nil {
-		t.Fatal("a bad labels file was accepted")
-	}
-	for _, want := range []string{"endpoints[0].netns", "endpoints[1]: namespace and workload are required", "endpoints[2].addrs[0]", "endpoints[2].ports[0].port"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error lacks %q:\n%v", want, err)
-		}
-	}
-	good := "namespaces: [{name: shop, labels: {team: t}}]\nendpoints:\n  - {netns: web-0, namespace: shop, workload: web, addrs: [198.18.0.1], ports: [{name: http, port: 80}]}\n"
-	if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	eps, nss, err := ReadLabelsFile(path)
-	if err != nil || len(eps) != 1 || eps[0].Ports[0].Protocol != "TCP" || nss["shop"]["kubernetes.io/metadata.name"] != "shop" {
-		t.Errorf("good labels file: %+v %+v %v", eps, nss, err)
 	}
 }

@@ -374,7 +374,7 @@ func (n *Node) Read(netns string, rules bool) controller.EndpointSync {
 	}
 	er := evidence.EndpointRules{Netns: e.Netns, Workload: e.Key(), DesiredMode: string(want.Mode)}
 	for _, el := range dataplane.Elements(want) {
-		er.Desired = append(er.Desired, evidence.RuleOf(el))
+		er.Desired = append(er.Desired, ruleOf(el))
 	}
 	if err != nil {
 		er.Error = err.Error()
@@ -384,10 +384,10 @@ func (n *Node) Read(netns string, rules bool) controller.EndpointSync {
 	}
 	er.Present, er.Mode, er.Name = ks.Present, string(ks.RuleSet.Mode), ks.RuleSet.Name
 	for _, el := range ks.Elements {
-		er.Programmed = append(er.Programmed, evidence.RuleOf(el))
+		er.Programmed = append(er.Programmed, ruleOf(el))
 	}
 	er.InSync = ks.Equal(want)
-	er.Drift, er.Missing, er.Extra = evidence.Drift(ks.Present, er.InSync, ks.RuleSet, ks.Elements, want)
+	er.Drift, er.Missing, er.Extra = drift(ks.Present, er.InSync, ks.RuleSet, ks.Elements, want)
 	out.Rules = &er
 	return out
 }

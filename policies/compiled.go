@@ -332,3 +332,13 @@ func (s PolicySet) InNamespace(ns string) []*Policy { return s.byNS[ns] }
 
 // Len returns the number of policies.
 func (s PolicySet) Len() int { return len(s.all) }
+
+// ActiveSet compiles the nanosegments in force (each with its promoted
+// mode) into the policy set that evaluation, compile and diff use.
+func ActiveSet(segs []v1alpha1.NanoSegment) (PolicySet, error) {
+	set, err := NewPolicySet(nil, segs)
+	if err != nil {
+		return PolicySet{}, fmt.Errorf("compile active policies: %w", err)
+	}
+	return set, nil
+}

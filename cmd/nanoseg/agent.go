@@ -18,7 +18,7 @@ import (
 	"github.com/nanoseg/nanoseg/agent"
 	"github.com/nanoseg/nanoseg/client"
 	"github.com/nanoseg/nanoseg/controller"
-	"github.com/nanoseg/nanoseg/inventory"
+	"github.com/nanoseg/nanoseg/inventory/host"
 	"github.com/nanoseg/nanoseg/model"
 )
 
@@ -37,7 +37,7 @@ programs each endpoint's nftables table, and serves the API on a unix socket
 				return fmt.Errorf("agent: needs root: it programs nftables and reads conntrack in other network namespaces")
 			}
 			a.log.Info("effective configuration", "agent", fmt.Sprintf("%+v", a.cfg.Agent))
-			ag, err := agent.New(a.cfg.Agent, inventory.LabSource{Config: a.cfg.Lab}, a.log, nil)
+			ag, err := agent.New(a.cfg.Agent, host.LabSource{Config: a.cfg.Lab}, a.log, nil)
 			if err != nil {
 				return fmt.Errorf("agent: %w", err)
 			}

@@ -1,4 +1,4 @@
-package inventory
+package host
 
 import (
 	"context"
@@ -8,8 +8,10 @@ import (
 	"os"
 	"strings"
 
-	"github.com/nanoseg/nanoseg/model"
 	"gopkg.in/yaml.v3"
+
+	"github.com/nanoseg/nanoseg/inventory"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // LabelsFileSource is the inventory of named network namespaces described
@@ -19,21 +21,21 @@ type LabelsFileSource struct {
 	Path string
 }
 
-// List implements Source: it re-reads the file each time.
-func (s LabelsFileSource) List(context.Context) (Snapshot, error) {
+// List implements inventory.Source: it re-reads the file each time.
+func (s LabelsFileSource) List(context.Context) (inventory.Snapshot, error) {
 	eps, nss, err := ReadLabelsFile(s.Path)
 	if err != nil {
-		return Snapshot{}, err
+		return inventory.Snapshot{}, err
 	}
 	for i := range eps {
 		if len(eps[i].Addrs) == 0 {
 			eps[i].Addrs, _ = NetnsAddrs(eps[i].Path)
 		}
 	}
-	return Snapshot{Endpoints: eps, Namespaces: nss}, nil
+	return inventory.Snapshot{Endpoints: eps, Namespaces: nss}, nil
 }
 
-// Watch implements Source: the file is re-read on each List (the caller's
+// Watch implements inventory.Source: the file is re-read on each List (the caller's
 // periodic refresh); new namespaces are seen by the netns watch
 // (NetnsSource). It waits for ctx and returns nil.
 func (LabelsFileSource) Watch(ctx context.Context, _ func()) error {
@@ -89,7 +91,7 @@ func ReadLabelsFile(path string) ([]model.Endpoint, map[string]map[string]string
 	var errs []error
 	nss := map[string]map[string]string{}
 	for _, n := range f.Namespaces {
-		nss[n.Name] = withNamespaceName(n.Name, n.Labels)
+		nss[n.Name] = inventory.WithNamespaceName(n.Name, n.Labels)
 	}
 	var eps []model.Endpoint
 	seen := map[string]bool{}
@@ -106,7 +108,7 @@ func ReadLabelsFile(path string) ([]model.Endpoint, map[string]map[string]string
 			errs = append(errs, fmt.Errorf("%s: namespace and workload are required", p))
 		}
 		if _, ok := nss[e.Namespace]; !ok && e.Namespace != "" {
-			nss[e.Namespace] = withNamespaceName(e.Namespace, nil)
+			nss[e.Namespace] = inventory.WithNamespaceName(e.Namespace, nil)
 		}
 		ep := model.Endpoint{Netns: e.Netns, Path: "/run/netns/" + e.Netns, Namespace: e.Namespace, Workload: e.Workload, Labels: e.Labels}
 		for j, a := range e.Addrs {

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package inventory
+package host
 
 import (
 	"errors"

@@ -1,4 +1,4 @@
-package inventory
+package host
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"path/filepath"
 
+	"github.com/nanoseg/nanoseg/inventory"
 	"github.com/nanoseg/nanoseg/lab"
 	"github.com/nanoseg/nanoseg/model"
 )
@@ -20,16 +21,16 @@ type LabSource struct {
 	Name   string // the lab's name
 }
 
-// List implements Source.
-func (s LabSource) List(context.Context) (Snapshot, error) {
+// List implements inventory.Source.
+func (s LabSource) List(context.Context) (inventory.Snapshot, error) {
 	eps, nss, ext, err := labInventory(s.Config, s.Name)
 	if err != nil {
-		return Snapshot{}, fmt.Errorf("read lab inventory: %w", err)
+		return inventory.Snapshot{}, fmt.Errorf("read lab inventory: %w", err)
 	}
-	return Snapshot{Endpoints: eps, Namespaces: nss, Externals: ext}, nil
+	return inventory.Snapshot{Endpoints: eps, Namespaces: nss, Externals: ext}, nil
 }
 
-// Watch implements Source: a lab's plan changes only through `nanoseg lab`
+// Watch implements inventory.Source: a lab's plan changes only through `nanoseg lab`
 // and the network namespaces it creates are seen by the netns watch
 // (NetnsSource), so it waits for ctx and returns nil.
 func (LabSource) Watch(ctx context.Context, _ func()) error {
@@ -56,7 +57,7 @@ func labInventory(c lab.Config, name string) ([]model.Endpoint, map[string]map[s
 	}
 	nss := map[string]map[string]string{}
 	for _, n := range p.Topology.Namespaces {
-		nss[n.Name] = withNamespaceName(n.Name, n.Labels)
+		nss[n.Name] = inventory.WithNamespaceName(n.Name, n.Labels)
 	}
 	ext := map[netip.Addr]string{}
 	var eps []model.Endpoint

@@ -1,6 +1,6 @@
 //go:build linux
 
-package inventory
+package host
 
 // Named network namespaces: which endpoints exist (their bind mount under
 // /run/netns), which addresses they hold, and an inotify watch on
@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nanoseg/nanoseg/internal/nsenter"
+	"github.com/nanoseg/nanoseg/inventory"
 	"github.com/nanoseg/nanoseg/model"
 )
 
@@ -29,11 +30,11 @@ import (
 // namespace appears or disappears under /run/netns (inotify, coalesced over
 // 50 ms).
 type NetnsSource struct {
-	Source
+	inventory.Source
 }
 
-// List implements Source.
-func (s NetnsSource) List(ctx context.Context) (Snapshot, error) {
+// List implements inventory.Source.
+func (s NetnsSource) List(ctx context.Context) (inventory.Snapshot, error) {
 	snap, err := s.Source.List(ctx)
 	if err != nil {
 		return snap, err
@@ -42,7 +43,7 @@ func (s NetnsSource) List(ctx context.Context) (Snapshot, error) {
 	return snap, nil
 }
 
-// Watch implements Source. Failing to watch /run/netns is an error; the
+// Watch implements inventory.Source. Failing to watch /run/netns is an error; the
 // wrapped source's own watch keeps running until ctx ends.
 func (s NetnsSource) Watch(ctx context.Context, notify func()) error {
 	inner := make(chan error, 1)
