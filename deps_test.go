@@ -11,26 +11,96 @@ import (
 
 const mod = "github.com/nanoseg/nanoseg/"
 
-// fence says which imports a folder must never reach, directly or not, and
-// why. DESIGN.md ("Layout and who may import whom") and STYLE.md ("Package
-// boundaries") are the source.
-var fence = []struct {
-	dir       string // package path below the module, and its subpackages
-	forbidden []string
+// fenceRow is one package's place in the layout.
+type fenceRow struct {
+	pkg       string     // package path below the module ("" is the module root)
+	allowed   []string   // module packages it may import directly (anything: all)
+	forbidden [][]string // imports it must never reach, directly or not
 	why       string
-}{
-	{"policies", []string{"k8s.io/client-go", "sigs.k8s.io/controller-runtime", "github.com/google/nftables", "github.com/vishvananda/netlink", "github.com/ti-mo/", "github.com/spf13/viper", mod + "dataplane", mod + "observer", mod + "controller", mod + "lab"},
+}
+
+// Groups of imports the fence names more than once.
+var (
+	// kernel is every library that programs or reads the kernel's
+	// networking (nftables, netlink, netns, conntrack, packet capture) or
+	// watches files with inotify, and nanoseg's own netns helpers.
+	kernel = []string{"github.com/google/nftables", "github.com/vishvananda/netlink", "github.com/vishvananda/netns",
+		"github.com/mdlayher/netlink", "github.com/ti-mo/", "github.com/gopacket/", "github.com/fsnotify/",
+		mod + "internal/nsenter"}
+	// cluster is the Kubernetes client side.
+	cluster = []string{"k8s.io/client-go", "sigs.k8s.io/controller-runtime"}
+	// storage is the embedded database of the standalone store.
+	storage = []string{"go.etcd.io/bbolt"}
+	// config is where configuration and signals come from: cmd/ only
+	// (checked against direct imports).
+	config = []string{"github.com/spf13/viper", "github.com/spf13/cobra", "os/signal"}
+	// thirdParty is every import outside the standard library and the module.
+	thirdParty = []string{thirdPartyMark}
+)
+
+// thirdPartyMark matches any import path outside the standard library and
+// this module.
+const thirdPartyMark = "<third party>"
+
+// anything in allowed lets a package import every module package.
+const anything = "*"
+
+// fence gives every package of the module the module packages it may
+// import directly (allowed) and what it must never reach (forbidden), with
+// the reason. DESIGN.md ("Layout and who may import whom") and STYLE.md
+// ("Package boundaries") are the source; docs/architecture.md names the
+// files. A package missing from the table fails the test, and so does a
+// row whose package no longer exists: the table is the map of the code.
+var fence = []fenceRow{
+	{"model", nil, [][]string{thirdParty},
+		"the vocabulary is a leaf: every package may import it, and it imports only the standard library"},
+	{"internal/verdictlog", []string{"model"}, [][]string{thirdParty},
+		"the verdict-log grammar is shared by its writer (dataplane) and its reader (observer) and depends on neither"},
+	{"internal/nsenter", nil, [][]string{cluster, storage},
+		"netns helpers are a leaf"},
+	{"internal/nettest", []string{"internal/nsenter"}, [][]string{cluster, storage},
+		"test-only netns helpers"},
+	{"policies/v1alpha1", []string{"model"}, [][]string{kernel, cluster, storage},
+		"API types: apimachinery and the vocabulary only"},
+	{"policies", []string{"model", "policies/v1alpha1"}, [][]string{kernel, cluster, storage},
 		"policies is pure: API types, validation, evaluation and inference are tested without root or a cluster"},
-	{"dataplane", []string{"k8s.io/client-go", "github.com/spf13/viper", mod + "policies", mod + "observer", mod + "controller"},
+	{"observer", []string{"model", "internal/verdictlog", "internal/nsenter"}, [][]string{cluster, storage, {mod + "dataplane", mod + "policies"}},
+		"the observer reads the verdict log through its grammar, never the dataplane's code"},
+	{"dataplane", []string{"model", "internal/verdictlog", "internal/nsenter"}, [][]string{cluster, storage, {mod + "policies", mod + "observer"}},
 		"the dataplane understands rule sets only; what policies mean is decided above it"},
-	{"observer", []string{"k8s.io/client-go", "github.com/spf13/viper", mod + "dataplane", mod + "controller"},
-		"the observer reads the verdict log by its documented prefix, never the dataplane's code"},
-	{"lab", []string{"k8s.io/client-go", "github.com/spf13/viper", mod + "controller", mod + "dataplane", mod + "observer", mod + "policies"},
+	{"compile", []string{"model", "internal/verdictlog", "policies", "policies/v1alpha1", "dataplane"}, [][]string{cluster, storage, {mod + "observer", mod + "store", mod + "lab"}},
+		"compile turns policies and endpoints into rule sets (the dataplane's type); it never programs them"},
+	{"inventory", []string{"model", "policies"}, [][]string{kernel, cluster, storage, {mod + "lab"}},
+		"the inventory seam and the address index are pure; sources live in subpackages"},
+	{"inventory/host", []string{"model", "inventory", "lab", "internal/nsenter"}, [][]string{cluster, storage, {mod + "dataplane", mod + "observer"}},
+		"the standalone sources of one host; the only production importer of lab"},
+	{"store", []string{"model", "policies/v1alpha1"}, [][]string{kernel, cluster, storage},
+		"the store seams and the in-memory store are pure"},
+	{"store/bolt", []string{"model", "store"}, [][]string{kernel, cluster},
+		"the bbolt store is the standalone implementation of the store seams"},
+	{"store/storetest", []string{"model", "policies/v1alpha1", "store"}, [][]string{kernel, cluster, storage},
+		"the store contract tests run against every implementation"},
+	{"graph", []string{"model"}, [][]string{kernel, cluster, storage, {mod + "dataplane", mod + "store", mod + "observer"}},
+		"graph exports are pure: no kernel and no store code"},
+	{"evidence", []string{"model", "policies"}, [][]string{kernel, cluster, storage, {mod + "dataplane", mod + "store", mod + "observer"}},
+		"evidence bundles are pure: no kernel and no store code"},
+	{"controller", []string{"model", "policies", "policies/v1alpha1", "store", "evidence"}, [][]string{kernel, cluster, storage, {mod + "dataplane", mod + "observer", mod + "lab", mod + "node", mod + "inventory/host", mod + "store/bolt"}},
+		"the controller service runs anywhere (standalone, or as a cluster Deployment) over the seams, and is unit-tested without root"},
+	{"controller/controllertest", []string{"model", "policies/v1alpha1", "controller", "evidence", "inventory"}, [][]string{kernel, cluster, storage},
+		"fakes of the controller's seams for tests without root"},
+	{"node", []string{"model", "internal/nsenter", "policies", "policies/v1alpha1", "observer", "dataplane", "compile", "inventory", "controller", "evidence", "store"}, [][]string{cluster, storage, {mod + "lab", mod + "server", mod + "agent"}},
+		"the node side programs and observes endpoints; it never stores or serves"},
+	{"server", []string{"model", "controller", "client", "store", "evidence", "graph", "policies"}, [][]string{kernel, cluster, storage},
+		"the HTTP API serves the controller service; it knows no kernel and no store implementation (the wire words live in client)"},
+	{"client", []string{"model", "controller", "evidence", "policies", "policies/v1alpha1"}, [][]string{kernel, cluster, storage},
+		"the Go client speaks the API; the CLI and the e2e tests share it"},
+	{"agent", []string{"model", "store", "store/bolt", "inventory", "inventory/host", "controller", "node", "server"}, [][]string{cluster},
+		"the standalone agent composes the parts in one process"},
+	{"lab", []string{"internal/nsenter"}, [][]string{cluster, storage, {mod + "controller", mod + "dataplane", mod + "observer", mod + "policies", mod + "node", mod + "agent", mod + "inventory"}},
 		"the lab is the world under test; it must not depend on what it tests"},
-	{"controller", []string{"github.com/spf13/viper", mod + "node", mod + "agent", mod + "server", mod + "store/bolt", "go.etcd.io/bbolt"},
-		"the controller service runs over the seams (store, inventory, Node interfaces), never over their standalone implementations; only cmd/ reads configuration sources"},
-	{"compile", []string{"github.com/spf13/viper", mod + "observer", mod + "lab", mod + "controller", mod + "store"},
-		"compile is pure: policies and the inventory in, rule sets out"},
+	{"cmd/nanoseg", []string{anything}, [][]string{cluster}, "the binary wires everything"},
+	{"e2e", []string{anything}, [][]string{cluster}, "end-to-end tests use exported APIs and the built binary"},
+	{"", nil, nil, "the module root holds only this fence"},
 }
 
 type pkg struct {
@@ -59,70 +129,67 @@ func listPackages(t *testing.T) []pkg {
 	return pkgs
 }
 
-// TestImportFences fails when a package reaches an import its folder must
-// not have, and when a package outside cmd/ imports viper or os/signal
-// directly.
+// matches reports whether import path dep is bad or below it; a bad
+// ending in "/" matches every path with that prefix.
+func matches(dep, bad string) bool {
+	if bad == thirdPartyMark {
+		return strings.Contains(strings.Split(dep, "/")[0], ".") && !strings.HasPrefix(dep, mod)
+	}
+	if strings.HasSuffix(bad, "/") {
+		return strings.HasPrefix(dep, bad)
+	}
+	return dep == bad || strings.HasPrefix(dep, bad+"/")
+}
+
+// TestImportFences fails when a package imports a module package its row
+// does not allow, reaches (directly or not) an import its row forbids, is
+// missing from the table, or when a row names a package that no longer
+// exists.
 func TestImportFences(t *testing.T) {
 	pkgs := listPackages(t)
 	if len(pkgs) < 5 {
 		t.Fatalf("go list found %d packages; the fence would check nothing", len(pkgs))
 	}
+	found := map[string]bool{}
 	for _, p := range pkgs {
-		rel := strings.TrimPrefix(p.ImportPath, mod)
-		for _, f := range fence {
-			if rel != f.dir && !strings.HasPrefix(rel, f.dir+"/") {
+		rel := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, strings.TrimSuffix(mod, "/")), "/")
+		found[rel] = true
+		i := slices.IndexFunc(fence, func(f fenceRow) bool { return f.pkg == rel })
+		if i < 0 {
+			t.Errorf("%s is not in the fence table of deps_test.go: add a row saying what it may import and why", p.ImportPath)
+			continue
+		}
+		f := fence[i]
+		for _, imp := range p.Imports {
+			if !strings.HasPrefix(imp, mod) || slices.Contains(f.allowed, anything) {
 				continue
 			}
-			for _, d := range p.Deps {
-				for _, bad := range f.forbidden {
-					if d == bad || strings.HasPrefix(d, strings.TrimSuffix(bad, "/")+"/") || (strings.HasSuffix(bad, "/") && strings.HasPrefix(d, bad)) {
-						t.Errorf("%s imports %s: %s", p.ImportPath, d, f.why)
+			if !slices.Contains(f.allowed, strings.TrimPrefix(imp, mod)) {
+				t.Errorf("%s imports %s, which its row does not allow: %s", p.ImportPath, imp, f.why)
+			}
+		}
+		if rel != "cmd/nanoseg" {
+			for _, imp := range p.Imports {
+				for _, bad := range config {
+					if matches(imp, bad) {
+						t.Errorf("%s imports %s: only cmd/ reads configuration sources and handles signals", p.ImportPath, imp)
 					}
 				}
 			}
 		}
-		if strings.HasPrefix(rel, "cmd/") {
-			continue
-		}
-		for _, imp := range p.Imports {
-			if imp == "os/signal" || imp == "github.com/spf13/viper" {
-				t.Errorf("%s imports %s: only cmd/ handles signals and configuration sources", p.ImportPath, imp)
+		for _, d := range append(slices.Clone(p.Imports), p.Deps...) {
+			for _, group := range f.forbidden {
+				for _, bad := range group {
+					if matches(d, bad) {
+						t.Errorf("%s reaches %s: %s", p.ImportPath, d, f.why)
+					}
+				}
 			}
 		}
 	}
-}
-
-// leaves are the packages that may import only the standard library and
-// the module packages listed: model is the vocabulary every package may
-// import, internal/verdictlog the verdict-log grammar shared by dataplane
-// and observer. DESIGN.md ("Layout and who may import whom") is the source.
-var leaves = map[string][]string{
-	"model":               nil,
-	"internal/verdictlog": {mod + "model"},
-}
-
-// TestVocabularyIsALeaf fails when a leaf package reaches anything but the
-// standard library and the packages its entry in leaves allows, and when a
-// leaf no longer exists.
-func TestVocabularyIsALeaf(t *testing.T) {
-	seen := map[string]bool{}
-	for _, p := range listPackages(t) {
-		rel := strings.TrimPrefix(p.ImportPath, mod)
-		ok, listed := leaves[rel]
-		if !listed {
-			continue
-		}
-		seen[rel] = true
-		for _, d := range p.Deps {
-			std := !strings.Contains(strings.Split(d, "/")[0], ".")
-			if !std && !slices.Contains(ok, d) {
-				t.Errorf("%s imports %s: it may import only the standard library and %v", p.ImportPath, d, ok)
-			}
-		}
-	}
-	for rel := range leaves {
-		if !seen[rel] {
-			t.Errorf("package %s no longer exists: update this fence", rel)
+	for _, f := range fence {
+		if !found[f.pkg] {
+			t.Errorf("the fence names %q, which no longer exists: remove or rename its row", f.pkg)
 		}
 	}
 }
