@@ -340,8 +340,7 @@ func benchEdges(n int) []model.Edge {
 	}
 	for i := range n {
 		j := i / 2
-		e := model.Edge{Source: peer(j), Protocol: model.ProtocolTCP, FirstSeen: now, LastSeen: now, Flows: 3,
-			PacketsOut: 18, BytesOut: 1200, PacketsIn: 12, BytesIn: 4000, Verdicts: model.VerdictCounts{Observed: 3}}
+		e := model.Edge{Source: peer(j), Protocol: model.ProtocolTCP, Traffic: model.Traffic{FirstSeen: now, LastSeen: now, Flows: 3, PacketsOut: 18, BytesOut: 1200, PacketsIn: 12, BytesIn: 4000, Verdicts: model.VerdictCounts{Observed: 3}}}
 		if i%2 == 0 {
 			e.Destination = peer(j / 10)
 			e.Port = uint16(1000 + j/100)

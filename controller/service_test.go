@@ -74,11 +74,7 @@ func (f fixture) state(t *testing.T, w string) store.WorkloadState {
 
 func edge(src, dst string, port uint16, v model.VerdictCounts) model.Edge {
 	t0 := time.Now().Add(-time.Minute)
-	return model.Edge{
-		Source:      model.Peer{Namespace: "shop", Workload: src, Labels: map[string]string{"app": src}},
-		Destination: model.Peer{Namespace: "shop", Workload: dst, Labels: map[string]string{"app": dst}},
-		Protocol:    model.ProtocolTCP, Port: port, FirstSeen: t0, LastSeen: t0, Flows: 1, Verdicts: v,
-	}
+	return model.Edge{Source: model.Peer{Namespace: "shop", Workload: src, Labels: map[string]string{"app": src}}, Destination: model.Peer{Namespace: "shop", Workload: dst, Labels: map[string]string{"app": dst}}, Protocol: model.ProtocolTCP, Port: port, Traffic: model.Traffic{FirstSeen: t0, LastSeen: t0, Flows: 1, Verdicts: v}}
 }
 
 // recent returns an edge last seen 10 s ago with the given lifetime

@@ -26,11 +26,7 @@ func syntheticEdges(n int) []model.Edge {
 			src--
 		}
 		dst := (src*7 + i*13 + 1) % workloads
-		es = append(es, model.Edge{
-			Source: peer(src), Destination: peer(dst), Protocol: model.ProtocolTCP, Port: uint16(8000 + i%50),
-			FirstSeen: t0, LastSeen: t0.Add(time.Duration(i) * time.Second), Flows: uint64(i + 1),
-			Verdicts: model.VerdictCounts{Observed: uint64(i + 1)},
-		})
+		es = append(es, model.Edge{Source: peer(src), Destination: peer(dst), Protocol: model.ProtocolTCP, Port: uint16(8000 + i%50), Traffic: model.Traffic{FirstSeen: t0, LastSeen: t0.Add(time.Duration(i) * time.Second), Flows: uint64(i + 1), Verdicts: model.VerdictCounts{Observed: uint64(i + 1)}}})
 	}
 	return es
 }

@@ -19,9 +19,9 @@ func hostileEdges() []model.Edge {
 	mermaid := model.Peer{Namespace: "m", Workload: "a]) --> evil[(\"x\") %% click n0 call alert() `md` #quot; |x|"}
 	ext := model.Peer{External: true, Name: "</svg><script>alert(2)</script>\r\n\x00\x1b"}
 	return []model.Edge{
-		{Source: evil, Destination: quote, Protocol: "TCP", Port: 1, Flows: 1},
-		{Source: quote, Destination: ext, Protocol: model.ProtocolUDP, Port: 2, Flows: 2, Verdicts: model.VerdictCounts{Denied: 2}},
-		{Source: mermaid, Destination: evil, Protocol: model.ProtocolTCP, Port: 3, Flows: 3, Verdicts: model.VerdictCounts{AuditDenied: 1}},
+		{Source: evil, Destination: quote, Protocol: "TCP", Port: 1, Traffic: model.Traffic{Flows: 1}},
+		{Source: quote, Destination: ext, Protocol: model.ProtocolUDP, Port: 2, Traffic: model.Traffic{Flows: 2, Verdicts: model.VerdictCounts{Denied: 2}}},
+		{Source: mermaid, Destination: evil, Protocol: model.ProtocolTCP, Port: 3, Traffic: model.Traffic{Flows: 3, Verdicts: model.VerdictCounts{AuditDenied: 1}}},
 	}
 }
 

@@ -32,12 +32,7 @@ func shopEdges() []model.Edge {
 		unnamed    = model.Peer{External: true, Addr: netip.MustParseAddr("198.19.0.99")}
 	)
 	edge := func(src, dst model.Peer, proto model.Protocol, port uint16, start, end time.Duration, flows uint64) model.Edge {
-		return model.Edge{
-			Source: src, Destination: dst, Protocol: proto, Port: port,
-			FirstSeen: t0.Add(start), LastSeen: t0.Add(end),
-			Flows: flows, PacketsOut: flows * 6, BytesOut: flows * 420, PacketsIn: flows * 5, BytesIn: flows * 1300,
-			Verdicts: model.VerdictCounts{Observed: flows},
-		}
+		return model.Edge{Source: src, Destination: dst, Protocol: proto, Port: port, Traffic: model.Traffic{FirstSeen: t0.Add(start), LastSeen: t0.Add(end), Flows: flows, PacketsOut: flows * 6, BytesOut: flows * 420, PacketsIn: flows * 5, BytesIn: flows * 1300, Verdicts: model.VerdictCounts{Observed: flows}}}
 	}
 	es := []model.Edge{
 		edge(frontend, api, model.ProtocolTCP, 8080, 2*time.Second, 5*time.Minute, 300),

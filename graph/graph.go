@@ -117,19 +117,10 @@ type Link struct {
 	Protocol model.Protocol `json:"protocol"`
 	// Port is the destination port, 0 for protocols without ports.
 	Port uint16 `json:"port,omitempty"`
-	// Label is "TCP/5432 · 120 flows" (see Edge.Text).
+	// Label is "TCP/5432 · 120 flows" (see Link.Text).
 	Label string `json:"label"`
-	// FirstSeen and LastSeen bound the observed flows.
-	FirstSeen time.Time `json:"firstSeen,omitzero"`
-	LastSeen  time.Time `json:"lastSeen,omitzero"`
-	// Flows counts connections; packets and bytes are "Out" from source to
-	// destination and "In" back, in packets and bytes.
-	Flows      uint64              `json:"flows"`
-	PacketsOut uint64              `json:"packetsOut,omitempty"`
-	BytesOut   uint64              `json:"bytesOut,omitempty"`
-	PacketsIn  uint64              `json:"packetsIn,omitempty"`
-	BytesIn    uint64              `json:"bytesIn,omitempty"`
-	Verdicts   model.VerdictCounts `json:"verdicts"`
+	// Traffic is the merged edges' counters, inline in JSON.
+	model.Traffic
 }
 
 // Service is the protocol and port: "TCP/5432", or "ICMP" for protocols
@@ -391,7 +382,7 @@ func Build(edges []model.Edge, f Filter) *Graph {
 			merged[k] = e
 			ends[k] = [2]peerKey{sk, dk}
 		}
-		e.Add(oe)
+		e.Add(oe.Traffic)
 	}
 
 	keys := slices.SortedFunc(maps.Keys(nodes), compareKeys)
@@ -412,9 +403,7 @@ func Build(edges []model.Edge, f Filter) *Graph {
 	}
 	slices.SortFunc(g.Nodes, func(a, b Node) int { return cmp.Compare(a.ID, b.ID) })
 	for k, m := range merged {
-		e := Link{Source: ids[ends[k][0]], Destination: ids[ends[k][1]], Protocol: m.Protocol, Port: m.Port,
-			FirstSeen: m.FirstSeen, LastSeen: m.LastSeen, Flows: m.Flows, PacketsOut: m.PacketsOut, BytesOut: m.BytesOut,
-			PacketsIn: m.PacketsIn, BytesIn: m.BytesIn, Verdicts: m.Verdicts}
+		e := Link{Source: ids[ends[k][0]], Destination: ids[ends[k][1]], Protocol: m.Protocol, Port: m.Port, Traffic: m.Traffic}
 		e.Label = e.Text()
 		g.Edges = append(g.Edges, e)
 	}

@@ -339,7 +339,7 @@ func TestEmptyGraph(t *testing.T) {
 func TestCycleAndSelfLoop(t *testing.T) {
 	a, b, c := wl("x", "a", nil), wl("x", "b", nil), wl("x", "c", nil)
 	e := func(s, d model.Peer) model.Edge {
-		return model.Edge{Source: s, Destination: d, Protocol: model.ProtocolTCP, Port: 80, Flows: 1}
+		return model.Edge{Source: s, Destination: d, Protocol: model.ProtocolTCP, Port: 80, Traffic: model.Traffic{Flows: 1}}
 	}
 	g := Build([]model.Edge{e(a, b), e(b, c), e(c, a), e(a, a), e(b, a)}, Filter{})
 	out := string(render(t, FormatHTML, g))

@@ -19,8 +19,7 @@ func mixedEdges() []model.Edge {
 	api, db := wl("shop", "api", nil), wl("shop", "db", nil)
 	frontend, intruder, cache := wl("shop", "frontend", nil), wl("shop", "intruder", nil), wl("shop", "cache", nil)
 	e := func(src, dst model.Peer, port uint16, flows uint64, vc model.VerdictCounts) model.Edge {
-		return model.Edge{Source: src, Destination: dst, Protocol: model.ProtocolTCP, Port: port, Flows: flows, Verdicts: vc,
-			FirstSeen: t0, LastSeen: t0.Add(10 * time.Minute), PacketsOut: flows * 6, BytesOut: flows * 420}
+		return model.Edge{Source: src, Destination: dst, Protocol: model.ProtocolTCP, Port: port, Traffic: model.Traffic{Flows: flows, Verdicts: vc, FirstSeen: t0, LastSeen: t0.Add(10 * time.Minute), PacketsOut: flows * 6, BytesOut: flows * 420}}
 	}
 	return []model.Edge{
 		e(api, db, 5432, 616, model.VerdictCounts{Observed: 614, Denied: 2}),

@@ -71,37 +71,48 @@ func (c *VerdictCounts) Add(o VerdictCounts) {
 // ("Out" from source to destination, "In" back) come from conntrack
 // accounting when connections end, so they lag flows that are still open.
 type Edge struct {
-	Source      Peer          `json:"source"`
-	Destination Peer          `json:"destination"`
-	Protocol    Protocol      `json:"protocol"`
-	Port        uint16        `json:"port,omitempty"`
-	FirstSeen   time.Time     `json:"firstSeen"`
-	LastSeen    time.Time     `json:"lastSeen"`
-	Flows       uint64        `json:"flows"`
-	PacketsOut  uint64        `json:"packetsOut,omitempty"`
-	BytesOut    uint64        `json:"bytesOut,omitempty"`
-	PacketsIn   uint64        `json:"packetsIn,omitempty"`
-	BytesIn     uint64        `json:"bytesIn,omitempty"`
-	Verdicts    VerdictCounts `json:"verdicts"`
+	Source      Peer     `json:"source"`
+	Destination Peer     `json:"destination"`
+	Protocol    Protocol `json:"protocol"`
+	Port        uint16   `json:"port,omitempty"`
+	Traffic
 }
 
-// Add folds o's counters into e: flows, packets, bytes and verdict counts
+// Traffic is what an edge (or a drawing of one) counts: when its flows
+// were seen, how many, their packets and bytes, and their verdicts. Its
+// JSON fields appear inline in an Edge's.
+type Traffic struct {
+	// FirstSeen and LastSeen bound the flows.
+	FirstSeen time.Time `json:"firstSeen"`
+	LastSeen  time.Time `json:"lastSeen"`
+	// Flows counts connections (each once).
+	Flows uint64 `json:"flows"`
+	// PacketsOut/BytesOut go from source to destination, PacketsIn/BytesIn
+	// back.
+	PacketsOut uint64        `json:"packetsOut,omitempty"`
+	BytesOut   uint64        `json:"bytesOut,omitempty"`
+	PacketsIn  uint64        `json:"packetsIn,omitempty"`
+	BytesIn    uint64        `json:"bytesIn,omitempty"`
+	Verdicts   VerdictCounts `json:"verdicts"`
+}
+
+// Add folds o's counters into t: flows, packets, bytes and verdict counts
 // are summed, FirstSeen keeps the earliest non-zero time and LastSeen the
-// latest. e's peers, protocol and port stay as they are.
-func (e *Edge) Add(o Edge) {
-	if !o.FirstSeen.IsZero() && (e.FirstSeen.IsZero() || o.FirstSeen.Before(e.FirstSeen)) {
-		e.FirstSeen = o.FirstSeen
+// latest.
+func (t *Traffic) Add(o Traffic) {
+	if !o.FirstSeen.IsZero() && (t.FirstSeen.IsZero() || o.FirstSeen.Before(t.FirstSeen)) {
+		t.FirstSeen = o.FirstSeen
 	}
-	if o.LastSeen.After(e.LastSeen) {
-		e.LastSeen = o.LastSeen
+	if o.LastSeen.After(t.LastSeen) {
+		t.LastSeen = o.LastSeen
 	}
-	e.Flows += o.Flows
-	e.PacketsOut += o.PacketsOut
-	e.BytesOut += o.BytesOut
-	e.PacketsIn += o.PacketsIn
-	e.BytesIn += o.BytesIn
-	e.Verdicts.Add(o.Verdicts)
+	t.Flows += o.Flows
+	t.PacketsOut += o.PacketsOut
+	t.BytesOut += o.BytesOut
+	t.PacketsIn += o.PacketsIn
+	t.BytesIn += o.BytesIn
+	t.Verdicts.Add(o.Verdicts)
 }
 
 // Bytes returns the bytes of both directions.
-func (e *Edge) Bytes() uint64 { return e.BytesOut + e.BytesIn }
+func (t *Traffic) Bytes() uint64 { return t.BytesOut + t.BytesIn }

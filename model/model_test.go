@@ -120,9 +120,9 @@ func TestIdentity(t *testing.T) {
 	}
 }
 
-func TestEdgeAdd(t *testing.T) {
-	e := Edge{Flows: 1, Verdicts: VerdictCounts{Observed: 1}}
-	e.Add(Edge{Flows: 2, BytesIn: 5, Verdicts: VerdictCounts{Denied: 2}})
+func TestTrafficAdd(t *testing.T) {
+	e := Edge{Traffic: Traffic{Flows: 1, Verdicts: VerdictCounts{Observed: 1}}}
+	e.Add(Traffic{Flows: 2, BytesIn: 5, Verdicts: VerdictCounts{Denied: 2}})
 	if e.Flows != 3 || e.Bytes() != 5 || e.Verdicts.Of(VerdictDeny) != 2 || e.Verdicts.Of(VerdictObserved) != 1 {
 		t.Errorf("add: %+v", e)
 	}

@@ -113,7 +113,7 @@ func (a *Aggregator) Add(f model.Flow) {
 	defer a.mu.Unlock()
 	e := a.edges[k]
 	if e == nil {
-		e = &model.Edge{Source: src, Destination: dst, Protocol: f.Protocol, Port: port, FirstSeen: t, LastSeen: t}
+		e = &model.Edge{Source: src, Destination: dst, Protocol: f.Protocol, Port: port, Traffic: model.Traffic{FirstSeen: t, LastSeen: t}}
 		a.edges[k] = e
 	}
 	if t.Before(e.FirstSeen) {

@@ -69,7 +69,7 @@ func benchEdges(n int) []model.Edge {
 	edges := make([]model.Edge, n)
 	for i := range edges {
 		src := model.Peer{Namespace: fmt.Sprintf("ns%d", i%10), Workload: fmt.Sprintf("a%d", i%100), Labels: map[string]string{"app": fmt.Sprintf("a%d", i%100), "tier": fmt.Sprintf("t%d", i%3), "pod-template-hash": fmt.Sprintf("h%d", i%7)}}
-		e := model.Edge{Source: src, Protocol: model.ProtocolTCP, Port: uint16(1000 + i%50), FirstSeen: t0.Add(time.Duration(i) * time.Second), LastSeen: t0.Add(time.Duration(i+60) * time.Second), Flows: 3, BytesOut: 1000}
+		e := model.Edge{Source: src, Protocol: model.ProtocolTCP, Port: uint16(1000 + i%50), Traffic: model.Traffic{FirstSeen: t0.Add(time.Duration(i) * time.Second), LastSeen: t0.Add(time.Duration(i+60) * time.Second), Flows: 3, BytesOut: 1000}}
 		if i%5 == 0 {
 			e.Destination = model.Peer{External: true, Addr: netip.AddrFrom4([4]byte{198, 19, byte(i >> 8), byte(i)})}
 		} else {

@@ -101,7 +101,7 @@ func EdgeKey(e model.Edge) []byte {
 // name for a destination a had none for.
 func MergeEdge(a, b model.Edge) model.Edge {
 	out := a
-	out.Add(b)
+	out.Add(b.Traffic)
 	if out.Destination.Name == "" && b.Destination.Name != "" {
 		out.Destination.Name = b.Destination.Name
 	}

@@ -22,8 +22,7 @@ func TestStoreMergesIntoLegacyEdges(t *testing.T) {
 		t.Fatal(err)
 	}
 	t0 := time.Date(2026, 11, 30, 6, 1, 0, 0, time.UTC)
-	e := model.Edge{Source: model.Peer{Namespace: "shop", Workload: "api"}, Destination: model.Peer{Namespace: "shop", Workload: "db"},
-		Protocol: model.ProtocolTCP, Port: 5432, FirstSeen: t0, LastSeen: t0, Flows: 3, Verdicts: model.VerdictCounts{Observed: 3}}
+	e := model.Edge{Source: model.Peer{Namespace: "shop", Workload: "api"}, Destination: model.Peer{Namespace: "shop", Workload: "db"}, Protocol: model.ProtocolTCP, Port: 5432, Traffic: model.Traffic{FirstSeen: t0, LastSeen: t0, Flows: 3, Verdicts: model.VerdictCounts{Observed: 3}}}
 	if err := s.MergeEdges([]model.Edge{e}); err != nil {
 		t.Fatal(err)
 	}

@@ -28,12 +28,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, reopen func(t *testi
 
 func mergesEdges(t *testing.T, s store.Store, reopen func(*testing.T, store.Store) store.Store) {
 	t0 := time.Date(2026, 11, 30, 6, 0, 0, 0, time.UTC)
-	e := model.Edge{
-		Source:      model.Peer{Namespace: "shop", Workload: "api"},
-		Destination: model.Peer{Namespace: "shop", Workload: "db"},
-		Protocol:    model.ProtocolTCP, Port: 5432, FirstSeen: t0, LastSeen: t0.Add(time.Second), Flows: 2, BytesOut: 100,
-		Verdicts: model.VerdictCounts{Observed: 2},
-	}
+	e := model.Edge{Source: model.Peer{Namespace: "shop", Workload: "api"}, Destination: model.Peer{Namespace: "shop", Workload: "db"}, Protocol: model.ProtocolTCP, Port: 5432, Traffic: model.Traffic{FirstSeen: t0, LastSeen: t0.Add(time.Second), Flows: 2, BytesOut: 100, Verdicts: model.VerdictCounts{Observed: 2}}}
 	later := e
 	later.FirstSeen, later.LastSeen, later.Flows, later.BytesOut = t0.Add(time.Minute), t0.Add(2*time.Minute), 3, 50
 	later.Verdicts = model.VerdictCounts{Denied: 1}
