@@ -103,7 +103,8 @@ func New(cfg Config, labs inventory.LabSource, log *slog.Logger, reg *prometheus
 		sources = append(sources, inventory.LabelsFileSource{Path: cfg.LabelsFile})
 	}
 	inv := inventory.NewIndex(nil, nil, nil)
-	nd, err := node.New(node.Config{FlushInterval: cfg.FlushInterval, DriftInterval: cfg.DriftInterval}, inv, st, reg, log)
+	nd, err := node.New(node.Config{FlushInterval: cfg.FlushInterval, DriftInterval: cfg.DriftInterval,
+		Owner: fmt.Sprintf("socket %s, state file %s", cfg.Socket, cfg.StateFile)}, inv, st, reg, log)
 	if err != nil {
 		st.Close()
 		lock.Close()
@@ -145,7 +146,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.lock.Close()
 	}()
 	defer a.store.Close()
+	defer a.node.Close()
 	if err := a.refreshInventory(ctx); err != nil {
+		return err
+	}
+	if err := a.allRefused(); err != nil {
 		return err
 	}
 	// First pass before anything else: adopt and converge.
@@ -220,6 +225,23 @@ func (a *Agent) refreshInventory(ctx context.Context) error {
 	}
 	a.node.SetInventory(ctx, snap)
 	return nil
+}
+
+// allRefused returns an error naming the owners when the inventory has
+// endpoints and another agent manages every one of them: this agent would
+// have nothing to do. Some refused endpoints only are logged by the node
+// and shown by status.
+func (a *Agent) allRefused() error {
+	refused := a.node.Refused()
+	eps := a.inv.Endpoints()
+	if len(eps) == 0 || len(refused) < len(eps) {
+		return nil
+	}
+	var errs []error
+	for _, e := range eps {
+		errs = append(errs, refused[e.Netns])
+	}
+	return fmt.Errorf("agent: no endpoint to manage: one owner per network namespace:\n%w", errors.Join(errs...))
 }
 
 // lockInventory takes an exclusive lock that keeps a second agent from

@@ -404,6 +404,29 @@ func TestStatus(t *testing.T) {
 	}
 }
 
+// TestStatusNamesUnmanagedEndpoints: an endpoint the node has never
+// programmed because another agent owns its netns (issue 11, item 3)
+// shows the node's reason in status, not a silent "not in sync".
+func TestStatusNamesUnmanagedEndpoints(t *testing.T) {
+	f := newFixture(t)
+	refusal := "netns db-0: managed by another nanoseg agent: pid 42, socket /run/nanoseg/agent.sock"
+	f.node.Errs = map[string]error{"db-0": errors.New(refusal)}
+	sts, err := f.svc.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range sts {
+		if s.Workload != "shop/db" {
+			continue
+		}
+		if len(s.Endpoints) != 1 || s.Endpoints[0].Error != refusal || s.Endpoints[0].InSync {
+			t.Errorf("shop/db endpoints = %+v, want the refusal as the error", s.Endpoints)
+		}
+		return
+	}
+	t.Fatalf("no shop/db in status %+v", sts)
+}
+
 func TestExplain(t *testing.T) {
 	f := newFixture(t)
 	f.apply(t, "5432")

@@ -77,7 +77,7 @@ func (s *Service) Status() ([]WorkloadStatus, error) {
 		for _, e := range s.inv.Workload(w) {
 			es := EndpointState{Netns: e.Netns}
 			sync := s.node.Read(e.Netns, false)
-			if sync.Known && sync.Err != nil {
+			if sync.Err != nil {
 				es.Error = sync.Err.Error()
 			}
 			if sync.ReadErr != nil {

@@ -89,6 +89,13 @@ func newStatusCmd(a *app) *cobra.Command {
 			}
 			tw.Flush()
 			for _, s := range st {
+				for _, e := range s.Endpoints {
+					if e.Error != "" {
+						fmt.Fprintf(w, "\n%s: endpoint %s: %s\n", s.Workload, e.Netns, e.Error)
+					}
+				}
+			}
+			for _, s := range st {
 				if len(s.Breaks) == 0 {
 					continue
 				}
