@@ -157,6 +157,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.svc.Enforce(ctx); err != nil {
 		a.log.Error("enforce policies", "err", err)
 	}
+	// Every loop stops when ctx ends or the API fails (its error is the
+	// cause). Made before the loops start: they read ctx.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	var wg sync.WaitGroup
 	run := func(name string, f func(context.Context)) {
 		wg.Add(1)
@@ -196,7 +200,6 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.log.Warn("watch inventory; relying on the periodic refresh", "err", err)
 		}
 	})
-	ctx, cancel := context.WithCancelCause(ctx)
 	run("api", func(ctx context.Context) {
 		if err := a.srv.Serve(ctx); err != nil {
 			cancel(err)
