@@ -17,8 +17,12 @@
 //
 // State that must survive a restart lives only in the store; on start the
 // agent lists the inventory, then hands the policies in force to the node
-// before anything else, and the dataplane adopts the tables it finds
-// without flushing them, so enforcement has no window across a restart.
+// before anything else, and the dataplane updates the tables it finds in
+// place without flushing them, so enforcement has no window across a
+// restart. Tables in audit or enforce that the store does not know (a
+// new or other state file) are kept as found until an operator promotes
+// their workloads (node/adopt_linux.go): enforcement is never weakened
+// by a start.
 package agent
 
 import (

@@ -252,3 +252,50 @@ func TestSubtractPrefixes(t *testing.T) {
 		t.Errorf("v6 = %v", v6)
 	}
 }
+
+// TestSelected: a pod is selected by a policy in force of any mode,
+// observe included, and stops being selected when its labels change;
+// a pod no policy selects is not, although it has a rule set (observe).
+func TestSelected(t *testing.T) {
+	seg := func(name string, mode v1alpha1.Mode) v1alpha1.NanoSegment {
+		objs, err := policies.ParseObjects("p.yaml", []byte(`apiVersion: nanoseg.io/v1alpha1
+kind: NanoSegment
+metadata: {name: `+name+`, namespace: shop}
+spec:
+  selector: {matchLabels: {app: `+name+`}}
+  mode: `+string(mode)+`
+  policyTypes: [Ingress]
+`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, segs := policies.SplitObjects(objs)
+		return segs[0]
+	}
+	set, err := ActiveSet([]v1alpha1.NanoSegment{seg("db", v1alpha1.ModeEnforce), seg("web", v1alpha1.ModeObserve)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := func(name, app string, last byte) policies.Pod {
+		return policies.Pod{Namespace: "shop", Name: name, Labels: map[string]string{"app": app}, IPs: []netip.Addr{netip.AddrFrom4([4]byte{198, 18, 0, last})}}
+	}
+	c, err := NewCompiler(CompileInput{Namespaces: []policies.Namespace{{Name: "shop", Labels: map[string]string{"kubernetes.io/metadata.name": "shop"}}},
+		Pods: []policies.Pod{pod("db-0", "db", 1), pod("web-0", "web", 2), pod("cache-0", "cache", 3)}, Policies: set})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]bool{"shop/db-0": true, "shop/web-0": true, "shop/cache-0": false, "shop/nosuch": false} {
+		if got := c.Selected(key); got != want {
+			t.Errorf("Selected(%s) = %v, want %v", key, got, want)
+		}
+	}
+	if rs := c.For("shop/cache-0"); rs.Mode != dataplane.ModeObserve {
+		t.Errorf("unselected pod's rule set: %+v", rs)
+	}
+	if _, err := c.UpdatePod(pod("db-0", "other", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if c.Selected("shop/db-0") {
+		t.Errorf("db-0 still selected after its labels changed")
+	}
+}

@@ -427,6 +427,55 @@ func TestStatusNamesUnmanagedEndpoints(t *testing.T) {
 	t.Fatalf("no shop/db in status %+v", sts)
 }
 
+// TestStatusShowsAdoptedTables (issue 11, item 4): an endpoint whose
+// table the node adopted (found in enforce, unknown to the store) shows
+// the adopted mode, while the workload's state is the store's.
+func TestStatusShowsAdoptedTables(t *testing.T) {
+	f := newFixture(t)
+	f.node.Adopted = map[string]string{"db-0": "enforce"}
+	sts, err := f.svc.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range sts {
+		for _, e := range s.Endpoints {
+			want := ""
+			if e.Netns == "db-0" {
+				want = "enforce"
+			}
+			if e.Adopted != want {
+				t.Errorf("%s endpoint %s adopted %q, want %q", s.Workload, e.Netns, e.Adopted, want)
+			}
+		}
+	}
+}
+
+// TestEnforceNamesDecidedWorkloads (issue 11, item 4): the node is told
+// which workloads the store has decided about, also one whose first
+// promotion was rolled back (observe, revision 0: no policy in force), so
+// that it weakens their tables as recorded and adopts only the others.
+func TestEnforceNamesDecidedWorkloads(t *testing.T) {
+	f := newFixture(t)
+	if err := f.svc.Enforce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if d := f.node.Decided(); len(d) != 0 {
+		t.Errorf("decided with an empty store: %v", d)
+	}
+	f.apply(t, "5432")
+	f.promote(t, v1alpha1.ModeEnforce, 0)
+	if _, err := f.svc.Rollback(context.Background(), controller.RollbackRequest{Workload: "shop/db", Reason: "undo"}, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	enf := f.node.Enforced()
+	if last := enf[len(enf)-1]; len(last) != 0 {
+		t.Errorf("policies in force after the rollback: %d, want none", len(last))
+	}
+	if d := f.node.Decided(); len(d) != 1 || d[0] != "shop/db" {
+		t.Errorf("decided after the rollback: %v, want [shop/db]", d)
+	}
+}
+
 func TestExplain(t *testing.T) {
 	f := newFixture(t)
 	f.apply(t, "5432")

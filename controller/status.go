@@ -37,6 +37,10 @@ type EndpointState struct {
 	Netns  string `json:"netns"`
 	InSync bool   `json:"inSync"` // the kernel holds the desired rule set
 	Error  string `json:"error,omitempty"`
+	// Adopted is the mode (audit, enforce) of a table the agent found in
+	// the endpoint, unknown to its store, and keeps as found until an
+	// operator promotes the workload ("" when not adopted).
+	Adopted string `json:"adopted,omitempty"`
 }
 
 // RuleHit is one rule id's counters.
@@ -80,6 +84,7 @@ func (s *Service) Status() ([]WorkloadStatus, error) {
 			if sync.Err != nil {
 				es.Error = sync.Err.Error()
 			}
+			es.Adopted = sync.Adopted
 			if sync.ReadErr != nil {
 				es.Error = sync.ReadErr.Error()
 			} else {

@@ -74,18 +74,7 @@ func (tp topo) snapshot() inventory.Snapshot {
 // client on TCP port.
 func dbPolicy(t *testing.T, mode v1alpha1.Mode, port int) v1alpha1.NanoSegment {
 	t.Helper()
-	objs, err := policies.ParseObjects("db.yaml", []byte(`apiVersion: nanoseg.io/v1alpha1
-kind: NanoSegment
-metadata: {name: db, namespace: shop}
-spec:
-  selector: {matchLabels: {app: db}}
-  mode: `+string(mode)+`
-  policyTypes: [Ingress]
-  ingress:
-    - id: from-client
-      peers: [{ipBlock: {cidr: 198.18.0.1/32}}]
-      ports: [{protocol: TCP, port: `+strconv.Itoa(port)+`}]
-`))
+	objs, err := policies.ParseObjects("db.yaml", []byte(dbPolicyYAML(mode, port)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,6 +83,22 @@ spec:
 		t.Fatalf("parsed %d nanosegments", len(segs))
 	}
 	return segs[0]
+}
+
+// dbPolicyYAML is dbPolicy's document.
+func dbPolicyYAML(mode v1alpha1.Mode, port int) string {
+	return `apiVersion: nanoseg.io/v1alpha1
+kind: NanoSegment
+metadata: {name: db, namespace: shop}
+spec:
+  selector: {matchLabels: {app: db}}
+  mode: ` + string(mode) + `
+  policyTypes: [Ingress]
+  ingress:
+    - id: from-client
+      peers: [{ipBlock: {cidr: 198.18.0.1/32}}]
+      ports: [{protocol: TCP, port: ` + strconv.Itoa(port) + `}]
+`
 }
 
 // startNode returns a running node with an empty inventory and its stop

@@ -23,8 +23,10 @@
 //     every DriftInterval and repairs them.
 //
 // Until the first Enforce the node programs nothing: on a restart the
-// dataplane adopts the tables it finds without flushing them, so
-// enforcement has no window across a restart.
+// dataplane updates the tables it finds in place without flushing them,
+// so enforcement has no window across a restart; and a table in audit or
+// enforce that the store does not know is kept as found (adopted,
+// adopt_linux.go), so a new or empty store never weakens enforcement.
 package node
 
 import (
@@ -58,6 +60,9 @@ type Config struct {
 	// DriftInterval is how often every table is compared with its desired
 	// rule set and repaired.
 	DriftInterval time.Duration
+	// AdoptedWarnInterval is how often the node repeats its warning about
+	// adopted tables while there are any (adopt_linux.go; 0 = 1 minute).
+	AdoptedWarnInterval time.Duration
 	// OwnerDir holds the owner files that make one node at a time manage
 	// a netns (owner_linux.go; "" = DefaultOwnerDir). Every node of a
 	// host must use the same directory.
@@ -86,6 +91,7 @@ type Node struct {
 	observers map[string]context.CancelFunc // by netns
 	own       *owners                       // the endpoints this node manages
 	refused   map[string]error              // endpoints another node owns (*OwnedError) or that could not be claimed, by netns
+	adopted   map[string]dataplane.RuleSet  // tables kept as found (adopt_linux.go), by netns
 	metrics   nodeMetrics
 	pending   []store.VerdictEvent
 	probes    map[probeKey]time.Time // the node's own probes (probe_linux.go)
@@ -100,6 +106,8 @@ type Node struct {
 	compNames map[netip.Addr][]string      // DNS names comp was built with
 	compNS    map[string]map[string]string // namespaces comp was built with
 	pods      map[string]policies.Pod      // pods comp holds, by key
+	checked   map[string]uint64            // endpoints whose table was looked at (adopt_linux.go): netns → inode
+	decided   map[string]bool              // workloads the store has decided about (Enforce)
 }
 
 var _ controller.Node = (*Node)(nil)
@@ -122,6 +130,9 @@ func New(cfg Config, inv *inventory.Index, sink store.ObservationSink, reg prome
 	if cfg.OwnerDir == "" {
 		cfg.OwnerDir = DefaultOwnerDir
 	}
+	if cfg.AdoptedWarnInterval == 0 {
+		cfg.AdoptedWarnInterval = time.Minute
+	}
 	dp := dataplane.New(log)
 	rec, err := dataplane.NewReconciler(dp, dataplane.ReconcilerConfig{Resync: cfg.DriftInterval, MinInterval: cfg.DriftInterval / 5, Log: log})
 	if err != nil {
@@ -130,7 +141,7 @@ func New(cfg Config, inv *inventory.Index, sink store.ObservationSink, reg prome
 	n := &Node{cfg: cfg, log: log.With("component", "node"), inv: inv, sink: sink, dp: dp, rec: rec,
 		names: observer.NewNames(0), obsCfg: observer.Defaults(), obsM: m,
 		observers: map[string]context.CancelFunc{}, own: newOwners(cfg.OwnerDir, cfg.Owner), refused: map[string]error{}, metrics: nm,
-		seenNames: map[netip.Addr]string{}}
+		adopted: map[string]dataplane.RuleSet{}, checked: map[string]uint64{}, seenNames: map[netip.Addr]string{}}
 	n.agg = observer.NewAggregator(inv, n.names, n.isEndpoint)
 	return n, nil
 }
@@ -157,6 +168,18 @@ func (n *Node) Run(ctx context.Context) error {
 				if err := n.Flush(); err != nil {
 					n.log.Warn("flush observations", "err", err)
 				}
+			}
+		}
+	})
+	wg.Go(func() {
+		t := time.NewTicker(n.cfg.AdoptedWarnInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				n.warnAdopted()
 			}
 		}
 	})
@@ -298,13 +321,18 @@ func (n *Node) startObserver(ctx context.Context, e inventory.Endpoint) {
 // Enforce implements controller.Node: it recompiles every rule set from
 // segs and applies those that changed, returning when they are applied
 // (or with ctx's error when ctx ends first; the apply then still
-// finishes).
-func (n *Node) Enforce(ctx context.Context, segs []v1alpha1.NanoSegment) error {
+// finishes). Endpoints of the decided workloads follow the policies;
+// others keep an audit or enforce table found in them (adopt_linux.go).
+func (n *Node) Enforce(ctx context.Context, segs []v1alpha1.NanoSegment, decided []string) error {
 	done := make(chan error, 1)
 	go func() {
 		n.compileMu.Lock()
 		defer n.compileMu.Unlock()
 		n.segs, n.enforced = segs, true
+		n.decided = map[string]bool{}
+		for _, w := range decided {
+			n.decided[w] = true
+		}
 		if err := n.compileLocked(); err != nil {
 			n.log.Error("compile rule sets", "err", err)
 			done <- err
@@ -400,18 +428,32 @@ func sameNames(a, b map[netip.Addr][]string) bool {
 	})
 }
 
-// applyLocked hands every endpoint's rule set to the reconciler, which
-// applies the changed ones; one endpoint's failure leaves the others
-// alone.
+// applyLocked hands the rule set of every endpoint the node manages to
+// the reconciler, which applies the changed ones; one endpoint's failure
+// leaves the others alone. The tables of endpoints new to the node are
+// looked at first: one in audit or enforce that the store does not know
+// is kept as found (adopt_linux.go); one that cannot be read is left
+// alone until it can.
 func (n *Node) applyLocked() {
-	eps := n.inv.Endpoints()
+	var eps []inventory.Endpoint
+	mine := map[string]bool{}
+	for _, e := range n.inv.Endpoints() {
+		if n.owns(e.Netns) {
+			eps = append(eps, e)
+			mine[e.Netns] = true
+		}
+	}
+	n.forgetLocked(mine)
+	unread := n.checkTablesLocked(eps)
 	ds := make([]dataplane.Desired, 0, len(eps))
 	for _, e := range eps {
-		if !n.owns(e.Netns) {
+		if err := unread[e.Netns]; err != nil {
+			n.log.Warn("read table before programming; left alone for now", "netns", e.Netns, "err", err)
 			continue
 		}
-		ds = append(ds, dataplane.Desired{Name: e.Netns, NetNS: e.Path, RuleSet: n.comp.For(e.Namespace + "/" + e.Netns)})
+		ds = append(ds, dataplane.Desired{Name: e.Netns, NetNS: e.Path, RuleSet: n.desiredLocked(e)})
 	}
+	n.updateAdoptedMetric()
 	for name, err := range n.rec.SetAll(ds) {
 		n.log.Warn("apply rule set", "netns", name, "err", err)
 	}
@@ -424,7 +466,7 @@ func (n *Node) Applied(netns string) controller.EndpointSync {
 		return controller.EndpointSync{Err: err}
 	}
 	st, ok := n.rec.Status(netns)
-	return controller.EndpointSync{Known: ok, Err: st.Err}
+	return controller.EndpointSync{Known: ok, Err: st.Err, Adopted: n.adoptedMode(netns)}
 }
 
 // Desired returns the rule set endpoint netns last applied successfully,
@@ -464,7 +506,7 @@ func (n *Node) Read(netns string, rules bool) controller.EndpointSync {
 	var want dataplane.RuleSet
 	n.compileMu.Lock()
 	if n.comp != nil {
-		want = n.comp.For(e.Namespace + "/" + e.Netns)
+		want = n.comp.For(podKey(e))
 	}
 	n.compileMu.Unlock()
 	if known && rst.Desired.Name != "" {

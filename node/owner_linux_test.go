@@ -25,9 +25,9 @@ func TestOneOwnerPerNetns(t *testing.T) {
 	tp := newTopo(t)
 	ctx := context.Background()
 	dir := ownerDir(t)
-	a, _ := startNode(t, Config{OwnerDir: dir, Owner: "node a"})
+	a, stopA := startNode(t, Config{OwnerDir: dir, Owner: "node a"})
 	a.SetInventory(ctx, tp.snapshot())
-	if err := a.Enforce(ctx, []v1alpha1.NanoSegment{dbPolicy(t, v1alpha1.ModeEnforce, 5432)}); err != nil {
+	if err := a.Enforce(ctx, []v1alpha1.NanoSegment{dbPolicy(t, v1alpha1.ModeEnforce, 5432)}, []string{"shop/db"}); err != nil {
 		t.Fatal(err)
 	}
 	want, ok := a.Desired(tp.ep.Netns)
@@ -40,7 +40,7 @@ func TestOneOwnerPerNetns(t *testing.T) {
 
 	b, _ := startNode(t, Config{OwnerDir: dir, Owner: "node b"})
 	b.SetInventory(ctx, tp.snapshot())
-	if err := b.Enforce(ctx, nil); err != nil { // nothing in force in b's store
+	if err := b.Enforce(ctx, nil, nil); err != nil { // nothing in force in b's store
 		t.Fatal(err)
 	}
 	err := b.Applied(tp.ep.Netns).Err
@@ -61,5 +61,19 @@ func TestOneOwnerPerNetns(t *testing.T) {
 	}
 	if rs, _ := a.rec.Status(tp.ep.Netns); rs.Repairs != 0 {
 		t.Errorf("the first node repaired its table %d times: someone else wrote it", rs.Repairs)
+	}
+	if v := gaugeValue(t, b.metrics.refused); v != 1 {
+		t.Errorf("nanoseg_node_endpoints_refused = %v, want 1", v)
+	}
+
+	// The first node stops: the second takes the endpoint over on its
+	// next refresh, and keeps the enforcing table its store does not know.
+	stopA()
+	b.SetInventory(ctx, tp.snapshot())
+	if s := b.Applied(tp.ep.Netns); s.Err != nil || s.Adopted != "enforce" {
+		t.Errorf("second node after the first stopped: %+v, want managed, adopted enforce", s)
+	}
+	if tp.open(9090) || !tp.open(5432) {
+		t.Errorf("after the takeover: 9090 open %v (want false), 5432 open %v (want true)", tp.open(9090), tp.open(5432))
 	}
 }

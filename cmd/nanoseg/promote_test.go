@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -79,3 +80,31 @@ func TestPromoteAll(t *testing.T) {
 type errFake string
 
 func (e errFake) Error() string { return string(e) }
+
+// TestStatusShowsAdoptedAndRefusedEndpoints (issue 11, items 3 and 4):
+// `nanoseg status` shows the mode of an adopted table in the MODE column
+// and says so under the table, and names the owner of an endpoint another
+// agent manages.
+func TestStatusShowsAdoptedAndRefusedEndpoints(t *testing.T) {
+	mem := store.NewMem()
+	node := &controllertest.Node{
+		Adopted: map[string]string{"db-0": "enforce"},
+		Errs:    map[string]error{"web-1": errors.New("netns web-1: managed by another nanoseg agent: pid 42")},
+	}
+	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), node, nil)
+	ts := httptest.NewServer(server.New(svc, server.Config{}, nil).Handler())
+	defer ts.Close()
+	out, err := runAgainst(t, ts.URL, "status")
+	if err != nil {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"enforce (adopted)",
+		"shop/db: endpoint db-0: adopted, unknown to the store: enforce",
+		"shop/web: endpoint web-1: netns web-1: managed by another nanoseg agent: pid 42",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status output lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -22,10 +22,14 @@ import (
 type Node struct {
 	mu       sync.Mutex
 	enforced [][]v1alpha1.NanoSegment
+	decided  []string
 	flushes  int
 
 	// Errs are the apply errors Applied and Read report, by netns.
 	Errs map[string]error
+	// Adopted are the modes of adopted tables Applied and Read report, by
+	// netns.
+	Adopted map[string]string
 	// Block, when not nil, makes Enforce wait until it is closed or ctx
 	// ends (a dataplane that does not converge in time).
 	Block chan struct{}
@@ -39,8 +43,8 @@ type Node struct {
 
 var _ controller.Node = (*Node)(nil)
 
-// Enforce implements controller.Node: it records segs.
-func (n *Node) Enforce(ctx context.Context, segs []v1alpha1.NanoSegment) error {
+// Enforce implements controller.Node: it records segs and decided.
+func (n *Node) Enforce(ctx context.Context, segs []v1alpha1.NanoSegment, decided []string) error {
 	if n.Block != nil {
 		select {
 		case <-n.Block:
@@ -51,7 +55,15 @@ func (n *Node) Enforce(ctx context.Context, segs []v1alpha1.NanoSegment) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.enforced = append(n.enforced, segs)
+	n.decided = decided
 	return nil
+}
+
+// Decided returns the decided workloads of the last Enforce call.
+func (n *Node) Decided() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]string(nil), n.decided...)
 }
 
 // Enforced returns the policies of every Enforce call so far, oldest first.
@@ -81,7 +93,7 @@ func (n *Node) Mode(namespace, name string) v1alpha1.Mode {
 func (n *Node) Applied(netns string) controller.EndpointSync {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return controller.EndpointSync{Known: len(n.enforced) > 0, Err: n.Errs[netns]}
+	return controller.EndpointSync{Known: len(n.enforced) > 0, Err: n.Errs[netns], Adopted: n.Adopted[netns]}
 }
 
 // Read implements controller.Node: in sync unless the endpoint has an

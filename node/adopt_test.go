@@ -1,0 +1,33 @@
+//go:build linux
+
+package node
+
+import (
+	"testing"
+
+	"github.com/nanoseg/nanoseg/dataplane"
+)
+
+// TestAdoptable: only audit and enforce tables that no policy in force
+// selects are kept as found.
+func TestAdoptable(t *testing.T) {
+	for _, c := range []struct {
+		present  bool
+		mode     dataplane.Mode
+		selected bool
+		want     bool
+	}{
+		{true, dataplane.ModeEnforce, false, true},
+		{true, dataplane.ModeAudit, false, true},
+		{true, dataplane.ModeObserve, false, false},
+		{false, "", false, false},
+		{true, "", false, false}, // altered beyond reading: drift repair's
+		{true, dataplane.ModeEnforce, true, false},
+		{true, dataplane.ModeAudit, true, false},
+	} {
+		st := &dataplane.State{Present: c.present, RuleSet: dataplane.RuleSet{Name: "shop/db-0", Mode: c.mode}}
+		if got := adoptable(st, c.selected); got != c.want {
+			t.Errorf("adoptable(present %v, mode %q, selected %v) = %v, want %v", c.present, c.mode, c.selected, got, c.want)
+		}
+	}
+}
