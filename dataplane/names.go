@@ -96,3 +96,12 @@ func ParseLogPrefix(prefix string) (verdict, id string, err error) {
 
 // RuleChain returns the name of the chain and counter object of rule id.
 func RuleChain(id string) string { return RuleChainPrefix + id }
+
+// DefaultCounterPrefix starts the name of the counter object of a
+// direction's default verdict ("default-ingress", "default-egress"): the
+// packets no entry allowed. It cannot be a rule counter's name, which
+// starts with RuleChainPrefix.
+const DefaultCounterPrefix = "default-"
+
+// DefaultCounter returns the name of the default verdict counter of dir.
+func DefaultCounter(dir Direction) string { return DefaultCounterPrefix + string(dir) }
