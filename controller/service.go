@@ -96,7 +96,10 @@ type EndpointSync struct {
 	ReadErr  error                     // reading the table back failed
 	InSync   bool                      // the kernel holds the desired rule set
 	Counters map[string]evidence.Count // per rule id
-	Rules    *evidence.EndpointRules   // desired and programmed rules (Read with rules)
+	// DefaultHits are the counters of the table's default verdict, by
+	// direction ("ingress", "egress"): packets no entry allowed.
+	DefaultHits map[string]evidence.Count
+	Rules       *evidence.EndpointRules // desired and programmed rules (Read with rules)
 }
 
 // ProbeOutcome is the result of one probe: Outcome is connected, refused,

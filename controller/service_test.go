@@ -367,6 +367,8 @@ func TestStatus(t *testing.T) {
 	f.apply(t, "5432")
 	f.promote(t, v1alpha1.ModeAudit, 0)
 	f.node.Counters = map[string]map[string]evidence.Count{"db-0": {"shop/db/from-web": {Packets: 3, Bytes: 180}}}
+	f.node.DefaultHits = map[string]map[string]evidence.Count{"web-0": {"ingress": {Packets: 2, Bytes: 120}, "egress": {}},
+		"web-1": {"ingress": {Packets: 5, Bytes: 300}, "egress": {}}}
 	f.node.Errs = map[string]error{"web-1": errors.New("apply failed")}
 	now := time.Now()
 	if err := f.mem.AddVerdicts([]store.VerdictEvent{
@@ -401,6 +403,10 @@ func TestStatus(t *testing.T) {
 	web := byW["shop/web"]
 	if web.Mode != v1alpha1.ModeObserve || len(web.Endpoints) != 2 || web.Endpoints[1].InSync || web.Endpoints[1].Error != "apply failed" {
 		t.Errorf("shop/web status = %+v", web)
+	}
+	// Default verdict counters are summed over the endpoints, by direction.
+	if d := web.DefaultHits; len(d) != 2 || d[0] != (controller.DefaultHit{Direction: "egress"}) || d[1] != (controller.DefaultHit{Direction: "ingress", Packets: 7, Bytes: 420}) {
+		t.Errorf("shop/web default hits = %+v", d)
 	}
 }
 

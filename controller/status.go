@@ -23,6 +23,14 @@ type WorkloadStatus struct {
 	// RuleHits are the kernel's counters per rule id, summed over the
 	// workload's endpoints: connection-opening packets and their bytes.
 	RuleHits []RuleHit `json:"ruleHits,omitempty"`
+	// DefaultHits are the kernel's counters of the default verdict, summed
+	// over the workload's endpoints, by direction: the packets no rule
+	// allowed (dropped in enforce, let through and logged in audit,
+	// unmatched in observe) since each table was created. They include
+	// what no verdict event records: packets while no agent ran (the
+	// verdict log keeps nothing for an absent reader) and denies beyond
+	// the deny log's rate limit.
+	DefaultHits []DefaultHit `json:"defaultHits,omitempty"`
 	// WouldDeny counts audit-deny events and Denied deny events that
 	// involve the workload since its last promotion.
 	WouldDeny int `json:"wouldDeny"`
@@ -48,6 +56,13 @@ type RuleHit struct {
 	RuleID  string `json:"ruleID"`
 	Packets uint64 `json:"packets"`
 	Bytes   uint64 `json:"bytes"`
+}
+
+// DefaultHit is one direction's default verdict counter.
+type DefaultHit struct {
+	Direction string `json:"direction"` // ingress, egress
+	Packets   uint64 `json:"packets"`
+	Bytes     uint64 `json:"bytes"`
 }
 
 // DeniedCount is a (source, destination, protocol, port) with how often it
@@ -78,6 +93,7 @@ func (s *Service) Status() ([]WorkloadStatus, error) {
 		}
 		ws := WorkloadStatus{Workload: w, Mode: st.Mode, Revision: st.Revision, Since: st.Since}
 		hits := map[string]*RuleHit{}
+		defaults := map[string]*DefaultHit{}
 		for _, e := range s.inv.Workload(w) {
 			es := EndpointState{Netns: e.Netns}
 			sync := s.node.Read(e.Netns, false)
@@ -98,6 +114,15 @@ func (s *Service) Status() ([]WorkloadStatus, error) {
 					h.Packets += c.Packets
 					h.Bytes += c.Bytes
 				}
+				for dir, c := range sync.DefaultHits {
+					h := defaults[dir]
+					if h == nil {
+						h = &DefaultHit{Direction: dir}
+						defaults[dir] = h
+					}
+					h.Packets += c.Packets
+					h.Bytes += c.Bytes
+				}
 			}
 			ws.Endpoints = append(ws.Endpoints, es)
 		}
@@ -105,6 +130,10 @@ func (s *Service) Status() ([]WorkloadStatus, error) {
 			ws.RuleHits = append(ws.RuleHits, *h)
 		}
 		sort.Slice(ws.RuleHits, func(i, j int) bool { return ws.RuleHits[i].RuleID < ws.RuleHits[j].RuleID })
+		for _, h := range defaults {
+			ws.DefaultHits = append(ws.DefaultHits, *h)
+		}
+		sort.Slice(ws.DefaultHits, func(i, j int) bool { return ws.DefaultHits[i].Direction < ws.DefaultHits[j].Direction })
 		evs, err := s.obs.Verdicts(st.Since)
 		if err != nil {
 			return nil, err

@@ -58,6 +58,12 @@ func TestAdoptsEnforcementUnknownToTheStore(t *testing.T) {
 	if got := endpointStatus(t, svc); got.Adopted != "enforce" || !got.InSync || got.Error != "" {
 		t.Errorf("status of the endpoint: %+v, want adopted: enforce, in sync", got)
 	}
+	// The denied attempt on 9090 made while no node ran is in no verdict
+	// event (nobody read the log), but the kernel counted it.
+	if ws := workloadStatus(t, svc); ws.Denied != 0 || len(ws.DefaultHits) == 0 || ws.DefaultHits[0].Direction != "egress" ||
+		ws.DefaultHits[1].Direction != "ingress" || ws.DefaultHits[1].Packets == 0 {
+		t.Errorf("status after a deny while no agent ran: denied %d, default hits %+v; want 0 and ingress > 0", ws.Denied, ws.DefaultHits)
+	}
 	if v := gaugeValue(t, n.metrics.adopted.WithLabelValues("enforce")); v != 1 {
 		t.Errorf("nanoseg_node_endpoints_adopted{mode=enforce} = %v, want 1", v)
 	}
@@ -161,17 +167,26 @@ func TestStoreDecidesAfterRollbackToNothing(t *testing.T) {
 
 func endpointStatus(t *testing.T, svc *controller.Service) controller.EndpointState {
 	t.Helper()
+	ws := workloadStatus(t, svc)
+	if len(ws.Endpoints) != 1 {
+		t.Fatalf("shop/db endpoints in status: %+v", ws.Endpoints)
+	}
+	return ws.Endpoints[0]
+}
+
+func workloadStatus(t *testing.T, svc *controller.Service) controller.WorkloadStatus {
+	t.Helper()
 	sts, err := svc.Status()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range sts {
-		if s.Workload == "shop/db" && len(s.Endpoints) == 1 {
-			return s.Endpoints[0]
+		if s.Workload == "shop/db" {
+			return s
 		}
 	}
-	t.Fatalf("no shop/db endpoint in status %+v", sts)
-	return controller.EndpointState{}
+	t.Fatalf("no shop/db in status %+v", sts)
+	return controller.WorkloadStatus{}
 }
 
 func gaugeValue(t *testing.T, g prometheus.Gauge) float64 {

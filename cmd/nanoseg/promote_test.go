@@ -12,6 +12,7 @@ import (
 
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/controller/controllertest"
+	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 	"github.com/nanoseg/nanoseg/server"
 	"github.com/nanoseg/nanoseg/store"
@@ -90,6 +91,8 @@ func TestStatusShowsAdoptedAndRefusedEndpoints(t *testing.T) {
 	node := &controllertest.Node{
 		Adopted: map[string]string{"db-0": "enforce"},
 		Errs:    map[string]error{"web-1": errors.New("netns web-1: managed by another nanoseg agent: pid 42")},
+		// Counted by the kernel, in no verdict event (e.g. while no agent ran).
+		DefaultHits: map[string]map[string]evidence.Count{"db-0": {"ingress": {Packets: 17, Bytes: 1020}}},
 	}
 	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), node, nil)
 	ts := httptest.NewServer(server.New(svc, server.Config{}, nil).Handler())
@@ -97,6 +100,15 @@ func TestStatusShowsAdoptedAndRefusedEndpoints(t *testing.T) {
 	out, err := runAgainst(t, ts.URL, "status")
 	if err != nil {
 		t.Fatalf("status: %v\n%s", err, out)
+	}
+	// WORKLOAD MODE REV ENDPOINTS IN-SYNC RULE-HITS NO-RULE WOULD-DENY DENIED,
+	// the mode being two words here.
+	lines := strings.Split(out, "\n")
+	if !strings.Contains(lines[0], "NO RULE (pkts)") || len(lines) < 2 {
+		t.Fatalf("status table header:\n%s", out)
+	}
+	if f := strings.Fields(lines[1]); len(f) != 10 || f[0] != "shop/db" || f[7] != "17" {
+		t.Errorf("shop/db row %q: want 17 packets under NO RULE", lines[1])
 	}
 	for _, want := range []string{
 		"enforce (adopted)",

@@ -35,6 +35,9 @@ type Node struct {
 	Block chan struct{}
 	// Counters are the per-rule counters Read reports, by netns.
 	Counters map[string]map[string]evidence.Count
+	// DefaultHits are the default verdict counters Read reports, by netns
+	// and direction.
+	DefaultHits map[string]map[string]evidence.Count
 	// SeenNames are the DNS names Names reports.
 	SeenNames map[netip.Addr]string
 	// Reach decides a probe's outcome (nil: every probe times out).
@@ -104,6 +107,7 @@ func (n *Node) Read(netns string, rules bool) controller.EndpointSync {
 	defer n.mu.Unlock()
 	s.InSync = s.Known && s.Err == nil
 	s.Counters = maps.Clone(n.Counters[netns])
+	s.DefaultHits = maps.Clone(n.DefaultHits[netns])
 	if rules {
 		s.Rules = &evidence.EndpointRules{Netns: netns, InSync: s.InSync, Present: s.Known}
 	}
