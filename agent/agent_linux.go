@@ -248,7 +248,7 @@ func (a *Agent) allRefused() error {
 	for _, e := range eps {
 		errs = append(errs, refused[e.Netns])
 	}
-	return fmt.Errorf("agent: no endpoint to manage: one owner per network namespace:\n%w", errors.Join(errs...))
+	return fmt.Errorf("agent: no endpoint to manage (one owner per network namespace):\n%w", errors.Join(errs...))
 }
 
 // lockInventory takes an exclusive lock that keeps a second agent from

@@ -31,6 +31,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -260,7 +261,11 @@ func (n *Node) claim(eps []inventory.Endpoint) []inventory.Endpoint {
 			continue
 		}
 		if prev := n.refused[e.Netns]; prev == nil || prev.Error() != err.Error() {
-			n.log.Error("endpoint refused: one owner per network namespace", "netns", e.Netns, "workload", e.Key(), "err", err)
+			msg := "endpoint not managed: cannot claim its network namespace"
+			if errors.Is(err, ErrOwned) {
+				msg = "endpoint refused: another agent manages its network namespace (one owner per netns)"
+			}
+			n.log.Error(msg, "netns", e.Netns, "workload", e.Key(), "err", err)
 		}
 		n.refused[e.Netns] = err
 	}
