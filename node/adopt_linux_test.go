@@ -3,7 +3,11 @@
 package node
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,7 +30,7 @@ func TestAdoptsEnforcementUnknownToTheStore(t *testing.T) {
 	tp := newTopo(t)
 	ctx := context.Background()
 	dir := ownerDir(t)
-	before, stop := startNode(t, Config{OwnerDir: dir})
+	before, stop := startNode(t, Config{OwnerDir: dir}, nil)
 	before.SetInventory(ctx, tp.snapshot())
 	if err := before.Enforce(ctx, []v1alpha1.NanoSegment{dbPolicy(t, v1alpha1.ModeEnforce, 5432)}, []string{"shop/db"}); err != nil {
 		t.Fatal(err)
@@ -38,7 +42,8 @@ func TestAdoptsEnforcementUnknownToTheStore(t *testing.T) {
 	}
 
 	// The new agent: empty store, same start sequence as agent.Run.
-	n, _ := startNode(t, Config{OwnerDir: dir})
+	var logs syncBuffer
+	n, _ := startNode(t, Config{OwnerDir: dir, AdoptedWarnInterval: 100 * time.Millisecond}, slog.New(slog.NewTextHandler(&logs, nil)))
 	mem := store.NewMem()
 	svc := controller.New(controller.Config{EvidenceDir: t.TempDir()}, mem, mem, n.inv, n, nil)
 	n.SetInventory(ctx, tp.snapshot())
@@ -67,8 +72,14 @@ func TestAdoptsEnforcementUnknownToTheStore(t *testing.T) {
 	if v := gaugeValue(t, n.metrics.adopted.WithLabelValues("enforce")); v != 1 {
 		t.Errorf("nanoseg_node_endpoints_adopted{mode=enforce} = %v, want 1", v)
 	}
-	// Drift passes keep it as found, and so does an inventory refresh.
+	// Drift passes keep it as found, and so does an inventory refresh;
+	// the warning is repeated meanwhile.
 	time.Sleep(5 * n.cfg.DriftInterval)
+	for _, want := range []string{"level=WARN msg=\"adopted a table unknown to the store", "level=WARN msg=\"tables adopted, unknown to the store"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, logs.String())
+		}
+	}
 	n.SetInventory(ctx, tp.snapshot())
 	if tp.open(9090) || !tp.open(5432) {
 		t.Errorf("after drift passes and a refresh: 9090 open %v (want false), 5432 open %v (want true)", tp.open(9090), tp.open(5432))
@@ -103,7 +114,7 @@ func TestStoreDecidesWhatItKnows(t *testing.T) {
 	tp := newTopo(t)
 	ctx := context.Background()
 	dir := ownerDir(t)
-	before, stop := startNode(t, Config{OwnerDir: dir})
+	before, stop := startNode(t, Config{OwnerDir: dir}, nil)
 	before.SetInventory(ctx, tp.snapshot())
 	if err := before.Enforce(ctx, []v1alpha1.NanoSegment{dbPolicy(t, v1alpha1.ModeEnforce, 5432)}, []string{"shop/db"}); err != nil {
 		t.Fatal(err)
@@ -111,7 +122,7 @@ func TestStoreDecidesWhatItKnows(t *testing.T) {
 	stop()
 	// The new store's policy in force selects shop/db, in observe mode:
 	// the operator's recorded decision, which the node follows.
-	n, _ := startNode(t, Config{OwnerDir: dir})
+	n, _ := startNode(t, Config{OwnerDir: dir}, nil)
 	n.SetInventory(ctx, tp.snapshot())
 	if err := n.Enforce(ctx, []v1alpha1.NanoSegment{dbPolicy(t, v1alpha1.ModeObserve, 5432)}, nil); err != nil {
 		t.Fatal(err)
@@ -133,7 +144,7 @@ func TestStoreDecidesAfterRollbackToNothing(t *testing.T) {
 	tp := newTopo(t)
 	ctx := context.Background()
 	dir := ownerDir(t)
-	before, stop := startNode(t, Config{OwnerDir: dir})
+	before, stop := startNode(t, Config{OwnerDir: dir}, nil)
 	before.SetInventory(ctx, tp.snapshot())
 	if err := before.Enforce(ctx, []v1alpha1.NanoSegment{dbPolicy(t, v1alpha1.ModeEnforce, 5432)}, []string{"shop/db"}); err != nil {
 		t.Fatal(err)
@@ -151,7 +162,7 @@ func TestStoreDecidesAfterRollbackToNothing(t *testing.T) {
 	if _, err := mem.Record(store.Promotion{At: time.Now(), Who: "ops", Workload: "shop/db", Action: store.ActionRollback, ToMode: v1alpha1.ModeObserve, ToRevision: 0, Undoes: p.Seq, Reason: "undo"}, nil); err != nil {
 		t.Fatal(err)
 	}
-	n, _ := startNode(t, Config{OwnerDir: dir})
+	n, _ := startNode(t, Config{OwnerDir: dir}, nil)
 	svc := controller.New(controller.Config{EvidenceDir: t.TempDir()}, mem, mem, n.inv, n, nil)
 	n.SetInventory(ctx, tp.snapshot())
 	if err := svc.Enforce(ctx); err != nil {
@@ -196,4 +207,22 @@ func gaugeValue(t *testing.T, g prometheus.Gauge) float64 {
 		t.Fatal(err)
 	}
 	return m.GetGauge().GetValue()
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -4,6 +4,7 @@ package node
 
 import (
 	"context"
+	"log/slog"
 	"net/netip"
 	"os"
 	"strconv"
@@ -103,8 +104,8 @@ spec:
 
 // startNode returns a running node with an empty inventory and its stop
 // function (stop Run, then Close; also called at cleanup). cfg's zero
-// intervals get short test defaults.
-func startNode(t *testing.T, cfg Config) (*Node, func()) {
+// intervals get short test defaults; log may be nil.
+func startNode(t *testing.T, cfg Config, log *slog.Logger) (*Node, func()) {
 	t.Helper()
 	if cfg.FlushInterval == 0 {
 		cfg.FlushInterval = 200 * time.Millisecond
@@ -112,7 +113,7 @@ func startNode(t *testing.T, cfg Config) (*Node, func()) {
 	if cfg.DriftInterval == 0 {
 		cfg.DriftInterval = 200 * time.Millisecond
 	}
-	n, err := New(cfg, inventory.NewIndex(nil, nil, nil), store.NewMem(), prometheus.NewRegistry(), nil)
+	n, err := New(cfg, inventory.NewIndex(nil, nil, nil), store.NewMem(), prometheus.NewRegistry(), log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,7 @@ func TestOneOwnerPerNetns(t *testing.T) {
 	tp := newTopo(t)
 	ctx := context.Background()
 	dir := ownerDir(t)
-	a, stopA := startNode(t, Config{OwnerDir: dir, Owner: "node a"})
+	a, stopA := startNode(t, Config{OwnerDir: dir, Owner: "node a"}, nil)
 	a.SetInventory(ctx, tp.snapshot())
 	if err := a.Enforce(ctx, []v1alpha1.NanoSegment{dbPolicy(t, v1alpha1.ModeEnforce, 5432)}, []string{"shop/db"}); err != nil {
 		t.Fatal(err)
@@ -38,7 +38,7 @@ func TestOneOwnerPerNetns(t *testing.T) {
 		t.Fatalf("under the first node's enforce: 5432 open %v (want true), 9090 open %v (want false)", tp.open(5432), tp.open(9090))
 	}
 
-	b, _ := startNode(t, Config{OwnerDir: dir, Owner: "node b"})
+	b, _ := startNode(t, Config{OwnerDir: dir, Owner: "node b"}, nil)
 	b.SetInventory(ctx, tp.snapshot())
 	if err := b.Enforce(ctx, nil, nil); err != nil { // nothing in force in b's store
 		t.Fatal(err)
