@@ -17,8 +17,12 @@
 //
 // State that must survive a restart lives only in the store; on start the
 // agent lists the inventory, then hands the policies in force to the node
-// before anything else, and the dataplane adopts the tables it finds
-// without flushing them, so enforcement has no window across a restart.
+// before anything else, and the dataplane updates the tables it finds in
+// place without flushing them, so enforcement has no window across a
+// restart. Tables in audit or enforce that the store does not know (a
+// new or other state file) are kept as found until an operator promotes
+// their workloads (node/adopt_linux.go): enforcement is never weakened
+// by a start.
 package agent
 
 import (
@@ -104,7 +108,8 @@ func New(cfg Config, labs host.LabSource, log *slog.Logger, reg *prometheus.Regi
 		sources = append(sources, host.LabelsFileSource{Path: cfg.LabelsFile})
 	}
 	inv := inventory.NewIndex(nil, nil, nil)
-	nd, err := node.New(node.Config{FlushInterval: cfg.FlushInterval, DriftInterval: cfg.DriftInterval}, inv, st, reg, log)
+	nd, err := node.New(node.Config{FlushInterval: cfg.FlushInterval, DriftInterval: cfg.DriftInterval,
+		Owner: fmt.Sprintf("socket %s, state file %s", cfg.Socket, cfg.StateFile)}, inv, st, reg, log)
 	if err != nil {
 		st.Close()
 		lock.Close()
@@ -146,13 +151,21 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.lock.Close()
 	}()
 	defer a.store.Close()
+	defer a.node.Close()
 	if err := a.refreshInventory(ctx); err != nil {
+		return err
+	}
+	if err := a.allRefused(); err != nil {
 		return err
 	}
 	// First pass before anything else: adopt and converge.
 	if err := a.svc.Enforce(ctx); err != nil {
 		a.log.Error("enforce policies", "err", err)
 	}
+	// Every loop stops when ctx ends or the API fails (its error is the
+	// cause). Made before the loops start: they read ctx.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	var wg sync.WaitGroup
 	run := func(name string, f func(context.Context)) {
 		wg.Add(1)
@@ -192,7 +205,6 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.log.Warn("watch inventory; relying on the periodic refresh", "err", err)
 		}
 	})
-	ctx, cancel := context.WithCancelCause(ctx)
 	run("api", func(ctx context.Context) {
 		if err := a.srv.Serve(ctx); err != nil {
 			cancel(err)
@@ -221,6 +233,23 @@ func (a *Agent) refreshInventory(ctx context.Context) error {
 	}
 	a.node.SetInventory(ctx, snap)
 	return nil
+}
+
+// allRefused returns an error naming the owners when the inventory has
+// endpoints and another agent manages every one of them: this agent would
+// have nothing to do. Some refused endpoints only are logged by the node
+// and shown by status.
+func (a *Agent) allRefused() error {
+	refused := a.node.Refused()
+	eps := a.inv.Endpoints()
+	if len(eps) == 0 || len(refused) < len(eps) {
+		return nil
+	}
+	var errs []error
+	for _, e := range eps {
+		errs = append(errs, refused[e.Netns])
+	}
+	return fmt.Errorf("agent: no endpoint to manage (one owner per network namespace):\n%w", errors.Join(errs...))
 }
 
 // lockInventory takes an exclusive lock that keeps a second agent from

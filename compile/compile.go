@@ -187,6 +187,20 @@ func (c *Compiler) RuleSet(key string) (dataplane.RuleSet, bool) {
 	return rs, ok
 }
 
+// Selected reports whether a policy in force, of any mode (observe
+// included), selects pod key: whether the policies decide its rule set.
+// A pod no policy selects gets the observe rule set by default, not by
+// anyone's decision (the node then keeps an enforcing table it finds
+// there, see node.Node).
+func (c *Compiler) Selected(key string) bool {
+	for _, sel := range c.selected {
+		if sel[key] {
+			return true
+		}
+	}
+	return false
+}
+
 // Warnings lists what the compile could not express exactly (sorted, no
 // duplicates): unresolved DNS names, ICMP types widened to all ICMP, modes
 // mixed on one endpoint.

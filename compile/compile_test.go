@@ -13,6 +13,7 @@ import (
 	"github.com/nanoseg/nanoseg/dataplane"
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
+	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
 func protoNumber(p model.Protocol) uint8 {
@@ -250,5 +251,52 @@ func TestSubtractPrefixes(t *testing.T) {
 	v6 := subtractPrefixes(netip.MustParsePrefix("2001:db8::/32"), []netip.Prefix{netip.MustParsePrefix("2001:db8::/33")})
 	if len(v6) != 1 || v6[0].String() != "2001:db8:8000::/33" {
 		t.Errorf("v6 = %v", v6)
+	}
+}
+
+// TestSelected: a pod is selected by a policy in force of any mode,
+// observe included, and stops being selected when its labels change;
+// a pod no policy selects is not, although it has a rule set (observe).
+func TestSelected(t *testing.T) {
+	seg := func(name string, mode model.Mode) v1alpha1.NanoSegment {
+		objs, err := policies.ParseObjects("p.yaml", []byte(`apiVersion: nanoseg.io/v1alpha1
+kind: NanoSegment
+metadata: {name: `+name+`, namespace: shop}
+spec:
+  selector: {matchLabels: {app: `+name+`}}
+  mode: `+string(mode)+`
+  policyTypes: [Ingress]
+`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, segs := policies.SplitObjects(objs)
+		return segs[0]
+	}
+	set, err := policies.ActiveSet([]v1alpha1.NanoSegment{seg("db", model.ModeEnforce), seg("web", model.ModeObserve)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := func(name, app string, last byte) policies.Pod {
+		return policies.Pod{Namespace: "shop", Name: name, Labels: map[string]string{"app": app}, IPs: []netip.Addr{netip.AddrFrom4([4]byte{198, 18, 0, last})}}
+	}
+	c, err := NewCompiler(CompileInput{Namespaces: []policies.Namespace{{Name: "shop", Labels: map[string]string{"kubernetes.io/metadata.name": "shop"}}},
+		Pods: []policies.Pod{pod("db-0", "db", 1), pod("web-0", "web", 2), pod("cache-0", "cache", 3)}, Policies: set})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]bool{"shop/db-0": true, "shop/web-0": true, "shop/cache-0": false, "shop/nosuch": false} {
+		if got := c.Selected(key); got != want {
+			t.Errorf("Selected(%s) = %v, want %v", key, got, want)
+		}
+	}
+	if rs := c.For("shop/cache-0"); rs.Mode != model.ModeObserve {
+		t.Errorf("unselected pod's rule set: %+v", rs)
+	}
+	if _, err := c.UpdatePod(pod("db-0", "other", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if c.Selected("shop/db-0") {
+		t.Errorf("db-0 still selected after its labels changed")
 	}
 }

@@ -52,8 +52,13 @@ type Node interface {
 	// nanosegments in force, each with its promoted mode) and returns
 	// when every endpoint whose rule set changed has been applied, or
 	// with ctx's error when ctx ends first. An endpoint that fails to
-	// apply is not an error here: Applied reports it.
-	Enforce(ctx context.Context, segs []v1alpha1.NanoSegment) error
+	// apply is not an error here: Applied reports it. decided lists the
+	// workloads ("namespace/workload") the store holds a recorded
+	// decision for (ever promoted or rolled back), whatever their mode
+	// now: a table the node finds in audit or enforce in an endpoint of
+	// no such workload, and that no policy of segs selects, is kept as
+	// found (adopted) rather than weakened, until the workload is decided.
+	Enforce(ctx context.Context, segs []v1alpha1.NanoSegment, decided []string) error
 	// Applied returns what the node knows of endpoint netns without
 	// reading the kernel: whether it applied a rule set, and the error of
 	// the last apply or drift comparison.
@@ -78,13 +83,22 @@ type Node interface {
 type EndpointSync struct {
 	// Known: the node has applied a rule set to the endpoint.
 	Known bool
-	// Err is the error of the last apply or drift comparison.
+	// Err is the error of the last apply or drift comparison, or why the
+	// node does not manage the endpoint.
 	Err error
+	// Adopted is the mode (audit or enforce) of a table the node found in
+	// the endpoint and keeps as it found it because no policy in force
+	// selects the endpoint (its store does not know it): "" when the
+	// endpoint holds what the policies in force make.
+	Adopted string
 	// The fields below are filled by Node.Read only.
 	ReadErr  error                     // reading the table back failed
 	InSync   bool                      // the kernel holds the desired rule set
 	Counters map[string]evidence.Count // per rule id
-	Rules    *evidence.EndpointRules   // desired and programmed rules (Read with rules)
+	// DefaultHits are the counters of the table's default verdict, by
+	// direction ("ingress", "egress"): packets no entry allowed.
+	DefaultHits map[string]evidence.Count
+	Rules       *evidence.EndpointRules // desired and programmed rules (Read with rules)
 }
 
 // ProbeOutcome is the result of one probe: Outcome is connected, refused,
@@ -179,8 +193,8 @@ func activeSegments(active []ActivePolicy) []v1alpha1.NanoSegment {
 	return segs
 }
 
-// Enforce hands the policies in force to the node and waits as
-// Node.Enforce does. The agent calls it at start; promotions and rollbacks
+// Enforce hands the policies in force, and the workloads the store has
+// decided about, to the node and waits as Node.Enforce does. The agent calls it at start; promotions and rollbacks
 // call it after recording.
 func (s *Service) Enforce(ctx context.Context) error {
 	s.enforceMu.Lock()
@@ -189,7 +203,17 @@ func (s *Service) Enforce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.node.Enforce(ctx, activeSegments(active))
+	states, err := s.store.States()
+	if err != nil {
+		return err
+	}
+	var decided []string
+	for _, st := range states {
+		if st.Seq > 0 {
+			decided = append(decided, st.Workload)
+		}
+	}
+	return s.node.Enforce(ctx, activeSegments(active), decided)
 }
 
 // knownNames returns every DNS name known for an address: inventory

@@ -472,6 +472,8 @@ func TestStatus(t *testing.T) {
 	f.apply(t, "5432")
 	f.promote(t, model.ModeAudit, 0)
 	f.node.Counters = map[string]map[string]evidence.Count{"db-0": {"shop/db/from-web": {Packets: 3, Bytes: 180}}}
+	f.node.DefaultHits = map[string]map[string]evidence.Count{"web-0": {"ingress": {Packets: 2, Bytes: 120}, "egress": {}},
+		"web-1": {"ingress": {Packets: 5, Bytes: 300}, "egress": {}}}
 	f.node.Errs = map[string]error{"web-1": errors.New("apply failed")}
 	now := time.Now()
 	if err := f.mem.AddVerdicts([]model.VerdictEvent{
@@ -506,6 +508,82 @@ func TestStatus(t *testing.T) {
 	web := byW["shop/web"]
 	if web.Mode != model.ModeObserve || len(web.Endpoints) != 2 || web.Endpoints[1].InSync || web.Endpoints[1].Error != "apply failed" {
 		t.Errorf("shop/web status = %+v", web)
+	}
+	// Default verdict counters are summed over the endpoints, by direction.
+	if d := web.DefaultHits; len(d) != 2 || d[0] != (controller.DefaultHit{Direction: "egress"}) || d[1] != (controller.DefaultHit{Direction: "ingress", Packets: 7, Bytes: 420}) {
+		t.Errorf("shop/web default hits = %+v", d)
+	}
+}
+
+// TestStatusNamesUnmanagedEndpoints: an endpoint the node has never
+// programmed because another agent owns its netns (issue 11, item 3)
+// shows the node's reason in status, not a silent "not in sync".
+func TestStatusNamesUnmanagedEndpoints(t *testing.T) {
+	f := newFixture(t)
+	refusal := "netns db-0: managed by another nanoseg agent: pid 42, socket /run/nanoseg/agent.sock"
+	f.node.Errs = map[string]error{"db-0": errors.New(refusal)}
+	sts, err := f.svc.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range sts {
+		if s.Workload != "shop/db" {
+			continue
+		}
+		if len(s.Endpoints) != 1 || s.Endpoints[0].Error != refusal || s.Endpoints[0].InSync {
+			t.Errorf("shop/db endpoints = %+v, want the refusal as the error", s.Endpoints)
+		}
+		return
+	}
+	t.Fatalf("no shop/db in status %+v", sts)
+}
+
+// TestStatusShowsAdoptedTables (issue 11, item 4): an endpoint whose
+// table the node adopted (found in enforce, unknown to the store) shows
+// the adopted mode, while the workload's state is the store's.
+func TestStatusShowsAdoptedTables(t *testing.T) {
+	f := newFixture(t)
+	f.node.Adopted = map[string]string{"db-0": "enforce"}
+	sts, err := f.svc.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range sts {
+		for _, e := range s.Endpoints {
+			want := ""
+			if e.Netns == "db-0" {
+				want = "enforce"
+			}
+			if e.Adopted != want {
+				t.Errorf("%s endpoint %s adopted %q, want %q", s.Workload, e.Netns, e.Adopted, want)
+			}
+		}
+	}
+}
+
+// TestEnforceNamesDecidedWorkloads (issue 11, item 4): the node is told
+// which workloads the store has decided about, also one whose first
+// promotion was rolled back (observe, revision 0: no policy in force), so
+// that it weakens their tables as recorded and adopts only the others.
+func TestEnforceNamesDecidedWorkloads(t *testing.T) {
+	f := newFixture(t)
+	if err := f.svc.Enforce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if d := f.node.Decided(); len(d) != 0 {
+		t.Errorf("decided with an empty store: %v", d)
+	}
+	f.apply(t, "5432")
+	f.promote(t, model.ModeEnforce, 0)
+	if _, err := f.svc.Rollback(context.Background(), controller.RollbackRequest{Workload: "shop/db", Reason: "undo"}, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	enf := f.node.Enforced()
+	if last := enf[len(enf)-1]; len(last) != 0 {
+		t.Errorf("policies in force after the rollback: %d, want none", len(last))
+	}
+	if d := f.node.Decided(); len(d) != 1 || d[0] != "shop/db" {
+		t.Errorf("decided after the rollback: %v, want [shop/db]", d)
 	}
 }
 

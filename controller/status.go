@@ -22,6 +22,14 @@ type WorkloadStatus struct {
 	// RuleHits are the kernel's counters per rule id, summed over the
 	// workload's endpoints: connection-opening packets and their bytes.
 	RuleHits []RuleHit `json:"ruleHits,omitempty"`
+	// DefaultHits are the kernel's counters of the default verdict, summed
+	// over the workload's endpoints, by direction: the packets no rule
+	// allowed (dropped in enforce, let through and logged in audit,
+	// unmatched in observe) since each table was created. They include
+	// what no verdict event records: packets while no agent ran (the
+	// verdict log keeps nothing for an absent reader) and denies beyond
+	// the deny log's rate limit.
+	DefaultHits []DefaultHit `json:"defaultHits,omitempty"`
 	// WouldDeny counts audit-deny events and Denied deny events that
 	// involve the workload since its last promotion.
 	WouldDeny int `json:"wouldDeny"`
@@ -36,6 +44,10 @@ type EndpointState struct {
 	Netns  string `json:"netns"`
 	InSync bool   `json:"inSync"` // the kernel holds the desired rule set
 	Error  string `json:"error,omitempty"`
+	// Adopted is the mode (audit, enforce) of a table the agent found in
+	// the endpoint, unknown to its store, and keeps as found until an
+	// operator promotes the workload ("" when not adopted).
+	Adopted string `json:"adopted,omitempty"`
 }
 
 // RuleHit is one rule id's counters.
@@ -43,6 +55,13 @@ type RuleHit struct {
 	RuleID  string `json:"ruleID"`
 	Packets uint64 `json:"packets"`
 	Bytes   uint64 `json:"bytes"`
+}
+
+// DefaultHit is one direction's default verdict counter.
+type DefaultHit struct {
+	Direction string `json:"direction"` // ingress, egress
+	Packets   uint64 `json:"packets"`
+	Bytes     uint64 `json:"bytes"`
 }
 
 // DeniedCount is a (source, destination, protocol, port) with how often it
@@ -71,12 +90,14 @@ func (s *Service) Status() ([]WorkloadStatus, error) {
 		}
 		ws := WorkloadStatus{Workload: w, Mode: st.Mode, Revision: st.Revision, Since: st.Since}
 		hits := map[string]*RuleHit{}
+		defaults := map[string]*DefaultHit{}
 		for _, e := range s.inv.Workload(w) {
 			es := EndpointState{Netns: e.Netns}
 			sync := s.node.Read(e.Netns, false)
-			if sync.Known && sync.Err != nil {
+			if sync.Err != nil {
 				es.Error = sync.Err.Error()
 			}
+			es.Adopted = sync.Adopted
 			if sync.ReadErr != nil {
 				es.Error = sync.ReadErr.Error()
 			} else {
@@ -90,6 +111,15 @@ func (s *Service) Status() ([]WorkloadStatus, error) {
 					h.Packets += c.Packets
 					h.Bytes += c.Bytes
 				}
+				for dir, c := range sync.DefaultHits {
+					h := defaults[dir]
+					if h == nil {
+						h = &DefaultHit{Direction: dir}
+						defaults[dir] = h
+					}
+					h.Packets += c.Packets
+					h.Bytes += c.Bytes
+				}
 			}
 			ws.Endpoints = append(ws.Endpoints, es)
 		}
@@ -97,6 +127,10 @@ func (s *Service) Status() ([]WorkloadStatus, error) {
 			ws.RuleHits = append(ws.RuleHits, *h)
 		}
 		sort.Slice(ws.RuleHits, func(i, j int) bool { return ws.RuleHits[i].RuleID < ws.RuleHits[j].RuleID })
+		for _, h := range defaults {
+			ws.DefaultHits = append(ws.DefaultHits, *h)
+		}
+		sort.Slice(ws.DefaultHits, func(i, j int) bool { return ws.DefaultHits[i].Direction < ws.DefaultHits[j].Direction })
 		evs, err := s.obs.Verdicts(st.Since)
 		if err != nil {
 			return nil, err

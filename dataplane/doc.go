@@ -55,7 +55,11 @@
 // Each rule id has a named counter object "rule-<id>" in the table, counting
 // packets and bytes of the connection-opening packets its entries accepted
 // (established traffic takes the conntrack fast path and is not counted per
-// rule). Read returns them as State.Counters.
+// rule). Read returns them as State.Counters. Each direction's default
+// verdict has a named counter object too, "default-ingress" and
+// "default-egress" (DefaultCounter), counting every packet no entry allowed
+// whether or not anyone reads the verdict log; Read returns them as
+// State.Defaults.
 //
 // Sources: DESIGN.md ("Kernel objects"), issue 3, nft(8), the Linux
 // nf_tables and nfnetlink_log uapi headers.

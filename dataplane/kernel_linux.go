@@ -89,6 +89,12 @@ type State struct {
 	RuleSet RuleSet
 	// Counters maps each rule id to its counter.
 	Counters map[string]Counter
+	// Defaults maps each direction to the counter of its default verdict:
+	// the packets no entry allowed (dropped in enforce mode, let through
+	// and logged in audit mode, unmatched in observe mode), counted by the
+	// kernel since the table was created, whether or not anyone read the
+	// verdict log. Absent for a table made before these counters existed.
+	Defaults map[model.Direction]Counter
 	// Elements are the decoded map elements, sorted as Elements sorts.
 	Elements []Element
 
@@ -272,7 +278,7 @@ func read(c *nftables.Conn) (*State, *kernelTable, error) {
 }
 
 func readOnce(c *nftables.Conn) (*State, *kernelTable, error) {
-	s := &State{Counters: map[string]Counter{}, layout: layout{chains: map[string][]string{}}}
+	s := &State{Counters: map[string]Counter{}, Defaults: map[model.Direction]Counter{}, layout: layout{chains: map[string][]string{}}}
 	kt := &kernelTable{chains: map[string]*nftables.Chain{}, sets: map[string]*nftables.Set{}}
 	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
 	if err != nil {
@@ -374,8 +380,18 @@ func readOnce(c *nftables.Conn) (*State, *kernelTable, error) {
 			continue
 		}
 		s.layout.counters = append(s.layout.counters, n.Name)
-		if ctr, ok := n.Obj.(*expr.Counter); ok {
-			s.Counters[strings.TrimPrefix(n.Name, RuleChainPrefix)] = Counter{Packets: ctr.Packets, Bytes: ctr.Bytes}
+		ctr, ok := n.Obj.(*expr.Counter)
+		if !ok {
+			continue
+		}
+		if name, ok := strings.CutPrefix(n.Name, DefaultCounterPrefix); ok {
+			if dir, err := model.ParseDirection(name); err == nil {
+				s.Defaults[dir] = Counter{Packets: ctr.Packets, Bytes: ctr.Bytes}
+			}
+			continue
+		}
+		if id, ok := strings.CutPrefix(n.Name, RuleChainPrefix); ok {
+			s.Counters[id] = Counter{Packets: ctr.Packets, Bytes: ctr.Bytes}
 		}
 	}
 	slices.Sort(s.layout.counters)

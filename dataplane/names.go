@@ -1,5 +1,11 @@
 package dataplane
 
+import (
+	"strings"
+
+	"github.com/nanoseg/nanoseg/model"
+)
+
 // Kernel object names. Tests and the read-back use these; nothing else in
 // the netns may create objects in TableName.
 const (
@@ -48,3 +54,14 @@ const (
 
 // RuleChain returns the name of the chain and counter object of rule id.
 func RuleChain(id string) string { return RuleChainPrefix + id }
+
+// DefaultCounterPrefix starts the name of the counter object of a
+// direction's default verdict ("default-ingress", "default-egress"): the
+// packets no entry allowed. It cannot be a rule counter's name, which
+// starts with RuleChainPrefix.
+const DefaultCounterPrefix = "default-"
+
+// DefaultCounter returns the name of the default verdict counter of dir.
+func DefaultCounter(dir model.Direction) string {
+	return DefaultCounterPrefix + strings.ToLower(string(dir))
+}

@@ -27,6 +27,7 @@ package dataplane
 //	    meta nfproto ipv4 ip saddr . meta l4proto . th dport vmap @ingress-exact-v4
 //	    meta nfproto ipv4 ip saddr . meta l4proto . th dport vmap @ingress-v4
 //	    ... the same for ipv6 (ip6 saddr)
+//	    counter name "default-ingress"           # every packet no entry allowed
 //	    log prefix "nanoseg:observe:<name>" group 18                   # observe
 //	    log prefix "nanoseg:audit-deny:<name>" group 18 accept          # audit
 //	    limit rate 10/second burst 20 packets log prefix "nanoseg:deny:<name>" group 18  # enforce
@@ -49,6 +50,11 @@ package dataplane
 //     count the packets (and bytes) of connection-opening packets only: once
 //     accepted, a connection's later packets take the conntrack fast path and
 //     never reach the maps.
+//   - The default verdict has a named counter per direction too, before the
+//     log rule, so the kernel counts every packet no entry allowed (denied in
+//     enforce), also those beyond the deny log's rate limit and those logged
+//     while nobody reads the log (no agent running): NFLOG keeps nothing
+//     for an absent reader, the counter keeps counting.
 //   - Entries of any protocol are in their own maps (key address . l4proto,
 //     l4proto 0-255) looked up first: pipapo refuses overlapping elements, and
 //     an any-protocol entry would overlap every protocol entry of its peer.
@@ -156,6 +162,9 @@ func Render(rs RuleSet) (*Objects, error) {
 	o.Rules = append(o.Rules, baseRules(out, false)...)
 	o.Rules = append(o.Rules, policyRules(ing, rs, model.Ingress)...)
 	o.Rules = append(o.Rules, policyRules(eg, rs, model.Egress)...)
+	for _, d := range model.Directions {
+		o.Counters = append(o.Counters, &nftables.NamedObj{Table: t, Name: DefaultCounter(d), Type: nftables.ObjTypeCounter, Obj: &expr.Counter{}})
+	}
 	for _, id := range ruleIDs(rs) {
 		c := &nftables.Chain{Name: RuleChain(id), Table: t}
 		o.Chains = append(o.Chains, c)
@@ -318,6 +327,8 @@ func policyRules(c *nftables.Chain, rs RuleSet, dir model.Direction) []*nftables
 			rules = append(rules, lookup(c, d))
 		}
 	}
+	rules = append(rules, rule(c, fmt.Sprintf("counter name %q", DefaultCounter(dir)),
+		&expr.Objref{Type: int(nftables.ObjTypeCounter), Name: DefaultCounter(dir)}))
 	switch rs.Mode {
 	case model.ModeObserve:
 		p := verdictlog.Format(model.VerdictObserved, rs.Name)

@@ -33,11 +33,12 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/mdlayher/netlink"
+	"github.com/ti-mo/conntrack"
+	"golang.org/x/sys/unix"
+
 	"github.com/nanoseg/nanoseg/internal/nettest"
 	"github.com/nanoseg/nanoseg/internal/verdictlog"
 	"github.com/nanoseg/nanoseg/model"
-	"github.com/ti-mo/conntrack"
-	"golang.org/x/sys/unix"
 )
 
 // SCTP ports of the test: NGAP's port is allowed, the next one is not.

@@ -4,9 +4,12 @@
 //
 // Design: one goroutine per concern, all stopped by one context.
 //   - inventory: SetInventory (called by the agent on every inventory
-//     change) updates the index, gives new endpoints an observer and
-//     stops those of vanished ones, and updates the rule sets through the
-//     incremental compiler (compile.Compiler.UpdatePod / DeletePod).
+//     change) updates the index, claims new endpoints (one owner per
+//     netns on the host, owner_linux.go: an endpoint another node owns is
+//     refused and neither observed nor programmed), gives the claimed ones
+//     an observer and stops those of vanished ones, and updates the rule
+//     sets through the incremental compiler (compile.Compiler.UpdatePod /
+//     DeletePod).
 //   - observation: each endpoint's observer hands flow records to one
 //     Aggregator; every FlushInterval the aggregated edges and the
 //     audit-deny / deny verdict events are committed to the observation
@@ -20,12 +23,15 @@
 //     every DriftInterval and repairs them.
 //
 // Until the first Enforce the node programs nothing: on a restart the
-// dataplane adopts the tables it finds without flushing them, so
-// enforcement has no window across a restart.
+// dataplane updates the tables it finds in place without flushing them,
+// so enforcement has no window across a restart; and a table in audit or
+// enforce that the store does not know is kept as found (adopted,
+// adopt_linux.go), so a new or empty store never weakens enforcement.
 package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -56,6 +62,17 @@ type Config struct {
 	// DriftInterval is how often every table is compared with its desired
 	// rule set and repaired.
 	DriftInterval time.Duration
+	// AdoptedWarnInterval is how often the node repeats its warning about
+	// adopted tables while there are any (adopt_linux.go; 0 = 1 minute).
+	AdoptedWarnInterval time.Duration
+	// OwnerDir holds the owner files that make one node at a time manage
+	// a netns (owner_linux.go; "" = DefaultOwnerDir). Every node of a
+	// host must use the same directory.
+	OwnerDir string
+	// Owner describes this node in its owner files, for the message of a
+	// node refused an endpoint (the pid is added), e.g. "socket
+	// /run/nanoseg/agent.sock, state file /var/lib/nanoseg/state.db".
+	Owner string
 }
 
 // Node observes and programs the endpoints of one host. It implements
@@ -74,6 +91,10 @@ type Node struct {
 
 	mu        sync.Mutex
 	observers map[string]context.CancelFunc // by netns
+	own       *owners                       // the endpoints this node manages
+	refused   map[string]error              // endpoints another node owns (*OwnedError) or that could not be claimed, by netns
+	adopted   map[string]dataplane.RuleSet  // tables kept as found (adopt_linux.go), by netns
+	metrics   nodeMetrics
 	pending   []model.VerdictEvent
 	probes    map[probeKey]time.Time // the node's own probes (probe_linux.go)
 	probePort uint32
@@ -87,6 +108,8 @@ type Node struct {
 	compNames map[netip.Addr][]string      // DNS names comp was built with
 	compNS    map[string]map[string]string // namespaces comp was built with
 	pods      map[string]policies.Pod      // pods comp holds, by key
+	checked   map[string]uint64            // endpoints whose table was looked at (adopt_linux.go): netns → inode
+	decided   map[string]bool              // workloads the store has decided about (Enforce)
 }
 
 var _ controller.Node = (*Node)(nil)
@@ -102,6 +125,16 @@ func New(cfg Config, inv *inventory.Index, sink store.ObservationSink, reg prome
 	if err != nil {
 		return nil, fmt.Errorf("register observer metrics: %w", err)
 	}
+	nm, err := newNodeMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.OwnerDir == "" {
+		cfg.OwnerDir = DefaultOwnerDir
+	}
+	if cfg.AdoptedWarnInterval == 0 {
+		cfg.AdoptedWarnInterval = time.Minute
+	}
 	dp := dataplane.New(log)
 	rec, err := dataplane.NewReconciler(dp, dataplane.ReconcilerConfig{Resync: cfg.DriftInterval, MinInterval: cfg.DriftInterval / 5, Log: log})
 	if err != nil {
@@ -109,7 +142,8 @@ func New(cfg Config, inv *inventory.Index, sink store.ObservationSink, reg prome
 	}
 	n := &Node{cfg: cfg, log: log.With("component", "node"), inv: inv, sink: sink, dp: dp, rec: rec,
 		names: observer.NewNames(0), obsCfg: observer.Defaults(), obsM: m,
-		observers: map[string]context.CancelFunc{}, seenNames: map[netip.Addr]string{}}
+		observers: map[string]context.CancelFunc{}, own: newOwners(cfg.OwnerDir, cfg.Owner), refused: map[string]error{}, metrics: nm,
+		adopted: map[string]dataplane.RuleSet{}, checked: map[string]uint64{}, seenNames: map[netip.Addr]string{}}
 	n.agg = observer.NewAggregator(inv, n.names, n.isEndpoint)
 	return n, nil
 }
@@ -139,6 +173,18 @@ func (n *Node) Run(ctx context.Context) error {
 			}
 		}
 	})
+	wg.Go(func() {
+		t := time.NewTicker(n.cfg.AdoptedWarnInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				n.warnAdopted()
+			}
+		}
+	})
 	<-ctx.Done()
 	wg.Wait()
 	n.mu.Lock()
@@ -152,19 +198,20 @@ func (n *Node) Run(ctx context.Context) error {
 	return nil
 }
 
-// SetInventory makes snap the node's inventory: observers start for new
-// endpoints (under ctx) and stop for vanished ones, and, once policies
-// are enforced, the rule sets that the change affects are recompiled and
-// applied. It reports whether anything changed.
+// SetInventory makes snap the node's inventory: the node claims the
+// endpoints it does not manage yet (one owner per netns on the host, see
+// owner_linux.go; an endpoint another node owns is refused, logged and
+// tried again on the next call), observers start for the endpoints it
+// claimed (under ctx) and stop for vanished ones, and, once policies are
+// enforced, the rule sets that the change affects are recompiled and
+// applied. Refused endpoints stay in the inventory as peers: their
+// identity still holds, only their table and traffic are another node's.
+// It reports whether anything changed.
 func (n *Node) SetInventory(ctx context.Context, snap inventory.Snapshot) bool {
 	added, removed := n.inv.Replace(snap.Endpoints, snap.Namespaces, snap.Externals)
 	changed := len(added) > 0 || len(removed) > 0
 	if changed {
 		n.log.Info("inventory changed", "added", added, "removed", removed)
-		byName := map[string]model.Endpoint{}
-		for _, e := range snap.Endpoints {
-			byName[e.Netns] = e
-		}
 		n.mu.Lock()
 		for _, name := range removed {
 			if cancel := n.observers[name]; cancel != nil {
@@ -172,11 +219,14 @@ func (n *Node) SetInventory(ctx context.Context, snap inventory.Snapshot) bool {
 				delete(n.observers, name)
 			}
 			n.rec.Remove(name)
+			n.own.release(name)
+			delete(n.refused, name)
 		}
 		n.mu.Unlock()
-		for _, name := range added {
-			n.startObserver(ctx, byName[name])
-		}
+	}
+	for _, e := range n.claim(snap.Endpoints) {
+		changed = true
+		n.startObserver(ctx, e)
 	}
 	n.compileMu.Lock()
 	defer n.compileMu.Unlock()
@@ -189,6 +239,71 @@ func (n *Node) SetInventory(ctx context.Context, snap inventory.Snapshot) bool {
 	}
 	n.applyLocked()
 	return changed
+}
+
+// claim tries to become the owner of every endpoint of eps the node does
+// not manage yet and returns those it now manages. A refusal is logged at
+// error level when it is new or names another owner than before.
+func (n *Node) claim(eps []model.Endpoint) []model.Endpoint {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var got []model.Endpoint
+	for _, e := range eps {
+		if n.own.owns(e.Netns) {
+			continue
+		}
+		err := n.own.claim(e.Netns, e.Path)
+		if err == nil {
+			if n.refused[e.Netns] != nil {
+				n.log.Info("endpoint now managed here: its previous owner let it go", "netns", e.Netns)
+				delete(n.refused, e.Netns)
+			}
+			got = append(got, e)
+			continue
+		}
+		if prev := n.refused[e.Netns]; prev == nil || prev.Error() != err.Error() {
+			msg := "endpoint not managed: cannot claim its network namespace"
+			if errors.Is(err, ErrOwned) {
+				msg = "endpoint refused: another agent manages its network namespace (one owner per netns)"
+			}
+			n.log.Error(msg, "netns", e.Netns, "workload", e.Key(), "err", err)
+		}
+		n.refused[e.Netns] = err
+	}
+	n.metrics.refused.Set(float64(len(n.refused)))
+	return got
+}
+
+// owns reports whether the node manages endpoint netns.
+func (n *Node) owns(netns string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.own.owns(netns)
+}
+
+// refusal returns why the node does not manage endpoint netns, nil when
+// it does or has not tried yet.
+func (n *Node) refusal(netns string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.refused[netns]
+}
+
+// Refused returns the endpoints of the inventory the node does not manage,
+// with the reason (an *OwnedError naming the owner when another node
+// manages it), by netns.
+func (n *Node) Refused() map[string]error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return maps.Clone(n.refused)
+}
+
+// Close lets every endpoint the node manages go (their tables stay in the
+// kernel), so another node may claim them. Call it once Run has returned.
+func (n *Node) Close() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.own.releaseAll()
 }
 
 func (n *Node) startObserver(ctx context.Context, e model.Endpoint) {
@@ -212,13 +327,18 @@ func (n *Node) startObserver(ctx context.Context, e model.Endpoint) {
 // Enforce implements controller.Node: it recompiles every rule set from
 // segs and applies those that changed, returning when they are applied
 // (or with ctx's error when ctx ends first; the apply then still
-// finishes).
-func (n *Node) Enforce(ctx context.Context, segs []v1alpha1.NanoSegment) error {
+// finishes). Endpoints of the decided workloads follow the policies;
+// others keep an audit or enforce table found in them (adopt_linux.go).
+func (n *Node) Enforce(ctx context.Context, segs []v1alpha1.NanoSegment, decided []string) error {
 	done := make(chan error, 1)
 	go func() {
 		n.compileMu.Lock()
 		defer n.compileMu.Unlock()
 		n.segs, n.enforced = segs, true
+		n.decided = map[string]bool{}
+		for _, w := range decided {
+			n.decided[w] = true
+		}
 		if err := n.compileLocked(); err != nil {
 			n.log.Error("compile rule sets", "err", err)
 			done <- err
@@ -314,24 +434,45 @@ func sameNames(a, b map[netip.Addr][]string) bool {
 	})
 }
 
-// applyLocked hands every endpoint's rule set to the reconciler, which
-// applies the changed ones; one endpoint's failure leaves the others
-// alone.
+// applyLocked hands the rule set of every endpoint the node manages to
+// the reconciler, which applies the changed ones; one endpoint's failure
+// leaves the others alone. The tables of endpoints new to the node are
+// looked at first: one in audit or enforce that the store does not know
+// is kept as found (adopt_linux.go); one that cannot be read is left
+// alone until it can.
 func (n *Node) applyLocked() {
-	eps := n.inv.Endpoints()
+	var eps []model.Endpoint
+	mine := map[string]bool{}
+	for _, e := range n.inv.Endpoints() {
+		if n.owns(e.Netns) {
+			eps = append(eps, e)
+			mine[e.Netns] = true
+		}
+	}
+	n.forgetLocked(mine)
+	unread := n.checkTablesLocked(eps)
 	ds := make([]dataplane.Desired, 0, len(eps))
 	for _, e := range eps {
-		ds = append(ds, dataplane.Desired{Name: e.Netns, NetNS: e.Path, RuleSet: n.comp.For(e.Namespace + "/" + e.Netns)})
+		if err := unread[e.Netns]; err != nil {
+			n.log.Warn("read table before programming; left alone for now", "netns", e.Netns, "err", err)
+			continue
+		}
+		ds = append(ds, dataplane.Desired{Name: e.Netns, NetNS: e.Path, RuleSet: n.desiredLocked(e)})
 	}
+	n.updateAdoptedMetric()
 	for name, err := range n.rec.SetAll(ds) {
 		n.log.Warn("apply rule set", "netns", name, "err", err)
 	}
 }
 
-// Applied implements controller.Node.
+// Applied implements controller.Node. An endpoint the node does not
+// manage has the reason as its error.
 func (n *Node) Applied(netns string) controller.EndpointSync {
+	if err := n.refusal(netns); err != nil {
+		return controller.EndpointSync{Err: err}
+	}
 	st, ok := n.rec.Status(netns)
-	return controller.EndpointSync{Known: ok, Err: st.Err}
+	return controller.EndpointSync{Known: ok, Err: st.Err, Adopted: n.adoptedMode(netns)}
 }
 
 // Desired returns the rule set endpoint netns last applied successfully,
@@ -342,8 +483,13 @@ func (n *Node) Desired(netns string) (dataplane.RuleSet, bool) {
 }
 
 // Read implements controller.Node: it reads the endpoint's table back.
+// An endpoint the node does not manage is not read: its table is another
+// node's.
 func (n *Node) Read(netns string, rules bool) controller.EndpointSync {
 	out := n.Applied(netns)
+	if n.refusal(netns) != nil {
+		return out
+	}
 	rst, known := n.rec.Status(netns)
 	e, ok := n.inv.Endpoint(netns)
 	if !ok {
@@ -359,6 +505,10 @@ func (n *Node) Read(netns string, rules bool) controller.EndpointSync {
 		for id, c := range ks.Counters {
 			out.Counters[id] = evidence.Count{Packets: c.Packets, Bytes: c.Bytes}
 		}
+		out.DefaultHits = map[string]evidence.Count{}
+		for dir, c := range ks.Defaults {
+			out.DefaultHits[string(dir)] = evidence.Count{Packets: c.Packets, Bytes: c.Bytes}
+		}
 	}
 	if !rules {
 		return out
@@ -366,7 +516,7 @@ func (n *Node) Read(netns string, rules bool) controller.EndpointSync {
 	var want dataplane.RuleSet
 	n.compileMu.Lock()
 	if n.comp != nil {
-		want = n.comp.For(e.Namespace + "/" + e.Netns)
+		want = n.comp.For(podKey(e))
 	}
 	n.compileMu.Unlock()
 	if known && rst.Desired.Name != "" {

@@ -77,20 +77,38 @@ func newStatusCmd(a *app) *cobra.Command {
 				return printJSON(w, st)
 			}
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "WORKLOAD\tMODE\tREV\tENDPOINTS\tIN SYNC\tRULE HITS (pkts)\tWOULD-DENY\tDENIED")
+			fmt.Fprintln(tw, "WORKLOAD\tMODE\tREV\tENDPOINTS\tIN SYNC\tRULE HITS (pkts)\tNO RULE (pkts)\tWOULD-DENY\tDENIED")
 			for _, s := range st {
-				sync, hits := 0, uint64(0)
+				sync, hits, unmatched := 0, uint64(0), uint64(0)
+				mode := string(s.Mode)
 				for _, e := range s.Endpoints {
 					if e.InSync {
 						sync++
+					}
+					// What the kernel enforces, not the store's default.
+					if e.Adopted != "" && (mode == string(s.Mode) || e.Adopted == string(model.ModeEnforce)) {
+						mode = e.Adopted + " (adopted)"
 					}
 				}
 				for _, h := range s.RuleHits {
 					hits += h.Packets
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d/%d\t%d\t%d\t%d\n", s.Workload, s.Mode, s.Revision, len(s.Endpoints), sync, len(s.Endpoints), hits, s.WouldDeny, s.Denied)
+				for _, h := range s.DefaultHits {
+					unmatched += h.Packets
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d/%d\t%d\t%d\t%d\t%d\n", s.Workload, mode, s.Revision, len(s.Endpoints), sync, len(s.Endpoints), hits, unmatched, s.WouldDeny, s.Denied)
 			}
 			tw.Flush()
+			for _, s := range st {
+				for _, e := range s.Endpoints {
+					if e.Adopted != "" {
+						fmt.Fprintf(w, "\n%s: endpoint %s: adopted, unknown to the store: %s (kept as found; promote %s to decide)\n", s.Workload, e.Netns, e.Adopted, s.Workload)
+					}
+					if e.Error != "" {
+						fmt.Fprintf(w, "\n%s: endpoint %s: %s\n", s.Workload, e.Netns, e.Error)
+					}
+				}
+			}
 			for _, s := range st {
 				if len(s.Breaks) == 0 {
 					continue

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/controller/controllertest"
+	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/server"
 	"github.com/nanoseg/nanoseg/store"
@@ -282,5 +284,44 @@ func TestReadsWarnWhenFlushFails(t *testing.T) {
 	}
 	if out, _ := runAgainst(t, ts.URL, "verdicts"); !strings.Contains(out, "shop/intruder") {
 		t.Errorf("verdicts lacks the stored deny:\n%s", out)
+	}
+}
+
+// TestStatusShowsAdoptedAndRefusedEndpoints (issue 11, items 3 and 4):
+// `nanoseg status` shows the mode of an adopted table in the MODE column
+// and says so under the table, and names the owner of an endpoint another
+// agent manages.
+func TestStatusShowsAdoptedAndRefusedEndpoints(t *testing.T) {
+	mem := store.NewMem()
+	node := &controllertest.Node{
+		Adopted: map[string]string{"db-0": "enforce"},
+		Errs:    map[string]error{"web-1": errors.New("netns web-1: managed by another nanoseg agent: pid 42")},
+		// Counted by the kernel, in no verdict event (e.g. while no agent ran).
+		DefaultHits: map[string]map[string]evidence.Count{"db-0": {"ingress": {Packets: 17, Bytes: 1020}}},
+	}
+	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), node, nil)
+	ts := httptest.NewServer(server.New(svc, server.Config{}, nil).Handler())
+	defer ts.Close()
+	out, err := runAgainst(t, ts.URL, "status")
+	if err != nil {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	// WORKLOAD MODE REV ENDPOINTS IN-SYNC RULE-HITS NO-RULE WOULD-DENY DENIED,
+	// the mode being two words here.
+	lines := strings.Split(out, "\n")
+	if !strings.Contains(lines[0], "NO RULE (pkts)") || len(lines) < 2 {
+		t.Fatalf("status table header:\n%s", out)
+	}
+	if f := strings.Fields(lines[1]); len(f) != 10 || f[0] != "shop/db" || f[7] != "17" {
+		t.Errorf("shop/db row %q: want 17 packets under NO RULE", lines[1])
+	}
+	for _, want := range []string{
+		"enforce (adopted)",
+		"shop/db: endpoint db-0: adopted, unknown to the store: enforce",
+		"shop/web: endpoint web-1: netns web-1: managed by another nanoseg agent: pid 42",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status output lacks %q:\n%s", want, out)
+		}
 	}
 }

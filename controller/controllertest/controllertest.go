@@ -22,15 +22,22 @@ import (
 type Node struct {
 	mu       sync.Mutex
 	enforced [][]v1alpha1.NanoSegment
+	decided  []string
 	flushes  int
 
 	// Errs are the apply errors Applied and Read report, by netns.
 	Errs map[string]error
+	// Adopted are the modes of adopted tables Applied and Read report, by
+	// netns.
+	Adopted map[string]string
 	// Block, when not nil, makes Enforce wait until it is closed or ctx
 	// ends (a dataplane that does not converge in time).
 	Block chan struct{}
 	// Counters are the per-rule counters Read reports, by netns.
 	Counters map[string]map[string]evidence.Count
+	// DefaultHits are the default verdict counters Read reports, by netns
+	// and direction.
+	DefaultHits map[string]map[string]evidence.Count
 	// SeenNames are the DNS names Names reports.
 	SeenNames map[netip.Addr]string
 	// FlushErr, when set, is what Flush returns (a store that cannot be
@@ -42,8 +49,8 @@ type Node struct {
 
 var _ controller.Node = (*Node)(nil)
 
-// Enforce implements controller.Node: it records segs.
-func (n *Node) Enforce(ctx context.Context, segs []v1alpha1.NanoSegment) error {
+// Enforce implements controller.Node: it records segs and decided.
+func (n *Node) Enforce(ctx context.Context, segs []v1alpha1.NanoSegment, decided []string) error {
 	if n.Block != nil {
 		select {
 		case <-n.Block:
@@ -54,7 +61,15 @@ func (n *Node) Enforce(ctx context.Context, segs []v1alpha1.NanoSegment) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.enforced = append(n.enforced, segs)
+	n.decided = decided
 	return nil
+}
+
+// Decided returns the decided workloads of the last Enforce call.
+func (n *Node) Decided() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]string(nil), n.decided...)
 }
 
 // Enforced returns the policies of every Enforce call so far, oldest first.
@@ -84,7 +99,7 @@ func (n *Node) Mode(namespace, name string) model.Mode {
 func (n *Node) Applied(netns string) controller.EndpointSync {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return controller.EndpointSync{Known: len(n.enforced) > 0, Err: n.Errs[netns]}
+	return controller.EndpointSync{Known: len(n.enforced) > 0, Err: n.Errs[netns], Adopted: n.Adopted[netns]}
 }
 
 // Read implements controller.Node: in sync unless the endpoint has an
@@ -95,6 +110,7 @@ func (n *Node) Read(netns string, rules bool) controller.EndpointSync {
 	defer n.mu.Unlock()
 	s.InSync = s.Known && s.Err == nil
 	s.Counters = maps.Clone(n.Counters[netns])
+	s.DefaultHits = maps.Clone(n.DefaultHits[netns])
 	if rules {
 		s.Rules = &evidence.EndpointRules{Netns: netns, InSync: s.InSync, Present: s.Known}
 	}
