@@ -96,8 +96,8 @@ type EndpointSync struct {
 	InSync   bool                      // the kernel holds the desired rule set
 	Counters map[string]evidence.Count // per rule id
 	// DefaultHits are the counters of the table's default verdict, by
-	// direction ("ingress", "egress"): packets no entry allowed.
-	DefaultHits map[string]evidence.Count
+	// direction (model.Ingress, model.Egress): packets no entry allowed.
+	DefaultHits map[model.Direction]evidence.Count
 	Rules       *evidence.EndpointRules // desired and programmed rules (Read with rules)
 }
 

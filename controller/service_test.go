@@ -472,8 +472,8 @@ func TestStatus(t *testing.T) {
 	f.apply(t, "5432")
 	f.promote(t, model.ModeAudit, 0)
 	f.node.Counters = map[string]map[string]evidence.Count{"db-0": {"shop/db/from-web": {Packets: 3, Bytes: 180}}}
-	f.node.DefaultHits = map[string]map[string]evidence.Count{"web-0": {"ingress": {Packets: 2, Bytes: 120}, "egress": {}},
-		"web-1": {"ingress": {Packets: 5, Bytes: 300}, "egress": {}}}
+	f.node.DefaultHits = map[string]map[model.Direction]evidence.Count{"web-0": {model.Ingress: {Packets: 2, Bytes: 120}, model.Egress: {}},
+		"web-1": {model.Ingress: {Packets: 5, Bytes: 300}, model.Egress: {}}}
 	f.node.Errs = map[string]error{"web-1": errors.New("apply failed")}
 	now := time.Now()
 	if err := f.mem.AddVerdicts([]model.VerdictEvent{
@@ -510,7 +510,7 @@ func TestStatus(t *testing.T) {
 		t.Errorf("shop/web status = %+v", web)
 	}
 	// Default verdict counters are summed over the endpoints, by direction.
-	if d := web.DefaultHits; len(d) != 2 || d[0] != (controller.DefaultHit{Direction: "egress"}) || d[1] != (controller.DefaultHit{Direction: "ingress", Packets: 7, Bytes: 420}) {
+	if d := web.DefaultHits; len(d) != 2 || d[0] != (controller.DefaultHit{Direction: model.Egress}) || d[1] != (controller.DefaultHit{Direction: model.Ingress, Packets: 7, Bytes: 420}) {
 		t.Errorf("shop/web default hits = %+v", d)
 	}
 }

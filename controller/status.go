@@ -59,7 +59,7 @@ type RuleHit struct {
 
 // DefaultHit is one direction's default verdict counter.
 type DefaultHit struct {
-	Direction string `json:"direction"` // ingress, egress
+	Direction model.Direction `json:"direction"` // Ingress, Egress
 	Packets   uint64 `json:"packets"`
 	Bytes     uint64 `json:"bytes"`
 }
@@ -90,7 +90,7 @@ func (s *Service) Status() ([]WorkloadStatus, error) {
 		}
 		ws := WorkloadStatus{Workload: w, Mode: st.Mode, Revision: st.Revision, Since: st.Since}
 		hits := map[string]*RuleHit{}
-		defaults := map[string]*DefaultHit{}
+		defaults := map[model.Direction]*DefaultHit{}
 		for _, e := range s.inv.Workload(w) {
 			es := EndpointState{Netns: e.Netns}
 			sync := s.node.Read(e.Netns, false)

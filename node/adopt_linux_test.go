@@ -66,8 +66,8 @@ func TestAdoptsEnforcementUnknownToTheStore(t *testing.T) {
 	}
 	// The denied attempt on 9090 made while no node ran is in no verdict
 	// event (nobody read the log), but the kernel counted it.
-	if ws := workloadStatus(t, svc); ws.Denied != 0 || len(ws.DefaultHits) == 0 || ws.DefaultHits[0].Direction != "egress" ||
-		ws.DefaultHits[1].Direction != "ingress" || ws.DefaultHits[1].Packets == 0 {
+	if ws := workloadStatus(t, svc); ws.Denied != 0 || len(ws.DefaultHits) == 0 || ws.DefaultHits[0].Direction != model.Egress ||
+		ws.DefaultHits[1].Direction != model.Ingress || ws.DefaultHits[1].Packets == 0 {
 		t.Errorf("status after a deny while no agent ran: denied %d, default hits %+v; want 0 and ingress > 0", ws.Denied, ws.DefaultHits)
 	}
 	if v := gaugeValue(t, n.metrics.adopted.WithLabelValues("enforce")); v != 1 {

@@ -505,9 +505,9 @@ func (n *Node) Read(netns string, rules bool) controller.EndpointSync {
 		for id, c := range ks.Counters {
 			out.Counters[id] = evidence.Count{Packets: c.Packets, Bytes: c.Bytes}
 		}
-		out.DefaultHits = map[string]evidence.Count{}
+		out.DefaultHits = map[model.Direction]evidence.Count{}
 		for dir, c := range ks.Defaults {
-			out.DefaultHits[string(dir)] = evidence.Count{Packets: c.Packets, Bytes: c.Bytes}
+			out.DefaultHits[dir] = evidence.Count{Packets: c.Packets, Bytes: c.Bytes}
 		}
 	}
 	if !rules {

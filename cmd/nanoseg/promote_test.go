@@ -297,7 +297,7 @@ func TestStatusShowsAdoptedAndRefusedEndpoints(t *testing.T) {
 		Adopted: map[string]string{"db-0": "enforce"},
 		Errs:    map[string]error{"web-1": errors.New("netns web-1: managed by another nanoseg agent: pid 42")},
 		// Counted by the kernel, in no verdict event (e.g. while no agent ran).
-		DefaultHits: map[string]map[string]evidence.Count{"db-0": {"ingress": {Packets: 17, Bytes: 1020}}},
+		DefaultHits: map[string]map[model.Direction]evidence.Count{"db-0": {model.Ingress: {Packets: 17, Bytes: 1020}}},
 	}
 	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), node, nil)
 	ts := httptest.NewServer(server.New(svc, server.Config{}, nil).Handler())

@@ -37,7 +37,7 @@ type Node struct {
 	Counters map[string]map[string]evidence.Count
 	// DefaultHits are the default verdict counters Read reports, by netns
 	// and direction.
-	DefaultHits map[string]map[string]evidence.Count
+	DefaultHits map[string]map[model.Direction]evidence.Count
 	// SeenNames are the DNS names Names reports.
 	SeenNames map[netip.Addr]string
 	// FlushErr, when set, is what Flush returns (a store that cannot be
