@@ -60,8 +60,8 @@ type RuleHit struct {
 // DefaultHit is one direction's default verdict counter.
 type DefaultHit struct {
 	Direction model.Direction `json:"direction"` // Ingress, Egress
-	Packets   uint64 `json:"packets"`
-	Bytes     uint64 `json:"bytes"`
+	Packets   uint64          `json:"packets"`
+	Bytes     uint64          `json:"bytes"`
 }
 
 // DeniedCount is a (source, destination, protocol, port) with how often it
