@@ -14,16 +14,18 @@ import (
 	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/inventory"
 	"github.com/nanoseg/nanoseg/model"
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+	"github.com/nanoseg/nanoseg/policies"
 )
 
 // Node is a fake controller.Node. Set its exported fields before use;
 // it is safe for concurrent use.
 type Node struct {
 	mu       sync.Mutex
-	enforced [][]v1alpha1.NanoSegment
+	enforced []policies.InForce
 	flushes  int
 
+	// DefaultIDs is the table Defaults reports.
+	DefaultIDs map[string][]policies.PolicyRef
 	// Errs are the apply errors Applied and Read report, by netns.
 	Errs map[string]error
 	// Block, when not nil, makes Enforce wait until it is closed or ctx
@@ -42,8 +44,8 @@ type Node struct {
 
 var _ controller.Node = (*Node)(nil)
 
-// Enforce implements controller.Node: it records segs.
-func (n *Node) Enforce(ctx context.Context, segs []v1alpha1.NanoSegment) error {
+// Enforce implements controller.Node: it records in.
+func (n *Node) Enforce(ctx context.Context, in policies.InForce) error {
 	if n.Block != nil {
 		select {
 		case <-n.Block:
@@ -53,15 +55,22 @@ func (n *Node) Enforce(ctx context.Context, segs []v1alpha1.NanoSegment) error {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.enforced = append(n.enforced, segs)
+	n.enforced = append(n.enforced, in)
 	return nil
 }
 
 // Enforced returns the policies of every Enforce call so far, oldest first.
-func (n *Node) Enforced() [][]v1alpha1.NanoSegment {
+func (n *Node) Enforced() []policies.InForce {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return append([][]v1alpha1.NanoSegment(nil), n.enforced...)
+	return append([]policies.InForce(nil), n.enforced...)
+}
+
+// Defaults implements controller.Node: a copy of DefaultIDs.
+func (n *Node) Defaults() map[string][]policies.PolicyRef {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return maps.Clone(n.DefaultIDs)
 }
 
 // Mode returns the mode of the nanosegment of namespace/name in the last
@@ -72,7 +81,7 @@ func (n *Node) Mode(namespace, name string) model.Mode {
 	if len(n.enforced) == 0 {
 		return ""
 	}
-	for _, s := range n.enforced[len(n.enforced)-1] {
+	for _, s := range n.enforced[len(n.enforced)-1].NanoSegments {
 		if s.Namespace == namespace && s.Name == name {
 			return s.Spec.Mode
 		}
