@@ -80,8 +80,8 @@ type Node struct {
 
 	// compile state, under compileMu: one compile and apply at a time.
 	compileMu sync.Mutex
-	enforced  bool                   // Enforce was called at least once
-	inForce   policies.InForce       // the policies in force
+	enforced  bool             // Enforce was called at least once
+	inForce   policies.InForce // the policies in force
 	comp      *compile.Compiler
 	compNames map[netip.Addr][]string      // DNS names comp was built with
 	compNS    map[string]map[string]string // namespaces comp was built with
