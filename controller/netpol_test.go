@@ -2,12 +2,14 @@ package controller_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nanoseg/nanoseg/controller"
+	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/store"
@@ -193,5 +195,44 @@ func TestStatusNamesTheIsolatingPolicies(t *testing.T) {
 	ids, err := f.svc.RuleIDs()
 	if err != nil || strings.Join(ids[multi], ", ") != "NetworkPolicy shop/default-deny, NetworkPolicy shop/web-to-db" {
 		t.Errorf("RuleIDs()[%s] = %v, %v", multi, ids[multi], err)
+	}
+}
+
+// TestEvidenceNamesNetworkPoliciesAndDeciders: the evidence bundle lists
+// the NetworkPolicies in force and their records, and each denied flow
+// names the policies its rule id stands for.
+func TestEvidenceNamesNetworkPoliciesAndDeciders(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.svc.Apply(context.Background(), "deny.yaml", []byte(defaultDeny), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.DeleteNetworkPolicy(context.Background(), "shop", "web-to-db", "ops"); err != nil {
+		t.Fatal(err)
+	}
+	id := "np/shop/default-deny/default.ingress"
+	f.node.DefaultIDs = map[string][]policies.PolicyRef{id: {{Kind: "NetworkPolicy", Namespace: "shop", Name: "default-deny"}}}
+	if err := f.mem.AddVerdicts([]model.VerdictEvent{{At: time.Now(), Endpoint: "web-0", Verdict: "deny", RuleID: id,
+		Source: "shop/intruder", SrcPort: 40000, Destination: "shop/web", Protocol: model.ProtocolTCP, Port: 80}}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.svc.Export(context.Background(), controller.ExportRequest{NoProbes: true, NoPDF: true}, "auditor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b evidence.Bundle
+	if err := json.Unmarshal(res.Files["bundle.json"], &b); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.Policies.NetworkPolicies; len(n) != 1 || n[0].Name != "default-deny" || n[0].By != "alice" || len(n[0].Policy) == 0 {
+		t.Errorf("NetworkPolicies in force in the bundle = %+v", n)
+	}
+	if r := b.Policies.NetworkPolicyRecords; len(r) != 3 || r[2].Action != "delete" || r[2].By != "ops" {
+		t.Errorf("NetworkPolicy records in the bundle = %+v, want default-deny applied, web-to-db applied and deleted", r)
+	}
+	if fl := b.Denied.Flows; len(fl) != 1 || strings.Join(fl[0].DecidedBy, ",") != "NetworkPolicy shop/default-deny" {
+		t.Errorf("denied flows = %+v, want decided by NetworkPolicy shop/default-deny", fl)
+	}
+	if !strings.Contains(string(res.Files["report.html"]), "NetworkPolicy shop/default-deny") {
+		t.Errorf("the HTML report does not name the NetworkPolicy")
 	}
 }

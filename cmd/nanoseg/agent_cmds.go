@@ -573,5 +573,8 @@ func agentWorld(a *app) (*policies.CaseState, error) {
 	for i := range w.NanoSegments {
 		c.Policies = append(c.Policies, policies.Object{NanoSegment: &w.NanoSegments[i]})
 	}
+	for i := range w.NetworkPolicies {
+		c.Policies = append(c.Policies, policies.Object{NetworkPolicy: &w.NetworkPolicies[i]})
+	}
 	return c.NewCaseState()
 }
