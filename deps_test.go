@@ -86,7 +86,7 @@ var fence = []fenceRow{
 		"evidence bundles are pure: no kernel and no store code"},
 	{"controller", []string{"model", "policies", "policies/v1alpha1", "store", "evidence"}, [][]string{kernel, cluster, storage, {mod + "dataplane", mod + "observer", mod + "lab", mod + "node", mod + "inventory/host", mod + "store/bolt"}},
 		"the controller service runs anywhere (standalone, or as a cluster Deployment) over the seams, and is unit-tested without root"},
-	{"controller/controllertest", []string{"model", "policies/v1alpha1", "controller", "evidence", "inventory"}, [][]string{kernel, cluster, storage},
+	{"controller/controllertest", []string{"model", "policies", "controller", "evidence", "inventory"}, [][]string{kernel, cluster, storage},
 		"fakes of the controller's seams for tests without root"},
 	{"node", []string{"model", "internal/nsenter", "policies", "policies/v1alpha1", "observer", "dataplane", "compile", "inventory", "controller", "evidence", "store"}, [][]string{cluster, storage, {mod + "lab", mod + "server", mod + "agent"}},
 		"the node side programs and observes endpoints; it never stores or serves"},

@@ -17,6 +17,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -69,6 +70,7 @@ type Compiler struct {
 	peerPods    map[peerRef]map[string]bool // selector peer -> matching pod keys
 	selectorP   []peerRef                   // every selector peer
 	ruleSets    map[string]dataplane.RuleSet
+	defaults    map[string][]policies.PolicyRef // default id -> isolating policies
 	warnings    map[string]bool
 	targets     map[ruleRef][]peerTarget // cached peer addresses of a rule
 }
@@ -84,6 +86,7 @@ func NewCompiler(in CompileInput) (*Compiler, error) {
 		names:      in.Names,
 		peerPods:   map[peerRef]map[string]bool{},
 		ruleSets:   map[string]dataplane.RuleSet{},
+		defaults:   map[string][]policies.PolicyRef{},
 		warnings:   map[string]bool{},
 		targets:    map[ruleRef][]peerTarget{},
 	}
@@ -362,6 +365,18 @@ func (c *Compiler) rebuild(key string) {
 		var entries []dataplane.Entry
 		if len(isolating[d]) == 0 {
 			entries = allowAll("not-isolated")
+		} else {
+			refs := make([]policies.PolicyRef, len(isolating[d]))
+			for j, pi := range isolating[d] {
+				refs[j] = c.policies[pi].Ref
+			}
+			id := DefaultID(dir, refs)
+			c.defaults[id] = sortedRefs(refs)
+			if dir == model.Ingress {
+				rs.IngressDefault = id
+			} else {
+				rs.EgressDefault = id
+			}
 		}
 		for _, pi := range isolating[d] {
 			pol := c.policies[pi]
@@ -401,6 +416,57 @@ func RuleID(pol policies.PolicyRef, rule string) string {
 		id = fmt.Sprintf("%s-%08x", id[:verdictlog.MaxIDLen-9], h)
 	}
 	return id
+}
+
+// DefaultID returns the rule id of the default verdict (audit-deny or
+// deny) of direction dir of an endpoint that the policies isolating
+// isolate in that direction (those of the rule set's mode; order does not
+// matter):
+//
+//   - one policy: RuleID(policy, "default.ingress") or "default.egress",
+//     such as "np/shop/default-deny/default.ingress" (rule ids of
+//     nanosegments and NetworkPolicies never contain a dot, so this names
+//     no rule);
+//   - several: "default/<namespace>/<ingress|egress>.<8 hex digits>", the
+//     FNV-1a hash of the sorted policy names; the compiler's Defaults
+//     table expands it to the list.
+//
+// Every id obeys verdictlog.ValidID (at most 100 bytes).
+func DefaultID(dir model.Direction, isolating []policies.PolicyRef) string {
+	d := strings.ToLower(string(dir))
+	refs := sortedRefs(isolating)
+	if len(refs) == 1 {
+		return RuleID(refs[0], "default."+d)
+	}
+	names := make([]string, len(refs))
+	ns := ""
+	for i, r := range refs {
+		names[i] = r.String()
+		ns = r.Namespace
+	}
+	return fmt.Sprintf("default/%s/%s.%08x", ns, d, fnv32(strings.Join(names, "\n")))
+}
+
+// sortedRefs returns a sorted copy of refs without duplicates.
+func sortedRefs(refs []policies.PolicyRef) []policies.PolicyRef {
+	out := slices.Clone(refs)
+	slices.SortFunc(out, func(a, b policies.PolicyRef) int {
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
+	return slices.Compact(out)
+}
+
+// Defaults returns the table of every default id (DefaultID) the compiler
+// put into a rule set so far, with the policies it stands for, sorted.
+// Readers of the verdict log (status, verdicts, evidence) expand ids with
+// it. The table only grows: an id keeps its meaning, since it is derived
+// from the policies.
+func (c *Compiler) Defaults() map[string][]policies.PolicyRef {
+	out := make(map[string][]policies.PolicyRef, len(c.defaults))
+	for id, refs := range c.defaults {
+		out[id] = slices.Clone(refs)
+	}
+	return out
 }
 
 func fnv32(s string) uint32 {

@@ -7,15 +7,14 @@ import (
 	"github.com/nanoseg/nanoseg/dataplane"
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
 // Input returns the input of a full compile: the namespaces and pods of
-// world (pods named by netns, keyed "namespace/netns"), the nanosegments
-// in force segs (each with its promoted mode), and DNS-name peers resolved
-// through names (address → names).
-func Input(world *policies.MemWorld, segs []v1alpha1.NanoSegment, names map[netip.Addr][]string) (CompileInput, error) {
-	set, err := policies.ActiveSet(segs)
+// world (pods named by netns, keyed "namespace/netns"), the policies in
+// force (NetworkPolicies, and nanosegments each with its promoted mode),
+// and DNS-name peers resolved through names (address → names).
+func Input(world *policies.MemWorld, inForce policies.InForce, names map[netip.Addr][]string) (CompileInput, error) {
+	set, err := inForce.Set()
 	if err != nil {
 		return CompileInput{}, err
 	}

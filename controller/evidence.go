@@ -30,6 +30,7 @@ import (
 
 	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/model"
+	"github.com/nanoseg/nanoseg/store"
 )
 
 // ExportRequest asks for an evidence bundle. Zero fields take defaults.
@@ -199,6 +200,14 @@ func (s *Service) Export(ctx context.Context, req ExportRequest, who string) (*E
 		b.Denied.Events = append(b.Denied.Events, e)
 	}
 	b.Denied.Flows = evidence.GroupDenied(b.Denied.Events)
+	ids, err := s.RuleIDs()
+	if err != nil {
+		return nil, err
+	}
+	for i := range b.Denied.Flows {
+		b.Denied.Flows[i].DecidedBy = decidedBy(ids, strings.Split(b.Denied.Flows[i].RuleID, ","))
+	}
+	b.Policies.DefaultIDs = ids
 
 	world, set, err := s.policyWorld()
 	if err != nil {
@@ -304,6 +313,27 @@ func (s *Service) policiesSection(scoped map[string]bool) (evidence.Policies, er
 	if len(hist) > 0 {
 		p.Chain.Head = hist[len(hist)-1].Hash
 	}
+	recs, err := s.store.NetworkPolicyRecords("", "")
+	if err != nil {
+		return p, err
+	}
+	p.NetworkPolicies, p.NetworkPolicyRecords = []evidence.NetworkPolicyRecord{}, []evidence.NetworkPolicyRecord{}
+	for i, r := range recs {
+		if !scopedNamespace(scoped, r.Namespace) {
+			continue
+		}
+		er := evidence.NetworkPolicyRecord{Namespace: r.Namespace, Name: r.Name, Revision: r.Revision, Action: string(r.Action), At: r.At.UTC(), By: r.By}
+		if r.Policy != nil {
+			if raw, err := json.Marshal(r.Policy); err == nil {
+				er.Policy = raw
+			}
+		}
+		p.NetworkPolicyRecords = append(p.NetworkPolicyRecords, er)
+		last := i == len(recs)-1 || recs[i+1].Key() != r.Key()
+		if last && r.Action == store.ActionApply {
+			p.NetworkPolicies = append(p.NetworkPolicies, er)
+		}
+	}
 	active, err := s.Active()
 	if err != nil {
 		return p, err
@@ -326,6 +356,16 @@ func (s *Service) policiesSection(scoped map[string]bool) (evidence.Policies, er
 		p.Active = append(p.Active, ar)
 	}
 	return p, nil
+}
+
+// scopedNamespace reports whether namespace holds a workload of scoped.
+func scopedNamespace(scoped map[string]bool, namespace string) bool {
+	for w := range scoped {
+		if strings.HasPrefix(w, namespace+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // reachTargets groups eps by workload, pods named as in the agent's world.

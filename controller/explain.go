@@ -1,6 +1,8 @@
 package controller
 
 import (
+	networkingv1 "k8s.io/api/networking/v1"
+
 	"fmt"
 	"strconv"
 	"strings"
@@ -56,11 +58,14 @@ func (s *Service) endpointRef(field, ref string) (policies.ConnEnd, error) {
 
 // AgentWorld is the agent's world in the shape of a verdict case file:
 // namespaces, one pod per endpoint (named "<workload>-<n>" in netns order),
-// and the active nanosegments with their promoted modes.
+// the active nanosegments with their promoted modes and the NetworkPolicies
+// in force.
 type AgentWorld struct {
 	Namespaces   []policies.CaseNamespace `json:"namespaces"`
 	Pods         []policies.CasePod       `json:"pods"`
 	NanoSegments []v1alpha1.NanoSegment   `json:"nanosegments"`
+	// NetworkPolicies are the NetworkPolicies in force.
+	NetworkPolicies []networkingv1.NetworkPolicy `json:"networkPolicies"`
 }
 
 // World returns the agent's inventory and active policies as an AgentWorld.
@@ -85,10 +90,17 @@ func (s *Service) World() (AgentWorld, error) {
 		}
 		w.Pods = append(w.Pods, p)
 	}
-	active, err := s.Active()
+	in, err := s.InForce()
 	if err != nil {
 		return w, err
 	}
-	w.NanoSegments = activeSegments(active)
+	w.NanoSegments = in.NanoSegments
+	w.NetworkPolicies = in.NetworkPolicies
+	if w.NanoSegments == nil {
+		w.NanoSegments = []v1alpha1.NanoSegment{}
+	}
+	if w.NetworkPolicies == nil {
+		w.NetworkPolicies = []networkingv1.NetworkPolicy{}
+	}
 	return w, nil
 }

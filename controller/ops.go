@@ -186,26 +186,51 @@ func (s *Service) leaveOutDenied(all []model.Edge, since time.Time, rep *Propose
 	return keep, nil
 }
 
-// ApplyPolicies stores the nanosegments in the YAML or JSON document raw
-// (file names errors) as declared revisions, after validating every one:
-// one invalid object stores nothing.
+// ApplyPolicies is Apply without a context, answering only the
+// nanosegment revisions (tests and callers that apply nanosegments).
 func (s *Service) ApplyPolicies(file string, raw []byte, who string) ([]store.Revision, error) {
+	res, err := s.Apply(context.Background(), file, raw, who)
+	return res.Revisions, err
+}
+
+// ApplyResult is what Apply stored.
+type ApplyResult struct {
+	// Revisions are the nanosegments' revisions, new or (the same rules
+	// as the latest) existing; promotions decide when they take effect.
+	Revisions []store.Revision `json:"revisions"`
+	// NetworkPolicies are the NetworkPolicies, in force from now on.
+	NetworkPolicies []NetworkPolicyResult `json:"networkPolicies"`
+	// Converged is true when no NetworkPolicy changed, or when every
+	// endpoint holds its rule set after they took effect; Errors name
+	// the endpoints that failed.
+	Converged bool              `json:"converged"`
+	Errors    map[string]string `json:"errors,omitempty"`
+}
+
+// Apply stores the document raw (YAML or JSON; file names errors), after
+// validating every object in it: one invalid object stores nothing, and
+// every problem is reported with its field path. NanoSegments (each must
+// select exactly one workload) become declared revisions, which take
+// effect when promoted. NetworkPolicies are stored as NetworkPolicies
+// (networking.k8s.io/v1, any selector) and enforced at once with their
+// own semantics, as Kubernetes does; Apply then waits for the dataplane
+// as a promotion does.
+func (s *Service) Apply(ctx context.Context, file string, raw []byte, who string) (ApplyResult, error) {
+	res := ApplyResult{Revisions: []store.Revision{}, NetworkPolicies: []NetworkPolicyResult{}, Converged: true}
 	objs, err := policies.ParseObjects(file, raw)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return res, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	nps, segs := policies.SplitObjects(objs)
-	for i := range nps {
-		seg, err := policies.ImportNetworkPolicy(&nps[i])
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s: import NetworkPolicy %s/%s: %v", ErrInvalid, file, nps[i].Namespace, nps[i].Name, err)
-		}
-		segs = append(segs, *seg)
-	}
-	if len(segs) == 0 {
-		return nil, fmt.Errorf("%w: %s: no NanoSegment or NetworkPolicy objects", ErrInvalid, file)
+	if len(segs) == 0 && len(nps) == 0 {
+		return res, fmt.Errorf("%w: %s: no NanoSegment or NetworkPolicy objects", ErrInvalid, file)
 	}
 	var errs []error
+	for i := range nps {
+		if verrs := policies.ValidateNetworkPolicy(&nps[i]); len(verrs) > 0 {
+			errs = append(errs, fmt.Errorf("%s: NetworkPolicy %s/%s: %v", file, nps[i].Namespace, nps[i].Name, verrs.ToAggregate()))
+		}
+	}
 	targets := make([]string, len(segs))
 	for i := range segs {
 		if verrs := policies.ValidateNanoSegment(&segs[i]); len(verrs) > 0 {
@@ -220,10 +245,9 @@ func (s *Service) ApplyPolicies(file string, raw []byte, who string) ([]store.Re
 		targets[i] = w
 	}
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("%w:\n%w", ErrInvalid, errors.Join(errs...))
+		return res, fmt.Errorf("%w:\n%w", ErrInvalid, errors.Join(errs...))
 	}
 	now := time.Now().UTC()
-	var out []store.Revision
 	for i := range segs {
 		seg := segs[i]
 		for j := range seg.Spec.Ingress {
@@ -234,16 +258,24 @@ func (s *Service) ApplyPolicies(file string, raw []byte, who string) ([]store.Re
 		}
 		// The same rules as the latest revision: nothing new to store.
 		if last, err := s.store.LatestRevision(targets[i]); err == nil && sameRules(last.Policy, &seg) {
-			out = append(out, last)
+			res.Revisions = append(res.Revisions, last)
 			continue
 		}
 		r, err := s.store.AddRevision(store.Revision{Workload: targets[i], Origin: store.OriginDeclared, CreatedAt: now, CreatedBy: who, Policy: &seg})
 		if err != nil {
-			return out, err
+			return res, err
 		}
-		out = append(out, r)
+		res.Revisions = append(res.Revisions, r)
 	}
-	return out, nil
+	if len(nps) == 0 {
+		return res, nil
+	}
+	changed, err := s.storeNetworkPolicies(nps, now, who, &res)
+	if err != nil || !changed {
+		return res, err
+	}
+	res.Converged, res.Errors = s.enforceAll(ctx)
+	return res, nil
 }
 
 // sameRules reports whether a and b select the same workload with the same

@@ -48,17 +48,22 @@ type Inventory interface {
 // state, hands over pending observations and probes from inside
 // endpoints. node.Node implements it on Linux; tests use fakes.
 type Node interface {
-	// Enforce makes the node hold the rule sets compiled from segs (the
-	// nanosegments in force, each with its promoted mode) and returns
-	// when every endpoint whose rule set changed has been applied, or
-	// with ctx's error when ctx ends first. An endpoint that fails to
-	// apply is not an error here: Applied reports it. decided lists the
-	// workloads ("namespace/workload") the store holds a recorded
-	// decision for (ever promoted or rolled back), whatever their mode
-	// now: a table the node finds in audit or enforce in an endpoint of
-	// no such workload, and that no policy of segs selects, is kept as
-	// found (adopted) rather than weakened, until the workload is decided.
-	Enforce(ctx context.Context, segs []v1alpha1.NanoSegment, decided []string) error
+	// Enforce makes the node hold the rule sets compiled from the
+	// policies in force (the NetworkPolicies, and the nanosegments each
+	// with its promoted mode) and returns when every endpoint whose rule
+	// set changed has been applied, or with ctx's error when ctx ends
+	// first. An endpoint that fails to apply is not an error here:
+	// Applied reports it. decided lists the workloads
+	// ("namespace/workload") the store holds a recorded decision for
+	// (ever promoted or rolled back), whatever their mode now: a table
+	// the node finds in audit or enforce in an endpoint of no such
+	// workload, and that no policy in force selects, is kept as found
+	// (adopted) rather than weakened, until the workload is decided.
+	Enforce(ctx context.Context, in policies.InForce, decided []string) error
+	// Defaults returns the table of the default ids in the node's rule
+	// sets (compile.DefaultID: the id a verdict record carries for a
+	// connection no rule allowed) with the policies each stands for.
+	Defaults() map[string][]policies.PolicyRef
 	// Applied returns what the node knows of endpoint netns without
 	// reading the kernel: whether it applied a rule set, and the error of
 	// the last apply or drift comparison.
@@ -193,13 +198,33 @@ func activeSegments(active []ActivePolicy) []v1alpha1.NanoSegment {
 	return segs
 }
 
+// InForce returns every policy in force: the stored NetworkPolicies and
+// the active nanosegments with their promoted modes.
+func (s *Service) InForce() (policies.InForce, error) {
+	var in policies.InForce
+	active, err := s.Active()
+	if err != nil {
+		return in, err
+	}
+	in.NanoSegments = activeSegments(active)
+	recs, err := s.store.NetworkPolicies()
+	if err != nil {
+		return in, err
+	}
+	for _, r := range recs {
+		in.NetworkPolicies = append(in.NetworkPolicies, *r.Policy)
+	}
+	return in, nil
+}
+
 // Enforce hands the policies in force, and the workloads the store has
-// decided about, to the node and waits as Node.Enforce does. The agent calls it at start; promotions and rollbacks
-// call it after recording.
+// decided about, to the node and waits as Node.Enforce does. The agent
+// calls it at start; promotions, rollbacks and NetworkPolicy changes call
+// it after recording.
 func (s *Service) Enforce(ctx context.Context) error {
 	s.enforceMu.Lock()
 	defer s.enforceMu.Unlock()
-	active, err := s.Active()
+	in, err := s.InForce()
 	if err != nil {
 		return err
 	}
@@ -213,7 +238,7 @@ func (s *Service) Enforce(ctx context.Context) error {
 			decided = append(decided, st.Workload)
 		}
 	}
-	return s.node.Enforce(ctx, activeSegments(active), decided)
+	return s.node.Enforce(ctx, in, decided)
 }
 
 // knownNames returns every DNS name known for an address: inventory
@@ -229,27 +254,28 @@ func (s *Service) knownNames() map[netip.Addr][]string {
 	return out
 }
 
-// policyWorld returns the policy world and the active policies as a
+// policyWorld returns the policy world and the policies in force as a
 // policy set, as the node's compiler sees them.
 func (s *Service) policyWorld() (*policies.MemWorld, policies.PolicySet, error) {
-	active, err := s.Active()
-	if err != nil {
-		return nil, policies.PolicySet{}, err
-	}
 	world, err := s.inv.World(s.knownNames())
 	if err != nil {
 		return nil, policies.PolicySet{}, err
 	}
-	set, err := activeSet(active)
+	set, err := s.inForceSet()
 	if err != nil {
 		return nil, policies.PolicySet{}, err
 	}
 	return world, set, nil
 }
 
-// activeSet compiles active into the policy set that evaluation and diff use.
-func activeSet(active []ActivePolicy) (policies.PolicySet, error) {
-	return policies.ActiveSet(activeSegments(active))
+// inForceSet compiles the policies in force into the policy set that
+// evaluation and diff use.
+func (s *Service) inForceSet() (policies.PolicySet, error) {
+	in, err := s.InForce()
+	if err != nil {
+		return policies.PolicySet{}, err
+	}
+	return in.Set()
 }
 
 // Endpoints returns the inventory's endpoints, sorted by netns.

@@ -412,7 +412,7 @@ func TestRollback(t *testing.T) {
 	if st := f.state(t, "shop/db"); st.Mode != model.ModeObserve || st.Revision != 0 {
 		t.Errorf("state after two rollbacks = %+v", st)
 	}
-	if len(f.node.Enforced()[len(f.node.Enforced())-1]) != 0 {
+	if len(f.node.Enforced()[len(f.node.Enforced())-1].NanoSegments) != 0 {
 		t.Error("node still enforces a policy for shop/db at revision 0")
 	}
 	if _, err := f.svc.Rollback(ctx, controller.RollbackRequest{Workload: "shop/db"}, "ops"); !errors.Is(err, controller.ErrInvalid) {
@@ -579,8 +579,8 @@ func TestEnforceNamesDecidedWorkloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	enf := f.node.Enforced()
-	if last := enf[len(enf)-1]; len(last) != 0 {
-		t.Errorf("policies in force after the rollback: %d, want none", len(last))
+	if last := enf[len(enf)-1]; len(last.NanoSegments) != 0 {
+		t.Errorf("policies in force after the rollback: %d, want none", len(last.NanoSegments))
 	}
 	if d := f.node.Decided(); len(d) != 1 || d[0] != "shop/db" {
 		t.Errorf("decided after the rollback: %v, want [shop/db]", d)

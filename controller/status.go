@@ -2,9 +2,12 @@ package controller
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
+
+	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
@@ -17,6 +20,10 @@ type WorkloadStatus struct {
 	Mode     model.Mode `json:"mode"`
 	Revision int        `json:"revision"`
 	Since    time.Time  `json:"since,omitzero"`
+	// NetworkPolicies names the NetworkPolicies in force that select the
+	// workload ("NetworkPolicy namespace/name", sorted): they are enforced
+	// whatever Mode says, which is the mode of its nanosegment.
+	NetworkPolicies []string `json:"networkPolicies,omitempty"`
 	// Endpoints are the workload's namespaces with their dataplane state.
 	Endpoints []EndpointState `json:"endpoints"`
 	// RuleHits are the kernel's counters per rule id, summed over the
@@ -73,8 +80,15 @@ type DeniedCount struct {
 	Protocol    model.Protocol `json:"protocol"`
 	Port        uint16         `json:"port"`
 	Count       int            `json:"count"` // connection attempts
-	// RuleID lists, comma-separated, the rule sets that logged them.
+	// RuleID lists, comma-separated, the rule ids the verdict records
+	// carried: for a default verdict the id of the policies that isolated
+	// the endpoint (compile.DefaultID); records of agents before default
+	// ids carry the rule set's name.
 	RuleID string `json:"ruleID"`
+	// DecidedBy names the policies those ids stand for ("NetworkPolicy
+	// shop/default-deny"), sorted; empty when no id is known to the
+	// node's table (policies no longer in force, older records).
+	DecidedBy []string `json:"decidedBy,omitempty"`
 }
 
 // Status reports every workload of the inventory: its state, its
@@ -83,12 +97,27 @@ type DeniedCount struct {
 // CommitObservations).
 func (s *Service) Status() ([]WorkloadStatus, error) {
 	out := []WorkloadStatus{}
+	nps, err := s.store.NetworkPolicies()
+	if err != nil {
+		return nil, err
+	}
+	var inForce []networkingv1.NetworkPolicy
+	for _, r := range nps {
+		inForce = append(inForce, *r.Policy)
+	}
+	ids, err := s.RuleIDs()
+	if err != nil {
+		return nil, err
+	}
 	for _, w := range s.inv.Workloads() {
 		st, err := s.store.State(w)
 		if err != nil {
 			return nil, err
 		}
 		ws := WorkloadStatus{Workload: w, Mode: st.Mode, Revision: st.Revision, Since: st.Since}
+		if eps := s.inv.Workload(w); len(eps) > 0 {
+			ws.NetworkPolicies = networkPoliciesOf(inForce, eps[0].Namespace, eps[0].Labels)
+		}
 		hits := map[string]*RuleHit{}
 		defaults := map[model.Direction]*DefaultHit{}
 		for _, e := range s.inv.Workload(w) {
@@ -136,6 +165,9 @@ func (s *Service) Status() ([]WorkloadStatus, error) {
 			return nil, err
 		}
 		ws.Breaks = countDenied(evs, w)
+		for i := range ws.Breaks {
+			ws.Breaks[i].DecidedBy = decidedBy(ids, strings.Split(ws.Breaks[i].RuleID, ","))
+		}
 		for _, b := range ws.Breaks {
 			if b.Verdict == model.VerdictAuditDeny {
 				ws.WouldDeny += b.Count
@@ -208,10 +240,16 @@ func attempts(evs []model.VerdictEvent, keep func(model.VerdictEvent) bool) []*a
 // differ (deny over audit-deny), and RuleID lists every rule set that
 // logged it.
 func countDenied(evs []model.VerdictEvent, workload string) []DeniedCount {
-	groups := map[DeniedCount]map[string]bool{}
-	counts := map[DeniedCount]int{}
+	type group struct {
+		verdict  model.Verdict
+		src, dst string
+		proto    model.Protocol
+		port     uint16
+	}
+	groups := map[group]map[string]bool{}
+	counts := map[group]int{}
 	for _, at := range attempts(evs, func(e model.VerdictEvent) bool { return e.Source == workload || e.Destination == workload }) {
-		g := DeniedCount{Verdict: at.verdict, Source: at.src, Destination: at.dst, Protocol: at.proto, Port: at.port}
+		g := group{at.verdict, at.src, at.dst, at.proto, at.port}
 		if groups[g] == nil {
 			groups[g] = map[string]bool{}
 		}
@@ -227,8 +265,8 @@ func countDenied(evs []model.VerdictEvent, workload string) []DeniedCount {
 			ids = append(ids, id)
 		}
 		sort.Strings(ids)
-		g.Count, g.RuleID = n, strings.Join(ids, ",")
-		out = append(out, g)
+		out = append(out, DeniedCount{Verdict: g.verdict, Source: g.src, Destination: g.dst, Protocol: g.proto, Port: g.port,
+			Count: n, RuleID: strings.Join(ids, ",")})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Count != out[j].Count {
@@ -239,6 +277,17 @@ func countDenied(evs []model.VerdictEvent, workload string) []DeniedCount {
 	return out
 }
 
+// decidedBy returns the policy names the rule ids stand for in table
+// (RuleIDs), sorted and without duplicates.
+func decidedBy(table map[string][]string, ids []string) []string {
+	var out []string
+	for _, id := range ids {
+		out = append(out, table[id]...)
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
 // Diff compares the latest revision of workload (every workload for "")
 // with the active policies over the stored edges of window (0: all). It
 // writes nothing (see CommitObservations).
@@ -247,11 +296,7 @@ func (s *Service) Diff(workload string, window time.Duration) (policies.DiffRepo
 	if err != nil {
 		return policies.DiffReport{}, err
 	}
-	active, err := s.Active()
-	if err != nil {
-		return policies.DiffReport{}, err
-	}
-	set, err := activeSet(active)
+	set, err := s.inForceSet()
 	if err != nil {
 		return policies.DiffReport{}, err
 	}

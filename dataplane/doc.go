@@ -38,8 +38,11 @@
 //	audit-deny  audit mode: no entry allows the new connection; it was let through
 //	deny        enforce mode: no entry allows the new connection; it was dropped (records rate-limited to LogRate/s, burst LogBurst)
 //
-// and <id> is the rule id of the entry that matched (observed, allow), or the
-// rule set's Name when no entry matched (observed, audit-deny, deny). Ids
+// and <id> is the rule id of the entry that matched (observed, allow), the
+// rule set's Name when no entry matched in observe mode (observed), or the
+// direction's default id (RuleSet.DefaultID: IngressDefault or
+// EgressDefault, else Name) when no entry matched in audit or enforce mode
+// (audit-deny, deny). Ids
 // obey verdictlog.ValidID: 1 to 100 bytes of [A-Za-z0-9._/-], so a prefix
 // has no further colon and is at most 119 bytes, within the kernel's 127. A record is made
 // for connection-opening packets only (anything not established or

@@ -82,8 +82,11 @@ type Counter struct {
 type State struct {
 	// Present reports whether the table exists.
 	Present bool
-	// RuleSet is the rule set the table implements: name and mode from the
-	// default verdict's log prefix, LogAllowed from the rule chains, and one
+	// RuleSet is the rule set the table implements: mode and default ids
+	// from the default verdicts' log prefixes (the name only in observe
+	// mode, where it is the prefix's id; in audit and enforce the table does
+	// not hold the name, which is then empty), LogAllowed from the rule
+	// chains, and one
 	// entry per map element (entries that overlapped were cut into
 	// disjoint pieces by Elements, so compare with Elements, or use Equal).
 	RuleSet RuleSet
@@ -322,13 +325,18 @@ func readOnce(c *nftables.Conn) (*State, *kernelTable, error) {
 				if err != nil {
 					continue
 				}
+				// The name is in the table only in observe mode; in
+				// audit and enforce each policy chain's default verdict
+				// carries that direction's default id.
 				switch {
 				case ch.Name == ChainIngress && verdict == model.VerdictObserved:
 					s.RuleSet.Mode, s.RuleSet.Name = model.ModeObserve, id
 				case ch.Name == ChainIngress && verdict == model.VerdictAuditDeny:
-					s.RuleSet.Mode, s.RuleSet.Name = model.ModeAudit, id
+					s.RuleSet.Mode, s.RuleSet.IngressDefault = model.ModeAudit, id
 				case ch.Name == ChainIngress && verdict == model.VerdictDeny:
-					s.RuleSet.Mode, s.RuleSet.Name = model.ModeEnforce, id
+					s.RuleSet.Mode, s.RuleSet.IngressDefault = model.ModeEnforce, id
+				case ch.Name == ChainEgress && (verdict == model.VerdictAuditDeny || verdict == model.VerdictDeny):
+					s.RuleSet.EgressDefault = id
 				case strings.HasPrefix(ch.Name, RuleChainPrefix) && verdict == model.VerdictAllow:
 					s.RuleSet.LogAllowed = true
 				}

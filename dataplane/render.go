@@ -334,10 +334,10 @@ func policyRules(c *nftables.Chain, rs RuleSet, dir model.Direction) []*nftables
 		p := verdictlog.Format(model.VerdictObserved, rs.Name)
 		rules = append(rules, rule(c, fmt.Sprintf("log prefix %q group %d", p, verdictlog.Group), logExpr(p)))
 	case model.ModeAudit:
-		p := verdictlog.Format(model.VerdictAuditDeny, rs.Name)
+		p := verdictlog.Format(model.VerdictAuditDeny, rs.DefaultID(dir))
 		rules = append(rules, rule(c, fmt.Sprintf("log prefix %q group %d accept", p, verdictlog.Group), logExpr(p), accept()))
 	case model.ModeEnforce:
-		p := verdictlog.Format(model.VerdictDeny, rs.Name)
+		p := verdictlog.Format(model.VerdictDeny, rs.DefaultID(dir))
 		rules = append(rules,
 			rule(c, fmt.Sprintf("limit rate %d/second burst %d packets log prefix %q group %d", LogRate, LogBurst, p, verdictlog.Group),
 				&expr.Limit{Type: expr.LimitTypePkts, Rate: LogRate, Unit: expr.LimitTimeSecond, Burst: LogBurst}, logExpr(p)),

@@ -80,10 +80,18 @@ func (e Entry) String() string {
 // dataplane understands (DESIGN.md, "Words").
 type RuleSet struct {
 	// Name identifies the endpoint's rule set; it is the id of the
-	// verdict log for connections no entry allows (see verdictlog.Format), so it
-	// obeys ValidID.
+	// verdict log in observe mode, and of a direction's default verdict
+	// whose default id is empty (see verdictlog.Format), so it obeys
+	// ValidID.
 	Name string     `json:"name"`
 	Mode model.Mode `json:"mode"`
+	// IngressDefault and EgressDefault are the rule ids the verdict log
+	// carries for the connections no entry of that direction allows (the
+	// audit-deny or deny default, in audit and enforce mode): the policy or
+	// policies that isolated the endpoint in that direction (the compiler's
+	// compile.DefaultID). Empty means Name. They obey ValidID.
+	IngressDefault string `json:"ingressDefault,omitempty"`
+	EgressDefault  string `json:"egressDefault,omitempty"`
 	// LogAllowed also logs new connections an entry allows, with verdict
 	// "allow" and the entry's rule id, in audit and enforce mode.
 	LogAllowed bool    `json:"logAllowed,omitempty"`
@@ -91,11 +99,25 @@ type RuleSet struct {
 	Egress     []Entry `json:"egress,omitempty"`
 }
 
+// DefaultID returns the rule id of the default verdict of direction dir:
+// IngressDefault or EgressDefault, or Name when that is empty.
+func (rs RuleSet) DefaultID(dir model.Direction) string {
+	id := rs.IngressDefault
+	if dir == model.Egress {
+		id = rs.EgressDefault
+	}
+	if id == "" {
+		return rs.Name
+	}
+	return id
+}
+
 // Equal reports whether rs and o are the same rule set: same name, mode,
-// logging and entries in the same order (a nil and an empty list are
-// equal).
+// default ids, logging and entries in the same order (a nil and an empty
+// list are equal).
 func (rs RuleSet) Equal(o RuleSet) bool {
 	return rs.Name == o.Name && rs.Mode == o.Mode && rs.LogAllowed == o.LogAllowed &&
+		rs.DefaultID(model.Ingress) == o.DefaultID(model.Ingress) && rs.DefaultID(model.Egress) == o.DefaultID(model.Egress) &&
 		slices.Equal(rs.Ingress, o.Ingress) && slices.Equal(rs.Egress, o.Egress)
 }
 
@@ -129,6 +151,14 @@ func (rs RuleSet) Validate() error {
 	}
 	if err := verdictlog.ValidID(rs.Name); err != nil {
 		errs = append(errs, fmt.Errorf("name: %w", err))
+	}
+	for _, d := range [][2]string{{"ingressDefault", rs.IngressDefault}, {"egressDefault", rs.EgressDefault}} {
+		if d[1] == "" {
+			continue
+		}
+		if err := verdictlog.ValidID(d[1]); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", d[0], err))
+		}
 	}
 	check := func(dir model.Direction, i int, e Entry) {
 		bad := func(format string, a ...any) {

@@ -84,9 +84,20 @@ type Port struct {
 	Protocol string `json:"protocol"` // TCP, UDP or SCTP
 }
 
-// Policies are the active revisions and the promotion history.
+// Policies are the active revisions, the NetworkPolicies in force and the
+// promotion history.
 type Policies struct {
 	Active []ActiveRevision `json:"active"`
+	// NetworkPolicies are the NetworkPolicies in force (enforced since
+	// they were applied, with Kubernetes NetworkPolicy semantics);
+	// NetworkPolicyRecords every apply and deletion of them, oldest first
+	// per policy.
+	NetworkPolicies      []NetworkPolicyRecord `json:"networkPolicies"`
+	NetworkPolicyRecords []NetworkPolicyRecord `json:"networkPolicyRecords"`
+	// DefaultIDs expands the rule ids of default verdicts (the id a
+	// denied connection's record carries: the policies that isolated the
+	// endpoint) into policy names ("NetworkPolicy shop/default-deny").
+	DefaultIDs map[string][]string `json:"defaultIDs,omitempty"`
 	// History is every promotion event of the store, oldest first, as the
 	// store holds it (hash-chained; model.VerifyPromotions checks it).
 	History []model.Promotion `json:"history"`
@@ -109,6 +120,19 @@ type ActiveRevision struct {
 	PromotionSeq uint64    `json:"promotionSeq"`
 	Reason       string    `json:"reason"`
 	// Policy is the nanosegment as stored (Kubernetes-style object).
+	Policy json.RawMessage `json:"policy,omitempty"`
+}
+
+// NetworkPolicyRecord is one stored apply or deletion of a NetworkPolicy.
+type NetworkPolicyRecord struct {
+	Namespace string    `json:"namespace"`
+	Name      string    `json:"name"`
+	Revision  int       `json:"revision"`
+	Action    string    `json:"action"` // apply or delete
+	At        time.Time `json:"at"`
+	By        string    `json:"by"`
+	// Policy is the NetworkPolicy as applied (Kubernetes object); empty
+	// for a deletion.
 	Policy json.RawMessage `json:"policy,omitempty"`
 }
 
@@ -212,9 +236,11 @@ type DeniedFlow struct {
 	Protocol    model.Protocol `json:"protocol"`
 	Port        int            `json:"port"`
 	RuleID      string         `json:"ruleID"`
-	Count       int            `json:"count"` // events
-	First       time.Time      `json:"first"`
-	Last        time.Time      `json:"last"`
+	// DecidedBy names the policies RuleID stands for (Policies.DefaultIDs).
+	DecidedBy []string  `json:"decidedBy,omitempty"`
+	Count     int       `json:"count"` // events
+	First     time.Time `json:"first"`
+	Last      time.Time `json:"last"`
 }
 
 // Reachability compares which workload pairs could talk on the

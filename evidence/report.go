@@ -187,6 +187,10 @@ func ReportHTML(b *Bundle) ([]byte, error) {
 		d.Active = append(d.Active, reportActive{Workload: a.Workload, Mode: a.Mode, Origin: a.Origin, Since: ts(a.Since), PromotedBy: a.PromotedBy,
 			Reason: a.Reason, Revision: a.Revision, Seq: a.PromotionSeq})
 	}
+	for _, n := range b.Policies.NetworkPolicies {
+		d.Active = append(d.Active, reportActive{Workload: "NetworkPolicy " + n.Namespace + "/" + n.Name, Mode: "enforce", Origin: "applied",
+			Since: ts(n.At), PromotedBy: n.By, Reason: "a NetworkPolicy is enforced from when it is applied", Revision: n.Revision})
+	}
 	for _, w := range b.Inventory {
 		switch modes[w.Key] {
 		case "enforce":
@@ -224,6 +228,9 @@ func ReportHTML(b *Bundle) ([]byte, error) {
 		d.Counters = append(d.Counters, rc)
 	}
 	for _, f := range b.Denied.Flows {
+		if len(f.DecidedBy) > 0 {
+			f.RuleID += " (" + strings.Join(f.DecidedBy, ", ") + ")"
+		}
 		d.Denied = append(d.Denied, reportDenied{DeniedFlow: f, First: ts(f.First), Last: ts(f.Last)})
 	}
 	if b.Probes != nil {

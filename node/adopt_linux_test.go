@@ -17,6 +17,7 @@ import (
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/dataplane"
 	"github.com/nanoseg/nanoseg/model"
+	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 	"github.com/nanoseg/nanoseg/store"
 )
@@ -33,7 +34,7 @@ func TestAdoptsEnforcementUnknownToTheStore(t *testing.T) {
 	dir := ownerDir(t)
 	before, stop := startNode(t, Config{OwnerDir: dir}, nil)
 	before.SetInventory(ctx, tp.snapshot())
-	if err := before.Enforce(ctx, []v1alpha1.NanoSegment{dbPolicy(t, model.ModeEnforce, 5432)}, []string{"shop/db"}); err != nil {
+	if err := before.Enforce(ctx, policies.InForce{NanoSegments: []v1alpha1.NanoSegment{dbPolicy(t, model.ModeEnforce, 5432)}}, []string{"shop/db"}); err != nil {
 		t.Fatal(err)
 	}
 	enforced, _ := before.Desired(tp.ep.Netns)
@@ -117,7 +118,7 @@ func TestStoreDecidesWhatItKnows(t *testing.T) {
 	dir := ownerDir(t)
 	before, stop := startNode(t, Config{OwnerDir: dir}, nil)
 	before.SetInventory(ctx, tp.snapshot())
-	if err := before.Enforce(ctx, []v1alpha1.NanoSegment{dbPolicy(t, model.ModeEnforce, 5432)}, []string{"shop/db"}); err != nil {
+	if err := before.Enforce(ctx, policies.InForce{NanoSegments: []v1alpha1.NanoSegment{dbPolicy(t, model.ModeEnforce, 5432)}}, []string{"shop/db"}); err != nil {
 		t.Fatal(err)
 	}
 	stop()
@@ -125,7 +126,7 @@ func TestStoreDecidesWhatItKnows(t *testing.T) {
 	// the operator's recorded decision, which the node follows.
 	n, _ := startNode(t, Config{OwnerDir: dir}, nil)
 	n.SetInventory(ctx, tp.snapshot())
-	if err := n.Enforce(ctx, []v1alpha1.NanoSegment{dbPolicy(t, model.ModeObserve, 5432)}, nil); err != nil {
+	if err := n.Enforce(ctx, policies.InForce{NanoSegments: []v1alpha1.NanoSegment{dbPolicy(t, model.ModeObserve, 5432)}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := dataplane.New(nil).Read(tp.ep.Path); err != nil || st.RuleSet.Mode != model.ModeObserve {
@@ -147,7 +148,7 @@ func TestStoreDecidesAfterRollbackToNothing(t *testing.T) {
 	dir := ownerDir(t)
 	before, stop := startNode(t, Config{OwnerDir: dir}, nil)
 	before.SetInventory(ctx, tp.snapshot())
-	if err := before.Enforce(ctx, []v1alpha1.NanoSegment{dbPolicy(t, model.ModeEnforce, 5432)}, []string{"shop/db"}); err != nil {
+	if err := before.Enforce(ctx, policies.InForce{NanoSegments: []v1alpha1.NanoSegment{dbPolicy(t, model.ModeEnforce, 5432)}}, []string{"shop/db"}); err != nil {
 		t.Fatal(err)
 	}
 	stop()

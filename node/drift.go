@@ -7,9 +7,11 @@ package node
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/nanoseg/nanoseg/dataplane"
 	"github.com/nanoseg/nanoseg/evidence"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // ruleOf returns a verdict-map element in bundle terms.
@@ -59,8 +61,15 @@ func drift(present, equal bool, kernel dataplane.RuleSet, kernelElems []dataplan
 	if kernel.Mode != desired.Mode {
 		words = append(words, fmt.Sprintf("mode is %s, want %s", kernel.Mode, desired.Mode))
 	}
-	if kernel.Name != desired.Name {
+	if kernel.Mode == model.ModeObserve && kernel.Name != desired.Name {
 		words = append(words, fmt.Sprintf("rule set name is %q, want %q", kernel.Name, desired.Name))
+	}
+	if kernel.Mode != model.ModeObserve && kernel.Mode == desired.Mode {
+		for _, d := range model.Directions {
+			if got, want := kernel.DefaultID(d), desired.DefaultID(d); got != want {
+				words = append(words, fmt.Sprintf("the %s default verdict logs rule id %q, want %q", strings.ToLower(string(d)), got, want))
+			}
+		}
 	}
 	missing, extra = compareRules(dataplane.Elements(desired), kernelElems)
 	for _, r := range missing {

@@ -51,7 +51,6 @@ import (
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/observer"
 	"github.com/nanoseg/nanoseg/policies"
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 	"github.com/nanoseg/nanoseg/store"
 )
 
@@ -102,8 +101,8 @@ type Node struct {
 
 	// compile state, under compileMu: one compile and apply at a time.
 	compileMu sync.Mutex
-	enforced  bool                   // Enforce was called at least once
-	segs      []v1alpha1.NanoSegment // the policies in force
+	enforced  bool             // Enforce was called at least once
+	inForce   policies.InForce // the policies in force
 	comp      *compile.Compiler
 	compNames map[netip.Addr][]string      // DNS names comp was built with
 	compNS    map[string]map[string]string // namespaces comp was built with
@@ -325,16 +324,17 @@ func (n *Node) startObserver(ctx context.Context, e model.Endpoint) {
 }
 
 // Enforce implements controller.Node: it recompiles every rule set from
-// segs and applies those that changed, returning when they are applied
-// (or with ctx's error when ctx ends first; the apply then still
-// finishes). Endpoints of the decided workloads follow the policies;
-// others keep an audit or enforce table found in them (adopt_linux.go).
-func (n *Node) Enforce(ctx context.Context, segs []v1alpha1.NanoSegment, decided []string) error {
+// the policies in force and applies those that changed, returning when
+// they are applied (or with ctx's error when ctx ends first; the apply
+// then still finishes). Endpoints of the decided workloads follow the
+// policies; others keep an audit or enforce table found in them
+// (adopt_linux.go).
+func (n *Node) Enforce(ctx context.Context, in policies.InForce, decided []string) error {
 	done := make(chan error, 1)
 	go func() {
 		n.compileMu.Lock()
 		defer n.compileMu.Unlock()
-		n.segs, n.enforced = segs, true
+		n.inForce, n.enforced = in, true
 		n.decided = map[string]bool{}
 		for _, w := range decided {
 			n.decided[w] = true
@@ -353,6 +353,17 @@ func (n *Node) Enforce(ctx context.Context, segs []v1alpha1.NanoSegment, decided
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// Defaults implements controller.Node: the compiler's table of default
+// ids (compile.Compiler.Defaults); empty before the first Enforce.
+func (n *Node) Defaults() map[string][]policies.PolicyRef {
+	n.compileMu.Lock()
+	defer n.compileMu.Unlock()
+	if n.comp == nil {
+		return map[string][]policies.PolicyRef{}
+	}
+	return n.comp.Defaults()
 }
 
 // knownNames returns every DNS name known for an address: inventory
@@ -375,7 +386,7 @@ func (n *Node) compileLocked() error {
 	if err != nil {
 		return err
 	}
-	in, err := compile.Input(world, n.segs, names)
+	in, err := compile.Input(world, n.inForce, names)
 	if err != nil {
 		return err
 	}
@@ -533,6 +544,11 @@ func (n *Node) Read(netns string, rules bool) controller.EndpointSync {
 		return out
 	}
 	er.Present, er.Mode, er.Name = ks.Present, string(ks.RuleSet.Mode), ks.RuleSet.Name
+	if er.Name == "" && ks.Present {
+		// In audit and enforce the table holds the default ids, not the
+		// name: the endpoint's rule set is the one it was given.
+		er.Name = want.Name
+	}
 	for _, el := range ks.Elements {
 		er.Programmed = append(er.Programmed, ruleOf(el))
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nanoseg/nanoseg/dataplane"
 	"github.com/nanoseg/nanoseg/model"
+	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
@@ -28,7 +29,7 @@ func TestOneOwnerPerNetns(t *testing.T) {
 	dir := ownerDir(t)
 	a, stopA := startNode(t, Config{OwnerDir: dir, Owner: "node a"}, nil)
 	a.SetInventory(ctx, tp.snapshot())
-	if err := a.Enforce(ctx, []v1alpha1.NanoSegment{dbPolicy(t, model.ModeEnforce, 5432)}, []string{"shop/db"}); err != nil {
+	if err := a.Enforce(ctx, policies.InForce{NanoSegments: []v1alpha1.NanoSegment{dbPolicy(t, model.ModeEnforce, 5432)}}, []string{"shop/db"}); err != nil {
 		t.Fatal(err)
 	}
 	want, ok := a.Desired(tp.ep.Netns)
@@ -41,7 +42,7 @@ func TestOneOwnerPerNetns(t *testing.T) {
 
 	b, _ := startNode(t, Config{OwnerDir: dir, Owner: "node b"}, nil)
 	b.SetInventory(ctx, tp.snapshot())
-	if err := b.Enforce(ctx, nil, nil); err != nil { // nothing in force in b's store
+	if err := b.Enforce(ctx, policies.InForce{}, nil); err != nil { // nothing in force in b's store
 		t.Fatal(err)
 	}
 	err := b.Applied(tp.ep.Netns).Err

@@ -148,12 +148,12 @@ func CompileNetworkPolicy(np *networkingv1.NetworkPolicy) (*Policy, error) {
 		return nil, fmt.Errorf("compile NetworkPolicy %s/%s: %w: %w", np.Namespace, np.Name, ErrInvalid, errs.ToAggregate())
 	}
 	seg, _ := ImportNetworkPolicy(np)
+	seg.Spec.Mode = model.ModeEnforce // a NetworkPolicy enforces
 	p, err := compileSegment(seg)
 	if err != nil {
 		return nil, err
 	}
 	p.Ref.Kind = "NetworkPolicy"
-	p.Mode = model.ModeEnforce
 	return p, nil
 }
 
@@ -333,12 +333,27 @@ func (s PolicySet) InNamespace(ns string) []*Policy { return s.byNS[ns] }
 // Len returns the number of policies.
 func (s PolicySet) Len() int { return len(s.all) }
 
-// ActiveSet compiles the nanosegments in force (each with its promoted
-// mode) into the policy set that evaluation, compile and diff use.
-func ActiveSet(segs []v1alpha1.NanoSegment) (PolicySet, error) {
-	set, err := NewPolicySet(nil, segs)
+// InForce is every policy in force: the NetworkPolicies (enforced with
+// their own semantics, as Kubernetes does) and the nanosegments (each with
+// its promoted mode). The standalone agent reads both from its store; a
+// Kubernetes node will receive the NetworkPolicies from the API server.
+type InForce struct {
+	NetworkPolicies []networkingv1.NetworkPolicy `json:"networkPolicies,omitempty"`
+	NanoSegments    []v1alpha1.NanoSegment       `json:"nanoSegments,omitempty"`
+}
+
+// Set compiles f into the policy set that evaluation, compile and diff
+// use (NewPolicySet).
+func (f InForce) Set() (PolicySet, error) {
+	set, err := NewPolicySet(f.NetworkPolicies, f.NanoSegments)
 	if err != nil {
 		return PolicySet{}, fmt.Errorf("compile active policies: %w", err)
 	}
 	return set, nil
+}
+
+// ActiveSet compiles the nanosegments in force (each with its promoted
+// mode) into a policy set: InForce{NanoSegments: segs}.Set().
+func ActiveSet(segs []v1alpha1.NanoSegment) (PolicySet, error) {
+	return InForce{NanoSegments: segs}.Set()
 }

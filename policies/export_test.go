@@ -119,6 +119,7 @@ func TestRoundTrip(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				s.Spec.Mode = model.ModeEnforce // as promoted to enforce
 				imported = append(imported, *s)
 				np, probs := ExportNetworkPolicy(s)
 				if len(probs) > 0 {
@@ -161,5 +162,28 @@ func TestRoundTrip(t *testing.T) {
 				t.Errorf("%s: compared nothing", f)
 			}
 		}
+	}
+}
+
+// TestImportIsNotEnforcing: `policy import` turns a NetworkPolicy into a
+// nanosegment in observe mode (promotions decide a nanosegment's mode), so
+// an imported file never enforces on its own; its rules keep their
+// meaning once promoted to enforce.
+func TestImportIsNotEnforcing(t *testing.T) {
+	np := &networkingv1.NetworkPolicy{}
+	np.Namespace, np.Name = "shop", "default-deny"
+	s, err := ImportNetworkPolicy(np)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Spec.Mode != model.ModeObserve {
+		t.Errorf("imported mode = %q, want observe", s.Spec.Mode)
+	}
+	p, err := CompileNetworkPolicy(np)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Mode != model.ModeEnforce || p.Ref.Kind != "NetworkPolicy" {
+		t.Errorf("the NetworkPolicy itself compiles to %s %s, want an enforcing NetworkPolicy", p.Ref.Kind, p.Mode)
 	}
 }

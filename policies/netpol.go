@@ -29,8 +29,12 @@ type Problem struct {
 // String returns "policy: field: detail".
 func (p Problem) String() string { return p.Policy + ": " + p.Field + ": " + p.Detail }
 
-// ImportNetworkPolicy converts a NetworkPolicy into an enforcing NanoSegment
-// of the same namespace and name that means the same: the podSelector becomes
+// ImportNetworkPolicy converts a NetworkPolicy into a NanoSegment of the
+// same namespace and name whose rules mean the same, in observe mode: a
+// nanosegment's mode is decided by promotions, so an imported policy
+// filters nothing until someone promotes it (to enforce it as the
+// NetworkPolicy would be, promote it to enforce; to enforce the
+// NetworkPolicy itself at once, apply it as a NetworkPolicy). The podSelector becomes
 // the selector, policyTypes are written out after defaulting (Ingress always,
 // Egress when egress rules exist), each ingress (egress) rule i becomes rule
 // "ingress-<i>" ("egress-<i>") declared by "NetworkPolicy <ns>/<name>", peers
@@ -52,7 +56,7 @@ func ImportNetworkPolicy(np *networkingv1.NetworkPolicy) (*v1alpha1.NanoSegment,
 		},
 	}
 	s.Spec.Selector = *np.Spec.PodSelector.DeepCopy()
-	s.Spec.Mode = model.ModeEnforce
+	s.Spec.Mode = model.ModeObserve
 	iso := EffectivePolicyTypes(np.Spec.PolicyTypes, len(np.Spec.Egress))
 	if iso[model.Ingress.Index()] {
 		s.Spec.PolicyTypes = append(s.Spec.PolicyTypes, networkingv1.PolicyTypeIngress)

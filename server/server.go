@@ -118,8 +118,26 @@ func (a *Server) Handler() http.Handler {
 		if file == "" {
 			file = "request"
 		}
-		return a.svc.ApplyPolicies(file, raw, caller(r))
+		return a.svc.Apply(r.Context(), file, raw, caller(r))
 	}))
+	mux.HandleFunc("GET /v1/networkpolicies", api(func(r *http.Request) (any, error) {
+		q := r.URL.Query()
+		if v := q.Get("records"); v != "" {
+			all, err := strconv.ParseBool(v)
+			if err != nil {
+				return nil, fmt.Errorf("%w: records: %q is not true or false", controller.ErrInvalid, v)
+			}
+			if all {
+				return a.svc.NetworkPolicyRecords(q.Get("namespace"), q.Get("name"))
+			}
+		}
+		return a.svc.NetworkPolicies()
+	}))
+	mux.HandleFunc("DELETE /v1/networkpolicies", api(func(r *http.Request) (any, error) {
+		q := r.URL.Query()
+		return a.svc.DeleteNetworkPolicy(r.Context(), q.Get("namespace"), q.Get("name"), caller(r))
+	}))
+	mux.HandleFunc("GET /v1/ruleids", api(func(r *http.Request) (any, error) { return a.svc.RuleIDs() }))
 	mux.HandleFunc("POST /v1/propose", api(func(r *http.Request) (any, error) {
 		w, err := window(r)
 		if err != nil {

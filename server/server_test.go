@@ -108,9 +108,9 @@ func TestClientRoundTrip(t *testing.T) {
 	c := client.New(ts.URL, "")
 	ctx := context.Background()
 	pol := "apiVersion: nanoseg.io/v1alpha1\nkind: NanoSegment\nmetadata: {name: db, namespace: shop}\nspec:\n  selector: {matchLabels: {app: db}}\n"
-	var revs []store.Revision
-	if err := c.Do(ctx, "POST", "/v1/policies", nil, []byte(pol), &revs); err != nil || len(revs) != 1 {
-		t.Fatalf("apply: %v %v", revs, err)
+	var applied controller.ApplyResult
+	if err := c.Do(ctx, "POST", "/v1/policies", nil, []byte(pol), &applied); err != nil || len(applied.Revisions) != 1 {
+		t.Fatalf("apply: %+v %v", applied, err)
 	}
 	res, err := c.Promote(ctx, controller.PromoteRequest{Workload: "shop/db", To: "enforce", Reason: "go"})
 	if err != nil || !res.Converged || res.Promotion.Seq != 1 {
@@ -221,5 +221,42 @@ func TestReadsAnswerWhenFlushFails(t *testing.T) {
 	resp.Body.Close()
 	if w := resp.Header.Get(client.HeaderWarning); w != "" {
 		t.Errorf("warning %q without a failure", w)
+	}
+}
+
+// TestNetworkPolicyRoutes: a default-deny NetworkPolicy is applied over
+// the API as a NetworkPolicy, listed, its records read, and deleted (a
+// second delete is 404); the rule-id table answers.
+func TestNetworkPolicyRoutes(t *testing.T) {
+	srv, _ := newServer(t)
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	c := client.New(ts.URL, "")
+	ctx := context.Background()
+	np := "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: default-deny, namespace: shop}\nspec:\n  podSelector: {}\n"
+	var applied controller.ApplyResult
+	if err := c.Do(ctx, "POST", "/v1/policies", nil, []byte(np), &applied); err != nil || len(applied.NetworkPolicies) != 1 || len(applied.NetworkPolicies[0].Selects) != 3 {
+		t.Fatalf("apply a default deny: %+v, %v", applied, err)
+	}
+	var inForce []store.NetworkPolicyRecord
+	if err := c.Do(ctx, "GET", "/v1/networkpolicies", nil, nil, &inForce); err != nil || len(inForce) != 1 || inForce[0].Key() != "shop/default-deny" {
+		t.Fatalf("in force: %+v, %v", inForce, err)
+	}
+	var del controller.DeleteResult
+	q := map[string][]string{"namespace": {"shop"}, "name": {"default-deny"}}
+	if err := c.Do(ctx, "DELETE", "/v1/networkpolicies", q, nil, &del); err != nil || del.Record.Action != store.ActionDelete {
+		t.Fatalf("delete: %+v, %v", del, err)
+	}
+	var se *client.StatusError
+	if err := c.Do(ctx, "DELETE", "/v1/networkpolicies", q, nil, nil); !errors.As(err, &se) || se.Code != http.StatusNotFound {
+		t.Errorf("second delete: %v, want 404", err)
+	}
+	var recs []store.NetworkPolicyRecord
+	if err := c.Do(ctx, "GET", "/v1/networkpolicies", map[string][]string{"records": {"true"}}, nil, &recs); err != nil || len(recs) != 2 {
+		t.Errorf("records: %+v, %v; want apply and delete", recs, err)
+	}
+	var ids map[string][]string
+	if err := c.Do(ctx, "GET", "/v1/ruleids", nil, nil, &ids); err != nil || ids == nil {
+		t.Errorf("rule ids: %v, %v", ids, err)
 	}
 }

@@ -2,9 +2,12 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +25,7 @@ type Mem struct {
 	states    map[string]WorkloadState
 	history   []model.Promotion
 	verdicts  []model.VerdictEvent
+	netpols   map[string][]NetworkPolicyRecord // namespace/name -> records, oldest first
 }
 
 var _ Store = (*Mem)(nil)
@@ -216,6 +220,74 @@ func (m *Mem) Workloads() ([]string, error) {
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+func copyNetworkPolicyRecord(r NetworkPolicyRecord) NetworkPolicyRecord {
+	r.Policy = r.Policy.DeepCopy()
+	return r
+}
+
+// AddNetworkPolicyRecord implements PolicyStore.
+func (m *Mem) AddNetworkPolicyRecord(rec NetworkPolicyRecord) (NetworkPolicyRecord, error) {
+	rec, err := PrepareNetworkPolicyRecord(rec)
+	if err != nil {
+		return NetworkPolicyRecord{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := rec.Key()
+	rs := m.netpols[k]
+	if rec.Action == ActionDelete && (len(rs) == 0 || rs[len(rs)-1].Action != ActionApply) {
+		return NetworkPolicyRecord{}, fmt.Errorf("delete NetworkPolicy %s: %w", k, ErrNotFound)
+	}
+	if m.netpols == nil {
+		m.netpols = map[string][]NetworkPolicyRecord{}
+	}
+	rec.Revision = len(rs) + 1
+	m.netpols[k] = append(rs, rec)
+	return copyNetworkPolicyRecord(rec), nil
+}
+
+// NetworkPolicies implements PolicyStore.
+func (m *Mem) NetworkPolicies() ([]NetworkPolicyRecord, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []NetworkPolicyRecord
+	for _, k := range sortedPolicyKeys(m.netpols) {
+		rs := m.netpols[k]
+		if last := rs[len(rs)-1]; last.Action == ActionApply {
+			out = append(out, copyNetworkPolicyRecord(last))
+		}
+	}
+	return out, nil
+}
+
+// NetworkPolicyRecords implements PolicyStore.
+func (m *Mem) NetworkPolicyRecords(namespace, name string) ([]NetworkPolicyRecord, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []NetworkPolicyRecord
+	for _, k := range sortedPolicyKeys(m.netpols) {
+		if (namespace != "" || name != "") && k != namespace+"/"+name {
+			continue
+		}
+		for _, r := range m.netpols[k] {
+			out = append(out, copyNetworkPolicyRecord(r))
+		}
+	}
+	return out, nil
+}
+
+// sortedPolicyKeys returns the "namespace/name" keys of m sorted by
+// namespace, then name.
+func sortedPolicyKeys(m map[string][]NetworkPolicyRecord) []string {
+	keys := slices.Collect(maps.Keys(m))
+	slices.SortFunc(keys, func(a, b string) int {
+		an, aname, _ := strings.Cut(a, "/")
+		bn, bname, _ := strings.Cut(b, "/")
+		return cmp.Or(cmp.Compare(an, bn), cmp.Compare(aname, bname))
+	})
+	return keys
 }
 
 // TamperHistory replaces history event seq (1-based) with edit's result,

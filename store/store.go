@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	networkingv1 "k8s.io/api/networking/v1"
+
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
@@ -52,6 +54,23 @@ type PolicyStore interface {
 	History(workload string) ([]model.Promotion, error)
 	// Workloads returns every workload with revisions or state, sorted.
 	Workloads() ([]string, error)
+
+	// AddNetworkPolicyRecord appends rec as the next record (Revision 1,
+	// 2, ... per namespace/name, growing across deletions) of the
+	// NetworkPolicy it names and returns it with Revision set. An
+	// ActionApply record carries the whole object in Policy (its
+	// namespace and name fill Namespace and Name); an ActionDelete
+	// record names the policy in Namespace and Name, carries no Policy,
+	// and wraps ErrNotFound when that NetworkPolicy is not in force.
+	AddNetworkPolicyRecord(rec NetworkPolicyRecord) (NetworkPolicyRecord, error)
+	// NetworkPolicies returns the NetworkPolicies in force: the latest
+	// record of every namespace/name whose latest record is an apply,
+	// sorted by namespace and name.
+	NetworkPolicies() ([]NetworkPolicyRecord, error)
+	// NetworkPolicyRecords returns every record of namespace/name (of
+	// every NetworkPolicy for "", ""), sorted by namespace, name and
+	// revision.
+	NetworkPolicyRecords(namespace, name string) ([]NetworkPolicyRecord, error)
 }
 
 // ObservationSink receives what the node side observed.
@@ -137,6 +156,57 @@ type WorkloadState struct {
 	Since    time.Time  `json:"since"`
 	// Seq is the promotion event that set this state (0: never promoted).
 	Seq uint64 `json:"seq"`
+}
+
+// NetworkPolicyAction is what a NetworkPolicy record did.
+type NetworkPolicyAction string
+
+// Actions of NetworkPolicy records.
+const (
+	ActionApply  NetworkPolicyAction = "apply"  // stored (new or changed); in force from then on
+	ActionDelete NetworkPolicyAction = "delete" // removed; no longer in force
+)
+
+// NetworkPolicyRecord is one stored change of a Kubernetes NetworkPolicy
+// (networking.k8s.io/v1), kept as the NetworkPolicy itself: NetworkPolicies
+// are enforced with their own semantics next to the nanosegments, as soon
+// as they are applied, and never become nanosegments. Records are
+// append-only: a change is a new revision, a deletion a record without a
+// policy.
+type NetworkPolicyRecord struct {
+	Namespace string              `json:"namespace"`
+	Name      string              `json:"name"`
+	Revision  int                 `json:"revision"`
+	Action    NetworkPolicyAction `json:"action"`
+	At        time.Time           `json:"at"`
+	By        string              `json:"by"`
+	// Policy is the NetworkPolicy as applied; nil for ActionDelete.
+	Policy *networkingv1.NetworkPolicy `json:"policy,omitempty"`
+}
+
+// Key returns "namespace/name".
+func (r NetworkPolicyRecord) Key() string { return r.Namespace + "/" + r.Name }
+
+// PrepareNetworkPolicyRecord checks rec as AddNetworkPolicyRecord wants it
+// and returns it with Namespace and Name taken from an applied policy and
+// the policy deep-copied; implementations call it first.
+func PrepareNetworkPolicyRecord(rec NetworkPolicyRecord) (NetworkPolicyRecord, error) {
+	switch rec.Action {
+	case ActionApply:
+		if rec.Policy == nil {
+			return rec, fmt.Errorf("record NetworkPolicy %s/%s: apply without a policy", rec.Namespace, rec.Name)
+		}
+		rec.Policy = rec.Policy.DeepCopy()
+		rec.Namespace, rec.Name = rec.Policy.Namespace, rec.Policy.Name
+	case ActionDelete:
+		rec.Policy = nil
+	default:
+		return rec, fmt.Errorf("record NetworkPolicy %s/%s: unknown action %q", rec.Namespace, rec.Name, rec.Action)
+	}
+	if rec.Namespace == "" || rec.Name == "" {
+		return rec, fmt.Errorf("record NetworkPolicy %q/%q: namespace and name are required", rec.Namespace, rec.Name)
+	}
+	return rec, nil
 }
 
 // VerifyChain checks the whole promotion history of s as

@@ -119,7 +119,16 @@ func newStatusCmd(a *app) *cobra.Command {
 				}
 				fmt.Fprintf(w, "\n%s: %s:\n", s.Workload, what)
 				for _, b := range s.Breaks {
-					fmt.Fprintf(w, "  %-10s %s -> %s %s/%d  x%d  (logged by %s)\n", b.Verdict, b.Source, b.Destination, b.Protocol, b.Port, b.Count, b.RuleID)
+					by := ""
+					if len(b.DecidedBy) > 0 {
+						by = "; decided by " + strings.Join(b.DecidedBy, ", ")
+					}
+					fmt.Fprintf(w, "  %-10s %s -> %s %s/%d  x%d  (rule id %s%s)\n", b.Verdict, b.Source, b.Destination, b.Protocol, b.Port, b.Count, b.RuleID, by)
+				}
+			}
+			for _, s := range st {
+				if len(s.NetworkPolicies) > 0 {
+					fmt.Fprintf(w, "\n%s is also selected by (enforced whatever its mode): %s\n", s.Workload, strings.Join(s.NetworkPolicies, ", "))
 				}
 			}
 			return nil

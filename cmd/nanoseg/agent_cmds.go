@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/nanoseg/nanoseg/controller"
@@ -73,6 +74,10 @@ func newVerdictsCmd(a *app) *cobra.Command {
 			if err := newClient(a).Do(cmd.Context(), "GET", "/v1/verdicts", q, nil, &evs); err != nil {
 				return fmt.Errorf("verdicts: %w", err)
 			}
+			var ids map[string][]string
+			if err := newClient(a).Do(cmd.Context(), "GET", "/v1/ruleids", nil, nil, &ids); err != nil {
+				return fmt.Errorf("verdicts: %w", err)
+			}
 			var keep []model.VerdictEvent
 			for _, e := range evs {
 				if (verdict == "" || string(e.Verdict) == verdict) && (from == "" || e.Source == from) &&
@@ -86,10 +91,14 @@ func newVerdictsCmd(a *app) *cobra.Command {
 				}
 			} else {
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "AT\tVERDICT\tSOURCE\tDESTINATION\tPORT\tLOGGED IN\tRULE SET")
+				fmt.Fprintln(tw, "AT\tVERDICT\tSOURCE\tDESTINATION\tPORT\tLOGGED IN\tRULE ID\tDECIDED BY")
 				for _, e := range keep {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/%d\t%s\t%s\n", e.At.UTC().Format(time.RFC3339), e.Verdict, e.Source, e.Destination,
-						e.Protocol, e.Port, e.Endpoint, e.RuleID)
+					by := strings.Join(ids[e.RuleID], ", ")
+					if by == "" {
+						by = "-"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/%d\t%s\t%s\t%s\n", e.At.UTC().Format(time.RFC3339), e.Verdict, e.Source, e.Destination,
+						e.Protocol, e.Port, e.Endpoint, e.RuleID, by)
 				}
 				tw.Flush()
 			}
@@ -112,7 +121,7 @@ func newVerdictsCmd(a *app) *cobra.Command {
 
 // addAgentPolicyCmds adds the agent-backed policy subcommands to pc.
 func addAgentPolicyCmds(pc *cobra.Command, a *app) *cobra.Command {
-	pc.AddCommand(newPolicyShowCmd(a), newPolicyApplyCmd(a))
+	pc.AddCommand(newPolicyShowCmd(a), newPolicyApplyCmd(a), newPolicyDeleteCmd(a))
 	return pc
 }
 
@@ -120,12 +129,23 @@ func newPolicyShowCmd(a *app) *cobra.Command {
 	var revision int
 	var output string
 	cmd := &cobra.Command{
-		Use:   "show [WORKLOAD] [--revision N]",
-		Short: "Show stored policy revisions (from the agent): a list, or one revision as YAML",
-		Args:  cobra.MaximumNArgs(1),
+		Use:   "show [WORKLOAD] [--revision N] | show networkpolicy NAMESPACE/NAME",
+		Short: "Show stored policies (from the agent): nanosegment revisions and NetworkPolicies, a list, or one as YAML",
+		Long: `Show stored policies (from the agent). Without arguments: every
+nanosegment revision, then the NetworkPolicies in force (enforced since they
+were applied). With WORKLOAD: its revisions (--revision N prints one as
+YAML). With networkpolicy NAMESPACE/NAME: that NetworkPolicy as YAML and its
+records (applies and deletions).`,
+		Args: cobra.MaximumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := flagNotNegative("--revision", revision); err != nil {
 				return fmt.Errorf("policy show: %w", err)
+			}
+			if len(args) == 2 || (len(args) == 1 && isNetworkPolicyWord(args[0])) {
+				if len(args) != 2 || !isNetworkPolicyWord(args[0]) {
+					return fmt.Errorf("policy show: want WORKLOAD or networkpolicy NAMESPACE/NAME")
+				}
+				return showNetworkPolicy(cmd, a, args[1])
 			}
 			q := url.Values{}
 			if len(args) == 1 {
@@ -162,6 +182,34 @@ func newPolicyShowCmd(a *app) *cobra.Command {
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%d\n", r.Workload, r.Number, r.Origin, r.CreatedAt.UTC().Format(time.RFC3339), r.CreatedBy,
 					len(r.Policy.Spec.Ingress), len(r.Policy.Spec.Egress))
 			}
+			if err := tw.Flush(); err != nil || len(args) == 1 {
+				return err
+			}
+			var nps []store.NetworkPolicyRecord
+			if err := c.Do(cmd.Context(), "GET", "/v1/networkpolicies", nil, nil, &nps); err != nil {
+				return fmt.Errorf("policy show: %w", err)
+			}
+			if len(nps) == 0 {
+				return nil
+			}
+			fmt.Fprintln(cmd.OutOrStdout())
+			tw = tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NETWORKPOLICY\tREV\tENFORCED SINCE\tBY\tPOD SELECTOR\tPOLICY TYPES")
+			for _, r := range nps {
+				sel, _ := metav1.LabelSelectorAsSelector(&r.Policy.Spec.PodSelector)
+				selStr := "(every pod)"
+				if sel != nil && !sel.Empty() {
+					selStr = sel.String()
+				}
+				iso := policies.EffectivePolicyTypes(r.Policy.Spec.PolicyTypes, len(r.Policy.Spec.Egress))
+				var types []string
+				for d, on := range iso {
+					if on {
+						types = append(types, string(model.Directions[d]))
+					}
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", r.Key(), r.Revision, r.At.UTC().Format(time.RFC3339), r.By, selStr, strings.Join(types, ","))
+			}
 			return tw.Flush()
 		},
 	}
@@ -184,7 +232,7 @@ func newPolicyApplyCmd(a *app) *cobra.Command {
 	var files []string
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE...",
-		Short: "Store NanoSegments (or NetworkPolicies, imported) from YAML as declared revisions; nothing is stored if any is invalid",
+		Short: "Store NanoSegments as declared revisions (promote them to take effect) and NetworkPolicies as NetworkPolicies (enforced at once); nothing is stored if any is invalid",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(files) == 0 {
@@ -196,12 +244,27 @@ func newPolicyApplyCmd(a *app) *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("policy apply: %w", err)
 				}
-				var revs []store.Revision
-				if err := c.Do(cmd.Context(), "POST", "/v1/policies", url.Values{"file": {f}}, raw, &revs); err != nil {
+				var res controller.ApplyResult
+				if err := c.Do(cmd.Context(), "POST", "/v1/policies", url.Values{"file": {f}}, raw, &res); err != nil {
 					return fmt.Errorf("policy apply: %w", err)
 				}
-				for _, r := range revs {
-					fmt.Fprintf(cmd.OutOrStdout(), "%s: revision %d (%s by %s at %s); promote it to take effect\n", r.Workload, r.Number, r.Origin, r.CreatedBy, r.CreatedAt.UTC().Format(time.RFC3339))
+				w := cmd.OutOrStdout()
+				for _, r := range res.Revisions {
+					fmt.Fprintf(w, "%s: revision %d (%s by %s at %s); promote it to take effect\n", r.Workload, r.Number, r.Origin, r.CreatedBy, r.CreatedAt.UTC().Format(time.RFC3339))
+				}
+				for _, n := range res.NetworkPolicies {
+					sel := "selects no workload now"
+					if len(n.Selects) > 0 {
+						sel = "selects " + strings.Join(n.Selects, ", ")
+					}
+					if n.Unchanged {
+						fmt.Fprintf(w, "NetworkPolicy %s: unchanged, revision %d, enforced since %s (%s)\n", n.Record.Key(), n.Record.Revision, n.Record.At.UTC().Format(time.RFC3339), sel)
+						continue
+					}
+					fmt.Fprintf(w, "NetworkPolicy %s: revision %d, enforced now (%s)\n", n.Record.Key(), n.Record.Revision, sel)
+				}
+				if !res.Converged {
+					return notConverged{fmt.Errorf("policy apply: %s: the dataplane did not converge: %v", f, res.Errors)}
 				}
 			}
 			return nil
@@ -209,6 +272,87 @@ func newPolicyApplyCmd(a *app) *cobra.Command {
 	}
 	cmd.Flags().StringArrayVarP(&files, "file", "f", nil, "YAML file (repeatable)")
 	return cmd
+}
+
+// isNetworkPolicyWord reports whether s names the NetworkPolicy kind.
+func isNetworkPolicyWord(s string) bool {
+	switch strings.ToLower(s) {
+	case "networkpolicy", "networkpolicies", "netpol":
+		return true
+	}
+	return false
+}
+
+// splitNamespaced splits "NAMESPACE/NAME".
+func splitNamespaced(s string) (string, string, error) {
+	ns, name, ok := strings.Cut(s, "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return "", "", fmt.Errorf("%q: want NAMESPACE/NAME", s)
+	}
+	return ns, name, nil
+}
+
+// showNetworkPolicy prints NetworkPolicy ref (NAMESPACE/NAME): its records,
+// then the one in force as YAML.
+func showNetworkPolicy(cmd *cobra.Command, a *app, ref string) error {
+	ns, name, err := splitNamespaced(ref)
+	if err != nil {
+		return fmt.Errorf("policy show: networkpolicy %w", err)
+	}
+	var recs []store.NetworkPolicyRecord
+	q := url.Values{"records": {"true"}, "namespace": {ns}, "name": {name}}
+	if err := newClient(a).Do(cmd.Context(), "GET", "/v1/networkpolicies", q, nil, &recs); err != nil {
+		return fmt.Errorf("policy show: %w", err)
+	}
+	if len(recs) == 0 {
+		return fmt.Errorf("policy show: NetworkPolicy %s/%s was never applied", ns, name)
+	}
+	w := cmd.OutOrStdout()
+	for _, r := range recs {
+		fmt.Fprintf(w, "# NetworkPolicy %s record %d: %s by %s at %s\n", r.Key(), r.Revision, r.Action, r.By, r.At.UTC().Format(time.RFC3339))
+	}
+	last := recs[len(recs)-1]
+	if last.Action != store.ActionApply {
+		fmt.Fprintf(w, "# not in force (deleted)\n")
+		return nil
+	}
+	fmt.Fprintf(w, "# in force since %s\n", last.At.UTC().Format(time.RFC3339))
+	raw, err := yaml.Marshal(last.Policy)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(raw)
+	return err
+}
+
+func newPolicyDeleteCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete networkpolicy NAMESPACE/NAME",
+		Short: "Delete a stored NetworkPolicy: it stops being enforced at once, and the deletion is recorded",
+		Long: `Delete a stored NetworkPolicy: it stops being enforced at once, and the
+deletion is recorded with who and when (see ` + "`policy show networkpolicy NAMESPACE/NAME`" + `).
+Nanosegments are not deleted: roll them back or promote them to observe.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !isNetworkPolicyWord(args[0]) {
+				return fmt.Errorf("policy delete: %q: only NetworkPolicies are deleted (policy delete networkpolicy NAMESPACE/NAME)", args[0])
+			}
+			ns, name, err := splitNamespaced(args[1])
+			if err != nil {
+				return fmt.Errorf("policy delete: %w", err)
+			}
+			var res controller.DeleteResult
+			if err := newClient(a).Do(cmd.Context(), "DELETE", "/v1/networkpolicies", url.Values{"namespace": {ns}, "name": {name}}, nil, &res); err != nil {
+				return fmt.Errorf("policy delete: %w", err)
+			}
+			r := res.Record
+			fmt.Fprintf(cmd.OutOrStdout(), "NetworkPolicy %s deleted (record %d, by %s at %s); no longer enforced\n", r.Key(), r.Revision, r.By, r.At.UTC().Format(time.RFC3339))
+			if !res.Converged {
+				return notConverged{fmt.Errorf("policy delete: the dataplane did not converge: %v", res.Errors)}
+			}
+			return nil
+		},
+	}
 }
 
 // writeProposals writes one YAML file per proposed revision into dir.
@@ -428,6 +572,9 @@ func agentWorld(a *app) (*policies.CaseState, error) {
 	c := &policies.Case{Name: "agent", Namespaces: w.Namespaces, Pods: w.Pods}
 	for i := range w.NanoSegments {
 		c.Policies = append(c.Policies, policies.Object{NanoSegment: &w.NanoSegments[i]})
+	}
+	for i := range w.NetworkPolicies {
+		c.Policies = append(c.Policies, policies.Object{NetworkPolicy: &w.NetworkPolicies[i]})
 	}
 	return c.NewCaseState()
 }

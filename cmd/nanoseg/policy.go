@@ -422,7 +422,7 @@ revision of each workload against what is active).`,
 func newPolicyImportCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "import FILE...",
-		Short: "Convert NetworkPolicy YAML into NanoSegments (YAML on stdout)",
+		Short: "Convert NetworkPolicy YAML into NanoSegments in observe mode (YAML on stdout); promotions decide their mode",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var out []any
@@ -468,6 +468,7 @@ func newPolicyExportCmd() *cobra.Command {
 						if s, err = policies.ImportNetworkPolicy(o.NetworkPolicy); err != nil {
 							return err
 						}
+						s.Spec.Mode = model.ModeEnforce // a NetworkPolicy enforces
 					}
 					switch to {
 					case "networkpolicy":

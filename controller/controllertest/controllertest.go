@@ -14,17 +14,19 @@ import (
 	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/inventory"
 	"github.com/nanoseg/nanoseg/model"
-	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+	"github.com/nanoseg/nanoseg/policies"
 )
 
 // Node is a fake controller.Node. Set its exported fields before use;
 // it is safe for concurrent use.
 type Node struct {
 	mu       sync.Mutex
-	enforced [][]v1alpha1.NanoSegment
+	enforced []policies.InForce
 	decided  []string
 	flushes  int
 
+	// DefaultIDs is the table Defaults reports.
+	DefaultIDs map[string][]policies.PolicyRef
 	// Errs are the apply errors Applied and Read report, by netns.
 	Errs map[string]error
 	// Adopted are the modes of adopted tables Applied and Read report, by
@@ -49,8 +51,8 @@ type Node struct {
 
 var _ controller.Node = (*Node)(nil)
 
-// Enforce implements controller.Node: it records segs and decided.
-func (n *Node) Enforce(ctx context.Context, segs []v1alpha1.NanoSegment, decided []string) error {
+// Enforce implements controller.Node: it records in and decided.
+func (n *Node) Enforce(ctx context.Context, in policies.InForce, decided []string) error {
 	if n.Block != nil {
 		select {
 		case <-n.Block:
@@ -60,7 +62,7 @@ func (n *Node) Enforce(ctx context.Context, segs []v1alpha1.NanoSegment, decided
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.enforced = append(n.enforced, segs)
+	n.enforced = append(n.enforced, in)
 	n.decided = decided
 	return nil
 }
@@ -73,10 +75,17 @@ func (n *Node) Decided() []string {
 }
 
 // Enforced returns the policies of every Enforce call so far, oldest first.
-func (n *Node) Enforced() [][]v1alpha1.NanoSegment {
+func (n *Node) Enforced() []policies.InForce {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return append([][]v1alpha1.NanoSegment(nil), n.enforced...)
+	return append([]policies.InForce(nil), n.enforced...)
+}
+
+// Defaults implements controller.Node: a copy of DefaultIDs.
+func (n *Node) Defaults() map[string][]policies.PolicyRef {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return maps.Clone(n.DefaultIDs)
 }
 
 // Mode returns the mode of the nanosegment of namespace/name in the last
@@ -87,7 +96,7 @@ func (n *Node) Mode(namespace, name string) model.Mode {
 	if len(n.enforced) == 0 {
 		return ""
 	}
-	for _, s := range n.enforced[len(n.enforced)-1] {
+	for _, s := range n.enforced[len(n.enforced)-1].NanoSegments {
 		if s.Namespace == namespace && s.Name == name {
 			return s.Spec.Mode
 		}

@@ -6,8 +6,10 @@
 //	verdict = "observed" | "allow" | "audit-deny" | "deny"
 //	rule-id = 1*100( ALPHA / DIGIT / "." / "_" / "/" / "-" )
 //
-// The rule id is the id of the rule that matched, or the rule set's name
-// when no rule matched. The colon is not in the id alphabet, so the prefix
+// The rule id is the id of the rule that matched; when no rule matched, the
+// id of the default that decided (the policy or policies that isolated the
+// endpoint in that direction, compile.DefaultID), or the rule set's name in
+// observe mode and in tables programmed before default ids. The colon is not in the id alphabet, so the prefix
 // splits unambiguously. The longest prefix, "nanoseg:audit-deny:" and a
 // 100-byte id, is 119 bytes: within the kernel's 127 usable bytes
 // (NF_LOG_PREFIXLEN 128 with the NUL), and "rule-" plus the id stays within

@@ -20,6 +20,10 @@
 //	state       workload → WorkloadState JSON
 //	promotions  sequence (8 bytes BE) → Promotion JSON, hash-chained
 //	verdicts    time (8 bytes BE ns) + sequence → VerdictEvent JSON
+//	networkpolicies  "namespace/name" → (revision, 8 bytes BE → NetworkPolicyRecord JSON)
+//
+// A file written before networkpolicies existed gets the bucket when it is
+// next opened for writing; readers treat a missing bucket as empty.
 package bolt
 
 import (
@@ -28,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -42,6 +47,7 @@ var (
 	bucketState      = []byte("state")
 	bucketPromotions = []byte("promotions")
 	bucketVerdicts   = []byte("verdicts")
+	bucketNetpols    = []byte("networkpolicies")
 )
 
 // Store is the agent's state in one file. Safe for concurrent use.
@@ -60,7 +66,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketEdges, bucketRevisions, bucketState, bucketPromotions, bucketVerdicts} {
+		for _, b := range [][]byte{bucketEdges, bucketRevisions, bucketState, bucketPromotions, bucketVerdicts, bucketNetpols} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -384,5 +390,128 @@ func (s *Store) Workloads() ([]string, error) {
 		out = append(out, w)
 	}
 	sort.Strings(out)
+	return out, err
+}
+
+// AddNetworkPolicyRecord appends rec to the records of its NetworkPolicy in
+// one transaction (see store.PolicyStore).
+func (s *Store) AddNetworkPolicyRecord(rec store.NetworkPolicyRecord) (store.NetworkPolicyRecord, error) {
+	rec, err := store.PrepareNetworkPolicyRecord(rec)
+	if err != nil {
+		return store.NetworkPolicyRecord{}, err
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		root, err := tx.CreateBucketIfNotExists(bucketNetpols)
+		if err != nil {
+			return err
+		}
+		b, err := root.CreateBucketIfNotExists([]byte(rec.Key()))
+		if err != nil {
+			return err
+		}
+		if rec.Action == store.ActionDelete {
+			last, ok, err := lastNetpol(b)
+			if err != nil {
+				return err
+			}
+			if !ok || last.Action != store.ActionApply {
+				return store.ErrNotFound
+			}
+		}
+		n, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		rec.Revision = int(n)
+		raw, err := json.Marshal(rec)
+		if err != nil {
+			return fmt.Errorf("encode record: %w", err)
+		}
+		return b.Put(u64(n), raw)
+	})
+	if err != nil {
+		return store.NetworkPolicyRecord{}, fmt.Errorf("%s NetworkPolicy %s: %w", rec.Action, rec.Key(), err)
+	}
+	return rec, nil
+}
+
+func lastNetpol(b *bolt.Bucket) (store.NetworkPolicyRecord, bool, error) {
+	var r store.NetworkPolicyRecord
+	k, v := b.Cursor().Last()
+	if k == nil {
+		return r, false, nil
+	}
+	if err := json.Unmarshal(v, &r); err != nil {
+		return r, false, fmt.Errorf("decode NetworkPolicy record: %w", err)
+	}
+	return r, true, nil
+}
+
+// netpolKeys returns the "namespace/name" keys of root sorted by
+// namespace, then name.
+func netpolKeys(root *bolt.Bucket) []string {
+	var keys []string
+	_ = root.ForEach(func(k, _ []byte) error { keys = append(keys, string(k)); return nil })
+	sort.Slice(keys, func(i, j int) bool {
+		an, aname, _ := strings.Cut(keys[i], "/")
+		bn, bname, _ := strings.Cut(keys[j], "/")
+		if an != bn {
+			return an < bn
+		}
+		return aname < bname
+	})
+	return keys
+}
+
+// NetworkPolicies returns the NetworkPolicies in force, sorted by
+// namespace and name.
+func (s *Store) NetworkPolicies() ([]store.NetworkPolicyRecord, error) {
+	var out []store.NetworkPolicyRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		root := tx.Bucket(bucketNetpols)
+		if root == nil {
+			return nil
+		}
+		for _, k := range netpolKeys(root) {
+			last, ok, err := lastNetpol(root.Bucket([]byte(k)))
+			if err != nil {
+				return fmt.Errorf("NetworkPolicy %s: %w", k, err)
+			}
+			if ok && last.Action == store.ActionApply {
+				out = append(out, last)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// NetworkPolicyRecords returns every record of namespace/name (all for
+// "", ""), sorted by namespace, name and revision.
+func (s *Store) NetworkPolicyRecords(namespace, name string) ([]store.NetworkPolicyRecord, error) {
+	var out []store.NetworkPolicyRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		root := tx.Bucket(bucketNetpols)
+		if root == nil {
+			return nil
+		}
+		for _, k := range netpolKeys(root) {
+			if (namespace != "" || name != "") && k != namespace+"/"+name {
+				continue
+			}
+			err := root.Bucket([]byte(k)).ForEach(func(_, v []byte) error {
+				var r store.NetworkPolicyRecord
+				if err := json.Unmarshal(v, &r); err != nil {
+					return fmt.Errorf("decode NetworkPolicy record of %s: %w", k, err)
+				}
+				out = append(out, r)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	return out, err
 }

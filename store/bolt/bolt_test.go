@@ -40,6 +40,7 @@ func TestStoreContract(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { s2.Close() })
+		paths[s2] = path // a test may reopen more than once
 		return s2
 	})
 }

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 	"github.com/nanoseg/nanoseg/store"
@@ -24,6 +27,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, reopen func(t *testi
 	t.Run("MergesEdges", func(t *testing.T) { mergesEdges(t, open(t), reopen) })
 	t.Run("PromotionsAreChainedAndChecked", func(t *testing.T) { promotionsChained(t, open(t), reopen) })
 	t.Run("VerdictsSince", func(t *testing.T) { verdictsSince(t, open(t)) })
+	t.Run("NetworkPolicies", func(t *testing.T) { networkPolicies(t, open(t), reopen) })
 }
 
 func mergesEdges(t *testing.T, s store.Store, reopen func(*testing.T, store.Store) store.Store) {
@@ -137,5 +141,66 @@ func verdictsSince(t *testing.T, s store.Store) {
 	}
 	if all, _ := s.Verdicts(time.Time{}); len(all) != 2 || !all[0].At.Equal(t0) {
 		t.Errorf("all verdicts = %+v, want 2 oldest first", all)
+	}
+}
+
+// networkPolicies: NetworkPolicies are stored as themselves, each apply and
+// delete is a numbered record of its namespace/name, the ones in force are
+// the latest applied and not deleted, and deleting one not in force
+// changes nothing.
+func networkPolicies(t *testing.T, s store.Store, reopen func(*testing.T, store.Store) store.Store) {
+	at := time.Date(2026, 11, 30, 6, 0, 0, 0, time.UTC)
+	np := func(ns, name string, types ...networkingv1.PolicyType) *networkingv1.NetworkPolicy {
+		return &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: networkingv1.NetworkPolicySpec{PolicyTypes: types}}
+	}
+	if got, err := s.NetworkPolicies(); err != nil || len(got) != 0 {
+		t.Fatalf("empty store: NetworkPolicies = %+v, %v", got, err)
+	}
+	r1, err := s.AddNetworkPolicyRecord(store.NetworkPolicyRecord{Action: store.ActionApply, At: at, By: "ops", Policy: np("shop", "default-deny", networkingv1.PolicyTypeIngress)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r1.Namespace != "shop" || r1.Name != "default-deny" || r1.Revision != 1 {
+		t.Errorf("first record = %+v, want shop/default-deny revision 1", r1)
+	}
+	r2, err := s.AddNetworkPolicyRecord(store.NetworkPolicyRecord{Action: store.ActionApply, At: at, By: "ops", Policy: np("shop", "default-deny", networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress)})
+	if err != nil || r2.Revision != 2 {
+		t.Fatalf("second record = %+v, %v", r2, err)
+	}
+	if _, err := s.AddNetworkPolicyRecord(store.NetworkPolicyRecord{Action: store.ActionApply, At: at, By: "ops", Policy: np("monitoring", "deny-all")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddNetworkPolicyRecord(store.NetworkPolicyRecord{Action: store.ActionDelete, Namespace: "shop", Name: "nope", At: at, By: "ops"}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("delete of a NetworkPolicy never applied: %v, want ErrNotFound", err)
+	}
+	if _, err := s.AddNetworkPolicyRecord(store.NetworkPolicyRecord{Action: store.ActionApply, At: at}); err == nil {
+		t.Errorf("apply without a policy was stored")
+	}
+	s = reopen(t, s)
+	got, err := s.NetworkPolicies()
+	if err != nil || len(got) != 2 {
+		t.Fatalf("in force = %+v, %v; want 2", got, err)
+	}
+	if got[0].Namespace != "monitoring" || got[1].Name != "default-deny" || got[1].Revision != 2 || len(got[1].Policy.Spec.PolicyTypes) != 2 {
+		t.Errorf("in force = %+v, want monitoring/deny-all then shop/default-deny revision 2", got)
+	}
+	got[1].Policy.Spec.PolicyTypes = nil // callers cannot change what the store holds
+	del, err := s.AddNetworkPolicyRecord(store.NetworkPolicyRecord{Action: store.ActionDelete, Namespace: "shop", Name: "default-deny", At: at.Add(time.Minute), By: "ops"})
+	if err != nil || del.Revision != 3 || del.Policy != nil {
+		t.Fatalf("delete = %+v, %v; want revision 3 without a policy", del, err)
+	}
+	if _, err := s.AddNetworkPolicyRecord(store.NetworkPolicyRecord{Action: store.ActionDelete, Namespace: "shop", Name: "default-deny", At: at, By: "ops"}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("second delete: %v, want ErrNotFound", err)
+	}
+	s = reopen(t, s)
+	if got, _ := s.NetworkPolicies(); len(got) != 1 || got[0].Namespace != "monitoring" {
+		t.Errorf("in force after delete = %+v, want monitoring/deny-all only", got)
+	}
+	recs, err := s.NetworkPolicyRecords("shop", "default-deny")
+	if err != nil || len(recs) != 3 || recs[2].Action != store.ActionDelete || recs[2].By != "ops" || len(recs[1].Policy.Spec.PolicyTypes) != 2 {
+		t.Errorf("records of shop/default-deny = %+v, %v; want apply, apply, delete", recs, err)
+	}
+	if all, _ := s.NetworkPolicyRecords("", ""); len(all) != 4 {
+		t.Errorf("all records: %d, want 4", len(all))
 	}
 }

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nanoseg/nanoseg/controller"
+	"github.com/nanoseg/nanoseg/controller/controllertest"
+	"github.com/nanoseg/nanoseg/model"
+	"github.com/nanoseg/nanoseg/policies"
+	"github.com/nanoseg/nanoseg/server"
+	"github.com/nanoseg/nanoseg/store"
+)
+
+// TestNetworkPolicyCommands: `policy apply` of a default deny stores and
+// enforces it as a NetworkPolicy; `status`, `verdicts` and `policy show`
+// name it; `policy delete networkpolicy` removes it with a record.
+func TestNetworkPolicyCommands(t *testing.T) {
+	mem := store.NewMem()
+	node := &controllertest.Node{DefaultIDs: map[string][]policies.PolicyRef{
+		"np/shop/default-deny/default.ingress": {{Kind: "NetworkPolicy", Namespace: "shop", Name: "default-deny"}},
+	}}
+	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), node, nil)
+	ts := httptest.NewServer(server.New(svc, server.Config{}, nil).Handler())
+	defer ts.Close()
+	file := filepath.Join(t.TempDir(), "deny.yaml")
+	doc := "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: default-deny, namespace: shop}\nspec:\n  podSelector: {}\n"
+	if err := os.WriteFile(file, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := runAgainst(t, ts.URL, args...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	out := run("policy", "apply", "-f", file)
+	if !strings.Contains(out, "NetworkPolicy shop/default-deny: revision 1, enforced now (selects shop/db, shop/intruder, shop/web)") {
+		t.Errorf("policy apply:\n%s", out)
+	}
+	if err := mem.AddVerdicts([]model.VerdictEvent{{At: time.Now(), Endpoint: "web-0", Verdict: "deny", RuleID: "np/shop/default-deny/default.ingress",
+		Source: "shop/intruder", SrcPort: 40000, Destination: "shop/web", Protocol: model.ProtocolTCP, Port: 80}}); err != nil {
+		t.Fatal(err)
+	}
+	out = run("status")
+	if !strings.Contains(out, "NetworkPolicy shop/default-deny") || !strings.Contains(out, "decided by NetworkPolicy shop/default-deny") {
+		t.Errorf("status does not name the NetworkPolicy:\n%s", out)
+	}
+	out = run("verdicts")
+	if !strings.Contains(out, "np/shop/default-deny/default.ingress") || !strings.Contains(out, "NetworkPolicy shop/default-deny") {
+		t.Errorf("verdicts do not name the isolating policy:\n%s", out)
+	}
+	out = run("policy", "show")
+	if !strings.Contains(out, "shop/default-deny") || !strings.Contains(out, "NETWORKPOLICY") {
+		t.Errorf("policy show does not list the NetworkPolicy:\n%s", out)
+	}
+	if out = run("policy", "show", "networkpolicy", "shop/default-deny"); !strings.Contains(out, "kind: NetworkPolicy") || !strings.Contains(out, "podSelector: {}") {
+		t.Errorf("policy show networkpolicy:\n%s", out)
+	}
+	out = run("policy", "delete", "networkpolicy", "shop/default-deny")
+	if !strings.Contains(out, "NetworkPolicy shop/default-deny deleted (record 2") {
+		t.Errorf("policy delete:\n%s", out)
+	}
+	if nps, _ := mem.NetworkPolicies(); len(nps) != 0 {
+		t.Errorf("still in force after delete: %+v", nps)
+	}
+	if _, err := runAgainst(t, ts.URL, "policy", "delete", "networkpolicy", "shop/default-deny"); err == nil {
+		t.Errorf("deleting it again succeeded")
+	}
+}
