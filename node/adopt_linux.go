@@ -104,6 +104,11 @@ func (n *Node) checkTablesLocked(eps []model.Endpoint) map[string]error {
 			continue
 		}
 		rs := states[i].RuleSet
+		if rs.Name == "" {
+			// An audit or enforce table holds its default ids, not the
+			// rule set's name: give it the name the compiler would.
+			rs.Name = podKey(e)
+		}
 		n.mu.Lock()
 		n.adopted[e.Netns] = rs
 		n.mu.Unlock()
