@@ -125,7 +125,7 @@ func newStatusCmd(a *app) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+	outputFlag(cmd, &output, "table", "table", "json")
 	return cmd
 }
 
@@ -400,6 +400,6 @@ func newHistoryCmd(a *app) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+	outputFlag(cmd, &output, "table", "table", "json")
 	return cmd
 }
