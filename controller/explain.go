@@ -4,6 +4,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -44,7 +45,9 @@ func (s *Service) Explain(from, to, port string) (policies.Evaluation, error) {
 }
 
 // endpointRef turns a workload key into its first endpoint's pod, and
-// passes anything else to policies.ParseConnEnd.
+// passes anything else to policies.ParseConnEnd. A pod that is no
+// endpoint of the inventory is refused: it would evaluate to an
+// answer ("deny") for a connection that cannot exist.
 func (s *Service) endpointRef(field, ref string) (policies.ConnEnd, error) {
 	if eps := s.inv.Workload(ref); len(eps) > 0 {
 		return policies.ParseConnEnd(eps[0].Namespace + "/" + eps[0].Netns)
@@ -52,6 +55,10 @@ func (s *Service) endpointRef(field, ref string) (policies.ConnEnd, error) {
 	e, err := policies.ParseConnEnd(ref)
 	if err != nil {
 		return e, fmt.Errorf("%w: %s: %v (known workloads: %v)", ErrInvalid, field, err, s.inv.Workloads())
+	}
+	if e.Pod != "" && !slices.ContainsFunc(s.inv.Endpoints(), func(ep model.Endpoint) bool { return ep.Namespace+"/"+ep.Netns == e.Pod }) {
+		return e, fmt.Errorf("%w: %s: %q is neither a workload nor an endpoint (namespace/netns) of the inventory (known workloads: %v)",
+			ErrInvalid, field, ref, s.inv.Workloads())
 	}
 	return e, nil
 }

@@ -615,7 +615,10 @@ func TestExplain(t *testing.T) {
 	if a := explain("shop/web", "shop/db", "5433/TCP"); a != model.VerdictDeny {
 		t.Errorf("web -> db on another port = %s, want deny", a)
 	}
-	for _, bad := range [][3]string{{"shop/web", "shop/db", "5432"}, {"shop/web", "shop/db", "5432/GRE"}, {"shop/web", "shop/db", "99999/TCP"}, {"nowhere", "shop/db", "5432/TCP"}} {
+	for _, bad := range [][3]string{{"shop/web", "shop/db", "5432"}, {"shop/web", "shop/db", "5432/GRE"}, {"shop/web", "shop/db", "99999/TCP"}, {"nowhere", "shop/db", "5432/TCP"},
+		// A workload or endpoint the inventory does not have is an error,
+		// not a verdict.
+		{"shop/nothere", "shop/db", "5432/TCP"}, {"shop/web", "shop/db-9", "5432/TCP"}, {"other/web", "shop/db", "5432/TCP"}} {
 		if _, err := f.svc.Explain(bad[0], bad[1], bad[2]); !errors.Is(err, controller.ErrInvalid) {
 			t.Errorf("explain %q: %v, want ErrInvalid", bad, err)
 		}

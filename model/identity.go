@@ -78,11 +78,6 @@ type Peer struct {
 	Addr      netip.Addr        `json:"addr,omitzero"`
 }
 
-// WorkloadPeer returns the peer of identity id.
-func WorkloadPeer(id Identity) Peer {
-	return Peer{Namespace: id.Namespace, Workload: id.Workload, Labels: id.Labels}
-}
-
 // Identity returns the workload identity of a workload peer (zero for an
 // external peer).
 func (p Peer) Identity() Identity {

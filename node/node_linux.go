@@ -615,8 +615,38 @@ func (n *Node) Flush() error {
 	evs := n.pending
 	n.pending = nil
 	n.mu.Unlock()
+	// Each write is one transaction: what a failed one took is kept for
+	// the next flush (a full disk loses no observation while it lasts).
 	if err := n.sink.MergeEdges(edges); err != nil {
+		n.agg.Restore(edges)
+		n.requeue(evs)
 		return err
 	}
-	return n.sink.AddVerdicts(evs)
+	if err := n.sink.AddVerdicts(evs); err != nil {
+		n.requeue(evs)
+		return err
+	}
+	return nil
+}
+
+// maxPending bounds the verdict events kept while the sink refuses them.
+const maxPending = 100_000
+
+// requeue puts evs, which a flush could not commit, back before the
+// events recorded since; beyond maxPending the oldest are dropped, and
+// said so.
+func (n *Node) requeue(evs []model.VerdictEvent) {
+	if len(evs) == 0 {
+		return
+	}
+	n.mu.Lock()
+	n.pending = append(evs, n.pending...)
+	drop := len(n.pending) - maxPending
+	if drop > 0 {
+		n.pending = n.pending[drop:]
+	}
+	n.mu.Unlock()
+	if drop > 0 {
+		n.log.Error("verdict events dropped: the store refused them too long", "dropped", drop, "kept", maxPending)
+	}
 }

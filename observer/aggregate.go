@@ -193,6 +193,34 @@ func (a *Aggregator) Take() []model.Edge {
 	return out
 }
 
+// Restore folds edges that Take returned back in, for a caller that
+// could not commit them (a full disk): their counters join what arrived
+// since, so the next Take returns them once, nothing lost or counted twice.
+func (a *Aggregator) Restore(edges []model.Edge) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, e := range edges {
+		k := edgeKey{src: keyOf(e.Source), dst: keyOf(e.Destination), proto: e.Protocol, port: e.Port}
+		if cur := a.edges[k]; cur != nil {
+			cur.Traffic.Add(e.Traffic)
+			continue
+		}
+		c := copyEdge(&e)
+		a.edges[k] = &c
+	}
+}
+
+// keyOf is the key peer gives p.
+func keyOf(p model.Peer) peerKey {
+	switch {
+	case !p.External:
+		return peerKey{ns: p.Namespace, workload: p.Workload}
+	case p.Name != "":
+		return peerKey{name: p.Name}
+	}
+	return peerKey{addr: p.Addr}
+}
+
 // Len returns the number of edges.
 func (a *Aggregator) Len() int {
 	a.mu.Lock()

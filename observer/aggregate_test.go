@@ -114,3 +114,31 @@ func TestAggregateExternalNamedByDNS(t *testing.T) {
 		t.Errorf("take %d, left %d", len(got), agg.Len())
 	}
 }
+
+// TestAggregateRestore: edges taken and restored (a commit that failed)
+// join the flows added since, for workloads and external addresses alike.
+func TestAggregateRestore(t *testing.T) {
+	agg := NewAggregator(testInventory(), nil, nil)
+	ext := netip.MustParseAddr("198.19.0.5")
+	agg.Add(ctFlow(model.PhaseStart, model.Egress, a4, 40000, b4, 8080))
+	agg.Add(ctFlow(model.PhaseStart, model.Egress, b4, 40001, ext, 443))
+	taken := agg.Take()
+	agg.Add(ctFlow(model.PhaseStart, model.Egress, a4b, 40002, b4, 8080))
+	agg.Restore(taken)
+	got := agg.Take()
+	if len(got) != 2 {
+		t.Fatalf("after Restore: %d edges, want 2: %+v", len(got), got)
+	}
+	for _, e := range got {
+		want := uint64(1)
+		if e.Destination.Workload == "api" {
+			want = 2
+		}
+		if e.Flows != want {
+			t.Errorf("%s -> %s: %d flows, want %d", e.Source, e.Destination, e.Flows, want)
+		}
+	}
+	if agg.Len() != 0 {
+		t.Errorf("Take after Restore left %d edges", agg.Len())
+	}
+}

@@ -76,18 +76,6 @@ func (e inferEdge) key() string {
 	return fmt.Sprintf("%s -> %s %s/%d", e.srcK, e.dstK, e.proto, e.port)
 }
 
-// EdgeKey returns the key inference gives edge e in provenance and diff
-// reports: "<source> -> <destination> <PROTO>/<port>", sources and
-// destinations as normalized identity keys ("ns{k=v,...}") or external
-// names / addresses; "" for an edge a policy cannot name.
-func EdgeKey(e model.Edge) string {
-	ie, ok := inferable(e)
-	if !ok {
-		return ""
-	}
-	return ie.key()
-}
-
 // identityIndex knows every identity by namespace and finds the smallest
 // selector for each.
 type identityIndex struct {

@@ -134,7 +134,7 @@ func newStatusCmd(a *app) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+	outputFlag(cmd, &output, "table", "table", "json")
 	return cmd
 }
 
@@ -409,6 +409,6 @@ func newHistoryCmd(a *app) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+	outputFlag(cmd, &output, "table", "table", "json")
 	return cmd
 }

@@ -114,7 +114,7 @@ func newVerdictsCmd(a *app) *cobra.Command {
 	f.StringVar(&from, "from", "", "source workload (namespace/workload) or address")
 	f.StringVar(&to, "to", "", "destination workload, DNS name or address")
 	f.IntVar(&port, "port", 0, "destination port")
-	f.StringVarP(&output, "output", "o", "table", "table or json")
+	outputFlag(cmd, &output, "table", "table", "json")
 	f.BoolVar(&expect, "expect", false, "exit 1 if nothing matched")
 	return cmd
 }
@@ -214,7 +214,7 @@ records (applies and deletions).`,
 		},
 	}
 	cmd.Flags().IntVar(&revision, "revision", 0, "print this revision as YAML")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or yaml")
+	outputFlag(cmd, &output, "table", "table", "yaml")
 	return cmd
 }
 

@@ -150,7 +150,7 @@ func newLabStatusCmd(a *app) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "lab name (default: every lab that is up)")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+	outputFlag(cmd, &output, "table", "table", "json")
 	cmd.Flags().BoolVar(&check, "check", false, "exit 1 if an endpoint has no process or a client has had no successful connection")
 	return cmd
 }

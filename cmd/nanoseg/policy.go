@@ -201,7 +201,7 @@ workloads such as shop/api).`,
 	cmd.Flags().StringVar(&from, "from", "", "source: namespace/pod or an address")
 	cmd.Flags().StringVar(&to, "to", "", "destination: namespace/pod or an address")
 	cmd.Flags().StringVar(&port, "port", "", "destination port and protocol, such as 5432/TCP")
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	outputFlag(cmd, &output, "text", "text", "json")
 	for _, f := range []string{"from", "to", "port"} {
 		_ = cmd.MarkFlagRequired(f)
 	}
@@ -415,7 +415,7 @@ revision of each workload against what is active).`,
 	cmd.Flags().StringArrayVar(&active, "policies", nil, "YAML of the active policies (repeatable)")
 	cmd.Flags().StringVar(&workload, "workload", "", "agent: only this workload (namespace/workload)")
 	cmd.Flags().DurationVar(&window, "window", 0, "agent: edges last seen within this window (default: all)")
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "agent: text or json")
+	outputFlag(cmd, &output, "text", "text", "json")
 	return cmd
 }
 

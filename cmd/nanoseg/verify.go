@@ -61,7 +61,7 @@ endpoint addresses and close every socket they open.`,
 	f.IntVar(&req.MaxProbes, "max-probes", controller.DefaultMaxProbes, "at most this many probes (sampled deterministically beyond)")
 	f.DurationVar(&timeout, "timeout", controller.DefaultProbeTimout, "timeout of each probe")
 	f.IntVar(&req.Parallel, "parallel", controller.DefaultParallel, "probes running at once")
-	f.StringVarP(&output, "output", "o", "table", "table or json")
+	outputFlag(cmd, &output, "table", "table", "json")
 	f.BoolVar(&all, "all", false, "list every probe, not only mismatches")
 	return cmd
 }
