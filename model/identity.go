@@ -49,13 +49,36 @@ func (i Identity) Normalize() Identity {
 // Key returns "namespace{k=v,...}" with sorted labels: what a selector
 // sees of the identity (the workload name is not part of it). Normalized
 // identities with equal keys are selected by the same policies.
-func (i Identity) Key() string {
-	keys := slices.Sorted(maps.Keys(i.Labels))
-	parts := make([]string, len(keys))
-	for j, k := range keys {
-		parts[j] = k + "=" + i.Labels[k]
+func (i Identity) Key() string { return i.key(false) }
+
+// NormalKey returns i.Normalize().Key() without copying the labels.
+func (i Identity) NormalKey() string { return i.key(true) }
+
+func (i Identity) key(skipNoise bool) string {
+	keys := make([]string, 0, len(i.Labels))
+	n := len(i.Namespace) + 2
+	for k, v := range i.Labels {
+		if skipNoise && slices.Contains(NoiseLabels, k) {
+			continue
+		}
+		keys = append(keys, k)
+		n += len(k) + len(v) + 2
 	}
-	return i.Namespace + "{" + strings.Join(parts, ",") + "}"
+	slices.Sort(keys)
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteString(i.Namespace)
+	b.WriteByte('{')
+	for j, k := range keys {
+		if j > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(i.Labels[k])
+	}
+	b.WriteByte('}')
+	return b.String()
 }
 
 // String returns "namespace/workload".

@@ -131,3 +131,13 @@ func TestTrafficAdd(t *testing.T) {
 		t.Errorf("inc: %+v", e.Verdicts)
 	}
 }
+
+func TestNormalKeyIsKeyOfNormalize(t *testing.T) {
+	id := Identity{Namespace: "shop", Workload: "api", Labels: map[string]string{"app": "api", "pod-template-hash": "abc", "tier": "b"}}
+	if got, want := id.NormalKey(), id.Normalize().Key(); got != want || want != "shop{app=api,tier=b}" {
+		t.Errorf("NormalKey %q, Normalize().Key() %q, want shop{app=api,tier=b}", got, want)
+	}
+	if id.Key() != "shop{app=api,pod-template-hash=abc,tier=b}" {
+		t.Errorf("Key %q keeps every label", id.Key())
+	}
+}

@@ -45,7 +45,7 @@ func peerKey(p model.Peer) string {
 	if p.External {
 		return p.ExternalKey()
 	}
-	return p.Identity().Normalize().Key()
+	return p.Identity().NormalKey()
 }
 
 // inferable returns e as inference reads it, and false for edges a policy
@@ -234,7 +234,7 @@ type segAcc struct {
 // flow count. Segments are in mode observe, isolate both directions, and are
 // sorted by namespace and name: the same edges always give the same output.
 func Propose(observed []model.Edge, identities []model.Identity) []v1alpha1.NanoSegment {
-	var edges []inferEdge
+	edges := make([]inferEdge, 0, len(observed))
 	for _, e := range observed {
 		if ie, ok := inferable(e); ok {
 			edges = append(edges, ie)
