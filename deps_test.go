@@ -47,7 +47,7 @@ const anything = "*"
 
 // fence gives every package of the module the module packages it may
 // import directly (allowed) and what it must never reach (forbidden), with
-// the reason. DESIGN.md ("Layout and who may import whom") and STYLE.md
+// the reason. the team's design notes (layout, who may import whom) and style guide
 // ("Package boundaries") are the source; docs/architecture.md names the
 // files. A package missing from the table fails the test, and so does a
 // row whose package no longer exists: the table is the map of the code.

@@ -64,6 +64,6 @@
 // whether or not anyone reads the verdict log; Read returns them as
 // State.Defaults.
 //
-// Sources: DESIGN.md ("Kernel objects"), issue 3, nft(8), the Linux
+// Sources: the team design notes ("Kernel objects"), issue 3, nft(8), the Linux
 // nf_tables and nfnetlink_log uapi headers.
 package dataplane

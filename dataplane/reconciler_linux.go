@@ -13,7 +13,7 @@ package dataplane
 // is injected so tests drive time.
 //
 // Sources: kube-network-policies / kube-proxy BoundedFrequencyRunner (the
-// coalescing pattern, re-implemented here), STYLE.md "Kernel code".
+// coalescing pattern, re-implemented here), the team style guide on kernel code.
 
 import (
 	"context"

@@ -77,7 +77,7 @@ func (e Entry) String() string {
 }
 
 // RuleSet is everything that applies to one endpoint: the only thing the
-// dataplane understands (DESIGN.md, "Words").
+// dataplane understands (docs/architecture.md, "Words").
 type RuleSet struct {
 	// Name identifies the endpoint's rule set; it is the id of the
 	// verdict log in observe mode, and of a direction's default verdict

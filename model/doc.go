@@ -1,4 +1,4 @@
-// Package model is nanoseg's vocabulary: the words of DESIGN.md ("Words")
+// Package model is nanoseg's vocabulary: the words of docs/architecture.md ("Words")
 // as Go types, each with one spelling. Every other package may import it;
 // it imports only the standard library.
 //
@@ -7,9 +7,9 @@
 //   - Protocol: the Kubernetes NetworkPolicy API's ("TCP", "UDP", "SCTP"),
 //     plus "ICMP" and "ICMPv6".
 //   - Direction: NetworkPolicy policyTypes' ("Ingress", "Egress").
-//   - Verdict: DESIGN.md's ("allow", "audit-deny", "deny"), plus "observed"
+//   - Verdict: the verdicts of docs/architecture.md ("allow", "audit-deny", "deny"), plus "observed"
 //     for a flow no rule decided.
-//   - Mode: DESIGN.md's ("observe", "audit", "enforce").
+//   - Mode: the modes of docs/architecture.md ("observe", "audit", "enforce").
 //
 // Decoding is tolerant of the spellings older nanoseg versions wrote
 // (lower-case protocols and directions, "allowed"/"audit-denied"/"denied"),

@@ -54,7 +54,7 @@ func (c *VerdictCounts) Add(o VerdictCounts) {
 }
 
 // Edge is the aggregate of the flows from one source to one destination on
-// one protocol and destination port (DESIGN.md "Words"); the source port
+// one protocol and destination port (docs/architecture.md "Words"); the source port
 // never appears.
 //
 // JSON form (stable; fields only added):

@@ -12,7 +12,7 @@ type ContainerPort struct {
 }
 
 // Endpoint is one network namespace of a container or pod with its
-// addresses and the workload it belongs to (DESIGN.md "Words"): what the
+// addresses and the workload it belongs to (docs/architecture.md "Words"): what the
 // inventory lists, the observer watches and the dataplane programs.
 //
 // JSON: {"netns":"nanoseg-lab-shop-api-0","path":"/run/netns/…",

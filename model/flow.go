@@ -34,7 +34,7 @@ const (
 )
 
 // Flow is one connection (or one logged connection attempt) as seen from
-// one endpoint netns (DESIGN.md "Words").
+// one endpoint netns (docs/architecture.md "Words").
 //
 // JSON form (stable; new fields are only ever added, with omitempty):
 //

@@ -40,7 +40,7 @@ const (
 var ErrChainBroken = errors.New("promotion history hash chain broken")
 
 // Promotion is one recorded change of a workload's mode or revision
-// (DESIGN.md "Words"): who, when, which revision, why. The history is
+// (docs/architecture.md "Words"): who, when, which revision, why. The history is
 // append-only and hash-chained: Hash is the SHA-256 (hex) of the event's
 // JSON form with Hash empty (so PrevHash included), so an edit or a gap
 // anywhere breaks every later hash. The JSON form is therefore frozen:

@@ -29,7 +29,7 @@ func IdentityLabels(labels map[string]string) map[string]string {
 	return out
 }
 
-// Identity is a workload identity (DESIGN.md "Words"): a namespace, the
+// Identity is a workload identity (docs/architecture.md "Words"): a namespace, the
 // workload's name, and its identity labels. Replicas of one workload share
 // one Identity. Policies select identities by Namespace and Labels; the
 // Workload name is for people and keys of the graph.

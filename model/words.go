@@ -169,7 +169,7 @@ func (d *Direction) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// Verdict is what nanoseg's rules said about a connection (DESIGN.md:
+// Verdict is what nanoseg's rules said about a connection (docs/architecture.md "Words":
 // allow / deny / audit-deny, always traceable to a rule id), or
 // VerdictObserved when no rule decided it: conntrack alone saw it, or an
 // endpoint in observe mode logged it.
@@ -218,7 +218,7 @@ func (v *Verdict) UnmarshalText(b []byte) error {
 func (v Verdict) Denies() bool { return v == VerdictAuditDeny || v == VerdictDeny }
 
 // Mode is what an endpoint's rules do with connections no rule allows
-// (DESIGN.md "Words"): observe (filter nothing, log new connections),
+// (docs/architecture.md "Words"): observe (filter nothing, log new connections),
 // audit (log would-be-denied connections and let them through), enforce
 // (drop them and log them, rate-limited).
 type Mode string

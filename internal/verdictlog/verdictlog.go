@@ -20,7 +20,7 @@
 // vocabulary, so tables they programmed are understood until re-rendered.
 //
 // Sources: nft(8) "log" statement; linux include/uapi/linux/netfilter/
-// nf_log.h (NF_LOG_PREFIXLEN); DESIGN.md "Kernel objects".
+// nf_log.h (NF_LOG_PREFIXLEN); the team design notes ("Kernel objects").
 package verdictlog
 
 import (
