@@ -47,9 +47,8 @@ const anything = "*"
 
 // fence gives every package of the module the module packages it may
 // import directly (allowed) and what it must never reach (forbidden), with
-// the reason. the team's design notes (layout, who may import whom) and style guide
-// ("Package boundaries") are the source; docs/architecture.md names the
-// files. A package missing from the table fails the test, and so does a
+// the reason. docs/architecture.md ("Where new parts go", "Why this
+// layout") gives the layout and names the files. A package missing from the table fails the test, and so does a
 // row whose package no longer exists: the table is the map of the code.
 var fence = []fenceRow{
 	{"model", nil, [][]string{thirdParty},
