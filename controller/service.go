@@ -307,10 +307,13 @@ func (s *Service) Verdicts(window time.Duration) ([]model.VerdictEvent, error) {
 }
 
 // Revision returns revision n of workload (ErrNotFound if none, ErrInvalid
-// for a negative n).
+// for n < 1: revisions are numbered from 1).
 func (s *Service) Revision(workload string, n int) (store.Revision, error) {
 	if n < 0 {
 		return store.Revision{}, fmt.Errorf("%w: revision: %d is negative (revisions are 1, 2, ...)", ErrInvalid, n)
+	}
+	if n == 0 {
+		return store.Revision{}, fmt.Errorf("%w: revision: 0 is not a revision (revisions are 1, 2, ...)", ErrInvalid)
 	}
 	return s.store.Revision(workload, n)
 }

@@ -154,6 +154,7 @@ func TestNegativeRevisionsRefused(t *testing.T) {
 		{"POST", "/v1/rollback", `{"workload": "shop/db", "toRevision": -1, "reason": "x"}`, "toRevision: -1 is negative"},
 		{"POST", "/v1/promote", `{"workload": "shop/db", "to": "enforce", "revision": -3, "reason": "x"}`, "revision: -3 is negative"},
 		{"GET", "/v1/revisions?workload=shop/db&revision=-1", "", "revision: -1 is negative"},
+		{"GET", "/v1/revisions?workload=shop/db&revision=0", "", "revision: 0 is not a revision"},
 	} {
 		req, _ := http.NewRequest(tc.method, ts.URL+tc.path, strings.NewReader(tc.body))
 		resp, err := http.DefaultClient.Do(req)

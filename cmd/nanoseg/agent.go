@@ -325,6 +325,10 @@ workloads already promoted are then reported as already there.`,
 			if err := flagNotNegative("--revision", req.Revision); err != nil {
 				return fmt.Errorf("promote: %w", err)
 			}
+			mode, err := model.ParseMode(to)
+			if err != nil {
+				return fmt.Errorf("promote: --to: %w", err)
+			}
 			var targets []string
 			switch {
 			case all && len(args) == 0 && req.Revision == 0:
@@ -342,7 +346,7 @@ workloads already promoted are then reported as already there.`,
 				return fmt.Errorf("promote: give one WORKLOAD, or --all without WORKLOAD and --revision")
 			}
 			r := req
-			r.To = model.Mode(to)
+			r.To = mode
 			return promoteEach(cmd.Context(), newClient(a), cmd.OutOrStdout(), r, targets, all)
 		},
 	}
