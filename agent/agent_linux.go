@@ -152,6 +152,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	defer a.store.Close()
 	defer a.node.Close()
+	// Bind the API and metrics listeners before touching any endpoint: an
+	// address in use stops the agent before it claims or programs anything.
+	if err := a.srv.Listen(); err != nil {
+		return err
+	}
+	defer a.srv.Close()
 	if err := a.refreshInventory(ctx); err != nil {
 		return err
 	}

@@ -73,6 +73,10 @@ type Server struct {
 	svc *controller.Service
 	cfg Config
 	log *slog.Logger
+
+	// Bound by Listen, served by Serve.
+	servers   []*http.Server
+	listeners []net.Listener
 }
 
 // New returns a server for svc. log nil discards.
@@ -284,10 +288,14 @@ func RequireAuth(h http.Handler, token string) http.Handler {
 	})
 }
 
-// Serve runs the API on the unix socket, on TCP if configured, and the
-// metrics endpoint, until ctx is done; it returns nil then, or the error
-// that stopped a listener.
-func (a *Server) Serve(ctx context.Context) error {
+// Listen binds the API's unix socket, its TCP listener if configured, and
+// the metrics listener, so that an address in use is refused before the
+// caller touches anything (the agent binds before it programs endpoints).
+// Serve calls it when the caller has not. On error nothing stays bound.
+func (a *Server) Listen() error {
+	if a.listeners != nil {
+		return nil
+	}
 	if err := os.MkdirAll(filepath.Dir(a.cfg.Socket), 0o755); err != nil {
 		return fmt.Errorf("create socket directory: %w", err)
 	}
@@ -330,6 +338,32 @@ func (a *Server) Serve(ctx context.Context) error {
 		servers = append(servers, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second})
 		listeners = append(listeners, ml)
 	}
+	a.servers, a.listeners = servers, listeners
+	return nil
+}
+
+// Close closes what Listen bound and removes the socket; Serve does it
+// itself when it stops, so Close is for a caller that bound and then did
+// not serve. Calling it again does nothing.
+func (a *Server) Close() {
+	for _, l := range a.listeners {
+		_ = l.Close()
+	}
+	if a.listeners != nil {
+		_ = os.Remove(a.cfg.Socket)
+	}
+	a.servers, a.listeners = nil, nil
+}
+
+// Serve runs the API on the unix socket, on TCP if configured, and the
+// metrics endpoint (binding them first unless Listen did), until ctx is
+// done; it returns nil then, or the error that stopped a listener.
+func (a *Server) Serve(ctx context.Context) error {
+	if err := a.Listen(); err != nil {
+		return err
+	}
+	servers, listeners := a.servers, a.listeners
+	var err error
 	errc := make(chan error, len(servers))
 	for i, s := range servers {
 		go func() { errc <- s.Serve(listeners[i]) }()

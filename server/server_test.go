@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -259,5 +262,37 @@ func TestNetworkPolicyRoutes(t *testing.T) {
 	var ids map[string][]string
 	if err := c.Do(ctx, "GET", "/v1/ruleids", nil, nil, &ids); err != nil || ids == nil {
 		t.Errorf("rule ids: %v, %v", ids, err)
+	}
+}
+
+// TestListenRefusesATakenMetricsAddress: Listen binds every listener before
+// anything is served and, when the metrics address is taken, fails naming
+// it and leaves the API socket unbound (the agent calls it before it
+// touches an endpoint).
+func TestListenRefusesATakenMetricsAddress(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	mem := store.NewMem()
+	svc := controller.New(controller.Config{EvidenceDir: t.TempDir()}, mem, mem, controllertest.Shop(), &controllertest.Node{}, nil)
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	srv := server.New(svc, server.Config{Socket: sock, MetricsAddr: taken.Addr().String()}, nil)
+	err = srv.Listen()
+	if err == nil || !strings.Contains(err.Error(), "listen for metrics on "+taken.Addr().String()) {
+		t.Fatalf("Listen with a taken metrics address: %v", err)
+	}
+	if c, err := net.Dial("unix", sock); err == nil {
+		c.Close()
+		t.Errorf("the API socket %s still accepts connections after Listen failed", sock)
+	}
+	free := server.New(svc, server.Config{Socket: sock}, nil)
+	if err := free.Listen(); err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	free.Close()
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("Close left the socket %s: %v", sock, err)
 	}
 }
