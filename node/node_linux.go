@@ -144,6 +144,9 @@ func New(cfg Config, inv *inventory.Index, sink store.ObservationSink, reg prome
 		observers: map[string]context.CancelFunc{}, own: newOwners(cfg.OwnerDir, cfg.Owner), refused: map[string]error{}, metrics: nm,
 		adopted: map[string]dataplane.RuleSet{}, checked: map[string]uint64{}, seenNames: map[netip.Addr]string{}}
 	n.agg = observer.NewAggregator(inv, n.names, n.isEndpoint)
+	if removed := n.own.sweep(); removed > 0 {
+		n.log.Info("removed owner files nobody holds (agents that died without releasing, namespaces gone)", "files", removed, "dir", cfg.OwnerDir)
+	}
 	return n, nil
 }
 

@@ -35,6 +35,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -153,6 +154,43 @@ func (o *owners) claim(name, nsPath string) error {
 		return nil
 	}
 	return fmt.Errorf("claim netns %s: owner file %s keeps being replaced", name, path)
+}
+
+// sweep removes the owner files nobody holds: those of agents that died
+// without releasing (kill -9) and of namespaces gone since. A file is
+// removed only while this node holds its lock, and claim re-checks the
+// path after locking, so a claim racing the sweep retries on a new file.
+// It returns how many files it removed.
+func (o *owners) sweep() int {
+	ents, err := os.ReadDir(o.dir)
+	if err != nil {
+		return 0
+	}
+	held := map[string]bool{}
+	for _, f := range o.held {
+		held[f.Name()] = true
+	}
+	removed := 0
+	for _, e := range ents {
+		path := filepath.Join(o.dir, e.Name())
+		if !strings.HasSuffix(e.Name(), ".owner") || held[path] {
+			continue
+		}
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			var fst, pst unix.Stat_t
+			if unix.Fstat(int(f.Fd()), &fst) == nil && unix.Stat(path, &pst) == nil && fst.Ino == pst.Ino && fst.Dev == pst.Dev {
+				if os.Remove(path) == nil {
+					removed++
+				}
+			}
+		}
+		f.Close()
+	}
+	return removed
 }
 
 // owns reports whether this node holds endpoint name.

@@ -97,3 +97,43 @@ func TestOwnersMissingNamespace(t *testing.T) {
 		t.Fatalf("claim of a missing netns: %v", err)
 	}
 }
+
+// TestOwnersSweepRemovesOnlyUnheldFiles: the files of owners that died
+// without releasing (kill -9) are removed; a held claim's file stays, and
+// the namespace can be claimed again afterwards.
+func TestOwnersSweepRemovesOnlyUnheldFiles(t *testing.T) {
+	dir := t.TempDir()
+	owners := filepath.Join(dir, "owners")
+	nsA, nsB := filepath.Join(dir, "ns-a"), filepath.Join(dir, "ns-b")
+	for _, p := range []string{nsA, nsB} {
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alive := newOwners(owners, "alive")
+	if err := alive.claim("a", nsA); err != nil {
+		t.Fatal(err)
+	}
+	dead := newOwners(owners, "dead")
+	if err := dead.claim("b", nsB); err != nil {
+		t.Fatal(err)
+	}
+	deadFile := dead.held["b"].Name()
+	dead.held["b"].Close() // the process died: the kernel drops its lock, the file stays
+	delete(dead.held, "b")
+	if n := newOwners(owners, "sweeper").sweep(); n != 1 {
+		t.Errorf("sweep removed %d files, want 1 (the dead owner's)", n)
+	}
+	if _, err := os.Stat(deadFile); !os.IsNotExist(err) {
+		t.Errorf("the dead owner's file %s is still there: %v", deadFile, err)
+	}
+	if _, err := os.Stat(alive.held["a"].Name()); err != nil {
+		t.Errorf("the live owner's file was removed: %v", err)
+	}
+	if err := newOwners(owners, "next").claim("a", nsA); !errors.Is(err, ErrOwned) {
+		t.Errorf("claim of a held namespace after a sweep: %v, want ErrOwned", err)
+	}
+	if err := newOwners(owners, "next").claim("b", nsB); err != nil {
+		t.Errorf("claim of the swept namespace: %v", err)
+	}
+}
