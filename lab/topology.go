@@ -1,10 +1,10 @@
 package lab
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -165,18 +165,91 @@ var (
 const MaxReplicas = 64
 
 // Parse decodes and validates a topology from YAML bytes.
+// Unknown fields are reported with their field path and line, together
+// with every other problem of the file.
 func Parse(raw []byte) (*Topology, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	var t Topology
-	if err := dec.Decode(&t); err != nil {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
 		return nil, fmt.Errorf("decode: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	unknown := unknownKeys(&doc, reflect.TypeFor[Topology](), "")
+	var t Topology
+	if err := doc.Decode(&t); err != nil {
+		return nil, errors.Join(append(unknown, fmt.Errorf("decode: %s", strings.TrimPrefix(err.Error(), "yaml: ")))...)
 	}
 	t.setDefaults()
 	if err := t.Validate(); err != nil {
-		return nil, err
+		unknown = append(unknown, err)
+	}
+	if len(unknown) > 0 {
+		return nil, errors.Join(unknown...)
 	}
 	return &t, nil
+}
+
+var yamlUnmarshaler = reflect.TypeFor[yaml.Unmarshaler]()
+
+// unknownKeys walks the YAML node n against Go type t (by its yaml tags)
+// and returns one error per mapping key t has no field for, naming the
+// field path ("workloads[1].portz") and the line.
+func unknownKeys(n *yaml.Node, t reflect.Type, path string) []error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind == yaml.DocumentNode {
+		var out []error
+		for _, c := range n.Content {
+			out = append(out, unknownKeys(c, t, path)...)
+		}
+		return out
+	}
+	if reflect.PointerTo(t).Implements(yamlUnmarshaler) || t.Implements(yamlUnmarshaler) {
+		return nil
+	}
+	var out []error
+	switch {
+	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := k.Value
+			if path != "" {
+				p = path + "." + k.Value
+			}
+			f, ok := yamlField(t, k.Value)
+			if !ok {
+				out = append(out, fmt.Errorf("%s: unknown field (line %d)", p, k.Line))
+				continue
+			}
+			out = append(out, unknownKeys(v, f.Type, p)...)
+		}
+	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Map:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			out = append(out, unknownKeys(n.Content[i+1], t.Elem(), path+"."+n.Content[i].Value)...)
+		}
+	case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
+		for i, c := range n.Content {
+			out = append(out, unknownKeys(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))...)
+		}
+	}
+	return out
+}
+
+// yamlField returns the field of struct t that YAML key name decodes into.
+func yamlField(t reflect.Type, name string) (reflect.StructField, bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if tag == "-" || !f.IsExported() {
+			continue
+		}
+		if tag == "" {
+			tag = strings.ToLower(f.Name)
+		}
+		if tag == name {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
 }
 
 func prefixLines(prefix string, err error) error {

@@ -79,7 +79,7 @@ func TestParseRefusesBadInput(t *testing.T) {
 		name, old, new string
 		want           []string
 	}{
-		{"unknown field", "replicas: 2", "replicas: 2\n    colour: blue", []string{"line", "colour"}},
+		{"unknown field", "replicas: 2", "replicas: 2\n    colour: blue", []string{"workloads[", "].colour: unknown field (line"}},
 		{"duplicate workload", "  - name: web\n", "  - name: api\n", []string{"workloads[2].name", `duplicate workload "shop/api"`}},
 		{"port out of range", "port: 8080", "port: 70000", []string{"workloads[1].ports[0].port", "70000 is out of range"}},
 		{"bad protocol", "{port: 443}", "{port: 443, protocol: ICMP}", []string{"externals[0].ports[0].protocol", `"ICMP" is not TCP or UDP`}},
@@ -125,6 +125,20 @@ func TestParseReportsEveryProblem(t *testing.T) {
 	_, err := Parse([]byte(bad))
 	if err == nil || !strings.Contains(err.Error(), "ports[0].port") || !strings.Contains(err.Error(), "talks[0].to") {
 		t.Fatalf("want both problems reported, got %v", err)
+	}
+}
+
+// TestParseReportsUnknownFieldsWithTheRest: an unknown field is named by its
+// field path and line, beside the file's other problems, not instead of
+// them.
+func TestParseReportsUnknownFieldsWithTheRest(t *testing.T) {
+	bad := strings.Replace(strings.Replace(base, "replicas: 2", "replicas: 2\n    portz: [1]", 1), "to: api,", "to: nosuch,", 1)
+	_, err := Parse([]byte(bad))
+	if err == nil || !strings.Contains(err.Error(), "].portz: unknown field (line ") || !strings.Contains(err.Error(), `peer "nosuch" does not exist`) {
+		t.Fatalf("want the unknown field with its path and the unknown peer, got %v", err)
+	}
+	if strings.Contains(err.Error(), "lab.Workload") {
+		t.Errorf("the message names a Go type: %v", err)
 	}
 }
 
