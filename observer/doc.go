@@ -35,8 +35,10 @@
 // connection stays there through TIME_WAIT, 120s by default) is therefore
 // counted exactly once; only a connection that both began and left the
 // table during the overflow is lost, and the loss is counted. Malformed messages are counted
-// (nanoseg_observer_decode_errors_total) and skipped; the decoders are fuzzed
-// (fuzz_test.go, corpus in testdata/fuzz).
+// (nanoseg_observer_decode_errors_total) and skipped; messages that carry
+// no record by design (the NLMSG_DONE that closes each NFLOG batch,
+// acknowledgements, someone else's log prefix) are skipped without
+// counting. The decoders are fuzzed (fuzz_test.go, corpus in testdata/fuzz).
 //
 // # Edges (aggregate.go)
 //

@@ -504,3 +504,34 @@ func TestKernelRunErrors(t *testing.T) {
 		t.Error("second Run accepted")
 	}
 }
+
+// TestKernelVerdictLogNoDecodeErrors: a burst of logged packets reaches the
+// observer in NFLOG batches, each closed by an NLMSG_DONE message; normal
+// traffic leaves nanoseg_observer_decode_errors_total{decoder="verdict-log"}
+// at zero and every logged packet still becomes a record.
+func TestKernelVerdictLogNoDecodeErrors(t *testing.T) {
+	cli, srv := pair(t, nil, []nftRule{loggedEveryUDP(7777, "nanoseg:audit-deny:burst-rule")})
+	h := startObserver(t, Config{DisableDNS: true}, shopInventory(), nil, srv)
+	const n = 200
+	cli.Do(t, func() error {
+		for i := 0; i < n; i++ {
+			// A new source port per packet: one connection attempt each, so
+			// the observer's retransmission filter keeps every record.
+			c, err := net.Dial("udp", "198.18.1.2:7777")
+			if err != nil {
+				return err
+			}
+			_, _ = c.Write([]byte("x"))
+			c.Close()
+		}
+		return nil
+	})
+	waitFor(t, 5*time.Second, "verdict records of the burst", func() bool {
+		e, _ := h.edge("shop/frontend", "shop/api", model.ProtocolUDP, 7777)
+		return e.Verdicts.AuditDenied >= n*9/10 // the first packets may wait for ARP
+	})
+	time.Sleep(200 * time.Millisecond)
+	if got := counterValue(h.metrics.DecodeErrors.WithLabelValues("verdict-log")); got != 0 {
+		t.Errorf("decode_errors_total{decoder=verdict-log} = %v after normal traffic, want 0", got)
+	}
+}

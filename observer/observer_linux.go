@@ -522,13 +522,8 @@ func (s *endpointState) readVerdictLog(ctx context.Context) error {
 		}
 		now := time.Now()
 		for _, m := range msgs {
-			f, err := dec.decode(m, s.ep.Netns, s.isLocal)
-			if errors.Is(err, verdictlog.ErrNotNanoseg) {
-				continue
-			}
-			if err != nil {
-				s.o.metrics.DecodeErrors.WithLabelValues("verdict-log").Inc()
-				s.log.Debug("skip verdict log message", "err", err)
+			f, ok := s.verdictRecord(dec, m)
+			if !ok {
 				continue
 			}
 			k := key{netip.AddrPortFrom(f.Src, f.SrcPort), netip.AddrPortFrom(f.Dst, f.DstPort), f.Protocol, f.Verdict, f.RuleID}
@@ -554,6 +549,23 @@ func (s *endpointState) readVerdictLog(ctx context.Context) error {
 			s.emit(f)
 		}
 	}
+}
+
+// verdictRecord decodes one message of the verdict-log socket. Messages
+// without a logged packet and packets logged by someone else's rule are
+// skipped; only a packet message that cannot be decoded counts in
+// nanoseg_observer_decode_errors_total{decoder="verdict-log"}.
+func (s *endpointState) verdictRecord(dec *verdictDecoder, m netlink.Message) (model.Flow, bool) {
+	f, err := dec.decode(m, s.ep.Netns, s.isLocal)
+	switch {
+	case err == nil:
+		return f, true
+	case errors.Is(err, errNotPacket), errors.Is(err, verdictlog.ErrNotNanoseg):
+		return model.Flow{}, false
+	}
+	s.o.metrics.DecodeErrors.WithLabelValues("verdict-log").Inc()
+	s.log.Debug("skip verdict log message", "err", err)
+	return model.Flow{}, false
 }
 
 func (s *endpointState) readDNS(ctx context.Context, pkt *os.File) error {
