@@ -5,10 +5,13 @@ package observer
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -533,5 +536,96 @@ func TestKernelVerdictLogNoDecodeErrors(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if got := counterValue(h.metrics.DecodeErrors.WithLabelValues("verdict-log")); got != 0 {
 		t.Errorf("decode_errors_total{decoder=verdict-log} = %v after normal traffic, want 0", got)
+	}
+}
+
+// captureHandler records every log record with the attributes its logger
+// was scoped with (WithAttrs, WithGroup) and its own, as "group.key=value".
+type captureHandler struct {
+	mu     *sync.Mutex
+	recs   *[][]string
+	scoped []string
+	group  string
+}
+
+func newCaptureHandler() *captureHandler {
+	return &captureHandler{mu: &sync.Mutex{}, recs: &[][]string{}}
+}
+
+func (h *captureHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *captureHandler) Handle(_ context.Context, r slog.Record) error {
+	kv := append([]string{"msg=" + r.Message}, h.scoped...)
+	r.Attrs(func(a slog.Attr) bool {
+		kv = append(kv, h.group+a.Key+"="+a.Value.String())
+		return true
+	})
+	h.mu.Lock()
+	*h.recs = append(*h.recs, kv)
+	h.mu.Unlock()
+	return nil
+}
+
+func (h *captureHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	c := *h
+	c.scoped = slices.Clone(h.scoped)
+	for _, a := range as {
+		c.scoped = append(c.scoped, h.group+a.Key+"="+a.Value.String())
+	}
+	return &c
+}
+
+func (h *captureHandler) WithGroup(name string) slog.Handler {
+	c := *h
+	c.group = h.group + name + "."
+	return &c
+}
+
+func (h *captureHandler) records() [][]string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(*h.recs)
+}
+
+// TestKernelLogKeysOnce: the observer's log lines, under a logger its
+// caller scoped with component=agent, carry each key once: the observer
+// names itself with its own key and does not repeat the caller's.
+func TestKernelLogKeysOnce(t *testing.T) {
+	cli, srv := pair(t, nil, nil)
+	capture := newCaptureHandler()
+	o, err := New(Config{}, []model.Endpoint{{Netns: srv.Name, Path: srv.Path()}}, nil, nil, nil,
+		slog.New(capture).With("component", "agent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- o.Run(ctx) }()
+	<-o.Ready()
+	echoServer(t, srv, "198.18.1.2:8080")
+	dialEcho(t, cli, "198.18.1.2:8080", 1)
+	time.Sleep(200 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	recs := capture.records()
+	if len(recs) == 0 {
+		t.Fatal("no log records")
+	}
+	for _, kv := range recs {
+		seen := map[string]int{}
+		for _, s := range kv {
+			k, _, _ := strings.Cut(s, "=")
+			seen[k]++
+		}
+		for k, n := range seen {
+			if n > 1 {
+				t.Errorf("key %q %d times in %v", k, n, kv)
+			}
+		}
+		if !slices.Contains(kv, "component=agent") || !slices.Contains(kv, "part=observer") {
+			t.Errorf("record not scoped as the caller's component and the observer part: %v", kv)
+		}
 	}
 }

@@ -104,7 +104,9 @@ type Observer struct {
 // from several goroutines at once, and must not block for long (a slow
 // handler makes the conntrack socket overflow; that is counted and
 // resynced). names learns DNS answers (nil: a private table, see Names);
-// metrics may be nil; logger nil discards.
+// metrics may be nil; logger nil discards. The caller scopes logger with
+// its own "component" (agent, node, observe); the observer adds only
+// "part"="observer" and, per endpoint, "netns", so no key repeats.
 func New(cfg Config, endpoints []model.Endpoint, handle func(model.Flow), names *Names, metrics *Metrics, logger *slog.Logger) (*Observer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("validate observer config: %w", err)
@@ -129,7 +131,7 @@ func New(cfg Config, endpoints []model.Endpoint, handle func(model.Flow), names 
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Observer{cfg: cfg, eps: endpoints, handle: handle, names: names, metrics: metrics,
-		log: logger.With("component", "observer"), ready: make(chan struct{})}, nil
+		log: logger.With("part", "observer"), ready: make(chan struct{})}, nil
 }
 
 // Names returns the observer's DNS name table.
