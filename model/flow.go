@@ -45,9 +45,12 @@ const (
 //	 "packetsIn":4,"bytesIn":1337,"verdict":"observed","remoteName":"payments.example",
 //	 "conntrackId":1234}
 //
-// Src/SrcPort are always the side that opened the connection (conntrack's
-// original tuple), whatever the direction; "Out" counters count packets from
-// Src to Dst, "In" counters the replies. Times are RFC 3339 with nanoseconds,
+// Src/SrcPort are always the side that opened the connection, whatever the
+// direction: conntrack's original tuple when conntrack saw the connection
+// open, the tuple turned around when conntrack picked it up in mid-flight
+// and the observer established the opener; a record marked
+// DirectionUnknown is the exception. "Out" counters count packets from Src
+// to Dst, "In" counters the replies. Times are RFC 3339 with nanoseconds,
 // UTC; End is absent while the connection lives. Ports are 0 for protocols
 // without ports; ICMP flows carry ICMPType/ICMPCode instead.
 type Flow struct {
@@ -85,6 +88,14 @@ type Flow struct {
 	// Resynced marks records recovered from a conntrack dump after the
 	// event socket overflowed (ENOBUFS).
 	Resynced bool `json:"resynced,omitempty"`
+	// DirectionUnknown marks a conntrack record whose opening side the
+	// observer could not establish: the kernel began tracking the
+	// connection in mid-flight (a TCP connection picked up mid-stream, a
+	// UDP entry created by what looks like a reply) and neither the
+	// endpoint's sockets nor the ports tell who opened it. Src/Dst are then
+	// conntrack's original tuple, which may be the reply direction, and
+	// Direction follows it; such records must be kept out of edges.
+	DirectionUnknown bool `json:"directionUnknown,omitempty"`
 }
 
 // Remote returns the address of the side that is not the observing
@@ -126,6 +137,9 @@ func (f *Flow) String() string {
 	}
 	if f.Resynced {
 		s += " resynced"
+	}
+	if f.DirectionUnknown {
+		s += " direction-unknown"
 	}
 	return s + " [" + f.Endpoint + "]"
 }
