@@ -114,3 +114,21 @@ func TestAggregateExternalNamedByDNS(t *testing.T) {
 		t.Errorf("take %d, left %d", len(got), agg.Len())
 	}
 }
+
+// TestAggregateKeepsOutUnknownDirection: records whose opener the
+// observer could not establish add nothing to any edge, neither a flow nor
+// counters, in either direction.
+func TestAggregateKeepsOutUnknownDirection(t *testing.T) {
+	agg := NewAggregator(testInventory(), nil, nil)
+	for _, phase := range []model.Phase{model.PhaseStart, model.PhaseEnd, model.PhaseComplete} {
+		for _, dir := range []model.Direction{model.Egress, model.Ingress} {
+			f := ctFlow(phase, dir, b4, 8080, a4, 41000)
+			f.Protocol, f.PacketsOut, f.BytesOut = model.ProtocolUDP, 1, 100
+			f.DirectionUnknown = true
+			agg.Add(f)
+		}
+	}
+	if es := agg.Edges(); len(es) != 0 {
+		t.Errorf("records of unknown direction made edges: %+v", es)
+	}
+}

@@ -7,19 +7,18 @@ import (
 	"time"
 
 	"github.com/mdlayher/netlink"
-	"github.com/ti-mo/conntrack"
 
 	"github.com/nanoseg/nanoseg/model"
 )
 
-// ctEvent is the part of a conntrack event the observer uses, decoded
-// without allocating (decodeCTEvent) from the ctnetlink message, or copied
-// from a ti-mo/conntrack model.Flow of a table dump (ctEventFromFlow).
+// ctEvent is the part of a conntrack event, or of an entry of a table
+// dump, that the observer uses, decoded without allocating
+// (decodeCTEvent) from the ctnetlink message.
 type ctEvent struct {
 	Type             ctEventType
 	ID               uint32
 	Proto            uint8
-	Src, Dst         netip.Addr
+	Src, Dst         netip.Addr // original tuple
 	SrcPort, DstPort uint16
 	ICMP             bool
 	ICMPType         uint8
@@ -29,6 +28,17 @@ type ctEvent struct {
 	PacketsReply     uint64
 	BytesReply       uint64
 	Start, Stop      time.Time
+	Status           uint32 // CTA_STATUS (IPS_* bits)
+	// TCP: CTA_PROTOINFO_TCP state and the flags of each direction
+	// (IP_CT_TCP_FLAG_*); NEW events and dumps carry the flags, DESTROY
+	// events the state only.
+	TCPState      uint8
+	HasTCPFlags   bool
+	TCPFlagsOrig  uint8
+	TCPFlagsReply uint8
+	// SCTP: CTA_PROTOINFO_SCTP_STATE.
+	HasSCTPState bool
+	SCTPState    uint8
 }
 
 type ctEventType uint8
@@ -43,6 +53,8 @@ const (
 // ctnetlink attribute types, from include/uapi/linux/netfilter/nfnetlink_conntrack.h.
 const (
 	ctaTupleOrig     = 1
+	ctaStatus        = 3
+	ctaProtoInfo     = 4
 	ctaCountersOrig  = 9
 	ctaCountersReply = 10
 	ctaID            = 12
@@ -70,8 +82,16 @@ const (
 	ctaTimestampStart = 1
 	ctaTimestampStop  = 2
 
+	ctaProtoInfoTCP           = 1
+	ctaProtoInfoSCTP          = 3
+	ctaProtoInfoTCPState      = 1
+	ctaProtoInfoTCPFlagsOrig  = 4 // struct nf_ct_tcp_flags {u8 flags; u8 mask}
+	ctaProtoInfoTCPFlagsReply = 5
+	ctaProtoInfoSCTPState     = 1
+
 	nfnlSubsysCTNetlink = 1
 	ipctnlMsgCtNew      = 0
+	ipctnlMsgCtGet      = 1
 	ipctnlMsgCtDelete   = 2
 )
 
@@ -105,9 +125,11 @@ func (a *nlAttrs) next() (typ uint16, data []byte, ok bool) {
 	return typ, data, true
 }
 
-// decodeCTEvent decodes one ctnetlink event message. It fails with
-// ErrMalformedPacket on a truncated or inconsistent message and never
-// panics; messages of other subsystems give Type ctOther.
+// decodeCTEvent decodes one ctnetlink event message, or one entry of a
+// table dump (Type ctUpdate: IPCTNL_MSG_CT_NEW without NLM_F_CREATE). It
+// fails with ErrMalformedPacket on a truncated or inconsistent message and
+// never panics; messages of other subsystems give Type ctOther. A
+// malformed CTA_PROTOINFO is ignored (the fields stay unset).
 func decodeCTEvent(m netlink.Message, ev *ctEvent) error {
 	*ev = ctEvent{}
 	t := uint16(m.Header.Type)
@@ -141,6 +163,12 @@ func decodeCTEvent(m netlink.Message, ev *ctEvent) error {
 			if len(data) >= 4 {
 				ev.ID = binary.BigEndian.Uint32(data)
 			}
+		case ctaStatus:
+			if len(data) >= 4 {
+				ev.Status = binary.BigEndian.Uint32(data)
+			}
+		case ctaProtoInfo:
+			ev.decodeProtoInfo(data)
 		case ctaCountersOrig:
 			ev.PacketsOrig, ev.BytesOrig = decodeCounters(data)
 		case ctaCountersReply:
@@ -225,6 +253,30 @@ func (ev *ctEvent) decodeTuple(b []byte) error {
 	return nil
 }
 
+// decodeProtoInfo reads the TCP state and flags, or the SCTP state, of a
+// CTA_PROTOINFO attribute.
+func (ev *ctEvent) decodeProtoInfo(b []byte) {
+	pi := nlAttrs{b: b}
+	for typ, data, ok := pi.next(); ok; typ, data, ok = pi.next() {
+		in := nlAttrs{b: data}
+		for t, d, ok := in.next(); ok; t, d, ok = in.next() {
+			if len(d) < 1 {
+				continue
+			}
+			switch {
+			case typ == ctaProtoInfoTCP && t == ctaProtoInfoTCPState:
+				ev.TCPState = d[0]
+			case typ == ctaProtoInfoTCP && t == ctaProtoInfoTCPFlagsOrig:
+				ev.TCPFlagsOrig, ev.HasTCPFlags = d[0], true
+			case typ == ctaProtoInfoTCP && t == ctaProtoInfoTCPFlagsReply:
+				ev.TCPFlagsReply, ev.HasTCPFlags = d[0], true
+			case typ == ctaProtoInfoSCTP && t == ctaProtoInfoSCTPState:
+				ev.SCTPState, ev.HasSCTPState = d[0], true
+			}
+		}
+	}
+}
+
 func decodeCounters(b []byte) (packets, bytes uint64) {
 	c := nlAttrs{b: b}
 	for typ, d, ok := c.next(); ok; typ, d, ok = c.next() {
@@ -247,23 +299,11 @@ func decodeCounters(b []byte) (packets, bytes uint64) {
 	return packets, bytes
 }
 
-// ctEventFromFlow copies a dumped conntrack entry into a ctEvent.
-func ctEventFromFlow(ct *conntrack.Flow) ctEvent {
-	o := ct.TupleOrig
-	return ctEvent{Type: ctNew, ID: ct.ID, Proto: o.Proto.Protocol,
-		Src: o.IP.SourceAddress.Unmap(), Dst: o.IP.DestinationAddress.Unmap(),
-		SrcPort: o.Proto.SourcePort, DstPort: o.Proto.DestinationPort,
-		ICMP:     o.Proto.ICMPv4 || o.Proto.ICMPv6 || o.Proto.Protocol == 1 || o.Proto.Protocol == 58,
-		ICMPType: o.Proto.ICMPType, ICMPCode: o.Proto.ICMPCode,
-		PacketsOrig: ct.CountersOrig.Packets, BytesOrig: ct.CountersOrig.Bytes,
-		PacketsReply: ct.CountersReply.Packets, BytesReply: ct.CountersReply.Bytes,
-		Start: ct.Timestamp.Start, Stop: ct.Timestamp.Stop}
-}
-
-// flowRecord turns a conntrack event of endpoint into a flow record. The
-// original tuple is the side that opened the connection; the endpoint's own
-// addresses (isLocal) give the direction: egress when it is the original
-// source, ingress otherwise. Counters and End are set except at model.PhaseStart.
+// flowRecord turns a conntrack event of endpoint into a flow record from
+// its original tuple; the endpoint's own addresses (isLocal) give the
+// direction: egress when it is the original source, ingress otherwise.
+// Counters and End are set except at model.PhaseStart. Whether the
+// original tuple is the opener's is for orient to apply.
 func (ev *ctEvent) flowRecord(phase model.Phase, endpoint string, isLocal func(netip.Addr) bool, now time.Time) model.Flow {
 	f := model.Flow{Phase: phase, Source: model.SourceConntrack, Endpoint: endpoint, Protocol: model.ProtocolFromNumber(ev.Proto),
 		Src: ev.Src, Dst: ev.Dst, Verdict: model.VerdictObserved, ConntrackID: ev.ID}
@@ -273,10 +313,7 @@ func (ev *ctEvent) flowRecord(phase model.Phase, endpoint string, isLocal func(n
 	} else {
 		f.SrcPort, f.DstPort = ev.SrcPort, ev.DstPort
 	}
-	f.Direction = model.Ingress
-	if isLocal == nil || isLocal(f.Src) || !isLocal(f.Dst) {
-		f.Direction = model.Egress
-	}
+	f.Direction = direction(f.Src, f.Dst, isLocal)
 	f.Start = ev.Start
 	if phase != model.PhaseStart {
 		f.End = ev.Stop

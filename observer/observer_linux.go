@@ -41,7 +41,6 @@ import (
 	"time"
 
 	"github.com/mdlayher/netlink"
-	"github.com/ti-mo/conntrack"
 	"github.com/ti-mo/netfilter"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -220,7 +219,9 @@ type endpointState struct {
 	log  *slog.Logger
 	ct   *netlink.Conn
 	nfl  *netlink.Conn
-	pkt  []*os.File // DNS capture: IPv4, IPv6
+	pkt  []*os.File    // DNS capture: IPv4, IPv6
+	diag *netlink.Conn // sock_diag, dialed on first use by the conntrack reader
+	cls  classifier
 	addr struct {
 		sync.RWMutex
 		set     map[netip.Addr]bool
@@ -253,6 +254,8 @@ func (o *Observer) attach(ep *model.Endpoint) (_ *endpointState, err error) {
 	} else if err := s.refreshAddrs(); err != nil {
 		return nil, err
 	}
+	s.cls = classifier{isLocal: s.isLocal, eph: readPortRange(s.ns), sockets: s.sockets,
+		onError: func(err error) { s.log.Debug("look up sockets", "err", err) }}
 	cfg := &netlink.Config{NetNS: int(s.ns)}
 	if s.ct, err = netlink.Dial(unix.NETLINK_NETFILTER, cfg); err != nil {
 		return nil, fmt.Errorf("dial conntrack events: %w", err)
@@ -294,6 +297,9 @@ func (s *endpointState) Close() error {
 		}
 		for _, f := range s.pkt {
 			_ = f.Close()
+		}
+		if s.diag != nil {
+			_ = s.diag.Close()
 		}
 		if s.ns.IsOpen() {
 			_ = s.ns.Close()
@@ -377,7 +383,8 @@ func (s *endpointState) emit(f model.Flow) {
 
 // openConn is what the conntrack reader remembers of a live connection.
 type openConn struct {
-	name string
+	name   string // the remote's DNS name when the connection was first seen
+	origin origin // how its original tuple relates to its opener
 }
 
 // maxOpen bounds the live-connection table of one endpoint; beyond it the
@@ -387,7 +394,13 @@ const maxOpen = 1 << 20
 
 func (s *endpointState) readConntrack(ctx context.Context) error {
 	open := map[uint32]openConn{}
-	pruned := map[uint32]bool{} // closed by a resync; their DESTROY may still come
+	pruned := map[uint32]openConn{} // closed by a resync; their DESTROY may still come
+	// Entries that existed before the observer: read from a dump with
+	// their original tuple. Events since the groups were joined wait in
+	// the socket; a NEW of an entry the dump already gave is skipped.
+	if err := s.dumpTable(open, pruned, false); err != nil {
+		s.log.Warn("read conntrack entries at attach", "err", err)
+	}
 	var ev ctEvent
 	for {
 		if s.o.beforeReceive != nil {
@@ -401,7 +414,7 @@ func (s *endpointState) readConntrack(ctx context.Context) error {
 			if errors.Is(err, unix.ENOBUFS) {
 				s.o.metrics.EventsLost.WithLabelValues("conntrack").Inc()
 				s.log.Warn("conntrack event socket overflowed (ENOBUFS); resyncing from a conntrack dump")
-				if err := s.resync(open, pruned); err != nil {
+				if err := s.dumpTable(open, pruned, true); err != nil {
 					s.log.Error("resync conntrack", "err", err)
 				}
 				continue
@@ -418,26 +431,32 @@ func (s *endpointState) readConntrack(ctx context.Context) error {
 			switch ev.Type {
 			case ctNew:
 				if _, dup := open[ev.ID]; dup {
-					continue // already known from a resync dump
+					continue // already known from a dump
 				}
 				s.maybeRefreshAddrs(ev.Src, ev.Dst)
-				f := ev.flowRecord(model.PhaseStart, s.ep.Netns, s.isLocal, now)
+				oc := openConn{origin: s.classify(&ev)}
+				f := s.record(&ev, model.PhaseStart, oc.origin, now)
 				f.RemoteName, _ = s.o.names.Lookup(f.Remote(), now)
+				oc.name = f.RemoteName
 				if len(open) < maxOpen {
-					open[ev.ID] = openConn{name: f.RemoteName}
+					open[ev.ID] = oc
 				}
 				s.emit(f)
 			case ctDestroy:
 				phase := model.PhaseEnd
 				oc, known := open[ev.ID]
-				if !known && !pruned[ev.ID] {
-					phase = model.PhaseComplete // its NEW was lost
+				if !known {
+					var closed bool
+					if oc, closed = pruned[ev.ID]; !closed {
+						phase = model.PhaseComplete // its NEW was lost
+						oc = openConn{origin: s.classify(&ev)}
+					}
 				}
 				delete(open, ev.ID)
 				delete(pruned, ev.ID)
-				f := ev.flowRecord(phase, s.ep.Netns, s.isLocal, now)
+				f := s.record(&ev, phase, oc.origin, now)
 				f.RemoteName = oc.name
-				if !known {
+				if f.RemoteName == "" && !known {
 					f.RemoteName, _ = s.o.names.Lookup(f.Remote(), now)
 				}
 				s.emit(f)
@@ -446,43 +465,114 @@ func (s *endpointState) readConntrack(ctx context.Context) error {
 	}
 }
 
-// resync dumps the conntrack table of the netns and reconciles it with
-// open: entries it did not know become start records (Resynced), known
-// entries missing from the table become end records without counters.
-func (s *endpointState) resync(open map[uint32]openConn, pruned map[uint32]bool) error {
-	s.o.metrics.Resyncs.Inc()
-	c, err := conntrack.Dial(&netlink.Config{NetNS: int(s.ns)})
+// classify establishes how ev's original tuple relates to the
+// connection's opener (origin.go) and counts the connections it turns
+// around or cannot place. Called once per connection.
+func (s *endpointState) classify(ev *ctEvent) origin {
+	o := s.cls.origin(ev)
+	switch o {
+	case originReply:
+		s.o.metrics.DirectionCorrected.WithLabelValues(string(model.ProtocolFromNumber(ev.Proto))).Inc()
+	case originUnknown:
+		s.o.metrics.DirectionUnknown.WithLabelValues(string(model.ProtocolFromNumber(ev.Proto))).Inc()
+	}
+	if o != originOpener && s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("conntrack entry began in mid-flight", "origin", o, "proto", ev.Proto,
+			"src", netip.AddrPortFrom(ev.Src, ev.SrcPort), "dst", netip.AddrPortFrom(ev.Dst, ev.DstPort))
+	}
+	return o
+}
+
+// record is ev's flow record, oriented by o.
+func (s *endpointState) record(ev *ctEvent, phase model.Phase, o origin, now time.Time) model.Flow {
+	f := ev.flowRecord(phase, s.ep.Netns, s.isLocal, now)
+	orient(&f, o, s.isLocal)
+	return f
+}
+
+// dumpConntrack dumps the conntrack table of ns (both families) and calls
+// fn with each entry, decoded into one reused ctEvent. It returns the
+// number of entries that did not decode.
+func dumpConntrack(ns netns.NsHandle, fn func(*ctEvent)) (bad int, err error) {
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: int(ns)})
 	if err != nil {
-		return fmt.Errorf("dial conntrack: %w", err)
+		return 0, fmt.Errorf("dial conntrack: %w", err)
 	}
 	defer c.Close()
-	var flows []conntrack.Flow
-	for attempt := 0; ; attempt++ {
-		flows, err = c.Dump(nil)
-		if err == nil || attempt == 3 || !errors.Is(err, unix.EINTR) {
-			break
+	req := netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(nfnlSubsysCTNetlink<<8 | ipctnlMsgCtGet), Flags: netlink.Request | netlink.Dump},
+		Data:   []byte{unix.AF_UNSPEC, 0, 0, 0}, // nfgenmsg: all families, version 0
+	}
+	if _, err := c.Send(req); err != nil {
+		return 0, fmt.Errorf("dump conntrack: %w", err)
+	}
+	var ev ctEvent
+	for m, err := range c.ReceiveIter() {
+		if err != nil {
+			return bad, fmt.Errorf("dump conntrack: %w", err)
 		}
-	}
-	if err != nil {
-		return fmt.Errorf("dump conntrack: %w", err)
-	}
-	now := time.Now()
-	seen := make(map[uint32]bool, len(flows))
-	added := 0
-	for i := range flows {
-		ev := ctEventFromFlow(&flows[i])
-		seen[ev.ID] = true
-		if _, ok := open[ev.ID]; ok {
+		if err := decodeCTEvent(m, &ev); err != nil || ev.Type == ctOther {
+			bad++
 			continue
 		}
+		fn(&ev)
+	}
+	return bad, nil
+}
+
+// dumpTable reads the conntrack table of the netns into open: entries it
+// did not know become start records (classified like a NEW; with the
+// dump's counters and marked Resynced when resync is set). After an
+// overflow (resync), known entries missing from the table are moved to
+// pruned: their DESTROY, if it still comes, is an end record.
+func (s *endpointState) dumpTable(open, pruned map[uint32]openConn, resync bool) error {
+	if resync {
+		s.o.metrics.Resyncs.Inc()
+	}
+	now := time.Now()
+	var seen map[uint32]bool
+	if resync {
+		seen = map[uint32]bool{}
+	}
+	tracked, added, corrected, unknown := 0, 0, 0, 0
+	bad, err := dumpConntrack(s.ns, func(ev *ctEvent) {
+		tracked++
+		if seen != nil {
+			seen[ev.ID] = true
+		}
+		if _, ok := open[ev.ID]; ok || len(open) >= maxOpen {
+			return
+		}
+		s.maybeRefreshAddrs(ev.Src, ev.Dst)
+		oc := openConn{origin: s.classify(ev)}
+		switch oc.origin {
+		case originReply:
+			corrected++
+		case originUnknown:
+			unknown++
+		}
 		f := ev.flowRecord(model.PhaseStart, s.ep.Netns, s.isLocal, now)
-		f.PacketsOut, f.BytesOut = ev.PacketsOrig, ev.BytesOrig
-		f.PacketsIn, f.BytesIn = ev.PacketsReply, ev.BytesReply
-		f.Resynced = true
+		if resync {
+			f.PacketsOut, f.BytesOut = ev.PacketsOrig, ev.BytesOrig
+			f.PacketsIn, f.BytesIn = ev.PacketsReply, ev.BytesReply
+			f.Resynced = true
+		}
+		orient(&f, oc.origin, s.isLocal)
 		f.RemoteName, _ = s.o.names.Lookup(f.Remote(), now)
-		open[ev.ID] = openConn{name: f.RemoteName}
+		oc.name = f.RemoteName
+		open[ev.ID] = oc
 		added++
 		s.emit(f)
+	})
+	if bad > 0 {
+		s.o.metrics.DecodeErrors.WithLabelValues("conntrack").Add(float64(bad))
+	}
+	if err != nil {
+		return err
+	}
+	if !resync {
+		s.log.Info("conntrack entries at attach", "tracked", tracked, "corrected", corrected, "unknown", unknown)
+		return nil
 	}
 	ended := 0
 	clear(pruned)
@@ -491,11 +581,10 @@ func (s *endpointState) resync(open map[uint32]openConn, pruned map[uint32]bool)
 			continue
 		}
 		delete(open, id)
-		pruned[id] = true
+		pruned[id] = oc
 		ended++
-		_ = oc
 	}
-	s.log.Info("conntrack resync", "tracked", len(flows), "recovered", added, "ended", ended)
+	s.log.Info("conntrack resync", "tracked", tracked, "recovered", added, "ended", ended)
 	return nil
 }
 
