@@ -50,6 +50,10 @@ type edgeKey struct {
 // flow only when they deny it (conntrack then never confirms the
 // connection, so no conntrack record counts it).
 //
+// Packets and bytes are added from update and end records (each carries
+// the growth since the connection's previous update, model.Flow), never
+// from start records; update and end records never count as flows.
+//
 // A record marked DirectionUnknown (a connection conntrack picked up in
 // mid-flight whose opener the observer could not establish) adds nothing:
 // its Src may be the server, and an edge the wrong way round would become
@@ -110,8 +114,11 @@ func (a *Aggregator) Add(f model.Flow) {
 	}
 	k := edgeKey{src: sk, dst: dk, proto: f.Protocol, port: port}
 	t := f.Start
-	if f.Phase == model.PhaseEnd && !f.End.IsZero() {
+	switch {
+	case f.Phase == model.PhaseEnd && !f.End.IsZero():
 		t = f.End
+	case f.Phase == model.PhaseUpdate:
+		t = a.now() // the connection carried traffic up to now
 	}
 	if t.IsZero() {
 		t = a.now()

@@ -302,8 +302,9 @@ func decodeCounters(b []byte) (packets, bytes uint64) {
 // flowRecord turns a conntrack event of endpoint into a flow record from
 // its original tuple; the endpoint's own addresses (isLocal) give the
 // direction: egress when it is the original source, ingress otherwise.
-// Counters and End are set except at model.PhaseStart. Whether the
-// original tuple is the opener's is for orient to apply.
+// Counters (the totals) are set except at model.PhaseStart, End at
+// model.PhaseEnd and model.PhaseComplete. Whether the original tuple is
+// the opener's is for orient to apply.
 func (ev *ctEvent) flowRecord(phase model.Phase, endpoint string, isLocal func(netip.Addr) bool, now time.Time) model.Flow {
 	f := model.Flow{Phase: phase, Source: model.SourceConntrack, Endpoint: endpoint, Protocol: model.ProtocolFromNumber(ev.Proto),
 		Src: ev.Src, Dst: ev.Dst, Verdict: model.VerdictObserved, ConntrackID: ev.ID}
@@ -315,13 +316,14 @@ func (ev *ctEvent) flowRecord(phase model.Phase, endpoint string, isLocal func(n
 	}
 	f.Direction = direction(f.Src, f.Dst, isLocal)
 	f.Start = ev.Start
-	if phase != model.PhaseStart {
+	if phase == model.PhaseEnd || phase == model.PhaseComplete {
 		f.End = ev.Stop
 		if f.End.IsZero() {
 			f.End = now
 		}
-		f.PacketsOut, f.BytesOut = ev.PacketsOrig, ev.BytesOrig
-		f.PacketsIn, f.BytesIn = ev.PacketsReply, ev.BytesReply
+	}
+	if phase != model.PhaseStart {
+		ev.counters().set(&f)
 	}
 	if f.Start.IsZero() || f.Start.After(now) {
 		f.Start = now

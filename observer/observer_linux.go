@@ -58,6 +58,12 @@ type Config struct {
 	// socket in bytes (0: 4 MiB; set with SO_RCVBUFFORCE, so root may
 	// exceed net.core.rmem_max).
 	ConntrackReadBuffer int `json:"conntrackReadBuffer" yaml:"conntrackReadBuffer"`
+	// CounterInterval is how often the packet and byte counters of live
+	// connections are read (one conntrack dump per endpoint) and reported
+	// in update records, so that an edge's counters lag by at most about
+	// this much (0: 2s; negative: never, counters then come only with the
+	// end of each connection). See counters.go for the cost.
+	CounterInterval time.Duration `json:"counterInterval" yaml:"counterInterval"`
 	// DisableVerdictLog and DisableDNS switch those sources off (the
 	// conntrack source is always on).
 	DisableVerdictLog bool `json:"disableVerdictLog" yaml:"disableVerdictLog"`
@@ -66,7 +72,7 @@ type Config struct {
 
 // Defaults returns the default configuration.
 func Defaults() Config {
-	return Config{NFLOGGroup: verdictlog.Group, ConntrackReadBuffer: 4 << 20}
+	return Config{NFLOGGroup: verdictlog.Group, ConntrackReadBuffer: 4 << 20, CounterInterval: 2 * time.Second}
 }
 
 // Validate reports configuration errors.
@@ -116,6 +122,9 @@ func New(cfg Config, endpoints []model.Endpoint, handle func(model.Flow), names 
 	}
 	if cfg.ConntrackReadBuffer == 0 {
 		cfg.ConntrackReadBuffer = d.ConntrackReadBuffer
+	}
+	if cfg.CounterInterval == 0 {
+		cfg.CounterInterval = d.CounterInterval
 	}
 	if handle == nil {
 		handle = func(model.Flow) {}
@@ -213,16 +222,17 @@ func (o *Observer) Run(ctx context.Context) error {
 
 // endpointState is one attached endpoint: its sockets and state.
 type endpointState struct {
-	o    *Observer
-	ep   *model.Endpoint
-	ns   netns.NsHandle
-	log  *slog.Logger
-	ct   *netlink.Conn
-	nfl  *netlink.Conn
-	pkt  []*os.File    // DNS capture: IPv4, IPv6
-	diag *netlink.Conn // sock_diag, dialed on first use by the conntrack reader
-	cls  classifier
-	addr struct {
+	o     *Observer
+	ep    *model.Endpoint
+	ns    netns.NsHandle
+	log   *slog.Logger
+	ct    *netlink.Conn
+	nfl   *netlink.Conn
+	pkt   []*os.File    // DNS capture: IPv4, IPv6
+	diag  *netlink.Conn // sock_diag, dialed on first use by the conntrack reader
+	cls   classifier
+	conns *connTable
+	addr  struct {
 		sync.RWMutex
 		set     map[netip.Addr]bool
 		fixed   bool
@@ -232,7 +242,7 @@ type endpointState struct {
 }
 
 func (o *Observer) attach(ep *model.Endpoint) (_ *endpointState, err error) {
-	s := &endpointState{o: o, ep: ep, log: o.log.With("netns", ep.Netns)}
+	s := &endpointState{o: o, ep: ep, log: o.log.With("netns", ep.Netns), conns: newConnTable()}
 	s.ns, err = netns.GetFromPath(ep.Path)
 	if err != nil {
 		return nil, fmt.Errorf("open netns %s: %w", ep.Path, err)
@@ -319,6 +329,9 @@ func (s *endpointState) start(ctx context.Context, wg *sync.WaitGroup, fail func
 		}()
 	}
 	run("conntrack", s.readConntrack)
+	if s.o.cfg.CounterInterval > 0 {
+		run("conntrack counters", s.readCounters)
+	}
 	if s.nfl != nil {
 		run("verdict log", s.readVerdictLog)
 	}
@@ -381,24 +394,11 @@ func (s *endpointState) emit(f model.Flow) {
 	s.o.handle(f)
 }
 
-// openConn is what the conntrack reader remembers of a live connection.
-type openConn struct {
-	name   string // the remote's DNS name when the connection was first seen
-	origin origin // how its original tuple relates to its opener
-}
-
-// maxOpen bounds the live-connection table of one endpoint; beyond it the
-// oldest knowledge is dropped at the next resync (a DESTROY whose NEW is
-// forgotten then counts as a complete flow, once).
-const maxOpen = 1 << 20
-
 func (s *endpointState) readConntrack(ctx context.Context) error {
-	open := map[uint32]openConn{}
-	pruned := map[uint32]openConn{} // closed by a resync; their DESTROY may still come
 	// Entries that existed before the observer: read from a dump with
 	// their original tuple. Events since the groups were joined wait in
 	// the socket; a NEW of an entry the dump already gave is skipped.
-	if err := s.dumpTable(open, pruned, false); err != nil {
+	if err := s.dumpTable(false); err != nil {
 		s.log.Warn("read conntrack entries at attach", "err", err)
 	}
 	var ev ctEvent
@@ -414,7 +414,7 @@ func (s *endpointState) readConntrack(ctx context.Context) error {
 			if errors.Is(err, unix.ENOBUFS) {
 				s.o.metrics.EventsLost.WithLabelValues("conntrack").Inc()
 				s.log.Warn("conntrack event socket overflowed (ENOBUFS); resyncing from a conntrack dump")
-				if err := s.dumpTable(open, pruned, true); err != nil {
+				if err := s.dumpTable(true); err != nil {
 					s.log.Error("resync conntrack", "err", err)
 				}
 				continue
@@ -430,33 +430,28 @@ func (s *endpointState) readConntrack(ctx context.Context) error {
 			}
 			switch ev.Type {
 			case ctNew:
-				if _, dup := open[ev.ID]; dup {
+				if s.conns.known(ev.ID) {
 					continue // already known from a dump
 				}
 				s.maybeRefreshAddrs(ev.Src, ev.Dst)
-				oc := openConn{origin: s.classify(&ev)}
+				oc := &openConn{origin: s.classify(&ev)}
 				f := s.record(&ev, model.PhaseStart, oc.origin, now)
 				f.RemoteName, _ = s.o.names.Lookup(f.Remote(), now)
 				oc.name = f.RemoteName
-				if len(open) < maxOpen {
-					open[ev.ID] = oc
-				}
+				s.conns.add(ev.ID, oc)
 				s.emit(f)
 			case ctDestroy:
 				phase := model.PhaseEnd
-				oc, known := open[ev.ID]
-				if !known {
-					var closed bool
-					if oc, closed = pruned[ev.ID]; !closed {
-						phase = model.PhaseComplete // its NEW was lost
-						oc = openConn{origin: s.classify(&ev)}
-					}
+				oc, inOpen := s.conns.remove(ev.ID)
+				if oc == nil {
+					phase = model.PhaseComplete // its NEW was lost
+					oc = &openConn{origin: s.classify(&ev)}
 				}
-				delete(open, ev.ID)
-				delete(pruned, ev.ID)
-				f := s.record(&ev, phase, oc.origin, now)
+				f := ev.flowRecord(phase, s.ep.Netns, s.isLocal, now)
+				ev.counters().minus(oc.sent).set(&f) // what update records have not reported
+				orient(&f, oc.origin, s.isLocal)
 				f.RemoteName = oc.name
-				if f.RemoteName == "" && !known {
+				if f.RemoteName == "" && !inOpen {
 					f.RemoteName, _ = s.o.names.Lookup(f.Remote(), now)
 				}
 				s.emit(f)
@@ -520,12 +515,12 @@ func dumpConntrack(ns netns.NsHandle, fn func(*ctEvent)) (bad int, err error) {
 	return bad, nil
 }
 
-// dumpTable reads the conntrack table of the netns into open: entries it
+// dumpTable reads the conntrack table of the netns: entries the observer
 // did not know become start records (classified like a NEW; with the
 // dump's counters and marked Resynced when resync is set). After an
-// overflow (resync), known entries missing from the table are moved to
-// pruned: their DESTROY, if it still comes, is an end record.
-func (s *endpointState) dumpTable(open, pruned map[uint32]openConn, resync bool) error {
+// overflow (resync), known entries missing from the table are pruned:
+// their DESTROY, if it still comes, is an end record.
+func (s *endpointState) dumpTable(resync bool) error {
 	if resync {
 		s.o.metrics.Resyncs.Inc()
 	}
@@ -540,11 +535,11 @@ func (s *endpointState) dumpTable(open, pruned map[uint32]openConn, resync bool)
 		if seen != nil {
 			seen[ev.ID] = true
 		}
-		if _, ok := open[ev.ID]; ok || len(open) >= maxOpen {
+		if s.conns.known(ev.ID) {
 			return
 		}
 		s.maybeRefreshAddrs(ev.Src, ev.Dst)
-		oc := openConn{origin: s.classify(ev)}
+		oc := &openConn{origin: s.classify(ev)}
 		switch oc.origin {
 		case originReply:
 			corrected++
@@ -553,14 +548,13 @@ func (s *endpointState) dumpTable(open, pruned map[uint32]openConn, resync bool)
 		}
 		f := ev.flowRecord(model.PhaseStart, s.ep.Netns, s.isLocal, now)
 		if resync {
-			f.PacketsOut, f.BytesOut = ev.PacketsOrig, ev.BytesOrig
-			f.PacketsIn, f.BytesIn = ev.PacketsReply, ev.BytesReply
+			ev.counters().set(&f) // the totals at the dump, for reading; update records report them
 			f.Resynced = true
 		}
 		orient(&f, oc.origin, s.isLocal)
 		f.RemoteName, _ = s.o.names.Lookup(f.Remote(), now)
 		oc.name = f.RemoteName
-		open[ev.ID] = oc
+		s.conns.add(ev.ID, oc)
 		added++
 		s.emit(f)
 	})
@@ -574,18 +568,70 @@ func (s *endpointState) dumpTable(open, pruned map[uint32]openConn, resync bool)
 		s.log.Info("conntrack entries at attach", "tracked", tracked, "corrected", corrected, "unknown", unknown)
 		return nil
 	}
-	ended := 0
-	clear(pruned)
-	for id, oc := range open {
-		if seen[id] {
-			continue
-		}
-		delete(open, id)
-		pruned[id] = oc
-		ended++
-	}
+	ended := s.conns.prune(seen)
 	s.log.Info("conntrack resync", "tracked", tracked, "recovered", added, "ended", ended)
 	return nil
+}
+
+// counterDumps lets the counter dumps of all endpoints of the process
+// take turns: at most one runs at a time.
+var counterDumps = make(chan struct{}, 1)
+
+// readCounters reads the counters of the endpoint's live connections
+// every Config.CounterInterval (at least 20 times the last dump's
+// duration) and reports their growth in update records (counters.go).
+func (s *endpointState) readCounters(ctx context.Context) error {
+	interval := s.o.cfg.CounterInterval
+	t := time.NewTimer(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if !s.conns.anyLive() {
+			t.Reset(interval)
+			continue
+		}
+		select {
+		case counterDumps <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		began := time.Now()
+		err := s.updateCounters()
+		took := time.Since(began)
+		<-counterDumps
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.log.Warn("read conntrack counters", "err", err)
+		}
+		t.Reset(max(interval, 20*took))
+	}
+}
+
+// updateCounters dumps the conntrack table once and emits an update record
+// for every open connection whose counters grew.
+func (s *endpointState) updateCounters() error {
+	now := time.Now()
+	bad, err := dumpConntrack(s.ns, func(ev *ctEvent) {
+		d, o, name, ok := s.conns.grew(ev)
+		if !ok {
+			return
+		}
+		f := ev.flowRecord(model.PhaseUpdate, s.ep.Netns, s.isLocal, now)
+		d.set(&f)
+		orient(&f, o, s.isLocal)
+		f.RemoteName = name
+		s.emit(f)
+	})
+	if bad > 0 {
+		s.o.metrics.DecodeErrors.WithLabelValues("conntrack").Add(float64(bad))
+	}
+	return err
 }
 
 func (s *endpointState) readVerdictLog(ctx context.Context) error {
