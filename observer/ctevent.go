@@ -23,6 +23,7 @@ type ctEvent struct {
 	ICMP             bool
 	ICMPType         uint8
 	ICMPCode         uint8
+	ICMPID           uint16
 	PacketsOrig      uint64
 	BytesOrig        uint64
 	PacketsReply     uint64
@@ -71,8 +72,10 @@ const (
 	ctaProtoNum     = 1
 	ctaProtoSrcPort = 2
 	ctaProtoDstPort = 3
+	ctaProtoICMPID  = 4
 	ctaProtoICMPTyp = 5
 	ctaProtoICMPCod = 6
+	ctaProtoICMP6ID = 7
 	ctaProtoICMP6Ty = 8
 	ctaProtoICMP6Co = 9
 
@@ -88,6 +91,10 @@ const (
 	ctaProtoInfoTCPFlagsOrig  = 4 // struct nf_ct_tcp_flags {u8 flags; u8 mask}
 	ctaProtoInfoTCPFlagsReply = 5
 	ctaProtoInfoSCTPState     = 1
+
+	afInet     = 2      // AF_INET (Linux)
+	afInet6    = 10     // AF_INET6 (Linux)
+	nlaFNested = 0x8000 // NLA_F_NESTED
 
 	nfnlSubsysCTNetlink = 1
 	ipctnlMsgCtNew      = 0
@@ -240,6 +247,8 @@ func (ev *ctEvent) decodeTuple(b []byte) error {
 					ev.ICMP, ev.ICMPType = true, d[0]
 				case (typ == ctaProtoICMPCod || typ == ctaProtoICMP6Co) && len(d) >= 1:
 					ev.ICMP, ev.ICMPCode = true, d[0]
+				case (typ == ctaProtoICMPID || typ == ctaProtoICMP6ID) && len(d) >= 2:
+					ev.ICMP, ev.ICMPID = true, binary.BigEndian.Uint16(d)
 				}
 			}
 			if p.err {
@@ -251,6 +260,96 @@ func (ev *ctEvent) decodeTuple(b []byte) error {
 		return fmt.Errorf("decode conntrack tuple: %w", ErrMalformedPacket)
 	}
 	return nil
+}
+
+// ctTuple is a conntrack entry's original tuple: what the kernel needs to
+// find the entry again (IPCTNL_MSG_CT_GET).
+type ctTuple struct {
+	src, dst           netip.Addr
+	sport, dport       uint16
+	proto              uint8
+	icmp               bool
+	icmpType, icmpCode uint8
+	icmpID             uint16
+}
+
+func (ev *ctEvent) tuple() ctTuple {
+	return ctTuple{src: ev.Src, dst: ev.Dst, sport: ev.SrcPort, dport: ev.DstPort, proto: ev.Proto,
+		icmp: ev.ICMP || ev.Proto == protoICMP || ev.Proto == protoICMPv6, icmpType: ev.ICMPType, icmpCode: ev.ICMPCode, icmpID: ev.ICMPID}
+}
+
+// gettable reports whether the kernel can find t by its tuple: protocols
+// with ports, and ICMP echo-like entries; not the generic tracker's.
+func (t ctTuple) gettable() bool {
+	switch t.proto {
+	case protoTCP, protoUDP, protoSCTP, protoUDPLite, 33: // 33: DCCP
+		return true
+	case protoICMP, protoICMPv6:
+		return t.icmp
+	}
+	return false
+}
+
+// appendGetRequest appends the payload of an IPCTNL_MSG_CT_GET request for
+// the entry with original tuple t to b: nfgenmsg and CTA_TUPLE_ORIG, as
+// ctnetlink_parse_tuple() reads it.
+func appendGetRequest(b []byte, t ctTuple) []byte {
+	family := byte(afInet)
+	if !t.src.Is4() {
+		family = afInet6
+	}
+	b = append(b, family, 0, 0, 0) // nfgenmsg: family, version, res_id
+	orig := len(b)
+	b = appendAttr(b, ctaTupleOrig|nlaFNested, nil)
+	ip := len(b)
+	b = appendAttr(b, ctaTupleIP|nlaFNested, nil)
+	if family == afInet {
+		s4, d4 := t.src.As4(), t.dst.As4()
+		b = appendAttr(b, ctaIPv4Src, s4[:])
+		b = appendAttr(b, ctaIPv4Dst, d4[:])
+	} else {
+		s16, d16 := t.src.As16(), t.dst.As16()
+		b = appendAttr(b, ctaIPv6Src, s16[:])
+		b = appendAttr(b, ctaIPv6Dst, d16[:])
+	}
+	endAttr(b, ip)
+	pr := len(b)
+	b = appendAttr(b, ctaTupleProto|nlaFNested, nil)
+	b = appendAttr(b, ctaProtoNum, []byte{t.proto})
+	be16 := func(v uint16) []byte { return []byte{byte(v >> 8), byte(v)} }
+	switch {
+	case t.proto == protoICMP:
+		b = appendAttr(b, ctaProtoICMPID, be16(t.icmpID))
+		b = appendAttr(b, ctaProtoICMPTyp, []byte{t.icmpType})
+		b = appendAttr(b, ctaProtoICMPCod, []byte{t.icmpCode})
+	case t.proto == protoICMPv6:
+		b = appendAttr(b, ctaProtoICMP6ID, be16(t.icmpID))
+		b = appendAttr(b, ctaProtoICMP6Ty, []byte{t.icmpType})
+		b = appendAttr(b, ctaProtoICMP6Co, []byte{t.icmpCode})
+	default:
+		b = appendAttr(b, ctaProtoSrcPort, be16(t.sport))
+		b = appendAttr(b, ctaProtoDstPort, be16(t.dport))
+	}
+	endAttr(b, pr)
+	endAttr(b, orig)
+	return b
+}
+
+// appendAttr appends a netlink attribute (header, data, padding to 4
+// bytes). With nil data it opens a nested attribute for endAttr to close.
+func appendAttr(b []byte, typ uint16, data []byte) []byte {
+	b = binary.NativeEndian.AppendUint16(b, uint16(4+len(data)))
+	b = binary.NativeEndian.AppendUint16(b, typ)
+	b = append(b, data...)
+	for len(b)%4 != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
+
+// endAttr sets the length of the nested attribute that starts at at.
+func endAttr(b []byte, at int) {
+	binary.NativeEndian.PutUint16(b[at:], uint16(len(b)-at))
 }
 
 // decodeProtoInfo reads the TCP state and flags, or the SCTP state, of a

@@ -11,10 +11,10 @@
 //     conntrack accounting and timestamps switched on in that namespace
 //     (EnableAccounting), decoded without allocating (ctevent.go). NEW gives
 //     a model.PhaseStart record, DESTROY a model.PhaseEnd record with packets, bytes and
-//     times; in between, a conntrack dump every Config.CounterInterval
-//     gives model.PhaseUpdate records with the growth of each live
-//     connection's counters (counters.go), so that counters do not wait
-//     for the end of TIME_WAIT. A namespace tracks connections only once an nftables rule there
+//     times; in between, every Config.CounterInterval, the observer asks
+//     the kernel for each live connection (IPCTNL_MSG_CT_GET) and emits
+//     model.PhaseUpdate records with the growth of its counters
+//     (counters.go), so that counters do not wait for the end of TIME_WAIT. A namespace tracks connections only once an nftables rule there
 //     uses ct, as the dataplane's table does. Entries that exist when the
 //     observer attaches are read from a conntrack dump, with their original
 //     tuple, as start records.

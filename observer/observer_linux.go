@@ -29,6 +29,7 @@ package observer
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -222,17 +223,19 @@ func (o *Observer) Run(ctx context.Context) error {
 
 // endpointState is one attached endpoint: its sockets and state.
 type endpointState struct {
-	o     *Observer
-	ep    *model.Endpoint
-	ns    netns.NsHandle
-	log   *slog.Logger
-	ct    *netlink.Conn
-	nfl   *netlink.Conn
-	pkt   []*os.File    // DNS capture: IPv4, IPv6
-	diag  *netlink.Conn // sock_diag, dialed on first use by the conntrack reader
-	cls   classifier
-	conns *connTable
-	addr  struct {
+	o      *Observer
+	ep     *model.Endpoint
+	ns     netns.NsHandle
+	log    *slog.Logger
+	ct     *netlink.Conn
+	nfl    *netlink.Conn
+	pkt    []*os.File    // DNS capture: IPv4, IPv6
+	diag   *netlink.Conn // sock_diag, for the conntrack reader
+	get    *netlink.Conn // conntrack requests of the counter reader
+	getBuf []byte        // its receive buffer
+	cls    classifier
+	conns  *connTable
+	addr   struct {
 		sync.RWMutex
 		set     map[netip.Addr]bool
 		fixed   bool
@@ -278,6 +281,18 @@ func (o *Observer) attach(ep *model.Endpoint) (_ *endpointState, err error) {
 			return nil, fmt.Errorf("join conntrack group %d: %w", g, err)
 		}
 	}
+	if s.diag, err = netlink.Dial(unix.NETLINK_SOCK_DIAG, cfg); err != nil {
+		return nil, fmt.Errorf("dial sock_diag: %w", err)
+	}
+	if o.cfg.CounterInterval > 0 {
+		if s.get, err = netlink.Dial(unix.NETLINK_NETFILTER, cfg); err != nil {
+			return nil, fmt.Errorf("dial conntrack: %w", err)
+		}
+		if err := setReadBufferForce(s.get, getReadBuffer); err != nil {
+			return nil, err
+		}
+		s.getBuf = make([]byte, 1<<16)
+	}
 	if !o.cfg.DisableVerdictLog {
 		if s.nfl, err = bindNFLOG(cfg, o.cfg.NFLOGGroup); err != nil {
 			return nil, err
@@ -310,6 +325,9 @@ func (s *endpointState) Close() error {
 		}
 		if s.diag != nil {
 			_ = s.diag.Close()
+		}
+		if s.get != nil {
+			_ = s.get.Close()
 		}
 		if s.ns.IsOpen() {
 			_ = s.ns.Close()
@@ -434,7 +452,7 @@ func (s *endpointState) readConntrack(ctx context.Context) error {
 					continue // already known from a dump
 				}
 				s.maybeRefreshAddrs(ev.Src, ev.Dst)
-				oc := &openConn{origin: s.classify(&ev)}
+				oc := &openConn{key: ev.tuple(), origin: s.classify(&ev)}
 				f := s.record(&ev, model.PhaseStart, oc.origin, now)
 				f.RemoteName, _ = s.o.names.Lookup(f.Remote(), now)
 				oc.name = f.RemoteName
@@ -539,7 +557,7 @@ func (s *endpointState) dumpTable(resync bool) error {
 			return
 		}
 		s.maybeRefreshAddrs(ev.Src, ev.Dst)
-		oc := &openConn{origin: s.classify(ev)}
+		oc := &openConn{key: ev.tuple(), origin: s.classify(ev)}
 		switch oc.origin {
 		case originReply:
 			corrected++
@@ -573,38 +591,39 @@ func (s *endpointState) dumpTable(resync bool) error {
 	return nil
 }
 
-// counterDumps lets the counter dumps of all endpoints of the process
+// counterReads lets the counter reads of all endpoints of the process
 // take turns: at most one runs at a time.
-var counterDumps = make(chan struct{}, 1)
+var counterReads = make(chan struct{}, 1)
 
 // readCounters reads the counters of the endpoint's live connections
-// every Config.CounterInterval (at least 20 times the last dump's
+// every Config.CounterInterval (at least 20 times the last read's
 // duration) and reports their growth in update records (counters.go).
 func (s *endpointState) readCounters(ctx context.Context) error {
 	interval := s.o.cfg.CounterInterval
 	t := time.NewTimer(interval)
 	defer t.Stop()
+	var live []liveConn
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
-		if !s.conns.anyLive() {
+		if live = s.conns.liveConns(live[:0]); len(live) == 0 {
 			t.Reset(interval)
 			continue
 		}
 		select {
-		case counterDumps <- struct{}{}:
+		case counterReads <- struct{}{}:
 		case <-ctx.Done():
 			return nil
 		}
 		began := time.Now()
-		err := s.updateCounters()
+		err := s.updateCounters(live)
 		took := time.Since(began)
-		<-counterDumps
+		<-counterReads
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || isClosed(err) {
 				return nil
 			}
 			s.log.Warn("read conntrack counters", "err", err)
@@ -613,25 +632,110 @@ func (s *endpointState) readCounters(ctx context.Context) error {
 	}
 }
 
-// updateCounters dumps the conntrack table once and emits an update record
-// for every open connection whose counters grew.
-func (s *endpointState) updateCounters() error {
-	now := time.Now()
-	bad, err := dumpConntrack(s.ns, func(ev *ctEvent) {
-		d, o, name, ok := s.conns.grew(ev)
-		if !ok {
-			return
-		}
-		f := ev.flowRecord(model.PhaseUpdate, s.ep.Netns, s.isLocal, now)
-		d.set(&f)
-		orient(&f, o, s.isLocal)
-		f.RemoteName = name
-		s.emit(f)
-	})
-	if bad > 0 {
-		s.o.metrics.DecodeErrors.WithLabelValues("conntrack").Add(float64(bad))
+// getBatch is how many IPCTNL_MSG_CT_GET requests go in one datagram.
+// The kernel answers each in a buffer of its own (NLMSG_DEFAULT_SIZE, a
+// page, whatever the entry's size), so the answers to a batch take about
+// getBatch pages of the socket's receive buffer (getReadBuffer).
+const (
+	getBatch      = 64
+	getReadBuffer = 2 << 20
+)
+
+// recvDatagram reads one datagram from c into buf, waiting (up to c's read
+// deadline) for one to come. The answers to IPCTNL_MSG_CT_GET are read
+// this way, not with netlink.Conn.Receive: the kernel marks them
+// NLM_F_MULTI (ctnetlink_fill_info() does for every unicast answer) but
+// sends no NLMSG_DONE after a single entry, and Receive would wait for one.
+func recvDatagram(c *netlink.Conn, buf []byte) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
 	}
-	return err
+	var n int
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_DONTWAIT)
+		return rerr != unix.EAGAIN && rerr != unix.EWOULDBLOCK
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, rerr
+}
+
+// updateCounters asks the kernel for the entries of live, a batch at a
+// time, and emits an update record for every one whose counters grew.
+func (s *endpointState) updateCounters(live []liveConn) error {
+	now := time.Now()
+	var ev ctEvent
+	msgs := make([]netlink.Message, 0, getBatch)
+	var buf []byte
+	for len(live) > 0 {
+		batch := live[:min(getBatch, len(live))]
+		live = live[len(batch):]
+		msgs, buf = msgs[:0], buf[:0]
+		for _, lc := range batch {
+			at := len(buf)
+			buf = appendGetRequest(buf, lc.key)
+			msgs = append(msgs, netlink.Message{
+				Header: netlink.Header{Type: netlink.HeaderType(nfnlSubsysCTNetlink<<8 | ipctnlMsgCtGet), Flags: netlink.Request},
+				Data:   buf[at:len(buf):len(buf)],
+			})
+		}
+		if _, err := s.get.SendMessages(msgs); err != nil {
+			return fmt.Errorf("get conntrack entries: %w", err)
+		}
+		if err := s.get.SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {
+			return fmt.Errorf("get conntrack entries: %w", err)
+		}
+		// One answer per request: the entry, or an error (ENOENT: it
+		// has just left the table; its DESTROY carries the rest).
+		for answered := 0; answered < len(batch); {
+			n, err := recvDatagram(s.get, s.getBuf)
+			if errors.Is(err, unix.ENOBUFS) || errors.Is(err, os.ErrDeadlineExceeded) {
+				// Answers lost (or late: a late one is still read, by its
+				// id, with a later batch). These connections' counters
+				// are read at the next interval.
+				s.log.Debug("get conntrack entries", "answered", answered, "of", len(batch), "err", err)
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("get conntrack entries: %w", err)
+			}
+			for b := s.getBuf[:n]; len(b) >= unix.NLMSG_HDRLEN; {
+				l := int(binary.NativeEndian.Uint32(b))
+				if l < unix.NLMSG_HDRLEN || l > len(b) {
+					break
+				}
+				m := netlink.Message{Header: netlink.Header{Length: uint32(l), Type: netlink.HeaderType(binary.NativeEndian.Uint16(b[4:])),
+					Flags: netlink.HeaderFlags(binary.NativeEndian.Uint16(b[6:]))}, Data: b[unix.NLMSG_HDRLEN:l]}
+				b = b[min(len(b), (l+3)&^3):]
+				answered++
+				if m.Header.Type == netlink.Error {
+					if len(m.Data) >= 4 {
+						if errno := unix.Errno(-int32(binary.NativeEndian.Uint32(m.Data))); errno != unix.ENOENT && errno != 0 {
+							s.log.Debug("get conntrack entry", "err", errno)
+						}
+					}
+					continue
+				}
+				if err := decodeCTEvent(m, &ev); err != nil || ev.Type == ctOther {
+					s.o.metrics.DecodeErrors.WithLabelValues("conntrack").Inc()
+					continue
+				}
+				d, o, name, ok := s.conns.grew(&ev)
+				if !ok {
+					continue
+				}
+				f := ev.flowRecord(model.PhaseUpdate, s.ep.Netns, s.isLocal, now)
+				d.set(&f)
+				orient(&f, o, s.isLocal)
+				f.RemoteName = name
+				s.emit(f)
+			}
+		}
+	}
+	return nil
 }
 
 func (s *endpointState) readVerdictLog(ctx context.Context) error {

@@ -71,16 +71,8 @@ func dumpSockets(c *netlink.Conn, family, proto uint8, port uint16, out []sockIn
 }
 
 // sockets returns the endpoint's sockets of proto whose local port is
-// port, in both families, dialing the sock_diag socket on first use. Only
-// the conntrack reader calls it.
+// port, in both families. Only the conntrack reader calls it.
 func (s *endpointState) sockets(proto uint8, port uint16) ([]sockInfo, error) {
-	if s.diag == nil {
-		c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, &netlink.Config{NetNS: int(s.ns)})
-		if err != nil {
-			return nil, fmt.Errorf("dial sock_diag: %w", err)
-		}
-		s.diag = c
-	}
 	var out []sockInfo
 	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
 		var err error
