@@ -583,7 +583,11 @@ func (s *endpointState) dumpTable(resync bool) error {
 		return err
 	}
 	if !resync {
-		s.log.Info("conntrack entries at attach", "tracked", tracked, "corrected", corrected, "unknown", unknown)
+		level := slog.LevelDebug
+		if corrected+unknown > 0 {
+			level = slog.LevelInfo // connections picked up in mid-flight
+		}
+		s.log.Log(context.Background(), level, "conntrack entries at attach", "tracked", tracked, "corrected", corrected, "unknown", unknown)
 		return nil
 	}
 	ended := s.conns.prune(seen)
