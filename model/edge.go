@@ -69,7 +69,8 @@ func (c *VerdictCounts) Add(o VerdictCounts) {
 // ("tcp", "ipv6-icmp"); they decode to the same Edge (see Protocol).
 // Port is 0 for protocols without ports (ICMP). Packet and byte counters
 // ("Out" from source to destination, "In" back) come from conntrack
-// accounting when connections end, so they lag flows that are still open.
+// accounting, read every few seconds while connections live and when they
+// end.
 type Edge struct {
 	Source      Peer     `json:"source"`
 	Destination Peer     `json:"destination"`

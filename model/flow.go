@@ -23,12 +23,14 @@ const (
 type Phase string
 
 // Phases of a flow record. A connection yields one PhaseStart and one
-// PhaseEnd record from conntrack; when the start was lost (overflow) or the
-// source sees only one moment (the verdict log), it yields one
-// PhaseComplete record. A flow is counted at PhaseStart or PhaseComplete,
-// never at PhaseEnd.
+// PhaseEnd record from conntrack, and between them PhaseUpdate records
+// while its packet and byte counters grow; when the start was lost
+// (overflow) or the source sees only one moment (the verdict log), it
+// yields one PhaseComplete record. A flow is counted at PhaseStart or
+// PhaseComplete, never at PhaseUpdate or PhaseEnd.
 const (
 	PhaseStart    Phase = "start"
+	PhaseUpdate   Phase = "update"
 	PhaseEnd      Phase = "end"
 	PhaseComplete Phase = "complete"
 )
@@ -45,10 +47,13 @@ const (
 //	 "packetsIn":4,"bytesIn":1337,"verdict":"observed","remoteName":"payments.example",
 //	 "conntrackId":1234}
 //
-// Src/SrcPort are always the side that opened the connection (conntrack's
-// original tuple), whatever the direction; "Out" counters count packets from
-// Src to Dst, "In" counters the replies. Times are RFC 3339 with nanoseconds,
-// UTC; End is absent while the connection lives. Ports are 0 for protocols
+// Src/SrcPort are always the side that opened the connection, whatever the
+// direction: conntrack's original tuple when conntrack saw the connection
+// open, the tuple turned around when conntrack picked it up in mid-flight
+// and the observer established the opener; a record marked
+// DirectionUnknown is the exception. "Out" counters count packets from Src
+// to Dst, "In" counters the replies. Times are RFC 3339 with nanoseconds,
+// UTC; End is absent while the connection lives (start and update records). Ports are 0 for protocols
 // without ports; ICMP flows carry ICMPType/ICMPCode instead.
 type Flow struct {
 	Phase     Phase      `json:"phase"`
@@ -65,7 +70,12 @@ type Flow struct {
 	Start     time.Time  `json:"start"`
 	End       time.Time  `json:"end,omitzero"`
 	// Counters need conntrack accounting (the observer turns it on per
-	// netns); they are set on PhaseEnd and on resynced records.
+	// netns). On PhaseUpdate and PhaseEnd records they are what the
+	// connection carried since its previous PhaseUpdate record (since it
+	// began when there was none), so the sum over a connection's update and
+	// end records is its total and an aggregate adds them as they come.
+	// On a resynced PhaseStart record they are the totals at the dump, for
+	// reading, not for adding.
 	PacketsOut uint64 `json:"packetsOut,omitempty"`
 	BytesOut   uint64 `json:"bytesOut,omitempty"`
 	PacketsIn  uint64 `json:"packetsIn,omitempty"`
@@ -85,6 +95,14 @@ type Flow struct {
 	// Resynced marks records recovered from a conntrack dump after the
 	// event socket overflowed (ENOBUFS).
 	Resynced bool `json:"resynced,omitempty"`
+	// DirectionUnknown marks a conntrack record whose opening side the
+	// observer could not establish: the kernel began tracking the
+	// connection in mid-flight (a TCP connection picked up mid-stream, a
+	// UDP entry created by what looks like a reply) and neither the
+	// endpoint's sockets nor the ports tell who opened it. Src/Dst are then
+	// conntrack's original tuple, which may be the reply direction, and
+	// Direction follows it; such records must be kept out of edges.
+	DirectionUnknown bool `json:"directionUnknown,omitempty"`
 }
 
 // Remote returns the address of the side that is not the observing
@@ -97,7 +115,8 @@ func (f *Flow) Remote() netip.Addr {
 }
 
 // Counts reports whether this record counts as one new flow: start and
-// complete records do, end records do not (their start was counted).
+// complete records do, update and end records do not (their start was
+// counted).
 func (f *Flow) Counts() bool { return f.Phase == PhaseStart || f.Phase == PhaseComplete }
 
 // String renders f as one line for people, e.g.
@@ -126,6 +145,9 @@ func (f *Flow) String() string {
 	}
 	if f.Resynced {
 		s += " resynced"
+	}
+	if f.DirectionUnknown {
+		s += " direction-unknown"
 	}
 	return s + " [" + f.Endpoint + "]"
 }

@@ -50,6 +50,16 @@ type edgeKey struct {
 // flow only when they deny it (conntrack then never confirms the
 // connection, so no conntrack record counts it).
 //
+// Packets and bytes are added from update and end records (each carries
+// the growth since the connection's previous update, model.Flow), never
+// from start records; update and end records never count as flows.
+//
+// A record marked DirectionUnknown (a connection conntrack picked up in
+// mid-flight whose opener the observer could not establish) adds nothing:
+// its Src may be the server, and an edge the wrong way round would become
+// an allow rule the wrong way round. The observer counts such connections
+// (nanoseg_observer_direction_unknown_total).
+//
 // The rule assumes every observed endpoint tracks connections (the
 // dataplane's table, or `nanoseg observe --track`, makes it so): a client
 // netns without a ct-using rule yields no egress record, and its server's
@@ -72,9 +82,10 @@ func NewAggregator(inv Inventory, names *Names, observed func(netip.Addr) bool) 
 	return &Aggregator{inv: inv, names: names, observed: observed, now: time.Now, edges: map[edgeKey]*model.Edge{}}
 }
 
-// Add folds f into its edge. Records of loopback traffic are ignored.
+// Add folds f into its edge. Records of loopback traffic and records
+// marked DirectionUnknown are ignored.
 func (a *Aggregator) Add(f model.Flow) {
-	if f.Src.IsLoopback() || f.Dst.IsLoopback() || !f.Src.IsValid() || !f.Dst.IsValid() {
+	if f.DirectionUnknown || f.Src.IsLoopback() || f.Dst.IsLoopback() || !f.Src.IsValid() || !f.Dst.IsValid() {
 		return
 	}
 	serverSide := f.Direction == model.Ingress && a.observed != nil && a.observed(f.Src)
@@ -103,8 +114,11 @@ func (a *Aggregator) Add(f model.Flow) {
 	}
 	k := edgeKey{src: sk, dst: dk, proto: f.Protocol, port: port}
 	t := f.Start
-	if f.Phase == model.PhaseEnd && !f.End.IsZero() {
+	switch {
+	case f.Phase == model.PhaseEnd && !f.End.IsZero():
 		t = f.End
+	case f.Phase == model.PhaseUpdate:
+		t = a.now() // the connection carried traffic up to now
 	}
 	if t.IsZero() {
 		t = a.now()

@@ -142,3 +142,45 @@ func TestAggregateRestore(t *testing.T) {
 		t.Errorf("Take after Restore left %d edges", agg.Len())
 	}
 }
+
+// TestAggregateKeepsOutUnknownDirection: records whose opener the
+// observer could not establish add nothing to any edge, neither a flow nor
+// counters, in either direction.
+func TestAggregateKeepsOutUnknownDirection(t *testing.T) {
+	agg := NewAggregator(testInventory(), nil, nil)
+	for _, phase := range []model.Phase{model.PhaseStart, model.PhaseEnd, model.PhaseComplete} {
+		for _, dir := range []model.Direction{model.Egress, model.Ingress} {
+			f := ctFlow(phase, dir, b4, 8080, a4, 41000)
+			f.Protocol, f.PacketsOut, f.BytesOut = model.ProtocolUDP, 1, 100
+			f.DirectionUnknown = true
+			agg.Add(f)
+		}
+	}
+	if es := agg.Edges(); len(es) != 0 {
+		t.Errorf("records of unknown direction made edges: %+v", es)
+	}
+}
+
+// TestAggregateUpdatesAddCounters: update records add their counters, not
+// flows; with the end record the edge holds the connection's totals.
+func TestAggregateUpdatesAddCounters(t *testing.T) {
+	agg := NewAggregator(testInventory(), nil, nil)
+	agg.now = func() time.Time { return time.Unix(200, 0) }
+	agg.Add(ctFlow(model.PhaseStart, model.Egress, a4, 40000, b4, 8080))
+	for _, n := range []uint64{3, 4} {
+		u := ctFlow(model.PhaseUpdate, model.Egress, a4, 40000, b4, 8080)
+		u.PacketsOut, u.BytesOut, u.PacketsIn, u.BytesIn = n, 100*n, n, 1000*n
+		agg.Add(u)
+	}
+	end := ctFlow(model.PhaseEnd, model.Egress, a4, 40000, b4, 8080)
+	end.PacketsOut, end.BytesOut = 2, 80
+	agg.Add(end)
+	es := agg.Edges()
+	if len(es) != 1 {
+		t.Fatalf("edges %+v", es)
+	}
+	if e := es[0]; e.Flows != 1 || e.Verdicts.Observed != 1 || e.PacketsOut != 9 || e.BytesOut != 780 || e.PacketsIn != 7 || e.BytesIn != 7000 ||
+		!e.LastSeen.Equal(time.Unix(200, 0)) || !e.FirstSeen.Equal(time.Unix(100, 0)) {
+		t.Errorf("edge %+v", e)
+	}
+}

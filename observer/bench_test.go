@@ -66,6 +66,27 @@ func ctEventMessage(tb testing.TB, destroy bool, id uint32, src, dst netip.Addr,
 	return out
 }
 
+// ctEventFromFlow copies an entry decoded by ti-mo/conntrack into a
+// ctEvent: the reference decodeCTEvent is checked against.
+func ctEventFromFlow(ct *conntrack.Flow) ctEvent {
+	o := ct.TupleOrig
+	ev := ctEvent{Type: ctNew, ID: ct.ID, Proto: o.Proto.Protocol,
+		Src: o.IP.SourceAddress.Unmap(), Dst: o.IP.DestinationAddress.Unmap(),
+		SrcPort: o.Proto.SourcePort, DstPort: o.Proto.DestinationPort,
+		ICMP:     o.Proto.ICMPv4 || o.Proto.ICMPv6 || o.Proto.Protocol == 1 || o.Proto.Protocol == 58,
+		ICMPType: o.Proto.ICMPType, ICMPCode: o.Proto.ICMPCode,
+		PacketsOrig: ct.CountersOrig.Packets, BytesOrig: ct.CountersOrig.Bytes,
+		PacketsReply: ct.CountersReply.Packets, BytesReply: ct.CountersReply.Bytes,
+		Start: ct.Timestamp.Start, Stop: ct.Timestamp.Stop, Status: uint32(ct.Status)}
+	if tcp := ct.ProtoInfo.TCP; tcp != nil {
+		ev.TCPState = tcp.State
+		if tcp.OriginalFlags != 0 || tcp.ReplyFlags != 0 {
+			ev.HasTCPFlags, ev.TCPFlagsOrig, ev.TCPFlagsReply = true, uint8(tcp.OriginalFlags>>8), uint8(tcp.ReplyFlags>>8)
+		}
+	}
+	return ev
+}
+
 func TestConntrackEventDecode(t *testing.T) {
 	for _, destroy := range []bool{false, true} {
 		m := ctEventMessage(t, destroy, 77, a4, b4, 40000, 8080)

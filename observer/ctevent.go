@@ -7,28 +7,39 @@ import (
 	"time"
 
 	"github.com/mdlayher/netlink"
-	"github.com/ti-mo/conntrack"
 
 	"github.com/nanoseg/nanoseg/model"
 )
 
-// ctEvent is the part of a conntrack event the observer uses, decoded
-// without allocating (decodeCTEvent) from the ctnetlink message, or copied
-// from a ti-mo/conntrack model.Flow of a table dump (ctEventFromFlow).
+// ctEvent is the part of a conntrack event, or of an entry of a table
+// dump, that the observer uses, decoded without allocating
+// (decodeCTEvent) from the ctnetlink message.
 type ctEvent struct {
 	Type             ctEventType
 	ID               uint32
 	Proto            uint8
-	Src, Dst         netip.Addr
+	Src, Dst         netip.Addr // original tuple
 	SrcPort, DstPort uint16
 	ICMP             bool
 	ICMPType         uint8
 	ICMPCode         uint8
+	ICMPID           uint16
 	PacketsOrig      uint64
 	BytesOrig        uint64
 	PacketsReply     uint64
 	BytesReply       uint64
 	Start, Stop      time.Time
+	Status           uint32 // CTA_STATUS (IPS_* bits)
+	// TCP: CTA_PROTOINFO_TCP state and the flags of each direction
+	// (IP_CT_TCP_FLAG_*); NEW events and dumps carry the flags, DESTROY
+	// events the state only.
+	TCPState      uint8
+	HasTCPFlags   bool
+	TCPFlagsOrig  uint8
+	TCPFlagsReply uint8
+	// SCTP: CTA_PROTOINFO_SCTP_STATE.
+	HasSCTPState bool
+	SCTPState    uint8
 }
 
 type ctEventType uint8
@@ -43,6 +54,8 @@ const (
 // ctnetlink attribute types, from include/uapi/linux/netfilter/nfnetlink_conntrack.h.
 const (
 	ctaTupleOrig     = 1
+	ctaStatus        = 3
+	ctaProtoInfo     = 4
 	ctaCountersOrig  = 9
 	ctaCountersReply = 10
 	ctaID            = 12
@@ -59,8 +72,10 @@ const (
 	ctaProtoNum     = 1
 	ctaProtoSrcPort = 2
 	ctaProtoDstPort = 3
+	ctaProtoICMPID  = 4
 	ctaProtoICMPTyp = 5
 	ctaProtoICMPCod = 6
+	ctaProtoICMP6ID = 7
 	ctaProtoICMP6Ty = 8
 	ctaProtoICMP6Co = 9
 
@@ -70,8 +85,20 @@ const (
 	ctaTimestampStart = 1
 	ctaTimestampStop  = 2
 
+	ctaProtoInfoTCP           = 1
+	ctaProtoInfoSCTP          = 3
+	ctaProtoInfoTCPState      = 1
+	ctaProtoInfoTCPFlagsOrig  = 4 // struct nf_ct_tcp_flags {u8 flags; u8 mask}
+	ctaProtoInfoTCPFlagsReply = 5
+	ctaProtoInfoSCTPState     = 1
+
+	afInet     = 2      // AF_INET (Linux)
+	afInet6    = 10     // AF_INET6 (Linux)
+	nlaFNested = 0x8000 // NLA_F_NESTED
+
 	nfnlSubsysCTNetlink = 1
 	ipctnlMsgCtNew      = 0
+	ipctnlMsgCtGet      = 1
 	ipctnlMsgCtDelete   = 2
 )
 
@@ -105,9 +132,11 @@ func (a *nlAttrs) next() (typ uint16, data []byte, ok bool) {
 	return typ, data, true
 }
 
-// decodeCTEvent decodes one ctnetlink event message. It fails with
-// ErrMalformedPacket on a truncated or inconsistent message and never
-// panics; messages of other subsystems give Type ctOther.
+// decodeCTEvent decodes one ctnetlink event message, or one entry of a
+// table dump (Type ctUpdate: IPCTNL_MSG_CT_NEW without NLM_F_CREATE). It
+// fails with ErrMalformedPacket on a truncated or inconsistent message and
+// never panics; messages of other subsystems give Type ctOther. A
+// malformed CTA_PROTOINFO is ignored (the fields stay unset).
 func decodeCTEvent(m netlink.Message, ev *ctEvent) error {
 	*ev = ctEvent{}
 	t := uint16(m.Header.Type)
@@ -141,6 +170,12 @@ func decodeCTEvent(m netlink.Message, ev *ctEvent) error {
 			if len(data) >= 4 {
 				ev.ID = binary.BigEndian.Uint32(data)
 			}
+		case ctaStatus:
+			if len(data) >= 4 {
+				ev.Status = binary.BigEndian.Uint32(data)
+			}
+		case ctaProtoInfo:
+			ev.decodeProtoInfo(data)
 		case ctaCountersOrig:
 			ev.PacketsOrig, ev.BytesOrig = decodeCounters(data)
 		case ctaCountersReply:
@@ -212,6 +247,8 @@ func (ev *ctEvent) decodeTuple(b []byte) error {
 					ev.ICMP, ev.ICMPType = true, d[0]
 				case (typ == ctaProtoICMPCod || typ == ctaProtoICMP6Co) && len(d) >= 1:
 					ev.ICMP, ev.ICMPCode = true, d[0]
+				case (typ == ctaProtoICMPID || typ == ctaProtoICMP6ID) && len(d) >= 2:
+					ev.ICMP, ev.ICMPID = true, binary.BigEndian.Uint16(d)
 				}
 			}
 			if p.err {
@@ -223,6 +260,120 @@ func (ev *ctEvent) decodeTuple(b []byte) error {
 		return fmt.Errorf("decode conntrack tuple: %w", ErrMalformedPacket)
 	}
 	return nil
+}
+
+// ctTuple is a conntrack entry's original tuple: what the kernel needs to
+// find the entry again (IPCTNL_MSG_CT_GET).
+type ctTuple struct {
+	src, dst           netip.Addr
+	sport, dport       uint16
+	proto              uint8
+	icmp               bool
+	icmpType, icmpCode uint8
+	icmpID             uint16
+}
+
+func (ev *ctEvent) tuple() ctTuple {
+	return ctTuple{src: ev.Src, dst: ev.Dst, sport: ev.SrcPort, dport: ev.DstPort, proto: ev.Proto,
+		icmp: ev.ICMP || ev.Proto == protoICMP || ev.Proto == protoICMPv6, icmpType: ev.ICMPType, icmpCode: ev.ICMPCode, icmpID: ev.ICMPID}
+}
+
+// gettable reports whether the kernel can find t by its tuple: protocols
+// with ports, and ICMP echo-like entries; not the generic tracker's.
+func (t ctTuple) gettable() bool {
+	switch t.proto {
+	case protoTCP, protoUDP, protoSCTP, protoUDPLite, 33: // 33: DCCP
+		return true
+	case protoICMP, protoICMPv6:
+		return t.icmp
+	}
+	return false
+}
+
+// appendGetRequest appends the payload of an IPCTNL_MSG_CT_GET request for
+// the entry with original tuple t to b: nfgenmsg and CTA_TUPLE_ORIG, as
+// ctnetlink_parse_tuple() reads it.
+func appendGetRequest(b []byte, t ctTuple) []byte {
+	family := byte(afInet)
+	if !t.src.Is4() {
+		family = afInet6
+	}
+	b = append(b, family, 0, 0, 0) // nfgenmsg: family, version, res_id
+	orig := len(b)
+	b = appendAttr(b, ctaTupleOrig|nlaFNested, nil)
+	ip := len(b)
+	b = appendAttr(b, ctaTupleIP|nlaFNested, nil)
+	if family == afInet {
+		s4, d4 := t.src.As4(), t.dst.As4()
+		b = appendAttr(b, ctaIPv4Src, s4[:])
+		b = appendAttr(b, ctaIPv4Dst, d4[:])
+	} else {
+		s16, d16 := t.src.As16(), t.dst.As16()
+		b = appendAttr(b, ctaIPv6Src, s16[:])
+		b = appendAttr(b, ctaIPv6Dst, d16[:])
+	}
+	endAttr(b, ip)
+	pr := len(b)
+	b = appendAttr(b, ctaTupleProto|nlaFNested, nil)
+	b = appendAttr(b, ctaProtoNum, []byte{t.proto})
+	be16 := func(v uint16) []byte { return []byte{byte(v >> 8), byte(v)} }
+	switch {
+	case t.proto == protoICMP:
+		b = appendAttr(b, ctaProtoICMPID, be16(t.icmpID))
+		b = appendAttr(b, ctaProtoICMPTyp, []byte{t.icmpType})
+		b = appendAttr(b, ctaProtoICMPCod, []byte{t.icmpCode})
+	case t.proto == protoICMPv6:
+		b = appendAttr(b, ctaProtoICMP6ID, be16(t.icmpID))
+		b = appendAttr(b, ctaProtoICMP6Ty, []byte{t.icmpType})
+		b = appendAttr(b, ctaProtoICMP6Co, []byte{t.icmpCode})
+	default:
+		b = appendAttr(b, ctaProtoSrcPort, be16(t.sport))
+		b = appendAttr(b, ctaProtoDstPort, be16(t.dport))
+	}
+	endAttr(b, pr)
+	endAttr(b, orig)
+	return b
+}
+
+// appendAttr appends a netlink attribute (header, data, padding to 4
+// bytes). With nil data it opens a nested attribute for endAttr to close.
+func appendAttr(b []byte, typ uint16, data []byte) []byte {
+	b = binary.NativeEndian.AppendUint16(b, uint16(4+len(data)))
+	b = binary.NativeEndian.AppendUint16(b, typ)
+	b = append(b, data...)
+	for len(b)%4 != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
+
+// endAttr sets the length of the nested attribute that starts at at.
+func endAttr(b []byte, at int) {
+	binary.NativeEndian.PutUint16(b[at:], uint16(len(b)-at))
+}
+
+// decodeProtoInfo reads the TCP state and flags, or the SCTP state, of a
+// CTA_PROTOINFO attribute.
+func (ev *ctEvent) decodeProtoInfo(b []byte) {
+	pi := nlAttrs{b: b}
+	for typ, data, ok := pi.next(); ok; typ, data, ok = pi.next() {
+		in := nlAttrs{b: data}
+		for t, d, ok := in.next(); ok; t, d, ok = in.next() {
+			if len(d) < 1 {
+				continue
+			}
+			switch {
+			case typ == ctaProtoInfoTCP && t == ctaProtoInfoTCPState:
+				ev.TCPState = d[0]
+			case typ == ctaProtoInfoTCP && t == ctaProtoInfoTCPFlagsOrig:
+				ev.TCPFlagsOrig, ev.HasTCPFlags = d[0], true
+			case typ == ctaProtoInfoTCP && t == ctaProtoInfoTCPFlagsReply:
+				ev.TCPFlagsReply, ev.HasTCPFlags = d[0], true
+			case typ == ctaProtoInfoSCTP && t == ctaProtoInfoSCTPState:
+				ev.SCTPState, ev.HasSCTPState = d[0], true
+			}
+		}
+	}
 }
 
 func decodeCounters(b []byte) (packets, bytes uint64) {
@@ -247,23 +398,12 @@ func decodeCounters(b []byte) (packets, bytes uint64) {
 	return packets, bytes
 }
 
-// ctEventFromFlow copies a dumped conntrack entry into a ctEvent.
-func ctEventFromFlow(ct *conntrack.Flow) ctEvent {
-	o := ct.TupleOrig
-	return ctEvent{Type: ctNew, ID: ct.ID, Proto: o.Proto.Protocol,
-		Src: o.IP.SourceAddress.Unmap(), Dst: o.IP.DestinationAddress.Unmap(),
-		SrcPort: o.Proto.SourcePort, DstPort: o.Proto.DestinationPort,
-		ICMP:     o.Proto.ICMPv4 || o.Proto.ICMPv6 || o.Proto.Protocol == 1 || o.Proto.Protocol == 58,
-		ICMPType: o.Proto.ICMPType, ICMPCode: o.Proto.ICMPCode,
-		PacketsOrig: ct.CountersOrig.Packets, BytesOrig: ct.CountersOrig.Bytes,
-		PacketsReply: ct.CountersReply.Packets, BytesReply: ct.CountersReply.Bytes,
-		Start: ct.Timestamp.Start, Stop: ct.Timestamp.Stop}
-}
-
-// flowRecord turns a conntrack event of endpoint into a flow record. The
-// original tuple is the side that opened the connection; the endpoint's own
-// addresses (isLocal) give the direction: egress when it is the original
-// source, ingress otherwise. Counters and End are set except at model.PhaseStart.
+// flowRecord turns a conntrack event of endpoint into a flow record from
+// its original tuple; the endpoint's own addresses (isLocal) give the
+// direction: egress when it is the original source, ingress otherwise.
+// Counters (the totals) are set except at model.PhaseStart, End at
+// model.PhaseEnd and model.PhaseComplete. Whether the original tuple is
+// the opener's is for orient to apply.
 func (ev *ctEvent) flowRecord(phase model.Phase, endpoint string, isLocal func(netip.Addr) bool, now time.Time) model.Flow {
 	f := model.Flow{Phase: phase, Source: model.SourceConntrack, Endpoint: endpoint, Protocol: model.ProtocolFromNumber(ev.Proto),
 		Src: ev.Src, Dst: ev.Dst, Verdict: model.VerdictObserved, ConntrackID: ev.ID}
@@ -273,18 +413,16 @@ func (ev *ctEvent) flowRecord(phase model.Phase, endpoint string, isLocal func(n
 	} else {
 		f.SrcPort, f.DstPort = ev.SrcPort, ev.DstPort
 	}
-	f.Direction = model.Ingress
-	if isLocal == nil || isLocal(f.Src) || !isLocal(f.Dst) {
-		f.Direction = model.Egress
-	}
+	f.Direction = direction(f.Src, f.Dst, isLocal)
 	f.Start = ev.Start
-	if phase != model.PhaseStart {
+	if phase == model.PhaseEnd || phase == model.PhaseComplete {
 		f.End = ev.Stop
 		if f.End.IsZero() {
 			f.End = now
 		}
-		f.PacketsOut, f.BytesOut = ev.PacketsOrig, ev.BytesOrig
-		f.PacketsIn, f.BytesIn = ev.PacketsReply, ev.BytesReply
+	}
+	if phase != model.PhaseStart {
+		ev.counters().set(&f)
 	}
 	if f.Start.IsZero() || f.Start.After(now) {
 		f.Start = now

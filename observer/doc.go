@@ -11,8 +11,30 @@
 //     conntrack accounting and timestamps switched on in that namespace
 //     (EnableAccounting), decoded without allocating (ctevent.go). NEW gives
 //     a model.PhaseStart record, DESTROY a model.PhaseEnd record with packets, bytes and
-//     times. A namespace tracks connections only once an nftables rule there
-//     uses ct, as the dataplane's table does.
+//     times; in between, every Config.CounterInterval, the observer asks
+//     the kernel for each live connection (IPCTNL_MSG_CT_GET) and emits
+//     model.PhaseUpdate records with the growth of its counters
+//     (counters.go), so that counters do not wait for the end of TIME_WAIT. A namespace tracks connections only once an nftables rule there
+//     uses ct, as the dataplane's table does. Entries that exist when the
+//     observer attaches are read from a conntrack dump, with their original
+//     tuple, as start records.
+//
+// # Who opened a connection (origin.go)
+//
+// A record's Src is the side that opened the connection. Conntrack's
+// original tuple is the direction of the first packet it tracked, which is
+// the reply direction for a connection picked up in mid-flight: when the
+// dataplane's table (and with it connection tracking) is first installed,
+// a TCP connection under way is picked up from its next packet
+// (nf_conntrack_tcp_loose) and a UDP reply that comes first creates the
+// entry. The observer recognises a TCP pickup by the
+// IP_CT_TCP_FLAG_BE_LIBERAL flags the kernel sets on it, judges UDP entries
+// by their ports, and asks the endpoint's sockets (sock_diag: a listener
+// or an unconnected socket on a fixed port is the server, a connected
+// socket the client) which side opened it; the record is turned around
+// (nanoseg_observer_direction_corrected_total) or, where nothing tells,
+// marked DirectionUnknown, counted
+// (nanoseg_observer_direction_unknown_total) and kept out of edges.
 //   - the verdict log: NFLOG group verdictlog.Group (18), prefix
 //     "nanoseg:<verdict>:<rule id>" (internal/verdictlog), the
 //     logged packet decoded with gopacket. One model.PhaseComplete record per
@@ -35,8 +57,10 @@
 // connection stays there through TIME_WAIT, 120s by default) is therefore
 // counted exactly once; only a connection that both began and left the
 // table during the overflow is lost, and the loss is counted. Malformed messages are counted
-// (nanoseg_observer_decode_errors_total) and skipped; the decoders are fuzzed
-// (fuzz_test.go, corpus in testdata/fuzz).
+// (nanoseg_observer_decode_errors_total) and skipped; messages that carry
+// no record by design (the NLMSG_DONE that closes each NFLOG batch,
+// acknowledgements, someone else's log prefix) are skipped without
+// counting. The decoders are fuzzed (fuzz_test.go, corpus in testdata/fuzz).
 //
 // # Edges (aggregate.go)
 //

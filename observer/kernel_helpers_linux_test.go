@@ -89,6 +89,21 @@ func logged(output bool, port uint16, prefix string, verdict expr.VerdictKind) n
 	return nftRule{output: output, exprs: e}
 }
 
+// loggedEveryUDP is `udp dport PORT log group 18 prefix PREFIX accept`:
+// every packet is logged, not only the first of a connection, so that a
+// burst fills the kernel's NFLOG batches (several packets per netlink
+// datagram, closed by an NLMSG_DONE).
+func loggedEveryUDP(port uint16, prefix string) nftRule {
+	return nftRule{exprs: []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(port)},
+		&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX, Group: verdictlog.Group, Data: []byte(prefix)},
+		&expr.Verdict{Kind: expr.VerdictAccept},
+	}}
+}
+
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 
 // link joins a and b with a veth pair named nameA/nameB, like

@@ -15,12 +15,16 @@ import (
 //	nanoseg_observer_decode_errors_total{decoder="conntrack|verdict-log|dns"} malformed input skipped
 //	nanoseg_observer_resyncs_total                                     conntrack dumps after an overflow
 //	nanoseg_observer_dns_answers_total                                 address answers learnt
+//	nanoseg_observer_direction_corrected_total{protocol="TCP|UDP|SCTP"} connections conntrack picked up in mid-flight, turned around to run from their opener
+//	nanoseg_observer_direction_unknown_total{protocol="TCP|UDP|SCTP"}  connections whose opener could not be established, kept out of edges
 type Metrics struct {
-	Flows        *prometheus.CounterVec
-	EventsLost   *prometheus.CounterVec
-	DecodeErrors *prometheus.CounterVec
-	Resyncs      prometheus.Counter
-	DNSAnswers   prometheus.Counter
+	Flows              *prometheus.CounterVec
+	EventsLost         *prometheus.CounterVec
+	DecodeErrors       *prometheus.CounterVec
+	Resyncs            prometheus.Counter
+	DNSAnswers         prometheus.Counter
+	DirectionCorrected *prometheus.CounterVec
+	DirectionUnknown   *prometheus.CounterVec
 
 	flowsCT, flowsLog prometheus.Counter // cached children of Flows
 }
@@ -47,6 +51,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "resyncs_total", Help: "Conntrack table dumps after an event socket overflow."}),
 		DNSAnswers: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "nanoseg", Subsystem: "observer",
 			Name: "dns_answers_total", Help: "Address answers learnt from DNS responses."}),
+		DirectionCorrected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "nanoseg", Subsystem: "observer",
+			Name: "direction_corrected_total", Help: "Connections conntrack began tracking in mid-flight with the reply as original direction, reported from their opener."}, []string{"protocol"}),
+		DirectionUnknown: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "nanoseg", Subsystem: "observer",
+			Name: "direction_unknown_total", Help: "Connections conntrack began tracking in mid-flight whose opener could not be established; their records are marked directionUnknown and kept out of edges."}, []string{"protocol"}),
 	}
 	// Pre-create the label values so that zeros are exported.
 	m.flowsCT = m.Flows.WithLabelValues(string(model.SourceConntrack))
@@ -55,8 +63,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		m.EventsLost.WithLabelValues(s)
 		m.DecodeErrors.WithLabelValues(s)
 	}
+	for _, p := range []model.Protocol{model.ProtocolTCP, model.ProtocolUDP, model.ProtocolSCTP} {
+		m.DirectionCorrected.WithLabelValues(string(p))
+		m.DirectionUnknown.WithLabelValues(string(p))
+	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.Flows, m.EventsLost, m.DecodeErrors, m.Resyncs, m.DNSAnswers} {
+		for _, c := range []prometheus.Collector{m.Flows, m.EventsLost, m.DecodeErrors, m.Resyncs, m.DNSAnswers, m.DirectionCorrected, m.DirectionUnknown} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register observer metrics: %w", err)
 			}

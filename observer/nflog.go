@@ -2,6 +2,7 @@ package observer
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -46,20 +47,35 @@ type verdictLogRecord struct {
 	Payload []byte    // IP packet; aliases the message
 }
 
-// decodeVerdictLog decodes one nfnetlink_log packet message. Messages of
-// other types fail with ErrMalformedPacket. It never panics.
+// errNotPacket marks a message on the verdict-log socket that carries no
+// logged packet: the netlink control messages (NLMSG_DONE closes every
+// batch of more than one packet, acknowledgements, NLMSG_NOOP) and
+// nfnetlink messages of other types or subsystems. Readers skip them; they
+// are not decode errors.
+var errNotPacket = errors.New("not a logged packet")
+
+// nlmsgMinType is NLMSG_MIN_TYPE: types below it are netlink's own control
+// messages (include/uapi/linux/netlink.h).
+const nlmsgMinType = 0x10
+
+// decodeVerdictLog decodes one nfnetlink_log packet message. Messages that
+// are not NFULNL_MSG_PACKET fail with errNotPacket; a packet message that
+// cannot be decoded fails with ErrMalformedPacket. It never panics.
 func decodeVerdictLog(msg netlink.Message) (rec verdictLogRecord, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("decode verdict log: recovered %v: %w", r, ErrMalformedPacket)
 		}
 	}()
-	h, ad, err := netfilter.DecodeNetlink(msg)
+	if msg.Header.Type < nlmsgMinType {
+		return rec, fmt.Errorf("decode verdict log: netlink message type %d: %w", msg.Header.Type, errNotPacket)
+	}
+	if t := uint16(msg.Header.Type); netfilter.SubsystemID(t>>8) != netfilter.NFSubsysULOG || t&0xff != nfulnlMsgPacket {
+		return rec, fmt.Errorf("decode verdict log: message %#x: %w", t, errNotPacket)
+	}
+	_, ad, err := netfilter.DecodeNetlink(msg)
 	if err != nil {
 		return rec, fmt.Errorf("decode verdict log header: %v: %w", err, ErrMalformedPacket)
-	}
-	if h.SubsystemID != netfilter.NFSubsysULOG || h.MessageType != nfulnlMsgPacket {
-		return rec, fmt.Errorf("decode verdict log: message %s/%d: %w", h.SubsystemID, h.MessageType, ErrMalformedPacket)
 	}
 	for ad.Next() {
 		switch ad.Type() {
@@ -106,7 +122,8 @@ func newVerdictDecoder() *verdictDecoder { return &verdictDecoder{pkt: newPacket
 // decode turns one NFLOG message into a model.PhaseComplete flow record of
 // endpoint. isLocal tells the endpoint's own addresses, for packets logged
 // outside the input and output hooks. verdictlog.ErrNotNanoseg marks someone else's
-// log rule; other errors are decode errors.
+// log rule and errNotPacket a message without a packet; other errors are
+// decode errors.
 func (d *verdictDecoder) decode(msg netlink.Message, endpoint string, isLocal func(netip.Addr) bool) (model.Flow, error) {
 	rec, err := decodeVerdictLog(msg)
 	if err != nil {

@@ -29,6 +29,7 @@ package observer
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -41,7 +42,6 @@ import (
 	"time"
 
 	"github.com/mdlayher/netlink"
-	"github.com/ti-mo/conntrack"
 	"github.com/ti-mo/netfilter"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -59,6 +59,12 @@ type Config struct {
 	// socket in bytes (0: 4 MiB; set with SO_RCVBUFFORCE, so root may
 	// exceed net.core.rmem_max).
 	ConntrackReadBuffer int `json:"conntrackReadBuffer" yaml:"conntrackReadBuffer"`
+	// CounterInterval is how often the packet and byte counters of live
+	// connections are read (one conntrack dump per endpoint) and reported
+	// in update records, so that an edge's counters lag by at most about
+	// this much (0: 2s; negative: never, counters then come only with the
+	// end of each connection). See counters.go for the cost.
+	CounterInterval time.Duration `json:"counterInterval" yaml:"counterInterval"`
 	// DisableVerdictLog and DisableDNS switch those sources off (the
 	// conntrack source is always on).
 	DisableVerdictLog bool `json:"disableVerdictLog" yaml:"disableVerdictLog"`
@@ -67,7 +73,7 @@ type Config struct {
 
 // Defaults returns the default configuration.
 func Defaults() Config {
-	return Config{NFLOGGroup: verdictlog.Group, ConntrackReadBuffer: 4 << 20}
+	return Config{NFLOGGroup: verdictlog.Group, ConntrackReadBuffer: 4 << 20, CounterInterval: 2 * time.Second}
 }
 
 // Validate reports configuration errors.
@@ -104,7 +110,9 @@ type Observer struct {
 // from several goroutines at once, and must not block for long (a slow
 // handler makes the conntrack socket overflow; that is counted and
 // resynced). names learns DNS answers (nil: a private table, see Names);
-// metrics may be nil; logger nil discards.
+// metrics may be nil; logger nil discards. The caller scopes logger with
+// its own "component" (agent, node, observe); the observer adds only
+// "part"="observer" and, per endpoint, "netns", so no key repeats.
 func New(cfg Config, endpoints []model.Endpoint, handle func(model.Flow), names *Names, metrics *Metrics, logger *slog.Logger) (*Observer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("validate observer config: %w", err)
@@ -115,6 +123,9 @@ func New(cfg Config, endpoints []model.Endpoint, handle func(model.Flow), names 
 	}
 	if cfg.ConntrackReadBuffer == 0 {
 		cfg.ConntrackReadBuffer = d.ConntrackReadBuffer
+	}
+	if cfg.CounterInterval == 0 {
+		cfg.CounterInterval = d.CounterInterval
 	}
 	if handle == nil {
 		handle = func(model.Flow) {}
@@ -129,7 +140,7 @@ func New(cfg Config, endpoints []model.Endpoint, handle func(model.Flow), names 
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Observer{cfg: cfg, eps: endpoints, handle: handle, names: names, metrics: metrics,
-		log: logger.With("component", "observer"), ready: make(chan struct{})}, nil
+		log: logger.With("part", "observer"), ready: make(chan struct{})}, nil
 }
 
 // Names returns the observer's DNS name table.
@@ -212,14 +223,19 @@ func (o *Observer) Run(ctx context.Context) error {
 
 // endpointState is one attached endpoint: its sockets and state.
 type endpointState struct {
-	o    *Observer
-	ep   *model.Endpoint
-	ns   netns.NsHandle
-	log  *slog.Logger
-	ct   *netlink.Conn
-	nfl  *netlink.Conn
-	pkt  []*os.File // DNS capture: IPv4, IPv6
-	addr struct {
+	o      *Observer
+	ep     *model.Endpoint
+	ns     netns.NsHandle
+	log    *slog.Logger
+	ct     *netlink.Conn
+	nfl    *netlink.Conn
+	pkt    []*os.File    // DNS capture: IPv4, IPv6
+	diag   *netlink.Conn // sock_diag, for the conntrack reader
+	get    *netlink.Conn // conntrack requests of the counter reader
+	getBuf []byte        // its receive buffer
+	cls    classifier
+	conns  *connTable
+	addr   struct {
 		sync.RWMutex
 		set     map[netip.Addr]bool
 		fixed   bool
@@ -229,7 +245,7 @@ type endpointState struct {
 }
 
 func (o *Observer) attach(ep *model.Endpoint) (_ *endpointState, err error) {
-	s := &endpointState{o: o, ep: ep, log: o.log.With("netns", ep.Netns)}
+	s := &endpointState{o: o, ep: ep, log: o.log.With("netns", ep.Netns), conns: newConnTable()}
 	s.ns, err = netns.GetFromPath(ep.Path)
 	if err != nil {
 		return nil, fmt.Errorf("open netns %s: %w", ep.Path, err)
@@ -251,6 +267,8 @@ func (o *Observer) attach(ep *model.Endpoint) (_ *endpointState, err error) {
 	} else if err := s.refreshAddrs(); err != nil {
 		return nil, err
 	}
+	s.cls = classifier{isLocal: s.isLocal, eph: readPortRange(s.ns), sockets: s.sockets,
+		onError: func(err error) { s.log.Debug("look up sockets", "err", err) }}
 	cfg := &netlink.Config{NetNS: int(s.ns)}
 	if s.ct, err = netlink.Dial(unix.NETLINK_NETFILTER, cfg); err != nil {
 		return nil, fmt.Errorf("dial conntrack events: %w", err)
@@ -262,6 +280,18 @@ func (o *Observer) attach(ep *model.Endpoint) (_ *endpointState, err error) {
 		if err := s.ct.JoinGroup(uint32(g)); err != nil {
 			return nil, fmt.Errorf("join conntrack group %d: %w", g, err)
 		}
+	}
+	if s.diag, err = netlink.Dial(unix.NETLINK_SOCK_DIAG, cfg); err != nil {
+		return nil, fmt.Errorf("dial sock_diag: %w", err)
+	}
+	if o.cfg.CounterInterval > 0 {
+		if s.get, err = netlink.Dial(unix.NETLINK_NETFILTER, cfg); err != nil {
+			return nil, fmt.Errorf("dial conntrack: %w", err)
+		}
+		if err := setReadBufferForce(s.get, getReadBuffer); err != nil {
+			return nil, err
+		}
+		s.getBuf = make([]byte, 1<<16)
 	}
 	if !o.cfg.DisableVerdictLog {
 		if s.nfl, err = bindNFLOG(cfg, o.cfg.NFLOGGroup); err != nil {
@@ -293,6 +323,12 @@ func (s *endpointState) Close() error {
 		for _, f := range s.pkt {
 			_ = f.Close()
 		}
+		if s.diag != nil {
+			_ = s.diag.Close()
+		}
+		if s.get != nil {
+			_ = s.get.Close()
+		}
 		if s.ns.IsOpen() {
 			_ = s.ns.Close()
 		}
@@ -311,6 +347,9 @@ func (s *endpointState) start(ctx context.Context, wg *sync.WaitGroup, fail func
 		}()
 	}
 	run("conntrack", s.readConntrack)
+	if s.o.cfg.CounterInterval > 0 {
+		run("conntrack counters", s.readCounters)
+	}
 	if s.nfl != nil {
 		run("verdict log", s.readVerdictLog)
 	}
@@ -373,19 +412,13 @@ func (s *endpointState) emit(f model.Flow) {
 	s.o.handle(f)
 }
 
-// openConn is what the conntrack reader remembers of a live connection.
-type openConn struct {
-	name string
-}
-
-// maxOpen bounds the live-connection table of one endpoint; beyond it the
-// oldest knowledge is dropped at the next resync (a DESTROY whose NEW is
-// forgotten then counts as a complete flow, once).
-const maxOpen = 1 << 20
-
 func (s *endpointState) readConntrack(ctx context.Context) error {
-	open := map[uint32]openConn{}
-	pruned := map[uint32]bool{} // closed by a resync; their DESTROY may still come
+	// Entries that existed before the observer: read from a dump with
+	// their original tuple. Events since the groups were joined wait in
+	// the socket; a NEW of an entry the dump already gave is skipped.
+	if err := s.dumpTable(false); err != nil {
+		s.log.Warn("read conntrack entries at attach", "err", err)
+	}
 	var ev ctEvent
 	for {
 		if s.o.beforeReceive != nil {
@@ -399,7 +432,7 @@ func (s *endpointState) readConntrack(ctx context.Context) error {
 			if errors.Is(err, unix.ENOBUFS) {
 				s.o.metrics.EventsLost.WithLabelValues("conntrack").Inc()
 				s.log.Warn("conntrack event socket overflowed (ENOBUFS); resyncing from a conntrack dump")
-				if err := s.resync(open, pruned); err != nil {
+				if err := s.dumpTable(true); err != nil {
 					s.log.Error("resync conntrack", "err", err)
 				}
 				continue
@@ -415,27 +448,28 @@ func (s *endpointState) readConntrack(ctx context.Context) error {
 			}
 			switch ev.Type {
 			case ctNew:
-				if _, dup := open[ev.ID]; dup {
-					continue // already known from a resync dump
+				if s.conns.known(ev.ID) {
+					continue // already known from a dump
 				}
 				s.maybeRefreshAddrs(ev.Src, ev.Dst)
-				f := ev.flowRecord(model.PhaseStart, s.ep.Netns, s.isLocal, now)
+				oc := &openConn{key: ev.tuple(), origin: s.classify(&ev)}
+				f := s.record(&ev, model.PhaseStart, oc.origin, now)
 				f.RemoteName, _ = s.o.names.Lookup(f.Remote(), now)
-				if len(open) < maxOpen {
-					open[ev.ID] = openConn{name: f.RemoteName}
-				}
+				oc.name = f.RemoteName
+				s.conns.add(ev.ID, oc)
 				s.emit(f)
 			case ctDestroy:
 				phase := model.PhaseEnd
-				oc, known := open[ev.ID]
-				if !known && !pruned[ev.ID] {
+				oc, inOpen := s.conns.remove(ev.ID)
+				if oc == nil {
 					phase = model.PhaseComplete // its NEW was lost
+					oc = &openConn{origin: s.classify(&ev)}
 				}
-				delete(open, ev.ID)
-				delete(pruned, ev.ID)
 				f := ev.flowRecord(phase, s.ep.Netns, s.isLocal, now)
+				ev.counters().minus(oc.sent).set(&f) // what update records have not reported
+				orient(&f, oc.origin, s.isLocal)
 				f.RemoteName = oc.name
-				if !known {
+				if f.RemoteName == "" && !inOpen {
 					f.RemoteName, _ = s.o.names.Lookup(f.Remote(), now)
 				}
 				s.emit(f)
@@ -444,56 +478,267 @@ func (s *endpointState) readConntrack(ctx context.Context) error {
 	}
 }
 
-// resync dumps the conntrack table of the netns and reconciles it with
-// open: entries it did not know become start records (Resynced), known
-// entries missing from the table become end records without counters.
-func (s *endpointState) resync(open map[uint32]openConn, pruned map[uint32]bool) error {
-	s.o.metrics.Resyncs.Inc()
-	c, err := conntrack.Dial(&netlink.Config{NetNS: int(s.ns)})
+// classify establishes how ev's original tuple relates to the
+// connection's opener (origin.go) and counts the connections it turns
+// around or cannot place. Called once per connection.
+func (s *endpointState) classify(ev *ctEvent) origin {
+	o := s.cls.origin(ev)
+	switch o {
+	case originReply:
+		s.o.metrics.DirectionCorrected.WithLabelValues(string(model.ProtocolFromNumber(ev.Proto))).Inc()
+	case originUnknown:
+		s.o.metrics.DirectionUnknown.WithLabelValues(string(model.ProtocolFromNumber(ev.Proto))).Inc()
+	}
+	if o != originOpener && s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("conntrack entry began in mid-flight", "origin", o, "proto", ev.Proto,
+			"src", netip.AddrPortFrom(ev.Src, ev.SrcPort), "dst", netip.AddrPortFrom(ev.Dst, ev.DstPort))
+	}
+	return o
+}
+
+// record is ev's flow record, oriented by o.
+func (s *endpointState) record(ev *ctEvent, phase model.Phase, o origin, now time.Time) model.Flow {
+	f := ev.flowRecord(phase, s.ep.Netns, s.isLocal, now)
+	orient(&f, o, s.isLocal)
+	return f
+}
+
+// dumpConntrack dumps the conntrack table of ns (both families) and calls
+// fn with each entry, decoded into one reused ctEvent. It returns the
+// number of entries that did not decode.
+func dumpConntrack(ns netns.NsHandle, fn func(*ctEvent)) (bad int, err error) {
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: int(ns)})
 	if err != nil {
-		return fmt.Errorf("dial conntrack: %w", err)
+		return 0, fmt.Errorf("dial conntrack: %w", err)
 	}
 	defer c.Close()
-	var flows []conntrack.Flow
-	for attempt := 0; ; attempt++ {
-		flows, err = c.Dump(nil)
-		if err == nil || attempt == 3 || !errors.Is(err, unix.EINTR) {
-			break
-		}
+	req := netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(nfnlSubsysCTNetlink<<8 | ipctnlMsgCtGet), Flags: netlink.Request | netlink.Dump},
+		Data:   []byte{unix.AF_UNSPEC, 0, 0, 0}, // nfgenmsg: all families, version 0
 	}
-	if err != nil {
-		return fmt.Errorf("dump conntrack: %w", err)
+	if _, err := c.Send(req); err != nil {
+		return 0, fmt.Errorf("dump conntrack: %w", err)
+	}
+	var ev ctEvent
+	for m, err := range c.ReceiveIter() {
+		if err != nil {
+			return bad, fmt.Errorf("dump conntrack: %w", err)
+		}
+		if err := decodeCTEvent(m, &ev); err != nil || ev.Type == ctOther {
+			bad++
+			continue
+		}
+		fn(&ev)
+	}
+	return bad, nil
+}
+
+// dumpTable reads the conntrack table of the netns: entries the observer
+// did not know become start records (classified like a NEW; with the
+// dump's counters and marked Resynced when resync is set). After an
+// overflow (resync), known entries missing from the table are pruned:
+// their DESTROY, if it still comes, is an end record.
+func (s *endpointState) dumpTable(resync bool) error {
+	if resync {
+		s.o.metrics.Resyncs.Inc()
 	}
 	now := time.Now()
-	seen := make(map[uint32]bool, len(flows))
-	added := 0
-	for i := range flows {
-		ev := ctEventFromFlow(&flows[i])
-		seen[ev.ID] = true
-		if _, ok := open[ev.ID]; ok {
-			continue
+	var seen map[uint32]bool
+	if resync {
+		seen = map[uint32]bool{}
+	}
+	tracked, added, corrected, unknown := 0, 0, 0, 0
+	bad, err := dumpConntrack(s.ns, func(ev *ctEvent) {
+		tracked++
+		if seen != nil {
+			seen[ev.ID] = true
+		}
+		if s.conns.known(ev.ID) {
+			return
+		}
+		s.maybeRefreshAddrs(ev.Src, ev.Dst)
+		oc := &openConn{key: ev.tuple(), origin: s.classify(ev)}
+		switch oc.origin {
+		case originReply:
+			corrected++
+		case originUnknown:
+			unknown++
 		}
 		f := ev.flowRecord(model.PhaseStart, s.ep.Netns, s.isLocal, now)
-		f.PacketsOut, f.BytesOut = ev.PacketsOrig, ev.BytesOrig
-		f.PacketsIn, f.BytesIn = ev.PacketsReply, ev.BytesReply
-		f.Resynced = true
+		if resync {
+			ev.counters().set(&f) // the totals at the dump, for reading; update records report them
+			f.Resynced = true
+		}
+		orient(&f, oc.origin, s.isLocal)
 		f.RemoteName, _ = s.o.names.Lookup(f.Remote(), now)
-		open[ev.ID] = openConn{name: f.RemoteName}
+		oc.name = f.RemoteName
+		s.conns.add(ev.ID, oc)
 		added++
 		s.emit(f)
+	})
+	if bad > 0 {
+		s.o.metrics.DecodeErrors.WithLabelValues("conntrack").Add(float64(bad))
 	}
-	ended := 0
-	clear(pruned)
-	for id, oc := range open {
-		if seen[id] {
+	if err != nil {
+		return err
+	}
+	if !resync {
+		level := slog.LevelDebug
+		if corrected+unknown > 0 {
+			level = slog.LevelInfo // connections picked up in mid-flight
+		}
+		s.log.Log(context.Background(), level, "conntrack entries at attach", "tracked", tracked, "corrected", corrected, "unknown", unknown)
+		return nil
+	}
+	ended := s.conns.prune(seen)
+	s.log.Info("conntrack resync", "tracked", tracked, "recovered", added, "ended", ended)
+	return nil
+}
+
+// counterReads lets the counter reads of all endpoints of the process
+// take turns: at most one runs at a time.
+var counterReads = make(chan struct{}, 1)
+
+// readCounters reads the counters of the endpoint's live connections
+// every Config.CounterInterval (at least 20 times the last read's
+// duration) and reports their growth in update records (counters.go).
+func (s *endpointState) readCounters(ctx context.Context) error {
+	interval := s.o.cfg.CounterInterval
+	t := time.NewTimer(interval)
+	defer t.Stop()
+	var live []liveConn
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if live = s.conns.liveConns(live[:0]); len(live) == 0 {
+			t.Reset(interval)
 			continue
 		}
-		delete(open, id)
-		pruned[id] = true
-		ended++
-		_ = oc
+		select {
+		case counterReads <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		began := time.Now()
+		err := s.updateCounters(live)
+		took := time.Since(began)
+		<-counterReads
+		if err != nil {
+			if ctx.Err() != nil || isClosed(err) {
+				return nil
+			}
+			s.log.Warn("read conntrack counters", "err", err)
+		}
+		t.Reset(max(interval, 20*took))
 	}
-	s.log.Info("conntrack resync", "tracked", len(flows), "recovered", added, "ended", ended)
+}
+
+// getBatch is how many IPCTNL_MSG_CT_GET requests go in one datagram.
+// The kernel answers each in a buffer of its own (NLMSG_DEFAULT_SIZE, a
+// page, whatever the entry's size), so the answers to a batch take about
+// getBatch pages of the socket's receive buffer (getReadBuffer).
+const (
+	getBatch      = 64
+	getReadBuffer = 2 << 20
+)
+
+// recvDatagram reads one datagram from c into buf, waiting (up to c's read
+// deadline) for one to come. The answers to IPCTNL_MSG_CT_GET are read
+// this way, not with netlink.Conn.Receive: the kernel marks them
+// NLM_F_MULTI (ctnetlink_fill_info() does for every unicast answer) but
+// sends no NLMSG_DONE after a single entry, and Receive would wait for one.
+func recvDatagram(c *netlink.Conn, buf []byte) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_DONTWAIT)
+		return rerr != unix.EAGAIN && rerr != unix.EWOULDBLOCK
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, rerr
+}
+
+// updateCounters asks the kernel for the entries of live, a batch at a
+// time, and emits an update record for every one whose counters grew.
+func (s *endpointState) updateCounters(live []liveConn) error {
+	now := time.Now()
+	var ev ctEvent
+	msgs := make([]netlink.Message, 0, getBatch)
+	var buf []byte
+	for len(live) > 0 {
+		batch := live[:min(getBatch, len(live))]
+		live = live[len(batch):]
+		msgs, buf = msgs[:0], buf[:0]
+		for _, lc := range batch {
+			at := len(buf)
+			buf = appendGetRequest(buf, lc.key)
+			msgs = append(msgs, netlink.Message{
+				Header: netlink.Header{Type: netlink.HeaderType(nfnlSubsysCTNetlink<<8 | ipctnlMsgCtGet), Flags: netlink.Request},
+				Data:   buf[at:len(buf):len(buf)],
+			})
+		}
+		if _, err := s.get.SendMessages(msgs); err != nil {
+			return fmt.Errorf("get conntrack entries: %w", err)
+		}
+		if err := s.get.SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {
+			return fmt.Errorf("get conntrack entries: %w", err)
+		}
+		// One answer per request: the entry, or an error (ENOENT: it
+		// has just left the table; its DESTROY carries the rest).
+		for answered := 0; answered < len(batch); {
+			n, err := recvDatagram(s.get, s.getBuf)
+			if errors.Is(err, unix.ENOBUFS) || errors.Is(err, os.ErrDeadlineExceeded) {
+				// Answers lost (or late: a late one is still read, by its
+				// id, with a later batch). These connections' counters
+				// are read at the next interval.
+				s.log.Debug("get conntrack entries", "answered", answered, "of", len(batch), "err", err)
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("get conntrack entries: %w", err)
+			}
+			for b := s.getBuf[:n]; len(b) >= unix.NLMSG_HDRLEN; {
+				l := int(binary.NativeEndian.Uint32(b))
+				if l < unix.NLMSG_HDRLEN || l > len(b) {
+					break
+				}
+				m := netlink.Message{Header: netlink.Header{Length: uint32(l), Type: netlink.HeaderType(binary.NativeEndian.Uint16(b[4:])),
+					Flags: netlink.HeaderFlags(binary.NativeEndian.Uint16(b[6:]))}, Data: b[unix.NLMSG_HDRLEN:l]}
+				b = b[min(len(b), (l+3)&^3):]
+				answered++
+				if m.Header.Type == netlink.Error {
+					if len(m.Data) >= 4 {
+						if errno := unix.Errno(-int32(binary.NativeEndian.Uint32(m.Data))); errno != unix.ENOENT && errno != 0 {
+							s.log.Debug("get conntrack entry", "err", errno)
+						}
+					}
+					continue
+				}
+				if err := decodeCTEvent(m, &ev); err != nil || ev.Type == ctOther {
+					s.o.metrics.DecodeErrors.WithLabelValues("conntrack").Inc()
+					continue
+				}
+				d, o, name, ok := s.conns.grew(&ev)
+				if !ok {
+					continue
+				}
+				f := ev.flowRecord(model.PhaseUpdate, s.ep.Netns, s.isLocal, now)
+				d.set(&f)
+				orient(&f, o, s.isLocal)
+				f.RemoteName = name
+				s.emit(f)
+			}
+		}
+	}
 	return nil
 }
 
@@ -522,13 +767,8 @@ func (s *endpointState) readVerdictLog(ctx context.Context) error {
 		}
 		now := time.Now()
 		for _, m := range msgs {
-			f, err := dec.decode(m, s.ep.Netns, s.isLocal)
-			if errors.Is(err, verdictlog.ErrNotNanoseg) {
-				continue
-			}
-			if err != nil {
-				s.o.metrics.DecodeErrors.WithLabelValues("verdict-log").Inc()
-				s.log.Debug("skip verdict log message", "err", err)
+			f, ok := s.verdictRecord(dec, m)
+			if !ok {
 				continue
 			}
 			k := key{netip.AddrPortFrom(f.Src, f.SrcPort), netip.AddrPortFrom(f.Dst, f.DstPort), f.Protocol, f.Verdict, f.RuleID}
@@ -554,6 +794,23 @@ func (s *endpointState) readVerdictLog(ctx context.Context) error {
 			s.emit(f)
 		}
 	}
+}
+
+// verdictRecord decodes one message of the verdict-log socket. Messages
+// without a logged packet and packets logged by someone else's rule are
+// skipped; only a packet message that cannot be decoded counts in
+// nanoseg_observer_decode_errors_total{decoder="verdict-log"}.
+func (s *endpointState) verdictRecord(dec *verdictDecoder, m netlink.Message) (model.Flow, bool) {
+	f, err := dec.decode(m, s.ep.Netns, s.isLocal)
+	switch {
+	case err == nil:
+		return f, true
+	case errors.Is(err, errNotPacket), errors.Is(err, verdictlog.ErrNotNanoseg):
+		return model.Flow{}, false
+	}
+	s.o.metrics.DecodeErrors.WithLabelValues("verdict-log").Inc()
+	s.log.Debug("skip verdict log message", "err", err)
+	return model.Flow{}, false
 }
 
 func (s *endpointState) readDNS(ctx context.Context, pkt *os.File) error {
