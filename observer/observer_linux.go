@@ -173,6 +173,16 @@ func (o *Observer) rebuildLocal() {
 // after that is observed. It stays open if Run fails to attach.
 func (o *Observer) Ready() <-chan struct{} { return o.ready }
 
+// closeNS closes the netns handles of the attached endpoints; Run calls it
+// after every reader has stopped.
+func (o *Observer) closeNS() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, ep := range o.attached {
+		ep.closeNS()
+	}
+}
+
 // Run opens the sockets of every endpoint and reads them until ctx ends.
 // It returns nil on a clean stop, or the first error opening an endpoint or
 // reading a socket (after closing everything). An Observer runs once.
@@ -199,6 +209,7 @@ func (o *Observer) Run(ctx context.Context) error {
 			}
 			closers = nil
 			wg.Wait()
+			o.closeNS()
 			return fmt.Errorf("observe %s: %w", o.eps[i].Netns, err)
 		}
 		closers = append(closers, ep)
@@ -215,6 +226,7 @@ func (o *Observer) Run(ctx context.Context) error {
 	}
 	closers = nil
 	wg.Wait()
+	o.closeNS()
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
@@ -253,6 +265,7 @@ func (o *Observer) attach(ep *model.Endpoint) (_ *endpointState, err error) {
 	defer func() {
 		if err != nil {
 			_ = s.Close()
+			s.closeNS() // nothing reads it yet
 		}
 	}()
 	if err := EnableAccounting(s.ns); err != nil {
@@ -329,11 +342,17 @@ func (s *endpointState) Close() error {
 		if s.get != nil {
 			_ = s.get.Close()
 		}
-		if s.ns.IsOpen() {
-			_ = s.ns.Close()
-		}
 	})
 	return nil
+}
+
+// closeNS closes the endpoint's netns handle. Run calls it once every
+// goroutine reading the endpoint has returned (they use the handle, as a
+// conntrack dump does), never from Close.
+func (s *endpointState) closeNS() {
+	if s.ns.IsOpen() {
+		_ = s.ns.Close()
+	}
 }
 
 func (s *endpointState) start(ctx context.Context, wg *sync.WaitGroup, fail func(error)) {
