@@ -325,9 +325,9 @@ workloads already promoted are then reported as already there.`,
 			if err := flagNotNegative("--revision", req.Revision); err != nil {
 				return fmt.Errorf("promote: %w", err)
 			}
-			mode, err := model.ParseMode(to)
-			if err != nil {
-				return fmt.Errorf("promote: --to: %w", err)
+			mode := model.Mode(to)
+			if !mode.Valid() {
+				return fmt.Errorf("promote: --to: %q is not observe, audit or enforce", to)
 			}
 			var targets []string
 			switch {

@@ -106,7 +106,7 @@ func TestNegativeRevisionFlags(t *testing.T) {
 		{[]string{"rollback", "shop/db", "--to-revision", "-5"}, "rollback: --to-revision: -5 is negative"},
 		{[]string{"promote", "shop/db", "--to", "enforce", "--revision", "-3", "--reason", "x"}, "promote: --revision: -3 is negative"},
 		{[]string{"policy", "show", "shop/db", "--revision", "-1"}, "policy show: --revision: -1 is negative"},
-		{[]string{"promote", "shop/db", "--to", "bogus", "--reason", "x"}, `promote: --to: parse mode "bogus": want observe, audit or enforce`},
+		{[]string{"promote", "shop/db", "--to", "bogus", "--reason", "x"}, `promote: --to: "bogus" is not observe, audit or enforce`},
 	} {
 		if out, err := runAgainst(t, ts.URL, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v\n%s\nwant an error with %q", tc.args, err, out, tc.want)
