@@ -278,11 +278,10 @@ func inventorySection(eps []model.Endpoint) []evidence.Workload {
 			ep.Addrs = append(ep.Addrs, ad.String())
 		}
 		for _, p := range e.Ports {
-			proto := string(p.Protocol)
-			if proto == "" {
-				proto = "TCP"
+			if p.Protocol == "" {
+				p.Protocol = model.ProtocolTCP
 			}
-			ep.Ports = append(ep.Ports, evidence.Port{Name: p.Name, Port: int(p.Port), Protocol: proto})
+			ep.Ports = append(ep.Ports, p)
 		}
 		w.Endpoints = append(w.Endpoints, ep)
 	}

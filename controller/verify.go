@@ -149,7 +149,7 @@ func planProbes(eps []model.Endpoint, world policies.World, set policies.PolicyS
 			}
 			for _, pt := range declaredPorts(dsts) {
 				matrix++
-				if pt.Protocol == "SCTP" {
+				if pt.Protocol == model.ProtocolSCTP {
 					continue
 				}
 				key := fmt.Sprintf("%s|%s|%d/%s", sw, dw, pt.Port, pt.Protocol)
@@ -165,12 +165,12 @@ func planProbes(eps []model.Endpoint, world policies.World, set policies.PolicyS
 					continue
 				}
 				conn := policies.Connection{From: policies.ConnEnd{Pod: src.Namespace + "/" + src.Netns}, To: policies.ConnEnd{Pod: dst.Namespace + "/" + dst.Netns},
-					Protocol: model.Protocol(pt.Protocol), Port: int32(pt.Port)}
+					Protocol: pt.Protocol, Port: pt.Port}
 				v := policies.Evaluate(world, set, conn)
 				sum := sha256.Sum256([]byte("nanoseg-verify/v1|" + key))
 				p := probePlan{src: src, addr: netip.AddrPortFrom(addr, uint16(pt.Port)), rank: hex.EncodeToString(sum[:]),
 					Probe: evidence.Probe{Source: sw, SourceNetns: src.Netns, Destination: dw, DestNetns: dst.Netns,
-						Address: netip.AddrPortFrom(addr, uint16(pt.Port)).String(), Protocol: pt.Protocol, Port: pt.Port,
+						Address: netip.AddrPortFrom(addr, uint16(pt.Port)).String(), Protocol: string(pt.Protocol), Port: int(pt.Port),
 						Expected: v.Action, ExpectReach: v.Action != model.VerdictDeny, Reason: v.Reason()}}
 				if p.ExpectReach {
 					allowed = append(allowed, p)
@@ -215,16 +215,16 @@ func sample(allowed, denied []probePlan, max int) []probePlan {
 }
 
 // declaredPorts returns the union of the declared ports of eps, sorted.
-func declaredPorts(eps []model.Endpoint) []evidence.Port {
-	seen := map[evidence.Port]bool{}
-	var out []evidence.Port
+func declaredPorts(eps []model.Endpoint) []model.ContainerPort {
+	seen := map[model.ContainerPort]bool{}
+	var out []model.ContainerPort
 	for _, e := range eps {
 		for _, p := range e.Ports {
-			proto := string(p.Protocol)
+			proto := p.Protocol
 			if proto == "" {
-				proto = "TCP"
+				proto = model.ProtocolTCP
 			}
-			k := evidence.Port{Port: int(p.Port), Protocol: strings.ToUpper(proto)}
+			k := model.ContainerPort{Port: p.Port, Protocol: proto}
 			if !seen[k] {
 				seen[k] = true
 				k.Name = p.Name

@@ -104,7 +104,7 @@ func PruneSnapshots(snaps []Snapshot, now time.Time, keep time.Duration, max int
 type ReachTarget struct {
 	Workload string
 	Pods     []string
-	Ports    []Port
+	Ports    []model.ContainerPort
 }
 
 // Reach computes the reachability summary over targets: for every source
@@ -135,7 +135,7 @@ func Reach(world policies.World, set policies.PolicySet, targets []ReachTarget, 
 				to = d.Pods[1]
 			}
 			for _, p := range d.Ports {
-				conn := policies.Connection{From: policies.ConnEnd{Pod: from}, To: policies.ConnEnd{Pod: to}, Protocol: model.Protocol(p.Protocol), Port: int32(p.Port)}
+				conn := policies.Connection{From: policies.ConnEnd{Pod: from}, To: policies.ConnEnd{Pod: to}, Protocol: p.Protocol, Port: p.Port}
 				v := policies.Evaluate(world, set, conn)
 				key := [2]string{s.Workload, d.Workload}
 				pairs[key] = true
@@ -149,7 +149,7 @@ func Reach(world policies.World, set policies.PolicySet, targets []ReachTarget, 
 				if v.Action == model.VerdictAuditDeny {
 					r.PathsAuditOnly++
 				}
-				r.Rows = append(r.Rows, ReachPath{Source: s.Workload, Destination: d.Workload, Port: p.Port, Protocol: p.Protocol,
+				r.Rows = append(r.Rows, ReachPath{Source: s.Workload, Destination: d.Workload, Port: int(p.Port), Protocol: string(p.Protocol),
 					Before: model.VerdictAllow, Now: v.Action, Reason: v.Reason()})
 			}
 		}

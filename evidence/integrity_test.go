@@ -29,7 +29,7 @@ func sampleBundle() *Bundle {
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	return &Bundle{
 		Meta:      Meta{GeneratedAt: at, Host: "h", Agent: "dev", Window: Duration(time.Hour), WindowStart: at.Add(-time.Hour), RequestedBy: "root"},
-		Inventory: []Workload{{Key: "shop/api", Namespace: "shop", Name: "api", Identity: map[string]string{"app": "api"}, Endpoints: []Endpoint{{Netns: "n-api", Addrs: []string{"198.18.0.2"}, Ports: []Port{{Name: "http", Port: 8080, Protocol: "TCP"}}}}}},
+		Inventory: []Workload{{Key: "shop/api", Namespace: "shop", Name: "api", Identity: map[string]string{"app": "api"}, Endpoints: []Endpoint{{Netns: "n-api", Addrs: []string{"198.18.0.2"}, Ports: []model.ContainerPort{{Name: "http", Port: 8080, Protocol: "TCP"}}}}}},
 		Policies: Policies{History: []model.Promotion{{Seq: 1, At: at, Who: "root", Workload: "shop/api", Action: "promote", ToMode: "enforce", ToRevision: 1, Hash: "ab"}},
 			Chain: ChainCheck{Events: 1, Verified: true}},
 		Denied: Denied{Events: []model.VerdictEvent{{At: at, Verdict: "deny", Source: "shop/intruder", Destination: "shop/db", Protocol: model.ProtocolTCP, Port: 5432, RuleID: "x"}}},

@@ -72,16 +72,9 @@ type Workload struct {
 
 // Endpoint is one network namespace of a workload.
 type Endpoint struct {
-	Netns string   `json:"netns"`
-	Addrs []string `json:"addrs"`
-	Ports []Port   `json:"ports,omitempty"`
-}
-
-// Port is a declared container port.
-type Port struct {
-	Name     string `json:"name,omitempty"`
-	Port     int    `json:"port"`
-	Protocol string `json:"protocol"` // TCP, UDP or SCTP
+	Netns string                `json:"netns"`
+	Addrs []string              `json:"addrs"`
+	Ports []model.ContainerPort `json:"ports,omitempty"`
 }
 
 // Policies are the active revisions, the NetworkPolicies in force and the

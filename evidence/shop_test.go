@@ -21,25 +21,25 @@ func shopBundle() *Bundle {
 		ns, name string
 		replicas int
 		labels   map[string]string
-		ports    []Port
+		ports    []model.ContainerPort
 		rules    []string // rule names of its nanosegment
 	}
-	metrics := Port{Name: "metrics", Port: 9090, Protocol: "TCP"}
+	metrics := model.ContainerPort{Name: "metrics", Port: 9090, Protocol: "TCP"}
 	wls := []wl{
 		{"kube-system", "dns", 1, map[string]string{"app": "dns", "k8s-app": "kube-dns"},
-			[]Port{{Name: "dns", Port: 53, Protocol: "UDP"}, {Name: "dns-tcp", Port: 53, Protocol: "TCP"}, metrics},
+			[]model.ContainerPort{{Name: "dns", Port: 53, Protocol: "UDP"}, {Name: "dns-tcp", Port: 53, Protocol: "TCP"}, metrics},
 			[]string{"from-shop-frontend", "from-shop-api", "from-shop-db", "from-monitoring-prometheus"}},
-		{"monitoring", "prometheus", 1, map[string]string{"app": "prometheus"}, []Port{{Name: "web", Port: 9090, Protocol: "TCP"}},
+		{"monitoring", "prometheus", 1, map[string]string{"app": "prometheus"}, []model.ContainerPort{{Name: "web", Port: 9090, Protocol: "TCP"}},
 			[]string{"to-kube-system-dns", "to-shop-frontend", "to-shop-api", "to-shop-db", "to-shop-cache"}},
-		{"shop", "api", 1, map[string]string{"app": "api", "tier": "backend"}, []Port{{Name: "http", Port: 8080, Protocol: "TCP"}, metrics},
+		{"shop", "api", 1, map[string]string{"app": "api", "tier": "backend"}, []model.ContainerPort{{Name: "http", Port: 8080, Protocol: "TCP"}, metrics},
 			[]string{"from-frontend", "from-monitoring-prometheus", "to-db", "to-cache", "to-payments-example", "to-kube-system-dns"}},
-		{"shop", "cache", 1, map[string]string{"app": "cache", "tier": "data"}, []Port{{Name: "redis", Port: 6379, Protocol: "TCP"}, metrics},
+		{"shop", "cache", 1, map[string]string{"app": "cache", "tier": "data"}, []model.ContainerPort{{Name: "redis", Port: 6379, Protocol: "TCP"}, metrics},
 			[]string{"from-api", "from-monitoring-prometheus"}},
-		{"shop", "db", 1, map[string]string{"app": "db", "tier": "data"}, []Port{{Name: "postgres", Port: 5432, Protocol: "TCP"}, metrics},
+		{"shop", "db", 1, map[string]string{"app": "db", "tier": "data"}, []model.ContainerPort{{Name: "postgres", Port: 5432, Protocol: "TCP"}, metrics},
 			[]string{"from-api", "from-monitoring-prometheus"}},
-		{"shop", "frontend", 2, map[string]string{"app": "frontend", "tier": "web"}, []Port{{Name: "http", Port: 80, Protocol: "TCP"}, metrics},
+		{"shop", "frontend", 2, map[string]string{"app": "frontend", "tier": "web"}, []model.ContainerPort{{Name: "http", Port: 80, Protocol: "TCP"}, metrics},
 			[]string{"from-monitoring-prometheus", "to-api", "to-kube-system-dns"}},
-		{"shop", "intruder", 1, map[string]string{"app": "intruder"}, []Port{metrics}, nil},
+		{"shop", "intruder", 1, map[string]string{"app": "intruder"}, []model.ContainerPort{metrics}, nil},
 	}
 	b := &Bundle{
 		Meta: Meta{GeneratedAt: at, Host: "lab-host-01", Agent: "v0.4.0-12-g79b15a9", Lab: "shop", Window: Duration(24 * time.Hour),
@@ -123,7 +123,7 @@ func shopBundle() *Bundle {
 				continue
 			}
 			for _, p := range dst.ports {
-				row := ReachPath{Source: src.ns + "/" + src.name, Destination: dst.ns + "/" + dst.name, Port: p.Port, Protocol: p.Protocol,
+				row := ReachPath{Source: src.ns + "/" + src.name, Destination: dst.ns + "/" + dst.name, Port: int(p.Port), Protocol: string(p.Protocol),
 					Before: "allow", Now: "deny", Reason: "no ingress rule of " + dst.ns + "/" + dst.name + " (nanosegment " + dst.name + ", enforce) allows it"}
 				if src.name == "prometheus" && p.Name == "metrics" || dst.name == "dns" && p.Port == 53 {
 					row.Now, row.Reason = "allow", "allowed by seg/"+dst.ns+"/"+dst.name+"/from-"+src.ns+"-"+src.name
