@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -238,12 +239,27 @@ func newPolicyApplyCmd(a *app) *cobra.Command {
 			if len(files) == 0 {
 				return fmt.Errorf("policy apply: -f FILE is required")
 			}
-			c := newClient(a)
-			for _, f := range files {
+			// Every file is read and checked before any is sent: one
+			// invalid file stores nothing, not the files before it.
+			raws := make([][]byte, len(files))
+			var errs []error
+			for i, f := range files {
 				raw, err := os.ReadFile(f)
 				if err != nil {
-					return fmt.Errorf("policy apply: %w", err)
+					errs = append(errs, err)
+					continue
 				}
+				if _, err := policies.ParseObjects(f, raw); err != nil {
+					errs = append(errs, err)
+				}
+				raws[i] = raw
+			}
+			if len(errs) > 0 {
+				return fmt.Errorf("policy apply: nothing stored: %w", errors.Join(errs...))
+			}
+			c := newClient(a)
+			for i, f := range files {
+				raw := raws[i]
 				var res controller.ApplyResult
 				if err := c.Do(cmd.Context(), "POST", "/v1/policies", url.Values{"file": {f}}, raw, &res); err != nil {
 					return fmt.Errorf("policy apply: %w", err)

@@ -74,3 +74,30 @@ func TestNetworkPolicyCommands(t *testing.T) {
 		t.Errorf("deleting it again succeeded")
 	}
 }
+
+// TestPolicyApplyFilesAllOrNothing: `policy apply -f good.yaml -f bad.yaml`
+// stores nothing: every file is checked before any is sent, as the command
+// promises ("nothing is stored if any is invalid").
+func TestPolicyApplyFilesAllOrNothing(t *testing.T) {
+	mem := store.NewMem()
+	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), &controllertest.Node{}, nil)
+	ts := httptest.NewServer(server.New(svc, server.Config{}, nil).Handler())
+	defer ts.Close()
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(good, []byte("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: default-deny, namespace: shop}\nspec:\n  podSelector: {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: bad, namespace: shop}\nspec:\n  podSelector: {}\n  ingress:\n  - ports: [{port: 70000}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runAgainst(t, ts.URL, "policy", "apply", "-f", good, "-f", bad)
+	if err == nil || !strings.Contains(err.Error()+out, "spec.ingress[0].ports[0].port") {
+		t.Fatalf("apply of a good and a bad file: err %v, out:\n%s", err, out)
+	}
+	out, err = runAgainst(t, ts.URL, "policy", "show", "networkpolicy", "shop/default-deny")
+	if err == nil {
+		t.Errorf("the good file was stored although the bad one was refused:\n%s", out)
+	}
+}
