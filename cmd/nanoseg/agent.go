@@ -110,20 +110,32 @@ func newStatusCmd(a *app) *cobra.Command {
 				}
 			}
 			for _, s := range st {
-				if len(s.Breaks) == 0 {
-					continue
-				}
-				what := "denied since promotion"
-				if s.Mode == model.ModeAudit {
-					what = "enforcing would break"
-				}
-				fmt.Fprintf(w, "\n%s: %s:\n", s.Workload, what)
-				for _, b := range s.Breaks {
-					by := ""
-					if len(b.DecidedBy) > 0 {
-						by = "; decided by " + strings.Join(b.DecidedBy, ", ")
+				// Audit-denied attempts are what enforcing would break;
+				// denied ones are dropped already (by this workload's
+				// enforcement or by a policy enforced whatever its mode,
+				// such as a NetworkPolicy).
+				groups := []struct {
+					what    string
+					verdict model.Verdict
+				}{{"enforcing would break", model.VerdictAuditDeny}, {"denied since promotion", model.VerdictDeny}}
+				for _, g := range groups {
+					var rows []controller.DeniedCount
+					for _, b := range s.Breaks {
+						if b.Verdict == g.verdict {
+							rows = append(rows, b)
+						}
 					}
-					fmt.Fprintf(w, "  %-10s %s -> %s %s/%d  x%d  (rule id %s%s)\n", b.Verdict, b.Source, b.Destination, b.Protocol, b.Port, b.Count, b.RuleID, by)
+					if len(rows) == 0 {
+						continue
+					}
+					fmt.Fprintf(w, "\n%s: %s:\n", s.Workload, g.what)
+					for _, b := range rows {
+						by := ""
+						if len(b.DecidedBy) > 0 {
+							by = "; decided by " + strings.Join(b.DecidedBy, ", ")
+						}
+						fmt.Fprintf(w, "  %-10s %s -> %s %s/%d  x%d  (rule id %s%s)\n", b.Verdict, b.Source, b.Destination, b.Protocol, b.Port, b.Count, b.RuleID, by)
+					}
 				}
 			}
 			for _, s := range st {

@@ -326,3 +326,43 @@ func TestStatusShowsAdoptedAndRefusedEndpoints(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusSeparatesWhatEnforcingWouldBreak: in audit mode, only
+// audit-denied attempts are listed as what enforcing would break; attempts
+// already denied (here by a policy enforced whatever the workload's mode)
+// are listed apart.
+func TestStatusSeparatesWhatEnforcingWouldBreak(t *testing.T) {
+	mem := store.NewMem()
+	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), &controllertest.Node{}, nil)
+	ts := httptest.NewServer(server.New(svc, server.Config{}, nil).Handler())
+	defer ts.Close()
+	doc := "apiVersion: nanoseg.io/v1alpha1\nkind: NanoSegment\nmetadata: {name: db, namespace: shop}\nspec:\n  selector: {matchLabels: {app: db}}\n"
+	if _, err := svc.ApplyPolicies("db.yaml", []byte(doc), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runAgainst(t, ts.URL, "promote", "shop/db", "--to", "audit", "--reason", "review"); err != nil {
+		t.Fatalf("promote: %v\n%s", err, out)
+	}
+	now := time.Now().Add(time.Second)
+	if err := mem.AddVerdicts([]model.VerdictEvent{
+		{At: now, Verdict: model.VerdictAuditDeny, Source: "shop/intruder", SrcPort: 40000, Destination: "shop/db", Protocol: model.ProtocolTCP, Port: 5432},
+		{At: now, Verdict: model.VerdictDeny, Source: "shop/web", SrcPort: 40001, Destination: "shop/db", Protocol: model.ProtocolTCP, Port: 9090},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runAgainst(t, ts.URL, "status")
+	if err != nil {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	would, denied, ok := strings.Cut(out, "shop/db: denied since promotion:")
+	if !ok || !strings.Contains(would, "shop/db: enforcing would break:") {
+		t.Fatalf("status lacks the two lists:\n%s", out)
+	}
+	_, would, _ = strings.Cut(would, "shop/db: enforcing would break:")
+	if !strings.Contains(would, "shop/intruder -> shop/db TCP/5432") || strings.Contains(would, "shop/web") {
+		t.Errorf("enforcing would break lists %q, want only the audit-denied attempt", would)
+	}
+	if !strings.Contains(denied, "shop/web -> shop/db TCP/9090") {
+		t.Errorf("denied since promotion lacks the denied attempt:\n%s", out)
+	}
+}
