@@ -229,6 +229,37 @@ func writeRevisionYAML(w interface{ Write([]byte) (int, error) }, r store.Revisi
 	return err
 }
 
+// expandPolicyFiles returns paths with every directory replaced by the
+// .yaml, .yml and .json files directly in it, sorted; a directory with
+// none of them is an error naming it.
+func expandPolicyFiles(paths []string) ([]string, error) {
+	var out []string
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil || !st.IsDir() {
+			out = append(out, p) // a missing file is reported when read
+			continue
+		}
+		ents, err := os.ReadDir(p)
+		if err != nil {
+			return nil, err
+		}
+		n := len(out)
+		for _, e := range ents {
+			switch strings.ToLower(filepath.Ext(e.Name())) {
+			case ".yaml", ".yml", ".json":
+				if !e.IsDir() {
+					out = append(out, filepath.Join(p, e.Name()))
+				}
+			}
+		}
+		if len(out) == n {
+			return nil, fmt.Errorf("%s: a directory without .yaml, .yml or .json files", p)
+		}
+	}
+	return out, nil
+}
+
 func newPolicyApplyCmd(a *app) *cobra.Command {
 	var files []string
 	cmd := &cobra.Command{
@@ -238,6 +269,10 @@ func newPolicyApplyCmd(a *app) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(files) == 0 {
 				return fmt.Errorf("policy apply: -f FILE is required")
+			}
+			files, err := expandPolicyFiles(files)
+			if err != nil {
+				return fmt.Errorf("policy apply: nothing stored: %w", err)
 			}
 			// Every file is read and checked before any is sent: one
 			// invalid file stores nothing, not the files before it.
@@ -286,7 +321,7 @@ func newPolicyApplyCmd(a *app) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringArrayVarP(&files, "file", "f", nil, "YAML file (repeatable)")
+	cmd.Flags().StringArrayVarP(&files, "file", "f", nil, "YAML file, or a directory of .yaml/.yml/.json files such as `policy propose --out` writes (repeatable)")
 	return cmd
 }
 

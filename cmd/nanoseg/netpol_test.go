@@ -101,3 +101,35 @@ func TestPolicyApplyFilesAllOrNothing(t *testing.T) {
 		t.Errorf("the good file was stored although the bad one was refused:\n%s", out)
 	}
 }
+
+// TestPolicyApplyDirectory: -f DIR applies every .yaml/.yml/.json file in
+// it (what `policy propose --out DIR` writes), and a directory with none is
+// refused by name.
+func TestPolicyApplyDirectory(t *testing.T) {
+	mem := store.NewMem()
+	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), &controllertest.Node{}, nil)
+	ts := httptest.NewServer(server.New(svc, server.Config{}, nil).Handler())
+	defer ts.Close()
+	dir := t.TempDir()
+	for _, app := range []string{"db", "web"} {
+		doc := "apiVersion: nanoseg.io/v1alpha1\nkind: NanoSegment\nmetadata: {name: " + app + ", namespace: shop}\nspec:\n  selector: {matchLabels: {app: " + app + "}}\n"
+		if err := os.WriteFile(filepath.Join(dir, app+".yaml"), []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "README.txt"), []byte("not a policy"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runAgainst(t, ts.URL, "policy", "apply", "-f", dir); err != nil {
+		t.Fatalf("apply -f DIR: %v\n%s", err, out)
+	}
+	for _, w := range []string{"shop/db", "shop/web"} {
+		if rs, _ := mem.Revisions(w); len(rs) != 1 {
+			t.Errorf("%s has %d revisions after apply -f DIR, want 1", w, len(rs))
+		}
+	}
+	empty := t.TempDir()
+	if _, err := runAgainst(t, ts.URL, "policy", "apply", "-f", empty); err == nil || !strings.Contains(err.Error(), empty+": a directory without .yaml") {
+		t.Errorf("apply -f EMPTYDIR: %v", err)
+	}
+}
