@@ -4,6 +4,8 @@
 //
 // Every namespace it creates is named "nanoseg-test-<random>" and is removed
 // in t.Cleanup, also when the test fails; links created inside it go with it.
+// A test process killed before its cleanup leaves an owner file naming its
+// pid (OwnerDir), and the next test process removes what it left.
 // Tests that need the kernel call RequireRoot first, so that `go test ./...`
 // passes, with a message, as a non-root user. Test-only: production code never
 // imports this package.
@@ -15,6 +17,11 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/nanoseg/nanoseg/internal/nsenter"
@@ -43,17 +50,53 @@ type Netns struct {
 // after opening, or with `ip netns exec`.
 func (n *Netns) Path() string { return nsenter.Path(n.Name) }
 
+// OwnerDir holds one file per namespace this package created, named after
+// the namespace and holding the creating process's pid: a test binary
+// killed before its cleanup (a timeout, kill -9) leaves namespaces that
+// the next test process removes, since their pid is gone.
+const OwnerDir = "/run/nanoseg/nettest"
+
+var sweepOnce sync.Once
+
+// sweep removes the namespaces (and owner files) of test processes that
+// are no longer running.
+func sweep() {
+	ents, err := os.ReadDir(OwnerDir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		raw, err := os.ReadFile(filepath.Join(OwnerDir, e.Name()))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+		if err != nil || pid <= 0 || syscall.Kill(pid, 0) == nil || !strings.HasPrefix(e.Name(), Prefix) {
+			continue // alive (or not ours)
+		}
+		_ = nsenter.DeleteNamed(e.Name())
+		_ = os.Remove(filepath.Join(OwnerDir, e.Name()))
+	}
+}
+
 // New creates a fresh network namespace with lo up and registers its
-// removal with t.Cleanup. It fails the test on error.
+// removal with t.Cleanup. It fails the test on error. The first call of a
+// process removes the namespaces that killed test processes left behind.
 func New(t testing.TB) *Netns {
 	t.Helper()
 	RequireRoot(t)
+	sweepOnce.Do(sweep)
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	name := Prefix + hex.EncodeToString(b[:])
+	owner := filepath.Join(OwnerDir, name)
+	if err := os.MkdirAll(OwnerDir, 0o755); err == nil {
+		_ = os.WriteFile(owner, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
+	}
 	h, err := nsenter.NewNamed(name)
 	if err != nil {
 		_ = nsenter.DeleteNamed(name)
+		_ = os.Remove(owner)
 		t.Fatalf("nettest: %v", err)
 	}
 	n := &Netns{Name: name, Handle: h}
@@ -62,6 +105,7 @@ func New(t testing.TB) *Netns {
 		if err := nsenter.DeleteNamed(name); err != nil {
 			t.Errorf("nettest: %v", err)
 		}
+		_ = os.Remove(owner)
 	})
 	nl := n.Netlink(t)
 	lo, err := nl.LinkByName("lo")
