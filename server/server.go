@@ -74,9 +74,10 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 
-	// Bound by Listen, served by Serve.
-	servers   []*http.Server
-	listeners []net.Listener
+	// Bound by Listen (and the unix socket by Serve), served by Serve.
+	servers          []*http.Server
+	listeners        []net.Listener
+	bound, unixBound bool
 }
 
 // New returns a server for svc. log nil discards.
@@ -288,39 +289,23 @@ func RequireAuth(h http.Handler, token string) http.Handler {
 	})
 }
 
-// Listen binds the API's unix socket, its TCP listener if configured, and
-// the metrics listener, so that an address in use is refused before the
-// caller touches anything (the agent binds before it programs endpoints).
-// Serve calls it when the caller has not. On error nothing stays bound.
+// Listen binds the TCP listeners that can clash with another process (the
+// API's TCP address if configured, and the metrics address), so that an
+// address in use is refused before the caller touches anything: the agent
+// calls it before it programs endpoints. The unix socket is bound by Serve,
+// once the caller is ready to answer (its appearance means the agent is
+// ready). Serve calls Listen when the caller has not. On error nothing stays
+// bound.
 func (a *Server) Listen() error {
-	if a.listeners != nil {
+	if a.bound {
 		return nil
 	}
-	if err := os.MkdirAll(filepath.Dir(a.cfg.Socket), 0o755); err != nil {
-		return fmt.Errorf("create socket directory: %w", err)
-	}
-	_ = os.Remove(a.cfg.Socket)
-	ul, err := net.Listen("unix", a.cfg.Socket)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", a.cfg.Socket, err)
-	}
-	if err := os.Chmod(a.cfg.Socket, 0o660); err != nil {
-		ul.Close()
-		return fmt.Errorf("chmod %s: %w", a.cfg.Socket, err)
-	}
 	h := a.Handler()
-	servers := []*http.Server{{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return context.WithValue(ctx, callerKey, unixCaller(c))
-		},
-	}}
-	listeners := []net.Listener{ul}
+	var servers []*http.Server
+	var listeners []net.Listener
 	if a.cfg.Listen != "" {
 		tl, srv, err := a.tcpServer(h)
 		if err != nil {
-			ul.Close()
 			return err
 		}
 		servers, listeners = append(servers, srv), append(listeners, tl)
@@ -338,7 +323,34 @@ func (a *Server) Listen() error {
 		servers = append(servers, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second})
 		listeners = append(listeners, ml)
 	}
-	a.servers, a.listeners = servers, listeners
+	a.servers, a.listeners, a.bound = servers, listeners, true
+	return nil
+}
+
+// listenUnix binds the API's unix socket (mode 0660) and adds it to what
+// Serve serves.
+func (a *Server) listenUnix() error {
+	if err := os.MkdirAll(filepath.Dir(a.cfg.Socket), 0o755); err != nil {
+		return fmt.Errorf("create socket directory: %w", err)
+	}
+	_ = os.Remove(a.cfg.Socket)
+	ul, err := net.Listen("unix", a.cfg.Socket)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", a.cfg.Socket, err)
+	}
+	if err := os.Chmod(a.cfg.Socket, 0o660); err != nil {
+		ul.Close()
+		return fmt.Errorf("chmod %s: %w", a.cfg.Socket, err)
+	}
+	a.servers = append([]*http.Server{{
+		Handler:           a.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, callerKey, unixCaller(c))
+		},
+	}}, a.servers...)
+	a.listeners = append([]net.Listener{ul}, a.listeners...)
+	a.unixBound = true
 	return nil
 }
 
@@ -349,10 +361,10 @@ func (a *Server) Close() {
 	for _, l := range a.listeners {
 		_ = l.Close()
 	}
-	if a.listeners != nil {
+	if a.unixBound {
 		_ = os.Remove(a.cfg.Socket)
 	}
-	a.servers, a.listeners = nil, nil
+	a.servers, a.listeners, a.bound, a.unixBound = nil, nil, false, false
 }
 
 // Serve runs the API on the unix socket, on TCP if configured, and the
@@ -360,6 +372,10 @@ func (a *Server) Close() {
 // done; it returns nil then, or the error that stopped a listener.
 func (a *Server) Serve(ctx context.Context) error {
 	if err := a.Listen(); err != nil {
+		return err
+	}
+	if err := a.listenUnix(); err != nil {
+		a.Close()
 		return err
 	}
 	servers, listeners := a.servers, a.listeners
@@ -379,6 +395,7 @@ func (a *Server) Serve(ctx context.Context) error {
 		_ = s.Shutdown(sctx)
 	}
 	_ = os.Remove(a.cfg.Socket)
+	a.unixBound = false // removed: Close must not remove a later agent's socket
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
