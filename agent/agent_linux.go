@@ -41,6 +41,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nanoseg/nanoseg/controller"
+	"github.com/nanoseg/nanoseg/internal/loop"
 	"github.com/nanoseg/nanoseg/inventory"
 	"github.com/nanoseg/nanoseg/inventory/host"
 	"github.com/nanoseg/nanoseg/node"
@@ -188,18 +189,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		_ = a.node.Run(nodeCtx)
 	}()
 	run("inventory", func(ctx context.Context) {
-		t := time.NewTicker(a.cfg.InventoryInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := a.refreshInventory(ctx); err != nil {
-					a.log.Warn("refresh inventory", "err", err)
-				}
+		loop.Every(ctx, a.cfg.InventoryInterval, func() {
+			if err := a.refreshInventory(ctx); err != nil {
+				a.log.Warn("refresh inventory", "err", err)
 			}
-		}
+		})
 	})
 	run("inventory-watch", func(ctx context.Context) {
 		err := a.src.Watch(ctx, func() {

@@ -47,6 +47,7 @@ import (
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/dataplane"
 	"github.com/nanoseg/nanoseg/evidence"
+	"github.com/nanoseg/nanoseg/internal/loop"
 	"github.com/nanoseg/nanoseg/inventory"
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/observer"
@@ -162,31 +163,13 @@ func (n *Node) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = n.rec.Run(ctx) })
 	wg.Go(func() {
-		t := time.NewTicker(n.cfg.FlushInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := n.Flush(); err != nil {
-					n.log.Warn("flush observations", "err", err)
-				}
+		loop.Every(ctx, n.cfg.FlushInterval, func() {
+			if err := n.Flush(); err != nil {
+				n.log.Warn("flush observations", "err", err)
 			}
-		}
+		})
 	})
-	wg.Go(func() {
-		t := time.NewTicker(n.cfg.AdoptedWarnInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				n.warnAdopted()
-			}
-		}
-	})
+	wg.Go(func() { loop.Every(ctx, n.cfg.AdoptedWarnInterval, n.warnAdopted) })
 	<-ctx.Done()
 	wg.Wait()
 	n.mu.Lock()
