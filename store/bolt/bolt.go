@@ -133,6 +133,22 @@ func (s *Store) Edges(since time.Time) ([]model.Edge, error) {
 	return out, err
 }
 
+// appendNumbered appends v to bucket b under the bucket's next sequence
+// number, which it first writes to *num (so the stored JSON carries it);
+// what names v in an encoding error.
+func appendNumbered(b *bolt.Bucket, what string, num *int, v any) error {
+	n, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	*num = int(n)
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", what, err)
+	}
+	return b.Put(u64(n), raw)
+}
+
 func u64(n uint64) []byte {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], n)
@@ -147,16 +163,7 @@ func (s *Store) AddRevision(r store.Revision) (store.Revision, error) {
 		if err != nil {
 			return err
 		}
-		n, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		r.Number = int(n)
-		raw, err := json.Marshal(r)
-		if err != nil {
-			return fmt.Errorf("encode revision: %w", err)
-		}
-		return b.Put(u64(n), raw)
+		return appendNumbered(b, "revision", &r.Number, &r)
 	})
 	if err != nil {
 		return store.Revision{}, fmt.Errorf("add revision of %s: %w", r.Workload, err)
@@ -418,16 +425,7 @@ func (s *Store) AddNetworkPolicyRecord(rec store.NetworkPolicyRecord) (store.Net
 				return store.ErrNotFound
 			}
 		}
-		n, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		rec.Revision = int(n)
-		raw, err := json.Marshal(rec)
-		if err != nil {
-			return fmt.Errorf("encode record: %w", err)
-		}
-		return b.Put(u64(n), raw)
+		return appendNumbered(b, "record", &rec.Revision, &rec)
 	})
 	if err != nil {
 		return store.NetworkPolicyRecord{}, fmt.Errorf("%s NetworkPolicy %s: %w", rec.Action, rec.Key(), err)
