@@ -2,6 +2,7 @@ package controller
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	networkingv1 "k8s.io/api/networking/v1"
 
+	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
@@ -91,6 +93,16 @@ type DeniedCount struct {
 	DecidedBy []string `json:"decidedBy,omitempty"`
 }
 
+// sumCounts adds every counter of add to the one of the same key in sum.
+func sumCounts[K comparable](sum map[K]evidence.Count, add map[K]evidence.Count) {
+	for k, c := range add {
+		t := sum[k]
+		t.Packets += c.Packets
+		t.Bytes += c.Bytes
+		sum[k] = t
+	}
+}
+
 // Status reports every workload of the inventory: its state, its
 // endpoints' dataplane state and counters (read from the node), and the
 // stored verdict events since its last promotion. It writes nothing (see
@@ -118,8 +130,8 @@ func (s *Service) Status() ([]WorkloadStatus, error) {
 		if eps := s.inv.Workload(w); len(eps) > 0 {
 			ws.NetworkPolicies = networkPoliciesOf(inForce, eps[0].Namespace, eps[0].Labels)
 		}
-		hits := map[string]*RuleHit{}
-		defaults := map[model.Direction]*DefaultHit{}
+		hits := map[string]evidence.Count{}
+		defaults := map[model.Direction]evidence.Count{}
 		for _, e := range s.inv.Workload(w) {
 			es := EndpointState{Netns: e.Netns}
 			sync := s.node.Read(e.Netns, false)
@@ -131,35 +143,17 @@ func (s *Service) Status() ([]WorkloadStatus, error) {
 				es.Error = sync.ReadErr.Error()
 			} else {
 				es.InSync = sync.Known && sync.InSync
-				for id, c := range sync.Counters {
-					h := hits[id]
-					if h == nil {
-						h = &RuleHit{RuleID: id}
-						hits[id] = h
-					}
-					h.Packets += c.Packets
-					h.Bytes += c.Bytes
-				}
-				for dir, c := range sync.DefaultHits {
-					h := defaults[dir]
-					if h == nil {
-						h = &DefaultHit{Direction: dir}
-						defaults[dir] = h
-					}
-					h.Packets += c.Packets
-					h.Bytes += c.Bytes
-				}
+				sumCounts(hits, sync.Counters)
+				sumCounts(defaults, sync.DefaultHits)
 			}
 			ws.Endpoints = append(ws.Endpoints, es)
 		}
-		for _, h := range hits {
-			ws.RuleHits = append(ws.RuleHits, *h)
+		for _, id := range slices.Sorted(maps.Keys(hits)) {
+			ws.RuleHits = append(ws.RuleHits, RuleHit{RuleID: id, Packets: hits[id].Packets, Bytes: hits[id].Bytes})
 		}
-		sort.Slice(ws.RuleHits, func(i, j int) bool { return ws.RuleHits[i].RuleID < ws.RuleHits[j].RuleID })
-		for _, h := range defaults {
-			ws.DefaultHits = append(ws.DefaultHits, *h)
+		for _, dir := range slices.Sorted(maps.Keys(defaults)) {
+			ws.DefaultHits = append(ws.DefaultHits, DefaultHit{Direction: dir, Packets: defaults[dir].Packets, Bytes: defaults[dir].Bytes})
 		}
-		sort.Slice(ws.DefaultHits, func(i, j int) bool { return ws.DefaultHits[i].Direction < ws.DefaultHits[j].Direction })
 		evs, err := s.obs.Verdicts(st.Since)
 		if err != nil {
 			return nil, err
