@@ -79,10 +79,7 @@ func TestNetworkPolicyCommands(t *testing.T) {
 // stores nothing: every file is checked before any is sent, as the command
 // promises ("nothing is stored if any is invalid").
 func TestPolicyApplyFilesAllOrNothing(t *testing.T) {
-	mem := store.NewMem()
-	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), &controllertest.Node{}, nil)
-	ts := httptest.NewServer(server.New(svc, server.Config{}, nil).Handler())
-	defer ts.Close()
+	_, _, ts := testAgent(t, &controllertest.Node{})
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
 	bad := filepath.Join(dir, "bad.yaml")
@@ -106,10 +103,7 @@ func TestPolicyApplyFilesAllOrNothing(t *testing.T) {
 // it (what `policy propose --out DIR` writes), and a directory with none is
 // refused by name.
 func TestPolicyApplyDirectory(t *testing.T) {
-	mem := store.NewMem()
-	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), &controllertest.Node{}, nil)
-	ts := httptest.NewServer(server.New(svc, server.Config{}, nil).Handler())
-	defer ts.Close()
+	mem, _, ts := testAgent(t, &controllertest.Node{})
 	dir := t.TempDir()
 	for _, app := range []string{"db", "web"} {
 		doc := "apiVersion: nanoseg.io/v1alpha1\nkind: NanoSegment\nmetadata: {name: " + app + ", namespace: shop}\nspec:\n  selector: {matchLabels: {app: " + app + "}}\n"

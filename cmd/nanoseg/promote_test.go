@@ -40,11 +40,8 @@ func runAgainst(t *testing.T, url string, args ...string) (string, error) {
 // TestPromoteAll: `promote --all` promotes every workload with a revision,
 // one recorded event each, through the API server and the Go client.
 func TestPromoteAll(t *testing.T) {
-	mem := store.NewMem()
 	node := &controllertest.Node{}
-	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), node, nil)
-	ts := httptest.NewServer(server.New(svc, server.Config{}, nil).Handler())
-	defer ts.Close()
+	mem, svc, ts := testAgent(t, node)
 	if out, err := runAgainst(t, ts.URL, "promote", "--all", "--to", "audit", "--reason", "x"); err == nil || !strings.Contains(err.Error(), "no workload has a policy revision") {
 		t.Errorf("promote --all without revisions: %v\n%s", err, out)
 	}
@@ -88,10 +85,7 @@ func (e errFake) Error() string { return string(e) }
 // TestNegativeRevisionFlags: --revision and --to-revision refuse negative
 // numbers before asking the agent, naming the flag (issue 11, item 7).
 func TestNegativeRevisionFlags(t *testing.T) {
-	mem := store.NewMem()
-	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), &controllertest.Node{}, nil)
-	ts := httptest.NewServer(server.New(svc, server.Config{}, nil).Handler())
-	defer ts.Close()
+	mem, svc, ts := testAgent(t, &controllertest.Node{})
 	doc := "apiVersion: nanoseg.io/v1alpha1\nkind: NanoSegment\nmetadata: {name: db, namespace: shop}\nspec:\n  selector: {matchLabels: {app: db}}\n"
 	if _, err := svc.ApplyPolicies("db.yaml", []byte(doc), "alice"); err != nil {
 		t.Fatal(err)
@@ -124,10 +118,7 @@ func TestNegativeRevisionFlags(t *testing.T) {
 // nothing the second time and says which workloads were already there
 // (issue 11, item 8).
 func TestPromoteAllReportsAlreadyThere(t *testing.T) {
-	mem := store.NewMem()
-	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), &controllertest.Node{}, nil)
-	ts := httptest.NewServer(server.New(svc, server.Config{}, nil).Handler())
-	defer ts.Close()
+	mem, svc, ts := testAgent(t, &controllertest.Node{})
 	for _, app := range []string{"db", "web"} {
 		doc := "apiVersion: nanoseg.io/v1alpha1\nkind: NanoSegment\nmetadata: {name: " + app + ", namespace: shop}\nspec:\n  selector: {matchLabels: {app: " + app + "}}\n"
 		if _, err := svc.ApplyPolicies(app+".yaml", []byte(doc), "alice"); err != nil {
@@ -265,11 +256,8 @@ func TestPromoteOneSaysWhetherItCommitted(t *testing.T) {
 // is stored when the agent cannot commit pending observations, and print
 // the agent's warning (issue 11, item 11).
 func TestReadsWarnWhenFlushFails(t *testing.T) {
-	mem := store.NewMem()
 	node := &controllertest.Node{FlushErr: errFake("write state.db: no space left on device")}
-	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), node, nil)
-	ts := httptest.NewServer(server.New(svc, server.Config{}, nil).Handler())
-	defer ts.Close()
+	mem, _, ts := testAgent(t, node)
 	if err := mem.AddVerdicts([]model.VerdictEvent{{At: time.Now(), Verdict: "deny", Source: "shop/intruder", SrcPort: 40000, Destination: "shop/db", Protocol: "tcp", Port: 5432}}); err != nil {
 		t.Fatal(err)
 	}
@@ -293,16 +281,13 @@ func TestReadsWarnWhenFlushFails(t *testing.T) {
 // and says so under the table, and names the owner of an endpoint another
 // agent manages.
 func TestStatusShowsAdoptedAndRefusedEndpoints(t *testing.T) {
-	mem := store.NewMem()
 	node := &controllertest.Node{
 		Adopted: map[string]string{"db-0": "enforce"},
 		Errs:    map[string]error{"web-1": errors.New("netns web-1: managed by another nanoseg agent: pid 42")},
 		// Counted by the kernel, in no verdict event (e.g. while no agent ran).
 		DefaultHits: map[string]map[model.Direction]evidence.Count{"db-0": {model.Ingress: {Packets: 17, Bytes: 1020}}},
 	}
-	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), node, nil)
-	ts := httptest.NewServer(server.New(svc, server.Config{}, nil).Handler())
-	defer ts.Close()
+	_, _, ts := testAgent(t, node)
 	out, err := runAgainst(t, ts.URL, "status")
 	if err != nil {
 		t.Fatalf("status: %v\n%s", err, out)
@@ -332,10 +317,7 @@ func TestStatusShowsAdoptedAndRefusedEndpoints(t *testing.T) {
 // already denied (here by a policy enforced whatever the workload's mode)
 // are listed apart.
 func TestStatusSeparatesWhatEnforcingWouldBreak(t *testing.T) {
-	mem := store.NewMem()
-	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), &controllertest.Node{}, nil)
-	ts := httptest.NewServer(server.New(svc, server.Config{}, nil).Handler())
-	defer ts.Close()
+	mem, svc, ts := testAgent(t, &controllertest.Node{})
 	doc := "apiVersion: nanoseg.io/v1alpha1\nkind: NanoSegment\nmetadata: {name: db, namespace: shop}\nspec:\n  selector: {matchLabels: {app: db}}\n"
 	if _, err := svc.ApplyPolicies("db.yaml", []byte(doc), "alice"); err != nil {
 		t.Fatal(err)
@@ -365,4 +347,16 @@ func TestStatusSeparatesWhatEnforcingWouldBreak(t *testing.T) {
 	if !strings.Contains(denied, "shop/web -> shop/db TCP/9090") {
 		t.Errorf("denied since promotion lacks the denied attempt:\n%s", out)
 	}
+}
+
+// testAgent returns an in-memory store, a service over it, node (converging
+// at once unless told otherwise) and the shop inventory, and the API over
+// that service on a test server closed when t ends.
+func testAgent(t *testing.T, node *controllertest.Node) (*store.Mem, *controller.Service, *httptest.Server) {
+	t.Helper()
+	mem := store.NewMem()
+	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), node, nil)
+	ts := httptest.NewServer(server.New(svc, server.Config{}, nil).Handler())
+	t.Cleanup(ts.Close)
+	return mem, svc, ts
 }
