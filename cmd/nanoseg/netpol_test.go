@@ -106,7 +106,7 @@ func TestPolicyApplyDirectory(t *testing.T) {
 	mem, _, ts := testAgent(t, &controllertest.Node{})
 	dir := t.TempDir()
 	for _, app := range []string{"db", "web"} {
-		doc := "apiVersion: nanoseg.io/v1alpha1\nkind: NanoSegment\nmetadata: {name: " + app + ", namespace: shop}\nspec:\n  selector: {matchLabels: {app: " + app + "}}\n"
+		doc := segDoc(app)
 		if err := os.WriteFile(filepath.Join(dir, app+".yaml"), []byte(doc), 0o644); err != nil {
 			t.Fatal(err)
 		}

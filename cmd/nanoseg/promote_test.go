@@ -46,7 +46,7 @@ func TestPromoteAll(t *testing.T) {
 		t.Errorf("promote --all without revisions: %v\n%s", err, out)
 	}
 	for _, app := range []string{"db", "web"} {
-		doc := "apiVersion: nanoseg.io/v1alpha1\nkind: NanoSegment\nmetadata: {name: " + app + ", namespace: shop}\nspec:\n  selector: {matchLabels: {app: " + app + "}}\n"
+		doc := segDoc(app)
 		if _, err := svc.ApplyPolicies(app+".yaml", []byte(doc), "alice"); err != nil {
 			t.Fatal(err)
 		}
@@ -86,7 +86,7 @@ func (e errFake) Error() string { return string(e) }
 // numbers before asking the agent, naming the flag (issue 11, item 7).
 func TestNegativeRevisionFlags(t *testing.T) {
 	mem, svc, ts := testAgent(t, &controllertest.Node{})
-	doc := "apiVersion: nanoseg.io/v1alpha1\nkind: NanoSegment\nmetadata: {name: db, namespace: shop}\nspec:\n  selector: {matchLabels: {app: db}}\n"
+	doc := segDoc("db")
 	if _, err := svc.ApplyPolicies("db.yaml", []byte(doc), "alice"); err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestNegativeRevisionFlags(t *testing.T) {
 func TestPromoteAllReportsAlreadyThere(t *testing.T) {
 	mem, svc, ts := testAgent(t, &controllertest.Node{})
 	for _, app := range []string{"db", "web"} {
-		doc := "apiVersion: nanoseg.io/v1alpha1\nkind: NanoSegment\nmetadata: {name: " + app + ", namespace: shop}\nspec:\n  selector: {matchLabels: {app: " + app + "}}\n"
+		doc := segDoc(app)
 		if _, err := svc.ApplyPolicies(app+".yaml", []byte(doc), "alice"); err != nil {
 			t.Fatal(err)
 		}
@@ -205,7 +205,7 @@ func TestPromoteAllSaysWhatCommitted(t *testing.T) {
 			mem := store.NewMem()
 			svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), &controllertest.Node{}, nil)
 			for _, app := range []string{"db", "intruder", "web"} {
-				doc := "apiVersion: nanoseg.io/v1alpha1\nkind: NanoSegment\nmetadata: {name: " + app + ", namespace: shop}\nspec:\n  selector: {matchLabels: {app: " + app + "}}\n"
+				doc := segDoc(app)
 				if _, err := svc.ApplyPolicies(app+".yaml", []byte(doc), "alice"); err != nil {
 					t.Fatal(err)
 				}
@@ -240,7 +240,7 @@ func TestPromoteAllSaysWhatCommitted(t *testing.T) {
 func TestPromoteOneSaysWhetherItCommitted(t *testing.T) {
 	mem := store.NewMem()
 	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), &controllertest.Node{}, nil)
-	doc := "apiVersion: nanoseg.io/v1alpha1\nkind: NanoSegment\nmetadata: {name: db, namespace: shop}\nspec:\n  selector: {matchLabels: {app: db}}\n"
+	doc := segDoc("db")
 	if _, err := svc.ApplyPolicies("db.yaml", []byte(doc), "alice"); err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +318,7 @@ func TestStatusShowsAdoptedAndRefusedEndpoints(t *testing.T) {
 // are listed apart.
 func TestStatusSeparatesWhatEnforcingWouldBreak(t *testing.T) {
 	mem, svc, ts := testAgent(t, &controllertest.Node{})
-	doc := "apiVersion: nanoseg.io/v1alpha1\nkind: NanoSegment\nmetadata: {name: db, namespace: shop}\nspec:\n  selector: {matchLabels: {app: db}}\n"
+	doc := segDoc("db")
 	if _, err := svc.ApplyPolicies("db.yaml", []byte(doc), "alice"); err != nil {
 		t.Fatal(err)
 	}
@@ -359,4 +359,9 @@ func testAgent(t *testing.T, node *controllertest.Node) (*store.Mem, *controller
 	ts := httptest.NewServer(server.New(svc, server.Config{}, nil).Handler())
 	t.Cleanup(ts.Close)
 	return mem, svc, ts
+}
+
+// segDoc is a NanoSegment selecting app in namespace shop, with no rules.
+func segDoc(app string) string {
+	return "apiVersion: nanoseg.io/v1alpha1\nkind: NanoSegment\nmetadata: {name: " + app + ", namespace: shop}\nspec:\n  selector: {matchLabels: {app: " + app + "}}\n"
 }
