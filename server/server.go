@@ -75,6 +75,7 @@ type Server struct {
 	log *slog.Logger
 
 	// Bound by Listen (and the unix socket by Serve), served by Serve.
+	handler          http.Handler // the API's routes, built once by Listen
 	servers          []*http.Server
 	listeners        []net.Listener
 	bound, unixBound bool
@@ -300,7 +301,8 @@ func (a *Server) Listen() error {
 	if a.bound {
 		return nil
 	}
-	h := a.Handler()
+	a.handler = a.Handler()
+	h := a.handler
 	var servers []*http.Server
 	var listeners []net.Listener
 	if a.cfg.Listen != "" {
@@ -343,7 +345,7 @@ func (a *Server) listenUnix() error {
 		return fmt.Errorf("chmod %s: %w", a.cfg.Socket, err)
 	}
 	a.servers = append([]*http.Server{{
-		Handler:           a.Handler(),
+		Handler:           a.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, callerKey, unixCaller(c))
