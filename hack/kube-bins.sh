@@ -2,7 +2,7 @@
 # Builds the Kubernetes binaries nanoseg's tests run (kube-apiserver, kubelet,
 # kubectl, and on request the rest of a node and the e2e suite) from the
 # k8s.io/kubernetes Go module, once per version, into
-#   $NANOSEG_KUBE_CACHE/<version>/   (default /var/cache/nanoseg/kube)
+#   $NANOSEG_KUBE_CACHE/<version>/   (default ~/.cache/nanoseg/kube)
 # and prints that directory. A binary whose --version already matches is not
 # rebuilt (1–2 s). No registry, no prebuilt download: only the Go module proxy.
 #
@@ -18,7 +18,7 @@ set -euo pipefail
 export PATH=/usr/local/go/bin:$PATH GOTOOLCHAIN=local GOFLAGS=-mod=mod
 KUBE_VERSION=${KUBE_VERSION:-v1.37.2}
 staging=v0.${KUBE_VERSION#v1.}
-cache=${NANOSEG_KUBE_CACHE:-/var/cache/nanoseg/kube}
+cache=${NANOSEG_KUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nanoseg/kube}
 out=$cache/$KUBE_VERSION
 bins=("$@")
 [ ${#bins[@]} -gt 0 ] || bins=(kube-apiserver kubelet kubectl)
