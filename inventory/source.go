@@ -16,6 +16,9 @@ type Snapshot struct {
 	// Externals maps addresses outside the inventory to the DNS name they
 	// are known by (a lab's externals).
 	Externals map[netip.Addr]string
+	// Services are the virtual addresses in front of endpoints (Kubernetes
+	// Services with their ready backends); nil where there are none.
+	Services []model.Service
 }
 
 // Source is the endpoint source seam: where a node learns which endpoints
@@ -49,6 +52,7 @@ func (m merged) List(ctx context.Context) (Snapshot, error) {
 			return Snapshot{}, err
 		}
 		out.Endpoints = append(out.Endpoints, snap.Endpoints...)
+		out.Services = append(out.Services, snap.Services...)
 		for k, v := range snap.Namespaces {
 			out.Namespaces[k] = v
 		}
