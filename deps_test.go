@@ -61,6 +61,8 @@ var fence = []fenceRow{
 		"netns helpers are a leaf"},
 	{"internal/nettest", []string{"internal/nsenter"}, [][]string{cluster, storage},
 		"test-only netns helpers"},
+	{"internal/kubetest", nil, [][]string{kernel, storage, {"sigs.k8s.io/controller-runtime"}},
+		"test-only: a real etcd and kube-apiserver for tests; a kube-named package, so it may import client-go (and nothing of the module)"},
 	{"policies/v1alpha1", []string{"model"}, [][]string{kernel, cluster, storage},
 		"API types: apimachinery and the vocabulary only"},
 	{"policies", []string{"model", "policies/v1alpha1"}, [][]string{kernel, cluster, storage},
