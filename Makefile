@@ -9,7 +9,7 @@ BIN := bin/nanoseg
 # Kernel tests run when this runs as root; the whole suite stays under 15 minutes.
 TEST_TIMEOUT ?= 14m
 
-.PHONY: help build test unit bench lint fmt-check vet demo generate verify clean
+.PHONY: help build test unit bench lint fmt-check vet demo generate verify clean kube-bins
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -25,9 +25,20 @@ build: ## build bin/nanoseg
 # A package listed here that no longer exists fails make test.
 NORACE := ./e2e
 
-test: fmt-check vet verify build ## gofmt check, go vet, generated files check, unit tests with -race, and (as root) kernel and end-to-end tests
+# The Kubernetes binaries the tests run (kube-apiserver, kubelet, kubectl),
+# built from the k8s.io/kubernetes module once per version into the user's
+# cache dir (~15 min the first time, 1-2 s after).
+kube-bins: ## build the Kubernetes test binaries once per version (hack/kube-bins.sh)
+	./hack/kube-bins.sh
+
+# make test builds the Kubernetes binaries first (kube-bins) and requires
+# them: a cluster test that cannot start its API server fails instead of
+# skipping (NANOSEG_KUBE_REQUIRED=1; etcd comes from Debian's etcd-server).
+test: fmt-check vet verify build ## gofmt check, go vet, generated files check, unit tests with -race, Kubernetes API server tests, and (as root) kernel and end-to-end tests
 	@if [ "$$(id -u)" != 0 ]; then echo "make test: not root: kernel tests will skip (they need network namespaces); run as root for the full suite"; fi
-	@race=-race; if [ "$$($(GO) env CGO_ENABLED)" != 1 ]; then \
+	@kubebin=$$(./hack/kube-bins.sh) || { echo "make test: hack/kube-bins.sh failed: the Kubernetes tests need its binaries"; exit 1; }; \
+	export NANOSEG_KUBE_BIN=$$kubebin NANOSEG_KUBE_REQUIRED=1; \
+	race=-race; if [ "$$($(GO) env CGO_ENABLED)" != 1 ]; then \
 	  echo "make test: no C compiler, so no cgo: running without the race detector (install gcc for -race)"; race=; fi; \
 	norace=$$($(GO) list $(NORACE)) || exit 1; \
 	pkgs=$$($(GO) list ./... | grep -vxF "$$norace"); \
