@@ -9,13 +9,16 @@ BIN := bin/nanoseg
 # Kernel tests run when this runs as root; the whole suite stays under 15 minutes.
 TEST_TIMEOUT ?= 14m
 
-.PHONY: help build test unit bench lint fmt-check vet demo generate verify clean kube-bins
+.PHONY: help build image test unit bench lint fmt-check vet demo generate verify clean kube-bins
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 build: ## build bin/nanoseg
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/nanoseg
+
+image: ## build the image nanoseg.io/nanoseg:dev as out/images/nanoseg.tar (docker archive, no registry: ctr -n k8s.io image import)
+	./hack/image.sh
 
 # make test runs every package with the race detector except these, each for a
 # reason (-race timings per package: docs/benchmarks.md):

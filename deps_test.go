@@ -101,6 +101,8 @@ var fence = []fenceRow{
 		"the standalone agent composes the parts in one process"},
 	{"lab", []string{"internal/nsenter"}, [][]string{cluster, storage, {mod + "controller", mod + "dataplane", mod + "observer", mod + "policies", mod + "node", mod + "agent", mod + "inventory"}},
 		"the lab is the world under test; it must not depend on what it tests"},
+	{"manifests", nil, [][]string{kernel, cluster, storage},
+		"the Kubernetes manifests (embedded YAML) and their renderer: apimachinery only; whoever applies them brings the client (its tests use internal/kubetest)"},
 	{"cmd/nanoseg", []string{anything}, [][]string{cluster}, "the binary wires everything"},
 	{"e2e", []string{anything}, [][]string{cluster}, "end-to-end tests use exported APIs and the built binary"},
 	{"", nil, nil, "the module root holds only this fence"},

@@ -1,0 +1,319 @@
+package manifests_test
+
+import (
+	"io/fs"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/nanoseg/nanoseg/manifests"
+)
+
+// objects renders the embedded kustomization or fails t.
+func objects(t testing.TB) []*unstructured.Unstructured {
+	t.Helper()
+	objs, err := manifests.Objects()
+	if err != nil {
+		t.Fatalf("render manifests: %v", err)
+	}
+	return objs
+}
+
+// find returns the object of kind and name, decoded strictly into out (an
+// unknown or misspelt field fails t).
+func find(t testing.TB, kind, name string, out any) {
+	t.Helper()
+	for _, o := range objects(t) {
+		if o.GetKind() == kind && o.GetName() == name {
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(o.Object, out, true); err != nil {
+				t.Fatalf("decode %s: %v", manifests.Ref(o), err)
+			}
+			return
+		}
+	}
+	t.Fatalf("no %s %s in the manifests", kind, name)
+}
+
+// TestKustomizationNamesEveryManifest fails when a YAML file under
+// manifests/ (lab topologies aside) is not reachable from
+// kustomization.yaml, for instance a CRD that `make generate` added, or
+// when the embedded copy differs from the files on disk.
+func TestKustomizationNamesEveryManifest(t *testing.T) {
+	disk := os.DirFS(".")
+	named, err := manifests.Files(disk, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var missing []string
+	err = fs.WalkDir(disk, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (p == "lab" || p == "testdata") {
+			return fs.SkipDir
+		}
+		if ext := path.Ext(p); !d.IsDir() && (ext == ".yaml" || ext == ".yml" || ext == ".json") && !slices.Contains(named, p) {
+			missing = append(missing, p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(missing) > 0 {
+		t.Errorf("not named by kustomization.yaml (directly or through a directory's kustomization.yaml): %v", missing)
+	}
+	for _, f := range named {
+		onDisk, err := fs.ReadFile(disk, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		embedded, err := fs.ReadFile(manifests.FS, f)
+		if err != nil {
+			t.Errorf("%s is not embedded: add it to the go:embed line of manifests.go", f)
+			continue
+		}
+		if string(onDisk) != string(embedded) {
+			t.Errorf("%s: embedded copy differs from the file", f)
+		}
+	}
+}
+
+// TestObjects checks what every object shares: namespaced objects live in
+// nanoseg-system, only the expected kinds are cluster-scoped, and every
+// container runs the image hack/image.sh builds, without pulling it.
+func TestObjects(t *testing.T) {
+	clusterScoped := []string{"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
+	var refs []string
+	for _, o := range objects(t) {
+		refs = append(refs, manifests.Ref(o))
+		if slices.Contains(clusterScoped, o.GetKind()) {
+			if o.GetNamespace() != "" {
+				t.Errorf("%s: a cluster-scoped kind with a namespace", manifests.Ref(o))
+			}
+		} else if o.GetNamespace() != manifests.Namespace {
+			t.Errorf("%s: namespace %q, want %q", manifests.Ref(o), o.GetNamespace(), manifests.Namespace)
+		}
+		containers, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+		for _, c := range containers {
+			c := c.(map[string]any)
+			if c["image"] != manifests.Image || c["imagePullPolicy"] != "IfNotPresent" {
+				t.Errorf("%s container %v: image %v pull %v, want %s IfNotPresent", manifests.Ref(o), c["name"], c["image"], c["imagePullPolicy"], manifests.Image)
+			}
+		}
+	}
+	want := []string{
+		"core/Namespace nanoseg-system",
+		"apiextensions.k8s.io/CustomResourceDefinition nanosegments.nanoseg.io",
+		"core/ServiceAccount nanoseg-system/nanoseg-node",
+		"rbac.authorization.k8s.io/ClusterRole nanoseg-node",
+		"rbac.authorization.k8s.io/ClusterRoleBinding nanoseg-node",
+		"apps/DaemonSet nanoseg-system/nanoseg-node",
+		"core/ServiceAccount nanoseg-system/nanoseg-controller",
+		"rbac.authorization.k8s.io/Role nanoseg-system/nanoseg-controller",
+		"rbac.authorization.k8s.io/RoleBinding nanoseg-system/nanoseg-controller",
+		"apps/Deployment nanoseg-system/nanoseg-controller",
+	}
+	if d := cmp.Diff(want, refs); d != "" {
+		t.Errorf("objects (-want +got):\n%s", d)
+	}
+}
+
+// TestNodeAgentDaemonSet pins what the node agent's pod needs and must
+// not have: host network and pids, exactly four capabilities, the netns
+// and owner host paths and no others, every taint tolerated, probes.
+func TestNodeAgentDaemonSet(t *testing.T) {
+	var ds appsv1.DaemonSet
+	find(t, "DaemonSet", manifests.NodeAgent, &ds)
+	pod := ds.Spec.Template.Spec
+	if pod.ServiceAccountName != manifests.NodeAgent {
+		t.Errorf("serviceAccountName %q", pod.ServiceAccountName)
+	}
+	if !pod.HostNetwork || !pod.HostPID {
+		t.Errorf("hostNetwork %v hostPID %v: the agent needs both (it reads /proc/PID/ns/net of pods' processes)", pod.HostNetwork, pod.HostPID)
+	}
+	if pod.HostIPC {
+		t.Error("hostIPC: not needed")
+	}
+	if d := cmp.Diff([]corev1.Toleration{{Operator: corev1.TolerationOpExists}}, pod.Tolerations); d != "" {
+		t.Errorf("tolerations: want one that tolerates every taint (-want +got):\n%s", d)
+	}
+	if len(pod.Containers) != 1 || len(pod.InitContainers) != 0 {
+		t.Fatalf("%d containers, %d init containers: want one container", len(pod.Containers), len(pod.InitContainers))
+	}
+	c := pod.Containers[0]
+	if d := cmp.Diff([]string{"/nanoseg", "node"}, c.Command); d != "" {
+		t.Errorf("command (-want +got):\n%s", d)
+	}
+	for _, a := range []string{"--node-name=$(NODE_NAME)", "--listen=:9990", "--owner-dir=/run/nanoseg/owners"} {
+		if !slices.Contains(c.Args, a) {
+			t.Errorf("args %v lack %s", c.Args, a)
+		}
+	}
+	wantEnv := []corev1.EnvVar{{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}}}
+	if d := cmp.Diff(wantEnv, c.Env); d != "" {
+		t.Errorf("env (-want +got):\n%s", d)
+	}
+	sc := c.SecurityContext
+	if sc == nil || sc.Capabilities == nil {
+		t.Fatal("no securityContext.capabilities")
+	}
+	if sc.Privileged != nil && *sc.Privileged {
+		t.Error("privileged: the agent needs four capabilities, not all of them")
+	}
+	if d := cmp.Diff([]corev1.Capability{"ALL"}, sc.Capabilities.Drop); d != "" {
+		t.Errorf("capabilities.drop (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff([]corev1.Capability{"NET_ADMIN", "NET_RAW", "SYS_ADMIN", "SYS_PTRACE"}, sc.Capabilities.Add); d != "" {
+		t.Errorf("capabilities.add (-want +got):\n%s", d)
+	}
+	if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+		t.Error("readOnlyRootFilesystem: want true")
+	}
+	for _, p := range []struct {
+		name  string
+		probe *corev1.Probe
+		path  string
+	}{{"liveness", c.LivenessProbe, "/healthz"}, {"readiness", c.ReadinessProbe, "/readyz"}} {
+		if p.probe == nil || p.probe.HTTPGet == nil || p.probe.HTTPGet.Path != p.path || p.probe.HTTPGet.Port.IntValue() != manifests.HealthPort {
+			t.Errorf("%s probe: want GET %s on port %d, got %+v", p.name, p.path, manifests.HealthPort, p.probe)
+		}
+	}
+	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
+		t.Errorf("resources %+v: want cpu and memory requests and a memory limit", c.Resources)
+	}
+
+	// Host paths: these and no others, each mounted where the agent looks.
+	hostPaths := map[string]string{} // volume name -> host path
+	for _, v := range pod.Volumes {
+		if v.HostPath != nil {
+			hostPaths[v.Name] = v.HostPath.Path
+		}
+	}
+	got := map[string]string{} // host path -> mount path, propagation, ro
+	for _, m := range c.VolumeMounts {
+		hp, ok := hostPaths[m.Name]
+		if !ok {
+			continue
+		}
+		prop := corev1.MountPropagationNone
+		if m.MountPropagation != nil {
+			prop = *m.MountPropagation
+		}
+		got[hp] = strings.Join([]string{m.MountPath, string(prop), map[bool]string{true: "ro", false: "rw"}[m.ReadOnly]}, " ")
+	}
+	want := map[string]string{
+		"/run/netns":     "/run/netns HostToContainer ro",
+		"/var/run/netns": "/var/run/netns HostToContainer ro",
+		"/run/nanoseg":   "/run/nanoseg None rw",
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("host paths: host path -> mount path, propagation, read-only (-want +got):\n%s", d)
+	}
+	if len(hostPaths) != len(want) {
+		t.Errorf("host path volumes %v: want only %v", hostPaths, want)
+	}
+}
+
+// TestNodeAgentRole pins the node agent's ClusterRole: reads of what it
+// enforces and Events, nothing else (the cluster test checks what the API
+// server grants).
+func TestNodeAgentRole(t *testing.T) {
+	var role rbacv1.ClusterRole
+	find(t, "ClusterRole", manifests.NodeAgent, &role)
+	if d := cmp.Diff(nodeAgentRules, expand(role.Rules)); d != "" {
+		t.Errorf("rules (-want +got):\n%s", d)
+	}
+	var b rbacv1.ClusterRoleBinding
+	find(t, "ClusterRoleBinding", manifests.NodeAgent, &b)
+	wantSubjects := []rbacv1.Subject{{Kind: "ServiceAccount", Name: manifests.NodeAgent, Namespace: manifests.Namespace}}
+	if d := cmp.Diff(wantSubjects, b.Subjects); d != "" || b.RoleRef.Name != manifests.NodeAgent || b.RoleRef.Kind != "ClusterRole" {
+		t.Errorf("binding: roleRef %+v, subjects (-want +got):\n%s", b.RoleRef, d)
+	}
+}
+
+// TestControllerSkeleton pins the part-2 controller: two replicas, its own
+// ServiceAccount, no capability, not root; its Role: its Lease and Events.
+func TestControllerSkeleton(t *testing.T) {
+	var d appsv1.Deployment
+	find(t, "Deployment", manifests.Controller, &d)
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != 2 {
+		t.Errorf("replicas %v, want 2", d.Spec.Replicas)
+	}
+	pod := d.Spec.Template.Spec
+	if pod.ServiceAccountName != manifests.Controller || pod.HostNetwork || pod.HostPID || len(pod.Volumes) != 0 {
+		t.Errorf("pod: serviceAccountName %q hostNetwork %v hostPID %v volumes %v", pod.ServiceAccountName, pod.HostNetwork, pod.HostPID, pod.Volumes)
+	}
+	if pod.SecurityContext == nil || pod.SecurityContext.RunAsNonRoot == nil || !*pod.SecurityContext.RunAsNonRoot {
+		t.Error("pod securityContext: want runAsNonRoot")
+	}
+	for _, c := range pod.Containers {
+		sc := c.SecurityContext
+		if sc == nil || sc.Capabilities == nil || len(sc.Capabilities.Add) != 0 || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) ||
+			sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+			t.Errorf("container %s: want every capability dropped and no privilege escalation, got %+v", c.Name, sc)
+		}
+	}
+	var role rbacv1.Role
+	find(t, "Role", manifests.Controller, &role)
+	if d := cmp.Diff(controllerRules, expand(role.Rules)); d != "" {
+		t.Errorf("rules (-want +got):\n%s", d)
+	}
+}
+
+// nodeAgentRules are the node agent's rights, expanded (see expand).
+var nodeAgentRules = []string{
+	"core/events create", "core/events patch",
+	"core/namespaces get", "core/namespaces list", "core/namespaces watch",
+	"core/pods get", "core/pods list", "core/pods watch",
+	"core/services get", "core/services list", "core/services watch",
+	"discovery.k8s.io/endpointslices get", "discovery.k8s.io/endpointslices list", "discovery.k8s.io/endpointslices watch",
+	"events.k8s.io/events create", "events.k8s.io/events patch",
+	"nanoseg.io/nanosegments get", "nanoseg.io/nanosegments list", "nanoseg.io/nanosegments watch",
+	"networking.k8s.io/networkpolicies get", "networking.k8s.io/networkpolicies list", "networking.k8s.io/networkpolicies watch",
+}
+
+// controllerRules are the controller's rights in its namespace, expanded.
+var controllerRules = []string{
+	"coordination.k8s.io/leases create",
+	"coordination.k8s.io/leases get nanoseg-controller",
+	"coordination.k8s.io/leases update nanoseg-controller",
+	"core/events create", "core/events patch",
+	"events.k8s.io/events create", "events.k8s.io/events patch",
+}
+
+// expand spells each (group, resource, verb, resource name) a rule grants
+// as "group/resource verb [name]" ("core" for the core group), sorted and
+// without duplicates.
+func expand(rules []rbacv1.PolicyRule) []string {
+	var out []string
+	for _, r := range rules {
+		names := r.ResourceNames
+		if len(names) == 0 {
+			names = []string{""}
+		}
+		for _, g := range r.APIGroups {
+			if g == "" {
+				g = "core"
+			}
+			for _, res := range r.Resources {
+				for _, v := range r.Verbs {
+					for _, n := range names {
+						out = append(out, strings.TrimSpace(g+"/"+res+" "+v+" "+n))
+					}
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
