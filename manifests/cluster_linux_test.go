@@ -18,7 +18,6 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -456,16 +455,6 @@ func event(ns, name string) *corev1.Event {
 	}
 }
 
-func newEvent(ns, name string) *eventsv1.Event {
-	return &eventsv1.Event{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		EventTime:  metav1.NewMicroTime(time.Now()),
-		Regarding:  corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: "web", APIVersion: "v1"},
-		Reason:     "Programmed", Note: "test", Type: corev1.EventTypeNormal,
-		Action: "Program", ReportingController: "nanoseg.io/node", ReportingInstance: "nanoseg-node-node-a",
-	}
-}
-
 var mergePatch = []byte(`{"metadata":{"labels":{"touched":"yes"}}}`)
 
 // testNodeAgentRBAC acts as the node agent's ServiceAccount: it reads and
@@ -519,10 +508,6 @@ func testNodeAgentRBAC(t *testing.T, c *kubetest.Cluster) {
 		}},
 		{"patch an event", func(ctx context.Context) error {
 			_, err := core.Events(ns).Patch(ctx, "web.programmed", types.MergePatchType, []byte(`{"count":2}`), metav1.PatchOptions{})
-			return err
-		}},
-		{"create an events.k8s.io event", func(ctx context.Context) error {
-			_, err := sa.EventsV1().Events(ns).Create(ctx, newEvent(ns, "web.programmed2"), metav1.CreateOptions{})
 			return err
 		}},
 	})

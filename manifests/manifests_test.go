@@ -277,7 +277,6 @@ var nodeAgentRules = []string{
 	"core/pods get", "core/pods list", "core/pods watch",
 	"core/services get", "core/services list", "core/services watch",
 	"discovery.k8s.io/endpointslices get", "discovery.k8s.io/endpointslices list", "discovery.k8s.io/endpointslices watch",
-	"events.k8s.io/events create", "events.k8s.io/events patch",
 	"nanoseg.io/nanosegments get", "nanoseg.io/nanosegments list", "nanoseg.io/nanosegments watch",
 	"networking.k8s.io/networkpolicies get", "networking.k8s.io/networkpolicies list", "networking.k8s.io/networkpolicies watch",
 }
@@ -288,7 +287,6 @@ var controllerRules = []string{
 	"coordination.k8s.io/leases get nanoseg-controller",
 	"coordination.k8s.io/leases update nanoseg-controller",
 	"core/events create", "core/events patch",
-	"events.k8s.io/events create", "events.k8s.io/events patch",
 }
 
 // expand spells each (group, resource, verb, resource name) a rule grants
