@@ -28,7 +28,7 @@ const testDirPrefix = "nanoseg-imagetest-"
 
 // runInContainerd imports archive into a containerd of its own (its root,
 // state, sockets and cgroup under a temp dir; the CRI plugin off) the way
-// a node loads the image (`ctr image import`), checks that the image is
+// a node loads the image (`ctr -n k8s.io image import`), checks that the image is
 // complete and unpacked, and runs `/nanoseg version` in a container of it
 // with runc. It skips unless root with containerd, ctr and runc installed.
 // Everything it made is removed at cleanup, and what a killed run left is
@@ -93,7 +93,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	defer cancel()
 	ctr := func(args ...string) string {
 		t.Helper()
-		cmd := exec.CommandContext(ctx, "ctr", append([]string{"--address", sock, "--namespace", "nanoseg-test"}, args...)...)
+		cmd := exec.CommandContext(ctx, "ctr", append([]string{"--address", sock, "--namespace", "k8s.io"}, args...)...)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			log, _ := os.ReadFile(logf.Name())

@@ -18,6 +18,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
 
 	"github.com/nanoseg/nanoseg/manifests"
 )
@@ -160,6 +161,8 @@ func TestImage(t *testing.T) {
 		}
 	})
 
+	t.Run("node-flags", func(t *testing.T) { checkNodeFlags(t, raw) })
+
 	t.Run("reproducible", func(t *testing.T) {
 		again, err := os.ReadFile(buildImage(t))
 		if err != nil {
@@ -171,4 +174,32 @@ func TestImage(t *testing.T) {
 	})
 
 	t.Run("containerd", func(t *testing.T) { runInContainerd(t, archive) })
+}
+
+// checkNodeFlags runs the image's /nanoseg (from the archive) as `nanoseg
+// node --help` and checks that every flag the DaemonSet passes exists. It
+// skips while the binary has no node command.
+func checkNodeFlags(t *testing.T, archive []byte) {
+	_, files, _ := readTar(t, bytes.NewReader(archive))
+	var m []struct{ Layers []string }
+	if err := json.Unmarshal(files["manifest.json"], &m); err != nil || len(m) != 1 || len(m[0].Layers) != 1 {
+		t.Fatalf("manifest.json: %v", err)
+	}
+	_, layer, _ := readTar(t, bytes.NewReader(files[m[0].Layers[0]]))
+	bin := filepath.Join(t.TempDir(), "nanoseg")
+	if err := os.WriteFile(bin, layer["nanoseg"], 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "node", "--help").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--node-name") {
+		t.Skipf("this nanoseg has no node command yet (issue 12): %v\n%s", err, out)
+	}
+	var ds appsv1.DaemonSet
+	find(t, "DaemonSet", manifests.NodeAgent, &ds)
+	for _, a := range ds.Spec.Template.Spec.Containers[0].Args {
+		flag, _, _ := strings.Cut(a, "=")
+		if !strings.Contains(string(out), flag+" ") {
+			t.Errorf("the DaemonSet passes %s, which nanoseg node --help does not list:\n%s", flag, out)
+		}
+	}
 }
