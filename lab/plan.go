@@ -55,6 +55,9 @@ type Endpoint struct {
 	External bool   `json:"external,omitempty"`
 	DNSName  string `json:"dnsName,omitempty"`
 	Ports    []Port `json:"ports,omitempty"`
+	// Node is the simulated Kubernetes node of a workload replica (the
+	// workload's `node`, default the lab's name); empty for externals.
+	Node string `json:"node,omitempty"`
 	// SwitchPort is the name of the veth end in the switch namespace.
 	SwitchPort string     `json:"switchPort"`
 	IPv4       netip.Addr `json:"ipv4"`
@@ -180,7 +183,7 @@ func (t *Topology) endpoints(pinned map[string]netip.Addr) ([]Endpoint, []error)
 		// still calls this to check the names.
 		for r := 0; r < min(w.Replicas, MaxReplicas); r++ {
 			e := Endpoint{Netns: netnsName(t.Name, fmt.Sprintf("%s-%s-%d", w.Namespace, w.Name, r)),
-				Namespace: w.Namespace, Workload: w.Name, Replica: r, Labels: w.Labels, Ports: w.Ports}
+				Namespace: w.Namespace, Workload: w.Name, Replica: r, Labels: w.Labels, Ports: w.Ports, Node: w.nodeOf(r, t.Name)}
 			e.IPv4 = pinned[fmt.Sprintf("workloads[%d].ipv4[%d]", i, r)]
 			e.IPv6 = pinned[fmt.Sprintf("workloads[%d].ipv6[%d]", i, r)]
 			add(fmt.Sprintf("workloads[%d] replica %d", i, r), e)
@@ -194,6 +197,46 @@ func (t *Topology) endpoints(pinned map[string]netip.Addr) ([]Endpoint, []error)
 		add(fmt.Sprintf("externals[%d]", i), e)
 	}
 	return out, errs
+}
+
+// nodeOf returns the node of replica r: its own entry of the node list,
+// the one node given for all, or the lab's name.
+func (w Workload) nodeOf(r int, lab string) string {
+	switch {
+	case len(w.Node) == 1:
+		return w.Node[0]
+	case r < len(w.Node):
+		return w.Node[r]
+	}
+	return lab
+}
+
+// Nodes returns the names of the simulated nodes of the plan's workload
+// replicas, sorted, each once.
+func (p *Plan) Nodes() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, e := range p.Endpoints {
+		if n := e.NodeName(p.Lab); n != "" && !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// NodeName returns the simulated node of a workload replica: e.Node, or
+// lab (the default) for a plan written before nodes existed; "" for an
+// external.
+func (e Endpoint) NodeName(lab string) string {
+	switch {
+	case e.External:
+		return ""
+	case e.Node != "":
+		return e.Node
+	}
+	return lab
 }
 
 // allocate names every endpoint and gives it addresses: fixed ones first,

@@ -23,7 +23,7 @@ const Kind = "LabTopology"
 //	name: shop                     # lab name, DNS-1123 label
 //	dns: kube-system/dns           # the workload that serves the lab's names
 //	namespaces: [{name, labels}]
-//	workloads:  [{name, namespace, labels, replicas, ports, talks, ipv4, ipv6}]
+//	workloads:  [{name, namespace, labels, replicas, ports, talks, ipv4, ipv6, node}]
 //	externals:  [{name, dns, ports, ipv4, ipv6}]
 type Topology struct {
 	Kind       string      `yaml:"kind"`
@@ -54,6 +54,32 @@ type Workload struct {
 	// replicas without one get the next free address.
 	IPv4 Addrs `yaml:"ipv4"`
 	IPv6 Addrs `yaml:"ipv6"`
+	// Node names the simulated Kubernetes node the replicas run on, as the
+	// lab registers them in an API server (lab/kubelab): one name for every
+	// replica, or a list with one name per replica. Default: one node named
+	// after the lab. It changes nothing in the lab's network.
+	Node Names `yaml:"node"`
+}
+
+// Names is a list of names; a single name may be written without the list
+// brackets.
+type Names []string
+
+// UnmarshalYAML accepts one name or a list of names.
+func (n *Names) UnmarshalYAML(node *yaml.Node) error {
+	switch node.Kind {
+	case yaml.ScalarNode:
+		*n = Names{node.Value}
+		return nil
+	case yaml.SequenceNode:
+		var l []string
+		if err := node.Decode(&l); err != nil {
+			return err
+		}
+		*n = l
+		return nil
+	}
+	return fmt.Errorf("line %d: want a name or a list of names", node.Line)
 }
 
 // Addrs is a list of addresses; a single address may be written without
@@ -157,6 +183,7 @@ var (
 var (
 	dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	dnsName      = regexp.MustCompile(`^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 	labelKey     = regexp.MustCompile(`^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
 	labelValue   = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$`)
 )
@@ -338,6 +365,14 @@ func (t *Topology) Validate() error {
 		}
 		if len(w.IPv6) > w.Replicas {
 			bad(p+".ipv6", "%d addresses for %d replicas", len(w.IPv6), w.Replicas)
+		}
+		if len(w.Node) > 1 && len(w.Node) != w.Replicas {
+			bad(p+".node", "%d nodes for %d replicas: give one node for every replica or one per replica", len(w.Node), w.Replicas)
+		}
+		for j, n := range w.Node {
+			if !dnsSubdomain.MatchString(n) || len(n) > 253 {
+				bad(fmt.Sprintf("%s.node[%d]", p, j), "%q must be a lowercase DNS name (a Kubernetes node name)", n)
+			}
 		}
 	}
 	extByDNS := map[string]*External{}

@@ -168,3 +168,55 @@ func TestParseReportsEveryAddressProblem(t *testing.T) {
 		}
 	}
 }
+
+// TestParseNodes: `node` gives every replica one node, or each its own;
+// by default every replica runs on a node named after the lab; a list of
+// the wrong length and a name that is no node name are refused.
+func TestParseNodes(t *testing.T) {
+	withWorkloads := func(w string) []byte { return []byte(strings.Replace(base, "externals:\n", w+"externals:\n", 1)) }
+	top, err := Parse(withWorkloads(`  - name: pinned
+    namespace: shop
+    replicas: 2
+    node: [node-a, node-b.lab]
+  - name: one
+    namespace: shop
+    replicas: 2
+    node: node-c
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPlan(top, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, e := range p.Endpoints {
+		got[e.ID()] = e.NodeName(p.Lab)
+	}
+	for id, want := range map[string]string{
+		"shop/pinned-0": "node-a", "shop/pinned-1": "node-b.lab",
+		"shop/one-0": "node-c", "shop/one-1": "node-c",
+		"shop/web-1": "t", "external/pay": "",
+	} {
+		if got[id] != want {
+			t.Errorf("node of %s = %q, want %q", id, got[id], want)
+		}
+	}
+	if n := p.Nodes(); strings.Join(n, ",") != "node-a,node-b.lab,node-c,t" {
+		t.Errorf("Nodes() = %v", n)
+	}
+	_, err = Parse(withWorkloads(`  - name: bad
+    namespace: shop
+    replicas: 3
+    node: [a, b]
+  - name: worse
+    namespace: shop
+    node: Node_1
+`))
+	for _, want := range []string{"workloads[3].node: 2 nodes for 3 replicas", `workloads[4].node[0]: "Node_1" must be a lowercase DNS name`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not contain %q", err, want)
+		}
+	}
+}
