@@ -151,6 +151,11 @@ func envName(k string) string {
 // envExempt are NANOSEG_* variables that are not configuration keys.
 var envExempt = map[string]bool{
 	"NANOSEG_LAB_TEST_PAUSE_AFTER": true, // a test hook of the lab (lab/process_linux.go)
+	// The Kubernetes test harness (internal/kubetest, hack/kube-bins.sh);
+	// make test exports the first two to every test, this binary included.
+	"NANOSEG_KUBE_BIN":      true,
+	"NANOSEG_KUBE_REQUIRED": true,
+	"NANOSEG_KUBE_CACHE":    true,
 }
 
 // checkEnv refuses NANOSEG_* variables that name no configuration key, so a

@@ -16,12 +16,13 @@ import (
 func newLabCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "lab", Short: "Run a lab of container-like network namespaces from a topology file"}
 	cmd.PersistentFlags().String("state-dir", "", "directory of the labs' state (default /run/nanoseg/lab)")
-	cmd.AddCommand(newLabUpCmd(a), newLabStatusCmd(a), newLabDownCmd(a), newLabProbeCmd(a), newLabCheckCmd(a), newLabEdgesCmd(a), newLabEndpointCmd(a))
+	cmd.AddCommand(newLabUpCmd(a), newLabStatusCmd(a), newLabDownCmd(a), newLabProbeCmd(a), newLabCheckCmd(a), newLabEdgesCmd(a), newLabEndpointCmd(a), newLabKubeCmd(a))
 	return cmd
 }
 
 func newLabUpCmd(a *app) *cobra.Command {
 	var file string
+	var k kubeFlags
 	cmd := &cobra.Command{
 		Use:   "up -f TOPOLOGY.yaml",
 		Short: "Create the lab's namespaces, links, servers, clients and DNS server",
@@ -41,10 +42,17 @@ func newLabUpCmd(a *app) *cobra.Command {
 				fmt.Fprintf(w, "lab %s is up: %d endpoints, switch %s\n", res.Plan.Lab, len(res.Plan.Endpoints), res.Plan.Switch)
 			}
 			printPlan(w, res.Plan)
+			if k.enabled {
+				if err := registerLab(cmd.Context(), k, res.Plan); err != nil {
+					return fmt.Errorf("lab up: register in Kubernetes: %w", err)
+				}
+				printRegistered(cmd, res.Plan)
+			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "topology file (YAML)")
+	k.add(cmd, "also register the lab in a Kubernetes API server as Namespaces, Nodes and Pods (see `lab kube register`)")
 	return cmd
 }
 
@@ -157,6 +165,7 @@ func newLabStatusCmd(a *app) *cobra.Command {
 
 func newLabDownCmd(a *app) *cobra.Command {
 	var name string
+	var k kubeFlags
 	cmd := &cobra.Command{
 		Use:   "down",
 		Short: "Remove every namespace, link, process and file of the lab",
@@ -170,6 +179,12 @@ func newLabDownCmd(a *app) *cobra.Command {
 				return err
 			}
 			for _, n := range names {
+				// Pods leave the API server before their namespaces go.
+				if k.enabled {
+					if err := unregisterLab(cmd.Context(), k, n); err != nil {
+						return fmt.Errorf("lab down %s: unregister from Kubernetes: %w", n, err)
+					}
+				}
 				if err := lab.Down(cmd.Context(), a.cfg.Lab, n, a.log); err != nil {
 					return fmt.Errorf("lab down %s: %w", n, err)
 				}
@@ -179,6 +194,7 @@ func newLabDownCmd(a *app) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "lab name (default: every lab with state)")
+	k.add(cmd, "also remove what `lab up --kubernetes` registered in the Kubernetes API server")
 	return cmd
 }
 

@@ -88,6 +88,28 @@ func Shared(t testing.TB) *Cluster {
 	return shared.c
 }
 
+// New starts a cluster of t's own, stopped at t's cleanup, for tests that
+// cannot share the package's (or packages without Main). It skips or fails
+// like Shared.
+func New(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	start := time.Now()
+	c, err := Start(context.Background(), opts)
+	if err != nil {
+		if errors.Is(err, ErrUnavailable) && os.Getenv(EnvRequired) != "1" {
+			t.Skipf("kubetest: no test cluster on this machine (set %s=1 to make this a failure): %v", EnvRequired, err)
+		}
+		t.Fatalf("kubetest: %v", err)
+	}
+	t.Logf("kubetest: cluster %s up in %s (dir %s)", c.Server, time.Since(start).Round(time.Millisecond), c.Dir)
+	t.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			t.Errorf("kubetest: %v", err)
+		}
+	})
+	return c
+}
+
 // Namespace creates a namespace with a generated name ("kubetest-xxxxx")
 // and labels, and deletes it at t's cleanup. No namespace controller runs,
 // so a deleted namespace stays Terminating, with its objects, until the
