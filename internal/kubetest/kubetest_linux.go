@@ -472,6 +472,8 @@ func WriteKubeconfig(path string, cfg *rest.Config, name string) error {
 // StopAPIServer stops kube-apiserver (SIGTERM, up to 30 s) and leaves etcd
 // running, for tests of clients that lose the API server. StartAPIServer
 // brings it back on the same port with the same certificates and data.
+// On the package's shared cluster, call it only from a test that does not
+// run in parallel with others (or take a cluster of its own with New).
 func (c *Cluster) StopAPIServer() error {
 	c.mu.Lock()
 	p := c.api
