@@ -141,6 +141,15 @@ type Cluster struct {
 	mu        sync.Mutex
 	etcd, api *proc
 	stopped   bool
+	took      timings
+}
+
+// timings are how long each step of Start took, for the logs.
+type timings struct{ certs, etcd, apiserver, crds time.Duration }
+
+func (t timings) String() string {
+	r := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+	return fmt.Sprintf("certificates %s, etcd %s, kube-apiserver %s, CRDs %s", r(t.certs), r(t.etcd), r(t.apiserver), r(t.crds))
 }
 
 // Start starts etcd and kube-apiserver and returns once /readyz says ok
@@ -179,9 +188,12 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if c.dataDir, err = newDataDir(shm, dir); err != nil {
 		return nil, err
 	}
+	step := time.Now()
+	lap := func(d *time.Duration) { now := time.Now(); *d = now.Sub(step); step = now }
 	if err := c.writeCerts(opts); err != nil {
 		return nil, err
 	}
+	lap(&c.took.certs)
 	// A port picked free may be taken before the child binds it: retry a
 	// few times with fresh ports when a bind fails.
 	for attempt := 1; ; attempt++ {
@@ -193,6 +205,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	lap(&c.took.etcd)
 	for attempt := 1; ; attempt++ {
 		err = c.startAPIServer(ctx, true)
 		if err == nil || attempt == 3 || !errors.Is(err, errPortTaken) {
@@ -202,9 +215,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	lap(&c.took.apiserver)
 	if err := c.applyCRDs(ctx, opts.CRDDirs); err != nil {
 		return nil, err
 	}
+	lap(&c.took.crds)
 	ok = true
 	return c, nil
 }

@@ -256,6 +256,28 @@ func TestStopLeavesNothing(t *testing.T) {
 	}
 }
 
+// TestStartFailureShowsLogs: an API server that cannot start makes Start
+// fail with the tail of its log, and leaves no directory behind.
+func TestStartFailureShowsLogs(t *testing.T) {
+	if _, _, err := binaries(); err != nil {
+		Shared(t)
+	}
+	before, _ := filepath.Glob(filepath.Join(shmDir(), dataPrefix+strconv.Itoa(os.Getpid())+"-*"))
+	_, err := Start(ctxFor(t), Options{APIServerArgs: []string{"--no-such-flag=1"}})
+	if err == nil {
+		t.Fatal("Start with a flag kube-apiserver does not know succeeded")
+	}
+	for _, want := range []string{"start kube-apiserver: exited before it was ready", "last lines of", "unknown flag: --no-such-flag"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	after, _ := filepath.Glob(filepath.Join(shmDir(), dataPrefix+strconv.Itoa(os.Getpid())+"-*"))
+	if len(after) != len(before) {
+		t.Errorf("data dirs of this process: %v before, %v after a failed Start", before, after)
+	}
+}
+
 // childEnv makes the test binary a victim for TestKilledTestLeavesNothing.
 const childEnv = "NANOSEG_KUBETEST_CHILD"
 

@@ -76,7 +76,7 @@ func Shared(t testing.TB) *Cluster {
 		shared.c, shared.err = Start(context.Background(), shared.opts)
 		shared.took = time.Since(start)
 		if shared.err == nil {
-			t.Logf("kubetest: cluster %s up in %s (dir %s)", shared.c.Server, shared.took.Round(time.Millisecond), shared.c.Dir)
+			t.Logf("kubetest: cluster %s up in %s (%s; dir %s)", shared.c.Server, shared.took.Round(time.Millisecond), shared.c.took, shared.c.Dir)
 		}
 	}
 	if err := shared.err; err != nil {
@@ -101,7 +101,7 @@ func New(t testing.TB, opts Options) *Cluster {
 		}
 		t.Fatalf("kubetest: %v", err)
 	}
-	t.Logf("kubetest: cluster %s up in %s (dir %s)", c.Server, time.Since(start).Round(time.Millisecond), c.Dir)
+	t.Logf("kubetest: cluster %s up in %s (%s; dir %s)", c.Server, time.Since(start).Round(time.Millisecond), c.took, c.Dir)
 	t.Cleanup(func() {
 		if err := c.Stop(); err != nil {
 			t.Errorf("kubetest: %v", err)
