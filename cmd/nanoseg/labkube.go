@@ -22,6 +22,9 @@ func kubeClient(path string) (kubernetes.Interface, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig: %w", err)
 	}
+	// client-go's default of 5 requests a second would take minutes for a
+	// large lab; this is a test harness talking to a test API server.
+	cfg.QPS, cfg.Burst = 200, 400
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig: %w", err)

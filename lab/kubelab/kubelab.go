@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -58,20 +59,18 @@ func Register(ctx context.Context, client kubernetes.Interface, p *lab.Plan) err
 			return err
 		}
 	}
-	var errs []error
 	want := map[string]bool{} // namespace/name of the plan's pods
+	var replicas []lab.Endpoint
 	for _, e := range p.Endpoints {
-		if e.External {
-			continue
-		}
-		want[e.Namespace+"/"+PodName(e)] = true
-		if err := ensurePod(ctx, client, p, e); err != nil {
-			errs = append(errs, err)
+		if !e.External {
+			want[e.Namespace+"/"+PodName(e)] = true
+			replicas = append(replicas, e)
 		}
 	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
+	if err := forEach(replicas, func(e lab.Endpoint) error { return ensurePod(ctx, client, p, e) }); err != nil {
+		return err
 	}
+	var errs []error
 	// What an earlier run registered and the plan no longer has.
 	pods, err := labPods(ctx, client, p.Lab)
 	if err != nil {
@@ -105,9 +104,7 @@ func Unregister(ctx context.Context, client kubernetes.Interface, name string) e
 	if err != nil {
 		return err
 	}
-	for _, pod := range pods {
-		errs = append(errs, deletePod(ctx, client, pod.Namespace, pod.Name))
-	}
+	errs = append(errs, forEach(pods, func(pod corev1.Pod) error { return deletePod(ctx, client, pod.Namespace, pod.Name) }))
 	nodes, err := labNodes(ctx, client, name)
 	if err != nil {
 		return err
@@ -127,6 +124,40 @@ func Unregister(ctx context.Context, client kubernetes.Interface, name string) e
 			}
 		}
 	}
+	return errors.Join(errs...)
+}
+
+// workers bounds the pods written at once: each takes two or three
+// requests, and the client's rate limiter bounds the rest.
+const workers = 16
+
+// forEach calls fn for every item on up to workers goroutines and joins
+// the errors.
+func forEach[T any](items []T, fn func(T) error) error {
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	next := make(chan T)
+	for range min(workers, len(items)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for it := range next {
+				if err := fn(it); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, it := range items {
+		next <- it
+	}
+	close(next)
+	wg.Wait()
 	return errors.Join(errs...)
 }
 

@@ -4,6 +4,7 @@ package kubelab_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -254,5 +255,43 @@ func TestRegisterFollowsChanges(t *testing.T) {
 	err := kubelab.Register(ctx, c.Client, plan(t, []byte(moved)))
 	if err == nil || !strings.Contains(err.Error(), "mv-app/dns-0") || !strings.Contains(err.Error(), "not lab mv's") {
 		t.Errorf("register over a stranger's pod: %v, want a refusal naming mv-app/dns-0", err)
+	}
+}
+
+// TestRegisterManyPods registers 200 pods on 4 nodes, again, and removes
+// them, logging how long each step takes (the node agent's benchmarks
+// register labs of this size and larger).
+func TestRegisterManyPods(t *testing.T) {
+	c := kubetest.Shared(t)
+	ctx := ctxFor(t)
+	var b strings.Builder
+	b.WriteString("kind: LabTopology\nname: many\ndns: many/dns\nnamespaces: [{name: many, labels: {team: many}}]\nworkloads:\n")
+	b.WriteString("  - {name: dns, namespace: many, ports: [{port: 53, protocol: UDP}]}\n")
+	for i := range 4 {
+		fmt.Fprintf(&b, "  - {name: w%d, namespace: many, labels: {app: w%d}, replicas: 50, node: n%d, ports: [{port: 80}]}\n", i, i, i)
+	}
+	p := plan(t, []byte(b.String()))
+	start := time.Now()
+	if err := kubelab.Register(ctx, c.Client, p); err != nil {
+		t.Fatal(err)
+	}
+	first := time.Since(start)
+	t.Cleanup(func() { _ = kubelab.Unregister(context.Background(), c.Client, p.Lab) })
+	start = time.Now()
+	if err := kubelab.Register(ctx, c.Client, p); err != nil {
+		t.Fatal(err)
+	}
+	again := time.Since(start)
+	if got := len(pods(t, c.Client, "many")); got != 201 {
+		t.Errorf("%d pods registered, want 201", got)
+	}
+	start = time.Now()
+	if err := kubelab.Unregister(ctx, c.Client, p.Lab); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("201 pods on 5 nodes: registered in %s, again in %s, unregistered in %s",
+		first.Round(time.Millisecond), again.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	if got := len(pods(t, c.Client, "many")); got != 0 {
+		t.Errorf("%d pods left after Unregister", got)
 	}
 }
