@@ -24,7 +24,17 @@ import (
 	"github.com/nanoseg/nanoseg/store"
 )
 
-func init() { edgeSource = agentEdges }
+func init() { edgeSource, coverageSource = agentEdges, agentCoverage }
+
+// agentCoverage fetches every workload's coverage since since (zero:
+// everything) from the agent.
+func agentCoverage(ctx context.Context, a *app, since time.Time) ([]model.Coverage, error) {
+	var window time.Duration
+	if !since.IsZero() {
+		window = time.Since(since).Round(time.Second)
+	}
+	return newClient(a).Coverage(ctx, window)
+}
 
 // agentEdges fetches the edges last seen since since (zero: all) from the
 // agent.
