@@ -85,6 +85,12 @@ func (e *agentEnv) stopAgent(sig syscall.Signal) {
 
 func newAgentEnv(t *testing.T, prefix string, extra ...string) *agentEnv {
 	t.Helper()
+	return newAgentEnvFrom(t, "../manifests/lab/shop.yaml", prefix, extra...)
+}
+
+// newAgentEnvFrom is newAgentEnv on the lab topology at path.
+func newAgentEnvFrom(t *testing.T, path, prefix string, extra ...string) *agentEnv {
+	t.Helper()
 	requireRoot(t)
 	e := &agentEnv{t: t, name: uniqueName(prefix), labState: t.TempDir(), dir: t.TempDir(), extra: extra}
 	e.sock = filepath.Join(e.dir, "agent.sock")
@@ -92,7 +98,7 @@ func newAgentEnv(t *testing.T, prefix string, extra ...string) *agentEnv {
 	if e.logf, err = os.Create(filepath.Join(e.dir, "agent.log")); err != nil {
 		t.Fatal(err)
 	}
-	topo := labCopy(t, "../manifests/lab/shop.yaml", e.name)
+	topo := labCopy(t, path, e.name)
 	t.Cleanup(func() {
 		e.stopAgent(syscall.SIGKILL)
 		if out, err := nanoseg(t, e.labState, nil, "lab", "down", "--name", e.name); err != nil {
