@@ -227,3 +227,15 @@ func TestPromoteWellObservedAndDeclared(t *testing.T) {
 		t.Errorf("declared revision gated: %+v", res)
 	}
 }
+
+// Attempts the dataplane denied are no traffic either: a workload whose
+// every attempt was denied is silent.
+func TestCoverageDeniedIsSilent(t *testing.T) {
+	e := tcpEdge("intruder", "db", 5432, 0, time.Minute, 2, 0)
+	e.Verdicts = model.VerdictCounts{Denied: 2}
+	got := controller.ComputeCoverage([]string{"shop/intruder", "shop/db"}, []model.ObservedSpan{span("intruder-0", "shop/intruder", 0, time.Hour)},
+		[]model.Edge{e, tcpEdge("web", "db", 5432, 0, time.Minute, 1, 0)}, 0, time.Time{}, t0.Add(time.Hour))
+	if !got[0].Silent || got[0].Flows != 2 || got[1].Silent {
+		t.Errorf("coverage %+v", got)
+	}
+}

@@ -125,13 +125,15 @@ func (t *Traffic) Add(o Traffic) {
 	t.Verdicts.Add(o.Verdicts)
 }
 
-// Succeeded returns the flows that did not fail (Flows - Failed, never
-// below 0).
+// Succeeded returns the flows that neither failed nor were denied by the
+// dataplane (Flows - Failed - Verdicts.Denied, never below 0; a denied
+// attempt never reaches conntrack, so it is never also counted failed).
 func (t *Traffic) Succeeded() uint64 {
-	if t.Failed >= t.Flows {
+	bad := t.Failed + t.Verdicts.Denied
+	if bad >= t.Flows {
 		return 0
 	}
-	return t.Flows - t.Failed
+	return t.Flows - bad
 }
 
 // OnlyFailed reports whether every connection counted was a failed one:
