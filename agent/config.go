@@ -44,6 +44,12 @@ type Config struct {
 	// DriftInterval is how often every endpoint's table is compared with
 	// its desired rule set and repaired.
 	DriftInterval time.Duration `mapstructure:"driftInterval" yaml:"driftInterval"`
+	// MinObserved is how long a workload must have been observed within
+	// its proposal's window before a promotion of the proposal to enforce
+	// goes ahead without --force (controller.Service.Promote; `promote
+	// --min-observed` overrides it per request). 0: no minimum (the
+	// window and silence checks remain).
+	MinObserved time.Duration `mapstructure:"minObserved" yaml:"minObserved"`
 }
 
 // Defaults returns the agent settings used where nothing else is set.
@@ -55,6 +61,7 @@ func Defaults() Config {
 		FlushInterval:     2 * time.Second,
 		InventoryInterval: 2 * time.Second,
 		DriftInterval:     5 * time.Second,
+		MinObserved:       time.Hour,
 	}
 }
 
@@ -89,6 +96,9 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
 			bad("metricsAddr", "%q is not host:port", c.MetricsAddr)
 		}
+	}
+	if c.MinObserved < 0 {
+		bad("minObserved", "%s must not be negative (0: no minimum)", c.MinObserved)
 	}
 	for key, d := range map[string]time.Duration{"flushInterval": c.FlushInterval, "inventoryInterval": c.InventoryInterval, "driftInterval": c.DriftInterval} {
 		if d < 100*time.Millisecond || d > time.Hour {

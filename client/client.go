@@ -226,6 +226,18 @@ func (c *Client) History(ctx context.Context, workload string) ([]model.Promotio
 	return h, err
 }
 
+// Coverage returns GET /v1/coverage: every workload's coverage within
+// window (everything for 0).
+func (c *Client) Coverage(ctx context.Context, window time.Duration) ([]model.Coverage, error) {
+	q := url.Values{}
+	if window > 0 {
+		q.Set("window", window.String())
+	}
+	var cov []model.Coverage
+	err := c.Do(ctx, "GET", "/v1/coverage", q, nil, &cov)
+	return cov, err
+}
+
 // Promote posts a promotion and returns the recorded event and whether the
 // dataplane converged.
 func (c *Client) Promote(ctx context.Context, req controller.PromoteRequest) (controller.PromoteResult, error) {

@@ -149,6 +149,15 @@ func (s *Service) Export(ctx context.Context, req ExportRequest, who string) (*E
 		}
 	}
 	b.Inventory = inventorySection(eps)
+	var inScopeWorkloads []string
+	for _, w := range s.inv.Workloads() {
+		if scoped[w] {
+			inScopeWorkloads = append(inScopeWorkloads, w)
+		}
+	}
+	if b.Coverage, err = s.coverageAt(inScopeWorkloads, window, now); err != nil {
+		return nil, err
+	}
 	if b.Policies, err = s.policiesSection(scoped); err != nil {
 		return nil, err
 	}

@@ -68,6 +68,22 @@ type ProposeReport struct {
 	// Skipped lists the workloads observed in the window that got no
 	// proposal, and why.
 	Skipped []string `json:"skipped"`
+	// Failed lists, for every edge left out because every connection of
+	// it failed (never established: refused with a reset, or never
+	// answered), "source -> destination PROTO/port: n connections in the
+	// window, all failed (m refused, k unanswered): ...". Such an edge
+	// is never learned as an allow: a port that only refuses looks like a
+	// scan.
+	Failed []string `json:"failed"`
+	// Window is the window asked for, in seconds (0: every edge stored).
+	WindowSeconds float64 `json:"windowSeconds"`
+	// Coverage is the coverage of every workload of the inventory in the
+	// window (model.Coverage), sorted by workload.
+	Coverage []model.Coverage `json:"coverage"`
+	// Silent names the workloads of the inventory with no successful
+	// connection in the window: they get no proposal, and the policies
+	// of the workloads they would talk to do not allow them.
+	Silent []string `json:"silent"`
 }
 
 // Propose infers one nanosegment per workload from the edges last seen
@@ -81,18 +97,31 @@ type ProposeReport struct {
 // than the window, or under a policy no longer in force that the policies
 // in force allow, leave nothing out.
 func (s *Service) Propose(window time.Duration, includeDenied bool, who string) (ProposeReport, error) {
-	rep := ProposeReport{Proposals: []ProposeResult{}, Excluded: []string{}, Skipped: []string{}}
+	rep := ProposeReport{Proposals: []ProposeResult{}, Excluded: []string{}, Skipped: []string{}, Failed: []string{}, Silent: []string{},
+		WindowSeconds: max(window, 0).Seconds()}
 	if err := s.node.Flush(); err != nil {
 		return rep, err
 	}
+	now := time.Now()
 	since := windowStart(window)
 	all, err := s.obs.Edges(since)
 	if err != nil {
 		return rep, err
 	}
-	edges := all
+	if rep.Coverage, err = s.coverageAt(s.inv.Workloads(), max(window, 0), now); err != nil {
+		return rep, err
+	}
+	for _, c := range rep.Coverage {
+		if c.Silent {
+			rep.Silent = append(rep.Silent, c.Workload+": "+c.Summary())
+		}
+	}
+	// Failed attempts are never learned as allows (the proposer gets only
+	// edges with at least one connection that succeeded).
+	edges, failed := LeaveOutFailed(all)
+	rep.Failed = append(rep.Failed, failed...)
 	if !includeDenied {
-		if edges, err = s.leaveOutDenied(all, since, &rep); err != nil {
+		if edges, err = s.leaveOutDenied(edges, since, &rep); err != nil {
 			return rep, err
 		}
 	}
@@ -117,7 +146,7 @@ func (s *Service) Propose(window time.Duration, includeDenied bool, who string) 
 			rep.Proposals = append(rep.Proposals, res)
 			continue
 		}
-		r, err := s.store.AddRevision(store.Revision{Workload: w, Origin: store.OriginProposed, CreatedAt: time.Now().UTC(), CreatedBy: who, Policy: seg})
+		r, err := s.store.AddRevision(store.Revision{Workload: w, Origin: store.OriginProposed, CreatedAt: now.UTC(), CreatedBy: who, Policy: seg, Window: max(window, 0)})
 		if err != nil {
 			return rep, err
 		}
@@ -133,6 +162,39 @@ func (s *Service) Propose(window time.Duration, includeDenied bool, who string) 
 		}
 	}
 	return rep, nil
+}
+
+// LeaveOutFailed returns the edges of all with at least one connection
+// that did not fail (or with no flow counted: traffic of connections
+// older than the observer), and a line for each one it leaves out (see
+// ProposeReport.Failed). Propose uses it; so does the offline
+// `policy propose --edges`.
+func LeaveOutFailed(all []model.Edge) (keep []model.Edge, left []string) {
+	for _, e := range all {
+		if !e.OnlyFailed() {
+			keep = append(keep, e)
+			continue
+		}
+		left = append(left, failedLine(e))
+	}
+	return keep, left
+}
+
+// failedLine says why edge e, whose every connection failed, is left out.
+func failedLine(e model.Edge) string {
+	var how []string
+	if e.Reset > 0 {
+		how = append(how, fmt.Sprintf("%d refused (reset)", e.Reset))
+	}
+	if n := e.Failed - min(e.Reset, e.Failed); n > 0 {
+		how = append(how, fmt.Sprintf("%d unanswered", n))
+	}
+	why := "never established, so never learned as an allow (a port that only refuses looks like a scan); allow it by hand if it is meant"
+	if e.Reset == 0 && e.Protocol == model.ProtocolUDP {
+		why = "no reply ever came, so never learned as an allow (one-way UDP such as syslog looks the same: allow it by hand if it is meant)"
+	}
+	return fmt.Sprintf("%s -> %s %s/%d: %d connections in the window, all failed (%s): %s", e.Source, e.Destination, e.Protocol, e.Port,
+		e.Flows, strings.Join(how, ", "), why)
 }
 
 // peersOf returns the workload keys of the internal peers of edges.
@@ -310,6 +372,13 @@ type PromoteRequest struct {
 	// Revision 0 means the latest revision; a negative one is refused.
 	Revision int    `json:"revision,omitempty"`
 	Reason   string `json:"reason"`
+	// Force promotes to enforce although the coverage gate refuses (see
+	// Promote); the reasons are recorded in the event's Forced.
+	Force bool `json:"force,omitempty"`
+	// MinObserved overrides the service's minimum observation for this
+	// request (nanoseconds in JSON; 0: Config.MinObserved, negative: no
+	// minimum).
+	MinObserved time.Duration `json:"minObserved,omitempty"`
 }
 
 // PromoteResult is the recorded event and whether the dataplane converged.
@@ -323,12 +392,49 @@ type PromoteResult struct {
 	// rule set; Errors name the endpoints that failed.
 	Converged bool              `json:"converged"`
 	Errors    map[string]string `json:"errors,omitempty"`
+	// Coverage is the workload's coverage in its proposal's window, for a
+	// promotion to enforce of a proposed revision.
+	Coverage *model.Coverage `json:"coverage,omitempty"`
+	// Warnings are the coverage gate's reasons when Force overrode them
+	// (also recorded in Promotion.Forced).
+	Warnings []string `json:"warnings,omitempty"`
 }
+
+// CoverageError is the refusal of a promotion to enforce by the coverage
+// gate: the workload and every reason. It wraps ErrCoverage.
+type CoverageError struct {
+	Workload string
+	Reasons  []string
+	Coverage model.Coverage
+}
+
+// ErrCoverage marks a promotion to enforce refused because the workload's
+// proposal rests on too little observation; Force overrides it.
+var ErrCoverage = errors.New("coverage too thin to enforce")
+
+func (e *CoverageError) Error() string {
+	return fmt.Sprintf("%v: %s: %s; promote with --force to enforce anyway (the reasons are recorded)", ErrCoverage, e.Workload, strings.Join(e.Reasons, "; "))
+}
+
+// Unwrap returns ErrCoverage.
+func (e *CoverageError) Unwrap() error { return ErrCoverage }
 
 // Promote records a promotion of req.Workload and waits until the
 // dataplane has converged (at most Config.ConvergeTimeout). A workload
 // already in that mode at that revision is answered Unchanged, and
 // nothing is recorded.
+//
+// A promotion to enforce of a proposed revision passes the coverage gate
+// first: the workload's coverage in the proposal's window (up to when it
+// was proposed) must reach the minimum observation (req.MinObserved, else
+// Config.MinObserved), cover the window the proposal asked for, and show
+// traffic; and no workload of its namespace may be silent in that window
+// (whatever it does with this workload would be denied). Otherwise the
+// answer is a *CoverageError (ErrCoverage) naming each reason, unless
+// req.Force, which promotes and records the reasons in the event's
+// Forced. Promotions to observe or audit are never gated: audit is how
+// one learns safely. Declared revisions (applied from YAML) are the
+// operator's own rules and are not gated either.
 func (s *Service) Promote(ctx context.Context, req PromoteRequest, who string) (PromoteResult, error) {
 	switch req.To {
 	case model.ModeObserve, model.ModeAudit, model.ModeEnforce:
@@ -354,8 +460,65 @@ func (s *Service) Promote(ctx context.Context, req PromoteRequest, who string) (
 	} else if _, err := s.store.Revision(req.Workload, rev); err != nil {
 		return PromoteResult{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	return s.record(ctx, model.Promotion{Who: who, Workload: req.Workload, Action: model.ActionPromote, Reason: req.Reason},
-		func(store.WorkloadState) (model.Mode, int) { return req.To, rev })
+	ev := model.Promotion{Who: who, Workload: req.Workload, Action: model.ActionPromote, Reason: req.Reason}
+	var cov *model.Coverage
+	var warnings []string
+	if req.To == model.ModeEnforce {
+		cur, err := s.store.State(req.Workload)
+		if err != nil {
+			return PromoteResult{}, err
+		}
+		if cur.Mode != model.ModeEnforce || cur.Revision != rev {
+			c, reasons, err := s.gate(req, rev)
+			if err != nil {
+				return PromoteResult{}, err
+			}
+			cov = c
+			if len(reasons) > 0 && !req.Force {
+				return PromoteResult{Coverage: cov}, &CoverageError{Workload: req.Workload, Reasons: reasons, Coverage: *cov}
+			}
+			ev.Forced, warnings = reasons, reasons
+		}
+	}
+	res, err := s.record(ctx, ev, func(store.WorkloadState) (model.Mode, int) { return req.To, rev })
+	res.Coverage, res.Warnings = cov, warnings
+	return res, err
+}
+
+// gate returns the coverage of req.Workload in the window of its
+// revision rev and the reasons to refuse enforcing it (see Promote); a
+// nil coverage for a revision the gate does not apply to.
+func (s *Service) gate(req PromoteRequest, rev int) (*model.Coverage, []string, error) {
+	r, err := s.store.Revision(req.Workload, rev)
+	if err != nil {
+		return nil, nil, err
+	}
+	if r.Origin != store.OriginProposed {
+		return nil, nil, nil
+	}
+	minObs := req.MinObserved
+	if minObs == 0 {
+		minObs = s.cfg.MinObserved
+	}
+	ns, _, _ := strings.Cut(req.Workload, "/")
+	scope := []string{req.Workload}
+	for _, w := range s.inv.Workloads() {
+		if w != req.Workload && strings.HasPrefix(w, ns+"/") {
+			scope = append(scope, w)
+		}
+	}
+	covs, err := s.coverageAt(scope, r.Window, r.CreatedAt)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := covs[0]
+	reasons := GateReasons(c, r.Window, minObs)
+	for _, o := range covs[1:] {
+		if o.Silent {
+			reasons = append(reasons, fmt.Sprintf("%s, in its namespace, had no observed traffic in that window (%s): whatever it does with %s will be denied", o.Workload, o.Summary(), req.Workload))
+		}
+	}
+	return &c, reasons, nil
 }
 
 // record records ev, a change of ev.Workload from its current state cur to

@@ -128,6 +128,10 @@ type Config struct {
 	// ConvergeTimeout bounds how long a promotion or rollback waits for
 	// the dataplane (default DefaultConvergeTimeout).
 	ConvergeTimeout time.Duration
+	// MinObserved is how long a workload must have been observed in its
+	// proposal's window before a promotion to enforce goes ahead without
+	// force (Promote); 0: DefaultMinObserved, negative: no minimum.
+	MinObserved time.Duration
 }
 
 // DefaultConvergeTimeout bounds how long a promotion or rollback waits for
@@ -152,6 +156,9 @@ type Service struct {
 func New(cfg Config, ps store.PolicyStore, obs store.ObservationReader, inv Inventory, node Node, log *slog.Logger) *Service {
 	if cfg.ConvergeTimeout == 0 {
 		cfg.ConvergeTimeout = DefaultConvergeTimeout
+	}
+	if cfg.MinObserved == 0 {
+		cfg.MinObserved = DefaultMinObserved
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

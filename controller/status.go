@@ -46,6 +46,9 @@ type WorkloadStatus struct {
 	// Breaks lists what enforcing would break (audit mode) or what
 	// enforcement blocks: denied edges since promotion, most frequent first.
 	Breaks []DeniedCount `json:"breaks,omitempty"`
+	// Coverage is how well the workload has been observed, over
+	// everything observed (model.Coverage with no window).
+	Coverage *model.Coverage `json:"coverage,omitempty"`
 }
 
 // EndpointState is one endpoint's dataplane state.
@@ -121,12 +124,17 @@ func (s *Service) Status() ([]WorkloadStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, w := range s.inv.Workloads() {
+	wls := s.inv.Workloads()
+	covs, err := s.coverageAt(wls, 0, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	for i, w := range wls {
 		st, err := s.store.State(w)
 		if err != nil {
 			return nil, err
 		}
-		ws := WorkloadStatus{Workload: w, Mode: st.Mode, Revision: st.Revision, Since: st.Since}
+		ws := WorkloadStatus{Workload: w, Mode: st.Mode, Revision: st.Revision, Since: st.Since, Coverage: &covs[i]}
 		if eps := s.inv.Workload(w); len(eps) > 0 {
 			ws.NetworkPolicies = networkPoliciesOf(inForce, eps[0].Namespace, eps[0].Labels)
 		}
@@ -317,5 +325,10 @@ func (s *Service) Diff(workload string, window time.Duration) (policies.DiffRepo
 		}
 		edges = mine
 	}
-	return policies.Diff(proposal, set, edges)
+	rep, err := policies.Diff(proposal, set, edges)
+	if err != nil {
+		return rep, err
+	}
+	rep.Coverage, err = s.coverageAt(ws, window, time.Now())
+	return rep, err
 }

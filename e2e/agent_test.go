@@ -85,6 +85,12 @@ func (e *agentEnv) stopAgent(sig syscall.Signal) {
 
 func newAgentEnv(t *testing.T, prefix string, extra ...string) *agentEnv {
 	t.Helper()
+	return newAgentEnvFrom(t, "../manifests/lab/shop.yaml", prefix, extra...)
+}
+
+// newAgentEnvFrom is newAgentEnv on the lab topology at path.
+func newAgentEnvFrom(t *testing.T, path, prefix string, extra ...string) *agentEnv {
+	t.Helper()
 	requireRoot(t)
 	e := &agentEnv{t: t, name: uniqueName(prefix), labState: t.TempDir(), dir: t.TempDir(), extra: extra}
 	e.sock = filepath.Join(e.dir, "agent.sock")
@@ -92,7 +98,7 @@ func newAgentEnv(t *testing.T, prefix string, extra ...string) *agentEnv {
 	if e.logf, err = os.Create(filepath.Join(e.dir, "agent.log")); err != nil {
 		t.Fatal(err)
 	}
-	topo := labCopy(t, "../manifests/lab/shop.yaml", e.name)
+	topo := labCopy(t, path, e.name)
 	t.Cleanup(func() {
 		e.stopAgent(syscall.SIGKILL)
 		if out, err := nanoseg(t, e.labState, nil, "lab", "down", "--name", e.name); err != nil {
@@ -164,7 +170,9 @@ func TestAgentStory(t *testing.T) {
 		t.Errorf("propose stored a new shop/db revision from denied traffic:\n%s", show)
 	}
 
-	e.mustRun("promote", "--all", "--to", "enforce", "--reason", "test enforce")
+	// The lab was observed for under a minute, far below the default
+	// minimum observation: the coverage gate refuses without --force.
+	e.mustRun("promote", "--all", "--to", "enforce", "--force", "--reason", "test enforce")
 	if out, err := e.run("lab", "probe", "--name", e.name, "--from", "shop/intruder", "--to", "shop/db", "--no-dns", "--port", "5432", "--timeout", "1s"); err == nil {
 		t.Fatalf("intruder reached db under enforcement:\n%s", out)
 	}
@@ -204,8 +212,8 @@ func TestAgentStory(t *testing.T) {
 	// The intruder's own egress still enforces; shop/db's ingress no longer does.
 	e.mustRun("rollback", "shop/intruder", "--reason", "test rollback")
 	e.mustRun("lab", "probe", "--name", e.name, "--from", "shop/intruder", "--to", "shop/db", "--no-dns", "--port", "5432")
-	e.mustRun("promote", "shop/db", "--to", "enforce", "--reason", "after rollback")
-	e.mustRun("promote", "shop/intruder", "--to", "enforce", "--reason", "after rollback")
+	e.mustRun("promote", "shop/db", "--to", "enforce", "--force", "--reason", "after rollback")
+	e.mustRun("promote", "shop/intruder", "--to", "enforce", "--force", "--reason", "after rollback")
 	var hist []model.Promotion
 	if err := json.Unmarshal([]byte(e.mustRun("history", "shop/db", "-o", "json")), &hist); err != nil {
 		t.Fatal(err)
@@ -307,7 +315,7 @@ func TestAgentKillDuringPromotion(t *testing.T) {
 	for i, delay := range []time.Duration{0, 2 * time.Millisecond, 10 * time.Millisecond, 40 * time.Millisecond} {
 		before := e.status()["shop/db"].Mode
 		to := modes[i%2]
-		pc := exec.Command(bin, "promote", "shop/db", "--to", string(to), "--reason", fmt.Sprintf("kill test %d", i))
+		pc := exec.Command(bin, "promote", "shop/db", "--to", string(to), "--force", "--reason", fmt.Sprintf("kill test %d", i))
 		pc.Env = append(os.Environ(), e.env()...)
 		if err := pc.Start(); err != nil {
 			t.Fatal(err)

@@ -103,7 +103,7 @@ func TestEvidence(t *testing.T) {
 	cli := func(args ...string) (string, error) {
 		return nanoseg(t, state, nil, append([]string{"--server", sock}, args...)...)
 	}
-	if out, err := cli("promote", "--all", "--to", "enforce", "--reason", "e2e evidence"); err != nil {
+	if out, err := cli("promote", "--all", "--to", "enforce", "--force", "--reason", "e2e evidence"); err != nil {
 		t.Fatalf("promote: %v\n%s", err, out)
 	}
 

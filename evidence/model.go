@@ -20,6 +20,10 @@ type Bundle struct {
 	// Probes is the live probe run made for this export; nil when the
 	// export was asked not to probe.
 	Probes *ProbeRun `json:"probes,omitempty"`
+	// Coverage is how well each workload in scope was observed in the
+	// window (model.Coverage): the basis of every proposed policy, and
+	// what a promotion to enforce was gated on.
+	Coverage []model.Coverage `json:"coverage,omitempty"`
 }
 
 // Meta says when, where and over what the bundle was made.

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/nanoseg/nanoseg/model"
 )
 
 //go:embed report.html.tmpl
@@ -90,6 +92,15 @@ type reportData struct {
 	Reach                                        []ReachPath
 	Probes                                       *ProbeRun
 	ProbeStart, ProbeEnd, ProbeTimeout           string
+	Coverage                                     []reportCoverage
+	NSilent                                      int
+}
+
+type reportCoverage struct {
+	Workload, Observed, From, LastNew, Ports, Note string
+	Endpoints, Peers                               int
+	Flows, Failed                                  uint64
+	Silent                                         bool
 }
 
 type reportWorkload struct {
@@ -202,8 +213,29 @@ func ReportHTML(b *Bundle) ([]byte, error) {
 		}
 	}
 	for _, p := range b.Policies.History {
+		reason := p.Reason
+		if len(p.Forced) > 0 {
+			reason += " [forced past the coverage gate: " + strings.Join(p.Forced, "; ") + "]"
+		}
 		d.History = append(d.History, reportEvent{Seq: p.Seq, At: ts(p.At), Who: p.Who, Workload: p.Workload, Action: string(p.Action),
-			From: fmt.Sprintf("%s rev %d", p.FromMode, p.FromRevision), To: fmt.Sprintf("%s rev %d", p.ToMode, p.ToRevision), Reason: p.Reason, Hash: p.Hash})
+			From: fmt.Sprintf("%s rev %d", p.FromMode, p.FromRevision), To: fmt.Sprintf("%s rev %d", p.ToMode, p.ToRevision), Reason: reason, Hash: p.Hash})
+	}
+	for _, c := range b.Coverage {
+		rc := reportCoverage{Workload: c.Workload, Observed: model.ShortDuration(c.Observed()), From: ts(c.From), Endpoints: c.Endpoints,
+			Peers: c.Peers, Flows: c.Flows, Failed: c.Failed, Silent: c.Silent}
+		if !c.LastNew.IsZero() {
+			rc.LastNew = ts(c.LastNew)
+		}
+		var ports []string
+		for _, p := range c.Ports {
+			ports = append(ports, fmt.Sprintf("%d/%s (%d clients)", p.Port, p.Protocol, p.Peers))
+		}
+		rc.Ports = strings.Join(ports, ", ")
+		if c.Silent {
+			rc.Note = "silent: no successful connection in the window"
+			d.NSilent++
+		}
+		d.Coverage = append(d.Coverage, rc)
 	}
 	for _, r := range b.Rules {
 		if r.InSync {

@@ -7,8 +7,11 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // The report is self-contained, writes times as RFC 3339 UTC and gives
@@ -122,5 +125,29 @@ func TestReportLayout(t *testing.T) {
 	}
 	if regexp.MustCompile(`\b1 (rules|events|entries|packets|paths|workloads|endpoints|probes)\b`).MatchString(text) {
 		t.Errorf("report.html says 1 with a plural: %q", regexp.MustCompile(`\b1 (rules|events|entries|packets|paths|workloads|endpoints|probes)\b`).FindString(text))
+	}
+}
+
+// The report shows each workload's observation coverage, names the silent
+// ones, and says when a promotion was forced past the coverage gate.
+func TestReportCoverageAndForced(t *testing.T) {
+	b := shopBundle()
+	at := b.Meta.GeneratedAt
+	b.Coverage = []model.Coverage{
+		{Workload: "shop/api", From: at.Add(-time.Hour), To: at, ObservedSeconds: 3000, Endpoints: 2, Flows: 40, Failed: 3, Peers: 2,
+			LastNew: at.Add(-10 * time.Minute), Ports: []model.PortCoverage{{Protocol: model.ProtocolTCP, Port: 8080, Flows: 30, Peers: 1}}},
+		{Workload: "shop/batch", From: at.Add(-time.Hour), To: at, ObservedSeconds: 3000, Endpoints: 1, Silent: true},
+	}
+	b.Policies.History[len(b.Policies.History)-1].Forced = []string{"observed for 50m, less than the 1h required (--min-observed)"}
+	raw, err := ReportHTML(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	html := string(raw)
+	for _, want := range []string{"Observation coverage in the window", "1 workload was silent", "8080/TCP (1 clients)",
+		"silent: no successful connection in the window", "[forced past the coverage gate: observed for 50m, less than the 1h required (--min-observed)]"} {
+		if !strings.Contains(html, want) {
+			t.Errorf("report lacks %q", want)
+		}
 	}
 }

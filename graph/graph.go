@@ -93,6 +93,41 @@ type Node struct {
 	// was seen.
 	Name string `json:"name,omitempty"`
 	Addr string `json:"addr,omitempty"`
+	// Coverage is how well a workload was observed (AddCoverage); absent
+	// when the graph was built from edges alone.
+	Coverage *model.Coverage `json:"coverage,omitempty"`
+}
+
+// AddCoverage attaches each workload's coverage to its node, and adds a
+// node without edges for every workload of covs that was observed and
+// silent (no successful connection) within the graph's selection, so that
+// what was not seen is on the picture too. Externals have no coverage.
+func (g *Graph) AddCoverage(covs []model.Coverage) {
+	idx := map[string]int{}
+	for i, n := range g.Nodes {
+		if !n.External() {
+			idx[n.ID] = i
+		}
+	}
+	added := false
+	for _, c := range covs {
+		c := c
+		if i, ok := idx[c.Workload]; ok {
+			g.Nodes[i].Coverage = &c
+			continue
+		}
+		ns, w, ok := strings.Cut(c.Workload, "/")
+		if !ok || !c.Silent || c.Endpoints == 0 || g.Selection.Verdict != "" ||
+			(len(g.Selection.Namespaces) > 0 && !slices.Contains(g.Selection.Namespaces, ns)) ||
+			(len(g.Selection.Workloads) > 0 && !slices.Contains(g.Selection.Workloads, c.Workload)) {
+			continue
+		}
+		g.Nodes = append(g.Nodes, Node{ID: c.Workload, Kind: KindWorkload, Namespace: ns, Workload: w, Coverage: &c})
+		added = true
+	}
+	if added {
+		slices.SortFunc(g.Nodes, func(a, b Node) int { return cmp.Compare(a.ID, b.ID) })
+	}
 }
 
 // External reports whether n is an external peer.
@@ -135,11 +170,20 @@ func (e Link) Service() string {
 
 // Text is the edge's label: "TCP/5432 · 120 flows" ("1 flow" when one),
 // followed by the split of its flows when any was denied or audit-denied:
-// "TCP/5432 · 616 flows (614 allowed, 2 denied)" (see Split).
+// "TCP/5432 · 616 flows (614 allowed, 2 denied)" (see Split), and by the
+// connections that never succeeded when any did: "TCP/9999 · 3 flows, 3
+// failed" (model.Traffic.Failed; never learned as allows).
 func (e Link) Text() string {
 	a, au, d := e.Split()
-	return spansText(labelSpans(e.Service(), e.Flows, a, au, d))
+	s := spansText(labelSpans(e.Service(), e.Flows, a, au, d))
+	if e.Failed > 0 {
+		s += ", " + failedText(e.Failed)
+	}
+	return s
 }
+
+// failedText is "3 failed".
+func failedText(n uint64) string { return fmt.Sprintf("%d failed", n) }
 
 // Split divides the edge's flows by what happened to them: denied
 // (dropped by a policy in enforce mode), auditDenied (would have been

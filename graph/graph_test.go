@@ -350,3 +350,38 @@ func TestCycleAndSelfLoop(t *testing.T) {
 		t.Error("layout produced NaN or Inf")
 	}
 }
+
+// Failed connections show in the label; coverage attaches to workload
+// nodes, and an observed silent workload gets a node of its own.
+func TestFailedAndCoverage(t *testing.T) {
+	at := time.Date(2026, 12, 2, 6, 0, 0, 0, time.UTC)
+	e := model.Edge{Source: model.Peer{Namespace: "shop", Workload: "web"}, Destination: model.Peer{Namespace: "shop", Workload: "db"},
+		Protocol: model.ProtocolTCP, Port: 9999, Traffic: model.Traffic{FirstSeen: at, LastSeen: at, Flows: 3, Failed: 3, Reset: 3}}
+	g := Build([]model.Edge{e}, Filter{})
+	if got := g.Edges[0].Label; got != "TCP/9999 · 3 flows, 3 failed" {
+		t.Errorf("label %q", got)
+	}
+	g.AddCoverage([]model.Coverage{
+		{Workload: "shop/db", ObservedSeconds: 60, Flows: 3, Failed: 3, Peers: 1, To: at},
+		{Workload: "shop/batch", ObservedSeconds: 60, Endpoints: 1, Silent: true, To: at},
+		{Workload: "shop/ghost", Silent: true, To: at}, // never observed: no node
+	})
+	if len(g.Nodes) != 3 || g.Nodes[0].ID != "shop/batch" || g.Nodes[0].Coverage == nil || !g.Nodes[0].Coverage.Silent ||
+		g.Nodes[1].ID != "shop/db" || g.Nodes[1].Coverage == nil || g.Nodes[2].Coverage != nil {
+		t.Fatalf("nodes %+v", g.Nodes)
+	}
+	var b strings.Builder
+	if err := WriteHTML(&b, g); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "1 workload silent") || !strings.Contains(b.String(), "3 failed") {
+		t.Errorf("page lacks the silent workload or the failed flows")
+	}
+	b.Reset()
+	if err := Write(&b, FormatJSON, g); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), `"silent": true`) || !strings.Contains(b.String(), `"failed": 3`) {
+		t.Errorf("JSON lacks coverage or failed:\n%s", b.String())
+	}
+}

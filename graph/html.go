@@ -117,11 +117,12 @@ func newPageData(g *Graph) pageData {
 			workloads++
 		}
 	}
-	var flows, denied, audited uint64
+	var flows, denied, audited, failed uint64
 	for _, e := range g.Edges {
 		flows += e.Flows
 		denied += e.Verdicts.Denied
 		audited += e.Verdicts.AuditDenied
+		failed += e.Failed
 	}
 	d.Summary = fmt.Sprintf("%s, %s, %s, %s", plural(workloads, "workload"), plural(externals, "external peer"),
 		plural(len(g.Edges), "edge"), plural(int(flows), "flow"))
@@ -130,6 +131,18 @@ func newPageData(g *Graph) pageData {
 	}
 	if denied > 0 {
 		d.Summary += fmt.Sprintf(", %d denied", denied)
+	}
+	if failed > 0 {
+		d.Summary += fmt.Sprintf(", %d failed", failed)
+	}
+	silent := 0
+	for _, n := range g.Nodes {
+		if n.Coverage != nil && n.Coverage.Silent {
+			silent++
+		}
+	}
+	if silent > 0 {
+		d.Summary += fmt.Sprintf(", %s silent (no successful connection)", plural(silent, "workload"))
 	}
 	switch {
 	case !g.Since.IsZero() && !g.Until.IsZero():
@@ -245,7 +258,14 @@ func newPageData(g *Graph) pageData {
 			node.Fill, node.Stroke, node.Dashed = externalFill, externalStroke, true
 		} else {
 			c := palette[colors[n.Namespace]]
-			node.Sub = truncate(cleanText(n.Namespace), int((L.nodeW-16)/labelChar))
+			sub := n.Namespace
+			if cv := n.Coverage; cv != nil {
+				sub += " · " + model.ShortDuration(cv.Observed())
+				if cv.Silent {
+					sub += " · silent"
+				}
+			}
+			node.Sub = truncate(cleanText(sub), int((L.nodeW-16)/labelChar))
 			node.Fill, node.Stroke = c.fill, c.stroke
 		}
 		d.Nodes = append(d.Nodes, node)
@@ -300,6 +320,9 @@ func nodeTitle(n Node) string {
 	}
 	for _, k := range sortedKeys(n.Labels) {
 		s += "\n" + cleanText(k+"="+n.Labels[k])
+	}
+	if n.Coverage != nil {
+		s += "\n" + cleanText(n.Coverage.Summary())
 	}
 	return s
 }

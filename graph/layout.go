@@ -87,14 +87,18 @@ type layout struct {
 
 // pairLabel is the label of a pair of nodes: for each edge a line
 // "TCP/5432 · 616 flows" and, when any of its flows was denied or
-// audit-denied, a second line "614 allowed, 2 denied"; at most
+// audit-denied, a second line "614 allowed, 2 denied", and when any
+// connection failed a line "3 failed"; at most
 // maxLabelLines lines, the edges that do not fit summed up as "+2 more ·
 // 40 flows" (the tooltip and the table list every edge).
 func pairLabel(g *Graph, edges []int) [][]span {
-	block := func(head string, flows, a, au, d uint64) [][]span {
+	block := func(head string, flows, a, au, d, failed uint64) [][]span {
 		out := [][]span{{headSpan(head, flows)}}
 		if split := splitSpans(a, au, d); split != nil {
 			out = append(out, split)
+		}
+		if failed > 0 {
+			out = append(out, []span{{text: failedText(failed)}})
 		}
 		return out
 	}
@@ -102,22 +106,22 @@ func pairLabel(g *Graph, edges []int) [][]span {
 		if len(rest) == 0 {
 			return nil
 		}
-		var flows, a, au, d uint64
+		var flows, a, au, d, failed uint64
 		for _, ei := range rest {
 			ea, eau, ed := g.Edges[ei].Split()
-			flows, a, au, d = flows+g.Edges[ei].Flows, a+ea, au+eau, d+ed
+			flows, a, au, d, failed = flows+g.Edges[ei].Flows, a+ea, au+eau, d+ed, failed+g.Edges[ei].Failed
 		}
 		head := fmt.Sprintf("+%d more", len(rest))
 		if first {
 			head = fmt.Sprintf("%d services", len(rest))
 		}
-		return block(head, flows, a, au, d)
+		return block(head, flows, a, au, d, failed)
 	}
 	var lines [][]span
 	for i, ei := range edges {
 		e := g.Edges[ei]
 		a, au, d := e.Split()
-		b := block(e.Service(), e.Flows, a, au, d)
+		b := block(e.Service(), e.Flows, a, au, d, e.Failed)
 		// Room for this edge and at least the summary of the rest, which
 		// the previous step made sure fits.
 		if len(lines)+len(b)+len(summary(edges[i+1:], false)) > maxLabelLines {

@@ -10,6 +10,7 @@
 //   - Verdict: the verdicts of docs/architecture.md ("allow", "audit-deny", "deny"), plus "observed"
 //     for a flow no rule decided.
 //   - Mode: the modes of docs/architecture.md ("observe", "audit", "enforce").
+//   - Failure: why a connection never succeeded ("reset", "unanswered").
 //
 // Decoding is tolerant of the spellings older nanoseg versions wrote
 // (lower-case protocols and directions, "allowed"/"audit-denied"/"denied"),

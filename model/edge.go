@@ -86,8 +86,16 @@ type Traffic struct {
 	// FirstSeen and LastSeen bound the flows.
 	FirstSeen time.Time `json:"firstSeen"`
 	LastSeen  time.Time `json:"lastSeen"`
-	// Flows counts connections (each once).
+	// Flows counts connections (each once), failed ones included.
 	Flows uint64 `json:"flows"`
+	// Failed counts the connections of Flows that never succeeded (see
+	// model.Failure): counted when the connection ended, so a connection
+	// still open, or one that ended after the edge was read, is not
+	// among them yet. Reset counts those of Failed answered with a reset
+	// ("connection refused"); the others got no answer at all. Records
+	// written before these fields existed decode with both 0.
+	Failed uint64 `json:"failed,omitempty"`
+	Reset  uint64 `json:"reset,omitempty"`
 	// PacketsOut/BytesOut go from source to destination, PacketsIn/BytesIn
 	// back.
 	PacketsOut uint64        `json:"packetsOut,omitempty"`
@@ -97,7 +105,7 @@ type Traffic struct {
 	Verdicts   VerdictCounts `json:"verdicts"`
 }
 
-// Add folds o's counters into t: flows, packets, bytes and verdict counts
+// Add folds o's counters into t: flows, failures, packets, bytes and verdict counts
 // are summed, FirstSeen keeps the earliest non-zero time and LastSeen the
 // latest.
 func (t *Traffic) Add(o Traffic) {
@@ -108,12 +116,30 @@ func (t *Traffic) Add(o Traffic) {
 		t.LastSeen = o.LastSeen
 	}
 	t.Flows += o.Flows
+	t.Failed += o.Failed
+	t.Reset += o.Reset
 	t.PacketsOut += o.PacketsOut
 	t.BytesOut += o.BytesOut
 	t.PacketsIn += o.PacketsIn
 	t.BytesIn += o.BytesIn
 	t.Verdicts.Add(o.Verdicts)
 }
+
+// Succeeded returns the flows that neither failed nor were denied by the
+// dataplane (Flows - Failed - Verdicts.Denied, never below 0; a denied
+// attempt never reaches conntrack, so it is never also counted failed).
+func (t *Traffic) Succeeded() uint64 {
+	bad := t.Failed + t.Verdicts.Denied
+	if bad >= t.Flows {
+		return 0
+	}
+	return t.Flows - bad
+}
+
+// OnlyFailed reports whether every connection counted was a failed one:
+// at least one flow, none succeeded. Proposals never learn such an edge
+// as an allow.
+func (t *Traffic) OnlyFailed() bool { return t.Flows > 0 && t.Failed >= t.Flows }
 
 // Bytes returns the bytes of both directions.
 func (t *Traffic) Bytes() uint64 { return t.BytesOut + t.BytesIn }

@@ -103,6 +103,10 @@ type Flow struct {
 	// conntrack's original tuple, which may be the reply direction, and
 	// Direction follows it; such records must be kept out of edges.
 	DirectionUnknown bool `json:"directionUnknown,omitempty"`
+	// Failed says why the connection never succeeded, on the conntrack
+	// record of its end (PhaseEnd, PhaseComplete) when it did not:
+	// FailureReset or FailureUnanswered; empty otherwise.
+	Failed Failure `json:"failed,omitempty"`
 }
 
 // Remote returns the address of the side that is not the observing
@@ -148,6 +152,9 @@ func (f *Flow) String() string {
 	}
 	if f.DirectionUnknown {
 		s += " direction-unknown"
+	}
+	if f.Failed != "" {
+		s += " failed=" + string(f.Failed)
 	}
 	return s + " [" + f.Endpoint + "]"
 }

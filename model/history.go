@@ -45,7 +45,8 @@ var ErrChainBroken = errors.New("promotion history hash chain broken")
 // JSON form with Hash empty (so PrevHash included), so an edit or a gap
 // anywhere breaks every later hash. The JSON form is therefore frozen:
 // fields, their order and their tags must not change, or histories
-// recorded earlier stop verifying.
+// recorded earlier stop verifying; a new field is only ever added with
+// omitempty (Forced), so the events recorded without it hash as before.
 type Promotion struct {
 	Seq          uint64    `json:"seq"`
 	At           time.Time `json:"at"`
@@ -58,9 +59,15 @@ type Promotion struct {
 	ToRevision   int       `json:"toRevision"`
 	Reason       string    `json:"reason"`
 	// Undoes is the Seq of the promotion a rollback reverted.
-	Undoes   uint64 `json:"undoes,omitempty"`
-	PrevHash string `json:"prevHash"`
-	Hash     string `json:"hash"`
+	Undoes uint64 `json:"undoes,omitempty"`
+	// Forced lists the reasons a promotion to enforce was refused for
+	// (coverage below the threshold, a window longer than what was
+	// observed, a silent workload) when the operator forced it anyway.
+	// Absent (omitempty) otherwise, so events recorded before it existed
+	// hash as they did.
+	Forced   []string `json:"forced,omitempty"`
+	PrevHash string   `json:"prevHash"`
+	Hash     string   `json:"hash"`
 }
 
 // ChainHash computes p's Hash from its other fields.

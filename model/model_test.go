@@ -1,9 +1,12 @@
 package model
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"testing"
+	"time"
 )
 
 // historyV0 is a promotion history recorded by the store before the one
@@ -139,5 +142,31 @@ func TestNormalKeyIsKeyOfNormalize(t *testing.T) {
 	}
 	if id.Key() != "shop{app=api,pod-template-hash=abc,tier=b}" {
 		t.Errorf("Key %q keeps every label", id.Key())
+	}
+}
+
+func TestShortDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		35 * time.Second: "35s", 4*time.Minute + 10*time.Second: "4m10s", 4 * time.Minute: "4m",
+		2*time.Hour + 5*time.Minute: "2h5m", 2 * time.Hour: "2h", 75 * time.Hour: "3d3h", 59*time.Minute + 59*time.Second + 600*time.Millisecond: "1h", 72 * time.Hour: "3d", -time.Second: "0s",
+	} {
+		if got := ShortDuration(d); got != want {
+			t.Errorf("ShortDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+// A promotion event recorded before Forced existed hashes as it did.
+func TestPromotionHashWithoutForced(t *testing.T) {
+	p := Promotion{Seq: 1, At: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC), Who: "a", Workload: "shop/db", Action: ActionPromote,
+		FromMode: ModeObserve, ToMode: ModeAudit, ToRevision: 1, Reason: "r"}
+	old := `{"seq":1,"at":"2026-12-01T00:00:00Z","who":"a","workload":"shop/db","action":"promote","fromMode":"observe","toMode":"audit","fromRevision":0,"toRevision":1,"reason":"r","prevHash":"","hash":""}`
+	sum := sha256.Sum256([]byte(old))
+	if got := p.ChainHash(); got != hex.EncodeToString(sum[:]) {
+		t.Errorf("hash of an event without Forced changed")
+	}
+	p.Forced = []string{"observed 35s"}
+	if p.ChainHash() == hex.EncodeToString(sum[:]) {
+		t.Errorf("Forced is not covered by the hash")
 	}
 }

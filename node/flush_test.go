@@ -29,6 +29,13 @@ func (s *failingSink) MergeEdges(edges []model.Edge) error {
 	return s.Mem.MergeEdges(edges)
 }
 
+func (s *failingSink) RecordObserved(spans []model.ObservedSpan) error {
+	if s.full {
+		return errFull
+	}
+	return s.Mem.RecordObserved(spans)
+}
+
 func (s *failingSink) AddVerdicts(evs []model.VerdictEvent) error {
 	if s.full {
 		return errFull
@@ -88,5 +95,47 @@ func TestFlushKeepsWhatItCouldNotCommit(t *testing.T) {
 	}
 	if evs, _ := sink.Verdicts(time.Time{}); len(evs) != 1 {
 		t.Errorf("verdict events after one more flush = %d, want 1", len(evs))
+	}
+}
+
+// TestFlushRecordsObservedSpans: every flush moves a running observer's
+// span forward to the flush; a stopped observer's span ends where it
+// stopped, and survives a flush the store refused.
+func TestFlushRecordsObservedSpans(t *testing.T) {
+	sink := &failingSink{Mem: store.NewMem()}
+	n, err := New(Config{FlushInterval: time.Hour, DriftInterval: time.Hour, OwnerDir: t.TempDir()}, inventory.NewIndex(nil, nil, nil), sink, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now().Add(-time.Minute).UTC()
+	n.mu.Lock()
+	n.spans = map[string]model.ObservedSpan{
+		"db-0":  {Endpoint: "db-0", Workload: "shop/db", Start: start},
+		"api-0": {Endpoint: "api-0", Workload: "shop/api", Start: start},
+	}
+	n.mu.Unlock()
+	before := time.Now()
+	if err := n.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	spans, _ := sink.Observed(time.Time{})
+	if len(spans) != 2 || spans[0].End.Before(before) || !spans[0].Start.Equal(start) {
+		t.Fatalf("spans after a flush = %+v", spans)
+	}
+	stop := time.Now()
+	n.mu.Lock()
+	n.endSpanLocked("api-0", stop)
+	n.mu.Unlock()
+	sink.full = true
+	if err := n.Flush(); err == nil {
+		t.Fatal("flush on a full store succeeded")
+	}
+	sink.full = false
+	if err := n.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	spans, _ = sink.Observed(time.Time{})
+	if len(spans) != 2 || spans[0].Endpoint != "api-0" || !spans[0].End.Equal(stop.UTC()) || !spans[1].End.After(stop) {
+		t.Errorf("spans after api-0 stopped = %+v", spans)
 	}
 }

@@ -91,6 +91,8 @@ type Node struct {
 
 	mu        sync.Mutex
 	observers map[string]context.CancelFunc // by netns
+	spans     map[string]model.ObservedSpan // the running observers' spans (End unset), by netns
+	ended     []model.ObservedSpan          // spans of stopped observers not yet committed
 	own       *owners                       // the endpoints this node manages
 	refused   map[string]error              // endpoints another node owns (*OwnedError) or that could not be claimed, by netns
 	adopted   map[string]dataplane.RuleSet  // tables kept as found (adopt_linux.go), by netns
@@ -203,6 +205,7 @@ func (n *Node) SetInventory(ctx context.Context, snap inventory.Snapshot) bool {
 				cancel()
 				delete(n.observers, name)
 			}
+			n.endSpanLocked(name, time.Now())
 			n.rec.Remove(name)
 			n.own.release(name)
 			delete(n.refused, name)
@@ -301,12 +304,57 @@ func (n *Node) startObserver(ctx context.Context, e model.Endpoint) {
 	}
 	n.mu.Lock()
 	n.observers[e.Netns] = cancel
+	if n.spans == nil {
+		n.spans = map[string]model.ObservedSpan{}
+	}
+	n.spans[e.Netns] = model.ObservedSpan{Endpoint: e.Netns, Workload: e.Key(), Start: time.Now().UTC()}
 	n.mu.Unlock()
 	go func() {
 		if err := o.Run(octx); err != nil && octx.Err() == nil {
 			n.log.Warn("observer stopped", "netns", e.Netns, "err", err)
+			n.mu.Lock()
+			n.endSpanLocked(e.Netns, time.Now())
+			n.mu.Unlock()
 		}
 	}()
+}
+
+// endSpanLocked ends the observation span of endpoint netns at t: it is
+// committed with the next flush and no longer grows.
+func (n *Node) endSpanLocked(netns string, t time.Time) {
+	sp, ok := n.spans[netns]
+	if !ok {
+		return
+	}
+	delete(n.spans, netns)
+	sp.End = t.UTC()
+	n.ended = append(n.ended, sp)
+}
+
+// takeSpans returns the observation spans to commit: every running
+// observer's up to now, and the ended ones.
+func (n *Node) takeSpans(now time.Time) []model.ObservedSpan {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := n.ended
+	n.ended = nil
+	for _, sp := range n.spans {
+		sp.End = now.UTC()
+		out = append(out, sp)
+	}
+	return out
+}
+
+// requeueSpans keeps ended spans a flush could not commit.
+func (n *Node) requeueSpans(spans []model.ObservedSpan) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, sp := range spans {
+		if cur, live := n.spans[sp.Endpoint]; live && cur.Start.Equal(sp.Start) {
+			continue // still running: the next flush records it up to then
+		}
+		n.ended = append(n.ended, sp)
+	}
 }
 
 // Enforce implements controller.Node: it recompiles every rule set from
@@ -581,9 +629,11 @@ func (n *Node) peerName(addr netip.Addr) string {
 	return addr.String()
 }
 
-// Flush implements controller.Node: it commits the aggregated edges and
-// pending verdict events to the sink.
+// Flush implements controller.Node: it commits the aggregated edges,
+// pending verdict events and the observation spans (each observer's, up
+// to now: model.ObservedSpan) to the sink.
 func (n *Node) Flush() error {
+	spanEnd := time.Now()
 	edges := n.agg.Take()
 	// A connection can be seen a moment before the DNS answer that named
 	// its address; by now the name is known, so the edge joins the named one.
@@ -610,6 +660,12 @@ func (n *Node) Flush() error {
 	}
 	if err := n.sink.AddVerdicts(evs); err != nil {
 		n.requeue(evs)
+		return err
+	}
+	// Spans last: a span never claims a time whose edges are not stored.
+	spans := n.takeSpans(spanEnd)
+	if err := n.sink.RecordObserved(spans); err != nil {
+		n.requeueSpans(spans)
 		return err
 	}
 	return nil

@@ -54,6 +54,12 @@ type edgeKey struct {
 // the growth since the connection's previous update, model.Flow), never
 // from start records; update and end records never count as flows.
 //
+// A conntrack record of a connection's end that says it failed
+// (model.Flow.Failed: never established, answered by a reset or not at
+// all) adds one to the edge's Failed (and Reset) counters, through the
+// same counting rule, so Failed counts failed connections among Flows;
+// the controller never learns an edge whose flows all failed as an allow.
+//
 // A record marked DirectionUnknown (a connection conntrack picked up in
 // mid-flight whose opener the observer could not establish) adds nothing:
 // its Src may be the server, and an edge the wrong way round would become
@@ -152,6 +158,12 @@ func (a *Aggregator) Add(f model.Flow) {
 	}
 	if countFlow {
 		e.Verdicts.Observed++
+	}
+	if f.Failed != "" && (f.Phase == model.PhaseEnd || f.Phase == model.PhaseComplete) {
+		e.Failed++
+		if f.Failed == model.FailureReset {
+			e.Reset++
+		}
 	}
 	if f.Phase != model.PhaseStart {
 		e.PacketsOut += f.PacketsOut

@@ -184,3 +184,67 @@ func TestAggregateUpdatesAddCounters(t *testing.T) {
 		t.Errorf("edge %+v", e)
 	}
 }
+
+// Failed connections are counted among the flows, through the same
+// counting rule: once per connection, at its end, with resets apart.
+func TestAggregateCountsFailed(t *testing.T) {
+	observed := func(a netip.Addr) bool { return a == a4 || a == b4 }
+	agg := NewAggregator(testInventory(), nil, observed)
+	conn := func(sport uint16, fail model.Failure) {
+		for _, dir := range []model.Direction{model.Egress, model.Ingress} {
+			agg.Add(ctFlow(model.PhaseStart, dir, a4, sport, b4, 9999))
+			end := ctFlow(model.PhaseEnd, dir, a4, sport, b4, 9999)
+			end.Failed = fail
+			agg.Add(end)
+		}
+	}
+	conn(40000, model.FailureReset)
+	conn(40001, model.FailureReset)
+	conn(40002, model.FailureUnanswered)
+	conn(40003, "")
+	// A connection whose start was lost fails in one complete record.
+	c := ctFlow(model.PhaseComplete, model.Egress, a4, 40004, b4, 9999)
+	c.Failed = model.FailureReset
+	agg.Add(c)
+	es := agg.Edges()
+	if len(es) != 1 {
+		t.Fatalf("edges %+v", es)
+	}
+	e := es[0]
+	if e.Flows != 5 || e.Failed != 4 || e.Reset != 3 || e.Succeeded() != 1 || e.OnlyFailed() {
+		t.Errorf("edge %+v: want flows 5, failed 4, reset 3", e.Traffic)
+	}
+	// A failure on a start or update record is not counted (only ends say it).
+	s := ctFlow(model.PhaseStart, model.Egress, a4, 40005, b4, 7)
+	s.Failed = model.FailureReset
+	agg.Add(s)
+	for _, e := range agg.Edges() {
+		if e.Port == 7 && (e.Failed != 0 || e.OnlyFailed()) {
+			t.Errorf("start record counted as failed: %+v", e.Traffic)
+		}
+	}
+}
+
+func TestConntrackFailure(t *testing.T) {
+	for _, c := range []struct {
+		proto   uint8
+		status  uint32
+		replies uint64
+		want    model.Failure
+	}{
+		{6, ipsSeenReply | ipsAssured, 5, ""},
+		{6, 0, 1, model.FailureReset},            // RST killed the entry before SEEN_REPLY
+		{6, ipsSeenReply, 1, model.FailureReset}, // answered, never established
+		{6, 0, 0, model.FailureUnanswered},       // SYN timed out
+		{17, ipsSeenReply, 1, ""},
+		{17, 0, 0, model.FailureUnanswered},
+		{1, 0, 0, model.FailureUnanswered},
+		{1, ipsSeenReply, 1, ""},
+		{47, 0, 0, ""}, // GRE: no opinion
+	} {
+		ev := ctEvent{Proto: c.proto, Status: c.status, PacketsReply: c.replies}
+		if got := ev.failure(); got != c.want {
+			t.Errorf("proto %d status %#x replies %d: %q, want %q", c.proto, c.status, c.replies, got, c.want)
+		}
+	}
+}

@@ -432,3 +432,41 @@ func (ev *ctEvent) flowRecord(phase model.Phase, endpoint string, isLocal func(n
 	}
 	return f
 }
+
+// Conntrack status bits (include/uapi/linux/netfilter/nf_conntrack_common.h).
+const (
+	ipsSeenReply = 1 << 1 // IPS_SEEN_REPLY: a packet went the reply way
+	ipsAssured   = 1 << 2 // IPS_ASSURED: TCP/SCTP: the connection was established
+)
+
+// failure classifies a connection that ended (a DESTROY event, or an
+// entry read at its end) whose original tuple runs from its opener:
+// model.FailureUnanswered when nothing ever came back (no reply packet
+// counted and IPS_SEEN_REPLY clear: a SYN or a UDP/ICMP request timed
+// out, or was answered only by an ICMP error, which conntrack counts as
+// related, not as a reply); for TCP and SCTP, model.FailureReset when
+// something came back but the connection was never established
+// (IPS_ASSURED clear: a reset answering the SYN, "connection refused").
+// The kernel kills a TCP entry whose only reply is a reset before it sets
+// IPS_SEEN_REPLY, so the reply counter (accounting, which the observer
+// turns on) is read as well. UDP and ICMP are never "reset": any reply
+// is success. "" otherwise.
+func (ev *ctEvent) failure() model.Failure {
+	replied := ev.Status&ipsSeenReply != 0 || ev.PacketsReply > 0
+	switch ev.Proto {
+	case 6, 132: // TCP, SCTP
+		switch {
+		case ev.Status&ipsAssured != 0:
+			return ""
+		case replied:
+			return model.FailureReset
+		}
+		return model.FailureUnanswered
+	case 17, 136, 1, 58: // UDP, UDP-Lite, ICMP, ICMPv6
+		if replied {
+			return ""
+		}
+		return model.FailureUnanswered
+	}
+	return ""
+}

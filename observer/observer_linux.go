@@ -486,6 +486,9 @@ func (s *endpointState) readConntrack(ctx context.Context) error {
 				}
 				f := ev.flowRecord(phase, s.ep.Netns, s.isLocal, now)
 				ev.counters().minus(oc.sent).set(&f) // what update records have not reported
+				if oc.origin == originOpener {
+					f.Failed = ev.failure() // a turned-around record's "reply" is its opener
+				}
 				orient(&f, oc.origin, s.isLocal)
 				f.RemoteName = oc.name
 				if f.RemoteName == "" && !inOpen {

@@ -22,6 +22,9 @@ type DiffReport struct {
 	// Denied lists the edges the active policies deny or audit-deny, with
 	// the verdict's reason.
 	Denied []DeniedEdge `json:"denied"`
+	// Coverage is how well each workload compared was observed in the
+	// window (filled by the agent; absent offline).
+	Coverage []model.Coverage `json:"coverage,omitempty"`
 }
 
 // DeniedEdge is an edge of the window and the active policies' verdict.

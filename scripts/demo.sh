@@ -64,8 +64,8 @@ sleep 2.5
 "$NANOSEG" status
 "$NANOSEG" lab check --name "$LAB" >/dev/null || fail "audit mode broke a declared connection"
 
-step "8. promote every workload to enforce"
-"$NANOSEG" promote --all --to enforce --reason "demo: audit showed only the intruder would be denied"
+step "8. promote every workload to enforce (forced: the lab ran for a minute, below the 1h of observation enforce asks; the reasons are recorded)"
+"$NANOSEG" promote --all --to enforce --force --reason "demo: audit showed only the intruder would be denied"
 
 step "9. the intruder is dropped; every legitimate edge still works, over IPv4 and IPv6"
 if probe=$("$NANOSEG" lab probe --name "$LAB" --from shop/intruder --to shop/db --no-dns --port 5432 --timeout 1s 2>&1); then

@@ -164,6 +164,13 @@ func (a *Server) Handler() http.Handler {
 		}
 		return a.svc.Diff(r.URL.Query().Get("workload"), w)
 	}))
+	mux.HandleFunc("GET /v1/coverage", a.read(func(r *http.Request) (any, error) {
+		w, err := window(r)
+		if err != nil {
+			return nil, err
+		}
+		return a.svc.Coverage(w)
+	}))
 	mux.HandleFunc("POST /v1/promote", api(func(r *http.Request) (any, error) {
 		var req controller.PromoteRequest
 		if err := decodeJSON(r, &req); err != nil {
@@ -236,7 +243,8 @@ func decodeJSON(r *http.Request, v any) error {
 }
 
 // api answers f's value as JSON, or its error with the status its kind
-// calls for (400 invalid, 404 not found, 409 conflict, 500 otherwise).
+// calls for (400 invalid, 404 not found, 409 conflict or a promotion the
+// coverage gate refused, 500 otherwise).
 func api(f func(*http.Request) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		v, err := f(r)
@@ -248,7 +256,7 @@ func api(f func(*http.Request) (any, error)) http.HandlerFunc {
 				code = http.StatusBadRequest
 			case errors.Is(err, store.ErrNotFound):
 				code = http.StatusNotFound
-			case errors.Is(err, store.ErrConflict):
+			case errors.Is(err, store.ErrConflict), errors.Is(err, controller.ErrCoverage):
 				code = http.StatusConflict
 			}
 			w.WriteHeader(code)

@@ -1,6 +1,7 @@
 // Package store holds the seams of nanoseg's state: a PolicyStore
 // (revisions, the state of every workload, the hash-chained promotion
-// history) and an observation sink and reader (edges, verdict events),
+// history) and an observation sink and reader (edges, verdict events,
+// observation spans: how long each endpoint was observed),
 // with the record types of their own (Revision, WorkloadState; promotion
 // events, verdict events and edges are model's) and an in-memory
 // implementation (Mem) for tests and fakes. The standalone agent's bbolt implementation is in

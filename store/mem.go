@@ -26,6 +26,7 @@ type Mem struct {
 	history   []model.Promotion
 	verdicts  []model.VerdictEvent
 	netpols   map[string][]NetworkPolicyRecord // namespace/name -> records, oldest first
+	spans     map[string]model.ObservedSpan    // SpanKey -> span
 }
 
 var _ Store = (*Mem)(nil)
@@ -77,6 +78,37 @@ func (m *Mem) AddVerdicts(evs []model.VerdictEvent) error {
 	// Ordered by time, then arrival, as the bbolt keys are.
 	sort.SliceStable(m.verdicts, func(i, j int) bool { return m.verdicts[i].At.Before(m.verdicts[j].At) })
 	return nil
+}
+
+// RecordObserved implements ObservationSink.
+func (m *Mem) RecordObserved(spans []model.ObservedSpan) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.spans == nil {
+		m.spans = map[string]model.ObservedSpan{}
+	}
+	for _, sp := range spans {
+		k := sp.SpanKey()
+		if old, ok := m.spans[k]; ok {
+			sp = MergeSpan(old, sp)
+		}
+		m.spans[k] = sp
+	}
+	return nil
+}
+
+// Observed implements ObservationReader.
+func (m *Mem) Observed(since time.Time) ([]model.ObservedSpan, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := []model.ObservedSpan{}
+	for _, sp := range m.spans {
+		if since.IsZero() || !sp.End.Before(since) {
+			out = append(out, sp)
+		}
+	}
+	SortSpans(out)
+	return out, nil
 }
 
 // Verdicts implements ObservationReader.

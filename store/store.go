@@ -1,8 +1,10 @@
 package store
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -81,6 +83,13 @@ type ObservationSink interface {
 	MergeEdges(edges []model.Edge) error
 	// AddVerdicts appends verdict events in one change.
 	AddVerdicts(evs []model.VerdictEvent) error
+	// RecordObserved stores observation spans in one change: a span with
+	// the key of a stored one (model.ObservedSpan.SpanKey: the same
+	// endpoint and start) moves the stored span's End forward (never
+	// back); another is added. The node calls it on every commit with
+	// each observer's span up to now, so a span never outlives its last
+	// commit.
+	RecordObserved(spans []model.ObservedSpan) error
 }
 
 // ObservationReader reads what was observed.
@@ -90,6 +99,9 @@ type ObservationReader interface {
 	Edges(since time.Time) ([]model.Edge, error)
 	// Verdicts returns the verdict events at or after since, oldest first.
 	Verdicts(since time.Time) ([]model.VerdictEvent, error)
+	// Observed returns the observation spans that end at or after since
+	// (all for the zero time), sorted by workload, endpoint and start.
+	Observed(since time.Time) ([]model.ObservedSpan, error)
 }
 
 // Observations is an observation sink that can be read back.
@@ -127,6 +139,22 @@ func MergeEdge(a, b model.Edge) model.Edge {
 	return out
 }
 
+// MergeSpan returns stored span a with b recorded (see RecordObserved):
+// End keeps the later of the two.
+func MergeSpan(a, b model.ObservedSpan) model.ObservedSpan {
+	if b.End.After(a.End) {
+		a.End = b.End
+	}
+	return a
+}
+
+// SortSpans sorts spans by workload, endpoint and start.
+func SortSpans(spans []model.ObservedSpan) {
+	slices.SortFunc(spans, func(x, y model.ObservedSpan) int {
+		return cmp.Or(cmp.Compare(x.Workload, y.Workload), cmp.Compare(x.Endpoint, y.Endpoint), x.Start.Compare(y.Start))
+	})
+}
+
 // Origin says where a policy revision came from.
 type Origin string
 
@@ -145,6 +173,11 @@ type Revision struct {
 	CreatedAt time.Time             `json:"createdAt"`
 	CreatedBy string                `json:"createdBy"`
 	Policy    *v1alpha1.NanoSegment `json:"policy"`
+	// Window is, for a proposed revision, the window its edges were taken
+	// from (`policy propose --window`; nanoseconds in JSON); 0 for every
+	// edge stored, and for declared revisions. A promotion to enforce
+	// compares it with how long the workload was observed in it.
+	Window time.Duration `json:"window,omitempty"`
 }
 
 // WorkloadState is what is active for a workload: a mode and a revision

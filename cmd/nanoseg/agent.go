@@ -77,7 +77,7 @@ func newStatusCmd(a *app) *cobra.Command {
 				return printJSON(w, st)
 			}
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "WORKLOAD\tMODE\tREV\tENDPOINTS\tIN SYNC\tRULE HITS (pkts)\tNO RULE (pkts)\tWOULD-DENY\tDENIED")
+			fmt.Fprintln(tw, "WORKLOAD\tMODE\tREV\tENDPOINTS\tIN SYNC\tRULE HITS (pkts)\tNO RULE (pkts)\tWOULD-DENY\tDENIED\tOBSERVED\tNEW PEER (ago)")
 			for _, s := range st {
 				sync, hits, unmatched := 0, uint64(0), uint64(0)
 				mode := string(s.Mode)
@@ -96,9 +96,22 @@ func newStatusCmd(a *app) *cobra.Command {
 				for _, h := range s.DefaultHits {
 					unmatched += h.Packets
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d/%d\t%d\t%d\t%d\t%d\n", s.Workload, mode, s.Revision, len(s.Endpoints), sync, len(s.Endpoints), hits, unmatched, s.WouldDeny, s.Denied)
+				observed, lastNew := "-", "-"
+				if c := s.Coverage; c != nil {
+					observed = model.ShortDuration(c.Observed())
+					if !c.LastNew.IsZero() {
+						lastNew = model.ShortDuration(time.Since(c.LastNew))
+					}
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d/%d\t%d\t%d\t%d\t%d\t%s\t%s\n", s.Workload, mode, s.Revision, len(s.Endpoints), sync, len(s.Endpoints), hits, unmatched, s.WouldDeny, s.Denied,
+					observed, lastNew)
 			}
 			tw.Flush()
+			for _, s := range st {
+				if c := s.Coverage; c != nil && c.Silent {
+					fmt.Fprintf(w, "\n%s: silent: no successful connection in the %s observed; a proposal allows nothing it might do\n", s.Workload, model.ShortDuration(c.Observed()))
+				}
+			}
 			for _, s := range st {
 				for _, e := range s.Endpoints {
 					if e.Adopted != "" {
@@ -161,6 +174,12 @@ func printPromotion(w io.Writer, action string, r controller.PromoteResult) {
 			p.Seq, p.Who, p.At.UTC().Format(time.RFC3339))
 	default:
 		fmt.Fprintf(w, "%s %s: %s rev %d -> %s rev %d (event %d, by %s: %q)\n", p.Action, p.Workload, p.FromMode, p.FromRevision, p.ToMode, p.ToRevision, p.Seq, p.Who, p.Reason)
+	}
+	if c := r.Coverage; c != nil {
+		fmt.Fprintf(w, "coverage of its proposal: %s\n", c.Summary())
+	}
+	for _, f := range p.Forced {
+		fmt.Fprintf(w, "warning: forced (recorded in the history): %s\n", f)
 	}
 	if r.Converged {
 		if !r.Unchanged {
@@ -328,6 +347,16 @@ revision is reported as "no change" and nothing is recorded. --all promotes
 every workload that has a policy revision, one recorded event each, and ends
 with what was promoted, already there, failed, unknown or not attempted.
 
+Promoting a proposed revision to enforce is gated on coverage: the agent
+refuses, naming each workload and reason, when the workload was observed
+for less than --min-observed (default: the agent's minObserved, 1h) within
+its proposal's window, when that window (policy propose --window) is longer
+than what was observed of it, when the workload had no observed traffic, or
+when another workload of its namespace had none (whatever it does would be
+denied). --force enforces anyway and records the reasons in the promotion
+event. Promotions to observe or audit are never gated (audit is how to learn
+safely), nor are declared revisions (policy apply).
+
 When the agent's answer is lost (the connection dropped, the agent died),
 the command asks the agent's history whether that promotion committed,
 stops there, and exits 1: run it again once the agent is back; the
@@ -366,6 +395,8 @@ workloads already promoted are then reported as already there.`,
 	cmd.Flags().IntVar(&req.Revision, "revision", 0, "policy revision (default: the latest)")
 	cmd.Flags().StringVar(&req.Reason, "reason", "", "why (recorded in the history)")
 	cmd.Flags().BoolVar(&all, "all", false, "every workload that has a policy revision")
+	cmd.Flags().BoolVar(&req.Force, "force", false, "enforce although the coverage gate refuses; the reasons are recorded in the history")
+	cmd.Flags().DurationVar(&req.MinObserved, "min-observed", 0, "enforce: the observation a proposal needs in its window (default: the agent's minObserved)")
 	_ = cmd.MarkFlagRequired("to")
 	_ = cmd.MarkFlagRequired("reason")
 	return cmd

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -23,7 +24,17 @@ import (
 	"github.com/nanoseg/nanoseg/store"
 )
 
-func init() { edgeSource = agentEdges }
+func init() { edgeSource, coverageSource = agentEdges, agentCoverage }
+
+// agentCoverage fetches every workload's coverage since since (zero:
+// everything) from the agent.
+func agentCoverage(ctx context.Context, a *app, since time.Time) ([]model.Coverage, error) {
+	var window time.Duration
+	if !since.IsZero() {
+		window = time.Since(since).Round(time.Second)
+	}
+	return newClient(a).Coverage(ctx, window)
+}
 
 // agentEdges fetches the edges last seen since since (zero: all) from the
 // agent.
@@ -548,9 +559,22 @@ func proposeFromAgent(cmd *cobra.Command, a *app, window time.Duration, includeD
 			fmt.Fprintf(w, "  %s\n", e)
 		}
 	}
+	if len(rep.Failed) > 0 {
+		fmt.Fprintf(w, "left out, because every connection failed (never learned as allows):\n")
+		for _, e := range rep.Failed {
+			fmt.Fprintf(w, "  %s\n", e)
+		}
+	}
 	if len(rep.Skipped) > 0 {
 		fmt.Fprintf(w, "no proposal:\n")
 		for _, s := range rep.Skipped {
+			fmt.Fprintf(w, "  %s\n", s)
+		}
+	}
+	printCoverage(w, rep.Coverage, window)
+	if len(rep.Silent) > 0 {
+		fmt.Fprintf(w, "silent in the window (no proposal; the policies of their peers do not allow them; promote to enforce refuses while they are):\n")
+		for _, s := range rep.Silent {
 			fmt.Fprintf(w, "  %s\n", s)
 		}
 	}
@@ -561,6 +585,51 @@ func proposeFromAgent(cmd *cobra.Command, a *app, window time.Duration, includeD
 		fmt.Fprintf(w, "wrote %d proposals to %s\n", len(rep.Proposals), outDir)
 	}
 	return nil
+}
+
+// printCoverage prints a coverage report: per workload how long it was
+// observed of window (everything for 0), flows, failed flows, peers,
+// server ports and when its newest peer or port appeared.
+func printCoverage(w io.Writer, covs []model.Coverage, window time.Duration) {
+	if len(covs) == 0 {
+		return
+	}
+	of := "everything observed"
+	if window > 0 {
+		of = "the " + model.ShortDuration(window) + " window asked"
+	}
+	fmt.Fprintf(w, "coverage (of %s):\n", of)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  WORKLOAD\tOBSERVED\tENDPOINTS\tFLOWS\tFAILED\tPEERS\tSERVER PORTS\tNEW PEER (ago)\tNOTE")
+	for _, c := range covs {
+		obs := model.ShortDuration(c.Observed())
+		if window > 0 {
+			obs += " of " + model.ShortDuration(window)
+		}
+		var ports []string
+		for _, p := range c.Ports {
+			ports = append(ports, fmt.Sprintf("%d/%s(%d)", p.Port, p.Protocol, p.Peers))
+		}
+		if len(ports) == 0 {
+			ports = []string{"-"}
+		}
+		lastNew := "-"
+		if !c.LastNew.IsZero() {
+			lastNew = model.ShortDuration(c.To.Sub(c.LastNew))
+		}
+		var note []string
+		if c.Silent {
+			note = append(note, "silent")
+		}
+		if window > 0 && c.Observed() < window*99/100 {
+			note = append(note, "window not fully observed")
+		}
+		if c.ObservedSeconds == 0 {
+			note = append(note, "never observed")
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", c.Workload, obs, c.Endpoints, c.Flows, c.Failed, c.Peers, strings.Join(ports, ","), lastNew, strings.Join(note, ", "))
+	}
+	tw.Flush()
 }
 
 // diffFromAgent prints the agent's diff of the latest revisions against
@@ -593,6 +662,7 @@ func diffFromAgent(cmd *cobra.Command, a *app, workload string, window time.Dura
 	for _, d := range rep.Denied {
 		fmt.Fprintf(w, "  ! %-10s %s  (%d flows; %s)\n", d.Action, d.Edge, d.Flows, d.Reason)
 	}
+	printCoverage(w, rep.Coverage, window)
 	return nil
 }
 

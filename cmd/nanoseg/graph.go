@@ -25,6 +25,10 @@ import (
 // the agent was not reachable.
 var edgeSource func(ctx context.Context, a *app, since, until time.Time) ([]model.Edge, error)
 
+// coverageSource fetches every workload's coverage since since (zero:
+// everything), for the nodes of a graph drawn from the agent's edges.
+var coverageSource func(ctx context.Context, a *app, since time.Time) ([]model.Coverage, error)
+
 // errNoEdgeSource is returned when neither --edges nor an agent is available.
 var errNoEdgeSource = errors.New("no --edges file given and no agent reachable")
 
@@ -114,6 +118,14 @@ func runGraph(cmd *cobra.Command, a *app, o graphOptions) error {
 	}
 	g := graph.Build(edges, filter)
 	g.GeneratedAt = now
+	if o.edgesFile == "" && coverageSource != nil {
+		// Coverage per node; an older agent without it leaves the graph as it was.
+		if covs, err := coverageSource(cmd.Context(), a, filter.Since); err == nil {
+			g.AddCoverage(covs)
+		} else if a.log != nil {
+			a.log.Debug("no coverage from the agent", "err", err)
+		}
+	}
 	if a.log != nil {
 		a.log.Debug("graph built", "edgesIn", len(edges), "nodes", len(g.Nodes), "edges", len(g.Edges), "format", format)
 	}

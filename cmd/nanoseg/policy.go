@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/graph"
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
@@ -319,8 +320,14 @@ one YAML file per workload. The agent leaves out an edge that was denied or
 audit-denied within --window and that the policies in force now still deny
 or audit-deny, and says which revision denied it and when (--include-denied
 keeps it); denials older than the window, or under a policy no longer in
-force, leave nothing out. With --edges it works offline on an edges file
-and prints YAML.`,
+force, leave nothing out. An edge whose every connection failed (refused
+with a reset, or never answered: a closed port, a scan) is never proposed;
+the report lists it with the reason, offline too. Beside the proposals the
+agent prints a coverage report: per workload how long it was observed of
+the window asked, its flows, failed flows, peers, server ports and when
+its newest peer appeared, and names the workloads that were silent (no
+proposal, and promote to enforce refuses while they are). With --edges it
+works offline on an edges file and prints YAML.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if window < 0 {
@@ -342,6 +349,10 @@ and prints YAML.`,
 				if err := json.Unmarshal(data, &ids); err != nil {
 					return fmt.Errorf("parse identities %s: %w", identitiesFile, err)
 				}
+			}
+			edges, failed := controller.LeaveOutFailed(edges)
+			for _, f := range failed {
+				fmt.Fprintf(cmd.ErrOrStderr(), "left out: %s\n", f)
 			}
 			segs := policies.Propose(edges, ids)
 			objs := make([]any, len(segs))

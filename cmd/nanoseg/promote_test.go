@@ -292,13 +292,13 @@ func TestStatusShowsAdoptedAndRefusedEndpoints(t *testing.T) {
 	if err != nil {
 		t.Fatalf("status: %v\n%s", err, out)
 	}
-	// WORKLOAD MODE REV ENDPOINTS IN-SYNC RULE-HITS NO-RULE WOULD-DENY DENIED,
-	// the mode being two words here.
+	// WORKLOAD MODE REV ENDPOINTS IN-SYNC RULE-HITS NO-RULE WOULD-DENY DENIED
+	// OBSERVED NEW-PEER, the mode being two words here.
 	lines := strings.Split(out, "\n")
 	if !strings.Contains(lines[0], "NO RULE (pkts)") || len(lines) < 2 {
 		t.Fatalf("status table header:\n%s", out)
 	}
-	if f := strings.Fields(lines[1]); len(f) != 10 || f[0] != "shop/db" || f[7] != "17" {
+	if f := strings.Fields(lines[1]); len(f) != 12 || f[0] != "shop/db" || f[7] != "17" {
 		t.Errorf("shop/db row %q: want 17 packets under NO RULE", lines[1])
 	}
 	for _, want := range []string{

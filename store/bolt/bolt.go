@@ -21,9 +21,11 @@
 //	promotions  sequence (8 bytes BE) → Promotion JSON, hash-chained
 //	verdicts    time (8 bytes BE ns) + sequence → VerdictEvent JSON
 //	networkpolicies  "namespace/name" → (revision, 8 bytes BE → NetworkPolicyRecord JSON)
+//	observed    "endpoint|start (RFC 3339 ns)" → model.ObservedSpan JSON, End moved forward on every commit
 //
-// A file written before networkpolicies existed gets the bucket when it is
-// next opened for writing; readers treat a missing bucket as empty.
+// A file written before networkpolicies or observed existed gets the
+// bucket when it is next opened for writing; readers treat a missing
+// bucket as empty (a file without spans has observed nothing yet).
 package bolt
 
 import (
@@ -48,6 +50,7 @@ var (
 	bucketPromotions = []byte("promotions")
 	bucketVerdicts   = []byte("verdicts")
 	bucketNetpols    = []byte("networkpolicies")
+	bucketObserved   = []byte("observed")
 )
 
 // Store is the agent's state in one file. Safe for concurrent use.
@@ -66,7 +69,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketEdges, bucketRevisions, bucketState, bucketPromotions, bucketVerdicts, bucketNetpols} {
+		for _, b := range [][]byte{bucketEdges, bucketRevisions, bucketState, bucketPromotions, bucketVerdicts, bucketNetpols, bucketObserved} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -112,6 +115,62 @@ func (s *Store) MergeEdges(edges []model.Edge) error {
 		}
 		return nil
 	})
+}
+
+// RecordObserved stores observation spans in one transaction; a span
+// already stored (same endpoint and start) keeps the later End.
+func (s *Store) RecordObserved(spans []model.ObservedSpan) error {
+	if len(spans) == 0 {
+		return nil
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketObserved)
+		if err != nil {
+			return err
+		}
+		for _, sp := range spans {
+			k := []byte(sp.SpanKey())
+			if raw := b.Get(k); raw != nil {
+				var old model.ObservedSpan
+				if err := json.Unmarshal(raw, &old); err != nil {
+					return fmt.Errorf("decode span %s: %w", k, err)
+				}
+				sp = store.MergeSpan(old, sp)
+			}
+			raw, err := json.Marshal(sp)
+			if err != nil {
+				return fmt.Errorf("encode span: %w", err)
+			}
+			if err := b.Put(k, raw); err != nil {
+				return fmt.Errorf("store span: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// Observed returns the stored observation spans that end at or after
+// since (all for the zero time), sorted by workload, endpoint and start.
+func (s *Store) Observed(since time.Time) ([]model.ObservedSpan, error) {
+	out := []model.ObservedSpan{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketObserved)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var sp model.ObservedSpan
+			if err := json.Unmarshal(v, &sp); err != nil {
+				return fmt.Errorf("decode span %s: %w", k, err)
+			}
+			if since.IsZero() || !sp.End.Before(since) {
+				out = append(out, sp)
+			}
+			return nil
+		})
+	})
+	store.SortSpans(out)
+	return out, err
 }
 
 // Edges returns the stored edges last seen at or after since (all edges for

@@ -27,6 +27,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, reopen func(t *testi
 	t.Run("MergesEdges", func(t *testing.T) { mergesEdges(t, open(t), reopen) })
 	t.Run("PromotionsAreChainedAndChecked", func(t *testing.T) { promotionsChained(t, open(t), reopen) })
 	t.Run("VerdictsSince", func(t *testing.T) { verdictsSince(t, open(t)) })
+	t.Run("ObservedSpans", func(t *testing.T) { observedSpans(t, open(t), reopen) })
 	t.Run("NetworkPolicies", func(t *testing.T) { networkPolicies(t, open(t), reopen) })
 }
 
@@ -54,6 +55,50 @@ func mergesEdges(t *testing.T, s store.Store, reopen func(*testing.T, store.Stor
 	}
 	if got, _ := s.Edges(t0.Add(3 * time.Minute)); len(got) != 0 {
 		t.Errorf("window after last seen returned %d edges", len(got))
+	}
+}
+
+// observedSpans: a span's End only moves forward, a restart (a new start)
+// is a new span beside the old one, and both survive a reopen.
+func observedSpans(t *testing.T, s store.Store, reopen func(*testing.T, store.Store) store.Store) {
+	t0 := time.Date(2026, 11, 30, 6, 0, 0, 0, time.UTC)
+	span := func(ep, w string, start, end time.Duration) model.ObservedSpan {
+		return model.ObservedSpan{Endpoint: ep, Workload: w, Start: t0.Add(start), End: t0.Add(end)}
+	}
+	if got, err := s.Observed(time.Time{}); err != nil || len(got) != 0 {
+		t.Fatalf("empty store: %v, %v", got, err)
+	}
+	if err := s.RecordObserved([]model.ObservedSpan{span("db-0", "shop/db", 0, time.Minute), span("api-0", "shop/api", 0, time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	// The next commit moves End forward; an older End never moves it back.
+	if err := s.RecordObserved([]model.ObservedSpan{span("db-0", "shop/db", 0, 5*time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordObserved([]model.ObservedSpan{span("db-0", "shop/db", 0, 2*time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	// A restart starts a new span.
+	if err := s.RecordObserved([]model.ObservedSpan{span("db-0", "shop/db", time.Hour, time.Hour+time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	s = reopen(t, s)
+	got, err := s.Observed(time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []model.ObservedSpan{span("api-0", "shop/api", 0, time.Minute), span("db-0", "shop/db", 0, 5*time.Minute), span("db-0", "shop/db", time.Hour, time.Hour+time.Minute)}
+	if len(got) != len(want) {
+		t.Fatalf("spans %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i].Endpoint != want[i].Endpoint || got[i].Workload != want[i].Workload || !got[i].Start.Equal(want[i].Start) || !got[i].End.Equal(want[i].End) {
+			t.Errorf("span %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	// since: the spans that end at or after it.
+	if got, _ := s.Observed(t0.Add(3 * time.Minute)); len(got) != 2 || got[0].Endpoint != "db-0" {
+		t.Errorf("spans ending after 3m: %+v", got)
 	}
 }
 
