@@ -77,6 +77,8 @@ var fence = []fenceRow{
 		"the inventory seam and the address index are pure; sources live in subpackages"},
 	{"inventory/host", []string{"model", "inventory", "lab", "internal/nsenter"}, [][]string{cluster, storage, {mod + "dataplane", mod + "observer"}},
 		"the standalone sources of one host; the only production importer of lab"},
+	{"inventory/kube", []string{"model", "inventory"}, [][]string{storage, {mod + "lab", mod + "dataplane", mod + "observer", mod + "node", mod + "compile"}},
+		"the Kubernetes inventory source of a node agent: informers (client-go) and the netns finder (netlink, inotify); it lists endpoints, it never programs or observes them"},
 	{"store", []string{"model", "policies/v1alpha1"}, [][]string{kernel, cluster, storage},
 		"the store seams and the in-memory store are pure"},
 	{"store/bolt", []string{"model", "store"}, [][]string{kernel, cluster},

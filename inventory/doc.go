@@ -5,9 +5,9 @@
 //     labels, and known external names. Implementations: LabSource
 //     (lab.go, a running lab), LabelsFileSource (labels.go, named network
 //     namespaces described by a YAML file), NetnsSource (netns_linux.go,
-//     keeps the namespaces that exist and watches /run/netns). A
-//     Kubernetes source (informers on Pods and Namespaces) is meant to be
-//     one more implementation of Source, in its own file or package.
+//     keeps the namespaces that exist and watches /run/netns), and
+//     the Kubernetes source of package inventory/kube (informers on Pods,
+//     Namespaces, Services and EndpointSlices, and the netns finder).
 //   - Index (inventory.go): the endpoints of the last snapshot indexed by
 //     address, the address → identity lookup of the observer, and the
 //     World of policy evaluation (policies.MemWorld).

@@ -25,8 +25,8 @@ type Snapshot struct {
 // exist, with their identities (namespace, workload, labels), addresses and
 // named ports. Implementations: LabSource (a running lab), LabelsFileSource
 // (named netns described by a labels file), NetnsSource (keeps the
-// endpoints whose netns exists and watches /run/netns); a Kubernetes source
-// (informers on Pods and Namespaces) will be another.
+// endpoints whose netns exists and watches /run/netns); inventory/kube.Source
+// (informers on Pods, Namespaces, Services and EndpointSlices) is another.
 type Source interface {
 	// List returns what the source knows now.
 	List(ctx context.Context) (Snapshot, error)

@@ -1,0 +1,23 @@
+// Package kube is the Kubernetes inventory source of a node agent: the
+// cluster's Pods, Namespaces, Services and EndpointSlices from client-go
+// shared informers, turned into an inventory.Snapshot, and the network
+// namespaces of the node's own pods found among the node's namespaces.
+//
+//   - Source (source.go): informers on Pods (all namespaces, so peers on
+//     other nodes resolve), Namespaces, Services and EndpointSlices
+//     (discovery.k8s.io/v1); List builds the snapshot, Watch notifies on
+//     every event that may change it. Objects are trimmed on the way into
+//     the informer caches (transform.go) to what the snapshot needs.
+//   - Pods as endpoints (pods.go): which pods count, the workload of a pod
+//     (its controller owner), the addresses two pods claim.
+//   - Services (services.go): each Service's ClusterIPs and, per port, the
+//     ready backends its EndpointSlices list.
+//   - Finder (finder.go, finder_linux.go): the network namespace of each
+//     pod of this node, matched by the pod's addresses among the bind
+//     mounts under /run/netns and /var/run/netns and the namespaces of
+//     running processes (/proc/PID/ns/net), with no CNI hook. A pod whose
+//     namespace is not found, or not found unambiguously, is reported
+//     (Source.Unfound, a gauge) and stays a peer; it is never guessed.
+//
+// Only kube-named packages import client-go (deps_test.go).
+package kube
