@@ -41,7 +41,8 @@ func testAddrs(t testing.TB) (v4, v6 netip.Addr) {
 	return v4, v6
 }
 
-// addAddrs puts addrs on a dummy link "pod0" in the namespace h.
+// addAddrs puts addrs on the loopback link of the namespace h (no dummy
+// module needed) and brings it up.
 func addAddrs(t testing.TB, h netns.NsHandle, addrs ...netip.Addr) {
 	t.Helper()
 	nl, err := netlink.NewHandleAt(h)
@@ -49,14 +50,9 @@ func addAddrs(t testing.TB, h netns.NsHandle, addrs ...netip.Addr) {
 		t.Fatal(err)
 	}
 	defer nl.Close()
-	l, err := nl.LinkByName("pod0")
+	l, err := nl.LinkByName("lo")
 	if err != nil {
-		if err := nl.LinkAdd(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: "pod0"}}); err != nil {
-			t.Fatalf("add dummy link: %v", err)
-		}
-		if l, err = nl.LinkByName("pod0"); err != nil {
-			t.Fatal(err)
-		}
+		t.Fatal(err)
 	}
 	for _, a := range addrs {
 		if err := nl.AddrAdd(l, nettest.Addr(netip.PrefixFrom(a, a.BitLen()))); err != nil {

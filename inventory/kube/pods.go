@@ -91,18 +91,16 @@ func podEndpoint(p *corev1.Pod) (e *podEntry, ok bool, bad []string) {
 		return nil, false, bad
 	}
 	var ports []model.ContainerPort
-	for _, c := range p.Spec.Containers {
-		for _, cp := range c.Ports {
-			proto := model.ProtocolTCP
-			if cp.Protocol != "" {
-				if q, err := model.ParseProtocol(string(cp.Protocol)); err == nil {
-					proto = q
-				} else {
-					proto = model.Protocol(cp.Protocol)
-				}
+	for _, cp := range declaredPorts(p) {
+		proto := model.ProtocolTCP
+		if cp.Protocol != "" {
+			if q, err := model.ParseProtocol(string(cp.Protocol)); err == nil {
+				proto = q
+			} else {
+				proto = model.Protocol(cp.Protocol)
 			}
-			ports = append(ports, model.ContainerPort{Name: cp.Name, Port: cp.ContainerPort, Protocol: proto})
 		}
+		ports = append(ports, model.ContainerPort{Name: cp.Name, Port: cp.ContainerPort, Protocol: proto})
 	}
 	return &podEntry{
 		ep: model.Endpoint{
@@ -116,6 +114,22 @@ func podEndpoint(p *corev1.Pod) (e *podEntry, ok bool, bad []string) {
 		node:    p.Spec.NodeName,
 		created: p.CreationTimestamp.Time,
 	}, true, bad
+}
+
+// declaredPorts returns the ports the pod's containers declare: its
+// containers' and its restartable init containers' (sidecars, which run
+// beside the containers), in that order.
+func declaredPorts(p *corev1.Pod) []corev1.ContainerPort {
+	var ports []corev1.ContainerPort
+	for _, c := range p.Spec.Containers {
+		ports = append(ports, c.Ports...)
+	}
+	for _, c := range p.Spec.InitContainers {
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			ports = append(ports, c.Ports...)
+		}
+	}
+	return ports
 }
 
 // sameEndpoint reports whether a and b list the same endpoint.

@@ -147,7 +147,8 @@ func New(client kubernetes.Interface, cfg Config) (*Source, error) {
 	notify := cache.ResourceEventHandlerFuncs{
 		AddFunc: func(any) { s.notify() },
 		UpdateFunc: func(a, b any) {
-			if ma, mb := metaOf(a), metaOf(b); ma == nil || mb == nil || ma.GetResourceVersion() != mb.GetResourceVersion() {
+			// A resync delivers the same object again: nothing changed.
+			if ma, mb := metaOf(a), metaOf(b); ma == nil || mb == nil || ma.GetResourceVersion() == "" || ma.GetResourceVersion() != mb.GetResourceVersion() {
 				s.notify()
 			}
 		},

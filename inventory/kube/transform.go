@@ -38,8 +38,8 @@ func trimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
 }
 
 // trimPod keeps the controller owner, node, host network flag, the
-// containers' declared ports (regular containers and restartable init
-// containers, the sidecars), phase and addresses.
+// declared ports (declaredPorts, kept as one container's), phase and
+// addresses.
 func trimPod(p *corev1.Pod) *corev1.Pod {
 	out := &corev1.Pod{ObjectMeta: trimMeta(p.ObjectMeta)}
 	if c := metav1.GetControllerOfNoCopy(p); c != nil {
@@ -48,13 +48,8 @@ func trimPod(p *corev1.Pod) *corev1.Pod {
 	out.Spec.NodeName = p.Spec.NodeName
 	out.Spec.HostNetwork = p.Spec.HostNetwork
 	var ports []corev1.ContainerPort
-	for _, c := range p.Spec.Containers {
-		ports = appendPorts(ports, c.Ports)
-	}
-	for _, c := range p.Spec.InitContainers {
-		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
-			ports = appendPorts(ports, c.Ports)
-		}
+	for _, p := range declaredPorts(p) {
+		ports = append(ports, corev1.ContainerPort{Name: p.Name, ContainerPort: p.ContainerPort, Protocol: p.Protocol})
 	}
 	if len(ports) > 0 {
 		out.Spec.Containers = []corev1.Container{{Ports: ports}}
@@ -68,13 +63,6 @@ func trimPod(p *corev1.Pod) *corev1.Pod {
 		}
 	}
 	return out
-}
-
-func appendPorts(dst, ports []corev1.ContainerPort) []corev1.ContainerPort {
-	for _, p := range ports {
-		dst = append(dst, corev1.ContainerPort{Name: p.Name, ContainerPort: p.ContainerPort, Protocol: p.Protocol})
-	}
-	return dst
 }
 
 // trimService keeps type, ClusterIPs and ports.
