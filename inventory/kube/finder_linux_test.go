@@ -25,9 +25,11 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/nanoseg/nanoseg/internal/nettest"
 	"github.com/nanoseg/nanoseg/internal/nsenter"
+	"github.com/nanoseg/nanoseg/inventory"
 )
 
 // testAddrs returns a random IPv4 /32 in 198.18.0.0/15 and IPv6 /128 in
@@ -365,5 +367,60 @@ func BenchmarkScan(b *testing.B) {
 			}
 			b.ReportMetric(float64(found), "netns")
 		})
+	}
+}
+
+// TestSourceWithNetnsFinder: the source with the real finder over real
+// namespaces. A pod of this node is found in its namespace; its address
+// reused by a new pod in a new namespace: while both namespaces hold it
+// the new pod is unfound (ambiguous) and a peer, and once the old
+// namespace is gone the new pod is a new endpoint (new key, new inode)
+// carrying nothing of the old one.
+func TestSourceWithNetnsFinder(t *testing.T) {
+	nettest.RequireRoot(t)
+	v4, v6 := testAddrs(t)
+	old := namedNetns(t, v4, v6)
+	f, err := NewNetnsFinder(FinderConfig{Rescan: time.Hour, MinInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, client := start(t, f, nil, namespace("shop", nil),
+		pod("shop", "api-0", node, []string{v4.String(), v6.String()}, labels("role", "old")))
+	snap, err := s.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _ := endpoint(snap, "shop_api-0")
+	if e.Path != old.Path() || e.NetnsInode != inodeOf(t, old.Path()) {
+		t.Fatalf("old pod: %+v, want %s", e, old.Path())
+	}
+	oldInode := e.NetnsInode
+
+	ctx := context.Background()
+	if err := client.CoreV1().Pods("shop").Delete(ctx, "api-0", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fresh := namedNetns(t, v4, v6)
+	if _, err := client.CoreV1().Pods("shop").Create(ctx, pod("shop", "api-1", node, []string{v4.String(), v6.String()}, labels("role", "new")), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, s, "new pod ambiguous", func(snap inventory.Snapshot) bool {
+		e, ok := endpoint(snap, "shop_api-1")
+		u := s.Unfound()
+		return ok && e.Path == "" && len(u) == 1 && u[0].Code == ReasonAmbiguous
+	})
+	if err := nsenter.DeleteNamed(old.Name); err != nil {
+		t.Fatal(err)
+	}
+	snap = eventually(t, s, "new pod found", func(snap inventory.Snapshot) bool {
+		e, ok := endpoint(snap, "shop_api-1")
+		return ok && e.Path != ""
+	})
+	e, _ = endpoint(snap, "shop_api-1")
+	if e.Path != fresh.Path() || e.NetnsInode == oldInode || e.Labels["role"] != "new" {
+		t.Errorf("new pod: %+v, want %s with a new inode (old %d) and its own labels", e, fresh.Path(), oldInode)
+	}
+	if _, ok := endpoint(snap, "shop_api-0"); ok || len(s.Unfound()) != 0 {
+		t.Errorf("old pod still listed or pods unfound: %+v, %+v", snap.Endpoints, s.Unfound())
 	}
 }
