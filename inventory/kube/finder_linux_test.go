@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -422,5 +423,17 @@ func TestSourceWithNetnsFinder(t *testing.T) {
 	}
 	if _, ok := endpoint(snap, "shop_api-0"); ok || len(s.Unfound()) != 0 {
 		t.Errorf("old pod still listed or pods unfound: %+v, %+v", snap.Endpoints, s.Unfound())
+	}
+}
+
+func TestFinderConfigValidate(t *testing.T) {
+	err := FinderConfig{Dirs: []string{"run/netns"}, Rescan: -1, MinInterval: -1}.Validate()
+	for _, field := range []string{"dirs[0]", "rescan", "minInterval"} {
+		if err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("Validate = %v, want %s named", err, field)
+		}
+	}
+	if _, err := NewNetnsFinder(FinderConfig{Rescan: -1}); err == nil {
+		t.Error("NewNetnsFinder accepted a negative rescan")
 	}
 }

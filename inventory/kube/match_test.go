@@ -57,3 +57,23 @@ func TestMatch(t *testing.T) {
 		t.Errorf("dual-stack pod alone in its namespace: %+v, want /run/netns/a", g)
 	}
 }
+
+// BenchmarkMatch: one node's 110 pods among 120 namespaces.
+func BenchmarkMatch(b *testing.B) {
+	var nss []nsInfo
+	pods := map[string][]netip.Addr{}
+	for i := range 120 {
+		a4 := netip.AddrFrom4([4]byte{198, 18, byte(i / 200), byte(i%200 + 1)})
+		a6 := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i + 1)})
+		nss = append(nss, nsInfo{inode: uint64(i + 1), path: "/run/netns/cni-" + a4.String(), addrs: []netip.Addr{a4, a6}})
+		if i < 110 {
+			pods[NetnsKey("shop", a4.String())] = []netip.Addr{a4, a6}
+		}
+	}
+	b.ReportAllocs()
+	for range b.N {
+		if got := match(nss, pods); len(got) != 110 {
+			b.Fatal(len(got))
+		}
+	}
+}
