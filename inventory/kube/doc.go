@@ -19,5 +19,14 @@
 //     namespace is not found, or not found unambiguously, is reported
 //     (Source.Unfound, a gauge) and stays a peer; it is never guessed.
 //
+// What the finder needs in a DaemonSet pod: the host's PID namespace
+// (hostPID, so /proc lists the pods' processes and /proc/1 is the host's
+// init), the host's /run/netns and /var/run/netns mounted at the same
+// paths with mountPropagation HostToContainer (bind mounts made after the
+// agent started must show up), CAP_SYS_ADMIN (netlink handles inside a
+// namespace use setns(2)) and CAP_SYS_PTRACE (reading other processes'
+// /proc/PID/ns/net links). The RBAC it needs: get, list and watch on
+// pods, namespaces, services and discovery.k8s.io endpointslices.
+//
 // Only kube-named packages import client-go (deps_test.go).
 package kube
