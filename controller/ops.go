@@ -125,11 +125,11 @@ func (s *Service) Propose(window time.Duration, includeDenied bool, who string) 
 			return rep, err
 		}
 	}
-	var ids []model.Identity
-	for _, w := range s.inv.Workloads() {
-		ids = append(ids, s.inv.Workload(w)[0].Identity())
+	known, err := s.known()
+	if err != nil {
+		return rep, err
 	}
-	segs := policies.Propose(edges, ids)
+	segs := policies.ProposeWith(edges, known, s.cfg.Propose)
 	proposed := map[string]bool{}
 	for i := range segs {
 		seg := &segs[i]
@@ -195,6 +195,33 @@ func failedLine(e model.Edge) string {
 	}
 	return fmt.Sprintf("%s -> %s %s/%d: %d connections in the window, all failed (%s): %s", e.Source, e.Destination, e.Protocol, e.Port,
 		e.Flows, strings.Join(how, ", "), why)
+}
+
+// known returns the inventory as inference sees it: each workload's
+// identity with the ports any of its endpoints declares, and the
+// namespaces with their labels.
+func (s *Service) known() (policies.Known, error) {
+	var k policies.Known
+	for _, w := range s.inv.Workloads() {
+		eps := s.inv.Workload(w)
+		kw := policies.KnownWorkload{Identity: eps[0].Identity()}
+		seen := map[model.ContainerPort]bool{}
+		for _, e := range eps {
+			for _, p := range e.Ports {
+				if !seen[p] {
+					seen[p] = true
+					kw.Ports = append(kw.Ports, p)
+				}
+			}
+		}
+		k.Workloads = append(k.Workloads, kw)
+	}
+	world, err := s.inv.World(nil)
+	if err != nil {
+		return k, err
+	}
+	k.Namespaces = world.Namespaces()
+	return k, nil
 }
 
 // peersOf returns the workload keys of the internal peers of edges.
@@ -358,7 +385,7 @@ func sameRules(a, b *v1alpha1.NanoSegment) bool {
 }
 
 func markDeclared(r *v1alpha1.Rule, who string, at time.Time) {
-	if r.Provenance.Declared == nil && r.Provenance.Observed == nil {
+	if r.Provenance.Declared == nil && r.Provenance.Observed == nil && r.Provenance.Widened == nil {
 		t := metav1.NewTime(at)
 		r.Provenance.Declared = &v1alpha1.Declared{By: who, At: &t}
 	}

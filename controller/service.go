@@ -132,6 +132,9 @@ type Config struct {
 	// proposal's window before a promotion to enforce goes ahead without
 	// force (Promote); 0: DefaultMinObserved, negative: no minimum.
 	MinObserved time.Duration
+	// Propose are the thresholds of inference (shared servers, DNS, port
+	// ranges); zero fields take policies.DefaultProposeOptions.
+	Propose policies.ProposeOptions
 }
 
 // DefaultConvergeTimeout bounds how long a promotion or rollback waits for

@@ -136,6 +136,49 @@ type Provenance struct {
 	Declared *Declared `json:"declared,omitempty"`
 	// +optional
 	Observed *Observed `json:"observed,omitempty"`
+	// Widened is set on a proposed rule that allows more than the edges it
+	// was inferred from: a person should review it, and accept or narrow it.
+	// +optional
+	Widened *Widened `json:"widened,omitempty"`
+}
+
+// Widening says in which way a proposed rule goes beyond what was observed.
+// +kubebuilder:validation:Enum=shared-server;dns;port-range
+type Widening string
+
+// The ways inference widens a rule.
+const (
+	// WideningSharedServer: a server port with many distinct clients
+	// (across namespaces, or a large share of the workloads) allows any
+	// pod of the namespaces its clients share a label with, or of the
+	// cluster, not only the clients seen.
+	WideningSharedServer Widening = "shared-server"
+	// WideningDNS: the cluster's DNS server is reachable on UDP and TCP 53
+	// from any pod (its ingress), and from every proposed workload (their
+	// egress), whether or not it resolved a name while observed.
+	WideningDNS Widening = "dns"
+	// WideningPortRange: spread-out ports of one server to one peer became
+	// ranges (endPort), within the ports the server declares where it
+	// declares any.
+	WideningPortRange Widening = "port-range"
+)
+
+// Widened records how and why a proposed rule allows more than it saw.
+type Widened struct {
+	// Kinds are the ways the rule was widened, sorted.
+	// +listType=set
+	Kinds []Widening `json:"kinds"`
+	// Clients are the client workloads ("namespace/workload") seen on the
+	// server ports of a shared-server or dns rule: the evidence, and what
+	// the operator narrows the rule to if it should not be broad.
+	// +optional
+	Clients []string `json:"clients,omitempty"`
+	// SeenPorts are the destination ports actually seen ("TCP/8080"), when
+	// the rule's ports are wider than them.
+	// +optional
+	SeenPorts []string `json:"seenPorts,omitempty"`
+	// Note says in one sentence what was widened and from what.
+	Note string `json:"note"`
 }
 
 // Declared records who declared a rule.
