@@ -236,6 +236,7 @@ func (a *Agent) refreshInventory(ctx context.Context) error {
 		return err
 	}
 	a.node.SetInventory(ctx, snap)
+	a.svc.WarnCaptures()
 	return nil
 }
 

@@ -153,6 +153,9 @@ type Service struct {
 
 	enforceMu  sync.Mutex // one Enforce at a time, with the policies read under it
 	evidenceMu sync.Mutex // serialises exports: chain head and counter snapshots
+
+	capMu    sync.Mutex      // guards captured
+	captured map[string]bool // captures logged by WarnCaptures
 }
 
 // New returns a service over the seams. log nil discards.
@@ -248,7 +251,9 @@ func (s *Service) Enforce(ctx context.Context) error {
 			decided = append(decided, st.Workload)
 		}
 	}
-	return s.node.Enforce(ctx, in, decided)
+	err = s.node.Enforce(ctx, in, decided)
+	s.WarnCaptures()
+	return err
 }
 
 // knownNames returns every DNS name known for an address: inventory

@@ -26,6 +26,14 @@ type WorkloadStatus struct {
 	// workload ("NetworkPolicy namespace/name", sorted): they are enforced
 	// whatever Mode says, which is the mode of its nanosegment.
 	NetworkPolicies []string `json:"networkPolicies,omitempty"`
+	// CapturedBy lists the nanosegments in force of other workloads whose
+	// selector selects this workload: they apply to its endpoints in
+	// their mode, whatever Mode and Revision (its own policy's) say.
+	CapturedBy []Capture `json:"capturedBy,omitempty"`
+	// EffectiveMode is the strongest mode of the nanosegments that select
+	// the workload, its own and CapturedBy's: what its endpoints enforce
+	// (NetworkPolicies enforce whatever it says).
+	EffectiveMode model.Mode `json:"effectiveMode"`
 	// Endpoints are the workload's namespaces with their dataplane state.
 	Endpoints []EndpointState `json:"endpoints"`
 	// RuleHits are the kernel's counters per rule id, summed over the
@@ -129,12 +137,17 @@ func (s *Service) Status() ([]WorkloadStatus, error) {
 	if err != nil {
 		return nil, err
 	}
+	caps, err := s.Captures()
+	if err != nil {
+		return nil, err
+	}
 	for i, w := range wls {
 		st, err := s.store.State(w)
 		if err != nil {
 			return nil, err
 		}
-		ws := WorkloadStatus{Workload: w, Mode: st.Mode, Revision: st.Revision, Since: st.Since, Coverage: &covs[i]}
+		ws := WorkloadStatus{Workload: w, Mode: st.Mode, Revision: st.Revision, Since: st.Since, Coverage: &covs[i],
+			CapturedBy: caps[w], EffectiveMode: effectiveMode(st.Mode, caps[w])}
 		if eps := s.inv.Workload(w); len(eps) > 0 {
 			ws.NetworkPolicies = networkPoliciesOf(inForce, eps[0].Namespace, eps[0].Labels)
 		}

@@ -90,6 +90,11 @@ func newStatusCmd(a *app) *cobra.Command {
 						mode = e.Adopted + " (adopted)"
 					}
 				}
+				// A policy of another workload that selects this one
+				// decides what its endpoints enforce.
+				if len(s.CapturedBy) > 0 && s.EffectiveMode != s.Mode {
+					mode = string(s.EffectiveMode) + " (captured)"
+				}
 				for _, h := range s.RuleHits {
 					hits += h.Packets
 				}
@@ -148,6 +153,14 @@ func newStatusCmd(a *app) *cobra.Command {
 							by = "; decided by " + strings.Join(b.DecidedBy, ", ")
 						}
 						fmt.Fprintf(w, "  %-10s %s -> %s %s/%d  x%d  (rule id %s%s)\n", b.Verdict, b.Source, b.Destination, b.Protocol, b.Port, b.Count, b.RuleID, by)
+					}
+				}
+			}
+			for _, s := range st {
+				if len(s.CapturedBy) > 0 {
+					fmt.Fprintf(w, "\n%s is captured: policies of other workloads select it and apply to it (narrow their selectors, or promote a policy of its own):\n", s.Workload)
+					for _, c := range s.CapturedBy {
+						fmt.Fprintf(w, "  %s\n", c)
 					}
 				}
 			}

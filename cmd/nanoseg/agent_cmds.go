@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -553,6 +554,27 @@ func proposeFromAgent(cmd *cobra.Command, a *app, window time.Duration, includeD
 		fmt.Fprintf(tw, "%s\t%d\t%v\t%d\t%d\n", r.Workload, r.Revision.Number, r.New, len(r.Revision.Policy.Spec.Ingress), len(r.Revision.Policy.Spec.Egress))
 	}
 	tw.Flush()
+	var review []string
+	for _, r := range rep.Proposals {
+		for _, rule := range append(slices.Clone(r.Revision.Policy.Spec.Ingress), r.Revision.Policy.Spec.Egress...) {
+			if wd := rule.Provenance.Widened; wd != nil {
+				line := fmt.Sprintf("%s %s: %s", r.Workload, rule.ID, wd.Note)
+				if len(wd.Clients) > 0 {
+					line += fmt.Sprintf(" (clients seen: %s)", strings.Join(wd.Clients, ", "))
+				}
+				if len(wd.SeenPorts) > 0 {
+					line += fmt.Sprintf(" (ports seen: %s)", strings.Join(wd.SeenPorts, ", "))
+				}
+				review = append(review, line)
+			}
+		}
+	}
+	if len(review) > 0 {
+		fmt.Fprintf(w, "widened beyond what was observed, to review (accept, or narrow the rule before promoting):\n")
+		for _, l := range review {
+			fmt.Fprintf(w, "  %s\n", l)
+		}
+	}
 	if len(rep.Excluded) > 0 {
 		fmt.Fprintf(w, "left out, because they were denied in the window and the policies in force still deny them (review with `policy diff`; --include-denied to propose them anyway):\n")
 		for _, e := range rep.Excluded {
