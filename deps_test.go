@@ -99,7 +99,7 @@ var fence = []fenceRow{
 		"the HTTP API serves the controller service; it knows no kernel and no store implementation (the wire words live in client)"},
 	{"client", []string{"model", "controller", "evidence", "policies", "policies/v1alpha1"}, [][]string{kernel, cluster, storage},
 		"the Go client speaks the API; the CLI and the e2e tests share it"},
-	{"agent", []string{"model", "internal/loop", "store", "store/bolt", "inventory", "inventory/host", "controller", "node", "server"}, [][]string{cluster},
+	{"agent", []string{"model", "internal/loop", "store", "store/bolt", "inventory", "inventory/host", "controller", "node", "server", "policies"}, [][]string{cluster},
 		"the standalone agent composes the parts in one process"},
 	{"lab", []string{"internal/nsenter"}, [][]string{cluster, storage, {mod + "controller", mod + "dataplane", mod + "observer", mod + "policies", mod + "node", mod + "agent", mod + "inventory"}},
 		"the lab is the world under test; it must not depend on what it tests"},

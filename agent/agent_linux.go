@@ -121,7 +121,7 @@ func New(cfg Config, labs host.LabSource, log *slog.Logger, reg *prometheus.Regi
 		minObserved = -1 // no minimum
 	}
 	svc := controller.New(controller.Config{EvidenceDir: filepath.Join(filepath.Dir(cfg.StateFile), "evidence"),
-		EvidenceKeyFile: cfg.EvidenceKeyFile, Lab: cfg.Lab, MinObserved: minObserved}, st, st, inv, nd, log)
+		EvidenceKeyFile: cfg.EvidenceKeyFile, Lab: cfg.Lab, MinObserved: minObserved, Propose: cfg.Propose.Options()}, st, st, inv, nd, log)
 	srv := server.New(svc, server.Config{Socket: cfg.Socket, Listen: cfg.Listen, Token: token, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
 		TLSClientCA: cfg.TLSClientCA, MetricsAddr: cfg.MetricsAddr, Metrics: reg}, log)
 	return &Agent{cfg: cfg, log: log.With("component", "agent"), store: st, inv: inv, src: host.NetnsSource{Source: inventory.Merge(sources...)},

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strings"
 	"time"
+
+	"github.com/nanoseg/nanoseg/policies"
 )
 
 // Config configures the standalone agent.
@@ -50,6 +53,33 @@ type Config struct {
 	// --min-observed` overrides it per request). 0: no minimum (the
 	// window and silence checks remain).
 	MinObserved time.Duration `mapstructure:"minObserved" yaml:"minObserved"`
+	// Propose holds the thresholds of `policy propose`.
+	Propose ProposeConfig `mapstructure:"propose" yaml:"propose"`
+}
+
+// ProposeConfig is the configurable part of policies.ProposeOptions (see
+// there for what each threshold means; DNS servers are found by the
+// default labels and port 53).
+type ProposeConfig struct {
+	// SharedMinClients: distinct clients that make a server port shared.
+	SharedMinClients int `mapstructure:"sharedMinClients" yaml:"sharedMinClients"`
+	// SharedMinNamespaces: namespaces those clients come from.
+	SharedMinNamespaces int `mapstructure:"sharedMinNamespaces" yaml:"sharedMinNamespaces"`
+	// SharedMinShare: or the share (0-1] of the other workloads they are.
+	SharedMinShare float64 `mapstructure:"sharedMinShare" yaml:"sharedMinShare"`
+	// RangeMinPorts: ports of one peer to one server that become a range.
+	RangeMinPorts int `mapstructure:"rangeMinPorts" yaml:"rangeMinPorts"`
+	// RangeMaxGap: unseen ports a range may span between two seen ones of
+	// a server that declares no ports.
+	RangeMaxGap int `mapstructure:"rangeMaxGap" yaml:"rangeMaxGap"`
+	// NoWidening proposes exactly the observed edges.
+	NoWidening bool `mapstructure:"noWidening" yaml:"noWidening"`
+}
+
+// Options returns c as policies.ProposeOptions.
+func (c ProposeConfig) Options() policies.ProposeOptions {
+	return policies.ProposeOptions{SharedMinClients: c.SharedMinClients, SharedMinNamespaces: c.SharedMinNamespaces,
+		SharedMinShare: c.SharedMinShare, RangeMinPorts: c.RangeMinPorts, RangeMaxGap: c.RangeMaxGap, NoWidening: c.NoWidening}
 }
 
 // Defaults returns the agent settings used where nothing else is set.
@@ -62,7 +92,14 @@ func Defaults() Config {
 		InventoryInterval: 2 * time.Second,
 		DriftInterval:     5 * time.Second,
 		MinObserved:       time.Hour,
+		Propose:           defaultPropose(),
 	}
+}
+
+func defaultPropose() ProposeConfig {
+	d := policies.DefaultProposeOptions()
+	return ProposeConfig{SharedMinClients: d.SharedMinClients, SharedMinNamespaces: d.SharedMinNamespaces, SharedMinShare: d.SharedMinShare,
+		RangeMinPorts: d.RangeMinPorts, RangeMaxGap: d.RangeMaxGap}
 }
 
 // Validate reports every invalid setting at once, each with its key.
@@ -103,6 +140,11 @@ func (c Config) Validate() error {
 	for key, d := range map[string]time.Duration{"flushInterval": c.FlushInterval, "inventoryInterval": c.InventoryInterval, "driftInterval": c.DriftInterval} {
 		if d < 100*time.Millisecond || d > time.Hour {
 			bad(key, "%s must be between 100ms and 1h", d)
+		}
+	}
+	if err := c.Propose.Options().Validate(); err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			errs = append(errs, errors.New("propose."+line))
 		}
 	}
 	return errors.Join(errs...)

@@ -1,0 +1,26 @@
+package agent
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestProposeConfig: the defaults are policies' defaults and valid; bad
+// thresholds are refused with their key under propose.
+func TestProposeConfig(t *testing.T) {
+	d := Defaults()
+	if err := d.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if o := d.Propose.Options(); o.SharedMinClients != 3 || o.RangeMinPorts != 3 || o.NoWidening {
+		t.Errorf("default propose options %+v", o)
+	}
+	d.Propose.SharedMinShare = 1.5
+	d.Propose.RangeMinPorts = 1
+	err := d.Validate()
+	for _, key := range []string{"propose.sharedMinShare", "propose.rangeMinPorts"} {
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("Validate: %v; want %s named", err, key)
+		}
+	}
+}
