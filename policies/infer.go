@@ -289,9 +289,11 @@ func ProposeWith(observed []model.Edge, known Known, opts ProposeOptions) []v1al
 	}
 	var dns *dnsServers
 	var shared map[string]map[seenPort]bool
+	var sharedNS map[string][]string
 	if !opts.NoWidening {
 		dns = findDNS(idx, declared, edges, opts)
 		shared = sharedPorts(idx, edges, opts)
+		sharedNS = sharedClientNamespaces(edges, shared)
 	}
 	segs := map[string]*segAcc{}
 	seg := func(i model.Identity) *segAcc { // i is normalized
@@ -352,9 +354,8 @@ func ProposeWith(observed []model.Edge, known Known, opts ProposeOptions) []v1al
 			r.fixed = dnsPorts
 			r.clients[idx.workloadNames(src)[0]] = true
 			r.note = "DNS: any pod of the cluster may resolve here, not only the clients seen"
-		case shared[dstK][sp]:
-			clientNS := sharedClientNamespaces(idx, edges, dstK, shared[dstK])
-			peer, id, scope := sharedPeer(clientNS, dst.Namespace, nsLabels)
+		case shared[dstK][sp] && srcK != dstK:
+			peer, id, scope := sharedPeer(sharedNS[dstK], dst.Namespace, nsLabels)
 			r := add(seg(dst), model.Ingress, "\x00shared/"+id, func() (v1alpha1.Peer, string) { return peer, id }, e, dstK)
 			r.widened[v1alpha1.WideningSharedServer] = true
 			r.clients[idx.workloadNames(src)[0]] = true
@@ -526,16 +527,23 @@ func sharedPorts(idx *identityIndex, edges []inferEdge, opts ProposeOptions) map
 	return out
 }
 
-// sharedClientNamespaces returns the namespaces of the clients of the
-// shared ports of server.
-func sharedClientNamespaces(_ *identityIndex, edges []inferEdge, server string, ports map[seenPort]bool) []string {
-	nss := map[string]bool{}
+// sharedClientNamespaces returns, per server with shared ports, the
+// namespaces of the clients of those ports, sorted.
+func sharedClientNamespaces(edges []inferEdge, shared map[string]map[seenPort]bool) map[string][]string {
+	nss := map[string]map[string]bool{}
 	for _, e := range edges {
-		if !e.Source.External && e.dstK == server && ports[seenPort{e.proto, e.port}] {
-			nss[e.Source.Namespace] = true
+		if !e.Source.External && e.srcK != e.dstK && shared[e.dstK][seenPort{e.proto, e.port}] {
+			if nss[e.dstK] == nil {
+				nss[e.dstK] = map[string]bool{}
+			}
+			nss[e.dstK][e.Source.Namespace] = true
 		}
 	}
-	return slices.Sorted(maps.Keys(nss))
+	out := map[string][]string{}
+	for k, m := range nss {
+		out[k] = slices.Sorted(maps.Keys(m))
+	}
+	return out
 }
 
 // sharedPeer returns the peer of a shared server's rule for clients in
