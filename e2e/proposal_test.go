@@ -373,6 +373,13 @@ spec:
 		t.Errorf("status table does not show the capture:\n%s", table)
 	}
 	later.probe("shop/apiclient", "shop/api-v1", 8080, false, "--no-dns")
+	waitFor(t, 10*time.Second, func() error {
+		out, err := e.run("verdicts", "--verdict", "deny", "--to", "shop/api-v1", "--expect")
+		if err != nil || !strings.Contains(out, "shop/v1 captures shop/api-v1") {
+			return fmt.Errorf("verdicts do not name the capture: %v\n%s", err, out)
+		}
+		return nil
+	})
 	waitFor(t, 5*time.Second, func() error {
 		raw, _ := os.ReadFile(e.logf.Name())
 		if !strings.Contains(string(raw), "captures a workload it was not made for") || !strings.Contains(string(raw), "workload=shop/api-v1") {

@@ -144,6 +144,7 @@ func (a *Server) Handler() http.Handler {
 		return a.svc.DeleteNetworkPolicy(r.Context(), q.Get("namespace"), q.Get("name"), caller(r))
 	}))
 	mux.HandleFunc("GET /v1/ruleids", api(func(r *http.Request) (any, error) { return a.svc.RuleIDs() }))
+	mux.HandleFunc("GET /v1/captures", api(func(r *http.Request) (any, error) { return a.svc.Captures() }))
 	mux.HandleFunc("POST /v1/propose", api(func(r *http.Request) (any, error) {
 		w, err := window(r)
 		if err != nil {

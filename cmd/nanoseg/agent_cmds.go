@@ -91,6 +91,26 @@ func newVerdictsCmd(a *app) *cobra.Command {
 			if err := newClient(a).Do(cmd.Context(), "GET", "/v1/ruleids", nil, nil, &ids); err != nil {
 				return fmt.Errorf("verdicts: %w", err)
 			}
+			// A policy that decided for a workload it captures (made
+			// for another workload, selecting this one too) says so.
+			var caps map[string][]controller.Capture
+			if err := newClient(a).Do(cmd.Context(), "GET", "/v1/captures", nil, nil, &caps); err != nil {
+				return fmt.Errorf("verdicts: %w", err)
+			}
+			captureNote := func(e model.VerdictEvent) string {
+				var notes []string
+				for _, w := range []string{e.Source, e.Destination} {
+					for _, c := range caps[w] {
+						if slices.Contains(ids[e.RuleID], "NanoSegment "+c.Policy) {
+							notes = append(notes, fmt.Sprintf("%s captures %s", c.Policy, w))
+						}
+					}
+				}
+				if len(notes) == 0 {
+					return ""
+				}
+				return " (" + strings.Join(notes, "; ") + ")"
+			}
 			var keep []model.VerdictEvent
 			for _, e := range evs {
 				if (verdict == "" || string(e.Verdict) == verdict) && (from == "" || e.Source == from) &&
@@ -110,6 +130,7 @@ func newVerdictsCmd(a *app) *cobra.Command {
 					if by == "" {
 						by = "-"
 					}
+					by += captureNote(e)
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/%d\t%s\t%s\t%s\n", e.At.UTC().Format(time.RFC3339), e.Verdict, e.Source, e.Destination,
 						e.Protocol, e.Port, e.Endpoint, e.RuleID, by)
 				}
