@@ -60,6 +60,15 @@ func (s *Service) Captures() (map[string][]Capture, error) {
 		return nil, err
 	}
 	out := map[string][]Capture{}
+	if len(active) == 0 {
+		return out, nil
+	}
+	byNS := map[string][]string{} // namespace -> workloads with an endpoint there
+	for _, w := range s.inv.Workloads() {
+		if eps := s.inv.Workload(w); len(eps) > 0 {
+			byNS[eps[0].Namespace] = append(byNS[eps[0].Namespace], w)
+		}
+	}
 	for _, ap := range active {
 		p := ap.Policy
 		sel, err := metav1.LabelSelectorAsSelector(&p.Spec.Selector)
@@ -68,7 +77,7 @@ func (s *Service) Captures() (map[string][]Capture, error) {
 		}
 		c := Capture{Policy: p.Namespace + "/" + p.Name, Workload: ap.State.Workload, Revision: ap.State.Revision, Mode: ap.State.Mode,
 			Selector: metav1.FormatLabelSelector(&p.Spec.Selector)}
-		for _, w := range s.inv.Workloads() {
+		for _, w := range byNS[p.Namespace] {
 			if w == ap.State.Workload {
 				continue
 			}
