@@ -129,6 +129,11 @@ func (s *Service) Propose(window time.Duration, includeDenied bool, who string) 
 	if err != nil {
 		return rep, err
 	}
+	for _, e := range all {
+		if e.OnlyFailed() {
+			known.Failed = append(known.Failed, e) // no port range spans them
+		}
+	}
 	segs := policies.ProposeWith(edges, known, s.cfg.Propose)
 	proposed := map[string]bool{}
 	for i := range segs {

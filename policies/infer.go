@@ -96,6 +96,10 @@ type KnownWorkload struct {
 type Known struct {
 	Workloads  []KnownWorkload
 	Namespaces []Namespace
+	// Failed are edges whose every connection failed (refused or never
+	// answered: a scan looks the same). They are never learned, and no
+	// port range spans a port of theirs.
+	Failed []model.Edge
 }
 
 // ProposeOptions are the thresholds of inference. The zero value of a
@@ -207,7 +211,7 @@ type ruleAcc struct {
 	first   time.Time
 	last    time.Time
 	flows   int64
-	server  string // identity key of the server side whose declared ports bound ranges ("" for an external)
+	server  string // key of the server side: its declared and refused ports bound ranges
 	widened map[v1alpha1.Widening]bool
 	clients map[string]bool // shared-server and dns rules: the clients seen
 	fixed   []seenPort      // ports the rule allows whatever was seen (dns)
@@ -254,7 +258,11 @@ func Propose(observed []model.Edge, identities []model.Identity) []v1alpha1.Nano
 //   - RangeMinPorts or more ports of one protocol from one peer become
 //     ranges (endPort): over ports the server declares when it declares
 //     ports of that protocol, else with at most RangeMaxGap unseen ports
-//     between two seen ones; never beyond the lowest and highest seen.
+//     between two seen ones; never beyond the lowest and highest seen, and
+//     never over a port of known.Failed (connections that only failed).
+//
+// Edges whose every connection failed (model.Traffic.OnlyFailed) are
+// never learned.
 //
 // Every rule's provenance lists its edges, first and last seen and flow
 // count. Segments are in mode observe, isolate both directions, and are
@@ -264,8 +272,17 @@ func ProposeWith(observed []model.Edge, known Known, opts ProposeOptions) []v1al
 	opts = opts.withDefaults()
 	edges := make([]inferEdge, 0, len(observed))
 	for _, e := range observed {
-		if ie, ok := inferable(e); ok {
+		if ie, ok := inferable(e); ok && !e.OnlyFailed() {
 			edges = append(edges, ie)
+		}
+	}
+	refused := map[string]map[seenPort]bool{} // server key -> ports only ever failed
+	for _, e := range known.Failed {
+		if ie, ok := inferable(e); ok {
+			if refused[ie.dstK] == nil {
+				refused[ie.dstK] = map[seenPort]bool{}
+			}
+			refused[ie.dstK][seenPort{ie.proto, ie.port}] = true
 		}
 	}
 	idx := newIdentityIndex()
@@ -334,7 +351,7 @@ func ProposeWith(observed []model.Edge, known Known, opts ProposeOptions) []v1al
 				add(seg(src), model.Egress, dstK, func() (v1alpha1.Peer, string) { return idx.identityPeer(dst, src.Namespace) }, e, dstK)
 			} else {
 				ext := e.Destination
-				add(seg(src), model.Egress, dstK, func() (v1alpha1.Peer, string) { return externalPeer(ext) }, e, "")
+				add(seg(src), model.Egress, dstK, func() (v1alpha1.Peer, string) { return externalPeer(ext) }, e, dstK)
 			}
 		}
 		// Ingress of the destination.
@@ -401,8 +418,8 @@ func ProposeWith(observed []model.Edge, known Known, opts ProposeOptions) []v1al
 		ns.Spec.Selector = sel
 		ns.Spec.Mode = model.ModeObserve
 		ns.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}
-		ns.Spec.Ingress = buildRules(s.rules[model.Ingress.Index()], "from", declared, opts)
-		ns.Spec.Egress = buildRules(s.rules[model.Egress.Index()], "to", declared, opts)
+		ns.Spec.Ingress = buildRules(s.rules[model.Ingress.Index()], "from", declared, refused, opts)
+		ns.Spec.Egress = buildRules(s.rules[model.Egress.Index()], "to", declared, refused, opts)
 		var review []string
 		for _, r := range append(slices.Clone(ns.Spec.Ingress), ns.Spec.Egress...) {
 			if w := r.Provenance.Widened; w != nil {
@@ -585,7 +602,7 @@ func sharedPeer(clientNS []string, serverNS string, nsLabels map[string]map[stri
 	return v1alpha1.Peer{NamespaceSelector: all}, "any-namespace", "any pod of any namespace"
 }
 
-func buildRules(acc map[string]*ruleAcc, prefix string, declared map[string][]model.ContainerPort, opts ProposeOptions) []v1alpha1.Rule {
+func buildRules(acc map[string]*ruleAcc, prefix string, declared map[string][]model.ContainerPort, refused map[string]map[seenPort]bool, opts ProposeOptions) []v1alpha1.Rule {
 	var rules []v1alpha1.Rule
 	ids := map[string]bool{}
 	for _, pk := range slices.Sorted(maps.Keys(acc)) {
@@ -600,7 +617,7 @@ func buildRules(acc map[string]*ruleAcc, prefix string, declared map[string][]mo
 		if opts.NoWidening {
 			rule.Ports = singlePorts(slices.SortedFunc(maps.Keys(allow), seenPort.less))
 		} else {
-			rule.Ports, ranged = portRanges(slices.SortedFunc(maps.Keys(allow), seenPort.less), declared[r.server], opts)
+			rule.Ports, ranged = portRanges(slices.SortedFunc(maps.Keys(allow), seenPort.less), declared[r.server], refused[r.server], opts)
 		}
 		id := sanitizeID(prefix + "-" + r.peerID)
 		if ids[id] {
@@ -661,8 +678,9 @@ func singlePorts(ps []seenPort) []v1alpha1.Port {
 // server (when declared lists ports of that protocol), or when at most
 // opts.RangeMaxGap ports lie between them (when it lists none); a run
 // that joins fewer than opts.RangeMinPorts seen ports stays single ports.
-// ICMP is never ranged. ranged reports whether any range was made.
-func portRanges(seen []seenPort, declared []model.ContainerPort, opts ProposeOptions) (out []v1alpha1.Port, ranged bool) {
+// A range never spans a port in refused (connections to it only ever
+// failed). ICMP is never ranged. ranged reports whether any range was made.
+func portRanges(seen []seenPort, declared []model.ContainerPort, refused map[seenPort]bool, opts ProposeOptions) (out []v1alpha1.Port, ranged bool) {
 	byProto := map[model.Protocol][]int32{}
 	for _, p := range seen {
 		byProto[p.proto] = append(byProto[p.proto], p.port)
@@ -682,11 +700,11 @@ func portRanges(seen []seenPort, declared []model.ContainerPort, opts ProposeOpt
 			}
 		}
 		joins := func(a, b int32) bool {
-			if len(decl) == 0 {
-				return b-a-1 <= int32(opts.RangeMaxGap)
+			if len(decl) == 0 && b-a-1 > int32(opts.RangeMaxGap) {
+				return false
 			}
 			for n := a + 1; n < b; n++ {
-				if !decl[n] {
+				if (len(decl) > 0 && !decl[n]) || refused[seenPort{proto, n}] {
 					return false
 				}
 			}

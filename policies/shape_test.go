@@ -454,6 +454,32 @@ func TestProposePortRanges(t *testing.T) {
 	}
 }
 
+// TestProposeRangesSkipRefused: ports whose connections only failed (a
+// scan of a server that declares nothing) are never learned and never
+// inside a range: the range stops at them.
+func TestProposeRangesSkipRefused(t *testing.T) {
+	cl, srv := wl("a", "client", "app", "client"), wl("a", "server", "app", "server")
+	var edges, failed []model.Edge
+	for _, n := range []uint16{8000, 8001, 8002, 8006, 8007, 8008} {
+		edges = append(edges, edge(cl, srv, model.ProtocolTCP, n))
+	}
+	for _, n := range []uint16{8004, 8005} {
+		e := edge(cl, srv, model.ProtocolTCP, n)
+		e.Failed, e.Reset = e.Flows, e.Flows
+		failed = append(failed, e)
+	}
+	// The failed edges reach the proposer too (offline use): never learned.
+	segs := ProposeWith(append(edges, failed...), Known{Failed: failed}, ProposeOptions{})
+	if got := portsString(ruleByID(t, segs, "a", "server", model.Ingress, "from-client").Ports); got != "TCP/8000-8002,TCP/8006-8008" {
+		t.Errorf("ports %s, want two ranges around the refused 8004-8005", got)
+	}
+	// Without knowing them, the gap rule joins everything.
+	segs = ProposeWith(edges, Known{}, ProposeOptions{})
+	if got := portsString(ruleByID(t, segs, "a", "server", model.Ingress, "from-client").Ports); got != "TCP/8000-8008" {
+		t.Errorf("ports %s", got)
+	}
+}
+
 // TestProposeOptionsValidate names every bad field.
 func TestProposeOptionsValidate(t *testing.T) {
 	err := ProposeOptions{SharedMinClients: -1, SharedMinShare: 2, RangeMinPorts: 1, RangeMaxGap: -3, DNSLabels: []map[string]string{{}}}.Validate()
