@@ -1,8 +1,7 @@
-//go:build linux && nanoseg_kubetest
+//go:build linux
 
-// Tests against a real kube-apiserver (internal/kubetest). The build tag
-// nanoseg_kubetest keeps them out until internal/kubetest is on main; then
-// the tag goes.
+// Tests against a real kube-apiserver (internal/kubetest): one cluster for
+// the package, started by the first test that needs it.
 
 package kube
 
