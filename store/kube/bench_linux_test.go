@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -15,13 +16,17 @@ import (
 
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	runtime2 "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/nanoseg/nanoseg/internal/kubetest"
+	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
 // requestCounter counts the HTTP requests of the clients built on a
@@ -323,4 +328,79 @@ func waitForB(b *testing.B, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// heapAfterGC returns the live heap in bytes after two collections.
+func heapAfterGC() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// BenchmarkWatcherMemory measures the live heap a synced watcher adds with
+// 500 NetworkPolicies and 500 NanoSegments in the cluster (created through
+// the real API server, so the objects carry what the server adds). The
+// baseline, in the same run, is bare client-go informers (typed for
+// NetworkPolicies, dynamic for NanoSegments) holding the same objects.
+func BenchmarkWatcherMemory(b *testing.B) {
+	c := kubetest.Shared(b)
+	ns := c.Namespace(b, nil)
+	createPolicies(b, c.Client, ns, "mem", 500)
+	dyn, err := dynamic.NewForConfig(c.Config)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range 500 {
+		u := toUnstructuredB(b, segment(ns, fmt.Sprintf("mem-%d", i), "enforce", int32(1000+i)))
+		if _, err := dyn.Resource(NanoSegmentResource).Namespace(ns).Create(context.Background(), u, metav1.CreateOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var ours, bare float64
+	for b.Loop() {
+		h0 := heapAfterGC()
+		ctx, cancel := context.WithCancel(context.Background())
+		f := informers.NewSharedInformerFactory(c.Client, 0)
+		npInf := f.Networking().V1().NetworkPolicies().Informer()
+		df := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
+		segInf := df.ForResource(NanoSegmentResource).Informer()
+		f.Start(ctx.Done())
+		df.Start(ctx.Done())
+		cache.WaitForCacheSync(ctx.Done(), npInf.HasSynced, segInf.HasSynced)
+		bare = float64(heapAfterGC() - h0)
+		runtime.KeepAlive(npInf)
+		runtime.KeepAlive(segInf)
+		cancel()
+		f.Shutdown()
+		df.Shutdown()
+
+		h1 := heapAfterGC()
+		w := NewPolicyWatcher(c.Client, dyn, nil)
+		wctx, wcancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- w.Run(wctx) }()
+		if err := w.WaitForSync(wctx); err != nil {
+			b.Fatal(err)
+		}
+		if n := w.InForce(); len(n.NetworkPolicies) < 500 || len(n.NanoSegments) < 500 {
+			b.Fatalf("in force: %d NetworkPolicies, %d NanoSegments", len(n.NetworkPolicies), len(n.NanoSegments))
+		}
+		ours = float64(heapAfterGC() - h1)
+		runtime.KeepAlive(w)
+		wcancel()
+		<-done
+	}
+	b.ReportMetric(ours/(1<<20), "watcher-MiB")
+	b.ReportMetric(bare/(1<<20), "bare-informers-MiB")
+	b.ReportMetric(ours/bare, "watcher/bare")
+}
+
+func toUnstructuredB(b *testing.B, s *v1alpha1.NanoSegment) *unstructured.Unstructured {
+	m, err := runtime2.DefaultUnstructuredConverter.ToUnstructured(s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &unstructured.Unstructured{Object: m}
 }
