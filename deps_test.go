@@ -83,6 +83,8 @@ var fence = []fenceRow{
 		"the store seams and the in-memory store are pure"},
 	{"store/bolt", []string{"model", "store"}, [][]string{kernel, cluster},
 		"the bbolt store is the standalone implementation of the store seams"},
+	{"store/kube", []string{"policies", "policies/v1alpha1"}, [][]string{kernel, storage, {mod + "node", mod + "dataplane", mod + "observer", mod + "lab"}},
+		"the Kubernetes side of the store seams: client-go informers on NetworkPolicies and NanoSegments; it only reads and judges policies"},
 	{"store/storetest", []string{"model", "policies/v1alpha1", "store"}, [][]string{kernel, cluster, storage},
 		"the store contract tests run against every implementation"},
 	{"graph", []string{"model"}, [][]string{kernel, cluster, storage, {mod + "dataplane", mod + "store", mod + "observer"}},
