@@ -80,6 +80,9 @@ type Compiler struct {
 	svcKeys   []string                 // keys of services, sorted
 	svcCache  map[string]*svcCache     // egress policy set -> derived Service entries
 	egressKey map[string]string        // pod key -> its egress policy set (pods with isolated egress only)
+
+	backendSvcs  map[netip.Addr][]string // backend address -> keys of the Services it backs
+	backendAddrs []netip.Addr            // keys of backendSvcs, sorted
 }
 
 // NewCompiler compiles in fully: one rule set per participating pod.

@@ -64,15 +64,54 @@ import (
 )
 
 // svcCache holds the Service entries derived for one set of egress
-// policies: the egress entries they were judged against, and per Service
-// key the derived entries.
+// policies: the egress entries they were judged against (with an index by
+// address), and per Service key its derived entries (non-empty only).
 type svcCache struct {
 	base  []dataplane.Entry
+	exact map[netip.Addr][]int // single-address entries of base, by address
+	wide  []int                // the other entries of base
 	bySvc map[string][]dataplane.Entry
+	all   []dataplane.Entry // bySvc in Service key order; nil when stale
+	built bool              // all is current
 }
 
-// setServices stores svcs (by key) and returns the keys that differ from
-// what the compiler held, sorted.
+func newSvcCache(base []dataplane.Entry) *svcCache {
+	sc := &svcCache{base: slices.Clone(base), exact: map[netip.Addr][]int{}, bySvc: map[string][]dataplane.Entry{}}
+	for i, e := range sc.base {
+		if e.Peer.IsSingleIP() {
+			a := e.Peer.Addr().Unmap()
+			sc.exact[a] = append(sc.exact[a], i)
+		} else {
+			sc.wide = append(sc.wide, i)
+		}
+	}
+	return sc
+}
+
+// allows returns the rule id of the entry of base the dataplane would
+// match for a connection to addr proto/port, and whether one does
+// (dataplane.RuleSet.Allows over the entries that contain addr, in their
+// order).
+func (sc *svcCache) allows(addr netip.Addr, proto uint8, port uint16) (string, bool) {
+	idx := slices.Clone(sc.exact[addr])
+	for _, i := range sc.wide {
+		if sc.base[i].Peer.Masked().Contains(addr) {
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) == 0 {
+		return "", false
+	}
+	slices.Sort(idx)
+	cand := make([]dataplane.Entry, len(idx))
+	for j, i := range idx {
+		cand[j] = sc.base[i]
+	}
+	return dataplane.RuleSet{Egress: cand}.Allows(model.Egress, addr, proto, port)
+}
+
+// setServices stores svcs (by key), indexes their backends, and returns
+// the keys that differ from what the compiler held, sorted.
 func (c *Compiler) setServices(svcs []model.Service) []string {
 	now := make(map[string]model.Service, len(svcs))
 	for _, s := range svcs {
@@ -91,6 +130,24 @@ func (c *Compiler) setServices(svcs []model.Service) []string {
 	}
 	c.services = now
 	c.svcKeys = slices.Sorted(maps.Keys(now))
+	if len(changed) > 0 {
+		c.backendSvcs = map[netip.Addr][]string{}
+		for _, k := range c.svcKeys {
+			s := now[k]
+			if len(s.Addrs) == 0 {
+				continue
+			}
+			for _, sp := range s.Ports {
+				for _, b := range sp.Backends {
+					a := b.Addr.Unmap()
+					if l := c.backendSvcs[a]; len(l) == 0 || l[len(l)-1] != k {
+						c.backendSvcs[a] = append(l, k)
+					}
+				}
+			}
+		}
+		c.backendAddrs = slices.SortedFunc(maps.Keys(c.backendSvcs), func(a, b netip.Addr) int { return a.Compare(b) })
+	}
 	slices.Sort(changed)
 	return changed
 }
@@ -104,24 +161,23 @@ func (c *Compiler) SetServices(svcs []model.Service) []string {
 		return nil
 	}
 	dirty := map[string]bool{}
-	for key, cache := range c.svcCache {
+	for key, sc := range c.svcCache {
 		for _, sk := range changed {
-			old, had := cache.bySvc[sk]
-			s, ok := c.services[sk]
-			if !ok {
-				delete(cache.bySvc, sk)
-				if len(old) > 0 {
-					dirty[key] = true
-				}
+			old := sc.bySvc[sk]
+			var now []dataplane.Entry
+			if s, ok := c.services[sk]; ok {
+				now = sc.serviceEntries(s)
+			}
+			if slices.Equal(old, now) {
 				continue
 			}
-			now := serviceEntries(cache.base, s)
-			cache.bySvc[sk] = now
-			if !had || !slices.Equal(old, now) {
-				if len(old) > 0 || len(now) > 0 {
-					dirty[key] = true
-				}
+			if len(now) == 0 {
+				delete(sc.bySvc, sk)
+			} else {
+				sc.bySvc[sk] = now
 			}
+			sc.built = false
+			dirty[key] = true
 		}
 	}
 	var out []string
@@ -160,36 +216,54 @@ func policySetKey(idx []int) string {
 
 // serviceEntriesFor returns the Service entries of a pod whose egress is
 // isolated by the policies isolating (indexes), given its egress entries
-// base, from the cache when base is what the cache was built from.
+// base, from the cache when base is what the cache was built from. Only
+// the Services with a backend inside an entry of base are judged.
 func (c *Compiler) serviceEntriesFor(isolating []int, base []dataplane.Entry) []dataplane.Entry {
 	key := policySetKey(isolating)
-	cache := c.svcCache[key]
-	if cache == nil || !slices.Equal(cache.base, base) {
-		cache = &svcCache{base: slices.Clone(base), bySvc: map[string][]dataplane.Entry{}}
-		c.svcCache[key] = cache
-	}
-	var out []dataplane.Entry
-	for _, sk := range c.svcKeys {
-		d, ok := cache.bySvc[sk]
-		if !ok {
-			d = serviceEntries(cache.base, c.services[sk])
-			cache.bySvc[sk] = d
+	sc := c.svcCache[key]
+	if sc == nil || !slices.Equal(sc.base, base) {
+		sc = newSvcCache(base)
+		c.svcCache[key] = sc
+		cand := map[string]bool{}
+		for a := range sc.exact {
+			for _, k := range c.backendSvcs[a] {
+				cand[k] = true
+			}
 		}
-		out = append(out, d...)
+		for _, i := range sc.wide {
+			p := sc.base[i].Peer.Masked()
+			j, _ := slices.BinarySearchFunc(c.backendAddrs, p.Addr(), func(x, t netip.Addr) int { return x.Compare(t) })
+			for ; j < len(c.backendAddrs) && p.Contains(c.backendAddrs[j]); j++ {
+				for _, k := range c.backendSvcs[c.backendAddrs[j]] {
+					cand[k] = true
+				}
+			}
+		}
+		for k := range cand {
+			if d := sc.serviceEntries(c.services[k]); len(d) > 0 {
+				sc.bySvc[k] = d
+			}
+		}
 	}
-	return out
+	if !sc.built {
+		sc.all = sc.all[:0]
+		for _, k := range slices.Sorted(maps.Keys(sc.bySvc)) {
+			sc.all = append(sc.all, sc.bySvc[k]...)
+		}
+		sc.built = true
+	}
+	return sc.all
 }
 
 // serviceEntries returns the entries that allow the addresses and ports
-// of Service s to a pod with egress entries base: one per address and
+// of Service s to a pod with egress entries sc.base: one per address and
 // port of which base allows at least one backend of the address's family
 // (at the backend's address and port), with that entry's rule id (the
 // first backend in address and port order decides which rule is named).
-func serviceEntries(base []dataplane.Entry, s model.Service) []dataplane.Entry {
+func (sc *svcCache) serviceEntries(s model.Service) []dataplane.Entry {
 	if len(s.Addrs) == 0 || len(s.Ports) == 0 {
 		return nil
 	}
-	egress := dataplane.RuleSet{Egress: base}
 	var out []dataplane.Entry
 	for _, sp := range s.Ports {
 		num, ok := sp.Protocol.Number()
@@ -207,7 +281,7 @@ func serviceEntries(base []dataplane.Entry, s model.Service) []dataplane.Entry {
 				if ba.Is4() != a.Is4() || b.Port == 0 {
 					continue
 				}
-				id, ok := egress.Allows(model.Egress, ba, num, b.Port)
+				id, ok := sc.allows(ba, num, b.Port)
 				if !ok {
 					continue
 				}
