@@ -73,6 +73,11 @@ type Config struct {
 	// node refused an endpoint (the pid is added), e.g. "socket
 	// /run/nanoseg/agent.sock, state file /var/lib/nanoseg/state.db".
 	Owner string
+	// AllDecided says the policies in force are the whole truth about
+	// every endpoint (Kubernetes mode: the API server holds every
+	// decision), so no table is ever adopted (adopt_linux.go): every
+	// endpoint follows the policies, as if Enforce named every workload.
+	AllDecided bool
 }
 
 // Node observes and programs the endpoints of one host. It implements
