@@ -71,7 +71,8 @@ func (inv *Index) Replace(eps []model.Endpoint, namespaces map[string]map[string
 }
 
 // SetServices replaces the Services (virtual addresses in front of
-// endpoints) and reports whether they changed.
+// endpoints) and reports whether they changed. The index keeps svcs'
+// ports and backends: a snapshot is never modified once handed over.
 func (inv *Index) SetServices(svcs []model.Service) bool {
 	svcs = slices.Clone(svcs)
 	slices.SortFunc(svcs, func(a, b model.Service) int { return strings.Compare(a.Key(), b.Key()) })

@@ -6,6 +6,8 @@ import (
 	"context"
 	"net/netip"
 	"os"
+	"os/exec"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -320,5 +322,72 @@ func TestNewPodAndReusedIP(t *testing.T) {
 	t.Logf("new pod: table programmed %s after its netns appeared in the inventory", took)
 	if _, ok := a.Node().Desired("shop_server-0"); ok {
 		t.Errorf("the node still holds the old pod's rule set")
+	}
+}
+
+// TestServiceClusterIP: the client's egress to a Service address is
+// judged by the Service's backends. As with kube-proxy, the translation
+// happens after the client's egress hook: here a DNAT in the server's
+// netns (prerouting, before its ingress hook) turns ClusterIP:80 into
+// server-0:8080 and ClusterIP:81 into server-0:9090. The client's egress
+// policy allows app=server on the named port http (8080 at server-0), so
+// ClusterIP:80 opens and ClusterIP:81 stays closed, as server-0:9090 does.
+func TestServiceClusterIP(t *testing.T) {
+	cl := newCluster(t)
+	clusterIP := netip.MustParseAddr("198.18.200.10")
+	run := func(stdin string, args ...string) {
+		t.Helper()
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Stdin = strings.NewReader(stdin)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	run("", "ip", "-n", cl.client.Name, "route", "add", clusterIP.String()+"/32", "via", serverV4.String())
+	run(`table ip svc {
+	chain pre {
+		type nat hook prerouting priority dstnat;
+		ip daddr `+clusterIP.String()+` tcp dport 80 dnat to `+serverV4.String()+`:8080
+		ip daddr `+clusterIP.String()+` tcp dport 81 dnat to `+serverV4.String()+`:9090
+	}
+}
+`, "ip", "netns", "exec", cl.server.Name, "nft", "-f", "-")
+	svcOpen := func(port uint16) bool {
+		return nettest.DialTCP(cl.client, netip.AddrPortFrom(clusterIP, port), 300*time.Millisecond) == nil
+	}
+	if !svcOpen(80) || !svcOpen(81) {
+		t.Fatal("the Service address does not work without policies")
+	}
+	cl.serverEp.Labels = map[string]string{"app": "server", "role": "api"}
+	cl.pols.set(netpols(t, clientEgress))
+	a, inv, _ := cl.agent(t, "node-a")
+	svc := model.Service{Namespace: "shop", Name: "server", Addrs: []netip.Addr{clusterIP}, Ports: []model.ServicePort{
+		{Name: "http", Protocol: "TCP", Port: 80, Backends: []model.ServiceBackend{{Addr: serverV4, Port: 8080}, {Addr: serverV6, Port: 8080}}},
+		{Name: "admin", Protocol: "TCP", Port: 81, Backends: []model.ServiceBackend{{Addr: serverV4, Port: 9090}}},
+	}}
+	snap := cl.snapshot(t, "node-a")
+	snap.Services = []model.Service{svc}
+	inv.set(snap)
+	start := time.Now()
+	for !svcOpen(80) || svcOpen(81) {
+		if time.Since(start) > 5*time.Second {
+			rs, _ := a.Node().Desired(cl.clientEp.Netns)
+			t.Fatalf("ClusterIP:80 open %v (want true), :81 open %v (want false); client rule set: %+v", svcOpen(80), svcOpen(81), rs.Egress)
+		}
+	}
+	if cl.open(serverV4, 9090) {
+		t.Errorf("server-0:9090 open to the client, which its egress policy does not allow")
+	}
+	// The Service loses its ready backend on 80: the ClusterIP closes.
+	// (A new value: snapshots are never modified in place.)
+	gone := svc
+	gone.Ports = []model.ServicePort{{Name: "http", Protocol: "TCP", Port: 80}, svc.Ports[1]}
+	snap.Services = []model.Service{gone}
+	inv.set(snap)
+	start = time.Now()
+	for svcOpen(80) {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("ClusterIP:80 still open after its backends left")
+		}
 	}
 }
