@@ -111,7 +111,7 @@ var fence = []fenceRow{
 		"the Kubernetes manifests (embedded YAML) and their renderer: apimachinery only; whoever applies them brings the client (its tests use internal/kubetest)"},
 	{"lab/kubelab", []string{"lab"}, [][]string{storage, {"sigs.k8s.io/controller-runtime", mod + "controller", mod + "dataplane", mod + "observer", mod + "policies", mod + "node", mod + "agent", mod + "inventory"}},
 		"registers a lab in an API server (a kube-named package: it may import client-go); like the lab, it must not depend on what it tests"},
-	{"cmd/nanoseg", []string{anything}, nil, "the binary wires everything, the Kubernetes clients included"},
+	{"cmd/nanoseg", []string{anything}, nil, "the binary wires everything, the Kubernetes clients (lab registration, the node agent) included"},
 	{"e2e", []string{anything}, [][]string{cluster}, "end-to-end tests use exported APIs and the built binary"},
 	{"", nil, nil, "the module root holds only this fence"},
 }
