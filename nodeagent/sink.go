@@ -21,7 +21,8 @@ type MemSink struct {
 
 	mu           sync.Mutex
 	edges        map[string]model.Edge
-	verdicts     []model.VerdictEvent // ring, oldest at next when full
+	spans        map[string]model.ObservedSpan // by SpanKey, at most MaxEdges
+	verdicts     []model.VerdictEvent          // ring, oldest at next when full
 	next         int
 	droppedEdges uint64
 	droppedVerd  uint64
@@ -35,7 +36,46 @@ var (
 // NewMemSink returns a sink keeping at most maxEdges edges and maxVerdicts
 // verdict events (values below 1 read as 1).
 func NewMemSink(maxEdges, maxVerdicts int) *MemSink {
-	return &MemSink{MaxEdges: max(1, maxEdges), MaxVerdicts: max(1, maxVerdicts), edges: map[string]model.Edge{}}
+	return &MemSink{MaxEdges: max(1, maxEdges), MaxVerdicts: max(1, maxVerdicts), edges: map[string]model.Edge{}, spans: map[string]model.ObservedSpan{}}
+}
+
+// RecordObserved implements store.ObservationSink: spans merge by key
+// (store.MergeSpan); beyond MaxEdges spans, those that ended first go.
+func (s *MemSink) RecordObserved(spans []model.ObservedSpan) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sp := range spans {
+		k := sp.SpanKey()
+		if old, ok := s.spans[k]; ok {
+			sp = store.MergeSpan(old, sp)
+		}
+		s.spans[k] = sp
+	}
+	if over := len(s.spans) - s.MaxEdges; over > 0 {
+		all := make([]model.ObservedSpan, 0, len(s.spans))
+		for _, sp := range s.spans {
+			all = append(all, sp)
+		}
+		slices.SortFunc(all, func(a, b model.ObservedSpan) int { return a.End.Compare(b.End) })
+		for _, sp := range all[:over] {
+			delete(s.spans, sp.SpanKey())
+		}
+	}
+	return nil
+}
+
+// Observed implements store.ObservationReader.
+func (s *MemSink) Observed(since time.Time) ([]model.ObservedSpan, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := []model.ObservedSpan{}
+	for _, sp := range s.spans {
+		if since.IsZero() || !sp.End.Before(since) {
+			out = append(out, sp)
+		}
+	}
+	store.SortSpans(out)
+	return out, nil
 }
 
 // MergeEdges implements store.ObservationSink.
