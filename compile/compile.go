@@ -403,7 +403,7 @@ func (c *Compiler) rebuild(key string) {
 		if dir == model.Egress && len(isolating[d]) > 0 {
 			// Service addresses, judged by their backends (services.go).
 			c.egressKey[key] = policySetKey(isolating[d])
-			entries = append(entries, c.serviceEntriesFor(isolating[d], entries)...)
+			entries = append(entries, c.serviceEntriesFor(isolating[d], entries, nil)...)
 		}
 		// Entries stay in policy and rule order; overlaps between rules are
 		// left to the dataplane, which keeps the earlier entry's rule id.

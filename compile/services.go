@@ -188,7 +188,15 @@ func (c *Compiler) SetServices(svcs []model.Service) []string {
 	}
 	slices.Sort(out)
 	for _, k := range out {
-		c.rebuild(k)
+		// The egress entries are the policies' (the cache's base) followed
+		// by the Service entries: splice the new ones in.
+		rs, sc := c.ruleSets[k], c.svcCache[c.egressKey[k]]
+		if len(rs.Egress) < len(sc.base) || !slices.Equal(rs.Egress[:len(sc.base)], sc.base) {
+			c.rebuild(k)
+			continue
+		}
+		rs.Egress = append(slices.Clip(rs.Egress[:len(sc.base)]), c.serviceEntriesFor(nil, sc.base, sc)...)
+		c.ruleSets[k] = rs
 	}
 	return out
 }
@@ -218,10 +226,32 @@ func policySetKey(idx []int) string {
 // isolated by the policies isolating (indexes), given its egress entries
 // base, from the cache when base is what the cache was built from. Only
 // the Services with a backend inside an entry of base are judged.
-func (c *Compiler) serviceEntriesFor(isolating []int, base []dataplane.Entry) []dataplane.Entry {
-	key := policySetKey(isolating)
+func (c *Compiler) serviceEntriesFor(isolating []int, base []dataplane.Entry, sc *svcCache) []dataplane.Entry {
+	if sc == nil {
+		key := policySetKey(isolating)
+		sc = c.svcCache[key]
+		if sc != nil && !slices.Equal(sc.base, base) {
+			sc = nil
+		}
+		if sc == nil {
+			sc = c.newServiceCache(key, base)
+		}
+	}
+	if !sc.built {
+		sc.all = sc.all[:0]
+		for _, k := range slices.Sorted(maps.Keys(sc.bySvc)) {
+			sc.all = append(sc.all, sc.bySvc[k]...)
+		}
+		sc.built = true
+	}
+	return sc.all
+}
+
+// newServiceCache judges the Services with a backend inside an entry of
+// base and caches the result under key.
+func (c *Compiler) newServiceCache(key string, base []dataplane.Entry) *svcCache {
 	sc := c.svcCache[key]
-	if sc == nil || !slices.Equal(sc.base, base) {
+	{
 		sc = newSvcCache(base)
 		c.svcCache[key] = sc
 		cand := map[string]bool{}
@@ -245,14 +275,7 @@ func (c *Compiler) serviceEntriesFor(isolating []int, base []dataplane.Entry) []
 			}
 		}
 	}
-	if !sc.built {
-		sc.all = sc.all[:0]
-		for _, k := range slices.Sorted(maps.Keys(sc.bySvc)) {
-			sc.all = append(sc.all, sc.bySvc[k]...)
-		}
-		sc.built = true
-	}
-	return sc.all
+	return sc
 }
 
 // serviceEntries returns the entries that allow the addresses and ports
