@@ -30,13 +30,15 @@ import (
 // CompileInput is what a full compile needs: the namespaces and pods of the
 // inventory, the active policies, node addresses (for host peers) and the
 // addresses each DNS name resolved to (for DNS-name peers; lower case, no
-// trailing dot).
+// trailing dot), and the Services whose addresses egress rules judge by
+// their backends (services.go).
 type CompileInput struct {
 	Namespaces []policies.Namespace
 	Pods       []policies.Pod
 	Policies   policies.PolicySet
 	Hosts      []netip.Addr
 	Names      map[string][]netip.Addr
+	Services   []model.Service
 }
 
 // peerRef names one peer of one rule of one policy.
@@ -73,6 +75,14 @@ type Compiler struct {
 	defaults    map[string][]policies.PolicyRef // default id -> isolating policies
 	warnings    map[string]bool
 	targets     map[ruleRef][]peerTarget // cached peer addresses of a rule
+
+	services  map[string]model.Service // by key "namespace/name"
+	svcKeys   []string                 // keys of services, sorted
+	svcCache  map[string]*svcCache     // egress policy set -> derived Service entries
+	egressKey map[string]string        // pod key -> its egress policy set (pods with isolated egress only)
+
+	backendSvcs  map[netip.Addr][]string // backend address -> keys of the Services it backs
+	backendAddrs []netip.Addr            // keys of backendSvcs, sorted
 }
 
 // NewCompiler compiles in fully: one rule set per participating pod.
@@ -89,7 +99,11 @@ func NewCompiler(in CompileInput) (*Compiler, error) {
 		defaults:   map[string][]policies.PolicyRef{},
 		warnings:   map[string]bool{},
 		targets:    map[ruleRef][]peerTarget{},
+		services:   map[string]model.Service{},
+		svcCache:   map[string]*svcCache{},
+		egressKey:  map[string]string{},
 	}
+	c.setServices(in.Services)
 	for _, ns := range in.Namespaces {
 		c.namespaces[ns.Name] = ns
 	}
@@ -278,6 +292,7 @@ func (c *Compiler) changed(key string, old policies.Pod, had bool, now *policies
 	}
 	if now == nil {
 		delete(c.ruleSets, key)
+		delete(c.egressKey, key)
 		delete(affected, key)
 	}
 	out := slices.Sorted(maps.Keys(affected))
@@ -323,6 +338,7 @@ func (c *Compiler) rebuild(key string) {
 		return
 	}
 	rs := dataplane.RuleSet{Name: key, Mode: model.ModeObserve}
+	delete(c.egressKey, key)
 	if !p.Participates() {
 		c.ruleSets[key] = rs
 		return
@@ -383,6 +399,11 @@ func (c *Compiler) rebuild(key string) {
 			for ri, r := range pol.Rules[d] {
 				entries = append(entries, c.ruleEntries(pi, dir, ri, r, p)...)
 			}
+		}
+		if dir == model.Egress && len(isolating[d]) > 0 {
+			// Service addresses, judged by their backends (services.go).
+			c.egressKey[key] = policySetKey(isolating[d])
+			entries = append(entries, c.serviceEntriesFor(isolating[d], entries, nil)...)
 		}
 		// Entries stay in policy and rule order; overlaps between rules are
 		// left to the dataplane, which keeps the earlier entry's rule id.

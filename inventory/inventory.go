@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"reflect"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/nanoseg/nanoseg/model"
@@ -26,6 +29,7 @@ type Index struct {
 	byAddr     map[netip.Addr]model.Endpoint
 	namespaces map[string]map[string]string
 	externals  map[netip.Addr]string // lab externals: address → DNS name
+	services   []model.Service       // Services in front of endpoints, sorted by key
 }
 
 // NewIndex returns an index holding endpoints and namespaces
@@ -64,6 +68,29 @@ func (inv *Index) Replace(eps []model.Endpoint, namespaces map[string]map[string
 	sort.Strings(removed)
 	inv.endpoints, inv.byAddr, inv.namespaces, inv.externals = m, byAddr, namespaces, externals
 	return added, removed
+}
+
+// SetServices replaces the Services (virtual addresses in front of
+// endpoints) and reports whether they changed. The index keeps svcs'
+// ports and backends: a snapshot is never modified once handed over.
+func (inv *Index) SetServices(svcs []model.Service) bool {
+	svcs = slices.Clone(svcs)
+	slices.SortFunc(svcs, func(a, b model.Service) int { return strings.Compare(a.Key(), b.Key()) })
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if reflect.DeepEqual(inv.services, svcs) || (len(inv.services) == 0 && len(svcs) == 0) {
+		return false
+	}
+	inv.services = svcs
+	return true
+}
+
+// Services returns the Services, sorted by key ("namespace/name"); the
+// caller must not modify them.
+func (inv *Index) Services() []model.Service {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	return inv.services
 }
 
 // Endpoints returns every endpoint, sorted by netns name.

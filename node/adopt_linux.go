@@ -48,7 +48,7 @@ func adoptable(st *dataplane.State, known bool) bool {
 // knownLocked reports whether the store knows endpoint e: it recorded a
 // decision for e's workload, or a policy in force selects e.
 func (n *Node) knownLocked(e model.Endpoint) bool {
-	return n.decided[e.Key()] || n.comp.Selected(podKey(e))
+	return n.cfg.AllDecided || n.decided[e.Key()] || n.comp.Selected(podKey(e))
 }
 
 // checkTablesLocked looks at the tables of the endpoints of eps the node

@@ -73,6 +73,11 @@ type Config struct {
 	// node refused an endpoint (the pid is added), e.g. "socket
 	// /run/nanoseg/agent.sock, state file /var/lib/nanoseg/state.db".
 	Owner string
+	// AllDecided says the policies in force are the whole truth about
+	// every endpoint (Kubernetes mode: the API server holds every
+	// decision), so no table is ever adopted (adopt_linux.go): every
+	// endpoint follows the policies, as if Enforce named every workload.
+	AllDecided bool
 }
 
 // Node observes and programs the endpoints of one host. It implements
@@ -193,10 +198,17 @@ func (n *Node) Run(ctx context.Context) error {
 // enforced, the rule sets that the change affects are recompiled and
 // applied. Refused endpoints stay in the inventory as peers: their
 // identity still holds, only their table and traffic are another node's.
-// It reports whether anything changed.
+// Endpoints without a Path (pods of other nodes, or of this node whose
+// netns was not found) are peers only: never claimed, observed or
+// programmed, their identity and addresses still resolve. The snapshot's
+// Services go to the compiler (egress to a Service address is judged by
+// its backends, compile/services.go). It reports whether anything changed.
 func (n *Node) SetInventory(ctx context.Context, snap inventory.Snapshot) bool {
 	added, removed := n.inv.Replace(snap.Endpoints, snap.Namespaces, snap.Externals)
 	changed := len(added) > 0 || len(removed) > 0
+	if n.inv.SetServices(snap.Services) {
+		changed = true
+	}
 	if changed {
 		n.log.Info("inventory changed", "added", added, "removed", removed)
 		n.mu.Lock()
@@ -237,7 +249,8 @@ func (n *Node) claim(eps []model.Endpoint) []model.Endpoint {
 	defer n.mu.Unlock()
 	var got []model.Endpoint
 	for _, e := range eps {
-		if n.own.owns(e.Netns) {
+		if e.Path == "" || n.own.owns(e.Netns) {
+			// A peer only (no netns on this host), or managed already.
 			continue
 		}
 		err := n.own.claim(e.Netns, e.Path)
@@ -424,6 +437,7 @@ func (n *Node) compileLocked() error {
 	if err != nil {
 		return err
 	}
+	in.Services = n.inv.Services()
 	c, err := compile.NewCompiler(in)
 	if err != nil {
 		return err
@@ -467,6 +481,7 @@ func (n *Node) updateLocked() error {
 		}
 	}
 	n.pods = now
+	n.comp.SetServices(n.inv.Services())
 	return nil
 }
 

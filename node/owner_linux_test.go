@@ -6,10 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nanoseg/nanoseg/dataplane"
 	"github.com/nanoseg/nanoseg/model"
@@ -77,5 +80,72 @@ func TestOneOwnerPerNetns(t *testing.T) {
 	}
 	if tp.open(9090) || !tp.open(5432) {
 		t.Errorf("after the takeover: 9090 open %v (want false), 5432 open %v (want true)", tp.open(9090), tp.open(5432))
+	}
+}
+
+// TestPeerWithoutPath: an endpoint without Path (a pod of another node,
+// or one whose netns was not found) is a peer only: the node neither
+// claims, observes nor programs it, nor reports it refused, and policies
+// still resolve its identity (a pod selector allows it by its labels).
+func TestPeerWithoutPath(t *testing.T) {
+	tp := newTopo(t)
+	ctx := context.Background()
+	n, _ := startNode(t, Config{OwnerDir: ownerDir(t)}, nil)
+	snap := tp.snapshot()
+	peer := model.Endpoint{Netns: "shop_client-0", Namespace: "shop", Workload: "client", Labels: map[string]string{"app": "client"},
+		Addrs: []netip.Addr{clientAddr}}
+	snap.Endpoints = append(snap.Endpoints, peer)
+	n.SetInventory(ctx, snap)
+	np := `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress:
+    - from: [{podSelector: {matchLabels: {app: client}}}]
+      ports: [{port: 5432}]
+`
+	objs, err := policies.ParseObjects("np.yaml", []byte(np))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nps, _ := policies.SplitObjects(objs)
+	if err := n.Enforce(ctx, policies.InForce{NetworkPolicies: nps}, []string{"shop/db", "shop/client"}); err != nil {
+		t.Fatal(err)
+	}
+	if !tp.open(5432) || tp.open(9090) {
+		t.Errorf("client (a peer) -> db: 5432 open %v (want true), 9090 open %v (want false)", tp.open(5432), tp.open(9090))
+	}
+	if n.owns(peer.Netns) {
+		t.Errorf("the node claimed a peer without Path")
+	}
+	if r := n.Refused(); len(r) != 0 {
+		t.Errorf("refused: %v, want none (a peer is not refused)", r)
+	}
+	if _, ok := n.rec.Status(peer.Netns); ok {
+		t.Errorf("the reconciler knows the peer")
+	}
+	n.mu.Lock()
+	_, observed := n.observers[peer.Netns]
+	n.mu.Unlock()
+	if observed {
+		t.Errorf("the node observes the peer")
+	}
+	// The peer's netns appears (its Path found): now it is the node's.
+	st, _ := dataplane.New(nil).Read(tp.client.Path())
+	if st != nil && st.Present {
+		t.Fatalf("client netns has a table before it was claimed")
+	}
+	var ino unix.Stat_t
+	if err := unix.Stat(tp.client.Path(), &ino); err != nil {
+		t.Fatal(err)
+	}
+	snap.Endpoints[1].Path, snap.Endpoints[1].NetnsInode = tp.client.Path(), ino.Ino
+	n.SetInventory(ctx, snap)
+	if !n.owns(peer.Netns) {
+		t.Errorf("the node did not claim the endpoint once its Path was known")
+	}
+	if _, ok := n.rec.Status(peer.Netns); !ok {
+		t.Errorf("the endpoint was not programmed once its Path was known")
 	}
 }

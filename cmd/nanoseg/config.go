@@ -15,6 +15,7 @@ import (
 
 	"github.com/nanoseg/nanoseg/agent"
 	"github.com/nanoseg/nanoseg/lab"
+	"github.com/nanoseg/nanoseg/nodeagent"
 )
 
 // defaultConfigFile is read when it exists and no --config is given.
@@ -28,6 +29,8 @@ type Config struct {
 	Log   LogConfig    `mapstructure:"log" yaml:"log"`
 	Lab   lab.Config   `mapstructure:"lab" yaml:"lab"`
 	Agent agent.Config `mapstructure:"agent" yaml:"agent"`
+	// Node configures `nanoseg node`, the Kubernetes node agent.
+	Node nodeagent.Config `mapstructure:"node" yaml:"node"`
 	// Server is where CLI commands reach the agent's API: a unix socket
 	// path, or an https:// or http:// URL (with Token); empty means
 	// agent.socket.

@@ -61,18 +61,9 @@ func newRootCmd() *cobra.Command {
 		Long: `nanoseg observes which workloads talk to which, proposes per-workload
 allow-list policies (nanosegments) from that graph and what people declare,
 and enforces them with nftables inside each container's network namespace.`,
-		SilenceUsage:  true,
-		SilenceErrors: true,
-		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, used, err := loadConfig(a.configPath, cmd.Flags(), a.bind)
-			if err != nil {
-				return err
-			}
-			a.cfg, a.configUsed = cfg, used
-			a.log = newLogger(cfg.Log)
-			a.stderr = cmd.ErrOrStderr()
-			return nil
-		},
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return a.load(cmd) },
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.configPath, "config", "", "YAML config file (default "+defaultConfigFile+" if it exists)")
@@ -81,8 +72,21 @@ and enforces them with nftables inside each container's network namespace.`,
 	pf.String("server", "", "the agent's API: unix socket path or http(s):// URL (default agent.socket)")
 	pf.String("token", "", "bearer token for a TCP server")
 	root.AddCommand(newVersionCmd(), newConfigCmd(a), newLabCmd(a), newAgentCmd(a), newStatusCmd(a), newPromoteCmd(a), newRollbackCmd(a), newHistoryCmd(a), newVerdictsCmd(a), addAgentPolicyCmds(newPolicyCmd(a), a), newObserveCmd(a), newGraphCmd(a))
-	root.AddCommand(newVerifyCmd(a), newEvidenceCmd(a))
+	root.AddCommand(newVerifyCmd(a), newEvidenceCmd(a), newNodeCmd(a))
 	return root
+}
+
+// load builds the configuration of the running command (loadConfig with
+// a.bind) and the logger.
+func (a *app) load(cmd *cobra.Command) error {
+	cfg, used, err := loadConfig(a.configPath, cmd.Flags(), a.bind)
+	if err != nil {
+		return err
+	}
+	a.cfg, a.configUsed = cfg, used
+	a.log = newLogger(cfg.Log)
+	a.stderr = cmd.ErrOrStderr()
+	return nil
 }
 
 func newVersionCmd() *cobra.Command {

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nanoseg/nanoseg/nodeagent"
+)
+
+// nodeBind maps the node agent's configuration keys to its flags; it
+// replaces the agent's bindings (both have --listen).
+var nodeBind = map[string]string{
+	"log.level":       "log-level",
+	"log.format":      "log-format",
+	"node.kubeconfig": "kubeconfig",
+	"node.nodeName":   "node-name",
+	"node.listen":     "listen",
+	"node.ownerDir":   "owner-dir",
+}
+
+func newNodeCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "node",
+		Short: "Run the Kubernetes node agent: enforce the cluster's NetworkPolicies and NanoSegments on this node's pods",
+		Long: `Run the node agent of a Kubernetes cluster (the nanoseg DaemonSet). It watches
+Pods, Namespaces, Services, EndpointSlices, NetworkPolicies and NanoSegments
+through the API server (in-cluster, or --kubeconfig), finds the network
+namespace of each pod of --node-name (env NODE_NAME) by its addresses, and
+programs one nftables table per pod netns. Nothing is enforced before the
+caches have synced; tables are never removed when it stops.
+/metrics, /healthz and /readyz are served on --listen.`,
+		Args: cobra.NoArgs,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			a.bind = nodeBind
+			if err := a.load(cmd); err != nil {
+				return err
+			}
+			if a.cfg.Node.NodeName == "" {
+				a.cfg.Node.NodeName = os.Getenv("NODE_NAME")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if os.Geteuid() != 0 {
+				return fmt.Errorf("node: needs root: it programs nftables and reads conntrack in other network namespaces")
+			}
+			cfg := a.cfg.Node
+			cfg.Defaults()
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			a.log.Info("effective configuration", "node", fmt.Sprintf("%+v", cfg))
+			rc, err := nodeagent.RESTConfig(cfg.Kubeconfig)
+			if err != nil {
+				return err
+			}
+			ag, err := nodeagent.New(cfg, rc, nil, a.log)
+			if err != nil {
+				return fmt.Errorf("node: %w", err)
+			}
+			return ag.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.String("kubeconfig", "", "kubeconfig file (default: the in-cluster configuration)")
+	f.String("node-name", "", "this node's name, spec.nodeName of its pods (default $NODE_NAME)")
+	f.String("listen", "", "serve /metrics, /healthz and /readyz here (default 127.0.0.1:9990)")
+	f.String("owner-dir", "", "owner files of the pod netns this agent manages (default /run/nanoseg/owners)")
+	return cmd
+}

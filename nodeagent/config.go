@@ -1,0 +1,85 @@
+package nodeagent
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+)
+
+// Config configures the node agent (`nanoseg node`).
+type Config struct {
+	// Kubeconfig is the path of a kubeconfig file; "" uses the in-cluster
+	// configuration (the pod's ServiceAccount token and the
+	// KUBERNETES_SERVICE_HOST/PORT environment).
+	Kubeconfig string `mapstructure:"kubeconfig" yaml:"kubeconfig"`
+	// NodeName is the Kubernetes node this agent runs on (spec.nodeName of
+	// the pods it programs); `nanoseg node` reads it from NODE_NAME too.
+	NodeName string `mapstructure:"nodeName" yaml:"nodeName"`
+	// Listen is the address of /metrics, /healthz and /readyz.
+	Listen string `mapstructure:"listen" yaml:"listen"`
+	// OwnerDir holds the owner files (node.Config.OwnerDir): the same for
+	// every agent of the host.
+	OwnerDir string `mapstructure:"ownerDir" yaml:"ownerDir"`
+	// FlushInterval is how often observations go to the in-memory sink.
+	FlushInterval time.Duration `mapstructure:"flushInterval" yaml:"flushInterval"`
+	// DriftInterval is how often every table is compared with its desired
+	// rule set and repaired.
+	DriftInterval time.Duration `mapstructure:"driftInterval" yaml:"driftInterval"`
+	// ResyncInterval is how often the agent recompiles everything from its
+	// caches even without an event (a safety net; events do the work).
+	ResyncInterval time.Duration `mapstructure:"resyncInterval" yaml:"resyncInterval"`
+	// MaxEdges and MaxVerdicts bound the in-memory observation sink.
+	MaxEdges    int `mapstructure:"maxEdges" yaml:"maxEdges"`
+	MaxVerdicts int `mapstructure:"maxVerdicts" yaml:"maxVerdicts"`
+}
+
+// Defaults fills the zero fields.
+func (c *Config) Defaults() {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:9990"
+	}
+	if c.FlushInterval == 0 {
+		c.FlushInterval = 10 * time.Second
+	}
+	if c.DriftInterval == 0 {
+		c.DriftInterval = 30 * time.Second
+	}
+	if c.ResyncInterval == 0 {
+		c.ResyncInterval = 5 * time.Minute
+	}
+	if c.MaxEdges == 0 {
+		c.MaxEdges = 50_000
+	}
+	if c.MaxVerdicts == 0 {
+		c.MaxVerdicts = 10_000
+	}
+}
+
+// Validate reports every bad field at once, each named.
+func (c Config) Validate() error {
+	var errs []error
+	if c.NodeName == "" {
+		errs = append(errs, errors.New("node.nodeName: empty: set --node-name or NODE_NAME (the pod's spec.nodeName through the downward API)"))
+	} else if strings.ContainsAny(c.NodeName, " /_") {
+		errs = append(errs, fmt.Errorf("node.nodeName: %q is no Kubernetes node name", c.NodeName))
+	}
+	if c.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("node.listen: %q: %w", c.Listen, err))
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"flushInterval", c.FlushInterval}, {"driftInterval", c.DriftInterval}, {"resyncInterval", c.ResyncInterval}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("node.%s: %s is negative", d.name, d.v))
+		}
+	}
+	if c.MaxEdges < 0 || c.MaxVerdicts < 0 {
+		errs = append(errs, fmt.Errorf("node.maxEdges, node.maxVerdicts: %d, %d: must not be negative", c.MaxEdges, c.MaxVerdicts))
+	}
+	return errors.Join(errs...)
+}

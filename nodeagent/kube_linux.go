@@ -1,0 +1,69 @@
+//go:build linux
+
+package nodeagent
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	invkube "github.com/nanoseg/nanoseg/inventory/kube"
+	storekube "github.com/nanoseg/nanoseg/store/kube"
+)
+
+// New returns the node agent of cfg.NodeName over the API server of
+// restCfg (RESTConfig): the Kubernetes inventory source with the netns
+// finder (inventory/kube), the policy watcher (store/kube), and Events on
+// unfound pods. reg receives every metric (nil: a private registry); log
+// nil discards.
+func New(cfg Config, restCfg *rest.Config, reg *prometheus.Registry, log *slog.Logger) (*Agent, error) {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	restCfg = rest.CopyConfig(restCfg)
+	restCfg.UserAgent = "nanoseg-node/" + cfg.NodeName
+	client, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	dyn, err := dynamic.NewForConfig(restCfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes dynamic client: %w", err)
+	}
+	finder, err := invkube.NewNetnsFinder(invkube.FinderConfig{Logger: log, Registerer: reg})
+	if err != nil {
+		return nil, err
+	}
+	src, err := invkube.New(client, invkube.Config{NodeName: cfg.NodeName, Finder: finder, Logger: log, Registerer: reg})
+	if err != nil {
+		return nil, err
+	}
+	w := storekube.NewPolicyWatcher(client, dyn, log)
+	if err := w.Register(reg); err != nil {
+		return nil, err
+	}
+	parts := Parts{
+		Inventory: src,
+		Policies:  w,
+		Unfound: func() []UnfoundPod {
+			var out []UnfoundPod
+			for _, u := range src.Unfound() {
+				out = append(out, UnfoundPod{Pod: u.Pod, Code: u.Code, Reason: u.Reason})
+			}
+			return out
+		},
+		Event: PodEvent(client, cfg.NodeName),
+	}
+	return NewAgent(cfg, parts, reg, log)
+}

@@ -1,0 +1,62 @@
+package nodeagent
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// RESTConfig returns the client configuration: the kubeconfig file at path,
+// or the in-cluster one (the pod's ServiceAccount token,
+// KUBERNETES_SERVICE_HOST/PORT) when path is "".
+func RESTConfig(path string) (*rest.Config, error) {
+	if path == "" {
+		c, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("node.kubeconfig: empty and not in a cluster (%w): set --kubeconfig", err)
+		}
+		return c, nil
+	}
+	c, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		return nil, fmt.Errorf("node.kubeconfig: %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// PodEvent returns Parts.Event over client: a Warning Event with reason
+// NetnsNotFound on the unfound pod, reported by nodeName (core/v1 Events;
+// RBAC: create events in the pod's namespace).
+func PodEvent(client kubernetes.Interface, nodeName string) func(ctx context.Context, u UnfoundPod) error {
+	return func(ctx context.Context, u UnfoundPod) error {
+		ns, name, _ := strings.Cut(u.Pod, "/")
+		now := metav1.NewTime(time.Now())
+		ev := &corev1.Event{
+			ObjectMeta:     metav1.ObjectMeta{GenerateName: name + ".", Namespace: ns},
+			InvolvedObject: corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: ns, Name: name},
+			Reason:         "NetnsNotFound",
+			Message: fmt.Sprintf("nanoseg node %s cannot find the pod's network namespace (%s): %s; its network policies are not programmed until it is found",
+				nodeName, u.Code, u.Reason),
+			Type:                corev1.EventTypeWarning,
+			Source:              corev1.EventSource{Component: "nanoseg-node", Host: nodeName},
+			FirstTimestamp:      now,
+			LastTimestamp:       now,
+			Count:               1,
+			ReportingController: "nanoseg.io/node",
+			ReportingInstance:   "nanoseg-node-" + nodeName,
+		}
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if _, err := client.CoreV1().Events(ns).Create(cctx, ev, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create event on pod %s: %w", u.Pod, err)
+		}
+		return nil
+	}
+}
