@@ -57,6 +57,9 @@ type Options struct {
 	Agnhost bool
 	// Images are more images to import.
 	Images []Image
+	// Archives are docker-archive tars to import as they are (the nanoseg
+	// image hack/image.sh builds, say).
+	Archives []string
 	// ServiceCIDRs, when set, routes pods' traffic to these ranges (the
 	// cluster's Services) through the node, where kube-proxy translates
 	// it; comma-separated, IPv4 ranges only are routed.
@@ -67,6 +70,9 @@ type Options struct {
 	// StartTimeout bounds Start; default 2 minutes.
 	StartTimeout time.Duration
 }
+
+// Client returns the admin client the node uses.
+func (n *Node) Client() kubernetes.Interface { return n.client }
 
 // Node is a running node: containerd with the CRI plugin, runc, the
 // bridge CNI plugin on a bridge of its own, and kubelet registered with
@@ -216,6 +222,7 @@ func (n *Node) start(ctx context.Context, opts Options) error {
 			return err
 		}
 	}
+	archives = append(archives, opts.Archives...)
 	if err := n.startContainerd(ctx); err != nil {
 		return err
 	}
