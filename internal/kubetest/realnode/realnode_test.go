@@ -16,7 +16,11 @@ import (
 	"github.com/nanoseg/nanoseg/internal/kubetest/realnode"
 )
 
-func TestMain(m *testing.M) { kubetest.Main(m, kubetest.Options{}) }
+// TestMain starts the package's API server, with nanoseg's CRDs (the node
+// agent watches NanoSegments).
+func TestMain(m *testing.M) {
+	kubetest.Main(m, kubetest.Options{CRDDirs: []string{"../../../manifests/crds"}})
+}
 
 // startNode starts a real node for the test's cluster and stops it at
 // cleanup. It skips when not root, and when a program is missing unless
