@@ -95,7 +95,7 @@ func Sweep() error {
 		errs = append(errs, cleanup(pid, nil, false))
 	}
 	if !live {
-		errs = append(errs, cleanupGlobal(nil))
+		errs = append(errs, cleanupGlobal(nil), removeNewEmptyTables(nil))
 	}
 	return errors.Join(errs...)
 }
@@ -393,7 +393,8 @@ func nftTables() map[string]bool {
 
 // removeNewEmptyTables deletes the iptables-nft tables (filter, nat,
 // mangle of ip and ip6) that appeared since before (kubelet's iptables
-// calls create them) and hold no rule any more.
+// calls create them; nil: whenever they appeared) and hold no rule and
+// no chain whose policy is not accept: deleting them changes nothing.
 func removeNewEmptyTables(before map[string]bool) error {
 	var errs []error
 	for t := range nftTables() {
@@ -411,12 +412,15 @@ func removeNewEmptyTables(before map[string]bool) error {
 }
 
 // hasRule reports whether an `nft -a list table` output has a rule (a
-// line inside a chain other than its type/policy header ending in a
-// handle).
+// line with a handle other than a table or chain header) or a chain
+// policy other than accept.
 func hasRule(listing string) bool {
 	for _, line := range strings.Split(listing, "\n") {
 		l := strings.TrimSpace(line)
 		if strings.Contains(l, "# handle") && !strings.HasPrefix(l, "chain ") && !strings.HasPrefix(l, "table ") {
+			return true
+		}
+		if strings.Contains(l, "policy ") && !strings.Contains(l, "policy accept;") {
 			return true
 		}
 	}

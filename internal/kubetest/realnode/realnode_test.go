@@ -7,6 +7,10 @@ import (
 	"errors"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -108,5 +112,31 @@ func TestPodsTalkOnRealNode(t *testing.T) {
 	}
 	if err := realnode.Echo(paths["denied"], server, time.Second); err == nil {
 		t.Errorf("denied -> server passed after the rule set")
+	}
+}
+
+// TestSweep removes what nodes of dead processes left (run it after a
+// test binary was killed in the middle of a node's life): afterwards no
+// directory, bridge or daemon of a dead owner remains.
+func TestSweep(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("real node: needs root")
+	}
+	if err := realnode.Sweep(); err != nil {
+		t.Fatal(err)
+	}
+	for _, root := range []string{"/run/nanoseg-realnode", "/var/lib/nanoseg-realnode"} {
+		ents, _ := os.ReadDir(root)
+		for _, e := range ents {
+			if pid, err := strconv.Atoi(e.Name()); err == nil && syscall.Kill(pid, 0) != nil {
+				t.Errorf("%s/%s of dead pid %d left after Sweep", root, e.Name(), pid)
+			}
+		}
+	}
+	links, _ := filepath.Glob("/sys/class/net/nsrn*")
+	for _, l := range links {
+		if pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(l), "nsrn")); err == nil && syscall.Kill(pid, 0) != nil {
+			t.Errorf("bridge %s of dead pid %d left after Sweep", filepath.Base(l), pid)
+		}
 	}
 }
