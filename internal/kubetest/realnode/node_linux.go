@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -201,6 +202,9 @@ func (n *Node) start(ctx context.Context, opts Options) error {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
+	}
+	if err := sharedNetnsDir(); err != nil {
+		return err
 	}
 	if err := n.writeCerts(); err != nil {
 		return err
@@ -633,4 +637,31 @@ func (n *Node) deletePods() error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// sharedNetnsDir makes /run/netns a shared mount point of its own, as
+// iproute2 does (ip/ipnetns.c), if it is not a mount point yet: pod
+// namespaces containerd mounts there then reach containers that mount
+// the directory with HostToContainer propagation (nanoseg's DaemonSet),
+// and can be unmounted by path.
+func sharedNetnsDir() error {
+	if err := os.MkdirAll(netnsDir, 0o755); err != nil {
+		return err
+	}
+	raw, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && f[4] == netnsDir {
+			return nil
+		}
+	}
+	if err := syscall.Mount(netnsDir, netnsDir, "none", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind-mount %s: %w", netnsDir, err)
+	}
+	if err := syscall.Mount("", netnsDir, "none", syscall.MS_SHARED|syscall.MS_REC, ""); err != nil {
+		return fmt.Errorf("make %s shared: %w", netnsDir, err)
+	}
+	return nil
 }
