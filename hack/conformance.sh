@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make conformance: the upstream Kubernetes NetworkPolicy e2e suite (the
-# Netpol specs of e2e.test, SCTP skipped) against nanoseg deployed from
+# Netpol specs of e2e.test; [Feature:SCTPConnectivity] skipped: no SCTP in
+# this kernel) against nanoseg deployed from
 # manifests/ as a DaemonSet on a real node (internal/kubetest/realnode:
 # containerd, kubelet, bridge CNI) with kube-controller-manager,
 # kube-scheduler and kube-proxy beside kubetest's API server. Root only;
