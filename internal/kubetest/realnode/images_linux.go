@@ -40,7 +40,7 @@ const recipeVersion = "1"
 // busyboxPath is Debian busybox-static's binary.
 const busyboxPath = "/bin/busybox"
 
-//go:embed pause/main.go
+//go:embed testdata/pause/main.go
 var pauseSource []byte
 
 // CacheDir is where built images and the pause binary are kept, by

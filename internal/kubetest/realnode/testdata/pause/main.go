@@ -3,7 +3,8 @@
 // reaps the children it inherits as PID 1 and exits 0 on SIGTERM or
 // SIGINT. containerd runs it under the name of the upstream pause image
 // (registry.k8s.io/pause), which is never pulled: the node imports this
-// program instead (see package realnode).
+// program instead (see package realnode). It lives under testdata: no
+// package of the module, only a source the node builds (images_linux.go).
 package main
 
 import (
