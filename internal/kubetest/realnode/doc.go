@@ -29,8 +29,9 @@
 //     systemd, so runc and kubelet use cgroupfs and kubelet runs with
 //     failCgroupV1: false.
 //   - Images: the pause image is a tiny static Go program
-//     (testdata/pause, built on first use), busybox is Debian's busybox-static, and agnhost is the binary
-//     hack/kube-bins.sh builds plus busybox, each written as a
+//     (testdata/pause, built on first use), busybox is Debian's
+//     busybox-static, and agnhost is the binary hack/kube-bins.sh builds
+//     plus busybox, each written as a
 //     docker-archive tar (Image.WriteArchive) kept in CacheDir by content
 //     and imported with `ctr -n k8s.io images import`. Their names are
 //     the upstream ones (PauseImage, AgnhostImage…) so that kubelet and the
