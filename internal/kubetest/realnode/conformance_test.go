@@ -15,6 +15,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/nanoseg/nanoseg/internal/kubetest"
@@ -114,7 +115,7 @@ func TestConformance(t *testing.T) {
 	t.Logf("cluster, control plane and node up in %s", time.Since(start).Round(time.Millisecond))
 
 	agent := deployAgent(t, c, n, repo, out, bin)
-	t.Cleanup(func() { undeployAgent(t, c, bin) })
+	t.Cleanup(func() { undeployAgent(t, c, filepath.Join(out, "logs")) })
 
 	focus := os.Getenv(envFocus)
 	if focus == "" {
@@ -209,20 +210,42 @@ func deployAgent(t *testing.T, c *kubetest.Cluster, n *realnode.Node, repo, out,
 		t.Fatal(err)
 	}
 	port := c.Server[strings.LastIndex(c.Server, ":")+1:]
+	// On hosts where /var/run is a symlink to /run (Debian, and every
+	// systemd distribution), the DaemonSet's /var/run/netns volume is
+	// /run/netns again, and containerd refuses it: it checks the
+	// propagation of the path as written, which lies on the private "/"
+	// mount ("path /var/run/netns is mounted on / but it is not a shared
+	// or slave mount"). Drop that volume there; /run/netns is the same
+	// directory.
+	dropVarRun := ""
+	if target, err := filepath.EvalSymlinks("/var/run"); err == nil && target == "/run" {
+		dropVarRun = `
+                volumeMounts:
+                  - {mountPath: /var/run/netns, $patch: delete}
+            volumes:
+              - {name: var-run-netns, $patch: delete}`
+		t.Log("/var/run is /run: the DaemonSet's /var/run/netns volume is dropped (containerd refuses it, /run/netns is the same directory)")
+	}
 	kust := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
   - %s
 patches:
-  - target: {kind: DaemonSet, name: nanoseg-node}
-    patch: |-
-      - op: add
-        path: /spec/template/spec/containers/0/env/-
-        value: {name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}
-      - op: add
-        path: /spec/template/spec/containers/0/env/-
-        value: {name: KUBERNETES_SERVICE_PORT, value: %q}
-`, rel, port)
+  - patch: |-
+      apiVersion: apps/v1
+      kind: DaemonSet
+      metadata:
+        name: nanoseg-node
+        namespace: nanoseg-system
+      spec:
+        template:
+          spec:
+            containers:
+              - name: node
+                env:
+                  - {name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}
+                  - {name: KUBERNETES_SERVICE_PORT, value: %q}%s
+`, rel, port, dropVarRun)
 	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kust), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -263,11 +286,21 @@ func dsReady(ds *appsv1.DaemonSet) bool {
 	return ds.Status.DesiredNumberScheduled > 0 && ds.Status.NumberReady == ds.Status.DesiredNumberScheduled
 }
 
-// undeployAgent deletes the DaemonSet first (its pods would come back
-// while the node deletes its pods) and waits for its pods to go.
-func undeployAgent(t *testing.T, c *kubetest.Cluster, bin string) {
+// undeployAgent saves the agent pods' logs in logDir, deletes the
+// DaemonSet first (its pods would come back while the node deletes its
+// pods) and waits for its pods to go.
+func undeployAgent(t *testing.T, c *kubetest.Cluster, logDir string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	if pods, err := c.Client.CoreV1().Pods("nanoseg-system").List(ctx, metav1.ListOptions{}); err == nil {
+		for _, p := range pods.Items {
+			raw, err := c.Client.CoreV1().Pods(p.Namespace).GetLogs(p.Name, &corev1.PodLogOptions{}).DoRaw(ctx)
+			if err != nil {
+				raw = []byte(err.Error())
+			}
+			_ = os.WriteFile(filepath.Join(logDir, p.Name+".log"), raw, 0o644)
+		}
+	}
 	_ = c.Client.AppsV1().DaemonSets("nanoseg-system").Delete(ctx, "nanoseg-node", metav1.DeleteOptions{})
 	for ctx.Err() == nil {
 		pods, err := c.Client.CoreV1().Pods("nanoseg-system").List(ctx, metav1.ListOptions{})
