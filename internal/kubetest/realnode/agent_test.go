@@ -112,7 +112,7 @@ func freeLocalPort(t *testing.T) int {
 // hasNodeCommand reports whether the binary has the `node` command.
 func hasNodeCommand(bin string) bool {
 	out, err := exec.Command(bin, "node", "--help").CombinedOutput()
-	return err == nil && strings.Contains(string(out), "--node-name")
+	return err == nil && strings.Contains(string(out), "node-name")
 }
 
 // TestNodeAgentOnRealPods runs `nanoseg node` beside a real kubelet: it
