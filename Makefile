@@ -9,7 +9,7 @@ BIN := bin/nanoseg
 # Kernel tests run when this runs as root; the whole suite stays under 15 minutes.
 TEST_TIMEOUT ?= 14m
 
-.PHONY: help build image test unit bench lint fmt-check vet demo generate verify clean kube-bins
+.PHONY: help build image test unit bench lint fmt-check vet demo generate verify clean kube-bins conformance
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -77,6 +77,9 @@ verify: generate ## fail if generated files are stale (runs offline: controller-
 	if [ -n "$$(git status --porcelain -- $(GENERATED))" ]; then \
 	  git status --short -- $(GENERATED); git --no-pager diff --stat -- $(GENERATED); \
 	  echo "generated files are stale: run make generate and commit the result"; exit 1; fi
+
+conformance: ## upstream NetworkPolicy e2e suite against nanoseg as a DaemonSet on a real node (root, 15-25 min; docs/conformance.md)
+	./hack/conformance.sh
 
 clean: ## remove build output
 	rm -rf bin out
