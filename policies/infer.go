@@ -174,7 +174,7 @@ func (o ProposeOptions) Validate() error {
 	if o.SharedMinNamespaces < 0 {
 		errs = append(errs, fmt.Errorf("sharedMinNamespaces: %d must not be negative", o.SharedMinNamespaces))
 	}
-	if o.SharedMinShare < 0 || o.SharedMinShare > 1 {
+	if !(o.SharedMinShare >= 0 && o.SharedMinShare <= 1) { // also NaN
 		errs = append(errs, fmt.Errorf("sharedMinShare: %g must be within 0-1", o.SharedMinShare))
 	}
 	if o.RangeMinPorts < 0 || o.RangeMinPorts == 1 {

@@ -2,6 +2,7 @@ package policies
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -490,5 +491,10 @@ func TestProposeOptionsValidate(t *testing.T) {
 	}
 	if err := DefaultProposeOptions().Validate(); err != nil {
 		t.Error(err)
+	}
+	// NaN compares false with everything: it would make no port shared
+	// while config show prints it as if it were a setting.
+	if err := (ProposeOptions{SharedMinShare: math.NaN()}).Validate(); err == nil || !strings.Contains(err.Error(), "sharedMinShare") {
+		t.Errorf("Validate(sharedMinShare NaN): %v; want sharedMinShare named", err)
 	}
 }
