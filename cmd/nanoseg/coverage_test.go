@@ -54,6 +54,12 @@ func TestCoverageCommands(t *testing.T) {
 		!strings.Contains(err.Error(), "shop/intruder, in its namespace, had no observed traffic") {
 		t.Errorf("promote to enforce: %v\n%s", err, out)
 	}
+	// --min-observed 0 is no minimum, as agent.minObserved 0 is: the
+	// other reasons remain.
+	out, err = runAgainst(t, ts.URL, "promote", "shop/db", "--to", "enforce", "--min-observed", "0", "--reason", "go")
+	if err == nil || strings.Contains(err.Error(), "required (--min-observed)") || !strings.Contains(err.Error(), "shop/intruder, in its namespace, had no observed traffic") {
+		t.Errorf("promote to enforce --min-observed 0: %v\n%s", err, out)
+	}
 	out, err = runAgainst(t, ts.URL, "promote", "shop/db", "--to", "enforce", "--min-observed", "1m", "--force", "--reason", "go")
 	if err != nil || strings.Count(out, "warning: forced (recorded in the history):") != 2 || !strings.Contains(out, "coverage of its proposal: observed 2m of the 1h window asked") {
 		t.Errorf("forced promote (the minimum lowered to 1m): %v\n%s", err, out)
