@@ -43,6 +43,7 @@ func TestCoverageCommands(t *testing.T) {
 		"shop/web -> shop/db TCP/9999: 3 connections in the window, all failed (3 refused (reset))",
 		"coverage (of the 1h window asked):", "5432/TCP(1),9999/TCP(1)", "2m of 1h",
 		"silent in the window", "shop/intruder: observed 2m of the 1h window asked, silent",
+		"allow them only through widened rules", "promote to enforce of their namespace refuses",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("propose output lacks %q:\n%s", want, out)
