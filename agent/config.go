@@ -147,5 +147,24 @@ func (c Config) Validate() error {
 			errs = append(errs, errors.New("propose."+line))
 		}
 	}
+	// The proposer reads a zero threshold as its default, so a 0 written
+	// here (Defaults fills every one) would silently mean something else:
+	// rangeMaxGap 0, asked to keep ranges contiguous, would allow 4 gaps.
+	d := policies.DefaultProposeOptions()
+	for _, z := range []struct {
+		key  string
+		zero bool
+		def  any
+	}{
+		{"sharedMinClients", c.Propose.SharedMinClients == 0, d.SharedMinClients},
+		{"sharedMinNamespaces", c.Propose.SharedMinNamespaces == 0, d.SharedMinNamespaces},
+		{"sharedMinShare", c.Propose.SharedMinShare == 0, d.SharedMinShare},
+		{"rangeMinPorts", c.Propose.RangeMinPorts == 0, d.RangeMinPorts},
+		{"rangeMaxGap", c.Propose.RangeMaxGap == 0, d.RangeMaxGap},
+	} {
+		if z.zero {
+			bad("propose."+z.key, "0 is not a threshold here: the proposer would read it as its default, %v (noWidening: true proposes only what was seen)", z.def)
+		}
+	}
 	return errors.Join(errs...)
 }

@@ -23,4 +23,14 @@ func TestProposeConfig(t *testing.T) {
 			t.Errorf("Validate: %v; want %s named", err, key)
 		}
 	}
+	// A written 0 would silently become the proposer's default (for
+	// rangeMaxGap a wider range than asked): refused, naming the key.
+	d = Defaults()
+	d.Propose.RangeMaxGap, d.Propose.SharedMinShare = 0, 0
+	err = d.Validate()
+	for _, key := range []string{"propose.rangeMaxGap: 0 is not a threshold here: the proposer would read it as its default, 4", "propose.sharedMinShare: 0"} {
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("Validate with zeros: %v; want %q", err, key)
+		}
+	}
 }

@@ -205,7 +205,13 @@ func GateReasons(c model.Coverage, window, minObserved time.Duration) []string {
 	var out []string
 	obs := c.Observed()
 	if minObserved > 0 && obs < minObserved-windowSlack(minObserved) {
-		out = append(out, fmt.Sprintf("observed for %s, less than the %s required (--min-observed)", model.ShortDuration(obs), model.ShortDuration(minObserved)))
+		r := fmt.Sprintf("observed for %s, less than the %s required (--min-observed)", model.ShortDuration(obs), model.ShortDuration(minObserved))
+		if window > 0 && window < minObserved-windowSlack(minObserved) {
+			// No amount of waiting helps: the window caps what counts.
+			r += fmt.Sprintf(", which its %s window (--window) can never hold: propose again with a window of at least %s, or lower --min-observed",
+				model.ShortDuration(window), model.ShortDuration(minObserved))
+		}
+		out = append(out, r)
 	}
 	if window > 0 && obs < window-windowSlack(window) {
 		out = append(out, fmt.Sprintf("its proposal asked for a %s window (--window) but it was observed for only %s of it", model.ShortDuration(window), model.ShortDuration(obs)))

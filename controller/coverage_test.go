@@ -79,6 +79,14 @@ func TestGateReasons(t *testing.T) {
 		!strings.Contains(r[1], "asked for a 24h window") {
 		t.Errorf("reasons %q", r)
 	}
+	// A window shorter than the minimum can never pass: the reason says so.
+	c10 := model.Coverage{Workload: "shop/db", ObservedSeconds: 600, Flows: 3}
+	if r := controller.GateReasons(c10, 10*time.Minute, time.Hour); len(r) != 1 || !strings.Contains(r[0], "which its 10m window (--window) can never hold") {
+		t.Errorf("reasons %q for a 10m window fully observed under a 1h minimum", r)
+	}
+	if r := controller.GateReasons(c, 24*time.Hour, time.Hour); strings.Contains(r[0], "never hold") {
+		t.Errorf("reasons %q: a 24h window can hold 1h", r)
+	}
 	c.ObservedSeconds = (24*time.Hour - 5*time.Minute).Seconds() // within the slack of a day
 	if r := controller.GateReasons(c, 24*time.Hour, time.Hour); len(r) != 0 {
 		t.Errorf("reasons %q for a window observed but for its last minutes", r)

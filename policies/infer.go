@@ -174,7 +174,7 @@ func (o ProposeOptions) Validate() error {
 	if o.SharedMinNamespaces < 0 {
 		errs = append(errs, fmt.Errorf("sharedMinNamespaces: %d must not be negative", o.SharedMinNamespaces))
 	}
-	if o.SharedMinShare < 0 || o.SharedMinShare > 1 {
+	if !(o.SharedMinShare >= 0 && o.SharedMinShare <= 1) { // also NaN
 		errs = append(errs, fmt.Errorf("sharedMinShare: %g must be within 0-1", o.SharedMinShare))
 	}
 	if o.RangeMinPorts < 0 || o.RangeMinPorts == 1 {
@@ -259,10 +259,12 @@ func Propose(observed []model.Edge, identities []model.Identity) []v1alpha1.Nano
 //     ranges (endPort): over ports the server declares when it declares
 //     ports of that protocol, else with at most RangeMaxGap unseen ports
 //     between two seen ones; never beyond the lowest and highest seen, and
-//     never over a port of known.Failed (connections that only failed).
+//     never over a port of known.Failed or of an observed edge whose
+//     connections only failed.
 //
 // Edges whose every connection failed (model.Traffic.OnlyFailed) are
-// never learned.
+// never learned; handed in observed they still stop ranges, as
+// known.Failed does.
 //
 // Every rule's provenance lists its edges, first and last seen and flow
 // count. Segments are in mode observe, isolate both directions, and are
@@ -271,13 +273,18 @@ func Propose(observed []model.Edge, identities []model.Identity) []v1alpha1.Nano
 func ProposeWith(observed []model.Edge, known Known, opts ProposeOptions) []v1alpha1.NanoSegment {
 	opts = opts.withDefaults()
 	edges := make([]inferEdge, 0, len(observed))
+	var failed []model.Edge
 	for _, e := range observed {
-		if ie, ok := inferable(e); ok && !e.OnlyFailed() {
+		if e.OnlyFailed() {
+			failed = append(failed, e) // never learned; no range spans it either
+			continue
+		}
+		if ie, ok := inferable(e); ok {
 			edges = append(edges, ie)
 		}
 	}
 	refused := map[string]map[seenPort]bool{} // server key -> ports only ever failed
-	for _, e := range known.Failed {
+	for _, e := range append(failed, known.Failed...) {
 		if ie, ok := inferable(e); ok {
 			if refused[ie.dstK] == nil {
 				refused[ie.dstK] = map[seenPort]bool{}

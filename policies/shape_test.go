@@ -2,6 +2,7 @@ package policies
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -473,6 +474,12 @@ func TestProposeRangesSkipRefused(t *testing.T) {
 	if got := portsString(ruleByID(t, segs, "a", "server", model.Ingress, "from-client").Ports); got != "TCP/8000-8002,TCP/8006-8008" {
 		t.Errorf("ports %s, want two ranges around the refused 8004-8005", got)
 	}
+	// Handed in only as observed edges (Propose, offline `policy propose
+	// --edges`), they stop the ranges just the same.
+	segs = Propose(append(edges, failed...), nil)
+	if got := portsString(ruleByID(t, segs, "a", "server", model.Ingress, "from-client").Ports); got != "TCP/8000-8002,TCP/8006-8008" {
+		t.Errorf("Propose: ports %s, want two ranges around the refused 8004-8005", got)
+	}
 	// Without knowing them, the gap rule joins everything.
 	segs = ProposeWith(edges, Known{}, ProposeOptions{})
 	if got := portsString(ruleByID(t, segs, "a", "server", model.Ingress, "from-client").Ports); got != "TCP/8000-8008" {
@@ -490,5 +497,10 @@ func TestProposeOptionsValidate(t *testing.T) {
 	}
 	if err := DefaultProposeOptions().Validate(); err != nil {
 		t.Error(err)
+	}
+	// NaN compares false with everything: it would make no port shared
+	// while config show prints it as if it were a setting.
+	if err := (ProposeOptions{SharedMinShare: math.NaN()}).Validate(); err == nil || !strings.Contains(err.Error(), "sharedMinShare") {
+		t.Errorf("Validate(sharedMinShare NaN): %v; want sharedMinShare named", err)
 	}
 }

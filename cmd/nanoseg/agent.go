@@ -362,7 +362,8 @@ with what was promoted, already there, failed, unknown or not attempted.
 
 Promoting a proposed revision to enforce is gated on coverage: the agent
 refuses, naming each workload and reason, when the workload was observed
-for less than --min-observed (default: the agent's minObserved, 1h) within
+for less than --min-observed (default: the agent's minObserved, 1h; 0: no
+minimum, the other checks remain) within
 its proposal's window, when that window (policy propose --window) is longer
 than what was observed of it, when the workload had no observed traffic, or
 when another workload of its namespace had none (whatever it does would be
@@ -378,6 +379,15 @@ workloads already promoted are then reported as already there.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := flagNotNegative("--revision", req.Revision); err != nil {
 				return fmt.Errorf("promote: %w", err)
+			}
+			// --min-observed means what agent.minObserved means: 0 is no
+			// minimum (the API's negative), and a negative duration is a
+			// mistake, not a silent way to turn the minimum off.
+			if req.MinObserved < 0 {
+				return fmt.Errorf("promote: --min-observed: %s must not be negative (0: no minimum)", req.MinObserved)
+			}
+			if cmd.Flags().Changed("min-observed") && req.MinObserved == 0 {
+				req.MinObserved = -1
 			}
 			mode := model.Mode(to)
 			if !mode.Valid() {
@@ -409,7 +419,7 @@ workloads already promoted are then reported as already there.`,
 	cmd.Flags().StringVar(&req.Reason, "reason", "", "why (recorded in the history)")
 	cmd.Flags().BoolVar(&all, "all", false, "every workload that has a policy revision")
 	cmd.Flags().BoolVar(&req.Force, "force", false, "enforce although the coverage gate refuses; the reasons are recorded in the history")
-	cmd.Flags().DurationVar(&req.MinObserved, "min-observed", 0, "enforce: the observation a proposal needs in its window (default: the agent's minObserved)")
+	cmd.Flags().DurationVar(&req.MinObserved, "min-observed", 0, "enforce: the observation a proposal needs in its window (default: the agent's minObserved; 0: no minimum)")
 	_ = cmd.MarkFlagRequired("to")
 	_ = cmd.MarkFlagRequired("reason")
 	return cmd

@@ -616,7 +616,7 @@ func proposeFromAgent(cmd *cobra.Command, a *app, window time.Duration, includeD
 	}
 	printCoverage(w, rep.Coverage, window)
 	if len(rep.Silent) > 0 {
-		fmt.Fprintf(w, "silent in the window (no proposal; the policies of their peers do not allow them; promote to enforce refuses while they are):\n")
+		fmt.Fprintf(w, "silent in the window (no proposal; their peers' policies allow them only through widened rules: DNS, shared servers; promote to enforce of their namespace refuses while they are):\n")
 		for _, s := range rep.Silent {
 			fmt.Fprintf(w, "  %s\n", s)
 		}

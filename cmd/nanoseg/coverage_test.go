@@ -43,6 +43,7 @@ func TestCoverageCommands(t *testing.T) {
 		"shop/web -> shop/db TCP/9999: 3 connections in the window, all failed (3 refused (reset))",
 		"coverage (of the 1h window asked):", "5432/TCP(1),9999/TCP(1)", "2m of 1h",
 		"silent in the window", "shop/intruder: observed 2m of the 1h window asked, silent",
+		"allow them only through widened rules", "promote to enforce of their namespace refuses",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("propose output lacks %q:\n%s", want, out)
@@ -53,6 +54,12 @@ func TestCoverageCommands(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "coverage too thin to enforce: shop/db: observed for 2m, less than the 1h required") ||
 		!strings.Contains(err.Error(), "shop/intruder, in its namespace, had no observed traffic") {
 		t.Errorf("promote to enforce: %v\n%s", err, out)
+	}
+	// --min-observed 0 is no minimum, as agent.minObserved 0 is: the
+	// other reasons remain.
+	out, err = runAgainst(t, ts.URL, "promote", "shop/db", "--to", "enforce", "--min-observed", "0", "--reason", "go")
+	if err == nil || strings.Contains(err.Error(), "required (--min-observed)") || !strings.Contains(err.Error(), "shop/intruder, in its namespace, had no observed traffic") {
+		t.Errorf("promote to enforce --min-observed 0: %v\n%s", err, out)
 	}
 	out, err = runAgainst(t, ts.URL, "promote", "shop/db", "--to", "enforce", "--min-observed", "1m", "--force", "--reason", "go")
 	if err != nil || strings.Count(out, "warning: forced (recorded in the history):") != 2 || !strings.Contains(out, "coverage of its proposal: observed 2m of the 1h window asked") {

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -266,7 +268,7 @@ unless --no-dns connects to its address directly.`,
 				fmt.Fprintf(cmd.OutOrStdout(), "FAIL %s -> %s:%d/%s: %v\n", src[0].ID(), to, port, strings.ToUpper(proto), err)
 				return probeFailed{fmt.Errorf("probe failed")}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "OK   %s -> %s (%s/%s): %s\n", src[0].ID(), to, res.Addr, strings.ToUpper(proto), res.Reply)
+			fmt.Fprintf(cmd.OutOrStdout(), "OK   %s -> %s (%s/%s): %s\n", src[0].ID(), to, res.Addr, strings.ToUpper(proto), printableReply(res.Reply))
 			return nil
 		},
 	}
@@ -364,4 +366,16 @@ func newLabCheckCmd(a *app) *cobra.Command {
 	cmd.Flags().StringVar(&name, "name", "", "lab name (default: the only lab that is up)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Second, "per connection")
 	return cmd
+}
+
+// printableReply returns a probe's reply as is when it is printable text,
+// else quoted with escapes: a DNS server answers a probe with binary
+// bytes, which would otherwise reach the terminal raw.
+func printableReply(s string) string {
+	for _, r := range s {
+		if !unicode.IsPrint(r) && r != ' ' {
+			return strconv.QuoteToGraphic(s)
+		}
+	}
+	return s
 }

@@ -350,10 +350,12 @@ works offline on an edges file and prints YAML.`,
 					return fmt.Errorf("parse identities %s: %w", identitiesFile, err)
 				}
 			}
-			edges, failed := controller.LeaveOutFailed(edges)
+			_, failed := controller.LeaveOutFailed(edges)
 			for _, f := range failed {
 				fmt.Fprintf(cmd.ErrOrStderr(), "left out: %s\n", f)
 			}
+			// All edges: the proposer never learns the failed ones, and
+			// no port range spans their ports.
 			segs := policies.Propose(edges, ids)
 			objs := make([]any, len(segs))
 			for i := range segs {

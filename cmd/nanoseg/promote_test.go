@@ -101,6 +101,7 @@ func TestNegativeRevisionFlags(t *testing.T) {
 		{[]string{"promote", "shop/db", "--to", "enforce", "--revision", "-3", "--reason", "x"}, "promote: --revision: -3 is negative"},
 		{[]string{"policy", "show", "shop/db", "--revision", "-1"}, "policy show: --revision: -1 is negative"},
 		{[]string{"promote", "shop/db", "--to", "bogus", "--reason", "x"}, `promote: --to: "bogus" is not observe, audit or enforce`},
+		{[]string{"promote", "shop/db", "--to", "enforce", "--min-observed", "-5s", "--reason", "x"}, "promote: --min-observed: -5s must not be negative"},
 	} {
 		if out, err := runAgainst(t, ts.URL, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v\n%s\nwant an error with %q", tc.args, err, out, tc.want)
