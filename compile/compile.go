@@ -83,25 +83,32 @@ type Compiler struct {
 
 	backendSvcs  map[netip.Addr][]string // backend address -> keys of the Services it backs
 	backendAddrs []netip.Addr            // keys of backendSvcs, sorted
+
+	svcAddrs        []netip.Addr                    // every Service address, sorted, unique
+	svcAddrsChanged []netip.Addr                    // of the last setServices: addresses added or removed
+	svcSplit        map[netip.Prefix][]netip.Prefix // address-block prefix minus svcAddrs (cache)
+	egressBlock     map[string][]netip.Prefix       // pod key -> the address blocks of its egress rules
 }
 
 // NewCompiler compiles in fully: one rule set per participating pod.
 func NewCompiler(in CompileInput) (*Compiler, error) {
 	c := &Compiler{
-		namespaces: map[string]policies.Namespace{},
-		pods:       map[string]policies.Pod{},
-		podsByNS:   map[string]map[string]bool{},
-		policies:   in.Policies.Policies(),
-		hosts:      slices.Clone(in.Hosts),
-		names:      in.Names,
-		peerPods:   map[peerRef]map[string]bool{},
-		ruleSets:   map[string]dataplane.RuleSet{},
-		defaults:   map[string][]policies.PolicyRef{},
-		warnings:   map[string]bool{},
-		targets:    map[ruleRef][]peerTarget{},
-		services:   map[string]model.Service{},
-		svcCache:   map[string]*svcCache{},
-		egressKey:  map[string]string{},
+		namespaces:  map[string]policies.Namespace{},
+		pods:        map[string]policies.Pod{},
+		podsByNS:    map[string]map[string]bool{},
+		policies:    in.Policies.Policies(),
+		hosts:       slices.Clone(in.Hosts),
+		names:       in.Names,
+		peerPods:    map[peerRef]map[string]bool{},
+		ruleSets:    map[string]dataplane.RuleSet{},
+		defaults:    map[string][]policies.PolicyRef{},
+		warnings:    map[string]bool{},
+		targets:     map[ruleRef][]peerTarget{},
+		services:    map[string]model.Service{},
+		svcCache:    map[string]*svcCache{},
+		egressKey:   map[string]string{},
+		svcSplit:    map[netip.Prefix][]netip.Prefix{},
+		egressBlock: map[string][]netip.Prefix{},
 	}
 	c.setServices(in.Services)
 	for _, ns := range in.Namespaces {
@@ -293,6 +300,7 @@ func (c *Compiler) changed(key string, old policies.Pod, had bool, now *policies
 	if now == nil {
 		delete(c.ruleSets, key)
 		delete(c.egressKey, key)
+		delete(c.egressBlock, key)
 		delete(affected, key)
 	}
 	out := slices.Sorted(maps.Keys(affected))
@@ -339,6 +347,7 @@ func (c *Compiler) rebuild(key string) {
 	}
 	rs := dataplane.RuleSet{Name: key, Mode: model.ModeObserve}
 	delete(c.egressKey, key)
+	delete(c.egressBlock, key)
 	if !p.Participates() {
 		c.ruleSets[key] = rs
 		return
@@ -401,8 +410,12 @@ func (c *Compiler) rebuild(key string) {
 			}
 		}
 		if dir == model.Egress && len(isolating[d]) > 0 {
-			// Service addresses, judged by their backends (services.go).
+			// Service addresses, judged by their backends (services.go);
+			// the address blocks above left them out (ruleEntries).
 			c.egressKey[key] = policySetKey(isolating[d])
+			if blocks := c.egressBlocks(isolating[d]); len(blocks) > 0 {
+				c.egressBlock[key] = blocks
+			}
 			entries = append(entries, c.serviceEntriesFor(isolating[d], entries, nil)...)
 		}
 		// Entries stay in policy and rule order; overlaps between rules are
@@ -500,10 +513,13 @@ func fnv32(s string) uint32 {
 }
 
 // peerTarget is one address of a peer and, when it is a pod's, its named
-// ports.
+// ports. block marks an address block (an ipBlock, or every address for
+// a rule without peers), which in egress never allows a Service address
+// (services.go).
 type peerTarget struct {
 	prefix netip.Prefix
 	pod    *policies.Pod
+	block  bool
 }
 
 func (c *Compiler) ruleEntries(pi int, dir model.Direction, ri int, r policies.CompiledRule, self policies.Pod) []dataplane.Entry {
@@ -520,7 +536,19 @@ func (c *Compiler) ruleEntries(pi int, dir model.Direction, ri int, r policies.C
 		n = 1
 	}
 	out := make([]dataplane.Entry, 0, len(targets)*n)
+	var expanded []peerTarget
 	for _, t := range targets {
+		if !t.block || dir != model.Egress {
+			expanded = append(expanded, t)
+			continue
+		}
+		// An egress address block never contains a Service address: that
+		// is judged by its backends only (services.go).
+		for _, pre := range c.withoutServices(t.prefix) {
+			expanded = append(expanded, peerTarget{prefix: pre, block: true})
+		}
+	}
+	for _, t := range expanded {
 		if r.AllPorts {
 			out = append(out, dataplane.Entry{Peer: t.prefix, RuleID: id})
 			continue
@@ -587,7 +615,7 @@ func (c *Compiler) ruleTargets(pi int, dir model.Direction, ri int, r policies.C
 		p := c.pods[k]
 		pp := &p
 		for _, a := range p.IPs {
-			targets = append(targets, peerTarget{netip.PrefixFrom(a, a.BitLen()), pp})
+			targets = append(targets, peerTarget{prefix: netip.PrefixFrom(a, a.BitLen()), pod: pp})
 		}
 	}
 	if r.AllPeers {
@@ -598,7 +626,7 @@ func (c *Compiler) ruleTargets(pi int, dir model.Direction, ri int, r policies.C
 				}
 			}
 		} else {
-			targets = append(targets, peerTarget{prefix: netip.MustParsePrefix("0.0.0.0/0")}, peerTarget{prefix: netip.MustParsePrefix("::/0")})
+			targets = append(targets, peerTarget{prefix: netip.MustParsePrefix("0.0.0.0/0"), block: true}, peerTarget{prefix: netip.MustParsePrefix("::/0"), block: true})
 		}
 	}
 	for pe, peer := range r.Peers {
@@ -613,14 +641,14 @@ func (c *Compiler) ruleTargets(pi int, dir model.Direction, ri int, r policies.C
 					p := c.pods[k]
 					for _, a := range p.IPs {
 						if p.Participates() && peer.IPBlock.Contains(a) {
-							targets = append(targets, peerTarget{netip.PrefixFrom(a, a.BitLen()), &p})
+							targets = append(targets, peerTarget{prefix: netip.PrefixFrom(a, a.BitLen()), pod: &p})
 						}
 					}
 				}
 				continue
 			}
 			for _, pre := range subtractPrefixes(peer.IPBlock.CIDR, peer.IPBlock.Except) {
-				targets = append(targets, peerTarget{prefix: pre})
+				targets = append(targets, peerTarget{prefix: pre, block: true})
 			}
 		case peer.DNSName != "":
 			found := false
@@ -642,8 +670,11 @@ func (c *Compiler) ruleTargets(pi int, dir model.Direction, ri int, r policies.C
 		}
 	}
 	slices.SortFunc(targets, func(a, b peerTarget) int {
-		return cmp.Or(a.prefix.Addr().Compare(b.prefix.Addr()), cmp.Compare(a.prefix.Bits(), b.prefix.Bits()))
+		return cmp.Or(a.prefix.Addr().Compare(b.prefix.Addr()), cmp.Compare(a.prefix.Bits(), b.prefix.Bits()), boolCmp(a.block, b.block))
 	})
+	// Of two targets with one prefix the first is kept: one that is not a
+	// block (a pod's, a DNS name's or a host's address is named, not
+	// merely contained) sorts first.
 	return slices.CompactFunc(targets, func(a, b peerTarget) bool { return a.prefix == b.prefix })
 }
 
@@ -662,6 +693,22 @@ func subtractPrefixes(p netip.Prefix, except []netip.Prefix) []netip.Prefix {
 	if !overlap || p.Bits() == p.Addr().BitLen() {
 		return []netip.Prefix{p}
 	}
+	lo, hi := halves(p)
+	return append(subtractPrefixes(lo, except), subtractPrefixes(hi, except)...)
+}
+
+func boolCmp(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
+}
+
+// halves splits masked prefix p (shorter than its address) in two.
+func halves(p netip.Prefix) (netip.Prefix, netip.Prefix) {
 	lo := netip.PrefixFrom(p.Addr(), p.Bits()+1)
 	hiAddr := p.Addr().As16()
 	bit := p.Bits()
@@ -673,8 +720,7 @@ func subtractPrefixes(p netip.Prefix, except []netip.Prefix) []netip.Prefix {
 	if p.Addr().Is4() {
 		ha = ha.Unmap()
 	}
-	hi := netip.PrefixFrom(ha, p.Bits()+1)
-	return append(subtractPrefixes(lo, except), subtractPrefixes(hi, except)...)
+	return lo, netip.PrefixFrom(ha, p.Bits()+1)
 }
 
 func labelsOf(m map[string]string) labels.Set { return labels.Set(m) }

@@ -35,13 +35,33 @@ package compile
 // by) are exact. The ingress side is exact in any case: the backend's own
 // ingress rules see the client's pod address after the translation.
 //
-// Other limits: an egress entry that already contains a Service address
-// (an ipBlock such as 0.0.0.0/0, or a rule without peers) allows it on its
-// ports whatever the backends, since the address is what the hook sees; a
-// Service without ready backends, or whose backends the pod may not reach,
-// gets no entry (connections to it are judged as to any other address and
-// denied when egress is isolated). Backends of the other IP family than
-// the Service address are never its translation and are not considered.
+// A Service address is judged ONLY by its backends. Kubernetes judges a
+// connection through a Service after the translation, by the backend it
+// reaches (the upstream NetworkPolicy conformance suite expects it: an
+// ipBlock 192.0.0.0/4 except the server pod's /32 must not reach the
+// server through its ClusterIP, although the ClusterIP lies in the
+// block). So an egress address block (an ipBlock, or a rule without
+// peers: every address) never allows a known Service address itself: the
+// compiler cuts every Service address out of it (ruleEntries,
+// withoutServices), and only the derived entries below allow it. The
+// dataplane keeps its shape: allow entries only, one verdict-map lookup
+// per kind, the whole rule set replaced in one transaction; no deny entry
+// and no lookup order between Service and block entries is needed, since
+// the two never overlap. The price is size: a block containing n Service
+// addresses becomes up to about 32n prefixes (128n for IPv6), fewer when
+// the addresses are dense (a Service range), computed once per block
+// (svcSplit). A rule without peers and without ports still reaches every
+// Service with a ready backend, since it allows every backend; with ports,
+// only those whose backends listen on an allowed port, as after the
+// translation. Names are not cut: a pod's address, a DNS-name peer or a
+// host address that IS a Service address (named, not merely contained)
+// allows it. Pods whose egress is not isolated allow everything, Service
+// addresses included.
+//
+// Other limits: a Service without ready backends, or whose backends the
+// pod may not reach, gets no entry (connections to it are denied when
+// egress is isolated). Backends of the other IP family than the Service
+// address are never its translation and are not considered.
 //
 // Incremental: the derived entries of a pod depend only on its egress
 // entries, which depend only on the policies that isolate its egress
@@ -147,18 +167,118 @@ func (c *Compiler) setServices(svcs []model.Service) []string {
 			}
 		}
 		c.backendAddrs = slices.SortedFunc(maps.Keys(c.backendSvcs), func(a, b netip.Addr) int { return a.Compare(b) })
+		var addrs []netip.Addr
+		for _, k := range c.svcKeys {
+			for _, a := range now[k].Addrs {
+				addrs = append(addrs, a.Unmap())
+			}
+		}
+		slices.SortFunc(addrs, func(a, b netip.Addr) int { return a.Compare(b) })
+		addrs = slices.Compact(addrs)
+		if !slices.Equal(addrs, c.svcAddrs) {
+			c.svcAddrsChanged = symmetricDiff(c.svcAddrs, addrs)
+			c.svcAddrs = addrs
+			clear(c.svcSplit)
+		}
 	}
 	slices.Sort(changed)
 	return changed
+}
+
+// symmetricDiff returns the addresses in exactly one of the sorted lists a
+// and b.
+func symmetricDiff(a, b []netip.Addr) []netip.Addr {
+	var out []netip.Addr
+	for _, x := range a {
+		if _, ok := slices.BinarySearchFunc(b, x, netip.Addr.Compare); !ok {
+			out = append(out, x)
+		}
+	}
+	for _, x := range b {
+		if _, ok := slices.BinarySearchFunc(a, x, netip.Addr.Compare); !ok {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// withoutServices returns address block p minus every Service address, as
+// prefixes in address order (p itself when it contains none), cached until
+// the Service addresses change.
+func (c *Compiler) withoutServices(p netip.Prefix) []netip.Prefix {
+	p = p.Masked()
+	if out, ok := c.svcSplit[p]; ok {
+		return out
+	}
+	lo, _ := slices.BinarySearchFunc(c.svcAddrs, p.Addr(), netip.Addr.Compare)
+	hi := lo
+	for hi < len(c.svcAddrs) && p.Contains(c.svcAddrs[hi]) {
+		hi++
+	}
+	out := []netip.Prefix{p}
+	if hi > lo {
+		out = splitAround(p, c.svcAddrs[lo:hi])
+	}
+	c.svcSplit[p] = out
+	return out
+}
+
+// splitAround returns masked prefix p minus the sorted addresses addrs,
+// all inside p: p halved until each half holds none of them.
+func splitAround(p netip.Prefix, addrs []netip.Addr) []netip.Prefix {
+	if len(addrs) == 0 {
+		return []netip.Prefix{p}
+	}
+	if p.Bits() == p.Addr().BitLen() {
+		return nil
+	}
+	l, h := halves(p)
+	i := 0
+	for i < len(addrs) && l.Contains(addrs[i]) {
+		i++
+	}
+	return append(splitAround(l, addrs[:i]), splitAround(h, addrs[i:])...)
+}
+
+// egressBlocks returns the address blocks (before Service addresses are
+// cut out) of the egress rules of the policies isolating, as ruleEntries
+// cached them.
+func (c *Compiler) egressBlocks(isolating []int) []netip.Prefix {
+	var out []netip.Prefix
+	for _, pi := range isolating {
+		for ri := range c.policies[pi].Rules[model.Egress.Index()] {
+			for _, t := range c.targets[ruleRef{pi, model.Egress, ri}] {
+				if t.block {
+					out = append(out, t.prefix.Masked())
+				}
+			}
+		}
+	}
+	return out
 }
 
 // SetServices replaces the Services the compiler judges egress to (their
 // addresses, ports and ready backends) and rebuilds only the rule sets
 // whose Service entries change, which it returns sorted.
 func (c *Compiler) SetServices(svcs []model.Service) []string {
+	c.svcAddrsChanged = nil
 	changed := c.setServices(svcs)
 	if len(changed) == 0 {
 		return nil
+	}
+	// Pods whose egress blocks contain an address that came or went: their
+	// policy entries change (withoutServices), so they are rebuilt whole.
+	full := map[string]bool{}
+	for k, blocks := range c.egressBlock {
+	outer:
+		for _, b := range blocks {
+			for _, a := range c.svcAddrsChanged {
+				if b.Contains(a) {
+					full[k] = true
+					break outer
+				}
+			}
+		}
 	}
 	dirty := map[string]bool{}
 	for key, sc := range c.svcCache {
@@ -182,12 +302,16 @@ func (c *Compiler) SetServices(svcs []model.Service) []string {
 	}
 	var out []string
 	for k, key := range c.egressKey {
-		if dirty[key] {
+		if dirty[key] || full[k] {
 			out = append(out, k)
 		}
 	}
 	slices.Sort(out)
 	for _, k := range out {
+		if full[k] {
+			c.rebuild(k)
+			continue
+		}
 		// The egress entries are the policies' (the cache's base) followed
 		// by the Service entries: splice the new ones in.
 		rs, sc := c.ruleSets[k], c.svcCache[c.egressKey[k]]

@@ -210,22 +210,6 @@ func deployAgent(t *testing.T, c *kubetest.Cluster, n *realnode.Node, repo, out,
 		t.Fatal(err)
 	}
 	port := c.Server[strings.LastIndex(c.Server, ":")+1:]
-	// On hosts where /var/run is a symlink to /run (Debian, and every
-	// systemd distribution), the DaemonSet's /var/run/netns volume is
-	// /run/netns again, and containerd refuses it: it checks the
-	// propagation of the path as written, which lies on the private "/"
-	// mount ("path /var/run/netns is mounted on / but it is not a shared
-	// or slave mount"). Drop that volume there; /run/netns is the same
-	// directory.
-	dropVarRun := ""
-	if target, err := filepath.EvalSymlinks("/var/run"); err == nil && target == "/run" {
-		dropVarRun = `
-                volumeMounts:
-                  - {mountPath: /var/run/netns, $patch: delete}
-            volumes:
-              - {name: var-run-netns, $patch: delete}`
-		t.Log("/var/run is /run: the DaemonSet's /var/run/netns volume is dropped (containerd refuses it, /run/netns is the same directory)")
-	}
 	kust := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
@@ -244,8 +228,8 @@ patches:
               - name: node
                 env:
                   - {name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}
-                  - {name: KUBERNETES_SERVICE_PORT, value: %q}%s
-`, rel, port, dropVarRun)
+                  - {name: KUBERNETES_SERVICE_PORT, value: %q}
+`, rel, port)
 	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kust), 0o644); err != nil {
 		t.Fatal(err)
 	}
