@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -19,4 +21,22 @@ func TestKubeClientWithoutKubeconfig(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--kubeconfig") || strings.Contains(err.Error(), "KUBERNETES_MASTER") {
 		t.Fatalf("kubeClient without a kubeconfig: %v", err)
 	}
+}
+
+// TestBoolFlagsHaveNoPlaceholder: a backquoted word in a flag's usage
+// becomes its value placeholder in --help (pflag.UnquoteUsage), which
+// makes a boolean flag read as if it took a value.
+func TestBoolFlagsHaveNoPlaceholder(t *testing.T) {
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		c.LocalFlags().VisitAll(func(f *pflag.Flag) {
+			if name, _ := pflag.UnquoteUsage(f); f.Value.Type() == "bool" && name != "" {
+				t.Errorf("%s --%s: help shows %q as its value", c.CommandPath(), f.Name, name)
+			}
+		})
+		for _, s := range c.Commands() {
+			walk(s)
+		}
+	}
+	walk(newRootCmd())
 }
