@@ -9,7 +9,7 @@ BIN := bin/nanoseg
 # Kernel tests run when this runs as root; the whole suite stays under 15 minutes.
 TEST_TIMEOUT ?= 14m
 
-.PHONY: help build image test unit bench lint fmt-check vet demo generate verify clean kube-bins conformance
+.PHONY: help build image test unit bench lint fmt-check vet demo generate verify clean kube-bins conformance kube-up
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -37,6 +37,14 @@ kube-bins: ## build the Kubernetes test binaries once per version (hack/kube-bin
 # make test builds the Kubernetes binaries first (kube-bins) and requires
 # them: a cluster test that cannot start its API server fails instead of
 # skipping (NANOSEG_KUBE_REQUIRED=1; etcd comes from Debian's etcd-server).
+# A throwaway API server (Debian's etcd + kube-apiserver on 127.0.0.1,
+# nanoseg's CRDs) for trying `nanoseg node` on a lab by hand; it runs in
+# the foreground until its kubeconfig is removed (README "Trying the node
+# agent on a lab"). No kubelet, scheduler or controller-manager.
+KUBE_UP ?= /tmp/nanoseg-kube-up.kubeconfig
+kube-up: kube-bins ## a throwaway API server for trying `nanoseg node` by hand; writes $(KUBE_UP), rm it to stop
+	NANOSEG_KUBE_UP=$(abspath $(KUBE_UP)) NANOSEG_KUBE_REQUIRED=1 go test -count=1 -timeout 0 -v -run '^TestServe$$' ./internal/kubetest
+
 test: fmt-check vet verify build ## gofmt check, go vet, generated files check, unit tests with -race, Kubernetes API server tests, and (as root) kernel and end-to-end tests
 	@if [ "$$(id -u)" != 0 ]; then echo "make test: not root: kernel tests will skip (they need network namespaces); run as root for the full suite"; fi
 	@kubebin=$$(./hack/kube-bins.sh) || { echo "make test: hack/kube-bins.sh failed: the Kubernetes tests need its binaries"; exit 1; }; \

@@ -35,12 +35,15 @@ declare -A pkg=(
 )
 
 current() { # binary: is it built at this version?
-  local b=$1 f=$out/$1
+  local b=$1 f=$out/$1 v
   [ -x "$f" ] || return 1
+  # The output is captured, not piped into grep -q: under pipefail, grep
+  # quitting at the first match made kubectl (two lines) die of SIGPIPE,
+  # and kubectl was rebuilt on every run.
   case $b in
     e2e.test|agnhost) [ -f "$f.version" ] && [ "$(cat "$f.version")" = "$KUBE_VERSION" ] ;;
-    kubectl) "$f" version --client 2>/dev/null | grep -qF "$KUBE_VERSION" ;;
-    *) "$f" --version 2>/dev/null | grep -qF "$KUBE_VERSION" ;;
+    kubectl) v=$("$f" version --client 2>/dev/null) && [[ $v == *"$KUBE_VERSION"* ]] ;;
+    *) v=$("$f" --version 2>/dev/null) && [[ $v == *"$KUBE_VERSION"* ]] ;;
   esac
 }
 

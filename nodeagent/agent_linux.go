@@ -89,6 +89,12 @@ type Parts struct {
 	// error is logged once and stops further events (RBAC may forbid
 	// them).
 	Event func(ctx context.Context, u UnfoundPod) error
+	// Probe asks the API server for what the caches need (nil: nothing is
+	// asked). While the caches have not synced, the agent calls it every
+	// little while and logs its error: client-go retries a failing list
+	// quietly, so an unreachable API server, a missing CRD or a missing
+	// RBAC right would otherwise look like a silent wait.
+	Probe func(ctx context.Context) error
 }
 
 // Agent is the node agent.
@@ -106,6 +112,10 @@ type Agent struct {
 	polDirty atomic.Bool
 	enforced atomic.Bool // the first Enforce was applied
 	ln       net.Listener
+
+	// waitWarn is how often the agent says it is still waiting for its
+	// caches (and what Probe answers); 10s, shorter in tests.
+	waitWarn time.Duration
 
 	mu        sync.Mutex
 	reported  map[string]string // unfound pods with an Event, pod -> code
@@ -142,7 +152,7 @@ func NewAgent(cfg Config, parts Parts, reg *prometheus.Registry, log *slog.Logge
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, log: log.With("component", "nodeagent", "node", cfg.NodeName), reg: reg, parts: parts, inv: inv, node: nd, sink: sink,
-		kick: make(chan struct{}, 1), reported: map[string]string{}}
+		kick: make(chan struct{}, 1), reported: map[string]string{}, waitWarn: 10 * time.Second}
 	a.mSynced = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "nanoseg", Subsystem: "node", Name: "cache_synced",
 		Help: "1 once the informer caches of a side (inventory, policies) have synced."}, []string{"cache"})
 	a.mEnforce = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "nanoseg", Subsystem: "node", Name: "enforce_seconds",
@@ -262,12 +272,22 @@ func (a *Agent) loop(ctx context.Context) {
 	wait := time.NewTicker(100 * time.Millisecond)
 	defer wait.Stop()
 	waitC := wait.C
+	warn := time.NewTicker(a.waitWarn)
+	defer warn.Stop()
+	warnC := warn.C
+	start := time.Now()
+	var probing atomic.Bool
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-a.kick:
 		case <-waitC:
+		case <-warnC:
+			if !a.enforced.Load() && probing.CompareAndSwap(false, true) {
+				go func() { defer probing.Store(false); a.warnWaiting(ctx, time.Since(start)) }()
+			}
+			continue
 		case <-resync.C:
 			a.invDirty.Store(true)
 			a.polDirty.Store(true)
@@ -276,7 +296,41 @@ func (a *Agent) loop(ctx context.Context) {
 			wait.Stop()
 			waitC = nil
 		}
+		if warnC != nil && a.enforced.Load() {
+			warn.Stop()
+			warnC = nil
+		}
 	}
+}
+
+// warnWaiting logs that the caches have not synced after waited, which
+// ones, and what Probe says about the API server.
+func (a *Agent) warnWaiting(ctx context.Context, waited time.Duration) {
+	var pending []string
+	if !a.parts.Inventory.HasSynced() {
+		pending = append(pending, "inventory")
+	}
+	if !a.parts.Policies.Synced() {
+		pending = append(pending, "policies")
+	}
+	if len(pending) == 0 {
+		return // synced; the first Enforce is under way or retried
+	}
+	args := []any{"waited", waited.Round(time.Second), "caches", pending}
+	if a.parts.Probe != nil {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := a.parts.Probe(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			a.log.Warn("caches not synced; nothing enforced or changed until they are: the API server refuses or does not answer", append(args, "err", err)...)
+			return
+		}
+		args = append(args, "apiServer", "answers")
+	}
+	a.log.Warn("caches not synced; nothing enforced or changed until they are", args...)
 }
 
 // sync hands what changed to the node, once both caches synced; it

@@ -4,11 +4,14 @@ package nodeagent
 
 import (
 	"context"
+	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -136,5 +139,61 @@ func TestUnfoundEvents(t *testing.T) {
 	}
 	if _, body := get(t, a, "/metrics"); !strings.Contains(body, "nanoseg_node_pods_unfound 2") {
 		t.Errorf("metrics lack nanoseg_node_pods_unfound 2")
+	}
+}
+
+// syncBuffer is an io.Writer safe for a logger and a reading test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestWaitingIsLogged: while the caches have not synced, the agent says
+// so every waitWarn, naming the caches it waits for and the error Probe
+// returns (client-go retries a failing list without a word); once
+// synced, it stops.
+func TestWaitingIsLogged(t *testing.T) {
+	inv, pol := &fakeInventory{}, &fakePolicies{}
+	pol.synced.Store(true)
+	var probeErr atomic.Value
+	probeErr.Store(errors.New("list pods: connection refused"))
+	var logs syncBuffer
+	dir := t.TempDir()
+	a, err := NewAgent(Config{NodeName: "node-a", Listen: "127.0.0.1:0", OwnerDir: dir}, Parts{Inventory: inv, Policies: pol,
+		Probe: func(context.Context) error { e, _ := probeErr.Load().(error); return e }},
+		nil, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.waitWarn = 50 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "a warning with the probe's error", 2*time.Second, func() bool {
+		return strings.Contains(logs.String(), "connection refused")
+	})
+	if s := logs.String(); !strings.Contains(s, "level=WARN") || !strings.Contains(s, "caches=[inventory]") {
+		t.Errorf("warning lacks its level or the cache it waits for:\n%s", s)
+	}
+	inv.synced.Store(true)
+	waitFor(t, "ready", 2*time.Second, a.Ready)
+	time.Sleep(50 * time.Millisecond)
+	n := strings.Count(logs.String(), "caches not synced")
+	time.Sleep(300 * time.Millisecond)
+	if m := strings.Count(logs.String(), "caches not synced"); m != n {
+		t.Errorf("still warning after sync: %d warnings, then %d", n, m)
 	}
 }

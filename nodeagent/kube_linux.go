@@ -64,6 +64,7 @@ func New(cfg Config, restCfg *rest.Config, reg *prometheus.Registry, log *slog.L
 			return out
 		},
 		Event: PodEvent(client, cfg.NodeName),
+		Probe: Probe(client, dyn),
 	}
 	return NewAgent(cfg, parts, reg, log)
 }

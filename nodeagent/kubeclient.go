@@ -8,9 +8,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	storekube "github.com/nanoseg/nanoseg/store/kube"
 )
 
 // RESTConfig returns the client configuration: the kubeconfig file at path,
@@ -56,6 +59,32 @@ func PodEvent(client kubernetes.Interface, nodeName string) func(ctx context.Con
 		defer cancel()
 		if _, err := client.CoreV1().Events(ns).Create(cctx, ev, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("create event on pod %s: %w", u.Pod, err)
+		}
+		return nil
+	}
+}
+
+// Probe returns Parts.Probe over the clients: one list (limit 1) of each
+// kind the agent watches, in every namespace, so that an unreachable API
+// server, a missing right (RBAC) or a missing CRD is named in the error.
+func Probe(client kubernetes.Interface, dyn dynamic.Interface) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		one := metav1.ListOptions{Limit: 1}
+		lists := []struct {
+			what string
+			list func() error
+		}{
+			{"pods", func() error { _, err := client.CoreV1().Pods("").List(ctx, one); return err }},
+			{"namespaces", func() error { _, err := client.CoreV1().Namespaces().List(ctx, one); return err }},
+			{"services", func() error { _, err := client.CoreV1().Services("").List(ctx, one); return err }},
+			{"endpointslices", func() error { _, err := client.DiscoveryV1().EndpointSlices("").List(ctx, one); return err }},
+			{"networkpolicies", func() error { _, err := client.NetworkingV1().NetworkPolicies("").List(ctx, one); return err }},
+			{"nanosegments", func() error { _, err := dyn.Resource(storekube.NanoSegmentResource).List(ctx, one); return err }},
+		}
+		for _, l := range lists {
+			if err := l.list(); err != nil {
+				return fmt.Errorf("list %s: %w", l.what, err)
+			}
 		}
 		return nil
 	}

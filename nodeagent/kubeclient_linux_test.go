@@ -12,7 +12,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/nanoseg/nanoseg/internal/kubetest"
 )
@@ -75,5 +77,29 @@ func TestPodEventOnRealAPIServer(t *testing.T) {
 	a.reportUnfound(ctx)
 	if calls != 1 {
 		t.Errorf("Event called %d times after a refusal, want 1 (no more Events once refused)", calls)
+	}
+}
+
+// TestProbeOnRealAPIServer: Probe passes for an identity with the node
+// agent's rights and names the list that fails for one without RBAC
+// and for an API server that does not answer.
+func TestProbeOnRealAPIServer(t *testing.T) {
+	c := kubetest.Shared(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	probe := func(cfg *rest.Config) error {
+		return Probe(kubernetes.NewForConfigOrDie(cfg), dynamic.NewForConfigOrDie(cfg))(ctx)
+	}
+	if err := probe(c.Config); err != nil {
+		t.Errorf("admin: %v", err)
+	}
+	if err := probe(c.UserConfig("nanoseg-test-nobody")); err == nil || !strings.Contains(err.Error(), "list pods") ||
+		!strings.Contains(err.Error(), "forbidden") {
+		t.Errorf("identity without RBAC: %v, want a forbidden list of pods", err)
+	}
+	gone := rest.CopyConfig(c.Config)
+	gone.Host = "https://127.0.0.1:1"
+	if err := probe(gone); err == nil || !strings.Contains(err.Error(), "list pods") {
+		t.Errorf("unreachable API server: %v, want an error naming the list", err)
 	}
 }

@@ -54,7 +54,7 @@ func newLabUpCmd(a *app) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "topology file (YAML)")
-	k.add(cmd, "also register the lab in a Kubernetes API server as Namespaces, Nodes and Pods (see `lab kube register`)")
+	k.add(cmd, "also register the lab in a Kubernetes API server as Namespaces, Nodes and Pods (as lab kube register does)")
 	return cmd
 }
 
@@ -196,7 +196,7 @@ func newLabDownCmd(a *app) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "lab name (default: every lab with state)")
-	k.add(cmd, "also remove what `lab up --kubernetes` registered in the Kubernetes API server")
+	k.add(cmd, "also remove what lab up --kubernetes registered in the Kubernetes API server")
 	return cmd
 }
 

@@ -19,6 +19,10 @@ func kubeClient(path string) (kubernetes.Interface, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = path
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if clientcmd.IsEmptyConfig(err) {
+		// client-go's own message points at KUBERNETES_MASTER.
+		return nil, fmt.Errorf("kubeconfig: none found: give --kubeconfig or set $KUBECONFIG (%s does not exist)", clientcmd.RecommendedHomeFile)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig: %w", err)
 	}
