@@ -49,6 +49,10 @@ import (
 // envAllCases runs every case file; by default only replayDefault.
 const envAllCases = "NANOSEG_REPLAY_ALL"
 
+// envCaseGlob replaces the case files' glob (e.g. the shared cases,
+// same format); with it every matching file is replayed.
+const envCaseGlob = "NANOSEG_REPLAY_CASES"
+
 // replayDefault is the representative subset run by default: selection
 // across namespaces and label changes, named ports, UDP ranges.
 var replayDefault = map[string]bool{
@@ -61,11 +65,15 @@ var nanoSegmentGVR = schema.GroupVersionResource{Group: "nanoseg.io", Version: "
 
 func TestCasesThroughAPIServer(t *testing.T) {
 	nettest.RequireRoot(t)
-	files, err := filepath.Glob("../policies/testdata/cases/*.yaml")
+	pattern := "../policies/testdata/cases/*.yaml"
+	if g := os.Getenv(envCaseGlob); g != "" {
+		pattern = g
+	}
+	files, err := filepath.Glob(pattern)
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no case files: %v", err)
 	}
-	all := os.Getenv(envAllCases) == "1"
+	all := os.Getenv(envAllCases) == "1" || os.Getenv(envCaseGlob) != ""
 	for _, f := range files {
 		base := filepath.Base(f)
 		t.Run(strings.TrimSuffix(base, ".yaml"), func(t *testing.T) {
