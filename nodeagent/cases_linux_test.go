@@ -159,6 +159,15 @@ func replayCase(t *testing.T, c *policies.Case) {
 	for _, o := range c.Policies {
 		r.apply(o)
 	}
+	// Addresses of no pod (outside the cluster, or an ipBlock's) get their
+	// netns before the agent starts.
+	for _, cn := range conns {
+		for _, e := range []string{cn.From, cn.To} {
+			if _, err := netip.ParseAddr(e); err == nil {
+				r.endpointNetns(e)
+			}
+		}
+	}
 	dir, err := os.MkdirTemp("", "nanoseg-owners-")
 	if err != nil {
 		t.Fatal(err)
