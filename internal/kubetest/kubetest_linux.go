@@ -139,7 +139,7 @@ type Cluster struct {
 	apiArgs   []string
 	apiLog    string
 	mu        sync.Mutex
-	etcd, api *proc
+	etcd, api *Process
 	stopped   bool
 	took      timings
 }
@@ -317,7 +317,7 @@ func (c *Cluster) startEtcd(ctx context.Context, bin string) error {
 		"--log-outputs=stderr",
 	}
 	logPath := c.path("etcd.log")
-	p, err := startProc("etcd", bin, args, logPath)
+	p, err := StartProcess("etcd", bin, args, nil, logPath)
 	if err != nil {
 		return err
 	}
@@ -334,7 +334,7 @@ func (c *Cluster) startEtcd(ctx context.Context, bin string) error {
 		return resp.StatusCode == http.StatusOK
 	})
 	if err != nil {
-		_ = p.stop(5 * time.Second)
+		_ = p.Stop(5 * time.Second)
 		return startError("etcd", err, logPath)
 	}
 	return nil
@@ -343,7 +343,7 @@ func (c *Cluster) startEtcd(ctx context.Context, bin string) error {
 // startError wraps err with the log's tail, and with errPortTaken when the
 // log says a bind failed.
 func startError(name string, err error, logPath string) error {
-	t := tail(logPath, 40)
+	t := Tail(logPath, 40)
 	if strings.Contains(t, "address already in use") {
 		err = fmt.Errorf("%w (%w)", err, errPortTaken)
 	}
@@ -351,14 +351,14 @@ func startError(name string, err error, logPath string) error {
 }
 
 // waitFor polls ready every 100ms until it is true, p exits, or ctx ends.
-func waitFor(ctx context.Context, p *proc, ready func() bool) error {
+func waitFor(ctx context.Context, p *Process, ready func() bool) error {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		if ready() {
 			return nil
 		}
-		if done, err := p.exited(); done {
+		if done, err := p.Exited(); done {
 			return fmt.Errorf("exited before it was ready: %v", err)
 		}
 		select {
@@ -412,7 +412,7 @@ func (c *Cluster) startAPIServer(ctx context.Context, first bool) error {
 		}
 		c.apiLog = c.path("kube-apiserver.log")
 	}
-	p, err := startProc("kube-apiserver", c.apiBin, c.apiArgs, c.apiLog)
+	p, err := StartProcess("kube-apiserver", c.apiBin, c.apiArgs, nil, c.apiLog)
 	if err != nil {
 		return err
 	}
@@ -427,7 +427,7 @@ func (c *Cluster) startAPIServer(ctx context.Context, first bool) error {
 		return err == nil && string(body) == "ok"
 	})
 	if err != nil {
-		_ = p.stop(10 * time.Second)
+		_ = p.Stop(10 * time.Second)
 		return startError("kube-apiserver", err, c.apiLog)
 	}
 	return nil
@@ -497,7 +497,7 @@ func (c *Cluster) StopAPIServer() error {
 	if p == nil {
 		return nil
 	}
-	return p.stop(30 * time.Second)
+	return p.Stop(30 * time.Second)
 }
 
 // StartAPIServer starts kube-apiserver again after StopAPIServer, on the
@@ -528,10 +528,10 @@ func (c *Cluster) Stop() error {
 	c.mu.Unlock()
 	var errs []error
 	if api != nil {
-		errs = append(errs, api.stop(30*time.Second))
+		errs = append(errs, api.Stop(30*time.Second))
 	}
 	if etcd != nil {
-		errs = append(errs, etcd.stop(10*time.Second))
+		errs = append(errs, etcd.Stop(10*time.Second))
 	}
 	if c.dataDir != "" {
 		errs = append(errs, os.RemoveAll(c.dataDir))

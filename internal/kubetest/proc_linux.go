@@ -57,8 +57,9 @@ func onForkThread(fn func()) {
 	<-done
 }
 
-// proc is one child process (etcd or kube-apiserver) with its log file.
-type proc struct {
+// Process is one child process a test harness runs (etcd, kube-apiserver,
+// and realnode's containerd, kubelet, kube-proxy, …) with its log file.
+type Process struct {
 	name string
 	log  string // path of the file that gets its stdout and stderr
 	cmd  *exec.Cmd
@@ -66,8 +67,12 @@ type proc struct {
 	err  error         // its exit status, valid after done
 }
 
-// startProc starts bin with args, its output appended to logPath.
-func startProc(name, bin string, args []string, logPath string) (*proc, error) {
+// StartProcess starts bin with args and env (appended to the test's
+// environment), its stdout and stderr appended to logPath. The child has
+// its own process group and gets SIGKILL when the test process dies
+// (PR_SET_PDEATHSIG, tied to the thread that forked it: every child is
+// forked from one locked thread that lives as long as the process).
+func StartProcess(name, bin string, args, env []string, logPath string) (*Process, error) {
 	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open %s log: %w", name, err)
@@ -75,6 +80,9 @@ func startProc(name, bin string, args []string, logPath string) (*proc, error) {
 	defer lf.Close() // the child has its own descriptor
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = lf, lf
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Pdeathsig: syscall.SIGKILL,
 		// Its own process group: a ^C at the terminal reaches the test
@@ -85,7 +93,7 @@ func startProc(name, bin string, args []string, logPath string) (*proc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &proc{name: name, log: logPath, cmd: cmd, done: make(chan struct{})}
+	p := &Process{name: name, log: logPath, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		close(p.done)
@@ -93,8 +101,8 @@ func startProc(name, bin string, args []string, logPath string) (*proc, error) {
 	return p, nil
 }
 
-// exited reports whether p has exited, and how.
-func (p *proc) exited() (bool, error) {
+// Exited reports whether p has exited, and how.
+func (p *Process) Exited() (bool, error) {
 	select {
 	case <-p.done:
 		return true, p.err
@@ -103,10 +111,13 @@ func (p *proc) exited() (bool, error) {
 	}
 }
 
-// stop sends SIGTERM and waits up to grace for p to exit, then kills it.
-// An exit caused by the SIGTERM is no error.
-func (p *proc) stop(grace time.Duration) error {
-	if done, _ := p.exited(); done {
+// Stop sends SIGTERM and waits up to grace for p to exit, then kills it.
+// An exit caused by the SIGTERM is no error; a nil p is stopped already.
+func (p *Process) Stop(grace time.Duration) error {
+	if p == nil {
+		return nil
+	}
+	if done, _ := p.Exited(); done {
 		return nil
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
@@ -120,8 +131,13 @@ func (p *proc) stop(grace time.Duration) error {
 	}
 }
 
-// tail returns the last n lines of the log file at path, for errors.
-func tail(path string, n int) string {
+// Failed returns err naming p, with the last lines of its log.
+func (p *Process) Failed(err error) error {
+	return fmt.Errorf("%s: %w\n--- last lines of %s ---\n%s", p.name, err, p.log, Tail(p.log, 30))
+}
+
+// Tail returns the last n lines of the log file at path, for errors.
+func Tail(path string, n int) string {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Sprintf("(no log: %v)", err)

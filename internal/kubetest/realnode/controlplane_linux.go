@@ -22,7 +22,7 @@ import (
 // (the upstream e2e suite needs all of them).
 type ControlPlane struct {
 	Dir               string // logs: kube-controller-manager.log, kube-scheduler.log
-	controller, sched *proc
+	controller, sched *kubetest.Process
 }
 
 // StartControlPlane starts kube-controller-manager (every controller but
@@ -55,7 +55,7 @@ func StartControlPlane(ctx context.Context, c *kubetest.Cluster, bin, dir string
 		return nil, err
 	}
 	cdir := func(name string) string { return filepath.Join(c.Dir, name) }
-	cp.controller, err = startProc("kube-controller-manager", filepath.Join(bin, "kube-controller-manager"), []string{
+	cp.controller, err = kubetest.StartProcess("kube-controller-manager", filepath.Join(bin, "kube-controller-manager"), []string{
 		"--kubeconfig=" + c.Kubeconfig,
 		"--authentication-kubeconfig=" + c.Kubeconfig,
 		"--authorization-kubeconfig=" + c.Kubeconfig,
@@ -83,7 +83,7 @@ func StartControlPlane(ctx context.Context, c *kubetest.Cluster, bin, dir string
 		_ = cp.Stop()
 		return nil, err
 	}
-	cp.sched, err = startProc("kube-scheduler", filepath.Join(bin, "kube-scheduler"), []string{
+	cp.sched, err = kubetest.StartProcess("kube-scheduler", filepath.Join(bin, "kube-scheduler"), []string{
 		"--kubeconfig=" + c.Kubeconfig,
 		"--authentication-kubeconfig=" + c.Kubeconfig,
 		"--authorization-kubeconfig=" + c.Kubeconfig,
@@ -122,5 +122,5 @@ func healthy(port int) func() bool {
 
 // Stop stops the scheduler, then the controller-manager.
 func (cp *ControlPlane) Stop() error {
-	return errors.Join(cp.sched.stop(10*time.Second), cp.controller.stop(10*time.Second))
+	return errors.Join(cp.sched.Stop(10*time.Second), cp.controller.Stop(10*time.Second))
 }

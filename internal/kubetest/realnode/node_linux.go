@@ -99,9 +99,9 @@ type Node struct {
 	netnsAtUp  map[string]bool
 	tablesAtUp map[string]bool
 	mu         sync.Mutex
-	containerd *proc
-	kubelet    *proc
-	kubeProxy  *proc
+	containerd *kubetest.Process
+	kubelet    *kubetest.Process
+	kubeProxy  *kubetest.Process
 	stopped    bool
 }
 
@@ -407,7 +407,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 	if err := os.WriteFile(n.runPath("containerd.toml"), []byte(conf), 0o644); err != nil {
 		return err
 	}
-	p, err := startProc("containerd", "/usr/bin/containerd", []string{"--config", n.runPath("containerd.toml")},
+	p, err := kubetest.StartProcess("containerd", "/usr/bin/containerd", []string{"--config", n.runPath("containerd.toml")},
 		[]string{"PATH=/usr/bin:/usr/sbin:/bin:/sbin"}, n.path("containerd.log"))
 	if err != nil {
 		return err
@@ -421,19 +421,19 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 }
 
 // waitReady polls ready every 100 ms until it holds, p exits, or ctx ends.
-func waitReady(ctx context.Context, p *proc, ready func() bool) error {
+func waitReady(ctx context.Context, p *kubetest.Process, ready func() bool) error {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if done, err := p.exited(); done {
-			return p.failed(fmt.Errorf("exited before ready: %v", err))
+		if done, err := p.Exited(); done {
+			return p.Failed(fmt.Errorf("exited before ready: %v", err))
 		}
 		if ready() {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return p.failed(fmt.Errorf("not ready: %w", ctx.Err()))
+			return p.Failed(fmt.Errorf("not ready: %w", ctx.Err()))
 		case <-t.C:
 		}
 	}
@@ -506,7 +506,7 @@ shutdownGracePeriod: 0s
 		"--hostname-override=" + n.Name,
 		"--v=1",
 	}
-	p, err := startProc("kubelet", filepath.Join(bin, "kubelet"), args, []string{"PATH=/usr/bin:/usr/sbin:/bin:/sbin"}, n.path("kubelet.log"))
+	p, err := kubetest.StartProcess("kubelet", filepath.Join(bin, "kubelet"), args, []string{"PATH=/usr/bin:/usr/sbin:/bin:/sbin"}, n.path("kubelet.log"))
 	if err != nil {
 		return err
 	}
@@ -554,7 +554,7 @@ func (n *Node) startKubeProxy(ctx context.Context, bin, serviceCIDRs string) err
 		"--healthz-bind-address=127.0.0.1:" + strconv.Itoa(healthz),
 		"--v=1",
 	}
-	p, err := startProc("kube-proxy", filepath.Join(bin, "kube-proxy"), args, []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, n.path("kube-proxy.log"))
+	p, err := kubetest.StartProcess("kube-proxy", filepath.Join(bin, "kube-proxy"), args, []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, n.path("kube-proxy.log"))
 	if err != nil {
 		return err
 	}
@@ -591,11 +591,11 @@ func (n *Node) stop() error {
 	n.mu.Unlock()
 	var errs []error
 	if n.kubelet != nil {
-		if done, _ := n.kubelet.exited(); !done {
+		if done, _ := n.kubelet.Exited(); !done {
 			errs = append(errs, n.deletePods())
 		}
 	}
-	errs = append(errs, n.kubeProxy.stop(10*time.Second), n.kubelet.stop(15*time.Second))
+	errs = append(errs, n.kubeProxy.Stop(10*time.Second), n.kubelet.Stop(15*time.Second))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	if err := n.client.CoreV1().Nodes().Delete(ctx, n.Name, metav1.DeleteOptions{}); err != nil && n.kubelet != nil && !isNotFound(err) {
 		errs = append(errs, fmt.Errorf("delete node %s: %w", n.Name, err))
@@ -605,7 +605,7 @@ func (n *Node) stop() error {
 	for _, pid := range pidsWhere(func(cmd string) bool { return strings.Contains(cmd, n.ContainerdSocket) }) {
 		_ = syscallKill(pid)
 	}
-	errs = append(errs, n.containerd.stop(10*time.Second))
+	errs = append(errs, n.containerd.Stop(10*time.Second))
 	errs = append(errs, cleanup(n.pid, n.netnsAtUp, true))
 	errs = append(errs, removeNewEmptyTables(n.tablesAtUp))
 	return errors.Join(errs...)

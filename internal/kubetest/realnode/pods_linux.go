@@ -19,6 +19,7 @@ import (
 
 	"github.com/vishvananda/netns"
 
+	"github.com/nanoseg/nanoseg/internal/kubetest"
 	"github.com/nanoseg/nanoseg/internal/nsenter"
 )
 
@@ -84,7 +85,7 @@ func (n *Node) WaitRunning(ctx context.Context, namespace, name string) (*corev1
 				}
 			}
 		}
-		return nil, fmt.Errorf("pod %s/%s not running (%s): %w\n--- kubelet log ---\n%s", namespace, name, state, err, tail(n.path("kubelet.log"), 15))
+		return nil, fmt.Errorf("pod %s/%s not running (%s): %w\n--- kubelet log ---\n%s", namespace, name, state, err, kubetest.Tail(n.path("kubelet.log"), 15))
 	}
 	return pod, nil
 }
