@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -342,27 +341,7 @@ func TestRestartOnAPIServer(t *testing.T) {
 	}
 	_, stop := k.agent(t, "node-b", dir)
 	k.expect(t, "enforced", map[uint16]bool{8080: true, 9090: false})
-	var bad, allowed, denied atomic.Int64
-	lctx, lcancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	for _, a := range []netip.Addr{kServerV4, kServerV6} {
-		wg.Go(func() {
-			for lctx.Err() == nil {
-				if nettest.DialTCP(k.client, netip.AddrPortFrom(a, 8080), 300*time.Millisecond) != nil {
-					bad.Add(1)
-				}
-				allowed.Add(1)
-			}
-		})
-		wg.Go(func() {
-			for lctx.Err() == nil {
-				if nettest.DialTCP(k.client, netip.AddrPortFrom(a, 9090), 50*time.Millisecond) == nil {
-					bad.Add(1)
-				}
-				denied.Add(1)
-			}
-		})
-	}
+	probes := probeAcross(k.client, []netip.Addr{kServerV4, kServerV6}, 8080, 9090)
 	time.Sleep(300 * time.Millisecond)
 	stop()
 	time.Sleep(300 * time.Millisecond)
@@ -370,10 +349,5 @@ func TestRestartOnAPIServer(t *testing.T) {
 	k.agent(t, "node-b", dir)
 	t.Logf("restarted agent ready (caches synced, policies enforced) in %s", time.Since(start))
 	time.Sleep(500 * time.Millisecond)
-	lcancel()
-	wg.Wait()
-	t.Logf("%d allowed and %d denied probes across the restart", allowed.Load(), denied.Load())
-	if bad.Load() > 0 {
-		t.Errorf("%d probes saw an allowed path closed or a denied one open across the restart", bad.Load())
-	}
+	probes.check(t)
 }

@@ -253,38 +253,13 @@ func TestRestartNoWindow(t *testing.T) {
 	cl.pols.set(netpols(t, replace(serverIngress, "PORT", "8080")))
 	_, _, stop := cl.agent(t, "node-b")
 	cl.expect(t, "enforced", map[uint16]bool{8080: true, 9090: false})
-	var bad, allowed, denied atomic.Int64
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, a := range []netip.Addr{serverV4, serverV6} {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				if nettest.DialTCP(cl.client, netip.AddrPortFrom(a, 8080), 300*time.Millisecond) != nil {
-					bad.Add(1)
-				}
-				allowed.Add(1)
-			}
-		})
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				if nettest.DialTCP(cl.client, netip.AddrPortFrom(a, 9090), 50*time.Millisecond) == nil {
-					bad.Add(1)
-				}
-				denied.Add(1)
-			}
-		})
-	}
+	probes := probeAcross(cl.client, []netip.Addr{serverV4, serverV6}, 8080, 9090)
 	time.Sleep(300 * time.Millisecond)
 	stop()
 	time.Sleep(300 * time.Millisecond)
 	cl.agent(t, "node-b")
 	time.Sleep(500 * time.Millisecond)
-	cancel()
-	wg.Wait()
-	t.Logf("%d allowed and %d denied probes across the restart", allowed.Load(), denied.Load())
-	if bad.Load() > 0 {
-		t.Errorf("%d probes saw an allowed path closed or a denied one open across the restart", bad.Load())
-	}
+	probes.check(t)
 }
 
 // TestNewPodAndReusedIP: a new pod's table is programmed soon after its
@@ -389,5 +364,50 @@ func TestServiceClusterIP(t *testing.T) {
 		if time.Since(start) > 5*time.Second {
 			t.Fatal("ClusterIP:80 still open after its backends left")
 		}
+	}
+}
+
+// restartProbes connects from a client to servers in a loop while a node
+// agent restarts: one port must stay open, the other closed.
+type restartProbes struct {
+	cancel               context.CancelFunc
+	wg                   sync.WaitGroup
+	bad, allowed, denied atomic.Int64
+}
+
+// probeAcross starts the loops from client to every server address: open
+// must connect (300 ms timeout), closed must not (50 ms).
+func probeAcross(client *nettest.Netns, servers []netip.Addr, open, closed uint16) *restartProbes {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &restartProbes{cancel: cancel}
+	for _, a := range servers {
+		p.wg.Go(func() {
+			for ctx.Err() == nil {
+				if nettest.DialTCP(client, netip.AddrPortFrom(a, open), 300*time.Millisecond) != nil {
+					p.bad.Add(1)
+				}
+				p.allowed.Add(1)
+			}
+		})
+		p.wg.Go(func() {
+			for ctx.Err() == nil {
+				if nettest.DialTCP(client, netip.AddrPortFrom(a, closed), 50*time.Millisecond) == nil {
+					p.bad.Add(1)
+				}
+				p.denied.Add(1)
+			}
+		})
+	}
+	return p
+}
+
+// check stops the loops and fails t when any probe saw a wrong verdict.
+func (p *restartProbes) check(t *testing.T) {
+	t.Helper()
+	p.cancel()
+	p.wg.Wait()
+	t.Logf("%d allowed and %d denied probes across the restart", p.allowed.Load(), p.denied.Load())
+	if p.bad.Load() > 0 {
+		t.Errorf("%d probes saw an allowed path closed or a denied one open across the restart", p.bad.Load())
 	}
 }
