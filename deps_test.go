@@ -63,7 +63,7 @@ var fence = []fenceRow{
 		"test-only netns helpers"},
 	{"internal/kubetest", nil, [][]string{kernel, storage, {"sigs.k8s.io/controller-runtime"}},
 		"test-only: a real etcd and kube-apiserver for tests; a kube-named package, so it may import client-go (and nothing of the module)"},
-	{"internal/kubetest/realnode", []string{"internal/kubetest", "internal/nsenter"}, [][]string{storage, {mod + "node", mod + "agent", mod + "dataplane", mod + "controller"}},
+	{"internal/kubetest/realnode", []string{"internal/kubetest", "internal/nettest", "internal/nsenter"}, [][]string{storage, {mod + "node", mod + "agent", mod + "dataplane", mod + "controller"}},
 		"test-only: a real node (containerd, kubelet, bridge CNI) beside kubetest's API server; it runs what is tested and imports none of it"},
 	{"policies/v1alpha1", []string{"model"}, [][]string{kernel, cluster, storage},
 		"API types: apimachinery and the vocabulary only"},

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netns"
+
 	"github.com/nanoseg/nanoseg/internal/nsenter"
 )
 
@@ -40,9 +42,15 @@ func ServeTCP(t testing.TB, n *Netns, port int) {
 // came back: the path is open. The connection is closed with SO_LINGER 0
 // (no TIME_WAIT).
 func DialTCP(n *Netns, dst netip.AddrPort, timeout time.Duration) error {
+	return DialTCPIn(n.Handle, dst, timeout)
+}
+
+// DialTCPIn is DialTCP from the network namespace behind handle h (one
+// the test did not create, e.g. a real pod's).
+func DialTCPIn(h netns.NsHandle, dst netip.AddrPort, timeout time.Duration) error {
 	var c net.Conn
 	var derr error
-	if err := nsenter.Do(n.Handle, func() error {
+	if err := nsenter.Do(h, func() error {
 		d := net.Dialer{Timeout: timeout}
 		c, derr = d.Dial("tcp", dst.String())
 		return nil

@@ -4,10 +4,7 @@ package realnode
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -20,7 +17,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/nanoseg/nanoseg/internal/kubetest"
-	"github.com/nanoseg/nanoseg/internal/nsenter"
+	"github.com/nanoseg/nanoseg/internal/nettest"
 )
 
 // EchoPod returns a pod of the busybox image that echoes what each TCP
@@ -118,30 +115,5 @@ func Echo(nsPath string, dst netip.AddrPort, timeout time.Duration) error {
 		return fmt.Errorf("open netns %s: %w", nsPath, err)
 	}
 	defer h.Close()
-	var c net.Conn
-	var derr error
-	if err := nsenter.Do(h, func() error {
-		d := net.Dialer{Timeout: timeout}
-		c, derr = d.Dial("tcp", dst.String())
-		return nil
-	}); err != nil {
-		return err
-	}
-	if derr != nil {
-		return derr
-	}
-	defer c.Close()
-	_ = c.(*net.TCPConn).SetLinger(0)
-	_ = c.SetDeadline(time.Now().Add(timeout))
-	if _, err := c.Write([]byte{'x'}); err != nil {
-		return err
-	}
-	b := make([]byte, 1)
-	if _, err := io.ReadFull(c, b); err != nil {
-		return err
-	}
-	if b[0] != 'x' {
-		return errors.New("echo: wrong byte back")
-	}
-	return nil
+	return nettest.DialTCPIn(h, dst, timeout)
 }
