@@ -113,6 +113,8 @@ func TestObjects(t *testing.T) {
 	}
 	want := []string{
 		"core/Namespace nanoseg-system",
+		"apiextensions.k8s.io/CustomResourceDefinition nanosegmentpromotions.nanoseg.io",
+		"apiextensions.k8s.io/CustomResourceDefinition nanosegmentproposals.nanoseg.io",
 		"apiextensions.k8s.io/CustomResourceDefinition nanosegments.nanoseg.io",
 		"core/ServiceAccount nanoseg-system/nanoseg-node",
 		"rbac.authorization.k8s.io/ClusterRole nanoseg-node",

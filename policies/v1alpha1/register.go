@@ -21,12 +21,15 @@ var APIVersion = SchemeGroupVersion.String()
 var (
 	// SchemeBuilder registers this package's types with a runtime.Scheme.
 	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)
-	// AddToScheme adds NanoSegment and NanoSegmentList to a scheme.
+	// AddToScheme adds the package's kinds (NanoSegment, NanoSegmentProposal,
+	// NanoSegmentPromotion and their lists) to a scheme.
 	AddToScheme = SchemeBuilder.AddToScheme
 )
 
 func addKnownTypes(scheme *runtime.Scheme) error {
-	scheme.AddKnownTypes(SchemeGroupVersion, &NanoSegment{}, &NanoSegmentList{})
+	scheme.AddKnownTypes(SchemeGroupVersion, &NanoSegment{}, &NanoSegmentList{},
+		&NanoSegmentProposal{}, &NanoSegmentProposalList{},
+		&NanoSegmentPromotion{}, &NanoSegmentPromotionList{})
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
 	return nil
 }

@@ -12,6 +12,10 @@ import (
 // +kubebuilder:resource:shortName=nseg,categories=nanoseg
 // +kubebuilder:subresource:status
 // +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`
+// +kubebuilder:printcolumn:name="Revision",type=integer,JSONPath=`.status.revision`
+// +kubebuilder:printcolumn:name="Endpoints",type=integer,JSONPath=`.status.endpoints`
+// +kubebuilder:printcolumn:name="In-Sync",type=integer,JSONPath=`.status.inSync`
+// +kubebuilder:printcolumn:name="Denied",type=integer,JSONPath=`.status.denied`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 
 // NanoSegment is the allow-list policy of one workload identity: the pods of
@@ -203,19 +207,55 @@ type Observed struct {
 	Flows int64 `json:"flows"`
 }
 
-// NanoSegmentStatus is what the controller last did with a NanoSegment.
+// NanoSegmentStatus is what the cluster controller last learnt of a
+// NanoSegment from the node agents.
 type NanoSegmentStatus struct {
 	// ObservedGeneration is the generation the status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Endpoints counts the endpoints the NanoSegment selected when compiled.
+	// Revision is the revision the NanoSegment was written from by a
+	// promotion (0: written by hand).
+	// +optional
+	Revision int32 `json:"revision,omitempty"`
+	// Endpoints counts the endpoints the NanoSegment selects, on every
+	// node.
 	// +optional
 	Endpoints int32 `json:"endpoints,omitempty"`
-	// Conditions follow the Kubernetes conventions (Ready, Valid).
+	// InSync counts those whose node reports the kernel holds the rule
+	// set of this generation.
+	// +optional
+	InSync int32 `json:"inSync,omitempty"`
+	// Denied and AuditDenied count the connections of its endpoints
+	// denied (enforce) and that would have been (audit), as the nodes
+	// last reported them.
+	// +optional
+	Denied int64 `json:"denied,omitempty"`
+	// +optional
+	AuditDenied int64 `json:"auditDenied,omitempty"`
+	// Nodes is the state per node that runs selected endpoints.
+	// +optional
+	// +listType=map
+	// +listMapKey=node
+	Nodes []NodeSync `json:"nodes,omitempty"`
+	// Conditions follow the Kubernetes conventions: Accepted (the
+	// NanoSegment passed validation deeper than the schema), Programmed
+	// (every selected endpoint in sync), Degraded (with the reason).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// NodeSync is a NanoSegment's state on one node.
+type NodeSync struct {
+	Node string `json:"node"`
+	// Endpoints counts the selected endpoints on the node; InSync those
+	// whose rule set the kernel holds.
+	Endpoints int32 `json:"endpoints"`
+	InSync    int32 `json:"inSync"`
+	// Error is the node's last error for one of them, if any.
+	// +optional
+	Error string `json:"error,omitempty"`
 }
 
 // +kubebuilder:object:root=true
