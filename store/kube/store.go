@@ -145,6 +145,8 @@ type storeCore struct {
 	// applied is the head resourceVersion whose record this process
 	// knows to be written everywhere (no roll-forward needed).
 	applied string
+	// last is the head this process wrote last (rv "": none).
+	last head
 	// afterHead, in tests, runs right after a successful head CAS: an
 	// error stops Record there, as a crash would.
 	afterHead func(model.Promotion) error
@@ -462,14 +464,15 @@ func segmentState(u *unstructured.Unstructured, workload string) (store.Workload
 
 // state returns the state of workload ns/w: what its NanoSegment holds,
 // unless head h holds a later record of it (committed, not yet written).
-func (s *storeCore) state(ctx context.Context, ns, w string, h head) (store.WorkloadState, error) {
+func (s *storeCore) state(ctx context.Context, ns, w string, h head) (store.WorkloadState, *unstructured.Unstructured, error) {
 	key := ns + "/" + w
 	st := store.WorkloadState{Workload: key, Mode: model.ModeObserve}
 	u, err := s.segments(ns).Get(ctx, w, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
+		u = nil
 	case err != nil:
-		return st, fmt.Errorf("get NanoSegment %s: %w", key, err)
+		return st, nil, fmt.Errorf("get NanoSegment %s: %w", key, err)
 	default:
 		if got, ok := segmentState(u, key); ok {
 			st = got
@@ -478,7 +481,7 @@ func (s *storeCore) state(ctx context.Context, ns, w string, h head) (store.Work
 	if h.rec.Workload == key && h.rec.Seq > st.Seq {
 		st = stateOf(h.rec)
 	}
-	return st, nil
+	return st, u, nil
 }
 
 // State implements store.PolicyStore.
@@ -493,7 +496,8 @@ func (s *Store) State(workload string) (store.WorkloadState, error) {
 	if err != nil {
 		return store.WorkloadState{}, err
 	}
-	return s.state(ctx, ns, w, h)
+	st, _, err := s.state(ctx, ns, w, h)
+	return st, err
 }
 
 // States implements store.PolicyStore: the NanoSegments labelled
@@ -603,18 +607,29 @@ func (s *Store) Record(p model.Promotion, expect *store.WorkloadState) (model.Pr
 	p.At = v1alpha1.RecordTime(p.At)
 	ctx, cancel := s.ctx()
 	defer cancel()
+	var k known
 	if p.ToRevision != 0 {
-		if _, err := s.revision(ctx, p.Workload, p.ToRevision); err != nil {
+		r, err := s.revision(ctx, p.Workload, p.ToRevision)
+		if err != nil {
 			return model.Promotion{}, fmt.Errorf("record %s of %s: %w", p.Action, p.Workload, err)
 		}
+		k.rev = &r
 	}
 	if s.target != nil && s.target.Namespace != ns {
 		return model.Promotion{}, fmt.Errorf("record %s of %s into promotion %s: the promotion is in another namespace than the workload", p.Action, p.Workload, s.target)
 	}
+	// The head this process wrote last, when it is still the head, saves
+	// reading it: a stale one fails the compare-and-swap (or the expect
+	// check, which is then done again on a fresh head).
+	s.mu.Lock()
+	h, cached := s.last, s.last.rv != ""
+	s.mu.Unlock()
 	for attempt := 1; ; attempt++ {
-		h, err := s.readHead(ctx)
-		if err != nil {
-			return model.Promotion{}, err
+		if !cached {
+			var err error
+			if h, err = s.readHead(ctx); err != nil {
+				return model.Promotion{}, err
+			}
 		}
 		if err := s.rollForward(ctx, h); err != nil {
 			return model.Promotion{}, fmt.Errorf("record %s of %s: complete record %d first: %w", p.Action, p.Workload, h.rec.Seq, err)
@@ -623,15 +638,22 @@ func (s *Store) Record(p model.Promotion, expect *store.WorkloadState) (model.Pr
 			if h.obj == *s.target {
 				return h.rec, fmt.Errorf("record %s of %s into promotion %s: %w as record %d", p.Action, p.Workload, s.target, ErrAlreadyRecorded, h.rec.Seq)
 			}
-			if prev, err := s.checkRequest(ctx, p.Workload); err != nil {
+			u, prev, err := s.checkRequest(ctx, p.Workload)
+			if err != nil {
 				return prev, err
 			}
+			k.prom = u
 		}
-		cur, err := s.state(ctx, ns, w, h)
+		cur, seg, err := s.state(ctx, ns, w, h)
 		if err != nil {
 			return model.Promotion{}, err
 		}
+		k.seg, k.segRead = seg, true
 		if expect != nil && (cur.Mode != expect.Mode || cur.Revision != expect.Revision) {
+			if cached {
+				cached = false
+				continue
+			}
 			return model.Promotion{}, fmt.Errorf("record %s of %s: %w: %s is %s at revision %d now", p.Action, p.Workload, store.ErrConflict, p.Workload, cur.Mode, cur.Revision)
 		}
 		rec := p
@@ -641,20 +663,23 @@ func (s *Store) Record(p model.Promotion, expect *store.WorkloadState) (model.Pr
 		if s.target != nil {
 			nw.obj = *s.target
 		} else {
-			name, err := s.freeName(ctx, ns, w, rec.Seq)
+			name, free, err := s.freeName(ctx, ns, w, rec.Seq)
 			if err != nil {
 				return model.Promotion{}, err
 			}
-			nw.obj, nw.create = promoRef{ns, name}, true
+			nw.obj, nw.create, k.promFree = promoRef{ns, name}, true, free
 		}
 		rv, err := s.casHead(ctx, h, nw)
 		if errors.Is(err, errHeadMoved) {
 			if attempt >= s.cfg.MaxAttempts {
 				return model.Promotion{}, fmt.Errorf("record %s of %s: %w: the history head moved %d times in a row", p.Action, p.Workload, store.ErrConflict, attempt)
 			}
-			// Others are writing: back off a little, at random, so two
-			// writers do not keep colliding.
-			time.Sleep(time.Duration(rand.Int64N(int64(time.Millisecond) * int64(min(attempt, 20)))))
+			if !cached {
+				// Others are writing: back off a little, at random, so
+				// two writers do not keep colliding.
+				time.Sleep(time.Duration(rand.Int64N(int64(time.Millisecond) * int64(min(attempt, 20)))))
+			}
+			cached = false
 			continue
 		}
 		if err != nil {
@@ -666,58 +691,73 @@ func (s *Store) Record(p model.Promotion, expect *store.WorkloadState) (model.Pr
 				return rec, err
 			}
 		}
-		if err := s.complete(ctx, nw, false); err != nil {
+		if err := s.complete(ctx, nw, false, k); err != nil {
 			return rec, fmt.Errorf("record %d (%s of %s): %w: %w", rec.Seq, p.Action, p.Workload, ErrIncomplete, err)
 		}
+		s.mu.Lock()
+		s.last = nw
+		s.mu.Unlock()
 		return rec, nil
 	}
 }
 
 // checkRequest checks the ForRequest target exists, is of workload and
 // holds no record yet.
-func (s *Store) checkRequest(ctx context.Context, workload string) (model.Promotion, error) {
+func (s *Store) checkRequest(ctx context.Context, workload string) (*unstructured.Unstructured, model.Promotion, error) {
 	u, err := s.promotions(s.target.Namespace).Get(ctx, s.target.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return model.Promotion{}, fmt.Errorf("record into promotion %s: %w", s.target, store.ErrNotFound)
+		return nil, model.Promotion{}, fmt.Errorf("record into promotion %s: %w", s.target, store.ErrNotFound)
 	}
 	if err != nil {
-		return model.Promotion{}, fmt.Errorf("get promotion %s: %w", s.target, err)
+		return nil, model.Promotion{}, fmt.Errorf("get promotion %s: %w", s.target, err)
 	}
 	var pr v1alpha1.NanoSegmentPromotion
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &pr); err != nil {
-		return model.Promotion{}, fmt.Errorf("decode promotion %s: %w", s.target, err)
+		return nil, model.Promotion{}, fmt.Errorf("decode promotion %s: %w", s.target, err)
 	}
 	if pr.Status.Record != nil {
-		return pr.Status.Record.Model(), fmt.Errorf("record into promotion %s: %w as record %d", s.target, ErrAlreadyRecorded, pr.Status.Record.Seq)
+		return nil, pr.Status.Record.Model(), fmt.Errorf("record into promotion %s: %w as record %d", s.target, ErrAlreadyRecorded, pr.Status.Record.Seq)
 	}
 	if got := pr.Namespace + "/" + pr.Spec.Workload; got != workload {
-		return model.Promotion{}, fmt.Errorf("record %s into promotion %s: the promotion is of workload %s", workload, s.target, got)
+		return nil, model.Promotion{}, fmt.Errorf("record %s into promotion %s: the promotion is of workload %s", workload, s.target, got)
 	}
-	return model.Promotion{}, nil
+	return u, model.Promotion{}, nil
 }
 
 // freeName returns the name of the promotion the store creates for
 // record seq of ns/w: "<w>-<seq>", or with a random suffix when someone
-// took that name.
-func (s *storeCore) freeName(ctx context.Context, ns, w string, seq uint64) (string, error) {
+// took that name; free says the name was not taken when read.
+func (s *storeCore) freeName(ctx context.Context, ns, w string, seq uint64) (name string, free bool, err error) {
 	base := fmt.Sprintf("%s-%d", w, seq)
 	if len(base) > validation.DNS1123SubdomainMaxLength-6 {
 		base = base[len(base)-(validation.DNS1123SubdomainMaxLength-6):]
 		base = strings.TrimLeft(base, "-.")
 	}
-	_, err := s.promotions(ns).Get(ctx, base, metav1.GetOptions{})
+	_, err = s.promotions(ns).Get(ctx, base, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
-		return base, nil
+		return base, true, nil
 	case err != nil:
-		return "", fmt.Errorf("get promotion %s/%s: %w", ns, base, err)
+		return "", false, fmt.Errorf("get promotion %s/%s: %w", ns, base, err)
 	}
 	const letters = "bcdfghjklmnpqrstvwxz2456789"
 	suffix := make([]byte, 5)
 	for i := range suffix {
 		suffix[i] = letters[rand.IntN(len(letters))]
 	}
-	return base + "-" + string(suffix), nil
+	return base + "-" + string(suffix), false, nil
+}
+
+// known is what Record read before the commit and the writes after it
+// may start from instead of reading again (each write is conditional on
+// the resourceVersion read, so a stale one costs a retry, never a lost
+// update).
+type known struct {
+	rev      *store.Revision            // the record's revision (nil: read it)
+	seg      *unstructured.Unstructured // the NanoSegment as read
+	segRead  bool                       // seg was read (nil: it did not exist)
+	prom     *unstructured.Unstructured // the promotion as read
+	promFree bool                       // the promotion's name was free
 }
 
 // rollForward completes head h's record when this process does not know
@@ -732,18 +772,40 @@ func (s *storeCore) rollForward(ctx context.Context, h head) error {
 	if done {
 		return nil
 	}
-	return s.complete(ctx, h, false)
+	err := s.complete(ctx, h, false, known{})
+	if err != nil && permanent(err) {
+		// Retrying cannot help, and the chain must not stop for it: the
+		// record stays committed (History shows it), the failure is
+		// logged, and Repair will try again.
+		s.log.Error("a committed record cannot be written everywhere", "seq", h.rec.Seq, "workload", h.rec.Workload, "promotion", h.obj.String(), "err", err)
+		s.mu.Lock()
+		s.applied = h.rv
+		s.mu.Unlock()
+		return nil
+	}
+	return err
+}
+
+// errRecordDiffers: a promotion holds another record than the one the
+// head says it belongs to (edited after the fact).
+var errRecordDiffers = errors.New("promotion holds another record")
+
+// permanent reports whether err from completing a record is one retrying
+// cannot fix: the API refuses the NanoSegment as invalid, the revision is
+// gone, or the promotion holds another record.
+func permanent(err error) bool {
+	return apierrors.IsInvalid(err) || errors.Is(err, store.ErrNotFound) || errors.Is(err, errRecordDiffers)
 }
 
 // complete writes head h's record into its promotion and the workload's
 // NanoSegment, then remembers h as complete. force re-applies the
 // NanoSegment even when it already holds this record's state (Repair:
 // it undoes hand edits).
-func (s *storeCore) complete(ctx context.Context, h head, force bool) error {
-	if err := s.writeRecord(ctx, h); err != nil {
+func (s *storeCore) complete(ctx context.Context, h head, force bool, k known) error {
+	if err := s.writeRecord(ctx, h, k); err != nil {
 		return err
 	}
-	if err := s.applySegment(ctx, h.rec, force); err != nil {
+	if err := s.applySegment(ctx, h.rec, force, k); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -756,11 +818,20 @@ func (s *storeCore) complete(ctx context.Context, h head, force bool) error {
 // creating the promotion when the head says the store creates it or when
 // it is gone (an operator deleted a request whose record was committed:
 // the record must not be lost).
-func (s *storeCore) writeRecord(ctx context.Context, h head) error {
+func (s *storeCore) writeRecord(ctx context.Context, h head, k known) error {
 	res := s.promotions(h.obj.Namespace)
 	rec := v1alpha1.RecordFrom(h.rec)
 	for attempt := 1; ; attempt++ {
-		u, err := res.Get(ctx, h.obj.Name, metav1.GetOptions{})
+		var u *unstructured.Unstructured
+		var err error
+		switch {
+		case attempt == 1 && k.promFree:
+			err = apierrors.NewNotFound(PromotionResource.GroupResource(), h.obj.Name)
+		case attempt == 1 && k.prom != nil:
+			u = k.prom
+		default:
+			u, err = res.Get(ctx, h.obj.Name, metav1.GetOptions{})
+		}
 		if apierrors.IsNotFound(err) {
 			if !h.create {
 				s.log.Warn("the promotion of a committed record is gone: creating it again", "promotion", h.obj.String(), "seq", h.rec.Seq)
@@ -781,7 +852,7 @@ func (s *storeCore) writeRecord(ctx context.Context, h head) error {
 			if have.Seq == rec.Seq && have.Hash == rec.Hash {
 				return nil
 			}
-			return fmt.Errorf("promotion %s holds record %d, not the committed record %d", h.obj, have.Seq, rec.Seq)
+			return fmt.Errorf("%w: %s holds record %d (hash %.12s), not the committed record %d (hash %.12s)", errRecordDiffers, h.obj, have.Seq, have.Hash, rec.Seq, rec.Hash)
 		}
 		status, _, _ := unstructured.NestedMap(u.Object, "status")
 		if status == nil {
@@ -848,7 +919,7 @@ func promotionFor(h head) *unstructured.Unstructured {
 }
 
 // desiredSegment returns the NanoSegment in force for record rec.
-func (s *storeCore) desiredSegment(ctx context.Context, rec model.Promotion) (*v1alpha1.NanoSegment, error) {
+func (s *storeCore) desiredSegment(ctx context.Context, rec model.Promotion, rev *store.Revision) (*v1alpha1.NanoSegment, error) {
 	ns, w, err := splitWorkload(rec.Workload)
 	if err != nil {
 		return nil, err
@@ -859,9 +930,13 @@ func (s *storeCore) desiredSegment(ctx context.Context, rec model.Promotion) (*v
 		Spec:       v1alpha1.NanoSegmentSpec{Mode: model.ModeObserve},
 	}
 	if rec.ToRevision != 0 {
-		r, err := s.revision(ctx, rec.Workload, rec.ToRevision)
-		if err != nil {
-			return nil, err
+		r := rev
+		if r == nil || r.Number != rec.ToRevision || r.Workload != rec.Workload {
+			got, err := s.revision(ctx, rec.Workload, rec.ToRevision)
+			if err != nil {
+				return nil, err
+			}
+			r = &got
 		}
 		seg.Spec = *r.Policy.Spec.DeepCopy()
 		seg.Spec.Mode = rec.ToMode
@@ -877,8 +952,8 @@ func (s *storeCore) desiredSegment(ctx context.Context, rec model.Promotion) (*v
 
 // applySegment writes the NanoSegment of rec's workload for rec, unless
 // it holds a later record's state (or, without force, this record's).
-func (s *storeCore) applySegment(ctx context.Context, rec model.Promotion, force bool) error {
-	want, err := s.desiredSegment(ctx, rec)
+func (s *storeCore) applySegment(ctx context.Context, rec model.Promotion, force bool, k known) error {
+	want, err := s.desiredSegment(ctx, rec, k.rev)
 	if err != nil {
 		return err
 	}
@@ -887,7 +962,15 @@ func (s *storeCore) applySegment(ctx context.Context, rec model.Promotion, force
 		if attempt > 20 {
 			return fmt.Errorf("write NanoSegment %s/%s: kept changing under the write", want.Namespace, want.Name)
 		}
-		u, err := res.Get(ctx, want.Name, metav1.GetOptions{})
+		var u *unstructured.Unstructured
+		switch {
+		case attempt == 1 && k.segRead && k.seg == nil:
+			err = apierrors.NewNotFound(NanoSegmentResource.GroupResource(), want.Name)
+		case attempt == 1 && k.segRead:
+			u, err = k.seg, nil
+		default:
+			u, err = res.Get(ctx, want.Name, metav1.GetOptions{})
+		}
 		if apierrors.IsNotFound(err) {
 			obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(want)
 			if err != nil {
@@ -1052,7 +1135,7 @@ func (s *Store) Repair(ctx context.Context) error {
 	}
 	var errs []error
 	if h.rec.Seq > 0 {
-		if err := s.writeRecord(ctx, h); err != nil {
+		if err := s.writeRecord(ctx, h, known{}); err != nil {
 			errs = append(errs, fmt.Errorf("repair record %d: %w", h.rec.Seq, err))
 		}
 	}
@@ -1067,7 +1150,7 @@ func (s *Store) Repair(ctx context.Context) error {
 		}
 	}
 	for _, w := range slices.Sorted(maps.Keys(latest)) {
-		if err := s.applySegment(ctx, latest[w], true); err != nil {
+		if err := s.applySegment(ctx, latest[w], true, known{}); err != nil {
 			errs = append(errs, fmt.Errorf("repair NanoSegment of %s: %w", w, err))
 		}
 	}
