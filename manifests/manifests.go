@@ -19,7 +19,7 @@ import (
 // FS holds the manifests: kustomization.yaml at its root and every file it
 // names, directly or through the kustomizations of its directories.
 //
-//go:embed kustomization.yaml namespace.yaml crds node-agent controller
+//go:embed kustomization.yaml namespace.yaml crds node-agent controller admission rbac
 var FS embed.FS
 
 // Namespace is the namespace of nanoseg's components.
@@ -31,10 +31,14 @@ const Image = "nanoseg.io/nanoseg:dev"
 
 // Names of the objects that tools and tests refer to.
 const (
-	NodeAgent            = "nanoseg-node"       // DaemonSet, ServiceAccount, ClusterRole and ClusterRoleBinding of the node agent
-	Controller           = "nanoseg-controller" // Deployment, ServiceAccount, Role and RoleBinding of the cluster controller
-	ControllerLease      = "nanoseg-controller" // the controller's leader election Lease, in Namespace
-	HealthPort           = 9990                 // /healthz, /readyz and /metrics of both components
+	NodeAgent            = "nanoseg-node"                // DaemonSet, ServiceAccount, ClusterRole and ClusterRoleBinding of the node agent
+	Controller           = "nanoseg-controller"          // Deployment, ServiceAccount, Role and RoleBinding of the cluster controller
+	ControllerLease      = "nanoseg-controller"          // the controller's leader election Lease, in Namespace
+	HealthPort           = 9990                          // /healthz, /readyz and /metrics of both components
+	ViewRole             = "nanoseg-view"                // ClusterRole: read what nanoseg holds and enforces (rbac/users.yaml)
+	OperateRole          = "nanoseg-operate"             // ClusterRole: nanoseg-view and create NanoSegmentPromotions
+	RequesterPolicy      = "nanoseg-promotion-requester" // admission policies stamping and checking spec.requestedBy (admission/promotions.yaml)
+	HistoryPolicy        = "nanoseg-promotion-history"   // admission policy refusing DELETE of a Succeeded promotion
 	kustomizationFile    = "kustomization.yaml"
 	kustomizationVersion = "kustomize.config.k8s.io/v1beta1"
 )

@@ -92,7 +92,8 @@ func TestKustomizationNamesEveryManifest(t *testing.T) {
 // nanoseg-system, only the expected kinds are cluster-scoped, and every
 // container runs the image hack/image.sh builds, without pulling it.
 func TestObjects(t *testing.T) {
-	clusterScoped := []string{"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
+	clusterScoped := []string{"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding",
+		"MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 	var refs []string
 	for _, o := range objects(t) {
 		refs = append(refs, manifests.Ref(o))
@@ -124,6 +125,14 @@ func TestObjects(t *testing.T) {
 		"rbac.authorization.k8s.io/Role nanoseg-system/nanoseg-controller",
 		"rbac.authorization.k8s.io/RoleBinding nanoseg-system/nanoseg-controller",
 		"apps/Deployment nanoseg-system/nanoseg-controller",
+		"admissionregistration.k8s.io/MutatingAdmissionPolicy nanoseg-promotion-requester",
+		"admissionregistration.k8s.io/MutatingAdmissionPolicyBinding nanoseg-promotion-requester",
+		"admissionregistration.k8s.io/ValidatingAdmissionPolicy nanoseg-promotion-requester",
+		"admissionregistration.k8s.io/ValidatingAdmissionPolicyBinding nanoseg-promotion-requester",
+		"admissionregistration.k8s.io/ValidatingAdmissionPolicy nanoseg-promotion-history",
+		"admissionregistration.k8s.io/ValidatingAdmissionPolicyBinding nanoseg-promotion-history",
+		"rbac.authorization.k8s.io/ClusterRole nanoseg-view",
+		"rbac.authorization.k8s.io/ClusterRole nanoseg-operate",
 	}
 	if d := cmp.Diff(want, refs); d != "" {
 		t.Errorf("objects (-want +got):\n%s", d)
@@ -271,6 +280,54 @@ func TestControllerSkeleton(t *testing.T) {
 	if d := cmp.Diff(controllerRules, expand(role.Rules)); d != "" {
 		t.Errorf("rules (-want +got):\n%s", d)
 	}
+}
+
+// TestUserRoles pins the ClusterRoles for people: nanoseg-view reads and
+// is aggregated into the built-in view role; nanoseg-operate adds create
+// on promotions and nothing else, and is aggregated nowhere (the cluster
+// test checks what the API server grants).
+func TestUserRoles(t *testing.T) {
+	var view, operate rbacv1.ClusterRole
+	find(t, "ClusterRole", manifests.ViewRole, &view)
+	find(t, "ClusterRole", manifests.OperateRole, &operate)
+	if d := cmp.Diff(viewRules, expand(view.Rules)); d != "" {
+		t.Errorf("%s rules (-want +got):\n%s", manifests.ViewRole, d)
+	}
+	if d := cmp.Diff(operateRules(), expand(operate.Rules)); d != "" {
+		t.Errorf("%s rules (-want +got):\n%s", manifests.OperateRole, d)
+	}
+	if view.Labels["rbac.authorization.k8s.io/aggregate-to-view"] != "true" {
+		t.Errorf("%s labels %v: want aggregate-to-view", manifests.ViewRole, view.Labels)
+	}
+	for k := range operate.Labels {
+		if strings.HasPrefix(k, "rbac.authorization.k8s.io/aggregate-to-") {
+			t.Errorf("%s is aggregated (%s): promoting must be granted on purpose", manifests.OperateRole, k)
+		}
+	}
+	if view.AggregationRule != nil || operate.AggregationRule != nil {
+		t.Error("an aggregationRule: its rules would be empty without kube-controller-manager")
+	}
+}
+
+// viewRules are nanoseg-view's rights, expanded.
+var viewRules = []string{
+	"apps/controllerrevisions get", "apps/controllerrevisions list", "apps/controllerrevisions watch",
+	"core/configmaps get nanoseg-history-head",
+	"core/events get", "core/events list", "core/events watch",
+	"core/namespaces get", "core/namespaces list", "core/namespaces watch",
+	"core/pods get", "core/pods list", "core/pods watch",
+	"nanoseg.io/nanosegmentpromotions get", "nanoseg.io/nanosegmentpromotions list", "nanoseg.io/nanosegmentpromotions watch",
+	"nanoseg.io/nanosegmentproposals get", "nanoseg.io/nanosegmentproposals list", "nanoseg.io/nanosegmentproposals watch",
+	"nanoseg.io/nanosegments get", "nanoseg.io/nanosegments list", "nanoseg.io/nanosegments watch",
+	"networking.k8s.io/networkpolicies get", "networking.k8s.io/networkpolicies list", "networking.k8s.io/networkpolicies watch",
+}
+
+// operateRules are nanoseg-operate's rights, expanded: the view rights
+// and creating promotions.
+func operateRules() []string {
+	r := append(slices.Clone(viewRules), "nanoseg.io/nanosegmentpromotions create")
+	slices.Sort(r)
+	return r
 }
 
 // nodeAgentRules are the node agent's rights, expanded (see expand).

@@ -81,13 +81,19 @@ spec:
       ports: [{protocol: ICMP, port: 300}, {protocol: UDP, port: http, endPort: 90}]
   egress:
     - peers: [{ipBlock: {cidr: 2001:db8::/64, except: [198.18.0.0/24]}}]
+    - id: r1
+      peers: [{ipBlock: {cidr: 198.18.0.1/16}}, {ipBlock: {cidr: "::ffff:198.18.0.0/120"}}, {ipBlock: {cidr: 198.18.0.0/16, except: [198.18.1.1/24]}}]
 `))
 	if err == nil {
 		t.Fatalf("no error: %+v", objs)
 	}
 	for _, w := range []string{"metadata.name", "spec.selector.matchLabels", "spec.mode", "spec.ingress[0].peers[0].dnsName",
 		"spec.ingress[0].peers[1]: Forbidden", "spec.ingress[0].peers[2]: Required", "spec.ingress[1].id: Duplicate",
-		"spec.ingress[1].ports[0].port", "spec.ingress[1].ports[1].endPort", "spec.egress[0].id: Required", "spec.egress[0].peers[0].ipBlock.except[0]"} {
+		"spec.ingress[1].ports[0].port", "spec.ingress[1].ports[1].endPort", "spec.egress[0].id: Required", "spec.egress[0].peers[0].ipBlock.except[0]",
+		// Strict CIDRs, as the schema's CEL rules and a new NetworkPolicy's validation.
+		"spec.egress[1].peers[0].ipBlock.cidr", "spec.egress[1].peers[1].ipBlock.cidr", "spec.egress[1].peers[2].ipBlock.except[0]",
+		// An id in both directions is a duplicate in egress.
+		"spec.egress[1].id: Duplicate"} {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error lacks %q:\n%v", w, err)
 		}

@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -44,9 +45,12 @@ func ValidateNanoSegment(s *v1alpha1.NanoSegment) field.ErrorList {
 	}
 	errs = append(errs, validatePolicyTypes(s.Spec.PolicyTypes, spec.Child("policyTypes"))...)
 	ids := map[string]*field.Path{}
-	for d, rules := range map[string][]v1alpha1.Rule{"ingress": s.Spec.Ingress, "egress": s.Spec.Egress} {
-		for i, r := range rules {
-			p := spec.Child(d).Index(i)
+	for _, dir := range []struct {
+		name  string
+		rules []v1alpha1.Rule
+	}{{"ingress", s.Spec.Ingress}, {"egress", s.Spec.Egress}} { // ingress first: an id in both is a duplicate in egress, as the schema says
+		for i, r := range dir.rules {
+			p := spec.Child(dir.name).Index(i)
 			switch {
 			case r.ID == "":
 				errs = append(errs, field.Required(p.Child("id"), "every rule needs a stable id"))
@@ -140,20 +144,38 @@ func validateIPBlock(cidr string, except []string, p *field.Path) field.ErrorLis
 	if cidr == "" {
 		return append(errs, field.Required(p.Child("cidr"), ""))
 	}
-	pre, err := netip.ParsePrefix(cidr)
+	pre, err := parseStrictCIDR(cidr)
 	if err != nil {
-		return append(errs, field.Invalid(p.Child("cidr"), cidr, "must be a valid CIDR, such as 198.19.0.0/16 or 2001:db8::/64"))
+		return append(errs, field.Invalid(p.Child("cidr"), cidr, "must be a valid CIDR with no bits set beyond the prefix length, such as 198.19.0.0/16 or 2001:db8::/64: "+err.Error()))
 	}
 	for i, e := range except {
-		ep, err := netip.ParsePrefix(e)
+		ep, err := parseStrictCIDR(e)
 		switch {
 		case err != nil:
-			errs = append(errs, field.Invalid(p.Child("except").Index(i), e, "must be a valid CIDR"))
+			errs = append(errs, field.Invalid(p.Child("except").Index(i), e, "must be a valid CIDR with no bits set beyond the prefix length: "+err.Error()))
 		case ep.Addr().Is4() != pre.Addr().Is4() || ep.Bits() <= pre.Bits() || !pre.Contains(ep.Addr()):
 			errs = append(errs, field.Invalid(p.Child("except").Index(i), e, fmt.Sprintf("must be a strict subset of %s", cidr)))
 		}
 	}
 	return errs
+}
+
+// parseStrictCIDR parses a CIDR as the API server validates a new
+// NetworkPolicy's (StrictIPCIDRValidation, on by default since Kubernetes
+// 1.36) and as the NanoSegment schema's CEL rules do (isCIDR, masked): no
+// leading zeros, no IPv4-mapped IPv6 address, no bits set beyond the
+// prefix length.
+func parseStrictCIDR(s string) (netip.Prefix, error) {
+	pre, err := netip.ParsePrefix(s)
+	switch {
+	case err != nil:
+		return pre, errors.New("not a CIDR")
+	case pre.Addr().Is4In6():
+		return pre, errors.New("an IPv4-mapped IPv6 address")
+	case pre != pre.Masked():
+		return pre, fmt.Errorf("bits set beyond the prefix length (%s)", pre.Masked())
+	}
+	return pre, nil
 }
 
 func validateDNSName(name string, p *field.Path) field.ErrorList {

@@ -56,9 +56,12 @@ type NanoSegmentProposal struct {
 // NanoSegmentProposalSpec is a proposed policy and its provenance.
 type NanoSegmentProposalSpec struct {
 	// Workload is the workload's name in the proposal's namespace (a
-	// Deployment, StatefulSet, DaemonSet or Job name, else the pod's).
+	// Deployment, StatefulSet, DaemonSet or Job name, else the pod's): a
+	// DNS-1123 subdomain of at most 63 characters, so that it is also a
+	// label value (nanoseg.io/workload).
 	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	Workload string `json:"workload"`
 
 	// Segment is the proposed policy (its mode is not used: a promotion
@@ -90,6 +93,7 @@ type ObservedEdge struct {
 	Source      ObservedPeer `json:"source"`
 	Destination ObservedPeer `json:"destination"`
 	// Protocol is TCP, UDP, SCTP, ICMP or ICMPv6.
+	// +kubebuilder:validation:Enum=TCP;UDP;SCTP;ICMP;ICMPv6
 	Protocol model.Protocol `json:"protocol"`
 	// Port is the destination port (0 for ICMP).
 	// +optional
@@ -245,12 +249,15 @@ type NanoSegmentPromotion struct {
 }
 
 // NanoSegmentPromotionSpec is what an operator asks for.
-// +kubebuilder:validation:XValidation:rule="!has(self.rollback) || !self.rollback || !has(self.force) || !self.force",message="force applies to promotions, not rollbacks"
-// +kubebuilder:validation:XValidation:rule="(has(self.rollback) && self.rollback) || has(self.mode)",message="mode is required unless rollback is true"
+// +kubebuilder:validation:XValidation:rule="!has(self.rollback) || !self.rollback || !has(self.force) || !self.force",message="force applies to promotions, not rollbacks",fieldPath=".force",reason="FieldValueForbidden"
+// +kubebuilder:validation:XValidation:rule="(has(self.rollback) && self.rollback) || has(self.mode)",message="mode is required unless rollback is true",fieldPath=".mode",reason="FieldValueRequired"
+// +kubebuilder:validation:XValidation:rule="!has(self.rollback) || !self.rollback || !has(self.mode)",message="a rollback returns to the mode recorded with its revision: leave mode out",fieldPath=".mode",reason="FieldValueForbidden"
 type NanoSegmentPromotionSpec struct {
-	// Workload is the workload's name in the promotion's namespace.
+	// Workload is the workload's name in the promotion's namespace: a
+	// DNS-1123 subdomain of at most 63 characters (a label value).
 	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	Workload string `json:"workload"`
 
 	// Mode is the mode to put the workload in: observe, audit or
@@ -276,6 +283,7 @@ type NanoSegmentPromotionSpec struct {
 	// Reason says why, for the record.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="self.trim() != ''",message="must say why, for the record"
 	Reason string `json:"reason"`
 
 	// Force promotes to enforce although the learning is not settled
@@ -295,6 +303,7 @@ type NanoSegmentPromotionSpec struct {
 
 // RequestUser is an authenticated user (authentication.k8s.io UserInfo).
 type RequestUser struct {
+	// +kubebuilder:validation:MinLength=1
 	Username string `json:"username"`
 	// +optional
 	UID string `json:"uid,omitempty"`

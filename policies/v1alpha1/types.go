@@ -33,10 +33,20 @@ type NanoSegment struct {
 }
 
 // NanoSegmentSpec is the desired policy of one workload identity.
+//
+// The API server checks the shape of a NanoSegment with the schema and the
+// CEL rules of these markers (each error with its field path);
+// policies.ValidateNanoSegment checks the same and what a schema cannot
+// (label keys and values), and the controller reports what fails it in the
+// Accepted condition. The limits on list sizes keep the rules' cost within
+// the API server's budget.
+// +kubebuilder:validation:XValidation:rule="!has(self.ingress) || !has(self.egress) || self.egress.all(e, !self.ingress.exists(i, i.id == e.id))",message="rule ids must be unique across ingress and egress",fieldPath=".egress",reason="FieldValueDuplicate"
 type NanoSegmentSpec struct {
 	// Selector selects the pods of the workload identity in the NanoSegment's
 	// namespace, as NetworkPolicySpec.podSelector does: an empty selector
 	// selects every pod of the namespace.
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])",message="operator must be In, NotIn, Exists or DoesNotExist",fieldPath=".matchExpressions"
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, (e.operator in ['In', 'NotIn']) == (has(e.values) && size(e.values) > 0))",message="values must be non-empty for In and NotIn, and empty for Exists and DoesNotExist",fieldPath=".matchExpressions"
 	Selector metav1.LabelSelector `json:"selector"`
 
 	// Mode is observe, audit or enforce; empty means observe.
@@ -49,14 +59,24 @@ type NanoSegmentSpec struct {
 	// egress list is non-empty.
 	// +optional
 	// +listType=set
+	// +kubebuilder:validation:MaxItems=2
+	// +kubebuilder:validation:items:Enum=Ingress;Egress
 	PolicyTypes []networkingv1.PolicyType `json:"policyTypes,omitempty"`
 
-	// Ingress lists the rules that allow connections to the selected pods.
+	// Ingress lists the rules that allow connections to the selected pods
+	// (at most 256, each id once).
 	// +optional
+	// +listType=map
+	// +listMapKey=id
+	// +kubebuilder:validation:MaxItems=256
 	Ingress []Rule `json:"ingress,omitempty"`
 
-	// Egress lists the rules that allow connections from the selected pods.
+	// Egress lists the rules that allow connections from the selected pods
+	// (at most 256, each id once, and none an id of an ingress rule).
 	// +optional
+	// +listType=map
+	// +listMapKey=id
+	// +kubebuilder:validation:MaxItems=256
 	Egress []Rule `json:"egress,omitempty"`
 }
 
@@ -66,15 +86,21 @@ type NanoSegmentSpec struct {
 type Rule struct {
 	// ID names the rule stably across revisions; verdicts, rule sets and
 	// counters carry it. Unique within the NanoSegment: 1-63 characters of
-	// [a-z0-9-].
+	// [a-z0-9-], starting and ending with a letter or digit.
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`
 	ID string `json:"id"`
 
-	// Peers are the other sides of the connection; any one matching suffices.
+	// Peers are the other sides of the connection; any one matching
+	// suffices (at most 256).
 	// +optional
+	// +kubebuilder:validation:MaxItems=32
 	Peers []Peer `json:"peers,omitempty"`
 
-	// Ports are the destination ports; any one matching suffices.
+	// Ports are the destination ports; any one matching suffices (at most
+	// 64).
 	// +optional
+	// +kubebuilder:validation:MaxItems=128
 	Ports []Port `json:"ports,omitempty"`
 
 	// Provenance says why the rule exists.
@@ -88,6 +114,8 @@ type Rule struct {
 // NetworkPolicyPeer; podSelector alone selects pods of the NanoSegment's own
 // namespace; namespaceSelector alone selects every pod of the matching
 // namespaces (an empty one: every pod of every namespace).
+// +kubebuilder:validation:XValidation:rule="(has(self.podSelector) || has(self.namespaceSelector) ? 1 : 0) + (has(self.ipBlock) ? 1 : 0) + (has(self.dnsName) ? 1 : 0) + (has(self.host) && self.host ? 1 : 0) >= 1",message="must set one of podSelector/namespaceSelector, ipBlock, dnsName, host",reason="FieldValueRequired"
+// +kubebuilder:validation:XValidation:rule="(has(self.podSelector) || has(self.namespaceSelector) ? 1 : 0) + (has(self.ipBlock) ? 1 : 0) + (has(self.dnsName) ? 1 : 0) + (has(self.host) && self.host ? 1 : 0) <= 1",message="may set only one of podSelector/namespaceSelector, ipBlock, dnsName, host",reason="FieldValueForbidden"
 type Peer struct {
 	// +optional
 	PodSelector *metav1.LabelSelector `json:"podSelector,omitempty"`
@@ -100,20 +128,32 @@ type Peer struct {
 	// DNSName matches addresses the workload resolved for this name: an exact
 	// name ("api.example.com") or a one-label wildcard ("*.example.com",
 	// which matches "a.example.com" but neither "example.com" nor
-	// "a.b.example.com").
+	// "a.b.example.com"); case does not matter, a trailing dot is
+	// allowed.
 	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^(\*\.)?[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*\.?$`
 	DNSName string `json:"dnsName,omitempty"`
 	// Host matches the addresses of the node the pod runs on.
 	// +optional
 	Host bool `json:"host,omitempty"`
 }
 
-// IPBlock is a CIDR with exceptions, as networkingv1.IPBlock.
+// IPBlock is a CIDR with exceptions, as networkingv1.IPBlock, validated as
+// strictly as the API server validates a new NetworkPolicy's: no bits set
+// beyond the prefix length, no IPv4-mapped IPv6 address, no leading zeros.
+// +kubebuilder:validation:XValidation:rule="isCIDR(self.cidr) && cidr(self.cidr) == cidr(self.cidr).masked()",message="must be a valid CIDR with no bits set beyond the prefix length, such as 198.19.0.0/16 or 2001:db8::/64",fieldPath=".cidr"
+// +kubebuilder:validation:XValidation:rule="!has(self.except) || !isCIDR(self.cidr) || self.except.all(e, !isCIDR(e) || (cidr(self.cidr).containsCIDR(e) && cidr(e).prefixLength() > cidr(self.cidr).prefixLength()))",message="each except must be a strict subset of cidr",fieldPath=".except"
 type IPBlock struct {
 	// CIDR such as "198.19.0.0/16" or "2001:db8::/64".
+	// +kubebuilder:validation:MaxLength=49
 	CIDR string `json:"cidr"`
-	// Except lists CIDRs inside CIDR that do not match.
+	// Except lists CIDRs inside CIDR that do not match (at most 64).
 	// +optional
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:items:MaxLength=49
+	// +kubebuilder:validation:items:XValidation:rule="isCIDR(self) && cidr(self) == cidr(self).masked()",message="must be a valid CIDR with no bits set beyond the prefix length"
 	Except []string `json:"except,omitempty"`
 }
 
@@ -121,7 +161,16 @@ type IPBlock struct {
 // port of Protocol. Port may be a name, resolved at each destination pod to
 // the number of its container port of that name and protocol. EndPort, with a
 // numeric Port, makes the inclusive range [Port, EndPort]. For ICMP, Port is
-// an ICMP type (0-255) and EndPort is not allowed.
+// an ICMP type (0-255) and EndPort is not allowed. These are
+// NetworkPolicyPort's rules, checked by the API server with these
+// markers' CEL rules.
+// +kubebuilder:validation:XValidation:rule="!has(self.port) || type(self.port) != int || (has(self.protocol) && self.protocol == 'ICMP') || (self.port >= 1 && self.port <= 65535)",message="must be between 1 and 65535, inclusive",fieldPath=".port"
+// +kubebuilder:validation:XValidation:rule="!has(self.port) || type(self.port) != string || (has(self.protocol) && self.protocol == 'ICMP') || (size(self.port) >= 1 && size(self.port) <= 15)",message="a port name (IANA_SVC_NAME) has 1-15 characters",fieldPath=".port"
+// +kubebuilder:validation:XValidation:rule="!has(self.protocol) || self.protocol != 'ICMP' || !has(self.port) || (type(self.port) == int && self.port >= 0 && self.port <= 255)",message="an ICMP port is an ICMP type, 0-255",fieldPath=".port"
+// +kubebuilder:validation:XValidation:rule="!has(self.endPort) || !has(self.protocol) || self.protocol != 'ICMP'",message="not allowed for ICMP",fieldPath=".endPort",reason="FieldValueForbidden"
+// +kubebuilder:validation:XValidation:rule="!has(self.endPort) || has(self.port) || (has(self.protocol) && self.protocol == 'ICMP')",message="required when endPort is set",fieldPath=".port",reason="FieldValueRequired"
+// +kubebuilder:validation:XValidation:rule="!has(self.endPort) || !has(self.port) || type(self.port) == int",message="may not be set with a named port",fieldPath=".endPort",reason="FieldValueForbidden"
+// +kubebuilder:validation:XValidation:rule="!has(self.endPort) || !has(self.port) || type(self.port) != int || self.endPort >= self.port",message="must be greater than or equal to port",fieldPath=".endPort"
 type Port struct {
 	// Protocol defaults to TCP.
 	// +kubebuilder:validation:Enum=TCP;UDP;SCTP;ICMP
@@ -130,6 +179,8 @@ type Port struct {
 	// +optional
 	Port *intstr.IntOrString `json:"port,omitempty"`
 	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
 	EndPort *int32 `json:"endPort,omitempty"`
 }
 
