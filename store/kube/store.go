@@ -900,12 +900,14 @@ func promotionFor(h head) *unstructured.Unstructured {
 		"reason":   reason,
 		"revision": int64(h.rec.ToRevision),
 	}
-	if h.rec.ToMode != "" {
+	if h.rec.Action == model.ActionRollback {
+		// A rollback's mode is the one recorded with its revision: the
+		// schema refuses a rollback that names one (the record has it).
+		spec["rollback"] = true
+	} else if h.rec.ToMode != "" {
 		spec["mode"] = string(h.rec.ToMode)
 	}
-	if h.rec.Action == model.ActionRollback {
-		spec["rollback"] = true
-	} else if len(h.rec.Forced) > 0 {
+	if h.rec.Action != model.ActionRollback && len(h.rec.Forced) > 0 {
 		spec["force"] = true
 	}
 	u := &unstructured.Unstructured{Object: map[string]any{"spec": spec}}
