@@ -95,6 +95,10 @@ type Parts struct {
 	// quietly, so an unreachable API server, a missing CRD or a missing
 	// RBAC right would otherwise look like a silent wait.
 	Probe func(ctx context.Context) error
+	// Ping checks that the API server answers (nil: never checked); the
+	// agent calls it every Config.APIServerCheckInterval and shows the
+	// outcome in metrics, logs and /readyz (contact_linux.go).
+	Ping func(ctx context.Context) error
 }
 
 // Agent is the node agent.
@@ -120,12 +124,15 @@ type Agent struct {
 	mu        sync.Mutex
 	reported  map[string]string // unfound pods with an Event, pod -> code
 	eventsOff bool
+	contact   contactState
 
 	mSynced   *prometheus.GaugeVec
 	mEnforce  prometheus.Histogram
 	mInvSync  prometheus.Histogram
 	mUnfound  prometheus.Gauge
 	mLastSync prometheus.Gauge
+
+	mReachable, mLastContact prometheus.Gauge
 }
 
 // NewAgent returns an agent over parts, registering its metrics (and the
@@ -163,12 +170,13 @@ func NewAgent(cfg Config, parts Parts, reg *prometheus.Registry, log *slog.Logge
 		Help: "Pods of this node whose network namespace was not found: peers only, not programmed."})
 	a.mLastSync = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "nanoseg", Subsystem: "node", Name: "last_sync_timestamp_seconds",
 		Help: "When the agent last handed its caches to the node (Unix time)."})
+	a.mReachable, a.mLastContact = newContactMetrics()
 	dropped := prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "nanoseg", Subsystem: "node", Name: "observations_dropped_total",
 		Help: "Edges and verdict events the bounded in-memory sink dropped."}, func() float64 {
 		e, v := sink.Dropped()
 		return float64(e + v)
 	})
-	for _, c := range []prometheus.Collector{a.mSynced, a.mEnforce, a.mInvSync, a.mUnfound, a.mLastSync, dropped} {
+	for _, c := range []prometheus.Collector{a.mSynced, a.mEnforce, a.mInvSync, a.mUnfound, a.mLastSync, a.mReachable, a.mLastContact, dropped} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register node agent metrics: %w", err)
 		}
@@ -252,6 +260,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		_ = a.parts.Inventory.Watch(ctx, func() { a.invDirty.Store(true); a.poke() })
 	})
 	wg.Go(func() { a.parts.Policies.Watch(ctx, func() { a.polDirty.Store(true); a.poke() }) })
+	wg.Go(func() { a.checkContact(ctx) })
 	// The node stops after the sync loop: its final flush keeps what the
 	// observers saw.
 	nodeCtx, stopNode := context.WithCancel(context.WithoutCancel(ctx))
@@ -426,7 +435,8 @@ func b2f(b bool) float64 {
 }
 
 // handler serves /metrics, /healthz (the process serves) and /readyz
-// (both caches synced and the first Enforce applied).
+// (both caches synced and the first Enforce applied; a lost API server
+// contact adds a warning line but does not fail it: contact_linux.go).
 func (a *Agent) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
@@ -442,7 +452,7 @@ func (a *Agent) handler() http.Handler {
 		case !a.enforced.Load():
 			http.Error(w, "policies not enforced yet", http.StatusServiceUnavailable)
 		default:
-			_, _ = w.Write([]byte("ok\n"))
+			_, _ = w.Write([]byte("ok\n" + a.contactDetail()))
 		}
 	})
 	return mux

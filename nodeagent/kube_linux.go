@@ -65,6 +65,7 @@ func New(cfg Config, restCfg *rest.Config, reg *prometheus.Registry, log *slog.L
 		},
 		Event: PodEvent(client, cfg.NodeName),
 		Probe: Probe(client, dyn),
+		Ping:  Ping(client),
 	}
 	return NewAgent(cfg, parts, reg, log)
 }

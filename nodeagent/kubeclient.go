@@ -89,3 +89,16 @@ func Probe(client kubernetes.Interface, dyn dynamic.Interface) func(ctx context.
 		return nil
 	}
 }
+
+// Ping returns Parts.Ping over client: GET /readyz of the API server (the
+// system:public-info-viewer ClusterRole lets every identity read it). It
+// fails when the API server does not answer or is not ready to serve
+// (its storage unreachable, shutting down).
+func Ping(client kubernetes.Interface) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		if _, err := client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx); err != nil {
+			return fmt.Errorf("GET /readyz: %w", err)
+		}
+		return nil
+	}
+}
