@@ -76,6 +76,9 @@ type UnfoundPod struct {
 	Pod    string // "namespace/name"
 	Code   string // not_found, partial, ambiguous
 	Reason string
+	// Netns is the pod's endpoint key in the inventory
+	// (inventory/kube.NetnsKey): once found, its endpoint has a Path.
+	Netns string
 }
 
 // Parts are what the agent composes; New builds them from client-go.
@@ -89,6 +92,9 @@ type Parts struct {
 	// error is logged once and stops further events (RBAC may forbid
 	// them).
 	Event func(ctx context.Context, u UnfoundPod) error
+	// Found records a Kubernetes Event on a pod that had an Event as
+	// unfound and whose netns is now found (nil: none); errors as Event's.
+	Found func(ctx context.Context, u UnfoundPod) error
 	// Probe asks the API server for what the caches need (nil: nothing is
 	// asked). While the caches have not synced, the agent calls it every
 	// little while and logs its error: client-go retries a failing list
@@ -122,7 +128,7 @@ type Agent struct {
 	waitWarn time.Duration
 
 	mu        sync.Mutex
-	reported  map[string]string // unfound pods with an Event, pod -> code
+	reported  map[string]UnfoundPod // unfound pods with an Event (or none: Parts.Event nil), by pod
 	eventsOff bool
 	contact   contactState
 
@@ -159,7 +165,7 @@ func NewAgent(cfg Config, parts Parts, reg *prometheus.Registry, log *slog.Logge
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, log: log.With("component", "nodeagent", "node", cfg.NodeName), reg: reg, parts: parts, inv: inv, node: nd, sink: sink,
-		kick: make(chan struct{}, 1), reported: map[string]string{}, waitWarn: 10 * time.Second}
+		kick: make(chan struct{}, 1), reported: map[string]UnfoundPod{}, waitWarn: 10 * time.Second}
 	a.mSynced = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "nanoseg", Subsystem: "node", Name: "cache_synced",
 		Help: "1 once the informer caches of a side (inventory, policies) have synced."}, []string{"cache"})
 	a.mEnforce = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "nanoseg", Subsystem: "node", Name: "enforce_seconds",
@@ -394,7 +400,8 @@ func (a *Agent) sync(ctx context.Context) bool {
 }
 
 // reportUnfound counts the unfound pods and records an Event on each newly
-// unfound one (once per pod and reason).
+// unfound one (once per pod and reason), and one on each that was and is
+// now found (found_linux.go).
 func (a *Agent) reportUnfound(ctx context.Context) {
 	if a.parts.Unfound == nil {
 		return
@@ -402,18 +409,22 @@ func (a *Agent) reportUnfound(ctx context.Context) {
 	list := a.parts.Unfound()
 	a.mUnfound.Set(float64(len(list)))
 	a.mu.Lock()
-	now := map[string]string{}
+	now := map[string]UnfoundPod{}
 	var fresh []UnfoundPod
 	for _, u := range list {
-		now[u.Pod] = u.Code
-		if a.reported[u.Pod] != u.Code {
+		now[u.Pod] = u
+		if prev, ok := a.reported[u.Pod]; !ok || prev.Code != u.Code {
 			fresh = append(fresh, u)
 		}
 	}
+	gone := a.noLongerUnfoundLocked(now)
 	a.reported = now
 	off := a.eventsOff
 	a.mu.Unlock()
 	if a.parts.Event == nil || off {
+		return
+	}
+	if !a.reportFound(ctx, gone) {
 		return
 	}
 	for _, u := range fresh {

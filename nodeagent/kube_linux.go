@@ -62,11 +62,12 @@ func New(cfg Config, restCfg *rest.Config, reg *prometheus.Registry, log *slog.L
 		Unfound: func() []UnfoundPod {
 			var out []UnfoundPod
 			for _, u := range src.Unfound() {
-				out = append(out, UnfoundPod{Pod: u.Pod, Code: u.Code, Reason: u.Reason})
+				out = append(out, UnfoundPod{Pod: u.Pod, Code: u.Code, Reason: u.Reason, Netns: u.Netns})
 			}
 			return out
 		},
 		Event: PodEvent(client, cfg.NodeName),
+		Found: PodFoundEvent(client, cfg.NodeName),
 		Probe: Probe(client, dyn),
 		Ping:  Ping(client),
 	}
