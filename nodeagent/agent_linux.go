@@ -457,11 +457,11 @@ func (a *Agent) handler() http.Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		switch {
 		case !a.parts.Inventory.HasSynced():
-			http.Error(w, "inventory caches not synced", http.StatusServiceUnavailable)
+			http.Error(w, "inventory caches not synced\n"+a.contactDetail(), http.StatusServiceUnavailable)
 		case !a.parts.Policies.Synced():
-			http.Error(w, "policy caches not synced", http.StatusServiceUnavailable)
+			http.Error(w, "policy caches not synced\n"+a.contactDetail(), http.StatusServiceUnavailable)
 		case !a.enforced.Load():
-			http.Error(w, "policies not enforced yet", http.StatusServiceUnavailable)
+			http.Error(w, "policies not enforced yet\n"+a.contactDetail(), http.StatusServiceUnavailable)
 		default:
 			_, _ = w.Write([]byte("ok\n" + a.contactDetail()))
 		}

@@ -131,6 +131,10 @@ func (a *Agent) contactDetail() string {
 	if !c.last.IsZero() {
 		last = c.last.UTC().Format(time.RFC3339)
 	}
-	return fmt.Sprintf("warning: API server unreachable since %s (%s; last contact %s): %v; enforcing the policies it last gave, changes made meanwhile apply once it is back\n",
-		c.since.UTC().Format(time.RFC3339), time.Since(c.since).Round(time.Second), last, c.err)
+	what := "enforcing the policies it last gave, changes made meanwhile apply once it is back"
+	if !a.enforced.Load() {
+		what = "nothing is enforced or changed until the caches sync"
+	}
+	return fmt.Sprintf("warning: API server unreachable since %s (%s; last contact %s): %v; %s\n",
+		c.since.UTC().Format(time.RFC3339), time.Since(c.since).Round(time.Second), last, c.err, what)
 }
