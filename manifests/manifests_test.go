@@ -332,7 +332,7 @@ func operateRules() []string {
 
 // nodeAgentRules are the node agent's rights, expanded (see expand).
 var nodeAgentRules = []string{
-	"core/events create", "core/events patch",
+	"core/events create",
 	"core/namespaces get", "core/namespaces list", "core/namespaces watch",
 	"core/pods get", "core/pods list", "core/pods watch",
 	"core/services get", "core/services list", "core/services watch",

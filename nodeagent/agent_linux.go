@@ -76,6 +76,9 @@ type UnfoundPod struct {
 	Pod    string // "namespace/name"
 	Code   string // not_found, partial, ambiguous
 	Reason string
+	// Netns is the pod's endpoint key in the inventory
+	// (inventory/kube.NetnsKey): once found, its endpoint has a Path.
+	Netns string
 }
 
 // Parts are what the agent composes; New builds them from client-go.
@@ -89,12 +92,19 @@ type Parts struct {
 	// error is logged once and stops further events (RBAC may forbid
 	// them).
 	Event func(ctx context.Context, u UnfoundPod) error
+	// Found records a Kubernetes Event on a pod that had an Event as
+	// unfound and whose netns is now found (nil: none); errors as Event's.
+	Found func(ctx context.Context, u UnfoundPod) error
 	// Probe asks the API server for what the caches need (nil: nothing is
 	// asked). While the caches have not synced, the agent calls it every
 	// little while and logs its error: client-go retries a failing list
 	// quietly, so an unreachable API server, a missing CRD or a missing
 	// RBAC right would otherwise look like a silent wait.
 	Probe func(ctx context.Context) error
+	// Ping checks that the API server answers (nil: never checked); the
+	// agent calls it every Config.APIServerCheckInterval and shows the
+	// outcome in metrics, logs and /readyz (contact_linux.go).
+	Ping func(ctx context.Context) error
 }
 
 // Agent is the node agent.
@@ -118,14 +128,17 @@ type Agent struct {
 	waitWarn time.Duration
 
 	mu        sync.Mutex
-	reported  map[string]string // unfound pods with an Event, pod -> code
+	reported  map[string]UnfoundPod // unfound pods with an Event (or none: Parts.Event nil), by pod
 	eventsOff bool
+	contact   contactState
 
 	mSynced   *prometheus.GaugeVec
 	mEnforce  prometheus.Histogram
 	mInvSync  prometheus.Histogram
 	mUnfound  prometheus.Gauge
 	mLastSync prometheus.Gauge
+
+	mReachable, mLastContact prometheus.Gauge
 }
 
 // NewAgent returns an agent over parts, registering its metrics (and the
@@ -152,7 +165,7 @@ func NewAgent(cfg Config, parts Parts, reg *prometheus.Registry, log *slog.Logge
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, log: log.With("component", "nodeagent", "node", cfg.NodeName), reg: reg, parts: parts, inv: inv, node: nd, sink: sink,
-		kick: make(chan struct{}, 1), reported: map[string]string{}, waitWarn: 10 * time.Second}
+		kick: make(chan struct{}, 1), reported: map[string]UnfoundPod{}, waitWarn: 10 * time.Second}
 	a.mSynced = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "nanoseg", Subsystem: "node", Name: "cache_synced",
 		Help: "1 once the informer caches of a side (inventory, policies) have synced."}, []string{"cache"})
 	a.mEnforce = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "nanoseg", Subsystem: "node", Name: "enforce_seconds",
@@ -163,12 +176,13 @@ func NewAgent(cfg Config, parts Parts, reg *prometheus.Registry, log *slog.Logge
 		Help: "Pods of this node whose network namespace was not found: peers only, not programmed."})
 	a.mLastSync = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "nanoseg", Subsystem: "node", Name: "last_sync_timestamp_seconds",
 		Help: "When the agent last handed its caches to the node (Unix time)."})
+	a.mReachable, a.mLastContact = newContactMetrics()
 	dropped := prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "nanoseg", Subsystem: "node", Name: "observations_dropped_total",
 		Help: "Edges and verdict events the bounded in-memory sink dropped."}, func() float64 {
 		e, v := sink.Dropped()
 		return float64(e + v)
 	})
-	for _, c := range []prometheus.Collector{a.mSynced, a.mEnforce, a.mInvSync, a.mUnfound, a.mLastSync, dropped} {
+	for _, c := range []prometheus.Collector{a.mSynced, a.mEnforce, a.mInvSync, a.mUnfound, a.mLastSync, a.mReachable, a.mLastContact, dropped} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register node agent metrics: %w", err)
 		}
@@ -252,6 +266,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		_ = a.parts.Inventory.Watch(ctx, func() { a.invDirty.Store(true); a.poke() })
 	})
 	wg.Go(func() { a.parts.Policies.Watch(ctx, func() { a.polDirty.Store(true); a.poke() }) })
+	wg.Go(func() { a.checkContact(ctx) })
 	// The node stops after the sync loop: its final flush keeps what the
 	// observers saw.
 	nodeCtx, stopNode := context.WithCancel(context.WithoutCancel(ctx))
@@ -385,7 +400,8 @@ func (a *Agent) sync(ctx context.Context) bool {
 }
 
 // reportUnfound counts the unfound pods and records an Event on each newly
-// unfound one (once per pod and reason).
+// unfound one (once per pod and reason), and one on each that was and is
+// now found (found_linux.go).
 func (a *Agent) reportUnfound(ctx context.Context) {
 	if a.parts.Unfound == nil {
 		return
@@ -393,18 +409,22 @@ func (a *Agent) reportUnfound(ctx context.Context) {
 	list := a.parts.Unfound()
 	a.mUnfound.Set(float64(len(list)))
 	a.mu.Lock()
-	now := map[string]string{}
+	now := map[string]UnfoundPod{}
 	var fresh []UnfoundPod
 	for _, u := range list {
-		now[u.Pod] = u.Code
-		if a.reported[u.Pod] != u.Code {
+		now[u.Pod] = u
+		if prev, ok := a.reported[u.Pod]; !ok || prev.Code != u.Code {
 			fresh = append(fresh, u)
 		}
 	}
+	gone := a.noLongerUnfoundLocked(now)
 	a.reported = now
 	off := a.eventsOff
 	a.mu.Unlock()
 	if a.parts.Event == nil || off {
+		return
+	}
+	if !a.reportFound(ctx, gone) {
 		return
 	}
 	for _, u := range fresh {
@@ -426,7 +446,8 @@ func b2f(b bool) float64 {
 }
 
 // handler serves /metrics, /healthz (the process serves) and /readyz
-// (both caches synced and the first Enforce applied).
+// (both caches synced and the first Enforce applied; a lost API server
+// contact adds a warning line but does not fail it: contact_linux.go).
 func (a *Agent) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
@@ -436,13 +457,13 @@ func (a *Agent) handler() http.Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		switch {
 		case !a.parts.Inventory.HasSynced():
-			http.Error(w, "inventory caches not synced", http.StatusServiceUnavailable)
+			http.Error(w, "inventory caches not synced\n"+a.contactDetail(), http.StatusServiceUnavailable)
 		case !a.parts.Policies.Synced():
-			http.Error(w, "policy caches not synced", http.StatusServiceUnavailable)
+			http.Error(w, "policy caches not synced\n"+a.contactDetail(), http.StatusServiceUnavailable)
 		case !a.enforced.Load():
-			http.Error(w, "policies not enforced yet", http.StatusServiceUnavailable)
+			http.Error(w, "policies not enforced yet\n"+a.contactDetail(), http.StatusServiceUnavailable)
 		default:
-			_, _ = w.Write([]byte("ok\n"))
+			_, _ = w.Write([]byte("ok\n" + a.contactDetail()))
 		}
 	})
 	return mux

@@ -30,6 +30,9 @@ type Config struct {
 	// ResyncInterval is how often the agent recompiles everything from its
 	// caches even without an event (a safety net; events do the work).
 	ResyncInterval time.Duration `mapstructure:"resyncInterval" yaml:"resyncInterval"`
+	// APIServerCheckInterval is how often the agent checks that the API
+	// server answers (GET /readyz; nanoseg_node_apiserver_reachable).
+	APIServerCheckInterval time.Duration `mapstructure:"apiServerCheckInterval" yaml:"apiServerCheckInterval"`
 	// MaxEdges and MaxVerdicts bound the in-memory observation sink.
 	MaxEdges    int `mapstructure:"maxEdges" yaml:"maxEdges"`
 	MaxVerdicts int `mapstructure:"maxVerdicts" yaml:"maxVerdicts"`
@@ -48,6 +51,9 @@ func (c *Config) Defaults() {
 	}
 	if c.ResyncInterval == 0 {
 		c.ResyncInterval = 5 * time.Minute
+	}
+	if c.APIServerCheckInterval == 0 {
+		c.APIServerCheckInterval = 10 * time.Second
 	}
 	if c.MaxEdges == 0 {
 		c.MaxEdges = 50_000
@@ -73,7 +79,7 @@ func (c Config) Validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"flushInterval", c.FlushInterval}, {"driftInterval", c.DriftInterval}, {"resyncInterval", c.ResyncInterval}} {
+	}{{"flushInterval", c.FlushInterval}, {"driftInterval", c.DriftInterval}, {"resyncInterval", c.ResyncInterval}, {"apiServerCheckInterval", c.APIServerCheckInterval}} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("node.%s: %s is negative", d.name, d.v))
 		}

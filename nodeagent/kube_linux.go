@@ -17,8 +17,9 @@ import (
 
 // New returns the node agent of cfg.NodeName over the API server of
 // restCfg (RESTConfig): the Kubernetes inventory source with the netns
-// finder (inventory/kube), the policy watcher (store/kube), and Events on
-// unfound pods. reg receives every metric (nil: a private registry); log
+// finder (inventory/kube), the policy watcher (store/kube), Events on
+// unfound pods and on rejected policies (PolicyRejected, once per
+// rejected version from this node), and the API server contact check. reg receives every metric (nil: a private registry); log
 // nil discards.
 func New(cfg Config, restCfg *rest.Config, reg *prometheus.Registry, log *slog.Logger) (*Agent, error) {
 	cfg.Defaults()
@@ -50,6 +51,8 @@ func New(cfg Config, restCfg *rest.Config, reg *prometheus.Registry, log *slog.L
 		return nil, err
 	}
 	w := storekube.NewPolicyWatcher(client, dyn, log)
+	w.RecordRejections(storekube.RejectionEvent(client, storekube.Reporter{Component: "nanoseg-node", Host: cfg.NodeName,
+		Controller: "nanoseg.io/node", Instance: "nanoseg-node-" + cfg.NodeName}))
 	if err := w.Register(reg); err != nil {
 		return nil, err
 	}
@@ -59,12 +62,14 @@ func New(cfg Config, restCfg *rest.Config, reg *prometheus.Registry, log *slog.L
 		Unfound: func() []UnfoundPod {
 			var out []UnfoundPod
 			for _, u := range src.Unfound() {
-				out = append(out, UnfoundPod{Pod: u.Pod, Code: u.Code, Reason: u.Reason})
+				out = append(out, UnfoundPod{Pod: u.Pod, Code: u.Code, Reason: u.Reason, Netns: u.Netns})
 			}
 			return out
 		},
 		Event: PodEvent(client, cfg.NodeName),
+		Found: PodFoundEvent(client, cfg.NodeName),
 		Probe: Probe(client, dyn),
+		Ping:  Ping(client),
 	}
 	return NewAgent(cfg, parts, reg, log)
 }

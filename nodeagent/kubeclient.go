@@ -39,29 +39,45 @@ func RESTConfig(path string) (*rest.Config, error) {
 // RBAC: create events in the pod's namespace).
 func PodEvent(client kubernetes.Interface, nodeName string) func(ctx context.Context, u UnfoundPod) error {
 	return func(ctx context.Context, u UnfoundPod) error {
-		ns, name, _ := strings.Cut(u.Pod, "/")
-		now := metav1.NewTime(time.Now())
-		ev := &corev1.Event{
-			ObjectMeta:     metav1.ObjectMeta{GenerateName: name + ".", Namespace: ns},
-			InvolvedObject: corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: ns, Name: name},
-			Reason:         "NetnsNotFound",
-			Message: fmt.Sprintf("nanoseg node %s cannot find the pod's network namespace (%s): %s; its network policies are not programmed until it is found",
-				nodeName, u.Code, u.Reason),
-			Type:                corev1.EventTypeWarning,
-			Source:              corev1.EventSource{Component: "nanoseg-node", Host: nodeName},
-			FirstTimestamp:      now,
-			LastTimestamp:       now,
-			Count:               1,
-			ReportingController: "nanoseg.io/node",
-			ReportingInstance:   "nanoseg-node-" + nodeName,
-		}
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		if _, err := client.CoreV1().Events(ns).Create(cctx, ev, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("create event on pod %s: %w", u.Pod, err)
-		}
-		return nil
+		return createPodEvent(ctx, client, nodeName, u.Pod, corev1.EventTypeWarning, "NetnsNotFound",
+			fmt.Sprintf("nanoseg node %s cannot find the pod's network namespace (%s): %s; its network policies are not programmed until it is found",
+				nodeName, u.Code, u.Reason))
 	}
+}
+
+// PodFoundEvent returns Parts.Found over client: a Normal Event with
+// reason NetnsFound on a pod that had a NetnsNotFound Event and whose
+// network namespace is now found, reported by nodeName (RBAC as PodEvent).
+func PodFoundEvent(client kubernetes.Interface, nodeName string) func(ctx context.Context, u UnfoundPod) error {
+	return func(ctx context.Context, u UnfoundPod) error {
+		return createPodEvent(ctx, client, nodeName, u.Pod, corev1.EventTypeNormal, "NetnsFound",
+			fmt.Sprintf("nanoseg node %s found the pod's network namespace; its network policies are programmed", nodeName))
+	}
+}
+
+// createPodEvent creates one Event on pod ("namespace/name").
+func createPodEvent(ctx context.Context, client kubernetes.Interface, nodeName, pod, typ, reason, msg string) error {
+	ns, name, _ := strings.Cut(pod, "/")
+	now := metav1.NewTime(time.Now())
+	ev := &corev1.Event{
+		ObjectMeta:          metav1.ObjectMeta{GenerateName: name + ".", Namespace: ns},
+		InvolvedObject:      corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: ns, Name: name},
+		Reason:              reason,
+		Message:             msg,
+		Type:                typ,
+		Source:              corev1.EventSource{Component: "nanoseg-node", Host: nodeName},
+		FirstTimestamp:      now,
+		LastTimestamp:       now,
+		Count:               1,
+		ReportingController: "nanoseg.io/node",
+		ReportingInstance:   "nanoseg-node-" + nodeName,
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := client.CoreV1().Events(ns).Create(cctx, ev, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create event on pod %s: %w", pod, err)
+	}
+	return nil
 }
 
 // Probe returns Parts.Probe over the clients: one list (limit 1) of each
@@ -85,6 +101,19 @@ func Probe(client kubernetes.Interface, dyn dynamic.Interface) func(ctx context.
 			if err := l.list(); err != nil {
 				return fmt.Errorf("list %s: %w", l.what, err)
 			}
+		}
+		return nil
+	}
+}
+
+// Ping returns Parts.Ping over client: GET /readyz of the API server (the
+// system:public-info-viewer ClusterRole lets every identity read it). It
+// fails when the API server does not answer or is not ready to serve
+// (its storage unreachable, shutting down).
+func Ping(client kubernetes.Interface) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		if _, err := client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx); err != nil {
+			return fmt.Errorf("GET /readyz: %w", err)
 		}
 		return nil
 	}

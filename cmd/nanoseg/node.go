@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 
@@ -29,7 +30,8 @@ Pods, Namespaces, Services, EndpointSlices, NetworkPolicies and NanoSegments
 through the API server (in-cluster, or --kubeconfig), finds the network
 namespace of each pod of --node-name (env NODE_NAME) by its addresses, and
 programs one nftables table per pod netns. Nothing is enforced before the
-caches have synced; tables are never removed when it stops.
+caches have synced; tables are never removed when it stops: on SIGTERM or
+SIGINT it logs so and exits 0.
 /metrics, /healthz and /readyz are served on --listen.`,
 		Args: cobra.NoArgs,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -60,7 +62,19 @@ caches have synced; tables are never removed when it stops.
 			if err != nil {
 				return fmt.Errorf("node: %w", err)
 			}
-			return ag.Run(cmd.Context())
+			ctx := cmd.Context()
+			// SIGTERM (a DaemonSet pod deleted or rolled) or SIGINT ends
+			// the context (main's signal.NotifyContext, whose cause names
+			// the signal): say what stays before the agent winds down.
+			context.AfterFunc(ctx, func() {
+				a.log.Info("node agent stopping: the pods' tables stay in the kernel and keep enforcing; the next agent takes them over in place",
+					"cause", context.Cause(ctx).Error())
+			})
+			if err := ag.Run(ctx); err != nil {
+				return err
+			}
+			a.log.Info("node agent stopped")
+			return nil
 		},
 	}
 	f := cmd.Flags()

@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
@@ -56,7 +57,9 @@ const (
 // Each failure is logged at error level, counted in
 // nanoseg_policy_watcher_rejections_total, shown in the
 // nanoseg_policy_watcher_rejected gauge and listed by Rejected until the
-// object is fixed or deleted. A deletion through the API always removes the
+// object is fixed or deleted; with RecordRejections it is also handed to a
+// recorder, once per rejected version (RejectionEvent: a Kubernetes Event
+// on the object). A deletion through the API always removes the
 // object, valid or not: deleting is how an operator withdraws a policy.
 //
 // Until Synced, InForce holds only part of the cluster's policies: a node
@@ -72,6 +75,11 @@ type PolicyWatcher struct {
 	npReg      cache.ResourceEventHandlerRegistration
 	segReg     cache.ResourceEventHandlerRegistration
 	initErr    error // handler registration failed (never in practice)
+
+	// record, when set (RecordRejections), gets every newly rejected
+	// version from recordQ, in Run.
+	record  func(ctx context.Context, r Rejection) error
+	recordQ chan Rejection
 
 	mu       sync.RWMutex
 	inForce  map[objRef]applied
@@ -97,6 +105,8 @@ type Rejection struct {
 	Kind      string
 	Namespace string
 	Name      string
+	// UID is the object's.
+	UID types.UID
 	// ResourceVersion and Generation are those of the rejected version.
 	ResourceVersion string
 	Generation      int64
@@ -184,6 +194,9 @@ func (w *PolicyWatcher) Run(ctx context.Context) error {
 	if w.initErr != nil {
 		return fmt.Errorf("set up policy informers: %w", w.initErr)
 	}
+	if w.record != nil {
+		go w.recordRejections(ctx)
+	}
 	w.npFactory.Start(ctx.Done())
 	w.segFactory.Start(ctx.Done())
 	go func() {
@@ -199,6 +212,45 @@ func (w *PolicyWatcher) Run(ctx context.Context) error {
 	w.npFactory.Shutdown()
 	w.segFactory.Shutdown()
 	return nil
+}
+
+// RecordRejections makes the watcher hand every newly rejected version
+// (one call per object and resourceVersion: a relist of a version already
+// judged is not handed again) to record, e.g. RejectionEvent. Calls come
+// from one goroutine of Run, in order, never concurrently; at most 256
+// wait, and rejections beyond are logged and not recorded (the log line,
+// the metrics and Rejected still have them). When record fails with
+// Forbidden (RBAC), the watcher logs it once and records no more; other
+// errors are logged and the next rejection is tried. Call it before Run.
+func (w *PolicyWatcher) RecordRejections(record func(ctx context.Context, r Rejection) error) {
+	w.record = record
+	w.recordQ = make(chan Rejection, 256)
+}
+
+// recordRejections hands queued rejections to w.record until ctx ends.
+func (w *PolicyWatcher) recordRejections(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-w.recordQ:
+			err := w.record(ctx, r)
+			switch {
+			case err == nil || ctx.Err() != nil:
+			case apierrors.IsForbidden(err):
+				w.log.Error("record a rejection as an Event: forbidden; no more will be recorded (RBAC: create events)", "object", r.Key(), "error", err)
+				for {
+					select { // drain until the end, recording nothing
+					case <-ctx.Done():
+						return
+					case <-w.recordQ:
+					}
+				}
+			default:
+				w.log.Warn("record a rejection as an Event", "object", r.Key(), "error", err)
+			}
+		}
+	}
 }
 
 // Synced reports whether both informers have listed every object and the
@@ -305,7 +357,7 @@ func (w *PolicyWatcher) onNetworkPolicy(obj any) {
 	}
 	r := objRef{KindNetworkPolicy, np.Namespace, np.Name}
 	err := checkNetworkPolicy(np)
-	w.judge(r, np.ResourceVersion, np.Generation, applied{rv: np.ResourceVersion, np: np}, err)
+	w.judge(r, np.UID, np.ResourceVersion, np.Generation, applied{rv: np.ResourceVersion, np: np}, err)
 }
 
 func (w *PolicyWatcher) onNanoSegment(obj any) {
@@ -319,12 +371,12 @@ func (w *PolicyWatcher) onNanoSegment(obj any) {
 	if err == nil {
 		err = checkNanoSegment(seg)
 	}
-	w.judge(r, u.GetResourceVersion(), u.GetGeneration(), applied{rv: u.GetResourceVersion(), seg: seg}, err)
+	w.judge(r, u.GetUID(), u.GetResourceVersion(), u.GetGeneration(), applied{rv: u.GetResourceVersion(), seg: seg}, err)
 }
 
 // judge applies version a of r when err is nil, and otherwise records the
 // rejection, keeping what is in force.
-func (w *PolicyWatcher) judge(r objRef, rv string, gen int64, a applied, err error) {
+func (w *PolicyWatcher) judge(r objRef, uid types.UID, rv string, gen int64, a applied, err error) {
 	w.mu.Lock()
 	old, had := w.inForce[r]
 	prevRej := w.rejected[r]
@@ -346,7 +398,7 @@ func (w *PolicyWatcher) judge(r objRef, rv string, gen int64, a applied, err err
 		w.mu.Unlock() // the same version again (a relist): judged already
 		return
 	}
-	rej := &Rejection{Kind: r.kind, Namespace: r.namespace, Name: r.name, ResourceVersion: rv, Generation: gen, Err: err, Since: w.now()}
+	rej := &Rejection{Kind: r.kind, Namespace: r.namespace, Name: r.name, UID: uid, ResourceVersion: rv, Generation: gen, Err: err, Since: w.now()}
 	if had {
 		rej.KeptPrevious, rej.KeptResourceVersion = true, old.rv
 	}
@@ -354,6 +406,13 @@ func (w *PolicyWatcher) judge(r objRef, rv string, gen int64, a applied, err err
 	w.updateGaugesLocked()
 	w.mu.Unlock()
 	w.m.rejections.WithLabelValues(r.kind).Inc()
+	if w.recordQ != nil {
+		select {
+		case w.recordQ <- *rej:
+		default:
+			w.log.Warn("too many rejections waiting to be recorded as Events; this one is not", "object", r.String(), "resourceVersion", rv)
+		}
+	}
 	if had {
 		w.log.Error("policy rejected; its last valid version stays in force", "kind", r.kind, "namespace", r.namespace, "name", r.name,
 			"resourceVersion", rv, "keptResourceVersion", old.rv, "error", err)

@@ -1,0 +1,105 @@
+//go:build linux
+
+package main
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nanoseg/nanoseg/internal/kubetest"
+)
+
+// runMainEnv makes the test binary run nanoseg's main with its arguments
+// instead of the tests (TestMain), so a test can start `nanoseg ...` as a
+// real process and signal it. (Not NANOSEG_*: nanoseg refuses unknown
+// settings of its own prefix.)
+const runMainEnv = "GO_TEST_RUN_NANOSEG_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		os.Exit(run())
+	}
+	os.Exit(m.Run())
+}
+
+// lockedBuffer collects a child's output for a test that reads it while
+// the child writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestNodeStopsCleanlyOnSignal: `nanoseg node` on a real API server,
+// once it enforces, gets SIGTERM (then, in a second run, SIGINT): it
+// logs the signal and that the tables stay in the kernel, then that it
+// stopped, and exits 0.
+func TestNodeStopsCleanlyOnSignal(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("nanoseg node needs root")
+	}
+	c := kubetest.New(t, kubetest.Options{CRDDirs: []string{"../../manifests/crds"}})
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "node", "--kubeconfig", c.Kubeconfig, "--node-name", "node-sig", "--listen", "127.0.0.1:0",
+				"--owner-dir", t.TempDir(), "--log-format", "text")
+			cmd.Env = append(os.Environ(), runMainEnv+"=1")
+			var out lockedBuffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			defer func() {
+				if cmd.ProcessState == nil {
+					_ = cmd.Process.Kill()
+				}
+			}()
+			deadline := time.Now().Add(60 * time.Second)
+			for !strings.Contains(out.String(), "caches synced, policies enforced") {
+				if time.Now().After(deadline) {
+					t.Fatalf("not enforcing after 60s:\n%s", out.String())
+				}
+				select {
+				case err := <-done:
+					t.Fatalf("exited before enforcing (%v):\n%s", err, out.String())
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("exit after %s: %v, want 0\n%s", sig, err, out.String())
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("still running 30s after %s:\n%s", sig, out.String())
+			}
+			logs := out.String()
+			for _, want := range []string{"node agent stopping: the pods' tables stay in the kernel", sig.String() + " signal received", "node agent stopped"} {
+				if !strings.Contains(logs, want) {
+					t.Errorf("logs lack %q:\n%s", want, logs)
+				}
+			}
+		})
+	}
+}
