@@ -150,8 +150,9 @@ func TestClusterNanoSegmentCreateUpdateDelete(t *testing.T) {
 }
 
 // An update that the CRD's schema accepts but nanoseg's validation refuses
-// (a rule id outside [a-z0-9-], a CIDR that does not parse) keeps the
-// previous version in force, and is reported.
+// (a label value with a space in the selector, a port name with an
+// underscore: the schema checks neither, docs/api.md "Validation") keeps
+// the previous version in force, and is reported.
 func TestClusterInvalidNanoSegmentUpdateKeepsPrevious(t *testing.T) {
 	ctx := context.Background()
 	e := startCluster(t)
@@ -165,12 +166,12 @@ func TestClusterInvalidNanoSegmentUpdateKeepsPrevious(t *testing.T) {
 	validRV := u.GetResourceVersion()
 
 	bad := segment(ns, "db", model.ModeObserve, 5432)
-	bad.Spec.Ingress[0].ID = "Web_Rule"
+	bad.Spec.Selector.MatchLabels = map[string]string{"app": "not a label value"}
 	bu := toUnstructured(t, bad)
 	bu.SetResourceVersion(validRV)
-	peers := []any{map[string]any{"ipBlock": map[string]any{"cidr": "not-a-cidr"}}}
+	ports := []any{map[string]any{"port": "db_port"}}
 	ingress, _, _ := unstructured.NestedSlice(bu.Object, "spec", "ingress")
-	ingress[0].(map[string]any)["peers"] = peers
+	ingress[0].(map[string]any)["ports"] = ports
 	if err := unstructured.SetNestedSlice(bu.Object, ingress, "spec", "ingress"); err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +186,7 @@ func TestClusterInvalidNanoSegmentUpdateKeepsPrevious(t *testing.T) {
 	if r.ResourceVersion != updated.GetResourceVersion() || !r.KeptPrevious || r.KeptResourceVersion != validRV {
 		t.Errorf("rejection = %+v; want resourceVersion %s rejected, %s kept", r, updated.GetResourceVersion(), validRV)
 	}
-	for _, f := range []string{"spec.ingress[0].id", "spec.ingress[0].peers[0].ipBlock.cidr"} {
+	for _, f := range []string{"spec.selector.matchLabels", "spec.ingress[0].ports[0].port"} {
 		if !strings.Contains(r.Err.Error(), f) {
 			t.Errorf("error %q does not name %s", r.Err, f)
 		}
