@@ -900,7 +900,9 @@ func promotionFor(h head) *unstructured.Unstructured {
 		"reason":   reason,
 		"revision": int64(h.rec.ToRevision),
 	}
-	if h.rec.ToMode != "" {
+	// A rollback's spec has no mode (the schema refuses one: it returns
+	// to the mode recorded with its revision); the record holds toMode.
+	if h.rec.ToMode != "" && h.rec.Action != model.ActionRollback {
 		spec["mode"] = string(h.rec.ToMode)
 	}
 	if h.rec.Action == model.ActionRollback {
