@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -725,6 +726,18 @@ func testPrinterColumns(t *testing.T, c *kubetest.Cluster) {
 				t.Errorf("%s cells (-want +got):\n%s", tc.res.Resource, d)
 			}
 		}
+	}
+	// What an operator sees.
+	out, err := exec.CommandContext(ctx, kubectlPath(t), "--kubeconfig", c.Kubeconfig, "-n", ns, "get", "nseg").Output()
+	if err != nil {
+		t.Fatalf("kubectl get nseg: %v %s", err, stderrOf(err))
+	}
+	header, row, _ := strings.Cut(string(out), "\n")
+	if got := strings.Fields(header); !slices.Equal(got, []string{"NAME", "MODE", "REVISION", "ENDPOINTS", "IN-SYNC", "DENIED", "AGE"}) {
+		t.Errorf("kubectl get nseg header %q", header)
+	}
+	if got := strings.Fields(row); len(got) != 7 || !slices.Equal(got[:6], []string{"web", "observe", "3", "4", "3", "17"}) {
+		t.Errorf("kubectl get nseg row %q", row)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/nanoseg/nanoseg/manifests"
+	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
 // objects renders the embedded kustomization or fails t.
@@ -328,6 +329,55 @@ func operateRules() []string {
 	r := append(slices.Clone(viewRules), "nanoseg.io/nanosegmentpromotions create")
 	slices.Sort(r)
 	return r
+}
+
+// TestCRDLimits checks that the generated CRDs' maxItems are the limits
+// v1alpha1 exports to the Go side.
+func TestCRDLimits(t *testing.T) {
+	crd := func(name string) map[string]any {
+		for _, o := range objects(t) {
+			if o.GetKind() == "CustomResourceDefinition" && o.GetName() == name {
+				versions, _, _ := unstructured.NestedSlice(o.Object, "spec", "versions")
+				schema, _, _ := unstructured.NestedMap(versions[0].(map[string]any), "schema", "openAPIV3Schema")
+				return schema
+			}
+		}
+		t.Fatalf("no CRD %s", name)
+		return nil
+	}
+	maxItems := func(schema map[string]any, path ...string) int64 {
+		var fields []string
+		for _, p := range path {
+			if p == "[]" {
+				fields = append(fields, "items")
+			} else {
+				fields = append(fields, "properties", p)
+			}
+		}
+		n, ok, _ := unstructured.NestedInt64(schema, append(fields, "maxItems")...)
+		if !ok {
+			t.Errorf("no maxItems at %v", path)
+		}
+		return n
+	}
+	seg, prop := crd("nanosegments.nanoseg.io"), crd("nanosegmentproposals.nanoseg.io")
+	for _, tc := range []struct {
+		schema map[string]any
+		path   []string
+		want   int64
+	}{
+		{seg, []string{"spec", "ingress"}, v1alpha1.MaxRules},
+		{seg, []string{"spec", "egress"}, v1alpha1.MaxRules},
+		{seg, []string{"spec", "ingress", "[]", "peers"}, v1alpha1.MaxPeers},
+		{seg, []string{"spec", "egress", "[]", "ports"}, v1alpha1.MaxPorts},
+		{seg, []string{"spec", "ingress", "[]", "peers", "[]", "ipBlock", "except"}, v1alpha1.MaxExcept},
+		{prop, []string{"spec", "segment", "egress", "[]", "peers"}, v1alpha1.MaxPeers},
+		{prop, []string{"spec", "edges"}, v1alpha1.MaxEdges},
+	} {
+		if got := maxItems(tc.schema, tc.path...); got != tc.want {
+			t.Errorf("%v: maxItems %d, v1alpha1 says %d", tc.path, got, tc.want)
+		}
+	}
 }
 
 // nodeAgentRules are the node agent's rights, expanded (see expand).

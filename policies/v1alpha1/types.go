@@ -32,6 +32,20 @@ type NanoSegment struct {
 	Status NanoSegmentStatus `json:"status,omitempty"`
 }
 
+// Limits of a NanoSegment's lists, as its CRD's schema enforces them
+// (maxItems; manifests tests check the two agree): they keep the cost of
+// the schema's CEL rules within what the API server accepts for a CRD. An
+// object beyond them is refused by the API server (FieldValueTooMany);
+// policies.ValidateNanoSegment does not check them, so a writer (the
+// cluster controller) checks before it writes.
+const (
+	MaxRules  = 256  // rules per direction (spec.ingress, spec.egress)
+	MaxPeers  = 32   // peers per rule
+	MaxPorts  = 128  // ports per rule
+	MaxExcept = 8    // except CIDRs per ipBlock
+	MaxEdges  = 1000 // observed edges per NanoSegmentProposal (spec.edges)
+)
+
 // NanoSegmentSpec is the desired policy of one workload identity.
 //
 // The API server checks the shape of a NanoSegment with the schema and the
