@@ -923,9 +923,14 @@ func (s *storeCore) writeRecord(ctx context.Context, h head, k known) error {
 // h's record: the request the record answers.
 func promotionFor(h head) *unstructured.Unstructured {
 	_, w, _ := strings.Cut(h.rec.Workload, "/")
+	// The request's reason must be 1-1024 characters, not blank (the
+	// CRD's rules); the record keeps the reason as given.
 	reason := h.rec.Reason
-	if reason == "" {
+	if strings.TrimSpace(reason) == "" {
 		reason = "(none given)"
+	}
+	if r := []rune(reason); len(r) > 1024 {
+		reason = string(r[:1023]) + "…"
 	}
 	spec := map[string]any{
 		"workload": w,
