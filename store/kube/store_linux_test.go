@@ -49,7 +49,8 @@ func storeCluster(t testing.TB) *kubetest.Cluster {
 }
 
 // wipeStore deletes the head, every promotion, every NanoSegment and
-// ControllerRevision the store labels, and every NetworkPolicy.
+// ControllerRevision the store labels (and every NanoSegment of the
+// namespaces the tests name), and every NetworkPolicy.
 func wipeStore(t testing.TB, c *kubetest.Cluster) {
 	t.Helper()
 	ctx := context.Background()
@@ -72,6 +73,11 @@ func wipeStore(t testing.TB, c *kubetest.Cluster) {
 			if err := r.res.Namespace(u.GetNamespace()).Delete(ctx, u.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 				t.Fatal(err)
 			}
+		}
+	}
+	for _, ns := range []string{"shop", "monitoring"} { // hand-written ones too
+		if err := dyn.Resource(NanoSegmentResource).Namespace(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+			t.Fatal(err)
 		}
 	}
 	crs, err := c.Client.AppsV1().ControllerRevisions("").List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelWorkload})
@@ -481,5 +487,24 @@ func TestStoreRepairUndoesHandEdits(t *testing.T) {
 	}
 	if st, _ := s.State("shop/db"); st.Seq != p.Seq || st.Revision != 0 || st.Mode != model.ModeObserve {
 		t.Errorf("state after the rollback = %+v", st)
+	}
+	// A NanoSegment written by hand, without the store's label, is not
+	// the store's: its workload was never promoted.
+	hand := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": v1alpha1.APIVersion, "kind": v1alpha1.Kind,
+		"metadata": map[string]any{"name": "handmade", "namespace": "shop"},
+		"spec":     map[string]any{"selector": map[string]any{}, "mode": "enforce"},
+	}}
+	if _, err := res.Create(context.Background(), hand, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := s.State("shop/handmade"); st.Seq != 0 || st.Mode != model.ModeObserve || st.Revision != 0 {
+		t.Errorf("state of a hand-written NanoSegment's workload = %+v, want never promoted", st)
+	}
+	if sts, _ := s.States(); len(sts) != 1 || sts[0].Workload != "shop/db" {
+		t.Errorf("states = %+v, want shop/db only", sts)
+	}
+	if ws, _ := s.Workloads(); len(ws) != 1 || ws[0] != "shop/db" {
+		t.Errorf("workloads = %v, want shop/db only", ws)
 	}
 }
