@@ -886,6 +886,12 @@ func (s *storeCore) writeRecord(ctx context.Context, h head, k known) error {
 			}
 			return fmt.Errorf("%w: %s holds record %d (hash %.12s), not the committed record %d (hash %.12s)", errRecordDiffers, h.obj, have.Seq, have.Hash, rec.Seq, rec.Hash)
 		}
+		if h.create && u.GetAnnotations()[AnnotationRecordedSeq] != strconv.FormatUint(h.rec.Seq, 10) {
+			// Someone created a request of that name between the check
+			// that it was free and the create: never mark their request
+			// carried out with another record.
+			return fmt.Errorf("%w: %s was created by someone else after the store chose the name for record %d", errRecordDiffers, h.obj, rec.Seq)
+		}
 		status, _, _ := unstructured.NestedMap(u.Object, "status")
 		if status == nil {
 			status = map[string]any{}
