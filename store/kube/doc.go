@@ -1,6 +1,6 @@
 // Package kube is the Kubernetes side of the store seams: where a node
-// agent learns the policies in force from the API server instead of a
-// bbolt file.
+// agent learns the policies in force, and the cluster controller keeps its
+// policy store, in the API server instead of a bbolt file.
 //
 // PolicyWatcher keeps informers on networking.k8s.io/v1 NetworkPolicies
 // (typed) and nanoseg.io/v1alpha1 NanoSegments (dynamic, converted to
@@ -11,6 +11,13 @@
 // turns invalid its last valid version stays in force; both are logged at
 // error level, counted in metrics and listed by Rejected.
 //
-// Only this package, inventory/kube, internal/kubetest and the node agent's
-// composition import client-go (deps_test.go).
+// Store is store.PolicyStore over the API server (the cluster
+// controller's): revisions as ControllerRevisions, the state of each
+// workload as its NanoSegment in force, the promotion history as records
+// in NanoSegmentPromotions' status chained through a head ConfigMap moved
+// by compare-and-swap, NetworkPolicies as themselves. docs/architecture.md
+// ("The cluster store") gives the design.
+//
+// Only this package, inventory/kube, internal/kubetest and the Kubernetes
+// compositions import client-go (deps_test.go).
 package kube

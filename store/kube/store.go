@@ -147,6 +147,8 @@ type storeCore struct {
 	applied string
 	// last is the head this process wrote last (rv "": none).
 	last head
+	// revCache holds revisions Record read (cachedRevision).
+	revCache map[string]store.Revision
 	// afterHead, in tests, runs right after a successful head CAS: an
 	// error stops Record there, as a crash would.
 	afterHead func(model.Promotion) error
@@ -346,6 +348,36 @@ func (s *storeCore) revision(ctx context.Context, workload string, n int) (store
 	}
 	return r, nil
 }
+
+// cachedRevision is revision for Record's path: the API server keeps a
+// ControllerRevision's data immutable and the store never deletes one, so
+// one read serves every later record to that revision (of this process;
+// at most maxCachedRevisions are kept).
+func (s *storeCore) cachedRevision(ctx context.Context, workload string, n int) (store.Revision, error) {
+	key := workload + "#" + strconv.Itoa(n)
+	s.mu.Lock()
+	r, ok := s.revCache[key]
+	s.mu.Unlock()
+	if ok {
+		r.Policy = r.Policy.DeepCopy()
+		return r, nil
+	}
+	r, err := s.revision(ctx, workload, n)
+	if err != nil {
+		return r, err
+	}
+	s.mu.Lock()
+	if s.revCache == nil || len(s.revCache) >= maxCachedRevisions {
+		s.revCache = map[string]store.Revision{}
+	}
+	c := r
+	c.Policy = r.Policy.DeepCopy()
+	s.revCache[key] = c
+	s.mu.Unlock()
+	return r, nil
+}
+
+const maxCachedRevisions = 4096
 
 // Revision implements store.PolicyStore.
 func (s *Store) Revision(workload string, n int) (store.Revision, error) {
@@ -609,7 +641,7 @@ func (s *Store) Record(p model.Promotion, expect *store.WorkloadState) (model.Pr
 	defer cancel()
 	var k known
 	if p.ToRevision != 0 {
-		r, err := s.revision(ctx, p.Workload, p.ToRevision)
+		r, err := s.cachedRevision(ctx, p.Workload, p.ToRevision)
 		if err != nil {
 			return model.Promotion{}, fmt.Errorf("record %s of %s: %w", p.Action, p.Workload, err)
 		}
@@ -854,6 +886,12 @@ func (s *storeCore) writeRecord(ctx context.Context, h head, k known) error {
 			}
 			return fmt.Errorf("%w: %s holds record %d (hash %.12s), not the committed record %d (hash %.12s)", errRecordDiffers, h.obj, have.Seq, have.Hash, rec.Seq, rec.Hash)
 		}
+		if h.create && u.GetAnnotations()[AnnotationRecordedSeq] != strconv.FormatUint(h.rec.Seq, 10) {
+			// Someone created a request of that name between the check
+			// that it was free and the create: never mark their request
+			// carried out with another record.
+			return fmt.Errorf("%w: %s was created by someone else after the store chose the name for record %d", errRecordDiffers, h.obj, rec.Seq)
+		}
 		status, _, _ := unstructured.NestedMap(u.Object, "status")
 		if status == nil {
 			status = map[string]any{}
@@ -891,9 +929,14 @@ func (s *storeCore) writeRecord(ctx context.Context, h head, k known) error {
 // h's record: the request the record answers.
 func promotionFor(h head) *unstructured.Unstructured {
 	_, w, _ := strings.Cut(h.rec.Workload, "/")
+	// The request's reason must be 1-1024 characters, not blank (the
+	// CRD's rules); the record keeps the reason as given.
 	reason := h.rec.Reason
-	if reason == "" {
+	if strings.TrimSpace(reason) == "" {
 		reason = "(none given)"
+	}
+	if r := []rune(reason); len(r) > 1024 {
+		reason = string(r[:1023]) + "…"
 	}
 	spec := map[string]any{
 		"workload": w,
@@ -934,7 +977,7 @@ func (s *storeCore) desiredSegment(ctx context.Context, rec model.Promotion, rev
 	if rec.ToRevision != 0 {
 		r := rev
 		if r == nil || r.Number != rec.ToRevision || r.Workload != rec.Workload {
-			got, err := s.revision(ctx, rec.Workload, rec.ToRevision)
+			got, err := s.cachedRevision(ctx, rec.Workload, rec.ToRevision)
 			if err != nil {
 				return nil, err
 			}

@@ -10,12 +10,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -24,6 +28,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/nanoseg/nanoseg/internal/kubetest"
+	"github.com/nanoseg/nanoseg/manifests"
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 	"github.com/nanoseg/nanoseg/store"
@@ -49,7 +54,8 @@ func storeCluster(t testing.TB) *kubetest.Cluster {
 }
 
 // wipeStore deletes the head, every promotion, every NanoSegment and
-// ControllerRevision the store labels, and every NetworkPolicy.
+// ControllerRevision the store labels (and every NanoSegment of the
+// namespaces the tests name), and every NetworkPolicy.
 func wipeStore(t testing.TB, c *kubetest.Cluster) {
 	t.Helper()
 	ctx := context.Background()
@@ -72,6 +78,11 @@ func wipeStore(t testing.TB, c *kubetest.Cluster) {
 			if err := r.res.Namespace(u.GetNamespace()).Delete(ctx, u.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 				t.Fatal(err)
 			}
+		}
+	}
+	for _, ns := range []string{"shop", "monitoring"} { // hand-written ones too
+		if err := dyn.Resource(NanoSegmentResource).Namespace(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+			t.Fatal(err)
 		}
 	}
 	crs, err := c.Client.AppsV1().ControllerRevisions("").List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelWorkload})
@@ -481,5 +492,176 @@ func TestStoreRepairUndoesHandEdits(t *testing.T) {
 	}
 	if st, _ := s.State("shop/db"); st.Seq != p.Seq || st.Revision != 0 || st.Mode != model.ModeObserve {
 		t.Errorf("state after the rollback = %+v", st)
+	}
+	// A NanoSegment written by hand, without the store's label, is not
+	// the store's: its workload was never promoted.
+	hand := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": v1alpha1.APIVersion, "kind": v1alpha1.Kind,
+		"metadata": map[string]any{"name": "handmade", "namespace": "shop"},
+		"spec":     map[string]any{"selector": map[string]any{}, "mode": "enforce"},
+	}}
+	if _, err := res.Create(context.Background(), hand, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := s.State("shop/handmade"); st.Seq != 0 || st.Mode != model.ModeObserve || st.Revision != 0 {
+		t.Errorf("state of a hand-written NanoSegment's workload = %+v, want never promoted", st)
+	}
+	if sts, _ := s.States(); len(sts) != 1 || sts[0].Workload != "shop/db" {
+		t.Errorf("states = %+v, want shop/db only", sts)
+	}
+	if ws, _ := s.Workloads(); len(ws) != 1 || ws[0] != "shop/db" {
+		t.Errorf("workloads = %v, want shop/db only", ws)
+	}
+}
+
+// storeRules is what the cluster store needs (docs/architecture.md, "The
+// cluster store"): the test grants exactly these to the controller's
+// ServiceAccount.
+var storeRules = []rbacv1.PolicyRule{
+	{APIGroups: []string{"apps"}, Resources: []string{"controllerrevisions"}, Verbs: []string{"get", "list", "create"}},
+	{APIGroups: []string{"nanoseg.io"}, Resources: []string{"nanosegments", "nanosegmentpromotions"}, Verbs: []string{"get", "list", "create", "update"}},
+	{APIGroups: []string{"nanoseg.io"}, Resources: []string{"nanosegments/status", "nanosegmentpromotions/status"}, Verbs: []string{"update"}},
+	{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"networkpolicies"}, Verbs: []string{"get", "list", "create", "update", "delete"}},
+}
+
+// headRules are the store's rights in its own namespace: create the head
+// (create cannot be narrowed to a name), then read and swap only it.
+var headRules = []rbacv1.PolicyRule{
+	{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}},
+	{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{HeadConfigMap}, Verbs: []string{"get", "update"}},
+}
+
+// TestStoreAsControllerWithAdmission runs the store as the controller's
+// ServiceAccount with only storeRules and headRules, on a cluster of its
+// own with the admission policies of manifests/admission: the promotions
+// it creates are stamped with its identity, and everything it does is
+// allowed.
+func TestStoreAsControllerWithAdmission(t *testing.T) {
+	c := kubetest.New(t, kubetest.Options{CRDDirs: []string{"../../manifests/crds"}})
+	ctx := context.Background()
+	for _, ns := range []string{DefaultNamespace, "shop"} {
+		if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw, err := os.ReadFile("../../manifests/admission/promotions.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := manifests.Decode(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn := dynamic.NewForConfigOrDie(c.Config)
+	resources := map[string]string{
+		"MutatingAdmissionPolicy": "mutatingadmissionpolicies", "MutatingAdmissionPolicyBinding": "mutatingadmissionpolicybindings",
+		"ValidatingAdmissionPolicy": "validatingadmissionpolicies", "ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings",
+	}
+	for _, o := range objs {
+		gvr := admissionregistrationv1.SchemeGroupVersion.WithResource(resources[o.GetKind()])
+		if _, err := dyn.Resource(gvr).Create(ctx, o, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("apply %s %s: %v", o.GetKind(), o.GetName(), err)
+		}
+	}
+	// The API server loads admission policies asynchronously: wait until
+	// a dry-run promotion comes back stamped with its creator.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		probe := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": v1alpha1.APIVersion, "kind": v1alpha1.KindPromotion,
+			"metadata": map[string]any{"name": "probe", "namespace": "shop"},
+			"spec":     map[string]any{"workload": "db", "mode": "audit", "reason": "probe", "requestedBy": map[string]any{"username": "bob"}},
+		}}
+		got, err := dyn.Resource(PromotionResource).Namespace("shop").Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err == nil {
+			if user, _, _ := unstructured.NestedString(got.Object, "spec", "requestedBy", "username"); user == "admin" {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the admission policies never took effect (last error: %v)", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	sa := "nanoseg-controller"
+	rbac := c.Client.RbacV1()
+	subject := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: sa, Namespace: DefaultNamespace}}
+	if _, err := rbac.ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "test-store"}, Rules: storeRules}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rbac.ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "test-store"}, Subjects: subject,
+		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "test-store"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rbac.Roles(DefaultNamespace).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "test-store-head"}, Rules: headRules}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rbac.RoleBindings(DefaultNamespace).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "test-store-head"}, Subjects: subject,
+		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "test-store-head"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := c.ServiceAccountConfig(ctx, DefaultNamespace, sa)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewStore(kubernetes.NewForConfigOrDie(cfg), dynamic.NewForConfigOrDie(cfg), StoreConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addRevisions(t, s, "shop/db")
+	p1, err := s.Record(model.Promotion{At: time.Now(), Who: "alice", Workload: "shop/db", Action: model.ActionPromote, ToMode: model.ModeAudit, ToRevision: 1, Reason: "look"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr := getPromotion(t, s, "shop", fmt.Sprintf("db-%d", p1.Seq))
+	if pr.Spec.RequestedBy == nil || pr.Spec.RequestedBy.Username != "system:serviceaccount:"+DefaultNamespace+":"+sa {
+		t.Errorf("the store's promotion requestedBy = %+v, want its ServiceAccount", pr.Spec.RequestedBy)
+	}
+	// An operator's request, carried out into its own object; a rollback.
+	req := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": v1alpha1.APIVersion, "kind": v1alpha1.KindPromotion,
+		"metadata": map[string]any{"name": "db-enforce", "namespace": "shop"},
+		"spec":     map[string]any{"workload": "db", "mode": "enforce", "revision": int64(1), "reason": "ready"},
+	}}
+	if _, err := dyn.Resource(PromotionResource).Namespace("shop").Create(ctx, req, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ForRequest("shop", "db-enforce").Record(model.Promotion{At: time.Now(), Who: "admin", Workload: "shop/db", Action: model.ActionPromote, ToMode: model.ModeEnforce, ToRevision: 1, Reason: "ready"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Record(model.Promotion{At: time.Now(), Who: "admin", Workload: "shop/db", Action: model.ActionRollback, ToMode: model.ModeAudit, ToRevision: 1, Undoes: 2, Reason: "too early"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Repair(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.VerifyChain(s); err != nil {
+		t.Fatal(err)
+	}
+	if hist, _ := s.History("shop/db"); len(hist) != 3 {
+		t.Errorf("history: %d records, want 3", len(hist))
+	}
+	if _, err := s.States(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Workloads(); err != nil {
+		t.Fatal(err)
+	}
+	np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "deny"}}
+	if _, err := s.AddNetworkPolicyRecord(store.NetworkPolicyRecord{Action: store.ActionApply, Policy: np, By: "admin", At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddNetworkPolicyRecord(store.NetworkPolicyRecord{Action: store.ActionApply, Policy: np, By: "admin", At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.NetworkPolicies(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddNetworkPolicyRecord(store.NetworkPolicyRecord{Action: store.ActionDelete, Namespace: "shop", Name: "deny", By: "admin", At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	// The history is kept: the admin may not delete a recorded promotion.
+	if err := dyn.Resource(PromotionResource).Namespace("shop").Delete(ctx, "db-enforce", metav1.DeleteOptions{}); !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) {
+		t.Errorf("delete of a recorded promotion by the admin: %v, want refused", err)
 	}
 }
