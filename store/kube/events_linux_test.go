@@ -63,8 +63,10 @@ func TestClusterRejectionEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The schema lets this label value through; the deeper validation
+	// refuses it.
 	bad := segment(ns, "db", model.ModeObserve, 5432)
-	bad.Spec.Ingress[0].ID = "Web_Rule"
+	bad.Spec.Selector.MatchLabels = map[string]string{"app": "not a label value!"}
 	bu := toUnstructured(t, bad)
 	bu.SetResourceVersion(u.GetResourceVersion())
 	updated, err := e.segments(ns).Update(ctx, bu, metav1.UpdateOptions{})
@@ -78,7 +80,7 @@ func TestClusterRejectionEvent(t *testing.T) {
 		io.UID != updated.GetUID() || io.ResourceVersion != updated.GetResourceVersion() {
 		t.Errorf("event %s on %+v; want a Warning on NanoSegment db uid %s resourceVersion %s", ev.Type, io, updated.GetUID(), updated.GetResourceVersion())
 	}
-	for _, want := range []string{"spec.ingress[0].id", "previous version (resourceVersion " + u.GetResourceVersion() + ") stays in force", "nanoseg-node-node-a"} {
+	for _, want := range []string{"spec.selector.matchLabels", "previous version (resourceVersion " + u.GetResourceVersion() + ") stays in force", "nanoseg-node-node-a"} {
 		if !strings.Contains(ev.Message, want) {
 			t.Errorf("event message %q lacks %q", ev.Message, want)
 		}
@@ -111,7 +113,7 @@ func TestClusterRejectionEvent(t *testing.T) {
 	}
 
 	// A new bad version: a second Event.
-	bad.Spec.Ingress[0].ID = "Other_Rule"
+	bad.Spec.Selector.MatchLabels = map[string]string{"app": "another bad value!"}
 	bu = toUnstructured(t, bad)
 	bu.SetResourceVersion(updated.GetResourceVersion())
 	if _, err := e.segments(ns).Update(ctx, bu, metav1.UpdateOptions{}); err != nil {
@@ -144,9 +146,7 @@ func TestClusterRejectionEventForbidden(t *testing.T) {
 	})
 	for _, name := range []string{"a", "b"} {
 		bad := toUnstructured(t, segment(ns, name, model.ModeEnforce, 80))
-		ingress, _, _ := unstructured.NestedSlice(bad.Object, "spec", "ingress")
-		ingress[0].(map[string]any)["id"] = "Bad_Id"
-		_ = unstructured.SetNestedSlice(bad.Object, ingress, "spec", "ingress")
+		_ = unstructured.SetNestedStringMap(bad.Object, map[string]string{"app": "not a label value!"}, "spec", "selector", "matchLabels")
 		if _, err := e.segments(ns).Create(ctx, bad, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
