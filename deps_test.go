@@ -105,7 +105,7 @@ var fence = []fenceRow{
 		"the Go client speaks the API; the CLI and the e2e tests share it"},
 	{"agent", []string{"model", "internal/loop", "store", "store/bolt", "inventory", "inventory/host", "controller", "node", "server", "policies"}, [][]string{cluster},
 		"the standalone agent composes the parts in one process"},
-	{"nodeagent", []string{"model", "inventory", "inventory/kube", "store", "store/kube", "policies", "node"}, [][]string{storage, {mod + "lab", mod + "agent", mod + "server"}},
+	{"nodeagent", []string{"model", "internal/loop", "inventory", "inventory/kube", "store", "store/kube", "policies", "node"}, [][]string{storage, {mod + "lab", mod + "agent", mod + "server"}},
 		"the Kubernetes node agent composes the kube inventory source, the kube policy watcher and the node; the API server is its store, so it never reaches bbolt, the lab or the standalone agent"},
 	{"lab", []string{"internal/nsenter"}, [][]string{cluster, storage, {mod + "controller", mod + "dataplane", mod + "observer", mod + "policies", mod + "node", mod + "agent", mod + "inventory"}},
 		"the lab is the world under test; it must not depend on what it tests"},
