@@ -377,6 +377,7 @@ func (s *Sender) send(ctx context.Context, b *Batch) (outcome, time.Duration) {
 		if errors.As(err, &uerr) || errors.As(err, &verr) {
 			_, _ = s.httpClient(ctx, true) // the CA may have changed
 		}
+		client.CloseIdleConnections()
 		s.fail("error", err, 0)
 		return outRetry, 0
 	}
@@ -403,6 +404,9 @@ func (s *Sender) send(ctx context.Context, b *Batch) (outcome, time.Duration) {
 		s.fail("throttled", msg, resp.StatusCode)
 		return outRetry, wait
 	case resp.StatusCode == http.StatusServiceUnavailable:
+		// Behind a Service, the standby replica answers 503: the next
+		// attempt opens a new connection, which may reach the leader.
+		client.CloseIdleConnections()
 		s.fail("unavailable", msg, resp.StatusCode)
 		return outRetry, wait
 	case resp.StatusCode == http.StatusUnauthorized:
