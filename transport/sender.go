@@ -381,9 +381,10 @@ func (s *Sender) send(ctx context.Context, b *Batch) (outcome, time.Duration) {
 		s.fail("error", err, 0)
 		return outRetry, 0
 	}
-	defer resp.Body.Close()
 	var a Answer
 	_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&a)
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close() // back to the idle pool, so CloseIdleConnections reaches it
 	wait := retryAfter(resp.Header.Get("Retry-After"))
 	msg := fmt.Errorf("%s: %s", resp.Status, a.Error)
 	switch {
