@@ -19,7 +19,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/nodeagent"
@@ -244,7 +243,6 @@ func counter(t *testing.T, reg *prometheus.Registry, name string, labels ...stri
 	return total
 }
 
-var _ = testutil.ToFloat64
 
 // covers reports an edge of the sink that graph lacks or holds with
 // another value ("" when it holds them all).

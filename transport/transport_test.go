@@ -3,11 +3,17 @@ package transport_test
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/nodeagent"
@@ -243,5 +249,74 @@ func TestReceiverDown(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(logs.infos, "\n"), "again") {
 		t.Errorf("no log line saying observations reach the controller again: %v", logs.infos)
+	}
+}
+
+// swapAuth accepts one token, which the test may change.
+type swapAuth struct{ tok atomic.Value }
+
+func (s *swapAuth) Authenticate(_ context.Context, tok string) (transport.Identity, error) {
+	if tok != s.tok.Load().(string) {
+		return transport.Identity{}, fmt.Errorf("%w: not the current token", transport.ErrUnauthenticated)
+	}
+	return agentID, nil
+}
+
+// TestTokenRotation: the sender reads its token file again when it
+// changes (the kubelet rotates projected tokens), so the new token is
+// sent without a refusal; after a 401 it reads the file again too.
+func TestTokenRotation(t *testing.T) {
+	auth := &swapAuth{}
+	auth.tok.Store("first-token")
+	r := newRig(t, auth, transport.ReceiverConfig{}, nil)
+	tokFile := r.tokenFile(t, "first-token")
+	sink := nodeagent.NewMemSink(100, 100)
+	_ = sink.MergeEdges([]model.Edge{edge("a", 1, 1)})
+	s, _ := startSender(t, r, "node-a", tokFile, sink, nil, nil)
+	waitFor(t, 10*time.Second, "first delivery", func() bool { return sameEdges(r.graph, sink) == "" })
+	auth.tok.Store("second-token-longer")
+	if err := os.WriteFile(tokFile, []byte("second-token-longer\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = sink.MergeEdges([]model.Edge{edge("a", 2, 1)})
+	waitFor(t, 10*time.Second, "delivery with the rotated token", func() bool { return sameEdges(r.graph, sink) == "" })
+	if n := counter(t, r.reg, "nanoseg_ingest_rejections_total", "reason", transport.ReasonBadToken); n != 0 {
+		t.Errorf("%v refusals of the old token: the file's change was not noticed", n)
+	}
+	if st := s.Stats(); st.Failing {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestLeadership: while not the leader the receiver answers 503 and the
+// sender keeps its batch; once leader, it delivers. Reset (a leader that
+// lost its graph) makes the node send its whole state again.
+func TestLeadership(t *testing.T) {
+	var leader atomic.Bool
+	g := transport.NewGraph(1000, 1000)
+	reg := prometheus.NewRegistry()
+	recv, err := transport.NewReceiver(transport.ReceiverConfig{}, fakeAuth{"tok": agentID}, g, leader.Load, reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(t, fakeAuth{"tok": agentID}, transport.ReceiverConfig{}, nil)
+	r.swap.set(recv)
+	sink := nodeagent.NewMemSink(100, 100)
+	_ = sink.MergeEdges([]model.Edge{edge("a", 1, 1)})
+	s, _ := startSender(t, r, "node-a", r.tokenFile(t, "tok"), sink, nil, nil)
+	waitFor(t, 5*time.Second, "503s", func() bool {
+		return counter(t, reg, "nanoseg_ingest_rejections_total", "reason", transport.ReasonNotReady) >= 2
+	})
+	if es, _ := g.Edges(time.Time{}); len(es) != 0 {
+		t.Fatalf("a standby applied %v", es)
+	}
+	leader.Store(true)
+	waitFor(t, 5*time.Second, "delivery to the leader", func() bool { return sameEdges(g, sink) == "" })
+	g.Forget("node-a")
+	recv.Reset()
+	_ = sink.MergeEdges([]model.Edge{edge("a", 2, 1)})
+	waitFor(t, 5*time.Second, "whole state after Reset", func() bool { return sameEdges(g, sink) == "" })
+	if s.Stats().Resyncs == 0 {
+		t.Error("no resync after Reset")
 	}
 }
