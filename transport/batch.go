@@ -6,7 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"reflect"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/nanoseg/nanoseg/model"
 )
@@ -190,33 +194,81 @@ func describeDecodeError(data []byte, err error) error {
 	return fmt.Errorf("batch: %w", err)
 }
 
-// unknownFieldPath finds where field sits in data, as a path such as
-// edges[2].colour, by walking the generic form ("" when not found).
+// unknownFieldPath finds where field sits in data where Batch has no
+// such field, as a path such as edges[2].colour, by walking the generic
+// form beside the Go types ("" when not found).
 func unknownFieldPath(data []byte, field string) string {
 	var v any
 	if json.Unmarshal(data, &v) != nil {
 		return ""
 	}
-	var walk func(v any, path string) string
-	walk = func(v any, path string) string {
-		switch x := v.(type) {
-		case map[string]any:
-			if _, ok := x[field]; ok {
-				return strings.TrimPrefix(path+"."+field, ".")
-			}
-			for k, c := range x {
-				if p := walk(c, path+"."+k); p != "" {
-					return p
+	return walkUnknown(v, reflect.TypeFor[Batch](), "", field)
+}
+
+// walkUnknown returns the path of key field in v where type t has no
+// such JSON field.
+func walkUnknown(v any, t reflect.Type, path, field string) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		if t.Kind() != reflect.Struct || t == reflect.TypeFor[time.Time]() {
+			return ""
+		}
+		fields := jsonFields(t)
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			ft, ok := fields[k]
+			if !ok {
+				if k == field {
+					return strings.TrimPrefix(path+"."+k, ".")
 				}
+				continue
 			}
-		case []any:
-			for i, c := range x {
-				if p := walk(c, fmt.Sprintf("%s[%d]", path, i)); p != "" {
-					return p
-				}
+			if p := walkUnknown(x[k], ft, path+"."+k, field); p != "" {
+				return p
 			}
 		}
-		return ""
+	case []any:
+		if t.Kind() != reflect.Slice {
+			return ""
+		}
+		for i, c := range x {
+			if p := walkUnknown(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), field); p != "" {
+				return p
+			}
+		}
 	}
-	return walk(v, "")
+	return ""
+}
+
+// jsonFields returns the JSON names of struct type t's fields (embedded
+// structs without a tag inlined, as encoding/json does) and their types.
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		name, _, _ := strings.Cut(tag, ",")
+		if name == "-" {
+			continue
+		}
+		if f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct {
+			maps.Copy(out, jsonFields(f.Type))
+			continue
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out[name] = f.Type
+	}
+	return out
 }

@@ -243,7 +243,6 @@ func counter(t *testing.T, reg *prometheus.Registry, name string, labels ...stri
 	return total
 }
 
-
 // covers reports an edge of the sink that graph lacks or holds with
 // another value ("" when it holds them all).
 func covers(g *transport.Graph, sink *nodeagent.MemSink) string {

@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -124,7 +123,8 @@ func TestTokenReview(t *testing.T) {
 // TestEnsureServingCert: the Secret and the ConfigMap are made once (two
 // replicas racing end with one CA), a name asked for later gets a new
 // serving certificate from the same CA, and a sender that reads the CA
-// from the ConfigMap reaches the receiver over HTTPS on 127.0.0.1.
+// from the ConfigMap reaches the receiver (Receiver.Serve) over HTTPS on
+// 127.0.0.1.
 func TestEnsureServingCert(t *testing.T) {
 	c := kubetest.Shared(t)
 	ns := c.Namespace(t, nil)
@@ -168,10 +168,20 @@ func TestEnsureServingCert(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(recv)
-	srv.TLS = s.TLSConfig()
-	srv.StartTLS()
-	defer srv.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvCtx, stopSrv := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- recv.Serve(srvCtx, ln, s.TLSConfig()) }()
+	defer func() {
+		stopSrv()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	srvURL := "https://" + ln.Addr().String()
 	dir := t.TempDir()
 	tokFile := filepath.Join(dir, "token")
 	if err := os.WriteFile(tokFile, []byte("tok"), 0o600); err != nil {
@@ -179,7 +189,7 @@ func TestEnsureServingCert(t *testing.T) {
 	}
 	sink := nodeagent.NewMemSink(100, 100)
 	_ = sink.MergeEdges([]model.Edge{edge("a", 1, 1)})
-	snd, err := transport.NewSender(transport.SenderConfig{URL: srv.URL, Node: "node-a", TokenFile: tokFile, CA: caFrom, Interval: 50 * time.Millisecond}, sink, nil, nil, nil)
+	snd, err := transport.NewSender(transport.SenderConfig{URL: srvURL, Node: "node-a", TokenFile: tokFile, CA: caFrom, Interval: 50 * time.Millisecond}, sink, nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +200,7 @@ func TestEnsureServingCert(t *testing.T) {
 	waitFor(t, 10*time.Second, "delivery over TLS", func() bool { return sameEdges(g, sink) == "" })
 
 	// And a client that does not trust it is refused at the handshake.
-	_, err = (&http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: x509.NewCertPool()}}}).Post(srv.URL+transport.Path, "application/json", nil)
+	_, err = (&http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: x509.NewCertPool()}}}).Post(srvURL+transport.Path, "application/json", nil)
 	if err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("untrusted client: %v, want a certificate error", err)
 	}

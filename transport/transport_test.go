@@ -103,6 +103,7 @@ func TestRefusals(t *testing.T) {
 		{"its node", "pod-a", good, nil, 200, "", ""},
 		{"bad JSON", "tok", []byte(`{"node":"node-a",`), nil, 400, transport.ReasonBadBatch, "bad JSON"},
 		{"unknown field", "tok", []byte(`{"node":"node-a","epoch":"e","seq":2,"edges":[{"source":{"namespace":"a","workload":"b"},"destination":{"namespace":"a","workload":"c"},"protocol":"TCP","colour":"red"}]}`), nil, 400, transport.ReasonBadBatch, "edges[0].colour: unknown field"},
+		{"unknown field whose name is known elsewhere", "tok", []byte(`{"node":"node-a","epoch":"e","seq":2,"edges":[{"source":{"namespace":"a","workload":"b"},"destination":{"namespace":"a","workload":"c"},"protocol":"TCP"}],"endpoints":[{"key":"k","port":1}]}`), nil, 400, transport.ReasonBadBatch, "endpoints[0].port: unknown field"},
 		{"wrong type", "tok", []byte(`{"node":"node-a","epoch":"e","seq":"two"}`), nil, 400, transport.ReasonBadBatch, "seq"},
 		{"bad protocol", "tok", []byte(`{"node":"node-a","epoch":"e","seq":2,"edges":[{"source":{"namespace":"a","workload":"b"},"destination":{"namespace":"a","workload":"c"},"protocol":"XTP"}]}`), nil, 400, transport.ReasonBadBatch, "XTP"},
 		{"missing values", "tok", []byte(`{"node":"","epoch":"","seq":0,"edges":[{"protocol":"TCP"}],"endpoints":[{"key":"","mode":"block"}]}`), nil, 400, transport.ReasonBadBatch, "node: empty"},
