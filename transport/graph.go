@@ -2,9 +2,12 @@ package transport
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/store"
@@ -235,4 +238,29 @@ func (g *Graph) Dropped() uint64 {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
 	return g.dropped
+}
+
+// Register adds the graph's metrics to reg: nanoseg_ingest_dropped_total
+// (what its bounds dropped) and nanoseg_ingest_graph_edges (edges held,
+// counted per node).
+func (g *Graph) Register(reg prometheus.Registerer) error {
+	dropped := prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "nanoseg", Subsystem: "ingest", Name: "dropped_total",
+		Help: "Edges, spans and verdict events the controller's in-memory graph dropped beyond its bounds per node."},
+		func() float64 { return float64(g.Dropped()) })
+	edges := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "nanoseg", Subsystem: "ingest", Name: "graph_edges",
+		Help: "Edges the controller's in-memory graph holds, counted per node."}, func() float64 {
+		g.mu.RLock()
+		defer g.mu.RUnlock()
+		n := 0
+		for _, p := range g.nodes {
+			n += len(p.edges)
+		}
+		return float64(n)
+	})
+	for _, c := range []prometheus.Collector{dropped, edges} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register graph metrics: %w", err)
+		}
+	}
+	return nil
 }

@@ -70,6 +70,13 @@ func TestSequence(t *testing.T) {
 	if ne := r.graph.Endpoints(); len(ne) != 1 || ne[0].Node != "node-a" || len(ne[0].Endpoints) != 1 {
 		t.Errorf("endpoints %+v", ne)
 	}
+	greg := prometheus.NewRegistry()
+	if err := r.graph.Register(greg); err != nil {
+		t.Fatal(err)
+	}
+	if n := counter(t, greg, "nanoseg_ingest_graph_edges"); n != 1 {
+		t.Errorf("nanoseg_ingest_graph_edges %v, want 1", n)
+	}
 	if n := counter(t, r.reg, "nanoseg_ingest_batches_total", "result", "resync"); n != 3 {
 		t.Errorf("resync batches counted %v, want 3", n)
 	}
@@ -319,5 +326,44 @@ func TestLeadership(t *testing.T) {
 	waitFor(t, 5*time.Second, "whole state after Reset", func() bool { return sameEdges(g, sink) == "" })
 	if s.Stats().Resyncs == 0 {
 		t.Error("no resync after Reset")
+	}
+}
+
+// TestGraphBounds: per node, at most MaxEdgesPerNode edges (the least
+// recently seen go) and MaxVerdictsPerNode verdict events (the oldest
+// go), each drop counted; nodes are bounded separately and merged on
+// read.
+func TestGraphBounds(t *testing.T) {
+	g := transport.NewGraph(10, 3)
+	var es []model.Edge
+	for i := range 15 {
+		es = append(es, edge("a", i, uint64(i+1)))
+	}
+	var vs []model.VerdictEvent
+	for i := range 5 {
+		vs = append(vs, model.VerdictEvent{At: t0.Add(time.Duration(i) * time.Second), RuleID: fmt.Sprint(i)})
+	}
+	if err := g.Apply("node-a", transport.Batch{Full: true, Edges: es, Verdicts: vs}); err != nil {
+		t.Fatal(err)
+	}
+	_ = g.Apply("node-b", transport.Batch{Full: true, Edges: es[14:]})
+	got, _ := g.Edges(time.Time{})
+	if len(got) > 10 {
+		t.Errorf("%d edges kept, want at most 10", len(got))
+	}
+	for _, e := range got {
+		if e.Destination.Workload == "db-14" && e.Flows != 30 {
+			t.Errorf("db-14 seen by two nodes: %d flows, want 30 (summed)", e.Flows)
+		}
+		if e.Destination.Workload == "db-0" {
+			t.Error("db-0, the least recently seen, was kept")
+		}
+	}
+	v, _ := g.Verdicts(time.Time{})
+	if len(v) != 3 || v[0].RuleID != "2" {
+		t.Errorf("verdicts %v, want the latest three", v)
+	}
+	if d := g.Dropped(); d < 5+2 {
+		t.Errorf("dropped %d, want at least 7", d)
 	}
 }
