@@ -242,7 +242,7 @@ func (s *Sender) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			s.finalFlush(cur, curP, seq, full, prevEnds)
+			s.finalFlush(cur, curP, seq, full)
 			return nil
 		case <-timer.C:
 		case <-s.kick:
@@ -300,7 +300,7 @@ func (s *Sender) Run(ctx context.Context) error {
 
 // finalFlush tries, for up to 2 s, to deliver the batch in flight and
 // what is pending at a stop.
-func (s *Sender) finalFlush(cur *Batch, curP Pending, seq uint64, full bool, prevEnds []EndpointState) {
+func (s *Sender) finalFlush(cur *Batch, curP Pending, seq uint64, full bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	for range 3 {
