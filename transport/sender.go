@@ -75,6 +75,11 @@ type SenderConfig struct {
 	// Interval is how often pending observations are sent (default 5 s);
 	// a batch that could not carry everything is followed at once.
 	Interval time.Duration
+	// Heartbeat is the longest time without a batch (default 15 s): an
+	// empty one is sent then, so that the controller knows the node is
+	// alive and a restarted or new controller asks an idle node for its
+	// state (409) within Heartbeat.
+	Heartbeat time.Duration
 	// MaxItems bounds each list of a batch (default 5000).
 	MaxItems int
 	// Timeout bounds one request (default 30 s).
@@ -98,6 +103,9 @@ func (c *SenderConfig) Defaults() {
 	if c.Interval == 0 {
 		c.Interval = 5 * time.Second
 	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = 15 * time.Second
+	}
 	if c.MaxItems == 0 {
 		c.MaxItems = 5000
 	}
@@ -118,8 +126,8 @@ func (c SenderConfig) Validate() error {
 	if c.Node == "" {
 		errs = append(errs, errors.New("node: empty"))
 	}
-	if c.Interval < 0 || c.Timeout < 0 || c.MaxBackoff < 0 || c.MaxItems < 0 {
-		errs = append(errs, errors.New("interval, timeout, maxBackoff, maxItems: must not be negative"))
+	if c.Interval < 0 || c.Heartbeat < 0 || c.Timeout < 0 || c.MaxBackoff < 0 || c.MaxItems < 0 {
+		errs = append(errs, errors.New("interval, heartbeat, timeout, maxBackoff, maxItems: must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -238,6 +246,7 @@ func (s *Sender) Run(ctx context.Context) error {
 		backoff  time.Duration
 		prevEnds []EndpointState
 		sentEnds []EndpointState
+		lastOK   = time.Now()
 	)
 	for {
 		select {
@@ -258,7 +267,7 @@ func (s *Sender) Run(ctx context.Context) error {
 					}
 				}
 			}
-			if !full && ends == nil && len(curP.Edges)+len(curP.Spans)+len(curP.Verdicts) == 0 {
+			if !full && ends == nil && len(curP.Edges)+len(curP.Spans)+len(curP.Verdicts) == 0 && time.Since(lastOK) < s.cfg.Heartbeat {
 				resetTimer(timer, s.cfg.Interval)
 				continue
 			}
@@ -271,6 +280,7 @@ func (s *Sender) Run(ctx context.Context) error {
 		next := s.cfg.Interval
 		switch out {
 		case outAccepted:
+			lastOK = time.Now()
 			s.src.Ack(curP)
 			if cur.Endpoints != nil {
 				prevEnds = sentEnds

@@ -367,3 +367,17 @@ func TestGraphBounds(t *testing.T) {
 		t.Errorf("dropped %d, want at least 7", d)
 	}
 }
+
+// TestHeartbeat: an idle node still sends (empty batches every
+// Heartbeat), so a restarted controller gets its whole state without
+// waiting for new traffic.
+func TestHeartbeat(t *testing.T) {
+	auth := fakeAuth{"tok": agentID}
+	r := newRig(t, auth, transport.ReceiverConfig{}, nil)
+	sink := nodeagent.NewMemSink(100, 100)
+	_ = sink.MergeEdges([]model.Edge{edge("a", 1, 1)})
+	startSender(t, r, "node-a", r.tokenFile(t, "tok"), sink, nil, func(c *transport.SenderConfig) { c.Heartbeat = 200 * time.Millisecond })
+	waitFor(t, 5*time.Second, "first delivery", func() bool { return sameEdges(r.graph, sink) == "" })
+	r.reset(t, auth, transport.ReceiverConfig{}, nil) // nothing new on the node from here on
+	waitFor(t, 5*time.Second, "the idle node's state at the new receiver", func() bool { return sameEdges(r.graph, sink) == "" })
+}
