@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/nanoseg/nanoseg/client"
+	"github.com/nanoseg/nanoseg/client/kube"
+)
+
+// pluginName is the binary's name as a kubectl plugin: kubectl runs
+// `kubectl-nanoseg` found on PATH for `kubectl nanoseg ...`.
+const pluginName = "kubectl-nanoseg"
+
+// isPlugin reports whether the binary runs as the kubectl plugin (named
+// kubectl-nanoseg, a link or a copy).
+func isPlugin() bool {
+	return strings.HasPrefix(filepath.Base(os.Args[0]), pluginName)
+}
+
+// cluster holds the flags of cluster mode and its session, opened on
+// first use.
+type cluster struct {
+	cfg     kube.Config
+	flags   *pflag.FlagSet // the root's persistent flags
+	session *kube.Session
+	err     error
+}
+
+// addClusterFlags adds the flags that select cluster mode, named as
+// kubectl names them.
+func addClusterFlags(pf *pflag.FlagSet, c *cluster) {
+	c.flags = pf
+	pf.StringVar(&c.cfg.Kubeconfig, "kubeconfig", "", "work against the cluster of this kubeconfig (default as kubectl: $KUBECONFIG, then ~/.kube/config, when --context or -n is given or the binary runs as kubectl-nanoseg)")
+	pf.StringVar(&c.cfg.Context, "context", "", "kubeconfig context (cluster mode)")
+	pf.StringVarP(&c.cfg.Namespace, "namespace", "n", "", "cluster mode: read only this namespace; bare workload names are in it (default every namespace; bare names in the context's namespace)")
+	pf.DurationVar(&c.cfg.Wait, "wait", kube.DefaultWait, "cluster mode: how long promote and rollback wait for the controller, then for the endpoints")
+}
+
+// enabled reports whether the CLI works against a cluster: a cluster
+// flag was given, or the binary runs as the kubectl plugin.
+func (c *cluster) enabled() bool {
+	if isPlugin() {
+		return true
+	}
+	for _, f := range []string{"kubeconfig", "context", "namespace"} {
+		if c.flags != nil && c.flags.Changed(f) {
+			return true
+		}
+	}
+	return false
+}
+
+// client returns an API client answered in-process by the cluster
+// session (client/kube), opening it on first use; when it cannot be
+// opened every request fails with the reason.
+func (c *cluster) client(ctx context.Context, a *app) *client.Client {
+	if c.session == nil && c.err == nil {
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		c.session, c.err = kube.Open(ctx, c.cfg, a.log)
+	}
+	if c.err != nil {
+		return client.NewHTTP("http://nanoseg-cluster", &http.Client{Transport: failing{c.err}, Timeout: time.Minute})
+	}
+	return c.session.Client()
+}
+
+// failing is a transport that fails every request with err.
+type failing struct{ err error }
+
+func (f failing) RoundTrip(*http.Request) (*http.Response, error) { return nil, f.err }
