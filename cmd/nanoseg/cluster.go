@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -65,7 +66,7 @@ func (c *cluster) client(ctx context.Context, a *app) *client.Client {
 		if ctx == nil {
 			ctx = context.Background()
 		}
-		c.session, c.err = kube.Open(ctx, c.cfg, a.log)
+		c.session, c.err = kube.Open(ctx, c.cfg, warnings(a.log))
 	}
 	if c.err != nil {
 		return client.NewHTTP("http://nanoseg-cluster", &http.Client{Transport: failing{c.err}, Timeout: time.Minute})
@@ -77,3 +78,28 @@ func (c *cluster) client(ctx context.Context, a *app) *client.Client {
 type failing struct{ err error }
 
 func (f failing) RoundTrip(*http.Request) (*http.Response, error) { return nil, f.err }
+
+// warnings returns log with its Info records left out unless it logs at
+// Debug: the cluster session's informers log at Info what a one-shot
+// command need not say (synced caches), and warn of what matters
+// (address conflicts).
+func warnings(log *slog.Logger) *slog.Logger {
+	if log == nil || log.Enabled(context.Background(), slog.LevelDebug) {
+		return log
+	}
+	return slog.New(floor{log.Handler(), slog.LevelWarn})
+}
+
+// floor is a slog.Handler that drops records below min.
+type floor struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (f floor) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= f.min && f.Handler.Enabled(ctx, l)
+}
+
+func (f floor) WithAttrs(as []slog.Attr) slog.Handler { return floor{f.Handler.WithAttrs(as), f.min} }
+
+func (f floor) WithGroup(name string) slog.Handler { return floor{f.Handler.WithGroup(name), f.min} }
