@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/klog/v2"
 
 	"github.com/nanoseg/nanoseg/client"
 	"github.com/nanoseg/nanoseg/client/kube"
@@ -41,7 +42,7 @@ func addClusterFlags(pf *pflag.FlagSet, c *cluster) {
 	pf.StringVar(&c.cfg.Kubeconfig, "kubeconfig", "", "work against the cluster of this kubeconfig (default as kubectl: $KUBECONFIG, then ~/.kube/config, when --context or -n is given or the binary runs as kubectl-nanoseg)")
 	pf.StringVar(&c.cfg.Context, "context", "", "kubeconfig context (cluster mode)")
 	pf.StringVarP(&c.cfg.Namespace, "namespace", "n", "", "cluster mode: read only this namespace; bare workload names are in it (default every namespace; bare names in the context's namespace)")
-	pf.DurationVar(&c.cfg.Wait, "wait", kube.DefaultWait, "cluster mode: how long promote and rollback wait for the controller, then for the endpoints")
+	pf.DurationVar(&c.cfg.Wait, "wait-for-controller", kube.DefaultWait, "cluster mode: how long promote and rollback wait for the controller, then for the endpoints in sync")
 }
 
 // enabled reports whether the CLI works against a cluster: a cluster
@@ -65,6 +66,12 @@ func (c *cluster) client(ctx context.Context, a *app) *client.Client {
 	if c.session == nil && c.err == nil {
 		if ctx == nil {
 			ctx = context.Background()
+		}
+		// client-go logs through klog, to stderr: its informers' retries
+		// and the watches a one-shot read ends are no news to the user.
+		// They go to the CLI's logger at Debug.
+		if a.log != nil {
+			klog.SetSlogLogger(slog.New(demote{a.log.Handler()}))
 		}
 		c.session, c.err = kube.Open(ctx, c.cfg, warnings(a.log))
 	}
@@ -103,3 +110,19 @@ func (f floor) Enabled(ctx context.Context, l slog.Level) bool {
 func (f floor) WithAttrs(as []slog.Attr) slog.Handler { return floor{f.Handler.WithAttrs(as), f.min} }
 
 func (f floor) WithGroup(name string) slog.Handler { return floor{f.Handler.WithGroup(name), f.min} }
+
+// demote is a slog.Handler that logs every record at Debug.
+type demote struct{ slog.Handler }
+
+func (d demote) Enabled(ctx context.Context, _ slog.Level) bool {
+	return d.Handler.Enabled(ctx, slog.LevelDebug)
+}
+
+func (d demote) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = slog.LevelDebug
+	return d.Handler.Handle(ctx, r)
+}
+
+func (d demote) WithAttrs(as []slog.Attr) slog.Handler { return demote{d.Handler.WithAttrs(as)} }
+
+func (d demote) WithGroup(name string) slog.Handler { return demote{d.Handler.WithGroup(name)} }

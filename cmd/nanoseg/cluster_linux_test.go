@@ -10,7 +10,9 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -104,6 +106,17 @@ func TestClusterMode(t *testing.T) {
 	}
 	same("policy diff", "policy", "diff")
 	same("policy diff web", "policy", "diff", "--workload", "shop/web")
+	same("policy explain", "policy", "explain", "--from", "shop/web", "--to", "shop/db", "--port", "5432/TCP")
+	same("policy matrix", "policy", "matrix", "--ports", "5432/TCP,80/TCP")
+	// propose shows the controller's proposals: web's is new (revision 2
+	// once promoted), db's equals its revision 1.
+	out, err := runCLI(t, "--config", f.cfg, "--kubeconfig", f.kc, "policy", "propose")
+	if err != nil || !regexp.MustCompile(`(?m)^shop/db +1 +false +0 +0$`).MatchString(out) || !regexp.MustCompile(`(?m)^shop/web +2 +true +0 +1$`).MatchString(out) {
+		t.Errorf("policy propose: %v\n%s", err, out)
+	}
+	if _, err := runCLI(t, "--config", f.cfg, "--kubeconfig", f.kc, "policy", "propose", "--window", "1h"); err == nil || !strings.Contains(err.Error(), "window: against a cluster the controller proposes with its own window") {
+		t.Errorf("policy propose --window: %v", err)
+	}
 	sameJSON("policy diff json", "policy", "diff", "-o", "json")
 	sameJSON("graph", "graph", "-o", "json")
 	sameJSON("status json", "status", "-o", "json")
@@ -111,7 +124,7 @@ func TestClusterMode(t *testing.T) {
 
 	// DENIED and WOULD-DENY come from the NanoSegments' status.
 	f.setDenied(t, "web", 7)
-	out, err := runCLI(t, "--config", f.cfg, "--kubeconfig", f.kc, "-n", "shop", "status", "-o", "json")
+	out, err = runCLI(t, "--config", f.cfg, "--kubeconfig", f.kc, "-n", "shop", "status", "-o", "json")
 	var st []controller.WorkloadStatus
 	if err != nil || json.Unmarshal([]byte(out), &st) != nil || len(st) != 2 || st[1].Workload != "shop/web" || st[1].Denied != 7 || st[1].WouldDeny != 0 {
 		t.Errorf("status -n shop: %v %+v\n%s", err, st, out)
@@ -175,6 +188,36 @@ func TestClusterMode(t *testing.T) {
 	out, err = runCLI(t, "--config", f.cfg, "--kubeconfig", viewer, "history", "--verify")
 	if err == nil || !asExitCoder(err, &ec) || ec.ExitCode() != 1 || !strings.Contains(err.Error(), "event 1 was altered") {
 		t.Errorf("history --verify of an edited record: %v\n%s", err, out)
+	}
+
+	// As a kubectl plugin: kubectl finds kubectl-nanoseg on PATH and runs
+	// it with the rest of its arguments; the kubeconfig comes from
+	// KUBECONFIG as kubectl's own does.
+	kubectl := filepath.Join(kubetest.Bin(), "kubectl")
+	if _, err := os.Stat(kubectl); err != nil {
+		t.Logf("no kubectl (%v): the plugin is not tried", err)
+	} else {
+		self, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		if err := os.Symlink(self, filepath.Join(dir, "kubectl-nanoseg")); err != nil {
+			t.Fatal(err)
+		}
+		plugin := exec.Command(kubectl, "nanoseg", "--config", f.cfg, "history", "shop/db")
+		plugin.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"), "KUBECONFIG="+operator, envRunMain+"=1")
+		got, err := plugin.CombinedOutput()
+		want, werr := runCLI(t, "--config", f.cfg, "--kubeconfig", operator, "history", "shop/db")
+		if err != nil || werr != nil || string(got) != want {
+			t.Errorf("kubectl nanoseg history: %v %v\n%s\nwant\n%s", err, werr, got, want)
+		}
+		plugin = exec.Command(kubectl, "nanoseg", "--config", f.cfg, "promote", "db", "-n", "shop", "--to", "enforce", "--reason", "x")
+		plugin.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"), "KUBECONFIG="+viewer, envRunMain+"=1")
+		got, err = plugin.CombinedOutput()
+		if err == nil || !strings.Contains(string(got), "nanoseg: promote db: forbidden: user viewer cannot create nanosegmentpromotions in namespace shop") {
+			t.Errorf("kubectl nanoseg promote as viewer: %v\n%s", err, got)
+		}
 	}
 
 	// What needs the node agents says so.
