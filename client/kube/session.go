@@ -120,6 +120,18 @@ func (s *Session) inventory(ctx context.Context) (*inventory.Index, error) {
 	return idx, nil
 }
 
+// Proposed returns the workloads ("namespace/workload") that have a
+// NanoSegmentProposal, sorted: against a cluster a promotion of revision
+// 0 promotes the current proposal, so `promote --all` includes them.
+func (s *Session) Proposed() []string {
+	out := make([]string, 0, len(s.snap.proposals))
+	for _, pr := range s.snap.proposals {
+		out = append(out, key(pr.Namespace, pr.Spec.Workload))
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Service returns the controller service over the snapshot.
 func (s *Session) Service() *controller.Service { return s.svc }
 

@@ -126,3 +126,13 @@ func (d demote) Handle(ctx context.Context, r slog.Record) error {
 func (d demote) WithAttrs(as []slog.Attr) slog.Handler { return demote{d.Handler.WithAttrs(as)} }
 
 func (d demote) WithGroup(name string) slog.Handler { return demote{d.Handler.WithGroup(name)} }
+
+// proposed returns, in cluster mode with an open session, the workloads
+// that have a NanoSegmentProposal (a promotion of revision 0 promotes
+// it); nil otherwise.
+func (c *cluster) proposed() []string {
+	if c.session == nil {
+		return nil
+	}
+	return c.session.Proposed()
+}
