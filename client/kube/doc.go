@@ -16,8 +16,9 @@
 //     "<workload>-r<N>" labelled nanoseg.io/workload (data: the
 //     store.Revision JSON); the history is the records in the
 //     NanoSegmentPromotions' status (sorted by seq, exactly as stored, so
-//     an edited record fails the chain check); a workload's state is its
-//     latest record; NetworkPolicies are those in the cluster. Writes fail
+//     an edited record fails the chain check), plus the record of the
+//     history head ConfigMap (store/kube) when it is not in its promotion
+//     yet; a workload's state is its latest record; NetworkPolicies are those in the cluster. Writes fail
 //     with ErrReadOnly: the cluster controller is the only writer.
 //     LatestRevision is the exception that makes `policy diff` review
 //     what the controller proposes: a workload whose NanoSegmentProposal
@@ -34,7 +35,8 @@
 //     there are none (status takes its DENIED and WOULD-DENY counts from
 //     the NanoSegments' status instead).
 //   - Inventory: inventory/kube's Source with no node name (every pod a
-//     peer), listed once.
+//     peer), listed once. It needs list on pods, namespaces, services and
+//     endpointslices in every namespace, and says which one is refused.
 //   - Node (node.go): what the NanoSegments' status reports (endpoints in
 //     sync); it programs nothing and probes nothing (ErrNoProbes).
 //

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strings"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -69,8 +70,11 @@ func (s *Session) carryOut(ctx context.Context, ns string, spec v1alpha1.NanoSeg
 	}
 	created, err := s.dyn.Resource(Promotions).Namespace(ns).Create(ctx, &unstructured.Unstructured{Object: raw}, metav1.CreateOptions{})
 	switch {
-	case apierrors.IsForbidden(err):
+	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "cannot create resource"):
+		// RBAC (an admission policy may answer Forbidden too: below).
 		return nil, http.StatusForbidden, fmt.Errorf("forbidden: user %s cannot create nanosegmentpromotions in namespace %s", s.whoAmI(ctx, err), ns)
+	case apierrors.IsForbidden(err):
+		return nil, http.StatusForbidden, fmt.Errorf("the API server refused the promotion: %v", err)
 	case apierrors.IsInvalid(err):
 		return nil, http.StatusBadRequest, fmt.Errorf("the API server refused the promotion: %v", err)
 	case err != nil:

@@ -93,11 +93,22 @@ func OpenClients(ctx context.Context, cfg Config, kc kubernetes.Interface, dyn d
 
 // inventory lists the cluster's pods, namespaces, services and endpoint
 // slices once (inventory/kube without a node: every pod a peer). It first
-// asks for one pod, so that a user who may not list them gets the API
-// server's answer instead of an informer retrying.
+// asks for one of each, so that a user who may not list them gets the API
+// server's answer instead of an informer retrying until the timeout.
 func (s *Session) inventory(ctx context.Context) (*inventory.Index, error) {
-	if _, err := s.kc.CoreV1().Pods("").List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
-		return nil, fmt.Errorf("list pods (the inventory needs every namespace's): %w", err)
+	one := metav1.ListOptions{Limit: 1}
+	for _, l := range []struct {
+		what string
+		list func() error
+	}{
+		{"pods", func() error { _, err := s.kc.CoreV1().Pods("").List(ctx, one); return err }},
+		{"namespaces", func() error { _, err := s.kc.CoreV1().Namespaces().List(ctx, one); return err }},
+		{"services", func() error { _, err := s.kc.CoreV1().Services("").List(ctx, one); return err }},
+		{"endpointslices", func() error { _, err := s.kc.DiscoveryV1().EndpointSlices("").List(ctx, one); return err }},
+	} {
+		if err := l.list(); err != nil {
+			return nil, fmt.Errorf("list %s (the inventory needs those of every namespace): %w", l.what, err)
+		}
 	}
 	src, err := invkube.New(s.kc, invkube.Config{Logger: s.log})
 	if err != nil {

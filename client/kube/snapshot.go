@@ -9,14 +9,17 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 	"github.com/nanoseg/nanoseg/store"
+	storekube "github.com/nanoseg/nanoseg/store/kube"
 )
 
 // Resources of nanoseg's kinds.
@@ -30,11 +33,18 @@ var (
 // of one namespace or all ("").
 type snapshot struct {
 	at         time.Time
+	namespace  string                      // the scope read ("" every namespace)
 	revisions  map[string][]store.Revision // by workload key, by number
 	promotions []v1alpha1.NanoSegmentPromotion
 	segments   map[string]v1alpha1.NanoSegment // NanoSegments in force by workload key
 	proposals  []v1alpha1.NanoSegmentProposal
 	netpols    []networkingv1.NetworkPolicy
+	// head is the last record of the hash chain as the history head
+	// ConfigMap holds it (the commit point of a promotion: the controller
+	// copies it into its promotion's status after), with the promotion
+	// it belongs to; zero when absent or not readable.
+	head    model.Promotion
+	headObj string // "namespace/name"
 }
 
 // key is a workload key, "namespace/workload".
@@ -43,7 +53,7 @@ func key(ns, workload string) string { return ns + "/" + workload }
 // readSnapshot lists nanoseg's objects and the NetworkPolicies in
 // namespace ("" every namespace) with the user's credentials.
 func readSnapshot(ctx context.Context, kc kubernetes.Interface, dyn dynamic.Interface, namespace string) (*snapshot, error) {
-	s := &snapshot{at: time.Now(), revisions: map[string][]store.Revision{}, segments: map[string]v1alpha1.NanoSegment{}}
+	s := &snapshot{at: time.Now(), namespace: namespace, revisions: map[string][]store.Revision{}, segments: map[string]v1alpha1.NanoSegment{}}
 	crs, err := kc.AppsV1().ControllerRevisions(namespace).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelWorkload})
 	if err != nil {
 		return nil, fmt.Errorf("list revisions (controllerrevisions): %w", err)
@@ -83,7 +93,33 @@ func readSnapshot(ctx context.Context, kc kubernetes.Interface, dyn dynamic.Inte
 		return nil, fmt.Errorf("list networkpolicies: %w", err)
 	}
 	s.netpols = nps.Items
+	if err := s.readHead(ctx, kc); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// readHead reads the history head (storekube.HeadConfigMap in
+// storekube.DefaultNamespace). A user who may not read it, or a cluster
+// without it, gets the history the promotions hold: at most the record
+// committed last, and not yet copied into its promotion, is missing.
+func (s *snapshot) readHead(ctx context.Context, kc kubernetes.Interface) error {
+	cm, err := kc.CoreV1().ConfigMaps(storekube.DefaultNamespace).Get(ctx, storekube.HeadConfigMap, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read history head %s/%s: %w", storekube.DefaultNamespace, storekube.HeadConfigMap, err)
+	}
+	raw := cm.Data["record"]
+	if raw == "" {
+		return nil
+	}
+	if err := json.Unmarshal([]byte(raw), &s.head); err != nil {
+		return fmt.Errorf("read history head %s/%s: record: %w", storekube.DefaultNamespace, storekube.HeadConfigMap, err)
+	}
+	s.headObj = cm.Data["object"]
+	return nil
 }
 
 // revisionOf decodes a ControllerRevision written by the cluster store:

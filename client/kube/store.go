@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,10 +33,18 @@ var _ store.PolicyStore = (*policyStore)(nil)
 
 func newPolicyStore(s *snapshot) *policyStore {
 	ps := &policyStore{s: s, pending: map[string]store.Revision{}}
+	headIn := false
 	for _, p := range s.promotions {
 		if p.Status.Record != nil {
-			ps.history = append(ps.history, p.Status.Record.Model())
+			rec := p.Status.Record.Model()
+			ps.history = append(ps.history, rec)
+			headIn = headIn || (rec.Seq == s.head.Seq && p.Namespace+"/"+p.Name == s.headObj)
 		}
+	}
+	// The head's record is committed even before it is in its promotion
+	// (as store/kube's History reads it), when it is in the scope read.
+	if ns, _, _ := strings.Cut(s.head.Workload, "/"); s.head.Seq > 0 && !headIn && (s.namespace == "" || ns == s.namespace) {
+		ps.history = append(ps.history, s.head)
 	}
 	sort.SliceStable(ps.history, func(i, j int) bool { return ps.history[i].Seq < ps.history[j].Seq })
 	for _, pr := range s.proposals {

@@ -35,6 +35,7 @@ import (
 	invkube "github.com/nanoseg/nanoseg/inventory/kube"
 	"github.com/nanoseg/nanoseg/lab"
 	"github.com/nanoseg/nanoseg/lab/kubelab"
+	"github.com/nanoseg/nanoseg/manifests"
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
@@ -70,10 +71,11 @@ type clusterFixture struct {
 
 // TestClusterMode: the CLI against a real API server (the objects the
 // controller writes are written by the test) prints for status, policy
-// show, policy diff and history what it prints against a standalone
-// agent holding the same data; promote is refused Forbidden for a user
-// with view rights only (by the CLI and by the API server), creates a
-// NanoSegmentPromotion for an operator and prints the record a stand-in
+// show, policy diff, explain, matrix, graph and history what it prints
+// against a standalone agent holding the same data; promote is refused
+// Forbidden for a user with nanoseg-view (by the CLI and by the API
+// server), creates a NanoSegmentPromotion for one with nanoseg-operate
+// (the admission policies stamp who) and prints the record a stand-in
 // controller writes; a Failed promotion is the controller's message and
 // exit 1; and a record edited after the fact fails `history --verify`.
 func TestClusterMode(t *testing.T) {
@@ -131,6 +133,24 @@ func TestClusterMode(t *testing.T) {
 	}
 
 	viewer, operator := f.users(t)
+	f.admission(t)
+	// nanoseg-view alone does not let the CLI list the inventory: it says
+	// what is missing instead of waiting.
+	reader := filepath.Join(t.TempDir(), "reader")
+	if _, err := f.c.Client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "reader-nanoseg-view"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "reader"}},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "nanoseg-view"},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := kubetest.WriteKubeconfig(reader, f.c.UserConfig("reader"), "reader"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCLI(t, "--config", f.cfg, "--kubeconfig", reader, "status"); err == nil ||
+		!strings.Contains(err.Error(), `status: list services (the inventory needs those of every namespace): services is forbidden: User "reader" cannot list resource "services"`) {
+		t.Errorf("status with nanoseg-view only: %v\n%s", err, out)
+	}
 	// A viewer reads, but may not promote: the CLI says so, exit 1 ...
 	if out, err := runCLI(t, "--config", f.cfg, "--kubeconfig", viewer, "history"); err != nil || !strings.Contains(out, "shop/web") {
 		t.Errorf("history as viewer: %v\n%s", err, out)
@@ -452,27 +472,20 @@ func (n *syncedNode) Probe(context.Context, model.Endpoint, string, netip.AddrPo
 	return controller.ProbeOutcome{}
 }
 
-// users gives "viewer" read rights on everything the CLI reads and
-// "operator" those and the right to create promotions (the roles
-// manifests will ship), and returns their kubeconfigs.
+// users binds "viewer" to the ClusterRole nanoseg-view and "operator" to
+// nanoseg-operate (manifests/rbac), and returns their kubeconfigs. Both
+// also get list on Services and EndpointSlices, which the CLI's inventory
+// reads and those roles do not grant yet (the built-in view role does).
 func (f *clusterFixture) users(t *testing.T) (viewer, operator string) {
 	t.Helper()
 	ctx := context.Background()
+	f.apply(t, "rbac")
 	read := []string{"get", "list", "watch"}
-	roles := map[string][]rbacv1.PolicyRule{
-		"test-nanoseg-view": {
-			{APIGroups: []string{""}, Resources: []string{"pods", "namespaces", "services"}, Verbs: read},
-			{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: read},
-			{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"networkpolicies"}, Verbs: read},
-			{APIGroups: []string{"apps"}, Resources: []string{"controllerrevisions"}, Verbs: read},
-			{APIGroups: []string{v1alpha1.GroupName}, Resources: []string{"nanosegments", "nanosegmentproposals", "nanosegmentpromotions"}, Verbs: read},
-		},
-		"test-nanoseg-operate": {{APIGroups: []string{v1alpha1.GroupName}, Resources: []string{"nanosegmentpromotions"}, Verbs: []string{"create"}}},
-	}
-	for name, rules := range roles {
-		if _, err := f.c.Client.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+	if _, err := f.c.Client.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "test-nanoseg-inventory"}, Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: read},
+		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: read},
+	}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 	bind := func(user, role string) {
 		if _, err := f.c.Client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
@@ -483,9 +496,10 @@ func (f *clusterFixture) users(t *testing.T) (viewer, operator string) {
 			t.Fatal(err)
 		}
 	}
-	bind("viewer", "test-nanoseg-view")
-	bind("operator", "test-nanoseg-view")
-	bind("operator", "test-nanoseg-operate")
+	bind("viewer", "nanoseg-view")
+	bind("operator", "nanoseg-operate")
+	bind("viewer", "test-nanoseg-inventory")
+	bind("operator", "test-nanoseg-inventory")
 	dir := t.TempDir()
 	viewer, operator = filepath.Join(dir, "viewer"), filepath.Join(dir, "operator")
 	for path, user := range map[string]string{viewer: "viewer", operator: "operator"} {
@@ -494,6 +508,54 @@ func (f *clusterFixture) users(t *testing.T) (viewer, operator string) {
 		}
 	}
 	return viewer, operator
+}
+
+// apply creates the objects of the manifests' directory dir (cluster-scoped
+// ones: ClusterRoles, admission policies and their bindings).
+func (f *clusterFixture) apply(t *testing.T, dir string) {
+	t.Helper()
+	objs, err := manifests.Render(manifests.FS, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		gv, err := schema.ParseGroupVersion(o.GetAPIVersion())
+		if err != nil {
+			t.Fatal(err)
+		}
+		plural := strings.ToLower(o.GetKind())
+		if strings.HasSuffix(plural, "y") {
+			plural = strings.TrimSuffix(plural, "y") + "ies"
+		} else {
+			plural += "s"
+		}
+		if _, err := f.dyn.Resource(gv.WithResource(plural)).Create(context.Background(), o, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("create %s %s: %v", o.GetKind(), o.GetName(), err)
+		}
+	}
+}
+
+// admission applies the admission policies (manifests/admission) and
+// waits until the API server stamps spec.requestedBy.
+func (f *clusterFixture) admission(t *testing.T) {
+	t.Helper()
+	f.apply(t, "admission")
+	deadline := time.Now().Add(time.Minute)
+	for {
+		got, err := f.dyn.Resource(kube.Promotions).Namespace("shop").Create(context.Background(), unstructuredOf(t, &v1alpha1.NanoSegmentPromotion{
+			TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.APIVersion, Kind: v1alpha1.KindPromotion},
+			ObjectMeta: metav1.ObjectMeta{Name: "dry-run"}, Spec: v1alpha1.NanoSegmentPromotionSpec{Workload: "db", Mode: model.ModeAudit, Reason: "x"},
+		}), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err == nil {
+			if user, _, _ := unstructured.NestedString(got.Object, "spec", "requestedBy", "username"); user == "admin" {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the admission policies never took effect (last error: %v)", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // standInController carries out the promotions of shop as the cluster
@@ -540,7 +602,11 @@ func (f *clusterFixture) carryOutPending(ctx context.Context) error {
 		if p.Spec.Reason != "refuse me" {
 			w := "shop/" + p.Spec.Workload
 			cur, _ := f.mem.State(w)
-			ev := model.Promotion{At: v1alpha1.RecordTime(time.Now()), Who: "operator", Workload: w, Action: model.ActionPromote, ToMode: p.Spec.Mode,
+			who := "(not stamped)"
+			if p.Spec.RequestedBy != nil {
+				who = p.Spec.RequestedBy.Username
+			}
+			ev := model.Promotion{At: v1alpha1.RecordTime(time.Now()), Who: who, Workload: w, Action: model.ActionPromote, ToMode: p.Spec.Mode,
 				ToRevision: max(int(p.Spec.Revision), cur.Revision), Reason: p.Spec.Reason}
 			if p.Spec.Rollback {
 				hist, _ := f.mem.History(w)
