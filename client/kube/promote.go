@@ -119,6 +119,9 @@ func (s *Session) carryOut(ctx context.Context, ns string, spec v1alpha1.NanoSeg
 			res.Promotion = model.Promotion{Workload: workload, ToMode: spec.Mode, ToRevision: int(spec.Revision)}
 		}
 	}
+	if !spec.Rollback && spec.Mode == model.ModeEnforce && spec.Revision == 0 && !res.Unchanged {
+		res.Coverage = s.proposalCoverage(workload)
+	}
 	res.Converged, res.Errors = s.converged(ctx, ns, spec.Workload, deadline)
 	return res, 0, nil
 }
@@ -217,4 +220,25 @@ func (s *Session) whoAmI(ctx context.Context, err error) string {
 		return m[1]
 	}
 	return "(unknown)"
+}
+
+// proposalCoverage is the coverage of workload in the window of its
+// proposal, as read before the promotion (the promotion to enforce of a
+// proposal shows it, as against an agent); nil without a proposal.
+func (s *Session) proposalCoverage(workload string) *model.Coverage {
+	for _, pr := range s.snap.proposals {
+		if key(pr.Namespace, pr.Spec.Workload) != workload {
+			continue
+		}
+		covs, err := s.svc.Coverage(pr.Spec.Window.Duration)
+		if err != nil {
+			return nil
+		}
+		for _, c := range covs {
+			if c.Workload == workload {
+				return &c
+			}
+		}
+	}
+	return nil
 }

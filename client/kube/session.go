@@ -203,7 +203,7 @@ func (r *recorder) Write(b []byte) (int, error) {
 // (NanoSegmentPromotions), and the writes and probes it cannot do.
 func (s *Session) routes(api http.Handler) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/", api)
+	mux.Handle("/", s.qualify(api))
 	mux.HandleFunc("GET /v1/status", answer(func(r *http.Request) (any, int, error) { return s.status() }))
 	mux.HandleFunc("POST /v1/propose", answer(func(r *http.Request) (any, int, error) { return s.propose(r) }))
 	mux.HandleFunc("POST /v1/promote", answer(func(r *http.Request) (any, int, error) {
@@ -229,6 +229,21 @@ func (s *Session) routes(api http.Handler) http.Handler {
 	mux.HandleFunc("POST /v1/policies", refuse(http.StatusBadRequest, fmt.Errorf("%w; apply NanoSegments and NetworkPolicies with kubectl apply", ErrReadOnly)))
 	mux.HandleFunc("DELETE /v1/networkpolicies", refuse(http.StatusBadRequest, fmt.Errorf("%w; delete NetworkPolicies with kubectl delete", ErrReadOnly)))
 	return mux
+}
+
+// qualify makes a bare workload name in a request's "workload" query
+// parameter NAMESPACE/WORKLOAD in the session's namespace (-n, else the
+// context's), as kubectl names objects.
+func (s *Session) qualify(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		if wl := q.Get("workload"); wl != "" && !strings.Contains(wl, "/") {
+			r = r.Clone(r.Context())
+			q.Set("workload", s.defNS+"/"+wl)
+			r.URL.RawQuery = q.Encode()
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // answer writes f's value as the API does (indented JSON, [] for an empty

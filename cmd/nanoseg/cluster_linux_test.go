@@ -173,12 +173,17 @@ func TestClusterMode(t *testing.T) {
 	// carries out; the CLI prints its record.
 	stop := f.standInController(t)
 	out, err = runCLI(t, "--config", f.cfg, "--kubeconfig", operator, "-n", "shop", "promote", "db", "--to", "enforce", "--reason", "go")
-	if err != nil || out != "promote shop/db: audit rev 1 -> enforce rev 1 (event 4, by operator: \"go\")\ndataplane converged: every endpoint holds the new rule set\n" {
+	if err != nil || out != "promote shop/db: audit rev 1 -> enforce rev 1 (event 4, by operator: \"go\")\n"+
+		"coverage of its proposal: observed 2h, 12 flows, 1 peers, last new peer or port 3h before the window's end\n"+
+		"dataplane converged: every endpoint holds the new rule set\n" {
 		t.Errorf("promote as operator: %v\n%s", err, out)
 	}
 	l, err := f.dyn.Resource(kube.Promotions).Namespace("shop").List(ctx, metav1.ListOptions{})
 	if err != nil || len(l.Items) != 4 {
 		t.Fatalf("promotions after promote: %v, %v", l, err)
+	}
+	if out, err := runCLI(t, "--config", f.cfg, "--kubeconfig", operator, "-n", "shop", "history", "db"); err != nil || strings.Count(out, "shop/db") != 2 {
+		t.Errorf("history db -n shop: %v\n%s", err, out)
 	}
 	out, err = runCLI(t, "--config", f.cfg, "--kubeconfig", operator, "rollback", "shop/db", "--reason", "back")
 	if err != nil || !strings.HasPrefix(out, "rollback shop/db: enforce rev 1 -> audit rev 1 (event 5, by operator: \"back\")\n") {
