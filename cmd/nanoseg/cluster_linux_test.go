@@ -231,14 +231,14 @@ func TestClusterMode(t *testing.T) {
 			t.Fatal(err)
 		}
 		plugin := exec.Command(kubectl, "nanoseg", "--config", f.cfg, "history", "shop/db")
-		plugin.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"), "KUBECONFIG="+operator, envRunMain+"=1")
+		plugin.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"), "KUBECONFIG="+operator, runMainEnv+"=1")
 		got, err := plugin.CombinedOutput()
 		want, werr := runCLI(t, "--config", f.cfg, "--kubeconfig", operator, "history", "shop/db")
 		if err != nil || werr != nil || string(got) != want {
 			t.Errorf("kubectl nanoseg history: %v %v\n%s\nwant\n%s", err, werr, got, want)
 		}
 		plugin = exec.Command(kubectl, "nanoseg", "--config", f.cfg, "promote", "db", "-n", "shop", "--to", "enforce", "--reason", "x")
-		plugin.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"), "KUBECONFIG="+viewer, envRunMain+"=1")
+		plugin.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"), "KUBECONFIG="+viewer, runMainEnv+"=1")
 		got, err = plugin.CombinedOutput()
 		if err == nil || !strings.Contains(string(got), "nanoseg: promote db: forbidden: user viewer cannot create nanosegmentpromotions in namespace shop") {
 			t.Errorf("kubectl nanoseg promote as viewer: %v\n%s", err, got)
