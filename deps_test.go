@@ -103,6 +103,8 @@ var fence = []fenceRow{
 		"the HTTP API serves the controller service; it knows no kernel and no store implementation (the wire words live in client)"},
 	{"client", []string{"model", "controller", "evidence", "policies", "policies/v1alpha1"}, [][]string{kernel, cluster, storage},
 		"the Go client speaks the API; the CLI and the e2e tests share it"},
+	{"client/kube", []string{"model", "controller", "client", "server", "store", "store/kube", "inventory", "inventory/kube", "policies", "policies/v1alpha1"}, [][]string{storage, {"github.com/google/nftables", "github.com/ti-mo/", "github.com/gopacket/", mod + "node", mod + "dataplane", mod + "observer", mod + "lab", mod + "agent", mod + "store/bolt"}},
+		"the CLI's cluster mode: the controller service in the CLI's process over read-only seams on the API server (the user's credentials, client-go), served by the API's handler in-process; promotions are objects the controller carries out, so it programs, observes and stores nothing (inventory/kube's netns finder links netlink and inotify in; the CLI gives it no finder)"},
 	{"agent", []string{"model", "internal/loop", "store", "store/bolt", "inventory", "inventory/host", "controller", "node", "server", "policies"}, [][]string{cluster},
 		"the standalone agent composes the parts in one process"},
 	{"transport", []string{"model", "store"}, [][]string{kernel, storage, {"sigs.k8s.io/controller-runtime", mod + "node", mod + "dataplane", mod + "observer", mod + "controller", mod + "lab"}},
