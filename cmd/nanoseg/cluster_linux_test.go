@@ -147,9 +147,17 @@ func TestClusterMode(t *testing.T) {
 	if err := kubetest.WriteKubeconfig(reader, f.c.UserConfig("reader"), "reader"); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := runCLI(t, "--config", f.cfg, "--kubeconfig", reader, "status"); err == nil ||
-		!strings.Contains(err.Error(), `status: list services (the inventory needs those of every namespace): services is forbidden: User "reader" cannot list resource "services"`) {
+	if out, err := runCLI(t, "--config", f.cfg, "--kubeconfig", reader, "status"); err != nil || !strings.Contains(out, "shop/web") {
 		t.Errorf("status with nanoseg-view only: %v\n%s", err, out)
+	}
+	// Without any role: a clear error naming what was refused.
+	nobody := filepath.Join(t.TempDir(), "nobody")
+	if err := kubetest.WriteKubeconfig(nobody, f.c.UserConfig("nobody"), "nobody"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCLI(t, "--config", f.cfg, "--kubeconfig", nobody, "status"); err == nil ||
+		!strings.Contains(err.Error(), `is forbidden: User "nobody" cannot list resource`) {
+		t.Errorf("status without rights: %v\n%s", err, out)
 	}
 	// A viewer reads, but may not promote: the CLI says so, exit 1 ...
 	if out, err := runCLI(t, "--config", f.cfg, "--kubeconfig", viewer, "history"); err != nil || !strings.Contains(out, "shop/web") {
@@ -478,20 +486,12 @@ func (n *syncedNode) Probe(context.Context, model.Endpoint, string, netip.AddrPo
 }
 
 // users binds "viewer" to the ClusterRole nanoseg-view and "operator" to
-// nanoseg-operate (manifests/rbac), and returns their kubeconfigs. Both
-// also get list on Services and EndpointSlices, which the CLI's inventory
-// reads and those roles do not grant yet (the built-in view role does).
+// nanoseg-operate (manifests/rbac), and returns their kubeconfigs: those
+// roles alone are what the CLI needs.
 func (f *clusterFixture) users(t *testing.T) (viewer, operator string) {
 	t.Helper()
 	ctx := context.Background()
 	f.apply(t, "rbac")
-	read := []string{"get", "list", "watch"}
-	if _, err := f.c.Client.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "test-nanoseg-inventory"}, Rules: []rbacv1.PolicyRule{
-		{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: read},
-		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: read},
-	}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	bind := func(user, role string) {
 		if _, err := f.c.Client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
 			ObjectMeta: metav1.ObjectMeta{Name: user + "-" + role},
@@ -503,8 +503,6 @@ func (f *clusterFixture) users(t *testing.T) (viewer, operator string) {
 	}
 	bind("viewer", "nanoseg-view")
 	bind("operator", "nanoseg-operate")
-	bind("viewer", "test-nanoseg-inventory")
-	bind("operator", "test-nanoseg-inventory")
 	dir := t.TempDir()
 	viewer, operator = filepath.Join(dir, "viewer"), filepath.Join(dir, "operator")
 	for path, user := range map[string]string{viewer: "viewer", operator: "operator"} {
