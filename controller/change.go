@@ -21,6 +21,10 @@ type ChangeTarget struct {
 	Workload string
 	Mode     model.Mode
 	Revision int
+	// NoPolicy is the state before a workload's first promotion: no
+	// nanosegment in force (a rollback of it); Mode and Revision are
+	// then not used.
+	NoPolicy bool `json:"noPolicy,omitempty"`
 }
 
 // Change is what going from the policies in force to a target opens and
@@ -43,7 +47,7 @@ func (s *Service) Change(t ChangeTarget) (Change, error) {
 	if len(s.inv.Workload(t.Workload)) == 0 {
 		return out, fmt.Errorf("%w: workload %q is not in the inventory", ErrInvalid, t.Workload)
 	}
-	if !t.Mode.Valid() {
+	if !t.Mode.Valid() && !t.NoPolicy {
 		return out, fmt.Errorf("%w: mode: %q is not observe, audit or enforce", ErrInvalid, t.Mode)
 	}
 	if err := notNegative("revision", t.Revision, "0 for the latest"); err != nil {
@@ -51,9 +55,11 @@ func (s *Service) Change(t ChangeTarget) (Change, error) {
 	}
 	var rev store.Revision
 	var err error
-	if t.Revision == 0 {
+	switch {
+	case t.NoPolicy:
+	case t.Revision == 0:
 		rev, err = s.store.LatestRevision(t.Workload)
-	} else {
+	default:
 		rev, err = s.store.Revision(t.Workload, t.Revision)
 	}
 	if err != nil {
@@ -79,9 +85,11 @@ func (s *Service) Change(t ChangeTarget) (Change, error) {
 			after.NanoSegments = append(after.NanoSegments, *ap.Policy)
 		}
 	}
-	p := rev.Policy.DeepCopy()
-	p.Spec.Mode = t.Mode
-	after.NanoSegments = append(after.NanoSegments, *p)
+	if !t.NoPolicy {
+		p := rev.Policy.DeepCopy()
+		p.Spec.Mode = t.Mode
+		after.NanoSegments = append(after.NanoSegments, *p)
+	}
 	setBefore, err := before.Set()
 	if err != nil {
 		return out, err
@@ -137,4 +145,30 @@ func (s *Service) AdoptProposal(workload string, seg *v1alpha1.NanoSegment, wind
 		return store.Revision{}, false, err
 	}
 	return r, true, nil
+}
+
+// RollbackTarget returns the state a rollback of workload would put it
+// in (see Rollback): toRevision in the current mode, or, for 0, the state
+// before the most recent change still in effect; ErrInvalid when there is
+// nothing to roll back.
+func (s *Service) RollbackTarget(workload string, toRevision int) (ChangeTarget, error) {
+	if err := notNegative("toRevision", toRevision, "0 to undo the last change"); err != nil {
+		return ChangeTarget{}, err
+	}
+	cur, err := s.store.State(workload)
+	if err != nil {
+		return ChangeTarget{}, err
+	}
+	if toRevision > 0 {
+		return ChangeTarget{Workload: workload, Mode: cur.Mode, Revision: toRevision}, nil
+	}
+	hist, err := s.store.History(workload)
+	if err != nil {
+		return ChangeTarget{}, err
+	}
+	target := undoTarget(hist)
+	if target == nil {
+		return ChangeTarget{}, fmt.Errorf("%w: workload %s has no promotion to roll back", ErrInvalid, workload)
+	}
+	return ChangeTarget{Workload: workload, Mode: target.FromMode, Revision: target.FromRevision, NoPolicy: target.FromRevision == 0}, nil
 }

@@ -61,3 +61,22 @@ func TestAdoptProposal(t *testing.T) {
 		t.Fatalf("new rules: %+v, added %v, %v", rev, added, err)
 	}
 }
+
+// TestRollbackTarget: undoing db's first promotion leaves it without a
+// policy, which reopens the intruder's path.
+func TestRollbackTarget(t *testing.T) {
+	f := newFixture(t)
+	f.apply(t, "5432")
+	if _, err := f.svc.RollbackTarget("shop/db", 0); !errors.Is(err, controller.ErrInvalid) {
+		t.Errorf("nothing to roll back: %v, want ErrInvalid", err)
+	}
+	f.promote(t, model.ModeEnforce, 1)
+	tg, err := f.svc.RollbackTarget("shop/db", 0)
+	if err != nil || !tg.NoPolicy {
+		t.Fatalf("target %+v, %v; want no policy", tg, err)
+	}
+	ch, err := f.svc.Change(tg)
+	if err != nil || len(ch.Opened) != 1 || len(ch.Closed) != 0 {
+		t.Errorf("change %+v, %v; want the intruder's path opened", ch, err)
+	}
+}

@@ -97,19 +97,61 @@ type ProposeReport struct {
 // than the window, or under a policy no longer in force that the policies
 // in force allow, leave nothing out.
 func (s *Service) Propose(window time.Duration, includeDenied bool, who string) (ProposeReport, error) {
-	rep := ProposeReport{Proposals: []ProposeResult{}, Excluded: []string{}, Skipped: []string{}, Failed: []string{}, Silent: []string{},
-		WindowSeconds: max(window, 0).Seconds()}
-	if err := s.node.Flush(); err != nil {
-		return rep, err
+	inf, err := s.infer(window, includeDenied, nil)
+	if err != nil {
+		return inf.rep, err
 	}
-	now := time.Now()
+	rep := inf.rep
+	for i := range inf.segs {
+		seg, w := &inf.segs[i], inf.workloads[i]
+		if w == "" {
+			continue
+		}
+		res := ProposeResult{Workload: w}
+		if last, err := s.store.LatestRevision(w); err == nil && sameRules(last.Policy, seg) {
+			res.Revision = last
+			rep.Proposals = append(rep.Proposals, res)
+			continue
+		}
+		r, err := s.store.AddRevision(store.Revision{Workload: w, Origin: store.OriginProposed, CreatedAt: inf.now.UTC(), CreatedBy: who, Policy: seg, Window: max(window, 0)})
+		if err != nil {
+			return rep, err
+		}
+		res.Revision, res.New = r, true
+		rep.Proposals = append(rep.Proposals, res)
+	}
+	return rep, nil
+}
+
+// inference is what infer computed: the report without proposals, the
+// proposed segments with the workload each selects ("" when it selects no
+// single workload: named in rep.Skipped), and every edge of the window.
+type inference struct {
+	rep       ProposeReport
+	segs      []v1alpha1.NanoSegment
+	workloads []string
+	all       []model.Edge
+	now       time.Time
+}
+
+// infer is Propose without storing: left, when not nil, gets for every
+// edge left out (observedEdgeKey) the line saying why.
+func (s *Service) infer(window time.Duration, includeDenied bool, left map[string]string) (inference, error) {
+	inf := inference{rep: ProposeReport{Proposals: []ProposeResult{}, Excluded: []string{}, Skipped: []string{}, Failed: []string{}, Silent: []string{},
+		WindowSeconds: max(window, 0).Seconds()}}
+	rep := &inf.rep
+	if err := s.node.Flush(); err != nil {
+		return inf, err
+	}
+	inf.now = time.Now()
 	since := windowStart(window)
 	all, err := s.obs.Edges(since)
 	if err != nil {
-		return rep, err
+		return inf, err
 	}
-	if rep.Coverage, err = s.coverageAt(s.inv.Workloads(), max(window, 0), now); err != nil {
-		return rep, err
+	inf.all = all
+	if rep.Coverage, err = s.coverageAt(s.inv.Workloads(), max(window, 0), inf.now); err != nil {
+		return inf, err
 	}
 	for _, c := range rep.Coverage {
 		if c.Silent {
@@ -120,43 +162,40 @@ func (s *Service) Propose(window time.Duration, includeDenied bool, who string) 
 	// edges with at least one connection that succeeded).
 	edges, failed := LeaveOutFailed(all)
 	rep.Failed = append(rep.Failed, failed...)
+	if left != nil {
+		for _, e := range all {
+			if e.OnlyFailed() {
+				left[observedEdgeKey(e)] = failedLine(e)
+			}
+		}
+	}
 	if !includeDenied {
-		if edges, err = s.leaveOutDenied(edges, since, &rep); err != nil {
-			return rep, err
+		if edges, err = s.leaveOutDenied(edges, since, rep, left); err != nil {
+			return inf, err
 		}
 	}
 	known, err := s.known()
 	if err != nil {
-		return rep, err
+		return inf, err
 	}
 	for _, e := range all {
 		if e.OnlyFailed() {
 			known.Failed = append(known.Failed, e) // no port range spans them
 		}
 	}
-	segs := policies.ProposeWith(edges, known, s.cfg.Propose)
+	inf.segs = policies.ProposeWith(edges, known, s.cfg.Propose)
+	inf.workloads = make([]string, len(inf.segs))
 	proposed := map[string]bool{}
-	for i := range segs {
-		seg := &segs[i]
+	for i := range inf.segs {
+		seg := &inf.segs[i]
 		w, err := s.workloadOf(seg)
 		if err != nil {
 			s.log.Warn("proposal matches no single workload", "nanosegment", seg.Namespace+"/"+seg.Name, "err", err)
 			rep.Skipped = append(rep.Skipped, strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
 			continue
 		}
+		inf.workloads[i] = w
 		proposed[w] = true
-		res := ProposeResult{Workload: w}
-		if last, err := s.store.LatestRevision(w); err == nil && sameRules(last.Policy, seg) {
-			res.Revision = last
-			rep.Proposals = append(rep.Proposals, res)
-			continue
-		}
-		r, err := s.store.AddRevision(store.Revision{Workload: w, Origin: store.OriginProposed, CreatedAt: now.UTC(), CreatedBy: who, Policy: seg, Window: max(window, 0)})
-		if err != nil {
-			return rep, err
-		}
-		res.Revision, res.New = r, true
-		rep.Proposals = append(rep.Proposals, res)
 	}
 	// A workload observed in the window never vanishes without a word
 	// (one whose proposal selects no single workload is named above).
@@ -166,7 +205,68 @@ func (s *Service) Propose(window time.Duration, includeDenied bool, who string) 
 			rep.Skipped = append(rep.Skipped, w+": no proposal: every edge of it in the window was left out")
 		}
 	}
-	return rep, nil
+	return inf, nil
+}
+
+// Proposal is one workload's proposed nanosegment, not stored (the
+// cluster controller writes it as a NanoSegmentProposal object), with the
+// workload's observed edges and its coverage.
+type Proposal struct {
+	Workload string
+	Segment  *v1alpha1.NanoSegment
+	// Edges are the workload's edges in the window, either direction,
+	// the most recently seen first.
+	Edges []ProposalEdge
+	// Coverage is the workload's coverage in the window.
+	Coverage model.Coverage
+}
+
+// ProposalEdge is an observed edge and, when the proposal does not allow
+// it, why (every connection failed; denied by the policies in force).
+type ProposalEdge struct {
+	Edge    model.Edge
+	LeftOut string
+}
+
+// Proposals infers one nanosegment per workload from the edges last seen
+// within window, as Propose does, and returns them without storing
+// anything, with the report (whose Proposals stay empty).
+func (s *Service) Proposals(window time.Duration) ([]Proposal, ProposeReport, error) {
+	left := map[string]string{}
+	inf, err := s.infer(window, false, left)
+	if err != nil {
+		return nil, inf.rep, err
+	}
+	cov := map[string]model.Coverage{}
+	for _, c := range inf.rep.Coverage {
+		cov[c.Workload] = c
+	}
+	byW := map[string][]ProposalEdge{}
+	for _, e := range inf.all {
+		pe := ProposalEdge{Edge: e, LeftOut: left[observedEdgeKey(e)]}
+		src, dst := e.Source.String(), e.Destination.String()
+		if !e.Source.External {
+			byW[src] = append(byW[src], pe)
+		}
+		if !e.Destination.External && dst != src {
+			byW[dst] = append(byW[dst], pe)
+		}
+	}
+	out := []Proposal{}
+	for i := range inf.segs {
+		w := inf.workloads[i]
+		if w == "" {
+			continue
+		}
+		edges := byW[w]
+		sort.SliceStable(edges, func(a, b int) bool { return edges[a].Edge.LastSeen.After(edges[b].Edge.LastSeen) })
+		c, ok := cov[w]
+		if !ok {
+			c = model.Coverage{Workload: w, Silent: true}
+		}
+		out = append(out, Proposal{Workload: w, Segment: &inf.segs[i], Edges: edges, Coverage: c})
+	}
+	return out, inf.rep, nil
 }
 
 // LeaveOutFailed returns the edges of all with at least one connection
@@ -244,7 +344,7 @@ func peersOf(edges []model.Edge) map[string]bool {
 
 // leaveOutDenied returns the edges of all that a proposal may use, adding
 // to rep.Excluded the ones it leaves out (see Propose).
-func (s *Service) leaveOutDenied(all []model.Edge, since time.Time, rep *ProposeReport) ([]model.Edge, error) {
+func (s *Service) leaveOutDenied(all []model.Edge, since time.Time, rep *ProposeReport, left map[string]string) ([]model.Edge, error) {
 	evs, err := s.obs.Verdicts(since)
 	if err != nil {
 		return nil, err
@@ -275,7 +375,11 @@ func (s *Service) leaveOutDenied(all []model.Edge, since time.Time, rep *Propose
 		if err != nil {
 			return nil, err
 		}
-		rep.Excluded = append(rep.Excluded, excludedLine(e, d, by, now, evalErr))
+		line := excludedLine(e, d, by, now, evalErr)
+		rep.Excluded = append(rep.Excluded, line)
+		if left != nil {
+			left[observedEdgeKey(e)] = line
+		}
 	}
 	return keep, nil
 }
