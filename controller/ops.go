@@ -84,36 +84,57 @@ type ProposeReport struct {
 	// connection in the window: they get no proposal, and the policies
 	// of the workloads they would talk to do not allow them.
 	Silent []string `json:"silent"`
+	// Warnings are things the operator should know before promoting
+	// these proposals (a window shorter than the minimum observation).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
-// Propose infers one nanosegment per workload from the edges last seen
-// within window (all edges for 0) and stores each that differs from the
-// workload's latest revision as a new proposed revision. Unless
-// includeDenied, an edge is left out when the verdict log shows it denied
-// or audit-denied within the window and the policies in force now still
-// deny or audit-deny it (policies.Evaluate on the current inventory): a
-// proposal must never quietly allow what the policies in force refuse
-// (`policy diff` shows those flows for a person to decide). Denials older
-// than the window, or under a policy no longer in force that the policies
-// in force allow, leave nothing out.
+// Inference is what Infer found: the report (its Proposals not filled: Infer
+// stores nothing), the proposed nanosegment of each workload, and the
+// edges of the window with the reason each left-out one was left out.
+type Inference struct {
+	Report ProposeReport
+	// Proposals are the proposed nanosegments by workload
+	// ("namespace/workload"), in the order inference made them.
+	Proposals []InferredProposal
+	// Edges are every edge last seen in the window, sorted by EdgeKey.
+	Edges []model.Edge
+	// LeftOut maps the store.EdgeKey (as a string) of each edge a proposal
+	// may not use to the reason: every connection failed, or the policies
+	// in force still deny it.
+	LeftOut map[string]string
+	// At is when the inference ran.
+	At time.Time
+}
+
+// InferredProposal is one workload's proposed nanosegment.
+type InferredProposal struct {
+	Workload string
+	Policy   *v1alpha1.NanoSegment
+}
+
+// Reasons an edge is left out of proposals (Inference.LeftOut).
+const (
+	LeftOutFailed = "every connection failed: never learned as an allow"
+	LeftOutDenied = "denied or audit-denied in the window, and the policies in force still deny it"
+)
+
+// Propose infers one nanosegment per workload (Infer) and stores each that
+// differs from the workload's latest revision as a new proposed revision.
 func (s *Service) Propose(window time.Duration, includeDenied bool, who string) (ProposeReport, error) {
-	inf, err := s.infer(window, includeDenied, nil)
+	inf, err := s.Infer(window, includeDenied)
+	rep := inf.Report
 	if err != nil {
-		return inf.rep, err
+		return rep, err
 	}
-	rep := inf.rep
-	for i := range inf.segs {
-		seg, w := &inf.segs[i], inf.workloads[i]
-		if w == "" {
-			continue
-		}
-		res := ProposeResult{Workload: w}
-		if last, err := s.store.LatestRevision(w); err == nil && sameRules(last.Policy, seg) {
+	for _, p := range inf.Proposals {
+		res := ProposeResult{Workload: p.Workload}
+		if last, err := s.store.LatestRevision(p.Workload); err == nil && sameRules(last.Policy, p.Policy) {
 			res.Revision = last
 			rep.Proposals = append(rep.Proposals, res)
 			continue
 		}
-		r, err := s.store.AddRevision(store.Revision{Workload: w, Origin: store.OriginProposed, CreatedAt: inf.now.UTC(), CreatedBy: who, Policy: seg, Window: max(window, 0)})
+		r, err := s.store.AddRevision(store.Revision{Workload: p.Workload, Origin: store.OriginProposed, CreatedAt: inf.At.UTC(), CreatedBy: who, Policy: p.Policy, Window: max(window, 0)})
 		if err != nil {
 			return rep, err
 		}
@@ -123,34 +144,37 @@ func (s *Service) Propose(window time.Duration, includeDenied bool, who string) 
 	return rep, nil
 }
 
-// inference is what infer computed: the report without proposals, the
-// proposed segments with the workload each selects ("" when it selects no
-// single workload: named in rep.Skipped), and every edge of the window.
-type inference struct {
-	rep       ProposeReport
-	segs      []v1alpha1.NanoSegment
-	workloads []string
-	all       []model.Edge
-	now       time.Time
-}
-
-// infer is Propose without storing: left, when not nil, gets for every
-// edge left out (observedEdgeKey) the line saying why.
-func (s *Service) infer(window time.Duration, includeDenied bool, left map[string]string) (inference, error) {
-	inf := inference{rep: ProposeReport{Proposals: []ProposeResult{}, Excluded: []string{}, Skipped: []string{}, Failed: []string{}, Silent: []string{},
-		WindowSeconds: max(window, 0).Seconds()}}
-	rep := &inf.rep
+// Infer infers one nanosegment per workload from the edges last seen
+// within window (all edges for 0) and stores nothing (Propose stores; the
+// cluster controller writes proposals as objects). Unless includeDenied,
+// an edge is left out when the verdict log shows it denied or audit-denied
+// within the window and the policies in force now still deny or
+// audit-deny it (policies.Evaluate on the current inventory): a proposal
+// must never quietly allow what the policies in force refuse (`policy
+// diff` shows those flows for a person to decide). Denials older than the
+// window, or under a policy no longer in force that the policies in force
+// allow, leave nothing out. Edges whose every connection failed are left
+// out too. A window shorter than the minimum observation for enforce
+// (Config.MinObserved) is warned about in the report.
+func (s *Service) Infer(window time.Duration, includeDenied bool) (Inference, error) {
+	inf := Inference{LeftOut: map[string]string{}, At: time.Now()}
+	rep := &inf.Report
+	*rep = ProposeReport{Proposals: []ProposeResult{}, Excluded: []string{}, Skipped: []string{}, Failed: []string{}, Silent: []string{},
+		WindowSeconds: max(window, 0).Seconds()}
 	if err := s.node.Flush(); err != nil {
 		return inf, err
 	}
-	inf.now = time.Now()
+	if window > 0 && s.cfg.MinObserved > 0 && window < s.cfg.MinObserved {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("the window (%s) is shorter than the observation a promotion to enforce needs (%s): promoting these proposals to enforce will be refused without --force",
+			window, s.cfg.MinObserved))
+	}
 	since := windowStart(window)
 	all, err := s.obs.Edges(since)
 	if err != nil {
 		return inf, err
 	}
-	inf.all = all
-	if rep.Coverage, err = s.coverageAt(s.inv.Workloads(), max(window, 0), inf.now); err != nil {
+	inf.Edges = all
+	if rep.Coverage, err = s.coverageAt(s.inv.Workloads(), max(window, 0), inf.At); err != nil {
 		return inf, err
 	}
 	for _, c := range rep.Coverage {
@@ -162,16 +186,21 @@ func (s *Service) infer(window time.Duration, includeDenied bool, left map[strin
 	// edges with at least one connection that succeeded).
 	edges, failed := LeaveOutFailed(all)
 	rep.Failed = append(rep.Failed, failed...)
-	if left != nil {
-		for _, e := range all {
-			if e.OnlyFailed() {
-				left[observedEdgeKey(e)] = failedLine(e)
-			}
+	if !includeDenied {
+		if edges, err = s.leaveOutDenied(edges, since, rep); err != nil {
+			return inf, err
 		}
 	}
-	if !includeDenied {
-		if edges, err = s.leaveOutDenied(edges, since, rep, left); err != nil {
-			return inf, err
+	kept := map[string]bool{}
+	for _, e := range edges {
+		kept[string(store.EdgeKey(e))] = true
+	}
+	for _, e := range all {
+		if k := string(store.EdgeKey(e)); !kept[k] {
+			inf.LeftOut[k] = LeftOutDenied
+			if e.OnlyFailed() {
+				inf.LeftOut[k] = LeftOutFailed
+			}
 		}
 	}
 	known, err := s.known()
@@ -183,90 +212,28 @@ func (s *Service) infer(window time.Duration, includeDenied bool, left map[strin
 			known.Failed = append(known.Failed, e) // no port range spans them
 		}
 	}
-	inf.segs = policies.ProposeWith(edges, known, s.cfg.Propose)
-	inf.workloads = make([]string, len(inf.segs))
+	segs := policies.ProposeWith(edges, known, s.cfg.Propose)
 	proposed := map[string]bool{}
-	for i := range inf.segs {
-		seg := &inf.segs[i]
+	for i := range segs {
+		seg := &segs[i]
 		w, err := s.workloadOf(seg)
 		if err != nil {
 			s.log.Warn("proposal matches no single workload", "nanosegment", seg.Namespace+"/"+seg.Name, "err", err)
 			rep.Skipped = append(rep.Skipped, strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
 			continue
 		}
-		inf.workloads[i] = w
 		proposed[w] = true
+		inf.Proposals = append(inf.Proposals, InferredProposal{Workload: w, Policy: seg})
 	}
 	// A workload observed in the window never vanishes without a word
 	// (one whose proposal selects no single workload is named above).
-	observed, kept := peersOf(all), peersOf(edges)
+	observed, keptPeers := peersOf(all), peersOf(edges)
 	for _, w := range s.inv.Workloads() {
-		if observed[w] && !kept[w] && !proposed[w] {
+		if observed[w] && !keptPeers[w] && !proposed[w] {
 			rep.Skipped = append(rep.Skipped, w+": no proposal: every edge of it in the window was left out")
 		}
 	}
 	return inf, nil
-}
-
-// Proposal is one workload's proposed nanosegment, not stored (the
-// cluster controller writes it as a NanoSegmentProposal object), with the
-// workload's observed edges and its coverage.
-type Proposal struct {
-	Workload string
-	Segment  *v1alpha1.NanoSegment
-	// Edges are the workload's edges in the window, either direction,
-	// the most recently seen first.
-	Edges []ProposalEdge
-	// Coverage is the workload's coverage in the window.
-	Coverage model.Coverage
-}
-
-// ProposalEdge is an observed edge and, when the proposal does not allow
-// it, why (every connection failed; denied by the policies in force).
-type ProposalEdge struct {
-	Edge    model.Edge
-	LeftOut string
-}
-
-// Proposals infers one nanosegment per workload from the edges last seen
-// within window, as Propose does, and returns them without storing
-// anything, with the report (whose Proposals stay empty).
-func (s *Service) Proposals(window time.Duration) ([]Proposal, ProposeReport, error) {
-	left := map[string]string{}
-	inf, err := s.infer(window, false, left)
-	if err != nil {
-		return nil, inf.rep, err
-	}
-	cov := map[string]model.Coverage{}
-	for _, c := range inf.rep.Coverage {
-		cov[c.Workload] = c
-	}
-	byW := map[string][]ProposalEdge{}
-	for _, e := range inf.all {
-		pe := ProposalEdge{Edge: e, LeftOut: left[observedEdgeKey(e)]}
-		src, dst := e.Source.String(), e.Destination.String()
-		if !e.Source.External {
-			byW[src] = append(byW[src], pe)
-		}
-		if !e.Destination.External && dst != src {
-			byW[dst] = append(byW[dst], pe)
-		}
-	}
-	out := []Proposal{}
-	for i := range inf.segs {
-		w := inf.workloads[i]
-		if w == "" {
-			continue
-		}
-		edges := byW[w]
-		sort.SliceStable(edges, func(a, b int) bool { return edges[a].Edge.LastSeen.After(edges[b].Edge.LastSeen) })
-		c, ok := cov[w]
-		if !ok {
-			c = model.Coverage{Workload: w, Silent: true}
-		}
-		out = append(out, Proposal{Workload: w, Segment: &inf.segs[i], Edges: edges, Coverage: c})
-	}
-	return out, inf.rep, nil
 }
 
 // LeaveOutFailed returns the edges of all with at least one connection
@@ -344,7 +311,7 @@ func peersOf(edges []model.Edge) map[string]bool {
 
 // leaveOutDenied returns the edges of all that a proposal may use, adding
 // to rep.Excluded the ones it leaves out (see Propose).
-func (s *Service) leaveOutDenied(all []model.Edge, since time.Time, rep *ProposeReport, left map[string]string) ([]model.Edge, error) {
+func (s *Service) leaveOutDenied(all []model.Edge, since time.Time, rep *ProposeReport) ([]model.Edge, error) {
 	evs, err := s.obs.Verdicts(since)
 	if err != nil {
 		return nil, err
@@ -375,11 +342,7 @@ func (s *Service) leaveOutDenied(all []model.Edge, since time.Time, rep *Propose
 		if err != nil {
 			return nil, err
 		}
-		line := excludedLine(e, d, by, now, evalErr)
-		rep.Excluded = append(rep.Excluded, line)
-		if left != nil {
-			left[observedEdgeKey(e)] = line
-		}
+		rep.Excluded = append(rep.Excluded, excludedLine(e, d, by, now, evalErr))
 	}
 	return keep, nil
 }

@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/internal/kubetest"
 	invkube "github.com/nanoseg/nanoseg/inventory/kube"
 	"github.com/nanoseg/nanoseg/lab"
@@ -365,8 +366,8 @@ func TestProposalsFromObservations(t *testing.T) {
 				t.Errorf("web -> db: leftOut %q, flows %d; want allowed, 40", e.LeftOut, e.Flows)
 			}
 		case "intruder":
-			if !strings.Contains(e.LeftOut, "all failed") {
-				t.Errorf("intruder -> db: leftOut %q; want why (all failed)", e.LeftOut)
+			if e.LeftOut != controller.LeftOutFailed {
+				t.Errorf("intruder -> db: leftOut %q; want %q", e.LeftOut, controller.LeftOutFailed)
 			}
 		}
 	}

@@ -13,6 +13,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+	"github.com/nanoseg/nanoseg/store"
 )
 
 // MaxProposalEdges is how many observed edges a proposal lists (the most
@@ -59,10 +61,11 @@ func (c *Controller) proposalLoop(ctx context.Context) {
 // refreshProposals is one round of the refresher.
 func (c *Controller) refreshProposals(ctx context.Context) error {
 	svc := c.service(c.parts.Store)
-	props, _, err := svc.Proposals(c.cfg.Window)
+	inf, err := svc.Infer(c.cfg.Window, false)
 	if err != nil {
 		return fmt.Errorf("propose: %w", err)
 	}
+	props := byWorkload(inf)
 	list, err := c.dyn.Resource(ProposalResource).Namespace("").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return fmt.Errorf("list proposals: %w", err)
@@ -76,9 +79,9 @@ func (c *Controller) refreshProposals(ctx context.Context) error {
 	var errs []error
 	seen := map[string]bool{}
 	for _, p := range props {
-		ns, name, _ := strings.Cut(p.Workload, "/")
-		seen[p.Workload] = true
-		if err := c.writeProposal(ctx, ns, name, c.desiredProposal(ns, name, p), c.settled(p.Coverage, now), p.Coverage, existing[p.Workload]); err != nil {
+		ns, name, _ := strings.Cut(p.workload, "/")
+		seen[p.workload] = true
+		if err := c.writeProposal(ctx, ns, name, c.desiredProposal(ns, name, p), c.settled(p.coverage, now), p.coverage, existing[p.workload]); err != nil {
 			errs = append(errs, err)
 		}
 		if ctx.Err() != nil {
@@ -121,21 +124,66 @@ func (c *Controller) refreshProposals(ctx context.Context) error {
 	return nil
 }
 
+// proposal is one workload's inferred nanosegment with its observed
+// edges (either direction, the most recently seen first, each with why
+// the segment leaves it out, if it does) and its coverage.
+type proposal struct {
+	workload string
+	policy   *v1alpha1.NanoSegment
+	edges    []proposalEdge
+	coverage model.Coverage
+}
+
+type proposalEdge struct {
+	edge    model.Edge
+	leftOut string
+}
+
+// byWorkload splits an inference into one proposal per workload.
+func byWorkload(inf controller.Inference) []proposal {
+	cov := map[string]model.Coverage{}
+	for _, c := range inf.Report.Coverage {
+		cov[c.Workload] = c
+	}
+	edges := map[string][]proposalEdge{}
+	for _, e := range inf.Edges {
+		pe := proposalEdge{edge: e, leftOut: inf.LeftOut[string(store.EdgeKey(e))]}
+		src, dst := e.Source.String(), e.Destination.String()
+		if !e.Source.External {
+			edges[src] = append(edges[src], pe)
+		}
+		if !e.Destination.External && dst != src {
+			edges[dst] = append(edges[dst], pe)
+		}
+	}
+	out := make([]proposal, 0, len(inf.Proposals))
+	for _, ip := range inf.Proposals {
+		es := edges[ip.Workload]
+		sort.SliceStable(es, func(a, b int) bool { return es[a].edge.LastSeen.After(es[b].edge.LastSeen) })
+		c, ok := cov[ip.Workload]
+		if !ok {
+			c = model.Coverage{Workload: ip.Workload, Silent: true}
+		}
+		out = append(out, proposal{workload: ip.Workload, policy: ip.Policy, edges: es, coverage: c})
+	}
+	return out
+}
+
 // desiredProposal is the proposal object for p (spec and labels).
-func (c *Controller) desiredProposal(ns, name string, p controller.Proposal) *v1alpha1.NanoSegmentProposal {
-	spec := p.Segment.Spec.DeepCopy()
+func (c *Controller) desiredProposal(ns, name string, p proposal) *v1alpha1.NanoSegmentProposal {
+	spec := p.policy.Spec.DeepCopy()
 	spec.Mode = ""
 	out := &v1alpha1.NanoSegmentProposal{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns,
 			Labels: map[string]string{v1alpha1.LabelWorkload: name, managedByLabel: managedByValue}},
 		Spec: v1alpha1.NanoSegmentProposalSpec{Workload: name, Segment: *spec, Window: metav1.Duration{Duration: c.cfg.Window}},
 	}
-	for i, e := range p.Edges {
+	for i, e := range p.edges {
 		if i == MaxProposalEdges {
-			out.Spec.EdgesOmitted = int32(min(len(p.Edges)-MaxProposalEdges, 1<<31-1))
+			out.Spec.EdgesOmitted = int32(min(len(p.edges)-MaxProposalEdges, 1<<31-1))
 			break
 		}
-		out.Spec.Edges = append(out.Spec.Edges, v1alpha1.EdgeFrom(e.Edge, e.LeftOut))
+		out.Spec.Edges = append(out.Spec.Edges, v1alpha1.EdgeFrom(e.edge, e.leftOut))
 	}
 	return out
 }
