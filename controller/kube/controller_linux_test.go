@@ -28,6 +28,7 @@ import (
 	"github.com/nanoseg/nanoseg/lab/kubelab"
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+	storekube "github.com/nanoseg/nanoseg/store/kube"
 )
 
 func TestMain(m *testing.M) {
@@ -50,7 +51,7 @@ type harness struct {
 	c       *kubetest.Cluster
 	ns      string
 	leaseNS string
-	st      *memStore
+	st      *storekube.Store
 	graph   *fakeGraph
 }
 
@@ -104,7 +105,12 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{c: c, ns: ns, leaseNS: c.Namespace(t, nil), st: newMemStore(dyn), graph: &fakeGraph{}}
+	leaseNS := c.Namespace(t, nil)
+	st, err := storekube.NewStore(c.Client, dyn, storekube.StoreConfig{Namespace: leaseNS, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &harness{c: c, ns: ns, leaseNS: leaseNS, st: st, graph: &fakeGraph{}}
 }
 
 // replica is one running controller.
@@ -155,7 +161,7 @@ func (h *harness) start(t *testing.T, id string, release bool, tweak func(*Confi
 		tweak(&cfg)
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	c, err := New(cfg, client, dyn, Parts{Store: h.st, Graph: h.graph, Inventory: inv}, nil, log)
+	c, err := New(cfg, client, dyn, Parts{Store: StoreOf(h.st), Graph: h.graph, Inventory: inv}, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -449,8 +455,8 @@ func (h *harness) done(t *testing.T, name string) *v1alpha1.NanoSegmentPromotion
 	eventually(t, 15*time.Second, "promotion "+name+" carried out", func() error {
 		p = h.promotion(t, name)
 		if p.Status.Phase == v1alpha1.PromotionSucceeded || p.Status.Phase == v1alpha1.PromotionFailed {
-			if findCond(p.Status.Conditions, ConditionComplete) == nil {
-				return errors.New("phase set, Complete condition not yet")
+			if findCond(p.Status.Conditions, ConditionComplete) == nil || p.Status.Message == "" {
+				return errors.New("phase set, Complete condition or message not yet")
 			}
 			return nil
 		}
@@ -564,7 +570,7 @@ func TestPromotions(t *testing.T) {
 		if err != nil || after.ResourceVersion != seg.ResourceVersion || after.Generation != seg.Generation {
 			t.Errorf("%s: the NanoSegment changed (resourceVersion %s -> %s, %v)", tc.name, seg.ResourceVersion, after.ResourceVersion, err)
 		}
-		if hist, _ := h.st.History(""); len(hist) != 1 {
+		if hist, _ := h.st.History(h.ns + "/db"); len(hist) != 1 {
 			t.Errorf("%s: history has %d records, want 1", tc.name, len(hist))
 		}
 	}
@@ -577,8 +583,8 @@ func TestPromotions(t *testing.T) {
 		findCond(p.Status.Conditions, ConditionComplete).Reason != ReasonRolledBack {
 		t.Fatalf("rollback: %+v", p.Status)
 	}
-	if _, err := h.segment(t, "db"); err == nil {
-		t.Error("the NanoSegment of db is still there after rolling back its first promotion")
+	if s, err := h.segment(t, "db"); err == nil && (len(s.Spec.Ingress)+len(s.Spec.Egress) > 0 || (s.Spec.Mode != "" && s.Spec.Mode != model.ModeObserve)) {
+		t.Errorf("the NanoSegment of db after rolling back its first promotion: %+v; want none, or an empty one in observe", s.Spec)
 	}
 	if h.events(t, "db-back", EventRolledBack) != 1 {
 		t.Error("no RolledBack event on the rollback")
@@ -669,9 +675,15 @@ func TestFailoverUnderPromotionLoad(t *testing.T) {
 	}
 	mu.Unlock()
 
-	hist, err := h.st.History("")
+	all, err := h.st.History("")
 	if err != nil {
 		t.Fatal(err)
+	}
+	var hist []model.Promotion // this test's chain (its own head ConfigMap)
+	for _, p := range all {
+		if strings.HasPrefix(p.Workload, h.ns+"/") {
+			hist = append(hist, p)
+		}
 	}
 	if err := model.VerifyPromotions(hist); err != nil {
 		t.Fatalf("history: %v", err)
@@ -709,4 +721,3 @@ func TestFailoverUnderPromotionLoad(t *testing.T) {
 	}
 	t.Logf("%d promotions: %d succeeded, %d failed; %d records", len(names), succeeded, failed, len(hist))
 }
-

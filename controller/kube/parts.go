@@ -7,6 +7,7 @@ import (
 	"github.com/nanoseg/nanoseg/inventory"
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/store"
+	storekube "github.com/nanoseg/nanoseg/store/kube"
 )
 
 // Store is the cluster policy store (store/kube.Store): store.PolicyStore
@@ -88,3 +89,13 @@ type Parts struct {
 
 // ServeFunc serves something until ctx ends; it returns nil then.
 type ServeFunc func(ctx context.Context) error
+
+// StoreOf adapts the cluster policy store to Store (its ForRequest
+// returns the concrete view).
+func StoreOf(s *storekube.Store) Store { return kubeStore{s} }
+
+type kubeStore struct{ *storekube.Store }
+
+func (k kubeStore) ForRequest(namespace, name string) store.PolicyStore {
+	return k.Store.ForRequest(namespace, name)
+}

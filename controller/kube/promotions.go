@@ -128,19 +128,11 @@ func pending(objs []any) []*unstructured.Unstructured {
 
 // incomplete reports whether u was recorded (phase Succeeded with a
 // record, written by the store's commit or its Repair) by a leader that
-// died before it added the message and the Complete condition.
+// died before it added the message, the change and its Complete reason.
 func incomplete(u *unstructured.Unstructured) bool {
 	phase, _, _ := unstructured.NestedString(u.Object, "status", "phase")
-	if phase != string(v1alpha1.PromotionSucceeded) {
-		return false
-	}
-	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
-	for _, c := range conds {
-		if m, ok := c.(map[string]any); ok && m["type"] == ConditionComplete {
-			return false
-		}
-	}
-	return true
+	msg, _, _ := unstructured.NestedString(u.Object, "status", "message")
+	return phase == string(v1alpha1.PromotionSucceeded) && msg == ""
 }
 
 // carryOut carries out one promotion, read again from the API server
@@ -346,9 +338,10 @@ func (c *Controller) succeed(ctx context.Context, p *v1alpha1.NanoSegmentPromoti
 			Message: msg, ObservedGeneration: gen})
 		return true
 	})
-	if err != nil {
+	if err != nil && ctx.Err() == nil {
 		// Recorded already (the store's view wrote phase and record):
-		// only the message and the change are missing.
+		// only the message and the change are missing; the next leader
+		// completes them (incomplete).
 		c.mErrors.WithLabelValues("promotions").Inc()
 		c.log.Error("complete the status of a recorded promotion", "promotion", p.Namespace+"/"+p.Name, "err", err)
 	}
