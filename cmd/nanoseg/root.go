@@ -72,7 +72,7 @@ and enforces them with nftables inside each container's network namespace.`,
 	pf.String("server", "", "the agent's API: unix socket path or http(s):// URL (default agent.socket)")
 	pf.String("token", "", "bearer token for a TCP server")
 	root.AddCommand(newVersionCmd(), newConfigCmd(a), newLabCmd(a), newAgentCmd(a), newStatusCmd(a), newPromoteCmd(a), newRollbackCmd(a), newHistoryCmd(a), newVerdictsCmd(a), addAgentPolicyCmds(newPolicyCmd(a), a), newObserveCmd(a), newGraphCmd(a))
-	root.AddCommand(newVerifyCmd(a), newEvidenceCmd(a), newNodeCmd(a))
+	root.AddCommand(newVerifyCmd(a), newEvidenceCmd(a), newNodeCmd(a), newControllerCmd(a))
 	return root
 }
 

@@ -86,6 +86,15 @@ func New(cfg Config, client kubernetes.Interface, dyn dynamic.Interface, parts P
 		Help: "Errors of the leader's loops, by loop: repair, proposals, promotions, status, inventory."}, []string{"loop"})
 	c.mStatus = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "nanosegment_status_writes_total",
 		Help: "NanoSegment status writes (each only when it changed)."})
+	for _, r := range []string{"succeeded", "unchanged", "failed"} {
+		c.mPromotions.WithLabelValues(r)
+	}
+	for _, l := range []string{"repair", "proposals", "promotions", "status", "inventory"} {
+		c.mErrors.WithLabelValues(l)
+	}
+	for _, op := range []string{"create", "update", "status", "delete"} {
+		c.mProposals.WithLabelValues(op)
+	}
 	for _, col := range []prometheus.Collector{c.mLeader, c.mProposals, c.mPromotions, c.mErrors, c.mStatus} {
 		if err := reg.Register(col); err != nil {
 			return nil, fmt.Errorf("register controller metrics: %w", err)
