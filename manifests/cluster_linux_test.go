@@ -672,7 +672,9 @@ func testControllerRBAC(t *testing.T, c *kubetest.Cluster) {
 		{"delete a nanosegment", func(ctx context.Context) error {
 			return dyn.Resource(nanosegments).Namespace(ns).Delete(ctx, "api", metav1.DeleteOptions{})
 		}},
-		{"delete a pod", func(ctx context.Context) error { return sa.CoreV1().Pods(ns).Delete(ctx, "web", metav1.DeleteOptions{}) }},
+		{"delete a pod", func(ctx context.Context) error {
+			return sa.CoreV1().Pods(ns).Delete(ctx, "web", metav1.DeleteOptions{})
+		}},
 		{"delete a networkpolicy", func(ctx context.Context) error {
 			return sa.NetworkingV1().NetworkPolicies(ns).Delete(ctx, "deny-all", metav1.DeleteOptions{})
 		}},
