@@ -679,10 +679,10 @@ func testControllerRBAC(t *testing.T, c *kubetest.Cluster) {
 			return sa.NetworkingV1().NetworkPolicies(ns).Delete(ctx, "deny-all", metav1.DeleteOptions{})
 		}},
 	})
-	if d := cmp.Diff(controllerRules(), grantedRules(t, c, sa, manifests.Namespace)); d != "" {
+	if d := cmp.Diff(union(controllerRules, controllerClusterRoleRules), grantedRules(t, c, sa, manifests.Namespace)); d != "" {
 		t.Errorf("rights in %s (-Role and ClusterRole +granted):\n%s", manifests.Namespace, d)
 	}
-	if d := cmp.Diff(controllerClusterRules, grantedRules(t, c, sa, ns)); d != "" {
+	if d := cmp.Diff(controllerClusterRoleRules, grantedRules(t, c, sa, ns)); d != "" {
 		t.Errorf("rights in namespace %s (-ClusterRole +granted):\n%s", ns, d)
 	}
 }

@@ -302,12 +302,12 @@ func TestControllerDeployment(t *testing.T) {
 	}
 	var role rbacv1.Role
 	find(t, "Role", manifests.Controller, &role)
-	if d := cmp.Diff(controllerNamespaceRules, expand(role.Rules)); d != "" {
+	if d := cmp.Diff(controllerRules, expand(role.Rules)); d != "" {
 		t.Errorf("Role rules (-want +got):\n%s", d)
 	}
 	var cr rbacv1.ClusterRole
 	find(t, "ClusterRole", manifests.Controller, &cr)
-	if d := cmp.Diff(controllerClusterRules, expand(cr.Rules)); d != "" {
+	if d := cmp.Diff(controllerClusterRoleRules, expand(cr.Rules)); d != "" {
 		t.Errorf("ClusterRole rules (-want +got):\n%s", d)
 	}
 }
@@ -420,9 +420,9 @@ var nodeAgentRules = []string{
 	"networking.k8s.io/networkpolicies get", "networking.k8s.io/networkpolicies list", "networking.k8s.io/networkpolicies watch",
 }
 
-// controllerNamespaceRules are the controller's rights in its own
-// namespace only (its Role), expanded.
-var controllerNamespaceRules = []string{
+// controllerRules are the controller's rights in its own namespace
+// only (its Role nanoseg-controller), expanded.
+var controllerRules = []string{
 	"coordination.k8s.io/leases create",
 	"coordination.k8s.io/leases get nanoseg-controller",
 	"coordination.k8s.io/leases update nanoseg-controller",
@@ -431,9 +431,9 @@ var controllerNamespaceRules = []string{
 	"core/configmaps update nanoseg-history-head",
 }
 
-// controllerClusterRules are the controller's rights in every namespace
-// (its ClusterRole), expanded.
-var controllerClusterRules = []string{
+// controllerClusterRoleRules are the controller's rights in every
+// namespace (its ClusterRole nanoseg-controller), expanded.
+var controllerClusterRoleRules = []string{
 	"apps/controllerrevisions create", "apps/controllerrevisions get", "apps/controllerrevisions list",
 	"core/events create",
 	"core/namespaces get", "core/namespaces list", "core/namespaces watch",
@@ -450,11 +450,14 @@ var controllerClusterRules = []string{
 	"networking.k8s.io/networkpolicies get", "networking.k8s.io/networkpolicies list",
 }
 
-// controllerRules are the controller's rights in its namespace: both.
-func controllerRules() []string {
-	r := append(slices.Clone(controllerNamespaceRules), controllerClusterRules...)
-	slices.Sort(r)
-	return r
+// union returns the rules of lists, sorted, without duplicates.
+func union(lists ...[]string) []string {
+	var out []string
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // expand spells each (group, resource, verb, resource name) a rule grants
