@@ -721,3 +721,38 @@ func TestFailoverUnderPromotionLoad(t *testing.T) {
 	}
 	t.Logf("%d promotions: %d succeeded, %d failed; %d records", len(names), succeeded, failed, len(hist))
 }
+
+// TestStatusAcceptedFalse: a NanoSegment the schema lets through but the
+// deeper validation refuses (a selector label value that is no label
+// value) gets Accepted=False naming the field, and Degraded=True.
+func TestStatusAcceptedFalse(t *testing.T) {
+	h := newHarness(t)
+	h.start(t, "replica-a", true, nil)
+	seg := &v1alpha1.NanoSegment{ObjectMeta: metav1.ObjectMeta{Name: "bad", Namespace: h.ns},
+		Spec: v1alpha1.NanoSegmentSpec{Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "not a label value!"}}}}
+	u, err := toUnstructured(seg, v1alpha1.Kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(h.c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dyn.Resource(NanoSegmentResource).Namespace(h.ns).Create(context.Background(), u, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("the schema refuses it (the test needs one it lets through): %v", err)
+	}
+	eventually(t, 10*time.Second, "Accepted=False", func() error {
+		s, err := h.segment(t, "bad")
+		if err != nil {
+			return err
+		}
+		a, d := findCond(s.Status.Conditions, ConditionAccepted), findCond(s.Status.Conditions, ConditionDegraded)
+		if a == nil || a.Status != metav1.ConditionFalse || a.Reason != ReasonInvalidSpec || !strings.Contains(a.Message, "spec.selector") {
+			return fmt.Errorf("Accepted %+v", a)
+		}
+		if d == nil || d.Status != metav1.ConditionTrue || s.Status.ObservedGeneration != s.Generation {
+			return fmt.Errorf("Degraded %+v, observedGeneration %d of %d", d, s.Status.ObservedGeneration, s.Generation)
+		}
+		return nil
+	})
+}
