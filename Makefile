@@ -14,8 +14,9 @@ TEST_TIMEOUT ?= 14m
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-build: ## build bin/nanoseg
+build: ## build bin/nanoseg and its kubectl plugin link bin/kubectl-nanoseg
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/nanoseg
+	ln -sf nanoseg bin/kubectl-nanoseg
 
 image: ## build the image nanoseg.io/nanoseg:dev as out/images/nanoseg.tar (docker archive, no registry: ctr -n k8s.io image import)
 	./hack/image.sh

@@ -75,6 +75,13 @@ func New(server, token string) *Client {
 	return c
 }
 
+// NewHTTP returns a client that sends its requests to base (an
+// http(s):// URL) through hc: an in-process transport, say, that serves
+// them with the API's handler (cluster mode of the CLI, client/kube).
+func NewHTTP(base string, hc *http.Client) *Client {
+	return &Client{http: hc, base: strings.TrimSuffix(base, "/")}
+}
+
 // WithTimeout returns a copy of c whose requests time out after d (0: no
 // timeout beyond the request's context). The default is 60 seconds.
 func (c *Client) WithTimeout(d time.Duration) *Client {

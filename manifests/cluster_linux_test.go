@@ -35,6 +35,7 @@ import (
 
 	"github.com/nanoseg/nanoseg/internal/kubetest"
 	"github.com/nanoseg/nanoseg/manifests"
+	"github.com/nanoseg/nanoseg/transport"
 )
 
 // One API server for the package, enforcing Pod Security's restricted
@@ -455,6 +456,16 @@ func event(ns, name string) *corev1.Event {
 	}
 }
 
+// sortedUnion returns the strings of lists, sorted, without duplicates.
+func sortedUnion(lists ...[]string) []string {
+	var out []string
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
 var mergePatch = []byte(`{"metadata":{"labels":{"touched":"yes"}}}`)
 
 // testNodeAgentRBAC acts as the node agent's ServiceAccount: it reads and
@@ -464,6 +475,13 @@ var mergePatch = []byte(`{"metadata":{"labels":{"touched":"yes"}}}`)
 // ClusterRole's, in any namespace.
 func testNodeAgentRBAC(t *testing.T, c *kubetest.Cluster) {
 	ns := fixtures(t, c)
+	for _, name := range []string{transport.CAConfigMapName, "conf"} {
+		_, err := c.Client.CoreV1().ConfigMaps(manifests.Namespace).Create(ctxFor(t, 30*time.Second), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Data: map[string]string{"ca.crt": "-----BEGIN CERTIFICATE-----\n"}}, metav1.CreateOptions{})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
 	sa, dyn := clientsFor(t, c, manifests.NodeAgent)
 	core, all := sa.CoreV1(), metav1.NamespaceAll
 	lw := metav1.ListOptions{}
@@ -505,11 +523,31 @@ func testNodeAgentRBAC(t *testing.T, c *kubetest.Cluster) {
 		{"create an event", func(ctx context.Context) error {
 			_, err := core.Events(ns).Create(ctx, event(ns, "web.programmed"), metav1.CreateOptions{})
 			return err
+		}}, {"get the controller's CA", func(ctx context.Context) error {
+			_, err := transport.CAConfigMap(sa, manifests.Namespace, transport.CAConfigMapName)(ctx)
+			return err
 		}},
 	})
 	expectForbidden(t, []check{
 		{"patch an event (each Event it records has a name of its own: create is enough)", func(ctx context.Context) error {
 			_, err := core.Events(ns).Patch(ctx, "web.programmed", types.MergePatchType, []byte(`{"count":2}`), metav1.PatchOptions{})
+			return err
+		}},
+		{"get another configmap of nanoseg-system", func(ctx context.Context) error {
+			_, err := core.ConfigMaps(manifests.Namespace).Get(ctx, "conf", metav1.GetOptions{})
+			return err
+		}},
+		{"list configmaps of nanoseg-system", func(ctx context.Context) error {
+			_, err := core.ConfigMaps(manifests.Namespace).List(ctx, lw)
+			return err
+		}},
+		{"update the controller's CA", func(ctx context.Context) error {
+			_, err := core.ConfigMaps(manifests.Namespace).Update(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: transport.CAConfigMapName},
+				Data: map[string]string{"ca.crt": "forged"}}, metav1.UpdateOptions{})
+			return err
+		}},
+		{"review a token", func(ctx context.Context) error {
+			_, err := sa.AuthenticationV1().TokenReviews().Create(ctx, &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: "x"}}, metav1.CreateOptions{})
 			return err
 		}},
 		{"get a secret", func(ctx context.Context) error {
@@ -589,8 +627,12 @@ func testNodeAgentRBAC(t *testing.T, c *kubetest.Cluster) {
 		}},
 	})
 	for _, n := range []string{ns, manifests.Namespace, metav1.NamespaceSystem} {
-		if d := cmp.Diff(nodeAgentRules, grantedRules(t, c, sa, n)); d != "" {
-			t.Errorf("rights in namespace %s (-ClusterRole +granted):\n%s", n, d)
+		want := nodeAgentRules
+		if n == manifests.Namespace {
+			want = sortedUnion(nodeAgentRules, nodeAgentNamespaceRules)
+		}
+		if d := cmp.Diff(want, grantedRules(t, c, sa, n)); d != "" {
+			t.Errorf("rights in namespace %s (-ClusterRole and Role +granted):\n%s", n, d)
 		}
 	}
 }
@@ -639,6 +681,25 @@ func testControllerRBAC(t *testing.T, c *kubetest.Cluster) {
 			_, err := dyn.Resource(nanosegments).Namespace(ns).Create(ctx, nanosegment("api"), metav1.CreateOptions{})
 			return err
 		}},
+		{"make its serving certificate and publish the CA (twice: create, then get and update)", func(ctx context.Context) error {
+			if _, err := transport.EnsureServingCert(ctx, sa, manifests.Namespace, transport.CertOptions{}); err != nil {
+				return err
+			}
+			_, err := transport.EnsureServingCert(ctx, sa, manifests.Namespace, transport.CertOptions{DNSNames: []string{"ingest.example"}})
+			return err
+		}},
+		{"review a node agent's token", func(ctx context.Context) error {
+			tr, err := c.Client.CoreV1().ServiceAccounts(manifests.Namespace).CreateToken(ctx, manifests.NodeAgent, &authenticationv1.TokenRequest{
+				Spec: authenticationv1.TokenRequestSpec{Audiences: []string{transport.Audience}}}, metav1.CreateOptions{})
+			if err != nil {
+				return fmt.Errorf("as the admin: %w", err)
+			}
+			id, err := transport.NewTokenReviewer(sa, "").Authenticate(ctx, tr.Status.Token)
+			if err == nil && id.User != transport.NodeAgentUser {
+				err = fmt.Errorf("authenticated as %q, want %q", id.User, transport.NodeAgentUser)
+			}
+			return err
+		}},
 	})
 	expectForbidden(t, []check{
 		{"get another lease", func(ctx context.Context) error {
@@ -679,10 +740,10 @@ func testControllerRBAC(t *testing.T, c *kubetest.Cluster) {
 			return sa.NetworkingV1().NetworkPolicies(ns).Delete(ctx, "deny-all", metav1.DeleteOptions{})
 		}},
 	})
-	if d := cmp.Diff(union(controllerRules, controllerClusterRoleRules), grantedRules(t, c, sa, manifests.Namespace)); d != "" {
-		t.Errorf("rights in %s (-Role and ClusterRole +granted):\n%s", manifests.Namespace, d)
+	if d := cmp.Diff(sortedUnion(controllerRules, controllerTransportRules, controllerClusterRules, controllerClusterRoleRules), grantedRules(t, c, sa, manifests.Namespace)); d != "" {
+		t.Errorf("rights in %s (-Roles and ClusterRoles +granted):\n%s", manifests.Namespace, d)
 	}
-	if d := cmp.Diff(controllerClusterRoleRules, grantedRules(t, c, sa, ns)); d != "" {
-		t.Errorf("rights in namespace %s (-ClusterRole +granted):\n%s", ns, d)
+	if d := cmp.Diff(sortedUnion(controllerClusterRules, controllerClusterRoleRules), grantedRules(t, c, sa, ns)); d != "" {
+		t.Errorf("rights in namespace %s, want only the cluster-wide ones (-want +granted):\n%s", ns, d)
 	}
 }

@@ -121,13 +121,20 @@ func TestObjects(t *testing.T) {
 		"core/ServiceAccount nanoseg-system/nanoseg-node",
 		"rbac.authorization.k8s.io/ClusterRole nanoseg-node",
 		"rbac.authorization.k8s.io/ClusterRoleBinding nanoseg-node",
+		"rbac.authorization.k8s.io/Role nanoseg-system/nanoseg-node",
+		"rbac.authorization.k8s.io/RoleBinding nanoseg-system/nanoseg-node",
 		"apps/DaemonSet nanoseg-system/nanoseg-node",
 		"core/ServiceAccount nanoseg-system/nanoseg-controller",
 		"rbac.authorization.k8s.io/ClusterRole nanoseg-controller",
 		"rbac.authorization.k8s.io/ClusterRoleBinding nanoseg-controller",
 		"rbac.authorization.k8s.io/Role nanoseg-system/nanoseg-controller",
 		"rbac.authorization.k8s.io/RoleBinding nanoseg-system/nanoseg-controller",
+		"rbac.authorization.k8s.io/ClusterRole nanoseg-controller-tokenreview",
+		"rbac.authorization.k8s.io/ClusterRoleBinding nanoseg-controller-tokenreview",
+		"rbac.authorization.k8s.io/Role nanoseg-system/nanoseg-controller-transport",
+		"rbac.authorization.k8s.io/RoleBinding nanoseg-system/nanoseg-controller-transport",
 		"apps/Deployment nanoseg-system/nanoseg-controller",
+		"core/Service nanoseg-system/nanoseg-controller",
 		"admissionregistration.k8s.io/MutatingAdmissionPolicy nanoseg-promotion-requester",
 		"admissionregistration.k8s.io/MutatingAdmissionPolicyBinding nanoseg-promotion-requester",
 		"admissionregistration.k8s.io/ValidatingAdmissionPolicy nanoseg-promotion-requester",
@@ -256,6 +263,52 @@ func TestNodeAgentRole(t *testing.T) {
 	}
 }
 
+// TestNodeAgentControllerToken pins how the node agent reaches the
+// controller: the Service's URL, the CA from its ConfigMap, and a
+// projected token of audience nanoseg-controller (bound to the pod,
+// rotated by the kubelet) mounted read-only where --token-file says; its
+// Role in nanoseg-system gets that one ConfigMap and nothing else.
+func TestNodeAgentControllerToken(t *testing.T) {
+	var ds appsv1.DaemonSet
+	find(t, "DaemonSet", manifests.NodeAgent, &ds)
+	c := ds.Spec.Template.Spec.Containers[0]
+	for _, a := range []string{"--controller=https://nanoseg-controller.nanoseg-system.svc:9443", "--controller-ca=configmap", "--token-file=/var/run/secrets/nanoseg/token"} {
+		if !slices.Contains(c.Args, a) {
+			t.Errorf("args %v lack %s", c.Args, a)
+		}
+	}
+	var vol *corev1.Volume
+	for i, v := range ds.Spec.Template.Spec.Volumes {
+		if v.Name == "controller-token" {
+			vol = &ds.Spec.Template.Spec.Volumes[i]
+		}
+	}
+	if vol == nil || vol.Projected == nil || len(vol.Projected.Sources) != 1 || vol.Projected.Sources[0].ServiceAccountToken == nil {
+		t.Fatalf("no projected ServiceAccount token volume controller-token: %+v", vol)
+	}
+	if tok := vol.Projected.Sources[0].ServiceAccountToken; tok.Audience != "nanoseg-controller" || tok.Path != "token" ||
+		tok.ExpirationSeconds == nil || *tok.ExpirationSeconds > 3600 {
+		t.Errorf("token %+v: want audience nanoseg-controller, path token, at most an hour", tok)
+	}
+	mounted := false
+	for _, m := range c.VolumeMounts {
+		mounted = mounted || (m.Name == "controller-token" && m.MountPath == "/var/run/secrets/nanoseg" && m.ReadOnly)
+	}
+	if !mounted {
+		t.Error("controller-token is not mounted read-only at /var/run/secrets/nanoseg")
+	}
+	var role rbacv1.Role
+	find(t, "Role", manifests.NodeAgent, &role)
+	if d := cmp.Diff(nodeAgentNamespaceRules, expand(role.Rules)); d != "" || role.Namespace != manifests.Namespace {
+		t.Errorf("Role %s/%s (-want +got):\n%s", role.Namespace, role.Name, d)
+	}
+	var svc corev1.Service
+	find(t, "Service", manifests.Controller, &svc)
+	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 9443 || svc.Spec.Ports[0].Name != "ingest" {
+		t.Errorf("Service ports %+v: want ingest 9443", svc.Spec.Ports)
+	}
+}
+
 // TestControllerDeployment pins the cluster controller: two replicas, its
 // own ServiceAccount, no capability, not root, its real flags and ports;
 // its Role (its Lease and the history head) and ClusterRole (the rules
@@ -309,6 +362,16 @@ func TestControllerDeployment(t *testing.T) {
 	find(t, "ClusterRole", manifests.Controller, &cr)
 	if d := cmp.Diff(controllerClusterRoleRules, expand(cr.Rules)); d != "" {
 		t.Errorf("ClusterRole rules (-want +got):\n%s", d)
+	}
+	var tr rbacv1.Role
+	find(t, "Role", "nanoseg-controller-transport", &tr)
+	if d := cmp.Diff(controllerTransportRules, expand(tr.Rules)); d != "" {
+		t.Errorf("transport rules (-want +got):\n%s", d)
+	}
+	var review rbacv1.ClusterRole
+	find(t, "ClusterRole", "nanoseg-controller-tokenreview", &review)
+	if d := cmp.Diff(controllerClusterRules, expand(review.Rules)); d != "" {
+		t.Errorf("cluster rules (-want +got):\n%s", d)
 	}
 }
 
@@ -420,6 +483,20 @@ var nodeAgentRules = []string{
 	"networking.k8s.io/networkpolicies get", "networking.k8s.io/networkpolicies list", "networking.k8s.io/networkpolicies watch",
 }
 
+// nodeAgentNamespaceRules are the node agent's rights in nanoseg-system
+// only: the controller's CA.
+var nodeAgentNamespaceRules = []string{"core/configmaps get nanoseg-controller-ca"}
+
+// controllerTransportRules are the controller's rights in its namespace
+// for the observation transport (rbac-transport.yaml), expanded.
+var controllerTransportRules = []string{
+	"core/configmaps create", "core/configmaps get nanoseg-controller-ca", "core/configmaps update nanoseg-controller-ca",
+	"core/secrets create", "core/secrets get nanoseg-controller-tls", "core/secrets update nanoseg-controller-tls",
+}
+
+// controllerClusterRules are the controller's cluster-wide rights.
+var controllerClusterRules = []string{"authentication.k8s.io/tokenreviews create"}
+
 // controllerRules are the controller's rights in its own namespace
 // only (its Role nanoseg-controller), expanded.
 var controllerRules = []string{
@@ -448,16 +525,6 @@ var controllerClusterRoleRules = []string{
 	"nanoseg.io/nanosegments create", "nanoseg.io/nanosegments get", "nanoseg.io/nanosegments list", "nanoseg.io/nanosegments update",
 	"nanoseg.io/nanosegments/status update",
 	"networking.k8s.io/networkpolicies get", "networking.k8s.io/networkpolicies list",
-}
-
-// union returns the rules of lists, sorted, without duplicates.
-func union(lists ...[]string) []string {
-	var out []string
-	for _, l := range lists {
-		out = append(out, l...)
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
 }
 
 // expand spells each (group, resource, verb, resource name) a rule grants

@@ -42,6 +42,7 @@ import (
 	"github.com/nanoseg/nanoseg/inventory"
 	"github.com/nanoseg/nanoseg/node"
 	"github.com/nanoseg/nanoseg/policies"
+	"github.com/nanoseg/nanoseg/transport"
 )
 
 // Inventory is the Kubernetes inventory source of one node
@@ -105,6 +106,10 @@ type Parts struct {
 	// agent calls it every Config.APIServerCheckInterval and shows the
 	// outcome in metrics, logs and /readyz (contact_linux.go).
 	Ping func(ctx context.Context) error
+	// ControllerCA gives the CA of the controller's serving certificate
+	// (transport.SenderConfig.CA) when Config.Controller is set (nil: the
+	// system's roots).
+	ControllerCA func(ctx context.Context) ([]byte, error)
 }
 
 // Agent is the node agent.
@@ -116,6 +121,9 @@ type Agent struct {
 	inv   *inventory.Index
 	node  *node.Node
 	sink  *MemSink
+	// sender carries the sink's observations to the controller (nil
+	// without Config.Controller).
+	sender *transport.Sender
 
 	kick     chan struct{}
 	invDirty atomic.Bool
@@ -185,6 +193,13 @@ func NewAgent(cfg Config, parts Parts, reg *prometheus.Registry, log *slog.Logge
 	for _, c := range []prometheus.Collector{a.mSynced, a.mEnforce, a.mInvSync, a.mUnfound, a.mLastSync, a.mReachable, a.mLastContact, dropped} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register node agent metrics: %w", err)
+		}
+	}
+	if cfg.Controller != "" {
+		a.sender, err = transport.NewSender(transport.SenderConfig{URL: cfg.Controller, Node: cfg.NodeName, TokenFile: cfg.TokenFile,
+			CA: parts.ControllerCA, Interval: cfg.SendInterval}, sink, a.endpointStates, reg, log)
+		if err != nil {
+			return nil, fmt.Errorf("node.controller: %w", err)
 		}
 	}
 	return a, nil
@@ -268,14 +283,24 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Go(func() { a.parts.Policies.Watch(ctx, func() { a.polDirty.Store(true); a.poke() }) })
 	wg.Go(func() { a.checkContact(ctx) })
 	// The node stops after the sync loop: its final flush keeps what the
-	// observers saw.
+	// observers saw; the sender stops after the node, so that flush still
+	// goes to the controller.
 	nodeCtx, stopNode := context.WithCancel(context.WithoutCancel(ctx))
 	nodeDone := make(chan struct{})
 	go func() { defer close(nodeDone); _ = a.node.Run(nodeCtx) }()
+	sendCtx, stopSender := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSender()
+	if a.sender != nil {
+		wg.Go(func() { _ = a.sender.Run(sendCtx) })
+	}
 	a.log.Info("node agent started; waiting for the caches to sync before enforcing", "listen", ln.Addr().String())
 	a.loop(ctx)
 	stopNode()
 	<-nodeDone
+	if a.sender != nil {
+		a.sender.Kick()
+	}
+	stopSender()
 	return nil
 }
 

@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strings"
 	"time"
+
+	"github.com/nanoseg/nanoseg/transport"
 )
 
 // Config configures the node agent (`nanoseg node`).
@@ -36,6 +39,24 @@ type Config struct {
 	// MaxEdges and MaxVerdicts bound the in-memory observation sink.
 	MaxEdges    int `mapstructure:"maxEdges" yaml:"maxEdges"`
 	MaxVerdicts int `mapstructure:"maxVerdicts" yaml:"maxVerdicts"`
+	// Controller is the base URL of the cluster controller's observation
+	// endpoint (https://nanoseg-controller.nanoseg-system.svc:9443); the
+	// agent sends its observations there (package transport). "" keeps
+	// them in this agent's memory only.
+	Controller string `mapstructure:"controller" yaml:"controller"`
+	// ControllerCA says where the CA of the controller's serving
+	// certificate comes from: "configmap" (ConfigMap
+	// nanoseg-controller-ca of nanoseg-system, read through the API
+	// server), "configmap:<namespace>/<name>", or the path of a PEM file;
+	// "" trusts the system's roots.
+	ControllerCA string `mapstructure:"controllerCA" yaml:"controllerCA"`
+	// TokenFile holds the bearer token sent to the controller: a projected
+	// ServiceAccount token of audience nanoseg-controller, read again when
+	// it changes (default /var/run/secrets/nanoseg/token).
+	TokenFile string `mapstructure:"tokenFile" yaml:"tokenFile"`
+	// SendInterval is how often observations go to the controller
+	// (default 5s).
+	SendInterval time.Duration `mapstructure:"sendInterval" yaml:"sendInterval"`
 }
 
 // Defaults fills the zero fields.
@@ -61,6 +82,12 @@ func (c *Config) Defaults() {
 	if c.MaxVerdicts == 0 {
 		c.MaxVerdicts = 10_000
 	}
+	if c.Controller != "" && c.TokenFile == "" {
+		c.TokenFile = transport.DefaultTokenFile
+	}
+	if c.SendInterval == 0 {
+		c.SendInterval = 5 * time.Second
+	}
 }
 
 // Validate reports every bad field at once, each named.
@@ -83,6 +110,19 @@ func (c Config) Validate() error {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("node.%s: %s is negative", d.name, d.v))
 		}
+	}
+	if c.Controller != "" {
+		if u, err := url.Parse(c.Controller); err != nil || u.Scheme != "https" || u.Host == "" {
+			errs = append(errs, fmt.Errorf("node.controller: %q: want an https:// URL such as https://nanoseg-controller.nanoseg-system.svc:9443", c.Controller))
+		}
+	}
+	if rest, ok := strings.CutPrefix(c.ControllerCA, "configmap:"); ok {
+		if ns, name, ok := strings.Cut(rest, "/"); !ok || ns == "" || name == "" {
+			errs = append(errs, fmt.Errorf("node.controllerCA: %q: want configmap:<namespace>/<name>", c.ControllerCA))
+		}
+	}
+	if c.SendInterval < 0 {
+		errs = append(errs, fmt.Errorf("node.sendInterval: %s is negative", c.SendInterval))
 	}
 	if c.MaxEdges < 0 || c.MaxVerdicts < 0 {
 		errs = append(errs, fmt.Errorf("node.maxEdges, node.maxVerdicts: %d, %d: must not be negative", c.MaxEdges, c.MaxVerdicts))

@@ -70,6 +70,8 @@ func New(cfg Config, restCfg *rest.Config, reg *prometheus.Registry, log *slog.L
 		Found: PodFoundEvent(client, cfg.NodeName),
 		Probe: Probe(client, dyn),
 		Ping:  Ping(client),
+		// The controller's CA, for the observation transport.
+		ControllerCA: ControllerCA(client, cfg.ControllerCA),
 	}
 	return NewAgent(cfg, parts, reg, log)
 }

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	storekube "github.com/nanoseg/nanoseg/store/kube"
+	"github.com/nanoseg/nanoseg/transport"
 )
 
 // RESTConfig returns the client configuration: the kubeconfig file at path,
@@ -117,4 +118,22 @@ func Ping(client kubernetes.Interface) func(ctx context.Context) error {
 		}
 		return nil
 	}
+}
+
+// ControllerCA returns Parts.ControllerCA for Config.ControllerCA:
+// "configmap" reads ConfigMap nanoseg-controller-ca of nanoseg-system
+// through client (RBAC: get on that ConfigMap), "configmap:<ns>/<name>"
+// another ConfigMap, any other value a PEM file; "" gives nil (the
+// system's roots).
+func ControllerCA(client kubernetes.Interface, spec string) func(ctx context.Context) ([]byte, error) {
+	switch {
+	case spec == "":
+		return nil
+	case spec == "configmap":
+		return transport.CAConfigMap(client, "nanoseg-system", transport.CAConfigMapName)
+	case strings.HasPrefix(spec, "configmap:"):
+		ns, name, _ := strings.Cut(strings.TrimPrefix(spec, "configmap:"), "/")
+		return transport.CAConfigMap(client, ns, name)
+	}
+	return transport.CAFile(spec)
 }

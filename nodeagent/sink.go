@@ -8,6 +8,7 @@ import (
 
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/store"
+	"github.com/nanoseg/nanoseg/transport"
 )
 
 // MemSink keeps the node's observations in memory, bounded: at most
@@ -15,6 +16,11 @@ import (
 // recently go first) and the MaxVerdicts latest verdict events. It
 // implements store.ObservationSink and store.ObservationReader; safe for
 // concurrent use. What it drops is counted (Dropped).
+//
+// It is also the transport.Source of the node agent's sender: it
+// remembers which edges and spans changed and which verdict events were
+// logged since the controller last acknowledged a batch (Take, Ack,
+// Resync), within the same bounds.
 type MemSink struct {
 	MaxEdges    int
 	MaxVerdicts int
@@ -26,17 +32,28 @@ type MemSink struct {
 	next         int
 	droppedEdges uint64
 	droppedVerd  uint64
+
+	// What the controller has not acknowledged (transport.Source): the
+	// keys changed since, with the generation of their last change, and
+	// the count of verdict events ever added and acknowledged.
+	gen        uint64
+	dirtyEdges map[string]uint64
+	dirtySpans map[string]uint64
+	vTotal     uint64
+	vAcked     uint64
 }
 
 var (
 	_ store.ObservationSink   = (*MemSink)(nil)
 	_ store.ObservationReader = (*MemSink)(nil)
+	_ transport.Source        = (*MemSink)(nil)
 )
 
 // NewMemSink returns a sink keeping at most maxEdges edges and maxVerdicts
 // verdict events (values below 1 read as 1).
 func NewMemSink(maxEdges, maxVerdicts int) *MemSink {
-	return &MemSink{MaxEdges: max(1, maxEdges), MaxVerdicts: max(1, maxVerdicts), edges: map[string]model.Edge{}, spans: map[string]model.ObservedSpan{}}
+	return &MemSink{MaxEdges: max(1, maxEdges), MaxVerdicts: max(1, maxVerdicts), edges: map[string]model.Edge{}, spans: map[string]model.ObservedSpan{},
+		dirtyEdges: map[string]uint64{}, dirtySpans: map[string]uint64{}}
 }
 
 // RecordObserved implements store.ObservationSink: spans merge by key
@@ -50,6 +67,7 @@ func (s *MemSink) RecordObserved(spans []model.ObservedSpan) error {
 			sp = store.MergeSpan(old, sp)
 		}
 		s.spans[k] = sp
+		s.dirtySpans[k] = s.gen
 	}
 	if over := len(s.spans) - s.MaxEdges; over > 0 {
 		all := make([]model.ObservedSpan, 0, len(s.spans))
@@ -59,6 +77,7 @@ func (s *MemSink) RecordObserved(spans []model.ObservedSpan) error {
 		slices.SortFunc(all, func(a, b model.ObservedSpan) int { return a.End.Compare(b.End) })
 		for _, sp := range all[:over] {
 			delete(s.spans, sp.SpanKey())
+			delete(s.dirtySpans, sp.SpanKey())
 		}
 	}
 	return nil
@@ -88,6 +107,7 @@ func (s *MemSink) MergeEdges(edges []model.Edge) error {
 			e = store.MergeEdge(old, e)
 		}
 		s.edges[k] = e
+		s.dirtyEdges[k] = s.gen
 	}
 	if over := len(s.edges) - s.MaxEdges; over > 0 {
 		// Evict a tenth more than needed, so a full sink does not sort on
@@ -104,6 +124,7 @@ func (s *MemSink) MergeEdges(edges []model.Edge) error {
 		slices.SortFunc(all, func(a, b aged) int { return a.seen.Compare(b.seen) })
 		for _, a := range all[:over] {
 			delete(s.edges, a.key)
+			delete(s.dirtyEdges, a.key)
 		}
 		s.droppedEdges += uint64(over)
 	}
@@ -115,6 +136,7 @@ func (s *MemSink) AddVerdicts(evs []model.VerdictEvent) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, ev := range evs {
+		s.vTotal++
 		if len(s.verdicts) < s.MaxVerdicts {
 			s.verdicts = append(s.verdicts, ev)
 			continue
@@ -160,4 +182,84 @@ func (s *MemSink) Dropped() (edges, verdicts uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.droppedEdges, s.droppedVerd
+}
+
+// Take implements transport.Source: the current value of at most
+// maxItems changed edges and spans and at most maxItems verdict events
+// logged since the last Ack (those the ring overwrote before they were
+// sent are counted in Dropped).
+func (s *MemSink) Take(maxItems int) transport.Pending {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	maxItems = max(1, maxItems)
+	p := transport.Pending{Mark: s.gen}
+	s.gen++ // later changes are newer than this batch
+	for k := range s.dirtyEdges {
+		if len(p.Edges) == maxItems {
+			p.More = true
+			break
+		}
+		p.Edges = append(p.Edges, s.edges[k])
+	}
+	for k := range s.dirtySpans {
+		if len(p.Spans) == maxItems {
+			p.More = true
+			break
+		}
+		p.Spans = append(p.Spans, s.spans[k])
+	}
+	base := s.vTotal - uint64(len(s.verdicts)) // the number of the oldest event kept
+	start := max(s.vAcked, base)
+	n := min(uint64(maxItems), s.vTotal-start)
+	if s.vTotal-start > n {
+		p.More = true
+	}
+	ordered := s.verdicts
+	if len(s.verdicts) == s.MaxVerdicts {
+		ordered = append(slices.Clone(s.verdicts[s.next:]), s.verdicts[:s.next]...)
+	}
+	p.Verdicts = slices.Clone(ordered[start-base : start-base+n])
+	p.VerdictsUpTo = start + n
+	return p
+}
+
+// Ack implements transport.Source.
+func (s *MemSink) Ack(p transport.Pending) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range p.Edges {
+		k := string(store.EdgeKey(e))
+		if g, ok := s.dirtyEdges[k]; ok && g <= p.Mark {
+			delete(s.dirtyEdges, k)
+		}
+	}
+	for _, sp := range p.Spans {
+		k := sp.SpanKey()
+		if g, ok := s.dirtySpans[k]; ok && g <= p.Mark {
+			delete(s.dirtySpans, k)
+		}
+	}
+	s.vAcked = max(s.vAcked, p.VerdictsUpTo)
+}
+
+// Resync implements transport.Source: every edge, span and kept verdict
+// event is pending again.
+func (s *MemSink) Resync() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k := range s.edges {
+		s.dirtyEdges[k] = s.gen
+	}
+	for k := range s.spans {
+		s.dirtySpans[k] = s.gen
+	}
+	s.vAcked = s.vTotal - uint64(len(s.verdicts))
+}
+
+// PendingCount returns how many edges and spans changed and how many
+// verdict events were logged since the controller last acknowledged them.
+func (s *MemSink) PendingCount() (edges, spans int, verdicts uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.dirtyEdges), len(s.dirtySpans), s.vTotal - max(s.vAcked, s.vTotal-uint64(len(s.verdicts)))
 }

@@ -452,8 +452,17 @@ func newRollbackCmd(a *app) *cobra.Command {
 	return cmd
 }
 
+// historyBroken makes `history --verify` exit 1 when the chain does not
+// verify.
+type historyBroken struct{ error }
+
+func (historyBroken) ExitCode() int { return 1 }
+
+func (e historyBroken) Unwrap() error { return e.error }
+
 func newHistoryCmd(a *app) *cobra.Command {
 	var output string
+	var verify bool
 	cmd := &cobra.Command{
 		Use:   "history [WORKLOAD]",
 		Short: "Show the promotion history (hash-chained, append-only)",
@@ -468,17 +477,38 @@ func newHistoryCmd(a *app) *cobra.Command {
 				return fmt.Errorf("history: %w", err)
 			}
 			if output == "json" {
-				return printJSON(cmd.OutOrStdout(), hist)
+				if err := printJSON(cmd.OutOrStdout(), hist); err != nil || !verify {
+					return err
+				}
+			} else {
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "SEQ\tAT\tWHO\tWORKLOAD\tACTION\tFROM\tTO\tREASON")
+				for _, p := range hist {
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s@%d\t%s@%d\t%s\n", p.Seq, p.At.Format("2006-01-02T15:04:05Z"), p.Who, p.Workload, p.Action,
+						p.FromMode, p.FromRevision, p.ToMode, p.ToRevision, strconv.Quote(p.Reason))
+				}
+				if err := tw.Flush(); err != nil || !verify {
+					return err
+				}
 			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SEQ\tAT\tWHO\tWORKLOAD\tACTION\tFROM\tTO\tREASON")
-			for _, p := range hist {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s@%d\t%s@%d\t%s\n", p.Seq, p.At.Format("2006-01-02T15:04:05Z"), p.Who, p.Workload, p.Action,
-					p.FromMode, p.FromRevision, p.ToMode, p.ToRevision, strconv.Quote(p.Reason))
+			if len(args) == 1 {
+				// The chain links every workload's records: check it whole.
+				if err := newClient(a).Do(cmd.Context(), "GET", "/v1/history", nil, nil, &hist); err != nil {
+					return fmt.Errorf("history: %w", err)
+				}
 			}
-			return tw.Flush()
+			if err := model.VerifyPromotions(hist); err != nil {
+				return historyBroken{fmt.Errorf("history: %w", err)}
+			}
+			head := "(empty)"
+			if len(hist) > 0 {
+				head = hist[len(hist)-1].Hash
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "history verified: %d records, hash chain intact, head %s\n", len(hist), head)
+			return nil
 		},
 	}
 	outputFlag(cmd, &output, "table", "table", "json")
+	cmd.Flags().BoolVar(&verify, "verify", false, "also check the whole hash chain (sequence, links, hashes); exit 1 when a record was altered, removed or reordered")
 	return cmd
 }

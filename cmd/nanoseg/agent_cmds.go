@@ -49,7 +49,8 @@ func agentEdges(ctx context.Context, a *app, since, _ time.Time) ([]model.Edge, 
 	return edges, err
 }
 
-// revisionWorkloads returns the workloads that have a revision, sorted.
+// revisionWorkloads returns the workloads that have a revision, sorted
+// (against a cluster also those with a proposal: see cluster.proposed).
 func revisionWorkloads(ctx context.Context, a *app) ([]string, error) {
 	var revs []store.Revision
 	if err := newClient(a).Do(ctx, "GET", "/v1/revisions", nil, nil, &revs); err != nil {
@@ -58,6 +59,9 @@ func revisionWorkloads(ctx context.Context, a *app) ([]string, error) {
 	seen := map[string]bool{}
 	for _, r := range revs {
 		seen[r.Workload] = true
+	}
+	for _, w := range a.cluster.proposed() {
+		seen[w] = true
 	}
 	out := make([]string, 0, len(seen))
 	for w := range seen {

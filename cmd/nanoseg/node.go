@@ -13,12 +13,15 @@ import (
 // nodeBind maps the node agent's configuration keys to its flags; it
 // replaces the agent's bindings (both have --listen).
 var nodeBind = map[string]string{
-	"log.level":       "log-level",
-	"log.format":      "log-format",
-	"node.kubeconfig": "kubeconfig",
-	"node.nodeName":   "node-name",
-	"node.listen":     "listen",
-	"node.ownerDir":   "owner-dir",
+	"log.level":         "log-level",
+	"log.format":        "log-format",
+	"node.kubeconfig":   "kubeconfig",
+	"node.nodeName":     "node-name",
+	"node.listen":       "listen",
+	"node.ownerDir":     "owner-dir",
+	"node.controller":   "controller",
+	"node.controllerCA": "controller-ca",
+	"node.tokenFile":    "token-file",
 }
 
 func newNodeCmd(a *app) *cobra.Command {
@@ -32,7 +35,12 @@ namespace of each pod of --node-name (env NODE_NAME) by its addresses, and
 programs one nftables table per pod netns. Nothing is enforced before the
 caches have synced; tables are never removed when it stops: on SIGTERM or
 SIGINT it logs so and exits 0.
-/metrics, /healthz and /readyz are served on --listen.`,
+/metrics, /healthz and /readyz are served on --listen.
+
+With --controller, the edges, verdict events and endpoint states it
+observes go to the cluster controller over HTTPS in batches, authenticated
+by the projected ServiceAccount token in --token-file; without it they stay
+in the agent's bounded memory.`,
 		Args: cobra.NoArgs,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			a.bind = nodeBind
@@ -82,5 +90,8 @@ SIGINT it logs so and exits 0.
 	f.String("node-name", "", "this node's name, spec.nodeName of its pods (default $NODE_NAME)")
 	f.String("listen", "", "serve /metrics, /healthz and /readyz here (default 127.0.0.1:9990)")
 	f.String("owner-dir", "", "owner files of the pod netns this agent manages (default /run/nanoseg/owners)")
+	f.String("controller", "", "send observations to the controller at this `URL` (https://nanoseg-controller.nanoseg-system.svc:9443); default: keep them in memory")
+	f.String("controller-ca", "", "CA of the controller's certificate: `configmap` (nanoseg-system/nanoseg-controller-ca), configmap:NS/NAME, or a PEM file (default: the system's roots)")
+	f.String("token-file", "", "bearer token for the controller, a projected ServiceAccount token of audience nanoseg-controller (default /var/run/secrets/nanoseg/token)")
 	return cmd
 }

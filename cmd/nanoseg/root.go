@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +31,11 @@ type app struct {
 	bind map[string]string
 	// stderr is the running command's error output (warnings).
 	stderr io.Writer
+	// ctx is the running command's context.
+	ctx context.Context
+	// cluster is cluster mode (--kubeconfig, --context, -n, or run as
+	// kubectl-nanoseg): the API answered in-process over the cluster.
+	cluster cluster
 }
 
 // exitCoder is an error that asks for a specific exit code.
@@ -71,6 +77,10 @@ and enforces them with nftables inside each container's network namespace.`,
 	pf.String("log-format", "", "log format: text or json")
 	pf.String("server", "", "the agent's API: unix socket path or http(s):// URL (default agent.socket)")
 	pf.String("token", "", "bearer token for a TCP server")
+	addClusterFlags(pf, &a.cluster)
+	if isPlugin() {
+		root.Use = "kubectl nanoseg"
+	}
 	root.AddCommand(newVersionCmd(), newConfigCmd(a), newLabCmd(a), newAgentCmd(a), newStatusCmd(a), newPromoteCmd(a), newRollbackCmd(a), newHistoryCmd(a), newVerdictsCmd(a), addAgentPolicyCmds(newPolicyCmd(a), a), newObserveCmd(a), newGraphCmd(a))
 	root.AddCommand(newVerifyCmd(a), newEvidenceCmd(a), newNodeCmd(a), newControllerCmd(a))
 	return root
@@ -86,6 +96,7 @@ func (a *app) load(cmd *cobra.Command) error {
 	a.cfg, a.configUsed = cfg, used
 	a.log = newLogger(cfg.Log)
 	a.stderr = cmd.ErrOrStderr()
+	a.ctx = cmd.Context()
 	return nil
 }
 
@@ -146,8 +157,12 @@ func newConfigCmd(a *app) *cobra.Command {
 }
 
 // newClient returns an API client for the configured server (a unix
-// socket path or an http(s):// URL; default: the agent's socket).
+// socket path or an http(s):// URL; default: the agent's socket), or, in
+// cluster mode, one answered in-process over the cluster (cluster.go).
 func newClient(a *app) *client.Client {
+	if a.cluster.enabled() {
+		return a.cluster.client(a.ctx, a)
+	}
 	server := a.cfg.Server
 	if server == "" {
 		server = a.cfg.Agent.Socket

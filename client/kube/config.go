@@ -1,0 +1,76 @@
+package kube
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Config says which cluster, as whom, and where.
+type Config struct {
+	// Kubeconfig is the kubeconfig file (--kubeconfig); "" loads as
+	// kubectl does: $KUBECONFIG (a list of files), else ~/.kube/config.
+	Kubeconfig string
+	// Context is the kubeconfig context to use ("" its current context).
+	Context string
+	// Namespace (-n) limits what is read to one namespace and is the
+	// namespace of a workload named without one; "" reads every
+	// namespace, and a bare workload name is in the context's namespace
+	// ("default" when it names none).
+	Namespace string
+	// Wait bounds how long promote and rollback wait for the controller
+	// to carry out a promotion, then for the NanoSegment's endpoints to be
+	// in sync (default DefaultWait).
+	Wait time.Duration
+	// Poll is how often they look (default 250ms).
+	Poll time.Duration
+	// InventoryTimeout bounds listing the cluster's pods, namespaces,
+	// services and endpoint slices (default 30s).
+	InventoryTimeout time.Duration
+}
+
+// DefaultWait is how long promote and rollback wait for the controller.
+const DefaultWait = time.Minute
+
+func (c *Config) defaults() {
+	if c.Wait <= 0 {
+		c.Wait = DefaultWait
+	}
+	if c.Poll <= 0 {
+		c.Poll = 250 * time.Millisecond
+	}
+	if c.InventoryTimeout <= 0 {
+		c.InventoryTimeout = 30 * time.Second
+	}
+}
+
+// REST resolves c as kubectl does (client-go's clientcmd loading rules:
+// --kubeconfig, else $KUBECONFIG, else ~/.kube/config; --context;
+// -n over the context's namespace) and returns the client configuration
+// and the namespace of bare workload names.
+func (c Config) REST() (*rest.Config, string, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = c.Kubeconfig
+	over := &clientcmd.ConfigOverrides{CurrentContext: c.Context}
+	over.Context.Namespace = c.Namespace
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, over)
+	rc, err := cc.ClientConfig()
+	if err != nil {
+		if clientcmd.IsEmptyConfig(err) || errors.Is(err, clientcmd.ErrEmptyConfig) {
+			return nil, "", fmt.Errorf("no kubeconfig: give --kubeconfig, set KUBECONFIG, or write ~/.kube/config")
+		}
+		return nil, "", fmt.Errorf("load kubeconfig: %w", err)
+	}
+	ns, _, err := cc.Namespace()
+	if err != nil {
+		return nil, "", fmt.Errorf("kubeconfig namespace: %w", err)
+	}
+	if ns == "" {
+		ns = "default"
+	}
+	rc.UserAgent = "nanoseg-cli"
+	return rc, ns, nil
+}

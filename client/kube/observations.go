@@ -1,0 +1,79 @@
+package kube
+
+import (
+	"bytes"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/nanoseg/nanoseg/model"
+	"github.com/nanoseg/nanoseg/store"
+)
+
+// observations is the store.ObservationReader over the proposals of a
+// snapshot (see the package doc for what it can and cannot tell).
+type observations struct {
+	edges []model.Edge // sorted by store.EdgeKey
+	spans []model.ObservedSpan
+}
+
+var _ store.ObservationReader = (*observations)(nil)
+
+// newObservations collects the proposals' edges (an edge kept by two
+// proposals, its source's and its destination's, once: the copy last seen,
+// then the one with more flows) and synthesises their coverage spans.
+func newObservations(s *snapshot) (*observations, error) {
+	byKey := map[string]model.Edge{}
+	o := &observations{}
+	for _, pr := range s.proposals {
+		for i, oe := range pr.Spec.Edges {
+			e, err := oe.Model()
+			if err != nil {
+				return nil, fmt.Errorf("nanosegmentproposal %s/%s: spec.edges[%d].%w", pr.Namespace, pr.Name, i, err)
+			}
+			k := string(store.EdgeKey(e))
+			if old, ok := byKey[k]; ok && (old.LastSeen.After(e.LastSeen) || (old.LastSeen.Equal(e.LastSeen) && old.Flows >= e.Flows)) {
+				continue
+			}
+			byKey[k] = e
+		}
+		c := pr.Status.Coverage
+		if c == nil || c.Observed.Duration <= 0 {
+			continue
+		}
+		n := max(int(c.Endpoints), 1)
+		for i := range n {
+			o.spans = append(o.spans, model.ObservedSpan{Workload: key(pr.Namespace, pr.Spec.Workload),
+				Endpoint: fmt.Sprintf("%s_%s-proposal-%d", pr.Namespace, pr.Spec.Workload, i), Start: s.at.Add(-c.Observed.Duration), End: s.at})
+		}
+	}
+	for _, e := range byKey {
+		o.edges = append(o.edges, e)
+	}
+	sort.Slice(o.edges, func(i, j int) bool { return bytes.Compare(store.EdgeKey(o.edges[i]), store.EdgeKey(o.edges[j])) < 0 })
+	store.SortSpans(o.spans)
+	return o, nil
+}
+
+func (o *observations) Edges(since time.Time) ([]model.Edge, error) {
+	var out []model.Edge
+	for _, e := range o.edges {
+		if since.IsZero() || !e.LastSeen.Before(since) {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// Verdicts has none: verdict events stay on the node agents.
+func (o *observations) Verdicts(time.Time) ([]model.VerdictEvent, error) { return nil, nil }
+
+func (o *observations) Observed(since time.Time) ([]model.ObservedSpan, error) {
+	var out []model.ObservedSpan
+	for _, sp := range o.spans {
+		if since.IsZero() || !sp.End.Before(since) {
+			out = append(out, sp)
+		}
+	}
+	return out, nil
+}
