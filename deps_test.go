@@ -95,6 +95,8 @@ var fence = []fenceRow{
 		"evidence bundles are pure: no kernel and no store code"},
 	{"controller", []string{"model", "policies", "policies/v1alpha1", "store", "evidence"}, [][]string{kernel, cluster, storage, {mod + "dataplane", mod + "observer", mod + "lab", mod + "node", mod + "inventory/host", mod + "store/bolt"}},
 		"the controller service runs anywhere (standalone, or as a cluster Deployment) over the seams, and is unit-tested without root"},
+	{"controller/kube", []string{"model", "controller", "evidence", "inventory", "policies", "policies/v1alpha1", "store", "store/kube"}, [][]string{kernel, storage, {mod + "dataplane", mod + "observer", mod + "lab", mod + "node", mod + "nodeagent", mod + "agent", mod + "inventory/host", mod + "store/bolt"}},
+		"the cluster controller composes the controller service over the API server (client-go: leader election, proposals, promotions, status); the graph and the store come in through interfaces, and it never reaches kernel code, bbolt or the lab"},
 	{"controller/controllertest", []string{"model", "policies", "controller", "evidence", "inventory"}, [][]string{kernel, cluster, storage},
 		"fakes of the controller's seams for tests without root"},
 	{"node", []string{"model", "internal/loop", "internal/nsenter", "policies", "policies/v1alpha1", "observer", "dataplane", "compile", "inventory", "controller", "evidence", "store"}, [][]string{cluster, storage, {mod + "lab", mod + "server", mod + "agent"}},

@@ -84,32 +84,98 @@ type ProposeReport struct {
 	// connection in the window: they get no proposal, and the policies
 	// of the workloads they would talk to do not allow them.
 	Silent []string `json:"silent"`
+	// Warnings are things the operator should know before promoting
+	// these proposals (a window shorter than the minimum observation).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
-// Propose infers one nanosegment per workload from the edges last seen
-// within window (all edges for 0) and stores each that differs from the
-// workload's latest revision as a new proposed revision. Unless
-// includeDenied, an edge is left out when the verdict log shows it denied
-// or audit-denied within the window and the policies in force now still
-// deny or audit-deny it (policies.Evaluate on the current inventory): a
-// proposal must never quietly allow what the policies in force refuse
-// (`policy diff` shows those flows for a person to decide). Denials older
-// than the window, or under a policy no longer in force that the policies
-// in force allow, leave nothing out.
+// Inference is what Infer found: the report (its Proposals not filled: Infer
+// stores nothing), the proposed nanosegment of each workload, and the
+// edges of the window with the reason each left-out one was left out.
+type Inference struct {
+	Report ProposeReport
+	// Proposals are the proposed nanosegments by workload
+	// ("namespace/workload"), in the order inference made them.
+	Proposals []InferredProposal
+	// Edges are every edge last seen in the window, sorted by EdgeKey.
+	Edges []model.Edge
+	// LeftOut maps the store.EdgeKey (as a string) of each edge a proposal
+	// may not use to the reason: every connection failed, or the policies
+	// in force still deny it.
+	LeftOut map[string]string
+	// At is when the inference ran.
+	At time.Time
+}
+
+// InferredProposal is one workload's proposed nanosegment.
+type InferredProposal struct {
+	Workload string
+	Policy   *v1alpha1.NanoSegment
+}
+
+// Reasons an edge is left out of proposals (Inference.LeftOut).
+const (
+	LeftOutFailed = "every connection failed: never learned as an allow"
+	LeftOutDenied = "denied or audit-denied in the window, and the policies in force still deny it"
+)
+
+// Propose infers one nanosegment per workload (Infer) and stores each that
+// differs from the workload's latest revision as a new proposed revision.
 func (s *Service) Propose(window time.Duration, includeDenied bool, who string) (ProposeReport, error) {
-	rep := ProposeReport{Proposals: []ProposeResult{}, Excluded: []string{}, Skipped: []string{}, Failed: []string{}, Silent: []string{},
-		WindowSeconds: max(window, 0).Seconds()}
-	if err := s.node.Flush(); err != nil {
-		return rep, err
-	}
-	now := time.Now()
-	since := windowStart(window)
-	all, err := s.obs.Edges(since)
+	inf, err := s.Infer(window, includeDenied)
+	rep := inf.Report
 	if err != nil {
 		return rep, err
 	}
-	if rep.Coverage, err = s.coverageAt(s.inv.Workloads(), max(window, 0), now); err != nil {
-		return rep, err
+	for _, p := range inf.Proposals {
+		res := ProposeResult{Workload: p.Workload}
+		if last, err := s.store.LatestRevision(p.Workload); err == nil && sameRules(last.Policy, p.Policy) {
+			res.Revision = last
+			rep.Proposals = append(rep.Proposals, res)
+			continue
+		}
+		r, err := s.store.AddRevision(store.Revision{Workload: p.Workload, Origin: store.OriginProposed, CreatedAt: inf.At.UTC(), CreatedBy: who, Policy: p.Policy, Window: max(window, 0)})
+		if err != nil {
+			return rep, err
+		}
+		res.Revision, res.New = r, true
+		rep.Proposals = append(rep.Proposals, res)
+	}
+	return rep, nil
+}
+
+// Infer infers one nanosegment per workload from the edges last seen
+// within window (all edges for 0) and stores nothing (Propose stores; the
+// cluster controller writes proposals as objects). Unless includeDenied,
+// an edge is left out when the verdict log shows it denied or audit-denied
+// within the window and the policies in force now still deny or
+// audit-deny it (policies.Evaluate on the current inventory): a proposal
+// must never quietly allow what the policies in force refuse (`policy
+// diff` shows those flows for a person to decide). Denials older than the
+// window, or under a policy no longer in force that the policies in force
+// allow, leave nothing out. Edges whose every connection failed are left
+// out too. A window shorter than the minimum observation for enforce
+// (Config.MinObserved) is warned about in the report.
+func (s *Service) Infer(window time.Duration, includeDenied bool) (Inference, error) {
+	inf := Inference{LeftOut: map[string]string{}, At: time.Now()}
+	rep := &inf.Report
+	*rep = ProposeReport{Proposals: []ProposeResult{}, Excluded: []string{}, Skipped: []string{}, Failed: []string{}, Silent: []string{},
+		WindowSeconds: max(window, 0).Seconds()}
+	if err := s.node.Flush(); err != nil {
+		return inf, err
+	}
+	if window > 0 && s.cfg.MinObserved > 0 && window < s.cfg.MinObserved {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("the window (%s) is shorter than the observation a promotion to enforce needs (%s): promoting these proposals to enforce will be refused without --force",
+			window, s.cfg.MinObserved))
+	}
+	since := windowStart(window)
+	all, err := s.obs.Edges(since)
+	if err != nil {
+		return inf, err
+	}
+	inf.Edges = all
+	if rep.Coverage, err = s.coverageAt(s.inv.Workloads(), max(window, 0), inf.At); err != nil {
+		return inf, err
 	}
 	for _, c := range rep.Coverage {
 		if c.Silent {
@@ -121,13 +187,25 @@ func (s *Service) Propose(window time.Duration, includeDenied bool, who string) 
 	edges, failed := LeaveOutFailed(all)
 	rep.Failed = append(rep.Failed, failed...)
 	if !includeDenied {
-		if edges, err = s.leaveOutDenied(edges, since, &rep); err != nil {
-			return rep, err
+		if edges, err = s.leaveOutDenied(edges, since, rep); err != nil {
+			return inf, err
+		}
+	}
+	kept := map[string]bool{}
+	for _, e := range edges {
+		kept[string(store.EdgeKey(e))] = true
+	}
+	for _, e := range all {
+		if k := string(store.EdgeKey(e)); !kept[k] {
+			inf.LeftOut[k] = LeftOutDenied
+			if e.OnlyFailed() {
+				inf.LeftOut[k] = LeftOutFailed
+			}
 		}
 	}
 	known, err := s.known()
 	if err != nil {
-		return rep, err
+		return inf, err
 	}
 	for _, e := range all {
 		if e.OnlyFailed() {
@@ -145,28 +223,17 @@ func (s *Service) Propose(window time.Duration, includeDenied bool, who string) 
 			continue
 		}
 		proposed[w] = true
-		res := ProposeResult{Workload: w}
-		if last, err := s.store.LatestRevision(w); err == nil && sameRules(last.Policy, seg) {
-			res.Revision = last
-			rep.Proposals = append(rep.Proposals, res)
-			continue
-		}
-		r, err := s.store.AddRevision(store.Revision{Workload: w, Origin: store.OriginProposed, CreatedAt: now.UTC(), CreatedBy: who, Policy: seg, Window: max(window, 0)})
-		if err != nil {
-			return rep, err
-		}
-		res.Revision, res.New = r, true
-		rep.Proposals = append(rep.Proposals, res)
+		inf.Proposals = append(inf.Proposals, InferredProposal{Workload: w, Policy: seg})
 	}
 	// A workload observed in the window never vanishes without a word
 	// (one whose proposal selects no single workload is named above).
-	observed, kept := peersOf(all), peersOf(edges)
+	observed, keptPeers := peersOf(all), peersOf(edges)
 	for _, w := range s.inv.Workloads() {
-		if observed[w] && !kept[w] && !proposed[w] {
+		if observed[w] && !keptPeers[w] && !proposed[w] {
 			rep.Skipped = append(rep.Skipped, w+": no proposal: every edge of it in the window was left out")
 		}
 	}
-	return rep, nil
+	return inf, nil
 }
 
 // LeaveOutFailed returns the edges of all with at least one connection

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/nanoseg/nanoseg/controller/controllertest"
 	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/model"
+	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 	"github.com/nanoseg/nanoseg/store"
 )
 
@@ -732,5 +734,56 @@ func TestNoOpPromotionsRecordNothing(t *testing.T) {
 	// A real change is still recorded.
 	if res := f.promote(t, model.ModeEnforce, 1); res.Unchanged || res.Promotion.Seq != 2 {
 		t.Errorf("promotion to enforce = %+v, want recorded as event 2", res)
+	}
+}
+
+// Infer proposes without storing, says why each left-out edge is left out,
+// and warns when the window is shorter than the minimum observation.
+func TestInferStoresNothingAndNamesLeftOutEdges(t *testing.T) {
+	f := newFixture(t)
+	f.apply(t, "5432") // db: ingress from web only
+	f.promote(t, model.ModeAudit, 1)
+	at := time.Now()
+	refused := recent("web", "db", 9999, model.VerdictCounts{Observed: 2})
+	refused.Flows, refused.Failed, refused.Reset = 2, 2, 2
+	if err := f.mem.MergeEdges([]model.Edge{
+		recent("web", "db", 5432, model.VerdictCounts{Observed: 3}),
+		recent("intruder", "db", 5432, model.VerdictCounts{Observed: 1, AuditDenied: 1}),
+		refused,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.mem.AddVerdicts([]model.VerdictEvent{deny(at, "audit-deny", "db-0", "intruder", "db", 40000, 5432)}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := f.mem.Revisions("shop/db")
+	inf, err := f.svc.Infer(time.Minute, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := f.mem.Revisions("shop/db"); len(after) != len(before) {
+		t.Fatalf("Infer stored revisions: %d before, %d after", len(before), len(after))
+	}
+	if len(inf.Edges) != 3 {
+		t.Fatalf("Infer edges = %d, want the 3 of the window", len(inf.Edges))
+	}
+	want := map[string]string{
+		string(store.EdgeKey(recent("intruder", "db", 5432, model.VerdictCounts{}))): controller.LeftOutDenied,
+		string(store.EdgeKey(refused)): controller.LeftOutFailed,
+	}
+	if !reflect.DeepEqual(inf.LeftOut, want) {
+		t.Errorf("left out = %q, want %q", inf.LeftOut, want)
+	}
+	var db *v1alpha1.NanoSegment
+	for _, p := range inf.Proposals {
+		if p.Workload == "shop/db" {
+			db = p.Policy
+		}
+	}
+	if db == nil || len(db.Spec.Ingress) != 1 {
+		t.Fatalf("shop/db proposal = %+v, want one ingress rule (from web)", db)
+	}
+	if len(inf.Report.Warnings) != 1 || !strings.Contains(inf.Report.Warnings[0], "shorter than the observation a promotion to enforce needs") {
+		t.Errorf("warnings = %q, want the short-window warning", inf.Report.Warnings)
 	}
 }

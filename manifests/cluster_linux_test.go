@@ -638,10 +638,10 @@ func testNodeAgentRBAC(t *testing.T, c *kubetest.Cluster) {
 }
 
 // testControllerRBAC acts as the controller's ServiceAccount: it may
-// create its Lease, get and update that one, and record Events in its
-// namespace; it is refused other Leases, other namespaces, Secrets, and
-// reads and writes of pods and policies (part 2 adds what it needs, with
-// its reasons).
+// create its Lease, get and update that one, read the inventory and record
+// Events anywhere (manifests/controller/rbac.yaml gives every rule with its
+// reason); it is refused other Leases, Leases elsewhere, Secrets, writes of
+// pods and NetworkPolicies, and deleting NanoSegments.
 func testControllerRBAC(t *testing.T, c *kubetest.Cluster) {
 	ns := fixtures(t, c)
 	if _, err := c.Client.CoordinationV1().Leases(manifests.Namespace).Create(ctxFor(t, 30*time.Second), lease("someone-else"), metav1.CreateOptions{}); err != nil {
@@ -667,6 +667,18 @@ func testControllerRBAC(t *testing.T, c *kubetest.Cluster) {
 		}},
 		{"create an event in its namespace", func(ctx context.Context) error {
 			_, err := sa.CoreV1().Events(manifests.Namespace).Create(ctx, event(manifests.Namespace, "lease.acquired"), metav1.CreateOptions{})
+			return err
+		}},
+		{"create an event in another namespace", func(ctx context.Context) error {
+			_, err := sa.CoreV1().Events(ns).Create(ctx, event(ns, "x"), metav1.CreateOptions{})
+			return err
+		}},
+		{"list pods", func(ctx context.Context) error {
+			_, err := sa.CoreV1().Pods(metav1.NamespaceAll).List(ctx, lw)
+			return err
+		}},
+		{"create a nanosegment", func(ctx context.Context) error {
+			_, err := dyn.Resource(nanosegments).Namespace(ns).Create(ctx, nanosegment("api"), metav1.CreateOptions{})
 			return err
 		}},
 		{"make its serving certificate and publish the CA (twice: create, then get and update)", func(ctx context.Context) error {
@@ -710,10 +722,6 @@ func testControllerRBAC(t *testing.T, c *kubetest.Cluster) {
 			_, err := sa.CoordinationV1().Leases(metav1.NamespaceSystem).Get(ctx, "kube-scheduler", metav1.GetOptions{})
 			return err
 		}},
-		{"create an event in another namespace", func(ctx context.Context) error {
-			_, err := sa.CoreV1().Events(ns).Create(ctx, event(ns, "x"), metav1.CreateOptions{})
-			return err
-		}},
 		{"list secrets of its namespace", func(ctx context.Context) error {
 			_, err := sa.CoreV1().Secrets(manifests.Namespace).List(ctx, lw)
 			return err
@@ -722,22 +730,20 @@ func testControllerRBAC(t *testing.T, c *kubetest.Cluster) {
 			_, err := sa.CoreV1().Secrets(ns).Get(ctx, "key", metav1.GetOptions{})
 			return err
 		}},
-		{"list pods", func(ctx context.Context) error {
-			_, err := sa.CoreV1().Pods(metav1.NamespaceAll).List(ctx, lw)
-			return err
+		{"delete a nanosegment", func(ctx context.Context) error {
+			return dyn.Resource(nanosegments).Namespace(ns).Delete(ctx, "api", metav1.DeleteOptions{})
 		}},
-		{"create a nanosegment", func(ctx context.Context) error {
-			_, err := dyn.Resource(nanosegments).Namespace(ns).Create(ctx, nanosegment("api"), metav1.CreateOptions{})
-			return err
+		{"delete a pod", func(ctx context.Context) error {
+			return sa.CoreV1().Pods(ns).Delete(ctx, "web", metav1.DeleteOptions{})
 		}},
 		{"delete a networkpolicy", func(ctx context.Context) error {
 			return sa.NetworkingV1().NetworkPolicies(ns).Delete(ctx, "deny-all", metav1.DeleteOptions{})
 		}},
 	})
-	if d := cmp.Diff(sortedUnion(controllerRules, controllerTransportRules, controllerClusterRules), grantedRules(t, c, sa, manifests.Namespace)); d != "" {
-		t.Errorf("rights in %s (-Roles +granted):\n%s", manifests.Namespace, d)
+	if d := cmp.Diff(sortedUnion(controllerRules, controllerTransportRules, controllerClusterRules, controllerClusterRoleRules), grantedRules(t, c, sa, manifests.Namespace)); d != "" {
+		t.Errorf("rights in %s (-Roles and ClusterRoles +granted):\n%s", manifests.Namespace, d)
 	}
-	if d := cmp.Diff(controllerClusterRules, grantedRules(t, c, sa, ns)); d != "" {
+	if d := cmp.Diff(sortedUnion(controllerClusterRules, controllerClusterRoleRules), grantedRules(t, c, sa, ns)); d != "" {
 		t.Errorf("rights in namespace %s, want only the cluster-wide ones (-want +granted):\n%s", ns, d)
 	}
 }

@@ -125,6 +125,8 @@ func TestObjects(t *testing.T) {
 		"rbac.authorization.k8s.io/RoleBinding nanoseg-system/nanoseg-node",
 		"apps/DaemonSet nanoseg-system/nanoseg-node",
 		"core/ServiceAccount nanoseg-system/nanoseg-controller",
+		"rbac.authorization.k8s.io/ClusterRole nanoseg-controller",
+		"rbac.authorization.k8s.io/ClusterRoleBinding nanoseg-controller",
 		"rbac.authorization.k8s.io/Role nanoseg-system/nanoseg-controller",
 		"rbac.authorization.k8s.io/RoleBinding nanoseg-system/nanoseg-controller",
 		"rbac.authorization.k8s.io/ClusterRole nanoseg-controller-tokenreview",
@@ -307,9 +309,11 @@ func TestNodeAgentControllerToken(t *testing.T) {
 	}
 }
 
-// TestControllerSkeleton pins the part-2 controller: two replicas, its own
-// ServiceAccount, no capability, not root; its Role: its Lease and Events.
-func TestControllerSkeleton(t *testing.T) {
+// TestControllerDeployment pins the cluster controller: two replicas, its
+// own ServiceAccount, no capability, not root, its real flags and ports;
+// its Role (its Lease and the history head) and ClusterRole (the rules
+// rbac.yaml gives with their reasons).
+func TestControllerDeployment(t *testing.T) {
 	var d appsv1.Deployment
 	find(t, "Deployment", manifests.Controller, &d)
 	if d.Spec.Replicas == nil || *d.Spec.Replicas != 2 {
@@ -329,10 +333,35 @@ func TestControllerSkeleton(t *testing.T) {
 			t.Errorf("container %s: want every capability dropped and no privilege escalation, got %+v", c.Name, sc)
 		}
 	}
+	if len(pod.Containers) != 1 {
+		t.Fatalf("%d containers, want 1", len(pod.Containers))
+	}
+	ctr := pod.Containers[0]
+	for _, arg := range []string{"--listen=:9990", "--ingest=:9443", "--lease-duration=15s"} {
+		if !slices.Contains(ctr.Args, arg) {
+			t.Errorf("args %v lack %s", ctr.Args, arg)
+		}
+	}
+	ports := map[string]int32{}
+	for _, p := range ctr.Ports {
+		ports[p.Name] = p.ContainerPort
+	}
+	if ports["metrics"] != 9990 || ports["ingest"] != 9443 {
+		t.Errorf("ports %v, want metrics 9990 and ingest 9443", ports)
+	}
+	if ctr.LivenessProbe == nil || ctr.LivenessProbe.HTTPGet == nil || ctr.LivenessProbe.HTTPGet.Path != "/healthz" ||
+		ctr.ReadinessProbe == nil || ctr.ReadinessProbe.HTTPGet == nil || ctr.ReadinessProbe.HTTPGet.Path != "/readyz" {
+		t.Error("probes: want liveness /healthz and readiness /readyz")
+	}
 	var role rbacv1.Role
 	find(t, "Role", manifests.Controller, &role)
 	if d := cmp.Diff(controllerRules, expand(role.Rules)); d != "" {
-		t.Errorf("rules (-want +got):\n%s", d)
+		t.Errorf("Role rules (-want +got):\n%s", d)
+	}
+	var cr rbacv1.ClusterRole
+	find(t, "ClusterRole", manifests.Controller, &cr)
+	if d := cmp.Diff(controllerClusterRoleRules, expand(cr.Rules)); d != "" {
+		t.Errorf("ClusterRole rules (-want +got):\n%s", d)
 	}
 	var tr rbacv1.Role
 	find(t, "Role", "nanoseg-controller-transport", &tr)
@@ -468,12 +497,34 @@ var controllerTransportRules = []string{
 // controllerClusterRules are the controller's cluster-wide rights.
 var controllerClusterRules = []string{"authentication.k8s.io/tokenreviews create"}
 
-// controllerRules are the controller's rights in its namespace, expanded.
+// controllerRules are the controller's rights in its own namespace
+// only (its Role nanoseg-controller), expanded.
 var controllerRules = []string{
 	"coordination.k8s.io/leases create",
 	"coordination.k8s.io/leases get nanoseg-controller",
 	"coordination.k8s.io/leases update nanoseg-controller",
-	"core/events create", "core/events patch",
+	"core/configmaps create",
+	"core/configmaps get nanoseg-history-head",
+	"core/configmaps update nanoseg-history-head",
+}
+
+// controllerClusterRoleRules are the controller's rights in every
+// namespace (its ClusterRole nanoseg-controller), expanded.
+var controllerClusterRoleRules = []string{
+	"apps/controllerrevisions create", "apps/controllerrevisions get", "apps/controllerrevisions list",
+	"core/events create",
+	"core/namespaces get", "core/namespaces list", "core/namespaces watch",
+	"core/pods get", "core/pods list", "core/pods watch",
+	"core/services get", "core/services list", "core/services watch",
+	"discovery.k8s.io/endpointslices get", "discovery.k8s.io/endpointslices list", "discovery.k8s.io/endpointslices watch",
+	"nanoseg.io/nanosegmentpromotions create", "nanoseg.io/nanosegmentpromotions get", "nanoseg.io/nanosegmentpromotions list", "nanoseg.io/nanosegmentpromotions watch",
+	"nanoseg.io/nanosegmentpromotions/status update",
+	"nanoseg.io/nanosegmentproposals create", "nanoseg.io/nanosegmentproposals delete", "nanoseg.io/nanosegmentproposals get",
+	"nanoseg.io/nanosegmentproposals list", "nanoseg.io/nanosegmentproposals update",
+	"nanoseg.io/nanosegmentproposals/status update",
+	"nanoseg.io/nanosegments create", "nanoseg.io/nanosegments get", "nanoseg.io/nanosegments list", "nanoseg.io/nanosegments update",
+	"nanoseg.io/nanosegments/status update",
+	"networking.k8s.io/networkpolicies get", "networking.k8s.io/networkpolicies list",
 }
 
 // expand spells each (group, resource, verb, resource name) a rule grants

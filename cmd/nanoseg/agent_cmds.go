@@ -625,6 +625,9 @@ func proposeFromAgent(cmd *cobra.Command, a *app, window time.Duration, includeD
 			fmt.Fprintf(w, "  %s\n", s)
 		}
 	}
+	for _, warn := range rep.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", warn)
+	}
 	if outDir != "" {
 		if err := writeProposals(outDir, rep.Proposals); err != nil {
 			return fmt.Errorf("policy propose: write %s: %w", outDir, err)

@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/nanoseg/nanoseg/agent"
+	ctrlkube "github.com/nanoseg/nanoseg/controller/kube"
 	"github.com/nanoseg/nanoseg/lab"
 	"github.com/nanoseg/nanoseg/nodeagent"
 )
@@ -31,6 +32,8 @@ type Config struct {
 	Agent agent.Config `mapstructure:"agent" yaml:"agent"`
 	// Node configures `nanoseg node`, the Kubernetes node agent.
 	Node nodeagent.Config `mapstructure:"node" yaml:"node"`
+	// Controller configures `nanoseg controller`, the cluster controller.
+	Controller ctrlkube.Config `mapstructure:"controller" yaml:"controller"`
 	// Server is where CLI commands reach the agent's API: a unix socket
 	// path, or an https:// or http:// URL (with Token); empty means
 	// agent.socket.

@@ -82,7 +82,7 @@ and enforces them with nftables inside each container's network namespace.`,
 		root.Use = "kubectl nanoseg"
 	}
 	root.AddCommand(newVersionCmd(), newConfigCmd(a), newLabCmd(a), newAgentCmd(a), newStatusCmd(a), newPromoteCmd(a), newRollbackCmd(a), newHistoryCmd(a), newVerdictsCmd(a), addAgentPolicyCmds(newPolicyCmd(a), a), newObserveCmd(a), newGraphCmd(a))
-	root.AddCommand(newVerifyCmd(a), newEvidenceCmd(a), newNodeCmd(a))
+	root.AddCommand(newVerifyCmd(a), newEvidenceCmd(a), newNodeCmd(a), newControllerCmd(a))
 	return root
 }
 

@@ -1,0 +1,70 @@
+package main
+
+// The observation ingest of `nanoseg controller`: the transport's receiver
+// (HTTPS on --ingest, node agents' ServiceAccount tokens checked with
+// TokenReview) feeding the in-memory graph the leader reads.
+
+import (
+	"context"
+	"fmt"
+	"net"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/kubernetes"
+
+	ctrlkube "github.com/nanoseg/nanoseg/controller/kube"
+	"github.com/nanoseg/nanoseg/transport"
+)
+
+// Bounds of the leader's graph, per node.
+const (
+	ingestMaxEdges    = 50_000
+	ingestMaxVerdicts = 10_000
+)
+
+func newIngest(ctx context.Context, client kubernetes.Interface, cfg ctrlkube.Config, reg *prometheus.Registry, a *app, leading func() bool) (ingest, error) {
+	g := transport.NewGraph(ingestMaxEdges, ingestMaxVerdicts)
+	if err := g.Register(reg); err != nil {
+		return ingest{}, err
+	}
+	recv, err := transport.NewReceiver(transport.ReceiverConfig{}, transport.NewTokenReviewer(client, ""), g, leading, reg, a.log)
+	if err != nil {
+		return ingest{}, err
+	}
+	serve := func(ctx context.Context) error {
+		cert, err := transport.EnsureServingCert(ctx, client, cfg.Namespace, transport.CertOptions{})
+		if err != nil {
+			return fmt.Errorf("controller.ingest: serving certificate: %w", err)
+		}
+		ln, err := net.Listen("tcp", cfg.Ingest)
+		if err != nil {
+			return fmt.Errorf("controller.ingest: %w", err)
+		}
+		return recv.Serve(ctx, ln, cert.TLSConfig())
+	}
+	// A new leader starts with an empty graph: forget every node's
+	// sequence (their next batch gets 409) and what they sent before.
+	resync := func() {
+		for _, ne := range g.Endpoints() {
+			g.Forget(ne.Node)
+		}
+		recv.Reset()
+	}
+	return ingest{graph: graphOf{g}, resync: resync, serve: serve}, nil
+}
+
+// graphOf adapts the transport's Graph to the controller's.
+type graphOf struct{ *transport.Graph }
+
+func (g graphOf) Reports() []ctrlkube.NodeReport {
+	var out []ctrlkube.NodeReport
+	for _, ne := range g.Endpoints() {
+		nr := ctrlkube.NodeReport{Node: ne.Node, Updated: ne.Updated}
+		for _, e := range ne.Endpoints {
+			nr.Endpoints = append(nr.Endpoints, ctrlkube.EndpointReport{Key: e.Key, Workload: e.Workload, Mode: e.Mode, Revision: e.Revision,
+				InSync: e.InSync, Error: e.Error, Counters: e.Counters})
+		}
+		out = append(out, nr)
+	}
+	return out
+}

@@ -1,0 +1,125 @@
+package kube
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+)
+
+// LeaseName is the coordination.k8s.io Lease the replicas elect a leader
+// with, in Config.Namespace.
+const LeaseName = "nanoseg-controller"
+
+// Config configures the cluster controller (`nanoseg controller`).
+type Config struct {
+	// Kubeconfig is the path of a kubeconfig file; "" uses the in-cluster
+	// configuration.
+	Kubeconfig string `mapstructure:"kubeconfig" yaml:"kubeconfig"`
+	// Namespace holds the Lease, the history head ConfigMap and the
+	// ingest TLS Secret (env POD_NAMESPACE; default nanoseg-system).
+	Namespace string `mapstructure:"namespace" yaml:"namespace"`
+	// ID is this replica's identity in the Lease (env POD_NAME, else the
+	// host name).
+	ID string `mapstructure:"id" yaml:"id"`
+	// Listen serves /metrics, /healthz and /readyz (plain HTTP).
+	Listen string `mapstructure:"listen" yaml:"listen"`
+	// Ingest serves the node agents' observation batches (HTTPS).
+	Ingest string `mapstructure:"ingest" yaml:"ingest"`
+	// LeaseDuration, RenewDeadline and RetryPeriod are client-go's leader
+	// election timings: a standby takes over at most LeaseDuration after
+	// the leader last renewed; the leader gives up when it could not
+	// renew within RenewDeadline.
+	LeaseDuration time.Duration `mapstructure:"leaseDuration" yaml:"leaseDuration"`
+	RenewDeadline time.Duration `mapstructure:"renewDeadline" yaml:"renewDeadline"`
+	RetryPeriod   time.Duration `mapstructure:"retryPeriod" yaml:"retryPeriod"`
+	// ProposeInterval is how often proposals are refreshed.
+	ProposeInterval time.Duration `mapstructure:"proposeInterval" yaml:"proposeInterval"`
+	// Window is how far back proposals take their edges.
+	Window time.Duration `mapstructure:"window" yaml:"window"`
+	// MinObserved is how long a workload must have been observed for its
+	// proposal to be Settled, and for a promotion to enforce to pass the
+	// coverage gate without force.
+	MinObserved time.Duration `mapstructure:"minObserved" yaml:"minObserved"`
+	// StatusInterval is how often NanoSegment statuses are refreshed
+	// (each written only when it changed).
+	StatusInterval time.Duration `mapstructure:"statusInterval" yaml:"statusInterval"`
+	// ConvergeTimeout bounds how long a promotion waits for the node
+	// agents to report the workload's endpoints in sync.
+	ConvergeTimeout time.Duration `mapstructure:"convergeTimeout" yaml:"convergeTimeout"`
+}
+
+// Defaults fills the zero fields.
+func (c *Config) Defaults() {
+	if c.Namespace == "" {
+		c.Namespace = "nanoseg-system"
+	}
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:9990"
+	}
+	if c.Ingest == "" {
+		c.Ingest = ":9443"
+	}
+	if c.LeaseDuration == 0 {
+		c.LeaseDuration = 15 * time.Second
+	}
+	if c.RenewDeadline == 0 {
+		c.RenewDeadline = 10 * time.Second
+	}
+	if c.RetryPeriod == 0 {
+		c.RetryPeriod = 2 * time.Second
+	}
+	if c.ProposeInterval == 0 {
+		c.ProposeInterval = 30 * time.Second
+	}
+	if c.Window == 0 {
+		c.Window = 24 * time.Hour
+	}
+	if c.MinObserved == 0 {
+		c.MinObserved = time.Hour
+	}
+	if c.StatusInterval == 0 {
+		c.StatusInterval = 5 * time.Second
+	}
+	if c.ConvergeTimeout == 0 {
+		c.ConvergeTimeout = 15 * time.Second
+	}
+}
+
+// Validate reports every bad field at once, each named.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Namespace == "" || strings.ContainsAny(c.Namespace, " /_") {
+		errs = append(errs, fmt.Errorf("controller.namespace: %q is no namespace name", c.Namespace))
+	}
+	if c.ID == "" {
+		errs = append(errs, errors.New("controller.id: empty: set --id or POD_NAME (the pod's name through the downward API)"))
+	}
+	for _, a := range []struct{ name, v string }{{"listen", c.Listen}, {"ingest", c.Ingest}} {
+		if a.v == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			errs = append(errs, fmt.Errorf("controller.%s: %q: %w", a.name, a.v, err))
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"leaseDuration", c.LeaseDuration}, {"renewDeadline", c.RenewDeadline}, {"retryPeriod", c.RetryPeriod},
+		{"proposeInterval", c.ProposeInterval}, {"window", c.Window}, {"minObserved", c.MinObserved},
+		{"statusInterval", c.StatusInterval}, {"convergeTimeout", c.ConvergeTimeout}} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("controller.%s: %s: must be positive", d.name, d.v))
+		}
+	}
+	// client-go's own rules, said with our names.
+	if c.LeaseDuration > 0 && c.RenewDeadline >= c.LeaseDuration {
+		errs = append(errs, fmt.Errorf("controller.renewDeadline: %s: must be shorter than leaseDuration (%s)", c.RenewDeadline, c.LeaseDuration))
+	}
+	if c.RetryPeriod > 0 && float64(c.RenewDeadline) <= 1.2*float64(c.RetryPeriod) {
+		errs = append(errs, fmt.Errorf("controller.retryPeriod: %s: renewDeadline (%s) must exceed 1.2 × retryPeriod", c.RetryPeriod, c.RenewDeadline))
+	}
+	return errors.Join(errs...)
+}
