@@ -90,8 +90,9 @@ type Parts struct {
 	// none is reported).
 	Unfound func() []UnfoundPod
 	// Event records a Kubernetes Event on an unfound pod (nil: none). An
-	// error is logged once and stops further events (RBAC may forbid
-	// them).
+	// error that EventsRefused calls a refusal (RBAC) is logged once and
+	// stops further Events; any other (the pod's namespace terminating,
+	// the API server away) is logged and only that Event is lost.
 	Event func(ctx context.Context, u UnfoundPod) error
 	// Found records a Kubernetes Event on a pod that had an Event as
 	// unfound and whose netns is now found (nil: none); errors as Event's.
@@ -453,11 +454,7 @@ func (a *Agent) reportUnfound(ctx context.Context) {
 		return
 	}
 	for _, u := range fresh {
-		if err := a.parts.Event(ctx, u); err != nil {
-			a.log.Warn("record an Event on an unfound pod; no more Events will be recorded (RBAC: create events)", "pod", u.Pod, "err", err)
-			a.mu.Lock()
-			a.eventsOff = true
-			a.mu.Unlock()
+		if err := a.parts.Event(ctx, u); err != nil && !a.eventFailed(u, err) {
 			return
 		}
 	}

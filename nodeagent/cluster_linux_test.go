@@ -79,7 +79,8 @@ func newKCluster(t *testing.T) *kcluster {
 // agent starts the node agent of node against the API server.
 func (k *kcluster) agent(t *testing.T, node, ownerDir string) (*Agent, func()) {
 	t.Helper()
-	a, err := New(Config{NodeName: node, Listen: "127.0.0.1:0", OwnerDir: ownerDir, FlushInterval: time.Second, DriftInterval: time.Second},
+	a, err := New(Config{NodeName: node, Listen: "127.0.0.1:0", OwnerDir: ownerDir, FlushInterval: time.Second, DriftInterval: time.Second,
+		APIServerCheckInterval: 500 * time.Millisecond},
 		k.c.Config, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +167,8 @@ func serverPolicy(ns string, port int32, from networkingv1.NetworkPolicyPeer) *n
 // through the API server are enforced with real packets between pods of
 // two nodes over IPv4 and IPv6; namespace label changes move pods in and
 // out of a policy; with the API server stopped enforcement stays as it
-// is, and a change made after it is back is caught up.
+// is (the agent says it lost contact, and stays ready), and a change made
+// after it is back is caught up.
 func TestNodeAgentsOnAPIServer(t *testing.T) {
 	k := newKCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -176,10 +178,12 @@ func TestNodeAgentsOnAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	k.agent(t, "node-a", dir)
+	agentA, _ := k.agent(t, "node-a", dir)
 	k.agent(t, "node-b", dir)
 	k.expect(t, "no policy", map[uint16]bool{8080: true, 9090: true})
 	nps := k.cs.NetworkingV1().NetworkPolicies(k.ns)
+	reachable := func() bool { ok, _, _ := agentA.APIServerContact(); return ok }
+	waitFor(t, "node-a reaches the API server", 10*time.Second, reachable)
 
 	byPod := networkingv1.NetworkPolicyPeer{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "client"}}}
 	took := k.tableChange(t, func() {
@@ -235,14 +239,19 @@ func TestNodeAgentsOnAPIServer(t *testing.T) {
 			_ = k.c.StartAPIServer(context.Background())
 		}
 	}()
+	waitFor(t, "node-a sees the API server gone", 10*time.Second, func() bool { return !reachable() })
 	for range 5 {
 		k.expect(t, "API server stopped", map[uint16]bool{8080: false, 9090: false})
 		time.Sleep(time.Second)
+	}
+	if !agentA.Ready() {
+		t.Errorf("node-a not ready while the API server is stopped: readiness must not follow the contact")
 	}
 	if err := k.c.StartAPIServer(ctx); err != nil {
 		t.Fatal(err)
 	}
 	stopped = false
+	waitFor(t, "node-a reaches the API server again", 10*time.Second, reachable)
 	back := time.Now()
 	if err := nps.Delete(ctx, "server", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)

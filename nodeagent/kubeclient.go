@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -136,4 +137,12 @@ func ControllerCA(client kubernetes.Interface, spec string) func(ctx context.Con
 		return transport.CAConfigMap(client, ns, name)
 	}
 	return transport.CAFile(spec)
+}
+
+// EventsRefused reports whether err, from creating an Event, means the
+// API server refuses this agent's Events (Forbidden: RBAC), rather than
+// this one Event: creating in a terminating namespace is Forbidden too,
+// with the cause NamespaceTerminating, and says nothing of the others.
+func EventsRefused(err error) bool {
+	return apierrors.IsForbidden(err) && !apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause)
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -221,7 +222,8 @@ func (w *PolicyWatcher) Run(ctx context.Context) error {
 // wait, and rejections beyond are logged and not recorded (the log line,
 // the metrics and Rejected still have them). When record fails with
 // Forbidden (RBAC), the watcher logs it once and records no more; other
-// errors are logged and the next rejection is tried. Call it before Run.
+// errors (among them Forbidden because the object's namespace is
+// terminating) are logged and the next rejection is tried. Call it before Run.
 func (w *PolicyWatcher) RecordRejections(record func(ctx context.Context, r Rejection) error) {
 	w.record = record
 	w.recordQ = make(chan Rejection, 256)
@@ -237,7 +239,7 @@ func (w *PolicyWatcher) recordRejections(ctx context.Context) {
 			err := w.record(ctx, r)
 			switch {
 			case err == nil || ctx.Err() != nil:
-			case apierrors.IsForbidden(err):
+			case apierrors.IsForbidden(err) && !apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
 				w.log.Error("record a rejection as an Event: forbidden; no more will be recorded (RBAC: create events)", "object", r.Key(), "error", err)
 				for {
 					select { // drain until the end, recording nothing
