@@ -116,6 +116,7 @@ type Agent struct {
 	inv   *inventory.Index
 	node  *node.Node
 	sink  *MemSink
+	guard *newPodGuard // nil: no placeholders (newpod_linux.go)
 
 	kick     chan struct{}
 	invDirty atomic.Bool
@@ -184,6 +185,11 @@ func NewAgent(cfg Config, parts Parts, reg *prometheus.Registry, log *slog.Logge
 	})
 	for _, c := range []prometheus.Collector{a.mSynced, a.mEnforce, a.mInvSync, a.mUnfound, a.mLastSync, a.mReachable, a.mLastContact, dropped} {
 		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register node agent metrics: %w", err)
+		}
+	}
+	if early, ok := parts.Inventory.(EarlyPods); ok && !cfg.LateFind {
+		if a.guard, err = newNewPodGuard(early, reg, a.log); err != nil {
 			return nil, fmt.Errorf("register node agent metrics: %w", err)
 		}
 	}
@@ -372,9 +378,16 @@ func (a *Agent) sync(ctx context.Context) bool {
 			time.AfterFunc(time.Second, a.poke)
 			return true
 		}
+		a.guardNewPods(&snap)
 		a.node.SetInventory(ctx, snap)
+		if a.guard != nil {
+			a.guard.applied(snap)
+		}
 		a.mInvSync.Observe(time.Since(start).Seconds())
 		a.reportUnfound(ctx)
+	}
+	if polD && !invD && !first {
+		a.guardNewPods(nil) // a new policy may isolate a pending pod
 	}
 	if first || polD {
 		start := time.Now()

@@ -36,6 +36,11 @@ type Config struct {
 	// MaxEdges and MaxVerdicts bound the in-memory observation sink.
 	MaxEdges    int `mapstructure:"maxEdges" yaml:"maxEdges"`
 	MaxVerdicts int `mapstructure:"maxVerdicts" yaml:"maxVerdicts"`
+	// LateFind finds a pod's network namespace only by its posted
+	// addresses (status.podIPs) and places no fail-closed placeholder:
+	// the agent as it was before early finding (newpod_linux.go), which
+	// lets a new pod's first connections pass unjudged. For measurements.
+	LateFind bool `mapstructure:"lateFind" yaml:"lateFind"`
 }
 
 // Defaults fills the zero fields.

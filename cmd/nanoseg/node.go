@@ -19,6 +19,7 @@ var nodeBind = map[string]string{
 	"node.nodeName":   "node-name",
 	"node.listen":     "listen",
 	"node.ownerDir":   "owner-dir",
+	"node.lateFind":   "late-find",
 }
 
 func newNodeCmd(a *app) *cobra.Command {
@@ -82,5 +83,6 @@ SIGINT it logs so and exits 0.
 	f.String("node-name", "", "this node's name, spec.nodeName of its pods (default $NODE_NAME)")
 	f.String("listen", "", "serve /metrics, /healthz and /readyz here (default 127.0.0.1:9990)")
 	f.String("owner-dir", "", "owner files of the pod netns this agent manages (default /run/nanoseg/owners)")
+	f.Bool("late-find", false, "find a pod's netns only by its posted addresses and place no fail-closed placeholder (lets a new pod's first connections pass unjudged; for measurements)")
 	return cmd
 }
