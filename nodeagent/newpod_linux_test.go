@@ -85,12 +85,19 @@ func TestNewPodPlaceholder(t *testing.T) {
 		{Path: fresh.Path(), Inode: inode(t, fresh.Path()), CRI: true, Since: time.Now()},
 		{Path: taken.Path(), Inode: inode(t, taken.Path()), CRI: true, Since: time.Now()},
 	}
+	// state reads the table; a read racing the agent's transaction may
+	// fail (a table listed, then gone or replaced): read again.
 	state := func(path string) *dataplane.State {
-		st, err := dp.Read(path)
-		if err != nil {
-			t.Fatal(err)
+		var err error
+		for range 20 {
+			var st *dataplane.State
+			if st, err = dp.Read(path); err == nil {
+				return st
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
-		return st
+		t.Fatal(err)
+		return nil
 	}
 	inv.setEarly(inventory.Snapshot{Namespaces: nss}, pending, cands)
 	waitFor(t, "placeholder in the new namespace", 5*time.Second, func() bool { return state(fresh.Path()).Equal(Placeholder()) })

@@ -125,3 +125,29 @@ func TestFinderIdentifiesNewPod(t *testing.T) {
 		t.Errorf("another pod: %+v, want not found", o)
 	}
 }
+
+// BenchmarkHunt measures one hunt tick (a walk of the real /proc reading
+// each process's netns link, and the cgroup of the processes of the one
+// hunted namespace, which has no process) against one scan without named
+// namespaces of its own in the same run: the hunt runs every
+// HuntInterval while a new namespace waits for its sandbox.
+func BenchmarkHunt(b *testing.B) {
+	nettest.RequireRoot(b)
+	f, err := NewNetnsFinder(FinderConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ns := namedNetns(b)
+	b.Run("scan", func(b *testing.B) {
+		for range b.N {
+			f.scan(false)
+		}
+	})
+	b.Run("hunt", func(b *testing.B) {
+		ino := inodeOf(b, ns.Path())
+		for range b.N {
+			f.hunting[ino] = time.Now().Add(time.Hour)
+			f.hunt()
+		}
+	})
+}

@@ -55,13 +55,16 @@ func accepted(dir, name string) int {
 
 // clientPod returns a busybox pod whose container, from its first
 // instruction, connects to denied in a tight loop (no pause: any window
-// is used) and to allowed every 50 ms.
-func clientPod(name string, labels map[string]string, denied, allowed string, port int) *corev1.Pod {
+// is used) and to allowed every 50 ms; it first touches dir/<name>.start
+// on the host, whose mtime says when the container started.
+func clientPod(name string, labels map[string]string, denied, allowed string, port int, dir string) *corev1.Pod {
 	p := realnode.EchoPod("", name, labels, port)
 	p.Spec.Containers[0].Ports = nil
 	p.Spec.Containers[0].Command = []string{"sh", "-c", fmt.Sprintf(
-		"while :; do nc -w 1 %[1]s %[3]d </dev/null; done & while :; do nc -w 1 %[2]s %[3]d </dev/null; usleep 50000; done",
-		denied, allowed, port)}
+		"touch /log/%[4]s.start; while :; do nc -w 1 %[1]s %[3]d </dev/null; done & while :; do nc -w 1 %[2]s %[3]d </dev/null; usleep 50000; done",
+		denied, allowed, port, name)}
+	p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "log", MountPath: "/log"}}
+	p.Spec.Volumes = []corev1.Volume{{Name: "log", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: dir}}}}
 	return p
 }
 
@@ -77,6 +80,7 @@ type netnsWatch struct {
 
 type nsTimes struct {
 	mounted, table, rules time.Time
+	started               time.Time // the client container's first instruction
 }
 
 func watchNetns(t *testing.T) *netnsWatch {
@@ -278,7 +282,7 @@ func TestNewPodFirstConnection(t *testing.T) {
 		// milliseconds of its first sync; give it ample time.
 		time.Sleep(time.Second)
 		deniedBefore, allowedBefore := accepted(dir, "denied"), accepted(dir, "allowed")
-		pod := clientPod(client, map[string]string{"role": "client"}, deniedIP, allowedIP, port)
+		pod := clientPod(client, map[string]string{"role": "client"}, deniedIP, allowedIP, port, dir)
 		pod.Namespace = ns
 		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		defer cancel()
@@ -295,8 +299,16 @@ func TestNewPodFirstConnection(t *testing.T) {
 		// The denied loop retries every second once dropped: give it a few.
 		time.Sleep(2 * time.Second)
 		times := watch.times()[netnsOf(n, got.Status.PodIP)]
+		if st, err := os.Stat(filepath.Join(dir, client+".start")); err == nil {
+			times.started = st.ModTime()
+		}
 		if err := c.Client.CoreV1().Pods(ns).Delete(ctx, client, metav1.DeleteOptions{}); err != nil {
 			t.Errorf("delete %s: %v", client, err)
+		}
+		for _, l := range strings.Split(stop(), "\n") {
+			if strings.Contains(l, "new pod") || strings.Contains(l, "identified") || strings.Contains(l, "mounted") || strings.Contains(l, "placeholder") || strings.Contains(l, "inventory changed") {
+				t.Log(l)
+			}
 		}
 		return accepted(dir, "denied") - deniedBefore, times
 	}
@@ -310,18 +322,20 @@ func TestNewPodFirstConnection(t *testing.T) {
 			}
 			return x.Sub(ts.mounted).Round(100 * time.Microsecond).String()
 		}
-		return fmt.Sprintf("netns mounted → first table %s, → the pod's own rules %s", d(ts.table), d(ts.rules))
+		return fmt.Sprintf("netns mounted → container started %s, → first table %s, → the pod's own rules %s", d(ts.started), d(ts.table), d(ts.rules))
 	}
 
-	leaked, ts := run("client")
+	leaked, ts := run("client", "--log-level=debug")
 	t.Logf("with early finding: %s; denied server saw %d connections", window(ts), leaked)
 	if leaked != 0 {
 		t.Errorf("the denied server saw %d connections of the isolated client: its first connections passed unjudged", leaked)
 	}
 	if ts.table.IsZero() {
 		t.Errorf("no nanoseg table seen in the client's netns")
+	} else if !ts.started.IsZero() && ts.table.After(ts.started) {
+		t.Errorf("the client's container started %s before the first table in its netns", ts.table.Sub(ts.started))
 	}
 
-	leaked, ts = run("client-late", "--late-find")
+	leaked, ts = run("client-late", "--late-find", "--log-level=debug")
 	t.Logf("with --late-find (by posted addresses only, as before): %s; denied server saw %d connections", window(ts), leaked)
 }
