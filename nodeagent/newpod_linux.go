@@ -24,10 +24,10 @@ package nodeagent
 //     set replaces it in place (one transaction) once the pod is matched.
 //
 // The placeholder is never put in a namespace that already holds a table
-// (a previous agent's, whatever it says, is kept as found), and is
-// removed only as placed: when no pending pod it may belong to is isolated
-// any more, the table is deleted if it still holds exactly the
-// placeholder.
+// (a previous agent's is kept as found; a placeholder a previous agent put
+// there is taken over as this agent's), and is removed only as placed:
+// when no pending pod it may belong to is isolated any more, the table is
+// deleted if it still holds exactly the placeholder.
 
 import (
 	"log/slog"
@@ -131,7 +131,10 @@ func (g *newPodGuard) guard(snap *inventory.Snapshot, in func() policies.InForce
 			continue
 		}
 		if st.Present {
-			continue // a table is there already: kept as found
+			if st.Equal(Placeholder()) {
+				g.placed[c.Inode] = c.Path // a previous agent's placeholder: ours now
+			}
+			continue // any other table is kept as found
 		}
 		if _, err := g.dp.Apply(c.Path, Placeholder()); err != nil {
 			g.log.Warn("program the placeholder of a new pod network namespace; trying again", "netns", c.Path, "err", err)

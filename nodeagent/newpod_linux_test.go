@@ -61,14 +61,19 @@ func isolateClients() policies.InForce {
 
 // TestNewPodPlaceholder: a candidate namespace gets the fail-closed
 // placeholder while a pending pod of the node is isolated, loses it when
-// none is, never gets it over a table already there, and gets the pod's
-// own rules in place of it once the pod is matched.
+// none is (a previous agent's placeholder too), never gets it over
+// another table already there, and gets the pod's own rules in place of
+// it once the pod is matched.
 func TestNewPodPlaceholder(t *testing.T) {
 	nettest.RequireRoot(t)
-	fresh, taken := nettest.New(t), nettest.New(t)
+	fresh, taken, stale := nettest.New(t), nettest.New(t), nettest.New(t)
 	dp := dataplane.New(nil)
 	observe := dataplane.RuleSet{Name: "someone-else", Mode: model.ModeObserve}
 	if _, err := dp.Apply(taken.Path(), observe); err != nil {
+		t.Fatal(err)
+	}
+	// A placeholder a previous agent left.
+	if _, err := dp.Apply(stale.Path(), Placeholder()); err != nil {
 		t.Fatal(err)
 	}
 	inv, pols := &earlyInventory{}, &fakePolicies{}
@@ -84,6 +89,7 @@ func TestNewPodPlaceholder(t *testing.T) {
 	cands := []invkube.Candidate{
 		{Path: fresh.Path(), Inode: inode(t, fresh.Path()), CRI: true, Since: time.Now()},
 		{Path: taken.Path(), Inode: inode(t, taken.Path()), CRI: true, Since: time.Now()},
+		{Path: stale.Path(), Inode: inode(t, stale.Path()), CRI: true, Since: time.Now()},
 	}
 	// state reads the table; a read racing the agent's transaction may
 	// fail (a table listed, then gone or replaced): read again.
@@ -107,7 +113,9 @@ func TestNewPodPlaceholder(t *testing.T) {
 
 	// The policy goes: no pending pod is isolated, the placeholder goes.
 	pols.set(policies.InForce{})
-	waitFor(t, "placeholder removed", 5*time.Second, func() bool { return !state(fresh.Path()).Present })
+	waitFor(t, "placeholders removed, the previous agent's too", 5*time.Second, func() bool {
+		return !state(fresh.Path()).Present && !state(stale.Path()).Present
+	})
 	if st := state(taken.Path()); !st.Equal(observe) {
 		t.Errorf("the table already there was touched: %+v", st.RuleSet)
 	}
