@@ -24,7 +24,9 @@ package kube
 // again at each scan (a new namespace gets its addresses from the CNI
 // plugin after it appears). Scans run at start, on inotify events in the
 // netns directories (fsnotify, coalesced), on Refresh (pod events), and
-// every Rescan as a fallback.
+// every Rescan as a fallback. The processes' cgroups, a new namespace's
+// mount seen within milliseconds and the hunt for its first process, which
+// find a pod before its addresses are posted, are in finder_pods_linux.go.
 //
 // Sources: network_namespaces(7) (nsfs, /proc/PID/ns/net), ip-netns(8)
 // (the /run/netns convention), statfs(2) (NSFS_MAGIC), inotify(7).
