@@ -125,6 +125,7 @@ type Agent struct {
 	// sender carries the sink's observations to the controller (nil
 	// without Config.Controller).
 	sender *transport.Sender
+	guard  *newPodGuard // nil: no placeholders (newpod_linux.go)
 
 	kick     chan struct{}
 	invDirty atomic.Bool
@@ -201,6 +202,11 @@ func NewAgent(cfg Config, parts Parts, reg *prometheus.Registry, log *slog.Logge
 			CA: parts.ControllerCA, Interval: cfg.SendInterval}, sink, a.endpointStates, reg, log)
 		if err != nil {
 			return nil, fmt.Errorf("node.controller: %w", err)
+		}
+	}
+	if early, ok := parts.Inventory.(EarlyPods); ok && !cfg.LateFind {
+		if a.guard, err = newNewPodGuard(early, reg, a.log); err != nil {
+			return nil, fmt.Errorf("register node agent metrics: %w", err)
 		}
 	}
 	return a, nil
@@ -398,9 +404,16 @@ func (a *Agent) sync(ctx context.Context) bool {
 			time.AfterFunc(time.Second, a.poke)
 			return true
 		}
+		a.guardNewPods(&snap)
 		a.node.SetInventory(ctx, snap)
+		if a.guard != nil {
+			a.guard.applied(snap)
+		}
 		a.mInvSync.Observe(time.Since(start).Seconds())
 		a.reportUnfound(ctx)
+	}
+	if polD && !invD && !first {
+		a.guardNewPods(nil) // a new policy may isolate a pending pod
 	}
 	if first || polD {
 		start := time.Now()

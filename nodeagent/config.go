@@ -57,6 +57,11 @@ type Config struct {
 	// SendInterval is how often observations go to the controller
 	// (default 5s).
 	SendInterval time.Duration `mapstructure:"sendInterval" yaml:"sendInterval"`
+	// LateFind finds a pod's network namespace only by its posted
+	// addresses (status.podIPs) and places no fail-closed placeholder:
+	// the agent as it was before early finding (newpod_linux.go), which
+	// lets a new pod's first connections pass unjudged. For measurements.
+	LateFind bool `mapstructure:"lateFind" yaml:"lateFind"`
 }
 
 // Defaults fills the zero fields.

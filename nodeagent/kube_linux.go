@@ -42,11 +42,11 @@ func New(cfg Config, restCfg *rest.Config, reg *prometheus.Registry, log *slog.L
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes dynamic client: %w", err)
 	}
-	finder, err := invkube.NewNetnsFinder(invkube.FinderConfig{Logger: log, Registerer: reg})
+	finder, err := invkube.NewNetnsFinder(invkube.FinderConfig{Logger: log, Registerer: reg, ByAddressOnly: cfg.LateFind})
 	if err != nil {
 		return nil, err
 	}
-	src, err := invkube.New(client, invkube.Config{NodeName: cfg.NodeName, Finder: finder, Logger: log, Registerer: reg})
+	src, err := invkube.New(client, invkube.Config{NodeName: cfg.NodeName, Finder: finder, Logger: log, Registerer: reg, ByAddressOnly: cfg.LateFind})
 	if err != nil {
 		return nil, err
 	}

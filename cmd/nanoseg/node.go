@@ -22,6 +22,7 @@ var nodeBind = map[string]string{
 	"node.controller":   "controller",
 	"node.controllerCA": "controller-ca",
 	"node.tokenFile":    "token-file",
+	"node.lateFind":     "late-find",
 }
 
 func newNodeCmd(a *app) *cobra.Command {
@@ -93,5 +94,6 @@ in the agent's bounded memory.`,
 	f.String("controller", "", "send observations to the controller at this `URL` (https://nanoseg-controller.nanoseg-system.svc:9443); default: keep them in memory")
 	f.String("controller-ca", "", "CA of the controller's certificate: `configmap` (nanoseg-system/nanoseg-controller-ca), configmap:NS/NAME, or a PEM file (default: the system's roots)")
 	f.String("token-file", "", "bearer token for the controller, a projected ServiceAccount token of audience nanoseg-controller (default /var/run/secrets/nanoseg/token)")
+	f.Bool("late-find", false, "find a pod's netns only by its posted addresses and place no fail-closed placeholder (lets a new pod's first connections pass unjudged; for measurements)")
 	return cmd
 }

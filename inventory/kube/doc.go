@@ -18,6 +18,13 @@
 //     running processes (/proc/PID/ns/net), with no CNI hook. A pod whose
 //     namespace is not found, or not found unambiguously, is reported
 //     (Source.Unfound, a gauge) and stays a peer; it is never guessed.
+//   - A new pod before its addresses are posted (early.go, cgroup.go,
+//     finder_pods_linux.go): the finder sees a new namespace within
+//     milliseconds of its mount, reads its first process's cgroup, which
+//     names the pod by UID (kubelet's kubepods cgroups), and List lists a
+//     waiting pod of this node with its namespace's addresses; Pending and
+//     Candidates tell the node agent which pods wait and which namespaces
+//     may be theirs (its fail-closed placeholder).
 //
 // What the finder needs in a DaemonSet pod: the host's PID namespace
 // (hostPID, so /proc lists the pods' processes and /proc/1 is the host's
@@ -25,7 +32,7 @@
 // paths with mountPropagation HostToContainer (bind mounts made after the
 // agent started must show up), CAP_SYS_ADMIN (netlink handles inside a
 // namespace use setns(2)) and CAP_SYS_PTRACE (reading other processes'
-// /proc/PID/ns/net links). The RBAC it needs: get, list and watch on
+// /proc/PID/ns/net links); /proc/PID/cgroup is world-readable. The RBAC it needs: get, list and watch on
 // pods, namespaces, services and discovery.k8s.io endpointslices.
 //
 // Only kube-named packages import client-go (deps_test.go).

@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"net/netip"
+	"time"
 )
 
 // Finder finds the network namespaces of this node's pods. NetnsFinder
@@ -55,3 +56,48 @@ const (
 	// namespace holding them also holds another pod's.
 	ReasonAmbiguous = "ambiguous"
 )
+
+// PodFinder is a Finder that also knows which pod each network namespace
+// belongs to by its processes' cgroups (cgroup.go), so a pod is found
+// before kubelet posts its addresses, and which namespaces are, or may
+// be, a pod's not identified yet. NetnsFinder implements it on Linux.
+type PodFinder interface {
+	Finder
+	// FindUIDs matches each pod (pod key → its identities: the pod's UID,
+	// and a mirror pod's static pod hash) to the one network namespace
+	// whose processes' cgroups name one of them and no other pod, with
+	// the addresses the namespace holds. Like Find, the answer has an
+	// entry for every pod, never guessed.
+	FindUIDs(pods map[string][]string) map[string]PodNetns
+	// NetnsPod returns the pod UID the processes of namespace inode name
+	// ("" when none does, they disagree, or inode is unknown).
+	NetnsPod(inode uint64) string
+	// Candidates returns the namespaces that are, or may be, a pod's: a
+	// bind mount named as containerd's CRI names pod sandboxes
+	// (IsCRINetnsName), or one whose processes are in a kubepods cgroup;
+	// never one whose processes are all outside kubepods. Sorted by inode.
+	Candidates() []Candidate
+}
+
+// PodNetns is where a pod found by UID is, with its namespace's
+// addresses (global unicast, sorted); Found.Reason says why not.
+type PodNetns struct {
+	Found
+	Addrs []netip.Addr
+}
+
+// Candidate is a network namespace that is, or may be, a pod's.
+type Candidate struct {
+	Path  string
+	Inode uint64
+	// CRI says the namespace is a bind mount named as containerd's CRI
+	// names pod sandboxes.
+	CRI bool
+	// UID is the pod UID its processes' cgroups name ("" when no process
+	// runs in it yet, or they name none or several).
+	UID string
+	// Since is when the finder first saw the namespace.
+	Since time.Time
+	// Addrs are the addresses it held at the last look.
+	Addrs []netip.Addr
+}

@@ -24,7 +24,9 @@ package kube
 // again at each scan (a new namespace gets its addresses from the CNI
 // plugin after it appears). Scans run at start, on inotify events in the
 // netns directories (fsnotify, coalesced), on Refresh (pod events), and
-// every Rescan as a fallback.
+// every Rescan as a fallback. The processes' cgroups, a new namespace's
+// mount seen within milliseconds and the hunt for its first process, which
+// find a pod before its addresses are posted, are in finder_pods_linux.go.
 //
 // Sources: network_namespaces(7) (nsfs, /proc/PID/ns/net), ip-netns(8)
 // (the /run/netns convention), statfs(2) (NSFS_MAGIC), inotify(7).
@@ -66,6 +68,18 @@ type FinderConfig struct {
 	Rescan time.Duration
 	// MinInterval is the least time between two scans (default 100ms).
 	MinInterval time.Duration
+	// HuntInterval is how often the processes are looked at while a new
+	// namespace waits for its first process, whose cgroup names its pod
+	// (default 10ms; finder_pods_linux.go).
+	HuntInterval time.Duration
+	// HuntFor bounds that wait per namespace (default 10s); later, the
+	// scans look at it as at any other.
+	HuntFor time.Duration
+	// ByAddressOnly turns pod identification by cgroup off: no cgroup is
+	// read, new namespaces are not hunted, and FindUIDs, NetnsPod and
+	// Candidates know nothing (the finder as it was before; for
+	// measurements).
+	ByAddressOnly bool
 	// Logger gets scan errors and changes (nil: discard).
 	Logger *slog.Logger
 	// Registerer gets the finder's metrics (nil: none).
@@ -86,6 +100,12 @@ func (c *FinderConfig) Defaults() {
 	if c.MinInterval == 0 {
 		c.MinInterval = 100 * time.Millisecond
 	}
+	if c.HuntInterval == 0 {
+		c.HuntInterval = 10 * time.Millisecond
+	}
+	if c.HuntFor == 0 {
+		c.HuntFor = 10 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -99,6 +119,12 @@ func (c FinderConfig) Validate() error {
 	}
 	if c.MinInterval < 0 {
 		errs = append(errs, fmt.Errorf("finder minInterval: %s is negative", c.MinInterval))
+	}
+	if c.HuntInterval < 0 {
+		errs = append(errs, fmt.Errorf("finder huntInterval: %s is negative", c.HuntInterval))
+	}
+	if c.HuntFor < 0 {
+		errs = append(errs, fmt.Errorf("finder huntFor: %s is negative", c.HuntFor))
 	}
 	for i, d := range c.Dirs {
 		if !filepath.IsAbs(d) {
@@ -120,6 +146,12 @@ type NetnsFinder struct {
 	entries map[uint64]*nsEntry
 	settled map[uint64]bool // matched to exactly one pod at the last Find
 
+	// Run's own state (finder_pods_linux.go): files created in a netns
+	// directory, not mounted yet, by path → when seen; namespaces waiting
+	// for the process that names their pod, by inode → until when.
+	mounting map[string]time.Time
+	hunting  map[uint64]time.Time
+
 	scanSeconds prometheus.Histogram
 	namespaces  prometheus.Gauge
 }
@@ -127,7 +159,10 @@ type NetnsFinder struct {
 // nsEntry is one namespace the last scan saw.
 type nsEntry struct {
 	nsInfo
-	mount bool // path is a bind mount (else /proc/PID/ns/net)
+	mount bool      // path is a bind mount (else /proc/PID/ns/net)
+	cri   bool      // a bind mount named as containerd's CRI names pod sandboxes
+	seen  time.Time // when the finder first saw it
+	ident procIdentity
 }
 
 // NewNetnsFinder returns a finder; Run starts its scans.
@@ -140,6 +175,7 @@ func NewNetnsFinder(cfg FinderConfig) (*NetnsFinder, error) {
 		cfg: cfg, log: cfg.Logger.With("component", "netns-finder"),
 		refresh: make(chan struct{}, 1),
 		entries: map[uint64]*nsEntry{}, settled: map[uint64]bool{},
+		mounting: map[string]time.Time{}, hunting: map[uint64]time.Time{},
 		scanSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "nanoseg_node_netns_scan_seconds",
 			Help:    "Duration of one scan of the node's network namespaces (bind mounts and processes) and their addresses.",
@@ -188,23 +224,34 @@ func (f *NetnsFinder) Find(pods map[string][]netip.Addr) map[string]Found {
 			continue
 		}
 		e := f.entries[fd.Inode]
-		if !e.mount && procInode(e.path) != e.inode {
-			if p := f.procPathOf(e.inode); p != "" {
-				f.log.Debug("netns process exited; another holds it", "inode", e.inode, "old", e.path, "new", p)
-				e.path = p
-			} else {
-				delete(f.entries, e.inode)
-				f.Refresh()
-				out[key] = Found{Code: ReasonNotFound, Reason: fmt.Sprintf("the processes of network namespace %d (%s) exited", e.inode, e.path)}
-				continue
-			}
-			fd.Path = e.path
-			out[key] = fd
+		if gone := f.liveLocked(e); gone != nil {
+			out[key] = *gone
+			continue
 		}
+		fd.Path = e.path
+		out[key] = fd
 		settled[fd.Inode] = true
 	}
 	f.settled = settled
 	return out
+}
+
+// liveLocked checks that e's path still names its namespace: a /proc path
+// dies with its process; then another process of the namespace is looked
+// for. When none is left it forgets e, asks for a rescan and returns why
+// the namespace is not found.
+func (f *NetnsFinder) liveLocked(e *nsEntry) *Found {
+	if e.mount || procInode(e.path) == e.inode {
+		return nil
+	}
+	if p := f.procPathOf(e.inode); p != "" {
+		f.log.Debug("netns process exited; another holds it", "inode", e.inode, "old", e.path, "new", p)
+		e.path = p
+		return nil
+	}
+	delete(f.entries, e.inode)
+	f.Refresh()
+	return &Found{Code: ReasonNotFound, Reason: fmt.Sprintf("the processes of network namespace %d (%s) exited", e.inode, e.path)}
 }
 
 // Run implements Finder.
@@ -259,8 +306,18 @@ func (f *NetnsFinder) Run(ctx context.Context, changed func()) error {
 	if pending {
 		soon = time.After(250 * time.Millisecond)
 	}
+	// The fast paths (finder_pods_linux.go): a file created in a netns
+	// directory is looked at every 2ms until the runtime has mounted the
+	// namespace on it; a new namespace's processes every HuntInterval
+	// until one names its pod.
+	fast := newIdleTicker(2 * time.Millisecond)
+	defer fast.stop()
+	hunt := newIdleTicker(f.cfg.HuntInterval)
+	defer hunt.stop()
 	for {
 		var again bool
+		fast.run(len(f.mounting) > 0)
+		hunt.run(len(f.hunting) > 0)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -268,10 +325,23 @@ func (f *NetnsFinder) Run(ctx context.Context, changed func()) error {
 			again = scan(true)
 		case <-f.refresh:
 			again = scan(false)
+		case <-fast.c:
+			if f.mounted() {
+				changed()
+			}
+			continue
+		case <-hunt.c:
+			if f.hunt() {
+				changed()
+			}
+			continue
 		case ev, ok := <-events:
 			if !ok {
 				events = nil
 				continue
+			}
+			if ev.Op&fsnotify.Create != 0 && !f.cfg.ByAddressOnly {
+				f.mounting[ev.Name] = time.Now()
 			}
 			if ev.Op&(fsnotify.Create|fsnotify.Remove|fsnotify.Rename) != 0 && soon == nil {
 				soon = time.After(50 * time.Millisecond)
@@ -356,15 +426,38 @@ func (f *NetnsFinder) scan(full bool) (changed, pending bool) {
 	old := f.entries
 	settled := f.settled
 	f.mu.Unlock()
-	procs := f.procNamespaces(func(ino uint64) bool { return skip[ino] || paths[ino] != "" }, old)
+	// The processes' cgroups are read for the namespaces whose pod is not
+	// known yet (every one on a full scan).
+	wantIdent := func(ino uint64) bool {
+		if f.cfg.ByAddressOnly || skip[ino] {
+			return false
+		}
+		o := old[ino]
+		return full || o == nil || !o.ident.settled()
+	}
+	procs, idents := f.procNamespaces(func(ino uint64) bool { return skip[ino] || paths[ino] != "" }, old, wantIdent)
 	next := make(map[uint64]*nsEntry, len(paths)+len(procs))
+	now := time.Now()
 	for ino, p := range paths {
-		next[ino] = &nsEntry{nsInfo: nsInfo{inode: ino, path: p}, mount: true}
+		next[ino] = &nsEntry{nsInfo: nsInfo{inode: ino, path: p}, mount: true, cri: IsCRINetnsName(filepath.Base(p))}
 	}
 	for ino, p := range procs {
 		next[ino] = &nsEntry{nsInfo: nsInfo{inode: ino, path: p}}
 	}
 	for ino, e := range next {
+		e.seen = now
+		if o := old[ino]; o != nil {
+			e.seen = o.seen
+			if !full && o.ident.settled() {
+				e.ident = o.ident
+			}
+		}
+		if id, ok := idents[ino]; ok {
+			e.ident = *id
+		}
+		if o := old[ino]; o == nil && f.synced.Load() && !f.cfg.ByAddressOnly && !e.ident.settled() {
+			f.hunting[ino] = now.Add(f.cfg.HuntFor)
+		}
 		if o := old[ino]; o != nil && !full && settled[ino] {
 			e.addrs = o.addrs
 			continue
@@ -382,8 +475,13 @@ func (f *NetnsFinder) scan(full bool) (changed, pending bool) {
 	changed = len(next) != len(old)
 	for ino, e := range next {
 		o := old[ino]
-		if o == nil || o.path != e.path || !slices.Equal(o.addrs, e.addrs) {
+		if o == nil || o.path != e.path || !slices.Equal(o.addrs, e.addrs) || o.ident.pod() != e.ident.pod() || o.ident.notPod() != e.ident.notPod() {
 			changed = true
+		}
+	}
+	for ino := range f.hunting {
+		if next[ino] == nil {
+			delete(f.hunting, ino)
 		}
 	}
 	f.mu.Lock()
@@ -399,21 +497,27 @@ func (f *NetnsFinder) scan(full bool) (changed, pending bool) {
 
 // procNamespaces returns the namespaces of running processes that known
 // does not cover, each with one /proc/PID/ns/net path: the one old had if
-// it still names the namespace, else the first process found.
-func (f *NetnsFinder) procNamespaces(known func(uint64) bool, old map[uint64]*nsEntry) map[uint64]string {
+// it still names the namespace, else the first process found; and, for
+// the namespaces ident wants (nil: none), what their processes' cgroups
+// say about their pod.
+func (f *NetnsFinder) procNamespaces(known func(uint64) bool, old map[uint64]*nsEntry, ident func(uint64) bool) (map[uint64]string, map[uint64]*procIdentity) {
 	ents, err := os.ReadDir(f.cfg.Proc)
 	if err != nil {
 		f.log.Warn("list processes", "err", err)
-		return nil
+		return nil, nil
 	}
 	out := map[uint64]string{}
 	keep := map[uint64]bool{}
+	ids := map[uint64]*procIdentity{}
 	for _, ent := range ents {
 		if _, err := strconv.Atoi(ent.Name()); err != nil {
 			continue
 		}
 		p := filepath.Join(f.cfg.Proc, ent.Name(), "ns", "net")
 		ino := procInode(p)
+		if ino != 0 && ident != nil && ident(ino) {
+			f.readIdentity(ids, ino, ent.Name())
+		}
 		if ino == 0 || known(ino) || keep[ino] {
 			continue
 		}
@@ -425,13 +529,14 @@ func (f *NetnsFinder) procNamespaces(known func(uint64) bool, old map[uint64]*ns
 			out[ino] = p
 		}
 	}
-	return out
+	return out, ids
 }
 
 // procPathOf returns a /proc/PID/ns/net path of a process in namespace
 // ino, or "" when no process is in it.
 func (f *NetnsFinder) procPathOf(ino uint64) string {
-	for ino2, p := range f.procNamespaces(func(i uint64) bool { return i != ino }, nil) {
+	paths, _ := f.procNamespaces(func(i uint64) bool { return i != ino }, nil, nil)
+	for ino2, p := range paths {
 		if ino2 == ino {
 			return p
 		}

@@ -18,8 +18,12 @@ type FinderConfig struct {
 	Proc        string
 	Rescan      time.Duration
 	MinInterval time.Duration
-	Logger      *slog.Logger
-	Registerer  prometheus.Registerer
+	// HuntInterval, HuntFor and ByAddressOnly: see the Linux FinderConfig.
+	HuntInterval  time.Duration
+	HuntFor       time.Duration
+	ByAddressOnly bool
+	Logger        *slog.Logger
+	Registerer    prometheus.Registerer
 }
 
 // ErrNoNetns is returned by NewNetnsFinder where network namespaces do

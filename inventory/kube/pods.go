@@ -50,6 +50,26 @@ type podEntry struct {
 	ep      model.Endpoint
 	node    string
 	created time.Time
+	// uids are the pod's identities in the cgroups of its processes: its
+	// UID, and a mirror pod's static pod hash (MirrorAnnotation).
+	uids []string
+}
+
+// MirrorAnnotation is the annotation kubelet puts on the mirror pod of a
+// static pod: its value is the static pod's UID (a config hash), which
+// names the pod's cgroup, while the mirror pod has a UID of its own.
+const MirrorAnnotation = "kubernetes.io/config.mirror"
+
+// podUIDs returns the identities of p in its processes' cgroups.
+func podUIDs(p *corev1.Pod) []string {
+	var out []string
+	if p.UID != "" {
+		out = append(out, string(p.UID))
+	}
+	if h := p.Annotations[MirrorAnnotation]; h != "" && h != string(p.UID) {
+		out = append(out, h)
+	}
+	return out
 }
 
 // newer reports whether a wins an address both claim: the later
@@ -67,7 +87,10 @@ func (a *podEntry) newer(b *podEntry) bool {
 // never select them as pods), not Succeeded or Failed, with addresses
 // (status.podIPs, else status.podIP). A pod being deleted still counts:
 // its namespace lives until it is gone. Unparsable addresses are left out
-// and reported in bad.
+// and reported in bad. A pod of the pod network, not ended, without
+// addresses yet has an entry without addresses and ok false: it counts
+// once its addresses are known (from its status, or, for a pod of this
+// node, from its network namespace, found by its processes).
 func podEndpoint(p *corev1.Pod) (e *podEntry, ok bool, bad []string) {
 	if p.Spec.HostNetwork || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 		return nil, false, nil
@@ -86,9 +109,6 @@ func podEndpoint(p *corev1.Pod) (e *podEntry, ok bool, bad []string) {
 		if a = a.Unmap(); !slices.Contains(addrs, a) {
 			addrs = append(addrs, a)
 		}
-	}
-	if len(addrs) == 0 {
-		return nil, false, bad
 	}
 	var ports []model.ContainerPort
 	for _, cp := range declaredPorts(p) {
@@ -113,7 +133,8 @@ func podEndpoint(p *corev1.Pod) (e *podEntry, ok bool, bad []string) {
 		},
 		node:    p.Spec.NodeName,
 		created: p.CreationTimestamp.Time,
-	}, true, bad
+		uids:    podUIDs(p),
+	}, len(addrs) > 0, bad
 }
 
 // declaredPorts returns the ports the pod's containers declare: its

@@ -37,7 +37,12 @@ type Config struct {
 	NodeName string
 	// Finder finds the network namespaces of this node's pods (nil: none
 	// is found, every endpoint is a peer, and no pod is reported unfound).
+	// A PodFinder also finds them before their addresses are posted
+	// (early.go).
 	Finder Finder
+	// ByAddressOnly finds pods by their posted addresses only, even with
+	// a PodFinder (the source as it was before; for measurements).
+	ByAddressOnly bool
 	// Resync is the informers' resync period (0: none).
 	Resync time.Duration
 	// Logger gets address conflicts and unfound pods (nil: discard).
@@ -81,6 +86,8 @@ type Source struct {
 
 	mu       sync.Mutex
 	pods     map[string]*podEntry // by endpoint key
+	waiting  map[string]*podEntry // pods of this node without addresses yet, by endpoint key
+	pending  []PendingPod         // of the last List
 	watchers map[int]func()
 	nextID   int
 	unfound  []Unfound
@@ -107,7 +114,7 @@ func New(client kubernetes.Interface, cfg Config) (*Source, error) {
 	}
 	s := &Source{
 		cfg: cfg, log: cfg.Logger.With("component", "kube-inventory"),
-		pods: map[string]*podEntry{}, watchers: map[int]func(){}, logged: map[string]bool{},
+		pods: map[string]*podEntry{}, waiting: map[string]*podEntry{}, watchers: map[int]func(){}, logged: map[string]bool{},
 		unfoundG: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "nanoseg_node_pod_netns_unfound",
 			Help: "Pods of this node whose network namespace was not found (reason: not_found, partial, ambiguous), as of the last inventory list; they are peers only until found.",
@@ -263,20 +270,28 @@ func (s *Source) podChanged(o any) {
 		s.log.Warn("pod has unparsable addresses; left out", "pod", p.Namespace+"/"+p.Name, "addrs", bad)
 	}
 	s.mu.Lock()
-	old := s.pods[key]
+	old, oldW := s.pods[key], s.waiting[key]
+	var w *podEntry
 	if counts {
 		s.pods[key] = e
+		delete(s.waiting, key)
 	} else {
 		delete(s.pods, key)
+		if s.local(e) {
+			w = e
+			s.waiting[key] = e
+		} else {
+			delete(s.waiting, key)
+		}
 	}
 	s.mu.Unlock()
 	if !counts {
 		e = nil
 	}
-	if sameEndpoint(old, e) {
+	if sameEndpoint(old, e) && sameEndpoint(oldW, w) {
 		return
 	}
-	if s.local(old) || s.local(e) {
+	if s.local(old) || s.local(e) || w != nil {
 		s.refresh()
 	}
 	s.notify()
@@ -294,6 +309,10 @@ func (s *Source) podDeleted(o any) {
 	s.mu.Lock()
 	old := s.pods[key]
 	delete(s.pods, key)
+	if w := s.waiting[key]; w != nil {
+		delete(s.waiting, key)
+		old = w
+	}
 	s.mu.Unlock()
 	if old == nil {
 		return
@@ -328,15 +347,26 @@ func (s *Source) List(ctx context.Context) (inventory.Snapshot, error) {
 	for _, e := range s.pods {
 		entries = append(entries, e)
 	}
+	waiting := make([]*podEntry, 0, len(s.waiting))
+	for _, e := range s.waiting {
+		waiting = append(waiting, e)
+	}
 	s.mu.Unlock()
+	pf := s.podFinder()
+	early, pending := s.findEarly(pf, waiting)
+	for _, fe := range early {
+		entries = append(entries, fe.entry)
+	}
 	slices.SortFunc(entries, func(a, b *podEntry) int { return strings.Compare(a.ep.Netns, b.ep.Netns) })
 	entries, conflicts := resolveAddrs(entries)
 	snap := inventory.Snapshot{Endpoints: make([]model.Endpoint, len(entries)), Namespaces: s.namespaces(), Services: s.services()}
 	local := map[string][]netip.Addr{}
+	uids := map[string][]string{}
 	for i, e := range entries {
 		snap.Endpoints[i] = e.ep
 		if s.local(e) {
 			local[e.ep.Netns] = e.ep.Addrs
+			uids[e.ep.Netns] = e.uids
 		}
 	}
 	var unfound []Unfound
@@ -348,10 +378,18 @@ func (s *Source) List(ctx context.Context) (inventory.Snapshot, error) {
 			if !ok {
 				continue
 			}
+			fd = checkIdentity(pf, fd, uids[ep.Netns], early[ep.Netns])
 			if fd.Reason == "" {
 				ep.Path, ep.NetnsInode = fd.Path, fd.Inode
 				continue
 			}
+			if fe, ok := early[ep.Netns]; ok {
+				// Found by its processes, but its addresses say otherwise:
+				// still waiting, not unfound (its status has no addresses).
+				pending = append(pending, pendingOf(fe.entry, fd.Reason))
+				continue
+			}
+			pending = append(pending, pendingOf(entries[i], fd.Reason))
 			unfound = append(unfound, Unfound{Pod: ep.Namespace + "/" + strings.TrimPrefix(ep.Netns, ep.Namespace+"_"),
 				Netns: ep.Netns, Addrs: ep.Addrs, Code: fd.Code, Reason: fd.Reason})
 		}
@@ -359,6 +397,10 @@ func (s *Source) List(ctx context.Context) (inventory.Snapshot, error) {
 			s.cfg.Finder.Refresh()
 		}
 	}
+	slices.SortFunc(pending, func(a, b PendingPod) int { return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name) })
+	s.mu.Lock()
+	s.pending = pending
+	s.mu.Unlock()
 	s.report(conflicts, unfound)
 	return snap, nil
 }

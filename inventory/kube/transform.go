@@ -39,9 +39,12 @@ func trimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
 
 // trimPod keeps the controller owner, node, host network flag, the
 // declared ports (declaredPorts, kept as one container's), phase and
-// addresses.
+// addresses, and a mirror pod's MirrorAnnotation (its static pod's UID).
 func trimPod(p *corev1.Pod) *corev1.Pod {
 	out := &corev1.Pod{ObjectMeta: trimMeta(p.ObjectMeta)}
+	if h, ok := p.Annotations[MirrorAnnotation]; ok {
+		out.Annotations = map[string]string{MirrorAnnotation: h}
+	}
 	if c := metav1.GetControllerOfNoCopy(p); c != nil {
 		out.OwnerReferences = []metav1.OwnerReference{{APIVersion: c.APIVersion, Kind: c.Kind, Name: c.Name, UID: c.UID, Controller: c.Controller}}
 	}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -44,6 +45,14 @@ func nanoseg(t *testing.T) string {
 // it (SIGTERM) at cleanup. Its output goes to the test log on failure.
 func startAgent(t *testing.T, c *kubetest.Cluster, n *realnode.Node, bin string) {
 	t.Helper()
+	startAgentArgs(t, c, n, bin)
+}
+
+// startAgentArgs is startAgent with more arguments for `nanoseg node`; it
+// returns a function that stops the agent before cleanup (and returns its
+// log), which cleanup then does not repeat.
+func startAgentArgs(t *testing.T, c *kubetest.Cluster, n *realnode.Node, bin string, args ...string) (stop func() string) {
+	t.Helper()
 	port := freeLocalPort(t)
 	owners := t.TempDir()
 	logPath := filepath.Join(t.TempDir(), "nanoseg-node.log")
@@ -51,8 +60,8 @@ func startAgent(t *testing.T, c *kubetest.Cluster, n *realnode.Node, bin string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "node", "--kubeconfig="+c.Kubeconfig, "--node-name="+n.Name,
-		"--listen=127.0.0.1:"+strconv.Itoa(port), "--owner-dir="+owners)
+	cmd := exec.Command(bin, append([]string{"node", "--kubeconfig=" + c.Kubeconfig, "--node-name=" + n.Name,
+		"--listen=127.0.0.1:" + strconv.Itoa(port), "--owner-dir=" + owners}, args...)...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	start := time.Now()
@@ -61,21 +70,27 @@ func startAgent(t *testing.T, c *kubetest.Cluster, n *realnode.Node, bin string)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-			t.Errorf("nanoseg node: still running 15 s after SIGTERM, killed")
-		}
-		lf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("--- nanoseg node log ---\n%s", b)
-		}
-	})
+	var once sync.Once
+	stop = func() string {
+		once.Do(func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-done:
+			case <-time.After(15 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+				t.Errorf("nanoseg node: still running 15 s after SIGTERM, killed")
+			}
+			lf.Close()
+			if t.Failed() {
+				b, _ := os.ReadFile(logPath)
+				t.Logf("--- nanoseg node log (%s) ---\n%s", strings.Join(args, " "), b)
+			}
+		})
+		b, _ := os.ReadFile(logPath)
+		return string(b)
+	}
+	t.Cleanup(func() { stop() })
 	url := fmt.Sprintf("http://127.0.0.1:%d/readyz", port)
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		select {
@@ -97,6 +112,7 @@ func startAgent(t *testing.T, c *kubetest.Cluster, n *realnode.Node, bin string)
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("nanoseg node ready in %s", time.Since(start).Round(time.Millisecond))
+	return stop
 }
 
 func freeLocalPort(t *testing.T) int {
