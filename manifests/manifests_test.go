@@ -409,6 +409,8 @@ var viewRules = []string{
 	"core/events get", "core/events list", "core/events watch",
 	"core/namespaces get", "core/namespaces list", "core/namespaces watch",
 	"core/pods get", "core/pods list", "core/pods watch",
+	"core/services get", "core/services list", "core/services watch",
+	"discovery.k8s.io/endpointslices get", "discovery.k8s.io/endpointslices list", "discovery.k8s.io/endpointslices watch",
 	"nanoseg.io/nanosegmentpromotions get", "nanoseg.io/nanosegmentpromotions list", "nanoseg.io/nanosegmentpromotions watch",
 	"nanoseg.io/nanosegmentproposals get", "nanoseg.io/nanosegmentproposals list", "nanoseg.io/nanosegmentproposals watch",
 	"nanoseg.io/nanosegments get", "nanoseg.io/nanosegments list", "nanoseg.io/nanosegments watch",

@@ -4,6 +4,7 @@ package nodeagent
 
 import (
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -42,7 +43,8 @@ func (f *earlyInventory) Candidates() []invkube.Candidate {
 
 func (f *earlyInventory) setEarly(snap inventory.Snapshot, pending []invkube.PendingPod, cands []invkube.Candidate) {
 	f.emu.Lock()
-	f.pending, f.cands = pending, cands
+	// Copies: the test changes its slices later, the agent reads these.
+	f.pending, f.cands = slices.Clone(pending), slices.Clone(cands)
 	f.emu.Unlock()
 	f.set(snap)
 }

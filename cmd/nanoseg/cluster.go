@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -71,7 +72,7 @@ func (c *cluster) client(ctx context.Context, a *app) *client.Client {
 		// and the watches a one-shot read ends are no news to the user.
 		// They go to the CLI's logger at Debug.
 		if a.log != nil {
-			klog.SetSlogLogger(slog.New(demote{a.log.Handler()}))
+			klogOnce.Do(func() { klog.SetSlogLogger(slog.New(demote{a.log.Handler()})) })
 		}
 		c.session, c.err = kube.Open(ctx, c.cfg, warnings(a.log))
 	}
@@ -80,6 +81,11 @@ func (c *cluster) client(ctx context.Context, a *app) *client.Client {
 	}
 	return c.session.Client()
 }
+
+// klogOnce sets klog's logger once per process: klog's logger is a
+// global that client-go's goroutines read, so it is not set again under
+// them (tests run the CLI many times in one process).
+var klogOnce sync.Once
 
 // failing is a transport that fails every request with err.
 type failing struct{ err error }
