@@ -55,6 +55,30 @@ func newObservations(s *snapshot) (*observations, error) {
 	return o, nil
 }
 
+// labelPeers gives every workload peer of the edges that has no labels
+// the identity labels (model.IdentityLabels) of its workload's first
+// endpoint in eps. The proposals' spec.edges name workloads only, while
+// policy diff and explain evaluate selectors on the edges' own labels
+// (policies.Diff builds its world from them), as the standalone agent's
+// edges carry them; without this, no proposal rule matched any edge and
+// diff reported nothing to add. A workload not in eps (gone, or outside
+// the namespace read) keeps none.
+func (o *observations) labelPeers(eps []model.Endpoint) {
+	ids := map[string]map[string]string{}
+	for _, e := range eps {
+		if _, ok := ids[e.Key()]; !ok {
+			ids[e.Key()] = e.Identity().Labels
+		}
+	}
+	for i := range o.edges {
+		for _, p := range []*model.Peer{&o.edges[i].Source, &o.edges[i].Destination} {
+			if !p.External && len(p.Labels) == 0 {
+				p.Labels = ids[p.String()]
+			}
+		}
+	}
+}
+
 func (o *observations) Edges(since time.Time) ([]model.Edge, error) {
 	var out []model.Edge
 	for _, e := range o.edges {

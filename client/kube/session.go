@@ -81,6 +81,7 @@ func OpenClients(ctx context.Context, cfg Config, kc kubernetes.Interface, dyn d
 	if err != nil {
 		return nil, err
 	}
+	obs.labelPeers(inv.Endpoints())
 	eps := map[string][]model.Endpoint{}
 	for _, e := range inv.Endpoints() {
 		eps[e.Key()] = append(eps[e.Key()], e)

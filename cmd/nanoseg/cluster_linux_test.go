@@ -312,14 +312,18 @@ func newClusterFixture(t *testing.T) *clusterFixture {
 	f.writeSegment(t, "web", model.ModeEnforce, 2, 0)
 	f.writeSegment(t, "db", model.ModeAudit, 1, 0)
 	// What was observed: web talks to db; both proposals keep the edge.
-	e := model.Edge{Source: model.Peer{Namespace: "shop", Workload: "web"}, Destination: model.Peer{Namespace: "shop", Workload: "db"},
-		Protocol: model.ProtocolTCP, Port: 5432,
+	// The agent's edges carry the peers' identity labels; a proposal's
+	// spec.edges do not (the CLI labels them from the inventory).
+	web := model.Peer{Namespace: "shop", Workload: "web", Labels: map[string]string{"app": "web"}}
+	db := model.Peer{Namespace: "shop", Workload: "db", Labels: map[string]string{"app": "db"}}
+	e := model.Edge{Source: web, Destination: db, Protocol: model.ProtocolTCP, Port: 5432,
 		Traffic: model.Traffic{FirstSeen: f.now.Add(-3 * time.Hour), LastSeen: f.now.Add(-10 * time.Minute), Flows: 12, BytesOut: 4000, BytesIn: 9000}}
 	oe := v1alpha1.EdgeFrom(e, "")
 	back, err := oe.Model()
 	if err != nil {
 		t.Fatal(err)
 	}
+	back.Source.Labels, back.Destination.Labels = e.Source.Labels, e.Destination.Labels
 	if err := f.mem.MergeEdges([]model.Edge{back}); err != nil {
 		t.Fatal(err)
 	}

@@ -32,7 +32,7 @@ func newIngest(ctx context.Context, client kubernetes.Interface, cfg ctrlkube.Co
 		return ingest{}, err
 	}
 	serve := func(ctx context.Context) error {
-		cert, err := transport.EnsureServingCert(ctx, client, cfg.Namespace, transport.CertOptions{})
+		cert, err := transport.EnsureServingCert(ctx, client, cfg.Namespace, ingestCertOptions(cfg.Ingest))
 		if err != nil {
 			return fmt.Errorf("controller.ingest: serving certificate: %w", err)
 		}
@@ -51,6 +51,22 @@ func newIngest(ctx context.Context, client kubernetes.Interface, cfg ctrlkube.Co
 		recv.Reset()
 	}
 	return ingest{graph: graphOf{g}, resync: resync, serve: serve}, nil
+}
+
+// ingestCertOptions names, besides the Service's DNS names, the IP that
+// --ingest binds when it binds one (127.0.0.1:9443 outside a cluster, as
+// on a lab), so an agent given --controller https://127.0.0.1:9443 can
+// verify the certificate; an unspecified or missing host adds nothing.
+func ingestCertOptions(ingest string) transport.CertOptions {
+	host, _, err := net.SplitHostPort(ingest)
+	if err != nil {
+		return transport.CertOptions{}
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || ip.IsUnspecified() {
+		return transport.CertOptions{}
+	}
+	return transport.CertOptions{IPs: []net.IP{ip}}
 }
 
 // graphOf adapts the transport's Graph to the controller's.

@@ -185,12 +185,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); c.watchInventory(ictx) }()
 	if c.parts.Ingest != nil {
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := c.parts.Ingest(ictx); err != nil && ictx.Err() == nil {
-				c.log.Error("ingest server", "err", err)
-			}
-		}()
+		go func() { defer wg.Done(); c.serveIngest(ictx) }()
 	}
 	c.log.Info("controller starting", "lease", c.cfg.Namespace+"/"+LeaseName, "listen", ln.Addr().String())
 	led, err := c.elect(ctx)
@@ -201,6 +196,32 @@ func (c *Controller) Run(ctx context.Context) error {
 		return ErrLeadershipLost
 	}
 	return nil
+}
+
+// serveIngest runs Parts.Ingest until ctx ends, starting it again after
+// a failure (say the namespace of its certificate Secret does not exist
+// yet, or the port is taken) with a backoff from 1s doubling to 30s, so
+// a controller started before its namespace takes observations once it
+// exists instead of never.
+func (c *Controller) serveIngest(ctx context.Context) {
+	backoff := time.Second
+	for {
+		start := time.Now()
+		err := c.parts.Ingest(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > time.Minute {
+			backoff = time.Second
+		}
+		c.log.Error("ingest server failed; starting it again", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
 }
 
 // elect runs the leader election until ctx ends or the leadership held

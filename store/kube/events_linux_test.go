@@ -112,6 +112,29 @@ func TestClusterRejectionEvent(t *testing.T) {
 		t.Errorf("%d PolicyRejected events after a second watcher of the same reporter, want 1", n)
 	}
 
+	// A status write (the controller's Accepted condition) makes a new
+	// resourceVersion of the same spec: no second Event.
+	cur, err := e.segments(ns).Get(ctx, "db", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unstructured.SetNestedSlice(cur.Object, []any{map[string]any{"type": "Accepted", "status": "False", "reason": "Invalid",
+		"message": "x", "lastTransitionTime": "2026-01-01T00:00:00Z"}}, "status", "conditions"); err != nil {
+		t.Fatal(err)
+	}
+	statusWritten, err := e.segments(ns).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if statusWritten.GetResourceVersion() == updated.GetResourceVersion() {
+		t.Fatal("the status write kept the resourceVersion")
+	}
+	time.Sleep(2 * time.Second)
+	if n := len(rejectionEvents(t, e.c.Client, ns)); n != 1 {
+		t.Errorf("%d PolicyRejected events after a status write, want 1", n)
+	}
+	updated = statusWritten
+
 	// A new bad version: a second Event.
 	bad.Spec.Selector.MatchLabels = map[string]string{"app": "another bad value!"}
 	bu = toUnstructured(t, bad)

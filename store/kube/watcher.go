@@ -396,8 +396,13 @@ func (w *PolicyWatcher) judge(r objRef, uid types.UID, rv string, gen int64, a a
 		}
 		return
 	}
-	if prevRej != nil && rv != "" && prevRej.ResourceVersion == rv {
-		w.mu.Unlock() // the same version again (a relist): judged already
+	if prevRej != nil && ((rv != "" && prevRej.ResourceVersion == rv) ||
+		(gen > 0 && prevRej.UID == uid && prevRej.Generation == gen && prevRej.Err.Error() == err.Error())) {
+		// The same version again (a relist), or a new resourceVersion
+		// of the same spec (a status write such as the controller's
+		// Accepted condition, or labels) refused for the same reason:
+		// judged already, no second log line or Event.
+		w.mu.Unlock()
 		return
 	}
 	rej := &Rejection{Kind: r.kind, Namespace: r.namespace, Name: r.name, UID: uid, ResourceVersion: rv, Generation: gen, Err: err, Since: w.now()}
