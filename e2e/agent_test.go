@@ -21,6 +21,7 @@ import (
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/lab"
 	"github.com/nanoseg/nanoseg/model"
+	"github.com/nanoseg/nanoseg/node"
 )
 
 // agentEnv is one lab with an agent, for the story tests.
@@ -104,6 +105,7 @@ func newAgentEnvFrom(t *testing.T, path, prefix string, extra ...string) *agentE
 		if out, err := nanoseg(t, e.labState, nil, "lab", "down", "--name", e.name); err != nil {
 			t.Errorf("lab down: %v\n%s", err, out)
 		}
+		sweepOwners(t, e.sock)
 		if t.Failed() {
 			raw, _ := os.ReadFile(e.logf.Name())
 			t.Logf("agent log:\n%s", raw)
@@ -438,4 +440,20 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// sweepOwners removes the owner files (node.DefaultOwnerDir) that the
+// agent serving sock left: a killed agent cannot remove them, and the
+// next agent only sweeps them when it starts.
+func sweepOwners(t *testing.T, sock string) {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(node.DefaultOwnerDir, "*.owner"))
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err == nil && strings.Contains(string(raw), sock) {
+			if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+				t.Errorf("remove owner file %s: %v", f, err)
+			}
+		}
+	}
 }

@@ -47,6 +47,7 @@ func newTopologyEnv(t *testing.T, prefix, topo string, extra ...string) *agentEn
 		if out, err := nanoseg(t, e.labState, nil, "lab", "down", "--name", e.name); err != nil {
 			t.Errorf("lab down: %v\n%s", err, out)
 		}
+		sweepOwners(t, e.sock)
 		if t.Failed() {
 			raw, _ := os.ReadFile(e.logf.Name())
 			t.Logf("agent log:\n%s", raw)
