@@ -188,32 +188,8 @@ func TestIncrementalMatchesFull(t *testing.T) {
 		pods[p.Key()] = p
 	}
 	for step := range 60 {
-		p := in.Pods[rng.IntN(len(in.Pods))]
-		cur, exists := pods[p.Key()]
-		switch {
-		case !exists:
-			pods[p.Key()] = p
-			if _, err := comp.UpdatePod(p); err != nil {
-				t.Fatal(err)
-			}
-		case step%7 == 0:
-			delete(pods, p.Key())
-			if _, err := comp.DeletePod(p.Key()); err != nil {
-				t.Fatal(err)
-			}
-		default:
-			cur.Labels = map[string]string{"app": fmt.Sprintf("app-%d", rng.IntN(6))}
-			if step%3 == 0 {
-				cur.IPs = []netip.Addr{netip.AddrFrom4([4]byte{198, 18, 200, byte(step)})}
-			}
-			pods[cur.Key()] = cur
-			changed, err := comp.UpdatePod(cur)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(changed) == len(pods) {
-				t.Errorf("step %d: every rule set rebuilt", step)
-			}
+		if changed, relabelled := randomPodChange(t, comp, in.Pods, pods, rng, step); relabelled && len(changed) == len(pods) {
+			t.Errorf("step %d: every rule set rebuilt", step)
 		}
 		var all []policies.Pod
 		for _, p := range pods {
@@ -299,4 +275,40 @@ spec:
 	if c.Selected("shop/db-0") {
 		t.Errorf("db-0 still selected after its labels changed")
 	}
+}
+
+// randomPodChange makes one random change to pods (the current pods by
+// key) and hands it to comp: a pod of all that is gone comes back, every
+// 7th step one is deleted, otherwise one gets a random app label (and
+// every 3rd step a new address). It returns the rule sets the compiler
+// changed and whether the change was a relabelling (the case that must
+// not rebuild every rule set).
+func randomPodChange(t *testing.T, comp *Compiler, all []policies.Pod, pods map[string]policies.Pod, rng *rand.Rand, step int) ([]string, bool) {
+	t.Helper()
+	p := all[rng.IntN(len(all))]
+	cur, exists := pods[p.Key()]
+	switch {
+	case !exists:
+		pods[p.Key()] = p
+		if _, err := comp.UpdatePod(p); err != nil {
+			t.Fatal(err)
+		}
+	case step%7 == 0:
+		delete(pods, p.Key())
+		if _, err := comp.DeletePod(p.Key()); err != nil {
+			t.Fatal(err)
+		}
+	default:
+		cur.Labels = map[string]string{"app": fmt.Sprintf("app-%d", rng.IntN(6))}
+		if step%3 == 0 {
+			cur.IPs = []netip.Addr{netip.AddrFrom4([4]byte{198, 18, 200, byte(step)})}
+		}
+		pods[cur.Key()] = cur
+		changed, err := comp.UpdatePod(cur)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return changed, true
+	}
+	return nil, false
 }

@@ -352,29 +352,7 @@ func TestServicesIncrementalMatchesFull(t *testing.T) {
 				t.Errorf("step %d: a Service change rebuilt every rule set", step)
 			}
 		} else {
-			p := in.Pods[rng.IntN(len(in.Pods))]
-			cur, exists := pods[p.Key()]
-			switch {
-			case !exists:
-				pods[p.Key()] = p
-				if _, err := comp.UpdatePod(p); err != nil {
-					t.Fatal(err)
-				}
-			case step%7 == 0:
-				delete(pods, p.Key())
-				if _, err := comp.DeletePod(p.Key()); err != nil {
-					t.Fatal(err)
-				}
-			default:
-				cur.Labels = map[string]string{"app": fmt.Sprintf("app-%d", rng.IntN(6))}
-				if step%3 == 0 {
-					cur.IPs = []netip.Addr{netip.AddrFrom4([4]byte{198, 18, 200, byte(step)})}
-				}
-				pods[cur.Key()] = cur
-				if _, err := comp.UpdatePod(cur); err != nil {
-					t.Fatal(err)
-				}
-			}
+			randomPodChange(t, comp, in.Pods, pods, rng, step)
 		}
 		var all []policies.Pod
 		for _, p := range pods {
