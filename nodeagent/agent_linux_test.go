@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,11 +22,7 @@ import (
 // directory; it stops at cleanup.
 func startAgent(t *testing.T, parts Parts) *Agent {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "nanoseg-owners-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := t.TempDir() // owner files
 	a, err := NewAgent(Config{NodeName: "node-a", Listen: "127.0.0.1:0", OwnerDir: dir, FlushInterval: 200 * time.Millisecond,
 		DriftInterval: 200 * time.Millisecond}, parts, nil, nil)
 	if err != nil {

@@ -153,11 +153,7 @@ func replayCase(t *testing.T, c *policies.Case) {
 			}
 		}
 	}
-	dir, err := os.MkdirTemp("", "nanoseg-owners-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := t.TempDir() // owner files
 	// Before any agent runs, every connection whose ends exist opens: a
 	// denied probe later is the agent's doing, not a missing server or
 	// route.

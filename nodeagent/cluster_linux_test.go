@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -173,11 +172,7 @@ func TestNodeAgentsOnAPIServer(t *testing.T) {
 	k := newKCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	dir, err := os.MkdirTemp("", "nanoseg-owners-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := t.TempDir() // owner files
 	agentA, _ := k.agent(t, "node-a", dir)
 	k.agent(t, "node-b", dir)
 	k.expect(t, "no policy", map[uint16]bool{8080: true, 9090: true})
@@ -271,11 +266,7 @@ func TestNewPodOnAPIServer(t *testing.T) {
 	k := newKCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	dir, err := os.MkdirTemp("", "nanoseg-owners-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := t.TempDir() // owner files
 	a, _ := k.agent(t, "node-b", dir)
 	p := intstr.FromInt32(8080)
 	if _, err := k.cs.NetworkingV1().NetworkPolicies(k.ns).Create(ctx, &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "isolate", Namespace: k.ns},
@@ -339,11 +330,7 @@ func TestRestartOnAPIServer(t *testing.T) {
 	k := newKCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	dir, err := os.MkdirTemp("", "nanoseg-owners-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := t.TempDir() // owner files
 	byPod := networkingv1.NetworkPolicyPeer{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "client"}}}
 	if _, err := k.cs.NetworkingV1().NetworkPolicies(k.ns).Create(ctx, serverPolicy(k.ns, 8080, byPod), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

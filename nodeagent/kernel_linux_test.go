@@ -5,7 +5,6 @@ package nodeagent
 import (
 	"context"
 	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -61,11 +60,7 @@ func newCluster(t *testing.T) *cluster {
 		[]netip.Prefix{netip.PrefixFrom(serverV4, 24), netip.PrefixFrom(serverV6, 64)})
 	nettest.ServeTCP(t, s, 8080)
 	nettest.ServeTCP(t, s, 9090)
-	dir, err := os.MkdirTemp("", "nanoseg-owners-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := t.TempDir() // owner files
 	cl := &cluster{client: c, server: s, pols: &fakePolicies{}, ownerDir: dir,
 		clientEp: model.Endpoint{Netns: "shop_client-0", Namespace: "shop", Workload: "client", Labels: map[string]string{"app": "client"},
 			Addrs: []netip.Addr{clientV4, clientV6}},
