@@ -36,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -223,8 +224,8 @@ func (f *NetnsFinder) Find(pods map[string][]netip.Addr) map[string]Found {
 		if fd.Reason != "" {
 			continue
 		}
-		e := f.entries[fd.Inode]
-		if gone := f.liveLocked(e); gone != nil {
+		e, gone := f.liveLocked(f.entries[fd.Inode])
+		if gone != nil {
 			out[key] = *gone
 			continue
 		}
@@ -238,20 +239,28 @@ func (f *NetnsFinder) Find(pods map[string][]netip.Addr) map[string]Found {
 
 // liveLocked checks that e's path still names its namespace: a /proc path
 // dies with its process; then another process of the namespace is looked
-// for. When none is left it forgets e, asks for a rescan and returns why
-// the namespace is not found.
-func (f *NetnsFinder) liveLocked(e *nsEntry) *Found {
+// for. It returns the entry to use, or, when no process is left, forgets e,
+// asks for a rescan and returns why the namespace is not found.
+//
+// f.entries and its entries are shared with scan, which reads a snapshot
+// of them without the lock: they are replaced (copy on write), never
+// changed in place.
+func (f *NetnsFinder) liveLocked(e *nsEntry) (*nsEntry, *Found) {
 	if e.mount || procInode(e.path) == e.inode {
-		return nil
+		return e, nil
 	}
+	next := maps.Clone(f.entries)
+	defer func() { f.entries = next }()
 	if p := f.procPathOf(e.inode); p != "" {
 		f.log.Debug("netns process exited; another holds it", "inode", e.inode, "old", e.path, "new", p)
-		e.path = p
-		return nil
+		moved := *e
+		moved.path = p
+		next[e.inode] = &moved
+		return &moved, nil
 	}
-	delete(f.entries, e.inode)
+	delete(next, e.inode)
 	f.Refresh()
-	return &Found{Code: ReasonNotFound, Reason: fmt.Sprintf("the processes of network namespace %d (%s) exited", e.inode, e.path)}
+	return nil, &Found{Code: ReasonNotFound, Reason: fmt.Sprintf("the processes of network namespace %d (%s) exited", e.inode, e.path)}
 }
 
 // Run implements Finder.

@@ -254,8 +254,8 @@ func (f *NetnsFinder) FindUIDs(pods map[string][]string) map[string]PodNetns {
 		case 0:
 			out[key] = PodNetns{Found: Found{Code: ReasonNotFound, Reason: fmt.Sprintf("no process of a network namespace of this node is in the cgroup of pod %s", strings.Join(uids, ", "))}}
 		case 1:
-			e := cands[0]
-			if gone := f.liveLocked(e); gone != nil {
+			e, gone := f.liveLocked(cands[0])
+			if gone != nil {
 				out[key] = PodNetns{Found: *gone}
 				continue
 			}
