@@ -15,16 +15,22 @@ import (
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
-// PolicyRef names a policy: its kind (NetworkPolicy or NanoSegment),
-// namespace and name.
+// PolicyRef names a policy: its kind (NetworkPolicy, NanoSegment or
+// ClusterNetworkPolicy), namespace (empty for a ClusterNetworkPolicy) and
+// name.
 type PolicyRef struct {
 	Kind      string `json:"kind"`
 	Namespace string `json:"namespace"`
 	Name      string `json:"name"`
 }
 
-// String returns "Kind namespace/name".
-func (r PolicyRef) String() string { return r.Kind + " " + r.Namespace + "/" + r.Name }
+// String returns "Kind namespace/name", or "Kind name" without a namespace.
+func (r PolicyRef) String() string {
+	if r.Namespace == "" {
+		return r.Kind + " " + r.Name
+	}
+	return r.Kind + " " + r.Namespace + "/" + r.Name
+}
 
 // RuleRef names one rule of one policy.
 type RuleRef struct {

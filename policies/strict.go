@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/yaml"
 
+	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
@@ -187,21 +188,27 @@ func (o *OneOrMany[T]) UnmarshalJSON(b []byte) error {
 
 func (OneOrMany[T]) strictElemType() reflect.Type { return reflect.TypeFor[T]() }
 
-// Object is one policy document: a NetworkPolicy (networking.k8s.io/v1) or a
-// NanoSegment (nanoseg.io/v1alpha1), chosen by its kind. Exactly one field is
-// set after decoding.
+// Object is one policy document: a NetworkPolicy (networking.k8s.io/v1), a
+// NanoSegment (nanoseg.io/v1alpha1) or a ClusterNetworkPolicy
+// (policy.networking.k8s.io/v1alpha2), chosen by its kind. Exactly one field
+// is set after decoding.
 type Object struct {
-	NetworkPolicy *networkingv1.NetworkPolicy
-	NanoSegment   *v1alpha1.NanoSegment
+	NetworkPolicy        *networkingv1.NetworkPolicy
+	NanoSegment          *v1alpha1.NanoSegment
+	ClusterNetworkPolicy *cnpv1alpha2.ClusterNetworkPolicy
 }
 
-// Key returns "namespace/name" of the object.
+// Key returns "namespace/name" of the object, or the name alone for a
+// ClusterNetworkPolicy (cluster-scoped).
 func (o Object) Key() string {
 	if o.NetworkPolicy != nil {
 		return o.NetworkPolicy.Namespace + "/" + o.NetworkPolicy.Name
 	}
 	if o.NanoSegment != nil {
 		return o.NanoSegment.Namespace + "/" + o.NanoSegment.Name
+	}
+	if o.ClusterNetworkPolicy != nil {
+		return o.ClusterNetworkPolicy.Name
 	}
 	return ""
 }
@@ -214,6 +221,9 @@ func (o Object) Ref() PolicyRef {
 	if o.NanoSegment != nil {
 		return PolicyRef{v1alpha1.Kind, o.NanoSegment.Namespace, o.NanoSegment.Name}
 	}
+	if o.ClusterNetworkPolicy != nil {
+		return PolicyRef{Kind: cnpv1alpha2.Kind, Name: o.ClusterNetworkPolicy.Name}
+	}
 	return PolicyRef{}
 }
 
@@ -224,8 +234,10 @@ func (o Object) Validate() field.ErrorList {
 		return ValidateNetworkPolicy(o.NetworkPolicy)
 	case o.NanoSegment != nil:
 		return ValidateNanoSegment(o.NanoSegment)
+	case o.ClusterNetworkPolicy != nil:
+		return ValidateClusterNetworkPolicy(o.ClusterNetworkPolicy)
 	}
-	return field.ErrorList{field.Required(field.NewPath("kind"), "NetworkPolicy or NanoSegment")}
+	return field.ErrorList{field.Required(field.NewPath("kind"), "NetworkPolicy, NanoSegment or ClusterNetworkPolicy")}
 }
 
 func objectKind(v any) string {
@@ -249,14 +261,20 @@ func (o *Object) UnmarshalJSON(b []byte) error {
 	case v1alpha1.Kind:
 		o.NanoSegment = &v1alpha1.NanoSegment{}
 		return json.Unmarshal(b, o.NanoSegment)
+	case cnpv1alpha2.Kind:
+		o.ClusterNetworkPolicy = &cnpv1alpha2.ClusterNetworkPolicy{}
+		return json.Unmarshal(b, o.ClusterNetworkPolicy)
 	}
-	return fmt.Errorf("decode policy: kind %q: %w: want NetworkPolicy or NanoSegment", head.Kind, ErrInvalid)
+	return fmt.Errorf("decode policy: kind %q: %w: want NetworkPolicy, NanoSegment or ClusterNetworkPolicy", head.Kind, ErrInvalid)
 }
 
 // MarshalJSON encodes the object that is set.
 func (o Object) MarshalJSON() ([]byte, error) {
 	if o.NetworkPolicy != nil {
 		return json.Marshal(o.NetworkPolicy)
+	}
+	if o.ClusterNetworkPolicy != nil {
+		return json.Marshal(o.ClusterNetworkPolicy)
 	}
 	return json.Marshal(o.NanoSegment)
 }
@@ -267,8 +285,10 @@ func (*Object) strictCheck(v any, p *field.Path) field.ErrorList {
 		return unknownFields(v, reflect.TypeFor[networkingv1.NetworkPolicy](), p)
 	case v1alpha1.Kind:
 		return unknownFields(v, reflect.TypeFor[v1alpha1.NanoSegment](), p)
+	case cnpv1alpha2.Kind:
+		return unknownFields(v, reflect.TypeFor[cnpv1alpha2.ClusterNetworkPolicy](), p)
 	default:
-		return field.ErrorList{field.NotSupported(p.Child("kind"), k, []string{"NetworkPolicy", v1alpha1.Kind})}
+		return field.ErrorList{field.NotSupported(p.Child("kind"), k, []string{"NetworkPolicy", v1alpha1.Kind, cnpv1alpha2.Kind})}
 	}
 }
 
@@ -340,7 +360,19 @@ func splitYAML(data []byte) [][]byte {
 	return append(docs, cur)
 }
 
-// SplitObjects separates NetworkPolicies from NanoSegments.
+// ClusterNetworkPolicies returns the ClusterNetworkPolicies of objs.
+func ClusterNetworkPolicies(objs []Object) []cnpv1alpha2.ClusterNetworkPolicy {
+	var out []cnpv1alpha2.ClusterNetworkPolicy
+	for _, o := range objs {
+		if o.ClusterNetworkPolicy != nil {
+			out = append(out, *o.ClusterNetworkPolicy)
+		}
+	}
+	return out
+}
+
+// SplitObjects separates NetworkPolicies from NanoSegments; it leaves
+// ClusterNetworkPolicies out (ClusterNetworkPolicies returns them).
 func SplitObjects(objs []Object) ([]networkingv1.NetworkPolicy, []v1alpha1.NanoSegment) {
 	var nps []networkingv1.NetworkPolicy
 	var segs []v1alpha1.NanoSegment

@@ -1,0 +1,115 @@
+package policies
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestValidateClusterNetworkPolicy checks that each problem is reported with
+// the field path the API server gives, all at once, and that valid
+// policies (the shapes of the reference's examples) pass.
+func TestValidateClusterNetworkPolicy(t *testing.T) {
+	tests := []struct {
+		name string
+		doc  string
+		want []string // substrings of the error; none: valid
+	}{
+		{"valid admin and baseline with every peer and port kind", `
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: guard}
+spec:
+  tier: Admin
+  priority: 0
+  subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: db}}}}
+  ingress:
+  - {name: from-ns, action: Accept, from: [{namespaces: {matchLabels: {team: a}}}], protocols: [{tcp: {destinationPort: {number: 5432}}}]}
+  - {action: Pass, from: [{pods: {namespaceSelector: {}, podSelector: {}}}], protocols: [{destinationNamedPort: web}, {sctp: {destinationPort: {range: {start: 100, end: 200}}}}]}
+  egress:
+  - {action: Deny, to: [{networks: [198.19.0.0/16, "2001:db8::/32"]}, {nodes: {}}]}
+  - {action: Accept, to: [{domainNames: ["*.example.com", example.org]}], protocols: [{udp: {destinationPort: {number: 53}}}]}
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: floor}
+spec: {tier: Baseline, priority: 1000, subject: {namespaces: {}}, egress: [{action: Pass, to: [{namespaces: {}}]}]}
+`, nil},
+		{"spec values", `
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: Bad_Name}
+spec:
+  tier: Developer
+  priority: 1001
+  subject: {namespaces: {}, pods: {podSelector: {}}}
+  ingress:
+  - {action: Allow, from: []}
+  - {name: ` + strings.Repeat("x", 101) + `, action: Deny, from: [{}], protocols: []}
+  egress:
+  - action: Deny
+    to: [{networks: [198.19.0.0/33]}, {namespaces: {}, nodes: {}}]
+    protocols: [{tcp: {}}, {udp: {destinationPort: {number: 0}}}, {sctp: {destinationPort: {range: {start: 90, end: 80}}}}, {tcp: {destinationPort: {number: 1}}, udp: {destinationPort: {number: 2}}}, {destinationNamedPort: http}]
+  - {action: Pass, to: [{domainNames: [example.com]}]}
+`, []string{
+			"metadata.name: Invalid value",
+			`spec.tier: Unsupported value: "Developer"`,
+			"spec.priority: Invalid value: 1001",
+			"spec.subject: Invalid value",
+			`spec.ingress[0].action: Unsupported value: "Allow"`,
+			"spec.ingress[0].from: Required value",
+			"spec.ingress[1].name: Too long",
+			"spec.ingress[1].from[0]: Required value",
+			"spec.ingress[1].protocols: Required value",
+			"spec.egress[0].to[0].networks[0]: Invalid value",
+			"spec.egress[0].to[1]: Invalid value",
+			"spec.egress[0].protocols[0].tcp.destinationPort: Required value",
+			"spec.egress[0].protocols[1].udp.destinationPort: Required value", // number 0 reads as absent
+			"spec.egress[0].protocols[2].sctp.destinationPort.range: Invalid value",
+			"spec.egress[0].protocols[3]: Invalid value",
+			"spec.egress[0]: Invalid value", // named port with a networks peer
+			"spec.egress[1].to[0].domainNames: Forbidden",
+		}},
+		{"missing tier and subject, too many rules", `
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: x}
+spec:
+  priority: -1
+  subject: {}
+  ingress: [` + strings.Repeat("{action: Deny, from: [{namespaces: {}}]},", 26) + `]
+`, []string{"spec.tier: Required value", "spec.priority: Invalid value: -1", "spec.subject: Required value", "spec.ingress: Too many: 26"}},
+		{"unknown fields are named", `
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: x}
+spec:
+  tier: Admin
+  priority: 1
+  subject: {namespaces: {}}
+  ingress: [{action: Deny, from: [{networks: [198.19.0.0/16]}]}]
+  egres: []
+`, []string{"spec.egres: Forbidden: unknown field", "spec.ingress[0].from[0].networks: Forbidden: unknown field"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			objs, err := ParseObjects("cnp.yaml", []byte(tt.doc))
+			if tt.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(objs) == 0 || objs[0].ClusterNetworkPolicy == nil {
+					t.Fatalf("decoded %+v", objs)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
