@@ -22,6 +22,7 @@ type Case struct {
 	Name        string           `json:"name"`
 	About       string           `json:"about,omitempty"`
 	Namespaces  []CaseNamespace  `json:"namespaces,omitempty"`
+	Nodes       []CaseNode       `json:"nodes,omitempty"`
 	Pods        []CasePod        `json:"pods,omitempty"`
 	Policies    []Object         `json:"policies,omitempty"`
 	Connections []CaseConnection `json:"connections,omitempty"`
@@ -34,7 +35,17 @@ type CaseNamespace struct {
 	Labels map[string]string `json:"labels,omitempty"`
 }
 
-// CasePod is a pod entry of a case; Phase defaults to Running.
+// CaseNode is a node entry of a case: its name, labels and addresses (its
+// InternalIP addresses), for the nodes peers of ClusterNetworkPolicies.
+type CaseNode struct {
+	Name   string            `json:"name"`
+	Labels map[string]string `json:"labels,omitempty"`
+	IPs    []string          `json:"ips,omitempty"`
+}
+
+// CasePod is a pod entry of a case; Phase defaults to Running. Node is the
+// node it runs on (spec.nodeName), which need not be listed in nodes; a
+// hostNetwork pod without ips has its listed node's addresses.
 type CasePod struct {
 	Namespace   string            `json:"namespace"`
 	Name        string            `json:"name"`
@@ -43,6 +54,7 @@ type CasePod struct {
 	Phase       corev1.PodPhase   `json:"phase,omitempty"`
 	HostNetwork bool              `json:"hostNetwork,omitempty"`
 	Ports       []CasePort        `json:"ports,omitempty"`
+	Node        string            `json:"node,omitempty"`
 }
 
 // CasePort is a named container port of a case pod; Protocol defaults to TCP.
@@ -112,6 +124,22 @@ func (c *Case) validate() field.ErrorList {
 	if c.Name == "" {
 		errs = append(errs, field.Required(field.NewPath("name"), ""))
 	}
+	nodes := map[string]bool{}
+	for i, n := range c.Nodes {
+		np := field.NewPath("nodes").Index(i)
+		switch {
+		case n.Name == "":
+			errs = append(errs, field.Required(np.Child("name"), ""))
+		case nodes[n.Name]:
+			errs = append(errs, field.Duplicate(np.Child("name"), n.Name))
+		}
+		nodes[n.Name] = true
+		for j, ip := range n.IPs {
+			if _, err := netip.ParseAddr(ip); err != nil {
+				errs = append(errs, field.Invalid(np.Child("ips").Index(j), ip, "must be an IPv4 or IPv6 address"))
+			}
+		}
+	}
 	for i, p := range c.Pods {
 		errs = append(errs, p.validate(field.NewPath("pods").Index(i))...)
 	}
@@ -127,8 +155,8 @@ func (c *Case) validate() field.ErrorList {
 			errs = append(errs, prefixErrs(o.Validate(), sp.Child("apply").Index(j))...)
 		}
 		for j, d := range s.Delete {
-			if ns, n, ok := strings.Cut(d, "/"); !ok || ns == "" || n == "" {
-				errs = append(errs, field.Invalid(sp.Child("delete").Index(j), d, "want namespace/name"))
+			if ns, n, ok := strings.Cut(d, "/"); d == "" || ok && (ns == "" || n == "" || strings.Contains(n, "/")) {
+				errs = append(errs, field.Invalid(sp.Child("delete").Index(j), d, "want namespace/name, or the name of a ClusterNetworkPolicy"))
 			}
 		}
 		for j, p := range s.AddPods {
@@ -204,11 +232,30 @@ func (c CaseConnection) validate(fp *field.Path) field.ErrorList {
 	return errs
 }
 
-func (p CasePod) pod() Pod {
-	out := Pod{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels, Phase: p.Phase, HostNetwork: p.HostNetwork}
+func (n CaseNode) node() Node {
+	out := Node{Name: n.Name, Labels: n.Labels}
+	for _, ip := range n.IPs {
+		if a, err := netip.ParseAddr(ip); err == nil {
+			out.IPs = append(out.IPs, a)
+		}
+	}
+	return out
+}
+
+// pod converts a case pod; a hostNetwork pod without addresses gets its
+// node's from nodes.
+func (p CasePod) pod(nodes []Node) Pod {
+	out := Pod{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels, Phase: p.Phase, HostNetwork: p.HostNetwork, Node: p.Node}
 	for _, ip := range p.IPs {
 		if a, err := netip.ParseAddr(ip); err == nil {
 			out.IPs = append(out.IPs, a)
+		}
+	}
+	if p.HostNetwork && len(out.IPs) == 0 {
+		for _, n := range nodes {
+			if n.Name == p.Node {
+				out.IPs = append(out.IPs, n.IPs...)
+			}
 		}
 	}
 	for _, cp := range p.Ports {
@@ -272,8 +319,11 @@ func (c *Case) NewCaseState() (*CaseState, error) {
 	for _, ns := range c.Namespaces {
 		errs = append(errs, st.World.AddNamespace(Namespace(ns)))
 	}
+	for _, n := range c.Nodes {
+		errs = append(errs, st.World.AddNode(n.node()))
+	}
 	for _, p := range c.Pods {
-		errs = append(errs, st.World.AddPod(p.pod()))
+		errs = append(errs, st.World.AddPod(p.pod(st.World.Nodes())))
 	}
 	for _, o := range c.Policies {
 		st.Policies[o.Ref().String()] = o
@@ -292,8 +342,7 @@ func (st *CaseState) Set() (PolicySet, error) {
 	for _, k := range keys {
 		objs = append(objs, st.Policies[k])
 	}
-	nps, segs := SplitObjects(objs)
-	return NewPolicySet(nps, segs)
+	return NewObjectSet(objs)
 }
 
 // Apply performs one step's changes in the documented order.
@@ -324,7 +373,7 @@ func (st *CaseState) Apply(s CaseStep) error {
 		errs = append(errs, st.World.AddNamespace(Namespace(n)))
 	}
 	for _, p := range s.AddPods {
-		errs = append(errs, st.World.AddPod(p.pod()))
+		errs = append(errs, st.World.AddPod(p.pod(st.World.Nodes())))
 	}
 	for _, p := range s.DeletePods {
 		errs = append(errs, st.World.DeletePod(p))
@@ -387,6 +436,7 @@ func (c *Case) Run() ([]Mismatch, error) {
 // policies fields of a case file (the same format, strictly parsed).
 type WorldFile struct {
 	Namespaces []CaseNamespace `json:"namespaces,omitempty"`
+	Nodes      []CaseNode      `json:"nodes,omitempty"`
 	Pods       []CasePod       `json:"pods,omitempty"`
 	Policies   []Object        `json:"policies,omitempty"`
 }
@@ -402,7 +452,7 @@ func LoadWorld(file string) (*CaseState, error) {
 	if err := DecodeStrict(file, data, &wf); err != nil {
 		return nil, err
 	}
-	c := &Case{Name: file, Namespaces: wf.Namespaces, Pods: wf.Pods, Policies: wf.Policies}
+	c := &Case{Name: file, Namespaces: wf.Namespaces, Nodes: wf.Nodes, Pods: wf.Pods, Policies: wf.Policies}
 	if errs := c.validate(); len(errs) > 0 {
 		return nil, fmt.Errorf("validate %s: %w: %w", file, ErrInvalid, errs.ToAggregate())
 	}

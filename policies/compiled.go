@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/nanoseg/nanoseg/model"
+	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
@@ -281,12 +282,17 @@ func compilePort(port v1alpha1.Port) CompiledPort {
 	return cp
 }
 
-// PolicySet is a set of compiled policies, NetworkPolicies and NanoSegments
-// together, indexed by namespace. Evaluation treats it as the union of its
-// members. Build it with NewPolicySet; the zero value is empty.
+// PolicySet is a set of compiled policies: NetworkPolicies and NanoSegments
+// together, indexed by namespace (evaluation treats them as the union of
+// their members: the NetworkPolicy tier), and ClusterNetworkPolicies in
+// their Admin and Baseline tiers. Build it with NewPolicySet or
+// NewObjectSet; the zero value is empty.
 type PolicySet struct {
 	all  []*Policy
 	byNS map[string][]*Policy
+	// cluster holds the Admin (0) and Baseline (1) tiers, each in the
+	// order evaluation consults them (sortClusterPolicies).
+	cluster [2][]*ClusterPolicy
 }
 
 // NewPolicySet compiles NetworkPolicies and NanoSegments into one set,
@@ -330,8 +336,56 @@ func NewPolicySetOf(ps []*Policy) PolicySet {
 	return s
 }
 
-// Policies returns the set's policies, sorted by kind, namespace and name.
+// Policies returns the set's NetworkPolicies and NanoSegments, sorted by
+// kind, namespace and name.
 func (s PolicySet) Policies() []*Policy { return s.all }
+
+// WithClusterPolicies returns a copy of s holding cps as its
+// ClusterNetworkPolicies (replacing any it held).
+func (s PolicySet) WithClusterPolicies(cps []*ClusterPolicy) PolicySet {
+	s.cluster = [2][]*ClusterPolicy{}
+	for _, p := range cps {
+		i := 0
+		if p.Tier == cnpv1alpha2.TierBaseline {
+			i = 1
+		}
+		s.cluster[i] = append(s.cluster[i], p)
+	}
+	sortClusterPolicies(s.cluster[0])
+	sortClusterPolicies(s.cluster[1])
+	return s
+}
+
+// ClusterPolicies returns the set's ClusterNetworkPolicies in the order
+// evaluation consults them: the Admin tier, then the Baseline tier, each by
+// priority and name.
+func (s PolicySet) ClusterPolicies() []*ClusterPolicy {
+	return append(slices.Clone(s.cluster[0]), s.cluster[1]...)
+}
+
+// NewObjectSet compiles policy documents of every kind into one set
+// (NewPolicySet, CompileClusterNetworkPolicy). It fails with every invalid
+// object's problems joined.
+func NewObjectSet(objs []Object) (PolicySet, error) {
+	set, err := NewPolicySet(SplitObjects(objs))
+	var errs []error
+	if err != nil {
+		errs = append(errs, err)
+	}
+	var cps []*ClusterPolicy
+	for _, c := range ClusterNetworkPolicies(objs) {
+		cp, err := CompileClusterNetworkPolicy(&c)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		cps = append(cps, cp)
+	}
+	if len(errs) > 0 {
+		return PolicySet{}, joinErrors(errs)
+	}
+	return set.WithClusterPolicies(cps), nil
+}
 
 // InNamespace returns the policies of one namespace.
 func (s PolicySet) InNamespace(ns string) []*Policy { return s.byNS[ns] }

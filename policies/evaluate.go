@@ -3,9 +3,11 @@ package policies
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/nanoseg/nanoseg/model"
+	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
 )
 
 // ConnEnd is one end of a connection being evaluated (not an inventory
@@ -69,6 +71,37 @@ type DirectionEvaluation struct {
 	Isolating []PolicyRef `json:"isolating,omitempty"`
 	// Allowing lists every rule that allows the connection.
 	Allowing []RuleRef `json:"allowing,omitempty"`
+	// Tier is the tier that decided (TierAdmin, TierNetworkPolicy,
+	// TierBaseline), or empty when none did and the default allowed.
+	Tier string `json:"tier,omitempty"`
+	// ClusterRule is the ClusterNetworkPolicy rule (Accept or Deny) that
+	// decided, when an Admin or Baseline rule did.
+	ClusterRule *ClusterRuleRef `json:"clusterRule,omitempty"`
+	// Passed lists the Pass rules that handed the direction on to the next
+	// tier (at most one per tier).
+	Passed []ClusterRuleRef `json:"passed,omitempty"`
+}
+
+// DecidedByCluster returns the tier (TierAdmin or TierBaseline) of the
+// ClusterNetworkPolicy rule that decided the connection's verdict, or "":
+// the rule of a direction that denies (Admin first) when the connection is
+// denied, else of either direction (Admin first).
+func (v Evaluation) DecidedByCluster() string {
+	dirs := []DirectionEvaluation{v.Egress, v.Ingress}
+	if v.Action != model.VerdictAllow {
+		dirs = slices.DeleteFunc(dirs, func(d DirectionEvaluation) bool { return d.Action != v.Action })
+	}
+	out := ""
+	for _, d := range dirs {
+		switch {
+		case d.ClusterRule == nil:
+		case d.Tier == TierAdmin:
+			return TierAdmin
+		default:
+			out = d.Tier
+		}
+	}
+	return out
 }
 
 // Evaluation is the answer of Evaluate: the verdict on a connection (Action)
@@ -98,9 +131,24 @@ func (d DirectionEvaluation) reason() string {
 	if subj == "" {
 		return dir + ": not a pod, no policy applies"
 	}
-	if len(d.Isolating) == 0 {
-		return fmt.Sprintf("%s: no policy isolates %s", dir, subj)
+	passed := ""
+	for _, p := range d.Passed {
+		passed += ", after Pass by " + p.String()
 	}
+	if r := d.ClusterRule; r != nil {
+		verb := "denied"
+		if r.Action == cnpv1alpha2.ActionAccept {
+			verb = "allowed"
+		}
+		return fmt.Sprintf("%s of %s %s by %s%s", dir, subj, verb, r, passed)
+	}
+	if len(d.Isolating) == 0 {
+		return fmt.Sprintf("%s: no policy isolates %s%s", dir, subj, passed)
+	}
+	return d.developerReason(dir, subj) + passed
+}
+
+func (d DirectionEvaluation) developerReason(dir, subj string) string {
 	allowing := make([]string, len(d.Allowing))
 	for i, r := range d.Allowing {
 		allowing[i] = r.String()
@@ -120,11 +168,14 @@ func (d DirectionEvaluation) reason() string {
 
 // resolved is an endpoint looked up in the world.
 type resolved struct {
-	pod     *Pod // nil unless a participating pod
+	pod     *Pod   // nil unless a participating pod
+	key     string // the pod's key, participating or not
 	nsLabel map[string]string
 	addr    netip.Addr
 	names   []string
 	host    bool
+	// nodeLabels are the labels of the nodes holding addr (NodeLister).
+	nodeLabels []map[string]string
 }
 
 func resolve(w World, e ConnEnd) (resolved, error) {
@@ -145,6 +196,16 @@ func resolve(w World, e ConnEnd) (resolved, error) {
 		}
 	} else if r.addr.IsValid() {
 		pod, ok = w.PodByIP(r.addr)
+	}
+	if ok {
+		r.key = pod.Key()
+	}
+	if nl, isNL := w.(NodeLister); isNL && r.addr.IsValid() {
+		for _, n := range nl.Nodes() {
+			if slices.Contains(n.IPs, r.addr) {
+				r.nodeLabels = append(r.nodeLabels, n.Labels)
+			}
+		}
 	}
 	if ok && pod.Participates() {
 		r.pod = &pod
@@ -188,6 +249,25 @@ func resolve(w World, e ConnEnd) (resolved, error) {
 // enforcing policies allow (what they deny stays denied); observe takes no
 // part. The
 // verdict names every isolating policy and every allowing rule.
+//
+// ClusterNetworkPolicies (policy.networking.k8s.io/v1alpha2;
+// https://network-policy-api.sigs.k8s.io/api-overview/,
+// https://network-policy-api.sigs.k8s.io/reference/spec/) put tiers around
+// that union, per direction: first the Admin tier, its policies by
+// priority (lower first; equal priorities by name, which the reference
+// leaves to the implementation), each policy's rules in written order, for
+// the policies whose subject selects the pod; the first rule whose peers
+// and protocols match decides: Accept allows, Deny denies, Pass skips the
+// rest of the tier. Then the NetworkPolicies and nanosegments above (the
+// NetworkPolicy tier), which decide whenever one isolates the pod; then the
+// Baseline tier in the same way (a Pass there reaches the default); then
+// the default, allow. Namespaces and pods peers match participating pods
+// only, nodes peers the addresses of the selected nodes (NodeLister),
+// networks any address in their CIDRs, domainNames the names the address
+// was resolved from; destinationNamedPort the destination pod's declared
+// port of that name. A pod connecting to its own address is not subject to
+// ClusterNetworkPolicy. The verdict names the tier and the rule that
+// decided, and every Pass on the way.
 func Evaluate(world World, set PolicySet, conn Connection) Evaluation {
 	v := Evaluation{Connection: conn, Action: model.VerdictDeny}
 	v.Egress.Direction, v.Ingress.Direction = model.Egress, model.Ingress
@@ -205,8 +285,11 @@ func Evaluate(world World, set PolicySet, conn Connection) Evaluation {
 	if dst.pod != nil {
 		dstPorts = dst.pod.Ports
 	}
-	v.Egress = evalDirection(set, model.Egress, src, dst, conn, dstPorts)
-	v.Ingress = evalDirection(set, model.Ingress, dst, src, conn, dstPorts)
+	// A pod connecting to its own address is not subject to
+	// ClusterNetworkPolicy (api-overview, "hairpin" traffic).
+	hairpin := src.key != "" && src.key == dst.key
+	v.Egress = evalDirection(set, model.Egress, src, dst, conn, dstPorts, hairpin)
+	v.Ingress = evalDirection(set, model.Ingress, dst, src, conn, dstPorts, hairpin)
 	switch {
 	case v.Egress.Action == model.VerdictDeny || v.Ingress.Action == model.VerdictDeny:
 		v.Action = model.VerdictDeny
@@ -218,12 +301,53 @@ func Evaluate(world World, set PolicySet, conn Connection) Evaluation {
 	return v
 }
 
-func evalDirection(set PolicySet, dir model.Direction, subject, peer resolved, conn Connection, dstPorts []model.ContainerPort) DirectionEvaluation {
+// evalDirection decides one direction tier by tier: the Admin tier, the
+// NetworkPolicy tier (NetworkPolicies and nanosegments), the Baseline tier,
+// then the default (allow). Within a ClusterNetworkPolicy tier the first
+// matching rule decides: Accept allows, Deny denies, Pass goes on to the
+// next tier. The NetworkPolicy tier decides whenever a policy isolates the
+// subject in the direction. Hairpin connections skip both
+// ClusterNetworkPolicy tiers.
+func evalDirection(set PolicySet, dir model.Direction, subject, peer resolved, conn Connection, dstPorts []model.ContainerPort, hairpin bool) DirectionEvaluation {
 	dv := DirectionEvaluation{Direction: dir, Action: model.VerdictAllow}
 	if subject.pod == nil {
 		return dv
 	}
 	dv.Subject = subject.pod.Key()
+	decide := func(tier []*ClusterPolicy) bool {
+		if hairpin {
+			return false
+		}
+		r := evalClusterTier(tier, dir, subject, peer, conn, dstPorts)
+		switch {
+		case r == nil:
+			return false
+		case r.Action == cnpv1alpha2.ActionPass:
+			dv.Passed = append(dv.Passed, *r)
+			return false
+		case r.Action == cnpv1alpha2.ActionAccept:
+			dv.Action = model.VerdictAllow
+		default:
+			dv.Action = model.VerdictDeny
+		}
+		dv.Tier, dv.ClusterRule = string(r.Tier), r
+		return true
+	}
+	if decide(set.cluster[0]) {
+		return dv
+	}
+	evalNetworkPolicyTier(set, dir, subject, peer, conn, dstPorts, &dv)
+	if len(dv.Isolating) > 0 {
+		dv.Tier = TierNetworkPolicy
+		return dv
+	}
+	decide(set.cluster[1])
+	return dv
+}
+
+// evalNetworkPolicyTier is the NetworkPolicy tier: the union of the
+// NetworkPolicies and nanosegments that isolate the subject, by mode.
+func evalNetworkPolicyTier(set PolicySet, dir model.Direction, subject, peer resolved, conn Connection, dstPorts []model.ContainerPort, dv *DirectionEvaluation) {
 	var enfIso, enfAllow, audIso, audAllow bool
 	for _, p := range set.byNS[subject.pod.Namespace] {
 		if p.Mode == model.ModeObserve || !p.Isolates[dir.Index()] || !p.Selector.Matches(labelSet(subject.pod.Labels)) {
@@ -253,7 +377,6 @@ func evalDirection(set PolicySet, dir model.Direction, subject, peer resolved, c
 	case (enfIso || audIso) && !enfAllow && !audAllow:
 		dv.Action = model.VerdictAuditDeny
 	}
-	return dv
 }
 
 // ruleMatches reports whether rule r of a policy in namespace policyNS

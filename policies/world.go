@@ -29,6 +29,19 @@ type Pod struct {
 	Phase       corev1.PodPhase // empty means Running
 	HostNetwork bool
 	Ports       []model.ContainerPort
+	// Node is the node the pod runs on (spec.nodeName); empty when unknown.
+	Node string
+}
+
+// Node is one node of the world: its name, labels and addresses (the
+// addresses of its status). ClusterNetworkPolicy nodes peers select nodes
+// by their labels and match their addresses
+// (https://network-policy-api.sigs.k8s.io/reference/spec/, egress peer
+// nodes).
+type Node struct {
+	Name   string
+	Labels map[string]string
+	IPs    []netip.Addr
 }
 
 // Key returns "namespace/name".
@@ -62,6 +75,14 @@ type World interface {
 	Pods() []Pod
 }
 
+// NodeLister is an optional part of a World: the nodes, for the nodes peers
+// of ClusterNetworkPolicies. A World without it has no nodes, and such a
+// peer matches nothing.
+type NodeLister interface {
+	// Nodes returns every node, sorted by name.
+	Nodes() []Node
+}
+
 // Resolver is an optional part of a World: what it knows about addresses
 // outside the pod network, for DNS-name and host peers.
 type Resolver interface {
@@ -79,6 +100,7 @@ type MemWorld struct {
 	pods       map[string]Pod // by namespace/name
 	names      map[netip.Addr][]string
 	hosts      map[netip.Addr]bool
+	nodes      map[string]Node
 }
 
 // NewMemWorld returns a world holding namespaces and pods. A pod's namespace
@@ -105,7 +127,31 @@ func (w *MemWorld) init() {
 		w.pods = map[string]Pod{}
 		w.names = map[netip.Addr][]string{}
 		w.hosts = map[netip.Addr]bool{}
+		w.nodes = map[string]Node{}
 	}
+}
+
+// AddNode adds node n; its addresses become host addresses (AddHost). It
+// fails if a node of that name exists.
+func (w *MemWorld) AddNode(n Node) error {
+	w.init()
+	if _, ok := w.nodes[n.Name]; ok {
+		return fmt.Errorf("add node %s: %w", n.Name, ErrExists)
+	}
+	n.Labels = maps.Clone(n.Labels)
+	n.IPs = slices.Clone(n.IPs)
+	w.nodes[n.Name] = n
+	for _, a := range n.IPs {
+		w.hosts[a] = true
+	}
+	return nil
+}
+
+// Nodes implements NodeLister.
+func (w *MemWorld) Nodes() []Node {
+	out := slices.Collect(maps.Values(w.nodes))
+	slices.SortFunc(out, func(a, b Node) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 // AddNamespace adds ns; it fails if a namespace of that name exists.
