@@ -90,8 +90,14 @@ type Compiler struct {
 	egressBlock     map[string][]netip.Prefix       // pod key -> the address blocks of its egress rules
 }
 
-// NewCompiler compiles in fully: one rule set per participating pod.
+// NewCompiler compiles in fully: one rule set per participating pod. It
+// refuses a policy set holding ClusterNetworkPolicies: rule sets cannot
+// express their tiers yet, and leaving them out would enforce less than
+// they say.
 func NewCompiler(in CompileInput) (*Compiler, error) {
+	if cps := in.Policies.ClusterPolicies(); len(cps) > 0 {
+		return nil, fmt.Errorf("compile: %s: ClusterNetworkPolicies are not compiled into rule sets yet", cps[0].Ref)
+	}
 	c := &Compiler{
 		namespaces:  map[string]policies.Namespace{},
 		pods:        map[string]policies.Pod{},

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -311,4 +312,25 @@ func randomPodChange(t *testing.T, comp *Compiler, all []policies.Pod, pods map[
 		return changed, true
 	}
 	return nil, false
+}
+
+// TestNewCompilerRefusesClusterPolicies: rule sets do not express
+// ClusterNetworkPolicy tiers yet, so a set holding one is refused rather
+// than compiled without it.
+func TestNewCompilerRefusesClusterPolicies(t *testing.T) {
+	objs, err := policies.ParseObjects("cnp.yaml", []byte(`apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: guard}
+spec: {tier: Admin, priority: 1, subject: {namespaces: {}}, ingress: [{action: Deny, from: [{namespaces: {}}]}]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := policies.NewObjectSet(objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewCompiler(CompileInput{Policies: set}); err == nil || !strings.Contains(err.Error(), "ClusterNetworkPolicy guard: ClusterNetworkPolicies are not compiled into rule sets yet") {
+		t.Fatalf("NewCompiler: %v", err)
+	}
 }

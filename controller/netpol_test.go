@@ -236,3 +236,24 @@ func TestEvidenceNamesNetworkPoliciesAndDeciders(t *testing.T) {
 		t.Errorf("the HTML report does not name the NetworkPolicy")
 	}
 }
+
+// TestApplyRefusesClusterNetworkPolicy: a document with a
+// ClusterNetworkPolicy stores nothing, not even the NetworkPolicy beside
+// it, and says why: the dataplane does not enforce them yet, and a stored
+// one would make explain disagree with the kernel.
+func TestApplyRefusesClusterNetworkPolicy(t *testing.T) {
+	f := newFixture(t)
+	doc := defaultDeny + `---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: guard}
+spec: {tier: Admin, priority: 1, subject: {namespaces: {}}, ingress: [{action: Deny, from: [{namespaces: {}}]}]}
+`
+	_, err := f.svc.Apply(context.Background(), "cnp.yaml", []byte(doc), "alice")
+	if !errors.Is(err, controller.ErrInvalid) || !strings.Contains(err.Error(), "ClusterNetworkPolicy guard: not stored: the dataplane does not enforce ClusterNetworkPolicies yet") {
+		t.Fatalf("apply: %v", err)
+	}
+	if nps, err := f.svc.NetworkPolicies(); err != nil || len(nps) != 0 {
+		t.Fatalf("NetworkPolicies after a refused apply: %v, %v", nps, err)
+	}
+}

@@ -375,12 +375,19 @@ type ApplyResult struct {
 // effect when promoted. NetworkPolicies are stored as NetworkPolicies
 // (networking.k8s.io/v1, any selector) and enforced at once with their
 // own semantics, as Kubernetes does; Apply then waits for the dataplane
-// as a promotion does.
+// as a promotion does. A document holding a ClusterNetworkPolicy stores
+// nothing (ErrInvalid): the dataplane does not enforce them yet.
 func (s *Service) Apply(ctx context.Context, file string, raw []byte, who string) (ApplyResult, error) {
 	res := ApplyResult{Revisions: []store.Revision{}, NetworkPolicies: []NetworkPolicyResult{}, Converged: true}
 	objs, err := policies.ParseObjects(file, raw)
 	if err != nil {
 		return res, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	// ClusterNetworkPolicies are evaluated (policy check, explain, matrix)
+	// but not yet enforced by the dataplane: storing one would make
+	// explain disagree with the kernel, so none is stored.
+	if cnps := policies.ClusterNetworkPolicies(objs); len(cnps) > 0 {
+		return res, fmt.Errorf("%w: %s: ClusterNetworkPolicy %s: not stored: the dataplane does not enforce ClusterNetworkPolicies yet (policy check, explain and matrix evaluate them from files); nothing stored", ErrInvalid, file, cnps[0].Name)
 	}
 	nps, segs := policies.SplitObjects(objs)
 	if len(segs) == 0 && len(nps) == 0 {

@@ -306,12 +306,12 @@ func TestClusterProtocols(t *testing.T) {
 		{5011, model.ProtocolUDP, "b/server", model.VerdictAllow},
 		{7000, model.ProtocolSCTP, "b/server", model.VerdictDeny},
 		{7000, model.ProtocolTCP, "b/server", model.VerdictAllow},
-		{8080, model.ProtocolTCP, "b/server", model.VerdictDeny},   // http at the server
-		{8080, model.ProtocolUDP, "b/server", model.VerdictAllow},  // http is TCP
-		{8080, model.ProtocolTCP, "a/client", model.VerdictAllow},  // the client declares no http port
-		{9000, model.ProtocolSCTP, "b/server", model.VerdictDeny},  // assoc is SCTP
-		{9000, model.ProtocolTCP, "b/server", model.VerdictAllow},  // not TCP
-		{8, model.ProtocolICMP, "b/server", model.VerdictAllow},    // protocols never match ICMP
+		{8080, model.ProtocolTCP, "b/server", model.VerdictDeny},  // http at the server
+		{8080, model.ProtocolUDP, "b/server", model.VerdictAllow}, // http is TCP
+		{8080, model.ProtocolTCP, "a/client", model.VerdictAllow}, // the client declares no http port
+		{9000, model.ProtocolSCTP, "b/server", model.VerdictDeny}, // assoc is SCTP
+		{9000, model.ProtocolTCP, "b/server", model.VerdictAllow}, // not TCP
+		{8, model.ProtocolICMP, "b/server", model.VerdictAllow},   // protocols never match ICMP
 	}
 	for _, tt := range tests {
 		v := Evaluate(w, set, cconn(t, "a/client", tt.to, tt.port, tt.proto))

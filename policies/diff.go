@@ -121,6 +121,8 @@ func Diff(proposal []v1alpha1.NanoSegment, active PolicySet, observed []model.Ed
 	if err != nil {
 		return rep, fmt.Errorf("diff: compile proposal: %w", err)
 	}
+	// ClusterNetworkPolicies in force judge the proposal too.
+	prop = prop.WithClusterPolicies(active.ClusterPolicies())
 	w := newEdgeWorld(edges)
 	used := map[RuleRef]bool{}
 	added := map[RuleRef]bool{}

@@ -311,8 +311,8 @@ func validateNPPorts(ports []networkingv1.NetworkPolicyPort, p *field.Path) fiel
 	return errs
 }
 
-// SelectsNothing returns a warning for every enforcing or auditing policy of
-// set that selects no pod of world, such as "NetworkPolicy prod/db selects no
+// SelectsNothing returns a warning for every enforcing or auditing policy
+// (or ClusterNetworkPolicy) of set that selects no pod of world, such as "NetworkPolicy prod/db selects no
 // pod". Such a policy is valid but likely a mistake.
 func SelectsNothing(world World, set PolicySet) []string {
 	var warns []string
@@ -326,6 +326,14 @@ func SelectsNothing(world World, set PolicySet) []string {
 			}
 		}
 		if !found {
+			warns = append(warns, p.Ref.String()+" selects no pod")
+		}
+	}
+	for _, p := range set.ClusterPolicies() {
+		if !slices.ContainsFunc(pods, func(pod Pod) bool {
+			ns, _ := world.Namespace(pod.Namespace)
+			return pod.Participates() && p.Subject.matches(ns.Labels, pod.Labels)
+		}) {
 			warns = append(warns, p.Ref.String()+" selects no pod")
 		}
 	}

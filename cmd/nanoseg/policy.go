@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -33,7 +34,7 @@ func newPolicyCmd(a *app) *cobra.Command {
 	_ = a
 	cmd := &cobra.Command{
 		Use:   "policy",
-		Short: "Check, explain, infer, import and export policies (NanoSegments and NetworkPolicies)",
+		Short: "Check, explain, infer, import and export policies (NanoSegments, NetworkPolicies; check, explain and matrix also ClusterNetworkPolicies)",
 	}
 	cmd.AddCommand(newPolicyCheckCmd(), newPolicyExplainCmd(a), newPolicyMatrixCmd(a), newPolicyProposeCmd(a),
 		newPolicyDiffCmd(a), newPolicyImportCmd(), newPolicyExportCmd())
@@ -89,7 +90,7 @@ type worldFlags struct {
 func (f *worldFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.world, "world", "", "world file: namespaces, pods and optional policies (case-file format)")
 	cmd.Flags().StringVar(&f.caseFile, "case", "", "case file: its world and initial policies")
-	cmd.Flags().StringArrayVar(&f.policies, "policies", nil, "YAML file of NetworkPolicies and NanoSegments (repeatable)")
+	cmd.Flags().StringArrayVar(&f.policies, "policies", nil, "YAML file of NetworkPolicies, NanoSegments and ClusterNetworkPolicies (repeatable)")
 }
 
 func (f *worldFlags) load() (*policies.CaseState, policies.PolicySet, error) {
@@ -189,9 +190,10 @@ workloads such as shop/api).`,
 				return writeJSON(out, v)
 			}
 			fmt.Fprintf(out, "%s: %s\n  %s\n", v.Connection, v.Action, strings.ReplaceAll(v.Reason(), "; ", "\n  "))
-			for _, w := range policies.SelectsNothing(st.World, set) {
-				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
+			if t := v.DecidedByCluster(); t != "" {
+				fmt.Fprintf(out, "  decided in the %s tier of ClusterNetworkPolicies\n", t)
 			}
+			printWarnings(cmd, st, set)
 			if v.Err != "" {
 				return errors.New(v.Err)
 			}
@@ -209,6 +211,14 @@ workloads such as shop/api).`,
 	return cmd
 }
 
+// printWarnings prints, on stderr, the policies that select no pod and
+// the ClusterNetworkPolicies whose order is undefined upstream.
+func printWarnings(cmd *cobra.Command, st *policies.CaseState, set policies.PolicySet) {
+	for _, w := range append(policies.SelectsNothing(st.World, set), policies.SamePriority(st.World, set)...) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
+	}
+}
+
 type matrixCell struct {
 	From     string `json:"from"`
 	To       string `json:"to"`
@@ -216,7 +226,14 @@ type matrixCell struct {
 	Protocol string `json:"protocol"`
 	Action   string `json:"action"`
 	Reason   string `json:"reason"`
+	// Tier is Admin or Baseline when a ClusterNetworkPolicy rule decided
+	// the cell (policies.Evaluation.DecidedByCluster).
+	Tier string `json:"tier,omitempty"`
 }
+
+// tierMarks are the table's markers of cells a ClusterNetworkPolicy rule
+// decided.
+var tierMarks = map[string]string{policies.TierAdmin: "*", policies.TierBaseline: "+"}
 
 func newPolicyMatrixCmd(a *app) *cobra.Command {
 	wf := worldFlags{agent: a}
@@ -224,7 +241,7 @@ func newPolicyMatrixCmd(a *app) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
 		Use:   "matrix [--world FILE|--case FILE] [--policies FILE...] [--ports 80/TCP,53/UDP]",
-		Short: "Print the truth table of a world: pods × pods × ports, as a table, CSV or JSON",
+		Short: "Print the truth table of a world: pods × pods × ports, as a table, CSV or JSON; cells an Admin or Baseline ClusterNetworkPolicy rule decided are marked",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			st, set, err := wf.load()
@@ -241,7 +258,7 @@ func newPolicyMatrixCmd(a *app) *cobra.Command {
 				for _, f := range pods {
 					for _, t := range pods {
 						v := policies.Evaluate(st.World, set, policies.Connection{From: policies.ConnEnd{Pod: f.Key()}, To: policies.ConnEnd{Pod: t.Key()}, Protocol: proto, Port: n})
-						cells = append(cells, matrixCell{f.Key(), t.Key(), n, string(proto), string(v.Action), v.Reason()})
+						cells = append(cells, matrixCell{f.Key(), t.Key(), n, string(proto), string(v.Action), v.Reason(), v.DecidedByCluster()})
 					}
 				}
 			}
@@ -251,16 +268,21 @@ func newPolicyMatrixCmd(a *app) *cobra.Command {
 				return writeJSON(out, cells)
 			case "csv":
 				w := csv.NewWriter(out)
-				_ = w.Write([]string{"from", "to", "port", "protocol", "action", "reason"})
+				_ = w.Write([]string{"from", "to", "port", "protocol", "action", "reason", "tier"})
 				for _, c := range cells {
-					_ = w.Write([]string{c.From, c.To, strconv.Itoa(int(c.Port)), c.Protocol, c.Action, c.Reason})
+					_ = w.Write([]string{c.From, c.To, strconv.Itoa(int(c.Port)), c.Protocol, c.Action, c.Reason, c.Tier})
 				}
 				w.Flush()
 				return w.Error()
 			case "table":
 				i := 0
+				tiers := len(set.ClusterPolicies()) > 0
 				for _, pp := range ports {
-					fmt.Fprintf(out, "port %s (rows: from, columns: to; A allow, . deny, a audit-deny)\n", pp)
+					legend := "A allow, . deny, a audit-deny"
+					if tiers {
+						legend += "; * decided by an Admin ClusterNetworkPolicy rule, + by a Baseline one"
+					}
+					fmt.Fprintf(out, "port %s (rows: from, columns: to; %s)\n", pp, legend)
 					tw := tabwriter.NewWriter(out, 0, 0, 1, ' ', 0)
 					fmt.Fprint(tw, "\t")
 					for _, t := range pods {
@@ -271,6 +293,9 @@ func newPolicyMatrixCmd(a *app) *cobra.Command {
 						fmt.Fprintf(tw, "%s\t", f.Key())
 						for range pods {
 							mark := map[string]string{"allow": "A", "deny": ".", "audit-deny": "a"}[cells[i].Action]
+							if tiers {
+								mark += cmp.Or(tierMarks[cells[i].Tier], " ")
+							}
 							fmt.Fprintf(tw, "%s\t", mark)
 							i++
 						}
@@ -412,7 +437,7 @@ revision of each workload against what is active).`,
 				}
 				all = append(all, objs...)
 			}
-			set, err := policies.NewPolicySet(policies.SplitObjects(all))
+			set, err := policies.NewObjectSet(all)
 			if err != nil {
 				return err
 			}
@@ -445,6 +470,9 @@ func newPolicyImportCmd() *cobra.Command {
 					return err
 				}
 				for _, o := range objs {
+					if o.ClusterNetworkPolicy != nil {
+						return fmt.Errorf("policy import: %s: ClusterNetworkPolicy %s: only NetworkPolicies convert into NanoSegments", f, o.Key())
+					}
 					if o.NetworkPolicy == nil {
 						out = append(out, o.NanoSegment)
 						continue
@@ -476,6 +504,9 @@ func newPolicyExportCmd() *cobra.Command {
 					return err
 				}
 				for _, o := range objs {
+					if o.ClusterNetworkPolicy != nil {
+						return fmt.Errorf("policy export: %s: ClusterNetworkPolicy %s: exporting ClusterNetworkPolicies is not supported yet", f, o.Key())
+					}
 					s := o.NanoSegment
 					if s == nil {
 						if s, err = policies.ImportNetworkPolicy(o.NetworkPolicy); err != nil {

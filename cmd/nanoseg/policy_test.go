@@ -94,3 +94,46 @@ func TestReadmePolicyCheck(t *testing.T) {
 		t.Errorf("README's example fails: %v\n%s", err, out)
 	}
 }
+
+// TestPolicyClusterNetworkPolicy: check, explain and matrix take
+// ClusterNetworkPolicy objects next to NetworkPolicies; explain names the
+// tier, policy, priority and rule, matrix marks the cells a tier decided;
+// import and export refuse them by name.
+func TestPolicyClusterNetworkPolicy(t *testing.T) {
+	cases, err := filepath.Glob("../../policies/testdata/cases/cnp/*.yaml")
+	if err != nil || len(cases) < 4 {
+		t.Fatalf("glob: %v %v", cases, err)
+	}
+	if out, err := runPolicy(t, append([]string{"check"}, cases...)...); err != nil || strings.Count(out, "ok ") != len(cases) {
+		t.Fatalf("check: %v\n%s", err, out)
+	}
+	c := "../../policies/testdata/cases/cnp/cnp-state-010.yaml"
+	out, err := runPolicy(t, "explain", "--case", c, "--from", "network-policy-conformance-gryffindor/harry-potter-1",
+		"--to", "network-policy-conformance-hufflepuff/cedric-diggory-1", "--port", "80/TCP")
+	want := `egress of network-policy-conformance-gryffindor/harry-potter-1 denied by ClusterNetworkPolicy egress-tcp (Admin, priority 6) rule egress-6 "deny-to-hufflepuff-everything-else"`
+	if err != nil || !strings.Contains(out, "80/TCP: deny") || !strings.Contains(out, want) || !strings.Contains(out, "decided in the Admin tier") {
+		t.Errorf("explain: %v\n%s", err, out)
+	}
+	out, err = runPolicy(t, "matrix", "--case", c, "--ports", "8080/TCP")
+	if err != nil || !strings.Contains(out, "* decided by an Admin ClusterNetworkPolicy rule, + by a Baseline one") || !strings.Contains(out, "A* ") {
+		t.Errorf("matrix: %v\n%s", err, out)
+	}
+	out, err = runPolicy(t, "matrix", "--case", "../../policies/testdata/cases/cnp/cnp-state-049.yaml", "--ports", "80/TCP", "-o", "json")
+	if err != nil || !strings.Contains(out, `"tier": "Baseline"`) {
+		t.Errorf("matrix json: %v\n%s", err, out)
+	}
+	cnp := filepath.Join(t.TempDir(), "cnp.yaml")
+	if err := os.WriteFile(cnp, []byte(`apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: guard}
+spec: {tier: Admin, priority: 1, subject: {namespaces: {}}, ingress: [{action: Deny, from: [{namespaces: {}}]}]}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runPolicy(t, "import", cnp); err == nil || !strings.Contains(err.Error(), "ClusterNetworkPolicy guard: only NetworkPolicies convert") {
+		t.Errorf("import: %v", err)
+	}
+	if _, err := runPolicy(t, "export", cnp); err == nil || !strings.Contains(err.Error(), "ClusterNetworkPolicy guard: exporting ClusterNetworkPolicies is not supported yet") {
+		t.Errorf("export: %v", err)
+	}
+}
