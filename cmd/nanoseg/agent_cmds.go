@@ -321,8 +321,14 @@ func newPolicyApplyCmd(a *app) *cobra.Command {
 					errs = append(errs, err)
 					continue
 				}
-				if _, err := policies.ParseObjects(f, raw); err != nil {
+				objs, err := policies.ParseObjects(f, raw)
+				if err != nil {
 					errs = append(errs, err)
+				}
+				// The agent refuses them too; refusing here keeps the
+				// files before this one unstored.
+				for _, c := range policies.ClusterNetworkPolicies(objs) {
+					errs = append(errs, fmt.Errorf("%s: ClusterNetworkPolicy %s: the dataplane does not enforce ClusterNetworkPolicies yet (policy check, explain and matrix evaluate them from files)", f, c.Name))
 				}
 				raws[i] = raw
 			}

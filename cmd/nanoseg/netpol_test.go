@@ -97,6 +97,18 @@ func TestPolicyApplyFilesAllOrNothing(t *testing.T) {
 	if err == nil {
 		t.Errorf("the good file was stored although the bad one was refused:\n%s", out)
 	}
+	// A ClusterNetworkPolicy is valid but not enforced yet: refused the same way.
+	cnp := filepath.Join(dir, "cnp.yaml")
+	if err := os.WriteFile(cnp, []byte("apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {name: guard}\nspec: {tier: Admin, priority: 1, subject: {namespaces: {}}, ingress: [{action: Deny, from: [{namespaces: {}}]}]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runAgainst(t, ts.URL, "policy", "apply", "-f", good, "-f", cnp)
+	if err == nil || !strings.Contains(err.Error()+out, "ClusterNetworkPolicy guard: the dataplane does not enforce ClusterNetworkPolicies yet") {
+		t.Fatalf("apply of a NetworkPolicy and a ClusterNetworkPolicy: err %v, out:\n%s", err, out)
+	}
+	if out, err := runAgainst(t, ts.URL, "policy", "show", "networkpolicy", "shop/default-deny"); err == nil {
+		t.Errorf("the good file was stored although the ClusterNetworkPolicy was refused:\n%s", out)
+	}
 }
 
 // TestPolicyApplyDirectory: -f DIR applies every .yaml/.yml/.json file in
