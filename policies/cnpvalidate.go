@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -132,8 +133,8 @@ func validateCNPPeerCount(absent bool, n int, p *field.Path) field.ErrorList {
 
 func validateCNPRuleHead(name string, action cnpv1alpha2.Action, protos []cnpv1alpha2.Protocol, p *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	if len(name) > cnpv1alpha2.MaxRuleName {
-		errs = append(errs, field.TooLong(p.Child("name"), name, cnpv1alpha2.MaxRuleName))
+	if n := utf8.RuneCountInString(name); n > cnpv1alpha2.MaxRuleName {
+		errs = append(errs, field.Invalid(p.Child("name"), name, fmt.Sprintf("must be no more than %d characters, not %d", cnpv1alpha2.MaxRuleName, n)))
 	}
 	switch action {
 	case cnpv1alpha2.ActionAccept, cnpv1alpha2.ActionDeny, cnpv1alpha2.ActionPass:

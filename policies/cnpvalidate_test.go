@@ -57,7 +57,7 @@ spec:
 			"spec.subject: Invalid value",
 			`spec.ingress[0].action: Unsupported value: "Allow"`,
 			"spec.ingress[0].from: Required value",
-			"spec.ingress[1].name: Too long",
+			"spec.ingress[1].name: Invalid value",
 			"spec.ingress[1].from[0]: Required value",
 			"spec.ingress[1].protocols: Required value",
 			"spec.egress[0].to[0].networks[0]: Invalid value",

@@ -20,7 +20,7 @@ const (
 	MaxNetworks = 25
 	// MaxDomainNames is the most names of one domainNames peer.
 	MaxDomainNames = 25
-	// MaxRuleName is the longest rule name, in bytes.
+	// MaxRuleName is the longest rule name, in characters.
 	MaxRuleName = 100
 	// MaxCIDR is the longest CIDR string, in bytes.
 	MaxCIDR = 43
@@ -124,7 +124,7 @@ type NamespacedPod struct {
 // IngressRule is one ingress rule: connections from any of From, on any of
 // Protocols (every protocol and port when none), get Action.
 type IngressRule struct {
-	// Name identifies the rule in reports, at most 100 bytes; optional.
+	// Name identifies the rule in reports, at most 100 characters; optional.
 	// +optional
 	Name   string        `json:"name,omitempty"`
 	Action Action        `json:"action"`
@@ -136,7 +136,7 @@ type IngressRule struct {
 // EgressRule is one egress rule: connections to any of To, on any of
 // Protocols (every protocol and port when none), get Action.
 type EgressRule struct {
-	// Name identifies the rule in reports, at most 100 bytes; optional.
+	// Name identifies the rule in reports, at most 100 characters; optional.
 	// +optional
 	Name   string       `json:"name,omitempty"`
 	Action Action       `json:"action"`
