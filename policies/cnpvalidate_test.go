@@ -78,6 +78,20 @@ spec:
   subject: {}
   ingress: [` + strings.Repeat("{action: Deny, from: [{namespaces: {}}]},", 26) + `]
 `, []string{"spec.tier: Required value", "spec.priority: Invalid value: -1", "spec.subject: Required value", "spec.ingress: Too many: 26"}},
+		{"list limits", `
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: x}
+spec:
+  tier: Baseline
+  priority: 1
+  subject: {namespaces: {}}
+  egress:
+  - action: Deny
+    to: [` + strings.Repeat("{namespaces: {}},", 26) + `{networks: [` + strings.Repeat("198.19.0.0/16,", 25) + `198.18.0.0/16]}]
+    protocols: [` + strings.Repeat("{tcp: {destinationPort: {number: 1}}},", 26) + `]
+`, []string{"spec.egress[0].to: Too many: 27", "spec.egress[0].to[26].networks: Too many: 26", "spec.egress[0].to[26].networks[1]: Duplicate value",
+			"spec.egress[0].protocols: Too many: 26"}},
 		{"unknown fields are named", `
 apiVersion: policy.networking.k8s.io/v1alpha2
 kind: ClusterNetworkPolicy
