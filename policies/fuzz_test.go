@@ -11,7 +11,8 @@ import (
 // testdata/fuzz/FuzzParseCase.
 func FuzzParseCase(f *testing.F) {
 	files, _ := filepath.Glob("testdata/cases/*.yaml")
-	for _, file := range files {
+	cnp, _ := filepath.Glob("testdata/cases/cnp/*.yaml")
+	for _, file := range append(files, cnp...) {
 		data, err := os.ReadFile(file)
 		if err != nil {
 			f.Fatal(err)
@@ -28,9 +29,10 @@ func FuzzParseCase(f *testing.F) {
 }
 
 // FuzzParseObjects feeds arbitrary bytes to the policy parser; what parses
-// must compile, import, and export without panicking.
+// must compile (ClusterNetworkPolicies too), import, and export without
+// panicking.
 func FuzzParseObjects(f *testing.F) {
-	for _, file := range []string{"testdata/segments/web.yaml"} {
+	for _, file := range []string{"testdata/segments/web.yaml", "testdata/cnp/guard.yaml"} {
 		data, err := os.ReadFile(file)
 		if err != nil {
 			f.Fatal(err)
@@ -43,7 +45,7 @@ func FuzzParseObjects(f *testing.F) {
 			return
 		}
 		nps, segs := SplitObjects(objs)
-		if _, err := NewPolicySet(nps, segs); err != nil {
+		if _, err := NewObjectSet(objs); err != nil {
 			t.Fatalf("valid objects do not compile: %v", err)
 		}
 		for i := range nps {
