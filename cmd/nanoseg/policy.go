@@ -166,6 +166,11 @@ workloads such as shop/api).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if wf.world == "" && wf.caseFile == "" {
+				if len(wf.policies) > 0 {
+					// The agent explains with its policies in force only;
+					// an answer that ignored the files would mislead.
+					return errors.New("policy explain: --policies needs --world or --case (the agent explains with the policies in force)")
+				}
 				return explainFromAgent(cmd, a, from, to, port, output)
 			}
 			st, set, err := wf.load()

@@ -130,6 +130,9 @@ spec: {tier: Admin, priority: 1, subject: {namespaces: {}}, ingress: [{action: D
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := runPolicy(t, "explain", "--policies", cnp, "--from", "a/b", "--to", "c/d", "--port", "80/TCP"); err == nil || !strings.Contains(err.Error(), "--policies needs --world or --case") {
+		t.Errorf("explain --policies without a world: %v", err)
+	}
 	if _, err := runPolicy(t, "import", cnp); err == nil || !strings.Contains(err.Error(), "ClusterNetworkPolicy guard: only NetworkPolicies convert") {
 		t.Errorf("import: %v", err)
 	}
