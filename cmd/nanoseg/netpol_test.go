@@ -139,3 +139,21 @@ func TestPolicyApplyDirectory(t *testing.T) {
 		t.Errorf("apply -f EMPTYDIR: %v", err)
 	}
 }
+
+// TestPolicyMatrixPreviewsClusterNetworkPolicy: without --case or
+// --world, matrix --policies evaluates a ClusterNetworkPolicy against the
+// agent's world (nothing is stored) and marks what it decides.
+func TestPolicyMatrixPreviewsClusterNetworkPolicy(t *testing.T) {
+	_, _, ts := testAgent(t, &controllertest.Node{})
+	cnp := filepath.Join(t.TempDir(), "cnp.yaml")
+	if err := os.WriteFile(cnp, []byte("apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {name: guard}\nspec: {tier: Admin, priority: 1, subject: {namespaces: {}}, ingress: [{action: Deny, from: [{namespaces: {}}]}]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runAgainst(t, ts.URL, "policy", "matrix", "--policies", cnp, "--ports", "5432/TCP", "-o", "json")
+	if err != nil || !strings.Contains(out, `"tier": "Admin"`) || !strings.Contains(out, `"action": "deny"`) {
+		t.Fatalf("matrix --policies against the agent: %v\n%s", err, out)
+	}
+	if out, err := runAgainst(t, ts.URL, "policy", "matrix", "--ports", "5432/TCP", "-o", "json"); err != nil || strings.Contains(out, `"tier"`) {
+		t.Errorf("the preview stored something: %v\n%s", err, out)
+	}
+}
