@@ -168,12 +168,14 @@ func (d DirectionEvaluation) developerReason(dir, subj string) string {
 
 // resolved is an endpoint looked up in the world.
 type resolved struct {
-	pod     *Pod   // nil unless a participating pod
-	key     string // the pod's key, participating or not
-	nsLabel map[string]string
-	addr    netip.Addr
-	names   []string
-	host    bool
+	pod *Pod // nil unless a participating pod
+	// podNS and podName name the pod holding the address, participating
+	// or not (empty when none does).
+	podNS, podName string
+	nsLabel        map[string]string
+	addr           netip.Addr
+	names          []string
+	host           bool
 	// nodeLabels are the labels of the nodes holding addr (NodeLister).
 	nodeLabels []map[string]string
 }
@@ -198,7 +200,7 @@ func resolve(w World, e ConnEnd) (resolved, error) {
 		pod, ok = w.PodByIP(r.addr)
 	}
 	if ok {
-		r.key = pod.Key()
+		r.podNS, r.podName = pod.Namespace, pod.Name
 	}
 	if nl, isNL := w.(NodeLister); isNL && r.addr.IsValid() {
 		for _, n := range nl.Nodes() {
@@ -287,7 +289,7 @@ func Evaluate(world World, set PolicySet, conn Connection) Evaluation {
 	}
 	// A pod connecting to its own address is not subject to
 	// ClusterNetworkPolicy (api-overview, "hairpin" traffic).
-	hairpin := src.key != "" && src.key == dst.key
+	hairpin := src.podName != "" && src.podNS == dst.podNS && src.podName == dst.podName
 	v.Egress = evalDirection(set, model.Egress, src, dst, conn, dstPorts, hairpin)
 	v.Ingress = evalDirection(set, model.Ingress, dst, src, conn, dstPorts, hairpin)
 	switch {

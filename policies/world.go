@@ -149,6 +149,9 @@ func (w *MemWorld) AddNode(n Node) error {
 
 // Nodes implements NodeLister.
 func (w *MemWorld) Nodes() []Node {
+	if len(w.nodes) == 0 {
+		return nil
+	}
 	out := slices.Collect(maps.Values(w.nodes))
 	slices.SortFunc(out, func(a, b Node) int { return strings.Compare(a.Name, b.Name) })
 	return out
