@@ -115,6 +115,7 @@ func TestObjects(t *testing.T) {
 	}
 	want := []string{
 		"core/Namespace nanoseg-system",
+		"apiextensions.k8s.io/CustomResourceDefinition nanosegmentprobes.nanoseg.io",
 		"apiextensions.k8s.io/CustomResourceDefinition nanosegmentpromotions.nanoseg.io",
 		"apiextensions.k8s.io/CustomResourceDefinition nanosegmentproposals.nanoseg.io",
 		"apiextensions.k8s.io/CustomResourceDefinition nanosegments.nanoseg.io",
@@ -411,6 +412,7 @@ var viewRules = []string{
 	"core/pods get", "core/pods list", "core/pods watch",
 	"core/services get", "core/services list", "core/services watch",
 	"discovery.k8s.io/endpointslices get", "discovery.k8s.io/endpointslices list", "discovery.k8s.io/endpointslices watch",
+	"nanoseg.io/nanosegmentprobes get", "nanoseg.io/nanosegmentprobes list", "nanoseg.io/nanosegmentprobes watch",
 	"nanoseg.io/nanosegmentpromotions get", "nanoseg.io/nanosegmentpromotions list", "nanoseg.io/nanosegmentpromotions watch",
 	"nanoseg.io/nanosegmentproposals get", "nanoseg.io/nanosegmentproposals list", "nanoseg.io/nanosegmentproposals watch",
 	"nanoseg.io/nanosegments get", "nanoseg.io/nanosegments list", "nanoseg.io/nanosegments watch",
@@ -420,7 +422,7 @@ var viewRules = []string{
 // operateRules are nanoseg-operate's rights, expanded: the view rights
 // and creating promotions.
 func operateRules() []string {
-	r := append(slices.Clone(viewRules), "nanoseg.io/nanosegmentpromotions create")
+	r := append(slices.Clone(viewRules), "nanoseg.io/nanosegmentpromotions create", "nanoseg.io/nanosegmentprobes create", "nanoseg.io/nanosegmentprobes delete")
 	slices.Sort(r)
 	return r
 }
@@ -481,6 +483,8 @@ var nodeAgentRules = []string{
 	"core/pods get", "core/pods list", "core/pods watch",
 	"core/services get", "core/services list", "core/services watch",
 	"discovery.k8s.io/endpointslices get", "discovery.k8s.io/endpointslices list", "discovery.k8s.io/endpointslices watch",
+	"nanoseg.io/nanosegmentprobes get", "nanoseg.io/nanosegmentprobes list", "nanoseg.io/nanosegmentprobes watch",
+	"nanoseg.io/nanosegmentprobes/status patch", "nanoseg.io/nanosegmentprobes/status update",
 	"nanoseg.io/nanosegments get", "nanoseg.io/nanosegments list", "nanoseg.io/nanosegments watch",
 	"networking.k8s.io/networkpolicies get", "networking.k8s.io/networkpolicies list", "networking.k8s.io/networkpolicies watch",
 }

@@ -22,14 +22,15 @@ var (
 	// SchemeBuilder registers this package's types with a runtime.Scheme.
 	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)
 	// AddToScheme adds the package's kinds (NanoSegment, NanoSegmentProposal,
-	// NanoSegmentPromotion and their lists) to a scheme.
+	// NanoSegmentPromotion, NanoSegmentProbe and their lists) to a scheme.
 	AddToScheme = SchemeBuilder.AddToScheme
 )
 
 func addKnownTypes(scheme *runtime.Scheme) error {
 	scheme.AddKnownTypes(SchemeGroupVersion, &NanoSegment{}, &NanoSegmentList{},
 		&NanoSegmentProposal{}, &NanoSegmentProposalList{},
-		&NanoSegmentPromotion{}, &NanoSegmentPromotionList{})
+		&NanoSegmentPromotion{}, &NanoSegmentPromotionList{},
+		&NanoSegmentProbe{}, &NanoSegmentProbeList{})
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
 	return nil
 }
