@@ -111,6 +111,9 @@ type Parts struct {
 	// (transport.SenderConfig.CA) when Config.Controller is set (nil: the
 	// system's roots).
 	ControllerCA func(ctx context.Context) ([]byte, error)
+	// Probes delivers the live probes asked of this node
+	// (NanoSegmentProbes, probes.go); nil: none are run.
+	Probes ProbeSource
 }
 
 // Agent is the node agent.
@@ -289,6 +292,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 	wg.Go(func() { a.parts.Policies.Watch(ctx, func() { a.polDirty.Store(true); a.poke() }) })
 	wg.Go(func() { a.checkContact(ctx) })
+	if a.parts.Probes != nil {
+		wg.Go(func() {
+			if err := a.parts.Probes.Run(ctx, a.runProbe); err != nil && ctx.Err() == nil {
+				a.log.Error("probe watcher stopped", "err", err)
+			}
+		})
+	}
 	// The node stops after the sync loop: its final flush keeps what the
 	// observers saw; the sender stops after the node, so that flush still
 	// goes to the controller.

@@ -19,7 +19,8 @@ import (
 // restCfg (RESTConfig): the Kubernetes inventory source with the netns
 // finder (inventory/kube), the policy watcher (store/kube), Events on
 // unfound pods and on rejected policies (PolicyRejected, once per
-// rejected version from this node), and the API server contact check. reg receives every metric (nil: a private registry); log
+// rejected version from this node), the API server contact check, and
+// the live probes of this node (NanoSegmentProbes). reg receives every metric (nil: a private registry); log
 // nil discards.
 func New(cfg Config, restCfg *rest.Config, reg *prometheus.Registry, log *slog.Logger) (*Agent, error) {
 	cfg.Defaults()
@@ -72,6 +73,8 @@ func New(cfg Config, restCfg *rest.Config, reg *prometheus.Registry, log *slog.L
 		Ping:  Ping(client),
 		// The controller's CA, for the observation transport.
 		ControllerCA: ControllerCA(client, cfg.ControllerCA),
+		// Live probes asked through the API server (verify, evidence).
+		Probes: NewProbeWatcher(dyn, cfg.NodeName, log),
 	}
 	return NewAgent(cfg, parts, reg, log)
 }
