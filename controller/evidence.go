@@ -247,6 +247,19 @@ func (s *Service) Export(ctx context.Context, req ExportRequest, who string) (*E
 	if b.Probes == nil {
 		notes = append(notes, "probes.json and probes.csv absent: the export was made without live probes")
 	}
+	if s.cfg.EvidenceFiles != nil {
+		more, moreNotes, err := s.cfg.EvidenceFiles(ctx, req.Scope)
+		if err != nil {
+			return nil, err
+		}
+		for name, raw := range more {
+			if _, taken := files[name]; taken {
+				return nil, fmt.Errorf("evidence file %s: the bundle has one already", name)
+			}
+			files[name] = raw
+		}
+		notes = append(notes, moreNotes...)
+	}
 	headPath := filepath.Join(filepath.Dir(keyFile), "chain-head.json")
 	head, err := evidence.ReadChainHead(headPath)
 	if err != nil {

@@ -113,6 +113,10 @@ type ProbeOutcome struct {
 	Outcome string
 	Reached bool
 	Detail  string
+	// Duration is how long the attempt took where it ran, when the node
+	// ran it elsewhere (a cluster's node agent, asked through the API
+	// server); 0: Verify times the call to Probe.
+	Duration time.Duration
 }
 
 // Config configures a Service.
@@ -135,6 +139,11 @@ type Config struct {
 	// Propose are the thresholds of inference (shared servers, DNS, port
 	// ranges); zero fields take policies.DefaultProposeOptions.
 	Propose policies.ProposeOptions
+	// EvidenceFiles, when set, adds files to every evidence bundle (signed
+	// with the others) and notes to its manifest: the cluster mode's API
+	// objects in force (client/kube). scope is the export's scope. An
+	// error fails the export.
+	EvidenceFiles func(ctx context.Context, scope string) (files map[string][]byte, notes []string, err error)
 }
 
 // DefaultConvergeTimeout bounds how long a promotion or rollback waits for

@@ -288,7 +288,11 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (*evidence.Prob
 			start := time.Now()
 			o := s.node.Probe(ctx, p.src, p.Protocol, p.addr, timeout)
 			r.Outcome, r.Reached, r.Detail = o.Outcome, o.Reached, o.Detail
-			r.DurationMS = float64(time.Since(start).Microseconds()) / 1000
+			took := time.Since(start)
+			if o.Duration > 0 {
+				took = o.Duration
+			}
+			r.DurationMS = float64(took.Microseconds()) / 1000
 			r.Match = r.Reached == r.ExpectReach
 			run.Results[i] = r
 		}()

@@ -3,6 +3,8 @@ package kube
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -30,6 +32,23 @@ type Config struct {
 	// InventoryTimeout bounds listing the cluster's pods, namespaces,
 	// services and endpoint slices (default 30s).
 	InventoryTimeout time.Duration
+	// EvidenceDir keeps the state of evidence exports made from this
+	// machine (controller.Config.EvidenceDir: the signing key, the chain
+	// of exports, counter snapshots); "" is <user config dir>/nanoseg/
+	// evidence (os.UserConfigDir: $XDG_CONFIG_HOME or ~/.config).
+	EvidenceDir string
+}
+
+// evidenceDir is EvidenceDir or its default.
+func (c Config) evidenceDir() (string, error) {
+	if c.EvidenceDir != "" {
+		return c.EvidenceDir, nil
+	}
+	d, err := os.UserConfigDir()
+	if err != nil {
+		return "", fmt.Errorf("evidence directory: %w (set XDG_CONFIG_HOME or HOME)", err)
+	}
+	return filepath.Join(d, "nanoseg", "evidence"), nil
 }
 
 // DefaultWait is how long promote and rollback wait for the controller.

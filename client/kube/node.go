@@ -8,18 +8,18 @@ import (
 	"time"
 
 	"github.com/nanoseg/nanoseg/controller"
+	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 )
 
-// ErrNoProbes: live probes from inside endpoints (verify, evidence
-// export's probes) need the node agents, which the CLI does not reach yet.
-var ErrNoProbes = errors.New("not available against a cluster yet: live probes run inside endpoints by the node agents, which the CLI does not reach; run it on a node against its agent")
-
 // clusterNode is the controller.Node of the cluster mode: what the
-// NanoSegments' status reports, per endpoint. It programs nothing.
+// NanoSegments' status reports, per endpoint. It programs nothing; its
+// probes are NanoSegmentProbes the node agents run (probes.go).
 type clusterNode struct {
-	sync map[string]controller.EndpointSync // by netns (endpoint key)
+	sync   map[string]controller.EndpointSync // by netns (endpoint key)
+	rules  map[string]evidence.EndpointRules  // by netns: the state the status reports, for evidence
+	prober *prober
 }
 
 var _ controller.Node = (*clusterNode)(nil)
@@ -29,8 +29,8 @@ var _ controller.Node = (*clusterNode)(nil)
 // the status is of the NanoSegment's generation; a node's error goes to
 // the endpoints not in sync. Endpoints of workloads without a NanoSegment
 // are unknown, as on a node that applied nothing.
-func newClusterNode(s *snapshot, eps map[string][]model.Endpoint) *clusterNode {
-	n := &clusterNode{sync: map[string]controller.EndpointSync{}}
+func newClusterNode(s *snapshot, eps map[string][]model.Endpoint, p *prober) *clusterNode {
+	n := &clusterNode{sync: map[string]controller.EndpointSync{}, rules: map[string]evidence.EndpointRules{}, prober: p}
 	for w, seg := range s.segments {
 		list := append([]model.Endpoint(nil), eps[w]...)
 		sort.Slice(list, func(i, j int) bool { return list[i].Netns < list[j].Netns })
@@ -49,6 +49,17 @@ func newClusterNode(s *snapshot, eps map[string][]model.Endpoint) *clusterNode {
 				es.Err = nodeErr
 			}
 			n.sync[e.Netns] = es
+			r := evidence.EndpointRules{Netns: e.Netns, Workload: w, Present: es.Known, DesiredMode: string(seg.Spec.Mode), InSync: es.InSync}
+			if r.DesiredMode == "" {
+				r.DesiredMode = string(model.ModeObserve)
+			}
+			if es.InSync {
+				r.Mode = r.DesiredMode
+			}
+			if es.Err != nil {
+				r.Error = es.Err.Error()
+			}
+			n.rules[e.Netns] = r
 		}
 	}
 	return n
@@ -63,12 +74,23 @@ func (n *clusterNode) Applied(netns string) controller.EndpointSync {
 	return controller.EndpointSync{Known: s.Known, Err: s.Err}
 }
 
-func (n *clusterNode) Read(netns string, _ bool) controller.EndpointSync { return n.sync[netns] }
+// Read answers from the NanoSegments' status; with rules, the endpoint's
+// in-sync state as evidence rules without entries (the programmed rules
+// and their counters stay on the node agents).
+func (n *clusterNode) Read(netns string, rules bool) controller.EndpointSync {
+	s := n.sync[netns]
+	if r, ok := n.rules[netns]; ok && rules {
+		s.Rules = &r
+	}
+	return s
+}
 
 func (n *clusterNode) Flush() error { return nil }
 
 func (n *clusterNode) Names() map[netip.Addr]string { return nil }
 
-func (n *clusterNode) Probe(context.Context, model.Endpoint, string, netip.AddrPort, time.Duration) controller.ProbeOutcome {
-	return controller.ProbeOutcome{Outcome: "error", Detail: ErrNoProbes.Error()}
+// Probe asks the node agent of src's node through the API server
+// (probes.go).
+func (n *clusterNode) Probe(ctx context.Context, src model.Endpoint, proto string, addr netip.AddrPort, timeout time.Duration) controller.ProbeOutcome {
+	return n.prober.probe(ctx, src, proto, addr, timeout)
 }

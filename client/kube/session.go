@@ -87,7 +87,12 @@ func OpenClients(ctx context.Context, cfg Config, kc kubernetes.Interface, dyn d
 		eps[e.Key()] = append(eps[e.Key()], e)
 	}
 	s.snap, s.store = snap, newPolicyStore(snap)
-	s.svc = controller.New(controller.Config{}, s.store, obs, inv, newClusterNode(snap, eps), log)
+	evDir, err := cfg.evidenceDir()
+	if err != nil {
+		return nil, err
+	}
+	s.svc = controller.New(controller.Config{EvidenceDir: evDir, EvidenceFiles: s.evidenceFiles}, s.store, obs, inv,
+		newClusterNode(snap, eps, newProber(kc, dyn)), log)
 	s.handler = s.routes(server.New(s.svc, server.Config{}, log).Handler())
 	return s, nil
 }
@@ -201,7 +206,9 @@ func (r *recorder) Write(b []byte) (int, error) {
 // routes answers, over api (the server's handler), what differs against
 // a cluster: status (denied counts from the NanoSegments, the namespace
 // of -n), propose (the controller's proposals), promote and rollback
-// (NanoSegmentPromotions), and the writes and probes it cannot do.
+// (NanoSegmentPromotions), verify and evidence export (probes through the
+// node agents, checked for the right first; the export as the user the
+// API server knows), and the writes it cannot do.
 func (s *Session) routes(api http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", s.qualify(api))
@@ -225,8 +232,8 @@ func (s *Session) routes(api http.Handler) http.Handler {
 		return answer(func(*http.Request) (any, int, error) { return nil, code, err })
 	}
 	mux.HandleFunc("GET /v1/verdicts", refuse(http.StatusNotImplemented, errors.New("verdict events are not available against a cluster yet: they stay on the node agents; `status` shows the DENIED and WOULD-DENY counts the NanoSegments report")))
-	mux.HandleFunc("POST /v1/verify", refuse(http.StatusNotImplemented, ErrNoProbes))
-	mux.HandleFunc("POST /v1/evidence/export", refuse(http.StatusNotImplemented, fmt.Errorf("evidence export: %w", ErrNoProbes)))
+	mux.Handle("POST /v1/verify", s.verify(api))
+	mux.HandleFunc("POST /v1/evidence/export", s.export)
 	mux.HandleFunc("POST /v1/policies", refuse(http.StatusBadRequest, fmt.Errorf("%w; apply NanoSegments and NetworkPolicies with kubectl apply", ErrReadOnly)))
 	mux.HandleFunc("DELETE /v1/networkpolicies", refuse(http.StatusBadRequest, fmt.Errorf("%w; delete NetworkPolicies with kubectl delete", ErrReadOnly)))
 	return mux
