@@ -13,6 +13,12 @@ import (
 	"github.com/nanoseg/nanoseg/policies"
 )
 
+// ErrNoVerdicts: against a cluster the verdict events (one per denied or
+// audit-denied connection attempt) are not in the API server, only counts.
+var ErrNoVerdicts = errors.New("verdict events are not in the API server: they stay on the node agents, and the controller keeps them in memory; " +
+	"the API server holds counts: `status` shows DENIED and WOULD-DENY per workload (the NanoSegments' status), " +
+	"`graph` each observed edge's audit-denied and denied connections (the NanoSegmentProposals' edges)")
+
 // clusterNode is the controller.Node of the cluster mode: what the
 // NanoSegments' status reports, per endpoint. It programs nothing; its
 // probes are NanoSegmentProbes the node agents run (probes.go).

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -231,7 +230,7 @@ func (s *Session) routes(api http.Handler) http.Handler {
 	refuse := func(code int, err error) http.HandlerFunc {
 		return answer(func(*http.Request) (any, int, error) { return nil, code, err })
 	}
-	mux.HandleFunc("GET /v1/verdicts", refuse(http.StatusNotImplemented, errors.New("verdict events are not available against a cluster yet: they stay on the node agents; `status` shows the DENIED and WOULD-DENY counts the NanoSegments report")))
+	mux.HandleFunc("GET /v1/verdicts", refuse(http.StatusNotImplemented, ErrNoVerdicts))
 	mux.Handle("POST /v1/verify", s.verify(api))
 	mux.HandleFunc("POST /v1/evidence/export", s.export)
 	mux.HandleFunc("POST /v1/policies", refuse(http.StatusBadRequest, fmt.Errorf("%w; apply NanoSegments and NetworkPolicies with kubectl apply", ErrReadOnly)))
