@@ -285,6 +285,7 @@ func TestAPI(t *testing.T) {
 	t.Run("controller-promotes", func(t *testing.T) { testControllerPromotes(t, c) })
 	t.Run("history-kept", func(t *testing.T) { testHistoryKept(t, c) })
 	t.Run("printer-columns", func(t *testing.T) { testPrinterColumns(t, c) })
+	t.Run("probe-status", func(t *testing.T) { testProbeStatus(t, c) })
 	// Last: it removes and restores the mutating policy's binding.
 	t.Run("requested-by-without-mutation", func(t *testing.T) { testRequestedByWithoutMutation(t, c) })
 }

@@ -142,6 +142,8 @@ func TestObjects(t *testing.T) {
 		"admissionregistration.k8s.io/ValidatingAdmissionPolicyBinding nanoseg-promotion-requester",
 		"admissionregistration.k8s.io/ValidatingAdmissionPolicy nanoseg-promotion-history",
 		"admissionregistration.k8s.io/ValidatingAdmissionPolicyBinding nanoseg-promotion-history",
+		"admissionregistration.k8s.io/ValidatingAdmissionPolicy nanoseg-probe-status",
+		"admissionregistration.k8s.io/ValidatingAdmissionPolicyBinding nanoseg-probe-status",
 		"rbac.authorization.k8s.io/ClusterRole nanoseg-view",
 		"rbac.authorization.k8s.io/ClusterRole nanoseg-operate",
 	}
