@@ -1,6 +1,6 @@
 // Package kube is the CLI's cluster mode: the operator's verbs of
 // cmd/nanoseg (status, history, policy show|diff|propose|explain|matrix,
-// graph, promote, rollback) against a Kubernetes API server, with the
+// graph, promote, rollback, verify, evidence export) against a Kubernetes API server, with the
 // user's own credentials from a kubeconfig, and with the same outputs as
 // against the standalone agent.
 //
@@ -38,7 +38,11 @@
 //     peer), listed once. It needs list on pods, namespaces, services and
 //     endpointslices in every namespace, and says which one is refused.
 //   - Node (node.go): what the NanoSegments' status reports (endpoints in
-//     sync); it programs nothing and probes nothing (ErrNoProbes).
+//     sync); it programs nothing. Its probes are NanoSegmentProbe objects
+//     the node agent of the source pod's node runs (probes.go): verify and
+//     evidence export work as against an agent, for a user who may create
+//     probes (nanoseg-operate); evidence.go adds cluster.json to the
+//     bundle and signs it with the exporting machine's key.
 //
 // Promote and rollback write nothing themselves (promote.go): the handler
 // answers them by creating a NanoSegmentPromotion with the user's

@@ -20,9 +20,11 @@ import (
 	"github.com/nanoseg/nanoseg/policies"
 )
 
-// ErrNoProbes is the outcome of a live probe in a cluster: the node agents
-// do not run probes for the controller yet.
-var ErrNoProbes = errors.New("live probes through node agents are not built yet")
+// ErrNoProbes is the outcome of a live probe asked of the controller: it
+// runs none (and has no right on NanoSegmentProbes); `nanoseg verify` and
+// `nanoseg evidence export` run them from the CLI through the node agents
+// (client/kube).
+var ErrNoProbes = errors.New("the controller runs no live probes: run `kubectl nanoseg verify` (the node agents run its probes)")
 
 // clusterNode implements controller.Node over the node agents' reports.
 type clusterNode struct {
@@ -132,7 +134,8 @@ func (n *clusterNode) Flush() error { return nil }
 // yet.
 func (n *clusterNode) Names() map[netip.Addr]string { return map[netip.Addr]string{} }
 
-// Probe implements controller.Node: not available in a cluster yet.
+// Probe implements controller.Node: the controller runs no probes
+// (ErrNoProbes).
 func (n *clusterNode) Probe(context.Context, model.Endpoint, string, netip.AddrPort, time.Duration) controller.ProbeOutcome {
 	return controller.ProbeOutcome{Outcome: "error", Detail: ErrNoProbes.Error()}
 }
