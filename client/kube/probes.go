@@ -59,12 +59,17 @@ type prober struct {
 	mu    sync.Mutex
 	nodes map[string]string // "namespace/pod" → node
 	swept map[string]bool   // namespaces swept of old probes
+	// silent are the nodes whose agent answered no probe of this run in
+	// time: later probes from their pods fail at once instead of each
+	// waiting for the timeout (a node without a running agent).
+	silent map[string]error
 }
 
 func newProber(kc kubernetes.Interface, dyn dynamic.Interface) *prober {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
-	return &prober{kc: kc, dyn: dyn, run: hex.EncodeToString(b[:]), grace: ProbeGrace, nodes: map[string]string{}, swept: map[string]bool{}}
+	return &prober{kc: kc, dyn: dyn, run: hex.EncodeToString(b[:]), grace: ProbeGrace, nodes: map[string]string{}, swept: map[string]bool{},
+		silent: map[string]error{}}
 }
 
 // probe asks the node agent of src's node for one attempt (see the file
@@ -81,6 +86,12 @@ func (p *prober) probe(ctx context.Context, src model.Endpoint, proto string, ad
 	node, err := p.nodeOf(ctx, ns, pod)
 	if err != nil {
 		return fail("%v", err)
+	}
+	p.mu.Lock()
+	silent := p.silent[node]
+	p.mu.Unlock()
+	if silent != nil {
+		return fail("not asked: %v", silent)
 	}
 	p.sweep(ctx, ns)
 	obj := &v1alpha1.NanoSegmentProbe{
@@ -105,6 +116,11 @@ func (p *prober) probe(ctx context.Context, src model.Endpoint, proto string, ad
 		_ = res.Delete(dctx, name, metav1.DeleteOptions{})
 	}()
 	st, err := p.await(ctx, ns, created, timeout+p.grace)
+	if errors.Is(err, errNoAnswer) {
+		p.mu.Lock()
+		p.silent[node] = err
+		p.mu.Unlock()
+	}
 	if err != nil {
 		return fail("nanosegmentprobe %s/%s: %v", ns, name, err)
 	}
@@ -171,9 +187,12 @@ func (p *prober) read(ctx context.Context, w watch.Interface, rv *string) (v1alp
 	}
 }
 
+// errNoAnswer: no node agent answered a probe in time.
+var errNoAnswer = errors.New("no node agent answered")
+
 func noAnswer(u *unstructured.Unstructured, limit time.Duration) error {
 	node, _, _ := unstructured.NestedString(u.Object, "spec", "node")
-	return fmt.Errorf("no node agent answered within %s: is nanoseg node running on node %s?", limit, node)
+	return fmt.Errorf("%w within %s: is nanoseg node running on node %s?", errNoAnswer, limit, node)
 }
 
 // nodeOf returns the node pod ns/name runs on (cached for the session).
