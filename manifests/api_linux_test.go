@@ -559,6 +559,37 @@ func testUserRoles(t *testing.T, c *kubetest.Cluster) {
 		_, err := alice.dyn.Resource(promotions).Namespace(ns).Create(ctx, promotion("web", "enforce", "alice"), metav1.CreateOptions{})
 		return err
 	}}})
+	// Probes send traffic: the operator creates and deletes them, the
+	// viewer reads them only; neither writes their status (the agents do).
+	probe := func(name string) *unstructured.Unstructured {
+		return object(v1alpha1.KindProbe, name, "{node: node-a, pod: web, address: 198.18.0.9, port: 80, protocol: TCP}")
+	}
+	expectForbidden(t, []check{{"carol creates a probe", func(ctx context.Context) error {
+		_, err := carol.dyn.Resource(probes).Namespace(ns).Create(ctx, probe("by-carol"), metav1.CreateOptions{})
+		return err
+	}}})
+	expectAllowed(t, []check{
+		{"alice creates a probe", func(ctx context.Context) error {
+			_, err := alice.dyn.Resource(probes).Namespace(ns).Create(ctx, probe("by-alice"), metav1.CreateOptions{})
+			return err
+		}},
+		{"carol lists probes", func(ctx context.Context) error {
+			_, err := carol.dyn.Resource(probes).Namespace(ns).List(ctx, lw)
+			return err
+		}},
+	})
+	for _, p := range people {
+		expectForbidden(t, []check{{p.name + " patches a probe's status", func(ctx context.Context) error {
+			_, err := p.dyn.Resource(probes).Namespace(ns).Patch(ctx, "by-alice", types.MergePatchType, []byte(`{"status":{"outcome":"connected"}}`), metav1.PatchOptions{}, "status")
+			return err
+		}}})
+	}
+	expectForbidden(t, []check{{"carol deletes a probe", func(ctx context.Context) error {
+		return carol.dyn.Resource(probes).Namespace(ns).Delete(ctx, "by-alice", metav1.DeleteOptions{})
+	}}})
+	expectAllowed(t, []check{{"alice deletes a probe", func(ctx context.Context) error {
+		return alice.dyn.Resource(probes).Namespace(ns).Delete(ctx, "by-alice", metav1.DeleteOptions{})
+	}}})
 	if d := cmp.Diff(viewRules, grantedRules(t, c, carol.cs, ns)); d != "" {
 		t.Errorf("carol's rights in %s (-%s +granted):\n%s", ns, manifests.ViewRole, d)
 	}

@@ -424,6 +424,8 @@ func fixtures(t *testing.T, c *kubetest.Cluster) string {
 		t.Fatal(err)
 	}
 	must(dyn.Resource(nanosegments).Namespace(ns).Create(ctx, nanosegment("web"), metav1.CreateOptions{}))
+	must(dyn.Resource(probes).Namespace(ns).Create(ctx, object("NanoSegmentProbe", "web-probe",
+		"{node: node-a, pod: web, address: 198.18.0.9, port: 80, protocol: TCP}"), metav1.CreateOptions{}))
 	return ns
 }
 
@@ -527,6 +529,13 @@ func testNodeAgentRBAC(t *testing.T, c *kubetest.Cluster) {
 			_, err := transport.CAConfigMap(sa, manifests.Namespace, transport.CAConfigMapName)(ctx)
 			return err
 		}},
+		{"watch the probes of its node", func(ctx context.Context) error {
+			return watchOnce(dyn.Resource(probes).Watch(ctx, metav1.ListOptions{FieldSelector: "spec.node=node-a", ResourceVersion: "0"}))
+		}},
+		{"answer a probe", func(ctx context.Context) error {
+			_, err := dyn.Resource(probes).Namespace(ns).Patch(ctx, "web-probe", types.MergePatchType, []byte(`{"status":{"outcome":"timeout"}}`), metav1.PatchOptions{}, "status")
+			return err
+		}},
 	})
 	expectForbidden(t, []check{
 		{"patch an event (each Event it records has a name of its own: create is enough)", func(ctx context.Context) error {
@@ -578,6 +587,14 @@ func testNodeAgentRBAC(t *testing.T, c *kubetest.Cluster) {
 		{"create a nanosegment", func(ctx context.Context) error {
 			_, err := dyn.Resource(nanosegments).Namespace(ns).Create(ctx, nanosegment("api"), metav1.CreateOptions{})
 			return err
+		}},
+		{"create a probe", func(ctx context.Context) error {
+			_, err := dyn.Resource(probes).Namespace(ns).Create(ctx, object("NanoSegmentProbe", "by-agent",
+				"{node: node-a, pod: web, address: 198.18.0.9, port: 80, protocol: TCP}"), metav1.CreateOptions{})
+			return err
+		}},
+		{"delete a probe", func(ctx context.Context) error {
+			return dyn.Resource(probes).Namespace(ns).Delete(ctx, "web-probe", metav1.DeleteOptions{})
 		}},
 		{"patch a nanosegment", func(ctx context.Context) error {
 			_, err := dyn.Resource(nanosegments).Namespace(ns).Patch(ctx, "web", types.MergePatchType, mergePatch, metav1.PatchOptions{})
