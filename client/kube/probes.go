@@ -192,7 +192,7 @@ var errNoAnswer = errors.New("no node agent answered")
 
 func noAnswer(u *unstructured.Unstructured, limit time.Duration) error {
 	node, _, _ := unstructured.NestedString(u.Object, "spec", "node")
-	return fmt.Errorf("%w within %s: is nanoseg node running on node %s?", errNoAnswer, limit, node)
+	return fmt.Errorf("%w within %s: is nanoseg node running on node %s, with the rights of manifests/node-agent (watch nanosegmentprobes, update their status)?", errNoAnswer, limit, node)
 }
 
 // nodeOf returns the node pod ns/name runs on (cached for the session).

@@ -49,7 +49,7 @@ func TestProberWithoutAgent(t *testing.T) {
 	dst := netip.MustParseAddrPort("198.18.0.2:80")
 	start := time.Now()
 	o := p.probe(ctx, src, "TCP", dst, 200*time.Millisecond)
-	if o.Outcome != v1alpha1.ProbeError || !strings.Contains(o.Detail, "no node agent answered within 500ms: is nanoseg node running on node ghost?") {
+	if o.Outcome != v1alpha1.ProbeError || !strings.Contains(o.Detail, "no node agent answered within 500ms: is nanoseg node running on node ghost, with the rights") {
 		t.Errorf("first probe: %+v", o)
 	}
 	t.Logf("first probe: %s after %s", o.Detail, time.Since(start).Round(time.Millisecond))
