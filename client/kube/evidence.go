@@ -161,6 +161,10 @@ func (s *Session) export(w http.ResponseWriter, r *http.Request) {
 	fail := func(code int, err error) {
 		answer(func(*http.Request) (any, int, error) { return nil, code, err })(w, r)
 	}
+	if s.evidenceErr != nil {
+		fail(http.StatusInternalServerError, s.evidenceErr)
+		return
+	}
 	var req controller.ExportRequest
 	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	if err != nil {

@@ -37,6 +37,10 @@ type Session struct {
 	store   *policyStore
 	svc     *controller.Service
 	handler http.Handler
+
+	// evidenceErr says why evidence export cannot keep its state (no
+	// config directory); nil when it can.
+	evidenceErr error
 }
 
 // Open resolves cfg's kubeconfig and reads the cluster (see the package
@@ -86,10 +90,9 @@ func OpenClients(ctx context.Context, cfg Config, kc kubernetes.Interface, dyn d
 		eps[e.Key()] = append(eps[e.Key()], e)
 	}
 	s.snap, s.store = snap, newPolicyStore(snap)
-	evDir, err := cfg.evidenceDir()
-	if err != nil {
-		return nil, err
-	}
+	// Without a config directory, every verb but evidence export works.
+	evDir, evErr := cfg.evidenceDir()
+	s.evidenceErr = evErr
 	s.svc = controller.New(controller.Config{EvidenceDir: evDir, EvidenceFiles: s.evidenceFiles}, s.store, obs, inv,
 		newClusterNode(snap, eps, newProber(kc, dyn)), log)
 	s.handler = s.routes(server.New(s.svc, server.Config{}, log).Handler())
