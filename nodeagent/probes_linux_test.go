@@ -34,6 +34,11 @@ func TestProbesOnAPIServer(t *testing.T) {
 	k.agent(t, "node-b", dir)
 	dyn := dynamic.NewForConfigOrDie(k.c.Config)
 	probes := dyn.Resource(ProbeResource).Namespace(k.ns)
+	// The API server is shared and has no namespace controller: leave no
+	// probe for the next test's agents.
+	t.Cleanup(func() {
+		_ = probes.DeleteCollection(context.Background(), metav1.DeleteOptions{}, metav1.ListOptions{})
+	})
 
 	probe := func(name, node, pod, addr string, port int32) v1alpha1.NanoSegmentProbeStatus {
 		t.Helper()

@@ -19,8 +19,8 @@ import (
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
-// TestProbeWatcher (no kernel): the watcher of node-a runs node-a's
-// probes once each, ignores node-b's, and writes what run returns; its
+// TestProbeWatcher (no kernel): the watcher of a node runs its node's
+// probes once each, ignores another node's, and writes what run returns; its
 // latency from create to status is logged.
 func TestProbeWatcher(t *testing.T) {
 	c := kubetest.Shared(t)
@@ -30,7 +30,7 @@ func TestProbeWatcher(t *testing.T) {
 	defer cancel()
 	var runs atomic.Int32
 	seen := sync.Map{}
-	w := NewProbeWatcher(dyn, "node-a", nil)
+	w := NewProbeWatcher(dyn, "watcher-a", nil) // a node of its own: the shared API server holds other tests' probes
 	wctx, wcancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	start := time.Now()
@@ -65,7 +65,7 @@ func TestProbeWatcher(t *testing.T) {
 		return o
 	}
 	for i, name := range []string{"first", "second", "third"} {
-		at := create(name, "node-a")
+		at := create(name, "watcher-a")
 		for outcome(name) == "" {
 			if ctx.Err() != nil {
 				t.Fatalf("%s: no outcome", name)
@@ -74,7 +74,7 @@ func TestProbeWatcher(t *testing.T) {
 		}
 		t.Logf("probe %d answered %s after its create (%s after the watcher started)", i, time.Since(at).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	}
-	create("elsewhere", "node-b")
+	create("elsewhere", "watcher-b")
 	time.Sleep(300 * time.Millisecond)
 	if o := outcome("elsewhere"); o != "" || runs.Load() != 3 {
 		t.Errorf("node-b's probe: outcome %q, %d runs", o, runs.Load())
