@@ -75,6 +75,15 @@ func TestClusterVerifyEvidence(t *testing.T) {
 	nettest.Connect(t, web, db, []netip.Prefix{netip.PrefixFrom(vWebV4, 24), netip.PrefixFrom(vWebV6, 64)},
 		[]netip.Prefix{netip.PrefixFrom(vDBV4, 24), netip.PrefixFrom(vDBV6, 64)})
 	nettest.ServeTCP(t, db, 5432)
+	// Both families up (IPv6 duplicate address detection) before probing.
+	for _, a := range []netip.Addr{vDBV4, vDBV6} {
+		for nettest.DialTCP(web, netip.AddrPortFrom(a, 5432), 200*time.Millisecond) != nil {
+			if ctx.Err() != nil {
+				t.Fatalf("web -> db %s never up", a)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	pod := func(name string, port int32, ips ...netip.Addr) {
 		p, err := c.Client.CoreV1().Pods("shop").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": name}},
 			Spec: corev1.PodSpec{NodeName: "node-a", Containers: []corev1.Container{{Name: "c", Image: "busybox",
