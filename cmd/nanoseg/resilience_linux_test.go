@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/nanoseg/nanoseg/client/kube"
+	"github.com/nanoseg/nanoseg/dataplane"
 	ctrlkube "github.com/nanoseg/nanoseg/controller/kube"
 	"github.com/nanoseg/nanoseg/internal/kubetest"
 	"github.com/nanoseg/nanoseg/internal/nettest"
@@ -294,6 +295,18 @@ func (w *resilienceWorld) sinkDenied() int64 {
 	return n
 }
 
+// dropped returns the packets the server's table dropped on ingress (its
+// default verdict's counter: one per refused connection attempt, each
+// logged within the deny log's rate).
+func (w *resilienceWorld) dropped(t *testing.T) int64 {
+	t.Helper()
+	st, err := dataplane.New(nil).Read(w.server.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int64(st.Defaults[model.Ingress].Packets)
+}
+
 // segment returns the NanoSegment server.
 func (w *resilienceWorld) segment(t *testing.T) (*unstructured.Unstructured, *v1alpha1.NanoSegment) {
 	t.Helper()
@@ -319,8 +332,8 @@ func condition(cs []metav1.Condition, typ string) *metav1.Condition {
 
 // caughtUp waits until the controller's proposal holds what the node
 // agent holds of client → server:8080, and the server NanoSegment's
-// status counts every deny the agent holds; it returns the flows and
-// denies.
+// status is Programmed for its generation and counts every deny the
+// agent holds (at least one); it returns the flows and denies.
 func (w *resilienceWorld) caughtUp(t *testing.T, what string, limit time.Duration) (flows, denied int64, took time.Duration) {
 	t.Helper()
 	took = waitUntil(t, what, limit, func() error {
@@ -333,7 +346,10 @@ func (w *resilienceWorld) caughtUp(t *testing.T, what string, limit time.Duratio
 			return fmt.Errorf("client -> server:8080: %d flows in the proposal, %d at the agent", got, want)
 		}
 		_, s := w.segment(t)
-		if d := w.sinkDenied(); s.Status.Denied != d {
+		if c := condition(s.Status.Conditions, ctrlkube.ConditionProgrammed); c == nil || c.Status != metav1.ConditionTrue || s.Status.ObservedGeneration != s.Generation {
+			return fmt.Errorf("server NanoSegment: Programmed %+v, observedGeneration %d of %d", c, s.Status.ObservedGeneration, s.Generation)
+		}
+		if d := w.sinkDenied(); s.Status.Denied != d || d == 0 {
 			return fmt.Errorf("server NanoSegment status: %d denied, %d deny events at the agent", s.Status.Denied, d)
 		}
 		flows, denied = want, s.Status.Denied
@@ -395,17 +411,16 @@ func TestControllerDownAMinute(t *testing.T) {
 		}
 		return nil
 	})
+	time.Sleep(2 * time.Second) // two agent flushes: the sink holds every connection made
 	flows0, denied0, _ := w.caughtUp(t, "the controller holds what the agent holds", 30*time.Second)
 	_, seg0 := w.segment(t)
-	if c := condition(seg0.Status.Conditions, ctrlkube.ConditionProgrammed); c == nil || c.Status != metav1.ConditionTrue {
-		t.Fatalf("server NanoSegment Programmed: %+v", c)
-	}
 	before := w.tables(t)
 	ready := time.Since(start)
 
 	// The controller crashes and stays down a minute; traffic goes on.
 	w.ctl.kill()
 	down := time.Now()
+	dropped0 := w.dropped(t)
 	allowed, denied := 0, 0
 	for time.Since(down) < time.Minute {
 		if !w.dial(8080) {
@@ -426,6 +441,7 @@ func TestControllerDownAMinute(t *testing.T) {
 	if now := w.tables(t); now != before {
 		t.Fatalf("the kernel changed while the controller was down:\n%s", lineDiff(before, now))
 	}
+	dropped := w.dropped(t) - dropped0 // the SYNs to 9090 the server's table dropped
 	st := w.agent.Sender().Stats()
 	pe, _, pv := w.agent.Sink().PendingCount()
 	de, dv := w.agent.Sink().Dropped()
@@ -438,9 +454,9 @@ func TestControllerDownAMinute(t *testing.T) {
 	back := time.Now()
 	w.startController(t)
 	flows, deniedAfter, took := w.caughtUp(t, "the new controller holds what the agent holds", 90*time.Second)
-	if flows < flows0+int64(allowed) || deniedAfter < denied0+int64(denied) {
-		t.Errorf("after the restart: %d flows (%d before + %d while down), %d denied (%d before + %d while down)",
-			flows, flows0, allowed, deniedAfter, denied0, denied)
+	if flows < flows0+int64(allowed) || deniedAfter != denied0+dropped {
+		t.Errorf("after the restart: %d flows (%d before + %d connections while down), %d denied (%d before + %d packets the kernel dropped while down, of %d attempts)",
+			flows, flows0, allowed, deniedAfter, denied0, dropped, denied)
 	}
 	if now := w.tables(t); now != before {
 		t.Errorf("the kernel changed when the new controller took over:\n%s", lineDiff(before, now))
@@ -449,8 +465,8 @@ func TestControllerDownAMinute(t *testing.T) {
 	if seg.Generation != seg0.Generation || !equality.Semantic.DeepEqual(seg.Spec, seg0.Spec) {
 		t.Errorf("the new leader changed the NanoSegment: generation %d -> %d", seg0.Generation, seg.Generation)
 	}
-	t.Logf("ready after %s; down %s: %d allowed and %d denied connections, the kernel unchanged; the new controller caught up %s after its start (%d flows, %d denied)",
-		ready.Round(time.Second), back.Sub(down).Round(time.Second), allowed, denied, took.Round(time.Second), flows, deniedAfter)
+	t.Logf("ready after %s; down %s: %d connections allowed, %d refused (%d packets dropped), the kernel unchanged; the new controller caught up %s after its start (%d flows, %d denied)",
+		ready.Round(time.Second), back.Sub(down).Round(time.Second), allowed, denied, dropped, took.Round(time.Second), flows, deniedAfter)
 
 	// An edit that passes the schema, fails nanoseg's validation.
 	u, _ := w.segment(t)
