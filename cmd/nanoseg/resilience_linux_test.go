@@ -25,8 +25,8 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/nanoseg/nanoseg/client/kube"
-	"github.com/nanoseg/nanoseg/dataplane"
 	ctrlkube "github.com/nanoseg/nanoseg/controller/kube"
+	"github.com/nanoseg/nanoseg/dataplane"
 	"github.com/nanoseg/nanoseg/internal/kubetest"
 	"github.com/nanoseg/nanoseg/internal/nettest"
 	"github.com/nanoseg/nanoseg/lab"
