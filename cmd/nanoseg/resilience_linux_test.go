@@ -64,7 +64,7 @@ type resilienceWorld struct {
 	ingest         string // the controller's ingest address, the same for every process
 	cfg            string // the controller's config file
 	ctlSeq         int
-	ctl            *controllerProc // the last one started
+	ctl            *kubetest.Process // the controller started last
 }
 
 func newResilienceWorld(t *testing.T) *resilienceWorld {
@@ -163,46 +163,28 @@ func (w *resilienceWorld) netns(t *testing.T, key string) *nettest.Netns {
 	return &nettest.Netns{Name: e.Netns, Handle: h}
 }
 
-// controllerProc is one `nanoseg controller` process.
-type controllerProc struct {
-	cmd  *exec.Cmd
-	out  *lockedBuffer
-	done chan error
-}
-
 // startController starts `nanoseg controller` (a new identity each time)
-// with short leader-election timings, proposals every second.
-func (w *resilienceWorld) startController(t *testing.T) *controllerProc {
+// with short leader-election timings, proposals every second; it dies
+// with the test process (kubetest.StartProcess).
+func (w *resilienceWorld) startController(t *testing.T) {
 	t.Helper()
 	w.ctlSeq++
 	id := fmt.Sprintf("controller-%d", w.ctlSeq)
-	cmd := exec.Command(os.Args[0], "--config", w.cfg, "controller", "--kubeconfig", w.c.Kubeconfig, "--namespace", "nanoseg-system",
-		"--id", id, "--listen", "127.0.0.1:0", "--ingest", w.ingest,
-		"--lease-duration", "3s", "--renew-deadline", "2s", "--retry-period", "500ms", "--propose-interval", "1s", "--log-format", "text")
-	cmd.Env = append(os.Environ(), runMainEnv+"=1")
-	p := &controllerProc{cmd: cmd, out: &lockedBuffer{}, done: make(chan error, 1)}
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	if err := cmd.Start(); err != nil {
+	logPath := filepath.Join(t.TempDir(), id+".log")
+	p, err := kubetest.StartProcess(id, os.Args[0], []string{"--config", w.cfg, "controller", "--kubeconfig", w.c.Kubeconfig,
+		"--namespace", "nanoseg-system", "--id", id, "--listen", "127.0.0.1:0", "--ingest", w.ingest,
+		"--lease-duration", "3s", "--renew-deadline", "2s", "--retry-period", "500ms", "--propose-interval", "1s", "--log-format", "text"},
+		[]string{runMainEnv + "=1"}, logPath)
+	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { p.done <- cmd.Wait() }()
 	t.Cleanup(func() {
-		p.kill()
+		p.Kill()
 		if t.Failed() {
-			t.Logf("%s's log:\n%s", id, p.out.String())
+			t.Logf("%s's log:\n%s", id, kubetest.Tail(logPath, 60))
 		}
 	})
 	w.ctl = p
-	return p
-}
-
-// kill ends the process with SIGKILL (a crash: the Lease stays held
-// until it expires) and waits for it.
-func (p *controllerProc) kill() {
-	if p.cmd.ProcessState == nil {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
 }
 
 // waitUntil calls check every 200 ms until it returns nil, failing t
@@ -418,7 +400,7 @@ func TestControllerDownAMinute(t *testing.T) {
 	ready := time.Since(start)
 
 	// The controller crashes and stays down a minute; traffic goes on.
-	w.ctl.kill()
+	w.ctl.Kill() // a crash: the Lease stays held until it expires
 	down := time.Now()
 	dropped0 := w.dropped(t)
 	allowed, denied := 0, 0
