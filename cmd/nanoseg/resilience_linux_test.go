@@ -436,8 +436,11 @@ func TestControllerDownAMinute(t *testing.T) {
 	back := time.Now()
 	w.startController(t)
 	flows, deniedAfter, took := w.caughtUp(t, "the new controller holds what the agent holds", 90*time.Second)
-	if flows < flows0+int64(allowed) || deniedAfter != denied0+dropped {
-		t.Errorf("after the restart: %d flows (%d before + %d connections while down), %d denied (%d before + %d packets the kernel dropped while down, of %d attempts)",
+	// Every refused attempt is a dropped SYN the verdict log records; the
+	// observer counts a repeat of one 4-tuple within two minutes once (a
+	// retransmission), and the client's kernel may reuse a source port.
+	if flows < flows0+int64(allowed) || deniedAfter <= denied0 || deniedAfter > denied0+dropped {
+		t.Errorf("after the restart: %d flows (%d before + %d connections while down), %d denied (%d before + at most the %d packets the kernel dropped while down, of %d attempts)",
 			flows, flows0, allowed, deniedAfter, denied0, dropped, denied)
 	}
 	if now := w.tables(t); now != before {
