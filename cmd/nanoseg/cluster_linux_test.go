@@ -79,6 +79,9 @@ type clusterFixture struct {
 // controller writes; a Failed promotion is the controller's message and
 // exit 1; and a record edited after the fact fails `history --verify`.
 func TestClusterMode(t *testing.T) {
+	// Parallel: its own API server; it overlaps TestControllerDownAMinute's
+	// minute of waiting.
+	t.Parallel()
 	f := newClusterFixture(t)
 	ctx := context.Background()
 
