@@ -79,9 +79,8 @@ type clusterFixture struct {
 // controller writes; a Failed promotion is the controller's message and
 // exit 1; and a record edited after the fact fails `history --verify`.
 func TestClusterMode(t *testing.T) {
-	// Parallel: its own API server; it overlaps TestControllerDownAMinute's
-	// minute of waiting.
-	t.Parallel()
+	// Not parallel: the CLI sets klog's global logger once per process,
+	// a race with any client-go client a parallel test builds meanwhile.
 	f := newClusterFixture(t)
 	ctx := context.Background()
 
