@@ -73,12 +73,14 @@ type clusterFixture struct {
 // controller writes are written by the test) prints for status, policy
 // show, policy diff, explain, matrix, graph and history what it prints
 // against a standalone agent holding the same data; promote is refused
-// Forbidden for a user with nanoseg-view (by the CLI and by the API
-// server), creates a NanoSegmentPromotion for one with nanoseg-operate
+// Forbidden for a user with nanoseg-view (by the CLI, `kubectl nanoseg`,
+// `kubectl create` and client-go), creates a NanoSegmentPromotion for one with nanoseg-operate
 // (the admission policies stamp who) and prints the record a stand-in
 // controller writes; a Failed promotion is the controller's message and
 // exit 1; and a record edited after the fact fails `history --verify`.
 func TestClusterMode(t *testing.T) {
+	// Not parallel: the CLI sets klog's global logger once per process,
+	// a race with any client-go client a parallel test builds meanwhile.
 	f := newClusterFixture(t)
 	ctx := context.Background()
 
@@ -250,6 +252,18 @@ func TestClusterMode(t *testing.T) {
 		got, err = plugin.CombinedOutput()
 		if err == nil || !strings.Contains(string(got), "nanoseg: promote db: forbidden: user viewer cannot create nanosegmentpromotions in namespace shop") {
 			t.Errorf("kubectl nanoseg promote as viewer: %v\n%s", err, got)
+		}
+		// kubectl's own create of a promotion, as the viewer: the API
+		// server's Forbidden.
+		manifest := filepath.Join(dir, "promotion.yaml")
+		if err := os.WriteFile(manifest, []byte("apiVersion: nanoseg.io/v1alpha1\nkind: NanoSegmentPromotion\n"+
+			"metadata: {name: by-kubectl, namespace: shop}\nspec: {workload: db, mode: enforce, reason: mine}\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, err = exec.Command(kubectl, "--kubeconfig", viewer, "create", "-f", manifest).CombinedOutput()
+		if err == nil || !strings.Contains(string(got), "Error from server (Forbidden)") ||
+			!strings.Contains(string(got), `User "viewer" cannot create resource "nanosegmentpromotions"`) {
+			t.Errorf("kubectl create -f of a promotion as viewer: %v\n%s", err, got)
 		}
 	}
 

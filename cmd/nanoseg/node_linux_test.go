@@ -54,6 +54,7 @@ func TestNodeStopsCleanlyOnSignal(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("nanoseg node needs root")
 	}
+	t.Parallel() // its own API server and owner dir; it overlaps TestControllerDownAMinute
 	c := kubetest.New(t, kubetest.Options{CRDDirs: []string{"../../manifests/crds"}})
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {

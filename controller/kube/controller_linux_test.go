@@ -604,7 +604,9 @@ func TestPromotions(t *testing.T) {
 // TestFailoverUnderPromotionLoad: promotions keep coming while the leader
 // crashes; every one ends Succeeded or Failed exactly once (its phase
 // never changes once set), the history verifies, and its sequence numbers
-// are 1..n, each in exactly one promotion's status.
+// are 1..n, each in exactly one promotion's status. (Issue 13's "leader
+// failover under promotion load with no lost or doubled record";
+// docs/architecture.md, "What the tests prove", lists the others.)
 func TestFailoverUnderPromotionLoad(t *testing.T) {
 	h := newHarness(t)
 	h.observe()
@@ -734,7 +736,9 @@ func TestFailoverUnderPromotionLoad(t *testing.T) {
 
 // TestStatusAcceptedFalse: a NanoSegment the schema lets through but the
 // deeper validation refuses (a selector label value that is no label
-// value) gets Accepted=False naming the field, and Degraded=True.
+// value) gets Accepted=False naming the field, and Degraded=True. The
+// same with a real node agent keeping the previous rules in the kernel:
+// cmd/nanoseg TestControllerDownAMinute.
 func TestStatusAcceptedFalse(t *testing.T) {
 	h := newHarness(t)
 	h.start(t, "replica-a", true, nil)

@@ -131,6 +131,19 @@ func (p *Process) Stop(grace time.Duration) error {
 	}
 }
 
+// Kill ends p with SIGKILL, as a crash would (nothing of its own stop
+// runs), and waits until it exited; a nil or exited p is left alone.
+func (p *Process) Kill() {
+	if p == nil {
+		return
+	}
+	if done, _ := p.Exited(); done {
+		return
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
 // Failed returns err naming p, with the last lines of its log.
 func (p *Process) Failed(err error) error {
 	return fmt.Errorf("%s: %w\n--- last lines of %s ---\n%s", p.name, err, p.log, Tail(p.log, 30))
