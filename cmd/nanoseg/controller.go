@@ -34,6 +34,7 @@ var controllerBind = map[string]string{
 	"controller.proposeInterval": "propose-interval",
 	"controller.window":          "window",
 	"controller.minObserved":     "min-observed",
+	"controller.catchUp":         "catch-up",
 }
 
 func newControllerCmd(a *app) *cobra.Command {
@@ -107,6 +108,7 @@ keeps every NanoSegment's status. A standby takes over within
 	f.Duration("propose-interval", 30*time.Second, "how often proposals are refreshed")
 	f.Duration("window", 24*time.Hour, "how far back proposals take their edges")
 	f.Duration("min-observed", time.Hour, "observation a proposal needs to be Settled and a promotion to enforce needs without force")
+	f.Duration("catch-up", 45*time.Second, "how long a new leader waits for the node agents its NanoSegments' status names to resend their state before it writes status and proposals")
 	return cmd
 }
 

@@ -48,6 +48,12 @@ type Config struct {
 	// ConvergeTimeout bounds how long a promotion waits for the node
 	// agents to report the workload's endpoints in sync.
 	ConvergeTimeout time.Duration `mapstructure:"convergeTimeout" yaml:"convergeTimeout"`
+	// CatchUp bounds how long a new leader waits, before it writes
+	// proposals and NanoSegment status, for the node agents that the
+	// status in the API server names to send their state again (default
+	// 45 s: an agent's heartbeat, 15 s, plus its longest retry wait,
+	// 30 s). Until then it would write from an empty graph.
+	CatchUp time.Duration `mapstructure:"catchUp" yaml:"catchUp"`
 }
 
 // Defaults fills the zero fields.
@@ -85,6 +91,9 @@ func (c *Config) Defaults() {
 	if c.ConvergeTimeout == 0 {
 		c.ConvergeTimeout = 15 * time.Second
 	}
+	if c.CatchUp == 0 {
+		c.CatchUp = 45 * time.Second
+	}
 }
 
 // Validate reports every bad field at once, each named.
@@ -109,7 +118,7 @@ func (c Config) Validate() error {
 		v    time.Duration
 	}{{"leaseDuration", c.LeaseDuration}, {"renewDeadline", c.RenewDeadline}, {"retryPeriod", c.RetryPeriod},
 		{"proposeInterval", c.ProposeInterval}, {"window", c.Window}, {"minObserved", c.MinObserved},
-		{"statusInterval", c.StatusInterval}, {"convergeTimeout", c.ConvergeTimeout}} {
+		{"statusInterval", c.StatusInterval}, {"convergeTimeout", c.ConvergeTimeout}, {"catchUp", c.CatchUp}} {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("controller.%s: %s: must be positive", d.name, d.v))
 		}

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -307,12 +309,79 @@ func (c *Controller) lead(lctx context.Context) {
 	c.refreshInventory(lctx)
 	c.running.Store(true)
 	var wg sync.WaitGroup
-	for _, loop := range []func(context.Context){c.proposalLoop, c.promotionLoop, c.statusLoop} {
-		wg.Add(1)
-		go func() { defer wg.Done(); loop(lctx) }()
+	start := func(loops ...func(context.Context)) {
+		for _, loop := range loops {
+			wg.Add(1)
+			go func() { defer wg.Done(); loop(lctx) }()
+		}
 	}
-	c.log.Info("leading: loops started")
+	start(c.promotionLoop)
+	c.log.Info("leading: promotions carried out")
+	if c.catchUp(lctx) {
+		start(c.proposalLoop, c.statusLoop)
+		c.log.Info("leading: proposals and status written")
+	}
 	wg.Wait()
+}
+
+// catchUp waits, before proposals and status are written, until every
+// node that a NanoSegment's status names has sent its state to this
+// leader (its graph holds a report of the node), at most Config.CatchUp: a new
+// leader's graph starts empty, and written at once the statuses would say
+// NotReported and the proposals Silent until the agents have resent. It
+// reports false when ctx ended meanwhile. The promotions do not wait: a
+// promotion waits for its own endpoints' reports.
+func (c *Controller) catchUp(ctx context.Context) bool {
+	want, err := c.reportingNodes(ctx)
+	if err != nil {
+		c.log.Warn("read the nodes the NanoSegments' status names; not waiting for their agents", "err", err)
+		return ctx.Err() == nil
+	}
+	deadline := time.Now().Add(c.cfg.CatchUp)
+	for {
+		missing := 0
+		seen := map[string]bool{}
+		for _, r := range c.parts.Graph.Reports() {
+			seen[r.Node] = true
+		}
+		for n := range want {
+			if !seen[n] {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return true
+		}
+		if !time.Now().Before(deadline) {
+			c.log.Warn("node agents did not send their state in time; writing status and proposals without them", "missing", missing, "waited", c.cfg.CatchUp)
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// reportingNodes returns the nodes the NanoSegments' status names
+// (status.nodes[].node): those whose agents reported to a leader before.
+func (c *Controller) reportingNodes(ctx context.Context) (map[string]bool, error) {
+	list, err := c.dyn.Resource(NanoSegmentResource).Namespace("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list nanosegments: %w", err)
+	}
+	out := map[string]bool{}
+	for i := range list.Items {
+		var seg v1alpha1.NanoSegment
+		if err := toTyped(&list.Items[i], &seg); err != nil {
+			continue
+		}
+		for _, n := range seg.Status.Nodes {
+			out[n.Node] = true
+		}
+	}
+	return out, nil
 }
 
 // watchInventory keeps the index current: on every change the source

@@ -156,7 +156,7 @@ func (h *harness) start(t *testing.T, id string, release bool, tweak func(*Confi
 	}
 	cfg := Config{Namespace: h.leaseNS, ID: id, Listen: "127.0.0.1:0", LeaseDuration: testLease, RenewDeadline: testRenew, RetryPeriod: testRetry,
 		ProposeInterval: 300 * time.Millisecond, StatusInterval: 300 * time.Millisecond, Window: 24 * time.Hour, MinObserved: time.Hour,
-		ConvergeTimeout: time.Second}
+		ConvergeTimeout: time.Second, CatchUp: time.Second}
 	if tweak != nil {
 		tweak(&cfg)
 	}
@@ -769,4 +769,62 @@ func TestStatusAcceptedFalse(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestCatchUp: a new leader writes no NanoSegment status (and no
+// proposal) before the nodes that the status names have sent their state,
+// or Config.CatchUp has passed: it keeps what the previous leader wrote
+// instead of saying NotReported from an empty graph.
+func TestCatchUp(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	dyn, err := dynamic.NewForConfig(h.c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seg := &v1alpha1.NanoSegment{ObjectMeta: metav1.ObjectMeta{Name: "held", Namespace: h.ns},
+		Spec: v1alpha1.NanoSegmentSpec{Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "held"}}}}
+	u, err := toUnstructured(seg, v1alpha1.Kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err = dyn.Resource(NanoSegmentResource).Namespace(h.ns).Create(ctx, u, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the previous leader wrote: one endpoint on a node whose agent
+	// has not sent its state to the new leader yet.
+	if err := toTyped(u, seg); err != nil {
+		t.Fatal(err)
+	}
+	seg.Status = v1alpha1.NanoSegmentStatus{Nodes: []v1alpha1.NodeSync{{Node: "node-catch-up", Endpoints: 1, InSync: 1}}}
+	if u, err = toUnstructured(seg, v1alpha1.Kind); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dyn.Resource(NanoSegmentResource).Namespace(h.ns).UpdateStatus(ctx, u, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	h.start(t, "replica-a", true, func(c *Config) { c.CatchUp = 4 * time.Second })
+	kept := func() bool {
+		s, err := h.segment(t, "held")
+		return err == nil && len(s.Status.Nodes) == 1 && s.Status.Nodes[0].Node == "node-catch-up"
+	}
+	for time.Since(started) < 2*time.Second {
+		if !kept() {
+			t.Fatalf("status rewritten %s after the leader started, before node-catch-up reported or CatchUp (4s) passed", time.Since(started))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// The agent never reports: after CatchUp the leader writes what it
+	// knows.
+	eventually(t, 10*time.Second, "status written after CatchUp", func() error {
+		if kept() {
+			return errors.New("still the previous leader's status")
+		}
+		return nil
+	})
+	if d := time.Since(started); d < 4*time.Second {
+		t.Errorf("status written after %s, before CatchUp (4s)", d)
+	}
 }
