@@ -398,6 +398,9 @@ func (a *Agent) sync(ctx context.Context) bool {
 		start := time.Now()
 		snap, err := a.parts.Inventory.List(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				return true // stopping: no news
+			}
 			a.invDirty.Store(true)
 			a.polDirty.Store(a.polDirty.Load() || polD)
 			a.log.Warn("list inventory; trying again", "err", err)

@@ -190,7 +190,7 @@ func NewSender(cfg SenderConfig, src Source, endpoints func() []EndpointState, r
 	s := &Sender{cfg: cfg, src: src, endpoints: endpoints, log: log.With("component", "transport", "controller", cfg.URL),
 		epoch: hex.EncodeToString(raw[:]), kick: make(chan struct{}, 1)}
 	s.mBatches = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "nanoseg", Subsystem: "node_transport", Name: "batches_total",
-		Help: "Observation batches sent to the controller, by result: accepted, resync (409: the whole state follows), throttled (429), unavailable (503), rejected (other 4xx), error (network, TLS, other 5xx)."}, []string{"result"})
+		Help: "Observation batches sent to the controller, by result: accepted, resync (409: the whole state follows), throttled (429), unavailable (503), rejected (other 4xx), error (network, TLS, other 5xx), abandoned (in flight when the agent stopped; the final flush sends it again)."}, []string{"result"})
 	s.mConnected = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "nanoseg", Subsystem: "node_transport", Name: "connected",
 		Help: "1 when the last batch reached the controller and was accepted."})
 	s.mLastOK = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "nanoseg", Subsystem: "node_transport", Name: "last_accepted_timestamp_seconds",
@@ -314,6 +314,9 @@ func (s *Sender) finalFlush(cur *Batch, curP Pending, seq uint64, full bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	for range 3 {
+		if cur != nil && len(cur.Edges)+len(cur.Spans)+len(cur.Verdicts) == 0 {
+			cur = nil // only endpoint states or a heartbeat: the next agent reports them
+		}
 		if cur == nil {
 			curP = s.src.Take(s.cfg.MaxItems)
 			if len(curP.Edges)+len(curP.Spans)+len(curP.Verdicts) == 0 {
@@ -381,6 +384,15 @@ func (s *Sender) send(ctx context.Context, b *Batch) (outcome, time.Duration) {
 	s.stats.Sent++
 	s.mu.Unlock()
 	resp, err := client.Do(req)
+	if err != nil && ctx.Err() != nil {
+		// The sender is stopping (a clean stop of the agent): the batch
+		// stays pending, and the final flush sends it with a fresh
+		// context; no failure, nothing to warn of.
+		client.CloseIdleConnections()
+		s.mBatches.WithLabelValues("abandoned").Inc()
+		s.log.Debug("batch in flight abandoned: the sender is stopping", "seq", b.Seq)
+		return outRetry, 0
+	}
 	if err != nil {
 		var uerr x509.UnknownAuthorityError
 		var verr *tls.CertificateVerificationError
