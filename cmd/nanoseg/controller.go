@@ -105,8 +105,8 @@ keeps every NanoSegment's status. A standby takes over within
 	f.Duration("renew-deadline", 10*time.Second, "the leader gives up when it could not renew the Lease within this")
 	f.Duration("retry-period", 2*time.Second, "how often candidates try the Lease")
 	f.Duration("propose-interval", 30*time.Second, "how often proposals are refreshed")
-	f.Duration("window", 24*time.Hour, "how far back proposals take their edges")
-	f.Duration("min-observed", time.Hour, "observation a proposal needs to be Settled and a promotion to enforce needs without force")
+	f.Duration("window", 24*time.Hour, "how far back proposals take their edges; Settled, and a promotion to enforce without force, need all of it observed")
+	f.Duration("min-observed", time.Hour, "observation a proposal needs to be Settled and a promotion to enforce needs without force (besides its whole --window observed)")
 	return cmd
 }
 
