@@ -9,6 +9,7 @@ import (
 	"time"
 
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/model"
@@ -342,6 +343,30 @@ func (s *Service) Diff(workload string, window time.Duration) (policies.DiffRepo
 	if err != nil {
 		return rep, err
 	}
+	if workload != "" {
+		rep.Unused = s.rulesOf(workload, set, rep.Unused)
+	}
 	rep.Coverage, err = s.coverageAt(ws, window, time.Now())
 	return rep, err
+}
+
+// rulesOf returns the rules of refs whose policy (in set) applies to an
+// endpoint of workload: its namespace and its selector matches the
+// endpoint's labels, as NetworkPolicy selects pods.
+func (s *Service) rulesOf(workload string, set policies.PolicySet, refs []policies.RuleRef) []policies.RuleRef {
+	applies := map[policies.PolicyRef]bool{}
+	for _, ep := range s.inv.Workload(workload) {
+		for _, p := range set.InNamespace(ep.Namespace) {
+			if p.Selector != nil && p.Selector.Matches(labels.Set(ep.Labels)) {
+				applies[p.Ref] = true
+			}
+		}
+	}
+	out := []policies.RuleRef{}
+	for _, r := range refs {
+		if applies[r.Policy] {
+			out = append(out, r)
+		}
+	}
+	return out
 }
