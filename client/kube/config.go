@@ -16,9 +16,10 @@ type Config struct {
 	Kubeconfig string
 	// Context is the kubeconfig context to use ("" its current context).
 	Context string
-	// Namespace (-n) limits what is read to one namespace and is the
-	// namespace of a workload named without one; "" reads every
-	// namespace, and a bare workload name is in the context's namespace
+	// Namespace (-n) limits what is read to one namespace (but for the
+	// observations: proposals of every namespace, when the user may list
+	// them, so peers elsewhere keep their coverage) and is the namespace
+	// of a workload named without one; "" reads every namespace, and a bare workload name is in the context's namespace
 	// ("default" when it names none).
 	Namespace string
 	// Wait bounds how long promote and rollback wait for the controller
