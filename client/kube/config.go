@@ -22,6 +22,14 @@ type Config struct {
 	// of a workload named without one; "" reads every namespace, and a bare workload name is in the context's namespace
 	// ("default" when it names none).
 	Namespace string
+	// As, AsGroups and AsUID impersonate a user, its groups and its UID
+	// (--as, --as-group, --as-uid, as kubectl's flags: client-go's
+	// clientcmd ConfigOverrides.AuthInfo.Impersonate*); the kubeconfig's
+	// user needs the right to impersonate them. Groups or a UID without a
+	// user are refused, as kubectl refuses them.
+	As       string
+	AsGroups []string
+	AsUID    string
 	// Wait bounds how long promote and rollback wait for the controller
 	// to carry out a promotion, then for the NanoSegment's endpoints to be
 	// in sync (default DefaultWait).
@@ -55,8 +63,14 @@ func (c *Config) defaults() {
 func (c Config) REST() (*rest.Config, string, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = c.Kubeconfig
+	if c.As == "" && (len(c.AsGroups) > 0 || c.AsUID != "") {
+		return nil, "", fmt.Errorf("--as-group and --as-uid need --as: requesting groups or a uid without impersonating a user is not allowed")
+	}
 	over := &clientcmd.ConfigOverrides{CurrentContext: c.Context}
 	over.Context.Namespace = c.Namespace
+	over.AuthInfo.Impersonate = c.As
+	over.AuthInfo.ImpersonateGroups = c.AsGroups
+	over.AuthInfo.ImpersonateUID = c.AsUID
 	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, over)
 	rc, err := cc.ClientConfig()
 	if err != nil {

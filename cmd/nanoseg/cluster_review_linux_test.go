@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/nanoseg/nanoseg/client/kube"
@@ -52,5 +53,41 @@ func TestClusterModeReview(t *testing.T) {
 	}
 	if regexp.MustCompile(`(?m)^kc-sys/dns `).MatchString(out) {
 		t.Errorf("policy propose -n shop lists the proposal of another namespace\n%s", out)
+	}
+
+	// Impersonation as kubectl does it: the admin, --as a viewer, may
+	// read but not promote (Forbidden, naming the viewer); --as a user of
+	// a group bound to nanoseg-operate may (the promotion is created and
+	// waits for a controller); groups without a user are refused.
+	f.users(t)
+	if out, err := runCLI(t, "--config", f.cfg, "--kubeconfig", f.kc, "--as", "viewer", "history"); err != nil || !strings.Contains(out, "shop/web") {
+		t.Errorf("history --as viewer: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, "--config", f.cfg, "--kubeconfig", f.kc, "--as", "viewer", "promote", "shop/db", "--to", "enforce", "--reason", "mine")
+	if err == nil || !strings.Contains(err.Error(), "forbidden: user viewer cannot create nanosegmentpromotions in namespace shop") {
+		t.Errorf("promote --as viewer: %v\n%s", err, out)
+	}
+	if _, err := f.c.Client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "operators-nanoseg-operate"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "shop-operators"}},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "nanoseg-operate"},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := f.dyn.Resource(kube.Promotions).Namespace("shop").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err = runCLI(t, "--config", f.cfg, "--kubeconfig", f.kc, "--as", "carol", "--as-group", "shop-operators", "--as-uid", "c-1",
+		"--wait-for-controller", "1s", "promote", "shop/db", "--to", "enforce", "--reason", "as carol")
+	if err == nil || strings.Contains(err.Error(), "forbidden") {
+		t.Errorf("promote --as carol --as-group shop-operators (no controller runs): %v, want a wait that ends\n%s", err, out)
+	}
+	after, err := f.dyn.Resource(kube.Promotions).Namespace("shop").List(ctx, metav1.ListOptions{})
+	if err != nil || len(after.Items) != len(before.Items)+1 {
+		t.Errorf("promote --as carol --as-group shop-operators created %d promotions, want 1 (%v)", len(after.Items)-len(before.Items), err)
+	}
+	if _, err := runCLI(t, "--config", f.cfg, "--kubeconfig", f.kc, "--as-group", "shop-operators", "status"); err == nil || !strings.Contains(err.Error(), "--as-group and --as-uid need --as") {
+		t.Errorf("--as-group without --as: %v", err)
 	}
 }
