@@ -3,6 +3,9 @@ package kube
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"strings"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -74,18 +77,50 @@ func (c Config) REST() (*rest.Config, string, error) {
 	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, over)
 	rc, err := cc.ClientConfig()
 	if err != nil {
-		if clientcmd.IsEmptyConfig(err) || errors.Is(err, clientcmd.ErrEmptyConfig) {
+		empty := clientcmd.IsEmptyConfig(err) || errors.Is(err, clientcmd.ErrEmptyConfig)
+		switch {
+		case empty && c.Kubeconfig != "":
+			return nil, "", fmt.Errorf("--kubeconfig %s: no cluster, context or user in it", c.Kubeconfig)
+		case empty:
 			return nil, "", fmt.Errorf("no kubeconfig: give --kubeconfig, set KUBECONFIG, or write ~/.kube/config")
 		}
-		return nil, "", fmt.Errorf("load kubeconfig: %w", err)
+		return nil, "", fmt.Errorf("%s: %w", c.source(), loadCause(err))
 	}
 	ns, _, err := cc.Namespace()
 	if err != nil {
-		return nil, "", fmt.Errorf("kubeconfig namespace: %w", err)
+		return nil, "", fmt.Errorf("%s: namespace: %w", c.source(), loadCause(err))
 	}
 	if ns == "" {
 		ns = "default"
 	}
 	rc.UserAgent = "nanoseg-cli"
 	return rc, ns, nil
+}
+
+// source names where the kubeconfig comes from, for errors: the flag
+// and its file, $KUBECONFIG, or the default file.
+func (c Config) source() string {
+	if c.Kubeconfig != "" {
+		return "--kubeconfig " + c.Kubeconfig
+	}
+	if env := os.Getenv(clientcmd.RecommendedConfigPathEnvVar); env != "" {
+		return "$KUBECONFIG " + env
+	}
+	return "kubeconfig " + clientcmd.RecommendedHomeFile
+}
+
+// loadCause is client-go's error loading a kubeconfig without what
+// source already says: "no such file" for a missing file, else its
+// reason without the "error loading config file" prefix.
+func loadCause(err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return errors.New("no such file")
+	}
+	msg := err.Error()
+	if rest, ok := strings.CutPrefix(msg, "error loading config file "); ok {
+		if _, after, ok := strings.Cut(rest, "\": "); ok {
+			msg = after
+		}
+	}
+	return errors.New(msg)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	ctrlkube "github.com/nanoseg/nanoseg/controller/kube"
 	invkube "github.com/nanoseg/nanoseg/inventory/kube"
@@ -78,7 +78,11 @@ keeps every NanoSegment's status. A standby takes over within
 			}
 			a.log.Info("effective configuration", "controller", fmt.Sprintf("%+v", cfg))
 			ctx := cmd.Context()
-			c, err := buildController(ctx, cfg, a)
+			rc, err := nodeagent.RESTConfigFor("controller.kubeconfig", cfg.Kubeconfig)
+			if err != nil {
+				return err // it names the setting and the flag
+			}
+			c, err := buildController(ctx, cfg, rc, a)
 			if err != nil {
 				return fmt.Errorf("controller: %w", err)
 			}
@@ -112,12 +116,7 @@ keeps every NanoSegment's status. A standby takes over within
 
 // buildController composes the cluster controller from client-go: the
 // cluster-wide inventory, the cluster store, and the observation ingest.
-func buildController(ctx context.Context, cfg ctrlkube.Config, a *app) (*ctrlkube.Controller, error) {
-	rc, err := nodeagent.RESTConfig(cfg.Kubeconfig)
-	if err != nil {
-		// Its message names the node agent's key: name ours.
-		return nil, fmt.Errorf("controller.kubeconfig: %w", errors.Unwrap(err))
-	}
+func buildController(ctx context.Context, cfg ctrlkube.Config, rc *rest.Config, a *app) (*ctrlkube.Controller, error) {
 	rc.UserAgent = "nanoseg-controller/" + cfg.ID
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
