@@ -6,15 +6,19 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 )
 
-// TestLabUpUnderFlock: a lab brought up by a
+// TestLabUpUnderFlockAndDownWithoutAPIServer: a lab brought up by a
 // command that holds a lock on an inherited descriptor (as under
 // `flock FILE nanoseg lab up ...`) does not keep the lock once that
 // command is done: its endpoint processes inherit no stray descriptor.
-func TestLabUpUnderFlock(t *testing.T) {
+// And `lab down --kubernetes` with an API server it cannot reach still
+// removes the lab's namespaces and processes, then fails naming the
+// API part.
+func TestLabUpUnderFlockAndDownWithoutAPIServer(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("lab up needs root")
 	}
@@ -63,4 +67,14 @@ workloads:
 		t.Errorf("the lab's processes keep the lock of the command that started them: %v", err)
 	}
 
+	out, err := runCLI(t, "--config", cfg, "lab", "down", "--name", "kfixfd", "--state-dir", state, "--kubernetes", "--kubeconfig", filepath.Join(dir, "missing"))
+	if err == nil || !strings.Contains(err.Error(), "lab down kfixfd: unregister from Kubernetes: --kubeconfig") || !strings.Contains(out, "lab kfixfd is down") {
+		t.Errorf("lab down --kubernetes without an API server: %v\n%s", err, out)
+	}
+	ents, _ := os.ReadDir("/run/netns")
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "nanoseg-lab-kfixfd") {
+			t.Errorf("netns %s left by lab down", e.Name())
+		}
+	}
 }
