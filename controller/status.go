@@ -69,6 +69,10 @@ type EndpointState struct {
 	// the endpoint, unknown to its store, and keeps as found until an
 	// operator promotes the workload ("" when not adopted).
 	Adopted string `json:"adopted,omitempty"`
+	// Unreported is true when nothing reports the endpoint's state
+	// (EndpointSync.Unreported): InSync false then means unknown, not
+	// out of sync.
+	Unreported bool `json:"unreported,omitempty"`
 }
 
 // RuleHit is one rule id's counters.
@@ -160,7 +164,7 @@ func (s *Service) Status() ([]WorkloadStatus, error) {
 			if sync.Err != nil {
 				es.Error = sync.Err.Error()
 			}
-			es.Adopted = sync.Adopted
+			es.Adopted, es.Unreported = sync.Adopted, sync.Unreported
 			if sync.ReadErr != nil {
 				es.Error = sync.ReadErr.Error()
 			} else {

@@ -40,7 +40,9 @@
 //     peer), listed once. It needs list on pods, namespaces, services and
 //     endpointslices in every namespace, and says which one is refused.
 //   - Node (node.go): what the NanoSegments' status reports (endpoints in
-//     sync); it programs nothing and probes nothing (ErrNoProbes).
+//     sync); the endpoints of a workload without a NanoSegment are
+//     unreported (shown as unknown, not out of sync); it programs nothing
+//     and probes nothing (ErrNoProbes).
 //
 // Promote and rollback write nothing themselves (promote.go): the handler
 // answers them by creating a NanoSegmentPromotion with the user's

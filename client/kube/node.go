@@ -63,7 +63,16 @@ func (n *clusterNode) Applied(netns string) controller.EndpointSync {
 	return controller.EndpointSync{Known: s.Known, Err: s.Err}
 }
 
-func (n *clusterNode) Read(netns string, _ bool) controller.EndpointSync { return n.sync[netns] }
+// Read answers from the NanoSegments' status; an endpoint of a workload
+// without a NanoSegment is unreported (its pods hold the observe rule
+// set the node agents program, but no status in the API server says so).
+func (n *clusterNode) Read(netns string, _ bool) controller.EndpointSync {
+	s, ok := n.sync[netns]
+	if !ok {
+		return controller.EndpointSync{Unreported: true}
+	}
+	return s
+}
 
 func (n *clusterNode) Flush() error { return nil }
 

@@ -55,6 +55,14 @@ func TestClusterModeReview(t *testing.T) {
 		t.Errorf("policy propose -n shop lists the proposal of another namespace\n%s", out)
 	}
 
+	// kc-sys/dns has no NanoSegment (observe, never promoted): nothing in
+	// the API server reports its endpoints, so status says unknown ("-"),
+	// not 0 in sync; web and db are in sync as their NanoSegments report.
+	out, err = runCLI(t, "--config", f.cfg, "--kubeconfig", f.kc, "status")
+	if err != nil || !regexp.MustCompile(`(?m)^kc-sys/dns +observe +0 +1 +- `).MatchString(out) || !regexp.MustCompile(`(?m)^shop/web +enforce +1 +2 +2/2 `).MatchString(out) {
+		t.Errorf("status: %v\n%s", err, out)
+	}
+
 	// Impersonation as kubectl does it: the admin, --as a viewer, may
 	// read but not promote (Forbidden, naming the viewer); --as a user of
 	// a group bound to nanoseg-operate may (the promotion is created and
