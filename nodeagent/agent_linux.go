@@ -203,6 +203,7 @@ func NewAgent(cfg Config, parts Parts, reg *prometheus.Registry, log *slog.Logge
 		if err != nil {
 			return nil, fmt.Errorf("node.controller: %w", err)
 		}
+		a.sender.ReportNames(a.node.Names)
 	}
 	if early, ok := parts.Inventory.(EarlyPods); ok && !cfg.LateFind {
 		if a.guard, err = newNewPodGuard(early, reg, a.log); err != nil {

@@ -3,6 +3,7 @@ package transport
 import (
 	"cmp"
 	"fmt"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -51,6 +52,7 @@ type nodePart struct {
 	verdicts  []model.VerdictEvent // ring, oldest at next when full
 	next      int
 	endpoints []EndpointState
+	names     []DNSName
 	updated   time.Time
 }
 
@@ -95,6 +97,9 @@ func (g *Graph) Apply(node string, b Batch) error {
 	}
 	if b.Endpoints != nil {
 		p.endpoints = slices.Clone(b.Endpoints)
+	}
+	if b.Names != nil {
+		p.names = slices.Clone(b.Names)
 	}
 	g.dropped += evictEdges(p.edges, g.MaxEdgesPerNode)
 	g.dropped += evictSpans(p.spans, g.MaxEdgesPerNode)
@@ -272,6 +277,28 @@ func (g *Graph) Endpoints() []NodeEndpoints {
 		out = append(out, NodeEndpoints{Node: name, Updated: p.updated, Endpoints: slices.Clone(p.endpoints)})
 	}
 	slices.SortFunc(out, func(a, b NodeEndpoints) int { return cmp.Compare(a.Node, b.Node) })
+	return out
+}
+
+// Names returns the DNS names the nodes' observers learned (address →
+// name; for an address two nodes name differently, the name of the node
+// first in name order).
+func (g *Graph) Names() map[netip.Addr]string {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	nodes := make([]string, 0, len(g.nodes))
+	for n := range g.nodes {
+		nodes = append(nodes, n)
+	}
+	slices.Sort(nodes)
+	out := map[netip.Addr]string{}
+	for _, n := range nodes {
+		for _, dn := range g.nodes[n].names {
+			if _, ok := out[dn.Addr]; !ok {
+				out[dn.Addr] = dn.Name
+			}
+		}
+	}
 	return out
 }
 

@@ -15,8 +15,10 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/netip"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -142,6 +144,7 @@ type Sender struct {
 	cfg       SenderConfig
 	src       Source
 	endpoints func() []EndpointState
+	names     func() map[netip.Addr]string
 	log       *slog.Logger
 	epoch     string
 	kick      chan struct{}
@@ -205,6 +208,21 @@ func NewSender(cfg SenderConfig, src Source, endpoints func() []EndpointState, r
 	return s, nil
 }
 
+// ReportNames makes the sender carry the DNS names names returns (the
+// node's observers' table: address → name) to the controller, with the
+// first batch of an epoch and whenever they changed. Call it before Run.
+func (s *Sender) ReportNames(names func() map[netip.Addr]string) { s.names = names }
+
+// dnsNames returns m as a batch lists it, sorted by address.
+func dnsNames(m map[netip.Addr]string) []DNSName {
+	out := make([]DNSName, 0, len(m))
+	for a, n := range m {
+		out = append(out, DNSName{Addr: a, Name: n})
+	}
+	slices.SortFunc(out, func(x, y DNSName) int { return x.Addr.Compare(y.Addr) })
+	return out
+}
+
 // Epoch returns the sender's epoch (Batch.Epoch).
 func (s *Sender) Epoch() string { return s.epoch }
 
@@ -246,6 +264,8 @@ func (s *Sender) Run(ctx context.Context) error {
 		backoff  time.Duration
 		prevEnds []EndpointState
 		sentEnds []EndpointState
+		prevNms  []DNSName
+		sentNms  []DNSName
 		lastOK   = time.Now()
 	)
 	for {
@@ -267,14 +287,20 @@ func (s *Sender) Run(ctx context.Context) error {
 					}
 				}
 			}
-			if !full && ends == nil && len(curP.Edges)+len(curP.Spans)+len(curP.Verdicts) == 0 && time.Since(lastOK) < s.cfg.Heartbeat {
+			var nms []DNSName
+			if s.names != nil {
+				if n := dnsNames(s.names()); full || !reflect.DeepEqual(n, prevNms) {
+					nms = n
+				}
+			}
+			if !full && ends == nil && nms == nil && len(curP.Edges)+len(curP.Spans)+len(curP.Verdicts) == 0 && time.Since(lastOK) < s.cfg.Heartbeat {
 				resetTimer(timer, s.cfg.Interval)
 				continue
 			}
 			seq++
 			cur = &Batch{Node: s.cfg.Node, Epoch: s.epoch, Seq: seq, Full: full,
-				Edges: curP.Edges, Spans: curP.Spans, Verdicts: curP.Verdicts, Endpoints: ends}
-			sentEnds = ends
+				Edges: curP.Edges, Spans: curP.Spans, Verdicts: curP.Verdicts, Endpoints: ends, Names: nms}
+			sentEnds, sentNms = ends, nms
 		}
 		out, wait := s.send(ctx, cur)
 		next := s.cfg.Interval
@@ -284,6 +310,9 @@ func (s *Sender) Run(ctx context.Context) error {
 			s.src.Ack(curP)
 			if cur.Endpoints != nil {
 				prevEnds = sentEnds
+			}
+			if cur.Names != nil {
+				prevNms = sentNms
 			}
 			full, backoff, cur = false, 0, nil
 			if curP.More {
