@@ -10,6 +10,7 @@ package controller
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/nanoseg/nanoseg/model"
@@ -193,6 +194,37 @@ func (s *Service) coverageAt(workloads []string, window time.Duration, to time.T
 		return nil, err
 	}
 	return ComputeCoverage(workloads, spans, edges, window, from, to), nil
+}
+
+// EnforceGate is the coverage gate of a promotion to enforce of a
+// proposed revision of workload ("namespace/workload"), the one rule that
+// both Promote and the cluster controller's Settled condition apply:
+// GateReasons of the workload's own coverage (the first of covs whose
+// Workload is workload; absent: never observed), and, for every other
+// workload of its namespace in covs that is silent, that whatever it does
+// with workload will be denied. covs is the coverage in the proposal's
+// window (asked as window; 0 for every edge), minObserved the observation
+// asked for (0 or less: no minimum). It returns the workload's coverage
+// and the reasons, empty when a promotion to enforce may go ahead
+// without force.
+func EnforceGate(workload string, covs []model.Coverage, window, minObserved time.Duration) (model.Coverage, []string) {
+	c := model.Coverage{Workload: workload, Silent: true, WindowSeconds: window.Seconds()}
+	ns, _, _ := strings.Cut(workload, "/")
+	var silent []model.Coverage
+	found := false
+	for _, o := range covs {
+		switch {
+		case o.Workload == workload && !found:
+			c, found = o, true
+		case o.Workload != workload && o.Silent && strings.HasPrefix(o.Workload, ns+"/"):
+			silent = append(silent, o)
+		}
+	}
+	reasons := GateReasons(c, window, minObserved)
+	for _, o := range silent {
+		reasons = append(reasons, fmt.Sprintf("%s, in its namespace, had no observed traffic in that window (%s): whatever it does with %s will be denied", o.Workload, o.Summary(), workload))
+	}
+	return c, reasons
 }
 
 // GateReasons returns why a promotion to enforce of a proposal with

@@ -617,13 +617,7 @@ func (s *Service) gate(req PromoteRequest, rev int) (*model.Coverage, []string, 
 	if err != nil {
 		return nil, nil, err
 	}
-	c := covs[0]
-	reasons := GateReasons(c, r.Window, minObs)
-	for _, o := range covs[1:] {
-		if o.Silent {
-			reasons = append(reasons, fmt.Sprintf("%s, in its namespace, had no observed traffic in that window (%s): whatever it does with %s will be denied", o.Workload, o.Summary(), req.Workload))
-		}
-	}
+	c, reasons := EnforceGate(req.Workload, covs, r.Window, minObs)
 	return &c, reasons, nil
 }
 

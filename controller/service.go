@@ -96,6 +96,12 @@ type EndpointSync struct {
 	// selects the endpoint (its store does not know it): "" when the
 	// endpoint holds what the policies in force make.
 	Adopted string
+	// Unreported says the node has nothing to say about the endpoint:
+	// the cluster CLI reads in-sync state from the NanoSegments' status,
+	// and a workload without a NanoSegment (observe, never promoted) has
+	// none, though the node agents program its pods with the observe
+	// rule set. Known and InSync then mean nothing; Status shows it.
+	Unreported bool
 	// The fields below are filled by Node.Read only.
 	ReadErr  error                     // reading the table back failed
 	InSync   bool                      // the kernel holds the desired rule set

@@ -787,3 +787,33 @@ func TestInferStoresNothingAndNamesLeftOutEdges(t *testing.T) {
 		t.Errorf("warnings = %q, want the short-window warning", inf.Report.Warnings)
 	}
 }
+
+// TestDiffOfOneWorkloadListsOnlyItsRules: `policy diff --workload W`
+// lists as unused only the rules of the policies that apply to W's
+// endpoints, never another workload's.
+func TestDiffOfOneWorkloadListsOnlyItsRules(t *testing.T) {
+	f := newFixture(t)
+	f.apply(t, "5432")
+	f.promote(t, model.ModeAudit, 0)
+	rep, err := f.svc.Diff("shop/intruder", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Unused) != 0 {
+		t.Errorf("diff of shop/intruder lists unused rules of others: %v", rep.Unused)
+	}
+	rep, err = f.svc.Diff("shop/db", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Unused) != 1 || rep.Unused[0].String() != "NanoSegment shop/db rule from-web" {
+		t.Errorf("diff of shop/db: unused %v, want its rule from-web", rep.Unused)
+	}
+	rep, err = f.svc.Diff("", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Unused) != 1 {
+		t.Errorf("diff of every workload: unused %v, want db's rule", rep.Unused)
+	}
+}

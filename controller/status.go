@@ -9,6 +9,7 @@ import (
 	"time"
 
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/model"
@@ -68,6 +69,10 @@ type EndpointState struct {
 	// the endpoint, unknown to its store, and keeps as found until an
 	// operator promotes the workload ("" when not adopted).
 	Adopted string `json:"adopted,omitempty"`
+	// Unreported is true when nothing reports the endpoint's state
+	// (EndpointSync.Unreported): InSync false then means unknown, not
+	// out of sync.
+	Unreported bool `json:"unreported,omitempty"`
 }
 
 // RuleHit is one rule id's counters.
@@ -159,7 +164,7 @@ func (s *Service) Status() ([]WorkloadStatus, error) {
 			if sync.Err != nil {
 				es.Error = sync.Err.Error()
 			}
-			es.Adopted = sync.Adopted
+			es.Adopted, es.Unreported = sync.Adopted, sync.Unreported
 			if sync.ReadErr != nil {
 				es.Error = sync.ReadErr.Error()
 			} else {
@@ -342,6 +347,30 @@ func (s *Service) Diff(workload string, window time.Duration) (policies.DiffRepo
 	if err != nil {
 		return rep, err
 	}
+	if workload != "" {
+		rep.Unused = s.rulesOf(workload, set, rep.Unused)
+	}
 	rep.Coverage, err = s.coverageAt(ws, window, time.Now())
 	return rep, err
+}
+
+// rulesOf returns the rules of refs whose policy (in set) applies to an
+// endpoint of workload: its namespace and its selector matches the
+// endpoint's labels, as NetworkPolicy selects pods.
+func (s *Service) rulesOf(workload string, set policies.PolicySet, refs []policies.RuleRef) []policies.RuleRef {
+	applies := map[policies.PolicyRef]bool{}
+	for _, ep := range s.inv.Workload(workload) {
+		for _, p := range set.InNamespace(ep.Namespace) {
+			if p.Selector != nil && p.Selector.Matches(labels.Set(ep.Labels)) {
+				applies[p.Ref] = true
+			}
+		}
+	}
+	out := []policies.RuleRef{}
+	for _, r := range refs {
+		if applies[r.Policy] {
+			out = append(out, r)
+		}
+	}
+	return out
 }

@@ -152,6 +152,10 @@ func startMissing(c Config, p *Plan, binary string) (int, error) {
 	if err := os.MkdirAll(logs, 0o755); err != nil {
 		return 0, fmt.Errorf("create log dir: %w", err)
 	}
+	// The endpoint processes outlive this command: they must not hold
+	// what it inherited (a lock fd of `flock FILE nanoseg lab up`, a
+	// pipe of a caller waiting for EOF).
+	closeInheritedOnExec()
 	started := 0
 	for _, e := range p.Endpoints {
 		if _, ok := running[e.Netns]; ok {
@@ -350,4 +354,23 @@ func linkCounters(e Endpoint, st *EndpointStatus) error {
 		st.RxPackets, st.TxPackets, st.RxBytes, st.TxBytes = s.RxPackets, s.TxPackets, s.RxBytes, s.TxBytes
 	}
 	return nil
+}
+
+// closeInheritedOnExec marks every descriptor of this process above
+// stderr close-on-exec. Go opens its own descriptors close-on-exec and
+// exec.Cmd passes a child only stdin, stdout, stderr and ExtraFiles; but
+// a descriptor this process inherited without the flag (flock(1) hands
+// its command the lock that way) would pass on to every child, and the
+// lab's endpoint processes live on after the command: the lock would
+// outlive it.
+func closeInheritedOnExec() {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
+		}
+	}
 }

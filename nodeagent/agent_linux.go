@@ -206,6 +206,7 @@ func NewAgent(cfg Config, parts Parts, reg *prometheus.Registry, log *slog.Logge
 		if err != nil {
 			return nil, fmt.Errorf("node.controller: %w", err)
 		}
+		a.sender.ReportNames(a.node.Names)
 	}
 	if early, ok := parts.Inventory.(EarlyPods); ok && !cfg.LateFind {
 		if a.guard, err = newNewPodGuard(early, reg, a.log); err != nil {
@@ -408,6 +409,9 @@ func (a *Agent) sync(ctx context.Context) bool {
 		start := time.Now()
 		snap, err := a.parts.Inventory.List(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				return true // stopping: no news
+			}
 			a.invDirty.Store(true)
 			a.polDirty.Store(a.polDirty.Load() || polD)
 			a.log.Warn("list inventory; trying again", "err", err)

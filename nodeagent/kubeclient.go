@@ -2,7 +2,9 @@ package nodeagent
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 	"time"
 
@@ -20,20 +22,47 @@ import (
 
 // RESTConfig returns the client configuration: the kubeconfig file at path,
 // or the in-cluster one (the pod's ServiceAccount token,
-// KUBERNETES_SERVICE_HOST/PORT) when path is "".
+// KUBERNETES_SERVICE_HOST/PORT) when path is "". Errors name the setting
+// node.kubeconfig (RESTConfigFor).
 func RESTConfig(path string) (*rest.Config, error) {
+	return RESTConfigFor("node.kubeconfig", path)
+}
+
+// RESTConfigFor is RESTConfig for the setting key (its flag is
+// --kubeconfig): an error says once which setting, which file and what
+// is wrong with it, e.g. "node.kubeconfig (--kubeconfig) /etc/kc: no
+// such file".
+func RESTConfigFor(key, path string) (*rest.Config, error) {
 	if path == "" {
 		c, err := rest.InClusterConfig()
 		if err != nil {
-			return nil, fmt.Errorf("node.kubeconfig: empty and not in a cluster (%w): set --kubeconfig", err)
+			return nil, fmt.Errorf("%s (--kubeconfig): empty and not in a cluster (%w): set --kubeconfig", key, err)
 		}
 		return c, nil
 	}
 	c, err := clientcmd.BuildConfigFromFlags("", path)
 	if err != nil {
-		return nil, fmt.Errorf("node.kubeconfig: %s: %w", path, err)
+		return nil, fmt.Errorf("%s (--kubeconfig) %s: %w", key, path, KubeconfigCause(path, err))
 	}
 	return c, nil
+}
+
+// KubeconfigCause is what is wrong with the kubeconfig file path, from
+// err, client-go's error loading it, without the file's name again: "no
+// such file" for a missing one, else client-go's reason without its
+// "error loading config file" prefix.
+func KubeconfigCause(path string, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return errors.New("no such file")
+	}
+	if clientcmd.IsEmptyConfig(err) {
+		return errors.New("no cluster, context or user in it")
+	}
+	msg := err.Error()
+	for _, p := range []string{fmt.Sprintf("error loading config file %q: ", path), "stat " + path + ": ", "open " + path + ": "} {
+		msg = strings.Replace(msg, p, "", 1)
+	}
+	return errors.New(msg)
 }
 
 // PodEvent returns Parts.Event over client: a Warning Event with reason

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/netip"
 	"reflect"
 	"slices"
 	"strings"
@@ -29,7 +30,8 @@ const Audience = "nanoseg-controller"
 //
 //	{"node":"node-a","epoch":"5f0c…","seq":42,"full":false,
 //	 "edges":[model.Edge…],"spans":[model.ObservedSpan…],
-//	 "verdicts":[model.VerdictEvent…],"endpoints":[EndpointState…]}
+//	 "verdicts":[model.VerdictEvent…],"endpoints":[EndpointState…],
+//	 "names":[{"addr":"198.19.0.9","name":"payments.example.com"}…]}
 //
 // Edges and Spans carry the agent's cumulative values for the keys that
 // changed since its last acknowledged batch (store.EdgeKey,
@@ -37,7 +39,9 @@ const Audience = "nanoseg-controller"
 // the node under that key, so a batch applied twice changes nothing.
 // Verdicts are the events logged since the last acknowledged batch.
 // Endpoints, when present (even empty), replace the node's endpoint
-// list; absent (null) leaves it as it was.
+// list; absent (null) leaves it as it was. Names, likewise, replace the
+// node's DNS names (what its observers learned from DNS answers: address
+// → name), sent with a Full batch and when they changed.
 type Batch struct {
 	// Node is the Kubernetes node name of the sending agent.
 	Node string `json:"node"`
@@ -57,7 +61,18 @@ type Batch struct {
 	Spans     []model.ObservedSpan `json:"spans,omitempty"`
 	Verdicts  []model.VerdictEvent `json:"verdicts,omitempty"`
 	Endpoints []EndpointState      `json:"endpoints"`
+	Names     []DNSName            `json:"names,omitempty"`
 }
+
+// DNSName is one address a node agent's observers saw named in a DNS
+// answer. JSON: {"addr":"198.19.0.9","name":"payments.example.com"}.
+type DNSName struct {
+	Addr netip.Addr `json:"addr"`
+	Name string     `json:"name"`
+}
+
+// maxDNSName is the longest DNS name (RFC 1035, in text form).
+const maxDNSName = 253
 
 // EndpointState is what a node agent says of one of its local endpoints
 // (pods whose netns it found and programs), for NanoSegment status.
@@ -109,7 +124,7 @@ func (b *Batch) Validate(maxItems int) error {
 	for _, l := range []struct {
 		name string
 		n    int
-	}{{"edges", len(b.Edges)}, {"spans", len(b.Spans)}, {"verdicts", len(b.Verdicts)}, {"endpoints", len(b.Endpoints)}} {
+	}{{"edges", len(b.Edges)}, {"spans", len(b.Spans)}, {"verdicts", len(b.Verdicts)}, {"endpoints", len(b.Endpoints)}, {"names", len(b.Names)}} {
 		if maxItems > 0 && l.n > maxItems {
 			errs = append(errs, fmt.Errorf("%s: %d items, at most %d per batch", l.name, l.n, maxItems))
 		}
@@ -139,6 +154,14 @@ func (b *Batch) Validate(maxItems int) error {
 		}
 		if ep.Mode != "" && !ep.Mode.Valid() {
 			errs = append(errs, fmt.Errorf("endpoints[%d].mode: %q is not observe, audit or enforce", i, ep.Mode))
+		}
+	}
+	for i, n := range b.Names {
+		if !n.Addr.IsValid() {
+			errs = append(errs, fmt.Errorf("names[%d].addr: empty", i))
+		}
+		if n.Name == "" || len(n.Name) > maxDNSName {
+			errs = append(errs, fmt.Errorf("names[%d].name: %d bytes, want 1 to %d", i, len(n.Name), maxDNSName))
 		}
 	}
 	if len(errs) > 10 {

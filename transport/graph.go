@@ -3,6 +3,7 @@ package transport
 import (
 	"cmp"
 	"fmt"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -51,6 +52,7 @@ type nodePart struct {
 	verdicts  []model.VerdictEvent // ring, oldest at next when full
 	next      int
 	endpoints []EndpointState
+	names     []DNSName
 	updated   time.Time
 }
 
@@ -95,6 +97,9 @@ func (g *Graph) Apply(node string, b Batch) error {
 	}
 	if b.Endpoints != nil {
 		p.endpoints = slices.Clone(b.Endpoints)
+	}
+	if b.Names != nil {
+		p.names = slices.Clone(b.Names)
 	}
 	g.dropped += evictEdges(p.edges, g.MaxEdgesPerNode)
 	g.dropped += evictSpans(p.spans, g.MaxEdgesPerNode)
@@ -144,21 +149,56 @@ func evictSpans(m map[string]model.ObservedSpan, limit int) uint64 {
 
 // Edges implements store.ObservationReader: every node's edges last seen
 // at or after since (all for the zero time), an edge seen by several
-// nodes merged (store.MergeEdge: counters summed), sorted by
-// store.EdgeKey.
+// nodes merged, sorted by store.EdgeKey.
+//
+// Merging counts each connection once. A connection between pods of two
+// nodes is observed at both ends: the client's node counts it at the
+// client's egress, the server's node at the server's ingress (a node
+// counts at the server only connections whose client it does not
+// observe itself: observer.Aggregator). So for an edge whose source
+// workload has an endpoint on at least one reporting node (the node's
+// endpoint states say which workloads it hosts), the connections, their
+// failures, packets and bytes are the sum of those source-side reports
+// only; the other nodes' reports add their times, their verdict-log
+// counts (allowed, audit-denied, denied: a server's ingress rule is known
+// only on its node) and a DNS name. Without a source-side report (an
+// external client, or a client whose node sends nothing) every report
+// is summed (store.MergeEdge). Known limit: a node that hosts endpoints
+// of both the source and the destination also counts, at its server,
+// connections from source endpoints on other nodes; those count twice.
 func (g *Graph) Edges(since time.Time) ([]model.Edge, error) {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
-	merged := map[string]model.Edge{}
+	type merge struct {
+		src, other model.Edge
+		hasSrc     bool
+		hasOther   bool
+	}
+	merged := map[string]*merge{}
 	for _, p := range g.nodes {
+		hosts := map[string]bool{}
+		for _, ep := range p.endpoints {
+			hosts[ep.Workload] = true
+		}
 		for k, e := range p.edges {
 			if !since.IsZero() && e.LastSeen.Before(since) {
 				continue
 			}
-			if old, ok := merged[k]; ok {
-				e = store.MergeEdge(old, e)
+			m := merged[k]
+			if m == nil {
+				m = &merge{}
+				merged[k] = m
 			}
-			merged[k] = e
+			switch {
+			case !e.Source.External && hosts[e.Source.String()] && m.hasSrc:
+				m.src = store.MergeEdge(m.src, e)
+			case !e.Source.External && hosts[e.Source.String()]:
+				m.src, m.hasSrc = e, true
+			case m.hasOther:
+				m.other = store.MergeEdge(m.other, e)
+			default:
+				m.other, m.hasOther = e, true
+			}
 		}
 	}
 	keys := make([]string, 0, len(merged))
@@ -168,7 +208,22 @@ func (g *Graph) Edges(since time.Time) ([]model.Edge, error) {
 	slices.Sort(keys)
 	out := make([]model.Edge, 0, len(keys))
 	for _, k := range keys {
-		out = append(out, merged[k])
+		m := merged[k]
+		switch {
+		case m.hasSrc && m.hasOther:
+			e := m.src
+			o := m.other.Traffic
+			e.Add(model.Traffic{FirstSeen: o.FirstSeen, LastSeen: o.LastSeen,
+				Verdicts: model.VerdictCounts{Allowed: o.Verdicts.Allowed, AuditDenied: o.Verdicts.AuditDenied, Denied: o.Verdicts.Denied}})
+			if e.Destination.Name == "" {
+				e.Destination.Name = m.other.Destination.Name
+			}
+			out = append(out, e)
+		case m.hasSrc:
+			out = append(out, m.src)
+		default:
+			out = append(out, m.other)
+		}
 	}
 	return out, nil
 }
@@ -222,6 +277,28 @@ func (g *Graph) Endpoints() []NodeEndpoints {
 		out = append(out, NodeEndpoints{Node: name, Updated: p.updated, Endpoints: slices.Clone(p.endpoints)})
 	}
 	slices.SortFunc(out, func(a, b NodeEndpoints) int { return cmp.Compare(a.Node, b.Node) })
+	return out
+}
+
+// Names returns the DNS names the nodes' observers learned (address →
+// name; for an address two nodes name differently, the name of the node
+// first in name order).
+func (g *Graph) Names() map[netip.Addr]string {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	nodes := make([]string, 0, len(g.nodes))
+	for n := range g.nodes {
+		nodes = append(nodes, n)
+	}
+	slices.Sort(nodes)
+	out := map[netip.Addr]string{}
+	for _, n := range nodes {
+		for _, dn := range g.nodes[n].names {
+			if _, ok := out[dn.Addr]; !ok {
+				out[dn.Addr] = dn.Name
+			}
+		}
+	}
 	return out
 }
 

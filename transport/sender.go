@@ -15,8 +15,10 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/netip"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -142,6 +144,7 @@ type Sender struct {
 	cfg       SenderConfig
 	src       Source
 	endpoints func() []EndpointState
+	names     func() map[netip.Addr]string
 	log       *slog.Logger
 	epoch     string
 	kick      chan struct{}
@@ -190,7 +193,7 @@ func NewSender(cfg SenderConfig, src Source, endpoints func() []EndpointState, r
 	s := &Sender{cfg: cfg, src: src, endpoints: endpoints, log: log.With("component", "transport", "controller", cfg.URL),
 		epoch: hex.EncodeToString(raw[:]), kick: make(chan struct{}, 1)}
 	s.mBatches = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "nanoseg", Subsystem: "node_transport", Name: "batches_total",
-		Help: "Observation batches sent to the controller, by result: accepted, resync (409: the whole state follows), throttled (429), unavailable (503), rejected (other 4xx), error (network, TLS, other 5xx)."}, []string{"result"})
+		Help: "Observation batches sent to the controller, by result: accepted, resync (409: the whole state follows), throttled (429), unavailable (503), rejected (other 4xx), error (network, TLS, other 5xx), abandoned (in flight when the agent stopped; the final flush sends it again)."}, []string{"result"})
 	s.mConnected = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "nanoseg", Subsystem: "node_transport", Name: "connected",
 		Help: "1 when the last batch reached the controller and was accepted."})
 	s.mLastOK = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "nanoseg", Subsystem: "node_transport", Name: "last_accepted_timestamp_seconds",
@@ -203,6 +206,21 @@ func NewSender(cfg SenderConfig, src Source, endpoints func() []EndpointState, r
 		}
 	}
 	return s, nil
+}
+
+// ReportNames makes the sender carry the DNS names names returns (the
+// node's observers' table: address → name) to the controller, with the
+// first batch of an epoch and whenever they changed. Call it before Run.
+func (s *Sender) ReportNames(names func() map[netip.Addr]string) { s.names = names }
+
+// dnsNames returns m as a batch lists it, sorted by address.
+func dnsNames(m map[netip.Addr]string) []DNSName {
+	out := make([]DNSName, 0, len(m))
+	for a, n := range m {
+		out = append(out, DNSName{Addr: a, Name: n})
+	}
+	slices.SortFunc(out, func(x, y DNSName) int { return x.Addr.Compare(y.Addr) })
+	return out
 }
 
 // Epoch returns the sender's epoch (Batch.Epoch).
@@ -246,6 +264,8 @@ func (s *Sender) Run(ctx context.Context) error {
 		backoff  time.Duration
 		prevEnds []EndpointState
 		sentEnds []EndpointState
+		prevNms  []DNSName
+		sentNms  []DNSName
 		lastOK   = time.Now()
 	)
 	for {
@@ -267,14 +287,20 @@ func (s *Sender) Run(ctx context.Context) error {
 					}
 				}
 			}
-			if !full && ends == nil && len(curP.Edges)+len(curP.Spans)+len(curP.Verdicts) == 0 && time.Since(lastOK) < s.cfg.Heartbeat {
+			var nms []DNSName
+			if s.names != nil {
+				if n := dnsNames(s.names()); full || !reflect.DeepEqual(n, prevNms) {
+					nms = n
+				}
+			}
+			if !full && ends == nil && nms == nil && len(curP.Edges)+len(curP.Spans)+len(curP.Verdicts) == 0 && time.Since(lastOK) < s.cfg.Heartbeat {
 				resetTimer(timer, s.cfg.Interval)
 				continue
 			}
 			seq++
 			cur = &Batch{Node: s.cfg.Node, Epoch: s.epoch, Seq: seq, Full: full,
-				Edges: curP.Edges, Spans: curP.Spans, Verdicts: curP.Verdicts, Endpoints: ends}
-			sentEnds = ends
+				Edges: curP.Edges, Spans: curP.Spans, Verdicts: curP.Verdicts, Endpoints: ends, Names: nms}
+			sentEnds, sentNms = ends, nms
 		}
 		out, wait := s.send(ctx, cur)
 		next := s.cfg.Interval
@@ -284,6 +310,9 @@ func (s *Sender) Run(ctx context.Context) error {
 			s.src.Ack(curP)
 			if cur.Endpoints != nil {
 				prevEnds = sentEnds
+			}
+			if cur.Names != nil {
+				prevNms = sentNms
 			}
 			full, backoff, cur = false, 0, nil
 			if curP.More {
@@ -314,6 +343,9 @@ func (s *Sender) finalFlush(cur *Batch, curP Pending, seq uint64, full bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	for range 3 {
+		if cur != nil && len(cur.Edges)+len(cur.Spans)+len(cur.Verdicts) == 0 {
+			cur = nil // only endpoint states or a heartbeat: the next agent reports them
+		}
 		if cur == nil {
 			curP = s.src.Take(s.cfg.MaxItems)
 			if len(curP.Edges)+len(curP.Spans)+len(curP.Verdicts) == 0 {
@@ -381,6 +413,15 @@ func (s *Sender) send(ctx context.Context, b *Batch) (outcome, time.Duration) {
 	s.stats.Sent++
 	s.mu.Unlock()
 	resp, err := client.Do(req)
+	if err != nil && ctx.Err() != nil {
+		// The sender is stopping (a clean stop of the agent): the batch
+		// stays pending, and the final flush sends it with a fresh
+		// context; no failure, nothing to warn of.
+		client.CloseIdleConnections()
+		s.mBatches.WithLabelValues("abandoned").Inc()
+		s.log.Debug("batch in flight abandoned: the sender is stopping", "seq", b.Seq)
+		return outRetry, 0
+	}
 	if err != nil {
 		var uerr x509.UnknownAuthorityError
 		var verr *tls.CertificateVerificationError

@@ -6,9 +6,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -380,4 +383,40 @@ func TestHeartbeat(t *testing.T) {
 	waitFor(t, 5*time.Second, "first delivery", func() bool { return sameEdges(r.graph, sink) == "" })
 	r.reset(t, auth, transport.ReceiverConfig{}, nil) // nothing new on the node from here on
 	waitFor(t, 5*time.Second, "the idle node's state at the new receiver", func() bool { return sameEdges(r.graph, sink) == "" })
+}
+
+// TestNamesReachTheController: the DNS names a node agent's observers
+// learned go to the controller with the first batch and when they
+// change, and the graph answers them (the cluster controller's
+// Node.Names); a bad name is refused naming the field.
+func TestNamesReachTheController(t *testing.T) {
+	r := newRig(t, fakeAuth{"tok": agentID}, transport.ReceiverConfig{}, nil)
+	var mu sync.Mutex
+	names := map[netip.Addr]string{netip.MustParseAddr("198.19.0.9"): "payments.example.com"}
+	sink := nodeagent.NewMemSink(100, 100)
+	s, err := transport.NewSender(transport.SenderConfig{URL: r.srv.URL, Node: "node-a", TokenFile: r.tokenFile(t, "tok"), CA: transport.CAFile(r.caFile),
+		Interval: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}, sink, nil, prometheus.NewRegistry(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ReportNames(func() map[netip.Addr]string {
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(names)
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, 5*time.Second, "the name at the controller", func() bool {
+		return r.graph.Names()[netip.MustParseAddr("198.19.0.9")] == "payments.example.com"
+	})
+	mu.Lock()
+	names[netip.MustParseAddr("2001:db8:19::9")] = "payments.example.com"
+	mu.Unlock()
+	waitFor(t, 5*time.Second, "a new name at the controller", func() bool { return len(r.graph.Names()) == 2 })
+	code, a := post(t, r, "tok", []byte(`{"node":"node-a","epoch":"x","seq":1,"full":true,"names":[{"addr":"198.19.0.9","name":""}]}`), nil)
+	if code != 400 || !strings.Contains(a.Error, "names[0].name: 0 bytes") {
+		t.Errorf("an empty name: %d %+v", code, a)
+	}
 }

@@ -26,7 +26,9 @@
 //     revision a promotion would make (number latest+1).
 //   - ObservationReader (observations.go): the edges of the
 //     NanoSegmentProposals (spec.edges; an edge in two proposals counts
-//     once, the copy last seen wins). Coverage is synthesised: one span
+//     once, the copy last seen wins), of every namespace also with -n
+//     (when the user may list them there), so that peers in other
+//     namespaces show what was observed of them. Coverage is synthesised: one span
 //     per observed endpoint of status.coverage, ending at the time of the
 //     read and as long as status.coverage.observed. Its limits: the
 //     controller's figure for the proposal's window, as of its last
@@ -38,7 +40,9 @@
 //     peer), listed once. It needs list on pods, namespaces, services and
 //     endpointslices in every namespace, and says which one is refused.
 //   - Node (node.go): what the NanoSegments' status reports (endpoints in
-//     sync); it programs nothing. Its probes are NanoSegmentProbe objects
+//     sync; the endpoints of a workload without a NanoSegment are
+//     unreported, shown as unknown, not out of sync); it programs nothing.
+//     Its probes are NanoSegmentProbe objects
 //     the node agent of the source pod's node runs (probes.go): verify and
 //     evidence export work as against an agent, for a user who may create
 //     probes (nanoseg-operate); evidence.go adds cluster.json to the

@@ -80,11 +80,17 @@ func (n *clusterNode) Applied(netns string) controller.EndpointSync {
 	return controller.EndpointSync{Known: s.Known, Err: s.Err}
 }
 
-// Read answers from the NanoSegments' status; with rules, the endpoint's
-// in-sync state as evidence rules without entries (the programmed rules
-// and their counters stay on the node agents).
+// Read answers from the NanoSegments' status; an endpoint of a workload
+// without a NanoSegment is unreported (its pods hold the observe rule
+// set the node agents program, but no status in the API server says so).
+// With rules, the endpoint's in-sync state as evidence rules without
+// entries (the programmed rules and their counters stay on the node
+// agents).
 func (n *clusterNode) Read(netns string, rules bool) controller.EndpointSync {
-	s := n.sync[netns]
+	s, ok := n.sync[netns]
+	if !ok {
+		return controller.EndpointSync{Unreported: true}
+	}
 	if r, ok := n.rules[netns]; ok && rules {
 		s.Rules = &r
 	}

@@ -19,13 +19,18 @@ type observations struct {
 
 var _ store.ObservationReader = (*observations)(nil)
 
-// newObservations collects the proposals' edges (an edge kept by two
+// newObservations collects the observed proposals' edges (every
+// namespace's when the user may read them, whatever the scope) (an edge kept by two
 // proposals, its source's and its destination's, once: the copy last seen,
 // then the one with more flows) and synthesises their coverage spans.
 func newObservations(s *snapshot) (*observations, error) {
 	byKey := map[string]model.Edge{}
 	o := &observations{}
-	for _, pr := range s.proposals {
+	prs := s.observed
+	if prs == nil {
+		prs = s.proposals
+	}
+	for _, pr := range prs {
 		for i, oe := range pr.Spec.Edges {
 			e, err := oe.Model()
 			if err != nil {

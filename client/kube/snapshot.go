@@ -38,7 +38,12 @@ type snapshot struct {
 	promotions []v1alpha1.NanoSegmentPromotion
 	segments   map[string]v1alpha1.NanoSegment // NanoSegments in force by workload key
 	proposals  []v1alpha1.NanoSegmentProposal
-	netpols    []networkingv1.NetworkPolicy
+	// observed are the proposals the observations come from: those of
+	// every namespace when the user may list them, else proposals. A
+	// scope of one namespace must not drop what was observed of its
+	// peers in others (their coverage is in their own proposals).
+	observed []v1alpha1.NanoSegmentProposal
+	netpols  []networkingv1.NetworkPolicy
 	// head is the last record of the hash chain as the history head
 	// ConfigMap holds it (the commit point of a promotion: the controller
 	// copies it into its promotion's status after), with the promotion
@@ -87,6 +92,16 @@ func readSnapshot(ctx context.Context, kc kubernetes.Interface, dyn dynamic.Inte
 	}
 	if err := listInto(ctx, dyn, Proposals, namespace, &s.proposals); err != nil {
 		return nil, err
+	}
+	s.observed = s.proposals
+	if namespace != "" {
+		var all []v1alpha1.NanoSegmentProposal
+		switch err := listInto(ctx, dyn, Proposals, "", &all); {
+		case err == nil:
+			s.observed = all
+		case !apierrors.IsForbidden(err):
+			return nil, err
+		}
 	}
 	nps, err := kc.NetworkingV1().NetworkPolicies(namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {

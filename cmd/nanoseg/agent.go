@@ -79,11 +79,14 @@ func newStatusCmd(a *app) *cobra.Command {
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "WORKLOAD\tMODE\tREV\tENDPOINTS\tIN SYNC\tRULE HITS (pkts)\tNO RULE (pkts)\tWOULD-DENY\tDENIED\tOBSERVED\tNEW PEER (ago)")
 			for _, s := range st {
-				sync, hits, unmatched := 0, uint64(0), uint64(0)
+				sync, unreported, hits, unmatched := 0, 0, uint64(0), uint64(0)
 				mode := string(s.Mode)
 				for _, e := range s.Endpoints {
 					if e.InSync {
 						sync++
+					}
+					if e.Unreported {
+						unreported++
 					}
 					// What the kernel enforces, not the store's default.
 					if e.Adopted != "" && (mode == string(s.Mode) || e.Adopted == string(model.ModeEnforce)) {
@@ -108,7 +111,13 @@ func newStatusCmd(a *app) *cobra.Command {
 						lastNew = model.ShortDuration(time.Since(c.LastNew))
 					}
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d/%d\t%d\t%d\t%d\t%d\t%s\t%s\n", s.Workload, mode, s.Revision, len(s.Endpoints), sync, len(s.Endpoints), hits, unmatched, s.WouldDeny, s.Denied,
+				// Unreported endpoints are unknown, not out of sync
+				// (against a cluster: a workload without a NanoSegment).
+				inSync := fmt.Sprintf("%d/%d", sync, len(s.Endpoints)-unreported)
+				if unreported > 0 && unreported == len(s.Endpoints) {
+					inSync = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", s.Workload, mode, s.Revision, len(s.Endpoints), inSync, hits, unmatched, s.WouldDeny, s.Denied,
 					observed, lastNew)
 			}
 			tw.Flush()

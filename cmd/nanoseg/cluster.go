@@ -43,6 +43,9 @@ func addClusterFlags(pf *pflag.FlagSet, c *cluster) {
 	pf.StringVar(&c.cfg.Kubeconfig, "kubeconfig", "", "work against the cluster of this kubeconfig (default as kubectl: $KUBECONFIG, then ~/.kube/config, when --context or -n is given or the binary runs as kubectl-nanoseg)")
 	pf.StringVar(&c.cfg.Context, "context", "", "kubeconfig context (cluster mode)")
 	pf.StringVarP(&c.cfg.Namespace, "namespace", "n", "", "cluster mode: read only this namespace; bare workload names are in it (default every namespace; bare names in the context's namespace)")
+	pf.StringVar(&c.cfg.As, "as", "", "cluster mode: username to impersonate for the operation (as kubectl's --as)")
+	pf.StringArrayVar(&c.cfg.AsGroups, "as-group", nil, "cluster mode: group to impersonate for the operation, repeatable (as kubectl's --as-group; needs --as)")
+	pf.StringVar(&c.cfg.AsUID, "as-uid", "", "cluster mode: UID to impersonate for the operation (as kubectl's --as-uid; needs --as)")
 	pf.DurationVar(&c.cfg.Wait, "wait-for-controller", kube.DefaultWait, "cluster mode: how long promote and rollback wait for the controller, then for the endpoints in sync")
 }
 
@@ -52,7 +55,7 @@ func (c *cluster) enabled() bool {
 	if isPlugin() {
 		return true
 	}
-	for _, f := range []string{"kubeconfig", "context", "namespace"} {
+	for _, f := range []string{"kubeconfig", "context", "namespace", "as", "as-group", "as-uid"} {
 		if c.flags != nil && c.flags.Changed(f) {
 			return true
 		}

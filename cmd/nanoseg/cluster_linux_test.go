@@ -487,7 +487,9 @@ func (f *clusterFixture) standalone(t *testing.T) *httptest.Server {
 	return ts
 }
 
-// syncedNode is a node whose endpoints in inSync hold their rule sets.
+// syncedNode is a node whose endpoints in inSync hold their rule sets;
+// it reports nothing of the others, as against the cluster nothing
+// reports the endpoints of a workload without a NanoSegment.
 type syncedNode struct{ inSync map[string]bool }
 
 func (n *syncedNode) Enforce(context.Context, policies.InForce, []string) error { return nil }
@@ -496,7 +498,7 @@ func (n *syncedNode) Applied(netns string) controller.EndpointSync {
 	return controller.EndpointSync{Known: n.inSync[netns]}
 }
 func (n *syncedNode) Read(netns string, _ bool) controller.EndpointSync {
-	return controller.EndpointSync{Known: n.inSync[netns], InSync: n.inSync[netns]}
+	return controller.EndpointSync{Known: n.inSync[netns], InSync: n.inSync[netns], Unreported: !n.inSync[netns]}
 }
 func (n *syncedNode) Flush() error                 { return nil }
 func (n *syncedNode) Names() map[netip.Addr]string { return nil }

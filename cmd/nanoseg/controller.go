@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	ctrlkube "github.com/nanoseg/nanoseg/controller/kube"
 	invkube "github.com/nanoseg/nanoseg/inventory/kube"
@@ -79,7 +79,11 @@ keeps every NanoSegment's status. A standby takes over within
 			}
 			a.log.Info("effective configuration", "controller", fmt.Sprintf("%+v", cfg))
 			ctx := cmd.Context()
-			c, err := buildController(ctx, cfg, a)
+			rc, err := nodeagent.RESTConfigFor("controller.kubeconfig", cfg.Kubeconfig)
+			if err != nil {
+				return err // it names the setting and the flag
+			}
+			c, err := buildController(ctx, cfg, rc, a)
 			if err != nil {
 				return fmt.Errorf("controller: %w", err)
 			}
@@ -106,20 +110,15 @@ keeps every NanoSegment's status. A standby takes over within
 	f.Duration("renew-deadline", 10*time.Second, "the leader gives up when it could not renew the Lease within this")
 	f.Duration("retry-period", 2*time.Second, "how often candidates try the Lease")
 	f.Duration("propose-interval", 30*time.Second, "how often proposals are refreshed")
-	f.Duration("window", 24*time.Hour, "how far back proposals take their edges")
-	f.Duration("min-observed", time.Hour, "observation a proposal needs to be Settled and a promotion to enforce needs without force")
+	f.Duration("window", 24*time.Hour, "how far back proposals take their edges; Settled, and a promotion to enforce without force, need all of it observed")
+	f.Duration("min-observed", time.Hour, "observation a proposal needs to be Settled and a promotion to enforce needs without force (besides its whole --window observed)")
 	f.Duration("catch-up", 45*time.Second, "how long a new leader waits for the node agents its NanoSegments' status names to resend their state before it writes status and proposals")
 	return cmd
 }
 
 // buildController composes the cluster controller from client-go: the
 // cluster-wide inventory, the cluster store, and the observation ingest.
-func buildController(ctx context.Context, cfg ctrlkube.Config, a *app) (*ctrlkube.Controller, error) {
-	rc, err := nodeagent.RESTConfig(cfg.Kubeconfig)
-	if err != nil {
-		// Its message names the node agent's key: name ours.
-		return nil, fmt.Errorf("controller.kubeconfig: %w", errors.Unwrap(err))
-	}
+func buildController(ctx context.Context, cfg ctrlkube.Config, rc *rest.Config, a *app) (*ctrlkube.Controller, error) {
 	rc.UserAgent = "nanoseg-controller/" + cfg.ID
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -180,19 +181,24 @@ func newLabDownCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// Every lab is taken down whatever fails: the kernel side
+			// (namespaces, processes, tables) does not wait for an API
+			// server, and what failed is reported after, exit 1.
+			var errs []error
 			for _, n := range names {
 				// Pods leave the API server before their namespaces go.
 				if k.enabled {
 					if err := unregisterLab(cmd.Context(), k, n); err != nil {
-						return fmt.Errorf("lab down %s: unregister from Kubernetes: %w", n, err)
+						errs = append(errs, fmt.Errorf("lab down %s: unregister from Kubernetes: %w", n, err))
 					}
 				}
 				if err := lab.Down(cmd.Context(), a.cfg.Lab, n, a.log); err != nil {
-					return fmt.Errorf("lab down %s: %w", n, err)
+					errs = append(errs, fmt.Errorf("lab down %s: %w", n, err))
+					continue
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "lab %s is down\n", n)
 			}
-			return nil
+			return errors.Join(errs...)
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "lab name (default: every lab with state)")

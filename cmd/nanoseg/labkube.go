@@ -7,7 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/nanoseg/nanoseg/client/kube"
 
 	"github.com/nanoseg/nanoseg/lab"
 	"github.com/nanoseg/nanoseg/lab/kubelab"
@@ -16,22 +17,18 @@ import (
 // kubeClient builds a clientset from the kubeconfig at path, or, when path
 // is empty, from client-go's usual places ($KUBECONFIG, ~/.kube/config).
 func kubeClient(path string) (kubernetes.Interface, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = path
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
-	if clientcmd.IsEmptyConfig(err) {
-		// client-go's own message points at KUBERNETES_MASTER.
-		return nil, fmt.Errorf("kubeconfig: none found: give --kubeconfig or set $KUBECONFIG (%s does not exist)", clientcmd.RecommendedHomeFile)
-	}
+	// Found and reported as the operator's verbs do (client/kube): the
+	// error names the flag and the file once.
+	cfg, _, err := kube.Config{Kubeconfig: path}.REST()
 	if err != nil {
-		return nil, fmt.Errorf("kubeconfig: %w", err)
+		return nil, err
 	}
 	// client-go's default of 5 requests a second would take minutes for a
 	// large lab; this is a test harness talking to a test API server.
 	cfg.QPS, cfg.Burst = 200, 400
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("kubeconfig: %w", err)
+		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
 	return cs, nil
 }

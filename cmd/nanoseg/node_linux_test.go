@@ -3,8 +3,13 @@
 package main
 
 import (
+	"context"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -12,6 +17,8 @@ import (
 	"time"
 
 	"github.com/nanoseg/nanoseg/internal/kubetest"
+	"github.com/nanoseg/nanoseg/lab"
+	"github.com/nanoseg/nanoseg/lab/kubelab"
 )
 
 // runMainEnv makes the test binary run nanoseg's main with its arguments
@@ -49,17 +56,48 @@ func (l *lockedBuffer) String() string {
 // TestNodeStopsCleanlyOnSignal: `nanoseg node` on a real API server,
 // once it enforces, gets SIGTERM (then, in a second run, SIGINT): it
 // logs the signal and that the tables stay in the kernel, then that it
-// stopped, and exits 0.
+// stopped, and exits 0; with pods on its node and a batch to the
+// controller in flight at the signal, nothing after it is a warning.
 func TestNodeStopsCleanlyOnSignal(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("nanoseg node needs root")
 	}
 	t.Parallel() // its own API server and owner dir; it overlaps TestControllerDownAMinute
 	c := kubetest.New(t, kubetest.Options{CRDDirs: []string{"../../manifests/crds"}})
+	// Pods on the agent's node (their netns is nowhere: the agent keeps
+	// looking), and a controller that answers slowly, so the stop comes
+	// while a batch is in flight.
+	top, err := lab.Parse([]byte(clusterTopology))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := lab.NewPlan(top, []byte(clusterTopology))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kubelab.Register(context.Background(), c.Client, plan); err != nil {
+		t.Fatal(err)
+	}
+	slow := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(3 * time.Second):
+		case <-r.Context().Done():
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer slow.Close()
+	dir := t.TempDir()
+	ca, token := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "token")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: slow.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(token, []byte("t"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
-			cmd := exec.Command(os.Args[0], "node", "--kubeconfig", c.Kubeconfig, "--node-name", "node-sig", "--listen", "127.0.0.1:0",
-				"--owner-dir", t.TempDir(), "--log-format", "text")
+			cmd := exec.Command(os.Args[0], "node", "--kubeconfig", c.Kubeconfig, "--node-name", "kc", "--listen", "127.0.0.1:0",
+				"--owner-dir", t.TempDir(), "--log-format", "text", "--controller", slow.URL, "--controller-ca", ca, "--token-file", token)
 			cmd.Env = append(os.Environ(), runMainEnv+"=1")
 			var out lockedBuffer
 			cmd.Stdout, cmd.Stderr = &out, &out
@@ -99,6 +137,14 @@ func TestNodeStopsCleanlyOnSignal(t *testing.T) {
 			for _, want := range []string{"node agent stopping: the pods' tables stay in the kernel", sig.String() + " signal received", "node agent stopped"} {
 				if !strings.Contains(logs, want) {
 					t.Errorf("logs lack %q:\n%s", want, logs)
+				}
+			}
+			// A clean stop is no problem: nothing after the signal is
+			// logged as a warning or an error.
+			_, after, _ := strings.Cut(logs, "node agent stopping")
+			for _, line := range strings.Split(after, "\n") {
+				if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") {
+					t.Errorf("a clean stop logs %q\n%s", line, logs)
 				}
 			}
 		})

@@ -38,9 +38,10 @@ type Config struct {
 	ProposeInterval time.Duration `mapstructure:"proposeInterval" yaml:"proposeInterval"`
 	// Window is how far back proposals take their edges.
 	Window time.Duration `mapstructure:"window" yaml:"window"`
-	// MinObserved is how long a workload must have been observed for its
-	// proposal to be Settled, and for a promotion to enforce to pass the
-	// coverage gate without force.
+	// MinObserved is how long a workload must have been observed (within
+	// Window, which must also be observed whole: controller.EnforceGate)
+	// for its proposal to be Settled, and for a promotion to enforce to
+	// pass the coverage gate without force: one rule for both.
 	MinObserved time.Duration `mapstructure:"minObserved" yaml:"minObserved"`
 	// StatusInterval is how often NanoSegment statuses are refreshed
 	// (each written only when it changed).

@@ -337,7 +337,7 @@ func counter(t *testing.T, c *Controller, name string, labels map[string]string)
 
 // TestProposalsFromObservations: fed observations become proposals (spec:
 // the segment, the window, the edges with leftOut reasons; status:
-// coverage and Settled), a quiet graph causes no further writes, and the
+// coverage and Settled, here False with the coverage gate's reasons), a quiet graph causes no further writes, and the
 // proposal of a workload that left the cluster is deleted.
 func TestProposalsFromObservations(t *testing.T) {
 	h := newHarness(t)
@@ -348,13 +348,19 @@ func TestProposalsFromObservations(t *testing.T) {
 	r := h.start(t, "replica-a", true, nil)
 	ctx := context.Background()
 	var db *v1alpha1.NanoSegmentProposal
-	eventually(t, 15*time.Second, "db's proposal settled", func() error {
+	// Observed 2h of the 24h window, with silent workloads beside it:
+	// not Settled, saying what the coverage gate of a promotion to
+	// enforce would say.
+	eventually(t, 15*time.Second, "db's proposal not settled, with the gate's reasons", func() error {
 		p, err := h.proposal(ctx, "db")
 		if err != nil {
 			return err
 		}
 		db = p
-		if c := findCond(p.Status.Conditions, ConditionSettled); c == nil || c.Status != metav1.ConditionTrue {
+		c := findCond(p.Status.Conditions, ConditionSettled)
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != ReasonLearning ||
+			!strings.Contains(c.Message, "asked for a 24h window (--window) but it was observed for only") ||
+			!strings.Contains(c.Message, "intruder, in its namespace, had no observed traffic") {
 			return fmt.Errorf("settled: %+v", p.Status.Conditions)
 		}
 		return nil

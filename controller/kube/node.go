@@ -130,9 +130,15 @@ func (n *clusterNode) Read(netns string, _ bool) controller.EndpointSync {
 // Flush implements controller.Node: the agents push their observations.
 func (n *clusterNode) Flush() error { return nil }
 
-// Names implements controller.Node: the agents do not report DNS names
-// yet.
-func (n *clusterNode) Names() map[netip.Addr]string { return map[netip.Addr]string{} }
+// Names implements controller.Node: the DNS names the node agents'
+// observers learned, as their batches carry them (transport.Graph.Names),
+// when the graph keeps them.
+func (n *clusterNode) Names() map[netip.Addr]string {
+	if g, ok := n.graph.(interface{ Names() map[netip.Addr]string }); ok {
+		return g.Names()
+	}
+	return map[netip.Addr]string{}
+}
 
 // Probe implements controller.Node: the controller runs no probes
 // (ErrNoProbes).

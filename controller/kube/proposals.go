@@ -81,7 +81,7 @@ func (c *Controller) refreshProposals(ctx context.Context) error {
 	for _, p := range props {
 		ns, name, _ := strings.Cut(p.workload, "/")
 		seen[p.workload] = true
-		if err := c.writeProposal(ctx, ns, name, c.desiredProposal(ns, name, p), c.settled(p.coverage, now), p.coverage, existing[p.workload]); err != nil {
+		if err := c.writeProposal(ctx, ns, name, c.desiredProposal(ns, name, p), c.settled(p.workload, inf.Report.Coverage, now), p.coverage, existing[p.workload]); err != nil {
 			errs = append(errs, err)
 		}
 		if ctx.Err() != nil {
@@ -188,22 +188,33 @@ func (c *Controller) desiredProposal(ns, name string, p proposal) *v1alpha1.Nano
 	return out
 }
 
-// settled is the Settled condition of a workload with coverage cov at now.
-func (c *Controller) settled(cov model.Coverage, now time.Time) metav1.Condition {
-	observed := time.Duration(cov.ObservedSeconds * float64(time.Second)).Truncate(time.Second)
+// settled is the Settled condition of workload at now, given the
+// coverage of every workload in the window (covs). It applies the one
+// rule of the coverage gate (controller.EnforceGate, with the
+// controller's Window and MinObserved, as a promotion of this proposal
+// to enforce is judged): Settled=True means a promotion to enforce
+// passes the gate without force; Settled=False says what is missing,
+// every reason the gate would give. A workload is also still Learning
+// while a new peer or port appeared within the last ProposeInterval
+// (this the gate does not ask: the proposal may still change).
+func (c *Controller) settled(workload string, covs []model.Coverage, now time.Time) metav1.Condition {
+	cov, reasons := controller.EnforceGate(workload, covs, c.cfg.Window, c.cfg.MinObserved)
 	cond := metav1.Condition{Type: ConditionSettled, Status: metav1.ConditionFalse}
 	switch {
 	case cov.ObservedSeconds == 0:
-		cond.Reason, cond.Message = ReasonNotObserved, "no node agent observed the workload in the window"
-	case cov.Silent:
-		cond.Reason, cond.Message = ReasonSilent, fmt.Sprintf("observed %s without a successful connection", observed)
-	case observed < c.cfg.MinObserved:
-		cond.Reason, cond.Message = ReasonLearning, fmt.Sprintf("observed %s of the %s needed", observed, c.cfg.MinObserved)
+		cond.Reason, cond.Message = ReasonNotObserved, "no node agent observed the workload in the window: a promotion to enforce needs force"
+	case len(reasons) > 0:
+		cond.Reason = ReasonLearning
+		if cov.Silent {
+			cond.Reason = ReasonSilent
+		}
+		cond.Message = "a promotion to enforce needs force until it is settled: " + strings.Join(reasons, "; ")
 	case !cov.LastNew.IsZero() && now.Sub(cov.LastNew) < c.cfg.ProposeInterval:
 		cond.Reason, cond.Message = ReasonLearning, fmt.Sprintf("a new peer or port appeared at %s", cov.LastNew.UTC().Format(time.RFC3339))
 	default:
 		cond.Status, cond.Reason = metav1.ConditionTrue, ReasonSettled
-		cond.Message = fmt.Sprintf("observed at least %s, no new peer or port in the last %s", c.cfg.MinObserved, c.cfg.ProposeInterval)
+		cond.Message = fmt.Sprintf("observed %s of the %s window (at least the %s required), no new peer or port in the last %s: a promotion to enforce passes the coverage gate",
+			model.ShortDuration(cov.Observed()), model.ShortDuration(c.cfg.Window), model.ShortDuration(c.cfg.MinObserved), c.cfg.ProposeInterval)
 	}
 	return cond
 }
