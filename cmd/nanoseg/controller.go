@@ -28,6 +28,7 @@ var controllerBind = map[string]string{
 	"controller.id":              "id",
 	"controller.listen":          "listen",
 	"controller.ingest":          "ingest",
+	"controller.ingestReusePort": "ingest-reuse-port",
 	"controller.leaseDuration":   "lease-duration",
 	"controller.renewDeadline":   "renew-deadline",
 	"controller.retryPeriod":     "retry-period",
@@ -101,6 +102,7 @@ keeps every NanoSegment's status. A standby takes over within
 	f.String("id", "", "this replica's identity in the Lease (default $POD_NAME, else the host name)")
 	f.String("listen", "", "serve /metrics, /healthz and /readyz here (default 127.0.0.1:9990)")
 	f.String("ingest", "", "serve the node agents' observation batches here, HTTPS (default :9443)")
+	f.Bool("ingest-reuse-port", false, "bind --ingest with SO_REUSEPORT, so replicas on one host share it as they share a Service (outside a cluster, as make demo-kubernetes runs them)")
 	f.Duration("lease-duration", 15*time.Second, "how long a Lease holds without renewal: a standby takes over within it")
 	f.Duration("renew-deadline", 10*time.Second, "the leader gives up when it could not renew the Lease within this")
 	f.Duration("retry-period", 2*time.Second, "how often candidates try the Lease")
