@@ -75,7 +75,7 @@ demo: build ## the main job: bring up the shop lab, show its traffic, tear it do
 
 # The Kubernetes variant (scripts/demo-kubernetes.sh): an API server, the
 # lab as pods of two nodes, two controller replicas, two node agents.
-demo-kubernetes: build kube-bins ## the main job through an API server and kubectl: two nodes, two controller replicas, failover (root, ~2 min)
+demo-kubernetes: build kube-bins ## the main job through an API server and kubectl: two nodes, two controller replicas, failover (root, 2-2.5 min)
 	./scripts/demo-kubernetes.sh
 
 generate: ## regenerate generated code and manifests (controller-gen: deep-copy, CRDs)

@@ -95,6 +95,11 @@ cleanup() {
   for r in "${REPLICAS[@]}"; do stop "$r"; done
   "$NANOSEG" lab down --name "$LAB" || rc=1
   rm -rf "$STATE/owners"
+  # What the cluster held, for a look afterwards.
+  if [ -s "$KUBECONFIG" ]; then
+    kubectl get nanosegments,nanosegmentproposals,nanosegmentpromotions,controllerrevisions,leases,configmaps -A -o yaml \
+      >"$STATE/objects.yaml" 2>/dev/null || true
+  fi
   # Removing the kubeconfig stops the API server and etcd and removes
   # their files (kubetest's TestServe).
   rm -f "$KUBECONFIG"
@@ -122,7 +127,7 @@ cleanup() {
     rc=1
   else
     echo "nothing left behind: no process, network namespace, host nftables table, API server or etcd file, token or kubeconfig"
-    echo "kept: the logs in $STATE/"
+    echo "kept in $STATE/: the logs, and the cluster's nanoseg objects at the end (objects.yaml)"
   fi
   if [ "$rc" = 0 ]; then printf '\n\033[32mdemo-kubernetes passed in %ss\033[0m\n' "$(( $(date +%s) - start ))"; fi
   exit "$rc"
@@ -269,6 +274,7 @@ step "11. roll back one workload: shop/frontend returns to audit (a new record, 
 run kubectl nanoseg rollback shop/frontend --reason "demo: frontend team asks for another day of audit"
 [ "$(kubectl -n shop get nanosegment frontend -o 'jsonpath={.spec.mode}')" = audit ] || fail "shop/frontend is not back in audit"
 run kubectl nanoseg history shop/frontend
+run kubectl -n shop get nanosegmentpromotions --sort-by=.metadata.creationTimestamp
 
 step "12. kill the leader (kill -9): the standby takes the Lease and carries on"
 leader=$(lease_holder)
@@ -288,6 +294,7 @@ start_replica "$leader"
 run kubectl nanoseg promote shop/frontend --to enforce --force --reason "demo: promoted again under the new leader"
 [ "$(kubectl -n shop get nanosegment frontend -o 'jsonpath={.spec.mode}')" = enforce ] || fail "shop/frontend is not in enforce after the failover"
 run kubectl nanoseg history --verify | tail -n 5
+kubectl get nanosegmentproposals -A >"$STATE/proposals-after-failover.txt" 2>&1 || true
 "$NANOSEG" lab check --name "$LAB" >"$STATE/check-failover.txt" || { cat "$STATE/check-failover.txt"; fail "a declared connection broke across the failover"; }
 tail -n1 "$STATE/check-failover.txt"
 
