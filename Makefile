@@ -9,10 +9,10 @@ BIN := bin/nanoseg
 # Kernel tests run when this runs as root; the whole suite stays under 15 minutes.
 TEST_TIMEOUT ?= 14m
 
-.PHONY: help build image test unit bench lint fmt-check vet demo generate verify clean kube-bins conformance kube-up
+.PHONY: help build image test unit bench lint fmt-check vet demo demo-kubernetes generate verify clean kube-bins conformance kube-up
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 build: ## build bin/nanoseg and its kubectl plugin link bin/kubectl-nanoseg
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/nanoseg
@@ -72,6 +72,11 @@ vet: ## go vet
 
 demo: build ## the main job: bring up the shop lab, show its traffic, tear it down (root)
 	./scripts/demo.sh
+
+# The Kubernetes variant (scripts/demo-kubernetes.sh): an API server, the
+# lab as pods of two nodes, two controller replicas, two node agents.
+demo-kubernetes: build kube-bins ## the main job through an API server and kubectl: two nodes, two controller replicas, failover (root, 2-2.5 min)
+	./scripts/demo-kubernetes.sh
 
 generate: ## regenerate generated code and manifests (controller-gen: deep-copy, CRDs)
 	./hack/generate.sh

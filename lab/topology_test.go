@@ -2,6 +2,7 @@ package lab
 
 import (
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -27,6 +28,44 @@ workloads:
 externals:
   - {name: pay, dns: pay.example, ports: [{port: 443}]}
 `
+
+// TestShopTwoNodes: manifests/lab/shop-two-nodes.yaml (make
+// demo-kubernetes) is shop.yaml with its replicas on two nodes, and
+// nothing else changed, so the two demos tell the same story.
+func TestShopTwoNodes(t *testing.T) {
+	parse := func(path string) (*Topology, *Plan) {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		top, err := Parse(raw)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		p, err := NewPlan(top, raw)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		return top, p
+	}
+	shop, _ := parse("../manifests/lab/shop.yaml")
+	two, plan := parse("../manifests/lab/shop-two-nodes.yaml")
+	nodes := map[string]bool{}
+	for _, e := range plan.Endpoints {
+		if !e.External {
+			nodes[e.Node] = true
+		}
+	}
+	if len(nodes) != 2 || !nodes["node-a"] || !nodes["node-b"] {
+		t.Errorf("nodes %v, want node-a and node-b", nodes)
+	}
+	for i := range two.Workloads {
+		two.Workloads[i].Node = nil
+	}
+	if !reflect.DeepEqual(shop, two) {
+		t.Errorf("shop-two-nodes.yaml differs from shop.yaml in more than its nodes:\n%+v\n%+v", shop, two)
+	}
+}
 
 func TestParseShop(t *testing.T) {
 	raw, err := os.ReadFile("../manifests/lab/shop.yaml")

@@ -447,6 +447,11 @@ func (a *Agent) sync(ctx context.Context) bool {
 				"endpoints", len(a.inv.Endpoints()), "took", time.Since(start))
 		}
 		a.enforced.Store(true)
+		// The endpoints' new state goes to the controller now rather than
+		// at the next send interval: a promotion waits for it.
+		if a.sender != nil {
+			a.sender.Kick()
+		}
 	}
 	a.mLastSync.SetToCurrentTime()
 	return true

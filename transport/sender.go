@@ -137,7 +137,9 @@ func (c SenderConfig) Validate() error {
 // Sender is the node agent's side: it sends what its Source holds to the
 // receiver in batches, every Interval and at once while a batch is full,
 // keeps the batch until the receiver acknowledges it (retrying with
-// backoff on errors, 429 and 503), and sends its whole state when the
+// backoff on errors and 429; on a standby's 503 after its Retry-After,
+// on a new connection, standbyRetries times before backing off), and
+// sends its whole state when the
 // receiver asks (409). It logs once when sending starts failing and once
 // when it works again, never per retry.
 type Sender struct {
@@ -249,7 +251,15 @@ const (
 	outResync
 	outRetry    // keep the batch, wait, send it again
 	outRejected // the batch is bad: drop it, resync
+	outStandby  // a standby replica answered (503): keep the batch, try again soon
 )
+
+// standbyRetries is how many standby answers in a row are retried after
+// the answer's Retry-After without growing the backoff. Behind the
+// Service each new connection reaches either replica, so with two
+// replicas eight misses in a row happen once in 256; after them the
+// sender backs off as for any failure (no replica leads: an election).
+const standbyRetries = 8
 
 // Run sends until ctx ends; then it tries once more, for up to 2 s, to
 // deliver what is pending. It returns nil.
@@ -262,6 +272,7 @@ func (s *Sender) Run(ctx context.Context) error {
 		seq      uint64
 		full     = true // a new epoch starts with the whole state
 		backoff  time.Duration
+		standby  int // standby answers in a row
 		prevEnds []EndpointState
 		sentEnds []EndpointState
 		prevNms  []DNSName
@@ -304,6 +315,9 @@ func (s *Sender) Run(ctx context.Context) error {
 		}
 		out, wait := s.send(ctx, cur)
 		next := s.cfg.Interval
+		if out != outStandby {
+			standby = 0
+		}
 		switch out {
 		case outAccepted:
 			lastOK = time.Now()
@@ -325,6 +339,12 @@ func (s *Sender) Run(ctx context.Context) error {
 		case outRejected:
 			s.src.Resync()
 			full, cur, prevEnds = true, nil, nil
+			fallthrough
+		case outStandby:
+			if standby++; standby <= standbyRetries {
+				next = max(wait, jitter(time.Second))
+				break
+			}
 			fallthrough
 		case outRetry:
 			if ctx.Err() != nil {
@@ -460,7 +480,7 @@ func (s *Sender) send(ctx context.Context, b *Batch) (outcome, time.Duration) {
 		// attempt opens a new connection, which may reach the leader.
 		client.CloseIdleConnections()
 		s.fail("unavailable", msg, resp.StatusCode)
-		return outRetry, wait
+		return outStandby, wait
 	case resp.StatusCode == http.StatusUnauthorized:
 		_, _ = s.readToken(true)
 		s.fail("rejected", msg, resp.StatusCode)

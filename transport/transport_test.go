@@ -332,6 +332,27 @@ func TestLeadership(t *testing.T) {
 	}
 }
 
+// TestStandbyRetriedSoon: the answers of a standby (503, not the leader)
+// are retried after their Retry-After (1 s) without the backoff growing,
+// since behind the Service the next connection may reach the leader: six
+// requests take about 5 s, not the 31 s of a doubling backoff.
+func TestStandbyRetriedSoon(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	recv, err := transport.NewReceiver(transport.ReceiverConfig{}, fakeAuth{"tok": agentID}, transport.NewGraph(1000, 1000),
+		func() bool { return false }, reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(t, fakeAuth{"tok": agentID}, transport.ReceiverConfig{}, nil)
+	r.swap.set(recv)
+	sink := nodeagent.NewMemSink(100, 100)
+	_ = sink.MergeEdges([]model.Edge{edge("a", 1, 1)})
+	startSender(t, r, "node-a", r.tokenFile(t, "tok"), sink, nil, func(c *transport.SenderConfig) { c.MaxBackoff = time.Minute })
+	waitFor(t, 20*time.Second, "six standby answers", func() bool {
+		return counter(t, reg, "nanoseg_ingest_rejections_total", "reason", transport.ReasonNotReady) >= 6
+	})
+}
+
 // TestGraphBounds: per node, at most MaxEdgesPerNode edges (the least
 // recently seen go) and MaxVerdictsPerNode verdict events (the oldest
 // go), each drop counted; nodes are bounded separately and merged on

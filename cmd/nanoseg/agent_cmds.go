@@ -515,7 +515,10 @@ func newLabEdgesCmd(a *app) *cobra.Command {
 				want[edgeWant{t.From.Key(), p.Topology.DNS, 53, model.ProtocolTCP}] = false
 			}
 			deadline := time.Now().Add(wait)
-			for {
+			for first := true; ; first = false {
+				if !first && a.cluster.enabled() {
+					a.cluster.reread() // the proposals written since
+				}
 				edges, err := agentEdges(cmd.Context(), a, time.Time{}, time.Time{})
 				if err != nil {
 					return fmt.Errorf("lab edges: %w", err)

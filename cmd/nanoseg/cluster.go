@@ -85,6 +85,13 @@ func (c *cluster) client(ctx context.Context, a *app) *client.Client {
 	return c.session.Client()
 }
 
+// reread drops the session, so that the next request reads the cluster
+// again: a session is one read of it, and a command that polls (lab
+// edges --wait) must see what the controller writes meanwhile.
+func (c *cluster) reread() {
+	c.session, c.err = nil, nil
+}
+
 // klogOnce sets klog's logger once per process: klog's logger is a
 // global that client-go's goroutines read, so it is not set again under
 // them (tests run the CLI many times in one process).

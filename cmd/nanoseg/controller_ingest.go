@@ -36,7 +36,11 @@ func newIngest(ctx context.Context, client kubernetes.Interface, cfg ctrlkube.Co
 		if err != nil {
 			return fmt.Errorf("controller.ingest: serving certificate: %w", err)
 		}
-		ln, err := net.Listen("tcp", cfg.Ingest)
+		var lc net.ListenConfig
+		if cfg.IngestReusePort {
+			lc.Control = reusePort
+		}
+		ln, err := lc.Listen(ctx, "tcp", cfg.Ingest)
 		if err != nil {
 			return fmt.Errorf("controller.ingest: %w", err)
 		}

@@ -27,6 +27,12 @@ type Config struct {
 	Listen string `mapstructure:"listen" yaml:"listen"`
 	// Ingest serves the node agents' observation batches (HTTPS).
 	Ingest string `mapstructure:"ingest" yaml:"ingest"`
+	// IngestReusePort binds Ingest with SO_REUSEPORT (Linux), so that
+	// replicas on one host (outside a cluster: make demo-kubernetes)
+	// share one address and the kernel spreads the node agents'
+	// connections over them, as the Service does in a cluster: the
+	// standby answers 503 and the agent retries on a new connection.
+	IngestReusePort bool `mapstructure:"ingestReusePort" yaml:"ingestReusePort"`
 	// LeaseDuration, RenewDeadline and RetryPeriod are client-go's leader
 	// election timings: a standby takes over at most LeaseDuration after
 	// the leader last renewed; the leader gives up when it could not

@@ -51,6 +51,10 @@ type Controller struct {
 	mu sync.Mutex
 	ln net.Listener
 
+	// statusKick asks the status loop for a refresh now (after a
+	// promotion: its author waits for the NanoSegment's status).
+	statusKick chan struct{}
+
 	mLeader     prometheus.Gauge
 	mProposals  *prometheus.CounterVec
 	mPromotions *prometheus.CounterVec
@@ -75,7 +79,7 @@ func New(cfg Config, client kubernetes.Interface, dyn dynamic.Interface, parts P
 		reg = prometheus.NewRegistry()
 	}
 	c := &Controller{cfg: cfg, parts: parts, client: client, dyn: dyn, log: log.With("component", "controller", "id", cfg.ID), reg: reg,
-		inv: inventory.NewIndex(nil, nil, nil)}
+		inv: inventory.NewIndex(nil, nil, nil), statusKick: make(chan struct{}, 1)}
 	c.node = &clusterNode{graph: parts.Graph, inv: func() *inventory.Index { return c.inv }}
 	const ns, sub = "nanoseg", "controller"
 	c.mLeader = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "leader",

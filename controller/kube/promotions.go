@@ -204,6 +204,9 @@ func (c *Controller) carryOut(ctx context.Context, cached *unstructured.Unstruct
 		return
 	}
 	c.succeed(ctx, &p, res, change)
+	// `promote` waits for the NanoSegment's status to say every
+	// endpoint is in sync: write it now, not up to StatusInterval later.
+	c.kickStatus()
 	log.Info("promotion carried out", "seq", res.Promotion.Seq, "to", res.Promotion.ToMode, "revision", res.Promotion.ToRevision,
 		"unchanged", res.Unchanged, "converged", res.Converged)
 }

@@ -52,7 +52,17 @@ func (c *Controller) statusLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-time.After(c.cfg.StatusInterval):
+		case <-c.statusKick:
 		}
+	}
+}
+
+// kickStatus has the status loop refresh the NanoSegments' status now
+// rather than at the next StatusInterval.
+func (c *Controller) kickStatus() {
+	select {
+	case c.statusKick <- struct{}{}:
+	default:
 	}
 }
 
