@@ -84,7 +84,16 @@ daemon() {
 host_tables() { nft list tables 2>/dev/null | sort || true; }
 # A NanoSegment's status field (0 when unset).
 seg_status() { local v; v=$(kubectl -n "$1" get nanosegment "$2" -o "jsonpath={.status.$3}" 2>/dev/null) || v=; echo "${v:-0}"; }
-lease_holder() { kubectl -n nanoseg-system get lease nanoseg-controller -o 'jsonpath={.spec.holderIdentity}' 2>/dev/null; }
+# lease_holder prints the Lease's holder ("" when it cannot be read after a
+# few tries; the error goes to the terminal).
+lease_holder() {
+  local i
+  for i in 1 2 3 4 5; do
+    kubectl -n nanoseg-system get lease nanoseg-controller -o 'jsonpath={.spec.holderIdentity}' && return 0
+    sleep 1
+  done
+  return 0
+}
 
 cleanup() {
   rc=$?
