@@ -75,7 +75,7 @@ var fence = []fenceRow{
 		"the observer reads the verdict log through its grammar, never the dataplane's code"},
 	{"dataplane", []string{"model", "internal/verdictlog", "internal/nsenter"}, [][]string{cluster, storage, {mod + "policies", mod + "observer"}},
 		"the dataplane understands rule sets only; what policies mean is decided above it"},
-	{"compile", []string{"model", "internal/verdictlog", "policies", "policies/v1alpha1", "dataplane"}, [][]string{cluster, storage, {mod + "observer", mod + "store", mod + "lab"}},
+	{"compile", []string{"model", "internal/verdictlog", "policies", "policies/v1alpha1", "policies/cnp/v1alpha2", "dataplane"}, [][]string{cluster, storage, {mod + "observer", mod + "store", mod + "lab"}},
 		"compile turns policies and endpoints into rule sets (the dataplane's type); it never programs them"},
 	{"inventory", []string{"model", "policies"}, [][]string{kernel, cluster, storage, {mod + "lab"}},
 		"the inventory seam and the address index are pure; sources live in subpackages"},
