@@ -41,6 +41,18 @@ package dataplane
 //	  output, egress: the same with oifname and daddr.
 //	}
 //
+// With ClusterNetworkPolicy tiers (RuleSet.Admin, RuleSet.Baseline) the
+// table also holds, per tier, direction and family, the maps
+// "<tier>-<dir>-v4" (address . l4proto . port, interval) and
+// "<tier>-<dir>-any-v4" (address . l4proto), looked up in that order; the
+// Admin lookups sit in ingress/egress before "goto ingress-np" (egress-np),
+// which holds the NetworkPolicy tier's lookups, the Baseline lookups and
+// the default. A tier rule's chain counts, then accepts, drops (deny,
+// logged "nanoseg:deny:<id>" rate-limited, in every mode) or, for an Admin
+// Pass, goes to the -np chain. Elements keep the first-match order of the
+// tier's entries (tierElements); docs/architecture.md, "ClusterNetworkPolicy
+// tiers in the kernel", says why.
+//
 // Why this shape:
 //   - Allowed peers live in verdict maps whose elements goto the chain of
 //     their rule id, so one lookup (pipapo, cost independent of the number of

@@ -119,8 +119,8 @@ func TestRenderTiers(t *testing.T) {
 	want := map[string][]string{
 		ChainIngress: {"meta nfproto ipv4 ip saddr . meta l4proto . th dport vmap @admin-ingress-v4", "meta nfproto ipv4 ip saddr . meta l4proto vmap @admin-ingress-any-v4",
 			"meta nfproto ipv6 ip6 saddr . meta l4proto . th dport vmap @admin-ingress-v6", "meta nfproto ipv6 ip6 saddr . meta l4proto vmap @admin-ingress-any-v6", "goto ingress-np"},
-		RuleChain("cnp/admin/a/ingress-0"): {`counter name "rule-cnp/admin/a/ingress-0"`, "goto ingress-np"},
-		RuleChain("cnp/admin/a/ingress-1"): {`counter name "rule-cnp/admin/a/ingress-1"`, `limit rate 10/second burst 20 packets log prefix "nanoseg:deny:cnp/admin/a/ingress-1" group 18`, "drop"},
+		RuleChain("cnp/admin/a/ingress-0"):   {`counter name "rule-cnp/admin/a/ingress-0"`, "goto ingress-np"},
+		RuleChain("cnp/admin/a/ingress-1"):   {`counter name "rule-cnp/admin/a/ingress-1"`, `limit rate 10/second burst 20 packets log prefix "nanoseg:deny:cnp/admin/a/ingress-1" group 18`, "drop"},
 		RuleChain("cnp/baseline/b/egress-0"): {`counter name "rule-cnp/baseline/b/egress-0"`, `log prefix "nanoseg:observed:cnp/baseline/b/egress-0" group 18`, "accept"},
 	}
 	for ch, rules := range want {
