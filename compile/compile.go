@@ -39,6 +39,10 @@ type CompileInput struct {
 	Hosts      []netip.Addr
 	Names      map[string][]netip.Addr
 	Services   []model.Service
+	// Nodes are the nodes ClusterNetworkPolicy nodes peers select by
+	// label (none: such a peer matches nothing, as in policies.Evaluate
+	// over a world without nodes).
+	Nodes []policies.Node
 }
 
 // peerRef names one peer of one rule of one policy.
@@ -65,6 +69,11 @@ type Compiler struct {
 	policies   []*policies.Policy
 	hosts      []netip.Addr
 	names      map[string][]netip.Addr
+	nodes      []policies.Node
+	// cluster holds the ClusterNetworkPolicies of the Admin (0) and
+	// Baseline (1) tiers in evaluation order (cluster.go).
+	cluster [2][]*policies.ClusterPolicy
+	podKeys []string // every pod key, sorted; nil when stale
 
 	byNS        map[string][]int            // namespace -> indexes of its policies
 	namedEgress []bool                      // policy has egress named ports to address peers
@@ -90,14 +99,9 @@ type Compiler struct {
 	egressBlock     map[string][]netip.Prefix       // pod key -> the address blocks of its egress rules
 }
 
-// NewCompiler compiles in fully: one rule set per participating pod. It
-// refuses a policy set holding ClusterNetworkPolicies: rule sets cannot
-// express their tiers yet, and leaving them out would enforce less than
-// they say.
+// NewCompiler compiles in fully: one rule set per participating pod, with
+// the ClusterNetworkPolicy tiers of the policy set (cluster.go).
 func NewCompiler(in CompileInput) (*Compiler, error) {
-	if cps := in.Policies.ClusterPolicies(); len(cps) > 0 {
-		return nil, fmt.Errorf("compile: %s: ClusterNetworkPolicies are not compiled into rule sets yet", cps[0].Ref)
-	}
 	c := &Compiler{
 		namespaces:  map[string]policies.Namespace{},
 		pods:        map[string]policies.Pod{},
@@ -105,6 +109,7 @@ func NewCompiler(in CompileInput) (*Compiler, error) {
 		policies:    in.Policies.Policies(),
 		hosts:       slices.Clone(in.Hosts),
 		names:       in.Names,
+		nodes:       slices.Clone(in.Nodes),
 		peerPods:    map[peerRef]map[string]bool{},
 		ruleSets:    map[string]dataplane.RuleSet{},
 		defaults:    map[string][]policies.PolicyRef{},
@@ -115,6 +120,10 @@ func NewCompiler(in CompileInput) (*Compiler, error) {
 		egressKey:   map[string]string{},
 		svcSplit:    map[netip.Prefix][]netip.Prefix{},
 		egressBlock: map[string][]netip.Prefix{},
+	}
+	for _, cp := range in.Policies.ClusterPolicies() {
+		i := tierIndex(cp.Tier)
+		c.cluster[i] = append(c.cluster[i], cp)
 	}
 	c.setServices(in.Services)
 	for _, ns := range in.Namespaces {
@@ -223,6 +232,9 @@ func (c *Compiler) RuleSet(key string) (dataplane.RuleSet, bool) {
 // anyone's decision (the node then keeps an enforcing table it finds
 // there, see node.Node).
 func (c *Compiler) Selected(key string) bool {
+	if p, ok := c.pods[key]; ok && c.clusterSelects(p) {
+		return true
+	}
 	for _, sel := range c.selected {
 		if sel[key] {
 			return true
@@ -267,6 +279,16 @@ func (c *Compiler) DeletePod(key string) ([]string, error) {
 
 func (c *Compiler) changed(key string, old policies.Pod, had bool, now *policies.Pod) []string {
 	affected := map[string]bool{key: true}
+	if !had || now == nil {
+		c.podKeys = nil
+	}
+	if len(c.cluster[0])+len(c.cluster[1]) > 0 {
+		// A ClusterNetworkPolicy peer may select the pod (before or
+		// after): every rule set is rebuilt. Not incremental yet.
+		for k := range c.pods {
+			affected[k] = true
+		}
+	}
 	touch := func(pi int) {
 		for k := range c.selected[pi] {
 			affected[k] = true
@@ -360,6 +382,7 @@ func (c *Compiler) rebuild(key string) {
 	}
 	best := -1
 	var isolating [2][]int
+	var isolated [2]bool // by a policy of any mode but observe
 	mine := c.byNS[p.Namespace]
 	for _, i := range mine {
 		pol := c.policies[i]
@@ -367,7 +390,11 @@ func (c *Compiler) rebuild(key string) {
 			continue
 		}
 		best = max(best, modeRank[pol.Mode])
+		for d := range 2 {
+			isolated[d] = isolated[d] || pol.Isolates[d]
+		}
 	}
+	defer c.addTiers(key, p, isolated)
 	if best < 0 {
 		c.ruleSets[key] = rs
 		return

@@ -5,7 +5,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"path/filepath"
-	"strings"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -27,13 +27,15 @@ func protoNumber(p model.Protocol) uint8 {
 	return 6
 }
 
-// allows is the dataplane's answer for one direction of a rule set.
+// allows is the dataplane's answer for one direction of a rule set
+// (RuleSet.Decide: the tiers, the entries, the mode's default): whether
+// the connection is let through without an audit-deny.
 func allows(rs dataplane.RuleSet, ok bool, dir model.Direction, peer netip.Addr, proto model.Protocol, port int32) bool {
-	if !ok || rs.Mode == model.ModeObserve {
+	if !ok {
 		return true
 	}
-	_, allowed := rs.Allows(dir, peer, protoNumber(proto), uint16(port))
-	return allowed
+	_, v := rs.Decide(dir, peer, protoNumber(proto), uint16(port))
+	return v == model.VerdictAllow || v == model.VerdictObserved
 }
 
 func addrOf(w policies.World, ep string) (netip.Addr, string) {
@@ -63,6 +65,11 @@ func stringsCut(s string) (string, string, bool) {
 // some outside addresses exactly as policies.Evaluate does.
 func TestCompileMatchesEvaluate(t *testing.T) {
 	files, _ := filepath.Glob("../policies/testdata/cases/*.yaml")
+	cnp, _ := filepath.Glob("../policies/testdata/cases/cnp/*.yaml")
+	if len(cnp) < 5 {
+		t.Fatalf("found %d ClusterNetworkPolicy cases", len(cnp))
+	}
+	files = append(files, cnp...)
 	if len(files) < 5 {
 		t.Fatalf("found %d cases", len(files))
 	}
@@ -75,6 +82,17 @@ func TestCompileMatchesEvaluate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		ports := slices.Clone(casePorts)
+		for _, cc := range c.Connections {
+			ports = append(ports, cc.Port, cc.Port+1, cc.Port-1)
+		}
+		for _, s := range c.Steps {
+			for _, cc := range s.Connections {
+				ports = append(ports, cc.Port, cc.Port+1, cc.Port-1)
+			}
+		}
+		slices.Sort(ports)
+		ports = slices.Compact(ports)
 		for step := -1; step < len(c.Steps); step++ {
 			if step >= 0 {
 				if err := st.Apply(c.Steps[step]); err != nil {
@@ -85,7 +103,7 @@ func TestCompileMatchesEvaluate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			comp, err := NewCompiler(CompileInput{Namespaces: st.World.Namespaces(), Pods: st.World.Pods(), Policies: set})
+			comp, err := NewCompiler(CompileInput{Namespaces: st.World.Namespaces(), Pods: st.World.Pods(), Policies: set, Nodes: st.World.Nodes()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -100,10 +118,15 @@ func TestCompileMatchesEvaluate(t *testing.T) {
 					eps = append(eps, p.Key())
 				}
 			}
+			for _, n := range st.World.Nodes() {
+				for _, a := range n.IPs {
+					eps = append(eps, a.String())
+				}
+			}
 			eps = append(eps, "198.19.0.10", "198.18.2.7")
 			for _, from := range eps {
 				for _, to := range eps {
-					for _, port := range []int32{53, 80, 666, 3868, 5432, 7999, 8000, 8010, 8011, 8080} {
+					for _, port := range ports {
 						for _, proto := range []model.Protocol{"TCP", "UDP", "SCTP"} {
 							fa, fk := addrOf(st.World, from)
 							ta, tk := addrOf(st.World, to)
@@ -112,6 +135,15 @@ func TestCompileMatchesEvaluate(t *testing.T) {
 							srs, sok := comp.RuleSet(fk)
 							drs, dok := comp.RuleSet(tk)
 							got := allows(srs, sok, model.Egress, ta, proto, port) && allows(drs, dok, model.Ingress, fa, proto, port)
+							if got != want && fa == ta {
+								// Hairpin: a connection to the endpoint's own
+								// address goes over lo, which the table's base
+								// chains accept before any tier (render.go), as
+								// Evaluate exempts it from ClusterNetworkPolicy;
+								// RuleSet.Decide does not model lo.
+								t.Logf("%s step %d: %s: skipped, hairpin over lo (rule sets say %v, Evaluate %v)", filepath.Base(f), step, conn, got, want)
+								continue
+							}
 							if got != want {
 								t.Errorf("%s step %d: %s: rule sets say %v, Evaluate %v", filepath.Base(f), step, conn, got, want)
 							}
@@ -122,6 +154,10 @@ func TestCompileMatchesEvaluate(t *testing.T) {
 		}
 	}
 }
+
+// casePorts are the ports TestCompileMatchesEvaluate tries: those the
+// cases name, and ports beside their ranges.
+var casePorts = []int32{53, 80, 81, 666, 3868, 5432, 5000, 5010, 5011, 7000, 7999, 8000, 8010, 8011, 8080, 9000, 9090}
 
 // synthetic builds nsCount namespaces of podsPerNS pods each, and per
 // namespace policiesPerNS NetworkPolicies: app-i accepts app-(i+1) on a
@@ -314,14 +350,30 @@ func randomPodChange(t *testing.T, comp *Compiler, all []policies.Pod, pods map[
 	return nil, false
 }
 
-// TestNewCompilerRefusesClusterPolicies: rule sets do not express
-// ClusterNetworkPolicy tiers yet, so a set holding one is refused rather
-// than compiled without it.
-func TestNewCompilerRefusesClusterPolicies(t *testing.T) {
+// TestClusterTiersInRuleSets: a ClusterNetworkPolicy's rules become tier
+// entries with their action and rule id, in evaluation order; the
+// Baseline tier only where nothing isolates the pod, ending with an
+// accept-everything entry when the mode would deny.
+func TestClusterTiersInRuleSets(t *testing.T) {
 	objs, err := policies.ParseObjects("cnp.yaml", []byte(`apiVersion: policy.networking.k8s.io/v1alpha2
 kind: ClusterNetworkPolicy
 metadata: {name: guard}
-spec: {tier: Admin, priority: 1, subject: {namespaces: {}}, ingress: [{action: Deny, from: [{namespaces: {}}]}]}
+spec: {tier: Admin, priority: 5, subject: {namespaces: {}}, ingress: [{action: Deny, from: [{namespaces: {matchLabels: {kubernetes.io/metadata.name: b}}}]}]}
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: first}
+spec: {tier: Admin, priority: 1, subject: {namespaces: {}}, ingress: [{action: Pass, from: [{pods: {namespaceSelector: {}, podSelector: {}}}], protocols: [{tcp: {destinationPort: {number: 80}}}]}]}
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: floor}
+spec: {tier: Baseline, priority: 1, subject: {namespaces: {}}, egress: [{action: Deny, to: [{networks: [198.19.0.0/16]}]}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web, namespace: a}
+spec: {podSelector: {}, policyTypes: [Ingress], ingress: [{}]}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -330,7 +382,52 @@ spec: {tier: Admin, priority: 1, subject: {namespaces: {}}, ingress: [{action: D
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewCompiler(CompileInput{Policies: set}); err == nil || !strings.Contains(err.Error(), "ClusterNetworkPolicy guard: ClusterNetworkPolicies are not compiled into rule sets yet") {
-		t.Fatalf("NewCompiler: %v", err)
+	nss := []policies.Namespace{{Name: "a", Labels: map[string]string{"kubernetes.io/metadata.name": "a"}}, {Name: "b", Labels: map[string]string{"kubernetes.io/metadata.name": "b"}}}
+	pods := []policies.Pod{
+		{Namespace: "a", Name: "x", IPs: []netip.Addr{netip.MustParseAddr("198.18.0.1")}},
+		{Namespace: "b", Name: "y", IPs: []netip.Addr{netip.MustParseAddr("198.18.0.2")}},
+	}
+	comp, err := NewCompiler(CompileInput{Namespaces: nss, Pods: pods, Policies: set})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, _ := comp.RuleSet("a/x")
+	if err := rs.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	wantAdmin := []dataplane.Entry{
+		{Peer: netip.MustParsePrefix("198.18.0.1/32"), Protocol: model.ProtocolTCP, Port: 80, RuleID: "cnp/admin/first/ingress-0", Action: dataplane.ActionPass},
+		{Peer: netip.MustParsePrefix("198.18.0.2/32"), Protocol: model.ProtocolTCP, Port: 80, RuleID: "cnp/admin/first/ingress-0", Action: dataplane.ActionPass},
+		{Peer: netip.MustParsePrefix("198.18.0.2/32"), RuleID: "cnp/admin/guard/ingress-0", Action: dataplane.ActionDeny},
+	}
+	if diff := cmp.Diff(wantAdmin, rs.Admin.Ingress, cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
+		t.Errorf("admin ingress (-want +got):\n%s", diff)
+	}
+	// Egress is not isolated (the NetworkPolicy is Ingress only): the
+	// Baseline tier, then everything else allowed.
+	wantBase := []dataplane.Entry{
+		{Peer: netip.MustParsePrefix("198.19.0.0/16"), RuleID: "cnp/baseline/floor/egress-0", Action: dataplane.ActionDeny},
+		{Peer: netip.MustParsePrefix("0.0.0.0/0"), RuleID: notIsolatedBaseline, Action: dataplane.ActionAccept},
+		{Peer: netip.MustParsePrefix("::/0"), RuleID: notIsolatedBaseline, Action: dataplane.ActionAccept},
+	}
+	if diff := cmp.Diff(wantBase, rs.Baseline.Egress, cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
+		t.Errorf("baseline egress (-want +got):\n%s", diff)
+	}
+	if len(rs.Egress) != 0 || len(rs.Baseline.Ingress) != 0 || rs.Mode != model.ModeEnforce {
+		t.Errorf("rule set %+v", rs)
+	}
+	// b/y: no policy of its own; an observe rule set with both tiers.
+	ry, _ := comp.RuleSet("b/y")
+	if ry.Mode != model.ModeObserve || len(ry.Admin.Ingress) != 3 || len(ry.Baseline.Egress) != 1 || !comp.Selected("b/y") {
+		t.Errorf("b/y: %+v selected %v", ry, comp.Selected("b/y"))
+	}
+	if _, v := ry.Decide(model.Ingress, netip.MustParseAddr("198.18.0.2"), 17, 53); v != model.VerdictDeny {
+		t.Errorf("b/y from itself UDP 53: %s, want deny", v)
+	}
+	if id, v := ry.Decide(model.Ingress, netip.MustParseAddr("198.18.0.2"), 6, 80); v != model.VerdictObserved {
+		t.Errorf("b/y from itself TCP 80 (Pass): %s %s, want observed", id, v)
+	}
+	if id, v := rs.Decide(model.Egress, netip.MustParseAddr("198.19.1.1"), 6, 80); v != model.VerdictDeny || id != "cnp/baseline/floor/egress-0" {
+		t.Errorf("a/x egress to 198.19.1.1: %s %s", id, v)
 	}
 }

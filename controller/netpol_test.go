@@ -237,23 +237,41 @@ func TestEvidenceNamesNetworkPoliciesAndDeciders(t *testing.T) {
 	}
 }
 
-// TestApplyRefusesClusterNetworkPolicy: a document with a
-// ClusterNetworkPolicy stores nothing, not even the NetworkPolicy beside
-// it, and says why: the dataplane does not enforce them yet, and a stored
-// one would make explain disagree with the kernel.
-func TestApplyRefusesClusterNetworkPolicy(t *testing.T) {
+// TestApplyStoresClusterNetworkPolicy: a ClusterNetworkPolicy is stored
+// beside the NetworkPolicy of its document and is in force at once (the
+// node receives it with the other policies); an invalid one stores
+// nothing.
+func TestApplyStoresClusterNetworkPolicy(t *testing.T) {
 	f := newFixture(t)
-	doc := defaultDeny + `---
-apiVersion: policy.networking.k8s.io/v1alpha2
+	guard := `apiVersion: policy.networking.k8s.io/v1alpha2
 kind: ClusterNetworkPolicy
 metadata: {name: guard}
 spec: {tier: Admin, priority: 1, subject: {namespaces: {}}, ingress: [{action: Deny, from: [{namespaces: {}}]}]}
 `
-	_, err := f.svc.Apply(context.Background(), "cnp.yaml", []byte(doc), "alice")
-	if !errors.Is(err, controller.ErrInvalid) || !strings.Contains(err.Error(), "ClusterNetworkPolicy guard: not stored: the dataplane does not enforce ClusterNetworkPolicies yet") {
-		t.Fatalf("apply: %v", err)
+	bad := strings.Replace(guard, "action: Deny", "action: Allow", 1)
+	if _, err := f.svc.Apply(context.Background(), "cnp.yaml", []byte(defaultDeny+"---\n"+bad), "alice"); !errors.Is(err, controller.ErrInvalid) || !strings.Contains(err.Error(), "spec.ingress[0].action") {
+		t.Fatalf("apply of an invalid ClusterNetworkPolicy: %v", err)
 	}
 	if nps, err := f.svc.NetworkPolicies(); err != nil || len(nps) != 0 {
 		t.Fatalf("NetworkPolicies after a refused apply: %v, %v", nps, err)
+	}
+	res, err := f.svc.Apply(context.Background(), "cnp.yaml", []byte(defaultDeny+"---\n"+guard), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.ClusterNetworkPolicies) != 1 || res.ClusterNetworkPolicies[0] != (controller.ClusterNetworkPolicyResult{Name: "guard", Tier: "Admin", Priority: 1}) {
+		t.Errorf("result: %+v", res.ClusterNetworkPolicies)
+	}
+	in, err := f.svc.InForce()
+	if err != nil || len(in.ClusterNetworkPolicies) != 1 || in.ClusterNetworkPolicies[0].Name != "guard" {
+		t.Fatalf("in force: %+v, %v", in.ClusterNetworkPolicies, err)
+	}
+	set, err := in.Set()
+	if err != nil || len(set.ClusterPolicies()) != 1 {
+		t.Fatalf("set: %v", err)
+	}
+	res, err = f.svc.Apply(context.Background(), "cnp.yaml", []byte(guard), "alice")
+	if err != nil || len(res.ClusterNetworkPolicies) != 1 || !res.ClusterNetworkPolicies[0].Unchanged {
+		t.Fatalf("second apply: %+v, %v", res, err)
 	}
 }

@@ -361,6 +361,9 @@ type ApplyResult struct {
 	Revisions []store.Revision `json:"revisions"`
 	// NetworkPolicies are the NetworkPolicies, in force from now on.
 	NetworkPolicies []NetworkPolicyResult `json:"networkPolicies"`
+	// ClusterNetworkPolicies are the ClusterNetworkPolicies of the
+	// document, in force from now on.
+	ClusterNetworkPolicies []ClusterNetworkPolicyResult `json:"clusterNetworkPolicies,omitempty"`
 	// Converged is true when no NetworkPolicy changed, or when every
 	// endpoint holds its rule set after they took effect; Errors name
 	// the endpoints that failed.
@@ -375,25 +378,33 @@ type ApplyResult struct {
 // effect when promoted. NetworkPolicies are stored as NetworkPolicies
 // (networking.k8s.io/v1, any selector) and enforced at once with their
 // own semantics, as Kubernetes does; Apply then waits for the dataplane
-// as a promotion does. A document holding a ClusterNetworkPolicy stores
-// nothing (ErrInvalid): the dataplane does not enforce them yet.
+// as a promotion does. ClusterNetworkPolicies (policy.networking.k8s.io/
+// v1alpha2) are stored as themselves, replacing one of the same name, and
+// enforced at once as well; a store without ClusterPolicyStore refuses
+// them (ErrInvalid, nothing stored).
 func (s *Service) Apply(ctx context.Context, file string, raw []byte, who string) (ApplyResult, error) {
 	res := ApplyResult{Revisions: []store.Revision{}, NetworkPolicies: []NetworkPolicyResult{}, Converged: true}
 	objs, err := policies.ParseObjects(file, raw)
 	if err != nil {
 		return res, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	// ClusterNetworkPolicies are evaluated (policy check, explain, matrix)
-	// but not yet enforced by the dataplane: storing one would make
-	// explain disagree with the kernel, so none is stored.
-	if cnps := policies.ClusterNetworkPolicies(objs); len(cnps) > 0 {
-		return res, fmt.Errorf("%w: %s: ClusterNetworkPolicy %s: not stored: the dataplane does not enforce ClusterNetworkPolicies yet (policy check, explain and matrix evaluate them from files); nothing stored", ErrInvalid, file, cnps[0].Name)
+	// ClusterNetworkPolicies are enforced at once, like NetworkPolicies;
+	// a store that cannot hold them refuses them (nothing stored).
+	cnps := policies.ClusterNetworkPolicies(objs)
+	cstore, canCNP := s.store.(store.ClusterPolicyStore)
+	if len(cnps) > 0 && !canCNP {
+		return res, fmt.Errorf("%w: %s: ClusterNetworkPolicy %s: not stored: this store does not hold ClusterNetworkPolicies; nothing stored", ErrInvalid, file, cnps[0].Name)
 	}
 	nps, segs := policies.SplitObjects(objs)
-	if len(segs) == 0 && len(nps) == 0 {
-		return res, fmt.Errorf("%w: %s: no NanoSegment or NetworkPolicy objects", ErrInvalid, file)
+	if len(segs) == 0 && len(nps) == 0 && len(cnps) == 0 {
+		return res, fmt.Errorf("%w: %s: no NanoSegment, NetworkPolicy or ClusterNetworkPolicy objects", ErrInvalid, file)
 	}
 	var errs []error
+	for i := range cnps {
+		if _, err := policies.CompileClusterNetworkPolicy(&cnps[i]); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", file, err))
+		}
+	}
 	for i := range nps {
 		if verrs := policies.ValidateNetworkPolicy(&nps[i]); len(verrs) > 0 {
 			errs = append(errs, fmt.Errorf("%s: NetworkPolicy %s/%s: %v", file, nps[i].Namespace, nps[i].Name, verrs.ToAggregate()))
@@ -435,11 +446,15 @@ func (s *Service) Apply(ctx context.Context, file string, raw []byte, who string
 		}
 		res.Revisions = append(res.Revisions, r)
 	}
-	if len(nps) == 0 {
+	cnpChanged, err := s.storeClusterNetworkPolicies(cstore, cnps, who, &res)
+	if err != nil {
+		return res, err
+	}
+	if len(nps) == 0 && !cnpChanged {
 		return res, nil
 	}
 	changed, err := s.storeNetworkPolicies(nps, now, who, &res)
-	if err != nil || !changed {
+	if err != nil || !(changed || cnpChanged) {
 		return res, err
 	}
 	res.Converged, res.Errors = s.enforceAll(ctx)

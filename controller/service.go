@@ -226,8 +226,9 @@ func activeSegments(active []ActivePolicy) []v1alpha1.NanoSegment {
 	return segs
 }
 
-// InForce returns every policy in force: the stored NetworkPolicies and
-// the active nanosegments with their promoted modes.
+// InForce returns every policy in force: the stored NetworkPolicies, the
+// active nanosegments with their promoted modes, and the stored
+// ClusterNetworkPolicies (when the store holds them: ClusterPolicyStore).
 func (s *Service) InForce() (policies.InForce, error) {
 	var in policies.InForce
 	active, err := s.Active()
@@ -241,6 +242,11 @@ func (s *Service) InForce() (policies.InForce, error) {
 	}
 	for _, r := range recs {
 		in.NetworkPolicies = append(in.NetworkPolicies, *r.Policy)
+	}
+	if cs, ok := s.store.(store.ClusterPolicyStore); ok {
+		if in.ClusterNetworkPolicies, err = cs.ClusterNetworkPolicies(); err != nil {
+			return in, err
+		}
 	}
 	return in, nil
 }

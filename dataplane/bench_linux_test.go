@@ -354,3 +354,70 @@ func BenchmarkPeer1000(b *testing.B) {
 		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/1000-endpoints")
 	})
 }
+
+// adminEntries returns n Admin tier entries none of which matches the
+// benchmark client: a third any-protocol Denies of one address, a third
+// TCP Denies of a /24 on a port range, a third Passes of one address and
+// port (policies of ten rules each, as rule ids).
+func adminEntries(n int) []Entry {
+	es := make([]Entry, 0, n)
+	actions := []Action{ActionDeny, ActionDeny, ActionPass}
+	for i := range n {
+		e := Entry{RuleID: fmt.Sprintf("cnp/admin/p%d/ingress-%d", i/10, i%10), Action: actions[i%3]}
+		switch i % 3 {
+		case 0:
+			e.Peer = netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, 200 + byte(i>>8&3), byte(i)}), 32)
+		case 1:
+			e.Peer = netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, 210 + byte(i%40), 0}), 24)
+			e.Protocol, e.Port, e.EndPort = model.ProtocolTCP, 1000+i, 2000+i
+		default:
+			e.Peer = netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, 250 + byte(i>>8&3), byte(i)}), 32)
+			e.Protocol, e.Port = model.ProtocolTCP, 80
+		}
+		es = append(es, e)
+	}
+	return es
+}
+
+// BenchmarkConnRateTiers: new connections per second through 100,000
+// NetworkPolicy-tier entries with 1,000 Admin rules in front of them
+// (none matching, so every connection takes the Admin lookups and goes on
+// to the NetworkPolicy tier), against the same 100,000 entries without
+// the Admin tier and against no table, interleaved in rounds on fresh
+// pairs (KERNEL.md). "ratio-vs-developer" is the measure.
+func BenchmarkConnRateTiers(b *testing.B) {
+	nettest.RequireRoot(b)
+	base, dev, tiers := newPair(b), newPair(b), newPair(b)
+	for _, p := range []pair{base, dev, tiers} {
+		acceptLoop(b, p)
+	}
+	dp := New(nil)
+	rs := RuleSet{Name: "bench", Mode: model.ModeEnforce, Ingress: benchEntries(100000)}
+	if _, err := dp.Apply(dev.server.Path(), rs); err != nil {
+		b.Fatal(err)
+	}
+	rs.Admin = Tiers{Ingress: adminEntries(1000)}
+	if _, err := dp.Apply(tiers.server.Path(), rs); err != nil {
+		b.Fatal(err)
+	}
+	for _, p := range []pair{base, dev, tiers} {
+		connectLoop(b, p, 200) // warm up
+	}
+	const round = 250
+	var tb, td, tt time.Duration
+	n := 0
+	b.ResetTimer()
+	for done := 0; done < b.N; done += 3 * round {
+		tb += connectLoop(b, base, round)
+		td += connectLoop(b, dev, round)
+		tt += connectLoop(b, tiers, round)
+		n += round
+	}
+	b.StopTimer()
+	rb, rd, rt := float64(n)/tb.Seconds(), float64(n)/td.Seconds(), float64(n)/tt.Seconds()
+	b.ReportMetric(rt, "conns/s")
+	b.ReportMetric(rd, "developer-only-conns/s")
+	b.ReportMetric(rb, "no-table-conns/s")
+	b.ReportMetric(rt/rd, "ratio-vs-developer")
+	b.ReportMetric(rt/rb, "ratio")
+}

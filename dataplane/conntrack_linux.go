@@ -40,11 +40,11 @@ import (
 )
 
 // CutConnections deletes, in the netns of nsFd, the conntrack entries of
-// connections rs does not allow, and returns how many it deleted. It
-// does nothing unless rs enforces. Errors: opening conntrack or rtnetlink in
+// connections rs denies (RuleSet.Decide), and returns how many it deleted.
+// It does nothing unless rs enforces or has a tier deny entry. Errors: opening conntrack or rtnetlink in
 // the netns, dumping, or deleting (an entry already gone is not an error).
 func CutConnections(nsFd int, rs RuleSet) (int, error) {
-	if rs.Mode != model.ModeEnforce {
+	if !rs.denies() {
 		return 0, nil
 	}
 	// A dump walks the kernel's conntrack hash, which all namespaces share
@@ -105,8 +105,8 @@ func disallowed(f conntrack.Flow, local map[netip.Addr]bool, rs RuleSet) bool {
 	default:
 		return false
 	}
-	_, ok := rs.Allows(dir, peer, p.Protocol, p.DestinationPort)
-	return !ok
+	_, v := rs.Decide(dir, peer, p.Protocol, p.DestinationPort)
+	return v == model.VerdictDeny
 }
 
 // localAddrs returns the addresses configured in the netns of nsFd.

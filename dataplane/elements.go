@@ -11,8 +11,11 @@ import (
 // Element is one element of a verdict map as the kernel holds it: a peer
 // prefix, a protocol (ProtocolAny for the any-protocol maps), an inclusive port
 // range (0-65535 for protocols without ports and for ProtocolAny) and the rule
-// id whose chain the element jumps to.
+// id whose chain the element jumps to. Tier is empty for the maps of the
+// NetworkPolicy tier, else the ClusterNetworkPolicy tier whose maps hold
+// it.
 type Element struct {
+	Tier     Tier
 	Dir      model.Direction
 	Peer     netip.Prefix
 	Protocol model.Protocol
@@ -47,17 +50,50 @@ const (
 type mapDef struct {
 	name string
 	id   uint32 // fixed, so Render is deterministic
+	tier Tier   // "" for the NetworkPolicy tier
 	dir  model.Direction
 	v6   bool
 	kind mapKind
 }
 
 // mapDefs lists the maps in lookup order per direction and family.
+// The NetworkPolicy tier's come first; a tier's maps
+// (TierSet) hold, per direction and family, the entries of one protocol
+// (interval key address . l4proto . port, looked up first) and the
+// entries of any protocol (address . l4proto), and exist only in a table
+// whose rule set has entries in that tier.
 var mapDefs = []mapDef{
-	{SetIngressAny4, 1, model.Ingress, false, kindAny}, {SetIngressExact4, 2, model.Ingress, false, kindExact}, {SetIngress4, 3, model.Ingress, false, kindRange},
-	{SetIngressAny6, 4, model.Ingress, true, kindAny}, {SetIngressExact6, 5, model.Ingress, true, kindExact}, {SetIngress6, 6, model.Ingress, true, kindRange},
-	{SetEgressAny4, 7, model.Egress, false, kindAny}, {SetEgressExact4, 8, model.Egress, false, kindExact}, {SetEgress4, 9, model.Egress, false, kindRange},
-	{SetEgressAny6, 10, model.Egress, true, kindAny}, {SetEgressExact6, 11, model.Egress, true, kindExact}, {SetEgress6, 12, model.Egress, true, kindRange},
+	{SetIngressAny4, 1, "", model.Ingress, false, kindAny}, {SetIngressExact4, 2, "", model.Ingress, false, kindExact}, {SetIngress4, 3, "", model.Ingress, false, kindRange},
+	{SetIngressAny6, 4, "", model.Ingress, true, kindAny}, {SetIngressExact6, 5, "", model.Ingress, true, kindExact}, {SetIngress6, 6, "", model.Ingress, true, kindRange},
+	{SetEgressAny4, 7, "", model.Egress, false, kindAny}, {SetEgressExact4, 8, "", model.Egress, false, kindExact}, {SetEgress4, 9, "", model.Egress, false, kindRange},
+	{SetEgressAny6, 10, "", model.Egress, true, kindAny}, {SetEgressExact6, 11, "", model.Egress, true, kindExact}, {SetEgress6, 12, "", model.Egress, true, kindRange},
+}
+
+func init() {
+	id := uint32(len(mapDefs))
+	for _, t := range []Tier{TierAdmin, TierBaseline} {
+		for _, dir := range model.Directions {
+			for _, v6 := range []bool{false, true} {
+				for _, k := range []mapKind{kindRange, kindAny} {
+					id++
+					mapDefs = append(mapDefs, mapDef{TierSet(t, dir, v6, k == kindAny), id, t, dir, v6, k})
+				}
+			}
+		}
+	}
+}
+
+// mapsOf returns the maps of rs's table, in lookup order per tier,
+// direction and family: the NetworkPolicy tier's always, a
+// ClusterNetworkPolicy tier's when rs has entries in it.
+func mapsOf(rs RuleSet) []mapDef {
+	var out []mapDef
+	for _, d := range mapDefs {
+		if d.tier == "" || !rs.tier(d.tier).Empty() {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // kind returns the map kind of e.
@@ -65,6 +101,8 @@ func (e Element) kind() mapKind {
 	switch {
 	case e.Protocol == ProtocolAny:
 		return kindAny
+	case e.Tier != "":
+		return kindRange
 	case e.Protocol.HasPorts() && e.PortFrom == e.PortTo && e.Peer.IsSingleIP():
 		return kindExact
 	}
@@ -87,7 +125,7 @@ func entryKind(e Entry) mapKind {
 func (e Element) setName() string {
 	v6, k := e.Peer.Addr().Is6(), e.kind()
 	for _, d := range mapDefs {
-		if d.dir == e.Dir && d.v6 == v6 && d.kind == k {
+		if d.tier == e.Tier && d.dir == e.Dir && d.v6 == v6 && d.kind == k {
 			return d.name
 		}
 	}
@@ -101,6 +139,9 @@ type box struct {
 	pfx      netip.Prefix // the original prefix while the box is uncut
 	idx      int          // position of the entry in its direction
 	id       string
+	// blocker marks an any-protocol tier entry put among a protocol's
+	// entries only to cut them (tierElements); its pieces are dropped.
+	blocker bool
 }
 
 // Elements returns the verdict map elements of a valid rule set, sorted by
@@ -163,7 +204,63 @@ func Elements(rs RuleSet) []Element {
 			}
 		}
 	}
+	out = append(out, tierElements(TierAdmin, rs.Admin)...)
+	out = append(out, tierElements(TierBaseline, rs.Baseline)...)
 	slices.SortFunc(out, compareElements)
+	return out
+}
+
+// tierElements returns the map elements of tier t. A tier's entries have
+// an order that decides between actions, and each direction and family
+// has two maps, looked up in turn: the protocol map (one protocol, a port
+// range) before the any-protocol map. So that the first element found is
+// the first entry that matches, the entries of each map are cut apart as
+// in Elements (the earlier entry keeps an overlap), and the protocol
+// entries are also cut by every earlier any-protocol entry of their
+// family: a packet an earlier any-protocol entry matches finds nothing in
+// the protocol map and meets that entry in the any-protocol map.
+func tierElements(t Tier, ts Tiers) []Element {
+	var out []Element
+	for _, dir := range model.Directions {
+		type key struct {
+			v6    bool
+			proto model.Protocol
+		}
+		groups := map[key][]box{}
+		var keys []key
+		anyBoxes := map[bool][]box{}
+		for i, e := range ts.Entries(dir) {
+			p := e.Peer.Masked()
+			k := key{p.Addr().Is6(), e.proto()}
+			plo, phi := e.portRange()
+			if !k.proto.HasPorts() {
+				plo, phi = 0, 65535
+			}
+			b := box{lo: p.Addr(), hi: lastAddr(p), plo: plo, phi: phi, pfx: p, idx: i, id: e.RuleID}
+			if _, ok := groups[k]; !ok {
+				keys = append(keys, k)
+			}
+			groups[k] = append(groups[k], b)
+			if k.proto == ProtocolAny {
+				b.plo, b.phi, b.blocker = 0, 65535, true
+				anyBoxes[k.v6] = append(anyBoxes[k.v6], b)
+			}
+		}
+		for _, k := range keys {
+			bs := groups[k]
+			if k.proto != ProtocolAny {
+				bs = append(bs, anyBoxes[k.v6]...)
+			}
+			for _, b := range disjoint(bs) {
+				if b.blocker {
+					continue
+				}
+				for _, p := range b.prefixes() {
+					out = append(out, Element{Tier: t, Dir: dir, Peer: p, Protocol: k.proto, PortFrom: b.plo, PortTo: b.phi, RuleID: b.id})
+				}
+			}
+		}
+	}
 	return out
 }
 
@@ -223,7 +320,7 @@ func subtract(p, a box) []box {
 		return []box{p}
 	}
 	cut := func(lo, hi netip.Addr, plo, phi uint16) box {
-		return box{lo: lo, hi: hi, plo: plo, phi: phi, idx: p.idx, id: p.id}
+		return box{lo: lo, hi: hi, plo: plo, phi: phi, idx: p.idx, id: p.id, blocker: p.blocker}
 	}
 	var out []box
 	if p.lo.Less(a.lo) {

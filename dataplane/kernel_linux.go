@@ -328,14 +328,18 @@ func readOnce(c *nftables.Conn) (*State, *kernelTable, error) {
 				// The name is in the table only in observe mode; in
 				// audit and enforce each policy chain's default verdict
 				// carries that direction's default id.
+				// With an Admin tier the default verdicts are in the
+				// -np chains.
+				in := ch.Name == ChainIngress || ch.Name == ChainIngressNP
+				out := ch.Name == ChainEgress || ch.Name == ChainEgressNP
 				switch {
-				case ch.Name == ChainIngress && verdict == model.VerdictObserved:
+				case in && verdict == model.VerdictObserved:
 					s.RuleSet.Mode, s.RuleSet.Name = model.ModeObserve, id
-				case ch.Name == ChainIngress && verdict == model.VerdictAuditDeny:
+				case in && verdict == model.VerdictAuditDeny:
 					s.RuleSet.Mode, s.RuleSet.IngressDefault = model.ModeAudit, id
-				case ch.Name == ChainIngress && verdict == model.VerdictDeny:
+				case in && verdict == model.VerdictDeny:
 					s.RuleSet.Mode, s.RuleSet.IngressDefault = model.ModeEnforce, id
-				case ch.Name == ChainEgress && (verdict == model.VerdictAuditDeny || verdict == model.VerdictDeny):
+				case out && (verdict == model.VerdictAuditDeny || verdict == model.VerdictDeny):
 					s.RuleSet.EgressDefault = id
 				case strings.HasPrefix(ch.Name, RuleChainPrefix) && verdict == model.VerdictAllow:
 					s.RuleSet.LogAllowed = true
@@ -372,9 +376,25 @@ func readOnce(c *nftables.Conn) (*State, *kernelTable, error) {
 	slices.SortFunc(s.Elements, compareElements)
 	for _, e := range s.Elements {
 		en := e.Entry()
-		if e.Dir == model.Ingress {
+		var ts *Tiers
+		switch e.Tier {
+		case TierAdmin:
+			ts = &s.RuleSet.Admin
+		case TierBaseline:
+			ts = &s.RuleSet.Baseline
+		}
+		if ts != nil {
+			// The action is in the rule's chain: its last rule.
+			en.Action = chainAction(s.layout.chains[RuleChain(e.RuleID)], e.Tier)
+		}
+		switch {
+		case ts != nil && e.Dir == model.Ingress:
+			ts.Ingress = append(ts.Ingress, en)
+		case ts != nil:
+			ts.Egress = append(ts.Egress, en)
+		case e.Dir == model.Ingress:
 			s.RuleSet.Ingress = append(s.RuleSet.Ingress, en)
-		} else {
+		default:
 			s.RuleSet.Egress = append(s.RuleSet.Egress, en)
 		}
 	}
@@ -406,9 +426,25 @@ func readOnce(c *nftables.Conn) (*State, *kernelTable, error) {
 	return s, kt, nil
 }
 
+// chainAction returns the action of a tier rule chain from its rules'
+// comments (tierChainRules): drop is deny, a goto is an Admin pass,
+// anything else accept.
+func chainAction(comments []string, t Tier) Action {
+	if len(comments) == 0 {
+		return ""
+	}
+	switch last := comments[len(comments)-1]; {
+	case last == "drop":
+		return ActionDeny
+	case strings.HasPrefix(last, "goto ") && t == TierAdmin:
+		return ActionPass
+	}
+	return ActionAccept
+}
+
 // decodeElement turns a map element read from the kernel into an Element.
 func decodeElement(el nftables.SetElement, d mapDef) (Element, error) {
-	set, v6, anyp := d.name, d.v6, d.kind == kindAny
+	v6, anyp := d.v6, d.kind == kindAny
 	if d.kind == kindExact {
 		el.KeyEnd = el.Key
 	}
@@ -429,10 +465,7 @@ func decodeElement(el nftables.SetElement, d mapDef) (Element, error) {
 	if len(pfx) != 1 {
 		return Element{}, fmt.Errorf("address range %s-%s is not one prefix", lo, hi)
 	}
-	e := Element{Dir: model.Ingress, Peer: pfx[0], Protocol: ProtocolAny, PortFrom: 0, PortTo: 65535}
-	if strings.HasPrefix(set, ChainEgress) {
-		e.Dir = model.Egress
-	}
+	e := Element{Tier: d.tier, Dir: d.dir, Peer: pfx[0], Protocol: ProtocolAny, PortFrom: 0, PortTo: 65535}
 	if !anyp {
 		e.Protocol = protocolOf(el.Key[alen])
 		if e.Protocol == "" || el.KeyEnd[alen] != el.Key[alen] {
@@ -537,7 +570,9 @@ func (d *Dataplane) Apply(nsPath string, rs RuleSet) (ApplyResult, error) {
 	default:
 		tighter = cur.RuleSet.Mode != model.ModeEnforce
 		res, err = queueDelta(c, o, cur, kt, desired)
-		tighter = tighter || res.Deleted > 0
+		// A rewritten rule chain may deny what it accepted (a tier
+		// rule's action).
+		tighter = tighter || res.Deleted > 0 || res.Rewritten
 	}
 	if err != nil {
 		return ApplyResult{}, fmt.Errorf("apply %s: %w", nsPath, err)
@@ -548,7 +583,7 @@ func (d *Dataplane) Apply(nsPath string, rs RuleSet) (ApplyResult, error) {
 	d.log.Debug("applied", "netns", nsPath, "ruleset", rs, "created", res.Created, "rebuilt", res.Rebuilt,
 		"added", res.Added, "deleted", res.Deleted)
 	// A new table is a tightening too: the netns filtered nothing before.
-	if rs.Mode == model.ModeEnforce && (tighter || res.Created) {
+	if rs.denies() && (tighter || res.Created) {
 		n, err := CutConnections(int(f.Fd()), rs)
 		res.Cut = n
 		if err != nil {

@@ -22,6 +22,13 @@ const (
 	// chains.
 	ChainIngress = "ingress"
 	ChainEgress  = "egress"
+	// ChainIngressNP and ChainEgressNP exist when a rule set has an Admin
+	// tier: the ingress (egress) chain holds the invalid drop and the Admin
+	// tier's lookups, then goes to these, which hold the rest (the
+	// NetworkPolicy tier, the Baseline tier, the default verdict); an
+	// Admin Pass goes to them too.
+	ChainIngressNP = "ingress-np"
+	ChainEgressNP  = "egress-np"
 	// RuleChainPrefix starts the name of the chain of one rule id
 	// ("rule-<id>"), the goto target of that id's set elements, and of its
 	// named counter object.
@@ -49,8 +56,32 @@ const (
 	SetEgressAny6    = "egress-any-v6"
 )
 
+// TierSet returns the name of a ClusterNetworkPolicy tier's map of one
+// direction and family: "<tier>-<direction>-v4" (one protocol, key address
+// . l4proto . port, interval) or "<tier>-<direction>-any-v4" (any protocol,
+// key address . l4proto), "-v6" for IPv6; e.g. "admin-ingress-v4".
+func TierSet(t Tier, dir model.Direction, v6, anyProtocol bool) string {
+	name := string(t) + "-" + strings.ToLower(string(dir))
+	if anyProtocol {
+		name += "-any"
+	}
+	if v6 {
+		return name + "-v6"
+	}
+	return name + "-v4"
+}
+
 // Verdict records go to nfnetlink_log group verdictlog.Group with the
 // prefix verdictlog.Format(verdict, id): "nanoseg:<verdict>:<id>".
+
+// NPChain returns the chain of direction dir that an Admin Pass goes to:
+// ChainIngressNP or ChainEgressNP.
+func NPChain(dir model.Direction) string {
+	if dir == model.Egress {
+		return ChainEgressNP
+	}
+	return ChainIngressNP
+}
 
 // RuleChain returns the name of the chain and counter object of rule id.
 func RuleChain(id string) string { return RuleChainPrefix + id }

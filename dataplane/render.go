@@ -41,6 +41,18 @@ package dataplane
 //	  output, egress: the same with oifname and daddr.
 //	}
 //
+// With ClusterNetworkPolicy tiers (RuleSet.Admin, RuleSet.Baseline) the
+// table also holds, per tier, direction and family, the maps
+// "<tier>-<dir>-v4" (address . l4proto . port, interval) and
+// "<tier>-<dir>-any-v4" (address . l4proto), looked up in that order; the
+// Admin lookups sit in ingress/egress before "goto ingress-np" (egress-np),
+// which holds the NetworkPolicy tier's lookups, the Baseline lookups and
+// the default. A tier rule's chain counts, then accepts, drops (deny,
+// logged "nanoseg:deny:<id>" rate-limited, in every mode) or, for an Admin
+// Pass, goes to the -np chain. Elements keep the first-match order of the
+// tier's entries (tierElements); docs/architecture.md, "ClusterNetworkPolicy
+// tiers in the kernel", says why.
+//
 // Why this shape:
 //   - Allowed peers live in verdict maps whose elements goto the chain of
 //     their rule id, so one lookup (pipapo, cost independent of the number of
@@ -152,7 +164,7 @@ func Render(rs RuleSet) (*Objects, error) {
 	eg := &nftables.Chain{Name: ChainEgress, Table: t}
 	o.Chains = append(o.Chains, in, out, ing, eg)
 
-	for _, d := range mapDefs {
+	for _, d := range mapsOf(rs) {
 		o.Sets = append(o.Sets, newSet(t, d))
 	}
 	for _, e := range Elements(rs) {
@@ -160,8 +172,14 @@ func Render(rs RuleSet) (*Objects, error) {
 	}
 	o.Rules = append(o.Rules, baseRules(in, true)...)
 	o.Rules = append(o.Rules, baseRules(out, false)...)
-	o.Rules = append(o.Rules, policyRules(ing, rs, model.Ingress)...)
-	o.Rules = append(o.Rules, policyRules(eg, rs, model.Egress)...)
+	npIn, npOut := ing, eg
+	if !rs.Admin.Empty() {
+		npIn = &nftables.Chain{Name: ChainIngressNP, Table: t}
+		npOut = &nftables.Chain{Name: ChainEgressNP, Table: t}
+		o.Chains = append(o.Chains, npIn, npOut)
+	}
+	o.Rules = append(o.Rules, policyRules(ing, npIn, rs, model.Ingress)...)
+	o.Rules = append(o.Rules, policyRules(eg, npOut, rs, model.Egress)...)
 	for _, d := range model.Directions {
 		o.Counters = append(o.Counters, &nftables.NamedObj{Table: t, Name: DefaultCounter(d), Type: nftables.ObjTypeCounter, Obj: &expr.Counter{}})
 	}
@@ -171,7 +189,39 @@ func Render(rs RuleSet) (*Objects, error) {
 		o.Counters = append(o.Counters, &nftables.NamedObj{Table: t, Name: RuleChain(id), Type: nftables.ObjTypeCounter, Obj: &expr.Counter{}})
 		o.Rules = append(o.Rules, ruleChainRules(c, rs, id)...)
 	}
+	for _, tr := range tierRules(rs) {
+		c := &nftables.Chain{Name: RuleChain(tr.id), Table: t}
+		o.Chains = append(o.Chains, c)
+		o.Counters = append(o.Counters, &nftables.NamedObj{Table: t, Name: RuleChain(tr.id), Type: nftables.ObjTypeCounter, Obj: &expr.Counter{}})
+		o.Rules = append(o.Rules, tierChainRules(c, rs, tr)...)
+	}
 	return o, nil
+}
+
+// tierRule is one rule id of a ClusterNetworkPolicy tier with its action.
+type tierRule struct {
+	tier   Tier
+	dir    model.Direction
+	id     string
+	action Action
+}
+
+// tierRules returns the distinct rule ids of rs's tiers, Admin first, in
+// order of first use.
+func tierRules(rs RuleSet) []tierRule {
+	seen := map[string]bool{}
+	var out []tierRule
+	for _, t := range []Tier{TierAdmin, TierBaseline} {
+		for _, dir := range model.Directions {
+			for _, e := range rs.tier(t).Entries(dir) {
+				if !seen[e.RuleID] {
+					seen[e.RuleID] = true
+					out = append(out, tierRule{t, dir, e.RuleID, e.Action})
+				}
+			}
+		}
+	}
+	return out
 }
 
 // newSet returns the verdict map d.
@@ -312,8 +362,10 @@ func logExpr(prefix string) *expr.Log {
 }
 
 // policyRules returns the mode-dependent rules of the ingress or egress
-// chain c.
-func policyRules(c *nftables.Chain, rs RuleSet, dir model.Direction) []*nftables.Rule {
+// chain c and, when rs has an Admin tier, of the chain np that the Admin
+// tier's lookups and Pass chains go to (the NetworkPolicy tier, the
+// Baseline tier and the default); without one, np is c.
+func policyRules(c, np *nftables.Chain, rs RuleSet, dir model.Direction) []*nftables.Rule {
 	var rules []*nftables.Rule
 	if rs.Mode != model.ModeObserve {
 		rules = append(rules, rule(c, "meta l4proto != sctp ct state invalid drop",
@@ -322,9 +374,16 @@ func policyRules(c *nftables.Chain, rs RuleSet, dir model.Direction) []*nftables
 				&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: []byte{unix.IPPROTO_SCTP}},
 			}, ctStateIs(expr.CtStateBitINVALID)...), &expr.Verdict{Kind: expr.VerdictDrop})...))
 	}
-	for _, d := range mapDefs {
-		if d.dir == dir {
-			rules = append(rules, lookup(c, d))
+	maps := mapsOf(rs)
+	for _, t := range []Tier{TierAdmin, "", TierBaseline} {
+		if t == "" && np != c {
+			rules = append(rules, rule(c, "goto "+np.Name, &expr.Verdict{Kind: expr.VerdictGoto, Chain: np.Name}))
+			c = np
+		}
+		for _, d := range maps {
+			if d.tier == t && d.dir == dir {
+				rules = append(rules, lookup(c, d))
+			}
 		}
 	}
 	rules = append(rules, rule(c, fmt.Sprintf("counter name %q", DefaultCounter(dir)),
@@ -362,4 +421,31 @@ func ruleChainRules(c *nftables.Chain, rs RuleSet, id string) []*nftables.Rule {
 		rules = append(rules, rule(c, fmt.Sprintf("log prefix %q group %d", p, verdictlog.Group), logExpr(p)))
 	}
 	return append(rules, rule(c, "accept", accept()))
+}
+
+// tierChainRules returns the rules of the chain of a ClusterNetworkPolicy
+// tier rule: its counter, then by action
+//
+//	accept (and a Baseline pass): log as ruleChainRules does; accept
+//	deny: limit rate 10/second burst 20 packets log prefix "nanoseg:deny:<id>" group 18; drop
+//	pass (Admin): goto ingress-np (egress-np): the rest of the Admin tier
+//	is skipped, the NetworkPolicy tier decides next
+//
+// A deny drops in every mode: the mode is the workload's, and no mode
+// makes a cluster administrator's Deny weaker (policies.Evaluate).
+func tierChainRules(c *nftables.Chain, rs RuleSet, tr tierRule) []*nftables.Rule {
+	rules := []*nftables.Rule{rule(c, fmt.Sprintf("counter name %q", RuleChain(tr.id)),
+		&expr.Objref{Type: int(nftables.ObjTypeCounter), Name: RuleChain(tr.id)})}
+	switch {
+	case tr.action == ActionDeny:
+		p := verdictlog.Format(model.VerdictDeny, tr.id)
+		return append(rules,
+			rule(c, fmt.Sprintf("limit rate %d/second burst %d packets log prefix %q group %d", LogRate, LogBurst, p, verdictlog.Group),
+				&expr.Limit{Type: expr.LimitTypePkts, Rate: LogRate, Unit: expr.LimitTimeSecond, Burst: LogBurst}, logExpr(p)),
+			rule(c, "drop", &expr.Verdict{Kind: expr.VerdictDrop}))
+	case tr.action == ActionPass && tr.tier == TierAdmin:
+		np := NPChain(tr.dir)
+		return append(rules, rule(c, "goto "+np, &expr.Verdict{Kind: expr.VerdictGoto, Chain: np}))
+	}
+	return append(rules[:0], ruleChainRules(c, rs, tr.id)...)
 }

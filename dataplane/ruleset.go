@@ -43,7 +43,59 @@ type Entry struct {
 	Port     int            `json:"port,omitempty"`    // 1..65535, or 0 for all ports
 	EndPort  int            `json:"endPort,omitempty"` // Port..65535, or 0
 	RuleID   string         `json:"ruleID"`            // see verdictlog.ValidID
+	// Action is what a ClusterNetworkPolicy tier entry does (Tiers):
+	// ActionAccept, ActionDeny or ActionPass. Entries of Ingress and Egress
+	// (the NetworkPolicy tier) allow and leave it empty.
+	Action Action `json:"action,omitempty"`
 }
+
+// Action is the action of a tier entry: the upstream ClusterNetworkPolicy
+// rule actions (https://network-policy-api.sigs.k8s.io/reference/spec/,
+// ClusterNetworkPolicyRuleAction) in nanoseg's spelling.
+type Action string
+
+// Tier entry actions. Accept accepts the connection and Deny drops it,
+// whatever the rule set's mode; Pass in the Admin tier skips the rest of
+// the tier and goes on to the NetworkPolicy tier; Pass in the Baseline
+// tier goes to the default, which is allow there (the compiler only
+// consults the Baseline tier in a direction no policy isolates), so the
+// kernel accepts it.
+const (
+	ActionAccept Action = "accept"
+	ActionDeny   Action = "deny"
+	ActionPass   Action = "pass"
+)
+
+// Tier names one of the two ClusterNetworkPolicy tiers of a rule set.
+type Tier string
+
+// The tiers, in the order the kernel consults them around the
+// NetworkPolicy tier (Ingress and Egress of RuleSet): TierAdmin before,
+// TierBaseline after.
+const (
+	TierAdmin    Tier = "admin"
+	TierBaseline Tier = "baseline"
+)
+
+// Tiers are the entries of the ClusterNetworkPolicy tiers of one rule set:
+// per direction, in precedence order (policies by priority, then by name;
+// each policy's rules in written order); where entries overlap, the
+// earlier one decides. An empty Tiers puts nothing in the table.
+type Tiers struct {
+	Ingress []Entry `json:"ingress,omitempty"`
+	Egress  []Entry `json:"egress,omitempty"`
+}
+
+// Entries returns the entries of direction dir.
+func (t Tiers) Entries(dir model.Direction) []Entry {
+	if dir == model.Egress {
+		return t.Egress
+	}
+	return t.Ingress
+}
+
+// Empty reports whether t has no entries.
+func (t Tiers) Empty() bool { return len(t.Ingress) == 0 && len(t.Egress) == 0 }
 
 // proto returns e.Protocol with "" read as ProtocolAny.
 func (e Entry) proto() model.Protocol {
@@ -73,7 +125,11 @@ func (e Entry) String() string {
 	case e.Port != 0:
 		s += fmt.Sprintf(" %d", e.Port)
 	}
-	return s + " rule " + e.RuleID
+	s += " rule " + e.RuleID
+	if e.Action != "" {
+		s += " " + string(e.Action)
+	}
+	return s
 }
 
 // RuleSet is everything that applies to one endpoint: the only thing the
@@ -97,6 +153,22 @@ type RuleSet struct {
 	LogAllowed bool    `json:"logAllowed,omitempty"`
 	Ingress    []Entry `json:"ingress,omitempty"`
 	Egress     []Entry `json:"egress,omitempty"`
+	// Admin and Baseline are the ClusterNetworkPolicy tiers, consulted in
+	// the kernel before (Admin) and after (Baseline) Ingress and Egress;
+	// their Accept and Deny entries decide whatever Mode says (a Deny
+	// drops in observe and audit mode too). The compiler puts Baseline
+	// entries only into a direction no policy isolates, ending them with
+	// an accept-everything entry when the mode would otherwise deny.
+	Admin    Tiers `json:"admin,omitzero"`
+	Baseline Tiers `json:"baseline,omitzero"`
+}
+
+// tier returns the entries of tier t.
+func (rs RuleSet) tier(t Tier) Tiers {
+	if t == TierAdmin {
+		return rs.Admin
+	}
+	return rs.Baseline
 }
 
 // DefaultID returns the rule id of the default verdict of direction dir:
@@ -118,14 +190,17 @@ func (rs RuleSet) DefaultID(dir model.Direction) string {
 func (rs RuleSet) Equal(o RuleSet) bool {
 	return rs.Name == o.Name && rs.Mode == o.Mode && rs.LogAllowed == o.LogAllowed &&
 		rs.DefaultID(model.Ingress) == o.DefaultID(model.Ingress) && rs.DefaultID(model.Egress) == o.DefaultID(model.Egress) &&
-		slices.Equal(rs.Ingress, o.Ingress) && slices.Equal(rs.Egress, o.Egress)
+		slices.Equal(rs.Ingress, o.Ingress) && slices.Equal(rs.Egress, o.Egress) &&
+		slices.Equal(rs.Admin.Ingress, o.Admin.Ingress) && slices.Equal(rs.Admin.Egress, o.Admin.Egress) &&
+		slices.Equal(rs.Baseline.Ingress, o.Baseline.Ingress) && slices.Equal(rs.Baseline.Egress, o.Baseline.Egress)
 }
 
 // LogValue implements slog.LogValuer: name, mode and entry counts, never
 // the entries.
 func (rs RuleSet) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("name", rs.Name), slog.String("mode", string(rs.Mode)),
-		slog.Int("ingress", len(rs.Ingress)), slog.Int("egress", len(rs.Egress)))
+		slog.Int("ingress", len(rs.Ingress)), slog.Int("egress", len(rs.Egress)),
+		slog.Int("admin", len(rs.Admin.Ingress)+len(rs.Admin.Egress)), slog.Int("baseline", len(rs.Baseline.Ingress)+len(rs.Baseline.Egress)))
 }
 
 // Rule ids and rule set names obey verdictlog.ValidID: 1 to
@@ -160,9 +235,15 @@ func (rs RuleSet) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %w", d[0], err))
 		}
 	}
-	check := func(dir model.Direction, i int, e Entry) {
+	check := func(where string, dir model.Direction, i int, e Entry) {
 		bad := func(format string, a ...any) {
-			errs = append(errs, fmt.Errorf("%s[%d] (%s): %s", dir, i, e, fmt.Sprintf(format, a...)))
+			errs = append(errs, fmt.Errorf("%s%s[%d] (%s): %s", where, dir, i, e, fmt.Sprintf(format, a...)))
+		}
+		switch {
+		case where == "" && e.Action != "":
+			bad("action %q on a NetworkPolicy tier entry, which only allows", e.Action)
+		case where != "" && e.Action != ActionAccept && e.Action != ActionDeny && e.Action != ActionPass:
+			bad("action %q: want accept, deny or pass", e.Action)
 		}
 		if !e.Peer.IsValid() {
 			bad("invalid peer prefix")
@@ -202,15 +283,115 @@ func (rs RuleSet) Validate() error {
 		}
 	}
 	for i, e := range rs.Ingress {
-		check(model.Ingress, i, e)
+		check("", model.Ingress, i, e)
 	}
 	for i, e := range rs.Egress {
-		check(model.Egress, i, e)
+		check("", model.Egress, i, e)
+	}
+	// A rule id names one chain: one tier, one action, and never an id of
+	// the NetworkPolicy tier.
+	devIDs := map[string]bool{}
+	for _, e := range slices.Concat(rs.Ingress, rs.Egress) {
+		devIDs[e.RuleID] = true
+	}
+	type use struct {
+		tier   Tier
+		dir    model.Direction
+		action Action
+	}
+	uses := map[string]use{}
+	for _, t := range []Tier{TierAdmin, TierBaseline} {
+		for _, dir := range model.Directions {
+			for i, e := range rs.tier(t).Entries(dir) {
+				check(string(t)+".", dir, i, e)
+				if devIDs[e.RuleID] {
+					errs = append(errs, fmt.Errorf("%s.%s[%d] (%s): rule id also used by the NetworkPolicy tier", t, dir, i, e))
+				}
+				if u, ok := uses[e.RuleID]; ok && u != (use{t, dir, e.Action}) {
+					errs = append(errs, fmt.Errorf("%s.%s[%d] (%s): rule id used with %s %s %s already", t, dir, i, e, u.tier, u.dir, u.action))
+				}
+				uses[e.RuleID] = use{t, dir, e.Action}
+			}
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
 	}
 	return nil
+}
+
+// matches reports whether entry e matches a peer address, protocol number
+// and destination port.
+func (e Entry) matches(peer netip.Addr, proto uint8, port uint16) bool {
+	if !e.Peer.Masked().Contains(peer) {
+		return false
+	}
+	if p := e.proto(); p != ProtocolAny {
+		if n, _ := p.Number(); n != proto {
+			return false
+		}
+		if lo, hi := e.portRange(); p.HasPorts() && (port < lo || port > hi) {
+			return false
+		}
+	}
+	return true
+}
+
+// Decide returns the verdict the kernel gives a new connection in
+// direction dir with the peer address peer, protocol number proto and
+// destination port port, and the rule id that decided: the Admin tier's
+// first matching entry (accept: allow, deny: deny, pass: on to the next
+// tier), then Allows, then the Baseline tier's first matching entry
+// (deny: deny; accept and pass: allow), then the mode's default with
+// DefaultID (observe: observed, audit: audit-deny, enforce: deny). It is
+// the Go twin of the whole table (render.go) and the meaning of a rule set.
+func (rs RuleSet) Decide(dir model.Direction, peer netip.Addr, proto uint8, port uint16) (string, model.Verdict) {
+	peer = peer.Unmap()
+	for _, e := range rs.Admin.Entries(dir) {
+		if !e.matches(peer, proto, port) {
+			continue
+		}
+		switch e.Action {
+		case ActionAccept:
+			return e.RuleID, model.VerdictAllow
+		case ActionDeny:
+			return e.RuleID, model.VerdictDeny
+		}
+		break // pass: the rest of the tier is skipped
+	}
+	if id, ok := rs.Allows(dir, peer, proto, port); ok {
+		return id, model.VerdictAllow
+	}
+	for _, e := range rs.Baseline.Entries(dir) {
+		if !e.matches(peer, proto, port) {
+			continue
+		}
+		if e.Action == ActionDeny {
+			return e.RuleID, model.VerdictDeny
+		}
+		return e.RuleID, model.VerdictAllow
+	}
+	switch rs.Mode {
+	case model.ModeEnforce:
+		return rs.DefaultID(dir), model.VerdictDeny
+	case model.ModeAudit:
+		return rs.DefaultID(dir), model.VerdictAuditDeny
+	}
+	return rs.Name, model.VerdictObserved
+}
+
+// denies reports whether rs drops some new connections: it enforces, or
+// a tier holds a deny entry.
+func (rs RuleSet) denies() bool {
+	if rs.Mode == model.ModeEnforce {
+		return true
+	}
+	for _, es := range [][]Entry{rs.Admin.Ingress, rs.Admin.Egress, rs.Baseline.Ingress, rs.Baseline.Egress} {
+		if slices.ContainsFunc(es, func(e Entry) bool { return e.Action == ActionDeny }) {
+			return true
+		}
+	}
+	return false
 }
 
 // Allows reports whether a new connection in direction dir with the peer
@@ -231,16 +412,8 @@ func (rs RuleSet) Allows(dir model.Direction, peer netip.Addr, proto uint8, port
 	// the first matching entry.
 	for _, kind := range []mapKind{kindAny, kindExact, kindRange} {
 		for _, e := range entries {
-			if entryKind(e) != kind || !e.Peer.Masked().Contains(peer) {
+			if entryKind(e) != kind || !e.matches(peer, proto, port) {
 				continue
-			}
-			if p := e.proto(); p != ProtocolAny {
-				if n, _ := p.Number(); n != proto {
-					continue
-				}
-				if lo, hi := e.portRange(); p.HasPorts() && (port < lo || port > hi) {
-					continue
-				}
 			}
 			return e.RuleID, true
 		}

@@ -52,6 +52,13 @@ type PodSelection struct {
 	Pod       labels.Selector
 }
 
+// Matches reports whether s selects a participating pod with labels
+// podLabels in a namespace with labels nsLabels (the caller checks that
+// the pod participates).
+func (s PodSelection) Matches(nsLabels, podLabels map[string]string) bool {
+	return s.matches(nsLabels, podLabels)
+}
+
 func (s PodSelection) matches(nsLabels, podLabels map[string]string) bool {
 	return s.Namespace.Matches(labelSet(nsLabels)) && (s.Pod == nil || s.Pod.Matches(labelSet(podLabels)))
 }
@@ -244,6 +251,10 @@ func compileProtocols(protos []cnpv1alpha2.Protocol) (bool, []ClusterPort) {
 	}
 	return false, out
 }
+
+// MatchDomainName reports whether name (lower case, no trailing dot)
+// matches the domainNames entry pattern (see matchDomainName).
+func MatchDomainName(pattern, name string) bool { return matchDomainName(pattern, name) }
 
 // matchDomainName reports whether name matches a domainNames entry: equal,
 // or for "*.suffix" one or more whole labels followed by ".suffix"

@@ -400,16 +400,30 @@ func (s PolicySet) Len() int { return len(s.all) }
 type InForce struct {
 	NetworkPolicies []networkingv1.NetworkPolicy `json:"networkPolicies,omitempty"`
 	NanoSegments    []v1alpha1.NanoSegment       `json:"nanoSegments,omitempty"`
+	// ClusterNetworkPolicies are the cluster administrator's tiers
+	// around them (the standalone agent's store holds them).
+	ClusterNetworkPolicies []cnpv1alpha2.ClusterNetworkPolicy `json:"clusterNetworkPolicies,omitempty"`
 }
 
 // Set compiles f into the policy set that evaluation, compile and diff
-// use (NewPolicySet).
+// use (NewPolicySet, CompileClusterNetworkPolicy).
 func (f InForce) Set() (PolicySet, error) {
 	set, err := NewPolicySet(f.NetworkPolicies, f.NanoSegments)
 	if err != nil {
 		return PolicySet{}, fmt.Errorf("compile active policies: %w", err)
 	}
-	return set, nil
+	if len(f.ClusterNetworkPolicies) == 0 {
+		return set, nil
+	}
+	cps := make([]*ClusterPolicy, 0, len(f.ClusterNetworkPolicies))
+	for i := range f.ClusterNetworkPolicies {
+		cp, err := CompileClusterNetworkPolicy(&f.ClusterNetworkPolicies[i])
+		if err != nil {
+			return PolicySet{}, fmt.Errorf("compile active policies: %w", err)
+		}
+		cps = append(cps, cp)
+	}
+	return set.WithClusterPolicies(cps), nil
 }
 
 // ActiveSet compiles the nanosegments in force (each with its promoted

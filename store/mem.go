@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nanoseg/nanoseg/model"
+	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
 )
 
 // Mem is a Store in memory, with the semantics of the bbolt store
@@ -27,6 +28,7 @@ type Mem struct {
 	verdicts  []model.VerdictEvent
 	netpols   map[string][]NetworkPolicyRecord // namespace/name -> records, oldest first
 	spans     map[string]model.ObservedSpan    // SpanKey -> span
+	cnps      map[string]*cnpv1alpha2.ClusterNetworkPolicy
 }
 
 var _ Store = (*Mem)(nil)

@@ -301,7 +301,7 @@ func newPolicyApplyCmd(a *app) *cobra.Command {
 	var files []string
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE...",
-		Short: "Store NanoSegments as declared revisions (promote them to take effect) and NetworkPolicies as NetworkPolicies (enforced at once); nothing is stored if any is invalid",
+		Short: "Store NanoSegments as declared revisions (promote them to take effect), NetworkPolicies and ClusterNetworkPolicies as themselves (enforced at once); nothing is stored if any is invalid",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(files) == 0 {
@@ -325,10 +325,12 @@ func newPolicyApplyCmd(a *app) *cobra.Command {
 				if err != nil {
 					errs = append(errs, err)
 				}
-				// The agent refuses them too; refusing here keeps the
-				// files before this one unstored.
+				// Invalid ClusterNetworkPolicies are refused here too, so
+				// the files before this one stay unstored.
 				for _, c := range policies.ClusterNetworkPolicies(objs) {
-					errs = append(errs, fmt.Errorf("%s: ClusterNetworkPolicy %s: the dataplane does not enforce ClusterNetworkPolicies yet (policy check, explain and matrix evaluate them from files)", f, c.Name))
+					if _, err := policies.CompileClusterNetworkPolicy(&c); err != nil {
+						errs = append(errs, fmt.Errorf("%s: %w", f, err))
+					}
 				}
 				raws[i] = raw
 			}
@@ -356,6 +358,13 @@ func newPolicyApplyCmd(a *app) *cobra.Command {
 						continue
 					}
 					fmt.Fprintf(w, "NetworkPolicy %s: revision %d, enforced now (%s)\n", n.Record.Key(), n.Record.Revision, sel)
+				}
+				for _, c := range res.ClusterNetworkPolicies {
+					state := "enforced now"
+					if c.Unchanged {
+						state = "unchanged, enforced"
+					}
+					fmt.Fprintf(w, "ClusterNetworkPolicy %s (%s, priority %d): %s\n", c.Name, c.Tier, c.Priority, state)
 				}
 				if !res.Converged {
 					return notConverged{fmt.Errorf("policy apply: %s: the dataplane did not converge: %v", f, res.Errors)}

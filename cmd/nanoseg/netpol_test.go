@@ -97,17 +97,26 @@ func TestPolicyApplyFilesAllOrNothing(t *testing.T) {
 	if err == nil {
 		t.Errorf("the good file was stored although the bad one was refused:\n%s", out)
 	}
-	// A ClusterNetworkPolicy is valid but not enforced yet: refused the same way.
+	// An invalid ClusterNetworkPolicy is refused the same way; a valid one
+	// is stored and enforced at once.
 	cnp := filepath.Join(dir, "cnp.yaml")
-	if err := os.WriteFile(cnp, []byte("apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {name: guard}\nspec: {tier: Admin, priority: 1, subject: {namespaces: {}}, ingress: [{action: Deny, from: [{namespaces: {}}]}]}\n"), 0o644); err != nil {
+	guard := "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {name: guard}\nspec: {tier: Admin, priority: 1, subject: {namespaces: {}}, ingress: [{action: Deny, from: [{namespaces: {}}]}]}\n"
+	if err := os.WriteFile(cnp, []byte(strings.Replace(guard, "priority: 1", "priority: 1001", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out, err = runAgainst(t, ts.URL, "policy", "apply", "-f", good, "-f", cnp)
-	if err == nil || !strings.Contains(err.Error()+out, "ClusterNetworkPolicy guard: the dataplane does not enforce ClusterNetworkPolicies yet") {
-		t.Fatalf("apply of a NetworkPolicy and a ClusterNetworkPolicy: err %v, out:\n%s", err, out)
+	if err == nil || !strings.Contains(err.Error()+out, "spec.priority") {
+		t.Fatalf("apply of a NetworkPolicy and an invalid ClusterNetworkPolicy: err %v, out:\n%s", err, out)
 	}
 	if out, err := runAgainst(t, ts.URL, "policy", "show", "networkpolicy", "shop/default-deny"); err == nil {
 		t.Errorf("the good file was stored although the ClusterNetworkPolicy was refused:\n%s", out)
+	}
+	if err := os.WriteFile(cnp, []byte(guard), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runAgainst(t, ts.URL, "policy", "apply", "-f", cnp)
+	if err != nil || !strings.Contains(out, "ClusterNetworkPolicy guard (Admin, priority 1): enforced now") {
+		t.Fatalf("apply of a ClusterNetworkPolicy: err %v, out:\n%s", err, out)
 	}
 }
 

@@ -22,6 +22,7 @@
 //	verdicts    time (8 bytes BE ns) + sequence → VerdictEvent JSON
 //	networkpolicies  "namespace/name" → (revision, 8 bytes BE → NetworkPolicyRecord JSON)
 //	observed    "endpoint|start (RFC 3339 ns)" → model.ObservedSpan JSON, End moved forward on every commit
+//	clusternetworkpolicies  name → ClusterNetworkPolicy JSON (the one in force)
 //
 // A file written before networkpolicies or observed existed gets the
 // bucket when it is next opened for writing; readers treat a missing
@@ -40,6 +41,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/nanoseg/nanoseg/model"
+	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
 	"github.com/nanoseg/nanoseg/store"
 )
 
@@ -569,6 +571,61 @@ func (s *Store) NetworkPolicyRecords(namespace, name string) ([]store.NetworkPol
 			}
 		}
 		return nil
+	})
+	return out, err
+}
+
+// bucketCNPs holds the ClusterNetworkPolicies in force: name → JSON.
+var bucketCNPs = []byte("clusternetworkpolicies")
+
+var _ store.ClusterPolicyStore = (*Store)(nil)
+
+// PutClusterNetworkPolicy implements store.ClusterPolicyStore.
+func (s *Store) PutClusterNetworkPolicy(p *cnpv1alpha2.ClusterNetworkPolicy) error {
+	if p == nil || p.Name == "" {
+		return fmt.Errorf("store ClusterNetworkPolicy: %w", store.ErrNoName)
+	}
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("store ClusterNetworkPolicy %s: %w", p.Name, err)
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketCNPs)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(p.Name), raw)
+	})
+}
+
+// DeleteClusterNetworkPolicy implements store.ClusterPolicyStore.
+func (s *Store) DeleteClusterNetworkPolicy(name string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCNPs)
+		if b == nil || b.Get([]byte(name)) == nil {
+			return fmt.Errorf("delete ClusterNetworkPolicy %s: %w", name, store.ErrNotFound)
+		}
+		return b.Delete([]byte(name))
+	})
+}
+
+// ClusterNetworkPolicies implements store.ClusterPolicyStore (sorted by
+// name: bbolt keeps keys in byte order).
+func (s *Store) ClusterNetworkPolicies() ([]cnpv1alpha2.ClusterNetworkPolicy, error) {
+	out := []cnpv1alpha2.ClusterNetworkPolicy{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCNPs)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var p cnpv1alpha2.ClusterNetworkPolicy
+			if err := json.Unmarshal(v, &p); err != nil {
+				return fmt.Errorf("decode ClusterNetworkPolicy %s: %w", k, err)
+			}
+			out = append(out, p)
+			return nil
+		})
 	})
 	return out, err
 }

@@ -1,0 +1,226 @@
+//go:build linux
+
+package dataplane
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nanoseg/nanoseg/internal/nettest"
+	"github.com/nanoseg/nanoseg/internal/verdictlog"
+	"github.com/nanoseg/nanoseg/model"
+)
+
+func host(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }
+
+// tierRuleSet is the server's rule set of TestTiersRealPackets: a
+// NetworkPolicy tier that allows TCP and UDP 80 from the LAN, behind an
+// Admin tier (in precedence order) of a Pass, two Accepts and two Denies.
+func tierRuleSet(f family, mode model.Mode) RuleSet {
+	c := f.clients
+	return RuleSet{Name: "ep-tiers", Mode: mode,
+		Ingress: []Entry{
+			{Peer: f.lan, Protocol: model.ProtocolTCP, Port: 80, RuleID: "np-web"},
+			{Peer: f.lan, Protocol: model.ProtocolUDP, Port: 80, RuleID: "np-udp"},
+		},
+		Admin: Tiers{Ingress: []Entry{
+			{Peer: host(c[2]), Protocol: model.ProtocolTCP, Port: 80, RuleID: "cnp/admin/a/ingress-0", Action: ActionPass},
+			{Peer: host(c[3]), RuleID: "cnp/admin/b/ingress-0", Action: ActionAccept},
+			{Peer: host(c[4]), Protocol: model.ProtocolTCP, Port: 81, RuleID: "cnp/admin/b/ingress-1", Action: ActionAccept},
+			{Peer: f.lan, Protocol: model.ProtocolTCP, Port: 80, EndPort: 81, RuleID: "cnp/admin/c/ingress-0", Action: ActionDeny},
+			{Peer: f.lan, RuleID: "cnp/admin/c/ingress-1", Action: ActionDeny},
+		}},
+	}
+}
+
+// TestTiersRealPackets: in every mode, an Admin Deny beats the
+// NetworkPolicy tier's allow (TCP and UDP), a Pass hands the connection to
+// the NetworkPolicy tier, an Admin Accept beats the default and a later
+// Deny (an any-protocol Accept before a port Deny, a port Accept before
+// an any-protocol Deny); the deny records carry the rule ids, every rule
+// counts its packets, and the read-back equals the rule set.
+func TestTiersRealPackets(t *testing.T) {
+	nettest.RequireRoot(t)
+	cases := []struct {
+		mode model.Mode
+		f    family
+	}{{model.ModeEnforce, families[0]}, {model.ModeEnforce, families[1]}, {model.ModeAudit, families[0]}, {model.ModeObserve, families[0]}}
+	for _, tc := range cases {
+		f := tc.f
+		t.Run(string(tc.mode)+"/"+f.name, func(t *testing.T) {
+			t.Parallel()
+			p := newPair(t)
+			serve(t, p.server, 80, 81)
+			logs := listenNFLOG(t, p.server)
+			dp := New(nil)
+			rs := tierRuleSet(f, tc.mode)
+			mustApply(t, dp, p.server, rs)
+			if st := mustRead(t, dp, p.server); !st.Equal(rs) {
+				t.Fatalf("read-back differs from applied:\n%+v", st.RuleSet)
+			}
+			c := f.clients
+			for _, pr := range []struct {
+				name    string
+				allowed bool
+				fn      func(time.Duration) error
+			}{
+				{"c0 tcp 80: Admin Deny beats the NetworkPolicy allow", false, func(d time.Duration) error { return probeTCP(p.client, c[0], ap(f.server, 80), d) }},
+				{"c0 udp 80: any-protocol Admin Deny beats the NetworkPolicy allow", false, func(d time.Duration) error { return probeUDP(p.client, c[0], ap(f.server, 80), d) }},
+				{"c2 tcp 80: Pass, then the NetworkPolicy allows", true, func(d time.Duration) error { return probeTCP(p.client, c[2], ap(f.server, 80), d) }},
+				{"c2 tcp 81: the Pass does not match, the Deny does", false, func(d time.Duration) error { return probeTCP(p.client, c[2], ap(f.server, 81), d) }},
+				{"c3 tcp 81: any-protocol Accept before the port Deny", true, func(d time.Duration) error { return probeTCP(p.client, c[3], ap(f.server, 81), d) }},
+				{"c4 tcp 81: port Accept before the Denies", true, func(d time.Duration) error { return probeTCP(p.client, c[4], ap(f.server, 81), d) }},
+				{"c4 udp 80: any-protocol Deny", false, func(d time.Duration) error { return probeUDP(p.client, c[4], ap(f.server, 80), d) }},
+			} {
+				d := time.Second
+				if !pr.allowed {
+					d = blocked
+				}
+				err := pr.fn(d)
+				if pr.allowed && err != nil {
+					t.Errorf("%s: want pass, got %v", pr.name, err)
+				}
+				if !pr.allowed && err == nil {
+					t.Errorf("%s: want dropped, got through", pr.name)
+				}
+			}
+			for _, id := range []string{"cnp/admin/c/ingress-0", "cnp/admin/c/ingress-1"} {
+				if w := verdictlog.Format(model.VerdictDeny, id); !logs.wait(w, time.Second) {
+					t.Errorf("no NFLOG record %q", w)
+				}
+			}
+			if tc.mode == model.ModeAudit && logs.has(verdictlog.Format(model.VerdictAuditDeny, "cnp/admin/c/ingress-0")) {
+				t.Errorf("an Admin Deny logged as audit-deny")
+			}
+			st := mustRead(t, dp, p.server)
+			for _, id := range []string{"np-web", "cnp/admin/a/ingress-0", "cnp/admin/b/ingress-0", "cnp/admin/b/ingress-1", "cnp/admin/c/ingress-0", "cnp/admin/c/ingress-1"} {
+				if st.Counters[id].Packets == 0 {
+					t.Errorf("counter of rule %s = %+v, want > 0", id, st.Counters[id])
+				}
+			}
+			if st.Counters["np-udp"].Packets != 0 {
+				t.Errorf("counter of np-udp = %+v: the Admin Deny should have decided first", st.Counters["np-udp"])
+			}
+			if !st.Equal(rs) {
+				t.Errorf("read-back differs from applied after traffic")
+			}
+			if got := st.RuleSet.Admin.Ingress; len(got) == 0 || got[0].Action == "" {
+				t.Errorf("read-back Admin tier without actions: %+v", got)
+			}
+		})
+	}
+}
+
+// TestBaselineLosesToNetworkPolicy: the Baseline tier is looked up after
+// the NetworkPolicy tier: a connection the NetworkPolicy tier allows
+// passes a Baseline Deny; what it does not allow meets the Baseline Deny
+// (dropped, counted, logged with its id); what no Baseline rule decides
+// meets the accept-everything end the compiler puts there.
+func TestBaselineLosesToNetworkPolicy(t *testing.T) {
+	nettest.RequireRoot(t)
+	f := families[0]
+	p := newPair(t)
+	serve(t, p.server, 80, 81)
+	logs := listenNFLOG(t, p.server)
+	dp := New(nil)
+	c := f.clients
+	rs := RuleSet{Name: "ep-base", Mode: model.ModeEnforce,
+		Ingress: []Entry{{Peer: host(c[0]), Protocol: model.ProtocolTCP, Port: 80, RuleID: "np-web"}},
+		Baseline: Tiers{Ingress: []Entry{
+			{Peer: f.lan, Protocol: model.ProtocolTCP, Port: 80, RuleID: "cnp/baseline/floor/ingress-0", Action: ActionDeny},
+			{Peer: netip.MustParsePrefix("0.0.0.0/0"), RuleID: "not-isolated.baseline", Action: ActionAccept},
+			{Peer: netip.MustParsePrefix("::/0"), RuleID: "not-isolated.baseline", Action: ActionAccept},
+		}},
+	}
+	mustApply(t, dp, p.server, rs)
+	if err := probeTCP(p.client, c[0], ap(f.server, 80), time.Second); err != nil {
+		t.Errorf("c0 tcp 80 (NetworkPolicy allows): %v", err)
+	}
+	if err := probeTCP(p.client, c[1], ap(f.server, 80), blocked); err == nil {
+		t.Errorf("c1 tcp 80 (Baseline Deny): got through")
+	}
+	if err := probeTCP(p.client, c[1], ap(f.server, 81), time.Second); err != nil {
+		t.Errorf("c1 tcp 81 (no Baseline rule): %v", err)
+	}
+	if w := verdictlog.Format(model.VerdictDeny, "cnp/baseline/floor/ingress-0"); !logs.wait(w, time.Second) {
+		t.Errorf("no NFLOG record %q", w)
+	}
+	st := mustRead(t, dp, p.server)
+	for _, id := range []string{"np-web", "cnp/baseline/floor/ingress-0", "not-isolated.baseline"} {
+		if st.Counters[id].Packets == 0 {
+			t.Errorf("counter of rule %s = %+v, want > 0", id, st.Counters[id])
+		}
+	}
+	if !st.Equal(rs) {
+		t.Errorf("read-back differs from applied")
+	}
+}
+
+// TestTierReorderAtomic: two rule sets give the same two Admin policies
+// opposite priorities (an Accept of c0 and a Deny of the LAN on TCP 80).
+// While a connect loop runs from c0 (allowed by one, dropped by the
+// other) and from c1 (dropped by both), the dataplane swaps them back and
+// forth. Each swap is one transaction: c1 is never let through and never
+// reaches the default verdict (whose records carry their own id), which a
+// table without either rule for a moment would show.
+func TestTierReorderAtomic(t *testing.T) {
+	nettest.RequireRoot(t)
+	f := families[0]
+	p := newPair(t)
+	serve(t, p.server, 80)
+	logs := listenNFLOG(t, p.server)
+	dp := New(nil)
+	c := f.clients
+	accept := Entry{Peer: host(c[0]), Protocol: model.ProtocolTCP, Port: 80, RuleID: "cnp/admin/open/ingress-0", Action: ActionAccept}
+	deny := Entry{Peer: f.lan, Protocol: model.ProtocolTCP, Port: 80, RuleID: "cnp/admin/close/ingress-0", Action: ActionDeny}
+	a := RuleSet{Name: "ep-order", Mode: model.ModeEnforce, IngressDefault: "default-reached", Admin: Tiers{Ingress: []Entry{accept, deny}}}
+	b := a
+	b.Admin = Tiers{Ingress: []Entry{deny, accept}}
+	mustApply(t, dp, p.server, a)
+	var opened, dropped, leaked atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	loop := func(src netip.Addr, ok, bad *atomic.Int64) {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := probeTCP(p.client, src, ap(f.server, 80), 100*time.Millisecond); err == nil {
+				ok.Add(1)
+			} else if bad != nil {
+				bad.Add(1)
+			}
+		}
+	}
+	wg.Add(2)
+	go loop(c[0], &opened, &dropped)
+	go loop(c[1], &leaked, nil)
+	for i := range 40 {
+		rs := a
+		if i%2 == 0 {
+			rs = b
+		}
+		if _, err := dp.Apply(p.server.Path(), rs); err != nil {
+			t.Errorf("update %d: %v", i, err)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if leaked.Load() != 0 {
+		t.Errorf("c1 got through %d times during the reorders", leaked.Load())
+	}
+	if w := verdictlog.Format(model.VerdictDeny, "default-reached"); logs.has(w) {
+		t.Errorf("a connection reached the default verdict (%q) during the reorders", w)
+	}
+	if opened.Load() == 0 || dropped.Load() == 0 {
+		t.Errorf("c0: %d opened, %d dropped; want both verdicts seen", opened.Load(), dropped.Load())
+	}
+	t.Logf("c0: %d opened, %d dropped during 40 reorders", opened.Load(), dropped.Load())
+}

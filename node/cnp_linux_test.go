@@ -1,0 +1,95 @@
+//go:build linux
+
+package node
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+
+	"github.com/nanoseg/nanoseg/model"
+	"github.com/nanoseg/nanoseg/policies"
+	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
+	"github.com/nanoseg/nanoseg/policies/v1alpha1"
+)
+
+// cnps parses ClusterNetworkPolicy documents.
+func cnps(t *testing.T, doc string) []cnpv1alpha2.ClusterNetworkPolicy {
+	t.Helper()
+	objs, err := policies.ParseObjects("cnp.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return policies.ClusterNetworkPolicies(objs)
+}
+
+const guardCNP = `apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: guard}
+spec:
+  tier: Admin
+  priority: 10
+  subject: {namespaces: {}}
+  ingress:
+    - {name: no-db-port, action: Deny, from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: client}}}}], protocols: [{tcp: {destinationPort: {number: 5432}}}]}
+`
+
+const passCNP = `apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: delegate}
+spec:
+  tier: Admin
+  priority: 1
+  subject: {namespaces: {}}
+  ingress:
+    - {action: Pass, from: [{namespaces: {matchLabels: {kubernetes.io/metadata.name: shop}}}], protocols: [{tcp: {destinationPort: {number: 5432}}}]}
+`
+
+// TestClusterNetworkPolicyThroughNode: the node compiles the
+// ClusterNetworkPolicies in force into the endpoint's table, with real
+// packets: an Admin Deny beats a NetworkPolicy allow and a nanosegment
+// allow; a Pass of higher priority hands the connection back to the
+// NetworkPolicy, which allows it.
+func TestClusterNetworkPolicyThroughNode(t *testing.T) {
+	tp := newTopo(t)
+	ctx := context.Background()
+	n, _ := startNode(t, Config{OwnerDir: ownerDir(t)}, nil)
+	snap := tp.snapshot()
+	snap.Endpoints = append(snap.Endpoints, model.Endpoint{Netns: "shop_client-0", Namespace: "shop", Workload: "client",
+		Labels: map[string]string{"app": "client"}, Addrs: []netip.Addr{clientAddr}})
+	n.SetInventory(ctx, snap)
+	objs, err := policies.ParseObjects("np.yaml", []byte(`apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress:
+    - from: [{podSelector: {matchLabels: {app: client}}}]
+      ports: [{port: 5432}, {port: 9090}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nps, _ := policies.SplitObjects(objs)
+	decided := []string{"shop/db", "shop/client"}
+	for _, step := range []struct {
+		name       string
+		in         policies.InForce
+		open, shut uint16
+	}{
+		{"Admin Deny beats the NetworkPolicy allow", policies.InForce{NetworkPolicies: nps, ClusterNetworkPolicies: cnps(t, guardCNP)}, 9090, 5432},
+		{"Admin Deny beats the nanosegment allow", policies.InForce{NanoSegments: []v1alpha1.NanoSegment{dbPolicy(t, model.ModeEnforce, 5432)}, ClusterNetworkPolicies: cnps(t, guardCNP)}, 0, 5432},
+		{"Admin Deny beats the nanosegment allow in audit mode", policies.InForce{NanoSegments: []v1alpha1.NanoSegment{dbPolicy(t, model.ModeAudit, 5432)}, ClusterNetworkPolicies: cnps(t, guardCNP)}, 9090, 5432},
+		{"Pass hands over to the NetworkPolicy", policies.InForce{NetworkPolicies: nps, ClusterNetworkPolicies: cnps(t, guardCNP+"---\n"+passCNP)}, 5432, 0},
+	} {
+		if err := n.Enforce(ctx, step.in, decided); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if step.open != 0 && !tp.open(step.open) {
+			t.Errorf("%s: port %d closed, want open", step.name, step.open)
+		}
+		if step.shut != 0 && tp.open(step.shut) {
+			t.Errorf("%s: port %d open, want closed", step.name, step.shut)
+		}
+	}
+}
