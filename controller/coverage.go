@@ -222,6 +222,10 @@ func EnforceGate(workload string, covs []model.Coverage, window, minObserved tim
 	}
 	reasons := GateReasons(c, window, minObserved)
 	for _, o := range silent {
+		// Without the time since the last new peer, which grows with the
+		// clock: the reasons are a condition's message, rewritten when
+		// they change.
+		o.LastNew = time.Time{}
 		reasons = append(reasons, fmt.Sprintf("%s, in its namespace, had no observed traffic in that window (%s): whatever it does with %s will be denied", o.Workload, o.Summary(), workload))
 	}
 	return c, reasons
