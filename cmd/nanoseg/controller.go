@@ -118,12 +118,6 @@ keeps every NanoSegment's status. A standby takes over within
 	return cmd
 }
 
-// The controller's client-side rate limit of API requests (rest.Config).
-const (
-	controllerQPS   = 50
-	controllerBurst = 100
-)
-
 // buildController composes the cluster controller from client-go: the
 // cluster-wide inventory, the cluster store, and the observation ingest.
 func buildController(ctx context.Context, cfg ctrlkube.Config, rc *rest.Config, a *app) (*ctrlkube.Controller, error) {
@@ -132,7 +126,7 @@ func buildController(ctx context.Context, cfg ctrlkube.Config, rc *rest.Config, 
 	// every promotion (reads, the head's compare-and-swap, the record,
 	// the NanoSegment, status, Events) to about 7 s: `promote --all` of
 	// the shop lab's 7 workloads took 47 s, and 8 s with these.
-	rc.QPS, rc.Burst = controllerQPS, controllerBurst
+	rc.QPS, rc.Burst = ctrlkube.ClientQPS, ctrlkube.ClientBurst
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, err
