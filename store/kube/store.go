@@ -349,7 +349,7 @@ func (s *storeCore) revision(ctx context.Context, workload string, n int) (store
 	return r, nil
 }
 
-// cachedRevision is revision for Record's path: the API server keeps a
+// cachedRevision is revision for Record's path and Revision: the API server keeps a
 // ControllerRevision's data immutable and the store never deletes one, so
 // one read serves every later record to that revision (of this process;
 // at most maxCachedRevisions are kept).
@@ -379,11 +379,15 @@ func (s *storeCore) cachedRevision(ctx context.Context, workload string, n int) 
 
 const maxCachedRevisions = 4096
 
-// Revision implements store.PolicyStore.
+// Revision implements store.PolicyStore, read once per process
+// (cachedRevision): the controller service asks for the revision in
+// force of every workload on each promotion (Active), which without the
+// cache made a promotion of every workload one GET per workload per
+// promotion, quadratic in the workloads.
 func (s *Store) Revision(workload string, n int) (store.Revision, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	return s.revision(ctx, workload, n)
+	return s.cachedRevision(ctx, workload, n)
 }
 
 // Revisions implements store.PolicyStore.
