@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 
 	ctrlkube "github.com/nanoseg/nanoseg/controller/kube"
@@ -141,7 +142,11 @@ func buildController(ctx context.Context, cfg ctrlkube.Config, rc *rest.Config, 
 	if err != nil {
 		return nil, err
 	}
-	st, err := storekube.NewStore(client, dyn, storekube.StoreConfig{Namespace: cfg.Namespace, Log: a.log})
+	md, err := metadata.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	st, err := storekube.NewStore(client, dyn, storekube.StoreConfig{Namespace: cfg.Namespace, Log: a.log, Metadata: md})
 	if err != nil {
 		return nil, err
 	}
