@@ -53,6 +53,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
@@ -561,7 +562,11 @@ func (w *world) startController(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	st, err := storekube.NewStore(client, dyn, storekube.StoreConfig{Namespace: w.ctrlNS})
+	md, err := metadata.NewForConfig(rc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := storekube.NewStore(client, dyn, storekube.StoreConfig{Namespace: w.ctrlNS, Metadata: md})
 	if err != nil {
 		b.Fatal(err)
 	}
