@@ -17,7 +17,10 @@ package kube
 // The default scale is a tenth of that (1,000 pods, 50 workloads, 10
 // nodes, 10k edges); NANOSEG_BENCH_SCALE=full runs the scale (the
 // registration of 10,000 pods alone takes a minute or more on 2 cores).
-// NANOSEG_BENCH_REST sets the at-rest window (default 30s).
+// NANOSEG_BENCH_REST sets the at-rest window (default 30s),
+// NANOSEG_BENCH_PROMOTE_LIMIT how long promote-all may take before it
+// stops and reports what was carried out (default 30m). Results and how
+// to read them: docs/benchmarks.md, "Cluster scale".
 //
 // Every API request of the controller's clients is counted by a
 // RoundTripper wrapped around its rest.Config (the API server's own
@@ -500,8 +503,8 @@ func buildWorld(b *testing.B, sc benchScale) *world {
 	return w
 }
 
-// startAgents fills each agent's sink with its edges and its pods'
-// spans (observed for two hours until now) and endpoint states.
+// makeAgents fills each agent's sink with its edges and its pods' spans
+// (observed for two hours until now) and endpoint states.
 func (w *world) makeAgents(b *testing.B) {
 	now := time.Now()
 	w.agents = make([]*simAgent, len(w.nodes))
@@ -945,6 +948,7 @@ func BenchmarkClusterScale(b *testing.B) {
 		hMem := heapInUse() - h0
 		runtime.KeepAlive(mem)
 		for range b.N {
+			// Nothing to repeat: the heap was measured at each stage.
 		}
 		mib := func(v uint64) float64 { return float64(v) / (1 << 20) }
 		ctrl := w.heap.ingested - w.heap.agents
