@@ -63,12 +63,18 @@ type cachedReview struct {
 }
 
 // NewTokenReviewer returns a TokenReviewer over client for audience
-// (Audience when ""), caching answers 10 s (refusals 2 s), at most 4096.
+// (Audience when ""), caching answers 2 min (refusals 2 s), at most 4096.
+// Two minutes is the kube-apiserver's own cache of webhook token reviews
+// (--authentication-token-webhook-cache-ttl); with 10 s, 100 node agents
+// sending every 5 s caused 10 TokenReviews a second, most of the
+// controller's API requests at rest (docs/benchmarks.md, "Cluster
+// scale"). A revoked token (its pod deleted) is refused once its answer
+// expires.
 func NewTokenReviewer(client kubernetes.Interface, audience string) *TokenReviewer {
 	if audience == "" {
 		audience = Audience
 	}
-	return &TokenReviewer{Audience: audience, TTL: 10 * time.Second, NegativeTTL: 2 * time.Second, MaxCached: 4096,
+	return &TokenReviewer{Audience: audience, TTL: 2 * time.Minute, NegativeTTL: 2 * time.Second, MaxCached: 4096,
 		client: client, now: time.Now, cache: map[[32]byte]cachedReview{}}
 }
 

@@ -105,15 +105,16 @@ func TestTokenReview(t *testing.T) {
 			}
 		})
 	}
-	// The pod's deletion revokes its bound token (after the cache's TTL).
+	// The pod's deletion revokes its bound token (once the cached answer
+	// expires: no caching here).
 	rev := transport.NewTokenReviewer(c.Client, "")
+	rev.TTL = 0
 	if id, err := rev.Authenticate(ctxFor(t, 10*time.Second), bound); err != nil || id.Node != pod.Spec.NodeName || id.User != agent {
 		t.Fatalf("bound token: %+v %v", id, err)
 	}
 	if err := c.Client.CoreV1().Pods(ns).Delete(ctxFor(t, 10*time.Second), pod.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
 		t.Fatal(err)
 	}
-	rev.TTL = 0
 	waitFor(t, 10*time.Second, "the deleted pod's token refused", func() bool {
 		_, err := rev.Authenticate(context.Background(), bound)
 		return err != nil && strings.Contains(err.Error(), "unauthenticated")

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 
 	ctrlkube "github.com/nanoseg/nanoseg/controller/kube"
@@ -118,12 +119,6 @@ keeps every NanoSegment's status. A standby takes over within
 	return cmd
 }
 
-// The controller's client-side rate limit of API requests (rest.Config).
-const (
-	controllerQPS   = 50
-	controllerBurst = 100
-)
-
 // buildController composes the cluster controller from client-go: the
 // cluster-wide inventory, the cluster store, and the observation ingest.
 func buildController(ctx context.Context, cfg ctrlkube.Config, rc *rest.Config, a *app) (*ctrlkube.Controller, error) {
@@ -132,7 +127,7 @@ func buildController(ctx context.Context, cfg ctrlkube.Config, rc *rest.Config, 
 	// every promotion (reads, the head's compare-and-swap, the record,
 	// the NanoSegment, status, Events) to about 7 s: `promote --all` of
 	// the shop lab's 7 workloads took 47 s, and 8 s with these.
-	rc.QPS, rc.Burst = controllerQPS, controllerBurst
+	rc.QPS, rc.Burst = ctrlkube.ClientQPS, ctrlkube.ClientBurst
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, err
@@ -147,7 +142,11 @@ func buildController(ctx context.Context, cfg ctrlkube.Config, rc *rest.Config, 
 	if err != nil {
 		return nil, err
 	}
-	st, err := storekube.NewStore(client, dyn, storekube.StoreConfig{Namespace: cfg.Namespace, Log: a.log})
+	md, err := metadata.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	st, err := storekube.NewStore(client, dyn, storekube.StoreConfig{Namespace: cfg.Namespace, Log: a.log, Metadata: md})
 	if err != nil {
 		return nil, err
 	}

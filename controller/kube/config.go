@@ -12,6 +12,19 @@ import (
 // with, in Config.Namespace.
 const LeaseName = "nanoseg-controller"
 
+// ClientQPS and ClientBurst throttle the controller's API clients
+// (requests per second, and the burst above it). client-go's defaults
+// (5 and 10, used when a rest.Config leaves them zero) make one round of
+// proposals for 500 workloads (about 1,000 writes) take minutes and a
+// promotion of every workload far longer (docs/benchmarks.md, "Cluster
+// scale"); these are kube-scheduler's defaults. The API server's
+// priority and fairness still queues the controller behind others when
+// it is busy.
+const (
+	ClientQPS   = 50
+	ClientBurst = 100
+)
+
 // Config configures the cluster controller (`nanoseg controller`).
 type Config struct {
 	// Kubeconfig is the path of a kubeconfig file; "" uses the in-cluster

@@ -69,8 +69,15 @@ func (n *clusterNode) Enforce(ctx context.Context, in policies.InForce, _ []stri
 }
 
 func (n *clusterNode) converged(in policies.InForce) bool {
-	reps := n.reports()
-	inv := n.inv()
+	// The segments by namespace, and the inventory walked once: a walk
+	// of every endpoint per segment made one poll O(segments × pods) with
+	// a copy of the inventory per segment (docs/benchmarks.md, "Cluster
+	// scale").
+	type wanted struct {
+		sel  labels.Selector
+		mode model.Mode
+	}
+	byNS := map[string][]wanted{}
 	for _, seg := range in.NanoSegments {
 		sel, err := metav1.LabelSelectorAsSelector(&seg.Spec.Selector)
 		if err != nil {
@@ -80,12 +87,23 @@ func (n *clusterNode) converged(in policies.InForce) bool {
 		if mode == "" {
 			mode = model.ModeObserve
 		}
-		for _, e := range inv.Endpoints() {
-			if e.Namespace != seg.Namespace || !sel.Matches(labels.Set(e.Labels)) {
-				continue
-			}
-			r, ok := reps[e.Netns]
-			if ok && (!r.InSync || r.Mode != mode) {
+		byNS[seg.Namespace] = append(byNS[seg.Namespace], wanted{sel, mode})
+	}
+	if len(byNS) == 0 {
+		return true
+	}
+	reps := n.reports()
+	for _, e := range n.inv().Endpoints() {
+		ws := byNS[e.Namespace]
+		if len(ws) == 0 {
+			continue
+		}
+		r, ok := reps[e.Netns]
+		if !ok {
+			continue
+		}
+		for _, w := range ws {
+			if w.sel.Matches(labels.Set(e.Labels)) && (!r.InSync || r.Mode != w.mode) {
 				return false
 			}
 		}

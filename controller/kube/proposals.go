@@ -32,6 +32,10 @@ import (
 // recently seen); the CRD allows no more.
 const MaxProposalEdges = 1000
 
+// proposalListPage is how many proposals one list request of the
+// refresher asks for.
+const proposalListPage = 25
+
 // Settled condition: its type and reasons.
 const (
 	ConditionSettled   = "Settled"
@@ -66,14 +70,23 @@ func (c *Controller) refreshProposals(ctx context.Context) error {
 		return fmt.Errorf("propose: %w", err)
 	}
 	props := byWorkload(inf)
-	list, err := c.dyn.Resource(ProposalResource).Namespace("").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return fmt.Errorf("list proposals: %w", err)
-	}
 	existing := map[string]*unstructured.Unstructured{}
-	for i := range list.Items {
-		u := &list.Items[i]
-		existing[u.GetNamespace()+"/"+u.GetName()] = u
+	// In pages: 500 proposals of a few hundred KiB each are more than the
+	// API server answers in one request within its 60 s timeout on a busy
+	// server (docs/benchmarks.md, "Cluster scale").
+	opts := metav1.ListOptions{Limit: proposalListPage}
+	for {
+		list, err := c.dyn.Resource(ProposalResource).Namespace("").List(ctx, opts)
+		if err != nil {
+			return fmt.Errorf("list proposals: %w", err)
+		}
+		for i := range list.Items {
+			u := &list.Items[i]
+			existing[u.GetNamespace()+"/"+u.GetName()] = u
+		}
+		if opts.Continue = list.GetContinue(); opts.Continue == "" {
+			break
+		}
 	}
 	now := time.Now()
 	var errs []error

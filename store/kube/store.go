@@ -29,6 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
@@ -92,6 +93,14 @@ type StoreConfig struct {
 	MaxAttempts int
 	// Log receives repairs and failures (discarded when nil).
 	Log *slog.Logger
+	// Metadata, the metadata-only client of the same rest.Config
+	// (metadata.NewForConfig), lets States list the NanoSegments'
+	// metadata alone (the state is an annotation) instead of whole
+	// objects; nil lists them whole with the dynamic client. A promotion
+	// calls States several times, so with every workload promoted the
+	// whole lists made each promotion read every NanoSegment's spec
+	// several times (docs/benchmarks.md, "Cluster scale").
+	Metadata metadata.Interface
 }
 
 // Store is store.PolicyStore over the Kubernetes API server; the
@@ -349,7 +358,7 @@ func (s *storeCore) revision(ctx context.Context, workload string, n int) (store
 	return r, nil
 }
 
-// cachedRevision is revision for Record's path: the API server keeps a
+// cachedRevision is revision for Record's path and Revision: the API server keeps a
 // ControllerRevision's data immutable and the store never deletes one, so
 // one read serves every later record to that revision (of this process;
 // at most maxCachedRevisions are kept).
@@ -379,11 +388,15 @@ func (s *storeCore) cachedRevision(ctx context.Context, workload string, n int) 
 
 const maxCachedRevisions = 4096
 
-// Revision implements store.PolicyStore.
+// Revision implements store.PolicyStore, read once per process
+// (cachedRevision): the controller service asks for the revision in
+// force of every workload on each promotion (Active), which without the
+// cache made a promotion of every workload one GET per workload per
+// promotion, quadratic in the workloads.
 func (s *Store) Revision(workload string, n int) (store.Revision, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	return s.revision(ctx, workload, n)
+	return s.cachedRevision(ctx, workload, n)
 }
 
 // Revisions implements store.PolicyStore.
@@ -542,13 +555,12 @@ func (s *Store) States() ([]store.WorkloadState, error) {
 	if err != nil {
 		return nil, err
 	}
-	list, err := s.dyn.Resource(NanoSegmentResource).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelWorkload})
+	items, err := s.listSegmentMeta(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list NanoSegments: %w", err)
+		return nil, err
 	}
 	var out []store.WorkloadState
-	for i := range list.Items {
-		u := &list.Items[i]
+	for _, u := range items {
 		key := u.GetNamespace() + "/" + u.GetLabels()[v1alpha1.LabelWorkload]
 		if u.GetName() != u.GetLabels()[v1alpha1.LabelWorkload] {
 			continue
@@ -566,6 +578,37 @@ func (s *Store) States() ([]store.WorkloadState, error) {
 		out = append(out, stateOf(h.rec))
 	}
 	slices.SortFunc(out, func(a, b store.WorkloadState) int { return strings.Compare(a.Workload, b.Workload) })
+	return out, nil
+}
+
+// listSegmentMeta lists the NanoSegments labelled nanoseg.io/workload in
+// every namespace; with cfg.Metadata only their metadata.
+func (s *storeCore) listSegmentMeta(ctx context.Context) ([]*unstructured.Unstructured, error) {
+	opts := metav1.ListOptions{LabelSelector: v1alpha1.LabelWorkload}
+	var out []*unstructured.Unstructured
+	if s.cfg.Metadata != nil {
+		list, err := s.cfg.Metadata.Resource(NanoSegmentResource).List(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("list NanoSegments: %w", err)
+		}
+		for i := range list.Items {
+			m := &list.Items[i]
+			u := &unstructured.Unstructured{}
+			u.SetName(m.Name)
+			u.SetNamespace(m.Namespace)
+			u.SetLabels(m.Labels)
+			u.SetAnnotations(m.Annotations)
+			out = append(out, u)
+		}
+		return out, nil
+	}
+	list, err := s.dyn.Resource(NanoSegmentResource).List(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("list NanoSegments: %w", err)
+	}
+	for i := range list.Items {
+		out = append(out, &list.Items[i])
+	}
 	return out, nil
 }
 

@@ -26,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 
 	"github.com/nanoseg/nanoseg/internal/kubetest"
 	"github.com/nanoseg/nanoseg/manifests"
@@ -106,14 +107,14 @@ func wipeStore(t testing.TB, c *kubetest.Cluster) {
 }
 
 // newStore returns a Store with clients of its own (as another process
-// would have) on c.
+// would have) on c, with the metadata client as the controller has it.
 func newStore(t testing.TB, c *kubetest.Cluster) *Store {
 	t.Helper()
 	cfg := *c.Config
 	cfg.QPS, cfg.Burst = 500, 1000
 	client := kubernetes.NewForConfigOrDie(&cfg)
 	dyn := dynamic.NewForConfigOrDie(&cfg)
-	s, err := NewStore(client, dyn, StoreConfig{})
+	s, err := NewStore(client, dyn, StoreConfig{Metadata: metadata.NewForConfigOrDie(&cfg)})
 	if err != nil {
 		t.Fatal(err)
 	}
