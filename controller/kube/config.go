@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -129,8 +130,15 @@ func (c Config) Validate() error {
 		if a.v == "" {
 			continue
 		}
-		if _, _, err := net.SplitHostPort(a.v); err != nil {
+		_, port, err := net.SplitHostPort(a.v)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("controller.%s: %q: %w", a.name, a.v, err))
+			continue
+		}
+		// A service name (":https") is left to the listener; a number
+		// must be a port.
+		if n, err := strconv.ParseUint(port, 10, 64); err == nil && n > 65535 {
+			errs = append(errs, fmt.Errorf("controller.%s: %q: port %d is not from 0 to 65535", a.name, a.v, n))
 		}
 	}
 	for _, d := range []struct {
