@@ -39,12 +39,20 @@ func (a *Server) evidenceRoutes(mux *http.ServeMux) {
 			api(func(*http.Request) (any, error) { return nil, err })(w, r)
 			return
 		}
-		w.Header().Set("Content-Type", "application/gzip")
-		w.Header().Set(client.HeaderManifestSHA256, res.ManifestSHA256)
-		w.Header().Set(client.HeaderSequence, strconv.FormatUint(res.Sequence, 10))
-		w.Header().Set(client.HeaderBundleName, res.Name)
-		_, _ = w.Write(res.Archive)
+		WriteBundle(w, res)
 	})
+}
+
+// WriteBundle answers POST /v1/evidence/export with an exported bundle:
+// its tar.gz archive as the body (application/gzip) and its manifest
+// hash, sequence and name in the headers client.HeaderManifestSHA256,
+// client.HeaderSequence and client.HeaderBundleName (docs/api.md).
+func WriteBundle(w http.ResponseWriter, res *controller.ExportResult) {
+	w.Header().Set("Content-Type", "application/gzip")
+	w.Header().Set(client.HeaderManifestSHA256, res.ManifestSHA256)
+	w.Header().Set(client.HeaderSequence, strconv.FormatUint(res.Sequence, 10))
+	w.Header().Set(client.HeaderBundleName, res.Name)
+	_, _ = w.Write(res.Archive)
 }
 
 // decodeOptional decodes a JSON body into v, accepting an empty body.

@@ -19,13 +19,13 @@ import (
 	"io"
 	"net/http"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nanoseg/nanoseg/server"
+
 	networkingv1 "k8s.io/api/networking/v1"
 
-	"github.com/nanoseg/nanoseg/client"
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
@@ -194,9 +194,5 @@ func (s *Session) export(w http.ResponseWriter, r *http.Request) {
 		fail(code, err)
 		return
 	}
-	w.Header().Set("Content-Type", "application/gzip")
-	w.Header().Set(client.HeaderManifestSHA256, res.ManifestSHA256)
-	w.Header().Set(client.HeaderSequence, strconv.FormatUint(res.Sequence, 10))
-	w.Header().Set(client.HeaderBundleName, res.Name)
-	_, _ = w.Write(res.Archive)
+	server.WriteBundle(w, res)
 }
