@@ -79,7 +79,7 @@ The output format is -o, else taken from the --out file's extension
 	f.StringVar(&o.edgesFile, "edges", "", "file of observed edges (JSON array or JSON lines; - for standard input)")
 	f.StringVarP(&o.output, "output", "o", "", "output format: json, dot, graphml, mermaid, html (default from --out, else json)")
 	f.StringVar(&o.outFile, "out", "", "write to this file instead of standard output")
-	f.StringArrayVar(&o.namespaces, "namespace", nil, "keep edges with a workload in this namespace at either end (repeatable)")
+	f.StringArrayVarP(&o.namespaces, "namespace", "n", nil, "keep edges with a workload in this namespace at either end (repeatable; in cluster mode the cluster is read whole and the graph kept to these)")
 	f.StringArrayVar(&o.workloads, "workload", nil, "keep edges with this workload, NAMESPACE/NAME, at either end (repeatable)")
 	f.StringVar(&o.verdict, "verdict", "", "keep edges with a flow of this verdict: observed, allow, audit-deny, deny")
 	f.StringVar(&o.since, "since", "", "keep edges seen in the last DURATION (e.g. 15m) or since an RFC 3339 time")

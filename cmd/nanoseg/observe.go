@@ -69,7 +69,7 @@ observe-mode table in endpoints that have no nanoseg table yet.`,
 	f.StringSliceVar(&o.netns, "netns", nil, "observe these named network namespaces (under /run/netns); with --lab, only these")
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	f.StringVar(&o.workload, "workload", "", "only flows or edges with this workload (or external DNS name) on either side")
-	f.StringVar(&o.namespace, "namespace", "", "only flows or edges with this namespace on either side")
+	f.StringVarP(&o.namespace, "namespace", "n", "", "only flows or edges with this namespace on either side")
 	f.StringVar(&o.verdict, "verdict", "", "only this verdict: observed, allow, audit-deny, deny")
 	f.Uint16Var(&o.port, "port", 0, "only this destination port")
 	f.BoolVar(&o.edges, "edges", false, "print aggregated edges per window instead of flow records")
