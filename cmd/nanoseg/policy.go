@@ -90,7 +90,7 @@ type worldFlags struct {
 func (f *worldFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.world, "world", "", "world file: namespaces, pods and optional policies (case-file format)")
 	cmd.Flags().StringVar(&f.caseFile, "case", "", "case file: its world and initial policies")
-	cmd.Flags().StringArrayVar(&f.policies, "policies", nil, "YAML file of NetworkPolicies, NanoSegments and ClusterNetworkPolicies (repeatable)")
+	cmd.Flags().StringArrayVar(&f.policies, "policies", nil, "YAML file of NetworkPolicies, NanoSegments and ClusterNetworkPolicies (repeatable); each replaces the world's or case's policy of the same kind, namespace and name")
 }
 
 func (f *worldFlags) load() (*policies.CaseState, policies.PolicySet, error) {
@@ -114,13 +114,22 @@ func (f *worldFlags) load() (*policies.CaseState, policies.PolicySet, error) {
 	if err != nil {
 		return nil, policies.PolicySet{}, err
 	}
+	// The files' objects replace the world's (or the case's) of the same
+	// kind, namespace and name: a preview of changed policies. Within the
+	// files one object is given once.
+	from := map[string]string{}
 	for _, pf := range f.policies {
 		objs, err := readObjects(pf)
 		if err != nil {
 			return nil, policies.PolicySet{}, err
 		}
 		for _, o := range objs {
-			st.Policies[o.Ref().String()] = o
+			ref := o.Ref().String()
+			if prev, ok := from[ref]; ok {
+				return nil, policies.PolicySet{}, fmt.Errorf("--policies %s: %s is also in %s: give each policy once", pf, ref, prev)
+			}
+			from[ref] = pf
+			st.Policies[ref] = o
 		}
 	}
 	set, err := st.Set()

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestGraphNamespaceShorthand: `graph -n NS` keeps the edges of NS, as
+// `-n` means a namespace for every other verb (and for kubectl).
+func TestGraphNamespaceShorthand(t *testing.T) {
+	edges := "../../graph/testdata/shop-edges.jsonl"
+	out, err := runCLI(t, "graph", "--edges", edges, "-n", "shop", "-o", "dot")
+	if err != nil || !strings.Contains(out, `"shop/`) {
+		t.Errorf("graph -n shop: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, "graph", "--edges", edges, "-n", "nope", "-o", "dot")
+	if err != nil || strings.Contains(out, `"shop/`) {
+		t.Errorf("graph -n nope keeps shop's edges: %v\n%s", err, out)
+	}
+}
+
+// TestPoliciesGivenTwice: one policy given twice in --policies is an
+// error naming it, not the last one silently winning.
+func TestPoliciesGivenTwice(t *testing.T) {
+	doc := func(prio int, action string) string {
+		return "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {name: p1}\nspec:\n  tier: Admin\n  priority: " +
+			strconv.Itoa(prio) + "\n  subject: {namespaces: {}}\n  ingress:\n  - action: " + action + "\n    from: [{namespaces: {}}]\n"
+	}
+	file := filepath.Join(t.TempDir(), "dup.yaml")
+	if err := os.WriteFile(file, []byte(doc(5, "Deny")+"---\n"+doc(6, "Accept")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := runCLI(t, "policy", "matrix", "--case", "../../policies/testdata/cases/cnp/cnp-state-010.yaml", "--policies", file)
+	if err == nil || !strings.Contains(err.Error(), "ClusterNetworkPolicy p1 is also in") {
+		t.Errorf("p1 twice: %v", err)
+	}
+}
