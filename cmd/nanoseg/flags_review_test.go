@@ -38,3 +38,21 @@ func TestPoliciesGivenTwice(t *testing.T) {
 		t.Errorf("p1 twice: %v", err)
 	}
 }
+
+// TestParsePortProtoRange: port 0 is refused but for ICMP, and a port
+// out of range says so.
+func TestParsePortProtoRange(t *testing.T) {
+	for in, want := range map[string]string{
+		"0/TCP":     "port 0 is not from 1 to 65535",
+		"99999/TCP": "port 99999 is not from 1 to 65535",
+		"80/XYZ":    "unknown protocol",
+		"x":         "want PORT",
+		"0/ICMP":    "",
+		"53/udp":    "",
+	} {
+		_, _, err := parsePortProto(in)
+		if (want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), want)) {
+			t.Errorf("%s: %v, want %q", in, err, want)
+		}
+	}
+}

@@ -148,7 +148,7 @@ func readObjects(file string) ([]policies.Object, error) {
 func parsePortProto(s string) (int32, model.Protocol, error) {
 	num, proto, _ := strings.Cut(s, "/")
 	n, err := strconv.ParseInt(num, 10, 32)
-	if err != nil || n < 0 || n > 65535 {
+	if err != nil {
 		return 0, "", fmt.Errorf("parse port %q: want PORT[/TCP|UDP|SCTP|ICMP]", s)
 	}
 	p := model.Protocol(strings.ToUpper(proto))
@@ -158,6 +158,10 @@ func parsePortProto(s string) (int32, model.Protocol, error) {
 	case model.ProtocolTCP, model.ProtocolUDP, model.ProtocolSCTP, model.ProtocolICMP:
 	default:
 		return 0, "", fmt.Errorf("parse port %q: unknown protocol %q", s, proto)
+	}
+	// ICMP has no port (0); the others' ports are 1 to 65535.
+	if n < 0 || n > 65535 || (n == 0 && p != model.ProtocolICMP) {
+		return 0, "", fmt.Errorf("parse port %q: port %d is not from 1 to 65535", s, n)
 	}
 	return int32(n), p, nil
 }
