@@ -99,6 +99,8 @@ func (c Config) REST() (*rest.Config, string, error) {
 		switch {
 		case empty && c.Kubeconfig != "":
 			return nil, "", fmt.Errorf("--kubeconfig %s: no cluster, context or user in it", c.Kubeconfig)
+		case empty && os.Getenv(clientcmd.RecommendedConfigPathEnvVar) != "":
+			return nil, "", fmt.Errorf("%s: no cluster, context or user in it (or no such file)", c.source())
 		case empty:
 			return nil, "", fmt.Errorf("no kubeconfig: give --kubeconfig, set KUBECONFIG, or write ~/.kube/config")
 		}
