@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -77,7 +79,7 @@ keeps every NanoSegment's status. A standby takes over within
 			cfg := a.cfg.Controller
 			cfg.Defaults()
 			if err := cfg.Validate(); err != nil {
-				return err
+				return withFlagNames(err, controllerBind)
 			}
 			a.log.Info("effective configuration", "controller", fmt.Sprintf("%+v", cfg))
 			ctx := cmd.Context()
@@ -165,4 +167,15 @@ type ingest struct {
 	graph  ctrlkube.Graph
 	resync func()
 	serve  ctrlkube.ServeFunc
+}
+
+// withFlagNames returns err with each configuration key it names
+// ("controller.catchUp: …") followed by its flag ("controller.catchUp
+// (--catch-up): …"), from bind (key → flag).
+func withFlagNames(err error, bind map[string]string) error {
+	msg := err.Error()
+	for key, flag := range bind {
+		msg = strings.ReplaceAll(msg, key+":", key+" (--"+flag+"):")
+	}
+	return errors.New(msg)
 }

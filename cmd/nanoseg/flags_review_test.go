@@ -56,3 +56,11 @@ func TestParsePortProtoRange(t *testing.T) {
 		}
 	}
 }
+
+// TestControllerErrorsNameFlags: a bad controller setting names its flag.
+func TestControllerErrorsNameFlags(t *testing.T) {
+	_, err := runCLI(t, "controller", "--catch-up", "-1s", "--id", "a", "--kubeconfig", filepath.Join(t.TempDir(), "none"))
+	if err == nil || !strings.Contains(err.Error(), "controller.catchUp (--catch-up): -1s: must be positive") {
+		t.Errorf("--catch-up -1s: %v", err)
+	}
+}

@@ -60,7 +60,7 @@ in the agent's bounded memory.`,
 			cfg := a.cfg.Node
 			cfg.Defaults()
 			if err := cfg.Validate(); err != nil {
-				return err
+				return withFlagNames(err, nodeBind)
 			}
 			a.log.Info("effective configuration", "node", fmt.Sprintf("%+v", cfg))
 			rc, err := nodeagent.RESTConfig(cfg.Kubeconfig)
