@@ -79,7 +79,10 @@ and enforces them with nftables inside each container's network namespace.`,
 	pf.String("token", "", "bearer token for a TCP server")
 	addClusterFlags(pf, &a.cluster)
 	if isPlugin() {
-		root.Use = "kubectl nanoseg"
+		// kubectl's plugin convention: usage and help say the command
+		// as the user types it (cobra takes the name from Use's first
+		// word, so the display name is an annotation).
+		root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl nanoseg"}
 	}
 	root.AddCommand(newVersionCmd(), newConfigCmd(a), newLabCmd(a), newAgentCmd(a), newStatusCmd(a), newPromoteCmd(a), newRollbackCmd(a), newHistoryCmd(a), newVerdictsCmd(a), addAgentPolicyCmds(newPolicyCmd(a), a), newObserveCmd(a), newGraphCmd(a))
 	root.AddCommand(newVerifyCmd(a), newEvidenceCmd(a), newNodeCmd(a), newControllerCmd(a))
