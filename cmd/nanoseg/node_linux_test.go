@@ -62,7 +62,8 @@ func TestNodeStopsCleanlyOnSignal(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("nanoseg node needs root")
 	}
-	t.Parallel() // its own API server and owner dir; it overlaps TestControllerDownAMinute
+	// Not parallel: its agent finds network namespaces by address, and
+	// would take another test's lab namespaces of the same addresses.
 	c := kubetest.New(t, kubetest.Options{CRDDirs: []string{"../../manifests/crds"}})
 	// Pods on the agent's node (their netns is nowhere: the agent keeps
 	// looking), and a controller that answers slowly, so the stop comes

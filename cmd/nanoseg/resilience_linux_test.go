@@ -49,10 +49,17 @@ dns: shop/dns
 namespaces:
   - {name: shop}
 workloads:
-  - {name: dns, namespace: shop, labels: {app: dns}, ports: [{port: 53, protocol: UDP}]}
-  - {name: client, namespace: shop, labels: {app: client}}
-  - {name: server, namespace: shop, labels: {app: server}, ports: [{name: http, port: 8080}, {name: admin, port: 9090}]}
+  - {name: dns, namespace: shop, labels: {app: dns}, ports: [{port: 53, protocol: UDP}], ipv4: [198.18.211.2], ipv6: ["2001:db8:18:211::2"]}
+  - {name: client, namespace: shop, labels: {app: client}, ipv4: [198.18.211.3], ipv6: ["2001:db8:18:211::3"]}
+  - {name: server, namespace: shop, labels: {app: server}, ports: [{name: http, port: 8080}, {name: admin, port: 9090}], ipv4: [198.18.211.4], ipv6: ["2001:db8:18:211::4"]}
 `
+
+// The lab's addresses are its own (198.18.211.0/24): a node agent of
+// another test, running at the same time in this or another package,
+// finds network namespaces by their addresses, and one holding a pod of
+// the same address would program this lab's namespaces (seen: the
+// server's table rewritten, 9090 let through, while this test ran beside
+// TestNodeStopsCleanlyOnSignal, whose pods had the same addresses).
 
 type resilienceWorld struct {
 	c              *kubetest.Cluster
