@@ -192,21 +192,8 @@ func BenchmarkConnRate(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			for _, p := range []pair{base, empty, test} {
-				connectLoop(b, p, 200) // warm up
-			}
-			const round = 250
-			var tb, te, tt time.Duration
-			n := 0
-			b.ResetTimer()
-			for done := 0; done < b.N; done += 3 * round {
-				tb += connectLoop(b, base, round)
-				te += connectLoop(b, empty, round)
-				tt += connectLoop(b, test, round)
-				n += round
-			}
-			b.StopTimer()
-			rb, re, rt := float64(n)/tb.Seconds(), float64(n)/te.Seconds(), float64(n)/tt.Seconds()
+			r := connRates(b, base, empty, test)
+			rb, re, rt := r[0], r[1], r[2]
 			b.ReportMetric(rt, "conns/s")
 			b.ReportMetric(rb, "no-table-conns/s")
 			b.ReportMetric(re, "empty-table-conns/s")
@@ -400,24 +387,37 @@ func BenchmarkConnRateTiers(b *testing.B) {
 	if _, err := dp.Apply(tiers.server.Path(), rs); err != nil {
 		b.Fatal(err)
 	}
-	for _, p := range []pair{base, dev, tiers} {
-		connectLoop(b, p, 200) // warm up
-	}
-	const round = 250
-	var tb, td, tt time.Duration
-	n := 0
-	b.ResetTimer()
-	for done := 0; done < b.N; done += 3 * round {
-		tb += connectLoop(b, base, round)
-		td += connectLoop(b, dev, round)
-		tt += connectLoop(b, tiers, round)
-		n += round
-	}
-	b.StopTimer()
-	rb, rd, rt := float64(n)/tb.Seconds(), float64(n)/td.Seconds(), float64(n)/tt.Seconds()
+	r := connRates(b, base, dev, tiers)
+	rb, rd, rt := r[0], r[1], r[2]
 	b.ReportMetric(rt, "conns/s")
 	b.ReportMetric(rd, "developer-only-conns/s")
 	b.ReportMetric(rb, "no-table-conns/s")
 	b.ReportMetric(rt/rd, "ratio-vs-developer")
 	b.ReportMetric(rt/rb, "ratio")
+}
+
+// connRates warms each pair up, then times rounds of 250 new connections
+// on each pair in turn (so load drifts hit every pair alike) until b.N
+// connections are made, and returns each pair's new connections per
+// second, in the order given.
+func connRates(b *testing.B, pairs ...pair) []float64 {
+	for _, p := range pairs {
+		connectLoop(b, p, 200) // warm up
+	}
+	const round = 250
+	took := make([]time.Duration, len(pairs))
+	n := 0
+	b.ResetTimer()
+	for done := 0; done < b.N; done += len(pairs) * round {
+		for i, p := range pairs {
+			took[i] += connectLoop(b, p, round)
+		}
+		n += round
+	}
+	b.StopTimer()
+	out := make([]float64, len(pairs))
+	for i, d := range took {
+		out[i] = float64(n) / d.Seconds()
+	}
+	return out
 }
