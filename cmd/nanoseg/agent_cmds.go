@@ -618,6 +618,12 @@ func proposeFromAgent(cmd *cobra.Command, a *app, window time.Duration, includeD
 			fmt.Fprintf(w, "  %s\n", l)
 		}
 	}
+	if len(rep.Forbidden) > 0 {
+		fmt.Fprintf(w, "left out, because an Admin ClusterNetworkPolicy rule denies them (no nanosegment can allow them; --include-denied does not change that):\n")
+		for _, f := range rep.Forbidden {
+			fmt.Fprintf(w, "  %s\n", f)
+		}
+	}
 	if len(rep.Excluded) > 0 {
 		fmt.Fprintf(w, "left out, because they were denied in the window and the policies in force still deny them (review with `policy diff`; --include-denied to propose them anyway):\n")
 		for _, e := range rep.Excluded {
@@ -729,6 +735,18 @@ func diffFromAgent(cmd *cobra.Command, a *app, workload string, window time.Dura
 	fmt.Fprintf(w, "observed flows the active policies deny or would deny: %d\n", len(rep.Denied))
 	for _, d := range rep.Denied {
 		fmt.Fprintf(w, "  ! %-10s %s  (%d flows; %s)\n", d.Action, d.Edge, d.Flows, d.Reason)
+	}
+	if len(rep.Forbidden) > 0 {
+		fmt.Fprintf(w, "observed flows an Admin ClusterNetworkPolicy rule denies (never proposed): %d\n", len(rep.Forbidden))
+		for _, f := range rep.Forbidden {
+			fmt.Fprintf(w, "  x %s\n", f)
+		}
+	}
+	if len(rep.Shadowed) > 0 {
+		fmt.Fprintf(w, "rules shadowed by an Admin ClusterNetworkPolicy rule (decided before them): %d\n", len(rep.Shadowed))
+		for _, sh := range rep.Shadowed {
+			fmt.Fprintf(w, "  ~ %s\n", sh)
+		}
 	}
 	printCoverage(w, rep.Coverage, window)
 	return nil
