@@ -1,7 +1,10 @@
 package controller
 
 import (
+	"context"
 	"fmt"
+	"slices"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 
@@ -51,4 +54,64 @@ func (s *Service) storeClusterNetworkPolicies(cs store.ClusterPolicyStore, cnps 
 		res.ClusterNetworkPolicies = append(res.ClusterNetworkPolicies, r)
 	}
 	return changed, nil
+}
+
+// ClusterNetworkPolicies returns the ClusterNetworkPolicies in force,
+// sorted by name (never nil); none for a store that holds none.
+func (s *Service) ClusterNetworkPolicies() ([]cnpv1alpha2.ClusterNetworkPolicy, error) {
+	out := []cnpv1alpha2.ClusterNetworkPolicy{}
+	cs, ok := s.store.(store.ClusterPolicyStore)
+	if !ok {
+		return out, nil
+	}
+	in, err := cs.ClusterNetworkPolicies()
+	for i := range in {
+		in[i].APIVersion, in[i].Kind = cnpv1alpha2.SchemeGroupVersion.String(), cnpv1alpha2.Kind
+	}
+	return append(out, in...), err
+}
+
+// ClusterDeleteResult is what DeleteClusterNetworkPolicy removed and
+// whether the dataplane converged (as ApplyResult).
+type ClusterDeleteResult struct {
+	ClusterNetworkPolicyResult
+	// Policy is the ClusterNetworkPolicy as it was in force until deleted.
+	Policy    *cnpv1alpha2.ClusterNetworkPolicy `json:"policy"`
+	By        string                            `json:"by"`
+	At        time.Time                         `json:"at"`
+	Converged bool                              `json:"converged"`
+	Errors    map[string]string                 `json:"errors,omitempty"`
+}
+
+// DeleteClusterNetworkPolicy removes ClusterNetworkPolicy name from the
+// store, which ends its enforcement at once, logs who did it, and waits
+// for the dataplane as Apply does. One not in force is an error wrapping
+// store.ErrNotFound; a store without ClusterPolicyStore refuses
+// (ErrInvalid).
+func (s *Service) DeleteClusterNetworkPolicy(ctx context.Context, name, who string) (ClusterDeleteResult, error) {
+	if name == "" {
+		return ClusterDeleteResult{}, fmt.Errorf("%w: name: required (the ClusterNetworkPolicy's metadata.name)", ErrInvalid)
+	}
+	cs, ok := s.store.(store.ClusterPolicyStore)
+	if !ok {
+		return ClusterDeleteResult{}, fmt.Errorf("%w: ClusterNetworkPolicy %s: this store does not hold ClusterNetworkPolicies", ErrInvalid, name)
+	}
+	cur, err := cs.ClusterNetworkPolicies()
+	if err != nil {
+		return ClusterDeleteResult{}, err
+	}
+	i := slices.IndexFunc(cur, func(c cnpv1alpha2.ClusterNetworkPolicy) bool { return c.Name == name })
+	if i < 0 {
+		return ClusterDeleteResult{}, fmt.Errorf("delete ClusterNetworkPolicy %s: not in force: %w", name, store.ErrNotFound)
+	}
+	if err := cs.DeleteClusterNetworkPolicy(name); err != nil {
+		return ClusterDeleteResult{}, err
+	}
+	p := cur[i].DeepCopy()
+	p.APIVersion, p.Kind = cnpv1alpha2.SchemeGroupVersion.String(), cnpv1alpha2.Kind
+	s.log.Info("ClusterNetworkPolicy deleted; no longer enforced", "clusternetworkpolicy", name, "tier", p.Spec.Tier, "priority", p.Spec.Priority, "by", who)
+	res := ClusterDeleteResult{ClusterNetworkPolicyResult: ClusterNetworkPolicyResult{Name: name, Tier: string(p.Spec.Tier), Priority: p.Spec.Priority},
+		Policy: p, By: who, At: time.Now().UTC()}
+	res.Converged, res.Errors = s.enforceAll(ctx)
+	return res, nil
 }

@@ -143,6 +143,10 @@ func (a *Server) Handler() http.Handler {
 		q := r.URL.Query()
 		return a.svc.DeleteNetworkPolicy(r.Context(), q.Get("namespace"), q.Get("name"), caller(r))
 	}))
+	mux.HandleFunc("GET /v1/clusternetworkpolicies", api(func(r *http.Request) (any, error) { return a.svc.ClusterNetworkPolicies() }))
+	mux.HandleFunc("DELETE /v1/clusternetworkpolicies", api(func(r *http.Request) (any, error) {
+		return a.svc.DeleteClusterNetworkPolicy(r.Context(), r.URL.Query().Get("name"), caller(r))
+	}))
 	mux.HandleFunc("GET /v1/ruleids", api(func(r *http.Request) (any, error) { return a.svc.RuleIDs() }))
 	mux.HandleFunc("GET /v1/captures", api(func(r *http.Request) (any, error) { return a.svc.Captures() }))
 	mux.HandleFunc("POST /v1/propose", api(func(r *http.Request) (any, error) {
