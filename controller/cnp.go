@@ -2,12 +2,16 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 
+	"github.com/nanoseg/nanoseg/evidence"
+	"github.com/nanoseg/nanoseg/model"
+	"github.com/nanoseg/nanoseg/policies"
 	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
 	"github.com/nanoseg/nanoseg/store"
 )
@@ -114,4 +118,58 @@ func (s *Service) DeleteClusterNetworkPolicy(ctx context.Context, name, who stri
 		Policy: p, By: who, At: time.Now().UTC()}
 	res.Converged, res.Errors = s.enforceAll(ctx)
 	return res, nil
+}
+
+// clusterPoliciesSection returns the ClusterNetworkPolicies in force as
+// evidence lists them, in the order evaluation consults them (Admin tier,
+// then Baseline, each by priority and name), each rule with the sums of
+// counters (the window's per-endpoint counters in scope) under its
+// dataplane rule id (policies.ClusterPolicy.RuleID).
+func (s *Service) clusterPoliciesSection(counters []evidence.RuleCounter) ([]evidence.ClusterPolicy, error) {
+	cnps, err := s.ClusterNetworkPolicies()
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]*cnpv1alpha2.ClusterNetworkPolicy{}
+	var cps []*policies.ClusterPolicy
+	for i := range cnps {
+		cp, err := policies.CompileClusterNetworkPolicy(&cnps[i])
+		if err != nil {
+			return nil, fmt.Errorf("ClusterNetworkPolicy %s in force: %w", cnps[i].Name, err)
+		}
+		byName[cnps[i].Name] = &cnps[i]
+		cps = append(cps, cp)
+	}
+	type sum struct {
+		n              int
+		wp, wb, tp, tb uint64
+	}
+	sums := map[string]*sum{}
+	for _, c := range counters {
+		x := sums[c.RuleID]
+		if x == nil {
+			x = &sum{}
+			sums[c.RuleID] = x
+		}
+		x.n++
+		x.wp, x.wb, x.tp, x.tb = x.wp+c.WindowPackets, x.wb+c.WindowBytes, x.tp+c.TotalPackets, x.tb+c.TotalBytes
+	}
+	out := []evidence.ClusterPolicy{}
+	for _, cp := range (policies.PolicySet{}).WithClusterPolicies(cps).ClusterPolicies() {
+		ec := evidence.ClusterPolicy{Name: cp.Ref.Name, Tier: string(cp.Tier), Priority: cp.Priority, Rules: []evidence.ClusterRule{}}
+		if raw, err := json.Marshal(byName[cp.Ref.Name]); err == nil {
+			ec.Policy = raw
+		}
+		for _, dir := range []model.Direction{model.Ingress, model.Egress} {
+			for _, r := range cp.Rules[dir.Index()] {
+				er := evidence.ClusterRule{ID: r.ID, Name: r.Name, Direction: dir, Action: string(r.Action), RuleID: cp.RuleID(r.ID)}
+				if x := sums[er.RuleID]; x != nil {
+					er.Endpoints, er.WindowPackets, er.WindowBytes, er.TotalPackets, er.TotalBytes = x.n, x.wp, x.wb, x.tp, x.tb
+				}
+				ec.Rules = append(ec.Rules, er)
+			}
+		}
+		out = append(out, ec)
+	}
+	return out, nil
 }

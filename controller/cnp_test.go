@@ -2,10 +2,13 @@ package controller_test
 
 import (
 	"context"
+	"encoding/json"
+	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/nanoseg/nanoseg/controller"
+	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
@@ -123,5 +126,85 @@ func TestProposeLeavesOutWhatAnAdminDenyForbids(t *testing.T) {
 				t.Errorf("left out: %v, want the intruder edge", inf.LeftOut)
 			}
 		})
+	}
+}
+
+// TestEvidenceListsClusterNetworkPoliciesAndProbesAdminDenies: the
+// evidence bundle lists the ClusterNetworkPolicies in force in evaluation
+// order with each rule's kernel hits (summed over the endpoints holding
+// its counter), and the probe run has one check per Admin Deny rule: a
+// probe of a path the rule decides (intruder -> db 5432, probed even with
+// a budget of one probe, which goes to another path), held when it was
+// blocked; a Deny rule deciding no path of the inventory is listed with
+// a note. The report shows both.
+func TestEvidenceListsClusterNetworkPoliciesAndProbesAdminDenies(t *testing.T) {
+	f := newFixture(t)
+	f.applyCNP(t, guard("Admin", "Deny"))
+	f.applyCNP(t, `apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: baseline-web}
+spec:
+  tier: Baseline
+  priority: 1
+  subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: web}}}}
+  ingress:
+    - {action: Deny, from: [{namespaces: {}}], protocols: [{tcp: {destinationPort: {number: 80}}}]}
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: unused-guard}
+spec:
+  tier: Admin
+  priority: 9
+  subject: {namespaces: {}}
+  egress:
+    - {action: Deny, to: [{networks: [198.19.0.0/16]}]}
+`)
+	id := "cnp/admin/guard-db/ingress-0"
+	f.node.Counters = map[string]map[string]evidence.Count{"db-0": {id: {Packets: 7, Bytes: 420}}}
+	f.node.Reach = func(src model.Endpoint, proto string, addr netip.AddrPort) bool { return src.Workload != "intruder" }
+	res, err := f.svc.Export(context.Background(), controller.ExportRequest{NoPDF: true, Probe: controller.VerifyRequest{MaxProbes: 1}}, "auditor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b evidence.Bundle
+	if err := json.Unmarshal(res.Files["bundle.json"], &b); err != nil {
+		t.Fatal(err)
+	}
+	cnps := b.Policies.ClusterNetworkPolicies
+	var order []string
+	for _, c := range cnps {
+		order = append(order, c.Name)
+	}
+	if strings.Join(order, ",") != "guard-db,unused-guard,baseline-web" {
+		t.Fatalf("ClusterNetworkPolicies in the bundle: %v, want Admin by priority, then Baseline", order)
+	}
+	r := cnps[0].Rules
+	if len(r) != 1 || r[0].RuleID != id || r[0].Name != "no-intruder" || r[0].Action != "Deny" || r[0].Endpoints != 1 ||
+		r[0].TotalPackets != 7 || r[0].WindowPackets != 7 || len(cnps[0].Policy) == 0 {
+		t.Errorf("guard-db rules in the bundle: %+v", r)
+	}
+	if b.Probes == nil || len(b.Probes.AdminDenies) != 2 {
+		t.Fatalf("admin deny checks: %+v", b.Probes)
+	}
+	held, none := b.Probes.AdminDenies[0], b.Probes.AdminDenies[1]
+	if held.Policy != "guard-db" || held.Rule != "ingress-0" || held.Priority != 7 || held.Probe == nil || !held.Held ||
+		held.Probe.Source != "shop/intruder" || held.Probe.Destination != "shop/db" || held.Probe.Port != 5432 || !strings.Contains(held.Probe.DecidedBy, "guard-db") {
+		t.Errorf("guard-db check: %+v (probe %+v)", held, held.Probe)
+	}
+	if none.Policy != "unused-guard" || none.Probe != nil || none.Note == "" {
+		t.Errorf("unused-guard check: %+v", none)
+	}
+	if b.Probes.Probed != 2 {
+		t.Errorf("probed %d paths with a budget of 1, want 2 (the sample and the Admin Deny's path)", b.Probes.Probed)
+	}
+	html := string(res.Files["report.html"])
+	for _, want := range []string{"ClusterNetworkPolicies in force", "Admin Deny rules, checked live", "1 of 1 Admin Deny rule", "no-intruder"} {
+		if !strings.Contains(html, want) {
+			t.Errorf("report.html lacks %q", want)
+		}
+	}
+	if !strings.Contains(string(res.Files["cluster-network-policy-rules.csv"]), "guard-db,Admin,7,ingress-0,no-intruder,Ingress,Deny,"+id+",1,7,420,7,420") {
+		t.Errorf("cluster-network-policy-rules.csv:\n%s", res.Files["cluster-network-policy-rules.csv"])
 	}
 }

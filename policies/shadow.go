@@ -127,3 +127,20 @@ func shadows(edge string, dev, withAdmin Evaluation) []ShadowedRule {
 	}
 	return out
 }
+
+// DecidingClusterRule returns the ClusterNetworkPolicy rule that decided
+// v, chosen as DecidedByCluster chooses its tier (of a direction that
+// denies when v is denied, Admin before Baseline), or nil when no
+// ClusterNetworkPolicy rule decided v.
+func (v Evaluation) DecidingClusterRule() *ClusterRuleRef {
+	tier := v.DecidedByCluster()
+	if tier == "" {
+		return nil
+	}
+	for _, d := range []DirectionEvaluation{v.Egress, v.Ingress} {
+		if d.ClusterRule != nil && d.Tier == tier && (v.Action == model.VerdictAllow || d.Action == v.Action) {
+			return d.ClusterRule
+		}
+	}
+	return nil
+}
