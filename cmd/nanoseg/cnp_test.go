@@ -45,8 +45,9 @@ spec:
 // TestClusterNetworkPolicyCommands: with an Admin Deny in force, `policy
 // propose` leaves the forbidden edge out and names the rule; `policy
 // diff` lists it and the nanosegment rule it shadows; `policy show
-// clusternetworkpolicy` prints it as applied (applying that output again
-// changes nothing); `policy delete clusternetworkpolicy` ends it: the
+// clusternetworkpolicy` prints it as applied, `policy export --to
+// clusternetworkpolicy` writes that back byte for byte, and applying it
+// again changes nothing; `policy delete clusternetworkpolicy` ends it: the
 // node receives the policies without it, and a second delete fails.
 func TestClusterNetworkPolicyCommands(t *testing.T) {
 	node := &controllertest.Node{}
@@ -99,8 +100,12 @@ func TestClusterNetworkPolicyCommands(t *testing.T) {
 	if !strings.Contains(shown, "kind: ClusterNetworkPolicy") || !strings.Contains(shown, "name: no-intruder") {
 		t.Fatalf("policy show clusternetworkpolicy:\n%s", shown)
 	}
-	if out = run("policy", "apply", "-f", write("shown.yaml", shown)); !strings.Contains(out, "ClusterNetworkPolicy guard-db (Admin, priority 7): unchanged, enforced") {
-		t.Errorf("applying what show printed changed it:\n%s", out)
+	exported, err := runAgainst(t, ts.URL, "policy", "export", "--to", "clusternetworkpolicy", write("shown.yaml", shown))
+	if err != nil || exported != shown {
+		t.Fatalf("export --to clusternetworkpolicy of what show printed: %v\n%s\nwant\n%s", err, exported, shown)
+	}
+	if out = run("policy", "apply", "-f", write("exported.yaml", exported)); !strings.Contains(out, "ClusterNetworkPolicy guard-db (Admin, priority 7): unchanged, enforced") {
+		t.Errorf("applying what show printed and export wrote changed it:\n%s", out)
 	}
 	before := len(node.Enforced())
 	out = run("policy", "delete", "clusternetworkpolicy", "guard-db")
