@@ -367,12 +367,12 @@ type Probe struct {
 	// reset or port unreachable: the network let it through), reply (UDP
 	// answered), timeout (nothing came back: dropped on the way), dropped
 	// at source (the source's own rules refused to send: EPERM), or error.
-	Outcome    string  `json:"outcome"`
-	Reached    bool    `json:"reached"`
+	Outcome string `json:"outcome"`
+	Reached bool   `json:"reached"`
 	// DecidedBy names the ClusterNetworkPolicy rule that decided the
 	// prediction ("ClusterNetworkPolicy NAME (TIER, priority N) rule
 	// ID"), when one did.
-	DecidedBy string `json:"decidedBy,omitempty"`
+	DecidedBy  string  `json:"decidedBy,omitempty"`
 	Match      bool    `json:"match"`
 	Detail     string  `json:"detail,omitempty"`
 	DurationMS float64 `json:"durationMs"`
