@@ -26,7 +26,10 @@ import (
 	"github.com/nanoseg/nanoseg/store"
 )
 
-func init() { edgeSource, coverageSource = agentEdges, agentCoverage }
+func init() {
+	edgeSource, coverageSource = agentEdges, agentCoverage
+	worldSource = func(_ context.Context, a *app) (*policies.CaseState, error) { return agentWorld(a) }
+}
 
 // agentCoverage fetches every workload's coverage since since (zero:
 // everything) from the agent.
@@ -878,6 +881,9 @@ func agentWorld(a *app) (*policies.CaseState, error) {
 	}
 	for i := range w.NetworkPolicies {
 		c.Policies = append(c.Policies, policies.Object{NetworkPolicy: &w.NetworkPolicies[i]})
+	}
+	for i := range w.ClusterNetworkPolicies {
+		c.Policies = append(c.Policies, policies.Object{ClusterNetworkPolicy: &w.ClusterNetworkPolicies[i]})
 	}
 	return c.NewCaseState()
 }

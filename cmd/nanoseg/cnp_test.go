@@ -107,6 +107,14 @@ func TestClusterNetworkPolicyCommands(t *testing.T) {
 	if out = run("policy", "apply", "-f", write("exported.yaml", exported)); !strings.Contains(out, "ClusterNetworkPolicy guard-db (Admin, priority 7): unchanged, enforced") {
 		t.Errorf("applying what show printed and export wrote changed it:\n%s", out)
 	}
+	// The graph marks the edge the Admin Deny decides, and only it.
+	out = run("graph", "-o", "json")
+	if !strings.Contains(out, `"decidedBy": {`) || !strings.Contains(out, `"policy": "guard-db"`) || strings.Count(out, `"decidedBy"`) != 1 {
+		t.Errorf("graph -o json does not mark the intruder -> db edge alone:\n%s", out)
+	}
+	if out = run("graph", "-o", "dot"); !strings.Contains(out, `* Admin guard-db (priority 7) ingress-0 \"no-intruder\": Deny", tier="Admin"`) {
+		t.Errorf("graph -o dot does not mark the edge:\n%s", out)
+	}
 	before := len(node.Enforced())
 	out = run("policy", "delete", "clusternetworkpolicy", "guard-db")
 	if !strings.Contains(out, "ClusterNetworkPolicy guard-db (Admin, priority 7) deleted (by ") || !strings.Contains(out, "name: no-intruder") {
