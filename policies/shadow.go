@@ -144,3 +144,33 @@ func (v Evaluation) DecidingClusterRule() *ClusterRuleRef {
 	}
 	return nil
 }
+
+// LeaveOutForbidden returns the edges of observed that no Admin Deny of
+// set forbids, and the forbidden ones with their rule, evaluated on a
+// world built from the edges' identities as Diff builds it (namespaces
+// carry only their kubernetes.io/metadata.name label). The offline
+// `policy propose --edges --policies` uses it; the agent evaluates on its
+// inventory (controller.Service.Infer).
+func LeaveOutForbidden(observed []model.Edge, set PolicySet) (keep []model.Edge, forbidden []ForbiddenEdge) {
+	var edges []inferEdge
+	for _, e := range observed {
+		if ie, ok := inferable(e); ok {
+			edges = append(edges, ie)
+		}
+	}
+	w := newEdgeWorld(edges)
+	for _, e := range observed {
+		ie, ok := inferable(e)
+		if !ok {
+			keep = append(keep, e)
+			continue
+		}
+		v := Evaluate(w, set, w.connection(ie))
+		if r, dir := v.AdminDeny(); r != nil {
+			forbidden = append(forbidden, ForbiddenEdge{Edge: ie.key(), Direction: dir, Rule: *r, Flows: int64(e.Flows)})
+			continue
+		}
+		keep = append(keep, e)
+	}
+	return keep, forbidden
+}

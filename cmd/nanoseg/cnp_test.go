@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -132,5 +133,38 @@ func TestClusterNetworkPolicyCommands(t *testing.T) {
 	}
 	if out = run("policy", "propose"); strings.Contains(out, "forbidden by") {
 		t.Errorf("after the delete, propose still leaves the edge out:\n%s", out)
+	}
+}
+
+// TestOfflineProposeLeavesOutForbidden: `policy propose --edges FILE
+// --policies cnp.yaml` leaves out the edges an Admin Deny of the files
+// forbids and lists them with the rule.
+func TestOfflineProposeLeavesOutForbidden(t *testing.T) {
+	dir := t.TempDir()
+	peer := func(w string) model.Peer {
+		return model.Peer{Namespace: "shop", Workload: w, Labels: map[string]string{"app": w}}
+	}
+	raw, err := json.Marshal([]model.Edge{
+		{Source: peer("web"), Destination: peer("db"), Protocol: model.ProtocolTCP, Port: 5432, Traffic: model.Traffic{Flows: 3}},
+		{Source: peer("intruder"), Destination: peer("db"), Protocol: model.ProtocolTCP, Port: 5432, Traffic: model.Traffic{Flows: 2}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	edges, cnp := filepath.Join(dir, "edges.json"), filepath.Join(dir, "guard.yaml")
+	if err := os.WriteFile(edges, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cnp, []byte(guardDBDoc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runPolicy(t, "propose", "--edges", edges)
+	if err != nil || !strings.Contains(out, "app: intruder") {
+		t.Fatalf("propose without policies: %v\n%s", err, out)
+	}
+	out, err = runPolicy(t, "propose", "--edges", edges, "--policies", cnp)
+	want := `left out: shop{app=intruder} -> shop{app=db} TCP/5432: forbidden by ClusterNetworkPolicy guard-db (Admin, priority 7) rule ingress-0 "no-intruder" (on ingress)`
+	if err != nil || !strings.Contains(out, want) || strings.Contains(out, "app: intruder") || !strings.Contains(out, "app: web") {
+		t.Errorf("propose --policies:\n%v\n%s", err, out)
 	}
 }

@@ -351,6 +351,7 @@ func readEdges(file string) ([]model.Edge, error) {
 
 func newPolicyProposeCmd(a *app) *cobra.Command {
 	var edgesFile, identitiesFile, outDir string
+	var active []string
 	var window time.Duration
 	var includeDenied bool
 	cmd := &cobra.Command{
@@ -370,8 +371,12 @@ the report lists it with the reason, offline too. Beside the proposals the
 agent prints a coverage report: per workload how long it was observed of
 the window asked, its flows, failed flows, peers, server ports and when
 its newest peer appeared, and names the workloads that were silent (no
-proposal, and promote to enforce refuses while they are). With --edges it
-works offline on an edges file and prints YAML.`,
+proposal, and promote to enforce refuses while they are). An edge a Deny rule
+of the Admin tier of the ClusterNetworkPolicies in force decides is never
+proposed (no nanosegment can allow it), --include-denied or not: the report
+names the rule. With --edges it works offline on an edges file and prints
+YAML (with --policies, the edges an Admin Deny in those files forbids are
+left out and listed on stderr).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if window < 0 {
@@ -398,6 +403,25 @@ works offline on an edges file and prints YAML.`,
 			for _, f := range failed {
 				fmt.Fprintf(cmd.ErrOrStderr(), "left out: %s\n", f)
 			}
+			if len(active) > 0 {
+				var all []policies.Object
+				for _, f := range active {
+					objs, err := readObjects(f)
+					if err != nil {
+						return err
+					}
+					all = append(all, objs...)
+				}
+				set, err := policies.NewObjectSet(all)
+				if err != nil {
+					return fmt.Errorf("policy propose: --policies: %w", err)
+				}
+				var forbidden []policies.ForbiddenEdge
+				edges, forbidden = policies.LeaveOutForbidden(edges, set)
+				for _, f := range forbidden {
+					fmt.Fprintf(cmd.ErrOrStderr(), "left out: %s\n", f)
+				}
+			}
 			// All edges: the proposer never learns the failed ones, and
 			// no port range spans their ports.
 			segs := policies.Propose(edges, ids)
@@ -410,6 +434,7 @@ works offline on an edges file and prints YAML.`,
 	}
 	cmd.Flags().StringVar(&edgesFile, "edges", "", "edges file: edges as observe --edges -o json or /v1/edges write them, JSON or JSON lines (offline; default: ask the agent)")
 	cmd.Flags().StringVar(&identitiesFile, "identities", "", "JSON array of every known identity {namespace, workload, labels}")
+	cmd.Flags().StringArrayVar(&active, "policies", nil, "offline: YAML of the policies in force (repeatable); edges an Admin ClusterNetworkPolicy Deny forbids are left out and listed on stderr")
 	cmd.Flags().DurationVar(&window, "window", 0, "agent: propose from edges last seen within this window (default: all)")
 	cmd.Flags().StringVar(&outDir, "out", "", "agent: also write one YAML file per workload into this directory")
 	cmd.Flags().BoolVar(&includeDenied, "include-denied", false, "agent: also propose edges denied in the window that the policies in force still deny or audit-deny")
