@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/model"
@@ -31,7 +33,8 @@ spec:
 // clusternetworkpolicy` as the standalone agent runs it (controller
 // service over a real node): while the Admin Deny is in force the kernel
 // drops client -> db 5432 (9090 stays open) and the evidence bundle
-// shows the rule's kernel counter; once it is deleted the
+// shows the rule's kernel counter and a live probe of the rule that
+// held; once it is deleted the
 // endpoint's table is reprogrammed before the call returns and 5432
 // opens.
 func TestDeleteClusterNetworkPolicyThroughNode(t *testing.T) {
@@ -40,8 +43,15 @@ func TestDeleteClusterNetworkPolicyThroughNode(t *testing.T) {
 	n, _ := startNode(t, Config{OwnerDir: ownerDir(t)}, nil)
 	mem := store.NewMem()
 	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: 5 * time.Second}, mem, mem, n.inv, n, nil)
+	// The client is an endpoint too (its real netns), so the evidence
+	// export's live probes run from it; db declares both ports.
+	var st unix.Stat_t
+	if err := unix.Stat(tp.client.Path(), &st); err != nil {
+		t.Fatal(err)
+	}
 	snap := tp.snapshot()
-	snap.Endpoints = append(snap.Endpoints, model.Endpoint{Netns: "shop_client-0", Namespace: "shop", Workload: "client",
+	snap.Endpoints[0].Ports = []model.ContainerPort{{Name: "postgres", Port: 5432, Protocol: model.ProtocolTCP}, {Name: "metrics", Port: 9090, Protocol: model.ProtocolTCP}}
+	snap.Endpoints = append(snap.Endpoints, model.Endpoint{Netns: tp.client.Name, Path: tp.client.Path(), NetnsInode: st.Ino, Namespace: "shop", Workload: "client",
 		Labels: map[string]string{"app": "client"}, Addrs: []netip.Addr{clientAddr}})
 	n.SetInventory(ctx, snap)
 	res, err := svc.Apply(ctx, "guard.yaml", []byte(guardNetworkCNP), "alice")
@@ -51,9 +61,10 @@ func TestDeleteClusterNetworkPolicyThroughNode(t *testing.T) {
 	if tp.open(5432) || !tp.open(9090) {
 		t.Fatalf("under the Admin Deny: 5432 open %v (want false), 9090 open %v (want true)", tp.open(5432), tp.open(9090))
 	}
-	// The evidence bundle reads the rule's kernel counter: the dropped
-	// attempts counted under cnp/admin/guard-net/ingress-0.
-	exp, err := svc.Export(ctx, controller.ExportRequest{NoProbes: true, NoPDF: true}, "auditor")
+	// The evidence bundle reads the rule's kernel counter (the dropped
+	// attempts counted under cnp/admin/guard-net/ingress-0) and probes
+	// the Admin Deny live: client -> db 5432 blocked, 9090 connects.
+	exp, err := svc.Export(ctx, controller.ExportRequest{NoPDF: true, Probe: controller.VerifyRequest{TimeoutMS: 300, Parallel: 2}}, "auditor")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,8 +73,21 @@ func TestDeleteClusterNetworkPolicyThroughNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c := b.Policies.ClusterNetworkPolicies; len(c) != 1 || len(c[0].Rules) != 1 || c[0].Rules[0].RuleID != "cnp/admin/guard-net/ingress-0" ||
-		c[0].Rules[0].Endpoints != 1 || c[0].Rules[0].TotalPackets == 0 {
-		t.Errorf("evidence of the Admin Deny: %+v, want its rule with the dropped packets counted", c)
+		c[0].Rules[0].Endpoints != 2 || c[0].Rules[0].TotalPackets == 0 {
+		t.Errorf("evidence of the Admin Deny: %+v, want its rule at both subjects (db, client) with the dropped packets counted", c[0].Rules)
+	}
+	if b.Probes == nil || len(b.Probes.AdminDenies) != 1 {
+		t.Fatalf("probes: %+v", b.Probes)
+	}
+	if c := b.Probes.AdminDenies[0]; c.Probe == nil || !c.Held || c.Probe.Port != 5432 || c.Probe.SourceNetns != tp.client.Name || c.Probe.Outcome != "timeout" {
+		t.Errorf("Admin Deny check: %+v (probe %+v), want a held probe client -> db 5432 that timed out", c, c.Probe)
+	}
+	reached := false
+	for _, r := range b.Probes.Results {
+		reached = reached || (r.Port == 9090 && r.Source == "shop/client" && r.Reached)
+	}
+	if !reached || b.Probes.Mismatches != 0 {
+		t.Errorf("probes: client -> db 9090 reached %v, %d mismatches: %+v", reached, b.Probes.Mismatches, b.Probes.Results)
 	}
 	del, err := svc.DeleteClusterNetworkPolicy(ctx, "guard-net", "alice")
 	if err != nil || !del.Converged || del.Policy == nil || del.Policy.Name != "guard-net" {
