@@ -116,8 +116,11 @@ func New(cfg Config, labs host.LabSource, log *slog.Logger, reg *prometheus.Regi
 		sources = append(sources, host.LabelsFileSource{Path: cfg.LabelsFile})
 	}
 	inv := inventory.NewIndex(nil, nil, nil)
+	// Committed observations and the service's commits go to one change
+	// feed (GET /v1/events).
+	changes := controller.NewChanges()
 	nd, err := node.New(node.Config{FlushInterval: cfg.FlushInterval, DriftInterval: cfg.DriftInterval,
-		Owner: fmt.Sprintf("socket %s, state file %s", cfg.Socket, cfg.StateFile)}, inv, st, reg, log)
+		Owner: fmt.Sprintf("socket %s, state file %s", cfg.Socket, cfg.StateFile)}, inv, changes.Sink(st), reg, log)
 	if err != nil {
 		st.Close()
 		lock.Close()
@@ -128,7 +131,7 @@ func New(cfg Config, labs host.LabSource, log *slog.Logger, reg *prometheus.Regi
 		minObserved = -1 // no minimum
 	}
 	svc := controller.New(controller.Config{EvidenceDir: filepath.Join(filepath.Dir(cfg.StateFile), "evidence"),
-		EvidenceKeyFile: cfg.EvidenceKeyFile, Lab: cfg.Lab, MinObserved: minObserved, Propose: cfg.Propose.Options()}, st, st, inv, nd, log)
+		EvidenceKeyFile: cfg.EvidenceKeyFile, Lab: cfg.Lab, MinObserved: minObserved, Propose: cfg.Propose.Options(), Changes: changes}, st, st, inv, nd, log)
 	srv := server.New(svc, server.Config{Socket: cfg.Socket, Listen: cfg.Listen, Token: token, ReadToken: readTok, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
 		TLSClientCA: cfg.TLSClientCA, MetricsAddr: cfg.MetricsAddr, Metrics: reg}, log)
 	return &Agent{cfg: cfg, log: log.With("component", "agent"), store: st, inv: inv, src: host.NetnsSource{Source: inventory.Merge(sources...)},

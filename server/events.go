@@ -9,8 +9,9 @@ package server
 //	event: change
 //	data: {"seq":N,"topics":["edges","status"]}
 //
-// when something was committed, at most one per EventInterval however
-// many commits there were (their topics are merged), and a ": ping"
+// when something was committed, at most one per interval however
+// many commits there were (their topics are merged; Config.EventInterval),
+// and a ": ping"
 // comment every PingInterval so that proxies and the browser keep the
 // connection. The stream count is bounded (Config.MaxEventStreams; 503
 // beyond), and every stream ends when the server stops, so shutdown never
@@ -26,9 +27,9 @@ import (
 
 // Intervals of the event streams.
 const (
-	// EventInterval is the least time between two change events of one
-	// stream.
-	EventInterval = time.Second
+	// DefaultEventInterval is the least time between two change events
+	// of one stream unless Config.EventInterval says otherwise.
+	DefaultEventInterval = time.Second
 	// PingInterval is how often a stream sends a comment to keep the
 	// connection.
 	PingInterval = 15 * time.Second
@@ -127,7 +128,7 @@ func (a *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 			if wait != nil {
 				continue // already waiting: Take gathers it
 			}
-			if d := EventInterval - time.Since(last); d > 0 {
+			if d := a.cfg.EventInterval - time.Since(last); d > 0 {
 				wait = time.After(d)
 				continue
 			}

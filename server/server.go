@@ -81,6 +81,9 @@ type Config struct {
 	// MaxEventStreams bounds the open GET /v1/events streams (default
 	// DefaultMaxEventStreams); beyond it the route answers 503.
 	MaxEventStreams int
+	// EventInterval is the least time between two change events of one
+	// stream (default DefaultEventInterval).
+	EventInterval time.Duration
 	// TLSCert and TLSKey serve TCP over TLS; TLSClientCA, when set, makes
 	// the server accept client certificates signed by it.
 	TLSCert, TLSKey, TLSClientCA string
@@ -121,6 +124,9 @@ func New(svc *controller.Service, cfg Config, log *slog.Logger) *Server {
 	}
 	if cfg.MaxSessions <= 0 {
 		cfg.MaxSessions = DefaultMaxSessions
+	}
+	if cfg.EventInterval <= 0 {
+		cfg.EventInterval = DefaultEventInterval
 	}
 	if cfg.MaxEventStreams <= 0 {
 		cfg.MaxEventStreams = DefaultMaxEventStreams
