@@ -257,3 +257,31 @@ func TestEvidenceLast(t *testing.T) {
 		t.Errorf("summary %+v", sum)
 	}
 }
+
+// TestChangePreview: before a promotion to enforce, the paths it would
+// close (the intruder's audit-denied one among them, the allowed one
+// not); a rollback of the first promotion would remove the policy; a
+// viewer may ask (it changes nothing) and nothing is recorded.
+func TestChangePreview(t *testing.T) {
+	f := newDetailFixture(t)
+	var p server.ChangePreview
+	if code := f.get("/v1/change?workload=shop/db&to=enforce", &p); code != 200 {
+		t.Fatal(code)
+	}
+	if p.Workload != "shop/db" || p.Mode != model.ModeEnforce || len(p.Opened) != 0 ||
+		!slices.Contains(p.Closed, "shop/intruder -> shop/db TCP/5432") || slices.Contains(p.Closed, "shop/web -> shop/db TCP/5432") {
+		t.Errorf("audit -> enforce: %+v", p)
+	}
+	p = server.ChangePreview{}
+	if code := f.get("/v1/change?workload=shop/db&action=rollback", &p); code != 200 || !p.NoPolicy || p.Mode != "" {
+		t.Errorf("rollback preview: %d %+v, want the policy removed", code, p)
+	}
+	for _, bad := range []string{"workload=shop/db&to=loud", "workload=shop/nope&to=audit", "workload=shop/db&to=audit&revision=x", "workload=shop/db&action=undo"} {
+		if code := f.get("/v1/change?"+bad, &p); code != http.StatusBadRequest {
+			t.Errorf("GET /v1/change?%s: %d, want 400", bad, code)
+		}
+	}
+	if h, _ := f.mem.History(""); len(h) != 1 {
+		t.Errorf("previews recorded: history has %d events, want 1", len(h))
+	}
+}
