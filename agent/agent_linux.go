@@ -33,6 +33,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -245,7 +246,11 @@ func (a *Agent) refreshInventory(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	before := a.inv.Endpoints()
 	a.node.SetInventory(ctx, snap)
+	if !reflect.DeepEqual(before, a.inv.Endpoints()) {
+		a.svc.Changes().Publish(controller.TopicInventory, controller.TopicStatus)
+	}
 	a.svc.WarnCaptures()
 	return nil
 }

@@ -6,7 +6,7 @@ package controller
 // (history, status), policies applied or deleted (policies, revisions,
 // status), a proposal stored (revisions), an exported bundle (evidence);
 // the observation sink wrapped by Changes.Sink publishes committed edges
-// and verdict events. Subscribers get a wake-up, never the data: each
+// and verdict events; the agent publishes inventory changes. Subscribers get a wake-up, never the data: each
 // takes the topics gathered since it last took them, so a slow reader
 // coalesces any number of changes into one and a publisher never blocks.
 
@@ -27,6 +27,7 @@ const (
 	TopicRevisions = "revisions" // GET /v1/revisions, /v1/diff
 	TopicPolicies  = "policies"  // GET /v1/networkpolicies, /v1/world, /v1/explain
 	TopicEvidence  = "evidence"  // GET /v1/evidence/last
+	TopicInventory = "inventory" // GET /v1/inventory, /v1/world: endpoints appeared, left or changed
 )
 
 // Changes is the service's change feed. Safe for concurrent use; the zero
