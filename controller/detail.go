@@ -406,15 +406,11 @@ func (s *Service) WorkloadDetail(workload string) (WorkloadDetail, error) {
 		return WorkloadDetail{}, fmt.Errorf("%w: workload: %q is not a workload of the inventory (known: %v)", ErrInvalid, workload, s.inv.Workloads())
 	}
 	d := WorkloadDetail{Rules: []RuleDetail{}, Unhit: []string{}, WouldBreak: []DeniedCount{}}
-	all, err := s.Status()
+	one, err := s.status([]string{workload})
 	if err != nil {
 		return d, err
 	}
-	for _, st := range all {
-		if st.Workload == workload {
-			d.Status = st
-		}
-	}
+	d.Status = one[0]
 	for _, b := range d.Status.Breaks {
 		if b.Verdict == model.VerdictAuditDeny {
 			d.WouldBreak = append(d.WouldBreak, b)
