@@ -134,9 +134,14 @@ type EdgeDetail struct {
 	Explain      *policies.Evaluation `json:"explain,omitempty"`
 	ExplainError string               `json:"explainError,omitempty"`
 	// Rules are the origins of the rules that allow the connection, per
-	// direction (none when it is denied: Explain's isolating policies
-	// then say which policies deny it).
+	// direction.
 	Rules []RuleOrigin `json:"rules"`
+	// Denying are, for each direction that denies or audit-denies it, the
+	// policies that isolate it there (no rule of theirs allows it), with
+	// their workload, mode and revision or NetworkPolicy record; Rule.Rule
+	// is empty (their default decided). A ClusterNetworkPolicy rule that
+	// decided is in Explain only.
+	Denying []RuleOrigin `json:"denying"`
 }
 
 // EdgeKey returns "<source> -> <destination> <PROTO>/<port>".
@@ -183,7 +188,7 @@ func (s *Service) EdgeDetail(from, to, port string, window time.Duration) (EdgeD
 	if from == "" || to == "" {
 		return EdgeDetail{}, fmt.Errorf("%w: from and to: both required (a workload such as shop/web, a DNS name or an address)", ErrInvalid)
 	}
-	d := EdgeDetail{Key: EdgeKey(from, to, proto, num), Source: from, Destination: to, Protocol: proto, Port: num, Rules: []RuleOrigin{}}
+	d := EdgeDetail{Key: EdgeKey(from, to, proto, num), Source: from, Destination: to, Protocol: proto, Port: num, Rules: []RuleOrigin{}, Denying: []RuleOrigin{}}
 	edges, err := s.obs.Edges(windowStart(window))
 	if err != nil {
 		return d, err
@@ -226,8 +231,12 @@ func (s *Service) EdgeDetail(from, to, port string, window time.Duration) (EdgeD
 	}
 	for _, dir := range []policies.DirectionEvaluation{ev.Egress, ev.Ingress} {
 		for _, r := range dir.Allowing {
-			o := origins.of(dir.Direction, r)
-			d.Rules = append(d.Rules, o)
+			d.Rules = append(d.Rules, origins.of(dir.Direction, r))
+		}
+		if dir.Action != model.VerdictAllow && dir.ClusterRule == nil {
+			for _, p := range dir.Isolating {
+				d.Denying = append(d.Denying, origins.of(dir.Direction, policies.RuleRef{Policy: p}))
+			}
 		}
 	}
 	return d, nil

@@ -130,10 +130,19 @@ func TestEdgeDetail(t *testing.T) {
 	if code := f.get("/v1/edges/detail?from=shop/web&to=api.example.com&port=443/TCP", &d); code != 200 || !d.Observed || d.Flows != 3 || d.Explain == nil {
 		t.Errorf("external edge: %d %+v", code, d)
 	}
-	// A denied connection: no allowing rule; the isolating policy says why.
+	if len(d.Denying) != 0 {
+		t.Errorf("an allowed edge has denying policies: %+v", d.Denying)
+	}
+	// A denied connection: no allowing rule; the isolating policy and its
+	// revision say why.
+	d = controller.EdgeDetail{}
 	if code := f.get("/v1/edges/detail?from=shop/intruder&to=shop/db&port=5432/TCP", &d); code != 200 || d.Observed || d.Explain == nil ||
 		d.Explain.Action != model.VerdictAuditDeny || len(d.Rules) != 0 || len(d.Explain.Ingress.Isolating) != 1 {
 		t.Errorf("audit-denied edge: %+v", d)
+	}
+	if len(d.Denying) != 1 || d.Denying[0].Direction != model.Ingress || d.Denying[0].Workload != "shop/db" || d.Denying[0].Mode != model.ModeAudit ||
+		d.Denying[0].Revision == nil || d.Denying[0].Revision.Number != 1 || d.Denying[0].Rule.Rule != "" {
+		t.Errorf("denying: %+v, want db's nanosegment at revision 1 in audit", d.Denying)
 	}
 	for _, bad := range []string{"from=shop/web&to=shop/db&port=tcp", "from=shop/web&port=5432/TCP", "from=shop/web&to=shop/db&port=5432/GRE"} {
 		if code := f.get("/v1/edges/detail?"+bad, &d); code != http.StatusBadRequest {
