@@ -58,13 +58,18 @@ func (s *Service) edgeIndex() (edgeIndex, error) {
 	if err != nil {
 		return nil, err
 	}
+	return indexEdges(edges), nil
+}
+
+// indexEdges indexes edges (all stored ones) by provenance key.
+func indexEdges(edges []model.Edge) edgeIndex {
 	idx := edgeIndex{}
 	for _, e := range edges {
 		if k, ok := policies.ProvenanceKey(e); ok {
 			idx[k] = e
 		}
 	}
-	return idx, nil
+	return idx
 }
 
 // refs returns the edges of provenance p as EdgeRefs (never nil).
@@ -226,7 +231,9 @@ func (s *Service) EdgeDetail(from, to, port string, window time.Duration) (EdgeD
 	if err != nil {
 		return d, err
 	}
-	if origins.edges, err = s.edgeIndex(); err != nil {
+	if window == 0 {
+		origins.edges = indexEdges(edges) // every stored edge: read once
+	} else if origins.edges, err = s.edgeIndex(); err != nil {
 		return d, err
 	}
 	for _, dir := range []policies.DirectionEvaluation{ev.Egress, ev.Ingress} {
