@@ -188,6 +188,9 @@ func (s *Service) Export(ctx context.Context, req ExportRequest, who string) (*E
 		}
 	}
 	b.Counters.Rules, b.Counters.Unused = evidence.WindowCounters(scopedCounts, snaps, b.Meta.WindowStart, func(n string) string { return workloadOf[n] })
+	if b.Policies.ClusterNetworkPolicies, err = s.clusterPoliciesSection(b.Counters.Rules); err != nil {
+		return nil, err
+	}
 	snaps = evidence.PruneSnapshots(append(snaps, evidence.Snapshot{At: now, Counters: counts}), now, 31*24*time.Hour, 2000)
 	if err := writeSnapshots(snapPath, snaps); err != nil {
 		s.log.Warn("write counter snapshots", "err", err)

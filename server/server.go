@@ -206,13 +206,14 @@ func (a *Server) Handler() http.Handler {
 
 // Rights of the routes viewers may not call.
 const (
-	rightApply    = "apply policies"
-	rightDelete   = "delete NetworkPolicies"
-	rightPropose  = "propose policies"
-	rightPromote  = "promote"
-	rightRollback = "roll back"
-	rightVerify   = "verify (run probes)"
-	rightExport   = "export evidence"
+	rightApply     = "apply policies"
+	rightDelete    = "delete NetworkPolicies"
+	rightDeleteCNP = "delete ClusterNetworkPolicies"
+	rightPropose   = "propose policies"
+	rightPromote   = "promote"
+	rightRollback  = "roll back"
+	rightVerify    = "verify (run probes)"
+	rightExport    = "export evidence"
 )
 
 // register registers the API's routes on mux and returns them.
@@ -265,6 +266,10 @@ func (a *Server) register(mux *http.ServeMux) []Route {
 	rs.handle("DELETE /v1/networkpolicies", rightDelete, api(func(r *http.Request) (any, error) {
 		q := r.URL.Query()
 		return a.svc.DeleteNetworkPolicy(r.Context(), q.Get("namespace"), q.Get("name"), caller(r))
+	}))
+	rs.handle("GET /v1/clusternetworkpolicies", "", api(func(r *http.Request) (any, error) { return a.svc.ClusterNetworkPolicies() }))
+	rs.handle("DELETE /v1/clusternetworkpolicies", rightDeleteCNP, api(func(r *http.Request) (any, error) {
+		return a.svc.DeleteClusterNetworkPolicy(r.Context(), r.URL.Query().Get("name"), caller(r))
 	}))
 	rs.handle("GET /v1/ruleids", "", api(func(r *http.Request) (any, error) { return a.svc.RuleIDs() }))
 	rs.handle("GET /v1/captures", "", api(func(r *http.Request) (any, error) { return a.svc.Captures() }))
