@@ -306,15 +306,16 @@ func TestCSRF(t *testing.T) {
 func TestViewerRights(t *testing.T) {
 	srv, ts, mem := tcpServer(t, false, server.Config{})
 	rights := map[string]string{
-		"POST /v1/policies":          "apply policies",
-		"DELETE /v1/networkpolicies": "delete NetworkPolicies",
-		"POST /v1/propose":           "propose policies",
-		"POST /v1/promote":           "promote",
-		"POST /v1/rollback":          "roll back",
-		"POST /v1/verify":            "verify (run probes)",
-		"POST /v1/evidence/export":   "export evidence",
-		"POST /v1/session":           "",
-		"DELETE /v1/session":         "",
+		"POST /v1/policies":                 "apply policies",
+		"DELETE /v1/networkpolicies":        "delete NetworkPolicies",
+		"DELETE /v1/clusternetworkpolicies": "delete ClusterNetworkPolicies",
+		"POST /v1/propose":                  "propose policies",
+		"POST /v1/promote":                  "promote",
+		"POST /v1/rollback":                 "roll back",
+		"POST /v1/verify":                   "verify (run probes)",
+		"POST /v1/evidence/export":          "export evidence",
+		"POST /v1/session":                  "",
+		"DELETE /v1/session":                "",
 	}
 	var changing []server.Route
 	for _, rt := range srv.Routes() {
