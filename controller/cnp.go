@@ -114,6 +114,7 @@ func (s *Service) DeleteClusterNetworkPolicy(ctx context.Context, name, who stri
 	p := cur[i].DeepCopy()
 	p.APIVersion, p.Kind = cnpv1alpha2.SchemeGroupVersion.String(), cnpv1alpha2.Kind
 	s.log.Info("ClusterNetworkPolicy deleted; no longer enforced", "clusternetworkpolicy", name, "tier", p.Spec.Tier, "priority", p.Spec.Priority, "by", who)
+	s.changes.Publish(TopicPolicies)
 	res := ClusterDeleteResult{ClusterNetworkPolicyResult: ClusterNetworkPolicyResult{Name: name, Tier: string(p.Spec.Tier), Priority: p.Spec.Priority},
 		Policy: p, By: who, At: time.Now().UTC()}
 	res.Converged, res.Errors = s.enforceAll(ctx)

@@ -3,7 +3,9 @@ package controller_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
+	"github.com/nanoseg/nanoseg/store"
 )
 
 // guardDB is a ClusterNetworkPolicy of tier TIER whose ingress rule
@@ -206,5 +209,33 @@ spec:
 	}
 	if !strings.Contains(string(res.Files["cluster-network-policy-rules.csv"]), "guard-db,Admin,7,ingress-0,no-intruder,Ingress,Deny,"+id+",1,7,420,7,420") {
 		t.Errorf("cluster-network-policy-rules.csv:\n%s", res.Files["cluster-network-policy-rules.csv"])
+	}
+}
+
+// TestDeleteClusterNetworkPolicy: deleting one ends it at once (the node
+// is handed the policies without it), tells the change feed, and answers
+// the policy as it was; one not in force is ErrNotFound, no name
+// ErrInvalid.
+func TestDeleteClusterNetworkPolicy(t *testing.T) {
+	f := newFixture(t)
+	f.applyCNP(t, guard("Admin", "Deny"))
+	sub := f.svc.Changes().Subscribe()
+	defer f.svc.Changes().Unsubscribe(sub)
+	res, err := f.svc.DeleteClusterNetworkPolicy(context.Background(), "guard-db", "ops")
+	if err != nil || !res.Converged || res.By != "ops" || res.Policy == nil || res.Policy.Spec.Priority != 7 || res.Tier != "Admin" {
+		t.Fatalf("delete: %+v, %v", res, err)
+	}
+	enf := f.node.Enforced()
+	if len(enf) == 0 || len(enf[len(enf)-1].ClusterNetworkPolicies) != 0 {
+		t.Errorf("the node was not handed the policies without guard-db")
+	}
+	if _, topics := sub.Take(); !slices.Contains(topics, controller.TopicPolicies) {
+		t.Errorf("change feed topics after the delete: %v, want %s", topics, controller.TopicPolicies)
+	}
+	if _, err := f.svc.DeleteClusterNetworkPolicy(context.Background(), "guard-db", "ops"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("second delete: %v, want ErrNotFound", err)
+	}
+	if _, err := f.svc.DeleteClusterNetworkPolicy(context.Background(), "", "ops"); !errors.Is(err, controller.ErrInvalid) {
+		t.Errorf("delete without a name: %v, want ErrInvalid", err)
 	}
 }
