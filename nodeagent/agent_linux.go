@@ -140,6 +140,11 @@ type Agent struct {
 	// caches (and what Probe answers); 10s, shorter in tests.
 	waitWarn time.Duration
 
+	// counters caches each endpoint's kernel counters for the reports
+	// to the controller (transport_linux.go), read at most every
+	// CounterInterval.
+	counters counterCache
+
 	mu        sync.Mutex
 	reported  map[string]UnfoundPod // unfound pods with an Event (or none: Parts.Event nil), by pod
 	eventsOff bool

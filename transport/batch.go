@@ -78,7 +78,8 @@ const maxDNSName = 253
 // (pods whose netns it found and programs), for NanoSegment status.
 //
 // JSON: {"key":"shop_web-0","workload":"shop/web","mode":"enforce",
-// "revision":3,"inSync":true,"error":"","counters":{"rule-id":{…}}}.
+// "revision":3,"inSync":true,"error":"","counters":{"rule-id":{"packets":3,"bytes":180}},
+// "defaults":{"Ingress":{"packets":1,"bytes":60}}}.
 type EndpointState struct {
 	// Key is "<namespace>_<pod>", the endpoint's netns name in the
 	// Kubernetes inventory.
@@ -95,8 +96,20 @@ type EndpointState struct {
 	InSync bool `json:"inSync"`
 	// Error says why it is not in sync.
 	Error string `json:"error,omitempty"`
-	// Counters are per-rule packet counters, by rule id (optional).
-	Counters map[string]uint64 `json:"counters,omitempty"`
+	// Counters are the kernel's per-rule counters of the endpoint's
+	// table, by rule id (optional; the agent reads them at most every
+	// 15 s, so they lag by as much).
+	Counters map[string]Count `json:"counters,omitempty"`
+	// Defaults are the default verdict's counters by direction
+	// ("Ingress", "Egress"; optional).
+	Defaults map[model.Direction]Count `json:"defaults,omitempty"`
+}
+
+// Count is one kernel counter: packets and bytes.
+// JSON: {"packets":12,"bytes":720}.
+type Count struct {
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
 }
 
 // Limits of one batch's fields.
