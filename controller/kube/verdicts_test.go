@@ -49,7 +49,6 @@ func TestStatusVerdicts(t *testing.T) {
 	}
 }
 
-
 // TestStatusCounters: an endpoint's kernel counters add up per node and
 // rule id, and a change of counters alone is told apart from any other.
 func TestStatusCounters(t *testing.T) {
