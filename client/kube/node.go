@@ -13,12 +13,6 @@ import (
 	"github.com/nanoseg/nanoseg/policies"
 )
 
-// ErrNoVerdicts: against a cluster the verdict events (one per denied or
-// audit-denied connection attempt) are not in the API server, only counts.
-var ErrNoVerdicts = errors.New("verdict events are not in the API server: they stay on the node agents, and the controller keeps them in memory; " +
-	"the API server holds counts: `status` shows DENIED and WOULD-DENY per workload (the NanoSegments' status), " +
-	"`graph` each observed edge's audit-denied and denied connections (the NanoSegmentProposals' edges)")
-
 // clusterNode is the controller.Node of the cluster mode: what the
 // NanoSegments' status reports, per endpoint. It programs nothing; its
 // probes are NanoSegmentProbes the node agents run (probes.go).
@@ -48,8 +42,30 @@ func newClusterNode(s *snapshot, eps map[string][]model.Endpoint, p *prober) *cl
 				break
 			}
 		}
+		// The status counts per node, not per endpoint: each node's
+		// counters go to the workload's first endpoint, so that a sum
+		// over the workload's endpoints (status, counters.json) is
+		// the cluster's.
+		rules, defaults := map[string]evidence.Count{}, map[model.Direction]evidence.Count{}
+		for _, ns := range seg.Status.Nodes {
+			for _, h := range ns.RuleHits {
+				c := rules[h.RuleID]
+				c.Packets += uint64(max(h.Packets, 0))
+				c.Bytes += uint64(max(h.Bytes, 0))
+				rules[h.RuleID] = c
+			}
+			for _, h := range ns.DefaultHits {
+				c := defaults[model.Direction(h.Direction)]
+				c.Packets += uint64(max(h.Packets, 0))
+				c.Bytes += uint64(max(h.Bytes, 0))
+				defaults[model.Direction(h.Direction)] = c
+			}
+		}
 		for i, e := range list {
 			es := controller.EndpointSync{Known: current}
+			if i == 0 {
+				es.Counters, es.DefaultHits = rules, defaults
+			}
 			es.InSync = current && i < int(seg.Status.InSync)
 			if current && !es.InSync {
 				es.Err = nodeErr

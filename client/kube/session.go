@@ -233,7 +233,6 @@ func (s *Session) routes(api http.Handler) http.Handler {
 	refuse := func(code int, err error) http.HandlerFunc {
 		return answer(func(*http.Request) (any, int, error) { return nil, code, err })
 	}
-	mux.HandleFunc("GET /v1/verdicts", refuse(http.StatusNotImplemented, ErrNoVerdicts))
 	mux.Handle("POST /v1/verify", s.verify(api))
 	mux.HandleFunc("POST /v1/evidence/export", s.export)
 	mux.HandleFunc("POST /v1/policies", refuse(http.StatusBadRequest, fmt.Errorf("%w; apply NanoSegments and NetworkPolicies with kubectl apply", ErrReadOnly)))
