@@ -122,6 +122,11 @@ func newStatusCmd(a *app) *cobra.Command {
 			}
 			tw.Flush()
 			for _, s := range st {
+				if len(s.Endpoints) == 0 {
+					fmt.Fprintf(w, "\n%s: selects no pod: its %s policy applies to nothing running\n", s.Workload, s.Mode)
+				}
+			}
+			for _, s := range st {
 				if c := s.Coverage; c != nil && c.Silent {
 					fmt.Fprintf(w, "\n%s: silent: no successful connection in the %s observed; a proposal allows nothing it might do\n", s.Workload, model.ShortDuration(c.Observed()))
 				}
