@@ -182,7 +182,7 @@ func NewAgent(cfg Config, parts Parts, reg *prometheus.Registry, log *slog.Logge
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, log: log.With("component", "nodeagent", "node", cfg.NodeName), reg: reg, parts: parts, inv: inv, node: nd, sink: sink,
+	a := &Agent{cfg: cfg, counters: counterCache{interval: cfg.CounterInterval}, log: log.With("component", "nodeagent", "node", cfg.NodeName), reg: reg, parts: parts, inv: inv, node: nd, sink: sink,
 		kick: make(chan struct{}, 1), reported: map[string]UnfoundPod{}, waitWarn: 10 * time.Second}
 	a.mSynced = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "nanoseg", Subsystem: "node", Name: "cache_synced",
 		Help: "1 once the informer caches of a side (inventory, policies) have synced."}, []string{"cache"})
@@ -212,6 +212,7 @@ func NewAgent(cfg Config, parts Parts, reg *prometheus.Registry, log *slog.Logge
 			return nil, fmt.Errorf("node.controller: %w", err)
 		}
 		a.sender.ReportNames(a.node.Names)
+		a.sender.ReportRuleIDs(a.ruleIDs)
 	}
 	if early, ok := parts.Inventory.(EarlyPods); ok && !cfg.LateFind {
 		if a.guard, err = newNewPodGuard(early, reg, a.log); err != nil {

@@ -13,28 +13,25 @@ import (
 	"github.com/nanoseg/nanoseg/transport"
 )
 
-// CounterInterval is how often the agent reads each endpoint's kernel
-// counters (per-rule and default-verdict) for its reports to the
-// controller: a read is a netlink dump of the endpoint's table, so it is
-// not done at every send; the controller's NanoSegment status lags by as
-// much. The sender sends endpoint states when they changed, so counters
-// that did not move (a quiet node) cause no batch.
-const CounterInterval = 15 * time.Second
-
-// counterCache holds the counters last read per endpoint.
+// counterCache holds the counters last read per endpoint, read again
+// at most every interval (Config.CounterInterval): the sender sends
+// endpoint states when they changed, so counters that did not move (a
+// quiet node) cause no batch, and the controller's NanoSegment status
+// lags by up to interval.
 type counterCache struct {
-	mu   sync.Mutex
+	interval time.Duration
+	mu       sync.Mutex
 	at   time.Time
 	byNS map[string]controller.EndpointSync
 }
 
 // get returns the endpoints' counters, reading them again (read) when
-// the last read is older than CounterInterval; endpoints gone since are
+// the last read is older than the interval; endpoints gone since are
 // forgotten.
 func (c *counterCache) get(keys []string, read func(netns string) controller.EndpointSync) map[string]controller.EndpointSync {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	fresh := time.Since(c.at) < CounterInterval
+	fresh := time.Since(c.at) < c.interval
 	for _, k := range keys {
 		if _, ok := c.byNS[k]; !ok {
 			fresh = false
@@ -103,5 +100,19 @@ func (a *Agent) endpointStates() []transport.EndpointState {
 		out = append(out, st)
 	}
 	slices.SortFunc(out, func(x, y transport.EndpointState) int { return cmp.Compare(x.Key, y.Key) })
+	return out
+}
+
+// ruleIDs is the node's default rule id table as names (the policies
+// each id stands for), for the controller.
+func (a *Agent) ruleIDs() map[string][]string {
+	out := map[string][]string{}
+	for id, refs := range a.node.Defaults() {
+		names := make([]string, len(refs))
+		for i, r := range refs {
+			names[i] = r.String()
+		}
+		out[id] = names
+	}
 	return out
 }

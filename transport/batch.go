@@ -31,7 +31,8 @@ const Audience = "nanoseg-controller"
 //	{"node":"node-a","epoch":"5f0c…","seq":42,"full":false,
 //	 "edges":[model.Edge…],"spans":[model.ObservedSpan…],
 //	 "verdicts":[model.VerdictEvent…],"endpoints":[EndpointState…],
-//	 "names":[{"addr":"198.19.0.9","name":"payments.example.com"}…]}
+//	 "names":[{"addr":"198.19.0.9","name":"payments.example.com"}…],
+//	 "ruleIDs":{"seg/shop/db/default.ingress":["NanoSegment shop/db"]}}
 //
 // Edges and Spans carry the agent's cumulative values for the keys that
 // changed since its last acknowledged batch (store.EdgeKey,
@@ -62,6 +63,12 @@ type Batch struct {
 	Verdicts  []model.VerdictEvent `json:"verdicts,omitempty"`
 	Endpoints []EndpointState      `json:"endpoints"`
 	Names     []DNSName            `json:"names,omitempty"`
+	// RuleIDs, likewise, replaces the node's table of default-verdict
+	// rule ids (compile.DefaultID: the id a verdict record of an
+	// endpoint no rule admitted carries) → the policies it stands for
+	// ("NanoSegment shop/db"), sent with a Full batch and when it
+	// changed; the controller names them in the NanoSegments' verdicts.
+	RuleIDs map[string][]string `json:"ruleIDs,omitempty"`
 }
 
 // DNSName is one address a node agent's observers saw named in a DNS
@@ -137,7 +144,7 @@ func (b *Batch) Validate(maxItems int) error {
 	for _, l := range []struct {
 		name string
 		n    int
-	}{{"edges", len(b.Edges)}, {"spans", len(b.Spans)}, {"verdicts", len(b.Verdicts)}, {"endpoints", len(b.Endpoints)}, {"names", len(b.Names)}} {
+	}{{"edges", len(b.Edges)}, {"spans", len(b.Spans)}, {"verdicts", len(b.Verdicts)}, {"endpoints", len(b.Endpoints)}, {"names", len(b.Names)}, {"ruleIDs", len(b.RuleIDs)}} {
 		if maxItems > 0 && l.n > maxItems {
 			errs = append(errs, fmt.Errorf("%s: %d items, at most %d per batch", l.name, l.n, maxItems))
 		}

@@ -101,7 +101,11 @@ func (c *Controller) refreshStatuses(ctx context.Context) error {
 		}
 		denied[ev.Endpoint] = d
 	}
-	verdicts := aggregateVerdicts(evs)
+	var ids map[string][]string
+	if g, ok := c.parts.Graph.(interface{ RuleIDs() map[string][]string }); ok {
+		ids = g.RuleIDs()
+	}
+	verdicts := aggregateVerdicts(evs, ids)
 	now := time.Now()
 	if c.countersAt == nil {
 		c.countersAt = map[string]time.Time{}
@@ -312,8 +316,9 @@ func keyOf(v v1alpha1.VerdictCount) verdictKey {
 }
 
 // aggregateVerdicts groups evs by endpoint and verdictKey, with counts
-// and first and last times (whole seconds, as the API keeps them).
-func aggregateVerdicts(evs []model.VerdictEvent) map[string]map[verdictKey]*v1alpha1.VerdictCount {
+// and first and last times (whole seconds, as the API keeps them), and
+// the policies ids (the nodes' default rule id table) names for each.
+func aggregateVerdicts(evs []model.VerdictEvent, ids map[string][]string) map[string]map[verdictKey]*v1alpha1.VerdictCount {
 	out := map[string]map[verdictKey]*v1alpha1.VerdictCount{}
 	for _, ev := range evs {
 		v := v1alpha1.VerdictCount{Verdict: string(ev.Verdict), Source: ev.Source, Destination: ev.Destination, Protocol: string(ev.Protocol),
@@ -328,6 +333,9 @@ func aggregateVerdicts(evs []model.VerdictEvent) map[string]map[verdictKey]*v1al
 		a := byKey[k]
 		if a == nil {
 			v.FirstSeen, v.LastSeen = at, at
+			if by := ids[ev.RuleID]; len(by) > 0 {
+				v.DecidedBy = slices.Clone(by[:min(len(by), 32)])
+			}
 			a = &v
 			byKey[k] = a
 		}
@@ -362,6 +370,9 @@ func mergeVerdicts(prev []v1alpha1.VerdictCount, eps []string, aggs map[string]m
 				continue
 			}
 			old.Count = max(old.Count, a.Count)
+			if len(a.DecidedBy) > 0 {
+				old.DecidedBy = a.DecidedBy
+			}
 			if a.FirstSeen.Before(&old.FirstSeen) {
 				old.FirstSeen = a.FirstSeen
 			}

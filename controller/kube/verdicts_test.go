@@ -24,7 +24,7 @@ func TestStatusVerdicts(t *testing.T) {
 	aggs := aggregateVerdicts([]model.VerdictEvent{
 		ev(0, "shop_db-0", model.VerdictDeny, 5432), ev(2*time.Second, "shop_db-0", model.VerdictDeny, 5432),
 		ev(time.Second, "shop_db-0", model.VerdictDeny, 22), ev(3*time.Second, "shop_web-0", model.VerdictAuditDeny, 80),
-	})
+	}, nil)
 	got := mergeVerdicts(nil, []string{"shop_db-0"}, aggs, t0.Add(-time.Hour))
 	if len(got) != 2 || got[0].Port != 5432 || got[0].Count != 2 || !got[0].FirstSeen.Time.Equal(t0) || !got[0].LastSeen.Time.Equal(t0.Add(2*time.Second)) ||
 		got[1].Port != 22 || got[1].Count != 1 {
@@ -33,9 +33,10 @@ func TestStatusVerdicts(t *testing.T) {
 	// A new leader's graph holds one new event of 5432 only.
 	prev := append(got, v1alpha1.VerdictCount{Verdict: "deny", Source: "old", Destination: "shop/db", Protocol: "TCP", Port: 1, Endpoint: "shop_db-0", Count: 9,
 		FirstSeen: metav1.NewTime(t0.Add(-2 * time.Hour)), LastSeen: metav1.NewTime(t0.Add(-2 * time.Hour))})
-	aggs = aggregateVerdicts([]model.VerdictEvent{ev(time.Minute, "shop_db-0", model.VerdictDeny, 5432)})
+	aggs = aggregateVerdicts([]model.VerdictEvent{ev(time.Minute, "shop_db-0", model.VerdictDeny, 5432)}, map[string][]string{"r1": {"NanoSegment shop/db"}})
 	got = mergeVerdicts(prev, []string{"shop_db-0"}, aggs, t0.Add(-time.Hour))
-	if len(got) != 2 || got[0].Port != 5432 || got[0].Count != 2 || !got[0].FirstSeen.Time.Equal(t0) || !got[0].LastSeen.Time.Equal(t0.Add(time.Minute)) {
+	if len(got) != 2 || got[0].Port != 5432 || got[0].Count != 2 || !got[0].FirstSeen.Time.Equal(t0) || !got[0].LastSeen.Time.Equal(t0.Add(time.Minute)) ||
+		len(got[0].DecidedBy) != 1 || got[0].DecidedBy[0] != "NanoSegment shop/db" {
 		t.Errorf("merged: %+v", got)
 	}
 	// Bounded, newest first.
@@ -43,7 +44,7 @@ func TestStatusVerdicts(t *testing.T) {
 	for i := range v1alpha1.MaxStatusVerdicts + 10 {
 		many = append(many, ev(time.Duration(i)*time.Second, "shop_db-0", model.VerdictDeny, uint16(1000+i)))
 	}
-	got = mergeVerdicts(nil, []string{"shop_db-0"}, aggregateVerdicts(many), t0.Add(-time.Hour))
+	got = mergeVerdicts(nil, []string{"shop_db-0"}, aggregateVerdicts(many, nil), t0.Add(-time.Hour))
 	if len(got) != v1alpha1.MaxStatusVerdicts || got[0].Port != int32(1000+v1alpha1.MaxStatusVerdicts+9) {
 		t.Errorf("bounded: %d entries, first port %d", len(got), got[0].Port)
 	}

@@ -394,6 +394,12 @@ type VerdictCount struct {
 	// RuleID is the id the verdict record carried.
 	// +optional
 	RuleID string `json:"ruleID,omitempty"`
+	// DecidedBy names the policies a default-verdict id stands for
+	// ("NanoSegment shop/db"), as the logging node's agent knows them.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	DecidedBy []string `json:"decidedBy,omitempty"`
 	// Count is how many attempts were logged (at least: a new leader
 	// counts again from what the agents still send it).
 	Count int64 `json:"count"`
