@@ -8,10 +8,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nanoseg/nanoseg/controller"
-	"github.com/nanoseg/nanoseg/evidence"
+	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/transport"
 )
+
+// Sender returns the sender of observations to the controller (nil
+// without Config.Controller).
+func (a *Agent) Sender() *transport.Sender { return a.sender }
 
 // counterCache holds the counters last read per endpoint, read again
 // at most every interval (Config.CounterInterval): the sender sends
@@ -21,24 +24,32 @@ import (
 type counterCache struct {
 	interval time.Duration
 	mu       sync.Mutex
-	at   time.Time
-	byNS map[string]controller.EndpointSync
+	at       time.Time
+	byNS     map[string]endpointCounters
+}
+
+// endpointCounters are one endpoint's kernel counters as a batch carries
+// them (ok: the table could be read).
+type endpointCounters struct {
+	ok       bool
+	counters map[string]transport.Count
+	defaults map[model.Direction]transport.Count
 }
 
 // get returns the endpoints' counters, reading them again (read) when
-// the last read is older than the interval; endpoints gone since are
-// forgotten.
-func (c *counterCache) get(keys []string, read func(netns string) controller.EndpointSync) map[string]controller.EndpointSync {
+// the last read is older than the interval or an endpoint is new;
+// endpoints gone since are forgotten.
+func (c *counterCache) get(keys []string, read func(netns string) endpointCounters) map[string]endpointCounters {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	fresh := time.Since(c.at) < c.interval
+	fresh := c.byNS != nil && time.Since(c.at) < c.interval
 	for _, k := range keys {
 		if _, ok := c.byNS[k]; !ok {
 			fresh = false
 		}
 	}
-	if !fresh || c.byNS == nil {
-		next := make(map[string]controller.EndpointSync, len(keys))
+	if !fresh {
+		next := make(map[string]endpointCounters, len(keys))
 		for _, k := range keys {
 			next[k] = read(k)
 		}
@@ -47,21 +58,27 @@ func (c *counterCache) get(keys []string, read func(netns string) controller.End
 	return c.byNS
 }
 
-// transportCounts converts a read's counters to a batch's (nil when none).
-func transportCounts[K comparable](m map[K]evidence.Count) map[K]transport.Count {
-	if len(m) == 0 {
-		return nil
+// readCounters reads endpoint netns's table back for its counters.
+func (a *Agent) readCounters(netns string) endpointCounters {
+	st := a.node.Read(netns, false)
+	if st.ReadErr != nil {
+		return endpointCounters{}
 	}
-	out := make(map[K]transport.Count, len(m))
-	for k, c := range m {
-		out[k] = transport.Count{Packets: c.Packets, Bytes: c.Bytes}
+	out := endpointCounters{ok: true}
+	if len(st.Counters) > 0 {
+		out.counters = make(map[string]transport.Count, len(st.Counters))
+		for id, c := range st.Counters {
+			out.counters[id] = transport.Count{Packets: c.Packets, Bytes: c.Bytes}
+		}
+	}
+	if len(st.DefaultHits) > 0 {
+		out.defaults = make(map[model.Direction]transport.Count, len(st.DefaultHits))
+		for dir, c := range st.DefaultHits {
+			out.defaults[dir] = transport.Count{Packets: c.Packets, Bytes: c.Bytes}
+		}
 	}
 	return out
 }
-
-// Sender returns the sender of observations to the controller (nil
-// without Config.Controller).
-func (a *Agent) Sender() *transport.Sender { return a.sender }
 
 // endpointStates says, for each local endpoint (a pod of this node whose
 // netns was found), what the node applied to it: the controller shows it
@@ -74,14 +91,14 @@ func (a *Agent) endpointStates() []transport.EndpointState {
 			local = append(local, e.Netns)
 		}
 	}
-	counters := a.counters.get(local, func(netns string) controller.EndpointSync { return a.node.Read(netns, false) })
+	counters := a.counters.get(local, a.readCounters)
 	for _, e := range a.inv.Endpoints() {
 		if e.Path == "" {
 			continue // a peer: another node's pod, or a pod whose netns was not found
 		}
 		st := transport.EndpointState{Key: e.Netns, Workload: e.Key()}
-		if c, ok := counters[e.Netns]; ok && c.ReadErr == nil {
-			st.Counters, st.Defaults = transportCounts(c.Counters), transportCounts(c.DefaultHits)
+		if c := counters[e.Netns]; c.ok {
+			st.Counters, st.Defaults = c.counters, c.defaults
 		}
 		if rs, ok := a.node.Desired(e.Netns); ok {
 			st.Mode = rs.Mode
