@@ -281,7 +281,11 @@ func countDenied(evs []model.VerdictEvent, workload string) []DeniedCount {
 		for _, e := range at.events {
 			groups[g][e.RuleID] = true
 		}
-		counts[g]++
+		n := 1
+		if len(at.events) == 1 {
+			n = at.events[0].Attempts() // an aggregate (a cluster's)
+		}
+		counts[g] += n
 	}
 	out := make([]DeniedCount, 0, len(counts))
 	for g, n := range counts {

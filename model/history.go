@@ -25,7 +25,17 @@ type VerdictEvent struct {
 	Destination string    `json:"destination"` // workload, DNS name or address
 	Protocol    Protocol  `json:"protocol"`
 	Port        uint16    `json:"port"`
+	// Count, when more than 1, makes the event an aggregate of Count
+	// attempts alike but for their source port, logged from FirstAt to
+	// At (a cluster's NanoSegment status keeps them so; an agent's
+	// events are single, with Count 0).
+	Count   int       `json:"count,omitempty"`
+	FirstAt time.Time `json:"firstAt,omitzero"`
 }
+
+// Attempts is how many connection attempts e stands for: Count, at
+// least 1.
+func (e VerdictEvent) Attempts() int { return max(e.Count, 1) }
 
 // Action is what a promotion event did.
 type Action string

@@ -140,6 +140,11 @@ type Agent struct {
 	// caches (and what Probe answers); 10s, shorter in tests.
 	waitWarn time.Duration
 
+	// counters caches each endpoint's kernel counters for the reports
+	// to the controller (transport_linux.go), read at most every
+	// CounterInterval.
+	counters counterCache
+
 	mu        sync.Mutex
 	reported  map[string]UnfoundPod // unfound pods with an Event (or none: Parts.Event nil), by pod
 	eventsOff bool
@@ -177,7 +182,7 @@ func NewAgent(cfg Config, parts Parts, reg *prometheus.Registry, log *slog.Logge
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, log: log.With("component", "nodeagent", "node", cfg.NodeName), reg: reg, parts: parts, inv: inv, node: nd, sink: sink,
+	a := &Agent{cfg: cfg, counters: counterCache{interval: cfg.CounterInterval}, log: log.With("component", "nodeagent", "node", cfg.NodeName), reg: reg, parts: parts, inv: inv, node: nd, sink: sink,
 		kick: make(chan struct{}, 1), reported: map[string]UnfoundPod{}, waitWarn: 10 * time.Second}
 	a.mSynced = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "nanoseg", Subsystem: "node", Name: "cache_synced",
 		Help: "1 once the informer caches of a side (inventory, policies) have synced."}, []string{"cache"})
@@ -207,6 +212,7 @@ func NewAgent(cfg Config, parts Parts, reg *prometheus.Registry, log *slog.Logge
 			return nil, fmt.Errorf("node.controller: %w", err)
 		}
 		a.sender.ReportNames(a.node.Names)
+		a.sender.ReportRuleIDs(a.ruleIDs)
 	}
 	if early, ok := parts.Inventory.(EarlyPods); ok && !cfg.LateFind {
 		if a.guard, err = newNewPodGuard(early, reg, a.log); err != nil {

@@ -57,6 +57,11 @@ type Config struct {
 	// SendInterval is how often observations go to the controller
 	// (default 5s).
 	SendInterval time.Duration `mapstructure:"sendInterval" yaml:"sendInterval"`
+	// CounterInterval is how often the agent reads each endpoint's
+	// kernel counters (per rule and default verdict) for its reports to
+	// the controller (default 15s): a read is a netlink dump of the
+	// endpoint's table, so it is not done at every send.
+	CounterInterval time.Duration `mapstructure:"counterInterval" yaml:"counterInterval"`
 	// LateFind finds a pod's network namespace only by its posted
 	// addresses (status.podIPs) and places no fail-closed placeholder:
 	// the agent as it was before early finding (newpod_linux.go), which
@@ -93,6 +98,9 @@ func (c *Config) Defaults() {
 	if c.SendInterval == 0 {
 		c.SendInterval = 5 * time.Second
 	}
+	if c.CounterInterval == 0 {
+		c.CounterInterval = 15 * time.Second
+	}
 }
 
 // Validate reports every bad field at once, each named.
@@ -111,7 +119,7 @@ func (c Config) Validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"flushInterval", c.FlushInterval}, {"driftInterval", c.DriftInterval}, {"resyncInterval", c.ResyncInterval}, {"apiServerCheckInterval", c.APIServerCheckInterval}} {
+	}{{"flushInterval", c.FlushInterval}, {"driftInterval", c.DriftInterval}, {"resyncInterval", c.ResyncInterval}, {"apiServerCheckInterval", c.APIServerCheckInterval}, {"counterInterval", c.CounterInterval}} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("node.%s: %s is negative", d.name, d.v))
 		}

@@ -261,6 +261,7 @@ run "$NANOSEG" lab probe --name "$LAB" --from shop/intruder --to shop/db --no-dn
 wait_for "the intruder's connection counted as audit-deny in the NanoSegments' status" 30 \
   bash -c "[ \$(( \$(kubectl -n shop get nanosegment db -o jsonpath='{.status.auditDenied}') + \$(kubectl -n shop get nanosegment intruder -o jsonpath='{.status.auditDenied}') + 0 )) -gt $before ]"
 run kubectl nanoseg status -n shop
+run kubectl nanoseg verdicts -n shop --verdict audit-deny --from shop/intruder --to shop/db --expect || fail "kubectl nanoseg verdicts does not list the intruder's audit-deny"
 run "$NANOSEG" lab check --name "$LAB" >"$STATE/check-audit.txt" || { cat "$STATE/check-audit.txt"; fail "audit mode broke a declared connection"; }
 tail -n1 "$STATE/check-audit.txt"
 
@@ -276,6 +277,7 @@ echo "dropped, as it must be: ${probe%%$'\n'*}"
 run "$NANOSEG" lab check --name "$LAB" || fail "enforcement broke a declared connection"
 wait_for "the intruder's connection counted as denied in the NanoSegments' status" 30 \
   bash -c "[ \$(( \$(kubectl -n shop get nanosegment db -o jsonpath='{.status.denied}') + \$(kubectl -n shop get nanosegment intruder -o jsonpath='{.status.denied}') + 0 )) -gt $before ]"
+run kubectl nanoseg verdicts -n shop --verdict deny --from shop/intruder --to shop/db --expect || fail "kubectl nanoseg verdicts does not list the intruder's deny"
 run kubectl get nanosegments -A
 [ "$(kubectl get nanosegments -A -o 'jsonpath={range .items[*]}{.spec.mode}{"\n"}{end}' | sort -u)" = enforce ] || fail "not every NanoSegment is in enforce"
 

@@ -31,7 +31,8 @@ const Audience = "nanoseg-controller"
 //	{"node":"node-a","epoch":"5f0c…","seq":42,"full":false,
 //	 "edges":[model.Edge…],"spans":[model.ObservedSpan…],
 //	 "verdicts":[model.VerdictEvent…],"endpoints":[EndpointState…],
-//	 "names":[{"addr":"198.19.0.9","name":"payments.example.com"}…]}
+//	 "names":[{"addr":"198.19.0.9","name":"payments.example.com"}…],
+//	 "ruleIDs":{"seg/shop/db/default.ingress":["NanoSegment shop/db"]}}
 //
 // Edges and Spans carry the agent's cumulative values for the keys that
 // changed since its last acknowledged batch (store.EdgeKey,
@@ -62,6 +63,12 @@ type Batch struct {
 	Verdicts  []model.VerdictEvent `json:"verdicts,omitempty"`
 	Endpoints []EndpointState      `json:"endpoints"`
 	Names     []DNSName            `json:"names,omitempty"`
+	// RuleIDs, likewise, replaces the node's table of default-verdict
+	// rule ids (compile.DefaultID: the id a verdict record of an
+	// endpoint no rule admitted carries) → the policies it stands for
+	// ("NanoSegment shop/db"), sent with a Full batch and when it
+	// changed; the controller names them in the NanoSegments' verdicts.
+	RuleIDs map[string][]string `json:"ruleIDs,omitempty"`
 }
 
 // DNSName is one address a node agent's observers saw named in a DNS
@@ -78,7 +85,8 @@ const maxDNSName = 253
 // (pods whose netns it found and programs), for NanoSegment status.
 //
 // JSON: {"key":"shop_web-0","workload":"shop/web","mode":"enforce",
-// "revision":3,"inSync":true,"error":"","counters":{"rule-id":{…}}}.
+// "revision":3,"inSync":true,"error":"","counters":{"rule-id":{"packets":3,"bytes":180}},
+// "defaults":{"Ingress":{"packets":1,"bytes":60}}}.
 type EndpointState struct {
 	// Key is "<namespace>_<pod>", the endpoint's netns name in the
 	// Kubernetes inventory.
@@ -95,8 +103,20 @@ type EndpointState struct {
 	InSync bool `json:"inSync"`
 	// Error says why it is not in sync.
 	Error string `json:"error,omitempty"`
-	// Counters are per-rule packet counters, by rule id (optional).
-	Counters map[string]uint64 `json:"counters,omitempty"`
+	// Counters are the kernel's per-rule counters of the endpoint's
+	// table, by rule id (optional; the agent reads them at most every
+	// 15 s, so they lag by as much).
+	Counters map[string]Count `json:"counters,omitempty"`
+	// Defaults are the default verdict's counters by direction
+	// ("Ingress", "Egress"; optional).
+	Defaults map[model.Direction]Count `json:"defaults,omitempty"`
+}
+
+// Count is one kernel counter: packets and bytes.
+// JSON: {"packets":12,"bytes":720}.
+type Count struct {
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
 }
 
 // Limits of one batch's fields.
@@ -124,7 +144,7 @@ func (b *Batch) Validate(maxItems int) error {
 	for _, l := range []struct {
 		name string
 		n    int
-	}{{"edges", len(b.Edges)}, {"spans", len(b.Spans)}, {"verdicts", len(b.Verdicts)}, {"endpoints", len(b.Endpoints)}, {"names", len(b.Names)}} {
+	}{{"edges", len(b.Edges)}, {"spans", len(b.Spans)}, {"verdicts", len(b.Verdicts)}, {"endpoints", len(b.Endpoints)}, {"names", len(b.Names)}, {"ruleIDs", len(b.RuleIDs)}} {
 		if maxItems > 0 && l.n > maxItems {
 			errs = append(errs, fmt.Errorf("%s: %d items, at most %d per batch", l.name, l.n, maxItems))
 		}

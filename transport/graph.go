@@ -3,6 +3,7 @@ package transport
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -53,6 +54,7 @@ type nodePart struct {
 	next      int
 	endpoints []EndpointState
 	names     []DNSName
+	ruleIDs   map[string][]string
 	updated   time.Time
 }
 
@@ -100,6 +102,9 @@ func (g *Graph) Apply(node string, b Batch) error {
 	}
 	if b.Names != nil {
 		p.names = slices.Clone(b.Names)
+	}
+	if b.RuleIDs != nil {
+		p.ruleIDs = maps.Clone(b.RuleIDs)
 	}
 	g.dropped += evictEdges(p.edges, g.MaxEdgesPerNode)
 	g.dropped += evictSpans(p.spans, g.MaxEdgesPerNode)
@@ -297,6 +302,21 @@ func (g *Graph) Names() map[netip.Addr]string {
 			if _, ok := out[dn.Addr]; !ok {
 				out[dn.Addr] = dn.Name
 			}
+		}
+	}
+	return out
+}
+
+// RuleIDs returns the default rule ids the nodes reported (Batch.RuleIDs),
+// merged: an id is derived from the policies it stands for, so every
+// node that knows it names the same ones.
+func (g *Graph) RuleIDs() map[string][]string {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	out := map[string][]string{}
+	for _, p := range g.nodes {
+		for id, refs := range p.ruleIDs {
+			out[id] = refs
 		}
 	}
 	return out

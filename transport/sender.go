@@ -147,6 +147,7 @@ type Sender struct {
 	src       Source
 	endpoints func() []EndpointState
 	names     func() map[netip.Addr]string
+	ruleIDs   func() map[string][]string
 	log       *slog.Logger
 	epoch     string
 	kick      chan struct{}
@@ -215,6 +216,11 @@ func NewSender(cfg SenderConfig, src Source, endpoints func() []EndpointState, r
 // first batch of an epoch and whenever they changed. Call it before Run.
 func (s *Sender) ReportNames(names func() map[netip.Addr]string) { s.names = names }
 
+// ReportRuleIDs makes the sender carry the node's default rule id table
+// (ids returns it: id → the policies it stands for) with the first batch
+// of an epoch and whenever it changed. Call it before Run.
+func (s *Sender) ReportRuleIDs(ids func() map[string][]string) { s.ruleIDs = ids }
+
 // dnsNames returns m as a batch lists it, sorted by address.
 func dnsNames(m map[netip.Addr]string) []DNSName {
 	out := make([]DNSName, 0, len(m))
@@ -277,6 +283,8 @@ func (s *Sender) Run(ctx context.Context) error {
 		sentEnds []EndpointState
 		prevNms  []DNSName
 		sentNms  []DNSName
+		prevIDs  map[string][]string
+		sentIDs  map[string][]string
 		lastOK   = time.Now()
 	)
 	for {
@@ -304,14 +312,23 @@ func (s *Sender) Run(ctx context.Context) error {
 					nms = n
 				}
 			}
-			if !full && ends == nil && nms == nil && len(curP.Edges)+len(curP.Spans)+len(curP.Verdicts) == 0 && time.Since(lastOK) < s.cfg.Heartbeat {
+			var ids map[string][]string
+			if s.ruleIDs != nil {
+				if m := s.ruleIDs(); full || !reflect.DeepEqual(m, prevIDs) {
+					ids = m
+					if ids == nil {
+						ids = map[string][]string{}
+					}
+				}
+			}
+			if !full && ends == nil && nms == nil && ids == nil && len(curP.Edges)+len(curP.Spans)+len(curP.Verdicts) == 0 && time.Since(lastOK) < s.cfg.Heartbeat {
 				resetTimer(timer, s.cfg.Interval)
 				continue
 			}
 			seq++
 			cur = &Batch{Node: s.cfg.Node, Epoch: s.epoch, Seq: seq, Full: full,
-				Edges: curP.Edges, Spans: curP.Spans, Verdicts: curP.Verdicts, Endpoints: ends, Names: nms}
-			sentEnds, sentNms = ends, nms
+				Edges: curP.Edges, Spans: curP.Spans, Verdicts: curP.Verdicts, Endpoints: ends, Names: nms, RuleIDs: ids}
+			sentEnds, sentNms, sentIDs = ends, nms, ids
 		}
 		out, wait := s.send(ctx, cur)
 		next := s.cfg.Interval
@@ -327,6 +344,9 @@ func (s *Sender) Run(ctx context.Context) error {
 			}
 			if cur.Names != nil {
 				prevNms = sentNms
+			}
+			if cur.RuleIDs != nil {
+				prevIDs = sentIDs
 			}
 			full, backoff, cur = false, 0, nil
 			if curP.More {

@@ -33,14 +33,16 @@
 //     read and as long as status.coverage.observed. Its limits: the
 //     controller's figure for the proposal's window, as of its last
 //     refresh, with the gaps inside it lost, and edges beyond the 1000 a
-//     proposal keeps are not seen. Verdict events stay on the node agents:
-//     there are none (status takes its DENIED and WOULD-DENY counts from
-//     the NanoSegments' status instead).
+//     proposal keeps are not seen. Verdicts are the NanoSegments'
+//     aggregated status.verdicts, as events with Count and FirstAt
+//     (status takes its DENIED and WOULD-DENY counts from the
+//     NanoSegments' status).
 //   - Inventory: inventory/kube's Source with no node name (every pod a
 //     peer), listed once. It needs list on pods, namespaces, services and
 //     endpointslices in every namespace, and says which one is refused.
 //   - Node (node.go): what the NanoSegments' status reports (endpoints in
-//     sync; the endpoints of a workload without a NanoSegment are
+//     sync; the kernel counters per node, on the workload's first
+//     endpoint; the default rule ids its verdicts name; the endpoints of a workload without a NanoSegment are
 //     unreported, shown as unknown, not out of sync); it programs nothing.
 //     Its probes are NanoSegmentProbe objects
 //     the node agent of the source pod's node runs (probes.go): verify and

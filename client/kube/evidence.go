@@ -63,6 +63,11 @@ type NodeState struct {
 	Endpoints          int32  `json:"endpoints"`
 	InSync             int32  `json:"inSync"`
 	Error              string `json:"error,omitempty"`
+	// RuleHits and DefaultHits are the node's kernel counters of the
+	// NanoSegment's endpoints (status.nodes[].ruleHits, defaultHits), as
+	// its node agent last reported them.
+	RuleHits    []v1alpha1.RuleHits    `json:"ruleHits,omitempty"`
+	DefaultHits []v1alpha1.DefaultHits `json:"defaultHits,omitempty"`
 }
 
 // scoped reports whether namespace ns and workload w ("" for a
@@ -100,7 +105,8 @@ func (s *Session) evidenceFiles(_ context.Context, scope string) (map[string][]b
 		}
 		for _, n := range seg.Status.Nodes {
 			co.Nodes = append(co.Nodes, NodeState{Node: n.Node, NanoSegment: seg.Namespace + "/" + seg.Name, Mode: mode, Generation: seg.Generation,
-				ObservedGeneration: seg.Status.ObservedGeneration, Endpoints: n.Endpoints, InSync: n.InSync, Error: n.Error})
+				ObservedGeneration: seg.Status.ObservedGeneration, Endpoints: n.Endpoints, InSync: n.InSync, Error: n.Error,
+				RuleHits: n.RuleHits, DefaultHits: n.DefaultHits})
 		}
 	}
 	sort.Slice(co.Nodes, func(i, j int) bool {
@@ -135,8 +141,9 @@ func (s *Session) evidenceFiles(_ context.Context, scope string) (map[string][]b
 	notes := []string{
 		fmt.Sprintf("exported from a Kubernetes cluster by the CLI at %s: %s holds the API objects in force as the API server gave them to the exporter (NanoSegments with their status, in-sync state per node, NanoSegmentPromotions with their records, NetworkPolicies)",
 			co.ReadAt.Format(time.RFC3339), ClusterFile),
-		"rules.json: per endpoint, the in-sync state the NanoSegments' status reports; the programmed entries and the per-rule counters stay on the node agents, so rules.json lists no entries and counters.json no counters",
-		"denied flows: verdict events stay on the node agents; the NanoSegments' status in " + ClusterFile + " counts denied and audit-denied connections",
+		"rules.json: per endpoint, the in-sync state the NanoSegments' status reports; the programmed entries stay on the node agents, so rules.json lists no entries",
+		"counters: the per-node, per-rule kernel counters are in " + ClusterFile + " (nodes[].ruleHits, defaultHits, as the node agents last reported them, at most --counters-interval old); counters.json sums them per workload (each workload's on its first endpoint); workloads without a NanoSegment have none",
+		"denied flows: the NanoSegments' status in " + ClusterFile + " counts denied and audit-denied connections and keeps the latest kinds of attempt aggregated (status.verdicts: count, first and last seen); the single events stay on the node agents",
 	}
 	return map[string][]byte{ClusterFile: append(raw, '\n')}, notes, nil
 }

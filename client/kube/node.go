@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/nanoseg/nanoseg/controller"
@@ -13,19 +14,15 @@ import (
 	"github.com/nanoseg/nanoseg/policies"
 )
 
-// ErrNoVerdicts: against a cluster the verdict events (one per denied or
-// audit-denied connection attempt) are not in the API server, only counts.
-var ErrNoVerdicts = errors.New("verdict events are not in the API server: they stay on the node agents, and the controller keeps them in memory; " +
-	"the API server holds counts: `status` shows DENIED and WOULD-DENY per workload (the NanoSegments' status), " +
-	"`graph` each observed edge's audit-denied and denied connections (the NanoSegmentProposals' edges)")
-
 // clusterNode is the controller.Node of the cluster mode: what the
 // NanoSegments' status reports, per endpoint. It programs nothing; its
 // probes are NanoSegmentProbes the node agents run (probes.go).
 type clusterNode struct {
-	sync   map[string]controller.EndpointSync // by netns (endpoint key)
-	rules  map[string]evidence.EndpointRules  // by netns: the state the status reports, for evidence
-	prober *prober
+	sync  map[string]controller.EndpointSync // by netns (endpoint key)
+	rules map[string]evidence.EndpointRules  // by netns: the state the status reports, for evidence
+	// defaults are the default rule ids the verdicts name (Defaults).
+	defaults map[string][]policies.PolicyRef
+	prober   *prober
 }
 
 var _ controller.Node = (*clusterNode)(nil)
@@ -36,7 +33,7 @@ var _ controller.Node = (*clusterNode)(nil)
 // the endpoints not in sync. Endpoints of workloads without a NanoSegment
 // are unknown, as on a node that applied nothing.
 func newClusterNode(s *snapshot, eps map[string][]model.Endpoint, p *prober) *clusterNode {
-	n := &clusterNode{sync: map[string]controller.EndpointSync{}, rules: map[string]evidence.EndpointRules{}, prober: p}
+	n := &clusterNode{sync: map[string]controller.EndpointSync{}, rules: map[string]evidence.EndpointRules{}, prober: p, defaults: defaultsOf(s)}
 	for w, seg := range s.segments {
 		list := append([]model.Endpoint(nil), eps[w]...)
 		sort.Slice(list, func(i, j int) bool { return list[i].Netns < list[j].Netns })
@@ -48,8 +45,30 @@ func newClusterNode(s *snapshot, eps map[string][]model.Endpoint, p *prober) *cl
 				break
 			}
 		}
+		// The status counts per node, not per endpoint: each node's
+		// counters go to the workload's first endpoint, so that a sum
+		// over the workload's endpoints (status, counters.json) is
+		// the cluster's.
+		rules, defaults := map[string]evidence.Count{}, map[model.Direction]evidence.Count{}
+		for _, ns := range seg.Status.Nodes {
+			for _, h := range ns.RuleHits {
+				c := rules[h.RuleID]
+				c.Packets += uint64(max(h.Packets, 0))
+				c.Bytes += uint64(max(h.Bytes, 0))
+				rules[h.RuleID] = c
+			}
+			for _, h := range ns.DefaultHits {
+				c := defaults[model.Direction(h.Direction)]
+				c.Packets += uint64(max(h.Packets, 0))
+				c.Bytes += uint64(max(h.Bytes, 0))
+				defaults[model.Direction(h.Direction)] = c
+			}
+		}
 		for i, e := range list {
 			es := controller.EndpointSync{Known: current}
+			if i == 0 {
+				es.Counters, es.DefaultHits = rules, defaults
+			}
 			es.InSync = current && i < int(seg.Status.InSync)
 			if current && !es.InSync {
 				es.Err = nodeErr
@@ -73,7 +92,34 @@ func newClusterNode(s *snapshot, eps map[string][]model.Endpoint, p *prober) *cl
 
 func (n *clusterNode) Enforce(context.Context, policies.InForce, []string) error { return ErrReadOnly }
 
-func (n *clusterNode) Defaults() map[string][]policies.PolicyRef { return nil }
+// Defaults answers from the NanoSegments' aggregated verdicts: each
+// rule id with the policies the logging node's agent named for it
+// (status.verdicts[].decidedBy), so verdicts and status say what decided
+// as against an agent.
+func (n *clusterNode) Defaults() map[string][]policies.PolicyRef { return n.defaults }
+
+// defaultsOf collects the rule ids the NanoSegments' verdicts name.
+func defaultsOf(s *snapshot) map[string][]policies.PolicyRef {
+	out := map[string][]policies.PolicyRef{}
+	for _, seg := range s.segments {
+		for _, v := range seg.Status.Verdicts {
+			if v.RuleID == "" || len(v.DecidedBy) == 0 {
+				continue
+			}
+			refs := make([]policies.PolicyRef, 0, len(v.DecidedBy))
+			for _, by := range v.DecidedBy {
+				kind, rest, _ := strings.Cut(by, " ")
+				ns, name, ok := strings.Cut(rest, "/")
+				if !ok {
+					ns, name = "", rest
+				}
+				refs = append(refs, policies.PolicyRef{Kind: kind, Namespace: ns, Name: name})
+			}
+			out[v.RuleID] = refs
+		}
+	}
+	return out
+}
 
 func (n *clusterNode) Applied(netns string) controller.EndpointSync {
 	s := n.sync[netns]

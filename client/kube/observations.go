@@ -3,18 +3,22 @@ package kube
 import (
 	"bytes"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"time"
 
 	"github.com/nanoseg/nanoseg/model"
+	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 	"github.com/nanoseg/nanoseg/store"
 )
 
 // observations is the store.ObservationReader over the proposals of a
 // snapshot (see the package doc for what it can and cannot tell).
 type observations struct {
-	edges []model.Edge // sorted by store.EdgeKey
-	spans []model.ObservedSpan
+	edges    []model.Edge // sorted by store.EdgeKey
+	spans    []model.ObservedSpan
+	verdicts []model.VerdictEvent // oldest (last seen) first
 }
 
 var _ store.ObservationReader = (*observations)(nil)
@@ -55,6 +59,7 @@ func newObservations(s *snapshot) (*observations, error) {
 	for _, e := range byKey {
 		o.edges = append(o.edges, e)
 	}
+	o.verdicts = segmentVerdicts(s.segments)
 	sort.Slice(o.edges, func(i, j int) bool { return bytes.Compare(store.EdgeKey(o.edges[i]), store.EdgeKey(o.edges[j])) < 0 })
 	store.SortSpans(o.spans)
 	return o, nil
@@ -94,8 +99,33 @@ func (o *observations) Edges(since time.Time) ([]model.Edge, error) {
 	return out, nil
 }
 
-// Verdicts has none: verdict events stay on the node agents.
-func (o *observations) Verdicts(time.Time) ([]model.VerdictEvent, error) { return nil, nil }
+// Verdicts returns the NanoSegments' aggregated verdicts (status.verdicts)
+// last seen at or after since (all for the zero time), as events with
+// Count and FirstAt, oldest first (by last seen).
+func (o *observations) Verdicts(since time.Time) ([]model.VerdictEvent, error) {
+	var out []model.VerdictEvent
+	for _, e := range o.verdicts {
+		if since.IsZero() || !e.At.Before(since) {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// segmentVerdicts turns the NanoSegments' status.verdicts into events,
+// sorted by last seen, then as the status listed them.
+func segmentVerdicts(segs map[string]v1alpha1.NanoSegment) []model.VerdictEvent {
+	var out []model.VerdictEvent
+	for _, k := range slices.Sorted(maps.Keys(segs)) {
+		for _, v := range segs[k].Status.Verdicts {
+			out = append(out, model.VerdictEvent{At: v.LastSeen.UTC(), FirstAt: v.FirstSeen.UTC(), Count: int(v.Count), Endpoint: v.Endpoint,
+				Verdict: model.Verdict(v.Verdict), RuleID: v.RuleID, Source: v.Source, Destination: v.Destination,
+				Protocol: model.Protocol(v.Protocol), Port: uint16(v.Port)})
+		}
+	}
+	slices.SortStableFunc(out, func(a, b model.VerdictEvent) int { return a.At.Compare(b.At) })
+	return out
+}
 
 func (o *observations) Observed(since time.Time) ([]model.ObservedSpan, error) {
 	var out []model.ObservedSpan

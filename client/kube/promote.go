@@ -119,7 +119,11 @@ func (s *Session) carryOut(ctx context.Context, ns string, spec v1alpha1.NanoSeg
 			res.Promotion = model.Promotion{Workload: workload, ToMode: spec.Mode, ToRevision: int(spec.Revision)}
 		}
 	}
-	if !spec.Rollback && spec.Mode == model.ModeEnforce && spec.Revision == 0 && !res.Unchanged {
+	// The coverage of the proposal as its status last said, unless the
+	// promotion was forced past the gate: then the record's reasons say
+	// what the controller's gate observed, at the promotion, and a second
+	// observed time from the proposal's last refresh would contradict it.
+	if !spec.Rollback && spec.Mode == model.ModeEnforce && spec.Revision == 0 && !res.Unchanged && len(res.Warnings) == 0 {
 		res.Coverage = s.proposalCoverage(workload)
 	}
 	res.Converged, res.Errors = s.converged(ctx, ns, spec.Workload, deadline)

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -234,7 +236,6 @@ func (s *Session) routes(api http.Handler) http.Handler {
 	refuse := func(code int, err error) http.HandlerFunc {
 		return answer(func(*http.Request) (any, int, error) { return nil, code, err })
 	}
-	mux.HandleFunc("GET /v1/verdicts", refuse(http.StatusNotImplemented, ErrNoVerdicts))
 	mux.Handle("POST /v1/verify", s.verify(api))
 	mux.HandleFunc("POST /v1/evidence/export", s.export)
 	mux.HandleFunc("POST /v1/policies", refuse(http.StatusBadRequest, fmt.Errorf("%w; apply NanoSegments and NetworkPolicies with kubectl apply", ErrReadOnly)))
@@ -306,6 +307,26 @@ func (s *Session) status() (any, int, error) {
 		}
 		out = append(out, ws)
 	}
+	// A NanoSegment that selects no pod has no workload in the
+	// inventory: a row without endpoints, so that status says so rather
+	// than leave it out.
+	listed := map[string]bool{}
+	for _, ws := range out {
+		listed[ws.Workload] = true
+	}
+	for _, w := range slices.Sorted(maps.Keys(s.snap.segments)) {
+		if listed[w] || (s.cfg.Namespace != "" && !strings.HasPrefix(w, s.cfg.Namespace+"/")) {
+			continue
+		}
+		seg := s.snap.segments[w]
+		mode := seg.Spec.Mode
+		if mode == "" {
+			mode = model.ModeObserve
+		}
+		out = append(out, controller.WorkloadStatus{Workload: w, Mode: mode, EffectiveMode: mode, Revision: int(seg.Status.Revision),
+			Endpoints: []controller.EndpointState{}, WouldDeny: int(seg.Status.AuditDenied), Denied: int(seg.Status.Denied)})
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Workload < out[j].Workload })
 	return out, 0, nil
 }
 

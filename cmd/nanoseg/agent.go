@@ -126,6 +126,11 @@ func newStatusCmd(a *app) *cobra.Command {
 			}
 			tw.Flush()
 			for _, s := range st {
+				if len(s.Endpoints) == 0 {
+					fmt.Fprintf(w, "\n%s: selects no pod: its %s policy applies to nothing running\n", s.Workload, s.Mode)
+				}
+			}
+			for _, s := range st {
 				if c := s.Coverage; c != nil && c.Silent {
 					fmt.Fprintf(w, "\n%s: silent: no successful connection in the %s observed; a proposal allows nothing it might do\n", s.Workload, model.ShortDuration(c.Observed()))
 				}
@@ -237,7 +242,10 @@ var outcomeNames = [nOutcomes]string{"promoted", "already there (nothing recorde
 // promoteEach promotes every workload of targets (req.Workload is set for
 // each) in order, printing each result to w. An error answer fails that
 // workload and goes on with the next; a lost answer makes it ask the
-// agent's history whether that promotion committed, and stop. With many
+// agent's history whether that promotion committed, and stop. When ctx
+// ends (Ctrl-C) it stops after the promotion in flight (deciding it from
+// the history when its answer was cut) and lists the rest as not
+// attempted. With many
 // targets (or all) it ends with one line per outcome. The error says how
 // many were not promoted; it exits 1, as does a dataplane that did not
 // converge.
@@ -258,7 +266,15 @@ func promoteEach(ctx context.Context, c *client.Client, w io.Writer, req control
 	var by [nOutcomes][]string
 	unconverged := 0
 	var lastErr error
+	interrupted := false
 	for i, wl := range targets {
+		if ctx.Err() != nil {
+			// Interrupted (Ctrl-C): the one in flight was answered or
+			// decided from the history; none is started after it.
+			interrupted = true
+			by[outcomeNotAttempted] = append(by[outcomeNotAttempted], targets[i:]...)
+			break
+		}
 		r := req
 		r.Workload = wl
 		res, err := c.Promote(ctx, r)
@@ -275,7 +291,7 @@ func promoteEach(ctx context.Context, c *client.Client, w io.Writer, req control
 				unconverged++
 			}
 			continue
-		case errors.As(err, &se):
+		case errors.As(err, &se) && ctx.Err() == nil:
 			lastErr = fmt.Errorf("promote %s: %w", wl, err)
 			if many {
 				fmt.Fprintln(w, lastErr)
@@ -283,7 +299,9 @@ func promoteEach(ctx context.Context, c *client.Client, w io.Writer, req control
 			by[outcomeFailed] = append(by[outcomeFailed], wl)
 			continue
 		}
-		// No answer: the promotion may have committed.
+		// No answer (or an interrupted one): the promotion may have
+		// committed.
+		interrupted = ctx.Err() != nil
 		o, msg := lostAnswer(ctx, c, r, head, err)
 		if many {
 			fmt.Fprintln(w, msg)
@@ -292,6 +310,9 @@ func promoteEach(ctx context.Context, c *client.Client, w io.Writer, req control
 		by[o] = append(by[o], wl)
 		by[outcomeNotAttempted] = append(by[outcomeNotAttempted], targets[i+1:]...)
 		break
+	}
+	if interrupted {
+		fmt.Fprintln(w, "interrupted: stopped after the promotion in flight; nothing after it was attempted")
 	}
 	if many {
 		for o, ws := range by {

@@ -81,7 +81,7 @@ func newVerdictsCmd(a *app) *cobra.Command {
 	var expect bool
 	cmd := &cobra.Command{
 		Use:   "verdicts",
-		Short: "List audit-denied and denied connection attempts the agent recorded",
+		Short: "List audit-denied and denied connection attempts the agent recorded (against a cluster: aggregated, from the NanoSegments' status)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if verdict != "" && verdict != "audit-deny" && verdict != "deny" {
@@ -131,16 +131,32 @@ func newVerdictsCmd(a *app) *cobra.Command {
 					return err
 				}
 			} else {
+				// A cluster keeps verdicts aggregated (NanoSegment
+				// status): each line then stands for ATTEMPTS alike
+				// attempts, AT the last, FIRST SEEN the first.
+				aggregated := slices.ContainsFunc(keep, func(e model.VerdictEvent) bool { return e.Count > 0 })
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "AT\tVERDICT\tSOURCE\tDESTINATION\tPORT\tLOGGED IN\tRULE ID\tDECIDED BY")
+				head := "AT\tVERDICT\tSOURCE\tDESTINATION\tPORT\tLOGGED IN\tRULE ID\tDECIDED BY"
+				if aggregated {
+					head += "\tATTEMPTS\tFIRST SEEN"
+				}
+				fmt.Fprintln(tw, head)
 				for _, e := range keep {
 					by := strings.Join(ids[e.RuleID], ", ")
 					if by == "" {
 						by = "-"
 					}
 					by += captureNote(e)
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/%d\t%s\t%s\t%s\n", e.At.UTC().Format(time.RFC3339), e.Verdict, e.Source, e.Destination,
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/%d\t%s\t%s\t%s", e.At.UTC().Format(time.RFC3339), e.Verdict, e.Source, e.Destination,
 						e.Protocol, e.Port, e.Endpoint, e.RuleID, by)
+					if aggregated {
+						first := e.FirstAt
+						if first.IsZero() {
+							first = e.At
+						}
+						fmt.Fprintf(tw, "\t%d\t%s", e.Attempts(), first.UTC().Format(time.RFC3339))
+					}
+					fmt.Fprintln(tw)
 				}
 				tw.Flush()
 			}

@@ -203,9 +203,17 @@ func TestClusterMode(t *testing.T) {
 	if err == nil || err.Error() != "promote shop/db: refused: nothing to do" {
 		t.Errorf("failed promotion: %v\n%s", err, out)
 	}
+	// Forced past the coverage gate: the output gives one observed time,
+	// the one the controller's gate saw (recorded), not also the
+	// proposal's figure from its last refresh.
+	out, err = runCLI(t, "--config", f.cfg, "--kubeconfig", operator, "promote", "shop/db", "--to", "enforce", "--force", "--reason", "forced")
+	if err != nil || !strings.Contains(out, "warning: forced (recorded in the history): observed for 7m, less than the 1h required (--min-observed)\n") ||
+		len(regexp.MustCompile(`observed (for )?\d`).FindAllString(out, -1)) != 1 {
+		t.Errorf("forced promotion: %v\n%s", err, out)
+	}
 	stop()
 	var ec exitCoder
-	if out, err := runCLI(t, "--config", f.cfg, "--kubeconfig", viewer, "history", "--verify"); err != nil || !strings.Contains(out, "history verified: 5 records") {
+	if out, err := runCLI(t, "--config", f.cfg, "--kubeconfig", viewer, "history", "--verify"); err != nil || !strings.Contains(out, "history verified: 6 records") {
 		t.Errorf("history --verify: %v\n%s", err, out)
 	}
 
@@ -632,6 +640,10 @@ func (f *clusterFixture) carryOutPending(ctx context.Context) error {
 			}
 			ev := model.Promotion{At: v1alpha1.RecordTime(time.Now()), Who: who, Workload: w, Action: model.ActionPromote, ToMode: p.Spec.Mode,
 				ToRevision: max(int(p.Spec.Revision), cur.Revision), Reason: p.Spec.Reason}
+			if p.Spec.Force {
+				ev.FromMode, ev.FromRevision = cur.Mode, cur.Revision
+				ev.Forced = []string{"observed for 7m, less than the 1h required (--min-observed)"}
+			}
 			if p.Spec.Rollback {
 				hist, _ := f.mem.History(w)
 				last := hist[len(hist)-1]

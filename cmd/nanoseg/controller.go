@@ -24,21 +24,22 @@ import (
 // controllerBind maps the cluster controller's configuration keys to its
 // flags (both it and the agent have --listen).
 var controllerBind = map[string]string{
-	"log.level":                  "log-level",
-	"log.format":                 "log-format",
-	"controller.kubeconfig":      "kubeconfig",
-	"controller.namespace":       "namespace",
-	"controller.id":              "id",
-	"controller.listen":          "listen",
-	"controller.ingest":          "ingest",
-	"controller.ingestReusePort": "ingest-reuse-port",
-	"controller.leaseDuration":   "lease-duration",
-	"controller.renewDeadline":   "renew-deadline",
-	"controller.retryPeriod":     "retry-period",
-	"controller.proposeInterval": "propose-interval",
-	"controller.window":          "window",
-	"controller.minObserved":     "min-observed",
-	"controller.catchUp":         "catch-up",
+	"log.level":                   "log-level",
+	"log.format":                  "log-format",
+	"controller.kubeconfig":       "kubeconfig",
+	"controller.namespace":        "namespace",
+	"controller.id":               "id",
+	"controller.listen":           "listen",
+	"controller.ingest":           "ingest",
+	"controller.ingestReusePort":  "ingest-reuse-port",
+	"controller.leaseDuration":    "lease-duration",
+	"controller.renewDeadline":    "renew-deadline",
+	"controller.retryPeriod":      "retry-period",
+	"controller.proposeInterval":  "propose-interval",
+	"controller.window":           "window",
+	"controller.minObserved":      "min-observed",
+	"controller.catchUp":          "catch-up",
+	"controller.countersInterval": "counters-interval",
 }
 
 func newControllerCmd(a *app) *cobra.Command {
@@ -117,6 +118,7 @@ keeps every NanoSegment's status. A standby takes over within
 	f.Duration("propose-interval", 30*time.Second, "how often proposals are refreshed")
 	f.Duration("window", 24*time.Hour, "how far back proposals take their edges; Settled, and a promotion to enforce without force, need all of it observed")
 	f.Duration("min-observed", time.Hour, "observation a proposal needs to be Settled and a promotion to enforce needs without force (besides its whole --window observed)")
+	f.Duration("counters-interval", 30*time.Second, "write a NanoSegment's status at most this often when only its nodes' kernel counters changed")
 	f.Duration("catch-up", 45*time.Second, "how long a new leader waits for the node agents its NanoSegments' status names to resend their state before it writes status and proposals")
 	return cmd
 }

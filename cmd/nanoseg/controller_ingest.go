@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	ctrlkube "github.com/nanoseg/nanoseg/controller/kube"
+	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/transport"
 )
 
@@ -82,9 +83,21 @@ func (g graphOf) Reports() []ctrlkube.NodeReport {
 		nr := ctrlkube.NodeReport{Node: ne.Node, Updated: ne.Updated}
 		for _, e := range ne.Endpoints {
 			nr.Endpoints = append(nr.Endpoints, ctrlkube.EndpointReport{Key: e.Key, Workload: e.Workload, Mode: e.Mode, Revision: e.Revision,
-				InSync: e.InSync, Error: e.Error, Counters: e.Counters})
+				InSync: e.InSync, Error: e.Error, Counters: counts(e.Counters), Defaults: counts(e.Defaults)})
 		}
 		out = append(out, nr)
+	}
+	return out
+}
+
+// counts converts a batch's counters to the controller's (nil stays nil).
+func counts[K comparable](m map[K]transport.Count) map[K]evidence.Count {
+	if m == nil {
+		return nil
+	}
+	out := make(map[K]evidence.Count, len(m))
+	for k, c := range m {
+		out[k] = evidence.Count{Packets: c.Packets, Bytes: c.Bytes}
 	}
 	return out
 }

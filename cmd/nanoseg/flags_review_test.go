@@ -64,3 +64,23 @@ func TestControllerErrorsNameFlags(t *testing.T) {
 		t.Errorf("--catch-up -1s: %v", err)
 	}
 }
+
+// TestZeroDurationFlags: a duration flag given as 0 whose setting reads
+// 0 as "not set" is refused naming the flag and its default, rather than
+// silently running with the default; a flag whose help gives 0 a
+// meaning (promote --min-observed) is not refused for it.
+func TestZeroDurationFlags(t *testing.T) {
+	none := filepath.Join(t.TempDir(), "none")
+	for flag, args := range map[string][]string{
+		"--catch-up: 0s: must be positive (leave the flag out for the default 45s)":             {"controller", "--catch-up", "0", "--id", "a"},
+		"--timeout: 0s: must be positive (leave the flag out for the default 1s)":               {"verify", "--timeout", "0s", "--kubeconfig", none},
+		"--wait-for-controller: 0s: must be positive (leave the flag out for the default 1m0s)": {"status", "--wait-for-controller", "0", "--kubeconfig", none},
+	} {
+		if _, err := runCLI(t, args...); err == nil || !strings.Contains(err.Error(), flag) {
+			t.Errorf("%v: %v, want %q", args, err, flag)
+		}
+	}
+	if _, err := runCLI(t, "promote", "shop/web", "--to", "enforce", "--min-observed", "0", "--kubeconfig", none); err != nil && strings.Contains(err.Error(), "must be positive") {
+		t.Errorf("--min-observed 0 refused: %v", err)
+	}
+}

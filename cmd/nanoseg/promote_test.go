@@ -366,3 +366,55 @@ func testAgent(t *testing.T, node *controllertest.Node) (*store.Mem, *controller
 func segDoc(app string) string {
 	return "apiVersion: nanoseg.io/v1alpha1\nkind: NanoSegment\nmetadata: {name: " + app + ", namespace: shop}\nspec:\n  selector: {matchLabels: {app: " + app + "}}\n"
 }
+
+// cancelAfter wraps an API handler so that the first POST /v1/promote
+// cancels the CLI's context once it is carried out, as Ctrl-C during
+// `promote --all` does.
+type cancelAfter struct {
+	h      http.Handler
+	cancel context.CancelFunc
+}
+
+func (c *cancelAfter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c.h.ServeHTTP(w, r)
+	if r.Method == "POST" && r.URL.Path == "/v1/promote" {
+		c.cancel()
+	}
+}
+
+// TestPromoteAllInterrupted: Ctrl-C during `promote --all` stops after
+// the promotion in flight and says what was and was not done.
+func TestPromoteAllInterrupted(t *testing.T) {
+	mem := store.NewMem()
+	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), &controllertest.Node{}, nil)
+	for _, app := range []string{"db", "intruder", "web"} {
+		if _, err := svc.ApplyPolicies(app+".yaml", []byte(segDoc(app)), "alice"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ts := httptest.NewServer(&cancelAfter{h: server.New(svc, server.Config{}, nil).Handler(), cancel: cancel})
+	defer ts.Close()
+	cmd := newRootCmd()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cfg := filepath.Join(t.TempDir(), "empty.yaml")
+	if err := os.WriteFile(cfg, []byte("{}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd.SetArgs([]string{"--config", cfg, "--server", ts.URL, "promote", "--all", "--to", "audit", "--reason", "everyone"})
+	err := cmd.ExecuteContext(ctx)
+	if err == nil || !strings.Contains(err.Error(), "2 of 3 workloads not promoted (2 not attempted)") {
+		t.Errorf("promote --all interrupted: %v", err)
+	}
+	for _, want := range []string{"interrupted: stopped after the promotion in flight", "promoted: shop/db\n", "not attempted: shop/intruder, shop/web\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if h, _ := mem.History(""); len(h) != 1 {
+		t.Errorf("history has %d events, want 1", len(h))
+	}
+}

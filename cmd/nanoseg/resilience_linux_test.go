@@ -49,12 +49,13 @@ dns: shop/dns
 namespaces:
   - {name: shop}
 workloads:
-  - {name: dns, namespace: shop, labels: {app: dns}, ports: [{port: 53, protocol: UDP}], ipv4: [198.18.211.2], ipv6: ["2001:db8:18:211::2"]}
-  - {name: client, namespace: shop, labels: {app: client}, ipv4: [198.18.211.3], ipv6: ["2001:db8:18:211::3"]}
-  - {name: server, namespace: shop, labels: {app: server}, ports: [{name: http, port: 8080}, {name: admin, port: 9090}], ipv4: [198.18.211.4], ipv6: ["2001:db8:18:211::4"]}
+  - {name: dns, namespace: shop, labels: {app: dns}, ports: [{port: 53, protocol: UDP}], ipv4: [198.18.%[2]d.2], ipv6: ["2001:db8:18:%[2]d::2"]}
+  - {name: client, namespace: shop, labels: {app: client}, ipv4: [198.18.%[2]d.3], ipv6: ["2001:db8:18:%[2]d::3"]}
+  - {name: server, namespace: shop, labels: {app: server}, ports: [{name: http, port: 8080}, {name: admin, port: 9090}], ipv4: [198.18.%[2]d.4], ipv6: ["2001:db8:18:%[2]d::4"]}
 `
 
-// The lab's addresses are its own (198.18.211.0/24): a node agent of
+// Each test's lab has addresses of its own (198.18.211.0/24 for
+// TestControllerDownAMinute, 198.18.213.0/24 for TestClusterVerdictsAndRuleHits): a node agent of
 // another test, running at the same time in this or another package,
 // finds network namespaces by their addresses, and one holding a pod of
 // the same address would program this lab's namespaces (seen: the
@@ -74,7 +75,12 @@ type resilienceWorld struct {
 	ctl            *kubetest.Process // the controller started last
 }
 
-func newResilienceWorld(t *testing.T) *resilienceWorld {
+func newResilienceWorld(t *testing.T) *resilienceWorld { return newResilienceWorldAt(t, 211, "") }
+
+// newResilienceWorldAt makes the world with its lab in 198.18.<octet>.0/24
+// (and 2001:db8:18:<octet>::/64), extra appended to the controller's
+// configuration file (YAML lines under controller:).
+func newResilienceWorldAt(t *testing.T, octet int, extra string) *resilienceWorld {
 	t.Helper()
 	c := kubetest.New(t, kubetest.Options{CRDDirs: []string{filepath.Join("..", "..", "manifests", "crds")}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -83,7 +89,7 @@ func newResilienceWorld(t *testing.T) *resilienceWorld {
 
 	// The lab: its namespaces (no lab processes), registered as pods.
 	name := fmt.Sprintf("kr%d", time.Now().UnixNano()%100000)
-	raw := []byte(fmt.Sprintf(resilienceTopology, name))
+	raw := []byte(fmt.Sprintf(resilienceTopology, name, octet))
 	top, err := lab.Parse(raw)
 	if err != nil {
 		t.Fatal(err)
@@ -127,7 +133,7 @@ func newResilienceWorld(t *testing.T) *resilienceWorld {
 	if err := os.WriteFile(tokenFile, []byte(tr.Status.Token), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(w.cfg, []byte("controller:\n  statusInterval: 1s\n  convergeTimeout: 20s\n"), 0o600); err != nil {
+	if err := os.WriteFile(w.cfg, []byte("controller:\n  statusInterval: 1s\n  convergeTimeout: 20s\n"+extra), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -139,7 +145,8 @@ func newResilienceWorld(t *testing.T) *resilienceWorld {
 
 	w.startController(t)
 	a, err := nodeagent.New(nodeagent.Config{NodeName: name, Listen: "127.0.0.1:0", OwnerDir: t.TempDir(), FlushInterval: time.Second,
-		DriftInterval: time.Second, Controller: "https://" + w.ingest, ControllerCA: "configmap", TokenFile: tokenFile, SendInterval: time.Second},
+		DriftInterval: time.Second, Controller: "https://" + w.ingest, ControllerCA: "configmap", TokenFile: tokenFile, SendInterval: time.Second,
+		CounterInterval: time.Second},
 		c.Config, nil, nil)
 	if err != nil {
 		t.Fatal(err)

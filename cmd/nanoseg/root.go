@@ -8,8 +8,11 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 
 	"github.com/nanoseg/nanoseg/client"
@@ -93,6 +96,9 @@ and enforces them with nftables inside each container's network namespace.`,
 // load builds the configuration of the running command (loadConfig with
 // a.bind) and the logger.
 func (a *app) load(cmd *cobra.Command) error {
+	if err := zeroDurations(cmd); err != nil {
+		return err
+	}
 	cfg, used, err := loadConfig(a.configPath, cmd.Flags(), a.bind)
 	if err != nil {
 		return err
@@ -176,4 +182,23 @@ func newClient(a *app) *client.Client {
 		stderr = os.Stderr
 	}
 	return client.New(server, a.cfg.Token).OnWarning(func(msg string) { fmt.Fprintf(stderr, "warning: %s\n", msg) })
+}
+
+// zeroDurations refuses a duration flag given as 0 whose default is not
+// 0 and whose help gives 0 no meaning ("0: …"): the settings behind such
+// flags read 0 as "not set" and would silently take their default, so
+// `--catch-up 0` ran with 45 s. The error names the flag and its default.
+func zeroDurations(cmd *cobra.Command) error {
+	var errs []error
+	check := func(f *pflag.Flag) {
+		if f.Value.Type() != "duration" || f.DefValue == "0s" || strings.Contains(f.Usage, "0:") {
+			return
+		}
+		if d, err := time.ParseDuration(f.Value.String()); err == nil && d == 0 {
+			errs = append(errs, fmt.Errorf("--%s: 0s: must be positive (leave the flag out for the default %s)", f.Name, f.DefValue))
+		}
+	}
+	cmd.Flags().Visit(check)
+	cmd.InheritedFlags().Visit(check)
+	return errors.Join(errs...)
 }

@@ -66,6 +66,11 @@ type Config struct {
 	// StatusInterval is how often NanoSegment statuses are refreshed
 	// (each written only when it changed).
 	StatusInterval time.Duration `mapstructure:"statusInterval" yaml:"statusInterval"`
+	// CountersInterval is how often, at most, a NanoSegment's status is
+	// written when only its nodes' kernel counters changed (they move
+	// with every connection; any other change is written at the next
+	// StatusInterval). Default 30 s.
+	CountersInterval time.Duration `mapstructure:"countersInterval" yaml:"countersInterval"`
 	// ConvergeTimeout bounds how long a promotion waits for the node
 	// agents to report the workload's endpoints in sync.
 	ConvergeTimeout time.Duration `mapstructure:"convergeTimeout" yaml:"convergeTimeout"`
@@ -109,6 +114,9 @@ func (c *Config) Defaults() {
 	if c.StatusInterval == 0 {
 		c.StatusInterval = 5 * time.Second
 	}
+	if c.CountersInterval == 0 {
+		c.CountersInterval = 30 * time.Second
+	}
 	if c.ConvergeTimeout == 0 {
 		c.ConvergeTimeout = 15 * time.Second
 	}
@@ -146,7 +154,7 @@ func (c Config) Validate() error {
 		v    time.Duration
 	}{{"leaseDuration", c.LeaseDuration}, {"renewDeadline", c.RenewDeadline}, {"retryPeriod", c.RetryPeriod},
 		{"proposeInterval", c.ProposeInterval}, {"window", c.Window}, {"minObserved", c.MinObserved},
-		{"statusInterval", c.StatusInterval}, {"convergeTimeout", c.ConvergeTimeout}, {"catchUp", c.CatchUp}} {
+		{"statusInterval", c.StatusInterval}, {"countersInterval", c.CountersInterval}, {"convergeTimeout", c.ConvergeTimeout}, {"catchUp", c.CatchUp}} {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("controller.%s: %s: must be positive", d.name, d.v))
 		}

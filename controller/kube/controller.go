@@ -51,6 +51,14 @@ type Controller struct {
 	mu sync.Mutex
 	ln net.Listener
 
+	// countersAt is when the status loop last wrote each NanoSegment's
+	// status (namespace/name), for the counters' coarser interval; only
+	// the status loop uses it.
+	countersAt map[string]time.Time
+	// statusAt is when the proposal loop last wrote each proposal's
+	// status (namespace/name); only the proposal loop uses it.
+	statusAt map[string]time.Time
+
 	// statusKick asks the status loop for a refresh now (after a
 	// promotion: its author waits for the NanoSegment's status).
 	statusKick chan struct{}
@@ -79,7 +87,7 @@ func New(cfg Config, client kubernetes.Interface, dyn dynamic.Interface, parts P
 		reg = prometheus.NewRegistry()
 	}
 	c := &Controller{cfg: cfg, parts: parts, client: client, dyn: dyn, log: log.With("component", "controller", "id", cfg.ID), reg: reg,
-		inv: inventory.NewIndex(nil, nil, nil), statusKick: make(chan struct{}, 1)}
+		inv: inventory.NewIndex(nil, nil, nil), statusKick: make(chan struct{}, 1), countersAt: map[string]time.Time{}, statusAt: map[string]time.Time{}}
 	c.node = &clusterNode{graph: parts.Graph, inv: func() *inventory.Index { return c.inv }}
 	const ns, sub = "nanoseg", "controller"
 	c.mLeader = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "leader",

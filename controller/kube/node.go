@@ -139,8 +139,12 @@ func (n *clusterNode) Read(netns string, _ bool) controller.EndpointSync {
 	out := n.Applied(netns)
 	out.InSync = r.InSync
 	out.Counters = map[string]evidence.Count{}
-	for id, p := range r.Counters {
-		out.Counters[id] = evidence.Count{Packets: p}
+	for id, c := range r.Counters {
+		out.Counters[id] = c
+	}
+	out.DefaultHits = map[model.Direction]evidence.Count{}
+	for dir, c := range r.Defaults {
+		out.DefaultHits[dir] = c
 	}
 	return out
 }

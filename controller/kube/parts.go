@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/inventory"
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/store"
@@ -58,8 +59,10 @@ type EndpointReport struct {
 	InSync bool
 	// Error says why it is not in sync.
 	Error string
-	// Counters are per-rule packet counters, by rule id.
-	Counters map[string]uint64
+	// Counters are the kernel's per-rule counters, by rule id, and
+	// Defaults the default verdict's, by direction (nil: not read).
+	Counters map[string]evidence.Count
+	Defaults map[model.Direction]evidence.Count
 }
 
 // Inventory is the cluster-wide inventory source (inventory/kube.Source

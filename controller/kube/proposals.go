@@ -310,6 +310,26 @@ func (c *Controller) writeStatus(ctx context.Context, obj *v1alpha1.NanoSegmentP
 	if sameJSON(st, obj.Status) {
 		return nil
 	}
+	// The observed time grows with every round while agents observe,
+	// and the Settled message quotes it: a status whose only change is
+	// that is written at most every ProposalStatusRefresh (a new leader
+	// waits one before its first such write), so an idle cluster causes
+	// no proposal writes.
+	key := obj.Namespace + "/" + obj.Name
+	now := time.Now()
+	if c.statusAt == nil {
+		c.statusAt = map[string]time.Time{}
+	}
+	if sameJSON(withoutVolatile(st), withoutVolatile(obj.Status)) {
+		last, ok := c.statusAt[key]
+		if !ok {
+			c.statusAt[key] = now
+			return nil
+		}
+		if now.Sub(last) < ProposalStatusRefresh {
+			return nil
+		}
+	}
 	next := obj.DeepCopy()
 	next.Status = st
 	u, err := toUnstructured(next, v1alpha1.KindProposal)
@@ -320,7 +340,27 @@ func (c *Controller) writeStatus(ctx context.Context, obj *v1alpha1.NanoSegmentP
 		return fmt.Errorf("update status of proposal %s/%s: %w", obj.Namespace, obj.Name, err)
 	}
 	c.mProposals.WithLabelValues("status").Inc()
+	c.statusAt[key] = now
 	return nil
+}
+
+// ProposalStatusRefresh is how often, at most, a proposal's status is
+// written when only its observed time (and the condition messages that
+// quote it) changed.
+const ProposalStatusRefresh = 10 * time.Minute
+
+// withoutVolatile is st without what changes every round while nothing
+// else does: the observed time and the conditions' messages.
+func withoutVolatile(st v1alpha1.NanoSegmentProposalStatus) v1alpha1.NanoSegmentProposalStatus {
+	out := *st.DeepCopy()
+	if out.Coverage != nil {
+		out.Coverage.Observed = metav1.Duration{}
+	}
+	for i := range out.Conditions {
+		out.Conditions[i].Message = ""
+		out.Conditions[i].LastTransitionTime = metav1.Time{}
+	}
+	return out
 }
 
 func hasLabels(have, want map[string]string) bool {

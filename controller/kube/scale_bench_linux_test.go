@@ -536,7 +536,7 @@ func (g graphOfBench) Reports() []NodeReport {
 		nr := NodeReport{Node: ne.Node, Updated: ne.Updated}
 		for _, e := range ne.Endpoints {
 			nr.Endpoints = append(nr.Endpoints, EndpointReport{Key: e.Key, Workload: e.Workload, Mode: e.Mode, Revision: e.Revision,
-				InSync: e.InSync, Error: e.Error, Counters: e.Counters})
+				InSync: e.InSync, Error: e.Error})
 		}
 		out = append(out, nr)
 	}

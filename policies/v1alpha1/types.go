@@ -302,6 +302,18 @@ type NanoSegmentStatus struct {
 	// +listType=map
 	// +listMapKey=node
 	Nodes []NodeSync `json:"nodes,omitempty"`
+	// Verdicts are the recent audit-denied and denied connection
+	// attempts logged at its endpoints, aggregated: one entry per
+	// (verdict, source, destination, protocol, port, endpoint, rule id)
+	// with how many attempts and when the first and last were logged,
+	// the most recently seen first, at most MaxStatusVerdicts, none last
+	// seen longer ago than the controller's window. `kubectl nanoseg
+	// verdicts` reads them (docs/architecture.md, "Verdicts and rule
+	// counters in a cluster").
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=100
+	Verdicts []VerdictCount `json:"verdicts,omitempty"`
 	// Conditions follow the Kubernetes conventions: Accepted (the
 	// NanoSegment passed validation deeper than the schema), Programmed
 	// (every selected endpoint in sync), Degraded (with the reason).
@@ -321,6 +333,79 @@ type NodeSync struct {
 	// Error is the node's last error for one of them, if any.
 	// +optional
 	Error string `json:"error,omitempty"`
+	// RuleHits are the kernel's per-rule counters (connection-opening
+	// packets and their bytes) of the selected endpoints on the node,
+	// summed by rule id, as the node agent last read them (it reads them
+	// every 15 s; the controller writes them at most every
+	// --counters-interval), at most MaxStatusRuleHits rule ids, the
+	// busiest.
+	// +optional
+	// +listType=map
+	// +listMapKey=ruleID
+	// +kubebuilder:validation:MaxItems=512
+	RuleHits []RuleHits `json:"ruleHits,omitempty"`
+	// DefaultHits are the counters of the default verdict by direction
+	// (Ingress, Egress): packets no rule allowed (dropped in enforce,
+	// logged in audit, unmatched in observe) since each table was made.
+	// +optional
+	// +listType=map
+	// +listMapKey=direction
+	// +kubebuilder:validation:MaxItems=2
+	DefaultHits []DefaultHits `json:"defaultHits,omitempty"`
+}
+
+// MaxStatusVerdicts is how many aggregated verdicts a NanoSegment's
+// status keeps; MaxStatusRuleHits how many rule ids a node's entry keeps.
+const (
+	MaxStatusVerdicts = 100
+	MaxStatusRuleHits = 512
+)
+
+// RuleHits is one rule id's kernel counters.
+type RuleHits struct {
+	RuleID  string `json:"ruleID"`
+	Packets int64  `json:"packets"`
+	Bytes   int64  `json:"bytes"`
+}
+
+// DefaultHits is one direction's default-verdict counters.
+type DefaultHits struct {
+	// +kubebuilder:validation:Enum=Ingress;Egress
+	Direction string `json:"direction"`
+	Packets   int64  `json:"packets"`
+	Bytes     int64  `json:"bytes"`
+}
+
+// VerdictCount aggregates the verdict events (model.VerdictEvent) of one
+// kind of denied connection attempt.
+type VerdictCount struct {
+	// Verdict is audit-deny or deny.
+	// +kubebuilder:validation:Enum=audit-deny;deny
+	Verdict string `json:"verdict"`
+	// Source is a workload (namespace/name) or an address.
+	Source string `json:"source"`
+	// Destination is a workload, a DNS name or an address.
+	Destination string `json:"destination"`
+	Protocol    string `json:"protocol"`
+	// +optional
+	Port int32 `json:"port,omitempty"`
+	// Endpoint is the endpoint (netns key) whose table logged it.
+	Endpoint string `json:"endpoint"`
+	// RuleID is the id the verdict record carried.
+	// +optional
+	RuleID string `json:"ruleID,omitempty"`
+	// DecidedBy names the policies a default-verdict id stands for
+	// ("NanoSegment shop/db"), as the logging node's agent knows them.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	DecidedBy []string `json:"decidedBy,omitempty"`
+	// Count is how many attempts were logged (at least: a new leader
+	// counts again from what the agents still send it).
+	Count int64 `json:"count"`
+	// FirstSeen and LastSeen are when the first and the last were logged.
+	FirstSeen metav1.Time `json:"firstSeen"`
+	LastSeen  metav1.Time `json:"lastSeen"`
 }
 
 // +kubebuilder:object:root=true
