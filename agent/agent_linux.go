@@ -43,6 +43,8 @@ import (
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/internal/loop"
 	"github.com/nanoseg/nanoseg/inventory"
+	"github.com/nanoseg/nanoseg/inventory/containers"
+	_ "github.com/nanoseg/nanoseg/inventory/containers/engine" // podman:// and docker:// runtimes
 	"github.com/nanoseg/nanoseg/inventory/host"
 	"github.com/nanoseg/nanoseg/node"
 	"github.com/nanoseg/nanoseg/server"
@@ -63,7 +65,13 @@ type Agent struct {
 
 	refreshMu sync.Mutex // one inventory refresh at a time (ticker and watch)
 	lock      *os.File   // held while the agent manages its inventory
+	ctrs      *containers.Source
 }
+
+// Containers returns the agent's container source (nil without
+// containers): its Notes say which containers it does not enforce and
+// which runtimes it cannot reach.
+func (a *Agent) Containers() *containers.Source { return a.ctrs }
 
 // New opens the store and prepares the agent; Run starts it. labs locates
 // running labs (its Config; its Name is set from cfg.Lab). reg receives
@@ -74,8 +82,16 @@ func New(cfg Config, labs host.LabSource, log *slog.Logger, reg *prometheus.Regi
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Lab == "" && cfg.LabelsFile == "" {
-		return nil, errors.New("agent: no inventory: set lab (a running lab's name) or labelsFile")
+	if cfg.Lab == "" && cfg.LabelsFile == "" && len(cfg.Containers) == 0 {
+		return nil, errors.New("agent: no inventory: set lab (a running lab's name), labelsFile or containers (runtime URIs)")
+	}
+	var runtimes []containers.Runtime
+	for i, uri := range cfg.Containers {
+		rt, err := containers.Open(uri)
+		if err != nil {
+			return nil, fmt.Errorf("agent.containers[%d]: %w", i, err)
+		}
+		runtimes = append(runtimes, rt)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -108,6 +124,11 @@ func New(cfg Config, labs host.LabSource, log *slog.Logger, reg *prometheus.Regi
 	if cfg.LabelsFile != "" {
 		sources = append(sources, host.LabelsFileSource{Path: cfg.LabelsFile})
 	}
+	var ctrs *containers.Source
+	if len(runtimes) > 0 {
+		ctrs = containers.NewSource(log, runtimes...)
+		sources = append(sources, ctrs)
+	}
 	inv := inventory.NewIndex(nil, nil, nil)
 	nd, err := node.New(node.Config{FlushInterval: cfg.FlushInterval, DriftInterval: cfg.DriftInterval,
 		Owner: fmt.Sprintf("socket %s, state file %s", cfg.Socket, cfg.StateFile)}, inv, st, reg, log)
@@ -125,7 +146,7 @@ func New(cfg Config, labs host.LabSource, log *slog.Logger, reg *prometheus.Regi
 	srv := server.New(svc, server.Config{Socket: cfg.Socket, Listen: cfg.Listen, Token: token, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
 		TLSClientCA: cfg.TLSClientCA, MetricsAddr: cfg.MetricsAddr, Metrics: reg}, log)
 	return &Agent{cfg: cfg, log: log.With("component", "agent"), store: st, inv: inv, src: host.NetnsSource{Source: inventory.Merge(sources...)},
-		node: nd, svc: svc, srv: srv, reg: reg, lock: lock}, nil
+		node: nd, svc: svc, srv: srv, reg: reg, lock: lock, ctrs: ctrs}, nil
 }
 
 // Store returns the agent's store.
@@ -259,9 +280,14 @@ func (a *Agent) allRefused() error {
 
 // lockInventory takes an exclusive lock that keeps a second agent from
 // managing the same endpoints: beside the lab's state for a lab, beside the
-// labels file otherwise. The lock goes with the process, also on kill -9.
+// labels file for one, beside the state file for containers only (two
+// agents on one runtime are kept apart by the node's one owner per netns).
+// The lock goes with the process, also on kill -9.
 func lockInventory(cfg Config, labs host.LabSource) (*os.File, error) {
 	path := cfg.LabelsFile + ".agent.lock"
+	if cfg.LabelsFile == "" {
+		path = cfg.StateFile + ".agent.lock"
+	}
 	if cfg.Lab != "" {
 		if _, err := os.Stat(labs.Dir()); err != nil {
 			return nil, fmt.Errorf("agent.lab: lab %q is not up (no state in %s): run `nanoseg lab up` first", cfg.Lab, labs.Dir())
