@@ -141,6 +141,9 @@ func newPodmanEnv(t *testing.T) *podmanEnv {
 	t.Helper()
 	requireRoot(t)
 	if _, err := exec.LookPath("podman"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("podman is not installed: .ci/run installs it")
+		}
 		t.Skip("podman is not installed (apt-get install --no-install-recommends podman; .ci/run installs it)")
 	}
 	e := &podmanEnv{t: t, id: uniqueName("nsegctr"), dir: t.TempDir()}
