@@ -66,6 +66,7 @@ type Agent struct {
 	refreshMu sync.Mutex // one inventory refresh at a time (ticker and watch)
 	lock      *os.File   // held while the agent manages its inventory
 	ctrs      *containers.Source
+	guard     *containerGuard // nil without containers (newctr_linux.go)
 }
 
 // Containers returns the agent's container source (nil without
@@ -137,6 +138,10 @@ func New(cfg Config, labs host.LabSource, log *slog.Logger, reg *prometheus.Regi
 		lock.Close()
 		return nil, err
 	}
+	var guard *containerGuard
+	if ctrs != nil {
+		guard = newContainerGuard(nd, inv, log)
+	}
 	minObserved := cfg.MinObserved
 	if minObserved == 0 {
 		minObserved = -1 // no minimum
@@ -146,7 +151,7 @@ func New(cfg Config, labs host.LabSource, log *slog.Logger, reg *prometheus.Regi
 	srv := server.New(svc, server.Config{Socket: cfg.Socket, Listen: cfg.Listen, Token: token, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
 		TLSClientCA: cfg.TLSClientCA, MetricsAddr: cfg.MetricsAddr, Metrics: reg}, log)
 	return &Agent{cfg: cfg, log: log.With("component", "agent"), store: st, inv: inv, src: host.NetnsSource{Source: inventory.Merge(sources...)},
-		node: nd, svc: svc, srv: srv, reg: reg, lock: lock, ctrs: ctrs}, nil
+		node: nd, svc: svc, srv: srv, reg: reg, lock: lock, ctrs: ctrs, guard: guard}, nil
 }
 
 // Store returns the agent's store.
@@ -230,6 +235,13 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.log.Warn("watch inventory; relying on the periodic refresh", "err", err)
 		}
 	})
+	if a.guard != nil {
+		run("container-guard", func(ctx context.Context) {
+			if err := a.guard.run(ctx); err != nil {
+				a.log.Warn("watch new container network namespaces: no placeholders", "err", err)
+			}
+		})
+	}
 	run("api", func(ctx context.Context) {
 		if err := a.srv.Serve(ctx); err != nil {
 			cancel(err)
@@ -255,6 +267,9 @@ func (a *Agent) refreshInventory(ctx context.Context) error {
 	snap, err := a.src.List(ctx)
 	if err != nil {
 		return err
+	}
+	if a.guard != nil {
+		a.guard.listed(snap)
 	}
 	a.node.SetInventory(ctx, snap)
 	a.svc.WarnCaptures()

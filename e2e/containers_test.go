@@ -313,9 +313,10 @@ func hasTable(path string) bool {
 // agent finds them through Podman's Docker-compatible API (compose
 // labels name namespace and workload), observes web → api → db, proposes,
 // enforces; allowed connections still work and the unlisted intruder is
-// dropped. Then db is restarted under enforce (a new netns): the test
-// measures how long its netns is without its table and whether the
-// intruder got through meanwhile.
+// dropped. Then db is restarted under enforce (a new netns): its netns
+// holds a table (the agent's placeholder, then its rules) before the
+// container starts, and the intruder, probing all along, never gets
+// through nor reaches db unjudged; allowed traffic resumes.
 func TestContainersStory(t *testing.T) {
 	e := newPodmanEnv(t)
 	const (
@@ -512,11 +513,35 @@ func TestContainersStory(t *testing.T) {
 		"intruder probes: %d, through %d, refused (reached db without its table) %d",
 		sawNs.Sub(begin).Round(time.Millisecond), sawTable.Sub(sawNs).Round(time.Millisecond), sawTable.Sub(st).Round(time.Millisecond),
 		tries.Load(), through.Load(), refused.Load())
+	// The agent's placeholder is in the netns before the container runs:
+	// no probe got through, none reached db without a table.
+	if through.Load() > 0 || refused.Load() > 0 {
+		t.Errorf("the restarted db talked unjudged: %d intruder connections got through, %d were refused by db itself", through.Load(), refused.Load())
+	}
+	if !sawTable.Before(st) {
+		t.Errorf("db's table came %s after the container started, want before", sawTable.Sub(st))
+	}
 	// After the table: enforced again, allowed flows work.
 	if err := dialFrom(nsOf["intruder-1"], db+":5432", time.Second); err == nil {
 		t.Errorf("intruder reached the restarted db")
 	}
 	waitFor(t, 10*time.Second, func() error { return dialFrom(nsOf["api-1"], db+":5432", time.Second) })
+
+	// A container of a new workload, which no one has decided about,
+	// starts while the others are enforced: its placeholder goes before
+	// the node sees it (never adopted as an unknown enforce table), so it
+	// is observed like any new workload and reachable from the intruder,
+	// which nothing enforces.
+	const cache = "198.18.216.14"
+	e.run("cache-1", compose("cache", cache, 6379), "-listen", "6379")
+	waitFor(t, 10*time.Second, func() error { return dialFrom(nsOf["intruder-1"], cache+":6379", time.Second) })
+	st2 := ag.status()["shop/cache"]
+	if st2.Mode != model.ModeObserve || len(st2.Endpoints) != 1 || st2.Endpoints[0].Adopted != "" {
+		t.Errorf("new workload shop/cache: %+v, want one endpoint in observe, not adopted", st2)
+	}
+	if raw, _ := os.ReadFile(ag.logf.Name()); !strings.Contains(string(raw), "placeholder removed") {
+		t.Errorf("the agent did not log the removal of shop/cache's placeholder")
+	}
 }
 
 func mapValues(m map[string]string) []string {
