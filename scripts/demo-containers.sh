@@ -150,7 +150,7 @@ echo "intruder -> restarted db: dropped"
 for _ in $(seq 20); do probe api-1 "$DB:5432" >/dev/null && break; sleep 0.5; done
 probe api-1 "$DB:5432" >/dev/null || fail "api -> restarted db does not work"
 echo "api -> restarted db: connected"
-grep -E "inventory changed" "$STATE/agent.log" | tail -2 | sed 's/^/  /'
+grep -E "inventory changed|new container netns" "$STATE/agent.log" | tail -3 | sed 's/^/  /'
 "$NANOSEG" history
 
 step "done: Podman's containers observed, proposed, audited, enforced; the intruder is denied, nothing legitimate broke, a restart kept its rules"
