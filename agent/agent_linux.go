@@ -6,9 +6,13 @@
 //
 // Design: one goroutine per concern, all stopped by one context.
 //   - inventory: the sources are listed every InventoryInterval and
-//     whenever they notify (the /run/netns watch); each snapshot goes to
-//     the node (node.Node.SetInventory), which starts and stops observers
-//     and recompiles what the change affects.
+//     whenever they notify (the /run/netns watch, container runtime
+//     events); each snapshot goes to the node (node.Node.SetInventory),
+//     which starts and stops observers and recompiles what the change
+//     affects.
+//   - container-guard (with containers only, newctr_linux.go): a
+//     fail-closed placeholder in each new Podman netns while a container
+//     workload is enforced, until the container's own rules replace it.
 //   - node: flushes observations to the store every FlushInterval and
 //     repairs drift every DriftInterval (node.Node.Run).
 //   - api: the server over the controller service (server.Server.Serve);
