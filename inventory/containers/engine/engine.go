@@ -94,7 +94,9 @@ func (r *Runtime) Containers(ctx context.Context) ([]containers.Container, error
 		if len(s.Names) > 0 {
 			c.Name = strings.TrimPrefix(s.Names[0], "/")
 		}
-		if s.State != container.StateRunning {
+		// A paused container keeps its netns and its processes: it stays
+		// an endpoint (its inspection says Running, as Docker does).
+		if s.State != container.StateRunning && s.State != container.StatePaused {
 			out = append(out, c)
 			continue
 		}
