@@ -116,7 +116,7 @@ func (r *Runtime) Containers(ctx context.Context) ([]containers.Container, error
 // fromInspect fills c from the container's inspection.
 func fromInspect(c *containers.Container, in container.InspectResponse) {
 	if in.State != nil {
-		c.Running = in.State.Running
+		c.Running = in.State.Running || in.State.Paused
 		c.Pid = in.State.Pid
 	}
 	if in.NetworkSettings != nil {
