@@ -71,6 +71,9 @@ type Agent struct {
 	lock      *os.File   // held while the agent manages its inventory
 	ctrs      *containers.Source
 	guard     *containerGuard // nil without containers (newctr_linux.go)
+	// Container gauges (nil without containers): runtimes reached, and
+	// containers reported but not enforced (host network, no netns).
+	ctrUp, ctrNotEnforced *prometheus.GaugeVec
 }
 
 // Containers returns the agent's container source (nil without
@@ -154,8 +157,16 @@ func New(cfg Config, labs host.LabSource, log *slog.Logger, reg *prometheus.Regi
 		EvidenceKeyFile: cfg.EvidenceKeyFile, Lab: cfg.Lab, MinObserved: minObserved, Propose: cfg.Propose.Options()}, st, st, inv, nd, log)
 	srv := server.New(svc, server.Config{Socket: cfg.Socket, Listen: cfg.Listen, Token: token, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
 		TLSClientCA: cfg.TLSClientCA, MetricsAddr: cfg.MetricsAddr, Metrics: reg}, log)
-	return &Agent{cfg: cfg, log: log.With("component", "agent"), store: st, inv: inv, src: host.NetnsSource{Source: inventory.Merge(sources...)},
-		node: nd, svc: svc, srv: srv, reg: reg, lock: lock, ctrs: ctrs, guard: guard}, nil
+	a := &Agent{cfg: cfg, log: log.With("component", "agent"), store: st, inv: inv, src: host.NetnsSource{Source: inventory.Merge(sources...)},
+		node: nd, svc: svc, srv: srv, reg: reg, lock: lock, ctrs: ctrs, guard: guard}
+	if ctrs != nil {
+		a.ctrUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "nanoseg", Subsystem: "agent", Name: "container_runtime_reachable",
+			Help: "1 when the container runtime answered the last inventory list, 0 when it could not be reached (its last endpoints are kept)."}, []string{"runtime"})
+		a.ctrNotEnforced = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "nanoseg", Subsystem: "agent", Name: "containers_not_enforced",
+			Help: "Running containers the agent reports but does not enforce (host network, no netns), by runtime."}, []string{"runtime"})
+		reg.MustRegister(a.ctrUp, a.ctrNotEnforced)
+	}
+	return a, nil
 }
 
 // Store returns the agent's store.
@@ -274,6 +285,19 @@ func (a *Agent) refreshInventory(ctx context.Context) error {
 	}
 	if a.guard != nil {
 		a.guard.listed(snap)
+	}
+	if a.ctrs != nil {
+		notes := a.ctrs.Notes()
+		for rt, up := range a.ctrs.Reachable() {
+			a.ctrUp.WithLabelValues(rt).Set(map[bool]float64{true: 1}[up])
+			n := 0
+			for _, x := range notes {
+				if x.Runtime == rt && x.Container != "" {
+					n++
+				}
+			}
+			a.ctrNotEnforced.WithLabelValues(rt).Set(float64(n))
+		}
 	}
 	a.node.SetInventory(ctx, snap)
 	a.svc.WarnCaptures()

@@ -4,6 +4,8 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -363,7 +365,8 @@ func TestContainersStory(t *testing.T) {
 	if ag.logf, err = os.Create(filepath.Join(ag.dir, "agent.log")); err != nil {
 		t.Fatal(err)
 	}
-	ag.extra = []string{"--containers", "podman://" + e.sock}
+	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	ag.extra = []string{"--containers", "podman://" + e.sock, "--metrics-addr", metrics}
 	t.Cleanup(func() {
 		ag.stopAgent(syscall.SIGKILL)
 		sweepOwners(t, ag.sock)
@@ -391,6 +394,18 @@ func TestContainersStory(t *testing.T) {
 	})
 	if raw, _ := os.ReadFile(ag.logf.Name()); !strings.Contains(string(raw), "host's network") {
 		t.Errorf("the agent did not report the host-network container")
+	}
+	resp, err := http.Get("http://" + metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	rt := `{runtime="podman unix://` + e.sock + `"}`
+	for _, want := range []string{"nanoseg_agent_containers_not_enforced" + rt + " 1", "nanoseg_agent_container_runtime_reachable" + rt + " 1"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 	// Observe: web and api talk on their own (-connect); wait for both edges.
 	waitFor(t, 30*time.Second, func() error {

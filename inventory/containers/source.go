@@ -104,7 +104,7 @@ func (s *Source) List(ctx context.Context) (inventory.Snapshot, error) {
 				s.log.Info("container runtime reachable again", "runtime", r.Name())
 			}
 			st.err = nil
-			st.eps, st.notes = s.mapContainers(cs)
+			st.eps, st.notes = s.mapContainers(r.Name(), cs)
 		}
 		for _, e := range st.eps {
 			snap.Endpoints = append(snap.Endpoints, e)
@@ -132,6 +132,19 @@ func (s *Source) Notes() []Note {
 			out = append(out, Note{Runtime: r.Name(), Reason: fmt.Sprintf("unreachable: %v; its %d last known endpoints stay as they are", st.err, len(st.eps))})
 		}
 		out = append(out, st.notes...)
+	}
+	return out
+}
+
+// Reachable returns, by runtime Name, whether the last List reached it
+// (false also for a runtime not listed yet).
+func (s *Source) Reachable() map[string]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]bool{}
+	for _, r := range s.runtimes {
+		st := s.state[r.Name()]
+		out[r.Name()] = st != nil && st.err == nil
 	}
 	return out
 }
@@ -188,8 +201,8 @@ func (s *Source) stillThere(eps []model.Endpoint) []model.Endpoint {
 
 // mapContainers maps one runtime's containers to endpoints, one per netns
 // held by running containers, sorted by netns name, and notes what it
-// could not map.
-func (s *Source) mapContainers(cs []Container) ([]model.Endpoint, []Note) {
+// could not map (notes name the runtime by its Name).
+func (s *Source) mapContainers(runtime string, cs []Container) ([]model.Endpoint, []Note) {
 	byID := map[string]Container{}
 	for _, c := range cs {
 		byID[c.ID] = c
@@ -216,7 +229,7 @@ func (s *Source) mapContainers(cs []Container) ([]model.Endpoint, []Note) {
 	var eps []model.Endpoint
 	var notes []Note
 	note := func(c Container, reason string) {
-		n := Note{Runtime: c.Runtime, Container: cmp.Or(strings.TrimPrefix(c.Name, "/"), c.ID), Reason: reason}
+		n := Note{Runtime: runtime, Container: cmp.Or(strings.TrimPrefix(c.Name, "/"), c.ID), Reason: reason}
 		notes = append(notes, n)
 		if key := n.Runtime + "\x00" + c.ID + "\x00" + reason; !s.logged[key] {
 			s.logged[key] = true

@@ -114,7 +114,7 @@ func TestSourceMapsContainersToEndpoints(t *testing.T) {
 		}
 	}
 	notes := s.Notes()
-	if len(notes) != 1 || notes[0].Container != "hostnet" || !strings.Contains(notes[0].Reason, "host's network") {
+	if len(notes) != 1 || notes[0].Runtime != "podman unix:///p.sock" || notes[0].Container != "hostnet" || !strings.Contains(notes[0].Reason, "host's network") {
 		t.Errorf("notes = %+v, want one for hostnet on the host's network", notes)
 	}
 }
