@@ -9,7 +9,7 @@ BIN := bin/nanoseg
 # Kernel tests run when this runs as root; the whole suite stays under 15 minutes.
 TEST_TIMEOUT ?= 14m
 
-.PHONY: help build image test unit bench lint fmt-check vet demo demo-kubernetes generate verify clean kube-bins conformance kube-up
+.PHONY: help build image test unit bench lint fmt-check vet demo demo-containers demo-kubernetes generate verify clean kube-bins conformance kube-up
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -72,6 +72,11 @@ vet: ## go vet
 
 demo: build ## the main job: bring up the shop lab, show its traffic, tear it down (root)
 	./scripts/demo.sh
+
+# The same story on real Podman containers (scripts/demo-containers.sh): the
+# agent finds them through Podman's API (--containers podman://...).
+demo-containers: build ## the main job on real Podman containers: Compose-labelled shop, intruder dropped, restart under enforce (root, podman; ~1 min)
+	./scripts/demo-containers.sh
 
 # The Kubernetes variant (scripts/demo-kubernetes.sh): an API server, the
 # lab as pods of two nodes, two controller replicas, two node agents.

@@ -6,9 +6,13 @@
 //
 // Design: one goroutine per concern, all stopped by one context.
 //   - inventory: the sources are listed every InventoryInterval and
-//     whenever they notify (the /run/netns watch); each snapshot goes to
-//     the node (node.Node.SetInventory), which starts and stops observers
-//     and recompiles what the change affects.
+//     whenever they notify (the /run/netns watch, container runtime
+//     events); each snapshot goes to the node (node.Node.SetInventory),
+//     which starts and stops observers and recompiles what the change
+//     affects.
+//   - container-guard (with containers only, newctr_linux.go): a
+//     fail-closed placeholder in each new Podman netns while a container
+//     workload is enforced, until the container's own rules replace it.
 //   - node: flushes observations to the store every FlushInterval and
 //     repairs drift every DriftInterval (node.Node.Run).
 //   - api: the server over the controller service (server.Server.Serve);
@@ -44,6 +48,8 @@ import (
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/internal/loop"
 	"github.com/nanoseg/nanoseg/inventory"
+	"github.com/nanoseg/nanoseg/inventory/containers"
+	_ "github.com/nanoseg/nanoseg/inventory/containers/engine" // podman:// and docker:// runtimes
 	"github.com/nanoseg/nanoseg/inventory/host"
 	"github.com/nanoseg/nanoseg/node"
 	"github.com/nanoseg/nanoseg/server"
@@ -64,7 +70,17 @@ type Agent struct {
 
 	refreshMu sync.Mutex // one inventory refresh at a time (ticker and watch)
 	lock      *os.File   // held while the agent manages its inventory
+	ctrs      *containers.Source
+	guard     *containerGuard // nil without containers (newctr_linux.go)
+	// Container gauges (nil without containers): runtimes reached, and
+	// containers reported but not enforced (host network, no netns).
+	ctrUp, ctrNotEnforced *prometheus.GaugeVec
 }
+
+// Containers returns the agent's container source (nil without
+// containers): its Notes say which containers it does not enforce and
+// which runtimes it cannot reach.
+func (a *Agent) Containers() *containers.Source { return a.ctrs }
 
 // New opens the store and prepares the agent; Run starts it. labs locates
 // running labs (its Config; its Name is set from cfg.Lab). reg receives
@@ -75,8 +91,16 @@ func New(cfg Config, labs host.LabSource, log *slog.Logger, reg *prometheus.Regi
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Lab == "" && cfg.LabelsFile == "" {
-		return nil, errors.New("agent: no inventory: set lab (a running lab's name) or labelsFile")
+	if cfg.Lab == "" && cfg.LabelsFile == "" && len(cfg.Containers) == 0 {
+		return nil, errors.New("agent: no inventory: set lab (a running lab's name), labelsFile or containers (runtime URIs)")
+	}
+	var runtimes []containers.Runtime
+	for i, uri := range cfg.Containers {
+		rt, err := containers.Open(uri)
+		if err != nil {
+			return nil, fmt.Errorf("agent.containers[%d]: %w", i, err)
+		}
+		runtimes = append(runtimes, rt)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -116,6 +140,11 @@ func New(cfg Config, labs host.LabSource, log *slog.Logger, reg *prometheus.Regi
 	if cfg.LabelsFile != "" {
 		sources = append(sources, host.LabelsFileSource{Path: cfg.LabelsFile})
 	}
+	var ctrs *containers.Source
+	if len(runtimes) > 0 {
+		ctrs = containers.NewSource(log, runtimes...)
+		sources = append(sources, ctrs)
+	}
 	inv := inventory.NewIndex(nil, nil, nil)
 	// Committed observations and the service's commits go to one change
 	// feed (GET /v1/events).
@@ -127,6 +156,10 @@ func New(cfg Config, labs host.LabSource, log *slog.Logger, reg *prometheus.Regi
 		lock.Close()
 		return nil, err
 	}
+	var guard *containerGuard
+	if ctrs != nil {
+		guard = newContainerGuard(nd, inv, log)
+	}
 	minObserved := cfg.MinObserved
 	if minObserved == 0 {
 		minObserved = -1 // no minimum
@@ -135,8 +168,16 @@ func New(cfg Config, labs host.LabSource, log *slog.Logger, reg *prometheus.Regi
 		EvidenceKeyFile: cfg.EvidenceKeyFile, Lab: cfg.Lab, MinObserved: minObserved, Propose: cfg.Propose.Options(), Changes: changes}, st, st, inv, nd, log)
 	srv := server.New(svc, server.Config{Socket: cfg.Socket, Listen: cfg.Listen, Token: token, ReadToken: readTok, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
 		TLSClientCA: cfg.TLSClientCA, MetricsAddr: cfg.MetricsAddr, Metrics: reg}, log)
-	return &Agent{cfg: cfg, log: log.With("component", "agent"), store: st, inv: inv, src: host.NetnsSource{Source: inventory.Merge(sources...)},
-		node: nd, svc: svc, srv: srv, reg: reg, lock: lock}, nil
+	a := &Agent{cfg: cfg, log: log.With("component", "agent"), store: st, inv: inv, src: host.NetnsSource{Source: inventory.Merge(sources...)},
+		node: nd, svc: svc, srv: srv, reg: reg, lock: lock, ctrs: ctrs, guard: guard}
+	if ctrs != nil {
+		a.ctrUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "nanoseg", Subsystem: "agent", Name: "container_runtime_reachable",
+			Help: "1 when the container runtime answered the last inventory list, 0 when it could not be reached (its last endpoints are kept)."}, []string{"runtime"})
+		a.ctrNotEnforced = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "nanoseg", Subsystem: "agent", Name: "containers_not_enforced",
+			Help: "Running containers the agent reports but does not enforce (host network, no netns), by runtime."}, []string{"runtime"})
+		reg.MustRegister(a.ctrUp, a.ctrNotEnforced)
+	}
+	return a, nil
 }
 
 // Store returns the agent's store.
@@ -220,6 +261,13 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.log.Warn("watch inventory; relying on the periodic refresh", "err", err)
 		}
 	})
+	if a.guard != nil {
+		run("container-guard", func(ctx context.Context) {
+			if err := a.guard.run(ctx); err != nil {
+				a.log.Warn("watch new container network namespaces: no placeholders", "err", err)
+			}
+		})
+	}
 	run("api", func(ctx context.Context) {
 		if err := a.srv.Serve(ctx); err != nil {
 			cancel(err)
@@ -245,6 +293,22 @@ func (a *Agent) refreshInventory(ctx context.Context) error {
 	snap, err := a.src.List(ctx)
 	if err != nil {
 		return err
+	}
+	if a.guard != nil {
+		a.guard.listed(snap)
+	}
+	if a.ctrs != nil {
+		notes := a.ctrs.Notes()
+		for rt, up := range a.ctrs.Reachable() {
+			a.ctrUp.WithLabelValues(rt).Set(map[bool]float64{true: 1}[up])
+			n := 0
+			for _, x := range notes {
+				if x.Runtime == rt && x.Container != "" {
+					n++
+				}
+			}
+			a.ctrNotEnforced.WithLabelValues(rt).Set(float64(n))
+		}
 	}
 	before := a.inv.Endpoints()
 	a.node.SetInventory(ctx, snap)
@@ -274,9 +338,14 @@ func (a *Agent) allRefused() error {
 
 // lockInventory takes an exclusive lock that keeps a second agent from
 // managing the same endpoints: beside the lab's state for a lab, beside the
-// labels file otherwise. The lock goes with the process, also on kill -9.
+// labels file for one, beside the state file for containers only (two
+// agents on one runtime are kept apart by the node's one owner per netns).
+// The lock goes with the process, also on kill -9.
 func lockInventory(cfg Config, labs host.LabSource) (*os.File, error) {
 	path := cfg.LabelsFile + ".agent.lock"
+	if cfg.LabelsFile == "" {
+		path = cfg.StateFile + ".agent.lock"
+	}
 	if cfg.Lab != "" {
 		if _, err := os.Stat(labs.Dir()); err != nil {
 			return nil, fmt.Errorf("agent.lab: lab %q is not up (no state in %s): run `nanoseg lab up` first", cfg.Lab, labs.Dir())

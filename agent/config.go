@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nanoseg/nanoseg/inventory/containers"
 	"github.com/nanoseg/nanoseg/policies"
 )
 
@@ -43,6 +44,13 @@ type Config struct {
 	// LabelsFile describes named network namespaces (see
 	// host.LabelsFile).
 	LabelsFile string `mapstructure:"labelsFile" yaml:"labelsFile"`
+	// Containers are container runtimes whose running containers are
+	// endpoints, as URIs: podman:///run/podman/podman.sock,
+	// docker:///var/run/docker.sock,
+	// containerd:///run/containerd/containerd.sock?namespace=default
+	// (package inventory/containers; docs/architecture.md "Containers on
+	// one host").
+	Containers []string `mapstructure:"containers" yaml:"containers"`
 	// FlushInterval is how often observed edges and verdict events are
 	// committed to the store: a crash loses at most this much observation.
 	FlushInterval time.Duration `mapstructure:"flushInterval" yaml:"flushInterval"`
@@ -140,6 +148,11 @@ func (c Config) Validate() error {
 	if c.MetricsAddr != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
 			bad("metricsAddr", "%q is not host:port", c.MetricsAddr)
+		}
+	}
+	for i, uri := range c.Containers {
+		if _, _, _, err := containers.ParseURI(uri); err != nil {
+			bad(fmt.Sprintf("containers[%d]", i), "%v", err)
 		}
 	}
 	if c.MinObserved < 0 {

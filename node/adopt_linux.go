@@ -51,6 +51,15 @@ func (n *Node) knownLocked(e model.Endpoint) bool {
 	return n.cfg.AllDecided || n.decided[e.Key()] || n.comp.Selected(podKey(e))
 }
 
+// Known reports whether the store knows endpoint e (it decided for e's
+// workload, or a policy in force selects e): a table found in e is then
+// replaced by e's compiled rule set, never adopted.
+func (n *Node) Known(e model.Endpoint) bool {
+	n.compileMu.Lock()
+	defer n.compileMu.Unlock()
+	return n.knownLocked(e)
+}
+
 // checkTablesLocked looks at the tables of the endpoints of eps the node
 // has not looked at yet (new to it, or a namespace created again under
 // the same name) and adopts those adoptable. Endpoints the store knows are

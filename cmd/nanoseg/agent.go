@@ -27,7 +27,8 @@ func newAgentCmd(a *app) *cobra.Command {
 		Use:   "agent",
 		Short: "Run the standalone agent: observer, controller and dataplane for this host's endpoints",
 		Long: `Run the standalone agent. It observes every endpoint of its inventory (a running
-lab with --lab, named network namespaces described by --labels, or both),
+lab with --lab, named network namespaces described by --labels, the running
+containers of the container runtimes named by --containers, or several),
 keeps edges, policy revisions and the promotion history in one store file,
 programs each endpoint's nftables table, and serves the API on a unix socket
 (and on TCP only with --token-file, --read-token-file or TLS client
@@ -50,6 +51,7 @@ may look but not promote.`,
 	f := cmd.Flags()
 	f.String("lab", "", "manage the endpoints of this running lab")
 	f.String("labels", "", "labels file describing named network namespaces")
+	f.StringArray("containers", nil, "protect the running containers of this runtime (repeatable): podman:///run/podman/podman.sock, docker:///var/run/docker.sock, containerd:///run/containerd/containerd.sock?namespace=default")
 	f.String("state-file", "", "store file (default /var/lib/nanoseg/state.db)")
 	f.String("socket", "", "unix socket of the API (default /run/nanoseg/agent.sock)")
 	f.String("listen", "", "also serve the API on this TCP address (needs --token-file or TLS client certificates)")

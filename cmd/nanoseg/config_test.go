@@ -95,3 +95,27 @@ func TestConfigRefusesUnknownEnvironment(t *testing.T) {
 		t.Fatalf("misspelt variable: got %v", err)
 	}
 }
+
+// The agent's container runtimes: a list in the config file, refused with
+// its index when a URI is malformed; the repeatable flag overrides the file.
+func TestConfigContainers(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(file, []byte("agent:\n  containers:\n    - podman:///run/podman/podman.sock\n    - docker:///var/run/docker.sock\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCLI(t, "config", "show", "--config", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "- podman:///run/podman/podman.sock\n") || !strings.Contains(out, "- docker:///var/run/docker.sock\n") {
+		t.Errorf("config show lacks the two runtimes:\n%s", out)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("agent:\n  containers: [podman:///ok.sock, podman://host/x.sock]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runCLI(t, "config", "show", "--config", bad); err == nil || !strings.Contains(err.Error(), "agent.containers[1]") {
+		t.Errorf("malformed URI: got %v, want an error naming agent.containers[1]", err)
+	}
+}

@@ -56,6 +56,7 @@ func newRootCmd() *cobra.Command {
 		"lab.stateDir":        "state-dir",
 		"agent.lab":           "lab",
 		"agent.labelsFile":    "labels",
+		"agent.containers":    "containers",
 		"agent.stateFile":     "state-file",
 		"agent.socket":        "socket",
 		"agent.listen":        "listen",

@@ -49,6 +49,11 @@ type Container struct {
 	// Ports are the ports the container declares (exposed or published),
 	// by container port.
 	Ports []model.ContainerPort
+	// Pod is the name of the Podman pod the container belongs to, "" when
+	// none (or when the runtime does not say). Added by the Podman/Docker
+	// runtime; the mapping takes it as the workload of the pod's netns
+	// when no label names one.
+	Pod string
 }
 
 // Runtime is one container runtime on this host, reached over its local
