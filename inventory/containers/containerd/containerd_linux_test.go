@@ -509,7 +509,10 @@ func TestContainersOfARealContainerd(t *testing.T) {
 		return !cs["own"].Running && cs["own"].Pid == 0 && cs["own"].NetnsPath == ""
 	})
 	w.drain()
-	d.deleteContainer(t, "own")
+	d.ctr(t, "task", "delete", "own")
+	w.await(t, rt, "own's task deleted", func(cs map[string]containers.Container) bool { return !cs["own"].Running })
+	w.drain()
+	d.ctr(t, "container", "delete", "own")
 	w.await(t, rt, "own deleted", func(cs map[string]containers.Container) bool {
 		_, ok := cs["own"]
 		return !ok
