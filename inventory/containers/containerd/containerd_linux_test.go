@@ -210,7 +210,9 @@ func (d *daemon) remove(t *testing.T) {
 // dir, removes the containers' cgroups, the shims' sockets (containerd 1.6
 // puts them at /run/containerd/s/<sha256 of address/namespace/id>) and dir.
 func removeDir(dir, sock string, ids []string) error {
-	killNaming(dir)
+	for deadline := time.Now().Add(5 * time.Second); killNaming(dir) && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	cgroups, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", filepath.Base(dir)+"-*"))
 	for _, c := range cgroups {
 		b, _ := os.ReadFile(filepath.Join(c, "cgroup.procs"))
@@ -241,11 +243,14 @@ func removeDir(dir, sock string, ids []string) error {
 	for _, id := range ids {
 		_ = os.Remove(filepath.Join("/run/containerd/s", fmt.Sprintf("%x", sha256.Sum256([]byte(filepath.Join(sock, testNS, id))))))
 	}
-	// ctr's stdio fifos and the shims' sockets: only when empty, another
-	// containerd may use them.
-	_ = os.Remove("/run/containerd/fifo")
-	_ = os.Remove("/run/containerd/s")
-	_ = os.Remove("/run/containerd")
+	// ctr's stdio fifos and the shims' sockets: only when empty and no
+	// other containerd or shim runs (ours are gone by now), which may be
+	// about to put something there.
+	if !containerdRuns() {
+		_ = os.Remove("/run/containerd/fifo")
+		_ = os.Remove("/run/containerd/s")
+		_ = os.Remove("/run/containerd")
+	}
 	if err := os.RemoveAll(dir); err != nil {
 		errs = append(errs, err)
 	}
@@ -267,8 +272,23 @@ func sweep(t *testing.T) {
 	}
 }
 
-// killNaming kills every process whose command line names dir.
-func killNaming(dir string) {
+// containerdRuns reports whether a containerd or one of its shims runs.
+func containerdRuns() bool {
+	comms, _ := filepath.Glob("/proc/[0-9]*/comm")
+	for _, p := range comms {
+		if b, err := os.ReadFile(p); err == nil && (string(b) == "containerd\n" || strings.HasPrefix(string(b), "containerd-shim")) {
+			if st, err := os.ReadFile(filepath.Join(filepath.Dir(p), "stat")); err == nil && !strings.Contains(string(st), ") Z ") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// killNaming kills every live process whose command line names dir and
+// reports whether it found any.
+func killNaming(dir string) bool {
+	found := false
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		b, err := os.ReadFile(p)
@@ -276,9 +296,11 @@ func killNaming(dir string) {
 			continue
 		}
 		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil && pid != os.Getpid() {
+			found = true
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
+	return found
 }
 
 // mountsBelow lists the mount points at or below dir, deepest first.
