@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -22,8 +22,10 @@ import (
 	"github.com/containerd/containerd/api/types/task"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	nscontainers "github.com/nanoseg/nanoseg/inventory/containers"
@@ -50,8 +52,8 @@ const (
 	LabelPorts = "nerdctl/ports"
 )
 
-// dialTimeout bounds New's first call to the daemon.
-const dialTimeout = 5 * time.Second
+// callTimeout bounds each list call to the daemon.
+const callTimeout = 15 * time.Second
 
 // maxMsgSize is the largest answer accepted, containerd's own client's
 // default (16 MiB): a List of many containers with their specs is large.
@@ -83,18 +85,19 @@ type runtime struct {
 	namespace  string
 }
 
-// New connects to the containerd API at socket (a path, or
+// New returns the Runtime of the containerd API at socket (a path, or
 // "unix://<path>"; "" is DefaultSocket) for the containers of namespace
-// ("" is DefaultNamespace) and checks that the daemon answers.
+// ("" is DefaultNamespace). It does not connect: a containerd that is not
+// up (yet), or whose socket this process may not open (rootless
+// containerd is not supported), is an error of Containers and Watch
+// wrapping ErrUnreachable, not of New, as for the other runtimes of
+// package containers. A namespace that does not exist yet is no error
+// either: containerd makes namespaces on first use, and Containers lists
+// none until then.
 //
 // Errors: ErrBadNamespace when namespace is not a valid containerd
 // identifier (runs of letters and digits joined by one of "._-", at most
-// 76 characters); ErrUnreachable when the socket is not an absolute path,
-// there is no socket at the path, it cannot be opened (not root: rootless
-// containerd is not supported), or the daemon does not answer its version
-// call within 5 s. A namespace that does not exist yet is no error:
-// containerd makes namespaces on first use, and Containers lists none
-// until then.
+// 76 characters); a socket that is not an absolute path.
 //
 // The returned Runtime also implements io.Closer, which closes the
 // connection.
@@ -110,26 +113,55 @@ func New(socket, namespace string) (nscontainers.Runtime, error) {
 		path = DefaultSocket
 	}
 	if !filepath.IsAbs(path) {
-		return nil, fmt.Errorf("containerd socket %q: %w: want an absolute path or unix://<path>", socket, ErrUnreachable)
-	}
-	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("containerd socket %s: %w: %v", path, ErrUnreachable, err)
+		return nil, fmt.Errorf("containerd socket %q: want an absolute path or unix://<path>", socket)
 	}
 	conn, err := grpc.NewClient("unix://"+path,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsgSize)))
 	if err != nil {
-		return nil, fmt.Errorf("connect to containerd at %s: %w: %v", path, ErrUnreachable, err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
-	defer cancel()
-	if _, err := versionapi.NewVersionClient(conn).Version(ctx, &emptypb.Empty{}); err != nil {
-		_ = conn.Close()
-		return nil, fmt.Errorf("ask containerd at %s for its version: %w: %v", path, ErrUnreachable, err)
+		return nil, fmt.Errorf("containerd socket %s: %w", path, err)
 	}
 	return &runtime{conn: conn, containers: containersapi.NewContainersClient(conn),
 		tasks: tasksapi.NewTasksClient(conn), events: eventsapi.NewEventsClient(conn),
 		socket: path, namespace: namespace}, nil
+}
+
+// Open is New for a runtime URI's parts, as package containers' Opener
+// takes them (containerd:///run/containerd/containerd.sock?namespace=NS):
+// the socket path and the query, whose only key is namespace. Errors:
+// New's, and a query key other than namespace or given twice.
+func Open(socket string, query url.Values) (nscontainers.Runtime, error) {
+	for k, v := range query {
+		if k != "namespace" {
+			return nil, fmt.Errorf("containerd runtime %s: query parameter %q: the only one is namespace", socket, k)
+		}
+		if len(v) > 1 {
+			return nil, fmt.Errorf("containerd runtime %s: query parameter namespace given %d times", socket, len(v))
+		}
+	}
+	return New(socket, query.Get("namespace"))
+}
+
+// Version asks containerd for its version ("1.6.20~ds1"); an error wraps
+// ErrUnreachable when containerd does not answer.
+func (r *runtime) Version(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	v, err := versionapi.NewVersionClient(r.conn).Version(ctx, &emptypb.Empty{})
+	if err != nil {
+		return "", r.fail("ask the version", err)
+	}
+	return v.GetVersion(), nil
+}
+
+// fail wraps err of a call for what, naming the runtime; an unavailable
+// daemon (no socket, nobody listening, no permission, connection lost)
+// wraps ErrUnreachable too.
+func (r *runtime) fail(what string, err error) error {
+	if status.Code(err) == codes.Unavailable {
+		return fmt.Errorf("%s of %s: %w: %v", what, r.Name(), ErrUnreachable, err)
+	}
+	return fmt.Errorf("%s of %s: %w", what, r.Name(), err)
 }
 
 // Name is "containerd unix://<socket> namespace <ns>".
@@ -150,14 +182,15 @@ func (r *runtime) nsContext(ctx context.Context) context.Context {
 // container's OCI spec is read for its network namespace. Containers are
 // ordered by creation time, then ID.
 func (r *runtime) Containers(ctx context.Context) ([]nscontainers.Container, error) {
-	ctx = r.nsContext(ctx)
+	ctx, cancel := context.WithTimeout(r.nsContext(ctx), callTimeout)
+	defer cancel()
 	cresp, err := r.containers.List(ctx, &containersapi.ListContainersRequest{})
 	if err != nil {
-		return nil, fmt.Errorf("list containers of %s: %w", r.Name(), err)
+		return nil, r.fail("list containers", err)
 	}
 	tresp, err := r.tasks.List(ctx, &tasksapi.ListTasksRequest{})
 	if err != nil {
-		return nil, fmt.Errorf("list tasks of %s: %w", r.Name(), err)
+		return nil, r.fail("list tasks", err)
 	}
 	procs := make(map[string]*task.Process, len(tresp.GetTasks()))
 	for _, p := range tresp.GetTasks() {
@@ -375,7 +408,7 @@ func (r *runtime) Watch(ctx context.Context, notify func()) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return fmt.Errorf("subscribe to events of %s: %w", r.Name(), err)
+		return r.fail("subscribe to events", err)
 	}
 	evs, errs := make(chan struct{}, 1), make(chan error, 1)
 	go func() {
@@ -402,7 +435,7 @@ func (r *runtime) Watch(ctx context.Context, notify func()) error {
 			if errors.Is(err, io.EOF) {
 				err = errors.New("containerd closed the event stream")
 			}
-			return fmt.Errorf("watch events of %s: %w", r.Name(), err)
+			return r.fail("watch events", err)
 		case <-evs:
 			notify()
 		}

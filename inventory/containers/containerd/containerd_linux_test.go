@@ -453,6 +453,12 @@ func TestContainersOfARealContainerd(t *testing.T) {
 	if want := "containerd unix://" + d.sock + " namespace " + testNS; rt.Name() != want {
 		t.Errorf("Name() = %q, want %q", rt.Name(), want)
 	}
+	version, err := rt.(interface {
+		Version(context.Context) (string, error)
+	}).Version(context.Background())
+	if want := d.ctr(t, "version"); err != nil || version == "" || !strings.Contains(want, "Version:  "+version+"\n") {
+		t.Errorf("Version() = %q, %v; want the server's of `ctr version`:\n%s", version, err, want)
+	}
 	if cs := list(t, rt); len(cs) != 0 {
 		t.Fatalf("Containers of a fresh namespace = %v, want none", cs)
 	}
@@ -554,11 +560,14 @@ func TestContainersOfARealContainerd(t *testing.T) {
 	d.stop()
 	select {
 	case err := <-w.done:
-		if err == nil {
-			t.Error("Watch returned nil when containerd stopped, want the stream's error")
+		if !errors.Is(err, containerd.ErrUnreachable) {
+			t.Errorf("Watch returned %v when containerd stopped, want the stream's error wrapping ErrUnreachable", err)
 		}
 	case <-time.After(15 * time.Second):
 		t.Error("Watch did not return within 15s of containerd stopping")
+	}
+	if _, err := rt.Containers(context.Background()); !errors.Is(err, containerd.ErrUnreachable) {
+		t.Errorf("Containers after containerd stopped: %v, want an error wrapping ErrUnreachable", err)
 	}
 }
 

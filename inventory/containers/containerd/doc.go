@@ -65,10 +65,11 @@
 //
 //   - Rootless containerd (containerd run by a user through RootlessKit,
 //     its socket under $XDG_RUNTIME_DIR, its netns in a user namespace) is
-//     not supported: the agent runs as root, on the host's namespaces, and
-//     New reports the socket it cannot reach.
-//   - A containerd that is not running or not reachable is an error of New
-//     (ErrUnreachable); later, Containers and Watch return errors until it
+//     not supported: the agent runs as root, on the host's namespaces.
+//   - New does not connect (as the other runtimes of package containers):
+//     a containerd that is not up yet, has stopped, or whose socket this
+//     process may not open makes Containers, Watch and Version fail with
+//     errors wrapping ErrUnreachable that name the socket, until it
 //     answers again.
 //   - The namespace must be a valid containerd identifier (ErrBadNamespace);
 //     one that does not exist yet lists no containers until containerd
