@@ -429,8 +429,12 @@ func running(ids ...string) func(map[string]containers.Container) bool {
 //     name label), labels, image and ports (nerdctl's ports label),
 //     HostNetwork for host, and NetnsOf for the joiners (web for side,
 //     own for joiner);
-//   - Watch fires on start, on kill (task exit) and on delete, and a
-//     deleted container is gone; it returns an error when containerd stops.
+//   - a paused container stays running; a restarted one (task deleted,
+//     started again) is running with a new pid in the same netns;
+//   - Watch fires on start, on kill (task exit) and on delete (task, then
+//     container), and a deleted container is gone; it returns an error
+//     wrapping ErrUnreachable when containerd stops, and so does
+//     Containers.
 func TestContainersOfARealContainerd(t *testing.T) {
 	d := startContainerd(t)
 	netns := nettest.New(t)
@@ -529,6 +533,25 @@ func TestContainersOfARealContainerd(t *testing.T) {
 	}
 	if inode(t, own.NetnsPath) == inode(t, "/proc/self/ns/net") {
 		t.Errorf("own: NetnsPath %s is the host's netns", own.NetnsPath)
+	}
+
+	// A paused container still holds its netns: it stays running. A
+	// restarted one (its task deleted and started again) comes back with
+	// a new process in the same netns.
+	d.ctr(t, "task", "pause", "web")
+	if c := list(t, rt)["web"]; !c.Running || c.Pid != web.Pid {
+		t.Errorf("paused web = %+v; want running, pid %d", c, web.Pid)
+	}
+	d.ctr(t, "task", "resume", "web")
+	w.drain()
+	d.kill(t, "web")
+	w.await(t, rt, "web killed", func(cs map[string]containers.Container) bool { return !cs["web"].Running })
+	d.ctr(t, "task", "delete", "web")
+	w.drain()
+	d.ctr(t, "task", "start", "-d", "--null-io", "web")
+	cs = w.await(t, rt, "web restarted", running("web"))
+	if c := cs["web"]; c.Pid == web.Pid || c.NetnsPath != netns.Path() || cs["side"].NetnsOf != "web" {
+		t.Errorf("restarted web = %+v (side's NetnsOf %q); want a new pid (not %d), netns %s, side still in it", c, cs["side"].NetnsOf, web.Pid, netns.Path())
 	}
 
 	w.drain()
