@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -250,17 +252,25 @@ func (r *runtime) container(c *containersapi.Container, p *task.Process) (nscont
 	switch {
 	case known && ns == nil:
 		ct.HostNetwork = true
-	case known && ns.Path != "" && !(procNetns(ns.Path) && ct.Running && ct.Pid > 0):
+	case known && ns.Path != "" && !(ct.Running && ct.Pid > 0 && (procNetns(ns.Path) || gone(ns.Path))):
 		ct.NetnsPath = ns.Path
 	case ct.Running && ct.Pid > 0:
 		// A netns of its own, one joined through another process's /proc
-		// path (which dies with that process), or a spec we could not
-		// read: the task's own.
+		// path (which dies with that process), one whose bind mount was
+		// removed while the container runs (`ip netns del`: the netns
+		// lives on in the process), or a spec we could not read: the
+		// task's own.
 		ct.NetnsPath = "/proc/" + strconv.Itoa(ct.Pid) + "/ns/net"
 		e.creates = known && ns.Path == ""
 	}
 	e.path = ct.NetnsPath
 	return ct, e
+}
+
+// gone reports whether nothing is at path.
+func gone(path string) bool {
+	_, err := os.Stat(path)
+	return errors.Is(err, fs.ErrNotExist)
 }
 
 // procNetns reports whether path is a process's netns link,

@@ -24,6 +24,7 @@ import (
 
 	"github.com/nanoseg/nanoseg/internal/kubetest/realnode"
 	"github.com/nanoseg/nanoseg/internal/nettest"
+	"github.com/nanoseg/nanoseg/internal/nsenter"
 	"github.com/nanoseg/nanoseg/inventory/containers"
 	"github.com/nanoseg/nanoseg/inventory/containers/containerd"
 	"github.com/nanoseg/nanoseg/model"
@@ -429,7 +430,8 @@ func running(ids ...string) func(map[string]containers.Container) bool {
 //     name label), labels, image and ports (nerdctl's ports label),
 //     HostNetwork for host, and NetnsOf for the joiners (web for side,
 //     own for joiner);
-//   - a paused container stays running; a restarted one (task deleted,
+//   - a container whose netns bind mount is deleted while it runs is
+//     reported in its process's netns; a paused container stays running; a restarted one (task deleted,
 //     started again) is running with a new pid in the same netns;
 //   - Watch fires on start, on kill (task exit) and on delete (task, then
 //     container), and a deleted container is gone; it returns an error
@@ -535,6 +537,21 @@ func TestContainersOfARealContainerd(t *testing.T) {
 		t.Errorf("own: NetnsPath %s is the host's netns", own.NetnsPath)
 	}
 
+	// A container whose netns bind mount is removed while it runs (`ip
+	// netns del`) is still in that netns: the runtime names its process's.
+	gone := nettest.New(t)
+	d.run(t, "orphan", []string{"--with-ns", "network:" + gone.Path()}, "sleep", "600")
+	cs = w.await(t, rt, "orphan started", running("orphan"))
+	if c := cs["orphan"]; c.NetnsPath != gone.Path() {
+		t.Errorf("orphan = %+v; want netns %s", c, gone.Path())
+	}
+	if err := nsenter.DeleteNamed(gone.Name); err != nil {
+		t.Fatal(err)
+	}
+	if c := list(t, rt)["orphan"]; c.NetnsPath != fmt.Sprintf("/proc/%d/ns/net", c.Pid) || inode(t, c.NetnsPath) != netnsInode(t, gone) {
+		t.Errorf("orphan after its netns was deleted = %+v; want its process's netns, the one deleted", c)
+	}
+
 	// A paused container still holds its netns: it stays running. A
 	// restarted one (its task deleted and started again) comes back with
 	// a new process in the same netns.
@@ -569,13 +586,13 @@ func TestContainersOfARealContainerd(t *testing.T) {
 		return !ok
 	})
 	w.drain()
-	for _, id := range []string{"web", "side", "joiner", "host"} {
+	for _, id := range []string{"web", "side", "joiner", "host", "orphan"} {
 		d.kill(t, id)
 	}
 	w.await(t, rt, "all killed", func(cs map[string]containers.Container) bool {
-		return !slices.ContainsFunc([]string{"web", "side", "joiner", "host"}, func(id string) bool { return cs[id].Running })
+		return !slices.ContainsFunc([]string{"web", "side", "joiner", "host", "orphan"}, func(id string) bool { return cs[id].Running })
 	})
-	for _, id := range []string{"web", "side", "joiner", "host", "idle"} {
+	for _, id := range []string{"web", "side", "joiner", "host", "idle", "orphan"} {
 		d.deleteContainer(t, id)
 	}
 	w.await(t, rt, "all deleted", func(cs map[string]containers.Container) bool { return len(cs) == 0 })
@@ -605,6 +622,16 @@ func taskPid(t *testing.T, d *daemon, id string) int {
 		}
 	}
 	return 0
+}
+
+// netnsInode is the inode of n's network namespace, from its open handle.
+func netnsInode(t *testing.T, n *nettest.Netns) uint64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(n.Handle), &st); err != nil {
+		t.Fatalf("stat netns %s: %v", n.Name, err)
+	}
+	return st.Ino
 }
 
 // inode is the inode of the file at path.
