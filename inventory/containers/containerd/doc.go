@@ -45,7 +45,9 @@
 //     --with-ns network:/run/netns/x`, CRI sandboxes) gives NetnsPath that path; a path of the form
 //     /proc/<pid>/ns/net (nerdctl --network container:x, CRI containers
 //     joining their sandbox) dies with that process, so a running
-//     container is given its own /proc/<pid>/ns/net instead. An entry
+//     container is given its own /proc/<pid>/ns/net instead; so is a
+//     running container whose bind mount was deleted (`ip netns del`: the
+//     netns lives on in its process). An entry
 //     without a path (a netns of its own) gives /proc/<pid>/ns/net while
 //     the task runs, "" otherwise. No network entry at all is the host's
 //     network: HostNetwork.
