@@ -33,8 +33,8 @@
 //     label (containerd itself names containers by ID only; the mapping
 //     falls back to the ID); Ports come from nerdctl's "nerdctl/ports"
 //     label (JSON list of go-cni PortMappings: the container ports it
-//     publishes, one per port and protocol; ports an image only exposes
-//     are not known to containerd). Compose labels
+//     publishes, one per port and protocol; ports an image only EXPOSEs
+//     are in the image's config, which is not read). Compose labels
 //     (com.docker.compose.project, .service) are kept for the mapping.
 //   - Running and Pid: the tasks service's List. A task that is created
 //     (its process exists, waiting to be started: with nerdctl its netns
