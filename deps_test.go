@@ -89,6 +89,8 @@ var fence = []fenceRow{
 		"the container tests' server binary, imported as a one-file image: the standard library only, so it builds static"},
 	{"inventory/kube", []string{"model", "inventory"}, [][]string{storage, {mod + "lab", mod + "dataplane", mod + "observer", mod + "node", mod + "compile"}},
 		"the Kubernetes inventory source of a node agent: informers (client-go) and the netns finder (netlink, inotify); it lists endpoints, it never programs or observes them"},
+	{"inventory/containers/containerd", []string{"model", "inventory/containers"}, [][]string{kernel, cluster, storage, {mod + "lab", mod + "dataplane", mod + "observer", mod + "node"}},
+		"the containerd runtime of the container inventory: containerd's gRPC API (its api module, not its full client) over the local socket; it lists and watches containers, it never programs or observes them"},
 	{"store", []string{"model", "policies/v1alpha1", "policies/cnp/v1alpha2"}, [][]string{kernel, cluster, storage},
 		"the store seams and the in-memory store are pure"},
 	{"store/bolt", []string{"model", "store", "policies/cnp/v1alpha2"}, [][]string{kernel, cluster},

@@ -49,7 +49,8 @@ import (
 	"github.com/nanoseg/nanoseg/internal/loop"
 	"github.com/nanoseg/nanoseg/inventory"
 	"github.com/nanoseg/nanoseg/inventory/containers"
-	_ "github.com/nanoseg/nanoseg/inventory/containers/engine" // podman:// and docker:// runtimes
+	_ "github.com/nanoseg/nanoseg/inventory/containers/containerd" // containerd:// runtimes
+	_ "github.com/nanoseg/nanoseg/inventory/containers/engine"     // podman:// and docker:// runtimes
 	"github.com/nanoseg/nanoseg/inventory/host"
 	"github.com/nanoseg/nanoseg/node"
 	"github.com/nanoseg/nanoseg/server"
