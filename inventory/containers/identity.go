@@ -30,9 +30,10 @@ const (
 // image metadata (which Docker and Podman merge into the container's
 // labels), runtime bookkeeping and Compose's per-container and
 // per-revision labels.
+// nerdctl/ holds nerdctl's bookkeeping (name, ports as JSON, networks, state dir, log URI): the containerd runtime reads name and ports from it, and none of it is identity.
 var noisePrefixes = []string{
 	"org.opencontainers.", "org.label-schema.", "io.podman.", "io.buildah.", "io.containerd.",
-	"com.redhat.", "io.k8s.", "io.openshift.", "com.docker.desktop.",
+	"com.redhat.", "nerdctl/", "io.k8s.", "io.openshift.", "com.docker.desktop.",
 	"com.docker.compose.", // except project and service (composeKept)
 }
 

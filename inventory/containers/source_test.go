@@ -192,6 +192,8 @@ func TestIsNoiseLabel(t *testing.T) {
 		{"of", strings.Repeat("0a", 32), true},
 		{"version", "1.2", true},
 		{"tier", "front", false},
+		{"nerdctl/ports", `[{"HostPort":8080}]`, true},
+		{"nerdctl/name", "web-1", true},
 		{LabelWorkload, "api", false},
 	} {
 		if got := IsNoiseLabel(c.k, c.v); got != c.noise {
