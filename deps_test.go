@@ -93,6 +93,8 @@ var fence = []fenceRow{
 		"the store contract tests run against every implementation"},
 	{"graph", []string{"model", "web"}, [][]string{kernel, cluster, storage, {mod + "dataplane", mod + "store", mod + "observer"}},
 		"graph exports are pure: no kernel and no store code (the HTML export inlines the web page's bundle)"},
+	{"internal/browsertest", nil, [][]string{kernel, cluster, storage},
+		"the browser tests' harness (chromedp driving headless Chromium) knows nothing of nanoseg"},
 	{"web", nil, [][]string{thirdParty},
 		"the web page is embedded files and their handler: a leaf of the standard library"},
 	{"evidence", []string{"model", "policies"}, [][]string{kernel, cluster, storage, {mod + "dataplane", mod + "store", mod + "observer"}},
