@@ -26,18 +26,18 @@ import (
 type Browser struct {
 	// Ctx is the tab's chromedp context; cancelled at the test's end.
 	Ctx context.Context
+	// State, when set, is a JavaScript expression whose value (a string)
+	// a failure reports, to tell what the page showed.
+	State string
 
 	mu       sync.Mutex
 	console  []chromedp.ConsoleMessage
 	requests []string
 }
 
-// Path returns the Chromium binary the tests use: $NANOSEG_CHROMIUM, else
-// chromium on PATH, else "" (none).
+// Path returns the Chromium binary the tests use: chromium (Debian's
+// package) or chromium-browser on PATH, else "" (none).
 func Path() string {
-	if p := os.Getenv("NANOSEG_CHROMIUM"); p != "" {
-		return p
-	}
 	for _, name := range []string{"chromium", "chromium-browser"} {
 		if p, err := exec.LookPath(name); err == nil {
 			return p
@@ -196,6 +196,20 @@ func Eval[T any](t testing.TB, b *Browser, expr string) T {
 func Wait(t testing.TB, b *Browser, what, expr string, timeout time.Duration) {
 	t.Helper()
 	if _, err := chromedp.Run(b.Ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(timeout), chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
-		t.Fatalf("waiting for %s (%s): %v\nconsole:\n%s", what, expr, err, strings.Join(b.Console(), "\n"))
+		t.Fatalf("waiting for %s (%s): %v\nconsole:\n%s%s", what, expr, err, strings.Join(b.Console(), "\n"), b.state())
 	}
+}
+
+// state is the value of b.State on the page, for a failure's message.
+func (b *Browser) state() string {
+	if b.State == "" {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(b.Ctx, 5*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[string](b.State))
+	if err != nil {
+		return "\npage state: " + err.Error()
+	}
+	return "\npage state: " + v
 }
