@@ -327,4 +327,3 @@ func uiScreenshots(t *testing.T, b *browsertest.Browser, dir string) {
 	time.Sleep(300 * time.Millisecond)
 	shot("ui-workload.png")
 }
-
