@@ -39,6 +39,10 @@ func mustRead(name string) []byte {
 	return b
 }
 
+// IndexHTML returns the page's markup (dist/index.html), which loads
+// app.css and app.js from the listener.
+func IndexHTML() []byte { return mustRead("index.html") }
+
 // AppJS returns the page's script bundle (dist/app.js).
 func AppJS() []byte { return mustRead("app.js") }
 

@@ -64,8 +64,6 @@ function bootStatic(g) {
   document.body.classList.add("static");
   document.body.classList.remove("logged-out");
   const m = fromGraphJSON(g);
-  const title = $("#title");
-  if (g.generatedAt) title.textContent = `nanoseg communication graph · ${fmtTime(g.generatedAt)}`;
   state.view = newView();
   setModel(m);
 }

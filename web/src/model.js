@@ -10,17 +10,25 @@ export function peerID(p) {
   return p.name || p.addr || "unknown";
 }
 
-/** Verdict split of an edge's verdict counts: allowed (allowed + observed), audit-denied, denied. */
-export function split(v) {
+/**
+ * split divides an edge's flows as graph.Link.Split does: denied and
+ * audit-denied from its verdict counts, allowed the rest of its flows
+ * (never below zero).
+ */
+export function split(flows, v) {
   v = v || {};
-  const allowed = (v.allowed || 0) + (v.observed || 0);
-  return { allowed, auditDenied: v.auditDenied || 0, denied: v.denied || 0 };
+  const auditDenied = v.auditDenied || 0, denied = v.denied || 0;
+  return { allowed: Math.max(flows - auditDenied - denied, 0), auditDenied, denied };
 }
 
-/** The verdict that holds most of the flows, or "allow" when none was recorded. */
+/**
+ * dominant is the verdict of the largest share of the split, the more
+ * severe on a tie (graph.Link.Dominant), with "allow" for allowed and
+ * observed alike: an edge of 614 allowed and 2 denied flows is "allow".
+ */
 export function dominant(s) {
-  if (s.denied > s.allowed && s.denied >= s.auditDenied) return "deny";
-  if (s.auditDenied > s.allowed && s.auditDenied > s.denied) return "audit-deny";
+  if (s.denied > 0 && s.denied >= s.allowed && s.denied >= s.auditDenied) return "deny";
+  if (s.auditDenied > 0 && s.auditDenied >= s.allowed) return "audit-deny";
   return "allow";
 }
 
@@ -101,7 +109,7 @@ export function fromGraphJSON(g) {
 
 function finish(nodes, links) {
   for (const l of links.values()) {
-    l.split = split(l.verdicts);
+    l.split = split(l.flows, l.verdicts);
     l.dominant = dominant(l.split);
     l.label = label(l);
     l.search = `${l.source} ${l.destination} ${l.protocol}/${l.port}`.toLowerCase();
