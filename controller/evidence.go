@@ -282,7 +282,9 @@ func (s *Service) Export(ctx context.Context, req ExportRequest, who string) (*E
 		return nil, err
 	}
 	s.log.Info("evidence exported", "sequence", m.Sequence, "manifest", sum, "files", len(files), "by", who)
-	return &ExportResult{Name: name, Files: files, Archive: archive, ManifestSHA256: sum, Sequence: m.Sequence}, nil
+	res := &ExportResult{Name: name, Files: files, Archive: archive, ManifestSHA256: sum, Sequence: m.Sequence}
+	s.saveLastExport(filepath.Dir(headPath), summarize(b, res, notes))
+	return res, nil
 }
 
 func inventorySection(eps []model.Endpoint) []evidence.Workload {

@@ -140,6 +140,7 @@ func (s *Service) Propose(window time.Duration, includeDenied bool, who string) 
 		}
 		res.Revision, res.New = r, true
 		rep.Proposals = append(rep.Proposals, res)
+		s.changes.Publish(TopicRevisions)
 	}
 	return rep, nil
 }
@@ -444,6 +445,7 @@ func (s *Service) Apply(ctx context.Context, file string, raw []byte, who string
 		if err != nil {
 			return res, err
 		}
+		s.changes.Publish(TopicRevisions)
 		res.Revisions = append(res.Revisions, r)
 	}
 	cnpChanged, err := s.storeClusterNetworkPolicies(cstore, cnps, who, &res)
@@ -457,6 +459,7 @@ func (s *Service) Apply(ctx context.Context, file string, raw []byte, who string
 	if err != nil || !(changed || cnpChanged) {
 		return res, err
 	}
+	s.changes.Publish(TopicPolicies)
 	res.Converged, res.Errors = s.enforceAll(ctx)
 	return res, nil
 }
@@ -660,6 +663,7 @@ func (s *Service) record(ctx context.Context, ev model.Promotion, to func(cur st
 		if err != nil {
 			return PromoteResult{}, err
 		}
+		s.changes.Publish(TopicHistory, TopicStatus)
 		return s.converge(ctx, p)
 	}
 }
