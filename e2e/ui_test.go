@@ -7,9 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,7 +19,6 @@ import (
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/internal/browsertest"
 	"github.com/nanoseg/nanoseg/model"
-	"github.com/nanoseg/nanoseg/web"
 )
 
 // uiTopology is the shop lab (manifests/lab/shop.yaml) with addresses of
@@ -137,58 +133,39 @@ func uiAPI(t *testing.T, base, token, method, path string, out any) int {
 	return res.StatusCode
 }
 
-// pageServer serves the page in front of the agent's TCP API, for the
-// agent without a page of its own: web.Handler at /, the API proxied with
-// the operator's token, and a session that says operator.
-func pageServer(t *testing.T, api, token string) string {
-	t.Helper()
-	u, err := url.Parse(api)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	inner := proxy.Director
-	proxy.Director = func(r *http.Request) {
-		inner(r)
-		r.Header.Set("Authorization", "Bearer "+token)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/", web.Handler())
-	mux.HandleFunc("GET /v1/session", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprint(w, `{"role":"operator","csrf":"none"}`)
-	})
-	mux.Handle("/v1/", proxy)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return srv.URL
-}
-
 // TestUI is the page on the shop lab with a running agent, in headless
-// Chromium: every declared workload and talk is drawn, the filters work,
-// an operator proposes, promotes shop/db to audit through the confirmation
-// (which shows the reachability change) and the history records it with
-// the session's user while the kernel holds the audit rules; an edge's
-// panel names the rule that allows it; nothing is logged to the console
-// and nothing is requested from anywhere but the agent's listener.
+// Chromium: an operator logs in with the token, every declared workload
+// and talk is drawn, the filters work, the operator proposes, promotes
+// shop/db to audit through the confirmation (which shows the paths the
+// change opens and closes) and the history records it with the session's
+// user while the kernel holds the audit rules; an edge's panel names the
+// rule that allows it, its revision and observed edge; a request without
+// the CSRF token is refused; a viewer sees no actions and is refused a
+// promotion; nothing is logged to the console but those refusals, and
+// nothing is requested from anywhere but the agent's listener.
 func TestUI(t *testing.T) {
-	token := "ui-operator-token-0123456789"
+	token, viewToken := "ui-operator-token-0123456789", "ui-viewer-token-0123456789"
 	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "token")
-	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
+	tokenFile, viewFile := filepath.Join(dir, "token"), filepath.Join(dir, "view-token")
+	for f, tok := range map[string]string{tokenFile: token, viewFile: viewToken} {
+		if err := os.WriteFile(f, []byte(tok+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	addr := freeAddr(t)
 	api := "http://" + addr
-	e := newTopologyEnv(t, "ui", uiTopology, "--listen", addr, "--token-file", tokenFile)
+	e := newTopologyEnv(t, "ui", uiTopology, "--listen", addr, "--token-file", tokenFile, "--read-token-file", viewFile)
 	e.startAgent()
 	e.mustRun("lab", "edges", "--name", e.name, "--wait", "40s")
 
-	base := pageServer(t, api, token)
+	base := api
 	b := browsertest.Start(t, 90*time.Second)
 	b.State = `"status: " + document.querySelector("#status").textContent + "; dialog: " + document.querySelector("#dialog").textContent.replace(/\s+/g, " ") + "; panel: " + document.querySelector("#panel-body").textContent.slice(0, 2000)`
 	b.Do(t, "open the page", chromedp.Navigate(base+"/"))
-	browsertest.Wait(t, b, "the drawing", `window.nanoseg.view && window.nanoseg.view.layoutMs > 0`, 20*time.Second)
+	uiLogin(t, b, token)
+	if role := browsertest.Eval[string](t, b, `nanoseg.role`); role != "operator" {
+		t.Fatalf("the operator token's session has role %q", role)
+	}
 
 	// Every declared workload and talk is on the picture.
 	ids := browsertest.Eval[[]string](t, b, `[...nanoseg.model.nodes.keys()]`)
@@ -257,7 +234,7 @@ func TestUI(t *testing.T) {
 		t.Errorf("last record of shop/db: %+v; want to audit, the page's reason and a user", last)
 	}
 	statusText := browsertest.Eval[string](t, b, `document.querySelector("#status").textContent`)
-	if !strings.Contains(statusText, "by "+last.Who) {
+	if !strings.Contains(last.Who, "web UI session of the operator token") || !strings.Contains(statusText, "by "+last.Who) {
 		t.Errorf("the page says %q; the history recorded who %q", statusText, last.Who)
 	}
 	// The kernel holds the audit rules: the agent reads every endpoint back in sync.
@@ -291,15 +268,73 @@ func TestUI(t *testing.T) {
 		t.Errorf("api -> db's panel does not name shop/db's rule:\n%s", body)
 	}
 
+	// The edge's origin: the revision its rule came from and the observed edge.
+	browsertest.Wait(t, b, "the rule's origin", `document.querySelector(".origin") !== null`, 10*time.Second)
+	if body := browsertest.Eval[string](t, b, `document.querySelector("#panel-body").textContent`); !strings.Contains(body, "revision1 (proposed") || !strings.Contains(body, "TCP/5432") {
+		t.Errorf("api -> db's panel does not give the rule's revision and observed edge:\n%s", body)
+	}
+
 	if dir := os.Getenv("UI_SCREENSHOT_DIR"); dir != "" {
 		uiScreenshots(t, b, dir)
 	}
-	if p := b.Problems(); len(p) > 0 {
-		t.Errorf("console problems:\n%s", strings.Join(p, "\n"))
+
+	// A state-changing request without the session's CSRF token is refused.
+	forge := `fetch("/v1/promote", {method: "POST", headers: {"Content-Type": "application/json"%s},
+		body: JSON.stringify({workload: "shop/cache", to: "audit", reason: "forged"})}).then(r => r.status)`
+	if code := browsertest.Eval[int](t, b, fmt.Sprintf(forge, "")); code != http.StatusForbidden {
+		t.Errorf("a promotion without the CSRF token got %d, want 403", code)
+	}
+
+	// A viewer: no actions on the page, and the agent refuses a promotion
+	// even with the session's CSRF token.
+	b.Do(t, "log out", chromedp.Click(chromedp.CSS("#logout")))
+	browsertest.Wait(t, b, "the login form", `document.body.classList.contains("logged-out")`, 10*time.Second)
+	uiLogin(t, b, viewToken)
+	if role := browsertest.Eval[string](t, b, `nanoseg.role`); role != "viewer" {
+		t.Fatalf("the viewer token's session has role %q", role)
+	}
+	if browsertest.Eval[bool](t, b, `document.querySelector("#btn-propose").offsetParent !== null`) {
+		t.Error("a viewer sees the Propose button")
+	}
+	b.Do(t, "open shop/cache", chromedp.Evaluate[chromedp.Void](`void nanoseg.view.cy.getElementById("shop/cache").emit("tap")`))
+	browsertest.Wait(t, b, "shop/cache's details", `document.querySelector("#panel").dataset.kind === "workload" && document.querySelector("#panel-title").textContent === "shop/cache"`, 10*time.Second)
+	if browsertest.Eval[bool](t, b, `document.querySelector("#act-audit, #act-enforce, #act-rollback") !== null`) {
+		t.Error("a viewer's workload panel has promotion buttons")
+	}
+	if code := browsertest.Eval[int](t, b, fmt.Sprintf(forge, `, "X-CSRF-Token": nanoseg.api.csrf`)); code != http.StatusForbidden {
+		t.Errorf("a viewer's promotion got %d, want 403", code)
+	}
+	var cacheHist []model.Promotion
+	uiAPI(t, api, token, "GET", "/v1/history?workload=shop/cache", &cacheHist)
+	if len(cacheHist) != 0 {
+		t.Errorf("the refused promotions were recorded: %+v", cacheHist)
+	}
+
+	// No console error but the refusals the test provoked (the browser
+	// logs every 4xx): the 401 of the session check before each login,
+	// the 403s of the forged promotions.
+	var problems []string
+	for _, p := range b.Problems() {
+		if strings.Contains(p, "status of 401") && strings.Contains(p, "/v1/session") ||
+			strings.Contains(p, "status of 403") && strings.Contains(p, "/v1/promote") {
+			continue
+		}
+		problems = append(problems, p)
+	}
+	if len(problems) > 0 {
+		t.Errorf("console problems:\n%s", strings.Join(problems, "\n"))
 	}
 	if f := b.Foreign(base); len(f) > 0 {
 		t.Errorf("requests that left the listener: %v", f)
 	}
+}
+
+// uiLogin logs the page in with token through its form and waits for the drawing.
+func uiLogin(t *testing.T, b *browsertest.Browser, token string) {
+	t.Helper()
+	browsertest.Wait(t, b, "the login form", `document.body.classList.contains("logged-out")`, 10*time.Second)
+	b.Do(t, "log in", chromedp.SendKeys(chromedp.CSS("#login-token"), token), chromedp.Click(chromedp.CSS("#login-submit")))
+	browsertest.Wait(t, b, "the drawing", `!document.body.classList.contains("logged-out") && window.nanoseg.view && window.nanoseg.view.layoutMs > 0 && nanoseg.view.cy.edges().length > 0`, 20*time.Second)
 }
 
 // uiScreenshots saves the graph and a workload's details as PNGs in dir

@@ -186,7 +186,7 @@ function startEvents() {
       const t = pending;
       pending = new Set();
       try {
-        await loadGraph();
+        if (t.size === 0 || t.has("edges") || t.has("inventory")) await loadGraph();
         if (state.panel && state.panel.kind === "workload" && (t.has("status") || t.has("history") || t.size === 0)) await showWorkload(state.panel.id);
       } catch (err) { fail(err); }
     }, 1000);
@@ -201,6 +201,7 @@ function startEvents() {
 
 function openPanel(kind, id, title, ...body) {
   state.panel = { kind, id };
+  document.body.classList.remove("panel-wide");
   $("#panel-title").textContent = title;
   clear($("#panel-body")).append(...body);
   document.body.classList.add("panel-open");
@@ -239,12 +240,6 @@ function nodeLink(id) {
   return h("a", { href: "#", class: "wl", "data-workload": id, onclick: (ev) => { ev.preventDefault(); showNode(id).catch(fail); } }, id);
 }
 
-function explainAddr(id) {
-  const n = state.model.nodes.get(id);
-  if (n && n.kind === "external") return n.addr || n.name || id;
-  return id;
-}
-
 async function showEdge(id) {
   const l = state.model.links.get(id);
   if (!l) return;
@@ -261,20 +256,27 @@ async function showEdge(id) {
     splitBar(s));
   openPanel("edge", id, `${l.source} → ${l.destination} ${service(l)}`, facts);
   if (!state.live) return;
-  const port = l.port ? `${l.port}/${l.protocol}` : l.protocol;
   const rule = section("Decided by", h("p", { class: "muted" }, "asking the agent…"));
   $("#panel-body").append(rule);
-  let detail = null;
-  try {
-    detail = await state.api.get("/v1/edges/detail", { from: l.source, to: explainAddr(l.destination), port });
-  } catch (err) {
-    if (err.status !== 404) throw err;
-  }
+  const d = await state.api.get("/v1/edges/detail", { from: l.source, to: l.destination, port: service(l), window: $("#f-window").value });
   if (!state.panel || state.panel.id !== id) return;
-  const ev = detail ? detail.explain || detail.evaluation || detail : await state.api.get("/v1/explain", { from: l.source, to: explainAddr(l.destination), port });
-  if (!state.panel || state.panel.id !== id) return;
-  clear(rule).append(h("h3", {}, "Decided by"), explainView(ev));
-  if (detail) rule.append(edgeDetailView(detail));
+  clear(rule).append(h("h3", {}, "Decided by"),
+    d.explain ? explainView(d.explain) : h("p", { class: "muted" }, d.explainError || "no explanation"));
+  if ((d.rules || []).length) $("#panel-body").append(section("The rules that allow it, and where they came from", ...d.rules.map(originView)));
+  if ((d.denying || []).length) $("#panel-body").append(section("The policies that deny it", ...d.denying.map(originView)));
+}
+
+// originView shows one rule of an edge's detail: the policy and rule, the
+// revision (or NetworkPolicy record) it is in force at, and the observed
+// edges it was inferred from.
+function originView(r) {
+  const pairs = [["rule", h("span", { class: "rule" }, ruleText(r.rule || {}))], ["direction", r.direction || "—"]];
+  if (r.workload) pairs.push(["in force", `${r.workload} in ${r.mode || "observe"}`]);
+  if (r.revision) pairs.push(["revision", `${r.revision.number} (${r.revision.origin}, ${fmtTime(r.revision.createdAt)} by ${r.revision.createdBy})`]);
+  if (r.networkPolicy) pairs.push(["NetworkPolicy record", `${r.networkPolicy.namespace}/${r.networkPolicy.name} revision ${r.networkPolicy.revision}, ${r.networkPolicy.action} ${fmtTime(r.networkPolicy.at)} by ${r.networkPolicy.by}`]);
+  const edges = r.edges || [];
+  pairs.push(["from observed edges", edges.length ? h("ul", { class: "origins" }, edges.map((e) => h("li", {}, e.key))) : "—"]);
+  return h("div", { class: "origin" }, kv(pairs));
 }
 
 function ruleText(r) {
@@ -300,19 +302,6 @@ function explainView(ev) {
     ev.error ? h("p", { class: "error" }, ev.error) : null);
 }
 
-// edgeDetailView shows what /v1/edges/detail adds to explain: the revision
-// each rule came from and the observed edges that produced it.
-function edgeDetailView(d) {
-  const out = [];
-  for (const r of d.rules || []) {
-    out.push(kv([
-      ["rule", ruleText(r)], ["revision", r.revision ? String(r.revision) : "—"],
-      ["from observed edges", (r.sourceEdges || r.edges || []).map((e) => (typeof e === "string" ? e : `${e.source} → ${e.destination} ${e.protocol}/${e.port}`)).join("; ") || "—"],
-    ]));
-  }
-  return h("div", { class: "rules" }, out);
-}
-
 async function showNode(id) {
   const n = state.model.nodes.get(id);
   if (!n) return;
@@ -325,47 +314,65 @@ async function showNode(id) {
 }
 
 async function showWorkload(id) {
-  const [st, history, diff] = await Promise.all([
-    state.api.get("/v1/status"),
-    state.api.get("/v1/history", { workload: id }),
-    state.api.get("/v1/diff", { workload: id }).catch((err) => ({ error: err.message })),
-  ]);
-  const s = st.find((x) => x.workload === id);
+  const d = await state.api.get("/v1/workloads/detail", { workload: id });
+  const s = d.status;
   const body = [];
   if (!s) {
     body.push(h("p", { class: "muted" }, "No policy state: the agent has no revision of this workload yet (propose first)."));
   } else {
-    const inSync = (s.endpoints || []).filter((e) => e.inSync).length;
+    const eps = s.endpoints || [];
+    const inSync = eps.filter((e) => e.inSync).length;
     body.push(section("State", kv([
       ["mode", h("span", { id: "wl-mode", class: `mode ${s.mode}` }, s.mode)],
       ["effective mode", s.effectiveMode || s.mode],
       ["revision", h("span", { id: "wl-revision" }, String(s.revision))],
       ["since", fmtTime(s.since)],
-      ["endpoints in sync", `${inSync} of ${(s.endpoints || []).length}`],
+      ["endpoints in sync", h("span", { id: "wl-insync" }, `${inSync} of ${eps.length}`)],
       ["would deny", String(s.wouldDeny || 0)], ["denied", String(s.denied || 0)],
       ["NetworkPolicies", (s.networkPolicies || []).join(", ") || "—"],
     ])));
-    if (operator()) body.push(actions(id, s));
-    const hits = s.ruleHits || [];
-    body.push(section("Rules and their kernel hit counters",
-      hits.length ? table(["rule", "packets", "bytes"], hits.map((r) => [r.ruleID, String(r.packets), fmtBytes(r.bytes)])) : h("p", { class: "muted" }, "no rule has counters"),
-      hits.filter((r) => !r.packets).length ? h("p", { class: "warn" }, `without hits: ${hits.filter((r) => !r.packets).map((r) => r.ruleID).join(", ")}`) : null));
-    const breaks = s.breaks || [];
-    body.push(section("What enforcing would break",
-      breaks.length ? table(["verdict", "from", "to", "service", "attempts"], breaks.map((b) => [b.verdict, b.source, b.destination, `${b.protocol}/${b.port}`, String(b.count)]))
-        : h("p", { class: "muted" }, "nothing denied or audit-denied since the promotion")));
   }
-  body.push(section("Proposed revision against the active one", diffView(diff)));
-  body.push(section("History", historyView(history)));
+  if (operator()) body.push(actions(id, s || { mode: "observe" }));
+  if (d.revision) body.push(h("p", { class: "muted" }, `revision ${d.revision.number} in force: ${d.revision.origin}, ${fmtTime(d.revision.createdAt)} by ${d.revision.createdBy}`));
+  const rules = d.rules || [];
+  body.push(section("Rules, with their kernel hit counters and the edges they came from",
+    rules.length ? table(["rule", "dir", "packets", "bytes", "from observed edges"], rules.map((r) => [
+      h("td", { class: r.hit ? "" : "unhit" }, r.id), r.direction === "Ingress" ? "in" : "out", String(r.packets || 0), fmtBytes(r.bytes || 0),
+      (r.edges || []).map((e) => e.key).join("; ") || "—"]), "grid rules")
+      : h("p", { class: "muted" }, "no rules in force"),
+    (d.unhit || []).length ? h("p", { class: "warn", id: "wl-unhit" }, `rules without hits: ${d.unhit.join(", ")}`) : null));
+  body.push(section("Proposed revision against the active one", proposedView(d.proposed)));
+  const breaks = d.wouldBreak || [];
+  body.push(section("What enforcing would break",
+    breaks.length ? table(["verdict", "from", "to", "service", "attempts"], breaks.map((b) => [b.verdict, b.source, b.destination, `${b.protocol}/${b.port}`, String(b.count)]))
+      : h("p", { class: "muted" }, "nothing audit-denied since the last promotion")));
+  body.push(section("History", historyView(d.history)));
   openPanel("workload", id, id, ...body);
 }
 
+// proposedView shows the proposed revision as a rule diff against the
+// one in force, and the agent's diff report.
+function proposedView(p) {
+  if (!p) return h("p", { class: "muted" }, "the revision in force is the latest");
+  const rows = (p.rules || []).map((r) => [h("td", { class: `change ${r.change}` }, r.change), r.id || (r.after || r.before || {}).id || "", ruleSummary(r.before), ruleSummary(r.after)]);
+  return h("div", { class: "proposed" },
+    h("p", {}, `revision ${p.revision} proposed; ${p.active ? `revision ${p.active}` : "none"} in force`),
+    rows.length ? table(["", "rule", "in force", "proposed"], rows) : h("p", { class: "muted" }, "same rules"),
+    p.report ? diffView(p.report) : null);
+}
+
+function ruleSummary(r) {
+  if (!r) return "—";
+  const peers = (r.peers || []).map((x) => JSON.stringify(x)).join(" ");
+  const ports = (r.ports || []).map((x) => `${x.protocol || "TCP"}/${x.port}${x.endPort ? `-${x.endPort}` : ""}`).join(", ");
+  return `${peers} ${ports}`.trim() || "any";
+}
+
 function diffView(d) {
-  if (d.error) return h("p", { class: "error" }, d.error);
   const list = (items, f) => (items && items.length ? h("ul", {}, items.map((x) => h("li", {}, f(x)))) : h("p", { class: "muted" }, "none"));
   return h("div", { class: "diff" },
-    h("h4", {}, "paths opened (rules added)"), list(d.added, ruleText),
-    h("h4", {}, "paths closed (observed edges the policy would deny)"), list(d.denied, (x) => `${x.edge} — ${x.action}, ${x.flows} flows${x.reason ? ` (${x.reason})` : ""}`),
+    h("h4", {}, "rules added"), list(d.added, ruleText),
+    h("h4", {}, "observed edges the proposal would deny"), list(d.denied, (x) => `${x.edge} — ${x.action}, ${x.flows} flows${x.reason ? ` (${x.reason})` : ""}`),
     h("h4", {}, "rules no observed edge used"), list(d.unused, ruleText));
 }
 
@@ -385,7 +392,7 @@ function actions(id, s) {
 }
 
 // confirmChange shows the reachability change of a promotion or rollback
-// (paths opened and closed, from the agent's diff) and commits it only
+// (the paths it opens and closes: GET /v1/change) and commits it only
 // after a reason and a confirmation.
 async function confirmChange(id, to) {
   const dlg = $("#dialog");
@@ -395,25 +402,30 @@ async function confirmChange(id, to) {
   $("#dialog-reason").value = "";
   $("#dialog-force-row").hidden = to !== "enforce";
   $("#dialog-force").checked = false;
-  body.append(h("p", { class: "muted" }, "computing the reachability change…"));
-  dlg.showModal();
-  const [diff, hist] = await Promise.all([
-    state.api.get("/v1/diff", { workload: id }).catch((err) => ({ error: err.message })),
-    state.api.get("/v1/history", { workload: id }),
-  ]);
-  clear(body);
-  if (to === "rollback") {
-    const last = hist.length ? hist[hist.length - 1] : null;
-    body.append(h("p", {}, last ? `Undoes seq ${last.seq}: back to ${last.fromMode || "observe"} revision ${last.fromRevision} (from ${last.toMode} revision ${last.toRevision}).` : "Nothing to undo."));
-  } else if (to === "audit") {
-    body.append(h("p", {}, "Audit blocks nothing: the paths below that would close are logged as audit-denied."));
-  } else {
-    body.append(h("p", { class: "warn" }, "Enforce drops every path below that would close."));
-  }
-  body.append(h("div", { id: "reachability" }, diffView(diff)));
-  const reason = $("#dialog-reason");
   const confirm = $("#dialog-confirm");
   confirm.disabled = true;
+  body.append(h("p", { class: "muted" }, "computing the reachability change…"));
+  dlg.showModal();
+  let change;
+  try {
+    change = await state.api.get("/v1/change", to === "rollback" ? { workload: id, action: "rollback" } : { workload: id, to });
+  } catch (err) {
+    clear(body).append(h("p", { class: "error" }, err.message));
+    return;
+  }
+  clear(body);
+  if (to === "rollback") {
+    body.append(h("p", {}, change.noPolicy ? "The rollback removes the workload's policy." : `Back to ${change.mode} revision ${change.revision}.`));
+  } else if (to === "audit") {
+    body.append(h("p", {}, "Audit blocks nothing: the paths it would close are logged as audit-denied."));
+  } else {
+    body.append(h("p", { class: "warn" }, "Enforce drops every path it closes."));
+  }
+  const list = (items) => (items && items.length ? h("ul", {}, items.map((x) => h("li", {}, x))) : h("p", { class: "muted" }, "none"));
+  body.append(h("div", { id: "reachability" },
+    h("h4", {}, `paths opened (${(change.opened || []).length})`), list(change.opened),
+    h("h4", {}, `paths closed (${(change.closed || []).length})`), list(change.closed)));
+  const reason = $("#dialog-reason");
   reason.oninput = () => { confirm.disabled = !reason.value.trim(); };
   reason.focus();
   confirm.onclick = async () => {
@@ -483,11 +495,10 @@ async function showEvidence() {
 }
 
 function verifyView(r) {
-  const probes = r.probes || r.results || [];
-  const mism = r.mismatches || [];
+  const bad = (r.results || []).filter((p) => !p.match);
   return h("div", {},
-    h("p", { id: "verify-summary" }, `${probes.length} probes, ${mism.length} mismatches`),
-    mism.length ? table(["from", "to", "port", "predicted", "observed"], mism.map((m) => [m.from || m.source, m.to || m.destination, String(m.port), m.predicted || m.expected, m.observed || m.outcome])) : null);
+    h("p", { id: "verify-summary" }, `${r.probed} probes (${r.expectedAllowed} expected allowed, ${r.expectedDenied} expected denied), ${r.mismatches} mismatches`),
+    bad.length ? table(["from", "to", "service", "expected", "outcome"], bad.map((p) => [p.source, p.destination, `${p.protocol}/${p.port}`, p.expected, `${p.outcome}${p.detail ? ` (${p.detail})` : ""}`])) : null);
 }
 
 async function lastBundle(el) {
@@ -511,31 +522,33 @@ function summaryView(v) {
 // ---- matrix ----
 
 async function showMatrix(ns) {
-  if (!ns) ns = state.model.namespaces[0] || "";
-  const m = await state.api.get("/v1/matrix", { namespace: ns });
-  const explainOut = h("div", { id: "matrix-explain" });
-  openPanel("matrix", ns, `Matrix of ${ns}`, matrixView(m, explainOut), section("Cell", explainOut));
+  const m = await state.api.get("/v1/matrix", ns ? { namespace: ns } : {});
+  const explainOut = h("div", { id: "matrix-explain" }, h("p", { class: "muted" }, "click a cell"));
+  const ports = m.ports || [];
+  const sel = h("select", { id: "matrix-port", "aria-label": "port" }, ports.map((p) => h("option", { value: p }, p)));
+  const holder = h("div", {});
+  const draw = () => clear(holder).append(matrixView(m, sel.value, explainOut));
+  sel.addEventListener("change", draw);
+  openPanel("matrix", ns, `Matrix of ${ns || "every namespace"}`, h("p", {}, "port ", sel), holder, section("Cell", explainOut));
   document.body.classList.add("panel-wide");
+  draw();
 }
 
-function matrixView(m, explainOut) {
-  const rows = m.rows || m.sources || [];
-  const cols = m.columns || m.destinations || [];
-  const cells = m.cells || [];
-  const head = h("tr", {}, h("th", {}, "from \\ to"), cols.map((c) => h("th", {}, c.label || c.name || c)));
-  const body = rows.map((r, i) => h("tr", {}, h("th", {}, r.label || r.name || r), cols.map((c, j) => {
-    const cell = (cells[i] || [])[j] || {};
-    const td = h("td", { class: `cell ${cell.action || ""}`, "data-from": r.name || r, "data-to": c.name || c, title: cell.port || "" }, cell.action === "allow" ? "✓" : cell.action === "deny" ? "✗" : cell.action === "audit-deny" ? "~" : "");
-    td.addEventListener("click", async () => {
-      clear(explainOut).append(h("p", { class: "muted" }, "…"));
-      try {
-        const ev = cell.explain || await state.api.get("/v1/explain", { from: r.name || r, to: c.name || c, port: cell.port || "" });
-        clear(explainOut).append(h("p", {}, `${r.name || r} → ${c.name || c} ${cell.port || ""}`), explainView(ev));
-      } catch (err) { clear(explainOut).append(h("p", { class: "error" }, err.message)); }
-    });
-    return td;
+function matrixView(m, port, explainOut) {
+  const ws = m.workloads || [];
+  const cells = new Map();
+  for (const c of m.cells || []) if (`${c.port}/${c.protocol}` === port) cells.set(`${c.from}>${c.to}`, c);
+  const mark = { allow: "✓", deny: "✗", "audit-deny": "~" };
+  const head = h("tr", {}, h("th", {}, "from \\ to"), ws.map((w) => h("th", {}, w)));
+  const rows = ws.map((from) => h("tr", {}, h("th", {}, from), ws.map((to) => {
+    const c = cells.get(`${from}>${to}`);
+    if (!c) return h("td", { class: "cell" }, "");
+    return h("td", {
+      class: `cell ${c.action}`, "data-from": from, "data-to": to, title: c.reason || "",
+      onclick: () => clear(explainOut).append(h("p", { id: "matrix-reason" }, `${from} → ${to} ${port}: ${c.reason || c.action}`), c.explain ? explainView(c.explain) : null),
+    }, mark[c.action] || c.action);
   })));
-  return h("table", { class: "matrix", id: "matrix" }, h("thead", {}, head), h("tbody", {}, body));
+  return h("table", { class: "matrix", id: "matrix" }, h("thead", {}, head), h("tbody", {}, rows));
 }
 
 document.addEventListener("DOMContentLoaded", boot);
