@@ -14,7 +14,7 @@ import (
 
 // Where the export puts its parts into the page's markup.
 const (
-	pageCSSLink  = `<link rel="stylesheet" href="app.css">`
+	pageCSSLink  = `<link rel="stylesheet" href="app.css" id="__________cytoscape_stylesheet">`
 	pageJSScript = `<script src="app.js" defer></script>`
 	pageTitle    = `<title>nanoseg</title>`
 	pageHeading  = `<h1 id="title">nanoseg</h1>`
@@ -59,7 +59,7 @@ func WriteHTML(w io.Writer, g *Graph) error {
 	}
 	title := html.EscapeString(pageSummary(g))
 	r := strings.NewReplacer(
-		pageCSSLink, "<style>\n"+string(css)+"</style>",
+		pageCSSLink, `<style id="__________cytoscape_stylesheet">`+"\n"+string(css)+"</style>",
 		pageJSScript, "",
 		pageTitle, "<title>nanoseg communication graph</title>",
 		pageHeading, `<h1 id="title">nanoseg communication graph</h1><span id="summary">`+title+`</span>`,

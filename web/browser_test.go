@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/nanoseg/nanoseg/internal/browsertest"
+	"github.com/nanoseg/nanoseg/server"
 	"github.com/nanoseg/nanoseg/web"
 )
 
@@ -80,6 +81,8 @@ func synthetic(n, m int) (edges, inventory []map[string]any) {
 }
 
 func (f *fakeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The agent's policy, so that a violation shows in these tests too.
+	w.Header().Set("Content-Security-Policy", server.ContentSecurityPolicy)
 	if !strings.HasPrefix(r.URL.Path, "/v1/") {
 		web.Handler().ServeHTTP(w, r)
 		return

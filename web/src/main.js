@@ -356,7 +356,7 @@ function proposedView(p) {
   if (!p) return h("p", { class: "muted" }, "the revision in force is the latest");
   const rows = (p.rules || []).map((r) => [h("td", { class: `change ${r.change}` }, r.change), r.id || (r.after || r.before || {}).id || "", ruleSummary(r.before), ruleSummary(r.after)]);
   return h("div", { class: "proposed" },
-    h("p", {}, `revision ${p.revision} proposed; ${p.active ? `revision ${p.active}` : "none"} in force`),
+    h("p", {}, `revision ${p.revision && p.revision.number} proposed; ${p.active ? `revision ${p.active}` : "none"} in force`),
     rows.length ? table(["", "rule", "in force", "proposed"], rows) : h("p", { class: "muted" }, "same rules"),
     p.report ? diffView(p.report) : null);
 }
@@ -406,25 +406,14 @@ async function confirmChange(id, to) {
   confirm.disabled = true;
   body.append(h("p", { class: "muted" }, "computing the reachability change…"));
   dlg.showModal();
-  let change;
   try {
-    change = await state.api.get("/v1/change", to === "rollback" ? { workload: id, action: "rollback" } : { workload: id, to });
+    const change = await state.api.get("/v1/change", to === "rollback" ? { workload: id, action: "rollback" } : { workload: id, to });
+    clear(body).append(changeView(to, change || {}));
   } catch (err) {
-    clear(body).append(h("p", { class: "error" }, err.message));
+    clear(body);
+    $("#dialog-error").textContent = err.message;
     return;
   }
-  clear(body);
-  if (to === "rollback") {
-    body.append(h("p", {}, change.noPolicy ? "The rollback removes the workload's policy." : `Back to ${change.mode} revision ${change.revision}.`));
-  } else if (to === "audit") {
-    body.append(h("p", {}, "Audit blocks nothing: the paths it would close are logged as audit-denied."));
-  } else {
-    body.append(h("p", { class: "warn" }, "Enforce drops every path it closes."));
-  }
-  const list = (items) => (items && items.length ? h("ul", {}, items.map((x) => h("li", {}, x))) : h("p", { class: "muted" }, "none"));
-  body.append(h("div", { id: "reachability" },
-    h("h4", {}, `paths opened (${(change.opened || []).length})`), list(change.opened),
-    h("h4", {}, `paths closed (${(change.closed || []).length})`), list(change.closed)));
   const reason = $("#dialog-reason");
   reason.oninput = () => { confirm.disabled = !reason.value.trim(); };
   reason.focus();
@@ -446,6 +435,18 @@ async function confirmChange(id, to) {
     }
   };
   $("#dialog-cancel").onclick = () => dlg.close();
+}
+
+// changeView shows a ChangePreview: what the change does, and the paths it opens and closes.
+function changeView(to, change) {
+  let what;
+  if (to === "rollback") what = h("p", {}, change.noPolicy ? "The rollback removes the workload's policy." : `Back to ${change.mode} revision ${change.revision}.`);
+  else if (to === "audit") what = h("p", {}, "Audit blocks nothing: the paths it would close are logged as audit-denied.");
+  else what = h("p", { class: "warn" }, "Enforce drops every path it closes.");
+  const list = (items) => (items && items.length ? h("ul", {}, items.map((x) => h("li", {}, x))) : h("p", { class: "muted" }, "none"));
+  return h("div", { id: "reachability" }, what,
+    h("h4", {}, `paths opened (${(change.opened || []).length})`), list(change.opened),
+    h("h4", {}, `paths closed (${(change.closed || []).length})`), list(change.closed));
 }
 
 async function propose() {
