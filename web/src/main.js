@@ -36,6 +36,7 @@ function fail(err) {
     return;
   }
   status(err.message || String(err), true);
+  console.error(err);
 }
 
 // ---- boot ----
@@ -125,7 +126,6 @@ async function loadGraph() {
   ]);
   state.reloads++;
   await setModel(fromAPI(edges, inventory));
-  status("");
 }
 
 async function setModel(m) {
@@ -185,9 +185,11 @@ function startEvents() {
       timer = 0;
       const t = pending;
       pending = new Set();
+      state.topics = [...t]; // the last change's topics, for tests and the console
       try {
         if (t.size === 0 || t.has("edges") || t.has("inventory")) await loadGraph();
-        if (state.panel && state.panel.kind === "workload" && (t.has("status") || t.has("history") || t.size === 0)) await showWorkload(state.panel.id);
+        // A workload's panel follows its state, but not under an open dialog.
+        if (state.panel && state.panel.kind === "workload" && !$("#dialog").open && (t.has("status") || t.has("history") || t.size === 0)) await showWorkload(state.panel.id);
       } catch (err) { fail(err); }
     }, 1000);
   });
