@@ -139,7 +139,9 @@ func uiAPI(t *testing.T, base, token, method, path string, out any) int {
 // shop/db to audit through the confirmation (which shows the paths the
 // change opens and closes) and the history records it with the session's
 // user while the kernel holds the audit rules; an edge's panel names the
-// rule that allows it, its revision and observed edge; a request without
+// rule that allows it, its revision and observed edge; a matrix cell
+// explains itself; verify runs and a bundle is exported, downloaded and
+// summarised; a request without
 // the CSRF token is refused; a viewer sees no actions and is refused a
 // promotion; nothing is logged to the console but those refusals, and
 // nothing is requested from anywhere but the agent's listener.
@@ -276,6 +278,30 @@ func TestUI(t *testing.T) {
 		t.Errorf("api -> db's panel does not give the rule's revision and observed edge:\n%s", body)
 	}
 
+	// The matrix of shop: the api -> db cell on 5432/TCP explains itself.
+	b.Do(t, "the matrix of shop", chromedp.SetValue(chromedp.CSS("#f-namespace"), "shop"),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector("#f-namespace").dispatchEvent(new Event("change")); document.querySelector("#btn-matrix").click()`))
+	browsertest.Wait(t, b, "the matrix", `document.querySelector("#matrix-port") !== null`, 20*time.Second)
+	b.Do(t, "port 5432 and the api -> db cell", chromedp.Evaluate[chromedp.Void](`const p = document.querySelector("#matrix-port"); p.value = "5432/TCP"; p.dispatchEvent(new Event("change"));
+		document.querySelector('#matrix td[data-from="shop/api"][data-to="shop/db"]').click()`))
+	browsertest.Wait(t, b, "the cell's explanation", `document.querySelector("#matrix-reason") !== null`, 5*time.Second)
+	if got := browsertest.Eval[string](t, b, `document.querySelector("#matrix-explain").textContent`); !strings.Contains(got, "allow") || !strings.Contains(got, "NanoSegment shop/db") {
+		t.Errorf("the api -> db cell explains: %q", got)
+	}
+
+	// Evidence: verify, export and download a bundle, its summary.
+	b.Do(t, "evidence", chromedp.Evaluate[chromedp.Void](`document.querySelector("#btn-evidence").click()`))
+	browsertest.Wait(t, b, "the last bundle", `document.querySelector("#evidence-last") && document.querySelector("#evidence-last").textContent.includes("no bundle exported yet")`, 10*time.Second)
+	b.Do(t, "verify", chromedp.Evaluate[chromedp.Void](`document.querySelector("#ev-verify").click()`))
+	browsertest.Wait(t, b, "the verification", `document.querySelector("#verify-summary") !== null`, 60*time.Second)
+	if got := browsertest.Eval[string](t, b, `document.querySelector("#verify-summary").textContent`); !strings.Contains(got, " 0 mismatches") {
+		t.Errorf("verify from the page: %q", got)
+	}
+	b.Do(t, "export", chromedp.Evaluate[chromedp.Void](`document.querySelector("#ev-export").click()`))
+	browsertest.Wait(t, b, "the bundle's download and summary", `document.querySelector("#ev-download") !== null && document.querySelector("#evidence-last").textContent.includes("manifestSHA256")`, 60*time.Second)
+	b.Do(t, "all namespaces", chromedp.SetValue(chromedp.CSS("#f-namespace"), ""),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector("#f-namespace").dispatchEvent(new Event("change"))`))
+
 	if dir := os.Getenv("UI_SCREENSHOT_DIR"); dir != "" {
 		uiScreenshots(t, b, dir)
 	}
@@ -312,12 +338,14 @@ func TestUI(t *testing.T) {
 		t.Errorf("the refused promotions were recorded: %+v", cacheHist)
 	}
 
-	// No console error but the refusals the test provoked (the browser
-	// logs every 4xx): the 401 of the session check before each login,
-	// the 403s of the forged promotions.
+	// No console error but the answers the test provoked (the browser logs
+	// every 4xx): the 401 of the session check before each login, the 404
+	// of the last bundle before the first export, the 403s of the forged
+	// promotions.
 	var problems []string
 	for _, p := range b.Problems() {
 		if strings.Contains(p, "status of 401") && strings.Contains(p, "/v1/session") ||
+			strings.Contains(p, "status of 404") && strings.Contains(p, "/v1/evidence/last") ||
 			strings.Contains(p, "status of 403") && strings.Contains(p, "/v1/promote") {
 			continue
 		}
