@@ -132,8 +132,11 @@ async function setModel(m) {
   state.model = m;
   const sel = $("#f-namespace");
   const cur = sel.value;
-  clear(sel).append(h("option", { value: "" }, "all namespaces"), ...m.namespaces.map((ns) => h("option", { value: ns }, ns)));
-  sel.value = m.namespaces.includes(cur) ? cur : "";
+  // Rebuilt only when the namespaces changed: not under the user's hand.
+  if (sel.options.length !== m.namespaces.length + 1 || m.namespaces.some((ns, i) => sel.options[i + 1].value !== ns)) {
+    clear(sel).append(h("option", { value: "" }, "all namespaces"), ...m.namespaces.map((ns) => h("option", { value: ns }, ns)));
+    sel.value = m.namespaces.includes(cur) ? cur : "";
+  }
   state.filter.namespace = sel.value;
   await state.view.setModel(m);
   if (!state.settledAt) state.settledAt = performance.now(); // the first layout's end, for the benchmark
