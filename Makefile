@@ -9,14 +9,32 @@ BIN := bin/nanoseg
 # Kernel tests run when this runs as root; the whole suite stays under 15 minutes.
 TEST_TIMEOUT ?= 14m
 
-.PHONY: help build image test unit bench lint fmt-check vet demo demo-containers demo-kubernetes generate verify clean kube-bins conformance kube-up
+.PHONY: help build web web-verify image test unit bench lint fmt-check vet demo demo-containers demo-kubernetes generate verify clean kube-bins conformance kube-up
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-build: ## build bin/nanoseg and its kubectl plugin link bin/kubectl-nanoseg
+build: web ## build bin/nanoseg (with the web page) and its kubectl plugin link bin/kubectl-nanoseg
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/nanoseg
 	ln -sf nanoseg bin/kubectl-nanoseg
+
+# The web page (web/src, bundled with its pinned npm packages into web/dist,
+# which the binary embeds). web/dist is committed, so go build needs no node;
+# with npm present, make build installs the packages (npm ci, when
+# package-lock.json changed) and rebuilds it. make test then fails when the
+# rebuilt dist differs from the committed one (web-verify), as for generated
+# files.
+web: ## rebuild web/dist from web/src when npm is present (npm ci, node build.mjs)
+	@if ! command -v npm >/dev/null || ! command -v node >/dev/null; then \
+	  echo "make web: no node/npm: the binary embeds the committed web/dist"; exit 0; fi; \
+	cd web && if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then \
+	  npm ci --no-audit --no-fund --loglevel=error; fi && node build.mjs
+
+web-verify: web ## fail if web/dist is not what web/src builds (commit the rebuilt dist)
+	@if ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  echo "make web-verify: not a git checkout: skipped"; exit 0; fi; \
+	if [ -n "$$(git status --porcelain -- web/dist)" ]; then \
+	  git status --short -- web/dist; echo "web/dist is stale: run make web and commit it"; exit 1; fi
 
 image: ## build the image nanoseg.io/nanoseg:dev as out/images/nanoseg.tar (docker archive, no registry: ctr -n k8s.io image import)
 	./hack/image.sh
@@ -46,7 +64,7 @@ KUBE_UP ?= /tmp/nanoseg-kube-up.kubeconfig
 kube-up: kube-bins ## a throwaway API server for trying `nanoseg node` by hand; writes $(KUBE_UP), rm it to stop
 	NANOSEG_KUBE_UP=$(abspath $(KUBE_UP)) NANOSEG_KUBE_REQUIRED=1 go test -count=1 -timeout 0 -v -run '^TestServe$$' ./internal/kubetest
 
-test: fmt-check vet verify build ## gofmt check, go vet, generated files check, unit tests with -race, Kubernetes API server tests, and (as root) kernel and end-to-end tests
+test: fmt-check vet verify web-verify build ## gofmt check, go vet, generated files check, unit tests with -race, Kubernetes API server tests, and (as root) kernel and end-to-end tests
 	@if [ "$$(id -u)" != 0 ]; then echo "make test: not root: kernel tests will skip (they need network namespaces); run as root for the full suite"; fi
 	@kubebin=$$(./hack/kube-bins.sh) || { echo "make test: hack/kube-bins.sh failed: the Kubernetes tests need its binaries"; exit 1; }; \
 	export NANOSEG_KUBE_BIN=$$kubebin NANOSEG_KUBE_REQUIRED=1; \

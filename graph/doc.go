@@ -1,7 +1,7 @@
 // Package graph turns observed edges (model.Edge) into the communication
 // graph that network engineers review, and writes it as JSON, DOT
-// (Graphviz), GraphML, Mermaid, or a self-contained HTML page with an inline
-// SVG drawing.
+// (Graphviz), GraphML, Mermaid, or a self-contained HTML page that draws
+// it with the agent's web page (package web).
 //
 // Build merges edges that share source, destination, protocol and port (for
 // example from several observation windows or nodes), applies a Filter
@@ -19,8 +19,10 @@
 // it by the verdict of most of its flows (Edge.Dominant), not by the worst
 // one: a path that works and was denied twice is not drawn as denied.
 //
-// The HTML page lays the graph out itself (layout.go: layered, left to
-// right, deterministic) and draws it as inline SVG; it needs no network.
+// The HTML page is the agent's live page (package web: cytoscape.js with
+// the fcose layout, filters, edge and node panels) with its script and
+// style sheet inline and the graph's JSON form embedded as its data, so
+// the export and the live page share one rendering; it needs no network.
 //
 // Every name in the graph (namespaces, workloads, labels, DNS names) comes
 // from user input or from the network, so every writer escapes it for its

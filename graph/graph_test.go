@@ -16,8 +16,10 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/net/html"
 
 	"github.com/nanoseg/nanoseg/model"
+	"github.com/nanoseg/nanoseg/web"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -55,7 +57,11 @@ func TestGolden(t *testing.T) {
 	g.GeneratedAt = t0.Add(10 * time.Minute)
 	for _, f := range Formats {
 		t.Run(string(f), func(t *testing.T) {
-			golden(t, "shop."+f.Ext(), render(t, f, g))
+			out := render(t, f, g)
+			if f == FormatHTML {
+				out = htmlSkeleton(t, out)
+			}
+			golden(t, "shop."+f.Ext(), out)
 		})
 	}
 }
@@ -342,12 +348,8 @@ func TestCycleAndSelfLoop(t *testing.T) {
 		return model.Edge{Source: s, Destination: d, Protocol: model.ProtocolTCP, Port: 80, Traffic: model.Traffic{Flows: 1}}
 	}
 	g := Build([]model.Edge{e(a, b), e(b, c), e(c, a), e(a, a), e(b, a)}, Filter{})
-	out := string(render(t, FormatHTML, g))
-	if n := strings.Count(out, `<g class="edge `); n != 5 {
-		t.Errorf("%d edge groups, want 5", n)
-	}
-	if strings.Contains(out, "NaN") || strings.Contains(out, "Inf") {
-		t.Error("layout produced NaN or Inf")
+	if d := htmlData(t, render(t, FormatHTML, g)); len(d.Edges) != 5 || len(d.Nodes) != 3 {
+		t.Errorf("the page's data has %d edges and %d nodes, want 5 and 3 (a self-loop and both directions)", len(d.Edges), len(d.Nodes))
 	}
 }
 
@@ -384,4 +386,69 @@ func TestFailedAndCoverage(t *testing.T) {
 	if !strings.Contains(b.String(), `"silent": true`) || !strings.Contains(b.String(), `"failed": 3`) {
 		t.Errorf("JSON lacks coverage or failed:\n%s", b.String())
 	}
+}
+
+// htmlSkeleton returns the HTML export with the inlined bundle and style
+// sheet (package web's, checked against its sources there) cut down to a
+// marker, so that golden files hold the page's markup and data only. It
+// fails t when the export does not inline exactly that bundle and sheet.
+func htmlSkeleton(t *testing.T, out []byte) []byte {
+	t.Helper()
+	js, css := web.AppJS(), web.AppCSS()
+	if bytes.Count(out, js) != 1 || bytes.Count(out, css) != 1 {
+		t.Fatalf("the HTML export does not inline the page's script and style sheet once each")
+	}
+	out = bytes.Replace(out, js, []byte("/* web/dist/app.js */\n"), 1)
+	return bytes.Replace(out, css, []byte("/* web/dist/app.css */\n"), 1)
+}
+
+// htmlData parses the HTML export and returns the graph embedded for the
+// page, failing t unless the file has exactly the two scripts (the data
+// and the inlined bundle), no event handler attribute and no element the
+// page does not have.
+func htmlData(t *testing.T, out []byte) Graph {
+	t.Helper()
+	doc, err := html.Parse(bytes.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var data, code []string
+	var walk func(*html.Node)
+	walk = func(n *html.Node) {
+		if n.Type == html.ElementNode {
+			switch n.Data {
+			case "script":
+				switch {
+				case attr(n, "type") == "application/json" && attr(n, "id") == "nanoseg-graph":
+					data = append(data, text(n))
+				case attr(n, "src") == "" && attr(n, "type") == "":
+					code = append(code, text(n))
+				default:
+					t.Errorf("unexpected script element %v", n.Attr)
+				}
+			case "img", "svg", "iframe", "object", "embed":
+				t.Errorf("a <%s> element in the export", n.Data)
+			}
+			for _, a := range n.Attr {
+				if strings.HasPrefix(a.Key, "on") {
+					t.Errorf("event handler attribute %q on <%s>", a.Key, n.Data)
+				}
+			}
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			walk(c)
+		}
+	}
+	walk(doc)
+	if len(data) != 1 || len(code) != 1 {
+		t.Fatalf("%d data and %d code scripts, want 1 and 1", len(data), len(code))
+	}
+	if code[0] != "\n"+string(web.AppJS()) {
+		t.Error("the export's script is not the page's bundle (web.AppJS)")
+	}
+	var g Graph
+	if err := json.Unmarshal([]byte(data[0]), &g); err != nil {
+		t.Fatalf("the export's data: %v", err)
+	}
+	return g
 }

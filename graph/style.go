@@ -1,7 +1,6 @@
 package graph
 
 import (
-	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -61,30 +60,6 @@ func cleanText(s string) string {
 		}
 		return r
 	}, s)
-}
-
-// edgeBytes formats a byte counter of e; counters arrive with the end of a
-// connection (conntrack accounting), so an edge with flows and no bytes yet
-// says "pending" rather than a false zero.
-func edgeBytes(e Link, n uint64) string {
-	if n == 0 && e.PacketsOut == 0 && e.PacketsIn == 0 && e.Flows > 0 {
-		return "pending"
-	}
-	return humanBytes(n)
-}
-
-// humanBytes formats n bytes with binary units: "512 B", "1.5 KiB".
-func humanBytes(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // sortedKeys returns the keys of m, sorted.

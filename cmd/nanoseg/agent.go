@@ -20,6 +20,7 @@ import (
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/inventory/host"
 	"github.com/nanoseg/nanoseg/model"
+	"github.com/nanoseg/nanoseg/web"
 )
 
 func newAgentCmd(a *app) *cobra.Command {
@@ -45,6 +46,7 @@ may look but not promote.`,
 			if err != nil {
 				return fmt.Errorf("agent: %w", err)
 			}
+			ag.Server().SetUI(web.Handler()) // the page, on the TCP listener only
 			return ag.Run(cmd.Context())
 		},
 	}

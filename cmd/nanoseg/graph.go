@@ -59,9 +59,11 @@ func newGraphCmd(a *app) *cobra.Command {
 peers, edges labelled with protocol/port, flow and byte counts, first and last
 seen, and verdict counts. When any flow of an edge was denied or audit-denied,
 its label splits the flows: "TCP/5432 · 616 flows (614 allowed, 2 denied)";
-the HTML, DOT and Mermaid drawings colour an edge by the verdict of most of
-its flows (red: mostly denied, orange dashed: mostly audit-denied), so a path
-that works but was denied twice is not drawn as a denied path.
+the DOT and Mermaid drawings colour an edge by the verdict of most of its
+flows (red: mostly denied, orange dashed: mostly audit-denied), and the HTML
+page (the agent's web page with the graph embedded, one file that loads
+nothing) colours it by that verdict with a band of each verdict's share, so a
+path that works but was denied twice is not drawn as a denied path.
 
 An edge whose connections a ClusterNetworkPolicy rule decides under the
 policies in force carries that rule (tier, policy, priority, rule, action):

@@ -1,0 +1,227 @@
+package web_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/nanoseg/nanoseg/internal/browsertest"
+	"github.com/nanoseg/nanoseg/server"
+	"github.com/nanoseg/nanoseg/web"
+)
+
+// fakeAgent answers the page's reads as an agent would (docs/api.md), from
+// a synthetic graph, so the drawing can be tested without a lab: the live
+// page's tests against a real agent are in e2e (TestUI...).
+type fakeAgent struct {
+	mu        sync.Mutex
+	edges     []map[string]any
+	inventory []map[string]any
+	events    chan string // data of the next "change" events
+}
+
+func peer(ns, w string) map[string]any { return map[string]any{"namespace": ns, "workload": w} }
+
+func edge(src, dst map[string]any, port int, allowed, denied int) map[string]any {
+	v := map[string]any{}
+	if allowed > 0 {
+		v["allowed"] = allowed
+	}
+	if denied > 0 {
+		v["denied"] = denied
+	}
+	return map[string]any{"source": src, "destination": dst, "protocol": "TCP", "port": port,
+		"firstSeen": "2026-12-02T10:00:00Z", "lastSeen": "2026-12-02T11:00:00Z", "flows": allowed + denied, "verdicts": v}
+}
+
+// synthetic returns a graph of n workloads in n/50 namespaces and m edges
+// (a fixed seed: the same graph every run), with a few external peers.
+func synthetic(n, m int) (edges, inventory []map[string]any) {
+	r := rand.New(rand.NewPCG(1, 2))
+	nss := max(n/50, 1)
+	name := func(i int) (string, string) { return fmt.Sprintf("ns%02d", i%nss), fmt.Sprintf("w%04d", i) }
+	for i := range n {
+		ns, w := name(i)
+		inventory = append(inventory, map[string]any{"namespace": ns, "workload": w, "netns": fmt.Sprintf("%s_%s-0", ns, w)})
+	}
+	ports := []int{80, 443, 5432, 6379, 8080, 9090}
+	seen := map[string]bool{}
+	for len(edges) < m {
+		a, b := r.IntN(n), r.IntN(n)
+		if a == b {
+			continue
+		}
+		// Most talk within their namespace, as services do.
+		if r.IntN(4) > 0 {
+			b = (a + nss*(1+r.IntN(3))) % n
+		}
+		p := ports[r.IntN(len(ports))]
+		k := fmt.Sprint(a, b, p)
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		an, aw := name(a)
+		bn, bw := name(b)
+		dst := peer(bn, bw)
+		if r.IntN(100) == 0 {
+			dst = map[string]any{"external": true, "name": fmt.Sprintf("api%d.example", r.IntN(20)), "addr": "198.51.100.7"}
+		}
+		edges = append(edges, edge(peer(an, aw), dst, p, 1+r.IntN(600), r.IntN(3)/2))
+	}
+	return edges, inventory
+}
+
+func (f *fakeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The agent's policy, so that a violation shows in these tests too.
+	w.Header().Set("Content-Security-Policy", server.ContentSecurityPolicy)
+	if !strings.HasPrefix(r.URL.Path, "/v1/") {
+		web.Handler().ServeHTTP(w, r)
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var v any
+	switch r.URL.Path {
+	case "/v1/session":
+		v = map[string]any{"role": "viewer", "csrf": "x", "expires": time.Now().Add(time.Hour)}
+	case "/v1/edges":
+		v = f.edges
+	case "/v1/inventory":
+		v = f.inventory
+	case "/v1/events":
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		ch := f.events
+		f.mu.Unlock()
+		defer f.mu.Lock()
+		for {
+			select {
+			case <-r.Context().Done():
+				return
+			case data := <-ch:
+				fmt.Fprintf(w, "event: change\ndata: %s\n\n", data)
+				w.(http.Flusher).Flush()
+			}
+		}
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// TestGraphDrawsAndMerges opens the page on a small graph: every workload
+// and edge is drawn, an edge with 614 allowed and 2 denied flows is drawn
+// as allowed with a denied band (not as denied), filters hide what they
+// should, and a change event merges a new workload and edge into the
+// drawing without moving any node already there.
+func TestGraphDrawsAndMerges(t *testing.T) {
+	f := &fakeAgent{events: make(chan string, 4)}
+	web, api, db, cache := peer("shop", "web"), peer("shop", "api"), peer("shop", "db"), peer("shop", "cache")
+	prom := peer("monitoring", "prometheus")
+	f.edges = []map[string]any{
+		edge(web, api, 8080, 100, 0),
+		edge(api, db, 5432, 614, 2),
+		edge(api, cache, 6379, 0, 7),
+		edge(prom, api, 9090, 50, 0),
+		edge(api, map[string]any{"external": true, "name": "payments.example", "addr": "198.51.100.9"}, 443, 30, 0),
+	}
+	for _, p := range []map[string]any{web, api, db, cache, prom, peer("shop", "idle")} {
+		f.inventory = append(f.inventory, map[string]any{"namespace": p["namespace"], "workload": p["workload"]})
+	}
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close) // after the browser's cleanup: its event stream must go first
+
+	b := browsertest.Start(t, 60*time.Second)
+	b.Do(t, "open the page", chromedp.Navigate(srv.URL+"/"))
+	browsertest.Wait(t, b, "the drawing", `window.nanoseg.view && window.nanoseg.view.layoutMs > 0`, 20*time.Second)
+
+	if got := browsertest.Eval[string](t, b, `document.querySelector("#counts").textContent`); got != "6 workloads · 1 external peers · 5 edges" {
+		t.Errorf("counts %q: want every declared workload (idle too), the external and the 5 edges", got)
+	}
+	cls := browsertest.Eval[string](t, b, `nanoseg.view.cy.getElementById("shop/api>shop/db|TCP/5432").classes().join(" ")`)
+	if cls != "allow mixed" {
+		t.Errorf("api→db (614 allowed, 2 denied) classes %q, want %q", cls, "allow mixed")
+	}
+	if got := browsertest.Eval[string](t, b, `nanoseg.view.cy.getElementById("shop/api>shop/cache|TCP/6379").classes().join(" ")`); got != "deny" {
+		t.Errorf("api→cache (7 denied) classes %q, want deny", got)
+	}
+	if got := browsertest.Eval[string](t, b, `nanoseg.view.cy.getElementById("shop/api").parent().id()`); got != "ns:shop" {
+		t.Errorf("shop/api's parent %q, want its namespace ns:shop", got)
+	}
+
+	b.Do(t, "filter denied", chromedp.SetValue(chromedp.CSS("#f-verdict"), "deny"),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector("#f-verdict").dispatchEvent(new Event("change"))`))
+	if got := browsertest.Eval[string](t, b, `document.querySelector("#counts").textContent`); got != "3 workloads · 0 external peers · 2 edges" {
+		t.Errorf("verdict deny: counts %q, want the two edges with denied flows and their ends (api, db, cache)", got)
+	}
+	b.Do(t, "filter namespace", chromedp.SetValue(chromedp.CSS("#f-verdict"), ""),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector("#f-verdict").dispatchEvent(new Event("change"))`),
+		chromedp.SetValue(chromedp.CSS("#f-namespace"), "monitoring"),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector("#f-namespace").dispatchEvent(new Event("change"))`))
+	if got := browsertest.Eval[string](t, b, `document.querySelector("#counts").textContent`); got != "2 workloads · 0 external peers · 1 edges" {
+		t.Errorf("namespace monitoring: counts %q, want prometheus, what it talks to, and that edge", got)
+	}
+	b.Do(t, "all namespaces", chromedp.SetValue(chromedp.CSS("#f-namespace"), ""),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector("#f-namespace").dispatchEvent(new Event("change"))`))
+
+	before := browsertest.Eval[map[string]map[string]float64](t, b, `nanoseg.view.positions()`)
+	f.mu.Lock()
+	f.edges = append(f.edges, edge(api, peer("shop", "queue"), 5672, 3, 0))
+	f.mu.Unlock()
+	f.events <- `{"seq":1,"topics":["edges"]}`
+	browsertest.Wait(t, b, "the new workload", `nanoseg.view.cy.getElementById("shop/queue").nonempty()`, 10*time.Second)
+	after := browsertest.Eval[map[string]map[string]float64](t, b, `nanoseg.view.positions()`)
+	for id, p := range before {
+		if q := after[id]; q["x"] != p["x"] || q["y"] != p["y"] {
+			t.Errorf("%s moved from %v to %v when a workload was added: the merge must not lay out again", id, p, q)
+		}
+	}
+	if len(after) != len(before)+1 {
+		t.Errorf("%d nodes after the change, want %d", len(after), len(before)+1)
+	}
+	if p := b.Problems(); len(p) > 0 {
+		t.Errorf("console problems:\n%s", strings.Join(p, "\n"))
+	}
+	if fo := b.Foreign(srv.URL); len(fo) > 0 {
+		t.Errorf("requests beyond the server: %v", fo)
+	}
+}
+
+// BenchmarkPageLayout measures the page on a graph of 1,000 workloads and
+// 10,000 edges against a baseline of 100 workloads and 1,000 edges in the
+// same run: time to first contentful paint, and from navigation to a
+// settled layout (fcose's layoutstop). docs/benchmarks.md records them.
+func BenchmarkPageLayout(b *testing.B) {
+	for _, size := range []struct{ n, m int }{{100, 1000}, {1000, 10000}} {
+		b.Run(fmt.Sprintf("workloads=%d/edges=%d", size.n, size.m), func(b *testing.B) {
+			f := &fakeAgent{events: make(chan string)}
+			f.edges, f.inventory = synthetic(size.n, size.m)
+			srv := httptest.NewServer(f)
+			b.Cleanup(srv.Close)
+			br := browsertest.Start(b, 10*time.Minute)
+			var settle, fcp float64
+			for i := 0; i < b.N; i++ {
+				br.Do(b, "open the page", chromedp.Navigate(srv.URL+"/"))
+				browsertest.Wait(b, br, "the drawing", `window.nanoseg.view && window.nanoseg.view.layoutMs > 0`, 5*time.Minute)
+				settle += browsertest.Eval[float64](b, br, `nanoseg.settledAt`)
+				b.Logf("timing %s", browsertest.Eval[string](b, br, `JSON.stringify(nanoseg.view.timing)`))
+				fcp += browsertest.Eval[float64](b, br, `(performance.getEntriesByName("first-contentful-paint")[0] || {startTime: 0}).startTime`)
+			}
+			b.ReportMetric(settle/float64(b.N), "ms-to-settled")
+			b.ReportMetric(fcp/float64(b.N), "ms-to-first-paint")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
