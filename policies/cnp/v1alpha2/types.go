@@ -32,6 +32,7 @@ const (
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:scope=Cluster,shortName=cnp
+// +kubebuilder:metadata:annotations="api-approved.kubernetes.io=unapproved: nanoseg's own schema for clusters without the upstream CRD"
 // +kubebuilder:subresource:status
 // +kubebuilder:printcolumn:name="Tier",type=string,JSONPath=`.spec.tier`
 // +kubebuilder:printcolumn:name="Priority",type=integer,JSONPath=`.spec.priority`
