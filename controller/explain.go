@@ -10,6 +10,7 @@ import (
 
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
+	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
@@ -73,6 +74,9 @@ type AgentWorld struct {
 	NanoSegments []v1alpha1.NanoSegment   `json:"nanosegments"`
 	// NetworkPolicies are the NetworkPolicies in force.
 	NetworkPolicies []networkingv1.NetworkPolicy `json:"networkPolicies"`
+	// ClusterNetworkPolicies are the ClusterNetworkPolicies in force
+	// (when the store holds them: store.ClusterPolicyStore).
+	ClusterNetworkPolicies []cnpv1alpha2.ClusterNetworkPolicy `json:"clusterNetworkPolicies,omitempty"`
 }
 
 // World returns the agent's inventory and active policies as an AgentWorld.
@@ -103,6 +107,7 @@ func (s *Service) World() (AgentWorld, error) {
 	}
 	w.NanoSegments = in.NanoSegments
 	w.NetworkPolicies = in.NetworkPolicies
+	w.ClusterNetworkPolicies = in.ClusterNetworkPolicies
 	if w.NanoSegments == nil {
 		w.NanoSegments = []v1alpha1.NanoSegment{}
 	}

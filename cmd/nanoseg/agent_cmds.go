@@ -765,5 +765,8 @@ func agentWorld(a *app) (*policies.CaseState, error) {
 	for i := range w.NetworkPolicies {
 		c.Policies = append(c.Policies, policies.Object{NetworkPolicy: &w.NetworkPolicies[i]})
 	}
+	for i := range w.ClusterNetworkPolicies {
+		c.Policies = append(c.Policies, policies.Object{ClusterNetworkPolicy: &w.ClusterNetworkPolicies[i]})
+	}
 	return c.NewCaseState()
 }

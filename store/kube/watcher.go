@@ -449,7 +449,7 @@ func (w *PolicyWatcher) onClusterNetworkPolicy(obj any) {
 	r := objRef{KindClusterNetworkPolicy, "", u.GetName()}
 	p, err := ClusterNetworkPolicyFromUnstructured(u)
 	if err == nil {
-		err = checkClusterNetworkPolicy(p)
+		err = CheckClusterNetworkPolicy(p)
 	}
 	w.judge(r, u.GetUID(), u.GetResourceVersion(), u.GetGeneration(), applied{rv: u.GetResourceVersion(), cnp: p}, err)
 }
@@ -607,10 +607,10 @@ func checkNetworkPolicy(np *networkingv1.NetworkPolicy) error {
 	return nil
 }
 
-// checkClusterNetworkPolicy validates p as its CRD's schema would and
-// compiles it; the error wraps policies.ErrInvalid and names every field
-// at fault.
-func checkClusterNetworkPolicy(p *cnpv1alpha2.ClusterNetworkPolicy) error {
+// CheckClusterNetworkPolicy validates p as its CRD's schema would and
+// compiles it, as the node agent does before applying a version; the error
+// wraps policies.ErrInvalid and names every field at fault.
+func CheckClusterNetworkPolicy(p *cnpv1alpha2.ClusterNetworkPolicy) error {
 	if errs := policies.ValidateClusterNetworkPolicy(p); len(errs) > 0 {
 		return fmt.Errorf("%w: %w", policies.ErrInvalid, errs.ToAggregate())
 	}

@@ -19,6 +19,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/nanoseg/nanoseg/policies"
+	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
+	"github.com/nanoseg/nanoseg/store"
 )
 
 // cnpObject is a ClusterNetworkPolicy as the dynamic client returns it,
@@ -171,5 +173,55 @@ func TestClusterNetworkPoliciesAbsent(t *testing.T) {
 				t.Errorf("%d log lines saying the kind is not served, want 1:\n%s", n, log)
 			}
 		})
+	}
+}
+
+// The cluster store reads the ClusterNetworkPolicies the node agents
+// enforce: valid ones, sorted; an invalid one left out and logged once;
+// none when the kind is not served; a refused list is an error.
+func TestStoreClusterNetworkPolicies(t *testing.T) {
+	badSel := strings.Replace(denyShop, "{matchLabels: {team: shop}}", "{matchExpressions: [{key: team, operator: In}]}", 1)
+	dyn := newFakeDynamic(cnpObject(t, "b", denyShop), cnpObject(t, "a", denyShop), cnpObject(t, "bad", badSel))
+	log := &syncBuffer{}
+	st, err := NewStore(fake.NewClientset(), dyn, StoreConfig{Log: slog.New(slog.NewTextHandler(log, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		got, err := st.ClusterNetworkPolicies()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 || got[0].Name != "a" || got[1].Name != "b" || got[0].Kind != KindClusterNetworkPolicy {
+			t.Errorf("got %+v", got)
+		}
+	}
+	if n := strings.Count(log.String(), "ClusterNetworkPolicy invalid"); n != 1 {
+		t.Errorf("%d warnings, want 1:\n%s", n, log)
+	}
+	if err := st.PutClusterNetworkPolicy(&cnpv1alpha2.ClusterNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "c"}}); !errors.Is(err, policies.ErrInvalid) {
+		t.Errorf("put of an invalid one: %v", err)
+	}
+	if err := st.DeleteClusterNetworkPolicy("a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteClusterNetworkPolicy("a"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("second delete: %v", err)
+	}
+
+	for _, tc := range []struct {
+		err  error
+		want bool // an error
+	}{
+		{apierrors.NewNotFound(ClusterNetworkPolicyResource.GroupResource(), ""), false},
+		{apierrors.NewForbidden(ClusterNetworkPolicyResource.GroupResource(), "", errors.New("RBAC")), true},
+	} {
+		dyn := newFakeDynamic()
+		dyn.PrependReactor("list", ClusterNetworkPolicyResource.Resource, func(k8stesting.Action) (bool, runtime.Object, error) { return true, nil, tc.err })
+		st, _ := NewStore(fake.NewClientset(), dyn, StoreConfig{})
+		got, err := st.ClusterNetworkPolicies()
+		if (err != nil) != tc.want || len(got) != 0 {
+			t.Errorf("list answered %v: got %v, %v", tc.err, got, err)
+		}
 	}
 }
