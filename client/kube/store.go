@@ -192,7 +192,9 @@ func (p *policyStore) ClusterNetworkPolicies() ([]cnpv1alpha2.ClusterNetworkPoli
 
 // PutClusterNetworkPolicy fails with ErrReadOnly: a cluster administrator
 // applies ClusterNetworkPolicies with kubectl.
-func (p *policyStore) PutClusterNetworkPolicy(*cnpv1alpha2.ClusterNetworkPolicy) error { return ErrReadOnly }
+func (p *policyStore) PutClusterNetworkPolicy(*cnpv1alpha2.ClusterNetworkPolicy) error {
+	return ErrReadOnly
+}
 
 // DeleteClusterNetworkPolicy fails with ErrReadOnly.
 func (p *policyStore) DeleteClusterNetworkPolicy(string) error { return ErrReadOnly }
