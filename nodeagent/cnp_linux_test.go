@@ -279,6 +279,13 @@ func TestClusterNetworkPoliciesOnAPIServer(t *testing.T) {
 		t.Errorf("an invalid ClusterNetworkPolicy changed the kernel's table:\nbefore %+v\nafter  %+v", before.RuleSet, after.RuleSet)
 	}
 	l.expect(t, "after the invalid update", map[uint16]bool{8080: false, 9090: false})
+	// The kernel holds what the agent wants (its drift check agrees), and
+	// the Admin Deny's own counter counted the dropped probes.
+	sync := a.Node().Read(k.ns+"_server-0", false)
+	if !sync.InSync || sync.ReadErr != nil || sync.Counters["cnp/admin/deny-9090/ingress-0"].Packets == 0 {
+		t.Errorf("server-0: in sync %v (%v), counter of cnp/admin/deny-9090/ingress-0 %+v; counters %v",
+			sync.InSync, sync.ReadErr, sync.Counters["cnp/admin/deny-9090/ingress-0"], sync.Counters)
+	}
 	var ev *corev1.Event
 	if err := wait(ctx, func() bool {
 		evs, err := k.cs.CoreV1().Events(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=deny-9090"})
