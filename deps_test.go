@@ -69,7 +69,7 @@ var fence = []fenceRow{
 		"API types: apimachinery and the vocabulary only"},
 	{"policies/cnp/v1alpha2", nil, [][]string{kernel, cluster, storage},
 		"ClusterNetworkPolicy (policy.networking.k8s.io/v1alpha2) API types: apimachinery only"},
-	{"policies", []string{"model", "policies/v1alpha1", "policies/cnp/v1alpha2"}, [][]string{kernel, cluster, storage},
+	{"policies", []string{"model", "internal/verdictlog", "policies/v1alpha1", "policies/cnp/v1alpha2"}, [][]string{kernel, cluster, storage},
 		"policies is pure: API types, validation, evaluation and inference are tested without root or a cluster"},
 	{"observer", []string{"model", "internal/verdictlog", "internal/nsenter"}, [][]string{cluster, storage, {mod + "dataplane", mod + "policies"}},
 		"the observer reads the verdict log through its grammar, never the dataplane's code"},

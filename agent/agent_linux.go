@@ -33,6 +33,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -83,9 +84,16 @@ func New(cfg Config, labs host.LabSource, log *slog.Logger, reg *prometheus.Regi
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	token, err := readToken(cfg)
+	token, err := readToken(cfg.Listen, "agent.tokenFile", cfg.TokenFile)
 	if err != nil {
 		return nil, err
+	}
+	readTok, err := readToken(cfg.Listen, "agent.readTokenFile", cfg.ReadTokenFile)
+	if err != nil {
+		return nil, err
+	}
+	if token != "" && token == readTok {
+		return nil, fmt.Errorf("agent.readTokenFile: %s holds the operator's token (agent.tokenFile): the viewer's token must differ", cfg.ReadTokenFile)
 	}
 	if c, err := net.DialTimeout("unix", cfg.Socket, time.Second); err == nil {
 		c.Close()
@@ -109,8 +117,11 @@ func New(cfg Config, labs host.LabSource, log *slog.Logger, reg *prometheus.Regi
 		sources = append(sources, host.LabelsFileSource{Path: cfg.LabelsFile})
 	}
 	inv := inventory.NewIndex(nil, nil, nil)
+	// Committed observations and the service's commits go to one change
+	// feed (GET /v1/events).
+	changes := controller.NewChanges()
 	nd, err := node.New(node.Config{FlushInterval: cfg.FlushInterval, DriftInterval: cfg.DriftInterval,
-		Owner: fmt.Sprintf("socket %s, state file %s", cfg.Socket, cfg.StateFile)}, inv, st, reg, log)
+		Owner: fmt.Sprintf("socket %s, state file %s", cfg.Socket, cfg.StateFile)}, inv, changes.Sink(st), reg, log)
 	if err != nil {
 		st.Close()
 		lock.Close()
@@ -121,8 +132,8 @@ func New(cfg Config, labs host.LabSource, log *slog.Logger, reg *prometheus.Regi
 		minObserved = -1 // no minimum
 	}
 	svc := controller.New(controller.Config{EvidenceDir: filepath.Join(filepath.Dir(cfg.StateFile), "evidence"),
-		EvidenceKeyFile: cfg.EvidenceKeyFile, Lab: cfg.Lab, MinObserved: minObserved, Propose: cfg.Propose.Options()}, st, st, inv, nd, log)
-	srv := server.New(svc, server.Config{Socket: cfg.Socket, Listen: cfg.Listen, Token: token, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
+		EvidenceKeyFile: cfg.EvidenceKeyFile, Lab: cfg.Lab, MinObserved: minObserved, Propose: cfg.Propose.Options(), Changes: changes}, st, st, inv, nd, log)
+	srv := server.New(svc, server.Config{Socket: cfg.Socket, Listen: cfg.Listen, Token: token, ReadToken: readTok, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
 		TLSClientCA: cfg.TLSClientCA, MetricsAddr: cfg.MetricsAddr, Metrics: reg}, log)
 	return &Agent{cfg: cfg, log: log.With("component", "agent"), store: st, inv: inv, src: host.NetnsSource{Source: inventory.Merge(sources...)},
 		node: nd, svc: svc, srv: srv, reg: reg, lock: lock}, nil
@@ -235,7 +246,11 @@ func (a *Agent) refreshInventory(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	before := a.inv.Endpoints()
 	a.node.SetInventory(ctx, snap)
+	if !reflect.DeepEqual(before, a.inv.Endpoints()) {
+		a.svc.Changes().Publish(controller.TopicInventory, controller.TopicStatus)
+	}
 	a.svc.WarnCaptures()
 	return nil
 }
@@ -282,19 +297,20 @@ func lockInventory(cfg Config, labs host.LabSource) (*os.File, error) {
 	return f, nil
 }
 
-// readToken reads the TCP API's bearer token when a TCP listener is
-// configured, refusing a missing, empty or short one before anything starts.
-func readToken(cfg Config) (string, error) {
-	if cfg.Listen == "" || cfg.TokenFile == "" {
+// readToken reads a bearer token of the TCP API (setting key, from file)
+// when a TCP listener is configured, refusing a missing, empty or short
+// one before anything starts.
+func readToken(listen, key, file string) (string, error) {
+	if listen == "" || file == "" {
 		return "", nil
 	}
-	raw, err := os.ReadFile(cfg.TokenFile)
+	raw, err := os.ReadFile(file)
 	if err != nil {
-		return "", fmt.Errorf("agent.tokenFile: %w", err)
+		return "", fmt.Errorf("%s: %w", key, err)
 	}
 	token := strings.TrimSpace(string(raw))
 	if len(token) < 16 {
-		return "", fmt.Errorf("agent.tokenFile: %s: the token must have at least 16 characters", cfg.TokenFile)
+		return "", fmt.Errorf("%s: %s: the token must have at least 16 characters", key, file)
 	}
 	return token, nil
 }

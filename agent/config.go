@@ -20,8 +20,13 @@ type Config struct {
 	// Listen is a TCP address for the API ("" = off). It is refused unless
 	// TokenFile or TLS client certificates are configured.
 	Listen string `mapstructure:"listen" yaml:"listen"`
-	// TokenFile holds the bearer token TCP clients must send.
+	// TokenFile holds the operator's bearer token on TCP: it may do
+	// everything (and log the web UI in as an operator).
 	TokenFile string `mapstructure:"tokenFile" yaml:"tokenFile"`
+	// ReadTokenFile holds the viewer's bearer token on TCP: it may read
+	// every GET route (and log the web UI in as a viewer), and nothing
+	// else ("" = no viewer token).
+	ReadTokenFile string `mapstructure:"readTokenFile" yaml:"readTokenFile"`
 	// TLSCert and TLSKey serve TCP over TLS; TLSClientCA, when set, makes
 	// the server require client certificates signed by it.
 	TLSCert     string `mapstructure:"tlsCert" yaml:"tlsCert"`
@@ -119,8 +124,11 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 			bad("listen", "%q is not host:port", c.Listen)
 		}
-		if c.TokenFile == "" && c.TLSClientCA == "" {
-			bad("listen", "a TCP listener needs tokenFile or tlsClientCA: nanoseg never serves its API on TCP without authentication")
+		if c.TokenFile == "" && c.ReadTokenFile == "" && c.TLSClientCA == "" {
+			bad("listen", "a TCP listener needs tokenFile, readTokenFile or tlsClientCA: nanoseg never serves its API on TCP without authentication")
+		}
+		if c.TokenFile != "" && c.TokenFile == c.ReadTokenFile {
+			bad("readTokenFile", "%q is also tokenFile: the viewer's token must differ from the operator's", c.ReadTokenFile)
 		}
 		if c.TLSClientCA != "" && (c.TLSCert == "" || c.TLSKey == "") {
 			bad("tlsClientCA", "client certificates need tlsCert and tlsKey for the server")

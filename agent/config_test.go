@@ -34,3 +34,22 @@ func TestProposeConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestListenTokens: a TCP listener with only a viewer token is
+// authenticated and valid; none at all, or the viewer's file being the
+// operator's, is refused naming the key.
+func TestListenTokens(t *testing.T) {
+	d := Defaults()
+	d.Listen = "127.0.0.1:9620"
+	if err := d.Validate(); err == nil || !strings.Contains(err.Error(), "listen: a TCP listener needs tokenFile, readTokenFile or tlsClientCA") {
+		t.Errorf("listen without a credential: %v", err)
+	}
+	d.ReadTokenFile = "/etc/nanoseg/viewer.token"
+	if err := d.Validate(); err != nil {
+		t.Errorf("listen with a viewer token only: %v", err)
+	}
+	d.TokenFile = d.ReadTokenFile
+	if err := d.Validate(); err == nil || !strings.Contains(err.Error(), "readTokenFile:") {
+		t.Errorf("one file for both tokens: %v", err)
+	}
+}

@@ -21,7 +21,6 @@ import (
 	"strings"
 
 	"github.com/nanoseg/nanoseg/dataplane"
-	"github.com/nanoseg/nanoseg/internal/verdictlog"
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
 	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
@@ -33,11 +32,7 @@ import (
 // every counter and verdict-log record names the tier, the policy and the
 // rule; shortened with a hash when longer than verdictlog.MaxIDLen.
 func ClusterRuleID(p *policies.ClusterPolicy, rule string) string {
-	id := "cnp/" + strings.ToLower(string(p.Tier)) + "/" + p.Ref.Name + "/" + rule
-	if len(id) > verdictlog.MaxIDLen {
-		id = fmt.Sprintf("%s-%08x", id[:verdictlog.MaxIDLen-9], fnv32(id))
-	}
-	return id
+	return p.RuleID(rule)
 }
 
 // ParseClusterRuleID splits a rule id made by ClusterRuleID into its tier

@@ -1,10 +1,17 @@
 package controller
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"slices"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 
+	"github.com/nanoseg/nanoseg/evidence"
+	"github.com/nanoseg/nanoseg/model"
+	"github.com/nanoseg/nanoseg/policies"
 	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
 	"github.com/nanoseg/nanoseg/store"
 )
@@ -51,4 +58,118 @@ func (s *Service) storeClusterNetworkPolicies(cs store.ClusterPolicyStore, cnps 
 		res.ClusterNetworkPolicies = append(res.ClusterNetworkPolicies, r)
 	}
 	return changed, nil
+}
+
+// ClusterNetworkPolicies returns the ClusterNetworkPolicies in force,
+// sorted by name (never nil); none for a store that holds none.
+func (s *Service) ClusterNetworkPolicies() ([]cnpv1alpha2.ClusterNetworkPolicy, error) {
+	out := []cnpv1alpha2.ClusterNetworkPolicy{}
+	cs, ok := s.store.(store.ClusterPolicyStore)
+	if !ok {
+		return out, nil
+	}
+	in, err := cs.ClusterNetworkPolicies()
+	for i := range in {
+		in[i].APIVersion, in[i].Kind = cnpv1alpha2.SchemeGroupVersion.String(), cnpv1alpha2.Kind
+	}
+	return append(out, in...), err
+}
+
+// ClusterDeleteResult is what DeleteClusterNetworkPolicy removed and
+// whether the dataplane converged (as ApplyResult).
+type ClusterDeleteResult struct {
+	ClusterNetworkPolicyResult
+	// Policy is the ClusterNetworkPolicy as it was in force until deleted.
+	Policy    *cnpv1alpha2.ClusterNetworkPolicy `json:"policy"`
+	By        string                            `json:"by"`
+	At        time.Time                         `json:"at"`
+	Converged bool                              `json:"converged"`
+	Errors    map[string]string                 `json:"errors,omitempty"`
+}
+
+// DeleteClusterNetworkPolicy removes ClusterNetworkPolicy name from the
+// store, which ends its enforcement at once, logs who did it, and waits
+// for the dataplane as Apply does. One not in force is an error wrapping
+// store.ErrNotFound; a store without ClusterPolicyStore refuses
+// (ErrInvalid).
+func (s *Service) DeleteClusterNetworkPolicy(ctx context.Context, name, who string) (ClusterDeleteResult, error) {
+	if name == "" {
+		return ClusterDeleteResult{}, fmt.Errorf("%w: name: required (the ClusterNetworkPolicy's metadata.name)", ErrInvalid)
+	}
+	cs, ok := s.store.(store.ClusterPolicyStore)
+	if !ok {
+		return ClusterDeleteResult{}, fmt.Errorf("%w: ClusterNetworkPolicy %s: this store does not hold ClusterNetworkPolicies", ErrInvalid, name)
+	}
+	cur, err := cs.ClusterNetworkPolicies()
+	if err != nil {
+		return ClusterDeleteResult{}, err
+	}
+	i := slices.IndexFunc(cur, func(c cnpv1alpha2.ClusterNetworkPolicy) bool { return c.Name == name })
+	if i < 0 {
+		return ClusterDeleteResult{}, fmt.Errorf("delete ClusterNetworkPolicy %s: not in force: %w", name, store.ErrNotFound)
+	}
+	if err := cs.DeleteClusterNetworkPolicy(name); err != nil {
+		return ClusterDeleteResult{}, err
+	}
+	p := cur[i].DeepCopy()
+	p.APIVersion, p.Kind = cnpv1alpha2.SchemeGroupVersion.String(), cnpv1alpha2.Kind
+	s.log.Info("ClusterNetworkPolicy deleted; no longer enforced", "clusternetworkpolicy", name, "tier", p.Spec.Tier, "priority", p.Spec.Priority, "by", who)
+	res := ClusterDeleteResult{ClusterNetworkPolicyResult: ClusterNetworkPolicyResult{Name: name, Tier: string(p.Spec.Tier), Priority: p.Spec.Priority},
+		Policy: p, By: who, At: time.Now().UTC()}
+	res.Converged, res.Errors = s.enforceAll(ctx)
+	return res, nil
+}
+
+// clusterPoliciesSection returns the ClusterNetworkPolicies in force as
+// evidence lists them, in the order evaluation consults them (Admin tier,
+// then Baseline, each by priority and name), each rule with the sums of
+// counters (the window's per-endpoint counters in scope) under its
+// dataplane rule id (policies.ClusterPolicy.RuleID).
+func (s *Service) clusterPoliciesSection(counters []evidence.RuleCounter) ([]evidence.ClusterPolicy, error) {
+	cnps, err := s.ClusterNetworkPolicies()
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]*cnpv1alpha2.ClusterNetworkPolicy{}
+	var cps []*policies.ClusterPolicy
+	for i := range cnps {
+		cp, err := policies.CompileClusterNetworkPolicy(&cnps[i])
+		if err != nil {
+			return nil, fmt.Errorf("ClusterNetworkPolicy %s in force: %w", cnps[i].Name, err)
+		}
+		byName[cnps[i].Name] = &cnps[i]
+		cps = append(cps, cp)
+	}
+	type sum struct {
+		n              int
+		wp, wb, tp, tb uint64
+	}
+	sums := map[string]*sum{}
+	for _, c := range counters {
+		x := sums[c.RuleID]
+		if x == nil {
+			x = &sum{}
+			sums[c.RuleID] = x
+		}
+		x.n++
+		x.wp, x.wb, x.tp, x.tb = x.wp+c.WindowPackets, x.wb+c.WindowBytes, x.tp+c.TotalPackets, x.tb+c.TotalBytes
+	}
+	out := []evidence.ClusterPolicy{}
+	for _, cp := range (policies.PolicySet{}).WithClusterPolicies(cps).ClusterPolicies() {
+		ec := evidence.ClusterPolicy{Name: cp.Ref.Name, Tier: string(cp.Tier), Priority: cp.Priority, Rules: []evidence.ClusterRule{}}
+		if raw, err := json.Marshal(byName[cp.Ref.Name]); err == nil {
+			ec.Policy = raw
+		}
+		for _, dir := range []model.Direction{model.Ingress, model.Egress} {
+			for _, r := range cp.Rules[dir.Index()] {
+				er := evidence.ClusterRule{ID: r.ID, Name: r.Name, Direction: dir, Action: string(r.Action), RuleID: cp.RuleID(r.ID)}
+				if x := sums[er.RuleID]; x != nil {
+					er.Endpoints, er.WindowPackets, er.WindowBytes, er.TotalPackets, er.TotalBytes = x.n, x.wp, x.wb, x.tp, x.tb
+				}
+				ec.Rules = append(ec.Rules, er)
+			}
+		}
+		out = append(out, ec)
+	}
+	return out, nil
 }

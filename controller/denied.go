@@ -58,13 +58,24 @@ func observedEdgeKey(e model.Edge) string {
 // verdict, or an error when e cannot be evaluated (a workload no longer in
 // the inventory).
 func (s *Service) stillDenied(world *policies.MemWorld, set policies.PolicySet, names map[netip.Addr][]string, e model.Edge) (model.Verdict, error) {
-	from, err := s.peerEndpoint(e.Source, names)
+	v, err := s.evaluateEdge(world, set, names, e)
 	if err != nil {
 		return "", err
 	}
+	return v.Action, nil
+}
+
+// evaluateEdge evaluates e against set in world (policies.Evaluate), or
+// fails when e cannot be evaluated (a workload no longer in the
+// inventory, a protocol evaluation does not know).
+func (s *Service) evaluateEdge(world *policies.MemWorld, set policies.PolicySet, names map[netip.Addr][]string, e model.Edge) (policies.Evaluation, error) {
+	from, err := s.peerEndpoint(e.Source, names)
+	if err != nil {
+		return policies.Evaluation{}, err
+	}
 	to, err := s.peerEndpoint(e.Destination, names)
 	if err != nil {
-		return "", err
+		return policies.Evaluation{}, err
 	}
 	c := policies.Connection{From: from, To: to, Port: int32(e.Port)}
 	switch e.Protocol {
@@ -73,13 +84,13 @@ func (s *Service) stillDenied(world *policies.MemWorld, set policies.PolicySet, 
 	case model.ProtocolICMP, model.ProtocolICMPv6:
 		c.Protocol, c.Port = model.ProtocolICMP, 0
 	default:
-		return "", fmt.Errorf("protocol %q cannot be evaluated", e.Protocol)
+		return policies.Evaluation{}, fmt.Errorf("protocol %q cannot be evaluated", e.Protocol)
 	}
 	v := policies.Evaluate(world, set, c)
 	if v.Err != "" {
-		return "", fmt.Errorf("evaluate: %s", v.Err)
+		return v, fmt.Errorf("evaluate: %s", v.Err)
 	}
-	return v.Action, nil
+	return v, nil
 }
 
 // peerEndpoint returns the endpoint that stands for p in the policy world:

@@ -188,6 +188,9 @@ func (s *Service) Export(ctx context.Context, req ExportRequest, who string) (*E
 		}
 	}
 	b.Counters.Rules, b.Counters.Unused = evidence.WindowCounters(scopedCounts, snaps, b.Meta.WindowStart, func(n string) string { return workloadOf[n] })
+	if b.Policies.ClusterNetworkPolicies, err = s.clusterPoliciesSection(b.Counters.Rules); err != nil {
+		return nil, err
+	}
 	snaps = evidence.PruneSnapshots(append(snaps, evidence.Snapshot{At: now, Counters: counts}), now, 31*24*time.Hour, 2000)
 	if err := writeSnapshots(snapPath, snaps); err != nil {
 		s.log.Warn("write counter snapshots", "err", err)
@@ -282,7 +285,9 @@ func (s *Service) Export(ctx context.Context, req ExportRequest, who string) (*E
 		return nil, err
 	}
 	s.log.Info("evidence exported", "sequence", m.Sequence, "manifest", sum, "files", len(files), "by", who)
-	return &ExportResult{Name: name, Files: files, Archive: archive, ManifestSHA256: sum, Sequence: m.Sequence}, nil
+	res := &ExportResult{Name: name, Files: files, Archive: archive, ManifestSHA256: sum, Sequence: m.Sequence}
+	s.saveLastExport(filepath.Dir(headPath), summarize(b, res, notes))
+	return res, nil
 }
 
 func inventorySection(eps []model.Endpoint) []evidence.Workload {

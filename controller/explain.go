@@ -66,17 +66,16 @@ func (s *Service) endpointRef(field, ref string) (policies.ConnEnd, error) {
 
 // AgentWorld is the agent's world in the shape of a verdict case file:
 // namespaces, one pod per endpoint (named "<workload>-<n>" in netns order),
-// the active nanosegments with their promoted modes and the NetworkPolicies
-// in force.
+// the active nanosegments with their promoted modes, and the
+// NetworkPolicies and ClusterNetworkPolicies in force.
 type AgentWorld struct {
 	Namespaces   []policies.CaseNamespace `json:"namespaces"`
 	Pods         []policies.CasePod       `json:"pods"`
 	NanoSegments []v1alpha1.NanoSegment   `json:"nanosegments"`
 	// NetworkPolicies are the NetworkPolicies in force.
 	NetworkPolicies []networkingv1.NetworkPolicy `json:"networkPolicies"`
-	// ClusterNetworkPolicies are the ClusterNetworkPolicies in force
-	// (when the store holds them: store.ClusterPolicyStore).
-	ClusterNetworkPolicies []cnpv1alpha2.ClusterNetworkPolicy `json:"clusterNetworkPolicies,omitempty"`
+	// ClusterNetworkPolicies are the ClusterNetworkPolicies in force.
+	ClusterNetworkPolicies []cnpv1alpha2.ClusterNetworkPolicy `json:"clusterNetworkPolicies"`
 }
 
 // World returns the agent's inventory and active policies as an AgentWorld.
@@ -107,12 +106,12 @@ func (s *Service) World() (AgentWorld, error) {
 	}
 	w.NanoSegments = in.NanoSegments
 	w.NetworkPolicies = in.NetworkPolicies
-	w.ClusterNetworkPolicies = in.ClusterNetworkPolicies
 	if w.NanoSegments == nil {
 		w.NanoSegments = []v1alpha1.NanoSegment{}
 	}
 	if w.NetworkPolicies == nil {
 		w.NetworkPolicies = []networkingv1.NetworkPolicy{}
 	}
+	w.ClusterNetworkPolicies = append([]cnpv1alpha2.ClusterNetworkPolicy{}, in.ClusterNetworkPolicies...)
 	return w, nil
 }

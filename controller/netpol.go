@@ -147,6 +147,7 @@ func (s *Service) DeleteNetworkPolicy(ctx context.Context, namespace, name, who 
 		return DeleteResult{}, err
 	}
 	s.log.Info("NetworkPolicy deleted; no longer enforced", "networkpolicy", rec.Key(), "revision", rec.Revision, "by", who)
+	s.changes.Publish(TopicPolicies)
 	res := DeleteResult{NetworkPolicyResult: NetworkPolicyResult{Record: rec, Selects: []string{}}}
 	res.Converged, res.Errors = s.enforceAll(ctx)
 	return res, nil

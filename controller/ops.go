@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
+	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 	"github.com/nanoseg/nanoseg/store"
 )
@@ -75,6 +77,13 @@ type ProposeReport struct {
 	// is never learned as an allow: a port that only refuses looks like a
 	// scan.
 	Failed []string `json:"failed"`
+	// Forbidden lists every edge left out because a Deny rule of the
+	// Admin tier of the ClusterNetworkPolicies in force forbids it, with
+	// that rule (tier, policy, priority, rule): no nanosegment can allow
+	// it, so none proposes it, --include-denied or not. An Admin Accept or
+	// Pass, or a Baseline Deny (the nanosegment's tier comes first), leaves
+	// nothing out.
+	Forbidden []policies.ForbiddenEdge `json:"forbidden"`
 	// Window is the window asked for, in seconds (0: every edge stored).
 	WindowSeconds float64 `json:"windowSeconds"`
 	// Coverage is the coverage of every workload of the inventory in the
@@ -117,6 +126,9 @@ type InferredProposal struct {
 const (
 	LeftOutFailed = "every connection failed: never learned as an allow"
 	LeftOutDenied = "denied or audit-denied in the window, and the policies in force still deny it"
+	// LeftOutForbidden starts the reason of an edge an Admin Deny
+	// forbids; the rule follows.
+	LeftOutForbidden = "forbidden by an Admin Deny: "
 )
 
 // Propose infers one nanosegment per workload (Infer) and stores each that
@@ -140,6 +152,7 @@ func (s *Service) Propose(window time.Duration, includeDenied bool, who string) 
 		}
 		res.Revision, res.New = r, true
 		rep.Proposals = append(rep.Proposals, res)
+		s.changes.Publish(TopicRevisions)
 	}
 	return rep, nil
 }
@@ -159,7 +172,7 @@ func (s *Service) Propose(window time.Duration, includeDenied bool, who string) 
 func (s *Service) Infer(window time.Duration, includeDenied bool) (Inference, error) {
 	inf := Inference{LeftOut: map[string]string{}, At: time.Now()}
 	rep := &inf.Report
-	*rep = ProposeReport{Proposals: []ProposeResult{}, Excluded: []string{}, Skipped: []string{}, Failed: []string{}, Silent: []string{},
+	*rep = ProposeReport{Proposals: []ProposeResult{}, Excluded: []string{}, Skipped: []string{}, Failed: []string{}, Silent: []string{}, Forbidden: []policies.ForbiddenEdge{},
 		WindowSeconds: max(window, 0).Seconds()}
 	if err := s.node.Flush(); err != nil {
 		return inf, err
@@ -186,6 +199,10 @@ func (s *Service) Infer(window time.Duration, includeDenied bool) (Inference, er
 	// edges with at least one connection that succeeded).
 	edges, failed := LeaveOutFailed(all)
 	rep.Failed = append(rep.Failed, failed...)
+	forbidden := map[string]string{}
+	if edges, err = s.leaveOutForbidden(edges, rep, forbidden); err != nil {
+		return inf, err
+	}
 	if !includeDenied {
 		if edges, err = s.leaveOutDenied(edges, since, rep); err != nil {
 			return inf, err
@@ -198,6 +215,9 @@ func (s *Service) Infer(window time.Duration, includeDenied bool) (Inference, er
 	for _, e := range all {
 		if k := string(store.EdgeKey(e)); !kept[k] {
 			inf.LeftOut[k] = LeftOutDenied
+			if why, ok := forbidden[k]; ok {
+				inf.LeftOut[k] = why
+			}
 			if e.OnlyFailed() {
 				inf.LeftOut[k] = LeftOutFailed
 			}
@@ -307,6 +327,39 @@ func peersOf(edges []model.Edge) map[string]bool {
 		}
 	}
 	return out
+}
+
+// leaveOutForbidden returns the edges of all that no Admin Deny of the
+// ClusterNetworkPolicies in force forbids, adding each one it leaves out
+// to rep.Forbidden and its reason to why (by store.EdgeKey). Edges that
+// cannot be evaluated (a workload gone) are kept: leaveOutDenied and the
+// proposer judge them as before.
+func (s *Service) leaveOutForbidden(all []model.Edge, rep *ProposeReport, why map[string]string) ([]model.Edge, error) {
+	world, set, err := s.policyWorld()
+	if err != nil {
+		return nil, err
+	}
+	if !slices.ContainsFunc(set.ClusterPolicies(), func(p *policies.ClusterPolicy) bool { return p.Tier == cnpv1alpha2.TierAdmin }) {
+		return all, nil
+	}
+	names := s.knownNames()
+	var keep []model.Edge
+	for _, e := range all {
+		v, err := s.evaluateEdge(world, set, names, e)
+		if err != nil {
+			keep = append(keep, e)
+			continue
+		}
+		r, dir := v.AdminDeny()
+		if r == nil {
+			keep = append(keep, e)
+			continue
+		}
+		f := policies.ForbiddenEdge{Edge: fmt.Sprintf("%s -> %s %s/%d", e.Source, e.Destination, e.Protocol, e.Port), Direction: dir, Rule: *r, Flows: int64(e.Flows)}
+		rep.Forbidden = append(rep.Forbidden, f)
+		why[string(store.EdgeKey(e))] = LeftOutForbidden + r.String()
+	}
+	return keep, nil
 }
 
 // leaveOutDenied returns the edges of all that a proposal may use, adding
@@ -444,6 +497,7 @@ func (s *Service) Apply(ctx context.Context, file string, raw []byte, who string
 		if err != nil {
 			return res, err
 		}
+		s.changes.Publish(TopicRevisions)
 		res.Revisions = append(res.Revisions, r)
 	}
 	cnpChanged, err := s.storeClusterNetworkPolicies(cstore, cnps, who, &res)
@@ -457,6 +511,7 @@ func (s *Service) Apply(ctx context.Context, file string, raw []byte, who string
 	if err != nil || !(changed || cnpChanged) {
 		return res, err
 	}
+	s.changes.Publish(TopicPolicies)
 	res.Converged, res.Errors = s.enforceAll(ctx)
 	return res, nil
 }
@@ -660,6 +715,7 @@ func (s *Service) record(ctx context.Context, ev model.Promotion, to func(cur st
 		if err != nil {
 			return PromoteResult{}, err
 		}
+		s.changes.Publish(TopicHistory, TopicStatus)
 		return s.converge(ctx, p)
 	}
 }

@@ -150,6 +150,10 @@ type Config struct {
 	// objects in force (client/kube). scope is the export's scope. An
 	// error fails the export.
 	EvidenceFiles func(ctx context.Context, scope string) (files map[string][]byte, notes []string, err error)
+	// Changes is the feed the service publishes its commits to (nil: a
+	// feed of its own); the agent shares it with the observation sink
+	// (Changes.Sink).
+	Changes *Changes
 }
 
 // DefaultConvergeTimeout bounds how long a promotion or rollback waits for
@@ -165,6 +169,8 @@ type Service struct {
 	obs   store.ObservationReader
 	inv   Inventory
 	node  Node
+
+	changes *Changes
 
 	enforceMu  sync.Mutex // one Enforce at a time, with the policies read under it
 	evidenceMu sync.Mutex // serialises exports: chain head and counter snapshots
@@ -184,7 +190,10 @@ func New(cfg Config, ps store.PolicyStore, obs store.ObservationReader, inv Inve
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{cfg: cfg, log: log.With("component", "controller"), store: ps, obs: obs, inv: inv, node: node}
+	if cfg.Changes == nil {
+		cfg.Changes = NewChanges()
+	}
+	return &Service{cfg: cfg, log: log.With("component", "controller"), store: ps, obs: obs, inv: inv, node: node, changes: cfg.Changes}
 }
 
 // ActivePolicy is a workload's policy as it is in force: the revision's
@@ -273,6 +282,7 @@ func (s *Service) Enforce(ctx context.Context) error {
 		}
 	}
 	err = s.node.Enforce(ctx, in, decided)
+	s.changes.Publish(TopicStatus) // endpoints' sync state, even when it failed
 	s.WarnCaptures()
 	return err
 }

@@ -124,6 +124,12 @@ func sumCounts[K comparable](sum map[K]evidence.Count, add map[K]evidence.Count)
 // stored verdict events since its last promotion. It writes nothing (see
 // CommitObservations).
 func (s *Service) Status() ([]WorkloadStatus, error) {
+	return s.status(s.inv.Workloads())
+}
+
+// status is Status of the workloads wls (keys of the inventory) only:
+// the kernel is read for their endpoints alone.
+func (s *Service) status(wls []string) ([]WorkloadStatus, error) {
 	out := []WorkloadStatus{}
 	nps, err := s.store.NetworkPolicies()
 	if err != nil {
@@ -137,7 +143,6 @@ func (s *Service) Status() ([]WorkloadStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	wls := s.inv.Workloads()
 	covs, err := s.coverageAt(wls, 0, time.Now())
 	if err != nil {
 		return nil, err

@@ -37,6 +37,7 @@ import (
 	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
+	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
 )
 
 // VerifyRequest asks for a live probe run. Zero fields take defaults.
@@ -93,7 +94,8 @@ const ProbeMethod = "every source workload x every destination workload x every 
 	"(a workload to itself only replica to replica; SCTP predicted but not probed); one probe per path, from an endpoint of the source " +
 	"to an endpoint of the destination, endpoints and address family (IPv4/IPv6) chosen by the FNV-1a hash of the path; " +
 	"when the matrix exceeds the budget, the paths with the lowest SHA-256 of \"nanoseg-verify/v1|src|dst|port/proto\" are kept, " +
-	"half the budget for paths policy allows and half for paths it denies. TCP: a completed handshake is reached, a reset is reached " +
+	"half the budget for paths policy allows and half for paths it denies; every Deny rule of the Admin tier of the ClusterNetworkPolicies in force " +
+	"that decides some path of the matrix gets one probe of such a path beyond the budget (the lowest ranked). TCP: a completed handshake is reached, a reset is reached " +
 	"(refused), no answer within the timeout is blocked. UDP: one datagram (a DNS query on port 53) and a reply or port-unreachable " +
 	"is reached, silence is blocked. Expected to reach: policy verdict allow or audit-deny."
 
@@ -103,7 +105,13 @@ type probePlan struct {
 	src  model.Endpoint
 	addr netip.AddrPort
 	rank string
+	// adminDeny is the adminDenyKey of the Admin Deny rule that decides
+	// the path, or "".
+	adminDeny string
 }
+
+// adminDenyKey identifies a rule of an Admin ClusterNetworkPolicy.
+func adminDenyKey(policy, rule string) string { return policy + "\x00" + rule }
 
 // inScope reports whether workload key w is in scope ("" everything, a
 // namespace, or a workload key).
@@ -123,8 +131,10 @@ func pathHash(s string) uint32 {
 
 // planProbes builds the probe matrix over eps (the inventory) for the
 // paths in scope, predicts each with policies.Evaluate over world and set,
-// and samples it down to max probes. It returns the planned probes sorted
-// by source, destination and port, and the size of the matrix.
+// and samples it down to max probes, plus one path for each Admin Deny
+// rule that decides a path of the matrix but none of the sample. It
+// returns the planned probes sorted by source, destination and port, and
+// the size of the matrix.
 func planProbes(eps []model.Endpoint, world policies.World, set policies.PolicySet, scope string, max int) ([]probePlan, int) {
 	byW := map[string][]model.Endpoint{}
 	for _, e := range eps {
@@ -172,6 +182,12 @@ func planProbes(eps []model.Endpoint, world policies.World, set policies.PolicyS
 					Probe: evidence.Probe{Source: sw, SourceNetns: src.Netns, Destination: dw, DestNetns: dst.Netns,
 						Address: netip.AddrPortFrom(addr, uint16(pt.Port)).String(), Protocol: string(pt.Protocol), Port: int(pt.Port),
 						Expected: v.Action, ExpectReach: v.Action != model.VerdictDeny, Reason: v.Reason()}}
+				if r := v.DecidingClusterRule(); r != nil {
+					p.DecidedBy = r.String()
+				}
+				if r, _ := v.AdminDeny(); r != nil {
+					p.adminDeny = adminDenyKey(r.Policy.Name, r.Rule)
+				}
 				if p.ExpectReach {
 					allowed = append(allowed, p)
 				} else {
@@ -180,7 +196,7 @@ func planProbes(eps []model.Endpoint, world policies.World, set policies.PolicyS
 			}
 		}
 	}
-	out := sample(allowed, denied, max)
+	out := withAdminDenies(sample(allowed, denied, max), denied)
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]
 		if a.Source != b.Source {
@@ -195,6 +211,62 @@ func planProbes(eps []model.Endpoint, world policies.World, set policies.PolicyS
 		return a.Protocol < b.Protocol
 	})
 	return out, matrix
+}
+
+// withAdminDenies returns out with, for every Admin Deny rule that decides
+// some path of denied but none of out, the path of lowest rank it
+// decides: each Admin Deny gets a live probe whatever the budget.
+func withAdminDenies(out, denied []probePlan) []probePlan {
+	covered := map[string]bool{}
+	for _, p := range out {
+		covered[p.adminDeny] = true
+	}
+	best := map[string]probePlan{}
+	for _, p := range denied {
+		if p.adminDeny == "" || covered[p.adminDeny] {
+			continue
+		}
+		if b, ok := best[p.adminDeny]; !ok || p.rank < b.rank {
+			best[p.adminDeny] = p
+		}
+	}
+	for _, p := range best {
+		out = append(out, p)
+	}
+	return out
+}
+
+// adminDenyChecks returns one check per Deny rule of the Admin tier of
+// set, each with the first of plans/results the rule decides.
+func adminDenyChecks(set policies.PolicySet, plans []probePlan, results []evidence.Probe) []evidence.AdminDenyCheck {
+	first := map[string]int{}
+	for i := len(plans) - 1; i >= 0; i-- {
+		if plans[i].adminDeny != "" {
+			first[plans[i].adminDeny] = i
+		}
+	}
+	var out []evidence.AdminDenyCheck
+	for _, cp := range set.ClusterPolicies() {
+		if cp.Tier != cnpv1alpha2.TierAdmin {
+			continue
+		}
+		for _, dir := range []model.Direction{model.Ingress, model.Egress} {
+			for _, r := range cp.Rules[dir.Index()] {
+				if r.Action != cnpv1alpha2.ActionDeny {
+					continue
+				}
+				c := evidence.AdminDenyCheck{Policy: cp.Ref.Name, Priority: cp.Priority, Rule: r.ID, Name: r.Name}
+				if i, ok := first[adminDenyKey(cp.Ref.Name, r.ID)]; ok {
+					p := results[i]
+					c.Probe, c.Held = &p, !p.Reached
+				} else {
+					c.Note = "no probe: no path between endpoints in scope on a declared port is decided by this rule (its peers are outside the inventory, its ports declared by no endpoint, or an earlier rule decides first)"
+				}
+				out = append(out, c)
+			}
+		}
+	}
+	return out
 }
 
 // sample keeps at most max plans: the lowest ranks of each class, half the
@@ -299,6 +371,7 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (*evidence.Prob
 	}
 	wg.Wait()
 	run.Finished = time.Now().UTC()
+	run.AdminDenies = adminDenyChecks(set, plans, run.Results)
 	for _, r := range run.Results {
 		if r.ExpectReach {
 			run.ExpectedAllowed++

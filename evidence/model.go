@@ -91,6 +91,12 @@ type Policies struct {
 	// per policy.
 	NetworkPolicies      []NetworkPolicyRecord `json:"networkPolicies"`
 	NetworkPolicyRecords []NetworkPolicyRecord `json:"networkPolicyRecords"`
+	// ClusterNetworkPolicies are the ClusterNetworkPolicies in force
+	// (policy.networking.k8s.io/v1alpha2), in the order evaluation
+	// consults them: the Admin tier (before every NetworkPolicy and
+	// nanosegment), then the Baseline tier (after them), each by priority
+	// and name; each rule with its kernel hit counters.
+	ClusterNetworkPolicies []ClusterPolicy `json:"clusterNetworkPolicies"`
 	// DefaultIDs expands the rule ids of default verdicts (the id a
 	// denied connection's record carries: the policies that isolated the
 	// endpoint) into policy names ("NetworkPolicy shop/default-deny").
@@ -131,6 +137,40 @@ type NetworkPolicyRecord struct {
 	// Policy is the NetworkPolicy as applied (Kubernetes object); empty
 	// for a deletion.
 	Policy json.RawMessage `json:"policy,omitempty"`
+}
+
+// ClusterPolicy is one ClusterNetworkPolicy in force.
+type ClusterPolicy struct {
+	Name     string `json:"name"`
+	Tier     string `json:"tier"` // Admin or Baseline
+	Priority int32  `json:"priority"`
+	// Rules are its rules, ingress then egress, each in written order
+	// (first match wins within the policy).
+	Rules []ClusterRule `json:"rules"`
+	// Policy is the ClusterNetworkPolicy as applied (Kubernetes object).
+	Policy json.RawMessage `json:"policy,omitempty"`
+}
+
+// ClusterRule is one rule of a ClusterNetworkPolicy and its hits: the
+// sums of its kernel counters over the endpoints in scope whose tables
+// hold it (the pods its subject selects). An Accept or Pass rule counts
+// the connection-opening packets it let through or handed on, a Deny
+// rule the packets it dropped (or, in audit mode, logged).
+type ClusterRule struct {
+	ID        string          `json:"id"` // ingress-<i> or egress-<i>
+	Name      string          `json:"name,omitempty"`
+	Direction model.Direction `json:"direction"`
+	Action    string          `json:"action"` // Accept, Deny or Pass
+	// RuleID is the dataplane rule id its counters and verdict-log
+	// records carry ("cnp/admin/<policy>/<rule>").
+	RuleID string `json:"ruleID"`
+	// Endpoints is the number of endpoints in scope holding a counter
+	// for it (0: no endpoint in scope is its subject).
+	Endpoints     int    `json:"endpoints"`
+	WindowPackets uint64 `json:"windowPackets"`
+	WindowBytes   uint64 `json:"windowBytes"`
+	TotalPackets  uint64 `json:"totalPackets"`
+	TotalBytes    uint64 `json:"totalBytes"`
 }
 
 // ChainCheck is the outcome of a hash-chain verification.
@@ -288,6 +328,25 @@ type ProbeRun struct {
 	Timeout         Duration `json:"timeout"` // per probe
 	Parallel        int      `json:"parallel"`
 	Results         []Probe  `json:"results"`
+	// AdminDenies has one check per Deny rule of the Admin tier in force:
+	// a probe between real endpoints whose path the rule decides (always
+	// probed, beyond the sampling budget), expected dropped.
+	AdminDenies []AdminDenyCheck `json:"adminDenies,omitempty"`
+}
+
+// AdminDenyCheck is the live check of one Admin Deny rule.
+type AdminDenyCheck struct {
+	Policy   string `json:"policy"`
+	Priority int32  `json:"priority"`
+	Rule     string `json:"rule"` // ingress-<i> or egress-<i>
+	Name     string `json:"name,omitempty"`
+	// Probe is the probe of a path the rule decides; nil when no path
+	// between endpoints in scope on a declared port is decided by it
+	// (Note says so).
+	Probe *Probe `json:"probe,omitempty"`
+	// Held: the probe was blocked, as the rule says.
+	Held bool   `json:"held"`
+	Note string `json:"note,omitempty"`
 }
 
 // Probe is one connection attempt and its comparison with the prediction.
@@ -308,8 +367,12 @@ type Probe struct {
 	// reset or port unreachable: the network let it through), reply (UDP
 	// answered), timeout (nothing came back: dropped on the way), dropped
 	// at source (the source's own rules refused to send: EPERM), or error.
-	Outcome    string  `json:"outcome"`
-	Reached    bool    `json:"reached"`
+	Outcome string `json:"outcome"`
+	Reached bool   `json:"reached"`
+	// DecidedBy names the ClusterNetworkPolicy rule that decided the
+	// prediction ("ClusterNetworkPolicy NAME (TIER, priority N) rule
+	// ID"), when one did.
+	DecidedBy  string  `json:"decidedBy,omitempty"`
 	Match      bool    `json:"match"`
 	Detail     string  `json:"detail,omitempty"`
 	DurationMS float64 `json:"durationMs"`

@@ -63,6 +63,7 @@ func Files(b *Bundle) (map[string][]byte, error) {
 	if b.Probes != nil {
 		putJSON("probes.json", b.Probes)
 	}
+	putJSON("cluster-network-policies.json", b.Policies.ClusterNetworkPolicies)
 
 	var rows [][]string
 	for _, w := range b.Inventory {
@@ -88,6 +89,16 @@ func Files(b *Bundle) (map[string][]byte, error) {
 		rows = append(rows, []string{a.Workload, a.Mode, strconv.Itoa(a.Revision), a.Origin, ts(a.CreatedAt), a.CreatedBy, ts(a.Since), a.PromotedBy, strconv.FormatUint(a.PromotionSeq, 10), a.Reason})
 	}
 	putCSV("active-policies.csv", []string{"workload", "mode", "revision", "origin", "created_at_utc", "created_by", "active_since_utc", "promoted_by", "promotion_seq", "reason"}, rows)
+
+	rows = nil
+	for _, c := range b.Policies.ClusterNetworkPolicies {
+		for _, r := range c.Rules {
+			rows = append(rows, []string{c.Name, c.Tier, strconv.Itoa(int(c.Priority)), r.ID, r.Name, string(r.Direction), r.Action, r.RuleID, strconv.Itoa(r.Endpoints),
+				strconv.FormatUint(r.WindowPackets, 10), strconv.FormatUint(r.WindowBytes, 10), strconv.FormatUint(r.TotalPackets, 10), strconv.FormatUint(r.TotalBytes, 10)})
+		}
+	}
+	putCSV("cluster-network-policy-rules.csv", []string{"policy", "tier", "priority", "rule", "rule_name", "direction", "action", "rule_id", "endpoints",
+		"window_packets", "window_bytes", "total_packets", "total_bytes"}, rows)
 
 	rows = nil
 	for _, r := range b.Rules {
@@ -136,10 +147,10 @@ func Files(b *Bundle) (map[string][]byte, error) {
 		for _, p := range b.Probes.Results {
 			rows = append(rows, []string{p.Source, p.SourceNetns, p.Destination, p.DestNetns, p.Address, p.Protocol, strconv.Itoa(p.Port),
 				string(p.Expected), strconv.FormatBool(p.ExpectReach), p.Outcome, strconv.FormatBool(p.Reached), strconv.FormatBool(p.Match),
-				strconv.FormatFloat(p.DurationMS, 'f', 1, 64), p.Detail})
+				strconv.FormatFloat(p.DurationMS, 'f', 1, 64), p.Detail, p.DecidedBy})
 		}
 		putCSV("probes.csv", []string{"source", "source_netns", "destination", "destination_netns", "address", "protocol", "port", "expected", "expect_reach",
-			"outcome", "reached", "match", "duration_ms", "detail"}, rows)
+			"outcome", "reached", "match", "duration_ms", "detail", "decided_by_cluster_rule"}, rows)
 	}
 
 	html, err := ReportHTML(b)
@@ -176,6 +187,9 @@ func (b *Bundle) normalize() {
 	}
 	if b.Rules == nil {
 		b.Rules = []EndpointRules{}
+	}
+	if b.Policies.ClusterNetworkPolicies == nil {
+		b.Policies.ClusterNetworkPolicies = []ClusterPolicy{}
 	}
 	if b.Counters.Rules == nil {
 		b.Counters.Rules = []RuleCounter{}

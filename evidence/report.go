@@ -94,6 +94,10 @@ type reportData struct {
 	ProbeStart, ProbeEnd, ProbeTimeout           string
 	Coverage                                     []reportCoverage
 	NSilent                                      int
+	// CNPs are the ClusterNetworkPolicies in force; NAdminProbed the
+	// Admin Deny rules with a live probe, NAdminHeld those that held.
+	CNPs                     []ClusterPolicy
+	NAdminProbed, NAdminHeld int
 }
 
 type reportCoverage struct {
@@ -267,7 +271,16 @@ func ReportHTML(b *Bundle) ([]byte, error) {
 	}
 	if b.Probes != nil {
 		d.ProbeStart, d.ProbeEnd, d.ProbeTimeout = ts(b.Probes.Started), ts(b.Probes.Finished), time.Duration(b.Probes.Timeout).String()
+		for _, c := range b.Probes.AdminDenies {
+			if c.Probe != nil {
+				d.NAdminProbed++
+				if c.Held {
+					d.NAdminHeld++
+				}
+			}
+		}
 	}
+	d.CNPs = b.Policies.ClusterNetworkPolicies
 	var buf bytes.Buffer
 	if err := t.Execute(&buf, d); err != nil {
 		return nil, fmt.Errorf("write report html: %w", err)

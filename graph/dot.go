@@ -12,7 +12,10 @@ import (
 // every cluster, and one line per edge labelled "TCP/5432 · 120 flows"
 // (with the split when any flow was denied or audit-denied, see
 // Edge.Text); edges whose flows were mostly denied are red, mostly
-// audit-denied orange and dashed (Edge.Dominant). Every name
+// audit-denied orange and dashed (Edge.Dominant); an edge a
+// ClusterNetworkPolicy rule decides (Link.DecidedBy) carries the
+// matrix's mark ("*" Admin, "+" Baseline) and the rule in its label, and
+// tier, policy, rule and action attributes. Every name
 // is written as a quoted DOT string with backslashes and quotes escaped
 // and control characters turned into spaces, so that no name can end a
 // string or inject a Graphviz escape such as \N. Errors come from w.
@@ -45,6 +48,12 @@ func WriteDOT(w io.Writer, g *Graph) error {
 	}
 	for _, e := range g.Edges {
 		attrs := "label=" + dotQuote(e.Text())
+		if c := e.DecidedBy; c != nil {
+			// The matrix's marks: "*" Admin, "+" Baseline; the rule in
+			// the label and as attributes for tools.
+			attrs = "label=" + dotQuote(e.Text()+" "+c.Mark()+" "+c.String()) + ", tier=" + dotQuote(c.Tier) + ", policy=" + dotQuote(c.Policy) +
+				", rule=" + dotQuote(c.Rule) + ", action=" + dotQuote(c.Action)
+		}
 		switch c, dashed := edgeColor(e.Dominant()); {
 		case dashed:
 			attrs += fmt.Sprintf(`, color="%s", fontcolor="%s", style=dashed`, c, c)

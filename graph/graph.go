@@ -36,7 +36,9 @@ const (
 //	           "protocol":"tcp","port":443,"label":"TCP/443 · 60 flows",
 //	           "firstSeen":"…","lastSeen":"…","flows":60,
 //	           "packetsOut":600,"bytesOut":72000,"packetsIn":480,"bytesIn":96000,
-//	           "verdicts":{"observed":60}}]}
+//	           "verdicts":{"observed":60},
+//	           "decidedBy":{"tier":"Admin","policy":"guard","priority":7,  // only when marked
+//	                        "rule":"egress-0","action":"Accept"}}]}
 type Graph struct {
 	// GeneratedAt is when the graph was made; zero (and left out of every
 	// output) unless the caller sets it.
@@ -154,6 +156,10 @@ type Link struct {
 	Port uint16 `json:"port,omitempty"`
 	// Label is "TCP/5432 · 120 flows" (see Link.Text).
 	Label string `json:"label"`
+	// DecidedBy is the Admin or Baseline ClusterNetworkPolicy rule that
+	// decides the edge's connections under the policies in force
+	// (MarkDecisions), nil when none does or none was asked.
+	DecidedBy *Decision `json:"decidedBy,omitempty"`
 	// Traffic is the merged edges' counters, inline in JSON.
 	model.Traffic
 }

@@ -40,6 +40,11 @@ var graphMLKeys = []gmlKey{
 	{"auditDenied", "edge", "auditDenied", "long"},
 	{"denied", "edge", "denied", "long"},
 	{"verdict", "edge", "verdict", "string"},
+	{"tier", "edge", "tier", "string"},
+	{"policy", "edge", "policy", "string"},
+	{"priority", "edge", "priority", "int"},
+	{"rule", "edge", "rule", "string"},
+	{"action", "edge", "action", "string"},
 	{"generatedAt", "graph", "generatedAt", "string"},
 }
 
@@ -139,6 +144,14 @@ func WriteGraphML(w io.Writer, g *Graph) error {
 			gmlData{"denied", u64(e.Verdicts.Denied)},
 			gmlData{"verdict", string(e.Worst())},
 		)
+		if c := e.DecidedBy; c != nil {
+			rule := c.Rule
+			if c.Name != "" {
+				rule += " " + c.Name
+			}
+			d = append(d, gmlData{"tier", c.Tier}, gmlData{"policy", c.Policy}, gmlData{"priority", strconv.Itoa(int(c.Priority))},
+				gmlData{"rule", rule}, gmlData{"action", c.Action})
+		}
 		doc.Graph.Edges = append(doc.Graph.Edges, gmlEdge{ID: "e" + strconv.Itoa(i), Source: e.Source, Target: e.Destination, Data: d})
 	}
 	if _, err := io.WriteString(w, xml.Header); err != nil {

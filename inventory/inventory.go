@@ -126,12 +126,21 @@ func (inv *Index) Namespaces() map[string]map[string]string {
 
 // Workload returns the endpoints of workload key "namespace/workload".
 func (inv *Index) Workload(key string) []model.Endpoint {
+	// Called once per workload by status and captures: no copy and sort of
+	// every endpoint, no key built per endpoint.
+	ns, w, ok := strings.Cut(key, "/")
+	if !ok {
+		return nil
+	}
+	inv.mu.RLock()
 	var out []model.Endpoint
-	for _, e := range inv.Endpoints() {
-		if e.Key() == key {
+	for _, e := range inv.endpoints {
+		if e.Namespace == ns && e.Workload == w {
 			out = append(out, e)
 		}
 	}
+	inv.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Netns < out[j].Netns })
 	return out
 }
 

@@ -10,6 +10,7 @@ package policies
 import (
 	"cmp"
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"slices"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/nanoseg/nanoseg/internal/verdictlog"
 	"github.com/nanoseg/nanoseg/model"
 	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
 )
@@ -110,6 +112,23 @@ func (p ClusterPort) Matches(proto model.Protocol, port int32, dstPorts []model.
 		})
 	}
 	return p.Protocol == proto && (p.Any || (port >= p.Port && port <= p.EndPort))
+}
+
+// RuleID returns the dataplane rule id of rule (its ID, "ingress-<i>" or
+// "egress-<i>") of p: "cnp/admin/<name>/<rule>" or
+// "cnp/baseline/<name>/<rule>", so that every kernel counter and
+// verdict-log record names the tier, the policy and the rule; an id
+// longer than verdictlog.MaxIDLen is cut and ends in "-" and the 8 hex
+// digits of the FNV-1a hash of the whole id. compile programs rules under
+// this id; evidence finds their counters by it.
+func (p *ClusterPolicy) RuleID(rule string) string {
+	id := "cnp/" + strings.ToLower(string(p.Tier)) + "/" + p.Ref.Name + "/" + rule
+	if len(id) > verdictlog.MaxIDLen {
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(id))
+		id = fmt.Sprintf("%s-%08x", id[:verdictlog.MaxIDLen-9], h.Sum32())
+	}
+	return id
 }
 
 // ClusterRuleRef names the rule of a ClusterNetworkPolicy that decided a

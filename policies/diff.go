@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/nanoseg/nanoseg/model"
+	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
@@ -22,6 +23,15 @@ type DiffReport struct {
 	// Denied lists the edges the active policies deny or audit-deny, with
 	// the verdict's reason.
 	Denied []DeniedEdge `json:"denied"`
+	// Forbidden lists the edges an Admin-tier Deny of the
+	// ClusterNetworkPolicies in force forbids (also in Denied): no
+	// proposal allows them.
+	Forbidden []ForbiddenEdge `json:"forbidden"`
+	// Shadowed lists, per observed edge, the rules of the proposal and of
+	// the active policies that would allow it but that an Admin rule
+	// decides first: a Deny (the rule can never allow it) or an Accept
+	// (the rule is redundant for it). See shadow.go.
+	Shadowed []ShadowedRule `json:"shadowed"`
 	// Coverage is how well each workload compared was observed in the
 	// window (filled by the agent; absent offline).
 	Coverage []model.Coverage `json:"coverage,omitempty"`
@@ -103,7 +113,9 @@ func (w *edgeWorld) connection(e inferEdge) Connection {
 // world built from the edges' identities (namespaces carry only their
 // kubernetes.io/metadata.name label, so active namespaceSelectors on other
 // namespace labels do not match there). The proposal is evaluated as if
-// enforced. Output is sorted.
+// enforced, under the ClusterNetworkPolicies of active. Edges an Admin
+// Deny decides are listed as Forbidden; rules of the proposal or of active
+// that an Admin rule decides before them as Shadowed. Output is sorted.
 func Diff(proposal []v1alpha1.NanoSegment, active PolicySet, observed []model.Edge) (DiffReport, error) {
 	var edges []inferEdge
 	for _, e := range observed {
@@ -111,7 +123,7 @@ func Diff(proposal []v1alpha1.NanoSegment, active PolicySet, observed []model.Ed
 			edges = append(edges, ie)
 		}
 	}
-	rep := DiffReport{Added: []RuleRef{}, Unused: []RuleRef{}, Denied: []DeniedEdge{}}
+	rep := DiffReport{Added: []RuleRef{}, Unused: []RuleRef{}, Denied: []DeniedEdge{}, Forbidden: []ForbiddenEdge{}, Shadowed: []ShadowedRule{}}
 	enforced := make([]v1alpha1.NanoSegment, len(proposal))
 	for i := range proposal {
 		proposal[i].DeepCopyInto(&enforced[i])
@@ -121,8 +133,13 @@ func Diff(proposal []v1alpha1.NanoSegment, active PolicySet, observed []model.Ed
 	if err != nil {
 		return rep, fmt.Errorf("diff: compile proposal: %w", err)
 	}
-	// ClusterNetworkPolicies in force judge the proposal too.
+	// ClusterNetworkPolicies in force judge the proposal too; the sets
+	// without them show what the NetworkPolicy tier alone would allow
+	// (for shadowing).
+	propDev, activeDev := prop, active.WithClusterPolicies(nil)
 	prop = prop.WithClusterPolicies(active.ClusterPolicies())
+	hasAdmin := slices.ContainsFunc(active.ClusterPolicies(), func(p *ClusterPolicy) bool { return p.Tier == cnpv1alpha2.TierAdmin })
+	shadowSeen := map[string]bool{}
 	w := newEdgeWorld(edges)
 	used := map[RuleRef]bool{}
 	added := map[RuleRef]bool{}
@@ -135,7 +152,19 @@ func Diff(proposal []v1alpha1.NanoSegment, active PolicySet, observed []model.Ed
 		if va.Action != model.VerdictAllow {
 			rep.Denied = append(rep.Denied, DeniedEdge{Edge: e.key(), Action: va.Action, Reason: va.Reason(), Flows: int64(e.Flows)})
 		}
+		if r, dir := va.AdminDeny(); r != nil {
+			rep.Forbidden = append(rep.Forbidden, ForbiddenEdge{Edge: e.key(), Direction: dir, Rule: *r, Flows: int64(e.Flows)})
+		}
 		vp := Evaluate(w, prop, c)
+		if hasAdmin {
+			sh := append(shadows(e.key(), Evaluate(w, propDev, c), vp), shadows(e.key(), Evaluate(w, activeDev, c), va)...)
+			for _, s := range sh {
+				if k := s.Rule.String() + "|" + s.Edge; !shadowSeen[k] {
+					shadowSeen[k] = true
+					rep.Shadowed = append(rep.Shadowed, s)
+				}
+			}
+		}
 		if len(va.Egress.Allowing) == 0 {
 			for _, r := range vp.Egress.Allowing {
 				added[r] = true
@@ -167,6 +196,10 @@ func Diff(proposal []v1alpha1.NanoSegment, active PolicySet, observed []model.Ed
 	})
 	slices.SortFunc(rep.Unused, func(a, b RuleRef) int { return compareStrings(a.String(), b.String()) })
 	slices.SortStableFunc(rep.Denied, func(a, b DeniedEdge) int { return compareStrings(a.Edge, b.Edge) })
+	slices.SortStableFunc(rep.Forbidden, func(a, b ForbiddenEdge) int { return compareStrings(a.Edge, b.Edge) })
+	slices.SortStableFunc(rep.Shadowed, func(a, b ShadowedRule) int {
+		return compareStrings(a.Rule.String()+"|"+a.Edge, b.Rule.String()+"|"+b.Edge)
+	})
 	return rep, nil
 }
 

@@ -17,18 +17,18 @@ import (
 //	POST /v1/verify            body VerifyRequest            → evidence.ProbeRun (JSON)
 //	POST /v1/evidence/export   body ExportRequest            → the bundle as a gzip tar
 //	GET  /v1/evidence/key                                    → EvidenceKey (JSON)
-func (a *Server) evidenceRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /v1/verify", api(func(r *http.Request) (any, error) {
+func (a *Server) evidenceRoutes(rs *routes) {
+	rs.handle("POST /v1/verify", rightVerify, api(func(r *http.Request) (any, error) {
 		var req controller.VerifyRequest
 		if err := decodeOptional(r, &req); err != nil {
 			return nil, err
 		}
 		return a.svc.Verify(r.Context(), req)
 	}))
-	mux.HandleFunc("GET /v1/evidence/key", api(func(r *http.Request) (any, error) {
+	rs.handle("GET /v1/evidence/key", "", api(func(r *http.Request) (any, error) {
 		return a.svc.EvidenceKey(r.URL.Query().Get("keyFile"))
 	}))
-	mux.HandleFunc("POST /v1/evidence/export", func(w http.ResponseWriter, r *http.Request) {
+	rs.handle("POST /v1/evidence/export", rightExport, func(w http.ResponseWriter, r *http.Request) {
 		var req controller.ExportRequest
 		err := decodeOptional(r, &req)
 		var res *controller.ExportResult

@@ -1,19 +1,22 @@
 // Package server is nanoseg's HTTP API over controller.Service: HTTP+JSON
-// over a unix socket, and over TCP only with a bearer token or TLS client
-// certificates, plus the Prometheus metrics endpoint. docs/api.md lists the routes.
+// over a unix socket, and over TCP only with a bearer token, TLS client
+// certificates or a browser session, plus the web UI's page on TCP and the
+// Prometheus metrics endpoint. docs/api.md lists the routes.
 //
 // Design: the unix socket is created mode 0660 in a directory only root can
 // write, and the caller's identity is its peer credentials (SO_PEERCRED), so
 // every recorded promotion names the local user who asked. On TCP every
-// request must carry `Authorization: Bearer <token>` (compared in constant
-// time) or come over TLS with a client certificate the configured CA
-// signed; anything else is answered 401 before any handler runs. Sources:
-// unix(7) (SO_PEERCRED), RFC 6750 (bearer tokens), crypto/tls.
+// /v1 request must carry `Authorization: Bearer <token>` (the operator's or
+// the viewer's, compared in constant time), come over TLS with a client
+// certificate the configured CA signed, or carry the session cookie a
+// browser got by presenting one of those once (auth.go: sessions, CSRF,
+// roles, security headers); anything else is answered 401 before any
+// handler runs. Change notices stream on GET /v1/events (events.go).
+// Sources: unix(7) (SO_PEERCRED), RFC 6750 (bearer tokens), crypto/tls.
 package server
 
 import (
 	"context"
-	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -44,6 +47,9 @@ const callerKey ctxKey = 0
 
 // caller returns who made the request, for recorded events.
 func caller(r *http.Request) string {
+	if id := requestIdentity(r); id != nil && id.who != "" {
+		return id.who
+	}
 	if s, ok := r.Context().Value(callerKey).(string); ok && s != "" {
 		return s
 	}
@@ -57,8 +63,27 @@ type Config struct {
 	// Listen is a TCP address for the API ("" = off); every request on it
 	// must authenticate (Token or TLS client certificates).
 	Listen string
-	// Token is the bearer token TCP clients must send ("" = none).
+	// Token is the operator's bearer token on TCP ("" = none): it may do
+	// everything.
 	Token string
+	// ReadToken is the viewer's bearer token on TCP ("" = none): it may
+	// read (every GET route) and nothing else.
+	ReadToken string
+	// UI is the web page, served on the TCP listener only, at / and under
+	// /ui/ (the prefix stripped), to anyone: it holds no data (nil: no
+	// page). Every /v1 route still needs authentication.
+	UI http.Handler
+	// SessionTTL is how long a browser session lasts from its login
+	// (default DefaultSessionTTL); MaxSessions bounds the sessions kept
+	// (default DefaultMaxSessions).
+	SessionTTL  time.Duration
+	MaxSessions int
+	// MaxEventStreams bounds the open GET /v1/events streams (default
+	// DefaultMaxEventStreams); beyond it the route answers 503.
+	MaxEventStreams int
+	// EventInterval is the least time between two change events of one
+	// stream (default DefaultEventInterval).
+	EventInterval time.Duration
 	// TLSCert and TLSKey serve TCP over TLS; TLSClientCA, when set, makes
 	// the server accept client certificates signed by it.
 	TLSCert, TLSKey, TLSClientCA string
@@ -74,11 +99,16 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 
+	sessions *sessions
+	now      func() time.Time
+	events   *eventStreams
+
 	// Bound by Listen (and the unix socket by Serve), served by Serve.
 	handler          http.Handler // the API's routes, built once by Listen
 	servers          []*http.Server
 	listeners        []net.Listener
 	bound, unixBound bool
+	tcpListener      net.Listener
 }
 
 // New returns a server for svc. log nil discards.
@@ -89,22 +119,116 @@ func New(svc *controller.Service, cfg Config, log *slog.Logger) *Server {
 	if cfg.Metrics == nil {
 		cfg.Metrics = prometheus.NewRegistry()
 	}
-	return &Server{svc: svc, cfg: cfg, log: log.With("component", "server")}
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = DefaultSessionTTL
+	}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = DefaultMaxSessions
+	}
+	if cfg.EventInterval <= 0 {
+		cfg.EventInterval = DefaultEventInterval
+	}
+	if cfg.MaxEventStreams <= 0 {
+		cfg.MaxEventStreams = DefaultMaxEventStreams
+	}
+	return &Server{svc: svc, cfg: cfg, log: log.With("component", "server"), now: time.Now,
+		sessions: &sessions{m: map[[32]byte]*session{}, ttl: cfg.SessionTTL, max: cfg.MaxSessions},
+		events:   newEventStreams(cfg.MaxEventStreams)}
+}
+
+// SetUI sets the web page the TCP listener serves (Config.UI); call it
+// before Listen or Serve.
+func (a *Server) SetUI(h http.Handler) { a.cfg.UI = h }
+
+// Route is one route of the API.
+type Route struct {
+	// Method and Path as registered ("POST", "/v1/promote").
+	Method, Path string
+	// Right is what the route does that a viewer may not ("promote"); ""
+	// for a route every authenticated caller may call (every GET, and
+	// the session's own routes).
+	Right string
+}
+
+// rightAnyone marks a state-changing route every authenticated caller,
+// viewers too, may call (their own session).
+const rightAnyone = "-"
+
+// rightDefault is the right of a state-changing route registered
+// without one: viewers are refused it.
+const rightDefault = "change the agent's state"
+
+// routes collects the routes registered on a mux.
+type routes struct {
+	mux  *http.ServeMux
+	list []Route
+}
+
+// handle registers h for pattern ("POST /v1/promote"); a route that is
+// not GET needs right, which only operators have (a route registered
+// with "" gets rightDefault: viewers are refused what no one thought of).
+func (rs *routes) handle(pattern, right string, h http.HandlerFunc) {
+	method, path, _ := strings.Cut(pattern, " ")
+	if right == "" && !safeMethod(method) {
+		right = rightDefault
+	}
+	rt := Route{Method: method, Path: path, Right: right}
+	if right == rightAnyone {
+		rt.Right = ""
+	}
+	rs.list = append(rs.list, rt)
+	if rt.Right == "" {
+		rs.mux.HandleFunc(pattern, h)
+		return
+	}
+	rs.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if role := roleOf(r); role != RoleOperator {
+			writeError(w, http.StatusForbidden, fmt.Sprintf("forbidden: %s %s needs the right to %s, which only the operator has; this caller is a %s",
+				method, path, right, role))
+			return
+		}
+		h(w, r)
+	})
+}
+
+// Routes returns every route of the API with the right it needs
+// (docs/api.md).
+func (a *Server) Routes() []Route {
+	return a.register(http.NewServeMux())
 }
 
 // Handler returns the API's HTTP handler (without authentication).
 func (a *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", a.read(func(r *http.Request) (any, error) { return a.svc.Status() }))
-	mux.HandleFunc("GET /v1/inventory", api(func(r *http.Request) (any, error) { return a.svc.Endpoints(), nil }))
-	mux.HandleFunc("GET /v1/edges", a.read(func(r *http.Request) (any, error) {
+	a.register(mux)
+	return mux
+}
+
+// Rights of the routes viewers may not call.
+const (
+	rightApply     = "apply policies"
+	rightDelete    = "delete NetworkPolicies"
+	rightDeleteCNP = "delete ClusterNetworkPolicies"
+	rightPropose   = "propose policies"
+	rightPromote   = "promote"
+	rightRollback  = "roll back"
+	rightVerify    = "verify (run probes)"
+	rightExport    = "export evidence"
+)
+
+// register registers the API's routes on mux and returns them.
+func (a *Server) register(mux *http.ServeMux) []Route {
+	rs := &routes{mux: mux}
+	rs.handle("GET /v1/status", "", a.read(func(r *http.Request) (any, error) { return a.svc.Status() }))
+	rs.handle("GET /v1/inventory", "", api(func(r *http.Request) (any, error) { return a.svc.Endpoints(), nil }))
+	rs.handle("GET /v1/edges", "", a.read(func(r *http.Request) (any, error) {
 		w, err := window(r)
 		if err != nil {
 			return nil, err
 		}
 		return a.svc.Edges(w)
 	}))
-	mux.HandleFunc("GET /v1/revisions", api(func(r *http.Request) (any, error) {
+	rs.handle("GET /v1/revisions", "", api(func(r *http.Request) (any, error) {
 		w := r.URL.Query().Get("workload")
 		if n := r.URL.Query().Get("revision"); n != "" {
 			num, err := strconv.Atoi(n)
@@ -115,7 +239,7 @@ func (a *Server) Handler() http.Handler {
 		}
 		return a.svc.Revisions(w)
 	}))
-	mux.HandleFunc("POST /v1/policies", api(func(r *http.Request) (any, error) {
+	rs.handle("POST /v1/policies", rightApply, api(func(r *http.Request) (any, error) {
 		raw, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
 		if err != nil {
 			return nil, err
@@ -126,7 +250,7 @@ func (a *Server) Handler() http.Handler {
 		}
 		return a.svc.Apply(r.Context(), file, raw, caller(r))
 	}))
-	mux.HandleFunc("GET /v1/networkpolicies", api(func(r *http.Request) (any, error) {
+	rs.handle("GET /v1/networkpolicies", "", api(func(r *http.Request) (any, error) {
 		q := r.URL.Query()
 		if v := q.Get("records"); v != "" {
 			all, err := strconv.ParseBool(v)
@@ -139,13 +263,17 @@ func (a *Server) Handler() http.Handler {
 		}
 		return a.svc.NetworkPolicies()
 	}))
-	mux.HandleFunc("DELETE /v1/networkpolicies", api(func(r *http.Request) (any, error) {
+	rs.handle("DELETE /v1/networkpolicies", rightDelete, api(func(r *http.Request) (any, error) {
 		q := r.URL.Query()
 		return a.svc.DeleteNetworkPolicy(r.Context(), q.Get("namespace"), q.Get("name"), caller(r))
 	}))
-	mux.HandleFunc("GET /v1/ruleids", api(func(r *http.Request) (any, error) { return a.svc.RuleIDs() }))
-	mux.HandleFunc("GET /v1/captures", api(func(r *http.Request) (any, error) { return a.svc.Captures() }))
-	mux.HandleFunc("POST /v1/propose", api(func(r *http.Request) (any, error) {
+	rs.handle("GET /v1/clusternetworkpolicies", "", api(func(r *http.Request) (any, error) { return a.svc.ClusterNetworkPolicies() }))
+	rs.handle("DELETE /v1/clusternetworkpolicies", rightDeleteCNP, api(func(r *http.Request) (any, error) {
+		return a.svc.DeleteClusterNetworkPolicy(r.Context(), r.URL.Query().Get("name"), caller(r))
+	}))
+	rs.handle("GET /v1/ruleids", "", api(func(r *http.Request) (any, error) { return a.svc.RuleIDs() }))
+	rs.handle("GET /v1/captures", "", api(func(r *http.Request) (any, error) { return a.svc.Captures() }))
+	rs.handle("POST /v1/propose", rightPropose, api(func(r *http.Request) (any, error) {
 		w, err := window(r)
 		if err != nil {
 			return nil, err
@@ -158,51 +286,54 @@ func (a *Server) Handler() http.Handler {
 		}
 		return a.svc.Propose(w, include, caller(r))
 	}))
-	mux.HandleFunc("GET /v1/diff", a.read(func(r *http.Request) (any, error) {
+	rs.handle("GET /v1/diff", "", a.read(func(r *http.Request) (any, error) {
 		w, err := window(r)
 		if err != nil {
 			return nil, err
 		}
 		return a.svc.Diff(r.URL.Query().Get("workload"), w)
 	}))
-	mux.HandleFunc("GET /v1/coverage", a.read(func(r *http.Request) (any, error) {
+	rs.handle("GET /v1/coverage", "", a.read(func(r *http.Request) (any, error) {
 		w, err := window(r)
 		if err != nil {
 			return nil, err
 		}
 		return a.svc.Coverage(w)
 	}))
-	mux.HandleFunc("POST /v1/promote", api(func(r *http.Request) (any, error) {
+	rs.handle("POST /v1/promote", rightPromote, api(func(r *http.Request) (any, error) {
 		var req controller.PromoteRequest
 		if err := decodeJSON(r, &req); err != nil {
 			return nil, err
 		}
 		return a.svc.Promote(r.Context(), req, caller(r))
 	}))
-	mux.HandleFunc("POST /v1/rollback", api(func(r *http.Request) (any, error) {
+	rs.handle("POST /v1/rollback", rightRollback, api(func(r *http.Request) (any, error) {
 		var req controller.RollbackRequest
 		if err := decodeJSON(r, &req); err != nil {
 			return nil, err
 		}
 		return a.svc.Rollback(r.Context(), req, caller(r))
 	}))
-	mux.HandleFunc("GET /v1/history", api(func(r *http.Request) (any, error) {
+	rs.handle("GET /v1/history", "", api(func(r *http.Request) (any, error) {
 		return a.svc.History(r.URL.Query().Get("workload"))
 	}))
-	mux.HandleFunc("GET /v1/verdicts", a.read(func(r *http.Request) (any, error) {
+	rs.handle("GET /v1/verdicts", "", a.read(func(r *http.Request) (any, error) {
 		w, err := window(r)
 		if err != nil {
 			return nil, err
 		}
 		return a.svc.Verdicts(w)
 	}))
-	mux.HandleFunc("GET /v1/explain", api(func(r *http.Request) (any, error) {
+	rs.handle("GET /v1/explain", "", api(func(r *http.Request) (any, error) {
 		q := r.URL.Query()
 		return a.svc.Explain(q.Get("from"), q.Get("to"), q.Get("port"))
 	}))
-	mux.HandleFunc("GET /v1/world", api(func(r *http.Request) (any, error) { return a.svc.World() }))
-	a.evidenceRoutes(mux)
-	return mux
+	rs.handle("GET /v1/world", "", api(func(r *http.Request) (any, error) { return a.svc.World() }))
+	a.evidenceRoutes(rs)
+	a.sessionRoutes(rs)
+	a.detailRoutes(rs)
+	rs.handle("GET /v1/events", "", a.serveEvents)
+	return rs.list
 }
 
 // read answers f like api, for a route that reads observations: it first
@@ -274,29 +405,38 @@ func api(f func(*http.Request) (any, error)) http.HandlerFunc {
 	}
 }
 
-// RequireAuth wraps h so that only requests with the bearer token, or over
-// TLS with a verified client certificate, reach it; others get 401.
-func RequireAuth(h http.Handler, token string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		who := ""
-		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
-			who = "cert:" + r.TLS.PeerCertificates[0].Subject.CommonName
+// TCPHandler returns what the TCP listener serves: the API under /v1/
+// and the page (Config.UI) at / and under /ui/, with authentication,
+// sessions, roles, the CSRF and cross-origin checks and the security
+// headers (auth.go).
+func (a *Server) TCPHandler() http.Handler { return a.tcpHandler(a.Handler()) }
+
+// TCPAddr returns the address the TCP listener is bound to (after
+// Listen; "" when none): with Config.Listen "127.0.0.1:0", the port the
+// kernel chose.
+func (a *Server) TCPAddr() string {
+	if a.tcpListener == nil {
+		return ""
+	}
+	return a.tcpListener.Addr().String()
+}
+
+func (a *Server) tcpHandler(api http.Handler) http.Handler {
+	ui := a.cfg.UI
+	if ui == nil {
+		ui = http.NotFoundHandler()
+	}
+	stripped := http.StripPrefix("/ui", ui)
+	return a.authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/v1/"):
+			api.ServeHTTP(w, r)
+		case strings.HasPrefix(r.URL.Path, "/ui/"):
+			stripped.ServeHTTP(w, r)
+		default:
+			ui.ServeHTTP(w, r)
 		}
-		// The scheme is case-insensitive (RFC 7235, section 2.1).
-		scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-		if strings.EqualFold(scheme, "Bearer") && token != "" &&
-			subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(token)) == 1 {
-			who = "token"
-		}
-		if who == "" {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="nanoseg"`)
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			_ = json.NewEncoder(w).Encode(client.APIError{Error: "unauthenticated: send Authorization: Bearer <token> or a client certificate"})
-			return
-		}
-		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey, who+" from "+r.RemoteAddr)))
-	})
+	}))
 }
 
 // Listen binds the TCP listeners that can clash with another process (the
@@ -314,12 +454,14 @@ func (a *Server) Listen() error {
 	h := a.handler
 	var servers []*http.Server
 	var listeners []net.Listener
+	var tcp net.Listener
 	if a.cfg.Listen != "" {
 		tl, srv, err := a.tcpServer(h)
 		if err != nil {
 			return err
 		}
 		servers, listeners = append(servers, srv), append(listeners, tl)
+		tcp = tl
 	}
 	if a.cfg.MetricsAddr != "" {
 		ml, err := net.Listen("tcp", a.cfg.MetricsAddr)
@@ -334,7 +476,7 @@ func (a *Server) Listen() error {
 		servers = append(servers, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second})
 		listeners = append(listeners, ml)
 	}
-	a.servers, a.listeners, a.bound = servers, listeners, true
+	a.servers, a.listeners, a.bound, a.tcpListener = servers, listeners, true, tcp
 	return nil
 }
 
@@ -375,7 +517,7 @@ func (a *Server) Close() {
 	if a.unixBound {
 		_ = os.Remove(a.cfg.Socket)
 	}
-	a.servers, a.listeners, a.bound, a.unixBound = nil, nil, false, false
+	a.servers, a.listeners, a.bound, a.unixBound, a.tcpListener = nil, nil, false, false, nil
 }
 
 // Serve runs the API on the unix socket, on TCP if configured, and the
@@ -400,6 +542,7 @@ func (a *Server) Serve(ctx context.Context) error {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	a.events.close() // event streams end: Shutdown waits for no idle stream
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
 	defer cancel()
 	for _, s := range servers {
@@ -414,12 +557,11 @@ func (a *Server) Serve(ctx context.Context) error {
 }
 
 func (a *Server) tcpServer(h http.Handler) (net.Listener, *http.Server, error) {
-	token := a.cfg.Token
 	l, err := net.Listen("tcp", a.cfg.Listen)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen on %s: %w", a.cfg.Listen, err)
 	}
-	srv := &http.Server{Handler: RequireAuth(h, token), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: a.tcpHandler(h), ReadHeaderTimeout: 10 * time.Second}
 	if a.cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(a.cfg.TLSCert, a.cfg.TLSKey)
 		if err != nil {

@@ -30,39 +30,6 @@ func newServer(t *testing.T) (*server.Server, *store.Mem) {
 	return server.New(svc, server.Config{}, nil), mem
 }
 
-func TestRequireAuth(t *testing.T) {
-	srv, _ := newServer(t)
-	const token = "0123456789abcdef0123"
-	ts := httptest.NewServer(server.RequireAuth(srv.Handler(), token))
-	defer ts.Close()
-	for _, c := range []struct {
-		auth string
-		want int
-	}{
-		{"", http.StatusUnauthorized},
-		{"Bearer wrong-token-wrong-token", http.StatusUnauthorized},
-		{"Basic " + token, http.StatusUnauthorized},
-		{"Bearer " + token, http.StatusOK},
-		{"bearer " + token, http.StatusOK},
-	} {
-		req, _ := http.NewRequest("GET", ts.URL+"/v1/history", nil)
-		if c.auth != "" {
-			req.Header.Set("Authorization", c.auth)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != c.want {
-			t.Errorf("Authorization %q: %d, want %d", c.auth, resp.StatusCode, c.want)
-		}
-		if c.want == http.StatusUnauthorized && resp.Header.Get("WWW-Authenticate") == "" {
-			t.Errorf("Authorization %q: 401 without WWW-Authenticate", c.auth)
-		}
-	}
-}
-
 // TestErrorsAndEmptyLists: error kinds map to status codes with the API's
 // error body, and an empty list is [] (never null).
 func TestErrorsAndEmptyLists(t *testing.T) {

@@ -21,6 +21,7 @@ import (
 	"github.com/nanoseg/nanoseg/inventory"
 	invkube "github.com/nanoseg/nanoseg/inventory/kube"
 	"github.com/nanoseg/nanoseg/model"
+	"github.com/nanoseg/nanoseg/policies"
 	"github.com/nanoseg/nanoseg/server"
 )
 
@@ -244,6 +245,7 @@ func (s *Session) routes(api http.Handler) http.Handler {
 	mux.HandleFunc("POST /v1/evidence/export", s.export)
 	mux.HandleFunc("POST /v1/policies", refuse(http.StatusBadRequest, fmt.Errorf("%w; apply NanoSegments and NetworkPolicies with kubectl apply", ErrReadOnly)))
 	mux.HandleFunc("DELETE /v1/networkpolicies", refuse(http.StatusBadRequest, fmt.Errorf("%w; delete NetworkPolicies with kubectl delete", ErrReadOnly)))
+	mux.HandleFunc("DELETE /v1/clusternetworkpolicies", refuse(http.StatusBadRequest, fmt.Errorf("%w; delete ClusterNetworkPolicies with kubectl delete", ErrReadOnly)))
 	return mux
 }
 
@@ -325,7 +327,8 @@ func (s *Session) propose(r *http.Request) (any, int, error) {
 	if q.Get("includeDenied") != "" {
 		return nil, http.StatusBadRequest, fmt.Errorf("includeDenied: against a cluster the controller decides what its proposals leave out")
 	}
-	rep := controller.ProposeReport{Proposals: []controller.ProposeResult{}, Excluded: []string{}, Skipped: []string{}, Failed: []string{}, Silent: []string{}}
+	rep := controller.ProposeReport{Proposals: []controller.ProposeResult{}, Excluded: []string{}, Skipped: []string{}, Failed: []string{}, Silent: []string{},
+		Forbidden: []policies.ForbiddenEdge{}}
 	prs := append(s.snap.proposals[:0:0], s.snap.proposals...)
 	sort.Slice(prs, func(i, j int) bool {
 		return key(prs[i].Namespace, prs[i].Spec.Workload) < key(prs[j].Namespace, prs[j].Spec.Workload)

@@ -30,7 +30,10 @@ func newAgentCmd(a *app) *cobra.Command {
 lab with --lab, named network namespaces described by --labels, or both),
 keeps edges, policy revisions and the promotion history in one store file,
 programs each endpoint's nftables table, and serves the API on a unix socket
-(and on TCP only with --token-file or TLS client certificates).`,
+(and on TCP only with --token-file, --read-token-file or TLS client
+certificates). On TCP it also serves the web UI at / : a browser logs in
+once with a token and gets a session cookie; the --read-token-file token
+may look but not promote.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if os.Geteuid() != 0 {
@@ -50,7 +53,8 @@ programs each endpoint's nftables table, and serves the API on a unix socket
 	f.String("state-file", "", "store file (default /var/lib/nanoseg/state.db)")
 	f.String("socket", "", "unix socket of the API (default /run/nanoseg/agent.sock)")
 	f.String("listen", "", "also serve the API on this TCP address (needs --token-file or TLS client certificates)")
-	f.String("token-file", "", "file holding the bearer token TCP clients must send")
+	f.String("token-file", "", "file holding the operator's bearer token for TCP clients and the web UI (may do everything)")
+	f.String("read-token-file", "", "file holding a viewer's bearer token for TCP clients and the web UI (may read, not change)")
 	f.String("metrics-addr", "", "serve Prometheus metrics here (default 127.0.0.1:9618; empty string to disable)")
 	return cmd
 }

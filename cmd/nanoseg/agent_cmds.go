@@ -22,10 +22,14 @@ import (
 	"github.com/nanoseg/nanoseg/lab"
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
+	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
 	"github.com/nanoseg/nanoseg/store"
 )
 
-func init() { edgeSource, coverageSource = agentEdges, agentCoverage }
+func init() {
+	edgeSource, coverageSource = agentEdges, agentCoverage
+	worldSource = func(_ context.Context, a *app) (*policies.CaseState, error) { return agentWorld(a) }
+}
 
 // agentCoverage fetches every workload's coverage since since (zero:
 // everything) from the agent.
@@ -167,17 +171,27 @@ func newPolicyShowCmd(a *app) *cobra.Command {
 	var revision int
 	var output string
 	cmd := &cobra.Command{
-		Use:   "show [WORKLOAD] [--revision N] | show networkpolicy NAMESPACE/NAME",
-		Short: "Show stored policies (from the agent): nanosegment revisions and NetworkPolicies, a list, or one as YAML",
+		Use:   "show [WORKLOAD] [--revision N] | show networkpolicy NAMESPACE/NAME | show clusternetworkpolicy [NAME]",
+		Short: "Show stored policies (from the agent): nanosegment revisions, NetworkPolicies and ClusterNetworkPolicies, a list, or one as YAML",
 		Long: `Show stored policies (from the agent). Without arguments: every
 nanosegment revision, then the NetworkPolicies in force (enforced since they
-were applied). With WORKLOAD: its revisions (--revision N prints one as
-YAML). With networkpolicy NAMESPACE/NAME: that NetworkPolicy as YAML and its
-records (applies and deletions).`,
+were applied), then the ClusterNetworkPolicies in force. With WORKLOAD: its
+revisions (--revision N prints one as YAML). With networkpolicy
+NAMESPACE/NAME: that NetworkPolicy as YAML and its records (applies and
+deletions). With clusternetworkpolicy [NAME]: the ClusterNetworkPolicies in
+force (or that one) as YAML, exactly as applied: ` + "`policy apply -f`" + ` of that
+output changes nothing.`,
 		Args: cobra.MaximumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := flagNotNegative("--revision", revision); err != nil {
 				return fmt.Errorf("policy show: %w", err)
+			}
+			if len(args) >= 1 && isClusterNetworkPolicyWord(args[0]) {
+				name := ""
+				if len(args) == 2 {
+					name = args[1]
+				}
+				return showClusterNetworkPolicies(cmd, a, name)
 			}
 			if len(args) == 2 || (len(args) == 1 && isNetworkPolicyWord(args[0])) {
 				if len(args) != 2 || !isNetworkPolicyWord(args[0]) {
@@ -228,7 +242,7 @@ records (applies and deletions).`,
 				return fmt.Errorf("policy show: %w", err)
 			}
 			if len(nps) == 0 {
-				return nil
+				return listClusterNetworkPolicies(cmd, a)
 			}
 			fmt.Fprintln(cmd.OutOrStdout())
 			tw = tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
@@ -248,7 +262,10 @@ records (applies and deletions).`,
 				}
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", r.Key(), r.Revision, r.At.UTC().Format(time.RFC3339), r.By, selStr, strings.Join(types, ","))
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			return listClusterNetworkPolicies(cmd, a)
 		},
 	}
 	cmd.Flags().IntVar(&revision, "revision", 0, "print this revision as YAML")
@@ -430,15 +447,22 @@ func showNetworkPolicy(cmd *cobra.Command, a *app, ref string) error {
 
 func newPolicyDeleteCmd(a *app) *cobra.Command {
 	return &cobra.Command{
-		Use:   "delete networkpolicy NAMESPACE/NAME",
-		Short: "Delete a stored NetworkPolicy: it stops being enforced at once, and the deletion is recorded",
-		Long: `Delete a stored NetworkPolicy: it stops being enforced at once, and the
-deletion is recorded with who and when (see ` + "`policy show networkpolicy NAMESPACE/NAME`" + `).
-Nanosegments are not deleted: roll them back or promote them to observe.`,
+		Use:   "delete networkpolicy NAMESPACE/NAME | delete clusternetworkpolicy NAME",
+		Short: "Delete a stored NetworkPolicy or ClusterNetworkPolicy: it stops being enforced at once",
+		Long: `Delete a stored NetworkPolicy or ClusterNetworkPolicy: it stops being
+enforced at once, and the rule sets of every endpoint are reprogrammed before
+the command returns. A NetworkPolicy's deletion is recorded with who and when
+(see ` + "`policy show networkpolicy NAMESPACE/NAME`" + `); a ClusterNetworkPolicy's is
+logged by the agent with who and when, and the command prints the policy as
+it was (only the one in force is stored). Nanosegments are not deleted: roll
+them back or promote them to observe.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if isClusterNetworkPolicyWord(args[0]) {
+				return deleteClusterNetworkPolicy(cmd, a, args[1])
+			}
 			if !isNetworkPolicyWord(args[0]) {
-				return fmt.Errorf("policy delete: %q: only NetworkPolicies are deleted (policy delete networkpolicy NAMESPACE/NAME)", args[0])
+				return fmt.Errorf("policy delete: %q: only NetworkPolicies and ClusterNetworkPolicies are deleted (policy delete networkpolicy NAMESPACE/NAME, policy delete clusternetworkpolicy NAME)", args[0])
 			}
 			ns, name, err := splitNamespaced(args[1])
 			if err != nil {
@@ -456,6 +480,81 @@ Nanosegments are not deleted: roll them back or promote them to observe.`,
 			return nil
 		},
 	}
+}
+
+// isClusterNetworkPolicyWord reports whether s names the
+// ClusterNetworkPolicy kind.
+func isClusterNetworkPolicyWord(s string) bool {
+	switch strings.ToLower(s) {
+	case "clusternetworkpolicy", "clusternetworkpolicies", "cnp":
+		return true
+	}
+	return false
+}
+
+// deleteClusterNetworkPolicy deletes ClusterNetworkPolicy name through the
+// agent and prints what was in force until then.
+func deleteClusterNetworkPolicy(cmd *cobra.Command, a *app, name string) error {
+	if name == "" || strings.Contains(name, "/") {
+		return fmt.Errorf("policy delete: clusternetworkpolicy %q: want NAME (cluster-scoped, no namespace)", name)
+	}
+	var res controller.ClusterDeleteResult
+	if err := newClient(a).Do(cmd.Context(), "DELETE", "/v1/clusternetworkpolicies", url.Values{"name": {name}}, nil, &res); err != nil {
+		return fmt.Errorf("policy delete: %w", err)
+	}
+	w := cmd.OutOrStdout()
+	fmt.Fprintf(w, "ClusterNetworkPolicy %s (%s, priority %d) deleted (by %s at %s); no longer enforced; it was:\n", res.Name, res.Tier, res.Priority, res.By, res.At.UTC().Format(time.RFC3339))
+	if res.Policy != nil {
+		raw, err := yaml.Marshal(res.Policy)
+		if err != nil {
+			return err
+		}
+		if _, err := w.Write(raw); err != nil {
+			return err
+		}
+	}
+	if !res.Converged {
+		return notConverged{fmt.Errorf("policy delete: the dataplane did not converge: %v", res.Errors)}
+	}
+	return nil
+}
+
+// listClusterNetworkPolicies prints a table of the ClusterNetworkPolicies
+// in force, nothing when there are none.
+func listClusterNetworkPolicies(cmd *cobra.Command, a *app) error {
+	var cnps []cnpv1alpha2.ClusterNetworkPolicy
+	if err := newClient(a).Do(cmd.Context(), "GET", "/v1/clusternetworkpolicies", nil, nil, &cnps); err != nil {
+		return fmt.Errorf("policy show: %w", err)
+	}
+	if len(cnps) == 0 {
+		return nil
+	}
+	fmt.Fprintln(cmd.OutOrStdout())
+	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CLUSTERNETWORKPOLICY\tTIER\tPRIORITY\tINGRESS RULES\tEGRESS RULES")
+	for _, c := range cnps {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\n", c.Name, c.Spec.Tier, c.Spec.Priority, len(c.Spec.Ingress), len(c.Spec.Egress))
+	}
+	return tw.Flush()
+}
+
+// showClusterNetworkPolicies prints the ClusterNetworkPolicies in force
+// as YAML (all, or the one named name).
+func showClusterNetworkPolicies(cmd *cobra.Command, a *app, name string) error {
+	var cnps []cnpv1alpha2.ClusterNetworkPolicy
+	if err := newClient(a).Do(cmd.Context(), "GET", "/v1/clusternetworkpolicies", nil, nil, &cnps); err != nil {
+		return fmt.Errorf("policy show: %w", err)
+	}
+	var out []any
+	for i := range cnps {
+		if name == "" || cnps[i].Name == name {
+			out = append(out, &cnps[i])
+		}
+	}
+	if name != "" && len(out) == 0 {
+		return fmt.Errorf("policy show: ClusterNetworkPolicy %s is not in force", name)
+	}
+	return writeYAMLStream(cmd.OutOrStdout(), out)
 }
 
 // writeProposals writes one YAML file per proposed revision into dir.
@@ -618,6 +717,12 @@ func proposeFromAgent(cmd *cobra.Command, a *app, window time.Duration, includeD
 			fmt.Fprintf(w, "  %s\n", l)
 		}
 	}
+	if len(rep.Forbidden) > 0 {
+		fmt.Fprintf(w, "left out, because an Admin ClusterNetworkPolicy rule denies them (no nanosegment can allow them; --include-denied does not change that):\n")
+		for _, f := range rep.Forbidden {
+			fmt.Fprintf(w, "  %s\n", f)
+		}
+	}
 	if len(rep.Excluded) > 0 {
 		fmt.Fprintf(w, "left out, because they were denied in the window and the policies in force still deny them (review with `policy diff`; --include-denied to propose them anyway):\n")
 		for _, e := range rep.Excluded {
@@ -729,6 +834,18 @@ func diffFromAgent(cmd *cobra.Command, a *app, workload string, window time.Dura
 	fmt.Fprintf(w, "observed flows the active policies deny or would deny: %d\n", len(rep.Denied))
 	for _, d := range rep.Denied {
 		fmt.Fprintf(w, "  ! %-10s %s  (%d flows; %s)\n", d.Action, d.Edge, d.Flows, d.Reason)
+	}
+	if len(rep.Forbidden) > 0 {
+		fmt.Fprintf(w, "observed flows an Admin ClusterNetworkPolicy rule denies (never proposed): %d\n", len(rep.Forbidden))
+		for _, f := range rep.Forbidden {
+			fmt.Fprintf(w, "  x %s\n", f)
+		}
+	}
+	if len(rep.Shadowed) > 0 {
+		fmt.Fprintf(w, "rules shadowed by an Admin ClusterNetworkPolicy rule (decided before them): %d\n", len(rep.Shadowed))
+		for _, sh := range rep.Shadowed {
+			fmt.Fprintf(w, "  ~ %s\n", sh)
+		}
 	}
 	printCoverage(w, rep.Coverage, window)
 	return nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/nanoseg/nanoseg/graph"
 	"github.com/nanoseg/nanoseg/model"
+	"github.com/nanoseg/nanoseg/policies"
 )
 
 // edgeSource fetches the observed edges of the window [since, until] (zero:
@@ -29,6 +31,10 @@ var edgeSource func(ctx context.Context, a *app, since, until time.Time) ([]mode
 // everything), for the nodes of a graph drawn from the agent's edges.
 var coverageSource func(ctx context.Context, a *app, since time.Time) ([]model.Coverage, error)
 
+// worldSource fetches the agent's world and policies in force, to mark
+// the edges a ClusterNetworkPolicy rule decides (wired in agent_cmds.go).
+var worldSource func(ctx context.Context, a *app) (*policies.CaseState, error)
+
 // errNoEdgeSource is returned when neither --edges nor an agent is available.
 var errNoEdgeSource = errors.New("no --edges file given and no agent reachable")
 
@@ -41,6 +47,7 @@ type graphOptions struct {
 	verdict    string
 	since      string
 	until      string
+	world      worldFlags
 }
 
 func newGraphCmd(a *app) *cobra.Command {
@@ -55,6 +62,13 @@ its label splits the flows: "TCP/5432 · 616 flows (614 allowed, 2 denied)";
 the HTML, DOT and Mermaid drawings colour an edge by the verdict of most of
 its flows (red: mostly denied, orange dashed: mostly audit-denied), so a path
 that works but was denied twice is not drawn as a denied path.
+
+An edge whose connections a ClusterNetworkPolicy rule decides under the
+policies in force carries that rule (tier, policy, priority, rule, action):
+"decidedBy" in JSON, edge data in GraphML, and in DOT the mark of
+` + "`policy matrix`" + ` ("*" Admin, "+" Baseline) with the rule in its label plus tier,
+policy, rule and action attributes. The policies are the agent's when the
+edges come from it, or those of --world/--case/--policies.
 
 The edges come from --edges FILE: observer edges as a JSON array, as JSON lines
 (one edge per line), or as the windows that "nanoseg observe --edges -o json"
@@ -84,6 +98,7 @@ The output format is -o, else taken from the --out file's extension
 	f.StringVar(&o.verdict, "verdict", "", "keep edges with a flow of this verdict: observed, allow, audit-deny, deny")
 	f.StringVar(&o.since, "since", "", "keep edges seen in the last DURATION (e.g. 15m) or since an RFC 3339 time")
 	f.StringVar(&o.until, "until", "", "keep edges first seen before DURATION ago or an RFC 3339 time")
+	o.world.add(cmd)
 	return cmd
 }
 
@@ -126,6 +141,9 @@ func runGraph(cmd *cobra.Command, a *app, o graphOptions) error {
 			a.log.Debug("no coverage from the agent", "err", err)
 		}
 	}
+	if err := markDecisions(cmd.Context(), a, o, g); err != nil {
+		return err
+	}
 	if a.log != nil {
 		a.log.Debug("graph built", "edgesIn", len(edges), "nodes", len(g.Nodes), "edges", len(g.Edges), "format", format)
 	}
@@ -133,6 +151,94 @@ func runGraph(cmd *cobra.Command, a *app, o graphOptions) error {
 		return graph.Write(cmd.OutOrStdout(), format, g)
 	}
 	return writeFileAtomic(o.outFile, func(w io.Writer) error { return graph.Write(w, format, g) })
+}
+
+// markDecisions marks the edges of g that a ClusterNetworkPolicy rule
+// decides (graph.Link.DecidedBy): under --world/--case/--policies when
+// given, else under the agent's world and policies when the edges came
+// from the agent (an agent that cannot say leaves the graph unmarked).
+func markDecisions(ctx context.Context, a *app, o graphOptions, g *graph.Graph) error {
+	var st *policies.CaseState
+	var set policies.PolicySet
+	var err error
+	switch {
+	case o.world.world != "" || o.world.caseFile != "" || len(o.world.policies) > 0:
+		if st, set, err = o.world.load(); err != nil {
+			return fmt.Errorf("graph: %w", err)
+		}
+	case o.edgesFile == "" && worldSource != nil:
+		if st, err = worldSource(ctx, a); err != nil {
+			if a.log != nil {
+				a.log.Debug("no world from the agent; edges not marked", "err", err)
+			}
+			return nil
+		}
+		if set, err = st.Set(); err != nil {
+			return fmt.Errorf("graph: the agent's policies: %w", err)
+		}
+	default:
+		return nil
+	}
+	if len(set.ClusterPolicies()) == 0 {
+		return nil
+	}
+	g.MarkDecisions(func(src, dst graph.Node, e graph.Link) *graph.Decision {
+		from, ok1 := graphEnd(st.World, src)
+		to, ok2 := graphEnd(st.World, dst)
+		if !ok1 || !ok2 {
+			return nil
+		}
+		c := policies.Connection{From: from, To: to, Protocol: e.Protocol, Port: int32(e.Port)}
+		switch e.Protocol {
+		case model.ProtocolTCP, model.ProtocolUDP, model.ProtocolSCTP:
+		case model.ProtocolICMP, model.ProtocolICMPv6:
+			c.Protocol, c.Port = model.ProtocolICMP, 0
+		default:
+			return nil
+		}
+		v := policies.Evaluate(st.World, set, c)
+		r := v.DecidingClusterRule()
+		if v.Err != "" || r == nil {
+			return nil
+		}
+		return &graph.Decision{Tier: string(r.Tier), Policy: r.Policy.Name, Priority: r.Priority, Rule: r.Rule, Name: r.Name, Action: string(r.Action)}
+	})
+	return nil
+}
+
+// graphEnd returns the connection end that stands for node n in world: a
+// workload's pod ("<workload>-0", as the agent names them, else a pod of
+// its namespace carrying its labels), or an external peer's address or
+// name.
+func graphEnd(world *policies.MemWorld, n graph.Node) (policies.ConnEnd, bool) {
+	if n.External() {
+		if addr, err := netip.ParseAddr(n.Addr); err == nil {
+			return policies.ConnEnd{IP: addr, DNSName: n.Name}, true
+		}
+		return policies.ConnEnd{DNSName: n.Name}, n.Name != ""
+	}
+	if p, ok := world.Pod(n.Namespace, n.Workload+"-0"); ok {
+		return policies.ConnEnd{Pod: p.Key()}, true
+	}
+	for _, p := range world.Pods() {
+		if p.Namespace != n.Namespace || len(n.Labels) == 0 {
+			continue
+		}
+		match := true
+		for k, v := range n.Labels {
+			if p.Labels[k] != v {
+				match = false
+				break
+			}
+		}
+		if match {
+			return policies.ConnEnd{Pod: p.Key()}, true
+		}
+	}
+	if p, ok := world.Pod(n.Namespace, n.Workload); ok {
+		return policies.ConnEnd{Pod: p.Key()}, true
+	}
+	return policies.ConnEnd{}, false
 }
 
 // filter turns the flags into a graph.Filter; durations count back from now.

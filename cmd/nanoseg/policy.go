@@ -20,6 +20,7 @@ import (
 	"github.com/nanoseg/nanoseg/graph"
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
+	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
@@ -350,6 +351,7 @@ func readEdges(file string) ([]model.Edge, error) {
 
 func newPolicyProposeCmd(a *app) *cobra.Command {
 	var edgesFile, identitiesFile, outDir string
+	var active []string
 	var window time.Duration
 	var includeDenied bool
 	cmd := &cobra.Command{
@@ -369,8 +371,12 @@ the report lists it with the reason, offline too. Beside the proposals the
 agent prints a coverage report: per workload how long it was observed of
 the window asked, its flows, failed flows, peers, server ports and when
 its newest peer appeared, and names the workloads that were silent (no
-proposal, and promote to enforce refuses while they are). With --edges it
-works offline on an edges file and prints YAML.`,
+proposal, and promote to enforce refuses while they are). An edge a Deny rule
+of the Admin tier of the ClusterNetworkPolicies in force decides is never
+proposed (no nanosegment can allow it), --include-denied or not: the report
+names the rule. With --edges it works offline on an edges file and prints
+YAML (with --policies, the edges an Admin Deny in those files forbids are
+left out and listed on stderr).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if window < 0 {
@@ -397,6 +403,25 @@ works offline on an edges file and prints YAML.`,
 			for _, f := range failed {
 				fmt.Fprintf(cmd.ErrOrStderr(), "left out: %s\n", f)
 			}
+			if len(active) > 0 {
+				var all []policies.Object
+				for _, f := range active {
+					objs, err := readObjects(f)
+					if err != nil {
+						return err
+					}
+					all = append(all, objs...)
+				}
+				set, err := policies.NewObjectSet(all)
+				if err != nil {
+					return fmt.Errorf("policy propose: --policies: %w", err)
+				}
+				var forbidden []policies.ForbiddenEdge
+				edges, forbidden = policies.LeaveOutForbidden(edges, set)
+				for _, f := range forbidden {
+					fmt.Fprintf(cmd.ErrOrStderr(), "left out: %s\n", f)
+				}
+			}
 			// All edges: the proposer never learns the failed ones, and
 			// no port range spans their ports.
 			segs := policies.Propose(edges, ids)
@@ -409,6 +434,7 @@ works offline on an edges file and prints YAML.`,
 	}
 	cmd.Flags().StringVar(&edgesFile, "edges", "", "edges file: edges as observe --edges -o json or /v1/edges write them, JSON or JSON lines (offline; default: ask the agent)")
 	cmd.Flags().StringVar(&identitiesFile, "identities", "", "JSON array of every known identity {namespace, workload, labels}")
+	cmd.Flags().StringArrayVar(&active, "policies", nil, "offline: YAML of the policies in force (repeatable); edges an Admin ClusterNetworkPolicy Deny forbids are left out and listed on stderr")
 	cmd.Flags().DurationVar(&window, "window", 0, "agent: propose from edges last seen within this window (default: all)")
 	cmd.Flags().StringVar(&outDir, "out", "", "agent: also write one YAML file per workload into this directory")
 	cmd.Flags().BoolVar(&includeDenied, "include-denied", false, "agent: also propose edges denied in the window that the policies in force still deny or audit-deny")
@@ -510,10 +536,33 @@ func newPolicyImportCmd() *cobra.Command {
 func newPolicyExportCmd() *cobra.Command {
 	var to string
 	cmd := &cobra.Command{
-		Use:   "export FILE... [--to networkpolicy|cilium]",
-		Short: "Convert NanoSegments into NetworkPolicy or CiliumNetworkPolicy YAML; what cannot be expressed is reported on stderr",
-		Args:  cobra.MinimumNArgs(1),
+		Use:   "export FILE... [--to networkpolicy|cilium|clusternetworkpolicy|cilium-clusterwide]",
+		Short: "Convert NanoSegments (and NetworkPolicies) into NetworkPolicy, CiliumNetworkPolicy, ClusterNetworkPolicy or CiliumClusterwideNetworkPolicy YAML; what cannot be expressed is reported on stderr",
+		Long: `Convert NanoSegments (and NetworkPolicies, read as the nanosegments they
+import as) into another policy language; every difference is reported on
+stderr as "warning: POLICY: FIELD: DETAIL", nothing is dropped silently.
+
+--to clusternetworkpolicy writes Baseline-tier ClusterNetworkPolicies
+(policy.networking.k8s.io/v1alpha2): per policy "<namespace>.<name>" with one
+Accept rule per allow rule (priority 500) and "<namespace>.<name>.isolate"
+with a Deny for each isolated direction (priority 501), so the allows of
+several policies selecting one pod still add up. Baseline, because it is
+consulted exactly where no NetworkPolicy isolates the pod, as a namespace
+owner's default; it never overrides NetworkPolicies as the Admin tier would.
+ClusterNetworkPolicies in the input are written back as they are (export of
+what ` + "`policy show clusternetworkpolicy`" + ` printed, applied again, changes nothing);
+they have no faithful form in the other languages (tiers, priorities, Deny
+and Pass), so the other targets refuse them.
+
+--to cilium-clusterwide writes CiliumClusterwideNetworkPolicies (cilium.io/v2):
+the CiliumNetworkPolicy export, cluster-scoped, named "<namespace>.<name>".`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			switch to {
+			case "networkpolicy", "cilium", "clusternetworkpolicy", "cilium-clusterwide":
+			default:
+				return fmt.Errorf("policy export: --to: unknown target %q: want networkpolicy, cilium, clusternetworkpolicy or cilium-clusterwide", to)
+			}
 			var out []any
 			var probs []policies.Problem
 			for _, f := range args {
@@ -522,8 +571,17 @@ func newPolicyExportCmd() *cobra.Command {
 					return err
 				}
 				for _, o := range objs {
-					if o.ClusterNetworkPolicy != nil {
-						return fmt.Errorf("policy export: %s: ClusterNetworkPolicy %s: exporting ClusterNetworkPolicies is not supported yet", f, o.Key())
+					if c := o.ClusterNetworkPolicy; c != nil {
+						if to != "clusternetworkpolicy" {
+							return fmt.Errorf("policy export: %s: ClusterNetworkPolicy %s: --to %s cannot express a ClusterNetworkPolicy (tiers, priorities, Deny and Pass rules); --to clusternetworkpolicy writes it back as it is", f, o.Key(), to)
+						}
+						if _, err := policies.CompileClusterNetworkPolicy(c); err != nil {
+							return fmt.Errorf("policy export: %s: %w", f, err)
+						}
+						c = c.DeepCopy()
+						c.APIVersion, c.Kind = cnpv1alpha2.SchemeGroupVersion.String(), cnpv1alpha2.Kind
+						out = append(out, c)
+						continue
 					}
 					s := o.NanoSegment
 					if s == nil {
@@ -539,8 +597,15 @@ func newPolicyExportCmd() *cobra.Command {
 					case "cilium":
 						c, p := policies.ExportCilium(s)
 						out, probs = append(out, c), append(probs, p...)
-					default:
-						return fmt.Errorf("unknown export target %q: want networkpolicy or cilium", to)
+					case "cilium-clusterwide":
+						c, p := policies.ExportCiliumClusterwide(s)
+						out, probs = append(out, c), append(probs, p...)
+					case "clusternetworkpolicy":
+						cs, p := policies.ExportClusterNetworkPolicy(s)
+						for _, c := range cs {
+							out = append(out, c)
+						}
+						probs = append(probs, p...)
 					}
 				}
 			}
@@ -550,7 +615,7 @@ func newPolicyExportCmd() *cobra.Command {
 			return writeYAMLStream(cmd.OutOrStdout(), out)
 		},
 	}
-	cmd.Flags().StringVar(&to, "to", "networkpolicy", "networkpolicy or cilium")
+	cmd.Flags().StringVar(&to, "to", "networkpolicy", "networkpolicy, cilium, clusternetworkpolicy or cilium-clusterwide")
 	return cmd
 }
 

@@ -98,7 +98,7 @@ func TestReadmePolicyCheck(t *testing.T) {
 // TestPolicyClusterNetworkPolicy: check, explain and matrix take
 // ClusterNetworkPolicy objects next to NetworkPolicies; explain names the
 // tier, policy, priority and rule, matrix marks the cells a tier decided;
-// import and export refuse them by name.
+// import and export to other languages refuse them by name.
 func TestPolicyClusterNetworkPolicy(t *testing.T) {
 	cases, err := filepath.Glob("../../policies/testdata/cases/cnp/*.yaml")
 	if err != nil || len(cases) < 4 {
@@ -136,7 +136,20 @@ spec: {tier: Admin, priority: 1, subject: {namespaces: {}}, ingress: [{action: D
 	if _, err := runPolicy(t, "import", cnp); err == nil || !strings.Contains(err.Error(), "ClusterNetworkPolicy guard: only NetworkPolicies convert") {
 		t.Errorf("import: %v", err)
 	}
-	if _, err := runPolicy(t, "export", cnp); err == nil || !strings.Contains(err.Error(), "ClusterNetworkPolicy guard: exporting ClusterNetworkPolicies is not supported yet") {
+	web := "../../policies/testdata/segments/web.yaml"
+	out, err = runPolicy(t, "export", "--to", "clusternetworkpolicy", web)
+	if err != nil || !strings.Contains(out, "kind: ClusterNetworkPolicy") || !strings.Contains(out, "name: shop.web.isolate") || !strings.Contains(out, "tier: Baseline") ||
+		!strings.Contains(out, "warning: NanoSegment shop/web: spec: exported to the Baseline tier") || !strings.Contains(out, "spec.egress[2].peers[0].ipBlock.except") {
+		t.Errorf("export --to clusternetworkpolicy: %v\n%s", err, out)
+	}
+	out, err = runPolicy(t, "export", "--to", "cilium-clusterwide", web)
+	if err != nil || !strings.Contains(out, "kind: CiliumClusterwideNetworkPolicy") || !strings.Contains(out, "metadata:\n  name: shop.web\n") || strings.Contains(out, "\n  namespace: shop\n") {
+		t.Errorf("export --to cilium-clusterwide: %v\n%s", err, out)
+	}
+	if _, err := runPolicy(t, "export", "--to", "calico", web); err == nil || !strings.Contains(err.Error(), "--to: unknown target \"calico\"") {
+		t.Errorf("export --to calico: %v", err)
+	}
+	if _, err := runPolicy(t, "export", cnp); err == nil || !strings.Contains(err.Error(), "ClusterNetworkPolicy guard: --to networkpolicy cannot express a ClusterNetworkPolicy") {
 		t.Errorf("export: %v", err)
 	}
 }

@@ -48,18 +48,19 @@ func asExitCoder(err error, target *exitCoder) bool { return errors.As(err, targ
 
 func newRootCmd() *cobra.Command {
 	a := &app{bind: map[string]string{
-		"log.level":         "log-level",
-		"log.format":        "log-format",
-		"lab.stateDir":      "state-dir",
-		"agent.lab":         "lab",
-		"agent.labelsFile":  "labels",
-		"agent.stateFile":   "state-file",
-		"agent.socket":      "socket",
-		"agent.listen":      "listen",
-		"agent.tokenFile":   "token-file",
-		"agent.metricsAddr": "metrics-addr",
-		"server":            "server",
-		"token":             "token",
+		"log.level":           "log-level",
+		"log.format":          "log-format",
+		"lab.stateDir":        "state-dir",
+		"agent.lab":           "lab",
+		"agent.labelsFile":    "labels",
+		"agent.stateFile":     "state-file",
+		"agent.socket":        "socket",
+		"agent.listen":        "listen",
+		"agent.tokenFile":     "token-file",
+		"agent.readTokenFile": "read-token-file",
+		"agent.metricsAddr":   "metrics-addr",
+		"server":              "server",
+		"token":               "token",
 	}}
 	root := &cobra.Command{
 		Use:   "nanoseg",

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nanoseg/nanoseg/controller/controllertest"
+	"github.com/nanoseg/nanoseg/model"
+)
+
+// guardDBDoc is an Admin ClusterNetworkPolicy: rule "no-intruder" denies
+// shop/intruder reaching shop/db on 5432.
+const guardDBDoc = `apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: guard-db}
+spec:
+  tier: Admin
+  priority: 7
+  subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: db}}}}
+  ingress:
+    - name: no-intruder
+      action: Deny
+      from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: intruder}}}}]
+      protocols: [{tcp: {destinationPort: {number: 5432}}}]
+`
+
+// dbAllowsBoth is a nanosegment of shop/db allowing web and intruder.
+const dbAllowsBoth = `apiVersion: nanoseg.io/v1alpha1
+kind: NanoSegment
+metadata: {name: db, namespace: shop}
+spec:
+  selector: {matchLabels: {app: db}}
+  ingress:
+    - id: from-web
+      peers: [{podSelector: {matchLabels: {app: web}}}]
+      ports: [{protocol: TCP, port: 5432}]
+    - id: from-intruder
+      peers: [{podSelector: {matchLabels: {app: intruder}}}]
+      ports: [{protocol: TCP, port: 5432}]
+`
+
+// TestClusterNetworkPolicyCommands: with an Admin Deny in force, `policy
+// propose` leaves the forbidden edge out and names the rule; `policy
+// diff` lists it and the nanosegment rule it shadows; `policy show
+// clusternetworkpolicy` prints it as applied, `policy export --to
+// clusternetworkpolicy` writes that back byte for byte, and applying it
+// again changes nothing; `policy delete clusternetworkpolicy` ends it: the
+// node receives the policies without it, and a second delete fails.
+func TestClusterNetworkPolicyCommands(t *testing.T) {
+	node := &controllertest.Node{}
+	mem, _, ts := testAgent(t, node)
+	dir := t.TempDir()
+	write := func(name, doc string) string {
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := runAgainst(t, ts.URL, args...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	run("policy", "apply", "-f", write("guard.yaml", guardDBDoc))
+	t0 := time.Now().Add(-10 * time.Second)
+	peer := func(w string) model.Peer {
+		return model.Peer{Namespace: "shop", Workload: w, Labels: map[string]string{"app": w}}
+	}
+	if err := mem.MergeEdges([]model.Edge{
+		{Source: peer("web"), Destination: peer("db"), Protocol: model.ProtocolTCP, Port: 5432, Traffic: model.Traffic{FirstSeen: t0, LastSeen: t0, Flows: 3}},
+		{Source: peer("intruder"), Destination: peer("db"), Protocol: model.ProtocolTCP, Port: 5432, Traffic: model.Traffic{FirstSeen: t0, LastSeen: t0, Flows: 2}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	out := run("policy", "propose")
+	want := `shop/intruder -> shop/db TCP/5432: forbidden by ClusterNetworkPolicy guard-db (Admin, priority 7) rule ingress-0 "no-intruder" (on ingress)`
+	if !strings.Contains(out, "left out, because an Admin ClusterNetworkPolicy rule denies them") || !strings.Contains(out, want) {
+		t.Errorf("policy propose does not name the forbidding rule:\n%s", out)
+	}
+	run("policy", "apply", "-f", write("db.yaml", dbAllowsBoth))
+	out = run("policy", "diff")
+	for _, w := range []string{"observed flows an Admin ClusterNetworkPolicy rule denies (never proposed): 1",
+		"rules shadowed by an Admin ClusterNetworkPolicy rule (decided before them): 1",
+		`NanoSegment shop/db rule from-intruder can never allow shop{app=intruder} -> shop{app=db} TCP/5432: shadowed by ClusterNetworkPolicy guard-db (Admin, priority 7) rule ingress-0 "no-intruder"`} {
+		if !strings.Contains(out, w) {
+			t.Errorf("policy diff lacks %q:\n%s", w, out)
+		}
+	}
+	if out = run("policy", "show"); !strings.Contains(out, "CLUSTERNETWORKPOLICY") || !strings.Contains(out, "guard-db") || !strings.Contains(out, "Admin") {
+		t.Errorf("policy show does not list the ClusterNetworkPolicy:\n%s", out)
+	}
+	shown := run("policy", "show", "clusternetworkpolicy", "guard-db")
+	if !strings.Contains(shown, "kind: ClusterNetworkPolicy") || !strings.Contains(shown, "name: no-intruder") {
+		t.Fatalf("policy show clusternetworkpolicy:\n%s", shown)
+	}
+	exported, err := runAgainst(t, ts.URL, "policy", "export", "--to", "clusternetworkpolicy", write("shown.yaml", shown))
+	if err != nil || exported != shown {
+		t.Fatalf("export --to clusternetworkpolicy of what show printed: %v\n%s\nwant\n%s", err, exported, shown)
+	}
+	if out = run("policy", "apply", "-f", write("exported.yaml", exported)); !strings.Contains(out, "ClusterNetworkPolicy guard-db (Admin, priority 7): unchanged, enforced") {
+		t.Errorf("applying what show printed and export wrote changed it:\n%s", out)
+	}
+	// The graph marks the edge the Admin Deny decides, and only it.
+	out = run("graph", "-o", "json")
+	if !strings.Contains(out, `"decidedBy": {`) || !strings.Contains(out, `"policy": "guard-db"`) || strings.Count(out, `"decidedBy"`) != 1 {
+		t.Errorf("graph -o json does not mark the intruder -> db edge alone:\n%s", out)
+	}
+	if out = run("graph", "-o", "dot"); !strings.Contains(out, `* Admin guard-db (priority 7) ingress-0 \"no-intruder\": Deny", tier="Admin"`) {
+		t.Errorf("graph -o dot does not mark the edge:\n%s", out)
+	}
+	before := len(node.Enforced())
+	out = run("policy", "delete", "clusternetworkpolicy", "guard-db")
+	if !strings.Contains(out, "ClusterNetworkPolicy guard-db (Admin, priority 7) deleted (by ") || !strings.Contains(out, "name: no-intruder") {
+		t.Errorf("policy delete clusternetworkpolicy:\n%s", out)
+	}
+	enf := node.Enforced()
+	if len(enf) <= before || len(enf[len(enf)-1].ClusterNetworkPolicies) != 0 {
+		t.Errorf("the node was not handed the policies without guard-db (%d enforces before, %d after)", before, len(enf))
+	}
+	if cnps, _ := mem.ClusterNetworkPolicies(); len(cnps) != 0 {
+		t.Errorf("still stored after delete: %+v", cnps)
+	}
+	if out, err := runAgainst(t, ts.URL, "policy", "delete", "cnp", "guard-db"); err == nil || !strings.Contains(err.Error(), "not in force") {
+		t.Errorf("deleting it again: %v\n%s", err, out)
+	}
+	if out = run("policy", "propose"); strings.Contains(out, "forbidden by") {
+		t.Errorf("after the delete, propose still leaves the edge out:\n%s", out)
+	}
+}
+
+// TestOfflineProposeLeavesOutForbidden: `policy propose --edges FILE
+// --policies cnp.yaml` leaves out the edges an Admin Deny of the files
+// forbids and lists them with the rule.
+func TestOfflineProposeLeavesOutForbidden(t *testing.T) {
+	dir := t.TempDir()
+	peer := func(w string) model.Peer {
+		return model.Peer{Namespace: "shop", Workload: w, Labels: map[string]string{"app": w}}
+	}
+	raw, err := json.Marshal([]model.Edge{
+		{Source: peer("web"), Destination: peer("db"), Protocol: model.ProtocolTCP, Port: 5432, Traffic: model.Traffic{Flows: 3}},
+		{Source: peer("intruder"), Destination: peer("db"), Protocol: model.ProtocolTCP, Port: 5432, Traffic: model.Traffic{Flows: 2}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	edges, cnp := filepath.Join(dir, "edges.json"), filepath.Join(dir, "guard.yaml")
+	if err := os.WriteFile(edges, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cnp, []byte(guardDBDoc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runPolicy(t, "propose", "--edges", edges)
+	if err != nil || !strings.Contains(out, "app: intruder") {
+		t.Fatalf("propose without policies: %v\n%s", err, out)
+	}
+	out, err = runPolicy(t, "propose", "--edges", edges, "--policies", cnp)
+	want := `left out: shop{app=intruder} -> shop{app=db} TCP/5432: forbidden by ClusterNetworkPolicy guard-db (Admin, priority 7) rule ingress-0 "no-intruder" (on ingress)`
+	if err != nil || !strings.Contains(out, want) || strings.Contains(out, "app: intruder") || !strings.Contains(out, "app: web") {
+		t.Errorf("propose --policies:\n%v\n%s", err, out)
+	}
+}

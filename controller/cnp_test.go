@@ -1,0 +1,210 @@
+package controller_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/nanoseg/nanoseg/controller"
+	"github.com/nanoseg/nanoseg/evidence"
+	"github.com/nanoseg/nanoseg/model"
+	"github.com/nanoseg/nanoseg/policies"
+	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
+)
+
+// guardDB is a ClusterNetworkPolicy of tier TIER whose ingress rule
+// "no-intruder" (ACTION) covers shop/intruder reaching shop/db on 5432.
+const guardDB = `apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: guard-db}
+spec:
+  tier: TIER
+  priority: 7
+  subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: db}}}}
+  ingress:
+    - name: no-intruder
+      action: ACTION
+      from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: intruder}}}}]
+      protocols: [{tcp: {destinationPort: {number: 5432}}}]
+`
+
+func guard(tier, action string) string {
+	return strings.NewReplacer("TIER", tier, "ACTION", action).Replace(guardDB)
+}
+
+// applyCNP applies doc and fails the test on error.
+func (f fixture) applyCNP(t *testing.T, doc string) {
+	t.Helper()
+	if _, err := f.svc.Apply(context.Background(), "cnp.yaml", []byte(doc), "alice"); err != nil {
+		t.Fatalf("apply ClusterNetworkPolicy: %v", err)
+	}
+}
+
+// ingressPeers returns the app labels of the peers of w's proposed
+// ingress rules.
+func ingressPeers(rep controller.ProposeReport, w string) []string {
+	var out []string
+	for _, p := range rep.Proposals {
+		if p.Workload != w {
+			continue
+		}
+		for _, r := range p.Revision.Policy.Spec.Ingress {
+			for _, peer := range r.Peers {
+				if peer.PodSelector != nil {
+					out = append(out, peer.PodSelector.MatchLabels["app"])
+				}
+			}
+		}
+	}
+	return out
+}
+
+// TestProposeLeavesOutWhatAnAdminDenyForbids: an observed edge that an
+// Admin Deny forbids is not proposed, with or without --include-denied,
+// and the report names the tier, policy, priority and rule; an Admin
+// Accept or Pass, or a Baseline Deny (the nanosegment's tier decides
+// before Baseline), leaves nothing out.
+func TestProposeLeavesOutWhatAnAdminDenyForbids(t *testing.T) {
+	for _, tc := range []struct {
+		tier, action string
+		forbidden    bool
+	}{
+		{"Admin", "Deny", true},
+		{"Admin", "Accept", false},
+		{"Admin", "Pass", false},
+		{"Baseline", "Deny", false},
+	} {
+		t.Run(tc.tier+tc.action, func(t *testing.T) {
+			f := newFixture(t)
+			f.applyCNP(t, guard(tc.tier, tc.action))
+			if err := f.mem.MergeEdges([]model.Edge{
+				recent("web", "db", 5432, model.VerdictCounts{Observed: 3}),
+				recent("intruder", "db", 5432, model.VerdictCounts{Observed: 2}),
+			}); err != nil {
+				t.Fatal(err)
+			}
+			for _, includeDenied := range []bool{false, true} {
+				rep, err := f.svc.Propose(0, includeDenied, "alice")
+				if err != nil {
+					t.Fatal(err)
+				}
+				peers := ingressPeers(rep, "shop/db")
+				if !tc.forbidden {
+					if len(rep.Forbidden) != 0 || !strings.Contains(strings.Join(peers, ","), "intruder") {
+						t.Fatalf("includeDenied=%v: forbidden %v, db ingress peers %v: want intruder proposed, nothing forbidden", includeDenied, rep.Forbidden, peers)
+					}
+					continue
+				}
+				if strings.Contains(strings.Join(peers, ","), "intruder") || !strings.Contains(strings.Join(peers, ","), "web") {
+					t.Errorf("includeDenied=%v: db ingress peers %v: want web only", includeDenied, peers)
+				}
+				want := policies.ForbiddenEdge{Edge: "shop/intruder -> shop/db TCP/5432", Direction: model.Ingress, Flows: 1,
+					Rule: policies.ClusterRuleRef{Policy: policies.PolicyRef{Kind: "ClusterNetworkPolicy", Name: "guard-db"}, Tier: cnpv1alpha2.TierAdmin,
+						Priority: 7, Rule: "ingress-0", Name: "no-intruder", Action: cnpv1alpha2.ActionDeny}}
+				if len(rep.Forbidden) != 1 || rep.Forbidden[0] != want {
+					t.Fatalf("includeDenied=%v: forbidden = %+v, want [%+v]", includeDenied, rep.Forbidden, want)
+				}
+				s := rep.Forbidden[0].String()
+				for _, part := range []string{"guard-db", "Admin", "priority 7", "ingress-0", "no-intruder"} {
+					if !strings.Contains(s, part) {
+						t.Errorf("%q does not name %s", s, part)
+					}
+				}
+			}
+			inf, err := f.svc.Infer(0, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, why := range inf.LeftOut {
+				if tc.forbidden != strings.HasPrefix(why, controller.LeftOutForbidden) {
+					t.Errorf("left out %s: %q", k, why)
+				}
+			}
+			if tc.forbidden && len(inf.LeftOut) != 1 {
+				t.Errorf("left out: %v, want the intruder edge", inf.LeftOut)
+			}
+		})
+	}
+}
+
+// TestEvidenceListsClusterNetworkPoliciesAndProbesAdminDenies: the
+// evidence bundle lists the ClusterNetworkPolicies in force in evaluation
+// order with each rule's kernel hits (summed over the endpoints holding
+// its counter), and the probe run has one check per Admin Deny rule: a
+// probe of a path the rule decides (intruder -> db 5432, probed even with
+// a budget of one probe, which goes to another path), held when it was
+// blocked; a Deny rule deciding no path of the inventory is listed with
+// a note. The report shows both.
+func TestEvidenceListsClusterNetworkPoliciesAndProbesAdminDenies(t *testing.T) {
+	f := newFixture(t)
+	f.applyCNP(t, guard("Admin", "Deny"))
+	f.applyCNP(t, `apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: baseline-web}
+spec:
+  tier: Baseline
+  priority: 1
+  subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: web}}}}
+  ingress:
+    - {action: Deny, from: [{namespaces: {}}], protocols: [{tcp: {destinationPort: {number: 80}}}]}
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: unused-guard}
+spec:
+  tier: Admin
+  priority: 9
+  subject: {namespaces: {}}
+  egress:
+    - {action: Deny, to: [{networks: [198.19.0.0/16]}]}
+`)
+	id := "cnp/admin/guard-db/ingress-0"
+	f.node.Counters = map[string]map[string]evidence.Count{"db-0": {id: {Packets: 7, Bytes: 420}}}
+	f.node.Reach = func(src model.Endpoint, proto string, addr netip.AddrPort) bool { return src.Workload != "intruder" }
+	res, err := f.svc.Export(context.Background(), controller.ExportRequest{NoPDF: true, Probe: controller.VerifyRequest{MaxProbes: 1}}, "auditor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b evidence.Bundle
+	if err := json.Unmarshal(res.Files["bundle.json"], &b); err != nil {
+		t.Fatal(err)
+	}
+	cnps := b.Policies.ClusterNetworkPolicies
+	var order []string
+	for _, c := range cnps {
+		order = append(order, c.Name)
+	}
+	if strings.Join(order, ",") != "guard-db,unused-guard,baseline-web" {
+		t.Fatalf("ClusterNetworkPolicies in the bundle: %v, want Admin by priority, then Baseline", order)
+	}
+	r := cnps[0].Rules
+	if len(r) != 1 || r[0].RuleID != id || r[0].Name != "no-intruder" || r[0].Action != "Deny" || r[0].Endpoints != 1 ||
+		r[0].TotalPackets != 7 || r[0].WindowPackets != 7 || len(cnps[0].Policy) == 0 {
+		t.Errorf("guard-db rules in the bundle: %+v", r)
+	}
+	if b.Probes == nil || len(b.Probes.AdminDenies) != 2 {
+		t.Fatalf("admin deny checks: %+v", b.Probes)
+	}
+	held, none := b.Probes.AdminDenies[0], b.Probes.AdminDenies[1]
+	if held.Policy != "guard-db" || held.Rule != "ingress-0" || held.Priority != 7 || held.Probe == nil || !held.Held ||
+		held.Probe.Source != "shop/intruder" || held.Probe.Destination != "shop/db" || held.Probe.Port != 5432 || !strings.Contains(held.Probe.DecidedBy, "guard-db") {
+		t.Errorf("guard-db check: %+v (probe %+v)", held, held.Probe)
+	}
+	if none.Policy != "unused-guard" || none.Probe != nil || none.Note == "" {
+		t.Errorf("unused-guard check: %+v", none)
+	}
+	if b.Probes.Probed != 2 {
+		t.Errorf("probed %d paths with a budget of 1, want 2 (the sample and the Admin Deny's path)", b.Probes.Probed)
+	}
+	html := string(res.Files["report.html"])
+	for _, want := range []string{"ClusterNetworkPolicies in force", "Admin Deny rules, checked live", "1 of 1 Admin Deny rule", "no-intruder"} {
+		if !strings.Contains(html, want) {
+			t.Errorf("report.html lacks %q", want)
+		}
+	}
+	if !strings.Contains(string(res.Files["cluster-network-policy-rules.csv"]), "guard-db,Admin,7,ingress-0,no-intruder,Ingress,Deny,"+id+",1,7,420,7,420") {
+		t.Errorf("cluster-network-policy-rules.csv:\n%s", res.Files["cluster-network-policy-rules.csv"])
+	}
+}
