@@ -270,6 +270,11 @@ spec: {tier: Admin, priority: 1, subject: {namespaces: {}}, ingress: [{action: D
 	if err != nil || len(set.ClusterPolicies()) != 1 {
 		t.Fatalf("set: %v", err)
 	}
+	// The world `policy explain` and `matrix` read from the agent (or,
+	// in a cluster, from the CLI's in-process service) carries it too.
+	if w, err := f.svc.World(); err != nil || len(w.ClusterNetworkPolicies) != 1 || w.ClusterNetworkPolicies[0].Name != "guard" {
+		t.Fatalf("world: %+v, %v", w.ClusterNetworkPolicies, err)
+	}
 	res, err = f.svc.Apply(context.Background(), "cnp.yaml", []byte(guard), "alice")
 	if err != nil || len(res.ClusterNetworkPolicies) != 1 || !res.ClusterNetworkPolicies[0].Unchanged {
 		t.Fatalf("second apply: %+v, %v", res, err)

@@ -13,6 +13,8 @@ cd "$(dirname "$0")/.."
 gen() { go tool controller-gen "$@"; }
 gen object:headerFile=hack/boilerplate.go.txt paths=./policies/v1alpha1/...
 gen crd:crdVersions=v1 paths=./policies/v1alpha1/... output:crd:artifacts:config=manifests/crds
-# ClusterNetworkPolicy (policy.networking.k8s.io/v1alpha2): deep-copy only; a
-# cluster installs the upstream CRD.
+# ClusterNetworkPolicy (policy.networking.k8s.io/v1alpha2): deep-copy, and a
+# CRD of our own in manifests/crds/cnp/, outside the kustomization: install it
+# only on a cluster that has no upstream CRD for the kind (docs/architecture.md).
 gen object:headerFile=hack/boilerplate.go.txt paths=./policies/cnp/v1alpha2/...
+gen crd:crdVersions=v1 paths=./policies/cnp/v1alpha2/... output:crd:artifacts:config=manifests/crds/cnp

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/nanoseg/nanoseg/manifests"
+	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
@@ -59,7 +60,9 @@ func TestKustomizationNamesEveryManifest(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() && (p == "lab" || p == "testdata") {
+		// crds/cnp holds the ClusterNetworkPolicy CRD, installed by hand
+		// (TestClusterNetworkPolicyCRD).
+		if d.IsDir() && (p == "lab" || p == "testdata" || p == "crds/cnp") {
 			return fs.SkipDir
 		}
 		if ext := path.Ext(p); !d.IsDir() && (ext == ".yaml" || ext == ".yml" || ext == ".json") && !slices.Contains(named, p) {
@@ -419,6 +422,7 @@ var viewRules = []string{
 	"nanoseg.io/nanosegmentproposals get", "nanoseg.io/nanosegmentproposals list", "nanoseg.io/nanosegmentproposals watch",
 	"nanoseg.io/nanosegments get", "nanoseg.io/nanosegments list", "nanoseg.io/nanosegments watch",
 	"networking.k8s.io/networkpolicies get", "networking.k8s.io/networkpolicies list", "networking.k8s.io/networkpolicies watch",
+	"policy.networking.k8s.io/clusternetworkpolicies get", "policy.networking.k8s.io/clusternetworkpolicies list", "policy.networking.k8s.io/clusternetworkpolicies watch",
 }
 
 // operateRules are nanoseg-operate's rights, expanded: the view rights
@@ -489,6 +493,7 @@ var nodeAgentRules = []string{
 	"nanoseg.io/nanosegmentprobes/status patch", "nanoseg.io/nanosegmentprobes/status update",
 	"nanoseg.io/nanosegments get", "nanoseg.io/nanosegments list", "nanoseg.io/nanosegments watch",
 	"networking.k8s.io/networkpolicies get", "networking.k8s.io/networkpolicies list", "networking.k8s.io/networkpolicies watch",
+	"policy.networking.k8s.io/clusternetworkpolicies list", "policy.networking.k8s.io/clusternetworkpolicies watch",
 }
 
 // nodeAgentNamespaceRules are the node agent's rights in nanoseg-system
@@ -533,6 +538,7 @@ var controllerClusterRoleRules = []string{
 	"nanoseg.io/nanosegments create", "nanoseg.io/nanosegments get", "nanoseg.io/nanosegments list", "nanoseg.io/nanosegments update",
 	"nanoseg.io/nanosegments/status update",
 	"networking.k8s.io/networkpolicies get", "networking.k8s.io/networkpolicies list",
+	"policy.networking.k8s.io/clusternetworkpolicies list",
 }
 
 // expand spells each (group, resource, verb, resource name) a rule grants
@@ -560,4 +566,85 @@ func expand(rules []rbacv1.PolicyRule) []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// TestClusterNetworkPolicyCRD checks nanoseg's CRD for ClusterNetworkPolicies:
+// embedded as on disk, outside the kustomization (it must not replace an
+// upstream CRD), one cluster-scoped CRD serving the resource the node
+// agent watches, with the limits the Go side validates.
+func TestClusterNetworkPolicyCRD(t *testing.T) {
+	disk, err := os.ReadFile(manifests.ClusterNetworkPolicyCRD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	embedded, err := fs.ReadFile(manifests.FS, manifests.ClusterNetworkPolicyCRD)
+	if err != nil || string(embedded) != string(disk) {
+		t.Fatalf("embedded copy: %v (differs: %v)", err, string(embedded) != string(disk))
+	}
+	named, err := manifests.Files(manifests.FS, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(named, manifests.ClusterNetworkPolicyCRD) {
+		t.Errorf("%s is in the kustomization: kubectl apply -k would replace an upstream CRD", manifests.ClusterNetworkPolicyCRD)
+	}
+	objs, err := manifests.Decode(disk)
+	if err != nil || len(objs) != 1 {
+		t.Fatalf("decode: %v (%d objects)", err, len(objs))
+	}
+	var crd struct {
+		Spec struct {
+			Group string `json:"group"`
+			Scope string `json:"scope"`
+			Names struct {
+				Plural string `json:"plural"`
+				Kind   string `json:"kind"`
+			} `json:"names"`
+			Versions []struct {
+				Name   string `json:"name"`
+				Served bool   `json:"served"`
+				Schema struct {
+					OpenAPIV3Schema map[string]any `json:"openAPIV3Schema"`
+				} `json:"schema"`
+			} `json:"versions"`
+		} `json:"spec"`
+	}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(objs[0].Object, &crd); err != nil {
+		t.Fatal(err)
+	}
+	s := crd.Spec
+	if objs[0].GetName() != "clusternetworkpolicies.policy.networking.k8s.io" || s.Group != cnpv1alpha2.GroupName || s.Scope != "Cluster" ||
+		s.Names.Plural != "clusternetworkpolicies" || s.Names.Kind != cnpv1alpha2.Kind || len(s.Versions) != 1 ||
+		s.Versions[0].Name != cnpv1alpha2.SchemeGroupVersion.Version || !s.Versions[0].Served {
+		t.Fatalf("CRD %s: group %s scope %s names %+v, %d versions", objs[0].GetName(), s.Group, s.Scope, s.Names, len(s.Versions))
+	}
+	schema := s.Versions[0].Schema.OpenAPIV3Schema
+	for _, tc := range []struct {
+		path []string
+		key  string
+		want int64
+	}{
+		{[]string{"spec", "priority"}, "maximum", cnpv1alpha2.MaxPriority},
+		{[]string{"spec", "ingress"}, "maxItems", cnpv1alpha2.MaxRules},
+		{[]string{"spec", "egress"}, "maxItems", cnpv1alpha2.MaxRules},
+		{[]string{"spec", "ingress", "[]", "from"}, "maxItems", cnpv1alpha2.MaxPeers},
+		{[]string{"spec", "egress", "[]", "protocols"}, "maxItems", cnpv1alpha2.MaxProtocols},
+		{[]string{"spec", "egress", "[]", "to", "[]", "networks"}, "maxItems", cnpv1alpha2.MaxNetworks},
+		{[]string{"spec", "egress", "[]", "to", "[]", "domainNames"}, "maxItems", cnpv1alpha2.MaxDomainNames},
+		{[]string{"spec", "egress", "[]", "name"}, "maxLength", cnpv1alpha2.MaxRuleName},
+		{[]string{"spec", "egress", "[]", "to", "[]", "networks", "[]"}, "maxLength", cnpv1alpha2.MaxCIDR},
+	} {
+		var fields []string
+		for _, p := range tc.path {
+			if p == "[]" {
+				fields = append(fields, "items")
+			} else {
+				fields = append(fields, "properties", p)
+			}
+		}
+		got, ok, _ := unstructured.NestedFieldNoCopy(schema, append(fields, tc.key)...)
+		if n, isNum := got.(int64); !ok || !isNum || n != tc.want {
+			t.Errorf("%v %s = %v, the Go side says %d", tc.path, tc.key, got, tc.want)
+		}
+	}
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/nanoseg/nanoseg/internal/nsenter"
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
+	storekube "github.com/nanoseg/nanoseg/store/kube"
 )
 
 // The verdict cases of policies/testdata/cases (which cover the shared
@@ -53,11 +54,27 @@ const envCaseGlob = "NANOSEG_REPLAY_CASES"
 var nanoSegmentGVR = schema.GroupVersionResource{Group: "nanoseg.io", Version: "v1alpha1", Resource: "nanosegments"}
 
 func TestCasesThroughAPIServer(t *testing.T) {
-	nettest.RequireRoot(t)
 	pattern := "../policies/testdata/cases/*.yaml"
 	if g := os.Getenv(envCaseGlob); g != "" {
 		pattern = g
 	}
+	replayCases(t, pattern)
+}
+
+// TestClusterNetworkPolicyCasesThroughAPIServer replays the four cases
+// recorded from the upstream ClusterNetworkPolicy conformance suite
+// (policies/testdata/cases/cnp/cnp-state-*.yaml) as TestCasesThroughAPIServer
+// does: their ClusterNetworkPolicies created through the API server (with
+// nanoseg's CRD), one node agent programming the tiers, every connection
+// probed with real packets. Every pod runs on one node here (the cases'
+// node names only place pods; their host-network pods hold their nodes'
+// addresses).
+func TestClusterNetworkPolicyCasesThroughAPIServer(t *testing.T) {
+	replayCases(t, "../policies/testdata/cases/cnp/cnp-state-*.yaml")
+}
+
+func replayCases(t *testing.T, pattern string) {
+	nettest.RequireRoot(t)
 	files, err := filepath.Glob(pattern)
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no case files: %v", err)
@@ -99,7 +116,8 @@ type servePort struct {
 func replayCase(t *testing.T, c *policies.Case) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	kc := kubetest.New(t, kubetest.Options{CRDDirs: []string{"../manifests/crds"}})
+	// nanoseg's CRDs and its ClusterNetworkPolicy CRD (manifests/crds/cnp).
+	kc := kubetest.New(t, kubetest.Options{CRDDirs: []string{"../manifests/crds", "../manifests/crds/cnp"}})
 	dyn, err := dynamic.NewForConfig(kc.Config)
 	if err != nil {
 		t.Fatal(err)
@@ -421,7 +439,7 @@ func (r *replay) deleteNamespace(ns string) {
 }
 
 // apply creates or replaces a policy: NetworkPolicies typed, NanoSegments
-// through the dynamic client.
+// and ClusterNetworkPolicies through the dynamic client.
 func (r *replay) apply(o policies.Object) {
 	t := r.t
 	t.Helper()
@@ -441,7 +459,12 @@ func (r *replay) apply(o policies.Object) {
 		}
 		return
 	}
-	raw, err := json.Marshal(o.NanoSegment)
+	var obj any = o.NanoSegment
+	var api dynamic.ResourceInterface
+	if o.ClusterNetworkPolicy != nil {
+		obj, api = o.ClusterNetworkPolicy, r.dyn.Resource(storekube.ClusterNetworkPolicyResource)
+	}
+	raw, err := json.Marshal(obj)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -449,7 +472,9 @@ func (r *replay) apply(o policies.Object) {
 	if err := u.UnmarshalJSON(raw); err != nil {
 		t.Fatal(err)
 	}
-	api := r.dyn.Resource(nanoSegmentGVR).Namespace(u.GetNamespace())
+	if api == nil {
+		api = r.dyn.Resource(nanoSegmentGVR).Namespace(u.GetNamespace())
+	}
 	cur, err := api.Get(r.ctx, u.GetName(), metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
@@ -459,14 +484,20 @@ func (r *replay) apply(o policies.Object) {
 		_, err = api.Update(r.ctx, u, metav1.UpdateOptions{})
 	}
 	if err != nil {
-		t.Fatalf("apply NanoSegment %s: %v", o.Key(), err)
+		t.Fatalf("apply %s %s: %v", u.GetKind(), o.Key(), err)
 	}
 }
 
 func (r *replay) deletePolicy(key string) {
 	t := r.t
 	t.Helper()
-	ns, name, _ := strings.Cut(key, "/")
+	ns, name, namespaced := strings.Cut(key, "/")
+	if !namespaced { // a ClusterNetworkPolicy, by name
+		if err := r.dyn.Resource(storekube.ClusterNetworkPolicyResource).Delete(r.ctx, key, metav1.DeleteOptions{}); err != nil {
+			t.Fatalf("delete ClusterNetworkPolicy %s: %v", key, err)
+		}
+		return
+	}
 	err := r.cs.NetworkingV1().NetworkPolicies(ns).Delete(r.ctx, name, metav1.DeleteOptions{})
 	if apierrors.IsNotFound(err) {
 		err = r.dyn.Resource(nanoSegmentGVR).Namespace(ns).Delete(r.ctx, name, metav1.DeleteOptions{})

@@ -114,6 +114,8 @@ func createPodEvent(ctx context.Context, client kubernetes.Interface, nodeName, 
 // Probe returns Parts.Probe over the clients: one list (limit 1) of each
 // kind the agent watches, in every namespace, so that an unreachable API
 // server, a missing right (RBAC) or a missing CRD is named in the error.
+// ClusterNetworkPolicies are optional: NotFound for them (no CRD) is no
+// error, the policy watcher runs without them.
 func Probe(client kubernetes.Interface, dyn dynamic.Interface) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
 		one := metav1.ListOptions{Limit: 1}
@@ -127,6 +129,13 @@ func Probe(client kubernetes.Interface, dyn dynamic.Interface) func(ctx context.
 			{"endpointslices", func() error { _, err := client.DiscoveryV1().EndpointSlices("").List(ctx, one); return err }},
 			{"networkpolicies", func() error { _, err := client.NetworkingV1().NetworkPolicies("").List(ctx, one); return err }},
 			{"nanosegments", func() error { _, err := dyn.Resource(storekube.NanoSegmentResource).List(ctx, one); return err }},
+			{"clusternetworkpolicies", func() error {
+				_, err := dyn.Resource(storekube.ClusterNetworkPolicyResource).List(ctx, one)
+				if apierrors.IsNotFound(err) {
+					return nil
+				}
+				return err
+			}},
 		}
 		for _, l := range lists {
 			if err := l.list(); err != nil {

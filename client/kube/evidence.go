@@ -27,6 +27,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/nanoseg/nanoseg/controller"
+	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
@@ -50,6 +51,14 @@ type ClusterObjects struct {
 	Promotions []v1alpha1.NanoSegmentPromotion `json:"promotions"`
 	// NetworkPolicies are the NetworkPolicies in force.
 	NetworkPolicies []networkingv1.NetworkPolicy `json:"networkPolicies"`
+	// ClusterNetworkPolicies are the ClusterNetworkPolicies in force
+	// (policy.networking.k8s.io/v1alpha2, cluster-scoped: every one,
+	// whatever the scope, since each may apply to it), sorted by name;
+	// empty when the cluster does not serve the kind.
+	ClusterNetworkPolicies []cnpv1alpha2.ClusterNetworkPolicy `json:"clusterNetworkPolicies"`
+	// ClusterNetworkPoliciesUnread, when set, says why the exporter could
+	// not read them (the list above is then empty, not "none").
+	ClusterNetworkPoliciesUnread string `json:"clusterNetworkPoliciesUnread,omitempty"`
 }
 
 // NodeState is one NanoSegment's state on one node.
@@ -85,7 +94,11 @@ func scoped(scope, ns, w string) bool {
 // notes that say what a cluster bundle holds.
 func (s *Session) evidenceFiles(_ context.Context, scope string) (map[string][]byte, []string, error) {
 	co := ClusterObjects{ReadAt: s.snap.at.UTC(), NanoSegments: []v1alpha1.NanoSegment{}, Nodes: []NodeState{},
-		Promotions: []v1alpha1.NanoSegmentPromotion{}, NetworkPolicies: []networkingv1.NetworkPolicy{}}
+		Promotions: []v1alpha1.NanoSegmentPromotion{}, NetworkPolicies: []networkingv1.NetworkPolicy{},
+		ClusterNetworkPolicies: append([]cnpv1alpha2.ClusterNetworkPolicy{}, s.snap.cnps...)}
+	if s.snap.cnpErr != nil {
+		co.ClusterNetworkPoliciesUnread = s.snap.cnpErr.Error()
+	}
 	keys := make([]string, 0, len(s.snap.segments))
 	for k := range s.snap.segments {
 		keys = append(keys, k)
@@ -139,7 +152,7 @@ func (s *Session) evidenceFiles(_ context.Context, scope string) (map[string][]b
 		return nil, nil, fmt.Errorf("encode %s: %w", ClusterFile, err)
 	}
 	notes := []string{
-		fmt.Sprintf("exported from a Kubernetes cluster by the CLI at %s: %s holds the API objects in force as the API server gave them to the exporter (NanoSegments with their status, in-sync state per node, NanoSegmentPromotions with their records, NetworkPolicies)",
+		fmt.Sprintf("exported from a Kubernetes cluster by the CLI at %s: %s holds the API objects in force as the API server gave them to the exporter (NanoSegments with their status, in-sync state per node, NanoSegmentPromotions with their records, NetworkPolicies, ClusterNetworkPolicies)",
 			co.ReadAt.Format(time.RFC3339), ClusterFile),
 		"rules.json: per endpoint, the in-sync state the NanoSegments' status reports; the programmed entries stay on the node agents, so rules.json lists no entries",
 		"counters: the per-node, per-rule kernel counters are in " + ClusterFile + " (nodes[].ruleHits, defaultHits, as the node agents last reported them, at most --counters-interval old); counters.json sums them per workload (each workload's on its first endpoint); workloads without a NanoSegment have none",

@@ -93,6 +93,12 @@ func OpenClients(ctx context.Context, cfg Config, kc kubernetes.Interface, dyn d
 		eps[e.Key()] = append(eps[e.Key()], e)
 	}
 	s.snap, s.store = snap, newPolicyStore(snap)
+	if snap.cnpErr != nil {
+		log.Warn("ClusterNetworkPolicies not readable with these credentials: policy explain, matrix and proposals leave the Admin and Baseline tiers out (nanoseg-view bound cluster-wide grants them)", "err", snap.cnpErr)
+	}
+	for _, why := range snap.cnpSkipped {
+		log.Warn("invalid ClusterNetworkPolicy left out: the node agents do not apply it (they keep an earlier valid version, if any)", "policy", why)
+	}
 	// Without a config directory, every verb but evidence export works.
 	evDir, evErr := cfg.evidenceDir()
 	s.evidenceErr = evErr

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/nanoseg/nanoseg/model"
+	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 	"github.com/nanoseg/nanoseg/store"
 	storekube "github.com/nanoseg/nanoseg/store/kube"
@@ -27,6 +28,8 @@ var (
 	NanoSegments = v1alpha1.SchemeGroupVersion.WithResource("nanosegments")
 	Proposals    = v1alpha1.SchemeGroupVersion.WithResource("nanosegmentproposals")
 	Promotions   = v1alpha1.SchemeGroupVersion.WithResource("nanosegmentpromotions")
+	// ClusterNetworkPolicies is storekube.ClusterNetworkPolicyResource.
+	ClusterNetworkPolicies = storekube.ClusterNetworkPolicyResource
 )
 
 // snapshot is what the API server held when the CLI read it, in the scope
@@ -44,6 +47,15 @@ type snapshot struct {
 	// peers in others (their coverage is in their own proposals).
 	observed []v1alpha1.NanoSegmentProposal
 	netpols  []networkingv1.NetworkPolicy
+	// cnps are the valid ClusterNetworkPolicies (cluster-scoped, read
+	// whatever the scope), sorted by name; cnpSkipped says, per invalid
+	// one left out, why (the node agents do not apply it either);
+	// cnpErr, when set, why none could be read (RBAC: they are
+	// cluster-scoped, and a namespace binding of nanoseg-view does not
+	// grant them).
+	cnps       []cnpv1alpha2.ClusterNetworkPolicy
+	cnpSkipped []string
+	cnpErr     error
 	// head is the last record of the hash chain as the history head
 	// ConfigMap holds it (the commit point of a promotion: the controller
 	// copies it into its promotion's status after), with the promotion
@@ -108,10 +120,45 @@ func readSnapshot(ctx context.Context, kc kubernetes.Interface, dyn dynamic.Inte
 		return nil, fmt.Errorf("list networkpolicies: %w", err)
 	}
 	s.netpols = nps.Items
+	if err := s.readClusterNetworkPolicies(ctx, dyn); err != nil {
+		return nil, err
+	}
 	if err := s.readHead(ctx, kc); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// readClusterNetworkPolicies lists the ClusterNetworkPolicies: none when
+// the cluster does not serve the kind (no CRD); cnpErr when the user may
+// not list them (the verbs go on without them, and the CLI warns); any
+// other error is returned.
+func (s *snapshot) readClusterNetworkPolicies(ctx context.Context, dyn dynamic.Interface) error {
+	l, err := dyn.Resource(ClusterNetworkPolicies).List(ctx, metav1.ListOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case apierrors.IsForbidden(err):
+		s.cnpErr = err
+		return nil
+	case err != nil:
+		return fmt.Errorf("list clusternetworkpolicies: %w", err)
+	}
+	for i := range l.Items {
+		p, err := storekube.ClusterNetworkPolicyFromUnstructured(&l.Items[i])
+		if err == nil {
+			err = storekube.CheckClusterNetworkPolicy(p)
+		}
+		if err != nil {
+			s.cnpSkipped = append(s.cnpSkipped, fmt.Sprintf("ClusterNetworkPolicy %s: %v", l.Items[i].GetName(), err))
+			continue
+		}
+		p.APIVersion, p.Kind = cnpv1alpha2.APIVersion, cnpv1alpha2.Kind
+		p.ManagedFields = nil
+		s.cnps = append(s.cnps, *p)
+	}
+	sort.Slice(s.cnps, func(i, j int) bool { return s.cnps[i].Name < s.cnps[j].Name })
+	return nil
 }
 
 // readHead reads the history head (storekube.HeadConfigMap in

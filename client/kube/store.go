@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/nanoseg/nanoseg/model"
+	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 	"github.com/nanoseg/nanoseg/store"
 )
@@ -29,7 +30,10 @@ type policyStore struct {
 	pending map[string]store.Revision
 }
 
-var _ store.PolicyStore = (*policyStore)(nil)
+var (
+	_ store.PolicyStore        = (*policyStore)(nil)
+	_ store.ClusterPolicyStore = (*policyStore)(nil)
+)
 
 func newPolicyStore(s *snapshot) *policyStore {
 	ps := &policyStore{s: s, pending: map[string]store.Revision{}}
@@ -174,6 +178,26 @@ func (p *policyStore) NetworkPolicyRecords(namespace, name string) ([]store.Netw
 	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
 	return out, nil
 }
+
+// ClusterNetworkPolicies implements store.ClusterPolicyStore: the valid
+// ClusterNetworkPolicies of the snapshot, sorted by name (none when the
+// user may not list them: Open warned).
+func (p *policyStore) ClusterNetworkPolicies() ([]cnpv1alpha2.ClusterNetworkPolicy, error) {
+	out := make([]cnpv1alpha2.ClusterNetworkPolicy, 0, len(p.s.cnps))
+	for i := range p.s.cnps {
+		out = append(out, *p.s.cnps[i].DeepCopy())
+	}
+	return out, nil
+}
+
+// PutClusterNetworkPolicy fails with ErrReadOnly: a cluster administrator
+// applies ClusterNetworkPolicies with kubectl.
+func (p *policyStore) PutClusterNetworkPolicy(*cnpv1alpha2.ClusterNetworkPolicy) error {
+	return ErrReadOnly
+}
+
+// DeleteClusterNetworkPolicy fails with ErrReadOnly.
+func (p *policyStore) DeleteClusterNetworkPolicy(string) error { return ErrReadOnly }
 
 // proposalSegment is the NanoSegment a proposal proposes, named after its
 // workload as a proposed revision is.

@@ -53,7 +53,7 @@ var (
 // verify` of that bundle. No probe object is left behind.
 func TestClusterVerifyEvidence(t *testing.T) {
 	nettest.RequireRoot(t)
-	c := kubetest.New(t, kubetest.Options{CRDDirs: []string{filepath.Join("..", "..", "manifests", "crds")}})
+	c := kubetest.New(t, kubetest.Options{CRDDirs: []string{filepath.Join("..", "..", "manifests", "crds"), filepath.Join("..", "..", "manifests", "crds", "cnp")}})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir()) // the exporter's evidence key
@@ -211,6 +211,9 @@ func TestClusterVerifyEvidence(t *testing.T) {
 		t.Errorf("evidence export --no-probes as viewer: %v", err)
 	}
 
+	// The cluster administrator's guard on db's port: the bundle lists it.
+	createCNP(t, f.dyn, noDBGuard(t))
+
 	// Export and verify offline.
 	dir := filepath.Join(t.TempDir(), "bundle")
 	out, err := cli(operator, "evidence", "export", "--out", dir, "--no-pdf", "--max-probes", "16")
@@ -227,7 +230,8 @@ func TestClusterVerifyEvidence(t *testing.T) {
 	}
 	var co kube.ClusterObjects
 	if err := json.Unmarshal(raw, &co); err != nil || len(co.NanoSegments) != 1 || co.NanoSegments[0].Status.InSync != 1 ||
-		len(co.Promotions) != 2 || co.Promotions[1].Status.Record == nil || len(co.NetworkPolicies) != 1 || co.NetworkPolicies[0].Name != "db-closed" {
+		len(co.Promotions) != 2 || co.Promotions[1].Status.Record == nil || len(co.NetworkPolicies) != 1 || co.NetworkPolicies[0].Name != "db-closed" ||
+		len(co.ClusterNetworkPolicies) != 1 || co.ClusterNetworkPolicies[0].Name != "no-db" || co.ClusterNetworkPolicies[0].Spec.Tier != "Admin" {
 		t.Errorf("%s: %v\n%s", kube.ClusterFile, err, raw)
 	}
 	var b evidence.Bundle

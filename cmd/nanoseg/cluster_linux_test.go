@@ -38,6 +38,7 @@ import (
 	"github.com/nanoseg/nanoseg/manifests"
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
+	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 	"github.com/nanoseg/nanoseg/server"
 	"github.com/nanoseg/nanoseg/store"
@@ -125,6 +126,21 @@ func TestClusterMode(t *testing.T) {
 	sameJSON("graph", "graph", "-o", "json")
 	sameJSON("status json", "status", "-o", "json")
 	sameJSON("history json", "history", "-o", "json")
+
+	// A ClusterNetworkPolicy through the API (and in the standalone
+	// store): explain and matrix against the cluster name its Admin Deny
+	// as the agent's do.
+	guard := noDBGuard(t)
+	if err := f.mem.PutClusterNetworkPolicy(guard); err != nil {
+		t.Fatal(err)
+	}
+	createCNP(t, f.dyn, guard)
+	same("policy explain with a ClusterNetworkPolicy", "policy", "explain", "--from", "shop/web", "--to", "shop/db", "--port", "5432/TCP")
+	same("policy matrix with a ClusterNetworkPolicy", "policy", "matrix", "--ports", "5432/TCP,80/TCP")
+	if out, err := runCLI(t, "--config", f.cfg, "--kubeconfig", f.kc, "policy", "explain", "--from", "shop/web", "--to", "shop/db", "--port", "5432/TCP"); err != nil ||
+		!strings.Contains(out, "Admin") || !strings.Contains(out, "no-db") {
+		t.Errorf("policy explain against the cluster does not name the Admin Deny: %v\n%s", err, out)
+	}
 
 	// DENIED and WOULD-DENY come from the NanoSegments' status.
 	f.setDenied(t, "web", 7)
@@ -284,7 +300,7 @@ func TestClusterMode(t *testing.T) {
 
 func newClusterFixture(t *testing.T) *clusterFixture {
 	t.Helper()
-	c := kubetest.New(t, kubetest.Options{CRDDirs: []string{filepath.Join("..", "..", "manifests", "crds")}})
+	c := kubetest.New(t, kubetest.Options{CRDDirs: []string{filepath.Join("..", "..", "manifests", "crds"), filepath.Join("..", "..", "manifests", "crds", "cnp")}})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	top, err := lab.Parse([]byte(clusterTopology))
@@ -778,4 +794,38 @@ func withoutTimes(t *testing.T, s string) string {
 	strip(v)
 	out, _ := json.MarshalIndent(v, "", "  ")
 	return string(out)
+}
+
+// noDBGuard is an Admin ClusterNetworkPolicy that denies shop/db's port
+// 5432 to every pod.
+func noDBGuard(t *testing.T) *cnpv1alpha2.ClusterNetworkPolicy {
+	t.Helper()
+	var p cnpv1alpha2.ClusterNetworkPolicy
+	if err := yaml.UnmarshalStrict([]byte(`apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: no-db}
+spec:
+  tier: Admin
+  priority: 5
+  subject: {pods: {namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: shop}}, podSelector: {matchLabels: {app: db}}}}
+  ingress: [{name: no-5432, action: Deny, from: [{namespaces: {}}], protocols: [{tcp: {destinationPort: {number: 5432}}}]}]
+`), &p); err != nil {
+		t.Fatal(err)
+	}
+	return &p
+}
+
+// createCNP creates p through the API server.
+func createCNP(t *testing.T, dyn dynamic.Interface, p *cnpv1alpha2.ClusterNetworkPolicy) {
+	t.Helper()
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &unstructured.Unstructured{Object: m}
+	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+	unstructured.RemoveNestedField(u.Object, "status")
+	if _, err := dyn.Resource(kube.ClusterNetworkPolicies).Create(context.Background(), u, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -99,6 +99,10 @@ func StoreOf(s *storekube.Store) Store { return kubeStore{s} }
 
 type kubeStore struct{ *storekube.Store }
 
+// The controller's service sees the ClusterNetworkPolicies through the
+// store (controller.Service.InForce asks a store.ClusterPolicyStore).
+var _ store.ClusterPolicyStore = kubeStore{}
+
 func (k kubeStore) ForRequest(namespace, name string) store.PolicyStore {
 	return k.Store.ForRequest(namespace, name)
 }

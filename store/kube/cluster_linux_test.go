@@ -25,7 +25,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	kubetest.Main(m, kubetest.Options{CRDDirs: []string{"../../manifests/crds"}})
+	// nanoseg's CRDs and its ClusterNetworkPolicy CRD.
+	kubetest.Main(m, kubetest.Options{CRDDirs: []string{"../../manifests/crds", "../../manifests/crds/cnp"}})
 }
 
 // clusterEnv is a synced watcher on the package's cluster.

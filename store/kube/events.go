@@ -15,7 +15,7 @@ import (
 )
 
 // ReasonPolicyRejected is the reason of the Event recorded on a rejected
-// NetworkPolicy or NanoSegment (RejectionEvent).
+// NetworkPolicy, NanoSegment or ClusterNetworkPolicy (RejectionEvent).
 const ReasonPolicyRejected = "PolicyRejected"
 
 // maxEventMessage bounds an Event's message (the events.k8s.io API's
@@ -34,7 +34,9 @@ type Reporter struct {
 
 // RejectionEvent returns a recorder for PolicyWatcher.RecordRejections: it
 // creates one Warning Event with reason PolicyRejected on the rejected
-// object (core/v1 Events in its namespace; RBAC: create events), saying
+// object (core/v1 Events in its namespace, or in namespace "default" for a
+// cluster-scoped ClusterNetworkPolicy, as kubectl does for the Events of
+// Nodes; RBAC: create events), saying
 // which resourceVersion was rejected, what stays in force and the
 // validation error with every field at fault. The Event's name is derived
 // from the object, its kind and resourceVersion and rep.Instance, so one
@@ -44,14 +46,21 @@ type Reporter struct {
 func RejectionEvent(client kubernetes.Interface, rep Reporter) func(ctx context.Context, r Rejection) error {
 	return func(ctx context.Context, r Rejection) error {
 		apiVersion := networkingv1.SchemeGroupVersion.String()
-		if r.Kind == KindNanoSegment {
+		switch r.Kind {
+		case KindNanoSegment:
 			apiVersion = nanoSegmentKind.GroupVersion().String()
+		case KindClusterNetworkPolicy:
+			apiVersion = clusterNetworkPolicyKind.GroupVersion().String()
+		}
+		evNS := r.Namespace
+		if evNS == "" {
+			evNS = metav1.NamespaceDefault
 		}
 		kept := "no version of it is in force"
 		if r.KeptPrevious {
 			kept = "its previous version (resourceVersion " + r.KeptResourceVersion + ") stays in force"
 		}
-		msg := fmt.Sprintf("%s: %s %s/%s resourceVersion %s is not applied, %s: %v", rep.Instance, r.Kind, r.Namespace, r.Name, r.ResourceVersion, kept, r.Err)
+		msg := fmt.Sprintf("%s: %s resourceVersion %s is not applied, %s: %v", rep.Instance, r.Key(), r.ResourceVersion, kept, r.Err)
 		if len(msg) > maxEventMessage {
 			msg = msg[:maxEventMessage-3] + "..."
 		}
@@ -65,7 +74,7 @@ func RejectionEvent(client kubernetes.Interface, rep Reporter) func(ctx context.
 			since = metav1.NewTime(time.Now())
 		}
 		ev := &corev1.Event{
-			ObjectMeta: metav1.ObjectMeta{Name: name + "." + hex.EncodeToString(sum[:8]), Namespace: r.Namespace},
+			ObjectMeta: metav1.ObjectMeta{Name: name + "." + hex.EncodeToString(sum[:8]), Namespace: evNS},
 			InvolvedObject: corev1.ObjectReference{APIVersion: apiVersion, Kind: r.Kind, Namespace: r.Namespace, Name: r.Name,
 				UID: r.UID, ResourceVersion: r.ResourceVersion},
 			Reason:              ReasonPolicyRejected,
@@ -80,7 +89,7 @@ func RejectionEvent(client kubernetes.Interface, rep Reporter) func(ctx context.
 		}
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		if _, err := client.CoreV1().Events(r.Namespace).Create(cctx, ev, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		if _, err := client.CoreV1().Events(evNS).Create(cctx, ev, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("create event on %s: %w", r.Key(), err)
 		}
 		return nil

@@ -18,7 +18,7 @@ func newWatcherMetrics() *watcherMetrics {
 	const ns, sub = "nanoseg", "policy_watcher"
 	return &watcherMetrics{
 		policies: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "policies",
-			Help: "Policies in force from the API server, by kind (NetworkPolicy, NanoSegment)."}, []string{"kind"}),
+			Help: "Policies in force from the API server, by kind (NetworkPolicy, NanoSegment, ClusterNetworkPolicy)."}, []string{"kind"}),
 		rejected: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "rejected",
 			Help: "Objects whose latest version failed validation and is not applied, by kind; in_force=previous when an earlier valid version stays in force, none when no version is."},
 			[]string{"kind", "in_force"}),

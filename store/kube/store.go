@@ -131,6 +131,9 @@ type StoreConfig struct {
 //     resourceVersion. See Record.
 //   - NetworkPolicies: the networking.k8s.io/v1 objects themselves (see
 //     AddNetworkPolicyRecord for what that changes).
+//   - ClusterNetworkPolicies: the policy.networking.k8s.io/v1alpha2
+//     objects themselves, read on every call (store.ClusterPolicyStore;
+//     none when the cluster does not serve the kind).
 //
 // Every read goes to the API server (quorum reads), so a read right after
 // a write, by this Store or another, sees it. Safe for concurrent use, and
@@ -158,6 +161,9 @@ type storeCore struct {
 	last head
 	// revCache holds revisions Record read (cachedRevision).
 	revCache map[string]store.Revision
+	// cnpWarned holds "name@resourceVersion" of the invalid
+	// ClusterNetworkPolicies logged already.
+	cnpWarned map[string]bool
 	// afterHead, in tests, runs right after a successful head CAS: an
 	// error stops Record there, as a crash would.
 	afterHead func(model.Promotion) error

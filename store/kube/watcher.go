@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,34 +27,50 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/nanoseg/nanoseg/policies"
+	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
 // Kinds as Rejection.Kind and the metrics' kind label spell them.
 const (
-	KindNetworkPolicy = "NetworkPolicy"
-	KindNanoSegment   = v1alpha1.Kind
+	KindNetworkPolicy        = "NetworkPolicy"
+	KindNanoSegment          = v1alpha1.Kind
+	KindClusterNetworkPolicy = cnpv1alpha2.Kind
 )
 
+// watchedKinds are the kinds the watcher keeps, as its metrics label them.
+var watchedKinds = []string{KindNetworkPolicy, KindNanoSegment, KindClusterNetworkPolicy}
+
 // PolicyWatcher keeps the policies in force from the API server: every
-// networking.k8s.io/v1 NetworkPolicy and every nanoseg.io/v1alpha1
-// NanoSegment of the cluster, each in its last valid version.
+// networking.k8s.io/v1 NetworkPolicy, every nanoseg.io/v1alpha1
+// NanoSegment and every policy.networking.k8s.io/v1alpha2
+// ClusterNetworkPolicy of the cluster, each in its last valid version.
 //
 // NetworkPolicies mean what the Kubernetes API reference says
 // (https://kubernetes.io/docs/reference/kubernetes-api/policy-resources/network-policy-v1/):
 // they are enforced as soon as they exist, in every namespace, and a pod
 // selected by none keeps Kubernetes' default (allowed). NanoSegments carry
-// their mode in spec.mode (empty: observe).
+// their mode in spec.mode (empty: observe). ClusterNetworkPolicies mean
+// what the network-policy-api reference says (package policies/cnp/v1alpha2):
+// the Admin tier before the others, the Baseline tier after them.
+//
+// ClusterNetworkPolicies are optional: a cluster without their CRD (the
+// upstream one or manifests/crds/cnp) has none. When the API server
+// answers NotFound for the resource, the watcher logs it once, counts the
+// kind as synced with no policy of it, and keeps retrying the list (client-go's
+// backoff, up to 30 s), so a CRD installed later takes effect without a
+// restart. A list refused for any other reason (RBAC, an unreachable API
+// server) keeps the watcher unsynced, as for the other kinds.
 //
 // Every version of every object is checked before it is applied
-// (policies.ValidateNetworkPolicy, policies.ValidateNanoSegment, then
-// compiled), so one bad object can never make the whole set fail to
+// (policies.ValidateNetworkPolicy, policies.ValidateNanoSegment,
+// policies.ValidateClusterNetworkPolicy, then compiled), so one bad object can never make the whole set fail to
 // compile. Bad input never weakens enforcement:
 //   - an object whose first version fails is not applied;
 //   - when an object in force is updated to a version that fails, its
 //     last valid version stays in force;
-//   - a NanoSegment of an apiVersion or kind this build does not know, or
-//     with fields its type does not have, fails.
+//   - a NanoSegment or ClusterNetworkPolicy of an apiVersion or kind this
+//     build does not know, or with fields its type does not have, fails.
 //
 // Each failure is logged at error level, counted in
 // nanoseg_policy_watcher_rejections_total, shown in the
@@ -75,7 +92,12 @@ type PolicyWatcher struct {
 	segFactory dynamicinformer.DynamicSharedInformerFactory
 	npReg      cache.ResourceEventHandlerRegistration
 	segReg     cache.ResourceEventHandlerRegistration
+	cnpReg     cache.ResourceEventHandlerRegistration
 	initErr    error // handler registration failed (never in practice)
+	// cnpAbsent is set when the API server answered NotFound for
+	// ClusterNetworkPolicies (no CRD): the kind counts as synced, empty.
+	// An object of the kind clears it.
+	cnpAbsent atomic.Bool
 
 	// record, when set (RecordRejections), gets every newly rejected
 	// version from recordQ, in Run.
@@ -91,19 +113,30 @@ type PolicyWatcher struct {
 // objRef names one object: kind, namespace, name.
 type objRef struct{ kind, namespace, name string }
 
-func (r objRef) String() string { return r.kind + " " + r.namespace + "/" + r.name }
+// String returns "<kind> <namespace>/<name>", or "<kind> <name>" for a
+// cluster-scoped object.
+func (r objRef) String() string {
+	if r.namespace == "" {
+		return r.kind + " " + r.name
+	}
+	return r.kind + " " + r.namespace + "/" + r.name
+}
 
-// applied is the version of one object in force: exactly one of np, seg.
+// applied is the version of one object in force: exactly one of np, seg,
+// cnp.
 type applied struct {
 	rv  string
 	np  *networkingv1.NetworkPolicy
 	seg *v1alpha1.NanoSegment
+	cnp *cnpv1alpha2.ClusterNetworkPolicy
 }
 
 // Rejection is an object whose latest version is not applied.
 type Rejection struct {
-	// Kind is KindNetworkPolicy or KindNanoSegment.
-	Kind      string
+	// Kind is KindNetworkPolicy, KindNanoSegment or
+	// KindClusterNetworkPolicy.
+	Kind string
+	// Namespace is "" for a ClusterNetworkPolicy (cluster-scoped).
 	Namespace string
 	Name      string
 	// UID is the object's.
@@ -123,7 +156,8 @@ type Rejection struct {
 	KeptResourceVersion string
 }
 
-// Key returns "<Kind> <namespace>/<name>".
+// Key returns "<Kind> <namespace>/<name>" ("<Kind> <name>" for a
+// cluster-scoped object).
 func (r Rejection) Key() string { return objRef{r.Kind, r.Namespace, r.Name}.String() }
 
 // String returns the key, what stays in force, and the error.
@@ -136,7 +170,8 @@ func (r Rejection) String() string {
 }
 
 // NewPolicyWatcher returns a watcher over client (NetworkPolicies) and dyn
-// (NanoSegments, resource NanoSegmentResource), cluster-wide. Nothing is
+// (NanoSegments, resource NanoSegmentResource; ClusterNetworkPolicies,
+// resource ClusterNetworkPolicyResource), cluster-wide. Nothing is
 // watched before Run. A nil log discards. Metrics are registered with
 // Register.
 func NewPolicyWatcher(client kubernetes.Interface, dyn dynamic.Interface, log *slog.Logger) *PolicyWatcher {
@@ -155,10 +190,13 @@ func NewPolicyWatcher(client kubernetes.Interface, dyn dynamic.Interface, log *s
 	w.segFactory = dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, "", nil)
 	npInf := w.npFactory.Networking().V1().NetworkPolicies().Informer()
 	segInf := w.segFactory.ForResource(NanoSegmentResource).Informer()
+	cnpInf := w.segFactory.ForResource(ClusterNetworkPolicyResource).Informer()
 	var errs []error
 	errs = append(errs, segInf.SetTransform(stripManagedFields))
+	errs = append(errs, cnpInf.SetTransform(stripManagedFields))
 	errs = append(errs, npInf.SetWatchErrorHandlerWithContext(w.watchErrorHandler("networkpolicies")))
 	errs = append(errs, segInf.SetWatchErrorHandlerWithContext(w.watchErrorHandler(NanoSegmentResource.Resource)))
+	errs = append(errs, cnpInf.SetWatchErrorHandlerWithContext(w.watchErrorHandler(ClusterNetworkPolicyResource.Resource)))
 	var err error
 	w.npReg, err = npInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    w.onNetworkPolicy,
@@ -170,6 +208,12 @@ func NewPolicyWatcher(client kubernetes.Interface, dyn dynamic.Interface, log *s
 		AddFunc:    w.onNanoSegment,
 		UpdateFunc: func(_, obj any) { w.onNanoSegment(obj) },
 		DeleteFunc: func(obj any) { w.onDelete(KindNanoSegment, obj) },
+	})
+	errs = append(errs, err)
+	w.cnpReg, err = cnpInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    w.onClusterNetworkPolicy,
+		UpdateFunc: func(_, obj any) { w.onClusterNetworkPolicy(obj) },
+		DeleteFunc: func(obj any) { w.onDelete(KindClusterNetworkPolicy, obj) },
 	})
 	errs = append(errs, err)
 	w.initErr = errors.Join(errs...)
@@ -203,7 +247,8 @@ func (w *PolicyWatcher) Run(ctx context.Context) error {
 	go func() {
 		if cache.WaitForCacheSync(ctx.Done(), w.Synced) {
 			n := w.InForce()
-			w.log.Info("policies synced", "networkPolicies", len(n.NetworkPolicies), "nanoSegments", len(n.NanoSegments), "rejected", len(w.Rejected()))
+			w.log.Info("policies synced", "networkPolicies", len(n.NetworkPolicies), "nanoSegments", len(n.NanoSegments),
+				"clusterNetworkPolicies", len(n.ClusterNetworkPolicies), "clusterNetworkPoliciesServed", !w.cnpAbsent.Load(), "rejected", len(w.Rejected()))
 			w.mu.Lock()
 			w.notifyLocked()
 			w.mu.Unlock()
@@ -255,12 +300,20 @@ func (w *PolicyWatcher) recordRejections(ctx context.Context) {
 	}
 }
 
-// Synced reports whether both informers have listed every object and the
-// watcher has judged each of them: from then on InForce holds every policy
-// of the cluster.
+// Synced reports whether every informer has listed every object and the
+// watcher has judged each of them, the ClusterNetworkPolicies' counting as
+// listed when the API server does not serve the kind: from then on
+// InForce holds every policy of the cluster.
 func (w *PolicyWatcher) Synced() bool {
-	return w.npReg != nil && w.segReg != nil && w.npReg.HasSynced() && w.segReg.HasSynced()
+	return w.npReg != nil && w.segReg != nil && w.cnpReg != nil && w.npReg.HasSynced() && w.segReg.HasSynced() &&
+		(w.cnpReg.HasSynced() || w.cnpAbsent.Load())
 }
+
+// ClusterNetworkPoliciesServed reports whether the API server serves
+// ClusterNetworkPolicies, as far as the watcher knows: false once a list
+// was answered NotFound (no CRD), true again when an object of the kind
+// arrives.
+func (w *PolicyWatcher) ClusterNetworkPoliciesServed() bool { return !w.cnpAbsent.Load() }
 
 // WaitForSync returns nil once Synced, or ctx's error when ctx ends first.
 func (w *PolicyWatcher) WaitForSync(ctx context.Context) error {
@@ -271,20 +324,28 @@ func (w *PolicyWatcher) WaitForSync(ctx context.Context) error {
 }
 
 // InForce returns a copy of the policies in force, taken at one moment:
-// the last valid version of every NetworkPolicy (apiVersion and kind set)
-// and every NanoSegment, each list sorted by namespace and name. The caller
-// owns it.
+// the last valid version of every NetworkPolicy (apiVersion and kind set),
+// every NanoSegment and every ClusterNetworkPolicy (apiVersion and kind
+// set), each list sorted by namespace and name. The caller owns it.
 func (w *PolicyWatcher) InForce() policies.InForce {
 	w.mu.RLock()
 	var out policies.InForce
 	for _, a := range w.inForce {
-		if a.np != nil {
+		switch {
+		case a.np != nil:
 			out.NetworkPolicies = append(out.NetworkPolicies, *a.np.DeepCopy())
-		} else {
+		case a.seg != nil:
 			out.NanoSegments = append(out.NanoSegments, *a.seg.DeepCopy())
+		case a.cnp != nil:
+			out.ClusterNetworkPolicies = append(out.ClusterNetworkPolicies, *a.cnp.DeepCopy())
 		}
 	}
 	w.mu.RUnlock()
+	for i := range out.ClusterNetworkPolicies {
+		out.ClusterNetworkPolicies[i].APIVersion = cnpv1alpha2.APIVersion
+		out.ClusterNetworkPolicies[i].Kind = KindClusterNetworkPolicy
+	}
+	slices.SortFunc(out.ClusterNetworkPolicies, func(a, b cnpv1alpha2.ClusterNetworkPolicy) int { return cmp.Compare(a.Name, b.Name) })
 	for i := range out.NetworkPolicies {
 		out.NetworkPolicies[i].APIVersion = networkingv1.SchemeGroupVersion.String()
 		out.NetworkPolicies[i].Kind = KindNetworkPolicy
@@ -376,6 +437,23 @@ func (w *PolicyWatcher) onNanoSegment(obj any) {
 	w.judge(r, u.GetUID(), u.GetResourceVersion(), u.GetGeneration(), applied{rv: u.GetResourceVersion(), seg: seg}, err)
 }
 
+func (w *PolicyWatcher) onClusterNetworkPolicy(obj any) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		w.log.Error("unexpected object from the ClusterNetworkPolicy informer", "type", fmt.Sprintf("%T", obj))
+		return
+	}
+	if w.cnpAbsent.CompareAndSwap(true, false) {
+		w.log.Info("ClusterNetworkPolicies are served now; enforcing them")
+	}
+	r := objRef{KindClusterNetworkPolicy, "", u.GetName()}
+	p, err := ClusterNetworkPolicyFromUnstructured(u)
+	if err == nil {
+		err = CheckClusterNetworkPolicy(p)
+	}
+	w.judge(r, u.GetUID(), u.GetResourceVersion(), u.GetGeneration(), applied{rv: u.GetResourceVersion(), cnp: p}, err)
+}
+
 // judge applies version a of r when err is nil, and otherwise records the
 // rejection, keeping what is in force.
 func (w *PolicyWatcher) judge(r objRef, uid types.UID, rv string, gen int64, a applied, err error) {
@@ -437,6 +515,8 @@ func sameSpec(a, b applied) bool {
 		return apiequality.Semantic.DeepEqual(a.np.Spec, b.np.Spec)
 	case a.seg != nil && b.seg != nil:
 		return apiequality.Semantic.DeepEqual(a.seg.Spec, b.seg.Spec)
+	case a.cnp != nil && b.cnp != nil:
+		return apiequality.Semantic.DeepEqual(a.cnp.Spec, b.cnp.Spec)
 	}
 	return false
 }
@@ -463,18 +543,15 @@ func (w *PolicyWatcher) onDelete(kind string, obj any) {
 }
 
 func (w *PolicyWatcher) updateGaugesLocked() {
-	var nps, segs float64
-	for _, a := range w.inForce {
-		if a.np != nil {
-			nps++
-		} else {
-			segs++
-		}
+	n := map[string]float64{}
+	for r := range w.inForce {
+		n[r.kind]++
 	}
-	w.m.policies.WithLabelValues(KindNetworkPolicy).Set(nps)
-	w.m.policies.WithLabelValues(KindNanoSegment).Set(segs)
+	for _, k := range watchedKinds {
+		w.m.policies.WithLabelValues(k).Set(n[k])
+	}
 	counts := map[[2]string]float64{}
-	for _, k := range []string{KindNetworkPolicy, KindNanoSegment} {
+	for _, k := range watchedKinds {
 		counts[[2]string{k, "previous"}] = 0
 		counts[[2]string{k, "none"}] = 0
 	}
@@ -495,6 +572,13 @@ func (w *PolicyWatcher) watchErrorHandler(resource string) cache.WatchErrorHandl
 		w.m.watchErrors.WithLabelValues(resource).Inc()
 		if resource == NanoSegmentResource.Resource && apierrors.IsNotFound(err) {
 			w.log.Error("cannot list NanoSegments: is the CRD (manifests/crds/nanoseg.io_nanosegments.yaml) installed? Not synced until it is", "error", err)
+			return
+		}
+		if resource == ClusterNetworkPolicyResource.Resource && apierrors.IsNotFound(err) {
+			if w.cnpAbsent.CompareAndSwap(false, true) {
+				w.log.Warn("ClusterNetworkPolicies are not served (no CRD for policy.networking.k8s.io/v1alpha2 clusternetworkpolicies): running without them, retrying; install the upstream CRD or manifests/crds/cnp to use them",
+					"error", err)
+			}
 			return
 		}
 		w.log.Warn("list or watch failed; retrying, the policies in force stay as they are", "resource", resource, "error", err)
@@ -518,6 +602,19 @@ func checkNetworkPolicy(np *networkingv1.NetworkPolicy) error {
 		return fmt.Errorf("%w: %w", policies.ErrInvalid, errs.ToAggregate())
 	}
 	if _, err := policies.CompileNetworkPolicy(np); err != nil {
+		return err
+	}
+	return nil
+}
+
+// CheckClusterNetworkPolicy validates p as its CRD's schema would and
+// compiles it, as the node agent does before applying a version; the error
+// wraps policies.ErrInvalid and names every field at fault.
+func CheckClusterNetworkPolicy(p *cnpv1alpha2.ClusterNetworkPolicy) error {
+	if errs := policies.ValidateClusterNetworkPolicy(p); len(errs) > 0 {
+		return fmt.Errorf("%w: %w", policies.ErrInvalid, errs.ToAggregate())
+	}
+	if _, err := policies.CompileClusterNetworkPolicy(p); err != nil {
 		return err
 	}
 	return nil

@@ -26,6 +26,7 @@ import (
 
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
+	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
@@ -59,7 +60,8 @@ func (s *syncBuffer) String() string {
 
 func newFakeDynamic(objs ...runtime.Object) *dynamicfake.FakeDynamicClient {
 	return dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
-		map[schema.GroupVersionResource]string{NanoSegmentResource: v1alpha1.Kind + "List"}, objs...)
+		map[schema.GroupVersionResource]string{NanoSegmentResource: v1alpha1.Kind + "List",
+			ClusterNetworkPolicyResource: cnpv1alpha2.Kind + "List"}, objs...)
 }
 
 // startFake starts a synced watcher over fake clientsets holding objs

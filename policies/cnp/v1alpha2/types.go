@@ -31,6 +31,12 @@ const (
 // tier and at the priority it names.
 //
 // +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Cluster,shortName=cnp
+// +kubebuilder:metadata:annotations="api-approved.kubernetes.io=unapproved: nanoseg's own schema for clusters without the upstream CRD"
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="Tier",type=string,JSONPath=`.spec.tier`
+// +kubebuilder:printcolumn:name="Priority",type=integer,JSONPath=`.spec.priority`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ClusterNetworkPolicy struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata"`
@@ -52,6 +58,7 @@ type ClusterNetworkPolicyList struct {
 
 // Tier is where a policy sits in the order of evaluation: Admin before the
 // NetworkPolicies (and nanosegments) of the namespaces, Baseline after them.
+// +kubebuilder:validation:Enum=Admin;Baseline
 type Tier string
 
 // The tiers.
@@ -61,6 +68,7 @@ const (
 )
 
 // Action is what a rule does with the connections it matches.
+// +kubebuilder:validation:Enum=Accept;Deny;Pass
 type Action string
 
 // The actions of a rule.
@@ -84,16 +92,20 @@ type Spec struct {
 	// Priority orders the policies of one tier, 0-1000: lower values are
 	// consulted first. Upstream leaves the order of two policies of one
 	// tier with the same priority undefined; nanoseg orders them by name.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000
 	Priority int32 `json:"priority"`
 	// Subject selects the pods the rules apply to (never host-network pods).
 	Subject Subject `json:"subject"`
 	// Ingress rules, at most 25, consulted in order; none means the policy
 	// does not touch ingress.
 	// +optional
+	// +kubebuilder:validation:MaxItems=25
 	Ingress []IngressRule `json:"ingress,omitempty"`
 	// Egress rules, at most 25, consulted in order; none means the policy
 	// does not touch egress.
 	// +optional
+	// +kubebuilder:validation:MaxItems=25
 	Egress []EgressRule `json:"egress,omitempty"`
 }
 
@@ -104,6 +116,9 @@ type Status struct {
 }
 
 // Subject selects pods: exactly one of its fields is set.
+//
+// +kubebuilder:validation:MinProperties=1
+// +kubebuilder:validation:MaxProperties=1
 type Subject struct {
 	// Namespaces selects every pod of the namespaces it matches.
 	// +optional
@@ -126,27 +141,43 @@ type NamespacedPod struct {
 type IngressRule struct {
 	// Name identifies the rule in reports, at most 100 characters; optional.
 	// +optional
-	Name   string        `json:"name,omitempty"`
-	Action Action        `json:"action"`
-	From   []IngressPeer `json:"from"`
+	// +kubebuilder:validation:MaxLength=100
+	Name   string `json:"name,omitempty"`
+	Action Action `json:"action"`
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=25
+	From []IngressPeer `json:"from"`
 	// +optional
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=25
 	Protocols []Protocol `json:"protocols,omitempty"`
 }
 
 // EgressRule is one egress rule: connections to any of To, on any of
 // Protocols (every protocol and port when none), get Action.
+//
+// +kubebuilder:validation:XValidation:rule="!(self.to.exists(p, has(p.networks) || has(p.nodes) || has(p.domainNames)) && has(self.protocols) && self.protocols.exists(p, has(p.destinationNamedPort)))",message="networks/nodes/domainNames peer cannot be set with destinationNamedPort: they have no named ports"
+// +kubebuilder:validation:XValidation:rule="self.action == 'Accept' || !self.to.exists(p, has(p.domainNames))",message="domainNames are supported only in Accept rules"
 type EgressRule struct {
 	// Name identifies the rule in reports, at most 100 characters; optional.
 	// +optional
-	Name   string       `json:"name,omitempty"`
-	Action Action       `json:"action"`
-	To     []EgressPeer `json:"to"`
+	// +kubebuilder:validation:MaxLength=100
+	Name   string `json:"name,omitempty"`
+	Action Action `json:"action"`
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=25
+	To []EgressPeer `json:"to"`
 	// +optional
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=25
 	Protocols []Protocol `json:"protocols,omitempty"`
 }
 
 // IngressPeer is a source: exactly one field is set. Host-network pods are
 // never matched.
+//
+// +kubebuilder:validation:MinProperties=1
+// +kubebuilder:validation:MaxProperties=1
 type IngressPeer struct {
 	// +optional
 	Namespaces *metav1.LabelSelector `json:"namespaces,omitempty"`
@@ -155,6 +186,9 @@ type IngressPeer struct {
 }
 
 // EgressPeer is a destination: exactly one field is set.
+//
+// +kubebuilder:validation:MinProperties=1
+// +kubebuilder:validation:MaxProperties=1
 type EgressPeer struct {
 	// Namespaces matches the pods (not host-network ones) of the namespaces
 	// it selects.
@@ -170,15 +204,24 @@ type EgressPeer struct {
 	// Networks matches addresses in any of its CIDRs, pod addresses
 	// included; 1-25 of them.
 	// +optional
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=25
+	// +listType=set
 	Networks []CIDR `json:"networks,omitempty"`
 	// DomainNames matches addresses resolved from these names, only in
 	// Accept rules (upstream: experimental); 1-25 of them.
 	// +optional
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=25
+	// +listType=set
 	DomainNames []DomainName `json:"domainNames,omitempty"`
 }
 
 // Protocol narrows a rule to one protocol's ports, or to a named port of the
 // destination pod: exactly one field is set.
+//
+// +kubebuilder:validation:MinProperties=1
+// +kubebuilder:validation:MaxProperties=1
 type Protocol struct {
 	// +optional
 	TCP *PortMatch `json:"tcp,omitempty"`
@@ -189,33 +232,52 @@ type Protocol struct {
 	// DestinationNamedPort matches the destination pod's container port of
 	// this name (its number and protocol); never a node or network.
 	// +optional
+	// +kubebuilder:validation:MinLength=1
 	DestinationNamedPort string `json:"destinationNamedPort,omitempty"`
 }
 
 // PortMatch is the port part of a tcp, udp or sctp entry.
 type PortMatch struct {
-	// +optional
+	// DestinationPort is required: nanoseg's validation and this schema
+	// refuse a tcp, udp or sctp entry without it.
+	// +required
 	DestinationPort *Port `json:"destinationPort,omitempty"`
 }
 
 // Port is one port number or an inclusive range: exactly one is set.
+//
+// +kubebuilder:validation:MinProperties=1
+// +kubebuilder:validation:MaxProperties=1
 type Port struct {
 	// Number is 1-65535.
 	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
 	Number int32 `json:"number,omitempty"`
 	// +optional
 	Range *PortRange `json:"range,omitempty"`
 }
 
 // PortRange is the ports Start through End, both included; Start < End.
+//
+// +kubebuilder:validation:XValidation:rule="self.start < self.end",message="Start port must be less than End port"
 type PortRange struct {
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
 	Start int32 `json:"start"`
-	End   int32 `json:"end"`
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	End int32 `json:"end"`
 }
 
 // CIDR is an address range such as 198.18.0.0/15 or 2001:db8::/32.
+//
+// +kubebuilder:validation:MaxLength=43
+// +kubebuilder:validation:XValidation:rule="isCIDR(self)",message="Invalid CIDR format provided"
 type CIDR string
 
 // DomainName is a DNS name, or "*." followed by a name to match every name
 // with one or more labels before it.
+//
+// +kubebuilder:validation:Pattern=`^(\*\.)?([a-zA-Z0-9]([-a-zA-Z0-9_]*[a-zA-Z0-9])?\.)+[a-zA-Z0-9]([-a-zA-Z0-9_]*[a-zA-Z0-9])?\.?$`
 type DomainName string

@@ -1,0 +1,168 @@
+//go:build linux
+
+package manifests_test
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/yaml"
+
+	"github.com/nanoseg/nanoseg/internal/kubetest"
+	"github.com/nanoseg/nanoseg/manifests"
+	"github.com/nanoseg/nanoseg/policies"
+	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
+)
+
+var clusterNetworkPolicies = cnpv1alpha2.SchemeGroupVersion.WithResource("clusternetworkpolicies")
+
+// cnp returns a ClusterNetworkPolicy named name with spec, YAML written by
+// a test.
+func cnp(name, spec string) *unstructured.Unstructured {
+	var s map[string]any
+	if err := yaml.Unmarshal([]byte(spec), &s); err != nil {
+		panic(fmt.Sprintf("spec of %s: %v", name, err))
+	}
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": cnpv1alpha2.APIVersion, "kind": cnpv1alpha2.Kind,
+		"metadata": map[string]any{"name": name}, "spec": s,
+	}}
+}
+
+// TestClusterNetworkPolicyCRDOnAPIServer installs nanoseg's own
+// ClusterNetworkPolicy CRD (manifests/crds/cnp) and checks its schema
+// against policies.ValidateClusterNetworkPolicy: every ClusterNetworkPolicy
+// of the verdict cases is accepted by both; each bad one is refused by the
+// API server with its field path, and by the Go side at or below it; a
+// policy whose only fault is a label selector's syntax (which the schema
+// does not check) passes the API server and is refused by the Go side,
+// as the node agent does.
+func TestClusterNetworkPolicyCRDOnAPIServer(t *testing.T) {
+	c := kubetest.Shared(t)
+	ctx := ctxFor(t, 2*time.Minute)
+	a := newApplier(t, c.Config)
+	raw, err := fs.ReadFile(manifests.FS, manifests.ClusterNetworkPolicyCRD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crds, err := manifests.Decode(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.apply(ctx, crds[0], false); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitEstablished(ctx, a, crds); err != nil {
+		t.Fatal(err)
+	}
+	api := a.dyn.Resource(clusterNetworkPolicies)
+	t.Cleanup(func() {
+		_ = api.DeleteCollection(context.Background(), metav1.DeleteOptions{}, metav1.ListOptions{})
+	})
+
+	t.Run("cases accepted", func(t *testing.T) {
+		files, err := filepath.Glob("../policies/testdata/cases/cnp/*.yaml")
+		if err != nil || len(files) == 0 {
+			t.Fatalf("no case files: %v", err)
+		}
+		n := 0
+		for _, f := range files {
+			cs, err := policies.LoadCase(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range cs.Policies {
+				p := o.ClusterNetworkPolicy
+				if p == nil {
+					continue
+				}
+				m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				u := &unstructured.Unstructured{Object: m}
+				u.SetName(fmt.Sprintf("case-%d", n))
+				n++
+				if _, err := api.Create(ctx, u, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}, FieldValidation: metav1.FieldValidationStrict}); err != nil {
+					t.Errorf("%s: %s refused: %v", filepath.Base(f), p.Name, err)
+				}
+			}
+		}
+		if n < 8 {
+			t.Errorf("only %d ClusterNetworkPolicies in the cases", n)
+		}
+	})
+
+	const subject = `subject: {namespaces: {}}`
+	for _, tc := range []struct {
+		name, spec string
+		typ        metav1.CauseType
+		field      string
+	}{
+		{"tier", `{tier: Developer, priority: 1, ` + subject + `}`, metav1.CauseTypeFieldValueNotSupported, "spec.tier"},
+		{"priority", `{tier: Admin, priority: 1001, ` + subject + `}`, metav1.CauseTypeFieldValueInvalid, "spec.priority"},
+		{"no subject", `{tier: Admin, priority: 1}`, metav1.CauseTypeFieldValueRequired, "spec.subject"},
+		{"two subjects", `{tier: Admin, priority: 1, subject: {namespaces: {}, pods: {podSelector: {}}}}`, metav1.CauseTypeTooMany, "spec.subject"},
+		{"action", `{tier: Admin, priority: 1, ` + subject + `, ingress: [{action: Allow, from: [{namespaces: {}}]}]}`, metav1.CauseTypeFieldValueNotSupported, "spec.ingress[0].action"},
+		{"no peers", `{tier: Admin, priority: 1, ` + subject + `, ingress: [{action: Deny, from: []}]}`, metav1.CauseTypeFieldValueInvalid, "spec.ingress[0].from"},
+		{"rule name", `{tier: Admin, priority: 1, ` + subject + `, egress: [{name: "` + strings.Repeat("a", 101) + `", action: Deny, to: [{namespaces: {}}]}]}`, metav1.CauseTypeTooLong, "spec.egress[0].name"},
+		{"port 65536", `{tier: Admin, priority: 1, ` + subject + `, egress: [{action: Deny, to: [{namespaces: {}}], protocols: [{tcp: {destinationPort: {number: 65536}}}]}]}`,
+			metav1.CauseTypeFieldValueInvalid, "spec.egress[0].protocols[0].tcp.destinationPort.number"},
+		{"range", `{tier: Admin, priority: 1, ` + subject + `, egress: [{action: Deny, to: [{namespaces: {}}], protocols: [{udp: {destinationPort: {range: {start: 90, end: 80}}}}]}]}`,
+			metav1.CauseTypeFieldValueInvalid, "spec.egress[0].protocols[0].udp.destinationPort.range"},
+		{"no destinationPort", `{tier: Admin, priority: 1, ` + subject + `, egress: [{action: Deny, to: [{namespaces: {}}], protocols: [{tcp: {}}]}]}`,
+			metav1.CauseTypeFieldValueRequired, "spec.egress[0].protocols[0].tcp.destinationPort"},
+		{"cidr", `{tier: Admin, priority: 1, ` + subject + `, egress: [{action: Deny, to: [{networks: [198.18.0.0/33]}]}]}`,
+			metav1.CauseTypeFieldValueInvalid, "spec.egress[0].to[0].networks[0]"},
+		{"duplicate cidr", `{tier: Admin, priority: 1, ` + subject + `, egress: [{action: Deny, to: [{networks: [198.18.0.0/15, 198.18.0.0/15]}]}]}`,
+			metav1.CauseTypeFieldValueDuplicate, "spec.egress[0].to[0].networks[1]"},
+		{"named port to a network", `{tier: Admin, priority: 1, ` + subject + `, egress: [{action: Deny, to: [{networks: [198.18.0.0/15]}], protocols: [{destinationNamedPort: web}]}]}`,
+			metav1.CauseTypeFieldValueInvalid, "spec.egress[0]"},
+		{"domainNames in a Deny", `{tier: Admin, priority: 1, ` + subject + `, egress: [{action: Deny, to: [{domainNames: [example.com]}]}]}`,
+			metav1.CauseTypeFieldValueInvalid, "spec.egress[0]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := cnp("bad", tc.spec)
+			_, err := api.Create(ctx, o, metav1.CreateOptions{})
+			want := string(tc.typ) + " " + tc.field
+			if !apierrors.IsInvalid(err) || !slices.Contains(causes(err), want) {
+				t.Fatalf("got %v (causes %q), want Invalid with %q", err, causes(err), want)
+			}
+			var p cnpv1alpha2.ClusterNetworkPolicy
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &p); err != nil {
+				t.Fatal(err)
+			}
+			errs := policies.ValidateClusterNetworkPolicy(&p)
+			if !slices.ContainsFunc(errs, func(e *field.Error) bool { return under(e.Field, tc.field) }) {
+				t.Errorf("policies.ValidateClusterNetworkPolicy does not refuse %s: %v", tc.field, errs.ToAggregate())
+			}
+		})
+	}
+
+	t.Run("selector syntax: only the Go side refuses", func(t *testing.T) {
+		o := cnp("bad-selector", `{tier: Admin, priority: 1, subject: {namespaces: {matchExpressions: [{key: team, operator: In}]}}, ingress: [{action: Deny, from: [{namespaces: {}}]}]}`)
+		if _, err := api.Create(ctx, o, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+			t.Fatalf("the API server refuses it (the schema changed? then pick another fault for the node agent's tests): %v", err)
+		}
+		var p cnpv1alpha2.ClusterNetworkPolicy
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &p); err != nil {
+			t.Fatal(err)
+		}
+		if errs := policies.ValidateClusterNetworkPolicy(&p); !slices.ContainsFunc(errs, func(e *field.Error) bool {
+			return e.Field == "spec.subject.namespaces.matchExpressions[0].values"
+		}) {
+			t.Errorf("ValidateClusterNetworkPolicy: %v", errs.ToAggregate())
+		}
+	})
+}
