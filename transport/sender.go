@@ -398,10 +398,9 @@ func (s *Sender) finalFlush(cur *Batch, curP Pending, seq uint64, full bool) {
 			return
 		}
 		s.src.Ack(curP)
+		// Take again even when that batch held everything it took: it may
+		// have been in flight since before the latest merges.
 		cur, full = nil, false
-		if !curP.More {
-			return
-		}
 	}
 }
 

@@ -441,3 +441,42 @@ func TestNamesReachTheController(t *testing.T) {
 		t.Errorf("an empty name: %d %+v", code, a)
 	}
 }
+
+// TestStopDeliversWhatCameDuringTheLastSend: a batch still in flight when
+// the agent stops is sent again by the final flush, and so is what the
+// sink took in while it was in flight: nothing merged before the stop is
+// left behind.
+func TestStopDeliversWhatCameDuringTheLastSend(t *testing.T) {
+	auth := fakeAuth{"tok": agentID}
+	r := newRig(t, auth, transport.ReceiverConfig{}, nil)
+	sink := nodeagent.NewMemSink(1000, 100)
+	_ = sink.MergeEdges([]model.Edge{edge("a", 0, 1)})
+	_, stop := startSender(t, r, "node-a", r.tokenFile(t, "tok"), sink, nil, nil)
+	waitFor(t, 10*time.Second, "first delivery", func() bool { return sameEdges(r.graph, sink) == "" })
+
+	// The controller holds the next batch until the sender gives up on it
+	// (the stop cancels the request); after that it answers again.
+	var stalled atomic.Bool
+	held, release := make(chan struct{}), make(chan struct{})
+	r.swap.set(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if stalled.CompareAndSwap(false, true) {
+			close(held)
+			select {
+			case <-req.Context().Done():
+			case <-release:
+			}
+			http.Error(w, "stalled", http.StatusServiceUnavailable)
+			return
+		}
+		r.recv.ServeHTTP(w, req)
+	}))
+	_ = sink.MergeEdges([]model.Edge{edge("a", 1, 1)})
+	<-held
+	_ = sink.MergeEdges([]model.Edge{edge("a", 2, 1)}) // taken in after the batch in flight
+	go func() { time.Sleep(50 * time.Millisecond); close(release) }()
+	stop()
+	es, _ := r.graph.Edges(time.Time{})
+	if len(es) != 3 {
+		t.Errorf("after the stop the controller has %d edges, want 3 (the batch in flight and what came after it): %+v", len(es), es)
+	}
+}
