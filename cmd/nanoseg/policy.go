@@ -78,6 +78,20 @@ func newPolicyCheckCmd() *cobra.Command {
 	}
 }
 
+// readPolicySet reads the policy files (YAML, as readObjects) and returns
+// them as one set, in the order given; errors name the file or the object.
+func readPolicySet(files []string) (policies.PolicySet, error) {
+	var all []policies.Object
+	for _, f := range files {
+		objs, err := readObjects(f)
+		if err != nil {
+			return policies.PolicySet{}, err
+		}
+		all = append(all, objs...)
+	}
+	return policies.NewObjectSet(all)
+}
+
 // worldFlags are the flags that say where the world and policies come from.
 type worldFlags struct {
 	world    string
@@ -404,15 +418,7 @@ left out and listed on stderr).`,
 				fmt.Fprintf(cmd.ErrOrStderr(), "left out: %s\n", f)
 			}
 			if len(active) > 0 {
-				var all []policies.Object
-				for _, f := range active {
-					objs, err := readObjects(f)
-					if err != nil {
-						return err
-					}
-					all = append(all, objs...)
-				}
-				set, err := policies.NewObjectSet(all)
+				set, err := readPolicySet(active)
 				if err != nil {
 					return fmt.Errorf("policy propose: --policies: %w", err)
 				}
@@ -473,15 +479,7 @@ revision of each workload against what is active).`,
 				}
 				_, prop = policies.SplitObjects(objs)
 			}
-			var all []policies.Object
-			for _, f := range active {
-				objs, err := readObjects(f)
-				if err != nil {
-					return err
-				}
-				all = append(all, objs...)
-			}
-			set, err := policies.NewObjectSet(all)
+			set, err := readPolicySet(active)
 			if err != nil {
 				return err
 			}
