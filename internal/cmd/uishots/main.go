@@ -63,6 +63,7 @@ func run(url, tokenFile, out, workload, profile string, timeout time.Duration) e
 	case !strings.Contains(workload, "/"):
 		return fmt.Errorf("--workload %q: want namespace/name", workload)
 	}
+	url = strings.TrimRight(url, "/")
 	raw, err := os.ReadFile(tokenFile)
 	if err != nil {
 		return fmt.Errorf("--token-file: %w", err)
