@@ -14,9 +14,10 @@ TEST_TIMEOUT ?= 14m
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-build: web ## build bin/nanoseg (with the web page) and its kubectl plugin link bin/kubectl-nanoseg
+build: web ## build bin/nanoseg (with the web page), its kubectl plugin link bin/kubectl-nanoseg, and bin/uishots (the demo's screenshots)
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/nanoseg
 	ln -sf nanoseg bin/kubectl-nanoseg
+	$(GO) build -o bin/uishots ./internal/cmd/uishots
 
 # The web page (web/src, bundled with its pinned npm packages into web/dist,
 # which the binary embeds). web/dist is committed, so go build needs no node;

@@ -31,7 +31,8 @@ var (
 	cluster = []string{"k8s.io/client-go", "sigs.k8s.io/controller-runtime"}
 	// storage is the embedded database of the standalone store.
 	storage = []string{"go.etcd.io/bbolt"}
-	// config is where configuration and signals come from: cmd/ only
+	// config is where configuration and signals come from: the commands
+	// (cmd/, internal/cmd/) only
 	// (checked against direct imports).
 	config = []string{"github.com/spf13/viper", "github.com/spf13/cobra", "os/signal"}
 	// thirdParty is every import outside the standard library and the module.
@@ -102,7 +103,9 @@ var fence = []fenceRow{
 	{"graph", []string{"model", "web"}, [][]string{kernel, cluster, storage, {mod + "dataplane", mod + "store", mod + "observer"}},
 		"graph exports are pure: no kernel and no store code (the HTML export inlines the web page's bundle)"},
 	{"internal/browsertest", nil, [][]string{kernel, cluster, storage},
-		"the browser tests' harness (chromedp driving headless Chromium) knows nothing of nanoseg"},
+		"the browser harness of the tests and uishots (chromedp driving headless Chromium) knows nothing of nanoseg"},
+	{"internal/cmd/uishots", []string{"internal/browsertest"}, [][]string{kernel, cluster, storage},
+		"the demo's screenshots of the live page: a browser and an HTTP client of the agent's listener, nothing of nanoseg's internals"},
 	{"web", nil, [][]string{thirdParty},
 		"the web page is embedded files and their handler: a leaf of the standard library"},
 	{"evidence", []string{"model", "policies"}, [][]string{kernel, cluster, storage, {mod + "dataplane", mod + "store", mod + "observer"}},
@@ -203,11 +206,11 @@ func TestImportFences(t *testing.T) {
 				t.Errorf("%s imports %s, which its row does not allow: %s", p.ImportPath, imp, f.why)
 			}
 		}
-		if rel != "cmd/nanoseg" {
+		if rel != "cmd/nanoseg" && !strings.HasPrefix(rel, "internal/cmd/") {
 			for _, imp := range p.Imports {
 				for _, bad := range config {
 					if matches(imp, bad) {
-						t.Errorf("%s imports %s: only cmd/ reads configuration sources and handles signals", p.ImportPath, imp)
+						t.Errorf("%s imports %s: only the commands (cmd/, internal/cmd/) read configuration sources and handle signals", p.ImportPath, imp)
 					}
 				}
 			}

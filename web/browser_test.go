@@ -225,3 +225,55 @@ func BenchmarkPageLayout(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPageReload measures what one "edges" change event costs the
+// open page, which refetches the whole edge list and merges it into the
+// drawing: on 1,000 workloads and 10,000 edges against a baseline of 100
+// and 1,000 in the same run. Reported, in ms: the fetch and JSON decoding
+// of /v1/edges and /v1/inventory alone (ms-fetch); from the event's arrival
+// to the merge's start, the page's 1 s debounce subtracted (ms-to-merge:
+// the fetch and the model built from it); the merge into cytoscape
+// (ms-merge, the view's timing.build); one more pass of the filters and
+// the counts, as the page runs after the merge (ms-filter); and from the
+// event's arrival until the page is idle again, debounce subtracted
+// (ms-reload: all of it, the filters, counts and the redraw included).
+// docs/benchmarks.md records them.
+func BenchmarkPageReload(b *testing.B) {
+	for _, size := range []struct{ n, m int }{{100, 1000}, {1000, 10000}} {
+		b.Run(fmt.Sprintf("workloads=%d/edges=%d", size.n, size.m), func(b *testing.B) {
+			f := &fakeAgent{events: make(chan string)}
+			f.edges, f.inventory = synthetic(size.n, size.m)
+			srv := httptest.NewServer(f)
+			b.Cleanup(srv.Close)
+			br := browsertest.Start(b, 10*time.Minute)
+			br.Do(b, "open the page", chromedp.Navigate(srv.URL+"/"))
+			browsertest.Wait(b, br, "the drawing", `window.nanoseg.view && window.nanoseg.view.layoutMs > 0 && window.nanoseg.events`, 5*time.Minute)
+			// Timestamps of the event's arrival and the merge's start.
+			browsertest.Eval[bool](b, br, `(() => { const v = nanoseg.view, set = v.setModel.bind(v);
+				v.setModel = (m) => { nanoseg.benchMerge = performance.now(); return set(m); };
+				nanoseg.events.addEventListener("change", () => { nanoseg.benchEvent = performance.now(); });
+				return true; })()`)
+			var fetchMs, toMergeMs, mergeMs, filterMs, reloadMs float64
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				fetchMs += browsertest.Eval[float64](b, br, `(async () => { const t = performance.now();
+					await Promise.all([fetch("/v1/edges").then((r) => r.json()), fetch("/v1/inventory").then((r) => r.json())]);
+					return performance.now() - t; })()`)
+				browsertest.Eval[bool](b, br, `nanoseg.view.timing.old = true`)
+				f.events <- fmt.Sprintf(`{"seq":%d,"topics":["edges"]}`, i+1)
+				browsertest.Wait(b, br, "the merge", `!nanoseg.view.timing.old`, 5*time.Minute)
+				// The next task runs once the page is idle again.
+				reloadMs += browsertest.Eval[float64](b, br, `new Promise((r) => setTimeout(() => r(performance.now() - nanoseg.benchEvent - 1000), 0))`)
+				toMergeMs += browsertest.Eval[float64](b, br, `nanoseg.benchMerge - nanoseg.benchEvent - 1000`)
+				mergeMs += browsertest.Eval[float64](b, br, `nanoseg.view.timing.build`)
+				filterMs += browsertest.Eval[float64](b, br, `(() => { const t = performance.now(); nanoseg.view.applyFilter(nanoseg.filter); nanoseg.view.counts(); return performance.now() - t; })()`)
+			}
+			b.ReportMetric(fetchMs/float64(b.N), "ms-fetch")
+			b.ReportMetric(toMergeMs/float64(b.N), "ms-to-merge")
+			b.ReportMetric(mergeMs/float64(b.N), "ms-merge")
+			b.ReportMetric(filterMs/float64(b.N), "ms-filter")
+			b.ReportMetric(reloadMs/float64(b.N), "ms-reload")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}

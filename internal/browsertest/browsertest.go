@@ -8,6 +8,7 @@ package browsertest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -52,16 +53,40 @@ func Path() string {
 // when t ends. timeout bounds everything the tab does.
 func Start(t testing.TB, timeout time.Duration) *Browser {
 	t.Helper()
-	exe := Path()
-	if exe == "" {
+	if Path() == "" {
 		if os.Getenv("CI") != "" {
 			t.Fatal("browser test: no chromium on PATH in CI (.ci/run installs the chromium package)")
 		}
 		t.Skip("browser test: no chromium on PATH (apt-get install chromium; .ci/run installs it)")
 	}
-	dir, err := os.MkdirTemp("", "nanoseg-chromium-")
+	b, stop, err := Launch(timeout, "")
+	t.Cleanup(stop)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return b
+}
+
+// ErrNoChromium is Launch's error when neither chromium nor
+// chromium-browser is on PATH.
+var ErrNoChromium = errors.New("no chromium on PATH (apt-get install chromium)")
+
+// Launch starts Chromium headless with a fresh profile directory made in
+// profileParent ("" for the system's temporary directory), outside of
+// tests (Start is the tests' form). timeout bounds everything the tab
+// does. stop, never nil and safe to call more than once, ends the browser
+// and removes the profile directory; call it also when err is not nil.
+// err is ErrNoChromium when there is no browser, or says why it did not
+// start.
+func Launch(timeout time.Duration, profileParent string) (b *Browser, stop func(), err error) {
+	stop = func() {}
+	exe := Path()
+	if exe == "" {
+		return nil, stop, ErrNoChromium
+	}
+	dir, err := os.MkdirTemp(profileParent, "nanoseg-chromium-")
+	if err != nil {
+		return nil, stop, fmt.Errorf("chromium profile directory: %w", err)
 	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(exe),
@@ -85,13 +110,16 @@ func Start(t testing.TB, timeout time.Duration) *Browser {
 	base, cancelBase := context.WithTimeout(context.Background(), timeout)
 	actx, cancelAlloc := chromedp.NewExecAllocator(base, opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx)
-	b := &Browser{Ctx: ctx}
-	t.Cleanup(func() {
-		cancelCtx()
-		cancelAlloc()
-		cancelBase()
-		_ = os.RemoveAll(dir)
-	})
+	b = &Browser{Ctx: ctx}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancelCtx()
+			cancelAlloc() // waits for the browser process to exit
+			cancelBase()
+			_ = os.RemoveAll(dir)
+		})
+	}
 	// Start the browser and the tab, then record what it logs and asks for.
 	if err := chromedp.Listen(ctx, func(ev any) {
 		if e, ok := ev.(*network.EventRequestWillBeSent); ok {
@@ -100,7 +128,7 @@ func Start(t testing.TB, timeout time.Duration) *Browser {
 			b.mu.Unlock()
 		}
 	}); err != nil {
-		t.Fatalf("start chromium %s: %v", exe, err)
+		return nil, stop, fmt.Errorf("start chromium %s: %w", exe, err)
 	}
 	messages := chromedp.Console(ctx)
 	go func() {
@@ -113,7 +141,7 @@ func Start(t testing.TB, timeout time.Duration) *Browser {
 			b.mu.Unlock()
 		}
 	}()
-	return b
+	return b, stop, nil
 }
 
 // Problems returns the console messages of type error, warning or
