@@ -76,6 +76,26 @@ type Agent struct {
 	// Container gauges (nil without containers): runtimes reached, and
 	// containers reported but not enforced (host network, no netns).
 	ctrUp, ctrNotEnforced *prometheus.GaugeVec
+	lastCtrs              controller.ContainerStatus // the last refresh's, without times
+}
+
+// containerStatus is what GET /v1/containers answers from src: its
+// runtimes, and its notes about containers as the containers not enforced.
+func containerStatus(src *containers.Source) controller.ContainerStatus {
+	var st controller.ContainerStatus
+	for _, r := range src.Runtimes() {
+		rs := controller.RuntimeStatus{Name: r.Name, Reachable: r.Reachable, Since: r.Since, Endpoints: r.Endpoints}
+		if r.Err != nil {
+			rs.Error = r.Err.Error()
+		}
+		st.Runtimes = append(st.Runtimes, rs)
+	}
+	for _, n := range src.Notes() {
+		if n.Container != "" {
+			st.NotEnforced = append(st.NotEnforced, controller.NotEnforced{Runtime: n.Runtime, Container: n.Container, Reason: n.Reason})
+		}
+	}
+	return st
 }
 
 // Containers returns the agent's container source (nil without
@@ -165,8 +185,13 @@ func New(cfg Config, labs host.LabSource, log *slog.Logger, reg *prometheus.Regi
 	if minObserved == 0 {
 		minObserved = -1 // no minimum
 	}
+	var ctrStatus func() controller.ContainerStatus
+	if ctrs != nil {
+		ctrStatus = func() controller.ContainerStatus { return containerStatus(ctrs) }
+	}
 	svc := controller.New(controller.Config{EvidenceDir: filepath.Join(filepath.Dir(cfg.StateFile), "evidence"),
-		EvidenceKeyFile: cfg.EvidenceKeyFile, Lab: cfg.Lab, MinObserved: minObserved, Propose: cfg.Propose.Options(), Changes: changes}, st, st, inv, nd, log)
+		EvidenceKeyFile: cfg.EvidenceKeyFile, Lab: cfg.Lab, MinObserved: minObserved, Propose: cfg.Propose.Options(), Changes: changes,
+		Containers: ctrStatus}, st, st, inv, nd, log)
 	srv := server.New(svc, server.Config{Socket: cfg.Socket, Listen: cfg.Listen, Token: token, ReadToken: readTok, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
 		TLSClientCA: cfg.TLSClientCA, MetricsAddr: cfg.MetricsAddr, Metrics: reg}, log)
 	a := &Agent{cfg: cfg, log: log.With("component", "agent"), store: st, inv: inv, src: host.NetnsSource{Source: inventory.Merge(sources...)},
@@ -315,6 +340,18 @@ func (a *Agent) refreshInventory(ctx context.Context) error {
 	a.node.SetInventory(ctx, snap)
 	if !reflect.DeepEqual(before, a.inv.Endpoints()) {
 		a.svc.Changes().Publish(controller.TopicInventory, controller.TopicStatus)
+	}
+	if a.ctrs != nil {
+		// A runtime lost or back, a host-network container started or
+		// gone: what GET /v1/containers answers changed.
+		now := a.svc.Containers()
+		for i := range now.Runtimes {
+			now.Runtimes[i].Since = time.Time{}
+		}
+		if !reflect.DeepEqual(now, a.lastCtrs) {
+			a.svc.Changes().Publish(controller.TopicInventory)
+		}
+		a.lastCtrs = now
 	}
 	a.svc.WarnCaptures()
 	return nil

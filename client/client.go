@@ -210,6 +210,16 @@ func (c *Client) Status(ctx context.Context) ([]controller.WorkloadStatus, error
 	return st, err
 }
 
+// Containers returns GET /v1/containers: the agent's container runtimes
+// and the containers it does not enforce. A *StatusError with Code 404
+// means the server has no such route (a cluster's session, an older
+// agent).
+func (c *Client) Containers(ctx context.Context) (controller.ContainerStatus, error) {
+	var st controller.ContainerStatus
+	err := c.Do(ctx, "GET", "/v1/containers", nil, nil, &st)
+	return st, err
+}
+
 // Verdicts returns GET /v1/verdicts for window ("" all, else a duration
 // such as "10m").
 func (c *Client) Verdicts(ctx context.Context, window string) ([]model.VerdictEvent, error) {

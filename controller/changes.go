@@ -27,7 +27,7 @@ const (
 	TopicRevisions = "revisions" // GET /v1/revisions, /v1/diff
 	TopicPolicies  = "policies"  // GET /v1/networkpolicies, /v1/world, /v1/explain
 	TopicEvidence  = "evidence"  // GET /v1/evidence/last
-	TopicInventory = "inventory" // GET /v1/inventory, /v1/world: endpoints appeared, left or changed
+	TopicInventory = "inventory" // GET /v1/inventory, /v1/world, /v1/containers: endpoints appeared, left or changed; a container runtime lost or back
 )
 
 // Changes is the service's change feed. Safe for concurrent use; the zero

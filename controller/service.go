@@ -154,6 +154,10 @@ type Config struct {
 	// feed of its own); the agent shares it with the observation sink
 	// (Changes.Sink).
 	Changes *Changes
+	// Containers, when set, reports the agent's container runtimes and
+	// the containers it does not enforce (Service.Containers, GET
+	// /v1/containers); nil: none.
+	Containers func() ContainerStatus
 }
 
 // DefaultConvergeTimeout bounds how long a promotion or rollback waits for

@@ -45,6 +45,7 @@ type podmanEnv struct {
 	network string
 	mu      sync.Mutex
 	ctrs    []string
+	pods    []string // pods (removed with their containers, infra included)
 }
 
 // ctrUlimits are the limits Podman needs on this VM (shared/K8S.md).
@@ -163,6 +164,14 @@ func newPodmanEnv(t *testing.T) *podmanEnv {
 				t.Errorf("remove container: %v\n%s", err, out)
 			}
 		}
+		e.mu.Lock()
+		pods := slices.Clone(e.pods)
+		e.mu.Unlock()
+		for _, p := range pods {
+			if out, err := podmanCmd("pod", "rm", "-f", "-t", "0", p); err != nil {
+				t.Errorf("remove pod: %v\n%s", err, out)
+			}
+		}
 		if out, err := podmanCmd("network", "rm", "-f", e.network); err != nil && !strings.Contains(out, "unable to find") {
 			t.Errorf("remove network: %v", err)
 		}
@@ -183,6 +192,11 @@ func newPodmanEnv(t *testing.T) *podmanEnv {
 		// What the test leaves: nothing.
 		if out, _ := podmanCmd("ps", "-a", "--filter", "name="+e.id, "--format", "{{.Names}}"); out != "" {
 			t.Errorf("containers left: %s", out)
+		}
+		// Pods' infra containers are named <pod>-infra (pod): the name
+		// filter above sees them too.
+		if out, _ := podmanCmd("pod", "ps", "--filter", "name="+e.id, "--format", "{{.Name}}"); out != "" {
+			t.Errorf("pods left: %s", out)
 		}
 		if out, _ := podmanCmd("network", "ls", "--filter", "name="+e.id, "--format", "{{.Name}}"); out != "" {
 			t.Errorf("network left: %s", out)
@@ -267,6 +281,28 @@ func (e *podmanEnv) run(name string, opts []string, args ...string) string {
 	return full
 }
 
+// pod creates the pod e.id-name on the test network at ip, its infra
+// container named e.id-name-infra, and returns the pod's full name.
+func (e *podmanEnv) pod(name, ip string) string {
+	e.t.Helper()
+	full := e.id + "-" + name
+	e.mu.Lock()
+	e.pods = append(e.pods, full)
+	e.mu.Unlock()
+	// The infra container takes the limits of containers.conf (pod create
+	// has no --ulimit): those of ctrUlimits.
+	conf := filepath.Join(e.dir, "containers.conf")
+	if err := os.WriteFile(conf, []byte("[containers]\ndefault_ulimits = [\"nofile=4096:4096\", \"nproc=4096:4096\"]\n"), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	cmd := exec.Command("podman", "pod", "create", "--name", full, "--infra-name", full+"-infra", "--network", e.network, "--ip", ip)
+	cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+conf)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		e.t.Fatalf("podman pod create: %v\n%s", err, out)
+	}
+	return full
+}
+
 // netnsOf returns the sandbox key of container full.
 func netnsOf(t *testing.T, full string) string {
 	t.Helper()
@@ -323,6 +359,7 @@ func TestContainersStory(t *testing.T) {
 	e := newPodmanEnv(t)
 	const (
 		web, api, db, intruder = "198.18.216.10", "198.18.216.11", "198.18.216.12", "198.18.216.13"
+		podIP, stranger        = "198.18.216.15", "198.18.216.16"
 	)
 	compose := func(service, ip string, port int) []string {
 		// A fixed MAC: a restarted container's peers keep a valid
@@ -345,6 +382,7 @@ func TestContainersStory(t *testing.T) {
 		{"api-1", api, 9090, []string{"-listen", "9090", "-connect", db + ":5432", "-every", "300ms"}},
 		{"web-1", web, 8080, []string{"-listen", "8080", "-connect", api + ":9090", "-every", "300ms"}},
 		{"intruder-1", intruder, 0, nil},
+		{"stranger-1", stranger, 0, nil},
 	} {
 		wg.Add(1)
 		go func() {
@@ -352,6 +390,17 @@ func TestContainersStory(t *testing.T) {
 			e.run(c.name, compose(strings.TrimSuffix(c.name, "-1"), c.ip, c.port), c.args...)
 		}()
 	}
+	// A Podman pod of two containers (no workload label: the pod's name
+	// is the workload) sharing the pod's netns: one endpoint.
+	podName := e.id + "-pod"
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		e.pod("pod", podIP)
+		for _, c := range []struct{ name, port string }{{"pa", "7001"}, {"pb", "7002"}} {
+			e.run(c.name, []string{"--pod", podName, "--label", "nanoseg.io/namespace=shop"}, "-listen", c.port)
+		}
+	}()
 	wg.Wait()
 	if t.Failed() {
 		t.FailNow()
@@ -377,7 +426,9 @@ func TestContainersStory(t *testing.T) {
 	})
 	ag.startContainerAgent()
 
-	want := []string{"shop/api", "shop/db", "shop/intruder", "shop/web"}
+	podWL := "shop/" + podName
+	want := []string{"shop/api", "shop/db", "shop/intruder", "shop/stranger", "shop/web", podWL}
+	slices.Sort(want)
 	waitFor(t, 20*time.Second, func() error {
 		st := ag.status()
 		var got []string
@@ -407,6 +458,25 @@ func TestContainersStory(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+	// The host-network container is where a user looks: nanoseg status
+	// (GET /v1/containers).
+	if out := ag.mustRun("status"); !strings.Contains(out, "containers not enforced:\n  "+e.id+"-hostnet (podman unix://"+e.sock+"): uses the host's network") {
+		t.Errorf("nanoseg status does not list the host-network container:\n%s", out)
+	}
+	// The pod is one endpoint, the netns both its containers share.
+	podNs := netnsOf(t, e.id+"-pa")
+	if pb := netnsOf(t, e.id+"-pb"); pb != podNs {
+		t.Fatalf("pod containers in netns %s and %s, want one", podNs, pb)
+	}
+	if eps := ag.status()[podWL].Endpoints; len(eps) != 1 || eps[0].Netns != filepath.Base(podNs) {
+		t.Errorf("pod %s: endpoints %+v, want one: %s", podWL, eps, filepath.Base(podNs))
+	}
+	// The intruder talks to both of the pod's containers while observed.
+	for _, port := range []string{"7001", "7002"} {
+		if err := dialFrom(netnsOf(t, e.id+"-intruder-1"), podIP+":"+port, 2*time.Second); err != nil {
+			t.Errorf("intruder -> pod:%s while observed: %v", port, err)
+		}
+	}
 	// Observe: web and api talk on their own (-connect); wait for both edges.
 	waitFor(t, 30*time.Second, func() error {
 		out, err := ag.run("policy", "propose")
@@ -421,13 +491,13 @@ func TestContainersStory(t *testing.T) {
 				rules[f[0]] = f[3] + "/" + f[4]
 			}
 		}
-		if rules["shop/api"] != "1/1" || rules["shop/db"] != "1/0" || rules["shop/web"] != "0/1" {
+		if rules["shop/api"] != "1/1" || rules["shop/db"] != "1/0" || rules["shop/web"] != "0/1" || rules[podWL] == "" || strings.HasPrefix(rules[podWL], "0/") {
 			return fmt.Errorf("proposal not complete yet (ingress/egress rules %v):\n%s", rules, out)
 		}
 		return nil
 	})
 	ag.mustRun("policy", "propose")
-	for _, w := range []string{"shop/web", "shop/api", "shop/db"} {
+	for _, w := range []string{"shop/web", "shop/api", "shop/db", podWL} {
 		ag.mustRun("promote", w, "--to", "enforce", "--force", "--reason", "containers test")
 	}
 
@@ -444,6 +514,19 @@ func TestContainersStory(t *testing.T) {
 	for _, to := range []string{db + ":5432", api + ":9090"} {
 		if err := dialFrom(nsOf["intruder-1"], to, time.Second); err == nil {
 			t.Errorf("intruder reached %s under enforce", to)
+		}
+	}
+	// The pod is enforced as one: its rules (the intruder may, nobody
+	// else) hold for either container's port.
+	if !hasTable(podNs) {
+		t.Errorf("pod netns %s holds no table under enforce", podNs)
+	}
+	for _, port := range []string{"7001", "7002"} {
+		if err := dialFrom(nsOf["intruder-1"], podIP+":"+port, 2*time.Second); err != nil {
+			t.Errorf("intruder -> pod:%s under enforce (allowed): %v", port, err)
+		}
+		if err := dialFrom(netnsOf(t, e.id+"-stranger-1"), podIP+":"+port, time.Second); err == nil {
+			t.Errorf("stranger reached pod:%s under enforce", port)
 		}
 	}
 	waitFor(t, 10*time.Second, func() error {

@@ -220,6 +220,7 @@ const (
 func (a *Server) register(mux *http.ServeMux) []Route {
 	rs := &routes{mux: mux}
 	rs.handle("GET /v1/status", "", a.read(func(r *http.Request) (any, error) { return a.svc.Status() }))
+	rs.handle("GET /v1/containers", "", api(func(r *http.Request) (any, error) { return a.svc.Containers(), nil }))
 	rs.handle("GET /v1/inventory", "", api(func(r *http.Request) (any, error) { return a.svc.Endpoints(), nil }))
 	rs.handle("GET /v1/edges", "", a.read(func(r *http.Request) (any, error) {
 		w, err := window(r)

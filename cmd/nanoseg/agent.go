@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"strconv"
@@ -67,6 +68,25 @@ func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// printContainers prints the container section of `nanoseg status`: the
+// runtimes that cannot be reached and the containers not enforced; nothing
+// when every runtime answers and every container is enforced.
+func printContainers(w io.Writer, st controller.ContainerStatus) {
+	for _, r := range st.Runtimes {
+		if !r.Reachable {
+			fmt.Fprintf(w, "\ncontainer runtime %s: unreachable for %s: %s; its %d last known endpoints keep their rules as they are\n",
+				r.Name, model.ShortDuration(time.Since(r.Since)), r.Error, r.Endpoints)
+		}
+	}
+	if len(st.NotEnforced) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\ncontainers not enforced:\n")
+	for _, n := range st.NotEnforced {
+		fmt.Fprintf(w, "  %s (%s): %s\n", n.Container, n.Runtime, n.Reason)
+	}
 }
 
 func newStatusCmd(a *app) *cobra.Command {
@@ -191,6 +211,17 @@ func newStatusCmd(a *app) *cobra.Command {
 					fmt.Fprintf(w, "\n%s is also selected by (enforced whatever its mode): %s\n", s.Workload, strings.Join(s.NetworkPolicies, ", "))
 				}
 			}
+			// The container runtimes: a cluster's session (and an older
+			// agent) has no such route.
+			ctrs, err := newClient(a).Containers(cmd.Context())
+			var se *client.StatusError
+			if errors.As(err, &se) && se.Code == http.StatusNotFound {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("status: containers: %w", err)
+			}
+			printContainers(w, ctrs)
 			return nil
 		},
 	}

@@ -50,6 +50,23 @@ type runtimeState struct {
 	eps   []model.Endpoint // the last good mapping
 	err   error            // the last List error; nil while reachable
 	notes []Note
+	since time.Time // when the runtime was first found reachable, or unreachable, as it is now
+}
+
+// RuntimeState is one runtime as the last List found it.
+type RuntimeState struct {
+	// Name is the runtime's Name.
+	Name string
+	// Reachable is true when the last List reached it.
+	Reachable bool
+	// Since is when the List that first found it as it is now (reachable
+	// or not) ran.
+	Since time.Time
+	// Err is why it could not be reached (nil when Reachable).
+	Err error
+	// Endpoints counts the endpoints of its containers in the last List:
+	// when unreachable, the last known ones kept as they are.
+	Endpoints int
 }
 
 // Note is something the Source reports instead of (or besides) an
@@ -93,6 +110,9 @@ func (s *Source) List(ctx context.Context) (inventory.Snapshot, error) {
 			return inventory.Snapshot{}, ctx.Err()
 		}
 		if err != nil {
+			if st.err == nil || st.since.IsZero() {
+				st.since = time.Now()
+			}
 			if st.err == nil {
 				s.log.Warn("container runtime unreachable: keeping its last known endpoints enforced as they are", "runtime", r.Name(),
 					"endpoints", len(st.eps), "err", err)
@@ -102,6 +122,9 @@ func (s *Source) List(ctx context.Context) (inventory.Snapshot, error) {
 		} else {
 			if st.err != nil {
 				s.log.Info("container runtime reachable again", "runtime", r.Name())
+			}
+			if st.err != nil || st.since.IsZero() {
+				st.since = time.Now()
 			}
 			st.err = nil
 			st.eps, st.notes = s.mapContainers(r.Name(), cs)
@@ -145,6 +168,20 @@ func (s *Source) Reachable() map[string]bool {
 	for _, r := range s.runtimes {
 		st := s.state[r.Name()]
 		out[r.Name()] = st != nil && st.err == nil
+	}
+	return out
+}
+
+// Runtimes returns every runtime's state at the last List, in the order
+// NewSource got them; runtimes not listed yet are left out.
+func (s *Source) Runtimes() []RuntimeState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []RuntimeState
+	for _, r := range s.runtimes {
+		if st := s.state[r.Name()]; st != nil {
+			out = append(out, RuntimeState{Name: r.Name(), Reachable: st.err == nil, Since: st.since, Err: st.err, Endpoints: len(st.eps)})
+		}
 	}
 	return out
 }
