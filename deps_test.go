@@ -88,6 +88,8 @@ var fence = []fenceRow{
 		"a runtime client over the Docker Engine API (Docker, Podman): it talks to a socket (the netns helpers it reaches are the seam package's, for the mapping)"},
 	{"internal/ctrtest/echo", nil, [][]string{thirdParty},
 		"the container tests' server binary, imported as a one-file image: the standard library only, so it builds static"},
+	{"internal/ctrtest/containerd", nil, [][]string{thirdParty},
+		"test-only: a private containerd for a test (started under a temp dir, removed at cleanup and after a killed run); the standard library only, it drives containerd with Debian's ctr"},
 	{"inventory/kube", []string{"model", "inventory"}, [][]string{storage, {mod + "lab", mod + "dataplane", mod + "observer", mod + "node", mod + "compile"}},
 		"the Kubernetes inventory source of a node agent: informers (client-go) and the netns finder (netlink, inotify); it lists endpoints, it never programs or observes them"},
 	{"inventory/containers/containerd", []string{"model", "inventory/containers"}, [][]string{cluster, storage, {mod + "dataplane", mod + "observer", mod + "node"}},

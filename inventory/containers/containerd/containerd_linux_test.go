@@ -3,25 +3,21 @@
 package containerd_test
 
 import (
-	"bufio"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	ctrdtest "github.com/nanoseg/nanoseg/internal/ctrtest/containerd"
 	"github.com/nanoseg/nanoseg/internal/kubetest/realnode"
 	"github.com/nanoseg/nanoseg/internal/nettest"
 	"github.com/nanoseg/nanoseg/internal/nsenter"
@@ -30,12 +26,9 @@ import (
 	"github.com/nanoseg/nanoseg/model"
 )
 
-// The test's containerd: its directories (root, state, sockets, runc
-// state, log) live in one directory under os.TempDir() named
-// <dirPrefix><test pid>-<random>; the containers' cgroups are named
-// <that directory's name>-<container id>, one level below each hierarchy's
-// root, so runc removes them with the container and a later run finds
-// those a killed run left (sweep).
+// The test's containerd (internal/ctrtest/containerd): its directory
+// under os.TempDir() is named <dirPrefix><test pid>-<random>; the
+// containers' cgroups are <that directory's name>-<container id>.
 const (
 	dirPrefix = "nanoseg-ctrdtest-"
 	// testNS is the containerd namespace the containers are made in.
@@ -48,284 +41,52 @@ const (
 // other test uses.
 var webAddr = netip.MustParsePrefix("198.18.66.2/24")
 
-// daemon is a containerd of the test's own.
-type daemon struct {
-	dir, sock string
-	cmd       *exec.Cmd
-	done      chan struct{} // closed when the process has exited
-	ids       []string      // containers made, for the forced cleanup
-}
+// daemon is the test's containerd with this test's container helpers.
+type daemon struct{ *ctrdtest.Daemon }
 
-// startContainerd runs Debian's containerd (1.6: config version 2, the
-// CRI plugin off) with everything under a directory of its own and waits
-// until it answers. It skips unless root with containerd, ctr, runc and
-// the runc v2 shim installed. Its cleanup deletes the containers (tasks
-// killed), stops containerd, then kills and removes whatever is left:
-// shims, container processes, mounts, cgroups, shim sockets, the
-// directory.
-func startContainerd(t *testing.T) *daemon {
+// startContainerd starts the test's containerd (ctrdtest.Start, with the
+// aufs, btrfs, zfs and devmapper snapshotters off as well) in testNS. It
+// skips unless root with containerd, ctr, runc, the runc v2 shim and
+// busybox-static installed.
+func startContainerd(t *testing.T) daemon {
 	t.Helper()
 	nettest.RequireRoot(t)
-	for _, bin := range []string{"containerd", "ctr", "runc", "containerd-shim-runc-v2", "/bin/busybox"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("no %s installed (Debian: containerd, runc, busybox-static): %v", bin, err)
-		}
+	if _, err := exec.LookPath("/bin/busybox"); err != nil {
+		t.Skipf("no /bin/busybox installed (Debian: busybox-static): %v", err)
 	}
-	sweep(t)
-	dir, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", dirPrefix, os.Getpid()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &daemon{dir: dir, sock: filepath.Join(dir, "containerd.sock"), done: make(chan struct{})}
-	t.Cleanup(func() { d.remove(t) })
-	config := fmt.Sprintf(`version = 2
-root = %q
-state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
-[grpc]
-  address = %q
-[ttrpc]
-  address = %q
-[plugins."io.containerd.internal.v1.opt"]
-  path = %q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), d.sock, d.sock+".ttrpc", filepath.Join(dir, "opt"))
-	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logf, err := os.Create(filepath.Join(dir, "containerd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	d.cmd = exec.Command("containerd", "--config", filepath.Join(dir, "config.toml"))
-	d.cmd.Stdout, d.cmd.Stderr = logf, logf
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("start containerd: %v", err)
-	}
-	go func() { _ = d.cmd.Wait(); close(d.done) }()
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		if exec.Command("ctr", "--address", d.sock, "version").Run() == nil {
-			return d
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("containerd did not answer on %s within 20s; log:\n%s", d.sock, d.log())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return daemon{ctrdtest.Start(t, ctrdtest.Config{Prefix: dirPrefix, Namespace: testNS,
+		DisabledPlugins: []string{"io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
+			"io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"}})}
 }
-
-// log returns the end of containerd's log.
-func (d *daemon) log() string {
-	b, _ := os.ReadFile(filepath.Join(d.dir, "containerd.log"))
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-20):], "\n")
-}
-
-// ctr runs Debian's ctr against the daemon in testNS and returns its
-// output; it fails the test on error.
-func (d *daemon) ctr(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := d.tryCtr(args...)
-	if err != nil {
-		t.Fatalf("ctr %s: %v\n%s\ncontainerd log:\n%s", strings.Join(args, " "), err, out, d.log())
-	}
-	return out
-}
-
-func (d *daemon) tryCtr(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "ctr", append([]string{"--address", d.sock, "--namespace", testNS}, args...)...).CombinedOutput()
-	return string(out), err
-}
-
-// cgroup is the cgroup path of container id.
-func (d *daemon) cgroup(id string) string { return "/" + filepath.Base(d.dir) + "-" + id }
 
 // run starts container id of the test image detached, with extra ctr run
 // flags, running cmd.
-func (d *daemon) run(t *testing.T, id string, flags []string, cmd ...string) {
+func (d daemon) run(t *testing.T, id string, flags []string, cmd ...string) {
 	t.Helper()
-	d.ids = append(d.ids, id)
-	args := append([]string{"run", "-d", "--cgroup", d.cgroup(id), "--runc-root", filepath.Join(d.dir, "runc")}, flags...)
-	d.ctr(t, append(append(args, image, id), cmd...)...)
+	d.IDs = append(d.IDs, id)
+	args := append([]string{"run", "-d", "--cgroup", d.Cgroup(id), "--runc-root", d.RuncRoot()}, flags...)
+	d.Ctr(t, append(append(args, image, id), cmd...)...)
 }
 
-// stop kills container id's task and waits for it to exit.
-func (d *daemon) kill(t *testing.T, id string) {
+// kill kills container id's task (SIGKILL).
+func (d daemon) kill(t *testing.T, id string) {
 	t.Helper()
-	d.ctr(t, "task", "kill", "-s", "SIGKILL", id)
+	d.Ctr(t, "task", "kill", "-s", "SIGKILL", id)
 }
 
 // deleteContainer deletes container id with its (stopped) task.
-func (d *daemon) deleteContainer(t *testing.T, id string) {
+func (d daemon) deleteContainer(t *testing.T, id string) {
 	t.Helper()
-	if out, err := d.tryCtr("task", "delete", "-f", id); err != nil && !strings.Contains(out, "not found") {
+	if out, err := d.TryCtr("task", "delete", "-f", id); err != nil && !strings.Contains(out, "not found") {
 		t.Fatalf("ctr task delete %s: %v\n%s", id, err, out)
 	}
-	d.ctr(t, "container", "delete", id)
-}
-
-// stop ends containerd (SIGTERM, then SIGKILL after 10 s) and waits for it.
-func (d *daemon) stop() {
-	if d.cmd == nil || d.cmd.Process == nil {
-		return
-	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(10 * time.Second):
-		_ = d.cmd.Process.Kill()
-		<-d.done
-	}
-}
-
-// remove deletes what the test left in containerd while it still runs
-// (so the shims end cleanly and remove their sockets), stops it, and
-// removes the rest by force.
-func (d *daemon) remove(t *testing.T) {
-	select {
-	case <-d.done:
-	default:
-		if d.cmd != nil {
-			out, _ := d.tryCtr("task", "ls", "-q")
-			for _, id := range strings.Fields(out) {
-				_, _ = d.tryCtr("task", "kill", "-s", "SIGKILL", id)
-				_, _ = d.tryCtr("task", "delete", "-f", id)
-			}
-			out, _ = d.tryCtr("container", "ls", "-q")
-			for _, id := range strings.Fields(out) {
-				_, _ = d.tryCtr("container", "delete", id)
-			}
-		}
-		d.stop()
-	}
-	if err := removeDir(d.dir, d.sock, d.ids); err != nil {
-		t.Errorf("clean up %s: %v", d.dir, err)
-	}
-}
-
-// removeDir kills what still runs of a test containerd (its shims by
-// command line, its containers by cgroup), unmounts what is mounted below
-// dir, removes the containers' cgroups, the shims' sockets (containerd 1.6
-// puts them at /run/containerd/s/<sha256 of address/namespace/id>) and dir.
-func removeDir(dir, sock string, ids []string) error {
-	for deadline := time.Now().Add(5 * time.Second); killNaming(dir) && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-	}
-	cgroups, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", filepath.Base(dir)+"-*"))
-	for _, c := range cgroups {
-		b, _ := os.ReadFile(filepath.Join(c, "cgroup.procs"))
-		for _, f := range strings.Fields(string(b)) {
-			if pid, err := strconv.Atoi(f); err == nil {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	}
-	var errs []error
-	for _, m := range mountsBelow(dir) {
-		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil {
-			errs = append(errs, fmt.Errorf("unmount %s: %w", m, err))
-		}
-	}
-	for _, c := range cgroups {
-		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			err := os.Remove(c)
-			if err == nil || os.IsNotExist(err) {
-				break
-			}
-			if time.Now().After(deadline) {
-				errs = append(errs, fmt.Errorf("remove cgroup %s: %w", c, err))
-				break
-			}
-		}
-	}
-	for _, id := range ids {
-		_ = os.Remove(filepath.Join("/run/containerd/s", fmt.Sprintf("%x", sha256.Sum256([]byte(filepath.Join(sock, testNS, id))))))
-	}
-	// ctr's stdio fifos and the shims' sockets: only when empty and no
-	// other containerd or shim runs (ours are gone by now), which may be
-	// about to put something there.
-	if !containerdRuns() {
-		_ = os.Remove("/run/containerd/fifo")
-		_ = os.Remove("/run/containerd/s")
-		_ = os.Remove("/run/containerd")
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
-}
-
-// sweep removes what runs of dead test processes left.
-func sweep(t *testing.T) {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
-	for _, p := range dirs {
-		rest := strings.TrimPrefix(filepath.Base(p), dirPrefix)
-		pid, err := strconv.Atoi(rest[:max(0, strings.IndexByte(rest, '-'))])
-		if err != nil || pid == os.Getpid() || syscall.Kill(pid, 0) == nil {
-			continue // not ours to judge, or its owner lives
-		}
-		if err := removeDir(p, filepath.Join(p, "containerd.sock"), nil); err != nil {
-			t.Logf("sweep %s (test process %d is gone): %v", p, pid, err)
-		}
-	}
-}
-
-// containerdRuns reports whether a containerd or one of its shims runs.
-func containerdRuns() bool {
-	comms, _ := filepath.Glob("/proc/[0-9]*/comm")
-	for _, p := range comms {
-		if b, err := os.ReadFile(p); err == nil && (string(b) == "containerd\n" || strings.HasPrefix(string(b), "containerd-shim")) {
-			if st, err := os.ReadFile(filepath.Join(filepath.Dir(p), "stat")); err == nil && !strings.Contains(string(st), ") Z ") {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// killNaming kills every live process whose command line names dir and
-// reports whether it found any.
-func killNaming(dir string) bool {
-	found := false
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err != nil || !strings.Contains(string(b), dir) {
-			continue
-		}
-		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil && pid != os.Getpid() {
-			found = true
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-	return found
-}
-
-// mountsBelow lists the mount points at or below dir, deepest first.
-func mountsBelow(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		fields := strings.Fields(s.Text())
-		if len(fields) > 4 && (fields[4] == dir || strings.HasPrefix(fields[4], dir+"/")) {
-			out = append([]string{fields[4]}, out...)
-		}
-	}
-	return out
+	d.Ctr(t, "container", "delete", id)
 }
 
 // importImage writes the test image (busybox-static with sh and sleep)
 // as a docker archive and imports it with `ctr image import`, as a person
 // without a registry would.
-func (d *daemon) importImage(t *testing.T) {
+func (d daemon) importImage(t *testing.T) {
 	t.Helper()
 	img := realnode.Image{Tags: []string{image}, Env: []string{"PATH=/bin"}, Cmd: []string{"sh"},
 		Files: []realnode.File{{Path: "bin/busybox", Source: "/bin/busybox", Mode: 0o755},
@@ -334,7 +95,7 @@ func (d *daemon) importImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.ctr(t, "image", "import", archive)
+	d.Ctr(t, "image", "import", archive)
 }
 
 // watcher runs rt.Watch in the background and counts its notifications.
@@ -450,19 +211,19 @@ func TestContainersOfARealContainerd(t *testing.T) {
 	}
 	d.importImage(t)
 
-	rtI, err := containerd.New("unix://"+d.sock, testNS)
+	rtI, err := containerd.New("unix://"+d.Sock, testNS)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	rt := rtI
 	t.Cleanup(func() { _ = rtI.(io.Closer).Close() })
-	if want := "containerd unix://" + d.sock + " namespace " + testNS; rt.Name() != want {
+	if want := "containerd unix://" + d.Sock + " namespace " + testNS; rt.Name() != want {
 		t.Errorf("Name() = %q, want %q", rt.Name(), want)
 	}
 	version, err := rt.(interface {
 		Version(context.Context) (string, error)
 	}).Version(context.Background())
-	if want := d.ctr(t, "version"); err != nil || version == "" || !strings.Contains(want, "Version:  "+version+"\n") {
+	if want := d.Ctr(t, "version"); err != nil || version == "" || !strings.Contains(want, "Version:  "+version+"\n") {
 		t.Errorf("Version() = %q, %v; want the server's of `ctr version`:\n%s", version, err, want)
 	}
 	if cs := list(t, rt); len(cs) != 0 {
@@ -484,8 +245,8 @@ func TestContainersOfARealContainerd(t *testing.T) {
 	d.run(t, "side", []string{"--with-ns", "network:" + netns.Path(), "--label", "nerdctl/name=shop-side-1"}, "sleep", "600")
 	d.run(t, "own", nil, "sleep", "600")
 	d.run(t, "host", []string{"--net-host"}, "sleep", "600")
-	d.ctr(t, "container", "create", image, "idle", "sleep", "600")
-	d.ids = append(d.ids, "idle")
+	d.Ctr(t, "container", "create", image, "idle", "sleep", "600")
+	d.IDs = append(d.IDs, "idle")
 	cs := w.await(t, rt, "side, own, host started", running("web", "side", "own", "host"))
 	ownPid := cs["own"].Pid
 	d.run(t, "joiner", []string{"--with-ns", fmt.Sprintf("network:/proc/%d/ns/net", ownPid)}, "sleep", "600")
@@ -555,17 +316,17 @@ func TestContainersOfARealContainerd(t *testing.T) {
 	// A paused container still holds its netns: it stays running. A
 	// restarted one (its task deleted and started again) comes back with
 	// a new process in the same netns.
-	d.ctr(t, "task", "pause", "web")
+	d.Ctr(t, "task", "pause", "web")
 	if c := list(t, rt)["web"]; !c.Running || c.Pid != web.Pid {
 		t.Errorf("paused web = %+v; want running, pid %d", c, web.Pid)
 	}
-	d.ctr(t, "task", "resume", "web")
+	d.Ctr(t, "task", "resume", "web")
 	w.drain()
 	d.kill(t, "web")
 	w.await(t, rt, "web killed", func(cs map[string]containers.Container) bool { return !cs["web"].Running })
-	d.ctr(t, "task", "delete", "web")
+	d.Ctr(t, "task", "delete", "web")
 	w.drain()
-	d.ctr(t, "task", "start", "-d", "--null-io", "web")
+	d.Ctr(t, "task", "start", "-d", "--null-io", "web")
 	cs = w.await(t, rt, "web restarted", running("web"))
 	if c := cs["web"]; c.Pid == web.Pid || c.NetnsPath != netns.Path() || cs["side"].NetnsOf != "web" {
 		t.Errorf("restarted web = %+v (side's NetnsOf %q); want a new pid (not %d), netns %s, side still in it", c, cs["side"].NetnsOf, web.Pid, netns.Path())
@@ -577,10 +338,10 @@ func TestContainersOfARealContainerd(t *testing.T) {
 		return !cs["own"].Running && cs["own"].Pid == 0 && cs["own"].NetnsPath == ""
 	})
 	w.drain()
-	d.ctr(t, "task", "delete", "own")
+	d.Ctr(t, "task", "delete", "own")
 	w.await(t, rt, "own's task deleted", func(cs map[string]containers.Container) bool { return !cs["own"].Running })
 	w.drain()
-	d.ctr(t, "container", "delete", "own")
+	d.Ctr(t, "container", "delete", "own")
 	w.await(t, rt, "own deleted", func(cs map[string]containers.Container) bool {
 		_, ok := cs["own"]
 		return !ok
@@ -597,7 +358,7 @@ func TestContainersOfARealContainerd(t *testing.T) {
 	}
 	w.await(t, rt, "all deleted", func(cs map[string]containers.Container) bool { return len(cs) == 0 })
 
-	d.stop()
+	d.Stop()
 	select {
 	case err := <-w.done:
 		if !errors.Is(err, containerd.ErrUnreachable) {
@@ -612,9 +373,9 @@ func TestContainersOfARealContainerd(t *testing.T) {
 }
 
 // taskPid is container id's task pid as `ctr task ls` prints it.
-func taskPid(t *testing.T, d *daemon, id string) int {
+func taskPid(t *testing.T, d daemon, id string) int {
 	t.Helper()
-	for _, line := range strings.Split(d.ctr(t, "task", "ls"), "\n") {
+	for _, line := range strings.Split(d.Ctr(t, "task", "ls"), "\n") {
 		f := strings.Fields(line)
 		if len(f) >= 3 && f[0] == id {
 			pid, _ := strconv.Atoi(f[1])

@@ -39,7 +39,7 @@ func TestSourceOverContainerd(t *testing.T) {
 		}
 	}
 	d.importImage(t)
-	rt, err := containers.Open("containerd://" + d.sock + "?namespace=" + testNS)
+	rt, err := containers.Open("containerd://" + d.Sock + "?namespace=" + testNS)
 	if err != nil {
 		t.Fatalf("containers.Open: %v", err)
 	}
