@@ -31,6 +31,7 @@ package dataplane
 // Linux net/netlink/af_netlink.c (netlink_sendmsg size check).
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -89,6 +90,9 @@ type State struct {
 	// chains, and one
 	// entry per map element (entries that overlapped were cut into
 	// disjoint pieces by Elements, so compare with Elements, or use Equal).
+	// Tier entries are in lookup order: per direction, the protocol maps'
+	// elements, then the any-protocol maps'; so State.Equal(RuleSet) holds
+	// and Apply(RuleSet) programs the table as found (adoption).
 	RuleSet RuleSet
 	// Counters maps each rule id to its counter.
 	Counters map[string]Counter
@@ -117,6 +121,29 @@ func (s *State) Equal(desired RuleSet) bool {
 		return false
 	}
 	return s.layout.equal(layoutOf(o)) && slices.Equal(s.Elements, Elements(desired))
+}
+
+// protocolFirst orders read-back tier entries as the kernel looks them up:
+// the protocol maps' entries before the any-protocol maps' (stable, so each
+// group keeps the element order). A tier's entries are in precedence order
+// and Elements cuts a protocol entry by every earlier any-protocol entry;
+// the elements read back are already cut, so in this order Elements of the
+// read-back rule set gives back exactly the elements read and the
+// read-back rule set decides every packet as the kernel does. In element
+// order an any-protocol element could come before a protocol element it
+// overlaps (a port Deny before an any-protocol Deny of the same peer) and
+// cut it away.
+func protocolFirst(es []Entry) {
+	slices.SortStableFunc(es, func(a, b Entry) int {
+		return cmp.Compare(boolInt(a.proto() == ProtocolAny), boolInt(b.proto() == ProtocolAny))
+	})
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // layout is the comparable shape of a table, without elements: chain name →
@@ -397,6 +424,10 @@ func readOnce(c *nftables.Conn) (*State, *kernelTable, error) {
 		default:
 			s.RuleSet.Egress = append(s.RuleSet.Egress, en)
 		}
+	}
+	for _, ts := range []*Tiers{&s.RuleSet.Admin, &s.RuleSet.Baseline} {
+		protocolFirst(ts.Ingress)
+		protocolFirst(ts.Egress)
 	}
 	objs, err := c.GetNamedObjects(t)
 	if err != nil {

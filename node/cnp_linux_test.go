@@ -6,6 +6,7 @@ import (
 	"context"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
@@ -45,11 +46,24 @@ spec:
     - {action: Pass, from: [{namespaces: {matchLabels: {kubernetes.io/metadata.name: shop}}}], protocols: [{tcp: {destinationPort: {number: 5432}}}]}
 `
 
+const floorCNP = `apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: floor}
+spec:
+  tier: Baseline
+  priority: 5
+  subject: {namespaces: {}}
+  ingress:
+    - {name: no-6000, action: Deny, from: [{namespaces: {}}], protocols: [{tcp: {destinationPort: {number: 6000}}}]}
+`
+
 // TestClusterNetworkPolicyThroughNode: the node compiles the
 // ClusterNetworkPolicies in force into the endpoint's table, with real
 // packets: an Admin Deny beats a NetworkPolicy allow and a nanosegment
 // allow; a Pass of higher priority hands the connection back to the
-// NetworkPolicy, which allows it.
+// NetworkPolicy, which allows it. With Admin and Baseline tiers in force,
+// the endpoints stay in sync through several drift passes and none is
+// reprogrammed by them (the drift check's State.Equal holds for tiers).
 func TestClusterNetworkPolicyThroughNode(t *testing.T) {
 	tp := newTopo(t)
 	ctx := context.Background()
@@ -80,7 +94,7 @@ spec:
 		{"Admin Deny beats the NetworkPolicy allow", policies.InForce{NetworkPolicies: nps, ClusterNetworkPolicies: cnps(t, guardCNP)}, 9090, 5432},
 		{"Admin Deny beats the nanosegment allow", policies.InForce{NanoSegments: []v1alpha1.NanoSegment{dbPolicy(t, model.ModeEnforce, 5432)}, ClusterNetworkPolicies: cnps(t, guardCNP)}, 0, 5432},
 		{"Admin Deny beats the nanosegment allow in audit mode", policies.InForce{NanoSegments: []v1alpha1.NanoSegment{dbPolicy(t, model.ModeAudit, 5432)}, ClusterNetworkPolicies: cnps(t, guardCNP)}, 9090, 5432},
-		{"Pass hands over to the NetworkPolicy", policies.InForce{NetworkPolicies: nps, ClusterNetworkPolicies: cnps(t, guardCNP+"---\n"+passCNP)}, 5432, 0},
+		{"Pass hands over to the NetworkPolicy", policies.InForce{NetworkPolicies: nps, ClusterNetworkPolicies: cnps(t, guardCNP+"---\n"+passCNP+"---\n"+floorCNP)}, 5432, 0},
 	} {
 		if err := n.Enforce(ctx, step.in, decided); err != nil {
 			t.Fatalf("%s: %v", step.name, err)
@@ -90,6 +104,20 @@ spec:
 		}
 		if step.shut != 0 && tp.open(step.shut) {
 			t.Errorf("%s: port %d open, want closed", step.name, step.shut)
+		}
+	}
+	repairs := map[string]int{}
+	for _, ns := range []string{tp.ep.Netns} {
+		st, _ := n.rec.Status(ns)
+		repairs[ns] = st.Repairs
+	}
+	time.Sleep(5 * n.cfg.DriftInterval)
+	for _, ns := range []string{tp.ep.Netns} {
+		if !n.Read(ns, false).InSync {
+			t.Errorf("%s: not in sync with ClusterNetworkPolicies in force", ns)
+		}
+		if st, _ := n.rec.Status(ns); st.Repairs != repairs[ns] {
+			t.Errorf("%s: reprogrammed %d times by %d drift passes", ns, st.Repairs-repairs[ns], 5)
 		}
 	}
 }
