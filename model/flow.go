@@ -95,10 +95,11 @@ type Flow struct {
 	// Resynced marks records recovered from a conntrack dump after the
 	// event socket overflowed (ENOBUFS).
 	Resynced bool `json:"resynced,omitempty"`
-	// DirectionUnknown marks a conntrack record whose opening side the
-	// observer could not establish: the kernel began tracking the
-	// connection in mid-flight (a TCP connection picked up mid-stream, a
-	// UDP entry created by what looks like a reply) and neither the
+	// DirectionUnknown marks a conntrack or verdict-log record whose
+	// opening side the observer could not establish: the kernel began
+	// tracking the connection in mid-flight (a TCP connection picked up
+	// mid-stream, a UDP entry created by what looks like a reply, the
+	// packet that created it for a verdict-log record) and neither the
 	// endpoint's sockets nor the ports tell who opened it. Src/Dst are then
 	// conntrack's original tuple, which may be the reply direction, and
 	// Direction follows it; such records must be kept out of edges.

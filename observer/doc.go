@@ -34,7 +34,13 @@
 // socket the client) which side opened it; the record is turned around
 // (nanoseg_observer_direction_corrected_total) or, where nothing tells,
 // marked DirectionUnknown, counted
-// (nanoseg_observer_direction_unknown_total) and kept out of edges.
+// (nanoseg_observer_direction_unknown_total) and kept out of edges. The
+// verdict log's records follow the same rule: a logged packet is the first
+// of its conntrack entry, which for a reply whose request went untracked
+// (a DNS answer to a query sent before the dataplane's table was
+// installed) is the reply; such a record is turned around or marked
+// DirectionUnknown (not counted in those metrics), never an edge from the
+// server to the client's ephemeral port.
 //   - the verdict log: NFLOG group verdictlog.Group (18), prefix
 //     "nanoseg:<verdict>:<rule id>" (internal/verdictlog), the
 //     logged packet decoded with gopacket. One model.PhaseComplete record per

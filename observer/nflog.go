@@ -114,7 +114,25 @@ func decodeVerdictLog(msg netlink.Message) (rec verdictLogRecord, err error) {
 
 // verdictDecoder turns NFLOG messages into flow records; one per goroutine.
 type verdictDecoder struct {
-	pkt *packetDecoder
+	pkt  *packetDecoder
+	last packetInfo // the packet of the last successful decode (Payload aliases the message)
+}
+
+// packetEvent is the conntrack NEW event a logged packet pi would have
+// opened, for the classifier (origin.go): the packet's 5-tuple as the
+// original tuple; a TCP packet other than a SYN without ACK is marked as a
+// pickup (IP_CT_TCP_FLAG_BE_LIBERAL), as conntrack marks the entry such a
+// packet creates.
+func packetEvent(pi *packetInfo) ctEvent {
+	ev := ctEvent{Type: ctNew, Proto: pi.Proto, Src: pi.Src, Dst: pi.Dst, SrcPort: pi.SrcPort, DstPort: pi.DstPort,
+		ICMP: pi.HasICMP, ICMPType: pi.ICMPType, ICMPCode: pi.ICMPCode}
+	if pi.Proto == protoTCP {
+		ev.HasTCPFlags = true
+		if !pi.TCPSYN || pi.TCPACK {
+			ev.TCPFlagsOrig = ipCTTCPFlagBeLiberal
+		}
+	}
+	return ev
 }
 
 func newVerdictDecoder() *verdictDecoder { return &verdictDecoder{pkt: newPacketDecoder()} }
@@ -137,6 +155,7 @@ func (d *verdictDecoder) decode(msg netlink.Message, endpoint string, isLocal fu
 	if err != nil {
 		return model.Flow{}, err
 	}
+	d.last = pi
 	f := model.Flow{Phase: model.PhaseComplete, Source: model.SourceVerdictLog, Endpoint: endpoint,
 		Protocol: model.ProtocolFromNumber(pi.Proto), Src: pi.Src, Dst: pi.Dst, SrcPort: pi.SrcPort, DstPort: pi.DstPort,
 		Start: rec.Time, Verdict: v, RuleID: id, PacketsOut: 1, BytesOut: uint64(len(rec.Payload))}

@@ -821,11 +821,22 @@ func (s *endpointState) readVerdictLog(ctx context.Context) error {
 // verdictRecord decodes one message of the verdict-log socket. Messages
 // without a logged packet and packets logged by someone else's rule are
 // skipped; only a packet message that cannot be decoded counts in
-// nanoseg_observer_decode_errors_total{decoder="verdict-log"}.
+// nanoseg_observer_decode_errors_total{decoder="verdict-log"}. The record
+// runs from the connection's opener as origin.go establishes it for a
+// conntrack entry the packet would open: a packet shaped like a reply (a
+// fixed source port to an ephemeral one, a TCP packet other than a SYN) is
+// turned around when the endpoint's sockets tell, else marked
+// DirectionUnknown (and kept out of edges).
 func (s *endpointState) verdictRecord(dec *verdictDecoder, m netlink.Message) (model.Flow, bool) {
 	f, err := dec.decode(m, s.ep.Netns, s.isLocal)
 	switch {
 	case err == nil:
+		// A packet is logged because its conntrack entry is new, which a
+		// reply is when the kernel did not track its request (tracking
+		// began in between, or the entry was gone): the same rule as for
+		// conntrack records says who opened the connection (origin.go).
+		ev := packetEvent(&dec.last)
+		orient(&f, s.cls.origin(&ev), s.isLocal)
 		return f, true
 	case errors.Is(err, errNotPacket), errors.Is(err, verdictlog.ErrNotNanoseg):
 		return model.Flow{}, false

@@ -36,6 +36,10 @@ package observer
 //
 // "Ephemeral" is the endpoint netns's net.ipv4.ip_local_port_range (read at
 // attach), also applied to the remote port.
+//
+// A packet of the verdict log is judged by the same rule, as the NEW event
+// of the entry it created (packetEvent in nflog.go): the dataplane logs
+// packets of state new, and a reply whose request went untracked is one.
 
 import (
 	"net/netip"

@@ -14,6 +14,7 @@ type packetInfo struct {
 	Proto            uint8
 	Src, Dst         netip.Addr
 	SrcPort, DstPort uint16
+	TCPSYN, TCPACK   bool // TCP: the header's SYN and ACK flags
 	HasICMP          bool
 	ICMPType         uint8
 	ICMPCode         uint8
@@ -85,6 +86,7 @@ func (d *packetDecoder) decode(b []byte) (pi packetInfo, err error) {
 			ipDone = true
 		case layers.LayerTypeTCP:
 			pi.SrcPort, pi.DstPort = uint16(d.tcp.SrcPort), uint16(d.tcp.DstPort)
+			pi.TCPSYN, pi.TCPACK = d.tcp.SYN, d.tcp.ACK
 			pi.Payload = d.tcp.Payload
 		case layers.LayerTypeUDP:
 			pi.SrcPort, pi.DstPort = uint16(d.udp.SrcPort), uint16(d.udp.DstPort)
