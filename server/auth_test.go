@@ -210,7 +210,8 @@ func TestSessionCookie(t *testing.T) {
 }
 
 // TestSessionExpiry: a session ends 12 h (SessionTTL) after its login; a
-// bounded table drops the oldest session beyond MaxSessions.
+// bounded table drops the oldest session of the same role beyond
+// MaxSessions, so viewer logins never log the operator out.
 func TestSessionExpiry(t *testing.T) {
 	srv, ts, _ := tcpServer(t, false, server.Config{MaxSessions: 2})
 	var mu sync.Mutex
@@ -240,6 +241,28 @@ func TestSessionExpiry(t *testing.T) {
 	for i, x := range bs {
 		if code, _, _ := x.do("GET", "/v1/session", ""); code != want[i] {
 			t.Errorf("session %d of 3 with MaxSessions 2: %d, want %d", i+1, code, want[i])
+		}
+	}
+	// Many viewer logins: the operator's sessions stay, the viewer's
+	// oldest go.
+	vs := make([]*browser, 5)
+	for i := range vs {
+		vs[i] = newBrowser(t, ts)
+		vs[i].login(viewToken)
+		advance(time.Minute)
+	}
+	for i, x := range bs[1:] {
+		if code, _, _ := x.do("GET", "/v1/session", ""); code != http.StatusOK {
+			t.Errorf("operator session %d after 5 viewer logins with MaxSessions 2: %d, want 200", i+2, code)
+		}
+	}
+	for i, x := range vs {
+		want := http.StatusUnauthorized
+		if i >= 3 {
+			want = http.StatusOK
+		}
+		if code, _, _ := x.do("GET", "/v1/session", ""); code != want {
+			t.Errorf("viewer session %d of 5 with MaxSessions 2: %d, want %d", i+1, code, want)
 		}
 	}
 }

@@ -74,12 +74,14 @@ type Config struct {
 	// page). Every /v1 route still needs authentication.
 	UI http.Handler
 	// SessionTTL is how long a browser session lasts from its login
-	// (default DefaultSessionTTL); MaxSessions bounds the sessions kept
-	// (default DefaultMaxSessions).
+	// (default DefaultSessionTTL); MaxSessions bounds the sessions kept of
+	// each role (default DefaultMaxSessions per role; beyond it a login
+	// ends the oldest session of its own role, never one of the other).
 	SessionTTL  time.Duration
 	MaxSessions int
-	// MaxEventStreams bounds the open GET /v1/events streams (default
-	// DefaultMaxEventStreams); beyond it the route answers 503.
+	// MaxEventStreams bounds the open GET /v1/events streams of each role
+	// (default DefaultMaxEventStreams per role); beyond it the route
+	// answers 503 to that role.
 	MaxEventStreams int
 	// EventInterval is the least time between two change events of one
 	// stream (default DefaultEventInterval).
