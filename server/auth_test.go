@@ -459,3 +459,30 @@ func TestPageOnlyOnTCP(t *testing.T) {
 		}
 	}
 }
+
+// TestProposeRefusesBody: POST /v1/propose takes its window from the query;
+// a body (as in curl -d '{"window":"zz"}') is refused 400 naming where the
+// parameters go, not ignored with a proposal over everything.
+func TestProposeRefusesBody(t *testing.T) {
+	_, ts, _ := tcpServer(t, false, server.Config{})
+	post := func(query, body string) (int, string) {
+		req, _ := http.NewRequest("POST", ts.URL+"/v1/propose"+query, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+opToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := post("", `{"window":"zz"}`); code != http.StatusBadRequest || !strings.Contains(body, "takes no body") || !strings.Contains(body, "window") {
+		t.Errorf("propose with a JSON body: %d %s, want 400 naming window as a query parameter", code, body)
+	}
+	if code, body := post("?window=zz", ""); code != http.StatusBadRequest || !strings.Contains(body, "window") {
+		t.Errorf("propose ?window=zz: %d %s, want 400 naming window", code, body)
+	}
+	if code, body := post("?window=10m", "\n"); code != http.StatusOK {
+		t.Errorf("propose ?window=10m with no body: %d %s, want 200", code, body)
+	}
+}

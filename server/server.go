@@ -16,6 +16,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -277,6 +278,9 @@ func (a *Server) register(mux *http.ServeMux) []Route {
 	rs.handle("GET /v1/ruleids", "", api(func(r *http.Request) (any, error) { return a.svc.RuleIDs() }))
 	rs.handle("GET /v1/captures", "", api(func(r *http.Request) (any, error) { return a.svc.Captures() }))
 	rs.handle("POST /v1/propose", rightPropose, api(func(r *http.Request) (any, error) {
+		if err := noBody(r, "window and includeDenied are query parameters: /v1/propose?window=10m&includeDenied=true"); err != nil {
+			return nil, err
+		}
 		w, err := window(r)
 		if err != nil {
 			return nil, err
@@ -373,6 +377,21 @@ func decodeJSON(r *http.Request, v any) error {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("%w: request body: %v", controller.ErrInvalid, err)
+	}
+	return nil
+}
+
+// noBody refuses a request that carries a body (anything but white
+// space) on a route that takes its parameters from the query only, so
+// that a body is not silently ignored; hint says where the parameters go.
+// The error wraps controller.ErrInvalid (400).
+func noBody(r *http.Request, hint string) error {
+	b, err := io.ReadAll(io.LimitReader(r.Body, 1<<10))
+	if err != nil {
+		return fmt.Errorf("%w: request body: %v", controller.ErrInvalid, err)
+	}
+	if len(bytes.TrimSpace(b)) > 0 {
+		return fmt.Errorf("%w: request body: this route takes no body (%s)", controller.ErrInvalid, hint)
 	}
 	return nil
 }
