@@ -486,3 +486,21 @@ func TestProposeRefusesBody(t *testing.T) {
 		t.Errorf("propose ?window=10m with no body: %d %s, want 200", code, body)
 	}
 }
+
+// TestErrorsClipInput: an error names the field but echoes only the start
+// of a huge input, not all of it.
+func TestErrorsClipInput(t *testing.T) {
+	_, ts, _ := tcpServer(t, false, server.Config{})
+	huge := strings.Repeat("x", 1<<19)
+	req, _ := http.NewRequest("POST", ts.URL+"/v1/promote", strings.NewReader(`{"workload":"shop/`+huge+`","to":"audit","reason":"r"}`))
+	req.Header.Set("Authorization", "Bearer "+opToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadRequest || len(b) > 1024 || !strings.Contains(string(b), "workload") || !strings.Contains(string(b), "…") {
+		t.Errorf("promote of a 512 KiB workload name: %d, %d bytes %.200s, want 400 naming workload, under 1 KiB", resp.StatusCode, len(b), b)
+	}
+}

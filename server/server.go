@@ -237,7 +237,7 @@ func (a *Server) register(mux *http.ServeMux) []Route {
 		if n := r.URL.Query().Get("revision"); n != "" {
 			num, err := strconv.Atoi(n)
 			if err != nil {
-				return nil, fmt.Errorf("%w: revision: %q is not a number", controller.ErrInvalid, n)
+				return nil, fmt.Errorf("%w: revision: %q is not a number", controller.ErrInvalid, controller.Clip(n))
 			}
 			return a.svc.Revision(w, num)
 		}
@@ -259,7 +259,7 @@ func (a *Server) register(mux *http.ServeMux) []Route {
 		if v := q.Get("records"); v != "" {
 			all, err := strconv.ParseBool(v)
 			if err != nil {
-				return nil, fmt.Errorf("%w: records: %q is not true or false", controller.ErrInvalid, v)
+				return nil, fmt.Errorf("%w: records: %q is not true or false", controller.ErrInvalid, controller.Clip(v))
 			}
 			if all {
 				return a.svc.NetworkPolicyRecords(q.Get("namespace"), q.Get("name"))
@@ -288,7 +288,7 @@ func (a *Server) register(mux *http.ServeMux) []Route {
 		include := false
 		if v := r.URL.Query().Get("includeDenied"); v != "" {
 			if include, err = strconv.ParseBool(v); err != nil {
-				return nil, fmt.Errorf("%w: includeDenied: %q is not true or false", controller.ErrInvalid, v)
+				return nil, fmt.Errorf("%w: includeDenied: %q is not true or false", controller.ErrInvalid, controller.Clip(v))
 			}
 		}
 		return a.svc.Propose(w, include, caller(r))
@@ -367,7 +367,7 @@ func window(r *http.Request) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d < 0 {
-		return 0, fmt.Errorf("%w: window: %q is not a duration such as 5m", controller.ErrInvalid, s)
+		return 0, fmt.Errorf("%w: window: %q is not a duration such as 5m", controller.ErrInvalid, controller.Clip(s))
 	}
 	return d, nil
 }
