@@ -578,12 +578,26 @@ func (a *Server) Serve(ctx context.Context) error {
 	return err
 }
 
+// warnPlaintext logs a warning when the TCP listener at addr serves plain
+// HTTP (tls false) on an address that is not loopback (0.0.0.0, [::], a
+// host's address): bearer tokens and session cookies then cross the
+// network in the clear.
+func warnPlaintext(log *slog.Logger, addr net.Addr, tls bool) {
+	ta, ok := addr.(*net.TCPAddr)
+	if tls || !ok || ta.IP.IsLoopback() {
+		return
+	}
+	log.Warn("the API and web page listen on a non-loopback address over plain HTTP: bearer tokens and session cookies cross the network in the clear; configure TLS (agent.tlsCert, agent.tlsKey) or listen on 127.0.0.1",
+		"listen", addr.String())
+}
+
 func (a *Server) tcpServer(h http.Handler) (net.Listener, *http.Server, error) {
 	l, err := net.Listen("tcp", a.cfg.Listen)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen on %s: %w", a.cfg.Listen, err)
 	}
 	srv := &http.Server{Handler: a.tcpHandler(h), ReadHeaderTimeout: 10 * time.Second}
+	warnPlaintext(a.log, l.Addr(), a.cfg.TLSCert != "")
 	if a.cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(a.cfg.TLSCert, a.cfg.TLSKey)
 		if err != nil {
