@@ -9,33 +9,61 @@ BIN := bin/nanoseg
 # Kernel tests run when this runs as root; the whole suite stays under 15 minutes.
 TEST_TIMEOUT ?= 14m
 
-.PHONY: help build web web-verify image test unit bench lint fmt-check vet demo demo-containers demo-kubernetes generate verify clean kube-bins conformance kube-up
+.PHONY: help build web web-dist web-verify image test unit bench lint fmt-check vet demo demo-containers demo-kubernetes generate verify clean kube-bins conformance kube-up
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-build: web ## build bin/nanoseg (with the web page), its kubectl plugin link bin/kubectl-nanoseg, and bin/uishots (the demo's screenshots)
+build: web-dist ## build bin/nanoseg (with the web page), its kubectl plugin link bin/kubectl-nanoseg, and bin/uishots (the demo's screenshots)
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/nanoseg
 	ln -sf nanoseg bin/kubectl-nanoseg
 	$(GO) build -o bin/uishots ./internal/cmd/uishots
 
 # The web page (web/src, bundled with its pinned npm packages into web/dist,
-# which the binary embeds). web/dist is committed, so go build needs no node;
-# with npm present, make build installs the packages (npm ci, when
-# package-lock.json changed) and rebuilds it. make test then fails when the
-# rebuilt dist differs from the committed one (web-verify), as for generated
-# files.
-web: ## rebuild web/dist from web/src when npm is present (npm ci, node build.mjs)
-	@if ! command -v npm >/dev/null || ! command -v node >/dev/null; then \
-	  echo "make web: no node/npm: the binary embeds the committed web/dist"; exit 0; fi; \
-	cd web && if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then \
-	  npm ci --no-audit --no-fund --loglevel=error; fi && node build.mjs
+# which the binary embeds). web/dist is committed, so go build needs no node
+# and make build needs no npm or registry as long as web/dist is current.
+#
+# "Current" is decided by content, not by file times: web/dist.sha256
+# (committed with web/dist) holds the SHA-256 of every input of the build
+# (web/src/*, web/build.mjs, web/package.json, web/package-lock.json). A git
+# checkout gives files the time it wrote them, in no fixed order, so in a
+# fresh clone a source can look newer than web/dist although nothing changed;
+# comparing hashes is immune to that, and to touch/cp -p as well.
+#   web-dist   (make build) rebuilds web/dist only when the inputs' hashes
+#              differ from web/dist.sha256 (npm ci when package-lock.json
+#              changed, node build.mjs, a new stamp); without npm it warns
+#              and the binary embeds the committed (stale) dist.
+#   web        always rebuilds web/dist and its stamp.
+#   web-verify (make test) builds into a temporary directory and fails when
+#              the result or the stamp differs from what is committed.
+WEB_STAMP := web/dist.sha256
+# The inputs' hashes, one line per file (paths relative to web/), sorted.
+web_hashes = (cd web && LC_ALL=C sha256sum $$(LC_ALL=C ls -d src/* | sort) build.mjs package.json package-lock.json)
+# npm ci when node_modules is missing or older than package-lock.json.
+web_modules = cd web && if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then \
+	  npm ci --no-audit --no-fund --loglevel=error; fi
 
-web-verify: web ## fail if web/dist is not what web/src builds (commit the rebuilt dist)
-	@if ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
-	  echo "make web-verify: not a git checkout: skipped"; exit 0; fi; \
-	if [ -n "$$(git status --porcelain -- web/dist)" ]; then \
-	  git status --short -- web/dist; echo "web/dist is stale: run make web and commit it"; exit 1; fi
+web-dist: ## rebuild web/dist only when its inputs changed (content hash in web/dist.sha256; no npm needed otherwise)
+	@if $(web_hashes) | cmp -s - $(WEB_STAMP); then exit 0; fi; \
+	if ! command -v npm >/dev/null || ! command -v node >/dev/null; then \
+	  echo "make: web/src changed since web/dist was built ($(WEB_STAMP)) but there is no node/npm: the binary embeds the committed web/dist"; exit 0; fi; \
+	$(MAKE) --no-print-directory web
+
+web: ## rebuild web/dist and web/dist.sha256 from web/src (needs npm: npm ci, node build.mjs)
+	@if ! command -v npm >/dev/null || ! command -v node >/dev/null; then \
+	  echo "make web: needs node and npm"; exit 1; fi
+	@$(web_modules) && node build.mjs
+	@$(web_hashes) > $(WEB_STAMP)
+
+web-verify: ## fail if web/dist or web/dist.sha256 is not what web/src builds (run make web and commit both)
+	@if ! $(web_hashes) | cmp -s - $(WEB_STAMP); then \
+	  $(web_hashes) | diff $(WEB_STAMP) - ; echo "web/dist.sha256 is stale: run make web and commit web/dist and web/dist.sha256"; exit 1; fi
+	@if ! command -v npm >/dev/null || ! command -v node >/dev/null; then \
+	  echo "make web-verify: no node/npm: web/dist not rebuilt to compare"; exit 0; fi; \
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	( $(web_modules) && node build.mjs "$$tmp" ) && \
+	if ! diff -r "$$tmp" web/dist >/dev/null; then \
+	  diff -rq "$$tmp" web/dist; echo "web/dist is stale: run make web and commit it"; exit 1; fi
 
 image: ## build the image nanoseg.io/nanoseg:dev as out/images/nanoseg.tar (docker archive, no registry: ctr -n k8s.io image import)
 	./hack/image.sh

@@ -45,10 +45,10 @@ type Change struct {
 func (s *Service) Change(t ChangeTarget) (Change, error) {
 	out := Change{Opened: []string{}, Closed: []string{}}
 	if len(s.inv.Workload(t.Workload)) == 0 {
-		return out, fmt.Errorf("%w: workload %q is not in the inventory", ErrInvalid, t.Workload)
+		return out, fmt.Errorf("%w: workload %q is not in the inventory", ErrInvalid, Clip(t.Workload))
 	}
 	if !t.Mode.Valid() && !t.NoPolicy {
-		return out, fmt.Errorf("%w: mode: %q is not observe, audit or enforce", ErrInvalid, t.Mode)
+		return out, fmt.Errorf("%w: mode: %q is not observe, audit or enforce", ErrInvalid, Clip(t.Mode))
 	}
 	if err := notNegative("revision", t.Revision, "0 for the latest"); err != nil {
 		return out, err

@@ -168,14 +168,14 @@ func ParsePort(field, s string) (model.Protocol, uint16, error) {
 	}
 	n, err := strconv.ParseUint(num, 10, 16)
 	if err != nil {
-		return "", 0, fmt.Errorf("%w: %s: %q is not PORT/PROTOCOL such as 5432/TCP", ErrInvalid, field, s)
+		return "", 0, fmt.Errorf("%w: %s: %q is not PORT/PROTOCOL such as 5432/TCP", ErrInvalid, field, Clip(s))
 	}
 	p, err := model.ParseProtocol(proto)
 	if !slices.Contains([]model.Protocol{model.ProtocolTCP, model.ProtocolUDP, model.ProtocolSCTP, model.ProtocolICMP, model.ProtocolICMPv6}, p) {
 		err = model.ErrUnknownWord
 	}
 	if err != nil {
-		return "", 0, fmt.Errorf("%w: %s: %q: protocol %q is not TCP, UDP, SCTP, ICMP or ICMPv6", ErrInvalid, field, s, proto)
+		return "", 0, fmt.Errorf("%w: %s: %q: protocol %q is not TCP, UDP, SCTP, ICMP or ICMPv6", ErrInvalid, field, Clip(s), Clip(proto))
 	}
 	return p, uint16(n), nil
 }
@@ -419,7 +419,7 @@ type WorkloadDetail struct {
 // Errors: ErrInvalid when it is not a workload of the inventory.
 func (s *Service) WorkloadDetail(workload string) (WorkloadDetail, error) {
 	if workload == "" || len(s.inv.Workload(workload)) == 0 {
-		return WorkloadDetail{}, fmt.Errorf("%w: workload: %q is not a workload of the inventory (known: %v)", ErrInvalid, workload, s.inv.Workloads())
+		return WorkloadDetail{}, fmt.Errorf("%w: workload: %q is not a workload of the inventory (known: %v)", ErrInvalid, Clip(workload), Names(s.inv.Workloads()))
 	}
 	d := WorkloadDetail{Rules: []RuleDetail{}, Unhit: []string{}, WouldBreak: []DeniedCount{}}
 	one, err := s.status([]string{workload})

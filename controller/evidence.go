@@ -88,7 +88,7 @@ func (s *Service) evidenceKeyFile(override string) (string, error) {
 	// The key's place is the agent's configuration, never a request's:
 	// an API client must not make the agent create keys elsewhere.
 	if override != "" && filepath.Clean(override) != path {
-		return "", fmt.Errorf("%w: keyFile: %q is not the agent's signing key (set agent.evidenceKeyFile in the agent's configuration)", ErrInvalid, override)
+		return "", fmt.Errorf("%w: keyFile: %q is not the agent's signing key (set agent.evidenceKeyFile in the agent's configuration)", ErrInvalid, Clip(override))
 	}
 	return path, nil
 }
@@ -113,7 +113,7 @@ func (s *Service) Export(ctx context.Context, req ExportRequest, who string) (*E
 	if req.Window != "" {
 		d, err := time.ParseDuration(req.Window)
 		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("%w: window: %q is not a positive duration such as 1h", ErrInvalid, req.Window)
+			return nil, fmt.Errorf("%w: window: %q is not a positive duration such as 1h", ErrInvalid, Clip(req.Window))
 		}
 		window = d
 	}
@@ -123,7 +123,7 @@ func (s *Service) Export(ctx context.Context, req ExportRequest, who string) (*E
 	}
 	allEps := s.inv.Endpoints()
 	if req.Scope != "" && !scopeKnown(allEps, req.Scope) {
-		return nil, fmt.Errorf("%w: scope %q is neither a namespace nor a workload of the inventory", ErrInvalid, req.Scope)
+		return nil, fmt.Errorf("%w: scope %q is neither a namespace nor a workload of the inventory", ErrInvalid, Clip(req.Scope))
 	}
 	s.evidenceMu.Lock()
 	defer s.evidenceMu.Unlock()

@@ -30,13 +30,13 @@ func (s *Service) Explain(from, to, port string) (policies.Evaluation, error) {
 	num, proto, ok := strings.Cut(port, "/")
 	n, perr := strconv.Atoi(num)
 	if !ok || perr != nil || n < 0 || n > 65535 {
-		return policies.Evaluation{}, fmt.Errorf("%w: port: %q is not PORT/PROTOCOL such as 5432/TCP", ErrInvalid, port)
+		return policies.Evaluation{}, fmt.Errorf("%w: port: %q is not PORT/PROTOCOL such as 5432/TCP", ErrInvalid, Clip(port))
 	}
 	p := model.Protocol(strings.ToUpper(proto))
 	switch p {
 	case model.ProtocolTCP, model.ProtocolUDP, model.ProtocolSCTP, model.ProtocolICMP:
 	default:
-		return policies.Evaluation{}, fmt.Errorf("%w: port: protocol %q is not TCP, UDP, SCTP or ICMP", ErrInvalid, proto)
+		return policies.Evaluation{}, fmt.Errorf("%w: port: protocol %q is not TCP, UDP, SCTP or ICMP", ErrInvalid, Clip(proto))
 	}
 	world, set, err := s.policyWorld()
 	if err != nil {
@@ -55,11 +55,11 @@ func (s *Service) endpointRef(field, ref string) (policies.ConnEnd, error) {
 	}
 	e, err := policies.ParseConnEnd(ref)
 	if err != nil {
-		return e, fmt.Errorf("%w: %s: %v (known workloads: %v)", ErrInvalid, field, err, s.inv.Workloads())
+		return e, fmt.Errorf("%w: %s: %v (known workloads: %v)", ErrInvalid, field, err, Names(s.inv.Workloads()))
 	}
 	if e.Pod != "" && !slices.ContainsFunc(s.inv.Endpoints(), func(ep model.Endpoint) bool { return ep.Namespace+"/"+ep.Netns == e.Pod }) {
 		return e, fmt.Errorf("%w: %s: %q is neither a workload nor an endpoint (namespace/netns) of the inventory (known workloads: %v)",
-			ErrInvalid, field, ref, s.inv.Workloads())
+			ErrInvalid, field, Clip(ref), Names(s.inv.Workloads()))
 	}
 	return e, nil
 }

@@ -57,7 +57,7 @@ func (s *Service) Matrix(namespace string, workloads, ports []string) (Matrix, e
 	case len(workloads) > 0:
 		for _, w := range workloads {
 			if !slices.Contains(known, w) {
-				return m, fmt.Errorf("%w: workloads: %q is not a workload of the inventory (known: %v)", ErrInvalid, w, known)
+				return m, fmt.Errorf("%w: workloads: %q is not a workload of the inventory (known: %v)", ErrInvalid, Clip(w), Names(known))
 			}
 		}
 		m.Workloads = slices.Compact(slices.Sorted(slices.Values(workloads)))
@@ -68,7 +68,7 @@ func (s *Service) Matrix(namespace string, workloads, ports []string) (Matrix, e
 			}
 		}
 		if len(m.Workloads) == 0 {
-			return m, fmt.Errorf("%w: namespace: %q has no workload in the inventory", ErrInvalid, namespace)
+			return m, fmt.Errorf("%w: namespace: %q has no workload in the inventory", ErrInvalid, Clip(namespace))
 		}
 	}
 	type port struct {
@@ -113,7 +113,7 @@ func (s *Service) Matrix(namespace string, workloads, ports []string) (Matrix, e
 			return m, err
 		}
 		if proto == model.ProtocolICMPv6 {
-			return m, fmt.Errorf("%w: ports: %q: ICMPv6 is evaluated as ICMP: give ICMP", ErrInvalid, p)
+			return m, fmt.Errorf("%w: ports: %q: ICMPv6 is evaluated as ICMP: give ICMP", ErrInvalid, Clip(p))
 		}
 		ps = append(ps, port{proto, int32(n)})
 	}

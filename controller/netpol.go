@@ -140,7 +140,7 @@ func (s *Service) NetworkPolicyRecords(namespace, name string) ([]store.NetworkP
 // store.ErrNotFound.
 func (s *Service) DeleteNetworkPolicy(ctx context.Context, namespace, name, who string) (DeleteResult, error) {
 	if namespace == "" || name == "" {
-		return DeleteResult{}, fmt.Errorf("%w: networkpolicy: want NAMESPACE/NAME, got %q/%q", ErrInvalid, namespace, name)
+		return DeleteResult{}, fmt.Errorf("%w: networkpolicy: want NAMESPACE/NAME, got %q/%q", ErrInvalid, Clip(namespace), Clip(name))
 	}
 	rec, err := s.store.AddNetworkPolicyRecord(store.NetworkPolicyRecord{Action: store.ActionDelete, Namespace: namespace, Name: name, At: time.Now().UTC(), By: who})
 	if err != nil {

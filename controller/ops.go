@@ -41,7 +41,7 @@ func (s *Service) workloadOf(seg *v1alpha1.NanoSegment) (string, error) {
 	sort.Strings(keys)
 	switch len(keys) {
 	case 0:
-		return "", fmt.Errorf("%w: nanosegment %s/%s: spec.selector selects no workload in namespace %q", ErrInvalid, seg.Namespace, seg.Name, seg.Namespace)
+		return "", fmt.Errorf("%w: nanosegment %s/%s: spec.selector selects no workload in namespace %q", ErrInvalid, seg.Namespace, seg.Name, Clip(seg.Namespace))
 	case 1:
 		return keys[0], nil
 	}
@@ -615,7 +615,7 @@ func (s *Service) Promote(ctx context.Context, req PromoteRequest, who string) (
 	switch req.To {
 	case model.ModeObserve, model.ModeAudit, model.ModeEnforce:
 	default:
-		return PromoteResult{}, fmt.Errorf("%w: to: %q is not observe, audit or enforce", ErrInvalid, req.To)
+		return PromoteResult{}, fmt.Errorf("%w: to: %q is not observe, audit or enforce", ErrInvalid, Clip(req.To))
 	}
 	if strings.TrimSpace(req.Reason) == "" {
 		return PromoteResult{}, fmt.Errorf("%w: reason: required: say why", ErrInvalid)
@@ -624,7 +624,7 @@ func (s *Service) Promote(ctx context.Context, req PromoteRequest, who string) (
 		return PromoteResult{}, err
 	}
 	if len(s.inv.Workload(req.Workload)) == 0 {
-		return PromoteResult{}, fmt.Errorf("%w: workload %q is not in the inventory (known: %v)", ErrInvalid, req.Workload, s.inv.Workloads())
+		return PromoteResult{}, fmt.Errorf("%w: workload %q is not in the inventory (known: %v)", ErrInvalid, Clip(req.Workload), Names(s.inv.Workloads()))
 	}
 	rev := req.Revision
 	if rev == 0 {
@@ -768,7 +768,7 @@ func (s *Service) Rollback(ctx context.Context, req RollbackRequest, who string)
 		return PromoteResult{}, err
 	}
 	if len(s.inv.Workload(req.Workload)) == 0 {
-		return PromoteResult{}, fmt.Errorf("%w: workload %q is not in the inventory (known: %v)", ErrInvalid, req.Workload, s.inv.Workloads())
+		return PromoteResult{}, fmt.Errorf("%w: workload %q is not in the inventory (known: %v)", ErrInvalid, Clip(req.Workload), Names(s.inv.Workloads()))
 	}
 	if req.Reason == "" {
 		req.Reason = "rollback"

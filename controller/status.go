@@ -333,7 +333,7 @@ func (s *Service) Diff(workload string, window time.Duration) (policies.DiffRepo
 	ws := s.inv.Workloads()
 	if workload != "" {
 		if len(s.inv.Workload(workload)) == 0 {
-			return policies.DiffReport{}, fmt.Errorf("%w: workload %q is not in the inventory", ErrInvalid, workload)
+			return policies.DiffReport{}, fmt.Errorf("%w: workload %q is not in the inventory", ErrInvalid, Clip(workload))
 		}
 		ws = []string{workload}
 	}

@@ -338,7 +338,7 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (*evidence.Prob
 	}
 	eps := s.inv.Endpoints()
 	if req.Scope != "" && !scopeKnown(eps, req.Scope) {
-		return nil, fmt.Errorf("%w: scope %q is neither a namespace nor a workload of the inventory", ErrInvalid, req.Scope)
+		return nil, fmt.Errorf("%w: scope %q is neither a namespace nor a workload of the inventory", ErrInvalid, Clip(req.Scope))
 	}
 	world, set, err := s.policyWorld()
 	if err != nil {

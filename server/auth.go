@@ -69,11 +69,14 @@ const SessionCookie = "nanoseg_session"
 // state-changing requests authenticated by the session cookie.
 const HeaderCSRF = "X-CSRF-Token"
 
-// Defaults of Config's session and event-stream bounds.
+// Defaults of Config's session and event-stream bounds. The bounds hold
+// for each role apart (RoleOperator, RoleViewer), so that the holder of
+// the viewer token can neither log the operator out by logging in many
+// times nor starve the operator's page of event streams.
 const (
 	DefaultSessionTTL      = 12 * time.Hour
-	DefaultMaxSessions     = 256
-	DefaultMaxEventStreams = 64
+	DefaultMaxSessions     = 128 // per role
+	DefaultMaxEventStreams = 32  // per role
 )
 
 // identity is who made a request and what they may do.
@@ -129,7 +132,7 @@ type sessions struct {
 	mu  sync.Mutex
 	m   map[[32]byte]*session
 	ttl time.Duration
-	max int
+	max int // per role
 }
 
 func randomToken() (string, error) {
@@ -141,8 +144,9 @@ func randomToken() (string, error) {
 }
 
 // create makes a session for role and basis at now; it returns the cookie
-// value. Beyond max sessions, expired ones go first, then the one closest
-// to expiry.
+// value. Expired sessions go first; beyond max sessions of role, the one
+// of the same role closest to expiry (the oldest) goes: a login never ends
+// a session of the other role.
 func (t *sessions) create(role Role, basis string, now time.Time) (string, *session, error) {
 	cookie, err := randomToken()
 	if err != nil {
@@ -160,12 +164,20 @@ func (t *sessions) create(role Role, basis string, now time.Time) (string, *sess
 			delete(t.m, k)
 		}
 	}
-	for len(t.m) >= t.max {
+	for {
+		n := 0
 		var oldest *session
 		for _, o := range t.m {
+			if o.role != role {
+				continue
+			}
+			n++
 			if oldest == nil || o.expires.Before(oldest.expires) {
 				oldest = o
 			}
+		}
+		if n < t.max {
+			break
 		}
 		delete(t.m, oldest.key)
 	}

@@ -210,7 +210,8 @@ func TestSessionCookie(t *testing.T) {
 }
 
 // TestSessionExpiry: a session ends 12 h (SessionTTL) after its login; a
-// bounded table drops the oldest session beyond MaxSessions.
+// bounded table drops the oldest session of the same role beyond
+// MaxSessions, so viewer logins never log the operator out.
 func TestSessionExpiry(t *testing.T) {
 	srv, ts, _ := tcpServer(t, false, server.Config{MaxSessions: 2})
 	var mu sync.Mutex
@@ -240,6 +241,28 @@ func TestSessionExpiry(t *testing.T) {
 	for i, x := range bs {
 		if code, _, _ := x.do("GET", "/v1/session", ""); code != want[i] {
 			t.Errorf("session %d of 3 with MaxSessions 2: %d, want %d", i+1, code, want[i])
+		}
+	}
+	// Many viewer logins: the operator's sessions stay, the viewer's
+	// oldest go.
+	vs := make([]*browser, 5)
+	for i := range vs {
+		vs[i] = newBrowser(t, ts)
+		vs[i].login(viewToken)
+		advance(time.Minute)
+	}
+	for i, x := range bs[1:] {
+		if code, _, _ := x.do("GET", "/v1/session", ""); code != http.StatusOK {
+			t.Errorf("operator session %d after 5 viewer logins with MaxSessions 2: %d, want 200", i+2, code)
+		}
+	}
+	for i, x := range vs {
+		want := http.StatusUnauthorized
+		if i >= 3 {
+			want = http.StatusOK
+		}
+		if code, _, _ := x.do("GET", "/v1/session", ""); code != want {
+			t.Errorf("viewer session %d of 5 with MaxSessions 2: %d, want %d", i+1, code, want)
 		}
 	}
 }
@@ -434,5 +457,50 @@ func TestPageOnlyOnTCP(t *testing.T) {
 		if resp.StatusCode != c.want {
 			t.Errorf("unix handler %s %s: %d, want %d", c.method, c.path, resp.StatusCode, c.want)
 		}
+	}
+}
+
+// TestProposeRefusesBody: POST /v1/propose takes its window from the query;
+// a body (as in curl -d '{"window":"zz"}') is refused 400 naming where the
+// parameters go, not ignored with a proposal over everything.
+func TestProposeRefusesBody(t *testing.T) {
+	_, ts, _ := tcpServer(t, false, server.Config{})
+	post := func(query, body string) (int, string) {
+		req, _ := http.NewRequest("POST", ts.URL+"/v1/propose"+query, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+opToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := post("", `{"window":"zz"}`); code != http.StatusBadRequest || !strings.Contains(body, "takes no body") || !strings.Contains(body, "window") {
+		t.Errorf("propose with a JSON body: %d %s, want 400 naming window as a query parameter", code, body)
+	}
+	if code, body := post("?window=zz", ""); code != http.StatusBadRequest || !strings.Contains(body, "window") {
+		t.Errorf("propose ?window=zz: %d %s, want 400 naming window", code, body)
+	}
+	if code, body := post("?window=10m", "\n"); code != http.StatusOK {
+		t.Errorf("propose ?window=10m with no body: %d %s, want 200", code, body)
+	}
+}
+
+// TestErrorsClipInput: an error names the field but echoes only the start
+// of a huge input, not all of it.
+func TestErrorsClipInput(t *testing.T) {
+	_, ts, _ := tcpServer(t, false, server.Config{})
+	huge := strings.Repeat("x", 1<<19)
+	req, _ := http.NewRequest("POST", ts.URL+"/v1/promote", strings.NewReader(`{"workload":"shop/`+huge+`","to":"audit","reason":"r"}`))
+	req.Header.Set("Authorization", "Bearer "+opToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadRequest || len(b) > 1024 || !strings.Contains(string(b), "workload") || !strings.Contains(string(b), "…") {
+		t.Errorf("promote of a 512 KiB workload name: %d, %d bytes %.200s, want 400 naming workload, under 1 KiB", resp.StatusCode, len(b), b)
 	}
 }

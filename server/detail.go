@@ -29,7 +29,7 @@ func (a *Server) detailRoutes(rs *routes) {
 			}
 			n, err := strconv.Atoi(v)
 			if err != nil {
-				return 0, fmt.Errorf("%w: %s: %q is not a number", controller.ErrInvalid, field, v)
+				return 0, fmt.Errorf("%w: %s: %q is not a number", controller.ErrInvalid, field, controller.Clip(v))
 			}
 			return n, nil
 		}
@@ -50,7 +50,7 @@ func (a *Server) detailRoutes(rs *routes) {
 				return nil, err
 			}
 		default:
-			return nil, fmt.Errorf("%w: action: %q is not promote or rollback", controller.ErrInvalid, q.Get("action"))
+			return nil, fmt.Errorf("%w: action: %q is not promote or rollback", controller.ErrInvalid, controller.Clip(q.Get("action")))
 		}
 		ch, err := a.svc.Change(t)
 		if err != nil {

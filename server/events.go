@@ -45,32 +45,35 @@ type ChangeEvent struct {
 	Topics []string `json:"topics"`
 }
 
-// eventStreams counts the open streams and ends them at shutdown.
+// eventStreams counts the open streams of each role and ends them at
+// shutdown.
 type eventStreams struct {
 	mu     sync.Mutex
-	n, max int
+	n      map[Role]int
+	max    int // per role
 	done   chan struct{}
 	closed bool
 }
 
 func newEventStreams(max int) *eventStreams {
-	return &eventStreams{max: max, done: make(chan struct{})}
+	return &eventStreams{n: map[Role]int{}, max: max, done: make(chan struct{})}
 }
 
-// open takes a slot; false when max streams are open or the server stops.
-func (e *eventStreams) open() bool {
+// open takes a slot of role; false when max streams of role are open or
+// the server stops. Streams of one role never take the other's slots.
+func (e *eventStreams) open(role Role) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.closed || e.n >= e.max {
+	if e.closed || e.n[role] >= e.max {
 		return false
 	}
-	e.n++
+	e.n[role]++
 	return true
 }
 
-func (e *eventStreams) release() {
+func (e *eventStreams) release(role Role) {
 	e.mu.Lock()
-	e.n--
+	e.n[role]--
 	e.mu.Unlock()
 }
 
@@ -87,11 +90,15 @@ func (e *eventStreams) close() {
 // serveEvents answers GET /v1/events.
 func (a *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
-	if !a.events.open() {
-		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("unavailable: %d event streams are open already (the most this agent serves); close one or poll", a.cfg.MaxEventStreams))
+	role := RoleOperator // the unix socket
+	if id := requestIdentity(r); id != nil {
+		role = id.role
+	}
+	if !a.events.open(role) {
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("unavailable: %d event streams of the %s role are open already (the most this agent serves each role); close one or poll", a.cfg.MaxEventStreams, role))
 		return
 	}
-	defer a.events.release()
+	defer a.events.release(role)
 	feed := a.svc.Changes()
 	sub := feed.Subscribe()
 	defer feed.Unsubscribe(sub)

@@ -11,3 +11,6 @@ func SetNow(s *Server, now func() time.Time) { s.now = now }
 
 // Service returns the service s serves.
 func Service(s *Server) *controller.Service { return s.svc }
+
+// WarnPlaintext is warnPlaintext, for tests of addresses a test may not bind.
+var WarnPlaintext = warnPlaintext

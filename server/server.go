@@ -16,6 +16,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -74,12 +75,14 @@ type Config struct {
 	// page). Every /v1 route still needs authentication.
 	UI http.Handler
 	// SessionTTL is how long a browser session lasts from its login
-	// (default DefaultSessionTTL); MaxSessions bounds the sessions kept
-	// (default DefaultMaxSessions).
+	// (default DefaultSessionTTL); MaxSessions bounds the sessions kept of
+	// each role (default DefaultMaxSessions per role; beyond it a login
+	// ends the oldest session of its own role, never one of the other).
 	SessionTTL  time.Duration
 	MaxSessions int
-	// MaxEventStreams bounds the open GET /v1/events streams (default
-	// DefaultMaxEventStreams); beyond it the route answers 503.
+	// MaxEventStreams bounds the open GET /v1/events streams of each role
+	// (default DefaultMaxEventStreams per role); beyond it the route
+	// answers 503 to that role.
 	MaxEventStreams int
 	// EventInterval is the least time between two change events of one
 	// stream (default DefaultEventInterval).
@@ -234,7 +237,7 @@ func (a *Server) register(mux *http.ServeMux) []Route {
 		if n := r.URL.Query().Get("revision"); n != "" {
 			num, err := strconv.Atoi(n)
 			if err != nil {
-				return nil, fmt.Errorf("%w: revision: %q is not a number", controller.ErrInvalid, n)
+				return nil, fmt.Errorf("%w: revision: %q is not a number", controller.ErrInvalid, controller.Clip(n))
 			}
 			return a.svc.Revision(w, num)
 		}
@@ -256,7 +259,7 @@ func (a *Server) register(mux *http.ServeMux) []Route {
 		if v := q.Get("records"); v != "" {
 			all, err := strconv.ParseBool(v)
 			if err != nil {
-				return nil, fmt.Errorf("%w: records: %q is not true or false", controller.ErrInvalid, v)
+				return nil, fmt.Errorf("%w: records: %q is not true or false", controller.ErrInvalid, controller.Clip(v))
 			}
 			if all {
 				return a.svc.NetworkPolicyRecords(q.Get("namespace"), q.Get("name"))
@@ -275,6 +278,9 @@ func (a *Server) register(mux *http.ServeMux) []Route {
 	rs.handle("GET /v1/ruleids", "", api(func(r *http.Request) (any, error) { return a.svc.RuleIDs() }))
 	rs.handle("GET /v1/captures", "", api(func(r *http.Request) (any, error) { return a.svc.Captures() }))
 	rs.handle("POST /v1/propose", rightPropose, api(func(r *http.Request) (any, error) {
+		if err := noBody(r, "window and includeDenied are query parameters: /v1/propose?window=10m&includeDenied=true"); err != nil {
+			return nil, err
+		}
 		w, err := window(r)
 		if err != nil {
 			return nil, err
@@ -282,7 +288,7 @@ func (a *Server) register(mux *http.ServeMux) []Route {
 		include := false
 		if v := r.URL.Query().Get("includeDenied"); v != "" {
 			if include, err = strconv.ParseBool(v); err != nil {
-				return nil, fmt.Errorf("%w: includeDenied: %q is not true or false", controller.ErrInvalid, v)
+				return nil, fmt.Errorf("%w: includeDenied: %q is not true or false", controller.ErrInvalid, controller.Clip(v))
 			}
 		}
 		return a.svc.Propose(w, include, caller(r))
@@ -361,7 +367,7 @@ func window(r *http.Request) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d < 0 {
-		return 0, fmt.Errorf("%w: window: %q is not a duration such as 5m", controller.ErrInvalid, s)
+		return 0, fmt.Errorf("%w: window: %q is not a duration such as 5m", controller.ErrInvalid, controller.Clip(s))
 	}
 	return d, nil
 }
@@ -371,6 +377,21 @@ func decodeJSON(r *http.Request, v any) error {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("%w: request body: %v", controller.ErrInvalid, err)
+	}
+	return nil
+}
+
+// noBody refuses a request that carries a body (anything but white
+// space) on a route that takes its parameters from the query only, so
+// that a body is not silently ignored; hint says where the parameters go.
+// The error wraps controller.ErrInvalid (400).
+func noBody(r *http.Request, hint string) error {
+	b, err := io.ReadAll(io.LimitReader(r.Body, 1<<10))
+	if err != nil {
+		return fmt.Errorf("%w: request body: %v", controller.ErrInvalid, err)
+	}
+	if len(bytes.TrimSpace(b)) > 0 {
+		return fmt.Errorf("%w: request body: this route takes no body (%s)", controller.ErrInvalid, hint)
 	}
 	return nil
 }
@@ -557,12 +578,26 @@ func (a *Server) Serve(ctx context.Context) error {
 	return err
 }
 
+// warnPlaintext logs a warning when the TCP listener at addr serves plain
+// HTTP (tls false) on an address that is not loopback (0.0.0.0, [::], a
+// host's address): bearer tokens and session cookies then cross the
+// network in the clear.
+func warnPlaintext(log *slog.Logger, addr net.Addr, tls bool) {
+	ta, ok := addr.(*net.TCPAddr)
+	if tls || !ok || ta.IP.IsLoopback() {
+		return
+	}
+	log.Warn("the API and web page listen on a non-loopback address over plain HTTP: bearer tokens and session cookies cross the network in the clear; configure TLS (agent.tlsCert, agent.tlsKey) or listen on 127.0.0.1",
+		"listen", addr.String())
+}
+
 func (a *Server) tcpServer(h http.Handler) (net.Listener, *http.Server, error) {
 	l, err := net.Listen("tcp", a.cfg.Listen)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen on %s: %w", a.cfg.Listen, err)
 	}
 	srv := &http.Server{Handler: a.tcpHandler(h), ReadHeaderTimeout: 10 * time.Second}
+	warnPlaintext(a.log, l.Addr(), a.cfg.TLSCert != "")
 	if a.cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(a.cfg.TLSCert, a.cfg.TLSKey)
 		if err != nil {

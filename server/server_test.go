@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -261,5 +262,42 @@ func TestListenRefusesATakenMetricsAddress(t *testing.T) {
 	free.Close()
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
 		t.Errorf("Close left the socket %s: %v", sock, err)
+	}
+}
+
+// TestPlaintextWarning: a TCP listener on a non-loopback address without
+// TLS logs a warning (tokens and cookies travel in the clear); loopback or
+// TLS does not. Listen on 127.0.0.1 logs none; the non-loopback addresses,
+// which tests may not bind, go through the same check directly.
+func TestPlaintextWarning(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	mem := store.NewMem()
+	svc := controller.New(controller.Config{EvidenceDir: t.TempDir()}, mem, mem, controllertest.Shop(), &controllertest.Node{}, nil)
+	srv := server.New(svc, server.Config{Socket: filepath.Join(t.TempDir(), "agent.sock"), Listen: "127.0.0.1:0", Token: opToken}, log)
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	srv.Close()
+	if strings.Contains(buf.String(), "in the clear") {
+		t.Errorf("Listen on 127.0.0.1 warned: %s", buf.String())
+	}
+	for _, c := range []struct {
+		addr string
+		tls  bool
+		warn bool
+	}{
+		{"0.0.0.0:9620", false, true},
+		{"[::]:9620", false, true},
+		{"192.0.2.7:9620", false, true},
+		{"0.0.0.0:9620", true, false},
+		{"127.0.0.1:9620", false, false},
+		{"[::1]:9620", false, false},
+	} {
+		buf.Reset()
+		server.WarnPlaintext(log, net.TCPAddrFromAddrPort(netip.MustParseAddrPort(c.addr)), c.tls)
+		if got := strings.Contains(buf.String(), "level=WARN") && strings.Contains(buf.String(), "in the clear"); got != c.warn {
+			t.Errorf("listen %s tls %v: warned %v, want %v (%s)", c.addr, c.tls, got, c.warn, buf.String())
+		}
 	}
 }

@@ -2,11 +2,41 @@ package web
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"testing"
 )
+
+// TestDistStamp: web/dist.sha256 holds the SHA-256 of every input of the
+// page's build (sha256sum's format, paths relative to web/), so that
+// `make build` rebuilds web/dist (with npm) only when they changed; a
+// source changed without `make web` fails here, without node.
+func TestDistStamp(t *testing.T) {
+	src, err := filepath.Glob("src/*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(src)
+	var want bytes.Buffer
+	for _, name := range append(src, "build.mjs", "package.json", "package-lock.json") {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&want, "%x  %s\n", sha256.Sum256(b), name)
+	}
+	got, err := os.ReadFile("dist.sha256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want.Bytes()) {
+		t.Errorf("web/dist.sha256 does not match web/src: run `make web` and commit web/dist and web/dist.sha256\ngot:\n%s\nwant:\n%s", got, want.Bytes())
+	}
+}
 
 // TestDistIsBuiltFromSources builds the page from web/src and the pinned
 // packages (node build.mjs into a temporary directory) and fails when the
@@ -39,7 +69,7 @@ func TestDistIsBuiltFromSources(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(built, committed) {
-			t.Errorf("web/dist/%s is not what web/src builds: run `make build` (or `cd web && node build.mjs`) and commit web/dist", name)
+			t.Errorf("web/dist/%s is not what web/src builds: run `make web` and commit web/dist and web/dist.sha256", name)
 		}
 	}
 	entries, err := os.ReadDir("dist")

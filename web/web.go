@@ -5,7 +5,8 @@
 // AppCSS). Nothing is fetched from anywhere else at run time.
 //
 // web/dist is committed, so `go build` works on a fresh clone without
-// node; `make build` rebuilds it when npm is present, and
+// node; `make build` rebuilds it only when web/dist.sha256 (the inputs'
+// hashes, committed with dist) no longer matches the sources, and
 // TestDistIsBuiltFromSources fails when the committed dist is not what the
 // sources build.
 package web

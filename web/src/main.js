@@ -17,6 +17,8 @@ const state = {
   filter: {},
   panel: null, // {kind: "edge"|"workload"|..., id}
   events: null,
+  eventsRetry: 0, // the pending reconnection timer, 0 = none
+  eventsDelay: 0, // ms before the next reconnection (doubling, 2 s to 60 s)
   reloads: 0,
 };
 // For the browser tests and for poking at the page from the console.
@@ -80,6 +82,7 @@ function newView() {
 
 function showLogin(msg) {
   if (state.events) { state.events.close(); state.events = null; }
+  if (state.eventsRetry) { clearTimeout(state.eventsRetry); state.eventsRetry = 0; }
   document.body.classList.add("logged-out");
   $("#login-msg").textContent = msg || "";
   $("#login-token").focus();
@@ -173,9 +176,12 @@ function wireFilters() {
 }
 
 // startEvents follows the agent's change feed: each change merges the new
-// graph into the drawing (debounced: at most one reload per second).
+// graph into the drawing (debounced: at most one reload per second). When
+// the agent refuses the stream (503: all streams of the role are taken) or
+// it ends for good, the page reloads the graph and tries again after a
+// backoff (2 s doubling to 60 s), so it polls while it cannot follow.
 function startEvents() {
-  if (state.events || typeof EventSource === "undefined") return;
+  if (state.events || state.eventsRetry || typeof EventSource === "undefined") return;
   const es = new EventSource("/v1/events");
   state.events = es;
   let timer = 0, pending = new Set();
@@ -197,9 +203,22 @@ function startEvents() {
     }, 1000);
   });
   es.addEventListener("error", () => {
-    $("#live").textContent = es.readyState === EventSource.CLOSED ? "not live" : "reconnecting…";
+    if (es.readyState !== EventSource.CLOSED) {
+      $("#live").textContent = "reconnecting…";
+      return;
+    }
+    if (state.events !== es) return; // logged out
+    state.events = null;
+    state.eventsDelay = Math.min(Math.max(state.eventsDelay * 2, 2000), 60000);
+    $("#live").textContent = `not live: retrying in ${Math.round(state.eventsDelay / 1000)} s`;
+    state.eventsRetry = setTimeout(() => {
+      state.eventsRetry = 0;
+      if (document.body.classList.contains("logged-out")) return;
+      loadGraph().catch(fail); // poll while the feed is away
+      startEvents();
+    }, state.eventsDelay);
   });
-  es.addEventListener("open", () => { $("#live").textContent = "live"; });
+  es.addEventListener("open", () => { state.eventsDelay = 0; $("#live").textContent = "live"; });
 }
 
 // ---- the side panel ----
