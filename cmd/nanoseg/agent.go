@@ -54,7 +54,7 @@ may look but not promote.`,
 	f := cmd.Flags()
 	f.String("lab", "", "manage the endpoints of this running lab")
 	f.String("labels", "", "labels file describing named network namespaces")
-	f.StringArray("containers", nil, "protect the running containers of this runtime (repeatable): podman:///run/podman/podman.sock, docker:///var/run/docker.sock, containerd:///run/containerd/containerd.sock?namespace=default")
+	f.StringArray("containers", nil, "protect the running containers of this runtime (repeatable): podman:///run/podman/podman.sock, docker:///var/run/docker.sock, 'containerd:///run/containerd/containerd.sock?namespace=default' (quote a URI with '?': the shell globs it)")
 	f.String("state-file", "", "store file (default /var/lib/nanoseg/state.db)")
 	f.String("socket", "", "unix socket of the API (default /run/nanoseg/agent.sock)")
 	f.String("listen", "", "also serve the API on this TCP address (needs --token-file or TLS client certificates)")
