@@ -91,7 +91,10 @@ func containerStatus(src *containers.Source) controller.ContainerStatus {
 		st.Runtimes = append(st.Runtimes, rs)
 	}
 	for _, n := range src.Notes() {
-		if n.Container != "" {
+		switch {
+		case n.Container != "" && n.Enforced:
+			st.LabelsNotUsed = append(st.LabelsNotUsed, controller.NotEnforced{Runtime: n.Runtime, Container: n.Container, Reason: n.Reason})
+		case n.Container != "":
 			st.NotEnforced = append(st.NotEnforced, controller.NotEnforced{Runtime: n.Runtime, Container: n.Container, Reason: n.Reason})
 		}
 	}
@@ -329,7 +332,7 @@ func (a *Agent) refreshInventory(ctx context.Context) error {
 			a.ctrUp.WithLabelValues(rt).Set(map[bool]float64{true: 1}[up])
 			n := 0
 			for _, x := range notes {
-				if x.Runtime == rt && x.Container != "" {
+				if x.Runtime == rt && x.Container != "" && !x.Enforced {
 					n++
 				}
 			}

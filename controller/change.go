@@ -98,7 +98,11 @@ func (s *Service) Change(t ChangeTarget) (Change, error) {
 	if err != nil {
 		return out, err
 	}
-	targets := reachTargets(s.inv.Endpoints())
+	eps, err := s.withObservedPorts(s.inv.Endpoints())
+	if err != nil {
+		return out, err
+	}
+	targets := reachTargets(eps)
 	scope := func(src, dst string) bool { return src == t.Workload || dst == t.Workload }
 	rb := evidence.Reach(world, setBefore, targets, scope)
 	ra := evidence.Reach(world, setAfter, targets, scope)

@@ -13,6 +13,10 @@ type ContainerStatus struct {
 	// NotEnforced are the running containers reported but never enforced:
 	// on the host's network, or without a netns the runtime names.
 	NotEnforced []NotEnforced `json:"notEnforced"`
+	// LabelsNotUsed are enforced containers with a label or name their
+	// identity did not use (not a valid namespace, workload or Kubernetes
+	// label); Reason names it.
+	LabelsNotUsed []NotEnforced `json:"labelsNotUsed"`
 }
 
 // RuntimeStatus is one container runtime of the agent.
@@ -33,7 +37,7 @@ type RuntimeStatus struct {
 }
 
 // NotEnforced is a running container the agent reports but does not
-// enforce.
+// enforce (or, in LabelsNotUsed, enforces with a label it did not use).
 type NotEnforced struct {
 	// Runtime is the runtime's name (RuntimeStatus.Name).
 	Runtime string `json:"runtime"`
@@ -55,6 +59,9 @@ func (s *Service) Containers() ContainerStatus {
 	}
 	if st.NotEnforced == nil {
 		st.NotEnforced = []NotEnforced{}
+	}
+	if st.LabelsNotUsed == nil {
+		st.LabelsNotUsed = []NotEnforced{}
 	}
 	return st
 }

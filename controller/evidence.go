@@ -225,7 +225,11 @@ func (s *Service) Export(ctx context.Context, req ExportRequest, who string) (*E
 	if err != nil {
 		return nil, err
 	}
-	b.Reachability = evidence.Reach(world, set, reachTargets(allEps), func(s, d string) bool { return scoped[s] || scoped[d] })
+	reachEps, err := s.withObservedPorts(allEps)
+	if err != nil {
+		return nil, err
+	}
+	b.Reachability = evidence.Reach(world, set, reachTargets(reachEps), func(s, d string) bool { return scoped[s] || scoped[d] })
 
 	if !req.NoProbes {
 		pr := req.Probe

@@ -296,6 +296,11 @@ func (s *Service) known() (policies.Known, error) {
 	var k policies.Known
 	for _, w := range s.inv.Workloads() {
 		eps := s.inv.Workload(w)
+		if len(eps) == 0 {
+			// A key Workload cannot split back (a '/' in a namespace the
+			// source let through) or an endpoint gone since Workloads.
+			return k, fmt.Errorf("workload %q: no endpoints found under its key (its namespace or name holds a '/'?)", w)
+		}
 		kw := policies.KnownWorkload{Identity: eps[0].Identity()}
 		seen := map[model.ContainerPort]bool{}
 		for _, e := range eps {

@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -344,7 +345,11 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (*evidence.Prob
 	if err != nil {
 		return nil, err
 	}
-	plans, matrix := planProbes(eps, world, set, req.Scope, req.MaxProbes)
+	probed, err := s.withObservedPorts(eps)
+	if err != nil {
+		return nil, err
+	}
+	plans, matrix := planProbes(probed, world, set, req.Scope, req.MaxProbes)
 	timeout := time.Duration(req.TimeoutMS) * time.Millisecond
 	run := &evidence.ProbeRun{Started: time.Now().UTC(), Method: ProbeMethod, Matrix: matrix, Probed: len(plans),
 		Timeout: evidence.Duration(timeout), Parallel: req.Parallel, Results: make([]evidence.Probe, len(plans))}
@@ -395,4 +400,59 @@ func scopeKnown(eps []model.Endpoint, scope string) bool {
 		}
 	}
 	return false
+}
+
+// withObservedPorts returns eps, except that the endpoints of a workload
+// none of whose endpoints declares a port (a container run without
+// --expose or -p) carry the ports it was observed serving instead: the
+// destination ports of the stored edges into it with at least one
+// connection that succeeded. The reachability of Change, the evidence
+// bundle and verify's probes are computed over declared ports
+// (declaredPorts); without this a workload that declares none would have
+// no paths at all. eps itself is not modified.
+func (s *Service) withObservedPorts(eps []model.Endpoint) ([]model.Endpoint, error) {
+	declared := map[string]bool{}
+	for _, e := range eps {
+		if len(e.Ports) > 0 {
+			declared[e.Key()] = true
+		}
+	}
+	bare := false
+	for _, e := range eps {
+		bare = bare || !declared[e.Key()]
+	}
+	if !bare {
+		return eps, nil
+	}
+	edges, err := s.obs.Edges(time.Time{})
+	if err != nil {
+		return nil, fmt.Errorf("read observed edges: %w", err)
+	}
+	served := map[string][]model.ContainerPort{}
+	seen := map[string]map[model.ContainerPort]bool{}
+	for _, e := range edges {
+		d := e.Destination
+		if d.External || e.Flows <= e.Failed || e.Port == 0 {
+			continue
+		}
+		k := d.Namespace + "/" + d.Workload
+		if declared[k] {
+			continue
+		}
+		p := model.ContainerPort{Port: int32(e.Port), Protocol: e.Protocol}
+		if seen[k] == nil {
+			seen[k] = map[model.ContainerPort]bool{}
+		}
+		if !seen[k][p] {
+			seen[k][p] = true
+			served[k] = append(served[k], p)
+		}
+	}
+	out := slices.Clone(eps)
+	for i := range out {
+		if ps := served[out[i].Key()]; !declared[out[i].Key()] && len(ps) > 0 {
+			out[i].Ports = ps
+		}
+	}
+	return out, nil
 }

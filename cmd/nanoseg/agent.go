@@ -54,7 +54,7 @@ may look but not promote.`,
 	f := cmd.Flags()
 	f.String("lab", "", "manage the endpoints of this running lab")
 	f.String("labels", "", "labels file describing named network namespaces")
-	f.StringArray("containers", nil, "protect the running containers of this runtime (repeatable): podman:///run/podman/podman.sock, docker:///var/run/docker.sock, containerd:///run/containerd/containerd.sock?namespace=default")
+	f.StringArray("containers", nil, "protect the running containers of this runtime (repeatable): podman:///run/podman/podman.sock, docker:///var/run/docker.sock, 'containerd:///run/containerd/containerd.sock?namespace=default' (quote a URI with '?': the shell globs it)")
 	f.String("state-file", "", "store file (default /var/lib/nanoseg/state.db)")
 	f.String("socket", "", "unix socket of the API (default /run/nanoseg/agent.sock)")
 	f.String("listen", "", "also serve the API on this TCP address (needs --token-file or TLS client certificates)")
@@ -71,8 +71,9 @@ func printJSON(w io.Writer, v any) error {
 }
 
 // printContainers prints the container section of `nanoseg status`: the
-// runtimes that cannot be reached and the containers not enforced; nothing
-// when every runtime answers and every container is enforced.
+// runtimes that cannot be reached, the containers not enforced and the
+// container labels not used; nothing when every runtime answers and every
+// container is enforced with all its labels.
 func printContainers(w io.Writer, st controller.ContainerStatus) {
 	for _, r := range st.Runtimes {
 		if !r.Reachable {
@@ -80,12 +81,17 @@ func printContainers(w io.Writer, st controller.ContainerStatus) {
 				r.Name, model.ShortDuration(time.Since(r.Since)), r.Error, r.Endpoints)
 		}
 	}
-	if len(st.NotEnforced) == 0 {
-		return
+	if len(st.NotEnforced) > 0 {
+		fmt.Fprintf(w, "\ncontainers not enforced:\n")
+		for _, n := range st.NotEnforced {
+			fmt.Fprintf(w, "  %s (%s): %s\n", n.Container, n.Runtime, n.Reason)
+		}
 	}
-	fmt.Fprintf(w, "\ncontainers not enforced:\n")
-	for _, n := range st.NotEnforced {
-		fmt.Fprintf(w, "  %s (%s): %s\n", n.Container, n.Runtime, n.Reason)
+	if len(st.LabelsNotUsed) > 0 {
+		fmt.Fprintf(w, "\ncontainer labels not used (the containers are enforced without them):\n")
+		for _, n := range st.LabelsNotUsed {
+			fmt.Fprintf(w, "  %s (%s): %s\n", n.Container, n.Runtime, n.Reason)
+		}
 	}
 }
 

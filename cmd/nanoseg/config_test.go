@@ -119,3 +119,28 @@ func TestConfigContainers(t *testing.T) {
 		t.Errorf("malformed URI: got %v, want an error naming agent.containers[1]", err)
 	}
 }
+
+// TestConfigEmptyContainers: `--containers ""` is refused naming
+// agent.containers[i] (viper would read it as no runtime at all, and the
+// agent would start without the runtime the user meant).
+func TestConfigEmptyContainers(t *testing.T) {
+	dir := t.TempDir()
+	_, err := runCLI(t, "agent", "--containers", "podman:///run/podman/podman.sock", "--containers", "", "--socket", filepath.Join(dir, "a.sock"),
+		"--state-file", filepath.Join(dir, "state.db"), "--metrics-addr", "")
+	if err == nil || !strings.Contains(err.Error(), "agent.containers[1]") || !strings.Contains(err.Error(), "empty") {
+		t.Errorf(`--containers "": got %v, want an error naming agent.containers[1] empty`, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state.db")); err == nil {
+		t.Error("the agent opened its state file before refusing its flags")
+	}
+}
+
+// TestConfigEmptyContainersAlone: a lone `--containers ""` too (pflag's
+// String form of it is "[]", no item).
+func TestConfigEmptyContainersAlone(t *testing.T) {
+	dir := t.TempDir()
+	_, err := runCLI(t, "agent", "--containers", "", "--socket", filepath.Join(dir, "a.sock"), "--state-file", filepath.Join(dir, "state.db"), "--metrics-addr", "")
+	if err == nil || !strings.Contains(err.Error(), "agent.containers[0]") {
+		t.Errorf(`--containers "": got %v, want an error naming agent.containers[0]`, err)
+	}
+}

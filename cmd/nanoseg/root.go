@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -100,6 +102,9 @@ func (a *app) load(cmd *cobra.Command) error {
 	if err := zeroDurations(cmd); err != nil {
 		return err
 	}
+	if err := emptyArrayItems(cmd, a.bind); err != nil {
+		return err
+	}
 	cfg, used, err := loadConfig(a.configPath, cmd.Flags(), a.bind)
 	if err != nil {
 		return err
@@ -189,6 +194,32 @@ func newClient(a *app) *client.Client {
 // 0 and whose help gives 0 no meaning ("0: …"): the settings behind such
 // flags read 0 as "not set" and would silently take their default, so
 // `--catch-up 0` ran with 45 s. The error names the flag and its default.
+// emptyArrayItems refuses an empty value of a repeatable flag bound to a
+// configuration key (`--containers ""`): viper reads a flag of one empty
+// item as no item at all, which would drop it silently. The error names
+// the key and the item's index (agent.containers[0]).
+func emptyArrayItems(cmd *cobra.Command, bind map[string]string) error {
+	var errs []error
+	for _, key := range slices.Sorted(maps.Keys(bind)) {
+		f := cmd.Flags().Lookup(bind[key])
+		if f == nil || !f.Changed || f.Value.Type() != "stringArray" {
+			continue
+		}
+		// GetStringArray goes through the flag's String form, which
+		// loses a lone empty item too: read the values themselves.
+		sv, ok := f.Value.(pflag.SliceValue)
+		if !ok {
+			continue
+		}
+		for i, v := range sv.GetSlice() {
+			if strings.TrimSpace(v) == "" {
+				errs = append(errs, fmt.Errorf("%s[%d] (--%s): empty: give a value or leave the flag out", key, i, f.Name))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
 func zeroDurations(cmd *cobra.Command) error {
 	var errs []error
 	check := func(f *pflag.Flag) {

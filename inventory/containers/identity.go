@@ -1,8 +1,12 @@
 package containers
 
 import (
+	"fmt"
 	"regexp"
+	"slices"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Labels that name a container's identity, in the order the mapping
@@ -74,46 +78,126 @@ func IsNoiseLabel(key, value string) bool {
 	return false
 }
 
+// MaxWorkloadLen is the longest workload name a label or container name
+// may give, in bytes: a DNS-1123 label's length, so that the rule ids
+// built from namespace and workload stay within the verdict log's limit.
+const MaxWorkloadLen = 63
+
+// ValidNamespace returns why s cannot be an endpoint's namespace (nil when
+// it can): it must be a DNS-1123 label, as Kubernetes namespaces are
+// (k8s.io/apimachinery validation.IsDNS1123Label: lowercase alphanumerics
+// and '-', at most 63 bytes, alphanumeric at both ends).
+func ValidNamespace(s string) error {
+	if msgs := validation.IsDNS1123Label(s); len(msgs) > 0 {
+		return fmt.Errorf("%q is not a DNS-1123 label: %s", clip(s), strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+// ValidWorkload returns why s cannot be an endpoint's workload (nil when
+// it can): a DNS-1123 subdomain (lowercase alphanumerics, '-' and '.',
+// alphanumeric at both ends, as Kubernetes object names) of at most
+// MaxWorkloadLen bytes.
+func ValidWorkload(s string) error {
+	if msgs := validation.IsDNS1123Subdomain(s); len(msgs) > 0 {
+		return fmt.Errorf("%q is not a DNS-1123 subdomain: %s", clip(s), strings.Join(msgs, "; "))
+	}
+	if len(s) > MaxWorkloadLen {
+		return fmt.Errorf("%q is %d bytes, more than %d", clip(s), len(s), MaxWorkloadLen)
+	}
+	return nil
+}
+
+// clip shortens s for a message (a label may be 20,000 characters).
+func clip(s string) string {
+	if len(s) > 70 {
+		return s[:64] + "..."
+	}
+	return s
+}
+
 // identity returns the namespace, workload and labels of an endpoint
 // whose netns holds containers with the merged labels, the Podman pod
 // name pod ("" when none) and the name of the container that owns the
 // netns (name; "" for runtimes without names, then id). Rules, first
-// match wins:
+// valid match wins:
 //
 //	namespace: nanoseg.io/namespace, com.docker.compose.project, "default"
 //	workload:  nanoseg.io/workload, com.docker.compose.service, the pod
 //	           name, the container name without a replica suffix (-N, _N),
 //	           the first 12 characters of its ID
 //
-// Labels are the merged labels without noise (IsNoiseLabel), with app set
-// to the workload when no container has an app label.
-func identity(labels map[string]string, pod, name, id string) (namespace, workload string, out map[string]string) {
+// A namespace must pass ValidNamespace and a workload ValidWorkload; a
+// value that does not is skipped (the next rule applies) and reported in
+// rejected, one sentence each naming the label or name.
+//
+// Labels are the merged labels without noise (IsNoiseLabel) and without
+// those whose key is not a Kubernetes qualified name or whose value is not
+// a valid Kubernetes label value (policies select on them; each dropped
+// one is reported in rejected), with app set to the workload when no
+// container has an app label.
+func identity(labels map[string]string, pod, name, id string) (namespace, workload string, out map[string]string, rejected []string) {
 	out = map[string]string{}
-	for k, v := range labels {
-		if !IsNoiseLabel(k, v) {
-			out[k] = v
+	for _, k := range sortedKeys(labels) {
+		v := labels[k]
+		if IsNoiseLabel(k, v) {
+			continue
 		}
+		if msgs := validation.IsQualifiedName(k); len(msgs) > 0 {
+			rejected = append(rejected, fmt.Sprintf("label key %q dropped: not a Kubernetes label key (%s)", clip(k), strings.Join(msgs, "; ")))
+			continue
+		}
+		if msgs := validation.IsValidLabelValue(v); len(msgs) > 0 {
+			rejected = append(rejected, fmt.Sprintf("label %s=%q dropped: not a Kubernetes label value (%s)", k, clip(v), strings.Join(msgs, "; ")))
+			continue
+		}
+		out[k] = v
 	}
-	namespace = firstNonEmpty(labels[LabelNamespace], labels[LabelComposeProject], DefaultNamespace)
+	type cand struct{ from, v string }
+	pick := func(what string, valid func(string) error, cs ...cand) string {
+		for _, c := range cs {
+			if c.v == "" {
+				continue
+			}
+			if err := valid(c.v); err != nil {
+				rejected = append(rejected, fmt.Sprintf("%s from %s not used: %v", what, c.from, err))
+				continue
+			}
+			return c.v
+		}
+		return ""
+	}
+	namespace = pick("namespace", ValidNamespace,
+		cand{"label " + LabelNamespace, labels[LabelNamespace]},
+		cand{"label " + LabelComposeProject, labels[LabelComposeProject]},
+		cand{"the default", DefaultNamespace})
 	base := strings.TrimPrefix(name, "/")
 	if m := replicaSfx.FindStringSubmatch(base); m != nil {
 		base = m[1]
 	}
-	if base == "" && id != "" {
-		base = id[:min(12, len(id))]
+	short := id[:min(12, len(id))]
+	workload = pick("workload", ValidWorkload,
+		cand{"label " + LabelWorkload, labels[LabelWorkload]},
+		cand{"label " + LabelComposeService, labels[LabelComposeService]},
+		cand{"the pod name", pod},
+		cand{"the container name", base},
+		cand{"the container ID", strings.ToLower(short)})
+	if workload == "" {
+		// No ID either (a runtime answered without one): a fixed name
+		// keeps the endpoint managed rather than unnamed.
+		workload = "container"
 	}
-	workload = firstNonEmpty(labels[LabelWorkload], labels[LabelComposeService], pod, base)
 	if _, ok := out[LabelApp]; !ok {
 		out[LabelApp] = workload
 	}
-	return namespace, workload, out
+	return namespace, workload, out, rejected
 }
 
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
+func sortedKeys(m map[string]string) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
 	}
-	return ""
+	slices.Sort(ks)
+	return ks
 }

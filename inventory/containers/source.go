@@ -71,7 +71,8 @@ type RuntimeState struct {
 
 // Note is something the Source reports instead of (or besides) an
 // endpoint: a container on the host's network, a running container
-// without a netns it can read, or a runtime it cannot reach.
+// without a netns it can read, a runtime it cannot reach, or a label or
+// name it did not use for the identity or the labels (identity).
 type Note struct {
 	// Runtime is the runtime's Name.
 	Runtime string `json:"runtime"`
@@ -80,6 +81,9 @@ type Note struct {
 	Container string `json:"container,omitempty"`
 	// Reason says what and what follows.
 	Reason string `json:"reason"`
+	// Enforced is true for a note about a container that is enforced all
+	// the same: a label or name its identity did not use (identity).
+	Enforced bool `json:"enforced,omitempty"`
 }
 
 // NewSource returns a Source over runtimes; log receives the notes (nil:
@@ -265,14 +269,15 @@ func (s *Source) mapContainers(runtime string, cs []Container) ([]model.Endpoint
 	}
 	var eps []model.Endpoint
 	var notes []Note
-	note := func(c Container, reason string) {
-		n := Note{Runtime: runtime, Container: cmp.Or(strings.TrimPrefix(c.Name, "/"), c.ID), Reason: reason}
+	noteAs := func(msg string, c Container, reason string, enforced bool) {
+		n := Note{Runtime: runtime, Container: cmp.Or(strings.TrimPrefix(c.Name, "/"), c.ID), Reason: reason, Enforced: enforced}
 		notes = append(notes, n)
 		if key := n.Runtime + "\x00" + c.ID + "\x00" + reason; !s.logged[key] {
 			s.logged[key] = true
-			s.log.Warn("container not enforced", "runtime", n.Runtime, "container", n.Container, "reason", reason)
+			s.log.Warn(msg, "runtime", n.Runtime, "container", n.Container, "reason", reason)
 		}
 	}
+	note := func(c Container, reason string) { noteAs("container not enforced", c, reason, false) }
 	for _, id := range slices.Sorted(maps.Keys(groups)) {
 		members := groups[id]
 		slices.SortFunc(members, func(a, b Container) int { return cmp.Compare(a.Name+a.ID, b.Name+b.ID) })
@@ -319,7 +324,10 @@ func (s *Source) mapContainers(runtime string, cs []Container) ([]model.Endpoint
 			}
 			pod = cmp.Or(pod, c.Pod)
 		}
-		ns, wl, lbl := identity(labels, pod, root.Name, root.ID)
+		ns, wl, lbl, rejected := identity(labels, pod, root.Name, root.ID)
+		for _, r := range rejected {
+			noteAs("container label not used", root, r, true)
+		}
 		ep := model.Endpoint{Netns: netnsName(root, path), Path: path, NetnsInode: ino, Namespace: ns, Workload: wl, Labels: lbl, Addrs: addrs}
 		seen := map[model.ContainerPort]bool{}
 		for _, c := range append([]Container{root}, members...) {

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -85,7 +86,7 @@ func (r *Runtime) Containers(ctx context.Context) ([]containers.Container, error
 	defer cancel()
 	list, err := r.cli.ContainerList(ctx, client.ContainerListOptions{All: true})
 	if err != nil {
-		return nil, fmt.Errorf("list containers of %s: %w", r.Name(), err)
+		return nil, fmt.Errorf("list containers of %s: %w", r.Name(), r.connErr(err))
 	}
 	pods := r.podNames(ctx)
 	var out []containers.Container
@@ -105,12 +106,36 @@ func (r *Runtime) Containers(ctx context.Context) ([]containers.Container, error
 			if isNotFound(err) {
 				continue
 			}
-			return nil, fmt.Errorf("inspect container %s of %s: %w", c.Name, r.Name(), err)
+			return nil, fmt.Errorf("inspect container %s of %s: %w", c.Name, r.Name(), r.connErr(err))
 		}
 		fromInspect(&c, in.Container)
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// connErr rewords an error of the Engine API client that could not reach
+// the socket: the client's own words say "the docker API" or "the Docker
+// daemon" whatever the URI, which misleads for podman://. It returns an
+// error naming the runtime, the socket, a hint for that runtime and the
+// dial error underneath (wrapped); any other error unchanged.
+func (r *Runtime) connErr(err error) error {
+	if !client.IsErrConnectionFailed(err) {
+		return err
+	}
+	hint := "is dockerd running?"
+	if r.kind == "podman" {
+		hint = "is the Podman API service running? `podman system service --time=0` or `systemctl enable --now podman.socket`"
+	}
+	if errors.Is(err, fs.ErrPermission) || strings.Contains(err.Error(), "permission denied") {
+		hint = "permission denied: the agent runs as root or a user allowed on the socket"
+	}
+	var cause error = errors.New("connection failed")
+	var op *net.OpError
+	if errors.As(err, &op) {
+		cause = op
+	}
+	return fmt.Errorf("cannot reach %s at unix://%s (%s): %w", r.kind, r.socket, hint, cause)
 }
 
 // fromInspect fills c from the container's inspection.
@@ -200,7 +225,7 @@ func (r *Runtime) Watch(ctx context.Context, notify func()) error {
 			if err == nil || errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
-			return fmt.Errorf("events of %s: %w", r.Name(), err)
+			return fmt.Errorf("events of %s: %w", r.Name(), r.connErr(err))
 		case m := <-res.Messages:
 			a := string(m.Action)
 			ignored := false
