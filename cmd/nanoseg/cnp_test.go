@@ -98,8 +98,36 @@ func TestClusterNetworkPolicyCommands(t *testing.T) {
 		t.Errorf("policy show does not list the ClusterNetworkPolicy:\n%s", out)
 	}
 	shown := run("policy", "show", "clusternetworkpolicy", "guard-db")
-	if !strings.Contains(shown, "kind: ClusterNetworkPolicy") || !strings.Contains(shown, "name: no-intruder") {
-		t.Fatalf("policy show clusternetworkpolicy:\n%s", shown)
+	// Exactly as applied: the fields of guardDBDoc, no "status: {}".
+	wantShown := `apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata:
+  name: guard-db
+spec:
+  ingress:
+  - action: Deny
+    from:
+    - pods:
+        namespaceSelector: {}
+        podSelector:
+          matchLabels:
+            app: intruder
+    name: no-intruder
+    protocols:
+    - tcp:
+        destinationPort:
+          number: 5432
+  priority: 7
+  subject:
+    pods:
+      namespaceSelector: {}
+      podSelector:
+        matchLabels:
+          app: db
+  tier: Admin
+`
+	if shown != wantShown {
+		t.Fatalf("policy show clusternetworkpolicy:\n%s\nwant\n%s", shown, wantShown)
 	}
 	exported, err := runAgainst(t, ts.URL, "policy", "export", "--to", "clusternetworkpolicy", write("shown.yaml", shown))
 	if err != nil || exported != shown {
