@@ -69,6 +69,12 @@ func TestClusterNetworkPolicyCommands(t *testing.T) {
 		}
 		return out
 	}
+	if out := run("policy", "show", "clusternetworkpolicy"); out != "no ClusterNetworkPolicy in force\n" {
+		t.Errorf("policy show clusternetworkpolicy with none in force: %q", out)
+	}
+	if out := run("policy", "apply", "--help"); !strings.Contains(out, "-f, --file stringArray") {
+		t.Errorf("policy apply --help names the --file value oddly:\n%s", out)
+	}
 	run("policy", "apply", "-f", write("guard.yaml", guardDBDoc))
 	t0 := time.Now().Add(-10 * time.Second)
 	peer := func(w string) model.Peer {
@@ -156,7 +162,7 @@ spec:
 	if cnps, _ := mem.ClusterNetworkPolicies(); len(cnps) != 0 {
 		t.Errorf("still stored after delete: %+v", cnps)
 	}
-	if out, err := runAgainst(t, ts.URL, "policy", "delete", "cnp", "guard-db"); err == nil || !strings.Contains(err.Error(), "not in force") {
+	if out, err := runAgainst(t, ts.URL, "policy", "delete", "cnp", "guard-db"); err == nil || !strings.Contains(err.Error(), "not found: none of that name is in force") {
 		t.Errorf("deleting it again: %v\n%s", err, out)
 	}
 	if out = run("policy", "propose"); strings.Contains(out, "forbidden by") {
