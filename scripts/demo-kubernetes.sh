@@ -315,7 +315,8 @@ run kubectl nanoseg promote shop/frontend --to enforce --force --reason "demo: p
 [ "$(kubectl -n shop get nanosegment frontend -o 'jsonpath={.spec.mode}')" = enforce ] || fail "shop/frontend is not in enforce after the failover"
 # The header and the last five records, then the verification line
 # (which history --verify writes to stderr).
-run kubectl nanoseg history --verify >"$STATE/history.txt" 2>"$STATE/history-verify.txt" \
+printf '\033[2m$ %s\033[0m\n' "kubectl nanoseg history --verify" >&2
+kubectl nanoseg history --verify >"$STATE/history.txt" 2>"$STATE/history-verify.txt" \
   || { cat "$STATE/history.txt" "$STATE/history-verify.txt"; fail "history --verify"; }
 { head -n 1 "$STATE/history.txt"; tail -n +2 "$STATE/history.txt" | tail -n 5; cat "$STATE/history-verify.txt"; }
 kubectl get nanosegmentproposals -A >"$STATE/proposals-after-failover.txt" 2>&1 || true
