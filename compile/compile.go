@@ -124,6 +124,13 @@ func NewCompiler(in CompileInput) (*Compiler, error) {
 	for _, cp := range in.Policies.ClusterPolicies() {
 		i := tierIndex(cp.Tier)
 		c.cluster[i] = append(c.cluster[i], cp)
+		// A verdict record of a ClusterNetworkPolicy rule carries its
+		// rule id: the table names the policy, as for default ids.
+		for _, rules := range cp.Rules {
+			for _, r := range rules {
+				c.defaults[cp.RuleID(r.ID)] = []policies.PolicyRef{cp.Ref}
+			}
+		}
 	}
 	c.setServices(in.Services)
 	for _, ns := range in.Namespaces {
@@ -524,7 +531,10 @@ func sortedRefs(refs []policies.PolicyRef) []policies.PolicyRef {
 }
 
 // Defaults returns the table of every default id (DefaultID) the compiler
-// put into a rule set so far, with the policies it stands for, sorted.
+// put into a rule set so far, with the policies it stands for, sorted,
+// and of every ClusterNetworkPolicy rule id (ClusterRuleID) with its
+// policy: the ids a verdict record names other than a nanosegment's or a
+// NetworkPolicy's own rule.
 // Readers of the verdict log (status, verdicts, evidence) expand ids with
 // it. The table only grows: an id keeps its meaning, since it is derived
 // from the policies.

@@ -430,4 +430,12 @@ spec: {podSelector: {}, policyTypes: [Ingress], ingress: [{}]}
 	if id, v := rs.Decide(model.Egress, netip.MustParseAddr("198.19.1.1"), 6, 80); v != model.VerdictDeny || id != "cnp/baseline/floor/egress-0" {
 		t.Errorf("a/x egress to 198.19.1.1: %s %s", id, v)
 	}
+	// The id table (which the node agents send to the controller for
+	// verdicts' DECIDED BY) names the policy of every cnp rule id.
+	defs := comp.Defaults()
+	for id, name := range map[string]string{"cnp/admin/guard/ingress-0": "guard", "cnp/admin/first/ingress-0": "first", "cnp/baseline/floor/egress-0": "floor"} {
+		if want := []policies.PolicyRef{{Kind: "ClusterNetworkPolicy", Name: name}}; !slices.Equal(defs[id], want) {
+			t.Errorf("Defaults()[%s] = %v, want %v", id, defs[id], want)
+		}
+	}
 }

@@ -106,7 +106,7 @@ func (s *Service) DeleteClusterNetworkPolicy(ctx context.Context, name, who stri
 	}
 	i := slices.IndexFunc(cur, func(c cnpv1alpha2.ClusterNetworkPolicy) bool { return c.Name == name })
 	if i < 0 {
-		return ClusterDeleteResult{}, fmt.Errorf("delete ClusterNetworkPolicy %s: not in force: %w", name, store.ErrNotFound)
+		return ClusterDeleteResult{}, fmt.Errorf("delete ClusterNetworkPolicy %s: %w: none of that name is in force", name, store.ErrNotFound)
 	}
 	if err := cs.DeleteClusterNetworkPolicy(name); err != nil {
 		return ClusterDeleteResult{}, err

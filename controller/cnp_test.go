@@ -219,6 +219,13 @@ spec:
 func TestDeleteClusterNetworkPolicy(t *testing.T) {
 	f := newFixture(t)
 	f.applyCNP(t, guard("Admin", "Deny"))
+	// verdicts' DECIDED BY reads RuleIDs: an Admin Deny's rule id names
+	// the policy, tier, priority and rule while it is in force.
+	id := "cnp/admin/guard-db/ingress-0"
+	ids, err := f.svc.RuleIDs()
+	if want := `ClusterNetworkPolicy guard-db (Admin, priority 7) rule ingress-0 "no-intruder"`; err != nil || !slices.Equal(ids[id], []string{want}) {
+		t.Errorf("RuleIDs()[%s] = %q, %v; want %q", id, ids[id], err, want)
+	}
 	sub := f.svc.Changes().Subscribe()
 	defer f.svc.Changes().Unsubscribe(sub)
 	res, err := f.svc.DeleteClusterNetworkPolicy(context.Background(), "guard-db", "ops")
@@ -228,6 +235,9 @@ func TestDeleteClusterNetworkPolicy(t *testing.T) {
 	enf := f.node.Enforced()
 	if len(enf) == 0 || len(enf[len(enf)-1].ClusterNetworkPolicies) != 0 {
 		t.Errorf("the node was not handed the policies without guard-db")
+	}
+	if ids, err := f.svc.RuleIDs(); err != nil || ids[id] != nil {
+		t.Errorf("RuleIDs()[%s] after the delete = %q, %v; want none", id, ids[id], err)
 	}
 	if _, topics := sub.Take(); !slices.Contains(topics, controller.TopicPolicies) {
 		t.Errorf("change feed topics after the delete: %v, want %s", topics, controller.TopicPolicies)

@@ -176,6 +176,10 @@ func networkPoliciesOf(in []networkingv1.NetworkPolicy, namespace string, lbls m
 // carries for a connection no rule allowed) with the names of the
 // policies each stands for ("NetworkPolicy shop/default-deny"), as the
 // node compiled them. An id of policies no longer in force may be missing.
+// The rule ids of the ClusterNetworkPolicies in force ("cnp/admin/guard-db/
+// ingress-0") are in it too, each naming its rule as explain does
+// ("ClusterNetworkPolicy guard-db (Admin, priority 7) rule ingress-0
+// \"no-intruder\""). It fails when the store cannot be read.
 func (s *Service) RuleIDs() (map[string][]string, error) {
 	out := map[string][]string{}
 	for id, refs := range s.node.Defaults() {
@@ -184,6 +188,22 @@ func (s *Service) RuleIDs() (map[string][]string, error) {
 			names[i] = r.String()
 		}
 		out[id] = names
+	}
+	cnps, err := s.ClusterNetworkPolicies()
+	if err != nil {
+		return nil, fmt.Errorf("rule ids: %w", err)
+	}
+	for i := range cnps {
+		cp, err := policies.CompileClusterNetworkPolicy(&cnps[i])
+		if err != nil {
+			continue // stored only after validation; never expected
+		}
+		for _, rules := range cp.Rules {
+			for _, r := range rules {
+				ref := policies.ClusterRuleRef{Policy: cp.Ref, Tier: cp.Tier, Priority: cp.Priority, Rule: r.ID, Name: r.Name, Action: r.Action}
+				out[cp.RuleID(r.ID)] = []string{ref.String()}
+			}
+		}
 	}
 	return out, nil
 }

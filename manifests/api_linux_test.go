@@ -714,8 +714,13 @@ func testPrinterColumns(t *testing.T, c *kubetest.Cluster) {
 	if _, err := dyn.Resource(nanosegments).Namespace(ns).Create(ctx, nanosegment("web"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	status := `{"status":{"revision":3,"endpoints":4,"inSync":3,"denied":17}}`
-	if _, err := dyn.Resource(nanosegments).Namespace(ns).Patch(ctx, "web", types.MergePatchType, []byte(status), metav1.PatchOptions{}, "status"); err != nil {
+	// The status as the controller writes it (its Go type): nothing
+	// denied shows as 0 in DENIED, not blank.
+	st, err := json.Marshal(map[string]any{"status": v1alpha1.NanoSegmentStatus{Revision: 3, Endpoints: 4, InSync: 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dyn.Resource(nanosegments).Namespace(ns).Patch(ctx, "web", types.MergePatchType, st, metav1.PatchOptions{}, "status"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := dyn.Resource(proposals).Namespace(ns).Create(ctx, object(v1alpha1.KindProposal, "web", `{workload: web, segment: {selector: {}}}`), metav1.CreateOptions{}); err != nil {
@@ -729,9 +734,9 @@ func testPrinterColumns(t *testing.T, c *kubetest.Cluster) {
 		cols  []string
 		cells []any // of the first row, Age left out
 	}{
-		{nanosegments, []string{"Name", "Mode", "Revision", "Endpoints", "In-Sync", "Denied", "Age"}, []any{"web", "observe", float64(3), float64(4), float64(3), float64(17)}},
+		{nanosegments, []string{"Name", "Mode", "Revision", "Endpoints", "In-Sync", "Denied", "Age"}, []any{"web", "observe", float64(3), float64(4), float64(3), float64(0)}},
 		{proposals, []string{"Name", "Workload", "Settled", "Reason", "Observed", "Edges", "Age"}, nil},
-		{promotions, []string{"Name", "Workload", "Mode", "Revision", "Phase", "By", "Seq", "Age"}, nil},
+		{promotions, []string{"Name", "Workload", "Action", "Mode", "Revision", "Phase", "By", "Seq", "Age"}, nil},
 	} {
 		raw, err := c.Client.Discovery().RESTClient().Get().
 			AbsPath("/apis", tc.res.Group, tc.res.Version, "namespaces", ns, tc.res.Resource).
@@ -768,7 +773,7 @@ func testPrinterColumns(t *testing.T, c *kubetest.Cluster) {
 	if got := strings.Fields(header); !slices.Equal(got, []string{"NAME", "MODE", "REVISION", "ENDPOINTS", "IN-SYNC", "DENIED", "AGE"}) {
 		t.Errorf("kubectl get nseg header %q", header)
 	}
-	if got := strings.Fields(row); len(got) != 7 || !slices.Equal(got[:6], []string{"web", "observe", "3", "4", "3", "17"}) {
+	if got := strings.Fields(row); len(got) != 7 || !slices.Equal(got[:6], []string{"web", "observe", "3", "4", "3", "0"}) {
 		t.Errorf("kubectl get nseg row %q", row)
 	}
 }

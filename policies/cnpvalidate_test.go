@@ -103,6 +103,37 @@ spec:
   ingress: [{action: Deny, from: [{networks: [198.19.0.0/16]}]}]
   egres: []
 `, []string{"spec.egres: Forbidden: unknown field", "spec.ingress[0].from[0].networks: Forbidden: unknown field"}},
+		// A value of the wrong JSON type is named by its path, list
+		// indices included, as the API server's schema check does.
+		{"a quoted number", `
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: x}
+spec: {tier: Admin, priority: "7", subject: {namespaces: {}}, ingress: [{action: Deny, from: [{namespaces: {}}]}]}
+`, []string{`spec.priority: Invalid value: "7": must be of type integer`}},
+		{"a port of the wrong type in the second rule", `
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: x}
+spec:
+  tier: Admin
+  priority: 7
+  subject: {namespaces: {}}
+  ingress:
+  - {action: Deny, from: [{namespaces: {}}], protocols: [{tcp: {destinationPort: {number: 1}}}]}
+  - {action: Deny, from: [{namespaces: {}}], protocols: [{tcp: {destinationPort: {number: 1}}}, {tcp: {destinationPort: {number: [2]}}}]}
+`, []string{`spec.ingress[1].protocols[1].tcp.destinationPort.number: Invalid value: [2]: must be of type integer`}},
+		{"NanoSegment peers as a map", `
+apiVersion: nanoseg.io/v1alpha1
+kind: NanoSegment
+metadata: {name: db, namespace: shop}
+spec:
+  selector: {matchLabels: {app: db}}
+  ingress:
+  - id: a
+  - id: b
+    peers: {podSelector: {matchLabels: {app: web}}}
+`, []string{`spec.ingress[1].peers: Invalid value: {"podSelector":{"matchLabels":{"app":"web"}}}: must be of type array`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

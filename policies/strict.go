@@ -3,6 +3,7 @@ package policies
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -329,6 +330,11 @@ func ParseObjects(file string, data []byte) ([]Object, error) {
 			}
 			var o Object
 			if err := json.Unmarshal(raw, &o); err != nil {
+				var te *json.UnmarshalTypeError
+				if errors.As(err, &te) && te.Field != "" {
+					errs = append(errs, fmt.Errorf("parse %s: %w", where, typeErrors(d, te).ToAggregate()))
+					continue
+				}
 				errs = append(errs, fmt.Errorf("decode %s: %w", where, err))
 				continue
 			}
@@ -385,4 +391,92 @@ func SplitObjects(objs []Object) ([]networkingv1.NetworkPolicy, []v1alpha1.NanoS
 		}
 	}
 	return nps, segs
+}
+
+// typeErrors turns a JSON type mismatch of decoding doc (the generic form
+// of a document) into field errors as a kube-apiserver words them for a
+// CRD's schema ("spec.priority: Invalid value: "7": must be of type
+// integer"): one for every value at te's field path, with list indices,
+// whose type is not the one the field takes; the path without indices
+// when none is found.
+func typeErrors(doc any, te *json.UnmarshalTypeError) field.ErrorList {
+	want := jsonTypeOf(te.Type)
+	segs := strings.Split(te.Field, ".")
+	var out field.ErrorList
+	var walk func(v any, i int, p *field.Path)
+	walk = func(v any, i int, p *field.Path) {
+		if l, ok := v.([]any); ok && i > 0 && i < len(segs) {
+			for j, e := range l {
+				walk(e, i, p.Index(j))
+			}
+			return
+		}
+		if i == len(segs) {
+			if got := jsonTypeOfValue(v); got != want && !(want == "number" && got == "integer") {
+				out = append(out, field.Invalid(p, v, "must be of type "+want))
+			}
+			return
+		}
+		if m, ok := v.(map[string]any); ok {
+			if c, ok := m[segs[i]]; ok {
+				walk(c, i+1, p.Child(segs[i]))
+			}
+		}
+	}
+	if m, ok := doc.(map[string]any); ok && len(segs) > 0 {
+		if c, ok := m[segs[0]]; ok {
+			walk(c, 1, field.NewPath(segs[0]))
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, field.Invalid(field.NewPath(segs[0], segs[1:]...), te.Value, "must be of type "+want))
+	}
+	return out
+}
+
+// jsonTypeOf returns the JSON schema type ("integer", "number", "string",
+// "boolean", "array", "object") that values of Go type t decode from.
+func jsonTypeOf(t reflect.Type) string {
+	if t == nil {
+		return "object"
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "integer"
+	case reflect.Float32, reflect.Float64:
+		return "number"
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	case reflect.Pointer:
+		return jsonTypeOf(t.Elem())
+	}
+	return "object"
+}
+
+// jsonTypeOfValue returns the JSON schema type of a generic YAML/JSON
+// value (a whole number is "integer").
+func jsonTypeOfValue(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "boolean"
+	case string:
+		return "string"
+	case float64:
+		if x == float64(int64(x)) {
+			return "integer"
+		}
+		return "number"
+	case int, int64, int32, uint64:
+		return "integer"
+	case []any:
+		return "array"
+	}
+	return "object"
 }

@@ -207,9 +207,10 @@ KUBECONFIG=$STATE/controller.kubeconfig kubectl auth whoami -o 'jsonpath={.statu
 # cluster (the standby answers 503, the agent retries). Demo timings: a
 # proposal every 5s (default 30s), a Lease of 6s (default 15s).
 ingest=$(free_port)
-start_replica() { # ID
+start_replica() { # ID (its /readyz port is kept in $STATE/ID.port)
+  free_port >"$STATE/$1.port"
   daemon "$1" "$NANOSEG" controller --kubeconfig "$STATE/controller.kubeconfig" --id "$1" \
-    --listen "127.0.0.1:$(free_port)" --ingest "127.0.0.1:$ingest" --ingest-reuse-port \
+    --listen "127.0.0.1:$(cat "$STATE/$1.port")" --ingest "127.0.0.1:$ingest" --ingest-reuse-port \
     --propose-interval 5s --lease-duration 6s --renew-deadline 4s --retry-period 1s
 }
 for r in "${REPLICAS[@]}"; do run start_replica "$r"; done
@@ -273,7 +274,10 @@ before=$(( $(seg_status shop db denied) + $(seg_status shop intruder denied) ))
 if probe=$("$NANOSEG" lab probe --name "$LAB" --from shop/intruder --to shop/db --no-dns --port 5432 --timeout 1s 2>&1); then
   fail "the intruder reached the database under enforcement: $probe"
 fi
-echo "dropped, as it must be: ${probe%%$'\n'*}"
+# The probe reports a failure ("FAIL src -> dst: ..."): here the
+# expected outcome, shown as what happened.
+probe=${probe%%$'\n'*}
+echo "dropped, as it must be: no answer from shop/db:5432 (${probe#FAIL })"
 run "$NANOSEG" lab check --name "$LAB" || fail "enforcement broke a declared connection"
 wait_for "the intruder's connection counted as denied in the NanoSegments' status" 30 \
   bash -c "[ \$(( \$(kubectl -n shop get nanosegment db -o jsonpath='{.status.denied}') + \$(kubectl -n shop get nanosegment intruder -o jsonpath='{.status.denied}') + 0 )) -gt $before ]"
@@ -301,10 +305,20 @@ echo "$standby took the Lease $(( $(date +%s) - killed ))s after the kill"
 run kubectl -n nanoseg-system get lease nanoseg-controller
 # As the Deployment would, start the killed replica again: a standby now.
 mv "$STATE/$leader.log" "$STATE/$leader.killed.log"
-start_replica "$leader"
+run start_replica "$leader"
+wait_for "the restarted $leader ready as a standby (log: $STATE/$leader.log)" 30 \
+  bash -c "curl -sf http://127.0.0.1:$(cat "$STATE/$leader.port")/readyz | grep -qx 'ok (standby)'"
+holder=$(lease_holder)
+[ "$holder" = "$standby" ] || fail "after $leader came back, the Lease names '$holder', not $standby"
+echo "$leader is back: /readyz says '$(curl -sf "http://127.0.0.1:$(cat "$STATE/$leader.port")/readyz")', the Lease stays with $holder"
 run kubectl nanoseg promote shop/frontend --to enforce --force --reason "demo: promoted again under the new leader"
 [ "$(kubectl -n shop get nanosegment frontend -o 'jsonpath={.spec.mode}')" = enforce ] || fail "shop/frontend is not in enforce after the failover"
-run kubectl nanoseg history --verify | tail -n 5
+# The header and the last five records, then the verification line
+# (which history --verify writes to stderr).
+printf '\033[2m$ %s\033[0m\n' "kubectl nanoseg history --verify" >&2
+kubectl nanoseg history --verify >"$STATE/history.txt" 2>"$STATE/history-verify.txt" \
+  || { cat "$STATE/history.txt" "$STATE/history-verify.txt"; fail "history --verify"; }
+{ head -n 1 "$STATE/history.txt"; tail -n +2 "$STATE/history.txt" | tail -n 5; cat "$STATE/history-verify.txt"; }
 kubectl get nanosegmentproposals -A >"$STATE/proposals-after-failover.txt" 2>&1 || true
 "$NANOSEG" lab check --name "$LAB" >"$STATE/check-failover.txt" || { cat "$STATE/check-failover.txt"; fail "a declared connection broke across the failover"; }
 tail -n1 "$STATE/check-failover.txt"

@@ -179,11 +179,16 @@ func newStatusCmd(a *app) *cobra.Command {
 				// Audit-denied attempts are what enforcing would break;
 				// denied ones are dropped already (by this workload's
 				// enforcement or by a policy enforced whatever its mode,
-				// such as a NetworkPolicy).
+				// such as a NetworkPolicy or an Admin Deny, which
+				// deny without any promotion).
+				denied := "denied since promotion at " + s.Since.UTC().Format(time.RFC3339)
+				if s.Since.IsZero() {
+					denied = "denied (never promoted: by a policy enforced whatever its mode)"
+				}
 				groups := []struct {
 					what    string
 					verdict model.Verdict
-				}{{"enforcing would break", model.VerdictAuditDeny}, {"denied since promotion", model.VerdictDeny}}
+				}{{"enforcing would break", model.VerdictAuditDeny}, {denied, model.VerdictDeny}}
 				for _, g := range groups {
 					var rows []controller.DeniedCount
 					for _, b := range s.Breaks {

@@ -406,7 +406,7 @@ func newPolicyApplyCmd(a *app) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringArrayVarP(&files, "file", "f", nil, "YAML file, or a directory of .yaml/.yml/.json files such as `policy propose --out` writes (repeatable)")
+	cmd.Flags().StringArrayVarP(&files, "file", "f", nil, "YAML file, or a directory of .yaml/.yml/.json files such as policy propose --out writes (repeatable)")
 	return cmd
 }
 
@@ -555,7 +555,8 @@ func listClusterNetworkPolicies(cmd *cobra.Command, a *app) error {
 }
 
 // showClusterNetworkPolicies prints the ClusterNetworkPolicies in force
-// as YAML (all, or the one named name).
+// as YAML (all, or the one named name); with none (and no name) it says
+// so on stderr.
 func showClusterNetworkPolicies(cmd *cobra.Command, a *app, name string) error {
 	var cnps []cnpv1alpha2.ClusterNetworkPolicy
 	if err := newClient(a).Do(cmd.Context(), "GET", "/v1/clusternetworkpolicies", nil, nil, &cnps); err != nil {
@@ -569,6 +570,11 @@ func showClusterNetworkPolicies(cmd *cobra.Command, a *app, name string) error {
 	}
 	if name != "" && len(out) == 0 {
 		return fmt.Errorf("policy show: ClusterNetworkPolicy %s is not in force", name)
+	}
+	if len(out) == 0 {
+		// On stderr: stdout stays an (empty) YAML stream.
+		fmt.Fprintln(cmd.ErrOrStderr(), "no ClusterNetworkPolicy in force")
+		return nil
 	}
 	return writeYAMLStream(cmd.OutOrStdout(), out)
 }

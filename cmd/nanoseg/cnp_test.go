@@ -69,6 +69,12 @@ func TestClusterNetworkPolicyCommands(t *testing.T) {
 		}
 		return out
 	}
+	if out := run("policy", "show", "clusternetworkpolicy"); out != "no ClusterNetworkPolicy in force\n" {
+		t.Errorf("policy show clusternetworkpolicy with none in force: %q", out)
+	}
+	if out := run("policy", "apply", "--help"); !strings.Contains(out, "-f, --file stringArray") {
+		t.Errorf("policy apply --help names the --file value oddly:\n%s", out)
+	}
 	run("policy", "apply", "-f", write("guard.yaml", guardDBDoc))
 	t0 := time.Now().Add(-10 * time.Second)
 	peer := func(w string) model.Peer {
@@ -98,8 +104,36 @@ func TestClusterNetworkPolicyCommands(t *testing.T) {
 		t.Errorf("policy show does not list the ClusterNetworkPolicy:\n%s", out)
 	}
 	shown := run("policy", "show", "clusternetworkpolicy", "guard-db")
-	if !strings.Contains(shown, "kind: ClusterNetworkPolicy") || !strings.Contains(shown, "name: no-intruder") {
-		t.Fatalf("policy show clusternetworkpolicy:\n%s", shown)
+	// Exactly as applied: the fields of guardDBDoc, no "status: {}".
+	wantShown := `apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata:
+  name: guard-db
+spec:
+  ingress:
+  - action: Deny
+    from:
+    - pods:
+        namespaceSelector: {}
+        podSelector:
+          matchLabels:
+            app: intruder
+    name: no-intruder
+    protocols:
+    - tcp:
+        destinationPort:
+          number: 5432
+  priority: 7
+  subject:
+    pods:
+      namespaceSelector: {}
+      podSelector:
+        matchLabels:
+          app: db
+  tier: Admin
+`
+	if shown != wantShown {
+		t.Fatalf("policy show clusternetworkpolicy:\n%s\nwant\n%s", shown, wantShown)
 	}
 	exported, err := runAgainst(t, ts.URL, "policy", "export", "--to", "clusternetworkpolicy", write("shown.yaml", shown))
 	if err != nil || exported != shown {
@@ -128,7 +162,7 @@ func TestClusterNetworkPolicyCommands(t *testing.T) {
 	if cnps, _ := mem.ClusterNetworkPolicies(); len(cnps) != 0 {
 		t.Errorf("still stored after delete: %+v", cnps)
 	}
-	if out, err := runAgainst(t, ts.URL, "policy", "delete", "cnp", "guard-db"); err == nil || !strings.Contains(err.Error(), "not in force") {
+	if out, err := runAgainst(t, ts.URL, "policy", "delete", "cnp", "guard-db"); err == nil || !strings.Contains(err.Error(), "not found: none of that name is in force") {
 		t.Errorf("deleting it again: %v\n%s", err, out)
 	}
 	if out = run("policy", "propose"); strings.Contains(out, "forbidden by") {

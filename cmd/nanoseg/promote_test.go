@@ -337,7 +337,12 @@ func TestStatusSeparatesWhatEnforcingWouldBreak(t *testing.T) {
 	if err != nil {
 		t.Fatalf("status: %v\n%s", err, out)
 	}
-	would, denied, ok := strings.Cut(out, "shop/db: denied since promotion:")
+	// shop/web, never promoted, was denied too (as the source): not "since
+	// promotion", which it never had.
+	if !strings.Contains(out, "shop/web: denied (never promoted: by a policy enforced whatever its mode):") || strings.Contains(out, "shop/web: denied since") {
+		t.Errorf("status of never promoted shop/web:\n%s", out)
+	}
+	would, denied, ok := strings.Cut(out, "shop/db: denied since promotion at ")
 	if !ok || !strings.Contains(would, "shop/db: enforcing would break:") {
 		t.Fatalf("status lacks the two lists:\n%s", out)
 	}

@@ -224,8 +224,9 @@ const (
 // +kubebuilder:resource:shortName=nsegpromo,categories=nanoseg
 // +kubebuilder:subresource:status
 // +kubebuilder:printcolumn:name="Workload",type=string,JSONPath=`.spec.workload`
+// +kubebuilder:printcolumn:name="Action",type=string,JSONPath=`.status.record.action`,description="promote or rollback, once recorded (blank: pending, failed, or no change)"
 // +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`
-// +kubebuilder:printcolumn:name="Revision",type=integer,JSONPath=`.status.record.toRevision`
+// +kubebuilder:printcolumn:name="Revision",type=integer,JSONPath=`.status.record.toRevision`,description="the revision put in force (a rollback's target)"
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="By",type=string,JSONPath=`.spec.requestedBy.username`
 // +kubebuilder:printcolumn:name="Seq",type=integer,JSONPath=`.status.record.seq`,priority=1

@@ -29,7 +29,7 @@ type NanoSegment struct {
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	Spec   NanoSegmentSpec   `json:"spec"`
-	Status NanoSegmentStatus `json:"status,omitempty"`
+	Status NanoSegmentStatus `json:"status,omitzero"`
 }
 
 // Limits of a NanoSegment's lists, as its CRD's schema enforces them
@@ -285,18 +285,19 @@ type NanoSegmentStatus struct {
 	// Endpoints counts the endpoints the NanoSegment selects, on every
 	// node.
 	// +optional
-	Endpoints int32 `json:"endpoints,omitempty"`
+	Endpoints int32 `json:"endpoints"`
 	// InSync counts those whose node reports the kernel holds the rule
 	// set of this generation.
 	// +optional
-	InSync int32 `json:"inSync,omitempty"`
+	InSync int32 `json:"inSync"`
 	// Denied and AuditDenied count the connections of its endpoints
 	// denied (enforce) and that would have been (audit), as the nodes
-	// last reported them.
+	// last reported them. Endpoints, InSync, Denied and AuditDenied are
+	// written also when 0, so that kubectl's columns show 0, not blank.
 	// +optional
-	Denied int64 `json:"denied,omitempty"`
+	Denied int64 `json:"denied"`
 	// +optional
-	AuditDenied int64 `json:"auditDenied,omitempty"`
+	AuditDenied int64 `json:"auditDenied"`
 	// Nodes is the state per node that runs selected endpoints.
 	// +optional
 	// +listType=map

@@ -44,7 +44,7 @@ type ClusterNetworkPolicy struct {
 	Spec Spec `json:"spec"`
 	// Status is written by implementations; nanoseg reads no field of it.
 	// +optional
-	Status Status `json:"status,omitempty"`
+	Status Status `json:"status,omitzero"`
 }
 
 // ClusterNetworkPolicyList is a list of ClusterNetworkPolicy objects.
