@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/nanoseg/nanoseg/model"
+	"github.com/nanoseg/nanoseg/policies"
 )
 
 // Snapshot is what an inventory source knows at one moment.
@@ -19,6 +20,10 @@ type Snapshot struct {
 	// Services are the virtual addresses in front of endpoints (Kubernetes
 	// Services with their ready backends); nil where there are none.
 	Services []model.Service
+	// Nodes are the cluster's nodes with their labels and addresses, for
+	// the nodes peers of ClusterNetworkPolicies, sorted by name; nil where
+	// the source knows none (such a peer then matches nothing).
+	Nodes []policies.Node
 }
 
 // Source is the endpoint source seam: where a node learns which endpoints
@@ -53,6 +58,7 @@ func (m merged) List(ctx context.Context) (Snapshot, error) {
 		}
 		out.Endpoints = append(out.Endpoints, snap.Endpoints...)
 		out.Services = append(out.Services, snap.Services...)
+		out.Nodes = append(out.Nodes, snap.Nodes...)
 		for k, v := range snap.Namespaces {
 			out.Namespaces[k] = v
 		}
