@@ -28,7 +28,7 @@ type Index struct {
 	endpoints  map[string]model.Endpoint // by netns
 	byAddr     map[netip.Addr]model.Endpoint
 	namespaces map[string]map[string]string
-	nodes      []policies.Node // sorted by name
+	nodes      []policies.Node       // sorted by name
 	externals  map[netip.Addr]string // lab externals: address → DNS name
 	services   []model.Service       // Services in front of endpoints, sorted by key
 }

@@ -114,7 +114,7 @@ type Node struct {
 	comp      *compile.Compiler
 	compNames map[netip.Addr][]string      // DNS names comp was built with
 	compNS    map[string]map[string]string // namespaces comp was built with
-	compNodes []policies.Node               // nodes comp was built with
+	compNodes []policies.Node              // nodes comp was built with
 	pods      map[string]policies.Pod      // pods comp holds, by key
 	checked   map[string]uint64            // endpoints whose table was looked at (adopt_linux.go): netns → inode
 	decided   map[string]bool              // workloads the store has decided about (Enforce)
