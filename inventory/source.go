@@ -23,8 +23,13 @@ type Snapshot struct {
 	// Nodes are the cluster's nodes with their labels and addresses, for
 	// the nodes peers of ClusterNetworkPolicies, sorted by name; nil where
 	// the source knows none (such a peer then matches nothing).
-	Nodes []policies.Node
+	Nodes []Node
 }
+
+// Node is a cluster node as ClusterNetworkPolicy nodes peers see it: name,
+// labels and addresses (policies.Node, so that sources need not import
+// the policies package).
+type Node = policies.Node
 
 // Source is the endpoint source seam: where a node learns which endpoints
 // exist, with their identities (namespace, workload, labels), addresses and

@@ -23,7 +23,6 @@ import (
 
 	"github.com/nanoseg/nanoseg/inventory"
 	"github.com/nanoseg/nanoseg/model"
-	"github.com/nanoseg/nanoseg/policies"
 )
 
 // ErrNotSynced is returned by List before every informer has listed its
@@ -475,17 +474,17 @@ func (s *Source) namespaces() map[string]map[string]string {
 // nodes returns every Node with its labels and its InternalIP and
 // ExternalIP addresses (unparsable ones left out), sorted by name; nil
 // without Config.Nodes.
-func (s *Source) nodes() []policies.Node {
+func (s *Source) nodes() []inventory.Node {
 	if s.nodeInf == nil {
 		return nil
 	}
-	var out []policies.Node
+	var out []inventory.Node
 	for _, o := range s.nodeInf.GetStore().List() {
 		n, ok := o.(*corev1.Node)
 		if !ok {
 			continue
 		}
-		pn := policies.Node{Name: n.Name, Labels: n.Labels}
+		pn := inventory.Node{Name: n.Name, Labels: n.Labels}
 		for _, a := range n.Status.Addresses {
 			if a.Type != corev1.NodeInternalIP && a.Type != corev1.NodeExternalIP {
 				continue
@@ -496,7 +495,7 @@ func (s *Source) nodes() []policies.Node {
 		}
 		out = append(out, pn)
 	}
-	slices.SortFunc(out, func(a, b policies.Node) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b inventory.Node) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
