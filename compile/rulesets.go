@@ -12,13 +12,14 @@ import (
 // Input returns the input of a full compile: the namespaces and pods of
 // world (pods named by netns, keyed "namespace/netns"), the policies in
 // force (NetworkPolicies, and nanosegments each with its promoted mode),
-// and DNS-name peers resolved through names (address → names).
+// the world's nodes (for ClusterNetworkPolicy nodes peers), and DNS-name
+// peers resolved through names (address → names).
 func Input(world *policies.MemWorld, inForce policies.InForce, names map[netip.Addr][]string) (CompileInput, error) {
 	set, err := inForce.Set()
 	if err != nil {
 		return CompileInput{}, err
 	}
-	return CompileInput{Namespaces: world.Namespaces(), Pods: world.Pods(), Policies: set, Names: NamesByDNS(names)}, nil
+	return CompileInput{Namespaces: world.Namespaces(), Pods: world.Pods(), Policies: set, Names: NamesByDNS(names), Nodes: world.Nodes()}, nil
 }
 
 // NamesByDNS inverts names (address → DNS names) into DNS name (lower

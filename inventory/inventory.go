@@ -28,6 +28,7 @@ type Index struct {
 	endpoints  map[string]model.Endpoint // by netns
 	byAddr     map[netip.Addr]model.Endpoint
 	namespaces map[string]map[string]string
+	nodes      []policies.Node       // sorted by name
 	externals  map[netip.Addr]string // lab externals: address → DNS name
 	services   []model.Service       // Services in front of endpoints, sorted by key
 }
@@ -180,8 +181,35 @@ func (inv *Index) Externals() map[netip.Addr]string {
 	return out
 }
 
+// SetNodes replaces the nodes (labels and addresses, for the nodes peers
+// of ClusterNetworkPolicies) and reports whether they changed. The index
+// keeps nodes: a snapshot is never modified once handed over.
+func (inv *Index) SetNodes(nodes []policies.Node) bool {
+	if len(nodes) == 0 {
+		nodes = nil
+	}
+	nodes = slices.Clone(nodes)
+	slices.SortFunc(nodes, func(a, b policies.Node) int { return strings.Compare(a.Name, b.Name) })
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	same := slices.EqualFunc(inv.nodes, nodes, func(a, b policies.Node) bool {
+		return a.Name == b.Name && maps.Equal(a.Labels, b.Labels) && slices.Equal(a.IPs, b.IPs)
+	})
+	inv.nodes = nodes
+	return !same
+}
+
+// Nodes returns the nodes of the last SetNodes, sorted by name; the
+// caller must not modify them.
+func (inv *Index) Nodes() []policies.Node {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	return inv.nodes
+}
+
 // World returns the inventory as a policies world: its namespaces and one
-// running pod per endpoint (pod name = netns name), with the DNS names in
+// running pod per endpoint (pod name = netns name), its nodes (SetNodes;
+// their addresses are host addresses), with the DNS names in
 // names (address → names, may be nil) attached for DNS peers.
 func (inv *Index) World(names map[netip.Addr][]string) (*policies.MemWorld, error) {
 	inv.mu.RLock()
@@ -193,12 +221,18 @@ func (inv *Index) World(names map[netip.Addr][]string) (*policies.MemWorld, erro
 	for _, e := range inv.endpoints {
 		pods = append(pods, Pod(e))
 	}
+	nodes := inv.nodes
 	inv.mu.RUnlock()
 	sort.Slice(nss, func(i, j int) bool { return nss[i].Name < nss[j].Name })
 	sort.Slice(pods, func(i, j int) bool { return pods[i].Key() < pods[j].Key() })
 	w, err := policies.NewMemWorld(nss, pods)
 	if err != nil {
 		return nil, fmt.Errorf("build world: %w", err)
+	}
+	for _, n := range nodes {
+		if err := w.AddNode(n); err != nil {
+			return nil, fmt.Errorf("build world: %w", err)
+		}
 	}
 	for a, ns := range names {
 		for _, n := range ns {

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/nanoseg/nanoseg/model"
+	"github.com/nanoseg/nanoseg/policies"
 )
 
 // Snapshot is what an inventory source knows at one moment.
@@ -19,7 +20,16 @@ type Snapshot struct {
 	// Services are the virtual addresses in front of endpoints (Kubernetes
 	// Services with their ready backends); nil where there are none.
 	Services []model.Service
+	// Nodes are the cluster's nodes with their labels and addresses, for
+	// the nodes peers of ClusterNetworkPolicies, sorted by name; nil where
+	// the source knows none (such a peer then matches nothing).
+	Nodes []Node
 }
+
+// Node is a cluster node as ClusterNetworkPolicy nodes peers see it: name,
+// labels and addresses (policies.Node, so that sources need not import
+// the policies package).
+type Node = policies.Node
 
 // Source is the endpoint source seam: where a node learns which endpoints
 // exist, with their identities (namespace, workload, labels), addresses and
@@ -53,6 +63,7 @@ func (m merged) List(ctx context.Context) (Snapshot, error) {
 		}
 		out.Endpoints = append(out.Endpoints, snap.Endpoints...)
 		out.Services = append(out.Services, snap.Services...)
+		out.Nodes = append(out.Nodes, snap.Nodes...)
 		for k, v := range snap.Namespaces {
 			out.Namespaces[k] = v
 		}

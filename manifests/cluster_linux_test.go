@@ -472,7 +472,7 @@ var mergePatch = []byte(`{"metadata":{"labels":{"touched":"yes"}}}`)
 
 // testNodeAgentRBAC acts as the node agent's ServiceAccount: it reads and
 // watches, cluster-wide, everything it enforces and creates Events, and
-// is refused patching Events, Secrets, ConfigMaps, Nodes, Leases and every write to
+// is refused patching Events, Secrets, ConfigMaps, writing Nodes, Leases and every write to
 // policies and pods. The rights the API server grants it are exactly the
 // ClusterRole's, in any namespace.
 func testNodeAgentRBAC(t *testing.T, c *kubetest.Cluster) {
@@ -500,6 +500,8 @@ func testNodeAgentRBAC(t *testing.T, c *kubetest.Cluster) {
 		}},
 		{"list namespaces", func(ctx context.Context) error { _, err := core.Namespaces().List(ctx, lw); return err }},
 		{"watch namespaces", func(ctx context.Context) error { return watchOnce(core.Namespaces().Watch(ctx, watchFrom0)) }},
+		{"list nodes", func(ctx context.Context) error { _, err := core.Nodes().List(ctx, lw); return err }},
+		{"watch nodes", func(ctx context.Context) error { return watchOnce(core.Nodes().Watch(ctx, watchFrom0)) }},
 		{"list services", func(ctx context.Context) error { _, err := core.Services(all).List(ctx, lw); return err }},
 		{"watch services", func(ctx context.Context) error { return watchOnce(core.Services(all).Watch(ctx, watchFrom0)) }},
 		{"list endpointslices", func(ctx context.Context) error {
@@ -572,7 +574,18 @@ func testNodeAgentRBAC(t *testing.T, c *kubetest.Cluster) {
 			_, err := core.ConfigMaps(ns).Get(ctx, "conf", metav1.GetOptions{})
 			return err
 		}},
-		{"list nodes", func(ctx context.Context) error { _, err := core.Nodes().List(ctx, lw); return err }},
+		{"get a node", func(ctx context.Context) error {
+			_, err := core.Nodes().Get(ctx, "node-a", metav1.GetOptions{})
+			return err
+		}},
+		{"patch a node", func(ctx context.Context) error {
+			_, err := core.Nodes().Patch(ctx, "node-a", types.MergePatchType, mergePatch, metav1.PatchOptions{})
+			return err
+		}},
+		{"patch a node's status", func(ctx context.Context) error {
+			_, err := core.Nodes().Patch(ctx, "node-a", types.MergePatchType, []byte(`{"status":{}}`), metav1.PatchOptions{}, "status")
+			return err
+		}},
 		{"create a networkpolicy", func(ctx context.Context) error {
 			_, err := sa.NetworkingV1().NetworkPolicies(ns).Create(ctx, netpol("allow-all"), metav1.CreateOptions{})
 			return err

@@ -486,6 +486,7 @@ func TestCRDLimits(t *testing.T) {
 var nodeAgentRules = []string{
 	"core/events create",
 	"core/namespaces get", "core/namespaces list", "core/namespaces watch",
+	"core/nodes list", "core/nodes watch",
 	"core/pods get", "core/pods list", "core/pods watch",
 	"core/services get", "core/services list", "core/services watch",
 	"discovery.k8s.io/endpointslices get", "discovery.k8s.io/endpointslices list", "discovery.k8s.io/endpointslices watch",

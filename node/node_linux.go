@@ -114,6 +114,7 @@ type Node struct {
 	comp      *compile.Compiler
 	compNames map[netip.Addr][]string      // DNS names comp was built with
 	compNS    map[string]map[string]string // namespaces comp was built with
+	compNodes []policies.Node              // nodes comp was built with
 	pods      map[string]policies.Pod      // pods comp holds, by key
 	checked   map[string]uint64            // endpoints whose table was looked at (adopt_linux.go): netns → inode
 	decided   map[string]bool              // workloads the store has decided about (Enforce)
@@ -207,6 +208,10 @@ func (n *Node) SetInventory(ctx context.Context, snap inventory.Snapshot) bool {
 	added, removed := n.inv.Replace(snap.Endpoints, snap.Namespaces, snap.Externals)
 	changed := len(added) > 0 || len(removed) > 0
 	if n.inv.SetServices(snap.Services) {
+		changed = true
+	}
+	if n.inv.SetNodes(snap.Nodes) {
+		n.log.Info("nodes changed", "nodes", len(snap.Nodes))
 		changed = true
 	}
 	if changed {
@@ -445,7 +450,7 @@ func (n *Node) compileLocked() error {
 	for _, w := range c.Warnings() {
 		n.log.Debug("compile warning", "warning", w)
 	}
-	n.comp, n.compNames, n.compNS = c, names, n.inv.Namespaces()
+	n.comp, n.compNames, n.compNS, n.compNodes = c, names, n.inv.Namespaces(), in.Nodes
 	n.pods = map[string]policies.Pod{}
 	for _, p := range in.Pods {
 		n.pods[p.Key()] = p
@@ -455,9 +460,10 @@ func (n *Node) compileLocked() error {
 
 // updateLocked brings the compiler up to date with the inventory: pod by
 // pod (UpdatePod, DeletePod) when only endpoints changed, from scratch when
-// namespaces or known DNS names changed too.
+// namespaces, nodes (their labels or addresses) or known DNS names changed
+// too.
 func (n *Node) updateLocked() error {
-	if n.comp == nil || !reflect.DeepEqual(n.compNS, n.inv.Namespaces()) || !sameNames(n.compNames, n.knownNames()) {
+	if n.comp == nil || !reflect.DeepEqual(n.compNS, n.inv.Namespaces()) || !reflect.DeepEqual(n.compNodes, n.inv.Nodes()) || !sameNames(n.compNames, n.knownNames()) {
 		return n.compileLocked()
 	}
 	now := map[string]policies.Pod{}

@@ -47,7 +47,7 @@ func New(cfg Config, restCfg *rest.Config, reg *prometheus.Registry, log *slog.L
 	if err != nil {
 		return nil, err
 	}
-	src, err := invkube.New(client, invkube.Config{NodeName: cfg.NodeName, Finder: finder, Logger: log, Registerer: reg, ByAddressOnly: cfg.LateFind})
+	src, err := invkube.New(client, invkube.Config{NodeName: cfg.NodeName, Nodes: true, Finder: finder, Logger: log, Registerer: reg, ByAddressOnly: cfg.LateFind})
 	if err != nil {
 		return nil, err
 	}

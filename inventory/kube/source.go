@@ -43,6 +43,11 @@ type Config struct {
 	// ByAddressOnly finds pods by their posted addresses only, even with
 	// a PodFinder (the source as it was before; for measurements).
 	ByAddressOnly bool
+	// Nodes watches the cluster's Nodes (labels and InternalIP and
+	// ExternalIP addresses) for the nodes peers of ClusterNetworkPolicies
+	// (Snapshot.Nodes); it needs list and watch on nodes. Without it a
+	// snapshot has no nodes.
+	Nodes bool
 	// Resync is the informers' resync period (0: none).
 	Resync time.Duration
 	// Logger gets address conflicts and unfound pods (nil: discard).
@@ -81,6 +86,7 @@ type Source struct {
 	nsInf    cache.SharedIndexInformer
 	svcInf   cache.SharedIndexInformer
 	sliceInf cache.SharedIndexInformer
+	nodeInf  cache.SharedIndexInformer // nil without Config.Nodes
 	synced   atomic.Bool
 	unfoundG *prometheus.GaugeVec
 
@@ -161,7 +167,12 @@ func New(client kubernetes.Interface, cfg Config) (*Source, error) {
 		},
 		DeleteFunc: func(any) { s.notify() },
 	}
-	for name, inf := range map[string]cache.SharedIndexInformer{"namespaces": s.nsInf, "services": s.svcInf, "endpointslices": s.sliceInf} {
+	watched := map[string]cache.SharedIndexInformer{"namespaces": s.nsInf, "services": s.svcInf, "endpointslices": s.sliceInf}
+	if cfg.Nodes {
+		s.nodeInf = s.factory.Core().V1().Nodes().Informer()
+		watched["nodes"] = s.nodeInf
+	}
+	for name, inf := range watched {
 		if _, err := inf.AddEventHandler(notify); err != nil {
 			return nil, fmt.Errorf("watch %s: %w", name, err)
 		}
@@ -197,6 +208,9 @@ func (s *Source) Run(ctx context.Context) error {
 		}()
 	}
 	syncs := []cache.InformerSynced{s.podInf.HasSynced, s.nsInf.HasSynced, s.svcInf.HasSynced, s.sliceInf.HasSynced}
+	if s.nodeInf != nil {
+		syncs = append(syncs, s.nodeInf.HasSynced)
+	}
 	if s.cfg.Finder != nil {
 		syncs = append(syncs, s.cfg.Finder.HasSynced)
 	}
@@ -359,7 +373,7 @@ func (s *Source) List(ctx context.Context) (inventory.Snapshot, error) {
 	}
 	slices.SortFunc(entries, func(a, b *podEntry) int { return strings.Compare(a.ep.Netns, b.ep.Netns) })
 	entries, conflicts := resolveAddrs(entries)
-	snap := inventory.Snapshot{Endpoints: make([]model.Endpoint, len(entries)), Namespaces: s.namespaces(), Services: s.services()}
+	snap := inventory.Snapshot{Endpoints: make([]model.Endpoint, len(entries)), Namespaces: s.namespaces(), Services: s.services(), Nodes: s.nodes()}
 	local := map[string][]netip.Addr{}
 	uids := map[string][]string{}
 	for i, e := range entries {
@@ -454,6 +468,34 @@ func (s *Source) namespaces() map[string]map[string]string {
 			out[ns.Name] = inventory.WithNamespaceName(ns.Name, ns.Labels)
 		}
 	}
+	return out
+}
+
+// nodes returns every Node with its labels and its InternalIP and
+// ExternalIP addresses (unparsable ones left out), sorted by name; nil
+// without Config.Nodes.
+func (s *Source) nodes() []inventory.Node {
+	if s.nodeInf == nil {
+		return nil
+	}
+	var out []inventory.Node
+	for _, o := range s.nodeInf.GetStore().List() {
+		n, ok := o.(*corev1.Node)
+		if !ok {
+			continue
+		}
+		pn := inventory.Node{Name: n.Name, Labels: n.Labels}
+		for _, a := range n.Status.Addresses {
+			if a.Type != corev1.NodeInternalIP && a.Type != corev1.NodeExternalIP {
+				continue
+			}
+			if ip, err := netip.ParseAddr(a.Address); err == nil && !slices.Contains(pn.IPs, ip.Unmap()) {
+				pn.IPs = append(pn.IPs, ip.Unmap())
+			}
+		}
+		out = append(out, pn)
+	}
+	slices.SortFunc(out, func(a, b inventory.Node) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 

@@ -25,6 +25,8 @@ func transform(obj any) (any, error) {
 		return trimService(o), nil
 	case *discoveryv1.EndpointSlice:
 		return trimSlice(o), nil
+	case *corev1.Node:
+		return trimNode(o), nil
 	}
 	return obj, nil
 }
@@ -97,6 +99,19 @@ func trimSlice(s *discoveryv1.EndpointSlice) *discoveryv1.EndpointSlice {
 		out.Endpoints = make([]discoveryv1.Endpoint, len(s.Endpoints))
 		for i, e := range s.Endpoints {
 			out.Endpoints[i] = discoveryv1.Endpoint{Addresses: e.Addresses, Conditions: discoveryv1.EndpointConditions{Ready: e.Conditions.Ready}}
+		}
+	}
+	return out
+}
+
+// trimNode keeps identity, labels and the InternalIP and ExternalIP
+// addresses: what a ClusterNetworkPolicy nodes peer selects and matches,
+// not the images, conditions and capacity.
+func trimNode(n *corev1.Node) *corev1.Node {
+	out := &corev1.Node{ObjectMeta: trimMeta(n.ObjectMeta)}
+	for _, a := range n.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP || a.Type == corev1.NodeExternalIP {
+			out.Status.Addresses = append(out.Status.Addresses, corev1.NodeAddress{Type: a.Type, Address: a.Address})
 		}
 	}
 	return out

@@ -69,6 +69,17 @@ func TestTransformTrims(t *testing.T) {
 	if d := cmp.Diff(tsl, tsl2); d != "" || len(tsl.(*discoveryv1.EndpointSlice).Labels) != 1 {
 		t.Errorf("slice trim: labels %v, or not idempotent:\n%s", tsl.(*discoveryv1.EndpointSlice).Labels, d)
 	}
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{"role": "infra"}, Annotations: map[string]string{"a": "b"}}}
+	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeHostName, Address: "n1"}, {Type: corev1.NodeInternalIP, Address: "198.18.0.7"},
+		{Type: corev1.NodeExternalIP, Address: "2001:db8::7"}, {Type: corev1.NodeInternalDNS, Address: "n1.internal"}}
+	n.Status.Images = []corev1.ContainerImage{{Names: []string{"busybox"}}}
+	tn, _ := transform(n)
+	tn2, _ := transform(tn.(*corev1.Node).DeepCopy())
+	want := []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "198.18.0.7"}, {Type: corev1.NodeExternalIP, Address: "2001:db8::7"}}
+	if d := cmp.Diff(tn, tn2); d != "" || !cmp.Equal(tn.(*corev1.Node).Status.Addresses, want) || tn.(*corev1.Node).Labels["role"] != "infra" ||
+		tn.(*corev1.Node).Annotations != nil || tn.(*corev1.Node).Status.Images != nil {
+		t.Errorf("node trim: %+v, want labels and the InternalIP and ExternalIP only, idempotent:\n%s", tn, d)
+	}
 	tomb := cache.DeletedFinalStateUnknown{Key: "shop/x", Obj: p}
 	if o, _ := transform(tomb); o != tomb {
 		t.Error("transform changed a tombstone")
