@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"encoding/pem"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"k8s.io/klog/v2"
 
 	"github.com/nanoseg/nanoseg/internal/kubetest"
 	"github.com/nanoseg/nanoseg/lab"
@@ -31,6 +34,12 @@ func TestMain(m *testing.M) {
 	if os.Getenv(runMainEnv) == "1" {
 		os.Exit(run())
 	}
+	// klog's logger may only be set before client-go's goroutines read it.
+	// The tests run CLI commands in a process where node agents' informers
+	// already watch, so the logger is set here, before any test, and the
+	// CLI's klogOnce finds it done (in a real CLI process nothing watches
+	// before the CLI sets it).
+	klogOnce.Do(func() { klog.SetSlogLogger(slog.New(slog.DiscardHandler)) })
 	os.Exit(m.Run())
 }
 
