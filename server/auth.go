@@ -65,6 +65,15 @@ const (
 // POST /v1/session.
 const SessionCookie = "nanoseg_session"
 
+// HintCookie is the name of the cookie "nanoseg_ui=1" that POST
+// /v1/session sets beside the session cookie (same expiry, SameSite=Strict,
+// but readable by the page's script: not HttpOnly) and DELETE /v1/session
+// clears. It is no credential (the server never reads it): it only tells
+// the page that a session may exist, so that a first visit shows the login
+// form without a GET /v1/session that would answer 401 (which browsers log
+// as a console error).
+const HintCookie = "nanoseg_ui"
+
 // HeaderCSRF is the header that carries a session's CSRF token on
 // state-changing requests authenticated by the session cookie.
 const HeaderCSRF = "X-CSRF-Token"
@@ -383,6 +392,8 @@ func (a *Server) sessionRoutes(rs *routes) {
 		}
 		http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: value, Path: "/", Expires: s.expires, MaxAge: int(a.sessions.ttl / time.Second),
 			HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+		http.SetCookie(w, &http.Cookie{Name: HintCookie, Value: "1", Path: "/", Expires: s.expires, MaxAge: int(a.sessions.ttl / time.Second),
+			Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
 		a.log.Info("web UI session started", "role", role, "basis", basis, "remote", r.RemoteAddr)
 		writeJSON(w, sessionInfo{Role: s.role, CSRF: s.csrf, Expires: s.expires.UTC()})
 	})
@@ -403,6 +414,8 @@ func (a *Server) sessionRoutes(rs *routes) {
 		a.sessions.remove(id.sess)
 		http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1,
 			HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+		http.SetCookie(w, &http.Cookie{Name: HintCookie, Value: "", Path: "/", MaxAge: -1,
+			Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
 		w.WriteHeader(http.StatusNoContent)
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -205,6 +206,71 @@ func TestSessionCookie(t *testing.T) {
 		r2.Body.Close()
 		if r2.StatusCode != http.StatusUnauthorized {
 			t.Errorf("the logged-out cookie: %d, want 401", r2.StatusCode)
+		}
+	}
+}
+
+// TestSessionHintCookie: a login also sets nanoseg_ui=1 (HintCookie),
+// readable by the page's script (not HttpOnly), SameSite=Strict, Path=/,
+// Secure over TLS only, expiring with the session; it is no credential;
+// logout clears it (and a wrong token sets none, see TestSessionCookie).
+func TestSessionHintCookie(t *testing.T) {
+	for _, tls := range []bool{false, true} {
+		_, ts, _ := tcpServer(t, tls, server.Config{})
+		b := newBrowser(t, ts)
+		code, body, resp := b.do("POST", "/v1/session", `{"token":"`+opToken+`"}`)
+		if code != http.StatusOK {
+			t.Fatalf("login: %d %s", code, body)
+		}
+		var info struct {
+			CSRF    string    `json:"csrf"`
+			Expires time.Time `json:"expires"`
+		}
+		if err := json.Unmarshal([]byte(body), &info); err != nil {
+			t.Fatal(err)
+		}
+		byName := map[string]*http.Cookie{}
+		for _, c := range resp.Cookies() {
+			byName[c.Name] = c
+		}
+		hint, sess := byName[server.HintCookie], byName[server.SessionCookie]
+		if hint == nil || sess == nil {
+			t.Fatalf("login cookies %v: want %s and %s", resp.Header["Set-Cookie"], server.SessionCookie, server.HintCookie)
+		}
+		if hint.Value != "1" || hint.HttpOnly || hint.SameSite != http.SameSiteStrictMode || hint.Path != "/" || hint.Secure != tls ||
+			hint.MaxAge != sess.MaxAge || !hint.Expires.Equal(sess.Expires) || !hint.Expires.Equal(info.Expires.Truncate(time.Second)) {
+			t.Errorf("TLS %v: hint cookie %q (session %q): want nanoseg_ui=1, not HttpOnly, SameSite=Strict, Path=/, Secure only over TLS, the session's expiry",
+				tls, hint.Raw, sess.Raw)
+		}
+		// The hint alone is no credential.
+		req, _ := http.NewRequest("GET", ts.URL+"/v1/status", nil)
+		req.AddCookie(&http.Cookie{Name: server.HintCookie, Value: "1"})
+		r2, err := (&http.Client{Transport: b.c.Transport}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r2.Body.Close()
+		if r2.StatusCode != http.StatusUnauthorized {
+			t.Errorf("only the hint cookie: %d, want 401", r2.StatusCode)
+		}
+		code, body, resp = b.do("DELETE", "/v1/session", "", server.HeaderCSRF, info.CSRF)
+		if code != http.StatusNoContent {
+			t.Fatalf("logout: %d %s", code, body)
+		}
+		var cleared *http.Cookie
+		for _, c := range resp.Cookies() {
+			if c.Name == server.HintCookie {
+				cleared = c
+			}
+		}
+		if cleared == nil || cleared.MaxAge >= 0 || cleared.Value != "" || cleared.Path != "/" || cleared.SameSite != http.SameSiteStrictMode {
+			t.Errorf("logout: Set-Cookie %v: want %s cleared (Max-Age=0, Path=/)", resp.Header["Set-Cookie"], server.HintCookie)
+		}
+		u, _ := url.Parse(ts.URL)
+		for _, c := range b.c.Jar.Cookies(u) {
+			if c.Name == server.HintCookie {
+				t.Errorf("after logout the browser still holds %s=%s", c.Name, c.Value)
+			}
 		}
 	}
 }

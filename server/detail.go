@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/model"
+	"github.com/nanoseg/nanoseg/store"
 )
 
 // detailRoutes registers the read routes of the web UI's panes
@@ -18,6 +20,7 @@ import (
 //	GET /v1/workloads/detail  workload               → controller.WorkloadDetail
 //	GET /v1/matrix            namespace | workloads, ports → controller.Matrix
 //	GET /v1/evidence/last                            → controller.ExportSummary (404: none)
+//	GET /v1/evidence/last?optional=1                 → the same, or noExport (200) when none
 //	GET /v1/change            workload, to, revision | action=rollback, toRevision → ChangePreview
 func (a *Server) detailRoutes(rs *routes) {
 	rs.handle("GET /v1/change", "", api(func(r *http.Request) (any, error) {
@@ -78,8 +81,30 @@ func (a *Server) detailRoutes(rs *routes) {
 		return a.svc.Matrix(q.Get("namespace"), list(q.Get("workloads")), list(q.Get("ports")))
 	}))
 	rs.handle("GET /v1/evidence/last", "", api(func(r *http.Request) (any, error) {
-		return a.svc.LastExport()
+		optional := false
+		if q := r.URL.Query(); q.Has("optional") {
+			switch q.Get("optional") {
+			case "1", "true":
+				optional = true
+			case "0", "false":
+			default:
+				return nil, fmt.Errorf("%w: optional: %q is not 1, true, 0 or false", controller.ErrInvalid, q.Get("optional"))
+			}
+		}
+		sum, err := a.svc.LastExport()
+		if optional && errors.Is(err, store.ErrNotFound) {
+			return noExport{}, nil
+		}
+		return sum, err
 	}))
+}
+
+// noExport is the answer of GET /v1/evidence/last?optional=1 before the
+// first export: {"exported": false}, where the route without the flag
+// answers 404. The page asks with the flag so that an agent that never
+// exported does not make the browser log a failed request.
+type noExport struct {
+	Exported bool `json:"exported"`
 }
 
 // list splits a comma-separated query value, dropping empty items.

@@ -254,6 +254,15 @@ func TestEvidenceLast(t *testing.T) {
 	if code := f.get("/v1/evidence/last", &sum); code != http.StatusNotFound {
 		t.Fatalf("before any export: %d, want 404", code)
 	}
+	// The page's form: 200 {"exported": false} instead of the 404, so
+	// that the browser logs no failed request; a bad flag names the field.
+	var none map[string]any
+	if code := f.get("/v1/evidence/last?optional=1", &none); code != 200 || len(none) != 1 || none["exported"] != false {
+		t.Fatalf("optional before any export: %d %v, want 200 {exported: false}", code, none)
+	}
+	if code, body, _ := f.b.do("GET", "/v1/evidence/last?optional=maybe", ""); code != http.StatusBadRequest || !strings.Contains(body, "optional") {
+		t.Fatalf("optional=maybe: %d %s, want 400 naming optional", code, body)
+	}
 	code, _, resp := f.b.do("POST", "/v1/evidence/export", `{"noProbes":true,"noPDF":true}`, f.op...)
 	if code != 200 {
 		t.Fatalf("export: %d", code)
@@ -264,6 +273,10 @@ func TestEvidenceLast(t *testing.T) {
 	if sum.Sequence != 1 || sum.ManifestSHA256 != resp.Header.Get(client.HeaderManifestSHA256) || !strings.HasPrefix(sum.RequestedBy, "token from") ||
 		sum.Workloads != 3 || sum.Endpoints != 4 || sum.DeniedEvents != 1 || sum.Probes != nil || sum.Files == 0 || sum.Window != "1h0m0s" {
 		t.Errorf("summary %+v", sum)
+	}
+	var opt controller.ExportSummary
+	if code := f.get("/v1/evidence/last?optional=1", &opt); code != 200 || opt.ManifestSHA256 != sum.ManifestSHA256 || opt.Sequence != 1 {
+		t.Errorf("optional after an export: %d %+v, want the summary", code, opt)
 	}
 }
 

@@ -84,6 +84,9 @@ func (f *fakeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The agent's policy, so that a violation shows in these tests too.
 	w.Header().Set("Content-Security-Policy", server.ContentSecurityPolicy)
 	if !strings.HasPrefix(r.URL.Path, "/v1/") {
+		// The agent's hint of an earlier login: without it the page shows
+		// the login form and asks no /v1/session.
+		http.SetCookie(w, &http.Cookie{Name: server.HintCookie, Value: "1", Path: "/", SameSite: http.SameSiteStrictMode})
 		web.Handler().ServeHTTP(w, r)
 		return
 	}

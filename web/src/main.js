@@ -34,6 +34,7 @@ function status(msg, error) {
 
 function fail(err) {
   if (err instanceof APIError && err.status === 401 && state.live) {
+    clearHint();
     showLogin("Your session ended: log in again.");
     return;
   }
@@ -57,10 +58,26 @@ function boot() {
   $("#btn-matrix").addEventListener("click", () => showMatrix($("#f-namespace").value).catch(fail));
   $("#btn-propose").addEventListener("click", () => propose().catch(fail));
   $("#f-window").addEventListener("change", () => loadGraph().catch(fail));
+  // Ask for the session only when the server's hint cookie (nanoseg_ui,
+  // set at login, cleared at logout) says there may be one: a first visit
+  // shows the login form without a request that would answer 401, which
+  // the browser logs as an error. A stale hint (the session expired or
+  // the agent restarted) still costs one 401; the hint is then dropped.
+  if (!hasHint()) { showLogin(""); return; }
   state.api.get("/v1/session").then(startSession, (err) => {
-    if (err.status === 401) showLogin("");
+    if (err.status === 401) { clearHint(); showLogin(""); }
     else fail(err);
   });
+}
+
+const HINT = "nanoseg_ui";
+
+function hasHint() {
+  return document.cookie.split(";").some((c) => c.trim().startsWith(`${HINT}=`));
+}
+
+function clearHint() {
+  document.cookie = `${HINT}=; Path=/; Max-Age=0; SameSite=Strict`;
 }
 
 function bootStatic(g) {
@@ -103,6 +120,7 @@ async function login(ev) {
 
 async function logout() {
   try { await state.api.del("/v1/session"); } catch (_) { /* gone already */ }
+  clearHint();
   state.role = "";
   showLogin("Logged out.");
 }
@@ -529,9 +547,15 @@ function verifyView(r) {
 async function lastBundle(el) {
   let b;
   try {
-    b = await state.api.get("/v1/evidence/last");
+    // optional=1: 200 {"exported": false} before the first export instead
+    // of a 404 the browser would log as an error (docs/api.md).
+    b = await state.api.get("/v1/evidence/last", { optional: 1 });
   } catch (err) {
-    clear(el).append(h("p", { class: "muted" }, err.status === 404 ? "no bundle exported yet" : err.message));
+    clear(el).append(h("p", { class: "error" }, err.message));
+    return;
+  }
+  if (b && b.exported === false) {
+    clear(el).append(h("p", { class: "muted" }, "no bundle exported yet"));
     return;
   }
   clear(el).append(summaryView(b));
