@@ -104,6 +104,50 @@ func removeCNIChains(t *testing.T, chains []string) {
 	}
 }
 
+// hostTables returns the host's nftables tables ("family name").
+func hostTables() map[string]bool {
+	out := map[string]bool{}
+	raw, _ := exec.Command("nft", "list", "tables").Output()
+	for _, l := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "table" {
+			out[f[1]+" "+f[2]] = true
+		}
+	}
+	return out
+}
+
+// removeEmptyTables deletes the host tables that were not there before
+// and now hold no rule: iptables-nft makes `table ip filter` (or nat) with
+// its built-in chains when Podman's CNI firewall plugin first adds a
+// chain, and removing the CNI chains leaves that shell behind. A table
+// that still holds a rule is someone else's and stays.
+func removeEmptyTables(t *testing.T, before map[string]bool) {
+	t.Helper()
+	for tb := range hostTables() {
+		if before[tb] {
+			continue
+		}
+		args := append([]string{"list", "table"}, strings.Fields(tb)...)
+		raw, err := exec.Command("nft", args...).Output()
+		if err != nil {
+			continue
+		}
+		empty := true
+		for _, l := range strings.Split(string(raw), "\n") {
+			l = strings.TrimSpace(l)
+			if l != "" && l != "}" && !strings.HasPrefix(l, "table ") && !strings.HasPrefix(l, "chain ") && !strings.HasPrefix(l, "type ") {
+				empty = false
+			}
+		}
+		if !empty {
+			continue
+		}
+		if out, err := exec.Command("nft", append([]string{"delete", "table"}, strings.Fields(tb)...)...).CombinedOutput(); err != nil {
+			t.Errorf("remove table %s: %v\n%s", tb, err, out)
+		}
+	}
+}
+
 // splitRule splits an iptables -S rule into arguments, keeping quoted
 // comments whole.
 func splitRule(s string) []string {
@@ -153,6 +197,7 @@ func newPodmanEnv(t *testing.T) *podmanEnv {
 	e.image = "localhost/" + e.id + ":test"
 	e.network = e.id
 	chainsBefore := cniChains(t)
+	tablesBefore := hostTables()
 	netnsBefore := runNetns()
 	t.Cleanup(func() {
 		e.mu.Lock()
@@ -189,6 +234,7 @@ func newPodmanEnv(t *testing.T) *podmanEnv {
 		slices.Sort(made)
 		slices.Reverse(made)
 		removeCNIChains(t, made)
+		removeEmptyTables(t, tablesBefore)
 		// What the test leaves: nothing.
 		if out, _ := podmanCmd("ps", "-a", "--filter", "name="+e.id, "--format", "{{.Names}}"); out != "" {
 			t.Errorf("containers left: %s", out)
@@ -209,6 +255,11 @@ func newPodmanEnv(t *testing.T) *podmanEnv {
 		for c := range cniChains(t) {
 			if !chainsBefore[c] {
 				t.Errorf("CNI chain left: %s", c)
+			}
+		}
+		for tb := range hostTables() {
+			if !tablesBefore[tb] {
+				t.Errorf("host nftables table left: %s", tb)
 			}
 		}
 	})

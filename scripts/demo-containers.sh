@@ -31,6 +31,10 @@ command -v podman >/dev/null || fail "podman is not installed: apt-get install -
 
 cni_chains() { for t in filter nat; do iptables -t "$t" -S 2>/dev/null | awk -v t="$t" '$1=="-N" && $2 ~ /^CNI-/ {print t "/" $2}'; done | sort; }
 chains_before=$(cni_chains)
+# iptables-nft makes the host table (ip filter, nat) that holds those chains
+# if it was not there: a new table left with no rule goes too.
+host_tables() { nft list tables 2>/dev/null | sort; }
+tables_before=$(host_tables)
 
 agent_pid="" svc_pid=""
 cleanup() {
@@ -50,6 +54,9 @@ cleanup() {
     iptables -t "$t" -F "$c" 2>/dev/null || true
   done
   for tc in $(comm -13 <(echo "$chains_before") <(cni_chains) | sort -r); do iptables -t "${tc%%/*}" -X "${tc#*/}" || true; done
+  comm -13 <(echo "$tables_before") <(host_tables) | while read -r _ fam name; do
+    nft list table "$fam" "$name" | grep -qvE '^\s*(table |chain |type |}|$)' || nft delete table "$fam" "$name"
+  done
   [ "${DEMO_RMI:-0}" = 1 ] && podman rmi -f "$IMAGE" >/dev/null 2>&1
   if [ "$rc" = 0 ]; then printf '\n\033[32mdemo passed in %ss\033[0m\n' "$(( $(date +%s) - start ))"; fi
   exit "$rc"
