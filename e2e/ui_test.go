@@ -317,10 +317,6 @@ func TestUI(t *testing.T) {
 	b.Do(t, "all namespaces", chromedp.SetValue(chromedp.CSS("#f-namespace"), ""),
 		chromedp.Evaluate[chromedp.Void](`document.querySelector("#f-namespace").dispatchEvent(new Event("change"))`))
 
-	if dir := os.Getenv("UI_SCREENSHOT_DIR"); dir != "" {
-		uiScreenshots(t, b, dir)
-	}
-
 	// The normal path (load, login, browse, propose, promote, matrix,
 	// evidence) logs nothing to the console: no session check before the
 	// login (the page asks only with the nanoseg_ui hint cookie) and no
@@ -432,30 +428,4 @@ func uiLogin(t *testing.T, b *browsertest.Browser, token string) {
 	browsertest.Wait(t, b, "the login form", `document.body.classList.contains("logged-out")`, 10*time.Second)
 	b.Do(t, "log in", chromedp.SendKeys(chromedp.CSS("#login-token"), token), chromedp.Click(chromedp.CSS("#login-submit")))
 	browsertest.Wait(t, b, "the drawing", `!document.body.classList.contains("logged-out") && window.nanoseg.view && window.nanoseg.view.layoutMs > 0 && nanoseg.view.cy.edges().length > 0`, 20*time.Second)
-}
-
-// uiScreenshots saves the graph and a workload's details as PNGs in dir
-// (the README shows one).
-func uiScreenshots(t *testing.T, b *browsertest.Browser, dir string) {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	b.Do(t, "close the panel", chromedp.Click(chromedp.CSS("#panel-close")),
-		chromedp.Evaluate[chromedp.Void](`nanoseg.view.cy.resize(); nanoseg.view.fit()`))
-	time.Sleep(300 * time.Millisecond)
-	shot := func(name string) {
-		png, err := chromedp.Run(b.Ctx, chromedp.CaptureScreenshot())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	shot("ui-graph.png")
-	b.Do(t, "open shop/db", chromedp.Evaluate[chromedp.Void](`void nanoseg.view.cy.getElementById("shop/db").emit("tap")`))
-	browsertest.Wait(t, b, "shop/db's details", `document.querySelector("#wl-mode") !== null`, 10*time.Second)
-	time.Sleep(300 * time.Millisecond)
-	shot("ui-workload.png")
 }
