@@ -97,7 +97,28 @@ type identity struct {
 	// sess is the session the request came with (nil: a bearer token, a
 	// certificate, the unix socket).
 	sess *session
+	// cred is the credential Config.Authenticate answered for the caller
+	// ("" for the configured tokens, certificates, the unix socket).
+	cred string
 }
+
+// Credential returns the credential that Config.Authenticate answered
+// for r's caller (from the bearer token, or kept in the browser's
+// session), or "" when r came otherwise. Config.API acts with it.
+func Credential(r *http.Request) string {
+	if id := requestIdentity(r); id != nil {
+		return id.cred
+	}
+	return ""
+}
+
+// Caller returns who made r as the server records it ("web UI session
+// of alice from 127.0.0.1:4242"), for a Config.API that records changes.
+func Caller(r *http.Request) string { return caller(r) }
+
+// RoleOf returns r's role (operator for the unix socket and for a
+// handler served without authentication).
+func RoleOf(r *http.Request) Role { return roleOf(r) }
 
 const identityKey ctxKey = 1
 
@@ -121,7 +142,8 @@ func roleOf(r *http.Request) Role {
 type session struct {
 	key     [32]byte // SHA-256 of the cookie value
 	role    Role
-	basis   string // the credential it was made with: "operator token", "viewer token", "cert:CN"
+	basis   string // the credential it was made with: "operator token", "viewer token", "cert:CN", a reviewed user's name
+	cred    string // Principal.Credential of a reviewed token (memory only)
 	csrf    string
 	expires time.Time
 }
@@ -156,7 +178,7 @@ func randomToken() (string, error) {
 // value. Expired sessions go first; beyond max sessions of role, the one
 // of the same role closest to expiry (the oldest) goes: a login never ends
 // a session of the other role.
-func (t *sessions) create(role Role, basis string, now time.Time) (string, *session, error) {
+func (t *sessions) create(role Role, basis, cred string, now time.Time) (string, *session, error) {
 	cookie, err := randomToken()
 	if err != nil {
 		return "", nil, err
@@ -165,7 +187,7 @@ func (t *sessions) create(role Role, basis string, now time.Time) (string, *sess
 	if err != nil {
 		return "", nil, err
 	}
-	s := &session{key: sha256.Sum256([]byte(cookie)), role: role, basis: basis, csrf: csrf, expires: now.Add(t.ttl)}
+	s := &session{key: sha256.Sum256([]byte(cookie)), role: role, basis: basis, cred: cred, csrf: csrf, expires: now.Add(t.ttl)}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for k, o := range t.m {
@@ -217,33 +239,49 @@ func (t *sessions) remove(s *session) {
 }
 
 // credential checks the request's bearer token (Authorization header) or
-// TLS client certificate; it returns the role and the credential's name,
-// or "" when neither is presented or valid.
-func (a *Server) credential(r *http.Request) (Role, string) {
+// TLS client certificate; it returns the caller (Role "" when neither is
+// presented or valid) and, for a token refused by Config.Authenticate,
+// why.
+func (a *Server) credential(r *http.Request) (Principal, string) {
 	// The scheme is case-insensitive (RFC 7235, section 2.1).
 	if scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
-		if role, name := a.token(strings.TrimSpace(tok)); role != "" {
-			return role, name
+		p, why := a.token(r.Context(), strings.TrimSpace(tok))
+		if p.Role != "" {
+			return p, ""
+		}
+		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+			return Principal{}, why
 		}
 	}
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
-		return RoleOperator, "cert:" + r.TLS.PeerCertificates[0].Subject.CommonName
+		return Principal{Role: RoleOperator, Name: "cert:" + r.TLS.PeerCertificates[0].Subject.CommonName}, ""
 	}
-	return "", ""
+	return Principal{}, ""
 }
 
-// token returns the role and name of bearer token tok, or "".
-func (a *Server) token(tok string) (Role, string) {
+// token returns the caller of bearer token tok: the configured operator
+// or viewer token, else what Config.Authenticate says; Role "" and why
+// when neither knows it.
+func (a *Server) token(ctx context.Context, tok string) (Principal, string) {
 	// Both compared, whichever matches, so the time says nothing of which.
 	op := a.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(a.cfg.Token)) == 1
 	view := a.cfg.ReadToken != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(a.cfg.ReadToken)) == 1
 	switch {
 	case op:
-		return RoleOperator, "token"
+		return Principal{Role: RoleOperator, Name: "token"}, ""
 	case view:
-		return RoleViewer, "viewer token"
+		return Principal{Role: RoleViewer, Name: "viewer token"}, ""
+	case tok == "" || a.cfg.Authenticate == nil:
+		return Principal{}, ""
 	}
-	return "", ""
+	p, err := a.cfg.Authenticate(ctx, tok)
+	if err != nil {
+		return Principal{}, err.Error()
+	}
+	if p.Role != RoleOperator && p.Role != RoleViewer {
+		return Principal{}, fmt.Sprintf("the authenticator answered role %q", p.Role)
+	}
+	return p, ""
 }
 
 // writeError answers code with the API's error body.
@@ -316,12 +354,16 @@ func (a *Server) authenticate(h http.Handler) http.Handler {
 // identify authenticates r: a bearer token or client certificate first,
 // then the session cookie. nil and why when nothing valid came.
 func (a *Server) identify(r *http.Request) (*identity, string) {
-	if role, name := a.credential(r); role != "" {
-		return &identity{who: name + " from " + r.RemoteAddr, role: role}, ""
+	p, why := a.credential(r)
+	if p.Role != "" {
+		return &identity{who: p.Name + " from " + r.RemoteAddr, role: p.Role, cred: p.Credential}, ""
+	}
+	if why != "" {
+		return nil, "unauthenticated: " + why
 	}
 	if c, err := r.Cookie(SessionCookie); err == nil {
 		if s := a.sessions.lookup(c.Value, a.now()); s != nil {
-			return &identity{who: "web UI session of the " + s.basis + " from " + r.RemoteAddr, role: s.role, sess: s}, ""
+			return &identity{who: "web UI session of " + sessionOwner(s) + " from " + r.RemoteAddr, role: s.role, sess: s, cred: s.cred}, ""
 		}
 		return nil, "unauthenticated: the session expired or is unknown: log in again (POST /v1/session)"
 	}
@@ -361,18 +403,27 @@ func (a *Server) sessionRoutes(rs *routes) {
 			writeError(w, http.StatusNotFound, "not found: sessions are for browsers on the TCP listener")
 			return
 		}
-		role, basis := a.credential(r)
+		p, why := a.credential(r)
 		var req sessionRequest
 		if err := decodeOptional(r, &req); err != nil {
 			writeError(w, http.StatusBadRequest, strings.TrimPrefix(err.Error(), controller.ErrInvalid.Error()+": "))
 			return
 		}
 		if req.Token != "" {
-			if role, basis = a.token(req.Token); role == "" {
+			if p, why = a.token(r.Context(), req.Token); p.Role == "" {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="nanoseg"`)
-				writeError(w, http.StatusUnauthorized, "unauthenticated: token: not the operator or the viewer token")
+				if why == "" {
+					why = "not the operator or the viewer token"
+				}
+				writeError(w, http.StatusUnauthorized, "unauthenticated: token: "+why)
 				return
 			}
+		}
+		role, basis := p.Role, p.Name
+		if role == "" && why != "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="nanoseg"`)
+			writeError(w, http.StatusUnauthorized, "unauthenticated: "+why)
+			return
 		}
 		if role == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="nanoseg"`)
@@ -385,7 +436,7 @@ func (a *Server) sessionRoutes(rs *routes) {
 		if id.sess != nil {
 			a.sessions.remove(id.sess) // a new login replaces the old session
 		}
-		value, s, err := a.sessions.create(role, basis, a.now())
+		value, s, err := a.sessions.create(role, basis, p.Credential, a.now())
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, err.Error())
 			return
@@ -426,4 +477,13 @@ func writeJSON(w http.ResponseWriter, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// sessionOwner names whose session s is in what is recorded: "the
+// operator token", "the cert:CN", or the name of a reviewed user.
+func sessionOwner(s *session) string {
+	if s.cred != "" {
+		return s.basis
+	}
+	return "the " + s.basis
 }

@@ -99,7 +99,10 @@ func (a *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer a.events.release(role)
-	feed := a.svc.Changes()
+	feed := a.cfg.Changes
+	if feed == nil {
+		feed = a.svc.Changes()
+	}
 	sub := feed.Subscribe()
 	defer feed.Unsubscribe(sub)
 	// A stream lives longer than any write deadline of the server.

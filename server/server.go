@@ -94,6 +94,36 @@ type Config struct {
 	MetricsAddr string
 	// Metrics gathers the metrics served (nil: none registered).
 	Metrics prometheus.Gatherer
+
+	// Authenticate, when set, is asked about a bearer token (header, or
+	// the body of POST /v1/session) that is neither Token nor ReadToken:
+	// the cluster controller has the API server review it. It answers
+	// the caller's Principal, or an error (the request is refused with
+	// 401 and the error's text).
+	Authenticate func(ctx context.Context, token string) (Principal, error)
+	// API, when set, answers every route of the table (Routes) but the
+	// session's and GET /v1/events, in place of the service's handlers:
+	// the cluster controller answers each request over the API server
+	// with the caller's credential (Credential). The server still
+	// authenticates, checks each route's right, keeps the sessions and
+	// streams events; a path outside the table is 404.
+	API http.Handler
+	// Changes is the feed GET /v1/events follows when the server has no
+	// service (nil: the service's, controller.Service.Changes).
+	Changes *controller.Changes
+}
+
+// Principal is a caller that Config.Authenticate recognised.
+type Principal struct {
+	// Role is what the caller may do here (operator or viewer).
+	Role Role
+	// Name is recorded with what the caller changes ("alice",
+	// "system:serviceaccount:ns:name").
+	Name string
+	// Credential is what the API handler acts with on the caller's
+	// behalf (the reviewed token itself). A browser session keeps it in
+	// memory for the session's life, never on disk and never in a cookie.
+	Credential string
 }
 
 // Server serves the API of one controller.Service.
@@ -165,6 +195,8 @@ const rightDefault = "change the agent's state"
 type routes struct {
 	mux  *http.ServeMux
 	list []Route
+	// forward, when set, answers every route registered (Config.API).
+	forward http.Handler
 }
 
 // handle registers h for pattern ("POST /v1/promote"); a route that is
@@ -181,17 +213,27 @@ func (rs *routes) handle(pattern, right string, h http.HandlerFunc) {
 	}
 	rs.list = append(rs.list, rt)
 	if rt.Right == "" {
-		rs.mux.HandleFunc(pattern, h)
+		rs.mux.HandleFunc(pattern, rs.target(h))
 		return
 	}
+	target := rs.target(h)
 	rs.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if role := roleOf(r); role != RoleOperator {
 			writeError(w, http.StatusForbidden, fmt.Sprintf("forbidden: %s %s needs the right to %s, which only the operator has; this caller is a %s",
 				method, path, right, role))
 			return
 		}
-		h(w, r)
+		target(w, r)
 	})
+}
+
+// target is h, or the forwarding handler when the routes' answers come
+// from Config.API.
+func (rs *routes) target(h http.HandlerFunc) http.HandlerFunc {
+	if rs.forward == nil {
+		return h
+	}
+	return rs.forward.ServeHTTP
 }
 
 // Routes returns every route of the API with the right it needs
@@ -221,7 +263,7 @@ const (
 
 // register registers the API's routes on mux and returns them.
 func (a *Server) register(mux *http.ServeMux) []Route {
-	rs := &routes{mux: mux}
+	rs := &routes{mux: mux, forward: a.cfg.API}
 	rs.handle("GET /v1/status", "", a.read(func(r *http.Request) (any, error) { return a.svc.Status() }))
 	rs.handle("GET /v1/containers", "", api(func(r *http.Request) (any, error) { return a.svc.Containers(), nil }))
 	rs.handle("GET /v1/inventory", "", api(func(r *http.Request) (any, error) { return a.svc.Endpoints(), nil }))
@@ -337,8 +379,10 @@ func (a *Server) register(mux *http.ServeMux) []Route {
 	}))
 	rs.handle("GET /v1/world", "", api(func(r *http.Request) (any, error) { return a.svc.World() }))
 	a.evidenceRoutes(rs)
-	a.sessionRoutes(rs)
 	a.detailRoutes(rs)
+	// The session's routes and the event stream are the server's own.
+	rs.forward = nil
+	a.sessionRoutes(rs)
 	rs.handle("GET /v1/events", "", a.serveEvents)
 	return rs.list
 }
