@@ -15,8 +15,9 @@ import (
 //	nanoseg_observer_decode_errors_total{decoder="conntrack|verdict-log|dns"} malformed input skipped
 //	nanoseg_observer_resyncs_total                                     conntrack dumps after an overflow
 //	nanoseg_observer_dns_answers_total                                 address answers learnt
-//	nanoseg_observer_direction_corrected_total{protocol="TCP|UDP|SCTP"} connections conntrack picked up in mid-flight, turned around to run from their opener
-//	nanoseg_observer_direction_unknown_total{protocol="TCP|UDP|SCTP"}  connections whose opener could not be established, kept out of edges
+//	nanoseg_observer_direction_corrected_total{protocol="TCP|UDP|SCTP",source="conntrack|verdict-log"} records turned around to run from their opener:
+//	    conntrack entries picked up in mid-flight (one per connection), logged reply-shaped packets (one per packet)
+//	nanoseg_observer_direction_unknown_total{protocol="TCP|UDP|SCTP",source="conntrack|verdict-log"}   records whose opener could not be established, kept out of edges
 type Metrics struct {
 	Flows              *prometheus.CounterVec
 	EventsLost         *prometheus.CounterVec
@@ -52,9 +53,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		DNSAnswers: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "nanoseg", Subsystem: "observer",
 			Name: "dns_answers_total", Help: "Address answers learnt from DNS responses."}),
 		DirectionCorrected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "nanoseg", Subsystem: "observer",
-			Name: "direction_corrected_total", Help: "Connections conntrack began tracking in mid-flight with the reply as original direction, reported from their opener."}, []string{"protocol"}),
+			Name: "direction_corrected_total", Help: "Records turned around to run from the connection's opener: conntrack entries begun in mid-flight with the reply as original direction (one per connection), logged packets shaped like a reply (one per packet)."}, []string{"protocol", "source"}),
 		DirectionUnknown: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "nanoseg", Subsystem: "observer",
-			Name: "direction_unknown_total", Help: "Connections conntrack began tracking in mid-flight whose opener could not be established; their records are marked directionUnknown and kept out of edges."}, []string{"protocol"}),
+			Name: "direction_unknown_total", Help: "Records whose connection's opener could not be established (conntrack entries begun in mid-flight, logged reply-shaped packets); they are marked directionUnknown and kept out of edges."}, []string{"protocol", "source"}),
 	}
 	// Pre-create the label values so that zeros are exported.
 	m.flowsCT = m.Flows.WithLabelValues(string(model.SourceConntrack))
@@ -64,8 +65,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		m.DecodeErrors.WithLabelValues(s)
 	}
 	for _, p := range []model.Protocol{model.ProtocolTCP, model.ProtocolUDP, model.ProtocolSCTP} {
-		m.DirectionCorrected.WithLabelValues(string(p))
-		m.DirectionUnknown.WithLabelValues(string(p))
+		for _, src := range []model.FlowSource{model.SourceConntrack, model.SourceVerdictLog} {
+			m.DirectionCorrected.WithLabelValues(string(p), string(src))
+			m.DirectionUnknown.WithLabelValues(string(p), string(src))
+		}
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.Flows, m.EventsLost, m.DecodeErrors, m.Resyncs, m.DNSAnswers, m.DirectionCorrected, m.DirectionUnknown} {

@@ -201,10 +201,10 @@ func checkMidStream(t *testing.T, h *harness, cli, srv *nettest.Netns, m *midStr
 			t.Errorf("reversed edge %s -> %s %s/%d", e.Source, e.Destination, e.Protocol, e.Port)
 		}
 	}
-	if got := counterValue(h.metrics.DirectionUnknown.WithLabelValues("UDP")); got != 1 {
-		t.Errorf("direction_unknown_total{protocol=UDP} = %v, want 1", got)
+	if got := counterValue(h.metrics.DirectionUnknown.WithLabelValues("UDP", "conntrack")); got != 1 {
+		t.Errorf("direction_unknown_total{protocol=UDP,source=conntrack} = %v, want 1", got)
 	}
-	if got := counterValue(h.metrics.DirectionCorrected.WithLabelValues("TCP")) + counterValue(h.metrics.DirectionCorrected.WithLabelValues("UDP")); got < 3 {
+	if got := counterValue(h.metrics.DirectionCorrected.WithLabelValues("TCP", "conntrack")) + counterValue(h.metrics.DirectionCorrected.WithLabelValues("UDP", "conntrack")); got < 3 {
 		t.Errorf("direction_corrected_total = %v, want >= 3 (TCP at both ends, UDP at the server)", got)
 	}
 }

@@ -471,7 +471,7 @@ func (s *endpointState) readConntrack(ctx context.Context) error {
 					continue // already known from a dump
 				}
 				s.maybeRefreshAddrs(ev.Src, ev.Dst)
-				oc := &openConn{key: ev.tuple(), origin: s.classify(&ev)}
+				oc := &openConn{key: ev.tuple(), origin: s.classify(&ev, model.SourceConntrack)}
 				f := s.record(&ev, model.PhaseStart, oc.origin, now)
 				f.RemoteName, _ = s.o.names.Lookup(f.Remote(), now)
 				oc.name = f.RemoteName
@@ -482,7 +482,7 @@ func (s *endpointState) readConntrack(ctx context.Context) error {
 				oc, inOpen := s.conns.remove(ev.ID)
 				if oc == nil {
 					phase = model.PhaseComplete // its NEW was lost
-					oc = &openConn{origin: s.classify(&ev)}
+					oc = &openConn{origin: s.classify(&ev, model.SourceConntrack)}
 				}
 				f := ev.flowRecord(phase, s.ep.Netns, s.isLocal, now)
 				ev.counters().minus(oc.sent).set(&f) // what update records have not reported
@@ -501,15 +501,16 @@ func (s *endpointState) readConntrack(ctx context.Context) error {
 }
 
 // classify establishes how ev's original tuple relates to the
-// connection's opener (origin.go) and counts the connections it turns
-// around or cannot place. Called once per connection.
-func (s *endpointState) classify(ev *ctEvent) origin {
+// connection's opener (origin.go) and counts, under src, the records it
+// turns around or cannot place. Called once per conntrack connection and
+// once per logged packet.
+func (s *endpointState) classify(ev *ctEvent, src model.FlowSource) origin {
 	o := s.cls.origin(ev)
 	switch o {
 	case originReply:
-		s.o.metrics.DirectionCorrected.WithLabelValues(string(model.ProtocolFromNumber(ev.Proto))).Inc()
+		s.o.metrics.DirectionCorrected.WithLabelValues(string(model.ProtocolFromNumber(ev.Proto)), string(src)).Inc()
 	case originUnknown:
-		s.o.metrics.DirectionUnknown.WithLabelValues(string(model.ProtocolFromNumber(ev.Proto))).Inc()
+		s.o.metrics.DirectionUnknown.WithLabelValues(string(model.ProtocolFromNumber(ev.Proto)), string(src)).Inc()
 	}
 	if o != originOpener && s.log.Enabled(context.Background(), slog.LevelDebug) {
 		s.log.Debug("conntrack entry began in mid-flight", "origin", o, "proto", ev.Proto,
@@ -579,7 +580,7 @@ func (s *endpointState) dumpTable(resync bool) error {
 			return
 		}
 		s.maybeRefreshAddrs(ev.Src, ev.Dst)
-		oc := &openConn{key: ev.tuple(), origin: s.classify(ev)}
+		oc := &openConn{key: ev.tuple(), origin: s.classify(ev, model.SourceConntrack)}
 		switch oc.origin {
 		case originReply:
 			corrected++
@@ -836,7 +837,7 @@ func (s *endpointState) verdictRecord(dec *verdictDecoder, m netlink.Message) (m
 		// began in between, or the entry was gone): the same rule as for
 		// conntrack records says who opened the connection (origin.go).
 		ev := packetEvent(&dec.last)
-		orient(&f, s.cls.origin(&ev), s.isLocal)
+		orient(&f, s.classify(&ev, model.SourceVerdictLog), s.isLocal)
 		return f, true
 	case errors.Is(err, errNotPacket), errors.Is(err, verdictlog.ErrNotNanoseg):
 		return model.Flow{}, false

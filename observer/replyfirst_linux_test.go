@@ -123,6 +123,15 @@ func TestKernelDNSReplyFirst(t *testing.T) {
 		if unknown[src] != 1 {
 			t.Errorf("%d %s records marked unknown, want 1 (the answer to the closed socket, at the client)", unknown[src], src)
 		}
+		// The metrics count what the records say, per source: three
+		// answers turned around (two at the server, one at the client),
+		// one unknown.
+		if got := counterValue(h.metrics.DirectionUnknown.WithLabelValues("UDP", string(src))); got != 1 {
+			t.Errorf("direction_unknown_total{protocol=UDP,source=%s} = %v, want 1", src, got)
+		}
+		if got := counterValue(h.metrics.DirectionCorrected.WithLabelValues("UDP", string(src))); got != 3 {
+			t.Errorf("direction_corrected_total{protocol=UDP,source=%s} = %v, want 3", src, got)
+		}
 	}
 	if e, ok := h.edge("monitoring/prometheus", "kube-system/dns", model.ProtocolUDP, 53); !ok || e.Flows != 1 {
 		t.Errorf("edge monitoring/prometheus -> kube-system/dns UDP/53: %+v (found %v), want 1 flow (the open socket's query)", e, ok)
