@@ -348,6 +348,9 @@ func (s *Session) propose(r *http.Request) (any, int, error) {
 	if q.Get("includeDenied") != "" {
 		return nil, http.StatusBadRequest, fmt.Errorf("includeDenied: against a cluster the controller decides what its proposals leave out")
 	}
+	if b, err := io.ReadAll(io.LimitReader(r.Body, 1<<10)); err != nil || len(bytes.TrimSpace(b)) > 0 {
+		return nil, http.StatusBadRequest, fmt.Errorf("request body: this route takes no body (its parameters are query parameters)")
+	}
 	rep := controller.ProposeReport{Proposals: []controller.ProposeResult{}, Excluded: []string{}, Skipped: []string{}, Failed: []string{}, Silent: []string{},
 		Forbidden: []policies.ForbiddenEdge{}}
 	prs := append(s.snap.proposals[:0:0], s.snap.proposals...)
@@ -370,7 +373,19 @@ func (s *Session) propose(r *http.Request) (any, int, error) {
 			if err != nil {
 				continue
 			}
-			rep.Failed = append(rep.Failed, fmt.Sprintf("%s -> %s %s/%d: %s", e.Source, e.Destination, e.Protocol, e.Port, oe.LeftOut))
+			line := fmt.Sprintf("%s -> %s %s/%d: %s", e.Source, e.Destination, e.Protocol, e.Port, oe.LeftOut)
+			switch {
+			case oe.LeftOut == controller.LeftOutFailed:
+				rep.Failed = append(rep.Failed, line)
+			case strings.HasPrefix(oe.LeftOut, controller.LeftOutForbidden):
+				if f, ok := s.forbidden(e); ok {
+					rep.Forbidden = append(rep.Forbidden, f)
+				} else {
+					rep.Excluded = append(rep.Excluded, line)
+				}
+			default:
+				rep.Excluded = append(rep.Excluded, line)
+			}
 		}
 	}
 	covs, err := s.svc.Coverage(0)
@@ -384,6 +399,25 @@ func (s *Session) propose(r *http.Request) (any, int, error) {
 		}
 	}
 	return rep, 0, nil
+}
+
+// forbidden returns the Admin Deny that forbids edge e as the cluster's
+// policies decide it now (the rule the controller named when it left
+// the edge out of its proposal); false when they no longer forbid it or
+// a peer is not a workload.
+func (s *Session) forbidden(e model.Edge) (policies.ForbiddenEdge, bool) {
+	if e.Source.External || e.Destination.External {
+		return policies.ForbiddenEdge{}, false
+	}
+	v, err := s.svc.Explain(e.Source.String(), e.Destination.String(), fmt.Sprintf("%d/%s", e.Port, e.Protocol))
+	if err != nil {
+		return policies.ForbiddenEdge{}, false
+	}
+	r, dir := v.AdminDeny()
+	if r == nil {
+		return policies.ForbiddenEdge{}, false
+	}
+	return policies.ForbiddenEdge{Edge: fmt.Sprintf("%s -> %s %s/%d", e.Source, e.Destination, e.Protocol, e.Port), Direction: dir, Rule: *r, Flows: int64(e.Flows)}, true
 }
 
 // splitWorkload returns the namespace and name of a workload given as

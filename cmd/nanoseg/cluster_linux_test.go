@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"sigs.k8s.io/yaml"
 
@@ -140,6 +141,40 @@ func TestClusterMode(t *testing.T) {
 	if out, err := runCLI(t, "--config", f.cfg, "--kubeconfig", f.kc, "policy", "explain", "--from", "shop/web", "--to", "shop/db", "--port", "5432/TCP"); err != nil ||
 		!strings.Contains(out, "Admin") || !strings.Contains(out, "no-db") {
 		t.Errorf("policy explain against the cluster does not name the Admin Deny: %v\n%s", err, out)
+	}
+	// The controller left web -> db TCP/5432 out of db's proposal as
+	// forbidden and TCP/9999 as failed: propose lists each under its own
+	// heading, the forbidden one with the rule.
+	web, db := model.Peer{Namespace: "shop", Workload: "web"}, model.Peer{Namespace: "shop", Workload: "db"}
+	var edges []any
+	for _, oe := range []v1alpha1.ObservedEdge{
+		v1alpha1.EdgeFrom(model.Edge{Source: web, Destination: db, Protocol: model.ProtocolTCP, Port: 5432, Traffic: model.Traffic{FirstSeen: f.now.Add(-time.Hour), LastSeen: f.now, Flows: 3}},
+			controller.LeftOutForbidden+"ClusterNetworkPolicy no-db (Admin, priority 5) rule ingress-0"),
+		v1alpha1.EdgeFrom(model.Edge{Source: web, Destination: db, Protocol: model.ProtocolTCP, Port: 9999, Traffic: model.Traffic{FirstSeen: f.now.Add(-time.Hour), LastSeen: f.now, Flows: 2, Failed: 2}},
+			controller.LeftOutFailed),
+	} {
+		edges = append(edges, toMap(t, &oe))
+	}
+	setEdges := func(edges any) {
+		t.Helper()
+		patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"edges": edges}})
+		if _, err := f.dyn.Resource(kube.Proposals).Namespace("shop").Patch(ctx, "db", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dbProposal, err := f.dyn.Resource(kube.Proposals).Namespace("shop").Get(ctx, "db", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _, _ := unstructured.NestedSlice(dbProposal.Object, "spec", "edges")
+	setEdges(edges)
+	out, err = runCLI(t, "--config", f.cfg, "--kubeconfig", f.kc, "policy", "propose")
+	setEdges(before)
+	forbidden, failed, _ := strings.Cut(out, "left out, because every connection failed")
+	failed, _, _ = strings.Cut(failed, "coverage")
+	if err != nil || !regexp.MustCompile(`(?m)^left out, because an Admin ClusterNetworkPolicy rule denies them.*\n +shop/web -> shop/db TCP/5432: forbidden by .*no-db \(Admin, priority 5\)`).MatchString(forbidden) ||
+		strings.Contains(failed, "5432") || !strings.Contains(failed, "shop/web -> shop/db TCP/9999") {
+		t.Errorf("policy propose with edges left out: %v\n%s", err, out)
 	}
 
 	// DENIED and WOULD-DENY come from the NanoSegments' status.
