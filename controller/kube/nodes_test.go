@@ -19,7 +19,7 @@ import (
 type listedInventory struct{ snap inventory.Snapshot }
 
 func (l listedInventory) List(context.Context) (inventory.Snapshot, error) { return l.snap, nil }
-func (l listedInventory) Watch(ctx context.Context, _ func()) error       { <-ctx.Done(); return nil }
+func (l listedInventory) Watch(ctx context.Context, _ func()) error        { <-ctx.Done(); return nil }
 func (l listedInventory) Run(ctx context.Context) error                    { <-ctx.Done(); return nil }
 func (l listedInventory) HasSynced() bool                                  { return true }
 
