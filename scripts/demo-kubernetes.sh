@@ -183,7 +183,7 @@ kubectl version | grep -i server
 # the DaemonSet and Deployment objects run nothing: no kubelet here.
 printf '\033[2m$ kubectl apply -k manifests\033[0m\n' >&2
 kubectl apply -k manifests 2>&1 | grep -v 'missing the kubectl.kubernetes.io/last-applied-configuration annotation' | sed 's/^/  /'
-kubectl get validatingadmissionpolicies,mutatingadmissionpolicies -o name | grep -q nanoseg-promotion-requester \
+kubectl get validatingadmissionpolicies,mutatingadmissionpolicies -o name | grep nanoseg-promotion-requester >/dev/null \
   || fail "the admission policies that stamp a promotion's author are missing"
 # The ClusterNetworkPolicy CRD (policy.networking.k8s.io/v1alpha2), as on
 # a cluster that has no upstream one: step 9 applies an Admin policy.
