@@ -66,7 +66,7 @@ func (s *Service) endpointRef(field, ref string) (policies.ConnEnd, error) {
 
 // AgentWorld is the agent's world in the shape of a verdict case file:
 // namespaces, one pod per endpoint (named "<workload>-<n>" in netns order),
-// the active nanosegments with their promoted modes, and the
+// the nodes, the active nanosegments with their promoted modes, and the
 // NetworkPolicies and ClusterNetworkPolicies in force.
 type AgentWorld struct {
 	Namespaces   []policies.CaseNamespace `json:"namespaces"`
@@ -76,6 +76,9 @@ type AgentWorld struct {
 	NetworkPolicies []networkingv1.NetworkPolicy `json:"networkPolicies"`
 	// ClusterNetworkPolicies are the ClusterNetworkPolicies in force.
 	ClusterNetworkPolicies []cnpv1alpha2.ClusterNetworkPolicy `json:"clusterNetworkPolicies"`
+	// Nodes are the inventory's nodes (labels and addresses, for the
+	// nodes peers of ClusterNetworkPolicies); none where it knows none.
+	Nodes []policies.CaseNode `json:"nodes,omitempty"`
 }
 
 // World returns the agent's inventory and active policies as an AgentWorld.
@@ -113,5 +116,12 @@ func (s *Service) World() (AgentWorld, error) {
 		w.NetworkPolicies = []networkingv1.NetworkPolicy{}
 	}
 	w.ClusterNetworkPolicies = append([]cnpv1alpha2.ClusterNetworkPolicy{}, in.ClusterNetworkPolicies...)
+	for _, n := range world.Nodes() {
+		cn := policies.CaseNode{Name: n.Name, Labels: n.Labels}
+		for _, ip := range n.IPs {
+			cn.IPs = append(cn.IPs, ip.String())
+		}
+		w.Nodes = append(w.Nodes, cn)
+	}
 	return w, nil
 }

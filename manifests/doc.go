@@ -10,7 +10,7 @@
 //	node-agent/          ServiceAccount, ClusterRole and binding, Role (the controller's CA) and binding, DaemonSet of `nanoseg node`
 //	controller/          ServiceAccount, ClusterRole and Role with bindings (each rule with its reason), Deployment (two replicas, leader election), Service (ingest 9443), rbac-transport.yaml (TokenReviews, its TLS Secret and CA ConfigMap)
 //	admission/           admission policies: a promotion's requestedBy from request.userInfo; Succeeded promotions kept; a node agent answers only its node's probes, once
-//	rbac/                ClusterRoles for people: nanoseg-view, nanoseg-operate
+//	rbac/                ClusterRoles for people: nanoseg-view, nanoseg-operate, nanoseg-view-nodes
 //	lab/                 lab topologies for `nanoseg lab up` (not Kubernetes objects)
 //
 // The Go side embeds them and renders the kustomization (Objects) for tests

@@ -48,6 +48,7 @@ const (
 	HealthPort           = 9990                          // /healthz, /readyz and /metrics of both components
 	ViewRole             = "nanoseg-view"                // ClusterRole: read what nanoseg holds and enforces (rbac/users.yaml)
 	OperateRole          = "nanoseg-operate"             // ClusterRole: nanoseg-view and create NanoSegmentPromotions
+	ViewNodesRole        = "nanoseg-view-nodes"          // ClusterRole: list Nodes, for the nodes peers of ClusterNetworkPolicies (bind cluster-wide)
 	RequesterPolicy      = "nanoseg-promotion-requester" // admission policies stamping and checking spec.requestedBy (admission/promotions.yaml)
 	HistoryPolicy        = "nanoseg-promotion-history"   // admission policy refusing DELETE of a Succeeded promotion
 	kustomizationFile    = "kustomization.yaml"

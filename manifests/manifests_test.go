@@ -149,6 +149,7 @@ func TestObjects(t *testing.T) {
 		"admissionregistration.k8s.io/ValidatingAdmissionPolicyBinding nanoseg-probe-status",
 		"rbac.authorization.k8s.io/ClusterRole nanoseg-view",
 		"rbac.authorization.k8s.io/ClusterRole nanoseg-operate",
+		"rbac.authorization.k8s.io/ClusterRole nanoseg-view-nodes",
 	}
 	if d := cmp.Diff(want, refs); d != "" {
 		t.Errorf("objects (-want +got):\n%s", d)
@@ -403,7 +404,19 @@ func TestUserRoles(t *testing.T) {
 			t.Errorf("%s is aggregated (%s): promoting must be granted on purpose", manifests.OperateRole, k)
 		}
 	}
-	if view.AggregationRule != nil || operate.AggregationRule != nil {
+	// Nodes are cluster-scoped infrastructure: a role of their own,
+	// bound on purpose, never aggregated into view.
+	var nodes rbacv1.ClusterRole
+	find(t, "ClusterRole", manifests.ViewNodesRole, &nodes)
+	if d := cmp.Diff([]string{"core/nodes list", "core/nodes watch"}, expand(nodes.Rules)); d != "" {
+		t.Errorf("%s rules (-want +got):\n%s", manifests.ViewNodesRole, d)
+	}
+	for k := range nodes.Labels {
+		if strings.HasPrefix(k, "rbac.authorization.k8s.io/aggregate-to-") {
+			t.Errorf("%s is aggregated (%s): Nodes must be granted on purpose", manifests.ViewNodesRole, k)
+		}
+	}
+	if view.AggregationRule != nil || operate.AggregationRule != nil || nodes.AggregationRule != nil {
 		t.Error("an aggregationRule: its rules would be empty without kube-controller-manager")
 	}
 }
@@ -528,6 +541,7 @@ var controllerClusterRoleRules = []string{
 	"apps/controllerrevisions create", "apps/controllerrevisions get", "apps/controllerrevisions list",
 	"core/events create",
 	"core/namespaces get", "core/namespaces list", "core/namespaces watch",
+	"core/nodes list", "core/nodes watch",
 	"core/pods get", "core/pods list", "core/pods watch",
 	"core/services get", "core/services list", "core/services watch",
 	"discovery.k8s.io/endpointslices get", "discovery.k8s.io/endpointslices list", "discovery.k8s.io/endpointslices watch",

@@ -7,6 +7,7 @@
 # controller as two replicas electing a leader with a Lease; one node agent
 # per node, sending its observations to the controller. Observe, proposals
 # appear as objects, review, promote to audit, catch the intruder, enforce,
+# deny the intruder by an Admin ClusterNetworkPolicy whatever the mode,
 # prove every declared connection still works, roll back, kill the leader,
 # check the history, tear down and check that nothing is left.
 #
@@ -109,6 +110,10 @@ cleanup() {
     kubectl get nanosegments,nanosegmentproposals,nanosegmentpromotions,controllerrevisions,leases,configmaps -A -o yaml \
       >"$STATE/objects.yaml" 2>/dev/null || true
   fi
+  # The demo's ClusterNetworkPolicy, should a failure have left it.
+  if [ -s "$KUBECONFIG" ]; then
+    kubectl delete clusternetworkpolicy no-intruder-to-db --ignore-not-found >/dev/null 2>&1 || true
+  fi
   # Removing the kubeconfig stops the API server and etcd and removes
   # their files (kubetest's TestServe).
   rm -f "$KUBECONFIG"
@@ -178,8 +183,13 @@ kubectl version | grep -i server
 # the DaemonSet and Deployment objects run nothing: no kubelet here.
 printf '\033[2m$ kubectl apply -k manifests\033[0m\n' >&2
 kubectl apply -k manifests 2>&1 | grep -v 'missing the kubectl.kubernetes.io/last-applied-configuration annotation' | sed 's/^/  /'
-kubectl get validatingadmissionpolicies,mutatingadmissionpolicies -o name | grep -q nanoseg-promotion-requester \
+kubectl get validatingadmissionpolicies,mutatingadmissionpolicies -o name | grep nanoseg-promotion-requester >/dev/null \
   || fail "the admission policies that stamp a promotion's author are missing"
+# The ClusterNetworkPolicy CRD (policy.networking.k8s.io/v1alpha2), as on
+# a cluster that has no upstream one: step 9 applies an Admin policy.
+run kubectl apply -f manifests/crds/cnp/ | sed 's/^/  /'
+kubectl wait --for condition=established --timeout 30s crd/clusternetworkpolicies.policy.networking.k8s.io >/dev/null \
+  || fail "the ClusterNetworkPolicy CRD is not established"
 
 step "2. the $LAB lab ($TOPOLOGY) as pods of two simulated nodes: one network namespace per pod, real servers and clients"
 run "$NANOSEG" lab up -f "$TOPOLOGY" --kubernetes
@@ -266,10 +276,38 @@ run kubectl nanoseg verdicts -n shop --verdict audit-deny --from shop/intruder -
 run "$NANOSEG" lab check --name "$LAB" >"$STATE/check-audit.txt" || { cat "$STATE/check-audit.txt"; fail "audit mode broke a declared connection"; }
 tail -n1 "$STATE/check-audit.txt"
 
-step "9. promote every workload to enforce (forced: the lab was observed for a minute, below the controller's --min-observed of 1h; the reasons are recorded)"
+step "9. the cluster administrator's tier: an Admin Deny ClusterNetworkPolicy keeps the intruder from the database now, whatever mode shop/db is in"
+cat <<'YAML' | tee "$STATE/cnp.yaml"
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: no-intruder-to-db}
+spec:
+  tier: Admin
+  priority: 10
+  subject: {pods: {namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: shop}}, podSelector: {matchLabels: {app: db}}}}
+  ingress:
+  - {name: no-intruder, action: Deny, from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: intruder}}}}]}
+YAML
+before=$(( $(seg_status shop db denied) + $(seg_status shop intruder denied) ))
+run kubectl apply -f "$STATE/cnp.yaml"
+run kubectl nanoseg policy explain --from shop/intruder --to shop/db --port 5432/TCP | tee "$STATE/explain-cnp.txt"
+grep -qF 'denied by ClusterNetworkPolicy no-intruder-to-db (Admin, priority 10) rule ingress-0 "no-intruder"' "$STATE/explain-cnp.txt" \
+  || fail "policy explain does not name the Admin rule"
+wait_for "the node agents dropping the intruder's connection to the database by the Admin rule" 30 \
+  bash -c "! \"$NANOSEG\" lab probe --name \"$LAB\" --from shop/intruder --to shop/db --no-dns --port 5432 --timeout 1s"
+echo "dropped, in audit mode: the Admin tier is enforced whatever the NanoSegment's mode"
+wait_for "the intruder's connection counted as denied in the NanoSegments' status" 30 \
+  bash -c "[ \$(( \$(kubectl -n shop get nanosegment db -o jsonpath='{.status.denied}') + \$(kubectl -n shop get nanosegment intruder -o jsonpath='{.status.denied}') + 0 )) -gt $before ]"
+run kubectl nanoseg verdicts -n shop --verdict deny --from shop/intruder --to shop/db --expect || fail "kubectl nanoseg verdicts does not list the intruder's deny by the Admin rule"
+run kubectl delete clusternetworkpolicy no-intruder-to-db
+wait_for "the intruder passing again (audit) once the ClusterNetworkPolicy is deleted" 30 \
+  "$NANOSEG" lab probe --name "$LAB" --from shop/intruder --to shop/db --no-dns --port 5432 --timeout 1s
+echo "deleted: the intruder passes again (audit), until shop/db enforces"
+
+step "10. promote every workload to enforce (forced: the lab was observed for a minute, below the controller's --min-observed of 1h; the reasons are recorded)"
 run kubectl nanoseg promote --all --to enforce --force --reason "demo: audit showed only the intruder would be denied"
 
-step "10. the intruder is dropped; every declared connection still works, over IPv4 and IPv6"
+step "11. the intruder is dropped; every declared connection still works, over IPv4 and IPv6"
 before=$(( $(seg_status shop db denied) + $(seg_status shop intruder denied) ))
 if probe=$("$NANOSEG" lab probe --name "$LAB" --from shop/intruder --to shop/db --no-dns --port 5432 --timeout 1s 2>&1); then
   fail "the intruder reached the database under enforcement: $probe"
@@ -285,13 +323,13 @@ run kubectl nanoseg verdicts -n shop --verdict deny --from shop/intruder --to sh
 run kubectl get nanosegments -A
 [ "$(kubectl get nanosegments -A -o 'jsonpath={range .items[*]}{.spec.mode}{"\n"}{end}' | sort -u)" = enforce ] || fail "not every NanoSegment is in enforce"
 
-step "11. roll back one workload: shop/frontend returns to audit (a new record, not an erased one)"
+step "12. roll back one workload: shop/frontend returns to audit (a new record, not an erased one)"
 run kubectl nanoseg rollback shop/frontend --reason "demo: frontend team asks for another day of audit"
 [ "$(kubectl -n shop get nanosegment frontend -o 'jsonpath={.spec.mode}')" = audit ] || fail "shop/frontend is not back in audit"
 run kubectl nanoseg history shop/frontend
 run kubectl -n shop get nanosegmentpromotions --sort-by=.metadata.creationTimestamp
 
-step "12. kill the leader (kill -9): the standby takes the Lease and carries on"
+step "13. kill the leader (kill -9): the standby takes the Lease and carries on"
 leader=$(lease_holder)
 [ -n "$leader" ] && alive "$leader" || fail "the Lease names '$leader', not a replica this demo runs"
 standby=$(for r in "${REPLICAS[@]}"; do [ "$r" != "$leader" ] && echo "$r"; done)
@@ -323,7 +361,7 @@ kubectl get nanosegmentproposals -A >"$STATE/proposals-after-failover.txt" 2>&1 
 "$NANOSEG" lab check --name "$LAB" >"$STATE/check-failover.txt" || { cat "$STATE/check-failover.txt"; fail "a declared connection broke across the failover"; }
 tail -n1 "$STATE/check-failover.txt"
 
-step "13. signed evidence from the cluster: live probes the node agents run between the pods, the API objects in force, the promotion history"
+step "14. signed evidence from the cluster: live probes the node agents run between the pods, the API objects in force, the promotion history"
 # The bundle is signed with a key of the machine that exports (kept in
 # the user's config dir): the demo's own, under $STATE, pinned at verify.
 # Its probes are those of `kubectl nanoseg verify` (not run apart: it

@@ -39,7 +39,10 @@
 //     NanoSegments' status).
 //   - Inventory: inventory/kube's Source with no node name (every pod a
 //     peer), listed once. It needs list on pods, namespaces, services and
-//     endpointslices in every namespace, and says which one is refused.
+//     endpointslices in every namespace, and says which one is refused;
+//     the Nodes (for ClusterNetworkPolicy `nodes` peers) when the user may
+//     list them (NodesRole), else a warning that those peers are left
+//     out (nodes.go).
 //   - Node (node.go): what the NanoSegments' status reports (endpoints in
 //     sync; the kernel counters per node, on the workload's first
 //     endpoint; the default rule ids its verdicts name; the endpoints of a workload without a NanoSegment are

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -44,6 +45,9 @@ type Session struct {
 	// evidenceErr says why evidence export cannot keep its state (no
 	// config directory); nil when it can.
 	evidenceErr error
+	// nodesErr is the API server's Forbidden when the user may not list
+	// Nodes: the inventory has none (nodes.go).
+	nodesErr error
 }
 
 // Open resolves cfg's kubeconfig and reads the cluster (see the package
@@ -99,6 +103,7 @@ func OpenClients(ctx context.Context, cfg Config, kc kubernetes.Interface, dyn d
 	for _, why := range snap.cnpSkipped {
 		log.Warn("invalid ClusterNetworkPolicy left out: the node agents do not apply it (they keep an earlier valid version, if any)", "policy", why)
 	}
+	warnNodes(log, s.nodesErr, snap.cnps)
 	// Without a config directory, every verb but evidence export works.
 	evDir, evErr := cfg.evidenceDir()
 	s.evidenceErr = evErr
@@ -109,7 +114,8 @@ func OpenClients(ctx context.Context, cfg Config, kc kubernetes.Interface, dyn d
 }
 
 // inventory lists the cluster's pods, namespaces, services and endpoint
-// slices once (inventory/kube without a node: every pod a peer). It first
+// slices once (inventory/kube without a node: every pod a peer), and the
+// Nodes when the user may list them (else s.nodesErr). It first
 // asks for one of each, so that a user who may not list them gets the API
 // server's answer instead of an informer retrying until the timeout.
 func (s *Session) inventory(ctx context.Context) (*inventory.Index, error) {
@@ -127,7 +133,10 @@ func (s *Session) inventory(ctx context.Context) (*inventory.Index, error) {
 			return nil, fmt.Errorf("list %s (the inventory needs those of every namespace): %w", l.what, err)
 		}
 	}
-	src, err := invkube.New(s.kc, invkube.Config{Logger: s.log})
+	if s.nodesErr = canListNodes(ctx, s.kc); s.nodesErr != nil && !apierrors.IsForbidden(s.nodesErr) {
+		return nil, s.nodesErr
+	}
+	src, err := invkube.New(s.kc, invkube.Config{Logger: s.log, Nodes: s.nodesErr == nil})
 	if err != nil {
 		return nil, err
 	}
@@ -145,6 +154,7 @@ func (s *Session) inventory(ctx context.Context) (*inventory.Index, error) {
 	}
 	idx := inventory.NewIndex(snap.Endpoints, snap.Namespaces, snap.Externals)
 	idx.SetServices(snap.Services)
+	idx.SetNodes(snap.Nodes)
 	return idx, nil
 }
 

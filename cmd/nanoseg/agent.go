@@ -112,6 +112,7 @@ func newStatusCmd(a *app) *cobra.Command {
 			}
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "WORKLOAD\tMODE\tREV\tENDPOINTS\tIN SYNC\tRULE HITS (pkts)\tNO RULE (pkts)\tWOULD-DENY\tDENIED\tOBSERVED\tNEW PEER (ago)")
+			var zeroSince []string // workloads whose rules have 0 hits since their promotion
 			for _, s := range st {
 				sync, unreported, hits, unmatched := 0, 0, uint64(0), uint64(0)
 				mode := string(s.Mode)
@@ -151,10 +152,22 @@ func newStatusCmd(a *app) *cobra.Command {
 				if unreported > 0 && unreported == len(s.Endpoints) {
 					inSync = "-"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", s.Workload, mode, s.Revision, len(s.Endpoints), inSync, hits, unmatched, s.WouldDeny, s.Denied,
+				// The kernel counts the rule set a promotion installed
+				// from 0: right after one, 0 says nothing about the
+				// traffic before it.
+				ruleHits := strconv.FormatUint(hits, 10)
+				if hits == 0 && !s.Since.IsZero() {
+					ruleHits = "0 since promotion"
+					zeroSince = append(zeroSince, s.Workload)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", s.Workload, mode, s.Revision, len(s.Endpoints), inSync, ruleHits, unmatched, s.WouldDeny, s.Denied,
 					observed, lastNew)
 			}
 			tw.Flush()
+			if len(zeroSince) > 0 {
+				fmt.Fprintf(w, "\nRULE HITS 0 since promotion (%s): the kernel counts the rules of the rule set a promotion installs from 0; "+
+					"traffic before it is in the observed edges (nanoseg graph), not in these counters\n", strings.Join(zeroSince, ", "))
+			}
 			for _, s := range st {
 				if len(s.Endpoints) == 0 {
 					fmt.Fprintf(w, "\n%s: selects no pod: its %s policy applies to nothing running\n", s.Workload, s.Mode)

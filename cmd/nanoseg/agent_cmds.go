@@ -897,7 +897,7 @@ func agentWorld(a *app) (*policies.CaseState, error) {
 	if err := newClient(a).Do(context.Background(), "GET", "/v1/world", nil, nil, &w); err != nil {
 		return nil, fmt.Errorf("no --world or --case given, and the agent's world: %w", err)
 	}
-	c := &policies.Case{Name: "agent", Namespaces: w.Namespaces, Pods: w.Pods}
+	c := &policies.Case{Name: "agent", Namespaces: w.Namespaces, Nodes: w.Nodes, Pods: w.Pods}
 	for i := range w.NanoSegments {
 		c.Policies = append(c.Policies, policies.Object{NanoSegment: &w.NanoSegments[i]})
 	}

@@ -142,7 +142,9 @@ func buildController(ctx context.Context, cfg ctrlkube.Config, rc *rest.Config, 
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
-	inv, err := invkube.New(client, invkube.Config{Logger: a.log, Registerer: reg})
+	// Nodes: the nodes peers of ClusterNetworkPolicies match their
+	// addresses in proposals and explain, as on the node agents.
+	inv, err := invkube.New(client, invkube.Config{Logger: a.log, Registerer: reg, Nodes: true})
 	if err != nil {
 		return nil, err
 	}

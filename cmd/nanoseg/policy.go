@@ -53,7 +53,7 @@ func newPolicyCheckCmd() *cobra.Command {
 			for _, f := range args {
 				c, err := policies.LoadCase(f)
 				if err != nil {
-					fmt.Fprintf(out, "FAIL %s: %v\n", f, err)
+					fmt.Fprintf(out, "FAIL %s: %v\n", f, notACase(f, err))
 					failed++
 					continue
 				}
@@ -76,6 +76,33 @@ func newPolicyCheckCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// notACase returns err, the error of loading file as a verdict case, or,
+// when file holds policy manifests (documents with apiVersion and kind,
+// such as a bare ClusterNetworkPolicy) rather than a case, an error that
+// says so, names them (or their validation errors) and what to run
+// instead: a case needs a world and connections to check verdicts of.
+func notACase(file string, err error) error {
+	data, rerr := os.ReadFile(file)
+	if rerr != nil {
+		return err
+	}
+	var head map[string]any
+	if sigsyaml.Unmarshal(data, &head) != nil || head["apiVersion"] == nil || head["kind"] == nil {
+		return err
+	}
+	const what = "a verdict case needs name, namespaces, pods, policies and connections (policies/testdata/cases); " +
+		"to evaluate policy files use policy explain or matrix with --world FILE or --case FILE and --policies " + "%s"
+	objs, perr := policies.ParseObjects(file, data)
+	if perr != nil {
+		return fmt.Errorf("holds policy manifests, not a verdict case, and they are invalid: %w; "+what, perr, file)
+	}
+	refs := make([]string, len(objs))
+	for i, o := range objs {
+		refs[i] = o.Ref().String()
+	}
+	return fmt.Errorf("holds policy manifests (%s), not a verdict case: "+what, strings.Join(refs, ", "), file)
 }
 
 // readPolicySet reads the policy files (YAML, as readObjects) and returns
@@ -182,7 +209,7 @@ func parsePortProto(s string) (int32, model.Protocol, error) {
 }
 
 func newPolicyExplainCmd(a *app) *cobra.Command {
-	var wf worldFlags
+	wf := worldFlags{agent: a}
 	var from, to, port, output string
 	cmd := &cobra.Command{
 		Use:   "explain --from NS/POD|IP --to NS/POD|IP --port PORT/PROTO [--world FILE|--case FILE] [--policies FILE...]",
@@ -190,20 +217,26 @@ func newPolicyExplainCmd(a *app) *cobra.Command {
 		Long: `Say whether one connection is allowed, and which policy and rule decided.
 With --world or --case it evaluates files; without, it asks the running agent
 about its inventory and active policies (--from and --to may then also be
-workloads such as shop/api).`,
+workloads such as shop/api). --policies without --world or --case
+evaluates the files' policies in the agent's world (its namespaces, pods
+and nodes), next to its policies in force: each replaces the one of the
+same kind, namespace and name (a preview; nothing is applied).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if wf.world == "" && wf.caseFile == "" {
-				if len(wf.policies) > 0 {
-					// The agent explains with its policies in force only;
-					// an answer that ignored the files would mislead.
-					return errors.New("policy explain: --policies needs --world or --case (the agent explains with the policies in force)")
-				}
+			fromAgent := wf.world == "" && wf.caseFile == ""
+			if fromAgent && len(wf.policies) == 0 {
 				return explainFromAgent(cmd, a, from, to, port, output)
 			}
 			st, set, err := wf.load()
 			if err != nil {
 				return err
+			}
+			if fromAgent {
+				// The agent's world names pods "<workload>-<n>": a
+				// workload is its first pod, as the agent explains.
+				from, to = agentPod(st, from), agentPod(st, to)
+				fmt.Fprintf(cmd.ErrOrStderr(), "note: evaluated in the agent's world with its policies in force and those of %s in place of the same kind, namespace and name (nothing applied)\n",
+					strings.Join(wf.policies, ", "))
 			}
 			f, err := policies.ParseConnEnd(from)
 			if err != nil {
@@ -242,6 +275,23 @@ workloads such as shop/api).`,
 		_ = cmd.MarkFlagRequired(f)
 	}
 	return cmd
+}
+
+// agentPod returns ref, or, when ref is a workload "namespace/workload"
+// of the agent's world (agentWorld: pods "<workload>-<n>") and no pod of
+// that name, its first pod.
+func agentPod(st *policies.CaseState, ref string) string {
+	ns, name, ok := strings.Cut(ref, "/")
+	if !ok {
+		return ref
+	}
+	if _, ok := st.World.Pod(ns, name); ok {
+		return ref
+	}
+	if _, ok := st.World.Pod(ns, name+"-0"); ok {
+		return ref + "-0"
+	}
+	return ref
 }
 
 // printWarnings prints, on stderr, the policies that select no pod and

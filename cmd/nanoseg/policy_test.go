@@ -130,8 +130,11 @@ spec: {tier: Admin, priority: 1, subject: {namespaces: {}}, ingress: [{action: D
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := runPolicy(t, "explain", "--policies", cnp, "--from", "a/b", "--to", "c/d", "--port", "80/TCP"); err == nil || !strings.Contains(err.Error(), "--policies needs --world or --case") {
-		t.Errorf("explain --policies without a world: %v", err)
+	// Without --world or --case the files are evaluated in the running
+	// agent's world (TestPolicyExplainPoliciesAgainstAgent): without an
+	// agent, the error says which world was missing.
+	if _, err := runPolicy(t, "explain", "--server", "http://127.0.0.1:1", "--policies", cnp, "--from", "a/b", "--to", "c/d", "--port", "80/TCP"); err == nil || !strings.Contains(err.Error(), "no --world or --case given, and the agent's world: ") {
+		t.Errorf("explain --policies without a world or an agent: %v", err)
 	}
 	if _, err := runPolicy(t, "import", cnp); err == nil || !strings.Contains(err.Error(), "ClusterNetworkPolicy guard: only NetworkPolicies convert") {
 		t.Errorf("import: %v", err)

@@ -436,6 +436,7 @@ func (c *Controller) refreshInventory(ctx context.Context) {
 	}
 	c.inv.Replace(snap.Endpoints, snap.Namespaces, snap.Externals)
 	c.inv.SetServices(snap.Services)
+	c.inv.SetNodes(snap.Nodes)
 }
 
 // service returns the controller service over ps (the store, or its

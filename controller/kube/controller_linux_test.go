@@ -151,7 +151,7 @@ func (h *harness) start(t *testing.T, id string, release bool, tweak func(*Confi
 	if err != nil {
 		t.Fatal(err)
 	}
-	inv, err := invkube.New(client, invkube.Config{})
+	inv, err := invkube.New(client, invkube.Config{Nodes: true})
 	if err != nil {
 		t.Fatal(err)
 	}

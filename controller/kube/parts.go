@@ -66,7 +66,8 @@ type EndpointReport struct {
 }
 
 // Inventory is the cluster-wide inventory source (inventory/kube.Source
-// with no node name: every pod a peer).
+// with no node name: every pod a peer; with Config.Nodes, so that the
+// nodes peers of ClusterNetworkPolicies match the Nodes' addresses).
 type Inventory interface {
 	inventory.Source
 	// Run starts the informers and runs until ctx ends.
