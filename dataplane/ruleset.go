@@ -340,9 +340,10 @@ func (e Entry) matches(peer netip.Addr, proto uint8, port uint16) bool {
 // Decide returns the verdict the kernel gives a new connection in
 // direction dir with the peer address peer, protocol number proto and
 // destination port port, and the rule id that decided: the Admin tier's
-// first matching entry (accept: allow, deny: deny, pass: on to the next
-// tier), then Allows, then the Baseline tier's first matching entry
-// (deny: deny; accept and pass: allow), then the mode's default with
+// first matching entry (accept: allow, deny: deny or in audit mode
+// audit-deny, pass: on to the next tier), then Allows, then the Baseline tier's first matching entry
+// (deny: deny, audit-deny in audit mode; accept and pass: allow), then the
+// mode's default with
 // DefaultID (observe: observed, audit: audit-deny, enforce: deny). It is
 // the Go twin of the whole table (render.go) and the meaning of a rule set.
 func (rs RuleSet) Decide(dir model.Direction, peer netip.Addr, proto uint8, port uint16) (string, model.Verdict) {
@@ -355,7 +356,7 @@ func (rs RuleSet) Decide(dir model.Direction, peer netip.Addr, proto uint8, port
 		case ActionAccept:
 			return e.RuleID, model.VerdictAllow
 		case ActionDeny:
-			return e.RuleID, model.VerdictDeny
+			return e.RuleID, rs.tierDeny()
 		}
 		break // pass: the rest of the tier is skipped
 	}
@@ -367,7 +368,7 @@ func (rs RuleSet) Decide(dir model.Direction, peer netip.Addr, proto uint8, port
 			continue
 		}
 		if e.Action == ActionDeny {
-			return e.RuleID, model.VerdictDeny
+			return e.RuleID, rs.tierDeny()
 		}
 		return e.RuleID, model.VerdictAllow
 	}
@@ -380,11 +381,24 @@ func (rs RuleSet) Decide(dir model.Direction, peer netip.Addr, proto uint8, port
 	return rs.Name, model.VerdictObserved
 }
 
+// tierDeny returns the verdict of a tier's deny entry under rs's mode:
+// audit-deny in audit mode (logged and accepted), else deny.
+func (rs RuleSet) tierDeny() model.Verdict {
+	if rs.Mode == model.ModeAudit {
+		return model.VerdictAuditDeny
+	}
+	return model.VerdictDeny
+}
+
 // denies reports whether rs drops some new connections: it enforces, or
-// a tier holds a deny entry.
+// it observes and a tier holds a deny entry (in audit mode a tier's deny
+// is only logged).
 func (rs RuleSet) denies() bool {
-	if rs.Mode == model.ModeEnforce {
+	switch rs.Mode {
+	case model.ModeEnforce:
 		return true
+	case model.ModeAudit:
+		return false
 	}
 	for _, es := range [][]Entry{rs.Admin.Ingress, rs.Admin.Egress, rs.Baseline.Ingress, rs.Baseline.Egress} {
 		if slices.ContainsFunc(es, func(e Entry) bool { return e.Action == ActionDeny }) {
