@@ -303,8 +303,18 @@ func TestEvidenceAdminDenyOnAuditWorkload(t *testing.T) {
 			t.Errorf("audit: report.html lacks %q", want)
 		}
 	}
+	want := `ClusterNetworkPolicy guard-db (Admin, priority 7) rule ingress-0 "no-intruder"`
+	if st := workloadStatus(t, f, "shop/db"); !slices.Equal(st.AuditedDenies, []string{want}) {
+		t.Errorf("audit: status of shop/db: audited denies %q, want %q", st.AuditedDenies, want)
+	}
+	if st := workloadStatus(t, f, "shop/intruder"); len(st.AuditedDenies) != 0 {
+		t.Errorf("audit: status of shop/intruder: audited denies %q", st.AuditedDenies)
+	}
 	f.promote(t, model.ModeEnforce, 1)
 	mode = model.ModeEnforce
+	if st := workloadStatus(t, f, "shop/db"); len(st.AuditedDenies) != 0 {
+		t.Errorf("enforce: status of shop/db: audited denies %q", st.AuditedDenies)
+	}
 	b, html = export()
 	c = b.Probes.AdminDenies[0]
 	if !c.Held || c.Probe == nil || c.Probe.Expected != model.VerdictDeny || c.Probe.Reached || len(c.Audited) != 0 || c.Note != "" {
@@ -313,4 +323,20 @@ func TestEvidenceAdminDenyOnAuditWorkload(t *testing.T) {
 	if !strings.Contains(html, "1 of 1 Admin Deny rule") || strings.Contains(html, "not enforced on workloads in audit mode") {
 		t.Errorf("enforce: report.html does not show the rule held")
 	}
+}
+
+// workloadStatus returns the status of workload w.
+func workloadStatus(t *testing.T, f fixture, w string) controller.WorkloadStatus {
+	t.Helper()
+	st, err := f.svc.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range st {
+		if s.Workload == w {
+			return s
+		}
+	}
+	t.Fatalf("no status of %s", w)
+	return controller.WorkloadStatus{}
 }

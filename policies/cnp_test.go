@@ -479,7 +479,13 @@ func TestClusterDenyFollowsMode(t *testing.T) {
 			for _, action := range []cnpv1alpha2.Action{cnpv1alpha2.ActionAccept, cnpv1alpha2.ActionDeny, cnpv1alpha2.ActionPass} {
 				name := fmt.Sprintf("%s/%s/%s", m.name, tier, action)
 				doc := cnpDoc("guard", tier, 1, subject, "egress", `[{name: r, action: `+string(action)+`, to: [{namespaces: {}}]}]`)
-				v := Evaluate(w, cnpSet(t, append(slices.Clone(m.docs), doc)...), c)
+				set := cnpSet(t, append(slices.Clone(m.docs), doc)...)
+				v := Evaluate(w, set, c)
+				pod, _ := w.Pod("a", "client")
+				ns, _ := w.Namespace("a")
+				if ad := set.AuditedDenies(ns.Labels, pod); len(ad) != map[bool]int{true: 1}[action == cnpv1alpha2.ActionDeny && m.mode == model.ModeAudit] {
+					t.Errorf("%s: AuditedDenies = %+v", name, ad)
+				}
 				want := model.VerdictAllow
 				if action == cnpv1alpha2.ActionDeny {
 					want = model.VerdictDeny
@@ -512,5 +518,15 @@ func TestClusterDenyFollowsMode(t *testing.T) {
 				}
 			}
 		}
+	}
+
+	// A Baseline Deny in a direction an audit nanosegment isolates never
+	// decides, so it is not listed.
+	egressSeg := `{apiVersion: nanoseg.io/v1alpha1, kind: NanoSegment, metadata: {name: client, namespace: a}, spec: {selector: {matchLabels: {app: client}}, mode: audit, policyTypes: [Egress]}}`
+	set := cnpSet(t, egressSeg, cnpDoc("floor", cnpv1alpha2.TierBaseline, 1, subject, "egress", `[{action: Deny, to: [{namespaces: {}}]}]`))
+	pod, _ := w.Pod("a", "client")
+	ns, _ := w.Namespace("a")
+	if ad := set.AuditedDenies(ns.Labels, pod); len(ad) != 0 {
+		t.Errorf("Baseline Deny in an isolated direction listed: %+v", ad)
 	}
 }
