@@ -54,8 +54,9 @@ type Entry struct {
 // ClusterNetworkPolicyRuleAction) in nanoseg's spelling.
 type Action string
 
-// Tier entry actions. Accept accepts the connection and Deny drops it,
-// whatever the rule set's mode; Pass in the Admin tier skips the rest of
+// Tier entry actions. Accept accepts the connection whatever the rule
+// set's mode; Deny drops it in enforce and observe mode and, in audit
+// mode, logs it as audit-deny and accepts it (issue 15); Pass in the Admin tier skips the rest of
 // the tier and goes on to the NetworkPolicy tier; Pass in the Baseline
 // tier goes to the default, which is allow there (the compiler only
 // consults the Baseline tier in a direction no policy isolates), so the
