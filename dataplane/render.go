@@ -50,9 +50,9 @@ package dataplane
 // the default. A tier rule's chain counts, then accepts, drops (deny,
 // logged "nanoseg:deny:<id>" rate-limited, in enforce and observe mode),
 // logs "nanoseg:audit-deny:<id>" and accepts (deny in audit mode) or, for
-// an Admin Pass, goes to the -np chain. Elements keep the first-match order of the
-// tier's entries (tierElements); docs/architecture.md, "ClusterNetworkPolicy
-// tiers in the kernel", says why.
+// an Admin Pass, goes to the -np chain. Elements keep the first-match
+// order of the tier's entries (tierElements); docs/architecture.md,
+// "ClusterNetworkPolicy tiers in the kernel", says why.
 //
 // Why this shape:
 //   - Allowed peers live in verdict maps whose elements goto the chain of

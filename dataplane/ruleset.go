@@ -56,11 +56,11 @@ type Action string
 
 // Tier entry actions. Accept accepts the connection whatever the rule
 // set's mode; Deny drops it in enforce and observe mode and, in audit
-// mode, logs it as audit-deny and accepts it (issue 15); Pass in the Admin tier skips the rest of
-// the tier and goes on to the NetworkPolicy tier; Pass in the Baseline
-// tier goes to the default, which is allow there (the compiler only
-// consults the Baseline tier in a direction no policy isolates), so the
-// kernel accepts it.
+// mode, logs it as audit-deny and accepts it (issue 15); Pass in the
+// Admin tier skips the rest of the tier and goes on to the NetworkPolicy
+// tier; Pass in the Baseline tier goes to the default, which is allow
+// there (the compiler only consults the Baseline tier in a direction no
+// policy isolates), so the kernel accepts it.
 const (
 	ActionAccept Action = "accept"
 	ActionDeny   Action = "deny"
@@ -342,11 +342,11 @@ func (e Entry) matches(peer netip.Addr, proto uint8, port uint16) bool {
 // direction dir with the peer address peer, protocol number proto and
 // destination port port, and the rule id that decided: the Admin tier's
 // first matching entry (accept: allow, deny: deny or in audit mode
-// audit-deny, pass: on to the next tier), then Allows, then the Baseline tier's first matching entry
-// (deny: deny, audit-deny in audit mode; accept and pass: allow), then the
-// mode's default with
-// DefaultID (observe: observed, audit: audit-deny, enforce: deny). It is
-// the Go twin of the whole table (render.go) and the meaning of a rule set.
+// audit-deny, pass: on to the next tier), then Allows, then the Baseline
+// tier's first matching entry (deny: deny, audit-deny in audit mode;
+// accept and pass: allow), then the mode's default with DefaultID
+// (observe: observed, audit: audit-deny, enforce: deny). It is the Go twin
+// of the whole table (render.go) and the meaning of a rule set.
 func (rs RuleSet) Decide(dir model.Direction, peer netip.Addr, proto uint8, port uint16) (string, model.Verdict) {
 	peer = peer.Unmap()
 	for _, e := range rs.Admin.Entries(dir) {
