@@ -249,3 +249,94 @@ func TestDeleteClusterNetworkPolicy(t *testing.T) {
 		t.Errorf("delete without a name: %v, want ErrInvalid", err)
 	}
 }
+
+// TestEvidenceAdminDenyOnAuditWorkload (issue 15): with shop/db in audit
+// mode, the Admin Deny guarding it is logged as audit-deny, not dropped:
+// the bundle's check probes intruder -> db 5432 (expected to connect),
+// never calls the rule held, names shop/db as the workload in audit mode,
+// and the report says the rule is not enforced there. Once shop/db is
+// promoted to enforce the same probe is expected blocked and the rule
+// held.
+func TestEvidenceAdminDenyOnAuditWorkload(t *testing.T) {
+	f := newFixture(t)
+	f.apply(t, "5432")
+	f.promote(t, model.ModeAudit, 1)
+	f.applyCNP(t, guard("Admin", "Deny"))
+	mode := model.ModeAudit
+	// The fake node acts as the kernel: intruder reaches db while db is
+	// in audit mode, and not once it enforces.
+	f.node.Reach = func(src model.Endpoint, proto string, addr netip.AddrPort) bool {
+		return src.Workload != "intruder" || mode == model.ModeAudit
+	}
+	export := func() (evidence.Bundle, string) {
+		t.Helper()
+		res, err := f.svc.Export(context.Background(), controller.ExportRequest{NoPDF: true, Probe: controller.VerifyRequest{MaxProbes: 1}}, "auditor")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b evidence.Bundle
+		if err := json.Unmarshal(res.Files["bundle.json"], &b); err != nil {
+			t.Fatal(err)
+		}
+		if b.Probes == nil || len(b.Probes.AdminDenies) != 1 {
+			t.Fatalf("admin deny checks: %+v", b.Probes)
+		}
+		return b, string(res.Files["report.html"])
+	}
+	b, html := export()
+	c := b.Probes.AdminDenies[0]
+	if c.Held || c.Probe == nil || c.Probe.Source != "shop/intruder" || c.Probe.Destination != "shop/db" || c.Probe.Port != 5432 ||
+		c.Probe.Expected != model.VerdictAuditDeny || !c.Probe.ExpectReach || !c.Probe.Reached || !c.Probe.Match {
+		t.Errorf("audit: check %+v, probe %+v; want an unheld, matching audit-deny probe of intruder -> db 5432", c, c.Probe)
+	}
+	if !slices.Equal(c.Audited, []string{"shop/db"}) || !strings.Contains(c.Note, "logged as audit-deny, not dropped: the workload shop/db is in audit mode") {
+		t.Errorf("audit: audited %v, note %q", c.Audited, c.Note)
+	}
+	if !strings.Contains(c.Probe.Reason, "shop/db-0 is in audit mode: logged as audit-deny, not dropped") {
+		t.Errorf("audit: probe reason %q does not say the workload is in audit mode", c.Probe.Reason)
+	}
+	if b.Probes.Mismatches != 0 {
+		t.Errorf("audit: %d mismatches", b.Probes.Mismatches)
+	}
+	for _, want := range []string{"0 of 1 Admin Deny rule", "not enforced on workloads in audit mode", "the workload shop/db is in audit mode"} {
+		if !strings.Contains(html, want) {
+			t.Errorf("audit: report.html lacks %q", want)
+		}
+	}
+	want := `ClusterNetworkPolicy guard-db (Admin, priority 7) rule ingress-0 "no-intruder"`
+	if st := workloadStatus(t, f, "shop/db"); !slices.Equal(st.AuditedDenies, []string{want}) {
+		t.Errorf("audit: status of shop/db: audited denies %q, want %q", st.AuditedDenies, want)
+	}
+	if st := workloadStatus(t, f, "shop/intruder"); len(st.AuditedDenies) != 0 {
+		t.Errorf("audit: status of shop/intruder: audited denies %q", st.AuditedDenies)
+	}
+	f.promote(t, model.ModeEnforce, 1)
+	mode = model.ModeEnforce
+	if st := workloadStatus(t, f, "shop/db"); len(st.AuditedDenies) != 0 {
+		t.Errorf("enforce: status of shop/db: audited denies %q", st.AuditedDenies)
+	}
+	b, html = export()
+	c = b.Probes.AdminDenies[0]
+	if !c.Held || c.Probe == nil || c.Probe.Expected != model.VerdictDeny || c.Probe.Reached || len(c.Audited) != 0 || c.Note != "" {
+		t.Errorf("enforce: check %+v, probe %+v; want held, no audit note", c, c.Probe)
+	}
+	if !strings.Contains(html, "1 of 1 Admin Deny rule") || strings.Contains(html, "not enforced on workloads in audit mode") {
+		t.Errorf("enforce: report.html does not show the rule held")
+	}
+}
+
+// workloadStatus returns the status of workload w.
+func workloadStatus(t *testing.T, f fixture, w string) controller.WorkloadStatus {
+	t.Helper()
+	st, err := f.svc.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range st {
+		if s.Workload == w {
+			return s
+		}
+	}
+	t.Fatalf("no status of %s", w)
+	return controller.WorkloadStatus{}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/model"
 	"github.com/nanoseg/nanoseg/policies"
+	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 )
 
@@ -58,6 +59,11 @@ type WorkloadStatus struct {
 	// Coverage is how well the workload has been observed, over
 	// everything observed (model.Coverage with no window).
 	Coverage *model.Coverage `json:"coverage,omitempty"`
+	// AuditedDenies names the ClusterNetworkPolicy Deny rules that apply
+	// to the workload but are logged as audit-deny, not dropped, because
+	// it is in audit mode (policies.PolicySet.AuditedDenies, of its first
+	// endpoint): they are enforced once it is promoted to enforce.
+	AuditedDenies []string `json:"auditedDenies,omitempty"`
 }
 
 // EndpointState is one endpoint's dataplane state.
@@ -109,6 +115,42 @@ type DeniedCount struct {
 	DecidedBy []string `json:"decidedBy,omitempty"`
 }
 
+// auditedDenies returns, per workload of wls in audit mode, the
+// ClusterNetworkPolicy Deny rules logged as audit-deny, not dropped, on
+// its first endpoint (policies.PolicySet.AuditedDenies). The inventory's
+// world is built only when some ClusterNetworkPolicy has a Deny rule.
+func (s *Service) auditedDenies(wls []string) (map[string][]string, error) {
+	set, err := s.inForceSet()
+	if err != nil {
+		return nil, err
+	}
+	if !slices.ContainsFunc(set.ClusterPolicies(), func(cp *policies.ClusterPolicy) bool {
+		return slices.ContainsFunc(slices.Concat(cp.Rules[0], cp.Rules[1]), func(r policies.ClusterRule) bool { return r.Action == cnpv1alpha2.ActionDeny })
+	}) {
+		return nil, nil
+	}
+	world, err := s.inv.World(s.knownNames())
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]string{}
+	for _, w := range wls {
+		eps := s.inv.Workload(w)
+		if len(eps) == 0 {
+			continue
+		}
+		p, ok := world.Pod(eps[0].Namespace, eps[0].Netns)
+		if !ok {
+			continue
+		}
+		ns, _ := world.Namespace(p.Namespace)
+		for _, r := range set.AuditedDenies(ns.Labels, p) {
+			out[w] = append(out[w], r.String())
+		}
+	}
+	return out, nil
+}
+
 // sumCounts adds every counter of add to the one of the same key in sum.
 func sumCounts[K comparable](sum map[K]evidence.Count, add map[K]evidence.Count) {
 	for k, c := range add {
@@ -151,13 +193,17 @@ func (s *Service) status(wls []string) ([]WorkloadStatus, error) {
 	if err != nil {
 		return nil, err
 	}
+	audited, err := s.auditedDenies(wls)
+	if err != nil {
+		return nil, err
+	}
 	for i, w := range wls {
 		st, err := s.store.State(w)
 		if err != nil {
 			return nil, err
 		}
 		ws := WorkloadStatus{Workload: w, Mode: st.Mode, Revision: st.Revision, Since: st.Since, Coverage: &covs[i],
-			CapturedBy: caps[w], EffectiveMode: effectiveMode(st.Mode, caps[w])}
+			CapturedBy: caps[w], EffectiveMode: effectiveMode(st.Mode, caps[w]), AuditedDenies: audited[w]}
 		if eps := s.inv.Workload(w); len(eps) > 0 {
 			ws.NetworkPolicies = networkPoliciesOf(inForce, eps[0].Namespace, eps[0].Labels)
 		}

@@ -28,6 +28,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -96,7 +97,8 @@ const ProbeMethod = "every source workload x every destination workload x every 
 	"to an endpoint of the destination, endpoints and address family (IPv4/IPv6) chosen by the FNV-1a hash of the path; " +
 	"when the matrix exceeds the budget, the paths with the lowest SHA-256 of \"nanoseg-verify/v1|src|dst|port/proto\" are kept, " +
 	"half the budget for paths policy allows and half for paths it denies; every Deny rule of the Admin tier of the ClusterNetworkPolicies in force " +
-	"that decides some path of the matrix gets one probe of such a path beyond the budget (the lowest ranked). TCP: a completed handshake is reached, a reset is reached " +
+	"that decides some path of the matrix gets one probe of such a path beyond the budget (the lowest ranked; a path it denies, else one of a workload in audit mode, " +
+	"where it is logged as audit-deny and not dropped, so that rule is reported not held there). TCP: a completed handshake is reached, a reset is reached " +
 	"(refused), no answer within the timeout is blocked. UDP: one datagram (a DNS query on port 53) and a reply or port-unreachable " +
 	"is reached, silence is blocked. Expected to reach: policy verdict allow or audit-deny."
 
@@ -106,9 +108,13 @@ type probePlan struct {
 	src  model.Endpoint
 	addr netip.AddrPort
 	rank string
-	// adminDeny is the adminDenyKey of the Admin Deny rule that decides
-	// the path, or "".
+	// adminDeny is the adminDenyKey of the Admin Deny rule that denies
+	// the path (its direction's verdict is deny), or "".
 	adminDeny string
+	// auditedDeny is the adminDenyKey of an Admin Deny rule that decides
+	// a direction of the path only as audit-deny (its subject is in audit
+	// mode: logged, not dropped), or "".
+	auditedDeny string
 }
 
 // adminDenyKey identifies a rule of an Admin ClusterNetworkPolicy.
@@ -133,10 +139,13 @@ func pathHash(s string) uint32 {
 // planProbes builds the probe matrix over eps (the inventory) for the
 // paths in scope, predicts each with policies.Evaluate over world and set,
 // and samples it down to max probes, plus one path for each Admin Deny
-// rule that decides a path of the matrix but none of the sample. It
-// returns the planned probes sorted by source, destination and port, and
-// the size of the matrix.
-func planProbes(eps []model.Endpoint, world policies.World, set policies.PolicySet, scope string, max int) ([]probePlan, int) {
+// rule that decides a path of the matrix but none of the sample (a path
+// it denies; else one where it is only audit-deny). It returns the
+// planned probes sorted by source, destination and port, the size of the
+// matrix, and per Admin Deny rule (adminDenyKey) the workloads in audit
+// mode on which it decides some path of the matrix only as audit-deny,
+// sorted.
+func planProbes(eps []model.Endpoint, world policies.World, set policies.PolicySet, scope string, max int) ([]probePlan, int, map[string][]string) {
 	byW := map[string][]model.Endpoint{}
 	for _, e := range eps {
 		byW[e.Key()] = append(byW[e.Key()], e)
@@ -148,6 +157,7 @@ func planProbes(eps []model.Endpoint, world policies.World, set policies.PolicyS
 	}
 	sort.Strings(ws)
 	var allowed, denied []probePlan
+	audited := map[string][]string{}
 	matrix := 0
 	for _, sw := range ws {
 		for _, dw := range ws {
@@ -186,8 +196,27 @@ func planProbes(eps []model.Endpoint, world policies.World, set policies.PolicyS
 				if r := v.DecidingClusterRule(); r != nil {
 					p.DecidedBy = r.String()
 				}
-				if r, _ := v.AdminDeny(); r != nil {
-					p.adminDeny = adminDenyKey(r.Policy.Name, r.Rule)
+				for _, d := range []policies.DirectionEvaluation{v.Egress, v.Ingress} {
+					r := d.ClusterRule
+					if r == nil || r.Tier != cnpv1alpha2.TierAdmin || r.Action != cnpv1alpha2.ActionDeny {
+						continue
+					}
+					key := adminDenyKey(r.Policy.Name, r.Rule)
+					switch {
+					case d.Action == model.VerdictDeny && p.adminDeny == "":
+						p.adminDeny = key
+					case d.AuditedClusterDeny():
+						w := sw
+						if d.Direction == model.Ingress {
+							w = dw
+						}
+						if !slices.Contains(audited[key], w) {
+							audited[key] = append(audited[key], w)
+						}
+						if p.auditedDeny == "" {
+							p.auditedDeny = key
+						}
+					}
 				}
 				if p.ExpectReach {
 					allowed = append(allowed, p)
@@ -197,7 +226,10 @@ func planProbes(eps []model.Endpoint, world policies.World, set policies.PolicyS
 			}
 		}
 	}
-	out := withAdminDenies(sample(allowed, denied, max), denied)
+	out := withAdminDenies(sample(allowed, denied, max), denied, allowed)
+	for _, ws := range audited {
+		slices.Sort(ws)
+	}
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]
 		if a.Source != b.Source {
@@ -211,39 +243,61 @@ func planProbes(eps []model.Endpoint, world policies.World, set policies.PolicyS
 		}
 		return a.Protocol < b.Protocol
 	})
-	return out, matrix
+	return out, matrix, audited
 }
 
-// withAdminDenies returns out with, for every Admin Deny rule that decides
+// withAdminDenies returns out with, for every Admin Deny rule that denies
 // some path of denied but none of out, the path of lowest rank it
-// decides: each Admin Deny gets a live probe whatever the budget.
-func withAdminDenies(out, denied []probePlan) []probePlan {
-	covered := map[string]bool{}
+// denies, and for every Admin Deny rule that denies no path at all but is
+// audit-deny on some path of allowed (its workloads are in audit mode),
+// the path of lowest rank of those unless out has one: each Admin Deny
+// gets a live probe whatever the budget.
+func withAdminDenies(out, denied, allowed []probePlan) []probePlan {
+	covered, coveredAudit, denies := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, p := range out {
 		covered[p.adminDeny] = true
+		coveredAudit[p.auditedDeny] = true
 	}
 	best := map[string]probePlan{}
 	for _, p := range denied {
-		if p.adminDeny == "" || covered[p.adminDeny] {
+		if p.adminDeny == "" {
+			continue
+		}
+		denies[p.adminDeny] = true
+		if covered[p.adminDeny] {
 			continue
 		}
 		if b, ok := best[p.adminDeny]; !ok || p.rank < b.rank {
 			best[p.adminDeny] = p
 		}
 	}
-	for _, p := range best {
-		out = append(out, p)
+	for _, p := range allowed {
+		k := p.auditedDeny
+		if k == "" || denies[k] || coveredAudit[k] {
+			continue
+		}
+		if b, ok := best[k]; !ok || p.rank < b.rank {
+			best[k] = p
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(best)) {
+		out = append(out, best[k])
 	}
 	return out
 }
 
 // adminDenyChecks returns one check per Deny rule of the Admin tier of
-// set, each with the first of plans/results the rule decides.
-func adminDenyChecks(set policies.PolicySet, plans []probePlan, results []evidence.Probe) []evidence.AdminDenyCheck {
-	first := map[string]int{}
+// set, each with the first of plans/results the rule denies, else the
+// first where it is only audit-deny (not held: logged, not dropped), and
+// the workloads audited (planProbes) on which it is not enforced.
+func adminDenyChecks(set policies.PolicySet, plans []probePlan, results []evidence.Probe, audited map[string][]string) []evidence.AdminDenyCheck {
+	first, firstAudit := map[string]int{}, map[string]int{}
 	for i := len(plans) - 1; i >= 0; i-- {
 		if plans[i].adminDeny != "" {
 			first[plans[i].adminDeny] = i
+		}
+		if plans[i].auditedDeny != "" {
+			firstAudit[plans[i].auditedDeny] = i
 		}
 	}
 	var out []evidence.AdminDenyCheck
@@ -256,18 +310,39 @@ func adminDenyChecks(set policies.PolicySet, plans []probePlan, results []eviden
 				if r.Action != cnpv1alpha2.ActionDeny {
 					continue
 				}
-				c := evidence.AdminDenyCheck{Policy: cp.Ref.Name, Priority: cp.Priority, Rule: r.ID, Name: r.Name}
-				if i, ok := first[adminDenyKey(cp.Ref.Name, r.ID)]; ok {
+				key := adminDenyKey(cp.Ref.Name, r.ID)
+				c := evidence.AdminDenyCheck{Policy: cp.Ref.Name, Priority: cp.Priority, Rule: r.ID, Name: r.Name, Audited: audited[key]}
+				if i, ok := first[key]; ok {
 					p := results[i]
 					c.Probe, c.Held = &p, !p.Reached
-				} else {
+				} else if i, ok := firstAudit[key]; ok {
+					p := results[i]
+					c.Probe = &p
+				} else if len(c.Audited) == 0 {
 					c.Note = "no probe: no path between endpoints in scope on a declared port is decided by this rule (its peers are outside the inventory, its ports declared by no endpoint, or an earlier rule decides first)"
+				}
+				if len(c.Audited) > 0 {
+					c.Note = auditedNote(c.Audited, c.Held)
 				}
 				out = append(out, c)
 			}
 		}
 	}
 	return out
+}
+
+// auditedNote says that an Admin Deny rule is not enforced on the
+// workloads ws (in audit mode), and, when held, that it held where it is.
+func auditedNote(ws []string, held bool) string {
+	which := "the workload " + ws[0] + " is"
+	if len(ws) > 1 {
+		which = "the workloads " + strings.Join(ws, ", ") + " are"
+	}
+	note := "logged as audit-deny, not dropped: " + which + " in audit mode (the rule is enforced there once they are promoted to enforce)"
+	if held {
+		note = "held where enforced; " + note
+	}
+	return note
 }
 
 // sample keeps at most max plans: the lowest ranks of each class, half the
@@ -349,7 +424,7 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (*evidence.Prob
 	if err != nil {
 		return nil, err
 	}
-	plans, matrix := planProbes(probed, world, set, req.Scope, req.MaxProbes)
+	plans, matrix, audited := planProbes(probed, world, set, req.Scope, req.MaxProbes)
 	timeout := time.Duration(req.TimeoutMS) * time.Millisecond
 	run := &evidence.ProbeRun{Started: time.Now().UTC(), Method: ProbeMethod, Matrix: matrix, Probed: len(plans),
 		Timeout: evidence.Duration(timeout), Parallel: req.Parallel, Results: make([]evidence.Probe, len(plans))}
@@ -376,7 +451,7 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (*evidence.Prob
 	}
 	wg.Wait()
 	run.Finished = time.Now().UTC()
-	run.AdminDenies = adminDenyChecks(set, plans, run.Results)
+	run.AdminDenies = adminDenyChecks(set, plans, run.Results, audited)
 	for _, r := range run.Results {
 		if r.ExpectReach {
 			run.ExpectedAllowed++

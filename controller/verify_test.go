@@ -49,7 +49,7 @@ func verifyWorld(t *testing.T) ([]model.Endpoint, *policies.MemWorld, policies.P
 
 func TestPlanProbesMatrix(t *testing.T) {
 	eps, w, set := verifyWorld(t)
-	plans, matrix := planProbes(eps, w, set, "", 100)
+	plans, matrix, _ := planProbes(eps, w, set, "", 100)
 	// sources web, api, dns × destination ports: web 80 (web→web replica to
 	// replica), api 8080 and 9090, dns 53; api→api and dns→dns skipped.
 	if want := 3*1 + 2*2 + 2*1; matrix != want || len(plans) != want {
@@ -75,11 +75,11 @@ func TestPlanProbesMatrix(t *testing.T) {
 	if denied != 3 || allowed != 6 {
 		t.Errorf("allowed %d, denied %d; want 6 and 3", allowed, denied)
 	}
-	again, _ := planProbes(eps, w, set, "", 100)
+	again, _, _ := planProbes(eps, w, set, "", 100)
 	if diff := cmp.Diff(probesOf(plans), probesOf(again)); diff != "" {
 		t.Errorf("planning is not deterministic (-first +second):\n%s", diff)
 	}
-	scoped, m := planProbes(eps, w, set, "shop/dns", 100)
+	scoped, m, _ := planProbes(eps, w, set, "shop/dns", 100)
 	for _, p := range scoped {
 		if p.Source != "shop/dns" && p.Destination != "shop/dns" {
 			t.Errorf("out-of-scope probe %+v", p.Probe)
@@ -93,7 +93,7 @@ func TestPlanProbesMatrix(t *testing.T) {
 
 func TestPlanProbesSamplesBothClasses(t *testing.T) {
 	eps, w, set := verifyWorld(t)
-	plans, matrix := planProbes(eps, w, set, "", 4)
+	plans, matrix, _ := planProbes(eps, w, set, "", 4)
 	if matrix != 9 || len(plans) != 4 {
 		t.Fatalf("matrix %d, plans %d", matrix, len(plans))
 	}
@@ -107,7 +107,7 @@ func TestPlanProbesSamplesBothClasses(t *testing.T) {
 		t.Errorf("sample has %d allowed of 4, want 2", allowed)
 	}
 	// With a budget larger than one class, the other takes the rest.
-	plans, _ = planProbes(eps, w, set, "", 8)
+	plans, _, _ = planProbes(eps, w, set, "", 8)
 	denied := 0
 	for _, p := range plans {
 		if !p.ExpectReach {

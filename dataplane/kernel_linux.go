@@ -458,14 +458,14 @@ func readOnce(c *nftables.Conn) (*State, *kernelTable, error) {
 }
 
 // chainAction returns the action of a tier rule chain from its rules'
-// comments (tierChainRules): drop is deny, a goto is an Admin pass,
-// anything else accept.
+// comments (tierChainRules): drop or an audit-deny log is deny, a goto is
+// an Admin pass, anything else accept.
 func chainAction(comments []string, t Tier) Action {
 	if len(comments) == 0 {
 		return ""
 	}
 	switch last := comments[len(comments)-1]; {
-	case last == "drop":
+	case last == "drop", strings.HasPrefix(last, `log prefix "`+verdictlog.Format(model.VerdictAuditDeny, "")):
 		return ActionDeny
 	case strings.HasPrefix(last, "goto ") && t == TierAdmin:
 		return ActionPass

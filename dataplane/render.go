@@ -48,10 +48,11 @@ package dataplane
 // Admin lookups sit in ingress/egress before "goto ingress-np" (egress-np),
 // which holds the NetworkPolicy tier's lookups, the Baseline lookups and
 // the default. A tier rule's chain counts, then accepts, drops (deny,
-// logged "nanoseg:deny:<id>" rate-limited, in every mode) or, for an Admin
-// Pass, goes to the -np chain. Elements keep the first-match order of the
-// tier's entries (tierElements); docs/architecture.md, "ClusterNetworkPolicy
-// tiers in the kernel", says why.
+// logged "nanoseg:deny:<id>" rate-limited, in enforce and observe mode),
+// logs "nanoseg:audit-deny:<id>" and accepts (deny in audit mode) or, for
+// an Admin Pass, goes to the -np chain. Elements keep the first-match
+// order of the tier's entries (tierElements); docs/architecture.md,
+// "ClusterNetworkPolicy tiers in the kernel", says why.
 //
 // Why this shape:
 //   - Allowed peers live in verdict maps whose elements goto the chain of
@@ -428,15 +429,22 @@ func ruleChainRules(c *nftables.Chain, rs RuleSet, id string) []*nftables.Rule {
 //
 //	accept (and a Baseline pass): log as ruleChainRules does; accept
 //	deny: limit rate 10/second burst 20 packets log prefix "nanoseg:deny:<id>" group 18; drop
+//	deny in audit mode: log prefix "nanoseg:audit-deny:<id>" group 18 accept
 //	pass (Admin): goto ingress-np (egress-np): the rest of the Admin tier
 //	is skipped, the NetworkPolicy tier decides next
 //
-// A deny drops in every mode: the mode is the workload's, and no mode
-// makes a cluster administrator's Deny weaker (policies.Evaluate).
+// A deny follows the rule set's mode, as policies.Evaluate does: in audit
+// mode it is a would-be denial like the default's, logged
+// "nanoseg:audit-deny:<id>" and accepted there (not handed to a lower
+// tier); in enforce mode, and in observe mode (no policy of the
+// workload's own: the upstream ClusterNetworkPolicy semantics), it drops.
 func tierChainRules(c *nftables.Chain, rs RuleSet, tr tierRule) []*nftables.Rule {
 	rules := []*nftables.Rule{rule(c, fmt.Sprintf("counter name %q", RuleChain(tr.id)),
 		&expr.Objref{Type: int(nftables.ObjTypeCounter), Name: RuleChain(tr.id)})}
 	switch {
+	case tr.action == ActionDeny && rs.Mode == model.ModeAudit:
+		p := verdictlog.Format(model.VerdictAuditDeny, tr.id)
+		return append(rules, rule(c, fmt.Sprintf("log prefix %q group %d accept", p, verdictlog.Group), logExpr(p), accept()))
 	case tr.action == ActionDeny:
 		p := verdictlog.Format(model.VerdictDeny, tr.id)
 		return append(rules,

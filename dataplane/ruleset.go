@@ -54,12 +54,13 @@ type Entry struct {
 // ClusterNetworkPolicyRuleAction) in nanoseg's spelling.
 type Action string
 
-// Tier entry actions. Accept accepts the connection and Deny drops it,
-// whatever the rule set's mode; Pass in the Admin tier skips the rest of
-// the tier and goes on to the NetworkPolicy tier; Pass in the Baseline
-// tier goes to the default, which is allow there (the compiler only
-// consults the Baseline tier in a direction no policy isolates), so the
-// kernel accepts it.
+// Tier entry actions. Accept accepts the connection whatever the rule
+// set's mode; Deny drops it in enforce and observe mode and, in audit
+// mode, logs it as audit-deny and accepts it (issue 15); Pass in the
+// Admin tier skips the rest of the tier and goes on to the NetworkPolicy
+// tier; Pass in the Baseline tier goes to the default, which is allow
+// there (the compiler only consults the Baseline tier in a direction no
+// policy isolates), so the kernel accepts it.
 const (
 	ActionAccept Action = "accept"
 	ActionDeny   Action = "deny"
@@ -340,11 +341,12 @@ func (e Entry) matches(peer netip.Addr, proto uint8, port uint16) bool {
 // Decide returns the verdict the kernel gives a new connection in
 // direction dir with the peer address peer, protocol number proto and
 // destination port port, and the rule id that decided: the Admin tier's
-// first matching entry (accept: allow, deny: deny, pass: on to the next
-// tier), then Allows, then the Baseline tier's first matching entry
-// (deny: deny; accept and pass: allow), then the mode's default with
-// DefaultID (observe: observed, audit: audit-deny, enforce: deny). It is
-// the Go twin of the whole table (render.go) and the meaning of a rule set.
+// first matching entry (accept: allow, deny: deny or in audit mode
+// audit-deny, pass: on to the next tier), then Allows, then the Baseline
+// tier's first matching entry (deny: deny, audit-deny in audit mode;
+// accept and pass: allow), then the mode's default with DefaultID
+// (observe: observed, audit: audit-deny, enforce: deny). It is the Go twin
+// of the whole table (render.go) and the meaning of a rule set.
 func (rs RuleSet) Decide(dir model.Direction, peer netip.Addr, proto uint8, port uint16) (string, model.Verdict) {
 	peer = peer.Unmap()
 	for _, e := range rs.Admin.Entries(dir) {
@@ -355,7 +357,7 @@ func (rs RuleSet) Decide(dir model.Direction, peer netip.Addr, proto uint8, port
 		case ActionAccept:
 			return e.RuleID, model.VerdictAllow
 		case ActionDeny:
-			return e.RuleID, model.VerdictDeny
+			return e.RuleID, rs.tierDeny()
 		}
 		break // pass: the rest of the tier is skipped
 	}
@@ -367,7 +369,7 @@ func (rs RuleSet) Decide(dir model.Direction, peer netip.Addr, proto uint8, port
 			continue
 		}
 		if e.Action == ActionDeny {
-			return e.RuleID, model.VerdictDeny
+			return e.RuleID, rs.tierDeny()
 		}
 		return e.RuleID, model.VerdictAllow
 	}
@@ -380,11 +382,24 @@ func (rs RuleSet) Decide(dir model.Direction, peer netip.Addr, proto uint8, port
 	return rs.Name, model.VerdictObserved
 }
 
+// tierDeny returns the verdict of a tier's deny entry under rs's mode:
+// audit-deny in audit mode (logged and accepted), else deny.
+func (rs RuleSet) tierDeny() model.Verdict {
+	if rs.Mode == model.ModeAudit {
+		return model.VerdictAuditDeny
+	}
+	return model.VerdictDeny
+}
+
 // denies reports whether rs drops some new connections: it enforces, or
-// a tier holds a deny entry.
+// it observes and a tier holds a deny entry (in audit mode a tier's deny
+// is only logged).
 func (rs RuleSet) denies() bool {
-	if rs.Mode == model.ModeEnforce {
+	switch rs.Mode {
+	case model.ModeEnforce:
 		return true
+	case model.ModeAudit:
+		return false
 	}
 	for _, es := range [][]Entry{rs.Admin.Ingress, rs.Admin.Egress, rs.Baseline.Ingress, rs.Baseline.Egress} {
 		if slices.ContainsFunc(es, func(e Entry) bool { return e.Action == ActionDeny }) {

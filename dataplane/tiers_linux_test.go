@@ -36,12 +36,16 @@ func tierRuleSet(f family, mode model.Mode) RuleSet {
 	}
 }
 
-// TestTiersRealPackets: in every mode, an Admin Deny beats the
-// NetworkPolicy tier's allow (TCP and UDP), a Pass hands the connection to
-// the NetworkPolicy tier, an Admin Accept beats the default and a later
-// Deny (an any-protocol Accept before a port Deny, a port Accept before
-// an any-protocol Deny); the deny records carry the rule ids, every rule
-// counts its packets, and the read-back equals the rule set.
+// TestTiersRealPackets: an Admin Deny beats the NetworkPolicy tier's
+// allow (TCP and UDP), a Pass hands the connection to the NetworkPolicy
+// tier, an Admin Accept beats the default and a later Deny (an
+// any-protocol Accept before a port Deny, a port Accept before an
+// any-protocol Deny); every rule counts its packets, and the read-back
+// equals the rule set. In enforce and observe mode the Admin Denies drop
+// and their deny records carry the rule ids; in audit mode (issue 15) the
+// same connections get through, logged as audit-deny with the Admin
+// rule's id, and once the rule set is promoted to enforce they are
+// dropped and logged deny.
 func TestTiersRealPackets(t *testing.T) {
 	nettest.RequireRoot(t)
 	cases := []struct {
@@ -62,7 +66,7 @@ func TestTiersRealPackets(t *testing.T) {
 				t.Fatalf("read-back differs from applied:\n%+v", st.RuleSet)
 			}
 			c := f.clients
-			for _, pr := range []struct {
+			probes := []struct {
 				name    string
 				allowed bool
 				fn      func(time.Duration) error
@@ -74,26 +78,36 @@ func TestTiersRealPackets(t *testing.T) {
 				{"c3 tcp 81: any-protocol Accept before the port Deny", true, func(d time.Duration) error { return probeTCP(p.client, c[3], ap(f.server, 81), d) }},
 				{"c4 tcp 81: port Accept before the Denies", true, func(d time.Duration) error { return probeTCP(p.client, c[4], ap(f.server, 81), d) }},
 				{"c4 udp 80: any-protocol Deny", false, func(d time.Duration) error { return probeUDP(p.client, c[4], ap(f.server, 80), d) }},
-			} {
-				d := time.Second
-				if !pr.allowed {
-					d = blocked
+			}
+			run := func(mode model.Mode) {
+				t.Helper()
+				for _, pr := range probes {
+					allowed := pr.allowed || mode == model.ModeAudit
+					d := time.Second
+					if !allowed {
+						d = blocked
+					}
+					err := pr.fn(d)
+					if allowed && err != nil {
+						t.Errorf("%s: %s: want pass, got %v", mode, pr.name, err)
+					}
+					if !allowed && err == nil {
+						t.Errorf("%s: %s: want dropped, got through", mode, pr.name)
+					}
 				}
-				err := pr.fn(d)
-				if pr.allowed && err != nil {
-					t.Errorf("%s: want pass, got %v", pr.name, err)
-				}
-				if !pr.allowed && err == nil {
-					t.Errorf("%s: want dropped, got through", pr.name)
-				}
+			}
+			run(tc.mode)
+			verdict, other := model.VerdictDeny, model.VerdictAuditDeny
+			if tc.mode == model.ModeAudit {
+				verdict, other = other, verdict
 			}
 			for _, id := range []string{"cnp/admin/c/ingress-0", "cnp/admin/c/ingress-1"} {
-				if w := verdictlog.Format(model.VerdictDeny, id); !logs.wait(w, time.Second) {
+				if w := verdictlog.Format(verdict, id); !logs.wait(w, time.Second) {
 					t.Errorf("no NFLOG record %q", w)
 				}
-			}
-			if tc.mode == model.ModeAudit && logs.has(verdictlog.Format(model.VerdictAuditDeny, "cnp/admin/c/ingress-0")) {
-				t.Errorf("an Admin Deny logged as audit-deny")
+				if w := verdictlog.Format(other, id); logs.has(w) {
+					t.Errorf("%s mode: an Admin Deny logged %q", tc.mode, w)
+				}
 			}
 			st := mustRead(t, dp, p.server)
 			for _, id := range []string{"np-web", "cnp/admin/a/ingress-0", "cnp/admin/b/ingress-0", "cnp/admin/b/ingress-1", "cnp/admin/c/ingress-0", "cnp/admin/c/ingress-1"} {
@@ -109,6 +123,25 @@ func TestTiersRealPackets(t *testing.T) {
 			}
 			if got := st.RuleSet.Admin.Ingress; len(got) == 0 || got[0].Action == "" {
 				t.Errorf("read-back Admin tier without actions: %+v", got)
+			}
+			if tc.mode != model.ModeAudit {
+				return
+			}
+			// Promoted to enforce: the connections audit mode let
+			// through are dropped, logged deny with the Admin rule's id.
+			before := st.Counters["cnp/admin/c/ingress-0"].Packets
+			enf := tierRuleSet(f, model.ModeEnforce)
+			mustApply(t, dp, p.server, enf)
+			run(model.ModeEnforce)
+			if w := verdictlog.Format(model.VerdictDeny, "cnp/admin/c/ingress-0"); !logs.wait(w, time.Second) {
+				t.Errorf("after promotion: no NFLOG record %q", w)
+			}
+			st = mustRead(t, dp, p.server)
+			if got := st.Counters["cnp/admin/c/ingress-0"].Packets; got <= before {
+				t.Errorf("after promotion: counter of cnp/admin/c/ingress-0 = %d, was %d; want more", got, before)
+			}
+			if !st.Equal(enf) {
+				t.Errorf("after promotion: read-back differs from applied")
 			}
 		})
 	}

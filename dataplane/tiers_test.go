@@ -104,7 +104,8 @@ func TestTierValidate(t *testing.T) {
 
 // TestRenderTiers: the Admin tier's lookups come first, then the jump to
 // the NetworkPolicy chain; a Pass goes there, a Deny drops in observe
-// mode too; without tiers the table is as before.
+// mode too and in audit mode is logged audit-deny and accepted; without
+// tiers the table is as before.
 func TestRenderTiers(t *testing.T) {
 	f := netip.MustParsePrefix("198.18.0.0/24")
 	rs := RuleSet{Name: "r", Mode: model.ModeObserve,
@@ -131,6 +132,44 @@ func TestRenderTiers(t *testing.T) {
 	np := l.chains[ChainEgressNP]
 	if len(np) < 2 || np[len(np)-1] != `log prefix "nanoseg:observed:r" group 18` {
 		t.Errorf("chain %s: %q", ChainEgressNP, np)
+	}
+	// Audit mode (issue 15): a Deny of either tier is a would-be denial,
+	// logged audit-deny with its rule id and accepted; Decide agrees, and
+	// nothing is cut. Enforce drops again.
+	rs.Mode = model.ModeAudit
+	rs.Baseline.Egress = append(rs.Baseline.Egress, Entry{Peer: netip.MustParsePrefix("198.18.1.0/24"), RuleID: "cnp/baseline/b/egress-1", Action: ActionDeny})
+	o, err = Render(rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l = layoutOf(o)
+	for _, id := range []string{"cnp/admin/a/ingress-1", "cnp/baseline/b/egress-1"} {
+		want := []string{fmt.Sprintf("counter name %q", RuleChain(id)), fmt.Sprintf(`log prefix "nanoseg:audit-deny:%s" group 18 accept`, id)}
+		if got := l.chains[RuleChain(id)]; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("audit: chain %s:\n got %q\nwant %q", RuleChain(id), got, want)
+		}
+		if a := chainAction(l.chains[RuleChain(id)], TierAdmin); a != ActionDeny {
+			t.Errorf("audit: chain %s reads back as %q, want deny", RuleChain(id), a)
+		}
+	}
+	peer := netip.MustParseAddr("198.18.0.9")
+	if id, v := rs.Decide(model.Ingress, peer, 6, 443); id != "cnp/admin/a/ingress-1" || v != model.VerdictAuditDeny {
+		t.Errorf("audit: Decide = %s %s, want the Admin Deny's id, audit-deny", id, v)
+	}
+	if id, v := rs.Decide(model.Egress, netip.MustParseAddr("198.18.1.9"), 6, 443); id != "cnp/baseline/b/egress-1" || v != model.VerdictAuditDeny {
+		t.Errorf("audit: Decide = %s %s, want the Baseline Deny's id, audit-deny", id, v)
+	}
+	if id, v := rs.Decide(model.Ingress, peer, 6, 80); id == "cnp/admin/a/ingress-0" || v != model.VerdictAuditDeny {
+		t.Errorf("audit: Decide after a Pass = %s %s, want the default's audit-deny", id, v)
+	}
+	if rs.denies() {
+		t.Errorf("audit: denies() = true; an audit rule set drops nothing, so nothing is cut")
+	}
+	for _, m := range []model.Mode{model.ModeEnforce, model.ModeObserve} {
+		rs.Mode = m
+		if _, v := rs.Decide(model.Ingress, peer, 6, 443); v != model.VerdictDeny || !rs.denies() {
+			t.Errorf("%s: Decide = %s, denies() = %v; want deny, true", m, v, rs.denies())
+		}
 	}
 	plain, err := Render(RuleSet{Name: "r", Mode: model.ModeObserve})
 	if err != nil {

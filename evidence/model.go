@@ -330,7 +330,9 @@ type ProbeRun struct {
 	Results         []Probe  `json:"results"`
 	// AdminDenies has one check per Deny rule of the Admin tier in force:
 	// a probe between real endpoints whose path the rule decides (always
-	// probed, beyond the sampling budget), expected dropped.
+	// probed, beyond the sampling budget), expected dropped unless the
+	// workload it applies to is in audit mode (then logged as audit-deny
+	// and let through; AdminDenyCheck.Audited).
 	AdminDenies []AdminDenyCheck `json:"adminDenies,omitempty"`
 }
 
@@ -344,9 +346,15 @@ type AdminDenyCheck struct {
 	// between endpoints in scope on a declared port is decided by it
 	// (Note says so).
 	Probe *Probe `json:"probe,omitempty"`
-	// Held: the probe was blocked, as the rule says.
-	Held bool   `json:"held"`
-	Note string `json:"note,omitempty"`
+	// Held: the probe was blocked, as the rule says. A probe of a path
+	// the rule decides only on workloads in audit mode is never held: the
+	// rule is logged as audit-deny there, not dropped (Audited, Note).
+	Held bool `json:"held"`
+	// Audited lists the workloads in audit mode on which the rule decides
+	// some path of the probe matrix: there it is logged as audit-deny, not
+	// dropped, until they are promoted to enforce (issue 15).
+	Audited []string `json:"audited,omitempty"`
+	Note    string   `json:"note,omitempty"`
 }
 
 // Probe is one connection attempt and its comparison with the prediction.

@@ -95,9 +95,11 @@ type reportData struct {
 	Coverage                                     []reportCoverage
 	NSilent                                      int
 	// CNPs are the ClusterNetworkPolicies in force; NAdminProbed the
-	// Admin Deny rules with a live probe, NAdminHeld those that held.
-	CNPs                     []ClusterPolicy
-	NAdminProbed, NAdminHeld int
+	// Admin Deny rules with a live probe, NAdminHeld those that held and
+	// are enforced everywhere they decide, NAdminAudited those logged as
+	// audit-deny, not dropped, on some workload in audit mode.
+	CNPs                                    []ClusterPolicy
+	NAdminProbed, NAdminHeld, NAdminAudited int
 }
 
 type reportCoverage struct {
@@ -272,9 +274,12 @@ func ReportHTML(b *Bundle) ([]byte, error) {
 	if b.Probes != nil {
 		d.ProbeStart, d.ProbeEnd, d.ProbeTimeout = ts(b.Probes.Started), ts(b.Probes.Finished), time.Duration(b.Probes.Timeout).String()
 		for _, c := range b.Probes.AdminDenies {
+			if len(c.Audited) > 0 {
+				d.NAdminAudited++
+			}
 			if c.Probe != nil {
 				d.NAdminProbed++
-				if c.Held {
+				if c.Held && len(c.Audited) == 0 {
 					d.NAdminHeld++
 				}
 			}

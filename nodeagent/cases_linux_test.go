@@ -73,6 +73,16 @@ func TestClusterNetworkPolicyCasesThroughAPIServer(t *testing.T) {
 	replayCases(t, "../policies/testdata/cases/cnp/cnp-state-*.yaml")
 }
 
+// TestClusterNetworkPolicyAuditModeThroughAPIServer replays
+// cnp/tiers-audit-mode.yaml (issue 15) the same way: a workload whose
+// NanoSegment audits lets the connections Admin and Baseline Denies
+// decide through (audit-deny), a NetworkPolicy's and an unpoliced pod
+// drop them, and the NanoSegment promoted to enforce through the API
+// drops them too.
+func TestClusterNetworkPolicyAuditModeThroughAPIServer(t *testing.T) {
+	replayCases(t, "../policies/testdata/cases/cnp/tiers-audit-mode.yaml")
+}
+
 func replayCases(t *testing.T, pattern string) {
 	nettest.RequireRoot(t)
 	files, err := filepath.Glob(pattern)

@@ -361,3 +361,42 @@ func SamePriority(world World, set PolicySet) []string {
 	}
 	return warns
 }
+
+// AuditedDenies returns the Deny rules (Admin, then Baseline, in
+// evaluation order) of the ClusterNetworkPolicies in s whose subject
+// selects pod p, in a namespace with labels nsLabels, when p is in audit
+// mode (SubjectMode): on p they are logged as audit-deny, not dropped,
+// until p's policies are promoted to enforce (issue 15). It returns nil
+// when p is in another mode or does not participate. A Baseline Deny
+// counts only in a direction no policy isolates, where it can decide.
+func (s PolicySet) AuditedDenies(nsLabels map[string]string, p Pod) []ClusterRuleRef {
+	if !p.Participates() || SubjectMode(s, p) != model.ModeAudit {
+		return nil
+	}
+	var isolated [2]bool
+	for _, pol := range s.byNS[p.Namespace] {
+		if pol.Mode != model.ModeObserve && pol.Selector.Matches(labelSet(p.Labels)) {
+			isolated[0] = isolated[0] || pol.Isolates[0]
+			isolated[1] = isolated[1] || pol.Isolates[1]
+		}
+	}
+	var out []ClusterRuleRef
+	for t, tier := range s.cluster {
+		for _, cp := range tier {
+			if !cp.Subject.Matches(nsLabels, p.Labels) {
+				continue
+			}
+			for d := range 2 {
+				if t == 1 && isolated[d] {
+					continue
+				}
+				for _, r := range cp.Rules[d] {
+					if r.Action == cnpv1alpha2.ActionDeny {
+						out = append(out, ClusterRuleRef{Policy: cp.Ref, Tier: cp.Tier, Priority: cp.Priority, Rule: r.ID, Name: r.Name, Action: r.Action})
+					}
+				}
+			}
+		}
+	}
+	return out
+}

@@ -3,6 +3,7 @@ package policies
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -443,5 +444,89 @@ spec:
 	}
 	if strings.Join(got, "\n") != in {
 		t.Errorf("round trip:\n%s\nwant:\n%s", strings.Join(got, "\n"), in)
+	}
+}
+
+// TestClusterDenyFollowsMode: issue 15, "audit mode logs an Admin Deny as
+// audit-deny like any other would-be denial". For each mode of the
+// subject (no policy, an observe-, audit- or enforce-mode nanosegment, a
+// NetworkPolicy), each tier and each action: Accept allows and Pass hands
+// on in every mode; a Deny is audit-deny, named with its rule, only when
+// the subject is in audit mode, and deny otherwise (observe: upstream
+// semantics). The nanosegments isolate ingress only, so the egress
+// connection also reaches the Baseline tier.
+func TestClusterDenyFollowsMode(t *testing.T) {
+	w := cnpWorld(t)
+	seg := func(mode string) string {
+		return `{apiVersion: nanoseg.io/v1alpha1, kind: NanoSegment, metadata: {name: client, namespace: a}, spec: {selector: {matchLabels: {app: client}}, mode: ` + mode + `, policyTypes: [Ingress], ingress: [{id: none, peers: [{ipBlock: {cidr: 198.19.99.0/24}}]}]}}`
+	}
+	np := `{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: client, namespace: a}, spec: {podSelector: {matchLabels: {app: client}}, policyTypes: [Ingress]}}`
+	subject := `{namespaces: {matchLabels: {team: a}}}`
+	c := cconn(t, "a/client", "b/server", 8080, model.ProtocolTCP)
+	for _, m := range []struct {
+		name string
+		docs []string
+		mode model.Mode
+	}{
+		{"no policy", nil, model.ModeObserve},
+		{"observe nanosegment", []string{seg("observe")}, model.ModeObserve},
+		{"audit nanosegment", []string{seg("audit")}, model.ModeAudit},
+		{"enforce nanosegment", []string{seg("enforce")}, model.ModeEnforce},
+		{"NetworkPolicy", []string{np}, model.ModeEnforce},
+		{"audit nanosegment and NetworkPolicy", []string{seg("audit"), np}, model.ModeEnforce},
+	} {
+		for _, tier := range []cnpv1alpha2.Tier{cnpv1alpha2.TierAdmin, cnpv1alpha2.TierBaseline} {
+			for _, action := range []cnpv1alpha2.Action{cnpv1alpha2.ActionAccept, cnpv1alpha2.ActionDeny, cnpv1alpha2.ActionPass} {
+				name := fmt.Sprintf("%s/%s/%s", m.name, tier, action)
+				doc := cnpDoc("guard", tier, 1, subject, "egress", `[{name: r, action: `+string(action)+`, to: [{namespaces: {}}]}]`)
+				set := cnpSet(t, append(slices.Clone(m.docs), doc)...)
+				v := Evaluate(w, set, c)
+				pod, _ := w.Pod("a", "client")
+				ns, _ := w.Namespace("a")
+				if ad := set.AuditedDenies(ns.Labels, pod); len(ad) != map[bool]int{true: 1}[action == cnpv1alpha2.ActionDeny && m.mode == model.ModeAudit] {
+					t.Errorf("%s: AuditedDenies = %+v", name, ad)
+				}
+				want := model.VerdictAllow
+				if action == cnpv1alpha2.ActionDeny {
+					want = model.VerdictDeny
+					if m.mode == model.ModeAudit {
+						want = model.VerdictAuditDeny
+					}
+				}
+				if v.Action != want || v.Egress.Mode != m.mode {
+					t.Errorf("%s: %s, egress mode %q; want %s, mode %q (%s)", name, v.Action, v.Egress.Mode, want, m.mode, v.Reason())
+				}
+				if action == cnpv1alpha2.ActionPass {
+					if v.Egress.ClusterRule != nil || len(v.Egress.Passed) != 1 {
+						t.Errorf("%s: a Pass decided: %s", name, v.Reason())
+					}
+					continue
+				}
+				r := v.Egress.ClusterRule
+				if r == nil || r.Rule != "egress-0" || r.Tier != tier || string(v.Egress.Tier) != string(tier) {
+					t.Errorf("%s: deciding rule %+v in tier %q, want guard egress-0 in %s", name, r, v.Egress.Tier, tier)
+				}
+				audited := want == model.VerdictAuditDeny
+				if v.Egress.AuditedClusterDeny() != audited || strings.Contains(v.Reason(), "in audit mode") != audited {
+					t.Errorf("%s: AuditedClusterDeny %v, reason %q; want audited %v", name, v.Egress.AuditedClusterDeny(), v.Reason(), audited)
+				}
+				if got := v.DecidingClusterRule(); got == nil || got.Rule != "egress-0" {
+					t.Errorf("%s: DecidingClusterRule = %+v", name, got)
+				}
+				if ad, _ := v.AdminDeny(); (ad != nil) != (tier == cnpv1alpha2.TierAdmin && action == cnpv1alpha2.ActionDeny) {
+					t.Errorf("%s: AdminDeny = %+v", name, ad)
+				}
+			}
+		}
+	}
+
+	// A Baseline Deny in a direction an audit nanosegment isolates never
+	// decides, so it is not listed.
+	egressSeg := `{apiVersion: nanoseg.io/v1alpha1, kind: NanoSegment, metadata: {name: client, namespace: a}, spec: {selector: {matchLabels: {app: client}}, mode: audit, policyTypes: [Egress]}}`
+	set := cnpSet(t, egressSeg, cnpDoc("floor", cnpv1alpha2.TierBaseline, 1, subject, "egress", `[{action: Deny, to: [{namespaces: {}}]}]`))
+	pod, _ := w.Pod("a", "client")
+	ns, _ := w.Namespace("a")
+	if ad := set.AuditedDenies(ns.Labels, pod); len(ad) != 0 {
+		t.Errorf("Baseline Deny in an isolated direction listed: %+v", ad)
 	}
 }

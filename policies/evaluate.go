@@ -80,6 +80,17 @@ type DirectionEvaluation struct {
 	// Passed lists the Pass rules that handed the direction on to the next
 	// tier (at most one per tier).
 	Passed []ClusterRuleRef `json:"passed,omitempty"`
+	// Mode is the subject's mode (SubjectMode): observe when no enforcing
+	// or auditing policy selects it, else the strongest of those. In audit
+	// mode a ClusterNetworkPolicy Deny that decides is audit-deny.
+	Mode model.Mode `json:"mode,omitempty"`
+}
+
+// AuditedClusterDeny reports whether a ClusterNetworkPolicy Deny decided
+// the direction but was only logged (audit-deny), because the subject is
+// in audit mode: the Deny is not enforced there.
+func (d DirectionEvaluation) AuditedClusterDeny() bool {
+	return d.ClusterRule != nil && d.ClusterRule.Action == cnpv1alpha2.ActionDeny && d.Action == model.VerdictAuditDeny
 }
 
 // DecidedByCluster returns the tier (TierAdmin or TierBaseline) of the
@@ -139,6 +150,9 @@ func (d DirectionEvaluation) reason() string {
 		verb := "denied"
 		if r.Action == cnpv1alpha2.ActionAccept {
 			verb = "allowed"
+		}
+		if d.AuditedClusterDeny() {
+			return fmt.Sprintf("%s of %s audit-denied by %s%s (%s is in audit mode: logged as audit-deny, not dropped)", dir, subj, r, passed, subj)
 		}
 		return fmt.Sprintf("%s of %s %s by %s%s", dir, subj, verb, r, passed)
 	}
@@ -270,6 +284,13 @@ func resolve(w World, e ConnEnd) (resolved, error) {
 // port of that name. A pod connecting to its own address is not subject to
 // ClusterNetworkPolicy. The verdict names the tier and the rule that
 // decided, and every Pass on the way.
+//
+// A ClusterNetworkPolicy Deny (Admin or Baseline) follows the subject's
+// mode (SubjectMode), as the issue asks ("audit mode logs an Admin Deny as
+// audit-deny like any other would-be denial"): a subject in audit mode
+// gets audit-deny, named with the rule; one in enforce mode deny; one that
+// no enforcing or auditing policy selects (observe) deny, the upstream
+// semantics. Accept and Pass are the same in every mode.
 func Evaluate(world World, set PolicySet, conn Connection) Evaluation {
 	v := Evaluation{Connection: conn, Action: model.VerdictDeny}
 	v.Egress.Direction, v.Ingress.Direction = model.Egress, model.Ingress
@@ -316,6 +337,7 @@ func evalDirection(set PolicySet, dir model.Direction, subject, peer resolved, c
 		return dv
 	}
 	dv.Subject = subject.pod.Key()
+	dv.Mode = SubjectMode(set, *subject.pod)
 	decide := func(tier []*ClusterPolicy) bool {
 		if hairpin {
 			return false
@@ -329,6 +351,8 @@ func evalDirection(set PolicySet, dir model.Direction, subject, peer resolved, c
 			return false
 		case r.Action == cnpv1alpha2.ActionAccept:
 			dv.Action = model.VerdictAllow
+		case dv.Mode == model.ModeAudit:
+			dv.Action = model.VerdictAuditDeny
 		default:
 			dv.Action = model.VerdictDeny
 		}
@@ -345,6 +369,25 @@ func evalDirection(set PolicySet, dir model.Direction, subject, peer resolved, c
 	}
 	decide(set.cluster[1])
 	return dv
+}
+
+// SubjectMode returns the mode of pod p under set: the strongest mode
+// (enforce over audit) of the NetworkPolicies (enforce) and nanosegments
+// in set that select p, observe ones left out; observe when none does.
+// It is the mode of the pod's rule set (compile), and decides how a
+// ClusterNetworkPolicy Deny acts on p (Evaluate).
+func SubjectMode(set PolicySet, p Pod) model.Mode {
+	mode := model.ModeObserve
+	for _, pol := range set.byNS[p.Namespace] {
+		if pol.Mode == model.ModeObserve || !pol.Selector.Matches(labelSet(p.Labels)) {
+			continue
+		}
+		if pol.Mode == model.ModeEnforce {
+			return model.ModeEnforce
+		}
+		mode = model.ModeAudit
+	}
+	return mode
 }
 
 // evalNetworkPolicyTier is the NetworkPolicy tier: the union of the

@@ -39,7 +39,10 @@ import (
 // AdminDeny returns the Admin-tier Deny rule that decides v in some
 // direction (egress first) and that direction, or nil when no Admin Deny
 // decides v. Such a connection is denied whatever the NetworkPolicy and
-// Baseline tiers say (see the package comment of shadow.go).
+// Baseline tiers say (see the package comment of shadow.go); while the
+// subject of that direction is in audit mode it is audit-deny (logged,
+// not dropped: DirectionEvaluation.AuditedClusterDeny), and denied once
+// the subject enforces, so it is forbidden all the same.
 func (v Evaluation) AdminDeny() (*ClusterRuleRef, model.Direction) {
 	for _, d := range []DirectionEvaluation{v.Egress, v.Ingress} {
 		if r := d.ClusterRule; r != nil && r.Tier == cnpv1alpha2.TierAdmin && r.Action == cnpv1alpha2.ActionDeny {

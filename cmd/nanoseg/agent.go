@@ -235,6 +235,14 @@ func newStatusCmd(a *app) *cobra.Command {
 					fmt.Fprintf(w, "\n%s is also selected by (enforced whatever its mode): %s\n", s.Workload, strings.Join(s.NetworkPolicies, ", "))
 				}
 			}
+			for _, s := range st {
+				if len(s.AuditedDenies) > 0 {
+					fmt.Fprintf(w, "\n%s is in audit mode: these ClusterNetworkPolicy Deny rules are logged as audit-deny, not dropped, until it is promoted to enforce:\n", s.Workload)
+					for _, r := range s.AuditedDenies {
+						fmt.Fprintf(w, "  %s\n", r)
+					}
+				}
+			}
 			// The container runtimes: a cluster's session (and an older
 			// agent) has no such route.
 			ctrs, err := newClient(a).Containers(cmd.Context())

@@ -156,3 +156,15 @@ spec: {tier: Admin, priority: 1, subject: {namespaces: {}}, ingress: [{action: D
 		t.Errorf("export: %v", err)
 	}
 }
+
+// TestPolicyExplainAuditedAdminDeny (issue 15): explain says that an
+// Admin Deny on a workload in audit mode is audit-deny, logged and not
+// dropped, and names the rule.
+func TestPolicyExplainAuditedAdminDeny(t *testing.T) {
+	out, err := runPolicy(t, "explain", "--case", "../../policies/testdata/cases/cnp/tiers-audit-mode.yaml",
+		"--from", "ops/scanner", "--to", "shop/web", "--port", "80/TCP")
+	want := `ingress of shop/web audit-denied by ClusterNetworkPolicy guard (Admin, priority 10) rule ingress-2 "no-ops" (shop/web is in audit mode: logged as audit-deny, not dropped)`
+	if err != nil || !strings.Contains(out, "80/TCP: audit-deny") || !strings.Contains(out, want) || !strings.Contains(out, "decided in the Admin tier") {
+		t.Errorf("explain: %v\n%s", err, out)
+	}
+}
