@@ -534,12 +534,12 @@ var controllerClusterRoleRules = []string{
 	"nanoseg.io/nanosegmentpromotions create", "nanoseg.io/nanosegmentpromotions get", "nanoseg.io/nanosegmentpromotions list", "nanoseg.io/nanosegmentpromotions watch",
 	"nanoseg.io/nanosegmentpromotions/status update",
 	"nanoseg.io/nanosegmentproposals create", "nanoseg.io/nanosegmentproposals delete", "nanoseg.io/nanosegmentproposals get",
-	"nanoseg.io/nanosegmentproposals list", "nanoseg.io/nanosegmentproposals update",
+	"nanoseg.io/nanosegmentproposals list", "nanoseg.io/nanosegmentproposals update", "nanoseg.io/nanosegmentproposals watch",
 	"nanoseg.io/nanosegmentproposals/status update",
-	"nanoseg.io/nanosegments create", "nanoseg.io/nanosegments get", "nanoseg.io/nanosegments list", "nanoseg.io/nanosegments update",
+	"nanoseg.io/nanosegments create", "nanoseg.io/nanosegments get", "nanoseg.io/nanosegments list", "nanoseg.io/nanosegments update", "nanoseg.io/nanosegments watch",
 	"nanoseg.io/nanosegments/status update",
-	"networking.k8s.io/networkpolicies get", "networking.k8s.io/networkpolicies list",
-	"policy.networking.k8s.io/clusternetworkpolicies list",
+	"networking.k8s.io/networkpolicies get", "networking.k8s.io/networkpolicies list", "networking.k8s.io/networkpolicies watch",
+	"policy.networking.k8s.io/clusternetworkpolicies list", "policy.networking.k8s.io/clusternetworkpolicies watch",
 }
 
 // expand spells each (group, resource, verb, resource name) a rule grants

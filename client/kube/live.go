@@ -25,9 +25,10 @@ package kube
 //     from `kubectl nanoseg promote`.
 //   - Cache: one Session per credential (keyed by its SHA-256), at most
 //     LiveConfig.MaxSessions (the least recently used goes), reopened
-//     when the cluster changed since it was read but at most every
-//     LiveConfig.MinAge; answers of Authenticate are kept
-//     LiveConfig.AuthTTL.
+//     at a request when the cluster changed since it was read, at most
+//     every LiveConfig.MinAge (the request waits for the rest of it):
+//     no answer is older than a change the change feed saw before the
+//     request; answers of Authenticate are kept LiveConfig.AuthTTL.
 //   - Changes: Run watches, with the controller's own credentials and
 //     metadata only, NanoSegments, proposals, promotions, NetworkPolicies,
 //     ClusterNetworkPolicies (when the API server serves them) and pods;
@@ -71,7 +72,7 @@ type LiveConfig struct {
 	MaxSessions int
 	// MinAge is the least time between two reads of the cluster for one
 	// caller (default 2 s): a Session is opened again at a request after
-	// a change in the cluster, but not sooner.
+	// a change in the cluster; a request that comes sooner waits.
 	MinAge time.Duration
 	// AuthTTL is how long a token's review (who, which role) is kept
 	// (default 30 s; a refusal is not kept). A role taken away by RBAC
@@ -247,8 +248,8 @@ func (l *Live) openSession(ctx context.Context, token string) (*Session, error) 
 }
 
 // session returns the Session of the caller with token, opening it
-// (again) when it has none or the cluster changed since it was read and
-// MinAge passed.
+// when it has none, or again when the cluster changed since it was read
+// (waiting until MinAge passed since the last read).
 func (l *Live) session(ctx context.Context, token string) (*Session, error) {
 	key := sha256.Sum256([]byte(token))
 	now := time.Now()
@@ -271,11 +272,27 @@ func (l *Live) session(ctx context.Context, token string) (*Session, error) {
 	e.used = now
 	l.mu.Unlock()
 
+	// The generation when the request came: a Session read since then
+	// (by a request of the same caller that came first) answers it.
+	gen := l.gen.Load()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	gen := l.gen.Load()
-	if e.s != nil && (e.gen == gen || time.Since(e.built) < l.cfg.MinAge) {
+	if e.s != nil && e.gen >= gen {
 		return e.s, nil
+	}
+	if e.s != nil {
+		// Changed since it was read: read again, but not sooner than
+		// MinAge after the last read (the request waits for it), so
+		// that a busy cluster costs each caller one read per MinAge
+		// and no answer is older than the change that came before it.
+		if wait := time.Until(e.built.Add(l.cfg.MinAge)); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, context.Cause(ctx)
+			case <-time.After(wait):
+			}
+		}
+		gen = l.gen.Load()
 	}
 	start := time.Now()
 	s, err := l.open(ctx, token)
@@ -293,13 +310,23 @@ var errEvidence = errors.New("evidence export is not served by the cluster contr
 // ServeHTTP is server.Config.API: it answers r with the Handler of the
 // caller's Session (server.Credential), or with an API error: 401 without
 // a credential, the API server's refusal (403) or failure (502) when it
-// could not be read. The evidence routes answer errEvidence (501).
+// could not be read. The evidence routes answer errEvidence (501; GET
+// /v1/evidence/last?optional=1 {"exported": false}).
 func (l *Live) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fail := func(code int, err error) {
 		answer(func(*http.Request) (any, int, error) { return nil, code, err })(w, r)
 	}
 	switch r.URL.Path {
-	case "/v1/evidence/export", "/v1/evidence/key", "/v1/evidence/last":
+	case "/v1/evidence/last":
+		if r.URL.Query().Get("optional") != "" {
+			// As an agent before its first export (docs/api.md): the
+			// page says none was exported here.
+			answer(func(*http.Request) (any, int, error) { return map[string]any{"exported": false}, 0, nil })(w, r)
+			return
+		}
+		fail(http.StatusNotImplemented, errEvidence)
+		return
+	case "/v1/evidence/export", "/v1/evidence/key":
 		fail(http.StatusNotImplemented, errEvidence)
 		return
 	}
