@@ -96,7 +96,9 @@ func TestLivePage(t *testing.T) {
 		}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = c.Client.RbacV1().ClusterRoleBindings().Delete(context.Background(), ns+"-"+sa, metav1.DeleteOptions{}) })
+		t.Cleanup(func() {
+			_ = c.Client.RbacV1().ClusterRoleBindings().Delete(context.Background(), ns+"-"+sa, metav1.DeleteOptions{})
+		})
 		rc, err := c.ServiceAccountConfig(ctx, ns, sa)
 		if err != nil {
 			t.Fatal(err)
