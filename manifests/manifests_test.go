@@ -310,8 +310,9 @@ func TestNodeAgentControllerToken(t *testing.T) {
 	}
 	var svc corev1.Service
 	find(t, "Service", manifests.Controller, &svc)
-	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 9443 || svc.Spec.Ports[0].Name != "ingest" {
-		t.Errorf("Service ports %+v: want ingest 9443", svc.Spec.Ports)
+	if len(svc.Spec.Ports) != 2 || svc.Spec.Ports[0].Port != 9443 || svc.Spec.Ports[0].Name != "ingest" ||
+		svc.Spec.Ports[1].Port != 8080 || svc.Spec.Ports[1].Name != "ui" || svc.Spec.Ports[1].TargetPort.String() != "ui" {
+		t.Errorf("Service ports %+v: want ingest 9443 and ui 8080 (to the container's port ui)", svc.Spec.Ports)
 	}
 }
 
@@ -343,7 +344,7 @@ func TestControllerDeployment(t *testing.T) {
 		t.Fatalf("%d containers, want 1", len(pod.Containers))
 	}
 	ctr := pod.Containers[0]
-	for _, arg := range []string{"--listen=:9990", "--ingest=:9443", "--lease-duration=15s"} {
+	for _, arg := range []string{"--listen=:9990", "--ingest=:9443", "--lease-duration=15s", "--ui-listen=127.0.0.1:8080"} {
 		if !slices.Contains(ctr.Args, arg) {
 			t.Errorf("args %v lack %s", ctr.Args, arg)
 		}
@@ -352,8 +353,8 @@ func TestControllerDeployment(t *testing.T) {
 	for _, p := range ctr.Ports {
 		ports[p.Name] = p.ContainerPort
 	}
-	if ports["metrics"] != 9990 || ports["ingest"] != 9443 {
-		t.Errorf("ports %v, want metrics 9990 and ingest 9443", ports)
+	if ports["metrics"] != 9990 || ports["ingest"] != 9443 || ports["ui"] != 8080 {
+		t.Errorf("ports %v, want metrics 9990, ingest 9443 and ui 8080", ports)
 	}
 	if ctr.LivenessProbe == nil || ctr.LivenessProbe.HTTPGet == nil || ctr.LivenessProbe.HTTPGet.Path != "/healthz" ||
 		ctr.ReadinessProbe == nil || ctr.ReadinessProbe.HTTPGet == nil || ctr.ReadinessProbe.HTTPGet.Path != "/readyz" {
