@@ -39,7 +39,8 @@ import (
 // TestLivePage: the cluster controller's page against a real API server,
 // the controller with the rights of its manifests (its ServiceAccount's
 // token) and callers with ServiceAccount tokens bound to nanoseg-operate
-// and nanoseg-view. A garbage token is 401 with the API server's refusal;
+// and nanoseg-view. A garbage token is 401 with the API server's refusal,
+// an unbound ServiceAccount's 401 names the role to bind;
 // the viewer reads status, edges and a workload's detail (its own
 // credential) and is refused a promotion (403); the operator's promotion
 // to audit is a NanoSegmentPromotion whose spec.requestedBy is the
@@ -140,6 +141,16 @@ func TestLivePage(t *testing.T) {
 	}
 	if code, body := call("garbage-token", "GET", "/v1/status", ""); code != http.StatusUnauthorized || !strings.Contains(body, "does not accept this token") {
 		t.Errorf("a garbage token: %d %s", code, body)
+	}
+	// A ServiceAccount bound to nothing: the API server knows it, RBAC
+	// lets it read nothing, and the login says what to bind.
+	nobody, err := c.ServiceAccountConfig(ctx, ns, "nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := call(nobody.BearerToken, "GET", "/v1/status", ""); code != http.StatusUnauthorized ||
+		!strings.Contains(body, "user system:serviceaccount:"+ns+":nobody may not list nanosegments in every namespace") || !strings.Contains(body, "nanoseg-view") {
+		t.Errorf("an unbound ServiceAccount: %d %s", code, body)
 	}
 	code, body := call(viewToken, "GET", "/v1/status", "")
 	var st []controller.WorkloadStatus
