@@ -28,7 +28,8 @@ package kube
 //     at a request when the cluster changed since it was read, at most
 //     every LiveConfig.MinAge (the request waits for the rest of it):
 //     no answer is older than a change the change feed saw before the
-//     request; answers of Authenticate are kept LiveConfig.AuthTTL.
+//     request; answers of Authenticate are kept LiveConfig.AuthTTL
+//     (refusals RefusalTTL), at most 4 × MaxSessions of them.
 //   - Changes: Run watches, with the controller's own credentials and
 //     metadata only, NanoSegments, proposals, promotions, NetworkPolicies,
 //     ClusterNetworkPolicies (when the API server serves them) and pods;
@@ -75,7 +76,7 @@ type LiveConfig struct {
 	// a change in the cluster; a request that comes sooner waits.
 	MinAge time.Duration
 	// AuthTTL is how long a token's review (who, which role) is kept
-	// (default 30 s; a refusal is not kept). A role taken away by RBAC
+	// (default 30 s; a refusal RefusalTTL, a failure not at all). A role taken away by RBAC
 	// applies within it to the page's buttons; the API server applies
 	// it at once to every request.
 	AuthTTL time.Duration
@@ -133,8 +134,14 @@ type liveSession struct {
 
 type review struct {
 	p       server.Principal
+	err     error // a refusal, kept RefusalTTL
 	expires time.Time
 }
+
+// RefusalTTL is how long Live keeps the API server's refusal of a token
+// (unknown, or not allowed to read): a page retrying with it does not
+// make a review each time.
+const RefusalTTL = 2 * time.Second
 
 // NewLive returns a Live backend for the API server of rc (the
 // controller's client configuration: its address and CA serve the
@@ -172,8 +179,40 @@ func (l *Live) Authenticate(ctx context.Context, token string) (server.Principal
 	rv, ok := l.reviews[key]
 	l.mu.Unlock()
 	if ok && now.Before(rv.expires) {
-		return rv.p, nil
+		return rv.p, rv.err
 	}
+	p, err := l.review(ctx, token)
+	ttl := l.cfg.AuthTTL
+	switch {
+	case errors.Is(err, errRefused):
+		ttl = RefusalTTL
+	case err != nil:
+		return server.Principal{}, err // the API server failed: not kept
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for k, r := range l.reviews {
+		if !now.Before(r.expires) {
+			delete(l.reviews, k)
+		}
+	}
+	if len(l.reviews) < 4*l.cfg.MaxSessions {
+		l.reviews[key] = review{p: p, err: err, expires: now.Add(ttl)}
+	}
+	return p, err
+}
+
+// errRefused marks the API server's refusal of a token.
+var errRefused = errors.New("refused")
+
+// refusal is an error saying msg that is errRefused.
+type refusal struct{ msg string }
+
+func (r refusal) Error() string        { return r.msg }
+func (r refusal) Is(target error) bool { return target == errRefused }
+
+// review asks the API server, with token, who it is and what it may do.
+func (l *Live) review(ctx context.Context, token string) (server.Principal, error) {
 	kc, err := kubernetes.NewForConfig(l.userConfig(token))
 	if err != nil {
 		return server.Principal{}, err
@@ -181,7 +220,7 @@ func (l *Live) Authenticate(ctx context.Context, token string) (server.Principal
 	who, err := kc.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
 	switch {
 	case apierrors.IsUnauthorized(err):
-		return server.Principal{}, errors.New("the Kubernetes API server does not accept this token (expired, revoked or not a token of this cluster)")
+		return server.Principal{}, refusal{"the Kubernetes API server does not accept this token (expired, revoked or not a token of this cluster)"}
 	case err != nil:
 		return server.Principal{}, fmt.Errorf("ask the Kubernetes API server who this token is: %w", err)
 	}
@@ -200,7 +239,7 @@ func (l *Live) Authenticate(ctx context.Context, token string) (server.Principal
 		return server.Principal{}, err
 	}
 	if !read {
-		return server.Principal{}, fmt.Errorf("user %s may not list nanosegments in every namespace: the page shows the whole cluster; bind the ClusterRole nanoseg-view (or nanoseg-operate) with a ClusterRoleBinding", name)
+		return server.Principal{}, refusal{fmt.Sprintf("user %s may not list nanosegments in every namespace: the page shows the whole cluster; bind the ClusterRole nanoseg-view (or nanoseg-operate) with a ClusterRoleBinding", name)}
 	}
 	p := server.Principal{Role: server.RoleViewer, Name: name, Credential: token}
 	l.mu.Lock()
@@ -219,16 +258,6 @@ func (l *Live) Authenticate(ctx context.Context, token string) (server.Principal
 			p.Role = server.RoleOperator
 			break
 		}
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for k, r := range l.reviews {
-		if !now.Before(r.expires) {
-			delete(l.reviews, k)
-		}
-	}
-	if len(l.reviews) < 4*l.cfg.MaxSessions {
-		l.reviews[key] = review{p: p, expires: now.Add(l.cfg.AuthTTL)}
 	}
 	return p, nil
 }
