@@ -152,7 +152,12 @@ func TestLivePage(t *testing.T) {
 		!strings.Contains(body, "user system:serviceaccount:"+ns+":nobody may not list nanosegments in every namespace") || !strings.Contains(body, "nanoseg-view") {
 		t.Errorf("an unbound ServiceAccount: %d %s", code, body)
 	}
+	start := time.Now()
 	code, body := call(viewToken, "GET", "/v1/status", "")
+	first := time.Since(start)
+	start = time.Now()
+	call(viewToken, "GET", "/v1/status", "")
+	t.Logf("the viewer's first status (review and read of the cluster) %s, the next (cached) %s", first.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	var st []controller.WorkloadStatus
 	if err := json.Unmarshal([]byte(body), &st); code != http.StatusOK || err != nil || len(st) != 2 || st[0].Workload != ns+"/db" || st[1].Workload != ns+"/web" {
 		t.Errorf("the viewer's status: %d %s", code, body)
