@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -47,7 +48,8 @@ func listenUI(cfg ctrlkube.Config, rc *rest.Config, a *app) (*controllerUI, erro
 		}
 		l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	}
-	return &controllerUI{live: live, l: l, srv: &http.Server{Handler: srv.TCPHandler(), ReadHeaderTimeout: 10 * time.Second}}, nil
+	return &controllerUI{live: live, l: l, srv: &http.Server{Handler: srv.TCPHandler(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug)}}, nil
 }
 
 // run serves the page until ctx is done: the change feed first starts
