@@ -338,8 +338,9 @@ var errEvidence = errors.New("evidence export is not served by the cluster contr
 
 // ServeHTTP is server.Config.API: it answers r with the Handler of the
 // caller's Session (server.Credential), or with an API error: 401 without
-// a credential, the API server's refusal (403) or failure (502) when it
-// could not be read. The evidence routes answer errEvidence (501; GET
+// a credential or when the API server no longer accepts it, the API
+// server's refusal (403) or failure (502) when the cluster could not be
+// read. The evidence routes answer errEvidence (501; GET
 // /v1/evidence/last?optional=1 {"exported": false}).
 func (l *Live) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fail := func(code int, err error) {
@@ -366,7 +367,17 @@ func (l *Live) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s, err := l.session(r.Context(), cred)
 	switch {
-	case apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err):
+	case apierrors.IsUnauthorized(err):
+		// Expired or revoked since the login: forget it, and 401 makes
+		// the page ask for a token again.
+		key := sha256.Sum256([]byte(cred))
+		l.mu.Lock()
+		delete(l.reviews, key)
+		delete(l.sessions, key)
+		l.mu.Unlock()
+		fail(http.StatusUnauthorized, errors.New("the Kubernetes API server no longer accepts your token (expired or revoked): log in again with a new one"))
+		return
+	case apierrors.IsForbidden(err):
 		fail(http.StatusForbidden, fmt.Errorf("the Kubernetes API server refused to show you the cluster: %w", err))
 		return
 	case err != nil:

@@ -46,8 +46,9 @@ import (
 // to audit is a NanoSegmentPromotion whose spec.requestedBy is the
 // operator's ServiceAccount (admission stamps it: created with the
 // caller's token, not the controller's); a NetworkPolicy created in the
-// cluster arrives as an event on /v1/events; evidence export names why it
-// is not served. Then headless Chromium: the operator logs in with the
+// cluster arrives as an event on /v1/events, and the next read shows it;
+// a token revoked after its login is 401 at that read; evidence export
+// names why it is not served. Then headless Chromium: the operator logs in with the
 // token, the graph shows the workloads and their edge, and a promotion
 // from the page reaches the (stand-in) controller as the operator.
 func TestLivePage(t *testing.T) {
@@ -186,6 +187,16 @@ func TestLivePage(t *testing.T) {
 		t.Errorf("evidence export: %d %s", code, body)
 	}
 
+	// A token revoked after its login (its ServiceAccount deleted) is
+	// 401 at the next read, so that the page asks for a new one.
+	tempToken := token("temp", manifests.ViewRole)
+	if code, body := call(tempToken, "GET", "/v1/status", ""); code != http.StatusOK {
+		t.Fatalf("temp's status: %d %s", code, body)
+	}
+	if err := c.Client.CoreV1().ServiceAccounts(ns).Delete(ctx, "temp", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
 	// A change in the cluster is an event.
 	events := liveEvents(t, ctx, ts.URL, viewToken)
 	if _, err := c.Client.NetworkingV1().NetworkPolicies(ns).Create(ctx, &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "deny-db"},
@@ -233,6 +244,28 @@ func TestLivePage(t *testing.T) {
 	}
 	if f := b.Foreign(ts.URL); len(f) > 0 {
 		t.Errorf("the page fetched from elsewhere: %v", f)
+	}
+
+	// The revoked token: the API server refuses it once its token cache
+	// (10 s) forgets it; the page reads again at a change.
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; ; i++ {
+		np, err := c.Client.NetworkingV1().NetworkPolicies(ns).Get(ctx, "deny-db", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		np.Labels = map[string]string{"touched": fmt.Sprint(i)}
+		if _, err := c.Client.NetworkingV1().NetworkPolicies(ns).Update(ctx, np, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond) // the watch event
+		code, body := call(tempToken, "GET", "/v1/status", "")
+		if code == http.StatusUnauthorized && strings.Contains(body, "no longer accepts your token") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a revoked token after changes: %d %s", code, body)
+		}
 	}
 }
 
