@@ -28,7 +28,8 @@ package kube
 //     at a request when the cluster changed since it was read, at most
 //     every LiveConfig.MinAge (the request waits for the rest of it):
 //     no answer is older than a change the change feed saw before the
-//     request; answers of Authenticate are kept LiveConfig.AuthTTL
+//     request, and none older than LiveConfig.MaxAge (1 min) in any
+//     case; answers of Authenticate are kept LiveConfig.AuthTTL
 //     (refusals RefusalTTL), at most 4 × MaxSessions of them.
 //   - Changes: Run watches, with the controller's own credentials and
 //     metadata only, NanoSegments, proposals, promotions, NetworkPolicies,
@@ -75,6 +76,11 @@ type LiveConfig struct {
 	// caller (default 2 s): a Session is opened again at a request after
 	// a change in the cluster; a request that comes sooner waits.
 	MinAge time.Duration
+	// MaxAge is the longest a caller's Session answers without being
+	// read again (default 1 min), changes or not: a token revoked, or a
+	// right taken away, without any change the feed sees applies
+	// within it.
+	MaxAge time.Duration
 	// AuthTTL is how long a token's review (who, which role) is kept
 	// (default 30 s; a refusal RefusalTTL, a failure not at all). A role taken away by RBAC
 	// applies within it to the page's buttons; the API server applies
@@ -95,6 +101,9 @@ func (c *LiveConfig) defaults() {
 	}
 	if c.MinAge <= 0 {
 		c.MinAge = 2 * time.Second
+	}
+	if c.MaxAge <= 0 {
+		c.MaxAge = time.Minute
 	}
 	if c.AuthTTL <= 0 {
 		c.AuthTTL = 30 * time.Second
@@ -306,7 +315,7 @@ func (l *Live) session(ctx context.Context, token string) (*Session, error) {
 	gen := l.gen.Load()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.s != nil && e.gen >= gen {
+	if e.s != nil && e.gen >= gen && time.Since(e.built) < l.cfg.MaxAge {
 		return e.s, nil
 	}
 	if e.s != nil {
