@@ -311,8 +311,9 @@ func TestNodeAgentControllerToken(t *testing.T) {
 	}
 	var svc corev1.Service
 	find(t, "Service", manifests.Controller, &svc)
-	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 9443 || svc.Spec.Ports[0].Name != "ingest" {
-		t.Errorf("Service ports %+v: want ingest 9443", svc.Spec.Ports)
+	if len(svc.Spec.Ports) != 2 || svc.Spec.Ports[0].Port != 9443 || svc.Spec.Ports[0].Name != "ingest" ||
+		svc.Spec.Ports[1].Port != 8080 || svc.Spec.Ports[1].Name != "ui" || svc.Spec.Ports[1].TargetPort.String() != "ui" {
+		t.Errorf("Service ports %+v: want ingest 9443 and ui 8080 (to the container's port ui)", svc.Spec.Ports)
 	}
 }
 
@@ -344,7 +345,7 @@ func TestControllerDeployment(t *testing.T) {
 		t.Fatalf("%d containers, want 1", len(pod.Containers))
 	}
 	ctr := pod.Containers[0]
-	for _, arg := range []string{"--listen=:9990", "--ingest=:9443", "--lease-duration=15s"} {
+	for _, arg := range []string{"--listen=:9990", "--ingest=:9443", "--lease-duration=15s", "--ui-listen=127.0.0.1:8080"} {
 		if !slices.Contains(ctr.Args, arg) {
 			t.Errorf("args %v lack %s", ctr.Args, arg)
 		}
@@ -353,8 +354,8 @@ func TestControllerDeployment(t *testing.T) {
 	for _, p := range ctr.Ports {
 		ports[p.Name] = p.ContainerPort
 	}
-	if ports["metrics"] != 9990 || ports["ingest"] != 9443 {
-		t.Errorf("ports %v, want metrics 9990 and ingest 9443", ports)
+	if ports["metrics"] != 9990 || ports["ingest"] != 9443 || ports["ui"] != 8080 {
+		t.Errorf("ports %v, want metrics 9990, ingest 9443 and ui 8080", ports)
 	}
 	if ctr.LivenessProbe == nil || ctr.LivenessProbe.HTTPGet == nil || ctr.LivenessProbe.HTTPGet.Path != "/healthz" ||
 		ctr.ReadinessProbe == nil || ctr.ReadinessProbe.HTTPGet == nil || ctr.ReadinessProbe.HTTPGet.Path != "/readyz" {
@@ -548,12 +549,12 @@ var controllerClusterRoleRules = []string{
 	"nanoseg.io/nanosegmentpromotions create", "nanoseg.io/nanosegmentpromotions get", "nanoseg.io/nanosegmentpromotions list", "nanoseg.io/nanosegmentpromotions watch",
 	"nanoseg.io/nanosegmentpromotions/status update",
 	"nanoseg.io/nanosegmentproposals create", "nanoseg.io/nanosegmentproposals delete", "nanoseg.io/nanosegmentproposals get",
-	"nanoseg.io/nanosegmentproposals list", "nanoseg.io/nanosegmentproposals update",
+	"nanoseg.io/nanosegmentproposals list", "nanoseg.io/nanosegmentproposals update", "nanoseg.io/nanosegmentproposals watch",
 	"nanoseg.io/nanosegmentproposals/status update",
-	"nanoseg.io/nanosegments create", "nanoseg.io/nanosegments get", "nanoseg.io/nanosegments list", "nanoseg.io/nanosegments update",
+	"nanoseg.io/nanosegments create", "nanoseg.io/nanosegments get", "nanoseg.io/nanosegments list", "nanoseg.io/nanosegments update", "nanoseg.io/nanosegments watch",
 	"nanoseg.io/nanosegments/status update",
-	"networking.k8s.io/networkpolicies get", "networking.k8s.io/networkpolicies list",
-	"policy.networking.k8s.io/clusternetworkpolicies list",
+	"networking.k8s.io/networkpolicies get", "networking.k8s.io/networkpolicies list", "networking.k8s.io/networkpolicies watch",
+	"policy.networking.k8s.io/clusternetworkpolicies list", "policy.networking.k8s.io/clusternetworkpolicies watch",
 }
 
 // expand spells each (group, resource, verb, resource name) a rule grants

@@ -40,6 +40,10 @@ var controllerBind = map[string]string{
 	"controller.minObserved":      "min-observed",
 	"controller.catchUp":          "catch-up",
 	"controller.countersInterval": "counters-interval",
+	"controller.uiListen":         "ui-listen",
+	"controller.uiTLSCert":        "ui-tls-cert",
+	"controller.uiTLSKey":         "ui-tls-key",
+	"controller.uiPlaintext":      "ui-plaintext",
 }
 
 func newControllerCmd(a *app) *cobra.Command {
@@ -55,7 +59,14 @@ the edges of --window, carries out NanoSegmentPromotions (oldest first) by
 recording them in the hash-chained history and writing the NanoSegment, and
 keeps every NanoSegment's status. A standby takes over within
 --lease-duration when the leader dies; SIGTERM releases the Lease at once.
-/metrics, /healthz and /readyz are served on --listen.`,
+/metrics, /healthz and /readyz are served on --listen.
+
+With --ui-listen every replica, leader or standby, serves the web page and
+its API (docs/api.md): a user logs in with a Kubernetes bearer token
+(kubectl create token, or their own) and every request is answered over
+the API server with that token, so RBAC decides what they see and a
+promotion from the page is recorded as theirs. Without --ui-tls-cert and
+--ui-tls-key it listens only on a loopback address (kubectl port-forward).`,
 		Args: cobra.NoArgs,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			a.bind = controllerBind
@@ -88,9 +99,19 @@ keeps every NanoSegment's status. A standby takes over within
 			if err != nil {
 				return err // it names the setting and the flag
 			}
+			ui, err := listenUI(cfg, rest.CopyConfig(rc), a)
+			if err != nil {
+				return err // it names the setting and the flag
+			}
 			c, err := buildController(ctx, cfg, rc, a)
 			if err != nil {
+				if ui != nil {
+					ui.l.Close()
+				}
 				return fmt.Errorf("controller: %w", err)
+			}
+			if ui != nil {
+				ui.run(ctx, a)
 			}
 			context.AfterFunc(ctx, func() {
 				a.log.Info("controller stopping: releasing the Lease so a standby takes over at once", "cause", context.Cause(ctx).Error())
@@ -119,6 +140,10 @@ keeps every NanoSegment's status. A standby takes over within
 	f.Duration("window", 24*time.Hour, "how far back proposals take their edges; Settled, and a promotion to enforce without force, need all of it observed")
 	f.Duration("min-observed", time.Hour, "observation a proposal needs to be Settled and a promotion to enforce needs without force (besides its whole --window observed)")
 	f.Duration("counters-interval", 30*time.Second, "write a NanoSegment's status at most this often when only its nodes' kernel counters changed")
+	f.String("ui-listen", "", "serve the web page and its API here, on every replica (default off); each user logs in with a Kubernetes bearer token and is answered with it")
+	f.String("ui-tls-cert", "", "PEM certificate to serve --ui-listen over TLS (with --ui-tls-key); without TLS --ui-listen must be a loopback address")
+	f.String("ui-tls-key", "", "PEM private key of --ui-tls-cert")
+	f.Bool("ui-plaintext", false, "allow --ui-listen on a non-loopback address without TLS: tokens cross the network in the clear (only behind another TLS terminator)")
 	f.Duration("catch-up", 45*time.Second, "how long a new leader waits for the node agents its NanoSegments' status names to resend their state before it writes status and proposals")
 	return cmd
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -80,6 +81,20 @@ type Config struct {
 	// 45 s: an agent's heartbeat, 15 s, plus its longest retry wait,
 	// 30 s). Until then it would write from an empty graph.
 	CatchUp time.Duration `mapstructure:"catchUp" yaml:"catchUp"`
+
+	// UIListen serves the web page and its API (docs/api.md) on this
+	// TCP address ("" = off), on every replica: each caller logs in with
+	// a Kubernetes bearer token and is answered with it (client/kube
+	// Live). Without UITLSCert and UITLSKey it must be a loopback
+	// address (reached with `kubectl port-forward`), unless UIPlaintext.
+	UIListen string `mapstructure:"uiListen" yaml:"uiListen"`
+	// UITLSCert and UITLSKey (PEM files) serve UIListen over TLS.
+	UITLSCert string `mapstructure:"uiTLSCert" yaml:"uiTLSCert"`
+	UITLSKey  string `mapstructure:"uiTLSKey" yaml:"uiTLSKey"`
+	// UIPlaintext allows UIListen on an address that is not loopback
+	// without TLS: the callers' tokens then cross the network in the
+	// clear (a mesh or another TLS terminator must protect them).
+	UIPlaintext bool `mapstructure:"uiPlaintext" yaml:"uiPlaintext"`
 }
 
 // Defaults fills the zero fields.
@@ -159,6 +174,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("controller.%s: %s: must be positive", d.name, d.v))
 		}
 	}
+	errs = append(errs, c.validateUI()...)
 	// client-go's own rules, said with our names.
 	if c.LeaseDuration > 0 && c.RenewDeadline >= c.LeaseDuration {
 		errs = append(errs, fmt.Errorf("controller.renewDeadline: %s: must be shorter than leaseDuration (%s)", c.RenewDeadline, c.LeaseDuration))
@@ -167,4 +183,32 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("controller.retryPeriod: %s: renewDeadline (%s) must exceed 1.2 × retryPeriod", c.RetryPeriod, c.RenewDeadline))
 	}
 	return errors.Join(errs...)
+}
+
+// validateUI checks the page's settings (UIListen and the rest).
+func (c Config) validateUI() []error {
+	var errs []error
+	if (c.UITLSCert == "") != (c.UITLSKey == "") {
+		errs = append(errs, fmt.Errorf("controller.uiTLSCert: %q and controller.uiTLSKey: %q: give both or neither", c.UITLSCert, c.UITLSKey))
+	}
+	if c.UIListen == "" {
+		if c.UITLSCert != "" || c.UIPlaintext {
+			errs = append(errs, errors.New("controller.uiListen: empty, but the page's other settings (uiTLSCert, uiPlaintext) are set: give the address to serve it on"))
+		}
+		return errs
+	}
+	host, port, err := net.SplitHostPort(c.UIListen)
+	if err != nil {
+		return append(errs, fmt.Errorf("controller.uiListen: %q: %w", c.UIListen, err))
+	}
+	if n, err := strconv.ParseUint(port, 10, 64); err != nil || n > 65535 {
+		errs = append(errs, fmt.Errorf("controller.uiListen: %q: port %q is not a number from 0 to 65535", c.UIListen, port))
+	}
+	ip, _ := netip.ParseAddr(host)
+	loopback := host == "localhost" || (ip.IsValid() && ip.IsLoopback())
+	if c.UITLSCert == "" && !loopback && !c.UIPlaintext {
+		errs = append(errs, fmt.Errorf("controller.uiListen: %q is not a loopback address and the page has no TLS: the callers' Kubernetes tokens would cross the network in the clear; "+
+			"give controller.uiTLSCert and controller.uiTLSKey, listen on 127.0.0.1 and use kubectl port-forward, or set controller.uiPlaintext", c.UIListen))
+	}
+	return errs
 }
