@@ -5,18 +5,13 @@ package node
 import (
 	"context"
 	"encoding/json"
-	"net/netip"
 	"slices"
 	"strings"
 	"testing"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/model"
-	"github.com/nanoseg/nanoseg/store"
 )
 
 // dbAuditSegment is shop/db's nanosegment: ingress from app=client on
@@ -39,20 +34,8 @@ spec:
 // is not held, naming shop/db as in audit mode; status lists the rule.
 // Promoted to enforce, 5432 is dropped and the rule held.
 func TestAdminDenyAuditModeThroughNode(t *testing.T) {
-	tp := newTopo(t)
+	tp, svc := nodeWithClient(t)
 	ctx := context.Background()
-	n, _ := startNode(t, Config{OwnerDir: ownerDir(t)}, nil)
-	mem := store.NewMem()
-	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: 5 * time.Second}, mem, mem, n.inv, n, nil)
-	var st unix.Stat_t
-	if err := unix.Stat(tp.client.Path(), &st); err != nil {
-		t.Fatal(err)
-	}
-	snap := tp.snapshot()
-	snap.Endpoints[0].Ports = []model.ContainerPort{{Name: "postgres", Port: 5432, Protocol: model.ProtocolTCP}, {Name: "metrics", Port: 9090, Protocol: model.ProtocolTCP}}
-	snap.Endpoints = append(snap.Endpoints, model.Endpoint{Netns: tp.client.Name, Path: tp.client.Path(), NetnsInode: st.Ino, Namespace: "shop", Workload: "client",
-		Labels: map[string]string{"app": "client"}, Addrs: []netip.Addr{clientAddr}})
-	n.SetInventory(ctx, snap)
 	if _, err := svc.ApplyPolicies("db.yaml", []byte(dbAuditSegment), "alice"); err != nil {
 		t.Fatal(err)
 	}

@@ -38,22 +38,8 @@ spec:
 // endpoint's table is reprogrammed before the call returns and 5432
 // opens.
 func TestDeleteClusterNetworkPolicyThroughNode(t *testing.T) {
-	tp := newTopo(t)
+	tp, svc := nodeWithClient(t)
 	ctx := context.Background()
-	n, _ := startNode(t, Config{OwnerDir: ownerDir(t)}, nil)
-	mem := store.NewMem()
-	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: 5 * time.Second}, mem, mem, n.inv, n, nil)
-	// The client is an endpoint too (its real netns), so the evidence
-	// export's live probes run from it; db declares both ports.
-	var st unix.Stat_t
-	if err := unix.Stat(tp.client.Path(), &st); err != nil {
-		t.Fatal(err)
-	}
-	snap := tp.snapshot()
-	snap.Endpoints[0].Ports = []model.ContainerPort{{Name: "postgres", Port: 5432, Protocol: model.ProtocolTCP}, {Name: "metrics", Port: 9090, Protocol: model.ProtocolTCP}}
-	snap.Endpoints = append(snap.Endpoints, model.Endpoint{Netns: tp.client.Name, Path: tp.client.Path(), NetnsInode: st.Ino, Namespace: "shop", Workload: "client",
-		Labels: map[string]string{"app": "client"}, Addrs: []netip.Addr{clientAddr}})
-	n.SetInventory(ctx, snap)
 	res, err := svc.Apply(ctx, "guard.yaml", []byte(guardNetworkCNP), "alice")
 	if err != nil || !res.Converged {
 		t.Fatalf("apply: %+v, %v", res, err)
@@ -96,4 +82,26 @@ func TestDeleteClusterNetworkPolicyThroughNode(t *testing.T) {
 	if !tp.open(5432) {
 		t.Errorf("client -> db 5432 still dropped after the Admin Deny was deleted")
 	}
+}
+
+// nodeWithClient starts a node over newTopo with a controller service on
+// an in-memory store. shop/db declares 5432 (postgres) and 9090 (metrics);
+// the client's real netns is an endpoint too (shop/client, app=client), so
+// the evidence export's live probes can run from it.
+func nodeWithClient(t *testing.T) (topo, *controller.Service) {
+	t.Helper()
+	tp := newTopo(t)
+	n, _ := startNode(t, Config{OwnerDir: ownerDir(t)}, nil)
+	mem := store.NewMem()
+	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: 5 * time.Second}, mem, mem, n.inv, n, nil)
+	var st unix.Stat_t
+	if err := unix.Stat(tp.client.Path(), &st); err != nil {
+		t.Fatal(err)
+	}
+	snap := tp.snapshot()
+	snap.Endpoints[0].Ports = []model.ContainerPort{{Name: "postgres", Port: 5432, Protocol: model.ProtocolTCP}, {Name: "metrics", Port: 9090, Protocol: model.ProtocolTCP}}
+	snap.Endpoints = append(snap.Endpoints, model.Endpoint{Netns: tp.client.Name, Path: tp.client.Path(), NetnsInode: st.Ino, Namespace: "shop", Workload: "client",
+		Labels: map[string]string{"app": "client"}, Addrs: []netip.Addr{clientAddr}})
+	n.SetInventory(context.Background(), snap)
+	return tp, svc
 }

@@ -328,7 +328,7 @@ run kubectl -n shop get nanosegmentpromotions --sort-by=.metadata.creationTimest
 step "13. kill the leader (kill -9): the standby takes the Lease and carries on"
 leader=$(lease_holder)
 [ -n "$leader" ] && alive "$leader" || fail "the Lease names '$leader', not a replica this demo runs"
-standby=$(for r in "${REPLICAS[@]}"; do [ "$r" != "$leader" ] && echo "$r"; done)
+standby=$(for r in "${REPLICAS[@]}"; do if [ "$r" != "$leader" ]; then echo "$r"; fi; done)
 echo "the Lease is held by $leader (pid $(pid_of "$leader")); killing it"
 run kill -9 "$(pid_of "$leader")"
 wait "$(pid_of "$leader")" 2>/dev/null || true
