@@ -13,6 +13,105 @@ export const colors = { allow: "#4a7fb5", "audit-deny": "#e08a00", deny: "#c6282
 const LARGE = 1500; // edges above which the drawing uses the cheap edge style
 
 const WORLD = "world:";
+const GAP = 40; // the least space between two group boxes, in model units (px at zoom 1)
+const STORE = "nanoseg.positions.v1"; // localStorage key of the kept positions
+const STORE_MAX = 20000; // nodes kept at the most (about 1 MB of JSON)
+
+// seeded returns a pseudo-random generator of numbers in [0, 1) from a
+// 32-bit seed (mulberry32): fcose draws from Math.random, so running it
+// under one seed gives the same layout for the same elements.
+function seeded(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// withSeed runs fn with Math.random replaced by a generator of seed.
+function withSeed(seed, fn) {
+  const r = Math.random;
+  Math.random = seeded(seed);
+  try { return fn(); } finally { Math.random = r; }
+}
+
+function byId(a, b) { return a.id < b.id ? -1 : a.id > b.id ? 1 : 0; }
+
+// groupOrder sorts group ids: namespaces by name, the world last.
+function groupOrder(a, b) {
+  if (a === WORLD || b === WORLD) return a === WORLD ? (b === WORLD ? 0 : 1) : -1;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+// boxesOverlap says whether boxes a and b ({x1, y1, x2, y2}) come closer than gap.
+function boxesOverlap(a, b, gap) {
+  return a.x1 < b.x2 + gap && b.x1 < a.x2 + gap && a.y1 < b.y2 + gap && b.y1 < a.y2 + gap;
+}
+
+/**
+ * separate moves whole boxes so that no two come closer than gap, and
+ * returns the shift of each: boxes is [{id, x1, y1, x2, y2}] in model
+ * units, the result a Map id → {dx, dy} (only boxes that move). Pairs are
+ * pushed apart along the axis of least overlap, the later box (in the
+ * given order) moving, for up to 100 rounds; what still overlaps then
+ * (rare: a crowd of boxes pushing in circles) is packed in shelves below
+ * the rest, so the result never overlaps. Exported for the tests.
+ */
+export function separate(boxes, gap = GAP) {
+  const b = boxes.map((x) => ({ ...x, dx: 0, dy: 0 }));
+  const move = (o, dx, dy) => { o.x1 += dx; o.x2 += dx; o.y1 += dy; o.y2 += dy; o.dx += dx; o.dy += dy; };
+  let clean = false;
+  for (let round = 0; round < 100 && !clean; round++) {
+    clean = true;
+    for (let i = 0; i < b.length; i++) {
+      for (let j = i + 1; j < b.length; j++) {
+        const p = b[i], q = b[j];
+        if (!boxesOverlap(p, q, gap)) continue;
+        clean = false;
+        const right = p.x2 + gap - q.x1, left = q.x2 + gap - p.x1;
+        const down = p.y2 + gap - q.y1, up = q.y2 + gap - p.y1;
+        const m = Math.min(right, left, down, up);
+        if (m === right) move(q, right, 0);
+        else if (m === left) move(q, -left, 0);
+        else if (m === down) move(q, 0, down);
+        else move(q, 0, -up);
+      }
+    }
+  }
+  if (!clean) {
+    // Shelf packing of every box below the first, in the given order.
+    const width = Math.max(...b.map((o) => o.x2 - o.x1)) * Math.ceil(Math.sqrt(b.length));
+    let x = b[0].x1, y = b[0].y2 + gap, shelf = 0;
+    for (let i = 1; i < b.length; i++) {
+      const o = b[i], w = o.x2 - o.x1, h = o.y2 - o.y1;
+      if (x > b[0].x1 && x + w > b[0].x1 + width) { x = b[0].x1; y += shelf + gap; shelf = 0; }
+      move(o, x - o.x1, y - o.y1);
+      x += w + gap;
+      shelf = Math.max(shelf, h);
+    }
+  }
+  const out = new Map();
+  for (const o of b) if (o.dx || o.dy) out.set(o.id, { dx: o.dx, dy: o.dy });
+  return out;
+}
+
+// loadPositions returns the positions kept by an earlier visit (id →
+// {x, y}), or an empty Map (none, storage refused, or unreadable).
+function loadPositions() {
+  try {
+    const raw = window.localStorage.getItem(STORE);
+    const o = raw ? JSON.parse(raw) : {};
+    const out = new Map();
+    for (const [id, p] of Object.entries(o)) {
+      if (Array.isArray(p) && Number.isFinite(p[0]) && Number.isFinite(p[1])) out.set(id, { x: p[0], y: p[1] });
+    }
+    return out;
+  } catch (_) {
+    return new Map();
+  }
+}
 
 function parentOf(n) {
   return n.kind === "external" ? WORLD : `ns:${n.namespace}`;
@@ -100,6 +199,8 @@ export class GraphView {
     this.onNode = onNode;
     this.cy = null;
     this.layoutMs = 0;
+    this.keep = true; // keep positions in localStorage (off for the static export)
+    this._saveTimer = 0;
   }
 
   _create(large) {
@@ -117,34 +218,58 @@ export class GraphView {
     });
     this.large = large;
     this.cy.on("tap", "edge", (ev) => this.onEdge && this.onEdge(ev.target.id()));
+    // A node dragged by hand stays where it was put, also after a reload;
+    // a group dragged into another is pushed out again.
+    this.cy.on("dragfree", "node", () => { this._separateGroups(); this._savePositions(); });
     this.cy.on("tap", "node", (ev) => {
       const k = ev.target.data("kind");
       if (k !== "group" && this.onNode) this.onNode(ev.target.id());
     });
   }
 
-  /** setModel draws m: the first time with a full layout, later by merging. Returns a promise settled with the layout. */
+  /**
+   * setModel draws m: the first time laid out (from the positions kept by
+   * an earlier visit when they cover most of m, else by a fresh layout),
+   * later by merging. Returns a promise settled with the layout.
+   */
   setModel(m) {
     const first = !this.cy;
     if (first) this._create(m.links.size > LARGE);
     const cy = this.cy;
     this.model = m;
     const t0 = performance.now();
+    let kept = new Map();
+    if (first && this.keep) {
+      kept = loadPositions();
+      let have = 0;
+      for (const id of m.nodes.keys()) if (kept.has(id)) have++;
+      // Kept positions of another graph (most nodes new) are not used.
+      if (have < Math.max(1, m.nodes.size / 2)) kept = new Map();
+    }
+    let placed = 0;
     cy.batch(() => {
       const fresh = []; // added in one call: much faster than one by one
       const groups = new Set();
       for (const n of m.nodes.values()) groups.add(parentOf(n));
-      for (const g of groups) {
+      for (const g of [...groups].sort(groupOrder)) {
         if (cy.getElementById(g).empty()) fresh.push(g === WORLD ? groupElement(g, "the world", "world") : groupElement(g, g.slice(3), "namespace"));
       }
       cy.add(fresh);
       fresh.length = 0;
-      for (const n of m.nodes.values()) {
-        if (cy.getElementById(n.id).empty()) fresh.push(nodeElement(n, first ? undefined : this._placeNew(n)));
+      // In id order, so that the seeded layout sees the same graph each time.
+      const later = [];
+      for (const n of [...m.nodes.values()].sort(byId)) {
+        if (cy.getElementById(n.id).nonempty()) continue;
+        if (first && kept.size === 0) fresh.push(nodeElement(n));
+        else if (kept.has(n.id)) fresh.push(nodeElement(n, kept.get(n.id)));
+        else later.push(n);
       }
       cy.add(fresh);
       fresh.length = 0;
-      for (const l of m.links.values()) {
+      // New nodes go one at a time: each finds room among those placed.
+      for (const n of later) cy.add(nodeElement(n, this._placeNew(n)));
+      placed = later.length;
+      for (const l of [...m.links.values()].sort(byId)) {
         const e = cy.getElementById(l.id);
         if (e.empty()) {
           fresh.push(linkElement(l));
@@ -163,19 +288,40 @@ export class GraphView {
       });
       cy.nodes(".group").forEach((g) => { if (g.children().empty()) g.remove(); });
     });
+    if (placed > 0) {
+      this._separateGroups();
+      this._savePositions();
+    }
     this.applyFilter(this.filter);
     this.timing = { build: performance.now() - t0 };
     if (!first) return Promise.resolve(0);
-    return this._layout().then(() => {
+    const laid = kept.size > 0 ? Promise.resolve(cy.fit(undefined, 30)) : this._layout();
+    return laid.then(() => {
+      this._separateGroups();
+      cy.fit(undefined, 30);
+      this._savePositions();
       this.timing.layout = performance.now() - t0 - this.timing.build;
       this.layoutMs = performance.now() - t0;
       return this.layoutMs;
     });
   }
 
+  /** relayout forgets the kept positions and lays the whole graph out afresh (the page's "Lay out" button). */
+  relayout() {
+    if (!this.cy) return Promise.resolve(0);
+    try { window.localStorage.removeItem(STORE); } catch (_) { /* storage refused */ }
+    return this._layout().then(() => { this._separateGroups(); this._savePositions(); });
+  }
+
+  // _layout runs fcose over the whole graph under a fixed seed, every node
+  // starting at the origin: the same graph (elements in the same order,
+  // which setModel keeps by id) is drawn the same way on every load.
   _layout() {
     return new Promise((resolve) => {
       const n = this.cy.nodes().length;
+      // From where nodes start on a first load, so that "Lay out again"
+      // after drags and reloads draws what a first visit draws.
+      this.cy.batch(() => this.cy.nodes().not(".group").positions(() => ({ x: 0, y: 0 })));
       const layout = this.cy.layout({
         name: "fcose",
         quality: n > 800 ? "draft" : "default",
@@ -195,30 +341,77 @@ export class GraphView {
         padding: 30,
       });
       layout.one("layoutstop", () => resolve());
-      layout.run();
+      withSeed(0x6e616e6f, () => layout.run());
     });
   }
 
-  // _placeNew puts a node that arrives after the first layout next to a
-  // node it talks to, or in its group's box, without moving anything else.
+  // _separateGroups moves whole namespace boxes (and the world's) apart
+  // where they overlap or come closer than GAP: fcose keeps compound nodes
+  // apart only as a force, and nodes placed or dragged later can push a
+  // box into another. Only the boxes that overlap move.
+  _separateGroups() {
+    const cy = this.cy;
+    const groups = cy.nodes(".group").sort((a, b) => groupOrder(a.id(), b.id()));
+    if (groups.length < 2) return;
+    const boxes = groups.map((g) => ({ id: g.id(), ...g.boundingBox({ includeLabels: true }) }));
+    const shifts = separate(boxes);
+    if (shifts.size === 0) return;
+    cy.batch(() => {
+      for (const [id, d] of shifts) {
+        cy.getElementById(id).children().positions((c) => ({ x: c.position("x") + d.dx, y: c.position("y") + d.dy }));
+      }
+    });
+  }
+
+  // _savePositions keeps every node's position for the next visit, a
+  // moment after the last change (localStorage; nothing when refused).
+  _savePositions() {
+    if (!this.keep) return;
+    clearTimeout(this._saveTimer);
+    this._saveTimer = setTimeout(() => {
+      const o = {};
+      let k = 0;
+      this.cy.nodes().not(".group").forEach((n) => {
+        if (k++ >= STORE_MAX) return;
+        const p = n.position();
+        o[n.id()] = [Math.round(p.x), Math.round(p.y)];
+      });
+      try { window.localStorage.setItem(STORE, JSON.stringify(o)); } catch (_) { /* storage full or refused */ }
+    }, 300);
+  }
+
+  // _placeNew puts a node that arrives after the first layout into its
+  // group's box: on the free spot nearest to a node it talks to there (or
+  // to the box's centre), else just outside the box's right edge; a node
+  // of a new group goes below everything. Nothing else moves (a box that
+  // grows into another is pushed away by _separateGroups afterwards).
   _placeNew(n) {
     const cy = this.cy;
+    const g = cy.getElementById(parentOf(n));
+    const kids = g.nonempty() ? g.children() : cy.collection();
+    if (kids.empty()) {
+      const bb = cy.nodes().boundingBox();
+      return cy.nodes().empty() ? { x: 0, y: 0 } : { x: bb.x1, y: bb.y2 + 3 * GAP };
+    }
+    const bb = kids.boundingBox();
+    let aim = { x: (bb.x1 + bb.x2) / 2, y: (bb.y1 + bb.y2) / 2 };
     for (const l of this.model.links.values()) {
       const other = l.source === n.id ? l.destination : l.destination === n.id ? l.source : null;
-      if (!other) continue;
-      const o = cy.getElementById(other);
-      if (o.nonempty() && o.isNode()) {
-        const p = o.position();
-        return { x: p.x + 60 + Math.random() * 30, y: p.y + 50 + Math.random() * 30 };
+      const o = other && kids.getElementById(other);
+      if (o && o.nonempty()) { aim = o.position(); break; }
+    }
+    const step = 45;
+    const taken = kids.map((k) => k.position());
+    const free = (p) => taken.every((q) => Math.abs(p.x - q.x) >= step || Math.abs(p.y - q.y) >= step);
+    let best = null, bestD = Infinity;
+    for (let x = bb.x1; x <= bb.x2; x += step) {
+      for (let y = bb.y1; y <= bb.y2; y += step) {
+        const p = { x, y };
+        const d = (x - aim.x) ** 2 + (y - aim.y) ** 2;
+        if (d < bestD && free(p)) { best = p; bestD = d; }
       }
     }
-    const g = cy.getElementById(parentOf(n));
-    if (g.nonempty() && g.children().nonempty()) {
-      const bb = g.children().boundingBox();
-      return { x: bb.x2 + 40, y: bb.y1 + Math.random() * Math.max(bb.h, 1) };
-    }
-    const bb = cy.elements().boundingBox();
-    return { x: (bb.x2 || 0) + 120, y: (bb.y1 || 0) + Math.random() * 200 };
+    return best || { x: bb.x2 + step, y: aim.y };
   }
 
   /** applyFilter shows only what f keeps (model.keepLink, keepNode), in one batch. */

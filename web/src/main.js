@@ -85,6 +85,7 @@ function bootStatic(g) {
   document.body.classList.remove("logged-out");
   const m = fromGraphJSON(g);
   state.view = newView();
+  state.view.keep = false; // a file of its own: no positions kept between exports
   setModel(m);
 }
 
@@ -189,6 +190,7 @@ function wireFilters() {
     $(id).addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(apply, 150); });
   }
   $("#fit").addEventListener("click", () => state.view && state.view.fit());
+  $("#relayout").addEventListener("click", () => state.view && state.view.relayout().catch(fail));
   $("#panel-close").addEventListener("click", closePanel);
   document.addEventListener("keydown", (ev) => { if (ev.key === "Escape" && !$("#dialog").open) closePanel(); });
 }
