@@ -340,3 +340,56 @@ func workloadStatus(t *testing.T, f fixture, w string) controller.WorkloadStatus
 	t.Fatalf("no status of %s", w)
 	return controller.WorkloadStatus{}
 }
+
+// TestEdgeDecisions: the page's marks. Without a ClusterNetworkPolicy no
+// edge is decided by one; under an Admin Deny of intruder -> db 5432 that
+// edge (and no other) is listed with the rule, denied while db has no
+// policy, audit-denied and marked audited once db is in audit mode; a
+// Baseline Deny decides it too (nothing isolates db), and an Admin Pass
+// decides nothing.
+func TestEdgeDecisions(t *testing.T) {
+	f := newFixture(t)
+	if err := f.mem.MergeEdges([]model.Edge{
+		recent("web", "db", 5432, model.VerdictCounts{Observed: 3}),
+		recent("intruder", "db", 5432, model.VerdictCounts{Observed: 2}),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	decided := func() []controller.EdgeDecision {
+		t.Helper()
+		ds, err := f.svc.EdgeDecisions(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ds
+	}
+	if ds := decided(); len(ds) != 0 {
+		t.Fatalf("no ClusterNetworkPolicy: decisions %+v, want none", ds)
+	}
+	check := func(what string, action model.Verdict, audited bool, tier cnpv1alpha2.Tier) {
+		t.Helper()
+		ds := decided()
+		if len(ds) != 1 {
+			t.Fatalf("%s: decisions %+v, want the intruder edge only", what, ds)
+		}
+		d := ds[0]
+		if d.Source.String() != "shop/intruder" || d.Destination.String() != "shop/db" || d.Protocol != model.ProtocolTCP || d.Port != 5432 ||
+			d.Action != action || d.Audited != audited || d.Rule.Tier != tier || d.Rule.Policy.Name != "guard-db" ||
+			d.Rule.Rule != "ingress-0" || d.Rule.Name != "no-intruder" || d.Rule.Action != cnpv1alpha2.ActionDeny {
+			t.Errorf("%s: decision %+v, want intruder -> db TCP/5432 %s (audited %v) by %s guard-db ingress-0", what, d, action, audited, tier)
+		}
+	}
+	f.applyCNP(t, guard("Admin", "Deny"))
+	check("Admin Deny, db without policy", model.VerdictDeny, false, cnpv1alpha2.TierAdmin)
+	f.apply(t, "5432")
+	f.promote(t, model.ModeAudit, 1)
+	check("Admin Deny, db in audit", model.VerdictAuditDeny, true, cnpv1alpha2.TierAdmin)
+	f.applyCNP(t, guard("Baseline", "Deny"))
+	if ds := decided(); len(ds) != 0 {
+		t.Errorf("Baseline Deny while db's nanosegment isolates it: decisions %+v, want none (the nanosegment decides)", ds)
+	}
+	f.applyCNP(t, guard("Admin", "Pass"))
+	if ds := decided(); len(ds) != 0 {
+		t.Errorf("Admin Pass: decisions %+v, want none", ds)
+	}
+}

@@ -317,8 +317,43 @@ func TestUI(t *testing.T) {
 	b.Do(t, "all namespaces", chromedp.SetValue(chromedp.CSS("#f-namespace"), ""),
 		chromedp.Evaluate[chromedp.Void](`document.querySelector("#f-namespace").dispatchEvent(new Event("change"))`))
 
+	// A ClusterNetworkPolicy on the page: an Admin Deny of prometheus
+	// scraping shop/intruder (no policy of its own: dropped). After a
+	// reload (the kept positions and the session hint bring the drawing
+	// back without a login) the edge carries the Admin mark and its panel
+	// names the tier, policy, priority and rule.
+	cnp := filepath.Join(dir, "cnp.yaml")
+	if err := os.WriteFile(cnp, []byte(`apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: no-scrape-intruder}
+spec:
+  tier: Admin
+  priority: 5
+  subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: intruder}}}}
+  ingress:
+    - name: not-prometheus
+      action: Deny
+      from: [{namespaces: {matchLabels: {kubernetes.io/metadata.name: monitoring}}}]
+      protocols: [{tcp: {destinationPort: {number: 9090}}}]
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.mustRun("policy", "apply", "-f", cnp)
+	const scrape = "monitoring/prometheus>shop/intruder|TCP/9090"
+	b.Do(t, "reload the page", chromedp.Reload())
+	browsertest.Wait(t, b, "the Admin mark", `window.nanoseg.view && nanoseg.view.cy && nanoseg.view.cy.getElementById("`+scrape+`").hasClass("admin")`, 20*time.Second)
+	b.Do(t, "open the scrape of intruder", chromedp.Evaluate[chromedp.Void](`void nanoseg.view.cy.getElementById("`+scrape+`").emit("tap")`))
+	browsertest.Wait(t, b, "its explanation", `document.querySelector("#explain-action") !== null`, 10*time.Second)
+	if got := browsertest.Eval[string](t, b, `document.querySelector("#explain-action").textContent`); got != "deny" {
+		t.Errorf("prometheus -> intruder decided %q, want deny", got)
+	}
+	want := `ClusterNetworkPolicy no-scrape-intruder (Admin, priority 5) rule ingress-0 "not-prometheus": Deny`
+	if body := browsertest.Eval[string](t, b, `document.querySelector("#panel-body").textContent`); !strings.Contains(body, want) {
+		t.Errorf("prometheus -> intruder's panel does not name %s:\n%s", want, body)
+	}
+
 	// The normal path (load, login, browse, propose, promote, matrix,
-	// evidence) logs nothing to the console: no session check before the
+	// evidence, a reload) logs nothing to the console: no session check before the
 	// login (the page asks only with the nanoseg_ui hint cookie) and no
 	// 404 for the last bundle before the first export (?optional=1).
 	if p := b.Problems(); len(p) > 0 {

@@ -17,6 +17,7 @@ import (
 // evidence bundle.
 //
 //	GET /v1/edges/detail      from, to, port, window → controller.EdgeDetail
+//	GET /v1/edges/decisions   window                 → [controller.EdgeDecision]
 //	GET /v1/workloads/detail  workload               → controller.WorkloadDetail
 //	GET /v1/matrix            namespace | workloads, ports → controller.Matrix
 //	GET /v1/evidence/last                            → controller.ExportSummary (404: none)
@@ -72,6 +73,13 @@ func (a *Server) detailRoutes(rs *routes) {
 		}
 		q := r.URL.Query()
 		return a.svc.EdgeDetail(q.Get("from"), q.Get("to"), q.Get("port"), w)
+	}))
+	rs.handle("GET /v1/edges/decisions", "", a.read(func(r *http.Request) (any, error) {
+		w, err := window(r)
+		if err != nil {
+			return nil, err
+		}
+		return a.svc.EdgeDecisions(w)
 	}))
 	rs.handle("GET /v1/workloads/detail", "", a.read(func(r *http.Request) (any, error) {
 		return a.svc.WorkloadDetail(r.URL.Query().Get("workload"))

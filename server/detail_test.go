@@ -307,3 +307,44 @@ func TestChangePreview(t *testing.T) {
 		t.Errorf("previews recorded: history has %d events, want 1", len(h))
 	}
 }
+
+// TestEdgeDecisions: GET /v1/edges/decisions lists nothing without a
+// ClusterNetworkPolicy; under an Admin Deny of intruder -> db 5432 it
+// lists that observed edge for a viewer, audit-denied and audited (db is
+// in audit mode), with the rule; a bad window is a 400 naming it.
+func TestEdgeDecisions(t *testing.T) {
+	f := newDetailFixture(t)
+	if err := f.mem.MergeEdges([]model.Edge{{Source: wl("intruder"), Destination: wl("db"), Protocol: model.ProtocolTCP, Port: 5432,
+		Traffic: model.Traffic{FirstSeen: time.Now(), LastSeen: time.Now(), Flows: 1, Verdicts: model.VerdictCounts{Observed: 1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	var ds []controller.EdgeDecision
+	if code := f.get("/v1/edges/decisions", &ds); code != 200 || ds == nil || len(ds) != 0 {
+		t.Fatalf("no ClusterNetworkPolicy: %d %+v, want 200 and an empty list", code, ds)
+	}
+	f.must("POST", "/v1/policies?file=guard.yaml", `apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: guard-db}
+spec:
+  tier: Admin
+  priority: 7
+  subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: db}}}}
+  ingress:
+    - name: no-intruder
+      action: Deny
+      from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: intruder}}}}]
+      protocols: [{tcp: {destinationPort: {number: 5432}}}]
+`)
+	if code := f.get("/v1/edges/decisions?window=1h", &ds); code != 200 || len(ds) != 1 {
+		t.Fatalf("Admin Deny: %d %+v, want the intruder edge", code, ds)
+	}
+	d := ds[0]
+	if d.Source.String() != "shop/intruder" || d.Destination.String() != "shop/db" || d.Port != 5432 || d.Action != model.VerdictAuditDeny || !d.Audited ||
+		d.Rule.Policy.Name != "guard-db" || d.Rule.Tier != "Admin" || d.Rule.Priority != 7 || d.Rule.Name != "no-intruder" {
+		t.Errorf("decision %+v: want intruder -> db 5432 audit-denied (audited) by Admin guard-db priority 7 no-intruder", d)
+	}
+	var e any
+	if code := f.get("/v1/edges/decisions?window=soon", &e); code != http.StatusBadRequest {
+		t.Errorf("window=soon: %d, want 400", code)
+	}
+}

@@ -26,7 +26,8 @@ type fakeAgent struct {
 	mu        sync.Mutex
 	edges     []map[string]any
 	inventory []map[string]any
-	events    chan string // data of the next "change" events
+	decisions []map[string]any // GET /v1/edges/decisions
+	events    chan string      // data of the next "change" events
 }
 
 func peer(ns, w string) map[string]any { return map[string]any{"namespace": ns, "workload": w} }
@@ -101,6 +102,13 @@ func (f *fakeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		v = f.edges
 	case "/v1/inventory":
 		v = f.inventory
+	case "/v1/edges/detail":
+		v = map[string]any{"explainError": "the fake agent explains nothing"}
+	case "/v1/edges/decisions":
+		v = f.decisions
+		if v == nil {
+			v = []any{}
+		}
 	case "/v1/events":
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.WriteHeader(200)
@@ -144,6 +152,10 @@ func TestGraphDrawsAndMerges(t *testing.T) {
 	for _, p := range []map[string]any{web, api, db, cache, prom, peer("shop", "idle")} {
 		f.inventory = append(f.inventory, map[string]any{"namespace": p["namespace"], "workload": p["workload"]})
 	}
+	// An Admin Deny decides api -> cache 6379 (controller.EdgeDecision).
+	f.decisions = []map[string]any{{"source": api, "destination": cache, "protocol": "TCP", "port": 6379, "action": "deny",
+		"rule": map[string]any{"policy": map[string]any{"kind": "ClusterNetworkPolicy", "name": "guard-cache"}, "tier": "Admin", "priority": 3,
+			"rule": "ingress-0", "name": "no-api", "action": "Deny"}}}
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close) // after the browser's cleanup: its event stream must go first
 
@@ -158,8 +170,21 @@ func TestGraphDrawsAndMerges(t *testing.T) {
 	if cls != "allow mixed" {
 		t.Errorf("api→db (614 allowed, 2 denied) classes %q, want %q", cls, "allow mixed")
 	}
-	if got := browsertest.Eval[string](t, b, `nanoseg.view.cy.getElementById("shop/api>shop/cache|TCP/6379").classes().join(" ")`); got != "deny" {
-		t.Errorf("api→cache (7 denied) classes %q, want deny", got)
+	if got := browsertest.Eval[string](t, b, `nanoseg.view.cy.getElementById("shop/api>shop/cache|TCP/6379").classes().join(" ")`); got != "deny admin" {
+		t.Errorf("api→cache (7 denied, by an Admin rule) classes %q, want deny admin", got)
+	}
+	if got := browsertest.Eval[string](t, b, `nanoseg.view.cy.getElementById("shop/api>shop/cache|TCP/6379").data("label")`); got != "TCP/6379 · 7 (0 ok 7 denied) *" {
+		t.Errorf("api→cache label %q, want the Admin mark *", got)
+	}
+	b.Do(t, "open api→cache", chromedp.Evaluate[chromedp.Void](`void nanoseg.view.cy.getElementById("shop/api>shop/cache|TCP/6379").emit("tap")`))
+	browsertest.Wait(t, b, "the edge panel", `!!document.querySelector("#edge-cluster")`, 10*time.Second)
+	if got := browsertest.Eval[string](t, b, `document.querySelector("#edge-cluster").textContent`); got != `ClusterNetworkPolicy Admin guard-cache (priority 3) ingress-0 "no-api": Deny` {
+		t.Errorf("edge panel's cluster policy %q", got)
+	}
+	b.Do(t, "filter Admin", chromedp.SetValue(chromedp.CSS("#f-verdict"), "admin"),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector("#f-verdict").dispatchEvent(new Event("change"))`))
+	if got := browsertest.Eval[string](t, b, `document.querySelector("#counts").textContent`); got != "2 workloads · 0 external peers · 1 edges" {
+		t.Errorf("decided by an Admin rule: counts %q, want api→cache and its ends", got)
 	}
 	if got := browsertest.Eval[string](t, b, `nanoseg.view.cy.getElementById("shop/api").parent().id()`); got != "ns:shop" {
 		t.Errorf("shop/api's parent %q, want its namespace ns:shop", got)

@@ -9,7 +9,7 @@ import { keepLink, keepNode } from "./model.js";
 
 cytoscape.use(fcose);
 
-export const colors = { allow: "#4a7fb5", "audit-deny": "#e08a00", deny: "#c62828", world: "#8a8f98" };
+export const colors = { allow: "#4a7fb5", "audit-deny": "#e08a00", deny: "#c62828", world: "#8a8f98", cluster: "#5b2a86" };
 const LARGE = 1500; // edges above which the drawing uses the cheap edge style
 
 const WORLD = "world:";
@@ -149,9 +149,18 @@ function linkData(l) {
   return d;
 }
 
+// linkClasses: the dominant verdict, "mixed" for a split, and "admin" or
+// "baseline" when a ClusterNetworkPolicy rule of that tier decides it.
+function linkClasses(l, d) {
+  let c = l.dominant;
+  if (d.mixed) c += " mixed";
+  if (l.decidedBy) c += l.decidedBy.tier === "Admin" ? " admin" : " baseline";
+  return c;
+}
+
 function linkElement(l) {
   const d = linkData(l);
-  return { group: "edges", data: d, classes: `${l.dominant}${d.mixed ? " mixed" : ""}` };
+  return { group: "edges", data: d, classes: linkClasses(l, d) };
 }
 
 function style(large) {
@@ -178,6 +187,14 @@ function style(large) {
       "line-fill": "linear-gradient", "line-gradient-stop-colors": "data(gc)", "line-gradient-stop-positions": "data(gp)",
     } },
     { selector: "edge.audit-deny", style: { "line-style": "dashed" } },
+    // Decided by a ClusterNetworkPolicy rule: a diamond (Admin) or a
+    // hollow square (Baseline) in the middle, as the legend shows.
+    { selector: "edge.admin", style: {
+      "mid-target-arrow-shape": "diamond", "mid-target-arrow-color": colors.cluster, "mid-target-arrow-fill": "filled", "arrow-scale": 1.3,
+    } },
+    { selector: "edge.baseline", style: {
+      "mid-target-arrow-shape": "square", "mid-target-arrow-color": colors.cluster, "mid-target-arrow-fill": "hollow", "arrow-scale": 1.3,
+    } },
     { selector: ".hidden", style: { display: "none" } },
     { selector: "node:selected", style: { "border-width": 3, "border-color": "#111" } },
     { selector: "edge:selected", style: { width: 6, opacity: 1, "overlay-opacity": 0.15, "overlay-color": "#000" } },
@@ -277,7 +294,7 @@ export class GraphView {
         }
         const d = linkData(l);
         e.data(d);
-        e.classes(`${l.dominant}${d.mixed ? " mixed" : ""}`);
+        e.classes(linkClasses(l, d));
       }
       cy.add(fresh);
       // What the model no longer has goes (a shorter time window).

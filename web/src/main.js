@@ -4,7 +4,7 @@
 
 import { API, APIError } from "./api.js";
 import { GraphView, colors } from "./graphview.js";
-import { fromAPI, fromGraphJSON, service } from "./model.js";
+import { decisionText, fromAPI, fromGraphJSON, service } from "./model.js";
 import { h, $, clear, table, fmtBytes, fmtTime } from "./dom.js";
 
 const state = {
@@ -109,7 +109,7 @@ function showLogin(msg) {
 async function login(ev) {
   ev.preventDefault();
   const token = $("#login-token").value.trim();
-  if (!token) { $("#login-msg").textContent = "token: paste the agent's token"; return; }
+  if (!token) { $("#login-msg").textContent = "token: paste a token first"; return; }
   try {
     const s = await state.api.post("/v1/session", { token });
     $("#login-token").value = "";
@@ -142,12 +142,15 @@ async function startSession(s) {
 
 async function loadGraph() {
   const window = $("#f-window").value;
-  const [edges, inventory] = await Promise.all([
+  const [edges, inventory, decisions] = await Promise.all([
     state.api.get("/v1/edges", { window }),
     state.api.get("/v1/inventory"),
+    // The marks of ClusterNetworkPolicy decisions are a help, not the
+    // graph: a server that cannot give them leaves the edges unmarked.
+    state.api.get("/v1/edges/decisions", { window }).catch(() => []),
   ]);
   state.reloads++;
-  await setModel(fromAPI(edges, inventory));
+  await setModel(fromAPI(edges, inventory, decisions));
 }
 
 async function setModel(m) {
@@ -296,6 +299,7 @@ async function showEdge(id) {
       ["verdicts", `${s.allowed} allowed · ${s.auditDenied} audit-denied · ${s.denied} denied`],
       ["bytes", `${fmtBytes(l.bytesOut)} out · ${fmtBytes(l.bytesIn)} back`],
       ["first seen", fmtTime(l.firstSeen)], ["last seen", fmtTime(l.lastSeen)],
+      ...(l.decidedBy ? [["cluster policy", h("span", { id: "edge-cluster", class: "cluster" }, `ClusterNetworkPolicy ${decisionText(l.decidedBy)}`)]] : []),
     ]),
     splitBar(s));
   openPanel("edge", id, `${l.source} → ${l.destination} ${service(l)}`, facts);
@@ -328,16 +332,27 @@ function ruleText(r) {
   return `${p.kind || ""} ${p.namespace ? `${p.namespace}/` : ""}${p.name || ""} rule ${r.rule}`.trim();
 }
 
-/** explainView shows a policies.Evaluation: the action and, per direction, what decided. */
+/** clusterRuleText is "guard-db (Admin, priority 7) rule ingress-0 "no-intruder": Deny" of a policies.ClusterRuleRef. */
+function clusterRuleText(r) {
+  const p = r.policy || {};
+  return `${p.name} (${r.tier}, priority ${r.priority}) rule ${r.rule}${r.name ? ` "${r.name}"` : ""}: ${r.action}`;
+}
+
+/** explainView shows a policies.Evaluation: the action and, per direction, what decided (the ClusterNetworkPolicy rule first). */
 function explainView(ev) {
   const rows = [];
   for (const dir of ["egress", "ingress"]) {
     const d = ev[dir];
     if (!d) continue;
     let why;
-    if (d.allowing && d.allowing.length) why = d.allowing.map(ruleText).join(", ");
+    const passed = (d.passed || []).map((r) => `after Pass by ${clusterRuleText(r)}`).join(", ");
+    if (d.clusterRule) {
+      why = `ClusterNetworkPolicy ${clusterRuleText(d.clusterRule)}`;
+      if (d.clusterRule.action === "Deny" && d.action === "audit-deny") why += ` (${d.subject} is in audit mode: logged as audit-deny, not dropped; enforcing drops it)`;
+    } else if (d.allowing && d.allowing.length) why = d.allowing.map(ruleText).join(", ");
     else if (d.isolating && d.isolating.length) why = `default deny of ${d.isolating.map((p) => `${p.kind} ${p.namespace ? `${p.namespace}/` : ""}${p.name}`).join(", ")}`;
     else why = "not isolated: allowed";
+    if (passed) why += ` (${passed})`;
     rows.push([d.direction || dir, d.subject || "", h("span", { class: `verdict ${d.action}` }, d.action), why]);
   }
   return h("div", { class: "explain" },
@@ -375,6 +390,12 @@ async function showWorkload(id) {
       ["would deny", String(s.wouldDeny || 0)], ["denied", String(s.denied || 0)],
       ["NetworkPolicies", (s.networkPolicies || []).join(", ") || "—"],
     ])));
+  }
+  const audited = (s && s.auditedDenies) || [];
+  if (audited.length) {
+    body.push(section("ClusterNetworkPolicy denies, audited",
+      h("p", { class: "warn", id: "wl-audited" }, `${id} is in audit mode: these Deny rules of the cluster administrator are logged as audit-deny and not dropped; promoting it to enforce drops what they deny.`),
+      h("ul", {}, audited.map((r) => h("li", {}, r)))));
   }
   if (operator()) body.push(actions(id, s || { mode: "observe" }));
   if (d.revision) body.push(h("p", { class: "muted" }, `revision ${d.revision.number} in force: ${d.revision.origin}, ${fmtTime(d.revision.createdAt)} by ${d.revision.createdBy}`));
@@ -590,6 +611,7 @@ function matrixView(m, port, explainOut) {
   const cells = new Map();
   for (const c of m.cells || []) if (`${c.port}/${c.protocol}` === port) cells.set(`${c.from}>${c.to}`, c);
   const mark = { allow: "✓", deny: "✗", "audit-deny": "~" };
+  const tierMark = { Admin: "*", Baseline: "+" };
   const head = h("tr", {}, h("th", {}, "from \\ to"), ws.map((w) => h("th", {}, w)));
   const rows = ws.map((from) => h("tr", {}, h("th", {}, from), ws.map((to) => {
     const c = cells.get(`${from}>${to}`);
@@ -597,9 +619,11 @@ function matrixView(m, port, explainOut) {
     return h("td", {
       class: `cell ${c.action}`, "data-from": from, "data-to": to, title: c.reason || "",
       onclick: () => clear(explainOut).append(h("p", { id: "matrix-reason" }, `${from} → ${to} ${port}: ${c.reason || c.action}`), c.explain ? explainView(c.explain) : null),
-    }, mark[c.action] || c.action);
+    }, (mark[c.action] || c.action) + (tierMark[c.tier] || ""));
   })));
-  return h("table", { class: "matrix", id: "matrix" }, h("thead", {}, head), h("tbody", {}, rows));
+  return h("div", {},
+    h("table", { class: "matrix", id: "matrix" }, h("thead", {}, head), h("tbody", {}, rows)),
+    h("p", { class: "muted", id: "matrix-legend" }, "✓ allowed · ~ audit-denied (logged, not dropped) · ✗ denied · * decided by an Admin ClusterNetworkPolicy rule · + by a Baseline one · empty: not asked"));
 }
 
 document.addEventListener("DOMContentLoaded", boot);

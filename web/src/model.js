@@ -64,10 +64,26 @@ function externalNode(id, name, addr) {
 }
 
 /**
- * fromAPI builds the model from /v1/edges (model.Edge list) and /v1/inventory
- * (endpoints: every declared workload is a node, with or without edges).
+ * decision is the page's form of the ClusterNetworkPolicy rule that decides
+ * a link (graph.Decision's JSON: tier, policy, priority, rule, name,
+ * action), with audited: a Deny logged as audit-deny, not dropped.
  */
-export function fromAPI(edges, inventory) {
+function decision(d, audited) {
+  return { tier: d.tier, policy: d.policy, priority: d.priority, rule: d.rule, name: d.name || "", action: d.action, audited: !!audited };
+}
+
+/** decisionText is "Admin guard-db (priority 7) ingress-0 "no-intruder": Deny" (graph.Decision.String). */
+export function decisionText(d) {
+  return `${d.tier} ${d.policy} (priority ${d.priority}) ${d.rule}${d.name ? ` "${d.name}"` : ""}: ${d.action}${d.audited ? " (audit mode: logged, not dropped)" : ""}`;
+}
+
+/**
+ * fromAPI builds the model from /v1/edges (model.Edge list), /v1/inventory
+ * (endpoints: every declared workload is a node, with or without edges)
+ * and /v1/edges/decisions (the edges a ClusterNetworkPolicy rule decides;
+ * optional).
+ */
+export function fromAPI(edges, inventory, decisions) {
   const nodes = new Map();
   const links = new Map();
   for (const ep of inventory || []) {
@@ -88,6 +104,11 @@ export function fromAPI(edges, inventory) {
     if (!l) links.set(id, (l = emptyLink(s, d, e.protocol, e.port)));
     addTraffic(l, e);
   }
+  for (const d of decisions || []) {
+    const l = links.get(linkID(peerID(d.source), peerID(d.destination), d.protocol, d.port));
+    const r = d.rule || {};
+    if (l && !l.decidedBy) l.decidedBy = decision({ ...r, policy: (r.policy || {}).name }, d.audited);
+  }
   return finish(nodes, links);
 }
 
@@ -103,6 +124,7 @@ export function fromGraphJSON(g) {
     let l = links.get(id);
     if (!l) links.set(id, (l = emptyLink(e.source, e.destination, e.protocol, e.port)));
     addTraffic(l, e);
+    if (e.decidedBy && !l.decidedBy) l.decidedBy = decision(e.decidedBy, false);
   }
   return finish(nodes, links);
 }
@@ -112,7 +134,7 @@ function finish(nodes, links) {
     l.split = split(l.flows, l.verdicts);
     l.dominant = dominant(l.split);
     l.label = label(l);
-    l.search = `${l.source} ${l.destination} ${l.protocol}/${l.port}`.toLowerCase();
+    l.search = `${l.source} ${l.destination} ${l.protocol}/${l.port}${l.decidedBy ? ` ${l.decidedBy.policy}` : ""}`.toLowerCase();
   }
   const namespaces = [...new Set([...nodes.values()].filter((n) => n.kind === "workload").map((n) => n.namespace))].sort();
   return { nodes, links, namespaces };
@@ -123,7 +145,16 @@ export function service(l) {
   return l.port ? `${l.protocol}/${l.port}` : l.protocol;
 }
 
-/** label is the edge's text: "TCP/5432 · 614 ✓ 2 ✗" (allowed, audit-denied ~, denied ✗). */
+/** mark is "*" for a link an Admin ClusterNetworkPolicy rule decides, "+" for Baseline, "" otherwise (policy matrix's marks). */
+export function mark(l) {
+  if (!l.decidedBy) return "";
+  return l.decidedBy.tier === "Admin" ? "*" : "+";
+}
+
+/**
+ * label is the edge's text: "TCP/5432 · 616 (614 ok 2 denied)", with
+ * " *" (Admin) or " +" (Baseline) when a ClusterNetworkPolicy rule decides it.
+ */
 export function label(l) {
   const s = l.split;
   const parts = [`${service(l)} · ${l.flows}`];
@@ -133,12 +164,15 @@ export function label(l) {
     if (s.denied) parts.push(`${s.denied} denied`);
     parts[parts.length - 1] += ")";
   }
+  if (l.decidedBy) parts.push(mark(l));
   return parts.join(" ");
 }
 
 /**
  * keep reports whether the filter f keeps link l between nodes a and b.
  * f: {namespace, workload, verdict, port, text}; empty fields keep all.
+ * verdict is allow, audit-deny or deny (a share of the flows), or admin or
+ * baseline (a ClusterNetworkPolicy rule of that tier decides the link).
  */
 export function keepLink(f, l, a, b) {
   if (f.namespace && a.namespace !== f.namespace && b.namespace !== f.namespace) return false;
@@ -148,6 +182,8 @@ export function keepLink(f, l, a, b) {
     if (f.verdict === "allow" && !s.allowed) return false;
     if (f.verdict === "audit-deny" && !s.auditDenied) return false;
     if (f.verdict === "deny" && !s.denied) return false;
+    if (f.verdict === "admin" && !(l.decidedBy && l.decidedBy.tier === "Admin")) return false;
+    if (f.verdict === "baseline" && !(l.decidedBy && l.decidedBy.tier === "Baseline")) return false;
   }
   if (f.port && String(l.port) !== f.port && service(l).toLowerCase() !== f.port) return false;
   if (f.text && !l.search.includes(f.text)) return false;
