@@ -72,12 +72,8 @@ func (s *Service) EdgeDecisions(window time.Duration) ([]EdgeDecision, error) {
 		if !ok1 || !ok2 {
 			continue
 		}
-		c := policies.Connection{From: from, To: to, Protocol: e.Protocol, Port: int32(e.Port)}
-		switch e.Protocol {
-		case model.ProtocolTCP, model.ProtocolUDP, model.ProtocolSCTP:
-		case model.ProtocolICMP, model.ProtocolICMPv6:
-			c.Protocol, c.Port = model.ProtocolICMP, 0
-		default:
+		c, ok := policies.EdgeConnection(from, to, e.Protocol, e.Port)
+		if !ok {
 			continue
 		}
 		v := policies.Evaluate(world, set, c)

@@ -58,6 +58,23 @@ func (c Connection) String() string {
 	return fmt.Sprintf("%s -> %s %d/%s", c.From, c.To, c.Port, c.Protocol)
 }
 
+// EdgeConnection returns the connection that an observed edge of proto
+// and port between from and to stands for in Evaluate: TCP, UDP and SCTP
+// with the port; ICMP and ICMPv6 as ICMP without a port (the edges carry
+// no ICMP type). ok is false for any other protocol, which Evaluate does
+// not judge. `nanoseg graph` and controller.EdgeDecisions mark edges with it.
+func EdgeConnection(from, to ConnEnd, proto model.Protocol, port uint16) (c Connection, ok bool) {
+	c = Connection{From: from, To: to, Protocol: proto, Port: int32(port)}
+	switch proto {
+	case model.ProtocolTCP, model.ProtocolUDP, model.ProtocolSCTP:
+	case model.ProtocolICMP, model.ProtocolICMPv6:
+		c.Protocol, c.Port = model.ProtocolICMP, 0
+	default:
+		return c, false
+	}
+	return c, true
+}
+
 // DirectionEvaluation is the outcome of one direction: egress at the source, or
 // ingress at the destination.
 type DirectionEvaluation struct {

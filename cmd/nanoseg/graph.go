@@ -190,12 +190,8 @@ func markDecisions(ctx context.Context, a *app, o graphOptions, g *graph.Graph) 
 		if !ok1 || !ok2 {
 			return nil
 		}
-		c := policies.Connection{From: from, To: to, Protocol: e.Protocol, Port: int32(e.Port)}
-		switch e.Protocol {
-		case model.ProtocolTCP, model.ProtocolUDP, model.ProtocolSCTP:
-		case model.ProtocolICMP, model.ProtocolICMPv6:
-			c.Protocol, c.Port = model.ProtocolICMP, 0
-		default:
+		c, ok := policies.EdgeConnection(from, to, e.Protocol, e.Port)
+		if !ok {
 			return nil
 		}
 		v := policies.Evaluate(st.World, set, c)
