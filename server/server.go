@@ -286,7 +286,7 @@ func (a *Server) register(mux *http.ServeMux) []Route {
 		return a.svc.Revisions(w)
 	}))
 	rs.handle("POST /v1/policies", rightApply, api(func(r *http.Request) (any, error) {
-		raw, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
+		raw, err := readBody(r, maxPolicyBody)
 		if err != nil {
 			return nil, err
 		}
@@ -417,10 +417,46 @@ func window(r *http.Request) (time.Duration, error) {
 }
 
 func decodeJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	raw, err := readBody(r, maxJSONBody)
+	if err != nil {
+		return err
+	}
+	return decodeStrict(raw, v)
+}
+
+// The largest request bodies the routes read, in bytes: policies (YAML or
+// JSON, POST /v1/policies) and the JSON bodies of the other routes.
+const (
+	maxPolicyBody = 8 << 20
+	maxJSONBody   = 1 << 20
+)
+
+// readBody reads r's body, at most limit bytes. A longer body is refused
+// whole (controller.ErrInvalid, 400, naming the limit in MiB) rather than
+// cut at the limit: a YAML stream cut between two documents still parses,
+// and its tail would be dropped without a word.
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	raw, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: request body: %v", controller.ErrInvalid, err)
+	}
+	if int64(len(raw)) > limit {
+		return nil, fmt.Errorf("%w: request body: larger than %d MiB, the limit of %s %s: nothing done", controller.ErrInvalid, limit>>20, r.Method, r.URL.Path)
+	}
+	return raw, nil
+}
+
+// decodeStrict decodes one JSON value from raw into v: unknown fields and
+// anything but white space after the value are refused
+// (controller.ErrInvalid).
+func decodeStrict(raw []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("%w: request body: %v", controller.ErrInvalid, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("%w: request body: data after the JSON object", controller.ErrInvalid)
 	}
 	return nil
 }
