@@ -108,3 +108,30 @@ func TestPolicyExplainPoliciesAgainstAgent(t *testing.T) {
 		t.Errorf("explain --policies applied something: %+v", cnps)
 	}
 }
+
+// TestPolicyDiffRefusesIgnoredFlags: --policies and --proposal belong to
+// the offline diff (with --edges), --workload and --window to the agent's;
+// given to the other, they are refused by name before anything is read,
+// rather than ignored (a malformed --policies file used to give the
+// agent's diff and exit 0).
+func TestPolicyDiffRefusesIgnoredFlags(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("metadata: {name: x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "none.sock") // no agent: the refusal comes first
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"policy", "diff", "--server", sock, "--policies", bad}, "--policies"},
+		{[]string{"policy", "diff", "--server", sock, "--proposal", bad}, "--proposal"},
+		{[]string{"policy", "diff", "--edges", bad, "--workload", "shop/db"}, "--workload"},
+		{[]string{"policy", "diff", "--edges", bad, "--window", "5m"}, "--window"},
+	} {
+		_, err := runCLI(t, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want an error naming %s", tc.args, err, tc.want)
+		}
+	}
+}
