@@ -294,6 +294,18 @@ func (a *Server) register(mux *http.ServeMux) []Route {
 		if file == "" {
 			file = "request"
 		}
+		if v := r.URL.Query().Get("dryRun"); v != "" {
+			check, err := strconv.ParseBool(v)
+			if err != nil {
+				return nil, fmt.Errorf("%w: dryRun: %q is not true or false", controller.ErrInvalid, controller.Clip(v))
+			}
+			if check {
+				if err := a.svc.CheckApply(file, raw); err != nil {
+					return nil, err
+				}
+				return controller.ApplyResult{Revisions: []store.Revision{}, NetworkPolicies: []controller.NetworkPolicyResult{}, Converged: true}, nil
+			}
+		}
 		return a.svc.Apply(r.Context(), file, raw, caller(r))
 	}))
 	rs.handle("GET /v1/networkpolicies", "", api(func(r *http.Request) (any, error) {

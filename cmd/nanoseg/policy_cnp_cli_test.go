@@ -135,3 +135,35 @@ func TestPolicyDiffRefusesIgnoredFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestPolicyApplyDirectoryAllOrNothing: `policy apply -f DIR` stores
+// nothing when the agent refuses one file for what only it can check (a
+// NanoSegment that selects no workload), not even the files before it;
+// with every file good, all of them are stored.
+func TestPolicyApplyDirectoryAllOrNothing(t *testing.T) {
+	mem := store.NewMem()
+	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), &controllertest.Node{}, nil)
+	ts := httptest.NewServer(server.New(svc, server.Config{}, nil).Handler())
+	t.Cleanup(ts.Close)
+	dir := t.TempDir()
+	ghost := "apiVersion: nanoseg.io/v1alpha1\nkind: NanoSegment\nmetadata: {name: ghost, namespace: shop}\nspec:\n  selector: {matchLabels: {app: ghost}}\n  mode: observe\n  policyTypes: [Ingress]\n"
+	for f, doc := range map[string]string{"a.yaml": guardDBDoc, "b.yaml": ghost} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := runAgainst(t, ts.URL, "policy", "apply", "-f", dir)
+	if err == nil || !strings.Contains(err.Error(), "nothing stored") || !strings.Contains(err.Error(), "shop/ghost") {
+		t.Errorf("apply of a directory with a NanoSegment selecting nothing: %v\n%s", err, out)
+	}
+	if cnps, _ := mem.ClusterNetworkPolicies(); len(cnps) != 0 {
+		t.Errorf("the refused directory stored %s's ClusterNetworkPolicy: %+v", filepath.Join(dir, "a.yaml"), cnps)
+	}
+	np := "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: default-deny, namespace: shop}\nspec:\n  podSelector: {}\n"
+	if err := os.WriteFile(filepath.Join(dir, "b.yaml"), []byte(np), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runAgainst(t, ts.URL, "policy", "apply", "-f", dir); err != nil || !strings.Contains(out, "ClusterNetworkPolicy guard-db") || !strings.Contains(out, "NetworkPolicy shop/default-deny") {
+		t.Errorf("apply of a good directory: %v\n%s", err, out)
+	}
+}
