@@ -30,6 +30,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -396,7 +397,31 @@ func (a *Server) register(mux *http.ServeMux) []Route {
 	rs.forward = nil
 	a.sessionRoutes(rs)
 	rs.handle("GET /v1/events", "", a.serveEvents)
+	list := rs.list
+	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) { notARoute(w, r, list) })
 	return rs.list
+}
+
+// notARoute answers a /v1 request no route takes, with the API's error
+// body: 405 with Allow when the path is a route's under other methods,
+// else 404 (ServeMux's own answers are plain text).
+func notARoute(w http.ResponseWriter, r *http.Request, list []Route) {
+	var allow []string
+	for _, rt := range list {
+		if rt.Path == r.URL.Path && !slices.Contains(allow, rt.Method) {
+			allow = append(allow, rt.Method)
+			if rt.Method == http.MethodGet {
+				allow = append(allow, http.MethodHead)
+			}
+		}
+	}
+	if len(allow) == 0 {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("not found: %s is not a route of the API (docs/api.md lists them)", controller.Clip(r.URL.Path)))
+		return
+	}
+	slices.Sort(allow)
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method not allowed: %s %s; this route takes %s", r.Method, r.URL.Path, strings.Join(allow, ", ")))
 }
 
 // read answers f like api, for a route that reads observations: it first

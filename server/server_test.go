@@ -352,3 +352,34 @@ func TestOversizedAndTrailingBodiesRefused(t *testing.T) {
 		t.Errorf("history after refused promotions: %+v, %v; want none", hist, err)
 	}
 }
+
+// TestUnknownRoutesAnswerJSON: a /v1 path no route has is 404 and a route
+// asked with a method it does not take is 405 with Allow, both with the
+// API's error body (docs/api.md), not ServeMux's plain text.
+func TestUnknownRoutesAnswerJSON(t *testing.T) {
+	srv, _ := newServer(t)
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	for _, tc := range []struct {
+		method, path string
+		code         int
+		allow, want  string
+	}{
+		{"GET", "/v1/nope", 404, "", "not found: /v1/nope is not a route of the API"},
+		{"DELETE", "/v1/promote", 405, "POST", "method not allowed: DELETE /v1/promote; this route takes POST"},
+		{"PUT", "/v1/status", 405, "GET, HEAD", "method not allowed: PUT /v1/status"},
+		{"POST", "/v1/clusternetworkpolicies", 405, "DELETE, GET, HEAD", "this route takes DELETE, GET, HEAD"},
+	} {
+		req, _ := http.NewRequest(tc.method, ts.URL+tc.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e client.APIError
+		derr := json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if resp.StatusCode != tc.code || derr != nil || !strings.Contains(e.Error, tc.want) || resp.Header.Get("Allow") != tc.allow {
+			t.Errorf("%s %s: %d Allow %q %q (%v), want %d Allow %q and an error body with %q", tc.method, tc.path, resp.StatusCode, resp.Header.Get("Allow"), e.Error, derr, tc.code, tc.allow, tc.want)
+		}
+	}
+}
