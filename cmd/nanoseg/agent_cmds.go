@@ -900,6 +900,9 @@ func explainFromAgent(cmd *cobra.Command, a *app, from, to, port, output string)
 		return fmt.Errorf("policy explain: %s", v.Err)
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "%s -> %s %s: %s\n  %s\n", from, to, port, v.Action, strings.ReplaceAll(v.Reason(), "; ", "\n  "))
+	if t := v.DecidedByCluster(); t != "" {
+		fmt.Fprintf(cmd.OutOrStdout(), "  decided in the %s tier of ClusterNetworkPolicies\n", t)
+	}
 	return nil
 }
 

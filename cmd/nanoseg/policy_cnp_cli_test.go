@@ -94,6 +94,19 @@ func TestPolicyExplainPoliciesAgainstAgent(t *testing.T) {
 	if err != nil || !strings.Contains(out, ": allow") {
 		t.Errorf("explain with the agent's policies only: %v\n%s", err, out)
 	}
+	// With the policy in force, the agent's explanation says which tier
+	// decided, as the explanation of a case does.
+	if _, err := svc.Apply(t.Context(), guard, []byte(guardDBDoc), "test"); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runAgainst(t, ts.URL, "policy", "explain", "--from", "shop/intruder", "--to", "shop/db", "--port", "5432/TCP")
+	if err != nil || !strings.Contains(out, `denied by ClusterNetworkPolicy guard-db (Admin, priority 7) rule ingress-0 "no-intruder"`) ||
+		!strings.Contains(out, "decided in the Admin tier of ClusterNetworkPolicies") {
+		t.Errorf("explain with the agent's policy in force: %v\n%s", err, out)
+	}
+	if _, err := svc.DeleteClusterNetworkPolicy(t.Context(), "guard-db", "test"); err != nil {
+		t.Fatal(err)
+	}
 	out, err = runAgainst(t, ts.URL, "policy", "explain", "--from", "shop/intruder", "--to", "shop/db", "--port", "5432/TCP", "--policies", guard)
 	if err != nil || !strings.Contains(out, "shop/intruder-0 -> shop/db-0 5432/TCP: deny") ||
 		!strings.Contains(out, `denied by ClusterNetworkPolicy guard-db (Admin, priority 7) rule ingress-0 "no-intruder"`) ||
