@@ -132,11 +132,11 @@ func New(cfg Config, labs host.LabSource, log *slog.Logger, reg *prometheus.Regi
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	token, err := readToken(cfg.Listen, "agent.tokenFile", cfg.TokenFile)
+	token, err := readToken(log, cfg.Listen, "agent.tokenFile", cfg.TokenFile)
 	if err != nil {
 		return nil, err
 	}
-	readTok, err := readToken(cfg.Listen, "agent.readTokenFile", cfg.ReadTokenFile)
+	readTok, err := readToken(log, cfg.Listen, "agent.readTokenFile", cfg.ReadTokenFile)
 	if err != nil {
 		return nil, err
 	}
@@ -409,8 +409,10 @@ func lockInventory(cfg Config, labs host.LabSource) (*os.File, error) {
 
 // readToken reads a bearer token of the TCP API (setting key, from file)
 // when a TCP listener is configured, refusing a missing, empty or short
-// one before anything starts.
-func readToken(listen, key, file string) (string, error) {
+// one before anything starts. A file that users other than its owner may
+// read or write is used, with a warning on log naming the key, the file
+// and its mode (the README makes them 0600).
+func readToken(log *slog.Logger, listen, key, file string) (string, error) {
 	if listen == "" || file == "" {
 		return "", nil
 	}
@@ -421,6 +423,10 @@ func readToken(listen, key, file string) (string, error) {
 	token := strings.TrimSpace(string(raw))
 	if len(token) < 16 {
 		return "", fmt.Errorf("%s: %s: the token must have at least 16 characters", key, file)
+	}
+	if fi, err := os.Stat(file); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("token file readable or writable by others than its owner: anyone who reads it gets its rights; chmod 600 it",
+			"key", key, "file", file, "mode", fmt.Sprintf("%#o", fi.Mode().Perm()))
 	}
 	return token, nil
 }

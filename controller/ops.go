@@ -441,6 +441,20 @@ type ApplyResult struct {
 // enforced at once as well; a store without ClusterPolicyStore refuses
 // them (ErrInvalid, nothing stored).
 func (s *Service) Apply(ctx context.Context, file string, raw []byte, who string) (ApplyResult, error) {
+	return s.apply(ctx, file, raw, who, false)
+}
+
+// CheckApply runs every check Apply runs on the document raw (parsing,
+// validation with field paths, each NanoSegment selecting one workload)
+// and stores and enforces nothing: nil means Apply would accept it now.
+// Its errors are Apply's (ErrInvalid). `policy apply` of several files
+// checks them all this way before it applies the first.
+func (s *Service) CheckApply(file string, raw []byte) error {
+	_, err := s.apply(context.Background(), file, raw, "", true)
+	return err
+}
+
+func (s *Service) apply(ctx context.Context, file string, raw []byte, who string, checkOnly bool) (ApplyResult, error) {
 	res := ApplyResult{Revisions: []store.Revision{}, NetworkPolicies: []NetworkPolicyResult{}, Converged: true}
 	objs, err := policies.ParseObjects(file, raw)
 	if err != nil {
@@ -483,6 +497,9 @@ func (s *Service) Apply(ctx context.Context, file string, raw []byte, who string
 	}
 	if len(errs) > 0 {
 		return res, fmt.Errorf("%w:\n%w", ErrInvalid, errors.Join(errs...))
+	}
+	if checkOnly {
+		return res, nil
 	}
 	now := time.Now().UTC()
 	for i := range segs {

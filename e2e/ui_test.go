@@ -347,7 +347,7 @@ spec:
 	if got := browsertest.Eval[string](t, b, `document.querySelector("#explain-action").textContent`); got != "deny" {
 		t.Errorf("prometheus -> intruder decided %q, want deny", got)
 	}
-	want := `ClusterNetworkPolicy no-scrape-intruder (Admin, priority 5) rule ingress-0 "not-prometheus": Deny`
+	want := `denied by ClusterNetworkPolicy no-scrape-intruder (Admin, priority 5) rule ingress-0 "not-prometheus"`
 	if body := browsertest.Eval[string](t, b, `document.querySelector("#panel-body").textContent`); !strings.Contains(body, want) {
 		t.Errorf("prometheus -> intruder's panel does not name %s:\n%s", want, body)
 	}

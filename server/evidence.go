@@ -2,9 +2,6 @@ package server
 
 import (
 	"bytes"
-	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 
@@ -58,17 +55,12 @@ func WriteBundle(w http.ResponseWriter, res *controller.ExportResult) {
 // decodeOptional decodes a JSON body into v, accepting an empty body.
 // Errors wrap controller.ErrInvalid.
 func decodeOptional(r *http.Request, v any) error {
-	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	raw, err := readBody(r, maxJSONBody)
 	if err != nil {
-		return fmt.Errorf("read request body: %w", err)
+		return err
 	}
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: request body: %v", controller.ErrInvalid, err)
-	}
-	return nil
+	return decodeStrict(raw, v)
 }

@@ -30,6 +30,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -286,13 +287,25 @@ func (a *Server) register(mux *http.ServeMux) []Route {
 		return a.svc.Revisions(w)
 	}))
 	rs.handle("POST /v1/policies", rightApply, api(func(r *http.Request) (any, error) {
-		raw, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
+		raw, err := readBody(r, maxPolicyBody)
 		if err != nil {
 			return nil, err
 		}
 		file := r.URL.Query().Get("file")
 		if file == "" {
 			file = "request"
+		}
+		if v := r.URL.Query().Get("dryRun"); v != "" {
+			check, err := strconv.ParseBool(v)
+			if err != nil {
+				return nil, fmt.Errorf("%w: dryRun: %q is not true or false", controller.ErrInvalid, controller.Clip(v))
+			}
+			if check {
+				if err := a.svc.CheckApply(file, raw); err != nil {
+					return nil, err
+				}
+				return controller.ApplyResult{Revisions: []store.Revision{}, NetworkPolicies: []controller.NetworkPolicyResult{}, Converged: true}, nil
+			}
 		}
 		return a.svc.Apply(r.Context(), file, raw, caller(r))
 	}))
@@ -384,7 +397,31 @@ func (a *Server) register(mux *http.ServeMux) []Route {
 	rs.forward = nil
 	a.sessionRoutes(rs)
 	rs.handle("GET /v1/events", "", a.serveEvents)
+	list := rs.list
+	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) { notARoute(w, r, list) })
 	return rs.list
+}
+
+// notARoute answers a /v1 request no route takes, with the API's error
+// body: 405 with Allow when the path is a route's under other methods,
+// else 404 (ServeMux's own answers are plain text).
+func notARoute(w http.ResponseWriter, r *http.Request, list []Route) {
+	var allow []string
+	for _, rt := range list {
+		if rt.Path == r.URL.Path && !slices.Contains(allow, rt.Method) {
+			allow = append(allow, rt.Method)
+			if rt.Method == http.MethodGet {
+				allow = append(allow, http.MethodHead)
+			}
+		}
+	}
+	if len(allow) == 0 {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("not found: %s is not a route of the API (docs/api.md lists them)", controller.Clip(r.URL.Path)))
+		return
+	}
+	slices.Sort(allow)
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method not allowed: %s %s; this route takes %s", r.Method, r.URL.Path, strings.Join(allow, ", ")))
 }
 
 // read answers f like api, for a route that reads observations: it first
@@ -417,10 +454,46 @@ func window(r *http.Request) (time.Duration, error) {
 }
 
 func decodeJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	raw, err := readBody(r, maxJSONBody)
+	if err != nil {
+		return err
+	}
+	return decodeStrict(raw, v)
+}
+
+// The largest request bodies the routes read, in bytes: policies (YAML or
+// JSON, POST /v1/policies) and the JSON bodies of the other routes.
+const (
+	maxPolicyBody = 8 << 20
+	maxJSONBody   = 1 << 20
+)
+
+// readBody reads r's body, at most limit bytes. A longer body is refused
+// whole (controller.ErrInvalid, 400, naming the limit in MiB) rather than
+// cut at the limit: a YAML stream cut between two documents still parses,
+// and its tail would be dropped without a word.
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	raw, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: request body: %v", controller.ErrInvalid, err)
+	}
+	if int64(len(raw)) > limit {
+		return nil, fmt.Errorf("%w: request body: larger than %d MiB, the limit of %s %s: nothing done", controller.ErrInvalid, limit>>20, r.Method, r.URL.Path)
+	}
+	return raw, nil
+}
+
+// decodeStrict decodes one JSON value from raw into v: unknown fields and
+// anything but white space after the value are refused
+// (controller.ErrInvalid).
+func decodeStrict(raw []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("%w: request body: %v", controller.ErrInvalid, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("%w: request body: data after the JSON object", controller.ErrInvalid)
 	}
 	return nil
 }

@@ -301,3 +301,85 @@ func TestPlaintextWarning(t *testing.T) {
 		}
 	}
 }
+
+// TestOversizedAndTrailingBodiesRefused: a body beyond a route's limit is
+// refused (400, naming the limit) and stores nothing, rather than cut at
+// the limit: a YAML stream cut between two documents still parses, and its
+// tail would be dropped without a word. A JSON body with data after its
+// object is refused too, rather than acted on.
+func TestOversizedAndTrailingBodiesRefused(t *testing.T) {
+	srv, _ := newServer(t)
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	c := client.New(ts.URL, "")
+	ctx := context.Background()
+	np := func(name string) string {
+		return "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: " + name + ", namespace: shop}\nspec:\n  podSelector: {}\n"
+	}
+	// Two documents, the second beyond 8 MiB.
+	big := np("first") + "# " + strings.Repeat("p", 9<<20) + "\n---\n" + np("second")
+	var se *client.StatusError
+	err := c.Do(ctx, "POST", "/v1/policies", nil, []byte(big), nil)
+	if !errors.As(err, &se) || se.Code != http.StatusBadRequest || !strings.Contains(err.Error(), "larger than 8 MiB") {
+		t.Errorf("apply of a 9 MiB body: %v, want 400 naming the 8 MiB limit", err)
+	}
+	var inForce []store.NetworkPolicyRecord
+	if err := c.Do(ctx, "GET", "/v1/networkpolicies", nil, nil, &inForce); err != nil || len(inForce) != 0 {
+		t.Errorf("in force after the refused apply: %+v, %v; want none", inForce, err)
+	}
+	post := func(path, body string) (int, string) {
+		resp, err := http.Post(ts.URL+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var e client.APIError
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		return resp.StatusCode, e.Error
+	}
+	huge := `{"workload":"shop/db","to":"audit","reason":"` + strings.Repeat("a", 2<<20) + `"}`
+	if code, msg := post("/v1/promote", huge); code != 400 || !strings.Contains(msg, "larger than 1 MiB") {
+		t.Errorf("promote with a 2 MiB body: %d %q, want 400 naming the 1 MiB limit", code, msg)
+	}
+	if code, msg := post("/v1/verify", `{"maxProbes":5} {"maxProbes":6}`); code != 400 || !strings.Contains(msg, "after the JSON object") {
+		t.Errorf("verify with two objects: %d %q, want 400", code, msg)
+	}
+	if code, msg := post("/v1/promote", `{"workload":"shop/db","to":"audit","reason":"x"} trailing`); code != 400 || !strings.Contains(msg, "after the JSON object") {
+		t.Errorf("promote with trailing data: %d %q, want 400", code, msg)
+	}
+	var hist []model.Promotion
+	if err := c.Do(ctx, "GET", "/v1/history", nil, nil, &hist); err != nil || len(hist) != 0 {
+		t.Errorf("history after refused promotions: %+v, %v; want none", hist, err)
+	}
+}
+
+// TestUnknownRoutesAnswerJSON: a /v1 path no route has is 404 and a route
+// asked with a method it does not take is 405 with Allow, both with the
+// API's error body (docs/api.md), not ServeMux's plain text.
+func TestUnknownRoutesAnswerJSON(t *testing.T) {
+	srv, _ := newServer(t)
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	for _, tc := range []struct {
+		method, path string
+		code         int
+		allow, want  string
+	}{
+		{"GET", "/v1/nope", 404, "", "not found: /v1/nope is not a route of the API"},
+		{"DELETE", "/v1/promote", 405, "POST", "method not allowed: DELETE /v1/promote; this route takes POST"},
+		{"PUT", "/v1/status", 405, "GET, HEAD", "method not allowed: PUT /v1/status"},
+		{"POST", "/v1/clusternetworkpolicies", 405, "DELETE, GET, HEAD", "this route takes DELETE, GET, HEAD"},
+	} {
+		req, _ := http.NewRequest(tc.method, ts.URL+tc.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e client.APIError
+		derr := json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if resp.StatusCode != tc.code || derr != nil || !strings.Contains(e.Error, tc.want) || resp.Header.Get("Allow") != tc.allow {
+			t.Errorf("%s %s: %d Allow %q %q (%v), want %d Allow %q and an error body with %q", tc.method, tc.path, resp.StatusCode, resp.Header.Get("Allow"), e.Error, derr, tc.code, tc.allow, tc.want)
+		}
+	}
+}

@@ -26,8 +26,10 @@ type fakeAgent struct {
 	mu        sync.Mutex
 	edges     []map[string]any
 	inventory []map[string]any
-	decisions []map[string]any // GET /v1/edges/decisions
+	decisions []map[string]any // GET /v1/edges/decisions ([] when nil)
 	events    chan string      // data of the next "change" events
+	detail    any              // answer of /v1/edges/detail (404 when nil)
+	matrix    any              // answer of /v1/matrix (404 when nil)
 }
 
 func peer(ns, w string) map[string]any { return map[string]any{"namespace": ns, "workload": w} }
@@ -103,10 +105,12 @@ func (f *fakeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/v1/inventory":
 		v = f.inventory
 	case "/v1/edges/detail":
-		v = map[string]any{"explainError": "the fake agent explains nothing"}
+		v = f.detail
+	case "/v1/matrix":
+		v = f.matrix
 	case "/v1/edges/decisions":
 		v = f.decisions
-		if v == nil {
+		if f.decisions == nil {
 			v = []any{}
 		}
 	case "/v1/events":
@@ -129,6 +133,10 @@ func (f *fakeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	if v == nil {
+		http.NotFound(w, r)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(v)
 }
@@ -139,7 +147,7 @@ func (f *fakeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // should, and a change event merges a new workload and edge into the
 // drawing without moving any node already there.
 func TestGraphDrawsAndMerges(t *testing.T) {
-	f := &fakeAgent{events: make(chan string, 4)}
+	f := &fakeAgent{events: make(chan string, 4), detail: map[string]any{"explainError": "the fake agent explains nothing"}}
 	web, api, db, cache := peer("shop", "web"), peer("shop", "api"), peer("shop", "db"), peer("shop", "cache")
 	prom := peer("monitoring", "prometheus")
 	f.edges = []map[string]any{
@@ -225,6 +233,82 @@ func TestGraphDrawsAndMerges(t *testing.T) {
 	}
 	if fo := b.Foreign(srv.URL); len(fo) > 0 {
 		t.Errorf("requests beyond the server: %v", fo)
+	}
+}
+
+// TestExplainNamesClusterRules: an edge or a matrix cell that a
+// ClusterNetworkPolicy rule decided names that rule, as policy explain does
+// (an Admin Deny, an audited one, a Baseline Accept, a Pass on the way),
+// and never says "not isolated: allowed" of a direction the rule denied;
+// the matrix marks the cells an Admin (*) or Baseline (+) rule decided.
+func TestExplainNamesClusterRules(t *testing.T) {
+	f := &fakeAgent{events: make(chan string, 1)}
+	intruder, db, web := peer("shop", "intruder"), peer("shop", "db"), peer("shop", "web")
+	f.edges = []map[string]any{edge(intruder, db, 5432, 0, 3), edge(web, db, 5432, 10, 0)}
+	for _, p := range []map[string]any{intruder, db, web} {
+		f.inventory = append(f.inventory, map[string]any{"namespace": p["namespace"], "workload": p["workload"]})
+	}
+	rule := func(tier string, prio int, id, name, action string) map[string]any {
+		return map[string]any{"policy": map[string]any{"kind": "ClusterNetworkPolicy", "name": "guard"}, "tier": tier, "priority": prio, "rule": id, "name": name, "action": action}
+	}
+	deny := map[string]any{"action": "deny",
+		"egress": map[string]any{"direction": "Egress", "subject": "shop/intruder-0", "action": "allow",
+			"passed": []any{rule("Admin", 3, "egress-0", "to-owners", "Pass")}},
+		"ingress": map[string]any{"direction": "Ingress", "subject": "shop/db-0", "action": "deny", "tier": "Admin",
+			"clusterRule": rule("Admin", 7, "ingress-0", "no-intruder", "Deny"), "mode": "enforce"}}
+	audited := map[string]any{"action": "audit-deny",
+		"egress": map[string]any{"direction": "Egress", "subject": "shop/web-0", "action": "allow", "tier": "Baseline",
+			"clusterRule": rule("Baseline", 100, "egress-1", "out", "Accept")},
+		"ingress": map[string]any{"direction": "Ingress", "subject": "shop/db-0", "action": "audit-deny", "tier": "Admin",
+			"clusterRule": rule("Admin", 7, "ingress-0", "no-intruder", "Deny"), "mode": "audit"}}
+	f.detail = map[string]any{"explain": deny}
+	f.matrix = map[string]any{"workloads": []string{"shop/db", "shop/web"}, "ports": []string{"5432/TCP"},
+		"cells": []any{
+			map[string]any{"from": "shop/web", "to": "shop/db", "port": 5432, "protocol": "TCP", "action": "audit-deny", "tier": "Admin", "explain": audited},
+			map[string]any{"from": "shop/db", "to": "shop/web", "port": 5432, "protocol": "TCP", "action": "allow"},
+		}}
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+
+	b := browsertest.Start(t, 60*time.Second)
+	b.Do(t, "open the page", chromedp.Navigate(srv.URL+"/"))
+	browsertest.Wait(t, b, "the drawing", `window.nanoseg.view && window.nanoseg.view.layoutMs > 0`, 20*time.Second)
+	b.Do(t, "open intruder -> db", chromedp.Evaluate[chromedp.Void](`void nanoseg.view.cy.getElementById("shop/intruder>shop/db|TCP/5432").emit("tap")`))
+	browsertest.Wait(t, b, "the edge's rule", `document.querySelector("#explain-action") !== null`, 10*time.Second)
+	body := browsertest.Eval[string](t, b, `document.querySelector("#panel-body .explain").textContent`)
+	for _, want := range []string{
+		`denied by ClusterNetworkPolicy guard (Admin, priority 7) rule ingress-0 "no-intruder"`,
+		`passed on by ClusterNetworkPolicy guard (Admin, priority 3) rule egress-0 "to-owners"`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("intruder -> db's explanation lacks %q:\n%s", want, body)
+		}
+	}
+	if strings.Count(body, "not isolated: allowed") != 1 {
+		t.Errorf("intruder -> db's explanation says \"not isolated: allowed\" of other than its egress:\n%s", body)
+	}
+
+	b.Do(t, "the matrix", chromedp.Evaluate[chromedp.Void](`document.querySelector("#btn-matrix").click()`))
+	browsertest.Wait(t, b, "the matrix", `document.querySelector("#matrix td[data-from='shop/web'][data-to='shop/db']") !== null`, 10*time.Second)
+	if got := browsertest.Eval[string](t, b, `document.querySelector("#matrix td[data-from='shop/web'][data-to='shop/db']").textContent`); got != "~*" {
+		t.Errorf("web -> db cell %q, want ~* (audit-deny, decided in the Admin tier)", got)
+	}
+	if got := browsertest.Eval[string](t, b, `document.querySelector("#matrix td[data-from='shop/db'][data-to='shop/web']").textContent`); got != "✓" {
+		t.Errorf("db -> web cell %q, want ✓ (no tier mark)", got)
+	}
+	b.Do(t, "the web -> db cell", chromedp.Evaluate[chromedp.Void](`document.querySelector("#matrix td[data-from='shop/web'][data-to='shop/db']").click()`))
+	browsertest.Wait(t, b, "the cell's explanation", `document.querySelector("#matrix-reason") !== null`, 5*time.Second)
+	cell := browsertest.Eval[string](t, b, `document.querySelector("#matrix-explain").textContent`)
+	for _, want := range []string{
+		`audit-denied by ClusterNetworkPolicy guard (Admin, priority 7) rule ingress-0 "no-intruder" (shop/db-0 is in audit mode: logged as audit-deny, not dropped)`,
+		`accepted by ClusterNetworkPolicy guard (Baseline, priority 100) rule egress-1 "out"`,
+	} {
+		if !strings.Contains(cell, want) {
+			t.Errorf("web -> db cell's explanation lacks %q:\n%s", want, cell)
+		}
+	}
+	if p := b.Problems(); len(p) > 0 {
+		t.Errorf("console problems:\n%s", strings.Join(p, "\n"))
 	}
 }
 

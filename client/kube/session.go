@@ -295,11 +295,25 @@ func answer(f func(*http.Request) (any, int, error)) http.HandlerFunc {
 	}
 }
 
+// decode decodes r's JSON body, at most 1 MiB, into v: a longer body is
+// refused naming the limit (not cut at it), and so are unknown fields and
+// anything after the JSON object, as the agent's routes refuse them.
 func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	const limit = 1 << 20
+	raw, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return fmt.Errorf("request body: %v", err)
+	}
+	if len(raw) > limit {
+		return fmt.Errorf("request body: larger than 1 MiB, the limit of %s %s: nothing done", r.Method, r.URL.Path)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("request body: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("request body: data after the JSON object")
 	}
 	return nil
 }

@@ -371,6 +371,19 @@ func newPolicyApplyCmd(a *app) *cobra.Command {
 				return fmt.Errorf("policy apply: nothing stored: %w", errors.Join(errs...))
 			}
 			c := newClient(a)
+			// The agent checks every file before the first is applied
+			// (what only it can check: which workload a NanoSegment
+			// selects), so that one refused file stores nothing.
+			if len(files) > 1 {
+				for i, f := range files {
+					if err := c.Do(cmd.Context(), "POST", "/v1/policies", url.Values{"file": {f}, "dryRun": {"true"}}, raws[i], nil); err != nil {
+						errs = append(errs, err)
+					}
+				}
+				if len(errs) > 0 {
+					return fmt.Errorf("policy apply: nothing stored: %w", errors.Join(errs...))
+				}
+			}
 			for i, f := range files {
 				raw := raws[i]
 				var res controller.ApplyResult
@@ -887,6 +900,9 @@ func explainFromAgent(cmd *cobra.Command, a *app, from, to, port, output string)
 		return fmt.Errorf("policy explain: %s", v.Err)
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "%s -> %s %s: %s\n  %s\n", from, to, port, v.Action, strings.ReplaceAll(v.Reason(), "; ", "\n  "))
+	if t := v.DecidedByCluster(); t != "" {
+		fmt.Fprintf(cmd.OutOrStdout(), "  decided in the %s tier of ClusterNetworkPolicies\n", t)
+	}
 	return nil
 }
 

@@ -514,8 +514,20 @@ revision of each workload against what is active).`,
 			if window < 0 {
 				return fmt.Errorf("policy diff: --window: %s must not be negative", window)
 			}
+			// Each form's flags are refused in the other, not ignored.
+			offline, agent := []string{"policies", "proposal"}, []string{"workload", "window"}
 			if edgesFile == "" {
+				for _, f := range offline {
+					if cmd.Flags().Changed(f) {
+						return fmt.Errorf("policy diff: --%s is for the offline diff (with --edges FILE); against the agent the latest revisions are compared with the policies in force", f)
+					}
+				}
 				return diffFromAgent(cmd, a, workload, window, output)
+			}
+			for _, f := range agent {
+				if cmd.Flags().Changed(f) {
+					return fmt.Errorf("policy diff: --%s is for the diff against the agent (without --edges); the offline diff reads every edge of --edges", f)
+				}
 			}
 			edges, err := readEdges(edgesFile)
 			if err != nil {

@@ -94,6 +94,19 @@ func TestPolicyExplainPoliciesAgainstAgent(t *testing.T) {
 	if err != nil || !strings.Contains(out, ": allow") {
 		t.Errorf("explain with the agent's policies only: %v\n%s", err, out)
 	}
+	// With the policy in force, the agent's explanation says which tier
+	// decided, as the explanation of a case does.
+	if _, err := svc.Apply(t.Context(), guard, []byte(guardDBDoc), "test"); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runAgainst(t, ts.URL, "policy", "explain", "--from", "shop/intruder", "--to", "shop/db", "--port", "5432/TCP")
+	if err != nil || !strings.Contains(out, `denied by ClusterNetworkPolicy guard-db (Admin, priority 7) rule ingress-0 "no-intruder"`) ||
+		!strings.Contains(out, "decided in the Admin tier of ClusterNetworkPolicies") {
+		t.Errorf("explain with the agent's policy in force: %v\n%s", err, out)
+	}
+	if _, err := svc.DeleteClusterNetworkPolicy(t.Context(), "guard-db", "test"); err != nil {
+		t.Fatal(err)
+	}
 	out, err = runAgainst(t, ts.URL, "policy", "explain", "--from", "shop/intruder", "--to", "shop/db", "--port", "5432/TCP", "--policies", guard)
 	if err != nil || !strings.Contains(out, "shop/intruder-0 -> shop/db-0 5432/TCP: deny") ||
 		!strings.Contains(out, `denied by ClusterNetworkPolicy guard-db (Admin, priority 7) rule ingress-0 "no-intruder"`) ||
@@ -106,5 +119,64 @@ func TestPolicyExplainPoliciesAgainstAgent(t *testing.T) {
 	}
 	if cnps, _ := mem.ClusterNetworkPolicies(); len(cnps) != 0 {
 		t.Errorf("explain --policies applied something: %+v", cnps)
+	}
+}
+
+// TestPolicyDiffRefusesIgnoredFlags: --policies and --proposal belong to
+// the offline diff (with --edges), --workload and --window to the agent's;
+// given to the other, they are refused by name before anything is read,
+// rather than ignored (a malformed --policies file used to give the
+// agent's diff and exit 0).
+func TestPolicyDiffRefusesIgnoredFlags(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("metadata: {name: x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "none.sock") // no agent: the refusal comes first
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"policy", "diff", "--server", sock, "--policies", bad}, "--policies"},
+		{[]string{"policy", "diff", "--server", sock, "--proposal", bad}, "--proposal"},
+		{[]string{"policy", "diff", "--edges", bad, "--workload", "shop/db"}, "--workload"},
+		{[]string{"policy", "diff", "--edges", bad, "--window", "5m"}, "--window"},
+	} {
+		_, err := runCLI(t, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want an error naming %s", tc.args, err, tc.want)
+		}
+	}
+}
+
+// TestPolicyApplyDirectoryAllOrNothing: `policy apply -f DIR` stores
+// nothing when the agent refuses one file for what only it can check (a
+// NanoSegment that selects no workload), not even the files before it;
+// with every file good, all of them are stored.
+func TestPolicyApplyDirectoryAllOrNothing(t *testing.T) {
+	mem := store.NewMem()
+	svc := controller.New(controller.Config{EvidenceDir: t.TempDir(), ConvergeTimeout: time.Second}, mem, mem, controllertest.Shop(), &controllertest.Node{}, nil)
+	ts := httptest.NewServer(server.New(svc, server.Config{}, nil).Handler())
+	t.Cleanup(ts.Close)
+	dir := t.TempDir()
+	ghost := "apiVersion: nanoseg.io/v1alpha1\nkind: NanoSegment\nmetadata: {name: ghost, namespace: shop}\nspec:\n  selector: {matchLabels: {app: ghost}}\n  mode: observe\n  policyTypes: [Ingress]\n"
+	for f, doc := range map[string]string{"a.yaml": guardDBDoc, "b.yaml": ghost} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := runAgainst(t, ts.URL, "policy", "apply", "-f", dir)
+	if err == nil || !strings.Contains(err.Error(), "nothing stored") || !strings.Contains(err.Error(), "shop/ghost") {
+		t.Errorf("apply of a directory with a NanoSegment selecting nothing: %v\n%s", err, out)
+	}
+	if cnps, _ := mem.ClusterNetworkPolicies(); len(cnps) != 0 {
+		t.Errorf("the refused directory stored %s's ClusterNetworkPolicy: %+v", filepath.Join(dir, "a.yaml"), cnps)
+	}
+	np := "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: default-deny, namespace: shop}\nspec:\n  podSelector: {}\n"
+	if err := os.WriteFile(filepath.Join(dir, "b.yaml"), []byte(np), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runAgainst(t, ts.URL, "policy", "apply", "-f", dir); err != nil || !strings.Contains(out, "ClusterNetworkPolicy guard-db") || !strings.Contains(out, "NetworkPolicy shop/default-deny") {
+		t.Errorf("apply of a good directory: %v\n%s", err, out)
 	}
 }

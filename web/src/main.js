@@ -332,27 +332,36 @@ function ruleText(r) {
   return `${p.kind || ""} ${p.namespace ? `${p.namespace}/` : ""}${p.name || ""} rule ${r.rule}`.trim();
 }
 
-/** clusterRuleText is "guard-db (Admin, priority 7) rule ingress-0 "no-intruder": Deny" of a policies.ClusterRuleRef. */
-function clusterRuleText(r) {
-  const p = r.policy || {};
-  return `${p.name} (${r.tier}, priority ${r.priority}) rule ${r.rule}${r.name ? ` "${r.name}"` : ""}: ${r.action}`;
+/** clusterRuleText names a ClusterNetworkPolicy rule (policies.ClusterRuleRef) as `policy explain` does. */
+function clusterRuleText(c) {
+  const p = c.policy || {};
+  return `ClusterNetworkPolicy ${p.name || "?"} (${c.tier}, priority ${c.priority}) rule ${c.rule}${c.name ? ` "${c.name}"` : ""}`;
 }
 
-/** explainView shows a policies.Evaluation: the action and, per direction, what decided (the ClusterNetworkPolicy rule first). */
+/**
+ * clusterDecision says how the Admin or Baseline rule of a direction
+ * (policies.DirectionEvaluation with clusterRule) decided it: accepted,
+ * denied, or audit-denied when the subject is in audit mode.
+ */
+function clusterDecision(d) {
+  const c = d.clusterRule;
+  if (c.action === "Accept") return `accepted by ${clusterRuleText(c)}`;
+  if (d.action === "audit-deny") return `audit-denied by ${clusterRuleText(c)} (${d.subject || "the endpoint"} is in audit mode: logged as audit-deny, not dropped)`;
+  return `denied by ${clusterRuleText(c)}`;
+}
+
+/** explainView shows a policies.Evaluation: the action and, per direction, what decided. */
 function explainView(ev) {
   const rows = [];
   for (const dir of ["egress", "ingress"]) {
     const d = ev[dir];
     if (!d) continue;
     let why;
-    const passed = (d.passed || []).map((r) => `after Pass by ${clusterRuleText(r)}`).join(", ");
-    if (d.clusterRule) {
-      why = `ClusterNetworkPolicy ${clusterRuleText(d.clusterRule)}`;
-      if (d.clusterRule.action === "Deny" && d.action === "audit-deny") why += ` (${d.subject} is in audit mode: logged as audit-deny, not dropped; enforcing drops it)`;
-    } else if (d.allowing && d.allowing.length) why = d.allowing.map(ruleText).join(", ");
+    if (d.clusterRule) why = clusterDecision(d);
+    else if (d.allowing && d.allowing.length) why = d.allowing.map(ruleText).join(", ");
     else if (d.isolating && d.isolating.length) why = `default deny of ${d.isolating.map((p) => `${p.kind} ${p.namespace ? `${p.namespace}/` : ""}${p.name}`).join(", ")}`;
     else why = "not isolated: allowed";
-    if (passed) why += ` (${passed})`;
+    if (d.passed && d.passed.length) why += ` (passed on by ${d.passed.map(clusterRuleText).join(", ")})`;
     rows.push([d.direction || dir, d.subject || "", h("span", { class: `verdict ${d.action}` }, d.action), why]);
   }
   return h("div", { class: "explain" },
@@ -601,7 +610,8 @@ async function showMatrix(ns) {
   const holder = h("div", {});
   const draw = () => clear(holder).append(matrixView(m, sel.value, explainOut));
   sel.addEventListener("change", draw);
-  openPanel("matrix", ns, `Matrix of ${ns || "every namespace"}`, h("p", {}, "port ", sel), holder, section("Cell", explainOut));
+  const legend = h("p", { class: "muted", id: "matrix-legend" }, "✓ allow · ✗ deny · ~ audit-deny; * decided by an Admin ClusterNetworkPolicy rule, + by a Baseline one");
+  openPanel("matrix", ns, `Matrix of ${ns || "every namespace"}`, h("p", {}, "port ", sel), holder, legend, section("Cell", explainOut));
   document.body.classList.add("panel-wide");
   draw();
 }
@@ -611,19 +621,18 @@ function matrixView(m, port, explainOut) {
   const cells = new Map();
   for (const c of m.cells || []) if (`${c.port}/${c.protocol}` === port) cells.set(`${c.from}>${c.to}`, c);
   const mark = { allow: "✓", deny: "✗", "audit-deny": "~" };
+  // As policy matrix: * an Admin ClusterNetworkPolicy rule decided, + a Baseline one.
   const tierMark = { Admin: "*", Baseline: "+" };
   const head = h("tr", {}, h("th", {}, "from \\ to"), ws.map((w) => h("th", {}, w)));
   const rows = ws.map((from) => h("tr", {}, h("th", {}, from), ws.map((to) => {
     const c = cells.get(`${from}>${to}`);
     if (!c) return h("td", { class: "cell" }, "");
     return h("td", {
-      class: `cell ${c.action}`, "data-from": from, "data-to": to, title: c.reason || "",
+      class: `cell ${c.action}`, "data-from": from, "data-to": to, "data-tier": c.tier || "", title: c.reason || "",
       onclick: () => clear(explainOut).append(h("p", { id: "matrix-reason" }, `${from} → ${to} ${port}: ${c.reason || c.action}`), c.explain ? explainView(c.explain) : null),
-    }, (mark[c.action] || c.action) + (tierMark[c.tier] || ""));
+    }, `${mark[c.action] || c.action}${tierMark[c.tier] || ""}`);
   })));
-  return h("div", {},
-    h("table", { class: "matrix", id: "matrix" }, h("thead", {}, head), h("tbody", {}, rows)),
-    h("p", { class: "muted", id: "matrix-legend" }, "✓ allowed · ~ audit-denied (logged, not dropped) · ✗ denied · * decided by an Admin ClusterNetworkPolicy rule · + by a Baseline one · empty: not asked"));
+  return h("table", { class: "matrix", id: "matrix" }, h("thead", {}, head), h("tbody", {}, rows));
 }
 
 document.addEventListener("DOMContentLoaded", boot);
