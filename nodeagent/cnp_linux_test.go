@@ -193,7 +193,8 @@ func TestClusterNetworkPoliciesOnAPIServer(t *testing.T) {
 	l.pod(t, ctx, "server-0", map[string]string{"app": "server"}, cnpServerV4, cnpServerV6)
 
 	start := time.Now()
-	a, _ := k.agent(t, "node-c", t.TempDir())
+	ownerDir := t.TempDir()
+	a, stopA := k.agent(t, "node-c", ownerDir)
 	w := a.parts.Policies.(*storekube.PolicyWatcher)
 	if w.ClusterNetworkPoliciesServed() {
 		t.Error("the watcher says ClusterNetworkPolicies are served before their CRD exists")
@@ -285,6 +286,25 @@ func TestClusterNetworkPoliciesOnAPIServer(t *testing.T) {
 	if !sync.InSync || sync.ReadErr != nil || sync.Counters["cnp/admin/deny-9090/ingress-0"].Packets == 0 {
 		t.Errorf("server-0: in sync %v (%v), counter of cnp/admin/deny-9090/ingress-0 %+v; counters %v",
 			sync.InSync, sync.ReadErr, sync.Counters["cnp/admin/deny-9090/ingress-0"], sync.Counters)
+	}
+	// The agent restarted (a DaemonSet rollout) while deny-9090's
+	// latest version is still the invalid one: the last valid version,
+	// kept in the owner directory, stays in force, and the kernel's table
+	// is the same as before.
+	stopA()
+	a, stopA = k.agent(t, "node-c", ownerDir)
+	defer stopA()
+	w = a.parts.Policies.(*storekube.PolicyWatcher)
+	l.expect(t, "after a restart of the agent", map[uint16]bool{8080: false, 9090: false})
+	if rs := w.Rejected(); len(rs) != 2 || !rs[0].KeptPrevious || rs[0].Key() != "ClusterNetworkPolicy deny-9090" || rs[1].KeptPrevious {
+		t.Errorf("rejections after the restart: %v; want deny-9090 with its previous version kept, new-bad with none", rs)
+	}
+	restarted, err := dp.Read(l.server.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !restarted.RuleSet.Equal(before.RuleSet) || !slices.Equal(restarted.Elements, before.Elements) {
+		t.Errorf("a restart under an invalid ClusterNetworkPolicy changed the kernel's table:\nbefore %+v\nafter  %+v", before.RuleSet, restarted.RuleSet)
 	}
 	var ev *corev1.Event
 	if err := wait(ctx, func() bool {

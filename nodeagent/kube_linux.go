@@ -5,6 +5,7 @@ package nodeagent
 import (
 	"fmt"
 	"log/slog"
+	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/dynamic"
@@ -12,6 +13,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	invkube "github.com/nanoseg/nanoseg/inventory/kube"
+	"github.com/nanoseg/nanoseg/node"
 	storekube "github.com/nanoseg/nanoseg/store/kube"
 )
 
@@ -52,6 +54,11 @@ func New(cfg Config, restCfg *rest.Config, reg *prometheus.Registry, log *slog.L
 		return nil, err
 	}
 	w := storekube.NewPolicyWatcher(client, dyn, log)
+	// The last valid version of every policy, on the host beside the
+	// owner files (a tmpfs that lives as long as the kernel's tables): a
+	// restarted agent keeps an invalid edit from lifting what the kernel
+	// enforced. A malformed file is logged and not used.
+	_ = w.KeepLastValid(LastValidFile(cfg))
 	w.RecordRejections(storekube.RejectionEvent(client, storekube.Reporter{Component: "nanoseg-node", Host: cfg.NodeName,
 		Controller: "nanoseg.io/node", Instance: "nanoseg-node-" + cfg.NodeName}))
 	if err := w.Register(reg); err != nil {
@@ -77,4 +84,17 @@ func New(cfg Config, restCfg *rest.Config, reg *prometheus.Registry, log *slog.L
 		Probes: NewProbeWatcher(dyn, cfg.NodeName, log),
 	}
 	return NewAgent(cfg, parts, reg, log)
+}
+
+// LastValidFile is where the node agent keeps the last valid version of
+// every policy (store/kube PolicyWatcher.KeepLastValid):
+// "<ownerDir>/policies-<nodeName>.json", ownerDir defaulting to the owner
+// files' directory (/run/nanoseg). One file per node name, so two agents
+// of one host (a test, a demo) do not share it.
+func LastValidFile(cfg Config) string {
+	dir := cfg.OwnerDir
+	if dir == "" {
+		dir = node.DefaultOwnerDir
+	}
+	return filepath.Join(dir, "policies-"+cfg.NodeName+".json")
 }

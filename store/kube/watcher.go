@@ -68,7 +68,8 @@ var watchedKinds = []string{KindNetworkPolicy, KindNanoSegment, KindClusterNetwo
 // compile. Bad input never weakens enforcement:
 //   - an object whose first version fails is not applied;
 //   - when an object in force is updated to a version that fails, its
-//     last valid version stays in force;
+//     last valid version stays in force, also across a restart of the
+//     watcher's process when it keeps them in a file (KeepLastValid);
 //   - a NanoSegment or ClusterNetworkPolicy of an apiVersion or kind this
 //     build does not know, or with fields its type does not have, fails.
 //
@@ -104,10 +105,18 @@ type PolicyWatcher struct {
 	record  func(ctx context.Context, r Rejection) error
 	recordQ chan Rejection
 
+	// keep, when set (KeepLastValid), is the file of the last valid
+	// versions; keepSeq numbers its snapshots (under mu).
+	keep    *keeper
+	keepSeq uint64
+
 	mu       sync.RWMutex
 	inForce  map[objRef]applied
 	rejected map[objRef]*Rejection
 	subs     map[chan struct{}]struct{}
+	// seed holds the last valid versions read from the keep file, for
+	// objects not seen yet; an object's entry goes when it is first seen.
+	seed map[objRef]applied
 }
 
 // objRef names one object: kind, namespace, name.
@@ -123,9 +132,10 @@ func (r objRef) String() string {
 }
 
 // applied is the version of one object in force: exactly one of np, seg,
-// cnp.
+// cnp; uid is the object's.
 type applied struct {
 	rv  string
+	uid types.UID
 	np  *networkingv1.NetworkPolicy
 	seg *v1alpha1.NanoSegment
 	cnp *cnpv1alpha2.ClusterNetworkPolicy
@@ -185,6 +195,7 @@ func NewPolicyWatcher(client kubernetes.Interface, dyn dynamic.Interface, log *s
 		inForce:  map[objRef]applied{},
 		rejected: map[objRef]*Rejection{},
 		subs:     map[chan struct{}]struct{}{},
+		seed:     map[objRef]applied{},
 	}
 	w.npFactory = informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(stripManagedFields))
 	w.segFactory = dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, "", nil)
@@ -420,7 +431,7 @@ func (w *PolicyWatcher) onNetworkPolicy(obj any) {
 	}
 	r := objRef{KindNetworkPolicy, np.Namespace, np.Name}
 	err := checkNetworkPolicy(np)
-	w.judge(r, np.UID, np.ResourceVersion, np.Generation, applied{rv: np.ResourceVersion, np: np}, err)
+	w.judge(r, np.UID, np.ResourceVersion, np.Generation, applied{rv: np.ResourceVersion, uid: np.UID, np: np}, err)
 }
 
 func (w *PolicyWatcher) onNanoSegment(obj any) {
@@ -434,7 +445,7 @@ func (w *PolicyWatcher) onNanoSegment(obj any) {
 	if err == nil {
 		err = checkNanoSegment(seg)
 	}
-	w.judge(r, u.GetUID(), u.GetResourceVersion(), u.GetGeneration(), applied{rv: u.GetResourceVersion(), seg: seg}, err)
+	w.judge(r, u.GetUID(), u.GetResourceVersion(), u.GetGeneration(), applied{rv: u.GetResourceVersion(), uid: u.GetUID(), seg: seg}, err)
 }
 
 func (w *PolicyWatcher) onClusterNetworkPolicy(obj any) {
@@ -451,24 +462,36 @@ func (w *PolicyWatcher) onClusterNetworkPolicy(obj any) {
 	if err == nil {
 		err = CheckClusterNetworkPolicy(p)
 	}
-	w.judge(r, u.GetUID(), u.GetResourceVersion(), u.GetGeneration(), applied{rv: u.GetResourceVersion(), cnp: p}, err)
+	w.judge(r, u.GetUID(), u.GetResourceVersion(), u.GetGeneration(), applied{rv: u.GetResourceVersion(), uid: u.GetUID(), cnp: p}, err)
 }
 
 // judge applies version a of r when err is nil, and otherwise records the
-// rejection, keeping what is in force.
+// rejection, keeping what is in force: the version in force, or on the
+// first sight of r the one the keep file holds for it (KeepLastValid).
 func (w *PolicyWatcher) judge(r objRef, uid types.UID, rv string, gen int64, a applied, err error) {
 	w.mu.Lock()
 	old, had := w.inForce[r]
 	prevRej := w.rejected[r]
+	seeded, fromSeed := w.seed[r]
+	delete(w.seed, r)
 	if err == nil {
 		delete(w.rejected, r)
 		changed := !had || !sameSpec(old, a)
 		w.inForce[r] = a
+		var save func()
+		if changed {
+			// Not for a status or label write of the same spec: the file
+			// would be rewritten at every status update.
+			save = w.saveLocked()
+		}
 		if changed {
 			w.notifyLocked()
 		}
 		w.updateGaugesLocked()
 		w.mu.Unlock()
+		if save != nil {
+			save()
+		}
 		if prevRej != nil {
 			w.log.Info("policy accepted after a rejection", "kind", r.kind, "namespace", r.namespace, "name", r.name, "resourceVersion", rv)
 		}
@@ -484,12 +507,26 @@ func (w *PolicyWatcher) judge(r objRef, uid types.UID, rv string, gen int64, a a
 		return
 	}
 	rej := &Rejection{Kind: r.kind, Namespace: r.namespace, Name: r.name, UID: uid, ResourceVersion: rv, Generation: gen, Err: err, Since: w.now()}
+	var save func()
+	kept := ""
+	if !had && fromSeed && uid != "" && seeded.uid == uid {
+		// Refused at first sight, with a valid version of the same
+		// object kept from before this watcher started: that one stays
+		// in force, as it would have without the restart.
+		w.inForce[r] = seeded
+		old, had, kept = seeded, true, w.keep.path
+		w.notifyLocked()
+		save = w.saveLocked()
+	}
 	if had {
 		rej.KeptPrevious, rej.KeptResourceVersion = true, old.rv
 	}
 	w.rejected[r] = rej
 	w.updateGaugesLocked()
 	w.mu.Unlock()
+	if save != nil {
+		save()
+	}
 	w.m.rejections.WithLabelValues(r.kind).Inc()
 	if w.recordQ != nil {
 		select {
@@ -498,7 +535,10 @@ func (w *PolicyWatcher) judge(r objRef, uid types.UID, rv string, gen int64, a a
 			w.log.Warn("too many rejections waiting to be recorded as Events; this one is not", "object", r.String(), "resourceVersion", rv)
 		}
 	}
-	if had {
+	if kept != "" {
+		w.log.Error("policy rejected; its last valid version, kept from before this agent started, stays in force", "kind", r.kind,
+			"namespace", r.namespace, "name", r.name, "resourceVersion", rv, "keptResourceVersion", old.rv, "keptIn", kept, "error", err)
+	} else if had {
 		w.log.Error("policy rejected; its last valid version stays in force", "kind", r.kind, "namespace", r.namespace, "name", r.name,
 			"resourceVersion", rv, "keptResourceVersion", old.rv, "error", err)
 	} else {
@@ -535,11 +575,17 @@ func (w *PolicyWatcher) onDelete(kind string, obj any) {
 	_, had := w.inForce[r]
 	delete(w.inForce, r)
 	delete(w.rejected, r)
+	delete(w.seed, r)
+	var save func()
 	if had {
 		w.notifyLocked()
+		save = w.saveLocked()
 	}
 	w.updateGaugesLocked()
 	w.mu.Unlock()
+	if save != nil {
+		save()
+	}
 }
 
 func (w *PolicyWatcher) updateGaugesLocked() {

@@ -69,6 +69,13 @@ func newFakeDynamic(objs ...runtime.Object) *dynamicfake.FakeDynamicClient {
 // client).
 func startFake(t *testing.T, objs ...runtime.Object) *fakeEnv {
 	t.Helper()
+	return startFakeWith(t, nil, objs...)
+}
+
+// startFakeWith is startFake with setup called on the watcher before it
+// runs (nil: none).
+func startFakeWith(t *testing.T, setup func(*PolicyWatcher), objs ...runtime.Object) *fakeEnv {
+	t.Helper()
 	var typed, dyn []runtime.Object
 	for _, o := range objs {
 		if _, ok := o.(*unstructured.Unstructured); ok {
@@ -82,6 +89,9 @@ func startFake(t *testing.T, objs ...runtime.Object) *fakeEnv {
 	e.w = NewPolicyWatcher(e.client, e.dyn, slog.New(slog.NewTextHandler(e.log, nil)))
 	if err := e.w.Register(e.reg); err != nil {
 		t.Fatal(err)
+	}
+	if setup != nil {
+		setup(e.w)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
