@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"regexp"
 	"strings"
 	"testing"
@@ -114,8 +115,19 @@ func TestConformance(t *testing.T) {
 	})
 	t.Logf("cluster, control plane and node up in %s", time.Since(start).Round(time.Millisecond))
 
+	// The agent keeps the last valid policies in the host's /run/nanoseg
+	// (hostPath run-nanoseg): what it writes there goes with it.
+	kept, _ := filepath.Glob("/run/nanoseg/policies-*.json")
 	agent := deployAgent(t, c, n, repo, out, bin)
-	t.Cleanup(func() { undeployAgent(t, c, filepath.Join(out, "logs")) })
+	t.Cleanup(func() {
+		undeployAgent(t, c, filepath.Join(out, "logs"))
+		now, _ := filepath.Glob("/run/nanoseg/policies-*.json")
+		for _, f := range now {
+			if !slices.Contains(kept, f) {
+				_ = os.Remove(f)
+			}
+		}
+	})
 
 	focus := os.Getenv(envFocus)
 	if focus == "" {
