@@ -17,44 +17,50 @@ import (
 )
 
 // ClusterNetworkPolicyResult is one ClusterNetworkPolicy of an applied
-// document: its name, tier and priority, and whether it was already in
-// force unchanged.
+// document or a delete: its name, tier and priority, the revision of its
+// record (store.ClusterNetworkPolicyRecord: the one written, or for an
+// unchanged one the record in force), and whether it was already in
+// force unchanged (nothing recorded then).
 type ClusterNetworkPolicyResult struct {
 	Name      string `json:"name"`
 	Tier      string `json:"tier"`
 	Priority  int32  `json:"priority"`
+	Revision  int    `json:"revision"`
 	Unchanged bool   `json:"unchanged,omitempty"`
 }
 
-// storeClusterNetworkPolicies stores the valid cnps in cs (each replacing
-// the one of its name) and reports whether any changed.
-func (s *Service) storeClusterNetworkPolicies(cs store.ClusterPolicyStore, cnps []cnpv1alpha2.ClusterNetworkPolicy, who string, res *ApplyResult) (bool, error) {
+// storeClusterNetworkPolicies records each of the valid cnps whose spec
+// differs from the one in force in cs as an apply by who at at, and
+// reports whether any was recorded.
+func (s *Service) storeClusterNetworkPolicies(cs store.ClusterPolicyStore, cnps []cnpv1alpha2.ClusterNetworkPolicy, at time.Time, who string, res *ApplyResult) (bool, error) {
 	if len(cnps) == 0 {
 		return false, nil
 	}
-	cur, err := cs.ClusterNetworkPolicies()
+	recs, err := cs.ClusterNetworkPolicyRecords("")
 	if err != nil {
 		return false, err
 	}
-	byName := map[string]cnpv1alpha2.ClusterNetworkPolicy{}
-	for _, c := range cur {
-		byName[c.Name] = c
+	byName := map[string]store.ClusterNetworkPolicyRecord{}
+	for _, r := range recs {
+		byName[r.Name] = r // the latest wins: sorted by revision
 	}
 	changed := false
 	for i := range cnps {
 		p := cnps[i].DeepCopy()
 		p.APIVersion, p.Kind = cnpv1alpha2.SchemeGroupVersion.String(), cnpv1alpha2.Kind
 		r := ClusterNetworkPolicyResult{Name: p.Name, Tier: string(p.Spec.Tier), Priority: p.Spec.Priority}
-		if c, ok := byName[p.Name]; ok && equality.Semantic.DeepEqual(c.Spec, p.Spec) {
-			r.Unchanged = true
+		if c, ok := byName[p.Name]; ok && c.Action == store.ActionApply && c.Policy != nil && equality.Semantic.DeepEqual(c.Policy.Spec, p.Spec) {
+			r.Unchanged, r.Revision = true, c.Revision
 			res.ClusterNetworkPolicies = append(res.ClusterNetworkPolicies, r)
 			continue
 		}
-		if err := cs.PutClusterNetworkPolicy(p); err != nil {
+		rec, err := cs.AddClusterNetworkPolicyRecord(store.ClusterNetworkPolicyRecord{Action: store.ActionApply, At: at, By: who, Policy: p})
+		if err != nil {
 			return changed, fmt.Errorf("store ClusterNetworkPolicy %s: %w", p.Name, err)
 		}
+		r.Revision = rec.Revision
 		changed = true
-		s.log.Info("ClusterNetworkPolicy applied; enforced from now on", "clusternetworkpolicy", p.Name, "tier", p.Spec.Tier, "priority", p.Spec.Priority, "by", who)
+		s.log.Info("ClusterNetworkPolicy applied; enforced from now on", "clusternetworkpolicy", p.Name, "revision", rec.Revision, "tier", p.Spec.Tier, "priority", p.Spec.Priority, "by", who)
 		res.ClusterNetworkPolicies = append(res.ClusterNetworkPolicies, r)
 	}
 	return changed, nil
@@ -75,6 +81,24 @@ func (s *Service) ClusterNetworkPolicies() ([]cnpv1alpha2.ClusterNetworkPolicy, 
 	return append(out, in...), err
 }
 
+// ClusterNetworkPolicyRecords returns every record (applies and deletes)
+// of ClusterNetworkPolicy name, or of every one for "", sorted by name and
+// revision; never nil; none for a store that holds none.
+func (s *Service) ClusterNetworkPolicyRecords(name string) ([]store.ClusterNetworkPolicyRecord, error) {
+	out := []store.ClusterNetworkPolicyRecord{}
+	cs, ok := s.store.(store.ClusterPolicyStore)
+	if !ok {
+		return out, nil
+	}
+	recs, err := cs.ClusterNetworkPolicyRecords(name)
+	for i := range recs {
+		if p := recs[i].Policy; p != nil {
+			p.APIVersion, p.Kind = cnpv1alpha2.SchemeGroupVersion.String(), cnpv1alpha2.Kind
+		}
+	}
+	return append(out, recs...), err
+}
+
 // ClusterDeleteResult is what DeleteClusterNetworkPolicy removed and
 // whether the dataplane converged (as ApplyResult).
 type ClusterDeleteResult struct {
@@ -87,9 +111,10 @@ type ClusterDeleteResult struct {
 	Errors    map[string]string                 `json:"errors,omitempty"`
 }
 
-// DeleteClusterNetworkPolicy removes ClusterNetworkPolicy name from the
-// store, which ends its enforcement at once, logs who did it, and waits
-// for the dataplane as Apply does. One not in force is an error wrapping
+// DeleteClusterNetworkPolicy records the deletion of ClusterNetworkPolicy
+// name by who (a store.ClusterNetworkPolicyRecord), which ends its
+// enforcement at once, logs it, and waits for the dataplane as Apply
+// does. One not in force is an error wrapping
 // store.ErrNotFound; a store without ClusterPolicyStore refuses
 // (ErrInvalid).
 func (s *Service) DeleteClusterNetworkPolicy(ctx context.Context, name, who string) (ClusterDeleteResult, error) {
@@ -108,15 +133,16 @@ func (s *Service) DeleteClusterNetworkPolicy(ctx context.Context, name, who stri
 	if i < 0 {
 		return ClusterDeleteResult{}, fmt.Errorf("delete ClusterNetworkPolicy %s: %w: none of that name is in force", name, store.ErrNotFound)
 	}
-	if err := cs.DeleteClusterNetworkPolicy(name); err != nil {
+	rec, err := cs.AddClusterNetworkPolicyRecord(store.ClusterNetworkPolicyRecord{Action: store.ActionDelete, Name: name, At: time.Now().UTC(), By: who})
+	if err != nil {
 		return ClusterDeleteResult{}, err
 	}
 	p := cur[i].DeepCopy()
 	p.APIVersion, p.Kind = cnpv1alpha2.SchemeGroupVersion.String(), cnpv1alpha2.Kind
-	s.log.Info("ClusterNetworkPolicy deleted; no longer enforced", "clusternetworkpolicy", name, "tier", p.Spec.Tier, "priority", p.Spec.Priority, "by", who)
+	s.log.Info("ClusterNetworkPolicy deleted; no longer enforced", "clusternetworkpolicy", name, "revision", rec.Revision, "tier", p.Spec.Tier, "priority", p.Spec.Priority, "by", who)
 	s.changes.Publish(TopicPolicies)
-	res := ClusterDeleteResult{ClusterNetworkPolicyResult: ClusterNetworkPolicyResult{Name: name, Tier: string(p.Spec.Tier), Priority: p.Spec.Priority},
-		Policy: p, By: who, At: time.Now().UTC()}
+	res := ClusterDeleteResult{ClusterNetworkPolicyResult: ClusterNetworkPolicyResult{Name: name, Tier: string(p.Spec.Tier), Priority: p.Spec.Priority, Revision: rec.Revision},
+		Policy: p, By: who, At: rec.At}
 	res.Converged, res.Errors = s.enforceAll(ctx)
 	return res, nil
 }
