@@ -148,21 +148,39 @@ func (s *Service) DeleteClusterNetworkPolicy(ctx context.Context, name, who stri
 }
 
 // clusterPoliciesSection returns the ClusterNetworkPolicies in force as
-// evidence lists them, in the order evaluation consults them (Admin tier,
-// then Baseline, each by priority and name), each rule with the sums of
-// counters (the window's per-endpoint counters in scope) under its
-// dataplane rule id (policies.ClusterPolicy.RuleID).
-func (s *Service) clusterPoliciesSection(counters []evidence.RuleCounter) ([]evidence.ClusterPolicy, error) {
+// evidence lists them (each with the record that put it in force), and
+// every record of them, sorted by name and revision. The ones in force
+// come in the order evaluation consults them (Admin tier, then Baseline,
+// each by priority and name), each rule with the sums of counters (the
+// window's per-endpoint counters in scope) under its dataplane rule id
+// (policies.ClusterPolicy.RuleID).
+func (s *Service) clusterPoliciesSection(counters []evidence.RuleCounter) ([]evidence.ClusterPolicy, []evidence.ClusterNetworkPolicyRecord, error) {
 	cnps, err := s.ClusterNetworkPolicies()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	recs, err := s.ClusterNetworkPolicyRecords("")
+	if err != nil {
+		return nil, nil, err
+	}
+	erecs := make([]evidence.ClusterNetworkPolicyRecord, 0, len(recs))
+	latest := map[string]store.ClusterNetworkPolicyRecord{}
+	for _, r := range recs {
+		er := evidence.ClusterNetworkPolicyRecord{Name: r.Name, Revision: r.Revision, Action: string(r.Action), At: r.At.UTC(), By: r.By}
+		if r.Policy != nil {
+			if raw, err := json.Marshal(r.Policy); err == nil {
+				er.Policy = raw
+			}
+		}
+		erecs = append(erecs, er)
+		latest[r.Name] = r
 	}
 	byName := map[string]*cnpv1alpha2.ClusterNetworkPolicy{}
 	var cps []*policies.ClusterPolicy
 	for i := range cnps {
 		cp, err := policies.CompileClusterNetworkPolicy(&cnps[i])
 		if err != nil {
-			return nil, fmt.Errorf("ClusterNetworkPolicy %s in force: %w", cnps[i].Name, err)
+			return nil, nil, fmt.Errorf("ClusterNetworkPolicy %s in force: %w", cnps[i].Name, err)
 		}
 		byName[cnps[i].Name] = &cnps[i]
 		cps = append(cps, cp)
@@ -184,6 +202,9 @@ func (s *Service) clusterPoliciesSection(counters []evidence.RuleCounter) ([]evi
 	out := []evidence.ClusterPolicy{}
 	for _, cp := range (policies.PolicySet{}).WithClusterPolicies(cps).ClusterPolicies() {
 		ec := evidence.ClusterPolicy{Name: cp.Ref.Name, Tier: string(cp.Tier), Priority: cp.Priority, Rules: []evidence.ClusterRule{}}
+		if r, ok := latest[cp.Ref.Name]; ok && r.Action == store.ActionApply {
+			ec.Revision, ec.Since, ec.By = r.Revision, r.At.UTC(), r.By
+		}
 		if raw, err := json.Marshal(byName[cp.Ref.Name]); err == nil {
 			ec.Policy = raw
 		}
@@ -198,5 +219,5 @@ func (s *Service) clusterPoliciesSection(counters []evidence.RuleCounter) ([]evi
 		}
 		out = append(out, ec)
 	}
-	return out, nil
+	return out, erecs, nil
 }

@@ -2,11 +2,16 @@ package controller_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/nanoseg/nanoseg/controller"
+	"github.com/nanoseg/nanoseg/evidence"
 	"github.com/nanoseg/nanoseg/store"
 )
 
@@ -76,5 +81,63 @@ func TestClusterNetworkPolicyRecords(t *testing.T) {
 	}
 	if none, err := f.svc.ClusterNetworkPolicyRecords("nope"); err != nil || none == nil || len(none) != 0 {
 		t.Errorf("records of one never applied = %#v, %v; want an empty list", none, err)
+	}
+}
+
+// TestEvidenceListsClusterNetworkPolicyRecords: the bundle lists every
+// record of the ClusterNetworkPolicies (bundle.json, a CSV, the report)
+// and names, for each one in force, the record that put it there; the
+// signed bundle still verifies.
+func TestEvidenceListsClusterNetworkPolicyRecords(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.applyCNP(t, guard("Admin", "Deny")) // by alice
+	if _, err := f.svc.Apply(ctx, "cnp.yaml", []byte(strings.Replace(guard("Admin", "Deny"), "priority: 7", "priority: 8", 1)), "bob"); err != nil {
+		t.Fatal(err)
+	}
+	other := strings.Replace(guard("Baseline", "Deny"), "name: guard-db", "name: gone", 1)
+	if _, err := f.svc.Apply(ctx, "gone.yaml", []byte(other), "carol"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.DeleteClusterNetworkPolicy(ctx, "gone", "dave"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.svc.Export(ctx, controller.ExportRequest{NoPDF: true, NoProbes: true}, "auditor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b evidence.Bundle
+	if err := json.Unmarshal(res.Files["bundle.json"], &b); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range b.Policies.ClusterNetworkPolicyRecords {
+		got = append(got, fmt.Sprintf("%s/%d/%s/%s/%t", r.Name, r.Revision, r.Action, r.By, len(r.Policy) > 0))
+	}
+	if want := "gone/1/apply/carol/true gone/2/delete/dave/false guard-db/1/apply/alice/true guard-db/2/apply/bob/true"; strings.Join(got, " ") != want {
+		t.Errorf("records in the bundle: %s, want %s", strings.Join(got, " "), want)
+	}
+	cnps := b.Policies.ClusterNetworkPolicies
+	if len(cnps) != 1 || cnps[0].Name != "guard-db" || cnps[0].Revision != 2 || cnps[0].By != "bob" || cnps[0].Since.IsZero() || cnps[0].Priority != 8 {
+		t.Errorf("in force in the bundle: %+v, want guard-db revision 2 by bob", cnps)
+	}
+	csv := string(res.Files["cluster-network-policy-records.csv"])
+	if !strings.HasPrefix(csv, "policy,revision,action,at_utc,by\ngone,1,apply,") || !strings.Contains(csv, ",dave\n") || strings.Count(csv, "\n") != 5 {
+		t.Errorf("cluster-network-policy-records.csv:\n%s", csv)
+	}
+	if html := string(res.Files["report.html"]); !strings.Contains(html, "ClusterNetworkPolicy records") || !strings.Contains(html, "<td>dave</td>") {
+		t.Errorf("report.html lacks the records")
+	}
+	dir := t.TempDir()
+	for name, raw := range res.Files {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := evidence.Verify(dir, evidence.VerifyOptions{}); err != nil {
+		t.Errorf("evidence verify: %v", err)
 	}
 }
