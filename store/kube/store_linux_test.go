@@ -129,7 +129,8 @@ func TestStoreContract(t *testing.T) {
 	}, func(t *testing.T, _ store.PolicyStore) store.PolicyStore {
 		return newStore(t, c) // another process on the same API server
 	}, storetest.Options{
-		NetworkPolicyHistory: "the cluster store keeps NetworkPolicies as the API objects themselves: only the current version of each exists (AddNetworkPolicyRecord)",
+		NetworkPolicyHistory:        "the cluster store keeps NetworkPolicies as the API objects themselves: only the current version of each exists (AddNetworkPolicyRecord)",
+		ClusterNetworkPolicyHistory: "the cluster store keeps ClusterNetworkPolicies as the API objects themselves: only the current version of each exists (AddClusterNetworkPolicyRecord)",
 	})
 }
 
