@@ -504,16 +504,25 @@ func (s *Store) AddNetworkPolicyRecord(rec store.NetworkPolicyRecord) (store.Net
 	return rec, nil
 }
 
-func lastNetpol(b *bolt.Bucket) (store.NetworkPolicyRecord, bool, error) {
-	var r store.NetworkPolicyRecord
+// lastRecord decodes the highest-numbered record of bucket b (false when
+// b is nil or empty); kind names the policy kind in a decoding error.
+func lastRecord[R any](b *bolt.Bucket, kind string) (R, bool, error) {
+	var r R
+	if b == nil {
+		return r, false, nil
+	}
 	k, v := b.Cursor().Last()
 	if k == nil {
 		return r, false, nil
 	}
 	if err := json.Unmarshal(v, &r); err != nil {
-		return r, false, fmt.Errorf("decode NetworkPolicy record: %w", err)
+		return r, false, fmt.Errorf("decode %s record: %w", kind, err)
 	}
 	return r, true, nil
+}
+
+func lastNetpol(b *bolt.Bucket) (store.NetworkPolicyRecord, bool, error) {
+	return lastRecord[store.NetworkPolicyRecord](b, "NetworkPolicy")
 }
 
 // netpolKeys returns the "namespace/name" keys of root sorted by
@@ -672,18 +681,7 @@ func upgradeCNPs(tx *bolt.Tx) error {
 }
 
 func lastCNP(b *bolt.Bucket) (store.ClusterNetworkPolicyRecord, bool, error) {
-	var r store.ClusterNetworkPolicyRecord
-	if b == nil {
-		return r, false, nil
-	}
-	k, v := b.Cursor().Last()
-	if k == nil {
-		return r, false, nil
-	}
-	if err := json.Unmarshal(v, &r); err != nil {
-		return r, false, fmt.Errorf("decode ClusterNetworkPolicy record: %w", err)
-	}
-	return r, true, nil
+	return lastRecord[store.ClusterNetworkPolicyRecord](b, "ClusterNetworkPolicy")
 }
 
 // AddClusterNetworkPolicyRecord implements store.ClusterPolicyStore: the
