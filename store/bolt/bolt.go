@@ -44,6 +44,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 	"time"
@@ -628,6 +629,9 @@ func upgradeCNPs(tx *bolt.Tx) error {
 	inOld := map[string]bool{}
 	if old != nil {
 		err := old.ForEach(func(k, v []byte) error {
+			if v == nil {
+				return nil // a nested bucket: never written there
+			}
 			name := string(k)
 			inOld[name] = true
 			b, err := recs.CreateBucketIfNotExists(k)
@@ -638,14 +642,14 @@ func upgradeCNPs(tx *bolt.Tx) error {
 			if err != nil {
 				return fmt.Errorf("ClusterNetworkPolicy %s: %w", name, err)
 			}
-			if ok && last.Action == store.ActionApply {
-				if raw, err := json.Marshal(last.Policy); err == nil && string(raw) == string(v) {
-					return nil
-				}
-			}
 			var p cnpv1alpha2.ClusterNetworkPolicy
 			if err := json.Unmarshal(v, &p); err != nil {
 				return fmt.Errorf("decode ClusterNetworkPolicy %s: %w", name, err)
+			}
+			// Both decoded from JSON: equal when the bucket holds what
+			// the latest record says.
+			if ok && last.Action == store.ActionApply && last.Policy != nil && reflect.DeepEqual(*last.Policy, p) {
+				return nil
 			}
 			rec := store.ClusterNetworkPolicyRecord{Name: name, Action: store.ActionApply, By: store.ByUnknown, Policy: &p}
 			return appendNumbered(b, "ClusterNetworkPolicy record", &rec.Revision, &rec)
