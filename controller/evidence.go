@@ -188,7 +188,7 @@ func (s *Service) Export(ctx context.Context, req ExportRequest, who string) (*E
 		}
 	}
 	b.Counters.Rules, b.Counters.Unused = evidence.WindowCounters(scopedCounts, snaps, b.Meta.WindowStart, func(n string) string { return workloadOf[n] })
-	if b.Policies.ClusterNetworkPolicies, err = s.clusterPoliciesSection(b.Counters.Rules); err != nil {
+	if b.Policies.ClusterNetworkPolicies, b.Policies.ClusterNetworkPolicyRecords, err = s.clusterPoliciesSection(b.Counters.Rules); err != nil {
 		return nil, err
 	}
 	snaps = evidence.PruneSnapshots(append(snaps, evidence.Snapshot{At: now, Counters: counts}), now, 31*24*time.Hour, 2000)

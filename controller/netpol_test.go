@@ -259,7 +259,7 @@ spec: {tier: Admin, priority: 1, subject: {namespaces: {}}, ingress: [{action: D
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.ClusterNetworkPolicies) != 1 || res.ClusterNetworkPolicies[0] != (controller.ClusterNetworkPolicyResult{Name: "guard", Tier: "Admin", Priority: 1}) {
+	if len(res.ClusterNetworkPolicies) != 1 || res.ClusterNetworkPolicies[0] != (controller.ClusterNetworkPolicyResult{Name: "guard", Tier: "Admin", Priority: 1, Revision: 1}) {
 		t.Errorf("result: %+v", res.ClusterNetworkPolicies)
 	}
 	in, err := f.svc.InForce()

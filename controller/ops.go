@@ -437,8 +437,9 @@ type ApplyResult struct {
 // (networking.k8s.io/v1, any selector) and enforced at once with their
 // own semantics, as Kubernetes does; Apply then waits for the dataplane
 // as a promotion does. ClusterNetworkPolicies (policy.networking.k8s.io/
-// v1alpha2) are stored as themselves, replacing one of the same name, and
-// enforced at once as well; a store without ClusterPolicyStore refuses
+// v1alpha2) are recorded as themselves (store.ClusterNetworkPolicyRecord,
+// by who), each one changed a new revision of its name, and enforced at
+// once as well; a store without ClusterPolicyStore refuses
 // them (ErrInvalid, nothing stored).
 func (s *Service) Apply(ctx context.Context, file string, raw []byte, who string) (ApplyResult, error) {
 	return s.apply(ctx, file, raw, who, false)
@@ -522,7 +523,7 @@ func (s *Service) apply(ctx context.Context, file string, raw []byte, who string
 		s.changes.Publish(TopicRevisions)
 		res.Revisions = append(res.Revisions, r)
 	}
-	cnpChanged, err := s.storeClusterNetworkPolicies(cstore, cnps, who, &res)
+	cnpChanged, err := s.storeClusterNetworkPolicies(cstore, cnps, now, who, &res)
 	if err != nil {
 		return res, err
 	}

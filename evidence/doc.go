@@ -14,6 +14,10 @@
 //	inventory.json / .csv, policies.json, promotions.csv, history.json,
 //	rules.json / rules.csv, counters.csv, denied.csv, verdict-events.csv,
 //	reachability.csv, probes.csv, report.html (report.pdf when a converter exists)
+//	cluster-network-policies.json, cluster-network-policy-rules.csv  the
+//	                   ClusterNetworkPolicies in force, their rules and hits
+//	cluster-network-policy-records.csv  every apply and deletion of them
+//	                   (who, when; the policies as applied are in bundle.json)
 //
 // The sections answer what auditors ask about segmentation (PCI DSS 4.0
 // requirement 11.4.5, segmentation testing; NIST SP 800-53 SC-7, boundary

@@ -97,6 +97,11 @@ type Policies struct {
 	// nanosegment), then the Baseline tier (after them), each by priority
 	// and name; each rule with its kernel hit counters.
 	ClusterNetworkPolicies []ClusterPolicy `json:"clusterNetworkPolicies"`
+	// ClusterNetworkPolicyRecords are every apply and deletion of
+	// ClusterNetworkPolicies (who, when, the policy as applied), sorted by
+	// name, oldest first per policy; the latest apply of each one in force
+	// is the record ClusterNetworkPolicies' Revision names.
+	ClusterNetworkPolicyRecords []ClusterNetworkPolicyRecord `json:"clusterNetworkPolicyRecords"`
 	// DefaultIDs expands the rule ids of default verdicts (the id a
 	// denied connection's record carries: the policies that isolated the
 	// endpoint) into policy names ("NetworkPolicy shop/default-deny").
@@ -139,11 +144,33 @@ type NetworkPolicyRecord struct {
 	Policy json.RawMessage `json:"policy,omitempty"`
 }
 
+// ClusterNetworkPolicyRecord is one stored apply or deletion of a
+// ClusterNetworkPolicy (store.ClusterNetworkPolicyRecord).
+type ClusterNetworkPolicyRecord struct {
+	Name     string `json:"name"`
+	Revision int    `json:"revision"`
+	Action   string `json:"action"` // apply or delete
+	// At is when (UTC; the zero time when unknown: a record made by the
+	// upgrade of a store that kept none); By who, as the agent
+	// authenticated the caller.
+	At time.Time `json:"at"`
+	By string    `json:"by"`
+	// Policy is the ClusterNetworkPolicy as applied (Kubernetes object);
+	// empty for a deletion.
+	Policy json.RawMessage `json:"policy,omitempty"`
+}
+
 // ClusterPolicy is one ClusterNetworkPolicy in force.
 type ClusterPolicy struct {
 	Name     string `json:"name"`
 	Tier     string `json:"tier"` // Admin or Baseline
 	Priority int32  `json:"priority"`
+	// Revision, Since and By are the record that put it in force (see
+	// Policies.ClusterNetworkPolicyRecords); Revision 0 when the store
+	// has no record of it.
+	Revision int       `json:"revision"`
+	Since    time.Time `json:"since"`
+	By       string    `json:"by"`
 	// Rules are its rules, ingress then egress, each in written order
 	// (first match wins within the policy).
 	Rules []ClusterRule `json:"rules"`

@@ -101,6 +101,12 @@ func Files(b *Bundle) (map[string][]byte, error) {
 		"window_packets", "window_bytes", "total_packets", "total_bytes"}, rows)
 
 	rows = nil
+	for _, r := range b.Policies.ClusterNetworkPolicyRecords {
+		rows = append(rows, []string{r.Name, strconv.Itoa(r.Revision), r.Action, ts(r.At), r.By}) // at_utc empty: unknown
+	}
+	putCSV("cluster-network-policy-records.csv", []string{"policy", "revision", "action", "at_utc", "by"}, rows)
+
+	rows = nil
 	for _, r := range b.Rules {
 		for _, x := range []struct {
 			state string
@@ -190,6 +196,17 @@ func (b *Bundle) normalize() {
 	}
 	if b.Policies.ClusterNetworkPolicies == nil {
 		b.Policies.ClusterNetworkPolicies = []ClusterPolicy{}
+	}
+	for i := range b.Policies.ClusterNetworkPolicies {
+		c := &b.Policies.ClusterNetworkPolicies[i]
+		c.Since = c.Since.UTC()
+	}
+	if b.Policies.ClusterNetworkPolicyRecords == nil {
+		b.Policies.ClusterNetworkPolicyRecords = []ClusterNetworkPolicyRecord{}
+	}
+	for i := range b.Policies.ClusterNetworkPolicyRecords {
+		r := &b.Policies.ClusterNetworkPolicyRecords[i]
+		r.At = r.At.UTC()
 	}
 	if b.Counters.Rules == nil {
 		b.Counters.Rules = []RuleCounter{}

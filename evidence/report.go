@@ -98,8 +98,15 @@ type reportData struct {
 	// Admin Deny rules with a live probe, NAdminHeld those that held and
 	// are enforced everywhere they decide, NAdminAudited those logged as
 	// audit-deny, not dropped, on some workload in audit mode.
-	CNPs                                    []ClusterPolicy
+	CNPs []ClusterPolicy
+	// CNPRecords are every record of them (At "unknown" when zero).
+	CNPRecords                              []reportCNPRecord
 	NAdminProbed, NAdminHeld, NAdminAudited int
+}
+
+type reportCNPRecord struct {
+	Name, Action, At, By string
+	Revision             int
 }
 
 type reportCoverage struct {
@@ -286,6 +293,13 @@ func ReportHTML(b *Bundle) ([]byte, error) {
 		}
 	}
 	d.CNPs = b.Policies.ClusterNetworkPolicies
+	for _, r := range b.Policies.ClusterNetworkPolicyRecords {
+		at := ts(r.At)
+		if at == "" {
+			at = "unknown"
+		}
+		d.CNPRecords = append(d.CNPRecords, reportCNPRecord{Name: r.Name, Action: r.Action, At: at, By: r.By, Revision: r.Revision})
+	}
 	var buf bytes.Buffer
 	if err := t.Execute(&buf, d); err != nil {
 		return nil, fmt.Errorf("write report html: %w", err)

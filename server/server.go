@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -311,14 +312,11 @@ func (a *Server) register(mux *http.ServeMux) []Route {
 	}))
 	rs.handle("GET /v1/networkpolicies", "", api(func(r *http.Request) (any, error) {
 		q := r.URL.Query()
-		if v := q.Get("records"); v != "" {
-			all, err := strconv.ParseBool(v)
+		if all, err := wantRecords(q); err != nil || all {
 			if err != nil {
-				return nil, fmt.Errorf("%w: records: %q is not true or false", controller.ErrInvalid, controller.Clip(v))
+				return nil, err
 			}
-			if all {
-				return a.svc.NetworkPolicyRecords(q.Get("namespace"), q.Get("name"))
-			}
+			return a.svc.NetworkPolicyRecords(q.Get("namespace"), q.Get("name"))
 		}
 		return a.svc.NetworkPolicies()
 	}))
@@ -326,7 +324,16 @@ func (a *Server) register(mux *http.ServeMux) []Route {
 		q := r.URL.Query()
 		return a.svc.DeleteNetworkPolicy(r.Context(), q.Get("namespace"), q.Get("name"), caller(r))
 	}))
-	rs.handle("GET /v1/clusternetworkpolicies", "", api(func(r *http.Request) (any, error) { return a.svc.ClusterNetworkPolicies() }))
+	rs.handle("GET /v1/clusternetworkpolicies", "", api(func(r *http.Request) (any, error) {
+		q := r.URL.Query()
+		if all, err := wantRecords(q); err != nil || all {
+			if err != nil {
+				return nil, err
+			}
+			return a.svc.ClusterNetworkPolicyRecords(q.Get("name"))
+		}
+		return a.svc.ClusterNetworkPolicies()
+	}))
 	rs.handle("DELETE /v1/clusternetworkpolicies", rightDeleteCNP, api(func(r *http.Request) (any, error) {
 		return a.svc.DeleteClusterNetworkPolicy(r.Context(), r.URL.Query().Get("name"), caller(r))
 	}))
@@ -738,4 +745,18 @@ func (a *Server) tcpServer(h http.Handler) (net.Listener, *http.Server, error) {
 		l = tls.NewListener(l, tc)
 	}
 	return l, srv, nil
+}
+
+// wantRecords reads the records query parameter of the policy routes:
+// false when absent, ErrInvalid when not a boolean.
+func wantRecords(q url.Values) (bool, error) {
+	v := q.Get("records")
+	if v == "" {
+		return false, nil
+	}
+	all, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%w: records: %q is not true or false", controller.ErrInvalid, controller.Clip(v))
+	}
+	return all, nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/nanoseg/nanoseg/controller"
 	"github.com/nanoseg/nanoseg/controller/controllertest"
 	"github.com/nanoseg/nanoseg/model"
+	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
 	"github.com/nanoseg/nanoseg/server"
 	"github.com/nanoseg/nanoseg/store"
 )
@@ -230,6 +231,54 @@ func TestNetworkPolicyRoutes(t *testing.T) {
 	var ids map[string][]string
 	if err := c.Do(ctx, "GET", "/v1/ruleids", nil, nil, &ids); err != nil || ids == nil {
 		t.Errorf("rule ids: %v, %v", ids, err)
+	}
+}
+
+// TestClusterNetworkPolicyRoutes: a ClusterNetworkPolicy applied, changed
+// and deleted over the API is listed in force while applied, and
+// `records=true` (with name, or without: all) answers its three records,
+// each with the caller; a records value that is not a boolean is 400.
+func TestClusterNetworkPolicyRoutes(t *testing.T) {
+	srv, _ := newServer(t)
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	c := client.New(ts.URL, "")
+	ctx := context.Background()
+	cnp := "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {name: guard}\nspec:\n  tier: Admin\n  priority: PRIO\n  subject: {namespaces: {}}\n  ingress:\n    - {name: no-one, action: Deny, from: [{namespaces: {}}]}\n"
+	for _, prio := range []string{"1", "2"} {
+		var res controller.ApplyResult
+		if err := c.Do(ctx, "POST", "/v1/policies", nil, []byte(strings.Replace(cnp, "PRIO", prio, 1)), &res); err != nil || len(res.ClusterNetworkPolicies) != 1 {
+			t.Fatalf("apply at priority %s: %+v, %v", prio, res, err)
+		}
+	}
+	var inForce []cnpv1alpha2.ClusterNetworkPolicy
+	if err := c.Do(ctx, "GET", "/v1/clusternetworkpolicies", nil, nil, &inForce); err != nil || len(inForce) != 1 || inForce[0].Spec.Priority != 2 {
+		t.Fatalf("in force: %+v, %v", inForce, err)
+	}
+	if err := c.Do(ctx, "DELETE", "/v1/clusternetworkpolicies", map[string][]string{"name": {"guard"}}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []map[string][]string{{"records": {"true"}, "name": {"guard"}}, {"records": {"true"}}} {
+		var recs []store.ClusterNetworkPolicyRecord
+		if err := c.Do(ctx, "GET", "/v1/clusternetworkpolicies", q, nil, &recs); err != nil || len(recs) != 3 {
+			t.Fatalf("records %v: %+v, %v; want apply, apply, delete", q, recs, err)
+		}
+		for i, r := range recs {
+			if r.Name != "guard" || r.Revision != i+1 || r.By != "unknown" || r.At.IsZero() {
+				t.Errorf("record %d = %+v", i, r)
+			}
+		}
+		if recs[1].Policy == nil || recs[1].Policy.Spec.Priority != 2 || recs[2].Action != store.ActionDelete || recs[2].Policy != nil {
+			t.Errorf("records = %+v, want priority 2 applied, then deleted", recs)
+		}
+	}
+	var recs []store.ClusterNetworkPolicyRecord
+	if err := c.Do(ctx, "GET", "/v1/clusternetworkpolicies", map[string][]string{"records": {"true"}, "name": {"other"}}, nil, &recs); err != nil || recs == nil || len(recs) != 0 {
+		t.Errorf("records of one never applied: %#v, %v; want []", recs, err)
+	}
+	var se *client.StatusError
+	if err := c.Do(ctx, "GET", "/v1/clusternetworkpolicies", map[string][]string{"records": {"all"}}, nil, nil); !errors.As(err, &se) || se.Code != http.StatusBadRequest {
+		t.Errorf("records=all: %v, want 400", err)
 	}
 }
 

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/nanoseg/nanoseg/model"
-	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
 )
 
 // Mem is a Store in memory, with the semantics of the bbolt store
@@ -26,9 +25,9 @@ type Mem struct {
 	states    map[string]WorkloadState
 	history   []model.Promotion
 	verdicts  []model.VerdictEvent
-	netpols   map[string][]NetworkPolicyRecord // namespace/name -> records, oldest first
-	spans     map[string]model.ObservedSpan    // SpanKey -> span
-	cnps      map[string]*cnpv1alpha2.ClusterNetworkPolicy
+	netpols   map[string][]NetworkPolicyRecord        // namespace/name -> records, oldest first
+	spans     map[string]model.ObservedSpan           // SpanKey -> span
+	cnps      map[string][]ClusterNetworkPolicyRecord // name -> records, oldest first
 }
 
 var _ Store = (*Mem)(nil)

@@ -190,14 +190,19 @@ func (p *policyStore) ClusterNetworkPolicies() ([]cnpv1alpha2.ClusterNetworkPoli
 	return out, nil
 }
 
-// PutClusterNetworkPolicy fails with ErrReadOnly: a cluster administrator
-// applies ClusterNetworkPolicies with kubectl.
-func (p *policyStore) PutClusterNetworkPolicy(*cnpv1alpha2.ClusterNetworkPolicy) error {
-	return ErrReadOnly
+// ClusterNetworkPolicyRecords implements store.ClusterPolicyStore: one
+// record per ClusterNetworkPolicy of the snapshot (of name, or all for
+// ""), as for NetworkPolicies: revision = its generation, at its
+// creation, by "" (the API server does not keep who); no deletions.
+func (p *policyStore) ClusterNetworkPolicyRecords(name string) ([]store.ClusterNetworkPolicyRecord, error) {
+	return store.SynthesizeClusterNetworkPolicyRecords(p.s.cnps, name), nil
 }
 
-// DeleteClusterNetworkPolicy fails with ErrReadOnly.
-func (p *policyStore) DeleteClusterNetworkPolicy(string) error { return ErrReadOnly }
+// AddClusterNetworkPolicyRecord fails with ErrReadOnly: a cluster
+// administrator applies and deletes ClusterNetworkPolicies with kubectl.
+func (p *policyStore) AddClusterNetworkPolicyRecord(store.ClusterNetworkPolicyRecord) (store.ClusterNetworkPolicyRecord, error) {
+	return store.ClusterNetworkPolicyRecord{}, ErrReadOnly
+}
 
 // proposalSegment is the NanoSegment a proposal proposes, named after its
 // workload as a proposed revision is.

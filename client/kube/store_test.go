@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/nanoseg/nanoseg/model"
+	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 	"github.com/nanoseg/nanoseg/store"
 )
@@ -127,3 +128,37 @@ func TestObservations(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestPolicyStoreClusterNetworkPolicyRecords: against a cluster each
+// ClusterNetworkPolicy of the snapshot is one apply record (as for
+// NetworkPolicies): revision its generation, at its creation, by "";
+// writes are refused.
+func TestPolicyStoreClusterNetworkPolicyRecords(t *testing.T) {
+	created := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	cnp := func(name string, gen int64) cnpv1alpha2.ClusterNetworkPolicy {
+		return cnpv1alpha2.ClusterNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: name, Generation: gen, CreationTimestamp: metav1.NewTime(created)},
+			Spec: cnpv1alpha2.Spec{Tier: cnpv1alpha2.TierAdmin, Priority: int32(gen)}}
+	}
+	ps := newPolicyStore(&snapshot{cnps: []cnpv1alpha2.ClusterNetworkPolicy{cnp("a-guard", 3), cnp("b-guard", 1)}})
+	recs, err := ps.ClusterNetworkPolicyRecords("")
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("records = %+v, %v; want 2", recs, err)
+	}
+	if r := recs[0]; r.Name != "a-guard" || r.Revision != 3 || r.Action != store.ActionApply || !r.At.Equal(created) || r.By != "" || r.Policy == nil || r.Policy.Spec.Priority != 3 {
+		t.Errorf("record of a-guard = %+v", r)
+	}
+	if one, _ := ps.ClusterNetworkPolicyRecords("b-guard"); len(one) != 1 || one[0].Revision != 1 {
+		t.Errorf("records of b-guard = %+v", one)
+	}
+	if none, _ := ps.ClusterNetworkPolicyRecords("nope"); len(none) != 0 {
+		t.Errorf("records of one not in the cluster = %+v", none)
+	}
+	one, _ := ps.ClusterNetworkPolicyRecords("a-guard")
+	one[0].Policy.Spec.Priority = 99 // a copy: the snapshot keeps its own
+	if again, _ := ps.ClusterNetworkPolicyRecords("a-guard"); again[0].Policy.Spec.Priority != 3 {
+		t.Errorf("a caller changed the snapshot's policy")
+	}
+	if _, err := ps.AddClusterNetworkPolicyRecord(store.ClusterNetworkPolicyRecord{Action: store.ActionDelete, Name: "a-guard"}); !errors.Is(err, ErrReadOnly) {
+		t.Errorf("delete through the snapshot: %v, want ErrReadOnly", err)
+	}
+}

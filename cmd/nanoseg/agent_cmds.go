@@ -195,7 +195,8 @@ were applied), then the ClusterNetworkPolicies in force. With WORKLOAD: its
 revisions (--revision N prints one as YAML). With networkpolicy
 NAMESPACE/NAME: that NetworkPolicy as YAML and its records (applies and
 deletions). With clusternetworkpolicy [NAME]: the ClusterNetworkPolicies in
-force (or that one) as YAML, exactly as applied: ` + "`policy apply -f`" + ` of that
+force as YAML, or that one with its records (applies and deletions, who and
+when) as YAML comments, exactly as applied: ` + "`policy apply -f`" + ` of that
 output changes nothing.`,
 		Args: cobra.MaximumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -406,9 +407,9 @@ func newPolicyApplyCmd(a *app) *cobra.Command {
 					fmt.Fprintf(w, "NetworkPolicy %s: revision %d, enforced now (%s)\n", n.Record.Key(), n.Record.Revision, sel)
 				}
 				for _, c := range res.ClusterNetworkPolicies {
-					state := "enforced now"
+					state := fmt.Sprintf("revision %d, enforced now", c.Revision)
 					if c.Unchanged {
-						state = "unchanged, enforced"
+						state = fmt.Sprintf("unchanged, revision %d, enforced", c.Revision)
 					}
 					fmt.Fprintf(w, "ClusterNetworkPolicy %s (%s, priority %d): %s\n", c.Name, c.Tier, c.Priority, state)
 				}
@@ -480,11 +481,10 @@ func newPolicyDeleteCmd(a *app) *cobra.Command {
 		Short: "Delete a stored NetworkPolicy or ClusterNetworkPolicy: it stops being enforced at once",
 		Long: `Delete a stored NetworkPolicy or ClusterNetworkPolicy: it stops being
 enforced at once, and the rule sets of every endpoint are reprogrammed before
-the command returns. A NetworkPolicy's deletion is recorded with who and when
-(see ` + "`policy show networkpolicy NAMESPACE/NAME`" + `); a ClusterNetworkPolicy's is
-logged by the agent with who and when, and the command prints the policy as
-it was (only the one in force is stored). Nanosegments are not deleted: roll
-them back or promote them to observe.`,
+the command returns. The deletion is recorded with who and when (see
+` + "`policy show networkpolicy NAMESPACE/NAME`" + ` and ` + "`policy show clusternetworkpolicy NAME`" + `);
+for a ClusterNetworkPolicy the command prints the policy as it was.
+Nanosegments are not deleted: roll them back or promote them to observe.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if isClusterNetworkPolicyWord(args[0]) {
@@ -532,7 +532,7 @@ func deleteClusterNetworkPolicy(cmd *cobra.Command, a *app, name string) error {
 		return fmt.Errorf("policy delete: %w", err)
 	}
 	w := cmd.OutOrStdout()
-	fmt.Fprintf(w, "ClusterNetworkPolicy %s (%s, priority %d) deleted (by %s at %s); no longer enforced; it was:\n", res.Name, res.Tier, res.Priority, res.By, res.At.UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "ClusterNetworkPolicy %s (%s, priority %d) deleted (record %d, by %s at %s); no longer enforced; it was:\n", res.Name, res.Tier, res.Priority, res.Revision, res.By, res.At.UTC().Format(time.RFC3339))
 	if res.Policy != nil {
 		raw, err := yaml.Marshal(res.Policy)
 		if err != nil {
@@ -568,9 +568,12 @@ func listClusterNetworkPolicies(cmd *cobra.Command, a *app) error {
 }
 
 // showClusterNetworkPolicies prints the ClusterNetworkPolicies in force
-// as YAML (all, or the one named name); with none (and no name) it says
-// so on stderr.
+// as YAML (all, or, with name, showClusterNetworkPolicy); with none (and
+// no name) it says so on stderr.
 func showClusterNetworkPolicies(cmd *cobra.Command, a *app, name string) error {
+	if name != "" {
+		return showClusterNetworkPolicy(cmd, a, name)
+	}
 	var cnps []cnpv1alpha2.ClusterNetworkPolicy
 	if err := newClient(a).Do(cmd.Context(), "GET", "/v1/clusternetworkpolicies", nil, nil, &cnps); err != nil {
 		return fmt.Errorf("policy show: %w", err)
@@ -590,6 +593,49 @@ func showClusterNetworkPolicies(cmd *cobra.Command, a *app, name string) error {
 		return nil
 	}
 	return writeYAMLStream(cmd.OutOrStdout(), out)
+}
+
+// showClusterNetworkPolicy prints ClusterNetworkPolicy name as
+// showNetworkPolicy prints a NetworkPolicy: its records (applies and
+// deletions, with who and when) as YAML comments, then the one in force
+// as YAML, exactly as applied (`policy apply -f` of the output changes
+// nothing). One never applied is an error.
+func showClusterNetworkPolicy(cmd *cobra.Command, a *app, name string) error {
+	if strings.Contains(name, "/") {
+		return fmt.Errorf("policy show: clusternetworkpolicy %q: want NAME (cluster-scoped, no namespace)", name)
+	}
+	var recs []store.ClusterNetworkPolicyRecord
+	q := url.Values{"records": {"true"}, "name": {name}}
+	if err := newClient(a).Do(cmd.Context(), "GET", "/v1/clusternetworkpolicies", q, nil, &recs); err != nil {
+		return fmt.Errorf("policy show: %w", err)
+	}
+	if len(recs) == 0 {
+		return fmt.Errorf("policy show: ClusterNetworkPolicy %s was never applied", name)
+	}
+	w := cmd.OutOrStdout()
+	for _, r := range recs {
+		by := r.By
+		if by == "" {
+			by = "(not recorded)"
+		}
+		fmt.Fprintf(w, "# ClusterNetworkPolicy %s record %d: %s by %s at %s\n", r.Name, r.Revision, r.Action, by, recordTime(r.At))
+	}
+	last := recs[len(recs)-1]
+	if last.Action != store.ActionApply || last.Policy == nil {
+		fmt.Fprintf(w, "# not in force (deleted)\n")
+		return nil
+	}
+	fmt.Fprintf(w, "# in force since %s\n", recordTime(last.At))
+	return writeYAMLStream(w, []any{last.Policy})
+}
+
+// recordTime formats a record's time in UTC (RFC 3339); the zero time
+// (a record upgraded from a store that kept none) is "an unknown time".
+func recordTime(t time.Time) string {
+	if t.IsZero() {
+		return "an unknown time"
+	}
+	return t.UTC().Format(time.RFC3339)
 }
 
 // writeProposals writes one YAML file per proposed revision into dir.

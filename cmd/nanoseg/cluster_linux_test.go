@@ -132,7 +132,7 @@ func TestClusterMode(t *testing.T) {
 	// store): explain and matrix against the cluster name its Admin Deny
 	// as the agent's do.
 	guard := noDBGuard(t)
-	if err := f.mem.PutClusterNetworkPolicy(guard); err != nil {
+	if _, err := f.mem.AddClusterNetworkPolicyRecord(store.ClusterNetworkPolicyRecord{Action: store.ActionApply, By: "test", Policy: guard}); err != nil {
 		t.Fatal(err)
 	}
 	createCNP(t, f.dyn, guard)

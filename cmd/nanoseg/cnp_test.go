@@ -4,12 +4,15 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nanoseg/nanoseg/controller/controllertest"
 	"github.com/nanoseg/nanoseg/model"
+	"github.com/nanoseg/nanoseg/policies"
+	"github.com/nanoseg/nanoseg/store"
 )
 
 // guardDBDoc is an Admin ClusterNetworkPolicy: rule "no-intruder" denies
@@ -104,7 +107,13 @@ func TestClusterNetworkPolicyCommands(t *testing.T) {
 		t.Errorf("policy show does not list the ClusterNetworkPolicy:\n%s", out)
 	}
 	shown := run("policy", "show", "clusternetworkpolicy", "guard-db")
-	// Exactly as applied: the fields of guardDBDoc, no "status: {}".
+	// Its record as a comment, then exactly as applied: the fields of
+	// guardDBDoc, no "status: {}".
+	header, shown, ok := strings.Cut(shown, "# in force since ")
+	if !ok || !regexp.MustCompile(`^# ClusterNetworkPolicy guard-db record 1: apply by \S+ at \d{4}-\d\d-\d\dT\S+Z\n$`).MatchString(header) {
+		t.Fatalf("policy show clusternetworkpolicy guard-db: records header %q", header)
+	}
+	_, shown, _ = strings.Cut(shown, "\n")
 	wantShown := `apiVersion: policy.networking.k8s.io/v1alpha2
 kind: ClusterNetworkPolicy
 metadata:
@@ -139,7 +148,7 @@ spec:
 	if err != nil || exported != shown {
 		t.Fatalf("export --to clusternetworkpolicy of what show printed: %v\n%s\nwant\n%s", err, exported, shown)
 	}
-	if out = run("policy", "apply", "-f", write("exported.yaml", exported)); !strings.Contains(out, "ClusterNetworkPolicy guard-db (Admin, priority 7): unchanged, enforced") {
+	if out = run("policy", "apply", "-f", write("exported.yaml", exported)); !strings.Contains(out, "ClusterNetworkPolicy guard-db (Admin, priority 7): unchanged, revision 1, enforced") {
 		t.Errorf("applying what show printed and export wrote changed it:\n%s", out)
 	}
 	// The graph marks the edge the Admin Deny decides, and only it.
@@ -152,7 +161,7 @@ spec:
 	}
 	before := len(node.Enforced())
 	out = run("policy", "delete", "clusternetworkpolicy", "guard-db")
-	if !strings.Contains(out, "ClusterNetworkPolicy guard-db (Admin, priority 7) deleted (by ") || !strings.Contains(out, "name: no-intruder") {
+	if !strings.Contains(out, "ClusterNetworkPolicy guard-db (Admin, priority 7) deleted (record 2, by ") || !strings.Contains(out, "name: no-intruder") {
 		t.Errorf("policy delete clusternetworkpolicy:\n%s", out)
 	}
 	enf := node.Enforced()
@@ -164,6 +173,14 @@ spec:
 	}
 	if out, err := runAgainst(t, ts.URL, "policy", "delete", "cnp", "guard-db"); err == nil || !strings.Contains(err.Error(), "not found: none of that name is in force") {
 		t.Errorf("deleting it again: %v\n%s", err, out)
+	}
+	// Deleted: show prints both records and that it is not in force.
+	out = run("policy", "show", "cnp", "guard-db")
+	if !regexp.MustCompile(`(?m)^# ClusterNetworkPolicy guard-db record 1: apply by \S+ at \S+Z\n# ClusterNetworkPolicy guard-db record 2: delete by \S+ at \S+Z\n# not in force \(deleted\)\n\z`).MatchString(out) {
+		t.Errorf("policy show cnp guard-db after the delete:\n%s", out)
+	}
+	if out, err := runAgainst(t, ts.URL, "policy", "show", "cnp", "never"); err == nil || !strings.Contains(err.Error(), "ClusterNetworkPolicy never was never applied") {
+		t.Errorf("show of one never applied: %v\n%s", err, out)
 	}
 	if out = run("policy", "propose"); strings.Contains(out, "forbidden by") {
 		t.Errorf("after the delete, propose still leaves the edge out:\n%s", out)
@@ -200,5 +217,24 @@ func TestOfflineProposeLeavesOutForbidden(t *testing.T) {
 	want := `left out: shop{app=intruder} -> shop{app=db} TCP/5432: forbidden by ClusterNetworkPolicy guard-db (Admin, priority 7) rule ingress-0 "no-intruder" (on ingress)`
 	if err != nil || !strings.Contains(out, want) || strings.Contains(out, "app: intruder") || !strings.Contains(out, "app: web") {
 		t.Errorf("propose --policies:\n%v\n%s", err, out)
+	}
+}
+
+// TestShowUpgradedClusterNetworkPolicy: a record from a store upgraded
+// from before records (by store.ByUnknown, zero time) says so.
+func TestShowUpgradedClusterNetworkPolicy(t *testing.T) {
+	mem, _, ts := testAgent(t, &controllertest.Node{})
+	objs, err := policies.ParseObjects("guard.yaml", []byte(guardDBDoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cnps := policies.ClusterNetworkPolicies(objs)
+	if _, err := mem.AddClusterNetworkPolicyRecord(store.ClusterNetworkPolicyRecord{Action: store.ActionApply, By: store.ByUnknown, Policy: &cnps[0]}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runAgainst(t, ts.URL, "policy", "show", "clusternetworkpolicy", "guard-db")
+	want := "# ClusterNetworkPolicy guard-db record 1: apply by (unknown: in force before records were kept) at an unknown time\n# in force since an unknown time\napiVersion: policy.networking.k8s.io/v1alpha2\n"
+	if err != nil || !strings.HasPrefix(out, want) {
+		t.Errorf("policy show of an upgraded record: %v\n%s\nwant it to start with\n%s", err, out, want)
 	}
 }

@@ -115,7 +115,7 @@ func TestPolicyApplyFilesAllOrNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err = runAgainst(t, ts.URL, "policy", "apply", "-f", cnp)
-	if err != nil || !strings.Contains(out, "ClusterNetworkPolicy guard (Admin, priority 1): enforced now") {
+	if err != nil || !strings.Contains(out, "ClusterNetworkPolicy guard (Admin, priority 1): revision 1, enforced now") {
 		t.Fatalf("apply of a ClusterNetworkPolicy: err %v, out:\n%s", err, out)
 	}
 }

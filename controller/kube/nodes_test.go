@@ -51,7 +51,7 @@ spec:
 		t.Fatal(err)
 	}
 	mem := store.NewMem()
-	if err := mem.PutClusterNetworkPolicy(&p); err != nil {
+	if _, err := mem.AddClusterNetworkPolicyRecord(store.ClusterNetworkPolicyRecord{Action: store.ActionApply, By: "test", Policy: &p}); err != nil {
 		t.Fatal(err)
 	}
 	svc := controller.New(controller.Config{}, mem, mem, c.inv, &controllertest.Node{}, nil)

@@ -22,11 +22,21 @@
 //	verdicts    time (8 bytes BE ns) + sequence → VerdictEvent JSON
 //	networkpolicies  "namespace/name" → (revision, 8 bytes BE → NetworkPolicyRecord JSON)
 //	observed    "endpoint|start (RFC 3339 ns)" → model.ObservedSpan JSON, End moved forward on every commit
-//	clusternetworkpolicies  name → ClusterNetworkPolicy JSON (the one in force)
+//	clusternetworkpolicyrecords  name → (revision, 8 bytes BE → ClusterNetworkPolicyRecord JSON)
+//	clusternetworkpolicies  name → ClusterNetworkPolicy JSON (the one in force: written with each record)
 //
 // A file written before networkpolicies or observed existed gets the
 // bucket when it is next opened for writing; readers treat a missing
 // bucket as empty (a file without spans has observed nothing yet).
+//
+// A file written before ClusterNetworkPolicy records held only
+// clusternetworkpolicies. Open upgrades it in its first transaction:
+// each ClusterNetworkPolicy in force there becomes a revision-1 apply
+// record with By store.ByUnknown and a zero At (unknown: the file never
+// held who or when). The in-force bucket stays and is kept up to date, so
+// an older agent opened on the file later still enforces the same
+// policies; what it changes there is recorded the same way (By
+// store.ByUnknown) the next time this version opens the file.
 package bolt
 
 import (
@@ -34,6 +44,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 	"time"
@@ -76,7 +87,7 @@ func Open(path string) (*Store, error) {
 				return err
 			}
 		}
-		return nil
+		return upgradeCNPs(tx)
 	})
 	if err != nil {
 		db.Close()
@@ -494,16 +505,25 @@ func (s *Store) AddNetworkPolicyRecord(rec store.NetworkPolicyRecord) (store.Net
 	return rec, nil
 }
 
-func lastNetpol(b *bolt.Bucket) (store.NetworkPolicyRecord, bool, error) {
-	var r store.NetworkPolicyRecord
+// lastRecord decodes the highest-numbered record of bucket b (false when
+// b is nil or empty); kind names the policy kind in a decoding error.
+func lastRecord[R any](b *bolt.Bucket, kind string) (R, bool, error) {
+	var r R
+	if b == nil {
+		return r, false, nil
+	}
 	k, v := b.Cursor().Last()
 	if k == nil {
 		return r, false, nil
 	}
 	if err := json.Unmarshal(v, &r); err != nil {
-		return r, false, fmt.Errorf("decode NetworkPolicy record: %w", err)
+		return r, false, fmt.Errorf("decode %s record: %w", kind, err)
 	}
 	return r, true, nil
+}
+
+func lastNetpol(b *bolt.Bucket) (store.NetworkPolicyRecord, bool, error) {
+	return lastRecord[store.NetworkPolicyRecord](b, "NetworkPolicy")
 }
 
 // netpolKeys returns the "namespace/name" keys of root sorted by
@@ -575,56 +595,177 @@ func (s *Store) NetworkPolicyRecords(namespace, name string) ([]store.NetworkPol
 	return out, err
 }
 
-// bucketCNPs holds the ClusterNetworkPolicies in force: name → JSON.
-var bucketCNPs = []byte("clusternetworkpolicies")
+// bucketCNPs holds the ClusterNetworkPolicies in force: name → JSON, the
+// file format before records (and still written, see
+// AddClusterNetworkPolicyRecord); bucketCNPRecords their records: name →
+// (revision, 8 bytes BE → ClusterNetworkPolicyRecord JSON).
+var (
+	bucketCNPs       = []byte("clusternetworkpolicies")
+	bucketCNPRecords = []byte("clusternetworkpolicyrecords")
+)
 
 var _ store.ClusterPolicyStore = (*Store)(nil)
 
-// PutClusterNetworkPolicy implements store.ClusterPolicyStore.
-func (s *Store) PutClusterNetworkPolicy(p *cnpv1alpha2.ClusterNetworkPolicy) error {
-	if p == nil || p.Name == "" {
-		return fmt.Errorf("store ClusterNetworkPolicy: %w", store.ErrNoName)
+// upgradeCNPs makes the records agree with the ClusterNetworkPolicies in
+// force that bucketCNPs holds, in the opening transaction: a file written
+// before records (only bucketCNPs), or changed by such an agent since,
+// gets for each name whose latest record does not say what bucketCNPs
+// holds an apply record of that policy, and for each name whose latest
+// record is an apply missing from bucketCNPs a delete record; both with
+// By store.ByUnknown and a zero At (who and when were not stored). A file
+// that agrees gets nothing.
+func upgradeCNPs(tx *bolt.Tx) error {
+	old := tx.Bucket(bucketCNPs)
+	recs := tx.Bucket(bucketCNPRecords)
+	if old == nil && recs == nil {
+		return nil
 	}
-	raw, err := json.Marshal(p)
-	if err != nil {
-		return fmt.Errorf("store ClusterNetworkPolicy %s: %w", p.Name, err)
+	if recs == nil {
+		var err error
+		if recs, err = tx.CreateBucket(bucketCNPRecords); err != nil {
+			return err
+		}
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucketCNPs)
+	inOld := map[string]bool{}
+	if old != nil {
+		err := old.ForEach(func(k, v []byte) error {
+			if v == nil {
+				return nil // a nested bucket: never written there
+			}
+			name := string(k)
+			inOld[name] = true
+			b, err := recs.CreateBucketIfNotExists(k)
+			if err != nil {
+				return err
+			}
+			last, ok, err := lastCNP(b)
+			if err != nil {
+				return fmt.Errorf("ClusterNetworkPolicy %s: %w", name, err)
+			}
+			var p cnpv1alpha2.ClusterNetworkPolicy
+			if err := json.Unmarshal(v, &p); err != nil {
+				return fmt.Errorf("decode ClusterNetworkPolicy %s: %w", name, err)
+			}
+			// Both decoded from JSON: equal when the bucket holds what
+			// the latest record says.
+			if ok && last.Action == store.ActionApply && last.Policy != nil && reflect.DeepEqual(*last.Policy, p) {
+				return nil
+			}
+			rec := store.ClusterNetworkPolicyRecord{Name: name, Action: store.ActionApply, By: store.ByUnknown, Policy: &p}
+			return appendNumbered(b, "ClusterNetworkPolicy record", &rec.Revision, &rec)
+		})
 		if err != nil {
 			return err
 		}
-		return b.Put([]byte(p.Name), raw)
-	})
-}
-
-// DeleteClusterNetworkPolicy implements store.ClusterPolicyStore.
-func (s *Store) DeleteClusterNetworkPolicy(name string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketCNPs)
-		if b == nil || b.Get([]byte(name)) == nil {
-			return fmt.Errorf("delete ClusterNetworkPolicy %s: %w", name, store.ErrNotFound)
-		}
-		return b.Delete([]byte(name))
-	})
-}
-
-// ClusterNetworkPolicies implements store.ClusterPolicyStore (sorted by
-// name: bbolt keeps keys in byte order).
-func (s *Store) ClusterNetworkPolicies() ([]cnpv1alpha2.ClusterNetworkPolicy, error) {
-	out := []cnpv1alpha2.ClusterNetworkPolicy{}
-	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketCNPs)
-		if b == nil {
+	}
+	var gone []string
+	err := recs.ForEach(func(k, _ []byte) error {
+		if inOld[string(k)] {
 			return nil
 		}
-		return b.ForEach(func(k, v []byte) error {
-			var p cnpv1alpha2.ClusterNetworkPolicy
-			if err := json.Unmarshal(v, &p); err != nil {
-				return fmt.Errorf("decode ClusterNetworkPolicy %s: %w", k, err)
+		last, ok, err := lastCNP(recs.Bucket(k))
+		if err != nil {
+			return fmt.Errorf("ClusterNetworkPolicy %s: %w", k, err)
+		}
+		if ok && last.Action == store.ActionApply {
+			gone = append(gone, string(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, name := range gone {
+		rec := store.ClusterNetworkPolicyRecord{Name: name, Action: store.ActionDelete, By: store.ByUnknown}
+		if err := appendNumbered(recs.Bucket([]byte(name)), "ClusterNetworkPolicy record", &rec.Revision, &rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func lastCNP(b *bolt.Bucket) (store.ClusterNetworkPolicyRecord, bool, error) {
+	return lastRecord[store.ClusterNetworkPolicyRecord](b, "ClusterNetworkPolicy")
+}
+
+// AddClusterNetworkPolicyRecord implements store.ClusterPolicyStore: the
+// record and the in-force object in bucketCNPs (put for an apply, removed
+// for a delete) change in one transaction, so a file opened by an agent
+// from before records still enforces what is in force.
+func (s *Store) AddClusterNetworkPolicyRecord(rec store.ClusterNetworkPolicyRecord) (store.ClusterNetworkPolicyRecord, error) {
+	rec, err := store.PrepareClusterNetworkPolicyRecord(rec)
+	if err != nil {
+		return store.ClusterNetworkPolicyRecord{}, err
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		root, err := tx.CreateBucketIfNotExists(bucketCNPRecords)
+		if err != nil {
+			return err
+		}
+		old, err := tx.CreateBucketIfNotExists(bucketCNPs)
+		if err != nil {
+			return err
+		}
+		b, err := root.CreateBucketIfNotExists([]byte(rec.Name))
+		if err != nil {
+			return err
+		}
+		if rec.Action == store.ActionDelete {
+			last, ok, err := lastCNP(b)
+			if err != nil {
+				return err
 			}
-			out = append(out, p)
+			if !ok || last.Action != store.ActionApply {
+				return store.ErrNotFound
+			}
+			if err := old.Delete([]byte(rec.Name)); err != nil {
+				return err
+			}
+		} else {
+			raw, err := json.Marshal(rec.Policy)
+			if err != nil {
+				return fmt.Errorf("encode ClusterNetworkPolicy: %w", err)
+			}
+			if err := old.Put([]byte(rec.Name), raw); err != nil {
+				return err
+			}
+		}
+		return appendNumbered(b, "ClusterNetworkPolicy record", &rec.Revision, &rec)
+	})
+	if err != nil {
+		return store.ClusterNetworkPolicyRecord{}, fmt.Errorf("%s ClusterNetworkPolicy %s: %w", rec.Action, rec.Name, err)
+	}
+	return rec, nil
+}
+
+// ClusterNetworkPolicies implements store.ClusterPolicyStore: the policies
+// of the latest records that are applies, sorted by name.
+func (s *Store) ClusterNetworkPolicies() ([]cnpv1alpha2.ClusterNetworkPolicy, error) {
+	recs, err := s.ClusterNetworkPolicyRecords("")
+	return store.InForceClusterNetworkPolicies(recs), err
+}
+
+// ClusterNetworkPolicyRecords implements store.ClusterPolicyStore (sorted
+// by name: bbolt keeps keys in byte order; by revision: big-endian keys).
+func (s *Store) ClusterNetworkPolicyRecords(name string) ([]store.ClusterNetworkPolicyRecord, error) {
+	var out []store.ClusterNetworkPolicyRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		root := tx.Bucket(bucketCNPRecords)
+		if root == nil {
 			return nil
+		}
+		return root.ForEach(func(k, _ []byte) error {
+			if name != "" && string(k) != name {
+				return nil
+			}
+			return root.Bucket(k).ForEach(func(_, v []byte) error {
+				var r store.ClusterNetworkPolicyRecord
+				if err := json.Unmarshal(v, &r); err != nil {
+					return fmt.Errorf("decode ClusterNetworkPolicy record of %s: %w", k, err)
+				}
+				out = append(out, r)
+				return nil
+			})
 		})
 	})
 	return out, err

@@ -77,17 +77,24 @@ func (s *storeCore) warnInvalidCNP(u *unstructured.Unstructured, err error) {
 // a cluster administrator applies them with kubectl). p is validated
 // first; an invalid one wraps policies.ErrInvalid and nothing is written.
 func (s *Store) PutClusterNetworkPolicy(p *cnpv1alpha2.ClusterNetworkPolicy) error {
+	_, err := s.putCNP(p)
+	return err
+}
+
+// putCNP is PutClusterNetworkPolicy; it returns the metadata.generation
+// of the object written.
+func (s *Store) putCNP(p *cnpv1alpha2.ClusterNetworkPolicy) (int64, error) {
 	if p == nil || p.Name == "" {
-		return fmt.Errorf("store ClusterNetworkPolicy: %w", store.ErrNoName)
+		return 0, fmt.Errorf("store ClusterNetworkPolicy: %w", store.ErrNoName)
 	}
 	if err := CheckClusterNetworkPolicy(p); err != nil {
-		return fmt.Errorf("store ClusterNetworkPolicy %s: %w", p.Name, err)
+		return 0, fmt.Errorf("store ClusterNetworkPolicy %s: %w", p.Name, err)
 	}
 	want := &cnpv1alpha2.ClusterNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Labels: p.Labels, Annotations: p.Annotations}, Spec: *p.Spec.DeepCopy()}
 	want.APIVersion, want.Kind = cnpv1alpha2.APIVersion, cnpv1alpha2.Kind
 	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(want)
 	if err != nil {
-		return fmt.Errorf("store ClusterNetworkPolicy %s: %w", p.Name, err)
+		return 0, fmt.Errorf("store ClusterNetworkPolicy %s: %w", p.Name, err)
 	}
 	u := &unstructured.Unstructured{Object: m}
 	unstructured.RemoveNestedField(u.Object, "status")
@@ -97,23 +104,24 @@ func (s *Store) PutClusterNetworkPolicy(p *cnpv1alpha2.ClusterNetworkPolicy) err
 	api := s.dyn.Resource(ClusterNetworkPolicyResource)
 	for attempt := 1; ; attempt++ {
 		have, err := api.Get(ctx, p.Name, metav1.GetOptions{})
+		var done *unstructured.Unstructured
 		switch {
 		case apierrors.IsNotFound(err):
-			_, err = api.Create(ctx, u, metav1.CreateOptions{})
+			done, err = api.Create(ctx, u, metav1.CreateOptions{})
 			if apierrors.IsAlreadyExists(err) && attempt < 10 {
 				continue
 			}
 		case err == nil:
 			u.SetResourceVersion(have.GetResourceVersion())
-			_, err = api.Update(ctx, u, metav1.UpdateOptions{})
+			done, err = api.Update(ctx, u, metav1.UpdateOptions{})
 			if apierrors.IsConflict(err) && attempt < 10 {
 				continue
 			}
 		}
 		if err != nil {
-			return fmt.Errorf("store ClusterNetworkPolicy %s: %w", p.Name, err)
+			return 0, fmt.Errorf("store ClusterNetworkPolicy %s: %w", p.Name, err)
 		}
-		return nil
+		return done.GetGeneration(), nil
 	}
 }
 
@@ -131,4 +139,55 @@ func (s *Store) DeleteClusterNetworkPolicy(name string) error {
 		return fmt.Errorf("delete ClusterNetworkPolicy %s: %w", name, err)
 	}
 	return nil
+}
+
+// AddClusterNetworkPolicyRecord implements store.ClusterPolicyStore over
+// the API itself: an apply is PutClusterNetworkPolicy, a delete
+// DeleteClusterNetworkPolicy. Deviation from the append-only records of
+// the standalone store: the API keeps only the current version and not
+// who wrote it, so the returned record's Revision is the object's
+// metadata.generation (for a delete, the deleted one's plus one), and
+// ClusterNetworkPolicyRecords synthesizes one record per policy in force
+// (see there). The audit trail of changes in a cluster is the API
+// server's audit log.
+func (s *Store) AddClusterNetworkPolicyRecord(rec store.ClusterNetworkPolicyRecord) (store.ClusterNetworkPolicyRecord, error) {
+	rec, err := store.PrepareClusterNetworkPolicyRecord(rec)
+	if err != nil {
+		return store.ClusterNetworkPolicyRecord{}, err
+	}
+	if rec.Action == store.ActionApply {
+		gen, err := s.putCNP(rec.Policy)
+		if err != nil {
+			return store.ClusterNetworkPolicyRecord{}, err
+		}
+		rec.Revision = int(gen)
+		return rec, nil
+	}
+	ctx, cancel := s.ctx()
+	have, err := s.dyn.Resource(ClusterNetworkPolicyResource).Get(ctx, rec.Name, metav1.GetOptions{})
+	cancel()
+	if apierrors.IsNotFound(err) {
+		return store.ClusterNetworkPolicyRecord{}, fmt.Errorf("delete ClusterNetworkPolicy %s: %w", rec.Name, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.ClusterNetworkPolicyRecord{}, fmt.Errorf("delete ClusterNetworkPolicy %s: %w", rec.Name, err)
+	}
+	if err := s.DeleteClusterNetworkPolicy(rec.Name); err != nil {
+		return store.ClusterNetworkPolicyRecord{}, err
+	}
+	rec.Revision = int(have.GetGeneration()) + 1
+	return rec, nil
+}
+
+// ClusterNetworkPolicyRecords implements store.ClusterPolicyStore with the
+// deviation AddClusterNetworkPolicyRecord describes: one apply record per
+// ClusterNetworkPolicy in force (of name, or all for ""), Revision its
+// metadata.generation, At its creationTimestamp, By "" (the API server
+// does not keep who); no deletions.
+func (s *Store) ClusterNetworkPolicyRecords(name string) ([]store.ClusterNetworkPolicyRecord, error) {
+	cnps, err := s.ClusterNetworkPolicies()
+	if err != nil {
+		return nil, err
+	}
+	return store.SynthesizeClusterNetworkPolicyRecords(cnps, name), nil
 }

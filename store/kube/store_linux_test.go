@@ -56,7 +56,8 @@ func storeCluster(t testing.TB) *kubetest.Cluster {
 
 // wipeStore deletes the head, every promotion, every NanoSegment and
 // ControllerRevision the store labels (and every NanoSegment of the
-// namespaces the tests name), and every NetworkPolicy.
+// namespaces the tests name), every ClusterNetworkPolicy and every
+// NetworkPolicy.
 func wipeStore(t testing.TB, c *kubetest.Cluster) {
 	t.Helper()
 	ctx := context.Background()
@@ -80,6 +81,10 @@ func wipeStore(t testing.TB, c *kubetest.Cluster) {
 				t.Fatal(err)
 			}
 		}
+	}
+	// ClusterNetworkPolicies: the contract starts with none in force.
+	if err := dyn.Resource(ClusterNetworkPolicyResource).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		t.Fatal(err)
 	}
 	for _, ns := range []string{"shop", "monitoring"} { // hand-written ones too
 		if err := dyn.Resource(NanoSegmentResource).Namespace(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
@@ -129,7 +134,8 @@ func TestStoreContract(t *testing.T) {
 	}, func(t *testing.T, _ store.PolicyStore) store.PolicyStore {
 		return newStore(t, c) // another process on the same API server
 	}, storetest.Options{
-		NetworkPolicyHistory: "the cluster store keeps NetworkPolicies as the API objects themselves: only the current version of each exists (AddNetworkPolicyRecord)",
+		NetworkPolicyHistory:        "the cluster store keeps NetworkPolicies as the API objects themselves: only the current version of each exists (AddNetworkPolicyRecord)",
+		ClusterNetworkPolicyHistory: "the cluster store keeps ClusterNetworkPolicies as the API objects themselves: only the current version of each exists (AddClusterNetworkPolicyRecord)",
 	})
 }
 

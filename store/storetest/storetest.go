@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/nanoseg/nanoseg/model"
+	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
 	"github.com/nanoseg/nanoseg/policies/v1alpha1"
 	"github.com/nanoseg/nanoseg/store"
 )
@@ -40,6 +41,11 @@ type Options struct {
 	// each NetworkPolicy (the Kubernetes API), so the records of earlier
 	// versions and of deletions are not checked.
 	NetworkPolicyHistory string
+	// ClusterNetworkPolicyHistory: the same for ClusterNetworkPolicies
+	// (a store.ClusterPolicyStore over the Kubernetes API): the records
+	// of earlier versions, of deletions, and their At and By are not
+	// checked.
+	ClusterNetworkPolicyHistory string
 }
 
 // RunPolicyStore runs the contract tests of store.PolicyStore alone
@@ -52,6 +58,7 @@ func RunPolicyStore(t *testing.T, open func(t *testing.T) store.PolicyStore, reo
 	}
 	t.Run("PromotionsAreChainedAndChecked", func(t *testing.T) { promotionsChained(t, open(t), reopen) })
 	t.Run("NetworkPolicies", func(t *testing.T) { networkPolicies(t, open(t), reopen, opts) })
+	t.Run("ClusterNetworkPolicies", func(t *testing.T) { clusterNetworkPolicies(t, open(t), reopen, opts) })
 }
 
 func mergesEdges(t *testing.T, s store.Store, reopen func(*testing.T, store.Store) store.Store) {
@@ -274,6 +281,114 @@ func networkPolicies(t *testing.T, s store.PolicyStore, reopen func(*testing.T, 
 		}
 		if all, _ := s.NetworkPolicyRecords("", ""); len(all) != 4 {
 			t.Errorf("all records: %d, want 4", len(all))
+		}
+	})
+}
+
+// clusterNetworkPolicies: a store.ClusterPolicyStore keeps
+// ClusterNetworkPolicies as networkPolicies keeps NetworkPolicies: each
+// apply and delete is a numbered record of its name (growing across
+// deletions), the ones in force are the policies of the latest applies,
+// and deleting one not in force changes nothing. A store without
+// ClusterPolicyStore skips it.
+func clusterNetworkPolicies(t *testing.T, s store.PolicyStore, reopen func(*testing.T, store.PolicyStore) store.PolicyStore, opts Options) {
+	cs, ok := s.(store.ClusterPolicyStore)
+	if !ok {
+		t.Skip("the store holds no ClusterNetworkPolicies (no store.ClusterPolicyStore)")
+	}
+	reopenCS := func() store.ClusterPolicyStore {
+		s = reopen(t, s)
+		return s.(store.ClusterPolicyStore)
+	}
+	at := time.Date(2026, 11, 30, 6, 0, 0, 0, time.UTC)
+	cnp := func(name string, priority int32) *cnpv1alpha2.ClusterNetworkPolicy {
+		p := &cnpv1alpha2.ClusterNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: cnpv1alpha2.Spec{
+			Tier: cnpv1alpha2.TierAdmin, Priority: priority,
+			Subject: cnpv1alpha2.Subject{Namespaces: &metav1.LabelSelector{}},
+			Ingress: []cnpv1alpha2.IngressRule{{Name: "deny-all", Action: cnpv1alpha2.ActionDeny,
+				From: []cnpv1alpha2.IngressPeer{{Namespaces: &metav1.LabelSelector{}}}}},
+		}}
+		p.APIVersion, p.Kind = cnpv1alpha2.APIVersion, cnpv1alpha2.Kind
+		return p
+	}
+	if got, err := cs.ClusterNetworkPolicies(); err != nil || len(got) != 0 {
+		t.Fatalf("empty store: ClusterNetworkPolicies = %+v, %v", got, err)
+	}
+	r1, err := cs.AddClusterNetworkPolicyRecord(store.ClusterNetworkPolicyRecord{Action: store.ActionApply, At: at, By: "ops", Policy: cnp("guard-db", 5)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r1.Name != "guard-db" || r1.Revision != 1 || r1.Policy.Spec.Priority != 5 {
+		t.Errorf("first record = %+v, want guard-db revision 1", r1)
+	}
+	r2, err := cs.AddClusterNetworkPolicyRecord(store.ClusterNetworkPolicyRecord{Action: store.ActionApply, At: at.Add(time.Minute), By: "sec", Policy: cnp("guard-db", 7)})
+	if err != nil || r2.Revision != 2 {
+		t.Fatalf("second record = %+v, %v", r2, err)
+	}
+	if _, err := cs.AddClusterNetworkPolicyRecord(store.ClusterNetworkPolicyRecord{Action: store.ActionApply, At: at, By: "ops", Policy: cnp("baseline", 3)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.AddClusterNetworkPolicyRecord(store.ClusterNetworkPolicyRecord{Action: store.ActionDelete, Name: "nope", At: at, By: "ops"}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("delete of a ClusterNetworkPolicy never applied: %v, want ErrNotFound", err)
+	}
+	if _, err := cs.AddClusterNetworkPolicyRecord(store.ClusterNetworkPolicyRecord{Action: store.ActionApply, At: at}); err == nil {
+		t.Errorf("apply without a policy was stored")
+	}
+	if _, err := cs.AddClusterNetworkPolicyRecord(store.ClusterNetworkPolicyRecord{Action: store.ActionApply, At: at, Policy: cnp("", 1)}); !errors.Is(err, store.ErrNoName) {
+		t.Errorf("apply without a name: %v, want ErrNoName", err)
+	}
+	cs = reopenCS()
+	got, err := cs.ClusterNetworkPolicies()
+	if err != nil || len(got) != 2 {
+		t.Fatalf("in force = %+v, %v; want 2", got, err)
+	}
+	if got[0].Name != "baseline" || got[1].Name != "guard-db" || got[1].Spec.Priority != 7 {
+		t.Errorf("in force = %+v, want baseline then guard-db at priority 7", got)
+	}
+	got[1].Spec.Priority = 99 // callers cannot change what the store holds
+	del, err := cs.AddClusterNetworkPolicyRecord(store.ClusterNetworkPolicyRecord{Action: store.ActionDelete, Name: "guard-db", At: at.Add(2 * time.Minute), By: "ops"})
+	if err != nil || del.Revision != 3 || del.Policy != nil {
+		t.Fatalf("delete = %+v, %v; want revision 3 without a policy", del, err)
+	}
+	if _, err := cs.AddClusterNetworkPolicyRecord(store.ClusterNetworkPolicyRecord{Action: store.ActionDelete, Name: "guard-db", At: at, By: "ops"}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("second delete: %v, want ErrNotFound", err)
+	}
+	cs = reopenCS()
+	if got, _ := cs.ClusterNetworkPolicies(); len(got) != 1 || got[0].Name != "baseline" {
+		t.Errorf("in force after delete = %+v, want baseline only", got)
+	}
+	t.Run("RecordHistory", func(t *testing.T) {
+		if opts.ClusterNetworkPolicyHistory != "" {
+			t.Skip(opts.ClusterNetworkPolicyHistory)
+		}
+		recs, err := cs.ClusterNetworkPolicyRecords("guard-db")
+		if err != nil || len(recs) != 3 {
+			t.Fatalf("records of guard-db = %+v, %v; want apply, apply, delete", recs, err)
+		}
+		want := []struct {
+			rev    int
+			action store.NetworkPolicyAction
+			by     string
+			at     time.Time
+			prio   int32
+		}{{1, store.ActionApply, "ops", at, 5}, {2, store.ActionApply, "sec", at.Add(time.Minute), 7}, {3, store.ActionDelete, "ops", at.Add(2 * time.Minute), 0}}
+		for i, w := range want {
+			r := recs[i]
+			if r.Name != "guard-db" || r.Revision != w.rev || r.Action != w.action || r.By != w.by || !r.At.Equal(w.at) {
+				t.Errorf("record %d = %+v, want revision %d %s by %s at %s", i, r, w.rev, w.action, w.by, w.at)
+			}
+			if (r.Policy == nil) != (w.action == store.ActionDelete) || (r.Policy != nil && r.Policy.Spec.Priority != w.prio) {
+				t.Errorf("record %d policy = %+v, want priority %d (none for a delete)", i, r.Policy, w.prio)
+			}
+		}
+		all, _ := cs.ClusterNetworkPolicyRecords("")
+		if len(all) != 4 || all[0].Name != "baseline" || all[3].Action != store.ActionDelete {
+			t.Errorf("all records = %+v, want baseline's then guard-db's three", all)
+		}
+		// Applied again after the delete: the revisions go on.
+		r4, err := cs.AddClusterNetworkPolicyRecord(store.ClusterNetworkPolicyRecord{Action: store.ActionApply, At: at.Add(3 * time.Minute), By: "ops", Policy: cnp("guard-db", 5)})
+		if err != nil || r4.Revision != 4 {
+			t.Errorf("apply after delete = %+v, %v; want revision 4", r4, err)
 		}
 	})
 }
