@@ -158,6 +158,20 @@ function linkClasses(l, d) {
   return c;
 }
 
+// dataChanged says whether setting d on an element whose data is cur
+// would change any value (d's keys only: an edge's gradient stops stay
+// when it stops being mixed, unused).
+function dataChanged(cur, d) {
+  for (const k of Object.keys(d)) if (cur[k] !== d[k]) return true;
+  return false;
+}
+
+// setHidden gives el the class "hidden" when hide, takes it away
+// otherwise, and leaves el alone when it already is so.
+function setHidden(el, hide) {
+  if (el.hasClass("hidden") !== hide) el.toggleClass("hidden", hide);
+}
+
 function linkElement(l) {
   const d = linkData(l);
   return { group: "edges", data: d, classes: linkClasses(l, d) };
@@ -292,18 +306,20 @@ export class GraphView {
           fresh.push(linkElement(l));
           continue;
         }
+        // Only what changed is set: cytoscape's data() marks the
+        // element's style dirty (and fires an event) even when every value
+        // is the same, and a dirty style is recomputed and redrawn; on a
+        // live event most edges come back unchanged. classes() already
+        // leaves an element whose classes are the same alone.
         const d = linkData(l);
-        e.data(d);
+        if (dataChanged(e.data(), d)) e.data(d);
         e.classes(linkClasses(l, d));
       }
       cy.add(fresh);
-      // What the model no longer has goes (a shorter time window).
-      cy.edges().forEach((e) => { if (!m.links.has(e.id())) e.remove(); });
-      cy.nodes().forEach((n) => {
-        if (n.data("kind") === "group") return;
-        if (!m.nodes.has(n.id())) n.remove();
-      });
-      cy.nodes(".group").forEach((g) => { if (g.children().empty()) g.remove(); });
+      // What the model no longer has goes (a shorter time window), in one call.
+      cy.edges().filter((e) => !m.links.has(e.id())).remove();
+      cy.nodes().filter((n) => n.data("kind") !== "group" && !m.nodes.has(n.id())).remove();
+      cy.nodes(".group").filter((g) => g.children().empty()).remove();
     });
     if (placed > 0) {
       this._separateGroups();
@@ -448,13 +464,16 @@ export class GraphView {
       }
     }
     for (const n of m.nodes.values()) if (!visible.has(n.id) && keepNode(f, n)) visible.add(n.id);
+    // Only elements whose state changes are touched: cytoscape's
+    // toggleClass marks every element it is given as changed (a style
+    // recomputation and a redraw of each), whether it had the class or not.
     cy.batch(() => {
-      cy.edges().forEach((e) => { e.toggleClass("hidden", !shownLinks.has(e.id())); });
+      cy.edges().forEach((e) => { setHidden(e, !shownLinks.has(e.id())); });
       cy.nodes().forEach((n) => {
         if (n.data("kind") === "group") return;
-        n.toggleClass("hidden", !visible.has(n.id()));
+        setHidden(n, !visible.has(n.id()));
       });
-      cy.nodes(".group").forEach((g) => { g.toggleClass("hidden", g.children(":visible").empty() && g.children().not(".hidden").empty()); });
+      cy.nodes(".group").forEach((g) => { setHidden(g, g.children().not(".hidden").empty()); });
     });
   }
 
