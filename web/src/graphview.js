@@ -13,6 +13,7 @@ export const colors = { allow: "#4a7fb5", "audit-deny": "#e08a00", deny: "#c6282
 const LARGE = 1500; // edges above which the drawing uses the cheap edge style
 
 const WORLD = "world:";
+const SPREAD = 24; // nodes whose centres come closer than this on both axes overlap (a node is 22 wide)
 const GAP = 40; // the least space between two group boxes, in model units (px at zoom 1)
 const STORE = "nanoseg.positions.v1"; // localStorage key of the kept positions
 const STORE_MAX = 20000; // nodes kept at the most (about 1 MB of JSON)
@@ -158,6 +159,20 @@ function linkClasses(l, d) {
   return c;
 }
 
+// dataChanged says whether setting d on an element whose data is cur
+// would change any value (d's keys only: an edge's gradient stops stay
+// when it stops being mixed, unused).
+function dataChanged(cur, d) {
+  for (const k of Object.keys(d)) if (cur[k] !== d[k]) return true;
+  return false;
+}
+
+// setHidden gives el the class "hidden" when hide, takes it away
+// otherwise, and leaves el alone when it already is so.
+function setHidden(el, hide) {
+  if (el.hasClass("hidden") !== hide) el.toggleClass("hidden", hide);
+}
+
 function linkElement(l) {
   const d = linkData(l);
   return { group: "edges", data: d, classes: linkClasses(l, d) };
@@ -292,18 +307,20 @@ export class GraphView {
           fresh.push(linkElement(l));
           continue;
         }
+        // Only what changed is set: cytoscape's data() marks the
+        // element's style dirty (and fires an event) even when every value
+        // is the same, and a dirty style is recomputed and redrawn; on a
+        // live event most edges come back unchanged. classes() already
+        // leaves an element whose classes are the same alone.
         const d = linkData(l);
-        e.data(d);
+        if (dataChanged(e.data(), d)) e.data(d);
         e.classes(linkClasses(l, d));
       }
       cy.add(fresh);
-      // What the model no longer has goes (a shorter time window).
-      cy.edges().forEach((e) => { if (!m.links.has(e.id())) e.remove(); });
-      cy.nodes().forEach((n) => {
-        if (n.data("kind") === "group") return;
-        if (!m.nodes.has(n.id())) n.remove();
-      });
-      cy.nodes(".group").forEach((g) => { if (g.children().empty()) g.remove(); });
+      // What the model no longer has goes (a shorter time window), in one call.
+      cy.edges().filter((e) => !m.links.has(e.id())).remove();
+      cy.nodes().filter((n) => n.data("kind") !== "group" && !m.nodes.has(n.id())).remove();
+      cy.nodes(".group").filter((g) => g.children().empty()).remove();
     });
     if (placed > 0) {
       this._separateGroups();
@@ -314,6 +331,7 @@ export class GraphView {
     if (!first) return Promise.resolve(0);
     const laid = kept.size > 0 ? Promise.resolve(cy.fit(undefined, 30)) : this._layout();
     return laid.then(() => {
+      this._spread();
       this._separateGroups();
       cy.fit(undefined, 30);
       this._savePositions();
@@ -327,7 +345,53 @@ export class GraphView {
   relayout() {
     if (!this.cy) return Promise.resolve(0);
     try { window.localStorage.removeItem(STORE); } catch (_) { /* storage refused */ }
-    return this._layout().then(() => { this._separateGroups(); this._savePositions(); });
+    return this._layout().then(() => { this._spread(); this._separateGroups(); this._savePositions(); });
+  }
+
+  // _spread moves each node that lies on another (their centres closer
+  // than SPREAD on both axes: the circles overlap) to the nearest free
+  // spot on rings of SPREAD around it, in id order so the result is as
+  // deterministic as the layout. fcose's draft quality (above 800 nodes:
+  // its spectral start without the force pass) puts nodes of long chains
+  // on the very same spot, so a namespace of hundreds of workloads showed
+  // fewer nodes than it has. Nodes are bucketed in cells of SPREAD: a
+  // check looks at the 3 × 3 cells around a spot.
+  _spread() {
+    const S = SPREAD;
+    const cells = new Map();
+    const key = (x, y) => `${Math.floor(x / S)},${Math.floor(y / S)}`;
+    const clash = (x, y) => {
+      for (let i = -1; i <= 1; i++) {
+        for (let j = -1; j <= 1; j++) {
+          const near = cells.get(key(x + i * S, y + j * S));
+          if (near && near.some((q) => Math.abs(x - q.x) < S && Math.abs(y - q.y) < S)) return true;
+        }
+      }
+      return false;
+    };
+    const put = (p) => {
+      const k = key(p.x, p.y);
+      if (!cells.has(k)) cells.set(k, []);
+      cells.get(k).push(p);
+    };
+    const moves = [];
+    for (const n of this.cy.nodes().not(".group").toArray().sort((a, b) => byId({ id: a.id() }, { id: b.id() }))) {
+      let p = { ...n.position() };
+      if (clash(p.x, p.y)) {
+        let found = null;
+        for (let r = 1; !found && r < 1000; r++) {
+          for (let i = -r; i <= r && !found; i++) {
+            for (let j = -r; j <= r && !found; j++) {
+              if (Math.max(Math.abs(i), Math.abs(j)) !== r) continue;
+              if (!clash(p.x + i * S, p.y + j * S)) found = { x: p.x + i * S, y: p.y + j * S };
+            }
+          }
+        }
+        if (found) { p = found; moves.push([n, p]); }
+      }
+      put(p);
+    }
+    if (moves.length) this.cy.batch(() => { for (const [n, p] of moves) n.position(p); });
   }
 
   // _layout runs fcose over the whole graph under a fixed seed, every node
@@ -418,8 +482,27 @@ export class GraphView {
       if (o && o.nonempty()) { aim = o.position(); break; }
     }
     const step = 45;
-    const taken = kids.map((k) => k.position());
-    const free = (p) => taken.every((q) => Math.abs(p.x - q.x) >= step || Math.abs(p.y - q.y) >= step);
+    // A spot is free when no node of the group is within step of it on
+    // both axes. The group's nodes are bucketed in cells of step, so a
+    // spot looks at the 3 × 3 cells around it, not at every node: in a
+    // namespace of a thousand workloads the spots of its box times its
+    // nodes would be billions of comparisons for a few hundred new nodes.
+    const cells = new Map();
+    const cell = (x, y) => `${Math.floor(x / step)},${Math.floor(y / step)}`;
+    kids.forEach((k) => {
+      const q = k.position(), c = cell(q.x, q.y);
+      if (!cells.has(c)) cells.set(c, []);
+      cells.get(c).push(q);
+    });
+    const free = (p) => {
+      for (let i = -1; i <= 1; i++) {
+        for (let j = -1; j <= 1; j++) {
+          const near = cells.get(cell(p.x + i * step, p.y + j * step));
+          if (near && near.some((q) => Math.abs(p.x - q.x) < step && Math.abs(p.y - q.y) < step)) return false;
+        }
+      }
+      return true;
+    };
     let best = null, bestD = Infinity;
     for (let x = bb.x1; x <= bb.x2; x += step) {
       for (let y = bb.y1; y <= bb.y2; y += step) {
@@ -448,13 +531,16 @@ export class GraphView {
       }
     }
     for (const n of m.nodes.values()) if (!visible.has(n.id) && keepNode(f, n)) visible.add(n.id);
+    // Only elements whose state changes are touched: cytoscape's
+    // toggleClass marks every element it is given as changed (a style
+    // recomputation and a redraw of each), whether it had the class or not.
     cy.batch(() => {
-      cy.edges().forEach((e) => { e.toggleClass("hidden", !shownLinks.has(e.id())); });
+      cy.edges().forEach((e) => { setHidden(e, !shownLinks.has(e.id())); });
       cy.nodes().forEach((n) => {
         if (n.data("kind") === "group") return;
-        n.toggleClass("hidden", !visible.has(n.id()));
+        setHidden(n, !visible.has(n.id()));
       });
-      cy.nodes(".group").forEach((g) => { g.toggleClass("hidden", g.children(":visible").empty() && g.children().not(".hidden").empty()); });
+      cy.nodes(".group").forEach((g) => { setHidden(g, g.children().not(".hidden").empty()); });
     });
   }
 

@@ -142,15 +142,22 @@ async function startSession(s) {
 
 async function loadGraph() {
   const window = $("#f-window").value;
+  let marksFailed = null;
   const [edges, inventory, decisions] = await Promise.all([
     state.api.get("/v1/edges", { window }),
     state.api.get("/v1/inventory"),
     // The marks of ClusterNetworkPolicy decisions are a help, not the
-    // graph: a server that cannot give them leaves the edges unmarked.
-    state.api.get("/v1/edges/decisions", { window }).catch(() => []),
+    // graph: a server that cannot give them leaves the edges unmarked,
+    // and the status line says so (unmarked must not read as "no edge is
+    // decided by a cluster rule").
+    state.api.get("/v1/edges/decisions", { window }).catch((err) => { marksFailed = err; return []; }),
   ]);
   state.reloads++;
   await setModel(fromAPI(edges, inventory, decisions));
+  const note = marksFailed ? `ClusterNetworkPolicy marks unavailable (${marksFailed.message}): edges are drawn unmarked` : "";
+  if (note) status(note, true);
+  else if (state.marksNote && $("#status").textContent === state.marksNote) status("");
+  state.marksNote = note;
 }
 
 async function setModel(m) {
