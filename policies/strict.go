@@ -229,6 +229,11 @@ func (o Object) Ref() PolicyRef {
 }
 
 // Validate returns every problem of the object with field paths below p.
+// A ClusterNetworkPolicy document with metadata.namespace is refused here
+// (Forbidden at metadata.namespace), not in ValidateClusterNetworkPolicy:
+// the API server clears the namespace of a cluster-scoped object, so only
+// a written document can carry one, and a policy stored before this check
+// still compiles.
 func (o Object) Validate() field.ErrorList {
 	switch {
 	case o.NetworkPolicy != nil:
@@ -236,7 +241,15 @@ func (o Object) Validate() field.ErrorList {
 	case o.NanoSegment != nil:
 		return ValidateNanoSegment(o.NanoSegment)
 	case o.ClusterNetworkPolicy != nil:
-		return ValidateClusterNetworkPolicy(o.ClusterNetworkPolicy)
+		errs := ValidateClusterNetworkPolicy(o.ClusterNetworkPolicy)
+		if ns := o.ClusterNetworkPolicy.Namespace; ns != "" {
+			// The API server would clear it (and kubectl drop it) without a
+			// word; a user who writes one may think the policy is
+			// namespaced, so a document with one is refused.
+			errs = append(field.ErrorList{field.Forbidden(field.NewPath("metadata", "namespace"),
+				fmt.Sprintf("ClusterNetworkPolicy is cluster-scoped: remove namespace %q (the policy applies to the pods its subject selects in every namespace)", ns))}, errs...)
+		}
+		return errs
 	}
 	return field.ErrorList{field.Required(field.NewPath("kind"), "NetworkPolicy, NanoSegment or ClusterNetworkPolicy")}
 }
