@@ -180,6 +180,23 @@ func TestClusterNetworkPolicyCRDOnAPIServer(t *testing.T) {
 		}
 	})
 
+	// Values of the wrong type: the API server names every one at once,
+	// and so does policies.ParseObjects.
+	t.Run("wrong types: all named by both", func(t *testing.T) {
+		const spec = `{tier: 7, priority: "x", ` + subject + `, ingress: [{action: Deny, from: [{namespaces: {}}], protocols: [{tcp: {destinationPort: {number: "80"}}}]}]}`
+		_, err := api.Create(ctx, cnp("wrong-types", spec), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		doc := "apiVersion: " + cnpv1alpha2.APIVersion + "\nkind: " + cnpv1alpha2.Kind + "\nmetadata: {name: wrong-types}\nspec: " + spec + "\n"
+		_, perr := policies.ParseObjects("wrong-types.yaml", []byte(doc))
+		for _, path := range []string{"spec.tier", "spec.priority", "spec.ingress[0].protocols[0].tcp.destinationPort.number"} {
+			if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), path+": Invalid value") {
+				t.Errorf("the API server does not name %s: %v", path, err)
+			}
+			if perr == nil || !strings.Contains(perr.Error(), path+": Invalid value") {
+				t.Errorf("ParseObjects does not name %s: %v", path, perr)
+			}
+		}
+	})
+
 	// What the upstream CRD allows (its rules are atomic lists, its
 	// destinationNamedPort a bare string) both accept.
 	t.Run("duplicate rule names and any named port: both accept", func(t *testing.T) {

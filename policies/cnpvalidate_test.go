@@ -164,6 +164,21 @@ spec:
   - {action: Deny, from: [{namespaces: {}}], protocols: [{tcp: {destinationPort: {number: 1}}}]}
   - {action: Deny, from: [{namespaces: {}}], protocols: [{tcp: {destinationPort: {number: 1}}}, {tcp: {destinationPort: {number: [2]}}}]}
 `, []string{`spec.ingress[1].protocols[1].tcp.destinationPort.number: Invalid value: [2]: must be of type integer`}, nil},
+		// Every value of the wrong type at once, as the API server's
+		// schema check reports them (encoding/json stops at the first).
+		{"three values of the wrong type", `
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: x, labels: {a: 1}}
+spec:
+  tier: 7
+  priority: "x"
+  subject: {namespaces: {}}
+  ingress:
+  - {action: Deny, from: [{namespaces: {}}], protocols: [{tcp: {destinationPort: {number: "80"}}}]}
+`, []string{`spec.tier: Invalid value: 7: must be of type string`, `spec.priority: Invalid value: "x": must be of type integer`,
+			`spec.ingress[0].protocols[0].tcp.destinationPort.number: Invalid value: "80": must be of type integer`,
+			`metadata.labels[a]: Invalid value: 1: must be of type string`}, nil},
 		{"NanoSegment peers as a map", `
 apiVersion: nanoseg.io/v1alpha1
 kind: NanoSegment
