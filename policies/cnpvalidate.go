@@ -68,8 +68,11 @@ func ValidateClusterNetworkPolicy(p *cnpv1alpha2.ClusterNetworkPolicy) field.Err
 	default:
 		errs = append(errs, field.NotSupported(spec.Child("tier"), p.Spec.Tier, []cnpv1alpha2.Tier{cnpv1alpha2.TierAdmin, cnpv1alpha2.TierBaseline}))
 	}
-	if p.Spec.Priority < cnpv1alpha2.MinPriority || p.Spec.Priority > cnpv1alpha2.MaxPriority {
-		errs = append(errs, field.Invalid(spec.Child("priority"), p.Spec.Priority, fmt.Sprintf("must be between %d and %d, inclusive", cnpv1alpha2.MinPriority, cnpv1alpha2.MaxPriority)))
+	switch pr := p.Spec.Priority; {
+	case pr < cnpv1alpha2.MinPriority:
+		errs = append(errs, field.Invalid(spec.Child("priority"), pr, fmt.Sprintf("should be greater than or equal to %d", cnpv1alpha2.MinPriority)))
+	case pr > cnpv1alpha2.MaxPriority:
+		errs = append(errs, field.Invalid(spec.Child("priority"), pr, fmt.Sprintf("should be less than or equal to %d", cnpv1alpha2.MaxPriority)))
 	}
 	errs = append(errs, validateCNPSelection(p.Spec.Subject.Namespaces, p.Spec.Subject.Pods, spec.Child("subject"), "namespaces, pods")...)
 	if n := len(p.Spec.Ingress); n > cnpv1alpha2.MaxRules {

@@ -54,7 +54,7 @@ spec:
 `, []string{
 			"metadata.name: Invalid value",
 			`spec.tier: Unsupported value: "Developer"`,
-			"spec.priority: Invalid value: 1001",
+			"spec.priority: Invalid value: 1001: should be less than or equal to 1000",
 			"spec.subject: Invalid value",
 			`spec.ingress[0].action: Unsupported value: "Allow"`,
 			"spec.ingress[0].from: Required value",
@@ -118,7 +118,7 @@ spec:
   priority: -1
   subject: {}
   ingress: [` + strings.Repeat("{action: Deny, from: [{namespaces: {}}]},", 26) + `]
-`, []string{"spec.tier: Required value", "spec.priority: Invalid value: -1", "spec.subject: Required value", "spec.ingress: Too many: 26"}, nil},
+`, []string{"spec.tier: Required value", "spec.priority: Invalid value: -1: should be greater than or equal to 0", "spec.subject: Required value", "spec.ingress: Too many: 26"}, nil},
 		{"list limits", `
 apiVersion: policy.networking.k8s.io/v1alpha2
 kind: ClusterNetworkPolicy
