@@ -141,3 +141,19 @@ func TestEvidenceListsClusterNetworkPolicyRecords(t *testing.T) {
 		t.Errorf("evidence verify: %v", err)
 	}
 }
+
+// TestApplyRefusesNamespacedClusterNetworkPolicy: the standalone agent
+// refuses a ClusterNetworkPolicy document that sets metadata.namespace
+// (the API server would drop it silently; the writer may think the policy
+// namespaced), naming the field, and stores nothing.
+func TestApplyRefusesNamespacedClusterNetworkPolicy(t *testing.T) {
+	f := newFixture(t)
+	doc := strings.Replace(guard("Admin", "Deny"), "metadata: {name: guard-db}", "metadata: {name: guard-db, namespace: shop}", 1)
+	_, err := f.svc.Apply(context.Background(), "cnp.yaml", []byte(doc), "alice")
+	if !errors.Is(err, controller.ErrInvalid) || !strings.Contains(err.Error(), "metadata.namespace: Forbidden") {
+		t.Fatalf("apply = %v, want ErrInvalid naming metadata.namespace", err)
+	}
+	if recs, err := f.svc.ClusterNetworkPolicyRecords("guard-db"); err != nil || len(recs) != 0 {
+		t.Errorf("records = %+v, %v; want none", recs, err)
+	}
+}

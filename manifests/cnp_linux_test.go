@@ -4,6 +4,7 @@ package manifests_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path/filepath"
@@ -149,6 +150,91 @@ func TestClusterNetworkPolicyCRDOnAPIServer(t *testing.T) {
 			}
 		})
 	}
+
+	// number 0: both refuse it at number (not at destinationPort, as a
+	// zero read as absent would), in the same words.
+	t.Run("port 0", func(t *testing.T) {
+		const path = "spec.ingress[0].protocols[0].tcp.destinationPort.number"
+		o := cnp("port-zero", `{tier: Admin, priority: 1, `+subject+`, ingress: [{action: Deny, from: [{namespaces: {}}], protocols: [{tcp: {destinationPort: {number: 0}}}]}]}`)
+		_, err := api.Create(ctx, o, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		var st apierrors.APIStatus
+		if !apierrors.IsInvalid(err) || !errors.As(err, &st) || st.Status().Details == nil {
+			t.Fatalf("got %v, want Invalid", err)
+		}
+		var apiMsg string
+		for _, c := range st.Status().Details.Causes {
+			if c.Type == metav1.CauseTypeFieldValueInvalid && c.Field == path {
+				apiMsg = c.Message
+			}
+		}
+		if apiMsg == "" {
+			t.Fatalf("API server causes %q lack Invalid %s", causes(err), path)
+		}
+		var p cnpv1alpha2.ClusterNetworkPolicy
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &p); err != nil {
+			t.Fatal(err)
+		}
+		errs := policies.ValidateClusterNetworkPolicy(&p)
+		if len(errs) != 1 || errs[0].Field != path || errs[0].Type != field.ErrorTypeInvalid || !strings.HasSuffix(apiMsg, errs[0].Detail) {
+			t.Errorf("ValidateClusterNetworkPolicy: %v; the API server: %s: %s", errs.ToAggregate(), path, apiMsg)
+		}
+	})
+
+	// Values of the wrong type: the API server names every one at once,
+	// and so does policies.ParseObjects.
+	t.Run("wrong types: all named by both", func(t *testing.T) {
+		const spec = `{tier: 7, priority: "x", ` + subject + `, ingress: [{action: Deny, from: [{namespaces: {}}], protocols: [{tcp: {destinationPort: {number: "80"}}}]}]}`
+		_, err := api.Create(ctx, cnp("wrong-types", spec), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		doc := "apiVersion: " + cnpv1alpha2.APIVersion + "\nkind: " + cnpv1alpha2.Kind + "\nmetadata: {name: wrong-types}\nspec: " + spec + "\n"
+		_, perr := policies.ParseObjects("wrong-types.yaml", []byte(doc))
+		for _, path := range []string{"spec.tier", "spec.priority", "spec.ingress[0].protocols[0].tcp.destinationPort.number"} {
+			if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), path+": Invalid value") {
+				t.Errorf("the API server does not name %s: %v", path, err)
+			}
+			if perr == nil || !strings.Contains(perr.Error(), path+": Invalid value") {
+				t.Errorf("ParseObjects does not name %s: %v", path, perr)
+			}
+		}
+	})
+
+	// What the upstream CRD allows (its rules are atomic lists, its
+	// destinationNamedPort a bare string) both accept.
+	t.Run("duplicate rule names and any named port: both accept", func(t *testing.T) {
+		o := cnp("dup-names", `{tier: Admin, priority: 1, `+subject+`, ingress: [{name: same, action: Deny, from: [{namespaces: {}}], protocols: [{destinationNamedPort: THIS_IS_BAD_}]}, {name: same, action: Accept, from: [{namespaces: {}}]}]}`)
+		if _, err := api.Create(ctx, o, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}, FieldValidation: metav1.FieldValidationStrict}); err != nil {
+			t.Fatalf("the API server refuses it: %v", err)
+		}
+		var p cnpv1alpha2.ClusterNetworkPolicy
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &p); err != nil {
+			t.Fatal(err)
+		}
+		if errs := policies.ValidateClusterNetworkPolicy(&p); len(errs) > 0 {
+			t.Errorf("ValidateClusterNetworkPolicy: %v", errs.ToAggregate())
+		}
+	})
+
+	// metadata.namespace: the API server clears it without a word; a
+	// policy document with one is refused (policies.Object.Validate).
+	t.Run("namespace: the API server clears it, a document is refused", func(t *testing.T) {
+		o := cnp("with-namespace", `{tier: Admin, priority: 1, `+subject+`, ingress: [{action: Deny, from: [{namespaces: {}}]}]}`)
+		o.SetNamespace("shop")
+		got, err := api.Create(ctx, o, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			t.Fatalf("the API server refuses it: %v", err)
+		}
+		if ns := got.GetNamespace(); ns != "" {
+			t.Errorf("the API server kept namespace %q", ns)
+		}
+		var p cnpv1alpha2.ClusterNetworkPolicy
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &p); err != nil {
+			t.Fatal(err)
+		}
+		if errs := (policies.Object{ClusterNetworkPolicy: &p}).Validate(); !slices.ContainsFunc(errs, func(e *field.Error) bool {
+			return e.Field == "metadata.namespace" && e.Type == field.ErrorTypeForbidden
+		}) {
+			t.Errorf("Object.Validate: %v", errs.ToAggregate())
+		}
+	})
 
 	t.Run("selector syntax: only the Go side refuses", func(t *testing.T) {
 		o := cnp("bad-selector", `{tier: Admin, priority: 1, subject: {namespaces: {matchExpressions: [{key: team, operator: In}]}}, ingress: [{action: Deny, from: [{namespaces: {}}]}]}`)

@@ -259,8 +259,10 @@ func compileProtocols(protos []cnpv1alpha2.Protocol) (bool, []ClusterPort) {
 				p.Any = true
 			case dp.Range != nil:
 				p.Port, p.EndPort = dp.Range.Start, dp.Range.End
+			case dp.Number != nil:
+				p.Port, p.EndPort = *dp.Number, *dp.Number
 			default:
-				p.Port, p.EndPort = dp.Number, dp.Number
+				p.Any = true // unreachable: validation requires number or range
 			}
 			out = append(out, p)
 		}

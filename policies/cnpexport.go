@@ -170,7 +170,8 @@ func cnpAcceptOf(ref, path, ns string, dir model.Direction, r v1alpha1.Rule) ([]
 		case p.EndPort != nil:
 			m.DestinationPort = &cnpv1alpha2.Port{Range: &cnpv1alpha2.PortRange{Start: p.Port.IntVal, End: *p.EndPort}}
 		default:
-			m.DestinationPort = &cnpv1alpha2.Port{Number: p.Port.IntVal}
+			n := p.Port.IntVal // a copy: the exported policy does not share the rule's memory
+			m.DestinationPort = &cnpv1alpha2.Port{Number: &n}
 		}
 		var pr cnpv1alpha2.Protocol
 		switch proto {

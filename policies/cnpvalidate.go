@@ -33,8 +33,17 @@ var domainNameRe = regexp.MustCompile(`^(\*\.)?([a-zA-Z0-9]([-a-zA-Z0-9_]*[a-zA-
 // exactly one of number (1-65535) and range (1-65535, start < end); no
 // destinationNamedPort in an egress rule with a networks, nodes or
 // domainNames peer. domainNames, which the reference supports only in
-// Accept rules, are refused elsewhere. metadata.namespace is ignored, as
-// the API server clears it for a cluster-scoped object.
+// Accept rules, are refused elsewhere. A port number or range bound out of
+// 1-65535 is Invalid at number (range.start, range.end) with the API
+// server's words ("should be greater than or equal to 1"); `number: 0` is
+// such a number, not a missing one. metadata.namespace is not checked here,
+// as the API server clears it for a cluster-scoped object; Object.Validate
+// (policy files and cases) refuses a document that sets it. Like the
+// upstream CRD (v1alpha2, 2026-07), this accepts two rules of one direction
+// with the same name (ingress and egress are atomic lists, not maps keyed
+// by name) and any non-empty destinationNamedPort (upstream sets no pattern
+// or length on it; a name that is no valid container port name, such as
+// "THIS_IS_BAD_", matches no port).
 func ValidateClusterNetworkPolicy(p *cnpv1alpha2.ClusterNetworkPolicy) field.ErrorList {
 	var errs field.ErrorList
 	if p.APIVersion != "" && p.APIVersion != cnpv1alpha2.APIVersion {
@@ -59,8 +68,11 @@ func ValidateClusterNetworkPolicy(p *cnpv1alpha2.ClusterNetworkPolicy) field.Err
 	default:
 		errs = append(errs, field.NotSupported(spec.Child("tier"), p.Spec.Tier, []cnpv1alpha2.Tier{cnpv1alpha2.TierAdmin, cnpv1alpha2.TierBaseline}))
 	}
-	if p.Spec.Priority < cnpv1alpha2.MinPriority || p.Spec.Priority > cnpv1alpha2.MaxPriority {
-		errs = append(errs, field.Invalid(spec.Child("priority"), p.Spec.Priority, fmt.Sprintf("must be between %d and %d, inclusive", cnpv1alpha2.MinPriority, cnpv1alpha2.MaxPriority)))
+	switch pr := p.Spec.Priority; {
+	case pr < cnpv1alpha2.MinPriority:
+		errs = append(errs, field.Invalid(spec.Child("priority"), pr, fmt.Sprintf("should be greater than or equal to %d", cnpv1alpha2.MinPriority)))
+	case pr > cnpv1alpha2.MaxPriority:
+		errs = append(errs, field.Invalid(spec.Child("priority"), pr, fmt.Sprintf("should be less than or equal to %d", cnpv1alpha2.MaxPriority)))
 	}
 	errs = append(errs, validateCNPSelection(p.Spec.Subject.Namespaces, p.Spec.Subject.Pods, spec.Child("subject"), "namespaces, pods")...)
 	if n := len(p.Spec.Ingress); n > cnpv1alpha2.MaxRules {
@@ -177,13 +189,17 @@ func validateCNPPort(port *cnpv1alpha2.Port, p *field.Path) field.ErrorList {
 	}
 	p = p.Child("destinationPort")
 	var errs field.ErrorList
+	// The schema's minimum and maximum, worded as the API server words them.
 	inRange := func(v int32, fp *field.Path) {
-		if v < 1 || v > 65535 {
-			errs = append(errs, field.Invalid(fp, v, "must be between 1 and 65535, inclusive"))
+		switch {
+		case v < 1:
+			errs = append(errs, field.Invalid(fp, v, "should be greater than or equal to 1"))
+		case v > 65535:
+			errs = append(errs, field.Invalid(fp, v, "should be less than or equal to 65535"))
 		}
 	}
 	switch {
-	case port.Number != 0 && port.Range != nil:
+	case port.Number != nil && port.Range != nil:
 		errs = append(errs, field.Invalid(p, 2, "must set exactly one of number, range (should have at most 1 properties)"))
 	case port.Range != nil:
 		inRange(port.Range.Start, p.Child("range", "start"))
@@ -191,8 +207,8 @@ func validateCNPPort(port *cnpv1alpha2.Port, p *field.Path) field.ErrorList {
 		if port.Range.Start >= port.Range.End {
 			errs = append(errs, field.Invalid(p.Child("range"), fmt.Sprintf("%d-%d", port.Range.Start, port.Range.End), "Start port must be less than End port"))
 		}
-	case port.Number != 0:
-		inRange(port.Number, p.Child("number"))
+	case port.Number != nil:
+		inRange(*port.Number, p.Child("number"))
 	default:
 		errs = append(errs, field.Required(p, "must set exactly one of number, range"))
 	}

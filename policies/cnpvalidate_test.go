@@ -13,6 +13,7 @@ func TestValidateClusterNetworkPolicy(t *testing.T) {
 		name string
 		doc  string
 		want []string // substrings of the error; none: valid
+		not  []string // substrings the error must not have
 	}{
 		{"valid admin and baseline with every peer and port kind", `
 apiVersion: policy.networking.k8s.io/v1alpha2
@@ -33,7 +34,7 @@ apiVersion: policy.networking.k8s.io/v1alpha2
 kind: ClusterNetworkPolicy
 metadata: {name: floor}
 spec: {tier: Baseline, priority: 1000, subject: {namespaces: {}}, egress: [{action: Pass, to: [{namespaces: {}}]}]}
-`, nil},
+`, nil, nil},
 		{"spec values", `
 apiVersion: policy.networking.k8s.io/v1alpha2
 kind: ClusterNetworkPolicy
@@ -53,7 +54,7 @@ spec:
 `, []string{
 			"metadata.name: Invalid value",
 			`spec.tier: Unsupported value: "Developer"`,
-			"spec.priority: Invalid value: 1001",
+			"spec.priority: Invalid value: 1001: should be less than or equal to 1000",
 			"spec.subject: Invalid value",
 			`spec.ingress[0].action: Unsupported value: "Allow"`,
 			"spec.ingress[0].from: Required value",
@@ -63,12 +64,52 @@ spec:
 			"spec.egress[0].to[0].networks[0]: Invalid value",
 			"spec.egress[0].to[1]: Invalid value",
 			"spec.egress[0].protocols[0].tcp.destinationPort: Required value",
-			"spec.egress[0].protocols[1].udp.destinationPort: Required value", // number 0 reads as absent
+			"spec.egress[0].protocols[1].udp.destinationPort.number: Invalid value: 0: should be greater than or equal to 1", // as the API server says it
 			"spec.egress[0].protocols[2].sctp.destinationPort.range: Invalid value",
 			"spec.egress[0].protocols[3]: Invalid value",
 			"spec.egress[0]: Invalid value", // named port with a networks peer
 			"spec.egress[1].to[0].domainNames: Forbidden",
-		}},
+		}, []string{"spec.egress[0].protocols[1].udp.destinationPort: Required value"}},
+		{"port bounds in the API server's words", `
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: x}
+spec:
+  tier: Admin
+  priority: 1
+  subject: {namespaces: {}}
+  ingress:
+  - action: Deny
+    from: [{namespaces: {}}]
+    protocols: [{tcp: {destinationPort: {number: 65536}}}, {udp: {destinationPort: {range: {start: 0, end: 70000}}}}, {tcp: {destinationPort: {number: 0, range: {start: 1, end: 2}}}}]
+`, []string{
+			"spec.ingress[0].protocols[0].tcp.destinationPort.number: Invalid value: 65536: should be less than or equal to 65535",
+			"spec.ingress[0].protocols[1].udp.destinationPort.range.start: Invalid value: 0: should be greater than or equal to 1",
+			"spec.ingress[0].protocols[1].udp.destinationPort.range.end: Invalid value: 70000: should be less than or equal to 65535",
+			"spec.ingress[0].protocols[2].tcp.destinationPort: Invalid value: 2", // number 0 is set: two properties
+		}, nil},
+		// The API server clears a cluster-scoped object's namespace without
+		// a word; a document with one is refused, naming the field.
+		{"a namespace on a cluster-scoped policy", `
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: x, namespace: shop}
+spec: {tier: Admin, priority: 1, subject: {namespaces: {}}, ingress: [{action: Deny, from: [{namespaces: {}}]}]}
+`, []string{`metadata.namespace: Forbidden: ClusterNetworkPolicy is cluster-scoped: remove namespace "shop"`}, nil},
+		// As the upstream CRD: rules are an atomic list (no map keyed by
+		// name), and destinationNamedPort has no pattern.
+		{"duplicate rule names and any named port, as upstream", `
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: x}
+spec:
+  tier: Admin
+  priority: 1
+  subject: {namespaces: {}}
+  ingress:
+  - {name: same, action: Deny, from: [{namespaces: {}}], protocols: [{destinationNamedPort: THIS_IS_BAD_}]}
+  - {name: same, action: Accept, from: [{namespaces: {}}]}
+`, nil, nil},
 		{"missing tier and subject, too many rules", `
 apiVersion: policy.networking.k8s.io/v1alpha2
 kind: ClusterNetworkPolicy
@@ -77,7 +118,7 @@ spec:
   priority: -1
   subject: {}
   ingress: [` + strings.Repeat("{action: Deny, from: [{namespaces: {}}]},", 26) + `]
-`, []string{"spec.tier: Required value", "spec.priority: Invalid value: -1", "spec.subject: Required value", "spec.ingress: Too many: 26"}},
+`, []string{"spec.tier: Required value", "spec.priority: Invalid value: -1: should be greater than or equal to 0", "spec.subject: Required value", "spec.ingress: Too many: 26"}, nil},
 		{"list limits", `
 apiVersion: policy.networking.k8s.io/v1alpha2
 kind: ClusterNetworkPolicy
@@ -91,7 +132,7 @@ spec:
     to: [` + strings.Repeat("{namespaces: {}},", 26) + `{networks: [` + strings.Repeat("198.19.0.0/16,", 25) + `198.18.0.0/16]}]
     protocols: [` + strings.Repeat("{tcp: {destinationPort: {number: 1}}},", 26) + `]
 `, []string{"spec.egress[0].to: Too many: 27", "spec.egress[0].to[26].networks: Too many: 26", "spec.egress[0].to[26].networks[1]: Duplicate value",
-			"spec.egress[0].protocols: Too many: 26"}},
+			"spec.egress[0].protocols: Too many: 26"}, nil},
 		{"unknown fields are named", `
 apiVersion: policy.networking.k8s.io/v1alpha2
 kind: ClusterNetworkPolicy
@@ -102,7 +143,7 @@ spec:
   subject: {namespaces: {}}
   ingress: [{action: Deny, from: [{networks: [198.19.0.0/16]}]}]
   egres: []
-`, []string{"spec.egres: Forbidden: unknown field", "spec.ingress[0].from[0].networks: Forbidden: unknown field"}},
+`, []string{"spec.egres: Forbidden: unknown field", "spec.ingress[0].from[0].networks: Forbidden: unknown field"}, nil},
 		// A value of the wrong JSON type is named by its path, list
 		// indices included, as the API server's schema check does.
 		{"a quoted number", `
@@ -110,7 +151,7 @@ apiVersion: policy.networking.k8s.io/v1alpha2
 kind: ClusterNetworkPolicy
 metadata: {name: x}
 spec: {tier: Admin, priority: "7", subject: {namespaces: {}}, ingress: [{action: Deny, from: [{namespaces: {}}]}]}
-`, []string{`spec.priority: Invalid value: "7": must be of type integer`}},
+`, []string{`spec.priority: Invalid value: "7": must be of type integer`}, nil},
 		{"a port of the wrong type in the second rule", `
 apiVersion: policy.networking.k8s.io/v1alpha2
 kind: ClusterNetworkPolicy
@@ -122,7 +163,22 @@ spec:
   ingress:
   - {action: Deny, from: [{namespaces: {}}], protocols: [{tcp: {destinationPort: {number: 1}}}]}
   - {action: Deny, from: [{namespaces: {}}], protocols: [{tcp: {destinationPort: {number: 1}}}, {tcp: {destinationPort: {number: [2]}}}]}
-`, []string{`spec.ingress[1].protocols[1].tcp.destinationPort.number: Invalid value: [2]: must be of type integer`}},
+`, []string{`spec.ingress[1].protocols[1].tcp.destinationPort.number: Invalid value: [2]: must be of type integer`}, nil},
+		// Every value of the wrong type at once, as the API server's
+		// schema check reports them (encoding/json stops at the first).
+		{"three values of the wrong type", `
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: x, labels: {a: 1}}
+spec:
+  tier: 7
+  priority: "x"
+  subject: {namespaces: {}}
+  ingress:
+  - {action: Deny, from: [{namespaces: {}}], protocols: [{tcp: {destinationPort: {number: "80"}}}]}
+`, []string{`spec.tier: Invalid value: 7: must be of type string`, `spec.priority: Invalid value: "x": must be of type integer`,
+			`spec.ingress[0].protocols[0].tcp.destinationPort.number: Invalid value: "80": must be of type integer`,
+			`metadata.labels[a]: Invalid value: 1: must be of type string`}, nil},
 		{"NanoSegment peers as a map", `
 apiVersion: nanoseg.io/v1alpha1
 kind: NanoSegment
@@ -133,12 +189,12 @@ spec:
   - id: a
   - id: b
     peers: {podSelector: {matchLabels: {app: web}}}
-`, []string{`spec.ingress[1].peers: Invalid value: {"podSelector":{"matchLabels":{"app":"web"}}}: must be of type array`}},
+`, []string{`spec.ingress[1].peers: Invalid value: {"podSelector":{"matchLabels":{"app":"web"}}}: must be of type array`}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			objs, err := ParseObjects("cnp.yaml", []byte(tt.doc))
-			if tt.want == nil {
+			if tt.want == nil && tt.not == nil {
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -153,6 +209,11 @@ spec:
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+			for _, w := range tt.not {
+				if strings.Contains(err.Error(), w) {
+					t.Errorf("error has %q:\n%v", w, err)
 				}
 			}
 		})

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -229,6 +230,11 @@ func (o Object) Ref() PolicyRef {
 }
 
 // Validate returns every problem of the object with field paths below p.
+// A ClusterNetworkPolicy document with metadata.namespace is refused here
+// (Forbidden at metadata.namespace), not in ValidateClusterNetworkPolicy:
+// the API server clears the namespace of a cluster-scoped object, so only
+// a written document can carry one, and a policy stored before this check
+// still compiles.
 func (o Object) Validate() field.ErrorList {
 	switch {
 	case o.NetworkPolicy != nil:
@@ -236,7 +242,15 @@ func (o Object) Validate() field.ErrorList {
 	case o.NanoSegment != nil:
 		return ValidateNanoSegment(o.NanoSegment)
 	case o.ClusterNetworkPolicy != nil:
-		return ValidateClusterNetworkPolicy(o.ClusterNetworkPolicy)
+		errs := ValidateClusterNetworkPolicy(o.ClusterNetworkPolicy)
+		if ns := o.ClusterNetworkPolicy.Namespace; ns != "" {
+			// The API server would clear it (and kubectl drop it) without a
+			// word; a user who writes one may think the policy is
+			// namespaced, so a document with one is refused.
+			errs = append(field.ErrorList{field.Forbidden(field.NewPath("metadata", "namespace"),
+				fmt.Sprintf("ClusterNetworkPolicy is cluster-scoped: remove namespace %q (the policy applies to the pods its subject selects in every namespace)", ns))}, errs...)
+		}
+		return errs
 	}
 	return field.ErrorList{field.Required(field.NewPath("kind"), "NetworkPolicy, NanoSegment or ClusterNetworkPolicy")}
 }
@@ -332,7 +346,7 @@ func ParseObjects(file string, data []byte) ([]Object, error) {
 			if err := json.Unmarshal(raw, &o); err != nil {
 				var te *json.UnmarshalTypeError
 				if errors.As(err, &te) && te.Field != "" {
-					errs = append(errs, fmt.Errorf("parse %s: %w", where, typeErrors(d, te).ToAggregate()))
+					errs = append(errs, fmt.Errorf("parse %s: %w", where, allTypeErrors(d, te).ToAggregate()))
 					continue
 				}
 				errs = append(errs, fmt.Errorf("decode %s: %w", where, err))
@@ -391,6 +405,98 @@ func SplitObjects(objs []Object) ([]networkingv1.NetworkPolicy, []v1alpha1.NanoS
 		}
 	}
 	return nps, segs
+}
+
+// objectType returns the Go type a document of kind decodes into, nil for
+// an unknown kind.
+func objectType(kind string) reflect.Type {
+	switch kind {
+	case "NetworkPolicy":
+		return reflect.TypeFor[networkingv1.NetworkPolicy]()
+	case v1alpha1.Kind:
+		return reflect.TypeFor[v1alpha1.NanoSegment]()
+	case cnpv1alpha2.Kind:
+		return reflect.TypeFor[cnpv1alpha2.ClusterNetworkPolicy]()
+	}
+	return nil
+}
+
+// allTypeErrors returns every value of doc (the generic form of a
+// document) whose JSON type is not the one its field takes, as the API
+// server's schema check reports them all at once; encoding/json's te names
+// only the first. te's own errors (typeErrors) are always among them, so
+// a value the walk cannot see (inside a type with its own decoder) is
+// still named.
+func allTypeErrors(doc any, te *json.UnmarshalTypeError) field.ErrorList {
+	var out field.ErrorList
+	if t := objectType(objectKind(doc)); t != nil {
+		out = typeMismatches(doc, t, nil)
+	}
+	for _, e := range typeErrors(doc, te) {
+		if !slices.ContainsFunc(out, func(o *field.Error) bool { return o.Field == e.Field }) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// typeMismatches walks the generic value v against Go type t (by its JSON
+// tags) and reports every value whose JSON type t's field does not take,
+// in the words of typeErrors. null is taken anywhere; keys t does not have
+// (unknownFields reports them) and types with their own decoder (other than
+// OneOrMany, whose items are walked) are not looked into.
+func typeMismatches(v any, t reflect.Type, p *field.Path) field.ErrorList {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if v == nil {
+		return nil
+	}
+	if t.Implements(strictElemT) || reflect.PointerTo(t).Implements(strictElemT) {
+		et := reflect.New(t).Interface().(strictElem).strictElemType()
+		if list, ok := v.([]any); ok {
+			var errs field.ErrorList
+			for i, item := range list {
+				errs = append(errs, typeMismatches(item, et, p.Index(i))...)
+			}
+			return errs
+		}
+		return typeMismatches(v, et, p)
+	}
+	if t.Kind() == reflect.Interface || t.Implements(jsonUnmarshaler) || reflect.PointerTo(t).Implements(jsonUnmarshaler) {
+		return nil
+	}
+	want := jsonTypeOf(t)
+	if t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8 {
+		want = "string" // []byte is base64 text
+	}
+	if got := jsonTypeOfValue(v); got != want && !(want == "number" && got == "integer") {
+		return field.ErrorList{field.Invalid(p, v, "must be of type "+want)}
+	}
+	var errs field.ErrorList
+	switch t.Kind() {
+	case reflect.Struct:
+		m := v.(map[string]any)
+		fields := map[string]reflect.Type{}
+		collectFields(t, fields)
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			if ft, ok := fields[k]; ok {
+				errs = append(errs, typeMismatches(m[k], ft, p.Child(k))...)
+			}
+		}
+	case reflect.Map:
+		m := v.(map[string]any)
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			errs = append(errs, typeMismatches(m[k], t.Elem(), p.Key(k))...)
+		}
+	case reflect.Slice, reflect.Array:
+		if want == "array" {
+			for i, item := range v.([]any) {
+				errs = append(errs, typeMismatches(item, t.Elem(), p.Index(i))...)
+			}
+		}
+	}
+	return errs
 }
 
 // typeErrors turns a JSON type mismatch of decoding doc (the generic form

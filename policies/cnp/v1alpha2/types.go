@@ -253,7 +253,8 @@ type Port struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=65535
-	Number int32 `json:"number,omitempty"`
+	Number *int32 `json:"number,omitempty"` // upstream: int32; a pointer so that `number: 0` is refused at number, not read as absent
+
 	// +optional
 	Range *PortRange `json:"range,omitempty"`
 }
