@@ -48,7 +48,8 @@ type keeper struct {
 
 // KeepLastValid makes the watcher keep the last valid version of every
 // policy in force in the file at path (JSON, mode 0600, replaced
-// atomically after every change of what is in force), and start from
+// atomically once the watcher has synced and after every change of what
+// is in force), and start from
 // the versions the file holds: when the first version of an object the
 // watcher sees is refused (an invalid edit made while no watcher ran, or
 // while this one restarted), the version the file holds for that object,

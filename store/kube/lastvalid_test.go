@@ -152,3 +152,33 @@ func TestKeptVersionsAreValidatedAgain(t *testing.T) {
 		t.Errorf("log does not say a kept version fails validation:\n%s", log)
 	}
 }
+
+// TestKeepFileFollowsTheSync: a policy deleted while no watcher ran, the
+// only one, leaves the keep file at the restart: the file says what is in
+// force once the watcher has synced (nothing), not the withdrawn policy
+// until the next change; a malformed file is replaced at the sync too.
+func TestKeepFileFollowsTheSync(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policies-node-a.json")
+	keep := func(w *PolicyWatcher) { _ = w.KeepLastValid(path) }
+	startFakeWith(t, keep, withUID(cnpObject(t, "guard", denyShop), "uid-guard"))
+	waitFor(t, "guard kept", func() bool {
+		raw, err := os.ReadFile(path)
+		return err == nil && strings.Contains(string(raw), `"uid":"uid-guard"`)
+	})
+	kept := func() (keepFileJSON, error) {
+		var f keepFileJSON
+		raw, err := os.ReadFile(path)
+		if err == nil {
+			err = json.Unmarshal(raw, &f)
+		}
+		return f, err
+	}
+	startFakeWith(t, keep) // guard deleted meanwhile
+	waitFor(t, "the keep file without guard", func() bool { f, err := kept(); return err == nil && len(f.Policies) == 0 })
+
+	if err := os.WriteFile(path, []byte(`{"version": 1, "policies": [`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startFakeWith(t, keep)
+	waitFor(t, "the malformed keep file replaced", func() bool { f, err := kept(); return err == nil && f.Version == keepFileVersion })
+}
