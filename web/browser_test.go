@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -663,5 +664,51 @@ func TestGraphHostile(t *testing.T) {
 	}
 	if p := hostileProblems(h); len(p) > 0 {
 		t.Errorf("huge namespace: console problems:\n%s", strings.Join(p, "\n"))
+	}
+}
+
+// TestGraphKeepsHiddenNodesPlace: a node dragged by hand that a shorter
+// time window hides (an external peer seen only earlier) comes back where
+// it was put when the window widens again, and is kept there across a
+// reload; before, it came back at a fresh spot, which was then kept.
+func TestGraphKeepsHiddenNodesPlace(t *testing.T) {
+	f := &fakeAgent{events: make(chan string)}
+	f.edges, f.inventory = synthetic(20, 40)
+	ext := map[string]any{"external": true, "name": "zz.example", "addr": "198.51.100.9"}
+	f.edges = append(f.edges, edge(peer("ns00", "w0000"), ext, 443, 5, 0))
+	all := f.edges
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	b := browsertest.Start(t, 2*time.Minute)
+	b.Do(t, "open the page", chromedp.Navigate(srv.URL+"/"))
+	browsertest.Wait(t, b, "the drawing", `window.nanoseg.view && window.nanoseg.view.layoutMs > 0`, 60*time.Second)
+	ids := browsertest.Eval[[]string](t, b, `nanoseg.view.cy.nodes().not(".group").map((n) => n.id()).filter((i) => i.includes("zz.example"))`)
+	if len(ids) != 1 {
+		t.Fatalf("nodes of zz.example: %v, want one", ids)
+	}
+	at := `nanoseg.view.cy.getElementById(` + strconv.Quote(ids[0]) + `)`
+	browsertest.Eval[bool](t, b, `(() => { const n = `+at+`; n.position({ x: 4321, y: -1234 }); n.emit("dragfree"); return true; })()`)
+	time.Sleep(600 * time.Millisecond) // the positions are kept 300 ms after the last change
+	window := func(w string, edges []map[string]any) {
+		f.mu.Lock()
+		f.edges = edges
+		f.mu.Unlock()
+		browsertest.Eval[bool](t, b, `(() => { const s = document.querySelector("#f-window"); s.value = `+strconv.Quote(w)+`; s.dispatchEvent(new Event("change")); return true; })()`)
+	}
+	window("5m", all[:len(all)-1])
+	browsertest.Wait(t, b, "zz.example hidden by the window", at+`.empty()`, 10*time.Second)
+	window("", all)
+	browsertest.Wait(t, b, "zz.example back", at+`.nonempty()`, 10*time.Second)
+	if p := browsertest.Eval[map[string]float64](t, b, at+`.position()`); p["x"] != 4321 || p["y"] != -1234 {
+		t.Errorf("zz.example back at %v, want where it was dragged (4321, -1234)", p)
+	}
+	time.Sleep(600 * time.Millisecond)
+	b.Do(t, "reload", chromedp.Navigate(srv.URL+"/"))
+	browsertest.Wait(t, b, "the drawing again", `window.nanoseg.view && window.nanoseg.view.layoutMs > 0`, 60*time.Second)
+	if p := browsertest.Eval[map[string]float64](t, b, at+`.position()`); p["x"] != 4321 || p["y"] != -1234 {
+		t.Errorf("zz.example after a reload at %v, want where it was dragged (4321, -1234)", p)
+	}
+	if p := b.Problems(); len(p) > 0 {
+		t.Errorf("console problems:\n%s", strings.Join(p, "\n"))
 	}
 }

@@ -48,13 +48,17 @@ type keeper struct {
 
 // KeepLastValid makes the watcher keep the last valid version of every
 // policy in force in the file at path (JSON, mode 0600, replaced
-// atomically after every change of what is in force), and start from
+// atomically once the watcher has synced and after every change of what
+// is in force), and start from
 // the versions the file holds: when the first version of an object the
 // watcher sees is refused (an invalid edit made while no watcher ran, or
 // while this one restarted), the version the file holds for that object,
 // the same uid, stays in force, as it would have without the restart.
 // An object deleted or recreated (a new uid) in the meantime gets nothing
 // from the file: deleting is how an operator withdraws a policy.
+// Each kept version is validated again as a version from the API
+// server is (a file of a build that checked less, or edited): one that
+// fails, or whose kind is not the object's, is logged and not used.
 //
 // The node agent keeps the file in its owner directory (/run/nanoseg, a
 // tmpfs of the host): it lives as long as the kernel's tables it speaks
@@ -75,22 +79,47 @@ func (w *PolicyWatcher) KeepLastValid(path string) error {
 		}
 		if err == nil {
 			w.mu.Lock()
+			skipped := 0
 			for _, k := range f.Policies {
 				a := applied{rv: k.ResourceVersion, uid: k.UID, np: k.NetworkPolicy, seg: k.NanoSegment, cnp: k.Cluster}
 				if n := btoi(a.np != nil) + btoi(a.seg != nil) + btoi(a.cnp != nil); n != 1 || k.UID == "" {
+					skipped++
+					continue
+				}
+				if err := checkKept(k); err != nil {
+					// A file written by a build that checked less, or
+					// edited by hand: a version that fails this build's
+					// checks is never put in force, as from the API.
+					w.log.Error("a kept policy version fails validation; not used", "file", path, "kind", k.Kind,
+						"namespace", k.Namespace, "name", k.Name, "resourceVersion", k.ResourceVersion, "error", err)
+					skipped++
 					continue
 				}
 				w.seed[objRef{k.Kind, k.Namespace, k.Name}] = a
 			}
 			n := len(w.seed)
 			w.mu.Unlock()
-			w.log.Info("last valid policy versions read", "file", path, "policies", n)
+			w.log.Info("last valid policy versions read", "file", path, "policies", n, "skipped", skipped)
 			return nil
 		}
 	}
 	err = fmt.Errorf("last valid policy versions %s: %w", path, err)
 	w.log.Error("not using the kept last valid policy versions", "error", err)
 	return err
+}
+
+// checkKept validates a kept version as the watcher validates one from
+// the API server, and that it is of the kind the entry names.
+func checkKept(k keptVersion) error {
+	switch {
+	case k.Kind == KindNetworkPolicy && k.NetworkPolicy != nil:
+		return checkNetworkPolicy(k.NetworkPolicy)
+	case k.Kind == KindNanoSegment && k.NanoSegment != nil:
+		return checkNanoSegment(k.NanoSegment)
+	case k.Kind == KindClusterNetworkPolicy && k.Cluster != nil:
+		return CheckClusterNetworkPolicy(k.Cluster)
+	}
+	return fmt.Errorf("kind %q does not match the object kept", k.Kind)
 }
 
 func btoi(b bool) int {

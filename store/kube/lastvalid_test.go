@@ -94,3 +94,91 @@ func TestKeepLastValidAcrossRestart(t *testing.T) {
 		return err == nil && json.Unmarshal(raw, &f) == nil && len(f.Policies) == 1
 	})
 }
+
+// TestKeptVersionsAreValidatedAgain: a keep file whose version of a
+// policy fails this build's checks (written by a build that checked less,
+// or edited by hand) does not put it in force when the API server's
+// version is refused too, and an entry whose kind does not match the
+// object it holds is not used; the versions a watcher writes itself (a
+// NetworkPolicy, a NanoSegment, a ClusterNetworkPolicy) pass the check.
+func TestKeptVersionsAreValidatedAgain(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "policies-node-a.json")
+	np := netpol("shop", "db", 5432)
+	np.UID = "uid-np"
+	seg := toUnstructured(t, segment("shop", "api", "enforce", 8080))
+	seg.SetUID("uid-seg")
+	first := startFakeWith(t, func(w *PolicyWatcher) { _ = w.KeepLastValid(good) },
+		np, seg, withUID(cnpObject(t, "guard", denyShop), "uid-guard"))
+	waitFor(t, "three in force", func() bool {
+		in := first.w.InForce()
+		return len(in.NetworkPolicies)+len(in.NanoSegments)+len(in.ClusterNetworkPolicies) == 3
+	})
+	var f keepFileJSON
+	waitFor(t, "three kept", func() bool {
+		raw, err := os.ReadFile(good)
+		return err == nil && json.Unmarshal(raw, &f) == nil && len(f.Policies) == 3
+	})
+	for _, k := range f.Policies {
+		if err := checkKept(k); err != nil {
+			t.Errorf("a version the watcher kept itself fails the check: %s %s: %v", k.Kind, k.Name, err)
+		}
+	}
+
+	// guard's kept version is invalid (a selector operator without
+	// values), as is the API server's.
+	badGuard := strings.Replace(denyShop, "{matchLabels: {team: shop}}", "{matchExpressions: [{key: team, operator: In}]}", 1)
+	bad, err := ClusterNetworkPolicyFromUnstructured(withUID(cnpObject(t, "guard", badGuard), "uid-guard"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tampered := keepFileJSON{Version: keepFileVersion, Policies: []keptVersion{
+		{Kind: KindClusterNetworkPolicy, Name: "guard", UID: "uid-guard", ResourceVersion: "7", Cluster: bad},
+		// A NetworkPolicy under a ClusterNetworkPolicy's name and kind.
+		{Kind: KindClusterNetworkPolicy, Name: "other", UID: "uid-other", ResourceVersion: "8", NetworkPolicy: np},
+	}}
+	path := filepath.Join(dir, "tampered.json")
+	raw, _ := json.Marshal(tampered)
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	otherBad := strings.Replace(denyShop, "priority: 10", "priority: -1", 1)
+	restarted := startFakeWith(t, func(w *PolicyWatcher) { _ = w.KeepLastValid(path) },
+		withUID(cnpObject(t, "guard", badGuard), "uid-guard"), withUID(cnpObject(t, "other", otherBad), "uid-other"))
+	if in := restarted.w.InForce(); len(in.ClusterNetworkPolicies) != 0 || len(in.NetworkPolicies) != 0 {
+		t.Errorf("in force from a keep file of invalid versions: %+v %+v, want nothing", in.ClusterNetworkPolicies, in.NetworkPolicies)
+	}
+	if log := restarted.log.String(); !strings.Contains(log, "fails validation") {
+		t.Errorf("log does not say a kept version fails validation:\n%s", log)
+	}
+}
+
+// TestKeepFileFollowsTheSync: a policy deleted while no watcher ran, the
+// only one, leaves the keep file at the restart: the file says what is in
+// force once the watcher has synced (nothing), not the withdrawn policy
+// until the next change; a malformed file is replaced at the sync too.
+func TestKeepFileFollowsTheSync(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policies-node-a.json")
+	keep := func(w *PolicyWatcher) { _ = w.KeepLastValid(path) }
+	startFakeWith(t, keep, withUID(cnpObject(t, "guard", denyShop), "uid-guard"))
+	waitFor(t, "guard kept", func() bool {
+		raw, err := os.ReadFile(path)
+		return err == nil && strings.Contains(string(raw), `"uid":"uid-guard"`)
+	})
+	kept := func() (keepFileJSON, error) {
+		var f keepFileJSON
+		raw, err := os.ReadFile(path)
+		if err == nil {
+			err = json.Unmarshal(raw, &f)
+		}
+		return f, err
+	}
+	startFakeWith(t, keep) // guard deleted meanwhile
+	waitFor(t, "the keep file without guard", func() bool { f, err := kept(); return err == nil && len(f.Policies) == 0 })
+
+	if err := os.WriteFile(path, []byte(`{"version": 1, "policies": [`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startFakeWith(t, keep)
+	waitFor(t, "the malformed keep file replaced", func() bool { f, err := kept(); return err == nil && f.Version == keepFileVersion })
+}

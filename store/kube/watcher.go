@@ -262,7 +262,20 @@ func (w *PolicyWatcher) Run(ctx context.Context) error {
 				"clusterNetworkPolicies", len(n.ClusterNetworkPolicies), "clusterNetworkPoliciesServed", !w.cnpAbsent.Load(), "rejected", len(w.Rejected()))
 			w.mu.Lock()
 			w.notifyLocked()
+			// Every object is judged: the kept versions of objects not
+			// seen were deleted meanwhile, and the keep file says what is
+			// in force now (also when nothing is, or it was malformed).
+			// Not while ClusterNetworkPolicies are not served: they are
+			// not listed, and the kept ones wait for the kind to come back.
+			var save func()
+			if !w.cnpAbsent.Load() {
+				clear(w.seed)
+				save = w.saveLocked()
+			}
 			w.mu.Unlock()
+			if save != nil {
+				save()
+			}
 		}
 	}()
 	<-ctx.Done()

@@ -2,8 +2,11 @@ package kube
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -150,6 +153,21 @@ func TestClusterNetworkPoliciesAbsent(t *testing.T) {
 			if err := w.Register(prometheus.NewRegistry()); err != nil {
 				t.Fatal(err)
 			}
+			// A kept ClusterNetworkPolicy waits for the kind to be served
+			// again: the sync does not drop it from the keep file.
+			guard, err := ClusterNetworkPolicyFromUnstructured(withUID(cnpObject(t, "guard", denyShop), "uid-guard"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			keepPath := filepath.Join(t.TempDir(), "policies-node-a.json")
+			raw, _ := json.Marshal(keepFileJSON{Version: keepFileVersion, Policies: []keptVersion{
+				{Kind: KindClusterNetworkPolicy, Name: "guard", UID: "uid-guard", ResourceVersion: "3", Cluster: guard}}})
+			if err := os.WriteFile(keepPath, raw, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.KeepLastValid(keepPath); err != nil {
+				t.Fatal(err)
+			}
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- w.Run(ctx) }()
@@ -171,6 +189,13 @@ func TestClusterNetworkPoliciesAbsent(t *testing.T) {
 			}
 			if n := strings.Count(log.String(), "ClusterNetworkPolicies are not served"); tc.synced && n != 1 {
 				t.Errorf("%d log lines saying the kind is not served, want 1:\n%s", n, log)
+			}
+			if tc.synced {
+				waitFor(t, "the sync logged", func() bool { return strings.Contains(log.String(), "policies synced") })
+				time.Sleep(100 * time.Millisecond)
+				if raw, err := os.ReadFile(keepPath); err != nil || !strings.Contains(string(raw), `"uid":"uid-guard"`) {
+					t.Errorf("keep file after a sync without the kind served: %v %s, want guard still kept", err, raw)
+				}
 			}
 		})
 	}

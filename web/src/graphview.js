@@ -233,6 +233,10 @@ export class GraphView {
     this.layoutMs = 0;
     this.keep = true; // keep positions in localStorage (off for the static export)
     this._saveTimer = 0;
+    // gone holds the last position of each node the model no longer has
+    // (a shorter time window hides an external peer): it comes back
+    // there, and the kept positions keep it meanwhile.
+    this.gone = new Map();
   }
 
   _create(large) {
@@ -277,6 +281,7 @@ export class GraphView {
       for (const id of m.nodes.keys()) if (kept.has(id)) have++;
       // Kept positions of another graph (most nodes new) are not used.
       if (have < Math.max(1, m.nodes.size / 2)) kept = new Map();
+      for (const [id, p] of kept) if (!m.nodes.has(id)) this.gone.set(id, p);
     }
     let placed = 0;
     cy.batch(() => {
@@ -299,7 +304,11 @@ export class GraphView {
       cy.add(fresh);
       fresh.length = 0;
       // New nodes go one at a time: each finds room among those placed.
-      for (const n of later) cy.add(nodeElement(n, this._placeNew(n)));
+      for (const n of later) {
+        const p = this.gone.get(n.id);
+        this.gone.delete(n.id);
+        cy.add(nodeElement(n, p || this._placeNew(n)));
+      }
       placed = later.length;
       for (const l of [...m.links.values()].sort(byId)) {
         const e = cy.getElementById(l.id);
@@ -319,7 +328,9 @@ export class GraphView {
       cy.add(fresh);
       // What the model no longer has goes (a shorter time window), in one call.
       cy.edges().filter((e) => !m.links.has(e.id())).remove();
-      cy.nodes().filter((n) => n.data("kind") !== "group" && !m.nodes.has(n.id())).remove();
+      const going = cy.nodes().filter((n) => n.data("kind") !== "group" && !m.nodes.has(n.id()));
+      going.forEach((n) => { this.gone.set(n.id(), { ...n.position() }); });
+      going.remove();
       cy.nodes(".group").filter((g) => g.children().empty()).remove();
     });
     if (placed > 0) {
@@ -345,6 +356,7 @@ export class GraphView {
   relayout() {
     if (!this.cy) return Promise.resolve(0);
     try { window.localStorage.removeItem(STORE); } catch (_) { /* storage refused */ }
+    this.gone.clear();
     return this._layout().then(() => { this._spread(); this._separateGroups(); this._savePositions(); });
   }
 
@@ -457,6 +469,10 @@ export class GraphView {
         const p = n.position();
         o[n.id()] = [Math.round(p.x), Math.round(p.y)];
       });
+      for (const [id, p] of this.gone) {
+        if (k++ >= STORE_MAX) break;
+        o[id] = [Math.round(p.x), Math.round(p.y)];
+      }
       try { window.localStorage.setItem(STORE, JSON.stringify(o)); } catch (_) { /* storage full or refused */ }
     }, 300);
   }

@@ -115,13 +115,15 @@ func TestConformance(t *testing.T) {
 	})
 	t.Logf("cluster, control plane and node up in %s", time.Since(start).Round(time.Millisecond))
 
-	// The agent keeps the last valid policies in the host's /run/nanoseg
-	// (hostPath run-nanoseg): what it writes there goes with it.
-	kept, _ := filepath.Glob("/run/nanoseg/policies-*.json")
+	// The agent keeps the last valid policies in the host's
+	// /run/nanoseg/owners (hostPath run-nanoseg, --owner-dir of the
+	// DaemonSet; nodeagent.LastValidFile): what it writes there goes with it.
+	const keptGlob = "/run/nanoseg/owners/policies-*.json"
+	kept, _ := filepath.Glob(keptGlob)
 	agent := deployAgent(t, c, n, repo, out, bin)
 	t.Cleanup(func() {
 		undeployAgent(t, c, filepath.Join(out, "logs"))
-		now, _ := filepath.Glob("/run/nanoseg/policies-*.json")
+		now, _ := filepath.Glob(keptGlob)
 		for _, f := range now {
 			if !slices.Contains(kept, f) {
 				_ = os.Remove(f)
