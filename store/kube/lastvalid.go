@@ -131,9 +131,11 @@ func btoi(b bool) int {
 
 // saveLocked snapshots what is in force for the keep file and returns a
 // function that writes it (called without w.mu); nil without a keep
-// file. w.mu is held.
+// file, and before the watcher has synced: the initial list would write
+// the file once per object, each time with a partial set, and Run writes
+// it whole once synced. w.mu is held.
 func (w *PolicyWatcher) saveLocked() func() {
-	if w.keep == nil {
+	if w.keep == nil || !w.keepSynced {
 		return nil
 	}
 	w.keepSeq++

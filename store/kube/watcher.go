@@ -107,8 +107,9 @@ type PolicyWatcher struct {
 
 	// keep, when set (KeepLastValid), is the file of the last valid
 	// versions; keepSeq numbers its snapshots (under mu).
-	keep    *keeper
-	keepSeq uint64
+	keep       *keeper
+	keepSeq    uint64
+	keepSynced bool // the watcher has synced: changes are written (under mu)
 
 	mu       sync.RWMutex
 	inForce  map[objRef]applied
@@ -268,6 +269,7 @@ func (w *PolicyWatcher) Run(ctx context.Context) error {
 			// Not while ClusterNetworkPolicies are not served: they are
 			// not listed, and the kept ones wait for the kind to come back.
 			var save func()
+			w.keepSynced = true
 			if !w.cnpAbsent.Load() {
 				clear(w.seed)
 				save = w.saveLocked()
