@@ -445,6 +445,19 @@ const groupOverlaps = `(() => {
 	return out;
 })()`
 
+// openLaidOut opens the page at url in b, waits for its layout, fails
+// the test if two namespace boxes overlap, and returns every node's
+// position (GraphView.positions).
+func openLaidOut(t *testing.T, b *browsertest.Browser, url string) map[string]map[string]float64 {
+	t.Helper()
+	b.Do(t, "open the page", chromedp.Navigate(url+"/"))
+	browsertest.Wait(t, b, "the drawing", `window.nanoseg.view && window.nanoseg.view.layoutMs > 0`, 60*time.Second)
+	if o := browsertest.Eval[[]string](t, b, groupOverlaps); len(o) > 0 {
+		t.Errorf("namespace boxes overlap: %v", o)
+	}
+	return browsertest.Eval[map[string]map[string]float64](t, b, `nanoseg.view.positions()`)
+}
+
 // TestGraphLayoutStable opens the page on 300 workloads in 6 namespaces
 // and 1,200 edges in two fresh browsers: both draw every node at the same
 // place (the layout is seeded, not random per load), and no two namespace
@@ -458,14 +471,7 @@ func TestGraphLayoutStable(t *testing.T) {
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
 
-	open := func(b *browsertest.Browser) map[string]map[string]float64 {
-		b.Do(t, "open the page", chromedp.Navigate(srv.URL+"/"))
-		browsertest.Wait(t, b, "the drawing", `window.nanoseg.view && window.nanoseg.view.layoutMs > 0`, 60*time.Second)
-		if o := browsertest.Eval[[]string](t, b, groupOverlaps); len(o) > 0 {
-			t.Errorf("namespace boxes overlap: %v", o)
-		}
-		return browsertest.Eval[map[string]map[string]float64](t, b, `nanoseg.view.positions()`)
-	}
+	open := func(b *browsertest.Browser) map[string]map[string]float64 { return openLaidOut(t, b, srv.URL) }
 	b1 := browsertest.Start(t, 2*time.Minute)
 	first := open(b1)
 	if len(first) < 300 {
@@ -550,14 +556,7 @@ func TestGraphHostile(t *testing.T) {
 	f.edges, f.inventory = synthetic(200, 600)
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
-	open := func(b *browsertest.Browser) map[string]map[string]float64 {
-		b.Do(t, "open the page", chromedp.Navigate(srv.URL+"/"))
-		browsertest.Wait(t, b, "the drawing", `window.nanoseg.view && window.nanoseg.view.layoutMs > 0`, 60*time.Second)
-		if o := browsertest.Eval[[]string](t, b, groupOverlaps); len(o) > 0 {
-			t.Errorf("namespace boxes overlap: %v", o)
-		}
-		return browsertest.Eval[map[string]map[string]float64](t, b, `nanoseg.view.positions()`)
-	}
+	open := func(b *browsertest.Browser) map[string]map[string]float64 { return openLaidOut(t, b, srv.URL) }
 	same := func(what string, a, b map[string]map[string]float64) {
 		t.Helper()
 		if len(a) != len(b) {
