@@ -13,7 +13,9 @@ package dataplane
 //   - a table whose base chains, policy chains or maps differ from what
 //     Render makes (altered behind our back): delete and re-create it in the
 //     same batch, so there is no window without rules;
-//   - otherwise (adoption, updates): add and delete map elements in place,
+//   - otherwise (adoption, updates): add and delete map elements in place
+//     (a map losing many elements is replaced whole instead, with the
+//     rules that look it up: replaceMap),
 //     add or delete the chains and counters of rule ids that appear or go,
 //     and rewrite the policy and rule chains only when the mode, name or
 //     LogAllowed changed. Base chains and maps are never rebuilt.
@@ -551,6 +553,7 @@ type ApplyResult struct {
 	Rewritten bool // policy and rule chains were rewritten (mode, name or LogAllowed changed)
 	Added     int  // map elements added
 	Deleted   int  // map elements deleted
+	Replaced  int  // maps replaced whole in the transaction because most of their elements went (replaceMap)
 	Cut       int  // conntrack entries deleted because the new rule set disallows them
 	Unchanged bool // the kernel already held the rule set; nothing was sent
 }
@@ -668,7 +671,30 @@ func delElements(c *nftables.Conn, s *nftables.Set, els []nftables.SetElement) e
 	return nil
 }
 
-// queueDelta queues the delta from the intact table cur to o.
+// replaceMinDeleted and replaceMap decide when an update replaces a map
+// whole (delete the map and add it anew with the elements it keeps, the
+// rules that look it up taken out before and put back after, all in the
+// same transaction) instead of deleting elements one by one. The kernel
+// removes a deleted element from a concatenated interval map (pipapo) at
+// commit time, each removal costing time that grows with the map, so
+// deleting most of a large map costs about the square of its size:
+// BenchmarkBigTier measured taking a 15,625-element Admin policy out of
+// 8 endpoints at 12.8 s against 1.9 s for adding it (a flush of the map
+// instead, 11.2 s: a flush deletes element by element too). Destroying a
+// map frees it in one pass. A map is replaced when at least
+// replaceMinDeleted of its elements go and they are at least a quarter of
+// the ones it holds; smaller deletions keep the element-wise path, which
+// leaves the lookup rules untouched.
+const replaceMinDeleted = 256
+
+// replaceMap reports whether a map holding have elements, of which del go,
+// is replaced whole (see replaceMinDeleted).
+func replaceMap(del, have int) bool {
+	return del >= replaceMinDeleted && 4*del >= have
+}
+
+// queueDelta queues the delta from the intact table cur to o: elements
+// added and deleted in place, or maps replaced whole (replaceMap).
 func queueDelta(c *nftables.Conn, o *Objects, cur *State, kt *kernelTable, desired []Element) (ApplyResult, error) {
 	var res ApplyResult
 	want := layoutOf(o)
@@ -680,33 +706,10 @@ func queueDelta(c *nftables.Conn, o *Objects, cur *State, kt *kernelTable, desir
 	for _, n := range cur.layout.counters {
 		haveCounter[n] = true
 	}
-	// New counters and rule chains, and rule chains whose rules differ.
-	for _, ctr := range o.Counters {
-		if !haveCounter[ctr.Name] {
-			c.AddObj(ctr)
-		}
-	}
-	for _, ch := range o.Chains {
-		if ch.Hooknum != nil {
-			continue
-		}
-		have, ok := cur.layout.chains[ch.Name]
-		switch {
-		case !ok:
-			c.AddChain(ch)
-		case slices.Equal(have, want.chains[ch.Name]):
-			continue
-		default:
-			c.FlushChain(ch)
-			res.Rewritten = true
-		}
-		for _, r := range rulesOf[ch.Name] {
-			c.AddRule(r)
-		}
-	}
 	// Elements in place.
 	del := map[string][]nftables.SetElement{}
 	add := map[string][]nftables.SetElement{}
+	have := map[string]int{} // elements per map in the kernel
 	i, j := 0, 0
 	for i < len(cur.Elements) || j < len(desired) {
 		var k int
@@ -720,10 +723,12 @@ func queueDelta(c *nftables.Conn, o *Objects, cur *State, kt *kernelTable, desir
 		}
 		switch {
 		case k == 0:
+			have[cur.Elements[i].setName()]++
 			i++
 			j++
 		case k < 0:
 			e := cur.Elements[i]
+			have[e.setName()]++
 			del[e.setName()] = append(del[e.setName()], encodeElement(e))
 			res.Deleted++
 			i++
@@ -734,13 +739,79 @@ func queueDelta(c *nftables.Conn, o *Objects, cur *State, kt *kernelTable, desir
 			j++
 		}
 	}
+	// Maps that lose many elements are replaced whole (see replaceMap).
+	replaced := map[string]bool{}
+	for name, d := range del {
+		if replaceMap(len(d), have[name]) {
+			replaced[name] = true
+			res.Replaced++
+		}
+	}
+	// Chains that look a replaced map up: their rules go before the map
+	// goes and come back after the new one is filled.
+	rewire := map[string]bool{}
+	for _, r := range o.Rules {
+		for _, e := range r.Exprs {
+			if l, ok := e.(*expr.Lookup); ok && replaced[l.SetName] {
+				rewire[r.Chain.Name] = true
+			}
+		}
+	}
+	// New counters and rule chains, and rule chains whose rules differ.
+	for _, ctr := range o.Counters {
+		if !haveCounter[ctr.Name] {
+			c.AddObj(ctr)
+		}
+	}
+	for _, ch := range o.Chains {
+		if rewire[ch.Name] {
+			c.FlushChain(ch)
+			if !slices.Equal(cur.layout.chains[ch.Name], want.chains[ch.Name]) {
+				res.Rewritten = true
+			}
+			continue
+		}
+		if ch.Hooknum != nil {
+			continue
+		}
+		rules, ok := cur.layout.chains[ch.Name]
+		switch {
+		case !ok:
+			c.AddChain(ch)
+		case slices.Equal(rules, want.chains[ch.Name]):
+			continue
+		default:
+			c.FlushChain(ch)
+			res.Rewritten = true
+		}
+		for _, r := range rulesOf[ch.Name] {
+			c.AddRule(r)
+		}
+	}
 	for _, s := range o.Sets {
 		ks := kt.sets[s.Name]
+		if replaced[s.Name] {
+			c.DelSet(ks)
+			if err := c.AddSet(s, nil); err != nil {
+				return res, fmt.Errorf("add map %s: %w", s.Name, err)
+			}
+			if err := addElements(c, s, o.Elements[s.Name]); err != nil {
+				return res, err
+			}
+			continue
+		}
 		if err := delElements(c, ks, del[s.Name]); err != nil {
 			return res, err
 		}
 		if err := addElements(c, ks, add[s.Name]); err != nil {
 			return res, err
+		}
+	}
+	for _, ch := range o.Chains {
+		if rewire[ch.Name] {
+			for _, r := range rulesOf[ch.Name] {
+				c.AddRule(r)
+			}
 		}
 	}
 	// Rule chains and counters no longer used, and foreign chains.
