@@ -5,6 +5,7 @@ package dataplane
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,16 +19,18 @@ import (
 // "max" policy compiled to).
 const maxCNPEntries = 15625
 
-// bigTierEntries returns n Admin egress Denies of distinct /30 networks in
-// 198.18.0.0/15 under 100 rule ids of policy name: the shape of the
+// bigTierEntries returns n Admin Denies in direction dir of distinct /30
+// networks from 198.18.16.0 on (at most 15,625 of them, up to 198.19.4.255:
+// clear of the test pair's 198.18.0.0/24 and of the other tests' 198.19
+// addresses) under 100 rule ids of policy name: the shape of the
 // maximum-size ClusterNetworkPolicy.
-func bigTierEntries(name string, n int) []Entry {
+func bigTierEntries(name string, dir model.Direction, n int) []Entry {
 	es := make([]Entry, 0, n)
 	for i := range n {
-		a := uint32(198)<<24 | uint32(18)<<16 | uint32(i)<<2
+		a := uint32(198)<<24 | uint32(18)<<16 | uint32(16)<<8 + uint32(i)<<2
 		es = append(es, Entry{
 			Peer:   netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)}), 30),
-			RuleID: fmt.Sprintf("cnp/admin/%s/egress-%d", name, i%100), Action: ActionDeny,
+			RuleID: fmt.Sprintf("cnp/admin/%s/%s-%d", name, strings.ToLower(string(dir)), i%100), Action: ActionDeny,
 		})
 	}
 	return es
@@ -46,7 +49,7 @@ func bigTierRuleSets(i int) (small, big RuleSet) {
 	small = smallRuleSet(i)
 	small.Admin = Tiers{Egress: keepTier()}
 	big = small
-	big.Admin = Tiers{Egress: append(keepTier(), bigTierEntries("max", maxCNPEntries)...)}
+	big.Admin = Tiers{Egress: append(keepTier(), bigTierEntries("max", model.Egress, maxCNPEntries)...)}
 	return small, big
 }
 

@@ -1,0 +1,158 @@
+//go:build linux
+
+package dataplane
+
+import (
+	"net/netip"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nanoseg/nanoseg/internal/nettest"
+	"github.com/nanoseg/nanoseg/internal/verdictlog"
+	"github.com/nanoseg/nanoseg/model"
+)
+
+// listTable returns `nft list table inet nanoseg` in ns, the kernel's own
+// text of the whole table (chains, rules, maps with their elements,
+// counters) without handles, with its top-level blocks sorted: nft lists
+// objects in the order they were made, which says nothing of what the
+// table does (a replaced map comes last).
+func listTable(t testing.TB, ns *nettest.Netns) string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", ns.Name, "nft", "list", "table", "inet", TableName).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list table in %s: %v: %s", ns.Name, err, out)
+	}
+	blocks := strings.Split(strings.TrimSpace(string(out)), "\n\n")
+	slices.Sort(blocks)
+	return strings.Join(blocks, "\n\n")
+}
+
+// TestDeleteTierEqualsFresh: taking a ClusterNetworkPolicy out of a table
+// (the rule set without its entries applied over the one with them)
+// leaves the table a fresh apply of the remaining rule set makes, as the
+// kernel lists it, whether its maps are replaced whole (a large policy)
+// or lose elements one by one (a small one); ApplyResult.Replaced says
+// which path ran.
+func TestDeleteTierEqualsFresh(t *testing.T) {
+	nettest.RequireRoot(t)
+	dp := New(nil)
+	for _, tc := range []struct {
+		name     string
+		n        int
+		replaced bool
+	}{
+		{"large", 3000, true},
+		{"small", 100, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rest := tierEqualRuleSet()
+			big := rest
+			big.Admin = Tiers{
+				Ingress: append(bigTierEntries("big", model.Ingress, tc.n), rest.Admin.Ingress...),
+				Egress:  append(bigTierEntries("big", model.Egress, tc.n), rest.Admin.Egress...),
+			}
+			updated, fresh := nettest.New(t), nettest.New(t)
+			mustApply(t, dp, updated, big)
+			res := mustApply(t, dp, updated, rest)
+			if got := res.Replaced > 0; got != tc.replaced {
+				t.Errorf("Apply without %d entries a direction: Replaced = %d, want replaced %t", tc.n, res.Replaced, tc.replaced)
+			}
+			if res.Deleted != 2*tc.n {
+				t.Errorf("Deleted = %d, want %d", res.Deleted, 2*tc.n)
+			}
+			mustApply(t, dp, fresh, rest)
+			if a, b := listTable(t, updated), listTable(t, fresh); a != b {
+				t.Errorf("table after the delete differs from a fresh apply:\n--- after delete\n%s\n--- fresh\n%s", a, b)
+			}
+			if st := mustRead(t, dp, updated); !st.Equal(rest) {
+				t.Errorf("State.Equal(remaining rule set) = false after the delete")
+			}
+			if res := mustApply(t, dp, updated, rest); !res.Unchanged {
+				t.Errorf("applying the remaining rule set again: %+v, want Unchanged", res)
+			}
+		})
+	}
+}
+
+// TestReplaceMapAtomic: an Admin Accept of c0 and a Deny of the LAN on
+// TCP 80 stay in force while 3,000 other Admin entries come and go (the
+// going replaces the map whole: its lookup rule is taken out and put back
+// in the same transaction). A connect loop from c0 (accepted by both rule
+// sets) and from c1 (denied by both) runs meanwhile: c1 never gets
+// through, and no connection reaches the default verdict, which a moment
+// without the map or its lookup rule would show.
+func TestReplaceMapAtomic(t *testing.T) {
+	nettest.RequireRoot(t)
+	f := families[0]
+	p := newPair(t)
+	serve(t, p.server, 80)
+	logs := listenNFLOG(t, p.server)
+	dp := New(nil)
+	c := f.clients
+	accept := Entry{Peer: host(c[0]), Protocol: model.ProtocolTCP, Port: 80, RuleID: "cnp/admin/open/ingress-0", Action: ActionAccept}
+	deny := Entry{Peer: f.lan, Protocol: model.ProtocolTCP, Port: 80, RuleID: "cnp/admin/close/ingress-0", Action: ActionDeny}
+	small := RuleSet{Name: "ep-replace", Mode: model.ModeEnforce, IngressDefault: "default-reached", Admin: Tiers{Ingress: []Entry{accept, deny}}}
+	big := small
+	big.Admin = Tiers{Ingress: append([]Entry{accept, deny}, bigTierEntries("big", model.Ingress, 3000)...)}
+	// The big entries are /30s on every protocol; make them TCP 80 too, so
+	// they share the map of the two entries that decide.
+	for i := 2; i < len(big.Admin.Ingress); i++ {
+		big.Admin.Ingress[i].Protocol, big.Admin.Ingress[i].Port = model.ProtocolTCP, 80
+	}
+	mustApply(t, dp, p.server, small)
+	var opened, failed, leaked atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	loop := func(src netip.Addr, ok, bad *atomic.Int64, timeout time.Duration) {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := probeTCP(p.client, src, ap(f.server, 80), timeout); err == nil {
+				ok.Add(1)
+			} else if bad != nil {
+				bad.Add(1)
+			}
+		}
+	}
+	wg.Add(2)
+	go loop(c[0], &opened, &failed, time.Second)
+	go loop(c[1], &leaked, nil, 100*time.Millisecond)
+	replaced := 0
+	for i := range 10 {
+		rs := small
+		if i%2 == 0 {
+			rs = big
+		}
+		res, err := dp.Apply(p.server.Path(), rs)
+		if err != nil {
+			t.Errorf("update %d: %v", i, err)
+		}
+		replaced += res.Replaced
+		time.Sleep(25 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if replaced == 0 {
+		t.Errorf("no update replaced a map; the test did not exercise replaceMap")
+	}
+	if leaked.Load() != 0 {
+		t.Errorf("c1 got through %d times during the updates", leaked.Load())
+	}
+	if w := verdictlog.Format(model.VerdictDeny, "default-reached"); logs.has(w) {
+		t.Errorf("a connection reached the default verdict (%q) during the updates", w)
+	}
+	if opened.Load() == 0 || failed.Load() != 0 {
+		t.Errorf("c0: %d opened, %d failed; want every connection accepted", opened.Load(), failed.Load())
+	}
+	t.Logf("c0: %d opened during 10 updates, %d maps replaced", opened.Load(), replaced)
+}
