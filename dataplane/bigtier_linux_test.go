@@ -46,13 +46,18 @@ func TestDeleteTierEqualsFresh(t *testing.T) {
 		name     string
 		n        int
 		replaced bool
+		tierGoes bool // the remaining rule set has no Baseline tier
 	}{
-		{"large", 3000, true},
-		{"small", 100, false},
+		{"large", 3000, true, false},
+		{"small", 100, false, false},
+		{"large-and-a-tier", 3000, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rest := tierEqualRuleSet()
 			big := rest
+			if tc.tierGoes {
+				rest.Baseline = Tiers{}
+			}
 			big.Admin = Tiers{
 				Ingress: append(bigTierEntries("big", model.Ingress, tc.n), rest.Admin.Ingress...),
 				Egress:  append(bigTierEntries("big", model.Egress, tc.n), rest.Admin.Egress...),
@@ -63,8 +68,8 @@ func TestDeleteTierEqualsFresh(t *testing.T) {
 			if got := res.Replaced > 0; got != tc.replaced {
 				t.Errorf("Apply without %d entries a direction: Replaced = %d, want replaced %t", tc.n, res.Replaced, tc.replaced)
 			}
-			if res.Deleted != 2*tc.n {
-				t.Errorf("Deleted = %d, want %d", res.Deleted, 2*tc.n)
+			if res.Deleted < 2*tc.n || res.Rebuilt {
+				t.Errorf("Deleted = %d, Rebuilt = %t; want at least %d deleted in place", res.Deleted, res.Rebuilt, 2*tc.n)
 			}
 			mustApply(t, dp, fresh, rest)
 			if a, b := listTable(t, updated), listTable(t, fresh); a != b {
@@ -155,4 +160,73 @@ func TestReplaceMapAtomic(t *testing.T) {
 		t.Errorf("c0: %d opened, %d failed; want every connection accepted", opened.Load(), failed.Load())
 	}
 	t.Logf("c0: %d opened during 10 updates, %d maps replaced", opened.Load(), replaced)
+}
+
+// TestTierAppearsAtomic: a Baseline tier (its maps, a rule chain) appears
+// and goes ten times while a connect loop runs from c0, which an Admin
+// Accept lets through throughout. The tier's maps are filled and
+// committed before the rules that look them up (stage), in place, not by
+// rebuilding the table; no connection fails or reaches the default
+// verdict. (Rebuilding the table in one transaction, as Apply did before,
+// let one through to the default verdict in each of two runs of this loop
+// on Linux 6.18.)
+func TestTierAppearsAtomic(t *testing.T) {
+	nettest.RequireRoot(t)
+	f := families[0]
+	p := newPair(t)
+	serve(t, p.server, 80)
+	logs := listenNFLOG(t, p.server)
+	dp := New(nil)
+	c := f.clients
+	accept := Entry{Peer: host(c[0]), Protocol: model.ProtocolTCP, Port: 80, RuleID: "cnp/admin/open/ingress-0", Action: ActionAccept}
+	deny := Entry{Peer: f.lan, Protocol: model.ProtocolTCP, Port: 80, RuleID: "cnp/admin/close/ingress-0", Action: ActionDeny}
+	without := RuleSet{Name: "ep-tier-appears", Mode: model.ModeEnforce, IngressDefault: "default-reached", Admin: Tiers{Ingress: []Entry{accept, deny}}}
+	with := without
+	with.Baseline = Tiers{Egress: []Entry{{Peer: netip.MustParsePrefix("198.19.250.0/24"), RuleID: "cnp/baseline/x/egress-0", Action: ActionDeny}}}
+	mustApply(t, dp, p.server, without)
+	var opened, failed atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if probeTCP(p.client, c[0], ap(f.server, 80), time.Second) == nil {
+				opened.Add(1)
+			} else {
+				failed.Add(1)
+			}
+		}
+	}()
+	for i := range 20 {
+		rs := without
+		if i%2 == 0 {
+			rs = with
+		}
+		res, err := dp.Apply(p.server.Path(), rs)
+		if err != nil {
+			t.Errorf("update %d: %v", i, err)
+		}
+		if res.Rebuilt {
+			t.Errorf("update %d rebuilt the table", i)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if st := mustRead(t, dp, p.server); !st.Equal(without) {
+		t.Errorf("table after the updates is not the last rule set")
+	}
+	if w := verdictlog.Format(model.VerdictDeny, "default-reached"); logs.has(w) {
+		t.Errorf("a connection reached the default verdict (%q) during the updates", w)
+	}
+	if opened.Load() == 0 || failed.Load() != 0 {
+		t.Errorf("c0: %d opened, %d failed; want every connection accepted", opened.Load(), failed.Load())
+	}
+	t.Logf("c0: %d opened during 20 updates", opened.Load())
 }

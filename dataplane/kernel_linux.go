@@ -11,15 +11,19 @@ package dataplane
 // the old table or the new one, never a mix):
 //   - no table: create everything;
 //   - a table whose base chains, policy chains or maps differ from what
-//     Render makes (altered behind our back): delete and re-create it in the
-//     same batch, so there is no window without rules;
-//   - otherwise (adoption, updates): add and delete map elements in place
-//     (a map losing many elements is replaced whole instead, through a
-//     stand-in map, in four transactions each of which leaves verdicts
-//     old or new: see stage),
-//     add or delete the chains and counters of rule ids that appear or go,
-//     and rewrite the policy and rule chains only when the mode, name or
-//     LogAllowed changed. Base chains and maps are never rebuilt.
+//     Render makes (altered behind our back), other than by a tier's maps
+//     appearing or going: delete and re-create it in the same batch (the
+//     kernel may miss lookups in the new maps for a moment: see stage);
+//   - otherwise (adoption, updates, a tier appearing or going): add and
+//     delete map elements in place, add or delete the chains and counters
+//     of rule ids that appear or go, and rewrite the policy and rule
+//     chains only when the mode, name or LogAllowed changed or a map they
+//     look up comes or goes. Base chains are never rebuilt. A new map is
+//     filled and committed in a transaction of its own before the one
+//     that looks it up (a tier's maps appearing; a map losing many
+//     elements, replaced whole through a stand-in: see stage), so the
+//     update takes two or four transactions, each leaving verdicts old or
+//     new.
 //
 // google/nftables v0.3.0 puts all elements of one SetAddElements call into
 // one netlink attribute, whose length is a uint16, and sends the whole batch
@@ -39,6 +43,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"slices"
@@ -169,6 +174,43 @@ func (l layout) equal(m layout) bool {
 		}
 	}
 	return slices.Equal(l.sets, m.sets) && slices.Equal(l.counters, m.counters)
+}
+
+// tierMapsDiffer reports whether l and m have the same base chains and
+// policy chains, and maps that differ only in whole ClusterNetworkPolicy
+// tier maps present in one and absent in the other (a tier appears or
+// goes), which Apply updates in place (see stage) rather than rebuilding.
+func (l layout) tierMapsDiffer(m layout) bool {
+	for _, c := range []string{ChainInput, ChainOutput} {
+		if !slices.Equal(l.chains[c], m.chains[c]) {
+			return false
+		}
+	}
+	for _, c := range []string{ChainIngress, ChainEgress} {
+		if _, ok := l.chains[c]; !ok {
+			return false
+		}
+	}
+	count := map[string]int{}
+	for _, h := range l.sets {
+		count[h]++
+	}
+	for _, h := range m.sets {
+		count[h]--
+	}
+	side := map[string]int{} // map name → which side has it
+	for h, n := range count {
+		if n == 0 {
+			continue
+		}
+		name, _, _ := strings.Cut(h, " ")
+		i := slices.IndexFunc(mapDefs, func(d mapDef) bool { return d.name == name })
+		if i < 0 || mapDefs[i].tier == "" || side[name] != 0 || (n != 1 && n != -1) {
+			return false
+		}
+		side[name] = n
+	}
+	return true
 }
 
 // skeletonEqual compares what updates never touch: base chains, policy
@@ -597,7 +639,7 @@ func (d *Dataplane) Apply(nsPath string, rs RuleSet) (ApplyResult, error) {
 		res.Created = true
 		err = create(c, o)
 		res.Added = len(desired)
-	case !cur.layout.skeletonEqual(want):
+	case !cur.layout.skeletonEqual(want) && !cur.layout.tierMapsDiffer(want):
 		res.Rebuilt = true
 		c.DelTable(o.Table)
 		err = create(c, o)
@@ -605,8 +647,8 @@ func (d *Dataplane) Apply(nsPath string, rs RuleSet) (ApplyResult, error) {
 		tighter = true
 	default:
 		tighter = cur.RuleSet.Mode != model.ModeEnforce
-		p = planDelta(o, cur, desired)
-		if len(p.replaced) > 0 {
+		p = planDelta(o, cur, kt, desired)
+		if p.staging() {
 			if err := stage(c, o, cur, p); err != nil {
 				return ApplyResult{}, fmt.Errorf("apply %s: %w", nsPath, err)
 			}
@@ -719,12 +761,31 @@ type plan struct {
 	// whose rules look one of them up.
 	replaced map[string]bool
 	rewire   map[string]bool
+	// fresh are the maps o has and the kernel does not (a tier appears),
+	// gone the kernel's maps o does not have (a tier goes).
+	fresh map[string]bool
+	gone  []*nftables.Set
 }
 
+// staging reports whether the update needs stage first.
+func (p plan) staging() bool { return len(p.replaced) > 0 || len(p.fresh) > 0 }
+
 // planDelta merges the kernel's elements with the desired ones.
-func planDelta(o *Objects, cur *State, desired []Element) plan {
+func planDelta(o *Objects, cur *State, kt *kernelTable, desired []Element) plan {
 	p := plan{del: map[string][]nftables.SetElement{}, add: map[string][]nftables.SetElement{},
-		replaced: map[string]bool{}, rewire: map[string]bool{}}
+		replaced: map[string]bool{}, rewire: map[string]bool{}, fresh: map[string]bool{}}
+	rendered := map[string]bool{}
+	for _, s := range o.Sets {
+		rendered[s.Name] = true
+		if kt.sets[s.Name] == nil {
+			p.fresh[s.Name] = true
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(kt.sets)) {
+		if !rendered[name] {
+			p.gone = append(p.gone, kt.sets[name])
+		}
+	}
 	have := map[string]int{} // elements per map in the kernel
 	i, j := 0, 0
 	for i < len(cur.Elements) || j < len(desired) {
@@ -756,7 +817,7 @@ func planDelta(o *Objects, cur *State, desired []Element) plan {
 		}
 	}
 	for name, d := range p.del {
-		if replaceMap(len(d), have[name]) {
+		if rendered[name] && replaceMap(len(d), have[name]) {
 			p.replaced[name] = true
 		}
 	}
@@ -793,15 +854,18 @@ func withLookups(r *nftables.Rule, to map[string]*nftables.Set) *nftables.Rule {
 	return &n
 }
 
-// stage runs step 1 of replacing the maps p.replaced whole, which takes
-// four transactions, each atomic and each leaving verdicts old or new:
+// stage runs step 1 of an update that makes maps: a tier's maps when the
+// tier appears (p.fresh, two transactions: steps 1 and 2) or maps
+// replaced whole (p.replaced, four), each transaction atomic and leaving
+// verdicts old or new:
 //
-//  1. stage: the new counters and rule chains, and a stand-in of each
-//     replaced map (name + stagedSuffix) holding its new elements; nothing
-//     looks them up yet;
+//  1. stage: the new counters and rule chains, each fresh map with its
+//     elements, and a stand-in of each replaced map (name + stagedSuffix)
+//     holding its new elements; nothing looks them up yet;
 //  2. switch (queued by queueDelta, committed by Apply with the rest of
-//     the update): the rules that looked a replaced map up now look up its
-//     stand-in, and the old map is destroyed;
+//     the update): rules look the fresh maps up, the rules that looked a
+//     replaced map up now look up its stand-in, and the old map is
+//     destroyed (so are the maps of a tier that goes);
 //  3. refill: each map again under its own name, with the same elements;
 //  4. switch back: the rules look the maps up by their own names again
 //     and the stand-ins are destroyed.
@@ -837,6 +901,15 @@ func stage(c *nftables.Conn, o *Objects, cur *State, p plan) error {
 		}
 	}
 	for _, s := range o.Sets {
+		if p.fresh[s.Name] {
+			if err := c.AddSet(s, nil); err != nil {
+				return fmt.Errorf("add map %s: %w", s.Name, err)
+			}
+			if err := addElements(c, s, o.Elements[s.Name]); err != nil {
+				return err
+			}
+			continue
+		}
 		if !p.replaced[s.Name] {
 			continue
 		}
@@ -849,7 +922,7 @@ func stage(c *nftables.Conn, o *Objects, cur *State, p plan) error {
 		}
 	}
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("stage replaced maps: %w", err)
+		return fmt.Errorf("stage maps: %w", err)
 	}
 	return nil
 }
@@ -899,7 +972,7 @@ func restore(c *nftables.Conn, o *Objects, p plan) error {
 func queueDelta(c *nftables.Conn, o *Objects, cur *State, kt *kernelTable, p plan) (ApplyResult, error) {
 	var res ApplyResult
 	res.Added, res.Deleted, res.Replaced = p.added, p.deleted, len(p.replaced)
-	staging := len(p.replaced) > 0
+	staging := p.staging()
 	want := layoutOf(o)
 	rulesOf := map[string][]*nftables.Rule{}
 	for _, r := range o.Rules {
@@ -952,6 +1025,9 @@ func queueDelta(c *nftables.Conn, o *Objects, cur *State, kt *kernelTable, p pla
 	}
 	for _, s := range o.Sets {
 		ks := kt.sets[s.Name]
+		if p.fresh[s.Name] {
+			continue // filled by stage
+		}
 		if p.replaced[s.Name] {
 			c.DelSet(ks)
 			continue
@@ -962,6 +1038,11 @@ func queueDelta(c *nftables.Conn, o *Objects, cur *State, kt *kernelTable, p pla
 		if err := addElements(c, ks, p.add[s.Name]); err != nil {
 			return res, err
 		}
+	}
+	// Maps of a tier that went (the rules looking them up were rewritten
+	// above).
+	for _, s := range p.gone {
+		c.DelSet(s)
 	}
 	// Rule chains and counters no longer used, and foreign chains.
 	var gone []string
