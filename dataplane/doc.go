@@ -17,8 +17,10 @@
 //   - render.go: Render, rule set → nftables objects, with the table's
 //     layout in nft syntax and why it is so.
 //   - names.go: kernel object names.
-//   - kernel_linux.go: Dataplane.Apply (one transaction, in-place element
-//     updates, adoption, rebuild of altered tables) and Dataplane.Read.
+//   - kernel_linux.go: Dataplane.Apply (one transaction, or two or four
+//     when maps are made: new maps are committed before their lookups;
+//     in-place element updates, maps replaced whole when most of their
+//     elements go, adoption, rebuild of altered tables) and Dataplane.Read.
 //   - conntrack_linux.go: CutConnections, deleting exactly the conntrack
 //     entries a tightened enforcing rule set disallows.
 //   - reconciler_linux.go: Reconciler, desired rule sets per endpoint, drift
