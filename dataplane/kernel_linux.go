@@ -601,12 +601,15 @@ type ApplyResult struct {
 	Unchanged bool // the kernel already held the rule set; nothing was sent
 }
 
-// Apply programs rs into the netns at nsPath in one transaction (see the
-// file comment) and, when rs enforces and is tighter than what the kernel
+// Apply programs rs into the netns at nsPath in one transaction, or in two
+// or four when it makes maps, each leaving the old verdicts or the new
+// ones (see the file comment and stage), and, when rs enforces and is tighter than what the kernel
 // held, deletes the conntrack entries of established connections rs does not
 // allow (CutConnections). An invalid rs returns an error wrapping ErrInvalid
 // and leaves the kernel untouched; a failed transaction leaves the previous
-// table in place.
+// table in place (after a staging transaction, with unused maps or chains
+// that the next Apply removes, rebuilding the table if a map's stand-in
+// is left).
 func (d *Dataplane) Apply(nsPath string, rs RuleSet) (ApplyResult, error) {
 	var res ApplyResult
 	o, err := Render(rs)
