@@ -892,16 +892,16 @@ func stage(c *nftables.Conn, o *Objects, cur *State, p plan) error {
 			c.AddObj(ctr)
 		}
 	}
+	// The new chains first, empty: the fresh maps' elements go to them.
+	// Their rules last: they may look the fresh maps up or go to one
+	// another (a Pass goes to the NetworkPolicy tier's chain).
+	fresh := map[string]bool{}
 	for _, ch := range o.Chains {
 		if _, ok := cur.layout.chains[ch.Name]; ok || ch.Hooknum != nil {
 			continue
 		}
 		c.AddChain(ch)
-		for _, r := range o.Rules {
-			if r.Chain.Name == ch.Name {
-				c.AddRule(r)
-			}
-		}
+		fresh[ch.Name] = true
 	}
 	for _, s := range o.Sets {
 		if p.fresh[s.Name] {
@@ -922,6 +922,11 @@ func stage(c *nftables.Conn, o *Objects, cur *State, p plan) error {
 		}
 		if err := addElements(c, t, o.Elements[s.Name]); err != nil {
 			return err
+		}
+	}
+	for _, r := range o.Rules {
+		if fresh[r.Chain.Name] {
+			c.AddRule(r)
 		}
 	}
 	if err := c.Flush(); err != nil {
@@ -1032,8 +1037,7 @@ func queueDelta(c *nftables.Conn, o *Objects, cur *State, kt *kernelTable, p pla
 			continue // filled by stage
 		}
 		if p.replaced[s.Name] {
-			c.DelSet(ks)
-			continue
+			continue // destroyed below
 		}
 		if err := delElements(c, ks, p.del[s.Name]); err != nil {
 			return res, err
@@ -1042,12 +1046,15 @@ func queueDelta(c *nftables.Conn, o *Objects, cur *State, kt *kernelTable, p pla
 			return res, err
 		}
 	}
-	// Maps of a tier that went (the rules looking them up were rewritten
-	// above).
-	for _, s := range p.gone {
-		c.DelSet(s)
-	}
-	// Rule chains and counters no longer used, and foreign chains.
+	// Rule chains no longer used (and foreign chains), maps replaced or of
+	// a tier that went, in the order the kernel accepts within one
+	// transaction (it refuses to delete what is still referenced when the
+	// message is processed): the chains emptied first, which drops their
+	// lookups of the maps and their gotos to one another (a tier's chain
+	// that goes may look up a map that goes: the Baseline tier's lookups
+	// are in the NetworkPolicy tier's chain, which goes with the Admin
+	// tier; an Admin Pass goes to that chain); then the maps, whose
+	// elements go to rule chains; then the chains.
 	var gone []string
 	for name := range cur.layout.chains {
 		if _, ok := want.chains[name]; !ok {
@@ -1056,9 +1063,18 @@ func queueDelta(c *nftables.Conn, o *Objects, cur *State, kt *kernelTable, p pla
 	}
 	slices.Sort(gone)
 	for _, name := range gone {
-		ch := kt.chains[name]
-		c.FlushChain(ch)
-		c.DelChain(ch)
+		c.FlushChain(kt.chains[name])
+	}
+	for _, s := range o.Sets {
+		if p.replaced[s.Name] {
+			c.DelSet(kt.sets[s.Name])
+		}
+	}
+	for _, s := range p.gone {
+		c.DelSet(s)
+	}
+	for _, name := range gone {
+		c.DelChain(kt.chains[name])
 	}
 	wantCounter := map[string]bool{}
 	for _, ctr := range o.Counters {
