@@ -1,6 +1,7 @@
 // Package dataplane holds the rule set of one endpoint, its rendering to
 // nftables objects (pure), and applying it to and reading it back from the
-// endpoint's own network namespace (Linux, one netlink transaction each).
+// endpoint's own network namespace (Linux, one netlink transaction each,
+// a few when maps are made).
 //
 // It imports neither client-go nor the policies package: the rule set is the
 // only thing it understands.
@@ -17,8 +18,10 @@
 //   - render.go: Render, rule set → nftables objects, with the table's
 //     layout in nft syntax and why it is so.
 //   - names.go: kernel object names.
-//   - kernel_linux.go: Dataplane.Apply (one transaction, in-place element
-//     updates, adoption, rebuild of altered tables) and Dataplane.Read.
+//   - kernel_linux.go: Dataplane.Apply (one transaction, or two or four
+//     when maps are made: new maps are committed before their lookups;
+//     in-place element updates, maps replaced whole when most of their
+//     elements go, adoption, rebuild of altered tables) and Dataplane.Read.
 //   - conntrack_linux.go: CutConnections, deleting exactly the conntrack
 //     entries a tightened enforcing rule set disallows.
 //   - reconciler_linux.go: Reconciler, desired rule sets per endpoint, drift

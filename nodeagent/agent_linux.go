@@ -329,7 +329,8 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 // loop runs syncs on kicks, on every ResyncInterval, and every 100 ms
-// until the caches have synced, until ctx ends.
+// while the caches have not synced (at the start, or again later), until
+// ctx ends.
 func (a *Agent) loop(ctx context.Context) {
 	resync := time.NewTicker(a.cfg.ResyncInterval)
 	defer resync.Stop()
@@ -356,9 +357,17 @@ func (a *Agent) loop(ctx context.Context) {
 			a.invDirty.Store(true)
 			a.polDirty.Store(true)
 		}
-		if a.sync(ctx) && waitC != nil {
+		switch synced := a.sync(ctx); {
+		case synced && waitC != nil:
 			wait.Stop()
 			waitC = nil
+		case !synced && waitC == nil:
+			// A cache is unsynced again (a kind the API server serves
+			// anew: its informer hands over objects, each a kick, before
+			// it has synced). The change that woke us is still to do and
+			// nothing else may wake us: look again every 100 ms.
+			wait.Reset(100 * time.Millisecond)
+			waitC = wait.C
 		}
 		if warnC != nil && a.enforced.Load() {
 			warn.Stop()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nanoseg/nanoseg/inventory"
 	"github.com/nanoseg/nanoseg/model"
+	"github.com/nanoseg/nanoseg/policies"
 )
 
 // startAgent runs an agent over parts on a free port with a fresh owner
@@ -94,6 +95,30 @@ func TestNothingBeforeSync(t *testing.T) {
 	if code, body := get(t, a, "/metrics"); code != 200 || !strings.Contains(body, `nanoseg_node_cache_synced{cache="inventory"} 1`) {
 		t.Errorf("/metrics: %d, cache_synced missing:\n%s", code, body)
 	}
+}
+
+// TestChangeWhileUnsynced: a change notified while the policy cache is
+// unsynced again (a kind the API server serves anew hands over its
+// objects, each a notification, before its informer has synced) is
+// enforced once the cache has synced, without a further notification: the
+// node agent missed a new ClusterNetworkPolicy that way until its next
+// resync (minutes) when the CRD was installed after it started.
+func TestChangeWhileUnsynced(t *testing.T) {
+	inv, pol := &fakeInventory{}, &fakePolicies{}
+	inv.synced.Store(true)
+	pol.synced.Store(true)
+	a := startAgent(t, Parts{Inventory: inv, Policies: pol})
+	waitFor(t, "ready", 2*time.Second, a.Ready)
+	reads := func() int { pol.mu.Lock(); defer pol.mu.Unlock(); return pol.reads }
+	before := reads()
+	pol.synced.Store(false)
+	pol.set(policies.InForce{})
+	time.Sleep(300 * time.Millisecond)
+	if n := reads(); n != before {
+		t.Fatalf("policies read %d times while unsynced; want none", n-before)
+	}
+	pol.synced.Store(true)
+	waitFor(t, "the change read once synced, with no further notification", 2*time.Second, func() bool { return reads() > before })
 }
 
 // TestUnfoundEvents: each newly unfound pod gets one Event (not one per
