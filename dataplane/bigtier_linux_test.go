@@ -3,6 +3,7 @@
 package dataplane
 
 import (
+	"errors"
 	"net/netip"
 	"os/exec"
 	"slices"
@@ -289,5 +290,49 @@ func TestTiersComeAndGoEqualsFresh(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestReplaceStoppedHalfway: an update stopped after a map was replaced by
+// its stand-in and before the map took its own name back (a crash between
+// the transactions of stage) leaves a table that enforces the new rule
+// set: Read says so (the stand-in's elements are the map's; the layout is
+// not Render's, so State.Equal is false and drift repair applies), and the
+// next Apply of the same rule set makes the table a fresh apply makes.
+func TestReplaceStoppedHalfway(t *testing.T) {
+	nettest.RequireRoot(t)
+	dp := New(nil)
+	rest := tierEqualRuleSet()
+	big := rest
+	big.Admin = Tiers{
+		Ingress: append(bigTierEntries("big", model.Ingress, 3000), rest.Admin.Ingress...),
+		Egress:  append(bigTierEntries("big", model.Egress, 3000), rest.Admin.Egress...),
+	}
+	updated, fresh := nettest.New(t), nettest.New(t)
+	mustApply(t, dp, updated, big)
+	stop := errors.New("stopped before restore")
+	testHookBeforeRestore = func() error { return stop }
+	_, err := dp.Apply(updated.Path(), rest)
+	testHookBeforeRestore = nil
+	if !errors.Is(err, stop) {
+		t.Fatalf("Apply with the hook: %v, want it stopped before restore", err)
+	}
+	if !strings.Contains(listTable(t, updated), stagedSuffix+" {") {
+		t.Fatalf("no stand-in map in the table after the stop:\n%s", listTable(t, updated))
+	}
+	st := mustRead(t, dp, updated)
+	if !slices.Equal(st.Elements, Elements(rest)) {
+		t.Errorf("Read after the stop: %d elements, want the new rule set's %d (the stand-in's elements are what the kernel enforces)", len(st.Elements), len(Elements(rest)))
+	}
+	if st.Equal(rest) {
+		t.Errorf("Read after the stop: State.Equal = true; want false (a table with a stand-in is not the one Render makes, so drift repair rebuilds it)")
+	}
+	res := mustApply(t, dp, updated, rest)
+	if !res.Rebuilt {
+		t.Errorf("Apply after the stop: %+v, want the table rebuilt", res)
+	}
+	mustApply(t, dp, fresh, rest)
+	if a, b := listTable(t, updated), listTable(t, fresh); a != b {
+		t.Errorf("table after the repair differs from a fresh apply:\n--- repaired\n%s\n--- fresh\n%s", a, b)
 	}
 }

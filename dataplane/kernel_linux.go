@@ -423,10 +423,22 @@ func readOnce(c *nftables.Conn) (*State, *kernelTable, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("list sets: %w", err)
 	}
+	have := map[string]bool{}
+	for _, set := range sets {
+		have[set.Name] = true
+	}
 	for _, set := range sets {
 		kt.sets[set.Name] = set
 		s.layout.sets = append(s.layout.sets, setHeader(set))
-		def := slices.IndexFunc(mapDefs, func(d mapDef) bool { return d.name == set.Name })
+		name := set.Name
+		if base, ok := strings.CutSuffix(name, stagedSuffix); ok && !have[base] {
+			// An update stopped between replacing a map and taking its
+			// own name back (stage): the stand-in is what the kernel
+			// looks up, so its elements are the map's. The layout
+			// still differs (its name), so the next Apply rebuilds.
+			name = base
+		}
+		def := slices.IndexFunc(mapDefs, func(d mapDef) bool { return d.name == name })
 		if def < 0 {
 			continue
 		}
@@ -668,6 +680,11 @@ func (d *Dataplane) Apply(nsPath string, rs RuleSet) (ApplyResult, error) {
 		return ApplyResult{}, fmt.Errorf("apply %s: commit transaction: %w", nsPath, err)
 	}
 	if len(p.replaced) > 0 {
+		if testHookBeforeRestore != nil {
+			if err := testHookBeforeRestore(); err != nil {
+				return ApplyResult{}, fmt.Errorf("apply %s: %w", nsPath, err)
+			}
+		}
 		if err := restore(c, o, p); err != nil {
 			return ApplyResult{}, fmt.Errorf("apply %s: %w", nsPath, err)
 		}
@@ -747,6 +764,11 @@ const replaceMinDeleted = 256
 func replaceMap(del, have int) bool {
 	return del >= replaceMinDeleted && 4*del >= have
 }
+
+// testHookBeforeRestore, when set (by tests only), runs between step 2
+// and step 3 of replacing maps (see stage); an error stops Apply there,
+// as a crash would.
+var testHookBeforeRestore func() error
 
 // stagedSuffix names the stand-in of a map being replaced, and
 // stagedIDOffset keeps its set id apart from the rendered maps' ids.

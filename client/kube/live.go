@@ -44,6 +44,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,9 +94,16 @@ type LiveConfig struct {
 	// opening a Session lists every kind the page shows).
 	QPS   float32
 	Burst int
+	// KindPoll is how often the change feed asks the API server whether
+	// it serves ClusterNetworkPolicies, while it does not (default 30 s):
+	// a CRD installed after the start is watched from then on.
+	KindPoll time.Duration
 }
 
 func (c *LiveConfig) defaults() {
+	if c.KindPoll <= 0 {
+		c.KindPoll = 30 * time.Second
+	}
 	if c.MaxSessions <= 0 {
 		c.MaxSessions = 16
 	}
@@ -423,31 +431,18 @@ func (l *Live) Run(ctx context.Context) error {
 		return err
 	}
 	kinds := append([]watched(nil), feedKinds...)
-	if kc, err := kubernetes.NewForConfig(l.own); err == nil {
-		if rl, err := kc.Discovery().ServerResourcesForGroupVersion(ClusterNetworkPolicies.GroupVersion().String()); err == nil {
-			for _, r := range rl.APIResources {
-				if r.Name == ClusterNetworkPolicies.Resource {
-					kinds = append(kinds, watched{ClusterNetworkPolicies, []string{controller.TopicPolicies, controller.TopicStatus}})
-				}
-			}
-		}
+	kc, err := kubernetes.NewForConfig(l.own)
+	if err != nil {
+		return err
+	}
+	cnp := watched{ClusterNetworkPolicies, []string{controller.TopicPolicies, controller.TopicStatus}}
+	served := l.serves(kc, cnp.gvr)
+	if served {
+		kinds = append(kinds, cnp)
 	}
 	f := metadatainformer.NewSharedInformerFactory(md, 0)
 	for _, k := range kinds {
-		inf := f.ForResource(k.gvr).Informer()
-		publish := func() {
-			l.gen.Add(1)
-			l.changes.Publish(k.topics...)
-		}
-		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
-			AddFunc: func(_ any, initial bool) {
-				if !initial {
-					publish()
-				}
-			},
-			UpdateFunc: func(_, _ any) { publish() },
-			DeleteFunc: func(any) { publish() },
-		}); err != nil {
+		if err := l.feed(f, k); err != nil {
 			return err
 		}
 	}
@@ -476,5 +471,67 @@ func (l *Live) Run(ctx context.Context) error {
 		}
 	}
 	l.log.Info("the page's change feed follows the cluster", "kinds", len(kinds))
+	if !served {
+		go l.watchLate(ctx, kc, md, cnp)
+	}
 	return nil
+}
+
+// feed adds to f the informer of kind k, which publishes k's topics at
+// every change after its first list.
+func (l *Live) feed(f metadatainformer.SharedInformerFactory, k watched) error {
+	publish := func() {
+		l.gen.Add(1)
+		l.changes.Publish(k.topics...)
+	}
+	_, err := f.ForResource(k.gvr).Informer().AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc: func(_ any, initial bool) {
+			if !initial {
+				publish()
+			}
+		},
+		UpdateFunc: func(_, _ any) { publish() },
+		DeleteFunc: func(any) { publish() },
+	})
+	return err
+}
+
+// serves reports whether the API server serves the resource gvr (its
+// discovery lists it); an error answers false.
+func (l *Live) serves(kc kubernetes.Interface, gvr schema.GroupVersionResource) bool {
+	rl, err := kc.Discovery().ServerResourcesForGroupVersion(gvr.GroupVersion().String())
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(rl.APIResources, func(r metav1.APIResource) bool { return r.Name == gvr.Resource })
+}
+
+// watchLate asks every KindPoll whether the API server serves k (a CRD
+// installed after Run started) and, once it does, publishes k's topics
+// (the objects it serves are news to the page) and watches it as Run
+// watches the others, until ctx is done.
+func (l *Live) watchLate(ctx context.Context, kc kubernetes.Interface, md metadata.Interface, k watched) {
+	t := time.NewTicker(l.cfg.KindPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !l.serves(kc, k.gvr) {
+			continue
+		}
+		f := metadatainformer.NewSharedInformerFactory(md, 0)
+		if err := l.feed(f, k); err != nil {
+			l.log.Warn("the page's change feed cannot watch a kind served now", "resource", k.gvr.Resource, "err", err)
+			return
+		}
+		f.Start(ctx.Done())
+		f.WaitForCacheSync(ctx.Done())
+		l.gen.Add(1)
+		l.changes.Publish(k.topics...)
+		l.log.Info("the page's change feed follows a kind served now", "resource", k.gvr.Resource)
+		return
+	}
 }
