@@ -198,9 +198,9 @@ func TestClusterNetworkPolicyCRDOnAPIServer(t *testing.T) {
 	})
 
 	// What the upstream CRD allows (its rules are atomic lists, its
-	// destinationNamedPort a bare string) both accept.
+	// destinationNamedPort a bare string, empty too) both accept.
 	t.Run("duplicate rule names and any named port: both accept", func(t *testing.T) {
-		o := cnp("dup-names", `{tier: Admin, priority: 1, `+subject+`, ingress: [{name: same, action: Deny, from: [{namespaces: {}}], protocols: [{destinationNamedPort: THIS_IS_BAD_}]}, {name: same, action: Accept, from: [{namespaces: {}}]}]}`)
+		o := cnp("dup-names", `{tier: Admin, priority: 1, `+subject+`, ingress: [{name: same, action: Deny, from: [{namespaces: {}}], protocols: [{destinationNamedPort: THIS_IS_BAD_}, {destinationNamedPort: ""}]}, {name: same, action: Accept, from: [{namespaces: {}}]}]}`)
 		if _, err := api.Create(ctx, o, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}, FieldValidation: metav1.FieldValidationStrict}); err != nil {
 			t.Fatalf("the API server refuses it: %v", err)
 		}

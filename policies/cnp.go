@@ -266,8 +266,10 @@ func compileProtocols(protos []cnpv1alpha2.Protocol) (bool, []ClusterPort) {
 			}
 			out = append(out, p)
 		}
-		if pr.DestinationNamedPort != "" {
-			out = append(out, ClusterPort{Name: pr.DestinationNamedPort})
+		// An empty name names no container port (Kubernetes port names
+		// are never empty): the entry matches nothing.
+		if pr.DestinationNamedPort != nil && *pr.DestinationNamedPort != "" {
+			out = append(out, ClusterPort{Name: *pr.DestinationNamedPort})
 		}
 	}
 	return false, out

@@ -320,6 +320,24 @@ func TestClusterProtocols(t *testing.T) {
 			t.Errorf("%d/%s to %s: got %s, want %s: %s", tt.port, tt.proto, tt.to, v.Action, tt.want, v.Reason())
 		}
 	}
+	// An empty named port (the upstream CRD accepts it) names no
+	// container port: that entry matches nothing, the others still do.
+	set = cnpSet(t, cnpDoc("p", cnpv1alpha2.TierAdmin, 1, `{namespaces: {matchLabels: {team: a}}}`, "egress", `[{action: Deny, to: [{namespaces: {}}], protocols: [
+    {destinationNamedPort: ""}, {tcp: {destinationPort: {number: 80}}}]}]`))
+	for _, tt := range []struct {
+		port int32
+		want model.Verdict
+	}{{80, model.VerdictDeny}, {8080, model.VerdictAllow}, {81, model.VerdictAllow}} {
+		if v := Evaluate(w, set, cconn(t, "a/client", "b/server", tt.port, model.ProtocolTCP)); v.Action != tt.want {
+			t.Errorf("empty named port and TCP 80: %d/TCP: got %s, want %s: %s", tt.port, v.Action, tt.want, v.Reason())
+		}
+	}
+	set = cnpSet(t, cnpDoc("p", cnpv1alpha2.TierAdmin, 1, `{namespaces: {matchLabels: {team: a}}}`, "egress", `[{action: Deny, to: [{namespaces: {}}], protocols: [{destinationNamedPort: ""}]}]`))
+	for _, port := range []int32{80, 8080} {
+		if v := Evaluate(w, set, cconn(t, "a/client", "b/server", port, model.ProtocolTCP)); v.Action != model.VerdictAllow {
+			t.Errorf("only an empty named port: %d/TCP: got %s, want allow (the rule matches nothing): %s", port, v.Action, v.Reason())
+		}
+	}
 	// Without protocols a rule matches every protocol, ICMP included.
 	set = cnpSet(t, cnpDoc("p", cnpv1alpha2.TierAdmin, 1, `{namespaces: {matchLabels: {team: a}}}`, "egress", `[{action: Deny, to: [{namespaces: {}}]}]`))
 	if v := Evaluate(w, set, cconn(t, "a/client", "b/server", 8, model.ProtocolICMP)); v.Action != model.VerdictDeny {

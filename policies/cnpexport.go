@@ -160,7 +160,8 @@ func cnpAcceptOf(ref, path, ns string, dir model.Direction, r v1alpha1.Rule) ([]
 			continue
 		}
 		if p.Port != nil && p.Port.Type == intstr.String {
-			protos = append(protos, cnpv1alpha2.Protocol{DestinationNamedPort: p.Port.StrVal})
+			name := p.Port.StrVal
+			protos = append(protos, cnpv1alpha2.Protocol{DestinationNamedPort: &name})
 			continue
 		}
 		// destinationPort is required: every port is the range 1-65535.

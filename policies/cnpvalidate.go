@@ -98,7 +98,7 @@ func ValidateClusterNetworkPolicy(p *cnpv1alpha2.ClusterNetworkPolicy) field.Err
 			errs = append(errs, validateCNPEgressPeer(peer, r.Action, rp.Child("to").Index(j))...)
 			addressPeer = addressPeer || peer.Nodes != nil || peer.Networks != nil || peer.DomainNames != nil
 		}
-		if addressPeer && slices.ContainsFunc(r.Protocols, func(pr cnpv1alpha2.Protocol) bool { return pr.DestinationNamedPort != "" }) {
+		if addressPeer && slices.ContainsFunc(r.Protocols, func(pr cnpv1alpha2.Protocol) bool { return pr.DestinationNamedPort != nil }) {
 			errs = append(errs, field.Invalid(rp, "", "networks/nodes/domainNames peer cannot be set with destinationNamedPort: they have no named ports"))
 		}
 	}
@@ -175,7 +175,7 @@ func validateCNPRuleHead(name string, action cnpv1alpha2.Action, protos []cnpv1a
 			n++
 			errs = append(errs, validateCNPPort(pm.m.DestinationPort, ip.Child(pm.name))...)
 		}
-		if pr.DestinationNamedPort != "" {
+		if pr.DestinationNamedPort != nil {
 			n++
 		}
 		errs = append(errs, exactlyOne(n, ip, "tcp, udp, sctp, destinationNamedPort")...)

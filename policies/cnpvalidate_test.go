@@ -96,6 +96,19 @@ kind: ClusterNetworkPolicy
 metadata: {name: x, namespace: shop}
 spec: {tier: Admin, priority: 1, subject: {namespaces: {}}, ingress: [{action: Deny, from: [{namespaces: {}}]}]}
 `, []string{`metadata.namespace: Forbidden: ClusterNetworkPolicy is cluster-scoped: remove namespace "shop"`}, nil},
+		// As the upstream CRD: an empty destinationNamedPort is accepted
+		// (no minLength; it matches nothing), an empty entry is not.
+		{"empty named port accepted, empty entry refused", `
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: x}
+spec:
+  tier: Admin
+  priority: 1
+  subject: {namespaces: {}}
+  ingress:
+  - {action: Deny, from: [{namespaces: {}}], protocols: [{destinationNamedPort: ""}, {}]}
+`, []string{"spec.ingress[0].protocols[1]: Required value: must set exactly one of"}, []string{"protocols[0]"}},
 		// As the upstream CRD: rules are an atomic list (no map keyed by
 		// name), and destinationNamedPort has no pattern.
 		{"duplicate rule names and any named port, as upstream", `

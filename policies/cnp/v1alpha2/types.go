@@ -230,10 +230,12 @@ type Protocol struct {
 	// +optional
 	SCTP *PortMatch `json:"sctp,omitempty"`
 	// DestinationNamedPort matches the destination pod's container port of
-	// this name (its number and protocol); never a node or network.
+	// this name (its number and protocol); never a node or network. An
+	// empty name, accepted as the upstream CRD accepts it, names no
+	// container port: the entry matches nothing.
 	// +optional
-	// +kubebuilder:validation:MinLength=1
-	DestinationNamedPort string `json:"destinationNamedPort,omitempty"`
+	DestinationNamedPort *string `json:"destinationNamedPort,omitempty"` // a pointer: "" is not absent
+
 }
 
 // PortMatch is the port part of a tcp, udp or sctp entry.
