@@ -9,7 +9,7 @@ import "fmt"
 // "*" for Admin, "+" for Baseline. JSON:
 //
 //	{"tier":"Admin","policy":"guard-db","priority":7,"rule":"ingress-0",
-//	 "name":"no-intruder","action":"Deny"}
+//	 "name":"no-intruder","action":"Deny","audited":true}
 type Decision struct {
 	Tier     string `json:"tier"` // Admin or Baseline
 	Policy   string `json:"policy"`
@@ -19,6 +19,10 @@ type Decision struct {
 	Rule   string `json:"rule"`
 	Name   string `json:"name,omitempty"`
 	Action string `json:"action"` // Accept or Deny
+	// Audited is true for a Deny that the workload's audit mode logs as
+	// audit-deny and does not drop (policies.DirectionEvaluation.
+	// AuditedClusterDeny).
+	Audited bool `json:"audited,omitempty"`
 }
 
 // Mark is "*" for the Admin tier, "+" for Baseline.
@@ -29,13 +33,18 @@ func (d Decision) Mark() string {
 	return "+"
 }
 
-// String is "Admin guard-db (priority 7) ingress-0 \"no-intruder\": Deny".
+// String is "Admin guard-db (priority 7) ingress-0 \"no-intruder\": Deny",
+// followed by " (audit mode: logged, not dropped)" when Audited.
 func (d Decision) String() string {
 	s := fmt.Sprintf("%s %s (priority %d) %s", d.Tier, d.Policy, d.Priority, d.Rule)
 	if d.Name != "" {
 		s += fmt.Sprintf(" %q", d.Name)
 	}
-	return s + ": " + d.Action
+	s += ": " + d.Action
+	if d.Audited {
+		s += " (audit mode: logged, not dropped)"
+	}
+	return s
 }
 
 // MarkDecisions sets DecidedBy on every edge for which decide, given the

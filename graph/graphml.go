@@ -45,6 +45,7 @@ var graphMLKeys = []gmlKey{
 	{"priority", "edge", "priority", "int"},
 	{"rule", "edge", "rule", "string"},
 	{"action", "edge", "action", "string"},
+	{"audited", "edge", "audited", "boolean"},
 	{"generatedAt", "graph", "generatedAt", "string"},
 }
 
@@ -151,6 +152,9 @@ func WriteGraphML(w io.Writer, g *Graph) error {
 			}
 			d = append(d, gmlData{"tier", c.Tier}, gmlData{"policy", c.Policy}, gmlData{"priority", strconv.Itoa(int(c.Priority))},
 				gmlData{"rule", rule}, gmlData{"action", c.Action})
+			if c.Audited {
+				d = append(d, gmlData{"audited", "true"})
+			}
 		}
 		doc.Graph.Edges = append(doc.Graph.Edges, gmlEdge{ID: "e" + strconv.Itoa(i), Source: e.Source, Target: e.Destination, Data: d})
 	}

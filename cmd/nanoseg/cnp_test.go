@@ -159,6 +159,22 @@ spec:
 	if out = run("graph", "-o", "dot"); !strings.Contains(out, `* Admin guard-db (priority 7) ingress-0 \"no-intruder\": Deny", tier="Admin"`) {
 		t.Errorf("graph -o dot does not mark the edge:\n%s", out)
 	}
+	// In audit mode the Deny only logs: the graph says so (JSON, dot, and
+	// so the static HTML export, which reads the JSON).
+	run("promote", "shop/db", "--to", "audit", "--reason", "try")
+	if out = run("graph", "-o", "json"); !strings.Contains(out, `"audited": true`) || strings.Count(out, `"decidedBy"`) != 1 {
+		t.Errorf("graph -o json does not mark the Admin Deny audited for db in audit mode:\n%s", out)
+	}
+	if out = run("graph", "-o", "dot"); !strings.Contains(out, `* Admin guard-db (priority 7) ingress-0 \"no-intruder\": Deny (audit mode: logged, not dropped)", tier="Admin"`) {
+		t.Errorf("graph -o dot does not say the Deny is audited:\n%s", out)
+	}
+	if out = run("graph", "-o", "graphml"); !strings.Contains(out, `<data key="audited">true</data>`) {
+		t.Errorf("graph -o graphml does not say the Deny is audited:\n%s", out)
+	}
+	run("promote", "shop/db", "--to", "enforce", "--reason", "back")
+	if out = run("graph", "-o", "json"); strings.Contains(out, `"audited"`) {
+		t.Errorf("graph -o json marks the Deny audited once db enforces:\n%s", out)
+	}
 	before := len(node.Enforced())
 	out = run("policy", "delete", "clusternetworkpolicy", "guard-db")
 	if !strings.Contains(out, "ClusterNetworkPolicy guard-db (Admin, priority 7) deleted (record 2, by ") || !strings.Contains(out, "name: no-intruder") {

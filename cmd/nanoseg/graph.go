@@ -199,7 +199,8 @@ func markDecisions(ctx context.Context, a *app, o graphOptions, g *graph.Graph) 
 		if v.Err != "" || r == nil {
 			return nil
 		}
-		return &graph.Decision{Tier: string(r.Tier), Policy: r.Policy.Name, Priority: r.Priority, Rule: r.Rule, Name: r.Name, Action: string(r.Action)}
+		return &graph.Decision{Tier: string(r.Tier), Policy: r.Policy.Name, Priority: r.Priority, Rule: r.Rule, Name: r.Name, Action: string(r.Action),
+			Audited: v.Egress.AuditedClusterDeny() || v.Ingress.AuditedClusterDeny()}
 	})
 	return nil
 }
