@@ -124,7 +124,7 @@ export function fromGraphJSON(g) {
     let l = links.get(id);
     if (!l) links.set(id, (l = emptyLink(e.source, e.destination, e.protocol, e.port)));
     addTraffic(l, e);
-    if (e.decidedBy && !l.decidedBy) l.decidedBy = decision(e.decidedBy, false);
+    if (e.decidedBy && !l.decidedBy) l.decidedBy = decision(e.decidedBy, e.decidedBy.audited);
   }
   return finish(nodes, links);
 }
