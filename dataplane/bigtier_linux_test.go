@@ -8,13 +8,10 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nanoseg/nanoseg/internal/nettest"
-	"github.com/nanoseg/nanoseg/internal/verdictlog"
 	"github.com/nanoseg/nanoseg/model"
 )
 
@@ -98,72 +95,31 @@ func TestDeleteTierEqualsFresh(t *testing.T) {
 // let one through in one of two runs on Linux 6.18).
 func TestReplaceMapAtomic(t *testing.T) {
 	nettest.RequireRoot(t)
-	f := families[0]
-	p := newPair(t)
-	serve(t, p.server, 80)
-	logs := listenNFLOG(t, p.server)
-	dp := New(nil)
-	c := f.clients
-	accept := Entry{Peer: host(c[0]), Protocol: model.ProtocolTCP, Port: 80, RuleID: "cnp/admin/open/ingress-0", Action: ActionAccept}
-	deny := Entry{Peer: f.lan, Protocol: model.ProtocolTCP, Port: 80, RuleID: "cnp/admin/close/ingress-0", Action: ActionDeny}
-	small := RuleSet{Name: "ep-replace", Mode: model.ModeEnforce, IngressDefault: "default-reached", Admin: Tiers{Ingress: []Entry{accept, deny}}}
+	l := newAtomicLab(t)
+	small := RuleSet{Name: "ep-replace", Mode: model.ModeEnforce, IngressDefault: "default-reached", Admin: Tiers{Ingress: []Entry{l.accept, l.deny}}}
 	big := small
-	big.Admin = Tiers{Ingress: append([]Entry{accept, deny}, bigTierEntries("big", model.Ingress, 3000)...)}
+	big.Admin = Tiers{Ingress: append([]Entry{l.accept, l.deny}, bigTierEntries("big", model.Ingress, 3000)...)}
 	// The big entries are /30s on every protocol; make them TCP 80 too, so
 	// they share the map of the two entries that decide.
 	for i := 2; i < len(big.Admin.Ingress); i++ {
 		big.Admin.Ingress[i].Protocol, big.Admin.Ingress[i].Port = model.ProtocolTCP, 80
 	}
-	mustApply(t, dp, p.server, small)
-	var opened, failed, leaked atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	loop := func(src netip.Addr, ok, bad *atomic.Int64, timeout time.Duration) {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if err := probeTCP(p.client, src, ap(f.server, 80), timeout); err == nil {
-				ok.Add(1)
-			} else if bad != nil {
-				bad.Add(1)
-			}
-		}
-	}
-	wg.Add(2)
-	go loop(c[0], &opened, &failed, time.Second)
-	go loop(c[1], &leaked, nil, 100*time.Millisecond)
+	mustApply(t, l.dp, l.p.server, small)
 	replaced := 0
-	for i := range 10 {
-		rs := small
-		if i%2 == 0 {
-			rs = big
-		}
-		res, err := dp.Apply(p.server.Path(), rs)
-		if err != nil {
-			t.Errorf("update %d: %v", i, err)
-		}
-		replaced += res.Replaced
-		time.Sleep(25 * time.Millisecond)
-	}
-	close(stop)
-	wg.Wait()
+	n := l.flip(t, 10, big, small, time.Second, func(_ int, res ApplyResult) { replaced += res.Replaced })
 	if replaced == 0 {
 		t.Errorf("no update replaced a map; the test did not exercise replaceMap")
 	}
-	if leaked.Load() != 0 {
-		t.Errorf("c1 got through %d times during the updates", leaked.Load())
+	if n.leaked != 0 {
+		t.Errorf("c1 got through %d times during the updates", n.leaked)
 	}
-	if w := verdictlog.Format(model.VerdictDeny, "default-reached"); logs.has(w) {
+	if w, ok := l.reachedDefault(); ok {
 		t.Errorf("a connection reached the default verdict (%q) during the updates", w)
 	}
-	if opened.Load() == 0 || failed.Load() != 0 {
-		t.Errorf("c0: %d opened, %d failed; want every connection accepted", opened.Load(), failed.Load())
+	if n.opened == 0 || n.failed != 0 {
+		t.Errorf("c0: %d opened, %d failed; want every connection accepted", n.opened, n.failed)
 	}
-	t.Logf("c0: %d opened during 10 updates, %d maps replaced", opened.Load(), replaced)
+	t.Logf("c0: %d opened during 10 updates, %d maps replaced", n.opened, replaced)
 }
 
 // TestTierAppearsAtomic: a Baseline tier (its maps, a rule chain) appears
@@ -176,63 +132,29 @@ func TestReplaceMapAtomic(t *testing.T) {
 // on Linux 6.18.)
 func TestTierAppearsAtomic(t *testing.T) {
 	nettest.RequireRoot(t)
-	f := families[0]
-	p := newPair(t)
-	serve(t, p.server, 80)
-	logs := listenNFLOG(t, p.server)
-	dp := New(nil)
-	c := f.clients
-	accept := Entry{Peer: host(c[0]), Protocol: model.ProtocolTCP, Port: 80, RuleID: "cnp/admin/open/ingress-0", Action: ActionAccept}
-	deny := Entry{Peer: f.lan, Protocol: model.ProtocolTCP, Port: 80, RuleID: "cnp/admin/close/ingress-0", Action: ActionDeny}
-	without := RuleSet{Name: "ep-tier-appears", Mode: model.ModeEnforce, IngressDefault: "default-reached", Admin: Tiers{Ingress: []Entry{accept, deny}}}
+	l := newAtomicLab(t)
+	without := RuleSet{Name: "ep-tier-appears", Mode: model.ModeEnforce, IngressDefault: "default-reached", Admin: Tiers{Ingress: []Entry{l.accept, l.deny}}}
 	with := without
 	with.Baseline = Tiers{Egress: []Entry{{Peer: netip.MustParsePrefix("198.19.250.0/24"), RuleID: "cnp/baseline/x/egress-0", Action: ActionDeny}}}
-	mustApply(t, dp, p.server, without)
-	var opened, failed atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if probeTCP(p.client, c[0], ap(f.server, 80), time.Second) == nil {
-				opened.Add(1)
-			} else {
-				failed.Add(1)
-			}
-		}
-	}()
-	for i := range 20 {
-		rs := without
-		if i%2 == 0 {
-			rs = with
-		}
-		res, err := dp.Apply(p.server.Path(), rs)
-		if err != nil {
-			t.Errorf("update %d: %v", i, err)
-		}
+	mustApply(t, l.dp, l.p.server, without)
+	n := l.flip(t, 20, with, without, time.Second, func(i int, res ApplyResult) {
 		if res.Rebuilt {
 			t.Errorf("update %d rebuilt the table", i)
 		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	close(stop)
-	wg.Wait()
-	if st := mustRead(t, dp, p.server); !st.Equal(without) {
+	})
+	if st := mustRead(t, l.dp, l.p.server); !st.Equal(without) {
 		t.Errorf("table after the updates is not the last rule set")
 	}
-	if w := verdictlog.Format(model.VerdictDeny, "default-reached"); logs.has(w) {
+	if w, ok := l.reachedDefault(); ok {
 		t.Errorf("a connection reached the default verdict (%q) during the updates", w)
 	}
-	if opened.Load() == 0 || failed.Load() != 0 {
-		t.Errorf("c0: %d opened, %d failed; want every connection accepted", opened.Load(), failed.Load())
+	if n.leaked != 0 {
+		t.Errorf("c1 got through %d times during the updates", n.leaked)
 	}
-	t.Logf("c0: %d opened during 20 updates", opened.Load())
+	if n.opened == 0 || n.failed != 0 {
+		t.Errorf("c0: %d opened, %d failed; want every connection accepted", n.opened, n.failed)
+	}
+	t.Logf("c0: %d opened during 20 updates", n.opened)
 }
 
 // TestTiersComeAndGoEqualsFresh: every change between a rule set without

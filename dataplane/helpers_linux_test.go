@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/nanoseg/nanoseg/internal/nettest"
 	"github.com/nanoseg/nanoseg/internal/nsenter"
 	"github.com/nanoseg/nanoseg/internal/verdictlog"
+	"github.com/nanoseg/nanoseg/model"
 )
 
 // Test topology: client netns (several addresses, for prefix edges) and
@@ -328,3 +330,80 @@ func (l *nflog) wait(prefix string, timeout time.Duration) bool {
 }
 
 func (l *nflog) has(prefix string) bool { return l.wait(prefix, 0) }
+
+// atomicLab is the setting of the tests that an update is atomic: a
+// server netns of the first family serving TCP 80, its NFLOG records, and
+// two Admin entries: accept allows client c0, deny drops the LAN (so c1)
+// on TCP 80.
+type atomicLab struct {
+	f            family
+	p            pair
+	logs         *nflog
+	dp           *Dataplane
+	accept, deny Entry
+}
+
+func newAtomicLab(t testing.TB) *atomicLab {
+	f := families[0]
+	l := &atomicLab{f: f, p: newPair(t), dp: New(nil),
+		accept: Entry{Peer: host(f.clients[0]), Protocol: model.ProtocolTCP, Port: 80, RuleID: "cnp/admin/open/ingress-0", Action: ActionAccept},
+		deny:   Entry{Peer: f.lan, Protocol: model.ProtocolTCP, Port: 80, RuleID: "cnp/admin/close/ingress-0", Action: ActionDeny}}
+	serve(t, l.p.server, 80)
+	l.logs = listenNFLOG(t, l.p.server)
+	return l
+}
+
+// flipCounts are the connections of atomicLab.flip's connect loops: from
+// c0, opened and failed; from c1, leaked (opened).
+type flipCounts struct{ opened, failed, leaked int64 }
+
+// flip applies even and odd alternately, n updates from the one already
+// applied (even first), 25 ms apart, while connect loops run from c0 (each
+// attempt given c0Timeout) and c1 (100 ms); each update's result goes to
+// each (an error fails the test).
+func (l *atomicLab) flip(t testing.TB, n int, even, odd RuleSet, c0Timeout time.Duration, each func(i int, res ApplyResult)) flipCounts {
+	t.Helper()
+	var opened, failed, leaked atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	loop := func(src netip.Addr, ok, bad *atomic.Int64, timeout time.Duration) {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := probeTCP(l.p.client, src, ap(l.f.server, 80), timeout); err == nil {
+				ok.Add(1)
+			} else if bad != nil {
+				bad.Add(1)
+			}
+		}
+	}
+	wg.Go(func() { loop(l.f.clients[0], &opened, &failed, c0Timeout) })
+	wg.Go(func() { loop(l.f.clients[1], &leaked, nil, 100*time.Millisecond) })
+	for i := range n {
+		rs := odd
+		if i%2 == 0 {
+			rs = even
+		}
+		res, err := l.dp.Apply(l.p.server.Path(), rs)
+		if err != nil {
+			t.Errorf("update %d: %v", i, err)
+		}
+		if each != nil {
+			each(i, res)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	return flipCounts{opened.Load(), failed.Load(), leaked.Load()}
+}
+
+// reachedDefault reports whether a connection met the default verdict of
+// a rule set whose IngressDefault is "default-reached".
+func (l *atomicLab) reachedDefault() (string, bool) {
+	w := verdictlog.Format(model.VerdictDeny, "default-reached")
+	return w, l.logs.has(w)
+}

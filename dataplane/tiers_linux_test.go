@@ -4,8 +4,6 @@ package dataplane
 
 import (
 	"net/netip"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -201,59 +199,20 @@ func TestBaselineLosesToNetworkPolicy(t *testing.T) {
 // table without either rule for a moment would show.
 func TestTierReorderAtomic(t *testing.T) {
 	nettest.RequireRoot(t)
-	f := families[0]
-	p := newPair(t)
-	serve(t, p.server, 80)
-	logs := listenNFLOG(t, p.server)
-	dp := New(nil)
-	c := f.clients
-	accept := Entry{Peer: host(c[0]), Protocol: model.ProtocolTCP, Port: 80, RuleID: "cnp/admin/open/ingress-0", Action: ActionAccept}
-	deny := Entry{Peer: f.lan, Protocol: model.ProtocolTCP, Port: 80, RuleID: "cnp/admin/close/ingress-0", Action: ActionDeny}
-	a := RuleSet{Name: "ep-order", Mode: model.ModeEnforce, IngressDefault: "default-reached", Admin: Tiers{Ingress: []Entry{accept, deny}}}
+	l := newAtomicLab(t)
+	a := RuleSet{Name: "ep-order", Mode: model.ModeEnforce, IngressDefault: "default-reached", Admin: Tiers{Ingress: []Entry{l.accept, l.deny}}}
 	b := a
-	b.Admin = Tiers{Ingress: []Entry{deny, accept}}
-	mustApply(t, dp, p.server, a)
-	var opened, dropped, leaked atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	loop := func(src netip.Addr, ok, bad *atomic.Int64) {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if err := probeTCP(p.client, src, ap(f.server, 80), 100*time.Millisecond); err == nil {
-				ok.Add(1)
-			} else if bad != nil {
-				bad.Add(1)
-			}
-		}
+	b.Admin = Tiers{Ingress: []Entry{l.deny, l.accept}}
+	mustApply(t, l.dp, l.p.server, a)
+	n := l.flip(t, 40, b, a, 100*time.Millisecond, nil)
+	if n.leaked != 0 {
+		t.Errorf("c1 got through %d times during the reorders", n.leaked)
 	}
-	wg.Add(2)
-	go loop(c[0], &opened, &dropped)
-	go loop(c[1], &leaked, nil)
-	for i := range 40 {
-		rs := a
-		if i%2 == 0 {
-			rs = b
-		}
-		if _, err := dp.Apply(p.server.Path(), rs); err != nil {
-			t.Errorf("update %d: %v", i, err)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	close(stop)
-	wg.Wait()
-	if leaked.Load() != 0 {
-		t.Errorf("c1 got through %d times during the reorders", leaked.Load())
-	}
-	if w := verdictlog.Format(model.VerdictDeny, "default-reached"); logs.has(w) {
+	if w, ok := l.reachedDefault(); ok {
 		t.Errorf("a connection reached the default verdict (%q) during the reorders", w)
 	}
-	if opened.Load() == 0 || dropped.Load() == 0 {
-		t.Errorf("c0: %d opened, %d dropped; want both verdicts seen", opened.Load(), dropped.Load())
+	if n.opened == 0 || n.failed == 0 {
+		t.Errorf("c0: %d opened, %d dropped; want both verdicts seen", n.opened, n.failed)
 	}
-	t.Logf("c0: %d opened, %d dropped during 40 reorders", opened.Load(), dropped.Load())
+	t.Logf("c0: %d opened, %d dropped during 40 reorders", n.opened, n.failed)
 }

@@ -4,18 +4,15 @@ package kube
 
 import (
 	"context"
-	"io/fs"
 	"path/filepath"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/nanoseg/nanoseg/internal/kubetest"
-	"github.com/nanoseg/nanoseg/manifests"
 	cnpv1alpha2 "github.com/nanoseg/nanoseg/policies/cnp/v1alpha2"
 )
 
@@ -45,17 +42,8 @@ func TestLiveFeedLateKind(t *testing.T) {
 		return ch.Seq()
 	}
 
-	raw, err := fs.ReadFile(manifests.FS, manifests.ClusterNetworkPolicyCRD)
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs, err := manifests.Decode(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	crds := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 	seq := ch.Seq()
-	if _, err := dyn.Resource(crds).Create(ctx, objs[0], metav1.CreateOptions{}); err != nil {
+	if err := c.ApplyCRDs(ctx, filepath.Join("..", "..", "manifests", "crds", "cnp")); err != nil {
 		t.Fatal(err)
 	}
 	seq = waitSeq("the CRD was installed", seq)

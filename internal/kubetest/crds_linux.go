@@ -71,6 +71,12 @@ func readCRDs(dirs []string) ([]*unstructured.Unstructured, error) {
 	return out, nil
 }
 
+// ApplyCRDs creates (or updates) the CRDs of the YAML files in dirs (as
+// Options.CRDDirs does at the start) and returns once every one is
+// Established, or with the first error: for a test that installs a kind
+// after its components started.
+func (c *Cluster) ApplyCRDs(ctx context.Context, dirs ...string) error { return c.applyCRDs(ctx, dirs) }
+
 // applyCRDs creates (or updates) the CRDs of dirs and waits until every
 // one is Established.
 func (c *Cluster) applyCRDs(ctx context.Context, dirs []string) error {
