@@ -135,18 +135,29 @@ func (c *Compiler) clusterEntries(tier int, dir model.Direction, p policies.Pod)
 		if !cp.Subject.Matches(ns.Labels, p.Labels) {
 			continue
 		}
-		for _, r := range cp.Rules[dir.Index()] {
-			out = append(out, c.clusterRuleEntries(cp, dir, r, p)...)
+		for ri, r := range cp.Rules[dir.Index()] {
+			out = append(out, c.clusterRuleEntries(cp, dir, ri, r, p)...)
 		}
 	}
 	return out
 }
 
-// clusterRuleEntries returns the entries of rule r of cp for subject pod
-// self.
-func (c *Compiler) clusterRuleEntries(cp *policies.ClusterPolicy, dir model.Direction, r policies.ClusterRule, self policies.Pod) []dataplane.Entry {
-	id := ClusterRuleID(cp, r.ID)
-	action := actions[r.Action]
+// clusterPeers are the peer addresses of one ClusterNetworkPolicy rule:
+// targets, and namedOnly the participating pods inside a networks peer
+// (for egress named ports only). They do not depend on the subject, so
+// they are computed once per rule (clusterPeersOf) and kept until a pod
+// the rule's peers reach changes (changed, clusterReaches).
+type clusterPeers struct {
+	targets, namedOnly []peerTarget
+}
+
+// clusterPeersOf returns the peers of rule ri (r) of cp in direction dir,
+// from c.clusterTargets or computed and kept there.
+func (c *Compiler) clusterPeersOf(cp *policies.ClusterPolicy, dir model.Direction, ri int, r policies.ClusterRule) clusterPeers {
+	key := [2]int{dir.Index(), ri}
+	if cached, ok := c.clusterTargets[cp][key]; ok {
+		return cached
+	}
 	named := slices.ContainsFunc(r.Ports, func(p policies.ClusterPort) bool { return p.Name != "" })
 	// targets are the peer addresses; namedOnly the participating pods
 	// inside a networks peer, for egress named ports only.
@@ -210,6 +221,21 @@ func (c *Compiler) clusterRuleEntries(cp *policies.ClusterPolicy, dir model.Dire
 			}
 		}
 	}
+	out := clusterPeers{targets: targets, namedOnly: namedOnly}
+	if c.clusterTargets[cp] == nil {
+		c.clusterTargets[cp] = map[[2]int]clusterPeers{}
+	}
+	c.clusterTargets[cp][key] = out
+	return out
+}
+
+// clusterRuleEntries returns the entries of rule ri (r) of cp for subject
+// pod self.
+func (c *Compiler) clusterRuleEntries(cp *policies.ClusterPolicy, dir model.Direction, ri int, r policies.ClusterRule, self policies.Pod) []dataplane.Entry {
+	id := ClusterRuleID(cp, r.ID)
+	action := actions[r.Action]
+	peers := c.clusterPeersOf(cp, dir, ri, r)
+	targets, namedOnly := peers.targets, peers.namedOnly
 	var out []dataplane.Entry
 	if r.AllPorts {
 		for _, t := range targets {
@@ -247,6 +273,35 @@ func (c *Compiler) clusterRuleEntries(cp *policies.ClusterPolicy, dir model.Dire
 		}
 	}
 	return out
+}
+
+// clusterReaches reports whether a rule of cp may compile to entries
+// that depend on pod p (clusterRuleEntries): p participates and a
+// namespaces or pods peer selects it (its addresses, and for an egress
+// named port its ports), or, for an egress rule with a named port, one of
+// p's addresses is inside a networks peer (the port resolves at p). A
+// nodes, networks or domainNames peer is addresses that no pod change
+// moves. A change of p then changes at most the rule sets of cp's
+// subjects (and p's own).
+func (c *Compiler) clusterReaches(cp *policies.ClusterPolicy, p policies.Pod) bool {
+	if !p.Participates() {
+		return false
+	}
+	ns := c.namespaces[p.Namespace].Labels
+	for d, dir := range model.Directions {
+		for _, r := range cp.Rules[d] {
+			named := dir == model.Egress && slices.ContainsFunc(r.Ports, func(port policies.ClusterPort) bool { return port.Name != "" })
+			for _, peer := range r.Peers {
+				switch {
+				case peer.Pods != nil && peer.Pods.Matches(ns, p.Labels):
+					return true
+				case named && slices.ContainsFunc(peer.Networks, func(n netip.Prefix) bool { return slices.ContainsFunc(p.IPs, n.Contains) }):
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // sortedPods returns the keys of every pod, sorted (cached until the

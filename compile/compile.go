@@ -84,6 +84,9 @@ type Compiler struct {
 	defaults    map[string][]policies.PolicyRef // default id -> isolating policies
 	warnings    map[string]bool
 	targets     map[ruleRef][]peerTarget // cached peer addresses of a rule
+	// clusterTargets caches the peers of ClusterNetworkPolicy rules, by
+	// policy and {direction index, rule index} (cluster.go).
+	clusterTargets map[*policies.ClusterPolicy]map[[2]int]clusterPeers
 
 	services  map[string]model.Service // by key "namespace/name"
 	svcKeys   []string                 // keys of services, sorted
@@ -103,23 +106,24 @@ type Compiler struct {
 // the ClusterNetworkPolicy tiers of the policy set (cluster.go).
 func NewCompiler(in CompileInput) (*Compiler, error) {
 	c := &Compiler{
-		namespaces:  map[string]policies.Namespace{},
-		pods:        map[string]policies.Pod{},
-		podsByNS:    map[string]map[string]bool{},
-		policies:    in.Policies.Policies(),
-		hosts:       slices.Clone(in.Hosts),
-		names:       in.Names,
-		nodes:       slices.Clone(in.Nodes),
-		peerPods:    map[peerRef]map[string]bool{},
-		ruleSets:    map[string]dataplane.RuleSet{},
-		defaults:    map[string][]policies.PolicyRef{},
-		warnings:    map[string]bool{},
-		targets:     map[ruleRef][]peerTarget{},
-		services:    map[string]model.Service{},
-		svcCache:    map[string]*svcCache{},
-		egressKey:   map[string]string{},
-		svcSplit:    map[netip.Prefix][]netip.Prefix{},
-		egressBlock: map[string][]netip.Prefix{},
+		namespaces:     map[string]policies.Namespace{},
+		pods:           map[string]policies.Pod{},
+		podsByNS:       map[string]map[string]bool{},
+		policies:       in.Policies.Policies(),
+		hosts:          slices.Clone(in.Hosts),
+		names:          in.Names,
+		nodes:          slices.Clone(in.Nodes),
+		peerPods:       map[peerRef]map[string]bool{},
+		ruleSets:       map[string]dataplane.RuleSet{},
+		defaults:       map[string][]policies.PolicyRef{},
+		warnings:       map[string]bool{},
+		targets:        map[ruleRef][]peerTarget{},
+		clusterTargets: map[*policies.ClusterPolicy]map[[2]int]clusterPeers{},
+		services:       map[string]model.Service{},
+		svcCache:       map[string]*svcCache{},
+		egressKey:      map[string]string{},
+		svcSplit:       map[netip.Prefix][]netip.Prefix{},
+		egressBlock:    map[string][]netip.Prefix{},
 	}
 	for _, cp := range in.Policies.ClusterPolicies() {
 		i := tierIndex(cp.Tier)
@@ -289,11 +293,19 @@ func (c *Compiler) changed(key string, old policies.Pod, had bool, now *policies
 	if !had || now == nil {
 		c.podKeys = nil
 	}
-	if len(c.cluster[0])+len(c.cluster[1]) > 0 {
-		// A ClusterNetworkPolicy peer may select the pod (before or
-		// after): every rule set is rebuilt. Not incremental yet.
-		for k := range c.pods {
-			affected[k] = true
+	// The subjects of every ClusterNetworkPolicy whose peers reach the
+	// pod, before or after the change (clusterReached); the pod's own
+	// tiers come with its own rebuild.
+	for _, tier := range c.cluster {
+		for _, cp := range tier {
+			if (had && c.clusterReaches(cp, old)) || (now != nil && c.clusterReaches(cp, *now)) {
+				delete(c.clusterTargets, cp)
+				for k, q := range c.pods {
+					if q.Participates() && cp.Subject.Matches(c.namespaces[q.Namespace].Labels, q.Labels) {
+						affected[k] = true
+					}
+				}
+			}
 		}
 	}
 	touch := func(pi int) {

@@ -49,6 +49,77 @@ func BenchmarkRecompileOnePod(b *testing.B) {
 	b.ReportMetric(float64(changed)/float64(b.N), "rulesets/change")
 }
 
+// BenchmarkRecompileOnePodClusterPolicies is BenchmarkRecompileOnePod
+// with three ClusterNetworkPolicies in force (an Admin Deny of pods app-2
+// to pods app-1 of team t0 namespaces, an Admin Pass of every pod to app-4
+// on TCP 8080, a Baseline Deny from team t2 namespaces to app-3 pods), the
+// pod moving among apps 0-9: a change rebuilds the pod's rule set and
+// those of the subjects of the policies whose peers select it before or
+// after (all 10k pods when it joins or leaves app-4, as it must; before,
+// every change rebuilt all). It reports the time against the same changes
+// without the policies, measured in the same run ("÷ without").
+func BenchmarkRecompileOnePodClusterPolicies(b *testing.B) {
+	cnp := func(name, tier string, prio int, subject, rules string) string {
+		return fmt.Sprintf("apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {name: %s}\nspec: {tier: %s, priority: %d, subject: %s, %s}\n", name, tier, prio, subject, rules)
+	}
+	without := synthetic(100, 100, 10)
+	with := synthetic(100, 100, 10,
+		cnp("deny-app2", "Admin", 1, `{pods: {namespaceSelector: {matchLabels: {team: t0}}, podSelector: {matchLabels: {app: app-1}}}}`,
+			`ingress: [{action: Deny, from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: app-2}}}}]}]`),
+		cnp("pass-app4", "Admin", 2, `{namespaces: {}}`,
+			`egress: [{action: Pass, to: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: app-4}}}}], protocols: [{tcp: {destinationPort: {number: 8080}}}]}]`),
+		cnp("floor", "Baseline", 3, `{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: app-3}}}}`,
+			`ingress: [{action: Deny, from: [{namespaces: {matchLabels: {team: t2}}}]}]`),
+	)
+	run := func(in CompileInput, n int) ([]time.Duration, int) {
+		c, err := NewCompiler(in)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p := in.Pods[555]
+		changed := 0
+		var took []time.Duration
+		for i := range n {
+			p.Labels = map[string]string{"app": fmt.Sprintf("app-%d", i%10)}
+			start := time.Now()
+			ch, err := c.UpdatePod(p)
+			took = append(took, time.Since(start))
+			if err != nil {
+				b.Fatal(err)
+			}
+			changed += len(ch)
+		}
+		return took, changed
+	}
+	const n = 20
+	b.ResetTimer()
+	var base, cost []time.Duration
+	var changed int
+	for b.Loop() {
+		d, _ := run(without, n)
+		base = append(base, d...)
+		d, c := run(with, n)
+		cost = append(cost, d...)
+		changed += c
+	}
+	sum := func(ds []time.Duration) (t time.Duration) {
+		for _, d := range ds {
+			t += d
+		}
+		return t
+	}
+	median := func(ds []time.Duration) time.Duration {
+		ds = slices.Clone(ds)
+		slices.Sort(ds)
+		return ds[len(ds)/2]
+	}
+	b.ReportMetric(float64(sum(cost).Microseconds())/float64(len(cost))/1000, "ms/pod-change")
+	b.ReportMetric(float64(median(cost).Microseconds())/1000, "ms/median-change")
+	b.ReportMetric(float64(changed)/float64(len(cost)), "rulesets/change")
+	b.ReportMetric(float64(sum(cost))/float64(sum(base)), "÷without")
+	b.ReportMetric(float64(median(cost))/float64(median(base)), "median÷without")
+}
+
 // syntheticServices puts a Service in front of every app of every
 // namespace of synthetic's world (TCP 80 → the pods' http port, UDP 53 →
 // 53), addresses in 198.18.128.0/17.

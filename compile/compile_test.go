@@ -185,7 +185,7 @@ var casePorts = []int32{53, 80, 81, 666, 3868, 5432, 5000, 5010, 5011, 7000, 799
 // synthetic builds nsCount namespaces of podsPerNS pods each, and per
 // namespace policiesPerNS NetworkPolicies: app-i accepts app-(i+1) on a
 // named port and TCP 8000-8010, and may reach kube-dns in any namespace.
-func synthetic(nsCount, podsPerNS, policiesPerNS int) CompileInput {
+func synthetic(nsCount, podsPerNS, policiesPerNS int, extra ...string) CompileInput {
 	var in CompileInput
 	var nps []string
 	_ = nps
@@ -225,7 +225,15 @@ spec:
 			objs = append(objs, o...)
 		}
 	}
-	set, err := policies.NewPolicySet(policies.SplitObjects(objs))
+	for _, doc := range extra {
+		o, err := policies.ParseObjects("synthetic", []byte(doc))
+		if err != nil {
+			panic(err)
+		}
+		objs = append(objs, o...)
+	}
+	// NewObjectSet keeps ClusterNetworkPolicies (extra may hold some).
+	set, err := policies.NewObjectSet(objs)
 	if err != nil {
 		panic(err)
 	}
@@ -262,6 +270,63 @@ func TestIncrementalMatchesFull(t *testing.T) {
 		if d := cmp.Diff(full.RuleSets(), comp.RuleSets(), cmpopts.EquateEmpty(), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); d != "" {
 			t.Fatalf("step %d: incremental differs from full (-full +incremental):\n%s", step, d)
 		}
+	}
+}
+
+// TestClusterIncrementalMatchesFull: with ClusterNetworkPolicies whose
+// peers are pods (one with an egress named port), namespaces and a network
+// the pods move into, pod changes one at a time give the rule sets a full
+// recompile gives, and a change no policy's peer reaches, before or after
+// it, rebuilds only the rule sets of the pod and of the policies' subjects
+// it touches, not every one (every one was rebuilt before).
+func TestClusterIncrementalMatchesFull(t *testing.T) {
+	cnp := func(name, tier string, prio int, subject, rules string) string {
+		return fmt.Sprintf("apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {name: %s}\nspec: {tier: %s, priority: %d, subject: %s, %s}\n", name, tier, prio, subject, rules)
+	}
+	in := synthetic(4, 30, 5,
+		cnp("deny-app2", "Admin", 1, `{pods: {namespaceSelector: {matchLabels: {team: t0}}, podSelector: {matchLabels: {app: app-1}}}}`,
+			`ingress: [{action: Deny, from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: app-2}}}}]}]`),
+		cnp("named", "Admin", 2, `{namespaces: {matchLabels: {kubernetes.io/metadata.name: ns-1}}}`,
+			`egress: [{action: Accept, to: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: app-0}}}}], protocols: [{destinationNamedPort: http}]}, {action: Deny, to: [{networks: [198.18.200.0/24]}]}]`),
+		cnp("floor", "Baseline", 3, `{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: app-3}}}}`,
+			`ingress: [{action: Deny, from: [{namespaces: {matchLabels: {team: t2}}}]}]`),
+		cnp("pass-app4", "Admin", 4, `{namespaces: {}}`,
+			`egress: [{action: Pass, to: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: app-4}}}}], protocols: [{tcp: {destinationPort: {number: 8080}}}]}]`),
+	)
+	if n := len(in.Policies.ClusterPolicies()); n != 4 {
+		t.Fatalf("%d ClusterNetworkPolicies in the set, want 4", n)
+	}
+	comp, err := NewCompiler(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	pods := map[string]policies.Pod{}
+	for _, p := range in.Pods {
+		pods[p.Key()] = p
+	}
+	partial := 0
+	for step := range 80 {
+		changed, relabelled := randomPodChange(t, comp, in.Pods, pods, rng, step)
+		if relabelled && len(changed) < len(pods) {
+			partial++
+		}
+		var all []policies.Pod
+		for _, p := range pods {
+			all = append(all, p)
+		}
+		full, err := NewCompiler(CompileInput{Namespaces: in.Namespaces, Pods: all, Policies: in.Policies})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff(full.RuleSets(), comp.RuleSets(), cmpopts.EquateEmpty(), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); d != "" {
+			t.Fatalf("step %d: incremental differs from full (-full +incremental):\n%s", step, d)
+		}
+	}
+	// pass-app4 selects every pod: a change to or from app-4 rebuilds
+	// them all, as it must; most relabellings touch only a few.
+	if partial < 20 {
+		t.Errorf("only %d relabellings rebuilt fewer than every rule set; want most of them", partial)
 	}
 }
 
