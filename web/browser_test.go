@@ -34,6 +34,7 @@ type fakeAgent struct {
 	noMarks   bool             // GET /v1/edges/decisions fails (500)
 	events    chan string      // data of the next "change" events
 	detail    any              // answer of /v1/edges/detail (404 when nil)
+	wlDetail  any              // answer of /v1/workloads/detail (404 when nil)
 	matrix    any              // answer of /v1/matrix (404 when nil)
 }
 
@@ -111,6 +112,8 @@ func (f *fakeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		v = f.inventory
 	case "/v1/edges/detail":
 		v = f.detail
+	case "/v1/workloads/detail":
+		v = f.wlDetail
 	case "/v1/matrix":
 		v = f.matrix
 	case "/v1/edges/decisions":
@@ -199,6 +202,21 @@ func TestGraphDrawsAndMerges(t *testing.T) {
 	browsertest.Wait(t, b, "the edge panel", `!!document.querySelector("#edge-cluster")`, 10*time.Second)
 	if got := browsertest.Eval[string](t, b, `document.querySelector("#edge-cluster").textContent`); got != `ClusterNetworkPolicy Admin guard-cache (priority 3) ingress-0 "no-api": Deny` {
 		t.Errorf("edge panel's cluster policy %q", got)
+	}
+	// The workload panel of cache (enforce) names the rule that decides
+	// its edge; that of web, whose edges no cluster rule decides, none.
+	f.mu.Lock()
+	f.wlDetail = map[string]any{"status": map[string]any{"workload": "shop/cache", "mode": "enforce", "revision": 2, "endpoints": []any{}}}
+	f.mu.Unlock()
+	b.Do(t, "open cache", chromedp.Evaluate[chromedp.Void](`void nanoseg.view.cy.getElementById("shop/cache").emit("tap")`))
+	browsertest.Wait(t, b, "the workload panel", `!!document.querySelector("#wl-mode")`, 10*time.Second)
+	if got := browsertest.Eval[string](t, b, `(document.querySelector("#wl-cluster") || {}).textContent || ""`); got != `Admin guard-cache (priority 3) ingress-0 "no-api": Deny: shop/api → shop/cache TCP/6379` {
+		t.Errorf("cache's workload panel names the cluster rules as %q", got)
+	}
+	b.Do(t, "open web", chromedp.Evaluate[chromedp.Void](`void nanoseg.view.cy.getElementById("shop/web").emit("tap")`))
+	browsertest.Wait(t, b, "web's panel", `document.querySelector("#panel-title") && document.querySelector("#panel-title").textContent.includes("shop/web")`, 10*time.Second)
+	if browsertest.Eval[bool](t, b, `!!document.querySelector("#wl-cluster")`) {
+		t.Error("web's workload panel lists cluster rules; none decides its edges")
 	}
 	b.Do(t, "filter Admin", chromedp.SetValue(chromedp.CSS("#f-verdict"), "admin"),
 		chromedp.Evaluate[chromedp.Void](`document.querySelector("#f-verdict").dispatchEvent(new Event("change"))`))

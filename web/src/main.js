@@ -413,6 +413,19 @@ async function showWorkload(id) {
       h("p", { class: "warn", id: "wl-audited" }, `${id} is in audit mode: these Deny rules of the cluster administrator are logged as audit-deny and not dropped; promoting it to enforce drops what they deny.`),
       h("ul", {}, audited.map((r) => h("li", {}, r)))));
   }
+  // The cluster administrator's rules that decide its observed edges,
+  // whatever its mode (the edge panels and marks name them one by one).
+  const byRule = new Map();
+  for (const l of state.model.links.values()) {
+    if (!l.decidedBy || (l.source !== id && l.destination !== id)) continue;
+    const k = decisionText(l.decidedBy);
+    if (!byRule.has(k)) byRule.set(k, []);
+    byRule.get(k).push(`${l.source} → ${l.destination} ${service(l)}`);
+  }
+  if (byRule.size) {
+    body.push(section("ClusterNetworkPolicy rules deciding its edges",
+      h("ul", { id: "wl-cluster" }, [...byRule].map(([rule, edges]) => h("li", {}, `${rule}: ${edges.join(", ")}`)))));
+  }
   if (operator()) body.push(actions(id, s || { mode: "observe" }));
   if (d.revision) body.push(h("p", { class: "muted" }, `revision ${d.revision.number} in force: ${d.revision.origin}, ${fmtTime(d.revision.createdAt)} by ${d.revision.createdBy}`));
   const rules = d.rules || [];
