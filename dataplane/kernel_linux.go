@@ -12,7 +12,8 @@ package dataplane
 //   - no table: create everything;
 //   - a table whose base chains, policy chains or maps differ from what
 //     Render makes (altered behind our back), other than by a tier's maps
-//     appearing or going: delete and re-create it in the same batch (the
+//     appearing or going or by a stand-in left by an interrupted update
+//     (see stage): delete and re-create it in the same batch (the
 //     kernel may miss lookups in the new maps for a moment: see stage);
 //   - otherwise (adoption, updates, a tier appearing or going): add and
 //     delete map elements in place, add or delete the chains and counters
@@ -198,12 +199,28 @@ func (l layout) tierMapsDiffer(m layout) bool {
 	for _, h := range m.sets {
 		count[h]--
 	}
+	// A stand-in left by an update interrupted between stage's
+	// transactions (in l, the kernel's table), and its map gone, are
+	// repaired in place too: the stand-in is deleted after the rules
+	// that look it up are rewritten (queueDelta).
+	standIn := map[string]bool{}
+	for h, n := range count {
+		name, _, _ := strings.Cut(h, " ")
+		if base, ok := strings.CutSuffix(name, stagedSuffix); ok && n == 1 &&
+			slices.ContainsFunc(mapDefs, func(d mapDef) bool { return d.name == base }) {
+			standIn[base] = true
+			count[h] = 0
+		}
+	}
 	side := map[string]int{} // map name → which side has it
 	for h, n := range count {
 		if n == 0 {
 			continue
 		}
 		name, _, _ := strings.Cut(h, " ")
+		if n == -1 && standIn[name] {
+			continue
+		}
 		i := slices.IndexFunc(mapDefs, func(d mapDef) bool { return d.name == name })
 		if i < 0 || mapDefs[i].tier == "" || side[name] != 0 || (n != 1 && n != -1) {
 			return false
@@ -332,6 +349,11 @@ func (d *Dataplane) Read(nsPath string) (*State, error) {
 type kernelTable struct {
 	chains map[string]*nftables.Chain
 	sets   map[string]*nftables.Set
+	// standIn are the chains with a rule that looks up a stand-in map
+	// (stagedSuffix): an update interrupted between stage's
+	// transactions. Their rule comments do not show it (withLookups
+	// keeps the comment of the rule it copies).
+	standIn map[string]bool
 }
 
 // read dumps the table, retrying a bounded number of times when a dump is
@@ -354,7 +376,7 @@ func read(c *nftables.Conn) (*State, *kernelTable, error) {
 
 func readOnce(c *nftables.Conn) (*State, *kernelTable, error) {
 	s := &State{Counters: map[string]Counter{}, Defaults: map[model.Direction]Counter{}, layout: layout{chains: map[string][]string{}}}
-	kt := &kernelTable{chains: map[string]*nftables.Chain{}, sets: map[string]*nftables.Set{}}
+	kt := &kernelTable{chains: map[string]*nftables.Chain{}, sets: map[string]*nftables.Set{}, standIn: map[string]bool{}}
 	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list tables: %w", err)
@@ -389,6 +411,9 @@ func readOnce(c *nftables.Conn) (*State, *kernelTable, error) {
 		for _, r := range rules {
 			s.layout.chains[ch.Name] = append(s.layout.chains[ch.Name], ruleComment(r))
 			for _, e := range r.Exprs {
+				if l, ok := e.(*expr.Lookup); ok && strings.HasSuffix(l.SetName, stagedSuffix) {
+					kt.standIn[ch.Name] = true
+				}
 				l, ok := e.(*expr.Log)
 				if !ok {
 					continue
@@ -620,8 +645,9 @@ type ApplyResult struct {
 // allow (CutConnections). An invalid rs returns an error wrapping ErrInvalid
 // and leaves the kernel untouched; a failed transaction leaves the previous
 // table in place (after a staging transaction, with unused maps or chains
-// that the next Apply removes, rebuilding the table if a map's stand-in
-// is left).
+// that the next Apply removes, in place: a stand-in left, looked up or
+// not, is deleted after the rules are rewritten to look up the map of
+// its own name, made first if it is gone).
 func (d *Dataplane) Apply(nsPath string, rs RuleSet) (ApplyResult, error) {
 	var res ApplyResult
 	o, err := Render(rs)
@@ -842,7 +868,7 @@ func planDelta(o *Objects, cur *State, kt *kernelTable, desired []Element) plan 
 		}
 	}
 	for name, d := range p.del {
-		if rendered[name] && replaceMap(len(d), have[name]) {
+		if rendered[name] && replaceMap(len(d), have[name]) && kt.sets[name+stagedSuffix] == nil {
 			p.replaced[name] = true
 		}
 	}
@@ -902,8 +928,13 @@ func withLookups(r *nftables.Rule, to map[string]*nftables.Set) *nftables.Rule {
 // after the transaction's generation, and so its rules, went live; the
 // whole-table rebuild above has the same window, see REPORT). So a map is always filled and committed
 // before a rule looks it up. stage runs step 1, Apply step 2, restore 3
-// and 4. A failure between them leaves a table whose maps Render does not
-// name, which the next Apply rebuilds.
+// and 4. A failure between them (an agent killed) leaves stand-ins, maybe
+// looked up, maybe with their maps gone; the next Apply repairs that in
+// place (tierMapsDiffer, kernelTable.standIn): a gone map is fresh, made
+// and committed by stage; the chains looking up a stand-in are rewritten
+// and the stand-ins deleted in the switch; no map with a stand-in is
+// replaced again (TestInterruptedReplaceRecovers). A rebuild instead
+// would make every map in the transaction that looks it up.
 func stage(c *nftables.Conn, o *Objects, cur *State, p plan) error {
 	haveCounter := map[string]bool{}
 	for _, n := range cur.layout.counters {
@@ -1037,6 +1068,11 @@ func queueDelta(c *nftables.Conn, o *Objects, cur *State, kt *kernelTable, p pla
 				c.AddRule(withLookups(r, stand))
 			}
 			continue
+		case ok && kt.standIn[ch.Name]:
+			// Left looking up a stand-in by an interrupted update: its
+			// own rules again (the stand-in goes below, with p.gone).
+			c.FlushChain(ch)
+			res.Rewritten = true
 		case ch.Hooknum != nil:
 			continue
 		case !ok && staging:
